@@ -1,0 +1,31 @@
+//! Compiles every `.proto` file under `kitsulan/` with protox (pure Rust, so no `protoc` is
+//! needed) and generates prost messages plus tonic clients and servers. The encoded descriptor
+//! set is written too: the server serves it through gRPC reflection.
+
+use std::path::{Path, PathBuf};
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let root = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR")?);
+    let mut files = Vec::new();
+    collect_protos(&root.join("kitsulan"), &mut files)?;
+    files.sort();
+    println!("cargo:rerun-if-changed=kitsulan");
+
+    let fds = protox::compile(&files, [&root])?;
+    let out = PathBuf::from(std::env::var("OUT_DIR")?);
+    std::fs::write(out.join("kitsulan_descriptor.bin"), prost::Message::encode_to_vec(&fds))?;
+    tonic_prost_build::configure().build_client(true).build_server(true).compile_fds(fds)?;
+    Ok(())
+}
+
+fn collect_protos(dir: &Path, files: &mut Vec<PathBuf>) -> std::io::Result<()> {
+    for entry in std::fs::read_dir(dir)? {
+        let path = entry?.path();
+        if path.is_dir() {
+            collect_protos(&path, files)?;
+        } else if path.extension().is_some_and(|e| e == "proto") {
+            files.push(path);
+        }
+    }
+    Ok(())
+}
