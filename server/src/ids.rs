@@ -1,0 +1,104 @@
+//! Typed ids. Every entity is identified by a UUIDv7 (time-ordered, globally unique, so data
+//! from different servers never collides). Each kind of id is its own type, parsed at the edge;
+//! nothing inside the server passes ids around as strings.
+
+use std::fmt;
+use std::str::FromStr;
+
+use uuid::Uuid;
+
+/// Why a piece of text is not an id.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum IdError {
+    /// The text is not a UUID at all.
+    #[error("not a UUID")]
+    Malformed,
+    /// The text is a UUID, but not version 7.
+    #[error("not a UUIDv7")]
+    WrongVersion,
+}
+
+macro_rules! uuid_v7_id {
+    ($(#[$doc:meta])* $name:ident) => {
+        $(#[$doc])*
+        #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+        pub struct $name(Uuid);
+
+        impl $name {
+            /// A new id for an entity created now.
+            pub fn generate() -> Self {
+                Self(Uuid::now_v7())
+            }
+
+            /// Wraps a UUID read back from storage; it was validated when it was created.
+            pub fn from_uuid(uuid: Uuid) -> Self {
+                Self(uuid)
+            }
+
+            /// The UUID, for storage.
+            pub fn as_uuid(&self) -> Uuid {
+                self.0
+            }
+        }
+
+        impl FromStr for $name {
+            type Err = IdError;
+
+            fn from_str(s: &str) -> Result<Self, IdError> {
+                let uuid = Uuid::try_parse(s).map_err(|_| IdError::Malformed)?;
+                if uuid.get_version_num() != 7 {
+                    return Err(IdError::WrongVersion);
+                }
+                Ok(Self(uuid))
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                fmt::Display::fmt(&self.0.hyphenated(), f)
+            }
+        }
+
+        impl fmt::Debug for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                write!(f, concat!(stringify!($name), "({})"), self.0.hyphenated())
+            }
+        }
+    };
+}
+
+uuid_v7_id!(
+    /// This installation of KitsuLAN, created once with its database.
+    InstanceId
+);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_round_trip_through_text() {
+        let id = InstanceId::generate();
+        assert_eq!(id.to_string().parse::<InstanceId>(), Ok(id));
+    }
+
+    #[test]
+    fn only_uuid_v7_is_accepted() {
+        let cases = [
+            ("", Err(IdError::Malformed)),
+            ("not-a-uuid", Err(IdError::Malformed)),
+            ("6ba7b810-9dad-11d1-80b4-00c04fd430c8", Err(IdError::WrongVersion)),
+            ("0192f9a0-7c4e-7000-8000-000000000000", Ok(())),
+        ];
+        for (text, want) in cases {
+            assert_eq!(text.parse::<InstanceId>().map(|_| ()), want, "{text:?}");
+        }
+    }
+
+    #[test]
+    fn newer_ids_sort_after_older_ones() {
+        let a = InstanceId::generate();
+        let b = InstanceId::generate();
+        assert!(a < b);
+    }
+}

@@ -1,0 +1,165 @@
+//! Storage behind the services: small traits per area, combined into [`Store`], with one SQLite
+//! and one PostgreSQL implementation. Services only see these traits and plain domain types;
+//! sqlx stays inside the two backends.
+//!
+//! Every trait is covered by the conformance suite (`conformance.rs`), which runs the same tests
+//! on a fresh SQLite file and a fresh PostgreSQL database each.
+
+mod postgres;
+mod sqlite;
+
+#[cfg(test)]
+mod conformance;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+
+use crate::config::DatabaseUrl;
+use crate::ids::InstanceId;
+
+pub use postgres::PostgresStore;
+pub use sqlite::SqliteStore;
+
+/// Which database a store runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// SQLite file (Lite).
+    Sqlite,
+    /// PostgreSQL server (Pro).
+    Postgres,
+}
+
+impl Backend {
+    /// A short name for logs and metrics.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Sqlite => "sqlite",
+            Self::Postgres => "postgres",
+        }
+    }
+}
+
+/// What went wrong in the store. Callers decide from the variant; the source is for logs only.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The database could not be reached or did not answer (connection refused, pool timeout,
+    /// I/O error). Usually temporary.
+    #[error("database unavailable: {0}")]
+    Unavailable(#[source] BoxError),
+    /// Applying the migrations failed, or the database holds migrations this binary does not
+    /// know (it is newer than the binary).
+    #[error("database migration failed: {0}")]
+    Migration(#[source] BoxError),
+    /// The database answered with something this code does not expect: a bug or a tampered
+    /// database.
+    #[error("unexpected database state: {0}")]
+    Corrupt(String),
+}
+
+/// The boxed cause of a [`StoreError`].
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+impl From<sqlx::Error> for StoreError {
+    fn from(e: sqlx::Error) -> Self {
+        match e {
+            sqlx::Error::ColumnDecode { .. }
+            | sqlx::Error::Decode(_)
+            | sqlx::Error::ColumnNotFound(_)
+            | sqlx::Error::TypeNotFound { .. }
+            | sqlx::Error::RowNotFound => Self::Corrupt(e.to_string()),
+            other => Self::Unavailable(Box::new(other)),
+        }
+    }
+}
+
+impl From<sqlx::migrate::MigrateError> for StoreError {
+    fn from(e: sqlx::migrate::MigrateError) -> Self {
+        Self::Migration(Box::new(e))
+    }
+}
+
+/// This installation's identity, created with the database.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Instance {
+    /// The installation's id.
+    pub id: InstanceId,
+    /// When the database was first set up, in milliseconds since the Unix epoch.
+    pub created_at_ms: i64,
+}
+
+/// The result of applying migrations.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MigrationReport {
+    /// Migrations applied by this call, oldest first (`version description`).
+    pub applied: Vec<String>,
+    /// How many migrations the database has in all, after this call.
+    pub total: usize,
+}
+
+/// The installation's identity (`instance` table).
+#[async_trait]
+pub trait InstanceStore: Send + Sync {
+    /// Returns the installation's identity, creating it on first use. Safe to call from many
+    /// processes and tasks at once: all of them get the same identity.
+    async fn instance(&self) -> Result<Instance, StoreError>;
+}
+
+/// All storage of a KitsuLAN server.
+#[async_trait]
+pub trait Store: InstanceStore + Send + Sync + 'static {
+    /// Which database this is.
+    fn backend(&self) -> Backend;
+
+    /// Checks that the database answers a trivial query.
+    async fn ping(&self) -> Result<(), StoreError>;
+
+    /// Applies any migrations this binary has that the database lacks.
+    async fn migrate(&self) -> Result<MigrationReport, StoreError>;
+
+    /// Closes all connections, waiting for those in use to be returned.
+    async fn close(&self);
+}
+
+/// Tuning that applies to both backends.
+#[derive(Debug, Clone)]
+pub struct ConnectOptions {
+    /// The most connections the pool opens.
+    pub max_connections: u32,
+    /// How long a caller waits for a free connection (or a new one) before giving up.
+    pub acquire_timeout: Duration,
+}
+
+impl Default for ConnectOptions {
+    fn default() -> Self {
+        Self { max_connections: 10, acquire_timeout: Duration::from_secs(10) }
+    }
+}
+
+/// Opens the database the URL names. Does not apply migrations.
+pub async fn connect(url: &DatabaseUrl, options: &ConnectOptions) -> Result<Arc<dyn Store>, StoreError> {
+    Ok(match url {
+        DatabaseUrl::Sqlite(path) => Arc::new(SqliteStore::open(path, options).await?),
+        DatabaseUrl::Postgres(url) => Arc::new(PostgresStore::connect(url, options).await?),
+    })
+}
+
+/// The current time in milliseconds since the Unix epoch.
+pub(crate) fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+/// Lists the migrations recorded in `_sqlx_migrations` before and after running `migrator`,
+/// so `kitsulan migrate` can say what it did. Shared by both backends.
+fn report(migrator: &sqlx::migrate::Migrator, before: &[i64], after: &[i64]) -> MigrationReport {
+    let applied = migrator
+        .iter()
+        .filter(|m| after.contains(&m.version) && !before.contains(&m.version))
+        .map(|m| format!("{:04} {}", m.version, m.description))
+        .collect();
+    MigrationReport { applied, total: after.len() }
+}
