@@ -1,0 +1,16 @@
+//! The KitsuLAN server: one binary, `kitsulan`, that runs the API (gRPC and gRPC-Web), plain
+//! HTTP endpoints and the embedded PWA on one port, plus `migrate` and `admin` commands.
+//!
+//! Layers point inward: [`transport`] (wire protocols) -> [`services`] (the rules) ->
+//! [`store`] (storage traits with SQLite and PostgreSQL implementations).
+
+pub mod config;
+pub mod ids;
+pub mod services;
+pub mod store;
+pub mod transport;
+
+mod commands;
+mod telemetry;
+
+pub use commands::run;

@@ -1,0 +1,26 @@
+//! What a client may learn about this server before signing in.
+
+use crate::ids::InstanceId;
+use crate::store::Backend;
+
+/// Where files (attachments, avatars) are kept.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StorageBackend {
+    /// Files on local disk in the data dir (Lite).
+    Local,
+}
+
+/// Facts about this server, fixed at start-up.
+#[derive(Debug, Clone)]
+pub struct ServerInfo {
+    /// The name the admin gave the server.
+    pub name: String,
+    /// The version of this binary.
+    pub version: &'static str,
+    /// This installation's id.
+    pub instance_id: InstanceId,
+    /// The active database.
+    pub database: Backend,
+    /// The active file storage.
+    pub storage: StorageBackend,
+}

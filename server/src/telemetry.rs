@@ -1,0 +1,19 @@
+//! Logging with `tracing`: readable lines for people on a terminal, one JSON object per line
+//! for log collectors (`KITSULAN_LOG_FORMAT=json`). Logs go to standard error.
+
+use std::io::IsTerminal as _;
+
+use tracing_subscriber::EnvFilter;
+
+use crate::config::LogFormat;
+
+/// Installs the global subscriber. `filter` was validated when the settings were read.
+pub fn init(format: LogFormat, filter: &str) -> anyhow::Result<()> {
+    let builder =
+        tracing_subscriber::fmt().with_env_filter(EnvFilter::try_new(filter)?).with_writer(std::io::stderr);
+    let result = match format {
+        LogFormat::Pretty => builder.with_ansi(std::io::stderr().is_terminal()).try_init(),
+        LogFormat::Json => builder.json().flatten_event(true).with_current_span(false).try_init(),
+    };
+    result.map_err(|e| anyhow::anyhow!("cannot set up logging: {e}"))
+}

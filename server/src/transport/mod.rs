@@ -1,0 +1,45 @@
+//! Everything that speaks a wire protocol: plain HTTP (health, metrics, the PWA), gRPC and
+//! gRPC-Web, all on one port. [`router`] builds the whole thing without opening a socket, so
+//! tests can call it directly; [`serve`] runs it on a listener.
+
+mod grpc;
+mod http;
+mod metrics;
+mod pwa;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::Router;
+use tokio::net::TcpListener;
+
+use crate::services::Services;
+
+pub use grpc::HealthHandle;
+pub use metrics::Metrics;
+
+/// Builds the full router: gRPC (+ gRPC-Web), HTTP endpoints, the PWA as fallback, metrics
+/// around all of it. Returns the handle that flips gRPC health on shutdown.
+pub async fn router(services: Arc<Services>) -> anyhow::Result<(Router, HealthHandle)> {
+    let metrics = Arc::new(Metrics::new(grpc::known_methods()?));
+    let (grpc, health) = grpc::router(services.clone()).await?;
+    let router = Router::new()
+        .merge(http::router(services, metrics.clone()))
+        .merge(grpc)
+        .fallback(pwa::serve)
+        .layer(axum::middleware::from_fn_with_state(metrics, metrics::track));
+    Ok((router, health))
+}
+
+/// Serves `router` on `listener` until `shutdown` completes, then stops accepting and lets
+/// in-flight requests finish.
+pub async fn serve(
+    listener: TcpListener,
+    router: Router,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>())
+        .with_graceful_shutdown(shutdown)
+        .await
+}
