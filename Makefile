@@ -1,0 +1,46 @@
+# KitsuLAN: the two commands a new machine needs are `make run` and `make test` (see README).
+# Set CARGO_TARGET_DIR to keep Rust builds outside the checkout (CI does).
+
+CARGO ?= cargo
+NPM ?= npm
+TARGET_DIR := $(or $(CARGO_TARGET_DIR),target)
+
+.PHONY: run build pwa test lint fmt clean
+
+## Build the PWA and the release binary, then start Lite on http://localhost:8080.
+run: build
+	$(TARGET_DIR)/release/kitsulan serve
+
+## The single `kitsulan` binary with the PWA embedded.
+build: pwa
+	$(CARGO) build --release -p kitsulan-server
+
+## The PWA (TypeScript types generated from proto/), built into pwa/dist.
+pwa: pwa/node_modules/.package-lock.json
+	cd pwa && $(NPM) run build
+
+pwa/node_modules/.package-lock.json: pwa/package-lock.json
+	cd pwa && $(NPM) ci --no-audit --no-fund
+
+## Every check and test: formatting, lints, the PWA type check and build, unit, store
+## conformance (SQLite and PostgreSQL) and end-to-end tests against the real binary.
+test: lint pwa
+	$(CARGO) build -p kitsulan-server --bin kitsulan
+	@if $(CARGO) nextest --version >/dev/null 2>&1; then \
+		$(CARGO) nextest run --workspace --profile ci; \
+	else \
+		echo "cargo-nextest not found; using cargo test"; \
+		$(CARGO) test --workspace; \
+	fi
+
+lint: pwa/node_modules/.package-lock.json
+	$(CARGO) fmt --all --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+	cd pwa && $(NPM) run typecheck
+
+fmt:
+	$(CARGO) fmt --all
+
+clean:
+	$(CARGO) clean
+	rm -rf pwa/dist pwa/src/gen
