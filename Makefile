@@ -5,7 +5,7 @@ CARGO ?= cargo
 NPM ?= npm
 TARGET_DIR := $(or $(CARGO_TARGET_DIR),target)
 
-.PHONY: run build pwa test lint fmt clean
+.PHONY: run build pwa wasm fuzz test lint fmt clean
 
 ## Build the PWA and the release binary, then start Lite on http://localhost:8080.
 run: build
@@ -19,12 +19,22 @@ build: pwa
 pwa: pwa/node_modules/.package-lock.json
 	cd pwa && $(NPM) run build
 
+## The crypto crate as WebAssembly (crypto/pkg) for the PWA; installs the wasm32 target and
+## wasm-bindgen-cli (pinned) on first use.
+wasm:
+	crypto/build-wasm.sh
+
+## A short run of every crypto fuzz target (FUZZ_SECONDS each, default 10).
+fuzz:
+	crypto/fuzz/run-brief.sh $(or $(FUZZ_SECONDS),10)
+
 pwa/node_modules/.package-lock.json: pwa/package-lock.json
 	cd pwa && $(NPM) ci --no-audit --no-fund
 
-## Every check and test: formatting, lints, the PWA type check and build, unit, store
-## conformance (SQLite and PostgreSQL) and end-to-end tests against the real binary.
-test: lint pwa
+## Every check and test: formatting, lints, the PWA type check and build, the crypto crate
+## natively and as WASM under Node.js, unit, store conformance (SQLite and PostgreSQL) and
+## end-to-end tests against the real binary, then a short fuzz run of every decoder.
+test: lint pwa wasm
 	$(CARGO) build -p kitsulan-server --bin kitsulan
 	@if $(CARGO) nextest --version >/dev/null 2>&1; then \
 		$(CARGO) nextest run --workspace --profile ci; \
@@ -32,10 +42,12 @@ test: lint pwa
 		echo "cargo-nextest not found; using cargo test"; \
 		$(CARGO) test --workspace; \
 	fi
+	$(MAKE) fuzz
 
-lint: pwa/node_modules/.package-lock.json
+lint: wasm pwa/node_modules/.package-lock.json
 	$(CARGO) fmt --all --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
+	$(CARGO) clippy -p kitsulan-crypto --lib --target wasm32-unknown-unknown --features wasm -- -D warnings
 	cd pwa && $(NPM) run typecheck
 
 fmt:
@@ -43,4 +55,4 @@ fmt:
 
 clean:
 	$(CARGO) clean
-	rm -rf pwa/dist pwa/src/gen
+	rm -rf pwa/dist pwa/src/gen crypto/pkg

@@ -1,0 +1,21 @@
+//! Backup blobs and the backup-key transfer encoding. (Passphrase derivation is not fuzzed:
+//! a valid header may ask Argon2id for up to 1 GiB, which is the point of the range check.)
+#![no_main]
+
+use std::sync::OnceLock;
+
+use kitsulan_crypto::backup::{BackupHeader, BackupKey, KdfParams};
+use libfuzzer_sys::fuzz_target;
+
+fn key() -> &'static BackupKey {
+    static K: OnceLock<BackupKey> = OnceLock::new();
+    K.get_or_init(|| BackupKey::derive(b"fuzz", [1; 16], KdfParams::MIN).unwrap())
+}
+
+fuzz_target!(|data: &[u8]| {
+    let _ = BackupHeader::parse(data);
+    let _ = key().decrypt(data);
+    if let Ok(k) = BackupKey::from_bytes(data) {
+        assert_eq!(&k.to_bytes()[..], data);
+    }
+});

@@ -1,0 +1,817 @@
+//! The WebAssembly layer for the PWA: thin `#[wasm_bindgen]` wrappers (`struct X { inner }`)
+//! over the native API, with bytes (`Uint8Array`) and strings across the boundary.
+//!
+//! Only compiled for `wasm32` with the `wasm` feature (`crypto/build-wasm.sh`). Errors are
+//! thrown as a JS `Error` whose `name` is `"KitsulanCryptoError"` and whose `code` is
+//! [`Error::code`] (stable strings, tested natively in `error.rs` for every variant). Ids are
+//! 16-byte `Uint8Array`s, times and key ids are `bigint`. Randomness comes from
+//! `crypto.getRandomValues`. Objects hold secrets in WASM memory: call `.free()` when done.
+
+#![allow(clippy::new_without_default)]
+
+use wasm_bindgen::prelude::*;
+
+use crate::attachment::{AttachmentDecryptor, AttachmentEncryptor, AttachmentSecrets};
+use crate::backup::{self, BackupKey};
+use crate::certificate::{AccountKey, CertificateFields};
+use crate::device::{ClaimedKey, DeviceAccount, SignedFallbackKey, SignedOneTimeKey};
+use crate::megolm::{InboundGroupSession, OutboundGroupSession};
+use crate::olm::OlmSession;
+use crate::pairing::{self, NewDevicePairing, PairingChannel, PairingQr};
+use crate::sas::{EstablishedSas, SAS_EMOJI, SasVerification};
+use crate::{Error, OsRng, PickleKey};
+
+/// Converts an [`Error`] into the thrown JS value: `Error` with `name` and `code`.
+fn js_error(error: Error) -> JsValue {
+    let js = js_sys::Error::new(&error.to_string());
+    js.set_name("KitsulanCryptoError");
+    // Setting a property on a fresh Error object cannot fail.
+    let _ = js_sys::Reflect::set(&js, &JsValue::from_str("code"), &JsValue::from_str(error.code()));
+    js.into()
+}
+
+type JsResult<T> = Result<T, JsValue>;
+
+fn array<const N: usize>(bytes: &[u8], what: &'static str) -> JsResult<[u8; N]> {
+    bytes.try_into().map_err(|_| js_error(Error::InvalidLength(what)))
+}
+
+fn pickle_key(bytes: &[u8]) -> JsResult<PickleKey> {
+    Ok(PickleKey::from_bytes(array(bytes, "pickle key")?))
+}
+
+/// A random 32-byte pickle key.
+#[wasm_bindgen(js_name = generatePickleKey)]
+pub fn generate_pickle_key() -> Vec<u8> {
+    PickleKey::generate(&mut OsRng::new()).as_bytes().to_vec()
+}
+
+/// A signed one-time or fallback key (as uploaded, or as claimed from the server).
+#[wasm_bindgen(js_name = SignedKey)]
+pub struct WasmSignedKey {
+    key_id: u64,
+    public_key: [u8; 32],
+    signature: [u8; 64],
+    fallback: bool,
+}
+
+#[wasm_bindgen(js_class = SignedKey)]
+impl WasmSignedKey {
+    /// Builds a claimed key from the server's fields.
+    #[wasm_bindgen(constructor)]
+    pub fn new(key_id: u64, public_key: &[u8], signature: &[u8], fallback: bool) -> JsResult<WasmSignedKey> {
+        Ok(Self {
+            key_id,
+            public_key: array(public_key, "public key")?,
+            signature: array(signature, "signature")?,
+            fallback,
+        })
+    }
+    /// The device-local key id.
+    #[wasm_bindgen(getter, js_name = keyId)]
+    pub fn key_id(&self) -> u64 {
+        self.key_id
+    }
+    /// The Curve25519 public key.
+    #[wasm_bindgen(getter, js_name = publicKey)]
+    pub fn public_key(&self) -> Vec<u8> {
+        self.public_key.to_vec()
+    }
+    /// The device's Ed25519 signature.
+    #[wasm_bindgen(getter)]
+    pub fn signature(&self) -> Vec<u8> {
+        self.signature.to_vec()
+    }
+    /// Whether this is the fallback key.
+    #[wasm_bindgen(getter)]
+    pub fn fallback(&self) -> bool {
+        self.fallback
+    }
+    fn claimed(&self) -> ClaimedKey {
+        if self.fallback {
+            ClaimedKey::Fallback(SignedFallbackKey {
+                key_id: self.key_id,
+                public_key: self.public_key,
+                signature: self.signature,
+            })
+        } else {
+            ClaimedKey::OneTime(SignedOneTimeKey {
+                key_id: self.key_id,
+                public_key: self.public_key,
+                signature: self.signature,
+            })
+        }
+    }
+}
+
+impl From<SignedOneTimeKey> for WasmSignedKey {
+    fn from(k: SignedOneTimeKey) -> Self {
+        Self { key_id: k.key_id, public_key: k.public_key, signature: k.signature, fallback: false }
+    }
+}
+
+impl From<SignedFallbackKey> for WasmSignedKey {
+    fn from(k: SignedFallbackKey) -> Self {
+        Self { key_id: k.key_id, public_key: k.public_key, signature: k.signature, fallback: true }
+    }
+}
+
+/// Checks a signed one-time or fallback key against the device's Ed25519 key.
+#[wasm_bindgen(js_name = verifySignedKey)]
+pub fn verify_signed_key(device_ed25519: &[u8], key: &WasmSignedKey) -> JsResult<()> {
+    match key.claimed() {
+        ClaimedKey::OneTime(k) => crate::verify_one_time_key(device_ed25519, &k),
+        ClaimedKey::Fallback(k) => crate::verify_fallback_key(device_ed25519, &k),
+    }
+    .map_err(js_error)
+}
+
+/// A device's Olm account.
+#[wasm_bindgen(js_name = DeviceAccount)]
+pub struct WasmDeviceAccount {
+    inner: DeviceAccount,
+}
+
+/// An inbound Olm session with the plaintext of the message that created it.
+#[wasm_bindgen(js_name = InboundOlmSession)]
+pub struct WasmInboundOlm {
+    session: Option<WasmOlmSession>,
+    plaintext: Vec<u8>,
+}
+
+#[wasm_bindgen(js_class = InboundOlmSession)]
+impl WasmInboundOlm {
+    /// Takes the session out (once; later calls return `undefined`).
+    #[wasm_bindgen(js_name = takeSession)]
+    pub fn take_session(&mut self) -> Option<WasmOlmSession> {
+        self.session.take()
+    }
+    /// The decrypted first message.
+    #[wasm_bindgen(getter)]
+    pub fn plaintext(&self) -> Vec<u8> {
+        self.plaintext.clone()
+    }
+}
+
+#[wasm_bindgen(js_class = DeviceAccount)]
+impl WasmDeviceAccount {
+    /// A new device with random identity keys.
+    #[wasm_bindgen(constructor)]
+    pub fn new() -> WasmDeviceAccount {
+        Self { inner: DeviceAccount::new() }
+    }
+    /// Restores from `pickle()`.
+    #[wasm_bindgen(js_name = fromPickle)]
+    pub fn from_pickle(pickle: &str, key: &[u8]) -> JsResult<WasmDeviceAccount> {
+        Ok(Self { inner: DeviceAccount::from_pickle(pickle, &pickle_key(key)?).map_err(js_error)? })
+    }
+    /// The encrypted pickle.
+    pub fn pickle(&self, key: &[u8]) -> JsResult<String> {
+        Ok(self.inner.pickle(&pickle_key(key)?))
+    }
+    /// The Ed25519 signing key.
+    #[wasm_bindgen(getter, js_name = ed25519Key)]
+    pub fn ed25519_key(&self) -> Vec<u8> {
+        self.inner.ed25519_key().to_vec()
+    }
+    /// The Curve25519 identity key.
+    #[wasm_bindgen(getter, js_name = curve25519Key)]
+    pub fn curve25519_key(&self) -> Vec<u8> {
+        self.inner.curve25519_key().to_vec()
+    }
+    /// The Ed25519 key, base64.
+    #[wasm_bindgen(getter, js_name = ed25519KeyBase64)]
+    pub fn ed25519_key_base64(&self) -> String {
+        self.inner.ed25519_key_base64()
+    }
+    /// The Curve25519 key, base64.
+    #[wasm_bindgen(getter, js_name = curve25519KeyBase64)]
+    pub fn curve25519_key_base64(&self) -> String {
+        self.inner.curve25519_key_base64()
+    }
+    /// How many one-time keys to keep on the server at most.
+    #[wasm_bindgen(js_name = maxOneTimeKeys)]
+    pub fn max_one_time_keys(&self) -> usize {
+        self.inner.max_one_time_keys()
+    }
+    /// Generates `count` one-time keys; returns all unpublished ones, signed.
+    #[wasm_bindgen(js_name = generateOneTimeKeys)]
+    pub fn generate_one_time_keys(&mut self, count: usize) -> Vec<WasmSignedKey> {
+        self.inner.generate_one_time_keys(count).into_iter().map(Into::into).collect()
+    }
+    /// Generates a new fallback key and returns it signed.
+    #[wasm_bindgen(js_name = generateFallbackKey)]
+    pub fn generate_fallback_key(&mut self) -> Option<WasmSignedKey> {
+        self.inner.generate_fallback_key().map(Into::into)
+    }
+    /// Marks all current keys as uploaded.
+    #[wasm_bindgen(js_name = markKeysAsPublished)]
+    pub fn mark_keys_as_published(&mut self) {
+        self.inner.mark_keys_as_published();
+    }
+    /// Starts an Olm session from a claimed key (its signature is checked first).
+    #[wasm_bindgen(js_name = createOutboundSession)]
+    pub fn create_outbound_session(
+        &self,
+        their_ed25519: &[u8],
+        their_curve25519: &[u8],
+        claimed: &WasmSignedKey,
+    ) -> JsResult<WasmOlmSession> {
+        let inner = self
+            .inner
+            .create_outbound_session(their_ed25519, their_curve25519, &claimed.claimed())
+            .map_err(js_error)?;
+        Ok(WasmOlmSession { inner })
+    }
+    /// Creates the inbound session from a pre-key message.
+    #[wasm_bindgen(js_name = createInboundSession)]
+    pub fn create_inbound_session(
+        &mut self,
+        their_curve25519: &[u8],
+        message: &[u8],
+    ) -> JsResult<WasmInboundOlm> {
+        let (inner, plaintext) =
+            self.inner.create_inbound_session(their_curve25519, message).map_err(js_error)?;
+        Ok(WasmInboundOlm { session: Some(WasmOlmSession { inner }), plaintext })
+    }
+}
+
+/// An Olm session.
+#[wasm_bindgen(js_name = OlmSession)]
+pub struct WasmOlmSession {
+    inner: OlmSession,
+}
+
+#[wasm_bindgen(js_class = OlmSession)]
+impl WasmOlmSession {
+    /// Restores from `pickle()`.
+    #[wasm_bindgen(js_name = fromPickle)]
+    pub fn from_pickle(pickle: &str, key: &[u8]) -> JsResult<WasmOlmSession> {
+        Ok(Self { inner: OlmSession::from_pickle(pickle, &pickle_key(key)?).map_err(js_error)? })
+    }
+    /// The encrypted pickle.
+    pub fn pickle(&self, key: &[u8]) -> JsResult<String> {
+        Ok(self.inner.pickle(&pickle_key(key)?))
+    }
+    /// The session id.
+    #[wasm_bindgen(getter, js_name = sessionId)]
+    pub fn session_id(&self) -> String {
+        self.inner.session_id()
+    }
+    /// Whether a message from the other side was decrypted.
+    #[wasm_bindgen(getter, js_name = hasReceivedMessage)]
+    pub fn has_received_message(&self) -> bool {
+        self.inner.has_received_message()
+    }
+    /// Whether a pre-key message belongs to this session.
+    #[wasm_bindgen(js_name = matchesPreKeyMessage)]
+    pub fn matches_pre_key_message(&self, message: &[u8]) -> bool {
+        self.inner.matches_pre_key_message(message)
+    }
+    /// Encrypts.
+    pub fn encrypt(&mut self, plaintext: &[u8]) -> JsResult<Vec<u8>> {
+        self.inner.encrypt(plaintext).map_err(js_error)
+    }
+    /// Decrypts.
+    pub fn decrypt(&mut self, message: &[u8]) -> JsResult<Vec<u8>> {
+        self.inner.decrypt(message).map_err(js_error)
+    }
+}
+
+/// Whether bytes are an Olm pre-key message.
+#[wasm_bindgen(js_name = isPreKeyMessage)]
+pub fn is_pre_key_message(message: &[u8]) -> bool {
+    crate::olm::is_pre_key_message(message)
+}
+
+/// The per-person account key.
+#[wasm_bindgen(js_name = AccountKey)]
+pub struct WasmAccountKey {
+    inner: AccountKey,
+}
+
+#[wasm_bindgen(js_class = AccountKey)]
+impl WasmAccountKey {
+    /// A new random account key.
+    pub fn generate() -> WasmAccountKey {
+        Self { inner: AccountKey::generate(&mut OsRng::new()) }
+    }
+    /// From the 32-byte seed received over the pairing channel.
+    #[wasm_bindgen(js_name = fromSecretBytes)]
+    pub fn from_secret_bytes(seed: &[u8]) -> JsResult<WasmAccountKey> {
+        Ok(Self { inner: AccountKey::from_secret_bytes(&array(seed, "account key seed")?) })
+    }
+    /// The 32-byte seed, for the pairing channel only.
+    #[wasm_bindgen(js_name = toSecretBytes)]
+    pub fn to_secret_bytes(&self) -> Vec<u8> {
+        self.inner.to_secret_bytes().to_vec()
+    }
+    /// The public key.
+    #[wasm_bindgen(getter, js_name = publicKey)]
+    pub fn public_key(&self) -> Vec<u8> {
+        self.inner.public_key().to_vec()
+    }
+    /// Signs a device certificate; returns its canonical bytes.
+    pub fn certify(
+        &self,
+        account_id: &[u8],
+        device_id: &[u8],
+        device_ed25519: &[u8],
+        device_curve25519: &[u8],
+        created_at: u64,
+    ) -> JsResult<Vec<u8>> {
+        let fields = CertificateFields {
+            account_id: array(account_id, "account id")?,
+            device_id: array(device_id, "device id")?,
+            device_ed25519: array(device_ed25519, "device Ed25519 key")?,
+            device_curve25519: array(device_curve25519, "device Curve25519 key")?,
+            created_at,
+        };
+        Ok(self.inner.certify(&fields).to_bytes())
+    }
+    /// The pickle.
+    pub fn pickle(&self, key: &[u8]) -> JsResult<String> {
+        Ok(self.inner.pickle(&pickle_key(key)?, &mut OsRng::new()))
+    }
+    /// Restores from `pickle()`.
+    #[wasm_bindgen(js_name = fromPickle)]
+    pub fn from_pickle(pickle: &str, key: &[u8]) -> JsResult<WasmAccountKey> {
+        Ok(Self { inner: AccountKey::from_pickle(pickle, &pickle_key(key)?).map_err(js_error)? })
+    }
+}
+
+/// A verified device certificate's fields.
+#[wasm_bindgen(js_name = DeviceCertificate)]
+pub struct WasmDeviceCertificate {
+    inner: crate::DeviceCertificate,
+}
+
+#[wasm_bindgen(js_class = DeviceCertificate)]
+impl WasmDeviceCertificate {
+    /// Account id (16 bytes).
+    #[wasm_bindgen(getter, js_name = accountId)]
+    pub fn account_id(&self) -> Vec<u8> {
+        self.inner.fields.account_id.to_vec()
+    }
+    /// Device id (16 bytes).
+    #[wasm_bindgen(getter, js_name = deviceId)]
+    pub fn device_id(&self) -> Vec<u8> {
+        self.inner.fields.device_id.to_vec()
+    }
+    /// Device Ed25519 key.
+    #[wasm_bindgen(getter, js_name = deviceEd25519)]
+    pub fn device_ed25519(&self) -> Vec<u8> {
+        self.inner.fields.device_ed25519.to_vec()
+    }
+    /// Device Curve25519 key.
+    #[wasm_bindgen(getter, js_name = deviceCurve25519)]
+    pub fn device_curve25519(&self) -> Vec<u8> {
+        self.inner.fields.device_curve25519.to_vec()
+    }
+    /// Creation time, Unix seconds.
+    #[wasm_bindgen(getter, js_name = createdAt)]
+    pub fn created_at(&self) -> u64 {
+        self.inner.fields.created_at
+    }
+}
+
+/// Verifies a device certificate against the person's pinned account key.
+#[wasm_bindgen(js_name = verifyDeviceCertificate)]
+pub fn verify_device_certificate(bytes: &[u8], account_key: &[u8]) -> JsResult<WasmDeviceCertificate> {
+    Ok(WasmDeviceCertificate {
+        inner: crate::verify_device_certificate(bytes, account_key).map_err(js_error)?,
+    })
+}
+
+/// The sending Megolm session.
+#[wasm_bindgen(js_name = OutboundGroupSession)]
+pub struct WasmOutboundGroupSession {
+    inner: OutboundGroupSession,
+}
+
+#[wasm_bindgen(js_class = OutboundGroupSession)]
+impl WasmOutboundGroupSession {
+    /// A new session.
+    #[wasm_bindgen(constructor)]
+    pub fn new() -> WasmOutboundGroupSession {
+        Self { inner: OutboundGroupSession::new() }
+    }
+    /// The session id.
+    #[wasm_bindgen(getter, js_name = sessionId)]
+    pub fn session_id(&self) -> String {
+        self.inner.session_id()
+    }
+    /// The next message index.
+    #[wasm_bindgen(getter, js_name = messageIndex)]
+    pub fn message_index(&self) -> u32 {
+        self.inner.message_index()
+    }
+    /// The session key to share over Olm.
+    #[wasm_bindgen(js_name = sessionKey)]
+    pub fn session_key(&self) -> Vec<u8> {
+        self.inner.session_key().to_vec()
+    }
+    /// Encrypts.
+    pub fn encrypt(&mut self, plaintext: &[u8]) -> Vec<u8> {
+        self.inner.encrypt(plaintext)
+    }
+    /// The encrypted pickle.
+    pub fn pickle(&self, key: &[u8]) -> JsResult<String> {
+        Ok(self.inner.pickle(&pickle_key(key)?))
+    }
+    /// Restores from `pickle()`.
+    #[wasm_bindgen(js_name = fromPickle)]
+    pub fn from_pickle(pickle: &str, key: &[u8]) -> JsResult<WasmOutboundGroupSession> {
+        Ok(Self { inner: OutboundGroupSession::from_pickle(pickle, &pickle_key(key)?).map_err(js_error)? })
+    }
+}
+
+/// A decrypted group message.
+#[wasm_bindgen(js_name = DecryptedGroupMessage)]
+pub struct WasmDecryptedGroupMessage {
+    plaintext: Vec<u8>,
+    message_index: u32,
+}
+
+#[wasm_bindgen(js_class = DecryptedGroupMessage)]
+impl WasmDecryptedGroupMessage {
+    /// The plaintext.
+    #[wasm_bindgen(getter)]
+    pub fn plaintext(&self) -> Vec<u8> {
+        self.plaintext.clone()
+    }
+    /// The message index.
+    #[wasm_bindgen(getter, js_name = messageIndex)]
+    pub fn message_index(&self) -> u32 {
+        self.message_index
+    }
+}
+
+/// The receiving Megolm session with replay rejection.
+#[wasm_bindgen(js_name = InboundGroupSession)]
+pub struct WasmInboundGroupSession {
+    inner: InboundGroupSession,
+}
+
+#[wasm_bindgen(js_class = InboundGroupSession)]
+impl WasmInboundGroupSession {
+    /// From a shared session key.
+    #[wasm_bindgen(js_name = fromSessionKey)]
+    pub fn from_session_key(key: &[u8]) -> JsResult<WasmInboundGroupSession> {
+        Ok(Self { inner: InboundGroupSession::from_session_key(key).map_err(js_error)? })
+    }
+    /// From an exported key (backup).
+    pub fn import(key: &[u8]) -> JsResult<WasmInboundGroupSession> {
+        Ok(Self { inner: InboundGroupSession::import(key).map_err(js_error)? })
+    }
+    /// Exports at the first known index.
+    #[wasm_bindgen(js_name = exportAtFirstKnownIndex)]
+    pub fn export_at_first_known_index(&self) -> Vec<u8> {
+        self.inner.export_at_first_known_index().to_vec()
+    }
+    /// The session id.
+    #[wasm_bindgen(getter, js_name = sessionId)]
+    pub fn session_id(&self) -> String {
+        self.inner.session_id()
+    }
+    /// The first decryptable index.
+    #[wasm_bindgen(getter, js_name = firstKnownIndex)]
+    pub fn first_known_index(&self) -> u32 {
+        self.inner.first_known_index()
+    }
+    /// Decrypts live traffic (replays throw `megolm_replay`).
+    pub fn decrypt(&mut self, message: &[u8]) -> JsResult<WasmDecryptedGroupMessage> {
+        let d = self.inner.decrypt(message).map_err(js_error)?;
+        Ok(WasmDecryptedGroupMessage { plaintext: d.plaintext, message_index: d.message_index })
+    }
+    /// Decrypts stored history (exact duplicates allowed).
+    #[wasm_bindgen(js_name = decryptHistory)]
+    pub fn decrypt_history(&mut self, message: &[u8]) -> JsResult<WasmDecryptedGroupMessage> {
+        let d = self.inner.decrypt_history(message).map_err(js_error)?;
+        Ok(WasmDecryptedGroupMessage { plaintext: d.plaintext, message_index: d.message_index })
+    }
+    /// The pickle (with the replay record).
+    pub fn pickle(&self, key: &[u8]) -> JsResult<String> {
+        Ok(self.inner.pickle(&pickle_key(key)?, &mut OsRng::new()))
+    }
+    /// Restores from `pickle()`.
+    #[wasm_bindgen(js_name = fromPickle)]
+    pub fn from_pickle(pickle: &str, key: &[u8]) -> JsResult<WasmInboundGroupSession> {
+        Ok(Self { inner: InboundGroupSession::from_pickle(pickle, &pickle_key(key)?).map_err(js_error)? })
+    }
+}
+
+/// One side of a SAS verification.
+#[wasm_bindgen(js_name = SasVerification)]
+pub struct WasmSas {
+    inner: Option<SasVerification>,
+}
+
+#[wasm_bindgen(js_class = SasVerification)]
+impl WasmSas {
+    /// A new ephemeral key.
+    #[wasm_bindgen(constructor)]
+    pub fn new() -> WasmSas {
+        Self { inner: Some(SasVerification::new()) }
+    }
+    /// Our public key (empty after `establish`).
+    #[wasm_bindgen(getter, js_name = publicKey)]
+    pub fn public_key(&self) -> Vec<u8> {
+        self.inner.as_ref().map(|s| s.public_key().to_vec()).unwrap_or_default()
+    }
+    /// Completes the key agreement (once).
+    pub fn establish(&mut self, their_public_key: &[u8]) -> JsResult<WasmEstablishedSas> {
+        let sas = self.inner.take().ok_or_else(|| js_error(Error::SasKeyAgreement))?;
+        Ok(WasmEstablishedSas { inner: sas.establish(their_public_key).map_err(js_error)? })
+    }
+}
+
+/// SAS after key agreement.
+#[wasm_bindgen(js_name = EstablishedSas)]
+pub struct WasmEstablishedSas {
+    inner: EstablishedSas,
+}
+
+#[wasm_bindgen(js_class = EstablishedSas)]
+impl WasmEstablishedSas {
+    /// The seven emoji indices.
+    #[wasm_bindgen(js_name = emojiIndices)]
+    pub fn emoji_indices(&self, transaction_id: &str) -> Vec<u8> {
+        self.inner.short_auth_string(transaction_id).emoji_indices.to_vec()
+    }
+    /// The three decimals.
+    pub fn decimals(&self, transaction_id: &str) -> Vec<u16> {
+        self.inner.short_auth_string(transaction_id).decimals.to_vec()
+    }
+    /// Our MAC over a key we vouch for.
+    pub fn mac(&self, transaction_id: &str, key_id: &str, key: &[u8]) -> Vec<u8> {
+        self.inner.mac(transaction_id, key_id, key)
+    }
+    /// Checks the other side's MAC.
+    #[wasm_bindgen(js_name = verifyMac)]
+    pub fn verify_mac(&self, transaction_id: &str, key_id: &str, key: &[u8], mac: &[u8]) -> JsResult<()> {
+        self.inner.verify_mac(transaction_id, key_id, key, mac).map_err(js_error)
+    }
+}
+
+/// The emoji of the SAS table at `index` (0..63).
+#[wasm_bindgen(js_name = sasEmoji)]
+pub fn sas_emoji(index: u8) -> String {
+    SAS_EMOJI[usize::from(index & 63)].emoji.to_owned()
+}
+
+/// The English name of the SAS emoji at `index` (0..63).
+#[wasm_bindgen(js_name = sasEmojiName)]
+pub fn sas_emoji_name(index: u8) -> String {
+    SAS_EMOJI[usize::from(index & 63)].name.to_owned()
+}
+
+/// The commitment to a SAS public key.
+#[wasm_bindgen(js_name = sasCommitment)]
+pub fn sas_commitment(public_key: &[u8]) -> JsResult<Vec<u8>> {
+    Ok(crate::sas::commitment(&array(public_key, "SAS public key")?).to_vec())
+}
+
+/// The new device's side of a pairing.
+#[wasm_bindgen(js_name = NewDevicePairing)]
+pub struct WasmNewDevicePairing {
+    inner: Option<NewDevicePairing>,
+}
+
+/// A channel plus the first plaintext (new device) or the initial message (existing device).
+#[wasm_bindgen(js_name = PairingStart)]
+pub struct WasmPairingStart {
+    channel: Option<WasmPairingChannel>,
+    bytes: Vec<u8>,
+}
+
+#[wasm_bindgen(js_class = PairingStart)]
+impl WasmPairingStart {
+    /// Takes the channel out (once).
+    #[wasm_bindgen(js_name = takeChannel)]
+    pub fn take_channel(&mut self) -> Option<WasmPairingChannel> {
+        self.channel.take()
+    }
+    /// The initial plaintext (accept) or the initial message to relay (connect).
+    #[wasm_bindgen(getter)]
+    pub fn bytes(&self) -> Vec<u8> {
+        self.bytes.clone()
+    }
+}
+
+#[wasm_bindgen(js_class = NewDevicePairing)]
+impl WasmNewDevicePairing {
+    /// A fresh ephemeral key for a pairing.
+    #[wasm_bindgen(constructor)]
+    pub fn new(pairing_id: &[u8], server_url: &str) -> JsResult<WasmNewDevicePairing> {
+        let inner = NewDevicePairing::new(array(pairing_id, "pairing id")?, server_url).map_err(js_error)?;
+        Ok(Self { inner: Some(inner) })
+    }
+    fn get(&self) -> JsResult<&NewDevicePairing> {
+        self.inner.as_ref().ok_or_else(|| js_error(Error::MalformedPairingData))
+    }
+    /// Our public key (what the server relays for PIN pairing).
+    #[wasm_bindgen(js_name = publicKey)]
+    pub fn public_key(&self) -> JsResult<Vec<u8>> {
+        Ok(self.get()?.public_key().to_vec())
+    }
+    /// The QR text.
+    #[wasm_bindgen(js_name = qrText)]
+    pub fn qr_text(&self) -> JsResult<String> {
+        Ok(self.get()?.qr().to_text())
+    }
+    /// Accepts the existing device's initial message (once).
+    pub fn accept(&mut self, initial_message: &[u8]) -> JsResult<WasmPairingStart> {
+        let pairing = self.inner.take().ok_or_else(|| js_error(Error::MalformedPairingData))?;
+        let (channel, bytes) = pairing.accept(initial_message).map_err(js_error)?;
+        Ok(WasmPairingStart { channel: Some(WasmPairingChannel { inner: channel }), bytes })
+    }
+}
+
+/// A parsed pairing QR.
+#[wasm_bindgen(js_name = PairingQr)]
+pub struct WasmPairingQr {
+    inner: PairingQr,
+}
+
+#[wasm_bindgen(js_class = PairingQr)]
+impl WasmPairingQr {
+    /// Parses QR text.
+    #[wasm_bindgen(js_name = fromText)]
+    pub fn from_text(text: &str) -> JsResult<WasmPairingQr> {
+        Ok(Self { inner: PairingQr::from_text(text).map_err(js_error)? })
+    }
+    /// The pairing id.
+    #[wasm_bindgen(getter, js_name = pairingId)]
+    pub fn pairing_id(&self) -> Vec<u8> {
+        self.inner.pairing_id.to_vec()
+    }
+    /// The new device's public key.
+    #[wasm_bindgen(getter, js_name = publicKey)]
+    pub fn public_key(&self) -> Vec<u8> {
+        self.inner.public_key.to_vec()
+    }
+    /// The server URL.
+    #[wasm_bindgen(getter, js_name = serverUrl)]
+    pub fn server_url(&self) -> String {
+        self.inner.server_url.clone()
+    }
+}
+
+/// The existing device opens the channel to the new device's public key.
+#[wasm_bindgen(js_name = pairingConnect)]
+pub fn pairing_connect(new_device_public_key: &[u8], initial_plaintext: &[u8]) -> JsResult<WasmPairingStart> {
+    let (channel, bytes) = pairing::connect(new_device_public_key, initial_plaintext).map_err(js_error)?;
+    Ok(WasmPairingStart { channel: Some(WasmPairingChannel { inner: channel }), bytes })
+}
+
+/// A random 8-digit pairing PIN.
+#[wasm_bindgen(js_name = generatePairingPin)]
+pub fn generate_pairing_pin() -> String {
+    pairing::generate_pin(&mut OsRng::new())
+}
+
+/// Normalizes a typed PIN (drops spaces and dashes).
+#[wasm_bindgen(js_name = normalizePairingPin)]
+pub fn normalize_pairing_pin(typed: &str) -> JsResult<String> {
+    pairing::normalize_pin(typed).map_err(js_error)
+}
+
+/// An established pairing channel.
+#[wasm_bindgen(js_name = PairingChannel)]
+pub struct WasmPairingChannel {
+    inner: PairingChannel,
+}
+
+#[wasm_bindgen(js_class = PairingChannel)]
+impl WasmPairingChannel {
+    /// The two-digit check code to compare.
+    #[wasm_bindgen(getter, js_name = checkCode)]
+    pub fn check_code(&self) -> String {
+        self.inner.check_code().digits()
+    }
+    /// Encrypts the next message.
+    pub fn encrypt(&mut self, plaintext: &[u8]) -> Vec<u8> {
+        self.inner.encrypt(plaintext)
+    }
+    /// Decrypts the next message.
+    pub fn decrypt(&mut self, message: &[u8]) -> JsResult<Vec<u8>> {
+        self.inner.decrypt(message).map_err(js_error)
+    }
+}
+
+/// Key, IV and ciphertext hash of an attachment.
+#[wasm_bindgen(js_name = AttachmentSecrets)]
+pub struct WasmAttachmentSecrets {
+    inner: AttachmentSecrets,
+}
+
+#[wasm_bindgen(js_class = AttachmentSecrets)]
+impl WasmAttachmentSecrets {
+    /// Parses the encoded form.
+    #[wasm_bindgen(js_name = fromBytes)]
+    pub fn from_bytes(bytes: &[u8]) -> JsResult<WasmAttachmentSecrets> {
+        Ok(Self { inner: AttachmentSecrets::from_bytes(bytes).map_err(js_error)? })
+    }
+    /// The encoded form (for the E2EE message).
+    #[wasm_bindgen(js_name = toBytes)]
+    pub fn to_bytes(&self) -> Vec<u8> {
+        self.inner.to_bytes().to_vec()
+    }
+    /// SHA-256 of the ciphertext.
+    #[wasm_bindgen(getter)]
+    pub fn sha256(&self) -> Vec<u8> {
+        self.inner.sha256.to_vec()
+    }
+}
+
+/// Streaming attachment encryption.
+#[wasm_bindgen(js_name = AttachmentEncryptor)]
+pub struct WasmAttachmentEncryptor {
+    inner: Option<AttachmentEncryptor>,
+}
+
+#[wasm_bindgen(js_class = AttachmentEncryptor)]
+impl WasmAttachmentEncryptor {
+    /// A new file with a random key.
+    #[wasm_bindgen(constructor)]
+    pub fn new() -> WasmAttachmentEncryptor {
+        Self { inner: Some(AttachmentEncryptor::new(&mut OsRng::new())) }
+    }
+    /// Encrypts the next chunk (empty after `finish`).
+    pub fn update(&mut self, chunk: &[u8]) -> Vec<u8> {
+        self.inner.as_mut().map(|e| e.update(chunk)).unwrap_or_default()
+    }
+    /// Finishes (once).
+    pub fn finish(&mut self) -> JsResult<WasmAttachmentSecrets> {
+        let enc = self.inner.take().ok_or_else(|| js_error(Error::MalformedAttachmentReference))?;
+        Ok(WasmAttachmentSecrets { inner: enc.finish() })
+    }
+}
+
+/// Streaming attachment decryption with the hash check at the end.
+#[wasm_bindgen(js_name = AttachmentDecryptor)]
+pub struct WasmAttachmentDecryptor {
+    inner: Option<AttachmentDecryptor>,
+}
+
+#[wasm_bindgen(js_class = AttachmentDecryptor)]
+impl WasmAttachmentDecryptor {
+    /// Starts decrypting.
+    #[wasm_bindgen(constructor)]
+    pub fn new(secrets: &WasmAttachmentSecrets) -> WasmAttachmentDecryptor {
+        Self { inner: Some(AttachmentDecryptor::new(&secrets.inner)) }
+    }
+    /// Decrypts the next chunk (untrusted until `finish` succeeds).
+    pub fn update(&mut self, chunk: &[u8]) -> Vec<u8> {
+        self.inner.as_mut().map(|d| d.update(chunk)).unwrap_or_default()
+    }
+    /// Checks the hash (throws `attachment_hash_mismatch`).
+    pub fn finish(&mut self) -> JsResult<()> {
+        let dec = self.inner.take().ok_or_else(|| js_error(Error::AttachmentHashMismatch))?;
+        dec.finish().map_err(js_error)
+    }
+}
+
+/// The backup key.
+#[wasm_bindgen(js_name = BackupKey)]
+pub struct WasmBackupKey {
+    inner: BackupKey,
+}
+
+#[wasm_bindgen(js_class = BackupKey)]
+impl WasmBackupKey {
+    /// Derives a key from a new passphrase (random salt, default parameters).
+    #[wasm_bindgen(js_name = fromNewPassphrase)]
+    pub fn from_new_passphrase(passphrase: &str) -> JsResult<WasmBackupKey> {
+        Ok(Self {
+            inner: BackupKey::from_new_passphrase(passphrase.as_bytes(), &mut OsRng::new())
+                .map_err(js_error)?,
+        })
+    }
+    /// From the transfer encoding (pairing channel).
+    #[wasm_bindgen(js_name = fromBytes)]
+    pub fn from_bytes(bytes: &[u8]) -> JsResult<WasmBackupKey> {
+        Ok(Self { inner: BackupKey::from_bytes(bytes).map_err(js_error)? })
+    }
+    /// The transfer encoding.
+    #[wasm_bindgen(js_name = toBytes)]
+    pub fn to_bytes(&self) -> Vec<u8> {
+        self.inner.to_bytes().to_vec()
+    }
+    /// Encrypts a backup blob.
+    pub fn encrypt(&self, plaintext: &[u8]) -> Vec<u8> {
+        self.inner.encrypt(plaintext, &mut OsRng::new())
+    }
+    /// Decrypts a backup blob.
+    pub fn decrypt(&self, blob: &[u8]) -> JsResult<Vec<u8>> {
+        Ok(self.inner.decrypt(blob).map_err(js_error)?.to_vec())
+    }
+}
+
+/// Decrypts a backup blob with the passphrase alone; returns the plaintext.
+#[wasm_bindgen(js_name = decryptBackupWithPassphrase)]
+pub fn decrypt_backup_with_passphrase(passphrase: &str, blob: &[u8]) -> JsResult<Vec<u8>> {
+    let (_key, plaintext) = backup::decrypt_with_passphrase(passphrase.as_bytes(), blob).map_err(js_error)?;
+    Ok(plaintext.to_vec())
+}

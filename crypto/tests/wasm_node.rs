@@ -1,0 +1,338 @@
+//! Native Rust and the WASM build (under Node 20) talk to each other: a full Olm + Megolm
+//! exchange in both directions, plus certificates, SAS, pairing, attachments and backups
+//! across the two builds.
+//!
+//! The WASM side is `crypto/wasm-tests/peer.mjs`, speaking JSON lines over stdio. It needs
+//! `crypto/pkg`, built by `crypto/build-wasm.sh`; if that is missing or older than the sources
+//! this test FAILS (it never skips) and says so.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
+use std::time::SystemTime;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+use kitsulan_crypto::attachment::{AttachmentDecryptor, AttachmentEncryptor, AttachmentSecrets};
+use kitsulan_crypto::backup::{self, BackupKey};
+use kitsulan_crypto::device::ClaimedKey;
+use kitsulan_crypto::megolm::{InboundGroupSession, OutboundGroupSession};
+use kitsulan_crypto::pairing::{self, PairingQr};
+use kitsulan_crypto::sas::SasVerification;
+use kitsulan_crypto::{
+    AccountKey, DeviceAccount, OsRng, SignedFallbackKey, SignedOneTimeKey, verify_device_certificate,
+    verify_fallback_key, verify_one_time_key,
+};
+use serde_json::{Value, json};
+
+fn crate_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn newest_mtime(dir: &Path) -> SystemTime {
+    let mut newest = SystemTime::UNIX_EPOCH;
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let entry = entry.unwrap();
+        let meta = entry.metadata().unwrap();
+        let t = if meta.is_dir() { newest_mtime(&entry.path()) } else { meta.modified().unwrap() };
+        newest = newest.max(t);
+    }
+    newest
+}
+
+/// Fails (never skips) with a clear message when the WASM package is missing or stale.
+fn require_pkg() {
+    let wasm = crate_dir().join("pkg/kitsulan_crypto_bg.wasm");
+    let js = crate_dir().join("pkg/kitsulan_crypto.js");
+    assert!(
+        wasm.exists() && js.exists(),
+        "crypto/pkg is missing: run crypto/build-wasm.sh before this test (it builds the WASM package)"
+    );
+    let built = std::fs::metadata(&wasm).unwrap().modified().unwrap();
+    let mut sources = newest_mtime(&crate_dir().join("src"));
+    sources = sources.max(std::fs::metadata(crate_dir().join("Cargo.toml")).unwrap().modified().unwrap());
+    assert!(
+        built >= sources,
+        "crypto/pkg is older than crypto/src: run crypto/build-wasm.sh again before this test"
+    );
+}
+
+struct Peer {
+    child: Child,
+    stdin: ChildStdin,
+    stdout: BufReader<ChildStdout>,
+}
+
+impl Peer {
+    fn spawn() -> Self {
+        require_pkg();
+        let mut child = Command::new("node")
+            .arg(crate_dir().join("wasm-tests/peer.mjs"))
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("node (20+) must be on PATH for the WASM round-trip test");
+        let stdin = child.stdin.take().unwrap();
+        let stdout = BufReader::new(child.stdout.take().unwrap());
+        Self { child, stdin, stdout }
+    }
+
+    /// Sends a command; returns the reply (asserting `ok` unless `expect_error`).
+    fn raw(&mut self, request: Value) -> Value {
+        writeln!(self.stdin, "{request}").unwrap();
+        self.stdin.flush().unwrap();
+        let mut line = String::new();
+        let n = self.stdout.read_line(&mut line).unwrap();
+        assert!(n > 0, "the Node peer exited early (see its stderr above)");
+        serde_json::from_str(&line).unwrap()
+    }
+
+    fn call(&mut self, request: Value) -> Value {
+        let reply = self.raw(request.clone());
+        assert_eq!(reply["ok"], true, "{request} -> {reply}");
+        reply
+    }
+
+    fn error_code(&mut self, request: Value) -> String {
+        let reply = self.raw(request.clone());
+        assert_eq!(reply["ok"], false, "{request} unexpectedly succeeded: {reply}");
+        assert_eq!(reply["name"], "KitsulanCryptoError", "{reply}");
+        reply["code"].as_str().unwrap().to_owned()
+    }
+}
+
+impl Drop for Peer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn b64(bytes: &[u8]) -> String {
+    STANDARD.encode(bytes)
+}
+
+fn unb64(v: &Value) -> Vec<u8> {
+    STANDARD.decode(v.as_str().unwrap()).unwrap()
+}
+
+fn arr<const N: usize>(v: &Value) -> [u8; N] {
+    unb64(v).try_into().unwrap()
+}
+
+fn otk_from(v: &Value) -> SignedOneTimeKey {
+    SignedOneTimeKey {
+        key_id: v["keyId"].as_str().unwrap().parse().unwrap(),
+        public_key: arr(&v["publicKey"]),
+        signature: arr(&v["signature"]),
+    }
+}
+
+fn key_json(key_id: u64, public_key: &[u8], signature: &[u8], fallback: bool) -> Value {
+    json!({"keyId": key_id.to_string(), "publicKey": b64(public_key), "signature": b64(signature), "fallback": fallback})
+}
+
+#[test]
+fn olm_and_megolm_in_both_directions() {
+    let mut wasm = Peer::spawn();
+    let w = wasm.call(json!({"cmd": "init"}));
+    let w_ed = unb64(&w["ed25519"]);
+    let w_curve = unb64(&w["curve25519"]);
+
+    // WASM-made signatures verify natively, and the other way round.
+    let w_otks: Vec<SignedOneTimeKey> = w["otks"].as_array().unwrap().iter().map(otk_from).collect();
+    assert_eq!(w_otks.len(), 3);
+    for k in &w_otks {
+        verify_one_time_key(&w_ed, k).unwrap();
+    }
+    let f = &w["fallback"];
+    verify_fallback_key(
+        &w_ed,
+        &SignedFallbackKey {
+            key_id: f["keyId"].as_str().unwrap().parse().unwrap(),
+            public_key: arr(&f["publicKey"]),
+            signature: arr(&f["signature"]),
+        },
+    )
+    .unwrap();
+
+    let mut native = DeviceAccount::new();
+    let n_otks = native.generate_one_time_keys(2);
+    native.mark_keys_as_published();
+    let n0 = n_otks[0];
+    wasm.call(json!({"cmd": "verifySignedKey", "deviceEd25519": b64(&native.ed25519_key()),
+        "key": key_json(n0.key_id, &n0.public_key, &n0.signature, false)}));
+    let mut forged = key_json(n0.key_id, &n0.public_key, &n0.signature, false);
+    forged["keyId"] = json!("7");
+    assert_eq!(
+        wasm.error_code(
+            json!({"cmd": "verifySignedKey", "deviceEd25519": b64(&native.ed25519_key()), "key": forged})
+        ),
+        "one_time_key_signature"
+    );
+
+    // --- native -> WASM: Olm pre-key message carrying a Megolm session key, then Megolm. ---
+    let mut n_olm = native.create_outbound_session(&w_ed, &w_curve, &ClaimedKey::OneTime(w_otks[0])).unwrap();
+    let mut n_group = OutboundGroupSession::new();
+    let share = n_olm.encrypt(&n_group.session_key()).unwrap();
+    let r = wasm.call(json!({"cmd": "olmInbound", "theirCurve25519": b64(&native.curve25519_key()), "message": b64(&share)}));
+    assert_eq!(r["sessionId"], n_olm.session_id());
+    wasm.call(json!({"cmd": "megolmInbound", "sessionKey": r["plaintext"]}));
+    let m0 = n_group.encrypt(b"hello from native");
+    let m1 = n_group.encrypt(b"second from native");
+    let d = wasm.call(json!({"cmd": "megolmDecrypt", "message": b64(&m1)}));
+    assert_eq!((unb64(&d["plaintext"]), d["index"].as_u64()), (b"second from native".to_vec(), Some(1)));
+    let d = wasm.call(json!({"cmd": "megolmDecrypt", "message": b64(&m0)}));
+    assert_eq!(unb64(&d["plaintext"]), b"hello from native");
+    // Replay refused in WASM too; history may re-read it; tampering is refused.
+    assert_eq!(wasm.error_code(json!({"cmd": "megolmDecrypt", "message": b64(&m0)})), "megolm_replay");
+    wasm.call(json!({"cmd": "megolmDecrypt", "message": b64(&m0), "history": true}));
+    let mut bad = n_group.encrypt(b"x");
+    let mid = bad.len() / 2;
+    bad[mid] ^= 1;
+    assert_eq!(wasm.error_code(json!({"cmd": "megolmDecrypt", "message": b64(&bad)})), "megolm_decryption");
+
+    // WASM answers over the same Olm session (a normal message) after reloading its state.
+    let re = wasm.call(json!({"cmd": "repickle"}));
+    assert_eq!(re["wrongKey"], "pickle_decryption");
+    assert_eq!(wasm.error_code(json!({"cmd": "megolmDecrypt", "message": b64(&m1)})), "megolm_replay");
+    let reply = wasm.call(json!({"cmd": "olmEncrypt", "plaintext": b64(b"olm reply from wasm")}));
+    assert_eq!(n_olm.decrypt(&unb64(&reply["message"])).unwrap(), b"olm reply from wasm");
+
+    // --- WASM -> native: WASM claims our one-time key, shares its own Megolm key. ---
+    let mut native_b = DeviceAccount::new();
+    let otk = native_b.generate_one_time_keys(1)[0];
+    let r = wasm.call(json!({"cmd": "olmOutbound", "theirEd25519": b64(&native_b.ed25519_key()),
+        "theirCurve25519": b64(&native_b.curve25519_key()),
+        "key": key_json(otk.key_id, &otk.public_key, &otk.signature, false)}));
+    let g = wasm.call(json!({"cmd": "megolmOutbound"}));
+    let share = wasm.call(json!({"cmd": "olmEncrypt", "plaintext": g["sessionKey"]}));
+    let share = unb64(&share["message"]);
+    assert!(kitsulan_crypto::olm::is_pre_key_message(&share));
+    let (mut b_olm, key) = native_b.create_inbound_session(&w_curve, &share).unwrap();
+    assert_eq!(r["sessionId"], b_olm.session_id());
+    let mut b_group = InboundGroupSession::from_session_key(&key).unwrap();
+    assert_eq!(b_group.session_id(), g["sessionId"].as_str().unwrap());
+    for (i, text) in ["hello from wasm", "second from wasm"].iter().enumerate() {
+        let m = wasm.call(json!({"cmd": "megolmEncrypt", "plaintext": b64(text.as_bytes())}));
+        assert_eq!(m["index"].as_u64(), Some(i as u64));
+        let message = unb64(&m["message"]);
+        let d = b_group.decrypt(&message).unwrap();
+        assert_eq!((d.plaintext.as_slice(), d.message_index), (text.as_bytes(), i as u32));
+        assert_eq!(b_group.decrypt(&message).unwrap_err(), kitsulan_crypto::Error::MegolmReplay(i as u32));
+    }
+    // Native answers over Olm; WASM decrypts it after another reload.
+    let answer = b_olm.encrypt(b"olm reply from native").unwrap();
+    wasm.call(json!({"cmd": "repickle"}));
+    let d = wasm.call(json!({"cmd": "olmDecrypt", "message": b64(&answer)}));
+    assert_eq!(unb64(&d["plaintext"]), b"olm reply from native");
+    // The outbound group session survived the reload with its index.
+    let m = wasm.call(json!({"cmd": "megolmEncrypt", "plaintext": b64(b"after reload")}));
+    assert_eq!(m["index"].as_u64(), Some(2));
+    assert_eq!(b_group.decrypt(&unb64(&m["message"])).unwrap().plaintext, b"after reload");
+}
+
+#[test]
+fn certificates_sas_pairing_attachments_and_backups_across_builds() {
+    let mut wasm = Peer::spawn();
+    let w = wasm.call(json!({"cmd": "init"}));
+
+    // Certificates: WASM signs, native verifies; native signs, WASM verifies.
+    let c = wasm.call(json!({"cmd": "certify", "accountId": b64(&[1; 16]), "deviceId": b64(&[2; 16]),
+        "createdAt": "1760000000"}));
+    let cert = verify_device_certificate(&unb64(&c["certificate"]), &unb64(&w["accountKey"])).unwrap();
+    assert_eq!(cert.fields.device_ed25519.to_vec(), unb64(&w["ed25519"]));
+    assert_eq!(cert.fields.created_at, 1_760_000_000);
+    let native = DeviceAccount::new();
+    let account_key = AccountKey::generate(&mut OsRng::new());
+    let n_cert = account_key.certify(&native.certificate_fields([3; 16], [4; 16], 42)).to_bytes();
+    let v = wasm.call(json!({"cmd": "verifyCertificate", "certificate": b64(&n_cert),
+        "accountKey": b64(&account_key.public_key())}));
+    assert_eq!(unb64(&v["deviceEd25519"]), native.ed25519_key());
+    assert_eq!(
+        wasm.error_code(
+            json!({"cmd": "verifyCertificate", "certificate": b64(&n_cert), "accountKey": w["accountKey"]})
+        ),
+        "certificate_account_key_mismatch"
+    );
+
+    // SAS: the same emoji and decimals on both sides, MACs verify across builds.
+    let native_sas = SasVerification::new();
+    let s = wasm.call(json!({"cmd": "sasStart"}));
+    let n_pk = native_sas.public_key();
+    let native_sas = native_sas.establish(&unb64(&s["publicKey"])).unwrap();
+    let f = wasm.call(json!({"cmd": "sasFinish", "theirPublicKey": b64(&n_pk), "txn": "t1",
+        "keyId": "device_ed25519", "key": w["ed25519"]}));
+    let sas = native_sas.short_auth_string("t1");
+    let emoji: Vec<u8> = f["emoji"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as u8).collect();
+    assert_eq!(emoji, sas.emoji_indices.to_vec());
+    let names: Vec<&str> = f["names"].as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
+    assert_eq!(names, sas.emoji().iter().map(|e| e.name).collect::<Vec<_>>());
+    let decimals: Vec<u16> =
+        f["decimals"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as u16).collect();
+    assert_eq!(decimals, sas.decimals.to_vec());
+    native_sas.verify_mac("t1", "device_ed25519", &unb64(&w["ed25519"]), &unb64(&f["mac"])).unwrap();
+    let my_mac = native_sas.mac("t1", "device_ed25519", &native.ed25519_key());
+    wasm.call(json!({"cmd": "sasVerifyMac", "txn": "t1", "keyId": "device_ed25519",
+        "key": b64(&native.ed25519_key()), "mac": b64(&my_mac)}));
+    assert_eq!(
+        wasm.error_code(json!({"cmd": "sasVerifyMac", "txn": "t2", "keyId": "device_ed25519",
+            "key": b64(&native.ed25519_key()), "mac": b64(&my_mac)})),
+        "sas_mac_mismatch"
+    );
+
+    // Pairing: WASM is the new device showing a QR; native scans and connects.
+    let offer = wasm.call(
+        json!({"cmd": "pairingOffer", "pairingId": b64(&[9; 16]), "serverUrl": "http://10.0.0.2:8080"}),
+    );
+    let qr = PairingQr::from_text(offer["qr"].as_str().unwrap()).unwrap();
+    assert_eq!((qr.pairing_id, qr.server_url.as_str()), ([9; 16], "http://10.0.0.2:8080"));
+    let (mut channel, initial) = pairing::connect(&qr.public_key, b"hello new device").unwrap();
+    let a = wasm.call(json!({"cmd": "pairingAccept", "message": b64(&initial)}));
+    assert_eq!(unb64(&a["plaintext"]), b"hello new device");
+    assert_eq!(a["checkCode"].as_str().unwrap(), channel.check_code().digits());
+    let secret = channel.encrypt(&account_key.to_secret_bytes()[..]);
+    let d = wasm.call(json!({"cmd": "channelDecrypt", "message": b64(&secret)}));
+    assert_eq!(unb64(&d["plaintext"]), account_key.to_secret_bytes().to_vec());
+    let e = wasm.call(json!({"cmd": "channelEncrypt", "plaintext": b64(b"approved")}));
+    assert_eq!(channel.decrypt(&unb64(&e["message"])).unwrap(), b"approved");
+
+    // Attachments, 100 KB in odd chunk sizes, both directions; a flipped byte is caught.
+    let file: Vec<u8> = (0..100_000u32).map(|i| (i % 253) as u8).collect();
+    let r = wasm.call(json!({"cmd": "attachmentEncrypt", "plaintext": b64(&file), "chunk": 7777}));
+    let secrets = AttachmentSecrets::from_bytes(&unb64(&r["secrets"])).unwrap();
+    let mut dec = AttachmentDecryptor::new(&secrets);
+    let mut plain = Vec::new();
+    for chunk in unb64(&r["ciphertext"]).chunks(4096) {
+        plain.extend(dec.update(chunk));
+    }
+    dec.finish().unwrap();
+    assert_eq!(plain, file);
+    let mut enc = AttachmentEncryptor::new(&mut OsRng::new());
+    let mut ct: Vec<u8> = file.chunks(5000).flat_map(|c| enc.update(c)).collect();
+    let secrets = enc.finish();
+    let d = wasm.call(json!({"cmd": "attachmentDecrypt", "ciphertext": b64(&ct), "secrets": b64(&secrets.to_bytes()), "chunk": 3333}));
+    assert_eq!(unb64(&d["plaintext"]), file);
+    ct[500] ^= 1;
+    assert_eq!(
+        wasm.error_code(json!({"cmd": "attachmentDecrypt", "ciphertext": b64(&ct), "secrets": b64(&secrets.to_bytes()), "chunk": 3333})),
+        "attachment_hash_mismatch"
+    );
+
+    // Backups: WASM derives (Argon2id, default parameters) and encrypts; native decrypts with
+    // the passphrase alone, and the other way round.
+    let b = wasm.call(json!({"cmd": "backupEncrypt", "passphrase": "correct horse battery", "plaintext": b64(b"room keys")}));
+    let (_key, pt) = backup::decrypt_with_passphrase(b"correct horse battery", &unb64(&b["blob"])).unwrap();
+    assert_eq!(&*pt, b"room keys");
+    assert_eq!(
+        wasm.error_code(json!({"cmd": "backupDecrypt", "passphrase": "wrong", "blob": b["blob"]})),
+        "backup_decryption"
+    );
+    let key = BackupKey::derive(b"native pass", [5; 16], backup::KdfParams::MIN).unwrap();
+    let blob = key.encrypt(b"native keys", &mut OsRng::new());
+    let d = wasm.call(json!({"cmd": "backupDecrypt", "passphrase": "native pass", "blob": b64(&blob)}));
+    assert_eq!(unb64(&d["plaintext"]), b"native keys");
+}
