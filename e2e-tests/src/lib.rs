@@ -1,8 +1,20 @@
 //! The harness for KitsuLAN's black-box tests: start the real `kitsulan` binary on port 0 with
 //! its own data dir and database, talk to it as clients do, and print its log when a test
 //! fails. The store conformance suite uses [`postgres::TestDatabase`] too.
+//!
+//! - [`server`]: the server under test; [`admin`]: `kitsulan admin` beside it.
+//! - [`client`]: one device of one person (sessions, bearer tokens, refusals).
+//! - [`smtp`]: a real SMTP server catching the mail the server sends.
+//! - [`totp`]: the authenticator app.
 
+pub mod admin;
+pub mod client;
 pub mod postgres;
 pub mod server;
+pub mod smtp;
+pub mod totp;
 
+pub use client::{Client, Refusal, assert_refused, assert_refused_with};
 pub use server::{Database, Options, TestServer};
+pub use smtp::{Mail, SmtpSink};
+pub use totp::Authenticator;

@@ -30,6 +30,9 @@ pub struct TestServer {
     addr: SocketAddr,
     data_dir: tempfile::TempDir,
     log: Arc<Mutex<Vec<String>>>,
+    /// `DATABASE_URL` when not SQLite, and the test's settings: `kitsulan admin` gets the same.
+    pub(crate) database_url: Option<String>,
+    pub(crate) env: Vec<(String, String)>,
     _database: Option<TestDatabase>,
 }
 
@@ -147,8 +150,15 @@ impl TestServer {
                 }
             });
         }
-        let mut server =
-            Self { child, addr: SocketAddr::from(([127, 0, 0, 1], 0)), data_dir, log, _database: owned };
+        let mut server = Self {
+            child,
+            addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            data_dir,
+            log,
+            database_url: url,
+            env: options.env,
+            _database: owned,
+        };
         server.wait_ready().await?;
         Ok(server)
     }

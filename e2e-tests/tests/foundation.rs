@@ -406,9 +406,11 @@ async fn migrate_applies_once_and_reports_on_both_databases() -> anyhow::Result<
 }
 
 #[tokio::test]
-async fn admin_prints_help() -> anyhow::Result<()> {
-    let output = run_kitsulan(&["admin"], &[]).await?;
+async fn admin_help_lists_user_and_device_commands() -> anyhow::Result<()> {
+    let output = run_kitsulan(&["admin", "--help"], &[]).await?;
     assert!(output.status.success());
-    assert!(String::from_utf8(output.stdout)?.contains("Usage: kitsulan admin"));
+    let help = String::from_utf8(output.stdout)?;
+    assert!(help.contains("Usage: kitsulan admin"), "{help}");
+    assert!(help.contains("user") && help.contains("device"), "{help}");
     Ok(())
 }

@@ -9,6 +9,8 @@ use std::time::Duration;
 use clap::error::{ContextKind, ContextValue, ErrorKind};
 use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
 
+use crate::services::rate_limits::{Limit, Limits};
+
 /// `kitsulan`: a self-hosted, end-to-end encrypted messenger.
 #[derive(Debug, Parser)]
 #[command(name = "kitsulan", version, about, propagate_version = true)]
@@ -45,14 +47,98 @@ pub struct GlobalArgs {
     pub log: String,
 }
 
+// Parsed once at start-up: the size of the `Serve` variant does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the server: API, gateway and web app on one port.
     Serve(ServeArgs),
     /// Apply database migrations and exit.
     Migrate,
-    /// Administer this server (no admin commands exist yet; they come with accounts).
-    Admin,
+    /// Administer users and devices (works on the same database while `serve` runs).
+    Admin(AdminArgs),
+}
+
+/// `kitsulan admin …`
+#[derive(Debug, Args)]
+pub struct AdminArgs {
+    #[command(subcommand)]
+    pub command: AdminCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AdminCommand {
+    /// Accounts: create, list, import, help people back in, disable.
+    #[command(subcommand)]
+    User(UserCommand),
+    /// Signed-in devices: list and revoke.
+    #[command(subcommand)]
+    Device(DeviceCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum UserCommand {
+    /// Create an account. Prints a generated password unless --password-stdin is given.
+    Create {
+        /// The username (3-32 of a-z 0-9 . _ -).
+        username: String,
+        /// Display name [default: the username].
+        #[arg(long)]
+        display_name: Option<String>,
+        /// Email address (unverified until the person verifies it).
+        #[arg(long)]
+        email: Option<String>,
+        /// Read the password from the first line of standard input.
+        #[arg(long)]
+        password_stdin: bool,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// List every account.
+    List {
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Create many accounts from a CSV file (`username[,display_name[,email]]` per line) and
+    /// print their generated passwords, e.g. for the guests of a LAN party.
+    Import {
+        /// The CSV file (`-` for standard input).
+        file: PathBuf,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print a one-time sign-in code (valid 24 hours) for someone who forgot their password.
+    ResetPassword {
+        username: String,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Disable an account: no sign-in, and its sessions stop working.
+    Disable { username: String },
+    /// Enable a disabled account again.
+    Enable { username: String },
+    /// Turn TOTP off for someone who lost their authenticator.
+    RemoveTotp { username: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DeviceCommand {
+    /// List a person's devices.
+    List {
+        username: String,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Sign a device out; its tokens stop working at once.
+    Revoke {
+        /// The device id (from `device list`).
+        device_id: String,
+    },
 }
 
 /// Settings of `kitsulan serve`.
@@ -70,6 +156,197 @@ pub struct ServeArgs {
     #[arg(long, env = "KITSULAN_SHUTDOWN_GRACE_SECONDS", default_value_t = 30,
           value_parser = clap::value_parser!(u64).range(0..=3600))]
     pub shutdown_grace_seconds: u64,
+
+    #[command(flatten)]
+    pub auth: AuthArgs,
+
+    #[command(flatten)]
+    pub smtp: SmtpArgs,
+}
+
+/// Who may sign up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum SignUp {
+    /// Anyone who reaches the server.
+    Open,
+    /// Nobody; the admin creates accounts (`kitsulan admin user create` / `import`).
+    Closed,
+}
+
+/// Sessions and sign-in limits.
+#[derive(Debug, Args)]
+#[command(next_help_heading = "Accounts and sign-in")]
+pub struct AuthArgs {
+    /// Whether anyone may create an account here.
+    #[arg(long, env = "KITSULAN_SIGN_UP", value_enum, default_value_t = SignUp::Open)]
+    pub sign_up: SignUp,
+
+    /// Lifetime of access tokens, in seconds.
+    #[arg(long, env = "KITSULAN_ACCESS_TOKEN_TTL_SECONDS", default_value_t = 900,
+          value_parser = clap::value_parser!(u64).range(60..=86_400))]
+    pub access_token_ttl_seconds: u64,
+
+    /// Lifetime of refresh tokens, in days (a device unused this long must sign in again).
+    #[arg(long, env = "KITSULAN_REFRESH_TOKEN_TTL_DAYS", default_value_t = 30,
+          value_parser = clap::value_parser!(u64).range(1..=365))]
+    pub refresh_token_ttl_days: u64,
+
+    /// Take the client address from the last `X-Forwarded-For` entry (only behind a reverse
+    /// proxy that sets it; otherwise clients could pick their own address).
+    #[arg(long, env = "KITSULAN_TRUST_FORWARDED_FOR", default_value_t = false, action = clap::ArgAction::Set,
+          value_parser = clap::builder::BoolishValueParser::new())]
+    pub trust_forwarded_for: bool,
+
+    /// Sign-ups per client address, as N/PERIOD (s, m, h, d).
+    #[arg(long, env = "KITSULAN_RATE_LIMIT_SIGN_UP", default_value = "10/1h")]
+    pub rate_limit_sign_up: Limit,
+
+    /// Sign-in attempts of any kind per client address.
+    #[arg(long, env = "KITSULAN_RATE_LIMIT_SIGN_IN", default_value = "30/10m")]
+    pub rate_limit_sign_in: Limit,
+
+    /// Failed sign-ins (password, TOTP or code) per account.
+    #[arg(long, env = "KITSULAN_RATE_LIMIT_SIGN_IN_FAILURES", default_value = "10/15m")]
+    pub rate_limit_sign_in_failures: Limit,
+
+    /// Emailed codes per client address and per email address.
+    #[arg(long, env = "KITSULAN_RATE_LIMIT_CODE_REQUESTS", default_value = "5/1h")]
+    pub rate_limit_code_requests: Limit,
+
+    /// One-time code checks per client address.
+    #[arg(long, env = "KITSULAN_RATE_LIMIT_CODE_CHECKS", default_value = "20/10m")]
+    pub rate_limit_code_checks: Limit,
+}
+
+impl AuthArgs {
+    /// The limits as the services take them.
+    pub fn limits(&self) -> Limits {
+        Limits {
+            sign_up: self.rate_limit_sign_up,
+            sign_in: self.rate_limit_sign_in,
+            sign_in_failures: self.rate_limit_sign_in_failures,
+            code_requests: self.rate_limit_code_requests,
+            code_checks: self.rate_limit_code_checks,
+        }
+    }
+}
+
+/// How to talk to the SMTP server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum SmtpTls {
+    /// Plain connection upgraded with STARTTLS (port 587).
+    Starttls,
+    /// TLS from the first byte (port 465).
+    Tls,
+    /// No encryption (port 25; only for a server on the same host or a trusted LAN).
+    None,
+}
+
+/// A secret setting: never printed, not even in `Debug`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    /// The secret itself, for the one place that needs it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::str::FromStr for Secret {
+    type Err = std::convert::Infallible;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(Self(s.to_owned()))
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+/// Email delivery. Without `KITSULAN_SMTP_HOST`, email features are off.
+#[derive(Debug, Args)]
+#[command(next_help_heading = "Email (SMTP)")]
+pub struct SmtpArgs {
+    /// SMTP server host name. Unset: no email (sign-in by password only).
+    #[arg(long = "smtp-host", env = "KITSULAN_SMTP_HOST")]
+    pub host: Option<String>,
+
+    /// SMTP port [default: 587 for starttls, 465 for tls, 25 for none].
+    #[arg(long = "smtp-port", env = "KITSULAN_SMTP_PORT")]
+    pub port: Option<u16>,
+
+    /// Transport security.
+    #[arg(long = "smtp-tls", env = "KITSULAN_SMTP_TLS", value_enum, default_value_t = SmtpTls::Starttls)]
+    pub tls: SmtpTls,
+
+    /// SMTP user name, if the server wants one.
+    #[arg(long = "smtp-username", env = "KITSULAN_SMTP_USERNAME")]
+    pub username: Option<String>,
+
+    /// SMTP password.
+    #[arg(long = "smtp-password", env = "KITSULAN_SMTP_PASSWORD", hide_env_values = true)]
+    pub password: Option<Secret>,
+
+    /// Sender address, e.g. `KitsuLAN <noreply@example.org>`.
+    #[arg(long = "smtp-from", env = "KITSULAN_SMTP_FROM")]
+    pub from: Option<String>,
+}
+
+/// Complete SMTP settings.
+#[derive(Debug, Clone)]
+pub struct SmtpSettings {
+    /// Host name.
+    pub host: String,
+    /// Port, if not the default for `tls`.
+    pub port: Option<u16>,
+    /// Transport security.
+    pub tls: SmtpTls,
+    /// User name.
+    pub username: Option<String>,
+    /// Password.
+    pub password: Option<Secret>,
+    /// Sender address.
+    pub from: String,
+}
+
+impl SmtpSettings {
+    /// The port to connect to.
+    pub fn port(&self) -> u16 {
+        self.port.unwrap_or(match self.tls {
+            SmtpTls::Starttls => 587,
+            SmtpTls::Tls => 465,
+            SmtpTls::None => 25,
+        })
+    }
+}
+
+impl SmtpArgs {
+    /// The settings if SMTP is configured, or the one line saying what is missing.
+    pub fn settings(&self) -> Result<Option<SmtpSettings>, String> {
+        let Some(host) = self.host.as_ref().map(|h| h.trim()).filter(|h| !h.is_empty()) else {
+            return Ok(None);
+        };
+        let from = self.from.as_ref().map(|f| f.trim()).filter(|f| !f.is_empty()).ok_or(
+            "invalid setting KITSULAN_SMTP_FROM (--smtp-from): required when KITSULAN_SMTP_HOST is set",
+        )?;
+        if from.parse::<lettre::message::Mailbox>().is_err() {
+            return Err(format!(
+                "invalid setting KITSULAN_SMTP_FROM (--smtp-from) {from:?}: not an email address"
+            ));
+        }
+        Ok(Some(SmtpSettings {
+            host: host.to_owned(),
+            port: self.port,
+            tls: self.tls,
+            username: self.username.clone().filter(|u| !u.is_empty()),
+            password: self.password.clone(),
+            from: from.to_owned(),
+        }))
+    }
 }
 
 impl ServeArgs {
@@ -211,12 +488,17 @@ where
         Err(dotenvy::Error::Io(e)) if e.kind() == std::io::ErrorKind::NotFound => {}
         Err(e) => return Err(ConfigError::Invalid(format!("invalid .env file: {e}"))),
     }
-    Cli::try_parse_from(args).map_err(|e| match e.kind() {
+    let cli = Cli::try_parse_from(args).map_err(|e| match e.kind() {
         ErrorKind::InvalidValue | ErrorKind::ValueValidation => {
             ConfigError::Invalid(describe_invalid_setting(&e))
         }
         _ => ConfigError::Clap(e),
-    })
+    })?;
+    // Settings that are only invalid together.
+    if let Command::Serve(serve) = &cli.command {
+        serve.smtp.settings().map_err(ConfigError::Invalid)?;
+    }
+    Ok(cli)
 }
 
 /// Turns clap's error into one line naming the setting by its environment variable and flag.

@@ -41,6 +41,12 @@ macro_rules! uuid_v7_id {
             }
         }
 
+        impl From<Uuid> for $name {
+            fn from(uuid: Uuid) -> Self {
+                Self(uuid)
+            }
+        }
+
         impl FromStr for $name {
             type Err = IdError;
 
@@ -70,6 +76,18 @@ macro_rules! uuid_v7_id {
 uuid_v7_id!(
     /// This installation of KitsuLAN, created once with its database.
     InstanceId
+);
+uuid_v7_id!(
+    /// A person's account.
+    AccountId
+);
+uuid_v7_id!(
+    /// One signed-in device of an account (a browser, a phone); each has its own session.
+    DeviceId
+);
+uuid_v7_id!(
+    /// A one-time code (emailed, or printed by the admin).
+    CodeId
 );
 
 #[cfg(test)]

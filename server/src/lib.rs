@@ -6,6 +6,7 @@
 
 pub mod config;
 pub mod ids;
+pub mod mail;
 pub mod services;
 pub mod store;
 pub mod transport;

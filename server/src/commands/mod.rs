@@ -1,27 +1,28 @@
 //! The subcommands: `serve`, `migrate` and `admin`.
 
+mod admin;
+
 use std::io::Write as _;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use clap::CommandFactory as _;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tracing::{error, info, warn};
 
-use crate::config::{Cli, Command, DatabaseUrl, GlobalArgs, ServeArgs};
-use crate::services::{ServerInfo, Services, StorageBackend};
+use crate::config::{Cli, Command, DatabaseUrl, GlobalArgs, ServeArgs, SignUp};
+use crate::mail::{Mailer, SmtpMailer};
+use crate::services::{AuthPolicy, ServerInfo, Services, StorageBackend};
 use crate::store::{self, ConnectOptions, Store};
 use crate::{telemetry, transport};
 
 /// Runs the chosen subcommand to completion and returns the process exit code.
 pub fn run(cli: Cli) -> ExitCode {
-    if let Command::Admin = cli.command {
-        return admin_help();
-    }
-    if let Err(e) = telemetry::init(cli.global.log_format, &cli.global.log) {
+    // The admin CLI talks to people: only warnings and errors go to the log.
+    let log = if matches!(cli.command, Command::Admin(_)) { "warn" } else { cli.global.log.as_str() };
+    if let Err(e) = telemetry::init(cli.global.log_format, log) {
         eprintln!("kitsulan: {e:#}");
         return ExitCode::FAILURE;
     }
@@ -36,20 +37,22 @@ pub fn run(cli: Cli) -> ExitCode {
         match &cli.command {
             Command::Serve(args) => serve(&cli.global, args).await,
             Command::Migrate => migrate(&cli.global).await,
-            Command::Admin => Ok(()),
+            Command::Admin(args) => admin::run(&cli.global, args).await,
         }
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            error!("{e:#}");
+            if !matches!(cli.command, Command::Admin(_)) {
+                error!("{e:#}");
+            }
             eprintln!("kitsulan: {e:#}");
             ExitCode::FAILURE
         }
     }
 }
 
-async fn open_store(global: &GlobalArgs) -> anyhow::Result<Arc<dyn Store>> {
+pub(crate) async fn open_store(global: &GlobalArgs) -> anyhow::Result<Arc<dyn Store>> {
     std::fs::create_dir_all(&global.data_dir).with_context(|| {
         format!("cannot create the data dir {} (KITSULAN_DATA_DIR)", global.data_dir.display())
     })?;
@@ -85,6 +88,22 @@ async fn serve(global: &GlobalArgs, args: &ServeArgs) -> anyhow::Result<()> {
         info!(applied = ?report.applied, "applied database migrations");
     }
     let instance = store.instance().await?;
+    let mailer: Option<Arc<dyn Mailer>> = match args.smtp.settings().map_err(anyhow::Error::msg)? {
+        Some(smtp) => {
+            info!(host = %smtp.host, port = smtp.port(), tls = ?smtp.tls, "email enabled");
+            Some(Arc::new(SmtpMailer::new(&smtp).context("invalid SMTP settings")?))
+        }
+        None => {
+            info!("email disabled (KITSULAN_SMTP_HOST is not set): sign-in by password only");
+            None
+        }
+    };
+    let policy = AuthPolicy {
+        sign_up_open: args.auth.sign_up == SignUp::Open,
+        access_ttl: Duration::from_secs(args.auth.access_token_ttl_seconds),
+        refresh_ttl: Duration::from_secs(args.auth.refresh_token_ttl_days * 86_400),
+        limits: args.auth.limits(),
+    };
     let services = Arc::new(Services::new(
         store.clone(),
         ServerInfo {
@@ -94,8 +113,15 @@ async fn serve(global: &GlobalArgs, args: &ServeArgs) -> anyhow::Result<()> {
             database: store.backend(),
             storage: StorageBackend::Local,
         },
+        policy,
+        mailer,
     ));
-    let (router, health) = transport::router(services).await?;
+    let housekeeping = tokio::spawn(services.clone().housekeeping(Duration::from_secs(600)));
+    let (router, health) = transport::router(
+        services,
+        transport::Options { trust_forwarded_for: args.auth.trust_forwarded_for },
+    )
+    .await?;
     let listener = TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("cannot listen on {} (KITSULAN_LISTEN)", args.listen))?;
@@ -112,6 +138,7 @@ async fn serve(global: &GlobalArgs, args: &ServeArgs) -> anyhow::Result<()> {
     tokio::select! {
         result = &mut server => {
             // The server stopped on its own: that is an error (e.g. the listener failed).
+            housekeeping.abort();
             store.close().await;
             return result.context("server task failed")?.context("server failed");
         }
@@ -127,6 +154,7 @@ async fn serve(global: &GlobalArgs, args: &ServeArgs) -> anyhow::Result<()> {
             server_abort.abort();
         }
     }
+    housekeeping.abort();
     tokio::time::timeout(Duration::from_secs(5), store.close()).await.ok();
     info!("shutdown complete");
     Ok(())
@@ -153,16 +181,4 @@ async fn shutdown_signal() -> &'static str {
         () = interrupt => "SIGINT",
         () = terminate => "SIGTERM",
     }
-}
-
-fn admin_help() -> ExitCode {
-    let mut cmd = Cli::command();
-    cmd.build();
-    let help = cmd.find_subcommand_mut("admin").map(|admin| admin.render_long_help().to_string());
-    let text = format!(
-        "{}\nNo admin commands exist yet: user and device commands arrive with accounts.\n",
-        help.unwrap_or_default()
-    );
-    let _ = std::io::stdout().write_all(text.as_bytes());
-    ExitCode::SUCCESS
 }

@@ -1,13 +1,32 @@
-//! The rules of KitsuLAN, independent of how requests arrive (gRPC, HTTP, gateway) and of which
-//! database holds the data. Transport calls services; services call the store traits.
+//! The rules of KitsuLAN, independent of how requests arrive (gRPC, HTTP, gateway, admin CLI)
+//! and of which database holds the data. Transport calls services; services call the store
+//! traits and the mailer.
 
+pub mod accounts;
+pub mod admin;
+pub mod auth;
+pub mod devices;
+mod error;
+pub mod names;
+pub mod passwords;
+pub mod rate_limits;
 pub mod readiness;
 pub mod server_info;
+pub mod tokens;
+pub mod totp;
 
 use std::sync::Arc;
+use std::time::Duration;
 
-use crate::store::Store;
+use crate::mail::Mailer;
+use crate::store::{Store, now_ms};
 
+pub use accounts::Accounts;
+pub use admin::Admin;
+pub use auth::{Auth, AuthPolicy, Caller, ClientAddr};
+pub use devices::Devices;
+pub use error::Error;
+pub use passwords::SecretHasher;
 pub use readiness::{NotReady, Readiness};
 pub use server_info::{ServerInfo, StorageBackend};
 
@@ -17,11 +36,65 @@ pub struct Services {
     pub server_info: ServerInfo,
     /// Whether the server can take traffic.
     pub readiness: Readiness,
+    /// Sign-up, sign-in, sessions.
+    pub auth: Auth,
+    /// The caller's own account.
+    pub accounts: Accounts,
+    /// The caller's devices.
+    pub devices: Devices,
+    /// Admin operations.
+    pub admin: Admin,
+    store: Arc<dyn Store>,
 }
 
 impl Services {
-    /// Builds the services over one store.
-    pub fn new(store: Arc<dyn Store>, server_info: ServerInfo) -> Self {
-        Self { readiness: Readiness::new(store), server_info }
+    /// Builds the services over one store. `mailer` is `None` when SMTP is not configured.
+    pub fn new(
+        store: Arc<dyn Store>,
+        server_info: ServerInfo,
+        policy: AuthPolicy,
+        mailer: Option<Arc<dyn Mailer>>,
+    ) -> Self {
+        let auth = Auth {
+            core: Arc::new(auth::AuthCore {
+                store: store.clone(),
+                hasher: SecretHasher::new(),
+                limiter: rate_limits::RateLimiter::new(store.clone()),
+                mailer,
+                policy,
+                server_name: server_info.name.clone(),
+            }),
+        };
+        Self {
+            readiness: Readiness::new(store.clone()),
+            accounts: Accounts { auth: auth.clone() },
+            devices: Devices { auth: auth.clone() },
+            admin: Admin { auth: auth.clone() },
+            auth,
+            server_info,
+            store,
+        }
+    }
+
+    /// Deletes what has expired: one-time codes, rate-limit state, used refresh tokens.
+    pub async fn prune_expired(&self) -> Result<u64, Error> {
+        let now = now_ms();
+        Ok(self.store.prune_codes(now).await?
+            + self.store.prune_rate_limits(now).await?
+            + self.store.prune_used_refresh_tokens(now).await?)
+    }
+
+    /// Runs [`Services::prune_expired`] every `every` until the task is dropped.
+    pub async fn housekeeping(self: Arc<Self>, every: Duration) {
+        let mut tick = tokio::time::interval(every);
+        tick.tick().await;
+        loop {
+            tick.tick().await;
+            match self.prune_expired().await {
+                Ok(0) => {}
+                Ok(n) => tracing::debug!(rows = n, "pruned expired rows"),
+                Err(e) => tracing::warn!(error = %e, "housekeeping failed"),
+            }
+        }
     }
 }

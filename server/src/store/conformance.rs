@@ -3,12 +3,18 @@
 //! output). PostgreSQL is required: without it these tests fail, they are never skipped.
 //! Every new store trait adds its tests to the `conformance!` list at the bottom.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::sync::Arc;
 
 use kitsulan_e2e::postgres::TestDatabase;
 
-use super::{ConnectOptions, Store, connect};
+use super::{
+    CodePurpose, Conflict, ConnectOptions, NewAccount, NewCode, NewDevice, RefreshOutcome, SessionTokens,
+    Store, StoreError, connect, now_ms,
+};
 use crate::config::DatabaseUrl;
+use crate::ids::{AccountId, CodeId, DeviceId};
 
 /// Which backend a test runs on.
 #[derive(Debug, Clone, Copy)]
@@ -110,6 +116,300 @@ async fn concurrent_instance_creation_agrees(db: &Fresh) -> anyhow::Result<()> {
     Ok(())
 }
 
+// ---- accounts and devices ----------------------------------------------------------------
+
+fn new_account(username: &str) -> NewAccount {
+    NewAccount {
+        id: AccountId::generate(),
+        username: username.to_owned(),
+        display_name: username.to_owned(),
+        email: None,
+        password_hash: "$argon2id$test".to_owned(),
+        created_at_ms: now_ms(),
+    }
+}
+
+fn tokens(seed: u8, now: i64) -> SessionTokens {
+    SessionTokens {
+        access_hash: [seed; 32],
+        access_expires_at_ms: now + 60_000,
+        refresh_hash: [seed.wrapping_add(100); 32],
+        refresh_expires_at_ms: now + 3_600_000,
+    }
+}
+
+fn new_device(account: AccountId, seed: u8) -> NewDevice {
+    let now = now_ms();
+    NewDevice {
+        id: DeviceId::generate(),
+        account_id: account,
+        name: format!("device {seed}"),
+        created_at_ms: now,
+        tokens: tokens(seed, now),
+        password_reset_until_ms: 0,
+    }
+}
+
+async fn account_and_device_are_created_together(db: &Fresh) -> anyhow::Result<()> {
+    let alice = new_account("alice");
+    let device = new_device(alice.id, 1);
+    db.store.create_account(&alice, &device).await?;
+    let stored = db.store.account_by_username("alice").await?.expect("alice exists");
+    assert_eq!((stored.id, stored.display_name.as_str(), stored.disabled), (alice.id, "alice", false));
+    assert_eq!(db.store.list_devices(alice.id).await?.len(), 1);
+
+    // A taken username: refused, and the new device was not written either.
+    let copy = new_account("alice");
+    let other_device = new_device(copy.id, 2);
+    let err = db.store.create_account(&copy, &other_device).await.unwrap_err();
+    assert!(matches!(err, StoreError::Conflict(Conflict::Username)), "{err:?}");
+    assert!(db.store.device(other_device.id).await?.is_none());
+
+    // A device that cannot be written (its token hash is taken): the account is not left behind.
+    let bob = new_account("bob");
+    let clash = NewDevice { id: DeviceId::generate(), ..new_device(bob.id, 1) };
+    assert!(db.store.create_account(&bob, &clash).await.is_err());
+    assert!(db.store.account_by_username("bob").await?.is_none());
+    assert_eq!(db.store.list_accounts().await?.len(), 1);
+    Ok(())
+}
+
+async fn verified_email_belongs_to_one_account(db: &Fresh) -> anyhow::Result<()> {
+    let (a, b) = (new_account("anna"), new_account("boris"));
+    db.store.create_account_without_device(&a).await?;
+    db.store.create_account_without_device(&b).await?;
+    // Both may claim the address while unverified...
+    assert!(db.store.set_email(a.id, Some("x@example.org")).await?);
+    assert!(db.store.set_email(b.id, Some("x@example.org")).await?);
+    assert!(db.store.mark_email_verified(a.id, "x@example.org").await?);
+    assert_eq!(db.store.account_by_verified_email("x@example.org").await?.map(|r| r.id), Some(a.id));
+    // ...but only one may verify it.
+    let err = db.store.mark_email_verified(b.id, "x@example.org").await.unwrap_err();
+    assert!(matches!(err, StoreError::Conflict(Conflict::Email)), "{err:?}");
+    // Verifying an address that is no longer the account's does nothing.
+    assert!(!db.store.mark_email_verified(b.id, "other@example.org").await?);
+    Ok(())
+}
+
+async fn totp_steps_are_accepted_once_and_in_order(db: &Fresh) -> anyhow::Result<()> {
+    let a = new_account("tina");
+    db.store.create_account_without_device(&a).await?;
+    assert!(!db.store.accept_totp_step(a.id, 10).await?, "no TOTP enrolled yet");
+    assert!(db.store.set_totp_pending(a.id, Some(b"secret-1")).await?);
+    assert!(!db.store.enable_totp(a.id, b"other", 5).await?, "only the pending secret");
+    assert!(db.store.enable_totp(a.id, b"secret-1", 5).await?);
+    let stored = db.store.account(a.id).await?.expect("exists");
+    assert_eq!(stored.totp_secret.as_deref(), Some(&b"secret-1"[..]));
+    assert_eq!(stored.totp_pending_secret, None);
+    assert!(!db.store.accept_totp_step(a.id, 5).await?, "the enrolment step is used");
+    assert!(db.store.accept_totp_step(a.id, 6).await?);
+    assert!(!db.store.accept_totp_step(a.id, 6).await?, "never twice");
+    assert!(!db.store.accept_totp_step(a.id, 4).await?, "never an older one");
+    // Racing sign-ins with the same code: exactly one wins.
+    let mut racers = tokio::task::JoinSet::new();
+    for _ in 0..8 {
+        let store = db.store.clone();
+        racers.spawn(async move { store.accept_totp_step(a.id, 7).await });
+    }
+    let mut wins = 0;
+    while let Some(won) = racers.join_next().await {
+        wins += usize::from(won??);
+    }
+    assert_eq!(wins, 1);
+    assert!(db.store.disable_totp(a.id).await?);
+    assert!(db.store.account(a.id).await?.expect("exists").totp_secret.is_none());
+    Ok(())
+}
+
+async fn access_tokens_authenticate_until_expiry_or_sign_out(db: &Fresh) -> anyhow::Result<()> {
+    let a = new_account("dora");
+    let device = new_device(a.id, 3);
+    db.store.create_account(&a, &device).await?;
+    let now = now_ms();
+    let found = db.store.authenticate(&[3; 32], now).await?.expect("valid token");
+    assert_eq!((found.account_id, found.device_id, found.account_disabled), (a.id, device.id, false));
+    assert!(db.store.authenticate(&[3; 32], now + 61_000).await?.is_none(), "expired");
+    assert!(db.store.authenticate(&[9; 32], now).await?.is_none(), "unknown");
+    db.store.set_disabled(a.id, true).await?;
+    assert!(db.store.authenticate(&[3; 32], now).await?.expect("still found").account_disabled);
+    // Only the owner's account can sign a device out through the scoped delete.
+    assert!(!db.store.delete_device(Some(AccountId::generate()), device.id).await?);
+    assert!(db.store.delete_device(Some(a.id), device.id).await?);
+    assert!(db.store.authenticate(&[3; 32], now).await?.is_none(), "signed out");
+    Ok(())
+}
+
+async fn refresh_tokens_rotate_once_and_reuse_signs_out(db: &Fresh) -> anyhow::Result<()> {
+    let a = new_account("eve");
+    let device = new_device(a.id, 4);
+    db.store.create_account(&a, &device).await?;
+    let old_refresh = device.tokens.refresh_hash;
+    let now = now_ms();
+    let next = tokens(5, now);
+    let outcome = db.store.rotate_refresh(&old_refresh, &next, now).await?;
+    assert!(matches!(outcome, RefreshOutcome::Rotated(d) if d.device_id == device.id), "{outcome:?}");
+    assert!(
+        db.store.authenticate(&device.tokens.access_hash, now).await?.is_none(),
+        "old access token is gone"
+    );
+    assert!(db.store.authenticate(&next.access_hash, now).await?.is_some());
+    // The old refresh token again: theft. The device is signed out, new tokens and all.
+    let reused = db.store.rotate_refresh(&old_refresh, &tokens(6, now), now).await?;
+    assert_eq!(reused, RefreshOutcome::Reused(device.id));
+    assert!(db.store.device(device.id).await?.is_none());
+    assert!(db.store.authenticate(&next.access_hash, now).await?.is_none());
+    assert_eq!(db.store.rotate_refresh(&[42; 32], &tokens(7, now), now).await?, RefreshOutcome::Unknown);
+    Ok(())
+}
+
+async fn expired_refresh_tokens_do_not_rotate(db: &Fresh) -> anyhow::Result<()> {
+    let a = new_account("fred");
+    let device = new_device(a.id, 8);
+    db.store.create_account(&a, &device).await?;
+    let later = device.tokens.refresh_expires_at_ms + 1;
+    let outcome = db.store.rotate_refresh(&device.tokens.refresh_hash, &tokens(9, later), later).await?;
+    assert_eq!(outcome, RefreshOutcome::Unknown);
+    Ok(())
+}
+
+async fn racing_refreshes_of_one_token_rotate_at_most_once(db: &Fresh) -> anyhow::Result<()> {
+    let a = new_account("gina");
+    let device = new_device(a.id, 10);
+    db.store.create_account(&a, &device).await?;
+    let mut racers = tokio::task::JoinSet::new();
+    for seed in 20..28u8 {
+        let store = db.store.clone();
+        let presented = device.tokens.refresh_hash;
+        racers
+            .spawn(async move { store.rotate_refresh(&presented, &tokens(seed, now_ms()), now_ms()).await });
+    }
+    let mut rotated = 0;
+    while let Some(outcome) = racers.join_next().await {
+        // A racer may also find the database busy; what matters is that no two rotate.
+        if let Ok(Ok(RefreshOutcome::Rotated(_))) = outcome {
+            rotated += 1;
+        }
+    }
+    assert!(rotated <= 1, "{rotated} racers rotated the same token");
+    Ok(())
+}
+
+async fn devices_are_listed_renamed_and_scoped_to_their_account(db: &Fresh) -> anyhow::Result<()> {
+    let (a, b) = (new_account("hana"), new_account("igor"));
+    let (d1, d2) = (new_device(a.id, 30), new_device(a.id, 31));
+    db.store.create_account(&a, &d1).await?;
+    db.store.create_device(&d2).await?;
+    db.store.create_account(&b, &new_device(b.id, 32)).await?;
+    let listed: Vec<_> = db.store.list_devices(a.id).await?.into_iter().map(|d| d.id).collect();
+    assert_eq!(listed, [d1.id, d2.id]);
+    let renamed = db.store.rename_device(a.id, d2.id, "Phone").await?.expect("a's device");
+    assert_eq!(renamed.name, "Phone");
+    assert!(db.store.rename_device(b.id, d2.id, "Stolen").await?.is_none(), "not b's device");
+    assert!(db.store.delete_device(None, d1.id).await?);
+    assert_eq!(db.store.list_devices(a.id).await?.len(), 1);
+    Ok(())
+}
+
+// ---- one-time codes --------------------------------------------------------------------
+
+fn code(account: AccountId, purpose: CodePurpose, ttl_ms: i64) -> NewCode {
+    NewCode {
+        id: CodeId::generate(),
+        account_id: account,
+        purpose,
+        email: Some("x@example.org".into()),
+        code_hash: "$argon2id$code".into(),
+        created_at_ms: now_ms(),
+        expires_at_ms: now_ms() + ttl_ms,
+    }
+}
+
+async fn codes_allow_limited_tries_and_one_use(db: &Fresh) -> anyhow::Result<()> {
+    let a = new_account("jan");
+    db.store.create_account_without_device(&a).await?;
+    let first = code(a.id, CodePurpose::EmailSignIn, 60_000);
+    db.store.put_code(&first).await?;
+    let second = code(a.id, CodePurpose::EmailSignIn, 60_000);
+    db.store.put_code(&second).await?; // replaces the first
+    for attempt in 1..=3 {
+        let counted = db.store.count_attempt(a.id, CodePurpose::EmailSignIn, 3, now_ms()).await?;
+        assert_eq!(counted.map(|c| (c.id, c.attempts)), Some((second.id, attempt)));
+    }
+    assert!(
+        db.store.count_attempt(a.id, CodePurpose::EmailSignIn, 3, now_ms()).await?.is_none(),
+        "out of tries"
+    );
+    assert!(!db.store.consume_code(second.id).await?, "and gone");
+
+    // Other purposes are separate; a code is used once.
+    let admin = code(a.id, CodePurpose::AdminSignIn, 60_000);
+    db.store.put_code(&admin).await?;
+    assert!(db.store.count_attempt(a.id, CodePurpose::EmailVerify, 5, now_ms()).await?.is_none());
+    assert!(db.store.count_attempt(a.id, CodePurpose::AdminSignIn, 5, now_ms()).await?.is_some());
+    assert!(db.store.consume_code(admin.id).await?);
+    assert!(!db.store.consume_code(admin.id).await?);
+
+    // Expired codes count for nothing and are pruned.
+    db.store.put_code(&code(a.id, CodePurpose::EmailVerify, 1)).await?;
+    assert!(db.store.count_attempt(a.id, CodePurpose::EmailVerify, 5, now_ms() + 10).await?.is_none());
+    db.store.put_code(&code(a.id, CodePurpose::EmailVerify, 1)).await?;
+    assert_eq!(db.store.prune_codes(now_ms() + 10).await?, 1);
+    Ok(())
+}
+
+async fn parallel_guesses_cannot_exceed_the_tries(db: &Fresh) -> anyhow::Result<()> {
+    let a = new_account("kira");
+    db.store.create_account_without_device(&a).await?;
+    db.store.put_code(&code(a.id, CodePurpose::EmailSignIn, 60_000)).await?;
+    let mut guessers = tokio::task::JoinSet::new();
+    for _ in 0..20 {
+        let store = db.store.clone();
+        guessers.spawn(async move { store.count_attempt(a.id, CodePurpose::EmailSignIn, 5, now_ms()).await });
+    }
+    let mut counted = Vec::new();
+    while let Some(result) = guessers.join_next().await {
+        if let Ok(Ok(Some(c))) = result {
+            counted.push(c.attempts);
+        }
+    }
+    counted.sort_unstable();
+    assert_eq!(counted, [1, 2, 3, 4, 5], "every try counted exactly once, no more than 5");
+    Ok(())
+}
+
+// ---- rate limits -----------------------------------------------------------------------
+
+async fn rate_limits_allow_the_burst_then_refuse(db: &Fresh) -> anyhow::Result<()> {
+    let now = now_ms();
+    for _ in 0..3 {
+        assert_eq!(db.store.rate_limit_take("k", now, 10_000, 30_000).await?, None);
+    }
+    let wait = db.store.rate_limit_take("k", now, 10_000, 30_000).await?.expect("limited");
+    assert!((9_000..=10_000).contains(&wait), "{wait}");
+    assert_eq!(db.store.rate_limit_peek("k", now, 10_000, 30_000).await?, Some(wait));
+    assert_eq!(db.store.rate_limit_peek("other", now, 10_000, 30_000).await?, None);
+    assert_eq!(db.store.rate_limit_take("k", now + wait, 10_000, 30_000).await?, None, "fits after the wait");
+    assert_eq!(db.store.prune_rate_limits(now + 60_000).await?, 1);
+    Ok(())
+}
+
+async fn racing_requests_cannot_slip_past_a_limit(db: &Fresh) -> anyhow::Result<()> {
+    let now = now_ms();
+    let mut racers = tokio::task::JoinSet::new();
+    for _ in 0..20 {
+        let store = db.store.clone();
+        racers.spawn(async move { store.rate_limit_take("race", now, 60_000, 300_000).await });
+    }
+    let mut allowed = 0;
+    while let Some(result) = racers.join_next().await {
+        if let Ok(Ok(None)) = result {
+            allowed += 1;
+        }
+    }
+    assert_eq!(allowed, 5, "5 per 5 minutes");
+    Ok(())
+}
+
 macro_rules! conformance {
     ($($test:ident),* $(,)?) => {
         mod sqlite {
@@ -138,4 +438,16 @@ conformance!(
     instance_is_created_once,
     instance_survives_reconnect,
     concurrent_instance_creation_agrees,
+    account_and_device_are_created_together,
+    verified_email_belongs_to_one_account,
+    totp_steps_are_accepted_once_and_in_order,
+    access_tokens_authenticate_until_expiry_or_sign_out,
+    refresh_tokens_rotate_once_and_reuse_signs_out,
+    expired_refresh_tokens_do_not_rotate,
+    racing_refreshes_of_one_token_rotate_at_most_once,
+    devices_are_listed_renamed_and_scoped_to_their_account,
+    codes_allow_limited_tries_and_one_use,
+    parallel_guesses_cannot_exceed_the_tries,
+    rate_limits_allow_the_burst_then_refuse,
+    racing_requests_cannot_slip_past_a_limit,
 );

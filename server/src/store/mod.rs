@@ -1,11 +1,28 @@
 //! Storage behind the services: small traits per area, combined into [`Store`], with one SQLite
-//! and one PostgreSQL implementation. Services only see these traits and plain domain types;
-//! sqlx stays inside the two backends.
+//! and one PostgreSQL implementation. Services only see these traits and plain records; sqlx
+//! stays inside this module.
 //!
-//! Every trait is covered by the conformance suite (`conformance.rs`), which runs the same tests
-//! on a fresh SQLite file and a fresh PostgreSQL database each.
+//! The SQL of each area is written once (`impl_for_backends!`): both databases take `$1`
+//! placeholders, `ON CONFLICT` and `RETURNING`, so one statement serves both, and every trait is
+//! proven on both by the conformance suite (`conformance.rs`), which runs each test on a fresh
+//! SQLite file and a fresh PostgreSQL database.
 
+/// Implements a store trait once for both backends (the body uses `self.pool`).
+macro_rules! impl_for_backends {
+    (impl $trait:ident { $($body:tt)* }) => {
+        #[async_trait::async_trait]
+        impl $trait for $crate::store::SqliteStore { $($body)* }
+        #[async_trait::async_trait]
+        impl $trait for $crate::store::PostgresStore { $($body)* }
+    };
+}
+
+mod accounts;
+mod codes;
+mod devices;
+mod instance;
 mod postgres;
+mod rate_limits;
 mod sqlite;
 
 #[cfg(test)]
@@ -17,9 +34,13 @@ use std::time::Duration;
 use async_trait::async_trait;
 
 use crate::config::DatabaseUrl;
-use crate::ids::InstanceId;
 
+pub use accounts::{AccountRecord, AccountStore, NewAccount};
+pub use codes::{CodePurpose, CodeRecord, CodeStore, NewCode};
+pub use devices::{AuthenticatedDevice, DeviceRecord, DeviceStore, NewDevice, RefreshOutcome, SessionTokens};
+pub use instance::{Instance, InstanceStore};
 pub use postgres::PostgresStore;
+pub use rate_limits::RateLimitStore;
 pub use sqlite::SqliteStore;
 
 /// Which database a store runs on.
@@ -41,9 +62,21 @@ impl Backend {
     }
 }
 
+/// A uniqueness rule a write would break.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Conflict {
+    /// Another account has this username.
+    Username,
+    /// Another account has verified this email address.
+    Email,
+}
+
 /// What went wrong in the store. Callers decide from the variant; the source is for logs only.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
+    /// The write would break a uniqueness rule; nothing was written.
+    #[error("conflict: {0:?} already taken")]
+    Conflict(Conflict),
     /// The database could not be reached or did not answer (connection refused, pool timeout,
     /// I/O error). Usually temporary.
     #[error("database unavailable: {0}")]
@@ -80,13 +113,19 @@ impl From<sqlx::migrate::MigrateError> for StoreError {
     }
 }
 
-/// This installation's identity, created with the database.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Instance {
-    /// The installation's id.
-    pub id: InstanceId,
-    /// When the database was first set up, in milliseconds since the Unix epoch.
-    pub created_at_ms: i64,
+/// Maps a unique-constraint violation to the [`Conflict`] it means, going by the column or
+/// constraint name that SQLite ("UNIQUE constraint failed: accounts.username") and PostgreSQL
+/// ("accounts_username_unique") report.
+fn conflict_or(e: sqlx::Error, rules: &[(&str, Conflict)]) -> StoreError {
+    if let sqlx::Error::Database(db) = &e
+        && db.is_unique_violation()
+    {
+        let text = format!("{} {}", db.constraint().unwrap_or_default(), db.message());
+        if let Some((_, conflict)) = rules.iter().find(|(name, _)| text.contains(name)) {
+            return StoreError::Conflict(*conflict);
+        }
+    }
+    e.into()
 }
 
 /// The result of applying migrations.
@@ -98,17 +137,11 @@ pub struct MigrationReport {
     pub total: usize,
 }
 
-/// The installation's identity (`instance` table).
-#[async_trait]
-pub trait InstanceStore: Send + Sync {
-    /// Returns the installation's identity, creating it on first use. Safe to call from many
-    /// processes and tasks at once: all of them get the same identity.
-    async fn instance(&self) -> Result<Instance, StoreError>;
-}
-
 /// All storage of a KitsuLAN server.
 #[async_trait]
-pub trait Store: InstanceStore + Send + Sync + 'static {
+pub trait Store:
+    InstanceStore + AccountStore + DeviceStore + CodeStore + RateLimitStore + Send + Sync + 'static
+{
     /// Which database this is.
     fn backend(&self) -> Backend;
 
@@ -146,7 +179,7 @@ pub async fn connect(url: &DatabaseUrl, options: &ConnectOptions) -> Result<Arc<
 }
 
 /// The current time in milliseconds since the Unix epoch.
-pub(crate) fn now_ms() -> i64 {
+pub fn now_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))

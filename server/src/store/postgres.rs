@@ -2,21 +2,16 @@
 //! take PostgreSQL's advisory lock, so nodes starting together apply them once.
 
 use async_trait::async_trait;
-use sqlx::Row as _;
 use sqlx::postgres::{PgPool, PgPoolOptions};
-use uuid::Uuid;
 
-use super::{
-    Backend, ConnectOptions, Instance, InstanceStore, MigrationReport, Store, StoreError, now_ms, report,
-};
-use crate::ids::InstanceId;
+use super::{Backend, ConnectOptions, MigrationReport, Store, StoreError, report};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/postgres");
 
 /// A PostgreSQL database.
 #[derive(Debug, Clone)]
 pub struct PostgresStore {
-    pool: PgPool,
+    pub(super) pool: PgPool,
 }
 
 impl PostgresStore {
@@ -50,24 +45,6 @@ impl PostgresStore {
 }
 
 #[async_trait]
-impl InstanceStore for PostgresStore {
-    async fn instance(&self) -> Result<Instance, StoreError> {
-        sqlx::query("INSERT INTO instance (singleton, id, created_at_ms) VALUES (1, $1, $2) ON CONFLICT (singleton) DO NOTHING")
-            .bind(InstanceId::generate().as_uuid())
-            .bind(now_ms())
-            .execute(&self.pool)
-            .await?;
-        let row = sqlx::query("SELECT id, created_at_ms FROM instance WHERE singleton = 1")
-            .fetch_one(&self.pool)
-            .await?;
-        Ok(Instance {
-            id: InstanceId::from_uuid(row.try_get::<Uuid, _>("id")?),
-            created_at_ms: row.try_get("created_at_ms")?,
-        })
-    }
-}
-
-#[async_trait]
 impl Store for PostgresStore {
     fn backend(&self) -> Backend {
         Backend::Postgres
@@ -93,6 +70,7 @@ impl Store for PostgresStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::InstanceStore as _;
     use kitsulan_e2e::postgres::TestDatabase;
 
     #[tokio::test]

@@ -6,23 +6,18 @@ use std::path::Path;
 use std::str::FromStr as _;
 
 use async_trait::async_trait;
-use sqlx::Row as _;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
-use uuid::Uuid;
 
-use super::{
-    Backend, ConnectOptions, Instance, InstanceStore, MigrationReport, Store, StoreError, now_ms, report,
-};
-use crate::ids::InstanceId;
+use super::{Backend, ConnectOptions, MigrationReport, Store, StoreError, report};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/sqlite");
 
 /// A SQLite database file.
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
-    pool: SqlitePool,
+    pub(super) pool: SqlitePool,
 }
 
 impl SqliteStore {
@@ -68,24 +63,6 @@ impl SqliteStore {
 }
 
 #[async_trait]
-impl InstanceStore for SqliteStore {
-    async fn instance(&self) -> Result<Instance, StoreError> {
-        sqlx::query("INSERT INTO instance (singleton, id, created_at_ms) VALUES (1, $1, $2) ON CONFLICT (singleton) DO NOTHING")
-            .bind(InstanceId::generate().as_uuid())
-            .bind(now_ms())
-            .execute(&self.pool)
-            .await?;
-        let row = sqlx::query("SELECT id, created_at_ms FROM instance WHERE singleton = 1")
-            .fetch_one(&self.pool)
-            .await?;
-        Ok(Instance {
-            id: InstanceId::from_uuid(row.try_get::<Uuid, _>("id")?),
-            created_at_ms: row.try_get("created_at_ms")?,
-        })
-    }
-}
-
-#[async_trait]
 impl Store for SqliteStore {
     fn backend(&self) -> Backend {
         Backend::Sqlite
@@ -111,6 +88,7 @@ impl Store for SqliteStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::InstanceStore as _;
 
     #[tokio::test]
     async fn ids_are_16_byte_blobs_and_the_journal_is_wal() -> anyhow::Result<()> {

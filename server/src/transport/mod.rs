@@ -19,11 +19,20 @@ use crate::services::Services;
 pub use grpc::HealthHandle;
 pub use metrics::Metrics;
 
+/// How the transport behaves (from the settings).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Options {
+    /// Take client addresses from `X-Forwarded-For` (behind a reverse proxy).
+    pub trust_forwarded_for: bool,
+}
+
 /// Builds the full router: gRPC (+ gRPC-Web), HTTP endpoints, the PWA as fallback, metrics
 /// around all of it. Returns the handle that flips gRPC health on shutdown.
-pub async fn router(services: Arc<Services>) -> anyhow::Result<(Router, HealthHandle)> {
+pub async fn router(services: Arc<Services>, options: Options) -> anyhow::Result<(Router, HealthHandle)> {
     let metrics = Arc::new(Metrics::new(grpc::known_methods()?));
-    let (grpc, health) = grpc::router(services.clone()).await?;
+    let context =
+        grpc::Context { services: services.clone(), trust_forwarded_for: options.trust_forwarded_for };
+    let (grpc, health) = grpc::router(context).await?;
     let router = Router::new()
         .merge(http::router(services, metrics.clone()))
         .merge(grpc)

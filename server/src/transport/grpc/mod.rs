@@ -1,47 +1,71 @@
 //! gRPC: our services from `proto/`, the standard `grpc.health.v1.Health` service and server
 //! reflection (v1 and v1alpha), all reachable as native gRPC (HTTP/2) and as gRPC-Web from
-//! browsers, on the same port as plain HTTP.
+//! browsers, on the same port as plain HTTP. Every handler that needs a session gets its caller
+//! from [`Context::caller`] first.
+
+mod account;
+mod auth;
+mod context;
+mod device;
+mod errors;
+mod server_info;
 
 use std::collections::HashSet;
-use std::sync::Arc;
 
 use axum::Router;
-use kitsulan_proto::v1::server_info_service_server::{ServerInfoService, ServerInfoServiceServer};
-use kitsulan_proto::v1::{DatabaseBackend, GetServerInfoRequest, GetServerInfoResponse, StorageBackend};
+use kitsulan_proto::v1::account_service_server::AccountServiceServer;
+use kitsulan_proto::v1::auth_service_server::AuthServiceServer;
+use kitsulan_proto::v1::device_service_server::DeviceServiceServer;
+use kitsulan_proto::v1::server_info_service_server::ServerInfoServiceServer;
 use prost::Message as _;
-use tonic::{Request, Response, Status};
 use tonic_health::server::HealthReporter;
 
-use crate::services::{self, Services};
-use crate::store::Backend;
+pub use context::Context;
+pub use errors::status;
 
 /// Flips the gRPC health status when the server stops taking traffic.
 #[derive(Clone)]
 pub struct HealthHandle(HealthReporter);
 
+/// The names of our services, as health checks know them.
+const SERVICE_NAMES: [&str; 4] = [
+    "kitsulan.v1.ServerInfoService",
+    "kitsulan.v1.AuthService",
+    "kitsulan.v1.AccountService",
+    "kitsulan.v1.DeviceService",
+];
+
 impl HealthHandle {
     /// Reports every service as NOT_SERVING (on shutdown, so balancers drain this node).
     pub async fn set_not_serving(&self) {
-        self.0.set_not_serving::<ServerInfoServiceServer<ServerInfoApi>>().await;
-        self.0.set_service_status("", tonic_health::ServingStatus::NotServing).await;
+        for name in SERVICE_NAMES.into_iter().chain([""]) {
+            self.0.set_service_status(name, tonic_health::ServingStatus::NotServing).await;
+        }
     }
 }
 
 /// Builds the gRPC part of the router (with gRPC-Web translation).
-pub async fn router(services: Arc<Services>) -> anyhow::Result<(Router, HealthHandle)> {
+pub async fn router(context: Context) -> anyhow::Result<(Router, HealthHandle)> {
     let (reporter, health) = tonic_health::server::health_reporter();
-    reporter.set_serving::<ServerInfoServiceServer<ServerInfoApi>>().await;
+    for name in SERVICE_NAMES {
+        reporter.set_service_status(name, tonic_health::ServingStatus::Serving).await;
+    }
 
     let reflection_v1 = reflection().build_v1()?;
     let reflection_v1alpha = reflection().build_v1alpha()?;
 
-    let router = tonic::service::Routes::new(ServerInfoServiceServer::new(ServerInfoApi { services }))
-        .add_service(health)
-        .add_service(reflection_v1)
-        .add_service(reflection_v1alpha)
-        .prepare()
-        .into_axum_router()
-        .layer(tonic_web::GrpcWebLayer::new());
+    let router = tonic::service::Routes::new(ServerInfoServiceServer::new(server_info::ServerInfoApi(
+        context.clone(),
+    )))
+    .add_service(AuthServiceServer::new(auth::AuthApi(context.clone())))
+    .add_service(AccountServiceServer::new(account::AccountApi(context.clone())))
+    .add_service(DeviceServiceServer::new(device::DeviceApi(context)))
+    .add_service(health)
+    .add_service(reflection_v1)
+    .add_service(reflection_v1alpha)
+    .prepare()
+    .into_axum_router()
+    .layer(tonic_web::GrpcWebLayer::new());
     Ok((router, HealthHandle(reporter)))
 }
 
@@ -72,31 +96,14 @@ pub fn known_methods() -> anyhow::Result<HashSet<String>> {
     Ok(methods)
 }
 
-/// `kitsulan.v1.ServerInfoService`.
-pub struct ServerInfoApi {
-    services: Arc<Services>,
-}
-
-#[tonic::async_trait]
-impl ServerInfoService for ServerInfoApi {
-    async fn get_server_info(
-        &self,
-        _request: Request<GetServerInfoRequest>,
-    ) -> Result<Response<GetServerInfoResponse>, Status> {
-        let info = &self.services.server_info;
-        Ok(Response::new(GetServerInfoResponse {
-            name: info.name.clone(),
-            version: info.version.to_owned(),
-            instance_id: info.instance_id.to_string(),
-            database: match info.database {
-                Backend::Sqlite => DatabaseBackend::Sqlite,
-                Backend::Postgres => DatabaseBackend::Postgres,
-            }
-            .into(),
-            storage: match info.storage {
-                services::StorageBackend::Local => StorageBackend::Local,
-            }
-            .into(),
-        }))
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn every_service_in_the_schema_reports_health() {
+        let methods = super::known_methods().unwrap();
+        for method in methods.iter().filter(|m| m.starts_with("/kitsulan.")) {
+            let service = method.trim_start_matches('/').split('/').next().unwrap();
+            assert!(super::SERVICE_NAMES.contains(&service), "{service} is served but not in SERVICE_NAMES");
+        }
     }
 }

@@ -1,0 +1,186 @@
+//! Rate limits on everything that guesses or spends: sign-up, sign-in, one-time codes.
+//! Limits are "N per period" (GCRA, see `store::rate_limits`), kept in the database so every
+//! node sharing it enforces the same budget.
+
+use std::net::IpAddr;
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::Error;
+use crate::store::{Store, now_ms};
+
+/// "At most `count` per `period`", written `10/1h`, `30/10m`, `5/30s`, `100/1d`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limit {
+    /// How many in one period (also the largest burst).
+    pub count: u32,
+    /// The period.
+    pub period: Duration,
+}
+
+impl Limit {
+    /// `count` per `period`.
+    pub const fn new(count: u32, period: Duration) -> Self {
+        Self { count, period }
+    }
+
+    fn period_ms(&self) -> i64 {
+        i64::try_from(self.period.as_millis()).unwrap_or(i64::MAX)
+    }
+
+    fn interval_ms(&self) -> i64 {
+        (self.period_ms() / i64::from(self.count.max(1))).max(1)
+    }
+}
+
+impl FromStr for Limit {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        let err = || format!("expected N/PERIOD like 10/1h, 30/10m or 5/30s, got {s:?}");
+        let (count, period) = s.trim().split_once('/').ok_or_else(err)?;
+        let count: u32 = count.trim().parse().map_err(|_| err())?;
+        let period = period.trim();
+        let split = period.find(|c: char| !c.is_ascii_digit()).ok_or_else(err)?;
+        let (amount, unit) = period.split_at(split);
+        let amount: u64 = if amount.is_empty() { 1 } else { amount.parse().map_err(|_| err())? };
+        let seconds = match unit {
+            "s" => 1,
+            "m" => 60,
+            "h" => 3600,
+            "d" => 86_400,
+            _ => return Err(err()),
+        };
+        if count == 0 || amount == 0 {
+            return Err("count and period must be at least 1".into());
+        }
+        if amount.saturating_mul(seconds) > 30 * 86_400 {
+            return Err("the period is at most 30 days".into());
+        }
+        Ok(Self { count, period: Duration::from_secs(amount * seconds) })
+    }
+}
+
+/// Every limit the server enforces.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Sign-ups per client address.
+    pub sign_up: Limit,
+    /// Sign-in attempts (any kind) per client address.
+    pub sign_in: Limit,
+    /// Failed sign-ins (password, TOTP or code) per username.
+    pub sign_in_failures: Limit,
+    /// Emailed codes per client address and per email address or account.
+    pub code_requests: Limit,
+    /// One-time code checks per client address.
+    pub code_checks: Limit,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        const MIN: u64 = 60;
+        Self {
+            sign_up: Limit::new(10, Duration::from_secs(3600)),
+            sign_in: Limit::new(30, Duration::from_secs(10 * MIN)),
+            sign_in_failures: Limit::new(10, Duration::from_secs(15 * MIN)),
+            code_requests: Limit::new(5, Duration::from_secs(3600)),
+            code_checks: Limit::new(20, Duration::from_secs(10 * MIN)),
+        }
+    }
+}
+
+/// The key for a client address. IPv6 clients are limited per /64, the block one subscriber
+/// usually gets, so rotating through its addresses buys nothing.
+pub fn address_key(addr: IpAddr) -> String {
+    match addr {
+        IpAddr::V4(v4) => v4.to_string(),
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => v4.to_string(),
+            None => {
+                let s = v6.segments();
+                format!("{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
+            }
+        },
+    }
+}
+
+/// Checks and counts requests against [`Limit`]s.
+#[derive(Clone)]
+pub struct RateLimiter {
+    store: Arc<dyn Store>,
+}
+
+impl RateLimiter {
+    /// A limiter keeping its counts in `store`.
+    pub fn new(store: Arc<dyn Store>) -> Self {
+        Self { store }
+    }
+
+    /// Counts one request against `key`, or fails with [`Error::RateLimited`].
+    pub async fn take(&self, limit: &Limit, key: &str) -> Result<(), Error> {
+        let wait = self.store.rate_limit_take(key, now_ms(), limit.interval_ms(), limit.period_ms()).await?;
+        refuse_if(wait)
+    }
+
+    /// Fails with [`Error::RateLimited`] if a request to `key` would not fit now, without
+    /// counting one (for limits on failures, counted later with [`RateLimiter::take`]).
+    pub async fn check(&self, limit: &Limit, key: &str) -> Result<(), Error> {
+        let wait = self.store.rate_limit_peek(key, now_ms(), limit.interval_ms(), limit.period_ms()).await?;
+        refuse_if(wait)
+    }
+
+    /// Counts a failure against `key`; going over only matters for the next [`check`].
+    ///
+    /// [`check`]: RateLimiter::check
+    pub async fn record_failure(&self, limit: &Limit, key: &str) -> Result<(), Error> {
+        match self.take(limit, key).await {
+            Ok(()) | Err(Error::RateLimited { .. }) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+}
+
+fn refuse_if(wait_ms: Option<i64>) -> Result<(), Error> {
+    match wait_ms {
+        None => Ok(()),
+        Some(ms) => Err(Error::RateLimited {
+            retry_after: Duration::from_millis(u64::try_from(ms.max(1)).unwrap_or(1)),
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn limits_parse() {
+        let cases = [
+            ("10/1h", Some((10, 3600))),
+            ("30/10m", Some((30, 600))),
+            ("5/30s", Some((5, 30))),
+            ("100/d", Some((100, 86_400))),
+            (" 3 / 1m ", Some((3, 60))),
+            ("0/1h", None),
+            ("10/0m", None),
+            ("10", None),
+            ("ten/1h", None),
+            ("10/1w", None),
+            ("10/31d", None),
+        ];
+        for (raw, want) in cases {
+            let got = raw.parse::<Limit>().ok().map(|l| (l.count, l.period.as_secs()));
+            assert_eq!(got, want, "{raw:?}");
+        }
+    }
+
+    #[test]
+    fn ipv6_is_limited_per_64() {
+        let a: IpAddr = "2001:db8:1:2:aaaa::1".parse().unwrap();
+        let b: IpAddr = "2001:db8:1:2:bbbb::9".parse().unwrap();
+        assert_eq!(address_key(a), address_key(b));
+        assert_eq!(address_key("::ffff:10.0.0.1".parse().unwrap()), "10.0.0.1");
+        assert_eq!(address_key("192.168.1.7".parse().unwrap()), "192.168.1.7");
+    }
+}

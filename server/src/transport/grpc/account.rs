@@ -1,0 +1,134 @@
+//! `kitsulan.v1.AccountService`: the caller's own account.
+
+use kitsulan_proto::v1 as pb;
+use kitsulan_proto::v1::account_service_server::AccountService;
+use tonic::{Request, Response, Status};
+
+use super::{Context, status};
+use crate::store::AccountRecord;
+
+pub struct AccountApi(pub Context);
+
+fn account(a: AccountRecord) -> Option<pb::Account> {
+    Some(pb::Account {
+        id: a.id.to_string(),
+        username: a.username,
+        display_name: a.display_name,
+        email: a.email.unwrap_or_default(),
+        email_verified: a.email_verified,
+        totp_enabled: a.totp_secret.is_some(),
+        created_at_ms: a.created_at_ms,
+    })
+}
+
+#[tonic::async_trait]
+impl AccountService for AccountApi {
+    async fn get_my_account(
+        &self,
+        request: Request<pb::GetMyAccountRequest>,
+    ) -> Result<Response<pb::GetMyAccountResponse>, Status> {
+        let caller = self.0.caller(&request).await?;
+        let a = self.0.services.accounts.get(&caller).await.map_err(status)?;
+        Ok(Response::new(pb::GetMyAccountResponse { account: account(a) }))
+    }
+
+    async fn update_profile(
+        &self,
+        request: Request<pb::UpdateProfileRequest>,
+    ) -> Result<Response<pb::UpdateProfileResponse>, Status> {
+        let caller = self.0.caller(&request).await?;
+        let a = self
+            .0
+            .services
+            .accounts
+            .update_profile(&caller, &request.get_ref().display_name)
+            .await
+            .map_err(status)?;
+        Ok(Response::new(pb::UpdateProfileResponse { account: account(a) }))
+    }
+
+    async fn change_password(
+        &self,
+        request: Request<pb::ChangePasswordRequest>,
+    ) -> Result<Response<pb::ChangePasswordResponse>, Status> {
+        let caller = self.0.caller(&request).await?;
+        let r = request.get_ref();
+        self.0
+            .services
+            .accounts
+            .change_password(&caller, &r.current_password, &r.new_password)
+            .await
+            .map_err(status)?;
+        Ok(Response::new(pb::ChangePasswordResponse {}))
+    }
+
+    async fn set_email(
+        &self,
+        request: Request<pb::SetEmailRequest>,
+    ) -> Result<Response<pb::SetEmailResponse>, Status> {
+        let caller = self.0.caller(&request).await?;
+        let client = self.0.client(&request);
+        let a = self
+            .0
+            .services
+            .accounts
+            .set_email(&caller, client, &request.get_ref().email)
+            .await
+            .map_err(status)?;
+        Ok(Response::new(pb::SetEmailResponse { account: account(a) }))
+    }
+
+    async fn verify_email(
+        &self,
+        request: Request<pb::VerifyEmailRequest>,
+    ) -> Result<Response<pb::VerifyEmailResponse>, Status> {
+        let caller = self.0.caller(&request).await?;
+        let client = self.0.client(&request);
+        let a = self
+            .0
+            .services
+            .accounts
+            .verify_email(&caller, client, &request.get_ref().code)
+            .await
+            .map_err(status)?;
+        Ok(Response::new(pb::VerifyEmailResponse { account: account(a) }))
+    }
+
+    async fn begin_totp_enrollment(
+        &self,
+        request: Request<pb::BeginTotpEnrollmentRequest>,
+    ) -> Result<Response<pb::BeginTotpEnrollmentResponse>, Status> {
+        let caller = self.0.caller(&request).await?;
+        let e = self
+            .0
+            .services
+            .accounts
+            .begin_totp(&caller, &request.get_ref().password)
+            .await
+            .map_err(status)?;
+        Ok(Response::new(pb::BeginTotpEnrollmentResponse {
+            secret_base32: e.secret_base32,
+            otpauth_uri: e.otpauth_uri,
+        }))
+    }
+
+    async fn confirm_totp_enrollment(
+        &self,
+        request: Request<pb::ConfirmTotpEnrollmentRequest>,
+    ) -> Result<Response<pb::ConfirmTotpEnrollmentResponse>, Status> {
+        let caller = self.0.caller(&request).await?;
+        let a =
+            self.0.services.accounts.confirm_totp(&caller, &request.get_ref().code).await.map_err(status)?;
+        Ok(Response::new(pb::ConfirmTotpEnrollmentResponse { account: account(a) }))
+    }
+
+    async fn disable_totp(
+        &self,
+        request: Request<pb::DisableTotpRequest>,
+    ) -> Result<Response<pb::DisableTotpResponse>, Status> {
+        let caller = self.0.caller(&request).await?;
+        let r = request.get_ref();
+        let a = self.0.services.accounts.disable_totp(&caller, &r.password, &r.code).await.map_err(status)?;
+        Ok(Response::new(pb::DisableTotpResponse { account: account(a) }))
+    }
+}

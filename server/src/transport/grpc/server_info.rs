@@ -1,0 +1,35 @@
+//! `kitsulan.v1.ServerInfoService`: what the server is, before anyone signs in.
+
+use kitsulan_proto::v1::server_info_service_server::ServerInfoService;
+use kitsulan_proto::v1::{DatabaseBackend, GetServerInfoRequest, GetServerInfoResponse, StorageBackend};
+use tonic::{Request, Response, Status};
+
+use super::Context;
+use crate::services;
+use crate::store::Backend;
+
+pub struct ServerInfoApi(pub Context);
+
+#[tonic::async_trait]
+impl ServerInfoService for ServerInfoApi {
+    async fn get_server_info(
+        &self,
+        _request: Request<GetServerInfoRequest>,
+    ) -> Result<Response<GetServerInfoResponse>, Status> {
+        let info = &self.0.services.server_info;
+        Ok(Response::new(GetServerInfoResponse {
+            name: info.name.clone(),
+            version: info.version.to_owned(),
+            instance_id: info.instance_id.to_string(),
+            database: match info.database {
+                Backend::Sqlite => DatabaseBackend::Sqlite,
+                Backend::Postgres => DatabaseBackend::Postgres,
+            }
+            .into(),
+            storage: match info.storage {
+                services::StorageBackend::Local => StorageBackend::Local,
+            }
+            .into(),
+        }))
+    }
+}
