@@ -210,6 +210,12 @@ impl DeviceCertificate {
     }
 }
 
+/// Checks that `bytes` is an Ed25519 public key (32 bytes, a valid curve point): what a server
+/// checks before it accepts an account key. Public keys only.
+pub fn validate_account_key(bytes: &[u8]) -> Result<()> {
+    crate::encoding::ed25519_key(bytes).map(|_| ())
+}
+
 /// Decodes `bytes` as a device certificate and checks that `trusted_account_key` (the
 /// person's pinned account key, 32 bytes) signed it. Public keys only: the server uses this.
 pub fn verify_device_certificate(bytes: &[u8], trusted_account_key: &[u8]) -> Result<DeviceCertificate> {

@@ -75,7 +75,7 @@ pub mod fuzz_hooks {
     }
 }
 
-pub use certificate::{AccountKey, DeviceCertificate, verify_device_certificate};
+pub use certificate::{AccountKey, DeviceCertificate, validate_account_key, verify_device_certificate};
 pub use device::{
     DeviceAccount, SignedFallbackKey, SignedOneTimeKey, verify_fallback_key, verify_one_time_key,
 };

@@ -89,6 +89,14 @@ uuid_v7_id!(
     /// A one-time code (emailed, or printed by the admin).
     CodeId
 );
+uuid_v7_id!(
+    /// A message (to-device now; conversation messages later), chosen by the sending device.
+    MessageId
+);
+uuid_v7_id!(
+    /// A device-linking session, chosen by the new device.
+    PairingId
+);
 
 #[cfg(test)]
 mod tests {

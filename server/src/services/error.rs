@@ -75,6 +75,30 @@ pub enum Error {
     /// SignOutDevice on the calling device.
     #[error("use SignOut to sign out this device")]
     CannotSignOutCurrentDevice,
+    /// Something named in the request does not exist (for the caller).
+    #[error("{message}")]
+    NotFound {
+        /// Stable code, e.g. `PAIRING_NOT_FOUND`.
+        reason: &'static str,
+        /// For people.
+        message: String,
+    },
+    /// The request is well-formed but the state does not allow it.
+    #[error("{message}")]
+    FailedPrecondition {
+        /// Stable code, e.g. `NO_ACCOUNT_KEY`.
+        reason: &'static str,
+        /// For people.
+        message: String,
+    },
+    /// A size or count limit would be exceeded.
+    #[error("{message}")]
+    LimitExceeded {
+        /// Stable code, e.g. `INBOX_FULL`.
+        reason: &'static str,
+        /// For people.
+        message: String,
+    },
     /// Too many attempts.
     #[error("too many attempts; try again in {} s", retry_after.as_secs().max(1))]
     RateLimited {
@@ -96,7 +120,10 @@ impl Error {
     /// The stable code clients match on.
     pub fn reason(&self) -> &'static str {
         match self {
-            Self::InvalidArgument { reason, .. } => reason,
+            Self::InvalidArgument { reason, .. }
+            | Self::NotFound { reason, .. }
+            | Self::FailedPrecondition { reason, .. }
+            | Self::LimitExceeded { reason, .. } => reason,
             Self::UsernameTaken => "USERNAME_TAKEN",
             Self::EmailTaken => "EMAIL_TAKEN",
             Self::InvalidCredentials => "INVALID_CREDENTIALS",
@@ -121,6 +148,21 @@ impl Error {
             Self::Unavailable(_) => "UNAVAILABLE",
             Self::Internal(_) => "INTERNAL",
         }
+    }
+
+    /// Shorthand for [`Error::NotFound`].
+    pub fn not_found(reason: &'static str, message: impl Into<String>) -> Self {
+        Self::NotFound { reason, message: message.into() }
+    }
+
+    /// Shorthand for [`Error::FailedPrecondition`].
+    pub fn precondition(reason: &'static str, message: impl Into<String>) -> Self {
+        Self::FailedPrecondition { reason, message: message.into() }
+    }
+
+    /// Shorthand for [`Error::LimitExceeded`].
+    pub fn limit(reason: &'static str, message: impl Into<String>) -> Self {
+        Self::LimitExceeded { reason, message: message.into() }
     }
 
     /// Shorthand for a refused field.

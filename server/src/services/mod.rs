@@ -7,11 +7,14 @@ pub mod admin;
 pub mod auth;
 pub mod devices;
 mod error;
+pub mod keys;
 pub mod names;
+pub mod pairing;
 pub mod passwords;
 pub mod rate_limits;
 pub mod readiness;
 pub mod server_info;
+pub mod to_device;
 pub mod tokens;
 pub mod totp;
 
@@ -26,9 +29,12 @@ pub use admin::Admin;
 pub use auth::{Auth, AuthPolicy, Caller, ClientAddr};
 pub use devices::Devices;
 pub use error::Error;
+pub use keys::Keys;
+pub use pairing::Pairing;
 pub use passwords::SecretHasher;
 pub use readiness::{NotReady, Readiness};
 pub use server_info::{ServerInfo, StorageBackend};
+pub use to_device::ToDevice;
 
 /// Every service, shared by all transports.
 pub struct Services {
@@ -44,6 +50,12 @@ pub struct Services {
     pub devices: Devices,
     /// Admin operations.
     pub admin: Admin,
+    /// The E2EE public-key directory.
+    pub keys: Keys,
+    /// To-device messages.
+    pub to_device: ToDevice,
+    /// Linking new devices.
+    pub pairing: Pairing,
     store: Arc<dyn Store>,
 }
 
@@ -70,18 +82,25 @@ impl Services {
             accounts: Accounts { auth: auth.clone() },
             devices: Devices { auth: auth.clone() },
             admin: Admin { auth: auth.clone() },
+            pairing: Pairing { auth: auth.clone() },
+            keys: Keys { store: store.clone() },
+            to_device: ToDevice { store: store.clone() },
             auth,
             server_info,
             store,
         }
     }
 
-    /// Deletes what has expired: one-time codes, rate-limit state, used refresh tokens.
+    /// Deletes what has expired: one-time codes, rate-limit state, used refresh tokens,
+    /// unacknowledged to-device messages past their lifetime, and pairings (kept an hour past
+    /// expiry so a late client still learns it expired).
     pub async fn prune_expired(&self) -> Result<u64, Error> {
         let now = now_ms();
         Ok(self.store.prune_codes(now).await?
             + self.store.prune_rate_limits(now).await?
-            + self.store.prune_used_refresh_tokens(now).await?)
+            + self.store.prune_used_refresh_tokens(now).await?
+            + self.store.prune_to_device(now).await?
+            + self.store.prune_pairings(now - 3_600_000).await?)
     }
 
     /// Runs [`Services::prune_expired`] every `every` until the task is dropped.

@@ -10,11 +10,12 @@ use std::sync::Arc;
 use kitsulan_e2e::postgres::TestDatabase;
 
 use super::{
-    CodePurpose, Conflict, ConnectOptions, NewAccount, NewCode, NewDevice, RefreshOutcome, SessionTokens,
-    Store, StoreError, connect, now_ms,
+    AccountKeyOutcome, CodePurpose, Conflict, ConnectOptions, DeviceKeysRecord, KeyUpload, KeyUploadOutcome,
+    NewAccount, NewCode, NewDevice, NewPairing, NewToDevice, PairingConflict, PairingStatus, RefreshOutcome,
+    SendRefusal, SessionTokens, SignedKeyRecord, Store, StoreError, connect, now_ms,
 };
 use crate::config::DatabaseUrl;
-use crate::ids::{AccountId, CodeId, DeviceId};
+use crate::ids::{AccountId, CodeId, DeviceId, MessageId, PairingId};
 
 /// Which backend a test runs on.
 #[derive(Debug, Clone, Copy)]
@@ -410,6 +411,276 @@ async fn racing_requests_cannot_slip_past_a_limit(db: &Fresh) -> anyhow::Result<
     Ok(())
 }
 
+// ---- keys ------------------------------------------------------------------------------
+
+fn signed(key_id: i64) -> SignedKeyRecord {
+    SignedKeyRecord { key_id, public_key: vec![key_id as u8; 32], signature: vec![7; 64] }
+}
+
+fn identity(device: DeviceId, seed: u8) -> DeviceKeysRecord {
+    DeviceKeysRecord {
+        device_id: device,
+        certificate: vec![seed; 217],
+        ed25519: vec![seed; 32],
+        curve25519: vec![seed; 32],
+    }
+}
+
+fn upload(
+    identity: Option<DeviceKeysRecord>,
+    otks: impl IntoIterator<Item = i64>,
+    fallback: Option<i64>,
+) -> KeyUpload {
+    KeyUpload {
+        identity,
+        one_time_keys: otks.into_iter().map(signed).collect(),
+        fallback_key: fallback.map(signed),
+        max_one_time_keys: 10,
+        now_ms: now_ms(),
+    }
+}
+
+async fn version(db: &Fresh, account: AccountId) -> anyhow::Result<i64> {
+    Ok(db.store.query_keys(&[account]).await?.first().map(|a| a.device_list_version).unwrap_or(-1))
+}
+
+async fn account_keys_are_set_once_unless_replaced(db: &Fresh) -> anyhow::Result<()> {
+    let a = new_account("lena");
+    let device = new_device(a.id, 40);
+    db.store.create_account(&a, &device).await?;
+    assert_eq!(db.store.publish_account_key(a.id, &[1; 32], false).await?, AccountKeyOutcome::Set);
+    assert_eq!(db.store.publish_account_key(a.id, &[1; 32], false).await?, AccountKeyOutcome::Unchanged);
+    assert_eq!(db.store.publish_account_key(a.id, &[2; 32], false).await?, AccountKeyOutcome::Exists);
+    assert_eq!(db.store.account_key(a.id).await?, Some(vec![1; 32]));
+    db.store.upload_keys(a.id, device.id, &upload(Some(identity(device.id, 1)), 1..=3, Some(1))).await?;
+    let before = version(db, a.id).await?;
+    assert_eq!(db.store.publish_account_key(a.id, &[2; 32], true).await?, AccountKeyOutcome::Replaced);
+    // Everything certified by the old key is gone, and contacts can tell.
+    assert_eq!(db.store.device_keys(device.id).await?, None);
+    assert_eq!(db.store.key_counts(device.id).await?, (0, false));
+    assert!(version(db, a.id).await? > before);
+    Ok(())
+}
+
+async fn key_uploads_are_all_or_nothing_and_idempotent(db: &Fresh) -> anyhow::Result<()> {
+    let a = new_account("mia");
+    let device = new_device(a.id, 41);
+    db.store.create_account(&a, &device).await?;
+    let v0 = version(db, a.id).await?;
+    let stored =
+        db.store.upload_keys(a.id, device.id, &upload(Some(identity(device.id, 1)), 1..=5, Some(1))).await?;
+    assert_eq!(stored, KeyUploadOutcome::Stored { one_time_keys: 5, has_fallback_key: true });
+    assert!(version(db, a.id).await? > v0, "a device with keys appeared");
+    // The same keys again change nothing; new ones add up.
+    let again = db.store.upload_keys(a.id, device.id, &upload(None, 1..=7, None)).await?;
+    assert_eq!(again, KeyUploadOutcome::Stored { one_time_keys: 7, has_fallback_key: true });
+    // Over the limit: refused whole.
+    assert_eq!(
+        db.store.upload_keys(a.id, device.id, &upload(None, 8..=12, Some(2))).await?,
+        KeyUploadOutcome::TooManyKeys
+    );
+    assert_eq!(db.store.key_counts(device.id).await?, (7, true));
+    // New identity keys drop the keys signed with the old ones.
+    let v1 = version(db, a.id).await?;
+    let renewed =
+        db.store.upload_keys(a.id, device.id, &upload(Some(identity(device.id, 2)), [20], None)).await?;
+    assert_eq!(renewed, KeyUploadOutcome::Stored { one_time_keys: 1, has_fallback_key: false });
+    assert_eq!(db.store.device_keys(device.id).await?.map(|k| k.ed25519), Some(vec![2; 32]));
+    assert!(version(db, a.id).await? > v1);
+    Ok(())
+}
+
+async fn one_time_keys_are_claimed_once_even_when_racing(db: &Fresh) -> anyhow::Result<()> {
+    let a = new_account("nina");
+    let device = new_device(a.id, 42);
+    db.store.create_account(&a, &device).await?;
+    db.store.upload_keys(a.id, device.id, &upload(Some(identity(device.id, 3)), 1..=5, Some(99))).await?;
+    let mut claimers = tokio::task::JoinSet::new();
+    for _ in 0..20 {
+        let store = db.store.clone();
+        claimers.spawn(async move { store.claim_key(device.id).await });
+    }
+    let (mut one_time, mut fallback) = (Vec::new(), 0);
+    while let Some(claimed) = claimers.join_next().await {
+        let claimed = claimed??.expect("a key for every claimer");
+        if claimed.fallback {
+            assert_eq!(claimed.key.key_id, 99);
+            fallback += 1;
+        } else {
+            one_time.push(claimed.key.key_id);
+        }
+    }
+    one_time.sort_unstable();
+    assert_eq!(one_time, [1, 2, 3, 4, 5], "each one-time key exactly once");
+    assert_eq!(fallback, 15);
+    assert_eq!(db.store.key_counts(device.id).await?, (0, true), "the fallback key stays");
+    let nobody = new_device(a.id, 43);
+    db.store.create_device(&nobody).await?;
+    assert_eq!(db.store.claim_key(nobody.id).await?, None, "nothing uploaded, nothing to claim");
+    Ok(())
+}
+
+async fn removing_a_device_removes_its_keys_and_moves_the_version(db: &Fresh) -> anyhow::Result<()> {
+    let a = new_account("olga");
+    let (d1, d2) = (new_device(a.id, 44), new_device(a.id, 45));
+    db.store.create_account(&a, &d1).await?;
+    db.store.create_device(&d2).await?;
+    for (d, seed) in [(&d1, 4), (&d2, 5)] {
+        db.store.upload_keys(a.id, d.id, &upload(Some(identity(d.id, seed)), 1..=2, None)).await?;
+    }
+    let listed = db.store.query_keys(&[a.id, AccountId::generate()]).await?;
+    assert_eq!(listed.len(), 1, "unknown accounts are left out");
+    assert_eq!(listed[0].devices.iter().map(|d| d.device_id).collect::<Vec<_>>(), [d1.id, d2.id]);
+    let before = listed[0].device_list_version;
+    db.store.delete_device(Some(a.id), d2.id).await?;
+    let after = &db.store.query_keys(&[a.id]).await?[0];
+    assert_eq!(after.devices.len(), 1);
+    assert!(after.device_list_version > before);
+    assert_eq!(db.store.key_counts(d2.id).await?, (0, false));
+    Ok(())
+}
+
+// ---- to-device inboxes -----------------------------------------------------------------
+
+fn to_device(recipient: DeviceId, byte: u8) -> NewToDevice {
+    NewToDevice { message_id: MessageId::generate(), recipient, ciphertext: vec![byte; 8] }
+}
+
+async fn to_device_messages_wait_until_acknowledged(db: &Fresh) -> anyhow::Result<()> {
+    let (a, b) = (new_account("pia"), new_account("quinn"));
+    let (da, db_) = (new_device(a.id, 50), new_device(b.id, 51));
+    db.store.create_account(&a, &da).await?;
+    db.store.create_account(&b, &db_).await?;
+    let now = now_ms();
+    let batch: Vec<_> = (1..=3).map(|i| to_device(db_.id, i)).collect();
+    assert_eq!(db.store.send_to_devices((a.id, da.id), &batch, now, now + 1000, 100).await?, Ok(()));
+    // A retried send is stored once.
+    assert_eq!(db.store.send_to_devices((a.id, da.id), &batch, now, now + 1000, 100).await?, Ok(()));
+    let waiting = db.store.fetch_to_device(db_.id, 10).await?;
+    assert_eq!(
+        waiting.iter().map(|m| m.ciphertext[0]).collect::<Vec<_>>(),
+        [1, 2, 3],
+        "oldest first, once each"
+    );
+    assert_eq!((waiting[0].sender_account_id, waiting[0].sender_device_id), (a.id, da.id));
+    assert_eq!(db.store.fetch_to_device(db_.id, 2).await?.len(), 2);
+    assert_eq!(db.store.ack_to_device(db_.id, &[batch[0].message_id, MessageId::generate()]).await?, 1);
+    assert_eq!(db.store.ack_to_device(da.id, &[batch[1].message_id]).await?, 0, "only the recipient acks");
+    assert_eq!(db.store.fetch_to_device(db_.id, 10).await?.len(), 2);
+    assert_eq!(db.store.prune_to_device(now + 1000).await?, 2, "expired");
+    Ok(())
+}
+
+async fn to_device_batches_are_refused_whole(db: &Fresh) -> anyhow::Result<()> {
+    let (a, b) = (new_account("rita"), new_account("sam"));
+    let (da, db_) = (new_device(a.id, 52), new_device(b.id, 53));
+    db.store.create_account(&a, &da).await?;
+    db.store.create_account(&b, &db_).await?;
+    let now = now_ms();
+    let ghost = DeviceId::generate();
+    let mixed = [to_device(db_.id, 1), to_device(ghost, 2)];
+    assert_eq!(
+        db.store.send_to_devices((a.id, da.id), &mixed, now, now + 1000, 100).await?,
+        Err(SendRefusal::UnknownDevice(ghost))
+    );
+    assert!(db.store.fetch_to_device(db_.id, 10).await?.is_empty(), "nothing of the batch was kept");
+    let full: Vec<_> = (0..3).map(|i| to_device(db_.id, i)).collect();
+    assert_eq!(
+        db.store.send_to_devices((a.id, da.id), &full, now, now + 1000, 2).await?,
+        Err(SendRefusal::InboxFull(db_.id))
+    );
+    assert!(db.store.fetch_to_device(db_.id, 10).await?.is_empty());
+    // A signed-out device's inbox goes with it.
+    assert_eq!(db.store.send_to_devices((a.id, da.id), &full[..1], now, now + 1000, 100).await?, Ok(()));
+    db.store.delete_device(None, db_.id).await?;
+    assert!(db.store.fetch_to_device(db_.id, 10).await?.is_empty());
+    Ok(())
+}
+
+// ---- pairings --------------------------------------------------------------------------
+
+fn pairing(pin: u8, ttl_ms: i64) -> NewPairing {
+    NewPairing {
+        id: PairingId::generate(),
+        public_key: vec![9; 32],
+        pin_hash: [pin; 32],
+        secret_hash: [pin.wrapping_add(1); 32],
+        created_at_ms: now_ms(),
+        expires_at_ms: now_ms() + ttl_ms,
+    }
+}
+
+async fn pairings_are_taken_by_one_device_and_approved_once(db: &Fresh) -> anyhow::Result<()> {
+    let (a, b) = (new_account("tom"), new_account("uma"));
+    let (da, db_) = (new_device(a.id, 60), new_device(b.id, 61));
+    db.store.create_account(&a, &da).await?;
+    db.store.create_account(&b, &db_).await?;
+    let p = pairing(1, 60_000);
+    assert_eq!(db.store.create_pairing(&p).await?, Ok(()));
+    assert_eq!(
+        db.store.create_pairing(&NewPairing { id: PairingId::generate(), ..p.clone() }).await?,
+        Err(PairingConflict::Pin)
+    );
+    assert_eq!(
+        db.store.create_pairing(&NewPairing { pin_hash: [2; 32], ..p.clone() }).await?,
+        Err(PairingConflict::Id)
+    );
+    let found = db.store.pairing_by_pin(&[1; 32], now_ms()).await?.expect("by PIN");
+    assert_eq!((found.id, found.status), (p.id, PairingStatus::Open));
+    assert!(db.store.pairing_by_pin(&[1; 32], now_ms() + 61_000).await?.is_none(), "expired");
+
+    // Racing devices of two accounts: one takes it, and only it.
+    let mut racers = tokio::task::JoinSet::new();
+    for claimant in [(a.id, da.id), (b.id, db_.id), (a.id, da.id), (b.id, db_.id)] {
+        let store = db.store.clone();
+        racers.spawn(async move { (claimant, store.claim_pairing(p.id, claimant, now_ms()).await) });
+    }
+    let mut winners = Vec::new();
+    while let Some(raced) = racers.join_next().await {
+        let (claimant, won) = raced?;
+        if won? {
+            winners.push(claimant);
+        }
+    }
+    winners.dedup();
+    assert_eq!(winners.len(), 1, "{winners:?}");
+    let owner = winners[0];
+
+    assert_eq!(db.store.post_pairing_message(p.id, false, b"hello", 3).await?, Some(1));
+    assert_eq!(db.store.post_pairing_message(p.id, true, b"hi", 3).await?, Some(2));
+    assert_eq!(db.store.post_pairing_message(p.id, false, b"x", 3).await?, Some(3));
+    assert_eq!(db.store.post_pairing_message(p.id, false, b"y", 3).await?, None, "full");
+    assert_eq!(
+        db.store.pairing_messages(p.id, false, 0).await?,
+        vec![(1, b"hello".to_vec()), (3, b"x".to_vec())]
+    );
+    assert_eq!(db.store.pairing_messages(p.id, false, 1).await?.len(), 1);
+
+    let new_device = DeviceId::generate();
+    let other = if owner.0 == a.id { (b.id, db_.id) } else { (a.id, da.id) };
+    assert!(!db.store.approve_pairing(p.id, other, new_device, now_ms()).await?, "not the claimant");
+    assert!(db.store.approve_pairing(p.id, owner, new_device, now_ms()).await?);
+    assert!(!db.store.approve_pairing(p.id, owner, DeviceId::generate(), now_ms()).await?, "only once");
+    assert_eq!(db.store.pairing(p.id).await?.and_then(|r| r.new_device_id), Some(new_device));
+    let mut completers = tokio::task::JoinSet::new();
+    for _ in 0..4 {
+        let store = db.store.clone();
+        completers.spawn(async move { store.complete_pairing(p.id, now_ms()).await });
+    }
+    let mut completed = 0;
+    while let Some(done) = completers.join_next().await {
+        completed += usize::from(done??);
+    }
+    assert_eq!(completed, 1, "the session is handed out once");
+    assert!(!db.store.cancel_pairing(p.id).await?, "a completed pairing stays completed");
+    let q = pairing(3, 1);
+    db.store.create_pairing(&q).await?;
+    assert!(db.store.cancel_pairing(q.id).await?);
+    assert_eq!(db.store.pairing(q.id).await?.map(|r| r.status), Some(PairingStatus::Cancelled));
+    assert_eq!(db.store.prune_pairings(now_ms() + 10).await?, 1);
+    Ok(())
+}
+
 macro_rules! conformance {
     ($($test:ident),* $(,)?) => {
         mod sqlite {
@@ -450,4 +721,11 @@ conformance!(
     parallel_guesses_cannot_exceed_the_tries,
     rate_limits_allow_the_burst_then_refuse,
     racing_requests_cannot_slip_past_a_limit,
+    account_keys_are_set_once_unless_replaced,
+    key_uploads_are_all_or_nothing_and_idempotent,
+    one_time_keys_are_claimed_once_even_when_racing,
+    removing_a_device_removes_its_keys_and_moves_the_version,
+    to_device_messages_wait_until_acknowledged,
+    to_device_batches_are_refused_whole,
+    pairings_are_taken_by_one_device_and_approved_once,
 );

@@ -143,6 +143,14 @@ pub trait DeviceStore: Send + Sync {
     /// Deletes (signs out) a device, with everything that belongs to it. With `account`, only
     /// if the device is that account's. `false` if nothing was deleted.
     async fn delete_device(&self, account: Option<AccountId>, device: DeviceId) -> Result<bool, StoreError>;
+    /// Gives a device new tokens (a paired device picking up its session). `false` if the
+    /// device is gone.
+    async fn replace_tokens(
+        &self,
+        device: DeviceId,
+        tokens: &SessionTokens,
+        now_ms: i64,
+    ) -> Result<bool, StoreError>;
     /// Ends the password-reset window of a device (after the new password is set).
     async fn end_password_reset(&self, device: DeviceId) -> Result<(), StoreError>;
     /// Forgets used refresh tokens that have expired anyway. Returns how many.
@@ -273,6 +281,22 @@ impl_for_backends! {
                 .bind(account.map(|a| a.as_uuid()))
                 .execute(&self.pool)
                 .await?;
+            Ok(done.rows_affected() == 1)
+        }
+
+        async fn replace_tokens(&self, device: DeviceId, tokens: &SessionTokens, now_ms: i64) -> Result<bool, StoreError> {
+            let done = sqlx::query(
+                "UPDATE devices SET access_hash = $2, access_expires_at_ms = $3, refresh_hash = $4, \
+                 refresh_expires_at_ms = $5, last_seen_at_ms = $6 WHERE id = $1",
+            )
+            .bind(device.as_uuid())
+            .bind(&tokens.access_hash[..])
+            .bind(tokens.access_expires_at_ms)
+            .bind(&tokens.refresh_hash[..])
+            .bind(tokens.refresh_expires_at_ms)
+            .bind(now_ms)
+            .execute(&self.pool)
+            .await?;
             Ok(done.rows_affected() == 1)
         }
 

@@ -20,7 +20,10 @@ macro_rules! impl_for_backends {
 mod accounts;
 mod codes;
 mod devices;
+mod inbox;
 mod instance;
+mod keys;
+mod pairings;
 mod postgres;
 mod rate_limits;
 mod sqlite;
@@ -38,7 +41,13 @@ use crate::config::DatabaseUrl;
 pub use accounts::{AccountRecord, AccountStore, NewAccount};
 pub use codes::{CodePurpose, CodeRecord, CodeStore, NewCode};
 pub use devices::{AuthenticatedDevice, DeviceRecord, DeviceStore, NewDevice, RefreshOutcome, SessionTokens};
+pub use inbox::{InboxStore, NewToDevice, SendRefusal, ToDeviceRecord};
 pub use instance::{Instance, InstanceStore};
+pub use keys::{
+    AccountKeyOutcome, AccountKeysRecord, ClaimedKeyRecord, DeviceKeysRecord, KeyStore, KeyUpload,
+    KeyUploadOutcome, SignedKeyRecord,
+};
+pub use pairings::{NewPairing, PairingConflict, PairingRecord, PairingStatus, PairingStore};
 pub use postgres::PostgresStore;
 pub use rate_limits::RateLimitStore;
 pub use sqlite::SqliteStore;
@@ -140,7 +149,17 @@ pub struct MigrationReport {
 /// All storage of a KitsuLAN server.
 #[async_trait]
 pub trait Store:
-    InstanceStore + AccountStore + DeviceStore + CodeStore + RateLimitStore + Send + Sync + 'static
+    InstanceStore
+    + AccountStore
+    + DeviceStore
+    + CodeStore
+    + RateLimitStore
+    + KeyStore
+    + InboxStore
+    + PairingStore
+    + Send
+    + Sync
+    + 'static
 {
     /// Which database this is.
     fn backend(&self) -> Backend;

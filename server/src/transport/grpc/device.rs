@@ -4,9 +4,9 @@ use kitsulan_proto::v1 as pb;
 use kitsulan_proto::v1::device_service_server::DeviceService;
 use tonic::{Request, Response, Status};
 
-use super::{Context, status};
+use super::{Context, parse_id, status};
 use crate::ids::DeviceId;
-use crate::services::{Caller, Error};
+use crate::services::Caller;
 use crate::store::DeviceRecord;
 
 pub struct DeviceApi(pub Context);
@@ -19,12 +19,6 @@ fn device(d: DeviceRecord, caller: &Caller) -> pb::Device {
         created_at_ms: d.created_at_ms,
         last_seen_at_ms: d.last_seen_at_ms,
     }
-}
-
-fn device_id(raw: &str) -> Result<DeviceId, Status> {
-    raw.trim()
-        .parse()
-        .map_err(|e| status(Error::invalid("ID_INVALID", "device_id", format!("device_id: {e}"))))
 }
 
 #[tonic::async_trait]
@@ -46,7 +40,7 @@ impl DeviceService for DeviceApi {
     ) -> Result<Response<pb::RenameDeviceResponse>, Status> {
         let caller = self.0.caller(&request).await?;
         let r = request.get_ref();
-        let id = device_id(&r.device_id)?;
+        let id: DeviceId = parse_id(&r.device_id, "device_id")?;
         let d = self.0.services.devices.rename(&caller, id, &r.name).await.map_err(status)?;
         Ok(Response::new(pb::RenameDeviceResponse { device: Some(device(d, &caller)) }))
     }
@@ -56,7 +50,7 @@ impl DeviceService for DeviceApi {
         request: Request<pb::SignOutDeviceRequest>,
     ) -> Result<Response<pb::SignOutDeviceResponse>, Status> {
         let caller = self.0.caller(&request).await?;
-        let id = device_id(&request.get_ref().device_id)?;
+        let id: DeviceId = parse_id(&request.get_ref().device_id, "device_id")?;
         self.0.services.devices.sign_out_other(&caller, id).await.map_err(status)?;
         Ok(Response::new(pb::SignOutDeviceResponse {}))
     }

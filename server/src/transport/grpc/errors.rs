@@ -29,8 +29,9 @@ pub fn status(error: Error) -> Status {
         | E::TotpAlreadyEnabled
         | E::TotpNotEnabled
         | E::CannotSignOutCurrentDevice => Code::FailedPrecondition,
-        E::DeviceNotFound => Code::NotFound,
-        E::RateLimited { .. } => Code::ResourceExhausted,
+        E::DeviceNotFound | E::NotFound { .. } => Code::NotFound,
+        E::FailedPrecondition { .. } => Code::FailedPrecondition,
+        E::RateLimited { .. } | E::LimitExceeded { .. } => Code::ResourceExhausted,
         E::EmailSendFailed | E::Unavailable(_) => Code::Unavailable,
         E::Internal(_) => Code::Internal,
     };

@@ -8,7 +8,10 @@ mod auth;
 mod context;
 mod device;
 mod errors;
+mod keys;
+mod pairing;
 mod server_info;
+mod to_device;
 
 use std::collections::HashSet;
 
@@ -16,8 +19,12 @@ use axum::Router;
 use kitsulan_proto::v1::account_service_server::AccountServiceServer;
 use kitsulan_proto::v1::auth_service_server::AuthServiceServer;
 use kitsulan_proto::v1::device_service_server::DeviceServiceServer;
+use kitsulan_proto::v1::key_service_server::KeyServiceServer;
+use kitsulan_proto::v1::pairing_service_server::PairingServiceServer;
 use kitsulan_proto::v1::server_info_service_server::ServerInfoServiceServer;
+use kitsulan_proto::v1::to_device_service_server::ToDeviceServiceServer;
 use prost::Message as _;
+use tonic::Status;
 use tonic_health::server::HealthReporter;
 
 pub use context::Context;
@@ -28,11 +35,14 @@ pub use errors::status;
 pub struct HealthHandle(HealthReporter);
 
 /// The names of our services, as health checks know them.
-const SERVICE_NAMES: [&str; 4] = [
+const SERVICE_NAMES: [&str; 7] = [
     "kitsulan.v1.ServerInfoService",
     "kitsulan.v1.AuthService",
     "kitsulan.v1.AccountService",
     "kitsulan.v1.DeviceService",
+    "kitsulan.v1.KeyService",
+    "kitsulan.v1.ToDeviceService",
+    "kitsulan.v1.PairingService",
 ];
 
 impl HealthHandle {
@@ -59,7 +69,10 @@ pub async fn router(context: Context) -> anyhow::Result<(Router, HealthHandle)> 
     )))
     .add_service(AuthServiceServer::new(auth::AuthApi(context.clone())))
     .add_service(AccountServiceServer::new(account::AccountApi(context.clone())))
-    .add_service(DeviceServiceServer::new(device::DeviceApi(context)))
+    .add_service(DeviceServiceServer::new(device::DeviceApi(context.clone())))
+    .add_service(KeyServiceServer::new(keys::KeyApi(context.clone())))
+    .add_service(ToDeviceServiceServer::new(to_device::ToDeviceApi(context.clone())))
+    .add_service(PairingServiceServer::new(pairing::PairingApi(context)))
     .add_service(health)
     .add_service(reflection_v1)
     .add_service(reflection_v1alpha)
@@ -67,6 +80,24 @@ pub async fn router(context: Context) -> anyhow::Result<(Router, HealthHandle)> 
     .into_axum_router()
     .layer(tonic_web::GrpcWebLayer::new());
     Ok((router, HealthHandle(reporter)))
+}
+
+/// Parses one id from a request field, or refuses the call with `ID_INVALID`.
+fn parse_id<T: std::str::FromStr<Err = crate::ids::IdError>>(
+    raw: &str,
+    field: &'static str,
+) -> Result<T, Status> {
+    raw.trim()
+        .parse()
+        .map_err(|e| status(crate::services::Error::invalid("ID_INVALID", field, format!("{field}: {e}"))))
+}
+
+/// Parses a list of ids (see [`parse_id`]).
+fn parse_ids<T: std::str::FromStr<Err = crate::ids::IdError>>(
+    raw: &[String],
+    field: &'static str,
+) -> Result<Vec<T>, Status> {
+    raw.iter().map(|id| parse_id(id, field)).collect()
 }
 
 fn reflection() -> tonic_reflection::server::Builder<'static> {

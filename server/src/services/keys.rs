@@ -1,0 +1,223 @@
+//! The E2EE key directory: who publishes which public keys, with which signatures, and who
+//! may claim them. Every signature is checked here, against public keys only, before anything
+//! is stored (formats: crypto/FORMAT.md).
+
+use std::sync::Arc;
+
+use kitsulan_crypto::{SignedFallbackKey, SignedOneTimeKey};
+
+use super::{Caller, Error};
+use crate::ids::{AccountId, DeviceId};
+use crate::store::{
+    AccountKeyOutcome, AccountKeysRecord, ClaimedKeyRecord, DeviceKeysRecord, KeyUpload, KeyUploadOutcome,
+    SignedKeyRecord, Store, now_ms,
+};
+
+/// One-time keys accepted in one upload.
+pub const MAX_KEYS_PER_UPLOAD: usize = 100;
+/// One-time keys a device may hold on the server.
+pub const MAX_KEYS_HELD: i64 = 1000;
+/// Accounts or devices in one query or claim.
+pub const MAX_BATCH: usize = 100;
+
+/// A signed key as it arrives (unchecked).
+pub struct SignedKeyInput<'a> {
+    /// Device-local key id.
+    pub key_id: u64,
+    /// Should be 32 bytes.
+    pub public_key: &'a [u8],
+    /// Should be 64 bytes.
+    pub signature: &'a [u8],
+}
+
+/// What an upload carries.
+pub struct UploadInput<'a> {
+    /// The device certificate (empty: keep the published identity keys).
+    pub certificate: &'a [u8],
+    /// One-time keys to add.
+    pub one_time_keys: Vec<SignedKeyInput<'a>>,
+    /// A new fallback key.
+    pub fallback_key: Option<SignedKeyInput<'a>>,
+}
+
+/// Key counts of a device.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KeyCounts {
+    /// One-time keys held.
+    pub one_time_keys: u32,
+    /// Whether a fallback key is held.
+    pub has_fallback_key: bool,
+}
+
+/// The key directory.
+#[derive(Clone)]
+pub struct Keys {
+    pub(super) store: Arc<dyn Store>,
+}
+
+fn signed(field: &'static str, key: &SignedKeyInput<'_>) -> Result<([u8; 32], [u8; 64], i64), Error> {
+    let bad = || Error::invalid("KEY_SIGNATURE_INVALID", field, "a key or its signature is malformed");
+    let public_key: [u8; 32] = key.public_key.try_into().map_err(|_| bad())?;
+    let signature: [u8; 64] = key.signature.try_into().map_err(|_| bad())?;
+    let key_id = i64::try_from(key.key_id).map_err(|_| bad())?;
+    Ok((public_key, signature, key_id))
+}
+
+impl Keys {
+    /// Publishes the caller's account key.
+    pub async fn publish_account_key(&self, caller: &Caller, key: &[u8], replace: bool) -> Result<(), Error> {
+        kitsulan_crypto::validate_account_key(key)
+            .map_err(|_| Error::invalid("ACCOUNT_KEY_INVALID", "account_key", "not an Ed25519 public key"))?;
+        match self.store.publish_account_key(caller.account_id, key, replace).await? {
+            AccountKeyOutcome::Set | AccountKeyOutcome::Unchanged => Ok(()),
+            AccountKeyOutcome::Replaced => {
+                tracing::warn!(account = %caller.account_id, device = %caller.device_id, "account key replaced");
+                Ok(())
+            }
+            AccountKeyOutcome::Exists => Err(Error::precondition(
+                "ACCOUNT_KEY_EXISTS",
+                "this account already has a different account key; link this device to an existing one instead",
+            )),
+        }
+    }
+
+    /// Uploads the calling device's keys after checking every signature.
+    pub async fn upload(&self, caller: &Caller, input: UploadInput<'_>) -> Result<KeyCounts, Error> {
+        if input.one_time_keys.len() > MAX_KEYS_PER_UPLOAD {
+            return Err(Error::limit(
+                "TOO_MANY_KEYS",
+                format!("at most {MAX_KEYS_PER_UPLOAD} one-time keys per upload"),
+            ));
+        }
+        let identity = if input.certificate.is_empty() {
+            None
+        } else {
+            let account_key = self.store.account_key(caller.account_id).await?.ok_or_else(|| {
+                Error::precondition("NO_ACCOUNT_KEY", "publish the account key before uploading device keys")
+            })?;
+            let certificate = kitsulan_crypto::verify_device_certificate(input.certificate, &account_key)
+                .map_err(|e| Error::invalid("CERTIFICATE_INVALID", "device_certificate", e.to_string()))?;
+            let fields = certificate.fields;
+            if fields.account_id != *caller.account_id.as_uuid().as_bytes()
+                || fields.device_id != *caller.device_id.as_uuid().as_bytes()
+            {
+                return Err(Error::invalid(
+                    "CERTIFICATE_INVALID",
+                    "device_certificate",
+                    "the certificate names another account or device",
+                ));
+            }
+            Some(DeviceKeysRecord {
+                device_id: caller.device_id,
+                certificate: input.certificate.to_vec(),
+                ed25519: fields.device_ed25519.to_vec(),
+                curve25519: fields.device_curve25519.to_vec(),
+            })
+        };
+        let ed25519 = match &identity {
+            Some(identity) => identity.ed25519.clone(),
+            None => {
+                self.store
+                    .device_keys(caller.device_id)
+                    .await?
+                    .ok_or_else(|| {
+                        Error::precondition(
+                            "KEYS_CERTIFICATE_REQUIRED",
+                            "the first upload needs a device certificate",
+                        )
+                    })?
+                    .ed25519
+            }
+        };
+        let mut one_time_keys = Vec::with_capacity(input.one_time_keys.len());
+        for key in &input.one_time_keys {
+            let (public_key, signature, key_id) = signed("one_time_keys", key)?;
+            let candidate = SignedOneTimeKey { key_id: key.key_id, public_key, signature };
+            kitsulan_crypto::verify_one_time_key(&ed25519, &candidate).map_err(|_| {
+                Error::invalid(
+                    "KEY_SIGNATURE_INVALID",
+                    "one_time_keys",
+                    "a one-time key's signature does not verify",
+                )
+            })?;
+            one_time_keys.push(SignedKeyRecord {
+                key_id,
+                public_key: public_key.to_vec(),
+                signature: signature.to_vec(),
+            });
+        }
+        let fallback_key = match &input.fallback_key {
+            None => None,
+            Some(key) => {
+                let (public_key, signature, key_id) = signed("fallback_key", key)?;
+                let candidate = SignedFallbackKey { key_id: key.key_id, public_key, signature };
+                kitsulan_crypto::verify_fallback_key(&ed25519, &candidate).map_err(|_| {
+                    Error::invalid(
+                        "KEY_SIGNATURE_INVALID",
+                        "fallback_key",
+                        "the fallback key's signature does not verify",
+                    )
+                })?;
+                Some(SignedKeyRecord {
+                    key_id,
+                    public_key: public_key.to_vec(),
+                    signature: signature.to_vec(),
+                })
+            }
+        };
+        let upload = KeyUpload {
+            identity,
+            one_time_keys,
+            fallback_key,
+            max_one_time_keys: MAX_KEYS_HELD,
+            now_ms: now_ms(),
+        };
+        match self.store.upload_keys(caller.account_id, caller.device_id, &upload).await? {
+            KeyUploadOutcome::Stored { one_time_keys, has_fallback_key } => Ok(KeyCounts {
+                one_time_keys: u32::try_from(one_time_keys).unwrap_or(u32::MAX),
+                has_fallback_key,
+            }),
+            KeyUploadOutcome::TooManyKeys => Err(Error::limit(
+                "TOO_MANY_KEYS",
+                format!("a device holds at most {MAX_KEYS_HELD} one-time keys on the server"),
+            )),
+        }
+    }
+
+    /// The calling device's key counts.
+    pub async fn counts(&self, caller: &Caller) -> Result<KeyCounts, Error> {
+        let (held, has_fallback_key) = self.store.key_counts(caller.device_id).await?;
+        Ok(KeyCounts { one_time_keys: u32::try_from(held).unwrap_or(u32::MAX), has_fallback_key })
+    }
+
+    /// Keys of the given accounts. Any signed-in account may ask about any account here: on a
+    /// KitsuLAN server everybody may start a conversation with everybody.
+    pub async fn query(
+        &self,
+        _caller: &Caller,
+        accounts: &[AccountId],
+    ) -> Result<Vec<AccountKeysRecord>, Error> {
+        if accounts.len() > MAX_BATCH {
+            return Err(Error::limit("TOO_MANY_ITEMS", format!("at most {MAX_BATCH} accounts per query")));
+        }
+        Ok(self.store.query_keys(accounts).await?)
+    }
+
+    /// One key per device for starting Olm sessions.
+    pub async fn claim(
+        &self,
+        _caller: &Caller,
+        devices: &[DeviceId],
+    ) -> Result<Vec<(DeviceId, ClaimedKeyRecord)>, Error> {
+        if devices.len() > MAX_BATCH {
+            return Err(Error::limit("TOO_MANY_ITEMS", format!("at most {MAX_BATCH} devices per claim")));
+        }
+        let mut claimed = Vec::with_capacity(devices.len());
+        for device in devices {
+            if let Some(key) = self.store.claim_key(*device).await? {
+                claimed.push((*device, key));
+            }
+        }
+        Ok(claimed)
+    }
+}
