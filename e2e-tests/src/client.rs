@@ -14,6 +14,9 @@ use std::time::Duration;
 use kitsulan_proto::v1::account_service_client::AccountServiceClient;
 use kitsulan_proto::v1::auth_service_client::AuthServiceClient;
 use kitsulan_proto::v1::device_service_client::DeviceServiceClient;
+use kitsulan_proto::v1::key_service_client::KeyServiceClient;
+use kitsulan_proto::v1::pairing_service_client::PairingServiceClient;
+use kitsulan_proto::v1::to_device_service_client::ToDeviceServiceClient;
 use kitsulan_proto::v1::{
     Account, GetMyAccountRequest, RefreshRequest, Session, SignInRequest, SignInWithCodeRequest,
     SignOutRequest, SignUpRequest,
@@ -128,6 +131,21 @@ impl Client {
     /// `DeviceService`, as this device.
     pub fn devices(&self) -> DeviceServiceClient<Authed> {
         DeviceServiceClient::with_interceptor(self.channel.clone(), self.headers())
+    }
+
+    /// `KeyService`, as this device.
+    pub fn keys(&self) -> KeyServiceClient<Authed> {
+        KeyServiceClient::with_interceptor(self.channel.clone(), self.headers())
+    }
+
+    /// `ToDeviceService`, as this device.
+    pub fn to_device(&self) -> ToDeviceServiceClient<Authed> {
+        ToDeviceServiceClient::with_interceptor(self.channel.clone(), self.headers())
+    }
+
+    /// `PairingService`, as this device (a new device calls it without a session).
+    pub fn pairing(&self) -> PairingServiceClient<Authed> {
+        PairingServiceClient::with_interceptor(self.channel.clone(), self.headers())
     }
 
     fn keep(&mut self, session: Option<Session>) -> Result<Session, Status> {
@@ -271,7 +289,16 @@ pub fn documented_code(reason: &str) -> Option<Code> {
         | "DISPLAY_NAME_INVALID"
         | "DEVICE_NAME_INVALID"
         | "EMAIL_INVALID"
-        | "ID_INVALID" => Code::InvalidArgument,
+        | "ID_INVALID"
+        | "ACCOUNT_KEY_INVALID"
+        | "CERTIFICATE_INVALID"
+        | "KEY_SIGNATURE_INVALID"
+        | "MESSAGE_EMPTY"
+        | "MESSAGE_TOO_LARGE"
+        | "TOO_MANY_MESSAGES"
+        | "PUBLIC_KEY_INVALID"
+        | "PIN_INVALID"
+        | "PAYLOAD_INVALID" => Code::InvalidArgument,
         "USERNAME_TAKEN" | "EMAIL_TAKEN" => Code::AlreadyExists,
         "INVALID_CREDENTIALS"
         | "TOTP_REQUIRED"
@@ -286,9 +313,20 @@ pub fn documented_code(reason: &str) -> Option<Code> {
         | "TOTP_NOT_PENDING"
         | "TOTP_ALREADY_ENABLED"
         | "TOTP_NOT_ENABLED"
-        | "CANNOT_SIGN_OUT_CURRENT_DEVICE" => Code::FailedPrecondition,
-        "DEVICE_NOT_FOUND" => Code::NotFound,
-        "RATE_LIMITED" => Code::ResourceExhausted,
+        | "CANNOT_SIGN_OUT_CURRENT_DEVICE"
+        | "ACCOUNT_KEY_EXISTS"
+        | "NO_ACCOUNT_KEY"
+        | "KEYS_CERTIFICATE_REQUIRED"
+        | "PAIRING_EXISTS"
+        | "PAIRING_TAKEN"
+        | "PAIRING_NOT_CLAIMED"
+        | "PAIRING_ALREADY_APPROVED"
+        | "PAIRING_EXPIRED"
+        | "PAIRING_CLOSED" => Code::FailedPrecondition,
+        "DEVICE_NOT_FOUND" | "PAIRING_NOT_FOUND" => Code::NotFound,
+        "RATE_LIMITED" | "TOO_MANY_KEYS" | "TOO_MANY_ITEMS" | "INBOX_FULL" | "PAIRING_FULL" => {
+            Code::ResourceExhausted
+        }
         "EMAIL_SEND_FAILED" | "UNAVAILABLE" => Code::Unavailable,
         "INTERNAL" => Code::Internal,
         _ => return None,

@@ -6,10 +6,14 @@
 //! - [`client`]: one device of one person (sessions, bearer tokens, refusals).
 //! - [`smtp`]: a real SMTP server catching the mail the server sends.
 //! - [`totp`]: the authenticator app.
+//! - [`e2ee`]: a device doing end-to-end encryption (keys, Olm, Megolm, pairing).
+//! - [`scan`]: searching the server's storage for plaintexts and private keys.
 
 pub mod admin;
 pub mod client;
+pub mod e2ee;
 pub mod postgres;
+pub mod scan;
 pub mod server;
 pub mod smtp;
 pub mod totp;

@@ -216,6 +216,10 @@ pub struct AuthArgs {
     /// One-time code checks per client address.
     #[arg(long, env = "KITSULAN_RATE_LIMIT_CODE_CHECKS", default_value = "20/10m")]
     pub rate_limit_code_checks: Limit,
+
+    /// Device-pairing PIN lookups per account and per client address.
+    #[arg(long, env = "KITSULAN_RATE_LIMIT_PAIRING_LOOKUPS", default_value = "10/10m")]
+    pub rate_limit_pairing_lookups: Limit,
 }
 
 impl AuthArgs {
@@ -227,6 +231,7 @@ impl AuthArgs {
             sign_in_failures: self.rate_limit_sign_in_failures,
             code_requests: self.rate_limit_code_requests,
             code_checks: self.rate_limit_code_checks,
+            pairing_lookups: self.rate_limit_pairing_lookups,
         }
     }
 }

@@ -183,7 +183,7 @@ impl Pairing {
     /// Finds a pairing by the PIN typed on an existing device.
     pub async fn find(&self, caller: &Caller, client: ClientAddr, pin: &str) -> Result<PairingRecord, Error> {
         let core = &self.auth.core;
-        let limit = &core.policy.limits.code_checks;
+        let limit = &core.policy.limits.pairing_lookups;
         core.limiter.take(limit, &format!("pairing_pin:{}", address_key(client.0))).await?;
         core.limiter.take(limit, &format!("pairing_pin:{}", caller.account_id)).await?;
         let pin =

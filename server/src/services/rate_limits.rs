@@ -75,6 +75,8 @@ pub struct Limits {
     pub code_requests: Limit,
     /// One-time code checks per client address.
     pub code_checks: Limit,
+    /// Pairing PIN lookups per account and per client address.
+    pub pairing_lookups: Limit,
 }
 
 impl Default for Limits {
@@ -86,6 +88,7 @@ impl Default for Limits {
             sign_in_failures: Limit::new(10, Duration::from_secs(15 * MIN)),
             code_requests: Limit::new(5, Duration::from_secs(3600)),
             code_checks: Limit::new(20, Duration::from_secs(10 * MIN)),
+            pairing_lookups: Limit::new(10, Duration::from_secs(10 * MIN)),
         }
     }
 }

@@ -674,7 +674,7 @@ async fn pairings_are_taken_by_one_device_and_approved_once(db: &Fresh) -> anyho
     assert_eq!(completed, 1, "the session is handed out once");
     assert!(!db.store.cancel_pairing(p.id).await?, "a completed pairing stays completed");
     let q = pairing(3, 1);
-    db.store.create_pairing(&q).await?;
+    assert_eq!(db.store.create_pairing(&q).await?, Ok(()));
     assert!(db.store.cancel_pairing(q.id).await?);
     assert_eq!(db.store.pairing(q.id).await?.map(|r| r.status), Some(PairingStatus::Cancelled));
     assert_eq!(db.store.prune_pairings(now_ms() + 10).await?, 1);
