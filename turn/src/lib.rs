@@ -1,7 +1,46 @@
-//! TURN for KitsuLAN calls.
+//! TURN for KitsuLAN calls: coturn-compatible credentials and the embedded relay.
 //!
-//! This crate is intentionally empty for now. It will hold coturn-compatible REST credentials
-//! and the embedded TURN relay that Lite runs by default; see `ARCHITECTURE.md` §8. Nothing in
-//! KitsuLAN depends on it yet.
+//! Calls are WebRTC between browsers (ARCHITECTURE.md §8). When two devices cannot reach each
+//! other directly, their media goes through a TURN relay. This crate owns both halves of that:
+//!
+//! - [`credentials`]: the KitsuLAN server issues short-lived [`TurnCredentials`] in coturn's REST
+//!   format (`username = "<expiry unix seconds>:<account id>"`,
+//!   `password = base64(HMAC-SHA1(secret, username))`), and [`verify`] checks them.
+//! - [`relay`]: the embedded relay ([`start`] → [`Relay`]), webrtc-rs's `turn` server with an
+//!   auth handler that accepts exactly those credentials.
+//!
+//! # Deployments
+//! **Lite** turns the embedded relay on by default: one UDP port (3478), a small relay port
+//! range, the secret generated and kept by the server. **Pro** points at coturn instead: the
+//! server keeps issuing the same credentials and coturn checks them with
+//! `use-auth-secret` / `static-auth-secret=<the same secret>`; the embedded relay stays off.
+//!
+//! # What the embedded relay relays, and its limits
+//! - TURN over **UDP** only (RFC 5766 allocations with UDP relayed addresses): no TCP or TLS
+//!   listeners, no TCP relaying (RFC 6062), no DTLS. Browsers reach it with
+//!   `turn:HOST:3478?transport=udp`; it also answers STUN Binding requests (`stun:HOST:3478`).
+//! - Only clients with valid, unexpired credentials get an allocation; refreshes,
+//!   permissions and channel bindings are re-authenticated, so an allocation ends at most one
+//!   allocation lifetime (10 minutes by default) after its credentials expire.
+//! - Relayed addresses use the **even** ports of the configured range only, and at most
+//!   `max_allocations` exist at once (further Allocate requests get 508 Insufficient
+//!   Capacity). The limit is for the whole relay, not per account.
+//! - The relay does not forward to unspecified, multicast or broadcast addresses, and on
+//!   loopback and its own address only to its own relay ports, so a user cannot reach services
+//!   on the server host through it. Other addresses of the host (a second interface, a
+//!   container bridge) are not recognised: bind such services to specific interfaces or
+//!   firewall them.
+//! - One IP family per relay (that of the listen address); no bandwidth quotas.
+//! - It logs through `tracing` (starts, stops, refusals, a full relay); the `turn` crate logs
+//!   through `log`, with one `error` line per refused request under the `turn` target.
+//!   Secrets and passwords are never logged.
 
 #![deny(missing_docs)]
+
+pub mod credentials;
+pub mod relay;
+
+pub use credentials::{
+    IssueError, SecretError, TurnCredentials, TurnSecret, VerifiedUser, VerifyError, verify, verify_at,
+};
+pub use relay::{ConfigError, PortRange, Relay, RelayConfig, RelayError, start};
