@@ -97,6 +97,10 @@ uuid_v7_id!(
     /// A device-linking session, chosen by the new device.
     PairingId
 );
+uuid_v7_id!(
+    /// A conversation (direct or group; guild channels later).
+    ConversationId
+);
 
 #[cfg(test)]
 mod tests {

@@ -91,6 +91,22 @@ pub enum Error {
         /// For people.
         message: String,
     },
+    /// The caller's role does not allow this.
+    #[error("{message}")]
+    Forbidden {
+        /// Stable code, e.g. `NOT_ALLOWED`.
+        reason: &'static str,
+        /// For people.
+        message: String,
+    },
+    /// The request would duplicate something that exists.
+    #[error("{message}")]
+    Conflict {
+        /// Stable code, e.g. `MESSAGE_ID_TAKEN`.
+        reason: &'static str,
+        /// For people.
+        message: String,
+    },
     /// A size or count limit would be exceeded.
     #[error("{message}")]
     LimitExceeded {
@@ -123,6 +139,8 @@ impl Error {
             Self::InvalidArgument { reason, .. }
             | Self::NotFound { reason, .. }
             | Self::FailedPrecondition { reason, .. }
+            | Self::Conflict { reason, .. }
+            | Self::Forbidden { reason, .. }
             | Self::LimitExceeded { reason, .. } => reason,
             Self::UsernameTaken => "USERNAME_TAKEN",
             Self::EmailTaken => "EMAIL_TAKEN",

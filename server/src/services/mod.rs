@@ -5,6 +5,7 @@
 pub mod accounts;
 pub mod admin;
 pub mod auth;
+pub mod conversations;
 pub mod devices;
 mod error;
 pub mod keys;
@@ -27,6 +28,7 @@ use crate::store::{Store, now_ms};
 pub use accounts::Accounts;
 pub use admin::Admin;
 pub use auth::{Auth, AuthPolicy, Caller, ClientAddr};
+pub use conversations::Conversations;
 pub use devices::Devices;
 pub use error::Error;
 pub use keys::Keys;
@@ -56,6 +58,8 @@ pub struct Services {
     pub to_device: ToDevice,
     /// Linking new devices.
     pub pairing: Pairing,
+    /// Conversations and messages.
+    pub conversations: Conversations,
     store: Arc<dyn Store>,
 }
 
@@ -85,6 +89,7 @@ impl Services {
             pairing: Pairing { auth: auth.clone() },
             keys: Keys { store: store.clone() },
             to_device: ToDevice { store: store.clone() },
+            conversations: Conversations { store: store.clone() },
             auth,
             server_info,
             store,

@@ -10,12 +10,13 @@ use std::sync::Arc;
 use kitsulan_e2e::postgres::TestDatabase;
 
 use super::{
-    AccountKeyOutcome, CodePurpose, Conflict, ConnectOptions, DeviceKeysRecord, KeyUpload, KeyUploadOutcome,
-    NewAccount, NewCode, NewDevice, NewPairing, NewToDevice, PairingConflict, PairingStatus, RefreshOutcome,
-    SendRefusal, SessionTokens, SignedKeyRecord, Store, StoreError, connect, now_ms,
+    AccountKeyOutcome, CodePurpose, Conflict, ConnectOptions, ConversationKind, DeviceKeysRecord, KeyUpload,
+    KeyUploadOutcome, MessageRecord, NewAccount, NewCode, NewDevice, NewMessage, NewPairing, NewToDevice,
+    PairingConflict, PairingStatus, RefreshOutcome, Role, SendOutcome, SendRefusal, SessionTokens,
+    SignedKeyRecord, Store, StoreError, connect, now_ms,
 };
 use crate::config::DatabaseUrl;
-use crate::ids::{AccountId, CodeId, DeviceId, MessageId, PairingId};
+use crate::ids::{AccountId, CodeId, ConversationId, DeviceId, MessageId, PairingId};
 
 /// Which backend a test runs on.
 #[derive(Debug, Clone, Copy)]
@@ -681,6 +682,157 @@ async fn pairings_are_taken_by_one_device_and_approved_once(db: &Fresh) -> anyho
     Ok(())
 }
 
+// ---- conversations ---------------------------------------------------------------------
+
+async fn accounts(db: &Fresh, names: &[&str]) -> anyhow::Result<Vec<AccountId>> {
+    let mut ids = Vec::new();
+    for name in names {
+        let account = new_account(name);
+        db.store.create_account_without_device(&account).await?;
+        ids.push(account.id);
+    }
+    Ok(ids)
+}
+
+fn message(conversation: ConversationId, sender: AccountId, byte: u8) -> NewMessage {
+    NewMessage {
+        id: MessageId::generate(),
+        conversation_id: conversation,
+        sender: (sender, DeviceId::generate()),
+        ciphertext: vec![byte; 16],
+        session_id: b"session".to_vec(),
+        reply_to: None,
+        now_ms: now_ms(),
+    }
+}
+
+async fn send(db: &Fresh, m: &NewMessage) -> anyhow::Result<MessageRecord> {
+    match db.store.send_message(m).await? {
+        SendOutcome::Stored(stored) => Ok(stored),
+        other => anyhow::bail!("not stored: {other:?}"),
+    }
+}
+
+async fn a_pair_has_one_direct_conversation(db: &Fresh) -> anyhow::Result<()> {
+    let ids = accounts(db, &["vera", "walt"]).await?;
+    let (a, b) = (ids[0], ids[1]);
+    let mut racers = tokio::task::JoinSet::new();
+    for pair in [(a, b), (b, a), (a, b), (b, a)] {
+        let store = db.store.clone();
+        racers.spawn(async move { store.open_direct(ConversationId::generate(), pair, now_ms()).await });
+    }
+    let (mut opened, mut created) = (Vec::new(), 0);
+    while let Some(result) = racers.join_next().await {
+        let (id, new) = result??;
+        opened.push(id);
+        created += usize::from(new);
+    }
+    opened.dedup();
+    assert_eq!((opened.len(), created), (1, 1), "one conversation, made once");
+    let members = db.store.members(opened[0]).await?;
+    assert_eq!(members.len(), 2);
+    assert!(members.iter().all(|m| m.role == Role::Member));
+    let record = db.store.conversation(opened[0]).await?.expect("exists");
+    assert_eq!((record.kind, record.e2ee, record.last_seq), (ConversationKind::Direct, true, 0));
+    Ok(())
+}
+
+async fn messages_are_numbered_without_gaps_even_when_racing(db: &Fresh) -> anyhow::Result<()> {
+    let ids = accounts(db, &["xena", "yuri", "zoe"]).await?;
+    let group = ConversationId::generate();
+    db.store.create_group(group, "Party", ids[0], &ids[1..], now_ms()).await?;
+    let mut senders = tokio::task::JoinSet::new();
+    for i in 0..30u8 {
+        let store = db.store.clone();
+        let m = message(group, ids[usize::from(i % 3)], i);
+        senders.spawn(async move { store.send_message(&m).await });
+    }
+    let mut seqs = Vec::new();
+    while let Some(result) = senders.join_next().await {
+        match result?? {
+            SendOutcome::Stored(stored) => seqs.push(stored.seq),
+            other => anyhow::bail!("{other:?}"),
+        }
+    }
+    seqs.sort_unstable();
+    assert_eq!(seqs, (1..=30).collect::<Vec<i64>>());
+    assert_eq!(db.store.conversation(group).await?.map(|c| c.last_seq), Some(30));
+
+    // A retried send is the same message; a reused id with other content is refused.
+    let m = message(group, ids[0], 99);
+    let first = send(db, &m).await?;
+    assert_eq!(db.store.send_message(&m).await?, SendOutcome::Duplicate(first.clone()));
+    let tampered = NewMessage { ciphertext: vec![1; 16], ..m.clone() };
+    assert_eq!(db.store.send_message(&tampered).await?, SendOutcome::IdTaken);
+    assert_eq!(db.store.conversation(group).await?.map(|c| c.last_seq), Some(31), "no number was used up");
+    // Outsiders cannot post.
+    let outsider = accounts(db, &["omar"]).await?[0];
+    assert_eq!(db.store.send_message(&message(group, outsider, 1)).await?, SendOutcome::NotMember);
+    Ok(())
+}
+
+async fn history_pages_both_ways(db: &Fresh) -> anyhow::Result<()> {
+    let ids = accounts(db, &["adam", "bea"]).await?;
+    let (c, _) = db.store.open_direct(ConversationId::generate(), (ids[0], ids[1]), now_ms()).await?;
+    for i in 0..10u8 {
+        send(db, &message(c, ids[usize::from(i % 2)], i)).await?;
+    }
+    let seqs = |page: Vec<MessageRecord>| page.into_iter().map(|m| m.seq).collect::<Vec<_>>();
+    assert_eq!(seqs(db.store.list_messages(c, 0, false, 3).await?), [10, 9, 8]);
+    assert_eq!(seqs(db.store.list_messages(c, 8, false, 3).await?), [7, 6, 5]);
+    assert_eq!(seqs(db.store.list_messages(c, 0, true, 4).await?), [1, 2, 3, 4]);
+    assert_eq!(seqs(db.store.list_messages(c, 8, true, 4).await?), [9, 10]);
+    assert!(db.store.list_messages(c, 1, false, 4).await?.is_empty());
+    Ok(())
+}
+
+async fn edits_deletes_and_read_marks(db: &Fresh) -> anyhow::Result<()> {
+    let ids = accounts(db, &["cara", "dan"]).await?;
+    let (c, _) = db.store.open_direct(ConversationId::generate(), (ids[0], ids[1]), now_ms()).await?;
+    let mut sent = Vec::new();
+    for i in 0..4u8 {
+        sent.push(send(db, &message(c, ids[0], i)).await?);
+    }
+    assert!(db.store.edit_message(c, sent[0].id, b"edited", b"s2", now_ms()).await?);
+    let edited = db.store.message(c, sent[0].id).await?.expect("exists");
+    assert_eq!((edited.ciphertext.as_deref(), edited.edited_at_ms > 0), (Some(&b"edited"[..]), true));
+    db.store.delete_message(c, sent[1].id, now_ms()).await?;
+    let deleted = db.store.message(c, sent[1].id).await?.expect("keeps its place");
+    assert_eq!((deleted.ciphertext, deleted.deleted_at_ms > 0), (None, true));
+    assert!(!db.store.edit_message(c, sent[1].id, b"again", b"s", now_ms()).await?, "deleted stays deleted");
+    assert!(
+        db.store.message(ConversationId::generate(), sent[2].id).await?.is_none(),
+        "scoped to its conversation"
+    );
+
+    // Dan has 3 unread (the deleted one does not count); Cara none (her own).
+    assert_eq!(db.store.unread_count(c, ids[1]).await?, 3);
+    assert_eq!(db.store.unread_count(c, ids[0]).await?, 0);
+    assert_eq!(db.store.mark_read(c, ids[1], 3).await?, 3);
+    assert_eq!(db.store.unread_count(c, ids[1]).await?, 1);
+    assert_eq!(db.store.mark_read(c, ids[1], 2).await?, 3, "never backwards");
+    assert_eq!(db.store.mark_read(c, ids[1], 1_000).await?, 4, "never past the newest");
+    assert_eq!(db.store.unread_count(c, ids[1]).await?, 0);
+    Ok(())
+}
+
+async fn owners_hand_over_when_they_leave(db: &Fresh) -> anyhow::Result<()> {
+    let ids = accounts(db, &["eli", "fay", "gus"]).await?;
+    let group = ConversationId::generate();
+    db.store.create_group(group, "Team", ids[0], &ids[1..], now_ms()).await?;
+    assert!(db.store.set_role(group, ids[2], Role::Admin).await?);
+    assert!(db.store.remove_member(group, ids[0]).await?);
+    let roles: Vec<_> = db.store.members(group).await?.into_iter().map(|m| (m.account_id, m.role)).collect();
+    assert!(roles.contains(&(ids[2], Role::Owner)), "the admin took over: {roles:?}");
+    assert!(roles.contains(&(ids[1], Role::Member)));
+    assert!(!db.store.remove_member(group, ids[0]).await?, "already gone");
+    assert_eq!(db.store.conversations_of(ids[0]).await?.len(), 0);
+    assert_eq!(db.store.conversations_of(ids[1]).await?.len(), 1);
+    db.store.add_members(group, &[ids[0], ids[1]], now_ms()).await?;
+    assert_eq!(db.store.members(group).await?.len(), 3, "existing members stay as they are");
+    Ok(())
+}
+
 macro_rules! conformance {
     ($($test:ident),* $(,)?) => {
         mod sqlite {
@@ -728,4 +880,9 @@ conformance!(
     to_device_messages_wait_until_acknowledged,
     to_device_batches_are_refused_whole,
     pairings_are_taken_by_one_device_and_approved_once,
+    a_pair_has_one_direct_conversation,
+    messages_are_numbered_without_gaps_even_when_racing,
+    history_pages_both_ways,
+    edits_deletes_and_read_marks,
+    owners_hand_over_when_they_leave,
 );

@@ -19,6 +19,7 @@ macro_rules! impl_for_backends {
 
 mod accounts;
 mod codes;
+mod conversations;
 mod devices;
 mod inbox;
 mod instance;
@@ -40,6 +41,10 @@ use crate::config::DatabaseUrl;
 
 pub use accounts::{AccountRecord, AccountStore, NewAccount};
 pub use codes::{CodePurpose, CodeRecord, CodeStore, NewCode};
+pub use conversations::{
+    ConversationKind, ConversationRecord, ConversationStore, MemberRecord, MessageRecord, NewMessage, Role,
+    SendOutcome,
+};
 pub use devices::{AuthenticatedDevice, DeviceRecord, DeviceStore, NewDevice, RefreshOutcome, SessionTokens};
 pub use inbox::{InboxStore, NewToDevice, SendRefusal, ToDeviceRecord};
 pub use instance::{Instance, InstanceStore};
@@ -157,6 +162,7 @@ pub trait Store:
     + KeyStore
     + InboxStore
     + PairingStore
+    + ConversationStore
     + Send
     + Sync
     + 'static

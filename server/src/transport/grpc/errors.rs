@@ -14,7 +14,7 @@ pub fn status(error: Error) -> Status {
     use Error as E;
     let code = match &error {
         E::InvalidArgument { .. } => Code::InvalidArgument,
-        E::UsernameTaken | E::EmailTaken => Code::AlreadyExists,
+        E::UsernameTaken | E::EmailTaken | E::Conflict { .. } => Code::AlreadyExists,
         E::InvalidCredentials
         | E::TotpRequired
         | E::TotpInvalid
@@ -22,7 +22,9 @@ pub fn status(error: Error) -> Status {
         | E::SessionInvalid
         | E::RefreshTokenInvalid
         | E::RefreshTokenReused => Code::Unauthenticated,
-        E::AccountDisabled | E::SignUpClosed | E::PasswordRequired => Code::PermissionDenied,
+        E::AccountDisabled | E::SignUpClosed | E::PasswordRequired | E::Forbidden { .. } => {
+            Code::PermissionDenied
+        }
         E::EmailUnavailable
         | E::NoEmail
         | E::TotpNotPending

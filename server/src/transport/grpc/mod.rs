@@ -6,6 +6,7 @@
 mod account;
 mod auth;
 mod context;
+mod conversation;
 mod device;
 mod errors;
 mod keys;
@@ -18,6 +19,7 @@ use std::collections::HashSet;
 use axum::Router;
 use kitsulan_proto::v1::account_service_server::AccountServiceServer;
 use kitsulan_proto::v1::auth_service_server::AuthServiceServer;
+use kitsulan_proto::v1::conversation_service_server::ConversationServiceServer;
 use kitsulan_proto::v1::device_service_server::DeviceServiceServer;
 use kitsulan_proto::v1::key_service_server::KeyServiceServer;
 use kitsulan_proto::v1::pairing_service_server::PairingServiceServer;
@@ -35,7 +37,7 @@ pub use errors::status;
 pub struct HealthHandle(HealthReporter);
 
 /// The names of our services, as health checks know them.
-const SERVICE_NAMES: [&str; 7] = [
+const SERVICE_NAMES: [&str; 8] = [
     "kitsulan.v1.ServerInfoService",
     "kitsulan.v1.AuthService",
     "kitsulan.v1.AccountService",
@@ -43,6 +45,7 @@ const SERVICE_NAMES: [&str; 7] = [
     "kitsulan.v1.KeyService",
     "kitsulan.v1.ToDeviceService",
     "kitsulan.v1.PairingService",
+    "kitsulan.v1.ConversationService",
 ];
 
 impl HealthHandle {
@@ -72,7 +75,8 @@ pub async fn router(context: Context) -> anyhow::Result<(Router, HealthHandle)> 
     .add_service(DeviceServiceServer::new(device::DeviceApi(context.clone())))
     .add_service(KeyServiceServer::new(keys::KeyApi(context.clone())))
     .add_service(ToDeviceServiceServer::new(to_device::ToDeviceApi(context.clone())))
-    .add_service(PairingServiceServer::new(pairing::PairingApi(context)))
+    .add_service(PairingServiceServer::new(pairing::PairingApi(context.clone())))
+    .add_service(ConversationServiceServer::new(conversation::ConversationApi(context)))
     .add_service(health)
     .add_service(reflection_v1)
     .add_service(reflection_v1alpha)

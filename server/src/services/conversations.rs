@@ -1,0 +1,402 @@
+//! Conversations and their messages: who may see, post, manage members, edit and delete.
+//!
+//! # Security
+//! Every operation starts by checking that the caller is a member; a conversation the caller
+//! is not in answers exactly like one that does not exist (`CONVERSATION_NOT_FOUND`), so
+//! membership cannot be probed. In e2ee mode the server stores ciphertext only, and deleting a
+//! message removes it.
+
+use std::sync::Arc;
+
+use super::{Caller, Error};
+use crate::ids::{AccountId, ConversationId, MessageId};
+use crate::store::{
+    ConversationKind, ConversationRecord, MemberRecord, MessageRecord, NewMessage, Role, SendOutcome, Store,
+    now_ms,
+};
+
+/// Largest message ciphertext.
+pub const MAX_CIPHERTEXT: usize = 64 * 1024;
+/// Largest Megolm session id.
+pub const MAX_SESSION_ID: usize = 128;
+/// Largest group (members besides the owner, per request).
+pub const MAX_MEMBERS_PER_REQUEST: usize = 1000;
+/// Largest history page.
+pub const MAX_PAGE: u32 = 100;
+
+/// A conversation with what the caller sees of it.
+#[derive(Debug, Clone)]
+pub struct ConversationView {
+    /// The conversation.
+    pub conversation: ConversationRecord,
+    /// Its members.
+    pub members: Vec<MemberRecord>,
+    /// Messages from others the caller has not read.
+    pub unread_count: i64,
+}
+
+/// Conversations and messages.
+#[derive(Clone)]
+pub struct Conversations {
+    pub(super) store: Arc<dyn Store>,
+}
+
+fn not_found() -> Error {
+    Error::not_found("CONVERSATION_NOT_FOUND", "no such conversation")
+}
+
+fn not_allowed(message: &str) -> Error {
+    Error::Forbidden { reason: "NOT_ALLOWED", message: message.to_owned() }
+}
+
+fn title(raw: &str) -> Result<String, Error> {
+    let title = raw.trim();
+    let count = title.chars().count();
+    if count == 0 || count > 100 || title.chars().any(char::is_control) {
+        return Err(Error::invalid("TITLE_INVALID", "title", "a group title is 1 to 100 characters"));
+    }
+    Ok(title.to_owned())
+}
+
+impl Conversations {
+    /// The caller's membership, or `CONVERSATION_NOT_FOUND`.
+    async fn membership(
+        &self,
+        caller: &Caller,
+        id: ConversationId,
+    ) -> Result<(ConversationRecord, MemberRecord), Error> {
+        let member = self.store.member(id, caller.account_id).await?.ok_or_else(not_found)?;
+        let conversation = self.store.conversation(id).await?.ok_or_else(not_found)?;
+        Ok((conversation, member))
+    }
+
+    async fn view(
+        &self,
+        caller: &Caller,
+        conversation: ConversationRecord,
+    ) -> Result<ConversationView, Error> {
+        let members = self.store.members(conversation.id).await?;
+        let unread_count = self.store.unread_count(conversation.id, caller.account_id).await?;
+        Ok(ConversationView { conversation, members, unread_count })
+    }
+
+    async fn existing_accounts(&self, accounts: &[AccountId]) -> Result<(), Error> {
+        for account in accounts {
+            if self.store.account(*account).await?.is_none() {
+                return Err(Error::not_found("ACCOUNT_NOT_FOUND", format!("no account {account}")));
+            }
+        }
+        Ok(())
+    }
+
+    /// The direct conversation with `other` (made on first use).
+    pub async fn open_direct(
+        &self,
+        caller: &Caller,
+        other: AccountId,
+    ) -> Result<(ConversationView, bool), Error> {
+        if other == caller.account_id {
+            return Err(Error::invalid(
+                "CANNOT_MESSAGE_SELF",
+                "account_id",
+                "a direct conversation needs someone else",
+            ));
+        }
+        self.existing_accounts(&[other]).await?;
+        let (id, created) =
+            self.store.open_direct(ConversationId::generate(), (caller.account_id, other), now_ms()).await?;
+        let conversation = self.store.conversation(id).await?.ok_or_else(not_found)?;
+        Ok((self.view(caller, conversation).await?, created))
+    }
+
+    /// A new group with the caller as owner.
+    pub async fn create_group(
+        &self,
+        caller: &Caller,
+        raw_title: &str,
+        members: &[AccountId],
+    ) -> Result<ConversationView, Error> {
+        let title = title(raw_title)?;
+        if members.len() > MAX_MEMBERS_PER_REQUEST {
+            return Err(Error::limit(
+                "TOO_MANY_MEMBERS",
+                format!("at most {MAX_MEMBERS_PER_REQUEST} members at once"),
+            ));
+        }
+        let mut others: Vec<AccountId> =
+            members.iter().copied().filter(|m| *m != caller.account_id).collect();
+        others.sort_unstable();
+        others.dedup();
+        self.existing_accounts(&others).await?;
+        let id = ConversationId::generate();
+        self.store.create_group(id, &title, caller.account_id, &others, now_ms()).await?;
+        let conversation = self.store.conversation(id).await?.ok_or_else(not_found)?;
+        tracing::info!(conversation = %id, owner = %caller.account_id, members = others.len() + 1, "group created");
+        self.view(caller, conversation).await
+    }
+
+    /// The caller's conversations, most recently active first.
+    pub async fn list(&self, caller: &Caller) -> Result<Vec<ConversationView>, Error> {
+        let mut views = Vec::new();
+        for conversation in self.store.conversations_of(caller.account_id).await? {
+            views.push(self.view(caller, conversation).await?);
+        }
+        Ok(views)
+    }
+
+    /// One conversation the caller is in.
+    pub async fn get(&self, caller: &Caller, id: ConversationId) -> Result<ConversationView, Error> {
+        let (conversation, _) = self.membership(caller, id).await?;
+        self.view(caller, conversation).await
+    }
+
+    async fn managed_group(
+        &self,
+        caller: &Caller,
+        id: ConversationId,
+    ) -> Result<(ConversationRecord, MemberRecord), Error> {
+        let (conversation, me) = self.membership(caller, id).await?;
+        if conversation.kind != ConversationKind::Group {
+            return Err(Error::precondition("NOT_A_GROUP", "only groups have members to manage"));
+        }
+        if me.role == Role::Member {
+            return Err(not_allowed("only the group's owner and admins may do that"));
+        }
+        Ok((conversation, me))
+    }
+
+    /// Adds members to a group (owner or admin).
+    pub async fn add_members(
+        &self,
+        caller: &Caller,
+        id: ConversationId,
+        accounts: &[AccountId],
+    ) -> Result<ConversationView, Error> {
+        if accounts.len() > MAX_MEMBERS_PER_REQUEST {
+            return Err(Error::limit(
+                "TOO_MANY_MEMBERS",
+                format!("at most {MAX_MEMBERS_PER_REQUEST} members at once"),
+            ));
+        }
+        let (conversation, _) = self.managed_group(caller, id).await?;
+        self.existing_accounts(accounts).await?;
+        self.store.add_members(id, accounts, now_ms()).await?;
+        self.view(caller, conversation).await
+    }
+
+    /// Removes a member (owner or admin; an admin cannot remove the owner or another admin).
+    pub async fn remove_member(
+        &self,
+        caller: &Caller,
+        id: ConversationId,
+        account: AccountId,
+    ) -> Result<ConversationView, Error> {
+        let (conversation, me) = self.managed_group(caller, id).await?;
+        let target = self
+            .store
+            .member(id, account)
+            .await?
+            .ok_or_else(|| Error::not_found("MEMBER_NOT_FOUND", "that account is not a member"))?;
+        if account == caller.account_id {
+            return Err(Error::invalid("USE_LEAVE", "account_id", "use LeaveConversation to leave"));
+        }
+        if me.role == Role::Admin && target.role != Role::Member {
+            return Err(not_allowed("an admin cannot remove the owner or another admin"));
+        }
+        self.store.remove_member(id, account).await?;
+        tracing::info!(conversation = %id, removed = %account, by = %caller.account_id, "member removed");
+        self.view(caller, conversation).await
+    }
+
+    /// Makes a member an admin or a member again (owner only).
+    pub async fn set_role(
+        &self,
+        caller: &Caller,
+        id: ConversationId,
+        account: AccountId,
+        role: Role,
+    ) -> Result<ConversationView, Error> {
+        let (conversation, me) = self.managed_group(caller, id).await?;
+        if me.role != Role::Owner {
+            return Err(not_allowed("only the group's owner may change roles"));
+        }
+        if role == Role::Owner || account == caller.account_id {
+            return Err(Error::invalid(
+                "ROLE_INVALID",
+                "role",
+                "roles can be set to admin or member, for others",
+            ));
+        }
+        if !self.store.set_role(id, account, role).await? {
+            return Err(Error::not_found("MEMBER_NOT_FOUND", "that account is not a member"));
+        }
+        self.view(caller, conversation).await
+    }
+
+    /// Leaves a group.
+    pub async fn leave(&self, caller: &Caller, id: ConversationId) -> Result<(), Error> {
+        let (conversation, _) = self.membership(caller, id).await?;
+        if conversation.kind != ConversationKind::Group {
+            return Err(Error::precondition("NOT_A_GROUP", "a direct conversation cannot be left"));
+        }
+        self.store.remove_member(id, caller.account_id).await?;
+        Ok(())
+    }
+
+    /// Stores a message; a retried send returns the first copy.
+    pub async fn send(
+        &self,
+        caller: &Caller,
+        id: ConversationId,
+        message_id: MessageId,
+        ciphertext: Vec<u8>,
+        session_id: Vec<u8>,
+        reply_to: Option<MessageId>,
+    ) -> Result<MessageRecord, Error> {
+        check_ciphertext(&ciphertext, &session_id)?;
+        self.membership(caller, id).await?;
+        if let Some(reply) = reply_to
+            && self.store.message(id, reply).await?.is_none()
+        {
+            return Err(Error::not_found(
+                "REPLY_NOT_FOUND",
+                "the message replied to is not in this conversation",
+            ));
+        }
+        let message = NewMessage {
+            id: message_id,
+            conversation_id: id,
+            sender: (caller.account_id, caller.device_id),
+            ciphertext,
+            session_id,
+            reply_to,
+            now_ms: now_ms(),
+        };
+        match self.store.send_message(&message).await? {
+            SendOutcome::Stored(stored) | SendOutcome::Duplicate(stored) => Ok(stored),
+            SendOutcome::IdTaken => Err(Error::Conflict {
+                reason: "MESSAGE_ID_TAKEN",
+                message: "another message has this id; pick a new one".into(),
+            }),
+            SendOutcome::NotMember => Err(not_found()),
+        }
+    }
+
+    async fn own_message(
+        &self,
+        caller: &Caller,
+        id: ConversationId,
+        message: MessageId,
+    ) -> Result<(MemberRecord, MessageRecord), Error> {
+        let (_, me) = self.membership(caller, id).await?;
+        let record =
+            self.store.message(id, message).await?.ok_or_else(|| {
+                Error::not_found("MESSAGE_NOT_FOUND", "no such message in this conversation")
+            })?;
+        Ok((me, record))
+    }
+
+    /// Replaces a message's ciphertext (its sender only).
+    pub async fn edit(
+        &self,
+        caller: &Caller,
+        id: ConversationId,
+        message: MessageId,
+        ciphertext: &[u8],
+        session_id: &[u8],
+    ) -> Result<MessageRecord, Error> {
+        check_ciphertext(ciphertext, session_id)?;
+        let (_, record) = self.own_message(caller, id, message).await?;
+        if record.sender_account_id != caller.account_id {
+            return Err(not_allowed("only its sender may edit a message"));
+        }
+        if record.deleted_at_ms != 0
+            || !self.store.edit_message(id, message, ciphertext, session_id, now_ms()).await?
+        {
+            return Err(Error::precondition("MESSAGE_DELETED", "a deleted message cannot be edited"));
+        }
+        self.store
+            .message(id, message)
+            .await?
+            .ok_or_else(|| Error::Internal("edited message vanished".into()))
+    }
+
+    /// Deletes a message's ciphertext (its sender, or a group's owner or admin).
+    pub async fn delete(
+        &self,
+        caller: &Caller,
+        id: ConversationId,
+        message: MessageId,
+    ) -> Result<MessageRecord, Error> {
+        let (me, record) = self.own_message(caller, id, message).await?;
+        if record.sender_account_id != caller.account_id && me.role == Role::Member {
+            return Err(not_allowed("only its sender or a group's owner or admin may delete a message"));
+        }
+        self.store.delete_message(id, message, now_ms()).await?;
+        self.store
+            .message(id, message)
+            .await?
+            .ok_or_else(|| Error::Internal("deleted message vanished".into()))
+    }
+
+    /// A page of history and whether more exist in that direction.
+    pub async fn history(
+        &self,
+        caller: &Caller,
+        id: ConversationId,
+        cursor: i64,
+        forward: bool,
+        limit: u32,
+    ) -> Result<(Vec<MessageRecord>, bool), Error> {
+        let limit = match limit {
+            0 => 50,
+            n if n <= MAX_PAGE => n,
+            _ => {
+                return Err(Error::invalid(
+                    "LIMIT_INVALID",
+                    "limit",
+                    format!("pages are 1 to {MAX_PAGE} messages"),
+                ));
+            }
+        };
+        self.membership(caller, id).await?;
+        let mut page = self.store.list_messages(id, cursor, forward, i64::from(limit) + 1).await?;
+        let more = page.len() > limit as usize;
+        page.truncate(limit as usize);
+        Ok((page, more))
+    }
+
+    /// Marks messages read up to `seq`; returns the read mark and the unread count.
+    pub async fn mark_read(
+        &self,
+        caller: &Caller,
+        id: ConversationId,
+        seq: i64,
+    ) -> Result<(i64, i64), Error> {
+        self.membership(caller, id).await?;
+        let read = self.store.mark_read(id, caller.account_id, seq).await?;
+        let unread = self.store.unread_count(id, caller.account_id).await?;
+        Ok((read, unread))
+    }
+}
+
+fn check_ciphertext(ciphertext: &[u8], session_id: &[u8]) -> Result<(), Error> {
+    if ciphertext.is_empty() {
+        return Err(Error::invalid("MESSAGE_EMPTY", "ciphertext", "a message cannot be empty"));
+    }
+    if ciphertext.len() > MAX_CIPHERTEXT {
+        return Err(Error::invalid(
+            "MESSAGE_TOO_LARGE",
+            "ciphertext",
+            format!("a message is at most {} KiB", MAX_CIPHERTEXT / 1024),
+        ));
+    }
+    if session_id.len() > MAX_SESSION_ID {
+        return Err(Error::invalid(
+            "SESSION_ID_INVALID",
+            "session_id",
+            format!("a session id is at most {MAX_SESSION_ID} bytes"),
+        ));
+    }
+    Ok(())
+}
