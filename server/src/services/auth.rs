@@ -175,6 +175,21 @@ impl AuthCore {
         (device, session)
     }
 
+    /// The checks after the first factor: the account is enabled and, when it has TOTP, the
+    /// code is there and right (and marked used).
+    pub(super) async fn may_sign_in(&self, account: &AccountRecord, totp_code: &str) -> Result<(), Error> {
+        if account.disabled {
+            return Err(Error::AccountDisabled);
+        }
+        if let Some(secret) = &account.totp_secret {
+            if totp_code.trim().is_empty() {
+                return Err(Error::TotpRequired);
+            }
+            self.check_totp(account, secret, totp_code).await?;
+        }
+        Ok(())
+    }
+
     /// The TOTP step a code from this account's authenticator is for, checked and marked used.
     /// Counts a failure against the account when the code is wrong or reused.
     pub(super) async fn check_totp(
@@ -386,15 +401,7 @@ impl Auth {
             core.limiter.record_failure(&limits.sign_in_failures, &failures).await?;
             return Err(Error::InvalidCredentials);
         };
-        if account.disabled {
-            return Err(Error::AccountDisabled);
-        }
-        if let Some(secret) = &account.totp_secret {
-            if totp_code.trim().is_empty() {
-                return Err(Error::TotpRequired);
-            }
-            core.check_totp(&account, secret, totp_code).await?;
-        }
+        core.may_sign_in(&account, totp_code).await?;
         let (device, session) = core.new_device(account.id, &device_name, false);
         core.store.create_device(&device).await?;
         tracing::info!(account = %account.id, device = %device.id, "signed in with password");
@@ -458,16 +465,8 @@ impl Auth {
         };
         core.limiter.check(&limits.sign_in_failures, &failure_key(&account.username)).await?;
         let code_id = core.check_code(&account, purpose, code).await?;
-        if account.disabled {
-            return Err(Error::AccountDisabled);
-        }
-        if let Some(secret) = &account.totp_secret {
-            // Checked before the code is used up, so a missing TOTP code costs only a try.
-            if totp_code.trim().is_empty() {
-                return Err(Error::TotpRequired);
-            }
-            core.check_totp(&account, secret, totp_code).await?;
-        }
+        // Checked before the code is used up, so a missing TOTP code costs only a try.
+        core.may_sign_in(&account, totp_code).await?;
         if !core.store.consume_code(code_id).await? {
             return Err(Error::OneTimeCodeInvalid);
         }

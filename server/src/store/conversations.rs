@@ -279,6 +279,18 @@ macro_rules! decode {
     }};
 }
 
+/// Decodes every row of a query with [`decode!`].
+macro_rules! decode_all {
+    ($kind:ident $rows:expr) => {{
+        let rows = $rows;
+        let mut out = Vec::with_capacity(rows.len());
+        for row in rows {
+            out.push(decode!($kind row));
+        }
+        out
+    }};
+}
+
 fn direct_key(pair: (AccountId, AccountId)) -> Vec<u8> {
     let (a, b) = if pair.0 <= pair.1 { pair } else { (pair.1, pair.0) };
     [a.as_uuid().as_bytes().as_slice(), b.as_uuid().as_bytes().as_slice()].concat()
@@ -383,11 +395,7 @@ impl_for_backends! {
             .bind(id.as_uuid())
             .fetch_all(&self.pool)
             .await?;
-            let mut members = Vec::with_capacity(rows.len());
-            for row in rows {
-                members.push(decode!(member row));
-            }
-            Ok(members)
+            Ok(decode_all!(member rows))
         }
 
         async fn member(&self, id: ConversationId, account: AccountId) -> Result<Option<MemberRecord>, StoreError> {
@@ -414,11 +422,7 @@ impl_for_backends! {
             .bind(account.as_uuid())
             .fetch_all(&self.pool)
             .await?;
-            let mut found = Vec::with_capacity(rows.len());
-            for row in rows {
-                found.push(decode!(conversation row));
-            }
-            Ok(found)
+            Ok(decode_all!(conversation rows))
         }
 
         async fn add_members(&self, id: ConversationId, accounts: &[AccountId], now_ms: i64) -> Result<(), StoreError> {
@@ -590,11 +594,7 @@ impl_for_backends! {
                 .bind(limit)
                 .fetch_all(&self.pool)
                 .await?;
-            let mut found = Vec::with_capacity(rows.len());
-            for row in rows {
-                found.push(decode!(message row));
-            }
-            Ok(found)
+            Ok(decode_all!(message rows))
         }
 
         async fn mark_read(&self, conversation: ConversationId, account: AccountId, seq: i64) -> Result<i64, StoreError> {

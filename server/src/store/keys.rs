@@ -129,6 +129,17 @@ pub trait KeyStore: Send + Sync {
     async fn claim_key(&self, device: DeviceId) -> Result<Option<ClaimedKeyRecord>, StoreError>;
 }
 
+/// A [`SignedKeyRecord`] from a row with `key_id, public_key, signature`.
+macro_rules! signed_key {
+    ($row:expr) => {
+        SignedKeyRecord {
+            key_id: $row.try_get("key_id")?,
+            public_key: $row.try_get("public_key")?,
+            signature: $row.try_get("signature")?,
+        }
+    };
+}
+
 impl_for_backends! {
     impl KeyStore {
         async fn account_key(&self, account: AccountId) -> Result<Option<Vec<u8>>, StoreError> {
@@ -329,14 +340,7 @@ impl_for_backends! {
                 .fetch_optional(&self.pool)
                 .await?;
                 if let Some(row) = taken {
-                    return Ok(Some(ClaimedKeyRecord {
-                        key: SignedKeyRecord {
-                            key_id: row.try_get("key_id")?,
-                            public_key: row.try_get("public_key")?,
-                            signature: row.try_get("signature")?,
-                        },
-                        fallback: false,
-                    }));
+                    return Ok(Some(ClaimedKeyRecord { key: signed_key!(row), fallback: false }));
                 }
                 let left: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM one_time_keys WHERE device_id = $1")
                     .bind(device.as_uuid())
@@ -351,14 +355,7 @@ impl_for_backends! {
                 .fetch_optional(&self.pool)
                 .await?;
             Ok(match fallback {
-                Some(row) => Some(ClaimedKeyRecord {
-                    key: SignedKeyRecord {
-                        key_id: row.try_get("key_id")?,
-                        public_key: row.try_get("public_key")?,
-                        signature: row.try_get("signature")?,
-                    },
-                    fallback: true,
-                }),
+                Some(row) => Some(ClaimedKeyRecord { key: signed_key!(row), fallback: true }),
                 None => None,
             })
         }

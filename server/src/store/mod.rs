@@ -221,3 +221,38 @@ fn report(migrator: &sqlx::migrate::Migrator, before: &[i64], after: &[i64]) -> 
         .collect();
     MigrationReport { applied, total: after.len() }
 }
+
+// The parts of `Store` both backends share; each names its `BACKEND`, `MIGRATOR` and how to
+// tell whether the migrations table exists.
+impl_for_backends! {
+    impl Store {
+        fn backend(&self) -> Backend {
+            Self::BACKEND
+        }
+
+        async fn ping(&self) -> Result<(), StoreError> {
+            sqlx::query("SELECT 1").execute(&self.pool).await?;
+            Ok(())
+        }
+
+        async fn migrate(&self) -> Result<MigrationReport, StoreError> {
+            let applied = || async {
+                let exists: bool = sqlx::query_scalar(Self::HAS_MIGRATIONS_TABLE).fetch_one(&self.pool).await?;
+                if !exists {
+                    return Ok::<Vec<i64>, StoreError>(Vec::new());
+                }
+                Ok(sqlx::query_scalar("SELECT version FROM _sqlx_migrations WHERE success ORDER BY version")
+                    .fetch_all(&self.pool)
+                    .await?)
+            };
+            let before = applied().await?;
+            Self::MIGRATOR.run(&self.pool).await?;
+            let after = applied().await?;
+            Ok(report(Self::MIGRATOR, &before, &after))
+        }
+
+        async fn close(&self) {
+            self.pool.close().await;
+        }
+    }
+}

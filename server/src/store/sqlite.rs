@@ -5,12 +5,11 @@
 use std::path::Path;
 use std::str::FromStr as _;
 
-use async_trait::async_trait;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
 
-use super::{Backend, ConnectOptions, MigrationReport, Store, StoreError, report};
+use super::{Backend, ConnectOptions, StoreError};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/sqlite");
 
@@ -21,6 +20,12 @@ pub struct SqliteStore {
 }
 
 impl SqliteStore {
+    pub(super) const BACKEND: Backend = Backend::Sqlite;
+    pub(super) const MIGRATOR: &'static sqlx::migrate::Migrator = &MIGRATOR;
+    /// Whether sqlx's migrations table exists yet.
+    pub(super) const HAS_MIGRATIONS_TABLE: &'static str =
+        "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = '_sqlx_migrations')";
+
     /// Opens (creating if needed) the database file and its parent directory.
     pub async fn open(path: &Path, options: &ConnectOptions) -> Result<Self, StoreError> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
@@ -46,49 +51,12 @@ impl SqliteStore {
     pub(crate) fn pool(&self) -> &SqlitePool {
         &self.pool
     }
-
-    async fn applied_versions(&self) -> Result<Vec<i64>, StoreError> {
-        let exists: bool = sqlx::query_scalar(
-            "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = '_sqlx_migrations')",
-        )
-        .fetch_one(&self.pool)
-        .await?;
-        if !exists {
-            return Ok(Vec::new());
-        }
-        Ok(sqlx::query_scalar("SELECT version FROM _sqlx_migrations WHERE success ORDER BY version")
-            .fetch_all(&self.pool)
-            .await?)
-    }
-}
-
-#[async_trait]
-impl Store for SqliteStore {
-    fn backend(&self) -> Backend {
-        Backend::Sqlite
-    }
-
-    async fn ping(&self) -> Result<(), StoreError> {
-        sqlx::query("SELECT 1").execute(&self.pool).await?;
-        Ok(())
-    }
-
-    async fn migrate(&self) -> Result<MigrationReport, StoreError> {
-        let before = self.applied_versions().await?;
-        MIGRATOR.run(&self.pool).await?;
-        let after = self.applied_versions().await?;
-        Ok(report(&MIGRATOR, &before, &after))
-    }
-
-    async fn close(&self) {
-        self.pool.close().await;
-    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::InstanceStore as _;
+    use crate::store::{InstanceStore as _, Store as _};
 
     #[tokio::test]
     async fn ids_are_16_byte_blobs_and_the_journal_is_wal() -> anyhow::Result<()> {
