@@ -764,6 +764,8 @@ async fn messages_are_numbered_without_gaps_even_when_racing(db: &Fresh) -> anyh
     assert_eq!(db.store.send_message(&m).await?, SendOutcome::Duplicate(first.clone()));
     let tampered = NewMessage { ciphertext: vec![1; 16], ..m.clone() };
     assert_eq!(db.store.send_message(&tampered).await?, SendOutcome::IdTaken);
+    let as_reply = NewMessage { reply_to: Some(first.id), ..m.clone() };
+    assert_eq!(db.store.send_message(&as_reply).await?, SendOutcome::IdTaken, "a reply is another message");
     assert_eq!(db.store.conversation(group).await?.map(|c| c.last_seq), Some(31), "no number was used up");
     // Outsiders cannot post.
     let outsider = accounts(db, &["omar"]).await?[0];

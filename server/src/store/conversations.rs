@@ -502,7 +502,8 @@ impl_for_backends! {
                 let same = existing.conversation_id == m.conversation_id
                     && existing.sender_account_id == m.sender.0
                     && existing.ciphertext.as_deref() == Some(m.ciphertext.as_slice())
-                    && existing.session_id == m.session_id;
+                    && existing.session_id == m.session_id
+                    && existing.reply_to == m.reply_to;
                 return Ok(if same { SendOutcome::Duplicate(existing) } else { SendOutcome::IdTaken });
             }
             let row = sqlx::query(&format!(

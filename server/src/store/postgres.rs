@@ -17,7 +17,8 @@ impl PostgresStore {
     pub(super) const BACKEND: Backend = Backend::Postgres;
     pub(super) const MIGRATOR: &'static sqlx::migrate::Migrator = &MIGRATOR;
     /// Whether sqlx's migrations table exists yet.
-    pub(super) const HAS_MIGRATIONS_TABLE: &'static str = "SELECT to_regclass('_sqlx_migrations') IS NOT NULL";
+    pub(super) const HAS_MIGRATIONS_TABLE: &'static str =
+        "SELECT to_regclass('_sqlx_migrations') IS NOT NULL";
 
     /// Connects to the database at `url` (opening the first connection to check it works).
     pub async fn connect(url: &str, options: &ConnectOptions) -> Result<Self, StoreError> {

@@ -1,6 +1,7 @@
 //! The SQLite backend (Lite): one file in the data dir, WAL journal so readers never block the
-//! writer and `kitsulan admin` can work while `serve` runs, foreign keys on, and full fsync on
-//! commit so an acknowledged write survives a crash or power cut.
+//! writer and `kitsulan admin` can work while `serve` runs, foreign keys on, full fsync on
+//! commit so an acknowledged write survives a crash or power cut, and `secure_delete` so what is
+//! deleted is overwritten in the database file.
 
 use std::path::Path;
 use std::str::FromStr as _;
@@ -37,6 +38,8 @@ impl SqliteStore {
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Full)
             .foreign_keys(true)
+            // Deleted rows (message ciphertext, keys) are overwritten, not left in free pages.
+            .pragma("secure_delete", "ON")
             .busy_timeout(std::time::Duration::from_secs(5));
         let pool = SqlitePoolOptions::new()
             .max_connections(options.max_connections)
