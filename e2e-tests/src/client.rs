@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use kitsulan_proto::v1::account_service_client::AccountServiceClient;
 use kitsulan_proto::v1::auth_service_client::AuthServiceClient;
+use kitsulan_proto::v1::conversation_service_client::ConversationServiceClient;
 use kitsulan_proto::v1::device_service_client::DeviceServiceClient;
 use kitsulan_proto::v1::key_service_client::KeyServiceClient;
 use kitsulan_proto::v1::pairing_service_client::PairingServiceClient;
@@ -141,6 +142,11 @@ impl Client {
     /// `ToDeviceService`, as this device.
     pub fn to_device(&self) -> ToDeviceServiceClient<Authed> {
         ToDeviceServiceClient::with_interceptor(self.channel.clone(), self.headers())
+    }
+
+    /// `ConversationService`, as this device.
+    pub fn conversations(&self) -> ConversationServiceClient<Authed> {
+        ConversationServiceClient::with_interceptor(self.channel.clone(), self.headers())
     }
 
     /// `PairingService`, as this device (a new device calls it without a session).
@@ -298,8 +304,15 @@ pub fn documented_code(reason: &str) -> Option<Code> {
         | "TOO_MANY_MESSAGES"
         | "PUBLIC_KEY_INVALID"
         | "PIN_INVALID"
-        | "PAYLOAD_INVALID" => Code::InvalidArgument,
-        "USERNAME_TAKEN" | "EMAIL_TAKEN" => Code::AlreadyExists,
+        | "PAYLOAD_INVALID"
+        | "CANNOT_MESSAGE_SELF"
+        | "TITLE_INVALID"
+        | "ROLE_INVALID"
+        | "USE_LEAVE"
+        | "SESSION_ID_INVALID"
+        | "LIMIT_INVALID"
+        | "SEQ_INVALID" => Code::InvalidArgument,
+        "USERNAME_TAKEN" | "EMAIL_TAKEN" | "MESSAGE_ID_TAKEN" => Code::AlreadyExists,
         "INVALID_CREDENTIALS"
         | "TOTP_REQUIRED"
         | "TOTP_INVALID"
@@ -307,7 +320,7 @@ pub fn documented_code(reason: &str) -> Option<Code> {
         | "SESSION_INVALID"
         | "REFRESH_TOKEN_INVALID"
         | "REFRESH_TOKEN_REUSED" => Code::Unauthenticated,
-        "ACCOUNT_DISABLED" | "SIGN_UP_CLOSED" | "PASSWORD_REQUIRED" => Code::PermissionDenied,
+        "ACCOUNT_DISABLED" | "SIGN_UP_CLOSED" | "PASSWORD_REQUIRED" | "NOT_ALLOWED" => Code::PermissionDenied,
         "EMAIL_UNAVAILABLE"
         | "NO_EMAIL"
         | "TOTP_NOT_PENDING"
@@ -322,11 +335,19 @@ pub fn documented_code(reason: &str) -> Option<Code> {
         | "PAIRING_NOT_CLAIMED"
         | "PAIRING_ALREADY_APPROVED"
         | "PAIRING_EXPIRED"
-        | "PAIRING_CLOSED" => Code::FailedPrecondition,
-        "DEVICE_NOT_FOUND" | "PAIRING_NOT_FOUND" => Code::NotFound,
-        "RATE_LIMITED" | "TOO_MANY_KEYS" | "TOO_MANY_ITEMS" | "INBOX_FULL" | "PAIRING_FULL" => {
-            Code::ResourceExhausted
-        }
+        | "PAIRING_CLOSED"
+        | "MODE_UNAVAILABLE"
+        | "NOT_A_GROUP"
+        | "MESSAGE_DELETED" => Code::FailedPrecondition,
+        "DEVICE_NOT_FOUND"
+        | "PAIRING_NOT_FOUND"
+        | "ACCOUNT_NOT_FOUND"
+        | "MEMBER_NOT_FOUND"
+        | "CONVERSATION_NOT_FOUND"
+        | "MESSAGE_NOT_FOUND"
+        | "REPLY_NOT_FOUND" => Code::NotFound,
+        "RATE_LIMITED" | "TOO_MANY_KEYS" | "TOO_MANY_ITEMS" | "INBOX_FULL" | "PAIRING_FULL"
+        | "TOO_MANY_MEMBERS" => Code::ResourceExhausted,
         "EMAIL_SEND_FAILED" | "UNAVAILABLE" => Code::Unavailable,
         "INTERNAL" => Code::Internal,
         _ => return None,

@@ -11,7 +11,8 @@
 //!
 //! # Transport of Megolm messages
 //!
-//! Conversations do not exist yet, so Megolm ciphertexts travel as to-device messages too,
+//! In a conversation, Megolm messages are stored by `ConversationService` (see
+//! [`crate::conversations`]). Outside conversations they can also travel as to-device messages,
 //! one copy per recipient device. The `ciphertext` of a to-device message is one of (a test
 //! format of this module, not part of the API):
 //!
@@ -20,9 +21,16 @@
 //! 0x02 || session id length (u8) || Megolm session id (ASCII) || Megolm message
 //! ```
 //!
-//! and the plaintext inside an Olm message is `0x01 || Megolm session key` (a room-key share).
-//! An inbound Megolm session is bound to the device that shared it over Olm: a Megolm message
-//! is decrypted only with a session that its sending device shared.
+//! and the plaintext inside an Olm message is a room-key share, one of
+//!
+//! ```text
+//! 0x01 || Megolm session key                               (for to-device Megolm messages)
+//! 0x02 || conversation id (16 bytes) || Megolm session key (for one conversation)
+//! ```
+//!
+//! An inbound Megolm session is bound to the device that shared it over Olm, and to what it was
+//! shared for: a Megolm message is decrypted only with a session that its sending device shared
+//! for that very conversation (or for to-device messages).
 //!
 //! # Rotation
 //!
@@ -55,8 +63,8 @@ use kitsulan_proto::v1::{
     CreatePairingResponse, FetchToDeviceRequest, FindPairingRequest, FindPairingResponse,
     GetKeyCountsRequest, GetKeyCountsResponse, GetPairingRequest, GetPairingResponse,
     OutgoingToDeviceMessage, PairingState, PostPairingMessageRequest, PublishAccountKeyRequest,
-    QueryKeysRequest, SendToDeviceRequest, Session, SignedKey, ToDeviceMessage, UploadKeysRequest,
-    UploadKeysResponse,
+    QueryKeysRequest, SendToDeviceRequest, Session, SignInRequest, SignUpRequest, SignedKey, ToDeviceMessage,
+    UploadKeysRequest, UploadKeysResponse,
 };
 use tonic::Status;
 use uuid::Uuid;
@@ -69,6 +77,9 @@ pub const ENVELOPE_OLM: u8 = 0x01;
 pub const ENVELOPE_MEGOLM: u8 = 0x02;
 /// Kind byte of an Olm plaintext that shares a Megolm session key.
 pub const OLM_ROOM_KEY: u8 = 0x01;
+/// Kind byte of an Olm plaintext that shares a conversation's Megolm session key
+/// (`0x02 || conversation id (16) || session key`; see [`crate::conversations`]).
+pub const OLM_CONVERSATION_KEY: u8 = 0x02;
 /// Kind byte of the pairing-channel message that carries the account key secret.
 pub const PAIRING_ACCOUNT_KEY: u8 = 0x01;
 /// The initial pairing plaintext (existing device to new device).
@@ -229,12 +240,43 @@ pub struct E2eeDevice {
     versions: HashMap<String, u64>,
     /// Olm sessions per peer device (a pair of devices may end up with more than one).
     olm: HashMap<String, Vec<OlmSession>>,
-    outbound: OutboundGroupSession,
-    shared_with: HashSet<String>,
+    /// The outbound session for Megolm messages sent as to-device messages.
+    outbound: Outbound,
+    /// The outbound session of each conversation, by conversation id.
+    pub(crate) conversation_outbound: HashMap<String, Outbound>,
     /// The first session key of every outbound session made here (for the secrets scan).
     outbound_keys: Vec<Vec<u8>>,
     /// Inbound Megolm sessions by (sending device, session id).
-    inbound: HashMap<(String, String), InboundGroupSession>,
+    pub(crate) inbound: HashMap<(String, String), Inbound>,
+    /// Conversation state kept by [`crate::conversations`] (members, replay record).
+    pub(crate) conversations: crate::conversations::ConversationState,
+}
+
+/// An outbound Megolm session and the devices it was shared with.
+pub(crate) struct Outbound {
+    pub(crate) session: OutboundGroupSession,
+    pub(crate) shared_with: HashSet<String>,
+}
+
+impl Outbound {
+    fn new() -> Self {
+        Self { session: OutboundGroupSession::new(), shared_with: HashSet::new() }
+    }
+}
+
+/// Which outbound session: the to-device one, or a conversation's.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Slot<'a> {
+    ToDevice,
+    Conversation(&'a str),
+}
+
+/// An inbound Megolm session: who shared it, and for which conversation (`None`: a session for
+/// to-device Megolm messages). A session is used only for what it was shared for.
+pub(crate) struct Inbound {
+    pub(crate) session: InboundGroupSession,
+    pub(crate) sender_account_id: String,
+    pub(crate) conversation_id: Option<String>,
 }
 
 impl std::fmt::Debug for E2eeDevice {
@@ -243,7 +285,7 @@ impl std::fmt::Debug for E2eeDevice {
             .field("account_id", &self.account_id())
             .field("device_id", &self.device_id())
             .field("account", &self.account)
-            .field("outbound", &self.outbound)
+            .field("outbound", &self.outbound.session)
             .finish_non_exhaustive()
     }
 }
@@ -252,8 +294,8 @@ impl E2eeDevice {
     /// A device of a person whose account key already exists (a copy of it, or the key
     /// received over the pairing channel). `client` must be signed in.
     pub fn new(client: Client, account_key: AccountKey) -> Self {
-        let outbound = OutboundGroupSession::new();
-        let first_key = outbound.session_key().to_vec();
+        let outbound = Outbound::new();
+        let first_key = outbound.session.session_key().to_vec();
         let mut device = Self {
             client,
             account: DeviceAccount::new(),
@@ -265,9 +307,10 @@ impl E2eeDevice {
             versions: HashMap::new(),
             olm: HashMap::new(),
             outbound,
-            shared_with: HashSet::new(),
+            conversation_outbound: HashMap::new(),
             outbound_keys: vec![first_key],
             inbound: HashMap::new(),
+            conversations: Default::default(),
         };
         let own = device.account_id().to_owned();
         device.pinned.insert(own, device.account_key.public_key());
@@ -277,6 +320,57 @@ impl E2eeDevice {
     /// A person's first device: makes a new account key.
     pub fn first_device(client: Client) -> Self {
         Self::new(client, AccountKey::generate(&mut OsRng::new()))
+    }
+
+    /// Signs up `username` on a new connection to `url` and sets the device up as a person's
+    /// first device: account key made and published, certificate and `one_time_keys` one-time
+    /// keys (and a fallback key) uploaded.
+    pub async fn sign_up(
+        url: &str,
+        username: &str,
+        password: &str,
+        device_name: &str,
+        one_time_keys: usize,
+    ) -> anyhow::Result<Self> {
+        let mut client = Client::connect(url).await?;
+        client
+            .sign_up_with(SignUpRequest {
+                username: username.to_owned(),
+                password: password.to_owned(),
+                device_name: device_name.to_owned(),
+                ..SignUpRequest::default()
+            })
+            .await
+            .with_context(|| format!("SignUp of {username}"))?;
+        let mut device = Self::first_device(client);
+        device.publish_account_key().await.context("PublishAccountKey")?;
+        device.upload_keys(one_time_keys).await?;
+        Ok(device)
+    }
+
+    /// Another device of `username`, signed in with the password on a new connection to `url`,
+    /// holding `account_key` (as if linked), with its keys uploaded.
+    pub async fn sign_in(
+        url: &str,
+        username: &str,
+        password: &str,
+        device_name: &str,
+        account_key: AccountKey,
+        one_time_keys: usize,
+    ) -> anyhow::Result<Self> {
+        let mut client = Client::connect(url).await?;
+        client
+            .sign_in_with(SignInRequest {
+                username: username.to_owned(),
+                password: password.to_owned(),
+                device_name: device_name.to_owned(),
+                totp_code: String::new(),
+            })
+            .await
+            .with_context(|| format!("SignIn of {username}"))?;
+        let mut device = Self::new(client, account_key);
+        device.upload_keys(one_time_keys).await?;
+        Ok(device)
     }
 
     /// A copy of the account key, for giving a second device of the same person its key
@@ -517,35 +611,94 @@ impl E2eeDevice {
 
     /// The current outbound Megolm session's id.
     pub fn outbound_session_id(&self) -> String {
-        self.outbound.session_id()
+        self.outbound.session.session_id()
     }
 
     /// The devices the current outbound session was shared with.
     pub fn shared_with(&self) -> Vec<String> {
-        let mut v: Vec<String> = self.shared_with.iter().cloned().collect();
+        let mut v: Vec<String> = self.outbound.shared_with.iter().cloned().collect();
         v.sort();
         v
     }
 
     /// Starts a new outbound Megolm session (shared with nobody yet).
     pub fn rotate(&mut self) {
-        self.outbound = OutboundGroupSession::new();
-        self.outbound_keys.push(self.outbound.session_key().to_vec());
-        self.shared_with.clear();
+        self.rotate_slot(Slot::ToDevice);
+    }
+
+    /// The outbound session of `slot` (a conversation's is made on first use).
+    pub(crate) fn outbound_mut(&mut self, slot: Slot<'_>) -> &mut Outbound {
+        match slot {
+            Slot::ToDevice => &mut self.outbound,
+            Slot::Conversation(id) => {
+                if !self.conversation_outbound.contains_key(id) {
+                    self.rotate_slot(slot);
+                }
+                self.conversation_outbound.entry(id.to_owned()).or_insert_with(Outbound::new)
+            }
+        }
+    }
+
+    /// Starts a new outbound session for `slot`. For a conversation, this device also keeps
+    /// the inbound half, so it reads its own messages in the history.
+    pub(crate) fn rotate_slot(&mut self, slot: Slot<'_>) {
+        let fresh = Outbound::new();
+        let key = fresh.session.session_key();
+        self.outbound_keys.push(key.to_vec());
+        match slot {
+            Slot::ToDevice => self.outbound = fresh,
+            Slot::Conversation(id) => {
+                if let Ok(session) = InboundGroupSession::from_session_key(&key) {
+                    let inbound = Inbound {
+                        session,
+                        sender_account_id: self.account_id().to_owned(),
+                        conversation_id: Some(id.to_owned()),
+                    };
+                    self.inbound.insert((self.device_id().to_owned(), fresh.session.session_id()), inbound);
+                }
+                self.conversation_outbound.insert(id.to_owned(), fresh);
+            }
+        }
     }
 
     /// Shares the current outbound session's key (at its current index) over Olm with each of
     /// `device_ids` it was not shared with yet; returns how many got it.
     pub async fn share_room_key(&mut self, device_ids: &[String]) -> anyhow::Result<usize> {
+        self.share_slot_key(Slot::ToDevice, device_ids).await
+    }
+
+    /// [`E2eeDevice::share_room_key`] for the outbound session of `slot`. A conversation's key
+    /// travels as `0x02 || conversation id || session key`, so receivers bind it to that
+    /// conversation.
+    pub(crate) async fn share_slot_key(
+        &mut self,
+        slot: Slot<'_>,
+        device_ids: &[String],
+    ) -> anyhow::Result<usize> {
+        let outbound = self.outbound_mut(slot);
         let targets: Vec<String> =
-            device_ids.iter().filter(|d| !self.shared_with.contains(*d)).cloned().collect();
+            device_ids.iter().filter(|d| !outbound.shared_with.contains(*d)).cloned().collect();
+        let plaintext = match slot {
+            Slot::ToDevice => {
+                let mut plaintext = vec![OLM_ROOM_KEY];
+                plaintext.extend_from_slice(&outbound.session.session_key());
+                plaintext
+            }
+            Slot::Conversation(id) => {
+                let mut plaintext = vec![OLM_CONVERSATION_KEY];
+                plaintext.extend_from_slice(&uuid_bytes(id)?);
+                plaintext.extend_from_slice(&outbound.session.session_key());
+                plaintext
+            }
+        };
+        if targets.is_empty() {
+            return Ok(0);
+        }
         self.ensure_olm_sessions(&targets).await?;
-        let mut plaintext = vec![OLM_ROOM_KEY];
-        plaintext.extend_from_slice(&self.outbound.session_key());
         let messages =
             targets.iter().map(|d| self.olm_message(d, &plaintext)).collect::<anyhow::Result<Vec<_>>>()?;
         self.send_to_device(messages).await.context("SendToDevice (room keys)")?;
-        self.shared_with.extend(targets.iter().cloned());
+        self.outbound_mut(slot).shared_with.extend(targets.iter().cloned());
         Ok(targets.len())
     }
 
@@ -557,9 +710,9 @@ impl E2eeDevice {
         recipients: &[String],
     ) -> anyhow::Result<SentMessage> {
         self.share_room_key(recipients).await?;
-        let session_id = self.outbound.session_id();
-        let message_index = self.outbound.message_index();
-        let megolm = self.outbound.encrypt(plaintext);
+        let session_id = self.outbound.session.session_id();
+        let message_index = self.outbound.session.message_index();
+        let megolm = self.outbound.session.encrypt(plaintext);
         let envelope = megolm_envelope(&session_id, &megolm)?;
         let messages = recipients
             .iter()
@@ -584,8 +737,8 @@ impl E2eeDevice {
         self.sync_devices(account_ids).await?;
         let recipients = self.devices_of(account_ids);
         let now: HashSet<String> = recipients.iter().cloned().collect();
-        if (!self.shared_with.is_empty() && now != self.shared_with)
-            || self.outbound.message_index() >= ROTATE_AFTER_MESSAGES
+        if (!self.outbound.shared_with.is_empty() && now != self.outbound.shared_with)
+            || self.outbound.session.message_index() >= ROTATE_AFTER_MESSAGES
         {
             self.rotate();
         }
@@ -643,7 +796,27 @@ impl E2eeDevice {
                     Some((&OLM_ROOM_KEY, key)) => {
                         let session = InboundGroupSession::from_session_key(key)?;
                         let session_id = session.session_id();
-                        self.inbound.insert((sender.clone(), session_id.clone()), session);
+                        let inbound = Inbound {
+                            session,
+                            sender_account_id: peer.account_id.clone(),
+                            conversation_id: None,
+                        };
+                        self.inbound.insert((sender.clone(), session_id.clone()), inbound);
+                        inbox.room_keys.push((sender, session_id));
+                        Ok(())
+                    }
+                    Some((&OLM_CONVERSATION_KEY, rest)) => {
+                        let (conversation, key) =
+                            rest.split_at_checked(16).context("truncated conversation room key")?;
+                        let conversation_id = Uuid::from_slice(conversation)?.to_string();
+                        let session = InboundGroupSession::from_session_key(key)?;
+                        let session_id = session.session_id();
+                        let inbound = Inbound {
+                            session,
+                            sender_account_id: peer.account_id.clone(),
+                            conversation_id: Some(conversation_id),
+                        };
+                        self.inbound.insert((sender.clone(), session_id.clone()), inbound);
                         inbox.room_keys.push((sender, session_id));
                         Ok(())
                     }
@@ -685,11 +858,12 @@ impl E2eeDevice {
         envelope: &[u8],
     ) -> anyhow::Result<Received> {
         let (session_id, megolm) = parse_megolm_envelope(envelope)?;
-        let session = self
+        let inbound = self
             .inbound
             .get_mut(&(peer.device_id.clone(), session_id.clone()))
             .with_context(|| format!("no inbound session {session_id} from device {}", peer.device_id))?;
-        let decrypted = session.decrypt(megolm)?;
+        ensure!(inbound.conversation_id.is_none(), "session {session_id} was shared for a conversation");
+        let decrypted = inbound.session.decrypt(megolm)?;
         Ok(Received {
             sender_account_id: peer.account_id.clone(),
             sender_device_id: peer.device_id.clone(),
@@ -702,7 +876,7 @@ impl E2eeDevice {
     /// Tries every inbound session this device holds, whoever shared it, on a Megolm message:
     /// what a device that kept its old keys could do with a ciphertext it got hold of.
     pub fn decrypt_with_any_session(&mut self, megolm: &[u8]) -> Option<Vec<u8>> {
-        self.inbound.values_mut().find_map(|s| s.decrypt_history(megolm).ok().map(|d| d.plaintext))
+        self.inbound.values_mut().find_map(|s| s.session.decrypt_history(megolm).ok().map(|d| d.plaintext))
     }
 
     /// The ids of the inbound sessions this device holds.
@@ -724,8 +898,8 @@ impl E2eeDevice {
                 out.push((format!("outbound Megolm ratchet ({who})"), ratchet.to_vec()));
             }
         }
-        for ((from, id), session) in &self.inbound {
-            let exported = session.export_at_first_known_index();
+        for ((from, id), inbound) in &self.inbound {
+            let exported = inbound.session.export_at_first_known_index();
             // Exported key v1: version (1) || index (4) || ratchet (128) || public key (32).
             if let Some(ratchet) = exported.get(5..133) {
                 out.push((format!("inbound Megolm ratchet {id} from {from} ({who})"), ratchet.to_vec()));

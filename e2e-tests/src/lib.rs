@@ -7,10 +7,12 @@
 //! - [`smtp`]: a real SMTP server catching the mail the server sends.
 //! - [`totp`]: the authenticator app.
 //! - [`e2ee`]: a device doing end-to-end encryption (keys, Olm, Megolm, pairing).
+//! - [`conversations`]: conversations and their E2EE messages (sending, history, decrypting).
 //! - [`scan`]: searching the server's storage for plaintexts and private keys.
 
 pub mod admin;
 pub mod client;
+pub mod conversations;
 pub mod e2ee;
 pub mod postgres;
 pub mod scan;

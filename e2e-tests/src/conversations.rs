@@ -1,0 +1,498 @@
+//! Conversations as a device uses them: `ConversationService` calls on [`Client`], and
+//! end-to-end encrypted messages on [`E2eeDevice`]. The e2e tests and the load generator share
+//! it.
+//!
+//! # Sending
+//!
+//! Each device keeps one outbound Megolm session per conversation. Before sending it learns the
+//! members (`GetConversation`), their verified devices (`QueryKeys`, see [`crate::e2ee`]), and
+//! shares the session key over Olm with every member device that lacks it (our own other
+//! devices too), bound to the conversation: `0x02 || conversation id || session key`. It
+//! rotates when the set of member devices changed since the session was shared, and after
+//! [`ROTATE_AFTER_MESSAGES`]. Then it encrypts and calls `SendMessage` with a fresh UUIDv7, the
+//! Megolm message as `ciphertext` and the session id (ASCII) as `session_id`.
+//!
+//! [`E2eeDevice::send_to_conversation`] does all of that for each message;
+//! [`E2eeDevice::send_prepared`] reuses the members and devices of the last
+//! [`E2eeDevice::refresh_conversation`] (what the load generator does between membership
+//! changes).
+//!
+//! # Reading
+//!
+//! [`E2eeDevice::read_history`] first fetches the device's to-device inbox (where room keys
+//! arrive), then pages through `ListMessages` and decrypts each message with the inbound
+//! session that its sending device shared for this conversation. A session whose index was
+//! already used by another message id is a replay and is refused.
+
+use std::collections::{HashMap, HashSet};
+
+use anyhow::{Context as _, bail, ensure};
+use kitsulan_proto::v1::{
+    AddMembersRequest, Conversation, CreateGroupRequest, DeleteMessageRequest, EditMessageRequest,
+    GetConversationRequest, HistoryDirection, LeaveConversationRequest, ListConversationsRequest,
+    ListMessagesRequest, ListMessagesResponse, MarkReadRequest, MarkReadResponse, MemberRole, Message,
+    OpenDirectRequest, OpenDirectResponse, RemoveMemberRequest, SendMessageRequest, SetMemberRoleRequest,
+};
+use tonic::Status;
+use uuid::Uuid;
+
+use crate::Client;
+use crate::e2ee::{E2eeDevice, ROTATE_AFTER_MESSAGES, Slot};
+
+/// The largest ciphertext `SendMessage` and `EditMessage` take.
+pub const MAX_CIPHERTEXT: usize = 64 * 1024;
+/// The longest session id they take.
+pub const MAX_SESSION_ID: usize = 128;
+/// The most messages one `ListMessages` page holds.
+pub const MAX_PAGE: u32 = 100;
+
+fn conversation_of(conversation: Option<Conversation>) -> Result<Conversation, Status> {
+    conversation.ok_or_else(|| Status::internal("the server answered without a conversation"))
+}
+
+fn message_of(message: Option<Message>) -> Result<Message, Status> {
+    message.ok_or_else(|| Status::internal("the server answered without a message"))
+}
+
+impl Client {
+    /// `OpenDirect` with `account_id`.
+    pub async fn open_direct(&self, account_id: &str) -> Result<OpenDirectResponse, Status> {
+        let request = OpenDirectRequest { account_id: account_id.to_owned() };
+        Ok(self.conversations().open_direct(request).await?.into_inner())
+    }
+
+    /// `CreateGroup` in the default mode (E2EE).
+    pub async fn create_group(&self, title: &str, member_ids: &[&str]) -> Result<Conversation, Status> {
+        self.create_group_with(CreateGroupRequest {
+            title: title.to_owned(),
+            member_ids: member_ids.iter().map(|s| (*s).to_owned()).collect(),
+            mode: 0,
+        })
+        .await
+    }
+
+    /// `CreateGroup` with every field under the caller's control.
+    pub async fn create_group_with(&self, request: CreateGroupRequest) -> Result<Conversation, Status> {
+        conversation_of(self.conversations().create_group(request).await?.into_inner().conversation)
+    }
+
+    /// `ListConversations`.
+    pub async fn list_conversations(&self) -> Result<Vec<Conversation>, Status> {
+        let response = self.conversations().list_conversations(ListConversationsRequest {}).await?;
+        Ok(response.into_inner().conversations)
+    }
+
+    /// `GetConversation`.
+    pub async fn get_conversation(&self, conversation_id: &str) -> Result<Conversation, Status> {
+        let request = GetConversationRequest { conversation_id: conversation_id.to_owned() };
+        conversation_of(self.conversations().get_conversation(request).await?.into_inner().conversation)
+    }
+
+    /// `AddMembers`.
+    pub async fn add_members(
+        &self,
+        conversation_id: &str,
+        account_ids: &[&str],
+    ) -> Result<Conversation, Status> {
+        let request = AddMembersRequest {
+            conversation_id: conversation_id.to_owned(),
+            account_ids: account_ids.iter().map(|s| (*s).to_owned()).collect(),
+        };
+        conversation_of(self.conversations().add_members(request).await?.into_inner().conversation)
+    }
+
+    /// `RemoveMember`.
+    pub async fn remove_member(
+        &self,
+        conversation_id: &str,
+        account_id: &str,
+    ) -> Result<Conversation, Status> {
+        let request = RemoveMemberRequest {
+            conversation_id: conversation_id.to_owned(),
+            account_id: account_id.to_owned(),
+        };
+        conversation_of(self.conversations().remove_member(request).await?.into_inner().conversation)
+    }
+
+    /// `SetMemberRole`.
+    pub async fn set_member_role(
+        &self,
+        conversation_id: &str,
+        account_id: &str,
+        role: MemberRole,
+    ) -> Result<Conversation, Status> {
+        let request = SetMemberRoleRequest {
+            conversation_id: conversation_id.to_owned(),
+            account_id: account_id.to_owned(),
+            role: role.into(),
+        };
+        conversation_of(self.conversations().set_member_role(request).await?.into_inner().conversation)
+    }
+
+    /// `LeaveConversation`.
+    pub async fn leave_conversation(&self, conversation_id: &str) -> Result<(), Status> {
+        let request = LeaveConversationRequest { conversation_id: conversation_id.to_owned() };
+        self.conversations().leave_conversation(request).await?;
+        Ok(())
+    }
+
+    /// `SendMessage` as given (no encryption: see [`E2eeDevice::send_to_conversation`]).
+    pub async fn send_message(&self, request: SendMessageRequest) -> Result<Message, Status> {
+        message_of(self.conversations().send_message(request).await?.into_inner().message)
+    }
+
+    /// `EditMessage` as given.
+    pub async fn edit_message(&self, request: EditMessageRequest) -> Result<Message, Status> {
+        message_of(self.conversations().edit_message(request).await?.into_inner().message)
+    }
+
+    /// `DeleteMessage`.
+    pub async fn delete_message(&self, conversation_id: &str, message_id: &str) -> Result<Message, Status> {
+        let request = DeleteMessageRequest {
+            conversation_id: conversation_id.to_owned(),
+            message_id: message_id.to_owned(),
+        };
+        message_of(self.conversations().delete_message(request).await?.into_inner().message)
+    }
+
+    /// One `ListMessages` page.
+    pub async fn list_messages(
+        &self,
+        conversation_id: &str,
+        cursor: u64,
+        direction: HistoryDirection,
+        limit: u32,
+    ) -> Result<ListMessagesResponse, Status> {
+        let request = ListMessagesRequest {
+            conversation_id: conversation_id.to_owned(),
+            cursor,
+            direction: direction.into(),
+            limit,
+        };
+        Ok(self.conversations().list_messages(request).await?.into_inner())
+    }
+
+    /// `MarkRead`.
+    pub async fn mark_read(&self, conversation_id: &str, seq: u64) -> Result<MarkReadResponse, Status> {
+        let request = MarkReadRequest { conversation_id: conversation_id.to_owned(), seq };
+        Ok(self.conversations().mark_read(request).await?.into_inner())
+    }
+
+    /// The whole history in `direction`, by pages of `limit`, each page's cursor the last seq
+    /// of the page before. Fails if the server's pages go the wrong way or never end.
+    pub async fn all_messages(
+        &self,
+        conversation_id: &str,
+        direction: HistoryDirection,
+        limit: u32,
+    ) -> anyhow::Result<Vec<Message>> {
+        let mut out: Vec<Message> = Vec::new();
+        let mut cursor = 0;
+        loop {
+            let page = self
+                .list_messages(conversation_id, cursor, direction, limit)
+                .await
+                .with_context(|| format!("ListMessages after cursor {cursor}"))?;
+            for message in &page.messages {
+                if let Some(previous) = out.last() {
+                    let in_order = match direction {
+                        HistoryDirection::Backward => message.seq < previous.seq,
+                        HistoryDirection::Forward => message.seq > previous.seq,
+                    };
+                    ensure!(in_order, "seq {} after seq {} going {direction:?}", message.seq, previous.seq);
+                }
+                out.push(message.clone());
+            }
+            match page.messages.last() {
+                Some(last) if page.more => cursor = last.seq,
+                None if page.more => bail!("an empty page says there are more (cursor {cursor})"),
+                _ => return Ok(out),
+            }
+        }
+    }
+}
+
+/// A message encrypted for a conversation, not sent yet.
+#[derive(Clone, Debug)]
+pub struct Encrypted {
+    /// The conversation.
+    pub conversation_id: String,
+    /// The id chosen for it (UUIDv7).
+    pub message_id: String,
+    /// The Megolm session (its id, ASCII).
+    pub session_id: String,
+    /// Its index in that session.
+    pub message_index: u32,
+    /// The Megolm message.
+    pub ciphertext: Vec<u8>,
+}
+
+impl Encrypted {
+    /// The `SendMessage` request for it (`reply_to` may be empty).
+    pub fn send_request(&self, reply_to: &str) -> SendMessageRequest {
+        SendMessageRequest {
+            conversation_id: self.conversation_id.clone(),
+            message_id: self.message_id.clone(),
+            ciphertext: self.ciphertext.clone(),
+            session_id: self.session_id.as_bytes().to_vec(),
+            reply_to: reply_to.to_owned(),
+        }
+    }
+
+    /// The `EditMessage` request that replaces `message_id` with it.
+    pub fn edit_request(&self, message_id: &str) -> EditMessageRequest {
+        EditMessageRequest {
+            conversation_id: self.conversation_id.clone(),
+            message_id: message_id.to_owned(),
+            ciphertext: self.ciphertext.clone(),
+            session_id: self.session_id.as_bytes().to_vec(),
+        }
+    }
+}
+
+/// A message this device sent, as encrypted and as the server stored it.
+#[derive(Clone, Debug)]
+pub struct Posted {
+    /// What was encrypted and sent.
+    pub encrypted: Encrypted,
+    /// What `SendMessage` returned.
+    pub message: Message,
+}
+
+/// What a message of the history says to this device.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Content {
+    /// Decrypted.
+    Text(Vec<u8>),
+    /// Deleted (no ciphertext any more).
+    Deleted,
+    /// Not readable by this device, and why.
+    Undecryptable(String),
+}
+
+/// A message of the history with what this device made of it.
+#[derive(Clone, Debug)]
+pub struct HistoryEntry {
+    /// The message as the server listed it.
+    pub message: Message,
+    /// Its content.
+    pub content: Content,
+}
+
+impl HistoryEntry {
+    /// The plaintext as text, if decrypted.
+    pub fn text(&self) -> Option<String> {
+        match &self.content {
+            Content::Text(plaintext) => Some(String::from_utf8_lossy(plaintext).into_owned()),
+            _ => None,
+        }
+    }
+}
+
+/// What [`E2eeDevice`] remembers about conversations.
+#[derive(Debug, Default)]
+pub(crate) struct ConversationState {
+    /// Member devices (without this one) per conversation, as of the last refresh.
+    recipients: HashMap<String, Vec<String>>,
+    /// Which message id used each (sending device, session id, index).
+    seen: HashMap<(String, String, u32), String>,
+}
+
+impl E2eeDevice {
+    /// The current outbound Megolm session id of `conversation_id`, if one was made.
+    pub fn conversation_session_id(&self, conversation_id: &str) -> Option<String> {
+        self.conversation_outbound.get(conversation_id).map(|o| o.session.session_id())
+    }
+
+    /// The devices the current outbound session of `conversation_id` was shared with, sorted.
+    pub fn conversation_shared_with(&self, conversation_id: &str) -> Vec<String> {
+        let mut v: Vec<String> = self
+            .conversation_outbound
+            .get(conversation_id)
+            .map(|o| o.shared_with.iter().cloned().collect())
+            .unwrap_or_default();
+        v.sort();
+        v
+    }
+
+    /// Learns the members of `conversation_id` and their devices, rotates the outbound session
+    /// if the devices changed, and shares it with every member device that lacks it. Returns
+    /// the member devices (without this one).
+    pub async fn refresh_conversation(&mut self, conversation_id: &str) -> anyhow::Result<Vec<String>> {
+        let conversation = self
+            .client
+            .get_conversation(conversation_id)
+            .await
+            .with_context(|| format!("GetConversation {conversation_id}"))?;
+        let members: Vec<&str> = conversation.members.iter().map(|m| m.account_id.as_str()).collect();
+        self.sync_devices(&members).await?;
+        let recipients = self.devices_of(&members);
+        let slot = Slot::Conversation(conversation_id);
+        let outbound = self.outbound_mut(slot);
+        let now: HashSet<String> = recipients.iter().cloned().collect();
+        let used = outbound.session.message_index() > 0 || !outbound.shared_with.is_empty();
+        if (used && now != outbound.shared_with) || outbound.session.message_index() >= ROTATE_AFTER_MESSAGES
+        {
+            self.rotate_slot(slot);
+        }
+        self.share_slot_key(slot, &recipients).await?;
+        self.conversations.recipients.insert(conversation_id.to_owned(), recipients.clone());
+        Ok(recipients)
+    }
+
+    /// Encrypts `plaintext` with the outbound session of `conversation_id` as it is (no
+    /// sharing, no rotation) under a fresh message id.
+    pub fn encrypt_for_conversation(&mut self, conversation_id: &str, plaintext: &[u8]) -> Encrypted {
+        let outbound = self.outbound_mut(Slot::Conversation(conversation_id));
+        let session_id = outbound.session.session_id();
+        let message_index = outbound.session.message_index();
+        let ciphertext = outbound.session.encrypt(plaintext);
+        Encrypted {
+            conversation_id: conversation_id.to_owned(),
+            message_id: Uuid::now_v7().to_string(),
+            session_id,
+            message_index,
+            ciphertext,
+        }
+    }
+
+    /// Sends `plaintext` to the member devices of the last [`E2eeDevice::refresh_conversation`]
+    /// (refreshing first if there was none): rotates after [`ROTATE_AFTER_MESSAGES`], shares
+    /// the session where needed, encrypts, and calls `SendMessage` (`reply_to` may be empty).
+    pub async fn send_prepared(
+        &mut self,
+        conversation_id: &str,
+        plaintext: &[u8],
+        reply_to: &str,
+    ) -> anyhow::Result<Posted> {
+        let recipients = match self.conversations.recipients.get(conversation_id) {
+            Some(recipients) => recipients.clone(),
+            None => self.refresh_conversation(conversation_id).await?,
+        };
+        let slot = Slot::Conversation(conversation_id);
+        if self.outbound_mut(slot).session.message_index() >= ROTATE_AFTER_MESSAGES {
+            self.rotate_slot(slot);
+        }
+        self.share_slot_key(slot, &recipients).await?;
+        let encrypted = self.encrypt_for_conversation(conversation_id, plaintext);
+        let message = self
+            .client
+            .send_message(encrypted.send_request(reply_to))
+            .await
+            .with_context(|| format!("SendMessage into {conversation_id}"))?;
+        Ok(Posted { encrypted, message })
+    }
+
+    /// What an app does to post into a conversation: refresh its members and their devices,
+    /// rotate and share as needed, encrypt, send.
+    pub async fn send_to_conversation(
+        &mut self,
+        conversation_id: &str,
+        plaintext: &[u8],
+    ) -> anyhow::Result<Posted> {
+        self.reply_in_conversation(conversation_id, plaintext, "").await
+    }
+
+    /// [`E2eeDevice::send_to_conversation`] as a reply to `reply_to`.
+    pub async fn reply_in_conversation(
+        &mut self,
+        conversation_id: &str,
+        plaintext: &[u8],
+        reply_to: &str,
+    ) -> anyhow::Result<Posted> {
+        self.refresh_conversation(conversation_id).await?;
+        self.send_prepared(conversation_id, plaintext, reply_to).await
+    }
+
+    /// Replaces the content of our message `message_id` with `plaintext` (encrypted anew with
+    /// the current session, after a refresh). Returns what was sent and what the server stored.
+    pub async fn edit_in_conversation(
+        &mut self,
+        conversation_id: &str,
+        message_id: &str,
+        plaintext: &[u8],
+    ) -> anyhow::Result<(Encrypted, Result<Message, Status>)> {
+        self.refresh_conversation(conversation_id).await?;
+        let encrypted = self.encrypt_for_conversation(conversation_id, plaintext);
+        let result = self.client.edit_message(encrypted.edit_request(message_id)).await;
+        Ok((encrypted, result))
+    }
+
+    /// Decrypts one message of `conversation_id`'s history with the inbound session its
+    /// sending device shared for this conversation. (Room keys come in through
+    /// [`E2eeDevice::receive`].)
+    pub fn decrypt_message(&mut self, message: &Message) -> Content {
+        if message.deleted_at_ms != 0 {
+            return if message.ciphertext.is_empty() {
+                Content::Deleted
+            } else {
+                Content::Undecryptable("a deleted message still has its ciphertext".to_owned())
+            };
+        }
+        let Ok(session_id) = String::from_utf8(message.session_id.clone()) else {
+            return Content::Undecryptable("the session id is not ASCII".to_owned());
+        };
+        let key = (message.sender_device_id.clone(), session_id.clone());
+        let Some(inbound) = self.inbound.get_mut(&key) else {
+            return Content::Undecryptable(format!(
+                "no inbound session {session_id} from device {}",
+                message.sender_device_id
+            ));
+        };
+        if inbound.sender_account_id != message.sender_account_id {
+            return Content::Undecryptable(format!(
+                "session {session_id} was shared by account {}, the message names {}",
+                inbound.sender_account_id, message.sender_account_id
+            ));
+        }
+        if inbound.conversation_id.as_deref() != Some(message.conversation_id.as_str()) {
+            return Content::Undecryptable(format!(
+                "session {session_id} was shared for {:?}, not conversation {}",
+                inbound.conversation_id, message.conversation_id
+            ));
+        }
+        let decrypted = match inbound.session.decrypt_history(&message.ciphertext) {
+            Ok(decrypted) => decrypted,
+            Err(e) => return Content::Undecryptable(format!("{e}")),
+        };
+        let index_key = (message.sender_device_id.clone(), session_id, decrypted.message_index);
+        match self.conversations.seen.get(&index_key) {
+            Some(id) if *id != message.id => Content::Undecryptable(format!(
+                "replay: index {} was message {id}, now {}",
+                decrypted.message_index, message.id
+            )),
+            Some(_) => Content::Text(decrypted.plaintext),
+            None => {
+                self.conversations.seen.insert(index_key, message.id.clone());
+                Content::Text(decrypted.plaintext)
+            }
+        }
+    }
+
+    /// Imports the room keys waiting in the inbox, then reads the whole history of
+    /// `conversation_id` oldest first (pages of [`MAX_PAGE`]) and decrypts it. Fails if the
+    /// inbox held anything unreadable or the history is out of order or names another
+    /// conversation.
+    pub async fn read_history(&mut self, conversation_id: &str) -> anyhow::Result<Vec<HistoryEntry>> {
+        let inbox = self.receive().await?;
+        ensure!(
+            inbox.failures.is_empty(),
+            "{} could not read its inbox: {:?}",
+            self.device_id(),
+            inbox.failures
+        );
+        let messages = self.client.all_messages(conversation_id, HistoryDirection::Forward, MAX_PAGE).await?;
+        let mut out = Vec::with_capacity(messages.len());
+        for message in messages {
+            ensure!(
+                message.conversation_id == conversation_id,
+                "message {} of conversation {} listed in {conversation_id}",
+                message.id,
+                message.conversation_id
+            );
+            let content = self.decrypt_message(&message);
+            out.push(HistoryEntry { message, content });
+        }
+        Ok(out)
+    }
+}
