@@ -179,10 +179,20 @@ impl Client {
 
     /// Signs this device in with a password (no TOTP).
     pub async fn sign_in(&mut self, username: &str, password: &str) -> Result<Session, Status> {
+        self.sign_in_as(username, password, "e2e").await
+    }
+
+    /// Signs this device in with a password (no TOTP) under a device name.
+    pub async fn sign_in_as(
+        &mut self,
+        username: &str,
+        password: &str,
+        device_name: &str,
+    ) -> Result<Session, Status> {
         self.sign_in_with(SignInRequest {
             username: username.to_owned(),
             password: password.to_owned(),
-            device_name: "e2e".to_owned(),
+            device_name: device_name.to_owned(),
             totp_code: String::new(),
         })
         .await

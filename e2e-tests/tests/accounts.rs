@@ -147,14 +147,7 @@ async fn sign_up_sign_in_refresh_and_sign_out_on_sqlite_and_postgres() -> anyhow
 
         // A second device of Alice's, signed in with the password, typed in any case.
         let mut phone = laptop.another_device();
-        let phone_session = phone
-            .sign_in_with(SignInRequest {
-                username: "ALICE".into(),
-                password: PASSWORD.into(),
-                device_name: "Phone".into(),
-                totp_code: String::new(),
-            })
-            .await?;
+        let phone_session = phone.sign_in_as("ALICE", PASSWORD, "Phone").await?;
         assert_eq!(phone_session.account_id, session.account_id);
         assert_ne!(phone_session.device_id, session.device_id);
         let devices = laptop.devices().list_devices(ListDevicesRequest {}).await?.into_inner().devices;
@@ -475,23 +468,9 @@ async fn devices_are_listed_renamed_and_signed_out() -> anyhow::Result<()> {
     let server = TestServer::start(Database::Sqlite).await?;
     let laptop = signed_up(&server, "alice").await;
     let mut phone = laptop.another_device();
-    phone
-        .sign_in_with(SignInRequest {
-            username: "alice".into(),
-            password: PASSWORD.into(),
-            device_name: "Phone".into(),
-            totp_code: String::new(),
-        })
-        .await?;
+    phone.sign_in_as("alice", PASSWORD, "Phone").await?;
     let mut tablet = laptop.another_device();
-    tablet
-        .sign_in_with(SignInRequest {
-            username: "alice".into(),
-            password: PASSWORD.into(),
-            device_name: "Tablet".into(),
-            totp_code: String::new(),
-        })
-        .await?;
+    tablet.sign_in_as("alice", PASSWORD, "Tablet").await?;
     let bob = signed_up(&server, "bob").await;
 
     let list = |client: &Client| {
@@ -1237,14 +1216,7 @@ async fn admin_lists_and_revokes_devices_while_the_server_runs() -> anyhow::Resu
     let server = TestServer::start(Database::Sqlite).await?;
     let laptop = signed_up(&server, "alice").await;
     let mut phone = laptop.another_device();
-    phone
-        .sign_in_with(SignInRequest {
-            username: "alice".into(),
-            password: PASSWORD.into(),
-            device_name: "Phone".into(),
-            totp_code: String::new(),
-        })
-        .await?;
+    phone.sign_in_as("alice", PASSWORD, "Phone").await?;
 
     let listed = server.admin(&["device", "list", "alice", "--json"]).await?.ok()?.json()?;
     let listed: Vec<(&str, &str)> = listed

@@ -25,8 +25,8 @@ use kitsulan_e2e::{Client, Database, Options, TestServer, assert_refused, assert
 use kitsulan_proto::v1::{
     AckToDeviceRequest, CancelPairingRequest, ClaimKeysRequest, CreatePairingRequest, GetPairingRequest,
     ListDevicesRequest, OutgoingToDeviceMessage, PairingState, PostPairingMessageRequest,
-    PublishAccountKeyRequest, SendToDeviceRequest, SignInRequest, SignOutDeviceRequest, SignUpRequest,
-    SignedKey, UploadKeysRequest,
+    PublishAccountKeyRequest, SendToDeviceRequest, SignOutDeviceRequest, SignUpRequest, SignedKey,
+    UploadKeysRequest,
 };
 use tonic::Status;
 use uuid::Uuid;
@@ -69,12 +69,7 @@ async fn signed_up(server: &TestServer, username: &str, device_name: &str) -> Cl
 async fn signed_in(server: &TestServer, username: &str, device_name: &str) -> Client {
     let mut client = connect(server).await;
     client
-        .sign_in_with(SignInRequest {
-            username: username.into(),
-            password: PASSWORD.into(),
-            device_name: device_name.into(),
-            totp_code: String::new(),
-        })
+        .sign_in_as(username, PASSWORD, device_name)
         .await
         .unwrap_or_else(|status| panic!("sign-in of {username}: {:?}", Refusal::of(&status)));
     client

@@ -279,6 +279,16 @@ macro_rules! decode {
     }};
 }
 
+/// Decodes an optional row with [`decode!`].
+macro_rules! decode_opt {
+    ($kind:ident $row:expr) => {
+        match $row {
+            Some(row) => Some(decode!($kind row)),
+            None => None,
+        }
+    };
+}
+
 /// Decodes every row of a query with [`decode!`].
 macro_rules! decode_all {
     ($kind:ident $rows:expr) => {{
@@ -381,10 +391,7 @@ impl_for_backends! {
                 .bind(id.as_uuid())
                 .fetch_optional(&self.pool)
                 .await?;
-            Ok(match row {
-                Some(row) => Some(decode!(conversation row)),
-                None => None,
-            })
+            Ok(decode_opt!(conversation row))
         }
 
         async fn members(&self, id: ConversationId) -> Result<Vec<MemberRecord>, StoreError> {
@@ -407,10 +414,7 @@ impl_for_backends! {
             .bind(account.as_uuid())
             .fetch_optional(&self.pool)
             .await?;
-            Ok(match row {
-                Some(row) => Some(decode!(member row)),
-                None => None,
-            })
+            Ok(decode_opt!(member row))
         }
 
         async fn conversations_of(&self, account: AccountId) -> Result<Vec<ConversationRecord>, StoreError> {
@@ -532,10 +536,7 @@ impl_for_backends! {
                 .bind(conversation.as_uuid())
                 .fetch_optional(&self.pool)
                 .await?;
-            Ok(match row {
-                Some(row) => Some(decode!(message row)),
-                None => None,
-            })
+            Ok(decode_opt!(message row))
         }
 
         async fn edit_message(
