@@ -157,11 +157,25 @@ pub struct ServeArgs {
           value_parser = clap::value_parser!(u64).range(0..=3600))]
     pub shutdown_grace_seconds: u64,
 
+    /// Bus between several nodes sharing one PostgreSQL database, so a device connected to one
+    /// node gets events made through another: `nats://host:4222`. Unset: one process.
+    #[arg(long, env = "KITSULAN_BUS_URL", value_parser = parse_bus_url, hide_env_values = true)]
+    pub bus_url: Option<String>,
+
     #[command(flatten)]
     pub auth: AuthArgs,
 
     #[command(flatten)]
     pub smtp: SmtpArgs,
+}
+
+fn parse_bus_url(raw: &str) -> Result<String, String> {
+    let url = raw.trim();
+    if ["nats://", "tls://"].iter().any(|scheme| url.starts_with(scheme)) && url.len() > 7 {
+        Ok(url.to_owned())
+    } else {
+        Err("expected a NATS URL such as nats://127.0.0.1:4222".into())
+    }
 }
 
 /// Who may sign up.

@@ -9,9 +9,10 @@ use anyhow::{Context as _, bail};
 use serde_json::{Value, json};
 
 use super::open_store;
+use crate::bus::{Bus, InProcessBus};
 use crate::config::{AdminArgs, AdminCommand, DeviceCommand, GlobalArgs, UserCommand};
 use crate::ids::DeviceId;
-use crate::services::{AuthPolicy, ServerInfo, Services, StorageBackend};
+use crate::services::{AuthPolicy, Hub, ServerInfo, Services, StorageBackend};
 use crate::store::{AccountRecord, DeviceRecord};
 
 pub async fn run(global: &GlobalArgs, args: &AdminArgs) -> anyhow::Result<()> {
@@ -25,7 +26,10 @@ pub async fn run(global: &GlobalArgs, args: &AdminArgs) -> anyhow::Result<()> {
         database: store.backend(),
         storage: StorageBackend::Local,
     };
-    let services = Arc::new(Services::new(store.clone(), info, AuthPolicy::default(), None));
+    // Connections live in `serve`; what the admin changes reaches them through the database.
+    let hub = Hub::new();
+    let bus: Arc<dyn Bus> = Arc::new(InProcessBus::new(hub.clone()));
+    let services = Arc::new(Services::new(store.clone(), info, AuthPolicy::default(), None, (bus, hub)));
     let result = dispatch(&services, &args.command).await;
     store.close().await;
     result

@@ -12,9 +12,10 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tracing::{error, info, warn};
 
+use crate::bus::{self, NoticeSink};
 use crate::config::{Cli, Command, DatabaseUrl, GlobalArgs, ServeArgs, SignUp};
 use crate::mail::{Mailer, SmtpMailer};
-use crate::services::{AuthPolicy, ServerInfo, Services, StorageBackend};
+use crate::services::{AuthPolicy, Hub, ServerInfo, Services, StorageBackend};
 use crate::store::{self, ConnectOptions, Store};
 use crate::{telemetry, transport};
 
@@ -104,6 +105,10 @@ async fn serve(global: &GlobalArgs, args: &ServeArgs) -> anyhow::Result<()> {
         refresh_ttl: Duration::from_secs(args.auth.refresh_token_ttl_days * 86_400),
         limits: args.auth.limits(),
     };
+    let hub = Hub::new();
+    let sink: Arc<dyn NoticeSink> = hub.clone();
+    let bus = bus::connect(args.bus_url.as_deref(), instance.id.as_uuid(), sink).await?;
+    info!(bus = bus.name(), "live events between nodes");
     let services = Arc::new(Services::new(
         store.clone(),
         ServerInfo {
@@ -115,8 +120,11 @@ async fn serve(global: &GlobalArgs, args: &ServeArgs) -> anyhow::Result<()> {
         },
         policy,
         mailer,
+        (bus, hub),
     ));
     let housekeeping = tokio::spawn(services.clone().housekeeping(Duration::from_secs(600)));
+    let revocations = tokio::spawn(services.delivery.clone().watch_revocations(Duration::from_millis(500)));
+    let services_hub = services.delivery.hub().clone();
     let (router, health) = transport::router(
         services,
         transport::Options { trust_forwarded_for: args.auth.trust_forwarded_for },
@@ -139,12 +147,15 @@ async fn serve(global: &GlobalArgs, args: &ServeArgs) -> anyhow::Result<()> {
         result = &mut server => {
             // The server stopped on its own: that is an error (e.g. the listener failed).
             housekeeping.abort();
+            revocations.abort();
             store.close().await;
             return result.context("server task failed")?.context("server failed");
         }
         signal = shutdown_signal() => info!(signal, "shutting down: finishing in-flight requests"),
     }
     health.set_not_serving().await;
+    // Gateway connections never finish on their own: close them (clients resume elsewhere).
+    services_hub.shut_down();
     let _ = stop_tx.send(true);
     let grace = args.shutdown_grace();
     match tokio::time::timeout(grace, &mut server).await {
@@ -155,6 +166,7 @@ async fn serve(global: &GlobalArgs, args: &ServeArgs) -> anyhow::Result<()> {
         }
     }
     housekeeping.abort();
+    revocations.abort();
     tokio::time::timeout(Duration::from_secs(5), store.close()).await.ok();
     info!("shutdown complete");
     Ok(())

@@ -129,6 +129,7 @@ impl Admin {
         if !store.delete_device(None, device).await? {
             return Err(Error::DeviceNotFound);
         }
+        self.auth.core.delivery.device_gone(record.account_id, device).await;
         tracing::info!(%device, "admin revoked a device");
         Ok(record)
     }

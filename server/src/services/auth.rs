@@ -128,6 +128,8 @@ pub(super) struct AuthCore {
     pub mailer: Option<Arc<dyn Mailer>>,
     pub policy: AuthPolicy,
     pub server_name: String,
+    /// Tells connected devices when an account's devices change.
+    pub delivery: super::Delivery,
 }
 
 /// Sign-up, sign-in and sessions.
@@ -404,6 +406,7 @@ impl Auth {
         core.may_sign_in(&account, totp_code).await?;
         let (device, session) = core.new_device(account.id, &device_name, false);
         core.store.create_device(&device).await?;
+        core.delivery.devices_changed(account.id).await;
         tracing::info!(account = %account.id, device = %device.id, "signed in with password");
         Ok(session)
     }
@@ -472,6 +475,7 @@ impl Auth {
         }
         let (device, session) = core.new_device(account.id, &device_name, true);
         core.store.create_device(&device).await?;
+        core.delivery.devices_changed(account.id).await;
         tracing::info!(account = %account.id, device = %device.id, ?purpose, "signed in with a one-time code");
         Ok(session)
     }
@@ -505,7 +509,9 @@ impl Auth {
 
     /// Signs the calling device out.
     pub async fn sign_out(&self, caller: &Caller) -> Result<(), Error> {
-        self.core.store.delete_device(Some(caller.account_id), caller.device_id).await?;
+        if self.core.store.delete_device(Some(caller.account_id), caller.device_id).await? {
+            self.core.delivery.device_gone(caller.account_id, caller.device_id).await;
+        }
         tracing::info!(device = %caller.device_id, "signed out");
         Ok(())
     }

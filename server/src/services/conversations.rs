@@ -8,7 +8,8 @@
 
 use std::sync::Arc;
 
-use super::{Caller, Error};
+use super::{Caller, Delivery, Error};
+use crate::bus::Notice;
 use crate::ids::{AccountId, ConversationId, MessageId};
 use crate::store::{
     ConversationKind, ConversationRecord, MemberRecord, MessageRecord, NewMessage, Role, SendOutcome, Store,
@@ -39,6 +40,7 @@ pub struct ConversationView {
 #[derive(Clone)]
 pub struct Conversations {
     pub(super) store: Arc<dyn Store>,
+    pub(super) delivery: Delivery,
 }
 
 fn not_found() -> Error {
@@ -80,6 +82,19 @@ impl Conversations {
         Ok(ConversationView { conversation, members, unread_count })
     }
 
+    /// Wakes the streams of every member (the store wrote their membership events), and of
+    /// `also` (someone who just left).
+    async fn announce_members(&self, id: ConversationId, also: Option<AccountId>) -> Result<(), Error> {
+        let mut accounts: Vec<AccountId> =
+            self.store.members(id).await?.into_iter().map(|m| m.account_id).collect();
+        accounts.extend(also);
+        if let Some(account) = also {
+            self.delivery.publish(Notice::Left { conversation: id, account }).await;
+        }
+        self.delivery.publish(Notice::Accounts(accounts)).await;
+        Ok(())
+    }
+
     async fn existing_accounts(&self, accounts: &[AccountId]) -> Result<(), Error> {
         for account in accounts {
             if self.store.account(*account).await?.is_none() {
@@ -105,6 +120,9 @@ impl Conversations {
         self.existing_accounts(&[other]).await?;
         let (id, created) =
             self.store.open_direct(ConversationId::generate(), (caller.account_id, other), now_ms()).await?;
+        if created {
+            self.announce_members(id, None).await?;
+        }
         let conversation = self.store.conversation(id).await?.ok_or_else(not_found)?;
         Ok((self.view(caller, conversation).await?, created))
     }
@@ -130,6 +148,7 @@ impl Conversations {
         self.existing_accounts(&others).await?;
         let id = ConversationId::generate();
         self.store.create_group(id, &title, caller.account_id, &others, now_ms()).await?;
+        self.announce_members(id, None).await?;
         let conversation = self.store.conversation(id).await?.ok_or_else(not_found)?;
         tracing::info!(conversation = %id, owner = %caller.account_id, members = others.len() + 1, "group created");
         self.view(caller, conversation).await
@@ -181,6 +200,7 @@ impl Conversations {
         let (conversation, _) = self.managed_group(caller, id).await?;
         self.existing_accounts(accounts).await?;
         self.store.add_members(id, accounts, now_ms()).await?;
+        self.announce_members(id, None).await?;
         self.view(caller, conversation).await
     }
 
@@ -203,7 +223,9 @@ impl Conversations {
         if me.role == Role::Admin && target.role != Role::Member {
             return Err(not_allowed("an admin cannot remove the owner or another admin"));
         }
-        self.store.remove_member(id, account).await?;
+        if self.store.remove_member(id, account).await? {
+            self.announce_members(id, Some(account)).await?;
+        }
         tracing::info!(conversation = %id, removed = %account, by = %caller.account_id, "member removed");
         self.view(caller, conversation).await
     }
@@ -230,6 +252,7 @@ impl Conversations {
         if !self.store.set_role(id, account, role).await? {
             return Err(Error::not_found("MEMBER_NOT_FOUND", "that account is not a member"));
         }
+        self.announce_members(id, None).await?;
         self.view(caller, conversation).await
     }
 
@@ -239,7 +262,9 @@ impl Conversations {
         if conversation.kind != ConversationKind::Group {
             return Err(Error::precondition("NOT_A_GROUP", "a direct conversation cannot be left"));
         }
-        self.store.remove_member(id, caller.account_id).await?;
+        if self.store.remove_member(id, caller.account_id).await? {
+            self.announce_members(id, Some(caller.account_id)).await?;
+        }
         Ok(())
     }
 
@@ -273,7 +298,8 @@ impl Conversations {
             now_ms: now_ms(),
         };
         match self.store.send_message(&message).await? {
-            SendOutcome::Stored(stored) | SendOutcome::Duplicate(stored) => Ok(stored),
+            // A retried send publishes again: the first attempt may have died before it could.
+            SendOutcome::Stored(stored) | SendOutcome::Duplicate(stored) => Ok(self.published(stored).await),
             SendOutcome::IdTaken => Err(Error::Conflict {
                 reason: "MESSAGE_ID_TAKEN",
                 message: "another message has this id; pick a new one".into(),
@@ -310,15 +336,13 @@ impl Conversations {
         if record.sender_account_id != caller.account_id {
             return Err(not_allowed("only its sender may edit a message"));
         }
-        if record.deleted_at_ms != 0
-            || !self.store.edit_message(id, message, ciphertext, session_id, now_ms()).await?
-        {
+        if record.deleted_at_ms != 0 {
             return Err(Error::precondition("MESSAGE_DELETED", "a deleted message cannot be edited"));
         }
-        self.store
-            .message(id, message)
-            .await?
-            .ok_or_else(|| Error::Internal("edited message vanished".into()))
+        match self.store.edit_message(id, message, ciphertext, session_id, now_ms()).await? {
+            Some(edited) => Ok(self.published(edited).await),
+            None => Err(Error::precondition("MESSAGE_DELETED", "a deleted message cannot be edited")),
+        }
     }
 
     /// Deletes a message's ciphertext (its sender, or a group's owner or admin).
@@ -332,11 +356,11 @@ impl Conversations {
         if record.sender_account_id != caller.account_id && me.role == Role::Member {
             return Err(not_allowed("only its sender or a group's owner or admin may delete a message"));
         }
-        self.store.delete_message(id, message, now_ms()).await?;
-        self.store
-            .message(id, message)
-            .await?
-            .ok_or_else(|| Error::Internal("deleted message vanished".into()))
+        match self.store.delete_message(id, message, now_ms()).await? {
+            Some(deleted) => Ok(self.published(deleted).await),
+            // Deleted before: deleting again changes nothing.
+            None => Ok(record),
+        }
     }
 
     /// A page of history and whether more exist in that direction.
@@ -373,10 +397,29 @@ impl Conversations {
         id: ConversationId,
         seq: i64,
     ) -> Result<(i64, i64), Error> {
-        self.membership(caller, id).await?;
-        let read = self.store.mark_read(id, caller.account_id, seq).await?;
+        let (conversation, _) = self.membership(caller, id).await?;
+        if seq > conversation.last_seq {
+            return Err(Error::invalid(
+                "SEQ_IN_FUTURE",
+                "seq",
+                format!("the newest message is number {}", conversation.last_seq),
+            ));
+        }
+        let receipt = self.store.mark_read(id, caller.account_id, seq).await?.ok_or_else(not_found)?;
+        if !receipt.notified.is_empty() {
+            self.delivery.publish(Notice::Accounts(receipt.notified)).await;
+        }
         let unread = self.store.unread_count(id, caller.account_id).await?;
-        Ok((read, unread))
+        Ok((receipt.read_seq, unread))
+    }
+}
+
+impl Conversations {
+    /// Tells every node a message changed, and hands it back.
+    async fn published(&self, message: MessageRecord) -> MessageRecord {
+        let message = Arc::new(message);
+        self.delivery.publish(Notice::Message(message.clone())).await;
+        Arc::unwrap_or_clone(message)
     }
 }
 

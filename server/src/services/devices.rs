@@ -37,6 +37,7 @@ impl Devices {
         if !self.auth.core.store.delete_device(Some(caller.account_id), device).await? {
             return Err(Error::DeviceNotFound);
         }
+        self.auth.core.delivery.device_gone(caller.account_id, device).await;
         tracing::info!(%device, by = %caller.device_id, "device signed out by its owner");
         Ok(())
     }

@@ -53,6 +53,7 @@ pub struct KeyCounts {
 #[derive(Clone)]
 pub struct Keys {
     pub(super) store: Arc<dyn Store>,
+    pub(super) delivery: super::Delivery,
 }
 
 fn signed(field: &'static str, key: &SignedKeyInput<'_>) -> Result<([u8; 32], [u8; 64], i64), Error> {
@@ -69,10 +70,11 @@ impl Keys {
         kitsulan_crypto::validate_account_key(key)
             .map_err(|_| Error::invalid("ACCOUNT_KEY_INVALID", "account_key", "not an Ed25519 public key"))?;
         match self.store.publish_account_key(caller.account_id, key, replace).await? {
-            AccountKeyOutcome::Set | AccountKeyOutcome::Unchanged => Ok(()),
+            AccountKeyOutcome::Unchanged => Ok(()),
+            AccountKeyOutcome::Set => self.delivery.device_keys_changed(caller.account_id).await,
             AccountKeyOutcome::Replaced => {
                 tracing::warn!(account = %caller.account_id, device = %caller.device_id, "account key replaced");
-                Ok(())
+                self.delivery.device_keys_changed(caller.account_id).await
             }
             AccountKeyOutcome::Exists => Err(Error::precondition(
                 "ACCOUNT_KEY_EXISTS",
@@ -172,11 +174,18 @@ impl Keys {
             max_one_time_keys: MAX_KEYS_HELD,
             now_ms: now_ms(),
         };
+        let new_identity = upload.identity.is_some();
         match self.store.upload_keys(caller.account_id, caller.device_id, &upload).await? {
-            KeyUploadOutcome::Stored { one_time_keys, has_fallback_key } => Ok(KeyCounts {
-                one_time_keys: u32::try_from(one_time_keys).unwrap_or(u32::MAX),
-                has_fallback_key,
-            }),
+            KeyUploadOutcome::Stored { one_time_keys, has_fallback_key } => {
+                if new_identity {
+                    // Contacts must learn this device's keys before their next key share.
+                    self.delivery.device_keys_changed(caller.account_id).await?;
+                }
+                Ok(KeyCounts {
+                    one_time_keys: u32::try_from(one_time_keys).unwrap_or(u32::MAX),
+                    has_fallback_key,
+                })
+            }
             KeyUploadOutcome::TooManyKeys => Err(Error::limit(
                 "TOO_MANY_KEYS",
                 format!("a device holds at most {MAX_KEYS_HELD} one-time keys on the server"),

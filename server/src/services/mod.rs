@@ -6,6 +6,7 @@ pub mod accounts;
 pub mod admin;
 pub mod auth;
 pub mod conversations;
+pub mod delivery;
 pub mod devices;
 mod error;
 pub mod keys;
@@ -22,6 +23,7 @@ pub mod totp;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::bus::Bus;
 use crate::mail::Mailer;
 use crate::store::{Store, now_ms};
 
@@ -29,6 +31,7 @@ pub use accounts::Accounts;
 pub use admin::Admin;
 pub use auth::{Auth, AuthPolicy, Caller, ClientAddr};
 pub use conversations::Conversations;
+pub use delivery::{Delivery, Hub};
 pub use devices::Devices;
 pub use error::Error;
 pub use keys::Keys;
@@ -60,17 +63,22 @@ pub struct Services {
     pub pairing: Pairing,
     /// Conversations and messages.
     pub conversations: Conversations,
+    /// What connected devices receive.
+    pub delivery: Delivery,
     store: Arc<dyn Store>,
 }
 
 impl Services {
-    /// Builds the services over one store. `mailer` is `None` when SMTP is not configured.
+    /// Builds the services over one store. `mailer` is `None` when SMTP is not configured;
+    /// `bus` carries notices to `hub` (and the hubs of other nodes).
     pub fn new(
         store: Arc<dyn Store>,
         server_info: ServerInfo,
         policy: AuthPolicy,
         mailer: Option<Arc<dyn Mailer>>,
+        (bus, hub): (Arc<dyn Bus>, Arc<Hub>),
     ) -> Self {
+        let delivery = Delivery { store: store.clone(), bus, hub };
         let auth = Auth {
             core: Arc::new(auth::AuthCore {
                 store: store.clone(),
@@ -79,6 +87,7 @@ impl Services {
                 mailer,
                 policy,
                 server_name: server_info.name.clone(),
+                delivery: delivery.clone(),
             }),
         };
         Self {
@@ -87,9 +96,10 @@ impl Services {
             devices: Devices { auth: auth.clone() },
             admin: Admin { auth: auth.clone() },
             pairing: Pairing { auth: auth.clone() },
-            keys: Keys { store: store.clone() },
-            to_device: ToDevice { store: store.clone() },
-            conversations: Conversations { store: store.clone() },
+            keys: Keys { store: store.clone(), delivery: delivery.clone() },
+            to_device: ToDevice { store: store.clone(), delivery: delivery.clone() },
+            conversations: Conversations { store: store.clone(), delivery: delivery.clone() },
+            delivery,
             auth,
             server_info,
             store,
@@ -105,7 +115,8 @@ impl Services {
             + self.store.prune_rate_limits(now).await?
             + self.store.prune_used_refresh_tokens(now).await?
             + self.store.prune_to_device(now).await?
-            + self.store.prune_pairings(now - 3_600_000).await?)
+            + self.store.prune_pairings(now - 3_600_000).await?
+            + self.store.prune_revocations(now - 3_600_000).await?)
     }
 
     /// Runs [`Services::prune_expired`] every `every` until the task is dropped.

@@ -317,6 +317,7 @@ impl Pairing {
             core.store.delete_device(Some(caller.account_id), device.id).await?;
             return Err(Error::precondition("PAIRING_ALREADY_APPROVED", "this pairing was already approved"));
         }
+        core.delivery.devices_changed(caller.account_id).await;
         tracing::info!(account = %caller.account_id, by = %caller.device_id, device = %device.id, "pairing approved");
         Ok(device.id)
     }

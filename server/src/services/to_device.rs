@@ -23,6 +23,7 @@ pub const MAX_FETCH: u32 = 500;
 #[derive(Clone)]
 pub struct ToDevice {
     pub(super) store: Arc<dyn Store>,
+    pub(super) delivery: super::Delivery,
 }
 
 impl ToDevice {
@@ -52,7 +53,13 @@ impl ToDevice {
             .send_to_devices((caller.account_id, caller.device_id), &messages, now, expires, MAX_INBOX)
             .await?;
         match outcome {
-            Ok(()) => Ok(()),
+            Ok(()) => {
+                let mut devices: Vec<_> = messages.iter().map(|m| m.recipient).collect();
+                devices.sort_unstable();
+                devices.dedup();
+                self.delivery.publish(crate::bus::Notice::Inboxes(devices)).await;
+                Ok(())
+            }
             Err(SendRefusal::UnknownDevice(device)) => Err(Error::DeviceNotFound).inspect_err(|_| {
                 tracing::debug!(%device, "to-device message for an unknown device");
             }),

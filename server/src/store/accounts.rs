@@ -254,11 +254,21 @@ impl_for_backends! {
         }
 
         async fn set_disabled(&self, id: AccountId, disabled: bool) -> Result<bool, StoreError> {
+            let mut tx = self.pool.begin().await?;
             let done = sqlx::query("UPDATE accounts SET disabled = $2 WHERE id = $1")
                 .bind(id.as_uuid())
                 .bind(disabled)
-                .execute(&self.pool)
+                .execute(&mut *tx)
                 .await?;
+            if disabled {
+                // Every node closes the account's gateway connections when it sees these.
+                sqlx::query("INSERT INTO device_revocations (device_id, at_ms) SELECT id, $2 FROM devices WHERE account_id = $1")
+                    .bind(id.as_uuid())
+                    .bind(crate::store::now_ms())
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            tx.commit().await?;
             Ok(done.rows_affected() == 1)
         }
     }

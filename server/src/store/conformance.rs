@@ -795,13 +795,24 @@ async fn edits_deletes_and_read_marks(db: &Fresh) -> anyhow::Result<()> {
     for i in 0..4u8 {
         sent.push(send(db, &message(c, ids[0], i)).await?);
     }
-    assert!(db.store.edit_message(c, sent[0].id, b"edited", b"s2", now_ms()).await?);
+    let edited = db.store.edit_message(c, sent[0].id, b"edited", b"s2", now_ms()).await?.expect("edited");
+    assert_eq!(edited.change_seq, 5, "an edit is the conversation's next change");
     let edited = db.store.message(c, sent[0].id).await?.expect("exists");
     assert_eq!((edited.ciphertext.as_deref(), edited.edited_at_ms > 0), (Some(&b"edited"[..]), true));
-    db.store.delete_message(c, sent[1].id, now_ms()).await?;
+    let gone = db.store.delete_message(c, sent[1].id, now_ms()).await?.expect("deleted");
+    assert_eq!((gone.change_seq, gone.ciphertext), (6, None));
+    assert!(db.store.delete_message(c, sent[1].id, now_ms()).await?.is_none(), "deleted once");
     let deleted = db.store.message(c, sent[1].id).await?.expect("keeps its place");
     assert_eq!((deleted.ciphertext, deleted.deleted_at_ms > 0), (None, true));
-    assert!(!db.store.edit_message(c, sent[1].id, b"again", b"s", now_ms()).await?, "deleted stays deleted");
+    assert!(
+        db.store.edit_message(c, sent[1].id, b"again", b"s", now_ms()).await?.is_none(),
+        "deleted stays deleted"
+    );
+    assert_eq!(
+        db.store.conversation(c).await?.map(|c| (c.last_seq, c.last_change)),
+        Some((4, 6)),
+        "no change used up"
+    );
     assert!(
         db.store.message(ConversationId::generate(), sent[2].id).await?.is_none(),
         "scoped to its conversation"
@@ -810,11 +821,18 @@ async fn edits_deletes_and_read_marks(db: &Fresh) -> anyhow::Result<()> {
     // Dan has 3 unread (the deleted one does not count); Cara none (her own).
     assert_eq!(db.store.unread_count(c, ids[1]).await?, 3);
     assert_eq!(db.store.unread_count(c, ids[0]).await?, 0);
-    assert_eq!(db.store.mark_read(c, ids[1], 3).await?, 3);
+    let receipt = db.store.mark_read(c, ids[1], 3).await?.expect("a member");
+    assert_eq!((receipt.read_seq, receipt.delivered_seq), (3, 3), "read implies delivered");
+    let mut told = vec![ids[0], ids[1]];
+    told.sort_unstable();
+    assert_eq!(receipt.notified, told, "the sender and the reader's own devices hear of it");
     assert_eq!(db.store.unread_count(c, ids[1]).await?, 1);
-    assert_eq!(db.store.mark_read(c, ids[1], 2).await?, 3, "never backwards");
-    assert_eq!(db.store.mark_read(c, ids[1], 1_000).await?, 4, "never past the newest");
+    let again = db.store.mark_read(c, ids[1], 2).await?.expect("a member");
+    assert_eq!((again.read_seq, again.notified.len()), (3, 0), "never backwards, and nobody is told");
+    assert_eq!(db.store.mark_read(c, ids[1], 4).await?.map(|r| r.read_seq), Some(4));
     assert_eq!(db.store.unread_count(c, ids[1]).await?, 0);
+    let outsider = accounts(db, &["eve"]).await?[0];
+    assert!(db.store.mark_read(c, outsider, 1).await?.is_none(), "not a member");
     Ok(())
 }
 

@@ -1,12 +1,16 @@
 //! Conversations, members and messages (`conversations`, `conversation_members`, `messages`).
 //! Messages are numbered per conversation without gaps: the number is taken from the
-//! conversation row in the same transaction that stores the message.
+//! conversation row in the same transaction that stores the message. Every change a device must
+//! hear about (a new, edited or deleted message) takes the next `change_seq` the same way, and
+//! membership changes keep the delivery cursors and the account stream in step (`delivery.rs`),
+//! all in the transaction that makes the change.
 
 use async_trait::async_trait;
 use sqlx::Row as _;
 use uuid::Uuid;
 
 use super::StoreError;
+use super::delivery::{AccountEvent, Receipt};
 use crate::ids::{AccountId, ConversationId, DeviceId, MessageId};
 
 /// Direct (two people) or group.
@@ -39,7 +43,7 @@ impl Role {
         }
     }
 
-    fn parse(s: &str) -> Result<Self, StoreError> {
+    pub(super) fn parse(s: &str) -> Result<Self, StoreError> {
         match s {
             "owner" => Ok(Self::Owner),
             "admin" => Ok(Self::Admin),
@@ -62,6 +66,8 @@ pub struct ConversationRecord {
     pub title: Option<String>,
     /// Newest message's sequence number.
     pub last_seq: i64,
+    /// Newest change's number (messages sent, edited or deleted).
+    pub last_change: i64,
     /// Last message or creation (ms).
     pub last_activity_at_ms: i64,
     /// Creation (ms).
@@ -79,6 +85,8 @@ pub struct MemberRecord {
     pub joined_at_ms: i64,
     /// Read up to here.
     pub read_seq: i64,
+    /// Received (by at least one device) up to here.
+    pub delivered_seq: i64,
 }
 
 /// A message as stored.
@@ -106,6 +114,8 @@ pub struct MessageRecord {
     pub edited_at_ms: i64,
     /// Deletion (0: not deleted).
     pub deleted_at_ms: i64,
+    /// The conversation's change number of its latest state (sending, editing, deleting).
+    pub change_seq: i64,
 }
 
 /// A message to store.
@@ -192,7 +202,7 @@ pub trait ConversationStore: Send + Sync {
         conversation: ConversationId,
         id: MessageId,
     ) -> Result<Option<MessageRecord>, StoreError>;
-    /// Replaces a live message's ciphertext. `false` if it is deleted or absent.
+    /// Replaces a live message's ciphertext. `None` if it is deleted or absent.
     async fn edit_message(
         &self,
         conversation: ConversationId,
@@ -200,14 +210,15 @@ pub trait ConversationStore: Send + Sync {
         ciphertext: &[u8],
         session_id: &[u8],
         now_ms: i64,
-    ) -> Result<bool, StoreError>;
-    /// Deletes a message's ciphertext (keeps its place in the sequence).
+    ) -> Result<Option<MessageRecord>, StoreError>;
+    /// Deletes a message's ciphertext (keeps its place in the sequence). `None` if absent or
+    /// deleted before.
     async fn delete_message(
         &self,
         conversation: ConversationId,
         id: MessageId,
         now_ms: i64,
-    ) -> Result<(), StoreError>;
+    ) -> Result<Option<MessageRecord>, StoreError>;
     /// Up to `limit` messages after (`forward`) or before `cursor`, in that direction's order.
     /// A backward cursor of 0 means "from the newest".
     async fn list_messages(
@@ -217,22 +228,25 @@ pub trait ConversationStore: Send + Sync {
         forward: bool,
         limit: i64,
     ) -> Result<Vec<MessageRecord>, StoreError>;
-    /// Moves the member's read mark to `seq` (never backwards, never past the newest).
-    /// Returns the mark.
+    /// Moves the member's read mark to `seq` (never backwards; the caller refuses marks past
+    /// the newest message) and tells the members whose messages it covers, and the reader's own
+    /// devices. `None` if not a member.
     async fn mark_read(
         &self,
         conversation: ConversationId,
         account: AccountId,
         seq: i64,
-    ) -> Result<i64, StoreError>;
+    ) -> Result<Option<Receipt>, StoreError>;
     /// Messages from others after the member's read mark that are not deleted.
     async fn unread_count(&self, conversation: ConversationId, account: AccountId)
     -> Result<i64, StoreError>;
 }
 
-const CONVERSATION_COLUMNS: &str = "id, kind, mode, title, last_seq, last_activity_at_ms, created_at_ms";
-const MESSAGE_COLUMNS: &str = "id, conversation_id, seq, sender_account_id, sender_device_id, ciphertext, \
-                               session_id, reply_to, sent_at_ms, edited_at_ms, deleted_at_ms";
+const CONVERSATION_COLUMNS: &str =
+    "id, kind, mode, title, last_seq, last_change, last_activity_at_ms, created_at_ms";
+pub(super) const MESSAGE_COLUMNS: &str = "id, conversation_id, seq, sender_account_id, sender_device_id, \
+                               ciphertext, session_id, reply_to, sent_at_ms, edited_at_ms, deleted_at_ms, change_seq";
+const MEMBER_COLUMNS: &str = "account_id, role, joined_at_ms, read_seq, delivered_seq";
 
 /// Decoders shared by both backends (rows differ in type, the columns do not).
 macro_rules! decode {
@@ -248,6 +262,7 @@ macro_rules! decode {
             e2ee: row.try_get::<String, _>("mode")? == "e2ee",
             title: row.try_get("title")?,
             last_seq: row.try_get("last_seq")?,
+            last_change: row.try_get("last_change")?,
             last_activity_at_ms: row.try_get("last_activity_at_ms")?,
             created_at_ms: row.try_get("created_at_ms")?,
         }
@@ -259,6 +274,7 @@ macro_rules! decode {
             role: Role::parse(&row.try_get::<String, _>("role")?)?,
             joined_at_ms: row.try_get("joined_at_ms")?,
             read_seq: row.try_get("read_seq")?,
+            delivered_seq: row.try_get("delivered_seq")?,
         }
     }};
     (message $row:expr) => {{
@@ -275,9 +291,12 @@ macro_rules! decode {
             sent_at_ms: row.try_get("sent_at_ms")?,
             edited_at_ms: row.try_get("edited_at_ms")?,
             deleted_at_ms: row.try_get("deleted_at_ms")?,
+            change_seq: row.try_get("change_seq")?,
         }
     }};
 }
+
+pub(super) use decode;
 
 /// Decodes an optional row with [`decode!`].
 macro_rules! decode_opt {
@@ -299,6 +318,77 @@ macro_rules! decode_all {
         }
         out
     }};
+}
+
+pub(super) use decode_all;
+
+/// Adds `accounts` to a conversation inside a transaction: each new member's devices get a
+/// delivery cursor at the conversation's current change, and the new member hears of it (and,
+/// with `announce`, so do the others). Evaluates to the accounts actually added.
+macro_rules! join_members {
+    ($tx:expr, $id:expr, $accounts:expr, $now_ms:expr, $announce:expr) => {{
+        let mut added: Vec<AccountId> = Vec::new();
+        for (account, role) in $accounts {
+            let account: AccountId = *account;
+            let role: Role = *role;
+            let inserted = sqlx::query(
+                "INSERT INTO conversation_members (conversation_id, account_id, role, joined_at_ms) \
+                 VALUES ($1, $2, $3, $4) ON CONFLICT (conversation_id, account_id) DO NOTHING",
+            )
+            .bind($id.as_uuid())
+            .bind(account.as_uuid())
+            .bind(role.as_str())
+            .bind($now_ms)
+            .execute(&mut *$tx)
+            .await?
+            .rows_affected();
+            if inserted == 1 {
+                sqlx::query(
+                    "INSERT INTO device_cursors (device_id, conversation_id, change_seq) \
+                     SELECT d.id, $1, (SELECT last_change FROM conversations WHERE id = $1) \
+                     FROM devices d WHERE d.account_id = $2",
+                )
+                .bind($id.as_uuid())
+                .bind(account.as_uuid())
+                .execute(&mut *$tx)
+                .await?;
+                added.push(account);
+            }
+        }
+        let everyone: Vec<AccountId> = if $announce { member_ids!($tx, $id) } else { Vec::new() };
+        for account in &added {
+            let role = $accounts.iter().find(|(a, _)| a == account).map(|(_, r)| *r);
+            let event = AccountEvent::Member { conversation: $id, account: *account, role };
+            let recipients: Vec<AccountId> = if $announce { everyone.clone() } else { vec![*account] };
+            crate::store::delivery::push_events!($tx, &recipients, &event);
+        }
+        added
+    }};
+}
+
+/// The conversation's member ids, sorted (the order rows are locked in).
+macro_rules! member_ids {
+    ($tx:expr, $id:expr) => {{
+        let ids: Vec<Uuid> = sqlx::query_scalar(
+            "SELECT account_id FROM conversation_members WHERE conversation_id = $1 ORDER BY account_id",
+        )
+        .bind($id.as_uuid())
+        .fetch_all(&mut *$tx)
+        .await?;
+        ids.into_iter().map(AccountId::from_uuid).collect::<Vec<AccountId>>()
+    }};
+}
+
+/// Takes the conversation's next change number (locking its row until the transaction ends).
+macro_rules! next_change {
+    ($tx:expr, $id:expr) => {
+        sqlx::query_scalar::<_, i64>(
+            "UPDATE conversations SET last_change = last_change + 1 WHERE id = $1 RETURNING last_change",
+        )
+        .bind($id.as_uuid())
+        .fetch_optional(&mut *$tx)
+        .await?
+    };
 }
 
 fn direct_key(pair: (AccountId, AccountId)) -> Vec<u8> {
@@ -329,17 +419,8 @@ impl_for_backends! {
             .rows_affected()
                 == 1;
             if created {
-                for account in [pair.0, pair.1] {
-                    sqlx::query(
-                        "INSERT INTO conversation_members (conversation_id, account_id, role, joined_at_ms) \
-                         VALUES ($1, $2, 'member', $3)",
-                    )
-                    .bind(id.as_uuid())
-                    .bind(account.as_uuid())
-                    .bind(now_ms)
-                    .execute(&mut *tx)
-                    .await?;
-                }
+                let members = [(pair.0, Role::Member), (pair.1, Role::Member)];
+                join_members!(tx, id, &members, now_ms, true);
                 tx.commit().await?;
                 return Ok((id, true));
             }
@@ -370,18 +451,10 @@ impl_for_backends! {
             .bind(now_ms)
             .execute(&mut *tx)
             .await?;
-            for (account, role) in std::iter::once((owner, Role::Owner)).chain(members.iter().map(|m| (*m, Role::Member))) {
-                sqlx::query(
-                    "INSERT INTO conversation_members (conversation_id, account_id, role, joined_at_ms) \
-                     VALUES ($1, $2, $3, $4) ON CONFLICT (conversation_id, account_id) DO NOTHING",
-                )
-                .bind(id.as_uuid())
-                .bind(account.as_uuid())
-                .bind(role.as_str())
-                .bind(now_ms)
-                .execute(&mut *tx)
-                .await?;
-            }
+            let everyone: Vec<(AccountId, Role)> =
+                std::iter::once((owner, Role::Owner)).chain(members.iter().map(|m| (*m, Role::Member))).collect();
+            // Each member hears that they were added; the member list comes with the conversation.
+            join_members!(tx, id, &everyone, now_ms, false);
             tx.commit().await?;
             Ok(())
         }
@@ -395,10 +468,10 @@ impl_for_backends! {
         }
 
         async fn members(&self, id: ConversationId) -> Result<Vec<MemberRecord>, StoreError> {
-            let rows = sqlx::query(
-                "SELECT account_id, role, joined_at_ms, read_seq FROM conversation_members \
-                 WHERE conversation_id = $1 ORDER BY joined_at_ms, account_id",
-            )
+            let rows = sqlx::query(&format!(
+                "SELECT {MEMBER_COLUMNS} FROM conversation_members \
+                 WHERE conversation_id = $1 ORDER BY joined_at_ms, account_id"
+            ))
             .bind(id.as_uuid())
             .fetch_all(&self.pool)
             .await?;
@@ -406,10 +479,9 @@ impl_for_backends! {
         }
 
         async fn member(&self, id: ConversationId, account: AccountId) -> Result<Option<MemberRecord>, StoreError> {
-            let row = sqlx::query(
-                "SELECT account_id, role, joined_at_ms, read_seq FROM conversation_members \
-                 WHERE conversation_id = $1 AND account_id = $2",
-            )
+            let row = sqlx::query(&format!(
+                "SELECT {MEMBER_COLUMNS} FROM conversation_members WHERE conversation_id = $1 AND account_id = $2"
+            ))
             .bind(id.as_uuid())
             .bind(account.as_uuid())
             .fetch_optional(&self.pool)
@@ -431,17 +503,8 @@ impl_for_backends! {
 
         async fn add_members(&self, id: ConversationId, accounts: &[AccountId], now_ms: i64) -> Result<(), StoreError> {
             let mut tx = self.pool.begin().await?;
-            for account in accounts {
-                sqlx::query(
-                    "INSERT INTO conversation_members (conversation_id, account_id, role, joined_at_ms) \
-                     VALUES ($1, $2, 'member', $3) ON CONFLICT (conversation_id, account_id) DO NOTHING",
-                )
-                .bind(id.as_uuid())
-                .bind(account.as_uuid())
-                .bind(now_ms)
-                .execute(&mut *tx)
-                .await?;
-            }
+            let joining: Vec<(AccountId, Role)> = accounts.iter().map(|a| (*a, Role::Member)).collect();
+            join_members!(tx, id, &joining, now_ms, true);
             tx.commit().await?;
             Ok(())
         }
@@ -456,45 +519,79 @@ impl_for_backends! {
             .fetch_optional(&mut *tx)
             .await?;
             let Some(row) = removed else { return Ok(false) };
-            if Role::parse(&row.try_get::<String, _>("role")?)? == Role::Owner {
+            // Its devices stop following the conversation at once.
+            sqlx::query(
+                "DELETE FROM device_cursors WHERE conversation_id = $1 \
+                 AND device_id IN (SELECT id FROM devices WHERE account_id = $2)",
+            )
+            .bind(id.as_uuid())
+            .bind(account.as_uuid())
+            .execute(&mut *tx)
+            .await?;
+            let mut recipients = member_ids!(tx, id);
+            let new_owner: Option<Uuid> = if Role::parse(&row.try_get::<String, _>("role")?)? == Role::Owner {
                 // Hand the group on: the longest-standing admin, else the longest-standing member.
-                sqlx::query(
+                sqlx::query_scalar(
                     "UPDATE conversation_members SET role = 'owner' WHERE conversation_id = $1 AND account_id = \
                      (SELECT account_id FROM conversation_members WHERE conversation_id = $1 \
-                      ORDER BY CASE role WHEN 'admin' THEN 0 ELSE 1 END, joined_at_ms, account_id LIMIT 1)",
+                      ORDER BY CASE role WHEN 'admin' THEN 0 ELSE 1 END, joined_at_ms, account_id LIMIT 1) \
+                     RETURNING account_id",
                 )
                 .bind(id.as_uuid())
-                .execute(&mut *tx)
-                .await?;
+                .fetch_optional(&mut *tx)
+                .await?
+            } else {
+                None
+            };
+            if let Some(owner) = new_owner {
+                let event = AccountEvent::Member {
+                    conversation: id,
+                    account: AccountId::from_uuid(owner),
+                    role: Some(Role::Owner),
+                };
+                crate::store::delivery::push_events!(tx, &recipients, &event);
             }
+            recipients.push(account);
+            recipients.sort_unstable();
+            let event = AccountEvent::Member { conversation: id, account, role: None };
+            crate::store::delivery::push_events!(tx, &recipients, &event);
             tx.commit().await?;
             Ok(true)
         }
 
         async fn set_role(&self, id: ConversationId, account: AccountId, role: Role) -> Result<bool, StoreError> {
+            let mut tx = self.pool.begin().await?;
             let done = sqlx::query("UPDATE conversation_members SET role = $3 WHERE conversation_id = $1 AND account_id = $2")
                 .bind(id.as_uuid())
                 .bind(account.as_uuid())
                 .bind(role.as_str())
-                .execute(&self.pool)
+                .execute(&mut *tx)
                 .await?;
-            Ok(done.rows_affected() == 1)
+            if done.rows_affected() != 1 {
+                return Ok(false);
+            }
+            let recipients = member_ids!(tx, id);
+            let event = AccountEvent::Member { conversation: id, account, role: Some(role) };
+            crate::store::delivery::push_events!(tx, &recipients, &event);
+            tx.commit().await?;
+            Ok(true)
         }
 
         async fn send_message(&self, m: &NewMessage) -> Result<SendOutcome, StoreError> {
             let mut tx = self.pool.begin().await?;
             // Take the next number first (a write, so SQLite locks at once); only members may.
-            let seq: Option<i64> = sqlx::query_scalar(
-                "UPDATE conversations SET last_seq = last_seq + 1, last_activity_at_ms = $3 WHERE id = $1 \
+            let numbers: Option<(i64, i64)> = sqlx::query_as(
+                "UPDATE conversations SET last_seq = last_seq + 1, last_change = last_change + 1, \
+                 last_activity_at_ms = $3 WHERE id = $1 \
                  AND EXISTS (SELECT 1 FROM conversation_members WHERE conversation_id = $1 AND account_id = $2) \
-                 RETURNING last_seq",
+                 RETURNING last_seq, last_change",
             )
             .bind(m.conversation_id.as_uuid())
             .bind(m.sender.0.as_uuid())
             .bind(m.now_ms)
             .fetch_optional(&mut *tx)
             .await?;
-            let Some(seq) = seq else { return Ok(SendOutcome::NotMember) };
+            let Some((seq, change)) = numbers else { return Ok(SendOutcome::NotMember) };
             let existing = sqlx::query(&format!("SELECT {MESSAGE_COLUMNS} FROM messages WHERE id = $1"))
                 .bind(m.id.as_uuid())
                 .fetch_optional(&mut *tx)
@@ -512,7 +609,8 @@ impl_for_backends! {
             }
             let row = sqlx::query(&format!(
                 "INSERT INTO messages (conversation_id, seq, id, sender_account_id, sender_device_id, ciphertext, \
-                 session_id, reply_to, sent_at_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING {MESSAGE_COLUMNS}"
+                 session_id, reply_to, sent_at_ms, change_seq) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) \
+                 RETURNING {MESSAGE_COLUMNS}"
             ))
             .bind(m.conversation_id.as_uuid())
             .bind(seq)
@@ -523,6 +621,7 @@ impl_for_backends! {
             .bind(&m.session_id)
             .bind(m.reply_to.map(|r| r.as_uuid()))
             .bind(m.now_ms)
+            .bind(change)
             .fetch_one(&mut *tx)
             .await?;
             let stored = decode!(message row);
@@ -546,32 +645,48 @@ impl_for_backends! {
             ciphertext: &[u8],
             session_id: &[u8],
             now_ms: i64,
-        ) -> Result<bool, StoreError> {
-            let done = sqlx::query(
-                "UPDATE messages SET ciphertext = $3, session_id = $4, edited_at_ms = $5 \
-                 WHERE id = $1 AND conversation_id = $2 AND deleted_at_ms = 0",
-            )
+        ) -> Result<Option<MessageRecord>, StoreError> {
+            let mut tx = self.pool.begin().await?;
+            let Some(change) = next_change!(tx, conversation) else { return Ok(None) };
+            let row = sqlx::query(&format!(
+                "UPDATE messages SET ciphertext = $3, session_id = $4, edited_at_ms = $5, change_seq = $6 \
+                 WHERE id = $1 AND conversation_id = $2 AND deleted_at_ms = 0 RETURNING {MESSAGE_COLUMNS}"
+            ))
             .bind(id.as_uuid())
             .bind(conversation.as_uuid())
             .bind(ciphertext)
             .bind(session_id)
             .bind(now_ms)
-            .execute(&self.pool)
+            .bind(change)
+            .fetch_optional(&mut *tx)
             .await?;
-            Ok(done.rows_affected() == 1)
+            let edited = decode_opt!(message row);
+            // Nothing changed: give the change number back.
+            if edited.is_some() { tx.commit().await? } else { tx.rollback().await? }
+            Ok(edited)
         }
 
-        async fn delete_message(&self, conversation: ConversationId, id: MessageId, now_ms: i64) -> Result<(), StoreError> {
-            sqlx::query(
-                "UPDATE messages SET ciphertext = NULL, deleted_at_ms = $3 \
-                 WHERE id = $1 AND conversation_id = $2 AND deleted_at_ms = 0",
-            )
+        async fn delete_message(
+            &self,
+            conversation: ConversationId,
+            id: MessageId,
+            now_ms: i64,
+        ) -> Result<Option<MessageRecord>, StoreError> {
+            let mut tx = self.pool.begin().await?;
+            let Some(change) = next_change!(tx, conversation) else { return Ok(None) };
+            let row = sqlx::query(&format!(
+                "UPDATE messages SET ciphertext = NULL, deleted_at_ms = $3, change_seq = $4 \
+                 WHERE id = $1 AND conversation_id = $2 AND deleted_at_ms = 0 RETURNING {MESSAGE_COLUMNS}"
+            ))
             .bind(id.as_uuid())
             .bind(conversation.as_uuid())
             .bind(now_ms)
-            .execute(&self.pool)
+            .bind(change)
+            .fetch_optional(&mut *tx)
             .await?;
-            Ok(())
+            let deleted = decode_opt!(message row);
+            if deleted.is_some() { tx.commit().await? } else { tx.rollback().await? }
+            Ok(deleted)
         }
 
         async fn list_messages(
@@ -599,20 +714,16 @@ impl_for_backends! {
             Ok(decode_all!(message rows))
         }
 
-        async fn mark_read(&self, conversation: ConversationId, account: AccountId, seq: i64) -> Result<i64, StoreError> {
-            let read: Option<i64> = sqlx::query_scalar(
-                "UPDATE conversation_members SET read_seq = CASE \
-                 WHEN read_seq >= $3 THEN read_seq \
-                 ELSE (CASE WHEN $3 > (SELECT last_seq FROM conversations WHERE id = $1) \
-                       THEN (SELECT last_seq FROM conversations WHERE id = $1) ELSE $3 END) END \
-                 WHERE conversation_id = $1 AND account_id = $2 RETURNING read_seq",
-            )
-            .bind(conversation.as_uuid())
-            .bind(account.as_uuid())
-            .bind(seq)
-            .fetch_optional(&self.pool)
-            .await?;
-            read.ok_or(StoreError::Corrupt("read mark of a non-member".into()))
+        async fn mark_read(
+            &self,
+            conversation: ConversationId,
+            account: AccountId,
+            seq: i64,
+        ) -> Result<Option<Receipt>, StoreError> {
+            let mut tx = self.pool.begin().await?;
+            let receipt = crate::store::delivery::advance_marks!(tx, conversation, account, seq, seq);
+            tx.commit().await?;
+            Ok(receipt)
         }
 
         async fn unread_count(&self, conversation: ConversationId, account: AccountId) -> Result<i64, StoreError> {

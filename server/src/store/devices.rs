@@ -162,7 +162,25 @@ const DEVICE_COLUMNS: &str = "id, account_id, name, created_at_ms, last_seen_at_
 impl_for_backends! {
     impl DeviceStore {
         async fn create_device(&self, device: &NewDevice) -> Result<(), StoreError> {
-            insert_device!(device).execute(&self.pool).await?;
+            let mut tx = self.pool.begin().await?;
+            insert_device!(device).execute(&mut *tx).await?;
+            // The new device follows the account's conversations and stream from now on.
+            sqlx::query(
+                "INSERT INTO device_cursors (device_id, conversation_id, change_seq) \
+                 SELECT $1, m.conversation_id, c.last_change FROM conversation_members m \
+                 JOIN conversations c ON c.id = m.conversation_id WHERE m.account_id = $2",
+            )
+            .bind(device.id.as_uuid())
+            .bind(device.account_id.as_uuid())
+            .execute(&mut *tx)
+            .await?;
+            sqlx::query("UPDATE devices SET event_cursor = (SELECT event_seq FROM accounts WHERE id = $2) WHERE id = $1")
+                .bind(device.id.as_uuid())
+                .bind(device.account_id.as_uuid())
+                .execute(&mut *tx)
+                .await?;
+            crate::store::delivery::announce_devices!(tx, device.account_id);
+            tx.commit().await?;
             Ok(())
         }
 
@@ -276,12 +294,23 @@ impl_for_backends! {
         }
 
         async fn delete_device(&self, account: Option<AccountId>, device: DeviceId) -> Result<bool, StoreError> {
-            let done = sqlx::query("DELETE FROM devices WHERE id = $1 AND ($2 IS NULL OR account_id = $2)")
+            let mut tx = self.pool.begin().await?;
+            let owner: Option<Uuid> =
+                sqlx::query_scalar("DELETE FROM devices WHERE id = $1 AND ($2 IS NULL OR account_id = $2) RETURNING account_id")
+                    .bind(device.as_uuid())
+                    .bind(account.map(|a| a.as_uuid()))
+                    .fetch_optional(&mut *tx)
+                    .await?;
+            let Some(owner) = owner else { return Ok(false) };
+            // Every node closes the device's gateway connections when it sees this.
+            sqlx::query("INSERT INTO device_revocations (device_id, at_ms) VALUES ($1, $2)")
                 .bind(device.as_uuid())
-                .bind(account.map(|a| a.as_uuid()))
-                .execute(&self.pool)
+                .bind(crate::store::now_ms())
+                .execute(&mut *tx)
                 .await?;
-            Ok(done.rows_affected() == 1)
+            crate::store::delivery::announce_devices!(tx, AccountId::from_uuid(owner));
+            tx.commit().await?;
+            Ok(true)
         }
 
         async fn replace_tokens(&self, device: DeviceId, tokens: &SessionTokens, now_ms: i64) -> Result<bool, StoreError> {

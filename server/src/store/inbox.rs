@@ -21,6 +21,8 @@ pub struct NewToDevice {
 /// A queued message.
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct ToDeviceRecord {
+    /// Its place in the inbox order.
+    pub seq: i64,
     /// Chosen by the sender.
     #[sqlx(try_from = "Uuid")]
     pub message_id: MessageId,
@@ -122,7 +124,7 @@ impl_for_backends! {
 
         async fn fetch_to_device(&self, device: DeviceId, limit: i64) -> Result<Vec<ToDeviceRecord>, StoreError> {
             Ok(sqlx::query_as(
-                "SELECT message_id, sender_account_id, sender_device_id, ciphertext, sent_at_ms \
+                "SELECT seq, message_id, sender_account_id, sender_device_id, ciphertext, sent_at_ms \
                  FROM to_device_messages WHERE recipient_device_id = $1 ORDER BY seq LIMIT $2",
             )
             .bind(device.as_uuid())

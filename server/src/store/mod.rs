@@ -20,6 +20,7 @@ macro_rules! impl_for_backends {
 mod accounts;
 mod codes;
 mod conversations;
+mod delivery;
 mod devices;
 mod inbox;
 mod instance;
@@ -45,6 +46,7 @@ pub use conversations::{
     ConversationKind, ConversationRecord, ConversationStore, MemberRecord, MessageRecord, NewMessage, Role,
     SendOutcome,
 };
+pub use delivery::{AccountEvent, ConversationCursor, DeliveryStore, DeviceAcks, DeviceStreams, Receipt};
 pub use devices::{AuthenticatedDevice, DeviceRecord, DeviceStore, NewDevice, RefreshOutcome, SessionTokens};
 pub use inbox::{InboxStore, NewToDevice, SendRefusal, ToDeviceRecord};
 pub use instance::{Instance, InstanceStore};
@@ -163,6 +165,7 @@ pub trait Store:
     + InboxStore
     + PairingStore
     + ConversationStore
+    + DeliveryStore
     + Send
     + Sync
     + 'static

@@ -2,6 +2,7 @@
 //! gRPC-Web, all on one port. [`router`] builds the whole thing without opening a socket, so
 //! tests can call it directly; [`serve`] runs it on a listener.
 
+mod gateway;
 mod grpc;
 mod http;
 mod metrics;
@@ -34,7 +35,8 @@ pub async fn router(services: Arc<Services>, options: Options) -> anyhow::Result
         grpc::Context { services: services.clone(), trust_forwarded_for: options.trust_forwarded_for };
     let (grpc, health) = grpc::router(context).await?;
     let router = Router::new()
-        .merge(http::router(services, metrics.clone()))
+        .merge(http::router(services.clone(), metrics.clone()))
+        .merge(gateway::router(services))
         .merge(grpc)
         .fallback(pwa::serve)
         .layer(axum::middleware::from_fn_with_state(metrics, metrics::track));

@@ -12,7 +12,7 @@ use crate::store::{ConversationKind, MessageRecord, Role};
 
 pub struct ConversationApi(pub Context);
 
-fn role(r: Role) -> pb::MemberRole {
+pub fn role(r: Role) -> pb::MemberRole {
     match r {
         Role::Owner => pb::MemberRole::Owner,
         Role::Admin => pb::MemberRole::Admin,
@@ -20,7 +20,7 @@ fn role(r: Role) -> pb::MemberRole {
     }
 }
 
-fn seq(n: i64) -> u64 {
+pub fn seq(n: i64) -> u64 {
     u64::try_from(n).unwrap_or_default()
 }
 
@@ -52,7 +52,7 @@ fn conversation(v: ConversationView) -> Option<pb::Conversation> {
     })
 }
 
-fn message(m: MessageRecord) -> pb::Message {
+pub fn message(m: MessageRecord) -> pb::Message {
     pb::Message {
         id: m.id.to_string(),
         conversation_id: m.conversation_id.to_string(),

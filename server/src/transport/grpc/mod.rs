@@ -14,6 +14,10 @@ mod pairing;
 mod server_info;
 mod to_device;
 
+// Record-to-wire conversions the gateway shares.
+pub use conversation::{message, role, seq};
+pub use to_device::to_device_message;
+
 use std::collections::HashSet;
 
 use axum::Router;

@@ -5,7 +5,7 @@ use kitsulan_proto::v1::to_device_service_server::ToDeviceService;
 use tonic::{Request, Response, Status};
 
 use super::{Context, parse_id, parse_ids, status};
-use crate::store::NewToDevice;
+use crate::store::{NewToDevice, ToDeviceRecord};
 
 pub struct ToDeviceApi(pub Context);
 
@@ -41,16 +41,7 @@ impl ToDeviceService for ToDeviceApi {
             self.0.services.to_device.fetch(&caller, request.get_ref().limit).await.map_err(status)?;
         Ok(Response::new(pb::FetchToDeviceResponse {
             more,
-            messages: messages
-                .into_iter()
-                .map(|m| pb::ToDeviceMessage {
-                    message_id: m.message_id.to_string(),
-                    sender_account_id: m.sender_account_id.to_string(),
-                    sender_device_id: m.sender_device_id.to_string(),
-                    ciphertext: m.ciphertext,
-                    sent_at_ms: m.sent_at_ms,
-                })
-                .collect(),
+            messages: messages.into_iter().map(to_device_message).collect(),
         }))
     }
 
@@ -62,5 +53,16 @@ impl ToDeviceService for ToDeviceApi {
         let ids = parse_ids(&request.get_ref().message_ids, "message_ids")?;
         self.0.services.to_device.ack(&caller, &ids).await.map_err(status)?;
         Ok(Response::new(pb::AckToDeviceResponse {}))
+    }
+}
+
+/// A queued message as the device sees it (here and on the gateway).
+pub fn to_device_message(m: ToDeviceRecord) -> pb::ToDeviceMessage {
+    pb::ToDeviceMessage {
+        message_id: m.message_id.to_string(),
+        sender_account_id: m.sender_account_id.to_string(),
+        sender_device_id: m.sender_device_id.to_string(),
+        ciphertext: m.ciphertext,
+        sent_at_ms: m.sent_at_ms,
     }
 }

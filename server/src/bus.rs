@@ -1,0 +1,389 @@
+//! The notice bus: how a change made through one node reaches the gateway connections of every
+//! node. One process uses [`InProcessBus`]; nodes sharing a PostgreSQL database use NATS
+//! ([`NatsBus`], `KITSULAN_BUS_URL=nats://…`), on one subject per KitsuLAN instance.
+//!
+//! Only notices travel here: which stream changed (plus the changed message, so receivers need
+//! not read it back). What a device has not acknowledged is always read from the database, so
+//! a notice the bus drops delays an event and never loses it; after NATS reconnects, every
+//! connection catches up from the database ([`NoticeSink::resync`]).
+
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use async_trait::async_trait;
+use futures_util::StreamExt as _;
+use uuid::Uuid;
+
+use crate::ids::{AccountId, ConversationId, DeviceId};
+use crate::store::MessageRecord;
+
+/// Something that happened which live connections may need to hear about.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Notice {
+    /// A message was sent, edited or deleted (its state now).
+    Message(Arc<MessageRecord>),
+    /// These accounts' event streams (membership, receipts, device lists) have new events.
+    Accounts(Vec<AccountId>),
+    /// These devices have new to-device messages.
+    Inboxes(Vec<DeviceId>),
+    /// `account` left or was removed from `conversation`: stop routing it there at once.
+    Left {
+        /// Where.
+        conversation: ConversationId,
+        /// Who.
+        account: AccountId,
+    },
+    /// Someone is typing (or stopped).
+    Typing {
+        /// Where.
+        conversation: ConversationId,
+        /// Who.
+        account: AccountId,
+        /// Started or stopped.
+        typing: bool,
+    },
+    /// An account's first connection on `node` opened, or its last one closed.
+    Presence {
+        /// Whose.
+        account: AccountId,
+        /// Which node.
+        node: Uuid,
+        /// Opened or closed.
+        online: bool,
+        /// The accounts allowed to see it (sharing a conversation).
+        recipients: Vec<AccountId>,
+    },
+}
+
+/// Where a bus hands the notices it receives (the gateway's hub).
+pub trait NoticeSink: Send + Sync {
+    /// A notice from any node, this one included, in the order the bus delivers them.
+    fn deliver(&self, notice: Notice);
+    /// Notices may have been missed (the bus reconnected): catch up from the database.
+    fn resync(&self);
+}
+
+/// Hands notices to every node.
+#[async_trait]
+pub trait Bus: Send + Sync {
+    /// Publishes a notice. Errors are logged, not returned: the database holds the truth.
+    async fn publish(&self, notice: Notice);
+    /// A short name for logs.
+    fn name(&self) -> &'static str;
+}
+
+/// Connects the bus `url` names (`None`: in-process) for the instance `instance`, delivering
+/// to `sink`.
+pub async fn connect(
+    url: Option<&str>,
+    instance: Uuid,
+    sink: Arc<dyn NoticeSink>,
+) -> anyhow::Result<Arc<dyn Bus>> {
+    match url {
+        None => Ok(Arc::new(InProcessBus { sink })),
+        Some(url) => Ok(Arc::new(NatsBus::connect(url, instance, sink).await?)),
+    }
+}
+
+/// One process: a notice goes straight to the local sink.
+pub struct InProcessBus {
+    sink: Arc<dyn NoticeSink>,
+}
+
+impl InProcessBus {
+    /// A bus that delivers to `sink` only.
+    pub fn new(sink: Arc<dyn NoticeSink>) -> Self {
+        Self { sink }
+    }
+}
+
+#[async_trait]
+impl Bus for InProcessBus {
+    async fn publish(&self, notice: Notice) {
+        self.sink.deliver(notice);
+    }
+
+    fn name(&self) -> &'static str {
+        "in-process"
+    }
+}
+
+/// Several nodes: every notice goes through NATS, so all nodes (this one too) see one order.
+pub struct NatsBus {
+    client: async_nats::Client,
+    subject: String,
+}
+
+impl NatsBus {
+    async fn connect(url: &str, instance: Uuid, sink: Arc<dyn NoticeSink>) -> anyhow::Result<Self> {
+        let events_sink = sink.clone();
+        let client = async_nats::ConnectOptions::new()
+            .name("kitsulan")
+            .event_callback(move |event| {
+                let sink = events_sink.clone();
+                async move {
+                    match event {
+                        async_nats::Event::Connected => {
+                            tracing::info!("bus reconnected: catching every connection up");
+                            sink.resync();
+                        }
+                        async_nats::Event::Disconnected => tracing::warn!("bus disconnected; reconnecting"),
+                        other => tracing::debug!(event = %other, "bus event"),
+                    }
+                }
+            })
+            .connect(url)
+            .await
+            .with_context(|| format!("cannot connect to the bus {url} (KITSULAN_BUS_URL)"))?;
+        let subject = format!("kitsulan.{}.notices", instance.simple());
+        let mut subscriber = client
+            .subscribe(subject.clone())
+            .await
+            .with_context(|| format!("cannot subscribe to {subject} on {url}"))?;
+        tokio::spawn(async move {
+            while let Some(message) = subscriber.next().await {
+                match wire::decode(&message.payload) {
+                    Ok(notice) => sink.deliver(notice),
+                    Err(e) => tracing::warn!(error = %e, "ignoring an unreadable bus notice"),
+                }
+            }
+            tracing::error!("bus subscription ended");
+        });
+        tracing::info!(%url, %subject, "bus connected (NATS)");
+        Ok(Self { client, subject })
+    }
+}
+
+#[async_trait]
+impl Bus for NatsBus {
+    async fn publish(&self, notice: Notice) {
+        let payload = wire::encode(&notice);
+        if let Err(e) = self.client.publish(self.subject.clone(), payload.into()).await {
+            tracing::warn!(error = %e, "cannot publish a notice; connections catch up on the next one");
+        }
+    }
+
+    fn name(&self) -> &'static str {
+        "nats"
+    }
+}
+
+/// The notices' encoding on NATS (protobuf, private to the server: nodes of one instance run
+/// the same version).
+mod wire {
+    use std::sync::Arc;
+
+    use prost::Message as _;
+    use uuid::Uuid;
+
+    use super::Notice;
+    use crate::ids::{AccountId, ConversationId, DeviceId, MessageId};
+    use crate::store::MessageRecord;
+
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct Envelope {
+        #[prost(oneof = "Kind", tags = "1, 2, 3, 4, 5, 6")]
+        pub kind: Option<Kind>,
+    }
+
+    #[derive(Clone, PartialEq, prost::Oneof)]
+    pub enum Kind {
+        #[prost(message, tag = "1")]
+        Message(Message),
+        #[prost(message, tag = "2")]
+        Accounts(Ids),
+        #[prost(message, tag = "3")]
+        Inboxes(Ids),
+        #[prost(message, tag = "4")]
+        Left(Pair),
+        #[prost(message, tag = "5")]
+        Typing(Pair),
+        #[prost(message, tag = "6")]
+        Presence(Presence),
+    }
+
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct Message {
+        #[prost(bytes = "vec", tag = "1")]
+        pub id: Vec<u8>,
+        #[prost(bytes = "vec", tag = "2")]
+        pub conversation_id: Vec<u8>,
+        #[prost(int64, tag = "3")]
+        pub seq: i64,
+        #[prost(bytes = "vec", tag = "4")]
+        pub sender_account_id: Vec<u8>,
+        #[prost(bytes = "vec", tag = "5")]
+        pub sender_device_id: Vec<u8>,
+        #[prost(bytes = "vec", optional, tag = "6")]
+        pub ciphertext: Option<Vec<u8>>,
+        #[prost(bytes = "vec", tag = "7")]
+        pub session_id: Vec<u8>,
+        #[prost(bytes = "vec", optional, tag = "8")]
+        pub reply_to: Option<Vec<u8>>,
+        #[prost(int64, tag = "9")]
+        pub sent_at_ms: i64,
+        #[prost(int64, tag = "10")]
+        pub edited_at_ms: i64,
+        #[prost(int64, tag = "11")]
+        pub deleted_at_ms: i64,
+        #[prost(int64, tag = "12")]
+        pub change_seq: i64,
+    }
+
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct Ids {
+        #[prost(bytes = "vec", repeated, tag = "1")]
+        pub ids: Vec<Vec<u8>>,
+    }
+
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct Pair {
+        #[prost(bytes = "vec", tag = "1")]
+        pub conversation_id: Vec<u8>,
+        #[prost(bytes = "vec", tag = "2")]
+        pub account_id: Vec<u8>,
+        #[prost(bool, tag = "3")]
+        pub flag: bool,
+    }
+
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct Presence {
+        #[prost(bytes = "vec", tag = "1")]
+        pub account_id: Vec<u8>,
+        #[prost(bytes = "vec", tag = "2")]
+        pub node: Vec<u8>,
+        #[prost(bool, tag = "3")]
+        pub online: bool,
+        #[prost(bytes = "vec", repeated, tag = "4")]
+        pub recipients: Vec<Vec<u8>>,
+    }
+
+    fn b(id: Uuid) -> Vec<u8> {
+        id.as_bytes().to_vec()
+    }
+
+    fn u(bytes: &[u8]) -> Result<Uuid, String> {
+        Uuid::from_slice(bytes).map_err(|e| e.to_string())
+    }
+
+    fn accounts(ids: &[Vec<u8>]) -> Result<Vec<AccountId>, String> {
+        ids.iter().map(|id| u(id).map(AccountId::from_uuid)).collect()
+    }
+
+    pub fn encode(notice: &Notice) -> Vec<u8> {
+        let kind = match notice {
+            Notice::Message(m) => Kind::Message(Message {
+                id: b(m.id.as_uuid()),
+                conversation_id: b(m.conversation_id.as_uuid()),
+                seq: m.seq,
+                sender_account_id: b(m.sender_account_id.as_uuid()),
+                sender_device_id: b(m.sender_device_id.as_uuid()),
+                ciphertext: m.ciphertext.clone(),
+                session_id: m.session_id.clone(),
+                reply_to: m.reply_to.map(|r| b(r.as_uuid())),
+                sent_at_ms: m.sent_at_ms,
+                edited_at_ms: m.edited_at_ms,
+                deleted_at_ms: m.deleted_at_ms,
+                change_seq: m.change_seq,
+            }),
+            Notice::Accounts(ids) => {
+                Kind::Accounts(Ids { ids: ids.iter().map(|a| b(a.as_uuid())).collect() })
+            }
+            Notice::Inboxes(ids) => Kind::Inboxes(Ids { ids: ids.iter().map(|d| b(d.as_uuid())).collect() }),
+            Notice::Left { conversation, account } => Kind::Left(Pair {
+                conversation_id: b(conversation.as_uuid()),
+                account_id: b(account.as_uuid()),
+                flag: false,
+            }),
+            Notice::Typing { conversation, account, typing } => Kind::Typing(Pair {
+                conversation_id: b(conversation.as_uuid()),
+                account_id: b(account.as_uuid()),
+                flag: *typing,
+            }),
+            Notice::Presence { account, node, online, recipients } => Kind::Presence(Presence {
+                account_id: b(account.as_uuid()),
+                node: b(*node),
+                online: *online,
+                recipients: recipients.iter().map(|a| b(a.as_uuid())).collect(),
+            }),
+        };
+        Envelope { kind: Some(kind) }.encode_to_vec()
+    }
+
+    pub fn decode(bytes: &[u8]) -> Result<Notice, String> {
+        let envelope = Envelope::decode(bytes).map_err(|e| e.to_string())?;
+        Ok(match envelope.kind.ok_or("empty notice")? {
+            Kind::Message(m) => Notice::Message(Arc::new(MessageRecord {
+                id: MessageId::from_uuid(u(&m.id)?),
+                conversation_id: ConversationId::from_uuid(u(&m.conversation_id)?),
+                seq: m.seq,
+                sender_account_id: AccountId::from_uuid(u(&m.sender_account_id)?),
+                sender_device_id: DeviceId::from_uuid(u(&m.sender_device_id)?),
+                ciphertext: m.ciphertext,
+                session_id: m.session_id,
+                reply_to: m.reply_to.as_deref().map(u).transpose()?.map(MessageId::from_uuid),
+                sent_at_ms: m.sent_at_ms,
+                edited_at_ms: m.edited_at_ms,
+                deleted_at_ms: m.deleted_at_ms,
+                change_seq: m.change_seq,
+            })),
+            Kind::Accounts(ids) => Notice::Accounts(accounts(&ids.ids)?),
+            Kind::Inboxes(ids) => Notice::Inboxes(
+                ids.ids.iter().map(|id| u(id).map(DeviceId::from_uuid)).collect::<Result<_, _>>()?,
+            ),
+            Kind::Left(p) => Notice::Left {
+                conversation: ConversationId::from_uuid(u(&p.conversation_id)?),
+                account: AccountId::from_uuid(u(&p.account_id)?),
+            },
+            Kind::Typing(p) => Notice::Typing {
+                conversation: ConversationId::from_uuid(u(&p.conversation_id)?),
+                account: AccountId::from_uuid(u(&p.account_id)?),
+                typing: p.flag,
+            },
+            Kind::Presence(p) => Notice::Presence {
+                account: AccountId::from_uuid(u(&p.account_id)?),
+                node: u(&p.node)?,
+                online: p.online,
+                recipients: accounts(&p.recipients)?,
+            },
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ids::MessageId;
+
+    #[test]
+    fn every_notice_survives_the_wire() {
+        let account = AccountId::from_uuid(Uuid::now_v7());
+        let conversation = ConversationId::from_uuid(Uuid::now_v7());
+        let notices = [
+            Notice::Message(Arc::new(MessageRecord {
+                id: MessageId::from_uuid(Uuid::now_v7()),
+                conversation_id: conversation,
+                seq: 7,
+                sender_account_id: account,
+                sender_device_id: DeviceId::from_uuid(Uuid::now_v7()),
+                ciphertext: Some(vec![1, 2, 3]),
+                session_id: vec![9; 32],
+                reply_to: Some(MessageId::from_uuid(Uuid::now_v7())),
+                sent_at_ms: 1,
+                edited_at_ms: 2,
+                deleted_at_ms: 0,
+                change_seq: 8,
+            })),
+            Notice::Accounts(vec![account, account]),
+            Notice::Inboxes(vec![DeviceId::from_uuid(Uuid::now_v7())]),
+            Notice::Left { conversation, account },
+            Notice::Typing { conversation, account, typing: true },
+            Notice::Presence { account, node: Uuid::now_v7(), online: true, recipients: vec![account] },
+        ];
+        for notice in notices {
+            assert_eq!(wire::decode(&wire::encode(&notice)), Ok(notice));
+        }
+        assert!(wire::decode(b"\xff\xff").is_err());
+        assert!(wire::decode(b"").is_err(), "an empty envelope is refused");
+    }
+}

@@ -1,0 +1,470 @@
+//! What each device has received, for the gateway (`device_cursors`, `account_events`,
+//! `devices.event_cursor`, `device_revocations`; see migration 0005).
+//!
+//! A device follows three kinds of stream, all read from the database, so a reconnect resumes
+//! exactly where the device stopped, on any node and after any restart:
+//! - each conversation it is in: messages in `change_seq` order (a cursor row per device and
+//!   conversation exists exactly while the account is a member);
+//! - its account stream: the latest [`AccountEvent`] per key, numbered per account;
+//! - its to-device inbox (rows stay until acknowledged).
+
+use async_trait::async_trait;
+use sqlx::Row as _;
+use uuid::Uuid;
+
+use super::conversations::{MESSAGE_COLUMNS, decode, decode_all};
+use super::{MessageRecord, Role, StoreError, ToDeviceRecord};
+use crate::ids::{AccountId, ConversationId, DeviceId, MessageId};
+
+/// An event kept in an account's stream (the latest per conversation, subject and kind).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AccountEvent {
+    /// `account` joined `conversation` or changed role (`Some`), or left / was removed (`None`).
+    Member {
+        /// Where.
+        conversation: ConversationId,
+        /// Who.
+        account: AccountId,
+        /// Their role now.
+        role: Option<Role>,
+    },
+    /// `account`'s delivered and read marks in `conversation`.
+    Receipt {
+        /// Where.
+        conversation: ConversationId,
+        /// Whose marks.
+        account: AccountId,
+        /// At least one device has everything up to here.
+        delivered_seq: i64,
+        /// Read up to here.
+        read_seq: i64,
+    },
+    /// `account`'s devices or device keys changed.
+    DeviceList {
+        /// Whose.
+        account: AccountId,
+    },
+}
+
+impl AccountEvent {
+    /// (kind, conversation, subject, role, delivered_seq, read_seq) as stored.
+    pub(super) fn columns(&self) -> (&'static str, Uuid, Uuid, Option<&'static str>, i64, i64) {
+        match self {
+            Self::Member { conversation, account, role } => {
+                ("member", conversation.as_uuid(), account.as_uuid(), role.map(Role::as_str), 0, 0)
+            }
+            Self::Receipt { conversation, account, delivered_seq, read_seq } => {
+                ("receipt", conversation.as_uuid(), account.as_uuid(), None, *delivered_seq, *read_seq)
+            }
+            Self::DeviceList { account } => ("devices", Uuid::nil(), account.as_uuid(), None, 0, 0),
+        }
+    }
+}
+
+/// A conversation a device follows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConversationCursor {
+    /// Which.
+    pub conversation_id: ConversationId,
+    /// Every change up to here is acknowledged by the device.
+    pub acked: i64,
+    /// The conversation's newest change.
+    pub head: i64,
+}
+
+/// Where a device stands in all its streams.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeviceStreams {
+    /// One per conversation of the account.
+    pub conversations: Vec<ConversationCursor>,
+    /// Acknowledged position in the account stream.
+    pub account_cursor: i64,
+}
+
+/// A device's acknowledgement of events, applied in one transaction.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DeviceAcks {
+    /// Per conversation: the change acknowledged, and the newest message sequence number among
+    /// the acknowledged new messages (0: none), which becomes the account's delivered mark.
+    pub conversations: Vec<(ConversationId, i64, i64)>,
+    /// Position acknowledged in the account stream.
+    pub account_position: Option<i64>,
+    /// To-device messages acknowledged (deleted from the inbox).
+    pub to_device: Vec<MessageId>,
+}
+
+/// A member's marks after a change, and the accounts told about it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Receipt {
+    /// Where.
+    pub conversation_id: ConversationId,
+    /// Whose marks.
+    pub account_id: AccountId,
+    /// Delivered mark.
+    pub delivered_seq: i64,
+    /// Read mark.
+    pub read_seq: i64,
+    /// Accounts whose streams got the receipt (empty when nothing moved).
+    pub notified: Vec<AccountId>,
+}
+
+/// Appends `event` to the stream of each account in `recipients` (sorted, so concurrent
+/// transactions lock account rows in one order) inside a transaction.
+macro_rules! push_events {
+    ($tx:expr, $recipients:expr, $event:expr) => {{
+        let (kind, conversation, subject, role, delivered, read) = $event.columns();
+        for recipient in $recipients {
+            let position: Option<i64> = sqlx::query_scalar(
+                "UPDATE accounts SET event_seq = event_seq + 1 WHERE id = $1 RETURNING event_seq",
+            )
+            .bind(recipient.as_uuid())
+            .fetch_optional(&mut *$tx)
+            .await?;
+            let Some(position) = position else { continue };
+            sqlx::query(
+                "INSERT INTO account_events (account_id, kind, conversation_id, subject_id, position, role, \
+                 delivered_seq, read_seq) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
+                 ON CONFLICT (account_id, kind, conversation_id, subject_id) DO UPDATE SET \
+                 position = excluded.position, role = excluded.role, delivered_seq = excluded.delivered_seq, \
+                 read_seq = excluded.read_seq",
+            )
+            .bind(recipient.as_uuid())
+            .bind(kind)
+            .bind(conversation)
+            .bind(subject)
+            .bind(position)
+            .bind(role)
+            .bind(delivered)
+            .bind(read)
+            .execute(&mut *$tx)
+            .await?;
+        }
+    }};
+}
+pub(super) use push_events;
+
+/// Moves a member's delivered and read marks up (never down, and delivered never below read)
+/// inside a transaction, and tells the senders of the messages newly covered and, when the
+/// read mark moved, the reader's own devices. Evaluates to `Option<Receipt>` (`None`: not a
+/// member).
+macro_rules! advance_marks {
+    ($tx:expr, $conversation:expr, $account:expr, $delivered:expr, $read:expr) => {{
+        let conversation: ConversationId = $conversation;
+        let account: AccountId = $account;
+        // A write first: it locks the member row (PostgreSQL) or the database (SQLite) at once.
+        let marks: Option<(i64, i64)> = sqlx::query_as(
+            "UPDATE conversation_members SET delivered_seq = delivered_seq \
+             WHERE conversation_id = $1 AND account_id = $2 RETURNING delivered_seq, read_seq",
+        )
+        .bind(conversation.as_uuid())
+        .bind(account.as_uuid())
+        .fetch_optional(&mut *$tx)
+        .await?;
+        match marks {
+            None => None,
+            Some((old_delivered, old_read)) => {
+                let read_seq: i64 = old_read.max($read);
+                let delivered_seq: i64 = old_delivered.max($delivered).max(read_seq);
+                let mut notified: Vec<AccountId> = Vec::new();
+                if read_seq != old_read || delivered_seq != old_delivered {
+                    sqlx::query(
+                        "UPDATE conversation_members SET delivered_seq = $3, read_seq = $4 \
+                         WHERE conversation_id = $1 AND account_id = $2",
+                    )
+                    .bind(conversation.as_uuid())
+                    .bind(account.as_uuid())
+                    .bind(delivered_seq)
+                    .bind(read_seq)
+                    .execute(&mut *$tx)
+                    .await?;
+                    let from = if read_seq > old_read { old_read } else { old_delivered };
+                    let senders: Vec<Uuid> = sqlx::query_scalar(
+                        "SELECT DISTINCT sender_account_id FROM messages WHERE conversation_id = $1 \
+                         AND seq > $2 AND seq <= $3 AND sender_account_id <> $4",
+                    )
+                    .bind(conversation.as_uuid())
+                    .bind(from)
+                    .bind(delivered_seq)
+                    .bind(account.as_uuid())
+                    .fetch_all(&mut *$tx)
+                    .await?;
+                    notified = senders.into_iter().map(AccountId::from_uuid).collect();
+                    if read_seq > old_read {
+                        notified.push(account);
+                    }
+                    notified.sort_unstable();
+                    let event = AccountEvent::Receipt { conversation, account, delivered_seq, read_seq };
+                    $crate::store::delivery::push_events!($tx, &notified, &event);
+                }
+                Some(Receipt {
+                    conversation_id: conversation,
+                    account_id: account,
+                    delivered_seq,
+                    read_seq,
+                    notified,
+                })
+            }
+        }
+    }};
+}
+pub(super) use advance_marks;
+
+/// The accounts sharing a conversation with `account`, and itself, sorted.
+macro_rules! contacts_of {
+    ($executor:expr, $account:expr) => {{
+        let account: AccountId = $account;
+        let ids: Vec<Uuid> = sqlx::query_scalar(
+            "SELECT DISTINCT m2.account_id FROM conversation_members m1 \
+             JOIN conversation_members m2 ON m2.conversation_id = m1.conversation_id WHERE m1.account_id = $1",
+        )
+        .bind(account.as_uuid())
+        .fetch_all($executor)
+        .await?;
+        let mut ids: Vec<AccountId> = ids.into_iter().map(AccountId::from_uuid).collect();
+        ids.push(account);
+        ids.sort_unstable();
+        ids.dedup();
+        ids
+    }};
+}
+pub(super) use contacts_of;
+
+/// Tells `account` and everyone sharing a conversation with it that its devices changed,
+/// inside a transaction.
+macro_rules! announce_devices {
+    ($tx:expr, $account:expr) => {{
+        let account: AccountId = $account;
+        let recipients = $crate::store::delivery::contacts_of!(&mut *$tx, account);
+        $crate::store::delivery::push_events!(
+            $tx,
+            &recipients,
+            &$crate::store::AccountEvent::DeviceList { account }
+        );
+    }};
+}
+pub(super) use announce_devices;
+
+/// Delivery state of devices.
+#[async_trait]
+pub trait DeliveryStore: Send + Sync {
+    /// Where `device` stands; `None` if the device is gone.
+    async fn device_streams(&self, device: DeviceId) -> Result<Option<DeviceStreams>, StoreError>;
+    /// The device's acknowledged change in one conversation; `None` unless its account is a
+    /// member.
+    async fn conversation_cursor(
+        &self,
+        device: DeviceId,
+        conversation: ConversationId,
+    ) -> Result<Option<i64>, StoreError>;
+    /// Up to `limit` messages of `conversation` changed after `after`, in change order; none
+    /// unless `device`'s account is a member.
+    async fn message_changes(
+        &self,
+        device: DeviceId,
+        conversation: ConversationId,
+        after: i64,
+        limit: i64,
+    ) -> Result<Vec<MessageRecord>, StoreError>;
+    /// Up to `limit` events of `account`'s stream after `after`, with their positions.
+    async fn account_events(
+        &self,
+        account: AccountId,
+        after: i64,
+        limit: i64,
+    ) -> Result<Vec<(i64, AccountEvent)>, StoreError>;
+    /// Up to `limit` to-device messages of `device` that arrived after `after` (the inbox
+    /// order, [`ToDeviceRecord::seq`]).
+    async fn to_device_after(
+        &self,
+        device: DeviceId,
+        after: i64,
+        limit: i64,
+    ) -> Result<Vec<ToDeviceRecord>, StoreError>;
+    /// Applies a device's acknowledgements; returns the receipts that moved.
+    async fn commit_acks(
+        &self,
+        device: DeviceId,
+        account: AccountId,
+        acks: &DeviceAcks,
+    ) -> Result<Vec<Receipt>, StoreError>;
+    /// The accounts sharing a conversation with `account`, and itself.
+    async fn contacts(&self, account: AccountId) -> Result<Vec<AccountId>, StoreError>;
+    /// Tells `account`'s contacts its device keys changed; returns who was told.
+    async fn device_list_changed(&self, account: AccountId) -> Result<Vec<AccountId>, StoreError>;
+    /// Devices signed out, revoked or disabled at or after `since_ms`.
+    async fn revocations_since(&self, since_ms: i64) -> Result<Vec<DeviceId>, StoreError>;
+    /// Forgets revocations before `before_ms`. Returns how many.
+    async fn prune_revocations(&self, before_ms: i64) -> Result<u64, StoreError>;
+}
+
+impl_for_backends! {
+    impl DeliveryStore {
+        async fn device_streams(&self, device: DeviceId) -> Result<Option<DeviceStreams>, StoreError> {
+            let account_cursor: Option<i64> = sqlx::query_scalar("SELECT event_cursor FROM devices WHERE id = $1")
+                .bind(device.as_uuid())
+                .fetch_optional(&self.pool)
+                .await?;
+            let Some(account_cursor) = account_cursor else { return Ok(None) };
+            let rows: Vec<(Uuid, i64, i64)> = sqlx::query_as(
+                "SELECT dc.conversation_id, dc.change_seq, c.last_change FROM device_cursors dc \
+                 JOIN conversations c ON c.id = dc.conversation_id WHERE dc.device_id = $1",
+            )
+            .bind(device.as_uuid())
+            .fetch_all(&self.pool)
+            .await?;
+            let conversations = rows
+                .into_iter()
+                .map(|(id, acked, head)| ConversationCursor { conversation_id: ConversationId::from_uuid(id), acked, head })
+                .collect();
+            Ok(Some(DeviceStreams { conversations, account_cursor }))
+        }
+
+        async fn conversation_cursor(&self, device: DeviceId, conversation: ConversationId) -> Result<Option<i64>, StoreError> {
+            Ok(sqlx::query_scalar("SELECT change_seq FROM device_cursors WHERE device_id = $1 AND conversation_id = $2")
+                .bind(device.as_uuid())
+                .bind(conversation.as_uuid())
+                .fetch_optional(&self.pool)
+                .await?)
+        }
+
+        async fn message_changes(
+            &self,
+            device: DeviceId,
+            conversation: ConversationId,
+            after: i64,
+            limit: i64,
+        ) -> Result<Vec<MessageRecord>, StoreError> {
+            let rows = sqlx::query(&format!(
+                "SELECT {MESSAGE_COLUMNS} FROM messages WHERE conversation_id = $1 AND change_seq > $2 \
+                 AND EXISTS (SELECT 1 FROM device_cursors WHERE device_id = $3 AND conversation_id = $1) \
+                 ORDER BY change_seq LIMIT $4"
+            ))
+            .bind(conversation.as_uuid())
+            .bind(after)
+            .bind(device.as_uuid())
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await?;
+            Ok(decode_all!(message rows))
+        }
+
+        async fn account_events(&self, account: AccountId, after: i64, limit: i64) -> Result<Vec<(i64, AccountEvent)>, StoreError> {
+            let rows = sqlx::query(
+                "SELECT position, kind, conversation_id, subject_id, role, delivered_seq, read_seq FROM account_events \
+                 WHERE account_id = $1 AND position > $2 ORDER BY position LIMIT $3",
+            )
+            .bind(account.as_uuid())
+            .bind(after)
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await?;
+            let mut events = Vec::with_capacity(rows.len());
+            for row in rows {
+                let conversation = ConversationId::from_uuid(row.try_get::<Uuid, _>("conversation_id")?);
+                let subject = AccountId::from_uuid(row.try_get::<Uuid, _>("subject_id")?);
+                let event = match row.try_get::<String, _>("kind")?.as_str() {
+                    "member" => AccountEvent::Member {
+                        conversation,
+                        account: subject,
+                        role: row.try_get::<Option<String>, _>("role")?.as_deref().map(Role::parse).transpose()?,
+                    },
+                    "receipt" => AccountEvent::Receipt {
+                        conversation,
+                        account: subject,
+                        delivered_seq: row.try_get("delivered_seq")?,
+                        read_seq: row.try_get("read_seq")?,
+                    },
+                    "devices" => AccountEvent::DeviceList { account: subject },
+                    other => return Err(StoreError::Corrupt(format!("account event kind {other:?}"))),
+                };
+                events.push((row.try_get("position")?, event));
+            }
+            Ok(events)
+        }
+
+        async fn to_device_after(&self, device: DeviceId, after: i64, limit: i64) -> Result<Vec<ToDeviceRecord>, StoreError> {
+            Ok(sqlx::query_as(
+                "SELECT seq, message_id, sender_account_id, sender_device_id, ciphertext, sent_at_ms \
+                 FROM to_device_messages WHERE recipient_device_id = $1 AND seq > $2 ORDER BY seq LIMIT $3",
+            )
+            .bind(device.as_uuid())
+            .bind(after)
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await?)
+        }
+
+        async fn commit_acks(&self, device: DeviceId, account: AccountId, acks: &DeviceAcks) -> Result<Vec<Receipt>, StoreError> {
+            let mut conversations = acks.conversations.clone();
+            conversations.sort_unstable();
+            let mut receipts = Vec::new();
+            let mut tx = self.pool.begin().await?;
+            for (conversation, change, message_seq) in conversations {
+                sqlx::query(
+                    "UPDATE device_cursors SET change_seq = $3 \
+                     WHERE device_id = $1 AND conversation_id = $2 AND change_seq < $3",
+                )
+                .bind(device.as_uuid())
+                .bind(conversation.as_uuid())
+                .bind(change)
+                .execute(&mut *tx)
+                .await?;
+                if message_seq > 0
+                    && let Some(receipt) = advance_marks!(tx, conversation, account, message_seq, 0)
+                    && !receipt.notified.is_empty()
+                {
+                    receipts.push(receipt);
+                }
+            }
+            if let Some(position) = acks.account_position {
+                sqlx::query("UPDATE devices SET event_cursor = $2 WHERE id = $1 AND event_cursor < $2")
+                    .bind(device.as_uuid())
+                    .bind(position)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            for id in &acks.to_device {
+                sqlx::query("DELETE FROM to_device_messages WHERE recipient_device_id = $1 AND message_id = $2")
+                    .bind(device.as_uuid())
+                    .bind(id.as_uuid())
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            tx.commit().await?;
+            Ok(receipts)
+        }
+
+        async fn contacts(&self, account: AccountId) -> Result<Vec<AccountId>, StoreError> {
+            Ok(contacts_of!(&self.pool, account))
+        }
+
+        async fn device_list_changed(&self, account: AccountId) -> Result<Vec<AccountId>, StoreError> {
+            let mut tx = self.pool.begin().await?;
+            // Lock the account's own row first (SQLite: take the write lock before reading).
+            sqlx::query("UPDATE accounts SET event_seq = event_seq WHERE id = $1")
+                .bind(account.as_uuid())
+                .execute(&mut *tx)
+                .await?;
+            let recipients = contacts_of!(&mut *tx, account);
+            push_events!(tx, &recipients, &AccountEvent::DeviceList { account });
+            tx.commit().await?;
+            Ok(recipients)
+        }
+
+        async fn revocations_since(&self, since_ms: i64) -> Result<Vec<DeviceId>, StoreError> {
+            let ids: Vec<Uuid> = sqlx::query_scalar("SELECT DISTINCT device_id FROM device_revocations WHERE at_ms >= $1")
+                .bind(since_ms)
+                .fetch_all(&self.pool)
+                .await?;
+            Ok(ids.into_iter().map(DeviceId::from_uuid).collect())
+        }
+
+        async fn prune_revocations(&self, before_ms: i64) -> Result<u64, StoreError> {
+            let done = sqlx::query("DELETE FROM device_revocations WHERE at_ms < $1")
+                .bind(before_ms)
+                .execute(&self.pool)
+                .await?;
+            Ok(done.rows_affected())
+        }
+    }
+}

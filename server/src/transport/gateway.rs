@@ -1,0 +1,349 @@
+//! `GET /v1/gateway`: the WebSocket gateway (docs/gateway.md). Frames are protobuf
+//! (`ClientFrame` / `ServerFrame`); what to send and what an acknowledgement means is decided by
+//! [`crate::services::delivery`]; this module only speaks the wire protocol.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::extract::State;
+use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
+use axum::response::Response;
+use axum::routing::get;
+use kitsulan_proto::v1 as pb;
+use kitsulan_proto::v1::client_frame::Frame as ClientKind;
+use kitsulan_proto::v1::event::Body;
+use kitsulan_proto::v1::server_frame::Frame as ServerKind;
+use prost::Message as _;
+use uuid::Uuid;
+
+use super::grpc::{message, role, seq, to_device_message};
+use crate::ids::ConversationId;
+use crate::services::delivery::{Kick, MAX_UNACKED, Outgoing, Session, Wake};
+use crate::services::{Error, Services};
+
+/// Largest client frame.
+const MAX_FRAME: usize = 16 * 1024;
+/// Time allowed for `Hello`.
+const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
+/// How often a client sends a heartbeat; three intervals of silence close the connection.
+const HEARTBEAT_INTERVAL: Duration = Duration::from_secs(15);
+/// Time allowed for one frame to be written before the client counts as gone.
+const SEND_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Close codes (docs/gateway.md).
+mod close {
+    pub const GOING_AWAY: u16 = 1001;
+    pub const TOO_LARGE: u16 = 1009;
+    pub const INTERNAL: u16 = 1011;
+    pub const UNAUTHENTICATED: u16 = 4001;
+    pub const PROTOCOL: u16 = 4002;
+    pub const SIGNED_OUT: u16 = 4003;
+    pub const SLOW_CONSUMER: u16 = 4008;
+    pub const HEARTBEAT_TIMEOUT: u16 = 4009;
+}
+
+pub fn router(services: Arc<Services>) -> Router {
+    Router::new().route("/v1/gateway", get(upgrade)).with_state(services)
+}
+
+async fn upgrade(State(services): State<Arc<Services>>, ws: WebSocketUpgrade) -> Response {
+    ws.max_message_size(MAX_FRAME).max_frame_size(MAX_FRAME).on_upgrade(move |socket| async move {
+        let mut connection = Connection { socket, last_heard: Instant::now() };
+        if let Some(mut session) = connection.hello(&services).await {
+            connection.run(&mut session).await;
+            session.close().await;
+        }
+    })
+}
+
+struct Connection {
+    socket: WebSocket,
+    last_heard: Instant,
+}
+
+/// How a connection ends from the server's side.
+struct Fatal {
+    reason: &'static str,
+    message: String,
+    code: u16,
+}
+
+impl Fatal {
+    fn new(reason: &'static str, message: impl Into<String>, code: u16) -> Self {
+        Self { reason, message: message.into(), code }
+    }
+
+    fn internal(e: &Error) -> Self {
+        tracing::warn!(error = %e, "gateway session failed");
+        Self::new("INTERNAL", "the server could not continue this connection; reconnect", close::INTERNAL)
+    }
+}
+
+impl Connection {
+    async fn send(&mut self, frame: ServerKind) -> bool {
+        let bytes = pb::ServerFrame { frame: Some(frame) }.encode_to_vec();
+        matches!(
+            tokio::time::timeout(SEND_TIMEOUT, self.socket.send(Message::Binary(bytes.into()))).await,
+            Ok(Ok(()))
+        )
+    }
+
+    async fn refuse(&mut self, reason: &'static str, message: impl Into<String>) -> bool {
+        self.send(ServerKind::Error(pb::GatewayError {
+            reason: reason.into(),
+            message: message.into(),
+            fatal: false,
+        }))
+        .await
+    }
+
+    async fn end(&mut self, fatal: Fatal) {
+        let error = pb::GatewayError { reason: fatal.reason.into(), message: fatal.message, fatal: true };
+        self.send(ServerKind::Error(error)).await;
+        let frame = CloseFrame { code: fatal.code, reason: fatal.reason.into() };
+        let _ = tokio::time::timeout(SEND_TIMEOUT, self.socket.send(Message::Close(Some(frame)))).await;
+    }
+
+    /// Waits for `Hello`, authenticates it and opens the session (after sending `Ready`).
+    async fn hello(&mut self, services: &Services) -> Option<Session> {
+        let hello = match tokio::time::timeout(HELLO_TIMEOUT, self.socket.recv()).await {
+            Err(_) => {
+                self.end(Fatal::new("HELLO_TIMEOUT", "send Hello first", close::PROTOCOL)).await;
+                return None;
+            }
+            Ok(None) => return None,
+            Ok(Some(Err(e))) => {
+                self.end(receive_error(&e)).await;
+                return None;
+            }
+            Ok(Some(Ok(Message::Binary(bytes)))) => match pb::ClientFrame::decode(bytes) {
+                Ok(pb::ClientFrame { frame: Some(ClientKind::Hello(hello)) }) => hello,
+                Ok(_) => {
+                    self.end(Fatal::new("HELLO_REQUIRED", "the first frame must be Hello", close::PROTOCOL))
+                        .await;
+                    return None;
+                }
+                Err(_) => {
+                    self.end(Fatal::new("MALFORMED_FRAME", "not a ClientFrame", close::PROTOCOL)).await;
+                    return None;
+                }
+            },
+            Ok(Some(Ok(_))) => {
+                self.end(Fatal::new("MALFORMED_FRAME", "frames are binary protobuf", close::PROTOCOL)).await;
+                return None;
+            }
+        };
+        let caller = match services.auth.authenticate(&hello.access_token).await {
+            Ok(caller) => caller,
+            Err(e @ Error::Unavailable(_)) => {
+                self.end(Fatal::internal(&e)).await;
+                return None;
+            }
+            Err(e) => {
+                self.end(Fatal::new("UNAUTHENTICATED", e.to_string(), close::UNAUTHENTICATED)).await;
+                return None;
+            }
+        };
+        let resume = hello.resume.and_then(|r| Uuid::parse_str(&r.session_id).ok().map(|id| (id, r.seq)));
+        let opened = match services.delivery.open(&caller, resume).await {
+            Ok(opened) => opened,
+            Err(Error::SessionInvalid) => {
+                self.end(Fatal::new("SIGNED_OUT", "this device was signed out", close::SIGNED_OUT)).await;
+                return None;
+            }
+            Err(e) if e.reason() == "SHUTTING_DOWN" => {
+                self.end(Fatal::new(
+                    "SHUTTING_DOWN",
+                    "the server is restarting; reconnect",
+                    close::GOING_AWAY,
+                ))
+                .await;
+                return None;
+            }
+            Err(e) => {
+                self.end(Fatal::internal(&e)).await;
+                return None;
+            }
+        };
+        let mut session = opened.session;
+        let ready = pb::Ready {
+            session_id: session.id().to_string(),
+            account_id: caller.account_id.to_string(),
+            device_id: caller.device_id.to_string(),
+            heartbeat_interval_ms: HEARTBEAT_INTERVAL.as_millis() as u32,
+            max_unacked: MAX_UNACKED as u32,
+            resumed: opened.resumed,
+            online: opened
+                .online
+                .into_iter()
+                .map(|account| pb::PresenceEvent { account_id: account.to_string(), online: true })
+                .collect(),
+        };
+        if !self.send(ServerKind::Ready(ready)).await {
+            session.close().await;
+            return None;
+        }
+        tracing::debug!(account = %caller.account_id, device = %caller.device_id, session = %session.id(), "gateway ready");
+        Some(session)
+    }
+
+    async fn run(&mut self, session: &mut Session) {
+        let mut heartbeat = tokio::time::interval(HEARTBEAT_INTERVAL);
+        heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            // Send everything that is ready (up to the unacknowledged window).
+            loop {
+                match session.next_event().await {
+                    Ok(Some((seq, event))) => {
+                        if !self.send(ServerKind::Event(pb::Event { seq, body: Some(body(event)) })).await {
+                            return;
+                        }
+                    }
+                    Ok(None) => break,
+                    Err(e) => return self.end(Fatal::internal(&e)).await,
+                }
+            }
+            let notices = session.window_open();
+            tokio::select! {
+                biased;
+                frame = self.socket.recv() => {
+                    self.last_heard = Instant::now();
+                    match frame {
+                        None | Some(Ok(Message::Close(_))) => return,
+                        Some(Err(e)) => return self.end(receive_error(&e)).await,
+                        Some(Ok(Message::Binary(bytes))) => {
+                            if let Err(fatal) = self.handle(session, &bytes).await {
+                                return self.end(fatal).await;
+                            }
+                        }
+                        Some(Ok(Message::Text(_))) => {
+                            if !self.refuse("MALFORMED_FRAME", "frames are binary protobuf").await {
+                                return;
+                            }
+                        }
+                        Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
+                    }
+                }
+                wake = session.wait(notices) => match wake {
+                    Wake::Notice(notice) => session.absorb(&notice),
+                    Wake::Kick(why) => return self.end(kicked(why)).await,
+                },
+                _ = heartbeat.tick() => {
+                    if self.last_heard.elapsed() > 3 * HEARTBEAT_INTERVAL {
+                        return self.end(Fatal::new("HEARTBEAT_TIMEOUT", "no heartbeat", close::HEARTBEAT_TIMEOUT)).await;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Handles one client frame after `Ready`. Refusals that leave the connection open are
+    /// sent here; an `Err` ends it.
+    async fn handle(&mut self, session: &mut Session, bytes: &[u8]) -> Result<(), Fatal> {
+        let sent = match pb::ClientFrame::decode(bytes).ok().and_then(|f| f.frame) {
+            None => self.refuse("MALFORMED_FRAME", "not a ClientFrame").await,
+            Some(ClientKind::Hello(_)) => {
+                self.refuse("ALREADY_READY", "this connection is already ready").await
+            }
+            Some(ClientKind::Heartbeat(h)) => {
+                self.send(ServerKind::HeartbeatAck(pb::HeartbeatAck { nonce: h.nonce })).await
+            }
+            Some(ClientKind::Ack(ack)) => match session.ack(ack.seq).await {
+                Ok(Ok(())) => true,
+                Ok(Err(future)) => {
+                    let message =
+                        format!("event {} was not sent; the last one is {}", ack.seq, future.last_sent);
+                    self.refuse("ACK_IN_FUTURE", message).await
+                }
+                Err(e) => return Err(Fatal::internal(&e)),
+            },
+            Some(ClientKind::Typing(typing)) => {
+                let conversation = typing.conversation_id.parse::<ConversationId>();
+                match conversation {
+                    Err(_) => self.refuse("NOT_A_MEMBER", "no such conversation").await,
+                    Ok(conversation) => match session.typing(conversation, typing.typing).await {
+                        Ok(true) => true,
+                        Ok(false) => self.refuse("NOT_A_MEMBER", "no such conversation").await,
+                        Err(Error::LimitExceeded { message, .. }) => {
+                            self.refuse("RATE_LIMITED", message).await
+                        }
+                        Err(e) => return Err(Fatal::internal(&e)),
+                    },
+                }
+            }
+        };
+        if sent { Ok(()) } else { Err(Fatal::new("GONE", "the client stopped reading", close::GOING_AWAY)) }
+    }
+}
+
+fn kicked(why: Kick) -> Fatal {
+    match why {
+        Kick::SignedOut => Fatal::new("SIGNED_OUT", "this device was signed out", close::SIGNED_OUT),
+        Kick::SlowConsumer => {
+            Fatal::new("SLOW_CONSUMER", "too many events waiting; reconnect to resume", close::SLOW_CONSUMER)
+        }
+        Kick::ShuttingDown => {
+            Fatal::new("SHUTTING_DOWN", "the server is restarting; reconnect", close::GOING_AWAY)
+        }
+    }
+}
+
+fn receive_error(e: &axum::Error) -> Fatal {
+    let text = e.to_string();
+    if text.contains("too long") || text.contains("Space limit") || text.contains("size") {
+        Fatal::new(
+            "FRAME_TOO_LARGE",
+            format!("frames are at most {} KiB", MAX_FRAME / 1024),
+            close::TOO_LARGE,
+        )
+    } else {
+        Fatal::new("MALFORMED_FRAME", text, close::PROTOCOL)
+    }
+}
+
+fn body(event: Outgoing) -> Body {
+    match event {
+        Outgoing::Message(m) => {
+            let change = if m.deleted_at_ms != 0 {
+                pb::MessageChange::Deleted
+            } else if m.edited_at_ms != 0 {
+                pb::MessageChange::Edited
+            } else {
+                pb::MessageChange::New
+            };
+            Body::Message(pb::MessageEvent {
+                message: Some(message(Arc::unwrap_or_clone(m))),
+                change: change.into(),
+            })
+        }
+        Outgoing::Member { conversation, account, role: r } => Body::Member(pb::MemberEvent {
+            conversation_id: conversation.to_string(),
+            account_id: account.to_string(),
+            role: r.map(role).unwrap_or(pb::MemberRole::Unspecified).into(),
+            removed: r.is_none(),
+        }),
+        Outgoing::Receipt { conversation, account, delivered_seq, read_seq, unread_count } => {
+            Body::Receipt(pb::ReceiptEvent {
+                conversation_id: conversation.to_string(),
+                account_id: account.to_string(),
+                delivered_seq: seq(delivered_seq),
+                read_seq: seq(read_seq),
+                unread_count: unread_count.map_or(0, |n| u32::try_from(n).unwrap_or(u32::MAX)),
+            })
+        }
+        Outgoing::DeviceList(account) => {
+            Body::DeviceList(pb::DeviceListEvent { account_id: account.to_string() })
+        }
+        Outgoing::ToDevice(m) => Body::ToDevice(to_device_message(m)),
+        Outgoing::Typing { conversation, account, typing } => Body::Typing(pb::TypingEvent {
+            conversation_id: conversation.to_string(),
+            account_id: account.to_string(),
+            typing,
+        }),
+        Outgoing::Presence { account, online } => {
+            Body::Presence(pb::PresenceEvent { account_id: account.to_string(), online })
+        }
+        Outgoing::SyncComplete => Body::SyncComplete(pb::SyncComplete {}),
+    }
+}
