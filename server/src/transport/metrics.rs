@@ -15,9 +15,12 @@ use axum::response::Response;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::metrics::info::Info;
 use prometheus_client::registry::Registry;
+
+use crate::services::Hub;
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
 struct RequestLabels {
@@ -40,11 +43,14 @@ pub struct Metrics {
     requests: Family<RequestLabels, Counter>,
     latency: LatencyFamily,
     grpc_methods: HashSet<String>,
+    gateway_sessions: Gauge,
+    hub: Arc<Hub>,
 }
 
 impl Metrics {
-    /// A registry that knows the given gRPC method paths (`/package.Service/Method`).
-    pub fn new(grpc_methods: HashSet<String>) -> Self {
+    /// A registry that knows the given gRPC method paths (`/package.Service/Method`) and reads
+    /// the gateway's sessions from `hub`.
+    pub fn new(grpc_methods: HashSet<String>, hub: Arc<Hub>) -> Self {
         let mut registry = Registry::with_prefix("kitsulan");
         registry.register(
             "build",
@@ -60,11 +66,18 @@ impl Metrics {
             "Time from request to response headers",
             latency.clone(),
         );
-        Self { registry, requests, latency, grpc_methods }
+        let gateway_sessions = Gauge::default();
+        registry.register(
+            "gateway_sessions",
+            "Gateway WebSocket sessions open on this node",
+            gateway_sessions.clone(),
+        );
+        Self { registry, requests, latency, grpc_methods, gateway_sessions, hub }
     }
 
     /// The registry in Prometheus/OpenMetrics text format.
     pub fn render(&self) -> Result<String, std::fmt::Error> {
+        self.gateway_sessions.set(i64::try_from(self.hub.sessions()).unwrap_or(i64::MAX));
         let mut text = String::new();
         prometheus_client::encoding::text::encode(&mut text, &self.registry)?;
         Ok(text)

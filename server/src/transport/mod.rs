@@ -30,7 +30,7 @@ pub struct Options {
 /// Builds the full router: gRPC (+ gRPC-Web), HTTP endpoints, the PWA as fallback, metrics
 /// around all of it. Returns the handle that flips gRPC health on shutdown.
 pub async fn router(services: Arc<Services>, options: Options) -> anyhow::Result<(Router, HealthHandle)> {
-    let metrics = Arc::new(Metrics::new(grpc::known_methods()?));
+    let metrics = Arc::new(Metrics::new(grpc::known_methods()?, services.delivery.hub().clone()));
     let context =
         grpc::Context { services: services.clone(), trust_forwarded_for: options.trust_forwarded_for };
     let (grpc, health) = grpc::router(context).await?;
