@@ -321,7 +321,8 @@ pub fn documented_code(reason: &str) -> Option<Code> {
         | "USE_LEAVE"
         | "SESSION_ID_INVALID"
         | "LIMIT_INVALID"
-        | "SEQ_INVALID" => Code::InvalidArgument,
+        | "SEQ_INVALID"
+        | "SEQ_IN_FUTURE" => Code::InvalidArgument,
         "USERNAME_TAKEN" | "EMAIL_TAKEN" | "MESSAGE_ID_TAKEN" => Code::AlreadyExists,
         "INVALID_CREDENTIALS"
         | "TOTP_REQUIRED"

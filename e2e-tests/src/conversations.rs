@@ -365,6 +365,23 @@ impl E2eeDevice {
         plaintext: &[u8],
         reply_to: &str,
     ) -> anyhow::Result<Posted> {
+        let encrypted = self.prepare_message(conversation_id, plaintext).await?;
+        let message = self
+            .client
+            .send_message(encrypted.send_request(reply_to))
+            .await
+            .with_context(|| format!("SendMessage into {conversation_id}"))?;
+        Ok(Posted { encrypted, message })
+    }
+
+    /// [`E2eeDevice::send_prepared`] without the `SendMessage`: rotates and shares as needed
+    /// and encrypts, so the caller can send (and, after a failure, resend with the same id and
+    /// ciphertext: sends are idempotent). If sharing fails, nothing was encrypted: call again.
+    pub async fn prepare_message(
+        &mut self,
+        conversation_id: &str,
+        plaintext: &[u8],
+    ) -> anyhow::Result<Encrypted> {
         let recipients = match self.conversations.recipients.get(conversation_id) {
             Some(recipients) => recipients.clone(),
             None => self.refresh_conversation(conversation_id).await?,
@@ -374,13 +391,7 @@ impl E2eeDevice {
             self.rotate_slot(slot);
         }
         self.share_slot_key(slot, &recipients).await?;
-        let encrypted = self.encrypt_for_conversation(conversation_id, plaintext);
-        let message = self
-            .client
-            .send_message(encrypted.send_request(reply_to))
-            .await
-            .with_context(|| format!("SendMessage into {conversation_id}"))?;
-        Ok(Posted { encrypted, message })
+        Ok(self.encrypt_for_conversation(conversation_id, plaintext))
     }
 
     /// What an app does to post into a conversation: refresh its members and their devices,

@@ -250,6 +250,9 @@ pub struct E2eeDevice {
     pub(crate) inbound: HashMap<(String, String), Inbound>,
     /// Conversation state kept by [`crate::conversations`] (members, replay record).
     pub(crate) conversations: crate::conversations::ConversationState,
+    /// Ids of the to-device messages already taken (they may come both from `FetchToDevice`
+    /// and from the gateway, and an Olm message decrypts only once).
+    to_device_taken: HashSet<String>,
 }
 
 /// An outbound Megolm session and the devices it was shared with.
@@ -311,6 +314,7 @@ impl E2eeDevice {
             outbound_keys: vec![first_key],
             inbound: HashMap::new(),
             conversations: Default::default(),
+            to_device_taken: HashSet::new(),
         };
         let own = device.account_id().to_owned();
         device.pinned.insert(own, device.account_key.public_key());
@@ -768,17 +772,37 @@ impl E2eeDevice {
                 break;
             }
             let ids = messages.iter().map(|m| m.message_id.clone()).collect();
-            for message in messages {
-                if let Err(e) = self.take(&message, &mut inbox).await {
-                    inbox.failures.push((message.message_id.clone(), format!("{e:#}")));
-                }
-            }
+            self.take_all(&messages, &mut inbox).await;
             self.ack(ids).await.context("AckToDevice")?;
             if !more {
                 break;
             }
         }
         Ok(inbox)
+    }
+
+    /// Takes to-device messages that arrived some other way (over the gateway, see
+    /// [`crate::gateway`]) as [`E2eeDevice::receive`] takes those it fetches: room keys are
+    /// imported, Megolm messages decrypted. A message already taken (by id) is skipped; one
+    /// that failed is tried again when offered again.
+    pub async fn receive_to_device(&mut self, messages: &[ToDeviceMessage]) -> Inbox {
+        let mut inbox = Inbox::default();
+        self.take_all(messages, &mut inbox).await;
+        inbox
+    }
+
+    async fn take_all(&mut self, messages: &[ToDeviceMessage], inbox: &mut Inbox) {
+        for message in messages {
+            if !self.to_device_taken.insert(message.message_id.clone()) {
+                continue;
+            }
+            if let Err(e) = self.take(message, inbox).await {
+                // Not taken: offered again, it is tried again (the failure may have been the
+                // server's being away while the sender's devices were looked up).
+                self.to_device_taken.remove(&message.message_id);
+                inbox.failures.push((message.message_id.clone(), format!("{e:#}")));
+            }
+        }
     }
 
     async fn take(&mut self, message: &ToDeviceMessage, inbox: &mut Inbox) -> anyhow::Result<()> {

@@ -8,12 +8,14 @@
 //! - [`totp`]: the authenticator app.
 //! - [`e2ee`]: a device doing end-to-end encryption (keys, Olm, Megolm, pairing).
 //! - [`conversations`]: conversations and their E2EE messages (sending, history, decrypting).
+//! - [`gateway`]: the real-time gateway (WebSocket client, live inbox with dedupe and resume).
 //! - [`scan`]: searching the server's storage for plaintexts and private keys.
 
 pub mod admin;
 pub mod client;
 pub mod conversations;
 pub mod e2ee;
+pub mod gateway;
 pub mod postgres;
 pub mod scan;
 pub mod server;

@@ -1,6 +1,8 @@
 //! [`TestServer`]: the real `kitsulan` binary, started on `127.0.0.1:0` with a temporary data
 //! dir, ready once it logs the address it listens on, killed when dropped. Its log is kept and
-//! printed if the test fails.
+//! printed if the test fails. [`TestServer::kill`] stops it with SIGKILL and
+//! [`TestServer::restart`] starts it again on the same data dir and database (on a new port:
+//! clients reconnect to the new [`TestServer::url`]).
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -33,6 +35,10 @@ pub struct TestServer {
     /// `DATABASE_URL` when not SQLite, and the test's settings: `kitsulan admin` gets the same.
     pub(crate) database_url: Option<String>,
     pub(crate) env: Vec<(String, String)>,
+    /// The arguments after `serve`, for a restart.
+    args: Vec<String>,
+    /// Index in `log` of the first line of the current process.
+    log_from: usize,
     _database: Option<TestDatabase>,
 }
 
@@ -109,47 +115,8 @@ impl TestServer {
             }
             Database::Url(ref url) => (Some(url.clone()), None),
         };
-        let mut cmd = Command::new(binary()?);
-        // Settings from the developer's shell must not leak into the server under test.
-        for (key, _) in std::env::vars() {
-            if key.starts_with("KITSULAN_") || key == "DATABASE_URL" {
-                cmd.env_remove(&key);
-            }
-        }
-        cmd.arg("serve")
-            .args(&options.args)
-            // The data dir is the working directory: a `.env` there is the server's own.
-            .current_dir(data_dir.path())
-            .env("KITSULAN_DATA_DIR", data_dir.path())
-            .env("KITSULAN_LISTEN", "127.0.0.1:0")
-            .env("KITSULAN_LOG_FORMAT", "json")
-            .env("KITSULAN_LOG", "info")
-            .env("KITSULAN_SHUTDOWN_GRACE_SECONDS", "10")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true);
-        if let Some(url) = &url {
-            cmd.env("DATABASE_URL", url);
-        }
-        for (key, value) in &options.env {
-            cmd.env(key, value);
-        }
-        let mut child = cmd.spawn().context("cannot start kitsulan")?;
         let log = Arc::new(Mutex::new(Vec::new()));
-        let streams: [Option<Box<dyn tokio::io::AsyncRead + Send + Unpin>>; 2] =
-            [child.stderr.take().map(|s| Box::new(s) as _), child.stdout.take().map(|s| Box::new(s) as _)];
-        for stream in streams.into_iter().flatten() {
-            let log = log.clone();
-            tokio::spawn(async move {
-                let mut lines = BufReader::new(stream).lines();
-                while let Ok(Some(line)) = lines.next_line().await {
-                    if let Ok(mut log) = log.lock() {
-                        log.push(line);
-                    }
-                }
-            });
-        }
+        let child = spawn(data_dir.path(), url.as_deref(), &options.args, &options.env, &log)?;
         let mut server = Self {
             child,
             addr: SocketAddr::from(([127, 0, 0, 1], 0)),
@@ -157,21 +124,61 @@ impl TestServer {
             log,
             database_url: url,
             env: options.env,
+            args: options.args,
+            log_from: 0,
             _database: owned,
         };
         server.wait_ready().await?;
         Ok(server)
     }
 
+    /// Kills the process with SIGKILL (no shutdown at all, as `kill -9` does) and waits until
+    /// it is gone.
+    pub async fn kill(&mut self) -> anyhow::Result<()> {
+        if self.is_running() {
+            self.child.start_kill().context("kill -9 kitsulan")?;
+        }
+        tokio::time::timeout(Duration::from_secs(30), self.child.wait())
+            .await
+            .context("kitsulan did not die within 30 s of SIGKILL")??;
+        Ok(())
+    }
+
+    /// Starts the server again (after [`Self::kill`], or killing it first if it still runs) on
+    /// the same data dir, database and settings, and waits until it listens. It gets a new
+    /// port: [`Self::url`] changes.
+    pub async fn restart(&mut self) -> anyhow::Result<()> {
+        self.kill().await?;
+        if let Ok(mut log) = self.log.lock() {
+            log.push("---- restarted by the test ----".to_owned());
+            self.log_from = log.len();
+        }
+        self.child =
+            spawn(self.data_dir.path(), self.database_url.as_deref(), &self.args, &self.env, &self.log)?;
+        self.addr = SocketAddr::from(([127, 0, 0, 1], 0));
+        self.wait_ready().await
+    }
+
+    /// `DATABASE_URL` of the server (`None` for SQLite): a second node shares it.
+    pub fn database_url(&self) -> Option<&str> {
+        self.database_url.as_deref()
+    }
+
     /// Waits for the "listening" log line and takes the address from it.
     async fn wait_ready(&mut self) -> anyhow::Result<()> {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
         loop {
-            if let Some(addr) = self.find_log(|event| {
-                (event.get("message")?.as_str()? == "listening")
-                    .then(|| event.get("addr")?.as_str()?.parse().ok())
-                    .flatten()
-            }) {
+            let listening = self.log.lock().ok().and_then(|log| {
+                log.iter()
+                    .skip(self.log_from)
+                    .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+                    .find_map(|event| {
+                        (event.get("message")?.as_str()? == "listening")
+                            .then(|| event.get("addr")?.as_str()?.parse().ok())
+                            .flatten()
+                    })
+            });
+            if let Some(addr) = listening {
                 self.addr = addr;
                 return Ok(());
             }
@@ -238,6 +245,58 @@ impl TestServer {
             .with_context(|| format!("kitsulan did not exit within {timeout:?}:\n{}", self.log_text()))?
             .context("waiting for kitsulan")
     }
+}
+
+/// Starts `kitsulan serve` in `data_dir` with exactly the given settings (nothing from the
+/// developer's shell), its output collected into `log`.
+fn spawn(
+    data_dir: &Path,
+    url: Option<&str>,
+    args: &[String],
+    env: &[(String, String)],
+    log: &Arc<Mutex<Vec<String>>>,
+) -> anyhow::Result<Child> {
+    let mut cmd = Command::new(binary()?);
+    // Settings from the developer's shell must not leak into the server under test.
+    for (key, _) in std::env::vars() {
+        if key.starts_with("KITSULAN_") || key == "DATABASE_URL" {
+            cmd.env_remove(&key);
+        }
+    }
+    cmd.arg("serve")
+        .args(args)
+        // The data dir is the working directory: a `.env` there is the server's own.
+        .current_dir(data_dir)
+        .env("KITSULAN_DATA_DIR", data_dir)
+        .env("KITSULAN_LISTEN", "127.0.0.1:0")
+        .env("KITSULAN_LOG_FORMAT", "json")
+        .env("KITSULAN_LOG", "info")
+        .env("KITSULAN_SHUTDOWN_GRACE_SECONDS", "10")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    if let Some(url) = url {
+        cmd.env("DATABASE_URL", url);
+    }
+    for (key, value) in env {
+        cmd.env(key, value);
+    }
+    let mut child = cmd.spawn().context("cannot start kitsulan")?;
+    let streams: [Option<Box<dyn tokio::io::AsyncRead + Send + Unpin>>; 2] =
+        [child.stderr.take().map(|s| Box::new(s) as _), child.stdout.take().map(|s| Box::new(s) as _)];
+    for stream in streams.into_iter().flatten() {
+        let log = log.clone();
+        tokio::spawn(async move {
+            let mut lines = BufReader::new(stream).lines();
+            while let Ok(Some(line)) = lines.next_line().await {
+                if let Ok(mut log) = log.lock() {
+                    log.push(line);
+                }
+            }
+        });
+    }
+    Ok(child)
 }
 
 impl Drop for TestServer {

@@ -1162,11 +1162,12 @@ async fn unread_counts(database: Database) {
     let alice_member = seen.members.iter().find(|m| m.account_id == alice_id).unwrap();
     assert_eq!((alice_member.read_seq, seen.unread_count), (2, 1));
 
-    // Never backwards; capped at the newest message.
-    for (seq, read_seq, unread_count) in [(1, 2, 1), (0, 2, 1), (2, 2, 1), (1000, 3, 0)] {
+    // Never backwards; never past the newest message (docs/conversations.md).
+    for (seq, read_seq, unread_count) in [(1, 2, 1), (0, 2, 1), (2, 2, 1), (3, 3, 0)] {
         let read = phone.client.mark_read(&direct.id, seq).await.unwrap();
         assert_eq!((read.read_seq, read.unread_count), (read_seq, unread_count), "MarkRead({seq})");
     }
+    assert_refused(phone.client.mark_read(&direct.id, 1000).await, "SEQ_IN_FUTURE");
     assert_eq!(unread(&laptop.client, &direct.id).await, 0);
 
     // Alice's own message is not unread for her; it is for Bob.

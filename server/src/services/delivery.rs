@@ -133,8 +133,9 @@ struct HubState {
     by_conversation: HashMap<ConversationId, HashSet<u64>>,
     /// Nodes on which each account has a connection (from presence notices).
     online: HashMap<AccountId, HashSet<Uuid>>,
-    /// Closed sessions' unacknowledged events, for a `ResumePoint`.
+    /// Closed sessions' unacknowledged events, for a `ResumePoint`, and their ids oldest first.
     recent: HashMap<Uuid, Recent>,
+    recent_order: VecDeque<Uuid>,
     shutting_down: bool,
 }
 
@@ -143,6 +144,33 @@ struct Entry {
     conversations: HashSet<ConversationId>,
     tx: mpsc::Sender<Arc<Notice>>,
     kick: watch::Sender<Option<Kick>>,
+}
+
+impl HubState {
+    fn remember(&mut self, session: Uuid, recent: Recent) {
+        self.forget_old_sessions();
+        while self.recent_order.len() >= MAX_RECENT {
+            if let Some(oldest) = self.recent_order.pop_front() {
+                self.recent.remove(&oldest);
+            }
+        }
+        self.recent.insert(session, recent);
+        self.recent_order.push_back(session);
+    }
+
+    fn forget_old_sessions(&mut self) {
+        let now = Instant::now();
+        while let Some(oldest) = self.recent_order.front() {
+            match self.recent.get(oldest) {
+                Some(r) if now.duration_since(r.closed_at) < RESUME_WINDOW => break,
+                _ => {
+                    if let Some(id) = self.recent_order.pop_front() {
+                        self.recent.remove(&id);
+                    }
+                }
+            }
+        }
+    }
 }
 
 struct Recent {
@@ -349,8 +377,7 @@ impl Delivery {
             );
             state.by_account.entry(caller.account_id).or_default().insert(key);
             state.by_device.entry(caller.device_id).or_default().insert(key);
-            let now = Instant::now();
-            state.recent.retain(|_, r| now.duration_since(r.closed_at) < RESUME_WINDOW);
+            state.forget_old_sessions();
             let stashed = resume
                 .and_then(|(session, seq)| state.recent.remove(&session).map(|r| (r, seq)))
                 .filter(|(r, _)| r.device == caller.device_id);
@@ -762,18 +789,9 @@ impl Session {
             state.sessions.remove(&self.key);
             remove_key(&mut state.by_device, self.device, self.key);
             let last_here = remove_key(&mut state.by_account, self.account, self.key);
-            if !self.pending.is_empty() {
-                if state.recent.len() >= MAX_RECENT
-                    && let Some(oldest) =
-                        state.recent.iter().min_by_key(|(_, r)| r.closed_at).map(|(k, _)| *k)
-                {
-                    state.recent.remove(&oldest);
-                }
-                let pending = std::mem::take(&mut self.pending);
-                state
-                    .recent
-                    .insert(self.id, Recent { device: self.device, closed_at: Instant::now(), pending });
-            }
+            // Kept even when everything was acknowledged, so the next connection knows it resumed.
+            let pending = std::mem::take(&mut self.pending);
+            state.remember(self.id, Recent { device: self.device, closed_at: Instant::now(), pending });
             last_here
         };
         if last_here {
