@@ -327,10 +327,10 @@ pub(super) use decode_all;
 /// with `announce`, so do the others). Evaluates to the accounts actually added.
 macro_rules! join_members {
     ($tx:expr, $id:expr, $accounts:expr, $now_ms:expr, $announce:expr) => {{
-        let mut added: Vec<AccountId> = Vec::new();
-        for (account, role) in $accounts {
-            let account: AccountId = *account;
-            let role: Role = *role;
+        let joining: &[(AccountId, Role)] = $accounts;
+        crate::store::delivery::lock_memberships!($tx, joining.iter().map(|(a, _)| *a).collect());
+        let mut added: Vec<(AccountId, Role)> = Vec::new();
+        for (account, role) in joining {
             let inserted = sqlx::query(
                 "INSERT INTO conversation_members (conversation_id, account_id, role, joined_at_ms) \
                  VALUES ($1, $2, $3, $4) ON CONFLICT (conversation_id, account_id) DO NOTHING",
@@ -352,16 +352,17 @@ macro_rules! join_members {
                 .bind(account.as_uuid())
                 .execute(&mut *$tx)
                 .await?;
-                added.push(account);
+                added.push((*account, *role));
             }
         }
         let everyone: Vec<AccountId> = if $announce { member_ids!($tx, $id) } else { Vec::new() };
-        for account in &added {
-            let role = $accounts.iter().find(|(a, _)| a == account).map(|(_, r)| *r);
-            let event = AccountEvent::Member { conversation: $id, account: *account, role };
-            let recipients: Vec<AccountId> = if $announce { everyone.clone() } else { vec![*account] };
-            crate::store::delivery::push_events!($tx, &recipients, &event);
+        let mut events = Vec::new();
+        for (account, role) in &added {
+            let event = AccountEvent::Member { conversation: $id, account: *account, role: Some(*role) };
+            let recipients: &[AccountId] = if $announce { &everyone } else { std::slice::from_ref(account) };
+            events.extend(crate::store::delivery::to_all(recipients, &event));
         }
+        crate::store::delivery::push_events!($tx, events);
         added
     }};
 }
@@ -511,6 +512,7 @@ impl_for_backends! {
 
         async fn remove_member(&self, id: ConversationId, account: AccountId) -> Result<bool, StoreError> {
             let mut tx = self.pool.begin().await?;
+            crate::store::delivery::lock_memberships!(tx, vec![account]);
             let removed = sqlx::query(
                 "DELETE FROM conversation_members WHERE conversation_id = $1 AND account_id = $2 RETURNING role",
             )
@@ -543,18 +545,19 @@ impl_for_backends! {
             } else {
                 None
             };
+            let mut events = Vec::new();
             if let Some(owner) = new_owner {
                 let event = AccountEvent::Member {
                     conversation: id,
                     account: AccountId::from_uuid(owner),
                     role: Some(Role::Owner),
                 };
-                crate::store::delivery::push_events!(tx, &recipients, &event);
+                events.extend(crate::store::delivery::to_all(&recipients, &event));
             }
             recipients.push(account);
-            recipients.sort_unstable();
             let event = AccountEvent::Member { conversation: id, account, role: None };
-            crate::store::delivery::push_events!(tx, &recipients, &event);
+            events.extend(crate::store::delivery::to_all(&recipients, &event));
+            crate::store::delivery::push_events!(tx, events);
             tx.commit().await?;
             Ok(true)
         }
@@ -572,7 +575,7 @@ impl_for_backends! {
             }
             let recipients = member_ids!(tx, id);
             let event = AccountEvent::Member { conversation: id, account, role: Some(role) };
-            crate::store::delivery::push_events!(tx, &recipients, &event);
+            crate::store::delivery::push_events!(tx, crate::store::delivery::to_all(&recipients, &event));
             tx.commit().await?;
             Ok(true)
         }
@@ -722,6 +725,9 @@ impl_for_backends! {
         ) -> Result<Option<Receipt>, StoreError> {
             let mut tx = self.pool.begin().await?;
             let receipt = crate::store::delivery::advance_marks!(tx, conversation, account, seq, seq);
+            if let Some(receipt) = &receipt {
+                crate::store::delivery::push_events!(tx, receipt.events());
+            }
             tx.commit().await?;
             Ok(receipt)
         }

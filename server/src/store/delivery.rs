@@ -93,6 +93,40 @@ pub struct DeviceAcks {
     pub to_device: Vec<MessageId>,
 }
 
+/// `event` for each of `recipients`.
+pub(super) fn to_all(recipients: &[AccountId], event: &AccountEvent) -> Vec<(AccountId, AccountEvent)> {
+    recipients.iter().map(|r| (*r, event.clone())).collect()
+}
+
+/// The key of an account's advisory lock (PostgreSQL): its id's random low half.
+pub(super) fn advisory_key(account: AccountId) -> i64 {
+    let bytes = account.as_uuid().into_bytes();
+    let mut low = [0u8; 8];
+    low.copy_from_slice(&bytes[8..]);
+    i64::from_be_bytes(low)
+}
+
+/// PostgreSQL: serialises the transactions that change which devices follow which conversations
+/// of an account (making and deleting devices, joining and leaving), so neither misses the
+/// other's rows. Taken first in those transactions, before any row lock; several accounts in id
+/// order. SQLite runs one writer at a time anyway.
+macro_rules! lock_memberships {
+    ($tx:expr, $accounts:expr) => {
+        if Self::BACKEND == $crate::store::Backend::Postgres {
+            let mut accounts: Vec<AccountId> = $accounts;
+            accounts.sort_unstable();
+            accounts.dedup();
+            for account in accounts {
+                sqlx::query("SELECT pg_advisory_xact_lock($1)")
+                    .bind($crate::store::delivery::advisory_key(account))
+                    .execute(&mut *$tx)
+                    .await?;
+            }
+        }
+    };
+}
+pub(super) use lock_memberships;
+
 /// A member's marks after a change, and the accounts told about it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Receipt {
@@ -104,16 +138,32 @@ pub struct Receipt {
     pub delivered_seq: i64,
     /// Read mark.
     pub read_seq: i64,
-    /// Accounts whose streams got the receipt (empty when nothing moved).
+    /// Accounts whose streams get the receipt (empty when nothing moved).
     pub notified: Vec<AccountId>,
 }
 
-/// Appends `event` to the stream of each account in `recipients` (sorted, so concurrent
-/// transactions lock account rows in one order) inside a transaction.
+impl Receipt {
+    /// The receipt event for each notified account.
+    pub(super) fn events(&self) -> Vec<(AccountId, AccountEvent)> {
+        let event = AccountEvent::Receipt {
+            conversation: self.conversation_id,
+            account: self.account_id,
+            delivered_seq: self.delivered_seq,
+            read_seq: self.read_seq,
+        };
+        to_all(&self.notified, &event)
+    }
+}
+
+/// Appends events to account streams inside a transaction: `(recipient, event)` pairs, written
+/// in one pass in account order. Every transaction locks account rows this way, last and in
+/// one order, so concurrent ones (PostgreSQL) never wait on each other in a cycle.
 macro_rules! push_events {
-    ($tx:expr, $recipients:expr, $event:expr) => {{
-        let (kind, conversation, subject, role, delivered, read) = $event.columns();
-        for recipient in $recipients {
+    ($tx:expr, $pairs:expr) => {{
+        let mut pairs: Vec<($crate::ids::AccountId, $crate::store::AccountEvent)> = $pairs;
+        pairs.sort_by_key(|(recipient, _)| *recipient);
+        for (recipient, event) in &pairs {
+            let (kind, conversation, subject, role, delivered, read) = event.columns();
             let position: Option<i64> = sqlx::query_scalar(
                 "UPDATE accounts SET event_seq = event_seq + 1 WHERE id = $1 RETURNING event_seq",
             )
@@ -144,9 +194,9 @@ macro_rules! push_events {
 pub(super) use push_events;
 
 /// Moves a member's delivered and read marks up (never down, and delivered never below read)
-/// inside a transaction, and tells the senders of the messages newly covered and, when the
-/// read mark moved, the reader's own devices. Evaluates to `Option<Receipt>` (`None`: not a
-/// member).
+/// inside a transaction. Evaluates to `Option<Receipt>` (`None`: not a member) naming the
+/// senders of the messages newly delivered or read and, when the read mark moved, the reader
+/// (for their other devices); the caller pushes [`Receipt::events`].
 macro_rules! advance_marks {
     ($tx:expr, $conversation:expr, $account:expr, $delivered:expr, $read:expr) => {{
         let conversation: ConversationId = $conversation;
@@ -177,15 +227,17 @@ macro_rules! advance_marks {
                     .bind(read_seq)
                     .execute(&mut *$tx)
                     .await?;
-                    let from = if read_seq > old_read { old_read } else { old_delivered };
                     let senders: Vec<Uuid> = sqlx::query_scalar(
                         "SELECT DISTINCT sender_account_id FROM messages WHERE conversation_id = $1 \
-                         AND seq > $2 AND seq <= $3 AND sender_account_id <> $4",
+                         AND sender_account_id <> $2 \
+                         AND ((seq > $3 AND seq <= $4) OR (seq > $5 AND seq <= $6))",
                     )
                     .bind(conversation.as_uuid())
-                    .bind(from)
-                    .bind(delivered_seq)
                     .bind(account.as_uuid())
+                    .bind(old_read)
+                    .bind(read_seq)
+                    .bind(old_delivered)
+                    .bind(delivered_seq)
                     .fetch_all(&mut *$tx)
                     .await?;
                     notified = senders.into_iter().map(AccountId::from_uuid).collect();
@@ -193,8 +245,6 @@ macro_rules! advance_marks {
                         notified.push(account);
                     }
                     notified.sort_unstable();
-                    let event = AccountEvent::Receipt { conversation, account, delivered_seq, read_seq };
-                    $crate::store::delivery::push_events!($tx, &notified, &event);
                 }
                 Some(Receipt {
                     conversation_id: conversation,
@@ -235,11 +285,8 @@ macro_rules! announce_devices {
     ($tx:expr, $account:expr) => {{
         let account: AccountId = $account;
         let recipients = $crate::store::delivery::contacts_of!(&mut *$tx, account);
-        $crate::store::delivery::push_events!(
-            $tx,
-            &recipients,
-            &$crate::store::AccountEvent::DeviceList { account }
-        );
+        let event = $crate::store::AccountEvent::DeviceList { account };
+        $crate::store::delivery::push_events!($tx, $crate::store::delivery::to_all(&recipients, &event));
     }};
 }
 pub(super) use announce_devices;
@@ -397,7 +444,7 @@ impl_for_backends! {
         async fn commit_acks(&self, device: DeviceId, account: AccountId, acks: &DeviceAcks) -> Result<Vec<Receipt>, StoreError> {
             let mut conversations = acks.conversations.clone();
             conversations.sort_unstable();
-            let mut receipts = Vec::new();
+            let mut receipts: Vec<Receipt> = Vec::new();
             let mut tx = self.pool.begin().await?;
             for (conversation, change, message_seq) in conversations {
                 sqlx::query(
@@ -423,6 +470,8 @@ impl_for_backends! {
                     .execute(&mut *tx)
                     .await?;
             }
+            // Member rows first (above, in conversation order), account rows last.
+            push_events!(tx, receipts.iter().flat_map(Receipt::events).collect());
             for id in &acks.to_device {
                 sqlx::query("DELETE FROM to_device_messages WHERE recipient_device_id = $1 AND message_id = $2")
                     .bind(device.as_uuid())
@@ -446,7 +495,7 @@ impl_for_backends! {
                 .execute(&mut *tx)
                 .await?;
             let recipients = contacts_of!(&mut *tx, account);
-            push_events!(tx, &recipients, &AccountEvent::DeviceList { account });
+            push_events!(tx, to_all(&recipients, &AccountEvent::DeviceList { account }));
             tx.commit().await?;
             Ok(recipients)
         }

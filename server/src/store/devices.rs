@@ -163,6 +163,7 @@ impl_for_backends! {
     impl DeviceStore {
         async fn create_device(&self, device: &NewDevice) -> Result<(), StoreError> {
             let mut tx = self.pool.begin().await?;
+            crate::store::delivery::lock_memberships!(tx, vec![device.account_id]);
             insert_device!(device).execute(&mut *tx).await?;
             // The new device follows the account's conversations and stream from now on.
             sqlx::query(
@@ -295,6 +296,13 @@ impl_for_backends! {
 
         async fn delete_device(&self, account: Option<AccountId>, device: DeviceId) -> Result<bool, StoreError> {
             let mut tx = self.pool.begin().await?;
+            if Self::BACKEND == crate::store::Backend::Postgres {
+                let owner: Option<Uuid> = sqlx::query_scalar("SELECT account_id FROM devices WHERE id = $1")
+                    .bind(device.as_uuid())
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                crate::store::delivery::lock_memberships!(tx, owner.map(AccountId::from_uuid).into_iter().collect());
+            }
             let owner: Option<Uuid> =
                 sqlx::query_scalar("DELETE FROM devices WHERE id = $1 AND ($2 IS NULL OR account_id = $2) RETURNING account_id")
                     .bind(device.as_uuid())
