@@ -38,7 +38,7 @@ use crate::e2ee::E2eeDevice;
 /// The gateway's path.
 pub const PATH: &str = "/v1/gateway";
 /// The largest client frame the server takes.
-pub const MAX_CLIENT_FRAME: usize = 16 * 1024;
+pub const MAX_CLIENT_FRAME: usize = 64 * 1024;
 /// Close code: the token is unknown or expired (`UNAUTHENTICATED`).
 pub const CLOSE_UNAUTHENTICATED: u16 = 4001;
 /// Close code: no valid `Hello` first (`MALFORMED_FRAME`, `HELLO_REQUIRED`, `HELLO_TIMEOUT`).
@@ -226,6 +226,14 @@ pub fn describe(event: &Event) -> String {
             r.account_id, r.conversation_id, r.delivered_seq, r.read_seq, r.unread_count
         ),
         Some(event::Body::DeviceList(d)) => format!("device_list {}", d.account_id),
+        Some(event::Body::Call(c)) => format!(
+            "call {:?} {} in {} from device {} (reason {:?})",
+            c.action(),
+            c.call_id,
+            c.conversation_id,
+            c.from_device_id,
+            c.reason
+        ),
         Some(event::Body::ToDevice(t)) => format!("to_device {} from {}", t.message_id, t.sender_device_id),
         Some(event::Body::Typing(t)) => {
             format!("typing {} in {}: {}", t.account_id, t.conversation_id, t.typing)

@@ -269,6 +269,8 @@ fn spawn(
         .current_dir(data_dir)
         .env("KITSULAN_DATA_DIR", data_dir)
         .env("KITSULAN_LISTEN", "127.0.0.1:0")
+        // The embedded TURN relay: any free UDP port on loopback, so servers run side by side.
+        .env("KITSULAN_TURN_LISTEN", "127.0.0.1:0")
         .env("KITSULAN_LOG_FORMAT", "json")
         .env("KITSULAN_LOG", "info")
         .env("KITSULAN_SHUTDOWN_GRACE_SECONDS", "10")

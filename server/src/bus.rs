@@ -15,6 +15,7 @@ use futures_util::StreamExt as _;
 use uuid::Uuid;
 
 use crate::ids::{AccountId, ConversationId, DeviceId};
+use crate::services::calls::CallEvent;
 use crate::store::MessageRecord;
 
 /// Something that happened which live connections may need to hear about.
@@ -52,6 +53,20 @@ pub enum Notice {
         online: bool,
         /// The accounts allowed to see it (sharing a conversation).
         recipients: Vec<AccountId>,
+    },
+    /// A call signal, for the conversation's members (`conversation`), and for `devices` and
+    /// the devices of `accounts`; never for the device `except` (its sender).
+    Call {
+        /// The signal.
+        event: Arc<CallEvent>,
+        /// Every member device of the event's conversation.
+        conversation: bool,
+        /// These devices.
+        devices: Vec<DeviceId>,
+        /// Every device of these accounts.
+        accounts: Vec<AccountId>,
+        /// Not this one.
+        except: Option<DeviceId>,
     },
 }
 
@@ -177,12 +192,13 @@ mod wire {
     use uuid::Uuid;
 
     use super::Notice;
-    use crate::ids::{AccountId, ConversationId, DeviceId, MessageId};
+    use crate::ids::{AccountId, CallId, ConversationId, DeviceId, MessageId};
+    use crate::services::calls::{CallAction, CallEvent};
     use crate::store::MessageRecord;
 
     #[derive(Clone, PartialEq, prost::Message)]
     pub struct Envelope {
-        #[prost(oneof = "Kind", tags = "1, 2, 3, 4, 5, 6")]
+        #[prost(oneof = "Kind", tags = "1, 2, 3, 4, 5, 6, 7")]
         pub kind: Option<Kind>,
     }
 
@@ -200,6 +216,56 @@ mod wire {
         Typing(Pair),
         #[prost(message, tag = "6")]
         Presence(Presence),
+        #[prost(message, tag = "7")]
+        Call(Call),
+    }
+
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct Call {
+        #[prost(bytes = "vec", tag = "1")]
+        pub conversation_id: Vec<u8>,
+        #[prost(bytes = "vec", tag = "2")]
+        pub call_id: Vec<u8>,
+        #[prost(int32, tag = "3")]
+        pub action: i32,
+        #[prost(bytes = "vec", tag = "4")]
+        pub from_account_id: Vec<u8>,
+        #[prost(bytes = "vec", tag = "5")]
+        pub from_device_id: Vec<u8>,
+        #[prost(bytes = "vec", tag = "6")]
+        pub payload: Vec<u8>,
+        #[prost(bool, tag = "7")]
+        pub video: bool,
+        #[prost(string, tag = "8")]
+        pub reason: String,
+        #[prost(bytes = "vec", repeated, tag = "9")]
+        pub participants: Vec<Vec<u8>>,
+        #[prost(bool, tag = "10")]
+        pub to_conversation: bool,
+        #[prost(bytes = "vec", repeated, tag = "11")]
+        pub devices: Vec<Vec<u8>>,
+        #[prost(bytes = "vec", repeated, tag = "12")]
+        pub accounts: Vec<Vec<u8>>,
+        #[prost(bytes = "vec", optional, tag = "13")]
+        pub except: Option<Vec<u8>>,
+    }
+
+    const ACTIONS: [CallAction; 11] = [
+        CallAction::Invite,
+        CallAction::Ringing,
+        CallAction::Accept,
+        CallAction::Decline,
+        CallAction::Busy,
+        CallAction::Cancel,
+        CallAction::HangUp,
+        CallAction::Offer,
+        CallAction::Answer,
+        CallAction::IceCandidate,
+        CallAction::Ended,
+    ];
+
+    fn devices(ids: &[Vec<u8>]) -> Result<Vec<DeviceId>, String> {
+        ids.iter().map(|id| u(id).map(DeviceId::from_uuid)).collect()
     }
 
     #[derive(Clone, PartialEq, prost::Message)]
@@ -306,6 +372,21 @@ mod wire {
                 online: *online,
                 recipients: recipients.iter().map(|a| b(a.as_uuid())).collect(),
             }),
+            Notice::Call { event, conversation, devices, accounts, except } => Kind::Call(Call {
+                conversation_id: b(event.conversation.as_uuid()),
+                call_id: b(event.call.as_uuid()),
+                action: ACTIONS.iter().position(|a| *a == event.action).map_or(-1, |i| i as i32),
+                from_account_id: b(event.from.0.as_uuid()),
+                from_device_id: b(event.from.1.as_uuid()),
+                payload: event.payload.clone(),
+                video: event.video,
+                reason: event.reason.clone(),
+                participants: event.participants.iter().map(|d| b(d.as_uuid())).collect(),
+                to_conversation: *conversation,
+                devices: devices.iter().map(|d| b(d.as_uuid())).collect(),
+                accounts: accounts.iter().map(|a| b(a.as_uuid())).collect(),
+                except: except.map(|d| b(d.as_uuid())),
+            }),
         };
         Envelope { kind: Some(kind) }.encode_to_vec()
     }
@@ -346,6 +427,28 @@ mod wire {
                 online: p.online,
                 recipients: accounts(&p.recipients)?,
             },
+            Kind::Call(c) => Notice::Call {
+                event: Arc::new(CallEvent {
+                    conversation: ConversationId::from_uuid(u(&c.conversation_id)?),
+                    call: CallId::from_uuid(u(&c.call_id)?),
+                    action: *usize::try_from(c.action)
+                        .ok()
+                        .and_then(|i| ACTIONS.get(i))
+                        .ok_or("unknown call action")?,
+                    from: (
+                        AccountId::from_uuid(u(&c.from_account_id)?),
+                        DeviceId::from_uuid(u(&c.from_device_id)?),
+                    ),
+                    payload: c.payload,
+                    video: c.video,
+                    reason: c.reason,
+                    participants: devices(&c.participants)?,
+                }),
+                conversation: c.to_conversation,
+                devices: devices(&c.devices)?,
+                accounts: accounts(&c.accounts)?,
+                except: c.except.as_deref().map(u).transpose()?.map(DeviceId::from_uuid),
+            },
         })
     }
 }
@@ -379,6 +482,22 @@ mod tests {
             Notice::Left { conversation, account },
             Notice::Typing { conversation, account, typing: true },
             Notice::Presence { account, node: Uuid::now_v7(), online: true, recipients: vec![account] },
+            Notice::Call {
+                event: Arc::new(crate::services::calls::CallEvent {
+                    conversation,
+                    call: crate::ids::CallId::from_uuid(Uuid::now_v7()),
+                    action: crate::services::calls::CallAction::IceCandidate,
+                    from: (account, DeviceId::from_uuid(Uuid::now_v7())),
+                    payload: b"candidate".to_vec(),
+                    video: true,
+                    reason: "why".into(),
+                    participants: vec![DeviceId::from_uuid(Uuid::now_v7())],
+                }),
+                conversation: false,
+                devices: vec![DeviceId::from_uuid(Uuid::now_v7())],
+                accounts: vec![account],
+                except: Some(DeviceId::from_uuid(Uuid::now_v7())),
+            },
         ];
         for notice in notices {
             assert_eq!(wire::decode(&wire::encode(&notice)), Ok(notice));

@@ -167,6 +167,9 @@ pub struct ServeArgs {
 
     #[command(flatten)]
     pub smtp: SmtpArgs,
+
+    #[command(flatten)]
+    pub turn: TurnArgs,
 }
 
 fn parse_bus_url(raw: &str) -> Result<String, String> {
@@ -283,6 +286,98 @@ impl std::str::FromStr for Secret {
 impl std::fmt::Debug for Secret {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("Secret(***)")
+    }
+}
+
+/// Which TURN relay calls use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum TurnMode {
+    /// The relay built into this binary (Lite).
+    Embedded,
+    /// Another TURN server (coturn) sharing `KITSULAN_TURN_SECRET`, at `KITSULAN_TURN_URLS`.
+    External,
+    /// None: calls connect directly or not at all.
+    Off,
+}
+
+/// TURN for calls: the embedded relay (default) or an external coturn.
+#[derive(Debug, Args)]
+#[command(next_help_heading = "Calls (TURN)")]
+pub struct TurnArgs {
+    /// Which TURN relay to hand out credentials for.
+    #[arg(long = "turn", env = "KITSULAN_TURN", value_enum, default_value_t = TurnMode::Embedded)]
+    pub mode: TurnMode,
+
+    /// Secret shared with the relay (at least 16 characters). Unset with the embedded relay:
+    /// generated once and kept in the data dir (`turn-secret`). Required for `external`.
+    #[arg(long = "turn-secret", env = "KITSULAN_TURN_SECRET", hide_env_values = true)]
+    pub secret: Option<Secret>,
+
+    /// UDP address of the embedded relay (TURN and STUN).
+    #[arg(
+        id = "turn_listen",
+        long = "turn-listen",
+        env = "KITSULAN_TURN_LISTEN",
+        default_value = "0.0.0.0:3478"
+    )]
+    pub listen: SocketAddr,
+
+    /// Address peers reach relayed ports at. Unset: the listen address, or the host's outbound
+    /// address when listening on all interfaces.
+    #[arg(long = "turn-relay-ip", env = "KITSULAN_TURN_RELAY_IP")]
+    pub relay_ip: Option<std::net::IpAddr>,
+
+    /// UDP ports for relayed addresses (only even ones are used); open them in the firewall.
+    #[arg(long = "turn-relay-ports", env = "KITSULAN_TURN_RELAY_PORTS", default_value = "49160-49359")]
+    pub relay_ports: kitsulan_turn::PortRange,
+
+    /// Relay allocations at once, at most (1 to 10000).
+    #[arg(long = "turn-max-allocations", env = "KITSULAN_TURN_MAX_ALLOCATIONS", default_value_t = 100,
+          value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    pub max_allocations: u32,
+
+    /// TURN/STUN URLs of the external relay, comma-separated (e.g.
+    /// `turn:turn.example.org:3478?transport=udp,stun:turn.example.org:3478`).
+    #[arg(long = "turn-urls", env = "KITSULAN_TURN_URLS", value_delimiter = ',')]
+    pub urls: Vec<String>,
+
+    /// How long TURN credentials last, in seconds (they cannot be revoked).
+    #[arg(long = "turn-credential-ttl-seconds", env = "KITSULAN_TURN_CREDENTIAL_TTL_SECONDS", default_value_t = 43_200,
+          value_parser = clap::value_parser!(u64).range(60..=604_800))]
+    pub credential_ttl_seconds: u64,
+
+    /// Seconds a call rings before it ends unanswered.
+    #[arg(long = "call-ring-seconds", env = "KITSULAN_CALL_RING_SECONDS", default_value_t = 45,
+          value_parser = clap::value_parser!(u64).range(2..=600))]
+    pub ring_seconds: u64,
+}
+
+impl TurnArgs {
+    /// The one line saying what is wrong with the external relay's settings, if anything.
+    pub fn check(&self) -> Result<(), String> {
+        if self.mode != TurnMode::External {
+            return Ok(());
+        }
+        if self.secret.is_none() {
+            return Err(
+                "invalid setting KITSULAN_TURN_SECRET (--turn-secret): required with KITSULAN_TURN=external"
+                    .into(),
+            );
+        }
+        if self.urls.iter().all(|u| u.trim().is_empty()) {
+            return Err(
+                "invalid setting KITSULAN_TURN_URLS (--turn-urls): required with KITSULAN_TURN=external"
+                    .into(),
+            );
+        }
+        if let Some(bad) =
+            self.urls.iter().find(|u| !["turn:", "turns:", "stun:"].iter().any(|s| u.trim().starts_with(s)))
+        {
+            return Err(format!(
+                "invalid setting KITSULAN_TURN_URLS (--turn-urls) {bad:?}: expected turn:, turns: or stun: URLs"
+            ));
+        }
+        Ok(())
     }
 }
 

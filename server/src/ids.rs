@@ -101,6 +101,10 @@ uuid_v7_id!(
     /// A conversation (direct or group; guild channels later).
     ConversationId
 );
+uuid_v7_id!(
+    /// A call, chosen by the caller's device.
+    CallId
+);
 
 #[cfg(test)]
 mod tests {

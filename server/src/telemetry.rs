@@ -9,8 +9,14 @@ use crate::config::LogFormat;
 
 /// Installs the global subscriber. `filter` was validated when the settings were read.
 pub fn init(format: LogFormat, filter: &str) -> anyhow::Result<()> {
-    let builder =
-        tracing_subscriber::fmt().with_env_filter(EnvFilter::try_new(filter)?).with_writer(std::io::stderr);
+    // The `turn` crate logs one error line per refused TURN request (anyone can send those);
+    // the relay reports refusals itself, so its lines stay off unless asked for by name.
+    let filter = if filter.contains("turn") {
+        EnvFilter::try_new(filter)?
+    } else {
+        EnvFilter::try_new(format!("{filter},turn=off"))?
+    };
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
     let result = match format {
         LogFormat::Pretty => builder.with_ansi(std::io::stderr().is_terminal()).try_init(),
         LogFormat::Json => builder.json().flatten_event(true).with_current_span(false).try_init(),

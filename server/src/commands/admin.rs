@@ -29,7 +29,8 @@ pub async fn run(global: &GlobalArgs, args: &AdminArgs) -> anyhow::Result<()> {
     // Connections live in `serve`; what the admin changes reaches them through the database.
     let hub = Hub::new();
     let bus: Arc<dyn Bus> = Arc::new(InProcessBus::new(hub.clone()));
-    let services = Arc::new(Services::new(store.clone(), info, AuthPolicy::default(), None, (bus, hub)));
+    let services =
+        Arc::new(Services::new(store.clone(), info, AuthPolicy::default(), None, (bus, hub), None));
     let result = dispatch(&services, &args.command).await;
     store.close().await;
     result

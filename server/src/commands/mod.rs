@@ -13,9 +13,9 @@ use tokio::sync::watch;
 use tracing::{error, info, warn};
 
 use crate::bus::{self, NoticeSink};
-use crate::config::{Cli, Command, DatabaseUrl, GlobalArgs, ServeArgs, SignUp};
+use crate::config::{Cli, Command, DatabaseUrl, GlobalArgs, ServeArgs, SignUp, TurnArgs, TurnMode};
 use crate::mail::{Mailer, SmtpMailer};
-use crate::services::{AuthPolicy, Hub, ServerInfo, Services, StorageBackend};
+use crate::services::{AuthPolicy, Hub, ServerInfo, Services, StorageBackend, TurnSettings};
 use crate::store::{self, ConnectOptions, Store};
 use crate::{telemetry, transport};
 
@@ -105,6 +105,7 @@ async fn serve(global: &GlobalArgs, args: &ServeArgs) -> anyhow::Result<()> {
         refresh_ttl: Duration::from_secs(args.auth.refresh_token_ttl_days * 86_400),
         limits: args.auth.limits(),
     };
+    let (turn, relay) = start_turn(global, &args.turn).await?;
     let hub = Hub::new();
     let sink: Arc<dyn NoticeSink> = hub.clone();
     let bus = bus::connect(args.bus_url.as_deref(), instance.id.as_uuid(), sink).await?;
@@ -121,9 +122,12 @@ async fn serve(global: &GlobalArgs, args: &ServeArgs) -> anyhow::Result<()> {
         policy,
         mailer,
         (bus, hub),
+        turn,
     ));
     let housekeeping = tokio::spawn(services.clone().housekeeping(Duration::from_secs(600)));
     let revocations = tokio::spawn(services.delivery.clone().watch_revocations(Duration::from_millis(500)));
+    let ring = Duration::from_secs(args.turn.ring_seconds);
+    let unanswered = tokio::spawn(services.calls.clone().end_unanswered(ring, Duration::from_secs(1)));
     let services_hub = services.delivery.hub().clone();
     let (router, health) = transport::router(
         services,
@@ -148,6 +152,8 @@ async fn serve(global: &GlobalArgs, args: &ServeArgs) -> anyhow::Result<()> {
             // The server stopped on its own: that is an error (e.g. the listener failed).
             housekeeping.abort();
             revocations.abort();
+            unanswered.abort();
+            close_relay(relay).await;
             store.close().await;
             return result.context("server task failed")?.context("server failed");
         }
@@ -167,9 +173,87 @@ async fn serve(global: &GlobalArgs, args: &ServeArgs) -> anyhow::Result<()> {
     }
     housekeeping.abort();
     revocations.abort();
+    unanswered.abort();
+    close_relay(relay).await;
     tokio::time::timeout(Duration::from_secs(5), store.close()).await.ok();
     info!("shutdown complete");
     Ok(())
+}
+
+/// What calls use for TURN, starting the embedded relay when that is the choice.
+async fn start_turn(
+    global: &GlobalArgs,
+    args: &TurnArgs,
+) -> anyhow::Result<(Option<TurnSettings>, Option<kitsulan_turn::Relay>)> {
+    args.check().map_err(anyhow::Error::msg)?;
+    let ttl = Duration::from_secs(args.credential_ttl_seconds);
+    let configured = |secret: &crate::config::Secret| {
+        kitsulan_turn::TurnSecret::new(secret.expose())
+            .map_err(|e| anyhow::anyhow!("invalid setting KITSULAN_TURN_SECRET (--turn-secret): {e}"))
+    };
+    match args.mode {
+        TurnMode::Off => {
+            info!("calls: no TURN relay (KITSULAN_TURN=off); calls connect directly or not at all");
+            Ok((None, None))
+        }
+        TurnMode::External => {
+            let secret = args.secret.as_ref().map(configured).transpose()?.context("KITSULAN_TURN_SECRET")?;
+            let urls: Vec<String> =
+                args.urls.iter().map(|u| u.trim().to_owned()).filter(|u| !u.is_empty()).collect();
+            info!(?urls, "calls: external TURN relay");
+            Ok((Some(TurnSettings { secret, urls, ttl }), None))
+        }
+        TurnMode::Embedded => {
+            let secret = match &args.secret {
+                Some(secret) => configured(secret)?,
+                None => stored_turn_secret(&global.data_dir)?,
+            };
+            let mut config = kitsulan_turn::RelayConfig::new(secret.clone());
+            config.listen = args.listen;
+            config.relay_ip = args.relay_ip;
+            config.relay_ports = args.relay_ports;
+            config.max_allocations = args.max_allocations as usize;
+            let relay = kitsulan_turn::start(config).await.with_context(|| {
+                format!("cannot start the TURN relay on {} (KITSULAN_TURN_LISTEN)", args.listen)
+            })?;
+            let urls = relay.urls();
+            info!(listen = %relay.local_addr(), ?urls, relay_ports = %args.relay_ports, "calls: embedded TURN relay started");
+            Ok((Some(TurnSettings { secret, urls, ttl }), Some(relay)))
+        }
+    }
+}
+
+/// The embedded relay's secret kept in the data dir (`turn-secret`, readable by this user only),
+/// made on first start.
+fn stored_turn_secret(data_dir: &std::path::Path) -> anyhow::Result<kitsulan_turn::TurnSecret> {
+    let path = data_dir.join("turn-secret");
+    match std::fs::read_to_string(&path) {
+        Ok(text) => kitsulan_turn::TurnSecret::new(text.trim()).map_err(|e| {
+            anyhow::anyhow!("{}: not a usable TURN secret ({e}); delete it to make a new one", path.display())
+        }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let secret = kitsulan_turn::TurnSecret::generate().context("cannot make a TURN secret")?;
+            let mut options = std::fs::OpenOptions::new();
+            options.write(true).create_new(true);
+            #[cfg(unix)]
+            std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+            let mut file = options.open(&path).with_context(|| format!("cannot write {}", path.display()))?;
+            file.write_all(secret.expose().as_bytes())
+                .and_then(|()| file.sync_all())
+                .with_context(|| format!("cannot write {}", path.display()))?;
+            info!(path = %path.display(), "made the TURN relay's secret");
+            Ok(secret)
+        }
+        Err(e) => Err(e).with_context(|| format!("cannot read {}", path.display())),
+    }
+}
+
+async fn close_relay(relay: Option<kitsulan_turn::Relay>) {
+    if let Some(relay) = relay
+        && let Err(e) = relay.close().await
+    {
+        warn!(error = %e, "the TURN relay did not close cleanly");
+    }
 }
 
 async fn shutdown_signal() -> &'static str {

@@ -20,6 +20,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, watch};
 use uuid::Uuid;
 
+use super::calls::CallEvent;
 use super::{Caller, Error};
 use crate::bus::{Bus, Notice, NoticeSink};
 use crate::ids::{AccountId, ConversationId, DeviceId, MessageId};
@@ -100,6 +101,8 @@ pub enum Outgoing {
     },
     /// The backlog has been sent.
     SyncComplete,
+    /// A call signal (live only).
+    Call(Arc<CallEvent>),
 }
 
 /// What acknowledging an event moves.
@@ -141,6 +144,7 @@ struct HubState {
 
 struct Entry {
     account: AccountId,
+    device: DeviceId,
     conversations: HashSet<ConversationId>,
     tx: mpsc::Sender<Arc<Notice>>,
     kick: watch::Sender<Option<Kick>>,
@@ -216,6 +220,11 @@ impl Hub {
         }
     }
 
+    /// Whether `device` has a session on this node.
+    pub fn has_device(&self, device: DeviceId) -> bool {
+        self.state().by_device.contains_key(&device)
+    }
+
     fn devices(&self) -> Vec<DeviceId> {
         self.state().by_device.keys().copied().collect()
     }
@@ -286,6 +295,25 @@ impl NoticeSink for Hub {
             }
             Notice::Typing { conversation, account, .. } => {
                 Self::send_to(&state, state.by_conversation.get(conversation), &notice, Some(*account));
+            }
+            Notice::Call { event, conversation, devices, accounts, except } => {
+                let mut keys: HashSet<u64> = HashSet::new();
+                if *conversation {
+                    keys.extend(state.by_conversation.get(&event.conversation).into_iter().flatten());
+                }
+                for device in devices {
+                    keys.extend(state.by_device.get(device).into_iter().flatten());
+                }
+                for account in accounts {
+                    keys.extend(state.by_account.get(account).into_iter().flatten());
+                }
+                for key in keys {
+                    if let Some(entry) = state.sessions.get(&key)
+                        && Some(entry.device) != *except
+                    {
+                        Self::send(entry, &notice);
+                    }
+                }
             }
             Notice::Presence { account, node, online, recipients } => {
                 let nodes = state.online.entry(*account).or_default();
@@ -373,7 +401,13 @@ impl Delivery {
             let first_here = !state.by_account.contains_key(&caller.account_id);
             state.sessions.insert(
                 key,
-                Entry { account: caller.account_id, conversations: HashSet::new(), tx, kick: kick_tx },
+                Entry {
+                    account: caller.account_id,
+                    device: caller.device_id,
+                    conversations: HashSet::new(),
+                    tx,
+                    kick: kick_tx,
+                },
             );
             state.by_account.entry(caller.account_id).or_default().insert(key);
             state.by_device.entry(caller.device_id).or_default().insert(key);
@@ -385,6 +419,7 @@ impl Delivery {
         };
         let mut session = Session {
             id,
+            caller: *caller,
             key,
             account: caller.account_id,
             device: caller.device_id,
@@ -476,6 +511,7 @@ pub enum Wake {
 /// One connection of one device.
 pub struct Session {
     id: Uuid,
+    caller: Caller,
     key: u64,
     account: AccountId,
     device: DeviceId,
@@ -499,6 +535,11 @@ pub struct Session {
 }
 
 impl Session {
+    /// Who this session is.
+    pub fn caller(&self) -> &Caller {
+        &self.caller
+    }
+
     /// Names this session (for a later `ResumePoint`).
     pub fn id(&self) -> Uuid {
         self.id
@@ -593,6 +634,11 @@ impl Session {
                     let event =
                         Outgoing::Typing { conversation: *conversation, account: *account, typing: *typing };
                     self.outbox.push_back((event, Position::Live));
+                }
+            }
+            Notice::Call { event, .. } => {
+                if self.outbox.len() < MAX_OUTBOX {
+                    self.outbox.push_back((Outgoing::Call(event.clone()), Position::Live));
                 }
             }
             Notice::Presence { account, online, .. } => {

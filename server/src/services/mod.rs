@@ -5,6 +5,7 @@
 pub mod accounts;
 pub mod admin;
 pub mod auth;
+pub mod calls;
 pub mod conversations;
 pub mod delivery;
 pub mod devices;
@@ -30,6 +31,7 @@ use crate::store::{Store, now_ms};
 pub use accounts::Accounts;
 pub use admin::Admin;
 pub use auth::{Auth, AuthPolicy, Caller, ClientAddr};
+pub use calls::{Calls, TurnSettings};
 pub use conversations::Conversations;
 pub use delivery::{Delivery, Hub};
 pub use devices::Devices;
@@ -65,6 +67,8 @@ pub struct Services {
     pub conversations: Conversations,
     /// What connected devices receive.
     pub delivery: Delivery,
+    /// TURN credentials and call signalling.
+    pub calls: Calls,
     store: Arc<dyn Store>,
 }
 
@@ -77,6 +81,7 @@ impl Services {
         policy: AuthPolicy,
         mailer: Option<Arc<dyn Mailer>>,
         (bus, hub): (Arc<dyn Bus>, Arc<Hub>),
+        turn: Option<TurnSettings>,
     ) -> Self {
         let delivery = Delivery { store: store.clone(), bus, hub };
         let auth = Auth {
@@ -99,6 +104,7 @@ impl Services {
             keys: Keys { store: store.clone(), delivery: delivery.clone() },
             to_device: ToDevice { store: store.clone(), delivery: delivery.clone() },
             conversations: Conversations { store: store.clone(), delivery: delivery.clone() },
+            calls: Calls { store: store.clone(), delivery: delivery.clone(), turn },
             delivery,
             auth,
             server_info,

@@ -18,6 +18,7 @@ macro_rules! impl_for_backends {
 }
 
 mod accounts;
+mod calls;
 mod codes;
 mod conversations;
 mod delivery;
@@ -41,6 +42,7 @@ use async_trait::async_trait;
 use crate::config::DatabaseUrl;
 
 pub use accounts::{AccountRecord, AccountStore, NewAccount};
+pub use calls::{CallRecord, CallStore, JoinOutcome, NewCall, StartOutcome};
 pub use codes::{CodePurpose, CodeRecord, CodeStore, NewCode};
 pub use conversations::{
     ConversationKind, ConversationRecord, ConversationStore, MemberRecord, MessageRecord, NewMessage, Role,
@@ -166,6 +168,7 @@ pub trait Store:
     + PairingStore
     + ConversationStore
     + DeliveryStore
+    + CallStore
     + Send
     + Sync
     + 'static

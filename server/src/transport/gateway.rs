@@ -18,12 +18,13 @@ use prost::Message as _;
 use uuid::Uuid;
 
 use super::grpc::{message, role, seq, to_device_message};
-use crate::ids::ConversationId;
+use crate::ids::{CallId, ConversationId, DeviceId};
+use crate::services::calls::{CallAction, CallEvent, Signal};
 use crate::services::delivery::{Kick, MAX_UNACKED, Outgoing, Session, Wake};
-use crate::services::{Error, Services};
+use crate::services::{Caller, Error, Services};
 
-/// Largest client frame.
-const MAX_FRAME: usize = 16 * 1024;
+/// Largest client frame (a call signal carries up to 32 KiB).
+const MAX_FRAME: usize = 64 * 1024;
 /// Time allowed for `Hello`.
 const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
 /// How often a client sends a heartbeat; three intervals of silence close the connection.
@@ -50,9 +51,10 @@ pub fn router(services: Arc<Services>) -> Router {
 async fn upgrade(State(services): State<Arc<Services>>, ws: WebSocketUpgrade) -> Response {
     ws.max_message_size(MAX_FRAME).max_frame_size(MAX_FRAME).on_upgrade(move |socket| async move {
         let mut connection = Connection { socket, last_heard: Instant::now() };
-        if let Some(mut session) = connection.hello(&services).await {
-            connection.run(&mut session).await;
+        if let Some((mut session, caller)) = connection.hello(&services).await {
+            connection.run(&services, &mut session).await;
             session.close().await;
+            services.calls.device_disconnected(caller);
         }
     })
 }
@@ -106,7 +108,7 @@ impl Connection {
     }
 
     /// Waits for `Hello`, authenticates it and opens the session (after sending `Ready`).
-    async fn hello(&mut self, services: &Services) -> Option<Session> {
+    async fn hello(&mut self, services: &Services) -> Option<(Session, Caller)> {
         let hello = match tokio::time::timeout(HELLO_TIMEOUT, self.socket.recv()).await {
             Err(_) => {
                 self.end(Fatal::new("HELLO_TIMEOUT", "send Hello first", close::PROTOCOL)).await;
@@ -185,10 +187,10 @@ impl Connection {
             return None;
         }
         tracing::debug!(account = %caller.account_id, device = %caller.device_id, session = %session.id(), "gateway ready");
-        Some(session)
+        Some((session, caller))
     }
 
-    async fn run(&mut self, session: &mut Session) {
+    async fn run(&mut self, services: &Services, session: &mut Session) {
         let mut heartbeat = tokio::time::interval(HEARTBEAT_INTERVAL);
         heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -213,7 +215,7 @@ impl Connection {
                         None | Some(Ok(Message::Close(_))) => return,
                         Some(Err(e)) => return self.end(receive_error(&e)).await,
                         Some(Ok(Message::Binary(bytes))) => {
-                            if let Err(fatal) = self.handle(session, &bytes).await {
+                            if let Err(fatal) = self.handle(services, session, &bytes).await {
                                 return self.end(fatal).await;
                             }
                         }
@@ -240,7 +242,12 @@ impl Connection {
 
     /// Handles one client frame after `Ready`. Refusals that leave the connection open are
     /// sent here; an `Err` ends it.
-    async fn handle(&mut self, session: &mut Session, bytes: &[u8]) -> Result<(), Fatal> {
+    async fn handle(
+        &mut self,
+        services: &Services,
+        session: &mut Session,
+        bytes: &[u8],
+    ) -> Result<(), Fatal> {
         let sent = match pb::ClientFrame::decode(bytes).ok().and_then(|f| f.frame) {
             None => self.refuse("MALFORMED_FRAME", "not a ClientFrame").await,
             Some(ClientKind::Hello(_)) => {
@@ -257,6 +264,16 @@ impl Connection {
                     self.refuse("ACK_IN_FUTURE", message).await
                 }
                 Err(e) => return Err(Fatal::internal(&e)),
+            },
+            Some(ClientKind::Call(call)) => match signal(call) {
+                Err(reason) => {
+                    self.refuse(reason, "a call signal names a conversation, a call and an action").await
+                }
+                Ok(signal) => match services.calls.signal(session.caller(), signal).await {
+                    Ok(()) => true,
+                    Err(e @ Error::Unavailable(_)) => return Err(Fatal::internal(&e)),
+                    Err(e) => self.refuse(e.reason(), e.to_string()).await,
+                },
             },
             Some(ClientKind::Typing(typing)) => {
                 let conversation = typing.conversation_id.parse::<ConversationId>();
@@ -299,6 +316,62 @@ fn receive_error(e: &axum::Error) -> Fatal {
         )
     } else {
         Fatal::new("MALFORMED_FRAME", text, close::PROTOCOL)
+    }
+}
+
+/// A call signal from the wire, or the reason it is refused.
+fn signal(call: pb::CallSignal) -> Result<Signal, &'static str> {
+    let action = match pb::CallAction::try_from(call.action) {
+        Ok(pb::CallAction::Invite) => CallAction::Invite,
+        Ok(pb::CallAction::Ringing) => CallAction::Ringing,
+        Ok(pb::CallAction::Accept) => CallAction::Accept,
+        Ok(pb::CallAction::Decline) => CallAction::Decline,
+        Ok(pb::CallAction::Busy) => CallAction::Busy,
+        Ok(pb::CallAction::Cancel) => CallAction::Cancel,
+        Ok(pb::CallAction::HangUp) => CallAction::HangUp,
+        Ok(pb::CallAction::Offer) => CallAction::Offer,
+        Ok(pb::CallAction::Answer) => CallAction::Answer,
+        Ok(pb::CallAction::IceCandidate) => CallAction::IceCandidate,
+        Ok(pb::CallAction::Ended | pb::CallAction::Unspecified) | Err(_) => return Err("ACTION_INVALID"),
+    };
+    let to_device = match call.to_device_id.as_str() {
+        "" => None,
+        id => Some(id.parse::<DeviceId>().map_err(|_| "ID_INVALID")?),
+    };
+    Ok(Signal {
+        conversation: call.conversation_id.parse::<ConversationId>().map_err(|_| "NOT_A_MEMBER")?,
+        call: call.call_id.parse::<CallId>().map_err(|_| "ID_INVALID")?,
+        action,
+        to_device,
+        payload: call.payload,
+        video: call.video,
+    })
+}
+
+fn call_event(event: &CallEvent) -> pb::CallEvent {
+    let action = match event.action {
+        CallAction::Invite => pb::CallAction::Invite,
+        CallAction::Ringing => pb::CallAction::Ringing,
+        CallAction::Accept => pb::CallAction::Accept,
+        CallAction::Decline => pb::CallAction::Decline,
+        CallAction::Busy => pb::CallAction::Busy,
+        CallAction::Cancel => pb::CallAction::Cancel,
+        CallAction::HangUp => pb::CallAction::HangUp,
+        CallAction::Offer => pb::CallAction::Offer,
+        CallAction::Answer => pb::CallAction::Answer,
+        CallAction::IceCandidate => pb::CallAction::IceCandidate,
+        CallAction::Ended => pb::CallAction::Ended,
+    };
+    pb::CallEvent {
+        conversation_id: event.conversation.to_string(),
+        call_id: event.call.to_string(),
+        action: action.into(),
+        from_account_id: event.from.0.to_string(),
+        from_device_id: event.from.1.to_string(),
+        payload: event.payload.clone(),
+        video: event.video,
+        reason: event.reason.clone(),
+        participant_device_ids: event.participants.iter().map(ToString::to_string).collect(),
     }
 }
 
@@ -345,5 +418,6 @@ fn body(event: Outgoing) -> Body {
             Body::Presence(pb::PresenceEvent { account_id: account.to_string(), online })
         }
         Outgoing::SyncComplete => Body::SyncComplete(pb::SyncComplete {}),
+        Outgoing::Call(event) => Body::Call(call_event(&event)),
     }
 }

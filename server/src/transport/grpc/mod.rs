@@ -5,6 +5,7 @@
 
 mod account;
 mod auth;
+mod call;
 mod context;
 mod conversation;
 mod device;
@@ -23,6 +24,7 @@ use std::collections::HashSet;
 use axum::Router;
 use kitsulan_proto::v1::account_service_server::AccountServiceServer;
 use kitsulan_proto::v1::auth_service_server::AuthServiceServer;
+use kitsulan_proto::v1::call_service_server::CallServiceServer;
 use kitsulan_proto::v1::conversation_service_server::ConversationServiceServer;
 use kitsulan_proto::v1::device_service_server::DeviceServiceServer;
 use kitsulan_proto::v1::key_service_server::KeyServiceServer;
@@ -41,7 +43,7 @@ pub use errors::status;
 pub struct HealthHandle(HealthReporter);
 
 /// The names of our services, as health checks know them.
-const SERVICE_NAMES: [&str; 8] = [
+const SERVICE_NAMES: [&str; 9] = [
     "kitsulan.v1.ServerInfoService",
     "kitsulan.v1.AuthService",
     "kitsulan.v1.AccountService",
@@ -50,6 +52,7 @@ const SERVICE_NAMES: [&str; 8] = [
     "kitsulan.v1.ToDeviceService",
     "kitsulan.v1.PairingService",
     "kitsulan.v1.ConversationService",
+    "kitsulan.v1.CallService",
 ];
 
 impl HealthHandle {
@@ -80,7 +83,8 @@ pub async fn router(context: Context) -> anyhow::Result<(Router, HealthHandle)> 
     .add_service(KeyServiceServer::new(keys::KeyApi(context.clone())))
     .add_service(ToDeviceServiceServer::new(to_device::ToDeviceApi(context.clone())))
     .add_service(PairingServiceServer::new(pairing::PairingApi(context.clone())))
-    .add_service(ConversationServiceServer::new(conversation::ConversationApi(context)))
+    .add_service(ConversationServiceServer::new(conversation::ConversationApi(context.clone())))
+    .add_service(CallServiceServer::new(call::CallApi(context)))
     .add_service(health)
     .add_service(reflection_v1)
     .add_service(reflection_v1alpha)
