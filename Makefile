@@ -15,8 +15,9 @@ run: build
 build: pwa
 	$(CARGO) build --release -p kitsulan-server
 
-## The PWA (TypeScript types generated from proto/), built into pwa/dist.
-pwa: pwa/node_modules/.package-lock.json
+## The PWA (TypeScript types generated from proto/, crypto from the WASM build), built into
+## pwa/dist.
+pwa: wasm pwa/node_modules/.package-lock.json
 	cd pwa && $(NPM) run build
 
 ## The crypto crate as WebAssembly (crypto/pkg) for the PWA; installs the wasm32 target and
@@ -33,7 +34,8 @@ pwa/node_modules/.package-lock.json: pwa/package-lock.json
 
 ## Every check and test: formatting, lints, the PWA type check and build, the crypto crate
 ## natively and as WASM under Node.js, unit, store conformance (SQLite and PostgreSQL) and
-## end-to-end tests against the real binary, then a short fuzz run of every decoder.
+## end-to-end tests against the real binary, the browser tests (Playwright driving the system
+## Chromium against the binary with the PWA embedded), then a short fuzz run of every decoder.
 test: lint pwa wasm
 	$(CARGO) build -p kitsulan-server --bin kitsulan
 	@if $(CARGO) nextest --version >/dev/null 2>&1; then \
@@ -42,6 +44,7 @@ test: lint pwa wasm
 		echo "cargo-nextest not found; using cargo test"; \
 		$(CARGO) test --workspace; \
 	fi
+	cd pwa && CARGO_TARGET_DIR=$(abspath $(TARGET_DIR)) KITSULAN_E2E_SKIP_BUILD=1 $(NPM) run e2e
 	$(MAKE) fuzz
 
 lint: wasm pwa/node_modules/.package-lock.json

@@ -1,102 +1,123 @@
-// App.tsx — the landing screen: asks the server who it is (GetServerInfo) and shows the answer.
-import { ConnectError } from "@connectrpc/connect";
+// App.tsx — the top level: restores the session and the E2EE engine from IndexedDB, then shows
+// either the sign-in screen or the messenger. Only one tab drives the device at a time (a Web
+// Lock), since two tabs advancing the same ratchets would corrupt them.
 import { useCallback, useEffect, useState } from "react";
-import { serverInfoClient } from "./api";
-import {
-  DatabaseBackend,
-  StorageBackend,
-  type GetServerInfoResponse,
-} from "./gen/kitsulan/v1/server_info_pb";
+import { loadSession, session, signOut } from "./auth/session";
+import { E2ee, loadCrypto } from "./crypto/engine";
+import { I18nProvider, useI18n } from "./i18n/i18n";
+import { Chat } from "./state/chat";
+import { useTheme } from "./theme";
+import { AuthScreen } from "./ui/AuthScreen";
+import { Messenger } from "./ui/Messenger";
 
-type State =
-  | { status: "loading" }
-  | { status: "ready"; info: GetServerInfoResponse }
-  | { status: "error"; message: string };
+type Phase =
+  | { kind: "loading" }
+  | { kind: "other-tab" }
+  | { kind: "signed-out" }
+  | { kind: "signed-in"; chat: Chat }
+  | { kind: "error"; message: string };
 
-const REQUEST_TIMEOUT_MS = 10_000;
-
-function databaseLabel(db: DatabaseBackend): string {
-  switch (db) {
-    case DatabaseBackend.SQLITE:
-      return "SQLite";
-    case DatabaseBackend.POSTGRES:
-      return "PostgreSQL";
-    default:
-      return "Unknown";
-  }
+function holdTabLock(): Promise<boolean> {
+  if (!("locks" in navigator)) return Promise.resolve(true);
+  return new Promise((resolve) => {
+    void navigator.locks.request("kitsulan-device", { ifAvailable: true }, (lock) => {
+      resolve(lock !== null);
+      // Held for the life of this page.
+      return lock ? new Promise<void>(() => undefined) : undefined;
+    });
+  });
 }
 
-function storageLabel(storage: StorageBackend): string {
-  switch (storage) {
-    case StorageBackend.LOCAL:
-      return "Local disk";
-    case StorageBackend.S3:
-      return "S3";
-    default:
-      return "Unknown";
+function Root() {
+  const { t } = useI18n();
+  const [phase, setPhase] = useState<Phase>({ kind: "loading" });
+  const [theme, setTheme] = useTheme();
+
+  const signedOut = useCallback(() => {
+    void signOut().finally(() => setPhase({ kind: "signed-out" }));
+  }, []);
+
+  const enter = useCallback(
+    async (engine: E2ee) => {
+      const s = session();
+      if (!s) return;
+      const chat = new Chat(engine, { accountId: s.accountId, deviceId: s.deviceId }, signedOut);
+      setPhase({ kind: "signed-in", chat });
+      await chat.start();
+    },
+    [signedOut],
+  );
+
+  useEffect(() => {
+    let cancelled = false;
+    void (async () => {
+      try {
+        if (!(await holdTabLock())) {
+          setPhase({ kind: "other-tab" });
+          return;
+        }
+        await loadCrypto();
+        const s = await loadSession(signedOut);
+        if (cancelled) return;
+        if (!s) {
+          setPhase({ kind: "signed-out" });
+          return;
+        }
+        const engine = (await E2ee.load(s.accountId, s.deviceId)) ?? (await E2ee.setUp(s.accountId, s.deviceId));
+        if (!cancelled) await enter(engine);
+      } catch (err) {
+        if (!cancelled) setPhase({ kind: "error", message: String(err) });
+      }
+    })();
+    return () => {
+      cancelled = true;
+    };
+  }, [enter, signedOut]);
+
+  useEffect(() => {
+    if (phase.kind !== "signed-in") return;
+    return () => phase.chat.stop();
+  }, [phase]);
+
+  const doSignOut = useCallback(async () => {
+    if (phase.kind === "signed-in") {
+      phase.chat.stop();
+      phase.chat.engine.dispose();
+    }
+    await signOut();
+    setPhase({ kind: "signed-out" });
+  }, [phase]);
+
+  switch (phase.kind) {
+    case "loading":
+      return (
+        <main className="center">
+          <p role="status">{t("working")}</p>
+        </main>
+      );
+    case "other-tab":
+      return (
+        <main className="center">
+          <p role="alert">KitsuLAN is open in another tab of this browser. Close it and reload this one.</p>
+        </main>
+      );
+    case "error":
+      return (
+        <main className="center">
+          <p role="alert">{t("errorGeneric", { reason: phase.message })}</p>
+        </main>
+      );
+    case "signed-out":
+      return <AuthScreen onSignedIn={enter} theme={theme} setTheme={setTheme} />;
+    case "signed-in":
+      return <Messenger chat={phase.chat} onSignOut={doSignOut} theme={theme} setTheme={setTheme} />;
   }
 }
 
 export function App() {
-  const [state, setState] = useState<State>({ status: "loading" });
-  const [attempt, setAttempt] = useState(0);
-
-  useEffect(() => {
-    const controller = new AbortController();
-    setState({ status: "loading" });
-    serverInfoClient
-      .getServerInfo({}, { signal: controller.signal, timeoutMs: REQUEST_TIMEOUT_MS })
-      .then((info) => {
-        if (!controller.signal.aborted) setState({ status: "ready", info });
-      })
-      .catch((err: unknown) => {
-        if (!controller.signal.aborted) {
-          setState({ status: "error", message: ConnectError.from(err).message });
-        }
-      });
-    return () => controller.abort();
-  }, [attempt]);
-
-  const retry = useCallback(() => setAttempt((n) => n + 1), []);
-
   return (
-    <main className="page">
-      <header className="brand">
-        <img src="/favicon.svg" alt="" width="48" height="48" />
-        <h1>KitsuLAN</h1>
-      </header>
-      <p className="tagline">A self-hosted, end-to-end encrypted messenger.</p>
-
-      <section className="card" aria-labelledby="server-heading" aria-busy={state.status === "loading"}>
-        <h2 id="server-heading">Server</h2>
-        {state.status === "loading" && (
-          <p role="status" className="muted">
-            Connecting to the server…
-          </p>
-        )}
-        {state.status === "error" && (
-          <div role="alert" className="error">
-            <p>Cannot reach the server: {state.message}</p>
-            <button type="button" onClick={retry}>
-              Try again
-            </button>
-          </div>
-        )}
-        {state.status === "ready" && (
-          <dl className="facts">
-            <dt>Name</dt>
-            <dd>{state.info.name || "—"}</dd>
-            <dt>Version</dt>
-            <dd>{state.info.version || "—"}</dd>
-            <dt>Database</dt>
-            <dd>{databaseLabel(state.info.database)}</dd>
-            <dt>Storage</dt>
-            <dd>{storageLabel(state.info.storage)}</dd>
-          </dl>
-        )}
-      </section>
-
-      <p className="muted">The messenger UI is coming soon.</p>
-    </main>
+    <I18nProvider>
+      <Root />
+    </I18nProvider>
   );
 }

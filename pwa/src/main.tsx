@@ -1,4 +1,4 @@
-// main.tsx — entry point: loads the global styles and mounts <App /> into #root.
+// main.tsx — entry point: loads the global styles, mounts <App /> into #root, registers the service worker.
 import { StrictMode } from "react";
 import { createRoot } from "react-dom/client";
 import { App } from "./App";
@@ -14,3 +14,10 @@ createRoot(container).render(
     <App />
   </StrictMode>,
 );
+
+// The service worker caches the app shell so the app opens offline (not in `vite dev`).
+if ("serviceWorker" in navigator && import.meta.env.PROD) {
+  window.addEventListener("load", () => {
+    navigator.serviceWorker.register("/sw.js").catch((err: unknown) => console.warn("service worker", err));
+  });
+}

@@ -1,0 +1,155 @@
+// messaging.spec.ts — two people in two browser contexts, against the real server: sign up,
+// open a direct conversation, exchange E2EE messages both ways, receipts, reload, XSS as text,
+// and screenshots of the main screens (light and dark, desktop and phone width).
+import { expect, test, type Browser, type Page } from "@playwright/test";
+
+const stamp = Date.now().toString(36);
+const password = "correct horse battery";
+
+async function signUp(browser: Browser, username: string, displayName: string): Promise<Page> {
+  const context = await browser.newContext({ viewport: { width: 1280, height: 800 } });
+  const page = await context.newPage();
+  page.on("dialog", (d) => {
+    throw new Error(`unexpected dialog: ${d.message()}`);
+  });
+  await page.goto("/");
+  await page.getByRole("tab", { name: "Create account" }).click();
+  await page.getByLabel("Username").fill(username);
+  await page.getByLabel("Password").fill(password);
+  await page.getByLabel("Display name (optional)").fill(displayName);
+  await page.getByRole("button", { name: "Create account" }).click();
+  await expect(page.getByRole("button", { name: "New conversation" })).toBeVisible();
+  await expect(page.getByRole("status").filter({ hasText: "Connected" })).toBeVisible();
+  return page;
+}
+
+async function accountIdOf(page: Page): Promise<string> {
+  await page.getByRole("button", { name: "Settings" }).click();
+  const id = (await page.getByRole("dialog").locator("output").textContent())?.trim() ?? "";
+  await page.getByRole("button", { name: "Close settings" }).click();
+  expect(id).toMatch(/^[0-9a-f-]{36}$/);
+  return id;
+}
+
+function bubble(page: Page, text: string) {
+  return page.getByRole("log").locator("article").filter({ hasText: text });
+}
+
+async function send(page: Page, text: string) {
+  const box = page.getByRole("textbox", { name: "Message" });
+  await box.fill(text);
+  await box.press("Enter");
+}
+
+async function shoot(page: Page, name: string) {
+  for (const scheme of ["light", "dark"] as const) {
+    await page.emulateMedia({ colorScheme: scheme });
+    for (const width of [1280, 360]) {
+      await page.setViewportSize({ width, height: width === 360 ? 740 : 800 });
+      await page.screenshot({ path: `e2e/artifacts/${name}-${scheme}-${width}.png` });
+    }
+  }
+  await page.setViewportSize({ width: 1280, height: 800 });
+  await page.emulateMedia({ colorScheme: "light" });
+}
+
+test("Alice and Bob talk end to end encrypted", async ({ browser }) => {
+  const alice = await signUp(browser, `alice-${stamp}`, "Alice");
+  const bob = await signUp(browser, `bob-${stamp}`, "Bob");
+  const bobId = await accountIdOf(bob);
+
+  // Alice opens the direct conversation by Bob's account id.
+  await alice.getByRole("button", { name: "New conversation" }).click();
+  const dialog = alice.getByRole("dialog", { name: "New conversation" });
+  await shoot(alice, "new-conversation");
+  await dialog.getByRole("textbox", { name: "Account ID" }).fill(bobId);
+  await dialog.getByLabel("Name (shown only to you)").fill("Bob");
+  await dialog.getByRole("button", { name: "Start conversation" }).click();
+  await expect(alice.getByRole("heading", { name: "Bob" })).toBeVisible();
+  await expect(alice.getByRole("main").getByText("End-to-end encrypted")).toBeVisible();
+
+  await send(alice, "Hello **Bob**, this is encrypted");
+  await expect(bubble(alice, "this is encrypted")).toBeVisible();
+
+  // Bob gets it live, with an unread count, and reads it decrypted.
+  const entry = bob.getByRole("button", { name: /Someone/ });
+  await expect(entry).toBeVisible();
+  await expect(entry.getByLabel("1 unread")).toBeVisible();
+  await expect(entry.getByRole("img", { name: "End-to-end encrypted" })).toBeVisible();
+  await entry.click();
+  await expect(bubble(bob, "this is encrypted")).toBeVisible();
+  await expect(bubble(bob, "this is encrypted").locator("strong")).toHaveText("Bob");
+
+  // Bob answers; Alice sees it live.
+  await send(bob, "Hi Alice, got it");
+  await expect(bubble(alice, "Hi Alice, got it")).toBeVisible();
+
+  // Bob had the conversation open: Alice's message shows as read.
+  await expect(bubble(alice, "this is encrypted").getByRole("img", { name: "Read" })).toBeVisible();
+
+  // Hostile Markdown renders as text.
+  await send(alice, "<script>alert(1)</script>");
+  await send(alice, "[x](javascript:alert(1))");
+  for (const page of [alice, bob]) {
+    await expect(bubble(page, "<script>alert(1)</script>")).toBeVisible();
+    await expect(bubble(page, "[x](javascript:alert(1))")).toBeVisible();
+    await expect(page.getByRole("log").locator("script")).toHaveCount(0);
+    await expect(page.locator('a[href^="javascript"]')).toHaveCount(0);
+  }
+
+  // A safe link opens in a new tab without a referrer or opener.
+  await send(bob, "see [the docs](https://example.org/docs)");
+  const link = alice.getByRole("link", { name: "the docs" });
+  await expect(link).toHaveAttribute("rel", "noopener noreferrer");
+  await expect(link).toHaveAttribute("target", "_blank");
+
+  await shoot(alice, "conversation");
+  await alice.getByRole("button", { name: "Back to conversations" }).isVisible();
+
+  // A reload keeps the session and the keys: history still decrypts.
+  await bob.reload();
+  await expect(bob.getByRole("button", { name: "New conversation" })).toBeVisible();
+  await bob.getByRole("button", { name: /Someone/ }).click();
+  await expect(bubble(bob, "this is encrypted")).toBeVisible();
+  await expect(bubble(bob, "Hi Alice, got it")).toBeVisible();
+
+  // And the reloaded Bob can still send to Alice.
+  await send(bob, "after reload");
+  await expect(bubble(alice, "after reload")).toBeVisible();
+
+  // Phone width: the list, then one conversation with a back button.
+  await alice.setViewportSize({ width: 360, height: 740 });
+  await alice.getByRole("button", { name: "Back to conversations" }).click();
+  await expect(alice.getByRole("button", { name: /Bob/ })).toBeVisible();
+  await shoot(alice, "conversation-list");
+});
+
+test("the sign-in screen", async ({ page }) => {
+  await page.goto("/");
+  await expect(page.getByRole("tab", { name: "Sign in" })).toBeVisible();
+  await page.getByLabel("Username").fill("nobody-here");
+  await page.getByLabel("Password").fill("wrong password");
+  await page.getByRole("button", { name: "Sign in" }).click();
+  await expect(page.getByRole("alert")).toHaveText("Wrong username or password.");
+  await shoot(page, "sign-in");
+  await page.getByLabel("Language").selectOption("ru");
+  await expect(page.getByRole("tab", { name: "Войти" })).toBeVisible();
+});
+
+test("installable: manifest and service worker; opens offline", async ({ page, context }) => {
+  await page.goto("/");
+  const href = await page.locator('link[rel="manifest"]').getAttribute("href");
+  expect(href).toBe("/manifest.webmanifest");
+  const manifest = await (await page.request.get(href ?? "")).json();
+  expect(manifest.name).toBe("KitsuLAN");
+  expect(manifest.display).toBe("standalone");
+  expect(manifest.icons.length).toBeGreaterThan(0);
+  const scope = await page.evaluate(async () => (await navigator.serviceWorker.ready).scope);
+  expect(scope).toMatch(/\/$/);
+  await page.reload(); // now controlled by the worker, which has cached the shell and assets
+  await expect(page.getByRole("tab", { name: "Sign in" })).toBeVisible();
+  await context.setOffline(true);
+  await page.reload();
+  await expect(page.getByRole("tab", { name: "Sign in" })).toBeVisible();
+  await context.setOffline(false);
+});

@@ -1,0 +1,52 @@
+// sw.js — the service worker: keeps the app shell (index.html and the hashed assets it loads)
+// so KitsuLAN opens without a network; the app then shows "offline, reconnecting". API calls
+// (gRPC-Web POSTs, the gateway WebSocket, health probes) always go to the network.
+const CACHE = "kitsulan-shell-v1";
+const SHELL = ["/", "/manifest.webmanifest", "/favicon.svg"];
+
+self.addEventListener("install", (event) => {
+  event.waitUntil(caches.open(CACHE).then((c) => c.addAll(SHELL)).then(() => self.skipWaiting()));
+});
+
+self.addEventListener("activate", (event) => {
+  event.waitUntil(
+    caches
+      .keys()
+      .then((keys) => Promise.all(keys.filter((k) => k !== CACHE).map((k) => caches.delete(k))))
+      .then(() => self.clients.claim()),
+  );
+});
+
+self.addEventListener("fetch", (event) => {
+  const req = event.request;
+  const url = new URL(req.url);
+  if (req.method !== "GET" || url.origin !== self.location.origin) return;
+  if (url.pathname.startsWith("/v1/") || url.pathname === "/healthz" || url.pathname === "/readyz") return;
+  if (req.mode === "navigate") {
+    // Network first, so a new version is picked up; the cached shell when offline.
+    event.respondWith(
+      fetch(req)
+        .then((res) => {
+          const copy = res.clone();
+          void caches.open(CACHE).then((c) => c.put("/", copy));
+          return res;
+        })
+        .catch(() => caches.match("/").then((r) => r ?? Response.error())),
+    );
+    return;
+  }
+  // Hashed assets never change: cache first.
+  event.respondWith(
+    caches.match(req).then(
+      (hit) =>
+        hit ??
+        fetch(req).then((res) => {
+          if (res.ok && url.pathname.startsWith("/assets/")) {
+            const copy = res.clone();
+            void caches.open(CACHE).then((c) => c.put(req, copy));
+          }
+          return res;
+        }),
+    ),
+  );
+});

@@ -1,0 +1,572 @@
+// engine.ts — this device's end-to-end encryption, over the crypto crate's WASM build only.
+//
+// It speaks the protocol of e2e-tests/src/e2ee.rs and conversations.rs, so browsers and the
+// Rust clients read each other:
+// - the first device of a person makes the account key and publishes it; every device uploads a
+//   certificate signed by it, signed one-time keys and a fallback key;
+// - other people's devices come from QueryKeys, each certificate checked against the account key
+//   pinned the first time that person was seen (a changed key is refused and shown as a warning);
+// - one outbound Megolm session per conversation, its key shared over Olm to every member device
+//   as `0x02 || conversation id (16) || session key`, in to-device messages `0x01 || Olm message`;
+//   rotated when the member devices change, after 100 messages or 7 days;
+// - a message's ciphertext is the Megolm message, its session_id the Megolm session id (ASCII),
+//   its plaintext the UTF-8 text.
+//
+// Every secret stays in WASM memory and is written to IndexedDB only pickled under the device's
+// pickle key. Operations run one at a time (they advance ratchets), each persisting what it changed.
+import init, {
+  AccountKey,
+  DeviceAccount,
+  InboundGroupSession,
+  OlmSession,
+  OutboundGroupSession,
+  SignedKey as WasmSignedKey,
+  generatePickleKey,
+  isPreKeyMessage,
+  verifyDeviceCertificate,
+} from "kitsulan-crypto";
+import wasmUrl from "kitsulan-crypto/kitsulan_crypto_bg.wasm?url";
+import { keyClient, toDeviceClient } from "../api";
+import { reasonOf } from "../errors";
+import type { Message } from "../gen/kitsulan/v1/conversation_pb";
+import type { AccountKeys } from "../gen/kitsulan/v1/keys_pb";
+import type { ToDeviceMessage } from "../gen/kitsulan/v1/to_device_pb";
+import { bytesEqual, bytesToUuid, uuidBytes, uuidv7 } from "../lib/ids";
+import * as db from "../storage/db";
+
+const ENVELOPE_OLM = 0x01;
+const OLM_ROOM_KEY = 0x01;
+const OLM_CONVERSATION_KEY = 0x02;
+const ROTATE_AFTER_MESSAGES = 100;
+const ROTATE_AFTER_MS = 7 * 24 * 3600 * 1000;
+const BATCH = 100;
+/** Keep at least this many one-time keys on the server. */
+const MIN_ONE_TIME_KEYS = 25;
+const UPLOAD_ONE_TIME_KEYS = 50;
+
+let ready: Promise<unknown> | null = null;
+/** Loads the WASM module once. */
+export function loadCrypto(): Promise<unknown> {
+  ready ??= init({ module_or_path: wasmUrl });
+  return ready;
+}
+
+/** A contact's account key is not the one pinned when they were first seen. */
+export class AccountKeyChanged extends Error {
+  constructor(readonly accountId: string) {
+    super(`the account key of ${accountId} changed`);
+    this.name = "AccountKeyChanged";
+  }
+}
+
+/** What a message says to this device. */
+export type Content =
+  | { kind: "text"; text: string }
+  | { kind: "deleted" }
+  | { kind: "undecryptable"; reason: string; sessionId: string };
+
+interface Peer {
+  accountId: string;
+  deviceId: string;
+  ed25519: Uint8Array;
+  curve25519: Uint8Array;
+}
+
+interface Outbound {
+  session: OutboundGroupSession;
+  sharedWith: Set<string>;
+  createdAtMs: number;
+}
+
+interface StoredOutbound {
+  pickle: string;
+  sharedWith: string[];
+  createdAtMs: number;
+}
+
+interface Inbound {
+  session: InboundGroupSession;
+  senderAccountId: string;
+  conversationId: string | null;
+}
+
+interface StoredInbound {
+  pickle: string;
+  senderAccountId: string;
+  conversationId: string | null;
+}
+
+/** Why this device cannot do E2EE yet. */
+export type DeviceState = "ready" | "needs-link";
+
+const td = new TextDecoder("utf-8", { fatal: true });
+const te = new TextEncoder();
+
+export class E2ee {
+  private chain: Promise<unknown> = Promise.resolve();
+  private pinned = new Map<string, Uint8Array>();
+  private peers = new Map<string, Peer>();
+  private devicesByAccount = new Map<string, string[]>();
+  private olm = new Map<string, OlmSession[]>();
+  private outbound = new Map<string, Outbound>();
+  private inbound = new Map<string, Inbound>();
+  private seen = new Map<string, string>();
+  private taken = new Set<string>();
+
+  private constructor(
+    readonly accountId: string,
+    readonly deviceId: string,
+    private readonly pickleKey: Uint8Array,
+    private account: DeviceAccount,
+    private accountKey: AccountKey | null,
+    private certificateUploaded: boolean,
+  ) {}
+
+  /** Whether this device holds the account key (else it must be linked from another device). */
+  get state(): DeviceState {
+    return this.accountKey && this.certificateUploaded ? "ready" : "needs-link";
+  }
+
+  /** Runs `fn` after every operation queued before it. */
+  private run<T>(fn: () => Promise<T>): Promise<T> {
+    const next = this.chain.then(fn, fn);
+    this.chain = next.catch(() => undefined);
+    return next;
+  }
+
+  /**
+   * Sets up a freshly signed-in device: a new Olm account, and — when the person has no account
+   * key yet (first device) — a new account key, published. Then certificate and keys go up.
+   */
+  static async setUp(accountId: string, deviceId: string): Promise<E2ee> {
+    await loadCrypto();
+    const pickleKey = generatePickleKey();
+    const account = new DeviceAccount();
+    const accountKey = AccountKey.generate();
+    let engine: E2ee;
+    try {
+      await keyClient.publishAccountKey({ accountKey: accountKey.publicKey, replace: false });
+      engine = new E2ee(accountId, deviceId, pickleKey, account, accountKey, false);
+    } catch (err) {
+      if (reasonOf(err) !== "ACCOUNT_KEY_EXISTS") throw err;
+      // Another device holds this person's key: this one must be linked (pairing) first.
+      accountKey.free();
+      engine = new E2ee(accountId, deviceId, pickleKey, account, null, false);
+    }
+    await db.put("crypto", "pickleKey", pickleKey);
+    await engine.saveIdentity();
+    if (engine.accountKey) await engine.uploadKeys(UPLOAD_ONE_TIME_KEYS);
+    return engine;
+  }
+
+  /** Restores the engine from IndexedDB (null when nothing is stored). */
+  static async load(accountId: string, deviceId: string): Promise<E2ee | null> {
+    await loadCrypto();
+    const pickleKey = await db.get<Uint8Array>("crypto", "pickleKey");
+    const devicePickle = await db.get<string>("crypto", "device");
+    if (!pickleKey || !devicePickle) return null;
+    const accountKeyPickle = await db.get<string>("crypto", "accountKey");
+    const engine = new E2ee(
+      accountId,
+      deviceId,
+      pickleKey,
+      DeviceAccount.fromPickle(devicePickle, pickleKey),
+      accountKeyPickle ? AccountKey.fromPickle(accountKeyPickle, pickleKey) : null,
+      (await db.get<boolean>("crypto", "certificateUploaded")) ?? false,
+    );
+    for (const [id, key] of Object.entries((await db.get<Record<string, Uint8Array>>("crypto", "pinned")) ?? {})) {
+      engine.pinned.set(id, key);
+    }
+    for (const peer of (await db.get<Peer[]>("crypto", "peers")) ?? []) engine.peers.set(peer.deviceId, peer);
+    for (const [id, list] of Object.entries((await db.get<Record<string, string[]>>("crypto", "devices")) ?? {})) {
+      engine.devicesByAccount.set(id, list);
+    }
+    for (const [key, pickles] of await db.entries<string[]>("crypto", "olm:")) {
+      engine.olm.set(key.slice(4), pickles.map((p) => OlmSession.fromPickle(p, pickleKey)));
+    }
+    for (const [key, o] of await db.entries<StoredOutbound>("crypto", "out:")) {
+      engine.outbound.set(key.slice(4), {
+        session: OutboundGroupSession.fromPickle(o.pickle, pickleKey),
+        sharedWith: new Set(o.sharedWith),
+        createdAtMs: o.createdAtMs,
+      });
+    }
+    for (const [key, i] of await db.entries<StoredInbound>("crypto", "in:")) {
+      engine.inbound.set(key.slice(3), {
+        session: InboundGroupSession.fromPickle(i.pickle, pickleKey),
+        senderAccountId: i.senderAccountId,
+        conversationId: i.conversationId,
+      });
+    }
+    for (const [id, messageId] of Object.entries((await db.get<Record<string, string>>("crypto", "seen")) ?? {})) {
+      engine.seen.set(id, messageId);
+    }
+    for (const id of (await db.get<string[]>("crypto", "taken")) ?? []) engine.taken.add(id);
+    return engine;
+  }
+
+  private async saveIdentity(): Promise<void> {
+    const entries: Array<[string, unknown]> = [
+      ["device", this.account.pickle(this.pickleKey)],
+      ["certificateUploaded", this.certificateUploaded],
+    ];
+    if (this.accountKey) entries.push(["accountKey", this.accountKey.pickle(this.pickleKey)]);
+    await db.putMany("crypto", entries);
+  }
+
+  private async saveDirectory(): Promise<void> {
+    await db.putMany("crypto", [
+      ["pinned", Object.fromEntries(this.pinned)],
+      ["peers", [...this.peers.values()]],
+      ["devices", Object.fromEntries(this.devicesByAccount)],
+    ]);
+  }
+
+  private async saveOlm(deviceId: string): Promise<void> {
+    const sessions = this.olm.get(deviceId) ?? [];
+    await db.put("crypto", `olm:${deviceId}`, sessions.map((s) => s.pickle(this.pickleKey)));
+  }
+
+  private async saveOutbound(conversationId: string): Promise<void> {
+    const o = this.outbound.get(conversationId);
+    if (!o) return;
+    const stored: StoredOutbound = {
+      pickle: o.session.pickle(this.pickleKey),
+      sharedWith: [...o.sharedWith],
+      createdAtMs: o.createdAtMs,
+    };
+    await db.put("crypto", `out:${conversationId}`, stored);
+  }
+
+  private async saveInbound(key: string): Promise<void> {
+    const i = this.inbound.get(key);
+    if (!i) return;
+    const stored: StoredInbound = {
+      pickle: i.session.pickle(this.pickleKey),
+      senderAccountId: i.senderAccountId,
+      conversationId: i.conversationId,
+    };
+    await db.put("crypto", `in:${key}`, stored);
+  }
+
+  /** Uploads the certificate (first time), `count` one-time keys and, the first time, a fallback key. */
+  private async uploadKeys(count: number): Promise<void> {
+    if (!this.accountKey) return;
+    const deviceCertificate = this.certificateUploaded
+      ? new Uint8Array()
+      : this.accountKey.certify(
+          uuidBytes(this.accountId),
+          uuidBytes(this.deviceId),
+          this.account.ed25519Key,
+          this.account.curve25519Key,
+          BigInt(Math.floor(Date.now() / 1000)),
+        );
+    const otks = this.account.generateOneTimeKeys(count);
+    const fallback = this.certificateUploaded ? undefined : this.account.generateFallbackKey();
+    const wire = (k: WasmSignedKey) => ({ keyId: k.keyId, publicKey: k.publicKey, signature: k.signature });
+    await keyClient.uploadKeys({
+      deviceCertificate,
+      oneTimeKeys: otks.map(wire),
+      ...(fallback ? { fallbackKey: wire(fallback) } : {}),
+    });
+    this.account.markKeysAsPublished();
+    this.certificateUploaded = true;
+    await this.saveIdentity();
+  }
+
+  /** Uploads more one-time keys when the server holds few. */
+  topUpKeys(): Promise<void> {
+    return this.run(async () => {
+      if (this.state !== "ready") return;
+      const counts = await keyClient.getKeyCounts({});
+      if (counts.oneTimeKeyCount < MIN_ONE_TIME_KEYS) await this.uploadKeys(UPLOAD_ONE_TIME_KEYS);
+    });
+  }
+
+  /** Forgets what we know of an account's devices, so the next send queries them again. */
+  deviceListChanged(accountId: string): void {
+    this.devicesByAccount.delete(accountId);
+  }
+
+  private async syncDevices(accountIds: string[]): Promise<void> {
+    for (let i = 0; i < accountIds.length; i += BATCH) {
+      const chunk = accountIds.slice(i, i + BATCH);
+      const res = await keyClient.queryKeys({ accountIds: chunk });
+      for (const keys of res.accounts) this.takeDeviceList(keys);
+    }
+    await this.saveDirectory();
+  }
+
+  private takeDeviceList(keys: AccountKeys): void {
+    const accountId = keys.accountId;
+    const listed: string[] = [];
+    if (keys.accountKey.length > 0) {
+      let pinned = this.pinned.get(accountId);
+      if (accountId === this.accountId && this.accountKey) pinned = this.accountKey.publicKey;
+      if (!pinned) {
+        pinned = keys.accountKey;
+        this.pinned.set(accountId, pinned);
+      }
+      if (!bytesEqual(pinned, keys.accountKey)) throw new AccountKeyChanged(accountId);
+      const accountBytes = uuidBytes(accountId);
+      for (const device of keys.devices) {
+        const cert = verifyDeviceCertificate(device.certificate, pinned);
+        try {
+          if (!bytesEqual(cert.accountId, accountBytes) || !bytesEqual(cert.deviceId, uuidBytes(device.deviceId))) {
+            throw new Error(`the certificate of device ${device.deviceId} names another account or device`);
+          }
+          if (!bytesEqual(cert.deviceEd25519, device.ed25519) || !bytesEqual(cert.deviceCurve25519, device.curve25519)) {
+            throw new Error(`the keys listed for device ${device.deviceId} are not the certified ones`);
+          }
+          if (device.deviceId === this.deviceId) continue;
+          const peer: Peer = {
+            accountId,
+            deviceId: device.deviceId,
+            ed25519: cert.deviceEd25519,
+            curve25519: cert.deviceCurve25519,
+          };
+          const known = this.peers.get(device.deviceId);
+          if (known && (!bytesEqual(known.ed25519, peer.ed25519) || !bytesEqual(known.curve25519, peer.curve25519))) {
+            throw new Error(`device ${device.deviceId} changed its identity keys`);
+          }
+          this.peers.set(device.deviceId, peer);
+          listed.push(device.deviceId);
+        } finally {
+          cert.free();
+        }
+      }
+    }
+    const before = this.devicesByAccount.get(accountId) ?? [];
+    for (const gone of before.filter((d) => !listed.includes(d))) {
+      this.peers.delete(gone);
+      this.olm.delete(gone);
+      void db.del("crypto", `olm:${gone}`);
+    }
+    this.devicesByAccount.set(accountId, listed);
+  }
+
+  private async ensureOlm(deviceIds: string[]): Promise<void> {
+    const missing = deviceIds.filter((d) => (this.olm.get(d)?.length ?? 0) === 0);
+    for (let i = 0; i < missing.length; i += BATCH) {
+      const chunk = missing.slice(i, i + BATCH);
+      const res = await keyClient.claimKeys({ deviceIds: chunk });
+      for (const deviceId of chunk) {
+        const peer = this.peers.get(deviceId);
+        const claim = res.keys.find((k) => k.deviceId === deviceId);
+        if (!peer || !claim?.key) continue; // a device without keys gets nothing
+        const key = new WasmSignedKey(claim.key.keyId, claim.key.publicKey, claim.key.signature, claim.fallback);
+        try {
+          const session = this.account.createOutboundSession(peer.ed25519, peer.curve25519, key);
+          this.olm.set(deviceId, [...(this.olm.get(deviceId) ?? []), session]);
+          await this.saveOlm(deviceId);
+        } finally {
+          key.free();
+        }
+      }
+    }
+  }
+
+  private newOutbound(conversationId: string): Outbound {
+    this.outbound.get(conversationId)?.session.free();
+    const session = new OutboundGroupSession();
+    // Keep the inbound half, so this device reads its own messages in the history.
+    const inbound = InboundGroupSession.fromSessionKey(session.sessionKey());
+    const key = `${this.deviceId}|${session.sessionId}`;
+    this.inbound.set(key, { session: inbound, senderAccountId: this.accountId, conversationId });
+    void this.saveInbound(key);
+    const o: Outbound = { session, sharedWith: new Set(), createdAtMs: Date.now() };
+    this.outbound.set(conversationId, o);
+    return o;
+  }
+
+  /**
+   * Encrypts `text` for a conversation whose members are `memberIds` (our own account
+   * included): refreshes their devices, rotates and shares the session key as needed.
+   */
+  encrypt(
+    conversationId: string,
+    memberIds: string[],
+    text: string,
+  ): Promise<{ messageId: string; ciphertext: Uint8Array; sessionId: Uint8Array }> {
+    return this.run(async () => {
+      if (this.state !== "ready") throw new Error("this device is not set up for encryption");
+      const members = [...new Set([...memberIds, this.accountId])];
+      await this.syncDevices(members);
+      const recipients = members.flatMap((a) => this.devicesByAccount.get(a) ?? []);
+      let o = this.outbound.get(conversationId) ?? this.newOutbound(conversationId);
+      const now = new Set(recipients);
+      const used = o.session.messageIndex > 0 || o.sharedWith.size > 0;
+      const changed = o.sharedWith.size !== now.size || [...now].some((d) => !o.sharedWith.has(d));
+      if (
+        (used && changed) ||
+        o.session.messageIndex >= ROTATE_AFTER_MESSAGES ||
+        Date.now() - o.createdAtMs > ROTATE_AFTER_MS
+      ) {
+        o = this.newOutbound(conversationId);
+      }
+      await this.share(conversationId, o, recipients);
+      const sessionId = o.session.sessionId;
+      const ciphertext = o.session.encrypt(te.encode(text));
+      await this.saveOutbound(conversationId);
+      return { messageId: uuidv7(), ciphertext, sessionId: te.encode(sessionId) };
+    });
+  }
+
+  private async share(conversationId: string, o: Outbound, recipients: string[]): Promise<void> {
+    const targets = recipients.filter((d) => !o.sharedWith.has(d));
+    if (targets.length === 0) return;
+    await this.ensureOlm(targets);
+    const key = o.session.sessionKey();
+    const plaintext = new Uint8Array(1 + 16 + key.length);
+    plaintext[0] = OLM_CONVERSATION_KEY;
+    plaintext.set(uuidBytes(conversationId), 1);
+    plaintext.set(key, 17);
+    const messages = [];
+    for (const deviceId of targets) {
+      const session = this.olm.get(deviceId)?.[0];
+      if (!session) continue;
+      const olm = session.encrypt(plaintext);
+      const ciphertext = new Uint8Array(1 + olm.length);
+      ciphertext[0] = ENVELOPE_OLM;
+      ciphertext.set(olm, 1);
+      messages.push({ messageId: uuidv7(), recipientDeviceId: deviceId, ciphertext });
+      await this.saveOlm(deviceId);
+    }
+    for (let i = 0; i < messages.length; i += BATCH) {
+      await toDeviceClient.sendToDevice({ messages: messages.slice(i, i + BATCH) });
+    }
+    for (const m of messages) o.sharedWith.add(m.recipientDeviceId);
+    await this.saveOutbound(conversationId);
+  }
+
+  /**
+   * Takes a to-device message (from the gateway): imports a room key shared over Olm. Returns
+   * the Megolm session id it imported, or null. Ids already taken are skipped.
+   */
+  takeToDevice(message: ToDeviceMessage): Promise<string | null> {
+    return this.run(async () => {
+      if (this.taken.has(message.messageId)) return null;
+      let peer = this.peers.get(message.senderDeviceId);
+      if (!peer) {
+        await this.syncDevices([message.senderAccountId]);
+        peer = this.peers.get(message.senderDeviceId);
+      }
+      if (!peer || peer.accountId !== message.senderAccountId) {
+        throw new Error(`unknown sending device ${message.senderDeviceId}`);
+      }
+      const [kind] = message.ciphertext;
+      if (kind !== ENVELOPE_OLM) return this.markTaken(message.messageId, null);
+      const plaintext = await this.decryptOlm(peer, message.ciphertext.subarray(1));
+      let conversationId: string | null = null;
+      let key: Uint8Array;
+      if (plaintext[0] === OLM_CONVERSATION_KEY && plaintext.length > 17) {
+        conversationId = bytesToUuid(plaintext.subarray(1, 17));
+        key = plaintext.subarray(17);
+      } else if (plaintext[0] === OLM_ROOM_KEY) {
+        key = plaintext.subarray(1);
+      } else {
+        return this.markTaken(message.messageId, null);
+      }
+      const session = InboundGroupSession.fromSessionKey(key);
+      const sessionId = session.sessionId;
+      const mapKey = `${peer.deviceId}|${sessionId}`;
+      if (!this.inbound.has(mapKey)) {
+        this.inbound.set(mapKey, { session, senderAccountId: peer.accountId, conversationId });
+        await this.saveInbound(mapKey);
+      } else {
+        session.free();
+      }
+      return this.markTaken(message.messageId, sessionId);
+    });
+  }
+
+  private async markTaken(id: string, result: string | null): Promise<string | null> {
+    this.taken.add(id);
+    const recent = [...this.taken].slice(-2000);
+    await db.put("crypto", "taken", recent);
+    return result;
+  }
+
+  private async decryptOlm(peer: Peer, message: Uint8Array): Promise<Uint8Array> {
+    const sessions = this.olm.get(peer.deviceId) ?? [];
+    if (isPreKeyMessage(message)) {
+      const match = sessions.find((s) => s.matchesPreKeyMessage(message));
+      if (match) {
+        const plaintext = match.decrypt(message);
+        await this.saveOlm(peer.deviceId);
+        return plaintext;
+      }
+      const inbound = this.account.createInboundSession(peer.curve25519, message);
+      const session = inbound.takeSession();
+      const plaintext = inbound.plaintext;
+      inbound.free();
+      if (!session) throw new Error("no Olm session made");
+      this.olm.set(peer.deviceId, [...sessions, session]);
+      await this.saveOlm(peer.deviceId);
+      await this.saveIdentity(); // the one-time key is used up
+      return plaintext;
+    }
+    for (const session of sessions) {
+      try {
+        const plaintext = session.decrypt(message);
+        await this.saveOlm(peer.deviceId);
+        return plaintext;
+      } catch {
+        // try the next session
+      }
+    }
+    throw new Error(`no Olm session with ${peer.deviceId} decrypts this message`);
+  }
+
+  /** Decrypts a conversation message with the session its sending device shared for it. */
+  decrypt(message: Message): Promise<Content> {
+    return this.run(async () => this.decryptNow(message));
+  }
+
+  private async decryptNow(message: Message): Promise<Content> {
+    if (message.deletedAtMs !== 0n) return { kind: "deleted" };
+    let sessionId: string;
+    try {
+      sessionId = td.decode(message.sessionId);
+    } catch {
+      return { kind: "undecryptable", reason: "bad session id", sessionId: "" };
+    }
+    const key = `${message.senderDeviceId}|${sessionId}`;
+    const inbound = this.inbound.get(key);
+    if (!inbound) return { kind: "undecryptable", reason: "waiting for the key", sessionId };
+    if (inbound.senderAccountId !== message.senderAccountId || inbound.conversationId !== message.conversationId) {
+      return { kind: "undecryptable", reason: "the key was shared for something else", sessionId };
+    }
+    let plaintext: Uint8Array;
+    let index: number;
+    try {
+      const d = inbound.session.decryptHistory(message.ciphertext);
+      plaintext = d.plaintext;
+      index = d.messageIndex;
+      d.free();
+    } catch (err) {
+      return { kind: "undecryptable", reason: String(err), sessionId };
+    }
+    const seenKey = `${key}|${index}`;
+    const before = this.seen.get(seenKey);
+    if (before && before !== message.id) return { kind: "undecryptable", reason: "replayed", sessionId };
+    if (!before) {
+      this.seen.set(seenKey, message.id);
+      await db.put("crypto", "seen", Object.fromEntries(this.seen));
+    }
+    try {
+      return { kind: "text", text: td.decode(plaintext) };
+    } catch {
+      return { kind: "undecryptable", reason: "not UTF-8", sessionId };
+    }
+  }
+
+  /** Frees WASM memory (sign-out). */
+  dispose(): void {
+    this.account.free();
+    this.accountKey?.free();
+    for (const list of this.olm.values()) for (const s of list) s.free();
+    for (const o of this.outbound.values()) o.session.free();
+    for (const i of this.inbound.values()) i.session.free();
+  }
+}

@@ -1,0 +1,399 @@
+// chat.ts — the app's conversation state (an external store for useSyncExternalStore) and the
+// controller that fills it: RPCs, the gateway's events and the E2EE engine meet here.
+// Messages are kept by id, so an event delivered twice (after a reconnect) changes nothing;
+// an edit or deletion replaces a message only when it is newer than what we hold.
+import { create } from "@bufbuild/protobuf";
+import { useSyncExternalStore } from "react";
+import { conversationClient, accountClient, gatewayUrl } from "../api";
+import { accessToken } from "../auth/session";
+import { AccountKeyChanged, type Content, type E2ee } from "../crypto/engine";
+import { Gateway, type GatewayStatus } from "../gateway/client";
+import { HistoryDirection, MessageSchema, type Conversation, type Message } from "../gen/kitsulan/v1/conversation_pb";
+import type { Event } from "../gen/kitsulan/v1/gateway_pb";
+import * as db from "../storage/db";
+
+export interface Item {
+  message: Message;
+  content: Content;
+  /** Local state of our own sends. */
+  local?: "sending" | "failed";
+  text?: string;
+}
+
+export interface Thread {
+  items: Item[];
+  more: boolean;
+  loaded: boolean;
+}
+
+export interface Receipt {
+  delivered: bigint;
+  read: bigint;
+}
+
+export interface ChatState {
+  me: { accountId: string; deviceId: string; displayName: string; username: string };
+  conversations: Conversation[];
+  previews: Record<string, string>;
+  threads: Record<string, Thread>;
+  receipts: Record<string, Record<string, Receipt>>;
+  typing: Record<string, Record<string, number>>;
+  contacts: Record<string, string>;
+  status: GatewayStatus;
+  active: string | null;
+  keyWarning: string | null;
+}
+
+type Listener = () => void;
+
+export class Chat {
+  private state: ChatState;
+  private listeners = new Set<Listener>();
+  private gateway: Gateway;
+  private typingTimer: ReturnType<typeof setInterval>;
+
+  constructor(
+    readonly engine: E2ee,
+    me: { accountId: string; deviceId: string },
+    onSignedOut: () => void,
+  ) {
+    this.state = {
+      me: { ...me, displayName: "", username: "" },
+      conversations: [],
+      previews: {},
+      threads: {},
+      receipts: {},
+      typing: {},
+      contacts: {},
+      status: "connecting",
+      active: null,
+      keyWarning: null,
+    };
+    this.gateway = new Gateway({
+      url: gatewayUrl(),
+      token: accessToken,
+      onEvent: (e) => this.onEvent(e),
+      onStatus: (status) => this.set({ status }),
+      onSignedOut,
+    });
+    // Expire typing indicators (others stop sending updates after 6 s).
+    this.typingTimer = setInterval(() => this.expireTyping(), 1000);
+  }
+
+  subscribe = (l: Listener): (() => void) => {
+    this.listeners.add(l);
+    return () => this.listeners.delete(l);
+  };
+
+  get = (): ChatState => this.state;
+
+  private set(patch: Partial<ChatState>): void {
+    this.state = { ...this.state, ...patch };
+    for (const l of this.listeners) l();
+  }
+
+  async start(): Promise<void> {
+    const contacts = (await db.get<Record<string, string>>("session", "contacts")) ?? {};
+    this.set({ contacts });
+    this.gateway.start();
+    try {
+      const res = await accountClient.getMyAccount({});
+      if (res.account) {
+        this.set({
+          me: { ...this.state.me, displayName: res.account.displayName, username: res.account.username },
+        });
+      }
+    } catch {
+      // offline: the name comes later
+    }
+    await this.loadConversations();
+  }
+
+  stop(): void {
+    this.gateway.stop();
+    clearInterval(this.typingTimer);
+  }
+
+  nameOf(accountId: string): string {
+    if (accountId === this.state.me.accountId) return this.state.me.displayName || this.state.me.username;
+    return this.state.contacts[accountId] ?? "";
+  }
+
+  async setContactName(accountId: string, name: string): Promise<void> {
+    if (!name.trim()) return;
+    const contacts = { ...this.state.contacts, [accountId]: name.trim() };
+    this.set({ contacts });
+    await db.put("session", "contacts", contacts);
+  }
+
+  async loadConversations(): Promise<void> {
+    try {
+      const res = await conversationClient.listConversations({});
+      this.set({ conversations: res.conversations });
+      for (const c of res.conversations) {
+        if (!this.state.previews[c.id] && c.lastSeq > 0n) void this.loadPreview(c.id);
+      }
+    } catch {
+      // offline: the list stays as it was
+    }
+  }
+
+  private async loadPreview(conversationId: string): Promise<void> {
+    const res = await conversationClient.listMessages({ conversationId, limit: 1 });
+    const m = res.messages[0];
+    if (m) this.setPreview(conversationId, await this.engine.decrypt(m));
+  }
+
+  private setPreview(conversationId: string, content: Content): void {
+    if (content.kind !== "text") return;
+    this.set({ previews: { ...this.state.previews, [conversationId]: content.text.slice(0, 120) } });
+  }
+
+  conversation(id: string): Conversation | undefined {
+    return this.state.conversations.find((c) => c.id === id);
+  }
+
+  private upsertConversation(c: Conversation): void {
+    const rest = this.state.conversations.filter((x) => x.id !== c.id);
+    const list = [c, ...rest].sort((a, b) => Number(b.lastActivityAtMs - a.lastActivityAtMs));
+    this.set({ conversations: list });
+  }
+
+  async openDirect(accountId: string, name: string): Promise<string> {
+    const res = await conversationClient.openDirect({ accountId });
+    if (!res.conversation) throw new Error("OpenDirect answered without a conversation");
+    await this.setContactName(accountId, name);
+    this.upsertConversation(res.conversation);
+    return res.conversation.id;
+  }
+
+  setActive(id: string | null): void {
+    this.set({ active: id });
+    if (id) {
+      if (!this.state.threads[id]?.loaded) void this.loadOlder(id);
+      else this.markReadIfVisible(id);
+    }
+  }
+
+  /** Loads the page of history before the oldest message we hold. */
+  async loadOlder(conversationId: string): Promise<void> {
+    const thread = this.state.threads[conversationId];
+    if (thread?.loaded && !thread.more) return;
+    const oldest = thread?.items.find((i) => i.message.seq > 0n)?.message.seq ?? 0n;
+    const res = await conversationClient.listMessages({
+      conversationId,
+      cursor: oldest,
+      direction: HistoryDirection.BACKWARD,
+      limit: 50,
+    });
+    const items: Item[] = [];
+    for (const m of res.messages) items.push({ message: m, content: await this.engine.decrypt(m) });
+    this.merge(conversationId, items, { more: res.more, loaded: true });
+    this.markReadIfVisible(conversationId);
+  }
+
+  private merge(conversationId: string, incoming: Item[], patch: Partial<Thread> = {}): void {
+    const thread = this.state.threads[conversationId] ?? { items: [], more: true, loaded: false };
+    const byId = new Map(thread.items.map((i) => [i.message.id, i]));
+    for (const item of incoming) {
+      const have = byId.get(item.message.id);
+      if (
+        have &&
+        !have.local &&
+        have.content.kind !== "undecryptable" &&
+        item.message.editedAtMs <= have.message.editedAtMs &&
+        item.message.deletedAtMs <= have.message.deletedAtMs
+      ) {
+        continue; // a duplicate
+      }
+      byId.set(item.message.id, item);
+    }
+    const items = [...byId.values()].sort((a, b) => {
+      const sa = a.message.seq || BigInt(Number.MAX_SAFE_INTEGER);
+      const sb = b.message.seq || BigInt(Number.MAX_SAFE_INTEGER);
+      return sa < sb ? -1 : sa > sb ? 1 : 0;
+    });
+    this.set({ threads: { ...this.state.threads, [conversationId]: { ...thread, ...patch, items } } });
+  }
+
+  async send(conversationId: string, text: string, retryOf?: Item): Promise<void> {
+    const conversation = this.conversation(conversationId);
+    if (!conversation) return;
+    const members = conversation.members.map((m) => m.accountId);
+    let placeholder: Item | undefined = retryOf;
+    try {
+      const encrypted = retryOf?.message.ciphertext.length
+        ? {
+            messageId: retryOf.message.id,
+            ciphertext: retryOf.message.ciphertext,
+            sessionId: retryOf.message.sessionId,
+          }
+        : await this.engine.encrypt(conversationId, members, text);
+      placeholder = {
+        message: create(MessageSchema, {
+          id: encrypted.messageId,
+          conversationId,
+          senderAccountId: this.state.me.accountId,
+          senderDeviceId: this.state.me.deviceId,
+          ciphertext: encrypted.ciphertext,
+          sessionId: encrypted.sessionId,
+          sentAtMs: BigInt(Date.now()),
+        }),
+        content: { kind: "text", text },
+        local: "sending",
+        text,
+      };
+      this.merge(conversationId, [placeholder]);
+      const res = await conversationClient.sendMessage({
+        conversationId,
+        messageId: encrypted.messageId,
+        ciphertext: encrypted.ciphertext,
+        sessionId: encrypted.sessionId,
+      });
+      if (res.message) {
+        this.merge(conversationId, [{ message: res.message, content: { kind: "text", text } }]);
+        this.setPreview(conversationId, { kind: "text", text });
+        const c = this.conversation(conversationId);
+        if (c) this.upsertConversation({ ...c, lastSeq: res.message.seq, lastActivityAtMs: res.message.sentAtMs });
+      }
+      this.set({ keyWarning: null });
+    } catch (err) {
+      if (err instanceof AccountKeyChanged) this.set({ keyWarning: err.accountId });
+      if (placeholder) this.merge(conversationId, [{ ...placeholder, local: "failed", content: { kind: "text", text } }]);
+      throw err;
+    }
+  }
+
+  typing(conversationId: string, typing: boolean): void {
+    this.gateway.typing(conversationId, typing);
+  }
+
+  /** Marks the conversation read up to its newest message when it is on screen. */
+  markReadIfVisible(conversationId: string): void {
+    if (this.state.active !== conversationId || document.visibilityState !== "visible") return;
+    const c = this.conversation(conversationId);
+    const thread = this.state.threads[conversationId];
+    const newest = thread?.items.reduce((max, i) => (i.message.seq > max ? i.message.seq : max), 0n) ?? 0n;
+    const mine = c?.members.find((m) => m.accountId === this.state.me.accountId);
+    if (!c || newest === 0n || (mine && mine.readSeq >= newest && c.unreadCount === 0)) return;
+    void conversationClient
+      .markRead({ conversationId, seq: newest })
+      .then((res) => {
+        const cur = this.conversation(conversationId);
+        if (!cur) return;
+        const members = cur.members.map((m) =>
+          m.accountId === this.state.me.accountId ? { ...m, readSeq: res.readSeq } : m,
+        );
+        this.upsertConversation({ ...cur, members, unreadCount: res.unreadCount });
+      })
+      .catch(() => undefined);
+  }
+
+  private expireTyping(): void {
+    const now = Date.now();
+    let changed = false;
+    const typing: ChatState["typing"] = {};
+    for (const [conv, who] of Object.entries(this.state.typing)) {
+      const kept = Object.fromEntries(Object.entries(who).filter(([, until]) => until > now));
+      if (Object.keys(kept).length !== Object.keys(who).length) changed = true;
+      typing[conv] = kept;
+    }
+    if (changed) this.set({ typing });
+  }
+
+  private async onEvent(event: Event): Promise<void> {
+    const body = event.body;
+    switch (body.case) {
+      case "message": {
+        const m = body.value.message;
+        if (!m) return;
+        if (!this.conversation(m.conversationId)) await this.loadConversations();
+        const content = await this.engine.decrypt(m);
+        const thread = this.state.threads[m.conversationId];
+        const known = thread?.items.some((i) => i.message.id === m.id && !i.local);
+        this.merge(m.conversationId, [{ message: m, content }]);
+        this.setPreview(m.conversationId, content);
+        const c = this.conversation(m.conversationId);
+        if (c && !known) {
+          const fromOther = m.senderAccountId !== this.state.me.accountId;
+          const visible = this.state.active === m.conversationId && document.visibilityState === "visible";
+          const newest = m.seq > c.lastSeq ? m.seq : c.lastSeq;
+          this.upsertConversation({
+            ...c,
+            lastSeq: newest,
+            lastActivityAtMs: m.sentAtMs > c.lastActivityAtMs ? m.sentAtMs : c.lastActivityAtMs,
+            unreadCount: c.unreadCount + (fromOther && !visible && m.deletedAtMs === 0n ? 1 : 0),
+          });
+          if (visible) this.markReadIfVisible(m.conversationId);
+        }
+        return;
+      }
+      case "receipt": {
+        const r = body.value;
+        if (r.accountId === this.state.me.accountId) {
+          const c = this.conversation(r.conversationId);
+          if (c) {
+            const members = c.members.map((m) =>
+              m.accountId === r.accountId && r.readSeq > m.readSeq ? { ...m, readSeq: r.readSeq } : m,
+            );
+            this.upsertConversation({ ...c, members, unreadCount: r.unreadCount });
+          }
+          return;
+        }
+        const forConv = { ...(this.state.receipts[r.conversationId] ?? {}) };
+        const before = forConv[r.accountId] ?? { delivered: 0n, read: 0n };
+        forConv[r.accountId] = {
+          delivered: r.deliveredSeq > before.delivered ? r.deliveredSeq : before.delivered,
+          read: r.readSeq > before.read ? r.readSeq : before.read,
+        };
+        this.set({ receipts: { ...this.state.receipts, [r.conversationId]: forConv } });
+        return;
+      }
+      case "member":
+        await this.loadConversations();
+        return;
+      case "deviceList":
+        this.engine.deviceListChanged(body.value.accountId);
+        return;
+      case "toDevice": {
+        const sessionId = await this.engine.takeToDevice(body.value);
+        if (sessionId) await this.retryUndecrypted(sessionId);
+        return;
+      }
+      case "typing": {
+        const t = body.value;
+        if (t.accountId === this.state.me.accountId) return;
+        const who = { ...(this.state.typing[t.conversationId] ?? {}) };
+        if (t.typing) who[t.accountId] = Date.now() + 6000;
+        else delete who[t.accountId];
+        this.set({ typing: { ...this.state.typing, [t.conversationId]: who } });
+        return;
+      }
+      case "syncComplete":
+        await this.loadConversations();
+        void this.engine.topUpKeys().catch(() => undefined);
+        return;
+      default:
+        return;
+    }
+  }
+
+  /** Decrypts again the messages that waited for the key of `sessionId`. */
+  private async retryUndecrypted(sessionId: string): Promise<void> {
+    for (const [conversationId, thread] of Object.entries(this.state.threads)) {
+      const waiting = thread.items.filter(
+        (i) => i.content.kind === "undecryptable" && i.content.sessionId === sessionId,
+      );
+      if (waiting.length === 0) continue;
+      const items: Item[] = [];
+      for (const i of waiting) items.push({ message: i.message, content: await this.engine.decrypt(i.message) });
+      this.merge(conversationId, items);
+      const last = items[items.length - 1];
+      if (last) this.setPreview(conversationId, last.content);
+    }
+  }
+}
+
+export function useChat<T>(chat: Chat, select: (s: ChatState) => T): T {
+  return useSyncExternalStore(chat.subscribe, () => select(chat.get()));
+}

@@ -1,0 +1,63 @@
+// db.ts — the device's IndexedDB: one database, two key-value stores.
+// "session" holds the tokens; "crypto" holds the pickle key and every pickled secret of the
+// E2EE engine (see crypto/engine.ts). Signing out deletes the whole database.
+import { openDB, type IDBPDatabase } from "idb";
+
+const NAME = "kitsulan";
+const VERSION = 1;
+export type Store = "session" | "crypto";
+
+let opened: Promise<IDBPDatabase> | null = null;
+
+function db(): Promise<IDBPDatabase> {
+  opened ??= openDB(NAME, VERSION, {
+    upgrade(database) {
+      database.createObjectStore("session");
+      database.createObjectStore("crypto");
+    },
+  });
+  return opened;
+}
+
+export async function get<T>(store: Store, key: string): Promise<T | undefined> {
+  return (await (await db()).get(store, key)) as T | undefined;
+}
+
+export async function put(store: Store, key: string, value: unknown): Promise<void> {
+  await (await db()).put(store, value, key);
+}
+
+/** Writes several keys in one transaction (all or nothing). */
+export async function putMany(store: Store, entries: Array<[string, unknown]>): Promise<void> {
+  const tx = (await db()).transaction(store, "readwrite");
+  for (const [key, value] of entries) void tx.store.put(value, key);
+  await tx.done;
+}
+
+export async function del(store: Store, key: string): Promise<void> {
+  await (await db()).delete(store, key);
+}
+
+/** Every key and value of `store` whose key starts with `prefix`. */
+export async function entries<T>(store: Store, prefix: string): Promise<Array<[string, T]>> {
+  const range = IDBKeyRange.bound(prefix, `${prefix}\uffff`);
+  const tx = (await db()).transaction(store, "readonly");
+  const keys = await tx.store.getAllKeys(range);
+  const values = await tx.store.getAll(range);
+  await tx.done;
+  return keys.map((k, i) => [String(k), values[i] as T]);
+}
+
+/** Deletes the whole database (sign-out). */
+export async function wipe(): Promise<void> {
+  if (opened) {
+    (await opened).close();
+    opened = null;
+  }
+  await new Promise<void>((resolve, reject) => {
+    const request = indexedDB.deleteDatabase(NAME);
+    request.onsuccess = () => resolve();
+    request.onerror = () => reject(request.error ?? new Error("deleteDatabase failed"));
+    request.onblocked = () => resolve();
+  });
+}

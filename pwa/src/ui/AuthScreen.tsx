@@ -1,0 +1,152 @@
+// AuthScreen.tsx — sign up or sign in with a password, with the TOTP step when the server asks.
+// On success the tokens are stored and this device's keys are made and published.
+import { useState, type FormEvent } from "react";
+import { authClient } from "../api";
+import { fromProto, saveSession } from "../auth/session";
+import { E2ee } from "../crypto/engine";
+import { reasonOf } from "../errors";
+import { useI18n } from "../i18n/i18n";
+import { errorText } from "../i18n/messages";
+import type { Theme } from "../theme";
+import { Preferences } from "./Preferences";
+
+function deviceName(): string {
+  const ua = navigator.userAgent;
+  const browser = /Firefox\//.test(ua) ? "Firefox" : /Edg\//.test(ua) ? "Edge" : /Chrom/.test(ua) ? "Chromium" : /Safari\//.test(ua) ? "Safari" : "Browser";
+  const os = /Android/.test(ua) ? "Android" : /iPhone|iPad/.test(ua) ? "iOS" : /Windows/.test(ua) ? "Windows" : /Mac OS/.test(ua) ? "macOS" : /Linux/.test(ua) ? "Linux" : "";
+  return os ? `${browser} on ${os}` : browser;
+}
+
+export function AuthScreen({
+  onSignedIn,
+  theme,
+  setTheme,
+}: {
+  onSignedIn: (engine: E2ee) => Promise<void>;
+  theme: Theme;
+  setTheme: (t: Theme) => void;
+}) {
+  const { t } = useI18n();
+  const [mode, setMode] = useState<"signIn" | "signUp">("signIn");
+  const [username, setUsername] = useState("");
+  const [password, setPassword] = useState("");
+  const [displayName, setDisplayName] = useState("");
+  const [totp, setTotp] = useState<string | null>(null);
+  const [busy, setBusy] = useState(false);
+  const [error, setError] = useState<string | null>(null);
+
+  async function submit(e: FormEvent) {
+    e.preventDefault();
+    setBusy(true);
+    setError(null);
+    try {
+      const res =
+        mode === "signUp"
+          ? await authClient.signUp({ username, password, displayName, deviceName: deviceName() })
+          : await authClient.signIn({ username, password, deviceName: deviceName(), totpCode: totp ?? "" });
+      if (!res.session) throw new Error("no session");
+      const s = fromProto(res.session);
+      await saveSession(s);
+      const engine = await E2ee.setUp(s.accountId, s.deviceId);
+      await onSignedIn(engine);
+    } catch (err) {
+      const reason = reasonOf(err);
+      if (reason === "TOTP_REQUIRED") {
+        setTotp("");
+      } else {
+        setError(errorText(t, reason));
+      }
+    } finally {
+      setBusy(false);
+    }
+  }
+
+  const title = mode === "signIn" ? t("signIn") : t("signUp");
+  return (
+    <main className="auth">
+      <header className="brand">
+        <img src="/favicon.svg" alt="" width="40" height="40" />
+        <h1>{t("appName")}</h1>
+      </header>
+      <div className="tabs" role="tablist" aria-label={t("appName")}>
+        {(["signIn", "signUp"] as const).map((m) => (
+          <button
+            key={m}
+            type="button"
+            role="tab"
+            aria-selected={mode === m}
+            className={mode === m ? "tab active" : "tab"}
+            onClick={() => {
+              setMode(m);
+              setTotp(null);
+              setError(null);
+            }}
+          >
+            {m === "signIn" ? t("signIn") : t("signUp")}
+          </button>
+        ))}
+      </div>
+      <form className="card form" onSubmit={submit} aria-label={title}>
+        {totp === null ? (
+          <>
+            <label>
+              {t("username")}
+              <input
+                name="username"
+                autoComplete="username"
+                autoCapitalize="none"
+                required
+                value={username}
+                onChange={(e) => setUsername(e.target.value)}
+              />
+            </label>
+            <label>
+              {t("password")}
+              <input
+                name="password"
+                type="password"
+                autoComplete={mode === "signUp" ? "new-password" : "current-password"}
+                required
+                minLength={8}
+                value={password}
+                onChange={(e) => setPassword(e.target.value)}
+              />
+            </label>
+            {mode === "signUp" && (
+              <label>
+                {t("displayName")}
+                <input name="displayName" value={displayName} onChange={(e) => setDisplayName(e.target.value)} />
+              </label>
+            )}
+          </>
+        ) : (
+          <>
+            <p>{t("totpPrompt")}</p>
+            <label>
+              {t("totpCode")}
+              <input
+                name="totp"
+                inputMode="numeric"
+                autoComplete="one-time-code"
+                pattern="[0-9]{6}"
+                required
+                autoFocus
+                value={totp}
+                onChange={(e) => setTotp(e.target.value)}
+              />
+            </label>
+          </>
+        )}
+        {error && (
+          <p role="alert" className="error">
+            {error}
+          </p>
+        )}
+        <button type="submit" className="primary" disabled={busy}>
+          {busy ? t("working") : totp !== null ? t("continue") : title}
+        </button>
+      </form>
+      <Preferences theme={theme} setTheme={setTheme} />
+    </main>
+  );
+}

@@ -1,0 +1,45 @@
+// ConversationList.tsx — conversations by last activity, with unread counts, the last message
+// and the end-to-end encryption mark.
+import { useI18n } from "../i18n/i18n";
+import { ConversationMode } from "../gen/kitsulan/v1/conversation_pb";
+import { useChat, type Chat } from "../state/chat";
+import { LockIcon } from "./LockIcon";
+import { conversationTitle } from "./names";
+
+export function ConversationList({ chat }: { chat: Chat }) {
+  const { t } = useI18n();
+  const conversations = useChat(chat, (s) => s.conversations);
+  const previews = useChat(chat, (s) => s.previews);
+  const active = useChat(chat, (s) => s.active);
+  useChat(chat, (s) => s.contacts);
+  if (conversations.length === 0) return <p className="muted pad">{t("noConversations")}</p>;
+  return (
+    <ul className="conv-list">
+      {conversations.map((c) => {
+        const title = conversationTitle(chat, t, c);
+        const e2ee = c.mode !== ConversationMode.CLOUD;
+        return (
+          <li key={c.id}>
+            <button
+              type="button"
+              className={c.id === active ? "conv active" : "conv"}
+              aria-current={c.id === active ? "true" : undefined}
+              onClick={() => chat.setActive(c.id)}
+            >
+              <span className="conv-title">
+                {e2ee && <LockIcon label={t("e2ee")} />}
+                <span className="name">{title}</span>
+              </span>
+              <span className="conv-preview">{previews[c.id] ?? ""}</span>
+              {c.unreadCount > 0 && (
+                <span className="badge" aria-label={t("unread", { n: c.unreadCount })}>
+                  {c.unreadCount}
+                </span>
+              )}
+            </button>
+          </li>
+        );
+      })}
+    </ul>
+  );
+}

@@ -1,0 +1,63 @@
+// Messenger.tsx — the signed-in layout: conversation list beside the open conversation on wide
+// screens, one or the other on phones; settings and new-conversation dialogs on top.
+import { useEffect, useState } from "react";
+import { useI18n } from "../i18n/i18n";
+import { useChat, type Chat } from "../state/chat";
+import type { Theme } from "../theme";
+import { ConversationList } from "./ConversationList";
+import { ConversationView } from "./ConversationView";
+import { NewConversation } from "./NewConversation";
+import { Settings } from "./Settings";
+
+export function Messenger({
+  chat,
+  onSignOut,
+  theme,
+  setTheme,
+}: {
+  chat: Chat;
+  onSignOut: () => Promise<void>;
+  theme: Theme;
+  setTheme: (t: Theme) => void;
+}) {
+  const { t } = useI18n();
+  const active = useChat(chat, (s) => s.active);
+  const status = useChat(chat, (s) => s.status);
+  const [dialog, setDialog] = useState<"none" | "new" | "settings">("none");
+
+  useEffect(() => {
+    const onVisible = () => {
+      const id = chat.get().active;
+      if (id) chat.markReadIfVisible(id);
+    };
+    document.addEventListener("visibilitychange", onVisible);
+    return () => document.removeEventListener("visibilitychange", onVisible);
+  }, [chat]);
+
+  return (
+    <div className={active ? "messenger has-active" : "messenger"}>
+      <aside className="sidebar" aria-label={t("conversations")}>
+        <header className="bar">
+          <h1 className="app-title">{t("appName")}</h1>
+          <span className={`status status-${status}`} role="status">
+            {status === "online" ? t("online") : status === "connecting" ? t("connecting") : t("offline")}
+          </span>
+          <button type="button" className="icon" aria-label={t("settings")} onClick={() => setDialog("settings")}>
+            ⚙
+          </button>
+        </header>
+        <button type="button" className="primary new" onClick={() => setDialog("new")}>
+          {t("newConversation")}
+        </button>
+        <ConversationList chat={chat} />
+      </aside>
+      <main className="pane">
+        {active ? <ConversationView key={active} chat={chat} conversationId={active} /> : <div className="empty" />}
+      </main>
+      {dialog === "new" && <NewConversation chat={chat} onClose={() => setDialog("none")} />}
+      {dialog === "settings" && (
+        <Settings chat={chat} onClose={() => setDialog("none")} onSignOut={onSignOut} theme={theme} setTheme={setTheme} />
+      )}
+    </div>
+  );
+}

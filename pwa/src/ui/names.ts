@@ -1,0 +1,16 @@
+// names.ts — what to call a person or a conversation. The server has no profile lookup for
+// other accounts yet, so others are named by what this person typed when starting the chat.
+import type { Translate } from "../i18n/i18n";
+import type { Chat } from "../state/chat";
+import { ConversationKind, type Conversation } from "../gen/kitsulan/v1/conversation_pb";
+
+export function personName(chat: Chat, t: Translate, accountId: string): string {
+  if (accountId === chat.get().me.accountId) return t("you");
+  return chat.nameOf(accountId) || t("unknownPerson", { id: accountId.slice(-6) });
+}
+
+export function conversationTitle(chat: Chat, t: Translate, c: Conversation): string {
+  if (c.kind === ConversationKind.GROUP) return c.title || t("group");
+  const other = c.members.find((m) => m.accountId !== chat.get().me.accountId);
+  return other ? personName(chat, t, other.accountId) : t("directWith");
+}
