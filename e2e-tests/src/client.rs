@@ -358,7 +358,7 @@ pub fn documented_code(reason: &str) -> Option<Code> {
         | "MESSAGE_NOT_FOUND"
         | "REPLY_NOT_FOUND" => Code::NotFound,
         "RATE_LIMITED" | "TOO_MANY_KEYS" | "TOO_MANY_ITEMS" | "INBOX_FULL" | "PAIRING_FULL"
-        | "TOO_MANY_MEMBERS" => Code::ResourceExhausted,
+        | "TOO_MANY_MEMBERS" | "TOO_MANY_ACCOUNTS" => Code::ResourceExhausted,
         "EMAIL_SEND_FAILED" | "UNAVAILABLE" => Code::Unavailable,
         "INTERNAL" => Code::Internal,
         _ => return None,

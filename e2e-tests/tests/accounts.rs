@@ -14,9 +14,9 @@ use kitsulan_e2e::client::Refusal;
 use kitsulan_e2e::{Authenticator, Client, Database, Options, SmtpSink, TestServer, assert_refused};
 use kitsulan_proto::v1::{
     BeginTotpEnrollmentRequest, ChangePasswordRequest, ConfirmTotpEnrollmentRequest, DisableTotpRequest,
-    GetAuthMethodsRequest, ListDevicesRequest, RefreshRequest, RenameDeviceRequest, RequestSignInCodeRequest,
-    SetEmailRequest, SignInRequest, SignOutDeviceRequest, SignUpRequest, UpdateProfileRequest,
-    VerifyEmailRequest,
+    GetAuthMethodsRequest, GetProfilesRequest, ListDevicesRequest, LookupAccountRequest, RefreshRequest,
+    RenameDeviceRequest, RequestSignInCodeRequest, SetEmailRequest, SignInRequest, SignOutDeviceRequest,
+    SignUpRequest, UpdateProfileRequest, VerifyEmailRequest,
 };
 use serde_json::Value;
 
@@ -1418,5 +1418,59 @@ async fn guessing_passwords_is_stopped_per_account() -> anyhow::Result<()> {
     assert_refused(device.sign_in("alice", PASSWORD).await, "RATE_LIMITED");
     println!("passwords: {guesses} guesses per account before RATE_LIMITED, from any number of addresses");
     alice.my_account().await?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn people_find_each_other_by_username_and_see_public_profiles_only() -> anyhow::Result<()> {
+    let server = TestServer::start(Database::Sqlite).await?;
+    let alice = signed_up(&server, "alice").await;
+    let bob = signed_up(&server, "bob").await;
+    let bob_id = bob.my_account().await.unwrap().id;
+
+    // Usernames are matched as they are normalised (case and surrounding space do not matter).
+    let found = alice
+        .account()
+        .lookup_account(LookupAccountRequest { username: "  Bob ".into() })
+        .await?
+        .into_inner()
+        .profile
+        .expect("a profile");
+    assert_eq!((found.account_id.as_str(), found.username.as_str()), (bob_id.as_str(), "bob"));
+    assert_refused(
+        alice.account().lookup_account(LookupAccountRequest { username: "nobody".into() }).await,
+        "ACCOUNT_NOT_FOUND",
+    );
+    assert_refused(
+        alice.account().lookup_account(LookupAccountRequest { username: "no/such".into() }).await,
+        "USERNAME_INVALID",
+    );
+    assert_refused(
+        client(&server).await.account().lookup_account(LookupAccountRequest { username: "bob".into() }).await,
+        "SESSION_INVALID",
+    );
+
+    // Profiles of several ids at once: unknown ones are left out; the limit is enforced.
+    let unknown = uuid::Uuid::now_v7().to_string();
+    let profiles = alice
+        .account()
+        .get_profiles(GetProfilesRequest { account_ids: vec![bob_id.clone(), unknown] })
+        .await?
+        .into_inner()
+        .profiles;
+    assert_eq!(profiles.len(), 1);
+    assert_eq!((profiles[0].username.as_str(), profiles[0].display_name.as_str()), ("bob", "bob"));
+    let too_many = (0..1001).map(|_| uuid::Uuid::now_v7().to_string()).collect();
+    assert_refused(
+        alice.account().get_profiles(GetProfilesRequest { account_ids: too_many }).await,
+        "TOO_MANY_ACCOUNTS",
+    );
+
+    // A disabled account cannot be found by name.
+    server.admin(&["user", "disable", "bob"]).await?.ok()?;
+    assert_refused(
+        alice.account().lookup_account(LookupAccountRequest { username: "bob".into() }).await,
+        "ACCOUNT_NOT_FOUND",
+    );
     Ok(())
 }

@@ -4,7 +4,11 @@ use super::auth::{Auth, Caller, ClientAddr};
 use super::names::{DisplayName, Email, Password, Username};
 use super::rate_limits::address_key;
 use super::{Error, totp};
+use crate::ids::AccountId;
 use crate::store::{AccountRecord, CodePurpose, now_ms};
+
+/// Profiles per `GetProfiles` call, at most.
+pub const MAX_PROFILES: usize = 1000;
 
 /// Operations on the caller's own account.
 #[derive(Clone)]
@@ -29,6 +33,35 @@ impl Accounts {
     /// The caller's account.
     pub async fn get(&self, caller: &Caller) -> Result<AccountRecord, Error> {
         self.mine(caller).await
+    }
+
+    /// Another account's public profile, by username (disabled accounts are not found).
+    pub async fn lookup(&self, _caller: &Caller, username: &str) -> Result<AccountRecord, Error> {
+        let username = Username::parse(username)?;
+        let not_found = || Error::not_found("ACCOUNT_NOT_FOUND", "no account with that username");
+        let account =
+            self.auth.core.store.account_by_username(username.as_str()).await?.ok_or_else(not_found)?;
+        if account.disabled {
+            return Err(not_found());
+        }
+        Ok(account)
+    }
+
+    /// Public profiles of `ids` (at most [`MAX_PROFILES`]); unknown ones are left out.
+    pub async fn profiles(&self, _caller: &Caller, ids: &[AccountId]) -> Result<Vec<AccountRecord>, Error> {
+        if ids.len() > MAX_PROFILES {
+            return Err(Error::limit(
+                "TOO_MANY_ACCOUNTS",
+                format!("at most {MAX_PROFILES} accounts at once"),
+            ));
+        }
+        let mut profiles = Vec::with_capacity(ids.len());
+        for id in ids {
+            if let Some(account) = self.auth.core.store.account(*id).await? {
+                profiles.push(account);
+            }
+        }
+        Ok(profiles)
     }
 
     /// Changes the display name.

@@ -4,7 +4,7 @@ use kitsulan_proto::v1 as pb;
 use kitsulan_proto::v1::account_service_server::AccountService;
 use tonic::{Request, Response, Status};
 
-use super::{Context, status};
+use super::{Context, parse_ids, status};
 use crate::store::AccountRecord;
 
 pub struct AccountApi(pub Context);
@@ -21,8 +21,32 @@ fn account(a: AccountRecord) -> Option<pb::Account> {
     })
 }
 
+fn profile(a: AccountRecord) -> pb::Profile {
+    pb::Profile { account_id: a.id.to_string(), username: a.username, display_name: a.display_name }
+}
+
 #[tonic::async_trait]
 impl AccountService for AccountApi {
+    async fn lookup_account(
+        &self,
+        request: Request<pb::LookupAccountRequest>,
+    ) -> Result<Response<pb::LookupAccountResponse>, Status> {
+        let caller = self.0.caller(&request).await?;
+        let a =
+            self.0.services.accounts.lookup(&caller, &request.get_ref().username).await.map_err(status)?;
+        Ok(Response::new(pb::LookupAccountResponse { profile: Some(profile(a)) }))
+    }
+
+    async fn get_profiles(
+        &self,
+        request: Request<pb::GetProfilesRequest>,
+    ) -> Result<Response<pb::GetProfilesResponse>, Status> {
+        let caller = self.0.caller(&request).await?;
+        let ids = parse_ids(&request.get_ref().account_ids, "account_ids")?;
+        let accounts = self.0.services.accounts.profiles(&caller, &ids).await.map_err(status)?;
+        Ok(Response::new(pb::GetProfilesResponse { profiles: accounts.into_iter().map(profile).collect() }))
+    }
+
     async fn get_my_account(
         &self,
         request: Request<pb::GetMyAccountRequest>,
