@@ -54,6 +54,15 @@ pub enum Notice {
         /// The accounts allowed to see it (sharing a conversation).
         recipients: Vec<AccountId>,
     },
+    /// A node is alive, with the accounts that have a connection on it (every
+    /// [`crate::services::delivery::NODE_ALIVE_EVERY`]); a node not heard from for three of
+    /// those is taken as gone, and its accounts offline.
+    NodeAlive {
+        /// Which node.
+        node: Uuid,
+        /// Accounts with a connection there.
+        accounts: Vec<AccountId>,
+    },
     /// A call signal, for the conversation's members (`conversation`), and for `devices` and
     /// the devices of `accounts`; never for the device `except` (its sender).
     Call {
@@ -198,7 +207,7 @@ mod wire {
 
     #[derive(Clone, PartialEq, prost::Message)]
     pub struct Envelope {
-        #[prost(oneof = "Kind", tags = "1, 2, 3, 4, 5, 6, 7")]
+        #[prost(oneof = "Kind", tags = "1, 2, 3, 4, 5, 6, 7, 8")]
         pub kind: Option<Kind>,
     }
 
@@ -218,6 +227,16 @@ mod wire {
         Presence(Presence),
         #[prost(message, tag = "7")]
         Call(Call),
+        #[prost(message, tag = "8")]
+        NodeAlive(NodeAlive),
+    }
+
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct NodeAlive {
+        #[prost(bytes = "vec", tag = "1")]
+        pub node: Vec<u8>,
+        #[prost(bytes = "vec", repeated, tag = "2")]
+        pub accounts: Vec<Vec<u8>>,
     }
 
     #[derive(Clone, PartialEq, prost::Message)]
@@ -372,6 +391,10 @@ mod wire {
                 online: *online,
                 recipients: recipients.iter().map(|a| b(a.as_uuid())).collect(),
             }),
+            Notice::NodeAlive { node, accounts } => Kind::NodeAlive(NodeAlive {
+                node: b(*node),
+                accounts: accounts.iter().map(|a| b(a.as_uuid())).collect(),
+            }),
             Notice::Call { event, conversation, devices, accounts, except } => Kind::Call(Call {
                 conversation_id: b(event.conversation.as_uuid()),
                 call_id: b(event.call.as_uuid()),
@@ -427,6 +450,7 @@ mod wire {
                 online: p.online,
                 recipients: accounts(&p.recipients)?,
             },
+            Kind::NodeAlive(n) => Notice::NodeAlive { node: u(&n.node)?, accounts: accounts(&n.accounts)? },
             Kind::Call(c) => Notice::Call {
                 event: Arc::new(CallEvent {
                     conversation: ConversationId::from_uuid(u(&c.conversation_id)?),
@@ -482,6 +506,7 @@ mod tests {
             Notice::Left { conversation, account },
             Notice::Typing { conversation, account, typing: true },
             Notice::Presence { account, node: Uuid::now_v7(), online: true, recipients: vec![account] },
+            Notice::NodeAlive { node: Uuid::now_v7(), accounts: vec![account] },
             Notice::Call {
                 event: Arc::new(crate::services::calls::CallEvent {
                     conversation,

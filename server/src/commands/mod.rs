@@ -126,6 +126,7 @@ async fn serve(global: &GlobalArgs, args: &ServeArgs) -> anyhow::Result<()> {
     ));
     let housekeeping = tokio::spawn(services.clone().housekeeping(Duration::from_secs(600)));
     let revocations = tokio::spawn(services.delivery.clone().watch_revocations(Duration::from_millis(500)));
+    let presence = tokio::spawn(services.delivery.clone().keep_presence());
     let ring = Duration::from_secs(args.turn.ring_seconds);
     let unanswered = tokio::spawn(services.calls.clone().end_unanswered(ring, Duration::from_secs(1)));
     let services_hub = services.delivery.hub().clone();
@@ -153,6 +154,7 @@ async fn serve(global: &GlobalArgs, args: &ServeArgs) -> anyhow::Result<()> {
             housekeeping.abort();
             revocations.abort();
             unanswered.abort();
+            presence.abort();
             close_relay(relay).await;
             store.close().await;
             return result.context("server task failed")?.context("server failed");
@@ -174,6 +176,7 @@ async fn serve(global: &GlobalArgs, args: &ServeArgs) -> anyhow::Result<()> {
     housekeeping.abort();
     revocations.abort();
     unanswered.abort();
+    presence.abort();
     close_relay(relay).await;
     tokio::time::timeout(Duration::from_secs(5), store.close()).await.ok();
     info!("shutdown complete");

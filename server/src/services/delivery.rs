@@ -40,6 +40,8 @@ const TYPING_PER_SECOND: u32 = 5;
 const RESUME_WINDOW: Duration = Duration::from_secs(600);
 /// Closed sessions kept for a `ResumePoint`, at most.
 const MAX_RECENT: usize = 10_000;
+/// How often a node tells the others it is alive (and who is connected to it).
+pub const NODE_ALIVE_EVERY: Duration = Duration::from_secs(15);
 
 /// Why a session is being closed from outside.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -136,6 +138,8 @@ struct HubState {
     by_conversation: HashMap<ConversationId, HashSet<u64>>,
     /// Nodes on which each account has a connection (from presence notices).
     online: HashMap<AccountId, HashSet<Uuid>>,
+    /// When each other node was last heard of.
+    nodes_seen: HashMap<Uuid, Instant>,
     /// Closed sessions' unacknowledged events, for a `ResumePoint`, and their ids oldest first.
     recent: HashMap<Uuid, Recent>,
     recent_order: VecDeque<Uuid>,
@@ -267,6 +271,32 @@ impl Hub {
     fn is_online(&self, account: AccountId) -> bool {
         self.state().online.get(&account).is_some_and(|nodes| !nodes.is_empty())
     }
+
+    /// The accounts with a session on this node.
+    fn local_accounts(&self) -> Vec<AccountId> {
+        self.state().by_account.keys().copied().collect()
+    }
+
+    /// Forgets nodes not heard of for three rounds; returns (account, node) pairs that were
+    /// online only through such a node.
+    fn expire_nodes(&self) -> Vec<(AccountId, Uuid)> {
+        let mut state = self.state();
+        let now = Instant::now();
+        let gone: HashSet<Uuid> = state
+            .nodes_seen
+            .iter()
+            .filter(|(_, seen)| now.duration_since(**seen) > 3 * NODE_ALIVE_EVERY)
+            .map(|(node, _)| *node)
+            .collect();
+        state.nodes_seen.retain(|node, _| !gone.contains(node));
+        let mut stale = Vec::new();
+        for (account, nodes) in &state.online {
+            for node in nodes.iter().filter(|n| gone.contains(n)) {
+                stale.push((*account, *node));
+            }
+        }
+        stale
+    }
 }
 
 impl NoticeSink for Hub {
@@ -315,7 +345,19 @@ impl NoticeSink for Hub {
                     }
                 }
             }
+            Notice::NodeAlive { node, accounts } => {
+                if *node != self.node {
+                    state.nodes_seen.insert(*node, Instant::now());
+                    // Catch up quietly (after a bus outage); changes come as presence notices.
+                    for account in accounts {
+                        state.online.entry(*account).or_default().insert(*node);
+                    }
+                }
+            }
             Notice::Presence { account, node, online, recipients } => {
+                if *node != self.node {
+                    state.nodes_seen.insert(*node, Instant::now());
+                }
                 let nodes = state.online.entry(*account).or_default();
                 let was = !nodes.is_empty();
                 if *online {
@@ -460,6 +502,27 @@ impl Delivery {
         let online =
             contacts.into_iter().filter(|c| *c != caller.account_id && self.hub.is_online(*c)).collect();
         Ok(Opened { session, resumed, online })
+    }
+
+    /// Tells other nodes this one is alive every [`NODE_ALIVE_EVERY`], and takes accounts that
+    /// were online only on a node gone silent (killed, cut off) offline for their contacts here.
+    pub async fn keep_presence(self) {
+        let mut tick = tokio::time::interval(NODE_ALIVE_EVERY);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            let accounts = self.hub.local_accounts();
+            self.publish(Notice::NodeAlive { node: self.hub.node, accounts }).await;
+            for (account, node) in self.hub.expire_nodes() {
+                match self.store.contacts(account).await {
+                    // Only this node's hub: every node does the same for its own sessions.
+                    Ok(recipients) => {
+                        self.hub.deliver(Notice::Presence { account, node, online: false, recipients })
+                    }
+                    Err(e) => tracing::warn!(error = %e, "cannot tell contacts an account went offline"),
+                }
+            }
+        }
     }
 
     /// Closes sessions of devices revoked by any node or process, checking every `every`.
@@ -628,6 +691,7 @@ impl Session {
                 }
             }
             Notice::Inboxes(_) => self.dirty_inbox = true,
+            Notice::NodeAlive { .. } => {}
             Notice::Left { .. } => {}
             Notice::Typing { conversation, account, typing } => {
                 if self.sent.contains_key(conversation) && self.outbox.len() < MAX_OUTBOX {
@@ -895,4 +959,27 @@ fn collect_acks(pending: impl Iterator<Item = (u64, Position)>, acks: &mut Devic
 
 fn signed_out() -> Error {
     Error::SessionInvalid
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accounts_online_only_on_a_silent_node_go_offline() {
+        let hub = Hub::new();
+        let account = AccountId::from_uuid(Uuid::now_v7());
+        let other = Uuid::now_v7();
+        hub.deliver(Notice::Presence { account, node: other, online: true, recipients: Vec::new() });
+        assert!(hub.is_online(account));
+        assert!(hub.expire_nodes().is_empty(), "the node was heard of just now");
+        let Some(long_ago) = Instant::now().checked_sub(4 * NODE_ALIVE_EVERY) else { return };
+        hub.state().nodes_seen.insert(other, long_ago);
+        assert_eq!(hub.expire_nodes(), vec![(account, other)]);
+        hub.deliver(Notice::Presence { account, node: other, online: false, recipients: Vec::new() });
+        assert!(!hub.is_online(account));
+        // A node that speaks again is back.
+        hub.deliver(Notice::NodeAlive { node: other, accounts: vec![account] });
+        assert!(hub.is_online(account));
+    }
 }
