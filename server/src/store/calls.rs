@@ -152,7 +152,9 @@ impl_for_backends! {
                 return Ok(match going {
                     Some(id) if id == call.id.as_uuid() => StartOutcome::Duplicate,
                     Some(id) => StartOutcome::Busy(CallId::from_uuid(id)),
-                    // The id was used by a call that is over: as busy with itself, never reused.
+                    // The id was used by a call that is over (never reused), or (PostgreSQL) the
+                    // conversation's call ended between the two statements: the caller retries
+                    // with a new id.
                     None => StartOutcome::Busy(call.id),
                 });
             }
