@@ -1,69 +1,21 @@
 // messaging.spec.ts — two people in two browser contexts, against the real server: sign up,
 // open a direct conversation, exchange E2EE messages both ways, receipts, reload, XSS as text,
 // and screenshots of the main screens (light and dark, desktop and phone width).
-import { expect, test, type Browser, type Page } from "@playwright/test";
-
-const stamp = Date.now().toString(36);
-const password = "correct horse battery";
-
-async function signUp(browser: Browser, username: string, displayName: string): Promise<Page> {
-  const context = await browser.newContext({ viewport: { width: 1280, height: 800 } });
-  const page = await context.newPage();
-  page.on("dialog", (d) => {
-    throw new Error(`unexpected dialog: ${d.message()}`);
-  });
-  await page.goto("/");
-  await page.getByRole("tab", { name: "Create account" }).click();
-  await page.getByLabel("Username").fill(username);
-  await page.getByLabel("Password").fill(password);
-  await page.getByLabel("Display name (optional)").fill(displayName);
-  await page.getByRole("button", { name: "Create account" }).click();
-  await expect(page.getByRole("button", { name: "New conversation" })).toBeVisible();
-  await expect(page.getByRole("status").filter({ hasText: "Connected" })).toBeVisible();
-  return page;
-}
-
-async function accountIdOf(page: Page): Promise<string> {
-  await page.getByRole("button", { name: "Settings" }).click();
-  const id = (await page.getByRole("dialog").locator("output").textContent())?.trim() ?? "";
-  await page.getByRole("button", { name: "Close settings" }).click();
-  expect(id).toMatch(/^[0-9a-f-]{36}$/);
-  return id;
-}
-
-function bubble(page: Page, text: string) {
-  return page.getByRole("log").locator("article").filter({ hasText: text });
-}
-
-async function send(page: Page, text: string) {
-  const box = page.getByRole("textbox", { name: "Message" });
-  await box.fill(text);
-  await box.press("Enter");
-}
-
-async function shoot(page: Page, name: string) {
-  for (const scheme of ["light", "dark"] as const) {
-    await page.emulateMedia({ colorScheme: scheme });
-    for (const width of [1280, 360]) {
-      await page.setViewportSize({ width, height: width === 360 ? 740 : 800 });
-      await page.screenshot({ path: `e2e/artifacts/${name}-${scheme}-${width}.png` });
-    }
-  }
-  await page.setViewportSize({ width: 1280, height: 800 });
-  await page.emulateMedia({ colorScheme: "light" });
-}
+import { expect, test } from "@playwright/test";
+import { bubble, send, shoot, signUp, stamp } from "./helpers";
 
 test("Alice and Bob talk end to end encrypted", async ({ browser }) => {
   const alice = await signUp(browser, `alice-${stamp}`, "Alice");
   const bob = await signUp(browser, `bob-${stamp}`, "Bob");
-  const bobId = await accountIdOf(bob);
 
-  // Alice opens the direct conversation by Bob's account id.
+  // Alice opens the direct conversation by Bob's username; both see display names.
   await alice.getByRole("button", { name: "New conversation" }).click();
   const dialog = alice.getByRole("dialog", { name: "New conversation" });
   await shoot(alice, "new-conversation");
-  await dialog.getByRole("textbox", { name: "Account ID" }).fill(bobId);
-  await dialog.getByLabel("Name (shown only to you)").fill("Bob");
+  await dialog.getByRole("textbox", { name: "Their username" }).fill("nobody-like-that");
+  await dialog.getByRole("button", { name: "Start conversation" }).click();
+  await expect(dialog.getByRole("alert")).toHaveText("Nobody on this server has that username.");
+  await dialog.getByRole("textbox", { name: "Their username" }).fill(`bob-${stamp}`);
   await dialog.getByRole("button", { name: "Start conversation" }).click();
   await expect(alice.getByRole("heading", { name: "Bob" })).toBeVisible();
   await expect(alice.getByRole("main").getByText("End-to-end encrypted")).toBeVisible();
@@ -72,7 +24,7 @@ test("Alice and Bob talk end to end encrypted", async ({ browser }) => {
   await expect(bubble(alice, "this is encrypted")).toBeVisible();
 
   // Bob gets it live, with an unread count, and reads it decrypted.
-  const entry = bob.getByRole("button", { name: /Someone/ });
+  const entry = bob.getByRole("button", { name: /Alice/ });
   await expect(entry).toBeVisible();
   await expect(entry.getByLabel("1 unread")).toBeVisible();
   await expect(entry.getByRole("img", { name: "End-to-end encrypted" })).toBeVisible();
@@ -109,7 +61,7 @@ test("Alice and Bob talk end to end encrypted", async ({ browser }) => {
   // A reload keeps the session and the keys: history still decrypts.
   await bob.reload();
   await expect(bob.getByRole("button", { name: "New conversation" })).toBeVisible();
-  await bob.getByRole("button", { name: /Someone/ }).click();
+  await bob.getByRole("button", { name: /Alice/ }).click();
   await expect(bubble(bob, "this is encrypted")).toBeVisible();
   await expect(bubble(bob, "Hi Alice, got it")).toBeVisible();
 

@@ -6,8 +6,12 @@
 // browser loads the freshly built pwa/dist from `vite preview` (which proxies gRPC-Web and the
 // gateway to the server) instead of the copy embedded in the binary, and the server is not
 // rebuilt. Extra arguments go to `playwright test`.
+// Tests can stop and start the same server (binary, data dir, port) through a small control
+// endpoint on 127.0.0.1 (KITSULAN_E2E_CONTROL: POST /stop, POST /start), e.g. to restart it
+// mid-conversation.
 import { spawn, spawnSync } from "node:child_process";
 import { existsSync, mkdtempSync, rmSync, createWriteStream, mkdirSync } from "node:fs";
+import { createServer as createHttpServer } from "node:http";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
@@ -42,36 +46,67 @@ const port = await freePort();
 const dataDir = mkdtempSync(join(tmpdir(), "kitsulan-e2e-"));
 mkdirSync(join(pwa, "e2e/artifacts"), { recursive: true });
 const log = createWriteStream(join(pwa, "e2e/artifacts/server.log"));
-const server = spawn(join(targetDir, "debug/kitsulan"), ["serve"], {
-  env: {
-    ...env,
-    KITSULAN_DATA_DIR: dataDir,
-    KITSULAN_LISTEN: `127.0.0.1:${port}`,
-    KITSULAN_LOG: "info",
-    KITSULAN_RATE_LIMIT_SIGN_UP: "1000/1h",
-    KITSULAN_RATE_LIMIT_SIGN_IN: "1000/10m",
-  },
-  stdio: ["ignore", "pipe", "pipe"],
+const serverEnv = {
+  ...env,
+  KITSULAN_DATA_DIR: dataDir,
+  KITSULAN_LISTEN: `127.0.0.1:${port}`,
+  KITSULAN_LOG: "info",
+  KITSULAN_RATE_LIMIT_SIGN_UP: "1000/1h",
+  KITSULAN_RATE_LIMIT_SIGN_IN: "1000/10m",
+};
+let server = null;
+
+/** Starts `kitsulan serve` and waits until /readyz answers. */
+async function startServer() {
+  const child = spawn(join(targetDir, "debug/kitsulan"), ["serve"], { env: serverEnv, stdio: ["ignore", "pipe", "pipe"] });
+  child.stdout.pipe(log, { end: false });
+  child.stderr.pipe(log, { end: false });
+  server = child;
+  const deadline = Date.now() + 30_000;
+  for (;;) {
+    try {
+      if ((await fetch(`http://127.0.0.1:${port}/readyz`)).ok) return;
+    } catch {
+      // not listening yet
+    }
+    if (child.exitCode !== null) throw new Error("the server exited; see e2e/artifacts/server.log");
+    if (Date.now() > deadline) throw new Error("the server did not become ready in 30 s");
+    await new Promise((r) => setTimeout(r, 200));
+  }
+}
+
+/** Stops the server (SIGTERM: a graceful shutdown) and waits until it exited. */
+async function stopServer() {
+  const child = server;
+  server = null;
+  if (!child || child.exitCode !== null) return;
+  const exited = new Promise((r) => child.once("exit", r));
+  child.kill("SIGTERM");
+  const timer = setTimeout(() => child.kill("SIGKILL"), 15_000);
+  await exited;
+  clearTimeout(timer);
+}
+
+const controlPort = await freePort();
+const control = createHttpServer((req, res) => {
+  const action = req.method === "POST" ? { "/stop": stopServer, "/start": startServer }[req.url ?? ""] : undefined;
+  if (!action) {
+    res.writeHead(404).end();
+    return;
+  }
+  action().then(
+    () => res.writeHead(204).end(),
+    (err) => res.writeHead(500).end(String(err)),
+  );
 });
-server.stdout.pipe(log);
-server.stderr.pipe(log);
+await new Promise((r) => control.listen(controlPort, "127.0.0.1", r));
 const serverUrl = `http://127.0.0.1:${port}`;
 let url = serverUrl;
 let preview = null;
 
 let code = 1;
 try {
-  const deadline = Date.now() + 30_000;
-  for (;;) {
-    try {
-      if ((await fetch(`${serverUrl}/readyz`)).ok) break;
-    } catch {
-      // not listening yet
-    }
-    if (server.exitCode !== null) throw new Error("the server exited; see e2e/artifacts/server.log");
-    if (Date.now() > deadline) throw new Error("the server did not become ready in 30 s");
-    await new Promise((r) => setTimeout(r, 200));
-  }
+  await startServer();
   console.log(`== kitsulan serve on ${serverUrl} (data ${dataDir})`);
   if (process.env.KITSULAN_E2E_PREVIEW) {
     const previewPort = await freePort();
@@ -80,8 +115,8 @@ try {
       env: { ...env, KITSULAN_BACKEND: serverUrl },
       stdio: ["ignore", "pipe", "pipe"],
     });
-    preview.stdout.pipe(log);
-    preview.stderr.pipe(log);
+    preview.stdout.pipe(log, { end: false });
+    preview.stderr.pipe(log, { end: false });
     url = `http://127.0.0.1:${previewPort}`;
     for (let i = 0; ; i++) {
       try {
@@ -94,18 +129,19 @@ try {
     }
     console.log(`== vite preview of pwa/dist on ${url}`);
   }
-  const pw = spawnSync("npx", ["playwright", "test", ...process.argv.slice(2)], {
+  // Not spawnSync: the control endpoint must keep answering while the tests run.
+  const pw = spawn("npx", ["playwright", "test", ...process.argv.slice(2)], {
     cwd: pwa,
-    env: { ...env, KITSULAN_E2E_URL: url },
+    env: { ...env, KITSULAN_E2E_URL: url, KITSULAN_E2E_CONTROL: `http://127.0.0.1:${controlPort}` },
     stdio: "inherit",
   });
-  code = pw.status ?? 1;
+  code = await new Promise((resolve) => pw.on("exit", (c) => resolve(c ?? 1)));
 } catch (err) {
   console.error(String(err));
 } finally {
   preview?.kill("SIGTERM");
-  server.kill("SIGTERM");
-  await new Promise((r) => setTimeout(r, 500));
+  control.close();
+  await stopServer();
   rmSync(dataDir, { recursive: true, force: true });
 }
 process.exit(code);

@@ -1,10 +1,13 @@
 // App.tsx — the top level: restores the session and the E2EE engine from IndexedDB, then shows
 // either the sign-in screen or the messenger. Only one tab drives the device at a time (a Web
-// Lock), since two tabs advancing the same ratchets would corrupt them.
-import { useCallback, useEffect, useState } from "react";
+// Lock), since two tabs advancing the same ratchets would corrupt them. Signing out — here, or
+// from another device (gateway close 4003, or a refresh token refused) — stops everything and
+// wipes the local data.
+import { useCallback, useEffect, useRef, useState } from "react";
 import { loadSession, session, signOut } from "./auth/session";
 import { E2ee, loadCrypto } from "./crypto/engine";
 import { I18nProvider, useI18n } from "./i18n/i18n";
+import type { MessageKey } from "./i18n/messages";
 import { Chat } from "./state/chat";
 import { useTheme } from "./theme";
 import { AuthScreen } from "./ui/AuthScreen";
@@ -33,15 +36,31 @@ function Root() {
   const [phase, setPhase] = useState<Phase>({ kind: "loading" });
   const [theme, setTheme] = useTheme();
 
-  const signedOut = useCallback(() => {
-    void signOut().finally(() => setPhase({ kind: "signed-out" }));
+  const [notice, setNotice] = useState<MessageKey | null>(null);
+  const current = useRef<Chat | null>(null);
+
+  /** Stops the chat, signs out on the server (best effort) and wipes this device's data. */
+  const endSession = useCallback(async (why: MessageKey | null) => {
+    const chat = current.current;
+    current.current = null;
+    chat?.stop();
+    await signOut();
+    chat?.engine.dispose();
+    setNotice(why);
+    setPhase({ kind: "signed-out" });
   }, []);
+
+  const signedOut = useCallback(() => {
+    void endSession("signedOutElsewhere");
+  }, [endSession]);
 
   const enter = useCallback(
     async (engine: E2ee) => {
       const s = session();
       if (!s) return;
       const chat = new Chat(engine, { accountId: s.accountId, deviceId: s.deviceId }, signedOut);
+      current.current = chat;
+      setNotice(null);
       setPhase({ kind: "signed-in", chat });
       await chat.start();
     },
@@ -79,14 +98,7 @@ function Root() {
     return () => phase.chat.stop();
   }, [phase]);
 
-  const doSignOut = useCallback(async () => {
-    if (phase.kind === "signed-in") {
-      phase.chat.stop();
-      phase.chat.engine.dispose();
-    }
-    await signOut();
-    setPhase({ kind: "signed-out" });
-  }, [phase]);
+  const doSignOut = useCallback(() => endSession(null), [endSession]);
 
   switch (phase.kind) {
     case "loading":
@@ -108,7 +120,7 @@ function Root() {
         </main>
       );
     case "signed-out":
-      return <AuthScreen onSignedIn={enter} theme={theme} setTheme={setTheme} />;
+      return <AuthScreen onSignedIn={enter} notice={notice && t(notice)} theme={theme} setTheme={setTheme} />;
     case "signed-in":
       return <Messenger chat={phase.chat} onSignOut={doSignOut} theme={theme} setTheme={setTheme} />;
   }

@@ -6,6 +6,7 @@ import { AuthService } from "./gen/kitsulan/v1/auth_pb";
 import { ConversationService } from "./gen/kitsulan/v1/conversation_pb";
 import { DeviceService } from "./gen/kitsulan/v1/device_pb";
 import { KeyService } from "./gen/kitsulan/v1/keys_pb";
+import { PairingService } from "./gen/kitsulan/v1/pairing_pb";
 import { ServerInfoService } from "./gen/kitsulan/v1/server_info_pb";
 import { ToDeviceService } from "./gen/kitsulan/v1/to_device_pb";
 
@@ -50,3 +51,4 @@ export const keyClient = createClient(KeyService, transport);
 export const toDeviceClient = createClient(ToDeviceService, transport);
 export const conversationClient = createClient(ConversationService, transport);
 export const deviceClient = createClient(DeviceService, transport);
+export const pairingClient = createClient(PairingService, transport);

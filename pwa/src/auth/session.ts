@@ -45,6 +45,12 @@ export async function loadSession(signedOut: () => void): Promise<StoredSession 
   return current;
 }
 
+/** Stores the session of a new sign-in (or link), also after a sign-out in this page. */
+export async function beginSession(s: StoredSession): Promise<void> {
+  db.reopen();
+  await saveSession(s);
+}
+
 export async function saveSession(s: StoredSession): Promise<void> {
   current = s;
   await db.put("session", KEY, s);

@@ -140,23 +140,51 @@ export class E2ee {
    */
   static async setUp(accountId: string, deviceId: string): Promise<E2ee> {
     await loadCrypto();
-    const pickleKey = generatePickleKey();
-    const account = new DeviceAccount();
     const accountKey = AccountKey.generate();
-    let engine: E2ee;
     try {
       await keyClient.publishAccountKey({ accountKey: accountKey.publicKey, replace: false });
-      engine = new E2ee(accountId, deviceId, pickleKey, account, accountKey, false);
     } catch (err) {
-      if (reasonOf(err) !== "ACCOUNT_KEY_EXISTS") throw err;
-      // Another device holds this person's key: this one must be linked (pairing) first.
       accountKey.free();
-      engine = new E2ee(accountId, deviceId, pickleKey, account, null, false);
+      if (reasonOf(err) !== "ACCOUNT_KEY_EXISTS") throw err;
+      // Another device holds this person's key: this one must be linked (pairing) instead.
+      return E2ee.create(accountId, deviceId, null);
     }
+    return E2ee.create(accountId, deviceId, accountKey);
+  }
+
+  /**
+   * Sets up a device linked by pairing, with the account key `secret` (32 bytes) received
+   * through the pairing channel: publishes the same key again (a no-op the server checks) and
+   * uploads a certificate signed by it. The caller should wipe `secret` afterwards.
+   */
+  static async setUpLinked(accountId: string, deviceId: string, secret: Uint8Array): Promise<E2ee> {
+    await loadCrypto();
+    const accountKey = AccountKey.fromSecretBytes(secret);
+    try {
+      await keyClient.publishAccountKey({ accountKey: accountKey.publicKey, replace: false });
+    } catch (err) {
+      accountKey.free();
+      throw err;
+    }
+    return E2ee.create(accountId, deviceId, accountKey);
+  }
+
+  private static async create(accountId: string, deviceId: string, accountKey: AccountKey | null): Promise<E2ee> {
+    const pickleKey = generatePickleKey();
+    const engine = new E2ee(accountId, deviceId, pickleKey, new DeviceAccount(), accountKey, false);
     await db.put("crypto", "pickleKey", pickleKey);
     await engine.saveIdentity();
     if (engine.accountKey) await engine.uploadKeys(UPLOAD_ONE_TIME_KEYS);
     return engine;
+  }
+
+  /**
+   * The account key's 32-byte secret, for the pairing channel only (it is encrypted for the
+   * new device at once; the caller wipes it).
+   */
+  accountKeySecret(): Uint8Array {
+    if (!this.accountKey) throw new Error("this device does not hold the account key");
+    return this.accountKey.toSecretBytes();
   }
 
   /** Restores the engine from IndexedDB (null when nothing is stored). */
@@ -286,6 +314,17 @@ export class E2ee {
   /** Forgets what we know of an account's devices, so the next send queries them again. */
   deviceListChanged(accountId: string): void {
     this.devicesByAccount.delete(accountId);
+  }
+
+  /** Whether the account key `accountId` publishes now differs from the one pinned for them. */
+  accountKeyChanged(accountId: string): Promise<boolean> {
+    return this.run(async () => {
+      const pinned = this.pinned.get(accountId);
+      if (!pinned || accountId === this.accountId) return false;
+      const res = await keyClient.queryKeys({ accountIds: [accountId] });
+      const published = res.accounts.find((a) => a.accountId === accountId)?.accountKey;
+      return published !== undefined && published.length > 0 && !bytesEqual(published, pinned);
+    });
   }
 
   private async syncDevices(accountIds: string[]): Promise<void> {

@@ -38,10 +38,17 @@ export interface ChatState {
   threads: Record<string, Thread>;
   receipts: Record<string, Record<string, Receipt>>;
   typing: Record<string, Record<string, number>>;
-  contacts: Record<string, string>;
+  /** Public profiles of the people we share conversations with (cached in IndexedDB). */
+  profiles: Record<string, PersonProfile>;
   status: GatewayStatus;
   active: string | null;
   keyWarning: string | null;
+}
+
+/** What everyone on the server sees of an account. */
+export interface PersonProfile {
+  username: string;
+  displayName: string;
 }
 
 type Listener = () => void;
@@ -64,7 +71,7 @@ export class Chat {
       threads: {},
       receipts: {},
       typing: {},
-      contacts: {},
+      profiles: {},
       status: "connecting",
       active: null,
       keyWarning: null,
@@ -93,8 +100,8 @@ export class Chat {
   }
 
   async start(): Promise<void> {
-    const contacts = (await db.get<Record<string, string>>("session", "contacts")) ?? {};
-    this.set({ contacts });
+    const profiles = (await db.get<Record<string, PersonProfile>>("session", "profiles")) ?? {};
+    this.set({ profiles });
     this.gateway.start();
     try {
       const res = await accountClient.getMyAccount({});
@@ -116,20 +123,44 @@ export class Chat {
 
   nameOf(accountId: string): string {
     if (accountId === this.state.me.accountId) return this.state.me.displayName || this.state.me.username;
-    return this.state.contacts[accountId] ?? "";
+    const p = this.state.profiles[accountId];
+    return p ? p.displayName || p.username : "";
   }
 
-  async setContactName(accountId: string, name: string): Promise<void> {
-    if (!name.trim()) return;
-    const contacts = { ...this.state.contacts, [accountId]: name.trim() };
-    this.set({ contacts });
-    await db.put("session", "contacts", contacts);
+  private async rememberProfiles(list: Array<{ accountId: string } & PersonProfile>): Promise<void> {
+    if (list.length === 0) return;
+    const profiles = { ...this.state.profiles };
+    for (const p of list) profiles[p.accountId] = { username: p.username, displayName: p.displayName };
+    this.set({ profiles });
+    await db.put("session", "profiles", profiles);
+  }
+
+  /** Fetches the profiles of the members we have no name for yet (at most 1,000 per call). */
+  private async loadProfiles(accountIds: string[]): Promise<void> {
+    const missing = [...new Set(accountIds)].filter(
+      (id) => id !== this.state.me.accountId && !this.state.profiles[id],
+    );
+    for (let i = 0; i < missing.length; i += 1000) {
+      const res = await accountClient.getProfiles({ accountIds: missing.slice(i, i + 1000) });
+      await this.rememberProfiles(res.profiles);
+    }
+  }
+
+  /** Finds someone by username (ACCOUNT_NOT_FOUND when nobody has it). */
+  async lookUp(username: string): Promise<{ accountId: string } & PersonProfile> {
+    const res = await accountClient.lookupAccount({ username: username.trim().replace(/^@/, "").toLowerCase() });
+    if (!res.profile) throw new Error("LookupAccount answered without a profile");
+    await this.rememberProfiles([res.profile]);
+    return res.profile;
   }
 
   async loadConversations(): Promise<void> {
     try {
       const res = await conversationClient.listConversations({});
       this.set({ conversations: res.conversations });
+      void this.loadProfiles(res.conversations.flatMap((c) => c.members.map((m) => m.accountId))).catch(
+        () => undefined,
+      );
       for (const c of res.conversations) {
         if (!this.state.previews[c.id] && c.lastSeq > 0n) void this.loadPreview(c.id);
       }
@@ -159,12 +190,30 @@ export class Chat {
     this.set({ conversations: list });
   }
 
-  async openDirect(accountId: string, name: string): Promise<string> {
+  /** Opens (or finds) the direct conversation with the person who has `username`. */
+  async openDirect(username: string): Promise<string> {
+    const { accountId } = await this.lookUp(username);
     const res = await conversationClient.openDirect({ accountId });
     if (!res.conversation) throw new Error("OpenDirect answered without a conversation");
-    await this.setContactName(accountId, name);
     this.upsertConversation(res.conversation);
     return res.conversation.id;
+  }
+
+  /** Creates a group named `title` with the people who have `usernames` (we join as owner). */
+  async createGroup(title: string, usernames: string[]): Promise<string> {
+    const memberIds: string[] = [];
+    for (const u of usernames) memberIds.push((await this.lookUp(u)).accountId);
+    const res = await conversationClient.createGroup({ title: title.trim(), memberIds });
+    if (!res.conversation) throw new Error("CreateGroup answered without a conversation");
+    this.upsertConversation(res.conversation);
+    return res.conversation.id;
+  }
+
+  /** Adds the person with `username` to a group (owners and admins). */
+  async addMember(conversationId: string, username: string): Promise<void> {
+    const { accountId } = await this.lookUp(username);
+    const res = await conversationClient.addMembers({ conversationId, accountIds: [accountId] });
+    if (res.conversation) this.upsertConversation(res.conversation);
   }
 
   setActive(id: string | null): void {
@@ -216,10 +265,11 @@ export class Chat {
     this.set({ threads: { ...this.state.threads, [conversationId]: { ...thread, ...patch, items } } });
   }
 
-  async send(conversationId: string, text: string, retryOf?: Item): Promise<void> {
+  async send(conversationId: string, text: string, retryOf?: Item, replyTo = ""): Promise<void> {
     const conversation = this.conversation(conversationId);
     if (!conversation) return;
     const members = conversation.members.map((m) => m.accountId);
+    const reply = retryOf?.message.replyTo ?? replyTo;
     let placeholder: Item | undefined = retryOf;
     try {
       const encrypted = retryOf?.message.ciphertext.length
@@ -237,6 +287,7 @@ export class Chat {
           senderDeviceId: this.state.me.deviceId,
           ciphertext: encrypted.ciphertext,
           sessionId: encrypted.sessionId,
+          replyTo: reply,
           sentAtMs: BigInt(Date.now()),
         }),
         content: { kind: "text", text },
@@ -249,6 +300,7 @@ export class Chat {
         messageId: encrypted.messageId,
         ciphertext: encrypted.ciphertext,
         sessionId: encrypted.sessionId,
+        replyTo: reply,
       });
       if (res.message) {
         this.merge(conversationId, [{ message: res.message, content: { kind: "text", text } }]);
@@ -256,12 +308,37 @@ export class Chat {
         const c = this.conversation(conversationId);
         if (c) this.upsertConversation({ ...c, lastSeq: res.message.seq, lastActivityAtMs: res.message.sentAtMs });
       }
-      this.set({ keyWarning: null });
     } catch (err) {
       if (err instanceof AccountKeyChanged) this.set({ keyWarning: err.accountId });
       if (placeholder) this.merge(conversationId, [{ ...placeholder, local: "failed", content: { kind: "text", text } }]);
       throw err;
     }
+  }
+
+  /** Replaces the text of one of our messages (encrypted anew with the current session). */
+  async edit(conversationId: string, item: Item, text: string): Promise<void> {
+    const conversation = this.conversation(conversationId);
+    if (!conversation) return;
+    const members = conversation.members.map((m) => m.accountId);
+    try {
+      const encrypted = await this.engine.encrypt(conversationId, members, text);
+      const res = await conversationClient.editMessage({
+        conversationId,
+        messageId: item.message.id,
+        ciphertext: encrypted.ciphertext,
+        sessionId: encrypted.sessionId,
+      });
+      if (res.message) this.merge(conversationId, [{ message: res.message, content: { kind: "text", text } }]);
+    } catch (err) {
+      if (err instanceof AccountKeyChanged) this.set({ keyWarning: err.accountId });
+      throw err;
+    }
+  }
+
+  /** Deletes a message (ours, or any in a group we administer). */
+  async remove(conversationId: string, item: Item): Promise<void> {
+    const res = await conversationClient.deleteMessage({ conversationId, messageId: item.message.id });
+    if (res.message) this.merge(conversationId, [{ message: res.message, content: { kind: "deleted" } }]);
   }
 
   typing(conversationId: string, typing: boolean): void {
@@ -352,9 +429,13 @@ export class Chat {
       case "member":
         await this.loadConversations();
         return;
-      case "deviceList":
-        this.engine.deviceListChanged(body.value.accountId);
+      case "deviceList": {
+        const accountId = body.value.accountId;
+        this.engine.deviceListChanged(accountId);
+        // A contact whose account key changed is shown a warning at once, not at the next send.
+        if (await this.engine.accountKeyChanged(accountId).catch(() => false)) this.set({ keyWarning: accountId });
         return;
+      }
       case "toDevice": {
         const sessionId = await this.engine.takeToDevice(body.value);
         if (sessionId) await this.retryUndecrypted(sessionId);

@@ -8,8 +8,11 @@ const VERSION = 1;
 export type Store = "session" | "crypto";
 
 let opened: Promise<IDBPDatabase> | null = null;
+/** Set by wipe(): late writes of a signed-out session must not re-create the database. */
+let wiped = false;
 
 function db(): Promise<IDBPDatabase> {
+  if (wiped) return Promise.reject(new Error("signed out: local data was wiped"));
   opened ??= openDB(NAME, VERSION, {
     upgrade(database) {
       database.createObjectStore("session");
@@ -48,8 +51,14 @@ export async function entries<T>(store: Store, prefix: string): Promise<Array<[s
   return keys.map((k, i) => [String(k), values[i] as T]);
 }
 
-/** Deletes the whole database (sign-out). */
+/** Allows the database again after a wipe (a new sign-in in the same page). */
+export function reopen(): void {
+  wiped = false;
+}
+
+/** Deletes the whole database (sign-out); until reopen(), every access fails. */
 export async function wipe(): Promise<void> {
+  wiped = true;
   if (opened) {
     (await opened).close();
     opened = null;

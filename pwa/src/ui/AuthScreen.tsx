@@ -1,13 +1,15 @@
-// AuthScreen.tsx — sign up or sign in with a password, with the TOTP step when the server asks.
-// On success the tokens are stored and this device's keys are made and published.
+// AuthScreen.tsx — sign up or sign in with a password, with the TOTP step when the server asks,
+// or link this device to an existing one (PIN / QR code). On success the tokens are stored and
+// this device's keys are made and published.
 import { useState, type FormEvent } from "react";
 import { authClient } from "../api";
-import { fromProto, saveSession } from "../auth/session";
+import { beginSession, fromProto } from "../auth/session";
 import { E2ee } from "../crypto/engine";
 import { reasonOf } from "../errors";
 import { useI18n } from "../i18n/i18n";
 import { errorText } from "../i18n/messages";
 import type { Theme } from "../theme";
+import { LinkNewDevice } from "./link/LinkNewDevice";
 import { Preferences } from "./Preferences";
 
 function deviceName(): string {
@@ -19,10 +21,13 @@ function deviceName(): string {
 
 export function AuthScreen({
   onSignedIn,
+  notice,
   theme,
   setTheme,
 }: {
   onSignedIn: (engine: E2ee) => Promise<void>;
+  /** Why the person is here, e.g. signed out from another device. */
+  notice: string | null;
   theme: Theme;
   setTheme: (t: Theme) => void;
 }) {
@@ -34,6 +39,7 @@ export function AuthScreen({
   const [totp, setTotp] = useState<string | null>(null);
   const [busy, setBusy] = useState(false);
   const [error, setError] = useState<string | null>(null);
+  const [linking, setLinking] = useState(false);
 
   async function submit(e: FormEvent) {
     e.preventDefault();
@@ -46,7 +52,7 @@ export function AuthScreen({
           : await authClient.signIn({ username, password, deviceName: deviceName(), totpCode: totp ?? "" });
       if (!res.session) throw new Error("no session");
       const s = fromProto(res.session);
-      await saveSession(s);
+      await beginSession(s);
       const engine = await E2ee.setUp(s.accountId, s.deviceId);
       await onSignedIn(engine);
     } catch (err) {
@@ -62,12 +68,29 @@ export function AuthScreen({
   }
 
   const title = mode === "signIn" ? t("signIn") : t("signUp");
+  const brand = (
+    <header className="brand">
+      <img src="/favicon.svg" alt="" width="40" height="40" />
+      <h1>{t("appName")}</h1>
+    </header>
+  );
+  if (linking) {
+    return (
+      <main className="auth">
+        {brand}
+        <LinkNewDevice onLinked={onSignedIn} onBack={() => setLinking(false)} />
+        <Preferences theme={theme} setTheme={setTheme} />
+      </main>
+    );
+  }
   return (
     <main className="auth">
-      <header className="brand">
-        <img src="/favicon.svg" alt="" width="40" height="40" />
-        <h1>{t("appName")}</h1>
-      </header>
+      {brand}
+      {notice && (
+        <p role="alert" className="warning">
+          {notice}
+        </p>
+      )}
       <div className="tabs" role="tablist" aria-label={t("appName")}>
         {(["signIn", "signUp"] as const).map((m) => (
           <button
@@ -146,6 +169,9 @@ export function AuthScreen({
           {busy ? t("working") : totp !== null ? t("continue") : title}
         </button>
       </form>
+      <button type="button" onClick={() => setLinking(true)}>
+        {t("linkThisDevice")}
+      </button>
       <Preferences theme={theme} setTheme={setTheme} />
     </main>
   );

@@ -11,7 +11,7 @@ export function ConversationList({ chat }: { chat: Chat }) {
   const conversations = useChat(chat, (s) => s.conversations);
   const previews = useChat(chat, (s) => s.previews);
   const active = useChat(chat, (s) => s.active);
-  useChat(chat, (s) => s.contacts);
+  useChat(chat, (s) => s.profiles); // re-render when names arrive
   if (conversations.length === 0) return <p className="muted pad">{t("noConversations")}</p>;
   return (
     <ul className="conv-list">

@@ -1,12 +1,13 @@
 // ConversationView.tsx — one conversation: history (scrolling back loads older pages), day
-// separators, bubbles with sender names in groups, delivered/read ticks, the typing indicator,
-// and the composer (Enter sends, Shift+Enter makes a new line).
+// separators, bubbles (MessageBubble.tsx), the typing indicator, and the composer (Enter sends,
+// Shift+Enter makes a new line; Escape cancels a reply or an edit).
 import { useEffect, useLayoutEffect, useRef, useState, type FormEvent, type KeyboardEvent } from "react";
-import { ConversationKind, ConversationMode } from "../gen/kitsulan/v1/conversation_pb";
+import { ConversationKind, ConversationMode, MemberRole } from "../gen/kitsulan/v1/conversation_pb";
 import { useI18n, type Translate } from "../i18n/i18n";
-import { SafeMarkdown } from "../markdown/SafeMarkdown";
 import { useChat, type Chat, type Item, type Receipt } from "../state/chat";
 import { LockIcon } from "./LockIcon";
+import { Members } from "./Members";
+import { MessageBubble, snippet, type Tick } from "./MessageBubble";
 import { conversationTitle, personName } from "./names";
 
 const EMPTY: Item[] = [];
@@ -22,8 +23,6 @@ function dayLabel(t: Translate, lang: string, ms: number): string {
   return d.toLocaleDateString(lang, { day: "numeric", month: "long", year: "numeric" });
 }
 
-type Tick = "sending" | "failed" | "sent" | "delivered" | "read";
-
 export function ConversationView({ chat, conversationId }: { chat: Chat; conversationId: string }) {
   const { t, lang } = useI18n();
   const conversation = useChat(chat, (s) => s.conversations.find((c) => c.id === conversationId));
@@ -32,9 +31,14 @@ export function ConversationView({ chat, conversationId }: { chat: Chat; convers
   const typing = useChat(chat, (s) => s.typing[conversationId] ?? NO_TYPING);
   const keyWarning = useChat(chat, (s) => s.keyWarning);
   const me = useChat(chat, (s) => s.me);
+  useChat(chat, (s) => s.profiles); // re-render when names arrive
   const needsLink = chat.engine.state !== "ready";
   const items = thread?.items ?? EMPTY;
   const [draft, setDraft] = useState("");
+  const [replyTo, setReplyTo] = useState<Item | null>(null);
+  const [editing, setEditing] = useState<Item | null>(null);
+  const [showMembers, setShowMembers] = useState(false);
+  const composerRef = useRef<HTMLTextAreaElement>(null);
   const listRef = useRef<HTMLDivElement>(null);
   const topRef = useRef<HTMLDivElement>(null);
   const stickToBottom = useRef(true);
@@ -81,6 +85,9 @@ export function ConversationView({ chat, conversationId }: { chat: Chat; convers
   if (!conversation) return null;
   const title = conversationTitle(chat, t, conversation);
   const isGroup = conversation.kind === ConversationKind.GROUP;
+  const myRole = conversation.members.find((m) => m.accountId === me.accountId)?.role;
+  const administers = isGroup && (myRole === MemberRole.OWNER || myRole === MemberRole.ADMIN);
+  const byId = new Map(items.map((i) => [i.message.id, i]));
   const others = conversation.members.filter((m) => m.accountId !== me.accountId);
 
   const tickOf = (item: Item): Tick => {
@@ -98,20 +105,51 @@ export function ConversationView({ chat, conversationId }: { chat: Chat; convers
     const text = draft.trim();
     if (!text) return;
     setDraft("");
-    stickToBottom.current = true;
     chat.typing(conversationId, false);
     lastTyping.current = 0;
+    const edit = editing;
+    const reply = replyTo;
+    setEditing(null);
+    setReplyTo(null);
     try {
-      await chat.send(conversationId, text);
+      if (edit) {
+        await chat.edit(conversationId, edit, text);
+      } else {
+        stickToBottom.current = true;
+        await chat.send(conversationId, text, undefined, reply?.message.id ?? "");
+      }
     } catch (err) {
-      console.warn("send failed", err);
+      console.warn(edit ? "edit failed" : "send failed", err);
     }
+  }
+
+  function cancelCompose() {
+    if (editing) setDraft("");
+    setEditing(null);
+    setReplyTo(null);
+  }
+
+  function startReply(item: Item) {
+    setEditing(null);
+    setReplyTo(item);
+    composerRef.current?.focus();
+  }
+
+  function startEdit(item: Item) {
+    if (item.content.kind !== "text") return;
+    setReplyTo(null);
+    setEditing(item);
+    setDraft(item.content.text);
+    composerRef.current?.focus();
   }
 
   function onKeyDown(e: KeyboardEvent<HTMLTextAreaElement>) {
     if (e.key === "Enter" && !e.shiftKey && !e.nativeEvent.isComposing) {
       e.preventDefault();
       void submit();
+    } else if (e.key === "Escape" && (editing || replyTo)) {
+      e.preventDefault();
+      cancelCompose();
     }
   }
 
@@ -142,13 +180,19 @@ export function ConversationView({ chat, conversationId }: { chat: Chat; convers
             </span>
           )}
         </div>
+        {isGroup && (
+          <button type="button" className="members-button" onClick={() => setShowMembers(true)}>
+            {t("members")} ({conversation.members.length})
+          </button>
+        )}
       </header>
+      {showMembers && <Members chat={chat} conversation={conversation} onClose={() => setShowMembers(false)} />}
       {needsLink && (
         <p role="alert" className="warning">
           {t("needsLink")}
         </p>
       )}
-      {keyWarning && (
+      {keyWarning && conversation.members.some((m) => m.accountId === keyWarning) && (
         <p role="alert" className="warning">
           {t("keyChanged", { name: personName(chat, t, keyWarning) })}
         </p>
@@ -189,36 +233,27 @@ export function ConversationView({ chat, conversationId }: { chat: Chat; convers
                   <span>{dayLabel(t, lang, ms)}</span>
                 </div>
               )}
-              <article className={mine ? "bubble mine" : "bubble"} data-message-id={m.id}>
-                {showName && <div className="sender">{personName(chat, t, m.senderAccountId)}</div>}
-                {item.content.kind === "text" && <SafeMarkdown text={item.content.text} />}
-                {item.content.kind === "deleted" && <p className="muted">{t("deleted")}</p>}
-                {item.content.kind === "undecryptable" && (
-                  <p className="muted">
-                    {item.content.reason === "waiting for the key" ? t("waitingForKey") : t("undecryptable")}
-                  </p>
-                )}
-                <div className="meta">
-                  <time dateTime={new Date(ms).toISOString()}>
-                    {new Date(ms).toLocaleTimeString(lang, { hour: "2-digit", minute: "2-digit" })}
-                  </time>
-                  {tick &&
-                    (tick === "failed" ? (
-                      <button
-                        type="button"
-                        className="tick failed"
-                        aria-label={t("failed")}
-                        onClick={() => void chat.send(conversationId, item.text ?? "", item).catch(() => undefined)}
-                      >
-                        !
-                      </button>
-                    ) : (
-                      <span className={`tick ${tick}`} role="img" aria-label={t(tick)} title={t(tick)}>
-                        {tick === "sending" ? "◷" : tick === "sent" ? "✓" : "✓✓"}
-                      </span>
-                    ))}
-                </div>
-              </article>
+              <MessageBubble
+                item={item}
+                mine={mine}
+                sender={showName ? personName(chat, t, m.senderAccountId) : null}
+                quoted={
+                  m.replyTo
+                    ? {
+                        name: byId.has(m.replyTo)
+                          ? personName(chat, t, byId.get(m.replyTo)?.message.senderAccountId ?? "")
+                          : "",
+                        text: snippet(byId.get(m.replyTo)),
+                      }
+                    : null
+                }
+                tick={tick}
+                canDelete={mine || administers}
+                onReply={() => startReply(item)}
+                onEdit={() => startEdit(item)}
+                onDelete={() => void chat.remove(conversationId, item).catch((err) => console.warn("delete failed", err))}
+                onRetry={() => void chat.send(conversationId, item.text ?? "", item).catch(() => undefined)}
+              />
             </div>
           );
         })}
@@ -226,8 +261,22 @@ export function ConversationView({ chat, conversationId }: { chat: Chat; convers
       <p className="typing" aria-live="polite">
         {typingNames.length > 0 ? t("typing", { name: typingNames.join(", ") }) : " "}
       </p>
+      {(replyTo || editing) && (
+        <div className="compose-context">
+          <span>
+            {editing
+              ? t("editingMessage")
+              : t("replyingTo", { name: personName(chat, t, replyTo?.message.senderAccountId ?? "") })}
+            {replyTo && <span className="muted"> {snippet(replyTo)}</span>}
+          </span>
+          <button type="button" className="icon" aria-label={editing ? t("cancelEdit") : t("cancelReply")} onClick={cancelCompose}>
+            ×
+          </button>
+        </div>
+      )}
       <form className="composer" onSubmit={submit}>
         <textarea
+          ref={composerRef}
           aria-label={t("message")}
           placeholder={t("message")}
           rows={1}
@@ -237,7 +286,7 @@ export function ConversationView({ chat, conversationId }: { chat: Chat; convers
           onKeyDown={onKeyDown}
         />
         <button type="submit" className="primary" disabled={needsLink || !draft.trim()}>
-          {t("send")}
+          {editing ? t("save") : t("send")}
         </button>
       </form>
     </section>

@@ -6,6 +6,7 @@ import { useChat, type Chat } from "../state/chat";
 import type { Theme } from "../theme";
 import { ConversationList } from "./ConversationList";
 import { ConversationView } from "./ConversationView";
+import { Devices } from "./Devices";
 import { NewConversation } from "./NewConversation";
 import { Settings } from "./Settings";
 
@@ -23,7 +24,7 @@ export function Messenger({
   const { t } = useI18n();
   const active = useChat(chat, (s) => s.active);
   const status = useChat(chat, (s) => s.status);
-  const [dialog, setDialog] = useState<"none" | "new" | "settings">("none");
+  const [dialog, setDialog] = useState<"none" | "new" | "settings" | "devices">("none");
 
   useEffect(() => {
     const onVisible = () => {
@@ -56,8 +57,16 @@ export function Messenger({
       </main>
       {dialog === "new" && <NewConversation chat={chat} onClose={() => setDialog("none")} />}
       {dialog === "settings" && (
-        <Settings chat={chat} onClose={() => setDialog("none")} onSignOut={onSignOut} theme={theme} setTheme={setTheme} />
+        <Settings
+          chat={chat}
+          onClose={() => setDialog("none")}
+          onDevices={() => setDialog("devices")}
+          onSignOut={onSignOut}
+          theme={theme}
+          setTheme={setTheme}
+        />
       )}
+      {dialog === "devices" && <Devices chat={chat} onClose={() => setDialog("none")} />}
     </div>
   );
 }

@@ -1,32 +1,32 @@
-// NewConversation.tsx — opens a direct conversation. The API has no lookup by username yet
-// (see the PWA README), so the other person's account id is typed or pasted.
+// NewConversation.tsx — opens a direct conversation with someone found by username, or creates
+// a group with a name and members given by username.
 import { useState, type FormEvent } from "react";
 import { reasonOf } from "../errors";
 import { useI18n } from "../i18n/i18n";
 import { errorText } from "../i18n/messages";
-import { isUuid } from "../lib/ids";
 import type { Chat } from "../state/chat";
-import { CopyId } from "./CopyId";
 import { Dialog } from "./Dialog";
+
+const USERNAME_INPUT = { required: true, autoCapitalize: "none", autoComplete: "off", spellCheck: false } as const;
 
 export function NewConversation({ chat, onClose }: { chat: Chat; onClose: () => void }) {
   const { t } = useI18n();
-  const [accountId, setAccountId] = useState("");
-  const [name, setName] = useState("");
+  const [kind, setKind] = useState<"direct" | "group">("direct");
+  const [username, setUsername] = useState("");
+  const [title, setTitle] = useState("");
+  const [members, setMembers] = useState("");
   const [busy, setBusy] = useState(false);
   const [error, setError] = useState<string | null>(null);
 
   async function submit(e: FormEvent) {
     e.preventDefault();
-    const id = accountId.trim().toLowerCase();
-    if (!isUuid(id)) {
-      setError(errorText(t, "ID_INVALID"));
-      return;
-    }
     setBusy(true);
     setError(null);
     try {
-      const conversationId = await chat.openDirect(id, name);
+      const conversationId =
+        kind === "direct"
+          ? await chat.openDirect(username)
+          : await chat.createGroup(title, members.split(/[\s,]+/).filter(Boolean));
       chat.setActive(conversationId);
       onClose();
     } catch (err) {
@@ -39,22 +39,32 @@ export function NewConversation({ chat, onClose }: { chat: Chat; onClose: () => 
   return (
     <Dialog title={t("newConversation")} onClose={onClose}>
       <form className="form" onSubmit={submit}>
-        <p className="muted">{t("noUsernameLookup")}</p>
-        <label>
-          {t("accountId")}
-          <input
-            name="accountId"
-            required
-            autoFocus
-            spellCheck={false}
-            value={accountId}
-            onChange={(e) => setAccountId(e.target.value)}
-          />
-        </label>
-        <label>
-          {t("contactName")}
-          <input name="contactName" value={name} onChange={(e) => setName(e.target.value)} />
-        </label>
+        <fieldset className="kind">
+          <legend>{t("kind")}</legend>
+          {(["direct", "group"] as const).map((k) => (
+            <label key={k} className="radio">
+              <input type="radio" name="kind" value={k} checked={kind === k} onChange={() => setKind(k)} />
+              {k === "direct" ? t("directConversation") : t("groupConversation")}
+            </label>
+          ))}
+        </fieldset>
+        {kind === "direct" ? (
+          <label>
+            {t("theirUsername")}
+            <input name="username" autoFocus {...USERNAME_INPUT} value={username} onChange={(e) => setUsername(e.target.value)} />
+          </label>
+        ) : (
+          <>
+            <label>
+              {t("groupTitle")}
+              <input name="title" required maxLength={100} value={title} onChange={(e) => setTitle(e.target.value)} />
+            </label>
+            <label>
+              {t("groupMembers")}
+              <input name="members" {...USERNAME_INPUT} value={members} onChange={(e) => setMembers(e.target.value)} />
+            </label>
+          </>
+        )}
         {error && (
           <p role="alert" className="error">
             {error}
@@ -65,10 +75,9 @@ export function NewConversation({ chat, onClose }: { chat: Chat; onClose: () => 
             {t("cancel")}
           </button>
           <button type="submit" className="primary" disabled={busy}>
-            {t("start")}
+            {kind === "direct" ? t("start") : t("createGroup")}
           </button>
         </div>
-        <CopyId label={t("yourAccountId")} value={chat.get().me.accountId} />
       </form>
     </Dialog>
   );

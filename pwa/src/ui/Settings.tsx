@@ -1,4 +1,4 @@
-// Settings.tsx — profile (name, account id to share), language, theme, sign out.
+// Settings.tsx — profile (name, username, account id), devices, language, theme, sign out.
 import { useI18n } from "../i18n/i18n";
 import { useChat, type Chat } from "../state/chat";
 import type { Theme } from "../theme";
@@ -9,12 +9,14 @@ import { Preferences } from "./Preferences";
 export function Settings({
   chat,
   onClose,
+  onDevices,
   onSignOut,
   theme,
   setTheme,
 }: {
   chat: Chat;
   onClose: () => void;
+  onDevices: () => void;
   onSignOut: () => Promise<void>;
   theme: Theme;
   setTheme: (t: Theme) => void;
@@ -29,6 +31,9 @@ export function Settings({
         </p>
         <CopyId label={t("yourAccountId")} value={me.accountId} />
       </section>
+      <button type="button" onClick={onDevices}>
+        {t("devices")}
+      </button>
       <Preferences theme={theme} setTheme={setTheme} />
       <div className="row">
         <button type="button" className="danger" onClick={() => void onSignOut()}>

@@ -1,5 +1,5 @@
-// names.ts — what to call a person or a conversation. The server has no profile lookup for
-// other accounts yet, so others are named by what this person typed when starting the chat.
+// names.ts — what to call a person or a conversation: display names (else usernames) from the
+// profiles the chat state fetched with AccountService.GetProfiles.
 import type { Translate } from "../i18n/i18n";
 import type { Chat } from "../state/chat";
 import { ConversationKind, type Conversation } from "../gen/kitsulan/v1/conversation_pb";

@@ -1,0 +1,93 @@
+// devices.spec.ts — Alice links a second browser context by PIN (check codes compared on both
+// screens), and it reads what Bob sends afterwards; the Devices screen renames it and signs it
+// out, and the signed-out context wipes its data and returns to sign-in.
+import { expect, test, type Page } from "@playwright/test";
+import { bubble, newDevice, openDirect, send, shoot, signUp, stamp, status } from "./helpers";
+
+async function checkCode(page: Page): Promise<string> {
+  const code = page.getByLabel("Check code", { exact: true });
+  await expect(code).toHaveText(/\S/);
+  return ((await code.textContent()) ?? "").trim();
+}
+
+test("Alice links a second context by PIN and it reads new messages", async ({ browser }) => {
+  const alice = await signUp(browser, `alice-link-${stamp}`, "Alice");
+  const bob = await signUp(browser, `bob-link-${stamp}`, "Bob");
+  await openDirect(alice, `bob-link-${stamp}`);
+  await send(alice, "before the laptop was linked");
+  await expect(bob.getByRole("button", { name: /Alice/ })).toBeVisible();
+
+  // The new device: "Link to an existing device" shows a QR code and the PIN.
+  const laptop = await newDevice(browser);
+  await laptop.getByRole("button", { name: "Link to an existing device" }).click();
+  await expect(laptop.getByRole("img", { name: "QR code for linking this device" })).toBeVisible();
+  const pinOutput = laptop.getByLabel("PIN");
+  await expect(pinOutput).toHaveText(/^\d{4} \d{4}$/);
+  const pin = (await pinOutput.getAttribute("data-pin")) ?? "";
+  const qrText = await laptop.getByRole("img", { name: "QR code for linking this device" }).getAttribute("data-qr-text");
+  expect(qrText).toMatch(/^KITSULAN-PAIR:/);
+  await shoot(laptop, "link-new-device");
+
+  // The existing device: Settings → Devices → Link a new device → the typed PIN.
+  await alice.getByRole("button", { name: "Settings" }).click();
+  await alice.getByRole("button", { name: "Devices" }).click();
+  const devices = alice.getByRole("dialog", { name: "Devices" });
+  await expect(devices.getByRole("list", { name: "Devices" }).getByRole("listitem")).toHaveCount(1);
+  await devices.getByRole("button", { name: "Link a new device" }).click();
+  await devices.getByRole("textbox", { name: "PIN" }).fill(pin);
+  await devices.getByRole("button", { name: "Continue" }).click();
+
+  // Both screens show the same check code; the person confirms on both.
+  const code = await checkCode(alice);
+  expect(await checkCode(laptop)).toBe(code);
+  await shoot(alice, "link-existing-device");
+  await devices.getByRole("textbox", { name: "Name for the new device" }).fill("Alice's laptop");
+  await devices.getByRole("button", { name: "The codes match: link it" }).click();
+  await expect(devices.getByRole("status").filter({ hasText: "Waiting for the new device to confirm the code…" })).toBeVisible();
+  await laptop.getByRole("button", { name: "The codes match" }).click();
+
+  // The laptop is signed in to Alice's account with keys of its own.
+  await expect(laptop.getByRole("button", { name: "New conversation" })).toBeVisible();
+  await expect(status(laptop)).toHaveText("Connected");
+  await expect(devices.getByRole("status").filter({ hasText: "Linked. The new device reads new messages from now on." })).toBeVisible();
+  await devices.getByRole("button", { name: "Close" }).last().click();
+  await expect(alice.getByRole("dialog")).toBeHidden();
+
+  // Bob writes after the link: the laptop reads it (the room key came to its own device keys).
+  await bob.getByRole("button", { name: /Alice/ }).click();
+  await send(bob, "written after the link");
+  const onLaptop = laptop.getByRole("button", { name: /Bob/ });
+  await expect(onLaptop).toBeVisible();
+  await onLaptop.click();
+  await expect(bubble(laptop, "written after the link")).toBeVisible();
+  await expect(bubble(laptop, "written after the link").getByText("written after the link")).toBeVisible();
+
+  // The laptop writes too; Bob and Alice's first device read it.
+  await send(laptop, "hello from the laptop");
+  await expect(bubble(bob, "hello from the laptop")).toBeVisible();
+  await expect(bubble(alice, "hello from the laptop")).toBeVisible();
+
+  // Devices: both listed; rename the laptop, then sign it out.
+  await alice.getByRole("button", { name: "Settings" }).click();
+  await alice.getByRole("button", { name: "Devices" }).click();
+  const list = devices.getByRole("list", { name: "Devices" });
+  await expect(list.getByRole("listitem")).toHaveCount(2);
+  await expect(list.getByRole("listitem").filter({ hasText: "This device" })).toHaveCount(1);
+  await list.getByRole("button", { name: "Rename Alice's laptop" }).click();
+  await list.getByRole("textbox", { name: "Device name" }).fill("Old laptop");
+  await list.getByRole("button", { name: "Save" }).click();
+  await expect(list.getByText("Old laptop")).toBeVisible();
+  await shoot(alice, "devices");
+  await devices.getByRole("button", { name: "Sign out all other devices" }).click();
+  await expect(list.getByRole("listitem")).toHaveCount(1);
+
+  // The laptop learns it was signed out (gateway close 4003), wipes its data, shows sign-in.
+  await expect(laptop.getByRole("alert")).toHaveText(
+    "This device was signed out from another device, and its local data was erased.",
+  );
+  await expect(laptop.getByRole("tab", { name: "Sign in" })).toBeVisible();
+  const stored = await laptop.evaluate(async () => (await indexedDB.databases()).map((d) => d.name));
+  expect(stored).not.toContain("kitsulan");
+  await laptop.reload();
+  await expect(laptop.getByRole("tab", { name: "Sign in" })).toBeVisible();
+});

@@ -1,0 +1,72 @@
+// helpers.ts — what the browser tests share: signing up in a fresh context, sending, finding
+// bubbles, screenshots, and the server control of e2e/run.mjs (stop / start the same server).
+import { expect, type Browser, type Page } from "@playwright/test";
+
+export const stamp = Date.now().toString(36);
+export const password = "correct horse battery";
+
+/** A fresh browser context (own IndexedDB: another device) on the app. */
+export async function newDevice(browser: Browser): Promise<Page> {
+  const context = await browser.newContext({ viewport: { width: 1280, height: 800 } });
+  const page = await context.newPage();
+  page.on("dialog", (d) => {
+    throw new Error(`unexpected dialog: ${d.message()}`);
+  });
+  await page.goto("/");
+  return page;
+}
+
+export function status(page: Page) {
+  return page.getByRole("complementary").getByRole("status");
+}
+
+export async function signUp(browser: Browser, username: string, displayName: string): Promise<Page> {
+  const page = await newDevice(browser);
+  await page.getByRole("tab", { name: "Create account" }).click();
+  await page.getByLabel("Username").fill(username);
+  await page.getByLabel("Password").fill(password);
+  await page.getByLabel("Display name (optional)").fill(displayName);
+  await page.getByRole("button", { name: "Create account" }).click();
+  await expect(page.getByRole("button", { name: "New conversation" })).toBeVisible();
+  await expect(status(page)).toHaveText("Connected");
+  return page;
+}
+
+/** Opens the direct conversation with `username` from the "New conversation" dialog. */
+export async function openDirect(page: Page, username: string): Promise<void> {
+  await page.getByRole("button", { name: "New conversation" }).click();
+  const dialog = page.getByRole("dialog", { name: "New conversation" });
+  await dialog.getByRole("textbox", { name: "Their username" }).fill(username);
+  await dialog.getByRole("button", { name: "Start conversation" }).click();
+  await expect(dialog).toBeHidden();
+}
+
+export function bubble(page: Page, text: string) {
+  return page.getByRole("log").locator("article").filter({ hasText: text });
+}
+
+export async function send(page: Page, text: string) {
+  const box = page.getByRole("textbox", { name: "Message" });
+  await box.fill(text);
+  await box.press("Enter");
+}
+
+export async function shoot(page: Page, name: string) {
+  for (const scheme of ["light", "dark"] as const) {
+    await page.emulateMedia({ colorScheme: scheme });
+    for (const width of [1280, 360]) {
+      await page.setViewportSize({ width, height: width === 360 ? 740 : 800 });
+      await page.screenshot({ path: `e2e/artifacts/${name}-${scheme}-${width}.png` });
+    }
+  }
+  await page.setViewportSize({ width: 1280, height: 800 });
+  await page.emulateMedia({ colorScheme: "light" });
+}
+
+/** Asks e2e/run.mjs to stop or start the server (same binary, data dir and port). */
+export async function server(action: "stop" | "start"): Promise<void> {
+  const control = process.env.KITSULAN_E2E_CONTROL;
+  if (!control) throw new Error("KITSULAN_E2E_CONTROL is not set: run the tests with `npm run e2e`");
+  const res = await fetch(`${control}/${action}`, { method: "POST" });
+  if (!res.ok) throw new Error(`server ${action}: ${res.status} ${await res.text()}`);
+}

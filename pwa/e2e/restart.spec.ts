@@ -1,0 +1,25 @@
+// restart.spec.ts — the server is stopped mid-conversation and started again (same binary,
+// data dir and port, through e2e/run.mjs): both clients show that they are reconnecting, come
+// back on their own, and carry on exchanging messages both ways.
+import { expect, test } from "@playwright/test";
+import { bubble, openDirect, send, server, signUp, stamp, status } from "./helpers";
+
+test("the server restarts mid-conversation and the clients carry on", async ({ browser }) => {
+  const alice = await signUp(browser, `alice-rs-${stamp}`, "Alice");
+  const bob = await signUp(browser, `bob-rs-${stamp}`, "Bob");
+  await openDirect(alice, `bob-rs-${stamp}`);
+  await send(alice, "before the restart");
+  await bob.getByRole("button", { name: /Alice/ }).click();
+  await expect(bubble(bob, "before the restart")).toBeVisible();
+
+  await server("stop");
+  for (const page of [alice, bob]) await expect(status(page)).toHaveText("Offline, reconnecting…");
+  await server("start");
+  for (const page of [alice, bob]) await expect(status(page)).toHaveText("Connected", { timeout: 30_000 });
+
+  await send(alice, "after the restart");
+  await expect(bubble(bob, "after the restart")).toBeVisible();
+  await send(bob, "still here");
+  await expect(bubble(alice, "still here")).toBeVisible();
+  await expect(bubble(alice, "after the restart").getByRole("img", { name: "Read" })).toBeVisible();
+});

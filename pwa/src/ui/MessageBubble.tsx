@@ -1,0 +1,113 @@
+// MessageBubble.tsx — one message: sender (groups), the quoted message it replies to, the text
+// (safe Markdown), time, "edited", delivered/read ticks, and its actions (reply; edit and
+// delete for our own) behind a keyboard-reachable menu button.
+import { useState } from "react";
+import { useI18n } from "../i18n/i18n";
+import { SafeMarkdown } from "../markdown/SafeMarkdown";
+import type { Item } from "../state/chat";
+
+export type Tick = "sending" | "failed" | "sent" | "delivered" | "read";
+
+/** A one-line summary of a message (for quotes). */
+export function snippet(item: Item | undefined): string | null {
+  if (!item || item.content.kind !== "text") return null;
+  const text = item.content.text.replace(/\s+/g, " ").trim();
+  return text.length > 80 ? `${text.slice(0, 80)}…` : text;
+}
+
+export function MessageBubble({
+  item,
+  mine,
+  sender,
+  quoted,
+  tick,
+  canDelete,
+  onReply,
+  onEdit,
+  onDelete,
+  onRetry,
+}: {
+  item: Item;
+  mine: boolean;
+  /** Shown above the text (groups), or null. */
+  sender: string | null;
+  /** The replied-to message: its sender's name and a snippet (null when not a reply). */
+  quoted: { name: string; text: string | null } | null;
+  tick: Tick | null;
+  canDelete: boolean;
+  onReply: () => void;
+  onEdit: () => void;
+  onDelete: () => void;
+  onRetry: () => void;
+}) {
+  const { t, lang } = useI18n();
+  const [menu, setMenu] = useState(false);
+  const m = item.message;
+  const ms = Number(m.sentAtMs);
+  const live = m.deletedAtMs === 0n && !item.local;
+  const act = (fn: () => void) => () => {
+    setMenu(false);
+    fn();
+  };
+  return (
+    <article className={mine ? "bubble mine" : "bubble"} data-message-id={m.id}>
+      {sender && <div className="sender">{sender}</div>}
+      {quoted && (
+        <blockquote className="quote">
+          <strong>{quoted.name}</strong> {quoted.text ?? t("originalMessage")}
+        </blockquote>
+      )}
+      {item.content.kind === "text" && <SafeMarkdown text={item.content.text} />}
+      {item.content.kind === "deleted" && <p className="muted">{t("deleted")}</p>}
+      {item.content.kind === "undecryptable" && (
+        <p className="muted">
+          {item.content.reason === "waiting for the key" ? t("waitingForKey") : t("undecryptable")}
+        </p>
+      )}
+      <div className="meta">
+        {m.editedAtMs !== 0n && m.deletedAtMs === 0n && <span>{t("edited")}</span>}
+        <time dateTime={new Date(ms).toISOString()}>
+          {new Date(ms).toLocaleTimeString(lang, { hour: "2-digit", minute: "2-digit" })}
+        </time>
+        {tick &&
+          (tick === "failed" ? (
+            <button type="button" className="tick failed" aria-label={t("failed")} onClick={onRetry}>
+              !
+            </button>
+          ) : (
+            <span className={`tick ${tick}`} role="img" aria-label={t(tick)} title={t(tick)}>
+              {tick === "sending" ? "◷" : tick === "sent" ? "✓" : "✓✓"}
+            </span>
+          ))}
+        {live && (
+          <button
+            type="button"
+            className="msg-menu"
+            aria-label={t("messageActions")}
+            aria-expanded={menu}
+            onClick={() => setMenu((v) => !v)}
+          >
+            ⋯
+          </button>
+        )}
+      </div>
+      {menu && live && (
+        <div className="msg-actions" role="group" aria-label={t("messageActions")}>
+          <button type="button" onClick={act(onReply)}>
+            {t("reply")}
+          </button>
+          {mine && item.content.kind === "text" && (
+            <button type="button" onClick={act(onEdit)}>
+              {t("edit")}
+            </button>
+          )}
+          {canDelete && (
+            <button type="button" className="danger" onClick={act(onDelete)}>
+              {t("delete")}
+            </button>
+          )}
+        </div>
+      )}
+    </article>
+  );
+}

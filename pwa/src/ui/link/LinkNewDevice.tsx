@@ -1,0 +1,179 @@
+// LinkNewDevice.tsx — the new device's side of linking (sign-in screen): opens the pairing,
+// shows the PIN and the QR code, then the check code to compare; once the existing device
+// approved, it stores the session it got and sets up its own keys, certified by the account key
+// that came through the channel.
+import { useCallback, useEffect, useRef, useState } from "react";
+import { beginSession, fromProto } from "../../auth/session";
+import { E2ee } from "../../crypto/engine";
+import { NewDeviceLink, pairingOver } from "../../crypto/pairing";
+import { useI18n } from "../../i18n/i18n";
+import { POLL_MS, linkErrorText, sleep } from "./errors";
+import { QrCode } from "./QrCode";
+
+type Step =
+  | { kind: "opening" }
+  | { kind: "waiting" }
+  | { kind: "compare"; code: string }
+  | { kind: "approving"; code: string }
+  | { kind: "finishing" }
+  | { kind: "ended" }
+  | { kind: "error"; message: string };
+
+/** "12345678" as "1234 5678", easier to read out and type. */
+function spaced(pin: string): string {
+  return pin.length === 8 ? `${pin.slice(0, 4)} ${pin.slice(4)}` : pin;
+}
+
+export function LinkNewDevice({
+  onLinked,
+  onBack,
+}: {
+  onLinked: (engine: E2ee) => Promise<void>;
+  onBack: () => void;
+}) {
+  const { t } = useI18n();
+  const [attempt, setAttempt] = useState(0);
+  const [step, setStep] = useState<Step>({ kind: "opening" });
+  const [shown, setShown] = useState<{ pin: string; qrText: string } | null>(null);
+  const linkRef = useRef<NewDeviceLink | null>(null);
+  const confirmedRef = useRef(false);
+  // Read by the pairing loop, which must not restart when the language changes.
+  const latest = useRef({ t, onLinked });
+  useEffect(() => {
+    latest.current = { t, onLinked };
+  }, [t, onLinked]);
+
+  useEffect(() => {
+    let stopped = false;
+    let handedOver = false;
+    let link: NewDeviceLink | null = null;
+    confirmedRef.current = false;
+    setShown(null);
+    setStep({ kind: "opening" });
+    void (async () => {
+      try {
+        link = await NewDeviceLink.open(window.location.origin);
+        if (stopped) return;
+        linkRef.current = link;
+        setShown({ pin: link.pin, qrText: link.qrText });
+        setStep({ kind: "waiting" });
+        while (!stopped) {
+          const { state, session } = await link.poll();
+          if (stopped) return;
+          if (session) {
+            setStep({ kind: "finishing" });
+            const secret = link.takeAccountKey();
+            if (!secret) throw new Error("no account key came through the channel");
+            handedOver = true;
+            const s = fromProto(session);
+            await beginSession(s);
+            try {
+              const engine = await E2ee.setUpLinked(s.accountId, s.deviceId, secret);
+              await latest.current.onLinked(engine);
+            } finally {
+              secret.fill(0);
+            }
+            return;
+          }
+          if (pairingOver(state)) {
+            setStep({ kind: "ended" });
+            return;
+          }
+          const code = link.checkCode;
+          if (code !== null) setStep(confirmedRef.current ? { kind: "approving", code } : { kind: "compare", code });
+          await sleep(POLL_MS);
+        }
+      } catch (err) {
+        if (!stopped) setStep({ kind: "error", message: linkErrorText(latest.current.t, err) });
+      }
+    })();
+    return () => {
+      stopped = true;
+      linkRef.current = null;
+      if (link && !handedOver) void link.cancel();
+      link?.dispose();
+    };
+  }, [attempt]);
+
+  const confirm = useCallback(async () => {
+    const link = linkRef.current;
+    const code = link?.checkCode;
+    if (!link || !code) return;
+    confirmedRef.current = true;
+    setStep({ kind: "approving", code });
+    try {
+      await link.confirm();
+    } catch (err) {
+      setStep({ kind: "error", message: linkErrorText(t, err) });
+    }
+  }, [t]);
+
+  const reject = useCallback(() => {
+    void linkRef.current?.cancel();
+    setStep({ kind: "ended" });
+  }, []);
+
+  return (
+    <section className="card form link" aria-labelledby="link-title">
+      <h2 id="link-title">{t("linkThisDevice")}</h2>
+      {(step.kind === "opening" || step.kind === "finishing") && <p role="status">{t("working")}</p>}
+      {step.kind === "waiting" && shown && (
+        <>
+          <p>{t("linkIntro")}</p>
+          <div className="pairing-show">
+            <QrCode text={shown.qrText} label={t("pairingQr")} />
+            <p className="pin-block">
+              <span>{t("pairingPin")}</span>
+              <output className="pin" aria-label={t("pairingPin")} data-pin={shown.pin}>
+                {spaced(shown.pin)}
+              </output>
+            </p>
+          </div>
+          <p role="status" className="muted">
+            {t("waitingForDevice")}
+          </p>
+        </>
+      )}
+      {(step.kind === "compare" || step.kind === "approving") && (
+        <>
+          <p className="pin-block">
+            <span>{t("checkCode")}</span>
+            <output className="pin" aria-label={t("checkCode")}>
+              {step.code}
+            </output>
+          </p>
+          {step.kind === "compare" ? (
+            <>
+              <p>{t("compareCode")}</p>
+              <div className="row">
+                <button type="button" onClick={reject}>
+                  {t("codesDiffer")}
+                </button>
+                <button type="button" className="primary" onClick={() => void confirm()}>
+                  {t("codesMatch")}
+                </button>
+              </div>
+            </>
+          ) : (
+            <p role="status">{t("waitingForApproval")}</p>
+          )}
+        </>
+      )}
+      {(step.kind === "ended" || step.kind === "error") && (
+        <>
+          <p role="alert" className="error">
+            {step.kind === "error" ? step.message : t("pairingEnded")}
+          </p>
+          <button type="button" className="primary" onClick={() => setAttempt((a) => a + 1)}>
+            {t("tryAgain")}
+          </button>
+        </>
+      )}
+      {step.kind !== "finishing" && (
+        <button type="button" onClick={onBack}>
+          {t("back")}
+        </button>
+      )}
+    </section>
+  );
+}
