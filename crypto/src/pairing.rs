@@ -12,9 +12,12 @@
 //!    the PIN and the existing device asks the server for the public key stored under it.
 //! 3. The existing device calls [`connect`] with that key and sends the returned initial
 //!    message through the server; the new device calls [`NewDevicePairing::accept`] with it.
-//! 4. Both screens show [`PairingChannel::check_code`]; the person confirms they match on the
-//!    existing device, which then sends the account key and backup key with
-//!    [`PairingChannel::encrypt`]. The server relays only opaque bytes.
+//! 4. Inside the channel both devices run a SAS verification with a commitment
+//!    ([`crate::sas`]): the person compares the same 7 emoji on both screens, each device sends
+//!    a MAC over the channel keys it saw, and only after both MACs verify does the existing
+//!    device send the account key with [`PairingChannel::encrypt`]. The message kinds and their
+//!    order are in `docs/e2ee.md` ("Channel messages") and `FORMAT.md`. The server relays only
+//!    opaque bytes. ([`PairingChannel::check_code`] is kept for clients of the first version.)
 //!
 //! Wire formats are in `FORMAT.md` ("Pairing"). Channel messages must be decrypted in the
 //! order they were sent (the nonce is a counter); a lost message ends the pairing.
@@ -32,10 +35,11 @@
 //! substitute its own key and sit in the middle of both channels. The check code detects a
 //! naive middleman, but it has only 90 values and the server knows both of its channels'
 //! secrets before it must commit to the second one, so a server that grinds ephemeral keys
-//! (about 90 tries, milliseconds) makes both screens show the same code. **PIN pairing
-//! therefore trusts the server** unless the flow adds a commitment: run a SAS inside the
-//! channel with [`crate::sas::commitment`] sent before the keys, and compare its emoji instead
-//! of the check code. The PWA should offer QR first and say so when the PIN is used.
+//! (about 90 tries, milliseconds) makes both screens show the same code. That is why the flow
+//! (step 4) runs a SAS inside the channel with [`crate::sas::commitment`] sent before the
+//! keys, compares its emoji instead of the check code, and MACs the channel keys: a middleman
+//! must commit to its SAS key before it sees the other's, and cannot make the MACs of two
+//! different channels agree.
 
 use rand_core::CryptoRng;
 use vodozemac::ecies::{Ecies, EstablishedEcies, InitialMessage, Message};

@@ -41,10 +41,24 @@
 //! # Pairing
 //!
 //! [`NewDeviceLink`] and [`ExistingDeviceLink`] are the two sides of `PairingService`, and
-//! [`link_new_device_by_pin`] / [`link_new_device_by_qr`] run the whole flow. Inside the
-//! channel the existing device first sends [`PAIRING_HELLO`] (the initial message), the new
-//! device answers [`PAIRING_CONFIRMED`] once the person compared the check codes, and the
-//! existing device then sends `0x01 || account key secret (32)`.
+//! [`link_new_device_by_pin`] / [`link_new_device_by_qr`] run the whole flow (docs/e2ee.md,
+//! "Linking a new device"). The existing device opens the channel with [`PAIRING_HELLO`] (the
+//! ECIES initial plaintext); every later channel message is `kind (1) || body`, in this order:
+//!
+//! ```text
+//! new → existing   0x02 || SAS commitment (32)   sas::commitment(new device's SAS key)
+//! existing → new   0x03 || SAS public key (32)    the existing device's SAS key
+//! new → existing   0x03 || SAS public key (32)    the reveal; checked against the commitment
+//!   (both show the 7 emoji of the SAS, transaction id = the pairing id; the person compares)
+//! each → other     0x04 || SAS MAC (32)           sent once the person confirmed on that device
+//! existing → new   0x01 || account key secret (32), only after both MACs
+//! ```
+//!
+//! The MAC (key id [`PAIRING_MAC_KEY_ID`]) covers the channel's keys as its sender saw them:
+//! the new device's ECIES key (32) || the existing device's ephemeral key (32). Anything out of
+//! turn, a key that does not match the commitment, or a MAC that does not verify cancels the
+//! pairing; the account key is never sent (or accepted) before both MACs. QR pairing runs the
+//! same SAS.
 
 use std::collections::{HashMap, HashSet};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -54,14 +68,15 @@ use kitsulan_crypto::device::ClaimedKey;
 use kitsulan_crypto::megolm::{InboundGroupSession, OutboundGroupSession};
 use kitsulan_crypto::olm::{OlmSession, is_pre_key_message};
 use kitsulan_crypto::pairing::{CheckCode, NewDevicePairing, PairingChannel, PairingQr};
+use kitsulan_crypto::sas::{EstablishedSas, SasVerification, ShortAuthString};
 use kitsulan_crypto::{
     AccountKey, DeviceAccount, OsRng, PickleKey, SignedFallbackKey, SignedOneTimeKey,
     verify_device_certificate, verify_fallback_key, verify_one_time_key,
 };
 use kitsulan_proto::v1::{
-    AccountKeys, AckToDeviceRequest, ApprovePairingRequest, ClaimKeysRequest, CreatePairingRequest,
-    CreatePairingResponse, FetchToDeviceRequest, FindPairingRequest, FindPairingResponse,
-    GetKeyCountsRequest, GetKeyCountsResponse, GetPairingRequest, GetPairingResponse,
+    AccountKeys, AckToDeviceRequest, ApprovePairingRequest, CancelPairingRequest, ClaimKeysRequest,
+    CreatePairingRequest, CreatePairingResponse, FetchToDeviceRequest, FindPairingRequest,
+    FindPairingResponse, GetKeyCountsRequest, GetKeyCountsResponse, GetPairingRequest, GetPairingResponse,
     OutgoingToDeviceMessage, PairingState, PostPairingMessageRequest, PublishAccountKeyRequest,
     QueryKeysRequest, SendToDeviceRequest, Session, SignInRequest, SignUpRequest, SignedKey, ToDeviceMessage,
     UploadKeysRequest, UploadKeysResponse,
@@ -82,10 +97,16 @@ pub const OLM_ROOM_KEY: u8 = 0x01;
 pub const OLM_CONVERSATION_KEY: u8 = 0x02;
 /// Kind byte of the pairing-channel message that carries the account key secret.
 pub const PAIRING_ACCOUNT_KEY: u8 = 0x01;
+/// Kind byte of the new device's commitment to its SAS key.
+pub const PAIRING_SAS_COMMITMENT: u8 = 0x02;
+/// Kind byte of a SAS public key (the existing device's, then the new device's reveal).
+pub const PAIRING_SAS_KEY: u8 = 0x03;
+/// Kind byte of a SAS MAC over the channel keys, sent once the person confirmed the emoji.
+pub const PAIRING_SAS_MAC: u8 = 0x04;
+/// The key id of the SAS MAC in a pairing channel.
+pub const PAIRING_MAC_KEY_ID: &str = "pairing_channel";
 /// The initial pairing plaintext (existing device to new device).
-pub const PAIRING_HELLO: &[u8] = b"KITSULAN-LINK/1 hello";
-/// What the new device sends once the check codes matched.
-pub const PAIRING_CONFIRMED: &[u8] = b"KITSULAN-LINK/1 confirmed";
+pub const PAIRING_HELLO: &[u8] = b"KITSULAN-LINK/2 hello";
 /// A session is rotated after this many messages.
 pub const ROTATE_AFTER_MESSAGES: u32 = 100;
 /// How many items the API takes per call (`SendToDevice`, `ClaimKeys`, `QueryKeys`, OTKs).
@@ -957,6 +978,81 @@ pub fn parse_megolm_envelope(envelope: &[u8]) -> anyhow::Result<(String, &[u8])>
 // ---------------------------------------------------------------------------------------------
 // Pairing
 
+/// The SAS inside a pairing channel, the same on both sides (module docs, "Pairing").
+struct ChannelSas {
+    /// Our SAS key pair, until the other side's key came.
+    ours: Option<SasVerification>,
+    /// The new device's commitment (existing device only).
+    their_commitment: Option<[u8; 32]>,
+    established: Option<EstablishedSas>,
+    /// The channel's keys as this side saw them: new device key (32) || existing device's
+    /// ephemeral key (32). Each side MACs its view; a middleman's two channels differ here.
+    channel_keys: Vec<u8>,
+    /// We sent our MAC (the person confirmed the emoji here).
+    confirmed: bool,
+    /// The other side's MAC verified.
+    verified: bool,
+    /// Why the pairing was stopped, if it was.
+    failed: Option<String>,
+}
+
+impl ChannelSas {
+    fn new(new_device_key: &[u8], existing_ephemeral_key: &[u8]) -> Self {
+        Self {
+            ours: None,
+            their_commitment: None,
+            established: None,
+            channel_keys: [new_device_key, existing_ephemeral_key].concat(),
+            confirmed: false,
+            verified: false,
+            failed: None,
+        }
+    }
+
+    fn short_auth_string(&self, pairing_id: &str) -> Option<ShortAuthString> {
+        self.established.as_ref().filter(|_| self.failed.is_none()).map(|s| s.short_auth_string(pairing_id))
+    }
+
+    fn ensure_going(&self) -> anyhow::Result<()> {
+        match &self.failed {
+            Some(why) => bail!("the pairing was stopped: {why}"),
+            None => Ok(()),
+        }
+    }
+
+    /// Our MAC over our view of the channel keys.
+    fn mac(&self, pairing_id: &str) -> anyhow::Result<Vec<u8>> {
+        self.ensure_going()?;
+        let sas = self.established.as_ref().context("the SAS keys were not exchanged yet")?;
+        Ok(sas.mac(pairing_id, PAIRING_MAC_KEY_ID, &self.channel_keys))
+    }
+
+    fn verify_mac(&mut self, pairing_id: &str, mac: &[u8]) -> anyhow::Result<()> {
+        let sas = self.established.as_ref().context("a SAS MAC came before the SAS keys")?;
+        ensure!(self.failed.is_none() && !self.verified, "a second SAS MAC");
+        sas.verify_mac(pairing_id, PAIRING_MAC_KEY_ID, &self.channel_keys, mac)
+            .context("the other device's SAS MAC does not match: stop")?;
+        self.verified = true;
+        Ok(())
+    }
+}
+
+/// `kind || body` of a channel message as `(kind, body)`.
+fn channel_kind(plaintext: &[u8]) -> anyhow::Result<(u8, &[u8])> {
+    plaintext.split_first().map(|(k, b)| (*k, b)).context("an empty pairing message")
+}
+
+fn key32(body: &[u8], what: &str) -> anyhow::Result<[u8; 32]> {
+    body.try_into().map_err(|_| anyhow!("{what} is not 32 bytes"))
+}
+
+fn with_kind(kind: u8, body: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(1 + body.len());
+    out.push(kind);
+    out.extend_from_slice(body);
+    out
+}
+
 /// The new device's side of a pairing: no session until approved.
 pub struct NewDeviceLink {
     /// The connection (not signed in until [`NewDeviceLink::finish`]).
@@ -971,6 +1067,8 @@ pub struct NewDeviceLink {
     pub public_key: [u8; 32],
     ecies: Option<NewDevicePairing>,
     channel: Option<PairingChannel>,
+    sas: Option<ChannelSas>,
+    account_key: Option<AccountKey>,
     after_index: u32,
 }
 
@@ -1004,6 +1102,8 @@ impl NewDeviceLink {
             public_key,
             ecies: Some(ecies),
             channel: None,
+            sas: None,
+            account_key: None,
             after_index: 0,
         })
     }
@@ -1023,33 +1123,101 @@ impl NewDeviceLink {
         Ok(self.client.pairing().get_pairing(request).await?.into_inner())
     }
 
-    /// `GetPairing` for messages after the last one read; returns the response and the new
-    /// messages' plaintexts (the first one opens the channel: it must be [`PAIRING_HELLO`]).
+    /// `GetPairing` for messages after the last one read, and the SAS steps they call for:
+    /// the first message opens the channel (it must be [`PAIRING_HELLO`]) and we answer with
+    /// our commitment; the existing device's SAS key is answered with ours; its MAC is
+    /// checked; the account key is taken only after that. Returns the response and the
+    /// plaintexts after HELLO. A message out of turn, a bad key or MAC cancels the pairing
+    /// and is an error (and so is every later call).
     pub async fn poll(&mut self) -> anyhow::Result<(GetPairingResponse, Vec<Vec<u8>>)> {
+        if let Some(sas) = &self.sas {
+            sas.ensure_going()?;
+        }
         let response = self.get_raw(self.after_index).await.context("GetPairing (new device)")?;
         let mut plaintexts = Vec::new();
         for message in &response.messages {
             ensure!(message.index > self.after_index, "GetPairing repeated message {}", message.index);
             self.after_index = message.index;
-            match self.channel.as_mut() {
-                Some(channel) => plaintexts.push(channel.decrypt(&message.payload)?),
+            let plaintext = match self.channel.as_mut() {
+                Some(channel) => channel.decrypt(&message.payload)?,
                 None => {
                     let ecies = self.ecies.take().context("the pairing key was used already")?;
                     let (channel, hello) = ecies.accept(&message.payload)?;
                     ensure!(hello == PAIRING_HELLO, "unexpected first pairing message");
                     self.channel = Some(channel);
+                    let mut sas = ChannelSas::new(&self.public_key, &message.payload[..32]);
+                    let ours = SasVerification::new();
+                    let commitment = kitsulan_crypto::sas::commitment(&ours.public_key());
+                    sas.ours = Some(ours);
+                    self.sas = Some(sas);
+                    self.post(&with_kind(PAIRING_SAS_COMMITMENT, &commitment)).await?;
+                    continue;
                 }
+            };
+            if let Err(error) = self.handle(&plaintext).await {
+                if let Some(sas) = self.sas.as_mut() {
+                    sas.failed = Some(format!("{error:#}"));
+                }
+                self.cancel().await;
+                return Err(error);
             }
+            plaintexts.push(plaintext);
         }
         Ok((response, plaintexts))
     }
 
-    /// The check code, once the channel is open.
+    async fn handle(&mut self, plaintext: &[u8]) -> anyhow::Result<()> {
+        let sas = self.sas.as_mut().context("no SAS")?;
+        let (kind, body) = channel_kind(plaintext)?;
+        match kind {
+            PAIRING_SAS_KEY => {
+                let ours = sas.ours.take().context("a second SAS key")?;
+                let reveal = ours.public_key();
+                sas.established = Some(ours.establish(&key32(body, "the SAS key")?)?);
+                self.post(&with_kind(PAIRING_SAS_KEY, &reveal)).await?;
+            }
+            PAIRING_SAS_MAC => sas.verify_mac(&self.pairing_id, body)?,
+            PAIRING_ACCOUNT_KEY => {
+                ensure!(sas.confirmed && sas.verified, "the account key came before both SAS MACs");
+                ensure!(self.account_key.is_none(), "a second account key");
+                let secret = key32(body, "the account key")?;
+                self.account_key = Some(AccountKey::from_secret_bytes(&secret));
+            }
+            other => bail!("unexpected pairing message kind {other:#04x}"),
+        }
+        Ok(())
+    }
+
+    /// `CancelPairing` with our secret (best effort).
+    pub async fn cancel(&self) {
+        let request =
+            CancelPairingRequest { pairing_id: self.pairing_id.clone(), secret: self.created.secret.clone() };
+        let _ = self.client.pairing().cancel_pairing(request).await;
+    }
+
+    /// The check code, once the channel is open (the emoji are what the person compares).
     pub fn check_code(&self) -> Option<CheckCode> {
         self.channel.as_ref().map(PairingChannel::check_code)
     }
 
-    /// Encrypts and posts a channel message with our secret.
+    /// The emoji and decimals, once both SAS keys are known.
+    pub fn short_auth_string(&self) -> Option<ShortAuthString> {
+        self.sas.as_ref()?.short_auth_string(&self.pairing_id)
+    }
+
+    /// The person saw the same emoji on both screens: sends our SAS MAC.
+    pub async fn confirm(&mut self) -> anyhow::Result<()> {
+        let sas = self.sas.as_ref().context("the channel is not open yet")?;
+        ensure!(!sas.confirmed, "confirmed already");
+        let mac = sas.mac(&self.pairing_id)?;
+        self.post(&with_kind(PAIRING_SAS_MAC, &mac)).await?;
+        if let Some(sas) = self.sas.as_mut() {
+            sas.confirmed = true;
+        }
+        Ok(())
+    }
+
+    /// Encrypts and posts a channel message with our secret (raw: any bytes).
     pub async fn post(&mut self, plaintext: &[u8]) -> anyhow::Result<u32> {
         let channel = self.channel.as_mut().context("the channel is not open yet")?;
         let payload = channel.encrypt(plaintext);
@@ -1072,22 +1240,14 @@ impl NewDeviceLink {
     /// response, and signs the client in with it. (The server reports the state as of after
     /// the call: the response that carries the session already says COMPLETED.)
     pub async fn finish(&mut self) -> anyhow::Result<(Session, AccountKey)> {
-        let (response, plaintexts) = self.poll().await?;
+        let (response, _) = self.poll().await?;
         ensure!(
             matches!(response.state(), PairingState::Approved | PairingState::Completed),
             "pairing state {:?}, expected APPROVED or COMPLETED",
             response.state()
         );
         let session = response.session.context("no session after approval")?;
-        let mut account_key = None;
-        for plaintext in plaintexts {
-            if let Some((&PAIRING_ACCOUNT_KEY, secret)) = plaintext.split_first() {
-                let secret: [u8; 32] =
-                    secret.try_into().map_err(|_| anyhow!("account key is not 32 bytes"))?;
-                account_key = Some(AccountKey::from_secret_bytes(&secret));
-            }
-        }
-        let account_key = account_key.context("no account key came through the channel")?;
+        let account_key = self.account_key.take().context("no account key came through the channel")?;
         self.client.set_session(Some(session.clone()));
         Ok((session, account_key))
     }
@@ -1098,6 +1258,7 @@ pub struct ExistingDeviceLink {
     /// The pairing.
     pub pairing_id: String,
     channel: PairingChannel,
+    sas: ChannelSas,
     after_index: u32,
 }
 
@@ -1112,23 +1273,33 @@ impl ExistingDeviceLink {
     /// (which takes the pairing for `device`).
     pub async fn connect(device: &Client, pairing_id: &str, public_key: &[u8]) -> anyhow::Result<Self> {
         let (channel, initial) = kitsulan_crypto::pairing::connect(public_key, PAIRING_HELLO)?;
+        let sas = ChannelSas::new(public_key, &initial[..32]);
         let request = PostPairingMessageRequest {
             pairing_id: pairing_id.to_owned(),
             secret: String::new(),
             payload: initial,
         };
         device.pairing().post_pairing_message(request).await?;
-        Ok(Self { pairing_id: pairing_id.to_owned(), channel, after_index: 0 })
+        Ok(Self { pairing_id: pairing_id.to_owned(), channel, sas, after_index: 0 })
     }
 
-    /// The check code to compare with the new device's.
+    /// The check code (the emoji are what the person compares).
     pub fn check_code(&self) -> CheckCode {
         self.channel.check_code()
     }
 
-    /// `GetPairing` as the signed-in device; returns the response and the new messages'
-    /// plaintexts.
+    /// The emoji and decimals, once the new device revealed its SAS key.
+    pub fn short_auth_string(&self) -> Option<ShortAuthString> {
+        self.sas.short_auth_string(&self.pairing_id)
+    }
+
+    /// `GetPairing` as the signed-in device, and the SAS steps the new messages call for: the
+    /// commitment is answered with our SAS key, the revealed key is checked against the
+    /// commitment, the MAC is checked. Returns the response and the plaintexts. A message out
+    /// of turn, a key that does not match its commitment, or a bad MAC cancels the pairing and
+    /// is an error (and so is every later call).
     pub async fn poll(&mut self, device: &Client) -> anyhow::Result<(GetPairingResponse, Vec<Vec<u8>>)> {
+        self.sas.ensure_going()?;
         let request = GetPairingRequest {
             pairing_id: self.pairing_id.clone(),
             secret: String::new(),
@@ -1140,23 +1311,85 @@ impl ExistingDeviceLink {
         for message in &response.messages {
             ensure!(message.index > self.after_index, "GetPairing repeated message {}", message.index);
             self.after_index = message.index;
-            plaintexts.push(self.channel.decrypt(&message.payload)?);
+            let plaintext = self.channel.decrypt(&message.payload)?;
+            if let Err(error) = self.handle(device, &plaintext).await {
+                self.sas.failed = Some(format!("{error:#}"));
+                self.cancel(device).await;
+                return Err(error);
+            }
+            plaintexts.push(plaintext);
         }
         Ok((response, plaintexts))
     }
 
-    /// Sends the account key secret inside the channel.
+    async fn handle(&mut self, device: &Client, plaintext: &[u8]) -> anyhow::Result<()> {
+        let (kind, body) = channel_kind(plaintext)?;
+        match kind {
+            PAIRING_SAS_COMMITMENT => {
+                ensure!(self.sas.their_commitment.is_none(), "a second SAS commitment");
+                self.sas.their_commitment = Some(key32(body, "the SAS commitment")?);
+                let ours = SasVerification::new();
+                let key = ours.public_key();
+                self.sas.ours = Some(ours);
+                self.post(device, &with_kind(PAIRING_SAS_KEY, &key)).await?;
+            }
+            PAIRING_SAS_KEY => {
+                let commitment = self.sas.their_commitment.context("a SAS key before the commitment")?;
+                let ours = self.sas.ours.take().context("a second SAS key")?;
+                let theirs = key32(body, "the SAS key")?;
+                ensure!(
+                    kitsulan_crypto::sas::check_commitment(&theirs, &commitment),
+                    "the new device's SAS key does not match its commitment: stop"
+                );
+                self.sas.established = Some(ours.establish(&theirs)?);
+            }
+            PAIRING_SAS_MAC => self.sas.verify_mac(&self.pairing_id, body)?,
+            other => bail!("unexpected pairing message kind {other:#04x}"),
+        }
+        Ok(())
+    }
+
+    /// The person saw the same emoji on both screens: sends our SAS MAC.
+    pub async fn confirm(&mut self, device: &Client) -> anyhow::Result<()> {
+        ensure!(!self.sas.confirmed, "confirmed already");
+        let mac = self.sas.mac(&self.pairing_id)?;
+        self.post(device, &with_kind(PAIRING_SAS_MAC, &mac)).await?;
+        self.sas.confirmed = true;
+        Ok(())
+    }
+
+    /// Whether both sides confirmed and the new device's MAC verified: only then may the
+    /// account key go.
+    pub fn verified(&self) -> bool {
+        self.sas.failed.is_none() && self.sas.confirmed && self.sas.verified
+    }
+
+    /// Encrypts and posts a channel message (raw: any bytes).
+    pub async fn post(&mut self, device: &Client, plaintext: &[u8]) -> anyhow::Result<u32> {
+        let payload = self.channel.encrypt(plaintext);
+        let request =
+            PostPairingMessageRequest { pairing_id: self.pairing_id.clone(), secret: String::new(), payload };
+        Ok(device
+            .pairing()
+            .post_pairing_message(request)
+            .await
+            .context("PostPairingMessage (existing device)")?
+            .into_inner()
+            .index)
+    }
+
+    /// Sends the account key secret inside the channel; refused unless
+    /// [`ExistingDeviceLink::verified`].
     pub async fn send_account_key(
         &mut self,
         device: &Client,
         account_key: &AccountKey,
     ) -> anyhow::Result<()> {
-        let mut plaintext = vec![PAIRING_ACCOUNT_KEY];
-        plaintext.extend_from_slice(&*account_key.to_secret_bytes());
-        let payload = self.channel.encrypt(&plaintext);
-        let request =
-            PostPairingMessageRequest { pairing_id: self.pairing_id.clone(), secret: String::new(), payload };
-        device.pairing().post_pairing_message(request).await.context("PostPairingMessage (account key)")?;
+        self.sas.ensure_going()?;
+        ensure!(self.sas.confirmed, "the person has not confirmed the emoji here");
+        ensure!(self.sas.verified, "the new device's SAS MAC has not come or not verified");
+        let plaintext = with_kind(PAIRING_ACCOUNT_KEY, &*account_key.to_secret_bytes());
+        self.post(device, &plaintext).await.context("PostPairingMessage (account key)")?;
         Ok(())
     }
 
@@ -1167,6 +1400,12 @@ impl ExistingDeviceLink {
             device_name: device_name.to_owned(),
         };
         Ok(device.pairing().approve_pairing(request).await?.into_inner().device_id)
+    }
+
+    /// `CancelPairing` (best effort).
+    pub async fn cancel(&self, device: &Client) {
+        let request = CancelPairingRequest { pairing_id: self.pairing_id.clone(), secret: String::new() };
+        let _ = device.pairing().cancel_pairing(request).await;
     }
 }
 
@@ -1185,6 +1424,10 @@ pub struct Linked {
     pub new_device_code: CheckCode,
     /// The check code on the existing device's screen.
     pub existing_device_code: CheckCode,
+    /// The emoji (and decimals) on the new device's screen.
+    pub new_device_sas: ShortAuthString,
+    /// The emoji (and decimals) on the existing device's screen.
+    pub existing_device_sas: ShortAuthString,
     /// The device id `ApprovePairing` returned.
     pub approved_device_id: String,
     /// The pairing.
@@ -1250,31 +1493,48 @@ pub async fn link_new_device(
     };
     ensure!(pairing_id == fresh.pairing_id, "found pairing {pairing_id}, opened {}", fresh.pairing_id);
     ensure!(public_key == fresh.public_key, "the server handed out another public key");
-    // 3. The existing device opens the channel.
+    // 3. The existing device opens the channel (HELLO).
     let mut old = ExistingDeviceLink::connect(&existing.client, &pairing_id, &public_key).await?;
-    // 4. The new device accepts it; both show the check code; the person confirms.
+    // 4. The SAS: the new device opens the channel and commits to its SAS key; the existing
+    //    device answers with its SAS key; the new device reveals its own; the existing device
+    //    checks it against the commitment.
     let (response, _) = fresh.poll().await?;
     ensure!(
         response.state() == PairingState::Claimed,
         "state {:?} after the first message",
         response.state()
     );
+    old.poll(&existing.client).await?;
+    fresh.poll().await?;
+    old.poll(&existing.client).await?;
+    // 5. Both screens show the emoji; the person confirms on both, and each sends its MAC.
     let new_device_code = fresh.check_code().context("the channel did not open")?;
     let existing_device_code = old.check_code();
-    ensure!(new_device_code == existing_device_code, "check codes differ: stop");
-    fresh.post(PAIRING_CONFIRMED).await?;
-    let (_, heard) = old.poll(&existing.client).await?;
-    ensure!(heard == [PAIRING_CONFIRMED.to_vec()], "the new device did not confirm");
-    // 5. The existing device sends the account key and approves.
+    let new_device_sas = fresh.short_auth_string().context("no emoji on the new device")?;
+    let existing_device_sas = old.short_auth_string().context("no emoji on the existing device")?;
+    ensure!(new_device_sas == existing_device_sas, "the emoji differ: stop");
+    fresh.confirm().await?;
+    old.confirm(&existing.client).await?;
+    // 6. The existing device checks the new device's MAC, sends the account key and approves.
+    old.poll(&existing.client).await?;
+    ensure!(old.verified(), "the new device's SAS MAC did not come");
     old.send_account_key(&existing.client, &existing.account_key).await?;
     let approved_device_id = old.approve(&existing.client, device_name).await.context("ApprovePairing")?;
-    // 6. The new device picks up its session.
+    // 7. The new device checks the existing device's MAC, takes the account key and its session.
     let (session, account_key) = fresh.finish().await?;
     ensure!(session.account_id == existing.account_id(), "the session is for another account");
     ensure!(session.device_id == approved_device_id, "the session is for another device");
-    // 7. It is a device like any other now.
+    // 8. It is a device like any other now.
     let mut device = E2eeDevice::new(fresh.client.clone(), account_key);
     device.publish_account_key().await.context("PublishAccountKey (same key again)")?;
     device.upload_keys(10).await?;
-    Ok(Linked { device, new_device_code, existing_device_code, approved_device_id, pairing_id })
+    Ok(Linked {
+        device,
+        new_device_code,
+        existing_device_code,
+        new_device_sas,
+        existing_device_sas,
+        approved_device_id,
+        pairing_id,
+    })
 }

@@ -13,12 +13,15 @@
 
 use std::collections::HashSet;
 
+use kitsulan_crypto::pairing::{NewDevicePairing, PairingChannel};
+use kitsulan_crypto::sas::{self, SasVerification};
 use kitsulan_crypto::{AccountKey, DeviceAccount, OsRng, verify_one_time_key};
 use kitsulan_e2e::client::Refusal;
 use kitsulan_e2e::e2ee::{
-    E2eeDevice, ExistingDeviceLink, NewDeviceLink, PAIRING_CONFIRMED, PeerDevice, fallback_key_proto,
-    find_pairing, link_new_device_by_pin, link_new_device_by_qr, made_up_one_time_keys, now_ms,
-    one_time_key_proto, uuid_bytes, verify_claimed,
+    E2eeDevice, ExistingDeviceLink, NewDeviceLink, PAIRING_ACCOUNT_KEY, PAIRING_HELLO,
+    PAIRING_SAS_COMMITMENT, PAIRING_SAS_KEY, PAIRING_SAS_MAC, PeerDevice, fallback_key_proto, find_pairing,
+    link_new_device_by_pin, link_new_device_by_qr, made_up_one_time_keys, now_ms, one_time_key_proto,
+    uuid_bytes, verify_claimed,
 };
 use kitsulan_e2e::scan::{scan_database_rows, scan_for_plaintexts, scan_for_secrets};
 use kitsulan_e2e::{Client, Database, Options, TestServer, assert_refused, assert_refused_with};
@@ -190,10 +193,12 @@ async fn two_people_three_devices(database: Database) {
     assert_eq!(replayed.failures.len(), 1);
     assert!(replayed.failures[0].1.contains("replay"), "{:?}", replayed.failures);
 
-    // Alice links her tablet by PIN from her laptop; both screens show the same check code.
+    // Alice links her tablet by PIN from her laptop; both screens show the same emoji.
     let alice_version = bob.device_list_version(&alice_id).unwrap();
     let linked =
         link_new_device_by_pin(&laptop, connect(&server).await, &server.url(), "Tablet").await.unwrap();
+    assert_eq!(linked.new_device_sas, linked.existing_device_sas);
+    assert_eq!(linked.new_device_sas.emoji().len(), 7);
     assert_eq!(linked.new_device_code, linked.existing_device_code);
     assert!((10..=99).contains(&linked.new_device_code.number()));
     let mut tablet = linked.device;
@@ -745,6 +750,7 @@ async fn a_device_is_linked_by_qr_code_and_approved_once() {
     let bob = first_device(&server, "bob", "Laptop").await;
     let linked =
         link_new_device_by_qr(&laptop, connect(&server).await, &server.url(), "Phone").await.unwrap();
+    assert_eq!(linked.new_device_sas, linked.existing_device_sas);
     assert_eq!(linked.new_device_code, linked.existing_device_code);
     let mut phone = linked.device;
 
@@ -867,16 +873,32 @@ async fn pairing_step_by_step_with_its_refusals() {
         &["PAIRING_TAKEN", "PAIRING_NOT_FOUND"],
     );
 
-    // The new device reads the opening message (once), and both compare the check code.
+    // The new device reads the opening message (once) and commits to its SAS key.
     let (state, plaintexts) = fresh.poll().await.unwrap();
     assert_eq!((state.state(), plaintexts.len()), (PairingState::Claimed, 0));
     assert!(state.session.is_none());
     assert_eq!(fresh.check_code(), Some(old.check_code()));
     let (again, _) = fresh.poll().await.unwrap();
     assert!(again.messages.is_empty(), "after_index skips what was read: {again:?}");
-    fresh.post(PAIRING_CONFIRMED).await.unwrap();
+    // The SAS: the laptop answers the commitment with its key, the new device reveals its own,
+    // the laptop checks it against the commitment; both show the same emoji.
     let (_, heard) = old.poll(&laptop.client).await.unwrap();
-    assert_eq!(heard, [PAIRING_CONFIRMED.to_vec()]);
+    assert_eq!(kinds(&heard), [(PAIRING_SAS_COMMITMENT, 33)]);
+    assert!(old.short_auth_string().is_none());
+    let (_, heard) = fresh.poll().await.unwrap();
+    assert_eq!(kinds(&heard), [(PAIRING_SAS_KEY, 33)]);
+    let (_, heard) = old.poll(&laptop.client).await.unwrap();
+    assert_eq!(kinds(&heard), [(PAIRING_SAS_KEY, 33)]);
+    let emoji = old.short_auth_string().unwrap();
+    assert_eq!(fresh.short_auth_string(), Some(emoji));
+    // The account key goes only after the person confirmed here and the new device's MAC came.
+    assert!(old.send_account_key(&laptop.client, &laptop.account_key).await.is_err());
+    old.confirm(&laptop.client).await.unwrap();
+    assert!(old.send_account_key(&laptop.client, &laptop.account_key).await.is_err());
+    fresh.confirm().await.unwrap();
+    let (_, heard) = old.poll(&laptop.client).await.unwrap();
+    assert_eq!(kinds(&heard), [(PAIRING_SAS_MAC, 33)]);
+    assert!(old.verified());
 
     // Approval: once; the new device gets its session once.
     old.send_account_key(&laptop.client, &laptop.account_key).await.unwrap();
@@ -917,6 +939,163 @@ async fn pairing_step_by_step_with_its_refusals() {
         let approved = old.approve(&laptop.client, "Cancelled").await;
         assert!(approved.is_err(), "a cancelled pairing was approved: {approved:?}");
     }
+}
+
+/// `(kind, length)` of each channel plaintext.
+fn kinds(plaintexts: &[Vec<u8>]) -> Vec<(u8, usize)> {
+    plaintexts.iter().map(|p| (p[0], p.len())).collect()
+}
+
+/// A new device that speaks the pairing channel by hand, to send what an honest one would not
+/// (or what a middleman would).
+struct HandMadeNewDevice {
+    client: Client,
+    pairing_id: String,
+    secret: String,
+    pin: String,
+    ecies: Option<NewDevicePairing>,
+    channel: Option<PairingChannel>,
+    after_index: u32,
+}
+
+impl HandMadeNewDevice {
+    async fn open(server: &TestServer) -> Self {
+        let client = connect(server).await;
+        let id = Uuid::now_v7();
+        let ecies = NewDevicePairing::new(*id.as_bytes(), &server.url()).unwrap();
+        let request =
+            CreatePairingRequest { pairing_id: id.to_string(), public_key: ecies.public_key().to_vec() };
+        let created = client.pairing().create_pairing(request).await.unwrap().into_inner();
+        Self {
+            client,
+            pairing_id: id.to_string(),
+            secret: created.secret,
+            pin: created.pin,
+            ecies: Some(ecies),
+            channel: None,
+            after_index: 0,
+        }
+    }
+
+    /// The other side's plaintexts since the last call (HELLO opens the channel).
+    async fn read(&mut self) -> (PairingState, Vec<Vec<u8>>) {
+        let request = GetPairingRequest {
+            pairing_id: self.pairing_id.clone(),
+            secret: self.secret.clone(),
+            after_index: self.after_index,
+        };
+        let response = self.client.pairing().get_pairing(request).await.unwrap().into_inner();
+        let mut out = Vec::new();
+        for message in &response.messages {
+            self.after_index = message.index;
+            match self.channel.as_mut() {
+                Some(channel) => out.push(channel.decrypt(&message.payload).unwrap()),
+                None => {
+                    let (channel, hello) = self.ecies.take().unwrap().accept(&message.payload).unwrap();
+                    assert_eq!(hello, PAIRING_HELLO);
+                    self.channel = Some(channel);
+                }
+            }
+        }
+        (response.state(), out)
+    }
+
+    async fn post(&mut self, kind: u8, body: &[u8]) {
+        let payload = self.channel.as_mut().unwrap().encrypt(&[&[kind][..], body].concat());
+        let request = PostPairingMessageRequest {
+            pairing_id: self.pairing_id.clone(),
+            secret: self.secret.clone(),
+            payload,
+        };
+        self.client.pairing().post_pairing_message(request).await.unwrap();
+    }
+}
+
+#[tokio::test]
+async fn a_tampered_sas_key_or_mac_stops_the_pairing_before_the_account_key() {
+    let server = start(Database::Sqlite).await;
+    let laptop = first_device(&server, "alice", "Laptop").await;
+    let url = server.url();
+
+    // 1. The new side commits to one SAS key and reveals another (a middleman that chose its
+    //    key after seeing the laptop's): the laptop stops and cancels.
+    let mut mallory = HandMadeNewDevice::open(&server).await;
+    let found = find_pairing(&laptop.client, &mallory.pin).await.unwrap();
+    let mut old =
+        ExistingDeviceLink::connect(&laptop.client, &found.pairing_id, &found.public_key).await.unwrap();
+    mallory.read().await;
+    let committed = SasVerification::new();
+    mallory.post(PAIRING_SAS_COMMITMENT, &sas::commitment(&committed.public_key())).await;
+    old.poll(&laptop.client).await.unwrap();
+    let (_, heard) = mallory.read().await;
+    assert_eq!(kinds(&heard), [(PAIRING_SAS_KEY, 33)]);
+    mallory.post(PAIRING_SAS_KEY, &SasVerification::new().public_key()).await;
+    let error = old.poll(&laptop.client).await.unwrap_err();
+    assert!(format!("{error:#}").contains("commitment"), "{error:#}");
+    assert!(old.short_auth_string().is_none(), "no emoji to compare after a broken commitment");
+    assert!(old.confirm(&laptop.client).await.is_err());
+    assert!(old.send_account_key(&laptop.client, &laptop.account_key).await.is_err());
+    let (state, heard) = mallory.read().await;
+    assert_eq!((state, heard.len()), (PairingState::Cancelled, 0), "nothing more came: {heard:?}");
+
+    // 2. The new side sends a MAC that does not verify (as a middleman's would, over other
+    //    channel keys): the laptop stops before the account key.
+    let mut mallory = HandMadeNewDevice::open(&server).await;
+    let found = find_pairing(&laptop.client, &mallory.pin).await.unwrap();
+    let mut old =
+        ExistingDeviceLink::connect(&laptop.client, &found.pairing_id, &found.public_key).await.unwrap();
+    mallory.read().await;
+    let ours = SasVerification::new();
+    let key = ours.public_key();
+    mallory.post(PAIRING_SAS_COMMITMENT, &sas::commitment(&key)).await;
+    old.poll(&laptop.client).await.unwrap();
+    let (_, heard) = mallory.read().await;
+    let established = ours.establish(&heard[0][1..]).unwrap();
+    mallory.post(PAIRING_SAS_KEY, &key).await;
+    old.poll(&laptop.client).await.unwrap();
+    assert_eq!(old.short_auth_string(), Some(established.short_auth_string(&found.pairing_id)));
+    old.confirm(&laptop.client).await.unwrap();
+    let wrong_keys = [7u8; 64];
+    let mac = established.mac(&found.pairing_id, "pairing_channel", &wrong_keys);
+    mallory.post(PAIRING_SAS_MAC, &mac).await;
+    let error = old.poll(&laptop.client).await.unwrap_err();
+    assert!(format!("{error:#}").contains("MAC"), "{error:#}");
+    assert!(!old.verified());
+    assert!(old.send_account_key(&laptop.client, &laptop.account_key).await.is_err());
+    let (state, heard) = mallory.read().await;
+    assert_eq!(kinds(&heard), [(PAIRING_SAS_MAC, 33)], "only the laptop's MAC, no account key");
+    assert_eq!(state, PairingState::Cancelled);
+
+    // 3. The existing side sends a bad MAC: the new device stops, cancels, and would not take an
+    //    account key.
+    let mut fresh = NewDeviceLink::open(connect(&server).await, &url).await.unwrap();
+    let found = find_pairing(&laptop.client, &fresh.created.pin).await.unwrap();
+    let mut old =
+        ExistingDeviceLink::connect(&laptop.client, &found.pairing_id, &found.public_key).await.unwrap();
+    fresh.poll().await.unwrap();
+    old.poll(&laptop.client).await.unwrap();
+    fresh.poll().await.unwrap();
+    old.poll(&laptop.client).await.unwrap();
+    assert_eq!(fresh.short_auth_string(), old.short_auth_string());
+    fresh.confirm().await.unwrap();
+    old.post(&laptop.client, &[&[PAIRING_SAS_MAC][..], &[0; 32]].concat()).await.unwrap();
+    let error = fresh.poll().await.unwrap_err();
+    assert!(format!("{error:#}").contains("MAC"), "{error:#}");
+    assert!(fresh.poll().await.is_err(), "a stopped pairing stays stopped");
+    assert_eq!(fresh.get_raw(0).await.unwrap().state(), PairingState::Cancelled);
+
+    // 4. An account key before the MACs is refused by the new device.
+    let mut fresh = NewDeviceLink::open(connect(&server).await, &url).await.unwrap();
+    let found = find_pairing(&laptop.client, &fresh.created.pin).await.unwrap();
+    let mut old =
+        ExistingDeviceLink::connect(&laptop.client, &found.pairing_id, &found.public_key).await.unwrap();
+    fresh.poll().await.unwrap();
+    old.post(&laptop.client, &[&[PAIRING_ACCOUNT_KEY][..], &*laptop.account_key.to_secret_bytes()].concat())
+        .await
+        .unwrap();
+    let error = fresh.poll().await.unwrap_err();
+    assert!(format!("{error:#}").contains("before both SAS MACs"), "{error:#}");
+    assert!(fresh.finish().await.is_err());
 }
 
 /// An 8-digit PIN that is not `real`.

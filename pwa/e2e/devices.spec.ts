@@ -1,13 +1,17 @@
-// devices.spec.ts — Alice links a second browser context by PIN (check codes compared on both
-// screens), and it reads what Bob sends afterwards; the Devices screen renames it and signs it
+// devices.spec.ts — Alice links a second browser context by PIN (the SAS emoji compared on
+// both screens), and it reads what Bob sends afterwards; the Devices screen renames it and signs it
 // out, and the signed-out context wipes its data and returns to sign-in.
 import { expect, test, type Page } from "@playwright/test";
 import { bubble, newDevice, openDirect, send, shoot, signUp, stamp, status } from "./helpers";
 
-async function checkCode(page: Page): Promise<string> {
-  const code = page.getByLabel("Check code", { exact: true });
-  await expect(code).toHaveText(/\S/);
-  return ((await code.textContent()) ?? "").trim();
+/** The 7 SAS emoji a screen shows, each as "emoji name" (and its table index). */
+async function sasEmoji(page: Page): Promise<{ indices: string[]; texts: string[] }> {
+  const items = page.getByRole("list", { name: "Emoji to compare" }).getByRole("listitem");
+  await expect(items).toHaveCount(7);
+  const texts = (await items.allInnerTexts()).map((t) => t.replace(/\s+/g, " ").trim());
+  const indices = await items.evaluateAll((els) => els.map((el) => el.getAttribute("data-sas-index") ?? ""));
+  for (const text of texts) expect(text).toMatch(/^\S+ [A-Z][A-Za-z ]+$/);
+  return { indices, texts };
 }
 
 test("Alice links a second context by PIN and it reads new messages", async ({ browser }) => {
@@ -37,14 +41,18 @@ test("Alice links a second context by PIN and it reads new messages", async ({ b
   await devices.getByRole("textbox", { name: "PIN" }).fill(pin);
   await devices.getByRole("button", { name: "Continue" }).click();
 
-  // Both screens show the same check code; the person confirms on both.
-  const code = await checkCode(alice);
-  expect(await checkCode(laptop)).toBe(code);
+  // Both screens show the same 7 emoji with their names (the SAS run inside the channel); the
+  // person confirms on both.
+  const aliceEmoji = await sasEmoji(alice);
+  const laptopEmoji = await sasEmoji(laptop);
+  expect(laptopEmoji).toEqual(aliceEmoji);
+  await expect(alice.getByLabel("Check code")).toHaveCount(0);
   await shoot(alice, "link-existing-device");
+  await shoot(laptop, "link-new-device-emoji");
   await devices.getByRole("textbox", { name: "Name for the new device" }).fill("Alice's laptop");
-  await devices.getByRole("button", { name: "The codes match: link it" }).click();
-  await expect(devices.getByRole("status").filter({ hasText: "Waiting for the new device to confirm the code…" })).toBeVisible();
-  await laptop.getByRole("button", { name: "The codes match" }).click();
+  await devices.getByRole("button", { name: "The emoji match: link it" }).click();
+  await expect(devices.getByRole("status").filter({ hasText: "Waiting for the new device to confirm the emoji…" })).toBeVisible();
+  await laptop.getByRole("button", { name: "The emoji match" }).click();
 
   // The laptop is signed in to Alice's account with keys of its own.
   await expect(laptop.getByRole("button", { name: "New conversation" })).toBeVisible();

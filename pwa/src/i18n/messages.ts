@@ -73,10 +73,12 @@ export const en = {
   pairingPin: "PIN",
   pairingQr: "QR code for linking this device",
   waitingForDevice: "Waiting for your other device…",
-  checkCode: "Check code",
-  compareCode: "Check that your other device shows the same code.",
-  codesMatch: "The codes match",
-  codesDiffer: "They differ",
+  verifying: "Connected. Setting up the emoji to compare…",
+  sasEmoji: "Emoji to compare",
+  compareEmoji: "Check that your other device shows the same emoji, in the same order.",
+  emojiMatch: "The emoji match",
+  emojiDiffer: "They differ",
+  pairingVerifyFailed: "The two devices could not verify each other, so nothing was shared and the link was cancelled.",
   waitingForApproval: "Waiting for your other device to approve…",
   pairingEnded: "The link request expired or was cancelled.",
   tryAgain: "Try again",
@@ -87,8 +89,8 @@ export const en = {
   camera: "Camera",
   newDeviceName: "Name for the new device",
   defaultLinkedName: "Linked device",
-  linkConfirm: "The codes match: link it",
-  waitingForConfirm: "Waiting for the new device to confirm the code…",
+  linkConfirm: "The emoji match: link it",
+  waitingForConfirm: "Waiting for the new device to confirm the emoji…",
   linked: "Linked. The new device reads new messages from now on.",
   qrOtherServer: "That QR code is for another server.",
   devices: "Devices",
@@ -205,10 +207,12 @@ export const ru: Record<MessageKey, string> = {
   pairingPin: "PIN-код",
   pairingQr: "QR-код для привязки этого устройства",
   waitingForDevice: "Ждём другое устройство…",
-  checkCode: "Код проверки",
-  compareCode: "Убедитесь, что на другом устройстве показан тот же код.",
-  codesMatch: "Коды совпадают",
-  codesDiffer: "Не совпадают",
+  verifying: "Соединение установлено. Готовим эмодзи для сравнения…",
+  sasEmoji: "Эмодзи для сравнения",
+  compareEmoji: "Убедитесь, что на другом устройстве показаны те же эмодзи в том же порядке.",
+  emojiMatch: "Эмодзи совпадают",
+  emojiDiffer: "Не совпадают",
+  pairingVerifyFailed: "Устройства не смогли проверить друг друга, поэтому ничего не передано, а привязка отменена.",
   waitingForApproval: "Ждём подтверждения на другом устройстве…",
   pairingEnded: "Запрос на привязку истёк или отменён.",
   tryAgain: "Попробовать снова",
@@ -219,8 +223,8 @@ export const ru: Record<MessageKey, string> = {
   camera: "Камера",
   newDeviceName: "Название нового устройства",
   defaultLinkedName: "Привязанное устройство",
-  linkConfirm: "Коды совпадают: привязать",
-  waitingForConfirm: "Ждём, пока новое устройство подтвердит код…",
+  linkConfirm: "Эмодзи совпадают: привязать",
+  waitingForConfirm: "Ждём, пока новое устройство подтвердит эмодзи…",
   linked: "Готово. Новое устройство будет получать новые сообщения.",
   qrOtherServer: "Этот QR-код для другого сервера.",
   devices: "Устройства",
@@ -259,6 +263,32 @@ export const ru: Record<MessageKey, string> = {
   "err.PIN_INVALID": "PIN-код состоит из 8 цифр.",
   "err.PAIRING_TAKEN": "Это устройство уже привязывает другое устройство.",
   "err.PAIRING_EXPIRED": "Запрос на привязку истёк. Начните заново на новом устройстве.",
+};
+
+/**
+ * Names of the 64 SAS emoji (Matrix's standard table, in the order of kitsulan_crypto::sas::
+ * SAS_EMOJI; the English names are the table's own), shown under each emoji when two devices
+ * compare them.
+ */
+export const sasEmojiNames: Record<"en" | "ru", readonly string[]> = {
+  en: [
+    "Dog", "Cat", "Lion", "Horse", "Unicorn", "Pig", "Elephant", "Rabbit", "Panda", "Rooster", "Penguin",
+    "Turtle", "Fish", "Octopus", "Butterfly", "Flower", "Tree", "Cactus", "Mushroom", "Globe", "Moon",
+    "Cloud", "Fire", "Banana", "Apple", "Strawberry", "Corn", "Pizza", "Cake", "Heart", "Smiley", "Robot",
+    "Hat", "Glasses", "Spanner", "Santa", "Thumbs Up", "Umbrella", "Hourglass", "Clock", "Gift", "Light Bulb",
+    "Book", "Pencil", "Paperclip", "Scissors", "Lock", "Key", "Hammer", "Telephone", "Flag", "Train",
+    "Bicycle", "Aeroplane", "Rocket", "Trophy", "Ball", "Guitar", "Trumpet", "Bell", "Anchor", "Headphones",
+    "Folder", "Pin",
+  ],
+  ru: [
+    "Собака", "Кошка", "Лев", "Лошадь", "Единорог", "Свинья", "Слон", "Кролик", "Панда", "Петух", "Пингвин",
+    "Черепаха", "Рыба", "Осьминог", "Бабочка", "Цветок", "Дерево", "Кактус", "Гриб", "Глобус", "Луна",
+    "Облако", "Огонь", "Банан", "Яблоко", "Клубника", "Кукуруза", "Пицца", "Торт", "Сердце", "Улыбка",
+    "Робот", "Шляпа", "Очки", "Гаечный ключ", "Санта", "Палец вверх", "Зонт", "Песочные часы", "Будильник",
+    "Подарок", "Лампочка", "Книга", "Карандаш", "Скрепка", "Ножницы", "Замок", "Ключ", "Молоток", "Телефон",
+    "Флаг", "Поезд", "Велосипед", "Самолёт", "Ракета", "Кубок", "Мяч", "Гитара", "Труба", "Колокольчик",
+    "Якорь", "Наушники", "Папка", "Кнопка",
+  ],
 };
 
 /** The person-facing text for a server reason code. */

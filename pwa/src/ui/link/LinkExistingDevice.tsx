@@ -1,20 +1,23 @@
 // LinkExistingDevice.tsx — the existing device's side of linking (Settings → Devices): finds
 // the new device by the PIN it shows (or its QR code, with the camera where the browser can),
-// opens the channel, shows the check code, and — once the person confirmed here and on the new
-// device — sends the account key through the channel and approves the new device.
+// opens the channel, runs the SAS inside it and shows its 7 emoji, and — once the person
+// confirmed them here and the new device's confirmation (its SAS MAC) verified — sends the
+// account key through the channel and approves the new device.
 import { useCallback, useEffect, useRef, useState, type FormEvent } from "react";
 import { ExistingDeviceLink, findByPin, fromQr, pairingOver, type FoundPairing } from "../../crypto/pairing";
 import type { E2ee } from "../../crypto/engine";
 import { useI18n } from "../../i18n/i18n";
 import { POLL_MS, linkErrorText, sleep } from "./errors";
 import { QrScanner, canScanQr } from "./QrScanner";
+import { SasEmoji } from "./SasEmoji";
 
 type Step =
   | { kind: "find" }
   | { kind: "scan" }
   | { kind: "connecting" }
-  | { kind: "compare"; code: string }
-  | { kind: "waiting"; code: string }
+  | { kind: "verifying" }
+  | { kind: "compare"; emoji: number[] }
+  | { kind: "waiting"; emoji: number[] }
   | { kind: "done" }
   | { kind: "ended" };
 
@@ -49,17 +52,22 @@ export function LinkExistingDevice({
     };
   }, []);
 
-  /** Polls until the new device confirmed and the person approved here; then approves. */
+  /**
+   * Polls (the SAS steps happen in `poll`) until the emoji can be shown, then until the person
+   * confirmed them here and the new device's MAC verified; then sends the account key and
+   * approves.
+   */
   const run = useCallback(
     async (l: ExistingDeviceLink) => {
       while (!stopped.current && link.current === l) {
-        const { state, confirmed } = await l.poll();
+        const { state, emoji, verified } = await l.poll();
         if (pairingOver(state)) {
           setStep({ kind: "ended" });
           return;
         }
+        if (emoji) setStep((s) => (s.kind === "verifying" ? { kind: "compare", emoji } : s));
         const deviceName = approvedHere.current;
-        if (confirmed && deviceName !== null) {
+        if (verified && deviceName !== null) {
           const secret = engine.accountKeySecret();
           try {
             await l.approve(secret, deviceName);
@@ -91,7 +99,7 @@ export function LinkExistingDevice({
           return;
         }
         link.current = l;
-        setStep({ kind: "compare", code: l.checkCode });
+        setStep({ kind: "verifying" });
         await run(l);
       } catch (err) {
         if (stopped.current) return;
@@ -122,8 +130,15 @@ export function LinkExistingDevice({
   function approve(e: FormEvent) {
     e.preventDefault();
     if (step.kind !== "compare") return;
+    const l = link.current;
+    if (!l) return;
     approvedHere.current = name.trim() || t("defaultLinkedName");
-    setStep({ kind: "waiting", code: step.code });
+    setStep({ kind: "waiting", emoji: step.emoji });
+    l.confirm().catch((err: unknown) => {
+      if (stopped.current) return;
+      setError(linkErrorText(t, err));
+      setStep({ kind: "ended" });
+    });
   }
 
   function reject() {
@@ -176,22 +191,17 @@ export function LinkExistingDevice({
       )}
       {(step.kind === "compare" || step.kind === "waiting") && (
         <form className="form" onSubmit={approve}>
-          <p className="pin-block">
-            <span>{t("checkCode")}</span>
-            <output className="pin" aria-label={t("checkCode")}>
-              {step.code}
-            </output>
-          </p>
+          <SasEmoji indices={step.emoji} />
           {step.kind === "compare" ? (
             <>
-              <p>{t("compareCode")}</p>
+              <p>{t("compareEmoji")}</p>
               <label>
                 {t("newDeviceName")}
                 <input name="deviceName" maxLength={64} value={name} onChange={(e) => setName(e.target.value)} />
               </label>
               <div className="row">
                 <button type="button" onClick={reject}>
-                  {t("codesDiffer")}
+                  {t("emojiDiffer")}
                 </button>
                 <button type="submit" className="primary">
                   {t("linkConfirm")}
@@ -203,6 +213,7 @@ export function LinkExistingDevice({
           )}
         </form>
       )}
+      {step.kind === "verifying" && <p role="status">{t("verifying")}</p>}
       {step.kind === "done" && <p role="status">{t("linked")}</p>}
       {step.kind === "ended" && !error && (
         <p role="alert" className="error">

@@ -1,7 +1,7 @@
 // LinkNewDevice.tsx — the new device's side of linking (sign-in screen): opens the pairing,
-// shows the PIN and the QR code, then the check code to compare; once the existing device
-// approved, it stores the session it got and sets up its own keys, certified by the account key
-// that came through the channel.
+// shows the PIN and the QR code, then the 7 emoji of the SAS to compare with the other screen;
+// once the person confirmed them here and the existing device approved, it stores the session
+// it got and sets up its own keys, certified by the account key that came through the channel.
 import { useCallback, useEffect, useRef, useState } from "react";
 import { beginSession, fromProto } from "../../auth/session";
 import { E2ee } from "../../crypto/engine";
@@ -9,12 +9,14 @@ import { NewDeviceLink, pairingOver } from "../../crypto/pairing";
 import { useI18n } from "../../i18n/i18n";
 import { POLL_MS, linkErrorText, sleep } from "./errors";
 import { QrCode } from "./QrCode";
+import { SasEmoji } from "./SasEmoji";
 
 type Step =
   | { kind: "opening" }
   | { kind: "waiting" }
-  | { kind: "compare"; code: string }
-  | { kind: "approving"; code: string }
+  | { kind: "verifying" }
+  | { kind: "compare"; emoji: number[] }
+  | { kind: "approving"; emoji: number[] }
   | { kind: "finishing" }
   | { kind: "ended" }
   | { kind: "error"; message: string };
@@ -79,8 +81,9 @@ export function LinkNewDevice({
             setStep({ kind: "ended" });
             return;
           }
-          const code = link.checkCode;
-          if (code !== null) setStep(confirmedRef.current ? { kind: "approving", code } : { kind: "compare", code });
+          const emoji = link.emoji;
+          if (emoji) setStep(confirmedRef.current ? { kind: "approving", emoji } : { kind: "compare", emoji });
+          else if (link.channelOpen) setStep({ kind: "verifying" });
           await sleep(POLL_MS);
         }
       } catch (err) {
@@ -97,10 +100,10 @@ export function LinkNewDevice({
 
   const confirm = useCallback(async () => {
     const link = linkRef.current;
-    const code = link?.checkCode;
-    if (!link || !code) return;
+    const emoji = link?.emoji;
+    if (!link || !emoji) return;
     confirmedRef.current = true;
-    setStep({ kind: "approving", code });
+    setStep({ kind: "approving", emoji });
     try {
       await link.confirm();
     } catch (err) {
@@ -117,6 +120,7 @@ export function LinkNewDevice({
     <section className="card form link" aria-labelledby="link-title">
       <h2 id="link-title">{t("linkThisDevice")}</h2>
       {(step.kind === "opening" || step.kind === "finishing") && <p role="status">{t("working")}</p>}
+      {step.kind === "verifying" && <p role="status">{t("verifying")}</p>}
       {step.kind === "waiting" && shown && (
         <>
           <p>{t("linkIntro")}</p>
@@ -136,21 +140,16 @@ export function LinkNewDevice({
       )}
       {(step.kind === "compare" || step.kind === "approving") && (
         <>
-          <p className="pin-block">
-            <span>{t("checkCode")}</span>
-            <output className="pin" aria-label={t("checkCode")}>
-              {step.code}
-            </output>
-          </p>
+          <SasEmoji indices={step.emoji} />
           {step.kind === "compare" ? (
             <>
-              <p>{t("compareCode")}</p>
+              <p>{t("compareEmoji")}</p>
               <div className="row">
                 <button type="button" onClick={reject}>
-                  {t("codesDiffer")}
+                  {t("emojiDiffer")}
                 </button>
                 <button type="button" className="primary" onClick={() => void confirm()}>
-                  {t("codesMatch")}
+                  {t("emojiMatch")}
                 </button>
               </div>
             </>

@@ -1,6 +1,6 @@
 // errors.ts — what to say when a linking step fails.
 import { ConnectError } from "@connectrpc/connect";
-import { PairingInputError } from "../../crypto/pairing";
+import { PairingInputError, PairingVerificationError } from "../../crypto/pairing";
 import { reasonOf } from "../../errors";
 import type { Translate } from "../../i18n/i18n";
 import { errorText } from "../../i18n/messages";
@@ -10,6 +10,7 @@ export function linkErrorText(t: Translate, err: unknown): string {
     if (err.reason === "QR_OTHER_SERVER") return t("qrOtherServer");
     return errorText(t, err.reason);
   }
+  if (err instanceof PairingVerificationError) return t("pairingVerifyFailed");
   if (err instanceof ConnectError) return errorText(t, reasonOf(err));
   return t("errorGeneric", { reason: err instanceof Error ? err.message : String(err) });
 }
