@@ -13,14 +13,15 @@ use std::time::Duration;
 
 use kitsulan_proto::v1::account_service_client::AccountServiceClient;
 use kitsulan_proto::v1::auth_service_client::AuthServiceClient;
+use kitsulan_proto::v1::call_service_client::CallServiceClient;
 use kitsulan_proto::v1::conversation_service_client::ConversationServiceClient;
 use kitsulan_proto::v1::device_service_client::DeviceServiceClient;
 use kitsulan_proto::v1::key_service_client::KeyServiceClient;
 use kitsulan_proto::v1::pairing_service_client::PairingServiceClient;
 use kitsulan_proto::v1::to_device_service_client::ToDeviceServiceClient;
 use kitsulan_proto::v1::{
-    Account, GetMyAccountRequest, RefreshRequest, Session, SignInRequest, SignInWithCodeRequest,
-    SignOutRequest, SignUpRequest,
+    Account, GetMyAccountRequest, GetTurnCredentialsRequest, GetTurnCredentialsResponse, RefreshRequest,
+    Session, SignInRequest, SignInWithCodeRequest, SignOutRequest, SignUpRequest,
 };
 use tonic::metadata::{AsciiMetadataKey, AsciiMetadataValue};
 use tonic::service::Interceptor;
@@ -147,6 +148,16 @@ impl Client {
     /// `ConversationService`, as this device.
     pub fn conversations(&self) -> ConversationServiceClient<Authed> {
         ConversationServiceClient::with_interceptor(self.channel.clone(), self.headers())
+    }
+
+    /// `CallService`, as this device.
+    pub fn calls(&self) -> CallServiceClient<Authed> {
+        CallServiceClient::with_interceptor(self.channel.clone(), self.headers())
+    }
+
+    /// `CallService.GetTurnCredentials`.
+    pub async fn turn_credentials(&self) -> Result<GetTurnCredentialsResponse, Status> {
+        Ok(self.calls().get_turn_credentials(GetTurnCredentialsRequest {}).await?.into_inner())
     }
 
     /// `PairingService`, as this device (a new device calls it without a session).
@@ -349,7 +360,8 @@ pub fn documented_code(reason: &str) -> Option<Code> {
         | "PAIRING_CLOSED"
         | "MODE_UNAVAILABLE"
         | "NOT_A_GROUP"
-        | "MESSAGE_DELETED" => Code::FailedPrecondition,
+        | "MESSAGE_DELETED"
+        | "TURN_UNAVAILABLE" => Code::FailedPrecondition,
         "DEVICE_NOT_FOUND"
         | "PAIRING_NOT_FOUND"
         | "ACCOUNT_NOT_FOUND"

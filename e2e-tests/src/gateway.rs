@@ -21,8 +21,8 @@ use std::time::Duration;
 use anyhow::{Context as _, bail};
 use futures_util::{SinkExt as _, StreamExt as _};
 use kitsulan_proto::v1::{
-    Ack, ClientFrame, Event, GatewayError, Heartbeat, Hello, Message, MessageChange, Ready, ResumePoint,
-    ServerFrame, ToDeviceMessage, TypingUpdate, client_frame, event, server_frame,
+    Ack, CallEvent, CallSignal, ClientFrame, Event, GatewayError, Heartbeat, Hello, Message, MessageChange,
+    Ready, ResumePoint, ServerFrame, ToDeviceMessage, TypingUpdate, client_frame, event, server_frame,
 };
 use prost::Message as _;
 use tokio::sync::mpsc;
@@ -227,12 +227,14 @@ pub fn describe(event: &Event) -> String {
         ),
         Some(event::Body::DeviceList(d)) => format!("device_list {}", d.account_id),
         Some(event::Body::Call(c)) => format!(
-            "call {:?} {} in {} from device {} (reason {:?})",
+            "call {:?} {} in {} from device {} (reason {:?}, participants {:?}, {} payload bytes)",
             c.action(),
             c.call_id,
             c.conversation_id,
             c.from_device_id,
-            c.reason
+            c.reason,
+            c.participant_device_ids,
+            c.payload.len()
         ),
         Some(event::Body::ToDevice(t)) => format!("to_device {} from {}", t.message_id, t.sender_device_id),
         Some(event::Body::Typing(t)) => {
@@ -449,6 +451,11 @@ impl GatewayClient {
             conversation_id: conversation_id.to_owned(),
             typing,
         }))
+    }
+
+    /// Sends a call signal (docs/calls.md).
+    pub fn call(&self, signal: CallSignal) -> anyhow::Result<()> {
+        self.send_frame(client_frame::Frame::Call(signal))
     }
 
     /// Closes politely (close code 1000) and waits up to 5 s for the server's close.
@@ -804,6 +811,20 @@ impl LiveInbox {
                 Err(e) => bail!("while checking that no {what}: {e}"),
             }
         }
+    }
+
+    /// Takes events until the next call event and returns it (other events are taken as usual).
+    pub async fn next_call(&mut self, timeout: Duration, what: &str) -> anyhow::Result<CallEvent> {
+        let event = self.wait_event(timeout, what, |e| matches!(e.body, Some(event::Body::Call(_)))).await?;
+        match event.body {
+            Some(event::Body::Call(call)) => Ok(call),
+            _ => bail!("waiting for {what}: got {} instead of a call event", describe(&event)),
+        }
+    }
+
+    /// Takes events for `period` and fails if a call event comes.
+    pub async fn expect_no_call(&mut self, period: Duration, why: &str) -> anyhow::Result<()> {
+        self.expect_none(period, why, |e| matches!(e.body, Some(event::Body::Call(_)))).await
     }
 
     /// Takes events until `sync_complete` on the current connection.

@@ -9,9 +9,11 @@
 //! - [`e2ee`]: a device doing end-to-end encryption (keys, Olm, Megolm, pairing).
 //! - [`conversations`]: conversations and their E2EE messages (sending, history, decrypting).
 //! - [`gateway`]: the real-time gateway (WebSocket client, live inbox with dedupe and resume).
+//! - [`calls`]: call signals, TURN credentials, coturn's client and server.
 //! - [`scan`]: searching the server's storage for plaintexts and private keys.
 
 pub mod admin;
+pub mod calls;
 pub mod client;
 pub mod conversations;
 pub mod e2ee;

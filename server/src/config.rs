@@ -611,6 +611,7 @@ where
     // Settings that are only invalid together.
     if let Command::Serve(serve) = &cli.command {
         serve.smtp.settings().map_err(ConfigError::Invalid)?;
+        serve.turn.check().map_err(ConfigError::Invalid)?;
     }
     Ok(cli)
 }

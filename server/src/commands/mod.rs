@@ -188,7 +188,6 @@ async fn start_turn(
     global: &GlobalArgs,
     args: &TurnArgs,
 ) -> anyhow::Result<(Option<TurnSettings>, Option<kitsulan_turn::Relay>)> {
-    args.check().map_err(anyhow::Error::msg)?;
     let ttl = Duration::from_secs(args.credential_ttl_seconds);
     let configured = |secret: &crate::config::Secret| {
         kitsulan_turn::TurnSecret::new(secret.expose())
