@@ -131,7 +131,24 @@ impl Uclient {
     /// to each other's relayed addresses (so every packet crosses the relay twice). Fails after
     /// 30 s.
     pub async fn run(server: SocketAddr, username: &str, password: &str) -> anyhow::Result<Self> {
-        let mut args: Vec<String> = ["-c", "-X", "-n", "10", "-z", "5", "-y"].map(String::from).to_vec();
+        let run = Self::run_with(server, username, password, &["-y"], UCLIENT_TIMEOUT).await?;
+        if run.exit_code.is_none() {
+            bail!("turnutils_uclient did not finish in {UCLIENT_TIMEOUT:?}:\n{}", run.output);
+        }
+        Ok(run)
+    }
+
+    /// Runs `turnutils_uclient -c -X -n 10 -z 5` with `extra` flags, killing it after `limit`
+    /// (then `exit_code` is `None`).
+    pub async fn run_with(
+        server: SocketAddr,
+        username: &str,
+        password: &str,
+        extra: &[&str],
+        limit: Duration,
+    ) -> anyhow::Result<Self> {
+        let mut args: Vec<String> = ["-c", "-X", "-n", "10", "-z", "5"].map(String::from).to_vec();
+        args.extend(extra.iter().map(|s| (*s).to_owned()));
         args.extend([
             "-u".into(),
             username.into(),
@@ -151,7 +168,7 @@ impl Uclient {
             .context("start turnutils_uclient")?;
         let stdout = tokio::spawn(read_all(child.stdout.take().context("uclient stdout")?));
         let stderr = tokio::spawn(read_all(child.stderr.take().context("uclient stderr")?));
-        let exit_code = match timeout(UCLIENT_TIMEOUT, child.wait()).await {
+        let exit_code = match timeout(limit, child.wait()).await {
             Ok(status) => status.context("wait for turnutils_uclient")?.code(),
             Err(_) => {
                 child.kill().await.context("kill turnutils_uclient")?;
@@ -160,9 +177,6 @@ impl Uclient {
         };
         let mut output = stdout.await?;
         output.push_str(&stderr.await?);
-        if exit_code.is_none() {
-            bail!("turnutils_uclient did not finish in {UCLIENT_TIMEOUT:?}:\n{output}");
-        }
         Ok(Self { exit_code, output })
     }
 

@@ -20,7 +20,7 @@ fn credentials(secret: &str, issued: SystemTime) -> TurnCredentials {
 
 #[tokio::test]
 async fn coturn_accepts_our_credentials_and_refuses_bad_ones() {
-    let coturn = Coturn::start(SECRET, "kitsulan").await;
+    let coturn = Coturn::start(SECRET).await;
 
     let good = credentials(SECRET, SystemTime::now());
     Uclient::run(coturn.addr, &good.username, &good.password, &["-y"]).await.assert_relayed();
