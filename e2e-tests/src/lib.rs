@@ -18,6 +18,7 @@ pub mod client;
 pub mod conversations;
 pub mod e2ee;
 pub mod gateway;
+pub mod people;
 pub mod postgres;
 pub mod scan;
 pub mod server;

@@ -24,25 +24,17 @@ use kitsulan_e2e::calls::{
     directed, free_port_range, parse_username, signal, turn_password, url_addr,
 };
 use kitsulan_e2e::gateway::LiveInbox;
+use kitsulan_e2e::people::{PASSWORD, start_with as start};
 use kitsulan_e2e::{Client, Database, Options, TestServer, assert_refused};
 use kitsulan_proto::v1::{CallAction, CallEvent, CallSignal, GetTurnCredentialsResponse};
 use tokio::time::Instant;
 use tonic::Code;
 use uuid::Uuid;
 
-const PASSWORD: &str = "correct horse battery staple";
 /// How long a live event may take.
 const WAIT: Duration = Duration::from_secs(10);
 /// How long to listen for events that must not come (they would be queued by then).
 const QUIET: Duration = Duration::from_millis(400);
-
-async fn start(options: Options) -> TestServer {
-    TestServer::start_with(
-        options.env("KITSULAN_RATE_LIMIT_SIGN_UP", "1000/1h").env("KITSULAN_RATE_LIMIT_SIGN_IN", "1000/10m"),
-    )
-    .await
-    .unwrap()
-}
 
 /// A signed-up account without E2EE keys (signalling needs none).
 async fn plain(server: &TestServer, username: &str) -> Client {

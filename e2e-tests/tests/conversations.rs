@@ -20,16 +20,15 @@ use std::time::Duration;
 use kitsulan_e2e::client::Refusal;
 use kitsulan_e2e::conversations::{Content, HistoryEntry, MAX_CIPHERTEXT, MAX_SESSION_ID};
 use kitsulan_e2e::e2ee::{E2eeDevice, now_ms};
+use kitsulan_e2e::people::{another_device, person, start};
 use kitsulan_e2e::scan::{Finding, scan_database_rows, scan_for_plaintexts, scan_for_secrets};
-use kitsulan_e2e::{Client, Database, Options, TestServer, assert_refused, assert_refused_with};
+use kitsulan_e2e::{Client, Database, assert_refused, assert_refused_with};
 use kitsulan_proto::v1::{
     Conversation, ConversationKind, ConversationMode, CreateGroupRequest, EditMessageRequest,
     HistoryDirection, MemberRole, Message, SendMessageRequest,
 };
 use tonic::Status;
 use uuid::Uuid;
-
-const PASSWORD: &str = "correct horse battery staple";
 
 /// Runs `scenario` on a fresh SQLite server and on a fresh PostgreSQL one.
 macro_rules! on_both_databases {
@@ -44,31 +43,6 @@ macro_rules! on_both_databases {
             $scenario(Database::FreshPostgres).await;
         }
     };
-}
-
-/// A server that lets these tests make the accounts and sign-ins they need.
-async fn start(database: Database) -> TestServer {
-    TestServer::start_with(
-        Options::new(database)
-            .env("KITSULAN_RATE_LIMIT_SIGN_UP", "1000/1h")
-            .env("KITSULAN_RATE_LIMIT_SIGN_IN", "1000/10m"),
-    )
-    .await
-    .unwrap()
-}
-
-/// A person's first device ("Laptop"): signed up, account key published, keys uploaded.
-async fn person(server: &TestServer, username: &str) -> E2eeDevice {
-    E2eeDevice::sign_up(&server.url(), username, PASSWORD, "Laptop", 20)
-        .await
-        .unwrap_or_else(|e| panic!("setting up {username}: {e:#}"))
-}
-
-/// Another device of the person `first` belongs to, holding the same account key.
-async fn another_device(server: &TestServer, first: &E2eeDevice, username: &str, name: &str) -> E2eeDevice {
-    E2eeDevice::sign_in(&server.url(), username, PASSWORD, name, first.account_key_copy(), 20)
-        .await
-        .unwrap_or_else(|e| panic!("setting up {username}'s {name}: {e:#}"))
 }
 
 fn is_uuid_v7(id: &str) -> bool {

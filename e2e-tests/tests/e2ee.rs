@@ -23,6 +23,7 @@ use kitsulan_e2e::e2ee::{
     link_new_device_by_pin, link_new_device_by_qr, made_up_one_time_keys, now_ms, one_time_key_proto,
     uuid_bytes, verify_claimed,
 };
+use kitsulan_e2e::people::{PASSWORD, start};
 use kitsulan_e2e::scan::{scan_database_rows, scan_for_plaintexts, scan_for_secrets};
 use kitsulan_e2e::{Client, Database, Options, TestServer, assert_refused, assert_refused_with};
 use kitsulan_proto::v1::{
@@ -34,20 +35,8 @@ use kitsulan_proto::v1::{
 use tonic::Status;
 use uuid::Uuid;
 
-const PASSWORD: &str = "correct horse battery staple";
 const FIVE_MINUTES_MS: i64 = 5 * 60 * 1000;
 const MAX_CIPHERTEXT: usize = 64 * 1024;
-
-/// A server that lets these tests make the accounts and sign-ins they need.
-async fn start(database: Database) -> TestServer {
-    TestServer::start_with(
-        Options::new(database)
-            .env("KITSULAN_RATE_LIMIT_SIGN_UP", "1000/1h")
-            .env("KITSULAN_RATE_LIMIT_SIGN_IN", "1000/10m"),
-    )
-    .await
-    .unwrap()
-}
 
 async fn connect(server: &TestServer) -> Client {
     Client::connect(&server.url()).await.unwrap()

@@ -25,6 +25,7 @@ use kitsulan_e2e::gateway::{
     CLOSE_FRAME_TOO_LARGE, CLOSE_PROTOCOL, CLOSE_SIGNED_OUT, CLOSE_SLOW_CONSUMER, CLOSE_UNAUTHENTICATED,
     GatewayClient, LiveInbox, MAX_CLIENT_FRAME, WaitError, describe,
 };
+use kitsulan_e2e::people::{PASSWORD, another_device, person, start, start_with};
 use kitsulan_e2e::scan::{Finding, scan_for_plaintexts};
 use kitsulan_e2e::{Client, Database, Options, TestServer};
 use kitsulan_proto::v1::{
@@ -33,36 +34,8 @@ use kitsulan_proto::v1::{
 use tokio::time::Instant;
 use uuid::Uuid;
 
-const PASSWORD: &str = "correct horse battery staple";
 /// How long a live event may take.
 const WAIT: Duration = Duration::from_secs(10);
-
-/// A server that lets these tests make the accounts and sign-ins they need.
-async fn start(database: Database) -> TestServer {
-    start_with(Options::new(database)).await
-}
-
-async fn start_with(options: Options) -> TestServer {
-    TestServer::start_with(
-        options.env("KITSULAN_RATE_LIMIT_SIGN_UP", "1000/1h").env("KITSULAN_RATE_LIMIT_SIGN_IN", "1000/10m"),
-    )
-    .await
-    .unwrap()
-}
-
-/// A person's first device ("Laptop"): signed up, account key published, keys uploaded.
-async fn person(server: &TestServer, username: &str) -> E2eeDevice {
-    E2eeDevice::sign_up(&server.url(), username, PASSWORD, "Laptop", 20)
-        .await
-        .unwrap_or_else(|e| panic!("setting up {username}: {e:#}"))
-}
-
-/// Another device of the person `first` belongs to, holding the same account key.
-async fn another_device(server: &TestServer, first: &E2eeDevice, username: &str, name: &str) -> E2eeDevice {
-    E2eeDevice::sign_in(&server.url(), username, PASSWORD, name, first.account_key_copy(), 20)
-        .await
-        .unwrap_or_else(|e| panic!("setting up {username}'s {name}: {e:#}"))
-}
 
 /// A signed-up account without E2EE keys (for tests that need no encryption).
 async fn plain(server: &TestServer, username: &str) -> Client {
