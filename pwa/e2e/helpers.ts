@@ -1,13 +1,17 @@
 // helpers.ts — what the browser tests share: signing up in a fresh context, sending, finding
 // bubbles, screenshots, and the server control of e2e/run.mjs (stop / start the same server).
-import { expect, type Browser, type Page } from "@playwright/test";
+import { expect, type Browser, type BrowserContext, type Page } from "@playwright/test";
 
 export const stamp = Date.now().toString(36);
 export const password = "correct horse battery";
 
+/** Prepares a new context before its page opens (permissions, init scripts). */
+export type Prepare = (context: BrowserContext) => Promise<void>;
+
 /** A fresh browser context (own IndexedDB: another device) on the app. */
-export async function newDevice(browser: Browser): Promise<Page> {
+export async function newDevice(browser: Browser, prepare?: Prepare): Promise<Page> {
   const context = await browser.newContext({ viewport: { width: 1280, height: 800 } });
+  await prepare?.(context);
   const page = await context.newPage();
   page.on("dialog", (d) => {
     throw new Error(`unexpected dialog: ${d.message()}`);
@@ -20,8 +24,8 @@ export function status(page: Page) {
   return page.getByRole("complementary").getByRole("status");
 }
 
-export async function signUp(browser: Browser, username: string, displayName: string): Promise<Page> {
-  const page = await newDevice(browser);
+export async function signUp(browser: Browser, username: string, displayName: string, prepare?: Prepare): Promise<Page> {
+  const page = await newDevice(browser, prepare);
   await page.getByRole("tab", { name: "Create account" }).click();
   await page.getByLabel("Username").fill(username);
   await page.getByLabel("Password").fill(password);

@@ -1,6 +1,8 @@
 // sw.js — the service worker: keeps the app shell (index.html and the hashed assets it loads)
 // so KitsuLAN opens without a network; the app then shows "offline, reconnecting". API calls
 // (gRPC-Web POSTs, the gateway WebSocket, health probes) always go to the network.
+// It also shows the app's message notifications (src/notify/notifications.ts); clicking one
+// focuses the app and opens that conversation.
 const CACHE = "kitsulan-shell-v1";
 const SHELL = ["/", "/manifest.webmanifest", "/favicon.svg"];
 
@@ -48,5 +50,22 @@ self.addEventListener("fetch", (event) => {
           return res;
         }),
     ),
+  );
+});
+
+self.addEventListener("notificationclick", (event) => {
+  event.notification.close();
+  const conversationId = event.notification.data?.conversationId;
+  event.waitUntil(
+    self.clients.matchAll({ type: "window", includeUncontrolled: true }).then(async (windows) => {
+      const win = windows[0];
+      if (win) {
+        await win.focus();
+        if (conversationId) win.postMessage({ type: "kitsulan:open-conversation", conversationId });
+        return;
+      }
+      const url = conversationId ? `/?conversation=${encodeURIComponent(conversationId)}` : "/";
+      await self.clients.openWindow(url);
+    }),
   );
 });

@@ -8,6 +8,7 @@ import { loadSession, session, signOut } from "./auth/session";
 import { E2ee, loadCrypto } from "./crypto/engine";
 import { I18nProvider, useI18n } from "./i18n/i18n";
 import type { MessageKey } from "./i18n/messages";
+import { resetNotifications } from "./notify/notifications";
 import { Chat } from "./state/chat";
 import { useTheme } from "./theme";
 import { AuthScreen } from "./ui/AuthScreen";
@@ -45,6 +46,7 @@ function Root() {
     current.current = null;
     chat?.stop();
     await signOut();
+    await resetNotifications().catch(() => undefined);
     chat?.engine.dispose();
     setNotice(why);
     setPhase({ kind: "signed-out" });

@@ -9,6 +9,7 @@ import { accessToken } from "../auth/session";
 import { AccountKeyChanged, type Content, type E2ee } from "../crypto/engine";
 import { Gateway, type GatewayStatus } from "../gateway/client";
 import { HistoryDirection, MessageSchema, type Conversation, type Message } from "../gen/kitsulan/v1/conversation_pb";
+import { MessageChange } from "../gen/kitsulan/v1/gateway_pb";
 import type { Event } from "../gen/kitsulan/v1/gateway_pb";
 import * as db from "../storage/db";
 
@@ -53,9 +54,18 @@ export interface PersonProfile {
 
 type Listener = () => void;
 
+/** A new message from someone else, as it arrived live (for notifications). */
+export interface Incoming {
+  conversationId: string;
+  senderAccountId: string;
+  content: Content;
+}
+type IncomingListener = (m: Incoming) => void;
+
 export class Chat {
   private state: ChatState;
   private listeners = new Set<Listener>();
+  private incomingListeners = new Set<IncomingListener>();
   private gateway: Gateway;
   private typingTimer: ReturnType<typeof setInterval>;
 
@@ -93,6 +103,12 @@ export class Chat {
   };
 
   get = (): ChatState => this.state;
+
+  /** Calls `l` for every new message from another person that arrives over the gateway. */
+  onIncoming(l: IncomingListener): () => void {
+    this.incomingListeners.add(l);
+    return () => this.incomingListeners.delete(l);
+  }
 
   private set(patch: Partial<ChatState>): void {
     this.state = { ...this.state, ...patch };
@@ -135,14 +151,31 @@ export class Chat {
     await db.put("session", "profiles", profiles);
   }
 
-  /** Fetches the profiles of the members we have no name for yet (at most 1,000 per call). */
-  private async loadProfiles(accountIds: string[]): Promise<void> {
-    const missing = [...new Set(accountIds)].filter(
-      (id) => id !== this.state.me.accountId && !this.state.profiles[id],
+  /**
+   * Fetches the profiles of `accountIds` (at most 1,000 per call): only those we have no name
+   * for yet, or all of them with `refresh` (names change, and the server sends no event for it).
+   */
+  private async loadProfiles(accountIds: string[], refresh = false): Promise<void> {
+    const wanted = [...new Set(accountIds)].filter(
+      (id) => id !== this.state.me.accountId && (refresh || !this.state.profiles[id]),
     );
-    for (let i = 0; i < missing.length; i += 1000) {
-      const res = await accountClient.getProfiles({ accountIds: missing.slice(i, i + 1000) });
+    for (let i = 0; i < wanted.length; i += 1000) {
+      const res = await accountClient.getProfiles({ accountIds: wanted.slice(i, i + 1000) });
       await this.rememberProfiles(res.profiles);
+    }
+  }
+
+  /** Fetches again the names of the members of a conversation (when it is opened or shown again). */
+  refreshNames(conversationId: string): void {
+    const c = this.conversation(conversationId);
+    if (c) void this.loadProfiles(c.members.map((m) => m.accountId), true).catch(() => undefined);
+  }
+
+  /** Changes our display name (1–64 characters). */
+  async updateProfile(displayName: string): Promise<void> {
+    const res = await accountClient.updateProfile({ displayName: displayName.trim() });
+    if (res.account) {
+      this.set({ me: { ...this.state.me, displayName: res.account.displayName, username: res.account.username } });
     }
   }
 
@@ -154,13 +187,15 @@ export class Chat {
     return res.profile;
   }
 
-  async loadConversations(): Promise<void> {
+  /** Loads the conversation list; `refreshNames` fetches every member's profile again. */
+  async loadConversations(refreshNames = false): Promise<void> {
     try {
       const res = await conversationClient.listConversations({});
       this.set({ conversations: res.conversations });
-      void this.loadProfiles(res.conversations.flatMap((c) => c.members.map((m) => m.accountId))).catch(
-        () => undefined,
-      );
+      void this.loadProfiles(
+        res.conversations.flatMap((c) => c.members.map((m) => m.accountId)),
+        refreshNames,
+      ).catch(() => undefined);
       for (const c of res.conversations) {
         if (!this.state.previews[c.id] && c.lastSeq > 0n) void this.loadPreview(c.id);
       }
@@ -219,6 +254,7 @@ export class Chat {
   setActive(id: string | null): void {
     this.set({ active: id });
     if (id) {
+      this.refreshNames(id);
       if (!this.state.threads[id]?.loaded) void this.loadOlder(id);
       else this.markReadIfVisible(id);
     }
@@ -402,6 +438,10 @@ export class Chat {
             unreadCount: c.unreadCount + (fromOther && !visible && m.deletedAtMs === 0n ? 1 : 0),
           });
           if (visible) this.markReadIfVisible(m.conversationId);
+          if (fromOther && body.value.change === MessageChange.NEW && m.deletedAtMs === 0n) {
+            const incoming = { conversationId: m.conversationId, senderAccountId: m.senderAccountId, content };
+            for (const l of this.incomingListeners) l(incoming);
+          }
         }
         return;
       }
@@ -451,7 +491,7 @@ export class Chat {
         return;
       }
       case "syncComplete":
-        await this.loadConversations();
+        await this.loadConversations(true);
         void this.engine.topUpKeys().catch(() => undefined);
         return;
       default:

@@ -1,11 +1,13 @@
-// AuthScreen.tsx — sign up or sign in with a password, with the TOTP step when the server asks,
-// or link this device to an existing one (PIN / QR code). On success the tokens are stored and
+// AuthScreen.tsx — sign up or sign in with a password, or with a one-time code by email when the
+// server offers it (AuthService.GetAuthMethods), with the TOTP step when the server asks; or
+// link this device to an existing one (PIN / QR code). On success the tokens are stored and
 // this device's keys are made and published.
-import { useState, type FormEvent } from "react";
+import { useEffect, useState, type FormEvent } from "react";
 import { authClient } from "../api";
 import { beginSession, fromProto } from "../auth/session";
 import { E2ee } from "../crypto/engine";
 import { reasonOf } from "../errors";
+import type { GetAuthMethodsResponse, Session } from "../gen/kitsulan/v1/auth_pb";
 import { useI18n } from "../i18n/i18n";
 import { errorText } from "../i18n/messages";
 import type { Theme } from "../theme";
@@ -40,16 +42,32 @@ export function AuthScreen({
   const [busy, setBusy] = useState(false);
   const [error, setError] = useState<string | null>(null);
   const [linking, setLinking] = useState(false);
+  const [methods, setMethods] = useState<GetAuthMethodsResponse | null>(null);
+  /** Signing in with an email code: asking for the code, then typing it. */
+  const [codeStep, setCodeStep] = useState<"email" | "code" | null>(null);
+  const [email, setEmail] = useState("");
+  const [code, setCode] = useState("");
 
-  async function submit(e: FormEvent) {
-    e.preventDefault();
+  useEffect(() => {
+    let cancelled = false;
+    authClient.getAuthMethods({}).then(
+      (m) => {
+        if (!cancelled) setMethods(m);
+      },
+      () => undefined, // offline: password only
+    );
+    return () => {
+      cancelled = true;
+    };
+  }, []);
+
+  const signUpOpen = methods?.signUpOpen ?? true;
+
+  async function signInWith(call: () => Promise<{ session?: Session | undefined }>) {
     setBusy(true);
     setError(null);
     try {
-      const res =
-        mode === "signUp"
-          ? await authClient.signUp({ username, password, displayName, deviceName: deviceName() })
-          : await authClient.signIn({ username, password, deviceName: deviceName(), totpCode: totp ?? "" });
+      const res = await call();
       if (!res.session) throw new Error("no session");
       const s = fromProto(res.session);
       await beginSession(s);
@@ -65,6 +83,43 @@ export function AuthScreen({
     } finally {
       setBusy(false);
     }
+  }
+
+  function submit(e: FormEvent) {
+    e.preventDefault();
+    void signInWith(() =>
+      mode === "signUp"
+        ? authClient.signUp({ username, password, displayName, deviceName: deviceName() })
+        : authClient.signIn({ username, password, deviceName: deviceName(), totpCode: totp ?? "" }),
+    );
+  }
+
+  async function requestCode(e: FormEvent) {
+    e.preventDefault();
+    setBusy(true);
+    setError(null);
+    try {
+      await authClient.requestSignInCode({ email: email.trim() });
+      setCode("");
+      setCodeStep("code");
+    } catch (err) {
+      setError(errorText(t, reasonOf(err)));
+    } finally {
+      setBusy(false);
+    }
+  }
+
+  function submitCode(e: FormEvent) {
+    e.preventDefault();
+    void signInWith(() =>
+      authClient.signInWithCode({ login: email.trim(), code: code.trim(), deviceName: deviceName(), totpCode: totp ?? "" }),
+    );
+  }
+
+  function showCodeFlow(step: "email" | null) {
+    setCodeStep(step);
+    setTotp(null);
+    setError(null);
   }
 
   const title = mode === "signIn" ? t("signIn") : t("signUp");
@@ -83,6 +138,91 @@ export function AuthScreen({
       </main>
     );
   }
+  const errorLine = error && (
+    <p role="alert" className="error">
+      {error}
+    </p>
+  );
+  const totpField = (
+    <>
+      <p>{t("totpPrompt")}</p>
+      <label>
+        {t("totpCode")}
+        <input
+          name="totp"
+          inputMode="numeric"
+          autoComplete="one-time-code"
+          pattern="[0-9]{6}"
+          required
+          autoFocus
+          value={totp ?? ""}
+          onChange={(e) => setTotp(e.target.value)}
+        />
+      </label>
+    </>
+  );
+  if (codeStep !== null) {
+    return (
+      <main className="auth">
+        {brand}
+        {codeStep === "email" ? (
+          <form className="card form" onSubmit={requestCode} aria-label={t("signInWithCode")}>
+            <h2>{t("signInWithCode")}</h2>
+            <label>
+              {t("email")}
+              <input
+                name="email"
+                type="email"
+                autoComplete="email"
+                required
+                autoFocus
+                value={email}
+                onChange={(e) => setEmail(e.target.value)}
+              />
+            </label>
+            {errorLine}
+            <button type="submit" className="primary" disabled={busy}>
+              {busy ? t("working") : t("sendCode")}
+            </button>
+          </form>
+        ) : (
+          <form className="card form" onSubmit={submitCode} aria-label={t("signInWithCode")}>
+            <h2>{t("signInWithCode")}</h2>
+            {totp === null ? (
+              <>
+                <p role="status">{t("codeSent", { email: email.trim() })}</p>
+                <label>
+                  {t("emailCode")}
+                  <input
+                    name="code"
+                    autoComplete="one-time-code"
+                    autoCapitalize="none"
+                    required
+                    autoFocus
+                    value={code}
+                    onChange={(e) => setCode(e.target.value)}
+                  />
+                </label>
+              </>
+            ) : (
+              totpField
+            )}
+            {errorLine}
+            <button type="submit" className="primary" disabled={busy}>
+              {busy ? t("working") : totp !== null ? t("continue") : t("signIn")}
+            </button>
+            <button type="button" className="link-button" onClick={() => showCodeFlow("email")}>
+              {t("otherEmail")}
+            </button>
+          </form>
+        )}
+        <button type="button" onClick={() => showCodeFlow(null)}>
+          {t("signInWithPassword")}
+        </button>
+        <Preferences theme={theme} setTheme={setTheme} />
+      </main>
+    );
+  }
   return (
     <main className="auth">
       {brand}
@@ -92,7 +232,7 @@ export function AuthScreen({
         </p>
       )}
       <div className="tabs" role="tablist" aria-label={t("appName")}>
-        {(["signIn", "signUp"] as const).map((m) => (
+        {(signUpOpen ? (["signIn", "signUp"] as const) : (["signIn"] as const)).map((m) => (
           <button
             key={m}
             type="button"
@@ -143,32 +283,18 @@ export function AuthScreen({
             )}
           </>
         ) : (
-          <>
-            <p>{t("totpPrompt")}</p>
-            <label>
-              {t("totpCode")}
-              <input
-                name="totp"
-                inputMode="numeric"
-                autoComplete="one-time-code"
-                pattern="[0-9]{6}"
-                required
-                autoFocus
-                value={totp}
-                onChange={(e) => setTotp(e.target.value)}
-              />
-            </label>
-          </>
+          totpField
         )}
-        {error && (
-          <p role="alert" className="error">
-            {error}
-          </p>
-        )}
+        {errorLine}
         <button type="submit" className="primary" disabled={busy}>
           {busy ? t("working") : totp !== null ? t("continue") : title}
         </button>
       </form>
+      {mode === "signIn" && methods?.emailCode && (
+        <button type="button" onClick={() => showCodeFlow("email")}>
+          {t("signInWithCode")}
+        </button>
+      )}
       <button type="button" onClick={() => setLinking(true)}>
         {t("linkThisDevice")}
       </button>

@@ -8,6 +8,7 @@ import { ConversationList } from "./ConversationList";
 import { ConversationView } from "./ConversationView";
 import { Devices } from "./Devices";
 import { NewConversation } from "./NewConversation";
+import { Notifier } from "./Notifier";
 import { Settings } from "./Settings";
 
 export function Messenger({
@@ -29,7 +30,10 @@ export function Messenger({
   useEffect(() => {
     const onVisible = () => {
       const id = chat.get().active;
-      if (id) chat.markReadIfVisible(id);
+      if (id && document.visibilityState === "visible") {
+        chat.markReadIfVisible(id);
+        chat.refreshNames(id);
+      }
     };
     document.addEventListener("visibilitychange", onVisible);
     return () => document.removeEventListener("visibilitychange", onVisible);
@@ -55,6 +59,7 @@ export function Messenger({
       <main className="pane">
         {active ? <ConversationView key={active} chat={chat} conversationId={active} /> : <div className="empty" />}
       </main>
+      <Notifier chat={chat} />
       {dialog === "new" && <NewConversation chat={chat} onClose={() => setDialog("none")} />}
       {dialog === "settings" && (
         <Settings

@@ -1,10 +1,126 @@
-// Settings.tsx — profile (name, username, account id), devices, language, theme, sign out.
+// Settings.tsx — profile (display name, username, account id), notifications, devices,
+// language, theme, sign out.
+import { useState, type FormEvent } from "react";
+import { reasonOf } from "../errors";
 import { useI18n } from "../i18n/i18n";
+import { errorText } from "../i18n/messages";
+import { loadPrefs, permission, requestPermission, savePrefs, type NotifyPrefs, type Permission } from "../notify/notifications";
 import { useChat, type Chat } from "../state/chat";
 import type { Theme } from "../theme";
 import { CopyId } from "./CopyId";
 import { Dialog } from "./Dialog";
 import { Preferences } from "./Preferences";
+
+function Profile({ chat }: { chat: Chat }) {
+  const { t } = useI18n();
+  const me = useChat(chat, (s) => s.me);
+  // null until edited: shows the current name, also when it arrives after the dialog opened.
+  const [edited, setName] = useState<string | null>(null);
+  const name = edited ?? me.displayName;
+  const [busy, setBusy] = useState(false);
+  const [result, setResult] = useState<{ ok: boolean; text: string } | null>(null);
+
+  async function save(e: FormEvent) {
+    e.preventDefault();
+    setBusy(true);
+    setResult(null);
+    try {
+      await chat.updateProfile(name);
+      setName(null);
+      setResult({ ok: true, text: t("saved") });
+    } catch (err) {
+      setResult({ ok: false, text: errorText(t, reasonOf(err)) });
+    } finally {
+      setBusy(false);
+    }
+  }
+
+  return (
+    <section aria-labelledby="profile-heading" className="form">
+      <h3 id="profile-heading">{t("profile")}</h3>
+      <p>
+        <strong>{me.displayName}</strong> <span className="muted">@{me.username}</span>
+      </p>
+      <form className="row profile-form" onSubmit={save}>
+        <label className="grow">
+          {t("displayNameLabel")}
+          <input
+            name="displayName"
+            required
+            maxLength={64}
+            value={name}
+            onChange={(e) => {
+              setName(e.target.value);
+              setResult(null);
+            }}
+          />
+        </label>
+        <button type="submit" disabled={busy || !name.trim() || name.trim() === me.displayName}>
+          {t("save")}
+        </button>
+      </form>
+      <p role={result && !result.ok ? "alert" : "status"} className={result && !result.ok ? "error" : "muted"}>
+        {result?.text}
+      </p>
+      <CopyId label={t("yourAccountId")} value={me.accountId} />
+    </section>
+  );
+}
+
+function Notifications() {
+  const { t } = useI18n();
+  const [prefs, setPrefs] = useState<NotifyPrefs>(loadPrefs);
+  const [allowed, setAllowed] = useState<Permission>(permission);
+
+  function update(next: NotifyPrefs) {
+    savePrefs(next);
+    setPrefs(next);
+  }
+
+  async function toggleSystem(on: boolean) {
+    if (!on || permission() === "granted") {
+      update({ ...prefs, system: on });
+      return;
+    }
+    // Asked here, from the click, never on load.
+    const answer = await requestPermission();
+    setAllowed(answer);
+    update({ ...prefs, system: answer === "granted" });
+  }
+
+  const blocked = allowed === "denied" || allowed === "unsupported";
+  return (
+    <fieldset className="form notify">
+      <legend>{t("notifications")}</legend>
+      <label className="check">
+        <input
+          type="checkbox"
+          checked={prefs.system && allowed === "granted"}
+          disabled={allowed === "unsupported"}
+          onChange={(e) => void toggleSystem(e.target.checked)}
+        />
+        {t("notifySystem")}
+      </label>
+      <label className="check">
+        <input
+          type="checkbox"
+          checked={prefs.preview}
+          aria-describedby="notify-preview-hint"
+          onChange={(e) => update({ ...prefs, preview: e.target.checked })}
+        />
+        {t("notifyPreview")}
+      </label>
+      <p id="notify-preview-hint" className="muted hint">
+        {t("notifyPreviewHint")}
+      </p>
+      {blocked && (
+        <p role="alert" className="warning">
+          {allowed === "denied" ? t("notifyDenied") : t("notifyUnsupported")}
+        </p>
+      )}
+    </fieldset>
+  );
+}
 
 export function Settings({
   chat,
@@ -22,15 +138,10 @@ export function Settings({
   setTheme: (t: Theme) => void;
 }) {
   const { t } = useI18n();
-  const me = useChat(chat, (s) => s.me);
   return (
     <Dialog title={t("settings")} onClose={onClose}>
-      <section aria-label={t("profile")} className="form">
-        <p>
-          <strong>{me.displayName}</strong> <span className="muted">@{me.username}</span>
-        </p>
-        <CopyId label={t("yourAccountId")} value={me.accountId} />
-      </section>
+      <Profile chat={chat} />
+      <Notifications />
       <button type="button" onClick={onDevices}>
         {t("devices")}
       </button>
