@@ -1,8 +1,8 @@
 // devices.spec.ts — Alice links a second browser context by PIN (the SAS emoji compared on
 // both screens), and it reads what Bob sends afterwards; the Devices screen renames it and signs it
 // out, and the signed-out context wipes its data and returns to sign-in.
-import { expect, test, type Page } from "@playwright/test";
-import { bubble, newDevice, openDirect, send, shoot, signUp, stamp, status } from "./helpers";
+import type { Page } from "@playwright/test";
+import { bubble, expect, newDevice, openDirect, send, shoot, signUp, stamp, status, test } from "./helpers";
 
 /** The 7 SAS emoji a screen shows, each as "emoji name" (and its table index). */
 async function sasEmoji(page: Page): Promise<{ indices: string[]; texts: string[] }> {

@@ -1,7 +1,6 @@
 // groups.spec.ts — a group made with members by username, its member list, sender names, and
 // reply / edit / delete in the conversation view, seen by the other members.
-import { expect, test } from "@playwright/test";
-import { bubble, send, shoot, signUp, stamp } from "./helpers";
+import { bubble, expect, send, shoot, signUp, stamp, test } from "./helpers";
 
 test("a group: members, reply, edit and delete", async ({ browser }) => {
   const alice = await signUp(browser, `alice-g-${stamp}`, "Alice");

@@ -1,6 +1,47 @@
 // helpers.ts — what the browser tests share: signing up in a fresh context, sending, finding
 // bubbles, screenshots, and the server control of e2e/run.mjs (stop / start the same server).
-import { expect, type Browser, type BrowserContext, type Page } from "@playwright/test";
+// Specs import `test` and `expect` from here: its automatic `hostGuard` fixture records every
+// request (and WebSocket) of every page and service worker, in the built-in context and in
+// those newDevice makes, and fails the test if any went to a host other than the KitsuLAN
+// server (the app must ship its fonts, icons and scripts).
+import { test as base, expect, type Browser, type BrowserContext, type Page } from "@playwright/test";
+
+export { expect };
+
+/** Requests to other hosts seen during the current test. */
+const foreign: string[] = [];
+let serverOrigin = "";
+
+/** Whether `url` stays on the KitsuLAN server (or never leaves the browser). */
+function local(url: string): boolean {
+  const u = new URL(url);
+  if (u.protocol === "data:" || u.protocol === "blob:" || url === "about:blank") return true;
+  const origin = u.origin.replace(/^ws/, "http");
+  return origin === serverOrigin;
+}
+
+/** Records the requests of `context` that leave for another host. */
+export function guardHosts(context: BrowserContext): void {
+  const check = (url: string, what: string) => {
+    if (!local(url)) foreign.push(`${what} ${url}`);
+  };
+  context.on("request", (r) => check(r.url(), r.method()));
+  context.on("page", (page) => page.on("websocket", (ws) => check(ws.url(), "WebSocket")));
+  for (const page of context.pages()) page.on("websocket", (ws) => check(ws.url(), "WebSocket"));
+}
+
+export const test = base.extend<{ hostGuard: void }>({
+  hostGuard: [
+    async ({ context, baseURL }, use) => {
+      serverOrigin = new URL(baseURL ?? "http://127.0.0.1:8080").origin;
+      foreign.length = 0;
+      guardHosts(context);
+      await use();
+      expect(foreign, "requests to hosts other than the KitsuLAN server").toEqual([]);
+    },
+    { auto: true },
+  ],
+});
 
 export const stamp = Date.now().toString(36);
 export const password = "correct horse battery";
@@ -11,6 +52,7 @@ export type Prepare = (context: BrowserContext) => Promise<void>;
 /** A fresh browser context (own IndexedDB: another device) on the app. */
 export async function newDevice(browser: Browser, prepare?: Prepare): Promise<Page> {
   const context = await browser.newContext({ viewport: { width: 1280, height: 800 } });
+  guardHosts(context);
   await prepare?.(context);
   const page = await context.newPage();
   page.on("dialog", (d) => {

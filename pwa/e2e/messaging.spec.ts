@@ -1,8 +1,7 @@
 // messaging.spec.ts — two people in two browser contexts, against the real server: sign up,
 // open a direct conversation, exchange E2EE messages both ways, receipts, reload, XSS as text,
 // and screenshots of the main screens (light and dark, desktop and phone width).
-import { expect, test } from "@playwright/test";
-import { bubble, send, shoot, signUp, stamp } from "./helpers";
+import { bubble, expect, send, shoot, signUp, stamp, test } from "./helpers";
 
 test("Alice and Bob talk end to end encrypted", async ({ browser }) => {
   const alice = await signUp(browser, `alice-${stamp}`, "Alice");
@@ -95,7 +94,23 @@ test("installable: manifest and service worker; opens offline", async ({ page, c
   const manifest = await (await page.request.get(href ?? "")).json();
   expect(manifest.name).toBe("KitsuLAN");
   expect(manifest.display).toBe("standalone");
-  expect(manifest.icons.length).toBeGreaterThan(0);
+  // Every icon is served, with the type and (for PNGs) the pixel size the manifest says:
+  // 192 and 512 px for install prompts and splash screens, and a maskable one.
+  const icons: Array<{ src: string; sizes: string; type: string; purpose?: string }> = manifest.icons;
+  for (const size of ["192x192", "512x512"]) expect(icons.some((i) => i.sizes === size && i.type === "image/png")).toBe(true);
+  expect(icons.some((i) => i.purpose?.split(" ").includes("maskable"))).toBe(true);
+  const appleTouch = await page.locator('link[rel="apple-touch-icon"]').getAttribute("href");
+  expect(appleTouch).toBeTruthy();
+  for (const icon of [...icons, { src: appleTouch ?? "", sizes: "180x180", type: "image/png" }]) {
+    const res = await page.request.get(icon.src);
+    expect(res.ok(), icon.src).toBe(true);
+    expect(res.headers()["content-type"], icon.src).toBe(icon.type);
+    if (icon.type !== "image/png") continue;
+    const png = await res.body();
+    expect(png.subarray(1, 4).toString("latin1"), icon.src).toBe("PNG");
+    // IHDR: width and height, big-endian, at bytes 16 and 20.
+    expect(`${png.readUInt32BE(16)}x${png.readUInt32BE(20)}`, icon.src).toBe(icon.sizes);
+  }
   const scope = await page.evaluate(async () => (await navigator.serviceWorker.ready).scope);
   expect(scope).toMatch(/\/$/);
   await page.reload(); // now controlled by the worker, which has cached the shell and assets
@@ -104,4 +119,12 @@ test("installable: manifest and service worker; opens offline", async ({ page, c
   await page.reload();
   await expect(page.getByRole("tab", { name: "Sign in" })).toBeVisible();
   await context.setOffline(false);
+});
+
+test("the host guard fails a test whose page calls another host", async ({ page }) => {
+  // The guard must be able to fail: a request to another host (it cannot succeed here) is
+  // recorded, and the test fails in the guard's teardown, as expected.
+  test.fail();
+  await page.goto("/");
+  await page.evaluate(() => fetch("http://elsewhere.invalid/font.woff2").catch(() => undefined));
 });

@@ -3,9 +3,9 @@
 // text), the profile (a new display name reaches the other person), and the sign-in-with-an-
 // email-code path (shown only when the server offers it).
 import { create, toBinary, type DescMessage, type MessageInitShape } from "@bufbuild/protobuf";
-import { expect, test, type BrowserContext, type Page, type Route } from "@playwright/test";
+import type { BrowserContext, Page, Route } from "@playwright/test";
 import { GetAuthMethodsResponseSchema, RequestSignInCodeResponseSchema } from "../src/gen/kitsulan/v1/auth_pb";
-import { bubble, openDirect, send, shoot, signUp, stamp } from "./helpers";
+import { bubble, expect, openDirect, send, shoot, signUp, stamp, test } from "./helpers";
 
 interface Shown {
   via: "service-worker" | "page";

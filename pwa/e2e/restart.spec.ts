@@ -1,8 +1,7 @@
 // restart.spec.ts — the server is stopped mid-conversation and started again (same binary,
 // data dir and port, through e2e/run.mjs): both clients show that they are reconnecting, come
 // back on their own, and carry on exchanging messages both ways.
-import { expect, test } from "@playwright/test";
-import { bubble, openDirect, send, server, signUp, stamp, status } from "./helpers";
+import { bubble, expect, openDirect, send, server, signUp, stamp, status, test } from "./helpers";
 
 test("the server restarts mid-conversation and the clients carry on", async ({ browser }) => {
   const alice = await signUp(browser, `alice-rs-${stamp}`, "Alice");

@@ -3,8 +3,8 @@
 // (gRPC-Web POSTs, the gateway WebSocket, health probes) always go to the network.
 // It also shows the app's message notifications (src/notify/notifications.ts); clicking one
 // focuses the app and opens that conversation.
-const CACHE = "kitsulan-shell-v1";
-const SHELL = ["/", "/manifest.webmanifest", "/favicon.svg"];
+const CACHE = "kitsulan-shell-v2";
+const SHELL = ["/", "/manifest.webmanifest", "/favicon.svg", "/icon-192.png", "/icon-512.png"];
 
 self.addEventListener("install", (event) => {
   event.waitUntil(caches.open(CACHE).then((c) => c.addAll(SHELL)).then(() => self.skipWaiting()));
