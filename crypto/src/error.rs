@@ -99,6 +99,17 @@ pub enum Error {
     /// A SAS MAC of a key did not verify: the keys differ or someone is in the middle.
     #[error("SAS MAC mismatch")]
     SasMacMismatch,
+    /// A verification message (`verification.rs`) has an unknown version or type, or the
+    /// wrong length; or bytes given as a request are not one.
+    #[error("malformed verification message")]
+    MalformedVerificationMessage,
+    /// A verification request was sent too long ago (or too far in the future) to accept.
+    #[error("the verification request expired")]
+    VerificationRequestExpired,
+    /// A verification step was asked for at the wrong time (accepting twice, confirming before
+    /// the emoji are known or after a cancel).
+    #[error("not the next verification step")]
+    UnexpectedVerificationStep,
     /// A pairing QR payload, PIN or channel message is malformed.
     #[error("malformed pairing data")]
     MalformedPairingData,
@@ -168,6 +179,9 @@ impl Error {
             Error::MegolmTooManyMessages => "megolm_too_many_messages",
             Error::SasKeyAgreement => "sas_key_agreement",
             Error::SasMacMismatch => "sas_mac_mismatch",
+            Error::MalformedVerificationMessage => "malformed_verification_message",
+            Error::VerificationRequestExpired => "verification_request_expired",
+            Error::UnexpectedVerificationStep => "unexpected_verification_step",
             Error::MalformedPairingData => "malformed_pairing_data",
             Error::PairingKeyAgreement => "pairing_key_agreement",
             Error::PairingDecryption => "pairing_decryption",
@@ -218,6 +232,9 @@ mod tests {
             (Error::MegolmTooManyMessages, "megolm_too_many_messages"),
             (Error::SasKeyAgreement, "sas_key_agreement"),
             (Error::SasMacMismatch, "sas_mac_mismatch"),
+            (Error::MalformedVerificationMessage, "malformed_verification_message"),
+            (Error::VerificationRequestExpired, "verification_request_expired"),
+            (Error::UnexpectedVerificationStep, "unexpected_verification_step"),
             (Error::MalformedPairingData, "malformed_pairing_data"),
             (Error::PairingKeyAgreement, "pairing_key_agreement"),
             (Error::PairingDecryption, "pairing_decryption"),
@@ -232,7 +249,7 @@ mod tests {
         ]
     }
 
-    const VARIANT_COUNT: usize = 36;
+    const VARIANT_COUNT: usize = 39;
 
     fn variant_index(e: &Error) -> usize {
         match e {
@@ -272,6 +289,9 @@ mod tests {
             Error::PickleDecryption => 33,
             Error::MalformedPickle => 34,
             Error::InvalidLength(_) => 35,
+            Error::MalformedVerificationMessage => 36,
+            Error::VerificationRequestExpired => 37,
+            Error::UnexpectedVerificationStep => 38,
         }
     }
 

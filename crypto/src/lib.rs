@@ -10,7 +10,8 @@
 //! | [`certificate`] | the per-person account key and the device certificates it signs |
 //! | [`olm`] | one-to-one Olm sessions (to-device messages such as Megolm key shares) |
 //! | [`megolm`] | group sessions for conversation messages, with replay rejection |
-//! | [`sas`] | interactive verification of another person (emoji or decimals) |
+//! | [`sas`] | short authentication strings: emoji or decimals, commitments, MACs of keys |
+//! | [`verification`] | verifying another person: the SAS messages and state machine over to-device messages |
 //! | [`pairing`] | the ECIES channel that links a new device to an existing one (QR or PIN) |
 //! | [`attachment`] | streaming AES-256-CTR file encryption with a SHA-256 of the ciphertext |
 //! | [`backup`] | Argon2id passphrase keys and authenticated backup blobs |
@@ -47,6 +48,7 @@ pub mod olm;
 pub mod pairing;
 pub mod pickle;
 pub mod sas;
+pub mod verification;
 #[cfg(all(target_arch = "wasm32", feature = "wasm"))]
 pub mod wasm;
 

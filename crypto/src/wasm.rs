@@ -19,6 +19,7 @@ use crate::megolm::{InboundGroupSession, OutboundGroupSession};
 use crate::olm::OlmSession;
 use crate::pairing::{self, NewDevicePairing, PairingChannel, PairingQr};
 use crate::sas::{EstablishedSas, SAS_EMOJI, SasVerification};
+use crate::verification::{self, CancelReason, Identity, State, Verification};
 use crate::{Error, OsRng, PickleKey};
 
 /// Converts an [`Error`] into the thrown JS value: `Error` with `name` and `code`.
@@ -570,6 +571,157 @@ pub fn sas_emoji_name(index: u8) -> String {
 #[wasm_bindgen(js_name = sasCommitment)]
 pub fn sas_commitment(public_key: &[u8]) -> JsResult<Vec<u8>> {
     Ok(crate::sas::commitment(&array(public_key, "SAS public key")?).to_vec())
+}
+
+/// Verifying another person (`verification.rs`): one transaction on this device.
+#[wasm_bindgen(js_name = Verification)]
+pub struct WasmVerification {
+    inner: Verification,
+}
+
+fn identity(device_ed25519: &[u8], account_key: &[u8]) -> JsResult<Identity> {
+    Ok(Identity {
+        device_ed25519: array(device_ed25519, "device Ed25519 key")?,
+        account_key: array(account_key, "account key")?,
+    })
+}
+
+#[wasm_bindgen(js_class = Verification)]
+impl WasmVerification {
+    /// Starts verifying the person whose pinned account key is `their_account_key`; the
+    /// request is the first `takeOutgoing()`, for every device of that person.
+    pub fn request(
+        transaction_id: &[u8],
+        our_device_ed25519: &[u8],
+        our_account_key: &[u8],
+        their_account_key: &[u8],
+        now_ms: u64,
+    ) -> JsResult<WasmVerification> {
+        Ok(Self {
+            inner: Verification::request(
+                array(transaction_id, "transaction id")?,
+                identity(our_device_ed25519, our_account_key)?,
+                array(their_account_key, "account key")?,
+                now_ms,
+            ),
+        })
+    }
+    /// Takes a request from the device `their_device_ed25519` of the person whose pinned
+    /// account key is `their_account_key` (throws `verification_request_expired` when stale).
+    #[wasm_bindgen(js_name = fromRequest)]
+    pub fn from_request(
+        bytes: &[u8],
+        their_device_ed25519: &[u8],
+        their_account_key: &[u8],
+        our_device_ed25519: &[u8],
+        our_account_key: &[u8],
+        now_ms: u64,
+    ) -> JsResult<WasmVerification> {
+        let inner = Verification::from_request(
+            bytes,
+            array(their_device_ed25519, "device Ed25519 key")?,
+            array(their_account_key, "account key")?,
+            identity(our_device_ed25519, our_account_key)?,
+            now_ms,
+        )
+        .map_err(js_error)?;
+        Ok(Self { inner })
+    }
+    /// The person accepted the request (responder).
+    pub fn accept(&mut self) -> JsResult<()> {
+        self.inner.accept().map_err(js_error)
+    }
+    /// The person confirmed the emoji match.
+    pub fn confirm(&mut self) -> JsResult<()> {
+        self.inner.confirm().map_err(js_error)
+    }
+    /// The person said the emoji differ.
+    pub fn mismatch(&mut self) {
+        self.inner.mismatch();
+    }
+    /// The person cancelled.
+    pub fn cancel(&mut self) {
+        self.inner.cancel(CancelReason::User);
+    }
+    /// Cancels on timeout; returns whether it timed out.
+    #[wasm_bindgen(js_name = checkTimeout)]
+    pub fn check_timeout(&mut self, now_ms: u64) -> bool {
+        self.inner.check_timeout(now_ms)
+    }
+    /// Takes a message from the other side's device (its certified Ed25519 key).
+    pub fn receive(&mut self, bytes: &[u8], sender_device_ed25519: &[u8]) -> JsResult<()> {
+        self.inner.receive(bytes, array(sender_device_ed25519, "device Ed25519 key")?);
+        Ok(())
+    }
+    /// The next message to send (`undefined` when none).
+    #[wasm_bindgen(js_name = takeOutgoing)]
+    pub fn take_outgoing(&mut self) -> Option<Vec<u8>> {
+        self.inner.take_outgoing()
+    }
+    /// `requested`, `ready`, `compare`, `confirmed`, `done` or `cancelled`.
+    #[wasm_bindgen(getter)]
+    pub fn state(&self) -> String {
+        self.inner.state().code().to_owned()
+    }
+    /// Why it was cancelled (`user`, `timeout`, `mismatch`, `mac_mismatch`, …), if it was.
+    #[wasm_bindgen(getter, js_name = cancelReason)]
+    pub fn cancel_reason(&self) -> Option<String> {
+        match self.inner.state() {
+            State::Cancelled { reason, .. } => Some(reason.code().to_owned()),
+            _ => None,
+        }
+    }
+    /// Whether the other side cancelled.
+    #[wasm_bindgen(getter, js_name = cancelledByThem)]
+    pub fn cancelled_by_them(&self) -> bool {
+        matches!(self.inner.state(), State::Cancelled { by_them: true, .. })
+    }
+    /// Whether this device sent the request.
+    #[wasm_bindgen(getter, js_name = isInitiator)]
+    pub fn is_initiator(&self) -> bool {
+        self.inner.role() == verification::Role::Initiator
+    }
+    /// The transaction id (16 bytes).
+    #[wasm_bindgen(getter, js_name = transactionId)]
+    pub fn transaction_id(&self) -> Vec<u8> {
+        self.inner.transaction_id().to_vec()
+    }
+    /// The other device's Ed25519 key, once known.
+    #[wasm_bindgen(getter, js_name = theirDeviceEd25519)]
+    pub fn their_device_ed25519(&self) -> Option<Vec<u8>> {
+        self.inner.their_device_ed25519().map(|k| k.to_vec())
+    }
+    /// The seven emoji indices, once both SAS keys are known.
+    #[wasm_bindgen(getter, js_name = emojiIndices)]
+    pub fn emoji_indices(&self) -> Option<Vec<u8>> {
+        self.inner.short_auth_string().map(|s| s.emoji_indices.to_vec())
+    }
+    /// The account key to record as verified, once done.
+    #[wasm_bindgen(getter, js_name = verifiedAccountKey)]
+    pub fn verified_account_key(&self) -> Option<Vec<u8>> {
+        self.inner.verified_account_key().map(|k| k.to_vec())
+    }
+}
+
+/// The transaction id of an encoded verification message (throws when malformed).
+#[wasm_bindgen(js_name = verificationTransactionId)]
+pub fn verification_transaction_id(bytes: &[u8]) -> JsResult<Vec<u8>> {
+    Ok(verification::peek_transaction_id(bytes).map_err(js_error)?.to_vec())
+}
+
+/// Whether an encoded verification message is a request.
+#[wasm_bindgen(js_name = isVerificationRequest)]
+pub fn is_verification_request(bytes: &[u8]) -> bool {
+    verification::is_request(bytes)
+}
+
+/// A cancel for `transaction_id` saying another device of the person accepted.
+#[wasm_bindgen(js_name = verificationAcceptedElsewhere)]
+pub fn verification_accepted_elsewhere(transaction_id: &[u8]) -> JsResult<Vec<u8>> {
+    Ok(verification::cancel_message(
+        array(transaction_id, "transaction id")?,
+        CancelReason::AcceptedElsewhere,
+    ))
 }
 
 /// The new device's side of a pairing.

@@ -1,6 +1,7 @@
 //! Native Rust and the WASM build (under Node 20) talk to each other: a full Olm + Megolm
 //! exchange in both directions, plus certificates, SAS, pairing, attachments and backups
-//! across the two builds.
+//! across the two builds, and a contact verification with native Rust on one side and the WASM
+//! build on the other (one state machine, two builds).
 //!
 //! The WASM side is `crypto/wasm-tests/peer.mjs`, speaking JSON lines over stdio. It needs
 //! `crypto/pkg`, built by `crypto/build-wasm.sh`; if that is missing or older than the sources
@@ -21,6 +22,7 @@ use kitsulan_crypto::device::ClaimedKey;
 use kitsulan_crypto::megolm::{InboundGroupSession, OutboundGroupSession};
 use kitsulan_crypto::pairing::{self, PairingQr};
 use kitsulan_crypto::sas::SasVerification;
+use kitsulan_crypto::verification::{Identity, State, Verification};
 use kitsulan_crypto::{
     AccountKey, DeviceAccount, OsRng, SignedFallbackKey, SignedOneTimeKey, verify_device_certificate,
     verify_fallback_key, verify_one_time_key,
@@ -335,4 +337,63 @@ fn certificates_sas_pairing_attachments_and_backups_across_builds() {
     let blob = key.encrypt(b"native keys", &mut OsRng::new());
     let d = wasm.call(json!({"cmd": "backupDecrypt", "passphrase": "native pass", "blob": b64(&blob)}));
     assert_eq!(unb64(&d["plaintext"]), b"native keys");
+}
+
+#[test]
+fn a_contact_verification_between_native_and_wasm() {
+    let mut wasm = Peer::spawn();
+    let alice = Identity { device_ed25519: [0xa1; 32], account_key: [0xa2; 32] };
+    let bob = Identity { device_ed25519: [0xb1; 32], account_key: [0xb2; 32] };
+    let now: u64 = 1_700_000_000_000;
+    let strings =
+        |v: &Value| -> Vec<Vec<u8>> { v["outgoing"].as_array().unwrap().iter().map(unb64).collect() };
+
+    // Native Alice asks; WASM Bob takes the request and accepts.
+    let mut a = Verification::request([7; 16], alice, bob.account_key, now);
+    let request = a.take_outgoing().unwrap();
+    let r = wasm.call(json!({"cmd": "verifyFromRequest", "request": b64(&request),
+        "theirDevice": b64(&alice.device_ed25519), "theirAccount": b64(&alice.account_key),
+        "ourDevice": b64(&bob.device_ed25519), "ourAccount": b64(&bob.account_key), "now": now + 10}));
+    assert_eq!(r["state"], "requested");
+    let r = wasm.call(json!({"cmd": "verifyAccept"}));
+    let mut to_alice = strings(&r);
+    let pass = |a: &mut Verification, wasm: &mut Peer, to_alice: &mut Vec<Vec<u8>>| -> Value {
+        for m in to_alice.drain(..) {
+            a.receive(&m, bob.device_ed25519);
+        }
+        let mut last = Value::Null;
+        while let Some(m) = a.take_outgoing() {
+            last = wasm.call(json!({"cmd": "verifyReceive", "message": b64(&m),
+                "sender": b64(&alice.device_ed25519)}));
+            to_alice.extend(strings(&last));
+        }
+        last
+    };
+    let r = pass(&mut a, &mut wasm, &mut to_alice); // ready -> key -> reveal
+    assert_eq!(r["state"], "compare");
+    for m in to_alice.drain(..) {
+        a.receive(&m, bob.device_ed25519);
+    }
+    assert_eq!(a.state(), State::Compare);
+    let emoji: Vec<u8> = r["emoji"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as u8).collect();
+    assert_eq!(emoji, a.short_auth_string().unwrap().emoji_indices.to_vec());
+
+    // Both confirm; each side is done and names the other's account key.
+    let r = wasm.call(json!({"cmd": "verifyConfirm"}));
+    to_alice.extend(strings(&r));
+    a.confirm().unwrap();
+    let r = pass(&mut a, &mut wasm, &mut to_alice);
+    assert_eq!(r["state"], "done");
+    assert_eq!(unb64(&r["verified"]), alice.account_key.to_vec());
+    for m in to_alice.drain(..) {
+        a.receive(&m, bob.device_ed25519);
+    }
+    assert_eq!(a.state(), State::Done);
+    assert_eq!(a.verified_account_key(), Some(bob.account_key));
+
+    // A stale request is refused with its stable code.
+    let code = wasm.error_code(json!({"cmd": "verifyFromRequest", "request": b64(&request),
+        "theirDevice": b64(&alice.device_ed25519), "theirAccount": b64(&alice.account_key),
+        "ourDevice": b64(&bob.device_ed25519), "ourAccount": b64(&bob.account_key), "now": now + 3_600_000}));
+    assert_eq!(code, "verification_request_expired");
 }

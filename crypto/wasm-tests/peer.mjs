@@ -25,6 +25,22 @@ const signedKey = (key) => ({
   fallback: key.fallback,
 });
 
+/** The verification's state, what it queued (taken), its emoji and the verified key. */
+function verificationView() {
+  const v = state.verification;
+  const outgoing = [];
+  for (let m = v.takeOutgoing(); m; m = v.takeOutgoing()) outgoing.push(b64(m));
+  const emoji = v.emojiIndices;
+  const verified = v.verifiedAccountKey;
+  return {
+    state: v.state,
+    cancelReason: v.cancelReason ?? null,
+    outgoing,
+    emoji: emoji ? Array.from(emoji) : null,
+    verified: verified ? b64(verified) : null,
+  };
+}
+
 const commands = {
   // --- device account, certificates ---
   init() {
@@ -107,6 +123,24 @@ const commands = {
     return { wrongKey };
   },
   // --- SAS ---
+  // --- verifying a contact (verification.rs), the WASM side as the responder ---
+  verifyFromRequest({ request, theirDevice, theirAccount, ourDevice, ourAccount, now }) {
+    state.verification = k.Verification.fromRequest(
+      bytes(request), bytes(theirDevice), bytes(theirAccount), bytes(ourDevice), bytes(ourAccount), BigInt(now));
+    return verificationView();
+  },
+  verifyAccept() {
+    state.verification.accept();
+    return verificationView();
+  },
+  verifyConfirm() {
+    state.verification.confirm();
+    return verificationView();
+  },
+  verifyReceive({ message, sender }) {
+    state.verification.receive(bytes(message), bytes(sender));
+    return verificationView();
+  },
   sasStart() {
     state.sas = new k.SasVerification();
     return { publicKey: b64(state.sas.publicKey) };

@@ -95,6 +95,9 @@ pub const OLM_ROOM_KEY: u8 = 0x01;
 /// Kind byte of an Olm plaintext that shares a conversation's Megolm session key
 /// (`0x02 || conversation id (16) || session key`; see [`crate::conversations`]).
 pub const OLM_CONVERSATION_KEY: u8 = 0x02;
+/// Kind byte of an Olm plaintext that carries a verification message
+/// (`0x03 || kitsulan_crypto::verification` message; see [`crate::verification`]).
+pub const OLM_VERIFICATION: u8 = 0x03;
 /// Kind byte of the pairing-channel message that carries the account key secret.
 pub const PAIRING_ACCOUNT_KEY: u8 = 0x01;
 /// Kind byte of the new device's commitment to its SAS key.
@@ -234,6 +237,18 @@ pub struct Inbox {
     pub room_keys: Vec<(String, String)>,
     /// Messages that could not be read: (message id, why).
     pub failures: Vec<(String, String)>,
+    /// Verification messages (Olm payload [`OLM_VERIFICATION`]), in inbox order, for
+    /// [`crate::verification`].
+    pub verifications: Vec<VerificationIn>,
+}
+
+/// A verification message that arrived over Olm from a known device.
+#[derive(Clone, Debug)]
+pub struct VerificationIn {
+    /// The device that sent it, as its certificate describes it.
+    pub sender: PeerDevice,
+    /// The message (`kitsulan_crypto::verification::VerificationMessage` bytes).
+    pub bytes: Vec<u8>,
 }
 
 impl Inbox {
@@ -274,6 +289,8 @@ pub struct E2eeDevice {
     /// Ids of the to-device messages already taken (they may come both from `FetchToDevice`
     /// and from the gateway, and an Olm message decrypts only once).
     to_device_taken: HashSet<String>,
+    /// Account keys this device verified with SAS (see [`crate::verification`]), by account.
+    verified: HashMap<String, [u8; 32]>,
 }
 
 /// An outbound Megolm session and the devices it was shared with.
@@ -336,6 +353,7 @@ impl E2eeDevice {
             inbound: HashMap::new(),
             conversations: Default::default(),
             to_device_taken: HashSet::new(),
+            verified: HashMap::new(),
         };
         let own = device.account_id().to_owned();
         device.pinned.insert(own, device.account_key.public_key());
@@ -500,6 +518,10 @@ impl E2eeDevice {
             let published: [u8; 32] =
                 keys.account_key.as_slice().try_into().map_err(|_| anyhow!("account key is not 32 bytes"))?;
             let pinned = *self.pinned.entry(account_id.clone()).or_insert(published);
+            if pinned != published {
+                // A verification vouched for the pinned key only: a changed key is unverified.
+                self.verified.remove(&account_id);
+            }
             ensure!(pinned == published, "the account key of {account_id} changed: warn, do not trust");
             let account_bytes = uuid_bytes(&account_id)?;
             for device in &keys.devices {
@@ -624,6 +646,36 @@ impl E2eeDevice {
             recipient_device_id: device_id.to_owned(),
             ciphertext,
         })
+    }
+
+    /// The account key pinned for `account_id` (the first one seen, or our own).
+    pub fn pinned_account_key(&self, account_id: &str) -> Option<[u8; 32]> {
+        self.pinned.get(account_id).copied()
+    }
+
+    /// Records `account_key` as verified for `account_id` (after a SAS verification).
+    pub fn mark_verified(&mut self, account_id: &str, account_key: [u8; 32]) {
+        self.verified.insert(account_id.to_owned(), account_key);
+    }
+
+    /// Whether `account_id` was verified with the account key pinned for it now.
+    pub fn is_verified(&self, account_id: &str) -> bool {
+        self.verified.get(account_id).is_some_and(|k| self.pinned.get(account_id) == Some(k))
+    }
+
+    /// Sends each `(device, verification message)` as an Olm to-device message
+    /// (`0x03 || message`), opening Olm sessions where needed, all in one `SendToDevice`
+    /// batch so each device gets its messages in order.
+    pub async fn send_verification(&mut self, messages: &[(String, Vec<u8>)]) -> anyhow::Result<()> {
+        let devices: Vec<String> = messages.iter().map(|(d, _)| d.clone()).collect();
+        self.ensure_olm_sessions(&devices).await?;
+        let mut out = Vec::with_capacity(messages.len());
+        for (device, bytes) in messages {
+            let mut plaintext = vec![OLM_VERIFICATION];
+            plaintext.extend_from_slice(bytes);
+            out.push(self.olm_message(device, &plaintext)?);
+        }
+        self.send_to_device(out).await.context("SendToDevice (verification)")
     }
 
     /// `SendToDevice` in batches of [`BATCH`].
@@ -848,6 +900,10 @@ impl E2eeDevice {
                         };
                         self.inbound.insert((sender.clone(), session_id.clone()), inbound);
                         inbox.room_keys.push((sender, session_id));
+                        Ok(())
+                    }
+                    Some((&OLM_VERIFICATION, bytes)) => {
+                        inbox.verifications.push(VerificationIn { sender: peer, bytes: bytes.to_vec() });
                         Ok(())
                     }
                     Some((&OLM_CONVERSATION_KEY, rest)) => {

@@ -11,6 +11,7 @@
 //! - [`gateway`]: the real-time gateway (WebSocket client, live inbox with dedupe and resume).
 //! - [`calls`]: call signals, TURN credentials, coturn's client and server.
 //! - [`scan`]: searching the server's storage for plaintexts and private keys.
+//! - [`verification`]: verifying another person with SAS emoji over Olm to-device messages.
 
 pub mod admin;
 pub mod calls;
@@ -24,6 +25,7 @@ pub mod scan;
 pub mod server;
 pub mod smtp;
 pub mod totp;
+pub mod verification;
 
 pub use client::{Client, Refusal, assert_refused, assert_refused_with};
 pub use server::{Database, Options, TestServer};

@@ -4,7 +4,8 @@
 //! sent; a newly linked device reads new messages; a removed device reads nothing sent after
 //! its removal; and afterwards the server's database and data dir hold no plaintext and no
 //! private key. Around that: the key directory (KeyService), the to-device inbox
-//! (ToDeviceService) and linking devices (PairingService), with their documented refusals.
+//! (ToDeviceService), linking devices (PairingService), with their documented refusals, and
+//! verifying a contact with SAS emoji over Olm to-device messages.
 //!
 //! Megolm messages travel as to-device messages here (conversations do not exist yet); see
 //! `kitsulan_e2e::e2ee`.
@@ -15,6 +16,7 @@ use std::collections::HashSet;
 
 use kitsulan_crypto::pairing::{NewDevicePairing, PairingChannel};
 use kitsulan_crypto::sas::{self, SasVerification};
+use kitsulan_crypto::verification::{CancelReason, Identity, State as VerificationState};
 use kitsulan_crypto::{AccountKey, DeviceAccount, OsRng, verify_one_time_key};
 use kitsulan_e2e::client::Refusal;
 use kitsulan_e2e::e2ee::{
@@ -23,8 +25,9 @@ use kitsulan_e2e::e2ee::{
     link_new_device_by_pin, link_new_device_by_qr, made_up_one_time_keys, now_ms, one_time_key_proto,
     uuid_bytes, verify_claimed,
 };
-use kitsulan_e2e::people::{PASSWORD, start};
+use kitsulan_e2e::people::{self, PASSWORD, start};
 use kitsulan_e2e::scan::{scan_database_rows, scan_for_plaintexts, scan_for_secrets};
+use kitsulan_e2e::verification::{ContactVerification, wait_for_request};
 use kitsulan_e2e::{Client, Database, Options, TestServer, assert_refused, assert_refused_with};
 use kitsulan_proto::v1::{
     AckToDeviceRequest, CancelPairingRequest, ClaimKeysRequest, CreatePairingRequest, GetPairingRequest,
@@ -1142,4 +1145,133 @@ async fn guessing_pins_is_stopped_per_account() {
     let alice = signed_up(&server, "alice", "Laptop").await;
     let found = find_pairing(&alice, &fresh.created.pin).await.unwrap();
     assert_eq!(found.pairing_id, fresh.pairing_id);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Verifying a contact with SAS emoji (docs/e2ee.md, "Verifying a contact")
+
+#[tokio::test]
+async fn contacts_verify_each_other_with_sas_emoji() {
+    let server = start(Database::Sqlite).await;
+    let mut alice = people::person(&server, "alice").await;
+    let mut bob = people::person(&server, "bob").await;
+    let mut bob_phone = people::another_device(&server, &bob, "bob", "Phone").await;
+    let (alice_id, bob_id) = (alice.account_id().to_owned(), bob.account_id().to_owned());
+
+    // Alice asks; both of Bob's devices get the request over Olm.
+    let mut a = ContactVerification::start(&mut alice, &bob_id).await.unwrap();
+    let request = wait_for_request(&mut bob, &alice_id).await.unwrap();
+    let on_phone = wait_for_request(&mut bob_phone, &alice_id).await.unwrap();
+    assert_eq!(request.sender.device_id, alice.device_id());
+    let mut phone = ContactVerification::from_request(&bob_phone, &on_phone).unwrap();
+    assert_eq!(phone.state(), VerificationState::Requested);
+
+    // Bob accepts on his laptop: ready (commitment), Alice's key, Bob's reveal.
+    let mut b = ContactVerification::from_request(&bob, &request).unwrap();
+    b.accept(&mut bob).await.unwrap();
+    assert_eq!(a.receive(&mut alice).await.unwrap(), 1);
+    assert_eq!(a.their_device_id.as_deref(), Some(bob.device_id()));
+    assert_eq!(a.state(), VerificationState::Ready);
+    assert_eq!(b.receive(&mut bob).await.unwrap(), 1);
+    assert_eq!(a.receive(&mut alice).await.unwrap(), 1);
+    assert_eq!((a.state(), b.state()), (VerificationState::Compare, VerificationState::Compare));
+
+    // The phone is told another device accepted.
+    assert_eq!(phone.receive(&mut bob_phone).await.unwrap(), 1);
+    assert_eq!(
+        phone.state(),
+        VerificationState::Cancelled { reason: CancelReason::AcceptedElsewhere, by_them: true }
+    );
+
+    // Both screens show the same seven emoji; Bob confirms first, then Alice.
+    let emoji = a.short_auth_string().unwrap();
+    assert_eq!(Some(emoji), b.short_auth_string());
+    assert_eq!(emoji.emoji().len(), 7);
+    b.confirm(&mut bob).await.unwrap();
+    assert_eq!(a.receive(&mut alice).await.unwrap(), 1); // Bob's MACs verify
+    assert_eq!(a.state(), VerificationState::Compare);
+    a.confirm(&mut alice).await.unwrap(); // Alice's MACs and done
+    assert_eq!(b.receive(&mut bob).await.unwrap(), 2);
+    assert_eq!(b.state(), VerificationState::Done);
+    assert_eq!(a.receive(&mut alice).await.unwrap(), 1); // Bob's done
+    assert_eq!(a.state(), VerificationState::Done);
+    assert!(alice.is_verified(&bob_id));
+    assert!(bob.is_verified(&alice_id));
+    assert!(!bob_phone.is_verified(&alice_id));
+
+    // Bob's account key changes (a new key replaces the published one): Alice refuses it and
+    // no longer counts Bob as verified.
+    let new_key = AccountKey::generate(&mut OsRng::new());
+    let replace = PublishAccountKeyRequest { account_key: new_key.public_key().to_vec(), replace: true };
+    bob.client.keys().publish_account_key(replace).await.unwrap();
+    let refused = alice.sync_devices(&[bob_id.as_str()]).await.unwrap_err();
+    assert!(format!("{refused:#}").contains("changed"), "{refused:#}");
+    assert!(!alice.is_verified(&bob_id));
+}
+
+/// Alice asks Bob (whose device vouches for `bob_keys`, by default its own) and both get as far
+/// as the emoji.
+async fn verification_up_to_the_emoji(
+    alice: &mut E2eeDevice,
+    bob: &mut E2eeDevice,
+    bob_keys: Option<Identity>,
+) -> (ContactVerification, ContactVerification) {
+    let mut a = ContactVerification::start(alice, bob.account_id()).await.unwrap();
+    let request = wait_for_request(bob, alice.account_id()).await.unwrap();
+    let mut b = match bob_keys {
+        Some(keys) => ContactVerification::from_request_as(bob, &request, keys).unwrap(),
+        None => ContactVerification::from_request(bob, &request).unwrap(),
+    };
+    b.accept(bob).await.unwrap();
+    a.receive(alice).await.unwrap();
+    b.receive(bob).await.unwrap();
+    a.receive(alice).await.unwrap();
+    assert_eq!((a.state(), b.state()), (VerificationState::Compare, VerificationState::Compare));
+    (a, b)
+}
+
+#[tokio::test]
+async fn a_tampered_mac_or_a_mismatching_key_is_refused() {
+    let server = start(Database::Sqlite).await;
+    let mut alice = people::person(&server, "alice").await;
+    let mut bob = people::person(&server, "bob").await;
+    let bob_id = bob.account_id().to_owned();
+    let alice_device = alice.device_id().to_owned();
+    let cancelled = |reason, by_them| VerificationState::Cancelled { reason, by_them };
+
+    // 1. Bob's MAC is altered on the way: Alice refuses it and tells Bob.
+    let (mut a, mut b) = verification_up_to_the_emoji(&mut alice, &mut bob, None).await;
+    b.inner.confirm().unwrap();
+    let mut mac = b.take_outgoing().unwrap();
+    let last = mac.len() - 1;
+    mac[last] ^= 0x01;
+    bob.send_verification(&[(alice_device.clone(), mac)]).await.unwrap();
+    a.receive(&mut alice).await.unwrap();
+    assert_eq!(a.state(), cancelled(CancelReason::MacMismatch, false));
+    assert!(a.short_auth_string().is_none());
+    b.receive(&mut bob).await.unwrap();
+    assert_eq!(b.state(), cancelled(CancelReason::MacMismatch, true));
+    assert!(!alice.is_verified(&bob_id));
+
+    // 2. Bob's device vouches for an account key other than the one Alice pinned for him (as a
+    //    device of an impostor would): the emoji match, but its MAC does not verify.
+    let other = AccountKey::generate(&mut OsRng::new());
+    let impostor = Identity { device_ed25519: bob.account.ed25519_key(), account_key: other.public_key() };
+    let (mut a, mut b) = verification_up_to_the_emoji(&mut alice, &mut bob, Some(impostor)).await;
+    assert_eq!(a.short_auth_string(), b.short_auth_string());
+    b.confirm(&mut bob).await.unwrap();
+    a.receive(&mut alice).await.unwrap();
+    assert_eq!(a.state(), cancelled(CancelReason::MacMismatch, false));
+    assert!(a.inner.confirm().is_err(), "nothing to confirm after a refused MAC");
+    b.receive(&mut bob).await.unwrap();
+    assert_eq!(b.state(), cancelled(CancelReason::MacMismatch, true));
+    assert!(!alice.is_verified(&bob_id));
+
+    // 3. Alice says the emoji differ: both stop, nobody is verified.
+    let (mut a, mut b) = verification_up_to_the_emoji(&mut alice, &mut bob, None).await;
+    a.cancel(&mut alice, CancelReason::Mismatch).await.unwrap();
+    b.receive(&mut bob).await.unwrap();
+    assert_eq!(b.state(), cancelled(CancelReason::Mismatch, true));
+    assert!(b.inner.confirm().is_err());
+    assert!(!alice.is_verified(&bob_id) && !bob.is_verified(alice.account_id()));
 }
