@@ -10,7 +10,10 @@
 //   as `0x02 || conversation id (16) || session key`, in to-device messages `0x01 || Olm message`;
 //   rotated when the member devices change, after 100 messages or 7 days;
 // - a message's ciphertext is the Megolm message, its session_id the Megolm session id (ASCII),
-//   its plaintext the UTF-8 text.
+//   its plaintext the UTF-8 text;
+// - verification messages (verification.ts) go to one device as `0x03 || message` over Olm;
+//   account keys verified that way are kept beside the pinned ones, and dropped (noting that
+//   they had been verified, for a stronger warning) when that person's key changes.
 //
 // Every secret stays in WASM memory and is written to IndexedDB only pickled under the device's
 // pickle key. Operations run one at a time (they advance ratchets), each persisting what it changed.
@@ -37,6 +40,7 @@ import * as db from "../storage/db";
 const ENVELOPE_OLM = 0x01;
 const OLM_ROOM_KEY = 0x01;
 const OLM_CONVERSATION_KEY = 0x02;
+const OLM_VERIFICATION = 0x03;
 const ROTATE_AFTER_MESSAGES = 100;
 const ROTATE_AFTER_MS = 7 * 24 * 3600 * 1000;
 const BATCH = 100;
@@ -65,12 +69,16 @@ export type Content =
   | { kind: "deleted" }
   | { kind: "undecryptable"; reason: string; sessionId: string };
 
-interface Peer {
+/** Another device, as its verified certificate describes it. */
+export interface Peer {
   accountId: string;
   deviceId: string;
   ed25519: Uint8Array;
   curve25519: Uint8Array;
 }
+
+/** What a to-device message brought: a room key (its Megolm session id) or a verification message. */
+export type Taken = { kind: "roomKey"; sessionId: string } | { kind: "verification"; from: Peer; bytes: Uint8Array };
 
 interface Outbound {
   session: OutboundGroupSession;
@@ -112,6 +120,10 @@ export class E2ee {
   private inbound = new Map<string, Inbound>();
   private seen = new Map<string, string>();
   private taken = new Set<string>();
+  /** Account keys verified with SAS, by account (kept while equal to the pinned key). */
+  private verified = new Map<string, Uint8Array>();
+  /** Accounts whose key changed after this device had verified them. */
+  private verifiedThenChanged = new Set<string>();
 
   private constructor(
     readonly accountId: string,
@@ -230,6 +242,10 @@ export class E2ee {
       engine.seen.set(id, messageId);
     }
     for (const id of (await db.get<string[]>("crypto", "taken")) ?? []) engine.taken.add(id);
+    for (const [id, key] of Object.entries((await db.get<Record<string, Uint8Array>>("crypto", "verified")) ?? {})) {
+      engine.verified.set(id, key);
+    }
+    for (const id of (await db.get<string[]>("crypto", "verifiedThenChanged")) ?? []) engine.verifiedThenChanged.add(id);
     return engine;
   }
 
@@ -240,6 +256,49 @@ export class E2ee {
     ];
     if (this.accountKey) entries.push(["accountKey", this.accountKey.pickle(this.pickleKey)]);
     await db.putMany("crypto", entries);
+  }
+
+  private async saveTrust(): Promise<void> {
+    await db.putMany("crypto", [
+      ["verified", Object.fromEntries(this.verified)],
+      ["verifiedThenChanged", [...this.verifiedThenChanged]],
+    ]);
+  }
+
+  /** Whether `accountId` was verified with SAS, with the account key pinned for them now. */
+  isVerified(accountId: string): boolean {
+    const key = this.verified.get(accountId);
+    const pinned = this.pinned.get(accountId);
+    return key !== undefined && pinned !== undefined && bytesEqual(key, pinned);
+  }
+
+  /** The accounts verified now (see isVerified). */
+  verifiedAccounts(): string[] {
+    return [...this.verified.keys()].filter((id) => this.isVerified(id));
+  }
+
+  /** Whether `accountId`'s key changed after this device verified them (a stronger warning). */
+  changedAfterVerification(accountId: string): boolean {
+    return this.verifiedThenChanged.has(accountId);
+  }
+
+  /** Records `accountKey` as verified for `accountId` (only if it is the key pinned for them). */
+  markVerified(accountId: string, accountKey: Uint8Array): Promise<boolean> {
+    return this.run(async () => {
+      const pinned = this.pinned.get(accountId);
+      if (!pinned || !bytesEqual(pinned, accountKey)) return false;
+      this.verified.set(accountId, accountKey.slice());
+      this.verifiedThenChanged.delete(accountId);
+      await this.saveTrust();
+      return true;
+    });
+  }
+
+  /** A changed key for `accountId` was seen: a verification of the old key no longer counts. */
+  private noteKeyChange(accountId: string): void {
+    if (!this.verified.delete(accountId)) return;
+    this.verifiedThenChanged.add(accountId);
+    void this.saveTrust();
   }
 
   private async saveDirectory(): Promise<void> {
@@ -323,7 +382,9 @@ export class E2ee {
       if (!pinned || accountId === this.accountId) return false;
       const res = await keyClient.queryKeys({ accountIds: [accountId] });
       const published = res.accounts.find((a) => a.accountId === accountId)?.accountKey;
-      return published !== undefined && published.length > 0 && !bytesEqual(published, pinned);
+      const changed = published !== undefined && published.length > 0 && !bytesEqual(published, pinned);
+      if (changed) this.noteKeyChange(accountId);
+      return changed;
     });
   }
 
@@ -346,7 +407,10 @@ export class E2ee {
         pinned = keys.accountKey;
         this.pinned.set(accountId, pinned);
       }
-      if (!bytesEqual(pinned, keys.accountKey)) throw new AccountKeyChanged(accountId);
+      if (!bytesEqual(pinned, keys.accountKey)) {
+        this.noteKeyChange(accountId);
+        throw new AccountKeyChanged(accountId);
+      }
       const accountBytes = uuidBytes(accountId);
       for (const device of keys.devices) {
         const cert = verifyDeviceCertificate(device.certificate, pinned);
@@ -479,10 +543,11 @@ export class E2ee {
   }
 
   /**
-   * Takes a to-device message (from the gateway): imports a room key shared over Olm. Returns
-   * the Megolm session id it imported, or null. Ids already taken are skipped.
+   * Takes a to-device message (from the gateway): imports a room key shared over Olm (and says
+   * which Megolm session), or hands back a verification message with its sending device. Null
+   * for anything else. Ids already taken are skipped.
    */
-  takeToDevice(message: ToDeviceMessage): Promise<string | null> {
+  takeToDevice(message: ToDeviceMessage): Promise<Taken | null> {
     return this.run(async () => {
       if (this.taken.has(message.messageId)) return null;
       let peer = this.peers.get(message.senderDeviceId);
@@ -496,6 +561,9 @@ export class E2ee {
       const [kind] = message.ciphertext;
       if (kind !== ENVELOPE_OLM) return this.markTaken(message.messageId, null);
       const plaintext = await this.decryptOlm(peer, message.ciphertext.subarray(1));
+      if (plaintext[0] === OLM_VERIFICATION) {
+        return this.markTaken(message.messageId, { kind: "verification", from: peer, bytes: plaintext.slice(1) });
+      }
       let conversationId: string | null = null;
       let key: Uint8Array;
       if (plaintext[0] === OLM_CONVERSATION_KEY && plaintext.length > 17) {
@@ -515,11 +583,11 @@ export class E2ee {
       } else {
         session.free();
       }
-      return this.markTaken(message.messageId, sessionId);
+      return this.markTaken(message.messageId, { kind: "roomKey", sessionId });
     });
   }
 
-  private async markTaken(id: string, result: string | null): Promise<string | null> {
+  private async markTaken<T>(id: string, result: T): Promise<T> {
     this.taken.add(id);
     const recent = [...this.taken].slice(-2000);
     await db.put("crypto", "taken", recent);
@@ -555,6 +623,50 @@ export class E2ee {
       }
     }
     throw new Error(`no Olm session with ${peer.deviceId} decrypts this message`);
+  }
+
+  /** This device's keys a verification vouches for: its Ed25519 key and the account key. */
+  ownIdentity(): { deviceEd25519: Uint8Array; accountKey: Uint8Array } {
+    if (!this.accountKey) throw new Error("this device does not hold the account key");
+    return { deviceEd25519: this.account.ed25519Key, accountKey: this.accountKey.publicKey };
+  }
+
+  /**
+   * The account key pinned for `accountId` and their devices, looked up again (throws
+   * AccountKeyChanged when the key changed).
+   */
+  contact(accountId: string): Promise<{ accountKey: Uint8Array; devices: Peer[] }> {
+    return this.run(async () => {
+      await this.syncDevices([accountId]);
+      const accountKey = this.pinned.get(accountId);
+      if (!accountKey) throw new Error(`${accountId} has no account key`);
+      const devices = (this.devicesByAccount.get(accountId) ?? []).flatMap((d) => this.peers.get(d) ?? []);
+      return { accountKey, devices };
+    });
+  }
+
+  /** Sends verification messages (`0x03 || message` over Olm), in order, in one batch. */
+  sendVerification(messages: Array<{ deviceId: string; bytes: Uint8Array }>): Promise<void> {
+    return this.run(async () => {
+      await this.ensureOlm([...new Set(messages.map((m) => m.deviceId))]);
+      const out = [];
+      for (const { deviceId, bytes } of messages) {
+        const session = this.olm.get(deviceId)?.[0];
+        if (!session) throw new Error(`no Olm session with ${deviceId}`);
+        const plaintext = new Uint8Array(1 + bytes.length);
+        plaintext[0] = OLM_VERIFICATION;
+        plaintext.set(bytes, 1);
+        const olm = session.encrypt(plaintext);
+        const ciphertext = new Uint8Array(1 + olm.length);
+        ciphertext[0] = ENVELOPE_OLM;
+        ciphertext.set(olm, 1);
+        out.push({ messageId: uuidv7(), recipientDeviceId: deviceId, ciphertext });
+        await this.saveOlm(deviceId);
+      }
+      for (let i = 0; i < out.length; i += BATCH) {
+        await toDeviceClient.sendToDevice({ messages: out.slice(i, i + BATCH) });
+      }
+    });
   }
 
   /** Decrypts a conversation message with the session its sending device shared for it. */

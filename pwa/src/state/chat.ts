@@ -7,6 +7,7 @@ import { useSyncExternalStore } from "react";
 import { conversationClient, accountClient, gatewayUrl } from "../api";
 import { accessToken } from "../auth/session";
 import { AccountKeyChanged, type Content, type E2ee } from "../crypto/engine";
+import { Verifier, type VerificationView } from "../crypto/verification";
 import { Gateway, type GatewayStatus } from "../gateway/client";
 import { HistoryDirection, MessageSchema, type Conversation, type Message } from "../gen/kitsulan/v1/conversation_pb";
 import { MessageChange } from "../gen/kitsulan/v1/gateway_pb";
@@ -44,6 +45,10 @@ export interface ChatState {
   status: GatewayStatus;
   active: string | null;
   keyWarning: string | null;
+  /** Accounts this device verified with SAS emoji (and whose key has not changed since). */
+  verified: Record<string, true>;
+  /** The verification in flight (ours, or a request from someone), for the verify dialog. */
+  verification: VerificationView | null;
 }
 
 /** What everyone on the server sees of an account. */
@@ -68,6 +73,7 @@ export class Chat {
   private incomingListeners = new Set<IncomingListener>();
   private gateway: Gateway;
   private typingTimer: ReturnType<typeof setInterval>;
+  readonly verifier: Verifier;
 
   constructor(
     readonly engine: E2ee,
@@ -85,7 +91,20 @@ export class Chat {
       status: "connecting",
       active: null,
       keyWarning: null,
+      verified: {},
+      verification: null,
     };
+    this.verifier = new Verifier(
+      engine,
+      (verification) => {
+        this.set({ verification });
+        if (verification) void this.loadProfiles([verification.otherAccountId]).catch(() => undefined);
+      },
+      (accountId) => {
+        this.refreshVerified();
+        if (this.state.keyWarning === accountId) this.set({ keyWarning: null });
+      },
+    );
     this.gateway = new Gateway({
       url: gatewayUrl(),
       token: accessToken,
@@ -118,6 +137,7 @@ export class Chat {
   async start(): Promise<void> {
     const profiles = (await db.get<Record<string, PersonProfile>>("session", "profiles")) ?? {};
     this.set({ profiles });
+    this.refreshVerified();
     this.gateway.start();
     try {
       const res = await accountClient.getMyAccount({});
@@ -135,6 +155,25 @@ export class Chat {
   stop(): void {
     this.gateway.stop();
     clearInterval(this.typingTimer);
+    this.verifier.dispose();
+  }
+
+  /** Starts verifying the person `accountId` with SAS emoji (the dialog shows the steps). */
+  verify(accountId: string): void {
+    void this.verifier.start(accountId).catch((err: unknown) => {
+      if (err instanceof AccountKeyChanged) this.keyChanged(err.accountId);
+      else console.warn("verification failed to start", err);
+    });
+  }
+
+  private refreshVerified(): void {
+    this.set({ verified: Object.fromEntries(this.engine.verifiedAccounts().map((id) => [id, true as const])) });
+  }
+
+  /** `accountId`'s account key changed: warn, and drop the verified mark. */
+  private keyChanged(accountId: string): void {
+    this.set({ keyWarning: accountId });
+    this.refreshVerified();
   }
 
   nameOf(accountId: string): string {
@@ -345,7 +384,7 @@ export class Chat {
         if (c) this.upsertConversation({ ...c, lastSeq: res.message.seq, lastActivityAtMs: res.message.sentAtMs });
       }
     } catch (err) {
-      if (err instanceof AccountKeyChanged) this.set({ keyWarning: err.accountId });
+      if (err instanceof AccountKeyChanged) this.keyChanged(err.accountId);
       if (placeholder) this.merge(conversationId, [{ ...placeholder, local: "failed", content: { kind: "text", text } }]);
       throw err;
     }
@@ -366,7 +405,7 @@ export class Chat {
       });
       if (res.message) this.merge(conversationId, [{ message: res.message, content: { kind: "text", text } }]);
     } catch (err) {
-      if (err instanceof AccountKeyChanged) this.set({ keyWarning: err.accountId });
+      if (err instanceof AccountKeyChanged) this.keyChanged(err.accountId);
       throw err;
     }
   }
@@ -473,12 +512,18 @@ export class Chat {
         const accountId = body.value.accountId;
         this.engine.deviceListChanged(accountId);
         // A contact whose account key changed is shown a warning at once, not at the next send.
-        if (await this.engine.accountKeyChanged(accountId).catch(() => false)) this.set({ keyWarning: accountId });
+        if (await this.engine.accountKeyChanged(accountId).catch(() => false)) this.keyChanged(accountId);
         return;
       }
       case "toDevice": {
-        const sessionId = await this.engine.takeToDevice(body.value);
-        if (sessionId) await this.retryUndecrypted(sessionId);
+        const taken = await this.engine.takeToDevice(body.value);
+        if (taken?.kind === "roomKey") await this.retryUndecrypted(taken.sessionId);
+        if (taken?.kind === "verification") {
+          await this.verifier.receive(taken.from, taken.bytes).catch((err: unknown) => {
+            if (err instanceof AccountKeyChanged) this.keyChanged(err.accountId);
+            else console.warn("verification message not taken", err);
+          });
+        }
         return;
       }
       case "typing": {

@@ -30,6 +30,7 @@ export function ConversationView({ chat, conversationId }: { chat: Chat; convers
   const receipts = useChat(chat, (s) => s.receipts[conversationId] ?? NO_RECEIPTS);
   const typing = useChat(chat, (s) => s.typing[conversationId] ?? NO_TYPING);
   const keyWarning = useChat(chat, (s) => s.keyWarning);
+  const verified = useChat(chat, (s) => s.verified);
   const me = useChat(chat, (s) => s.me);
   useChat(chat, (s) => s.profiles); // re-render when names arrive
   const needsLink = chat.engine.state !== "ready";
@@ -89,6 +90,10 @@ export function ConversationView({ chat, conversationId }: { chat: Chat; convers
   const administers = isGroup && (myRole === MemberRole.OWNER || myRole === MemberRole.ADMIN);
   const byId = new Map(items.map((i) => [i.message.id, i]));
   const others = conversation.members.filter((m) => m.accountId !== me.accountId);
+  // A direct conversation's contact: verified with SAS emoji here, or not (yet).
+  const contact = !isGroup && others.length === 1 ? others[0]?.accountId : undefined;
+  const contactName = contact ? personName(chat, t, contact) : "";
+  const contactVerified = contact !== undefined && verified[contact] === true;
 
   const tickOf = (item: Item): Tick => {
     if (item.local) return item.local;
@@ -179,7 +184,22 @@ export function ConversationView({ chat, conversationId }: { chat: Chat; convers
               <LockIcon /> {t("e2ee")}
             </span>
           )}
+          {contactVerified && (
+            <span className="verified-mark" title={t("verifiedNote", { name: contactName })}>
+              ✓ {t("verifiedMark")}
+            </span>
+          )}
         </div>
+        {contact && !needsLink && (
+          <button
+            type="button"
+            className="members-button"
+            aria-label={t("verifyPerson", { name: contactName })}
+            onClick={() => chat.verify(contact)}
+          >
+            {t("verify")}
+          </button>
+        )}
         {isGroup && (
           <button type="button" className="members-button" onClick={() => setShowMembers(true)}>
             {t("members")} ({conversation.members.length})
@@ -192,11 +212,17 @@ export function ConversationView({ chat, conversationId }: { chat: Chat; convers
           {t("needsLink")}
         </p>
       )}
-      {keyWarning && conversation.members.some((m) => m.accountId === keyWarning) && (
-        <p role="alert" className="warning">
-          {t("keyChanged", { name: personName(chat, t, keyWarning) })}
-        </p>
-      )}
+      {keyWarning &&
+        conversation.members.some((m) => m.accountId === keyWarning) &&
+        (chat.engine.changedAfterVerification(keyWarning) ? (
+          <p role="alert" className="warning key-changed-verified">
+            {t("keyChangedVerified", { name: personName(chat, t, keyWarning) })}
+          </p>
+        ) : (
+          <p role="alert" className="warning">
+            {t("keyChanged", { name: personName(chat, t, keyWarning) })}
+          </p>
+        ))}
       <div
         className="messages"
         ref={listRef}

@@ -11,6 +11,7 @@ import { personName } from "./names";
 export function Members({ chat, conversation, onClose }: { chat: Chat; conversation: Conversation; onClose: () => void }) {
   const { t } = useI18n();
   const me = useChat(chat, (s) => s.me);
+  const verified = useChat(chat, (s) => s.verified);
   useChat(chat, (s) => s.profiles); // re-render when names arrive
   const [username, setUsername] = useState("");
   const [busy, setBusy] = useState(false);
@@ -42,7 +43,21 @@ export function Members({ chat, conversation, onClose }: { chat: Chat; conversat
               <strong>{personName(chat, t, m.accountId)}</strong>{" "}
               {username && <span className="muted">@{username}</span>}{" "}
               {m.role === MemberRole.OWNER && <span className="badge-soft">{t("roleOwner")}</span>}
-              {m.role === MemberRole.ADMIN && <span className="badge-soft">{t("roleAdmin")}</span>}
+              {m.role === MemberRole.ADMIN && <span className="badge-soft">{t("roleAdmin")}</span>}{" "}
+              {verified[m.accountId] && <span className="verified-mark">✓ {t("verifiedMark")}</span>}
+              {m.accountId !== me.accountId && chat.engine.state === "ready" && (
+                <button
+                  type="button"
+                  className="link-button"
+                  aria-label={t("verifyPerson", { name: personName(chat, t, m.accountId) })}
+                  onClick={() => {
+                    onClose();
+                    chat.verify(m.accountId);
+                  }}
+                >
+                  {t("verify")}
+                </button>
+              )}
             </li>
           );
         })}

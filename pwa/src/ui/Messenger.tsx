@@ -10,6 +10,7 @@ import { Devices } from "./Devices";
 import { NewConversation } from "./NewConversation";
 import { Notifier } from "./Notifier";
 import { Settings } from "./Settings";
+import { VerifyDialog } from "./VerifyDialog";
 
 export function Messenger({
   chat,
@@ -72,6 +73,7 @@ export function Messenger({
         />
       )}
       {dialog === "devices" && <Devices chat={chat} onClose={() => setDialog("none")} />}
+      <VerifyDialog chat={chat} />
     </div>
   );
 }
