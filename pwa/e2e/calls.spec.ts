@@ -1,0 +1,124 @@
+// calls.spec.ts — a video call between two browsers through the real server: Alice calls Bob,
+// Bob's incoming-call screen answers with video, and both receive each other's video through
+// the server's embedded TURN relay ("Always relay calls" on). Media is Chromium's fake camera
+// and microphone; that frames arrive and decode is read from the call's own statistics panel
+// (RTCPeerConnection.getStats()), and the remote <video> element is checked to be playing.
+// The SDP and ICE candidates cross the gateway only encrypted (Olm, to the receiving device).
+// Then Alice hangs up and both see the call ended.
+import { expect, test, type BrowserContext, type Page } from "@playwright/test";
+import { launchOptions } from "../playwright.config";
+import { openDirect, shoot, signUp, stamp } from "./helpers";
+
+test.use({
+  launchOptions: {
+    ...launchOptions,
+    args: [...launchOptions.args, "--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream"],
+  },
+});
+
+/** Keeps every frame a page sends on its WebSockets (the gateway), as text where it is text. */
+function recordSent(into: string[]) {
+  return async (context: BrowserContext) => {
+    context.on("page", (page) =>
+      page.on("websocket", (ws) =>
+        ws.on("framesent", (f) => into.push(typeof f.payload === "string" ? f.payload : f.payload.toString("latin1"))),
+      ),
+    );
+  };
+}
+
+async function alwaysRelay(page: Page) {
+  await page.getByRole("button", { name: "Settings" }).click();
+  const settings = page.getByRole("dialog", { name: "Settings" });
+  await settings.getByRole("checkbox", { name: /Always relay calls/ }).check();
+  await settings.getByRole("button", { name: "Close settings" }).click();
+}
+
+function statsRow(page: Page, peer: string, row: RegExp) {
+  return page
+    .getByRole("region", { name: "Call statistics" })
+    .getByRole("table", { name: `Statistics for ${peer}` })
+    .getByRole("row", { name: row })
+    .getByRole("cell");
+}
+
+async function framesDecoded(page: Page, peer: string): Promise<number> {
+  return Number((await statsRow(page, peer, /Video frames decoded/).textContent()) ?? "0");
+}
+
+/** The remote video tile is showing moving pictures: playing, with a size, time advancing. */
+async function expectPlaying(page: Page, peer: string) {
+  const video = page.getByRole("list", { name: "Participants" }).getByRole("listitem", { name: peer }).locator("video");
+  await expect
+    .poll(() => video.evaluate((v: HTMLVideoElement) => !v.paused && v.readyState >= 2 && v.videoWidth > 0))
+    .toBe(true);
+  const t0 = await video.evaluate((v: HTMLVideoElement) => v.currentTime);
+  await expect.poll(() => video.evaluate((v: HTMLVideoElement) => v.currentTime)).toBeGreaterThan(t0);
+}
+
+test("a video call: ring, answer, video both ways through the relay, hang up", async ({ browser }) => {
+  const aliceSent: string[] = [];
+  const bobSent: string[] = [];
+  const alice = await signUp(browser, `alice-c-${stamp}`, "Alice", recordSent(aliceSent));
+  const bob = await signUp(browser, `bob-c-${stamp}`, "Bob", recordSent(bobSent));
+  await alwaysRelay(alice);
+  await alwaysRelay(bob);
+
+  await openDirect(alice, `bob-c-${stamp}`);
+  await alice.getByRole("button", { name: "Video call" }).click();
+  await expect(alice.getByRole("dialog", { name: "Bob" })).toBeVisible();
+
+  // Bob's device rings; Alice sees that it does.
+  const incoming = bob.getByRole("alertdialog", { name: "Incoming video call" });
+  await expect(incoming).toBeVisible();
+  await expect(incoming).toContainText("Alice");
+  await expect(alice.getByRole("dialog", { name: "Bob" }).getByRole("status")).toHaveText("Ringing…");
+  await expect(incoming.getByRole("button", { name: "Answer with video" })).toBeFocused();
+  await shoot(bob, "call-incoming");
+  await incoming.getByRole("button", { name: "Answer with video" }).click();
+
+  // Both are in the call, each with the other's tile; the timer runs once media connects.
+  for (const [page, peer] of [
+    [alice, "Bob"],
+    [bob, "Alice"],
+  ] as const) {
+    const call = page.getByRole("region", { name: `Call: ${peer}` });
+    await expect(call).toBeVisible();
+    await expect(call.getByRole("timer", { name: "Call duration" })).toBeVisible();
+    await call.getByRole("button", { name: "Call statistics" }).click();
+    await expect(statsRow(page, peer, /Connection/)).toHaveText("through the relay");
+  }
+
+  // Frames arrive and decode on both sides, and keep coming.
+  const seen: Record<string, number[]> = {};
+  for (const [page, peer, who] of [
+    [alice, "Bob", "alice"],
+    [bob, "Alice", "bob"],
+  ] as const) {
+    await expect.poll(() => framesDecoded(page, peer), { timeout: 30_000 }).toBeGreaterThan(0);
+    const first = await framesDecoded(page, peer);
+    await expect.poll(() => framesDecoded(page, peer)).toBeGreaterThan(first + 10);
+    seen[who] = [first, await framesDecoded(page, peer)];
+    await expectPlaying(page, peer);
+  }
+  console.log(`framesDecoded (first, later): ${JSON.stringify(seen)}`);
+  await shoot(alice, "call-in-call");
+
+  // The signalling carried SDP and candidates, never readable by the server.
+  for (const sent of [aliceSent, bobSent]) {
+    expect(sent.some((f) => f.length > 1000)).toBe(true); // an encrypted offer or answer
+    for (const text of ["a=fingerprint", "a=ice-ufrag", "candidate:", "v=0\r\n"]) {
+      expect(sent.some((f) => f.includes(text))).toBe(false);
+    }
+  }
+
+  // Alice hangs up: the call ends for both.
+  await alice.getByRole("button", { name: "Hang up" }).click();
+  for (const page of [alice, bob]) {
+    await expect(page.getByRole("dialog", { name: "Call ended" })).toBeVisible();
+    await expect(page.getByRole("dialog", { name: "Call ended" }).getByRole("status")).toHaveText(
+      "The call was hung up.",
+    );
+  }
+  await expect(bob.getByRole("list", { name: "Participants" })).toHaveCount(0);
+});
