@@ -112,6 +112,16 @@ test("a video call: ring, answer, video both ways through the relay, hang up", a
     }
   }
 
+  // Bob mutes and turns his camera off: Alice's tile of Bob says so (the call's data channel).
+  const bobCall = bob.getByRole("region", { name: "Call: Alice" });
+  await bobCall.getByRole("button", { name: "Mute microphone" }).click();
+  await expect(bobCall.getByRole("button", { name: "Mute microphone" })).toHaveAttribute("aria-pressed", "true");
+  await bobCall.getByRole("button", { name: "Camera", exact: true }).click();
+  await expect(bobCall.getByRole("button", { name: "Camera", exact: true })).toHaveAttribute("aria-pressed", "false");
+  const bobTile = alice.getByRole("list", { name: "Participants" }).getByRole("listitem", { name: "Bob" });
+  await expect(bobTile).toContainText("muted");
+  await expect(bobTile).toContainText("camera off");
+
   // Alice hangs up: the call ends for both.
   await alice.getByRole("button", { name: "Hang up" }).click();
   for (const page of [alice, bob]) {
@@ -121,4 +131,75 @@ test("a video call: ring, answer, video both ways through the relay, hang up", a
     );
   }
   await expect(bob.getByRole("list", { name: "Participants" })).toHaveCount(0);
+});
+
+test("a group call: three devices in a mesh, busy, leave and join again", async ({ browser }) => {
+  const alice = await signUp(browser, `alice-gc-${stamp}`, "Alice");
+  const bob = await signUp(browser, `bob-gc-${stamp}`, "Bob");
+  const carol = await signUp(browser, `carol-gc-${stamp}`, "Carol");
+  const dave = await signUp(browser, `dave-gc-${stamp}`, "Dave");
+
+  await alice.getByRole("button", { name: "New conversation" }).click();
+  const dialog = alice.getByRole("dialog", { name: "New conversation" });
+  await dialog.getByRole("radio", { name: "Group" }).check();
+  await dialog.getByRole("textbox", { name: "Group name" }).fill("Standup");
+  await dialog.getByRole("textbox", { name: /Members' usernames/ }).fill(`bob-gc-${stamp}, carol-gc-${stamp}`);
+  await dialog.getByRole("button", { name: "Create group" }).click();
+  await expect(alice.getByRole("heading", { name: "Standup" })).toBeVisible();
+
+  // An audio call (default ICE: direct where it can be): both others ring, both answer.
+  await alice.getByRole("button", { name: "Audio call" }).click();
+  for (const page of [bob, carol]) {
+    const incoming = page.getByRole("alertdialog", { name: "Incoming call" });
+    await expect(incoming).toContainText("Alice in Standup");
+    await incoming.getByRole("button", { name: "Answer" }).click();
+  }
+  const tiles = (page: Page) => page.getByRole("list", { name: "Participants" }).getByRole("listitem");
+  const everyone = [
+    [alice, ["Bob", "Carol"]],
+    [bob, ["Alice", "Carol"]],
+    [carol, ["Alice", "Bob"]],
+  ] as const;
+  for (const [page, others] of everyone) {
+    await expect(tiles(page)).toHaveCount(3);
+    await page.getByRole("button", { name: "Call statistics" }).click();
+    for (const other of others) {
+      await expect(tiles(page).filter({ hasText: other })).toContainText("camera off");
+      await expect
+        .poll(async () => Number(await statsRow(page, other, /Audio packets received/).textContent()))
+        .toBeGreaterThan(0);
+    }
+  }
+  await alice.getByRole("button", { name: "Call statistics" }).click();
+  await shoot(alice, "call-group");
+
+  // Dave calls Bob, who is in the group call: busy.
+  await openDirect(dave, `bob-gc-${stamp}`);
+  await dave.getByRole("button", { name: "Audio call" }).click();
+  await expect(dave.getByRole("dialog", { name: "Call ended" }).getByRole("status")).toHaveText(
+    "They are in another call.",
+  );
+  await expect(tiles(bob)).toHaveCount(3);
+
+  // Carol leaves: her tile goes away for the others, whose call goes on.
+  await carol.getByRole("button", { name: "Hang up" }).click();
+  await expect(carol.getByRole("dialog", { name: "Call ended" })).toBeVisible();
+  for (const page of [alice, bob]) {
+    await expect(tiles(page)).toHaveCount(2);
+    await expect(tiles(page).filter({ hasText: "Carol" })).toHaveCount(0);
+  }
+
+  // She joins again from the conversation's header.
+  await carol.getByRole("dialog", { name: "Call ended" }).getByRole("button", { name: "Close" }).click();
+  await carol.getByRole("button", { name: /Standup/ }).click();
+  await carol.getByRole("button", { name: "Join call", exact: true }).click();
+  for (const page of [alice, bob, carol]) await expect(tiles(page)).toHaveCount(3);
+
+  // Alice leaves, then Bob: with one device left the call ends for Carol too.
+  await alice.getByRole("button", { name: "Hang up" }).click();
+  for (const page of [bob, carol]) await expect(tiles(page)).toHaveCount(2);
+  await bob.getByRole("button", { name: "Hang up" }).click();
+  await expect(carol.getByRole("dialog", { name: "Call ended" }).getByRole("status")).toHaveText(
+    "The call was hung up.",
+  );
 });

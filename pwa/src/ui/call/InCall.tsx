@@ -56,6 +56,7 @@ function RemoteTile({ chat, peer, sinkId }: { chat: Chat; peer: RemotePeer; sink
       <span className="call-tile-name">
         {name}
         {!peer.mic && <span className="call-muted"> · {t("micOffShort")}</span>}
+        {!video && <span> · {t("cameraOffShort")}</span>}
         {state && <span> · {state}</span>}
       </span>
     </li>
@@ -102,7 +103,10 @@ export function InCall({ chat, title }: { chat: Chat; title: string }) {
         <h2>{title}</h2>
         <Timer since={call.connectedAtMs} />
       </header>
-      <ul className={`call-grid tiles-${Math.min(tiles, 6)}`} aria-label={t("callParticipants")}>
+      <ul
+        className={call.peers.length === 1 ? "call-grid one-to-one" : `call-grid tiles-${Math.min(tiles, 6)}`}
+        aria-label={t("callParticipants")}
+      >
         {call.peers.map((p) => (
           <RemoteTile key={p.deviceId} chat={chat} peer={p} sinkId={call.speaker} />
         ))}
