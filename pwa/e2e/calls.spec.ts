@@ -82,7 +82,7 @@ test("a video call: ring, answer, video both ways through the relay, hang up", a
     [alice, "Bob"],
     [bob, "Alice"],
   ] as const) {
-    const call = page.getByRole("region", { name: `Call: ${peer}` });
+    const call = page.getByRole("dialog", { name: `Call: ${peer}` });
     await expect(call).toBeVisible();
     await expect(call.getByRole("timer", { name: "Call duration" })).toBeVisible();
     await call.getByRole("button", { name: "Call statistics" }).click();
@@ -113,7 +113,7 @@ test("a video call: ring, answer, video both ways through the relay, hang up", a
   }
 
   // Bob mutes and turns his camera off: Alice's tile of Bob says so (the call's data channel).
-  const bobCall = bob.getByRole("region", { name: "Call: Alice" });
+  const bobCall = bob.getByRole("dialog", { name: "Call: Alice" });
   await bobCall.getByRole("button", { name: "Mute microphone" }).click();
   await expect(bobCall.getByRole("button", { name: "Mute microphone" })).toHaveAttribute("aria-pressed", "true");
   await bobCall.getByRole("button", { name: "Camera", exact: true }).click();
@@ -121,6 +121,13 @@ test("a video call: ring, answer, video both ways through the relay, hang up", a
   const bobTile = alice.getByRole("list", { name: "Participants" }).getByRole("listitem", { name: "Bob" });
   await expect(bobTile).toContainText("muted");
   await expect(bobTile).toContainText("camera off");
+
+  // Alice shares her screen (getDisplayMedia replaces the camera track): Bob keeps decoding.
+  const aliceCall = alice.getByRole("dialog", { name: "Call: Bob" });
+  await aliceCall.getByRole("button", { name: "Share screen" }).click();
+  await expect(aliceCall.getByRole("button", { name: "Share screen" })).toHaveAttribute("aria-pressed", "true");
+  const before = await framesDecoded(bob, "Alice");
+  await expect.poll(() => framesDecoded(bob, "Alice")).toBeGreaterThan(before + 10);
 
   // Alice hangs up: the call ends for both.
   await alice.getByRole("button", { name: "Hang up" }).click();
@@ -138,6 +145,10 @@ test("a group call: three devices in a mesh, busy, leave and join again", async 
   const bob = await signUp(browser, `bob-gc-${stamp}`, "Bob");
   const carol = await signUp(browser, `carol-gc-${stamp}`, "Carol");
   const dave = await signUp(browser, `dave-gc-${stamp}`, "Dave");
+  // Bob talks with push-to-talk.
+  await bob.getByRole("button", { name: "Settings" }).click();
+  await bob.getByRole("dialog", { name: "Settings" }).getByRole("checkbox", { name: "Push-to-talk in calls" }).check();
+  await bob.getByRole("dialog", { name: "Settings" }).getByRole("button", { name: "Close settings" }).click();
 
   await alice.getByRole("button", { name: "New conversation" }).click();
   const dialog = alice.getByRole("dialog", { name: "New conversation" });
@@ -172,6 +183,23 @@ test("a group call: three devices in a mesh, busy, leave and join again", async 
   }
   await alice.getByRole("button", { name: "Call statistics" }).click();
   await shoot(alice, "call-group");
+
+  // Push-to-talk: Bob is muted for the others until he holds Space on the Talk button, or
+  // presses the button with the mouse.
+  const bobAtAlice = tiles(alice).filter({ hasText: "Bob" });
+  const talk = bob.getByRole("button", { name: "Hold to talk" });
+  await expect(bobAtAlice).toContainText("muted");
+  await talk.focus();
+  await bob.keyboard.down("Space");
+  await expect(talk).toHaveAttribute("aria-pressed", "true");
+  await expect(bobAtAlice).not.toContainText("muted");
+  await bob.keyboard.up("Space");
+  await expect(bobAtAlice).toContainText("muted");
+  await talk.hover();
+  await bob.mouse.down();
+  await expect(bobAtAlice).not.toContainText("muted");
+  await bob.mouse.up();
+  await expect(bobAtAlice).toContainText("muted");
 
   // Dave calls Bob, who is in the group call: busy.
   await openDirect(dave, `bob-gc-${stamp}`);

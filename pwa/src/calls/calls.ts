@@ -35,6 +35,7 @@ export interface CallHost {
 }
 
 export type EndReason =
+  | "missed"
   | "cancelled"
   | "unanswered"
   | "hung_up"
@@ -625,7 +626,11 @@ export class Calls {
       }
       case CallAction.ENDED:
         if (this.state.ongoing[e.conversationId]?.callId === e.callId) this.setOngoing(e.conversationId, null);
-        if (current && this.busy) this.end(END_REASONS[e.reason] ?? "hung_up");
+        if (current && this.busy) {
+          // A call that rang here and stopped before anyone answered it here is a missed one.
+          const missed = c.phase === "incoming" && (e.reason === "cancelled" || e.reason === "unanswered");
+          this.end(missed ? "missed" : (END_REASONS[e.reason] ?? "hung_up"));
+        }
         return;
       case CallAction.OFFER:
       case CallAction.ANSWER:

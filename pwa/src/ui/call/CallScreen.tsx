@@ -1,7 +1,9 @@
 // CallScreen.tsx — the call layer over the app: the outgoing call (calling / ringing, cancel),
 // the incoming call (who, answer with or without video, decline; the ringtone plays meanwhile),
-// the call itself (InCall.tsx) and, for a few seconds, why it ended.
-import { useEffect, useRef } from "react";
+// the call itself (InCall.tsx) and, for a few seconds, why it ended. It is one modal <dialog>
+// (the top layer): above any other dialog that was open, and the app behind it is inert, so the
+// keyboard stays in the call.
+import { useEffect, useRef, type ReactNode } from "react";
 import type { EndReason } from "../../calls/calls";
 import { ConversationKind } from "../../gen/kitsulan/v1/conversation_pb";
 import { useI18n } from "../../i18n/i18n";
@@ -15,6 +17,7 @@ import { MediaView } from "./MediaView";
 import { useCalls } from "./useCalls";
 
 const ENDED_TEXT: Record<EndReason, MessageKey> = {
+  missed: "callEndedMissed",
   cancelled: "callEndedCancelled",
   unanswered: "callEndedUnanswered",
   hung_up: "callEndedHungUp",
@@ -25,6 +28,43 @@ const ENDED_TEXT: Record<EndReason, MessageKey> = {
   media: "callEndedMedia",
   offline: "callEndedOffline",
 };
+
+function Layer({
+  role,
+  labelledBy,
+  describedBy,
+  label,
+  className = "",
+  children,
+}: {
+  role?: "alertdialog";
+  labelledBy?: string;
+  describedBy?: string;
+  label?: string;
+  className?: string;
+  children: ReactNode;
+}) {
+  const ref = useRef<HTMLDialogElement>(null);
+  useEffect(() => {
+    const d = ref.current;
+    if (d && !d.open) d.showModal();
+    return () => d?.close();
+  }, []);
+  return (
+    <dialog
+      ref={ref}
+      className={`call-screen ${className}`}
+      role={role}
+      aria-labelledby={labelledBy}
+      aria-describedby={describedBy}
+      aria-label={label}
+      // Escape does not close a call: it has its own buttons.
+      onCancel={(e) => e.preventDefault()}
+    >
+      {children}
+    </dialog>
+  );
+}
 
 export function CallScreen({ chat }: { chat: Chat }) {
   const { t } = useI18n();
@@ -44,12 +84,18 @@ export function CallScreen({ chat }: { chat: Chat }) {
   const title = conversation ? conversationTitle(chat, t, conversation) : "";
   const caller = personName(chat, t, call.callerAccountId);
 
-  if (call.phase === "active") return <InCall chat={chat} title={title} />;
+  if (call.phase === "active") {
+    return (
+      <Layer label={t("callWith", { name: title })} className="in-call">
+        <InCall chat={chat} title={title} />
+      </Layer>
+    );
+  }
 
   if (call.phase === "incoming") {
     const heading = t(call.video ? "incomingVideoCall" : "incomingAudioCall");
     return (
-      <section className="call-screen call-ring" role="alertdialog" aria-labelledby="call-heading" aria-describedby="call-who">
+      <Layer role="alertdialog" labelledBy="call-heading" describedBy="call-who" className="call-ring">
         <div className="call-center">
           <Avatar name={caller} />
           <h2 id="call-heading">{heading}</h2>
@@ -75,13 +121,13 @@ export function CallScreen({ chat }: { chat: Chat }) {
             <HangUpIcon /> <span>{t("decline")}</span>
           </button>
         </div>
-      </section>
+      </Layer>
     );
   }
 
   if (call.phase === "outgoing") {
     return (
-      <section className="call-screen" role="dialog" aria-labelledby="call-heading" aria-describedby="call-status">
+      <Layer labelledBy="call-heading" describedBy="call-status">
         {call.local && call.local.getVideoTracks().length > 0 && (
           <div className="call-preview">
             <MediaView stream={call.local} muted mirrored label={t("yourCamera")} />
@@ -99,13 +145,13 @@ export function CallScreen({ chat }: { chat: Chat }) {
             <HangUpIcon /> <span>{t("cancelCall")}</span>
           </button>
         </div>
-      </section>
+      </Layer>
     );
   }
 
   // Ended.
   return (
-    <section className="call-screen" role="dialog" aria-labelledby="call-heading">
+    <Layer labelledBy="call-heading">
       <div className="call-center">
         <Avatar name={title} />
         <h2 id="call-heading">{t("callEnded")}</h2>
@@ -118,6 +164,6 @@ export function CallScreen({ chat }: { chat: Chat }) {
           {t("close")}
         </button>
       </div>
-    </section>
+    </Layer>
   );
 }

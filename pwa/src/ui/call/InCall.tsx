@@ -98,7 +98,7 @@ export function InCall({ chat, title }: { chat: Chat; title: string }) {
   const tiles = call.peers.length + 1;
 
   return (
-    <section className="call-screen in-call" aria-label={t("callWith", { name: title })}>
+    <>
       <header className="call-bar">
         <h2>{title}</h2>
         <Timer since={call.connectedAtMs} />
@@ -197,6 +197,6 @@ export function InCall({ chat, title }: { chat: Chat; title: string }) {
           <HangUpIcon /> <span>{t("hangUp")}</span>
         </button>
       </div>
-    </section>
+    </>
   );
 }
