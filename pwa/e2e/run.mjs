@@ -53,6 +53,9 @@ const serverEnv = {
   KITSULAN_LOG: "info",
   KITSULAN_RATE_LIMIT_SIGN_UP: "1000/1h",
   KITSULAN_RATE_LIMIT_SIGN_IN: "1000/10m",
+  // The embedded TURN relay on a free UDP port on loopback (not 0.0.0.0:3478, which another
+  // server on this machine may hold); calls.spec.ts relays its media through it.
+  KITSULAN_TURN_LISTEN: "127.0.0.1:0",
 };
 let server = null;
 

@@ -5,6 +5,8 @@
 // wipes the local data.
 import { useCallback, useEffect, useRef, useState } from "react";
 import { loadSession, session, signOut } from "./auth/session";
+import { resetCallPrefs } from "./calls/prefs";
+import { forgetIceServers } from "./calls/turn";
 import { E2ee, loadCrypto } from "./crypto/engine";
 import { I18nProvider, useI18n } from "./i18n/i18n";
 import type { MessageKey } from "./i18n/messages";
@@ -47,6 +49,8 @@ function Root() {
     chat?.stop();
     await signOut();
     await resetNotifications().catch(() => undefined);
+    resetCallPrefs();
+    forgetIceServers();
     chat?.engine.dispose();
     setNotice(why);
     setPhase({ kind: "signed-out" });

@@ -14,6 +14,9 @@
 // - verification messages (verification.ts) go to one device as `0x03 || message` over Olm;
 //   account keys verified that way are kept beside the pinned ones, and dropped (noting that
 //   they had been verified, for a stronger warning) when that person's key changes.
+// - a call signal's payload (SDP, ICE candidates; docs/calls.md) goes over the same Olm sessions
+//   to the one device it is for: `0x01 || Olm message` of `0x04 || conversation id (16) ||
+//   call id (16) || action (1) || payload`, so it cannot be moved to another call or action.
 //
 // Every secret stays in WASM memory and is written to IndexedDB only pickled under the device's
 // pickle key. Operations run one at a time (they advance ratchets), each persisting what it changed.
@@ -41,6 +44,7 @@ const ENVELOPE_OLM = 0x01;
 const OLM_ROOM_KEY = 0x01;
 const OLM_CONVERSATION_KEY = 0x02;
 const OLM_VERIFICATION = 0x03;
+const OLM_CALL_SIGNAL = 0x04;
 const ROTATE_AFTER_MESSAGES = 100;
 const ROTATE_AFTER_MS = 7 * 24 * 3600 * 1000;
 const BATCH = 100;
@@ -102,6 +106,15 @@ interface StoredInbound {
   pickle: string;
   senderAccountId: string;
   conversationId: string | null;
+}
+
+/** What a call signal's payload is bound to: conversation id (16) || call id (16) || action (1). */
+export function callContext(conversationId: string, callId: string, action: number): Uint8Array {
+  const out = new Uint8Array(33);
+  out.set(uuidBytes(conversationId), 0);
+  out.set(uuidBytes(callId), 16);
+  out[32] = action;
+  return out;
 }
 
 /** Why this device cannot do E2EE yet. */
@@ -666,6 +679,69 @@ export class E2ee {
       for (let i = 0; i < out.length; i += BATCH) {
         await toDeviceClient.sendToDevice({ messages: out.slice(i, i + BATCH) });
       }
+    });
+  }
+
+  /**
+   * Encrypts a call signal's payload with Olm to one device (`deviceId`) of a member of the
+   * conversation (`memberIds`), bound to `context` (conversation id, call id, action; see
+   * callContext). Returns `0x01 || Olm message`.
+   */
+  encryptCallPayload(
+    memberIds: string[],
+    deviceId: string,
+    context: Uint8Array,
+    payload: Uint8Array,
+  ): Promise<Uint8Array> {
+    return this.run(async () => {
+      if (this.state !== "ready") throw new Error("this device is not set up for encryption");
+      const members = new Set(memberIds);
+      let peer = this.peers.get(deviceId);
+      if (!peer || !members.has(peer.accountId)) {
+        await this.syncDevices([...members]);
+        peer = this.peers.get(deviceId);
+      }
+      if (!peer || !members.has(peer.accountId)) throw new Error(`device ${deviceId} is not a member's`);
+      await this.ensureOlm([deviceId]);
+      const session = this.olm.get(deviceId)?.[0];
+      if (!session) throw new Error(`no Olm session with ${deviceId}`);
+      const plaintext = new Uint8Array(1 + context.length + payload.length);
+      plaintext[0] = OLM_CALL_SIGNAL;
+      plaintext.set(context, 1);
+      plaintext.set(payload, 1 + context.length);
+      const olm = session.encrypt(plaintext);
+      await this.saveOlm(deviceId);
+      const out = new Uint8Array(1 + olm.length);
+      out[0] = ENVELOPE_OLM;
+      out.set(olm, 1);
+      return out;
+    });
+  }
+
+  /**
+   * Decrypts a call signal's payload from `senderDeviceId` of `senderAccountId`; throws when it
+   * does not decrypt or was made for another conversation, call or action than `context`.
+   */
+  decryptCallPayload(
+    senderAccountId: string,
+    senderDeviceId: string,
+    context: Uint8Array,
+    ciphertext: Uint8Array,
+  ): Promise<Uint8Array> {
+    return this.run(async () => {
+      let peer = this.peers.get(senderDeviceId);
+      if (!peer) {
+        await this.syncDevices([senderAccountId]);
+        peer = this.peers.get(senderDeviceId);
+      }
+      if (!peer || peer.accountId !== senderAccountId) throw new Error(`unknown sending device ${senderDeviceId}`);
+      if (ciphertext[0] !== ENVELOPE_OLM) throw new Error("not an Olm envelope");
+      const plaintext = await this.decryptOlm(peer, ciphertext.subarray(1));
+      const head = plaintext.subarray(1, 1 + context.length);
+      if (plaintext[0] !== OLM_CALL_SIGNAL || !bytesEqual(head, context)) {
+        throw new Error("the payload was made for another call or action");
+      }
+      return plaintext.slice(1 + context.length);
     });
   }
 

@@ -7,8 +7,10 @@ import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
 import {
   ClientFrameSchema,
   ServerFrameSchema,
+  type CallSignal,
   type ClientFrame,
   type Event,
+  type GatewayError,
 } from "../gen/kitsulan/v1/gateway_pb";
 
 export type GatewayStatus = "connecting" | "online" | "offline";
@@ -20,6 +22,8 @@ export interface GatewayOptions {
   onStatus: (status: GatewayStatus) => void;
   /** The device was signed out or revoked (close 4003): stop for good. */
   onSignedOut: () => void;
+  /** A frame we sent was refused without closing the connection (e.g. a call signal). */
+  onError?: (error: GatewayError) => void;
 }
 
 const MAX_BACKOFF_MS = 15_000;
@@ -56,6 +60,13 @@ export class Gateway {
   /** Tells the conversation's members we are typing (or stopped). Live only; dropped offline. */
   typing(conversationId: string, typing: boolean): void {
     this.send(create(ClientFrameSchema, { frame: { case: "typing", value: { conversationId, typing } } }));
+  }
+
+  /** Sends a call signal (live only). Returns false when offline: it was not sent. */
+  call(signal: CallSignal): boolean {
+    if (this.ws?.readyState !== WebSocket.OPEN) return false;
+    this.send(create(ClientFrameSchema, { frame: { case: "call", value: signal } }));
+    return true;
   }
 
   private reconnectNow = (): void => {
@@ -161,6 +172,7 @@ export class Gateway {
       }
       case "error":
         if (frame.frame.value.fatal) console.warn("gateway:", frame.frame.value.reason);
+        else this.opts.onError?.(frame.frame.value);
         break;
       default:
         break;

@@ -6,10 +6,17 @@ import { create } from "@bufbuild/protobuf";
 import { useSyncExternalStore } from "react";
 import { conversationClient, accountClient, gatewayUrl } from "../api";
 import { accessToken } from "../auth/session";
+import { Calls } from "../calls/calls";
 import { AccountKeyChanged, type Content, type E2ee } from "../crypto/engine";
 import { Verifier, type VerificationView } from "../crypto/verification";
 import { Gateway, type GatewayStatus } from "../gateway/client";
-import { HistoryDirection, MessageSchema, type Conversation, type Message } from "../gen/kitsulan/v1/conversation_pb";
+import {
+  ConversationKind,
+  HistoryDirection,
+  MessageSchema,
+  type Conversation,
+  type Message,
+} from "../gen/kitsulan/v1/conversation_pb";
 import { MessageChange } from "../gen/kitsulan/v1/gateway_pb";
 import type { Event } from "../gen/kitsulan/v1/gateway_pb";
 import * as db from "../storage/db";
@@ -74,6 +81,8 @@ export class Chat {
   private gateway: Gateway;
   private typingTimer: ReturnType<typeof setInterval>;
   readonly verifier: Verifier;
+  /** Voice and video calls (calls/calls.ts), signalled over this chat's gateway. */
+  readonly calls: Calls;
 
   constructor(
     readonly engine: E2ee,
@@ -111,6 +120,14 @@ export class Chat {
       onEvent: (e) => this.onEvent(e),
       onStatus: (status) => this.set({ status }),
       onSignedOut,
+      onError: (error) => this.calls.onGatewayError(error),
+    });
+    this.calls = new Calls({
+      engine,
+      me: () => this.state.me,
+      members: (id) => this.conversation(id)?.members.map((m) => m.accountId) ?? null,
+      isDirect: (id) => this.conversation(id)?.kind === ConversationKind.DIRECT,
+      send: (signal) => this.gateway.call(signal),
     });
     // Expire typing indicators (others stop sending updates after 6 s).
     this.typingTimer = setInterval(() => this.expireTyping(), 1000);
@@ -153,6 +170,7 @@ export class Chat {
   }
 
   stop(): void {
+    this.calls.dispose();
     this.gateway.stop();
     clearInterval(this.typingTimer);
     this.verifier.dispose();
@@ -533,6 +551,13 @@ export class Chat {
         if (t.typing) who[t.accountId] = Date.now() + 6000;
         else delete who[t.accountId];
         this.set({ typing: { ...this.state.typing, [t.conversationId]: who } });
+        return;
+      }
+      case "call": {
+        const e = body.value;
+        // A call in a conversation we do not know yet (just added to it): fetch the list first.
+        if (!this.conversation(e.conversationId)) await this.loadConversations();
+        this.calls.onEvent(e);
         return;
       }
       case "syncComplete":

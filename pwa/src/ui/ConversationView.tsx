@@ -5,6 +5,7 @@ import { useEffect, useLayoutEffect, useRef, useState, type FormEvent, type Keyb
 import { ConversationKind, ConversationMode, MemberRole } from "../gen/kitsulan/v1/conversation_pb";
 import { useI18n, type Translate } from "../i18n/i18n";
 import { useChat, type Chat, type Item, type Receipt } from "../state/chat";
+import { CallButtons } from "./call/CallButtons";
 import { LockIcon } from "./LockIcon";
 import { Members } from "./Members";
 import { MessageBubble, snippet, type Tick } from "./MessageBubble";
@@ -205,6 +206,7 @@ export function ConversationView({ chat, conversationId }: { chat: Chat; convers
             {t("members")} ({conversation.members.length})
           </button>
         )}
+        <CallButtons chat={chat} conversationId={conversationId} disabled={needsLink} />
       </header>
       {showMembers && <Members chat={chat} conversation={conversation} onClose={() => setShowMembers(false)} />}
       {needsLink && (

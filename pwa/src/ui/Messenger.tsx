@@ -4,6 +4,7 @@ import { useEffect, useState } from "react";
 import { useI18n } from "../i18n/i18n";
 import { useChat, type Chat } from "../state/chat";
 import type { Theme } from "../theme";
+import { CallScreen } from "./call/CallScreen";
 import { ConversationList } from "./ConversationList";
 import { ConversationView } from "./ConversationView";
 import { Devices } from "./Devices";
@@ -61,6 +62,7 @@ export function Messenger({
         {active ? <ConversationView key={active} chat={chat} conversationId={active} /> : <div className="empty" />}
       </main>
       <Notifier chat={chat} />
+      <CallScreen chat={chat} />
       {dialog === "new" && <NewConversation chat={chat} onClose={() => setDialog("none")} />}
       {dialog === "settings" && (
         <Settings

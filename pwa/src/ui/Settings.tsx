@@ -7,6 +7,7 @@ import { errorText } from "../i18n/messages";
 import { loadPrefs, permission, requestPermission, savePrefs, type NotifyPrefs, type Permission } from "../notify/notifications";
 import { useChat, type Chat } from "../state/chat";
 import type { Theme } from "../theme";
+import { CallSettings } from "./call/CallSettings";
 import { CopyId } from "./CopyId";
 import { Dialog } from "./Dialog";
 import { Preferences } from "./Preferences";
@@ -142,6 +143,7 @@ export function Settings({
     <Dialog title={t("settings")} onClose={onClose}>
       <Profile chat={chat} />
       <Notifications />
+      <CallSettings calls={chat.calls} />
       <button type="button" onClick={onDevices}>
         {t("devices")}
       </button>

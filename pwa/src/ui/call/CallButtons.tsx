@@ -1,0 +1,61 @@
+// CallButtons.tsx — audio and video call buttons in a conversation's header, or "Join" buttons
+// while a call is going on there that this device is not in.
+import { useI18n } from "../../i18n/i18n";
+import { useChat, type Chat } from "../../state/chat";
+import { PhoneIcon, VideoIcon } from "./icons";
+import { useCalls } from "./useCalls";
+
+export function CallButtons({ chat, conversationId, disabled }: { chat: Chat; conversationId: string; disabled: boolean }) {
+  const { t } = useI18n();
+  const calls = chat.calls;
+  const ongoing = useCalls(calls, (s) => s.ongoing[conversationId]);
+  const phase = useCalls(calls, (s) => s.call.phase);
+  const inThisCall = useCalls(calls, (s) => s.call.conversationId === conversationId && s.call.phase !== "idle");
+  const online = useChat(chat, (s) => s.status === "online");
+  const busy = phase === "outgoing" || phase === "incoming" || phase === "active";
+  const off = disabled || !online || busy;
+
+  if (ongoing && !inThisCall) {
+    return (
+      <div className="call-buttons" role="group" aria-label={t("callOngoing")}>
+        <button type="button" className="join" disabled={off} onClick={() => void calls.joinOngoing(conversationId, false)}>
+          <PhoneIcon /> <span>{t("joinCall")}</span>
+        </button>
+        <button
+          type="button"
+          className="icon"
+          aria-label={t("joinCallVideo")}
+          title={t("joinCallVideo")}
+          disabled={off}
+          onClick={() => void calls.joinOngoing(conversationId, true)}
+        >
+          <VideoIcon />
+        </button>
+      </div>
+    );
+  }
+  return (
+    <div className="call-buttons">
+      <button
+        type="button"
+        className="icon"
+        aria-label={t("audioCall")}
+        title={t("audioCall")}
+        disabled={off}
+        onClick={() => void calls.start(conversationId, false)}
+      >
+        <PhoneIcon />
+      </button>
+      <button
+        type="button"
+        className="icon"
+        aria-label={t("videoCall")}
+        title={t("videoCall")}
+        disabled={off}
+        onClick={() => void calls.start(conversationId, true)}
+      >
+        <VideoIcon />
+      </button>
+    </div>
+  );
+}

@@ -1,0 +1,169 @@
+// CallScreen.tsx — the call layer over the app: the outgoing call (calling / ringing, cancel),
+// the incoming call (who, answer with or without video, decline; the ringtone plays meanwhile),
+// the call itself (InCall.tsx) and, for a few seconds, why it ended. It is one modal <dialog>
+// (the top layer): above any other dialog that was open, and the app behind it is inert, so the
+// keyboard stays in the call.
+import { useEffect, useRef, type ReactNode } from "react";
+import type { EndReason } from "../../calls/calls";
+import { ConversationKind } from "../../gen/kitsulan/v1/conversation_pb";
+import { useI18n } from "../../i18n/i18n";
+import type { MessageKey } from "../../i18n/messages";
+import { useChat, type Chat } from "../../state/chat";
+import { conversationTitle, personName } from "../names";
+import { Avatar } from "./Avatar";
+import { HangUpIcon, PhoneIcon, VideoIcon } from "./icons";
+import { InCall } from "./InCall";
+import { MediaView } from "./MediaView";
+import { useCalls } from "./useCalls";
+
+const ENDED_TEXT: Record<EndReason, MessageKey> = {
+  missed: "callEndedMissed",
+  cancelled: "callEndedCancelled",
+  unanswered: "callEndedUnanswered",
+  hung_up: "callEndedHungUp",
+  declined: "callEndedDeclined",
+  busy: "callEndedBusy",
+  in_progress: "callEndedInProgress",
+  full: "callEndedFull",
+  media: "callEndedMedia",
+  offline: "callEndedOffline",
+};
+
+function Layer({
+  role,
+  labelledBy,
+  describedBy,
+  label,
+  className = "",
+  children,
+}: {
+  role?: "alertdialog";
+  labelledBy?: string;
+  describedBy?: string;
+  label?: string;
+  className?: string;
+  children: ReactNode;
+}) {
+  const ref = useRef<HTMLDialogElement>(null);
+  useEffect(() => {
+    const d = ref.current;
+    if (d && !d.open) d.showModal();
+    return () => d?.close();
+  }, []);
+  return (
+    <dialog
+      ref={ref}
+      className={`call-screen ${className}`}
+      role={role}
+      aria-labelledby={labelledBy}
+      aria-describedby={describedBy}
+      aria-label={label}
+      // Escape does not close a call: it has its own buttons.
+      onCancel={(e) => e.preventDefault()}
+    >
+      {children}
+    </dialog>
+  );
+}
+
+export function CallScreen({ chat }: { chat: Chat }) {
+  const { t } = useI18n();
+  const calls = chat.calls;
+  const call = useCalls(calls, (s) => s.call);
+  const conversation = useChat(chat, (s) => s.conversations.find((c) => c.id === call.conversationId));
+  useChat(chat, (s) => s.profiles);
+  const focusRef = useRef<HTMLButtonElement>(null);
+
+  // The main action takes the focus when a screen appears (keyboard and screen reader users).
+  useEffect(() => {
+    focusRef.current?.focus();
+  }, [call.phase, call.callId]);
+
+  if (call.phase === "idle") return null;
+  const isGroup = conversation?.kind === ConversationKind.GROUP;
+  const title = conversation ? conversationTitle(chat, t, conversation) : "";
+  const caller = personName(chat, t, call.callerAccountId);
+
+  if (call.phase === "active") {
+    return (
+      <Layer label={t("callWith", { name: title })} className="in-call">
+        <InCall chat={chat} title={title} />
+      </Layer>
+    );
+  }
+
+  if (call.phase === "incoming") {
+    const heading = t(call.video ? "incomingVideoCall" : "incomingAudioCall");
+    return (
+      <Layer role="alertdialog" labelledBy="call-heading" describedBy="call-who" className="call-ring">
+        <div className="call-center">
+          <Avatar name={caller} />
+          <h2 id="call-heading">{heading}</h2>
+          <p id="call-who" className="call-who">
+            {isGroup ? t("callerInGroup", { name: caller, group: title }) : caller}
+          </p>
+        </div>
+        <div className="call-controls">
+          {call.video && (
+            <button type="button" className="call-accept" ref={focusRef} onClick={() => void calls.accept(true)}>
+              <VideoIcon /> <span>{t("answerVideo")}</span>
+            </button>
+          )}
+          <button
+            type="button"
+            className="call-accept"
+            ref={call.video ? undefined : focusRef}
+            onClick={() => void calls.accept(false)}
+          >
+            <PhoneIcon /> <span>{call.video ? t("answerAudio") : t("answer")}</span>
+          </button>
+          <button type="button" className="call-hangup" onClick={() => calls.decline()}>
+            <HangUpIcon /> <span>{t("decline")}</span>
+          </button>
+        </div>
+      </Layer>
+    );
+  }
+
+  if (call.phase === "outgoing") {
+    return (
+      <Layer labelledBy="call-heading" describedBy="call-status">
+        {call.local && call.local.getVideoTracks().length > 0 && (
+          <div className="call-preview">
+            <MediaView stream={call.local} muted mirrored label={t("yourCamera")} />
+          </div>
+        )}
+        <div className="call-center">
+          <Avatar name={title} />
+          <h2 id="call-heading">{title}</h2>
+          <p id="call-status" className="call-who" role="status">
+            {call.ringing ? t("callRinging") : t("callCalling")}
+          </p>
+        </div>
+        <div className="call-controls">
+          <button type="button" className="call-hangup" ref={focusRef} onClick={() => calls.cancel()}>
+            <HangUpIcon /> <span>{t("cancelCall")}</span>
+          </button>
+        </div>
+      </Layer>
+    );
+  }
+
+  // Ended.
+  return (
+    <Layer labelledBy="call-heading">
+      <div className="call-center">
+        <Avatar name={title} />
+        <h2 id="call-heading">{t("callEnded")}</h2>
+        <p className="call-who" role="status">
+          {call.endReason ? t(ENDED_TEXT[call.endReason]) : ""}
+        </p>
+      </div>
+      <div className="call-controls">
+        <button type="button" ref={focusRef} onClick={() => calls.dismiss()}>
+          {t("close")}
+        </button>
+      </div>
+    </Layer>
+  );
+}
