@@ -269,6 +269,8 @@ pub async fn wait_for_stun(server: SocketAddr, limit: Duration) -> anyhow::Resul
 pub struct Coturn {
     /// Where it listens (UDP).
     pub addr: SocketAddr,
+    /// Its relay ports (`--min-port`, `--max-port`).
+    pub relay_ports: (u16, u16),
     child: Child,
     log: PathBuf,
     _dir: tempfile::TempDir,
@@ -311,7 +313,7 @@ impl Coturn {
             .spawn()
             .context("start turnserver")?;
         let addr: SocketAddr = ([127, 0, 0, 1], port).into();
-        let coturn = Self { addr, child, log, _dir: dir };
+        let coturn = Self { addr, relay_ports: (min, max), child, log, _dir: dir };
         if !wait_for_stun(addr, Duration::from_secs(10)).await? {
             bail!("turnserver did not answer STUN on {addr} within 10 s; log:\n{}", coturn.log_text());
         }
@@ -321,6 +323,16 @@ impl Coturn {
     /// Everything coturn logged so far.
     pub fn log_text(&self) -> String {
         read_lossy(&self.log)
+    }
+
+    /// Whether coturn logged a successful Allocate by `username` (coturn 4.6's wording).
+    pub fn allocated_for(&self, username: &str) -> bool {
+        self.log_text().contains(&format!("user <{username}>: incoming packet ALLOCATE processed, success"))
+    }
+
+    /// Whether coturn logged refusing a request by `username` with 401 (coturn 4.6's wording).
+    pub fn refused(&self, username: &str) -> bool {
+        self.log_text().contains(&format!("user <{username}>: incoming packet message processed, error 401"))
     }
 }
 
@@ -343,8 +355,9 @@ mod tests {
 
     #[test]
     fn urls_and_usernames_are_read() {
-        assert_eq!(url_addr("turn:127.0.0.1:3478?transport=udp").unwrap(), "127.0.0.1:3478".parse().unwrap());
-        assert_eq!(url_addr("stun:192.0.2.7:3478").unwrap(), "192.0.2.7:3478".parse().unwrap());
+        let addr = |s: &str| s.parse::<SocketAddr>().unwrap();
+        assert_eq!(url_addr("turn:127.0.0.1:3478?transport=udp").unwrap(), addr("127.0.0.1:3478"));
+        assert_eq!(url_addr("stun:192.0.2.7:3478").unwrap(), addr("192.0.2.7:3478"));
         assert!(url_addr("http://x").is_err());
         let (expiry, account) = parse_username("1700000000:0190a5b2-3c4d-7e8f-9a0b-1c2d3e4f5a6b").unwrap();
         assert_eq!((expiry, account.as_str()), (1_700_000_000, "0190a5b2-3c4d-7e8f-9a0b-1c2d3e4f5a6b"));

@@ -98,6 +98,10 @@ pub const OLM_CONVERSATION_KEY: u8 = 0x02;
 /// Kind byte of an Olm plaintext that carries a verification message
 /// (`0x03 || kitsulan_crypto::verification` message; see [`crate::verification`]).
 pub const OLM_VERIFICATION: u8 = 0x03;
+/// Kind byte of an Olm plaintext that carries a call signal's payload, sent in the call signal
+/// itself, not as a to-device message (`0x04 || conversation id (16) || call id (16) ||
+/// action (1) || JSON`; docs/calls.md, see [`crate::call_peer`]).
+pub const OLM_CALL_SIGNAL: u8 = 0x04;
 /// Kind byte of the pairing-channel message that carries the account key secret.
 pub const PAIRING_ACCOUNT_KEY: u8 = 0x01;
 /// Kind byte of the new device's commitment to its SAS key.
@@ -634,6 +638,17 @@ impl E2eeDevice {
         device_id: &str,
         plaintext: &[u8],
     ) -> anyhow::Result<OutgoingToDeviceMessage> {
+        Ok(OutgoingToDeviceMessage {
+            message_id: Uuid::now_v7().to_string(),
+            recipient_device_id: device_id.to_owned(),
+            ciphertext: self.olm_encrypt(device_id, plaintext)?,
+        })
+    }
+
+    /// Olm-encrypts `plaintext` for `device_id` (a session must exist, or one the peer opened
+    /// to us): `0x01 || Olm message`, the ciphertext of a to-device message and the payload of
+    /// a call's OFFER, ANSWER and ICE_CANDIDATE ([`crate::call_peer`]).
+    pub fn olm_encrypt(&mut self, device_id: &str, plaintext: &[u8]) -> anyhow::Result<Vec<u8>> {
         let session = self
             .olm
             .get_mut(device_id)
@@ -641,11 +656,38 @@ impl E2eeDevice {
             .with_context(|| format!("no Olm session with {device_id}"))?;
         let mut ciphertext = vec![ENVELOPE_OLM];
         ciphertext.extend_from_slice(&session.encrypt(plaintext)?);
-        Ok(OutgoingToDeviceMessage {
-            message_id: Uuid::now_v7().to_string(),
-            recipient_device_id: device_id.to_owned(),
-            ciphertext,
-        })
+        Ok(ciphertext)
+    }
+
+    /// Decrypts `0x01 || Olm message` from `sender_device_id` of `sender_account_id` (looking
+    /// the device up first if it is new to us, and opening the inbound session a pre-key
+    /// message starts): the counterpart of [`Self::olm_encrypt`].
+    pub async fn olm_decrypt(
+        &mut self,
+        sender_account_id: &str,
+        sender_device_id: &str,
+        ciphertext: &[u8],
+    ) -> anyhow::Result<Vec<u8>> {
+        let peer = self.sender(sender_account_id, sender_device_id).await?;
+        match ciphertext.split_first() {
+            Some((&ENVELOPE_OLM, olm)) => self.decrypt_olm(&peer, olm),
+            _ => bail!("not an Olm envelope"),
+        }
+    }
+
+    /// The verified device `device_id`, which must belong to `account_id`; looked up with
+    /// `QueryKeys` if it is new to us.
+    async fn sender(&mut self, account_id: &str, device_id: &str) -> anyhow::Result<PeerDevice> {
+        if !self.peers.contains_key(device_id) {
+            self.sync_devices(&[account_id]).await?;
+        }
+        let peer = self
+            .peers
+            .get(device_id)
+            .cloned()
+            .with_context(|| format!("unknown sending device {device_id}"))?;
+        ensure!(peer.account_id == account_id, "device {device_id} is not of the account named");
+        Ok(peer)
     }
 
     /// The account key pinned for `account_id` (the first one seen, or our own).
@@ -880,12 +922,7 @@ impl E2eeDevice {
 
     async fn take(&mut self, message: &ToDeviceMessage, inbox: &mut Inbox) -> anyhow::Result<()> {
         let sender = message.sender_device_id.clone();
-        if !self.peers.contains_key(&sender) {
-            self.sync_devices(&[message.sender_account_id.as_str()]).await?;
-        }
-        let peer =
-            self.peers.get(&sender).cloned().with_context(|| format!("unknown sending device {sender}"))?;
-        ensure!(peer.account_id == message.sender_account_id, "device {sender} is not of the account named");
+        let peer = self.sender(&message.sender_account_id, &sender).await?;
         match message.ciphertext.split_first() {
             Some((&ENVELOPE_OLM, olm)) => {
                 let plaintext = self.decrypt_olm(&peer, olm)?;

@@ -10,10 +10,12 @@
 //! - [`conversations`]: conversations and their E2EE messages (sending, history, decrypting).
 //! - [`gateway`]: the real-time gateway (WebSocket client, live inbox with dedupe and resume).
 //! - [`calls`]: call signals, TURN credentials, coturn's client and server.
+//! - [`call_peer`]: a device in a call with a real WebRTC peer connection (relay-only ICE).
 //! - [`scan`]: searching the server's storage for plaintexts and private keys.
 //! - [`verification`]: verifying another person with SAS emoji over Olm to-device messages.
 
 pub mod admin;
+pub mod call_peer;
 pub mod calls;
 pub mod client;
 pub mod conversations;
