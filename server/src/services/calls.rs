@@ -158,7 +158,7 @@ impl Calls {
             return match self.store.start_call(&call).await? {
                 StartOutcome::Started | StartOutcome::Duplicate => {
                     let event = event(CallAction::Invite, vec![caller.device_id]);
-                    self.to_conversation(event, caller.device_id).await;
+                    self.to_conversation(event, Some(caller.device_id)).await;
                     Ok(())
                 }
                 StartOutcome::Busy(going) => Err(Error::Conflict {
@@ -184,7 +184,8 @@ impl Calls {
                 let device = (caller.account_id, caller.device_id);
                 match self.store.join_call(call.id, device, MAX_CALL_DEVICES, now_ms()).await? {
                     JoinOutcome::Joined(devices) => {
-                        self.to_conversation(event(CallAction::Accept, devices), caller.device_id).await;
+                        self.to_conversation(event(CallAction::Accept, devices), Some(caller.device_id))
+                            .await;
                         Ok(())
                     }
                     JoinOutcome::Full => Err(Error::limit(
@@ -264,27 +265,26 @@ impl Calls {
                 reason: reason.to_owned(),
                 participants: Vec::new(),
             };
-            self.delivery
-                .publish(Notice::Call {
-                    event: Arc::new(event),
-                    conversation: true,
-                    devices: Vec::new(),
-                    accounts: Vec::new(),
-                    except: None,
-                })
-                .await;
+            self.to_conversation(event, None).await;
         }
         Ok(())
     }
 
-    async fn to_conversation(&self, event: CallEvent, except: DeviceId) {
-        let notice = Notice::Call {
-            event: Arc::new(event),
-            conversation: true,
-            devices: Vec::new(),
-            accounts: Vec::new(),
-            except: Some(except),
+    /// Sends `event` to every device of every member of its conversation (but `except`). The
+    /// members come from the database, not from what the gateway sessions have learnt so far:
+    /// a session adds a new conversation only when it gets to its own membership event, and a
+    /// call started right after the conversation was created must still ring.
+    async fn to_conversation(&self, event: CallEvent, except: Option<DeviceId>) {
+        let (conversation, accounts) = match self.store.members(event.conversation).await {
+            Ok(members) => (false, members.into_iter().map(|m| m.account_id).collect()),
+            Err(e) => {
+                // Still reach the devices whose sessions know the conversation.
+                tracing::warn!(error = %e, "cannot read the members of a call's conversation");
+                (true, Vec::new())
+            }
         };
+        let notice =
+            Notice::Call { event: Arc::new(event), conversation, devices: Vec::new(), accounts, except };
         self.delivery.publish(notice).await;
     }
 
@@ -349,14 +349,7 @@ impl Calls {
                             reason: "unanswered".into(),
                             participants: Vec::new(),
                         };
-                        let notice = Notice::Call {
-                            event: Arc::new(event),
-                            conversation: true,
-                            devices: Vec::new(),
-                            accounts: Vec::new(),
-                            except: None,
-                        };
-                        self.delivery.publish(notice).await;
+                        self.to_conversation(event, None).await;
                     }
                 }
                 Err(e) => tracing::warn!(error = %e, "cannot end unanswered calls"),
