@@ -10,9 +10,11 @@
 //! - [`conversations`]: conversations and their E2EE messages (sending, history, decrypting).
 //! - [`gateway`]: the real-time gateway (WebSocket client, live inbox with dedupe and resume).
 //! - [`calls`]: call signals, TURN credentials, coturn's client and server.
+//! - [`attachments`]: encrypted files, streamed uploads and downloads, a real S3 server.
 //! - [`scan`]: searching the server's storage for plaintexts and private keys.
 
 pub mod admin;
+pub mod attachments;
 pub mod calls;
 pub mod client;
 pub mod conversations;
