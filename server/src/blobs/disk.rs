@@ -84,10 +84,8 @@ impl DiskBlobs {
     /// and removes temporary files a crash left behind.
     pub fn open(data_dir: &Path) -> anyhow::Result<Self> {
         let root = data_dir.join("blobs");
-        for kind in [BlobKind::Attachment] {
-            let dir = root.join(kind.as_str());
-            std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
-        }
+        let dir = root.join(BlobKind::Attachment.as_str());
+        std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
         let tmp = root.join(".tmp");
         if tmp.exists() {
             std::fs::remove_dir_all(&tmp).with_context(|| format!("cannot clear {}", tmp.display()))?;

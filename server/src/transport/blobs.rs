@@ -40,8 +40,8 @@ fn check(
     (kind, id): (&str, &str),
     query: &HashMap<String, String>,
     with_size: bool,
-) -> Result<(BlobKey, Option<u64>), Response> {
-    let key = BlobKey::parse(kind, id).ok_or_else(|| refuse(StatusCode::NOT_FOUND, "no such blob\n"))?;
+) -> Result<(BlobKey, Option<u64>), (StatusCode, &'static str)> {
+    let key = BlobKey::parse(kind, id).ok_or((StatusCode::NOT_FOUND, "no such blob\n"))?;
     let expires = query.get("expires").and_then(|e| e.parse::<i64>().ok());
     let sig = query.get("sig");
     let size = if with_size {
@@ -49,20 +49,18 @@ fn check(
             query
                 .get("size")
                 .and_then(|s| s.parse::<u64>().ok())
-                .ok_or_else(|| refuse(StatusCode::FORBIDDEN, "this URL is not signed for uploads\n"))?,
+                .ok_or((StatusCode::FORBIDDEN, "this URL is not signed for uploads\n"))?,
         )
     } else {
         None
     };
     let (Some(expires), Some(sig)) = (expires, sig) else {
-        return Err(refuse(StatusCode::FORBIDDEN, "this URL is not signed\n"));
+        return Err((StatusCode::FORBIDDEN, "this URL is not signed\n"));
     };
     match blobs.verify(method, &key, size, expires, sig, now_ms()) {
         Ok(()) => Ok((key, size)),
-        Err(SignatureError::Expired) => Err(refuse(StatusCode::FORBIDDEN, "this URL has expired\n")),
-        Err(SignatureError::Invalid) => {
-            Err(refuse(StatusCode::FORBIDDEN, "this URL's signature is not valid\n"))
-        }
+        Err(SignatureError::Expired) => Err((StatusCode::FORBIDDEN, "this URL has expired\n")),
+        Err(SignatureError::Invalid) => Err((StatusCode::FORBIDDEN, "this URL's signature is not valid\n")),
     }
 }
 
@@ -75,7 +73,7 @@ async fn upload(
 ) -> Response {
     let (key, size) = match check(&blobs, "PUT", (&kind, &id), &query, true) {
         Ok(checked) => checked,
-        Err(response) => return response,
+        Err((code, text)) => return refuse(code, text),
     };
     let size = size.unwrap_or_default();
     // A declared length that does not match is refused before a byte is read.
@@ -114,7 +112,7 @@ async fn download(
 ) -> Response {
     let key = match check(&blobs, "GET", (&kind, &id), &query, false) {
         Ok((key, _)) => key,
-        Err(response) => return response,
+        Err((code, text)) => return refuse(code, text),
     };
     match blobs.open_blob(&key).await {
         Ok(Some((file, size))) => {
