@@ -112,7 +112,12 @@ impl Client {
         self.session.as_ref().map_or("", |s| s.device_id.as_str())
     }
 
-    fn headers(&self) -> Headers {
+    /// The connection.
+    pub(crate) fn channel(&self) -> Channel {
+        self.channel.clone()
+    }
+
+    pub(crate) fn headers(&self) -> Headers {
         let bearer = self
             .session
             .as_ref()
@@ -333,7 +338,10 @@ pub fn documented_code(reason: &str) -> Option<Code> {
         | "SESSION_ID_INVALID"
         | "LIMIT_INVALID"
         | "SEQ_INVALID"
-        | "SEQ_IN_FUTURE" => Code::InvalidArgument,
+        | "SEQ_IN_FUTURE"
+        | "SIZE_INVALID"
+        | "TTL_INVALID"
+        | "TOO_MANY_ATTACHMENTS" => Code::InvalidArgument,
         "USERNAME_TAKEN" | "EMAIL_TAKEN" | "MESSAGE_ID_TAKEN" => Code::AlreadyExists,
         "INVALID_CREDENTIALS"
         | "TOTP_REQUIRED"
@@ -361,17 +369,29 @@ pub fn documented_code(reason: &str) -> Option<Code> {
         | "MODE_UNAVAILABLE"
         | "NOT_A_GROUP"
         | "MESSAGE_DELETED"
-        | "TURN_UNAVAILABLE" => Code::FailedPrecondition,
+        | "TURN_UNAVAILABLE"
+        | "ATTACHMENT_EXPIRED"
+        | "ATTACHMENT_NOT_UPLOADED"
+        | "ATTACHMENT_NOT_LINKABLE"
+        | "UPLOAD_INCOMPLETE" => Code::FailedPrecondition,
         "DEVICE_NOT_FOUND"
         | "PAIRING_NOT_FOUND"
         | "ACCOUNT_NOT_FOUND"
         | "MEMBER_NOT_FOUND"
         | "CONVERSATION_NOT_FOUND"
         | "MESSAGE_NOT_FOUND"
-        | "REPLY_NOT_FOUND" => Code::NotFound,
-        "RATE_LIMITED" | "TOO_MANY_KEYS" | "TOO_MANY_ITEMS" | "INBOX_FULL" | "PAIRING_FULL"
-        | "TOO_MANY_MEMBERS" | "TOO_MANY_ACCOUNTS" => Code::ResourceExhausted,
-        "EMAIL_SEND_FAILED" | "UNAVAILABLE" => Code::Unavailable,
+        | "REPLY_NOT_FOUND"
+        | "ATTACHMENT_NOT_FOUND" => Code::NotFound,
+        "RATE_LIMITED"
+        | "TOO_MANY_KEYS"
+        | "TOO_MANY_ITEMS"
+        | "INBOX_FULL"
+        | "PAIRING_FULL"
+        | "TOO_MANY_MEMBERS"
+        | "TOO_MANY_ACCOUNTS"
+        | "ATTACHMENT_TOO_LARGE"
+        | "QUOTA_EXCEEDED" => Code::ResourceExhausted,
+        "EMAIL_SEND_FAILED" | "UNAVAILABLE" | "STORAGE_UNAVAILABLE" => Code::Unavailable,
         "INTERNAL" => Code::Internal,
         _ => return None,
     })

@@ -236,6 +236,7 @@ impl Encrypted {
             ciphertext: self.ciphertext.clone(),
             session_id: self.session_id.as_bytes().to_vec(),
             reply_to: reply_to.to_owned(),
+            attachment_ids: Vec::new(),
         }
     }
 

@@ -242,6 +242,13 @@ pub fn describe(event: &Event) -> String {
         }
         Some(event::Body::Presence(p)) => format!("presence {}: {}", p.account_id, p.online),
         Some(event::Body::SyncComplete(_)) => "sync_complete".to_owned(),
+        Some(event::Body::Attachment(a)) => format!(
+            "attachment {:?} {} in {} by {:?}",
+            a.change(),
+            a.attachment_id,
+            a.conversation_id,
+            a.account_id
+        ),
         None => "an empty event".to_owned(),
     };
     format!("#{} {body}", event.seq)

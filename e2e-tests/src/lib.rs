@@ -11,10 +11,12 @@
 //! - [`gateway`]: the real-time gateway (WebSocket client, live inbox with dedupe and resume).
 //! - [`calls`]: call signals, TURN credentials, coturn's client and server.
 //! - [`call_peer`]: a device in a call with a real WebRTC peer connection (relay-only ICE).
+//! - [`attachments`]: encrypted files, streamed uploads and downloads, a real S3 server.
 //! - [`scan`]: searching the server's storage for plaintexts and private keys.
 //! - [`verification`]: verifying another person with SAS emoji over Olm to-device messages.
 
 pub mod admin;
+pub mod attachments;
 pub mod call_peer;
 pub mod calls;
 pub mod client;

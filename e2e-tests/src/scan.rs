@@ -6,7 +6,8 @@
 //! dump of its database (`pg_dump --data-only`, or when `pg_dump` is not installed, every
 //! column of every row of every table in the `public` schema). Raw files include deleted rows
 //! and free pages, so this is the check for "never stored". [`scan_database_rows`] looks only
-//! at the live rows (SQLite or PostgreSQL), the check for "deleted".
+//! at the live rows (SQLite or PostgreSQL), the check for "deleted". [`scan_for_plaintexts_with`]
+//! reads other places too (an S3 server's directory).
 //!
 //! Each needle is searched raw and in the encodings a server might store it in: hex (both
 //! cases), and standard and URL-safe base64 at each of the three byte alignments (so a needle
@@ -130,6 +131,28 @@ fn label_plaintexts(needles: &[&[u8]]) -> Vec<(String, Vec<u8>)> {
 /// Every place in the server's data dir and database (dump) where one of `needles` appears.
 pub async fn scan_for_plaintexts(server: &TestServer, needles: &[&[u8]]) -> anyhow::Result<Vec<Finding>> {
     scan_labelled(server, &label_plaintexts(needles)).await
+}
+
+/// [`scan_for_plaintexts`] plus every file under `extra` (e.g. the S3 server's directory, where
+/// a Pro server's blobs live; a Lite server's `blobs/` is in its data dir already).
+pub async fn scan_for_plaintexts_with(
+    server: &TestServer,
+    extra: &[&Path],
+    needles: &[&[u8]],
+) -> anyhow::Result<Vec<Finding>> {
+    let labelled = label_plaintexts(needles);
+    let mut findings = scan_labelled(server, &labelled).await?;
+    let patterns = Patterns::new(&labelled)?;
+    for dir in extra {
+        let mut files = Vec::new();
+        collect_files(dir, &mut files)?;
+        ensure!(!files.is_empty(), "nothing stored under {}: the scan would prove nothing", dir.display());
+        for file in files {
+            let bytes = std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
+            patterns.search(&bytes, &file.display().to_string(), &mut findings);
+        }
+    }
+    Ok(findings)
 }
 
 /// [`scan_for_plaintexts`] for labelled secrets (e.g. [`crate::e2ee::E2eeDevice::secrets`]).

@@ -150,6 +150,7 @@ fn raw_request(conversation_id: &str, ciphertext: &[u8]) -> SendMessageRequest {
         ciphertext: ciphertext.to_vec(),
         session_id: b"an opaque session id".to_vec(),
         reply_to: String::new(),
+        attachment_ids: Vec::new(),
     }
 }
 

@@ -74,6 +74,7 @@ fn opaque(conversation_id: &str, n: usize) -> SendMessageRequest {
         ciphertext: format!("opaque ciphertext {n}").into_bytes(),
         session_id: b"an opaque session".to_vec(),
         reply_to: String::new(),
+        attachment_ids: Vec::new(),
     }
 }
 

@@ -15,6 +15,7 @@ use futures_util::StreamExt as _;
 use uuid::Uuid;
 
 use crate::ids::{AccountId, ConversationId, DeviceId};
+use crate::services::attachments::AttachmentEvent;
 use crate::services::calls::CallEvent;
 use crate::store::MessageRecord;
 
@@ -76,6 +77,16 @@ pub enum Notice {
         accounts: Vec<AccountId>,
         /// Not this one.
         except: Option<DeviceId>,
+    },
+    /// An attachment was downloaded or is gone, for every member device of its conversation
+    /// (`conversation`) and the devices of `accounts`.
+    Attachment {
+        /// What happened.
+        event: Arc<AttachmentEvent>,
+        /// Every member device of the event's conversation.
+        conversation: bool,
+        /// Every device of these accounts.
+        accounts: Vec<AccountId>,
     },
 }
 
@@ -201,13 +212,14 @@ mod wire {
     use uuid::Uuid;
 
     use super::Notice;
-    use crate::ids::{AccountId, CallId, ConversationId, DeviceId, MessageId};
+    use crate::ids::{AccountId, AttachmentId, CallId, ConversationId, DeviceId, MessageId};
+    use crate::services::attachments::{AttachmentChange, AttachmentEvent};
     use crate::services::calls::{CallAction, CallEvent};
     use crate::store::MessageRecord;
 
     #[derive(Clone, PartialEq, prost::Message)]
     pub struct Envelope {
-        #[prost(oneof = "Kind", tags = "1, 2, 3, 4, 5, 6, 7, 8")]
+        #[prost(oneof = "Kind", tags = "1, 2, 3, 4, 5, 6, 7, 8, 9")]
         pub kind: Option<Kind>,
     }
 
@@ -229,6 +241,26 @@ mod wire {
         Call(Call),
         #[prost(message, tag = "8")]
         NodeAlive(NodeAlive),
+        #[prost(message, tag = "9")]
+        Attachment(Attachment),
+    }
+
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct Attachment {
+        #[prost(bytes = "vec", tag = "1")]
+        pub attachment_id: Vec<u8>,
+        #[prost(bytes = "vec", tag = "2")]
+        pub conversation_id: Vec<u8>,
+        #[prost(bool, tag = "3")]
+        pub downloaded: bool,
+        #[prost(bytes = "vec", optional, tag = "4")]
+        pub account_id: Option<Vec<u8>>,
+        #[prost(int64, tag = "5")]
+        pub at_ms: i64,
+        #[prost(bool, tag = "6")]
+        pub to_conversation: bool,
+        #[prost(bytes = "vec", repeated, tag = "7")]
+        pub accounts: Vec<Vec<u8>>,
     }
 
     #[derive(Clone, PartialEq, prost::Message)]
@@ -410,6 +442,15 @@ mod wire {
                 accounts: accounts.iter().map(|a| b(a.as_uuid())).collect(),
                 except: except.map(|d| b(d.as_uuid())),
             }),
+            Notice::Attachment { event, conversation, accounts } => Kind::Attachment(Attachment {
+                attachment_id: b(event.attachment.as_uuid()),
+                conversation_id: b(event.conversation.as_uuid()),
+                downloaded: event.change == AttachmentChange::Downloaded,
+                account_id: event.account.map(|a| b(a.as_uuid())),
+                at_ms: event.at_ms,
+                to_conversation: *conversation,
+                accounts: accounts.iter().map(|a| b(a.as_uuid())).collect(),
+            }),
         };
         Envelope { kind: Some(kind) }.encode_to_vec()
     }
@@ -451,6 +492,21 @@ mod wire {
                 recipients: accounts(&p.recipients)?,
             },
             Kind::NodeAlive(n) => Notice::NodeAlive { node: u(&n.node)?, accounts: accounts(&n.accounts)? },
+            Kind::Attachment(a) => Notice::Attachment {
+                event: Arc::new(AttachmentEvent {
+                    attachment: AttachmentId::from_uuid(u(&a.attachment_id)?),
+                    conversation: ConversationId::from_uuid(u(&a.conversation_id)?),
+                    change: if a.downloaded {
+                        AttachmentChange::Downloaded
+                    } else {
+                        AttachmentChange::Expired
+                    },
+                    account: a.account_id.as_deref().map(u).transpose()?.map(AccountId::from_uuid),
+                    at_ms: a.at_ms,
+                }),
+                conversation: a.to_conversation,
+                accounts: accounts(&a.accounts)?,
+            },
             Kind::Call(c) => Notice::Call {
                 event: Arc::new(CallEvent {
                     conversation: ConversationId::from_uuid(u(&c.conversation_id)?),

@@ -170,6 +170,9 @@ pub struct ServeArgs {
 
     #[command(flatten)]
     pub turn: TurnArgs,
+
+    #[command(flatten)]
+    pub attachments: AttachmentArgs,
 }
 
 fn parse_bus_url(raw: &str) -> Result<String, String> {
@@ -459,6 +462,123 @@ impl SmtpArgs {
             username: self.username.clone().filter(|u| !u.is_empty()),
             password: self.password.clone(),
             from: from.to_owned(),
+        }))
+    }
+}
+
+/// Where attachment blobs are kept.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum BlobsMode {
+    /// Files in the data dir (`blobs/`), served by this binary through signed URLs (Lite).
+    Disk,
+    /// A bucket of any S3 API (`KITSULAN_S3_*`); clients use presigned URLs (Pro).
+    S3,
+}
+
+/// Attachments: where their blobs live and how big they may be.
+#[derive(Debug, Args)]
+#[command(next_help_heading = "Attachments")]
+pub struct AttachmentArgs {
+    /// Where blobs are kept.
+    #[arg(long = "blobs", env = "KITSULAN_BLOBS", value_enum, default_value_t = BlobsMode::Disk)]
+    pub blobs: BlobsMode,
+
+    /// Largest attachment, in bytes of ciphertext (default 100 MiB; at most 5 GiB, S3's limit
+    /// for one upload).
+    #[arg(long = "attachment-max-bytes", env = "KITSULAN_ATTACHMENT_MAX_BYTES", default_value_t = 100 * 1024 * 1024,
+          value_parser = clap::value_parser!(u64).range(1..=5 * 1024 * 1024 * 1024))]
+    pub max_bytes: u64,
+
+    /// Bytes of attachments each account may keep at once (default 2 GiB).
+    #[arg(long = "attachment-quota-bytes", env = "KITSULAN_ATTACHMENT_QUOTA_BYTES", default_value_t = 2 * 1024 * 1024 * 1024,
+          value_parser = clap::value_parser!(u64).range(1..=(1 << 50)))]
+    pub quota_bytes: u64,
+
+    /// How long upload and download URLs work, in seconds.
+    #[arg(long = "attachment-url-ttl-seconds", env = "KITSULAN_ATTACHMENT_URL_TTL_SECONDS", default_value_t = 900,
+          value_parser = clap::value_parser!(u64).range(1..=604_800))]
+    pub url_ttl_seconds: u64,
+
+    /// Seconds an attachment may stay unsent (no message carries it) before it is deleted.
+    #[arg(long = "attachment-orphan-grace-seconds", env = "KITSULAN_ATTACHMENT_ORPHAN_GRACE_SECONDS",
+          default_value_t = 86_400, value_parser = clap::value_parser!(u64).range(1..=2_592_000))]
+    pub orphan_grace_seconds: u64,
+
+    /// How often expired, deleted and unsent attachments are looked for, in seconds.
+    #[arg(long = "attachment-sweep-seconds", env = "KITSULAN_ATTACHMENT_SWEEP_SECONDS", default_value_t = 60,
+          value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub sweep_seconds: u64,
+
+    /// S3 endpoint, e.g. `https://s3.eu-central-1.amazonaws.com` or `http://garage:3900`.
+    #[arg(long = "s3-endpoint", env = "KITSULAN_S3_ENDPOINT")]
+    pub s3_endpoint: Option<String>,
+
+    /// S3 region (what the store expects; Garage's default is `garage`).
+    #[arg(long = "s3-region", env = "KITSULAN_S3_REGION", default_value = "us-east-1")]
+    pub s3_region: String,
+
+    /// S3 bucket (made at start-up when it does not exist).
+    #[arg(long = "s3-bucket", env = "KITSULAN_S3_BUCKET")]
+    pub s3_bucket: Option<String>,
+
+    /// S3 access key id.
+    #[arg(long = "s3-access-key-id", env = "KITSULAN_S3_ACCESS_KEY_ID")]
+    pub s3_access_key_id: Option<String>,
+
+    /// S3 secret access key.
+    #[arg(long = "s3-secret-access-key", env = "KITSULAN_S3_SECRET_ACCESS_KEY", hide_env_values = true)]
+    pub s3_secret_access_key: Option<Secret>,
+
+    /// Path-style S3 URLs (`host/bucket/key`), as Garage, MinIO and most self-hosted stores
+    /// want; `false` for virtual-hosted style (`bucket.host/key`).
+    #[arg(long = "s3-path-style", env = "KITSULAN_S3_PATH_STYLE", default_value_t = true, action = clap::ArgAction::Set,
+          value_parser = clap::builder::BoolishValueParser::new())]
+    pub s3_path_style: bool,
+}
+
+impl AttachmentArgs {
+    /// The limits and timings as the services take them.
+    pub fn settings(&self) -> crate::services::AttachmentSettings {
+        crate::services::AttachmentSettings {
+            max_bytes: self.max_bytes,
+            quota_bytes: self.quota_bytes,
+            url_ttl: Duration::from_secs(self.url_ttl_seconds),
+            orphan_grace: Duration::from_secs(self.orphan_grace_seconds),
+        }
+    }
+
+    /// The S3 settings with `KITSULAN_BLOBS=s3`, or the one line saying what is missing.
+    pub fn s3(&self) -> Result<Option<crate::blobs::S3Settings>, String> {
+        if self.blobs != BlobsMode::S3 {
+            return Ok(None);
+        }
+        let required =
+            |value: Option<&str>, name: &str, flag: &str| {
+                value.map(str::trim).filter(|v| !v.is_empty()).map(str::to_owned).ok_or_else(|| {
+                    format!("invalid setting {name} (--{flag}): required with KITSULAN_BLOBS=s3")
+                })
+            };
+        let endpoint = required(self.s3_endpoint.as_deref(), "KITSULAN_S3_ENDPOINT", "s3-endpoint")?;
+        if !(endpoint.starts_with("https://") || endpoint.starts_with("http://")) {
+            return Err(format!(
+                "invalid setting KITSULAN_S3_ENDPOINT (--s3-endpoint) {endpoint:?}: expected an http:// or https:// URL"
+            ));
+        }
+        let bucket = required(self.s3_bucket.as_deref(), "KITSULAN_S3_BUCKET", "s3-bucket")?;
+        let access_key_id =
+            required(self.s3_access_key_id.as_deref(), "KITSULAN_S3_ACCESS_KEY_ID", "s3-access-key-id")?;
+        let secret = required(
+            self.s3_secret_access_key.as_ref().map(Secret::expose),
+            "KITSULAN_S3_SECRET_ACCESS_KEY",
+            "s3-secret-access-key",
+        )?;
+        Ok(Some(crate::blobs::S3Settings {
+            endpoint,
+            region: self.s3_region.trim().to_owned(),
+            bucket,
+            access_key_id,
+            secret_access_key: Secret(secret),
+            path_style: self.s3_path_style,
         }))
     }
 }

@@ -105,6 +105,10 @@ uuid_v7_id!(
     /// A call, chosen by the caller's device.
     CallId
 );
+uuid_v7_id!(
+    /// An attachment (an encrypted blob), chosen by the server at CreateUpload.
+    AttachmentId
+);
 
 #[cfg(test)]
 mod tests {

@@ -4,6 +4,7 @@
 //! Layers point inward: [`transport`] (wire protocols) -> [`services`] (the rules) ->
 //! [`store`] (storage traits with SQLite and PostgreSQL implementations).
 
+pub mod blobs;
 pub mod bus;
 pub mod config;
 pub mod ids;

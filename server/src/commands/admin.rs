@@ -12,7 +12,7 @@ use super::open_store;
 use crate::bus::{Bus, InProcessBus};
 use crate::config::{AdminArgs, AdminCommand, DeviceCommand, GlobalArgs, UserCommand};
 use crate::ids::DeviceId;
-use crate::services::{AuthPolicy, Hub, ServerInfo, Services, StorageBackend};
+use crate::services::{AuthPolicy, BlobSetup, Hub, ServerInfo, Services, StorageBackend};
 use crate::store::{AccountRecord, DeviceRecord};
 
 pub async fn run(global: &GlobalArgs, args: &AdminArgs) -> anyhow::Result<()> {
@@ -29,8 +29,15 @@ pub async fn run(global: &GlobalArgs, args: &AdminArgs) -> anyhow::Result<()> {
     // Connections live in `serve`; what the admin changes reaches them through the database.
     let hub = Hub::new();
     let bus: Arc<dyn Bus> = Arc::new(InProcessBus::new(hub.clone()));
-    let services =
-        Arc::new(Services::new(store.clone(), info, AuthPolicy::default(), None, (bus, hub), None));
+    let services = Arc::new(Services::new(
+        store.clone(),
+        info,
+        AuthPolicy::default(),
+        None,
+        (bus, hub),
+        None,
+        BlobSetup::none(),
+    ));
     let result = dispatch(&services, &args.command).await;
     store.close().await;
     result

@@ -12,10 +12,11 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tracing::{error, info, warn};
 
+use crate::blobs::{BlobStore, DiskBlobs, S3Blobs};
 use crate::bus::{self, NoticeSink};
 use crate::config::{Cli, Command, DatabaseUrl, GlobalArgs, ServeArgs, SignUp, TurnArgs, TurnMode};
 use crate::mail::{Mailer, SmtpMailer};
-use crate::services::{AuthPolicy, Hub, ServerInfo, Services, StorageBackend, TurnSettings};
+use crate::services::{AuthPolicy, BlobSetup, Hub, ServerInfo, Services, StorageBackend, TurnSettings};
 use crate::store::{self, ConnectOptions, Store};
 use crate::{telemetry, transport};
 
@@ -105,6 +106,7 @@ async fn serve(global: &GlobalArgs, args: &ServeArgs) -> anyhow::Result<()> {
         refresh_ttl: Duration::from_secs(args.auth.refresh_token_ttl_days * 86_400),
         limits: args.auth.limits(),
     };
+    let (blobs, storage) = open_blobs(global, args).await?;
     let (turn, relay) = start_turn(global, &args.turn).await?;
     let hub = Hub::new();
     let sink: Arc<dyn NoticeSink> = hub.clone();
@@ -117,14 +119,17 @@ async fn serve(global: &GlobalArgs, args: &ServeArgs) -> anyhow::Result<()> {
             version: env!("CARGO_PKG_VERSION"),
             instance_id: instance.id,
             database: store.backend(),
-            storage: StorageBackend::Local,
+            storage,
         },
         policy,
         mailer,
         (bus, hub),
         turn,
+        blobs,
     ));
     let housekeeping = tokio::spawn(services.clone().housekeeping(Duration::from_secs(600)));
+    let sweep = Duration::from_secs(args.attachments.sweep_seconds);
+    let attachments = tokio::spawn(services.attachments.clone().housekeeping(sweep));
     let revocations = tokio::spawn(services.delivery.clone().watch_revocations(Duration::from_millis(500)));
     let presence = tokio::spawn(services.delivery.clone().keep_presence());
     let ring = Duration::from_secs(args.turn.ring_seconds);
@@ -152,6 +157,7 @@ async fn serve(global: &GlobalArgs, args: &ServeArgs) -> anyhow::Result<()> {
         result = &mut server => {
             // The server stopped on its own: that is an error (e.g. the listener failed).
             housekeeping.abort();
+            attachments.abort();
             revocations.abort();
             unanswered.abort();
             presence.abort();
@@ -174,6 +180,7 @@ async fn serve(global: &GlobalArgs, args: &ServeArgs) -> anyhow::Result<()> {
         }
     }
     housekeeping.abort();
+    attachments.abort();
     revocations.abort();
     unanswered.abort();
     presence.abort();
@@ -181,6 +188,28 @@ async fn serve(global: &GlobalArgs, args: &ServeArgs) -> anyhow::Result<()> {
     tokio::time::timeout(Duration::from_secs(5), store.close()).await.ok();
     info!("shutdown complete");
     Ok(())
+}
+
+/// The blob store the settings choose: the data dir (Lite) or an S3 bucket (Pro).
+async fn open_blobs(global: &GlobalArgs, args: &ServeArgs) -> anyhow::Result<(BlobSetup, StorageBackend)> {
+    let settings = args.attachments.settings();
+    match args.attachments.s3().map_err(anyhow::Error::msg)? {
+        Some(s3) => {
+            let blobs = S3Blobs::connect(&s3).await.with_context(|| {
+                format!("cannot use the S3 bucket {:?} at {} (KITSULAN_S3_*)", s3.bucket, s3.endpoint)
+            })?;
+            info!(endpoint = %s3.endpoint, bucket = %s3.bucket, region = %s3.region, path_style = s3.path_style,
+                  max_bytes = settings.max_bytes, "attachments: S3 bucket");
+            let store: Arc<dyn BlobStore> = Arc::new(blobs);
+            Ok((BlobSetup { store, disk: None, settings }, StorageBackend::S3))
+        }
+        None => {
+            let disk = Arc::new(DiskBlobs::open(&global.data_dir)?);
+            info!(dir = %disk.root().display(), max_bytes = settings.max_bytes, "attachments: files in the data dir");
+            let store: Arc<dyn BlobStore> = disk.clone();
+            Ok((BlobSetup { store, disk: Some(disk), settings }, StorageBackend::Local))
+        }
+    }
 }
 
 /// What calls use for TURN, starting the embedded relay when that is the choice.

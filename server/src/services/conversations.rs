@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use super::{Caller, Delivery, Error};
 use crate::bus::Notice;
-use crate::ids::{AccountId, ConversationId, MessageId};
+use crate::ids::{AccountId, AttachmentId, ConversationId, MessageId};
 use crate::store::{
     ConversationKind, ConversationRecord, MemberRecord, MessageRecord, NewMessage, Role, SendOutcome, Store,
     now_ms,
@@ -24,6 +24,23 @@ pub const MAX_SESSION_ID: usize = 128;
 pub const MAX_MEMBERS_PER_REQUEST: usize = 1000;
 /// Largest history page.
 pub const MAX_PAGE: u32 = 100;
+/// Attachments one message carries, at most.
+pub const MAX_ATTACHMENTS_PER_MESSAGE: usize = 10;
+
+/// A message to send, as the sending device chose it.
+#[derive(Debug, Clone)]
+pub struct Draft {
+    /// UUIDv7 chosen by the device.
+    pub message_id: MessageId,
+    /// Megolm ciphertext.
+    pub ciphertext: Vec<u8>,
+    /// Megolm session id.
+    pub session_id: Vec<u8>,
+    /// The message answered.
+    pub reply_to: Option<MessageId>,
+    /// Attachments it carries.
+    pub attachments: Vec<AttachmentId>,
+}
 
 /// A conversation with what the caller sees of it.
 #[derive(Debug, Clone)]
@@ -273,12 +290,23 @@ impl Conversations {
         &self,
         caller: &Caller,
         id: ConversationId,
-        message_id: MessageId,
-        ciphertext: Vec<u8>,
-        session_id: Vec<u8>,
-        reply_to: Option<MessageId>,
+        draft: Draft,
     ) -> Result<MessageRecord, Error> {
+        let Draft { message_id, ciphertext, session_id, reply_to, attachments } = draft;
         check_ciphertext(&ciphertext, &session_id)?;
+        if attachments.len() > MAX_ATTACHMENTS_PER_MESSAGE {
+            return Err(Error::invalid(
+                "TOO_MANY_ATTACHMENTS",
+                "attachment_ids",
+                format!("a message carries at most {MAX_ATTACHMENTS_PER_MESSAGE} attachments"),
+            ));
+        }
+        let mut unique = attachments.clone();
+        unique.sort_unstable();
+        unique.dedup();
+        if unique.len() != attachments.len() {
+            return Err(Error::invalid("ID_INVALID", "attachment_ids", "an attachment is named twice"));
+        }
         self.membership(caller, id).await?;
         if let Some(reply) = reply_to
             && self.store.message(id, reply).await?.is_none()
@@ -295,6 +323,7 @@ impl Conversations {
             ciphertext,
             session_id,
             reply_to,
+            attachments,
             now_ms: now_ms(),
         };
         match self.store.send_message(&message).await? {
@@ -305,6 +334,13 @@ impl Conversations {
                 message: "another message has this id; pick a new one".into(),
             }),
             SendOutcome::NotMember => Err(not_found()),
+            SendOutcome::AttachmentRefused(attachment) => Err(Error::precondition(
+                "ATTACHMENT_NOT_LINKABLE",
+                format!(
+                    "attachment {attachment} cannot go with this message: it must be yours, uploaded \
+                     (CompleteUpload), in this conversation, not expired and not sent with another message"
+                ),
+            )),
         }
     }
 

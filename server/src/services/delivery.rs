@@ -20,6 +20,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, watch};
 use uuid::Uuid;
 
+use super::attachments::AttachmentEvent;
 use super::calls::CallEvent;
 use super::{Caller, Error};
 use crate::bus::{Bus, Notice, NoticeSink};
@@ -105,6 +106,8 @@ pub enum Outgoing {
     SyncComplete,
     /// A call signal (live only).
     Call(Arc<CallEvent>),
+    /// An attachment was downloaded or is gone (live only).
+    Attachment(Arc<AttachmentEvent>),
 }
 
 /// What acknowledging an event moves.
@@ -341,6 +344,20 @@ impl NoticeSink for Hub {
                     if let Some(entry) = state.sessions.get(&key)
                         && Some(entry.device) != *except
                     {
+                        Self::send(entry, &notice);
+                    }
+                }
+            }
+            Notice::Attachment { event, conversation, accounts } => {
+                let mut keys: HashSet<u64> = HashSet::new();
+                if *conversation {
+                    keys.extend(state.by_conversation.get(&event.conversation).into_iter().flatten());
+                }
+                for account in accounts {
+                    keys.extend(state.by_account.get(account).into_iter().flatten());
+                }
+                for key in keys {
+                    if let Some(entry) = state.sessions.get(&key) {
                         Self::send(entry, &notice);
                     }
                 }
@@ -703,6 +720,11 @@ impl Session {
             Notice::Call { event, .. } => {
                 if self.outbox.len() < MAX_OUTBOX {
                     self.outbox.push_back((Outgoing::Call(event.clone()), Position::Live));
+                }
+            }
+            Notice::Attachment { event, .. } => {
+                if self.outbox.len() < MAX_OUTBOX {
+                    self.outbox.push_back((Outgoing::Attachment(event.clone()), Position::Live));
                 }
             }
             Notice::Presence { account, online, .. } => {

@@ -127,6 +127,9 @@ pub enum Error {
     /// The database did not answer.
     #[error("the server's database is unavailable; try again")]
     Unavailable(#[source] StoreError),
+    /// The blob store (data dir or S3) failed; the cause is logged, never sent.
+    #[error("file storage is unavailable; try again")]
+    StorageUnavailable(String),
     /// A bug or broken invariant; details are in the server log.
     #[error("internal error")]
     Internal(String),
@@ -164,6 +167,7 @@ impl Error {
             Self::RateLimited { .. } => "RATE_LIMITED",
             Self::EmailSendFailed => "EMAIL_SEND_FAILED",
             Self::Unavailable(_) => "UNAVAILABLE",
+            Self::StorageUnavailable(_) => "STORAGE_UNAVAILABLE",
             Self::Internal(_) => "INTERNAL",
         }
     }

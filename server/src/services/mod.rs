@@ -4,6 +4,7 @@
 
 pub mod accounts;
 pub mod admin;
+pub mod attachments;
 pub mod auth;
 pub mod calls;
 pub mod conversations;
@@ -24,12 +25,14 @@ pub mod totp;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::blobs::{BlobStore, DiskBlobs};
 use crate::bus::Bus;
 use crate::mail::Mailer;
 use crate::store::{Store, now_ms};
 
 pub use accounts::Accounts;
 pub use admin::Admin;
+pub use attachments::{AttachmentSettings, Attachments};
 pub use auth::{Auth, AuthPolicy, Caller, ClientAddr};
 pub use calls::{Calls, TurnSettings};
 pub use conversations::Conversations;
@@ -69,7 +72,37 @@ pub struct Services {
     pub delivery: Delivery,
     /// TURN credentials and call signalling.
     pub calls: Calls,
+    /// Encrypted attachments.
+    pub attachments: Attachments,
+    /// The blobs on disk, when this server keeps them there (the transport serves their URLs).
+    pub disk_blobs: Option<Arc<DiskBlobs>>,
     store: Arc<dyn Store>,
+}
+
+/// Where blobs are kept, for [`Services::new`].
+pub struct BlobSetup {
+    /// The store services use.
+    pub store: Arc<dyn BlobStore>,
+    /// The same store when it is the data dir (served by the transport).
+    pub disk: Option<Arc<DiskBlobs>>,
+    /// Limits and timings.
+    pub settings: AttachmentSettings,
+}
+
+impl BlobSetup {
+    /// No blob storage (the admin CLI).
+    pub fn none() -> Self {
+        Self {
+            store: Arc::new(crate::blobs::NoBlobs),
+            disk: None,
+            settings: AttachmentSettings {
+                max_bytes: 0,
+                quota_bytes: 0,
+                url_ttl: Duration::from_secs(1),
+                orphan_grace: Duration::from_secs(86_400),
+            },
+        }
+    }
 }
 
 impl Services {
@@ -82,6 +115,7 @@ impl Services {
         mailer: Option<Arc<dyn Mailer>>,
         (bus, hub): (Arc<dyn Bus>, Arc<Hub>),
         turn: Option<TurnSettings>,
+        blobs: BlobSetup,
     ) -> Self {
         let delivery = Delivery { store: store.clone(), bus, hub };
         let auth = Auth {
@@ -105,6 +139,13 @@ impl Services {
             to_device: ToDevice { store: store.clone(), delivery: delivery.clone() },
             conversations: Conversations { store: store.clone(), delivery: delivery.clone() },
             calls: Calls { store: store.clone(), delivery: delivery.clone(), turn },
+            attachments: Attachments {
+                store: store.clone(),
+                delivery: delivery.clone(),
+                blobs: blobs.store,
+                settings: blobs.settings,
+            },
+            disk_blobs: blobs.disk,
             delivery,
             auth,
             server_info,

@@ -8,6 +8,8 @@ use crate::store::Backend;
 pub enum StorageBackend {
     /// Files on local disk in the data dir (Lite).
     Local,
+    /// An S3-compatible object store (Pro).
+    S3,
 }
 
 /// Facts about this server, fixed at start-up.

@@ -11,7 +11,7 @@ use uuid::Uuid;
 
 use super::StoreError;
 use super::delivery::{AccountEvent, Receipt};
-use crate::ids::{AccountId, ConversationId, DeviceId, MessageId};
+use crate::ids::{AccountId, AttachmentId, ConversationId, DeviceId, MessageId};
 
 /// Direct (two people) or group.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -133,6 +133,8 @@ pub struct NewMessage {
     pub session_id: Vec<u8>,
     /// Answered message.
     pub reply_to: Option<MessageId>,
+    /// Attachments it carries (linked in the same transaction).
+    pub attachments: Vec<AttachmentId>,
     /// Now (ms).
     pub now_ms: i64,
 }
@@ -148,6 +150,9 @@ pub enum SendOutcome {
     IdTaken,
     /// The sender is not a member (or the conversation is gone).
     NotMember,
+    /// This attachment cannot go with the message (not the sender's, not uploaded, in another
+    /// conversation, linked to another message, expired or absent); nothing was stored.
+    AttachmentRefused(AttachmentId),
 }
 
 /// Conversations and messages.
@@ -628,6 +633,13 @@ impl_for_backends! {
             .fetch_one(&mut *tx)
             .await?;
             let stored = decode!(message row);
+            let refused = super::attachments::link_attachments!(
+                tx, &m.attachments, m.id, m.conversation_id, m.sender.0, m.now_ms
+            );
+            if let Some(id) = refused {
+                tx.rollback().await?;
+                return Ok(SendOutcome::AttachmentRefused(id));
+            }
             tx.commit().await?;
             Ok(SendOutcome::Stored(stored))
         }
@@ -688,7 +700,12 @@ impl_for_backends! {
             .fetch_optional(&mut *tx)
             .await?;
             let deleted = decode_opt!(message row);
-            if deleted.is_some() { tx.commit().await? } else { tx.rollback().await? }
+            if deleted.is_some() {
+                super::attachments::expire_attachments_of!(tx, id, now_ms);
+                tx.commit().await?
+            } else {
+                tx.rollback().await?
+            }
             Ok(deleted)
         }
 

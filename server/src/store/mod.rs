@@ -18,6 +18,7 @@ macro_rules! impl_for_backends {
 }
 
 mod accounts;
+mod attachments;
 mod calls;
 mod codes;
 mod conversations;
@@ -42,6 +43,7 @@ use async_trait::async_trait;
 use crate::config::DatabaseUrl;
 
 pub use accounts::{AccountRecord, AccountStore, NewAccount};
+pub use attachments::{AttachmentRecord, AttachmentStore, CreateAttachmentOutcome, NewAttachment};
 pub use calls::{CallRecord, CallStore, JoinOutcome, NewCall, StartOutcome};
 pub use codes::{CodePurpose, CodeRecord, CodeStore, NewCode};
 pub use conversations::{
@@ -169,6 +171,7 @@ pub trait Store:
     + ConversationStore
     + DeliveryStore
     + CallStore
+    + AttachmentStore
     + Send
     + Sync
     + 'static

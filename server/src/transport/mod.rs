@@ -2,6 +2,7 @@
 //! gRPC-Web, all on one port. [`router`] builds the whole thing without opening a socket, so
 //! tests can call it directly; [`serve`] runs it on a listener.
 
+mod blobs;
 mod gateway;
 mod grpc;
 mod http;
@@ -34,7 +35,11 @@ pub async fn router(services: Arc<Services>, options: Options) -> anyhow::Result
     let context =
         grpc::Context { services: services.clone(), trust_forwarded_for: options.trust_forwarded_for };
     let (grpc, health) = grpc::router(context).await?;
-    let router = Router::new()
+    let mut router = Router::new();
+    if let Some(disk) = &services.disk_blobs {
+        router = router.merge(blobs::router(disk.clone()));
+    }
+    let router = router
         .merge(http::router(services.clone(), metrics.clone()))
         .merge(gateway::router(services))
         .merge(grpc)

@@ -7,7 +7,7 @@ use tonic::{Request, Response, Status};
 use super::{Context, parse_id, parse_ids, status};
 use crate::ids::MessageId;
 use crate::services::Error;
-use crate::services::conversations::ConversationView;
+use crate::services::conversations::{ConversationView, Draft};
 use crate::store::{ConversationKind, MessageRecord, Role};
 
 pub struct ConversationApi(pub Context);
@@ -192,13 +192,10 @@ impl ConversationService for ConversationApi {
         let message_id = parse_id(&r.message_id, "message_id")?;
         let reply_to: Option<MessageId> =
             if r.reply_to.is_empty() { None } else { Some(parse_id(&r.reply_to, "reply_to")?) };
-        let stored = self
-            .0
-            .services
-            .conversations
-            .send(&caller, id, message_id, r.ciphertext, r.session_id, reply_to)
-            .await
-            .map_err(status)?;
+        let attachments = parse_ids(&r.attachment_ids, "attachment_ids")?;
+        let draft =
+            Draft { message_id, ciphertext: r.ciphertext, session_id: r.session_id, reply_to, attachments };
+        let stored = self.0.services.conversations.send(&caller, id, draft).await.map_err(status)?;
         Ok(Response::new(pb::SendMessageResponse { message: Some(message(stored)) }))
     }
 

@@ -34,12 +34,13 @@ pub fn status(error: Error) -> Status {
         E::DeviceNotFound | E::NotFound { .. } => Code::NotFound,
         E::FailedPrecondition { .. } => Code::FailedPrecondition,
         E::RateLimited { .. } | E::LimitExceeded { .. } => Code::ResourceExhausted,
-        E::EmailSendFailed | E::Unavailable(_) => Code::Unavailable,
+        E::EmailSendFailed | E::Unavailable(_) | E::StorageUnavailable(_) => Code::Unavailable,
         E::Internal(_) => Code::Internal,
     };
     match &error {
         E::Internal(cause) => tracing::error!(%cause, "internal error"),
         E::Unavailable(cause) => tracing::warn!(%cause, "database unavailable"),
+        E::StorageUnavailable(cause) => tracing::warn!(%cause, "blob storage unavailable"),
         _ => {}
     }
     let mut metadata = HashMap::new();

@@ -4,6 +4,7 @@
 //! from [`Context::caller`] first.
 
 mod account;
+mod attachment;
 mod auth;
 mod call;
 mod context;
@@ -16,6 +17,7 @@ mod server_info;
 mod to_device;
 
 // Record-to-wire conversions the gateway shares.
+pub use attachment::attachment_event;
 pub use conversation::{message, role, seq};
 pub use to_device::to_device_message;
 
@@ -23,6 +25,7 @@ use std::collections::HashSet;
 
 use axum::Router;
 use kitsulan_proto::v1::account_service_server::AccountServiceServer;
+use kitsulan_proto::v1::attachment_service_server::AttachmentServiceServer;
 use kitsulan_proto::v1::auth_service_server::AuthServiceServer;
 use kitsulan_proto::v1::call_service_server::CallServiceServer;
 use kitsulan_proto::v1::conversation_service_server::ConversationServiceServer;
@@ -43,7 +46,7 @@ pub use errors::status;
 pub struct HealthHandle(HealthReporter);
 
 /// The names of our services, as health checks know them.
-const SERVICE_NAMES: [&str; 9] = [
+const SERVICE_NAMES: [&str; 10] = [
     "kitsulan.v1.ServerInfoService",
     "kitsulan.v1.AuthService",
     "kitsulan.v1.AccountService",
@@ -53,6 +56,7 @@ const SERVICE_NAMES: [&str; 9] = [
     "kitsulan.v1.PairingService",
     "kitsulan.v1.ConversationService",
     "kitsulan.v1.CallService",
+    "kitsulan.v1.AttachmentService",
 ];
 
 impl HealthHandle {
@@ -84,7 +88,8 @@ pub async fn router(context: Context) -> anyhow::Result<(Router, HealthHandle)> 
     .add_service(ToDeviceServiceServer::new(to_device::ToDeviceApi(context.clone())))
     .add_service(PairingServiceServer::new(pairing::PairingApi(context.clone())))
     .add_service(ConversationServiceServer::new(conversation::ConversationApi(context.clone())))
-    .add_service(CallServiceServer::new(call::CallApi(context)))
+    .add_service(CallServiceServer::new(call::CallApi(context.clone())))
+    .add_service(AttachmentServiceServer::new(attachment::AttachmentApi(context)))
     .add_service(health)
     .add_service(reflection_v1)
     .add_service(reflection_v1alpha)

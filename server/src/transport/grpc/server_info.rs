@@ -28,6 +28,7 @@ impl ServerInfoService for ServerInfoApi {
             .into(),
             storage: match info.storage {
                 services::StorageBackend::Local => StorageBackend::Local,
+                services::StorageBackend::S3 => StorageBackend::S3,
             }
             .into(),
         }))

@@ -1,0 +1,342 @@
+//! Attachments: encrypted blobs in conversations (docs/attachments.md). The server hands out
+//! short-lived upload and download URLs for the blob store, checks uploads, enforces the
+//! per-file limit and the per-account quota, tells the uploader who downloaded, and deletes
+//! blobs (then rows) whose TTL passed, whose message was deleted, or that were never sent.
+//!
+//! # Security
+//! Only members of the conversation reserve, download or report attachments in it; only the
+//! uploader sees downloads or deletes. Someone who is not a member learns nothing, not even
+//! whether an id exists (ATTACHMENT_NOT_FOUND). The server never sees a key, file name or type:
+//! those travel inside the E2EE message. Sizes come from the client and are checked against the
+//! stored blob before an attachment counts as uploaded.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::{Caller, Delivery, Error};
+use crate::blobs::{BlobError, BlobKey, BlobStore, SignedRequest};
+use crate::bus::Notice;
+use crate::ids::{AccountId, AttachmentId, ConversationId};
+use crate::store::{AttachmentRecord, CreateAttachmentOutcome, NewAttachment, Store, now_ms};
+
+/// The longest TTL a sender may choose.
+pub const MAX_TTL: Duration = Duration::from_secs(30 * 86_400);
+/// Attachments handled per housekeeping query.
+const SWEEP_BATCH: i64 = 100;
+
+/// Limits and timings (from the settings).
+#[derive(Debug, Clone)]
+pub struct AttachmentSettings {
+    /// Largest blob, in bytes.
+    pub max_bytes: u64,
+    /// Bytes of attachments one account may have stored (uploaded or reserved).
+    pub quota_bytes: u64,
+    /// How long upload and download URLs work.
+    pub url_ttl: Duration,
+    /// How long an attachment may stay without a message before it is deleted.
+    pub orphan_grace: Duration,
+}
+
+/// What happened to an attachment, for the gateway (live only).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AttachmentChange {
+    /// `account` downloaded it.
+    Downloaded,
+    /// It is gone.
+    Expired,
+}
+
+/// An attachment event as devices receive it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AttachmentEvent {
+    /// Which.
+    pub attachment: AttachmentId,
+    /// Where.
+    pub conversation: ConversationId,
+    /// What.
+    pub change: AttachmentChange,
+    /// Downloaded: who.
+    pub account: Option<AccountId>,
+    /// When (ms).
+    pub at_ms: i64,
+}
+
+/// Attachments.
+#[derive(Clone)]
+pub struct Attachments {
+    pub(super) store: Arc<dyn Store>,
+    pub(super) delivery: Delivery,
+    pub(super) blobs: Arc<dyn BlobStore>,
+    pub(super) settings: AttachmentSettings,
+}
+
+fn not_found() -> Error {
+    Error::not_found("ATTACHMENT_NOT_FOUND", "no such attachment")
+}
+
+fn expired() -> Error {
+    Error::precondition("ATTACHMENT_EXPIRED", "this attachment has expired or was deleted")
+}
+
+fn storage(e: BlobError) -> Error {
+    Error::StorageUnavailable(e.to_string())
+}
+
+impl Attachments {
+    /// The settings in force.
+    pub fn settings(&self) -> &AttachmentSettings {
+        &self.settings
+    }
+
+    /// Reserves an attachment of `size` bytes in `conversation` and returns where to upload it.
+    pub async fn create_upload(
+        &self,
+        caller: &Caller,
+        conversation: ConversationId,
+        size: u64,
+        ttl: Duration,
+    ) -> Result<(AttachmentRecord, SignedRequest), Error> {
+        if size == 0 {
+            return Err(Error::invalid("SIZE_INVALID", "size", "an attachment has at least one byte"));
+        }
+        if size > self.settings.max_bytes {
+            return Err(Error::limit(
+                "ATTACHMENT_TOO_LARGE",
+                format!("an attachment is at most {} bytes on this server", self.settings.max_bytes),
+            ));
+        }
+        if ttl > MAX_TTL {
+            return Err(Error::invalid("TTL_INVALID", "ttl_seconds", "a TTL is at most 30 days"));
+        }
+        let now = now_ms();
+        let expires_at_ms = if ttl.is_zero() {
+            0
+        } else {
+            now.saturating_add(i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX))
+        };
+        let new = NewAttachment {
+            id: AttachmentId::generate(),
+            conversation_id: conversation,
+            uploader: (caller.account_id, caller.device_id),
+            size: i64::try_from(size).unwrap_or(i64::MAX),
+            expires_at_ms,
+            now_ms: now,
+        };
+        let quota = i64::try_from(self.settings.quota_bytes).unwrap_or(i64::MAX);
+        let record = match self.store.create_attachment(&new, quota).await? {
+            CreateAttachmentOutcome::Created(record) => record,
+            CreateAttachmentOutcome::NotMember => {
+                return Err(Error::not_found("CONVERSATION_NOT_FOUND", "no such conversation"));
+            }
+            CreateAttachmentOutcome::QuotaExceeded { used } => {
+                return Err(Error::limit(
+                    "QUOTA_EXCEEDED",
+                    format!(
+                        "your attachments would take more than {} bytes ({used} in use); delete some or wait \
+                         for them to expire",
+                        self.settings.quota_bytes
+                    ),
+                ));
+            }
+        };
+        let upload = match self
+            .blobs
+            .upload_request(&BlobKey::attachment(record.id), size, self.settings.url_ttl)
+            .await
+        {
+            Ok(upload) => upload,
+            Err(e) => {
+                // Give the quota back: nothing can be uploaded.
+                let _ = self.store.delete_attachment(record.id).await;
+                return Err(storage(e));
+            }
+        };
+        Ok((record, upload))
+    }
+
+    /// The caller's own attachment.
+    async fn own(&self, caller: &Caller, id: AttachmentId) -> Result<AttachmentRecord, Error> {
+        let record = self.store.attachment(id).await?.ok_or_else(not_found)?;
+        if record.uploader.0 != caller.account_id {
+            return Err(if self.is_member(record.conversation_id, caller.account_id).await? {
+                Error::Forbidden { reason: "NOT_ALLOWED", message: "only the uploader may do this".into() }
+            } else {
+                not_found()
+            });
+        }
+        Ok(record)
+    }
+
+    async fn is_member(&self, conversation: ConversationId, account: AccountId) -> Result<bool, Error> {
+        Ok(self.store.member(conversation, account).await?.is_some())
+    }
+
+    /// An attachment in a conversation the caller is a member of.
+    async fn visible(&self, caller: &Caller, id: AttachmentId) -> Result<AttachmentRecord, Error> {
+        let record = self.store.attachment(id).await?.ok_or_else(not_found)?;
+        if !self.is_member(record.conversation_id, caller.account_id).await? {
+            return Err(not_found());
+        }
+        Ok(record)
+    }
+
+    /// Checks the uploaded blob (exists, exactly the declared size) and marks the attachment
+    /// uploaded. A blob of the wrong size is deleted, so the upload can be made again.
+    pub async fn complete_upload(
+        &self,
+        caller: &Caller,
+        id: AttachmentId,
+    ) -> Result<AttachmentRecord, Error> {
+        let record = self.own(caller, id).await?;
+        if record.expired(now_ms()) {
+            return Err(expired());
+        }
+        if record.uploaded_at_ms != 0 {
+            return Ok(record);
+        }
+        let key = BlobKey::attachment(id);
+        let want = u64::try_from(record.size).unwrap_or_default();
+        match self.blobs.size(&key).await.map_err(storage)? {
+            Some(size) if size == want => {}
+            Some(size) => {
+                self.blobs.delete(&key).await.map_err(storage)?;
+                return Err(Error::precondition(
+                    "UPLOAD_INCOMPLETE",
+                    format!("the uploaded blob has {size} bytes, not the {want} declared; upload it again"),
+                ));
+            }
+            None => {
+                return Err(Error::precondition(
+                    "UPLOAD_INCOMPLETE",
+                    "nothing was uploaded for this attachment yet",
+                ));
+            }
+        }
+        self.store.mark_uploaded(id, now_ms()).await?.ok_or_else(not_found)
+    }
+
+    /// A download URL for a member, once the attachment is uploaded and until it expires.
+    pub async fn download_url(
+        &self,
+        caller: &Caller,
+        id: AttachmentId,
+    ) -> Result<(AttachmentRecord, SignedRequest), Error> {
+        let record = self.visible(caller, id).await?;
+        if record.expired(now_ms()) {
+            return Err(expired());
+        }
+        if record.uploaded_at_ms == 0 {
+            return Err(Error::precondition(
+                "ATTACHMENT_NOT_UPLOADED",
+                "this attachment has not been uploaded yet",
+            ));
+        }
+        let download = self
+            .blobs
+            .download_request(&BlobKey::attachment(id), self.settings.url_ttl)
+            .await
+            .map_err(storage)?;
+        Ok((record, download))
+    }
+
+    /// Records the caller's download and tells the uploader's devices.
+    pub async fn report_downloaded(&self, caller: &Caller, id: AttachmentId) -> Result<(), Error> {
+        let record = self.visible(caller, id).await?;
+        if record.uploaded_at_ms == 0 {
+            return Err(Error::precondition(
+                "ATTACHMENT_NOT_UPLOADED",
+                "this attachment has not been uploaded yet",
+            ));
+        }
+        if record.uploader.0 == caller.account_id {
+            // The uploader's own devices: nothing to tell anyone.
+            return Ok(());
+        }
+        let now = now_ms();
+        if self.store.record_download(id, caller.account_id, now).await? {
+            let event = AttachmentEvent {
+                attachment: id,
+                conversation: record.conversation_id,
+                change: AttachmentChange::Downloaded,
+                account: Some(caller.account_id),
+                at_ms: now,
+            };
+            self.publish(event, false, vec![record.uploader.0]).await;
+        }
+        Ok(())
+    }
+
+    /// Who downloaded the caller's attachment.
+    pub async fn downloads(&self, caller: &Caller, id: AttachmentId) -> Result<Vec<(AccountId, i64)>, Error> {
+        self.own(caller, id).await?;
+        Ok(self.store.downloads(id).await?)
+    }
+
+    /// The uploader deletes an attachment: due now, and gone (blob, then row) at once.
+    pub async fn delete(&self, caller: &Caller, id: AttachmentId) -> Result<(), Error> {
+        self.own(caller, id).await?;
+        self.store.expire_attachment(id, now_ms()).await?;
+        self.sweep().await?;
+        Ok(())
+    }
+
+    async fn publish(&self, event: AttachmentEvent, conversation: bool, accounts: Vec<AccountId>) {
+        self.delivery.publish(Notice::Attachment { event: Arc::new(event), conversation, accounts }).await;
+    }
+
+    /// Deletes every attachment that is due (past its TTL, of a deleted message, deleted by
+    /// its uploader, or never sent within the grace period): blob first, then row, then tells
+    /// the members. A blob that cannot be deleted keeps its row for the next sweep. Returns how
+    /// many went.
+    pub async fn sweep(&self) -> Result<u64, Error> {
+        let mut removed = 0;
+        loop {
+            let now = now_ms();
+            let grace = i64::try_from(self.settings.orphan_grace.as_millis()).unwrap_or(i64::MAX);
+            let due = self.store.due_attachments(now, now.saturating_sub(grace), SWEEP_BATCH).await?;
+            let full = due.len() as i64 == SWEEP_BATCH;
+            let mut progress = false;
+            for record in due {
+                if let Err(e) = self.blobs.delete(&BlobKey::attachment(record.id)).await {
+                    tracing::warn!(error = %e, attachment = %record.id, "cannot delete a blob; trying again later");
+                    continue;
+                }
+                if !self.store.delete_attachment(record.id).await? {
+                    continue;
+                }
+                removed += 1;
+                progress = true;
+                let event = AttachmentEvent {
+                    attachment: record.id,
+                    conversation: record.conversation_id,
+                    change: AttachmentChange::Expired,
+                    account: None,
+                    at_ms: now,
+                };
+                // Members saw it only if a message carried it; otherwise only the uploader.
+                if record.message_id.is_some() {
+                    self.publish(event, true, Vec::new()).await;
+                } else {
+                    self.publish(event, false, vec![record.uploader.0]).await;
+                }
+            }
+            if !full || !progress {
+                return Ok(removed);
+            }
+        }
+    }
+
+    /// Runs [`Attachments::sweep`] every `every`.
+    pub async fn housekeeping(self, every: Duration) {
+        let mut tick = tokio::time::interval(every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            match self.sweep().await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(attachments = n, "deleted expired and unsent attachments"),
+                Err(e) => tracing::warn!(error = %e, "attachment housekeeping failed"),
+            }
+        }
+    }
+}
