@@ -509,6 +509,12 @@ pub struct AttachmentArgs {
           value_parser = clap::value_parser!(u64).range(1..=3600))]
     pub sweep_seconds: u64,
 
+    /// The attachment TTLs clients offer in their picker, in seconds, comma-separated (besides
+    /// "none"; 1 s to 30 days each). Default: 1 hour, 1 day, 1 week.
+    #[arg(long = "attachment-ttl-choices", env = "KITSULAN_ATTACHMENT_TTL_CHOICES", value_delimiter = ',',
+          default_value = "3600,86400,604800", value_parser = clap::value_parser!(u32).range(1..=2_592_000))]
+    pub ttl_choices: Vec<u32>,
+
     /// S3 endpoint, e.g. `https://s3.eu-central-1.amazonaws.com` or `http://garage:3900`.
     #[arg(long = "s3-endpoint", env = "KITSULAN_S3_ENDPOINT")]
     pub s3_endpoint: Option<String>,

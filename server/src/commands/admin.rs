@@ -25,6 +25,7 @@ pub async fn run(global: &GlobalArgs, args: &AdminArgs) -> anyhow::Result<()> {
         instance_id: instance.id,
         database: store.backend(),
         storage: StorageBackend::Local,
+        attachment_ttl_choices: Vec::new(),
     };
     // Connections live in `serve`; what the admin changes reaches them through the database.
     let hub = Hub::new();

@@ -120,6 +120,7 @@ async fn serve(global: &GlobalArgs, args: &ServeArgs) -> anyhow::Result<()> {
             instance_id: instance.id,
             database: store.backend(),
             storage,
+            attachment_ttl_choices: args.attachments.ttl_choices.clone(),
         },
         policy,
         mailer,

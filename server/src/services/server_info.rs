@@ -25,4 +25,6 @@ pub struct ServerInfo {
     pub database: Backend,
     /// The active file storage.
     pub storage: StorageBackend,
+    /// The attachment TTLs clients offer, in seconds.
+    pub attachment_ttl_choices: Vec<u32>,
 }

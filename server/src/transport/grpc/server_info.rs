@@ -31,6 +31,7 @@ impl ServerInfoService for ServerInfoApi {
                 services::StorageBackend::S3 => StorageBackend::S3,
             }
             .into(),
+            attachment_ttl_choices_seconds: info.attachment_ttl_choices.clone(),
         }))
     }
 }
