@@ -2,6 +2,7 @@
 import { createClient, type Interceptor } from "@connectrpc/connect";
 import { createGrpcWebTransport } from "@connectrpc/connect-web";
 import { AccountService } from "./gen/kitsulan/v1/account_pb";
+import { AttachmentService } from "./gen/kitsulan/v1/attachment_pb";
 import { AuthService } from "./gen/kitsulan/v1/auth_pb";
 import { CallService } from "./gen/kitsulan/v1/call_pb";
 import { ConversationService } from "./gen/kitsulan/v1/conversation_pb";
@@ -54,3 +55,4 @@ export const conversationClient = createClient(ConversationService, transport);
 export const deviceClient = createClient(DeviceService, transport);
 export const pairingClient = createClient(PairingService, transport);
 export const callClient = createClient(CallService, transport);
+export const attachmentClient = createClient(AttachmentService, transport);

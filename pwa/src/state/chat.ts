@@ -4,10 +4,14 @@
 // an edit or deletion replaces a message only when it is newer than what we hold.
 import { create } from "@bufbuild/protobuf";
 import { useSyncExternalStore } from "react";
-import { conversationClient, accountClient, gatewayUrl } from "../api";
+import { attachmentClient, conversationClient, accountClient, gatewayUrl, serverInfoClient } from "../api";
+import { attachmentIds, fileRefText, isPreviewable, type FileRef } from "../attachments/content";
+import { prepareImage } from "../attachments/image";
+import { Cancelled, deleteAttachment, encryptBlob, uploadCiphertext, type Progress } from "../attachments/transfer";
 import { accessToken } from "../auth/session";
 import { Calls } from "../calls/calls";
-import { AccountKeyChanged, type Content, type E2ee } from "../crypto/engine";
+import { reasonOf } from "../errors";
+import { AccountKeyChanged, contentOf, type Content, type E2ee } from "../crypto/engine";
 import { Verifier, type VerificationView } from "../crypto/verification";
 import { Gateway, type GatewayStatus } from "../gateway/client";
 import {
@@ -17,6 +21,7 @@ import {
   type Conversation,
   type Message,
 } from "../gen/kitsulan/v1/conversation_pb";
+import { AttachmentChange } from "../gen/kitsulan/v1/attachment_pb";
 import { MessageChange } from "../gen/kitsulan/v1/gateway_pb";
 import type { Event } from "../gen/kitsulan/v1/gateway_pb";
 import * as db from "../storage/db";
@@ -27,6 +32,25 @@ export interface Item {
   /** Local state of our own sends. */
   local?: "sending" | "failed";
   text?: string;
+  /** The attachment ids our own send names (kept for a retry). */
+  attachmentIds?: string[];
+}
+
+/** What this device knows of an attachment beyond its message. */
+export interface FileState {
+  /** The server says it is gone (TTL passed, deleted). */
+  expired?: boolean;
+  /** Our own attachments: who downloaded it, and when (first time each). */
+  downloads?: Array<{ accountId: string; atMs: number }>;
+}
+
+/** TTLs the picker offers when the server does not say (1 hour, 1 day, 1 week). */
+export const DEFAULT_TTL_CHOICES = [3600, 86400, 604800];
+
+/** How a file is sent: its TTL (0: none) and whether an image keeps its metadata. */
+export interface SendFileOptions {
+  ttlSeconds: number;
+  keepOriginal: boolean;
 }
 
 export interface Thread {
@@ -56,6 +80,10 @@ export interface ChatState {
   verified: Record<string, true>;
   /** The verification in flight (ours, or a request from someone), for the verify dialog. */
   verification: VerificationView | null;
+  /** The attachment TTLs (seconds) to offer besides "none" (from ServerInfo). */
+  ttlChoices: number[];
+  /** Attachments by id: expired, and downloads of our own. */
+  files: Record<string, FileState>;
 }
 
 /** What everyone on the server sees of an account. */
@@ -102,6 +130,8 @@ export class Chat {
       keyWarning: null,
       verified: {},
       verification: null,
+      ttlChoices: DEFAULT_TTL_CHOICES,
+      files: {},
     };
     this.verifier = new Verifier(
       engine,
@@ -156,6 +186,12 @@ export class Chat {
     this.set({ profiles });
     this.refreshVerified();
     this.gateway.start();
+    void serverInfoClient
+      .getServerInfo({})
+      .then((info) => {
+        if (info.attachmentTtlChoicesSeconds.length > 0) this.set({ ttlChoices: info.attachmentTtlChoicesSeconds });
+      })
+      .catch(() => undefined);
     try {
       const res = await accountClient.getMyAccount({});
       if (res.account) {
@@ -268,8 +304,9 @@ export class Chat {
   }
 
   private setPreview(conversationId: string, content: Content): void {
-    if (content.kind !== "text") return;
-    this.set({ previews: { ...this.state.previews, [conversationId]: content.text.slice(0, 120) } });
+    const text = content.kind === "text" ? content.text : content.kind === "attachment" ? content.file.name : null;
+    if (text === null) return;
+    this.set({ previews: { ...this.state.previews, [conversationId]: text.slice(0, 120) } });
   }
 
   conversation(id: string): Conversation | undefined {
@@ -358,11 +395,13 @@ export class Chat {
     this.set({ threads: { ...this.state.threads, [conversationId]: { ...thread, ...patch, items } } });
   }
 
-  async send(conversationId: string, text: string, retryOf?: Item, replyTo = ""): Promise<void> {
+  async send(conversationId: string, text: string, retryOf?: Item, replyTo = "", attachments: string[] = []): Promise<void> {
     const conversation = this.conversation(conversationId);
     if (!conversation) return;
     const members = conversation.members.map((m) => m.accountId);
     const reply = retryOf?.message.replyTo ?? replyTo;
+    const attachmentIds = retryOf?.attachmentIds ?? attachments;
+    const content = contentOf(text);
     let placeholder: Item | undefined = retryOf;
     try {
       const encrypted = retryOf?.message.ciphertext.length
@@ -383,9 +422,10 @@ export class Chat {
           replyTo: reply,
           sentAtMs: BigInt(Date.now()),
         }),
-        content: { kind: "text", text },
+        content,
         local: "sending",
         text,
+        attachmentIds,
       };
       this.merge(conversationId, [placeholder]);
       const res = await conversationClient.sendMessage({
@@ -394,18 +434,102 @@ export class Chat {
         ciphertext: encrypted.ciphertext,
         sessionId: encrypted.sessionId,
         replyTo: reply,
+        attachmentIds,
       });
       if (res.message) {
-        this.merge(conversationId, [{ message: res.message, content: { kind: "text", text } }]);
-        this.setPreview(conversationId, { kind: "text", text });
+        this.merge(conversationId, [{ message: res.message, content }]);
+        this.setPreview(conversationId, content);
         const c = this.conversation(conversationId);
         if (c) this.upsertConversation({ ...c, lastSeq: res.message.seq, lastActivityAtMs: res.message.sentAtMs });
       }
     } catch (err) {
       if (err instanceof AccountKeyChanged) this.keyChanged(err.accountId);
-      if (placeholder) this.merge(conversationId, [{ ...placeholder, local: "failed", content: { kind: "text", text } }]);
+      if (placeholder) this.merge(conversationId, [{ ...placeholder, local: "failed", content }]);
       throw err;
     }
+  }
+
+  /**
+   * Sends a file: an image (JPEG, PNG, WebP) is re-encoded without its metadata unless
+   * `keepOriginal`, and gets an encrypted thumbnail; the file is encrypted chunk by chunk,
+   * uploaded (progress through `onProgress`; `signal` cancels: the PUT is aborted and the
+   * attachments deleted), and the message carrying its key is sent (docs/attachments.md).
+   */
+  async sendFile(
+    conversationId: string,
+    file: File,
+    options: SendFileOptions,
+    onProgress?: Progress,
+    signal?: AbortSignal,
+  ): Promise<void> {
+    let body: Blob = file;
+    let type = file.type;
+    const uploaded: string[] = [];
+    const ref: Omit<FileRef, "attachment" | "secrets" | "size"> = { name: file.name, type };
+    let thumbnail: { blob: Blob; width: number; height: number } | null = null;
+    if (isPreviewable(file.type)) {
+      try {
+        const image = await prepareImage(file, options.keepOriginal);
+        body = image.body;
+        type = image.type;
+        ref.type = type;
+        ref.width = image.width;
+        ref.height = image.height;
+        thumbnail = image.thumbnail;
+      } catch (err) {
+        // Not decodable: sent as it is, as a file card.
+        console.warn("image not decoded; sending it as a file", err);
+      }
+    }
+    try {
+      let thumbRef: FileRef["thumbnail"];
+      if (thumbnail) {
+        const t = await encryptBlob(thumbnail.blob);
+        const id = await uploadCiphertext(conversationId, t.ciphertext, options.ttlSeconds, undefined, signal);
+        uploaded.push(id);
+        thumbRef = { attachment: id, secrets: t.secrets, type: "image/jpeg", width: thumbnail.width, height: thumbnail.height };
+      }
+      const encrypted = await encryptBlob(body);
+      if (signal?.aborted) throw new Cancelled();
+      const id = await uploadCiphertext(conversationId, encrypted.ciphertext, options.ttlSeconds, onProgress, signal);
+      uploaded.push(id);
+      const full: FileRef = { attachment: id, secrets: encrypted.secrets, size: body.size, ...ref };
+      if (thumbRef) full.thumbnail = thumbRef;
+      await this.send(conversationId, fileRefText(full), undefined, "", attachmentIds(full));
+    } catch (err) {
+      // Uploaded but never sent: take it back (the server would delete it after its grace period).
+      if (err instanceof Cancelled || uploaded.length > 0) for (const id of uploaded) await deleteAttachment(id);
+      throw err;
+    }
+  }
+
+  /** Notes that an attachment is gone (the server said so). */
+  markExpired(attachmentId: string): void {
+    this.patchFile(attachmentId, { expired: true });
+  }
+
+  private patchFile(attachmentId: string, patch: FileState): void {
+    const before = this.state.files[attachmentId] ?? {};
+    this.set({ files: { ...this.state.files, [attachmentId]: { ...before, ...patch } } });
+  }
+
+  /** Loads who downloaded one of our attachments (ListDownloads). */
+  async loadDownloads(attachmentId: string): Promise<void> {
+    try {
+      const res = await attachmentClient.listDownloads({ attachmentId });
+      const downloads = res.downloads.map((d) => ({ accountId: d.accountId, atMs: Number(d.downloadedAtMs) }));
+      void this.loadProfiles(downloads.map((d) => d.accountId)).catch(() => undefined);
+      this.mergeDownloads(attachmentId, downloads);
+    } catch (err) {
+      const reason = reasonOf(err);
+      if (reason === "ATTACHMENT_NOT_FOUND" || reason === "ATTACHMENT_EXPIRED") this.markExpired(attachmentId);
+    }
+  }
+
+  private mergeDownloads(attachmentId: string, list: Array<{ accountId: string; atMs: number }>): void {
+    const byAccount = new Map((this.state.files[attachmentId]?.downloads ?? []).map((d) => [d.accountId, d]));
+    for (const d of list) if (!byAccount.has(d.accountId)) byAccount.set(d.accountId, d);
+    this.patchFile(attachmentId, { downloads: [...byAccount.values()].sort((a, b) => a.atMs - b.atMs) });
   }
 
   /** Replaces the text of one of our messages (encrypted anew with the current session). */
@@ -558,6 +682,15 @@ export class Chat {
         // A call in a conversation we do not know yet (just added to it): fetch the list first.
         if (!this.conversation(e.conversationId)) await this.loadConversations();
         this.calls.onEvent(e);
+        return;
+      }
+      case "attachment": {
+        const e = body.value;
+        if (e.change === AttachmentChange.EXPIRED) this.markExpired(e.attachmentId);
+        if (e.change === AttachmentChange.DOWNLOADED && e.accountId) {
+          void this.loadProfiles([e.accountId]).catch(() => undefined);
+          this.mergeDownloads(e.attachmentId, [{ accountId: e.accountId, atMs: Number(e.atMs) }]);
+        }
         return;
       }
       case "syncComplete":

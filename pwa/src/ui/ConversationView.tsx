@@ -1,11 +1,23 @@
 // ConversationView.tsx — one conversation: history (scrolling back loads older pages), day
 // separators, bubbles (MessageBubble.tsx), the typing indicator, and the composer (Enter sends,
 // Shift+Enter makes a new line; Escape cancels a reply or an edit).
-import { useEffect, useLayoutEffect, useRef, useState, type FormEvent, type KeyboardEvent } from "react";
+import {
+  useEffect,
+  useLayoutEffect,
+  useRef,
+  useState,
+  type ClipboardEvent,
+  type DragEvent,
+  type FormEvent,
+  type KeyboardEvent,
+} from "react";
+import { Cancelled } from "../attachments/transfer";
 import { ConversationKind, ConversationMode, MemberRole } from "../gen/kitsulan/v1/conversation_pb";
 import { useI18n, type Translate } from "../i18n/i18n";
 import { useChat, type Chat, type Item, type Receipt } from "../state/chat";
+import { AttachDialog, FileView, UploadList, type Upload } from "./Attachment";
 import { CallButtons } from "./call/CallButtons";
+import { PaperclipIcon } from "./call/icons";
 import { LockIcon } from "./LockIcon";
 import { Members } from "./Members";
 import { MessageBubble, snippet, type Tick } from "./MessageBubble";
@@ -46,6 +58,12 @@ export function ConversationView({ chat, conversationId }: { chat: Chat; convers
   const stickToBottom = useRef(true);
   const heightBefore = useRef<number | null>(null);
   const lastTyping = useRef(0);
+  const ttlChoices = useChat(chat, (s) => s.ttlChoices);
+  const [staged, setStaged] = useState<File[] | null>(null);
+  const [uploads, setUploads] = useState<Upload[]>([]);
+  const [dragging, setDragging] = useState(false);
+  const fileInput = useRef<HTMLInputElement>(null);
+  const uploadKey = useRef(0);
 
   // Keep the view at the bottom when new messages arrive (if it was there), and keep the
   // position when older ones are prepended.
@@ -168,12 +186,95 @@ export function ConversationView({ chat, conversationId }: { chat: Chat; convers
     }
   }
 
+  function stage(files: FileList | File[] | null | undefined) {
+    const list = files ? [...files] : [];
+    if (list.length > 0 && !needsLink) setStaged(list);
+  }
+
+  function patchUpload(key: number, patch: Partial<Upload> | null) {
+    setUploads((list) =>
+      patch === null ? list.filter((u) => u.key !== key) : list.map((u) => (u.key === key ? { ...u, ...patch } : u)),
+    );
+  }
+
+  function sendFiles(files: File[], ttlSeconds: number, keepOriginal: boolean) {
+    setStaged(null);
+    stickToBottom.current = true;
+    for (const file of files) {
+      const key = ++uploadKey.current;
+      const controller = new AbortController();
+      setUploads((list) => [...list, { key, name: file.name, done: 0, total: file.size, controller }]);
+      chat
+        .sendFile(
+          conversationId,
+          file,
+          { ttlSeconds, keepOriginal },
+          (done, total) => patchUpload(key, { done, total }),
+          controller.signal,
+        )
+        .then(
+          () => patchUpload(key, null),
+          (err: unknown) => {
+            if (err instanceof Cancelled) patchUpload(key, null);
+            else {
+              console.warn("sending a file failed", err);
+              patchUpload(key, { error: t("uploadFailed", { name: file.name }) });
+            }
+          },
+        );
+    }
+  }
+
+  function cancelUpload(u: Upload) {
+    if (u.error) patchUpload(u.key, null);
+    else u.controller.abort();
+  }
+
+  const hasFiles = (e: DragEvent) => e.dataTransfer.types.includes("Files");
+
+  function onPaste(e: ClipboardEvent<HTMLTextAreaElement>) {
+    if (e.clipboardData.files.length > 0) {
+      e.preventDefault();
+      stage(e.clipboardData.files);
+    }
+  }
+
   const typingNames = Object.keys(typing).map((id) => personName(chat, t, id));
   let lastDay = "";
   let lastSender = "";
 
   return (
-    <section className="conversation" aria-label={title}>
+    <section
+      className={dragging ? "conversation dragging" : "conversation"}
+      aria-label={title}
+      onDragOver={(e) => {
+        if (!hasFiles(e) || needsLink) return;
+        e.preventDefault();
+        e.dataTransfer.dropEffect = "copy";
+        setDragging(true);
+      }}
+      onDragLeave={(e) => {
+        if (e.currentTarget === e.target || !e.currentTarget.contains(e.relatedTarget as Node | null)) setDragging(false);
+      }}
+      onDrop={(e) => {
+        e.preventDefault();
+        setDragging(false);
+        stage(e.dataTransfer.files);
+      }}
+    >
+      {dragging && (
+        <div className="drop-overlay" aria-hidden="true">
+          {t("dropFiles")}
+        </div>
+      )}
+      {staged && (
+        <AttachDialog
+          files={staged}
+          ttlChoices={ttlChoices}
+          onSend={(ttl, keep) => sendFiles(staged, ttl, keep)}
+          onClose={() => setStaged(null)}
+        />
+      )}
       <header className="bar">
         <button type="button" className="icon back" aria-label={t("backToList")} onClick={() => chat.setActive(null)}>
           ←
@@ -281,6 +382,11 @@ export function ConversationView({ chat, conversationId }: { chat: Chat; convers
                 onEdit={() => startEdit(item)}
                 onDelete={() => void chat.remove(conversationId, item).catch((err) => console.warn("delete failed", err))}
                 onRetry={() => void chat.send(conversationId, item.text ?? "", item).catch(() => undefined)}
+                file={
+                  item.content.kind === "attachment" ? (
+                    <FileView chat={chat} file={item.content.file} mine={mine} sending={item.local !== undefined} />
+                  ) : undefined
+                }
               />
             </div>
           );
@@ -302,7 +408,28 @@ export function ConversationView({ chat, conversationId }: { chat: Chat; convers
           </button>
         </div>
       )}
+      <UploadList uploads={uploads} onCancel={cancelUpload} />
       <form className="composer" onSubmit={submit}>
+        <input
+          ref={fileInput}
+          type="file"
+          multiple
+          hidden
+          onChange={(e) => {
+            stage(e.target.files);
+            e.target.value = "";
+          }}
+        />
+        <button
+          type="button"
+          className="icon attach"
+          aria-label={t("attach")}
+          title={t("attach")}
+          disabled={needsLink}
+          onClick={() => fileInput.current?.click()}
+        >
+          <PaperclipIcon />
+        </button>
         <textarea
           ref={composerRef}
           aria-label={t("message")}
@@ -312,6 +439,7 @@ export function ConversationView({ chat, conversationId }: { chat: Chat; convers
           disabled={needsLink}
           onChange={(e) => onDraft(e.target.value)}
           onKeyDown={onKeyDown}
+          onPaste={onPaste}
         />
         <button type="submit" className="primary" disabled={needsLink || !draft.trim()}>
           {editing ? t("save") : t("send")}

@@ -1,7 +1,7 @@
 // MessageBubble.tsx — one message: sender (groups), the quoted message it replies to, the text
 // (safe Markdown), time, "edited", delivered/read ticks, and its actions (reply; edit and
 // delete for our own) behind a keyboard-reachable menu button.
-import { useState } from "react";
+import { useState, type ReactNode } from "react";
 import { useI18n } from "../i18n/i18n";
 import { SafeMarkdown } from "../markdown/SafeMarkdown";
 import type { Item } from "../state/chat";
@@ -10,6 +10,7 @@ export type Tick = "sending" | "failed" | "sent" | "delivered" | "read";
 
 /** A one-line summary of a message (for quotes). */
 export function snippet(item: Item | undefined): string | null {
+  if (item?.content.kind === "attachment") return item.content.file.name;
   if (!item || item.content.kind !== "text") return null;
   const text = item.content.text.replace(/\s+/g, " ").trim();
   return text.length > 80 ? `${text.slice(0, 80)}…` : text;
@@ -26,6 +27,7 @@ export function MessageBubble({
   onEdit,
   onDelete,
   onRetry,
+  file,
 }: {
   item: Item;
   mine: boolean;
@@ -39,6 +41,8 @@ export function MessageBubble({
   onEdit: () => void;
   onDelete: () => void;
   onRetry: () => void;
+  /** The attachment (Attachment.tsx's FileView), for attachment messages. */
+  file?: ReactNode;
 }) {
   const { t, lang } = useI18n();
   const [menu, setMenu] = useState(false);
@@ -58,6 +62,7 @@ export function MessageBubble({
         </blockquote>
       )}
       {item.content.kind === "text" && <SafeMarkdown text={item.content.text} />}
+      {item.content.kind === "attachment" && file}
       {item.content.kind === "deleted" && <p className="muted">{t("deleted")}</p>}
       {item.content.kind === "undecryptable" && (
         <p className="muted">

@@ -49,7 +49,12 @@ export function Notifier({ chat }: { chat: Chat }) {
         const c = chat.conversation(m.conversationId);
         if (!c) return;
         const name = conversationTitle(chat, t, c);
-        const text = m.content.kind === "text" ? m.content.text.replace(/\s+/g, " ").trim().slice(0, 140) : "";
+        const text =
+          m.content.kind === "text"
+            ? m.content.text.replace(/\s+/g, " ").trim().slice(0, 140)
+            : m.content.kind === "attachment"
+              ? m.content.file.name.slice(0, 140)
+              : "";
         const sender = personName(chat, t, m.senderAccountId);
         const line = c.kind === ConversationKind.GROUP && text ? `${sender}: ${text}` : text;
         if (document.visibilityState === "hidden") {

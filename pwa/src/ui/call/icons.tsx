@@ -80,3 +80,23 @@ export const StatsIcon = () => (
     <polyline points="22 12 18 12 15 21 9 3 6 12 2 12" />
   </Svg>
 );
+
+// Attachments (Attachment.tsx, the composer's attach button).
+export const PaperclipIcon = () => (
+  <Svg>
+    <path d="M21.44 11.05l-9.19 9.19a6 6 0 0 1-8.49-8.49l9.19-9.19a4 4 0 0 1 5.66 5.66l-9.2 9.19a2 2 0 0 1-2.83-2.83l8.49-8.48" />
+  </Svg>
+);
+
+export const FileIcon = () => (
+  <Svg>
+    <path d="M14 2H6a2 2 0 0 0-2 2v16a2 2 0 0 0 2 2h12a2 2 0 0 0 2-2V8z" />
+    <path d="M14 2v6h6" />
+  </Svg>
+);
+
+export const HourglassIcon = () => (
+  <Svg>
+    <path d="M6 2h12M6 22h12M7 2v4l5 6-5 6v4M17 2v4l-5 6 5 6v4" />
+  </Svg>
+);
