@@ -465,6 +465,7 @@ export class Chat {
     let body: Blob = file;
     let type = file.type;
     const uploaded: string[] = [];
+    let sending = false;
     const ref: Omit<FileRef, "attachment" | "secrets" | "size"> = { name: file.name, type };
     let thumbnail: { blob: Blob; width: number; height: number } | null = null;
     if (isPreviewable(file.type)) {
@@ -495,10 +496,12 @@ export class Chat {
       uploaded.push(id);
       const full: FileRef = { attachment: id, secrets: encrypted.secrets, size: body.size, ...ref };
       if (thumbRef) full.thumbnail = thumbRef;
+      sending = true;
       await this.send(conversationId, fileRefText(full), undefined, "", attachmentIds(full));
     } catch (err) {
-      // Uploaded but never sent: take it back (the server would delete it after its grace period).
-      if (err instanceof Cancelled || uploaded.length > 0) for (const id of uploaded) await deleteAttachment(id);
+      // Cancelled or failed before the message went: take back what was uploaded. A failed send
+      // keeps them, for its retry (the server deletes them after its grace period otherwise).
+      if (!sending) for (const id of uploaded) await deleteAttachment(id);
       throw err;
     }
   }
