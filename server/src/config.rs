@@ -840,4 +840,20 @@ mod tests {
         };
         assert!(line.contains("KITSULAN_DB_MAX_CONNECTIONS"), "{line}");
     }
+
+    #[test]
+    fn attachment_ttl_choices_default_parse_and_range() {
+        let ttl_choices =
+            |args: &[&str]| match load_from(["kitsulan", "serve"].into_iter().chain(args.iter().copied())) {
+                Ok(Cli { command: Command::Serve(serve), .. }) => Ok(serve.attachments.ttl_choices),
+                Ok(_) => panic!("not serve"),
+                Err(ConfigError::Invalid(line)) => Err(line),
+                Err(e) => panic!("{e:?}"),
+            };
+        assert_eq!(ttl_choices(&[]), Ok(vec![3600, 86_400, 604_800]));
+        assert_eq!(ttl_choices(&["--attachment-ttl-choices", "60,3600"]), Ok(vec![60, 3600]));
+        let line = ttl_choices(&["--attachment-ttl-choices", "60,0"]).unwrap_err();
+        assert!(line.contains("KITSULAN_ATTACHMENT_TTL_CHOICES"), "{line}");
+        assert!(ttl_choices(&["--attachment-ttl-choices", "2592001"]).is_err());
+    }
 }
