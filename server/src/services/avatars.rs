@@ -144,11 +144,19 @@ impl Avatars {
                 "an avatar is a PNG, JPEG or WebP image",
             ));
         };
-        let _permit =
-            self.decodes.acquire().await.map_err(|_| Error::Internal("the decoder pool is closed".into()))?;
-        tokio::task::spawn_blocking(move || process(&bytes, format))
+        let permit = self
+            .decodes
+            .clone()
+            .acquire_owned()
             .await
-            .map_err(|e| Error::Internal(format!("decoding an avatar failed: {e}")))?
+            .map_err(|_| Error::Internal("the decoder pool is closed".into()))?;
+        // The permit goes with the decode: a caller that hangs up does not free it early.
+        tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            process(&bytes, format)
+        })
+        .await
+        .map_err(|e| Error::Internal(format!("decoding an avatar failed: {e}")))?
     }
 
     /// Stores a prepared PNG under a fresh id.
