@@ -341,7 +341,9 @@ pub fn documented_code(reason: &str) -> Option<Code> {
         | "SEQ_IN_FUTURE"
         | "SIZE_INVALID"
         | "TTL_INVALID"
-        | "TOO_MANY_ATTACHMENTS" => Code::InvalidArgument,
+        | "TOO_MANY_ATTACHMENTS"
+        | "AVATAR_TYPE_INVALID"
+        | "AVATAR_INVALID" => Code::InvalidArgument,
         "USERNAME_TAKEN" | "EMAIL_TAKEN" | "MESSAGE_ID_TAKEN" => Code::AlreadyExists,
         "INVALID_CREDENTIALS"
         | "TOTP_REQUIRED"
@@ -381,7 +383,8 @@ pub fn documented_code(reason: &str) -> Option<Code> {
         | "CONVERSATION_NOT_FOUND"
         | "MESSAGE_NOT_FOUND"
         | "REPLY_NOT_FOUND"
-        | "ATTACHMENT_NOT_FOUND" => Code::NotFound,
+        | "ATTACHMENT_NOT_FOUND"
+        | "AVATAR_NOT_FOUND" => Code::NotFound,
         "RATE_LIMITED"
         | "TOO_MANY_KEYS"
         | "TOO_MANY_ITEMS"
@@ -390,7 +393,8 @@ pub fn documented_code(reason: &str) -> Option<Code> {
         | "TOO_MANY_MEMBERS"
         | "TOO_MANY_ACCOUNTS"
         | "ATTACHMENT_TOO_LARGE"
-        | "QUOTA_EXCEEDED" => Code::ResourceExhausted,
+        | "QUOTA_EXCEEDED"
+        | "AVATAR_TOO_LARGE" => Code::ResourceExhausted,
         "EMAIL_SEND_FAILED" | "UNAVAILABLE" | "STORAGE_UNAVAILABLE" => Code::Unavailable,
         "INTERNAL" => Code::Internal,
         _ => return None,

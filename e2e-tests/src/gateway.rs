@@ -249,6 +249,11 @@ pub fn describe(event: &Event) -> String {
             a.conversation_id,
             a.account_id
         ),
+        Some(event::Body::Avatar(a)) => format!(
+            "avatar of {:?}: {:?}",
+            a.owner,
+            a.avatar.as_ref().map(|v| (&v.avatar_id, v.avatar_version))
+        ),
         None => "an empty event".to_owned(),
     };
     format!("#{} {body}", event.seq)

@@ -17,6 +17,7 @@
 
 pub mod admin;
 pub mod attachments;
+pub mod avatars;
 pub mod call_peer;
 pub mod calls;
 pub mod client;

@@ -16,6 +16,7 @@ use uuid::Uuid;
 
 use crate::ids::{AccountId, ConversationId, DeviceId};
 use crate::services::attachments::AttachmentEvent;
+use crate::services::avatars::AvatarEvent;
 use crate::services::calls::CallEvent;
 use crate::store::MessageRecord;
 
@@ -77,6 +78,16 @@ pub enum Notice {
         accounts: Vec<AccountId>,
         /// Not this one.
         except: Option<DeviceId>,
+    },
+    /// An account's or a group's avatar changed: for the devices of `accounts` (an account's
+    /// contacts and itself) and, for a group, every member device (`conversation`).
+    Avatar {
+        /// What changed.
+        event: Arc<AvatarEvent>,
+        /// Every member device of the event's group.
+        conversation: bool,
+        /// Every device of these accounts.
+        accounts: Vec<AccountId>,
     },
     /// An attachment was downloaded or is gone, for every member device of its conversation
     /// (`conversation`) and the devices of `accounts`.
@@ -212,14 +223,15 @@ mod wire {
     use uuid::Uuid;
 
     use super::Notice;
-    use crate::ids::{AccountId, AttachmentId, CallId, ConversationId, DeviceId, MessageId};
+    use crate::ids::{AccountId, AttachmentId, AvatarId, CallId, ConversationId, DeviceId, MessageId};
     use crate::services::attachments::{AttachmentChange, AttachmentEvent};
+    use crate::services::avatars::AvatarEvent;
     use crate::services::calls::{CallAction, CallEvent};
     use crate::store::MessageRecord;
 
     #[derive(Clone, PartialEq, prost::Message)]
     pub struct Envelope {
-        #[prost(oneof = "Kind", tags = "1, 2, 3, 4, 5, 6, 7, 8, 9")]
+        #[prost(oneof = "Kind", tags = "1, 2, 3, 4, 5, 6, 7, 8, 9, 10")]
         pub kind: Option<Kind>,
     }
 
@@ -243,6 +255,24 @@ mod wire {
         NodeAlive(NodeAlive),
         #[prost(message, tag = "9")]
         Attachment(Attachment),
+        #[prost(message, tag = "10")]
+        Avatar(Avatar),
+    }
+
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct Avatar {
+        #[prost(bytes = "vec", optional, tag = "1")]
+        pub account_id: Option<Vec<u8>>,
+        #[prost(bytes = "vec", optional, tag = "2")]
+        pub conversation_id: Option<Vec<u8>>,
+        #[prost(bytes = "vec", optional, tag = "3")]
+        pub avatar_id: Option<Vec<u8>>,
+        #[prost(int64, tag = "4")]
+        pub version: i64,
+        #[prost(bool, tag = "5")]
+        pub to_conversation: bool,
+        #[prost(bytes = "vec", repeated, tag = "6")]
+        pub accounts: Vec<Vec<u8>>,
     }
 
     #[derive(Clone, PartialEq, prost::Message)]
@@ -442,6 +472,14 @@ mod wire {
                 accounts: accounts.iter().map(|a| b(a.as_uuid())).collect(),
                 except: except.map(|d| b(d.as_uuid())),
             }),
+            Notice::Avatar { event, conversation, accounts } => Kind::Avatar(Avatar {
+                account_id: event.account.map(|a| b(a.as_uuid())),
+                conversation_id: event.conversation.map(|c| b(c.as_uuid())),
+                avatar_id: event.avatar.map(|a| b(a.as_uuid())),
+                version: event.version,
+                to_conversation: *conversation,
+                accounts: accounts.iter().map(|a| b(a.as_uuid())).collect(),
+            }),
             Notice::Attachment { event, conversation, accounts } => Kind::Attachment(Attachment {
                 attachment_id: b(event.attachment.as_uuid()),
                 conversation_id: b(event.conversation.as_uuid()),
@@ -492,6 +530,21 @@ mod wire {
                 recipients: accounts(&p.recipients)?,
             },
             Kind::NodeAlive(n) => Notice::NodeAlive { node: u(&n.node)?, accounts: accounts(&n.accounts)? },
+            Kind::Avatar(a) => Notice::Avatar {
+                event: Arc::new(AvatarEvent {
+                    account: a.account_id.as_deref().map(u).transpose()?.map(AccountId::from_uuid),
+                    conversation: a
+                        .conversation_id
+                        .as_deref()
+                        .map(u)
+                        .transpose()?
+                        .map(ConversationId::from_uuid),
+                    avatar: a.avatar_id.as_deref().map(u).transpose()?.map(AvatarId::from_uuid),
+                    version: a.version,
+                }),
+                conversation: a.to_conversation,
+                accounts: accounts(&a.accounts)?,
+            },
             Kind::Attachment(a) => Notice::Attachment {
                 event: Arc::new(AttachmentEvent {
                     attachment: AttachmentId::from_uuid(u(&a.attachment_id)?),
@@ -578,6 +631,26 @@ mod tests {
                 devices: vec![DeviceId::from_uuid(Uuid::now_v7())],
                 accounts: vec![account],
                 except: Some(DeviceId::from_uuid(Uuid::now_v7())),
+            },
+            Notice::Avatar {
+                event: Arc::new(AvatarEvent {
+                    account: Some(account),
+                    conversation: None,
+                    avatar: Some(crate::ids::AvatarId::from_uuid(Uuid::now_v7())),
+                    version: 3,
+                }),
+                conversation: false,
+                accounts: vec![account],
+            },
+            Notice::Avatar {
+                event: Arc::new(AvatarEvent {
+                    account: None,
+                    conversation: Some(conversation),
+                    avatar: None,
+                    version: 4,
+                }),
+                conversation: true,
+                accounts: Vec::new(),
             },
         ];
         for notice in notices {

@@ -515,6 +515,12 @@ pub struct AttachmentArgs {
           default_value = "3600,86400,604800", value_parser = clap::value_parser!(u32).range(1..=2_592_000))]
     pub ttl_choices: Vec<u32>,
 
+    /// Largest avatar image a client may upload, in bytes (default 5 MiB); it is resized to
+    /// 256x256 and stored as PNG.
+    #[arg(long = "avatar-max-bytes", env = "KITSULAN_AVATAR_MAX_BYTES", default_value_t = 5 * 1024 * 1024,
+          value_parser = clap::value_parser!(u64).range(1..=64 * 1024 * 1024))]
+    pub avatar_max_bytes: u64,
+
     /// S3 endpoint, e.g. `https://s3.eu-central-1.amazonaws.com` or `http://garage:3900`.
     #[arg(long = "s3-endpoint", env = "KITSULAN_S3_ENDPOINT")]
     pub s3_endpoint: Option<String>,
@@ -550,6 +556,7 @@ impl AttachmentArgs {
             quota_bytes: self.quota_bytes,
             url_ttl: Duration::from_secs(self.url_ttl_seconds),
             orphan_grace: Duration::from_secs(self.orphan_grace_seconds),
+            avatar_max_bytes: self.avatar_max_bytes,
         }
     }
 

@@ -109,6 +109,10 @@ uuid_v7_id!(
     /// An attachment (an encrypted blob), chosen by the server at CreateUpload.
     AttachmentId
 );
+uuid_v7_id!(
+    /// An avatar image (one per upload; a new one replaces the old), chosen by the server.
+    AvatarId
+);
 
 #[cfg(test)]
 mod tests {

@@ -84,8 +84,10 @@ impl DiskBlobs {
     /// and removes temporary files a crash left behind.
     pub fn open(data_dir: &Path) -> anyhow::Result<Self> {
         let root = data_dir.join("blobs");
-        let dir = root.join(BlobKind::Attachment.as_str());
-        std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+        for kind in [BlobKind::Attachment, BlobKind::Avatar] {
+            let dir = root.join(kind.as_str());
+            std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+        }
         let tmp = root.join(".tmp");
         if tmp.exists() {
             std::fs::remove_dir_all(&tmp).with_context(|| format!("cannot clear {}", tmp.display()))?;
@@ -239,6 +241,17 @@ impl BlobStore for DiskBlobs {
 
     async fn download_request(&self, key: &BlobKey, ttl: Duration) -> Result<SignedRequest, BlobError> {
         Ok(self.signed("GET", key, None, ttl))
+    }
+
+    async fn put_bytes(
+        &self,
+        key: &BlobKey,
+        bytes: Vec<u8>,
+        _content_type: &'static str,
+    ) -> Result<(), BlobError> {
+        let size = bytes.len() as u64;
+        let body = futures_util::stream::iter([Ok::<_, std::convert::Infallible>(bytes::Bytes::from(bytes))]);
+        self.put(key, size, body).await.map_err(|e| BlobError::Unavailable(e.to_string()))
     }
 
     async fn size(&self, key: &BlobKey) -> Result<Option<u64>, BlobError> {

@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
-use crate::ids::AttachmentId;
+use crate::ids::{AttachmentId, AvatarId};
 
 pub use disk::{DiskBlobs, PutError, SignatureError};
 pub use s3::{S3Blobs, S3Settings};
@@ -35,6 +35,8 @@ pub struct BlobKey {
 pub enum BlobKind {
     /// Attachment ciphertext.
     Attachment,
+    /// An avatar: a PNG the server made itself (resized, no metadata), not encrypted.
+    Avatar,
 }
 
 impl BlobKind {
@@ -42,6 +44,7 @@ impl BlobKind {
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Attachment => "attachments",
+            Self::Avatar => "avatars",
         }
     }
 
@@ -49,6 +52,7 @@ impl BlobKind {
     pub fn parse(segment: &str) -> Option<Self> {
         match segment {
             "attachments" => Some(Self::Attachment),
+            "avatars" => Some(Self::Avatar),
             _ => None,
         }
     }
@@ -58,6 +62,11 @@ impl BlobKey {
     /// An attachment's blob.
     pub fn attachment(id: AttachmentId) -> Self {
         Self { kind: BlobKind::Attachment, id: id.as_uuid() }
+    }
+
+    /// An avatar's blob.
+    pub fn avatar(id: AvatarId) -> Self {
+        Self { kind: BlobKind::Avatar, id: id.as_uuid() }
     }
 
     /// A key from its two URL segments, if they name one.
@@ -122,6 +131,14 @@ pub trait BlobStore: Send + Sync {
     ) -> Result<SignedRequest, BlobError>;
     /// A request that downloads `key`, valid for `ttl`.
     async fn download_request(&self, key: &BlobKey, ttl: Duration) -> Result<SignedRequest, BlobError>;
+    /// Stores a small blob the server made itself (an avatar), with its media type. Never
+    /// replaces a stored blob (keys are fresh ids).
+    async fn put_bytes(
+        &self,
+        key: &BlobKey,
+        bytes: Vec<u8>,
+        content_type: &'static str,
+    ) -> Result<(), BlobError>;
     /// The size of the stored blob, or `None` if there is none.
     async fn size(&self, key: &BlobKey) -> Result<Option<u64>, BlobError>;
     /// Deletes a blob; deleting one that is not there is not an error.
@@ -144,6 +161,10 @@ impl BlobStore for NoBlobs {
     }
 
     async fn download_request(&self, _: &BlobKey, _: Duration) -> Result<SignedRequest, BlobError> {
+        Err(BlobError::Unavailable("this process has no blob storage".into()))
+    }
+
+    async fn put_bytes(&self, _: &BlobKey, _: Vec<u8>, _: &'static str) -> Result<(), BlobError> {
         Err(BlobError::Unavailable("this process has no blob storage".into()))
     }
 

@@ -163,6 +163,24 @@ impl BlobStore for S3Blobs {
         Ok(request(&presigned, "GET", ttl))
     }
 
+    async fn put_bytes(
+        &self,
+        key: &BlobKey,
+        bytes: Vec<u8>,
+        content_type: &'static str,
+    ) -> Result<(), BlobError> {
+        self.client
+            .put_object()
+            .bucket(&self.bucket)
+            .key(key.to_string())
+            .content_type(content_type)
+            .body(aws_sdk_s3::primitives::ByteStream::from(bytes))
+            .send()
+            .await
+            .map_err(|e| unavailable("PutObject", e))?;
+        Ok(())
+    }
+
     async fn size(&self, key: &BlobKey) -> Result<Option<u64>, BlobError> {
         match self.client.head_object().bucket(&self.bucket).key(key.to_string()).send().await {
             Ok(head) => Ok(Some(head.content_length().and_then(|n| u64::try_from(n).ok()).unwrap_or(0))),

@@ -35,6 +35,8 @@ pub struct AttachmentSettings {
     pub url_ttl: Duration,
     /// How long an attachment may stay without a message before it is deleted.
     pub orphan_grace: Duration,
+    /// Largest avatar upload (before it is resized), in bytes.
+    pub avatar_max_bytes: u64,
 }
 
 /// What happened to an attachment, for the gateway (live only).

@@ -21,6 +21,7 @@ use tokio::sync::{mpsc, watch};
 use uuid::Uuid;
 
 use super::attachments::AttachmentEvent;
+use super::avatars::AvatarEvent;
 use super::calls::CallEvent;
 use super::{Caller, Error};
 use crate::bus::{Bus, Notice, NoticeSink};
@@ -108,6 +109,8 @@ pub enum Outgoing {
     Call(Arc<CallEvent>),
     /// An attachment was downloaded or is gone (live only).
     Attachment(Arc<AttachmentEvent>),
+    /// An account's or a group's avatar changed (live only).
+    Avatar(Arc<AvatarEvent>),
 }
 
 /// What acknowledging an event moves.
@@ -352,6 +355,20 @@ impl NoticeSink for Hub {
                 let mut keys: HashSet<u64> = HashSet::new();
                 if *conversation {
                     keys.extend(state.by_conversation.get(&event.conversation).into_iter().flatten());
+                }
+                for account in accounts {
+                    keys.extend(state.by_account.get(account).into_iter().flatten());
+                }
+                for key in keys {
+                    if let Some(entry) = state.sessions.get(&key) {
+                        Self::send(entry, &notice);
+                    }
+                }
+            }
+            Notice::Avatar { event, conversation, accounts } => {
+                let mut keys: HashSet<u64> = HashSet::new();
+                if *conversation && let Some(group) = &event.conversation {
+                    keys.extend(state.by_conversation.get(group).into_iter().flatten());
                 }
                 for account in accounts {
                     keys.extend(state.by_account.get(account).into_iter().flatten());
@@ -725,6 +742,11 @@ impl Session {
             Notice::Attachment { event, .. } => {
                 if self.outbox.len() < MAX_OUTBOX {
                     self.outbox.push_back((Outgoing::Attachment(event.clone()), Position::Live));
+                }
+            }
+            Notice::Avatar { event, .. } => {
+                if self.outbox.len() < MAX_OUTBOX {
+                    self.outbox.push_back((Outgoing::Avatar(event.clone()), Position::Live));
                 }
             }
             Notice::Presence { account, online, .. } => {

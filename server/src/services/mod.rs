@@ -6,6 +6,7 @@ pub mod accounts;
 pub mod admin;
 pub mod attachments;
 pub mod auth;
+pub mod avatars;
 pub mod calls;
 pub mod conversations;
 pub mod delivery;
@@ -34,6 +35,7 @@ pub use accounts::Accounts;
 pub use admin::Admin;
 pub use attachments::{AttachmentSettings, Attachments};
 pub use auth::{Auth, AuthPolicy, Caller, ClientAddr};
+pub use avatars::Avatars;
 pub use calls::{Calls, TurnSettings};
 pub use conversations::Conversations;
 pub use delivery::{Delivery, Hub};
@@ -74,6 +76,8 @@ pub struct Services {
     pub calls: Calls,
     /// Encrypted attachments.
     pub attachments: Attachments,
+    /// Account and group pictures.
+    pub avatars: Avatars,
     /// The blobs on disk, when this server keeps them there (the transport serves their URLs).
     pub disk_blobs: Option<Arc<DiskBlobs>>,
     store: Arc<dyn Store>,
@@ -98,6 +102,7 @@ impl BlobSetup {
             settings: AttachmentSettings {
                 max_bytes: 0,
                 quota_bytes: 0,
+                avatar_max_bytes: 0,
                 url_ttl: Duration::from_secs(1),
                 orphan_grace: Duration::from_secs(86_400),
             },
@@ -139,6 +144,13 @@ impl Services {
             to_device: ToDevice { store: store.clone(), delivery: delivery.clone() },
             conversations: Conversations { store: store.clone(), delivery: delivery.clone() },
             calls: Calls { store: store.clone(), delivery: delivery.clone(), turn },
+            avatars: Avatars {
+                store: store.clone(),
+                delivery: delivery.clone(),
+                blobs: blobs.store.clone(),
+                settings: blobs.settings.clone(),
+                decodes: Arc::new(tokio::sync::Semaphore::new(avatars::MAX_DECODES)),
+            },
             attachments: Attachments {
                 store: store.clone(),
                 delivery: delivery.clone(),

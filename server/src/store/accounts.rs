@@ -5,7 +5,7 @@ use uuid::Uuid;
 
 use super::devices::{NewDevice, insert_device};
 use super::{Conflict, StoreError, conflict_or};
-use crate::ids::AccountId;
+use crate::ids::{AccountId, AvatarId};
 
 /// A new account, written together with its first device.
 #[derive(Debug, Clone)]
@@ -48,6 +48,22 @@ pub struct AccountRecord {
     pub disabled: bool,
     /// Creation time (ms since the Unix epoch).
     pub created_at_ms: i64,
+    /// The current avatar's blob (`avatars/<id>`), if one is set.
+    #[sqlx(try_from = "OptionalUuid")]
+    pub avatar_id: Option<AvatarId>,
+    /// Goes up with every avatar change (set or removed); 0: never had one.
+    pub avatar_version: i64,
+}
+
+/// A nullable UUID column, for `#[sqlx(try_from)]`.
+#[derive(sqlx::Type)]
+#[sqlx(transparent)]
+pub(super) struct OptionalUuid(Option<Uuid>);
+
+impl From<OptionalUuid> for Option<AvatarId> {
+    fn from(value: OptionalUuid) -> Self {
+        value.0.map(AvatarId::from_uuid)
+    }
 }
 
 impl std::fmt::Debug for AccountRecord {
@@ -102,7 +118,7 @@ pub trait AccountStore: Send + Sync {
 }
 
 const COLUMNS: &str = "id, username, display_name, email, email_verified, password_hash, \
-                       totp_secret, totp_pending_secret, disabled, created_at_ms";
+                       totp_secret, totp_pending_secret, disabled, created_at_ms, avatar_id, avatar_version";
 
 /// Writes a [`NewAccount`] (used inside transactions too, hence a macro over the executor).
 macro_rules! insert_account {

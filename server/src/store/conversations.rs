@@ -11,7 +11,7 @@ use uuid::Uuid;
 
 use super::StoreError;
 use super::delivery::{AccountEvent, Receipt};
-use crate::ids::{AccountId, AttachmentId, ConversationId, DeviceId, MessageId};
+use crate::ids::{AccountId, AttachmentId, AvatarId, ConversationId, DeviceId, MessageId};
 
 /// Direct (two people) or group.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -72,6 +72,10 @@ pub struct ConversationRecord {
     pub last_activity_at_ms: i64,
     /// Creation (ms).
     pub created_at_ms: i64,
+    /// Groups: the current avatar's blob (`avatars/<id>`), if one is set.
+    pub avatar_id: Option<AvatarId>,
+    /// Goes up with every avatar change (set or removed); 0: never had one.
+    pub avatar_version: i64,
 }
 
 /// A member.
@@ -247,8 +251,7 @@ pub trait ConversationStore: Send + Sync {
     -> Result<i64, StoreError>;
 }
 
-const CONVERSATION_COLUMNS: &str =
-    "id, kind, mode, title, last_seq, last_change, last_activity_at_ms, created_at_ms";
+const CONVERSATION_COLUMNS: &str = "id, kind, mode, title, last_seq, last_change, last_activity_at_ms, created_at_ms, avatar_id, avatar_version";
 pub(super) const MESSAGE_COLUMNS: &str = "id, conversation_id, seq, sender_account_id, sender_device_id, \
                                ciphertext, session_id, reply_to, sent_at_ms, edited_at_ms, deleted_at_ms, change_seq";
 const MEMBER_COLUMNS: &str = "account_id, role, joined_at_ms, read_seq, delivered_seq";
@@ -270,6 +273,8 @@ macro_rules! decode {
             last_change: row.try_get("last_change")?,
             last_activity_at_ms: row.try_get("last_activity_at_ms")?,
             created_at_ms: row.try_get("created_at_ms")?,
+            avatar_id: row.try_get::<Option<Uuid>, _>("avatar_id")?.map(AvatarId::from_uuid),
+            avatar_version: row.try_get("avatar_version")?,
         }
     }};
     (member $row:expr) => {{

@@ -19,6 +19,7 @@ macro_rules! impl_for_backends {
 
 mod accounts;
 mod attachments;
+mod avatars;
 mod calls;
 mod codes;
 mod conversations;
@@ -44,6 +45,7 @@ use crate::config::DatabaseUrl;
 
 pub use accounts::{AccountRecord, AccountStore, NewAccount};
 pub use attachments::{AttachmentRecord, AttachmentStore, CreateAttachmentOutcome, NewAttachment};
+pub use avatars::{AvatarChange, AvatarStore, GroupAvatarOutcome};
 pub use calls::{CallRecord, CallStore, JoinOutcome, NewCall, StartOutcome};
 pub use codes::{CodePurpose, CodeRecord, CodeStore, NewCode};
 pub use conversations::{
@@ -172,6 +174,7 @@ pub trait Store:
     + DeliveryStore
     + CallStore
     + AttachmentStore
+    + AvatarStore
     + Send
     + Sync
     + 'static

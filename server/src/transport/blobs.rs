@@ -15,7 +15,7 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::put;
 
-use crate::blobs::{BlobKey, DiskBlobs, PutError, SignatureError};
+use crate::blobs::{BlobKey, BlobKind, DiskBlobs, PutError, SignatureError};
 use crate::store::now_ms;
 
 /// Reads are streamed in pieces of this size.
@@ -117,9 +117,15 @@ async fn download(
     match blobs.open_blob(&key).await {
         Ok(Some((file, size))) => {
             let stream = tokio_util::io::ReaderStream::with_capacity(file, READ_CHUNK);
+            // Avatars are PNGs the server made itself; everything else is ciphertext.
+            let content_type = match key.kind() {
+                BlobKind::Avatar => "image/png",
+                BlobKind::Attachment => "application/octet-stream",
+            };
             (
                 [
-                    (header::CONTENT_TYPE, "application/octet-stream".to_owned()),
+                    (header::CONTENT_TYPE, content_type.to_owned()),
+                    (header::X_CONTENT_TYPE_OPTIONS, "nosniff".to_owned()),
                     (header::CONTENT_LENGTH, size.to_string()),
                     (header::CACHE_CONTROL, "private, no-store".to_owned()),
                 ],

@@ -420,5 +420,6 @@ fn body(event: Outgoing) -> Body {
         Outgoing::SyncComplete => Body::SyncComplete(pb::SyncComplete {}),
         Outgoing::Call(event) => Body::Call(call_event(&event)),
         Outgoing::Attachment(event) => Body::Attachment(super::grpc::attachment_event(&event)),
+        Outgoing::Avatar(event) => Body::Avatar(super::grpc::avatar_event(&event)),
     }
 }

@@ -18,11 +18,17 @@ fn account(a: AccountRecord) -> Option<pb::Account> {
         email_verified: a.email_verified,
         totp_enabled: a.totp_secret.is_some(),
         created_at_ms: a.created_at_ms,
+        avatar: super::avatar_info(a.avatar_id, a.avatar_version),
     })
 }
 
 fn profile(a: AccountRecord) -> pb::Profile {
-    pb::Profile { account_id: a.id.to_string(), username: a.username, display_name: a.display_name }
+    pb::Profile {
+        account_id: a.id.to_string(),
+        avatar: super::avatar_info(a.avatar_id, a.avatar_version),
+        username: a.username,
+        display_name: a.display_name,
+    }
 }
 
 #[tonic::async_trait]

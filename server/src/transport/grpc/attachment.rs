@@ -28,7 +28,7 @@ fn attachment(r: AttachmentRecord) -> pb::Attachment {
     }
 }
 
-fn blob_request(r: SignedRequest) -> pb::BlobRequest {
+pub(super) fn blob_request(r: SignedRequest) -> pb::BlobRequest {
     pb::BlobRequest {
         url: r.url,
         method: r.method.to_owned(),

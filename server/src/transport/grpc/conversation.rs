@@ -49,6 +49,7 @@ fn conversation(v: ConversationView) -> Option<pb::Conversation> {
         last_activity_at_ms: c.last_activity_at_ms,
         created_at_ms: c.created_at_ms,
         unread_count: u32::try_from(v.unread_count).unwrap_or(u32::MAX),
+        avatar: super::avatar_info(c.avatar_id, c.avatar_version),
     })
 }
 

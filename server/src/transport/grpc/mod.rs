@@ -6,6 +6,7 @@
 mod account;
 mod attachment;
 mod auth;
+mod avatar;
 mod call;
 mod context;
 mod conversation;
@@ -18,6 +19,7 @@ mod to_device;
 
 // Record-to-wire conversions the gateway shares.
 pub use attachment::attachment_event;
+pub use avatar::{avatar_event, avatar_info};
 pub use conversation::{message, role, seq};
 pub use to_device::to_device_message;
 
@@ -27,6 +29,7 @@ use axum::Router;
 use kitsulan_proto::v1::account_service_server::AccountServiceServer;
 use kitsulan_proto::v1::attachment_service_server::AttachmentServiceServer;
 use kitsulan_proto::v1::auth_service_server::AuthServiceServer;
+use kitsulan_proto::v1::avatar_service_server::AvatarServiceServer;
 use kitsulan_proto::v1::call_service_server::CallServiceServer;
 use kitsulan_proto::v1::conversation_service_server::ConversationServiceServer;
 use kitsulan_proto::v1::device_service_server::DeviceServiceServer;
@@ -46,7 +49,7 @@ pub use errors::status;
 pub struct HealthHandle(HealthReporter);
 
 /// The names of our services, as health checks know them.
-const SERVICE_NAMES: [&str; 10] = [
+const SERVICE_NAMES: [&str; 11] = [
     "kitsulan.v1.ServerInfoService",
     "kitsulan.v1.AuthService",
     "kitsulan.v1.AccountService",
@@ -57,6 +60,7 @@ const SERVICE_NAMES: [&str; 10] = [
     "kitsulan.v1.ConversationService",
     "kitsulan.v1.CallService",
     "kitsulan.v1.AttachmentService",
+    "kitsulan.v1.AvatarService",
 ];
 
 impl HealthHandle {
@@ -89,7 +93,13 @@ pub async fn router(context: Context) -> anyhow::Result<(Router, HealthHandle)> 
     .add_service(PairingServiceServer::new(pairing::PairingApi(context.clone())))
     .add_service(ConversationServiceServer::new(conversation::ConversationApi(context.clone())))
     .add_service(CallServiceServer::new(call::CallApi(context.clone())))
-    .add_service(AttachmentServiceServer::new(attachment::AttachmentApi(context)))
+    .add_service(AttachmentServiceServer::new(attachment::AttachmentApi(context.clone())))
+    // The image is in the request: room for the largest one allowed (and the framing), so an
+    // oversized one reaches the service and gets AVATAR_TOO_LARGE.
+    .add_service(
+        AvatarServiceServer::new(avatar::AvatarApi(context.clone()))
+            .max_decoding_message_size(avatar_request_limit(&context)),
+    )
     .add_service(health)
     .add_service(reflection_v1)
     .add_service(reflection_v1alpha)
@@ -97,6 +107,13 @@ pub async fn router(context: Context) -> anyhow::Result<(Router, HealthHandle)> 
     .into_axum_router()
     .layer(tonic_web::GrpcWebLayer::new());
     Ok((router, HealthHandle(reporter)))
+}
+
+/// The largest AvatarService request taken: twice the avatar limit (so an image somewhat over
+/// it still gets a clear AVATAR_TOO_LARGE), plus room for the other fields.
+fn avatar_request_limit(context: &Context) -> usize {
+    let max = context.services.avatars.max_upload_bytes();
+    usize::try_from(max.saturating_mul(2).saturating_add(64 * 1024)).unwrap_or(usize::MAX)
 }
 
 /// Parses one id from a request field, or refuses the call with `ID_INVALID`.
