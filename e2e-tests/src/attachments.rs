@@ -28,6 +28,8 @@ use tokio::process::{Child, Command};
 use tonic::Status;
 
 use crate::client::{Authed, Client};
+use crate::people::start_with;
+use crate::{Database, Options, TestServer};
 
 /// Bytes per chunk the test streams.
 pub const CHUNK: usize = 64 * 1024;
@@ -322,6 +324,58 @@ impl S3sFs {
 impl Drop for S3sFs {
     fn drop(&mut self) {
         let _ = self.child.start_kill();
+    }
+}
+
+/// Which blob store a test server keeps attachments and avatars in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Store {
+    /// The data dir, on SQLite (Lite).
+    Disk,
+    /// A real S3 server (s3s-fs), on a fresh PostgreSQL database (Pro).
+    S3,
+}
+
+/// A server on one blob store, with its S3 server when there is one. Dropping it stops both.
+pub struct BlobServer {
+    /// The KitsuLAN server.
+    pub server: TestServer,
+    /// The S3 server ([`Store::S3`]).
+    pub s3: Option<S3sFs>,
+}
+
+impl BlobServer {
+    /// Starts the server on `store` (S3: in `bucket`) with `env` on top of the test settings.
+    /// Panics if something does not start.
+    pub async fn start(store: Store, bucket: &str, env: &[(&str, &str)]) -> Self {
+        let (mut options, s3) = match store {
+            Store::Disk => (Options::new(Database::Sqlite), None),
+            Store::S3 => {
+                let s3 = S3sFs::start().await.unwrap_or_else(|e| panic!("starting s3s-fs: {e:#}"));
+                let mut options = Options::new(Database::FreshPostgres);
+                for (k, v) in s3.server_env(bucket) {
+                    options = options.env(&k, &v);
+                }
+                (options, Some(s3))
+            }
+        };
+        for (k, v) in env {
+            options = options.env(k, v);
+        }
+        Self { server: start_with(options).await, s3 }
+    }
+
+    /// The server's base URL.
+    pub fn url(&self) -> String {
+        self.server.url()
+    }
+
+    /// Where blobs are kept: the data dir's `blobs/`, or the S3 server's directory.
+    pub fn blob_dir(&self) -> PathBuf {
+        match &self.s3 {
+            Some(s3) => s3.dir().to_owned(),
+            None => self.server.data_dir().join("blobs"),
+        }
     }
 }
 

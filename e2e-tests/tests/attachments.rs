@@ -18,15 +18,15 @@ use std::time::Duration;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use kitsulan_crypto::attachment::AttachmentSecrets;
+use kitsulan_e2e::assert_refused;
 use kitsulan_e2e::attachments::{
-    FileSource, S3sFs, blob_url, download_decrypt, files_named, get_status, memory_kib, put, put_bytes,
-    upload_encrypted,
+    BlobServer, FileSource, Store, blob_url, download_decrypt, files_named, get_status, memory_kib, put,
+    put_bytes, upload_encrypted,
 };
 use kitsulan_e2e::e2ee::E2eeDevice;
 use kitsulan_e2e::gateway::LiveInbox;
-use kitsulan_e2e::people::{person, start_with};
+use kitsulan_e2e::people::person;
 use kitsulan_e2e::scan::scan_for_plaintexts_with;
-use kitsulan_e2e::{Database, Options, TestServer, assert_refused};
 use kitsulan_proto::v1::event::Body;
 use kitsulan_proto::v1::{AttachmentChange, BlobRequest, Event};
 
@@ -34,55 +34,6 @@ use kitsulan_proto::v1::{AttachmentChange, BlobRequest, Event};
 const WAIT: Duration = Duration::from_secs(15);
 const MIB: u64 = 1024 * 1024;
 const BUCKET: &str = "kitsulan-attachments";
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Store {
-    Disk,
-    S3,
-}
-
-/// A server on one blob store (disk: SQLite; S3: PostgreSQL), with its S3 server.
-struct Setup {
-    server: TestServer,
-    s3: Option<S3sFs>,
-}
-
-impl Setup {
-    async fn start(store: Store, env: &[(&str, &str)]) -> Self {
-        let (mut options, s3) = match store {
-            Store::Disk => (Options::new(Database::Sqlite), None),
-            Store::S3 => {
-                let s3 = S3sFs::start().await.unwrap();
-                let mut options = Options::new(Database::FreshPostgres);
-                for (k, v) in s3.server_env(BUCKET) {
-                    options = options.env(&k, &v);
-                }
-                (options, Some(s3))
-            }
-        };
-        for (k, v) in env {
-            options = options.env(k, v);
-        }
-        Self { server: start_with(options).await, s3 }
-    }
-
-    fn url(&self) -> String {
-        self.server.url()
-    }
-
-    /// Where blobs are kept: the data dir's `blobs/`, or the S3 server's directory.
-    fn blob_dir(&self) -> PathBuf {
-        match &self.s3 {
-            Some(s3) => s3.dir().to_owned(),
-            None => self.server.data_dir().join("blobs"),
-        }
-    }
-
-    /// The stored files of an attachment's blob.
-    fn blob_files(&self, attachment_id: &str) -> Vec<PathBuf> {
-        files_named(&self.blob_dir(), attachment_id)
-    }
-}
 
 fn account_id(device: &E2eeDevice) -> String {
     device.client.session().map(|s| s.account_id.clone()).unwrap()
@@ -93,7 +44,7 @@ async fn direct(alice: &E2eeDevice, bob: &E2eeDevice) -> String {
     opened.conversation.unwrap().id
 }
 
-async fn gateway(setup: &Setup, device: &E2eeDevice) -> LiveInbox {
+async fn gateway(setup: &BlobServer, device: &E2eeDevice) -> LiveInbox {
     let mut inbox = LiveInbox::new();
     inbox.connect(&setup.url(), device.client.access_token(), false).await.unwrap();
     inbox.sync(WAIT).await.unwrap();
@@ -112,7 +63,7 @@ struct Sent {
 
 /// Alice's app: reserve, encrypt and stream, complete.
 async fn upload(
-    setup: &Setup,
+    setup: &BlobServer,
     alice: &E2eeDevice,
     conversation: &str,
     file: &FileSource,
@@ -170,7 +121,7 @@ async fn wait_until(what: &str, mut done: impl AsyncFnMut() -> bool) {
 // ---------------------------------------------------------------------------------------------
 
 async fn round_trip(store: Store) {
-    let setup = Setup::start(store, &[("KITSULAN_ATTACHMENT_URL_TTL_SECONDS", "5")]).await;
+    let setup = BlobServer::start(store, BUCKET, &[("KITSULAN_ATTACHMENT_URL_TTL_SECONDS", "5")]).await;
     let url = setup.url();
     let mut alice = person(&setup.server, "alice").await;
     let mut bob = person(&setup.server, "bob").await;
@@ -262,7 +213,11 @@ async fn round_trip(store: Store) {
     let extra: Vec<&std::path::Path> = extra.iter().map(PathBuf::as_path).collect();
     let findings = scan_for_plaintexts_with(&setup.server, &extra, &needles).await.unwrap();
     assert!(findings.is_empty(), "plaintext or key found: {findings:?}");
-    assert!(!setup.blob_files(&id).is_empty(), "the scan covered the blob ({:?})", setup.blob_dir());
+    assert!(
+        !files_named(&setup.blob_dir(), &id).is_empty(),
+        "the scan covered the blob ({:?})",
+        setup.blob_dir()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -282,8 +237,9 @@ fn now_ms() -> i64 {
 // ---------------------------------------------------------------------------------------------
 
 async fn limits(store: Store) {
-    let setup = Setup::start(
+    let setup = BlobServer::start(
         store,
+        BUCKET,
         &[("KITSULAN_ATTACHMENT_MAX_BYTES", "1048576"), ("KITSULAN_ATTACHMENT_QUOTA_BYTES", "3145728")],
     )
     .await;
@@ -331,7 +287,7 @@ async fn limits(store: Store) {
             "a size the URL is not signed for"
         );
     }
-    assert!(setup.blob_files(&attachment.id).is_empty(), "nothing stored");
+    assert!(files_named(&setup.blob_dir(), &attachment.id).is_empty(), "nothing stored");
     assert_refused(alice.client.complete_upload(&attachment.id).await, "UPLOAD_INCOMPLETE");
     // The right size goes through.
     let body = reqwest::Body::from(vec![3u8; 1000]);
@@ -352,8 +308,9 @@ async fn sizes_and_quotas_are_enforced_with_s3() {
 // ---------------------------------------------------------------------------------------------
 
 async fn expiry(store: Store) {
-    let setup = Setup::start(
+    let setup = BlobServer::start(
         store,
+        BUCKET,
         &[("KITSULAN_ATTACHMENT_SWEEP_SECONDS", "1"), ("KITSULAN_ATTACHMENT_ORPHAN_GRACE_SECONDS", "4")],
     )
     .await;
@@ -373,7 +330,7 @@ async fn expiry(store: Store) {
     let of_deleted = upload(&setup, &alice, &conversation, &file, 100_000, 0).await;
     let deleted_message = send_with(&mut alice, &conversation, &of_deleted).await;
     for sent in [&with_ttl, &kept, &unsent, &of_deleted] {
-        assert!(!setup.blob_files(&sent.id).is_empty(), "{} is stored", sent.id);
+        assert!(!files_named(&setup.blob_dir(), &sent.id).is_empty(), "{} is stored", sent.id);
     }
     alice.client.delete_message(&conversation, &deleted_message).await.unwrap();
 
@@ -391,13 +348,16 @@ async fn expiry(store: Store) {
         heard.insert(a.attachment_id);
     }
     for gone in [&with_ttl, &of_deleted] {
-        assert!(setup.blob_files(&gone.id).is_empty(), "blob of {} deleted", gone.id);
+        assert!(files_named(&setup.blob_dir(), &gone.id).is_empty(), "blob of {} deleted", gone.id);
         // The row is gone too: not "expired" any more, but unknown.
         assert_refused(bob.client.download_url(&gone.id).await, "ATTACHMENT_NOT_FOUND");
     }
     assert_eq!(get_status(&old_url).await.unwrap(), 404, "the blob is gone from the {store:?} store");
     // The unsent one goes after the grace period.
-    wait_until("the unsent attachment deleted", async || setup.blob_files(&unsent.id).is_empty()).await;
+    wait_until("the unsent attachment deleted", async || {
+        files_named(&setup.blob_dir(), &unsent.id).is_empty()
+    })
+    .await;
     wait_until("its row deleted", async || alice.client.complete_upload(&unsent.id).await.is_err()).await;
     assert_refused(alice.client.complete_upload(&unsent.id).await, "ATTACHMENT_NOT_FOUND");
     // The one without TTL in a live message stays, and still decrypts.
@@ -420,8 +380,9 @@ async fn ttl_deleted_messages_and_orphans_are_cleaned_up_in_s3() {
 
 async fn big_file(store: Store) {
     let len: u64 = 200 * 1000 * 1000;
-    let setup = Setup::start(
+    let setup = BlobServer::start(
         store,
+        BUCKET,
         &[("KITSULAN_ATTACHMENT_MAX_BYTES", "300000000"), ("KITSULAN_ATTACHMENT_QUOTA_BYTES", "1000000000")],
     )
     .await;

@@ -12,16 +12,15 @@
 
 use std::collections::BTreeSet;
 use std::io::Cursor;
-use std::path::PathBuf;
 use std::time::Duration;
 
 use image::{DynamicImage, ImageFormat, Rgb, RgbImage, Rgba, RgbaImage};
-use kitsulan_e2e::attachments::{S3sFs, blob_url, files_named, get_status};
+use kitsulan_e2e::assert_refused;
+use kitsulan_e2e::attachments::{BlobServer, Store, blob_url, files_named, get_status};
 use kitsulan_e2e::avatars::fetch_avatar;
 use kitsulan_e2e::e2ee::E2eeDevice;
 use kitsulan_e2e::gateway::LiveInbox;
-use kitsulan_e2e::people::{person, start_with};
-use kitsulan_e2e::{Database, Options, TestServer, assert_refused};
+use kitsulan_e2e::people::person;
 use kitsulan_proto::v1::avatar_event::Owner;
 use kitsulan_proto::v1::event::Body;
 use kitsulan_proto::v1::{AvatarInfo, Event, MemberRole};
@@ -32,57 +31,17 @@ const BUCKET: &str = "kitsulan-avatars";
 /// Text inside the EXIF block of Alice's photo; it must not survive.
 const EXIF_MARKER: &[u8] = b"KitsuLAN test photo at the Eiffel tower";
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Store {
-    Disk,
-    S3,
-}
-
-struct Setup {
-    server: TestServer,
-    s3: Option<S3sFs>,
-}
-
-impl Setup {
-    async fn start(store: Store) -> Self {
-        let (options, s3) = match store {
-            Store::Disk => (Options::new(Database::Sqlite), None),
-            Store::S3 => {
-                let s3 = S3sFs::start().await.unwrap();
-                let mut options = Options::new(Database::FreshPostgres);
-                for (k, v) in s3.server_env(BUCKET) {
-                    options = options.env(&k, &v);
-                }
-                (options, Some(s3))
-            }
-        };
-        Self { server: start_with(options).await, s3 }
-    }
-
-    fn url(&self) -> String {
-        self.server.url()
-    }
-
-    /// Where avatar blobs are kept.
-    fn blob_dir(&self) -> PathBuf {
-        match &self.s3 {
-            Some(s3) => s3.dir().to_owned(),
-            None => self.server.data_dir().join("blobs"),
-        }
-    }
-
-    /// The ids of the stored avatar blobs (a store may keep more than one file per object).
-    fn avatar_files(&self) -> BTreeSet<String> {
-        files_named(&self.blob_dir(), "")
-            .into_iter()
-            .filter(|f| f.components().any(|c| c.as_os_str() == "avatars"))
-            .filter_map(|f| {
-                let name = f.file_name()?.to_string_lossy().into_owned();
-                let id = name.get(..36)?;
-                uuid_like(id).then(|| id.to_owned())
-            })
-            .collect()
-    }
+/// The ids of the stored avatar blobs (a store may keep more than one file per object).
+fn avatar_files(setup: &BlobServer) -> BTreeSet<String> {
+    files_named(&setup.blob_dir(), "")
+        .into_iter()
+        .filter(|f| f.components().any(|c| c.as_os_str() == "avatars"))
+        .filter_map(|f| {
+            let name = f.file_name()?.to_string_lossy().into_owned();
+            let id = name.get(..36)?;
+            uuid_like(id).then(|| id.to_owned())
+        })
+        .collect()
 }
 
 fn uuid_like(s: &str) -> bool {
@@ -96,7 +55,7 @@ fn account_id(device: &E2eeDevice) -> String {
     device.client.session().map(|s| s.account_id.clone()).unwrap()
 }
 
-async fn gateway(setup: &Setup, device: &E2eeDevice) -> LiveInbox {
+async fn gateway(setup: &BlobServer, device: &E2eeDevice) -> LiveInbox {
     let mut inbox = LiveInbox::new();
     inbox.connect(&setup.url(), device.client.access_token(), false).await.unwrap();
     inbox.sync(WAIT).await.unwrap();
@@ -247,7 +206,7 @@ fn avatar_event(event: &Event, owner: &Owner, version: u64) -> bool {
 }
 
 async fn avatars(store: Store) {
-    let setup = Setup::start(store).await;
+    let setup = BlobServer::start(store, BUCKET, &[]).await;
     let url = setup.url();
     let alice = person(&setup.server, "alice").await;
     let bob = person(&setup.server, "bob").await;
@@ -286,7 +245,7 @@ async fn avatars(store: Store) {
     assert_refused(carol.client.account_avatar_url(&a).await, "AVATAR_NOT_FOUND");
     // Carol still sees the version in the profile (everyone signed in sees profiles).
     assert_eq!(carol.client.profile(&a).await.unwrap().avatar.unwrap().avatar_version, 1);
-    assert_eq!(setup.avatar_files().len(), 1, "one stored avatar: {:?}", setup.avatar_files());
+    assert_eq!(avatar_files(&setup).len(), 1, "one stored avatar: {:?}", avatar_files(&setup));
 
     // Bad uploads are refused and change nothing.
     let mut big = png(16, 16);
@@ -303,7 +262,7 @@ async fn avatars(store: Store) {
     assert!(bomb.len() < 100, "{} bytes", bomb.len());
     assert_refused(alice.client.set_my_avatar(bomb).await, "AVATAR_INVALID");
     assert_eq!(bob.client.profile(&a).await.unwrap().avatar.as_ref(), Some(&set), "unchanged");
-    assert_eq!(setup.avatar_files().len(), 1, "nothing stored: {:?}", setup.avatar_files());
+    assert_eq!(avatar_files(&setup).len(), 1, "nothing stored: {:?}", avatar_files(&setup));
     assert_eq!(
         fetch_avatar(&url, &bob.client.account_avatar_url(&a).await.unwrap()).await.unwrap().bytes,
         fetched.bytes
@@ -315,7 +274,7 @@ async fn avatars(store: Store) {
     assert_eq!(second.avatar_version, 2);
     assert_ne!(second.avatar_id, set.avatar_id);
     bob_live.wait_event(WAIT, "the second avatar event", |e| avatar_event(e, &owner, 2)).await.unwrap();
-    let files = setup.avatar_files();
+    let files = avatar_files(&setup);
     assert_eq!(files, BTreeSet::from([second.avatar_id.clone()]), "only the new one is stored");
     assert_eq!(get_status(&old_url).await.unwrap(), 404);
     let small = fetch_avatar(&url, &bob.client.account_avatar_url(&a).await.unwrap()).await.unwrap();
@@ -326,7 +285,7 @@ async fn avatars(store: Store) {
     assert_eq!((removed.avatar_id.as_str(), removed.avatar_version), ("", 3));
     bob_live.wait_event(WAIT, "the removal event", |e| avatar_event(e, &owner, 3)).await.unwrap();
     assert_refused(bob.client.account_avatar_url(&a).await, "AVATAR_NOT_FOUND");
-    assert!(setup.avatar_files().is_empty(), "{:?}", setup.avatar_files());
+    assert!(avatar_files(&setup).is_empty(), "{:?}", avatar_files(&setup));
 
     // A group: Alice (owner) makes Bob an admin; Bob sets the avatar; Dave, a plain member,
     // fetches it but may not change it; Carol is not a member.
@@ -354,7 +313,7 @@ async fn avatars(store: Store) {
     let removed = alice.client.remove_group_avatar(&group).await.unwrap();
     assert_eq!(removed.avatar_version, 2);
     assert_refused(dave.client.group_avatar_url(&group).await, "AVATAR_NOT_FOUND");
-    assert!(setup.avatar_files().is_empty(), "{:?}", setup.avatar_files());
+    assert!(avatar_files(&setup).is_empty(), "{:?}", avatar_files(&setup));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
