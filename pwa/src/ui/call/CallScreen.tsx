@@ -9,6 +9,7 @@ import { ConversationKind } from "../../gen/kitsulan/v1/conversation_pb";
 import { useI18n } from "../../i18n/i18n";
 import type { MessageKey } from "../../i18n/messages";
 import { useChat, type Chat } from "../../state/chat";
+import { useModal } from "../Dialog";
 import { conversationTitle, personName } from "../names";
 import { Avatar } from "./Avatar";
 import { HangUpIcon, PhoneIcon, VideoIcon } from "./icons";
@@ -44,12 +45,7 @@ function Layer({
   className?: string;
   children: ReactNode;
 }) {
-  const ref = useRef<HTMLDialogElement>(null);
-  useEffect(() => {
-    const d = ref.current;
-    if (d && !d.open) d.showModal();
-    return () => d?.close();
-  }, []);
+  const ref = useModal();
   return (
     <dialog
       ref={ref}
