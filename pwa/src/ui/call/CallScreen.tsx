@@ -10,7 +10,7 @@ import { useI18n } from "../../i18n/i18n";
 import type { MessageKey } from "../../i18n/messages";
 import { useChat, type Chat } from "../../state/chat";
 import { conversationTitle, personName } from "../names";
-import { Avatar } from "./Avatar";
+import { Avatar } from "../Avatar";
 import { HangUpIcon, PhoneIcon, VideoIcon } from "./icons";
 import { InCall } from "./InCall";
 import { MediaView } from "./MediaView";
