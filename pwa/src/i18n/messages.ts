@@ -262,6 +262,17 @@ export const en = {
   pushToTalkHint: "Your microphone is live only while you hold Space or the Talk button.",
   alwaysRelay: "Always relay calls (hides your IP address)",
   alwaysRelayHint: "Calls go through this server's relay, so the people you call never learn your network address. It may add a little delay.",
+  changePicture: "Change picture",
+  removePicture: "Remove picture",
+  pictureSaved: "Picture saved.",
+  pictureRemoved: "Picture removed.",
+  pictureUploading: "Uploading the picture…",
+  groupPicture: "Group picture",
+  "err.AVATAR_TOO_LARGE": "That picture is too large. Pick a smaller image.",
+  "err.AVATAR_TYPE_INVALID": "That file is not a picture. Pick a PNG, JPEG or WebP image.",
+  "err.AVATAR_INVALID": "That picture could not be read: it is damaged or too large in pixels.",
+  "err.AVATAR_NOT_FOUND": "There is no picture.",
+  "err.NOT_ALLOWED": "Only the group's owner and admins can do that.",
 };
 
 export type MessageKey = keyof typeof en;
@@ -529,6 +540,17 @@ export const ru: Record<MessageKey, string> = {
   pushToTalkHint: "Микрофон включён, только пока вы удерживаете пробел или кнопку «Говорить».",
   alwaysRelay: "Всегда звонить через ретранслятор (скрывает ваш IP-адрес)",
   alwaysRelayHint: "Звонки идут через ретранслятор этого сервера, и собеседники не узнают ваш сетевой адрес. Возможна небольшая задержка.",
+  changePicture: "Сменить фото",
+  removePicture: "Удалить фото",
+  pictureSaved: "Фото сохранено.",
+  pictureRemoved: "Фото удалено.",
+  pictureUploading: "Загружаем фото…",
+  groupPicture: "Фото группы",
+  "err.AVATAR_TOO_LARGE": "Это изображение слишком большое. Выберите файл поменьше.",
+  "err.AVATAR_TYPE_INVALID": "Этот файл не изображение. Выберите картинку PNG, JPEG или WebP.",
+  "err.AVATAR_INVALID": "Не удалось прочитать изображение: файл повреждён или в нём слишком много пикселей.",
+  "err.AVATAR_NOT_FOUND": "Фото нет.",
+  "err.NOT_ALLOWED": "Это могут делать только владелец и администраторы группы.",
 };
 
 /**

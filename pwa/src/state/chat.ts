@@ -4,7 +4,7 @@
 // an edit or deletion replaces a message only when it is newer than what we hold.
 import { create } from "@bufbuild/protobuf";
 import { useSyncExternalStore } from "react";
-import { attachmentClient, conversationClient, accountClient, gatewayUrl, serverInfoClient } from "../api";
+import { attachmentClient, avatarClient, conversationClient, accountClient, gatewayUrl, serverInfoClient } from "../api";
 import { attachmentIds, fileRefText, isPreviewable, type FileRef } from "../attachments/content";
 import { prepareImage } from "../attachments/image";
 import { Cancelled, deleteAttachment, encryptBlob, uploadCiphertext, type Progress } from "../attachments/transfer";
@@ -22,6 +22,7 @@ import {
   type Message,
 } from "../gen/kitsulan/v1/conversation_pb";
 import { AttachmentChange } from "../gen/kitsulan/v1/attachment_pb";
+import type { AvatarInfo } from "../gen/kitsulan/v1/avatar_pb";
 import { MessageChange } from "../gen/kitsulan/v1/gateway_pb";
 import type { Event } from "../gen/kitsulan/v1/gateway_pb";
 import * as db from "../storage/db";
@@ -65,7 +66,7 @@ export interface Receipt {
 }
 
 export interface ChatState {
-  me: { accountId: string; deviceId: string; displayName: string; username: string };
+  me: { accountId: string; deviceId: string; displayName: string; username: string; avatarId: string; avatarVersion: number };
   conversations: Conversation[];
   previews: Record<string, string>;
   threads: Record<string, Thread>;
@@ -90,7 +91,13 @@ export interface ChatState {
 export interface PersonProfile {
   username: string;
   displayName: string;
+  /** The avatar's id ("" or absent: none) and version (AvatarService; contacts see the picture). */
+  avatarId?: string;
+  avatarVersion?: number;
 }
+
+/** A profile as the server sends it (GetProfiles, LookupAccount). */
+type ProfileMessage = { accountId: string; username: string; displayName: string; avatar?: AvatarInfo | undefined };
 
 type Listener = () => void;
 
@@ -118,7 +125,7 @@ export class Chat {
     onSignedOut: () => void,
   ) {
     this.state = {
-      me: { ...me, displayName: "", username: "" },
+      me: { ...me, displayName: "", username: "", avatarId: "", avatarVersion: 0 },
       conversations: [],
       previews: {},
       threads: {},
@@ -196,7 +203,13 @@ export class Chat {
       const res = await accountClient.getMyAccount({});
       if (res.account) {
         this.set({
-          me: { ...this.state.me, displayName: res.account.displayName, username: res.account.username },
+          me: {
+            ...this.state.me,
+            displayName: res.account.displayName,
+            username: res.account.username,
+            avatarId: res.account.avatar?.avatarId ?? "",
+            avatarVersion: Number(res.account.avatar?.avatarVersion ?? 0n),
+          },
         });
       }
     } catch {
@@ -236,10 +249,17 @@ export class Chat {
     return p ? p.displayName || p.username : "";
   }
 
-  private async rememberProfiles(list: Array<{ accountId: string } & PersonProfile>): Promise<void> {
+  private async rememberProfiles(list: ProfileMessage[]): Promise<void> {
     if (list.length === 0) return;
     const profiles = { ...this.state.profiles };
-    for (const p of list) profiles[p.accountId] = { username: p.username, displayName: p.displayName };
+    for (const p of list) {
+      profiles[p.accountId] = {
+        username: p.username,
+        displayName: p.displayName,
+        avatarId: p.avatar?.avatarId ?? "",
+        avatarVersion: Number(p.avatar?.avatarVersion ?? 0n),
+      };
+    }
     this.set({ profiles });
     await db.put("session", "profiles", profiles);
   }
@@ -272,8 +292,64 @@ export class Chat {
     }
   }
 
+  /** Sets our picture from an image file (PNG, JPEG or WebP; the server checks and resizes it). */
+  async setMyAvatar(file: Blob): Promise<void> {
+    const res = await avatarClient.setMyAvatar({ image: new Uint8Array(await file.arrayBuffer()) });
+    if (res.avatar) this.applyAvatar({ case: "accountId", value: this.state.me.accountId }, res.avatar);
+  }
+
+  /** Removes our picture. */
+  async removeMyAvatar(): Promise<void> {
+    const res = await avatarClient.removeMyAvatar({});
+    if (res.avatar) this.applyAvatar({ case: "accountId", value: this.state.me.accountId }, res.avatar);
+  }
+
+  /** Sets a group's picture (owners and admins). */
+  async setGroupAvatar(conversationId: string, file: Blob): Promise<void> {
+    const res = await avatarClient.setGroupAvatar({ conversationId, image: new Uint8Array(await file.arrayBuffer()) });
+    if (res.avatar) this.applyAvatar({ case: "conversationId", value: conversationId }, res.avatar);
+  }
+
+  /** Removes a group's picture (owners and admins). */
+  async removeGroupAvatar(conversationId: string): Promise<void> {
+    const res = await avatarClient.removeGroupAvatar({ conversationId });
+    if (res.avatar) this.applyAvatar({ case: "conversationId", value: conversationId }, res.avatar);
+  }
+
+  /**
+   * Notes the avatar of an account or a group as it is now (from our own change or an
+   * AvatarEvent); an older version than the one we hold is ignored.
+   */
+  private applyAvatar(
+    owner: { case: "accountId" | "conversationId"; value: string },
+    avatar: AvatarInfo,
+  ): void {
+    const avatarId = avatar.avatarId;
+    const avatarVersion = Number(avatar.avatarVersion);
+    if (owner.case === "conversationId") {
+      const c = this.conversation(owner.value);
+      if (!c || (c.avatar && c.avatar.avatarVersion > avatar.avatarVersion)) return;
+      this.set({ conversations: this.state.conversations.map((x) => (x.id === c.id ? { ...c, avatar } : x)) });
+      return;
+    }
+    if (owner.value === this.state.me.accountId) {
+      if (this.state.me.avatarVersion > avatarVersion) return;
+      this.set({ me: { ...this.state.me, avatarId, avatarVersion } });
+      return;
+    }
+    const p = this.state.profiles[owner.value];
+    if (!p) {
+      void this.loadProfiles([owner.value]).catch(() => undefined);
+      return;
+    }
+    if ((p.avatarVersion ?? 0) > avatarVersion) return;
+    const profiles = { ...this.state.profiles, [owner.value]: { ...p, avatarId, avatarVersion } };
+    this.set({ profiles });
+    void db.put("session", "profiles", profiles).catch(() => undefined);
+  }
+
   /** Finds someone by username (ACCOUNT_NOT_FOUND when nobody has it). */
-  async lookUp(username: string): Promise<{ accountId: string } & PersonProfile> {
+  async lookUp(username: string): Promise<ProfileMessage> {
     const res = await accountClient.lookupAccount({ username: username.trim().replace(/^@/, "").toLowerCase() });
     if (!res.profile) throw new Error("LookupAccount answered without a profile");
     await this.rememberProfiles([res.profile]);
@@ -693,6 +769,13 @@ export class Chat {
         if (e.change === AttachmentChange.DOWNLOADED && e.accountId) {
           void this.loadProfiles([e.accountId]).catch(() => undefined);
           this.mergeDownloads(e.attachmentId, [{ accountId: e.accountId, atMs: Number(e.atMs) }]);
+        }
+        return;
+      }
+      case "avatar": {
+        const e = body.value;
+        if (e.avatar && (e.owner.case === "accountId" || e.owner.case === "conversationId")) {
+          this.applyAvatar({ case: e.owner.case, value: e.owner.value }, e.avatar);
         }
         return;
       }

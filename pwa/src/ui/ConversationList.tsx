@@ -3,6 +3,7 @@
 import { useI18n } from "../i18n/i18n";
 import { ConversationMode } from "../gen/kitsulan/v1/conversation_pb";
 import { useChat, type Chat } from "../state/chat";
+import { ConversationAvatar } from "./Avatar";
 import { LockIcon } from "./LockIcon";
 import { conversationTitle } from "./names";
 
@@ -11,7 +12,7 @@ export function ConversationList({ chat }: { chat: Chat }) {
   const conversations = useChat(chat, (s) => s.conversations);
   const previews = useChat(chat, (s) => s.previews);
   const active = useChat(chat, (s) => s.active);
-  useChat(chat, (s) => s.profiles); // re-render when names arrive
+  useChat(chat, (s) => s.profiles); // re-render when names (and pictures) arrive
   if (conversations.length === 0) return <p className="muted pad">{t("noConversations")}</p>;
   return (
     <ul className="conv-list">
@@ -26,6 +27,7 @@ export function ConversationList({ chat }: { chat: Chat }) {
               aria-current={c.id === active ? "true" : undefined}
               onClick={() => chat.setActive(c.id)}
             >
+              <ConversationAvatar chat={chat} conversation={c} name={title} className="avatar conv-avatar" />
               <span className="conv-title">
                 {e2ee && <LockIcon label={t("e2ee")} />}
                 <span className="name">{title}</span>

@@ -19,6 +19,7 @@ import { AttachDialog, FileView, UploadList, type Upload } from "./Attachment";
 import { CallButtons } from "./call/CallButtons";
 import { PaperclipIcon } from "./call/icons";
 import { LockIcon } from "./LockIcon";
+import { ConversationAvatar } from "./Avatar";
 import { Members } from "./Members";
 import { MessageBubble, snippet, type Tick } from "./MessageBubble";
 import { conversationTitle, personName } from "./names";
@@ -279,6 +280,7 @@ export function ConversationView({ chat, conversationId }: { chat: Chat; convers
         <button type="button" className="icon back" aria-label={t("backToList")} onClick={() => chat.setActive(null)}>
           ←
         </button>
+        <ConversationAvatar chat={chat} conversation={conversation} name={title} className="avatar head-avatar" />
         <div className="conv-head">
           <h2>{title}</h2>
           {conversation.mode !== ConversationMode.CLOUD && (

@@ -1,12 +1,15 @@
-// Members.tsx — a group's members with their roles; owners and admins add people by username.
+// Members.tsx — a group's members with their pictures and roles; owners and admins add people by
+// username and set or remove the group's picture.
 import { useState, type FormEvent } from "react";
 import { reasonOf } from "../errors";
 import { MemberRole, type Conversation } from "../gen/kitsulan/v1/conversation_pb";
 import { useI18n } from "../i18n/i18n";
 import { errorText } from "../i18n/messages";
 import { useChat, type Chat } from "../state/chat";
+import { Avatar, PersonAvatar } from "./Avatar";
+import { AvatarPicker } from "./AvatarPicker";
 import { Dialog } from "./Dialog";
-import { personName } from "./names";
+import { conversationTitle, personName } from "./names";
 
 export function Members({ chat, conversation, onClose }: { chat: Chat; conversation: Conversation; onClose: () => void }) {
   const { t } = useI18n();
@@ -35,11 +38,30 @@ export function Members({ chat, conversation, onClose }: { chat: Chat; conversat
 
   return (
     <Dialog title={t("members")} onClose={onClose}>
+      {canAdd && (
+        <section aria-label={t("groupPicture")} className="form members-picture">
+          <AvatarPicker
+            name="groupAvatar"
+            preview={
+              <Avatar
+                name={conversationTitle(chat, t, conversation)}
+                owner={{ case: "conversationId", value: conversation.id }}
+                avatarId={conversation.avatar?.avatarId}
+                className="avatar avatar-lg"
+              />
+            }
+            hasPicture={!!conversation.avatar?.avatarId}
+            onSet={(file) => chat.setGroupAvatar(conversation.id, file)}
+            onRemove={() => chat.removeGroupAvatar(conversation.id)}
+          />
+        </section>
+      )}
       <ul className="members" aria-label={t("members")}>
         {conversation.members.map((m) => {
           const username = chat.get().profiles[m.accountId]?.username;
           return (
             <li key={m.accountId}>
+              <PersonAvatar chat={chat} accountId={m.accountId} name={chat.nameOf(m.accountId) || personName(chat, t, m.accountId)} className="avatar member-avatar" />{" "}
               <strong>{personName(chat, t, m.accountId)}</strong>{" "}
               {username && <span className="muted">@{username}</span>}{" "}
               {m.role === MemberRole.OWNER && <span className="badge-soft">{t("roleOwner")}</span>}

@@ -1,4 +1,4 @@
-// Settings.tsx — profile (display name, username, account id), notifications, devices,
+// Settings.tsx — profile (picture, display name, username, account id), notifications, devices,
 // language, theme, sign out.
 import { useState, type FormEvent } from "react";
 import { reasonOf } from "../errors";
@@ -7,6 +7,8 @@ import { errorText } from "../i18n/messages";
 import { loadPrefs, permission, requestPermission, savePrefs, type NotifyPrefs, type Permission } from "../notify/notifications";
 import { useChat, type Chat } from "../state/chat";
 import type { Theme } from "../theme";
+import { Avatar } from "./Avatar";
+import { AvatarPicker } from "./AvatarPicker";
 import { CallSettings } from "./call/CallSettings";
 import { CopyId } from "./CopyId";
 import { Dialog } from "./Dialog";
@@ -39,6 +41,19 @@ function Profile({ chat }: { chat: Chat }) {
   return (
     <section aria-labelledby="profile-heading" className="form">
       <h3 id="profile-heading">{t("profile")}</h3>
+      <AvatarPicker
+        preview={
+          <Avatar
+            name={me.displayName || me.username}
+            owner={{ case: "accountId", value: me.accountId }}
+            avatarId={me.avatarId}
+            className="avatar avatar-lg"
+          />
+        }
+        hasPicture={me.avatarId !== ""}
+        onSet={(file) => chat.setMyAvatar(file)}
+        onRemove={() => chat.removeMyAvatar()}
+      />
       <p>
         <strong>{me.displayName}</strong> <span className="muted">@{me.username}</span>
       </p>

@@ -11,7 +11,7 @@ import type { MessageKey } from "../../i18n/messages";
 import { useChat, type Chat } from "../../state/chat";
 import { useModal } from "../Dialog";
 import { conversationTitle, personName } from "../names";
-import { Avatar } from "./Avatar";
+import { Avatar } from "../Avatar";
 import { HangUpIcon, PhoneIcon, VideoIcon } from "./icons";
 import { InCall } from "./InCall";
 import { MediaView } from "./MediaView";

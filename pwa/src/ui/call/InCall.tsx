@@ -6,7 +6,7 @@ import type { RemotePeer } from "../../calls/calls";
 import { useI18n } from "../../i18n/i18n";
 import type { Chat } from "../../state/chat";
 import { personName } from "../names";
-import { Avatar } from "./Avatar";
+import { Avatar } from "../Avatar";
 import { CallStats } from "./CallStats";
 import { DevicePickers } from "./DevicePickers";
 import { HangUpIcon, MicIcon, ScreenIcon, SlidersIcon, StatsIcon, VideoIcon } from "./icons";
