@@ -9,8 +9,10 @@ use crate::config::LogFormat;
 
 /// Installs the global subscriber. `filter` was validated when the settings were read.
 pub fn init(format: LogFormat, filter: &str) -> anyhow::Result<()> {
-    // The `turn` crate logs one error line per refused TURN request (anyone can send those);
-    // the relay reports refusals itself, so its lines stay off unless asked for by name.
+    // The `turn` crate logs one error line per refused TURN request (anyone can send those), so
+    // its lines stay off unless asked for by name. The relay logs (at debug) the refusals it
+    // decides itself: expired, malformed or foreign-realm usernames. A wrong password is found by
+    // the crate's integrity check, so it shows only with `turn` in the filter (`…,turn=error`).
     let filter = if filter.contains("turn") {
         EnvFilter::try_new(filter)?
     } else {
