@@ -35,12 +35,8 @@ const WAIT: Duration = Duration::from_secs(15);
 const MIB: u64 = 1024 * 1024;
 const BUCKET: &str = "kitsulan-attachments";
 
-fn account_id(device: &E2eeDevice) -> String {
-    device.client.session().map(|s| s.account_id.clone()).unwrap()
-}
-
 async fn direct(alice: &E2eeDevice, bob: &E2eeDevice) -> String {
-    let opened = alice.client.open_direct(&account_id(bob)).await.unwrap();
+    let opened = alice.client.open_direct(bob.account_id()).await.unwrap();
     opened.conversation.unwrap().id
 }
 
@@ -166,10 +162,10 @@ async fn round_trip(store: Store) {
     let Some(Body::Attachment(report)) = event.body else { unreachable!() };
     assert_eq!(
         (report.account_id.as_str(), report.conversation_id.as_str()),
-        (account_id(&bob).as_str(), conversation.as_str())
+        (bob.account_id(), conversation.as_str())
     );
     let downloads = alice.client.list_downloads(&id).await.unwrap();
-    assert_eq!(downloads.iter().map(|d| d.account_id.clone()).collect::<Vec<_>>(), [account_id(&bob)]);
+    assert_eq!(downloads.iter().map(|d| d.account_id.clone()).collect::<Vec<_>>(), [bob.account_id()]);
     assert_refused(bob.client.list_downloads(&id).await, "NOT_ALLOWED");
     assert_refused(bob.client.delete_attachment(&id).await, "NOT_ALLOWED");
 

@@ -51,10 +51,6 @@ fn uuid_like(s: &str) -> bool {
             .all(|(i, c)| if [8, 13, 18, 23].contains(&i) { c == '-' } else { c.is_ascii_hexdigit() })
 }
 
-fn account_id(device: &E2eeDevice) -> String {
-    device.client.session().map(|s| s.account_id.clone()).unwrap()
-}
-
 async fn gateway(setup: &BlobServer, device: &E2eeDevice) -> LiveInbox {
     let mut inbox = LiveInbox::new();
     inbox.connect(&setup.url(), device.client.access_token(), false).await.unwrap();
@@ -212,7 +208,8 @@ async fn avatars(store: Store) {
     let bob = person(&setup.server, "bob").await;
     let carol = person(&setup.server, "carol").await;
     let dave = person(&setup.server, "dave").await;
-    let (a, b, d) = (account_id(&alice), account_id(&bob), account_id(&dave));
+    let (a, b, d) =
+        (alice.account_id().to_owned(), bob.account_id().to_owned(), dave.account_id().to_owned());
     alice.client.open_direct(&b).await.unwrap();
     let mut bob_live = gateway(&setup, &bob).await;
 

@@ -8,7 +8,7 @@
 use async_trait::async_trait;
 use uuid::Uuid;
 
-use super::StoreError;
+use super::{Role, StoreError};
 use crate::ids::{AccountId, AvatarId, ConversationId};
 
 /// What an avatar change did.
@@ -92,6 +92,7 @@ impl_for_backends! {
             avatar: Option<AvatarId>,
         ) -> Result<GroupAvatarOutcome, StoreError> {
             let mut tx = self.pool.begin().await?;
+            // Lock the group's row first, so racing changes take turns (each sees the previous id).
             sqlx::query("UPDATE conversations SET avatar_version = avatar_version WHERE id = $1")
                 .bind(conversation.as_uuid())
                 .execute(&mut *tx)
@@ -108,7 +109,7 @@ impl_for_backends! {
             if kind != "group" {
                 return Ok(GroupAvatarOutcome::NotAGroup);
             }
-            if role != "owner" && role != "admin" {
+            if Role::parse(&role)? == Role::Member {
                 return Ok(GroupAvatarOutcome::NotAllowed);
             }
             let version: i64 = sqlx::query_scalar(
