@@ -37,6 +37,8 @@ pub struct TestServer {
     pub(crate) env: Vec<(String, String)>,
     /// The arguments after `serve`, for a restart.
     args: Vec<String>,
+    /// The `kitsulan` binary, for a restart.
+    binary: PathBuf,
     /// Index in `log` of the first line of the current process.
     log_from: usize,
     _database: Option<TestDatabase>,
@@ -68,12 +70,13 @@ pub struct Options {
     env: Vec<(String, String)>,
     args: Vec<String>,
     dotenv: Option<String>,
+    binary: Option<PathBuf>,
 }
 
 impl Options {
     /// A server on `database` with nothing else set.
     pub fn new(database: Database) -> Self {
-        Self { database, env: Vec::new(), args: Vec::new(), dotenv: None }
+        Self { database, env: Vec::new(), args: Vec::new(), dotenv: None, binary: None }
     }
 
     /// Sets an environment variable for the server.
@@ -85,6 +88,13 @@ impl Options {
     /// Adds a command-line argument after `serve`.
     pub fn arg(mut self, arg: &str) -> Self {
         self.args.push(arg.to_owned());
+        self
+    }
+
+    /// Runs this `kitsulan` binary instead of the one [`binary`] finds (the load generator
+    /// starts the release build beside itself).
+    pub fn binary(mut self, path: PathBuf) -> Self {
+        self.binary = Some(path);
         self
     }
 
@@ -116,7 +126,11 @@ impl TestServer {
             Database::Url(ref url) => (Some(url.clone()), None),
         };
         let log = Arc::new(Mutex::new(Vec::new()));
-        let child = spawn(data_dir.path(), url.as_deref(), &options.args, &options.env, &log)?;
+        let binary = match options.binary {
+            Some(path) => path,
+            None => binary()?,
+        };
+        let child = spawn(&binary, data_dir.path(), url.as_deref(), &options.args, &options.env, &log)?;
         let mut server = Self {
             child,
             addr: SocketAddr::from(([127, 0, 0, 1], 0)),
@@ -125,6 +139,7 @@ impl TestServer {
             database_url: url,
             env: options.env,
             args: options.args,
+            binary,
             log_from: 0,
             _database: owned,
         };
@@ -153,8 +168,14 @@ impl TestServer {
             log.push("---- restarted by the test ----".to_owned());
             self.log_from = log.len();
         }
-        self.child =
-            spawn(self.data_dir.path(), self.database_url.as_deref(), &self.args, &self.env, &self.log)?;
+        self.child = spawn(
+            &self.binary,
+            self.data_dir.path(),
+            self.database_url.as_deref(),
+            &self.args,
+            &self.env,
+            &self.log,
+        )?;
         self.addr = SocketAddr::from(([127, 0, 0, 1], 0));
         self.wait_ready().await
     }
@@ -188,7 +209,8 @@ impl TestServer {
             if tokio::time::Instant::now() > deadline {
                 bail!("kitsulan did not get ready within 60 s:\n{}", self.log_text());
             }
-            tokio::time::sleep(Duration::from_millis(25)).await;
+            // Often enough that the load generator's cold-start timing is not dominated by it.
+            tokio::time::sleep(Duration::from_millis(2)).await;
         }
     }
 
@@ -255,13 +277,14 @@ impl TestServer {
 /// Starts `kitsulan serve` in `data_dir` with exactly the given settings (nothing from the
 /// developer's shell), its output collected into `log`.
 fn spawn(
+    binary: &Path,
     data_dir: &Path,
     url: Option<&str>,
     args: &[String],
     env: &[(String, String)],
     log: &Arc<Mutex<Vec<String>>>,
 ) -> anyhow::Result<Child> {
-    let mut cmd = Command::new(binary()?);
+    let mut cmd = Command::new(binary);
     // Settings from the developer's shell must not leak into the server under test.
     for (key, _) in std::env::vars() {
         if key.starts_with("KITSULAN_") || key == "DATABASE_URL" {

@@ -1,0 +1,30 @@
+//! The scenarios of BENCHMARKS.md, and the smoke run that keeps them all working.
+
+pub mod history;
+pub mod idle;
+pub mod keys;
+pub mod messaging;
+
+use crate::report::Report;
+use crate::target::How;
+
+/// Every scenario at a tiny size (a few seconds each), for CI.
+pub async fn smoke(how: &How) -> anyhow::Result<Vec<Report>> {
+    let fanout =
+        messaging::FanoutArgs { accounts: 8, devices: 2, members: 4, senders: 2, rate: 40.0, seconds: 2 };
+    let ingest = messaging::IngestArgs { accounts: 4, members: 2, senders: 2, inflight: 2, seconds: 2 };
+    let idle = idle::Args { sockets: 60, accounts: 3, hold_seconds: 2 };
+    let history = history::Args { messages: 250, inflight: 8, pages: 20, page_size: 50, restarts: 1 };
+    let keys = keys::Args { targets: 2, keys_per_target: 60, claimers: 2, concurrency: 4, seconds: 1 };
+    let mut reports = vec![
+        messaging::fanout(how, &fanout).await?,
+        messaging::ingest(how, &ingest).await?,
+        idle::run(how, &idle).await?,
+    ];
+    reports.extend(history::run(how, &history).await?);
+    reports.push(keys::run(how, &keys).await?);
+    for report in &mut reports {
+        report.scenario = format!("smoke-{}", report.scenario);
+    }
+    Ok(reports)
+}
