@@ -263,11 +263,14 @@ impl GatewayClient {
     /// Opens the WebSocket to `server_url` (`http://host:port`) without sending anything.
     pub async fn open(server_url: &str) -> anyhow::Result<Self> {
         let url = gateway_url(server_url);
-        let (socket, _response) =
-            tokio::time::timeout(Duration::from_secs(10), tokio_tungstenite::connect_async(url.as_str()))
-                .await
-                .with_context(|| format!("WebSocket upgrade at {url} took over 10 s"))?
-                .with_context(|| format!("WebSocket upgrade at {url}"))?;
+        let (socket, _response) = tokio::time::timeout(
+            Duration::from_secs(10),
+            // As browsers do: no Nagle delay on small frames (acks, heartbeats).
+            tokio_tungstenite::connect_async_with_config(url.as_str(), None, true),
+        )
+        .await
+        .with_context(|| format!("WebSocket upgrade at {url} took over 10 s"))?
+        .with_context(|| format!("WebSocket upgrade at {url}"))?;
         let (mut sink, mut stream) = socket.split();
         let (out_tx, mut out_rx) = mpsc::unbounded_channel::<WsMessage>();
         let (in_tx, in_rx) = mpsc::unbounded_channel();
