@@ -34,6 +34,12 @@ pub const MAX_UNACKED: usize = 1024;
 pub const MAX_OUTBOX: usize = 1024;
 /// Notices queued for a session that is not reading, at most (then it is closed).
 pub const MAX_QUEUED: usize = 1024;
+/// How long acknowledgements are gathered before they are saved in one transaction. Saving each
+/// on its own made every acknowledged event a commit (an fsync on SQLite), the most frequent
+/// write of a busy server. Acks are cumulative and nothing waits for them to be saved; those
+/// not yet saved when a session closes are saved then, so only a crash can lose them, and what
+/// they covered is then delivered again (as if the ack had been lost on the network).
+pub const ACK_SAVE_DELAY: Duration = Duration::from_millis(50);
 /// Rows read from the database per catch-up step.
 const BATCH: i64 = 256;
 /// Typing updates per second per session.
@@ -513,6 +519,8 @@ impl Delivery {
             inbox_sent: 0,
             sync_sent: false,
             typing_window: (Instant::now(), 0),
+            unsaved: DeviceAcks::default(),
+            unsaved_since: None,
             closed: false,
         };
         let result = session.start(stashed).await;
@@ -628,6 +636,9 @@ pub struct Session {
     inbox_sent: i64,
     sync_sent: bool,
     typing_window: (Instant, u32),
+    /// Acknowledged but not yet saved (see [`ACK_SAVE_DELAY`]), and since when.
+    unsaved: DeviceAcks,
+    unsaved_since: Option<Instant>,
     closed: bool,
 }
 
@@ -875,7 +886,6 @@ impl Session {
         if seq >= self.next_seq {
             return Ok(Err(AckInFuture { last_sent: self.next_seq - 1 }));
         }
-        let mut acks = DeviceAcks::default();
         let mut done = Vec::new();
         while let Some((s, _)) = self.pending.front()
             && *s <= seq
@@ -884,13 +894,28 @@ impl Session {
                 done.push(entry);
             }
         }
-        collect_acks(done.into_iter(), &mut acks);
-        self.commit(&acks).await?;
+        collect_acks(done.into_iter(), &mut self.unsaved);
+        if self.unsaved_since.is_none() && !self.unsaved.is_empty() {
+            self.unsaved_since = Some(Instant::now());
+        }
         Ok(Ok(()))
     }
 
+    /// When the acknowledgements taken so far are due to be saved ([`Self::save_acks`]);
+    /// `None` when there are none.
+    pub fn acks_due(&self) -> Option<Instant> {
+        self.unsaved_since.map(|since| since + ACK_SAVE_DELAY)
+    }
+
+    /// Saves the acknowledgements taken so far, in one transaction.
+    pub async fn save_acks(&mut self) -> Result<(), Error> {
+        let acks = std::mem::take(&mut self.unsaved);
+        self.unsaved_since = None;
+        self.commit(&acks).await
+    }
+
     async fn commit(&self, acks: &DeviceAcks) -> Result<(), Error> {
-        if acks.conversations.is_empty() && acks.account_position.is_none() && acks.to_device.is_empty() {
+        if acks.is_empty() {
             return Ok(());
         }
         let receipts = self.delivery.store.commit_acks(self.device, self.account, acks).await?;
@@ -931,6 +956,11 @@ impl Session {
     pub async fn close(&mut self) {
         if self.closed {
             return;
+        }
+        // What the device acknowledged is saved before the session is forgotten, so that a
+        // reconnect (resumed or not) does not bring it again.
+        if let Err(e) = self.save_acks().await {
+            tracing::warn!(error = %e, "cannot save a closing session's acknowledgements");
         }
         self.closed = true;
         let last_here = {
@@ -984,8 +1014,10 @@ fn message_position(message: &MessageRecord) -> Position {
     }
 }
 
+/// Adds the positions of `pending` to `acks` (keeping the furthest position of each stream).
 fn collect_acks(pending: impl Iterator<Item = (u64, Position)>, acks: &mut DeviceAcks) {
-    let mut conversations: HashMap<ConversationId, (i64, i64)> = HashMap::new();
+    let mut conversations: HashMap<ConversationId, (i64, i64)> =
+        acks.conversations.drain(..).map(|(id, change, seq)| (id, (change, seq))).collect();
     for (_, position) in pending {
         match position {
             Position::Conversation { id, change, message_seq } => {

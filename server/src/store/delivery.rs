@@ -93,6 +93,13 @@ pub struct DeviceAcks {
     pub to_device: Vec<MessageId>,
 }
 
+impl DeviceAcks {
+    /// Whether there is nothing to save.
+    pub fn is_empty(&self) -> bool {
+        self.conversations.is_empty() && self.account_position.is_none() && self.to_device.is_empty()
+    }
+}
+
 /// `event` for each of `recipients`.
 pub(super) fn to_all(recipients: &[AccountId], event: &AccountEvent) -> Vec<(AccountId, AccountEvent)> {
     recipients.iter().map(|r| (*r, event.clone())).collect()

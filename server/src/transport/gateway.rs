@@ -10,6 +10,7 @@ use axum::extract::State;
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
 use axum::response::Response;
 use axum::routing::get;
+use futures_util::SinkExt as _;
 use kitsulan_proto::v1 as pb;
 use kitsulan_proto::v1::client_frame::Frame as ClientKind;
 use kitsulan_proto::v1::event::Body;
@@ -25,6 +26,8 @@ use crate::services::{Caller, Error, Services};
 
 /// Largest client frame (a call signal carries up to 32 KiB).
 const MAX_FRAME: usize = 64 * 1024;
+/// Initial read buffer of a socket.
+const READ_BUFFER: usize = 4 * 1024;
 /// Time allowed for `Hello`.
 const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
 /// How often a client sends a heartbeat; three intervals of silence close the connection.
@@ -49,14 +52,19 @@ pub fn router(services: Arc<Services>) -> Router {
 }
 
 async fn upgrade(State(services): State<Arc<Services>>, ws: WebSocketUpgrade) -> Response {
-    ws.max_message_size(MAX_FRAME).max_frame_size(MAX_FRAME).on_upgrade(move |socket| async move {
-        let mut connection = Connection { socket, last_heard: Instant::now() };
-        if let Some((mut session, caller)) = connection.hello(&services).await {
-            connection.run(&services, &mut session).await;
-            session.close().await;
-            services.calls.device_disconnected(caller);
-        }
-    })
+    ws.max_message_size(MAX_FRAME)
+        .max_frame_size(MAX_FRAME)
+        // Client frames are small (acks, heartbeats); the default 128 KiB read buffer per socket
+        // was most of an idle connection's memory. Bigger frames still fit (the buffer grows).
+        .read_buffer_size(READ_BUFFER)
+        .on_upgrade(move |socket| async move {
+            let mut connection = Connection { socket, last_heard: Instant::now() };
+            if let Some((mut session, caller)) = connection.hello(&services).await {
+                connection.run(&services, &mut session).await;
+                session.close().await;
+                services.calls.device_disconnected(caller);
+            }
+        })
 }
 
 struct Connection {
@@ -83,12 +91,22 @@ impl Fatal {
 }
 
 impl Connection {
+    /// Sends one frame now.
     async fn send(&mut self, frame: ServerKind) -> bool {
+        self.feed(frame).await && self.flush().await
+    }
+
+    /// Queues one frame for the next [`Self::flush`] (a burst of events goes out in one write).
+    async fn feed(&mut self, frame: ServerKind) -> bool {
         let bytes = pb::ServerFrame { frame: Some(frame) }.encode_to_vec();
         matches!(
-            tokio::time::timeout(SEND_TIMEOUT, self.socket.send(Message::Binary(bytes.into()))).await,
+            tokio::time::timeout(SEND_TIMEOUT, self.socket.feed(Message::Binary(bytes.into()))).await,
             Ok(Ok(()))
         )
+    }
+
+    async fn flush(&mut self) -> bool {
+        matches!(tokio::time::timeout(SEND_TIMEOUT, self.socket.flush()).await, Ok(Ok(())))
     }
 
     async fn refuse(&mut self, reason: &'static str, message: impl Into<String>) -> bool {
@@ -194,21 +212,33 @@ impl Connection {
         let mut heartbeat = tokio::time::interval(HEARTBEAT_INTERVAL);
         heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
-            // Send everything that is ready (up to the unacknowledged window).
+            // Send everything that is ready (up to the unacknowledged window) in one write.
+            let mut fed = false;
             loop {
                 match session.next_event().await {
                     Ok(Some((seq, event))) => {
-                        if !self.send(ServerKind::Event(pb::Event { seq, body: Some(body(event)) })).await {
+                        if !self.feed(ServerKind::Event(pb::Event { seq, body: Some(body(event)) })).await {
                             return;
                         }
+                        fed = true;
                     }
                     Ok(None) => break,
                     Err(e) => return self.end(Fatal::internal(&e)).await,
                 }
             }
+            if fed && !self.flush().await {
+                return;
+            }
             let notices = session.window_open();
+            let acks_due = session.acks_due();
             tokio::select! {
                 biased;
+                // First, so a client acknowledging without pause cannot put saving off.
+                () = tokio::time::sleep_until(acks_due.unwrap_or_else(Instant::now).into()), if acks_due.is_some() => {
+                    if let Err(e) = session.save_acks().await {
+                        return self.end(Fatal::internal(&e)).await;
+                    }
+                }
                 frame = self.socket.recv() => {
                     self.last_heard = Instant::now();
                     match frame {
