@@ -5,7 +5,7 @@ CARGO ?= cargo
 NPM ?= npm
 TARGET_DIR := $(or $(CARGO_TARGET_DIR),target)
 
-.PHONY: run build pwa wasm fuzz test lint fmt clean
+.PHONY: run build pwa wasm fuzz test lint fmt clean bench-build bench-smoke
 
 ## Build the PWA and the release binary, then start Lite on http://localhost:8080.
 run: build
@@ -25,6 +25,16 @@ pwa: wasm pwa/node_modules/.package-lock.json
 wasm:
 	crypto/build-wasm.sh
 
+## Release builds of the server and the load generator (see BENCHMARKS.md).
+bench-build:
+	$(CARGO) build --release -p kitsulan-server -p kitsulan-bench
+
+## Every benchmark scenario at a tiny size on SQLite, failing on any error or lost delivery.
+bench-smoke:
+	$(CARGO) build -p kitsulan-server --bin kitsulan
+	$(CARGO) build -p kitsulan-bench
+	$(TARGET_DIR)/debug/kitsulan-bench --out $(TARGET_DIR)/bench-smoke smoke
+
 ## A short run of every crypto fuzz target (FUZZ_SECONDS each, default 10).
 fuzz:
 	crypto/fuzz/run-brief.sh $(or $(FUZZ_SECONDS),10)
@@ -35,7 +45,8 @@ pwa/node_modules/.package-lock.json: pwa/package-lock.json
 ## Every check and test: formatting, lints, the PWA type check and build, the crypto crate
 ## natively and as WASM under Node.js, unit, store conformance (SQLite and PostgreSQL) and
 ## end-to-end tests against the real binary, the browser tests (Playwright driving the system
-## Chromium against the binary with the PWA embedded), then a short fuzz run of every decoder.
+## Chromium against the binary with the PWA embedded), a smoke run of the load generator, then a
+## short fuzz run of every decoder.
 test: lint pwa wasm
 	$(CARGO) build -p kitsulan-server --bin kitsulan
 	@if $(CARGO) nextest --version >/dev/null 2>&1; then \
@@ -45,6 +56,7 @@ test: lint pwa wasm
 		$(CARGO) test --workspace; \
 	fi
 	cd pwa && CARGO_TARGET_DIR=$(abspath $(TARGET_DIR)) KITSULAN_E2E_SKIP_BUILD=1 $(NPM) run e2e
+	$(MAKE) bench-smoke
 	$(MAKE) fuzz
 
 lint: wasm pwa/node_modules/.package-lock.json
