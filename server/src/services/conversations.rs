@@ -57,6 +57,8 @@ pub struct ConversationView {
 #[derive(Clone)]
 pub struct Conversations {
     pub(super) store: Arc<dyn Store>,
+    /// Where sends wait for the next group commit.
+    pub(super) sends: super::group_commit::SendQueue,
     pub(super) delivery: Delivery,
 }
 
@@ -326,7 +328,7 @@ impl Conversations {
             attachments,
             now_ms: now_ms(),
         };
-        match self.store.send_message(&message).await? {
+        match self.sends.send(message).await? {
             // A retried send publishes again: the first attempt may have died before it could.
             SendOutcome::Stored(stored) | SendOutcome::Duplicate(stored) => Ok(self.published(stored).await),
             SendOutcome::IdTaken => Err(Error::Conflict {

@@ -12,6 +12,7 @@ pub mod conversations;
 pub mod delivery;
 pub mod devices;
 mod error;
+mod group_commit;
 pub mod keys;
 pub mod names;
 pub mod pairing;
@@ -142,7 +143,11 @@ impl Services {
             pairing: Pairing { auth: auth.clone() },
             keys: Keys { store: store.clone(), delivery: delivery.clone() },
             to_device: ToDevice { store: store.clone(), delivery: delivery.clone() },
-            conversations: Conversations { store: store.clone(), delivery: delivery.clone() },
+            conversations: Conversations {
+                store: store.clone(),
+                sends: group_commit::SendQueue::start(store.clone()),
+                delivery: delivery.clone(),
+            },
             calls: Calls { store: store.clone(), delivery: delivery.clone(), turn },
             avatars: Avatars {
                 store: store.clone(),

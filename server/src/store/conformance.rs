@@ -778,6 +778,51 @@ async fn messages_are_numbered_without_gaps_even_when_racing(db: &Fresh) -> anyh
     Ok(())
 }
 
+async fn a_batch_of_sends_gives_each_its_own_outcome(db: &Fresh) -> anyhow::Result<()> {
+    let ids = accounts(db, &["bea", "cid", "dot"]).await?;
+    let (one, two) = (ConversationId::generate(), ConversationId::generate());
+    db.store.create_group(one, "One", ids[0], &ids[1..2], now_ms()).await?;
+    db.store.create_group(two, "Two", ids[1], &ids[2..], now_ms()).await?;
+    let first = message(one, ids[0], 1);
+    let batch = vec![
+        first.clone(),
+        first.clone(),
+        NewMessage { ciphertext: vec![2; 16], ..first.clone() },
+        message(one, ids[2], 3),
+        message(two, ids[2], 4),
+        message(one, ids[1], 5),
+    ];
+    let outcomes = db.store.send_messages(&batch).await?;
+    let outcomes: Vec<SendOutcome> = outcomes.into_iter().collect::<Result<_, _>>()?;
+    let SendOutcome::Stored(stored) = &outcomes[0] else { anyhow::bail!("{:?}", outcomes[0]) };
+    assert_eq!(stored.seq, 1);
+    assert_eq!(outcomes[1], SendOutcome::Duplicate(stored.clone()), "the same message again in the batch");
+    assert_eq!(outcomes[2], SendOutcome::IdTaken);
+    assert_eq!(outcomes[3], SendOutcome::NotMember, "dot is not in the first group");
+    assert!(matches!(&outcomes[4], SendOutcome::Stored(m) if m.seq == 1 && m.conversation_id == two));
+    assert!(matches!(&outcomes[5], SendOutcome::Stored(m) if m.seq == 2), "refusals used up no number");
+    assert_eq!(db.store.conversation(one).await?.map(|c| c.last_seq), Some(2));
+    assert_eq!(ids_of(db, one).await?, vec![batch[0].id, batch[5].id]);
+
+    // Batches racing each other (each sorted by conversation, as the queue does) all apply.
+    let mut racers = tokio::task::JoinSet::new();
+    for round in 0..4u8 {
+        let mut batch: Vec<NewMessage> =
+            (0..10u8).map(|i| message(if i % 2 == 0 { one } else { two }, ids[1], round * 10 + i)).collect();
+        batch.sort_by_key(|m| m.conversation_id);
+        let store = db.store.clone();
+        racers.spawn(async move { store.send_messages(&batch).await });
+    }
+    while let Some(result) = racers.join_next().await {
+        for outcome in result?? {
+            anyhow::ensure!(matches!(outcome?, SendOutcome::Stored(_)), "a racing batch lost a message");
+        }
+    }
+    assert_eq!(db.store.conversation(one).await?.map(|c| c.last_seq), Some(22));
+    assert_eq!(db.store.conversation(two).await?.map(|c| c.last_seq), Some(21));
+    Ok(())
+}
+
 async fn history_pages_both_ways(db: &Fresh) -> anyhow::Result<()> {
     let ids = accounts(db, &["adam", "bea"]).await?;
     let (c, _) = db.store.open_direct(ConversationId::generate(), (ids[0], ids[1]), now_ms()).await?;
@@ -2425,6 +2470,7 @@ conformance!(
     pairings_are_taken_by_one_device_and_approved_once,
     a_pair_has_one_direct_conversation,
     messages_are_numbered_without_gaps_even_when_racing,
+    a_batch_of_sends_gives_each_its_own_outcome,
     history_pages_both_ways,
     edits_deletes_and_read_marks,
     owners_hand_over_when_they_leave,

@@ -204,7 +204,18 @@ pub trait ConversationStore: Send + Sync {
     /// Changes a member's role. `false` if not a member.
     async fn set_role(&self, id: ConversationId, account: AccountId, role: Role) -> Result<bool, StoreError>;
     /// Stores a message (see [`SendOutcome`]).
-    async fn send_message(&self, message: &NewMessage) -> Result<SendOutcome, StoreError>;
+    async fn send_message(&self, message: &NewMessage) -> Result<SendOutcome, StoreError> {
+        let mut outcomes = self.send_messages(std::slice::from_ref(message)).await?;
+        outcomes.pop().unwrap_or_else(|| Err(StoreError::Corrupt("a send without an outcome".into())))
+    }
+    /// [`ConversationStore::send_message`] for several messages in one transaction (group
+    /// commit: one fsync for all). Each message gets its own outcome, as if sent alone: a
+    /// refusal or an error undoes that message only (a savepoint). `Err` when the transaction
+    /// as a whole failed: then none was stored.
+    async fn send_messages(
+        &self,
+        batch: &[NewMessage],
+    ) -> Result<Vec<Result<SendOutcome, StoreError>>, StoreError>;
     /// One message of a conversation.
     async fn message(
         &self,
@@ -590,63 +601,84 @@ impl_for_backends! {
             Ok(true)
         }
 
-        async fn send_message(&self, m: &NewMessage) -> Result<SendOutcome, StoreError> {
+        async fn send_messages(&self, batch: &[NewMessage]) -> Result<Vec<Result<SendOutcome, StoreError>>, StoreError> {
             let mut tx = self.pool.begin().await?;
-            // Take the next number first (a write, so SQLite locks at once); only members may.
-            let numbers: Option<(i64, i64)> = sqlx::query_as(
-                "UPDATE conversations SET last_seq = last_seq + 1, last_change = last_change + 1, \
-                 last_activity_at_ms = $3 WHERE id = $1 \
-                 AND EXISTS (SELECT 1 FROM conversation_members WHERE conversation_id = $1 AND account_id = $2) \
-                 RETURNING last_seq, last_change",
-            )
-            .bind(m.conversation_id.as_uuid())
-            .bind(m.sender.0.as_uuid())
-            .bind(m.now_ms)
-            .fetch_optional(&mut *tx)
-            .await?;
-            let Some((seq, change)) = numbers else { return Ok(SendOutcome::NotMember) };
-            let existing = sqlx::query(&format!("SELECT {MESSAGE_COLUMNS} FROM messages WHERE id = $1"))
-                .bind(m.id.as_uuid())
-                .fetch_optional(&mut *tx)
-                .await?;
-            if let Some(row) = existing {
-                let existing = decode!(message row);
-                // Undo the number we took: the retried message keeps its first one.
-                tx.rollback().await?;
-                let same = existing.conversation_id == m.conversation_id
-                    && existing.sender_account_id == m.sender.0
-                    && existing.ciphertext.as_deref() == Some(m.ciphertext.as_slice())
-                    && existing.session_id == m.session_id
-                    && existing.reply_to == m.reply_to;
-                return Ok(if same { SendOutcome::Duplicate(existing) } else { SendOutcome::IdTaken });
-            }
-            let row = sqlx::query(&format!(
-                "INSERT INTO messages (conversation_id, seq, id, sender_account_id, sender_device_id, ciphertext, \
-                 session_id, reply_to, sent_at_ms, change_seq) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) \
-                 RETURNING {MESSAGE_COLUMNS}"
-            ))
-            .bind(m.conversation_id.as_uuid())
-            .bind(seq)
-            .bind(m.id.as_uuid())
-            .bind(m.sender.0.as_uuid())
-            .bind(m.sender.1.as_uuid())
-            .bind(&m.ciphertext)
-            .bind(&m.session_id)
-            .bind(m.reply_to.map(|r| r.as_uuid()))
-            .bind(m.now_ms)
-            .bind(change)
-            .fetch_one(&mut *tx)
-            .await?;
-            let stored = decode!(message row);
-            let refused = super::attachments::link_attachments!(
-                tx, &m.attachments, m.id, m.conversation_id, m.sender.0, m.now_ms
-            );
-            if let Some(id) = refused {
-                tx.rollback().await?;
-                return Ok(SendOutcome::AttachmentRefused(id));
+            let mut outcomes = Vec::with_capacity(batch.len());
+            for m in batch {
+                let mut one = sqlx::Connection::begin(&mut *tx).await?;
+                // (outcome, keep): a refusal keeps nothing of this message.
+                let result: Result<(SendOutcome, bool), StoreError> = async {
+                    // Take the next number first (a write, so SQLite locks at once); only members may.
+                    let numbers: Option<(i64, i64)> = sqlx::query_as(
+                        "UPDATE conversations SET last_seq = last_seq + 1, last_change = last_change + 1, \
+                         last_activity_at_ms = $3 WHERE id = $1 \
+                         AND EXISTS (SELECT 1 FROM conversation_members WHERE conversation_id = $1 AND account_id = $2) \
+                         RETURNING last_seq, last_change",
+                    )
+                    .bind(m.conversation_id.as_uuid())
+                    .bind(m.sender.0.as_uuid())
+                    .bind(m.now_ms)
+                    .fetch_optional(&mut *one)
+                    .await?;
+                    let Some((seq, change)) = numbers else { return Ok((SendOutcome::NotMember, false)) };
+                    let existing = sqlx::query(&format!("SELECT {MESSAGE_COLUMNS} FROM messages WHERE id = $1"))
+                        .bind(m.id.as_uuid())
+                        .fetch_optional(&mut *one)
+                        .await?;
+                    if let Some(row) = existing {
+                        let existing = decode!(message row);
+                        // The retried message keeps its first number (this one is given back).
+                        let same = existing.conversation_id == m.conversation_id
+                            && existing.sender_account_id == m.sender.0
+                            && existing.ciphertext.as_deref() == Some(m.ciphertext.as_slice())
+                            && existing.session_id == m.session_id
+                            && existing.reply_to == m.reply_to;
+                        return Ok((if same { SendOutcome::Duplicate(existing) } else { SendOutcome::IdTaken }, false));
+                    }
+                    let row = sqlx::query(&format!(
+                        "INSERT INTO messages (conversation_id, seq, id, sender_account_id, sender_device_id, ciphertext, \
+                         session_id, reply_to, sent_at_ms, change_seq) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) \
+                         RETURNING {MESSAGE_COLUMNS}"
+                    ))
+                    .bind(m.conversation_id.as_uuid())
+                    .bind(seq)
+                    .bind(m.id.as_uuid())
+                    .bind(m.sender.0.as_uuid())
+                    .bind(m.sender.1.as_uuid())
+                    .bind(&m.ciphertext)
+                    .bind(&m.session_id)
+                    .bind(m.reply_to.map(|r| r.as_uuid()))
+                    .bind(m.now_ms)
+                    .bind(change)
+                    .fetch_one(&mut *one)
+                    .await?;
+                    let stored = decode!(message row);
+                    let refused = super::attachments::link_attachments!(
+                        one, &m.attachments, m.id, m.conversation_id, m.sender.0, m.now_ms
+                    );
+                    if let Some(id) = refused {
+                        return Ok((SendOutcome::AttachmentRefused(id), false));
+                    }
+                    Ok((SendOutcome::Stored(stored), true))
+                }
+                .await;
+                match result {
+                    Ok((outcome, true)) => {
+                        one.commit().await?;
+                        outcomes.push(Ok(outcome));
+                    }
+                    Ok((outcome, false)) => {
+                        one.rollback().await?;
+                        outcomes.push(Ok(outcome));
+                    }
+                    Err(e) => {
+                        one.rollback().await?;
+                        outcomes.push(Err(e));
+                    }
+                }
             }
             tx.commit().await?;
-            Ok(SendOutcome::Stored(stored))
+            Ok(outcomes)
         }
 
         async fn message(&self, conversation: ConversationId, id: MessageId) -> Result<Option<MessageRecord>, StoreError> {
