@@ -328,7 +328,7 @@ impl Conversations {
             attachments,
             now_ms: now_ms(),
         };
-        match self.sends.send(message).await? {
+        match self.sends.submit(message).await? {
             // A retried send publishes again: the first attempt may have died before it could.
             SendOutcome::Stored(stored) | SendOutcome::Duplicate(stored) => Ok(self.published(stored).await),
             SendOutcome::IdTaken => Err(Error::Conflict {

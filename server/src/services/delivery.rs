@@ -428,11 +428,29 @@ impl NoticeSink for Hub {
 #[derive(Clone)]
 pub struct Delivery {
     pub(super) store: Arc<dyn Store>,
+    /// Where sessions' acknowledgements wait for the next group commit.
+    pub(super) acks: super::group_commit::AckQueue,
     pub(super) bus: Arc<dyn Bus>,
     pub(super) hub: Arc<Hub>,
 }
 
 impl Delivery {
+    /// Saves a device's acknowledgements (with other sessions' in one transaction) and tells
+    /// the accounts whose receipts moved.
+    async fn save_acks(&self, device: DeviceId, account: AccountId, acks: DeviceAcks) -> Result<(), Error> {
+        if acks.is_empty() {
+            return Ok(());
+        }
+        let receipts = self.acks.submit((device, account, acks)).await?;
+        let mut notified: Vec<AccountId> = receipts.into_iter().flat_map(|r| r.notified).collect();
+        if !notified.is_empty() {
+            notified.sort_unstable();
+            notified.dedup();
+            self.publish(Notice::Accounts(notified)).await;
+        }
+        Ok(())
+    }
+
     /// The hub of this node.
     pub fn hub(&self) -> &Arc<Hub> {
         &self.hub
@@ -521,6 +539,7 @@ impl Delivery {
             typing_window: (Instant::now(), 0),
             unsaved: DeviceAcks::default(),
             unsaved_since: None,
+            saving: None,
             closed: false,
         };
         let result = session.start(stashed).await;
@@ -639,6 +658,8 @@ pub struct Session {
     /// Acknowledged but not yet saved (see [`ACK_SAVE_DELAY`]), and since when.
     unsaved: DeviceAcks,
     unsaved_since: Option<Instant>,
+    /// The save in flight ([`Self::save_acks`]).
+    saving: Option<tokio::task::JoinHandle<()>>,
     closed: bool,
 }
 
@@ -664,7 +685,7 @@ impl Session {
             Some((recent, seq)) => {
                 let mut acks = DeviceAcks::default();
                 collect_acks(recent.pending.into_iter().take_while(|(s, _)| *s <= seq), &mut acks);
-                self.commit(&acks).await?;
+                self.commit(acks).await?;
                 true
             }
             None => false,
@@ -907,25 +928,30 @@ impl Session {
         self.unsaved_since.map(|since| since + ACK_SAVE_DELAY)
     }
 
-    /// Saves the acknowledgements taken so far, in one transaction.
-    pub async fn save_acks(&mut self) -> Result<(), Error> {
+    /// Starts saving the acknowledgements taken so far (group-committed with other sessions'),
+    /// without waiting: this session goes on reading notices meanwhile, so a busy database
+    /// cannot make it a slow consumer. One save at a time; a save that fails is logged and
+    /// what it covered is delivered again later.
+    pub fn save_acks(&mut self) {
+        if self.saving.as_ref().is_some_and(|task| !task.is_finished()) {
+            self.unsaved_since = Some(Instant::now());
+            return;
+        }
         let acks = std::mem::take(&mut self.unsaved);
         self.unsaved_since = None;
-        self.commit(&acks).await
+        if acks.is_empty() {
+            return;
+        }
+        let (delivery, device, account) = (self.delivery.clone(), self.device, self.account);
+        self.saving = Some(tokio::spawn(async move {
+            if let Err(e) = delivery.save_acks(device, account, acks).await {
+                tracing::warn!(error = %e, "cannot save acknowledgements; their events will come again");
+            }
+        }));
     }
 
-    async fn commit(&self, acks: &DeviceAcks) -> Result<(), Error> {
-        if acks.is_empty() {
-            return Ok(());
-        }
-        let receipts = self.delivery.store.commit_acks(self.device, self.account, acks).await?;
-        let mut notified: Vec<AccountId> = receipts.into_iter().flat_map(|r| r.notified).collect();
-        if !notified.is_empty() {
-            notified.sort_unstable();
-            notified.dedup();
-            self.delivery.publish(Notice::Accounts(notified)).await;
-        }
-        Ok(())
+    async fn commit(&self, acks: DeviceAcks) -> Result<(), Error> {
+        self.delivery.save_acks(self.device, self.account, acks).await
     }
 
     /// Tells the other members that this account is typing. `Ok(false)`: refused because it is
@@ -959,7 +985,11 @@ impl Session {
         }
         // What the device acknowledged is saved before the session is forgotten, so that a
         // reconnect (resumed or not) does not bring it again.
-        if let Err(e) = self.save_acks().await {
+        if let Some(saving) = self.saving.take() {
+            let _ = saving.await;
+        }
+        let acks = std::mem::take(&mut self.unsaved);
+        if let Err(e) = self.commit(acks).await {
             tracing::warn!(error = %e, "cannot save a closing session's acknowledgements");
         }
         self.closed = true;

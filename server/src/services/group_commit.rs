@@ -1,85 +1,130 @@
-//! Group commit for messages. Every `SendMessage` used to be its own transaction, so the server
-//! accepted only as many messages per second as the disk does fsyncs (about 1,000 on the test
-//! machine, see BENCHMARKS.md). Now sends go through a queue, and a writer stores whatever is
-//! waiting (up to [`MAX_BATCH`]) in one transaction: one fsync for all of them. Each sender
-//! still hears back only after that commit, with its own outcome, exactly as before.
+//! Group commit: writes that arrive together share one transaction, so one fsync. Every
+//! `SendMessage` and every gateway acknowledgement used to be its own transaction, and the
+//! server did only as many of them per second as the disk does fsyncs (about 1,000 on the
+//! test machine, see BENCHMARKS.md). Now they queue, and a writer commits whatever is waiting
+//! (up to [`MAX_BATCH`]) at once. Each caller still hears back only after that commit, with
+//! its own outcome.
 
+use std::future::Future;
 use std::sync::Arc;
 
 use tokio::sync::{Mutex, mpsc, oneshot};
 
-use crate::store::{Backend, NewMessage, SendOutcome, Store, StoreError};
+use crate::ids::{AccountId, DeviceId};
+use crate::store::{Backend, DeviceAcks, NewMessage, Receipt, SendOutcome, Store, StoreError};
 
-/// The most messages stored in one transaction.
+/// The most writes committed in one transaction.
 pub const MAX_BATCH: usize = 256;
 
-type Job = (NewMessage, oneshot::Sender<Result<SendOutcome, StoreError>>);
+type Job<I, O> = (I, oneshot::Sender<Result<O, StoreError>>);
 
-/// The queue in front of the message writers.
-#[derive(Clone)]
-pub struct SendQueue {
-    jobs: mpsc::Sender<Job>,
+/// A queue in front of writers that commit its items in batches.
+pub struct GroupCommit<I, O> {
+    jobs: mpsc::Sender<Job<I, O>>,
 }
 
-impl SendQueue {
-    /// Starts the writers: one on SQLite (it has one writer anyway), two on PostgreSQL (one
-    /// commits while the other fills its batch). They stop when the last queue is dropped.
-    pub fn start(store: Arc<dyn Store>) -> Self {
+impl<I, O> Clone for GroupCommit<I, O> {
+    fn clone(&self) -> Self {
+        Self { jobs: self.jobs.clone() }
+    }
+}
+
+impl<I: Send + 'static, O: Send + 'static> GroupCommit<I, O> {
+    /// Starts `writers` tasks; each takes what is waiting, orders it by `key` (so concurrent
+    /// PostgreSQL writers lock rows in one order; the sort is stable) and calls `commit`, which
+    /// returns one outcome per item in the order given, or fails as a whole. They stop when
+    /// the last queue is dropped.
+    pub fn start<K, C, F>(writers: usize, key: fn(&I) -> K, commit: C) -> Self
+    where
+        K: Ord + 'static,
+        C: Fn(Vec<I>) -> F + Send + Sync + 'static,
+        F: Future<Output = Result<Vec<Result<O, StoreError>>, StoreError>> + Send,
+    {
         let (jobs, waiting) = mpsc::channel(4 * MAX_BATCH);
         let waiting = Arc::new(Mutex::new(waiting));
-        let writers = match store.backend() {
-            Backend::Sqlite => 1,
-            Backend::Postgres => 2,
-        };
-        for _ in 0..writers {
-            tokio::spawn(write(store.clone(), waiting.clone()));
+        let commit = Arc::new(commit);
+        for _ in 0..writers.max(1) {
+            let (waiting, commit) = (waiting.clone(), commit.clone());
+            tokio::spawn(async move {
+                let mut batch: Vec<Job<I, O>> = Vec::with_capacity(MAX_BATCH);
+                loop {
+                    {
+                        let mut waiting = waiting.lock().await;
+                        let Some(first) = waiting.recv().await else { return };
+                        batch.push(first);
+                        while batch.len() < MAX_BATCH {
+                            match waiting.try_recv() {
+                                Ok(job) => batch.push(job),
+                                Err(_) => break,
+                            }
+                        }
+                    }
+                    batch.sort_by_key(|job| key(&job.0));
+                    let (items, replies): (Vec<I>, Vec<_>) = batch.drain(..).unzip();
+                    let count = items.len();
+                    match commit(items).await {
+                        Ok(outcomes) => {
+                            for (reply, outcome) in replies.into_iter().zip(outcomes) {
+                                let _ = reply.send(outcome);
+                            }
+                        }
+                        Err(e) => {
+                            tracing::warn!(error = %e, writes = count, "a batch of writes could not be committed");
+                            let message = e.to_string();
+                            for reply in replies {
+                                let _ = reply.send(Err(StoreError::Unavailable(message.clone().into())));
+                            }
+                        }
+                    }
+                }
+            });
         }
         Self { jobs }
     }
 
-    /// Stores `message` with the others waiting, and returns its outcome after the commit.
-    pub async fn send(&self, message: NewMessage) -> Result<SendOutcome, StoreError> {
+    /// Queues `item` and returns its outcome once its batch is committed.
+    pub async fn submit(&self, item: I) -> Result<O, StoreError> {
         let (reply, outcome) = oneshot::channel();
-        self.jobs.send((message, reply)).await.map_err(|_| stopped())?;
+        self.jobs.send((item, reply)).await.map_err(|_| stopped())?;
         outcome.await.map_err(|_| stopped())?
     }
 }
 
 fn stopped() -> StoreError {
-    StoreError::Unavailable("the message writer stopped".into())
+    StoreError::Unavailable("the database writer stopped".into())
 }
 
-async fn write(store: Arc<dyn Store>, waiting: Arc<Mutex<mpsc::Receiver<Job>>>) {
-    let mut batch: Vec<Job> = Vec::with_capacity(MAX_BATCH);
-    loop {
-        {
-            let mut waiting = waiting.lock().await;
-            let Some(first) = waiting.recv().await else { return };
-            batch.push(first);
-            while batch.len() < MAX_BATCH {
-                match waiting.try_recv() {
-                    Ok(job) => batch.push(job),
-                    Err(_) => break,
-                }
-            }
-        }
-        // Rows are locked in the same order in every batch, so PostgreSQL writers cannot
-        // deadlock; the sort is stable, so one conversation's messages keep their order.
-        batch.sort_by_key(|(message, _)| message.conversation_id);
-        let (messages, replies): (Vec<NewMessage>, Vec<_>) = batch.drain(..).unzip();
-        match store.send_messages(&messages).await {
-            Ok(outcomes) => {
-                for (reply, outcome) in replies.into_iter().zip(outcomes) {
-                    let _ = reply.send(outcome);
-                }
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, messages = messages.len(), "a batch of messages could not be stored");
-                let message = e.to_string();
-                for reply in replies {
-                    let _ = reply.send(Err(StoreError::Unavailable(message.clone().into())));
-                }
-            }
-        }
-    }
+/// Messages waiting to be stored ([`crate::store::ConversationStore::send_messages`]): one
+/// writer on SQLite (it has one writer anyway), two on PostgreSQL (one commits while the other
+/// gathers).
+pub type SendQueue = GroupCommit<NewMessage, SendOutcome>;
+
+pub fn send_queue(store: Arc<dyn Store>) -> SendQueue {
+    let writers = match store.backend() {
+        Backend::Sqlite => 1,
+        Backend::Postgres => 2,
+    };
+    GroupCommit::start(
+        writers,
+        |m: &NewMessage| m.conversation_id,
+        move |batch: Vec<NewMessage>| {
+            let store = store.clone();
+            async move { store.send_messages(&batch).await }
+        },
+    )
+}
+
+/// Gateway acknowledgements waiting to be saved
+/// ([`crate::store::DeliveryStore::commit_acks_of`]); one writer, which orders the rows itself.
+pub type AckQueue = GroupCommit<(DeviceId, AccountId, DeviceAcks), Vec<Receipt>>;
+
+pub fn ack_queue(store: Arc<dyn Store>) -> AckQueue {
+    GroupCommit::start(
+        1,
+        |_: &(DeviceId, AccountId, DeviceAcks)| (),
+        move |batch: Vec<(DeviceId, AccountId, DeviceAcks)>| {
+            let store = store.clone();
+            async move { Ok(store.commit_acks_of(&batch).await?.into_iter().map(Ok).collect()) }
+        },
+    )
 }

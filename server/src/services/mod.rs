@@ -123,7 +123,8 @@ impl Services {
         turn: Option<TurnSettings>,
         blobs: BlobSetup,
     ) -> Self {
-        let delivery = Delivery { store: store.clone(), bus, hub };
+        let delivery =
+            Delivery { store: store.clone(), acks: group_commit::ack_queue(store.clone()), bus, hub };
         let auth = Auth {
             core: Arc::new(auth::AuthCore {
                 store: store.clone(),
@@ -145,7 +146,7 @@ impl Services {
             to_device: ToDevice { store: store.clone(), delivery: delivery.clone() },
             conversations: Conversations {
                 store: store.clone(),
-                sends: group_commit::SendQueue::start(store.clone()),
+                sends: group_commit::send_queue(store.clone()),
                 delivery: delivery.clone(),
             },
             calls: Calls { store: store.clone(), delivery: delivery.clone(), turn },

@@ -1383,6 +1383,38 @@ async fn sign_outs_and_disabled_accounts_are_revoked(db: &Fresh) -> anyhow::Resu
     Ok(())
 }
 
+async fn acks_of_several_devices_commit_together(db: &Fresh) -> anyhow::Result<()> {
+    let ids = accounts(db, &["ada", "ben", "cal"]).await?;
+    let (a, b, c) = (ids[0], ids[1], ids[2]);
+    let a1 = device(db, a, 1).await?;
+    let (b1, b2, c1) = (device(db, b, 2).await?, device(db, b, 3).await?, device(db, c, 4).await?);
+    let (ab, _) = db.store.open_direct(ConversationId::generate(), (a, b), now_ms()).await?;
+    let (ac, _) = db.store.open_direct(ConversationId::generate(), (a, c), now_ms()).await?;
+    for i in 0..6 {
+        send(db, &message_from(ab, (a, a1), i)).await?;
+        send(db, &message_from(ac, (a, a1), i)).await?;
+    }
+    // Two devices of one account (out of order) and another account's device, in one batch.
+    let batch =
+        vec![(b2, b, acks(&[(ab, 5, 5)])), (c1, c, acks(&[(ac, 6, 6)])), (b1, b, acks(&[(ab, 3, 3)]))];
+    let receipts = db.store.commit_acks_of(&batch).await?;
+    assert_eq!(receipts.len(), 3, "receipts per device, in the order given");
+    assert_eq!(
+        receipts[1].iter().map(|r| (r.conversation_id, r.delivered_seq)).collect::<Vec<_>>(),
+        vec![(ac, 6)]
+    );
+    assert_eq!(
+        db.store.member(ab, b).await?.map(|m| m.delivered_seq),
+        Some(5),
+        "the higher mark of b's devices"
+    );
+    assert_eq!(db.store.member(ac, c).await?.map(|m| m.delivered_seq), Some(6));
+    assert_eq!(db.store.conversation_cursor(b1, ab).await?, Some(3));
+    assert_eq!(db.store.conversation_cursor(b2, ab).await?, Some(5));
+    assert_eq!(db.store.conversation_cursor(c1, ac).await?, Some(6));
+    Ok(())
+}
+
 async fn racing_acks_of_one_account_keep_the_highest_delivered_mark(db: &Fresh) -> anyhow::Result<()> {
     let ids = accounts(db, &["val", "wes"]).await?;
     let (a, b) = (ids[0], ids[1]);
@@ -2482,6 +2514,7 @@ conformance!(
     device_lists_reach_everyone_sharing_a_conversation,
     sign_outs_and_disabled_accounts_are_revoked,
     racing_acks_of_one_account_keep_the_highest_delivered_mark,
+    acks_of_several_devices_commit_together,
     racing_sends_edits_and_deletes_use_every_change_once,
     racing_read_and_delivered_marks_never_cross,
     racing_acks_of_several_conversations_all_apply,

@@ -340,7 +340,16 @@ pub trait DeliveryStore: Send + Sync {
         device: DeviceId,
         account: AccountId,
         acks: &DeviceAcks,
-    ) -> Result<Vec<Receipt>, StoreError>;
+    ) -> Result<Vec<Receipt>, StoreError> {
+        let mut receipts = self.commit_acks_of(&[(device, account, acks.clone())]).await?;
+        Ok(receipts.pop().unwrap_or_default())
+    }
+    /// [`DeliveryStore::commit_acks`] for several devices in one transaction (group commit);
+    /// the receipts that moved, per device in the order given.
+    async fn commit_acks_of(
+        &self,
+        batch: &[(DeviceId, AccountId, DeviceAcks)],
+    ) -> Result<Vec<Vec<Receipt>>, StoreError>;
     /// The accounts sharing a conversation with `account`, and itself.
     async fn contacts(&self, account: AccountId) -> Result<Vec<AccountId>, StoreError>;
     /// Tells `account`'s contacts its device keys changed; returns who was told.
@@ -448,12 +457,20 @@ impl_for_backends! {
             .await?)
         }
 
-        async fn commit_acks(&self, device: DeviceId, account: AccountId, acks: &DeviceAcks) -> Result<Vec<Receipt>, StoreError> {
-            let mut conversations = acks.conversations.clone();
+        async fn commit_acks_of(&self, batch: &[(DeviceId, AccountId, DeviceAcks)]) -> Result<Vec<Vec<Receipt>>, StoreError> {
+            // Rows are locked in the order every other transaction uses: member rows (by
+            // conversation), then device rows, then account rows (push_events sorts them).
+            let mut conversations: Vec<(ConversationId, AccountId, DeviceId, i64, i64, usize)> = batch
+                .iter()
+                .enumerate()
+                .flat_map(|(i, (device, account, acks))| {
+                    acks.conversations.iter().map(move |(c, change, seq)| (*c, *account, *device, *change, *seq, i))
+                })
+                .collect();
             conversations.sort_unstable();
-            let mut receipts: Vec<Receipt> = Vec::new();
+            let mut receipts: Vec<Vec<Receipt>> = vec![Vec::new(); batch.len()];
             let mut tx = self.pool.begin().await?;
-            for (conversation, change, message_seq) in conversations {
+            for (conversation, account, device, change, message_seq, i) in conversations {
                 sqlx::query(
                     "UPDATE device_cursors SET change_seq = $3 \
                      WHERE device_id = $1 AND conversation_id = $2 AND change_seq < $3",
@@ -467,24 +484,28 @@ impl_for_backends! {
                     && let Some(receipt) = advance_marks!(tx, conversation, account, message_seq, 0)
                     && !receipt.notified.is_empty()
                 {
-                    receipts.push(receipt);
+                    receipts[i].push(receipt);
                 }
             }
-            if let Some(position) = acks.account_position {
+            let mut positions: Vec<(DeviceId, i64)> =
+                batch.iter().filter_map(|(device, _, acks)| Some((*device, acks.account_position?))).collect();
+            positions.sort_unstable();
+            for (device, position) in positions {
                 sqlx::query("UPDATE devices SET event_cursor = $2 WHERE id = $1 AND event_cursor < $2")
                     .bind(device.as_uuid())
                     .bind(position)
                     .execute(&mut *tx)
                     .await?;
             }
-            // Member rows first (above, in conversation order), account rows last.
-            push_events!(tx, receipts.iter().flat_map(Receipt::events).collect());
-            for id in &acks.to_device {
-                sqlx::query("DELETE FROM to_device_messages WHERE recipient_device_id = $1 AND message_id = $2")
-                    .bind(device.as_uuid())
-                    .bind(id.as_uuid())
-                    .execute(&mut *tx)
-                    .await?;
+            push_events!(tx, receipts.iter().flatten().flat_map(Receipt::events).collect());
+            for (device, _, acks) in batch {
+                for id in &acks.to_device {
+                    sqlx::query("DELETE FROM to_device_messages WHERE recipient_device_id = $1 AND message_id = $2")
+                        .bind(device.as_uuid())
+                        .bind(id.as_uuid())
+                        .execute(&mut *tx)
+                        .await?;
+                }
             }
             tx.commit().await?;
             Ok(receipts)

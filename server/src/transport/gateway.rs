@@ -235,9 +235,7 @@ impl Connection {
                 biased;
                 // First, so a client acknowledging without pause cannot put saving off.
                 () = tokio::time::sleep_until(acks_due.unwrap_or_else(Instant::now).into()), if acks_due.is_some() => {
-                    if let Err(e) = session.save_acks().await {
-                        return self.end(Fatal::internal(&e)).await;
-                    }
+                    session.save_acks();
                 }
                 frame = self.socket.recv() => {
                     self.last_heard = Instant::now();
