@@ -249,7 +249,9 @@ impl Machine {
 fn plot(report: &Report) -> String {
     const COLOURS: [&str; 6] = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b"];
     let mut latency = Vec::new();
-    for (i, (name, seconds)) in report.timeline.latency.iter().enumerate() {
+    // Connecting happens before the measured part; its percentiles are in the tables.
+    let timed = report.timeline.latency.iter().filter(|(name, _)| !name.starts_with("connect"));
+    for (i, (name, seconds)) in timed.enumerate() {
         let points = |f: fn(&Second) -> f64| {
             seconds.iter().filter(|s| s.count > 0).map(|s| (s.t as f64, f(s))).collect()
         };
@@ -267,11 +269,11 @@ fn plot(report: &Report) -> String {
         ),
     ];
     let panels = [
-        ("latency per second, ms (x: seconds since the measured part began)", latency),
+        ("latency per second, ms (x: seconds since the clients connected)", latency),
         ("server resident memory, MiB (x: seconds since the server started)", rss),
         ("CPU, % of one core", cpu),
     ];
-    let (width, height) = (860.0, 230.0);
+    let (width, height) = (860.0, 245.0);
     let mut svg = format!(
         r#"<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{}" font-family="sans-serif" font-size="11">"#,
         height * 3.0 + 30.0
@@ -291,7 +293,7 @@ fn plot(report: &Report) -> String {
 type Series = (String, &'static str, Vec<(f64, f64)>);
 
 fn panel(svg: &mut String, top: f64, width: f64, height: f64, title: &str, series: &[Series]) {
-    let (left, right, plot_top, bottom) = (60.0, width - 20.0, top + 22.0, top + height - 30.0);
+    let (left, right, plot_top, bottom) = (60.0, width - 20.0, top + 22.0, top + height - 45.0);
     let x_max = series.iter().flat_map(|s| s.2.iter().map(|p| p.0)).fold(1.0, f64::max);
     let y_max = series.iter().flat_map(|s| s.2.iter().map(|p| p.1)).fold(0.0, f64::max).max(1e-3) * 1.1;
     let x = |v: f64| left + v / x_max * (right - left);
@@ -323,13 +325,13 @@ fn panel(svg: &mut String, top: f64, width: f64, height: f64, title: &str, serie
             r#"<polyline fill="none" stroke="{colour}" stroke-width="1.5" points="{}"/>"#,
             path.join(" ")
         );
-        let lx = left + 10.0 + i as f64 * 170.0;
+        // Legends in rows of four under the x axis.
+        let (lx, ly) = (left + 10.0 + (i % 4) as f64 * 190.0, bottom + 21.0 + (i / 4) as f64 * 13.0);
         let _ = write!(
             svg,
-            r#"<rect x="{lx}" y="{}" width="10" height="3" fill="{colour}"/><text x="{}" y="{}">{label}</text>"#,
-            bottom + 21.0,
+            r#"<rect x="{lx}" y="{ly}" width="10" height="3" fill="{colour}"/><text x="{}" y="{}">{label}</text>"#,
             lx + 14.0,
-            bottom + 25.0
+            ly + 4.0
         );
     }
 }

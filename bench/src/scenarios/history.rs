@@ -33,6 +33,9 @@ pub struct Args {
     pub restarts: u32,
 }
 
+/// How often the filling refreshes its sessions.
+const TOKEN_REFRESH: Duration = Duration::from_secs(300);
+
 pub async fn run(how: &How, args: &Args) -> anyhow::Result<Vec<Report>> {
     anyhow::ensure!(args.messages > u64::from(args.page_size), "need more messages than one page");
     let mut target = Target::start(how).await?;
@@ -41,7 +44,7 @@ pub async fn run(how: &How, args: &Args) -> anyhow::Result<Vec<Report>> {
     let mut people = crowd::people(target.url(), &crowd::run_tag(), 2, 1, 5).await?;
     let groups = crowd::groups(&people, 2).await?;
     let conversation = groups[0].id.clone();
-    let reader = people[1].remove(0);
+    let mut reader = people[1].remove(0);
     let mut writer = people[0].remove(0);
     writer.refresh_conversation(&conversation).await?;
 
@@ -51,7 +54,14 @@ pub async fn run(how: &How, args: &Args) -> anyhow::Result<Vec<Report>> {
     let permits = Arc::new(Semaphore::new(args.inflight));
     let mut flying = JoinSet::new();
     let filling = Instant::now();
+    let mut refreshed = Instant::now();
     for n in 0..args.messages {
+        // Filling outlasts an access token (15 minutes by default): refresh as apps do.
+        if refreshed.elapsed() > TOKEN_REFRESH {
+            writer.client.refresh().await?;
+            reader.client.refresh().await?;
+            refreshed = Instant::now();
+        }
         let permit = permits.clone().acquire_owned().await?;
         let text = format!("{{\"text\":\"message {n} of the long conversation\"}}");
         let encrypted = writer.prepare_message(&conversation, text.as_bytes()).await?;
