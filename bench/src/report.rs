@@ -210,10 +210,18 @@ fn commit() -> String {
             .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
     };
     match git(&["rev-parse", "--short", "HEAD"]) {
-        // Editing the results themselves does not make the code measured "dirty".
+        // The results themselves (BENCHMARKS.md, bench/results) do not make the code "dirty".
         Some(hash)
-            if git(&["status", "--porcelain", "--untracked-files=no", "--", "..", ":!../BENCHMARKS.md"])
-                .is_some_and(|s| !s.is_empty()) =>
+            if git(&[
+                "status",
+                "--porcelain",
+                "--untracked-files=no",
+                "--",
+                "..",
+                ":!../BENCHMARKS.md",
+                ":!results",
+            ])
+            .is_some_and(|s| !s.is_empty()) =>
         {
             format!("{hash}-dirty")
         }
