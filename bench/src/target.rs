@@ -126,6 +126,8 @@ impl Sampler {
                 let mut last =
                     (start, read_process(pid).map_or(0, |(_, t)| t), read_process(own).map_or(0, |(_, t)| t));
                 let mut ticks = tokio::time::interval(every);
+                // The first tick is immediate: a sample over no time at all would be noise.
+                ticks.tick().await;
                 loop {
                     ticks.tick().await;
                     let Some((rss, ticks_used)) = read_process(pid) else { break };
