@@ -32,6 +32,35 @@ pub fn progress(len: u64, what: &str) -> ProgressBar {
     bar
 }
 
+/// A progress bar of `seconds` that advances by itself once a second until dropped.
+pub struct SecondsBar {
+    bar: ProgressBar,
+    ticker: JoinHandle<()>,
+}
+
+impl SecondsBar {
+    pub fn new(seconds: u64, what: &str) -> Self {
+        let bar = progress(seconds, what);
+        let ticking = bar.clone();
+        let ticker = tokio::spawn(async move {
+            let mut ticks = tokio::time::interval(Duration::from_secs(1));
+            ticks.tick().await;
+            loop {
+                ticks.tick().await;
+                ticking.inc(1);
+            }
+        });
+        Self { bar, ticker }
+    }
+}
+
+impl Drop for SecondsBar {
+    fn drop(&mut self) {
+        self.ticker.abort();
+        self.bar.finish_and_clear();
+    }
+}
+
 /// A name prefix for this run's accounts, so runs against one server do not collide.
 pub fn run_tag() -> String {
     let nanos =

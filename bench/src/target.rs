@@ -174,9 +174,7 @@ const CLOCK_TICKS: f64 = 100.0;
 
 /// (resident bytes, user + system CPU ticks) of a process, or None once it is gone.
 fn read_process(pid: u32) -> Option<(u64, u64)> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let rss_kib: u64 =
-        status.lines().find_map(|l| l.strip_prefix("VmRSS:"))?.split_whitespace().next()?.parse().ok()?;
+    let (_, rss_kib) = kitsulan_e2e::attachments::memory_kib(pid).ok()?;
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // Fields after the command name (which may hold spaces): state is field 3, utime 14, stime 15.
     let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();

@@ -58,7 +58,7 @@ async function pictureWidth(avatar: Locator): Promise<number> {
   return avatar.locator("img").evaluate((img: HTMLImageElement) => (img.complete ? img.naturalWidth : 0));
 }
 
-test("Alice's picture reaches Bob live; a fake PNG is refused", async ({ browser }) => {
+test("Alice's picture reaches Bob live; a file that is not a PNG is refused", async ({ browser }) => {
   const alice = await signUp(browser, `alice-av-${stamp}`, "Alice");
   const bob = await signUp(browser, `bob-av-${stamp}`, "Bob");
 

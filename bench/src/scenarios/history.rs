@@ -145,18 +145,11 @@ pub async fn run(how: &How, args: &Args) -> anyhow::Result<Vec<Report>> {
 
 /// Bytes under `dir`, recursively.
 fn dir_size(dir: &std::path::Path) -> u64 {
-    std::fs::read_dir(dir)
-        .map(|entries| {
-            entries
-                .flatten()
-                .map(|e| match e.metadata() {
-                    Ok(m) if m.is_dir() => dir_size(&e.path()),
-                    Ok(m) => m.len(),
-                    Err(_) => 0,
-                })
-                .sum()
-        })
-        .unwrap_or(0)
+    kitsulan_e2e::attachments::files_named(dir, "")
+        .iter()
+        .filter_map(|f| f.metadata().ok())
+        .map(|m| m.len())
+        .sum()
 }
 
 /// SplitMix64: where the pages start (repeatable, no dependency).

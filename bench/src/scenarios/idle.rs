@@ -43,12 +43,9 @@ pub async fn run(how: &How, args: &Args) -> anyhow::Result<Report> {
     let deliveries = Arc::new(Deliveries::new(recorder.clone()));
     let receivers = Receivers::connect(target.url(), &sockets, deliveries, recorder.clone()).await?;
     receivers.wait_synced(Duration::from_secs(300)).await?;
-    let bar = crowd::progress(args.hold_seconds, "holding sockets");
-    for _ in 0..args.hold_seconds {
-        tokio::time::sleep(Duration::from_secs(1)).await;
-        bar.inc(1);
-    }
-    bar.finish_and_clear();
+    let bar = crowd::SecondsBar::new(args.hold_seconds, "holding sockets");
+    tokio::time::sleep(Duration::from_secs(args.hold_seconds)).await;
+    drop(bar);
     let after = target.rss();
 
     let mut report = Report::new("idle", how.db, serde_json::to_value(args)?);

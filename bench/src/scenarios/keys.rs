@@ -72,7 +72,7 @@ pub async fn run(how: &How, args: &Args) -> anyhow::Result<Report> {
     let target_ids = Arc::new(target_ids);
     let until = Instant::now() + Duration::from_secs(args.seconds);
     let clock = Instant::now();
-    let bar = crowd::progress(args.seconds, "claiming");
+    let bar = crowd::SecondsBar::new(args.seconds, "claiming");
     let mut claiming = JoinSet::new();
     for n in 0..args.concurrency {
         let client = clients[n % clients.len()].clone();
@@ -98,18 +98,8 @@ pub async fn run(how: &How, args: &Args) -> anyhow::Result<Report> {
             }
         });
     }
-    let ticker = {
-        let bar = bar.clone();
-        tokio::spawn(async move {
-            loop {
-                tokio::time::sleep(Duration::from_secs(1)).await;
-                bar.inc(1);
-            }
-        })
-    };
     while claiming.join_next().await.is_some() {}
-    ticker.abort();
-    bar.finish_and_clear();
+    drop(bar);
     let took = clock.elapsed().as_secs_f64();
 
     let claimed = claimed.load(Ordering::Relaxed) as f64;

@@ -158,18 +158,7 @@ async fn run(how: &How, scenario: &str, load: &Load, params: serde_json::Value) 
     let duration = Duration::from_secs(load.seconds);
     let clock = Instant::now();
     let until = clock + duration;
-    let bar = crowd::progress(load.seconds, &format!("{scenario}: sending"));
-    let ticker = {
-        let bar = bar.clone();
-        tokio::spawn(async move {
-            let mut ticks = tokio::time::interval(Duration::from_secs(1));
-            ticks.tick().await;
-            loop {
-                ticks.tick().await;
-                bar.inc(1);
-            }
-        })
-    };
+    let bar = crowd::SecondsBar::new(load.seconds, &format!("{scenario}: sending"));
     let mut sending = JoinSet::new();
     for (n, (device, conversation, expected)) in senders.into_iter().enumerate() {
         let pace = interval.map(|every| (every, every.mul_f64(n as f64 / count as f64)));
@@ -188,8 +177,7 @@ async fn run(how: &How, scenario: &str, load: &Load, params: serde_json::Value) 
         sent += done?;
     }
     let sending_took = clock.elapsed();
-    ticker.abort();
-    bar.finish_and_clear();
+    drop(bar);
     let lost = deliveries.drain(Duration::from_secs(30)).await;
     let drained_after = clock.elapsed();
 

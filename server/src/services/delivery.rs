@@ -685,7 +685,7 @@ impl Session {
             Some((recent, seq)) => {
                 let mut acks = DeviceAcks::default();
                 collect_acks(recent.pending.into_iter().take_while(|(s, _)| *s <= seq), &mut acks);
-                self.commit(acks).await?;
+                self.delivery.save_acks(self.device, self.account, acks).await?;
                 true
             }
             None => false,
@@ -950,10 +950,6 @@ impl Session {
         }));
     }
 
-    async fn commit(&self, acks: DeviceAcks) -> Result<(), Error> {
-        self.delivery.save_acks(self.device, self.account, acks).await
-    }
-
     /// Tells the other members that this account is typing. `Ok(false)`: refused because it is
     /// not a member; `Err(LimitExceeded)`: too many updates.
     pub async fn typing(&mut self, conversation: ConversationId, typing: bool) -> Result<bool, Error> {
@@ -989,7 +985,7 @@ impl Session {
             let _ = saving.await;
         }
         let acks = std::mem::take(&mut self.unsaved);
-        if let Err(e) = self.commit(acks).await {
+        if let Err(e) = self.delivery.save_acks(self.device, self.account, acks).await {
             tracing::warn!(error = %e, "cannot save a closing session's acknowledgements");
         }
         self.closed = true;
