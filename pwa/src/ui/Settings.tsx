@@ -7,6 +7,7 @@ import { errorText } from "../i18n/messages";
 import { loadPrefs, permission, requestPermission, savePrefs, type NotifyPrefs, type Permission } from "../notify/notifications";
 import { useChat, type Chat } from "../state/chat";
 import type { Theme } from "../theme";
+import { AccountSecurity } from "./AccountSecurity";
 import { Avatar } from "./Avatar";
 import { AvatarPicker } from "./AvatarPicker";
 import { CallSettings } from "./call/CallSettings";
@@ -157,6 +158,7 @@ export function Settings({
   return (
     <Dialog title={t("settings")} onClose={onClose}>
       <Profile chat={chat} />
+      <AccountSecurity />
       <Notifications />
       <CallSettings calls={chat.calls} />
       <button type="button" onClick={onDevices}>
