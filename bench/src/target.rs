@@ -48,6 +48,7 @@ impl Target {
             .binary(how.server_bin.clone())
             .env("KITSULAN_RATE_LIMIT_SIGN_UP", "1000000/1h")
             .env("KITSULAN_RATE_LIMIT_SIGN_IN", "1000000/1h")
+            .env("KITSULAN_RATE_LIMIT_REFRESH", "1000000/1h")
             // Warnings only: a log line per request would measure the log, not the server.
             .env("KITSULAN_LOG", "warn,kitsulan_server=info");
         let server = TestServer::start_with(options).await?;

@@ -225,9 +225,20 @@ pub struct AuthArgs {
     #[arg(long, env = "KITSULAN_RATE_LIMIT_SIGN_IN", default_value = "30/10m")]
     pub rate_limit_sign_in: Limit,
 
-    /// Failed sign-ins (password, TOTP or code) per account.
+    /// Failed password, TOTP or code checks per account from one client address (sign-in and
+    /// the checks behind a session alike), so a stranger elsewhere cannot lock the owner out;
+    /// failed TOTP and one-time codes also per account from all addresses together.
     #[arg(long, env = "KITSULAN_RATE_LIMIT_SIGN_IN_FAILURES", default_value = "10/15m")]
     pub rate_limit_sign_in_failures: Limit,
+
+    /// Failed password, TOTP or code checks per account from all addresses together: the
+    /// ceiling for guessing spread over many addresses.
+    #[arg(long, env = "KITSULAN_RATE_LIMIT_ACCOUNT_FAILURES", default_value = "100/1h")]
+    pub rate_limit_account_failures: Limit,
+
+    /// Refresh-token exchanges per client address (signed-in devices refresh every few minutes).
+    #[arg(long, env = "KITSULAN_RATE_LIMIT_REFRESH", default_value = "120/1m")]
+    pub rate_limit_refresh: Limit,
 
     /// Emailed codes per client address and per email address.
     #[arg(long, env = "KITSULAN_RATE_LIMIT_CODE_REQUESTS", default_value = "5/1h")]
@@ -249,6 +260,8 @@ impl AuthArgs {
             sign_up: self.rate_limit_sign_up,
             sign_in: self.rate_limit_sign_in,
             sign_in_failures: self.rate_limit_sign_in_failures,
+            account_failures: self.rate_limit_account_failures,
+            refresh: self.rate_limit_refresh,
             code_requests: self.rate_limit_code_requests,
             code_checks: self.rate_limit_code_checks,
             pairing_lookups: self.rate_limit_pairing_lookups,

@@ -4,7 +4,15 @@
 //! # Security
 //! - An unknown username costs one Argon2id verification, like a wrong password, and both
 //!   answer `INVALID_CREDENTIALS`; failures are limited per username whether or not it exists.
-//! - Limits are checked before any secret is compared, so guessing is bounded by them alone.
+//! - Failures count per username *and client address* (so a stranger's wrong guesses elsewhere
+//!   do not lock the owner out) and per username from all addresses (the ceiling for guessing
+//!   spread over many addresses). TOTP and one-time codes are short, so their failures also
+//!   count per username alone, with the per-address budget (only someone who knows the
+//!   password, or guesses codes, is held up by that). Checks behind a session (changing the password or email,
+//!   TOTP) count against the same budgets as signing in.
+//! - Limits are checked before any secret is compared, and one account's checks run one at a
+//!   time on a node ([`OneAtATime`]), so guessing is bounded by the limits alone, even in
+//!   parallel.
 //! - Asking for an emailed code answers the same whether or not the address is registered,
 //!   and sends in the background so timing does not tell either.
 //! - Refresh tokens are single use; a second use signs the device out (stolen token).
@@ -14,7 +22,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::names::{DeviceName, DisplayName, Email, Password, Username};
-use super::rate_limits::{Limits, RateLimiter, address_key};
+use super::rate_limits::{Limits, OneAtATime, RateLimiter, Turn, address_key};
 use super::tokens::{self, hash_token};
 use super::{Error, SecretHasher, totp};
 use crate::ids::{AccountId, CodeId, DeviceId};
@@ -125,6 +133,8 @@ pub(super) struct AuthCore {
     pub store: Arc<dyn Store>,
     pub hasher: SecretHasher,
     pub limiter: RateLimiter,
+    /// One check of an account's secrets at a time.
+    pub guesses: OneAtATime,
     pub mailer: Option<Arc<dyn Mailer>>,
     pub policy: AuthPolicy,
     pub server_name: String,
@@ -142,11 +152,88 @@ fn ms(d: Duration) -> i64 {
     i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
 }
 
-fn failure_key(username: &str) -> String {
-    format!("sign_in_failures:{username}")
+/// The failure budgets a guess at one account's secrets from one address spends.
+pub(super) struct Guesses<'a> {
+    limits: &'a Limits,
+    limiter: &'a RateLimiter,
+    per_address: String,
+    per_account: String,
+    codes: String,
+    _turn: Turn,
+}
+
+impl Guesses<'_> {
+    /// Fails with `RATE_LIMITED` once the budget of this address or of the account is spent;
+    /// nothing is compared then.
+    pub(super) async fn check(&self) -> Result<(), Error> {
+        self.limiter.check(&self.limits.sign_in_failures, &self.per_address).await?;
+        self.limiter.check(&self.limits.account_failures, &self.per_account).await
+    }
+
+    /// Counts a wrong password.
+    pub(super) async fn failed(&self) -> Result<(), Error> {
+        self.limiter.record_failure(&self.limits.sign_in_failures, &self.per_address).await?;
+        self.limiter.record_failure(&self.limits.account_failures, &self.per_account).await
+    }
+
+    /// Before a TOTP or one-time code is compared: codes are short (six digits), so their
+    /// failures are also limited per account alone, from every address together. Only someone
+    /// who knows the password (TOTP) or guesses codes is held up by this, never a password
+    /// sign-in.
+    pub(super) async fn check_code(&self) -> Result<(), Error> {
+        self.check().await?;
+        self.limiter.check(&self.limits.sign_in_failures, &self.codes).await
+    }
+
+    /// Counts a wrong TOTP or one-time code.
+    pub(super) async fn code_failed(&self) -> Result<(), Error> {
+        self.failed().await?;
+        self.limiter.record_failure(&self.limits.sign_in_failures, &self.codes).await
+    }
 }
 
 impl AuthCore {
+    /// Waits for this account's turn to have a secret checked, and names the budgets a wrong
+    /// guess spends (per username and address, and per username).
+    pub(super) async fn guesses(&self, username: &str, client: ClientAddr) -> Guesses<'_> {
+        let turn = self.guesses.turn(username).await;
+        Guesses {
+            limits: &self.policy.limits,
+            limiter: &self.limiter,
+            per_address: format!("sign_in_failures:{username}:{}", address_key(client.0)),
+            per_account: format!("account_failures:{username}"),
+            codes: format!("code_failures:{username}"),
+            _turn: turn,
+        }
+    }
+
+    /// Confirms, behind a session, that the person is the owner and not someone holding a
+    /// copied token: the current password and, when enrolled, a TOTP code — the factors of a
+    /// sign-in, from the same failure budgets.
+    pub(super) async fn confirm_owner(
+        &self,
+        account: &AccountRecord,
+        client: ClientAddr,
+        password: &str,
+        totp_code: &str,
+    ) -> Result<(), Error> {
+        let guesses = self.guesses(&account.username, client).await;
+        guesses.check().await?;
+        if password.is_empty() || !self.hasher.verify(password, &account.password_hash).await? {
+            if !password.is_empty() {
+                guesses.failed().await?;
+            }
+            return Err(Error::PasswordRequired);
+        }
+        if let Some(secret) = &account.totp_secret {
+            if totp_code.trim().is_empty() {
+                return Err(Error::TotpRequired);
+            }
+            self.check_totp(account, secret, totp_code, &guesses).await?;
+        }
+        Ok(())
+    }
+
     /// Creates the device row of a new sign-in and returns its tokens.
     fn new_device(
         &self,
@@ -179,7 +266,12 @@ impl AuthCore {
 
     /// The checks after the first factor: the account is enabled and, when it has TOTP, the
     /// code is there and right (and marked used).
-    pub(super) async fn may_sign_in(&self, account: &AccountRecord, totp_code: &str) -> Result<(), Error> {
+    pub(super) async fn may_sign_in(
+        &self,
+        account: &AccountRecord,
+        totp_code: &str,
+        guesses: &Guesses<'_>,
+    ) -> Result<(), Error> {
         if account.disabled {
             return Err(Error::AccountDisabled);
         }
@@ -187,7 +279,7 @@ impl AuthCore {
             if totp_code.trim().is_empty() {
                 return Err(Error::TotpRequired);
             }
-            self.check_totp(account, secret, totp_code).await?;
+            self.check_totp(account, secret, totp_code, guesses).await?;
         }
         Ok(())
     }
@@ -199,14 +291,14 @@ impl AuthCore {
         account: &AccountRecord,
         secret: &[u8],
         code: &str,
+        guesses: &Guesses<'_>,
     ) -> Result<(), Error> {
+        guesses.check_code().await?;
         let step = totp::matching_step(secret, code, totp::unix_seconds())?;
         match step {
             Some(step) if self.store.accept_totp_step(account.id, step).await? => Ok(()),
             _ => {
-                self.limiter
-                    .record_failure(&self.policy.limits.sign_in_failures, &failure_key(&account.username))
-                    .await?;
+                guesses.code_failed().await?;
                 Err(Error::TotpInvalid)
             }
         }
@@ -245,7 +337,9 @@ impl AuthCore {
         account: &AccountRecord,
         purpose: CodePurpose,
         code: &str,
+        guesses: &Guesses<'_>,
     ) -> Result<CodeId, Error> {
+        guesses.check_code().await?;
         let Some(stored) = self.store.count_attempt(account.id, purpose, CODE_MAX_ATTEMPTS, now_ms()).await?
         else {
             // Spend the same time as a real check, so "no code" and "wrong code" look alike.
@@ -259,9 +353,7 @@ impl AuthCore {
             CodePurpose::AdminSignIn => true,
         };
         if !self.hasher.verify(&normalise_code(code), &stored.code_hash).await? || !fits {
-            self.limiter
-                .record_failure(&self.policy.limits.sign_in_failures, &failure_key(&account.username))
-                .await?;
+            guesses.code_failed().await?;
             return Err(Error::OneTimeCodeInvalid);
         }
         Ok(stored.id)
@@ -392,18 +484,18 @@ impl Auth {
             core.hasher.verify_decoy(password).await?;
             return Err(Error::InvalidCredentials);
         };
-        let failures = failure_key(username.as_str());
-        core.limiter.check(&limits.sign_in_failures, &failures).await?;
+        let guesses = core.guesses(username.as_str(), client).await;
+        guesses.check().await?;
         let account = core.store.account_by_username(username.as_str()).await?;
         let verified = match &account {
             Some(account) => core.hasher.verify(password, &account.password_hash).await?,
             None => core.hasher.verify_decoy(password).await?,
         };
         let Some(account) = account.filter(|_| verified) else {
-            core.limiter.record_failure(&limits.sign_in_failures, &failures).await?;
+            guesses.failed().await?;
             return Err(Error::InvalidCredentials);
         };
-        core.may_sign_in(&account, totp_code).await?;
+        core.may_sign_in(&account, totp_code, &guesses).await?;
         let (device, session) = core.new_device(account.id, &device_name, false);
         core.store.create_device(&device).await?;
         core.delivery.devices_changed(account.id).await;
@@ -466,10 +558,11 @@ impl Auth {
             core.hasher.verify_decoy(code).await?;
             return Err(Error::OneTimeCodeInvalid);
         };
-        core.limiter.check(&limits.sign_in_failures, &failure_key(&account.username)).await?;
-        let code_id = core.check_code(&account, purpose, code).await?;
+        let guesses = core.guesses(&account.username, client).await;
+        guesses.check().await?;
+        let code_id = core.check_code(&account, purpose, code, &guesses).await?;
         // Checked before the code is used up, so a missing TOTP code costs only a try.
-        core.may_sign_in(&account, totp_code).await?;
+        core.may_sign_in(&account, totp_code, &guesses).await?;
         if !core.store.consume_code(code_id).await? {
             return Err(Error::OneTimeCodeInvalid);
         }
@@ -480,9 +573,11 @@ impl Auth {
         Ok(session)
     }
 
-    /// Exchanges a refresh token for new tokens.
-    pub async fn refresh(&self, refresh_token: &str) -> Result<NewSession, Error> {
+    /// Exchanges a refresh token for new tokens. A token that was already exchanged signs its
+    /// device out at once, everywhere: someone else has a copy.
+    pub async fn refresh(&self, client: ClientAddr, refresh_token: &str) -> Result<NewSession, Error> {
         let core = &self.core;
+        core.limiter.take(&core.policy.limits.refresh, &format!("refresh:{}", address_key(client.0))).await?;
         if !refresh_token.starts_with("krt_") || refresh_token.len() > 128 {
             return Err(Error::RefreshTokenInvalid);
         }
@@ -499,7 +594,10 @@ impl Auth {
                 refresh_expires_at_ms: issued.stored.refresh_expires_at_ms,
                 password_reset_until_ms: device.password_reset_until_ms,
             }),
-            RefreshOutcome::Reused(device) => {
+            RefreshOutcome::Reused { device, account } => {
+                // Treated as a sign-out: the store recorded the revocation (other nodes close
+                // their sockets from it); this node closes its own now.
+                core.delivery.device_gone(account, device).await;
                 tracing::warn!(%device, "a used refresh token was presented again; device signed out");
                 Err(Error::RefreshTokenReused)
             }

@@ -477,6 +477,18 @@ impl Delivery {
         self.devices_changed(account).await;
     }
 
+    /// Several devices of one account were signed out at once (their revocations are in the
+    /// database for other nodes): their sessions here close now, and contacts hear of it once.
+    pub async fn devices_gone(&self, account: AccountId, devices: &[DeviceId]) {
+        if devices.is_empty() {
+            return;
+        }
+        for device in devices {
+            self.hub.kick_device(*device, Kick::SignedOut);
+        }
+        self.devices_changed(account).await;
+    }
+
     /// Records that an account's device keys changed and wakes who must hear it.
     pub async fn device_keys_changed(&self, account: AccountId) -> Result<(), Error> {
         let recipients = self.store.device_list_changed(account).await?;

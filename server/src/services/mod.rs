@@ -130,6 +130,7 @@ impl Services {
                 store: store.clone(),
                 hasher: SecretHasher::new(),
                 limiter: rate_limits::RateLimiter::new(store.clone()),
+                guesses: rate_limits::OneAtATime::default(),
                 mailer,
                 policy,
                 server_name: server_info.name.clone(),

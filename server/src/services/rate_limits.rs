@@ -2,9 +2,10 @@
 //! Limits are "N per period" (GCRA, see `store::rate_limits`), kept in the database so every
 //! node sharing it enforces the same budget.
 
+use std::collections::HashMap;
 use std::net::IpAddr;
 use std::str::FromStr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use super::Error;
@@ -69,8 +70,12 @@ pub struct Limits {
     pub sign_up: Limit,
     /// Sign-in attempts (any kind) per client address.
     pub sign_in: Limit,
-    /// Failed sign-ins (password, TOTP or code) per username.
+    /// Failed password, TOTP or code checks per username and client address.
     pub sign_in_failures: Limit,
+    /// Failed password, TOTP or code checks per username, from every address together.
+    pub account_failures: Limit,
+    /// Refresh-token exchanges per client address.
+    pub refresh: Limit,
     /// Emailed codes per client address and per email address or account.
     pub code_requests: Limit,
     /// One-time code checks per client address.
@@ -86,6 +91,8 @@ impl Default for Limits {
             sign_up: Limit::new(10, Duration::from_secs(3600)),
             sign_in: Limit::new(30, Duration::from_secs(10 * MIN)),
             sign_in_failures: Limit::new(10, Duration::from_secs(15 * MIN)),
+            account_failures: Limit::new(100, Duration::from_secs(60 * MIN)),
+            refresh: Limit::new(120, Duration::from_secs(MIN)),
             code_requests: Limit::new(5, Duration::from_secs(3600)),
             code_checks: Limit::new(20, Duration::from_secs(10 * MIN)),
             pairing_lookups: Limit::new(10, Duration::from_secs(10 * MIN)),
@@ -153,6 +160,51 @@ fn refuse_if(wait_ms: Option<i64>) -> Result<(), Error> {
     }
 }
 
+/// Lets checks of one account's secrets run one at a time on this node.
+///
+/// # Security
+/// A failure limit is checked before a secret is compared and counted after; without this, a
+/// burst of parallel guesses would all pass the check before the first failure is counted, and
+/// get many times the limit. Held per key (the account), so other accounts are not slowed.
+#[derive(Clone, Default)]
+pub struct OneAtATime {
+    locks: Arc<Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>>,
+}
+
+/// The turn of one key; the next waiter goes when it drops.
+pub struct Turn {
+    guard: Option<tokio::sync::OwnedMutexGuard<()>>,
+    key: String,
+    locks: Arc<Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>>,
+}
+
+impl OneAtATime {
+    /// Waits for `key`'s turn.
+    pub async fn turn(&self, key: &str) -> Turn {
+        let lock = {
+            let mut locks = self.locks.lock().unwrap_or_else(PoisonError::into_inner);
+            locks.entry(key.to_owned()).or_default().clone()
+        };
+        Turn { guard: Some(lock.lock_owned().await), key: key.to_owned(), locks: self.locks.clone() }
+    }
+
+    /// Keys with a turn held or waited for (0 when idle: the map does not grow).
+    pub fn busy_keys(&self) -> usize {
+        self.locks.lock().unwrap_or_else(PoisonError::into_inner).len()
+    }
+}
+
+impl Drop for Turn {
+    fn drop(&mut self) {
+        drop(self.guard.take());
+        let mut locks = self.locks.lock().unwrap_or_else(PoisonError::into_inner);
+        // Only this map and no waiter hold the lock: forget it.
+        if locks.get(&self.key).is_some_and(|lock| Arc::strong_count(lock) == 1) {
+            locks.remove(&self.key);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -176,6 +228,26 @@ mod tests {
             let got = raw.parse::<Limit>().ok().map(|l| (l.count, l.period.as_secs()));
             assert_eq!(got, want, "{raw:?}");
         }
+    }
+
+    #[tokio::test]
+    async fn one_key_at_a_time_and_forgotten_when_idle() {
+        let gate = OneAtATime::default();
+        let first = gate.turn("alice").await;
+        // Another key is not held up.
+        let other = gate.turn("bob").await;
+        drop(other);
+        let waiting = tokio::spawn({
+            let gate = gate.clone();
+            async move {
+                let _turn = gate.turn("alice").await;
+            }
+        });
+        tokio::task::yield_now().await;
+        assert!(!waiting.is_finished(), "a second turn of one key ran while the first was held");
+        drop(first);
+        waiting.await.unwrap();
+        assert_eq!(gate.busy_keys(), 0);
     }
 
     #[test]

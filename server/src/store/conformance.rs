@@ -261,10 +261,38 @@ async fn refresh_tokens_rotate_once_and_reuse_signs_out(db: &Fresh) -> anyhow::R
     assert!(db.store.authenticate(&next.access_hash, now).await?.is_some());
     // The old refresh token again: theft. The device is signed out, new tokens and all.
     let reused = db.store.rotate_refresh(&old_refresh, &tokens(6, now), now).await?;
-    assert_eq!(reused, RefreshOutcome::Reused(device.id));
+    assert_eq!(reused, RefreshOutcome::Reused { device: device.id, account: a.id });
     assert!(db.store.device(device.id).await?.is_none());
+    // Recorded like a sign-out, so every node closes the device's sockets.
+    assert!(db.store.revocations_since(now - 1_000).await?.contains(&device.id), "no revocation recorded");
     assert!(db.store.authenticate(&next.access_hash, now).await?.is_none());
     assert_eq!(db.store.rotate_refresh(&[42; 32], &tokens(7, now), now).await?, RefreshOutcome::Unknown);
+    Ok(())
+}
+
+async fn other_devices_are_signed_out_together(db: &Fresh) -> anyhow::Result<()> {
+    let a = new_account("gina");
+    let kept = new_device(a.id, 20);
+    db.store.create_account(&a, &kept).await?;
+    let (phone, tablet) = (new_device(a.id, 21), new_device(a.id, 22));
+    db.store.create_device(&phone).await?;
+    db.store.create_device(&tablet).await?;
+    let stranger = new_account("hank");
+    let theirs = new_device(stranger.id, 23);
+    db.store.create_account(&stranger, &theirs).await?;
+    let now = now_ms();
+    let mut gone = db.store.delete_other_devices(a.id, kept.id).await?;
+    gone.sort_unstable();
+    let mut want = vec![phone.id, tablet.id];
+    want.sort_unstable();
+    assert_eq!(gone, want);
+    let listed: Vec<_> = db.store.list_devices(a.id).await?.into_iter().map(|d| d.id).collect();
+    assert_eq!(listed, vec![kept.id]);
+    let revoked = db.store.revocations_since(now - 1_000).await?;
+    assert!(revoked.contains(&phone.id) && revoked.contains(&tablet.id), "{revoked:?}");
+    assert!(!revoked.contains(&kept.id));
+    assert!(db.store.device(theirs.id).await?.is_some(), "another account's device was touched");
+    assert!(db.store.delete_other_devices(a.id, kept.id).await?.is_empty(), "nothing left to sign out");
     Ok(())
 }
 
@@ -2486,6 +2514,7 @@ conformance!(
     totp_steps_are_accepted_once_and_in_order,
     access_tokens_authenticate_until_expiry_or_sign_out,
     refresh_tokens_rotate_once_and_reuse_signs_out,
+    other_devices_are_signed_out_together,
     expired_refresh_tokens_do_not_rotate,
     racing_refreshes_of_one_token_rotate_at_most_once,
     devices_are_listed_renamed_and_scoped_to_their_account,

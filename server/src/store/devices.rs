@@ -103,8 +103,14 @@ pub struct AuthenticatedDevice {
 pub enum RefreshOutcome {
     /// The token was current: the device now has the new tokens.
     Rotated(AuthenticatedDevice),
-    /// The token had already been exchanged: the device was deleted (signed out).
-    Reused(DeviceId),
+    /// The token had already been exchanged (someone else has a copy): the device was deleted
+    /// and its revocation recorded, as by a sign-out.
+    Reused {
+        /// The signed-out device.
+        device: DeviceId,
+        /// Its account.
+        account: AccountId,
+    },
     /// No device has this token (never issued, expired, or its device is gone).
     Unknown,
 }
@@ -122,7 +128,8 @@ pub trait DeviceStore: Send + Sync {
     ) -> Result<Option<AuthenticatedDevice>, StoreError>;
     /// Exchanges a refresh token: if `presented` is current and unexpired, the device gets
     /// `new` and `presented` is remembered as used; if `presented` was used before, the device
-    /// is deleted. Atomic, so of two racing exchanges of one token only one succeeds.
+    /// is deleted as by [`DeviceStore::delete_device`] (revocation recorded, contacts told).
+    /// Atomic, so of two racing exchanges of one token only one succeeds.
     async fn rotate_refresh(
         &self,
         presented: &[u8; 32],
@@ -143,6 +150,13 @@ pub trait DeviceStore: Send + Sync {
     /// Deletes (signs out) a device, with everything that belongs to it. With `account`, only
     /// if the device is that account's. `false` if nothing was deleted.
     async fn delete_device(&self, account: Option<AccountId>, device: DeviceId) -> Result<bool, StoreError>;
+    /// Deletes every device of `account` but `keep`, recording their revocations (every node
+    /// closes their sockets). Returns the devices deleted.
+    async fn delete_other_devices(
+        &self,
+        account: AccountId,
+        keep: DeviceId,
+    ) -> Result<Vec<DeviceId>, StoreError>;
     /// Gives a device new tokens (a paired device picking up its session). `false` if the
     /// device is gone.
     async fn replace_tokens(
@@ -251,14 +265,22 @@ impl_for_backends! {
                     password_reset_until_ms: row.try_get("password_reset_until_ms")?,
                 }));
             }
-            let reused = sqlx::query("DELETE FROM devices WHERE id = (SELECT device_id FROM used_refresh_tokens WHERE hash = $1) RETURNING id")
-                .bind(&presented[..])
-                .fetch_optional(&mut *tx)
-                .await?;
+            let reused = sqlx::query(
+                "SELECT d.id, d.account_id FROM used_refresh_tokens u JOIN devices d ON d.id = u.device_id \
+                 WHERE u.hash = $1",
+            )
+            .bind(&presented[..])
+            .fetch_optional(&mut *tx)
+            .await?;
             tx.commit().await?;
-            Ok(match reused {
-                Some(row) => RefreshOutcome::Reused(DeviceId::from_uuid(row.try_get::<Uuid, _>("id")?)),
-                None => RefreshOutcome::Unknown,
+            let Some(row) = reused else { return Ok(RefreshOutcome::Unknown) };
+            let device = DeviceId::from_uuid(row.try_get::<Uuid, _>("id")?);
+            let account = AccountId::from_uuid(row.try_get::<Uuid, _>("account_id")?);
+            // Signed out like any other device, so its sockets close on every node.
+            Ok(if self.delete_device(Some(account), device).await? {
+                RefreshOutcome::Reused { device, account }
+            } else {
+                RefreshOutcome::Unknown
             })
         }
 
@@ -319,6 +341,31 @@ impl_for_backends! {
             crate::store::delivery::announce_devices!(tx, AccountId::from_uuid(owner));
             tx.commit().await?;
             Ok(true)
+        }
+
+        async fn delete_other_devices(&self, account: AccountId, keep: DeviceId) -> Result<Vec<DeviceId>, StoreError> {
+            let mut tx = self.pool.begin().await?;
+            crate::store::delivery::lock_memberships!(tx, vec![account]);
+            let gone: Vec<Uuid> = sqlx::query_scalar("DELETE FROM devices WHERE account_id = $1 AND id <> $2 RETURNING id")
+                .bind(account.as_uuid())
+                .bind(keep.as_uuid())
+                .fetch_all(&mut *tx)
+                .await?;
+            if gone.is_empty() {
+                return Ok(Vec::new());
+            }
+            let now = crate::store::now_ms();
+            for device in &gone {
+                // Every node closes the device's gateway connections when it sees this.
+                sqlx::query("INSERT INTO device_revocations (device_id, at_ms) VALUES ($1, $2)")
+                    .bind(device)
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            crate::store::delivery::announce_devices!(tx, account);
+            tx.commit().await?;
+            Ok(gone.into_iter().map(DeviceId::from_uuid).collect())
         }
 
         async fn replace_tokens(&self, device: DeviceId, tokens: &SessionTokens, now_ms: i64) -> Result<bool, StoreError> {

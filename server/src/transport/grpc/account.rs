@@ -5,6 +5,7 @@ use kitsulan_proto::v1::account_service_server::AccountService;
 use tonic::{Request, Response, Status};
 
 use super::{Context, parse_ids, status};
+use crate::services::accounts::{EmailChange, PasswordChange};
 use crate::store::AccountRecord;
 
 pub struct AccountApi(pub Context);
@@ -82,14 +83,19 @@ impl AccountService for AccountApi {
         request: Request<pb::ChangePasswordRequest>,
     ) -> Result<Response<pb::ChangePasswordResponse>, Status> {
         let caller = self.0.caller(&request).await?;
+        let client = self.0.client(&request);
         let r = request.get_ref();
-        self.0
-            .services
-            .accounts
-            .change_password(&caller, &r.current_password, &r.new_password)
-            .await
-            .map_err(status)?;
-        Ok(Response::new(pb::ChangePasswordResponse {}))
+        let change = PasswordChange {
+            current: &r.current_password,
+            totp_code: &r.totp_code,
+            new: &r.new_password,
+            keep_other_devices: r.keep_other_devices,
+        };
+        let signed_out =
+            self.0.services.accounts.change_password(&caller, client, change).await.map_err(status)?;
+        Ok(Response::new(pb::ChangePasswordResponse {
+            devices_signed_out: u32::try_from(signed_out).unwrap_or(u32::MAX),
+        }))
     }
 
     async fn set_email(
@@ -102,7 +108,15 @@ impl AccountService for AccountApi {
             .0
             .services
             .accounts
-            .set_email(&caller, client, &request.get_ref().email)
+            .set_email(
+                &caller,
+                client,
+                EmailChange {
+                    email: &request.get_ref().email,
+                    current_password: &request.get_ref().current_password,
+                    totp_code: &request.get_ref().totp_code,
+                },
+            )
             .await
             .map_err(status)?;
         Ok(Response::new(pb::SetEmailResponse { account: account(a) }))
@@ -129,11 +143,12 @@ impl AccountService for AccountApi {
         request: Request<pb::BeginTotpEnrollmentRequest>,
     ) -> Result<Response<pb::BeginTotpEnrollmentResponse>, Status> {
         let caller = self.0.caller(&request).await?;
+        let client = self.0.client(&request);
         let e = self
             .0
             .services
             .accounts
-            .begin_totp(&caller, &request.get_ref().password)
+            .begin_totp(&caller, client, &request.get_ref().password)
             .await
             .map_err(status)?;
         Ok(Response::new(pb::BeginTotpEnrollmentResponse {
@@ -157,8 +172,15 @@ impl AccountService for AccountApi {
         request: Request<pb::DisableTotpRequest>,
     ) -> Result<Response<pb::DisableTotpResponse>, Status> {
         let caller = self.0.caller(&request).await?;
+        let client = self.0.client(&request);
         let r = request.get_ref();
-        let a = self.0.services.accounts.disable_totp(&caller, &r.password, &r.code).await.map_err(status)?;
+        let a = self
+            .0
+            .services
+            .accounts
+            .disable_totp(&caller, client, &r.password, &r.code)
+            .await
+            .map_err(status)?;
         Ok(Response::new(pb::DisableTotpResponse { account: account(a) }))
     }
 }

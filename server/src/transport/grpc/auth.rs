@@ -97,7 +97,9 @@ impl AuthService for AuthApi {
         &self,
         request: Request<pb::RefreshRequest>,
     ) -> Result<Response<pb::RefreshResponse>, Status> {
-        let s = self.0.services.auth.refresh(&request.get_ref().refresh_token).await.map_err(status)?;
+        let client = self.0.client(&request);
+        let s =
+            self.0.services.auth.refresh(client, &request.get_ref().refresh_token).await.map_err(status)?;
         Ok(Response::new(pb::RefreshResponse { session: Some(session(s)) }))
     }
 
