@@ -49,6 +49,13 @@ impl Target {
             .env("KITSULAN_RATE_LIMIT_SIGN_UP", "1000000/1h")
             .env("KITSULAN_RATE_LIMIT_SIGN_IN", "1000000/1h")
             .env("KITSULAN_RATE_LIMIT_REFRESH", "1000000/1h")
+            // A crowd of strangers claiming and sending as fast as it can: the limits against
+            // draining and flooding are still checked (and cost what they cost), but not hit.
+            .env("KITSULAN_RATE_LIMIT_KEY_CLAIMS", "1000000/1h")
+            .env("KITSULAN_RATE_LIMIT_KEY_CLAIMS_PER_DEVICE", "1000000/1h")
+            .env("KITSULAN_RATE_LIMIT_STRANGER_KEY_CLAIMS", "1000000/1h")
+            .env("KITSULAN_TO_DEVICE_PENDING_PER_SENDER", "1000000")
+            .env("KITSULAN_TO_DEVICE_STRANGER_PERCENT", "100")
             // Warnings only: a log line per request would measure the log, not the server.
             .env("KITSULAN_LOG", "warn,kitsulan_server=info");
         let server = TestServer::start_with(options).await?;

@@ -389,6 +389,8 @@ pub fn documented_code(reason: &str) -> Option<Code> {
         | "TOO_MANY_KEYS"
         | "TOO_MANY_ITEMS"
         | "INBOX_FULL"
+        | "TOO_MANY_PENDING"
+        | "STRANGER_INBOX_FULL"
         | "PAIRING_FULL"
         | "TOO_MANY_MEMBERS"
         | "TOO_MANY_ACCOUNTS"

@@ -716,10 +716,16 @@ async fn to_device_messages_wait_until_acked() {
 
 #[tokio::test]
 async fn a_full_inbox_takes_no_more() {
-    let server = start(Database::Sqlite).await;
+    // A contact without a quota of its own fills the inbox (by default one sender may fill 500,
+    // and strangers only a tenth: tests/security/keys.rs).
+    let server = people::start_with(
+        Options::new(Database::Sqlite).env("KITSULAN_TO_DEVICE_PENDING_PER_SENDER", "1000000"),
+    )
+    .await;
     let alice = signed_up(&server, "alice", "Laptop").await;
     let bob =
         E2eeDevice::new(signed_up(&server, "bob", "Laptop").await, AccountKey::generate(&mut OsRng::new()));
+    bob.client.open_direct(&alice.session().unwrap().account_id).await.unwrap();
     for _ in 0..100 {
         send(&alice, (0..100).map(|_| to_device(bob.device_id(), b"filler")).collect()).await.unwrap();
     }

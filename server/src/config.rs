@@ -173,6 +173,9 @@ pub struct ServeArgs {
 
     #[command(flatten)]
     pub attachments: AttachmentArgs,
+
+    #[command(flatten)]
+    pub e2ee: E2eeArgs,
 }
 
 fn parse_bus_url(raw: &str) -> Result<String, String> {
@@ -265,6 +268,67 @@ impl AuthArgs {
             code_requests: self.rate_limit_code_requests,
             code_checks: self.rate_limit_code_checks,
             pairing_lookups: self.rate_limit_pairing_lookups,
+            ..Limits::default()
+        }
+    }
+}
+
+/// Limits that keep strangers from draining one-time keys and flooding to-device inboxes
+/// (docs/e2ee.md, "Limits against draining and flooding").
+#[derive(Debug, Args)]
+#[command(next_help_heading = "End-to-end encryption (key claims, to-device inboxes)")]
+pub struct E2eeArgs {
+    /// Devices one account may name in key claims, as N/PERIOD; a claim over it is refused
+    /// whole (keep N at least 100, the most devices one claim may name).
+    #[arg(long, env = "KITSULAN_RATE_LIMIT_KEY_CLAIMS", default_value = "2000/1h")]
+    pub rate_limit_key_claims: Limit,
+
+    /// One-time keys one account may take from one device; past it, that device's fallback
+    /// key is handed out.
+    #[arg(long, env = "KITSULAN_RATE_LIMIT_KEY_CLAIMS_PER_DEVICE", default_value = "10/1h")]
+    pub rate_limit_key_claims_per_device: Limit,
+
+    /// One-time keys all accounts sharing no conversation with a device's owner may take from
+    /// that device together; past it, its fallback key is handed out.
+    #[arg(long, env = "KITSULAN_RATE_LIMIT_STRANGER_KEY_CLAIMS", default_value = "20/1h")]
+    pub rate_limit_stranger_key_claims: Limit,
+
+    /// Messages that may wait in one device's to-device inbox.
+    #[arg(long, env = "KITSULAN_TO_DEVICE_INBOX_MESSAGES", default_value_t = 10_000,
+          value_parser = clap::value_parser!(u32).range(100..=1_000_000))]
+    pub to_device_inbox_messages: u32,
+
+    /// Bytes of ciphertext that may wait in one device's to-device inbox (default 64 MiB).
+    #[arg(long, env = "KITSULAN_TO_DEVICE_INBOX_BYTES", default_value_t = 64 * 1024 * 1024,
+          value_parser = clap::value_parser!(u64).range(1024 * 1024..=1024 * 1024 * 1024))]
+    pub to_device_inbox_bytes: u64,
+
+    /// Messages one account may have waiting in one device's to-device inbox.
+    #[arg(long, env = "KITSULAN_TO_DEVICE_PENDING_PER_SENDER", default_value_t = 500,
+          value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub to_device_pending_per_sender: u32,
+
+    /// Percent of an inbox's messages and bytes that accounts sharing no conversation with the
+    /// device's owner may fill together (0: they cannot send to it).
+    #[arg(long, env = "KITSULAN_TO_DEVICE_STRANGER_PERCENT", default_value_t = 10,
+          value_parser = clap::value_parser!(u8).range(0..=100))]
+    pub to_device_stranger_percent: u8,
+}
+
+impl E2eeArgs {
+    /// `limits` with the key-claim and inbox limits of these settings.
+    pub fn limits(&self, limits: Limits) -> Limits {
+        Limits {
+            key_claims: self.rate_limit_key_claims,
+            key_claims_per_device: self.rate_limit_key_claims_per_device,
+            stranger_key_claims: self.rate_limit_stranger_key_claims,
+            inbox: crate::services::to_device::InboxLimits {
+                messages: self.to_device_inbox_messages,
+                bytes: self.to_device_inbox_bytes,
+                per_sender: self.to_device_pending_per_sender,
+                stranger_percent: self.to_device_stranger_percent,
+            },
+            ..limits
         }
     }
 }
@@ -859,6 +923,21 @@ mod tests {
             panic!("expected an invalid-setting error");
         };
         assert!(line.contains("KITSULAN_DB_MAX_CONNECTIONS"), "{line}");
+    }
+
+    #[test]
+    fn e2ee_limits_default_to_the_services_defaults() {
+        let Ok(Cli { command: Command::Serve(serve), .. }) = load_from(["kitsulan", "serve"]) else {
+            panic!("serve parses");
+        };
+        let limits = serve.e2ee.limits(serve.auth.limits());
+        assert_eq!(limits, Limits::default());
+        let Err(ConfigError::Invalid(line)) =
+            load_from(["kitsulan", "serve", "--to-device-stranger-percent", "101"])
+        else {
+            panic!("expected an invalid-setting error");
+        };
+        assert!(line.contains("KITSULAN_TO_DEVICE_STRANGER_PERCENT"), "{line}");
     }
 
     #[test]

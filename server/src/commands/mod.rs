@@ -104,7 +104,7 @@ async fn serve(global: &GlobalArgs, args: &ServeArgs) -> anyhow::Result<()> {
         sign_up_open: args.auth.sign_up == SignUp::Open,
         access_ttl: Duration::from_secs(args.auth.access_token_ttl_seconds),
         refresh_ttl: Duration::from_secs(args.auth.refresh_token_ttl_days * 86_400),
-        limits: args.auth.limits(),
+        limits: args.e2ee.limits(args.auth.limits()),
     };
     let (blobs, storage) = open_blobs(global, args).await?;
     let (turn, relay) = start_turn(global, &args.turn).await?;

@@ -2,10 +2,12 @@
 //! may claim them. Every signature is checked here, against public keys only, before anything
 //! is stored (formats: crypto/FORMAT.md).
 
+use std::collections::HashSet;
 use std::sync::Arc;
 
 use kitsulan_crypto::{SignedFallbackKey, SignedOneTimeKey};
 
+use super::rate_limits::{Limits, RateLimiter};
 use super::{Caller, Error};
 use crate::ids::{AccountId, DeviceId};
 use crate::store::{
@@ -54,6 +56,8 @@ pub struct KeyCounts {
 pub struct Keys {
     pub(super) store: Arc<dyn Store>,
     pub(super) delivery: super::Delivery,
+    pub(super) limiter: RateLimiter,
+    pub(super) limits: Limits,
 }
 
 fn signed(field: &'static str, key: &SignedKeyInput<'_>) -> Result<([u8; 32], [u8; 64], i64), Error> {
@@ -212,18 +216,67 @@ impl Keys {
         Ok(self.store.query_keys(accounts).await?)
     }
 
-    /// One key per device for starting Olm sessions.
+    /// One key per device for starting Olm sessions, each device named once.
+    ///
+    /// # Security
+    ///
+    /// One-time keys are a device's forward secrecy for new sessions; a stranger who takes them
+    /// all leaves everyone else the fallback key. So, per claim: the claimer's account spends
+    /// one of [`Limits::key_claims`] per device named (all up front, or the claim is refused
+    /// with nothing taken); then for each device a one-time key is handed out only while the
+    /// claimer's account is within [`Limits::key_claims_per_device`] for that device and, if it
+    /// shares no conversation with the device's owner, strangers together are within
+    /// [`Limits::stranger_key_claims`] for it. Past either, the fallback key is handed out:
+    /// the claim still starts a working Olm session, it just cannot drain the one-time keys.
+    /// Budgets are reserved before a key is taken and given back when no one-time key came of
+    /// it, so racing claims cannot take more than the limits allow.
     pub async fn claim(
         &self,
-        _caller: &Caller,
+        caller: &Caller,
         devices: &[DeviceId],
     ) -> Result<Vec<(DeviceId, ClaimedKeyRecord)>, Error> {
         if devices.len() > MAX_BATCH {
             return Err(Error::limit("TOO_MANY_ITEMS", format!("at most {MAX_BATCH} devices per claim")));
         }
+        let mut seen = HashSet::with_capacity(devices.len());
+        if let Some(twice) = devices.iter().find(|device| !seen.insert(**device)) {
+            return Err(Error::invalid("ID_INVALID", "device_ids", format!("device {twice} is named twice")));
+        }
+        if devices.is_empty() {
+            return Ok(Vec::new());
+        }
+        let named = u32::try_from(devices.len()).unwrap_or(u32::MAX);
+        self.limiter
+            .take_n(&self.limits.key_claims, &format!("key_claims:{}", caller.account_id), named)
+            .await?;
         let mut claimed = Vec::with_capacity(devices.len());
         for device in devices {
-            if let Some(key) = self.store.claim_key(*device).await? {
+            let Some(contact) = self.store.is_contact_of_device(caller.account_id, *device).await? else {
+                continue; // unknown devices are left out, as devices without keys are
+            };
+            let mut budgets = vec![(
+                &self.limits.key_claims_per_device,
+                format!("key_claims:{}:{device}", caller.account_id),
+            )];
+            if !contact {
+                budgets.push((&self.limits.stranger_key_claims, format!("stranger_key_claims:{device}")));
+            }
+            let needed = budgets.len();
+            let mut reserved = Vec::with_capacity(needed);
+            for (limit, key) in budgets {
+                if !self.limiter.try_take(limit, &key).await? {
+                    break;
+                }
+                reserved.push((limit, key));
+            }
+            let one_time = reserved.len() == needed;
+            let key = self.store.claim_key(*device, one_time).await?;
+            if key.as_ref().is_none_or(|k| k.fallback) {
+                for (limit, budget) in &reserved {
+                    self.limiter.give_back(limit, budget).await?;
+                }
+            }
+            if let Some(key) = key {
                 claimed.push((*device, key));
             }
         }

@@ -125,6 +125,7 @@ impl Services {
     ) -> Self {
         let delivery =
             Delivery { store: store.clone(), acks: group_commit::ack_queue(store.clone()), bus, hub };
+        let limits = policy.limits;
         let auth = Auth {
             core: Arc::new(auth::AuthCore {
                 store: store.clone(),
@@ -143,8 +144,13 @@ impl Services {
             devices: Devices { auth: auth.clone() },
             admin: Admin { auth: auth.clone() },
             pairing: Pairing { auth: auth.clone() },
-            keys: Keys { store: store.clone(), delivery: delivery.clone() },
-            to_device: ToDevice { store: store.clone(), delivery: delivery.clone() },
+            keys: Keys {
+                store: store.clone(),
+                delivery: delivery.clone(),
+                limiter: rate_limits::RateLimiter::new(store.clone()),
+                limits,
+            },
+            to_device: ToDevice { store: store.clone(), delivery: delivery.clone(), limits: limits.inbox },
             conversations: Conversations {
                 store: store.clone(),
                 sends: group_commit::send_queue(store.clone()),

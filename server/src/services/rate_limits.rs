@@ -1,4 +1,5 @@
-//! Rate limits on everything that guesses or spends: sign-up, sign-in, one-time codes.
+//! Rate limits on everything that guesses or spends: sign-up, sign-in, one-time codes, claims
+//! of other devices' one-time keys.
 //! Limits are "N per period" (GCRA, see `store::rate_limits`), kept in the database so every
 //! node sharing it enforces the same budget.
 
@@ -82,6 +83,15 @@ pub struct Limits {
     pub code_checks: Limit,
     /// Pairing PIN lookups per account and per client address.
     pub pairing_lookups: Limit,
+    /// Devices named in key claims, per claiming account (see `services::keys`).
+    pub key_claims: Limit,
+    /// One-time keys one account takes from one device (then: its fallback key).
+    pub key_claims_per_device: Limit,
+    /// One-time keys all accounts sharing no conversation with a device's owner take from that
+    /// device together (then: its fallback key).
+    pub stranger_key_claims: Limit,
+    /// What may wait in one device's to-device inbox.
+    pub inbox: super::to_device::InboxLimits,
 }
 
 impl Default for Limits {
@@ -96,6 +106,10 @@ impl Default for Limits {
             code_requests: Limit::new(5, Duration::from_secs(3600)),
             code_checks: Limit::new(20, Duration::from_secs(10 * MIN)),
             pairing_lookups: Limit::new(10, Duration::from_secs(10 * MIN)),
+            key_claims: Limit::new(2000, Duration::from_secs(3600)),
+            key_claims_per_device: Limit::new(10, Duration::from_secs(3600)),
+            stranger_key_claims: Limit::new(20, Duration::from_secs(3600)),
+            inbox: super::to_device::InboxLimits::default(),
         }
     }
 }
@@ -131,6 +145,31 @@ impl RateLimiter {
     pub async fn take(&self, limit: &Limit, key: &str) -> Result<(), Error> {
         let wait = self.store.rate_limit_take(key, now_ms(), limit.interval_ms(), limit.period_ms()).await?;
         refuse_if(wait)
+    }
+
+    /// Counts `n` requests at once against `key` (all or none), or fails with
+    /// [`Error::RateLimited`]. More than `limit.count` at once never fit.
+    pub async fn take_n(&self, limit: &Limit, key: &str, n: u32) -> Result<(), Error> {
+        if n > limit.count {
+            // The store would let it through on a key it has not seen yet.
+            return Err(Error::RateLimited { retry_after: limit.period });
+        }
+        let interval = limit.interval_ms().saturating_mul(i64::from(n.max(1)));
+        let wait = self.store.rate_limit_take(key, now_ms(), interval, limit.period_ms()).await?;
+        refuse_if(wait)
+    }
+
+    /// Counts one request against `key` if it fits: `true` if it was counted, `false` if the
+    /// limit is reached (for limits that change what is answered rather than refuse).
+    pub async fn try_take(&self, limit: &Limit, key: &str) -> Result<bool, Error> {
+        let wait = self.store.rate_limit_take(key, now_ms(), limit.interval_ms(), limit.period_ms()).await?;
+        Ok(wait.is_none())
+    }
+
+    /// Gives back one request counted by [`RateLimiter::try_take`] that did not use what it
+    /// reserved, so reserving first keeps racing requests within the limit.
+    pub async fn give_back(&self, limit: &Limit, key: &str) -> Result<(), Error> {
+        Ok(self.store.rate_limit_give_back(key, limit.interval_ms()).await?)
     }
 
     /// Fails with [`Error::RateLimited`] if a request to `key` would not fit now, without

@@ -12,10 +12,10 @@ use kitsulan_e2e::postgres::TestDatabase;
 use super::{
     AccountEvent, AccountKeyOutcome, AttachmentRecord, AvatarChange, CallRecord, CodePurpose, Conflict,
     ConnectOptions, ConversationCursor, ConversationKind, CreateAttachmentOutcome, DeviceAcks,
-    DeviceKeysRecord, GroupAvatarOutcome, JoinOutcome, KeyUpload, KeyUploadOutcome, MessageRecord,
-    NewAccount, NewAttachment, NewCall, NewCode, NewDevice, NewMessage, NewPairing, NewToDevice,
-    PairingConflict, PairingStatus, Receipt, RefreshOutcome, Role, SendOutcome, SendRefusal, SessionTokens,
-    SignedKeyRecord, StartOutcome, Store, StoreError, connect, now_ms,
+    DeviceKeysRecord, GroupAvatarOutcome, InboxQuota, JoinOutcome, KeyUpload, KeyUploadOutcome,
+    MessageRecord, NewAccount, NewAttachment, NewCall, NewCode, NewDevice, NewMessage, NewPairing,
+    NewToDevice, PairingConflict, PairingStatus, Receipt, RefreshOutcome, Role, SendOutcome, SendRefusal,
+    SessionTokens, SignedKeyRecord, StartOutcome, Store, StoreError, connect, now_ms,
 };
 use crate::config::DatabaseUrl;
 use crate::ids::{
@@ -427,6 +427,30 @@ async fn rate_limits_allow_the_burst_then_refuse(db: &Fresh) -> anyhow::Result<(
     Ok(())
 }
 
+async fn rate_limits_take_several_at_once_and_give_back(db: &Fresh) -> anyhow::Result<()> {
+    let now = now_ms();
+    // 3 per 30 s: two at once fit, two more at once do not, one more does.
+    assert_eq!(db.store.rate_limit_take("w", now, 20_000, 30_000).await?, None);
+    assert!(db.store.rate_limit_take("w", now, 20_000, 30_000).await?.is_some());
+    assert_eq!(db.store.rate_limit_take("w", now, 10_000, 30_000).await?, None);
+    assert!(db.store.rate_limit_take("w", now, 10_000, 30_000).await?.is_some(), "the burst is spent");
+    // One given back fits again, once.
+    db.store.rate_limit_give_back("w", 10_000).await?;
+    assert_eq!(db.store.rate_limit_take("w", now, 10_000, 30_000).await?, None);
+    assert!(db.store.rate_limit_take("w", now, 10_000, 30_000).await?.is_some());
+    // Giving back more than was taken leaves no credit beyond the burst.
+    for _ in 0..5 {
+        db.store.rate_limit_give_back("w", 10_000).await?;
+    }
+    for _ in 0..3 {
+        assert_eq!(db.store.rate_limit_take("w", now, 10_000, 30_000).await?, None);
+    }
+    assert!(db.store.rate_limit_take("w", now, 10_000, 30_000).await?.is_some(), "never more than the burst");
+    db.store.rate_limit_give_back("never-taken", 10_000).await?;
+    assert_eq!(db.store.rate_limit_peek("never-taken", now, 10_000, 30_000).await?, None);
+    Ok(())
+}
+
 async fn racing_requests_cannot_slip_past_a_limit(db: &Fresh) -> anyhow::Result<()> {
     let now = now_ms();
     let mut racers = tokio::task::JoinSet::new();
@@ -531,7 +555,7 @@ async fn one_time_keys_are_claimed_once_even_when_racing(db: &Fresh) -> anyhow::
     let mut claimers = tokio::task::JoinSet::new();
     for _ in 0..20 {
         let store = db.store.clone();
-        claimers.spawn(async move { store.claim_key(device.id).await });
+        claimers.spawn(async move { store.claim_key(device.id, true).await });
     }
     let (mut one_time, mut fallback) = (Vec::new(), 0);
     while let Some(claimed) = claimers.join_next().await {
@@ -549,7 +573,48 @@ async fn one_time_keys_are_claimed_once_even_when_racing(db: &Fresh) -> anyhow::
     assert_eq!(db.store.key_counts(device.id).await?, (0, true), "the fallback key stays");
     let nobody = new_device(a.id, 43);
     db.store.create_device(&nobody).await?;
-    assert_eq!(db.store.claim_key(nobody.id).await?, None, "nothing uploaded, nothing to claim");
+    assert_eq!(db.store.claim_key(nobody.id, true).await?, None, "nothing uploaded, nothing to claim");
+    Ok(())
+}
+
+async fn one_time_keys_can_be_withheld_for_the_fallback_key(db: &Fresh) -> anyhow::Result<()> {
+    let a = new_account("nora");
+    let (d1, d2) = (new_device(a.id, 46), new_device(a.id, 47));
+    db.store.create_account(&a, &d1).await?;
+    db.store.create_device(&d2).await?;
+    db.store.upload_keys(a.id, d1.id, &upload(Some(identity(d1.id, 6)), 1..=3, Some(77))).await?;
+    let withheld = db.store.claim_key(d1.id, false).await?.expect("the fallback key");
+    assert_eq!((withheld.key.key_id, withheld.fallback), (77, true));
+    assert_eq!(db.store.key_counts(d1.id).await?, (3, true), "no one-time key was taken");
+    let taken = db.store.claim_key(d1.id, true).await?.expect("a one-time key");
+    assert_eq!((taken.key.key_id, taken.fallback), (1, false));
+    // One-time keys but no fallback key: withholding them leaves nothing to hand out.
+    db.store.upload_keys(a.id, d2.id, &upload(Some(identity(d2.id, 7)), 1..=2, None)).await?;
+    assert_eq!(db.store.claim_key(d2.id, false).await?, None);
+    assert_eq!(db.store.key_counts(d2.id).await?, (2, false));
+    Ok(())
+}
+
+async fn contacts_of_a_device_are_its_owner_and_who_shares_a_conversation(db: &Fresh) -> anyhow::Result<()> {
+    let (owner, friend, group_mate, stranger) =
+        (new_account("ola"), new_account("pete"), new_account("quin"), new_account("rob"));
+    let device = new_device(owner.id, 48);
+    db.store.create_account(&owner, &device).await?;
+    for (n, account) in [&friend, &group_mate, &stranger].into_iter().enumerate() {
+        db.store.create_account(account, &new_device(account.id, 49 + n as u8)).await?;
+    }
+    db.store.open_direct(ConversationId::generate(), (friend.id, owner.id), now_ms()).await?;
+    let group = ConversationId::generate();
+    db.store.create_group(group, "LAN", stranger.id, &[group_mate.id], now_ms()).await?;
+    let contact = |account: AccountId| db.store.is_contact_of_device(account, device.id);
+    assert_eq!(contact(owner.id).await?, Some(true), "its own account");
+    assert_eq!(contact(friend.id).await?, Some(true), "a direct conversation");
+    assert_eq!(contact(group_mate.id).await?, Some(false), "a group without the owner");
+    assert_eq!(contact(stranger.id).await?, Some(false));
+    db.store.add_members(group, &[owner.id], now_ms()).await?;
+    assert_eq!(contact(group_mate.id).await?, Some(true), "a group with the owner");
+    assert_eq!(contact(stranger.id).await?, Some(true), "the group's creator");
+    assert_eq!(db.store.is_contact_of_device(owner.id, DeviceId::generate()).await?, None, "no such device");
     Ok(())
 }
 
@@ -576,7 +641,109 @@ async fn removing_a_device_removes_its_keys_and_moves_the_version(db: &Fresh) ->
 // ---- to-device inboxes -----------------------------------------------------------------
 
 fn to_device(recipient: DeviceId, byte: u8) -> NewToDevice {
-    NewToDevice { message_id: MessageId::generate(), recipient, ciphertext: vec![byte; 8] }
+    sized(recipient, byte, 8)
+}
+
+fn sized(recipient: DeviceId, byte: u8, size: usize) -> NewToDevice {
+    NewToDevice { message_id: MessageId::generate(), recipient, ciphertext: vec![byte; size] }
+}
+
+/// At most `messages` waiting in an inbox, and no other limit.
+fn quota(messages: i64) -> InboxQuota {
+    InboxQuota {
+        messages,
+        bytes: i64::MAX,
+        per_sender: i64::MAX,
+        stranger_messages: i64::MAX,
+        stranger_bytes: i64::MAX,
+    }
+}
+
+async fn inbox_quotas_hold_per_sender_for_strangers_and_in_all(db: &Fresh) -> anyhow::Result<()> {
+    let (owner, friend, s1, s2) =
+        (new_account("sara"), new_account("tess"), new_account("ugo"), new_account("val"));
+    let (laptop, phone) = (new_device(owner.id, 54), new_device(owner.id, 55));
+    db.store.create_account(&owner, &laptop).await?;
+    db.store.create_device(&phone).await?;
+    let mut devices = Vec::new();
+    for (n, account) in [&friend, &s1, &s2].into_iter().enumerate() {
+        let device = new_device(account.id, 56 + n as u8);
+        db.store.create_account(account, &device).await?;
+        devices.push((account.id, device.id));
+    }
+    let (friend_d, s1_d, s2_d) = (devices[0], devices[1], devices[2]);
+    db.store.open_direct(ConversationId::generate(), (owner.id, friend.id), now_ms()).await?;
+    let quota =
+        InboxQuota { messages: 10, bytes: 1000, per_sender: 4, stranger_messages: 5, stranger_bytes: 100 };
+    let now = now_ms();
+    let send = |from: (AccountId, DeviceId), batch: Vec<NewToDevice>| {
+        let store = db.store.clone();
+        async move { store.send_to_devices(from, &batch, now, now + 60_000, &quota).await }
+    };
+    let to = |device: DeviceId, n: usize| (0..n).map(|i| to_device(device, i as u8)).collect::<Vec<_>>();
+
+    // Per sender: four wait, the fifth is refused, whole batches at a time.
+    assert_eq!(send(s1_d, to(laptop.id, 3)).await?, Ok(()));
+    assert_eq!(send(s1_d, to(laptop.id, 2)).await?, Err(SendRefusal::TooManyPending(laptop.id)));
+    assert_eq!(send(s1_d, to(laptop.id, 1)).await?, Ok(()));
+    assert_eq!(send(s1_d, to(laptop.id, 1)).await?, Err(SendRefusal::TooManyPending(laptop.id)));
+    // Strangers together: five messages, 100 bytes.
+    assert_eq!(send(s2_d, to(laptop.id, 1)).await?, Ok(()));
+    assert_eq!(send(s2_d, to(laptop.id, 1)).await?, Err(SendRefusal::StrangerInboxFull(laptop.id)));
+    assert_eq!(
+        send(s2_d, vec![sized(phone.id, 1, 101)]).await?,
+        Err(SendRefusal::StrangerInboxFull(phone.id))
+    );
+    assert_eq!(send(s2_d, vec![sized(phone.id, 1, 100)]).await?, Ok(()));
+    // A contact and the owner's other device use the rest, up to the inbox's own limit.
+    assert_eq!(send(friend_d, to(laptop.id, 4)).await?, Ok(()));
+    assert_eq!(send((owner.id, phone.id), to(laptop.id, 1)).await?, Ok(()));
+    assert_eq!(send((owner.id, phone.id), to(laptop.id, 1)).await?, Err(SendRefusal::InboxFull(laptop.id)));
+    assert_eq!(db.store.fetch_to_device(laptop.id, 100).await?.len(), 10);
+    // Bytes count too.
+    assert_eq!(
+        send((owner.id, laptop.id), vec![sized(phone.id, 2, 900), sized(phone.id, 3, 1)]).await?,
+        Err(SendRefusal::InboxFull(phone.id))
+    );
+    assert_eq!(send((owner.id, laptop.id), vec![sized(phone.id, 2, 900)]).await?, Ok(()));
+    // A retried batch fits even at the limit: nothing new is stored.
+    let batch = to(laptop.id, 1);
+    db.store.ack_to_device(laptop.id, &[db.store.fetch_to_device(laptop.id, 1).await?[0].message_id]).await?;
+    assert_eq!(send((owner.id, phone.id), batch.clone()).await?, Ok(()));
+    assert_eq!(send((owner.id, phone.id), batch).await?, Ok(()));
+    // Once the device took its messages, senders have room again.
+    let waiting: Vec<_> =
+        db.store.fetch_to_device(laptop.id, 100).await?.iter().map(|m| m.message_id).collect();
+    db.store.ack_to_device(laptop.id, &waiting).await?;
+    assert_eq!(send(s1_d, to(laptop.id, 4)).await?, Ok(()));
+    Ok(())
+}
+
+async fn racing_sends_cannot_overshoot_an_inbox_quota(db: &Fresh) -> anyhow::Result<()> {
+    let (owner, sender) = (new_account("wren"), new_account("xia"));
+    let (device, from) = (new_device(owner.id, 60), new_device(sender.id, 61));
+    db.store.create_account(&owner, &device).await?;
+    db.store.create_account(&sender, &from).await?;
+    let quota = InboxQuota { per_sender: 30, ..quota(1000) };
+    let mut racers = tokio::task::JoinSet::new();
+    for _ in 0..20 {
+        let store = db.store.clone();
+        let batch: Vec<_> = (0..4).map(|i| to_device(device.id, i)).collect();
+        let now = now_ms();
+        racers.spawn(async move {
+            store.send_to_devices((sender.id, from.id), &batch, now, now + 60_000, &quota).await
+        });
+    }
+    let mut stored = 0;
+    while let Some(outcome) = racers.join_next().await {
+        match outcome?? {
+            Ok(()) => stored += 4,
+            Err(refusal) => assert_eq!(refusal, SendRefusal::TooManyPending(device.id)),
+        }
+    }
+    assert_eq!(stored, 28, "seven batches of four fit under 30");
+    assert_eq!(db.store.fetch_to_device(device.id, 100).await?.len(), 28);
+    Ok(())
 }
 
 async fn to_device_messages_wait_until_acknowledged(db: &Fresh) -> anyhow::Result<()> {
@@ -586,9 +753,9 @@ async fn to_device_messages_wait_until_acknowledged(db: &Fresh) -> anyhow::Resul
     db.store.create_account(&b, &db_).await?;
     let now = now_ms();
     let batch: Vec<_> = (1..=3).map(|i| to_device(db_.id, i)).collect();
-    assert_eq!(db.store.send_to_devices((a.id, da.id), &batch, now, now + 1000, 100).await?, Ok(()));
+    assert_eq!(db.store.send_to_devices((a.id, da.id), &batch, now, now + 1000, &quota(100)).await?, Ok(()));
     // A retried send is stored once.
-    assert_eq!(db.store.send_to_devices((a.id, da.id), &batch, now, now + 1000, 100).await?, Ok(()));
+    assert_eq!(db.store.send_to_devices((a.id, da.id), &batch, now, now + 1000, &quota(100)).await?, Ok(()));
     let waiting = db.store.fetch_to_device(db_.id, 10).await?;
     assert_eq!(
         waiting.iter().map(|m| m.ciphertext[0]).collect::<Vec<_>>(),
@@ -613,18 +780,21 @@ async fn to_device_batches_are_refused_whole(db: &Fresh) -> anyhow::Result<()> {
     let ghost = DeviceId::generate();
     let mixed = [to_device(db_.id, 1), to_device(ghost, 2)];
     assert_eq!(
-        db.store.send_to_devices((a.id, da.id), &mixed, now, now + 1000, 100).await?,
+        db.store.send_to_devices((a.id, da.id), &mixed, now, now + 1000, &quota(100)).await?,
         Err(SendRefusal::UnknownDevice(ghost))
     );
     assert!(db.store.fetch_to_device(db_.id, 10).await?.is_empty(), "nothing of the batch was kept");
     let full: Vec<_> = (0..3).map(|i| to_device(db_.id, i)).collect();
     assert_eq!(
-        db.store.send_to_devices((a.id, da.id), &full, now, now + 1000, 2).await?,
+        db.store.send_to_devices((a.id, da.id), &full, now, now + 1000, &quota(2)).await?,
         Err(SendRefusal::InboxFull(db_.id))
     );
     assert!(db.store.fetch_to_device(db_.id, 10).await?.is_empty());
     // A signed-out device's inbox goes with it.
-    assert_eq!(db.store.send_to_devices((a.id, da.id), &full[..1], now, now + 1000, 100).await?, Ok(()));
+    assert_eq!(
+        db.store.send_to_devices((a.id, da.id), &full[..1], now, now + 1000, &quota(100)).await?,
+        Ok(())
+    );
     db.store.delete_device(None, db_.id).await?;
     assert!(db.store.fetch_to_device(db_.id, 10).await?.is_empty());
     Ok(())
@@ -1272,7 +1442,7 @@ async fn acks_cover_several_conversations_the_inbox_and_the_account_stream(db: &
     // To-device messages: read in inbox order after a position, deleted once acknowledged.
     let now = now_ms();
     let batch: Vec<_> = (1..=3).map(|i| to_device(b1, i)).collect();
-    assert_eq!(db.store.send_to_devices((x, x1), &batch, now, now + 60_000, 100).await?, Ok(()));
+    assert_eq!(db.store.send_to_devices((x, x1), &batch, now, now + 60_000, &quota(100)).await?, Ok(()));
     let waiting = db.store.to_device_after(b1, 0, 10).await?;
     assert_eq!(
         waiting.iter().map(|m| m.message_id).collect::<Vec<_>>(),
@@ -2521,13 +2691,18 @@ conformance!(
     codes_allow_limited_tries_and_one_use,
     parallel_guesses_cannot_exceed_the_tries,
     rate_limits_allow_the_burst_then_refuse,
+    rate_limits_take_several_at_once_and_give_back,
     racing_requests_cannot_slip_past_a_limit,
     account_keys_are_set_once_unless_replaced,
     key_uploads_are_all_or_nothing_and_idempotent,
     one_time_keys_are_claimed_once_even_when_racing,
+    one_time_keys_can_be_withheld_for_the_fallback_key,
+    contacts_of_a_device_are_its_owner_and_who_shares_a_conversation,
     removing_a_device_removes_its_keys_and_moves_the_version,
     to_device_messages_wait_until_acknowledged,
     to_device_batches_are_refused_whole,
+    inbox_quotas_hold_per_sender_for_strangers_and_in_all,
+    racing_sends_cannot_overshoot_an_inbox_quota,
     pairings_are_taken_by_one_device_and_approved_once,
     a_pair_has_one_direct_conversation,
     messages_are_numbered_without_gaps_even_when_racing,

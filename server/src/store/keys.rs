@@ -125,8 +125,20 @@ pub trait KeyStore: Send + Sync {
     /// The keys of these accounts (unknown ones are left out), in the order asked.
     async fn query_keys(&self, accounts: &[AccountId]) -> Result<Vec<AccountKeysRecord>, StoreError>;
     /// Takes one one-time key of `device` (deleting it: it is never handed out again, even to
-    /// racing claimers), or its fallback key when none is left; `None` if it has neither.
-    async fn claim_key(&self, device: DeviceId) -> Result<Option<ClaimedKeyRecord>, StoreError>;
+    /// racing claimers), or its fallback key when none is left or `one_time` is false; `None`
+    /// if it has neither.
+    async fn claim_key(
+        &self,
+        device: DeviceId,
+        one_time: bool,
+    ) -> Result<Option<ClaimedKeyRecord>, StoreError>;
+    /// Whether `account` owns `device` or shares a conversation with its owner (a contact);
+    /// `None` when there is no such device.
+    async fn is_contact_of_device(
+        &self,
+        account: AccountId,
+        device: DeviceId,
+    ) -> Result<Option<bool>, StoreError>;
 }
 
 /// A [`SignedKeyRecord`] from a row with `key_id, public_key, signature`.
@@ -327,10 +339,11 @@ impl_for_backends! {
             Ok(found)
         }
 
-        async fn claim_key(&self, device: DeviceId) -> Result<Option<ClaimedKeyRecord>, StoreError> {
+        async fn claim_key(&self, device: DeviceId, one_time: bool) -> Result<Option<ClaimedKeyRecord>, StoreError> {
             // One statement takes the lowest key id. A racing claimer that loses the row gets
             // nothing back and tries the next key, so no key is ever handed out twice.
-            for _ in 0..1000 {
+            let attempts = if one_time { 1000 } else { 0 };
+            for _ in 0..attempts {
                 let taken = sqlx::query(
                     "DELETE FROM one_time_keys WHERE device_id = $1 AND key_id = \
                      (SELECT MIN(key_id) FROM one_time_keys WHERE device_id = $1) \
@@ -358,6 +371,14 @@ impl_for_backends! {
                 Some(row) => Some(ClaimedKeyRecord { key: signed_key!(row), fallback: true }),
                 None => None,
             })
+        }
+
+        async fn is_contact_of_device(&self, account: AccountId, device: DeviceId) -> Result<Option<bool>, StoreError> {
+            Ok(sqlx::query_scalar(super::inbox::IS_CONTACT_OF_DEVICE)
+                .bind(device.as_uuid())
+                .bind(account.as_uuid())
+                .fetch_optional(&self.pool)
+                .await?)
         }
     }
 }

@@ -54,7 +54,7 @@ pub use conversations::{
 };
 pub use delivery::{AccountEvent, ConversationCursor, DeliveryStore, DeviceAcks, DeviceStreams, Receipt};
 pub use devices::{AuthenticatedDevice, DeviceRecord, DeviceStore, NewDevice, RefreshOutcome, SessionTokens};
-pub use inbox::{InboxStore, NewToDevice, SendRefusal, ToDeviceRecord};
+pub use inbox::{InboxQuota, InboxStore, NewToDevice, SendRefusal, ToDeviceRecord};
 pub use instance::{Instance, InstanceStore};
 pub use keys::{
     AccountKeyOutcome, AccountKeysRecord, ClaimedKeyRecord, DeviceKeysRecord, KeyStore, KeyUpload,

@@ -30,6 +30,9 @@ pub trait RateLimitStore: Send + Sync {
         interval_ms: i64,
         period_ms: i64,
     ) -> Result<Option<i64>, StoreError>;
+    /// Takes back one request counted against `key` (its TAT moves back by `interval_ms`).
+    /// Unknown keys are left alone.
+    async fn rate_limit_give_back(&self, key: &str, interval_ms: i64) -> Result<(), StoreError>;
     /// Deletes keys whose state no longer limits anything. Returns how many.
     async fn prune_rate_limits(&self, now_ms: i64) -> Result<u64, StoreError>;
 }
@@ -80,6 +83,16 @@ impl_for_backends! {
                 .fetch_optional(&self.pool)
                 .await?;
             Ok(tat.and_then(|tat| wait_ms(tat, now_ms, interval_ms, period_ms)))
+        }
+
+        async fn rate_limit_give_back(&self, key: &str, interval_ms: i64) -> Result<(), StoreError> {
+            // A TAT moved into the past means "no debt", the same as `now`.
+            sqlx::query("UPDATE rate_limits SET tat_ms = tat_ms - $2 WHERE key = $1")
+                .bind(key)
+                .bind(interval_ms)
+                .execute(&self.pool)
+                .await?;
+            Ok(())
         }
 
         async fn prune_rate_limits(&self, now_ms: i64) -> Result<u64, StoreError> {
