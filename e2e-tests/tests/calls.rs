@@ -165,10 +165,10 @@ async fn the_embedded_relay_takes_the_credentials_it_hands_out_and_no_others() {
     assert!(secret.len() >= 16, "the generated TURN secret is short: {} characters", secret.len());
 
     let (creds, issued) = credentials(&alice).await;
-    check_format(&creds, &account_id(&alice), &secret, 43_200, issued);
+    check_format(&creds, &account_id(&alice), &secret, 600, issued);
     let relay = embedded_relay(&creds);
     let (bobs, issued) = credentials(&bob).await;
-    check_format(&bobs, &account_id(&bob), &secret, 43_200, issued);
+    check_format(&bobs, &account_id(&bob), &secret, 600, issued);
     assert_eq!(bobs.urls, creds.urls);
 
     // Only a signed-in device gets credentials.
@@ -190,7 +190,7 @@ async fn the_embedded_relay_takes_the_credentials_it_hands_out_and_no_others() {
     let mut alice = Client::connect(&server.url()).await.unwrap();
     alice.set_session(session);
     let (fresh, issued) = credentials(&alice).await;
-    check_format(&fresh, &account_id(&alice), &secret, 43_200, issued);
+    check_format(&fresh, &account_id(&alice), &secret, 600, issued);
     let relay = embedded_relay(&fresh);
     expect_relayed(relay, &creds.username, &creds.password, "credentials from before the restart").await;
     expect_relayed(relay, &fresh.username, &fresh.password, "credentials after the restart").await;

@@ -416,13 +416,28 @@ pub struct TurnArgs {
           value_parser = clap::value_parser!(u32).range(1..=10_000))]
     pub max_allocations: u32,
 
+    /// Relay allocations one account may hold at once (1 to 10000): a device in a full call (6
+    /// devices) needs one per other device; beyond it the relay answers 486.
+    #[arg(long = "turn-max-allocations-per-account", env = "KITSULAN_TURN_MAX_ALLOCATIONS_PER_ACCOUNT",
+          default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    pub max_allocations_per_account: u32,
+
+    /// Let the embedded relay reach private (RFC 1918), CGNAT, link-local and unique-local
+    /// peers, for LAN parties whose devices cannot reach each other directly. Off: only public
+    /// peers and the relay's own ports (this host's other addresses are refused either way).
+    #[arg(long = "turn-allow-lan-peers", env = "KITSULAN_TURN_ALLOW_LAN_PEERS", default_value_t = false,
+          action = clap::ArgAction::Set, value_parser = clap::builder::BoolishValueParser::new())]
+    pub allow_lan_peers: bool,
+
     /// TURN/STUN URLs of the external relay, comma-separated (e.g.
     /// `turn:turn.example.org:3478?transport=udp,stun:turn.example.org:3478`).
     #[arg(long = "turn-urls", env = "KITSULAN_TURN_URLS", value_delimiter = ',')]
     pub urls: Vec<String>,
 
-    /// How long TURN credentials last, in seconds (they cannot be revoked).
-    #[arg(long = "turn-credential-ttl-seconds", env = "KITSULAN_TURN_CREDENTIAL_TTL_SECONDS", default_value_t = 43_200,
+    /// How long TURN credentials can start new relay allocations, in seconds (they cannot be
+    /// revoked). Calls outlive them: an allocation keeps working with the credentials it was
+    /// made with, and clients fetch fresh ones before these run out.
+    #[arg(long = "turn-credential-ttl-seconds", env = "KITSULAN_TURN_CREDENTIAL_TTL_SECONDS", default_value_t = 600,
           value_parser = clap::value_parser!(u64).range(60..=604_800))]
     pub credential_ttl_seconds: u64,
 
@@ -581,6 +596,13 @@ pub struct AttachmentArgs {
           default_value_t = 86_400, value_parser = clap::value_parser!(u64).range(1..=2_592_000))]
     pub orphan_grace_seconds: u64,
 
+    /// Seconds a stray blob (a file or object with no attachment row: an upload that raced its
+    /// deletion, a presigned S3 URL used after its attachment went) stays before housekeeping
+    /// deletes it. Blobs are listed at most once per this period.
+    #[arg(long = "attachment-stray-grace-seconds", env = "KITSULAN_ATTACHMENT_STRAY_GRACE_SECONDS",
+          default_value_t = 3600, value_parser = clap::value_parser!(u64).range(1..=2_592_000))]
+    pub stray_grace_seconds: u64,
+
     /// How often expired, deleted and unsent attachments are looked for, in seconds.
     #[arg(long = "attachment-sweep-seconds", env = "KITSULAN_ATTACHMENT_SWEEP_SECONDS", default_value_t = 60,
           value_parser = clap::value_parser!(u64).range(1..=3600))]
@@ -633,6 +655,7 @@ impl AttachmentArgs {
             quota_bytes: self.quota_bytes,
             url_ttl: Duration::from_secs(self.url_ttl_seconds),
             orphan_grace: Duration::from_secs(self.orphan_grace_seconds),
+            stray_grace: Duration::from_secs(self.stray_grace_seconds),
             avatar_max_bytes: self.avatar_max_bytes,
         }
     }

@@ -38,9 +38,12 @@ pub const MIN_SECRET_LEN: usize = 16;
 /// die on its own.
 pub const MAX_LIFETIME: Duration = Duration::from_secs(7 * 24 * 60 * 60);
 
-/// The proposed default lifetime: longer than any realistic call, so a running call never loses
-/// its relay mid-way, and short enough that a leaked pair is useless by the next day.
-pub const DEFAULT_LIFETIME: Duration = Duration::from_secs(12 * 60 * 60);
+/// The default lifetime: long enough to set up a call (and the ICE restarts early in it), short
+/// enough that a leaked pair soon cannot start allocations. A running call does not need its
+/// credentials to stay valid: the embedded relay (like coturn) keeps serving the Refresh,
+/// CreatePermission and ChannelBind requests of an allocation made with them, and clients fetch
+/// fresh ones before these expire for connections made later.
+pub const DEFAULT_LIFETIME: Duration = Duration::from_secs(10 * 60);
 
 /// The longest account id we put in a username (STUN usernames must stay under 513 bytes).
 pub const MAX_ACCOUNT_ID_LEN: usize = 128;

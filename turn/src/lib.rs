@@ -19,17 +19,18 @@
 //! - TURN over **UDP** only (RFC 5766 allocations with UDP relayed addresses): no TCP or TLS
 //!   listeners, no TCP relaying (RFC 6062), no DTLS. Browsers reach it with
 //!   `turn:HOST:3478?transport=udp`; it also answers STUN Binding requests (`stun:HOST:3478`).
-//! - Only clients with valid, unexpired credentials get an allocation; refreshes,
-//!   permissions and channel bindings are re-authenticated, so an allocation ends at most one
-//!   allocation lifetime (10 minutes by default) after its credentials expire.
-//! - Relayed addresses use the **even** ports of the configured range only, and at most
+//! - Only clients with valid, unexpired credentials get an allocation. Refreshes, permissions
+//!   and channel bindings need the right password too, but may carry credentials that expired
+//!   since (as with coturn), so a call outlives its credentials and the credential lifetime can
+//!   be short.
+//! - Relayed addresses use the **even** ports of the configured range only; at most
 //!   `max_allocations` exist at once (further Allocate requests get 508 Insufficient
-//!   Capacity). The limit is for the whole relay, not per account.
-//! - The relay does not forward to unspecified, multicast or broadcast addresses, and on
-//!   loopback and its own address only to its own relay ports, so a user cannot reach services
-//!   on the server host through it. Other addresses of the host (a second interface, a
-//!   container bridge) are not recognised: bind such services to specific interfaces or
-//!   firewall them.
+//!   Capacity), and one account holds at most `max_allocations_per_account` (486 Allocation
+//!   Quota Reached), counted by the account id whatever the credentials' expiry.
+//! - Peers: public addresses only by default. Private, CGNAT, link-local and unique-local
+//!   addresses with `allow_lan_peers`; loopback and this host's own addresses (every
+//!   interface) only on the relay's own ports; unspecified, multicast, broadcast and reserved
+//!   never. A permission for a refused peer gets 403 (`relay::peers` has the table).
 //! - One IP family per relay (that of the listen address); no bandwidth quotas.
 //! - It logs through `tracing` (starts, stops, refusals, a full relay); the `turn` crate logs
 //!   through `log`, with one `error` line per refused request under the `turn` target.

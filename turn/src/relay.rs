@@ -1,11 +1,14 @@
 //! The embedded TURN relay: webrtc-rs's `turn` server on one UDP port, with our credentials,
-//! a bounded relay port range, a bounded number of allocations and a peer policy.
+//! a bounded relay port range, a bounded number of allocations (in all and per account) and a
+//! peer policy.
 //!
 //! [`start`] binds the listening socket and returns a [`Relay`]; [`Relay::close`] stops it and
 //! waits (bounded) until its sockets are released. Dropping a `Relay` without closing it stops it
 //! in the background.
 
 mod auth;
+mod gate;
+mod peers;
 mod ports;
 
 use std::fmt;
@@ -23,7 +26,9 @@ use webrtc_util::Conn;
 
 use crate::credentials::TurnSecret;
 use auth::RestAuthHandler;
-use ports::{PeerPolicy, RelayPorts};
+use gate::{AccountQuota, Gate, GatedListener, RequestContext};
+use peers::PeerPolicy;
+use ports::{Limits, RelayPorts};
 
 /// Where the relay listens by default: all IPv4 interfaces, the standard TURN port.
 pub const DEFAULT_LISTEN: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 3478);
@@ -34,6 +39,13 @@ pub const DEFAULT_RELAY_PORTS: PortRange = PortRange { min: 49160, max: 49359 };
 /// How many allocations may exist at once by default. A browser in a 6-person mesh call that
 /// needs the relay uses about one allocation per other participant.
 pub const DEFAULT_MAX_ALLOCATIONS: usize = 100;
+
+/// How many allocations one account may hold at once by default. A call has at most 6 devices,
+/// so a device in a full call keeps a peer connection (one relayed allocation each, with
+/// BUNDLE) to each of 5 others; 10 leaves room for a second device of the same account in the
+/// call, or a browser that gathers relayed candidates on two networks. One account then holds
+/// at most a tenth of the default relay.
+pub const DEFAULT_MAX_ALLOCATIONS_PER_ACCOUNT: usize = 10;
 
 /// The most allocations we let one relay hold; each is a UDP socket and two tasks.
 pub const MAX_ALLOCATIONS_LIMIT: usize = 10_000;
@@ -135,11 +147,19 @@ pub struct RelayConfig {
     /// The most allocations that may exist at once; default [`DEFAULT_MAX_ALLOCATIONS`]. Beyond
     /// it, Allocate requests get 508 Insufficient Capacity.
     pub max_allocations: usize,
+    /// The most allocations one account (the account id in the credentials' username, whatever
+    /// their expiry) may hold at once; default [`DEFAULT_MAX_ALLOCATIONS_PER_ACCOUNT`]. Beyond
+    /// it, Allocate requests get 486 Allocation Quota Reached.
+    pub max_allocations_per_account: usize,
     /// The realm announced to clients; default [`DEFAULT_REALM`].
     pub realm: String,
     /// Relay to any port on loopback addresses. Off by default, which limits loopback peers to
     /// this relay's own ports (like coturn without `--allow-loopback-peers`); for tests.
     pub allow_loopback_peers: bool,
+    /// Relay to private (RFC 1918), CGNAT, link-local and unique-local peers. Off by default
+    /// (like coturn's recommended `denied-peer-ip` ranges); on for LAN parties whose devices
+    /// cannot reach each other directly. This host's own addresses stay refused either way.
+    pub allow_lan_peers: bool,
 }
 
 impl RelayConfig {
@@ -151,14 +171,19 @@ impl RelayConfig {
             relay_ip: None,
             relay_ports: DEFAULT_RELAY_PORTS,
             max_allocations: DEFAULT_MAX_ALLOCATIONS,
+            max_allocations_per_account: DEFAULT_MAX_ALLOCATIONS_PER_ACCOUNT,
             realm: DEFAULT_REALM.to_owned(),
             allow_loopback_peers: false,
+            allow_lan_peers: false,
         }
     }
 
     fn validate(&self) -> Result<(), ConfigError> {
         if self.max_allocations == 0 || self.max_allocations > MAX_ALLOCATIONS_LIMIT {
             return Err(ConfigError::MaxAllocations { max: MAX_ALLOCATIONS_LIMIT });
+        }
+        if self.max_allocations_per_account == 0 || self.max_allocations_per_account > MAX_ALLOCATIONS_LIMIT {
+            return Err(ConfigError::MaxAllocationsPerAccount { max: MAX_ALLOCATIONS_LIMIT });
         }
         if self.realm.is_empty()
             || self.realm.len() > 127
@@ -210,24 +235,35 @@ pub async fn start(config: RelayConfig) -> Result<Relay, RelayError> {
     };
 
     let slots = Arc::new(Semaphore::new(config.max_allocations));
-    let mut own_ips = vec![relay_ip];
+    let mut own_ips = peers::host_addresses();
     if !local_addr.ip().is_unspecified() {
         own_ips.push(local_addr.ip());
     }
-    let policy = Arc::new(PeerPolicy::new(own_ips, config.relay_ports, config.allow_loopback_peers));
-    let generator = RelayPorts::new(
-        local_addr.ip(),
+    let policy = Arc::new(PeerPolicy::new(
         relay_ip,
+        own_ips,
         config.relay_ports,
-        Arc::clone(&slots),
-        config.max_allocations,
-        policy,
-    );
-    let conn: Arc<dyn Conn + Send + Sync> = listener.clone();
+        config.allow_loopback_peers,
+        config.allow_lan_peers,
+    ));
+    let context = Arc::new(RequestContext::default());
+    let quota = Arc::new(AccountQuota::new(config.max_allocations_per_account));
+    let auth =
+        Arc::new(RestAuthHandler::new(config.secret.clone(), config.realm.clone(), Arc::clone(&context)));
+    let limits = Limits {
+        slots: Arc::clone(&slots),
+        max: config.max_allocations,
+        quota: Arc::clone(&quota),
+        context: Arc::clone(&context),
+    };
+    let generator =
+        RelayPorts::new(local_addr.ip(), relay_ip, config.relay_ports, limits, Arc::clone(&policy));
+    let gate = Gate { auth: Arc::clone(&auth), policy, quota, context };
+    let conn: Arc<dyn Conn + Send + Sync> = Arc::new(GatedListener { socket: Arc::clone(&listener), gate });
     let server = Server::new(ServerConfig {
         conn_configs: vec![ConnConfig { conn, relay_addr_generator: Box::new(generator) }],
         realm: config.realm.clone(),
-        auth_handler: Arc::new(RestAuthHandler::new(config.secret.clone(), config.realm.clone())),
+        auth_handler: auth,
         // Zero means the crate's default (10 minutes, RFC 5766).
         channel_bind_timeout: Duration::ZERO,
         alloc_close_notify: None,
@@ -240,6 +276,8 @@ pub async fn start(config: RelayConfig) -> Result<Relay, RelayError> {
         %relay_ip,
         relay_ports = %config.relay_ports,
         max_allocations = config.max_allocations,
+        max_allocations_per_account = config.max_allocations_per_account,
+        allow_lan_peers = config.allow_lan_peers,
         realm = %config.realm,
         "TURN relay listening"
     );
@@ -363,6 +401,12 @@ pub enum ConfigError {
         /// [`MAX_ALLOCATIONS_LIMIT`].
         max: usize,
     },
+    /// `max_allocations_per_account` is 0 or above `max`.
+    #[error("the TURN allocation limit per account must be between 1 and {max}")]
+    MaxAllocationsPerAccount {
+        /// [`MAX_ALLOCATIONS_LIMIT`].
+        max: usize,
+    },
     /// The realm is empty, longer than 127 bytes, or not printable ASCII without spaces.
     #[error("the TURN realm must be 1 to 127 printable ASCII characters")]
     Realm,
@@ -437,6 +481,10 @@ mod tests {
             (
                 |c| c.max_allocations = MAX_ALLOCATIONS_LIMIT + 1,
                 ConfigError::MaxAllocations { max: MAX_ALLOCATIONS_LIMIT },
+            ),
+            (
+                |c| c.max_allocations_per_account = 0,
+                ConfigError::MaxAllocationsPerAccount { max: MAX_ALLOCATIONS_LIMIT },
             ),
             (|c| c.realm = String::new(), ConfigError::Realm),
             (|c| c.realm = "two words".into(), ConfigError::Realm),

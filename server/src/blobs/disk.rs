@@ -16,7 +16,7 @@
 
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use anyhow::Context as _;
 use async_trait::async_trait;
@@ -269,6 +269,27 @@ impl BlobStore for DiskBlobs {
             Err(e) => Err(unavailable(e)),
         }
     }
+
+    async fn list_older(
+        &self,
+        kind: BlobKind,
+        modified_before: SystemTime,
+    ) -> Result<Vec<BlobKey>, BlobError> {
+        let mut entries = tokio::fs::read_dir(self.root.join(kind.as_str())).await.map_err(unavailable)?;
+        let mut older = Vec::new();
+        while let Some(entry) = entries.next_entry().await.map_err(unavailable)? {
+            let Some(key) = entry.file_name().to_str().and_then(|name| BlobKey::parse(kind.as_str(), name))
+            else {
+                continue;
+            };
+            // A file deleted meanwhile is simply not listed.
+            let Ok(meta) = entry.metadata().await else { continue };
+            if meta.is_file() && meta.modified().map_err(unavailable)? < modified_before {
+                older.push(key);
+            }
+        }
+        Ok(older)
+    }
 }
 
 /// The URL key kept in the data dir, made on first start.
@@ -352,6 +373,21 @@ mod tests {
         // The key survives a restart.
         let reopened = DiskBlobs::open(dir.path()).unwrap();
         assert_eq!(reopened.verify("PUT", &key, Some(10), expires, &sig, now), Ok(()));
+    }
+
+    #[tokio::test]
+    async fn lists_blobs_written_before_a_time() {
+        let dir = tempfile::tempdir().unwrap();
+        let blobs = DiskBlobs::open(dir.path()).unwrap();
+        let key = BlobKey::attachment(AttachmentId::generate());
+        blobs.put(&key, 3, chunks(&[b"abc"])).await.unwrap();
+        // Not ours: left out.
+        std::fs::write(blobs.root().join("attachments").join("notes.txt"), b"x").unwrap();
+        let later = SystemTime::now() + Duration::from_secs(60);
+        assert_eq!(blobs.list_older(BlobKind::Attachment, later).await.unwrap(), vec![key.clone()]);
+        let earlier = SystemTime::now() - Duration::from_secs(60);
+        assert!(blobs.list_older(BlobKind::Attachment, earlier).await.unwrap().is_empty());
+        assert!(blobs.list_older(BlobKind::Avatar, later).await.unwrap().is_empty());
     }
 
     #[tokio::test]

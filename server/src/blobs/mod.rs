@@ -13,7 +13,7 @@ mod disk;
 mod s3;
 
 use std::fmt;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
 
@@ -80,6 +80,11 @@ impl BlobKey {
     pub fn kind(&self) -> BlobKind {
         self.kind
     }
+
+    /// The attachment it belongs to, if it is an attachment's blob.
+    pub fn attachment_id(&self) -> Option<AttachmentId> {
+        (self.kind == BlobKind::Attachment).then(|| AttachmentId::from_uuid(self.id))
+    }
 }
 
 impl fmt::Display for BlobKey {
@@ -143,6 +148,13 @@ pub trait BlobStore: Send + Sync {
     async fn size(&self, key: &BlobKey) -> Result<Option<u64>, BlobError>;
     /// Deletes a blob; deleting one that is not there is not an error.
     async fn delete(&self, key: &BlobKey) -> Result<(), BlobError>;
+    /// Every stored blob of `kind` last written before `modified_before` (for the stray sweep).
+    /// Names that are not our keys are left out (and alone).
+    async fn list_older(
+        &self,
+        kind: BlobKind,
+        modified_before: SystemTime,
+    ) -> Result<Vec<BlobKey>, BlobError>;
 }
 
 /// The blob storage of a process that serves no files (the admin CLI): every operation fails
@@ -173,6 +185,10 @@ impl BlobStore for NoBlobs {
     }
 
     async fn delete(&self, _: &BlobKey) -> Result<(), BlobError> {
+        Err(BlobError::Unavailable("this process has no blob storage".into()))
+    }
+
+    async fn list_older(&self, _: BlobKind, _: SystemTime) -> Result<Vec<BlobKey>, BlobError> {
         Err(BlobError::Unavailable("this process has no blob storage".into()))
     }
 }

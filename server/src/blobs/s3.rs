@@ -7,7 +7,7 @@
 //! checksums only when an operation requires them (newer SDK defaults add CRC headers that
 //! other stores refuse). The bucket is made on start-up when it does not exist.
 
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
 use aws_sdk_s3::config::{
@@ -15,7 +15,7 @@ use aws_sdk_s3::config::{
 };
 use aws_sdk_s3::presigning::PresigningConfig;
 
-use super::{BlobError, BlobKey, BlobStore, SignedRequest};
+use super::{BlobError, BlobKey, BlobKind, BlobStore, SignedRequest};
 use crate::config::Secret;
 
 /// Where the bucket is and how to reach it.
@@ -196,6 +196,45 @@ impl BlobStore for S3Blobs {
             Ok(_) => Ok(()),
             Err(e) if status(&e) == Some(404) => Ok(()),
             Err(e) => Err(unavailable("DeleteObject", e)),
+        }
+    }
+
+    async fn list_older(
+        &self,
+        kind: BlobKind,
+        modified_before: SystemTime,
+    ) -> Result<Vec<BlobKey>, BlobError> {
+        let prefix = format!("{}/", kind.as_str());
+        let mut older = Vec::new();
+        let mut token: Option<String> = None;
+        loop {
+            let page = self
+                .client
+                .list_objects_v2()
+                .bucket(&self.bucket)
+                .prefix(&prefix)
+                .set_continuation_token(token.take())
+                .send()
+                .await
+                .map_err(|e| unavailable("ListObjectsV2", e))?;
+            for object in page.contents() {
+                let Some(key) = object
+                    .key()
+                    .and_then(|k| k.strip_prefix(&prefix))
+                    .and_then(|id| BlobKey::parse(kind.as_str(), id))
+                else {
+                    continue;
+                };
+                // No date: treat as old (S3 always sends one).
+                let modified = object.last_modified().and_then(|d| SystemTime::try_from(*d).ok());
+                if modified.is_none_or(|m| m < modified_before) {
+                    older.push(key);
+                }
+            }
+            match page.next_continuation_token() {
+                Some(next) if page.is_truncated() == Some(true) => token = Some(next.to_owned()),
+                _ => return Ok(older),
+            }
         }
     }
 }

@@ -245,6 +245,8 @@ async fn start_turn(
             config.relay_ip = args.relay_ip;
             config.relay_ports = args.relay_ports;
             config.max_allocations = args.max_allocations as usize;
+            config.max_allocations_per_account = args.max_allocations_per_account as usize;
+            config.allow_lan_peers = args.allow_lan_peers;
             let relay = kitsulan_turn::start(config).await.with_context(|| {
                 format!("cannot start the TURN relay on {} (KITSULAN_TURN_LISTEN)", args.listen)
             })?;

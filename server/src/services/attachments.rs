@@ -2,19 +2,25 @@
 //! short-lived upload and download URLs for the blob store, checks uploads, enforces the
 //! per-file limit and the per-account quota, tells the uploader who downloaded, and deletes
 //! blobs (then rows) whose TTL passed, whose message was deleted, or that were never sent.
+//! Housekeeping also deletes stray blobs: files or objects with no row at all.
 //!
 //! # Security
 //! Only members of the conversation reserve, download or report attachments in it; only the
 //! uploader sees downloads or deletes. Someone who is not a member learns nothing, not even
 //! whether an id exists (ATTACHMENT_NOT_FOUND). The server never sees a key, file name or type:
 //! those travel inside the E2EE message. Sizes come from the client and are checked against the
-//! stored blob before an attachment counts as uploaded.
+//! stored blob before an attachment counts as uploaded. A signed upload URL stores something
+//! only while its attachment is live and not yet uploaded ([`Attachments::upload_gate`]), so a
+//! URL kept after its attachment was deleted or expired cannot fill the disk past the quota;
+//! S3 takes presigned uploads without asking us, so there the stray sweep removes what such a
+//! URL stored ([`Attachments::sweep_strays`]).
 
+use std::collections::HashSet;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use super::{Caller, Delivery, Error};
-use crate::blobs::{BlobError, BlobKey, BlobStore, SignedRequest};
+use crate::blobs::{BlobError, BlobKey, BlobKind, BlobStore, SignedRequest};
 use crate::bus::Notice;
 use crate::ids::{AccountId, AttachmentId, ConversationId};
 use crate::store::{AttachmentRecord, CreateAttachmentOutcome, NewAttachment, Store, now_ms};
@@ -23,6 +29,8 @@ use crate::store::{AttachmentRecord, CreateAttachmentOutcome, NewAttachment, Sto
 pub const MAX_TTL: Duration = Duration::from_secs(30 * 86_400);
 /// Attachments handled per housekeeping query.
 const SWEEP_BATCH: i64 = 100;
+/// Blob ids looked up per query in the stray sweep.
+const STRAY_BATCH: usize = 500;
 
 /// Limits and timings (from the settings).
 #[derive(Debug, Clone)]
@@ -35,6 +43,9 @@ pub struct AttachmentSettings {
     pub url_ttl: Duration,
     /// How long an attachment may stay without a message before it is deleted.
     pub orphan_grace: Duration,
+    /// How old a blob with no attachment row must be before housekeeping deletes it (and how
+    /// often blobs are listed for that).
+    pub stray_grace: Duration,
     /// Largest avatar upload (before it is resized), in bytes.
     pub avatar_max_bytes: u64,
 }
@@ -61,6 +72,17 @@ pub struct AttachmentEvent {
     pub account: Option<AccountId>,
     /// When (ms).
     pub at_ms: i64,
+}
+
+/// Whether a signed upload URL may store its blob now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UploadGate {
+    /// The attachment is live and waiting for its blob of this size.
+    Open,
+    /// No such attachment any more (deleted, swept) or it has expired.
+    Gone,
+    /// Its upload was completed already; a blob is never replaced.
+    Uploaded,
 }
 
 /// Attachments.
@@ -217,6 +239,21 @@ impl Attachments {
         self.store.mark_uploaded(id, now_ms()).await?.ok_or_else(not_found)
     }
 
+    /// Whether an upload URL (already checked: signed for `id` and `size`, not expired) may
+    /// store its blob now: only while the attachment is live and not yet uploaded.
+    pub async fn upload_gate(&self, id: AttachmentId, size: u64) -> Result<UploadGate, Error> {
+        let Some(record) = self.store.attachment(id).await? else {
+            return Ok(UploadGate::Gone);
+        };
+        if record.expired(now_ms()) || u64::try_from(record.size).ok() != Some(size) {
+            return Ok(UploadGate::Gone);
+        }
+        if record.uploaded_at_ms != 0 {
+            return Ok(UploadGate::Uploaded);
+        }
+        Ok(UploadGate::Open)
+    }
+
     /// A download URL for a member, once the attachment is uploaded and until it expires.
     pub async fn download_url(
         &self,
@@ -328,16 +365,55 @@ impl Attachments {
         }
     }
 
-    /// Runs [`Attachments::sweep`] every `every`.
+    /// Deletes stray attachment blobs: stored more than [`AttachmentSettings::stray_grace`] ago
+    /// and with no attachment row. Such a blob comes from an upload that raced the deletion of
+    /// its attachment, a presigned S3 URL used after its attachment went, or a crash between
+    /// deleting a blob and its row; no row means nothing can ever download or delete it. The
+    /// grace keeps clear of anything just written. Returns how many went.
+    ///
+    /// Lists every attachment blob older than the grace (one directory read, or one S3 list
+    /// request per 1,000 objects), so it runs once per grace period, not every sweep.
+    pub async fn sweep_strays(&self) -> Result<u64, Error> {
+        let before =
+            SystemTime::now().checked_sub(self.settings.stray_grace).unwrap_or(SystemTime::UNIX_EPOCH);
+        let listed = self.blobs.list_older(BlobKind::Attachment, before).await.map_err(storage)?;
+        let mut removed = 0;
+        for batch in listed.chunks(STRAY_BATCH) {
+            let ids: Vec<AttachmentId> = batch.iter().filter_map(BlobKey::attachment_id).collect();
+            let known: HashSet<AttachmentId> =
+                self.store.existing_attachments(&ids).await?.into_iter().collect();
+            for id in ids.into_iter().filter(|id| !known.contains(id)) {
+                match self.blobs.delete(&BlobKey::attachment(id)).await {
+                    Ok(()) => removed += 1,
+                    Err(e) => {
+                        tracing::warn!(error = %e, attachment = %id, "cannot delete a stray blob; trying again later")
+                    }
+                }
+            }
+        }
+        Ok(removed)
+    }
+
+    /// Runs [`Attachments::sweep`] every `every`, and [`Attachments::sweep_strays`] once per
+    /// stray grace period (at the first tick, then whenever the grace has passed).
     pub async fn housekeeping(self, every: Duration) {
         let mut tick = tokio::time::interval(every);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut strays_swept: Option<tokio::time::Instant> = None;
         loop {
             tick.tick().await;
             match self.sweep().await {
                 Ok(0) => {}
                 Ok(n) => tracing::info!(attachments = n, "deleted expired and unsent attachments"),
                 Err(e) => tracing::warn!(error = %e, "attachment housekeeping failed"),
+            }
+            if strays_swept.is_none_or(|at| at.elapsed() >= self.settings.stray_grace) {
+                strays_swept = Some(tokio::time::Instant::now());
+                match self.sweep_strays().await {
+                    Ok(0) => {}
+                    Ok(n) => tracing::info!(blobs = n, "deleted stray attachment blobs (no attachment row)"),
+                    Err(e) => tracing::warn!(error = %e, "stray blob housekeeping failed"),
+                }
             }
         }
     }

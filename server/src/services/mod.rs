@@ -34,7 +34,7 @@ use crate::store::{Store, now_ms};
 
 pub use accounts::Accounts;
 pub use admin::Admin;
-pub use attachments::{AttachmentSettings, Attachments};
+pub use attachments::{AttachmentSettings, Attachments, UploadGate};
 pub use auth::{Auth, AuthPolicy, Caller, ClientAddr};
 pub use avatars::Avatars;
 pub use calls::{Calls, TurnSettings};
@@ -106,6 +106,7 @@ impl BlobSetup {
                 avatar_max_bytes: 0,
                 url_ttl: Duration::from_secs(1),
                 orphan_grace: Duration::from_secs(86_400),
+                stray_grace: Duration::from_secs(3_600),
             },
         }
     }

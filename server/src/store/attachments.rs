@@ -120,6 +120,9 @@ pub trait AttachmentStore: Send + Sync {
     async fn delete_attachment(&self, id: AttachmentId) -> Result<bool, StoreError>;
     /// Bytes an account's attachments take (uploaded or not).
     async fn attachment_usage(&self, account: AccountId) -> Result<i64, StoreError>;
+    /// Which of `ids` have a row (in any state); the stray-blob sweep deletes the blobs of the
+    /// others. At most a few hundred ids per call.
+    async fn existing_attachments(&self, ids: &[AttachmentId]) -> Result<Vec<AttachmentId>, StoreError>;
 }
 
 pub(super) const ATTACHMENT_COLUMNS: &str = "id, conversation_id, uploader_account_id, uploader_device_id, size, \
@@ -351,6 +354,21 @@ impl_for_backends! {
             .bind(account.as_uuid())
             .fetch_one(&self.pool)
             .await?)
+        }
+
+        async fn existing_attachments(&self, ids: &[AttachmentId]) -> Result<Vec<AttachmentId>, StoreError> {
+            if ids.is_empty() {
+                return Ok(Vec::new());
+            }
+            // One placeholder per id ($1, $2, …): both databases take that, and a few hundred
+            // stay far below either's limit on bound values.
+            let placeholders: Vec<String> = (1..=ids.len()).map(|i| format!("${i}")).collect();
+            let sql = format!("SELECT id FROM attachments WHERE id IN ({})", placeholders.join(", "));
+            let mut query = sqlx::query_scalar::<_, Uuid>(&sql);
+            for id in ids {
+                query = query.bind(id.as_uuid());
+            }
+            Ok(query.fetch_all(&self.pool).await?.into_iter().map(AttachmentId::from_uuid).collect())
         }
     }
 }

@@ -2543,6 +2543,32 @@ async fn due_attachments_are_expired_orphaned_or_of_deleted_messages(db: &Fresh)
     Ok(())
 }
 
+async fn existing_attachments_names_the_ids_with_a_row(db: &Fresh) -> anyhow::Result<()> {
+    let ids = accounts(db, &["ada", "bob"]).await?;
+    let (c, _) = db.store.open_direct(ConversationId::generate(), (ids[0], ids[1]), now_ms()).await?;
+    let pending = created(db, &new_attachment(c, ids[0], 10), 1000).await?;
+    let uploaded = created(db, &new_attachment(c, ids[1], 10), 1000).await?;
+    db.store.mark_uploaded(uploaded.id, now_ms()).await?;
+    let expired = created(db, &new_attachment(c, ids[0], 10), 1000).await?;
+    db.store.expire_attachment(expired.id, now_ms()).await?;
+    let deleted = created(db, &new_attachment(c, ids[0], 10), 1000).await?;
+    db.store.delete_attachment(deleted.id).await?;
+    let stray = AttachmentId::generate();
+
+    assert!(db.store.existing_attachments(&[]).await?.is_empty());
+    let mut found =
+        db.store.existing_attachments(&[stray, pending.id, deleted.id, uploaded.id, expired.id]).await?;
+    found.sort();
+    let mut want = vec![pending.id, uploaded.id, expired.id];
+    want.sort();
+    assert_eq!(found, want, "every row counts, in any state; a deleted one and a stray do not");
+    // A full sweep batch in one query.
+    let mut many: Vec<AttachmentId> = (0..500).map(|_| AttachmentId::generate()).collect();
+    many.push(pending.id);
+    assert_eq!(db.store.existing_attachments(&many).await?, vec![pending.id]);
+    Ok(())
+}
+
 async fn downloads_are_recorded_once_per_account(db: &Fresh) -> anyhow::Result<()> {
     let ids = accounts(db, &["ada", "bob", "cat"]).await?;
     let group = ConversationId::generate();
@@ -2734,6 +2760,7 @@ conformance!(
     racing_ends_and_sweeps_end_a_call_once,
     racing_answers_and_sweeps_either_answer_or_end_a_call,
     attachments_are_reserved_by_members_within_the_quota,
+    existing_attachments_names_the_ids_with_a_row,
     racing_reservations_never_exceed_the_quota,
     attachments_link_to_one_message_of_their_uploader_once_uploaded,
     due_attachments_are_expired_orphaned_or_of_deleted_messages,

@@ -1,9 +1,17 @@
 //! Lite blob URLs: `PUT` and `GET /v1/blobs/<kind>/<uuid>?…&expires=…&sig=…`, signed by
 //! [`DiskBlobs`] and streamed to and from the data dir (never a whole file in memory).
 //!
-//! Answers: 200 stored / the blob; 400 malformed or short body; 403 expired or bad signature;
-//! 404 no such blob; 409 already uploaded; 413 more bytes than the URL allows. Only present
-//! when the server keeps blobs on disk (with S3, clients talk to S3 directly).
+//! Answers: 200 stored / the blob; 400 malformed or short body; 403 expired or bad signature,
+//! or an upload to anything but an attachment; 404 no such blob; 409 already uploaded; 410 the
+//! attachment was deleted or has expired; 413 more bytes than the URL allows; 503 the database
+//! cannot be asked. Only present when the server keeps blobs on disk (with S3, clients talk to
+//! S3 directly).
+//!
+//! # Security
+//! A valid signature is not enough to store anything: an upload URL stays valid for its TTL
+//! after its attachment is deleted (which gives its quota back), so the attachment row is
+//! checked before a byte is read (live, not expired, not yet uploaded) and again after the
+//! blob is in place (an attachment deleted meanwhile takes the new blob with it).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -15,18 +23,45 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::put;
 
-use crate::blobs::{BlobKey, BlobKind, DiskBlobs, PutError, SignatureError};
+use crate::blobs::{BlobKey, BlobKind, BlobStore as _, DiskBlobs, PutError, SignatureError};
+use crate::services::{Attachments, UploadGate};
 use crate::store::now_ms;
 
 /// Reads are streamed in pieces of this size.
 const READ_CHUNK: usize = 64 * 1024;
 
-pub fn router(blobs: Arc<DiskBlobs>) -> Router {
+/// What the handlers need: the files, and the attachments service to ask whether an upload
+/// is still wanted.
+#[derive(Clone)]
+struct Blobs {
+    disk: Arc<DiskBlobs>,
+    attachments: Attachments,
+}
+
+pub fn router(disk: Arc<DiskBlobs>, attachments: Attachments) -> Router {
     Router::new()
         .route("/v1/blobs/{kind}/{id}", put(upload).get(download))
         // The size is capped by the signed URL, streaming, in `DiskBlobs::put`.
         .layer(DefaultBodyLimit::disable())
-        .with_state(blobs)
+        .with_state(Blobs { disk, attachments })
+}
+
+/// The answer to an upload whose attachment is not waiting for it, if it is not.
+async fn gate(attachments: &Attachments, key: &BlobKey, size: u64) -> Option<Response> {
+    let Some(id) = key.attachment_id() else {
+        return Some(refuse(StatusCode::FORBIDDEN, "only attachments are uploaded here\n"));
+    };
+    match attachments.upload_gate(id, size).await {
+        Ok(UploadGate::Open) => None,
+        Ok(UploadGate::Gone) => {
+            Some(refuse(StatusCode::GONE, "this attachment was deleted or has expired\n"))
+        }
+        Ok(UploadGate::Uploaded) => Some(refuse(StatusCode::CONFLICT, "this blob was uploaded already\n")),
+        Err(e) => {
+            tracing::warn!(error = %e, %key, "cannot check an upload against its attachment");
+            Some(refuse(StatusCode::SERVICE_UNAVAILABLE, "cannot check this upload now; try again\n"))
+        }
+    }
 }
 
 fn refuse(code: StatusCode, text: &'static str) -> Response {
@@ -65,7 +100,7 @@ fn check(
 }
 
 async fn upload(
-    State(blobs): State<Arc<DiskBlobs>>,
+    State(Blobs { disk: blobs, attachments }): State<Blobs>,
     Path((kind, id)): Path<(String, String)>,
     Query(query): Query<HashMap<String, String>>,
     headers: HeaderMap,
@@ -87,8 +122,26 @@ async fn upload(
             return refuse(StatusCode::BAD_REQUEST, "fewer bytes than this URL is signed for\n");
         }
     }
+    if let Some(refused) = gate(&attachments, &key, size).await {
+        return refused;
+    }
     match blobs.put(&key, size, body.into_data_stream()).await {
-        Ok(()) => StatusCode::OK.into_response(),
+        Ok(()) => {
+            // Deleted while the bytes came in: the blob goes too, at once (else the stray sweep
+            // would, after its grace).
+            let id = key.attachment_id();
+            let gone = match id {
+                Some(id) => matches!(attachments.upload_gate(id, size).await, Ok(UploadGate::Gone)),
+                None => false,
+            };
+            if !gone {
+                return StatusCode::OK.into_response();
+            }
+            if let Err(e) = blobs.delete(&key).await {
+                tracing::warn!(error = %e, %key, "cannot delete the blob of an attachment deleted during its upload");
+            }
+            refuse(StatusCode::GONE, "this attachment was deleted or has expired\n")
+        }
         Err(PutError::TooLarge(_)) => {
             refuse(StatusCode::PAYLOAD_TOO_LARGE, "more bytes than this URL allows\n")
         }
@@ -106,7 +159,7 @@ async fn upload(
 }
 
 async fn download(
-    State(blobs): State<Arc<DiskBlobs>>,
+    State(Blobs { disk: blobs, .. }): State<Blobs>,
     Path((kind, id)): Path<(String, String)>,
     Query(query): Query<HashMap<String, String>>,
 ) -> Response {

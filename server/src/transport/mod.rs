@@ -37,7 +37,7 @@ pub async fn router(services: Arc<Services>, options: Options) -> anyhow::Result
     let (grpc, health) = grpc::router(context).await?;
     let mut router = Router::new();
     if let Some(disk) = &services.disk_blobs {
-        router = router.merge(blobs::router(disk.clone()));
+        router = router.merge(blobs::router(disk.clone(), services.attachments.clone()));
     }
     let router = router
         .merge(http::router(services.clone(), metrics.clone()))

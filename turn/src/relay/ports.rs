@@ -6,20 +6,18 @@
 //! - holds a semaphore permit inside each socket, so the allocation limit counts sockets that
 //!   really exist and frees a slot exactly when the crate drops the socket, whatever the reason
 //!   (expiry, refresh with lifetime 0, shutdown, read error),
+//! - holds one of the allocating account's slots too ([`AccountQuota`]), given back the same way,
 //! - wraps the socket in [`RelayConn`], which applies the [`PeerPolicy`] to every datagram.
 //!
 //! # Security
-//! Without a peer policy a TURN relay lets any authenticated user send UDP from the server to
-//! anything the server can reach, including services that listen only on loopback or on the
-//! server's own address. The policy drops datagrams to or from unspecified, multicast and
-//! broadcast addresses, and, on loopback and the relay's own addresses, everything except this
-//! relay's own port range (so two clients of the same relay still reach each other). Other
-//! addresses of the host (a second interface, a container bridge) are not known here; the
-//! crate documentation says so.
+//! The gate refuses permissions for peers the policy refuses (403), so the crate never sends
+//! to them; the policy is applied again here to every datagram, in both directions, so nothing
+//! reaches or comes from such a peer whatever path a datagram takes (Send indications, channel
+//! data, a peer that sends first).
 
 use std::any::Any;
 use std::io;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -29,35 +27,8 @@ use turn::relay::RelayAddressGenerator;
 use webrtc_util::Conn;
 
 use super::PortRange;
-
-/// Which peers relay sockets may exchange datagrams with.
-#[derive(Debug)]
-pub(crate) struct PeerPolicy {
-    own_ips: Vec<IpAddr>,
-    relay_ports: PortRange,
-    allow_loopback: bool,
-}
-
-impl PeerPolicy {
-    pub(crate) fn new(own_ips: Vec<IpAddr>, relay_ports: PortRange, allow_loopback: bool) -> Self {
-        let own_ips = own_ips.into_iter().map(|ip| ip.to_canonical()).collect();
-        Self { own_ips, relay_ports, allow_loopback }
-    }
-
-    pub(crate) fn allows(&self, peer: SocketAddr) -> bool {
-        let ip = peer.ip().to_canonical();
-        if peer.port() == 0 || ip.is_unspecified() || ip.is_multicast() || ip == Ipv4Addr::BROADCAST {
-            return false;
-        }
-        if ip.is_loopback() && self.allow_loopback {
-            return true;
-        }
-        if ip.is_loopback() || self.own_ips.contains(&ip) {
-            return self.relay_ports.contains(peer.port());
-        }
-        true
-    }
-}
+use super::gate::{AccountQuota, AccountSlot, RequestContext};
+use super::peers::PeerPolicy;
 
 /// Hands out relay sockets on even ports of the range, at most `max` at a time.
 pub(crate) struct RelayPorts {
@@ -67,6 +38,20 @@ pub(crate) struct RelayPorts {
     slots: Arc<Semaphore>,
     max: usize,
     policy: Arc<PeerPolicy>,
+    quota: Arc<AccountQuota>,
+    context: Arc<RequestContext>,
+}
+
+/// Who else the relay-port generator works with.
+pub(crate) struct Limits {
+    /// Allocations of the whole relay.
+    pub(crate) slots: Arc<Semaphore>,
+    /// Their number.
+    pub(crate) max: usize,
+    /// Allocations per account.
+    pub(crate) quota: Arc<AccountQuota>,
+    /// Which Allocate is being handled.
+    pub(crate) context: Arc<RequestContext>,
 }
 
 impl RelayPorts {
@@ -74,11 +59,11 @@ impl RelayPorts {
         bind_ip: IpAddr,
         relay_ip: IpAddr,
         ports: PortRange,
-        slots: Arc<Semaphore>,
-        max: usize,
+        limits: Limits,
         policy: Arc<PeerPolicy>,
     ) -> Self {
-        Self { bind_ip, relay_ip, ports, slots, max, policy }
+        let Limits { slots, max, quota, context } = limits;
+        Self { bind_ip, relay_ip, ports, slots, max, policy, quota, context }
     }
 
     /// Tries every even port once, from a random start (RFC 8656 §7.2 asks for unpredictable
@@ -117,6 +102,15 @@ impl RelayAddressGenerator for RelayPorts {
         if use_ipv4 != self.relay_ip.is_ipv4() {
             return Err(turn::Error::Other("relay address family not served".to_owned()));
         }
+        // The gate answered 486 to an account at its maximum already; this holds the limit even
+        // if a request got past it (the crate then answers 508).
+        let Some(account) = self.context.allocating() else {
+            return Err(turn::Error::Other("no authenticated Allocate is being handled".to_owned()));
+        };
+        let Some(account_slot) = self.quota.take(&account) else {
+            tracing::info!(account_id = %account, "TURN allocation refused: the account holds its maximum");
+            return Err(turn::Error::Other("allocation quota reached".to_owned()));
+        };
         let Ok(slot) = Arc::clone(&self.slots).try_acquire_owned() else {
             tracing::warn!(max_allocations = self.max, "TURN allocation refused: the relay is full");
             return Err(turn::Error::Other("allocation limit reached".to_owned()));
@@ -141,16 +135,19 @@ impl RelayAddressGenerator for RelayPorts {
             active_allocations = self.max.saturating_sub(self.slots.available_permits()),
             "TURN relay port bound"
         );
-        let conn = RelayConn { socket, policy: Arc::clone(&self.policy), _slot: slot };
+        let conn =
+            RelayConn { socket, policy: Arc::clone(&self.policy), _slot: slot, _account: account_slot };
         Ok((Arc::new(conn), SocketAddr::new(self.relay_ip, port)))
     }
 }
 
-/// A relay socket that enforces the [`PeerPolicy`] and gives its allocation slot back on drop.
+/// A relay socket that enforces the [`PeerPolicy`] and gives its allocation slots (the relay's
+/// and the account's) back on drop.
 struct RelayConn {
     socket: UdpSocket,
     policy: Arc<PeerPolicy>,
     _slot: OwnedSemaphorePermit,
+    _account: AccountSlot,
 }
 
 impl Drop for RelayConn {
@@ -223,47 +220,19 @@ mod tests {
 
     use super::*;
 
-    #[test]
-    fn peer_policy_table() {
-        let ports = PortRange::new(50000, 50099).unwrap();
-        let own: Vec<IpAddr> = vec!["192.168.1.10".parse().unwrap()];
-        let strict = PeerPolicy::new(own.clone(), ports, false);
-        let loose = PeerPolicy::new(own, ports, true);
-        for (peer, strict_ok, loose_ok) in [
-            ("192.168.1.20:40000", true, true),         // another LAN host
-            ("203.0.113.5:443", true, true),            // the internet
-            ("[2001:db8::5]:5000", true, true),         // IPv6 peer
-            ("192.168.1.10:50010", true, true),         // another allocation on this relay
-            ("192.168.1.10:5432", false, false),        // a service on the relay host
-            ("192.168.1.10:49999", false, false),       // just below the range
-            ("127.0.0.1:50010", true, true),            // loopback, relay port
-            ("127.0.0.1:8080", false, true),            // loopback service
-            ("127.8.9.10:22", false, true),             // all of 127/8
-            ("[::1]:8080", false, true),                // IPv6 loopback
-            ("[::ffff:127.0.0.1]:8080", false, true),   // IPv4-mapped loopback
-            ("[::ffff:192.168.1.10]:22", false, false), // IPv4-mapped own address
-            ("0.0.0.0:50010", false, false),
-            ("[::]:50010", false, false),
-            ("224.0.0.251:5353", false, false),
-            ("[ff02::1]:5353", false, false),
-            ("255.255.255.255:9", false, false),
-            ("192.168.1.20:0", false, false),
-        ] {
-            let addr: SocketAddr = peer.parse().unwrap();
-            assert_eq!(strict.allows(addr), strict_ok, "strict {peer}");
-            assert_eq!(loose.allows(addr), loose_ok, "loopback allowed {peer}");
-        }
-    }
-
     #[tokio::test]
     async fn hands_out_even_ports_in_range_up_to_the_limit() {
         // A range of 6 ports (3 even) on loopback, limit 2.
         let base = free_even_range(6).await;
         let ports = PortRange::new(base, base + 5).unwrap();
         let slots = Arc::new(Semaphore::new(2));
-        let policy = Arc::new(PeerPolicy::new(vec![], ports, false));
         let loopback = IpAddr::from([127, 0, 0, 1]);
-        let generator = RelayPorts::new(loopback, loopback, ports, Arc::clone(&slots), 2, policy);
+        let policy = Arc::new(PeerPolicy::new(loopback, vec![], ports, false, false));
+        let context = Arc::new(RequestContext::default());
+        context.set_allocating_for_tests("alice");
+        let limits =
+            Limits { slots: Arc::clone(&slots), max: 2, quota: Arc::new(AccountQuota::new(10)), context };
+        let generator = RelayPorts::new(loopback, loopback, ports, limits, policy);
 
         let (a, addr_a) = generator.allocate_conn(true, 0).await.unwrap();
         let (b, addr_b) = generator.allocate_conn(true, 0).await.unwrap();
