@@ -80,7 +80,7 @@ async fn the_web_app_forbids_inline_script_framing_and_foreign_connections() {
             "default-src 'self'",
             "script-src 'self' 'wasm-unsafe-eval'",
             "style-src 'self'",
-            "connect-src 'self'",
+            "connect-src 'self' blob:",
             "img-src 'self' blob: data:",
             "frame-ancestors 'none'",
             "object-src 'none'",

@@ -6,7 +6,8 @@
 //! Every file goes out with a strict [`Policy`]: a Content-Security-Policy that lets the app
 //! load scripts, styles, fonts and workers from this server only (no inline script, no `eval`;
 //! `'wasm-unsafe-eval'` because the crypto runs as WebAssembly), talk to this server only (and
-//! the S3 endpoint when blobs live there), never be framed, and never post a form elsewhere; no
+//! the S3 endpoint when blobs live there; `blob:` URLs are the files the app itself decrypted,
+//! read back without any request), never be framed, and never post a form elsewhere; no
 //! `Referer` leaves the app; camera, microphone and screen capture only for this origin.
 
 use std::sync::Arc;
@@ -46,7 +47,7 @@ impl Policy {
         let csp = format!(
             "default-src 'self'; script-src 'self' 'wasm-unsafe-eval'; style-src 'self'; \
              img-src 'self' blob: data:{extra}; media-src 'self' blob:; font-src 'self'; \
-             connect-src 'self'{extra}; worker-src 'self'; manifest-src 'self'; \
+             connect-src 'self' blob:{extra}; worker-src 'self'; manifest-src 'self'; \
              frame-src 'none'; frame-ancestors 'none'; object-src 'none'; base-uri 'none'; \
              form-action 'self'"
         );
@@ -149,7 +150,7 @@ mod tests {
             .find(|(name, _)| name == header::CONTENT_SECURITY_POLICY)
             .map(|(_, v)| v.to_str().unwrap().to_owned())
             .unwrap();
-        assert!(csp.contains("connect-src 'self' https://s3.example.org:9000;"), "{csp}");
+        assert!(csp.contains("connect-src 'self' blob: https://s3.example.org:9000;"), "{csp}");
         assert!(!csp.contains("script-src *"), "{csp}");
     }
 
