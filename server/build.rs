@@ -76,11 +76,12 @@ fn content_type(path: &str) -> &'static str {
     }
 }
 
+// No inline style or script: the Content-Security-Policy (transport/pwa.rs) allows neither.
 const NOT_BUILT_PAGE: &str = r#"<!doctype html>
 <html lang="en">
 <head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
 <title>KitsuLAN</title></head>
-<body style="font-family: system-ui, sans-serif; max-width: 40rem; margin: 3rem auto; padding: 0 1rem">
+<body>
 <h1>KitsuLAN is running</h1>
 <p>This binary was built without the web app. Build it with <code>make run</code>
 (or <code>npm ci &amp;&amp; npm run build</code> in <code>pwa/</code>, then rebuild the server).</p>

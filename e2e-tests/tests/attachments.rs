@@ -117,7 +117,15 @@ async fn wait_until(what: &str, mut done: impl AsyncFnMut() -> bool) {
 // ---------------------------------------------------------------------------------------------
 
 async fn round_trip(store: Store) {
-    let setup = BlobServer::start(store, BUCKET, &[("KITSULAN_ATTACHMENT_URL_TTL_SECONDS", "5")]).await;
+    let setup = BlobServer::start(
+        store,
+        BUCKET,
+        &[
+            ("KITSULAN_ATTACHMENT_URL_TTL_SECONDS", "5"),
+            ("KITSULAN_ATTACHMENT_DOWNLOAD_URL_TTL_SECONDS", "5"),
+        ],
+    )
+    .await;
     let url = setup.url();
     let mut alice = person(&setup.server, "alice").await;
     let mut bob = person(&setup.server, "bob").await;

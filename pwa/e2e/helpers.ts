@@ -3,13 +3,24 @@
 // Specs import `test` and `expect` from here: its automatic `hostGuard` fixture records every
 // request (and WebSocket) of every page and service worker, in the built-in context and in
 // those newDevice makes, and fails the test if any went to a host other than the KitsuLAN
-// server (the app must ship its fonts, icons and scripts).
+// server (the app must ship its fonts, icons and scripts), or if the browser refused anything
+// under the server's Content-Security-Policy (an inline script or style, a WebAssembly compile,
+// a connection the policy does not allow would break the app).
 import { test as base, expect, type Browser, type BrowserContext, type Page } from "@playwright/test";
 
 export { expect };
 
 /** Requests to other hosts seen during the current test. */
 const foreign: string[] = [];
+/** What the browser refused under the Content-Security-Policy during the current test. */
+const refused: string[] = [];
+
+/** Records the Content-Security-Policy violations `page` reports on its console. */
+function guardPolicy(page: Page): void {
+  page.on("console", (message) => {
+    if (/Content Security Policy|Content-Security-Policy/i.test(message.text())) refused.push(message.text());
+  });
+}
 let serverOrigin = "";
 
 /** Whether `url` stays on the KitsuLAN server (or never leaves the browser). */
@@ -26,8 +37,14 @@ export function guardHosts(context: BrowserContext): void {
     if (!local(url)) foreign.push(`${what} ${url}`);
   };
   context.on("request", (r) => check(r.url(), r.method()));
-  context.on("page", (page) => page.on("websocket", (ws) => check(ws.url(), "WebSocket")));
-  for (const page of context.pages()) page.on("websocket", (ws) => check(ws.url(), "WebSocket"));
+  context.on("page", (page) => {
+    page.on("websocket", (ws) => check(ws.url(), "WebSocket"));
+    guardPolicy(page);
+  });
+  for (const page of context.pages()) {
+    page.on("websocket", (ws) => check(ws.url(), "WebSocket"));
+    guardPolicy(page);
+  }
 }
 
 export const test = base.extend<{ hostGuard: void }>({
@@ -35,9 +52,11 @@ export const test = base.extend<{ hostGuard: void }>({
     async ({ context, baseURL }, use) => {
       serverOrigin = new URL(baseURL ?? "http://127.0.0.1:8080").origin;
       foreign.length = 0;
+      refused.length = 0;
       guardHosts(context);
       await use();
       expect(foreign, "requests to hosts other than the KitsuLAN server").toEqual([]);
+      expect(refused, "Content-Security-Policy violations").toEqual([]);
     },
     { auto: true },
   ],

@@ -128,3 +128,18 @@ test("the host guard fails a test whose page calls another host", async ({ page 
   await page.goto("/");
   await page.evaluate(() => fetch("http://elsewhere.invalid/font.woff2").catch(() => undefined));
 });
+
+test("the policy guard fails a test whose page runs an inline script", async ({ page }) => {
+  // The server's Content-Security-Policy allows no inline script: the browser refuses this one
+  // and says so on the console, and the guard fails the test, as expected. (Without the policy
+  // the script would run, nothing would be refused, and this test would fail for passing.)
+  test.fail();
+  await page.goto("/");
+  await page.evaluate(() => {
+    const script = document.createElement("script");
+    script.textContent = "window.inlineRan = true";
+    document.head.appendChild(script);
+  });
+  // Console messages arrive asynchronously; give the refusal a moment to be reported.
+  await page.waitForTimeout(500);
+});

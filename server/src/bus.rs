@@ -162,8 +162,18 @@ pub struct NatsBus {
 
 impl NatsBus {
     async fn connect(url: &str, instance: Uuid, sink: Arc<dyn NoticeSink>) -> anyhow::Result<Self> {
+        // The URL may carry a user and password or a token: logs get it without them.
+        let shown = redacted(url);
         let events_sink = sink.clone();
-        let client = async_nats::ConnectOptions::new()
+        // async-nats does not read credentials from the URL: hand them over explicitly.
+        let options = match credentials(url) {
+            Some(Credentials::UserPassword(user, password)) => {
+                async_nats::ConnectOptions::with_user_and_password(user, password)
+            }
+            Some(Credentials::Token(token)) => async_nats::ConnectOptions::with_token(token),
+            None => async_nats::ConnectOptions::new(),
+        };
+        let client = options
             .name("kitsulan")
             .event_callback(move |event| {
                 let sink = events_sink.clone();
@@ -180,12 +190,12 @@ impl NatsBus {
             })
             .connect(url)
             .await
-            .with_context(|| format!("cannot connect to the bus {url} (KITSULAN_BUS_URL)"))?;
+            .with_context(|| format!("cannot connect to the bus {shown} (KITSULAN_BUS_URL)"))?;
         let subject = format!("kitsulan.{}.notices", instance.simple());
         let mut subscriber = client
             .subscribe(subject.clone())
             .await
-            .with_context(|| format!("cannot subscribe to {subject} on {url}"))?;
+            .with_context(|| format!("cannot subscribe to {subject} on {shown}"))?;
         tokio::spawn(async move {
             while let Some(message) = subscriber.next().await {
                 match wire::decode(&message.payload) {
@@ -195,9 +205,75 @@ impl NatsBus {
             }
             tracing::error!("bus subscription ended");
         });
-        tracing::info!(%url, %subject, "bus connected (NATS)");
+        tracing::info!(url = %shown, %subject, "bus connected (NATS)");
         Ok(Self { client, subject })
     }
+}
+
+/// What the bus URL says to log in with.
+#[derive(Debug, PartialEq, Eq)]
+enum Credentials {
+    /// `nats://user:password@host`.
+    UserPassword(String, String),
+    /// `nats://token@host`.
+    Token(String),
+}
+
+/// The credentials in the first URL of a bus URL list that has any (percent-decoded).
+fn credentials(url: &str) -> Option<Credentials> {
+    url.split(',').find_map(|one| {
+        let (_, rest) = one.trim().split_once("://")?;
+        let authority = rest.split(['/', '?']).next()?;
+        let (userinfo, _) = authority.rsplit_once('@')?;
+        Some(match userinfo.split_once(':') {
+            Some((user, password)) => {
+                Credentials::UserPassword(percent_decoded(user), percent_decoded(password))
+            }
+            None => Credentials::Token(percent_decoded(userinfo)),
+        })
+    })
+}
+
+fn percent_decoded(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while let Some(&b) = bytes.get(i) {
+        let hex = bytes.get(i + 1..i + 3).and_then(|h| std::str::from_utf8(h).ok());
+        match (b, hex.and_then(|h| u8::from_str_radix(h, 16).ok())) {
+            (b'%', Some(decoded)) => {
+                out.push(decoded);
+                i += 3;
+            }
+            _ => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// A bus URL (or comma-separated list) with every user, password or token replaced by `***`,
+/// for logs and error messages: `nats://kitsu:secret@host:4222` -> `nats://***@host:4222`.
+pub fn redacted(url: &str) -> String {
+    url.split(',')
+        .map(|one| {
+            let one = one.trim();
+            let Some((scheme, rest)) = one.split_once("://") else { return one.to_owned() };
+            let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
+            let (authority, tail) = rest.split_at(authority_end);
+            let host = authority.rsplit_once('@').map_or(authority, |(_, host)| host);
+            let masked = if authority.contains('@') { "***@" } else { "" };
+            // A query string may carry credentials too.
+            let tail = match tail.split_once('?') {
+                Some((path, _)) => format!("{path}?***"),
+                None => tail.to_owned(),
+            };
+            format!("{scheme}://{masked}{host}{tail}")
+        })
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 #[async_trait]
@@ -590,6 +666,30 @@ mod wire {
 mod tests {
     use super::*;
     use crate::ids::MessageId;
+
+    #[test]
+    fn bus_credentials_come_from_the_url() {
+        assert_eq!(
+            credentials("nats://kitsu:p%40ss@h:4222"),
+            Some(Credentials::UserPassword("kitsu".into(), "p@ss".into()))
+        );
+        assert_eq!(credentials("nats://a:4222, nats://tok@b:4222"), Some(Credentials::Token("tok".into())));
+        assert_eq!(credentials("nats://127.0.0.1:4222"), None);
+    }
+
+    #[test]
+    fn bus_urls_are_logged_without_credentials() {
+        let cases = [
+            ("nats://kitsu:hunter2@10.0.0.5:4222", "nats://***@10.0.0.5:4222"),
+            ("nats://s3cr3t-token@nats:4222", "nats://***@nats:4222"),
+            ("tls://u:p@a:4222, nats://b:4222", "tls://***@a:4222,nats://b:4222"),
+            ("nats://127.0.0.1:4222", "nats://127.0.0.1:4222"),
+            ("nats://h:4222/?token=abc", "nats://h:4222/?***"),
+        ];
+        for (raw, want) in cases {
+            assert_eq!(redacted(raw), want, "{raw}");
+        }
+    }
 
     #[test]
     fn every_notice_survives_the_wire() {

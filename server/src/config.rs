@@ -148,6 +148,12 @@ pub struct ServeArgs {
     #[arg(long, env = "KITSULAN_LISTEN", default_value = "0.0.0.0:8080")]
     pub listen: SocketAddr,
 
+    /// Address for `/metrics` and gRPC reflection (plus `/healthz` and `/readyz`), e.g.
+    /// `127.0.0.1:9090`. Set: they are served there only, not on KITSULAN_LISTEN; keep it on
+    /// loopback or a private network. Unset: everything is on KITSULAN_LISTEN.
+    #[arg(long, env = "KITSULAN_ADMIN_LISTEN")]
+    pub admin_listen: Option<SocketAddr>,
+
     /// The name this server shows to people.
     #[arg(long, env = "KITSULAN_SERVER_NAME", default_value = "KitsuLAN", value_parser = parse_server_name)]
     pub server_name: String,
@@ -591,6 +597,12 @@ pub struct AttachmentArgs {
           value_parser = clap::value_parser!(u64).range(1..=604_800))]
     pub url_ttl_seconds: u64,
 
+    /// How long attachment download URLs work, in seconds (the web app uses one at once). Short,
+    /// so a URL handed to someone who then leaves or is removed soon stops working.
+    #[arg(long = "attachment-download-url-ttl-seconds", env = "KITSULAN_ATTACHMENT_DOWNLOAD_URL_TTL_SECONDS",
+          default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub download_url_ttl_seconds: u64,
+
     /// Seconds an attachment may stay unsent (no message carries it) before it is deleted.
     #[arg(long = "attachment-orphan-grace-seconds", env = "KITSULAN_ATTACHMENT_ORPHAN_GRACE_SECONDS",
           default_value_t = 86_400, value_parser = clap::value_parser!(u64).range(1..=2_592_000))]
@@ -654,6 +666,7 @@ impl AttachmentArgs {
             max_bytes: self.max_bytes,
             quota_bytes: self.quota_bytes,
             url_ttl: Duration::from_secs(self.url_ttl_seconds),
+            download_url_ttl: Duration::from_secs(self.download_url_ttl_seconds),
             orphan_grace: Duration::from_secs(self.orphan_grace_seconds),
             stray_grace: Duration::from_secs(self.stray_grace_seconds),
             avatar_max_bytes: self.avatar_max_bytes,

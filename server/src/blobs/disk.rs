@@ -14,7 +14,6 @@
 //! Signatures are compared in constant time (`hmac`'s `verify_slice`). Keys come from typed ids
 //! ([`BlobKey`]), so a request can never name a path outside `blobs/`.
 
-use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
@@ -27,6 +26,7 @@ use tokio::io::AsyncWriteExt as _;
 use zeroize::Zeroizing;
 
 use super::{BlobError, BlobKey, BlobKind, BlobStore, SignedRequest, expiry_ms};
+use crate::data_dir::private_dir;
 use crate::services::tokens::fill_random;
 
 type HmacSha256 = hmac::Hmac<sha2::Sha256>;
@@ -86,13 +86,14 @@ impl DiskBlobs {
         let root = data_dir.join("blobs");
         for kind in [BlobKind::Attachment, BlobKind::Avatar] {
             let dir = root.join(kind.as_str());
-            std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+            private_dir(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
         }
+        private_dir(&root).with_context(|| format!("cannot create {}", root.display()))?;
         let tmp = root.join(".tmp");
         if tmp.exists() {
             std::fs::remove_dir_all(&tmp).with_context(|| format!("cannot clear {}", tmp.display()))?;
         }
-        std::fs::create_dir_all(&tmp).with_context(|| format!("cannot create {}", tmp.display()))?;
+        private_dir(&tmp).with_context(|| format!("cannot create {}", tmp.display()))?;
         let key = stored_key(&data_dir.join("blob-key"))?;
         Ok(Self { root, key })
     }
@@ -166,7 +167,12 @@ impl DiskBlobs {
         fill_random(&mut nonce);
         let tmp = self.root.join(".tmp").join(format!("{}-{}", key.id.simple(), u64::from_le_bytes(nonce)));
         let result = async {
-            let mut file = tokio::fs::OpenOptions::new().write(true).create_new(true).open(&tmp).await?;
+            let mut options = tokio::fs::OpenOptions::new();
+            options.write(true).create_new(true);
+            // Readable by this user only; the blob is this very file, linked into place.
+            #[cfg(unix)]
+            options.mode(0o600);
+            let mut file = options.open(&tmp).await?;
             let mut written: u64 = 0;
             while let Some(chunk) = body.next().await {
                 let chunk = chunk.map_err(|e| PutError::Body(e.to_string()))?;
@@ -294,7 +300,7 @@ impl BlobStore for DiskBlobs {
 
 /// The URL key kept in the data dir, made on first start.
 fn stored_key(path: &Path) -> anyhow::Result<Zeroizing<Vec<u8>>> {
-    match std::fs::read_to_string(path) {
+    match crate::data_dir::read_private_file(path) {
         Ok(text) => {
             let key = base64::engine::general_purpose::STANDARD
                 .decode(text.trim())
@@ -308,14 +314,8 @@ fn stored_key(path: &Path) -> anyhow::Result<Zeroizing<Vec<u8>>> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             let mut key = Zeroizing::new(vec![0u8; 32]);
             fill_random(&mut key);
-            let mut options = std::fs::OpenOptions::new();
-            options.write(true).create_new(true);
-            #[cfg(unix)]
-            std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-            let mut file = options.open(path).with_context(|| format!("cannot write {}", path.display()))?;
             let text = Zeroizing::new(base64::engine::general_purpose::STANDARD.encode(&*key));
-            file.write_all(text.as_bytes())
-                .and_then(|()| file.sync_all())
+            crate::data_dir::write_private_file(path, text.as_bytes())
                 .with_context(|| format!("cannot write {}", path.display()))?;
             tracing::info!(path = %path.display(), "made the key that signs blob URLs");
             Ok(key)

@@ -35,6 +35,21 @@ pub struct S3Settings {
     pub path_style: bool,
 }
 
+impl S3Settings {
+    /// The origin browsers fetch presigned URLs from (`scheme://host[:port]`, with the bucket in
+    /// the host for virtual-hosted style), for the web app's Content-Security-Policy.
+    pub fn browser_origin(&self) -> Option<String> {
+        let (scheme, rest) = self.endpoint.trim().split_once("://")?;
+        let authority = rest.split(['/', '?', '#']).next().filter(|a| !a.is_empty())?;
+        let authority = authority.rsplit_once('@').map_or(authority, |(_, host)| host);
+        Some(if self.path_style {
+            format!("{scheme}://{authority}")
+        } else {
+            format!("{scheme}://{}.{authority}", self.bucket)
+        })
+    }
+}
+
 /// Blobs in an S3 bucket.
 pub struct S3Blobs {
     client: aws_sdk_s3::Client,

@@ -16,6 +16,7 @@ use crate::blobs::{BlobStore, DiskBlobs, S3Blobs};
 use crate::bus::{self, NoticeSink};
 use crate::config::{Cli, Command, DatabaseUrl, GlobalArgs, ServeArgs, SignUp, TurnArgs, TurnMode};
 use crate::mail::{Mailer, SmtpMailer};
+use crate::services::totp::{self, TotpKey};
 use crate::services::{AuthPolicy, BlobSetup, Hub, ServerInfo, Services, StorageBackend, TurnSettings};
 use crate::store::{self, ConnectOptions, Store};
 use crate::{telemetry, transport};
@@ -55,9 +56,13 @@ pub fn run(cli: Cli) -> ExitCode {
 }
 
 pub(crate) async fn open_store(global: &GlobalArgs) -> anyhow::Result<Arc<dyn Store>> {
-    std::fs::create_dir_all(&global.data_dir).with_context(|| {
+    // It holds the database, keys and blobs: this user's only.
+    let tightened = crate::data_dir::private_dir(&global.data_dir).with_context(|| {
         format!("cannot create the data dir {} (KITSULAN_DATA_DIR)", global.data_dir.display())
     })?;
+    if tightened {
+        info!(dir = %global.data_dir.display(), "made the data dir readable by this user only (0700)");
+    }
     let url = DatabaseUrl::resolve(global.database_url.as_ref(), &global.data_dir);
     info!(database = %url, "opening database");
     let options = ConnectOptions { max_connections: global.db_max_connections, ..ConnectOptions::default() };
@@ -90,6 +95,14 @@ async fn serve(global: &GlobalArgs, args: &ServeArgs) -> anyhow::Result<()> {
         info!(applied = ?report.applied, "applied database migrations");
     }
     let instance = store.instance().await?;
+    let totp_key = Arc::new(
+        TotpKey::load_or_create(&global.data_dir.join("totp-key"))
+            .context("the key that seals TOTP secrets")?,
+    );
+    let sealed = totp::seal_stored_secrets(store.as_ref(), &totp_key).await?;
+    if sealed > 0 {
+        info!(sealed, "sealed TOTP secrets stored in plaintext by an earlier version");
+    }
     let mailer: Option<Arc<dyn Mailer>> = match args.smtp.settings().map_err(anyhow::Error::msg)? {
         Some(smtp) => {
             info!(host = %smtp.host, port = smtp.port(), tls = ?smtp.tls, "email enabled");
@@ -105,8 +118,16 @@ async fn serve(global: &GlobalArgs, args: &ServeArgs) -> anyhow::Result<()> {
         access_ttl: Duration::from_secs(args.auth.access_token_ttl_seconds),
         refresh_ttl: Duration::from_secs(args.auth.refresh_token_ttl_days * 86_400),
         limits: args.e2ee.limits(args.auth.limits()),
+        totp_key,
     };
     let (blobs, storage) = open_blobs(global, args).await?;
+    let blob_origins: Vec<String> = args
+        .attachments
+        .s3()
+        .map_err(anyhow::Error::msg)?
+        .and_then(|s3| s3.browser_origin())
+        .into_iter()
+        .collect();
     let (turn, relay) = start_turn(global, &args.turn).await?;
     let hub = Hub::new();
     let sink: Arc<dyn NoticeSink> = hub.clone();
@@ -136,18 +157,50 @@ async fn serve(global: &GlobalArgs, args: &ServeArgs) -> anyhow::Result<()> {
     let ring = Duration::from_secs(args.turn.ring_seconds);
     let unanswered = tokio::spawn(services.calls.clone().end_unanswered(ring, Duration::from_secs(1)));
     let services_hub = services.delivery.hub().clone();
-    let (router, health) = transport::router(
+    let transport::Routers { main: router, admin, health } = transport::router(
         services,
-        transport::Options { trust_forwarded_for: args.auth.trust_forwarded_for },
+        transport::Options {
+            trust_forwarded_for: args.auth.trust_forwarded_for,
+            separate_admin: args.admin_listen.is_some(),
+            blob_origins,
+        },
     )
     .await?;
+    let admin_listener = match args.admin_listen {
+        Some(at) => Some(
+            TcpListener::bind(at)
+                .await
+                .with_context(|| format!("cannot listen on {at} (KITSULAN_ADMIN_LISTEN)"))?,
+        ),
+        None => None,
+    };
     let listener = TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("cannot listen on {} (KITSULAN_LISTEN)", args.listen))?;
     let addr = listener.local_addr()?;
-    info!(%addr, version = env!("CARGO_PKG_VERSION"), instance = %instance.id, "listening");
 
     let (stop_tx, mut stop_rx) = watch::channel(false);
+    // `/metrics` and reflection on their own address: stops with the rest, its failure is logged.
+    let admin_server = match (admin_listener, admin) {
+        (Some(listener), Some(router)) => {
+            let admin_addr = listener.local_addr()?;
+            if !admin_addr.ip().is_loopback() {
+                warn!(addr = %admin_addr, "the admin address is not loopback: keep it off the internet");
+            }
+            info!(addr = %admin_addr, "admin listening (/metrics, gRPC reflection)");
+            let mut stop = stop_rx.clone();
+            Some(tokio::spawn(async move {
+                let stopped = async move {
+                    let _ = stop.wait_for(|stop| *stop).await;
+                };
+                if let Err(e) = transport::serve(listener, router, stopped).await {
+                    error!(error = %e, "the admin listener failed");
+                }
+            }))
+        }
+        _ => None,
+    };
+    info!(%addr, version = env!("CARGO_PKG_VERSION"), instance = %instance.id, "listening");
     let server = tokio::spawn(transport::serve(listener, router, async move {
         let _ = stop_rx.wait_for(|stop| *stop).await;
     }));
@@ -179,6 +232,9 @@ async fn serve(global: &GlobalArgs, args: &ServeArgs) -> anyhow::Result<()> {
             warn!(grace_seconds = grace.as_secs(), "grace period over: closing remaining connections");
             server_abort.abort();
         }
+    }
+    if let Some(admin_server) = admin_server {
+        admin_server.abort();
     }
     housekeeping.abort();
     attachments.abort();
@@ -261,19 +317,13 @@ async fn start_turn(
 /// made on first start.
 fn stored_turn_secret(data_dir: &std::path::Path) -> anyhow::Result<kitsulan_turn::TurnSecret> {
     let path = data_dir.join("turn-secret");
-    match std::fs::read_to_string(&path) {
+    match crate::data_dir::read_private_file(&path) {
         Ok(text) => kitsulan_turn::TurnSecret::new(text.trim()).map_err(|e| {
             anyhow::anyhow!("{}: not a usable TURN secret ({e}); delete it to make a new one", path.display())
         }),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             let secret = kitsulan_turn::TurnSecret::generate().context("cannot make a TURN secret")?;
-            let mut options = std::fs::OpenOptions::new();
-            options.write(true).create_new(true);
-            #[cfg(unix)]
-            std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-            let mut file = options.open(&path).with_context(|| format!("cannot write {}", path.display()))?;
-            file.write_all(secret.expose().as_bytes())
-                .and_then(|()| file.sync_all())
+            crate::data_dir::write_private_file(&path, secret.expose().as_bytes())
                 .with_context(|| format!("cannot write {}", path.display()))?;
             info!(path = %path.display(), "made the TURN relay's secret");
             Ok(secret)

@@ -242,7 +242,9 @@ impl Accounts {
         core.confirm_owner(&account, client, password, "").await?;
         let secret = totp::new_secret();
         let (secret_base32, otpauth_uri) = totp::enrolment(&secret, &account.username, &core.server_name)?;
-        core.store.set_totp_pending(account.id, Some(&secret)).await?;
+        // Stored sealed: the database never holds the secret in plaintext.
+        let sealed = core.policy.totp_key.seal(account.id, &secret)?;
+        core.store.set_totp_pending(account.id, Some(&sealed)).await?;
         Ok(TotpEnrollment { secret_base32, otpauth_uri })
     }
 
@@ -254,7 +256,8 @@ impl Accounts {
             return Err(Error::TotpAlreadyEnabled);
         }
         let Some(pending) = &account.totp_pending_secret else { return Err(Error::TotpNotPending) };
-        let Some(step) = totp::matching_step(pending, code, totp::unix_seconds())? else {
+        let secret = core.policy.totp_key.open(account.id, pending)?;
+        let Some(step) = totp::matching_step(&secret, code, totp::unix_seconds())? else {
             return Err(Error::TotpInvalid);
         };
         if !core.store.enable_totp(account.id, pending, step).await? {

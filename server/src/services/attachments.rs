@@ -39,8 +39,11 @@ pub struct AttachmentSettings {
     pub max_bytes: u64,
     /// Bytes of attachments one account may have stored (uploaded or reserved).
     pub quota_bytes: u64,
-    /// How long upload and download URLs work.
+    /// How long upload URLs (and avatar download URLs) work.
     pub url_ttl: Duration,
+    /// How long attachment download URLs work: short, so one handed to someone removed from the
+    /// conversation soon stops working (nothing can revoke a signed or presigned URL).
+    pub download_url_ttl: Duration,
     /// How long an attachment may stay without a message before it is deleted.
     pub orphan_grace: Duration,
     /// How old a blob with no attachment row must be before housekeeping deletes it (and how
@@ -272,7 +275,7 @@ impl Attachments {
         }
         let download = self
             .blobs
-            .download_request(&BlobKey::attachment(id), self.settings.url_ttl)
+            .download_request(&BlobKey::attachment(id), self.settings.download_url_ttl)
             .await
             .map_err(storage)?;
         Ok((record, download))

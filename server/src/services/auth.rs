@@ -51,6 +51,8 @@ pub struct AuthPolicy {
     pub refresh_ttl: Duration,
     /// Rate limits.
     pub limits: Limits,
+    /// Seals TOTP secrets at rest (`totp-key` in the data dir).
+    pub totp_key: Arc<totp::TotpKey>,
 }
 
 impl Default for AuthPolicy {
@@ -60,6 +62,8 @@ impl Default for AuthPolicy {
             access_ttl: Duration::from_secs(900),
             refresh_ttl: Duration::from_secs(30 * 86_400),
             limits: Limits::default(),
+            // The admin CLI never reads or writes TOTP secrets (it only clears them).
+            totp_key: Arc::new(totp::TotpKey::ephemeral()),
         }
     }
 }
@@ -294,7 +298,9 @@ impl AuthCore {
         guesses: &Guesses<'_>,
     ) -> Result<(), Error> {
         guesses.check_code().await?;
-        let step = totp::matching_step(secret, code, totp::unix_seconds())?;
+        // `secret` as stored: sealed (or plaintext from before sealing; see `totp`).
+        let secret = self.policy.totp_key.open(account.id, secret)?;
+        let step = totp::matching_step(&secret, code, totp::unix_seconds())?;
         match step {
             Some(step) if self.store.accept_totp_step(account.id, step).await? => Ok(()),
             _ => {

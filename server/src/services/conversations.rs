@@ -71,12 +71,8 @@ fn not_allowed(message: &str) -> Error {
 }
 
 fn title(raw: &str) -> Result<String, Error> {
-    let title = raw.trim();
-    let count = title.chars().count();
-    if count == 0 || count > 100 || title.chars().any(char::is_control) {
-        return Err(Error::invalid("TITLE_INVALID", "title", "a group title is 1 to 100 characters"));
-    }
-    Ok(title.to_owned())
+    // The same rules as display names: a title cannot hide or reorder text.
+    super::names::GroupTitle::parse(raw).map(|title| title.as_str().to_owned())
 }
 
 impl Conversations {
@@ -333,7 +329,7 @@ impl Conversations {
             SendOutcome::Stored(stored) | SendOutcome::Duplicate(stored) => Ok(self.published(stored).await),
             SendOutcome::IdTaken => Err(Error::Conflict {
                 reason: "MESSAGE_ID_TAKEN",
-                message: "another message has this id; pick a new one".into(),
+                message: "another message in this conversation has this id; pick a new one".into(),
             }),
             SendOutcome::NotMember => Err(not_found()),
             SendOutcome::AttachmentRefused(attachment) => Err(Error::precondition(

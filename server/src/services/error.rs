@@ -75,6 +75,16 @@ pub enum Error {
     /// SignOutDevice on the calling device.
     #[error("use SignOut to sign out this device")]
     CannotSignOutCurrentDevice,
+    /// The request is not a well-formed gRPC message of the method's type (bad protobuf, a
+    /// truncated frame, an unknown compression flag). Set by the transport, before any service.
+    #[error("the request could not be decoded: it is not a valid message for this method")]
+    MalformedRequest,
+    /// The request is larger than the server takes for this method (set by the transport).
+    #[error("the request is larger than the {limit} bytes this server takes")]
+    RequestTooLarge {
+        /// The most bytes one request message may have.
+        limit: usize,
+    },
     /// Something named in the request does not exist (for the caller).
     #[error("{message}")]
     NotFound {
@@ -164,6 +174,8 @@ impl Error {
             Self::TotpNotEnabled => "TOTP_NOT_ENABLED",
             Self::DeviceNotFound => "DEVICE_NOT_FOUND",
             Self::CannotSignOutCurrentDevice => "CANNOT_SIGN_OUT_CURRENT_DEVICE",
+            Self::MalformedRequest => "MALFORMED_REQUEST",
+            Self::RequestTooLarge { .. } => "REQUEST_TOO_LARGE",
             Self::RateLimited { .. } => "RATE_LIMITED",
             Self::EmailSendFailed => "EMAIL_SEND_FAILED",
             Self::Unavailable(_) => "UNAVAILABLE",

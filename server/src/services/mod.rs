@@ -105,6 +105,7 @@ impl BlobSetup {
                 quota_bytes: 0,
                 avatar_max_bytes: 0,
                 url_ttl: Duration::from_secs(1),
+                download_url_ttl: Duration::from_secs(1),
                 orphan_grace: Duration::from_secs(86_400),
                 stray_grace: Duration::from_secs(3_600),
             },

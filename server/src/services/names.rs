@@ -1,11 +1,12 @@
 //! The names people choose and type: usernames, display and device names, email addresses and
-//! passwords. Each is parsed once, at the edge, into a type that can only hold a valid value;
+//! passwords, group titles. Each is parsed once, at the edge, into a type that can only hold a valid value;
 //! the rules are documented in docs/api.md.
 //!
 //! # Security
 //! Usernames are restricted to lower-case ASCII so two accounts can never look alike
-//! ("аlice" with a Cyrillic `а` is refused, not stored beside "alice"). Display names may use
-//! any script but not invisible formatting characters, which could hide or reorder text.
+//! ("аlice" with a Cyrillic `а` is refused, not stored beside "alice"). Display names and group
+//! titles may use any script but not invisible formatting characters, which could hide or
+//! reorder text.
 
 use super::Error;
 
@@ -53,12 +54,23 @@ fn is_invisible_format(c: char) -> bool {
 }
 
 fn visible_name(raw: &str, reason: &'static str, field: &'static str, what: &str) -> Result<String, Error> {
+    visible_text(raw, 64, reason, field, what)
+}
+
+/// `raw` trimmed, if it is 1 to `max` characters with nothing invisible or direction-changing.
+fn visible_text(
+    raw: &str,
+    max: usize,
+    reason: &'static str,
+    field: &'static str,
+    what: &str,
+) -> Result<String, Error> {
     let name = raw.trim();
     if name.is_empty() {
         return Err(Error::invalid(reason, field, format!("a {what} is required")));
     }
-    if name.chars().count() > 64 {
-        return Err(Error::invalid(reason, field, format!("a {what} is at most 64 characters")));
+    if name.chars().count() > max {
+        return Err(Error::invalid(reason, field, format!("a {what} is at most {max} characters")));
     }
     if name.chars().any(|c| c.is_control() || is_invisible_format(c)) {
         return Err(Error::invalid(
@@ -94,6 +106,23 @@ impl DeviceName {
     /// Trims and checks `raw`.
     pub fn parse(raw: &str) -> Result<Self, Error> {
         visible_name(raw, "DEVICE_NAME_INVALID", "device_name", "device name").map(Self)
+    }
+
+    /// The text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// A valid group title: like a display name (any script, nothing invisible or
+/// direction-changing, which could make one group pass for another), up to 100 characters.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupTitle(String);
+
+impl GroupTitle {
+    /// Trims and checks `raw`.
+    pub fn parse(raw: &str) -> Result<Self, Error> {
+        visible_text(raw, 100, "TITLE_INVALID", "title", "group title").map(Self)
     }
 
     /// The text.
@@ -217,6 +246,17 @@ mod tests {
             assert_eq!(reason(DeviceName::parse(raw)), Some("DEVICE_NAME_INVALID"), "{raw:?}");
         }
         assert!(DisplayName::parse(&"я".repeat(64)).is_ok());
+    }
+
+    #[test]
+    fn group_titles() {
+        assert_eq!(GroupTitle::parse("  LAN party 🦊 ").map(|t| t.0).ok().as_deref(), Some("LAN party 🦊"));
+        assert!(GroupTitle::parse(&"я".repeat(100)).is_ok());
+        for raw in
+            ["", "  ", "Admins\u{202E}nimdA", "Family\u{200B}", "a\u{2066}b", "new\nline", &"x".repeat(101)]
+        {
+            assert_eq!(reason(GroupTitle::parse(raw)), Some("TITLE_INVALID"), "{raw:?}");
+        }
     }
 
     #[test]

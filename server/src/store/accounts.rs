@@ -113,6 +113,9 @@ pub trait AccountStore: Send + Sync {
     /// Records TOTP `step` as used if it is later than every step used before. `false` if it
     /// is not (the code was already used): the caller must refuse the code.
     async fn accept_totp_step(&self, id: AccountId, step: i64) -> Result<bool, StoreError>;
+    /// Replaces the active or pending TOTP secret that is exactly `old` with `new` (sealing one
+    /// stored in plaintext). `false` if neither is `old` any more.
+    async fn replace_totp_secret(&self, id: AccountId, old: &[u8], new: &[u8]) -> Result<bool, StoreError>;
     /// Disables or enables the account.
     async fn set_disabled(&self, id: AccountId, disabled: bool) -> Result<bool, StoreError>;
 }
@@ -264,6 +267,21 @@ impl_for_backends! {
             )
             .bind(id.as_uuid())
             .bind(step)
+            .execute(&self.pool)
+            .await?;
+            Ok(done.rows_affected() == 1)
+        }
+
+        async fn replace_totp_secret(&self, id: AccountId, old: &[u8], new: &[u8]) -> Result<bool, StoreError> {
+            let done = sqlx::query(
+                "UPDATE accounts SET \
+                 totp_secret = CASE WHEN totp_secret = $2 THEN $3 ELSE totp_secret END, \
+                 totp_pending_secret = CASE WHEN totp_pending_secret = $2 THEN $3 ELSE totp_pending_secret END \
+                 WHERE id = $1 AND (totp_secret = $2 OR totp_pending_secret = $2)",
+            )
+            .bind(id.as_uuid())
+            .bind(old)
+            .bind(new)
             .execute(&self.pool)
             .await?;
             Ok(done.rows_affected() == 1)

@@ -177,15 +177,17 @@ macro_rules! link_attachments {
 }
 pub(super) use link_attachments;
 
-/// Makes the attachments of a deleted message due at `$now`, inside a transaction.
+/// Makes the attachments of a deleted message due at `$now`, inside a transaction. A message id
+/// is unique within its conversation only, hence both.
 macro_rules! expire_attachments_of {
-    ($tx:expr, $message:expr, $now:expr) => {{
+    ($tx:expr, $conversation:expr, $message:expr, $now:expr) => {{
         sqlx::query(
-            "UPDATE attachments SET expires_at_ms = $2 WHERE message_id = $1 \
+            "UPDATE attachments SET expires_at_ms = $2 WHERE message_id = $1 AND conversation_id = $3 \
              AND (expires_at_ms = 0 OR expires_at_ms > $2)",
         )
         .bind($message.as_uuid())
         .bind($now)
+        .bind($conversation.as_uuid())
         .execute(&mut *$tx)
         .await?;
     }};

@@ -227,6 +227,28 @@ async fn totp_steps_are_accepted_once_and_in_order(db: &Fresh) -> anyhow::Result
     Ok(())
 }
 
+async fn totp_secrets_are_replaced_only_while_unchanged(db: &Fresh) -> anyhow::Result<()> {
+    let a = new_account("tess");
+    db.store.create_account_without_device(&a).await?;
+    assert!(!db.store.replace_totp_secret(a.id, b"plain-1", b"sealed-1").await?, "nothing enrolled");
+    assert!(db.store.set_totp_pending(a.id, Some(b"plain-1")).await?);
+    assert!(db.store.enable_totp(a.id, b"plain-1", 5).await?);
+    assert!(db.store.set_totp_pending(a.id, Some(b"plain-2")).await?);
+    // The active one is replaced, the pending one is left as it is, and the other way round.
+    assert!(db.store.replace_totp_secret(a.id, b"plain-1", b"sealed-1").await?);
+    let stored = db.store.account(a.id).await?.expect("exists");
+    assert_eq!(stored.totp_secret.as_deref(), Some(&b"sealed-1"[..]));
+    assert_eq!(stored.totp_pending_secret.as_deref(), Some(&b"plain-2"[..]));
+    assert!(db.store.replace_totp_secret(a.id, b"plain-2", b"sealed-2").await?);
+    let stored = db.store.account(a.id).await?.expect("exists");
+    assert_eq!(stored.totp_secret.as_deref(), Some(&b"sealed-1"[..]));
+    assert_eq!(stored.totp_pending_secret.as_deref(), Some(&b"sealed-2"[..]));
+    // A secret that changed meanwhile is not overwritten.
+    assert!(!db.store.replace_totp_secret(a.id, b"plain-1", b"stale").await?);
+    assert_eq!(db.store.account(a.id).await?.expect("exists").totp_secret.as_deref(), Some(&b"sealed-1"[..]));
+    Ok(())
+}
+
 async fn access_tokens_authenticate_until_expiry_or_sign_out(db: &Fresh) -> anyhow::Result<()> {
     let a = new_account("dora");
     let device = new_device(a.id, 3);
@@ -973,6 +995,26 @@ async fn messages_are_numbered_without_gaps_even_when_racing(db: &Fresh) -> anyh
     // Outsiders cannot post.
     let outsider = accounts(db, &["omar"]).await?[0];
     assert_eq!(db.store.send_message(&message(group, outsider, 1)).await?, SendOutcome::NotMember);
+    Ok(())
+}
+
+async fn message_ids_are_unique_per_conversation(db: &Fresh) -> anyhow::Result<()> {
+    let ids = accounts(db, &["ida", "jon", "kim"]).await?;
+    let (mine, theirs) = (ConversationId::generate(), ConversationId::generate());
+    db.store.create_group(mine, "Mine", ids[0], &ids[1..2], now_ms()).await?;
+    db.store.create_group(theirs, "Theirs", ids[2], &[], now_ms()).await?;
+    let first = send(db, &message(theirs, ids[2], 1)).await?;
+    // An outsider who picks the same id in a conversation of their own is told nothing: stored.
+    let copy = NewMessage { id: first.id, ..message(mine, ids[0], 2) };
+    let stored = send(db, &copy).await?;
+    assert_eq!((stored.id, stored.conversation_id), (first.id, mine));
+    assert_eq!(db.store.send_message(&copy).await?, SendOutcome::Duplicate(stored.clone()), "a retry");
+    let other = NewMessage { ciphertext: vec![3; 16], ..copy.clone() };
+    assert_eq!(db.store.send_message(&other).await?, SendOutcome::IdTaken, "taken in this conversation");
+    // Each conversation keeps its own; deleting one leaves the other.
+    assert!(db.store.delete_message(mine, first.id, now_ms()).await?.is_some());
+    let kept = db.store.message(theirs, first.id).await?.expect("still there");
+    assert_eq!((kept.deleted_at_ms, kept.ciphertext), (0, first.ciphertext));
     Ok(())
 }
 
@@ -2708,6 +2750,7 @@ conformance!(
     account_and_device_are_created_together,
     verified_email_belongs_to_one_account,
     totp_steps_are_accepted_once_and_in_order,
+    totp_secrets_are_replaced_only_while_unchanged,
     access_tokens_authenticate_until_expiry_or_sign_out,
     refresh_tokens_rotate_once_and_reuse_signs_out,
     other_devices_are_signed_out_together,
@@ -2733,6 +2776,7 @@ conformance!(
     a_pair_has_one_direct_conversation,
     messages_are_numbered_without_gaps_even_when_racing,
     a_batch_of_sends_gives_each_its_own_outcome,
+    message_ids_are_unique_per_conversation,
     history_pages_both_ways,
     edits_deletes_and_read_marks,
     owners_hand_over_when_they_leave,

@@ -150,7 +150,7 @@ pub enum SendOutcome {
     Stored(MessageRecord),
     /// The same message was stored before (a retried send): nothing new.
     Duplicate(MessageRecord),
-    /// The id belongs to a different message.
+    /// The id belongs to a different message of this conversation.
     IdTaken,
     /// The sender is not a member (or the conversation is gone).
     NotMember,
@@ -621,8 +621,12 @@ impl_for_backends! {
                     .fetch_optional(&mut *one)
                     .await?;
                     let Some((seq, change)) = numbers else { return Ok((SendOutcome::NotMember, false)) };
-                    let existing = sqlx::query(&format!("SELECT {MESSAGE_COLUMNS} FROM messages WHERE id = $1"))
+                    // Ids are unique per conversation: one taken elsewhere tells the sender nothing.
+                    let existing = sqlx::query(&format!(
+                        "SELECT {MESSAGE_COLUMNS} FROM messages WHERE id = $1 AND conversation_id = $2"
+                    ))
                         .bind(m.id.as_uuid())
+                        .bind(m.conversation_id.as_uuid())
                         .fetch_optional(&mut *one)
                         .await?;
                     if let Some(row) = existing {
@@ -738,7 +742,7 @@ impl_for_backends! {
             .await?;
             let deleted = decode_opt!(message row);
             if deleted.is_some() {
-                super::attachments::expire_attachments_of!(tx, id, now_ms);
+                super::attachments::expire_attachments_of!(tx, conversation, id, now_ms);
                 tx.commit().await?
             } else {
                 tx.rollback().await?

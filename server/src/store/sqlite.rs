@@ -32,6 +32,7 @@ impl SqliteStore {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(|e| StoreError::Unavailable(Box::new(e)))?;
         }
+        private_files(path).map_err(|e| StoreError::Unavailable(Box::new(e)))?;
         let connect = SqliteConnectOptions::from_str("sqlite:")?
             .filename(path)
             .create_if_missing(true)
@@ -56,6 +57,31 @@ impl SqliteStore {
     }
 }
 
+/// Makes the database file readable by this user only (0600) before SQLite opens it: SQLite
+/// gives its `-wal` and `-shm` files the mode of the database file. Files an earlier version
+/// made readable by others are tightened.
+fn private_files(path: &Path) -> std::io::Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt as _;
+        match std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path) {
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(e),
+        }
+        for suffix in ["", "-wal", "-shm", "-journal"] {
+            let mut name = path.as_os_str().to_owned();
+            name.push(suffix);
+            if Path::new(&name).exists() {
+                crate::data_dir::tighten(Path::new(&name), 0o600)?;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = path;
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -72,6 +98,25 @@ mod tests {
         assert_eq!((kind.as_str(), len), ("blob", 16));
         let mode: String = sqlx::query_scalar("PRAGMA journal_mode").fetch_one(store.pool()).await?;
         assert_eq!(mode, "wal");
+        Ok(())
+    }
+
+    #[cfg(unix)]
+    #[tokio::test]
+    async fn the_database_files_are_private() -> anyhow::Result<()> {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = tempfile::tempdir()?;
+        let path = dir.path().join("k.db");
+        // An older file others could read is tightened too.
+        std::fs::write(&path, b"")?;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644))?;
+        let store = SqliteStore::open(&path, &ConnectOptions::default()).await?;
+        store.migrate().await?;
+        for suffix in ["", "-wal", "-shm"] {
+            let file = dir.path().join(format!("k.db{suffix}"));
+            let mode = std::fs::metadata(&file)?.permissions().mode() & 0o777;
+            assert_eq!(mode, 0o600, "{}", file.display());
+        }
         Ok(())
     }
 }

@@ -1,5 +1,6 @@
 //! Plain HTTP endpoints for operators: `/healthz` (the process runs), `/readyz` (it can serve:
-//! the database answers) and `/metrics` (Prometheus text format).
+//! the database answers) and `/metrics` (Prometheus text format; on the admin address alone
+//! when `KITSULAN_ADMIN_LISTEN` is set).
 
 use std::sync::Arc;
 
@@ -13,11 +14,14 @@ use serde_json::json;
 use super::metrics::Metrics;
 use crate::services::Services;
 
-pub fn router(services: Arc<Services>, metrics: Arc<Metrics>) -> Router {
-    Router::new()
-        .route("/healthz", get(healthz))
-        .route("/readyz", get(readyz).with_state(services))
-        .route("/metrics", get(metrics_text).with_state(metrics))
+/// `/healthz` and `/readyz` (load balancers probe them on the main port).
+pub fn router(services: Arc<Services>) -> Router {
+    Router::new().route("/healthz", get(healthz)).route("/readyz", get(readyz).with_state(services))
+}
+
+/// `/metrics`.
+pub fn admin_router(metrics: Arc<Metrics>) -> Router {
+    Router::new().route("/metrics", get(metrics_text).with_state(metrics))
 }
 
 async fn healthz() -> Response {

@@ -1,6 +1,7 @@
 //! Everything that speaks a wire protocol: plain HTTP (health, metrics, the PWA), gRPC and
-//! gRPC-Web, all on one port. [`router`] builds the whole thing without opening a socket, so
-//! tests can call it directly; [`serve`] runs it on a listener.
+//! gRPC-Web, all on one port; `/metrics` and gRPC reflection optionally on an admin address of
+//! their own. [`router`] builds the whole thing without opening a socket, so tests can call it
+//! directly; [`serve`] runs it on a listener.
 
 mod blobs;
 mod gateway;
@@ -22,30 +23,60 @@ pub use grpc::HealthHandle;
 pub use metrics::Metrics;
 
 /// How the transport behaves (from the settings).
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct Options {
     /// Take client addresses from `X-Forwarded-For` (behind a reverse proxy).
     pub trust_forwarded_for: bool,
+    /// Serve `/metrics` and gRPC reflection on their own router ([`Routers::admin`], for
+    /// `KITSULAN_ADMIN_LISTEN`) and not on the main one.
+    pub separate_admin: bool,
+    /// Origins besides this server's that the web app talks to (the S3 endpoint for blobs),
+    /// allowed by its Content-Security-Policy.
+    pub blob_origins: Vec<String>,
+}
+
+/// What [`router`] builds.
+pub struct Routers {
+    /// Everything clients use: gRPC (+ gRPC-Web), the gateway, blobs, health, the PWA; and
+    /// `/metrics` and reflection unless they are apart.
+    pub main: Router,
+    /// With [`Options::separate_admin`]: `/metrics`, gRPC reflection, `/healthz` and `/readyz`.
+    pub admin: Option<Router>,
+    /// Flips gRPC health on shutdown.
+    pub health: HealthHandle,
 }
 
 /// Builds the full router: gRPC (+ gRPC-Web), HTTP endpoints, the PWA as fallback, metrics
-/// around all of it. Returns the handle that flips gRPC health on shutdown.
-pub async fn router(services: Arc<Services>, options: Options) -> anyhow::Result<(Router, HealthHandle)> {
+/// around all of it; and the admin router when `/metrics` and reflection are apart.
+pub async fn router(services: Arc<Services>, options: Options) -> anyhow::Result<Routers> {
     let metrics = Arc::new(Metrics::new(grpc::known_methods()?, services.delivery.hub().clone()));
     let context =
         grpc::Context { services: services.clone(), trust_forwarded_for: options.trust_forwarded_for };
-    let (grpc, health) = grpc::router(context).await?;
+    let (grpc, health) = grpc::router(context, !options.separate_admin).await?;
     let mut router = Router::new();
     if let Some(disk) = &services.disk_blobs {
         router = router.merge(blobs::router(disk.clone(), services.attachments.clone()));
     }
-    let router = router
-        .merge(http::router(services.clone(), metrics.clone()))
+    let router = router.merge(http::router(services.clone()));
+    let (router, admin) = if options.separate_admin {
+        let admin = http::admin_router(metrics.clone())
+            .merge(http::router(services.clone()))
+            .merge(grpc::reflection_router()?)
+            .fallback(|| async { axum::http::StatusCode::NOT_FOUND });
+        // A plain 404, not the web app the fallback would serve for an unknown path.
+        let hidden =
+            router.route("/metrics", axum::routing::any(|| async { axum::http::StatusCode::NOT_FOUND }));
+        (hidden, Some(admin))
+    } else {
+        (router.merge(http::admin_router(metrics.clone())), None)
+    };
+    let pwa = Arc::new(pwa::Policy::new(&options.blob_origins));
+    let main = router
         .merge(gateway::router(services))
         .merge(grpc)
-        .fallback(pwa::serve)
+        .fallback(move |method, uri, headers| pwa::serve(pwa.clone(), method, uri, headers))
         .layer(axum::middleware::from_fn_with_state(metrics, metrics::track));
-    Ok((router, health))
+    Ok(Routers { main, admin, health })
 }
 
 /// Serves `router` on `listener` until `shutdown` completes, then stops accepting and lets

@@ -13,7 +13,7 @@ use crate::services::Error;
 pub fn status(error: Error) -> Status {
     use Error as E;
     let code = match &error {
-        E::InvalidArgument { .. } => Code::InvalidArgument,
+        E::InvalidArgument { .. } | E::MalformedRequest => Code::InvalidArgument,
         E::UsernameTaken | E::EmailTaken | E::Conflict { .. } => Code::AlreadyExists,
         E::InvalidCredentials
         | E::TotpRequired
@@ -33,7 +33,9 @@ pub fn status(error: Error) -> Status {
         | E::CannotSignOutCurrentDevice => Code::FailedPrecondition,
         E::DeviceNotFound | E::NotFound { .. } => Code::NotFound,
         E::FailedPrecondition { .. } => Code::FailedPrecondition,
-        E::RateLimited { .. } | E::LimitExceeded { .. } => Code::ResourceExhausted,
+        E::RateLimited { .. } | E::LimitExceeded { .. } | E::RequestTooLarge { .. } => {
+            Code::ResourceExhausted
+        }
         E::EmailSendFailed | E::Unavailable(_) | E::StorageUnavailable(_) => Code::Unavailable,
         E::Internal(_) => Code::Internal,
     };

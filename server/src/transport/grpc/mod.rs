@@ -10,6 +10,7 @@ mod avatar;
 mod call;
 mod context;
 mod conversation;
+mod decode_errors;
 mod device;
 mod errors;
 mod keys;
@@ -72,41 +73,74 @@ impl HealthHandle {
     }
 }
 
-/// Builds the gRPC part of the router (with gRPC-Web translation).
-pub async fn router(context: Context) -> anyhow::Result<(Router, HealthHandle)> {
+/// The most bytes one request message may have (besides avatar uploads): 4 MiB, tonic's
+/// default, set explicitly so `REQUEST_TOO_LARGE` names the limit that applies.
+pub const MAX_REQUEST_BYTES: usize = 4 * 1024 * 1024;
+
+/// Builds the gRPC API (our services and health, with gRPC-Web translation), with server
+/// reflection when `with_reflection` (otherwise it goes on the admin address: [`reflection_router`]).
+pub async fn router(context: Context, with_reflection: bool) -> anyhow::Result<(Router, HealthHandle)> {
     let (reporter, health) = tonic_health::server::health_reporter();
     for name in SERVICE_NAMES {
         reporter.set_service_status(name, tonic_health::ServingStatus::Serving).await;
     }
+    let limits =
+        decode_errors::RequestLimits { default: MAX_REQUEST_BYTES, avatar: avatar_request_limit(&context) };
+    let max = MAX_REQUEST_BYTES;
 
-    let reflection_v1 = reflection().build_v1()?;
-    let reflection_v1alpha = reflection().build_v1alpha()?;
-
-    let router = tonic::service::Routes::new(ServerInfoServiceServer::new(server_info::ServerInfoApi(
-        context.clone(),
-    )))
-    .add_service(AuthServiceServer::new(auth::AuthApi(context.clone())))
-    .add_service(AccountServiceServer::new(account::AccountApi(context.clone())))
-    .add_service(DeviceServiceServer::new(device::DeviceApi(context.clone())))
-    .add_service(KeyServiceServer::new(keys::KeyApi(context.clone())))
-    .add_service(ToDeviceServiceServer::new(to_device::ToDeviceApi(context.clone())))
-    .add_service(PairingServiceServer::new(pairing::PairingApi(context.clone())))
-    .add_service(ConversationServiceServer::new(conversation::ConversationApi(context.clone())))
-    .add_service(CallServiceServer::new(call::CallApi(context.clone())))
-    .add_service(AttachmentServiceServer::new(attachment::AttachmentApi(context.clone())))
+    let router = tonic::service::Routes::new(
+        ServerInfoServiceServer::new(server_info::ServerInfoApi(context.clone()))
+            .max_decoding_message_size(max),
+    )
+    .add_service(AuthServiceServer::new(auth::AuthApi(context.clone())).max_decoding_message_size(max))
+    .add_service(
+        AccountServiceServer::new(account::AccountApi(context.clone())).max_decoding_message_size(max),
+    )
+    .add_service(DeviceServiceServer::new(device::DeviceApi(context.clone())).max_decoding_message_size(max))
+    .add_service(KeyServiceServer::new(keys::KeyApi(context.clone())).max_decoding_message_size(max))
+    .add_service(
+        ToDeviceServiceServer::new(to_device::ToDeviceApi(context.clone())).max_decoding_message_size(max),
+    )
+    .add_service(
+        PairingServiceServer::new(pairing::PairingApi(context.clone())).max_decoding_message_size(max),
+    )
+    .add_service(
+        ConversationServiceServer::new(conversation::ConversationApi(context.clone()))
+            .max_decoding_message_size(max),
+    )
+    .add_service(CallServiceServer::new(call::CallApi(context.clone())).max_decoding_message_size(max))
+    .add_service(
+        AttachmentServiceServer::new(attachment::AttachmentApi(context.clone()))
+            .max_decoding_message_size(max),
+    )
     // The image is in the request: room for the largest one allowed (and the framing), so an
     // oversized one reaches the service and gets AVATAR_TOO_LARGE.
     .add_service(
-        AvatarServiceServer::new(avatar::AvatarApi(context.clone()))
-            .max_decoding_message_size(avatar_request_limit(&context)),
+        AvatarServiceServer::new(avatar::AvatarApi(context.clone())).max_decoding_message_size(limits.avatar),
     )
-    .add_service(health)
-    .add_service(reflection_v1)
-    .add_service(reflection_v1alpha)
-    .prepare()
-    .into_axum_router()
-    .layer(tonic_web::GrpcWebLayer::new());
+    .add_service(health);
+    let routes = if with_reflection {
+        router.add_service(reflection().build_v1()?).add_service(reflection().build_v1alpha()?)
+    } else {
+        router
+    };
+    let router = routes
+        .prepare()
+        .into_axum_router()
+        // Inside the gRPC-Web translation, so browsers get the same clear errors.
+        .layer(axum::middleware::from_fn_with_state(limits, decode_errors::clear_errors))
+        .layer(tonic_web::GrpcWebLayer::new());
     Ok((router, HealthHandle(reporter)))
+}
+
+/// gRPC server reflection (v1 and v1alpha) alone, for the admin address. Like every tonic
+/// router it answers unknown paths with gRPC `UNIMPLEMENTED`.
+pub fn reflection_router() -> anyhow::Result<Router> {
+    Ok(tonic::service::Routes::new(reflection().build_v1()?)
+        .add_service(reflection().build_v1alpha()?)
+        .prepare()
+        .into_axum_router()
+        .layer(tonic_web::GrpcWebLayer::new()))
 }
 
 /// The largest AvatarService request taken: twice the avatar limit (so an image somewhat over
