@@ -1,8 +1,10 @@
 //! Setting up people for tests: a server that lets a test make the accounts and sign-ins it
 //! needs, and E2EE devices ready to talk.
 
+use crate::client::{Client, Refusal};
 use crate::e2ee::E2eeDevice;
 use crate::server::{Database, Options, TestServer};
+use kitsulan_proto::v1::SignUpRequest;
 
 /// The password test people sign up with.
 pub const PASSWORD: &str = "correct horse battery staple";
@@ -41,4 +43,30 @@ pub async fn another_device(
     E2eeDevice::sign_in(&server.url(), username, PASSWORD, name, first.account_key_copy(), ONE_TIME_KEYS)
         .await
         .unwrap_or_else(|e| panic!("setting up {username}'s {name}: {e:#}"))
+}
+
+/// A new account `username` (password [`PASSWORD`]) signed in on a device called "Laptop",
+/// with no keys: for tests about accounts and sessions, not messages.
+pub async fn signed_up(server: &TestServer, username: &str) -> Client {
+    let mut client = Client::connect(&server.url()).await.unwrap_or_else(|e| panic!("connecting: {e:#}"));
+    client
+        .sign_up_with(SignUpRequest {
+            username: username.into(),
+            password: PASSWORD.into(),
+            device_name: "Laptop".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap_or_else(|status| panic!("sign-up of {username}: {:?}", Refusal::of(&status)));
+    client
+}
+
+/// Another device of `username`, signed in with [`PASSWORD`] (no keys).
+pub async fn signed_in(server: &TestServer, username: &str) -> Client {
+    let mut client = Client::connect(&server.url()).await.unwrap_or_else(|e| panic!("connecting: {e:#}"));
+    client
+        .sign_in(username, PASSWORD)
+        .await
+        .unwrap_or_else(|status| panic!("sign-in of {username}: {:?}", Refusal::of(&status)));
+    client
 }

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use kitsulan_e2e::assert_refused_with;
 use kitsulan_e2e::client::Refusal;
+use kitsulan_e2e::people::signed_up;
 use kitsulan_e2e::{Authenticator, Client, Database, Options, SmtpSink, TestServer, assert_refused};
 use kitsulan_proto::v1::{
     BeginTotpEnrollmentRequest, ChangePasswordRequest, ConfirmTotpEnrollmentRequest, DisableTotpRequest,
@@ -35,19 +36,9 @@ async fn client(server: &TestServer) -> Client {
     Client::connect(&server.url()).await.unwrap()
 }
 
-/// A new account `username` (password [`PASSWORD`]), signed in on a device called "Laptop".
-async fn signed_up(server: &TestServer, username: &str) -> Client {
-    let mut client = client(server).await;
-    client
-        .sign_up_with(SignUpRequest {
-            username: username.into(),
-            password: PASSWORD.into(),
-            device_name: "Laptop".into(),
-            ..Default::default()
-        })
-        .await
-        .unwrap_or_else(|status| panic!("sign-up of {username}: {:?}", Refusal::of(&status)));
-    client
+/// SetEmail as the owner sends it: with the current password.
+fn owner_sets_email(email: impl Into<String>) -> SetEmailRequest {
+    SetEmailRequest { email: email.into(), current_password: PASSWORD.into(), ..Default::default() }
 }
 
 /// `admin user list --json`.
@@ -700,23 +691,8 @@ async fn an_email_address_is_verified_with_the_code_mailed_to_it() -> anyhow::Re
 
     let mut account = alice.account();
     assert_refused(account.verify_email(VerifyEmailRequest { code: "123456".into() }).await, "NO_EMAIL");
-    assert_refused(
-        account
-            .set_email(SetEmailRequest {
-                email: "not an address".into(),
-                current_password: PASSWORD.into(),
-                ..Default::default()
-            })
-            .await,
-        "EMAIL_INVALID",
-    );
-    let set = account
-        .set_email(SetEmailRequest {
-            email: " Alice@KitsuLAN.test ".into(),
-            current_password: PASSWORD.into(),
-            ..Default::default()
-        })
-        .await?;
+    assert_refused(account.set_email(owner_sets_email("not an address")).await, "EMAIL_INVALID");
+    let set = account.set_email(owner_sets_email(" Alice@KitsuLAN.test ")).await?;
     let set = set.into_inner().account.unwrap();
     assert_eq!((set.email.as_str(), set.email_verified), ("alice@kitsulan.test", false));
 
@@ -737,14 +713,7 @@ async fn an_email_address_is_verified_with_the_code_mailed_to_it() -> anyhow::Re
     // at once, or take it unverified and mail the code to that address (Alice's mailbox); even
     // if Bob got hold of that code, verifying it must fail.
     let bob = signed_up(&server, "bob").await;
-    let claim = bob
-        .account()
-        .set_email(SetEmailRequest {
-            email: "ALICE@kitsulan.test".into(),
-            current_password: PASSWORD.into(),
-            ..Default::default()
-        })
-        .await;
+    let claim = bob.account().set_email(owner_sets_email("ALICE@kitsulan.test")).await;
     match claim {
         Err(status) => {
             assert_refused(Err::<(), _>(status), "EMAIL_TAKEN");
@@ -788,14 +757,7 @@ async fn signing_in_with_a_mailed_code_works_once() -> anyhow::Result<()> {
     )
     .await?;
     let alice = signed_up(&server, "alice").await;
-    alice
-        .account()
-        .set_email(SetEmailRequest {
-            email: "alice@kitsulan.test".into(),
-            current_password: PASSWORD.into(),
-            ..Default::default()
-        })
-        .await?;
+    alice.account().set_email(owner_sets_email("alice@kitsulan.test")).await?;
     let code = mailed_code(&sink, "alice@kitsulan.test").await;
     alice.account().verify_email(VerifyEmailRequest { code }).await?;
 
@@ -829,13 +791,7 @@ async fn signing_in_with_a_mailed_code_works_once() -> anyhow::Result<()> {
 
     // Asking for an address nobody verified answers OK all the same, and mails nothing.
     let bob = signed_up(&server, "bob").await;
-    bob.account()
-        .set_email(SetEmailRequest {
-            email: "bob@kitsulan.test".into(),
-            current_password: PASSWORD.into(),
-            ..Default::default()
-        })
-        .await?;
+    bob.account().set_email(owner_sets_email("bob@kitsulan.test")).await?;
     let _unverified = mailed_code(&sink, "bob@kitsulan.test").await;
     for email in ["nobody@kitsulan.test", "bob@kitsulan.test"] {
         thief.auth().request_sign_in_code(RequestSignInCodeRequest { email: email.into() }).await?;
@@ -860,14 +816,7 @@ async fn without_smtp_email_is_unavailable_but_passwords_work() -> anyhow::Resul
     assert!(!methods.email_code && methods.password, "{methods:?}");
     let request = RequestSignInCodeRequest { email: "alice@kitsulan.test".into() };
     assert_refused(alice.auth().request_sign_in_code(request).await, "EMAIL_UNAVAILABLE");
-    let set = alice
-        .account()
-        .set_email(SetEmailRequest {
-            email: "alice@kitsulan.test".into(),
-            current_password: PASSWORD.into(),
-            ..Default::default()
-        })
-        .await;
+    let set = alice.account().set_email(owner_sets_email("alice@kitsulan.test")).await;
     assert_refused(set, "EMAIL_UNAVAILABLE");
     alice.sign_in("alice", PASSWORD).await?;
     alice.my_account().await?;
@@ -886,14 +835,7 @@ async fn without_smtp_email_is_unavailable_but_passwords_work() -> anyhow::Resul
     )
     .await?;
     let bob = signed_up(&server, "bob").await;
-    let set = bob
-        .account()
-        .set_email(SetEmailRequest {
-            email: "bob@kitsulan.test".into(),
-            current_password: PASSWORD.into(),
-            ..Default::default()
-        })
-        .await;
+    let set = bob.account().set_email(owner_sets_email("bob@kitsulan.test")).await;
     assert_refused(set, "EMAIL_SEND_FAILED");
     Ok(())
 }
@@ -992,14 +934,7 @@ async fn emailed_codes_are_limited_per_address_and_per_mailbox() -> anyhow::Resu
     // One mailbox gets at most two codes an hour, however many addresses ask for them.
     let mut alice = from("192.0.2.10").await;
     alice.sign_up("alice", PASSWORD).await?;
-    alice
-        .account()
-        .set_email(SetEmailRequest {
-            email: "alice@kitsulan.test".into(),
-            current_password: PASSWORD.into(),
-            ..Default::default()
-        })
-        .await?;
+    alice.account().set_email(owner_sets_email("alice@kitsulan.test")).await?;
     let code = mailed_code(&sink, "alice@kitsulan.test").await;
     alice.account().verify_email(VerifyEmailRequest { code }).await?;
     request(&from("192.0.2.11").await, "alice@kitsulan.test").await?;
@@ -1021,11 +956,7 @@ async fn emailed_codes_are_limited_per_address_and_per_mailbox() -> anyhow::Resu
         let mut client = from("203.0.113.30").await;
         client.sign_up(name, PASSWORD).await?;
         let email = format!("{name}@kitsulan.test");
-        match client
-            .account()
-            .set_email(SetEmailRequest { email, current_password: PASSWORD.into(), ..Default::default() })
-            .await
-        {
+        match client.account().set_email(owner_sets_email(email)).await {
             Ok(_) => sent += 1,
             Err(status) => {
                 refusal = Some((n, assert_refused(Err::<(), _>(status), "RATE_LIMITED")));
@@ -1315,14 +1246,7 @@ async fn guessing_an_emailed_code_is_stopped() -> anyhow::Result<()> {
     let server = TestServer::start_with(Options::new(Database::Sqlite).smtp(&sink)).await?;
     let alice = signed_up(&server, "alice").await;
     let email = "alice@kitsulan.test";
-    alice
-        .account()
-        .set_email(SetEmailRequest {
-            email: email.into(),
-            current_password: PASSWORD.into(),
-            ..Default::default()
-        })
-        .await?;
+    alice.account().set_email(owner_sets_email(email)).await?;
     let code = mailed_code(&sink, email).await;
     alice.account().verify_email(VerifyEmailRequest { code }).await?;
 

@@ -8,38 +8,17 @@
 use std::time::Duration;
 
 use futures_util::future::join_all;
-use kitsulan_e2e::client::{Refusal, reason};
+use kitsulan_e2e::client::reason;
 use kitsulan_e2e::gateway::{CLOSE_SIGNED_OUT, GatewayClient};
-use kitsulan_e2e::people::PASSWORD;
+use kitsulan_e2e::people::{PASSWORD, signed_in, signed_up};
 use kitsulan_e2e::{Authenticator, Client, Database, Options, SmtpSink, TestServer, assert_refused};
 use kitsulan_proto::v1::{
     BeginTotpEnrollmentRequest, ChangePasswordRequest, ConfirmTotpEnrollmentRequest, DisableTotpRequest,
-    ListDevicesRequest, SetEmailRequest, SignUpRequest, VerifyEmailRequest,
+    ListDevicesRequest, SetEmailRequest, VerifyEmailRequest,
 };
 
 const MAIL_WAIT: Duration = Duration::from_secs(20);
 const CLOSE_WAIT: Duration = Duration::from_secs(5);
-
-async fn signed_up(server: &TestServer, username: &str) -> Client {
-    let mut client = Client::connect(&server.url()).await.unwrap();
-    client
-        .sign_up_with(SignUpRequest {
-            username: username.into(),
-            password: PASSWORD.into(),
-            device_name: "Laptop".into(),
-            ..Default::default()
-        })
-        .await
-        .unwrap_or_else(|status| panic!("sign-up of {username}: {:?}", Refusal::of(&status)));
-    client
-}
-
-/// Another device of `username`, signed in with the password.
-async fn another_device(server: &TestServer, username: &str) -> Client {
-    let mut client = Client::connect(&server.url()).await.unwrap();
-    client.sign_in(username, PASSWORD).await.unwrap();
-    client
-}
 
 /// What a thief who copied `victim`'s tokens holds: the same session, used from elsewhere.
 fn copy_of(victim: &Client) -> Client {
@@ -145,8 +124,8 @@ async fn a_new_password_signs_every_other_device_out_unless_kept() {
     let server = TestServer::start(Database::Sqlite).await.unwrap();
     let laptop = signed_up(&server, "alice").await;
     // A thief's copy of the phone's session, connected and listening.
-    let phone = another_device(&server, "alice").await;
-    let tablet = another_device(&server, "alice").await;
+    let phone = signed_in(&server, "alice").await;
+    let tablet = signed_in(&server, "alice").await;
     let mut phone_socket = connected(&server, &phone).await;
     let mut tablet_socket = connected(&server, &tablet).await;
     let mut laptop_socket = connected(&server, &laptop).await;

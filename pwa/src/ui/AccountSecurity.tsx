@@ -38,6 +38,24 @@ function TotpField({ value, onChange }: { value: string; onChange: (v: string) =
   );
 }
 
+/** The owner's password, asked again before a change a copied session must not make. */
+function CurrentPassword({ name, value, onChange }: { name: string; value: string; onChange: (v: string) => void }) {
+  const { t } = useI18n();
+  return (
+    <label>
+      {t("currentPassword")}
+      <input
+        type="password"
+        name={name}
+        autoComplete="current-password"
+        required
+        value={value}
+        onChange={(e) => onChange(e.target.value)}
+      />
+    </label>
+  );
+}
+
 function PasswordForm({ totp }: { totp: boolean }) {
   const { t } = useI18n();
   const [current, setCurrent] = useState("");
@@ -72,17 +90,7 @@ function PasswordForm({ totp }: { totp: boolean }) {
   return (
     <form className="form" aria-labelledby="password-heading" onSubmit={submit}>
       <h4 id="password-heading">{t("changePassword")}</h4>
-      <label>
-        {t("currentPassword")}
-        <input
-          type="password"
-          name="currentPassword"
-          autoComplete="current-password"
-          required
-          value={current}
-          onChange={(e) => setCurrent(e.target.value)}
-        />
-      </label>
+      <CurrentPassword name="currentPassword" value={current} onChange={setCurrent} />
       <label>
         {t("newPassword")}
         <input
@@ -195,17 +203,7 @@ function EmailForm({ account, onChanged }: { account: Account; onChanged: (a: Ac
             onChange={(e) => setEmail(e.target.value)}
           />
         </label>
-        <label>
-          {t("currentPassword")}
-          <input
-            type="password"
-            name="emailPassword"
-            autoComplete="current-password"
-            required
-            value={password}
-            onChange={(e) => setPassword(e.target.value)}
-          />
-        </label>
+        <CurrentPassword name="emailPassword" value={password} onChange={setPassword} />
         {account.totpEnabled && <TotpField value={code} onChange={setCode} />}
         <button type="submit" disabled={busy || !email.trim() || !password}>
           {t("setEmail")}
