@@ -11,11 +11,11 @@ use kitsulan_e2e::postgres::TestDatabase;
 
 use super::{
     AccountEvent, AccountKeyOutcome, AttachmentRecord, AvatarChange, CallRecord, CodePurpose, Conflict,
-    ConnectOptions, ConversationCursor, ConversationKind, CreateAttachmentOutcome, DeviceAcks,
-    DeviceKeysRecord, GroupAvatarOutcome, JoinOutcome, KeyUpload, KeyUploadOutcome, MessageRecord,
-    NewAccount, NewAttachment, NewCall, NewCode, NewDevice, NewMessage, NewPairing, NewToDevice,
-    PairingConflict, PairingStatus, Receipt, RefreshOutcome, Role, SendOutcome, SendRefusal, SessionTokens,
-    SignedKeyRecord, StartOutcome, Store, StoreError, connect, now_ms,
+    ConnectOptions, ConversationCursor, ConversationFilter, ConversationKind, CreateAttachmentOutcome,
+    DeviceAcks, DeviceKeysRecord, GroupAvatarOutcome, JoinOutcome, KeyUpload, KeyUploadOutcome,
+    MessageRecord, NewAccount, NewAttachment, NewCall, NewCode, NewDevice, NewMessage, NewPairing,
+    NewToDevice, PairingConflict, PairingStatus, Receipt, RefreshOutcome, Role, SendOutcome, SendRefusal,
+    SessionTokens, SignedKeyRecord, StartOutcome, Store, StoreError, connect, now_ms,
 };
 use crate::config::DatabaseUrl;
 use crate::ids::{
@@ -896,9 +896,9 @@ async fn owners_hand_over_when_they_leave(db: &Fresh) -> anyhow::Result<()> {
     assert!(roles.contains(&(ids[2], Role::Owner)), "the admin took over: {roles:?}");
     assert!(roles.contains(&(ids[1], Role::Member)));
     assert!(!db.store.remove_member(group, ids[0]).await?, "already gone");
-    assert_eq!(db.store.conversations_of(ids[0]).await?.len(), 0);
-    assert_eq!(db.store.conversations_of(ids[1]).await?.len(), 1);
-    db.store.add_members(group, &[ids[0], ids[1]], now_ms()).await?;
+    assert_eq!(db.store.conversations_of(ids[0], ConversationFilter::All, None, 1000).await?.len(), 0);
+    assert_eq!(db.store.conversations_of(ids[1], ConversationFilter::All, None, 1000).await?.len(), 1);
+    db.store.add_members(group, ids[2], &[ids[0], ids[1]], 1000, now_ms()).await?;
     assert_eq!(db.store.members(group).await?.len(), 3, "existing members stay as they are");
     Ok(())
 }
@@ -922,7 +922,7 @@ fn acks(conversations: &[(ConversationId, i64, i64)]) -> DeviceAcks {
 }
 
 fn member_event(conversation: ConversationId, account: AccountId, role: Option<Role>) -> AccountEvent {
-    AccountEvent::Member { conversation, account, role }
+    AccountEvent::Member { conversation, account, role, request: false }
 }
 
 /// The whole stream of an account, checking that positions strictly increase.
@@ -968,7 +968,7 @@ async fn cursors_exist_exactly_while_the_account_is_a_member(db: &Fresh) -> anyh
     send(db, &message(group, b, 2)).await?;
     db.store.edit_message(group, first.id, b"edited", b"s", now_ms()).await?.expect("edited");
     assert_eq!(db.store.conversation_cursor(c1, group).await?, None, "not a member yet");
-    db.store.add_members(group, &[c], now_ms()).await?;
+    db.store.add_members(group, a, &[c], 1000, now_ms()).await?;
     assert_eq!(db.store.conversation_cursor(c1, group).await?, Some(3), "joins at the current change");
     let c2 = device(db, c, 4).await?;
     assert_eq!(
@@ -993,7 +993,7 @@ async fn cursors_exist_exactly_while_the_account_is_a_member(db: &Fresh) -> anyh
     assert_eq!(db.store.conversation_cursor(a1, group).await?, Some(0), "other members keep theirs");
     // Rejoining starts at the head again, not where the account left.
     send(db, &message(group, a, 5)).await?;
-    db.store.add_members(group, &[c], now_ms()).await?;
+    db.store.add_members(group, a, &[c], 1000, now_ms()).await?;
     assert_eq!(db.store.conversation_cursor(c1, group).await?, Some(4));
 
     // A new device starts at the account stream's head (and then hears of itself).
@@ -1065,7 +1065,7 @@ async fn member_events_reach_the_right_accounts_and_keep_the_latest_state(db: &F
     let g = ConversationId::generate();
     // Creating a group tells each member of their own joining only.
     db.store.create_group(g, "G", a, &[b, c], now_ms()).await?;
-    db.store.add_members(g, &[d], now_ms()).await?;
+    db.store.add_members(g, a, &[d], 1000, now_ms()).await?;
     assert!(db.store.set_role(g, c, Role::Admin).await?);
     // The owner leaves: the admin takes over; the remaining members hear of both, the owner of leaving.
     assert!(db.store.remove_member(g, a).await?);
@@ -1115,7 +1115,7 @@ async fn member_events_reach_the_right_accounts_and_keep_the_latest_state(db: &F
     assert!(db.store.account_events(b, 7, 10).await?.is_empty());
 
     // Re-adding and removing the same member leaves one row per key, at the newest position.
-    db.store.add_members(g, &[a], now_ms()).await?;
+    db.store.add_members(g, c, &[a], 1000, now_ms()).await?;
     assert_eq!(db.store.account_events(b, 7, 10).await?, [(8, member_event(g, a, Some(Role::Member)))]);
     assert!(db.store.remove_member(g, a).await?);
     for account in [a, b, c, d] {
@@ -1134,7 +1134,7 @@ async fn member_events_reach_the_right_accounts_and_keep_the_latest_state(db: &F
     let heads = [head(db, b).await?, head(db, c).await?];
     assert!(!db.store.set_role(g, a, Role::Admin).await?, "not a member");
     assert!(!db.store.remove_member(g, a).await?, "not a member");
-    db.store.add_members(g, &[b], now_ms()).await?;
+    db.store.add_members(g, c, &[b], 1000, now_ms()).await?;
     assert_eq!([head(db, b).await?, head(db, c).await?], heads);
     Ok(())
 }
@@ -1649,7 +1649,9 @@ async fn racing_joins_and_sign_ins_keep_cursors_in_step(db: &Fresh) -> anyhow::R
         let store = db.store.clone();
         racers.spawn(async move { store.create_device(&new).await });
         let (store, account) = (db.store.clone(), *account);
-        racers.spawn(async move { store.add_members(group, &[account], now_ms()).await });
+        racers.spawn(
+            async move { store.add_members(group, owner, &[account], 1000, now_ms()).await.map(|_| ()) },
+        );
     }
     while let Some(result) = racers.join_next().await {
         result??;
@@ -1723,7 +1725,7 @@ async fn racing_owner_departures_and_device_list_changes_all_apply(db: &Fresh) -
     failures.sort_unstable();
     failures.dedup();
     assert!(failures.is_empty(), "{count} of {} transactions failed: {failures:?}", 2 * groups.len());
-    assert!(db.store.conversations_of(owner).await?.is_empty());
+    assert!(db.store.conversations_of(owner, ConversationFilter::All, None, 1000).await?.is_empty());
     Ok(())
 }
 
@@ -2408,10 +2410,10 @@ async fn account_avatars_replace_each_other_and_count_versions(db: &Fresh) -> an
     // Others are untouched.
     assert_eq!(db.store.account(b).await?.expect("exists").avatar_version, 0);
     // Contacts: sharing a conversation.
-    assert!(!db.store.share_conversation(a, b).await?);
+    assert!(!db.store.are_contacts(a, b).await?);
     db.store.open_direct(ConversationId::generate(), (a, b), now_ms()).await?;
-    assert!(db.store.share_conversation(a, b).await? && db.store.share_conversation(b, a).await?);
-    assert!(!db.store.share_conversation(a, c).await?);
+    assert!(db.store.are_contacts(a, b).await? && db.store.are_contacts(b, a).await?);
+    assert!(!db.store.are_contacts(a, c).await?);
     Ok(())
 }
 
