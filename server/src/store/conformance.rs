@@ -10,12 +10,12 @@ use std::sync::Arc;
 use kitsulan_e2e::postgres::TestDatabase;
 
 use super::{
-    AccountEvent, AccountKeyOutcome, AttachmentRecord, AvatarChange, CallRecord, CodePurpose, Conflict,
-    ConnectOptions, ConversationCursor, ConversationFilter, ConversationKind, CreateAttachmentOutcome,
-    DeviceAcks, DeviceKeysRecord, GroupAvatarOutcome, JoinOutcome, KeyUpload, KeyUploadOutcome,
-    MessageRecord, NewAccount, NewAttachment, NewCall, NewCode, NewDevice, NewMessage, NewPairing,
-    NewToDevice, PairingConflict, PairingStatus, Receipt, RefreshOutcome, Role, SendOutcome, SendRefusal,
-    SessionTokens, SignedKeyRecord, StartOutcome, Store, StoreError, connect, now_ms,
+    AcceptOutcome, AccountEvent, AccountKeyOutcome, AddOutcome, AttachmentRecord, AvatarChange, CallRecord,
+    CodePurpose, Conflict, ConnectOptions, ConversationCursor, ConversationFilter, ConversationKind,
+    CreateAttachmentOutcome, DeviceAcks, DeviceKeysRecord, GroupAvatarOutcome, JoinOutcome, KeyUpload,
+    KeyUploadOutcome, MessageRecord, NewAccount, NewAttachment, NewCall, NewCode, NewDevice, NewMessage,
+    NewPairing, NewToDevice, PairingConflict, PairingStatus, Receipt, RefreshOutcome, Role, SendOutcome,
+    SendRefusal, SessionTokens, SignedKeyRecord, StartOutcome, Store, StoreError, connect, now_ms,
 };
 use crate::config::DatabaseUrl;
 use crate::ids::{
@@ -841,6 +841,7 @@ async fn history_pages_both_ways(db: &Fresh) -> anyhow::Result<()> {
 async fn edits_deletes_and_read_marks(db: &Fresh) -> anyhow::Result<()> {
     let ids = accounts(db, &["cara", "dan"]).await?;
     let (c, _) = db.store.open_direct(ConversationId::generate(), (ids[0], ids[1]), now_ms()).await?;
+    accept_all(db, c).await?;
     let mut sent = Vec::new();
     for i in 0..4u8 {
         sent.push(send(db, &message(c, ids[0], i)).await?);
@@ -923,6 +924,21 @@ fn acks(conversations: &[(ConversationId, i64, i64)]) -> DeviceAcks {
 
 fn member_event(conversation: ConversationId, account: AccountId, role: Option<Role>) -> AccountEvent {
     AccountEvent::Member { conversation, account, role, request: false }
+}
+
+/// A member event as the member itself gets it while its membership is a request.
+fn request_event(conversation: ConversationId, account: AccountId, role: Option<Role>) -> AccountEvent {
+    AccountEvent::Member { conversation, account, role, request: true }
+}
+
+/// Accepts every request in `conversation`: for tests about something else than consent.
+async fn accept_all(db: &Fresh, conversation: ConversationId) -> anyhow::Result<()> {
+    for member in db.store.members(conversation).await? {
+        if member.request {
+            db.store.accept_request(conversation, member.account_id).await?;
+        }
+    }
+    Ok(())
 }
 
 /// The whole stream of an account, checking that positions strictly increase.
@@ -1080,12 +1096,13 @@ async fn member_events_reach_the_right_accounts_and_keep_the_latest_state(db: &F
             (6, member_event(g, a, None)),
         ]
     );
+    // Whether a membership is a request is told to that member only (b, c, d are a's strangers).
     assert_eq!(
         stream(db, b).await?,
         [
             (1, member_event(direct, a, Some(Role::Member))),
-            (2, member_event(direct, b, Some(Role::Member))),
-            (3, member_event(g, b, Some(Role::Member))),
+            (2, request_event(direct, b, Some(Role::Member))),
+            (3, request_event(g, b, Some(Role::Member))),
             (4, member_event(g, d, Some(Role::Member))),
             (6, member_event(g, c, Some(Role::Owner))),
             (7, member_event(g, a, None)),
@@ -1095,14 +1112,14 @@ async fn member_events_reach_the_right_accounts_and_keep_the_latest_state(db: &F
         stream(db, c).await?,
         [
             (2, member_event(g, d, Some(Role::Member))),
-            (4, member_event(g, c, Some(Role::Owner))),
+            (4, request_event(g, c, Some(Role::Owner))),
             (5, member_event(g, a, None))
         ]
     );
     assert_eq!(
         stream(db, d).await?,
         [
-            (1, member_event(g, d, Some(Role::Member))),
+            (1, request_event(g, d, Some(Role::Member))),
             (3, member_event(g, c, Some(Role::Owner))),
             (4, member_event(g, a, None))
         ]
@@ -1144,6 +1161,7 @@ async fn acks_move_cursors_and_the_delivered_mark_forward_only(db: &Fresh) -> an
     let (a, b) = (ids[0], ids[1]);
     let (a1, b1, b2) = (device(db, a, 1).await?, device(db, b, 2).await?, device(db, b, 3).await?);
     let (c, _) = db.store.open_direct(ConversationId::generate(), (a, b), now_ms()).await?;
+    accept_all(db, c).await?;
     for i in 0..3 {
         send(db, &message_from(c, (a, a1), i)).await?;
     }
@@ -1211,8 +1229,10 @@ async fn acks_cover_several_conversations_the_inbox_and_the_account_stream(db: &
     let (a1, b1, b2, x1) =
         (device(db, a, 1).await?, device(db, b, 2).await?, device(db, b, 3).await?, device(db, x, 4).await?);
     let (direct, _) = db.store.open_direct(ConversationId::generate(), (a, b), now_ms()).await?;
+    accept_all(db, direct).await?;
     let group = ConversationId::generate();
     db.store.create_group(group, "G", x, &[a, b], now_ms()).await?;
+    accept_all(db, group).await?;
     send(db, &message_from(direct, (a, a1), 1)).await?;
     send(db, &message_from(direct, (a, a1), 2)).await?;
     send(db, &message_from(group, (x, x1), 3)).await?;
@@ -1305,9 +1325,11 @@ async fn device_lists_reach_everyone_sharing_a_conversation(db: &Fresh) -> anyho
     let (g, h) = (ConversationId::generate(), ConversationId::generate());
     db.store.create_group(g, "G", c, &[a], now_ms()).await?;
     db.store.create_group(h, "H", b, &[a, c], now_ms()).await?;
-    assert_eq!(db.store.contacts(a).await?, sorted(&[a, b, c]), "sorted, each once");
-    assert_eq!(db.store.contacts(b).await?, sorted(&[a, b, c]));
-    assert_eq!(db.store.contacts(d).await?, [d], "only itself");
+    assert_eq!(db.store.peers(a).await?, sorted(&[a, b, c]), "sorted, each once");
+    assert_eq!(db.store.peers(b).await?, sorted(&[a, b, c]));
+    assert_eq!(db.store.peers(d).await?, [d], "only itself");
+    // Contacts (for presence and avatars) are only those who accepted: none of these yet.
+    assert_eq!(db.store.contacts(a).await?, [a], "requests make no contacts");
 
     let latest_about = |events: &[(i64, AccountEvent)], account| {
         let rows: Vec<_> =
@@ -1351,7 +1373,7 @@ async fn device_lists_reach_everyone_sharing_a_conversation(db: &Fresh) -> anyho
     // Leaving the last shared conversation ends the contact.
     assert!(db.store.remove_member(g, a).await?);
     assert!(db.store.remove_member(h, c).await?);
-    assert_eq!(db.store.contacts(c).await?, [c]);
+    assert_eq!(db.store.peers(c).await?, [c]);
     assert_eq!(db.store.device_list_changed(a).await?, sorted(&[a, b]));
     assert_eq!(db.store.device_list_changed(d).await?, [d]);
     assert_eq!(
@@ -1389,7 +1411,9 @@ async fn acks_of_several_devices_commit_together(db: &Fresh) -> anyhow::Result<(
     let a1 = device(db, a, 1).await?;
     let (b1, b2, c1) = (device(db, b, 2).await?, device(db, b, 3).await?, device(db, c, 4).await?);
     let (ab, _) = db.store.open_direct(ConversationId::generate(), (a, b), now_ms()).await?;
+    accept_all(db, ab).await?;
     let (ac, _) = db.store.open_direct(ConversationId::generate(), (a, c), now_ms()).await?;
+    accept_all(db, ac).await?;
     for i in 0..6 {
         send(db, &message_from(ab, (a, a1), i)).await?;
         send(db, &message_from(ac, (a, a1), i)).await?;
@@ -1424,6 +1448,7 @@ async fn racing_acks_of_one_account_keep_the_highest_delivered_mark(db: &Fresh) 
         devices.push(device(db, b, seed).await?);
     }
     let (c, _) = db.store.open_direct(ConversationId::generate(), (a, b), now_ms()).await?;
+    accept_all(db, c).await?;
     for i in 0..24 {
         send(db, &message_from(c, (a, a1), i)).await?;
     }
@@ -1536,6 +1561,7 @@ async fn racing_read_and_delivered_marks_never_cross(db: &Fresh) -> anyhow::Resu
     let a1 = device(db, a, 1).await?;
     let (b1, b2) = (device(db, b, 2).await?, device(db, b, 3).await?);
     let (c, _) = db.store.open_direct(ConversationId::generate(), (a, b), now_ms()).await?;
+    accept_all(db, c).await?;
     for i in 0..20 {
         send(db, &message_from(c, (a, a1), i)).await?;
     }
@@ -2361,6 +2387,153 @@ async fn downloads_are_recorded_once_per_account(db: &Fresh) -> anyhow::Result<(
     Ok(())
 }
 
+// ---- requests and blocks ------------------------------------------------------------------
+
+async fn strangers_join_as_requests_until_they_accept(db: &Fresh) -> anyhow::Result<()> {
+    let ids = accounts(db, &["una", "vic", "wes"]).await?;
+    let (a, b, c) = (ids[0], ids[1], ids[2]);
+    let (direct, _) = db.store.open_direct(ConversationId::generate(), (a, b), now_ms()).await?;
+    let (me, other) =
+        (db.store.member(direct, a).await?.expect("a"), db.store.member(direct, b).await?.expect("b"));
+    assert_eq!((me.request, me.added_by), (false, None), "the one who starts it has accepted it");
+    assert_eq!((other.request, other.added_by), (true, Some(a)), "a stranger gets a request");
+    let listed = |account, filter| async move {
+        let list = db.store.conversations_of(account, filter, None, 100).await?;
+        Ok::<_, StoreError>(list.into_iter().map(|c| c.id).collect::<Vec<_>>())
+    };
+    assert_eq!(listed(b, ConversationFilter::Requests).await?, [direct]);
+    assert!(listed(b, ConversationFilter::Accepted).await?.is_empty());
+    assert_eq!(listed(a, ConversationFilter::Accepted).await?, [direct]);
+    assert_eq!(listed(b, ConversationFilter::All).await?, [direct]);
+    assert!(!db.store.are_contacts(a, b).await?);
+    assert_eq!(db.store.contacts(a).await?, [a]);
+    assert_eq!(db.store.peers(a).await?, sorted(&[a, b]), "devices lists still reach a request");
+
+    // A request sends no receipts: only the reader's own devices hear of its read mark.
+    send(db, &message(direct, a, 1)).await?;
+    let head_a = head(db, a).await?;
+    let read = db.store.mark_read(direct, b, 1).await?.expect("a member");
+    assert_eq!((read.read_seq, read.notified), (1, vec![b]));
+    assert_eq!(head(db, a).await?, head_a, "the stranger hears nothing");
+
+    // Accepting: the member's own devices hear it, the others get the held-back marks.
+    assert_eq!(db.store.accept_request(direct, b).await?, AcceptOutcome::Accepted);
+    assert_eq!(db.store.accept_request(direct, b).await?, AcceptOutcome::NotRequest);
+    assert_eq!(db.store.accept_request(direct, a).await?, AcceptOutcome::NotRequest);
+    assert_eq!(db.store.accept_request(direct, c).await?, AcceptOutcome::NotMember);
+    assert_eq!(
+        stream(db, b).await?.last().map(|(_, e)| e.clone()),
+        Some(member_event(direct, b, Some(Role::Member)))
+    );
+    assert_eq!(
+        stream(db, a).await?.last().map(|(_, e)| e.clone()),
+        Some(AccountEvent::Receipt { conversation: direct, account: b, delivered_seq: 1, read_seq: 1 })
+    );
+    assert!(db.store.are_contacts(a, b).await? && db.store.are_contacts(b, a).await?);
+    assert_eq!(db.store.contacts(a).await?, sorted(&[a, b]));
+
+    // A contact added to a group joins accepted; a stranger as a request.
+    let group = ConversationId::generate();
+    db.store.create_group(group, "G", a, &[b, c], now_ms()).await?;
+    let requests: Vec<_> =
+        db.store.members(group).await?.into_iter().map(|m| (m.account_id, m.request)).collect();
+    assert!(
+        requests.contains(&(a, false)) && requests.contains(&(b, false)) && requests.contains(&(c, true))
+    );
+    Ok(())
+}
+
+async fn blocks_take_the_blocker_out_and_keep_it_out(db: &Fresh) -> anyhow::Result<()> {
+    let ids = accounts(db, &["xia", "yul", "zed"]).await?;
+    let (a, b, c) = (ids[0], ids[1], ids[2]);
+    let b1 = device(db, b, 1).await?;
+    let (direct, _) = db.store.open_direct(ConversationId::generate(), (a, b), now_ms()).await?;
+    let asked = ConversationId::generate();
+    db.store.create_group(asked, "From a", a, &[b], now_ms()).await?;
+    let other = ConversationId::generate();
+    db.store.create_group(other, "From c", c, &[a, b], now_ms()).await?;
+
+    // b blocks a: b leaves the direct conversation and a's requests, not c's group.
+    let mut left = db.store.block(b, a, now_ms()).await?;
+    left.sort_unstable();
+    assert_eq!(left, sorted(&[direct, asked]));
+    assert!(db.store.block(b, a, now_ms()).await?.is_empty(), "blocking again changes nothing");
+    assert_eq!(db.store.member(direct, b).await?, None);
+    assert_eq!(db.store.conversation_cursor(b1, direct).await?, None, "its devices stop following it");
+    assert!(db.store.member(other, b).await?.is_some());
+    assert!(db.store.has_blocked(b, a).await? && !db.store.has_blocked(a, b).await?);
+    assert_eq!(db.store.blockers_of(a).await?, [b]);
+    assert_eq!(db.store.blocking_devices(a).await?, [b1]);
+    assert!(db.store.blocking_devices(b).await?.is_empty());
+    assert_eq!(db.store.blocked_by(b).await?.into_iter().map(|(id, _)| id).collect::<Vec<_>>(), [a]);
+
+    // a's new requests leave b out: opening again, a new group, adding b.
+    let (again, created) = db.store.open_direct(ConversationId::generate(), (a, b), now_ms()).await?;
+    assert_eq!((again, created), (direct, false));
+    assert_eq!(db.store.member(direct, b).await?, None);
+    let fresh = ConversationId::generate();
+    db.store.create_group(fresh, "Again", a, &[b, c], now_ms()).await?;
+    assert_eq!(db.store.member(fresh, b).await?, None);
+    assert!(db.store.member(fresh, c).await?.is_some());
+    assert_eq!(db.store.add_members(fresh, a, &[b], 100, now_ms()).await?, AddOutcome::Added(vec![]));
+    // c adds b: not blocked by that, and b and c are not contacts, so a request.
+    assert_eq!(db.store.add_members(fresh, c, &[b], 100, now_ms()).await?, AddOutcome::Added(vec![b]));
+    assert!(db.store.member(fresh, b).await?.expect("added").request);
+
+    // Unblocked: a's request comes again.
+    assert!(db.store.unblock(b, a).await?);
+    assert!(!db.store.unblock(b, a).await?);
+    assert!(db.store.blockers_of(a).await?.is_empty());
+    db.store.open_direct(ConversationId::generate(), (a, b), now_ms()).await?;
+    assert!(db.store.member(direct, b).await?.expect("back").request);
+    Ok(())
+}
+
+async fn groups_never_exceed_their_cap_even_when_racing(db: &Fresh) -> anyhow::Result<()> {
+    let ids = accounts(db, &["ace", "bea", "cal", "dee", "eli", "fin", "gwen", "hoa", "ike"]).await?;
+    let group = ConversationId::generate();
+    db.store.create_group(group, "Capped", ids[0], &ids[1..2], now_ms()).await?;
+    assert_eq!(db.store.add_members(group, ids[0], &ids[2..6], 5, now_ms()).await?, AddOutcome::Full);
+    assert_eq!(db.store.members(group).await?.len(), 2, "nothing added");
+    let mut racers = tokio::task::JoinSet::new();
+    for account in ids[2..].iter().copied() {
+        let (store, owner) = (db.store.clone(), ids[0]);
+        racers.spawn(async move { store.add_members(group, owner, &[account], 5, now_ms()).await });
+    }
+    let mut added = 0;
+    while let Some(outcome) = racers.join_next().await {
+        if let AddOutcome::Added(accounts) = outcome?? {
+            added += accounts.len();
+        }
+    }
+    assert_eq!(added, 3);
+    assert_eq!(db.store.members(group).await?.len(), 5);
+    Ok(())
+}
+
+async fn conversation_lists_come_in_pages(db: &Fresh) -> anyhow::Result<()> {
+    let ids = accounts(db, &["jon", "kya"]).await?;
+    let mut made = Vec::new();
+    for (i, at) in [5_000, 1_000, 3_000, 3_000, 2_000].into_iter().enumerate() {
+        let id = ConversationId::generate();
+        db.store.create_group(id, &format!("g{i}"), ids[0], &[], at).await?;
+        made.push((at, id));
+    }
+    made.sort_unstable_by(|x, y| y.cmp(x));
+    let mut pages = Vec::new();
+    let mut after = None;
+    loop {
+        let page = db.store.conversations_of(ids[0], ConversationFilter::All, after, 2).await?;
+        let Some(last) = page.last() else { break };
+        after = Some((last.last_activity_at_ms, last.id));
+        pages.push(page.into_iter().map(|c| (c.last_activity_at_ms, c.id)).collect::<Vec<_>>());
+    }
+    assert_eq!(pages.iter().map(Vec::len).collect::<Vec<_>>(), [2, 2, 1]);
+    assert_eq!(pages.concat(), made, "newest first, ties by id, each once");
+    assert!(db.store.conversations_of(ids[1], ConversationFilter::All, None, 10).await?.is_empty());
+    Ok(())
+}
+
 macro_rules! conformance {
     ($($test:ident),* $(,)?) => {
         mod sqlite {
@@ -2411,7 +2584,9 @@ async fn account_avatars_replace_each_other_and_count_versions(db: &Fresh) -> an
     assert_eq!(db.store.account(b).await?.expect("exists").avatar_version, 0);
     // Contacts: sharing a conversation.
     assert!(!db.store.are_contacts(a, b).await?);
-    db.store.open_direct(ConversationId::generate(), (a, b), now_ms()).await?;
+    let (direct, _) = db.store.open_direct(ConversationId::generate(), (a, b), now_ms()).await?;
+    assert!(!db.store.are_contacts(a, b).await?, "a request makes no contact");
+    accept_all(db, direct).await?;
     assert!(db.store.are_contacts(a, b).await? && db.store.are_contacts(b, a).await?);
     assert!(!db.store.are_contacts(a, c).await?);
     Ok(())
@@ -2539,4 +2714,8 @@ conformance!(
     account_avatars_replace_each_other_and_count_versions,
     racing_avatar_changes_each_replace_one_blob,
     group_avatars_are_set_by_owners_and_admins,
+    strangers_join_as_requests_until_they_accept,
+    blocks_take_the_blocker_out_and_keep_it_out,
+    groups_never_exceed_their_cap_even_when_racing,
+    conversation_lists_come_in_pages,
 );

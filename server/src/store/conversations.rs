@@ -546,16 +546,16 @@ macro_rules! leave_conversation {
                 .execute(&mut *$tx)
                 .await?;
                 let mut recipients = crate::store::conversations::member_ids!($tx, id);
-                let new_owner: Option<Uuid> =
+                let new_owner: Option<(Uuid, bool)> =
                     if Role::parse(&row.try_get::<String, _>("role")?)? == Role::Owner {
                         // Hand the group on: the longest-standing admin, else the longest-standing
                         // member (one who accepted it before one who has not).
-                        sqlx::query_scalar(
+                        sqlx::query_as(
                             "UPDATE conversation_members SET role = 'owner' \
                              WHERE conversation_id = $1 AND account_id = \
                              (SELECT account_id FROM conversation_members WHERE conversation_id = $1 \
                               ORDER BY CASE role WHEN 'admin' THEN 0 ELSE 1 END, request, joined_at_ms, account_id LIMIT 1) \
-                             RETURNING account_id",
+                             RETURNING account_id, request",
                         )
                         .bind(id.as_uuid())
                         .fetch_optional(&mut *$tx)
@@ -564,14 +564,15 @@ macro_rules! leave_conversation {
                         None
                     };
                 let mut events = Vec::new();
-                if let Some(owner) = new_owner {
-                    let event = AccountEvent::Member {
-                        conversation: id,
-                        account: AccountId::from_uuid(owner),
-                        role: Some(Role::Owner),
-                        request: false,
-                    };
-                    events.extend(crate::store::delivery::to_all(&recipients, &event));
+                if let Some((owner, request)) = new_owner {
+                    let owner = AccountId::from_uuid(owner);
+                    for recipient in &recipients {
+                        // Whether it is a request is the new owner's own business.
+                        let request = request && *recipient == owner;
+                        let event =
+                            AccountEvent::Member { conversation: id, account: owner, role: Some(Role::Owner), request };
+                        events.push((*recipient, event));
+                    }
                 }
                 recipients.push(account);
                 let event = AccountEvent::Member { conversation: id, account, role: None, request: false };
@@ -833,18 +834,24 @@ impl_for_backends! {
 
         async fn set_role(&self, id: ConversationId, account: AccountId, role: Role) -> Result<bool, StoreError> {
             let mut tx = self.pool.begin().await?;
-            let done = sqlx::query("UPDATE conversation_members SET role = $3 WHERE conversation_id = $1 AND account_id = $2")
-                .bind(id.as_uuid())
-                .bind(account.as_uuid())
-                .bind(role.as_str())
-                .execute(&mut *tx)
-                .await?;
-            if done.rows_affected() != 1 {
-                return Ok(false);
-            }
+            let request: Option<bool> = sqlx::query_scalar(
+                "UPDATE conversation_members SET role = $3 WHERE conversation_id = $1 AND account_id = $2 RETURNING request",
+            )
+            .bind(id.as_uuid())
+            .bind(account.as_uuid())
+            .bind(role.as_str())
+            .fetch_optional(&mut *tx)
+            .await?;
+            let Some(request) = request else { return Ok(false) };
             let recipients = member_ids!(tx, id);
-            let event = AccountEvent::Member { conversation: id, account, role: Some(role), request: false };
-            crate::store::delivery::push_events!(tx, crate::store::delivery::to_all(&recipients, &event));
+            let events = recipients
+                .iter()
+                .map(|r| {
+                    let request = request && *r == account;
+                    (*r, AccountEvent::Member { conversation: id, account, role: Some(role), request })
+                })
+                .collect();
+            crate::store::delivery::push_events!(tx, events);
             tx.commit().await?;
             Ok(true)
         }
