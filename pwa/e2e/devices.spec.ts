@@ -62,7 +62,7 @@ test("Alice links a second context by PIN and it reads new messages", async ({ b
   await expect(alice.getByRole("dialog")).toBeHidden();
 
   // Bob writes after the link: the laptop reads it (the room key came to its own device keys).
-  await bob.getByRole("button", { name: /Alice/ }).click();
+  await bob.getByRole("complementary").getByRole("button", { name: /Alice/ }).click();
   await send(bob, "written after the link");
   const onLaptop = laptop.getByRole("button", { name: /Bob/ });
   await expect(onLaptop).toBeVisible();

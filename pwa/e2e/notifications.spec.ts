@@ -141,7 +141,7 @@ test("a new display name reaches the other person", async ({ browser }) => {
   await settings.getByRole("button", { name: "Close settings" }).click();
 
   // Bob opens the conversation: its names are fetched again and show the new one.
-  await bob.getByRole("button", { name: /Alice/ }).click();
+  await bob.getByRole("complementary").getByRole("button", { name: /Alice/ }).click();
   await expect(bob.getByRole("heading", { name: "Alice Liddell" })).toBeVisible();
   await expect(bob.getByRole("complementary").getByRole("button", { name: /Alice Liddell/ })).toBeVisible();
   await bob.reload();

@@ -64,6 +64,7 @@ test("a stranger's message is a request: accept, and block another", async ({ br
   await send(carol, "Are you there?");
   await expect(bubble(carol, "Are you there?")).toBeVisible();
   await send(bob, "See you tomorrow");
+  await sidebar.getByRole("button", { name: /Bob/ }).click();
   await expect(bubble(alice, "See you tomorrow")).toBeVisible();
   await expect(sidebar.getByRole("button", { name: /Carol/ })).toHaveCount(0);
   await expect(alice.getByRole("button", { name: /^Requests/ })).toHaveCount(0);

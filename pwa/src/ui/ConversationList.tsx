@@ -1,7 +1,7 @@
 // ConversationList.tsx — conversations by last activity, with unread counts, the last message
 // and the end-to-end encryption mark. Message requests (from people we share no accepted
 // conversation with) are not chats: they wait behind a "Requests" entry, without badges.
-import { useState } from "react";
+import { useEffect, useState } from "react";
 import { useI18n } from "../i18n/i18n";
 import { ConversationMode } from "../gen/kitsulan/v1/conversation_pb";
 import { useChat, type Chat } from "../state/chat";
@@ -18,6 +18,10 @@ export function ConversationList({ chat }: { chat: Chat }) {
   const [showRequests, setShowRequests] = useState(false);
   const requests = conversations.filter((c) => c.request);
   const chats = conversations.filter((c) => !c.request);
+  // The last request answered: back to the chats (a later request shows the entry again).
+  useEffect(() => {
+    if (requests.length === 0) setShowRequests(false);
+  }, [requests.length]);
   const viewingRequests = showRequests && requests.length > 0;
   const shown = viewingRequests ? requests : chats;
   return (
