@@ -56,6 +56,9 @@ impl Target {
             .env("KITSULAN_RATE_LIMIT_STRANGER_KEY_CLAIMS", "1000000/1h")
             .env("KITSULAN_TO_DEVICE_PENDING_PER_SENDER", "1000000")
             .env("KITSULAN_TO_DEVICE_STRANGER_PERCENT", "100")
+            // Groups as large as a scenario asks for, created as fast as it asks.
+            .env("KITSULAN_GROUP_MAX_MEMBERS", "10000")
+            .env("KITSULAN_RATE_LIMIT_GROUP_CREATIONS", "1000000/1h")
             // Warnings only: a log line per request would measure the log, not the server.
             .env("KITSULAN_LOG", "warn,kitsulan_server=info");
         let server = TestServer::start_with(options).await?;

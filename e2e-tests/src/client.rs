@@ -343,7 +343,9 @@ pub fn documented_code(reason: &str) -> Option<Code> {
         | "TTL_INVALID"
         | "TOO_MANY_ATTACHMENTS"
         | "AVATAR_TYPE_INVALID"
-        | "AVATAR_INVALID" => Code::InvalidArgument,
+        | "AVATAR_INVALID"
+        | "CANNOT_BLOCK_SELF"
+        | "PAGE_TOKEN_INVALID" => Code::InvalidArgument,
         "USERNAME_TAKEN" | "EMAIL_TAKEN" | "MESSAGE_ID_TAKEN" => Code::AlreadyExists,
         "INVALID_CREDENTIALS"
         | "TOTP_REQUIRED"
@@ -375,7 +377,10 @@ pub fn documented_code(reason: &str) -> Option<Code> {
         | "ATTACHMENT_EXPIRED"
         | "ATTACHMENT_NOT_UPLOADED"
         | "ATTACHMENT_NOT_LINKABLE"
-        | "UPLOAD_INCOMPLETE" => Code::FailedPrecondition,
+        | "UPLOAD_INCOMPLETE"
+        | "NOT_A_REQUEST"
+        | "REQUEST_PENDING"
+        | "ACCOUNT_BLOCKED" => Code::FailedPrecondition,
         "DEVICE_NOT_FOUND"
         | "PAIRING_NOT_FOUND"
         | "ACCOUNT_NOT_FOUND"
@@ -396,7 +401,8 @@ pub fn documented_code(reason: &str) -> Option<Code> {
         | "TOO_MANY_ACCOUNTS"
         | "ATTACHMENT_TOO_LARGE"
         | "QUOTA_EXCEEDED"
-        | "AVATAR_TOO_LARGE" => Code::ResourceExhausted,
+        | "AVATAR_TOO_LARGE"
+        | "GROUP_FULL" => Code::ResourceExhausted,
         "EMAIL_SEND_FAILED" | "UNAVAILABLE" | "STORAGE_UNAVAILABLE" => Code::Unavailable,
         "INTERNAL" => Code::Internal,
         _ => return None,

@@ -28,10 +28,12 @@ use std::collections::{HashMap, HashSet};
 
 use anyhow::{Context as _, bail, ensure};
 use kitsulan_proto::v1::{
-    AddMembersRequest, Conversation, CreateGroupRequest, DeleteMessageRequest, EditMessageRequest,
-    GetConversationRequest, HistoryDirection, LeaveConversationRequest, ListConversationsRequest,
-    ListMessagesRequest, ListMessagesResponse, MarkReadRequest, MarkReadResponse, MemberRole, Message,
-    OpenDirectRequest, OpenDirectResponse, RemoveMemberRequest, SendMessageRequest, SetMemberRoleRequest,
+    AcceptRequestRequest, AddMembersRequest, BlockRequest, BlockedAccount, Conversation, ConversationFilter,
+    CreateGroupRequest, DeclineRequestRequest, DeleteMessageRequest, EditMessageRequest,
+    GetConversationRequest, HistoryDirection, LeaveConversationRequest, ListBlockedRequest,
+    ListConversationsRequest, ListConversationsResponse, ListMessagesRequest, ListMessagesResponse,
+    MarkReadRequest, MarkReadResponse, MemberRole, Message, OpenDirectRequest, OpenDirectResponse,
+    RemoveMemberRequest, SendMessageRequest, SetMemberRoleRequest, UnblockRequest,
 };
 use tonic::Status;
 use uuid::Uuid;
@@ -76,10 +78,78 @@ impl Client {
         conversation_of(self.conversations().create_group(request).await?.into_inner().conversation)
     }
 
-    /// `ListConversations`.
+    /// Every conversation of the caller, requests included (`ListConversations`, following
+    /// the pages).
     pub async fn list_conversations(&self) -> Result<Vec<Conversation>, Status> {
-        let response = self.conversations().list_conversations(ListConversationsRequest {}).await?;
-        Ok(response.into_inner().conversations)
+        self.list_all_conversations(ConversationFilter::Unspecified).await
+    }
+
+    /// One `ListConversations` page.
+    pub async fn list_conversations_page(
+        &self,
+        filter: ConversationFilter,
+        limit: u32,
+        page_token: &str,
+    ) -> Result<ListConversationsResponse, Status> {
+        let request =
+            ListConversationsRequest { filter: filter.into(), limit, page_token: page_token.to_owned() };
+        Ok(self.conversations().list_conversations(request).await?.into_inner())
+    }
+
+    /// Every conversation `filter` selects, following `ListConversations` pages to the end.
+    pub async fn list_all_conversations(
+        &self,
+        filter: ConversationFilter,
+    ) -> Result<Vec<Conversation>, Status> {
+        let mut out = Vec::new();
+        let mut token = String::new();
+        loop {
+            let page = self.list_conversations_page(filter, 0, &token).await?;
+            out.extend(page.conversations);
+            if page.next_page_token.is_empty() {
+                return Ok(out);
+            }
+            token = page.next_page_token;
+        }
+    }
+
+    /// `AcceptRequest`.
+    pub async fn accept_request(&self, conversation_id: &str) -> Result<Conversation, Status> {
+        let request = AcceptRequestRequest { conversation_id: conversation_id.to_owned() };
+        conversation_of(self.conversations().accept_request(request).await?.into_inner().conversation)
+    }
+
+    /// `DeclineRequest`.
+    pub async fn decline_request(&self, conversation_id: &str) -> Result<(), Status> {
+        let request = DeclineRequestRequest { conversation_id: conversation_id.to_owned() };
+        self.conversations().decline_request(request).await?;
+        Ok(())
+    }
+
+    /// `Block`.
+    pub async fn block(&self, account_id: &str) -> Result<(), Status> {
+        self.conversations().block(BlockRequest { account_id: account_id.to_owned() }).await?;
+        Ok(())
+    }
+
+    /// `Unblock`.
+    pub async fn unblock(&self, account_id: &str) -> Result<(), Status> {
+        self.conversations().unblock(UnblockRequest { account_id: account_id.to_owned() }).await?;
+        Ok(())
+    }
+
+    /// `ListBlocked`.
+    pub async fn list_blocked(&self) -> Result<Vec<BlockedAccount>, Status> {
+        Ok(self.conversations().list_blocked(ListBlockedRequest {}).await?.into_inner().blocked)
+    }
+
+    /// Accepts the caller's request in `conversation_id` if it is one (what a person does
+    /// before replying to someone new); does nothing for a conversation already accepted.
+    pub async fn accept_if_request(&self, conversation_id: &str) -> Result<(), Status> {
+        if self.get_conversation(conversation_id).await?.request {
+            self.accept_request(conversation_id).await?;
+        }
+        Ok(())
     }
 
     /// `GetConversation`.

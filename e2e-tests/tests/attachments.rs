@@ -37,7 +37,10 @@ const BUCKET: &str = "kitsulan-attachments";
 
 async fn direct(alice: &E2eeDevice, bob: &E2eeDevice) -> String {
     let opened = alice.client.open_direct(bob.account_id()).await.unwrap();
-    opened.conversation.unwrap().id
+    let id = opened.conversation.unwrap().id;
+    // Bob accepts Alice's request, as a person would before they talk.
+    bob.client.accept_request(&id).await.unwrap();
+    id
 }
 
 async fn gateway(setup: &BlobServer, device: &E2eeDevice) -> LiveInbox {

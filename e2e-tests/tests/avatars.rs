@@ -210,7 +210,9 @@ async fn avatars(store: Store) {
     let dave = person(&setup.server, "dave").await;
     let (a, b, d) =
         (alice.account_id().to_owned(), bob.account_id().to_owned(), dave.account_id().to_owned());
-    alice.client.open_direct(&b).await.unwrap();
+    // Alice writes to Bob, who accepts: they are contacts.
+    let direct = alice.client.open_direct(&b).await.unwrap().conversation.unwrap().id;
+    bob.client.accept_request(&direct).await.unwrap();
     let mut bob_live = gateway(&setup, &bob).await;
 
     // Nobody has one yet.
@@ -304,7 +306,6 @@ async fn avatars(store: Store) {
     assert_refused(dave.client.remove_group_avatar(&group).await, "NOT_ALLOWED");
     assert_refused(dave.client.set_group_avatar(&group, bomb_png()).await, "NOT_ALLOWED");
     // A direct conversation has no avatar of its own.
-    let direct = alice.client.open_direct(&b).await.unwrap().conversation.unwrap().id;
     assert_refused(alice.client.set_group_avatar(&direct, png(8, 8)).await, "NOT_A_GROUP");
     // The owner removes it.
     let removed = alice.client.remove_group_avatar(&group).await.unwrap();

@@ -435,6 +435,8 @@ async fn a_direct_call_reaches_exactly_the_right_devices() {
     let mut carol = Device::sign_up(&server, "carol").await;
     let (alice_id, bob_phone_id) = (alice.id(), bob_phone.id());
     let direct = alice.client.open_direct(&bob.account()).await.unwrap().conversation.unwrap().id;
+    // Bob accepts Alice's request (a request does not ring).
+    bob.client.accept_request(&direct).await.unwrap();
     // Carol shares another conversation with Alice and Bob, just not this one.
     let elsewhere =
         carol.client.create_group("Elsewhere", &[&alice.account(), &bob.account()]).await.unwrap();
@@ -577,6 +579,7 @@ async fn unanswered_calls_end_after_the_ring_time_and_callers_can_cancel() {
     let mut bob = Device::sign_up(&server, "bob").await;
     let (alice_id, bob_id) = (alice.id(), bob.id());
     let direct = alice.client.open_direct(&bob.account()).await.unwrap().conversation.unwrap().id;
+    bob.client.accept_request(&direct).await.unwrap();
 
     // Nobody answers: ENDED (unanswered) to every device, the caller's too, after ~2 s.
     let call = new_call_id();
@@ -667,6 +670,8 @@ async fn a_group_call_takes_six_devices_and_refuses_the_seventh() {
     assert_eq!(devices.len(), MAX_CALL_DEVICES + 1);
     let (bob_id, carol_id) = (devices[1].account(), devices[2].account());
     let group = devices[0].client.create_group("Seven devices", &[&bob_id, &carol_id]).await.unwrap().id;
+    devices[1].client.accept_request(&group).await.unwrap();
+    devices[2].client.accept_request(&group).await.unwrap();
     let call = new_call_id();
     let sig = |action| signal(&group, &call, action);
 
@@ -735,6 +740,8 @@ async fn a_device_whose_connection_drops_leaves_its_call_after_ten_seconds() {
     let mut carol = Device::sign_up(&server, "carol").await;
     let alice_id = alice.id();
     let group = alice.client.create_group("Three", &[&bob.account(), &carol.account()]).await.unwrap().id;
+    bob.client.accept_request(&group).await.unwrap();
+    carol.client.accept_request(&group).await.unwrap();
     let call = new_call_id();
     let sig = |action| signal(&group, &call, action);
     fan_out(

@@ -235,9 +235,12 @@ async fn typing_and_presence_reach_only_people_sharing_a_conversation() {
     let bob_phone = plain_device(&server, "bob", "Phone").await;
     let carol = plain(&server, "carol").await;
     let (alice_id, bob_id, carol_id) = (account_id(&alice), account_id(&bob_laptop), account_id(&carol));
-    // Alice and Bob share a direct conversation; Alice and Carol a group. Bob and Carol share none.
+    // Alice and Bob share a direct conversation; Alice and Carol a group (each accepted Alice's
+    // request: presence is for contacts). Bob and Carol share none.
     let direct = alice.open_direct(&bob_id).await.unwrap().conversation.unwrap();
     let group = alice.create_group("Alice and Carol", &[&carol_id]).await.unwrap();
+    bob_laptop.accept_request(&direct.id).await.unwrap();
+    carol.accept_request(&group.id).await.unwrap();
 
     let mut carol_in = online(&server, carol.access_token(), "carol").await;
     let mut alice_in = LiveInbox::new();
@@ -328,6 +331,8 @@ async fn delivered_and_read_receipts() {
     let bob_phone = plain_device(&server, "bob", "Phone").await;
     let bob_id = account_id(&bob_laptop);
     let direct = alice.open_direct(&bob_id).await.unwrap().conversation.unwrap();
+    // A request sends no receipts: Bob accepts Alice's first.
+    bob_laptop.accept_request(&direct.id).await.unwrap();
 
     let mut alice_in = online(&server, alice.access_token(), "alice").await;
     let mut alice_phone_in = online(&server, alice_phone.access_token(), "alice's phone").await;

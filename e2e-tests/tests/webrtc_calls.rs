@@ -47,6 +47,8 @@ async fn in_call(server: &TestServer, caller: &str, callee: &str) -> InCall {
     let mut bob = CallPeer::sign_up(server, callee).await.unwrap();
     let conversation_id =
         alice.device.client.open_direct(&bob.account_id()).await.unwrap().conversation.unwrap().id;
+    // Bob accepts Alice's request (a request does not ring).
+    bob.device.client.accept_request(&conversation_id).await.unwrap();
     alice.member_of(&conversation_id).await.unwrap();
     bob.member_of(&conversation_id).await.unwrap();
     let call_id = Uuid::now_v7().to_string();

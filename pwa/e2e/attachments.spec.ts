@@ -7,7 +7,7 @@
 // picker shows what the server advertises) and a 1 s housekeeping sweep.
 import { readFile } from "node:fs/promises";
 import type { Page } from "@playwright/test";
-import { expect, openDirect, shoot, signUp, stamp, test } from "./helpers";
+import { acceptRequest, expect, openDirect, shoot, signUp, stamp, test } from "./helpers";
 
 const EXIF = Buffer.from("Exif\0\0", "latin1");
 
@@ -90,8 +90,9 @@ async function blobBytes(page: Page, url: string): Promise<Buffer> {
   return Buffer.from(bytes);
 }
 
+/** The first time Bob opens Alice's conversation: it is a request from a stranger; he accepts. */
 async function openFrom(page: Page, name: string): Promise<void> {
-  await page.getByRole("button", { name: new RegExp(name) }).first().click();
+  await acceptRequest(page, new RegExp(name));
 }
 
 test("a photo dropped into a conversation arrives without its GPS tag, is receipted, and expires", async ({ browser }) => {

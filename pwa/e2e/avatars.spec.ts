@@ -3,7 +3,7 @@
 // 256x256) and Bob, in a direct conversation with her, sees it appear live in his conversation
 // list and header, resized by the server; Alice removes it and Bob's initial comes back.
 import { deflateSync } from "node:zlib";
-import { bubble, expect, openDirect, send, shoot, signUp, stamp, test } from "./helpers";
+import { acceptRequest, bubble, expect, openDirect, send, shoot, signUp, stamp, test } from "./helpers";
 import type { Locator } from "@playwright/test";
 
 const CRC_TABLE = Array.from({ length: 256 }, (_, n) => {
@@ -64,8 +64,9 @@ test("Alice's picture reaches Bob live; a file that is not a PNG is refused", as
 
   await openDirect(alice, `bob-av-${stamp}`);
   await send(alice, "Hi Bob, new picture soon");
+  // Bob accepts Alice's request: contacts see each other's pictures.
+  await acceptRequest(bob, /Alice/);
   const entry = bob.getByRole("button", { name: /Alice/ });
-  await entry.click();
   await expect(bubble(bob, "new picture soon")).toBeVisible();
   const listAvatar = entry.locator(".conv-avatar");
   const headAvatar = bob.locator("header .head-avatar");
@@ -121,8 +122,8 @@ test("a group's owner sets its picture; a member sees it live and cannot change 
   await dialog.getByRole("button", { name: "Create group" }).click();
   await expect(alice.getByRole("heading", { name: "Picnic" })).toBeVisible();
   await send(alice, "Bring a blanket");
+  await acceptRequest(bob, /Picnic/);
   const entry = bob.getByRole("button", { name: /Picnic/ });
-  await entry.click();
   await expect(bubble(bob, "Bring a blanket")).toBeVisible();
   await expect(entry.locator(".conv-avatar")).toHaveText("P");
 

@@ -7,7 +7,7 @@
 // Then Alice hangs up and both see the call ended.
 import type { BrowserContext, Page } from "@playwright/test";
 import { launchOptions } from "../playwright.config";
-import { expect, openDirect, shoot, signUp, stamp, test } from "./helpers";
+import { acceptRequest, expect, openDirect, send, shoot, signUp, stamp, test } from "./helpers";
 
 test.use({
   launchOptions: {
@@ -64,7 +64,10 @@ test("a video call: ring, answer, video both ways through the relay, hang up", a
   await alwaysRelay(alice);
   await alwaysRelay(bob);
 
+  // A request does not ring: Alice writes first, and Bob accepts.
   await openDirect(alice, `bob-c-${stamp}`);
+  await send(alice, "Can I call you?");
+  await acceptRequest(bob, /Alice/);
   await alice.getByRole("button", { name: "Video call" }).click();
   await expect(alice.getByRole("dialog", { name: "Bob" })).toBeVisible();
 
@@ -145,6 +148,10 @@ test("a group call: three devices in a mesh, busy, leave and join again", async 
   const bob = await signUp(browser, `bob-gc-${stamp}`, "Bob");
   const carol = await signUp(browser, `carol-gc-${stamp}`, "Carol");
   const dave = await signUp(browser, `dave-gc-${stamp}`, "Dave");
+  // Dave and Bob know each other already (Bob accepted Dave's request): his call will ring.
+  await openDirect(dave, `bob-gc-${stamp}`);
+  await send(dave, "Hi Bob, it's Dave");
+  await acceptRequest(bob, /Dave/);
   // Bob talks with push-to-talk.
   await bob.getByRole("button", { name: "Settings" }).click();
   await bob.getByRole("dialog", { name: "Settings" }).getByRole("checkbox", { name: "Push-to-talk in calls" }).check();
@@ -157,6 +164,7 @@ test("a group call: three devices in a mesh, busy, leave and join again", async 
   await dialog.getByRole("textbox", { name: /Members' usernames/ }).fill(`bob-gc-${stamp}, carol-gc-${stamp}`);
   await dialog.getByRole("button", { name: "Create group" }).click();
   await expect(alice.getByRole("heading", { name: "Standup" })).toBeVisible();
+  for (const page of [bob, carol]) await acceptRequest(page, /Standup/);
 
   // An audio call (default ICE: direct where it can be): both others ring, both answer.
   await alice.getByRole("button", { name: "Audio call" }).click();
@@ -202,7 +210,6 @@ test("a group call: three devices in a mesh, busy, leave and join again", async 
   await expect(bobAtAlice).toContainText("muted");
 
   // Dave calls Bob, who is in the group call: busy.
-  await openDirect(dave, `bob-gc-${stamp}`);
   await dave.getByRole("button", { name: "Audio call" }).click();
   await expect(dave.getByRole("dialog", { name: "Call ended" }).getByRole("status")).toHaveText(
     "They are in another call.",

@@ -2,7 +2,7 @@
 // both screens), and it reads what Bob sends afterwards; the Devices screen renames it and signs it
 // out, and the signed-out context wipes its data and returns to sign-in.
 import type { Page } from "@playwright/test";
-import { bubble, expect, newDevice, openDirect, send, shoot, signUp, stamp, status, test } from "./helpers";
+import { acceptRequest, bubble, expect, newDevice, openDirect, send, shoot, signUp, stamp, status, test } from "./helpers";
 
 /** The 7 SAS emoji a screen shows, each as "emoji name" (and its table index). */
 async function sasEmoji(page: Page): Promise<{ indices: string[]; texts: string[] }> {
@@ -19,7 +19,7 @@ test("Alice links a second context by PIN and it reads new messages", async ({ b
   const bob = await signUp(browser, `bob-link-${stamp}`, "Bob");
   await openDirect(alice, `bob-link-${stamp}`);
   await send(alice, "before the laptop was linked");
-  await expect(bob.getByRole("button", { name: /Alice/ })).toBeVisible();
+  await acceptRequest(bob, /Alice/);
 
   // The new device: "Link to an existing device" shows a QR code and the PIN.
   const laptop = await newDevice(browser);
@@ -62,7 +62,7 @@ test("Alice links a second context by PIN and it reads new messages", async ({ b
   await expect(alice.getByRole("dialog")).toBeHidden();
 
   // Bob writes after the link: the laptop reads it (the room key came to its own device keys).
-  await bob.getByRole("button", { name: /Alice/ }).click();
+  await bob.getByRole("complementary").getByRole("button", { name: /Alice/ }).click();
   await send(bob, "written after the link");
   const onLaptop = laptop.getByRole("button", { name: /Bob/ });
   await expect(onLaptop).toBeVisible();

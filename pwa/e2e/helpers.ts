@@ -106,6 +106,15 @@ export async function openDirect(page: Page, username: string): Promise<void> {
   await expect(dialog).toBeHidden();
 }
 
+/** Opens the message request from `from` (a conversation title) among the requests and
+ * accepts it, as a person does before answering someone new; the conversation stays open. */
+export async function acceptRequest(page: Page, from: RegExp | string): Promise<void> {
+  await page.getByRole("button", { name: /^Requests \(\d+\)$/ }).click();
+  await page.getByRole("list", { name: "Message requests" }).getByRole("button", { name: from }).click();
+  await page.getByRole("button", { name: /^Accept the request from / }).click();
+  await expect(page.getByRole("textbox", { name: "Message" })).toBeVisible();
+}
+
 export function bubble(page: Page, text: string) {
   return page.getByRole("log").locator("article").filter({ hasText: text });
 }

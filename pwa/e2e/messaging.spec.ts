@@ -1,7 +1,7 @@
 // messaging.spec.ts — two people in two browser contexts, against the real server: sign up,
 // open a direct conversation, exchange E2EE messages both ways, receipts, reload, XSS as text,
 // and screenshots of the main screens (light and dark, desktop and phone width).
-import { bubble, expect, send, shoot, signUp, stamp, test } from "./helpers";
+import { acceptRequest, bubble, expect, send, shoot, signUp, stamp, test } from "./helpers";
 
 test("Alice and Bob talk end to end encrypted", async ({ browser }) => {
   const alice = await signUp(browser, `alice-${stamp}`, "Alice");
@@ -22,12 +22,13 @@ test("Alice and Bob talk end to end encrypted", async ({ browser }) => {
   await send(alice, "Hello **Bob**, this is encrypted");
   await expect(bubble(alice, "this is encrypted")).toBeVisible();
 
-  // Bob gets it live, with an unread count, and reads it decrypted.
+  // Bob gets it live as a request (Alice is a stranger to him): no badge among his chats, it
+  // waits under "Requests". He opens it, reads it decrypted, and accepts.
+  await expect(bob.getByRole("button", { name: "Requests (1)" })).toBeVisible();
+  await expect(bob.getByRole("complementary").getByLabel("1 unread")).toHaveCount(0);
+  await acceptRequest(bob, /Alice/);
   const entry = bob.getByRole("button", { name: /Alice/ });
-  await expect(entry).toBeVisible();
-  await expect(entry.getByLabel("1 unread")).toBeVisible();
   await expect(entry.getByRole("img", { name: "End-to-end encrypted" })).toBeVisible();
-  await entry.click();
   await expect(bubble(bob, "this is encrypted")).toBeVisible();
   await expect(bubble(bob, "this is encrypted").locator("strong")).toHaveText("Bob");
 

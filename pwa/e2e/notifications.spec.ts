@@ -5,7 +5,7 @@
 import { create, toBinary, type DescMessage, type MessageInitShape } from "@bufbuild/protobuf";
 import type { BrowserContext, Page, Route } from "@playwright/test";
 import { GetAuthMethodsResponseSchema, RequestSignInCodeResponseSchema } from "../src/gen/kitsulan/v1/auth_pb";
-import { bubble, expect, openDirect, send, shoot, signUp, stamp, test } from "./helpers";
+import { acceptRequest, bubble, expect, openDirect, send, shoot, signUp, stamp, test } from "./helpers";
 
 interface Shown {
   via: "service-worker" | "page";
@@ -69,6 +69,15 @@ test("new messages: in-app banner, and content-free system notifications unless 
   const alice = await signUp(browser, `alice-n-${stamp}`, "Alice");
   await openDirect(alice, `bob-n-${stamp}`);
 
+  // A stranger's first message is a request: no banner, it waits under "Requests". Bob accepts
+  // it, then reloads (no conversation open).
+  await send(alice, "hi, it's Alice");
+  await expect(bob.getByRole("button", { name: "Requests (1)" })).toBeVisible();
+  await expect(bob.getByRole("status").filter({ hasText: "New message in Alice" })).toHaveCount(0);
+  await acceptRequest(bob, /Alice/);
+  await bob.reload();
+  await expect(bob.getByRole("button", { name: "New conversation" })).toBeVisible();
+
   // Bob has no conversation open: a banner names it and shows the text (the tab is in front).
   await send(alice, "first hello");
   const banner = bob.getByRole("status").filter({ hasText: "New message in Alice" });
@@ -118,7 +127,7 @@ test("a new display name reaches the other person", async ({ browser }) => {
   const bob = await signUp(browser, `bob-p-${stamp}`, "Bob");
   await openDirect(alice, `bob-p-${stamp}`);
   await send(alice, "hi, it's me");
-  await expect(bob.getByRole("button", { name: /Alice/ })).toBeVisible();
+  await acceptRequest(bob, /Alice/);
 
   await alice.getByRole("button", { name: "Settings" }).click();
   const settings = alice.getByRole("dialog", { name: "Settings" });
@@ -132,7 +141,7 @@ test("a new display name reaches the other person", async ({ browser }) => {
   await settings.getByRole("button", { name: "Close settings" }).click();
 
   // Bob opens the conversation: its names are fetched again and show the new one.
-  await bob.getByRole("button", { name: /Alice/ }).click();
+  await bob.getByRole("complementary").getByRole("button", { name: /Alice/ }).click();
   await expect(bob.getByRole("heading", { name: "Alice Liddell" })).toBeVisible();
   await expect(bob.getByRole("complementary").getByRole("button", { name: /Alice Liddell/ })).toBeVisible();
   await bob.reload();

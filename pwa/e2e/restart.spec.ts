@@ -1,14 +1,14 @@
 // restart.spec.ts — the server is stopped mid-conversation and started again (same binary,
 // data dir and port, through e2e/run.mjs): both clients show that they are reconnecting, come
 // back on their own, and carry on exchanging messages both ways.
-import { bubble, expect, openDirect, send, server, signUp, stamp, status, test } from "./helpers";
+import { acceptRequest, bubble, expect, openDirect, send, server, signUp, stamp, status, test } from "./helpers";
 
 test("the server restarts mid-conversation and the clients carry on", async ({ browser }) => {
   const alice = await signUp(browser, `alice-rs-${stamp}`, "Alice");
   const bob = await signUp(browser, `bob-rs-${stamp}`, "Bob");
   await openDirect(alice, `bob-rs-${stamp}`);
   await send(alice, "before the restart");
-  await bob.getByRole("button", { name: /Alice/ }).click();
+  await acceptRequest(bob, /Alice/);
   await expect(bubble(bob, "before the restart")).toBeVisible();
 
   await server("stop");

@@ -4,7 +4,7 @@
 // (compared as text), both confirm, and both conversations then carry the "Verified" mark,
 // which survives a reload (kept in IndexedDB).
 import type { Page } from "@playwright/test";
-import { bubble, expect, openDirect, send, shoot, signUp, stamp, test } from "./helpers";
+import { acceptRequest, bubble, expect, openDirect, send, shoot, signUp, stamp, test } from "./helpers";
 
 /** The 7 emoji a page shows, each as its text ("emoji name"). */
 async function emojiTexts(page: Page): Promise<string[]> {
@@ -18,7 +18,7 @@ test("Alice and Bob verify each other with SAS emoji", async ({ browser }) => {
   const bob = await signUp(browser, `bob-v-${stamp}`, "Bob");
   await openDirect(alice, `bob-v-${stamp}`);
   await send(alice, "shall we verify?");
-  await bob.getByRole("button", { name: /Alice/ }).click();
+  await acceptRequest(bob, /Alice/);
   await expect(bubble(bob, "shall we verify?")).toBeVisible();
   for (const page of [alice, bob]) await expect(page.getByRole("main").getByText("Verified")).toHaveCount(0);
 

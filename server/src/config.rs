@@ -182,6 +182,9 @@ pub struct ServeArgs {
 
     #[command(flatten)]
     pub e2ee: E2eeArgs,
+
+    #[command(flatten)]
+    pub conversations: ConversationArgs,
 }
 
 fn parse_bus_url(raw: &str) -> Result<String, String> {
@@ -706,6 +709,30 @@ impl AttachmentArgs {
             secret_access_key: Secret(secret),
             path_style: self.s3_path_style,
         }))
+    }
+}
+
+/// Caps on groups, so one account cannot flood others with requests.
+#[derive(Debug, Args)]
+#[command(next_help_heading = "Conversations")]
+pub struct ConversationArgs {
+    /// Members one group holds at most, its owner included.
+    #[arg(long, env = "KITSULAN_GROUP_MAX_MEMBERS", default_value_t = 256,
+          value_parser = clap::value_parser!(u32).range(2..=10_000))]
+    pub group_max_members: u32,
+
+    /// Groups one account may create, as N/PERIOD (s, m, h, d).
+    #[arg(long, env = "KITSULAN_RATE_LIMIT_GROUP_CREATIONS", default_value = "10/1h")]
+    pub rate_limit_group_creations: Limit,
+}
+
+impl ConversationArgs {
+    /// The caps as the services take them.
+    pub fn settings(&self) -> crate::services::ConversationSettings {
+        crate::services::ConversationSettings {
+            max_group_members: self.group_max_members,
+            group_creations: self.rate_limit_group_creations,
+        }
     }
 }
 

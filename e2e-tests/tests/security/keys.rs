@@ -105,8 +105,12 @@ async fn a_stranger_cannot_drain_a_devices_one_time_keys() {
     let mut alice = person(&server, "alice").await;
     let mut carol = person(&server, "carol").await;
     let dave = person(&server, "dave").await;
-    bob.client.open_direct(alice.account_id()).await.unwrap();
-    bob.client.create_group("LAN party", &[carol.account_id(), dave.account_id()]).await.unwrap();
+    // Contacts are people who accepted: Bob's invitations are requests until then.
+    let direct = bob.client.open_direct(alice.account_id()).await.unwrap().conversation.unwrap();
+    alice.client.accept_request(&direct.id).await.unwrap();
+    let group = bob.client.create_group("LAN party", &[carol.account_id(), dave.account_id()]).await.unwrap();
+    carol.client.accept_request(&group.id).await.unwrap();
+    dave.client.accept_request(&group.id).await.unwrap();
     for contact in [&carol, &dave] {
         let keys = claim(&contact.client, vec![laptop.clone()]).await.unwrap();
         assert_eq!(keys.len(), 1);
@@ -224,7 +228,8 @@ async fn inbox_flood(database: Database) {
     let mut laptop = person(&server, "bob").await;
     let mut phone = another_device(&server, &laptop, "bob", "Phone").await;
     let mut alice = person(&server, "alice").await;
-    laptop.client.open_direct(alice.account_id()).await.unwrap();
+    let direct = laptop.client.open_direct(alice.account_id()).await.unwrap().conversation.unwrap();
+    alice.client.accept_request(&direct.id).await.unwrap();
     let victim = laptop.device_id().to_owned();
 
     // Mallory floods Bob's laptop with small messages, 100 per call as fast as she can: she is
@@ -264,6 +269,9 @@ async fn inbox_flood(database: Database) {
     assert!(used <= STRANGER_BYTES && used + MAX_CIPHERTEXT > STRANGER_BYTES, "{accepted} of 64 KiB fitted");
     let oscar = person(&server, "oscar").await;
     let big = || vec![message(&victim, vec![9; MAX_CIPHERTEXT])];
+    assert_refused(send(&oscar.client, big()).await, "STRANGER_INBOX_FULL");
+    // A message request Oscar opens himself does not make him a contact: still refused.
+    oscar.client.open_direct(laptop.account_id()).await.unwrap();
     assert_refused(send(&oscar.client, big()).await, "STRANGER_INBOX_FULL");
 
     // Bob's contact and his own other device still deliver key shares (and messages) to the

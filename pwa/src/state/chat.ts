@@ -18,6 +18,7 @@ import {
   ConversationKind,
   HistoryDirection,
   MessageSchema,
+  type BlockedAccount,
   type Conversation,
   type Message,
 } from "../gen/kitsulan/v1/conversation_pb";
@@ -356,21 +357,71 @@ export class Chat {
     return res.profile;
   }
 
-  /** Loads the conversation list; `refreshNames` fetches every member's profile again. */
+  /** Loads the conversation list (every page; requests included, each marked `request`);
+   * `refreshNames` fetches every member's profile again. */
   async loadConversations(refreshNames = false): Promise<void> {
     try {
-      const res = await conversationClient.listConversations({});
-      this.set({ conversations: res.conversations });
+      const byId = new Map<string, Conversation>();
+      let pageToken = "";
+      do {
+        const res = await conversationClient.listConversations({ limit: 100, pageToken });
+        // Pages follow activity: one that moved while we paged may come twice.
+        for (const c of res.conversations) if (!byId.has(c.id)) byId.set(c.id, c);
+        pageToken = res.nextPageToken;
+      } while (pageToken);
+      const conversations = [...byId.values()].sort((a, b) => Number(b.lastActivityAtMs - a.lastActivityAtMs));
+      this.set({ conversations });
       void this.loadProfiles(
-        res.conversations.flatMap((c) => c.members.map((m) => m.accountId)),
+        conversations.flatMap((c) => c.members.map((m) => m.accountId)),
         refreshNames,
       ).catch(() => undefined);
-      for (const c of res.conversations) {
+      for (const c of conversations) {
         if (!this.state.previews[c.id] && c.lastSeq > 0n) void this.loadPreview(c.id);
       }
     } catch {
       // offline: the list stays as it was
     }
+  }
+
+  /** Accepts a message request: it becomes a normal conversation. */
+  async acceptRequest(conversationId: string): Promise<void> {
+    const res = await conversationClient.acceptRequest({ conversationId });
+    if (res.conversation) this.upsertConversation(res.conversation);
+  }
+
+  /** Declines a message request: we leave it (the sender keeps the history). */
+  async declineRequest(conversationId: string): Promise<void> {
+    await conversationClient.declineRequest({ conversationId });
+    this.forget(conversationId);
+  }
+
+  /** Blocks an account: we leave its direct conversation and its requests, and nothing more
+   * from it reaches us. */
+  async block(accountId: string): Promise<void> {
+    await conversationClient.block({ accountId });
+    const gone = this.state.conversations.filter(
+      (c) =>
+        (c.kind === ConversationKind.DIRECT && c.members.some((m) => m.accountId === accountId)) ||
+        (c.request && c.requestedBy === accountId),
+    );
+    for (const c of gone) this.forget(c.id);
+    await this.loadConversations();
+  }
+
+  async unblock(accountId: string): Promise<void> {
+    await conversationClient.unblock({ accountId });
+  }
+
+  /** The accounts we blocked, most recent first (their profiles loaded for the names). */
+  async blockedAccounts(): Promise<BlockedAccount[]> {
+    const res = await conversationClient.listBlocked({});
+    await this.loadProfiles(res.blocked.map((b) => b.accountId)).catch(() => undefined);
+    return res.blocked;
+  }
+
+  private forget(conversationId: string): void {
+    const conversations = this.state.conversations.filter((c) => c.id !== conversationId);
+    this.set({ conversations, active: this.state.active === conversationId ? null : this.state.active });
   }
 
   private async loadPreview(conversationId: string): Promise<void> {

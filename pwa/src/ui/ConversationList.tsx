@@ -1,5 +1,7 @@
 // ConversationList.tsx — conversations by last activity, with unread counts, the last message
-// and the end-to-end encryption mark.
+// and the end-to-end encryption mark. Message requests (from people we share no accepted
+// conversation with) are not chats: they wait behind a "Requests" entry, without badges.
+import { useEffect, useState } from "react";
 import { useI18n } from "../i18n/i18n";
 import { ConversationMode } from "../gen/kitsulan/v1/conversation_pb";
 import { useChat, type Chat } from "../state/chat";
@@ -13,35 +15,61 @@ export function ConversationList({ chat }: { chat: Chat }) {
   const previews = useChat(chat, (s) => s.previews);
   const active = useChat(chat, (s) => s.active);
   useChat(chat, (s) => s.profiles); // re-render when names (and pictures) arrive
-  if (conversations.length === 0) return <p className="muted pad">{t("noConversations")}</p>;
+  const [showRequests, setShowRequests] = useState(false);
+  const requests = conversations.filter((c) => c.request);
+  const chats = conversations.filter((c) => !c.request);
+  // The last request answered: back to the chats (a later request shows the entry again).
+  useEffect(() => {
+    if (requests.length === 0) setShowRequests(false);
+  }, [requests.length]);
+  const viewingRequests = showRequests && requests.length > 0;
+  const shown = viewingRequests ? requests : chats;
   return (
-    <ul className="conv-list">
-      {conversations.map((c) => {
-        const title = conversationTitle(chat, t, c);
-        const e2ee = c.mode !== ConversationMode.CLOUD;
-        return (
-          <li key={c.id}>
-            <button
-              type="button"
-              className={c.id === active ? "conv active" : "conv"}
-              aria-current={c.id === active ? "true" : undefined}
-              onClick={() => chat.setActive(c.id)}
-            >
-              <ConversationAvatar chat={chat} conversation={c} name={title} className="avatar conv-avatar" />
-              <span className="conv-title">
-                {e2ee && <LockIcon label={t("e2ee")} />}
-                <span className="name">{title}</span>
-              </span>
-              <span className="conv-preview">{previews[c.id] ?? ""}</span>
-              {c.unreadCount > 0 && (
-                <span className="badge" aria-label={t("unread", { n: c.unreadCount })}>
-                  {c.unreadCount}
-                </span>
-              )}
-            </button>
-          </li>
-        );
-      })}
-    </ul>
+    <>
+      {viewingRequests ? (
+        <button type="button" className="requests-entry" onClick={() => setShowRequests(false)}>
+          ← {t("backToChats")}
+        </button>
+      ) : (
+        requests.length > 0 && (
+          <button type="button" className="requests-entry" onClick={() => setShowRequests(true)}>
+            {t("requestsEntry", { n: requests.length })}
+          </button>
+        )
+      )}
+      {viewingRequests && <h2 className="list-heading">{t("requests")}</h2>}
+      {shown.length === 0 ? (
+        <p className="muted pad">{t("noConversations")}</p>
+      ) : (
+        <ul className="conv-list" aria-label={viewingRequests ? t("requests") : t("conversations")}>
+          {shown.map((c) => {
+            const title = conversationTitle(chat, t, c);
+            const e2ee = c.mode !== ConversationMode.CLOUD;
+            return (
+              <li key={c.id}>
+                <button
+                  type="button"
+                  className={c.id === active ? "conv active" : "conv"}
+                  aria-current={c.id === active ? "true" : undefined}
+                  onClick={() => chat.setActive(c.id)}
+                >
+                  <ConversationAvatar chat={chat} conversation={c} name={title} className="avatar conv-avatar" />
+                  <span className="conv-title">
+                    {e2ee && <LockIcon label={t("e2ee")} />}
+                    <span className="name">{title}</span>
+                  </span>
+                  <span className="conv-preview">{c.request ? t("requestPreview") : (previews[c.id] ?? "")}</span>
+                  {!c.request && c.unreadCount > 0 && (
+                    <span className="badge" aria-label={t("unread", { n: c.unreadCount })}>
+                      {c.unreadCount}
+                    </span>
+                  )}
+                </button>
+              </li>
+            );
+          })}
+        </ul>
+      )}
+    </>
   );
 }

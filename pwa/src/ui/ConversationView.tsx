@@ -21,6 +21,7 @@ import { PaperclipIcon } from "./call/icons";
 import { LockIcon } from "./LockIcon";
 import { ConversationAvatar } from "./Avatar";
 import { Members } from "./Members";
+import { RequestBanner } from "./RequestBanner";
 import { MessageBubble, snippet, type Tick } from "./MessageBubble";
 import { conversationTitle, personName } from "./names";
 
@@ -309,7 +310,7 @@ export function ConversationView({ chat, conversationId }: { chat: Chat; convers
             {t("members")} ({conversation.members.length})
           </button>
         )}
-        <CallButtons chat={chat} conversationId={conversationId} disabled={needsLink} />
+        {!conversation.request && <CallButtons chat={chat} conversationId={conversationId} disabled={needsLink} />}
       </header>
       {showMembers && <Members chat={chat} conversation={conversation} onClose={() => setShowMembers(false)} />}
       {needsLink && (
@@ -411,42 +412,46 @@ export function ConversationView({ chat, conversationId }: { chat: Chat; convers
         </div>
       )}
       <UploadList uploads={uploads} onCancel={cancelUpload} />
-      <form className="composer" onSubmit={submit}>
-        <input
-          ref={fileInput}
-          type="file"
-          multiple
-          hidden
-          onChange={(e) => {
-            stage(e.target.files);
-            e.target.value = "";
-          }}
-        />
-        <button
-          type="button"
-          className="icon attach"
-          aria-label={t("attach")}
-          title={t("attach")}
-          disabled={needsLink}
-          onClick={() => fileInput.current?.click()}
-        >
-          <PaperclipIcon />
-        </button>
-        <textarea
-          ref={composerRef}
-          aria-label={t("message")}
-          placeholder={t("message")}
-          rows={1}
-          value={draft}
-          disabled={needsLink}
-          onChange={(e) => onDraft(e.target.value)}
-          onKeyDown={onKeyDown}
-          onPaste={onPaste}
-        />
-        <button type="submit" className="primary" disabled={needsLink || !draft.trim()}>
-          {editing ? t("save") : t("send")}
-        </button>
-      </form>
+      {conversation.request ? (
+        <RequestBanner chat={chat} conversation={conversation} />
+      ) : (
+        <form className="composer" onSubmit={submit}>
+          <input
+            ref={fileInput}
+            type="file"
+            multiple
+            hidden
+            onChange={(e) => {
+              stage(e.target.files);
+              e.target.value = "";
+            }}
+          />
+          <button
+            type="button"
+            className="icon attach"
+            aria-label={t("attach")}
+            title={t("attach")}
+            disabled={needsLink}
+            onClick={() => fileInput.current?.click()}
+          >
+            <PaperclipIcon />
+          </button>
+          <textarea
+            ref={composerRef}
+            aria-label={t("message")}
+            placeholder={t("message")}
+            rows={1}
+            value={draft}
+            disabled={needsLink}
+            onChange={(e) => onDraft(e.target.value)}
+            onKeyDown={onKeyDown}
+            onPaste={onPaste}
+          />
+          <button type="submit" className="primary" disabled={needsLink || !draft.trim()}>
+            {editing ? t("save") : t("send")}
+          </button>
+        </form>
+      )}
     </section>
   );
 }

@@ -47,7 +47,8 @@ export function Notifier({ chat }: { chat: Chat }) {
     () =>
       chat.onIncoming((m: Incoming) => {
         const c = chat.conversation(m.conversationId);
-        if (!c) return;
+        // A message request waits among the requests: no toast, no system notification.
+        if (!c || c.request) return;
         const name = conversationTitle(chat, t, c);
         const text =
           m.content.kind === "text"

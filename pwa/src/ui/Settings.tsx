@@ -1,6 +1,6 @@
 // Settings.tsx — profile (picture, display name, username, account id), notifications, devices,
 // language, theme, sign out.
-import { useState, type FormEvent } from "react";
+import { useEffect, useState, type FormEvent } from "react";
 import { reasonOf } from "../errors";
 import { useI18n } from "../i18n/i18n";
 import { errorText } from "../i18n/messages";
@@ -13,6 +13,7 @@ import { AvatarPicker } from "./AvatarPicker";
 import { CallSettings } from "./call/CallSettings";
 import { CopyId } from "./CopyId";
 import { Dialog } from "./Dialog";
+import { personName } from "./names";
 import { Preferences } from "./Preferences";
 
 function Profile({ chat }: { chat: Chat }) {
@@ -139,6 +140,61 @@ function Notifications() {
   );
 }
 
+/** The accounts we blocked, each with Unblock. */
+function Blocked({ chat }: { chat: Chat }) {
+  const { t } = useI18n();
+  useChat(chat, (s) => s.profiles); // names arrive after the list
+  const [blocked, setBlocked] = useState<string[] | null>(null);
+  const [error, setError] = useState("");
+
+  useEffect(() => {
+    let live = true;
+    chat
+      .blockedAccounts()
+      .then((list) => live && setBlocked(list.map((b) => b.accountId)))
+      .catch((err: unknown) => live && setError(errorText(t, reasonOf(err))));
+    return () => {
+      live = false;
+    };
+  }, [chat, t]);
+
+  async function unblock(accountId: string) {
+    try {
+      await chat.unblock(accountId);
+      setBlocked((list) => (list ?? []).filter((id) => id !== accountId));
+    } catch (err) {
+      setError(errorText(t, reasonOf(err)));
+    }
+  }
+
+  return (
+    <section aria-labelledby="blocked-heading" className="form">
+      <h3 id="blocked-heading">{t("blockedAccounts")}</h3>
+      {error && (
+        <p role="alert" className="warning">
+          {error}
+        </p>
+      )}
+      {blocked && blocked.length === 0 && <p className="muted">{t("noBlocked")}</p>}
+      {blocked && blocked.length > 0 && (
+        <ul className="blocked-list">
+          {blocked.map((id) => {
+            const name = personName(chat, t, id);
+            return (
+              <li key={id}>
+                <span>{name}</span>
+                <button type="button" aria-label={t("unblockPerson", { name })} onClick={() => void unblock(id)}>
+                  {t("unblock")}
+                </button>
+              </li>
+            );
+          })}
+        </ul>
+      )}
+    </section>
+  );
+}
+
 export function Settings({
   chat,
   onClose,
@@ -161,6 +217,7 @@ export function Settings({
       <AccountSecurity />
       <Notifications />
       <CallSettings calls={chat.calls} />
+      <Blocked chat={chat} />
       <button type="button" onClick={onDevices}>
         {t("devices")}
       </button>

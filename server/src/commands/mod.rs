@@ -133,7 +133,7 @@ async fn serve(global: &GlobalArgs, args: &ServeArgs) -> anyhow::Result<()> {
     let sink: Arc<dyn NoticeSink> = hub.clone();
     let bus = bus::connect(args.bus_url.as_deref(), instance.id.as_uuid(), sink).await?;
     info!(bus = bus.name(), "live events between nodes");
-    let services = Arc::new(Services::new(
+    let mut services = Services::new(
         store.clone(),
         ServerInfo {
             name: args.server_name.clone(),
@@ -148,7 +148,9 @@ async fn serve(global: &GlobalArgs, args: &ServeArgs) -> anyhow::Result<()> {
         (bus, hub),
         turn,
         blobs,
-    ));
+    );
+    services.conversations.settings = args.conversations.settings();
+    let services = Arc::new(services);
     let housekeeping = tokio::spawn(services.clone().housekeeping(Duration::from_secs(600)));
     let sweep = Duration::from_secs(args.attachments.sweep_seconds);
     let attachments = tokio::spawn(services.attachments.clone().housekeeping(sweep));

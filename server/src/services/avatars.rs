@@ -6,7 +6,8 @@
 //! account or group row points at it and carries a version that goes up with every change.
 //!
 //! # Security
-//! Only contacts (accounts sharing a conversation) and the account itself get an account
+//! Only contacts (accounts sharing a conversation both have accepted, with no block between
+//! them: a message request shows no avatar either way) and the account itself get an account
 //! avatar's download URL; only members get a group's. Everyone else gets AVATAR_NOT_FOUND, the
 //! same as for an account or group without one. Only a group's owner and admins change its
 //! avatar. Decoding runs on the blocking pool, at most [`MAX_DECODES`] at once, so uploads
@@ -326,7 +327,7 @@ impl Avatars {
         caller: &Caller,
         account: AccountId,
     ) -> Result<(AvatarState, SignedRequest), Error> {
-        if account != caller.account_id && !self.store.share_conversation(caller.account_id, account).await? {
+        if account != caller.account_id && !self.store.are_contacts(caller.account_id, account).await? {
             return Err(not_found());
         }
         let record = self.store.account(account).await?.ok_or_else(not_found)?;

@@ -6,6 +6,8 @@
 //! Only members of a conversation can start, see or join its calls; offers, answers and ICE
 //! candidates go only to a device in the same call, from a device in it. Their payloads are
 //! opaque (clients encrypt them with Olm). TURN credentials name the account and expire.
+//! A member whose membership is still a request neither rings nor signals until it accepts,
+//! and no call signal from an account reaches an account that blocked it.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -134,8 +136,13 @@ impl Calls {
                 format!("a call signal carries at most {} KiB", MAX_PAYLOAD / 1024),
             ));
         }
-        if self.store.member(signal.conversation, caller.account_id).await?.is_none() {
-            return Err(Error::not_found("NOT_A_MEMBER", "no such conversation"));
+        let me = self.store.member(signal.conversation, caller.account_id).await?;
+        let me = me.ok_or_else(|| Error::not_found("NOT_A_MEMBER", "no such conversation"))?;
+        if me.request {
+            return Err(Error::precondition(
+                "REQUEST_PENDING",
+                "accept the conversation's request before calling in it",
+            ));
         }
         let event = |action, participants| CallEvent {
             conversation: signal.conversation,
@@ -270,17 +277,29 @@ impl Calls {
         Ok(())
     }
 
-    /// Sends `event` to every device of every member of its conversation (but `except`). The
-    /// members come from the database, not from what the gateway sessions have learnt so far:
-    /// a session adds a new conversation only when it gets to its own membership event, and a
-    /// call started right after the conversation was created must still ring.
+    /// Sends `event` to every device of every member of its conversation (but `except`) who
+    /// has accepted it and has not blocked the sender. The members come from the database, not
+    /// from what the gateway sessions have learnt so far: a session adds a new conversation
+    /// only when it gets to its own membership event, and a call started right after the
+    /// conversation was created must still ring.
     async fn to_conversation(&self, event: CallEvent, except: Option<DeviceId>) {
-        let (conversation, accounts) = match self.store.members(event.conversation).await {
-            Ok(members) => (false, members.into_iter().map(|m| m.account_id).collect()),
+        let members = match self.store.blockers_of(event.from.0).await {
+            Ok(blockers) => self.store.members(event.conversation).await.map(|members| {
+                members
+                    .into_iter()
+                    .filter(|m| !m.request && !blockers.contains(&m.account_id))
+                    .map(|m| m.account_id)
+                    .collect()
+            }),
+            Err(e) => Err(e),
+        };
+        let (conversation, accounts) = match members {
+            Ok(accounts) => (false, accounts),
             Err(e) => {
-                // Still reach the devices whose sessions know the conversation.
+                // Ending a call still reaches the devices whose sessions know the conversation;
+                // anything else waits for the database (it might reach a request or a blocker).
                 tracing::warn!(error = %e, "cannot read the members of a call's conversation");
-                (true, Vec::new())
+                (event.action == CallAction::Ended, Vec::new())
             }
         };
         let notice =

@@ -5,25 +5,51 @@
 //! is not in answers exactly like one that does not exist (`CONVERSATION_NOT_FOUND`), so
 //! membership cannot be probed. In e2ee mode the server stores ciphertext only, and deleting a
 //! message removes it.
+//!
+//! Consent before contact: whoever opens a direct conversation with a stranger, or adds one to
+//! a group, makes a *request* (the stranger's membership has `request` set) that the stranger
+//! accepts (explicitly, or by sending a message), declines (leaves) or blocks. A request sends
+//! no receipts and shows no presence or avatar either way (`store::delivery`, `avatars`), and
+//! does not ring for calls (`calls`). A blocked account is not told: its requests simply do not
+//! arrive, and its messages, calls and to-device messages do not reach the blocker. Groups are
+//! capped in size and in how many one account creates per period, so a flood of requests costs.
 
 use std::sync::Arc;
 
+use super::rate_limits::{Limit, RateLimiter};
 use super::{Caller, Delivery, Error};
 use crate::bus::Notice;
 use crate::ids::{AccountId, AttachmentId, ConversationId, MessageId};
 use crate::store::{
-    ConversationKind, ConversationRecord, MemberRecord, MessageRecord, NewMessage, Role, SendOutcome, Store,
-    now_ms,
+    AcceptOutcome, AddOutcome, ConversationFilter, ConversationKind, ConversationRecord, MemberRecord,
+    MessageRecord, NewMessage, Role, SendOutcome, Store, now_ms,
 };
 
 /// Largest message ciphertext.
 pub const MAX_CIPHERTEXT: usize = 64 * 1024;
 /// Largest Megolm session id.
 pub const MAX_SESSION_ID: usize = 128;
-/// Largest group (members besides the owner, per request).
-pub const MAX_MEMBERS_PER_REQUEST: usize = 1000;
 /// Largest history page.
 pub const MAX_PAGE: u32 = 100;
+/// Largest page of `ListConversations`.
+pub const MAX_CONVERSATION_PAGE: u32 = 100;
+/// A `ListConversations` page when the client names no size.
+pub const DEFAULT_CONVERSATION_PAGE: u32 = 50;
+
+/// Caps on groups (from the settings).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConversationSettings {
+    /// Members one group holds at most, its owner included (`KITSULAN_GROUP_MAX_MEMBERS`).
+    pub max_group_members: u32,
+    /// Groups one account creates per period (`KITSULAN_RATE_LIMIT_GROUP_CREATIONS`).
+    pub group_creations: Limit,
+}
+
+impl Default for ConversationSettings {
+    fn default() -> Self {
+        Self { max_group_members: 256, group_creations: Limit::new(10, std::time::Duration::from_secs(3600)) }
+    }
+}
 /// Attachments one message carries, at most.
 pub const MAX_ATTACHMENTS_PER_MESSAGE: usize = 10;
 
@@ -47,10 +73,14 @@ pub struct Draft {
 pub struct ConversationView {
     /// The conversation.
     pub conversation: ConversationRecord,
-    /// Its members.
+    /// Its members (the marks of those who have not accepted it are hidden, but the caller's).
     pub members: Vec<MemberRecord>,
     /// Messages from others the caller has not read.
     pub unread_count: i64,
+    /// The caller's membership is a request it has not accepted.
+    pub request: bool,
+    /// Who added the caller (`None`: the caller started it).
+    pub requested_by: Option<AccountId>,
 }
 
 /// Conversations and messages.
@@ -60,6 +90,9 @@ pub struct Conversations {
     /// Where sends wait for the next group commit.
     pub(super) sends: super::group_commit::SendQueue,
     pub(super) delivery: Delivery,
+    pub(super) limiter: RateLimiter,
+    /// Caps on groups.
+    pub settings: ConversationSettings,
 }
 
 fn not_found() -> Error {
@@ -92,9 +125,18 @@ impl Conversations {
         caller: &Caller,
         conversation: ConversationRecord,
     ) -> Result<ConversationView, Error> {
-        let members = self.store.members(conversation.id).await?;
+        let mut members = self.store.members(conversation.id).await?;
         let unread_count = self.store.unread_count(conversation.id, caller.account_id).await?;
-        Ok(ConversationView { conversation, members, unread_count })
+        let (request, requested_by) = members
+            .iter()
+            .find(|m| m.account_id == caller.account_id)
+            .map_or((false, None), |me| (me.request, me.added_by));
+        // A request sends no receipts: its marks stay with its own account.
+        for member in members.iter_mut().filter(|m| m.request && m.account_id != caller.account_id) {
+            member.read_seq = 0;
+            member.delivered_seq = 0;
+        }
+        Ok(ConversationView { conversation, members, unread_count, request, requested_by })
     }
 
     /// Wakes the streams of every member (the store wrote their membership events), and of
@@ -133,11 +175,11 @@ impl Conversations {
             ));
         }
         self.existing_accounts(&[other]).await?;
+        self.not_blocked_by_caller(caller, other).await?;
         let (id, created) =
             self.store.open_direct(ConversationId::generate(), (caller.account_id, other), now_ms()).await?;
-        if created {
-            self.announce_members(id, None).await?;
-        }
+        // Also when it existed: either side may have come back to it.
+        self.announce_members(id, None).await?;
         let conversation = self.store.conversation(id).await?.ok_or_else(not_found)?;
         Ok((self.view(caller, conversation).await?, created))
     }
@@ -150,17 +192,25 @@ impl Conversations {
         members: &[AccountId],
     ) -> Result<ConversationView, Error> {
         let title = title(raw_title)?;
-        if members.len() > MAX_MEMBERS_PER_REQUEST {
-            return Err(Error::limit(
-                "TOO_MANY_MEMBERS",
-                format!("at most {MAX_MEMBERS_PER_REQUEST} members at once"),
-            ));
+        let max = self.settings.max_group_members as usize;
+        let too_many = || {
+            Error::limit("TOO_MANY_MEMBERS", format!("a group has at most {max} members, its owner included"))
+        };
+        if members.len() > max {
+            return Err(too_many());
         }
         let mut others: Vec<AccountId> =
             members.iter().copied().filter(|m| *m != caller.account_id).collect();
         others.sort_unstable();
         others.dedup();
+        if others.len() + 1 > max {
+            return Err(too_many());
+        }
         self.existing_accounts(&others).await?;
+        // Counted only for a group that would be made: a refused one costs nothing.
+        self.limiter
+            .take(&self.settings.group_creations, &format!("group-create:{}", caller.account_id))
+            .await?;
         let id = ConversationId::generate();
         self.store.create_group(id, &title, caller.account_id, &others, now_ms()).await?;
         self.announce_members(id, None).await?;
@@ -169,13 +219,40 @@ impl Conversations {
         self.view(caller, conversation).await
     }
 
-    /// The caller's conversations, most recently active first.
-    pub async fn list(&self, caller: &Caller) -> Result<Vec<ConversationView>, Error> {
-        let mut views = Vec::new();
-        for conversation in self.store.conversations_of(caller.account_id).await? {
+    /// A page of the caller's conversations, most recently active first, and the token of the
+    /// next page (`None` on the last).
+    pub async fn list(
+        &self,
+        caller: &Caller,
+        filter: ConversationFilter,
+        limit: u32,
+        page_token: &str,
+    ) -> Result<(Vec<ConversationView>, Option<String>), Error> {
+        let limit = match limit {
+            0 => DEFAULT_CONVERSATION_PAGE,
+            n if n <= MAX_CONVERSATION_PAGE => n,
+            _ => {
+                return Err(Error::invalid(
+                    "LIMIT_INVALID",
+                    "limit",
+                    format!("pages are 1 to {MAX_CONVERSATION_PAGE} conversations"),
+                ));
+            }
+        };
+        let after = if page_token.is_empty() { None } else { Some(parse_page_token(page_token)?) };
+        let mut page =
+            self.store.conversations_of(caller.account_id, filter, after, i64::from(limit) + 1).await?;
+        let more = page.len() > limit as usize;
+        page.truncate(limit as usize);
+        let next = match page.last() {
+            Some(last) if more => Some(format!("{}.{}", last.last_activity_at_ms, last.id)),
+            _ => None,
+        };
+        let mut views = Vec::with_capacity(page.len());
+        for conversation in page {
             views.push(self.view(caller, conversation).await?);
         }
-        Ok(views)
+        Ok((views, next))
     }
 
     /// One conversation the caller is in.
@@ -206,15 +283,18 @@ impl Conversations {
         id: ConversationId,
         accounts: &[AccountId],
     ) -> Result<ConversationView, Error> {
-        if accounts.len() > MAX_MEMBERS_PER_REQUEST {
-            return Err(Error::limit(
-                "TOO_MANY_MEMBERS",
-                format!("at most {MAX_MEMBERS_PER_REQUEST} members at once"),
-            ));
+        let max = self.settings.max_group_members;
+        if accounts.len() > max as usize {
+            return Err(Error::limit("TOO_MANY_MEMBERS", format!("a group has at most {max} members")));
         }
         let (conversation, _) = self.managed_group(caller, id).await?;
         self.existing_accounts(accounts).await?;
-        self.store.add_members(id, accounts, now_ms()).await?;
+        match self.store.add_members(id, caller.account_id, accounts, i64::from(max), now_ms()).await? {
+            AddOutcome::Added(_) => {}
+            AddOutcome::Full => {
+                return Err(Error::limit("GROUP_FULL", format!("a group has at most {max} members")));
+            }
+        }
         self.announce_members(id, None).await?;
         self.view(caller, conversation).await
     }
@@ -305,7 +385,11 @@ impl Conversations {
         if unique.len() != attachments.len() {
             return Err(Error::invalid("ID_INVALID", "attachment_ids", "an attachment is named twice"));
         }
-        self.membership(caller, id).await?;
+        let (_, me) = self.membership(caller, id).await?;
+        if me.request {
+            // Answering a request accepts it (as replying does in WhatsApp).
+            self.accept_membership(id, caller.account_id).await?;
+        }
         if let Some(reply) = reply_to
             && self.store.message(id, reply).await?.is_none()
         {
@@ -446,6 +530,94 @@ impl Conversations {
         let unread = self.store.unread_count(id, caller.account_id).await?;
         Ok((receipt.read_seq, unread))
     }
+}
+
+impl Conversations {
+    async fn not_blocked_by_caller(&self, caller: &Caller, other: AccountId) -> Result<(), Error> {
+        if self.store.has_blocked(caller.account_id, other).await? {
+            return Err(Error::precondition(
+                "ACCOUNT_BLOCKED",
+                "you have blocked this account; unblock it first",
+            ));
+        }
+        Ok(())
+    }
+
+    async fn accept_membership(&self, id: ConversationId, account: AccountId) -> Result<bool, Error> {
+        match self.store.accept_request(id, account).await? {
+            AcceptOutcome::Accepted => {
+                self.announce_members(id, None).await?;
+                tracing::info!(conversation = %id, %account, "request accepted");
+                Ok(true)
+            }
+            AcceptOutcome::NotRequest => Ok(false),
+            AcceptOutcome::NotMember => Err(not_found()),
+        }
+    }
+
+    /// Accepts the caller's request in a conversation: it becomes a normal one.
+    pub async fn accept_request(
+        &self,
+        caller: &Caller,
+        id: ConversationId,
+    ) -> Result<ConversationView, Error> {
+        let (conversation, me) = self.membership(caller, id).await?;
+        if !me.request || !self.accept_membership(id, caller.account_id).await? {
+            return Err(not_a_request());
+        }
+        self.view(caller, conversation).await
+    }
+
+    /// Declines the caller's request: the caller leaves the conversation (its history stays
+    /// with the others).
+    pub async fn decline_request(&self, caller: &Caller, id: ConversationId) -> Result<(), Error> {
+        let (_, me) = self.membership(caller, id).await?;
+        if !me.request {
+            return Err(not_a_request());
+        }
+        if self.store.remove_member(id, caller.account_id).await? {
+            self.announce_members(id, Some(caller.account_id)).await?;
+        }
+        tracing::info!(conversation = %id, account = %caller.account_id, "request declined");
+        Ok(())
+    }
+
+    /// Blocks an account: the caller leaves the direct conversation with it and its requests,
+    /// and nothing more from it reaches the caller. Blocking again changes nothing.
+    pub async fn block(&self, caller: &Caller, account: AccountId) -> Result<(), Error> {
+        if account == caller.account_id {
+            return Err(Error::invalid("CANNOT_BLOCK_SELF", "account_id", "you cannot block yourself"));
+        }
+        self.existing_accounts(&[account]).await?;
+        let left = self.store.block(caller.account_id, account, now_ms()).await?;
+        for id in left {
+            self.announce_members(id, Some(caller.account_id)).await?;
+        }
+        tracing::info!(blocker = %caller.account_id, blocked = %account, "account blocked");
+        Ok(())
+    }
+
+    /// Lifts a block (nothing happens if there was none).
+    pub async fn unblock(&self, caller: &Caller, account: AccountId) -> Result<(), Error> {
+        self.store.unblock(caller.account_id, account).await?;
+        Ok(())
+    }
+
+    /// The accounts the caller blocked and when (ms), most recent first.
+    pub async fn blocked(&self, caller: &Caller) -> Result<Vec<(AccountId, i64)>, Error> {
+        Ok(self.store.blocked_by(caller.account_id).await?)
+    }
+}
+
+fn not_a_request() -> Error {
+    Error::precondition("NOT_A_REQUEST", "this conversation is not a request waiting for you")
+}
+
+fn parse_page_token(token: &str) -> Result<(i64, ConversationId), Error> {
+    let invalid =
+        || Error::invalid("PAGE_TOKEN_INVALID", "page_token", "use the next_page_token of the page before");
+    let (ms, id) = token.split_once('.').ok_or_else(invalid)?;
+    Ok((ms.parse().map_err(|_| invalid())?, id.parse().map_err(|_| invalid())?))
 }
 
 impl Conversations {

@@ -75,6 +75,8 @@ pub enum Outgoing {
         account: AccountId,
         /// Role now; `None` when removed.
         role: Option<Role>,
+        /// The receiving account's own membership is a request it has not accepted.
+        request: bool,
     },
     /// A member's marks.
     Receipt {
@@ -461,11 +463,12 @@ impl Delivery {
         self.bus.publish(notice).await;
     }
 
-    /// Wakes the streams of `account` and its contacts after its devices changed (the store
-    /// wrote their events with the change). A failure only delays the events.
+    /// Wakes the streams of `account` and its peers (anyone sharing a conversation, requests
+    /// included) after its devices changed (the store wrote their events with the change). A
+    /// failure only delays the events.
     pub async fn devices_changed(&self, account: AccountId) {
-        match self.store.contacts(account).await {
-            Ok(contacts) => self.publish(Notice::Accounts(contacts)).await,
+        match self.store.peers(account).await {
+            Ok(peers) => self.publish(Notice::Accounts(peers)).await,
             Err(e) => tracing::warn!(error = %e, "cannot wake the contacts of an account"),
         }
     }
@@ -873,11 +876,11 @@ impl Session {
     /// when the event is about this account's own membership.
     async fn account_event(&mut self, event: AccountEvent) -> Result<Option<Outgoing>, Error> {
         Ok(Some(match event {
-            AccountEvent::Member { conversation, account, role } => {
+            AccountEvent::Member { conversation, account, role, request } => {
                 if account == self.account {
                     self.follow(conversation, role.is_some()).await?;
                 }
-                Outgoing::Member { conversation, account, role }
+                Outgoing::Member { conversation, account, role, request }
             }
             AccountEvent::Receipt { conversation, account, delivered_seq, read_seq } => {
                 let unread_count = if account == self.account {

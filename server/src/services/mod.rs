@@ -38,7 +38,7 @@ pub use attachments::{AttachmentSettings, Attachments, UploadGate};
 pub use auth::{Auth, AuthPolicy, Caller, ClientAddr};
 pub use avatars::Avatars;
 pub use calls::{Calls, TurnSettings};
-pub use conversations::Conversations;
+pub use conversations::{ConversationSettings, Conversations};
 pub use delivery::{Delivery, Hub};
 pub use devices::Devices;
 pub use error::Error;
@@ -157,6 +157,8 @@ impl Services {
                 store: store.clone(),
                 sends: group_commit::send_queue(store.clone()),
                 delivery: delivery.clone(),
+                limiter: rate_limits::RateLimiter::new(store.clone()),
+                settings: conversations::ConversationSettings::default(),
             },
             calls: Calls { store: store.clone(), delivery: delivery.clone(), turn },
             avatars: Avatars {

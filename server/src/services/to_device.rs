@@ -72,7 +72,8 @@ pub struct ToDevice {
 }
 
 impl ToDevice {
-    /// Queues messages, all or nothing.
+    /// Queues messages, all or nothing (those for devices of accounts that blocked the caller
+    /// are dropped, as if delivered).
     pub async fn send(&self, caller: &Caller, messages: Vec<NewToDevice>) -> Result<(), Error> {
         if messages.len() > MAX_MESSAGES_PER_SEND {
             return Err(Error::invalid(
@@ -90,6 +91,13 @@ impl ToDevice {
         }
         if messages.iter().any(|m| m.ciphertext.is_empty()) {
             return Err(Error::invalid("MESSAGE_EMPTY", "ciphertext", "a message cannot be empty"));
+        }
+        // An account that blocked the sender does not get its messages; the sender is not told.
+        let blocking = self.store.blocking_devices(caller.account_id).await?;
+        let messages: Vec<NewToDevice> =
+            messages.into_iter().filter(|m| !blocking.contains(&m.recipient)).collect();
+        if messages.is_empty() {
+            return Ok(());
         }
         let now = now_ms();
         let expires = now + i64::try_from(MESSAGE_TTL.as_millis()).unwrap_or(i64::MAX);

@@ -50,8 +50,9 @@ pub trait AvatarStore: Send + Sync {
         by: AccountId,
         avatar: Option<AvatarId>,
     ) -> Result<GroupAvatarOutcome, StoreError>;
-    /// Whether `a` and `b` are members of at least one conversation together.
-    async fn share_conversation(&self, a: AccountId, b: AccountId) -> Result<bool, StoreError>;
+    /// Whether `a` and `b` are contacts: members of one conversation both have accepted (not a
+    /// request), with no block between them.
+    async fn are_contacts(&self, a: AccountId, b: AccountId) -> Result<bool, StoreError>;
 }
 
 impl_for_backends! {
@@ -124,16 +125,8 @@ impl_for_backends! {
             Ok(GroupAvatarOutcome::Changed(AvatarChange { previous: previous.map(AvatarId::from_uuid), version }))
         }
 
-        async fn share_conversation(&self, a: AccountId, b: AccountId) -> Result<bool, StoreError> {
-            let shared: Option<i32> = sqlx::query_scalar(
-                "SELECT 1 FROM conversation_members x JOIN conversation_members y \
-                 ON y.conversation_id = x.conversation_id WHERE x.account_id = $1 AND y.account_id = $2 LIMIT 1",
-            )
-            .bind(a.as_uuid())
-            .bind(b.as_uuid())
-            .fetch_optional(&self.pool)
-            .await?;
-            Ok(shared.is_some())
+        async fn are_contacts(&self, a: AccountId, b: AccountId) -> Result<bool, StoreError> {
+            Ok(super::conversations::are_contacts!(&self.pool, a, b))
         }
     }
 }

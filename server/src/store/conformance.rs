@@ -10,12 +10,13 @@ use std::sync::Arc;
 use kitsulan_e2e::postgres::TestDatabase;
 
 use super::{
-    AccountEvent, AccountKeyOutcome, AttachmentRecord, AvatarChange, CallRecord, CodePurpose, Conflict,
-    ConnectOptions, ConversationCursor, ConversationKind, CreateAttachmentOutcome, DeviceAcks,
-    DeviceKeysRecord, GroupAvatarOutcome, InboxQuota, JoinOutcome, KeyUpload, KeyUploadOutcome,
-    MessageRecord, NewAccount, NewAttachment, NewCall, NewCode, NewDevice, NewMessage, NewPairing,
-    NewToDevice, PairingConflict, PairingStatus, Receipt, RefreshOutcome, Role, SendOutcome, SendRefusal,
-    SessionTokens, SignedKeyRecord, StartOutcome, Store, StoreError, connect, now_ms,
+    AcceptOutcome, AccountEvent, AccountKeyOutcome, AddOutcome, AttachmentRecord, AvatarChange, CallRecord,
+    CodePurpose, Conflict, ConnectOptions, ConversationCursor, ConversationFilter, ConversationKind,
+    CreateAttachmentOutcome, DeviceAcks, DeviceKeysRecord, GroupAvatarOutcome, InboxQuota, JoinOutcome,
+    KeyUpload, KeyUploadOutcome, MessageRecord, NewAccount, NewAttachment, NewCall, NewCode, NewDevice,
+    NewMessage, NewPairing, NewToDevice, PairingConflict, PairingStatus, Receipt, RefreshOutcome, Role,
+    SendOutcome, SendRefusal, SessionTokens, SignedKeyRecord, StartOutcome, Store, StoreError, connect,
+    now_ms,
 };
 use crate::config::DatabaseUrl;
 use crate::ids::{
@@ -625,17 +626,29 @@ async fn contacts_of_a_device_are_its_owner_and_who_shares_a_conversation(db: &F
     for (n, account) in [&friend, &group_mate, &stranger].into_iter().enumerate() {
         db.store.create_account(account, &new_device(account.id, 49 + n as u8)).await?;
     }
-    db.store.open_direct(ConversationId::generate(), (friend.id, owner.id), now_ms()).await?;
-    let group = ConversationId::generate();
-    db.store.create_group(group, "LAN", stranger.id, &[group_mate.id], now_ms()).await?;
     let contact = |account: AccountId| db.store.is_contact_of_device(account, device.id);
     assert_eq!(contact(owner.id).await?, Some(true), "its own account");
-    assert_eq!(contact(friend.id).await?, Some(true), "a direct conversation");
+    // A conversation the friend opened is a request until the owner accepts it.
+    let (direct, _) =
+        db.store.open_direct(ConversationId::generate(), (friend.id, owner.id), now_ms()).await?;
+    assert_eq!(contact(friend.id).await?, Some(false), "a pending request makes no contact");
+    db.store.accept_request(direct, owner.id).await?;
+    assert_eq!(contact(friend.id).await?, Some(true), "an accepted direct conversation");
+    let group = ConversationId::generate();
+    db.store.create_group(group, "LAN", stranger.id, &[group_mate.id], now_ms()).await?;
+    db.store.accept_request(group, group_mate.id).await?;
     assert_eq!(contact(group_mate.id).await?, Some(false), "a group without the owner");
     assert_eq!(contact(stranger.id).await?, Some(false));
-    db.store.add_members(group, &[owner.id], now_ms()).await?;
+    db.store.add_members(group, stranger.id, &[owner.id], 1000, now_ms()).await?;
+    assert_eq!(contact(stranger.id).await?, Some(false), "a group the owner is only invited to");
+    db.store.accept_request(group, owner.id).await?;
     assert_eq!(contact(group_mate.id).await?, Some(true), "a group with the owner");
     assert_eq!(contact(stranger.id).await?, Some(true), "the group's creator");
+    // A block, either way, ends it.
+    db.store.block(owner.id, friend.id, now_ms()).await?;
+    assert_eq!(contact(friend.id).await?, Some(false), "blocked by the owner");
+    db.store.block(group_mate.id, owner.id, now_ms()).await?;
+    assert_eq!(contact(group_mate.id).await?, Some(false), "the owner is blocked by them");
     assert_eq!(db.store.is_contact_of_device(owner.id, DeviceId::generate()).await?, None, "no such device");
     Ok(())
 }
@@ -1081,6 +1094,7 @@ async fn history_pages_both_ways(db: &Fresh) -> anyhow::Result<()> {
 async fn edits_deletes_and_read_marks(db: &Fresh) -> anyhow::Result<()> {
     let ids = accounts(db, &["cara", "dan"]).await?;
     let (c, _) = db.store.open_direct(ConversationId::generate(), (ids[0], ids[1]), now_ms()).await?;
+    accept_all(db, c).await?;
     let mut sent = Vec::new();
     for i in 0..4u8 {
         sent.push(send(db, &message(c, ids[0], i)).await?);
@@ -1136,9 +1150,9 @@ async fn owners_hand_over_when_they_leave(db: &Fresh) -> anyhow::Result<()> {
     assert!(roles.contains(&(ids[2], Role::Owner)), "the admin took over: {roles:?}");
     assert!(roles.contains(&(ids[1], Role::Member)));
     assert!(!db.store.remove_member(group, ids[0]).await?, "already gone");
-    assert_eq!(db.store.conversations_of(ids[0]).await?.len(), 0);
-    assert_eq!(db.store.conversations_of(ids[1]).await?.len(), 1);
-    db.store.add_members(group, &[ids[0], ids[1]], now_ms()).await?;
+    assert_eq!(db.store.conversations_of(ids[0], ConversationFilter::All, None, 1000).await?.len(), 0);
+    assert_eq!(db.store.conversations_of(ids[1], ConversationFilter::All, None, 1000).await?.len(), 1);
+    db.store.add_members(group, ids[2], &[ids[0], ids[1]], 1000, now_ms()).await?;
     assert_eq!(db.store.members(group).await?.len(), 3, "existing members stay as they are");
     Ok(())
 }
@@ -1162,7 +1176,22 @@ fn acks(conversations: &[(ConversationId, i64, i64)]) -> DeviceAcks {
 }
 
 fn member_event(conversation: ConversationId, account: AccountId, role: Option<Role>) -> AccountEvent {
-    AccountEvent::Member { conversation, account, role }
+    AccountEvent::Member { conversation, account, role, request: false }
+}
+
+/// A member event as the member itself gets it while its membership is a request.
+fn request_event(conversation: ConversationId, account: AccountId, role: Option<Role>) -> AccountEvent {
+    AccountEvent::Member { conversation, account, role, request: true }
+}
+
+/// Accepts every request in `conversation`: for tests about something else than consent.
+async fn accept_all(db: &Fresh, conversation: ConversationId) -> anyhow::Result<()> {
+    for member in db.store.members(conversation).await? {
+        if member.request {
+            db.store.accept_request(conversation, member.account_id).await?;
+        }
+    }
+    Ok(())
 }
 
 /// The whole stream of an account, checking that positions strictly increase.
@@ -1208,7 +1237,7 @@ async fn cursors_exist_exactly_while_the_account_is_a_member(db: &Fresh) -> anyh
     send(db, &message(group, b, 2)).await?;
     db.store.edit_message(group, first.id, b"edited", b"s", now_ms()).await?.expect("edited");
     assert_eq!(db.store.conversation_cursor(c1, group).await?, None, "not a member yet");
-    db.store.add_members(group, &[c], now_ms()).await?;
+    db.store.add_members(group, a, &[c], 1000, now_ms()).await?;
     assert_eq!(db.store.conversation_cursor(c1, group).await?, Some(3), "joins at the current change");
     let c2 = device(db, c, 4).await?;
     assert_eq!(
@@ -1233,7 +1262,7 @@ async fn cursors_exist_exactly_while_the_account_is_a_member(db: &Fresh) -> anyh
     assert_eq!(db.store.conversation_cursor(a1, group).await?, Some(0), "other members keep theirs");
     // Rejoining starts at the head again, not where the account left.
     send(db, &message(group, a, 5)).await?;
-    db.store.add_members(group, &[c], now_ms()).await?;
+    db.store.add_members(group, a, &[c], 1000, now_ms()).await?;
     assert_eq!(db.store.conversation_cursor(c1, group).await?, Some(4));
 
     // A new device starts at the account stream's head (and then hears of itself).
@@ -1305,7 +1334,7 @@ async fn member_events_reach_the_right_accounts_and_keep_the_latest_state(db: &F
     let g = ConversationId::generate();
     // Creating a group tells each member of their own joining only.
     db.store.create_group(g, "G", a, &[b, c], now_ms()).await?;
-    db.store.add_members(g, &[d], now_ms()).await?;
+    db.store.add_members(g, a, &[d], 1000, now_ms()).await?;
     assert!(db.store.set_role(g, c, Role::Admin).await?);
     // The owner leaves: the admin takes over; the remaining members hear of both, the owner of leaving.
     assert!(db.store.remove_member(g, a).await?);
@@ -1320,12 +1349,13 @@ async fn member_events_reach_the_right_accounts_and_keep_the_latest_state(db: &F
             (6, member_event(g, a, None)),
         ]
     );
+    // Whether a membership is a request is told to that member only (b, c, d are a's strangers).
     assert_eq!(
         stream(db, b).await?,
         [
             (1, member_event(direct, a, Some(Role::Member))),
-            (2, member_event(direct, b, Some(Role::Member))),
-            (3, member_event(g, b, Some(Role::Member))),
+            (2, request_event(direct, b, Some(Role::Member))),
+            (3, request_event(g, b, Some(Role::Member))),
             (4, member_event(g, d, Some(Role::Member))),
             (6, member_event(g, c, Some(Role::Owner))),
             (7, member_event(g, a, None)),
@@ -1335,14 +1365,14 @@ async fn member_events_reach_the_right_accounts_and_keep_the_latest_state(db: &F
         stream(db, c).await?,
         [
             (2, member_event(g, d, Some(Role::Member))),
-            (4, member_event(g, c, Some(Role::Owner))),
+            (4, request_event(g, c, Some(Role::Owner))),
             (5, member_event(g, a, None))
         ]
     );
     assert_eq!(
         stream(db, d).await?,
         [
-            (1, member_event(g, d, Some(Role::Member))),
+            (1, request_event(g, d, Some(Role::Member))),
             (3, member_event(g, c, Some(Role::Owner))),
             (4, member_event(g, a, None))
         ]
@@ -1355,7 +1385,7 @@ async fn member_events_reach_the_right_accounts_and_keep_the_latest_state(db: &F
     assert!(db.store.account_events(b, 7, 10).await?.is_empty());
 
     // Re-adding and removing the same member leaves one row per key, at the newest position.
-    db.store.add_members(g, &[a], now_ms()).await?;
+    db.store.add_members(g, c, &[a], 1000, now_ms()).await?;
     assert_eq!(db.store.account_events(b, 7, 10).await?, [(8, member_event(g, a, Some(Role::Member)))]);
     assert!(db.store.remove_member(g, a).await?);
     for account in [a, b, c, d] {
@@ -1374,7 +1404,7 @@ async fn member_events_reach_the_right_accounts_and_keep_the_latest_state(db: &F
     let heads = [head(db, b).await?, head(db, c).await?];
     assert!(!db.store.set_role(g, a, Role::Admin).await?, "not a member");
     assert!(!db.store.remove_member(g, a).await?, "not a member");
-    db.store.add_members(g, &[b], now_ms()).await?;
+    db.store.add_members(g, c, &[b], 1000, now_ms()).await?;
     assert_eq!([head(db, b).await?, head(db, c).await?], heads);
     Ok(())
 }
@@ -1384,6 +1414,7 @@ async fn acks_move_cursors_and_the_delivered_mark_forward_only(db: &Fresh) -> an
     let (a, b) = (ids[0], ids[1]);
     let (a1, b1, b2) = (device(db, a, 1).await?, device(db, b, 2).await?, device(db, b, 3).await?);
     let (c, _) = db.store.open_direct(ConversationId::generate(), (a, b), now_ms()).await?;
+    accept_all(db, c).await?;
     for i in 0..3 {
         send(db, &message_from(c, (a, a1), i)).await?;
     }
@@ -1451,8 +1482,10 @@ async fn acks_cover_several_conversations_the_inbox_and_the_account_stream(db: &
     let (a1, b1, b2, x1) =
         (device(db, a, 1).await?, device(db, b, 2).await?, device(db, b, 3).await?, device(db, x, 4).await?);
     let (direct, _) = db.store.open_direct(ConversationId::generate(), (a, b), now_ms()).await?;
+    accept_all(db, direct).await?;
     let group = ConversationId::generate();
     db.store.create_group(group, "G", x, &[a, b], now_ms()).await?;
+    accept_all(db, group).await?;
     send(db, &message_from(direct, (a, a1), 1)).await?;
     send(db, &message_from(direct, (a, a1), 2)).await?;
     send(db, &message_from(group, (x, x1), 3)).await?;
@@ -1545,9 +1578,11 @@ async fn device_lists_reach_everyone_sharing_a_conversation(db: &Fresh) -> anyho
     let (g, h) = (ConversationId::generate(), ConversationId::generate());
     db.store.create_group(g, "G", c, &[a], now_ms()).await?;
     db.store.create_group(h, "H", b, &[a, c], now_ms()).await?;
-    assert_eq!(db.store.contacts(a).await?, sorted(&[a, b, c]), "sorted, each once");
-    assert_eq!(db.store.contacts(b).await?, sorted(&[a, b, c]));
-    assert_eq!(db.store.contacts(d).await?, [d], "only itself");
+    assert_eq!(db.store.peers(a).await?, sorted(&[a, b, c]), "sorted, each once");
+    assert_eq!(db.store.peers(b).await?, sorted(&[a, b, c]));
+    assert_eq!(db.store.peers(d).await?, [d], "only itself");
+    // Contacts (for presence and avatars) are only those who accepted: none of these yet.
+    assert_eq!(db.store.contacts(a).await?, [a], "requests make no contacts");
 
     let latest_about = |events: &[(i64, AccountEvent)], account| {
         let rows: Vec<_> =
@@ -1591,7 +1626,7 @@ async fn device_lists_reach_everyone_sharing_a_conversation(db: &Fresh) -> anyho
     // Leaving the last shared conversation ends the contact.
     assert!(db.store.remove_member(g, a).await?);
     assert!(db.store.remove_member(h, c).await?);
-    assert_eq!(db.store.contacts(c).await?, [c]);
+    assert_eq!(db.store.peers(c).await?, [c]);
     assert_eq!(db.store.device_list_changed(a).await?, sorted(&[a, b]));
     assert_eq!(db.store.device_list_changed(d).await?, [d]);
     assert_eq!(
@@ -1629,7 +1664,9 @@ async fn acks_of_several_devices_commit_together(db: &Fresh) -> anyhow::Result<(
     let a1 = device(db, a, 1).await?;
     let (b1, b2, c1) = (device(db, b, 2).await?, device(db, b, 3).await?, device(db, c, 4).await?);
     let (ab, _) = db.store.open_direct(ConversationId::generate(), (a, b), now_ms()).await?;
+    accept_all(db, ab).await?;
     let (ac, _) = db.store.open_direct(ConversationId::generate(), (a, c), now_ms()).await?;
+    accept_all(db, ac).await?;
     for i in 0..6 {
         send(db, &message_from(ab, (a, a1), i)).await?;
         send(db, &message_from(ac, (a, a1), i)).await?;
@@ -1664,6 +1701,7 @@ async fn racing_acks_of_one_account_keep_the_highest_delivered_mark(db: &Fresh) 
         devices.push(device(db, b, seed).await?);
     }
     let (c, _) = db.store.open_direct(ConversationId::generate(), (a, b), now_ms()).await?;
+    accept_all(db, c).await?;
     for i in 0..24 {
         send(db, &message_from(c, (a, a1), i)).await?;
     }
@@ -1776,6 +1814,7 @@ async fn racing_read_and_delivered_marks_never_cross(db: &Fresh) -> anyhow::Resu
     let a1 = device(db, a, 1).await?;
     let (b1, b2) = (device(db, b, 2).await?, device(db, b, 3).await?);
     let (c, _) = db.store.open_direct(ConversationId::generate(), (a, b), now_ms()).await?;
+    accept_all(db, c).await?;
     for i in 0..20 {
         send(db, &message_from(c, (a, a1), i)).await?;
     }
@@ -1889,7 +1928,9 @@ async fn racing_joins_and_sign_ins_keep_cursors_in_step(db: &Fresh) -> anyhow::R
         let store = db.store.clone();
         racers.spawn(async move { store.create_device(&new).await });
         let (store, account) = (db.store.clone(), *account);
-        racers.spawn(async move { store.add_members(group, &[account], now_ms()).await });
+        racers.spawn(
+            async move { store.add_members(group, owner, &[account], 1000, now_ms()).await.map(|_| ()) },
+        );
     }
     while let Some(result) = racers.join_next().await {
         result??;
@@ -1963,7 +2004,7 @@ async fn racing_owner_departures_and_device_list_changes_all_apply(db: &Fresh) -
     failures.sort_unstable();
     failures.dedup();
     assert!(failures.is_empty(), "{count} of {} transactions failed: {failures:?}", 2 * groups.len());
-    assert!(db.store.conversations_of(owner).await?.is_empty());
+    assert!(db.store.conversations_of(owner, ConversationFilter::All, None, 1000).await?.is_empty());
     Ok(())
 }
 
@@ -2625,6 +2666,153 @@ async fn downloads_are_recorded_once_per_account(db: &Fresh) -> anyhow::Result<(
     Ok(())
 }
 
+// ---- requests and blocks ------------------------------------------------------------------
+
+async fn strangers_join_as_requests_until_they_accept(db: &Fresh) -> anyhow::Result<()> {
+    let ids = accounts(db, &["una", "vic", "wes"]).await?;
+    let (a, b, c) = (ids[0], ids[1], ids[2]);
+    let (direct, _) = db.store.open_direct(ConversationId::generate(), (a, b), now_ms()).await?;
+    let (me, other) =
+        (db.store.member(direct, a).await?.expect("a"), db.store.member(direct, b).await?.expect("b"));
+    assert_eq!((me.request, me.added_by), (false, None), "the one who starts it has accepted it");
+    assert_eq!((other.request, other.added_by), (true, Some(a)), "a stranger gets a request");
+    let listed = |account, filter| async move {
+        let list = db.store.conversations_of(account, filter, None, 100).await?;
+        Ok::<_, StoreError>(list.into_iter().map(|c| c.id).collect::<Vec<_>>())
+    };
+    assert_eq!(listed(b, ConversationFilter::Requests).await?, [direct]);
+    assert!(listed(b, ConversationFilter::Accepted).await?.is_empty());
+    assert_eq!(listed(a, ConversationFilter::Accepted).await?, [direct]);
+    assert_eq!(listed(b, ConversationFilter::All).await?, [direct]);
+    assert!(!db.store.are_contacts(a, b).await?);
+    assert_eq!(db.store.contacts(a).await?, [a]);
+    assert_eq!(db.store.peers(a).await?, sorted(&[a, b]), "devices lists still reach a request");
+
+    // A request sends no receipts: only the reader's own devices hear of its read mark.
+    send(db, &message(direct, a, 1)).await?;
+    let head_a = head(db, a).await?;
+    let read = db.store.mark_read(direct, b, 1).await?.expect("a member");
+    assert_eq!((read.read_seq, read.notified), (1, vec![b]));
+    assert_eq!(head(db, a).await?, head_a, "the stranger hears nothing");
+
+    // Accepting: the member's own devices hear it, the others get the held-back marks.
+    assert_eq!(db.store.accept_request(direct, b).await?, AcceptOutcome::Accepted);
+    assert_eq!(db.store.accept_request(direct, b).await?, AcceptOutcome::NotRequest);
+    assert_eq!(db.store.accept_request(direct, a).await?, AcceptOutcome::NotRequest);
+    assert_eq!(db.store.accept_request(direct, c).await?, AcceptOutcome::NotMember);
+    assert_eq!(
+        stream(db, b).await?.last().map(|(_, e)| e.clone()),
+        Some(member_event(direct, b, Some(Role::Member)))
+    );
+    assert_eq!(
+        stream(db, a).await?.last().map(|(_, e)| e.clone()),
+        Some(AccountEvent::Receipt { conversation: direct, account: b, delivered_seq: 1, read_seq: 1 })
+    );
+    assert!(db.store.are_contacts(a, b).await? && db.store.are_contacts(b, a).await?);
+    assert_eq!(db.store.contacts(a).await?, sorted(&[a, b]));
+
+    // A contact added to a group joins accepted; a stranger as a request.
+    let group = ConversationId::generate();
+    db.store.create_group(group, "G", a, &[b, c], now_ms()).await?;
+    let requests: Vec<_> =
+        db.store.members(group).await?.into_iter().map(|m| (m.account_id, m.request)).collect();
+    assert!(
+        requests.contains(&(a, false)) && requests.contains(&(b, false)) && requests.contains(&(c, true))
+    );
+    Ok(())
+}
+
+async fn blocks_take_the_blocker_out_and_keep_it_out(db: &Fresh) -> anyhow::Result<()> {
+    let ids = accounts(db, &["xia", "yul", "zed"]).await?;
+    let (a, b, c) = (ids[0], ids[1], ids[2]);
+    let b1 = device(db, b, 1).await?;
+    let (direct, _) = db.store.open_direct(ConversationId::generate(), (a, b), now_ms()).await?;
+    let asked = ConversationId::generate();
+    db.store.create_group(asked, "From a", a, &[b], now_ms()).await?;
+    let other = ConversationId::generate();
+    db.store.create_group(other, "From c", c, &[a, b], now_ms()).await?;
+
+    // b blocks a: b leaves the direct conversation and a's requests, not c's group.
+    let mut left = db.store.block(b, a, now_ms()).await?;
+    left.sort_unstable();
+    assert_eq!(left, sorted(&[direct, asked]));
+    assert!(db.store.block(b, a, now_ms()).await?.is_empty(), "blocking again changes nothing");
+    assert_eq!(db.store.member(direct, b).await?, None);
+    assert_eq!(db.store.conversation_cursor(b1, direct).await?, None, "its devices stop following it");
+    assert!(db.store.member(other, b).await?.is_some());
+    assert!(db.store.has_blocked(b, a).await? && !db.store.has_blocked(a, b).await?);
+    assert_eq!(db.store.blockers_of(a).await?, [b]);
+    assert_eq!(db.store.blocking_devices(a).await?, [b1]);
+    assert!(db.store.blocking_devices(b).await?.is_empty());
+    assert_eq!(db.store.blocked_by(b).await?.into_iter().map(|(id, _)| id).collect::<Vec<_>>(), [a]);
+
+    // a's new requests leave b out: opening again, a new group, adding b.
+    let (again, created) = db.store.open_direct(ConversationId::generate(), (a, b), now_ms()).await?;
+    assert_eq!((again, created), (direct, false));
+    assert_eq!(db.store.member(direct, b).await?, None);
+    let fresh = ConversationId::generate();
+    db.store.create_group(fresh, "Again", a, &[b, c], now_ms()).await?;
+    assert_eq!(db.store.member(fresh, b).await?, None);
+    assert!(db.store.member(fresh, c).await?.is_some());
+    assert_eq!(db.store.add_members(fresh, a, &[b], 100, now_ms()).await?, AddOutcome::Added(vec![]));
+    // c adds b: not blocked by that, and b and c are not contacts, so a request.
+    assert_eq!(db.store.add_members(fresh, c, &[b], 100, now_ms()).await?, AddOutcome::Added(vec![b]));
+    assert!(db.store.member(fresh, b).await?.expect("added").request);
+
+    // Unblocked: a's request comes again.
+    assert!(db.store.unblock(b, a).await?);
+    assert!(!db.store.unblock(b, a).await?);
+    assert!(db.store.blockers_of(a).await?.is_empty());
+    db.store.open_direct(ConversationId::generate(), (a, b), now_ms()).await?;
+    assert!(db.store.member(direct, b).await?.expect("back").request);
+    Ok(())
+}
+
+async fn groups_never_exceed_their_cap_even_when_racing(db: &Fresh) -> anyhow::Result<()> {
+    let ids = accounts(db, &["ace", "bea", "cal", "dee", "eli", "fin", "gwen", "hoa", "ike"]).await?;
+    let group = ConversationId::generate();
+    db.store.create_group(group, "Capped", ids[0], &ids[1..2], now_ms()).await?;
+    assert_eq!(db.store.add_members(group, ids[0], &ids[2..6], 5, now_ms()).await?, AddOutcome::Full);
+    assert_eq!(db.store.members(group).await?.len(), 2, "nothing added");
+    let mut racers = tokio::task::JoinSet::new();
+    for account in ids[2..].iter().copied() {
+        let (store, owner) = (db.store.clone(), ids[0]);
+        racers.spawn(async move { store.add_members(group, owner, &[account], 5, now_ms()).await });
+    }
+    let mut added = 0;
+    while let Some(outcome) = racers.join_next().await {
+        if let AddOutcome::Added(accounts) = outcome?? {
+            added += accounts.len();
+        }
+    }
+    assert_eq!(added, 3);
+    assert_eq!(db.store.members(group).await?.len(), 5);
+    Ok(())
+}
+
+async fn conversation_lists_come_in_pages(db: &Fresh) -> anyhow::Result<()> {
+    let ids = accounts(db, &["jon", "kya"]).await?;
+    let mut made = Vec::new();
+    for (i, at) in [5_000, 1_000, 3_000, 3_000, 2_000].into_iter().enumerate() {
+        let id = ConversationId::generate();
+        db.store.create_group(id, &format!("g{i}"), ids[0], &[], at).await?;
+        made.push((at, id));
+    }
+    made.sort_unstable_by(|x, y| y.cmp(x));
+    let mut pages = Vec::new();
+    let mut after = None;
+    loop {
+        let page = db.store.conversations_of(ids[0], ConversationFilter::All, after, 2).await?;
+        let Some(last) = page.last() else { break };
+        after = Some((last.last_activity_at_ms, last.id));
+        pages.push(page.into_iter().map(|c| (c.last_activity_at_ms, c.id)).collect::<Vec<_>>());
+    }
+    assert_eq!(pages.iter().map(Vec::len).collect::<Vec<_>>(), [2, 2, 1]);
+    assert_eq!(pages.concat(), made, "newest first, ties by id, each once");
+    assert!(db.store.conversations_of(ids[1], ConversationFilter::All, None, 10).await?.is_empty());
+    Ok(())
+}
+
 macro_rules! conformance {
     ($($test:ident),* $(,)?) => {
         mod sqlite {
@@ -2674,10 +2862,12 @@ async fn account_avatars_replace_each_other_and_count_versions(db: &Fresh) -> an
     // Others are untouched.
     assert_eq!(db.store.account(b).await?.expect("exists").avatar_version, 0);
     // Contacts: sharing a conversation.
-    assert!(!db.store.share_conversation(a, b).await?);
-    db.store.open_direct(ConversationId::generate(), (a, b), now_ms()).await?;
-    assert!(db.store.share_conversation(a, b).await? && db.store.share_conversation(b, a).await?);
-    assert!(!db.store.share_conversation(a, c).await?);
+    assert!(!db.store.are_contacts(a, b).await?);
+    let (direct, _) = db.store.open_direct(ConversationId::generate(), (a, b), now_ms()).await?;
+    assert!(!db.store.are_contacts(a, b).await?, "a request makes no contact");
+    accept_all(db, direct).await?;
+    assert!(db.store.are_contacts(a, b).await? && db.store.are_contacts(b, a).await?);
+    assert!(!db.store.are_contacts(a, c).await?);
     Ok(())
 }
 
@@ -2812,4 +3002,8 @@ conformance!(
     account_avatars_replace_each_other_and_count_versions,
     racing_avatar_changes_each_replace_one_blob,
     group_avatars_are_set_by_owners_and_admins,
+    strangers_join_as_requests_until_they_accept,
+    blocks_take_the_blocker_out_and_keep_it_out,
+    groups_never_exceed_their_cap_even_when_racing,
+    conversation_lists_come_in_pages,
 );

@@ -4,6 +4,10 @@
 //! hear about (a new, edited or deleted message) takes the next `change_seq` the same way, and
 //! membership changes keep the delivery cursors and the account stream in step (`delivery.rs`),
 //! all in the transaction that makes the change.
+//!
+//! Consent before contact (migration 0011): a member added by someone who is not their contact
+//! (see [`ConversationStore::open_direct`]) joins with `request` set until they accept; an
+//! account that blocked the one adding it is not added at all (`blocks.rs`).
 
 use async_trait::async_trait;
 use sqlx::Row as _;
@@ -91,6 +95,41 @@ pub struct MemberRecord {
     pub read_seq: i64,
     /// Received (by at least one device) up to here.
     pub delivered_seq: i64,
+    /// A request this member has not accepted yet.
+    pub request: bool,
+    /// Who added this member (`None`: they started the conversation).
+    pub added_by: Option<AccountId>,
+}
+
+/// Which of an account's conversations to list.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConversationFilter {
+    /// All of them.
+    All,
+    /// Those the account has accepted (or started).
+    Accepted,
+    /// Requests it has not accepted yet.
+    Requests,
+}
+
+/// What adding members did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AddOutcome {
+    /// These accounts were added (others were members already, or blocked the one adding).
+    Added(Vec<AccountId>),
+    /// The group would have more than the largest number of members; nothing was added.
+    Full,
+}
+
+/// What accepting a request did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AcceptOutcome {
+    /// Accepted now: the other members are told the member's marks.
+    Accepted,
+    /// The membership was not a request (accepted before, or started by the member).
+    NotRequest,
+    /// Not a member.
+    NotMember,
 }
 
 /// A message as stored.
@@ -163,14 +202,17 @@ pub enum SendOutcome {
 #[async_trait]
 pub trait ConversationStore: Send + Sync {
     /// Creates the direct conversation of a pair unless it exists; returns its id and whether
-    /// it was made now.
+    /// it was made now. `pair.0` (the caller) joins it if not a member, accepted; `pair.1`
+    /// joins if not a member and has not blocked `pair.0`, as a request unless the two are
+    /// contacts (they share a conversation both have accepted, and neither blocked the other).
     async fn open_direct(
         &self,
         id: ConversationId,
         pair: (AccountId, AccountId),
         now_ms: i64,
     ) -> Result<(ConversationId, bool), StoreError>;
-    /// Creates a group with `owner` and `members`.
+    /// Creates a group with `owner` and `members` (each a request unless a contact of the
+    /// owner; those who blocked the owner are left out).
     async fn create_group(
         &self,
         id: ConversationId,
@@ -189,15 +231,33 @@ pub trait ConversationStore: Send + Sync {
         id: ConversationId,
         account: AccountId,
     ) -> Result<Option<MemberRecord>, StoreError>;
-    /// The account's conversations, most recently active first.
-    async fn conversations_of(&self, account: AccountId) -> Result<Vec<ConversationRecord>, StoreError>;
-    /// Adds members (existing ones are left as they are).
+    /// Up to `limit` of the account's conversations, most recently active first, starting
+    /// after `after` (the last activity and id of the previous page's last one).
+    async fn conversations_of(
+        &self,
+        account: AccountId,
+        filter: ConversationFilter,
+        after: Option<(i64, ConversationId)>,
+        limit: i64,
+    ) -> Result<Vec<ConversationRecord>, StoreError>;
+    /// `by` adds members (existing ones are left as they are; each new one is a request unless
+    /// a contact of `by`; those who blocked `by` are left out), unless the conversation would
+    /// then have more than `max_members`.
     async fn add_members(
         &self,
         id: ConversationId,
+        by: AccountId,
         accounts: &[AccountId],
+        max_members: i64,
         now_ms: i64,
-    ) -> Result<(), StoreError>;
+    ) -> Result<AddOutcome, StoreError>;
+    /// Accepts `account`'s request in a conversation: it hears of it on its other devices, and
+    /// the other members get its read and delivered marks.
+    async fn accept_request(
+        &self,
+        id: ConversationId,
+        account: AccountId,
+    ) -> Result<AcceptOutcome, StoreError>;
     /// Removes a member; if it was the owner, the longest-standing admin (else member) becomes
     /// owner. `false` if not a member.
     async fn remove_member(&self, id: ConversationId, account: AccountId) -> Result<bool, StoreError>;
@@ -265,7 +325,7 @@ pub trait ConversationStore: Send + Sync {
 const CONVERSATION_COLUMNS: &str = "id, kind, mode, title, last_seq, last_change, last_activity_at_ms, created_at_ms, avatar_id, avatar_version";
 pub(super) const MESSAGE_COLUMNS: &str = "id, conversation_id, seq, sender_account_id, sender_device_id, \
                                ciphertext, session_id, reply_to, sent_at_ms, edited_at_ms, deleted_at_ms, change_seq";
-const MEMBER_COLUMNS: &str = "account_id, role, joined_at_ms, read_seq, delivered_seq";
+const MEMBER_COLUMNS: &str = "account_id, role, joined_at_ms, read_seq, delivered_seq, request, added_by";
 
 /// Decoders shared by both backends (rows differ in type, the columns do not).
 macro_rules! decode {
@@ -296,6 +356,8 @@ macro_rules! decode {
             joined_at_ms: row.try_get("joined_at_ms")?,
             read_seq: row.try_get("read_seq")?,
             delivered_seq: row.try_get("delivered_seq")?,
+            request: row.try_get("request")?,
+            added_by: row.try_get::<Option<Uuid>, _>("added_by")?.map(AccountId::from_uuid),
         }
     }};
     (message $row:expr) => {{
@@ -343,23 +405,36 @@ macro_rules! decode_all {
 
 pub(super) use decode_all;
 
-/// Adds `accounts` to a conversation inside a transaction: each new member's devices get a
-/// delivery cursor at the conversation's current change, and the new member hears of it (and,
-/// with `announce`, so do the others). Evaluates to the accounts actually added.
+/// One account joining a conversation.
+#[derive(Debug, Clone, Copy)]
+struct Joining {
+    account: AccountId,
+    role: Role,
+    /// Joins as a request (not a contact of `added_by`).
+    request: bool,
+    added_by: Option<AccountId>,
+}
+
+/// Adds `accounts` ([`Joining`]) to a conversation inside a transaction: each new member's
+/// devices get a delivery cursor at the conversation's current change, and the new member hears
+/// of it (and, with `announce`, so do the others). Evaluates to the accounts actually added.
 macro_rules! join_members {
     ($tx:expr, $id:expr, $accounts:expr, $now_ms:expr, $announce:expr) => {{
-        let joining: &[(AccountId, Role)] = $accounts;
-        crate::store::delivery::lock_memberships!($tx, joining.iter().map(|(a, _)| *a).collect());
-        let mut added: Vec<(AccountId, Role)> = Vec::new();
-        for (account, role) in joining {
+        let joining: &[Joining] = $accounts;
+        crate::store::delivery::lock_memberships!($tx, joining.iter().map(|j| j.account).collect());
+        let mut added: Vec<Joining> = Vec::new();
+        for j in joining {
+            let account = &j.account;
             let inserted = sqlx::query(
-                "INSERT INTO conversation_members (conversation_id, account_id, role, joined_at_ms) \
-                 VALUES ($1, $2, $3, $4) ON CONFLICT (conversation_id, account_id) DO NOTHING",
+                "INSERT INTO conversation_members (conversation_id, account_id, role, joined_at_ms, request, added_by) \
+                 VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (conversation_id, account_id) DO NOTHING",
             )
             .bind($id.as_uuid())
             .bind(account.as_uuid())
-            .bind(role.as_str())
+            .bind(j.role.as_str())
             .bind($now_ms)
+            .bind(j.request)
+            .bind(j.added_by.map(|a| a.as_uuid()))
             .execute(&mut *$tx)
             .await?
             .rows_affected();
@@ -373,20 +448,142 @@ macro_rules! join_members {
                 .bind(account.as_uuid())
                 .execute(&mut *$tx)
                 .await?;
-                added.push((*account, *role));
+                added.push(*j);
             }
         }
         let everyone: Vec<AccountId> = if $announce { member_ids!($tx, $id) } else { Vec::new() };
-        let mut events = Vec::new();
-        for (account, role) in &added {
-            let event = AccountEvent::Member { conversation: $id, account: *account, role: Some(*role) };
-            let recipients: &[AccountId] = if $announce { &everyone } else { std::slice::from_ref(account) };
-            events.extend(crate::store::delivery::to_all(recipients, &event));
+        let mut events: Vec<(AccountId, AccountEvent)> = Vec::new();
+        for j in &added {
+            let recipients: &[AccountId] = if $announce { &everyone } else { std::slice::from_ref(&j.account) };
+            for recipient in recipients {
+                // Whether it is a request is the joiner's own business.
+                let request = j.request && *recipient == j.account;
+                let event =
+                    AccountEvent::Member { conversation: $id, account: j.account, role: Some(j.role), request };
+                events.push((*recipient, event));
+            }
         }
         crate::store::delivery::push_events!($tx, events);
-        added
+        added.into_iter().map(|j| j.account).collect::<Vec<AccountId>>()
     }};
 }
+
+/// Whether `$a` and `$b` are contacts: members of one conversation both have accepted, with no
+/// block between them.
+macro_rules! are_contacts {
+    ($executor:expr, $a:expr, $b:expr) => {{
+        let (a, b): (AccountId, AccountId) = ($a, $b);
+        let found: Option<i32> = sqlx::query_scalar(
+            "SELECT 1 FROM conversation_members x JOIN conversation_members y ON y.conversation_id = x.conversation_id \
+             WHERE x.account_id = $1 AND y.account_id = $2 AND x.request = FALSE AND y.request = FALSE \
+             AND NOT EXISTS (SELECT 1 FROM blocks WHERE (blocker_id = $1 AND blocked_id = $2) \
+             OR (blocker_id = $2 AND blocked_id = $1)) LIMIT 1",
+        )
+        .bind(a.as_uuid())
+        .bind(b.as_uuid())
+        .fetch_optional($executor)
+        .await?;
+        found.is_some()
+    }};
+}
+pub(super) use are_contacts;
+
+/// Whether `$blocker` has blocked `$blocked`.
+macro_rules! has_blocked {
+    ($executor:expr, $blocker:expr, $blocked:expr) => {{
+        let (blocker, blocked): (AccountId, AccountId) = ($blocker, $blocked);
+        let found: Option<i32> =
+            sqlx::query_scalar("SELECT 1 FROM blocks WHERE blocker_id = $1 AND blocked_id = $2")
+                .bind(blocker.as_uuid())
+                .bind(blocked.as_uuid())
+                .fetch_optional($executor)
+                .await?;
+        found.is_some()
+    }};
+}
+
+/// How the accounts `$by` adds join (inside a transaction): left out if they blocked `$by`,
+/// else as plain members, requests unless contacts of `$by`. Evaluates to `Vec<Joining>`.
+macro_rules! joining_by {
+    ($tx:expr, $by:expr, $accounts:expr) => {{
+        let by: AccountId = $by;
+        let mut joining: Vec<Joining> = Vec::new();
+        for account in $accounts {
+            let account: AccountId = *account;
+            if account == by || has_blocked!(&mut *$tx, account, by) {
+                continue;
+            }
+            let request = !are_contacts!(&mut *$tx, by, account);
+            joining.push(Joining { account, role: Role::Member, request, added_by: Some(by) });
+        }
+        joining
+    }};
+}
+
+/// Takes `$account` out of a conversation inside a transaction: its devices stop following it,
+/// the others hear it left, and if it was the owner the longest-standing admin (else member)
+/// becomes owner. Evaluates to `false` if it was not a member.
+macro_rules! leave_conversation {
+    ($tx:expr, $id:expr, $account:expr) => {{
+        let (id, account): (ConversationId, AccountId) = ($id, $account);
+        let removed = sqlx::query(
+            "DELETE FROM conversation_members WHERE conversation_id = $1 AND account_id = $2 RETURNING role",
+        )
+        .bind(id.as_uuid())
+        .bind(account.as_uuid())
+        .fetch_optional(&mut *$tx)
+        .await?;
+        match removed {
+            None => false,
+            Some(row) => {
+                // Its devices stop following the conversation at once.
+                sqlx::query(
+                    "DELETE FROM device_cursors WHERE conversation_id = $1 \
+                     AND device_id IN (SELECT id FROM devices WHERE account_id = $2)",
+                )
+                .bind(id.as_uuid())
+                .bind(account.as_uuid())
+                .execute(&mut *$tx)
+                .await?;
+                let mut recipients = crate::store::conversations::member_ids!($tx, id);
+                let new_owner: Option<(Uuid, bool)> =
+                    if Role::parse(&row.try_get::<String, _>("role")?)? == Role::Owner {
+                        // Hand the group on: the longest-standing admin, else the longest-standing
+                        // member (one who accepted it before one who has not).
+                        sqlx::query_as(
+                            "UPDATE conversation_members SET role = 'owner' \
+                             WHERE conversation_id = $1 AND account_id = \
+                             (SELECT account_id FROM conversation_members WHERE conversation_id = $1 \
+                              ORDER BY CASE role WHEN 'admin' THEN 0 ELSE 1 END, request, joined_at_ms, account_id LIMIT 1) \
+                             RETURNING account_id, request",
+                        )
+                        .bind(id.as_uuid())
+                        .fetch_optional(&mut *$tx)
+                        .await?
+                    } else {
+                        None
+                    };
+                let mut events = Vec::new();
+                if let Some((owner, request)) = new_owner {
+                    let owner = AccountId::from_uuid(owner);
+                    for recipient in &recipients {
+                        // Whether it is a request is the new owner's own business.
+                        let request = request && *recipient == owner;
+                        let event =
+                            AccountEvent::Member { conversation: id, account: owner, role: Some(Role::Owner), request };
+                        events.push((*recipient, event));
+                    }
+                }
+                recipients.push(account);
+                let event = AccountEvent::Member { conversation: id, account, role: None, request: false };
+                events.extend(crate::store::delivery::to_all(&recipients, &event));
+                crate::store::delivery::push_events!($tx, events);
+                true
+            }
+        }
+    }};
+}
+pub(super) use leave_conversation;
 
 /// The conversation's member ids, sorted (the order rows are locked in).
 macro_rules! member_ids {
@@ -400,6 +597,7 @@ macro_rules! member_ids {
         ids.into_iter().map(AccountId::from_uuid).collect::<Vec<AccountId>>()
     }};
 }
+pub(super) use member_ids;
 
 /// Takes the conversation's next change number (locking its row until the transaction ends).
 macro_rules! next_change {
@@ -413,7 +611,7 @@ macro_rules! next_change {
     };
 }
 
-fn direct_key(pair: (AccountId, AccountId)) -> Vec<u8> {
+pub(super) fn direct_key(pair: (AccountId, AccountId)) -> Vec<u8> {
     let (a, b) = if pair.0 <= pair.1 { pair } else { (pair.1, pair.0) };
     [a.as_uuid().as_bytes().as_slice(), b.as_uuid().as_bytes().as_slice()].concat()
 }
@@ -427,6 +625,7 @@ impl_for_backends! {
             now_ms: i64,
         ) -> Result<(ConversationId, bool), StoreError> {
             let key = direct_key(pair);
+            let (caller, other) = pair;
             let mut tx = self.pool.begin().await?;
             let created = sqlx::query(
                 "INSERT INTO conversations (id, kind, mode, direct_key, created_by, created_at_ms, last_activity_at_ms) \
@@ -440,18 +639,22 @@ impl_for_backends! {
             .await?
             .rows_affected()
                 == 1;
-            if created {
-                let members = [(pair.0, Role::Member), (pair.1, Role::Member)];
-                join_members!(tx, id, &members, now_ms, true);
-                tx.commit().await?;
-                return Ok((id, true));
-            }
-            let existing: Uuid = sqlx::query_scalar("SELECT id FROM conversations WHERE direct_key = $1")
-                .bind(&key)
-                .fetch_one(&mut *tx)
-                .await?;
+            let id = if created {
+                id
+            } else {
+                let existing: Uuid = sqlx::query_scalar("SELECT id FROM conversations WHERE direct_key = $1")
+                    .bind(&key)
+                    .fetch_one(&mut *tx)
+                    .await?;
+                ConversationId::from_uuid(existing)
+            };
+            // Either may have declined (or blocked) it before: the caller comes back by opening
+            // it, the other as a request again unless it blocked the caller.
+            let mut joining = vec![Joining { account: caller, role: Role::Member, request: false, added_by: None }];
+            joining.extend(joining_by!(tx, caller, std::slice::from_ref(&other)));
+            let _joined = join_members!(tx, id, &joining, now_ms, true);
             tx.commit().await?;
-            Ok((ConversationId::from_uuid(existing), false))
+            Ok((id, created))
         }
 
         async fn create_group(
@@ -473,10 +676,10 @@ impl_for_backends! {
             .bind(now_ms)
             .execute(&mut *tx)
             .await?;
-            let everyone: Vec<(AccountId, Role)> =
-                std::iter::once((owner, Role::Owner)).chain(members.iter().map(|m| (*m, Role::Member))).collect();
+            let mut everyone = vec![Joining { account: owner, role: Role::Owner, request: false, added_by: None }];
+            everyone.extend(joining_by!(tx, owner, members));
             // Each member hears that they were added; the member list comes with the conversation.
-            join_members!(tx, id, &everyone, now_ms, false);
+            let _joined = join_members!(tx, id, &everyone, now_ms, false);
             tx.commit().await?;
             Ok(())
         }
@@ -511,92 +714,144 @@ impl_for_backends! {
             Ok(decode_opt!(member row))
         }
 
-        async fn conversations_of(&self, account: AccountId) -> Result<Vec<ConversationRecord>, StoreError> {
+        async fn conversations_of(
+            &self,
+            account: AccountId,
+            filter: ConversationFilter,
+            after: Option<(i64, ConversationId)>,
+            limit: i64,
+        ) -> Result<Vec<ConversationRecord>, StoreError> {
+            let which = match filter {
+                ConversationFilter::All => "",
+                ConversationFilter::Accepted => "AND request = FALSE",
+                ConversationFilter::Requests => "AND request = TRUE",
+            };
+            let (before_ms, before_id) = match after {
+                Some((ms, id)) => (ms, id.as_uuid()),
+                None => (i64::MAX, Uuid::max()),
+            };
             let rows = sqlx::query(&format!(
                 "SELECT {CONVERSATION_COLUMNS} FROM conversations WHERE id IN \
-                 (SELECT conversation_id FROM conversation_members WHERE account_id = $1) \
-                 ORDER BY last_activity_at_ms DESC, id DESC"
+                 (SELECT conversation_id FROM conversation_members WHERE account_id = $1 {which}) \
+                 AND (last_activity_at_ms < $2 OR (last_activity_at_ms = $2 AND id < $3)) \
+                 ORDER BY last_activity_at_ms DESC, id DESC LIMIT $4"
             ))
             .bind(account.as_uuid())
+            .bind(before_ms)
+            .bind(before_id)
+            .bind(limit)
             .fetch_all(&self.pool)
             .await?;
             Ok(decode_all!(conversation rows))
         }
 
-        async fn add_members(&self, id: ConversationId, accounts: &[AccountId], now_ms: i64) -> Result<(), StoreError> {
+        async fn add_members(
+            &self,
+            id: ConversationId,
+            by: AccountId,
+            accounts: &[AccountId],
+            max_members: i64,
+            now_ms: i64,
+        ) -> Result<AddOutcome, StoreError> {
             let mut tx = self.pool.begin().await?;
-            let joining: Vec<(AccountId, Role)> = accounts.iter().map(|a| (*a, Role::Member)).collect();
-            join_members!(tx, id, &joining, now_ms, true);
+            crate::store::delivery::lock_memberships!(tx, accounts.to_vec());
+            // Lock the conversation's row: adds to one group take turns, so each counts the
+            // members the one before added.
+            sqlx::query("UPDATE conversations SET last_change = last_change WHERE id = $1")
+                .bind(id.as_uuid())
+                .execute(&mut *tx)
+                .await?;
+            let mut fresh: Vec<AccountId> = Vec::new();
+            for account in accounts {
+                let member: Option<i32> = sqlx::query_scalar(
+                    "SELECT 1 FROM conversation_members WHERE conversation_id = $1 AND account_id = $2",
+                )
+                .bind(id.as_uuid())
+                .bind(account.as_uuid())
+                .fetch_optional(&mut *tx)
+                .await?;
+                if member.is_none() && !fresh.contains(account) {
+                    fresh.push(*account);
+                }
+            }
+            let joining = joining_by!(tx, by, &fresh);
+            let count: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM conversation_members WHERE conversation_id = $1")
+                .bind(id.as_uuid())
+                .fetch_one(&mut *tx)
+                .await?;
+            if count + joining.len() as i64 > max_members {
+                tx.rollback().await?;
+                return Ok(AddOutcome::Full);
+            }
+            let added = join_members!(tx, id, &joining, now_ms, true);
             tx.commit().await?;
-            Ok(())
+            Ok(AddOutcome::Added(added))
         }
 
-        async fn remove_member(&self, id: ConversationId, account: AccountId) -> Result<bool, StoreError> {
+        async fn accept_request(&self, id: ConversationId, account: AccountId) -> Result<AcceptOutcome, StoreError> {
             let mut tx = self.pool.begin().await?;
-            crate::store::delivery::lock_memberships!(tx, vec![account]);
-            let removed = sqlx::query(
-                "DELETE FROM conversation_members WHERE conversation_id = $1 AND account_id = $2 RETURNING role",
+            let row: Option<(String, i64, i64, bool)> = sqlx::query_as(
+                "UPDATE conversation_members SET request = request WHERE conversation_id = $1 AND account_id = $2 \
+                 RETURNING role, delivered_seq, read_seq, request",
             )
             .bind(id.as_uuid())
             .bind(account.as_uuid())
             .fetch_optional(&mut *tx)
             .await?;
-            let Some(row) = removed else { return Ok(false) };
-            // Its devices stop following the conversation at once.
-            sqlx::query(
-                "DELETE FROM device_cursors WHERE conversation_id = $1 \
-                 AND device_id IN (SELECT id FROM devices WHERE account_id = $2)",
-            )
-            .bind(id.as_uuid())
-            .bind(account.as_uuid())
-            .execute(&mut *tx)
-            .await?;
-            let mut recipients = member_ids!(tx, id);
-            let new_owner: Option<Uuid> = if Role::parse(&row.try_get::<String, _>("role")?)? == Role::Owner {
-                // Hand the group on: the longest-standing admin, else the longest-standing member.
-                sqlx::query_scalar(
-                    "UPDATE conversation_members SET role = 'owner' WHERE conversation_id = $1 AND account_id = \
-                     (SELECT account_id FROM conversation_members WHERE conversation_id = $1 \
-                      ORDER BY CASE role WHEN 'admin' THEN 0 ELSE 1 END, joined_at_ms, account_id LIMIT 1) \
-                     RETURNING account_id",
-                )
-                .bind(id.as_uuid())
-                .fetch_optional(&mut *tx)
-                .await?
-            } else {
-                None
-            };
-            let mut events = Vec::new();
-            if let Some(owner) = new_owner {
-                let event = AccountEvent::Member {
-                    conversation: id,
-                    account: AccountId::from_uuid(owner),
-                    role: Some(Role::Owner),
-                };
-                events.extend(crate::store::delivery::to_all(&recipients, &event));
+            let Some((role, delivered_seq, read_seq, request)) = row else { return Ok(AcceptOutcome::NotMember) };
+            if !request {
+                tx.rollback().await?;
+                return Ok(AcceptOutcome::NotRequest);
             }
-            recipients.push(account);
-            let event = AccountEvent::Member { conversation: id, account, role: None };
-            events.extend(crate::store::delivery::to_all(&recipients, &event));
+            sqlx::query("UPDATE conversation_members SET request = FALSE WHERE conversation_id = $1 AND account_id = $2")
+                .bind(id.as_uuid())
+                .bind(account.as_uuid())
+                .execute(&mut *tx)
+                .await?;
+            let role = Role::parse(&role)?;
+            // Its other devices move the conversation out of the requests; the others now get
+            // the receipts a request held back.
+            let mut events = vec![(account, AccountEvent::Member { conversation: id, account, role: Some(role), request: false })];
+            if read_seq > 0 || delivered_seq > 0 {
+                let others: Vec<AccountId> = member_ids!(tx, id).into_iter().filter(|m| *m != account).collect();
+                let receipt = AccountEvent::Receipt { conversation: id, account, delivered_seq, read_seq };
+                events.extend(crate::store::delivery::to_all(&others, &receipt));
+            }
             crate::store::delivery::push_events!(tx, events);
+            tx.commit().await?;
+            Ok(AcceptOutcome::Accepted)
+        }
+
+        async fn remove_member(&self, id: ConversationId, account: AccountId) -> Result<bool, StoreError> {
+            let mut tx = self.pool.begin().await?;
+            crate::store::delivery::lock_memberships!(tx, vec![account]);
+            if !leave_conversation!(tx, id, account) {
+                return Ok(false);
+            }
             tx.commit().await?;
             Ok(true)
         }
 
         async fn set_role(&self, id: ConversationId, account: AccountId, role: Role) -> Result<bool, StoreError> {
             let mut tx = self.pool.begin().await?;
-            let done = sqlx::query("UPDATE conversation_members SET role = $3 WHERE conversation_id = $1 AND account_id = $2")
-                .bind(id.as_uuid())
-                .bind(account.as_uuid())
-                .bind(role.as_str())
-                .execute(&mut *tx)
-                .await?;
-            if done.rows_affected() != 1 {
-                return Ok(false);
-            }
+            let request: Option<bool> = sqlx::query_scalar(
+                "UPDATE conversation_members SET role = $3 WHERE conversation_id = $1 AND account_id = $2 RETURNING request",
+            )
+            .bind(id.as_uuid())
+            .bind(account.as_uuid())
+            .bind(role.as_str())
+            .fetch_optional(&mut *tx)
+            .await?;
+            let Some(request) = request else { return Ok(false) };
             let recipients = member_ids!(tx, id);
-            let event = AccountEvent::Member { conversation: id, account, role: Some(role) };
-            crate::store::delivery::push_events!(tx, crate::store::delivery::to_all(&recipients, &event));
+            let events = recipients
+                .iter()
+                .map(|r| {
+                    let request = request && *r == account;
+                    (*r, AccountEvent::Member { conversation: id, account, role: Some(role), request })
+                })
+                .collect();
+            crate::store::delivery::push_events!(tx, events);
             tx.commit().await?;
             Ok(true)
         }

@@ -27,6 +27,9 @@ pub enum AccountEvent {
         account: AccountId,
         /// Their role now.
         role: Option<Role>,
+        /// The membership is a request `account` has not accepted. Only ever set in the event
+        /// `account` itself receives: others are not told whether it accepted.
+        request: bool,
     },
     /// `account`'s delivered and read marks in `conversation`.
     Receipt {
@@ -47,16 +50,17 @@ pub enum AccountEvent {
 }
 
 impl AccountEvent {
-    /// (kind, conversation, subject, role, delivered_seq, read_seq) as stored.
-    pub(super) fn columns(&self) -> (&'static str, Uuid, Uuid, Option<&'static str>, i64, i64) {
+    /// (kind, conversation, subject, role, delivered_seq, read_seq, request) as stored.
+    #[allow(clippy::type_complexity)]
+    pub(super) fn columns(&self) -> (&'static str, Uuid, Uuid, Option<&'static str>, i64, i64, bool) {
         match self {
-            Self::Member { conversation, account, role } => {
-                ("member", conversation.as_uuid(), account.as_uuid(), role.map(Role::as_str), 0, 0)
+            Self::Member { conversation, account, role, request } => {
+                ("member", conversation.as_uuid(), account.as_uuid(), role.map(Role::as_str), 0, 0, *request)
             }
             Self::Receipt { conversation, account, delivered_seq, read_seq } => {
-                ("receipt", conversation.as_uuid(), account.as_uuid(), None, *delivered_seq, *read_seq)
+                ("receipt", conversation.as_uuid(), account.as_uuid(), None, *delivered_seq, *read_seq, false)
             }
-            Self::DeviceList { account } => ("devices", Uuid::nil(), account.as_uuid(), None, 0, 0),
+            Self::DeviceList { account } => ("devices", Uuid::nil(), account.as_uuid(), None, 0, 0, false),
         }
     }
 }
@@ -170,7 +174,7 @@ macro_rules! push_events {
         let mut pairs: Vec<($crate::ids::AccountId, $crate::store::AccountEvent)> = $pairs;
         pairs.sort_by_key(|(recipient, _)| *recipient);
         for (recipient, event) in &pairs {
-            let (kind, conversation, subject, role, delivered, read) = event.columns();
+            let (kind, conversation, subject, role, delivered, read, request) = event.columns();
             let position: Option<i64> = sqlx::query_scalar(
                 "UPDATE accounts SET event_seq = event_seq + 1 WHERE id = $1 RETURNING event_seq",
             )
@@ -180,10 +184,10 @@ macro_rules! push_events {
             let Some(position) = position else { continue };
             sqlx::query(
                 "INSERT INTO account_events (account_id, kind, conversation_id, subject_id, position, role, \
-                 delivered_seq, read_seq) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
+                 delivered_seq, read_seq, request) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
                  ON CONFLICT (account_id, kind, conversation_id, subject_id) DO UPDATE SET \
                  position = excluded.position, role = excluded.role, delivered_seq = excluded.delivered_seq, \
-                 read_seq = excluded.read_seq",
+                 read_seq = excluded.read_seq, request = excluded.request",
             )
             .bind(recipient.as_uuid())
             .bind(kind)
@@ -193,6 +197,7 @@ macro_rules! push_events {
             .bind(role)
             .bind(delivered)
             .bind(read)
+            .bind(request)
             .execute(&mut *$tx)
             .await?;
         }
@@ -203,15 +208,16 @@ pub(super) use push_events;
 /// Moves a member's delivered and read marks up (never down, and delivered never below read)
 /// inside a transaction. Evaluates to `Option<Receipt>` (`None`: not a member) naming the
 /// senders of the messages newly delivered or read and, when the read mark moved, the reader
-/// (for their other devices); the caller pushes [`Receipt::events`].
+/// (for their other devices); the caller pushes [`Receipt::events`]. A member whose membership
+/// is still a request tells no sender: a request sends no receipts.
 macro_rules! advance_marks {
     ($tx:expr, $conversation:expr, $account:expr, $delivered:expr, $read:expr) => {{
         let conversation: ConversationId = $conversation;
         let account: AccountId = $account;
         // A write first: it locks the member row (PostgreSQL) or the database (SQLite) at once.
-        let marks: Option<(i64, i64)> = sqlx::query_as(
+        let marks: Option<(i64, i64, bool)> = sqlx::query_as(
             "UPDATE conversation_members SET delivered_seq = delivered_seq \
-             WHERE conversation_id = $1 AND account_id = $2 RETURNING delivered_seq, read_seq",
+             WHERE conversation_id = $1 AND account_id = $2 RETURNING delivered_seq, read_seq, request",
         )
         .bind(conversation.as_uuid())
         .bind(account.as_uuid())
@@ -219,7 +225,7 @@ macro_rules! advance_marks {
         .await?;
         match marks {
             None => None,
-            Some((old_delivered, old_read)) => {
+            Some((old_delivered, old_read, request)) => {
                 let read_seq: i64 = old_read.max($read);
                 let delivered_seq: i64 = old_delivered.max($delivered).max(read_seq);
                 let mut notified: Vec<AccountId> = Vec::new();
@@ -234,19 +240,23 @@ macro_rules! advance_marks {
                     .bind(read_seq)
                     .execute(&mut *$tx)
                     .await?;
-                    let senders: Vec<Uuid> = sqlx::query_scalar(
-                        "SELECT DISTINCT sender_account_id FROM messages WHERE conversation_id = $1 \
-                         AND sender_account_id <> $2 \
-                         AND ((seq > $3 AND seq <= $4) OR (seq > $5 AND seq <= $6))",
-                    )
-                    .bind(conversation.as_uuid())
-                    .bind(account.as_uuid())
-                    .bind(old_read)
-                    .bind(read_seq)
-                    .bind(old_delivered)
-                    .bind(delivered_seq)
-                    .fetch_all(&mut *$tx)
-                    .await?;
+                    let senders: Vec<Uuid> = if request {
+                        Vec::new()
+                    } else {
+                        sqlx::query_scalar(
+                            "SELECT DISTINCT sender_account_id FROM messages WHERE conversation_id = $1 \
+                             AND sender_account_id <> $2 \
+                             AND ((seq > $3 AND seq <= $4) OR (seq > $5 AND seq <= $6))",
+                        )
+                        .bind(conversation.as_uuid())
+                        .bind(account.as_uuid())
+                        .bind(old_read)
+                        .bind(read_seq)
+                        .bind(old_delivered)
+                        .bind(delivered_seq)
+                        .fetch_all(&mut *$tx)
+                        .await?
+                    };
                     notified = senders.into_iter().map(AccountId::from_uuid).collect();
                     if read_seq > old_read {
                         notified.push(account);
@@ -266,8 +276,9 @@ macro_rules! advance_marks {
 }
 pub(super) use advance_marks;
 
-/// The accounts sharing a conversation with `account`, and itself, sorted.
-macro_rules! contacts_of {
+/// The accounts sharing a conversation with `account` (requests included: their devices need
+/// each other's keys), and itself, sorted.
+macro_rules! peers_of {
     ($executor:expr, $account:expr) => {{
         let account: AccountId = $account;
         let ids: Vec<Uuid> = sqlx::query_scalar(
@@ -284,14 +295,37 @@ macro_rules! contacts_of {
         ids
     }};
 }
-pub(super) use contacts_of;
+pub(super) use peers_of;
+
+/// The contacts of `account` (accounts sharing a conversation that both have accepted, with no
+/// block either way), and itself, sorted. Presence and avatars reach these only.
+macro_rules! contacts_of {
+    ($executor:expr, $account:expr) => {{
+        let account: AccountId = $account;
+        let ids: Vec<Uuid> = sqlx::query_scalar(
+            "SELECT DISTINCT m2.account_id FROM conversation_members m1 \
+             JOIN conversation_members m2 ON m2.conversation_id = m1.conversation_id \
+             WHERE m1.account_id = $1 AND m1.request = FALSE AND m2.request = FALSE \
+             AND NOT EXISTS (SELECT 1 FROM blocks b WHERE (b.blocker_id = $1 AND b.blocked_id = m2.account_id) \
+             OR (b.blocker_id = m2.account_id AND b.blocked_id = $1))",
+        )
+        .bind(account.as_uuid())
+        .fetch_all($executor)
+        .await?;
+        let mut ids: Vec<AccountId> = ids.into_iter().map(AccountId::from_uuid).collect();
+        ids.push(account);
+        ids.sort_unstable();
+        ids.dedup();
+        ids
+    }};
+}
 
 /// Tells `account` and everyone sharing a conversation with it that its devices changed,
 /// inside a transaction.
 macro_rules! announce_devices {
     ($tx:expr, $account:expr) => {{
         let account: AccountId = $account;
-        let recipients = $crate::store::delivery::contacts_of!(&mut *$tx, account);
+        let recipients = $crate::store::delivery::peers_of!(&mut *$tx, account);
         let event = $crate::store::AccountEvent::DeviceList { account };
         $crate::store::delivery::push_events!($tx, $crate::store::delivery::to_all(&recipients, &event));
     }};
@@ -350,9 +384,12 @@ pub trait DeliveryStore: Send + Sync {
         &self,
         batch: &[(DeviceId, AccountId, DeviceAcks)],
     ) -> Result<Vec<Vec<Receipt>>, StoreError>;
-    /// The accounts sharing a conversation with `account`, and itself.
+    /// The contacts of `account` (sharing a conversation both have accepted, no block either
+    /// way), and itself.
     async fn contacts(&self, account: AccountId) -> Result<Vec<AccountId>, StoreError>;
-    /// Tells `account`'s contacts its device keys changed; returns who was told.
+    /// The accounts sharing any conversation with `account` (requests included), and itself.
+    async fn peers(&self, account: AccountId) -> Result<Vec<AccountId>, StoreError>;
+    /// Tells `account`'s peers its device keys changed; returns who was told.
     async fn device_list_changed(&self, account: AccountId) -> Result<Vec<AccountId>, StoreError>;
     /// Devices signed out, revoked or disabled at or after `since_ms`.
     async fn revocations_since(&self, since_ms: i64) -> Result<Vec<DeviceId>, StoreError>;
@@ -413,7 +450,7 @@ impl_for_backends! {
 
         async fn account_events(&self, account: AccountId, after: i64, limit: i64) -> Result<Vec<(i64, AccountEvent)>, StoreError> {
             let rows = sqlx::query(
-                "SELECT position, kind, conversation_id, subject_id, role, delivered_seq, read_seq FROM account_events \
+                "SELECT position, kind, conversation_id, subject_id, role, delivered_seq, read_seq, request FROM account_events \
                  WHERE account_id = $1 AND position > $2 ORDER BY position LIMIT $3",
             )
             .bind(account.as_uuid())
@@ -430,6 +467,7 @@ impl_for_backends! {
                         conversation,
                         account: subject,
                         role: row.try_get::<Option<String>, _>("role")?.as_deref().map(Role::parse).transpose()?,
+                        request: row.try_get("request")?,
                     },
                     "receipt" => AccountEvent::Receipt {
                         conversation,
@@ -515,6 +553,10 @@ impl_for_backends! {
             Ok(contacts_of!(&self.pool, account))
         }
 
+        async fn peers(&self, account: AccountId) -> Result<Vec<AccountId>, StoreError> {
+            Ok(peers_of!(&self.pool, account))
+        }
+
         async fn device_list_changed(&self, account: AccountId) -> Result<Vec<AccountId>, StoreError> {
             let mut tx = self.pool.begin().await?;
             // Lock the account's own row first (SQLite: take the write lock before reading).
@@ -522,7 +564,7 @@ impl_for_backends! {
                 .bind(account.as_uuid())
                 .execute(&mut *tx)
                 .await?;
-            let recipients = contacts_of!(&mut *tx, account);
+            let recipients = peers_of!(&mut *tx, account);
             push_events!(tx, to_all(&recipients, &AccountEvent::DeviceList { account }));
             tx.commit().await?;
             Ok(recipients)

@@ -70,13 +70,18 @@ pub enum SendRefusal {
     InboxFull(DeviceId),
 }
 
-/// `$1` a device, `$2` an account: one row, `true` when the account owns the device or shares
-/// a conversation with its owner (a contact), `false` for a stranger; no row for an unknown
-/// device.
-pub(super) const IS_CONTACT_OF_DEVICE: &str = "SELECT (d.account_id = $2 OR EXISTS (\
+/// `$1` a device, `$2` an account: one row, `true` when the account owns the device or is a
+/// contact of its owner (both accepted a conversation they share, and neither blocked the
+/// other: the same rule as `are_contacts!`), `false` for a stranger; no row for an unknown
+/// device. A pending message request does not make a contact, or a stranger could open one
+/// and then use the contacts' room in an inbox.
+pub(super) const IS_CONTACT_OF_DEVICE: &str = "SELECT (d.account_id = $2 OR (EXISTS (\
     SELECT 1 FROM conversation_members mine JOIN conversation_members theirs \
     ON theirs.conversation_id = mine.conversation_id \
-    WHERE mine.account_id = d.account_id AND theirs.account_id = $2)) AS contact \
+    WHERE mine.account_id = d.account_id AND theirs.account_id = $2 \
+    AND mine.request = FALSE AND theirs.request = FALSE) \
+    AND NOT EXISTS (SELECT 1 FROM blocks WHERE (blocker_id = d.account_id AND blocked_id = $2) \
+    OR (blocker_id = $2 AND blocked_id = d.account_id)))) AS contact \
     FROM devices d WHERE d.id = $1";
 
 /// To-device inboxes.

@@ -20,6 +20,7 @@ macro_rules! impl_for_backends {
 mod accounts;
 mod attachments;
 mod avatars;
+mod blocks;
 mod calls;
 mod codes;
 mod conversations;
@@ -46,11 +47,12 @@ use crate::config::DatabaseUrl;
 pub use accounts::{AccountRecord, AccountStore, NewAccount};
 pub use attachments::{AttachmentRecord, AttachmentStore, CreateAttachmentOutcome, NewAttachment};
 pub use avatars::{AvatarChange, AvatarStore, GroupAvatarOutcome};
+pub use blocks::BlockStore;
 pub use calls::{CallRecord, CallStore, JoinOutcome, NewCall, StartOutcome};
 pub use codes::{CodePurpose, CodeRecord, CodeStore, NewCode};
 pub use conversations::{
-    ConversationKind, ConversationRecord, ConversationStore, MemberRecord, MessageRecord, NewMessage, Role,
-    SendOutcome,
+    AcceptOutcome, AddOutcome, ConversationFilter, ConversationKind, ConversationRecord, ConversationStore,
+    MemberRecord, MessageRecord, NewMessage, Role, SendOutcome,
 };
 pub use delivery::{AccountEvent, ConversationCursor, DeliveryStore, DeviceAcks, DeviceStreams, Receipt};
 pub use devices::{AuthenticatedDevice, DeviceRecord, DeviceStore, NewDevice, RefreshOutcome, SessionTokens};
@@ -175,6 +177,7 @@ pub trait Store:
     + CallStore
     + AttachmentStore
     + AvatarStore
+    + BlockStore
     + Send
     + Sync
     + 'static

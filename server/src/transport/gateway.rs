@@ -418,11 +418,12 @@ fn body(event: Outgoing) -> Body {
                 change: change.into(),
             })
         }
-        Outgoing::Member { conversation, account, role: r } => Body::Member(pb::MemberEvent {
+        Outgoing::Member { conversation, account, role: r, request } => Body::Member(pb::MemberEvent {
             conversation_id: conversation.to_string(),
             account_id: account.to_string(),
             role: r.map(role).unwrap_or(pb::MemberRole::Unspecified).into(),
             removed: r.is_none(),
+            request,
         }),
         Outgoing::Receipt { conversation, account, delivered_seq, read_seq, unread_count } => {
             Body::Receipt(pb::ReceiptEvent {

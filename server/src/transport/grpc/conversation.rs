@@ -8,7 +8,7 @@ use super::{Context, parse_id, parse_ids, status};
 use crate::ids::MessageId;
 use crate::services::Error;
 use crate::services::conversations::{ConversationView, Draft};
-use crate::store::{ConversationKind, MessageRecord, Role};
+use crate::store::{ConversationFilter, ConversationKind, MessageRecord, Role};
 
 pub struct ConversationApi(pub Context);
 
@@ -50,6 +50,8 @@ fn conversation(v: ConversationView) -> Option<pb::Conversation> {
         created_at_ms: c.created_at_ms,
         unread_count: u32::try_from(v.unread_count).unwrap_or(u32::MAX),
         avatar: super::avatar_info(c.avatar_id, c.avatar_version),
+        request: v.request,
+        requested_by: v.requested_by.map(|a| a.to_string()).unwrap_or_default(),
     })
 }
 
@@ -109,9 +111,22 @@ impl ConversationService for ConversationApi {
         request: Request<pb::ListConversationsRequest>,
     ) -> Result<Response<pb::ListConversationsResponse>, Status> {
         let caller = self.0.caller(&request).await?;
-        let views = self.0.services.conversations.list(&caller).await.map_err(status)?;
+        let r = request.get_ref();
+        let filter = match r.filter() {
+            pb::ConversationFilter::Unspecified => ConversationFilter::All,
+            pb::ConversationFilter::Accepted => ConversationFilter::Accepted,
+            pb::ConversationFilter::Requests => ConversationFilter::Requests,
+        };
+        let (views, next) = self
+            .0
+            .services
+            .conversations
+            .list(&caller, filter, r.limit, &r.page_token)
+            .await
+            .map_err(status)?;
         Ok(Response::new(pb::ListConversationsResponse {
             conversations: views.into_iter().filter_map(conversation).collect(),
+            next_page_token: next.unwrap_or_default(),
         }))
     }
 
@@ -269,6 +284,60 @@ impl ConversationService for ConversationApi {
         Ok(Response::new(pb::MarkReadResponse {
             read_seq: seq(read),
             unread_count: u32::try_from(unread).unwrap_or(u32::MAX),
+        }))
+    }
+
+    async fn accept_request(
+        &self,
+        request: Request<pb::AcceptRequestRequest>,
+    ) -> Result<Response<pb::AcceptRequestResponse>, Status> {
+        let caller = self.0.caller(&request).await?;
+        let id = parse_id(&request.get_ref().conversation_id, "conversation_id")?;
+        let view = self.0.services.conversations.accept_request(&caller, id).await.map_err(status)?;
+        Ok(Response::new(pb::AcceptRequestResponse { conversation: conversation(view) }))
+    }
+
+    async fn decline_request(
+        &self,
+        request: Request<pb::DeclineRequestRequest>,
+    ) -> Result<Response<pb::DeclineRequestResponse>, Status> {
+        let caller = self.0.caller(&request).await?;
+        let id = parse_id(&request.get_ref().conversation_id, "conversation_id")?;
+        self.0.services.conversations.decline_request(&caller, id).await.map_err(status)?;
+        Ok(Response::new(pb::DeclineRequestResponse {}))
+    }
+
+    async fn block(&self, request: Request<pb::BlockRequest>) -> Result<Response<pb::BlockResponse>, Status> {
+        let caller = self.0.caller(&request).await?;
+        let account = parse_id(&request.get_ref().account_id, "account_id")?;
+        self.0.services.conversations.block(&caller, account).await.map_err(status)?;
+        Ok(Response::new(pb::BlockResponse {}))
+    }
+
+    async fn unblock(
+        &self,
+        request: Request<pb::UnblockRequest>,
+    ) -> Result<Response<pb::UnblockResponse>, Status> {
+        let caller = self.0.caller(&request).await?;
+        let account = parse_id(&request.get_ref().account_id, "account_id")?;
+        self.0.services.conversations.unblock(&caller, account).await.map_err(status)?;
+        Ok(Response::new(pb::UnblockResponse {}))
+    }
+
+    async fn list_blocked(
+        &self,
+        request: Request<pb::ListBlockedRequest>,
+    ) -> Result<Response<pb::ListBlockedResponse>, Status> {
+        let caller = self.0.caller(&request).await?;
+        let blocked = self.0.services.conversations.blocked(&caller).await.map_err(status)?;
+        Ok(Response::new(pb::ListBlockedResponse {
+            blocked: blocked
+                .into_iter()
+                .map(|(account, at)| pb::BlockedAccount {
+                    account_id: account.to_string(),
+                    blocked_at_ms: at,
+                })
+                .collect(),
         }))
     }
 }
