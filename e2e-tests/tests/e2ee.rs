@@ -725,7 +725,9 @@ async fn a_full_inbox_takes_no_more() {
     let alice = signed_up(&server, "alice", "Laptop").await;
     let bob =
         E2eeDevice::new(signed_up(&server, "bob", "Laptop").await, AccountKey::generate(&mut OsRng::new()));
-    bob.client.open_direct(&alice.session().unwrap().account_id).await.unwrap();
+    // Alice is a contact once she accepted Bob's conversation (a request alone is not enough).
+    let direct = bob.client.open_direct(&alice.session().unwrap().account_id).await.unwrap();
+    alice.accept_request(&direct.conversation.unwrap().id).await.unwrap();
     for _ in 0..100 {
         send(&alice, (0..100).map(|_| to_device(bob.device_id(), b"filler")).collect()).await.unwrap();
     }

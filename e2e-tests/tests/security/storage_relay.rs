@@ -380,6 +380,8 @@ async fn a_call_through_the_relay_still_works() {
     let mut bob = CallPeer::sign_up(&server, "bob").await.unwrap();
     let conversation_id =
         alice.device.client.open_direct(&bob.account_id()).await.unwrap().conversation.unwrap().id;
+    // Calls ring only people who accepted the conversation (a request does not ring).
+    bob.device.client.accept_request(&conversation_id).await.unwrap();
     alice.member_of(&conversation_id).await.unwrap();
     bob.member_of(&conversation_id).await.unwrap();
     let call_id = Uuid::now_v7().to_string();

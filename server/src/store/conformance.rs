@@ -707,7 +707,10 @@ async fn inbox_quotas_hold_per_sender_for_strangers_and_in_all(db: &Fresh) -> an
         devices.push((account.id, device.id));
     }
     let (friend_d, s1_d, s2_d) = (devices[0], devices[1], devices[2]);
-    db.store.open_direct(ConversationId::generate(), (owner.id, friend.id), now_ms()).await?;
+    let (direct, _) =
+        db.store.open_direct(ConversationId::generate(), (owner.id, friend.id), now_ms()).await?;
+    // A contact is someone who accepted (a pending request is not).
+    db.store.accept_request(direct, friend.id).await?;
     let quota =
         InboxQuota { messages: 10, bytes: 1000, per_sender: 4, stranger_messages: 5, stranger_bytes: 100 };
     let now = now_ms();
