@@ -310,6 +310,13 @@ export const en = {
   unblockPerson: "Unblock {name}",
   "err.ACCOUNT_BLOCKED": "You have blocked this person. Unblock them in Settings first.",
   "err.GROUP_FULL": "This group is full.",
+  "err.INBOX_FULL": "That device has too many undelivered messages. Try again when it has been online.",
+  "err.TOO_MANY_PENDING": "That device has not yet fetched what you sent it. Try again when it has been online.",
+  "err.STRANGER_INBOX_FULL": "That person's device takes no more messages from people they have no chat with until it has been online.",
+  "err.REQUEST_PENDING": "Accept the message request first.",
+  "err.NOT_A_REQUEST": "This is not a message request (any more).",
+  "err.MALFORMED_REQUEST": "The server could not read that request. Reload the app.",
+  "err.REQUEST_TOO_LARGE": "That is too large to send.",
   "err.TOO_MANY_MEMBERS": "A group cannot have that many members.",
 };
 
@@ -626,6 +633,13 @@ export const ru: Record<MessageKey, string> = {
   unblockPerson: "Разблокировать {name}",
   "err.ACCOUNT_BLOCKED": "Вы заблокировали этого человека. Сначала разблокируйте его в настройках.",
   "err.GROUP_FULL": "В группе больше нет мест.",
+  "err.INBOX_FULL": "На этом устройстве слишком много недоставленных сообщений. Попробуйте, когда оно побудет в сети.",
+  "err.TOO_MANY_PENDING": "Устройство ещё не забрало то, что вы отправили. Попробуйте, когда оно побудет в сети.",
+  "err.STRANGER_INBOX_FULL": "Устройство этого человека не принимает больше сообщений от тех, с кем у него нет чата, пока не побудет в сети.",
+  "err.REQUEST_PENDING": "Сначала примите запрос на переписку.",
+  "err.NOT_A_REQUEST": "Это (уже) не запрос на переписку.",
+  "err.MALFORMED_REQUEST": "Сервер не смог прочитать запрос. Перезагрузите приложение.",
+  "err.REQUEST_TOO_LARGE": "Это слишком большое, чтобы отправить.",
   "err.TOO_MANY_MEMBERS": "В группе не может быть столько участников.",
 };
 
