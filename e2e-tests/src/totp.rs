@@ -22,6 +22,29 @@ pub struct Authenticator {
 }
 
 impl Authenticator {
+    /// Turns TOTP on for `client`'s account as a person does (BeginTotpEnrollment with the
+    /// password, then ConfirmTotpEnrollment with a fresh code) and returns the app holding the
+    /// secret, and the secret in base32 as the server handed it out.
+    pub async fn enrol(client: &crate::Client, password: &str) -> anyhow::Result<(Self, String)> {
+        use kitsulan_proto::v1::{BeginTotpEnrollmentRequest, ConfirmTotpEnrollmentRequest};
+        let begin = client
+            .account()
+            .begin_totp_enrollment(BeginTotpEnrollmentRequest { password: password.into() })
+            .await?
+            .into_inner();
+        let mut app = Self::from_base32(&begin.secret_base32)?;
+        let code = app.fresh_code().await;
+        let account = client
+            .account()
+            .confirm_totp_enrollment(ConfirmTotpEnrollmentRequest { code })
+            .await?
+            .into_inner()
+            .account
+            .context("ConfirmTotpEnrollment answered without the account")?;
+        anyhow::ensure!(account.totp_enabled, "TOTP is still off after confirming");
+        Ok((app, begin.secret_base32))
+    }
+
     /// From the base32 secret (RFC 4648, padding optional) of `BeginTotpEnrollmentResponse`.
     pub fn from_base32(secret: &str) -> anyhow::Result<Self> {
         let secret = Secret::try_from_base32(secret.trim().trim_end_matches('='))

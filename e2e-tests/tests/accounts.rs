@@ -53,24 +53,7 @@ fn find_user<'a>(users: &'a [Value], username: &str) -> Option<&'a Value> {
 
 /// Enrols TOTP on the signed-in account and returns the authenticator holding its secret.
 async fn enrol_totp(client: &Client) -> Authenticator {
-    let begin = client
-        .account()
-        .begin_totp_enrollment(BeginTotpEnrollmentRequest { password: PASSWORD.into() })
-        .await
-        .unwrap()
-        .into_inner();
-    let mut app = Authenticator::from_base32(&begin.secret_base32).unwrap();
-    let code = app.fresh_code().await;
-    let account = client
-        .account()
-        .confirm_totp_enrollment(ConfirmTotpEnrollmentRequest { code })
-        .await
-        .unwrap()
-        .into_inner()
-        .account
-        .unwrap();
-    assert!(account.totp_enabled);
-    app
+    Authenticator::enrol(client, PASSWORD).await.unwrap().0
 }
 
 /// Waits for the next mail to `to` and returns the code in it.

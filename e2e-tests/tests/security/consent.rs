@@ -11,7 +11,7 @@ use std::time::Duration;
 use image::{DynamicImage, ImageFormat, Rgba, RgbaImage};
 use kitsulan_e2e::calls::signal;
 use kitsulan_e2e::gateway::LiveInbox;
-use kitsulan_e2e::people::{PASSWORD, start, start_with};
+use kitsulan_e2e::people::{PASSWORD, signed_up, start, start_with};
 use kitsulan_e2e::{Client, Database, Options, TestServer, assert_refused};
 use kitsulan_proto::v1::{
     CallAction, Conversation, ConversationFilter, Event, FetchToDeviceRequest, HistoryDirection,
@@ -23,13 +23,6 @@ use uuid::Uuid;
 const WAIT: Duration = Duration::from_secs(10);
 /// How long to listen for events that must not come (they would have arrived by then).
 const QUIET: Duration = Duration::from_millis(1500);
-
-/// A signed-up account without E2EE keys (none of this needs encryption).
-async fn plain(server: &TestServer, username: &str) -> Client {
-    let mut client = Client::connect(&server.url()).await.unwrap();
-    client.sign_up(username, PASSWORD).await.unwrap_or_else(|e| panic!("SignUp of {username}: {e:?}"));
-    client
-}
 
 /// Another signed-in device of `username`.
 async fn plain_device(server: &TestServer, username: &str, name: &str) -> Client {
@@ -130,9 +123,9 @@ async fn a_strangers_direct_message_is_a_request_until_accepted_postgres() {
 
 async fn a_strangers_direct_message_is_a_request_until_accepted(database: Database) {
     let server = start(database).await;
-    let alice = plain(&server, "alice").await;
+    let alice = signed_up(&server, "alice").await;
     let alice_phone = plain_device(&server, "alice", "Phone").await;
-    let bob = plain(&server, "bob").await;
+    let bob = signed_up(&server, "bob").await;
     let (alice_id, bob_id) = (id_of(&alice), id_of(&bob));
     alice.set_my_avatar(png()).await.unwrap();
     let mut bob_in = online(&server, &bob, "bob").await;
@@ -234,9 +227,9 @@ async fn a_strangers_direct_message_is_a_request_until_accepted(database: Databa
 #[tokio::test]
 async fn a_declined_request_leaves_the_history_to_the_sender() {
     let server = start(Database::Sqlite).await;
-    let alice = plain(&server, "alice").await;
-    let bob = plain(&server, "bob").await;
-    let carol = plain(&server, "carol").await;
+    let alice = signed_up(&server, "alice").await;
+    let bob = signed_up(&server, "bob").await;
+    let carol = signed_up(&server, "carol").await;
     let (alice_id, bob_id) = (id_of(&alice), id_of(&bob));
 
     let direct = bob.open_direct(&alice_id).await.unwrap().conversation.unwrap();
@@ -268,10 +261,10 @@ async fn a_declined_request_leaves_the_history_to_the_sender() {
 #[tokio::test]
 async fn a_blocked_account_reaches_nobody_and_is_not_told() {
     let server = start(Database::Sqlite).await;
-    let alice = plain(&server, "alice").await;
-    let carol = plain(&server, "carol").await;
-    let bob = plain(&server, "bob").await;
-    let dave = plain(&server, "dave").await;
+    let alice = signed_up(&server, "alice").await;
+    let carol = signed_up(&server, "carol").await;
+    let bob = signed_up(&server, "bob").await;
+    let dave = signed_up(&server, "dave").await;
     let (alice_id, carol_id, bob_id) = (id_of(&alice), id_of(&carol), id_of(&bob));
 
     // Dave's group with Alice and Carol, accepted by both before anything happens.
@@ -369,8 +362,8 @@ async fn a_blocked_account_reaches_nobody_and_is_not_told() {
 async fn one_account_cannot_create_groups_without_end() {
     let server =
         start_with(Options::new(Database::Sqlite).env("KITSULAN_RATE_LIMIT_GROUP_CREATIONS", "3/1h")).await;
-    let mallory = plain(&server, "mallory").await;
-    let alice = plain(&server, "alice").await;
+    let mallory = signed_up(&server, "mallory").await;
+    let alice = signed_up(&server, "alice").await;
     let alice_id = id_of(&alice);
     // A refused group costs nothing.
     assert_refused(mallory.create_group("", &[&alice_id]).await, "TITLE_INVALID");
@@ -387,10 +380,10 @@ async fn one_account_cannot_create_groups_without_end() {
 #[tokio::test]
 async fn groups_hold_at_most_the_configured_number_of_members() {
     let server = start_with(Options::new(Database::Sqlite).env("KITSULAN_GROUP_MAX_MEMBERS", "4")).await;
-    let owner = plain(&server, "owner").await;
+    let owner = signed_up(&server, "owner").await;
     let mut others = Vec::new();
     for name in ["ann", "ben", "cat", "dan"] {
-        others.push(id_of(&plain(&server, name).await));
+        others.push(id_of(&signed_up(&server, name).await));
     }
     let all: Vec<&str> = others.iter().map(String::as_str).collect();
     assert_refused(owner.create_group("Too big", &all).await, "TOO_MANY_MEMBERS");
@@ -406,8 +399,8 @@ async fn groups_hold_at_most_the_configured_number_of_members() {
 #[tokio::test]
 async fn the_conversation_list_comes_in_pages() {
     let server = start(Database::Sqlite).await;
-    let alice = plain(&server, "alice").await;
-    let bob = plain(&server, "bob").await;
+    let alice = signed_up(&server, "alice").await;
+    let bob = signed_up(&server, "bob").await;
     let mut made = Vec::new();
     for i in 0..7 {
         made.push(alice.create_group(&format!("group {i}"), &[]).await.unwrap().id);

@@ -17,10 +17,7 @@ use kitsulan_e2e::people::{PASSWORD, roomy};
 use kitsulan_e2e::scan::{scan_database_rows, scan_for_plaintexts};
 use kitsulan_e2e::{Authenticator, Client, Database, Options, TestServer, assert_refused};
 use kitsulan_proto::v1::server_info_service_client::ServerInfoServiceClient;
-use kitsulan_proto::v1::{
-    BeginTotpEnrollmentRequest, ConfirmTotpEnrollmentRequest, GetServerInfoRequest, HistoryDirection,
-    SendMessageRequest, SignInRequest,
-};
+use kitsulan_proto::v1::{GetServerInfoRequest, HistoryDirection, SendMessageRequest, SignInRequest};
 use prost::Message as _;
 use tonic::Code;
 use tonic_types::StatusExt as _;
@@ -170,23 +167,9 @@ async fn another_local_user_cannot_read_the_data_dir_database_keys_or_blobs() {
 
 /// Enrols TOTP for `client` and returns the authenticator and the raw secret.
 async fn enrol_totp(client: &Client) -> (Authenticator, Vec<u8>, String) {
-    let begin = client
-        .account()
-        .begin_totp_enrollment(BeginTotpEnrollmentRequest { password: PASSWORD.into() })
-        .await
-        .unwrap()
-        .into_inner();
-    let raw = totp_rs::Secret::try_from_base32(&begin.secret_base32).unwrap().as_bytes().to_vec();
-    let mut app = Authenticator::from_base32(&begin.secret_base32).unwrap();
-    let code = app.fresh_code().await;
-    let account = client
-        .account()
-        .confirm_totp_enrollment(ConfirmTotpEnrollmentRequest { code })
-        .await
-        .unwrap()
-        .into_inner();
-    assert!(account.account.unwrap().totp_enabled);
-    (app, raw, begin.secret_base32)
+    let (app, base32) = Authenticator::enrol(client, PASSWORD).await.unwrap();
+    let raw = totp_rs::Secret::try_from_base32(&base32).unwrap().as_bytes().to_vec();
+    (app, raw, base32)
 }
 
 async fn sign_in_with_totp(server: &TestServer, username: &str, app: &mut Authenticator) {

@@ -13,8 +13,8 @@ use kitsulan_e2e::gateway::{CLOSE_SIGNED_OUT, GatewayClient};
 use kitsulan_e2e::people::{PASSWORD, signed_in, signed_up};
 use kitsulan_e2e::{Authenticator, Client, Database, Options, SmtpSink, TestServer, assert_refused};
 use kitsulan_proto::v1::{
-    BeginTotpEnrollmentRequest, ChangePasswordRequest, ConfirmTotpEnrollmentRequest, DisableTotpRequest,
-    ListDevicesRequest, SetEmailRequest, VerifyEmailRequest,
+    BeginTotpEnrollmentRequest, ChangePasswordRequest, DisableTotpRequest, ListDevicesRequest,
+    SetEmailRequest, VerifyEmailRequest,
 };
 
 const MAIL_WAIT: Duration = Duration::from_secs(20);
@@ -98,15 +98,7 @@ async fn a_copied_access_token_cannot_change_the_email_password_or_totp() {
     sink.wait_for_mail("alice@new.test", MAIL_WAIT).await.unwrap().code().unwrap();
 
     // With TOTP on, the thief needs the authenticator too, even with the password.
-    let begin = alice
-        .account()
-        .begin_totp_enrollment(BeginTotpEnrollmentRequest { password: PASSWORD.into() })
-        .await
-        .unwrap()
-        .into_inner();
-    let mut app = Authenticator::from_base32(&begin.secret_base32).unwrap();
-    let code = app.fresh_code().await;
-    alice.account().confirm_totp_enrollment(ConfirmTotpEnrollmentRequest { code }).await.unwrap();
+    let (mut app, _) = Authenticator::enrol(&alice, PASSWORD).await.unwrap();
     assert_refused(set_email(&thief, "thief@evil.test", PASSWORD, "").await, "TOTP_REQUIRED");
     assert_refused(change_password(&thief, PASSWORD, "the thief's password", false).await, "TOTP_REQUIRED");
     let off = thief
