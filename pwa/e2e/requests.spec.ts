@@ -75,6 +75,7 @@ test("a stranger's message is a request: accept, and block another", async ({ br
   const settings = alice.getByRole("dialog", { name: "Settings" });
   const blocked = settings.getByRole("region", { name: "Blocked accounts" });
   await expect(blocked.getByRole("listitem")).toHaveText([/Carol/]);
+  await blocked.scrollIntoViewIfNeeded();
   await shoot(alice, "blocked-accounts");
   await blocked.getByRole("button", { name: "Unblock Carol" }).click();
   await expect(blocked).toContainText("You have not blocked anyone.");

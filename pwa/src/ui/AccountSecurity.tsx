@@ -56,7 +56,7 @@ function CurrentPassword({ name, value, onChange }: { name: string; value: strin
   );
 }
 
-function PasswordForm({ totp }: { totp: boolean }) {
+function PasswordForm({ totp, titled }: { totp: boolean; titled: boolean }) {
   const { t } = useI18n();
   const [current, setCurrent] = useState("");
   const [next, setNext] = useState("");
@@ -88,8 +88,8 @@ function PasswordForm({ totp }: { totp: boolean }) {
   }
 
   return (
-    <form className="form" aria-labelledby="password-heading" onSubmit={submit}>
-      <h4 id="password-heading">{t("changePassword")}</h4>
+    <form className="form" aria-label={t("changePassword")} onSubmit={submit}>
+      {titled && <h4>{t("changePassword")}</h4>}
       <CurrentPassword name="currentPassword" value={current} onChange={setCurrent} />
       <label>
         {t("newPassword")}
@@ -237,7 +237,7 @@ export function AccountSecurity() {
   }, []);
 
   return (
-    <section aria-labelledby="security-heading" className="form">
+    <section aria-labelledby="security-heading" className="form account-security">
       <h3 id="security-heading">{t(emailAvailable ? "accountSecurity" : "passwordHeading")}</h3>
       {failed && (
         <p role="alert" className="error">
@@ -246,7 +246,7 @@ export function AccountSecurity() {
       )}
       {account && (
         <>
-          <PasswordForm totp={account.totpEnabled} />
+          <PasswordForm totp={account.totpEnabled} titled={emailAvailable} />
           {emailAvailable && <EmailForm account={account} onChanged={setAccount} />}
         </>
       )}
