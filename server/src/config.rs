@@ -940,6 +940,28 @@ mod tests {
         Cli::command().debug_assert();
     }
 
+    /// `.env.example` is where admins learn what they can set: every environment variable the
+    /// binary reads (global and `serve` settings) must be in it, set or commented out.
+    #[test]
+    fn env_example_lists_every_setting() {
+        let example = include_str!("../../.env.example");
+        let listed: std::collections::HashSet<&str> = example
+            .lines()
+            .filter_map(|line| line.trim_start_matches('#').split_once('='))
+            .map(|(name, _)| name.trim())
+            .collect();
+        let cli = Cli::command();
+        let serve = cli.find_subcommand("serve").expect("a serve command");
+        let missing: Vec<String> = cli
+            .get_arguments()
+            .chain(serve.get_arguments())
+            .filter_map(|arg| arg.get_env())
+            .map(|env| env.to_string_lossy().into_owned())
+            .filter(|env| !listed.contains(env.as_str()))
+            .collect();
+        assert!(missing.is_empty(), ".env.example does not list {missing:?}");
+    }
+
     #[test]
     fn database_urls_are_parsed_and_redacted() {
         let cases = [
