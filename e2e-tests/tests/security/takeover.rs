@@ -268,9 +268,10 @@ async fn refresh_is_rate_limited_per_address() {
     let alice = signed_up(&server, "alice").await;
     let mut prober = alice.another_device().with_header("x-forwarded-for", "198.51.100.9").unwrap();
     for n in 0..5 {
-        let mut fake = alice.session().cloned().unwrap();
-        fake.refresh_token = format!("krt_not_a_real_token_{n}");
-        prober.set_session(Some(fake));
+        // A prober trying refresh tokens it made up (the attack this limit stops).
+        let mut forged = alice.session().cloned().unwrap();
+        forged.refresh_token = format!("krt_made_up_by_the_prober_{n}");
+        prober.set_session(Some(forged));
         assert_refused(prober.refresh().await, "REFRESH_TOKEN_INVALID");
     }
     assert_refused(prober.refresh().await, "RATE_LIMITED");

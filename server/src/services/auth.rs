@@ -180,12 +180,11 @@ impl Guesses<'_> {
         self.limiter.record_failure(&self.limits.account_failures, &self.per_account).await
     }
 
-    /// Before a TOTP or one-time code is compared: codes are short (six digits), so their
-    /// failures are also limited per account alone, from every address together. Only someone
-    /// who knows the password (TOTP) or guesses codes is held up by this, never a password
-    /// sign-in.
+    /// Before a TOTP or one-time code is compared, after [`Guesses::check`] (every caller
+    /// has made it): codes are short (six digits), so their failures are also limited per
+    /// account alone, from every address together. Only someone who knows the password (TOTP)
+    /// or guesses codes is held up by this, never a password sign-in.
     pub(super) async fn check_code(&self) -> Result<(), Error> {
-        self.check().await?;
         self.limiter.check(&self.limits.sign_in_failures, &self.codes).await
     }
 

@@ -228,7 +228,8 @@ impl OneAtATime {
     }
 
     /// Keys with a turn held or waited for (0 when idle: the map does not grow).
-    pub fn busy_keys(&self) -> usize {
+    #[cfg(test)]
+    fn busy_keys(&self) -> usize {
         self.locks.lock().unwrap_or_else(PoisonError::into_inner).len()
     }
 }
