@@ -48,6 +48,7 @@ pwa/node_modules/.package-lock.json: pwa/package-lock.json
 ## Chromium against the binary with the PWA embedded), a smoke run of the load generator, then a
 ## short fuzz run of every decoder.
 test: lint pwa wasm
+	cd pwa && $(NPM) test
 	$(CARGO) build -p kitsulan-server --bin kitsulan
 	@if $(CARGO) nextest --version >/dev/null 2>&1; then \
 		$(CARGO) nextest run --workspace --profile ci; \
@@ -64,6 +65,7 @@ lint: wasm pwa/node_modules/.package-lock.json
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 	$(CARGO) clippy -p kitsulan-crypto --lib --target wasm32-unknown-unknown --features wasm -- -D warnings
 	cd pwa && $(NPM) run typecheck
+	cd pwa && $(NPM) run lint
 
 fmt:
 	$(CARGO) fmt --all

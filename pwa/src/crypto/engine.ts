@@ -33,7 +33,7 @@ import init, {
 } from "kitsulan-crypto";
 import wasmUrl from "kitsulan-crypto/kitsulan_crypto_bg.wasm?url";
 import { keyClient, toDeviceClient } from "../api";
-import { parseFileRef, type FileRef } from "../attachments/content";
+import { contentOf, type Content } from "./content";
 import { reasonOf } from "../errors";
 import type { Message } from "../gen/kitsulan/v1/conversation_pb";
 import type { AccountKeys } from "../gen/kitsulan/v1/keys_pb";
@@ -68,18 +68,7 @@ export class AccountKeyChanged extends Error {
   }
 }
 
-/** What a message says to this device. */
-export type Content =
-  | { kind: "text"; text: string }
-  | { kind: "attachment"; file: FileRef }
-  | { kind: "deleted" }
-  | { kind: "undecryptable"; reason: string; sessionId: string };
-
-/** What a decrypted plaintext says: an attachment (docs/attachments.md) or text. */
-export function contentOf(text: string): Content {
-  const file = parseFileRef(text);
-  return file ? { kind: "attachment", file } : { kind: "text", text };
-}
+export { contentOf, type Content };
 
 /** Another device, as its verified certificate describes it. */
 export interface Peer {

@@ -1,9 +1,9 @@
-// Attachment.tsx — files in conversations (docs/attachments.md): the attach dialog (TTL picker,
-// "keep original"), uploads in flight (progress, cancel), and a received or sent file: an image
+// Attachment.tsx — a received or sent file in a conversation (docs/attachments.md): an image
 // preview from its encrypted thumbnail (full image on click) or a file card (download, save),
-// "expired" when the server says it is gone, and for our own files who downloaded them.
-import { useEffect, useRef, useState } from "react";
-import { isPreviewable, type FileRef } from "../attachments/content";
+// "expired" when the server says it is gone, and for our own files who downloaded them; the TTL
+// and size labels. Sending files: conversation/Uploads.tsx.
+import { useCallback, useEffect, useRef, useState } from "react";
+import type { FileRef } from "../attachments/content";
 import { downloadDecrypt, Expired, HashMismatch, reportDownloaded } from "../attachments/transfer";
 import { useI18n, type Translate } from "../i18n/i18n";
 import { useChat, type Chat, type FileState } from "../state/chat";
@@ -40,107 +40,6 @@ export function sizeLabel(t: Translate, lang: string, bytes: number): string {
   );
 }
 
-/** The files about to be sent: TTL and "keep original (with metadata)", then Send. */
-export function AttachDialog({
-  files,
-  ttlChoices,
-  onSend,
-  onClose,
-}: {
-  files: File[];
-  ttlChoices: number[];
-  onSend: (ttlSeconds: number, keepOriginal: boolean) => void;
-  onClose: () => void;
-}) {
-  const { t, lang } = useI18n();
-  const [ttl, setTtl] = useState(0);
-  const [keep, setKeep] = useState(false);
-  const images = files.some((f) => isPreviewable(f.type));
-  return (
-    <Dialog title={t("attachTitle")} onClose={onClose}>
-      <form
-        className="attach-form"
-        onSubmit={(e) => {
-          e.preventDefault();
-          onSend(ttl, keep);
-        }}
-      >
-        <ul className="attach-list" aria-label={t("attachFiles")}>
-          {files.map((f, i) => (
-            <li key={`${i}-${f.name}`}>
-              <span className="file-name">{f.name}</span> <span className="muted">{sizeLabel(t, lang, f.size)}</span>
-            </li>
-          ))}
-        </ul>
-        <label>
-          {t("attachTtl")}
-          <select value={ttl} onChange={(e) => setTtl(Number(e.target.value))}>
-            <option value={0}>{t("attachTtlNone")}</option>
-            {ttlChoices.map((s) => (
-              <option key={s} value={s}>
-                {ttlLabel(lang, s)}
-              </option>
-            ))}
-          </select>
-        </label>
-        {images && (
-          <label className="check">
-            <input type="checkbox" checked={keep} onChange={(e) => setKeep(e.target.checked)} />
-            {t("attachKeepOriginal")}
-          </label>
-        )}
-        {images && !keep && <p className="muted small">{t("attachStripNote")}</p>}
-        <div className="row-end">
-          <button type="button" onClick={onClose}>
-            {t("cancel")}
-          </button>
-          <button type="submit" className="primary" autoFocus>
-            {t("send")}
-          </button>
-        </div>
-      </form>
-    </Dialog>
-  );
-}
-
-/** An upload in flight. */
-export interface Upload {
-  key: number;
-  name: string;
-  done: number;
-  total: number;
-  controller: AbortController;
-  error?: string;
-}
-
-export function UploadList({ uploads, onCancel }: { uploads: Upload[]; onCancel: (u: Upload) => void }) {
-  const { t } = useI18n();
-  if (uploads.length === 0) return null;
-  return (
-    <ul className="uploads" aria-label={t("uploads")}>
-      {uploads.map((u) => (
-        <li key={u.key} className="upload">
-          <span className="file-name">{u.name}</span>
-          {u.error ? (
-            <span role="alert" className="error">
-              {u.error}
-            </span>
-          ) : (
-            <progress
-              max={u.total || 1}
-              value={u.done}
-              aria-label={t("uploading", { name: u.name })}
-            />
-          )}
-          <button type="button" onClick={() => onCancel(u)} aria-label={u.error ? t("dismiss") : t("cancelUpload", { name: u.name })}>
-            {u.error ? "×" : t("cancel")}
-          </button>
-        </li>
-      ))}
-    </ul>
-  );
-}
-
 type Fetched = { state: "idle" } | { state: "loading"; done: number; total: number } | { state: "ready"; url: string } | { state: "error"; text: string };
 
 /** Downloads, decrypts and checks one attachment into an object URL (revoked on unmount). */
@@ -154,7 +53,7 @@ function useDownload(chat: Chat, attachmentId: string, secrets: string, type: st
     },
     [],
   );
-  const start = async (): Promise<string | null> => {
+  const start = useCallback(async (): Promise<string | null> => {
     if (url.current) return url.current;
     setFetched({ state: "loading", done: 0, total: 0 });
     try {
@@ -167,14 +66,14 @@ function useDownload(chat: Chat, attachmentId: string, secrets: string, type: st
       return url.current;
     } catch (err) {
       if (err instanceof Expired) {
-        chat.markExpired(attachmentId);
+        chat.files.markExpired(attachmentId);
         setFetched({ state: "idle" });
       } else {
         setFetched({ state: "error", text: err instanceof HashMismatch ? t("attachmentTampered") : t("downloadFailed") });
       }
       return null;
     }
-  };
+  }, [chat, attachmentId, secrets, type, report, t]);
   return { fetched, start };
 }
 
@@ -206,11 +105,15 @@ export function FileView({ chat, file, mine, sending }: { chat: Chat; file: File
   const saveRef = useRef<HTMLAnchorElement>(null);
   const autoSave = useRef(false);
 
+  // The thumbnail is fetched as soon as the message shows, unless it expired.
+  const thumbId = file.thumbnail?.attachment;
+  const thumbIdle = thumb.fetched.state === "idle";
+  const startThumb = thumb.start;
   useEffect(() => {
-    if (file.thumbnail && !expired && thumb.fetched.state === "idle") void thumb.start();
-  }, [file.thumbnail?.attachment, expired]);
+    if (thumbId && !expired && thumbIdle) void startThumb();
+  }, [thumbId, expired, thumbIdle, startThumb]);
   useEffect(() => {
-    if (mine && !sending) void chat.loadDownloads(file.attachment);
+    if (mine && !sending) void chat.files.loadDownloads(file.attachment);
   }, [chat, mine, sending, file.attachment]);
   useEffect(() => {
     if (autoSave.current && full.fetched.state === "ready") {

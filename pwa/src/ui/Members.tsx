@@ -27,7 +27,7 @@ export function Members({ chat, conversation, onClose }: { chat: Chat; conversat
     setBusy(true);
     setError(null);
     try {
-      await chat.addMember(conversation.id, username);
+      await chat.conversations.addMember(conversation.id, username);
       setUsername("");
     } catch (err) {
       setError(errorText(t, reasonOf(err)));
@@ -51,8 +51,8 @@ export function Members({ chat, conversation, onClose }: { chat: Chat; conversat
               />
             }
             hasPicture={!!conversation.avatar?.avatarId}
-            onSet={(file) => chat.setGroupAvatar(conversation.id, file)}
-            onRemove={() => chat.removeGroupAvatar(conversation.id)}
+            onSet={(file) => chat.profiles.setGroupAvatar(conversation.id, file)}
+            onRemove={() => chat.profiles.removeGroupAvatar(conversation.id)}
           />
         </section>
       )}

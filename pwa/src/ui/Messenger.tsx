@@ -33,7 +33,7 @@ export function Messenger({
     const onVisible = () => {
       const id = chat.get().active;
       if (id && document.visibilityState === "visible") {
-        chat.markReadIfVisible(id);
+        chat.receipts.markReadIfVisible(id);
         chat.refreshNames(id);
       }
     };

@@ -25,8 +25,8 @@ export function NewConversation({ chat, onClose }: { chat: Chat; onClose: () => 
     try {
       const conversationId =
         kind === "direct"
-          ? await chat.openDirect(username)
-          : await chat.createGroup(title, members.split(/[\s,]+/).filter(Boolean));
+          ? await chat.conversations.openDirect(username)
+          : await chat.conversations.createGroup(title, members.split(/[\s,]+/).filter(Boolean));
       chat.setActive(conversationId);
       onClose();
     } catch (err) {

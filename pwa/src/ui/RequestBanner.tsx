@@ -49,7 +49,7 @@ export function RequestBanner({ chat, conversation }: { chat: Chat; conversation
           className="primary"
           disabled={busy}
           aria-label={t("acceptRequest", { name })}
-          onClick={() => void act(() => chat.acceptRequest(conversation.id))}
+          onClick={() => void act(() => chat.conversations.acceptRequest(conversation.id))}
         >
           {t("accept")}
         </button>
@@ -57,7 +57,7 @@ export function RequestBanner({ chat, conversation }: { chat: Chat; conversation
           type="button"
           disabled={busy}
           aria-label={t("declineRequest", { name })}
-          onClick={() => void act(() => chat.declineRequest(conversation.id))}
+          onClick={() => void act(() => chat.conversations.declineRequest(conversation.id))}
         >
           {t("decline")}
         </button>
@@ -67,7 +67,7 @@ export function RequestBanner({ chat, conversation }: { chat: Chat; conversation
             className="danger"
             disabled={busy}
             aria-label={t("blockPerson", { name })}
-            onClick={() => void act(() => chat.block(from))}
+            onClick={() => void act(() => chat.conversations.block(from))}
           >
             {t("block")}
           </button>

@@ -30,7 +30,7 @@ function Profile({ chat }: { chat: Chat }) {
     setBusy(true);
     setResult(null);
     try {
-      await chat.updateProfile(name);
+      await chat.profiles.updateProfile(name);
       setName(null);
       setResult({ ok: true, text: t("saved") });
     } catch (err) {
@@ -53,8 +53,8 @@ function Profile({ chat }: { chat: Chat }) {
           />
         }
         hasPicture={me.avatarId !== ""}
-        onSet={(file) => chat.setMyAvatar(file)}
-        onRemove={() => chat.removeMyAvatar()}
+        onSet={(file) => chat.profiles.setMyAvatar(file)}
+        onRemove={() => chat.profiles.removeMyAvatar()}
       />
       <p>
         <strong>{me.displayName}</strong> <span className="muted">@{me.username}</span>
@@ -149,7 +149,7 @@ function Blocked({ chat }: { chat: Chat }) {
 
   useEffect(() => {
     let live = true;
-    chat
+    chat.conversations
       .blockedAccounts()
       .then((list) => live && setBlocked(list.map((b) => b.accountId)))
       .catch((err: unknown) => live && setError(errorText(t, reasonOf(err))));
@@ -160,7 +160,7 @@ function Blocked({ chat }: { chat: Chat }) {
 
   async function unblock(accountId: string) {
     try {
-      await chat.unblock(accountId);
+      await chat.conversations.unblock(accountId);
       setBlocked((list) => (list ?? []).filter((id) => id !== accountId));
     } catch (err) {
       setError(errorText(t, reasonOf(err)));

@@ -1,0 +1,16 @@
+// content.ts — what a message says to this device once decrypted. Kept apart from engine.ts (the
+// WASM side) so the state stores and their unit tests can use it without loading WASM.
+import { parseFileRef, type FileRef } from "../attachments/content";
+
+/** What a message says to this device. */
+export type Content =
+  | { kind: "text"; text: string }
+  | { kind: "attachment"; file: FileRef }
+  | { kind: "deleted" }
+  | { kind: "undecryptable"; reason: string; sessionId: string };
+
+/** What a decrypted plaintext says: an attachment (docs/attachments.md) or text. */
+export function contentOf(text: string): Content {
+  const file = parseFileRef(text);
+  return file ? { kind: "attachment", file } : { kind: "text", text };
+}

@@ -1,0 +1,212 @@
+// files.ts — attachments (docs/attachments.md) as this device knows them beyond their messages:
+// expired ones, who downloaded ours; the TTLs to offer; sending a file (image re-encoded and
+// thumbnailed, encrypted, uploaded with progress, then its message sent); and the list of a
+// conversation's uploads in flight (`applyUploads`, for the composer's upload list).
+import type { Client } from "@connectrpc/connect";
+import { attachmentIds, fileRefText, isPreviewable, type FileRef } from "../attachments/content";
+import type { PreparedImage } from "../attachments/image";
+import type { Progress } from "../attachments/transfer";
+import { reasonOf } from "../errors";
+import { AttachmentChange, type AttachmentService } from "../gen/kitsulan/v1/attachment_pb";
+import type { Profiles } from "./profiles";
+import type { ChatEvent, StateAccess } from "./store";
+
+/** What this device knows of an attachment beyond its message. */
+export interface FileState {
+  /** The server says it is gone (TTL passed, deleted). */
+  expired?: boolean;
+  /** Our own attachments: who downloaded it, and when (first time each). */
+  downloads?: Download[];
+}
+
+export interface Download {
+  accountId: string;
+  atMs: number;
+}
+
+/** TTLs the picker offers when the server does not say (1 hour, 1 day, 1 week). */
+export const DEFAULT_TTL_CHOICES = [3600, 86400, 604800];
+
+/** How a file is sent: its TTL (0: none) and whether an image keeps its metadata. */
+export interface SendFileOptions {
+  ttlSeconds: number;
+  keepOriginal: boolean;
+}
+
+export interface FilesState {
+  files: Record<string, FileState>;
+  ttlChoices: number[];
+}
+
+function patched<S extends FilesState>(state: S, attachmentId: string, patch: FileState): S {
+  const before = state.files[attachmentId] ?? {};
+  return { ...state, files: { ...state.files, [attachmentId]: { ...before, ...patch } } };
+}
+
+/** Adds the downloads not known yet (the first one of each account counts), oldest first. */
+function withDownloads<S extends FilesState>(state: S, attachmentId: string, list: Download[]): S {
+  const byAccount = new Map((state.files[attachmentId]?.downloads ?? []).map((d) => [d.accountId, d]));
+  for (const d of list) if (!byAccount.has(d.accountId)) byAccount.set(d.accountId, d);
+  return patched(state, attachmentId, { downloads: [...byAccount.values()].sort((a, b) => a.atMs - b.atMs) });
+}
+
+export function apply<S extends FilesState>(state: S, event: ChatEvent): S {
+  switch (event.type) {
+    case "ttlChoices":
+      return event.seconds.length > 0 ? { ...state, ttlChoices: event.seconds } : state;
+    case "fileExpired":
+      return patched(state, event.attachmentId, { expired: true });
+    case "downloads":
+      return withDownloads(state, event.attachmentId, event.downloads);
+    case "attachment": {
+      const e = event.event;
+      let s = state;
+      if (e.change === AttachmentChange.EXPIRED) s = patched(s, e.attachmentId, { expired: true });
+      if (e.change === AttachmentChange.DOWNLOADED && e.accountId) {
+        s = withDownloads(s, e.attachmentId, [{ accountId: e.accountId, atMs: Number(e.atMs) }]);
+      }
+      return s;
+    }
+    default:
+      return state;
+  }
+}
+
+/** An upload in flight (the composer's list). */
+export interface Upload {
+  key: number;
+  name: string;
+  done: number;
+  total: number;
+  controller: AbortController;
+  error?: string;
+}
+
+export type UploadAction =
+  | { type: "started"; upload: Upload }
+  | { type: "progress"; key: number; done: number; total: number }
+  | { type: "failed"; key: number; error: string }
+  /** Sent, cancelled, or its error dismissed: it leaves the list. */
+  | { type: "gone"; key: number };
+
+export function applyUploads(list: Upload[], action: UploadAction): Upload[] {
+  switch (action.type) {
+    case "started":
+      return [...list, action.upload];
+    case "progress":
+      return list.map((u) => (u.key === action.key ? { ...u, done: action.done, total: action.total } : u));
+    case "failed":
+      return list.map((u) => (u.key === action.key ? { ...u, error: action.error } : u));
+    case "gone":
+      return list.filter((u) => u.key !== action.key);
+  }
+}
+
+/** Encryption and upload of attachment bodies (attachments/transfer.ts, attachments/image.ts). */
+export interface FileTransfer {
+  prepareImage(file: File, keepOriginal: boolean): Promise<PreparedImage>;
+  encrypt(body: Blob): Promise<{ ciphertext: Blob; secrets: string }>;
+  upload(conversationId: string, ciphertext: Blob, ttlSeconds: number, onProgress?: Progress, signal?: AbortSignal): Promise<string>;
+  remove(attachmentId: string): Promise<void>;
+  /** The error a cancelled upload ends with. */
+  cancelled(): Error;
+}
+
+export interface FilesDeps {
+  attachments: Pick<Client<typeof AttachmentService>, "listDownloads">;
+  transfer: FileTransfer;
+  /** Sends the message that carries a file (messages.ts). */
+  send: (conversationId: string, text: string, attachmentIds: string[]) => Promise<void>;
+  profiles: Pick<Profiles, "load">;
+}
+
+export class Files {
+  constructor(
+    private readonly state: StateAccess,
+    private readonly deps: FilesDeps,
+  ) {}
+
+  /** Notes that an attachment is gone (the server said so). */
+  markExpired(attachmentId: string): void {
+    this.state.dispatch({ type: "fileExpired", attachmentId });
+  }
+
+  /** Loads who downloaded one of our attachments (ListDownloads). */
+  async loadDownloads(attachmentId: string): Promise<void> {
+    try {
+      const res = await this.deps.attachments.listDownloads({ attachmentId });
+      const downloads = res.downloads.map((d) => ({ accountId: d.accountId, atMs: Number(d.downloadedAtMs) }));
+      void this.deps.profiles.load(downloads.map((d) => d.accountId)).catch(() => undefined);
+      this.state.dispatch({ type: "downloads", attachmentId, downloads });
+    } catch (err) {
+      const reason = reasonOf(err);
+      if (reason === "ATTACHMENT_NOT_FOUND" || reason === "ATTACHMENT_EXPIRED") this.markExpired(attachmentId);
+    }
+  }
+
+  /** An AttachmentEvent from the gateway: expired, or one of ours downloaded. */
+  onEvent(event: Extract<ChatEvent, { type: "attachment" }>["event"]): void {
+    if (event.change === AttachmentChange.DOWNLOADED && event.accountId) {
+      void this.deps.profiles.load([event.accountId]).catch(() => undefined);
+    }
+    this.state.dispatch({ type: "attachment", event });
+  }
+
+  /**
+   * Sends a file: an image (JPEG, PNG, WebP) is re-encoded without its metadata unless
+   * `keepOriginal`, and gets an encrypted thumbnail; the file is encrypted chunk by chunk,
+   * uploaded (progress through `onProgress`; `signal` cancels: the PUT is aborted and the
+   * attachments deleted), and the message carrying its key is sent (docs/attachments.md).
+   */
+  async sendFile(
+    conversationId: string,
+    file: File,
+    options: SendFileOptions,
+    onProgress?: Progress,
+    signal?: AbortSignal,
+  ): Promise<void> {
+    const transfer = this.deps.transfer;
+    let body: Blob = file;
+    let type = file.type;
+    const uploaded: string[] = [];
+    let sending = false;
+    const ref: Omit<FileRef, "attachment" | "secrets" | "size"> = { name: file.name, type };
+    let thumbnail: { blob: Blob; width: number; height: number } | null = null;
+    if (isPreviewable(file.type)) {
+      try {
+        const image = await transfer.prepareImage(file, options.keepOriginal);
+        body = image.body;
+        type = image.type;
+        ref.type = type;
+        ref.width = image.width;
+        ref.height = image.height;
+        thumbnail = image.thumbnail;
+      } catch (err) {
+        // Not decodable: sent as it is, as a file card.
+        console.warn("image not decoded; sending it as a file", err);
+      }
+    }
+    try {
+      let thumbRef: FileRef["thumbnail"];
+      if (thumbnail) {
+        const t = await transfer.encrypt(thumbnail.blob);
+        const id = await transfer.upload(conversationId, t.ciphertext, options.ttlSeconds, undefined, signal);
+        uploaded.push(id);
+        thumbRef = { attachment: id, secrets: t.secrets, type: "image/jpeg", width: thumbnail.width, height: thumbnail.height };
+      }
+      const encrypted = await transfer.encrypt(body);
+      if (signal?.aborted) throw transfer.cancelled();
+      const id = await transfer.upload(conversationId, encrypted.ciphertext, options.ttlSeconds, onProgress, signal);
+      uploaded.push(id);
+      const full: FileRef = { attachment: id, secrets: encrypted.secrets, size: body.size, ...ref };
+      if (thumbRef) full.thumbnail = thumbRef;
+      sending = true;
+      await this.deps.send(conversationId, fileRefText(full), attachmentIds(full));
+    } catch (err) {
+      // Cancelled or failed before the message went: take back what was uploaded. A failed send
+      // keeps them, for its retry (the server deletes them after its grace period otherwise).
+      if (!sending) for (const id of uploaded) await transfer.remove(id);
+      throw err;
+    }
+  }
+}

@@ -1,0 +1,234 @@
+import { describe, expect, it, vi } from "vitest";
+import type { Content } from "../crypto/content";
+import type { Message } from "../gen/kitsulan/v1/conversation_pb";
+import { MessageChange } from "../gen/kitsulan/v1/gateway_pb";
+import type { ConversationClient } from "./conversations";
+import { apply, merge, Messages, waitingFor, type Item } from "./messages";
+import { BOB, CONV, ME, MY_DEVICE, OTHER_CONV, TestState, conversation, fakeClient, item, message, state, text } from "./testkit";
+
+const seqs = (items: Item[]) => items.map((i) => i.message.seq);
+const texts = (items: Item[]) => items.map((i) => (i.content.kind === "text" ? i.content.text : i.content.kind));
+
+describe("merge", () => {
+  const m1 = message({ id: "m1", seq: 1n });
+  const m2 = message({ id: "m2", seq: 2n });
+
+  it("orders by sequence number, our unsent messages last", () => {
+    const pending = message({ id: "p", seq: 0n, senderAccountId: ME });
+    const t = merge(undefined, [item(pending, text("p"), { local: "sending" }), item(m2), item(m1)]);
+    expect(texts(t.items)).toEqual(["hello", "hello", "p"]);
+    expect(seqs(t.items)).toEqual([1n, 2n, 0n]);
+    expect(t).toMatchObject({ more: true, loaded: false });
+  });
+
+  it("drops a duplicate (a message delivered twice after a reconnect)", () => {
+    const t = merge(merge(undefined, [item(m1, text("first"))]), [item(m1, text("again"))]);
+    expect(texts(t.items)).toEqual(["first"]);
+  });
+
+  it("replaces a message by a newer edit or its deletion, never by an older version", () => {
+    const held = merge(undefined, [item({ ...m1, editedAtMs: 5n }, text("v2"))]);
+    expect(texts(merge(held, [item({ ...m1, editedAtMs: 9n }, text("v3"))]).items)).toEqual(["v3"]);
+    expect(texts(merge(held, [item({ ...m1, editedAtMs: 3n }, text("v1"))]).items)).toEqual(["v2"]);
+    expect(texts(merge(held, [item({ ...m1, editedAtMs: 5n, deletedAtMs: 7n }, { kind: "deleted" })]).items)).toEqual(["deleted"]);
+  });
+
+  it("replaces our pending copy and an undecryptable one by whatever comes", () => {
+    const pending = merge(undefined, [item(m1, text("mine"), { local: "sending" })]);
+    expect(merge(pending, [item(m1, text("mine"))]).items[0]?.local).toBeUndefined();
+    const waiting = merge(undefined, [item(m1, { kind: "undecryptable", reason: "no key", sessionId: "s" })]);
+    expect(texts(merge(waiting, [item(m1, text("now readable"))]).items)).toEqual(["now readable"]);
+  });
+});
+
+describe("messages.apply", () => {
+  it("a page of history says whether there is more", () => {
+    const s = apply(state(), { type: "historyLoaded", conversationId: CONV, items: [item(message({ id: "m1", seq: 1n }))], more: false });
+    expect(s.threads[CONV]).toMatchObject({ more: false, loaded: true });
+  });
+
+  it("a message arriving joins its conversation's thread", () => {
+    const m = message({ id: "m1", seq: 1n, conversationId: OTHER_CONV });
+    const s = apply(state(), { type: "messageArrived", message: m, content: text("hi"), known: false, fromOther: true, visible: false });
+    expect(texts(s.threads[OTHER_CONV]?.items ?? [])).toEqual(["hi"]);
+    expect(s.threads[CONV]).toBeUndefined();
+  });
+
+  it("finds the messages that wait for a room key", () => {
+    const undecryptable = (sessionId: string): Content => ({ kind: "undecryptable", reason: "", sessionId });
+    let s = apply(state(), {
+      type: "messagesChanged",
+      conversationId: CONV,
+      items: [item(message({ id: "a", seq: 1n }), undecryptable("s1")), item(message({ id: "b", seq: 2n }), undecryptable("s2"))],
+    });
+    s = apply(s, { type: "messagesChanged", conversationId: OTHER_CONV, items: [item(message({ id: "c", seq: 1n }), text("ok"))] });
+    expect(waitingFor(s, "s1").map(([c, items]) => [c, items.map((i) => i.message.id)])).toEqual([[CONV, ["a"]]]);
+    expect(waitingFor(s, "s3")).toEqual([]);
+  });
+});
+
+type Encrypted = { messageId: string; ciphertext: Uint8Array; sessionId: Uint8Array };
+
+function setup(client: Partial<ConversationClient>, s = state({ conversations: [conversation({ members: [ME, BOB] })] })) {
+  const st = new TestState(s);
+  const fake = fakeClient<ConversationClient>(client as never);
+  const engine = {
+    encrypt: vi.fn(
+      (_c: string, _members: string[], _text: string): Promise<Encrypted> =>
+        Promise.resolve({ messageId: "new-id", ciphertext: new Uint8Array([1, 2]), sessionId: new Uint8Array([9]) }),
+    ),
+    decrypt: vi.fn((m: Message): Promise<Content> => Promise.resolve(text(`text of ${m.id}`))),
+  };
+  const deps = {
+    client: fake.client,
+    engine,
+    conversations: {
+      get: (id: string) => st.s.conversations.find((c) => c.id === id),
+      load: vi.fn(() => Promise.resolve()),
+    },
+    markRead: vi.fn((_id: string) => undefined),
+    visible: vi.fn(() => true),
+    onEncryptError: vi.fn((_err: unknown) => undefined),
+  };
+  return { messages: new Messages(st, deps), st, calls: fake.calls, deps };
+}
+
+describe("Messages", () => {
+  it("sends: a pending copy at once, then the server's with its sequence number", async () => {
+    let pendingSeen: Item | undefined;
+    const { messages, st, calls, deps } = setup({
+      sendMessage: (() => {
+        pendingSeen = st.s.threads[CONV]?.items[0];
+        return { message: message({ id: "new-id", seq: 7n, senderAccountId: ME, sentAtMs: 70n }) };
+      }) as never,
+    });
+    await messages.send(CONV, "hello", undefined, "reply-to");
+    expect(deps.engine.encrypt).toHaveBeenCalledWith(CONV, [ME, BOB], "hello");
+    expect(pendingSeen).toMatchObject({ local: "sending", text: "hello" });
+    expect(pendingSeen?.message).toMatchObject({ id: "new-id", senderAccountId: ME, senderDeviceId: MY_DEVICE, replyTo: "reply-to" });
+    expect(calls[0]?.[1]).toMatchObject({ conversationId: CONV, messageId: "new-id", sessionId: new Uint8Array([9]), replyTo: "reply-to" });
+    const items = st.s.threads[CONV]?.items ?? [];
+    expect(items).toHaveLength(1);
+    expect(items[0]?.local).toBeUndefined();
+    expect(items[0]?.message.seq).toBe(7n);
+    expect(st.s.conversations[0]?.lastSeq).toBe(7n);
+    expect(st.s.previews[CONV]).toBe("hello");
+  });
+
+  it("a failed send stays as failed, keeps what a retry needs, and the retry sends the same ciphertext", async () => {
+    const failing = setup({
+      sendMessage: (() => {
+        throw new Error("offline");
+      }) as never,
+    });
+    await expect(failing.messages.send(CONV, "hello", undefined, "", ["att-1"])).rejects.toThrow("offline");
+    expect(failing.deps.onEncryptError).toHaveBeenCalled();
+    const failed = failing.st.s.threads[CONV]?.items[0];
+    expect(failed).toMatchObject({ local: "failed", text: "hello", attachmentIds: ["att-1"] });
+    if (!failed) throw new Error("no failed item");
+
+    const retry = setup({
+      sendMessage: ((req: { messageId: string }) => ({ message: message({ id: req.messageId, seq: 3n, senderAccountId: ME }) })) as never,
+    });
+    await retry.messages.send(CONV, "hello", failed);
+    expect(retry.deps.engine.encrypt).not.toHaveBeenCalled();
+    expect(retry.calls[0]?.[1]).toMatchObject({ messageId: "new-id", ciphertext: new Uint8Array([1, 2]), attachmentIds: ["att-1"] });
+    expect(retry.st.s.threads[CONV]?.items.map((i) => i.local)).toEqual([undefined]);
+  });
+
+  it("a message that cannot be encrypted (a changed key) shows nothing and says why", async () => {
+    const { messages, st, deps } = setup({});
+    const err = new Error("key changed");
+    deps.engine.encrypt.mockRejectedValueOnce(err);
+    await expect(messages.send(CONV, "hello")).rejects.toBe(err);
+    expect(deps.onEncryptError).toHaveBeenCalledWith(err);
+    expect(st.s.threads[CONV]).toBeUndefined();
+  });
+
+  it("sends nothing to a conversation it does not know", async () => {
+    const { messages, calls, deps } = setup({}, state());
+    await messages.send(CONV, "hello");
+    expect(deps.engine.encrypt).not.toHaveBeenCalled();
+    expect(calls).toEqual([]);
+  });
+
+  it("edits and deletes take the server's copy", async () => {
+    const original = message({ id: "m1", seq: 1n, senderAccountId: ME });
+    const { messages, st } = setup({
+      editMessage: (() => ({ message: { ...original, editedAtMs: 5n } })) as never,
+      deleteMessage: (() => ({ message: { ...original, editedAtMs: 5n, deletedAtMs: 6n } })) as never,
+    });
+    st.dispatch({ type: "messagesChanged", conversationId: CONV, items: [item(original, text("before"))] });
+    await messages.edit(CONV, item(original), "after");
+    expect(texts(st.s.threads[CONV]?.items ?? [])).toEqual(["after"]);
+    await messages.remove(CONV, item(original));
+    expect(texts(st.s.threads[CONV]?.items ?? [])).toEqual(["deleted"]);
+  });
+
+  it("loads history backwards from the oldest message held, and stops when there is no more", async () => {
+    const { messages, st, calls, deps } = setup({
+      listMessages: (() => ({ messages: [message({ id: "m1", seq: 1n }), message({ id: "m2", seq: 2n })], more: false })) as never,
+    });
+    st.dispatch({ type: "messagesChanged", conversationId: CONV, items: [item(message({ id: "m3", seq: 3n }))] });
+    await messages.loadOlder(CONV);
+    expect(calls[0]?.[1]).toMatchObject({ conversationId: CONV, cursor: 3n, limit: 50 });
+    expect(seqs(st.s.threads[CONV]?.items ?? [])).toEqual([1n, 2n, 3n]);
+    expect(texts(st.s.threads[CONV]?.items ?? []).slice(0, 2)).toEqual(["text of m1", "text of m2"]);
+    expect(deps.markRead).toHaveBeenCalledWith(CONV);
+    await messages.loadOlder(CONV);
+    expect(calls).toHaveLength(1);
+  });
+
+  describe("receive", () => {
+    const incoming = message({ id: "m1", seq: 1n, senderAccountId: BOB, sentAtMs: 10n });
+
+    it("a new message from someone else in a conversation not on screen: unread, and told", async () => {
+      const { messages, st, deps } = setup({});
+      deps.visible.mockReturnValue(false);
+      await expect(messages.receive(incoming, MessageChange.NEW)).resolves.toEqual({
+        conversationId: CONV,
+        senderAccountId: BOB,
+        content: text("text of m1"),
+      });
+      expect(st.s.conversations[0]?.unreadCount).toBe(1);
+      expect(deps.markRead).not.toHaveBeenCalled();
+      // Delivered again after a reconnect: nothing changes, nobody is told again.
+      await expect(messages.receive(incoming, MessageChange.NEW)).resolves.toBeNull();
+      expect(st.s.conversations[0]?.unreadCount).toBe(1);
+    });
+
+    it("on screen: marked read, not counted", async () => {
+      const { messages, st, deps } = setup({}, state({ conversations: [conversation({})], active: CONV }));
+      await messages.receive(incoming, MessageChange.NEW);
+      expect(st.s.conversations[0]?.unreadCount).toBe(0);
+      expect(deps.markRead).toHaveBeenCalledWith(CONV);
+    });
+
+    it("ours (from another device), or an edit, is not told", async () => {
+      const ours = setup({});
+      await expect(ours.messages.receive({ ...incoming, senderAccountId: ME }, MessageChange.NEW)).resolves.toBeNull();
+      const edit = setup({});
+      await expect(edit.messages.receive(incoming, MessageChange.EDITED)).resolves.toBeNull();
+      expect(texts(edit.st.s.threads[CONV]?.items ?? [])).toEqual(["text of m1"]);
+    });
+
+    it("in a conversation we do not know yet: the list is loaded first", async () => {
+      const { messages, deps } = setup({}, state());
+      await expect(messages.receive(incoming, MessageChange.NEW)).resolves.toBeNull();
+      expect(deps.conversations.load).toHaveBeenCalled();
+    });
+  });
+
+  it("decrypts again the messages that waited for a room key, and updates the preview", async () => {
+    const { messages, st } = setup({});
+    const waiting = message({ id: "w", seq: 4n });
+    st.dispatch({
+      type: "messagesChanged",
+      conversationId: CONV,
+      items: [item(waiting, { kind: "undecryptable", reason: "no key", sessionId: "s1" })],
+    });
+    await messages.retryUndecrypted("s1");
+    expect(texts(st.s.threads[CONV]?.items ?? [])).toEqual(["text of w"]);
+    expect(st.s.previews[CONV]).toBe("text of w");
+  });
+});

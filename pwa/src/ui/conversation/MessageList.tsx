@@ -1,0 +1,195 @@
+// MessageList.tsx — a conversation's history: scrolling back loads older pages (the view keeps its
+// place), new messages keep it at the bottom when it was there, day separators, bubbles
+// (MessageBubble.tsx) with our messages' ticks from the others' receipts, and the typing line.
+import { useCallback, useEffect, useLayoutEffect, useRef, type MutableRefObject } from "react";
+import { ConversationKind, type Conversation } from "../../gen/kitsulan/v1/conversation_pb";
+import { useI18n, type Translate } from "../../i18n/i18n";
+import { useChat, type Chat, type Item, type Receipt } from "../../state/chat";
+import { FileView } from "../Attachment";
+import { MessageBubble, snippet, type Tick } from "../MessageBubble";
+import { personName } from "../names";
+
+const EMPTY: Item[] = [];
+const NO_RECEIPTS: Record<string, Receipt> = {};
+const NO_TYPING: Record<string, number> = {};
+
+function dayLabel(t: Translate, lang: string, ms: number): string {
+  const d = new Date(ms);
+  const today = new Date();
+  const yesterday = new Date(Date.now() - 86_400_000);
+  if (d.toDateString() === today.toDateString()) return t("today");
+  if (d.toDateString() === yesterday.toDateString()) return t("yesterday");
+  return d.toLocaleDateString(lang, { day: "numeric", month: "long", year: "numeric" });
+}
+
+export function MessageList({
+  chat,
+  conversation,
+  title,
+  administers,
+  stickToBottom,
+  onReply,
+  onEdit,
+}: {
+  chat: Chat;
+  conversation: Conversation;
+  /** The conversation's name (the log's label). */
+  title: string;
+  /** We may delete anyone's messages (a group's owner or admin). */
+  administers: boolean;
+  /** Whether the view follows new messages (it was at the bottom, or we just sent). */
+  stickToBottom: MutableRefObject<boolean>;
+  onReply: (item: Item) => void;
+  onEdit: (item: Item) => void;
+}) {
+  const { t, lang } = useI18n();
+  const conversationId = conversation.id;
+  const thread = useChat(chat, (s) => s.threads[conversationId]);
+  const receipts = useChat(chat, (s) => s.receipts[conversationId] ?? NO_RECEIPTS);
+  const me = useChat(chat, (s) => s.me);
+  useChat(chat, (s) => s.profiles); // re-render when names arrive
+  const items = thread?.items ?? EMPTY;
+  const listRef = useRef<HTMLDivElement>(null);
+  const topRef = useRef<HTMLDivElement>(null);
+  const heightBefore = useRef<number | null>(null);
+
+  // Keep the view at the bottom when new messages arrive (if it was there), and keep the
+  // position when older ones are prepended.
+  useLayoutEffect(() => {
+    const el = listRef.current;
+    if (!el) return;
+    if (heightBefore.current !== null) {
+      el.scrollTop += el.scrollHeight - heightBefore.current;
+      heightBefore.current = null;
+    } else if (stickToBottom.current) {
+      el.scrollTop = el.scrollHeight;
+    }
+  }, [items, stickToBottom]);
+
+  useEffect(() => {
+    chat.receipts.markReadIfVisible(conversationId);
+  }, [chat, conversationId, items]);
+
+  const loadOlder = useCallback(() => {
+    if (!thread?.more) return;
+    heightBefore.current = listRef.current?.scrollHeight ?? null;
+    void chat.messages.loadOlder(conversationId);
+  }, [chat, conversationId, thread]);
+
+  // Scrolling up to the top loads the page before. A new observer for each change of the thread
+  // reports at once whether the top is in view, so a page too short to scroll loads the next.
+  useEffect(() => {
+    const top = topRef.current;
+    const root = listRef.current;
+    if (!top || !root) return;
+    const io = new IntersectionObserver(
+      (entries) => {
+        if (entries.some((e) => e.isIntersecting) && thread?.loaded && thread.more) loadOlder();
+      },
+      { root },
+    );
+    io.observe(top);
+    return () => io.disconnect();
+  }, [thread, loadOlder]);
+
+  const isGroup = conversation.kind === ConversationKind.GROUP;
+  const byId = new Map(items.map((i) => [i.message.id, i]));
+  const others = conversation.members.filter((m) => m.accountId !== me.accountId);
+
+  const tickOf = (item: Item): Tick => {
+    if (item.local) return item.local;
+    const seq = item.message.seq;
+    const all = (f: (r: Receipt, readSeq: bigint) => boolean) =>
+      others.length > 0 && others.every((m) => f(receipts[m.accountId] ?? { delivered: 0n, read: 0n }, m.readSeq));
+    if (all((r, readSeq) => r.read >= seq || readSeq >= seq)) return "read";
+    if (all((r, readSeq) => r.delivered >= seq || r.read >= seq || readSeq >= seq)) return "delivered";
+    return "sent";
+  };
+
+  let lastDay = "";
+  let lastSender = "";
+
+  return (
+    <div
+      className="messages"
+      ref={listRef}
+      role="log"
+      aria-live="polite"
+      aria-label={title}
+      tabIndex={0}
+      onScroll={(e) => {
+        const el = e.currentTarget;
+        stickToBottom.current = el.scrollHeight - el.scrollTop - el.clientHeight < 40;
+      }}
+    >
+      <div ref={topRef} className="top-sentinel" />
+      {thread?.more && thread.loaded && (
+        <button type="button" className="load-older" onClick={loadOlder}>
+          {t("loadOlder")}
+        </button>
+      )}
+      {thread?.loaded && items.length === 0 && <p className="muted pad">{t("noMessages")}</p>}
+      {items.map((item) => {
+        const m = item.message;
+        const ms = Number(m.sentAtMs);
+        const day = new Date(ms).toDateString();
+        const mine = m.senderAccountId === me.accountId;
+        const showDay = day !== lastDay;
+        const showName = isGroup && !mine && (showDay || lastSender !== m.senderAccountId);
+        lastDay = day;
+        lastSender = m.senderAccountId;
+        const tick = mine ? tickOf(item) : null;
+        return (
+          <div key={m.id} className="msg-wrap">
+            {showDay && (
+              <div className="day" role="separator" aria-label={dayLabel(t, lang, ms)}>
+                <span>{dayLabel(t, lang, ms)}</span>
+              </div>
+            )}
+            <MessageBubble
+              item={item}
+              mine={mine}
+              sender={showName ? personName(chat, t, m.senderAccountId) : null}
+              quoted={
+                m.replyTo
+                  ? {
+                      name: byId.has(m.replyTo)
+                        ? personName(chat, t, byId.get(m.replyTo)?.message.senderAccountId ?? "")
+                        : "",
+                      text: snippet(byId.get(m.replyTo)),
+                    }
+                  : null
+              }
+              tick={tick}
+              canDelete={mine || administers}
+              onReply={() => onReply(item)}
+              onEdit={() => onEdit(item)}
+              onDelete={() =>
+                void chat.messages.remove(conversationId, item).catch((err: unknown) => console.warn("delete failed", err))
+              }
+              onRetry={() => void chat.messages.send(conversationId, item.text ?? "", item).catch(() => undefined)}
+              file={
+                item.content.kind === "attachment" ? (
+                  <FileView chat={chat} file={item.content.file} mine={mine} sending={item.local !== undefined} />
+                ) : undefined
+              }
+            />
+          </div>
+        );
+      })}
+    </div>
+  );
+}
+
+/** Who is typing in the conversation ("Alice is typing…"; a blank line otherwise). */
+export function TypingLine({ chat, conversationId }: { chat: Chat; conversationId: string }) {
+  const { t } = useI18n();
+  const typing = useChat(chat, (s) => s.typing[conversationId] ?? NO_TYPING);
+  useChat(chat, (s) => s.profiles); // re-render when names arrive
+  const names = Object.keys(typing).map((id) => personName(chat, t, id));
+  return (
+    <p className="typing" aria-live="polite">
+      {names.length > 0 ? t("typing", { name: names.join(", ") }) : " "}
+    </p>
+  );
+}

@@ -1,0 +1,14 @@
+// vitest.config.ts — unit tests (`npm test`): the *.test.ts files beside the code in src/, run in
+// Node (the state stores and reducers need no browser). e2e/ holds the Playwright specs instead.
+import { defineConfig, mergeConfig } from "vitest/config";
+import viteConfig from "./vite.config.ts";
+
+export default mergeConfig(
+  viteConfig,
+  defineConfig({
+    test: {
+      include: ["src/**/*.test.ts"],
+      environment: "node",
+    },
+  }),
+);
