@@ -1,6 +1,6 @@
 // machine.test.ts — the call state machine (machine.ts), one transition at a time: what the
 // state becomes and which effects (signals, tones, media, connections, timers) it asks for.
-import { create } from "@bufbuild/protobuf";
+import { create, type MessageInitShape } from "@bufbuild/protobuf";
 import { describe, expect, it } from "vitest";
 import { CallAction, CallEventSchema, type CallEvent } from "../gen/kitsulan/v1/gateway_pb";
 import {
@@ -21,6 +21,8 @@ const CAROL = { accountId: "acc-carol", deviceId: "dev-carol" };
 const CONV = "conv-1";
 const CALL = "call-1";
 
+type EventInit = MessageInitShape<typeof CallEventSchema>;
+
 /** A machine driven input by input, as the adapter drives it. */
 function machine(opts: { direct?: boolean; state?: CallsState } = {}) {
   let state = opts.state ?? INITIAL;
@@ -37,13 +39,13 @@ function machine(opts: { direct?: boolean; state?: CallsState } = {}) {
       state = next.state;
       return next.effects;
     },
-    event(action: CallAction, init: Partial<CallEvent> = {}): Effect[] {
+    event(action: CallAction, init: EventInit = {}): Effect[] {
       return this.feed({ type: "callEvent", event: callEvent(action, init) });
     },
   };
 }
 
-function callEvent(action: CallAction, init: Partial<CallEvent> = {}): CallEvent {
+function callEvent(action: CallAction, init: EventInit = {}): CallEvent {
   return create(CallEventSchema, {
     conversationId: CONV,
     callId: CALL,
@@ -491,7 +493,7 @@ describe("peer connections", () => {
   it("after a failure, a new OFFER from that device connects it again", () => {
     const m = inCall();
     m.feed({ type: "peerConnection", deviceId: BOB.deviceId, state: "failed", atMs: 1 });
-    const offer = callEvent(CallAction.OFFER, { toDeviceId: ME.deviceId } as Partial<CallEvent>);
+    const offer = callEvent(CallAction.OFFER);
     expect(m.feed({ type: "callEvent", event: offer })).toEqual([{ kind: "decrypt", event: offer }]);
     const sdp = { type: "offer", sdp: "v=0" };
     expect(m.feed({ type: "payload", event: offer, payload: sdp })).toEqual([
