@@ -1,6 +1,14 @@
-// vitest.config.ts — unit tests (`npm test`): src/**/*.test.ts under Node, with the app's Vite
-// config; the Playwright specs in e2e/ are not unit tests.
+// vitest.config.ts — unit tests (`npm test`): the *.test.ts files beside the code in src/, run in
+// Node (the state stores and reducers need no browser). e2e/ holds the Playwright specs instead.
 import { defineConfig, mergeConfig } from "vitest/config";
-import app from "./vite.config.ts";
+import viteConfig from "./vite.config.ts";
 
-export default mergeConfig(app, defineConfig({ test: { include: ["src/**/*.test.ts"] } }));
+export default mergeConfig(
+  viteConfig,
+  defineConfig({
+    test: {
+      include: ["src/**/*.test.ts"],
+      environment: "node",
+    },
+  }),
+);
