@@ -137,10 +137,11 @@ export async function shoot(page: Page, name: string) {
   await page.emulateMedia({ colorScheme: "light" });
 }
 
-/** Asks e2e/run.mjs to stop or start the server (same binary, data dir and port). */
-export async function server(action: "stop" | "start"): Promise<void> {
+/** Asks e2e/run.mjs to stop or start the server (same binary, data dir and port); `env` adds
+ * settings to that start only. */
+export async function server(action: "stop" | "start", env?: Record<string, string>): Promise<void> {
   const control = process.env.KITSULAN_E2E_CONTROL;
   if (!control) throw new Error("KITSULAN_E2E_CONTROL is not set: run the tests with `npm run e2e`");
-  const res = await fetch(`${control}/${action}`, { method: "POST" });
+  const res = await fetch(`${control}/${action}`, { method: "POST", ...(env ? { body: JSON.stringify({ env }) } : {}) });
   if (!res.ok) throw new Error(`server ${action}: ${res.status} ${await res.text()}`);
 }

@@ -1,11 +1,11 @@
 // notifications.spec.ts — new-message notifications (an in-app banner for another conversation;
 // system notifications while the tab is hidden, content-free unless the person opts in to the
 // text), the profile (a new display name reaches the other person), and the sign-in-with-an-
-// email-code path (shown only when the server offers it).
-import { create, toBinary, type DescMessage, type MessageInitShape } from "@bufbuild/protobuf";
-import type { BrowserContext, Page, Route } from "@playwright/test";
-import { GetAuthMethodsResponseSchema, RequestSignInCodeResponseSchema } from "../src/gen/kitsulan/v1/auth_pb";
-import { acceptRequest, bubble, expect, openDirect, send, shoot, signUp, stamp, test } from "./helpers";
+// email-code path (shown only when the server offers it: the server restarted with SMTP to a
+// real sink, whose mail carries the codes).
+import type { BrowserContext, Page } from "@playwright/test";
+import { acceptRequest, bubble, expect, openDirect, password, send, server, shoot, signUp, stamp, test } from "./helpers";
+import { SmtpSink } from "./smtp";
 
 interface Shown {
   via: "service-worker" | "page";
@@ -148,47 +148,55 @@ test("a new display name reaches the other person", async ({ browser }) => {
   await expect(bob.getByRole("button", { name: /Alice Liddell/ })).toBeVisible();
 });
 
-/** Answers a gRPC-Web call with `message` (binary format, status OK). */
-function grpcWebReply<Desc extends DescMessage>(route: Route, schema: Desc, message: MessageInitShape<Desc>) {
-  const frame = (flag: number, payload: Uint8Array) => {
-    const out = new Uint8Array(5 + payload.length);
-    out[0] = flag;
-    new DataView(out.buffer).setUint32(1, payload.length);
-    out.set(payload, 5);
-    return out;
-  };
-  const data = frame(0x00, toBinary(schema, create(schema, message)));
-  const trailers = frame(0x80, new TextEncoder().encode("grpc-status: 0\r\n"));
-  return route.fulfill({
-    status: 200,
-    headers: { "content-type": "application/grpc-web+proto" },
-    body: Buffer.concat([data, trailers]),
-  });
-}
-
-test("sign in with an email code, offered only when the server has email", async ({ page }) => {
+test("sign in with an email code, offered only when the server has email", async ({ page, browser }) => {
   // The test server has no SMTP: no such path.
   await page.goto("/");
   await expect(page.getByRole("tab", { name: "Sign in" })).toBeVisible();
   await expect(page.getByRole("button", { name: "Sign in with a code by email" })).toHaveCount(0);
 
-  // A server that offers it (its answer stubbed, as is the email it would send).
-  await page.route("**/kitsulan.v1.AuthService/GetAuthMethods", (route) =>
-    grpcWebReply(route, GetAuthMethodsResponseSchema, { password: true, emailCode: true, signUpOpen: true }),
-  );
-  await page.route("**/kitsulan.v1.AuthService/RequestSignInCode", (route) =>
-    grpcWebReply(route, RequestSignInCodeResponseSchema, {}),
-  );
-  await page.reload();
-  await page.getByRole("button", { name: "Sign in with a code by email" }).click();
-  const form = page.getByRole("form", { name: "Sign in with a code by email" });
-  await form.getByRole("textbox", { name: "Email" }).fill("alice@example.org");
-  await form.getByRole("button", { name: "Send code" }).click();
-  await expect(form.getByRole("status")).toContainText("alice@example.org");
-  // The real server checks the code: a wrong one is refused.
-  await form.getByRole("textbox", { name: "Code from the email" }).fill("000000");
-  await form.getByRole("button", { name: "Sign in" }).click();
-  await expect(form.getByRole("alert")).toHaveText("That code is wrong, expired or was already used.");
-  await page.getByRole("button", { name: "Sign in with a password instead" }).click();
-  await expect(page.getByRole("tab", { name: "Sign in" })).toBeVisible();
+  // The same server with email: it sends real SMTP to a sink, where the codes are read.
+  const sink = await SmtpSink.start();
+  try {
+    await server("stop");
+    await server("start", sink.serverEnv);
+
+    // Alice gives her account an address and verifies it with the code mailed to it.
+    const address = `alice-e-${stamp}@example.org`;
+    const alice = await signUp(browser, `alice-e-${stamp}`, "Alice");
+    await alice.getByRole("button", { name: "Settings" }).click();
+    const settings = alice.getByRole("dialog", { name: "Settings" });
+    const emailForm = settings.getByRole("form", { name: "Email address" });
+    await emailForm.getByRole("textbox", { name: "New email address" }).fill(address);
+    await emailForm.getByLabel("Current password").fill(password);
+    await emailForm.getByRole("button", { name: "Set email address" }).click();
+    await expect(settings.getByRole("status").filter({ hasText: `We sent a code to ${address}` })).toBeVisible();
+    const verify = settings.getByRole("form", { name: "Verify" });
+    await verify.getByRole("textbox", { name: "Code from the email" }).fill(await sink.code(address));
+    await verify.getByRole("button", { name: "Verify" }).click();
+    await expect(settings).toContainText(`${address} (verified)`);
+
+    // Another device signs in with a code by email (and could go back to the password).
+    await page.reload();
+    await page.getByRole("button", { name: "Sign in with a code by email" }).click();
+    await page.getByRole("button", { name: "Sign in with a password instead" }).click();
+    await expect(page.getByRole("tab", { name: "Sign in" })).toBeVisible();
+    await page.getByRole("button", { name: "Sign in with a code by email" }).click();
+    const form = page.getByRole("form", { name: "Sign in with a code by email" });
+    await form.getByRole("textbox", { name: "Email" }).fill(address);
+    await form.getByRole("button", { name: "Send code" }).click();
+    await expect(form.getByRole("status")).toContainText(address);
+    const code = await sink.code(address);
+    // The server checks the code: a wrong one is refused, the mailed one signs in.
+    await form.getByRole("textbox", { name: "Code from the email" }).fill(code === "000000" ? "111111" : "000000");
+    await form.getByRole("button", { name: "Sign in" }).click();
+    await expect(form.getByRole("alert")).toHaveText("That code is wrong, expired or was already used.");
+    await form.getByRole("textbox", { name: "Code from the email" }).fill(code);
+    await form.getByRole("button", { name: "Sign in" }).click();
+    await expect(page.getByRole("button", { name: "New conversation" })).toBeVisible();
+  } finally {
+    // Back to the server without email for the specs after this one.
+    sink.stop();
+    await server("stop");
+    await server("start");
+  }
 });

@@ -8,7 +8,8 @@
 // rebuilt. Extra arguments go to `playwright test`.
 // Tests can stop and start the same server (binary, data dir, port) through a small control
 // endpoint on 127.0.0.1 (KITSULAN_E2E_CONTROL: POST /stop, POST /start), e.g. to restart it
-// mid-conversation.
+// mid-conversation; a JSON body `{"env": {...}}` to /start adds settings for that run only
+// (notifications.spec.ts: SMTP to a sink).
 import { spawn, spawnSync } from "node:child_process";
 import { existsSync, mkdtempSync, rmSync, createWriteStream, mkdirSync } from "node:fs";
 import { createServer as createHttpServer } from "node:http";
@@ -63,9 +64,12 @@ const serverEnv = {
 };
 let server = null;
 
-/** Starts `kitsulan serve` and waits until /readyz answers. */
-async function startServer() {
-  const child = spawn(join(targetDir, "debug/kitsulan"), ["serve"], { env: serverEnv, stdio: ["ignore", "pipe", "pipe"] });
+/** Starts `kitsulan serve` (with `extra` settings) and waits until /readyz answers. */
+async function startServer(extra = {}) {
+  const child = spawn(join(targetDir, "debug/kitsulan"), ["serve"], {
+    env: { ...serverEnv, ...extra },
+    stdio: ["ignore", "pipe", "pipe"],
+  });
   child.stdout.pipe(log, { end: false });
   child.stderr.pipe(log, { end: false });
   server = child;
@@ -101,10 +105,16 @@ const control = createHttpServer((req, res) => {
     res.writeHead(404).end();
     return;
   }
-  action().then(
-    () => res.writeHead(204).end(),
-    (err) => res.writeHead(500).end(String(err)),
-  );
+  let body = "";
+  req.on("data", (chunk) => (body += chunk));
+  req.on("end", () => {
+    Promise.resolve()
+      .then(() => action(body ? JSON.parse(body).env : undefined))
+      .then(
+        () => res.writeHead(204).end(),
+        (err) => res.writeHead(500).end(String(err)),
+      );
+  });
 });
 await new Promise((r) => control.listen(controlPort, "127.0.0.1", r));
 const serverUrl = `http://127.0.0.1:${port}`;

@@ -1,5 +1,8 @@
-// calls.ts — voice and video calls: the call state machine over the gateway's call signalling
-// (docs/calls.md) and the WebRTC mesh (one RTCPeerConnection per other device, at most 6 devices).
+// calls.ts — voice and video calls: the WebRTC adapter around the call state machine
+// (machine.ts), over the gateway's call signalling (docs/calls.md) and the WebRTC mesh (one
+// RTCPeerConnection per other device, at most 6 devices). The machine decides (phases, which
+// signals go out, when connections open and close); this class performs (local media, tones,
+// peer connections, encrypted payloads, TURN credentials, timers) and reports back what happens.
 //
 // - Starting: local media first, then INVITE (a new UUIDv7 call id). Other devices answer
 //   RINGING; a device that is already in a call answers BUSY; ENDED comes from the server
@@ -18,9 +21,26 @@ import { callContext, type E2ee } from "../crypto/engine";
 import { CallAction, CallSignalSchema, type CallEvent, type GatewayError } from "../gen/kitsulan/v1/gateway_pb";
 import type { CallSignal } from "../gen/kitsulan/v1/gateway_pb";
 import { uuidv7 } from "../lib/ids";
+import {
+  INITIAL,
+  isBusy,
+  step,
+  type CallState,
+  type CallsState,
+  type Effect,
+  type EndReason,
+  type Input,
+  type LocalMediaPatch,
+  type MediaPurpose,
+  type RemotePeer,
+} from "./machine";
 import { loadCallPrefs, saveCallPrefs, type CallPrefs } from "./prefs";
+import { readStats, type PeerStats } from "./stats";
 import { TonePlayer } from "./tones";
 import { iceServers, refreshAtMs } from "./turn";
+
+export type { CallState, CallsState, EndReason, OngoingCall, Phase, RemotePeer } from "./machine";
+export type { PeerStats } from "./stats";
 
 /** What the calls need from the rest of the app (the chat controller provides it). */
 export interface CallHost {
@@ -32,85 +52,6 @@ export interface CallHost {
   isDirect(conversationId: string): boolean;
   /** Sends a signal over the gateway; false when offline (nothing was sent). */
   send(signal: CallSignal): boolean;
-}
-
-export type EndReason =
-  | "missed"
-  | "cancelled"
-  | "unanswered"
-  | "hung_up"
-  | "declined"
-  | "busy"
-  | "in_progress"
-  | "full"
-  | "media"
-  | "offline";
-
-export type Phase = "idle" | "outgoing" | "incoming" | "active" | "ended";
-
-/** Another device in the call, as the UI shows it. */
-export interface RemotePeer {
-  deviceId: string;
-  accountId: string;
-  stream: MediaStream;
-  state: RTCPeerConnectionState;
-  /** What that device said over the data channel (true until it says otherwise). */
-  mic: boolean;
-  camera: boolean;
-  screen: boolean;
-}
-
-export interface CallState {
-  phase: Phase;
-  callId: string;
-  conversationId: string;
-  /** The invitation asked for video. */
-  video: boolean;
-  direction: "out" | "in";
-  /** Who called. */
-  callerAccountId: string;
-  /** Outgoing: at least one device of someone else rings. */
-  ringing: boolean;
-  /** When the first connection came up (0 before). */
-  connectedAtMs: number;
-  /** Camera (or screen) and microphone of this device. */
-  local: MediaStream | null;
-  micOn: boolean;
-  cameraOn: boolean;
-  sharing: boolean;
-  /** Push-to-talk is held. */
-  talking: boolean;
-  pushToTalk: boolean;
-  speaker: string;
-  peers: RemotePeer[];
-  endReason: EndReason | null;
-}
-
-/** A call going on in a conversation (seen from INVITE / ACCEPT / HANG_UP / ENDED). */
-export interface OngoingCall {
-  callId: string;
-  video: boolean;
-  participants: string[];
-}
-
-export interface CallsState {
-  call: CallState;
-  ongoing: Record<string, OngoingCall>;
-}
-
-/** One moment of a connection's statistics (RTCPeerConnection.getStats). */
-export interface PeerStats {
-  timestampMs: number;
-  framesDecoded: number;
-  videoBytesReceived: number;
-  frameWidth: number;
-  frameHeight: number;
-  audioPacketsReceived: number;
-  videoBytesSent: number;
-  /** Candidate types of the selected pair, e.g. "relay" / "host". */
-  localCandidate: string;
-  remoteCandidate: string;
-  rttMs: number | null;
 }
 
 interface Link {
@@ -128,43 +69,15 @@ interface Link {
   localSent: boolean;
 }
 
-/** Removes the ended screen after this long. */
-const ENDED_SHOWN_MS = 5000;
 export const MAX_DEVICES = 6;
-
-const IDLE: CallState = {
-  phase: "idle",
-  callId: "",
-  conversationId: "",
-  video: false,
-  direction: "out",
-  callerAccountId: "",
-  ringing: false,
-  connectedAtMs: 0,
-  local: null,
-  micOn: true,
-  cameraOn: false,
-  sharing: false,
-  talking: false,
-  pushToTalk: false,
-  speaker: "",
-  peers: [],
-  endReason: null,
-};
 
 const te = new TextEncoder();
 const td = new TextDecoder("utf-8", { fatal: true });
 
-const END_REASONS: Record<string, EndReason> = {
-  cancelled: "cancelled",
-  unanswered: "unanswered",
-  hung_up: "hung_up",
-};
-
 type Listener = () => void;
 
 export class Calls {
-  private state: CallsState = { call: IDLE, ongoing: {} };
+  private state: CallsState = INITIAL;
   private listeners = new Set<Listener>();
   private links = new Map<string, Link>();
   private queue: Promise<void> = Promise.resolve();
@@ -189,34 +102,91 @@ export class Calls {
     return this.state.call;
   }
 
-  private setCall(patch: Partial<CallState>): void {
-    this.state = { ...this.state, call: { ...this.state.call, ...patch } };
-    for (const l of this.listeners) l();
-  }
-
-  private setOngoing(conversationId: string, ongoing: OngoingCall | null): void {
-    const next = { ...this.state.ongoing };
-    if (ongoing) next[conversationId] = ongoing;
-    else delete next[conversationId];
-    this.state = { ...this.state, ongoing: next };
-    for (const l of this.listeners) l();
-  }
-
   /** Whether this device is in (or setting up) a call. */
   get busy(): boolean {
-    const p = this.call.phase;
-    return p === "outgoing" || p === "incoming" || p === "active";
+    return isBusy(this.call);
   }
 
-  private signal(action: CallAction, extra: { video?: boolean } = {}): boolean {
-    return this.host.send(
-      create(CallSignalSchema, {
-        conversationId: this.call.conversationId,
-        callId: this.call.callId,
-        action,
-        ...extra,
-      }),
-    );
+  // ---- The machine ----
+
+  /**
+   * Runs `input` through the machine, publishes the new state, then performs the effects in
+   * order; the promise settles when the last one did (async ones are awaited in turn).
+   */
+  private dispatch(input: Input): Promise<void> {
+    const next = step(this.state, input, { me: this.host.me(), isDirect: (id) => this.host.isDirect(id) });
+    if (next.state !== this.state) {
+      this.state = next.state;
+      for (const l of this.listeners) l();
+    }
+    return this.perform(next.effects);
+  }
+
+  private async perform(effects: Effect[]): Promise<void> {
+    for (const effect of effects) {
+      const pending = this.effect(effect);
+      if (pending) await pending;
+    }
+  }
+
+  private effect(e: Effect): Promise<void> | undefined {
+    switch (e.kind) {
+      case "send": {
+        const ok = this.host.send(
+          create(CallSignalSchema, {
+            conversationId: e.conversationId,
+            callId: e.callId,
+            action: e.action,
+            ...(e.video !== undefined ? { video: e.video } : {}),
+          }),
+        );
+        return e.report ? this.dispatch({ type: "sent", action: e.action, callId: e.callId, ok }) : undefined;
+      }
+      case "tone":
+        if (e.tone) this.tones.play(e.tone);
+        else this.tones.stop();
+        return undefined;
+      case "teardown":
+        this.teardown();
+        return undefined;
+      case "endedTimer": {
+        clearTimeout(this.endedTimer);
+        const callId = e.callId;
+        if (callId !== null) {
+          this.endedTimer = setTimeout(() => void this.dispatch({ type: "endedTimeout", callId }), e.ms);
+        }
+        return undefined;
+      }
+      case "acquireMedia":
+        return this.acquireMedia(e.callId, e.video, e.purpose);
+      case "prefetchIce":
+        void iceServers();
+        return undefined;
+      case "applyMic":
+        this.applyMic();
+        return undefined;
+      case "offer":
+        return this.offerTo(e.deviceId, e.accountId);
+      case "dropLink":
+        this.dropLink(e.deviceId);
+        return undefined;
+      case "decrypt":
+        return this.decrypt(e.event);
+      case "takeOffer":
+        return this.takeOffer(e.deviceId, e.accountId, e.payload);
+      case "takeAnswer":
+        return this.takeAnswer(e.deviceId, e.payload);
+      case "takeCandidate":
+        return this.takeCandidate(e.deviceId, e.payload);
+      case "refused":
+        console.info("call signal refused:", e.reason);
+        return undefined;
+    }
+  }
+
+  /** The state of this device's media changed. */
+  private setMedia(patch: LocalMediaPatch): void {
+    void this.dispatch({ type: "localMedia", patch });
   }
 
   // ---- Local media ----
@@ -234,7 +204,7 @@ export class Calls {
     }
     this.mic = stream.getAudioTracks()[0] ?? null;
     this.camera = stream.getVideoTracks()[0] ?? null;
-    this.setCall({ cameraOn: this.camera !== null, pushToTalk: prefs.pushToTalk, speaker: prefs.speaker, micOn: true });
+    this.setMedia({ cameraOn: this.camera !== null, pushToTalk: prefs.pushToTalk, speaker: prefs.speaker, micOn: true });
     this.applyMic();
     this.publishLocal();
   }
@@ -254,7 +224,7 @@ export class Calls {
 
   private publishLocal(): void {
     const tracks = [this.mic, this.outgoingVideo].filter((t): t is MediaStreamTrack => t !== null);
-    this.setCall({ local: tracks.length > 0 ? new MediaStream(tracks) : null });
+    this.setMedia({ local: tracks.length > 0 ? new MediaStream(tracks) : null });
   }
 
   private applyMic(): void {
@@ -269,128 +239,65 @@ export class Calls {
     this.screen = null;
   }
 
+  private async acquireMedia(callId: string, video: boolean, purpose: MediaPurpose): Promise<void> {
+    try {
+      await this.getMedia(video);
+    } catch (err) {
+      console.warn("call: no microphone", err);
+      return this.dispatch({ type: "mediaFailed", callId, purpose });
+    }
+    return this.dispatch({ type: "mediaReady", callId, purpose });
+  }
+
   // ---- What the person does ----
 
   /** Calls the members of a conversation. */
-  async start(conversationId: string, video: boolean): Promise<void> {
-    if (this.busy) return;
-    const callId = uuidv7();
-    this.reset();
-    this.setCall({
-      ...IDLE,
-      phase: "outgoing",
-      callId,
-      conversationId,
-      video,
-      direction: "out",
-      callerAccountId: this.host.me().accountId,
-    });
-    try {
-      await this.getMedia(video);
-    } catch (err) {
-      console.warn("call: no microphone", err);
-      if (this.call.callId === callId) this.end("media");
-      return;
-    }
-    if (this.call.callId !== callId || this.call.phase !== "outgoing") return;
-    if (!this.signal(CallAction.INVITE, { video })) {
-      this.end("offline");
-      return;
-    }
-    this.setOngoing(conversationId, { callId, video, participants: [this.host.me().deviceId] });
-    this.tones.play("ringback");
-    void iceServers();
+  start(conversationId: string, video: boolean): Promise<void> {
+    return this.dispatch({ type: "start", conversationId, video, callId: uuidv7() });
   }
 
   /** Answers the incoming call, with or without the camera. */
-  async accept(video: boolean): Promise<void> {
-    if (this.call.phase !== "incoming") return;
-    this.tones.stop();
-    await this.join(video);
+  accept(video: boolean): Promise<void> {
+    return this.dispatch({ type: "accept", video });
   }
 
   /** Joins a call going on in a conversation (one we did not answer at first). */
-  async joinOngoing(conversationId: string, video: boolean): Promise<void> {
-    const ongoing = this.state.ongoing[conversationId];
-    if (!ongoing || this.busy) return;
-    this.reset();
-    this.setCall({
-      ...IDLE,
-      phase: "incoming",
-      callId: ongoing.callId,
-      conversationId,
-      video: ongoing.video,
-      direction: "in",
-    });
-    await this.join(video);
-  }
-
-  private async join(video: boolean): Promise<void> {
-    const callId = this.call.callId;
-    this.setCall({ phase: "active" });
-    try {
-      await this.getMedia(video);
-    } catch (err) {
-      console.warn("call: no microphone", err);
-      if (this.call.callId === callId) {
-        this.signal(CallAction.DECLINE);
-        this.end("media");
-      }
-      return;
-    }
-    if (this.call.callId !== callId || this.call.phase !== "active") return;
-    if (!this.signal(CallAction.ACCEPT)) this.end("offline");
-    void iceServers();
+  joinOngoing(conversationId: string, video: boolean): Promise<void> {
+    return this.dispatch({ type: "joinOngoing", conversationId, video });
   }
 
   decline(): void {
-    if (this.call.phase !== "incoming") return;
-    this.signal(CallAction.DECLINE);
-    this.tones.stop();
-    this.reset();
+    void this.dispatch({ type: "decline" });
   }
 
   /** The caller gives up before anyone answered. */
   cancel(reason: EndReason = "cancelled"): void {
-    if (this.call.phase !== "outgoing") return;
-    this.signal(CallAction.CANCEL);
-    // Should someone have accepted just now (CANCEL refused), this leaves the call anyway.
-    this.signal(CallAction.HANG_UP);
-    this.end(reason);
+    void this.dispatch({ type: "cancel", reason });
   }
 
   hangUp(): void {
-    if (this.call.phase === "outgoing") {
-      this.cancel();
-      return;
-    }
-    if (this.call.phase !== "active") return;
-    this.signal(CallAction.HANG_UP);
-    this.end("hung_up");
+    void this.dispatch({ type: "hangUp" });
   }
 
   /** Closes the ended screen. */
   dismiss(): void {
-    if (this.call.phase === "ended") this.reset();
+    void this.dispatch({ type: "dismiss" });
   }
 
   toggleMic(): void {
-    this.setCall({ micOn: !this.call.micOn });
-    this.applyMic();
+    void this.dispatch({ type: "toggleMic" });
   }
 
   /** Push-to-talk: the key or button is held (true) or let go. */
   setTalking(talking: boolean): void {
-    if (this.call.talking === talking) return;
-    this.setCall({ talking });
-    this.applyMic();
+    void this.dispatch({ type: "setTalking", talking });
   }
 
   async toggleCamera(): Promise<void> {
     if (this.camera) {
       this.camera.stop();
       this.camera = null;
-      this.setCall({ cameraOn: false });
+      this.setMedia({ cameraOn: false });
     } else {
       try {
         const stream = await navigator.mediaDevices.getUserMedia({ video: this.cameraConstraints(loadCallPrefs()) });
@@ -404,7 +311,7 @@ export class Calls {
         this.camera = null;
         return;
       }
-      this.setCall({ cameraOn: this.camera !== null });
+      this.setMedia({ cameraOn: this.camera !== null });
     }
     await this.replaceVideo();
   }
@@ -413,7 +320,7 @@ export class Calls {
     if (this.screen) {
       this.screen.stop();
       this.screen = null;
-      this.setCall({ sharing: false });
+      this.setMedia({ sharing: false });
       await this.replaceVideo();
       return;
     }
@@ -435,7 +342,7 @@ export class Calls {
     track.addEventListener("ended", () => {
       if (this.screen === track) void this.toggleScreenShare();
     });
-    this.setCall({ sharing: true });
+    this.setMedia({ sharing: true });
     await this.replaceVideo();
   }
 
@@ -488,38 +395,19 @@ export class Calls {
 
   setSpeaker(deviceId: string): void {
     saveCallPrefs({ ...loadCallPrefs(), speaker: deviceId });
-    this.setCall({ speaker: deviceId });
+    void this.dispatch({ type: "setSpeaker", deviceId });
   }
 
   /** The push-to-talk setting changed in Settings. */
   prefsChanged(): void {
-    this.setCall({ pushToTalk: loadCallPrefs().pushToTalk, talking: false });
-    this.applyMic();
+    void this.dispatch({ type: "prefsChanged", pushToTalk: loadCallPrefs().pushToTalk });
   }
 
   // ---- Ending ----
 
   /** Leaves any call and stops everything (sign-out). */
   dispose(): void {
-    if (this.call.phase === "active") this.signal(CallAction.HANG_UP);
-    else if (this.call.phase === "outgoing") this.signal(CallAction.CANCEL);
-    this.reset();
-  }
-
-  private end(reason: EndReason): void {
-    const callId = this.call.callId;
-    this.teardown();
-    this.setCall({ phase: "ended", endReason: reason, peers: [], local: null, talking: false, sharing: false });
-    clearTimeout(this.endedTimer);
-    this.endedTimer = setTimeout(() => {
-      if (this.call.phase === "ended" && this.call.callId === callId) this.reset();
-    }, ENDED_SHOWN_MS);
-  }
-
-  private reset(): void {
-    this.teardown();
-    clearTimeout(this.endedTimer);
-    this.setCall(IDLE);
+    void this.dispatch({ type: "dispose" });
   }
 
   private teardown(): void {
@@ -536,128 +424,31 @@ export class Calls {
   /** A call event from the gateway. Handled in order, one at a time. */
   onEvent(event: CallEvent): void {
     this.queue = this.queue
-      .then(() => this.handle(event))
+      .then(() => this.dispatch({ type: "callEvent", event }))
       .catch((err: unknown) => console.warn("call event", CallAction[event.action], err));
   }
 
   /** A refusal from the gateway (not tied to a frame: read with the current phase). */
   onGatewayError(error: GatewayError): void {
-    const c = this.call;
-    if (error.reason === "CALL_IN_PROGRESS" && c.phase === "outgoing" && !c.ringing) {
-      this.setOngoing(c.conversationId, null);
-      this.end("in_progress");
-    } else if (error.reason === "CALL_FULL" && c.phase === "active" && this.links.size === 0) {
-      this.end("full");
-    } else if (error.reason.startsWith("CALL_") || error.reason === "NOT_IN_CALL") {
-      console.info("call signal refused:", error.reason);
-    }
+    void this.dispatch({ type: "gatewayError", reason: error.reason, links: this.links.size });
   }
 
-  private async handle(e: CallEvent): Promise<void> {
-    const me = this.host.me();
-    const c = this.call;
-    const current = e.callId === c.callId && e.conversationId === c.conversationId && c.phase !== "idle";
-    const fromMine = e.fromAccountId === me.accountId;
-    switch (e.action) {
-      case CallAction.INVITE: {
-        this.setOngoing(e.conversationId, { callId: e.callId, video: e.video, participants: e.participantDeviceIds });
-        if (fromMine || e.fromDeviceId === me.deviceId) return; // our own other device calls out
-        if (this.busy) {
-          if (!current) {
-            this.host.send(
-              create(CallSignalSchema, { conversationId: e.conversationId, callId: e.callId, action: CallAction.BUSY }),
-            );
-          }
-          return;
-        }
-        this.reset();
-        this.setCall({
-          ...IDLE,
-          phase: "incoming",
-          callId: e.callId,
-          conversationId: e.conversationId,
-          video: e.video,
-          direction: "in",
-          callerAccountId: e.fromAccountId,
-        });
-        this.signal(CallAction.RINGING);
-        this.tones.play("ringtone");
-        return;
-      }
-      case CallAction.RINGING:
-        if (current && c.phase === "outgoing" && !fromMine) this.setCall({ ringing: true });
-        return;
-      case CallAction.ACCEPT: {
-        const ongoing = this.state.ongoing[e.conversationId];
-        this.setOngoing(e.conversationId, {
-          callId: e.callId,
-          video: ongoing?.video ?? e.video,
-          participants: e.participantDeviceIds,
-        });
-        if (!current) return;
-        if (c.phase === "incoming") {
-          if (fromMine) this.reset(); // answered on another of our devices
-          return;
-        }
-        if (c.phase === "outgoing") {
-          this.tones.stop();
-          this.setCall({ phase: "active" });
-        }
-        if (this.call.phase === "active" && e.fromDeviceId !== me.deviceId && e.participantDeviceIds.includes(me.deviceId)) {
-          await this.offerTo(e.fromDeviceId, e.fromAccountId);
-        }
-        return;
-      }
-      case CallAction.DECLINE:
-        if (!current) return;
-        if (c.phase === "incoming" && fromMine) this.reset(); // declined on another of our devices
-        else if (c.phase === "outgoing" && !fromMine && this.host.isDirect(c.conversationId)) this.cancel("declined");
-        return;
-      case CallAction.BUSY:
-        if (current && c.phase === "outgoing" && !fromMine && this.host.isDirect(c.conversationId)) this.cancel("busy");
-        return;
-      case CallAction.HANG_UP: {
-        const ongoing = this.state.ongoing[e.conversationId];
-        if (ongoing?.callId === e.callId) {
-          this.setOngoing(e.conversationId, { ...ongoing, participants: e.participantDeviceIds });
-        }
-        if (current && c.phase === "active") this.dropLink(e.fromDeviceId);
-        return;
-      }
-      case CallAction.ENDED:
-        if (this.state.ongoing[e.conversationId]?.callId === e.callId) this.setOngoing(e.conversationId, null);
-        if (current && this.busy) {
-          // A call that rang here and stopped before anyone answered it here is a missed one.
-          const missed = c.phase === "incoming" && (e.reason === "cancelled" || e.reason === "unanswered");
-          this.end(missed ? "missed" : (END_REASONS[e.reason] ?? "hung_up"));
-        }
-        return;
-      case CallAction.OFFER:
-      case CallAction.ANSWER:
-      case CallAction.ICE_CANDIDATE: {
-        if (!current || c.phase !== "active" || e.fromDeviceId === me.deviceId) return;
-        let payload: unknown;
-        try {
-          const plain = await this.host.engine.decryptCallPayload(
-            e.fromAccountId,
-            e.fromDeviceId,
-            callContext(e.conversationId, e.callId, e.action),
-            e.payload,
-          );
-          payload = JSON.parse(td.decode(plain));
-        } catch (err) {
-          console.warn("call: ignoring a payload that does not decrypt", err);
-          return;
-        }
-        if (this.call.callId !== e.callId || this.call.phase !== "active") return;
-        if (e.action === CallAction.OFFER) await this.takeOffer(e.fromDeviceId, e.fromAccountId, payload);
-        else if (e.action === CallAction.ANSWER) await this.takeAnswer(e.fromDeviceId, payload);
-        else await this.takeCandidate(e.fromDeviceId, payload);
-        return;
-      }
-      default:
-        return;
+  /** Decrypts an OFFER, ANSWER or ICE_CANDIDATE payload (ignored when it does not). */
+  private async decrypt(e: CallEvent): Promise<void> {
+    let payload: unknown;
+    try {
+      const plain = await this.host.engine.decryptCallPayload(
+        e.fromAccountId,
+        e.fromDeviceId,
+        callContext(e.conversationId, e.callId, e.action),
+        e.payload,
+      );
+      payload = JSON.parse(td.decode(plain));
+    } catch (err) {
+      console.warn("call: ignoring a payload that does not decrypt", err);
+      return;
     }
+    return this.dispatch({ type: "payload", event: e, payload });
   }
 
   // ---- WebRTC ----
@@ -704,12 +495,12 @@ export class Calls {
       localSent: false,
     };
     this.links.set(deviceId, link);
-    this.updatePeer(deviceId, { deviceId, accountId, stream: new MediaStream(), state: "new", mic: true, camera: true, screen: false });
+    this.peer(deviceId, { deviceId, accountId, stream: new MediaStream(), state: "new", mic: true, camera: true, screen: false });
     pc.ontrack = (ev) => {
       if (this.links.get(deviceId) !== link) return;
       const peer = this.call.peers.find((p) => p.deviceId === deviceId);
       const tracks = (peer?.stream.getTracks() ?? []).filter((t) => t.kind !== ev.track.kind);
-      this.updatePeer(deviceId, { stream: new MediaStream([...tracks, ev.track]) });
+      this.peer(deviceId, { stream: new MediaStream([...tracks, ev.track]) });
     };
     pc.onicecandidate = (ev) => {
       if (!ev.candidate || !ev.candidate.candidate) return;
@@ -719,19 +510,14 @@ export class Calls {
     };
     pc.onconnectionstatechange = () => {
       if (this.links.get(deviceId) !== link) return;
-      const state = pc.connectionState;
-      if (state === "failed" || state === "closed") {
-        this.dropLink(deviceId);
-        return;
-      }
-      this.updatePeer(deviceId, { state });
-      if (state === "connected" && this.call.connectedAtMs === 0) this.setCall({ connectedAtMs: Date.now() });
+      // The machine drops a failed or closed connection (dropLink) and its tile.
+      void this.dispatch({ type: "peerConnection", deviceId, state: pc.connectionState, atMs: Date.now() });
     };
     dc.onopen = () => this.sendState(link);
     dc.onmessage = (ev) => {
       try {
         const s = JSON.parse(String(ev.data)) as { mic?: unknown; camera?: unknown; screen?: unknown };
-        this.updatePeer(deviceId, { mic: s.mic !== false, camera: s.camera !== false, screen: s.screen === true });
+        this.peer(deviceId, { mic: s.mic !== false, camera: s.camera !== false, screen: s.screen === true });
       } catch {
         // not ours
       }
@@ -740,14 +526,9 @@ export class Calls {
     return link;
   }
 
-  private updatePeer(deviceId: string, patch: Partial<RemotePeer>): void {
-    const peers = this.call.peers;
-    const found = peers.find((p) => p.deviceId === deviceId);
-    if (!found && !patch.accountId) return;
-    const next = found
-      ? peers.map((p) => (p.deviceId === deviceId ? { ...p, ...patch } : p))
-      : [...peers, patch as RemotePeer];
-    this.setCall({ peers: next });
+  /** A peer appeared (the patch has its accountId) or changed. */
+  private peer(deviceId: string, patch: Partial<RemotePeer>): void {
+    void this.dispatch({ type: "peer", deviceId, patch });
   }
 
   private closeLink(link: Link): void {
@@ -759,15 +540,12 @@ export class Calls {
     link.pc.close();
   }
 
-  /** A device left (hung up, dropped, or its connection failed): its tile goes away. */
+  /** Closes the connection with a device that left (the machine removes its tile). */
   private dropLink(deviceId: string): void {
     const link = this.links.get(deviceId);
     if (link) {
       this.closeLink(link);
       this.links.delete(deviceId);
-    }
-    if (this.call.peers.some((p) => p.deviceId === deviceId)) {
-      this.setCall({ peers: this.call.peers.filter((p) => p.deviceId !== deviceId) });
     }
   }
 
@@ -886,43 +664,7 @@ export class Calls {
     const link = this.links.get(deviceId);
     if (!link) return null;
     const report = await link.pc.getStats();
-    const out: PeerStats = {
-      timestampMs: Date.now(),
-      framesDecoded: 0,
-      videoBytesReceived: 0,
-      frameWidth: 0,
-      frameHeight: 0,
-      audioPacketsReceived: 0,
-      videoBytesSent: 0,
-      localCandidate: "",
-      remoteCandidate: "",
-      rttMs: null,
-    };
-    let pairId = "";
-    const byId = new Map<string, Record<string, unknown>>();
-    report.forEach((s: Record<string, unknown>) => {
-      byId.set(String(s.id), s);
-      const num = (k: string) => (typeof s[k] === "number" ? (s[k] as number) : 0);
-      if (s.type === "inbound-rtp" && s.kind === "video") {
-        out.framesDecoded += num("framesDecoded");
-        out.videoBytesReceived += num("bytesReceived");
-        out.frameWidth = Math.max(out.frameWidth, num("frameWidth"));
-        out.frameHeight = Math.max(out.frameHeight, num("frameHeight"));
-      } else if (s.type === "inbound-rtp" && s.kind === "audio") {
-        out.audioPacketsReceived += num("packetsReceived");
-      } else if (s.type === "outbound-rtp" && s.kind === "video") {
-        out.videoBytesSent += num("bytesSent");
-      } else if (s.type === "transport" && typeof s.selectedCandidatePairId === "string") {
-        pairId = s.selectedCandidatePairId;
-      }
-    });
-    const pair = byId.get(pairId);
-    if (pair) {
-      out.localCandidate = String(byId.get(String(pair.localCandidateId))?.candidateType ?? "");
-      out.remoteCandidate = String(byId.get(String(pair.remoteCandidateId))?.candidateType ?? "");
-      if (typeof pair.currentRoundTripTime === "number") out.rttMs = Math.round(pair.currentRoundTripTime * 1000);
-    }
-    return out;
+    return readStats(report, Date.now());
   }
 }
 
