@@ -75,7 +75,8 @@ else
   short=$(git rev-parse --short "$previous")
   breaking "proto/ against $why, $short" --against "$tmp"
   if [ -f "$tmp/$BASELINE" ] && ! cmp -s "$tmp/$BASELINE" "$BASELINE"; then
-    breaking "the baseline against the one at $short" "$BASELINE" --against "$tmp/$BASELINE"
+    breaking "the baseline against the one at $short" "$BASELINE" --against "$tmp/$BASELINE" \
+      --config buf.yaml
   fi
 fi
 
