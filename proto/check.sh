@@ -8,8 +8,8 @@
 # 1. The recorded baseline, proto/api-baseline.binpb: the API as last recorded, as a buf image
 #    (descriptors only, so comments do not change it). It travels with the repository, so this
 #    check is the same in a fresh or shallow clone, on main or a branch, however many commits a
-#    change spans and however it is merged. `make proto-baseline` records the current API; it
-#    runs these checks first, so it refuses to record a break.
+#    change spans and however it is merged. `make proto-baseline` records the current API (do it
+#    in the commit that changes the API); it runs these checks first, so it refuses a break.
 # 2. The previous version in git, which also covers what was added after the baseline:
 #    - on a branch (HEAD not on main): proto/ at the merge base with main, what the branch
 #      started from;
@@ -20,8 +20,9 @@
 # 3. If the baseline itself changed since that revision: the new baseline against the old one,
 #    so re-recording it cannot hide a break.
 #
-# A deliberate break (removing a whole package version, say) lists the file under
-# `breaking.ignore_only` in buf.yaml with the reason, in the commit that makes it.
+# A deliberate break (removing a whole package version, say): in the commit that makes it, list
+# the rule and file under `breaking.ignore_only` in buf.yaml with the reason and re-record the
+# baseline; the next commit removes the ignore again.
 #
 #   proto/check.sh                    lint and breaking checks
 #   proto/check.sh --update-baseline  the same, then record the current API as the baseline
