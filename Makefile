@@ -60,7 +60,7 @@ test: lint pwa wasm
 	$(MAKE) bench-smoke
 	$(MAKE) fuzz
 
-lint: wasm pwa/node_modules/.package-lock.json
+lint: wasm pwa/node_modules/.package-lock.json deny proto-check
 	$(CARGO) fmt --all --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 	$(CARGO) clippy -p kitsulan-crypto --lib --target wasm32-unknown-unknown --features wasm -- -D warnings
@@ -69,6 +69,21 @@ lint: wasm pwa/node_modules/.package-lock.json
 
 fmt:
 	$(CARGO) fmt --all
+
+.PHONY: deny proto-check proto-baseline
+
+## cargo deny check (deny.toml): licences, bans and duplicate versions, sources; advisories only
+## when the RustSec database can be fetched, and a plain NOT CHECKED when it cannot.
+deny:
+	.ci/deny.sh
+
+## buf lint and buf breaking for proto/ (proto/check.sh says what "breaking" is compared with).
+proto-check: pwa/node_modules/.package-lock.json
+	proto/check.sh
+
+## Record the current API as the baseline buf breaking compares with (refuses a breaking one).
+proto-baseline: pwa/node_modules/.package-lock.json
+	proto/check.sh --update-baseline
 
 clean:
 	$(CARGO) clean
