@@ -1,5 +1,5 @@
 //! KitsuLAN's black-box tests run the real `kitsulan` binary and talk to it through the client
-//! SDK (`kitsulan-client`); they are one test binary, `tests/e2e.rs`. This library holds only
+//! SDK (`kitsulan-client`); they are one test binary, `tests/e2e/`. This library holds only
 //! what the tests need beyond the SDK:
 //!
 //! - [`call_peer`]: a device in a call with a real WebRTC peer connection (relay-only ICE). It
