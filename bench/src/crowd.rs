@@ -1,4 +1,4 @@
-//! The people of a run: accounts with their devices (the e2e tests' [`E2eeDevice`]), group
+//! The people of a run: accounts with their devices (the client SDK's [`E2eeDevice`]), group
 //! conversations between them, and gateway receivers that acknowledge every event and time
 //! every message from its send to its arrival.
 
@@ -10,9 +10,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use indicatif::{ProgressBar, ProgressStyle};
-use kitsulan_e2e::e2ee::E2eeDevice;
-use kitsulan_e2e::gateway::GatewayClient;
-use kitsulan_e2e::people::PASSWORD;
+use kitsulan_client::e2ee::E2eeDevice;
+use kitsulan_client::gateway::GatewayClient;
+use kitsulan_client::people::PASSWORD;
 use kitsulan_proto::v1::{MessageChange, event};
 use tokio::sync::Semaphore;
 use tokio::task::{JoinHandle, JoinSet};

@@ -1,5 +1,5 @@
 //! `kitsulan-bench`: the load generator. It starts the real `kitsulan` binary (or targets a
-//! running one), makes accounts and devices with the e2e tests' client code, opens gateway
+//! running one), makes accounts and devices with the client SDK (`kitsulan-client`), opens gateway
 //! sockets and sends real Megolm-encrypted messages, and records latency histograms, rates,
 //! errors and the server's memory and CPU (from `/proc`). Each run writes a JSON report and an
 //! SVG plot; `report` turns the JSON files into the tables of BENCHMARKS.md.

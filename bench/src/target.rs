@@ -1,4 +1,4 @@
-//! The server under load: started here (the real `kitsulan` binary, through the e2e harness)
+//! The server under load: started here (the real `kitsulan` binary, through the client SDK)
 //! or already running at `--url`, and a sampler reading its memory and CPU from `/proc`.
 
 use std::path::PathBuf;
@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
-use kitsulan_e2e::server::{Database, Options, TestServer};
+use kitsulan_client::server::{Database, Options, TestServer};
 use serde::{Deserialize, Serialize};
 
 use crate::Db;
@@ -44,7 +44,7 @@ impl Target {
             Db::Sqlite => Database::Sqlite,
             Db::Postgres => Database::FreshPostgres,
         };
-        let options = kitsulan_e2e::people::roomy(Options::new(database))
+        let options = kitsulan_client::people::roomy(Options::new(database))
             .binary(how.server_bin.clone())
             .env("KITSULAN_RATE_LIMIT_SIGN_UP", "1000000/1h")
             .env("KITSULAN_RATE_LIMIT_SIGN_IN", "1000000/1h")
@@ -185,7 +185,7 @@ const CLOCK_TICKS: f64 = 100.0;
 
 /// (resident bytes, user + system CPU ticks) of a process, or None once it is gone.
 fn read_process(pid: u32) -> Option<(u64, u64)> {
-    let (_, rss_kib) = kitsulan_e2e::attachments::memory_kib(pid).ok()?;
+    let (_, rss_kib) = kitsulan_client::attachments::memory_kib(pid).ok()?;
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // Fields after the command name (which may hold spaces): state is field 3, utime 14, stime 15.
     let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();

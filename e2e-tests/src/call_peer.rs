@@ -5,9 +5,9 @@
 //! forged ones).
 //!
 //! [`CallPeer::connect`] is one side of one peer connection in a call both devices are already
-//! in (INVITE and ACCEPT are the test's, with the helpers of [`crate::calls`]). The offerer opens
-//! a data channel named [`DATA_CHANNEL`] and sends OFFER; the answerer answers; both trickle
-//! their ICE candidates. It returns an [`Attempt`] once the data channel is open on that side or
+//! in (INVITE and ACCEPT are the test's, with the helpers of [`kitsulan_client::calls`]). The
+//! offerer opens a data channel named [`DATA_CHANNEL`] and sends OFFER; the answerer answers;
+//! both trickle their ICE candidates. It returns an [`Attempt`] once the data channel is open on that side or
 //! the connection failed (or closed), with everything it saw on the way.
 //!
 //! # Payloads
@@ -40,11 +40,11 @@ use webrtc::peer_connection::{
     RTCSessionDescription, RTCStatsReportEntry, SettingEngineBuilder, StatsSelector,
 };
 
-use crate::calls::directed;
-use crate::e2ee::{E2eeDevice, OLM_CALL_SIGNAL, uuid_bytes};
-use crate::gateway::LiveInbox;
-use crate::people;
-use crate::server::TestServer;
+use kitsulan_client::calls::directed;
+use kitsulan_client::e2ee::{E2eeDevice, OLM_CALL_SIGNAL, uuid_bytes};
+use kitsulan_client::gateway::LiveInbox;
+use kitsulan_client::people;
+use kitsulan_client::server::TestServer;
 
 /// How long ICE may check before a connection that should come up is declared failed (on an
 /// idle machine a relayed connection is up within a few seconds; this is for a loaded one).

@@ -1,6 +1,6 @@
 // content.ts — what an attachment message says inside its E2EE plaintext (docs/attachments.md,
 // "Message content"): a JSON object, the same one the Rust reference client
-// (e2e-tests/tests/attachments.rs) writes and reads:
+// (e2e-tests/tests/e2e/attachments.rs) writes and reads:
 //   {"attachment": id, "secrets": base64(AttachmentSecrets), "name", "type", "size",
 //    "width"?, "height"?, "thumbnail"?: {"attachment", "secrets", "type", "width", "height"}}
 // A message whose plaintext is such an object (with string `attachment` and `secrets`) is an

@@ -1,6 +1,6 @@
 // engine.ts — this device's end-to-end encryption, over the crypto crate's WASM build only.
 //
-// It speaks the protocol of e2e-tests/src/e2ee.rs and conversations.rs, so browsers and the
+// It speaks the protocol of client/src/e2ee.rs and conversations.rs, so browsers and the
 // Rust clients read each other:
 // - the first device of a person makes the account key and publishes it; every device uploads a
 //   certificate signed by it, signed one-time keys and a fallback key;

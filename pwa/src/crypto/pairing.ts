@@ -1,5 +1,5 @@
 // pairing.ts — linking a new device by QR code or PIN (docs/e2ee.md "Linking a new device"),
-// the same protocol as NewDeviceLink / ExistingDeviceLink in e2e-tests/src/e2ee.rs:
+// the same protocol as NewDeviceLink / ExistingDeviceLink in client/src/e2ee.rs:
 // - the new device opens the pairing with an ECIES key and shows the PIN and the QR code;
 // - the existing device finds it (typed PIN or scanned QR), opens the channel with HELLO;
 // - a SAS runs inside the channel, every message `kind (1) || body`:

@@ -1,7 +1,7 @@
 // verification.ts — verifying another person with SAS emoji (docs/e2ee.md, "Verifying a
 // contact"). The protocol — messages, commitment, MACs, state machine — is the crypto crate's
 // `verification` module, run here through its WASM build (`Verification`), exactly as the Rust
-// clients run it natively (e2e-tests/src/verification.rs). This file only carries its messages
+// clients run it natively (client/src/verification.rs). This file only carries its messages
 // over Olm to-device messages (engine.sendVerification) and keeps one verification in flight:
 // - "Verify" sends the request to every device of the other person; the first device that
 //   answers is the one we verify with, the others are told `accepted_elsewhere`;

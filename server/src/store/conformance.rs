@@ -7,7 +7,7 @@
 
 use std::sync::Arc;
 
-use kitsulan_e2e::postgres::TestDatabase;
+use kitsulan_testkit::postgres::TestDatabase;
 
 use super::{
     AcceptOutcome, AccountEvent, AccountKeyOutcome, AddOutcome, AttachmentRecord, AvatarChange, CallRecord,

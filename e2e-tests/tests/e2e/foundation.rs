@@ -7,7 +7,7 @@
 use std::time::Duration;
 
 use anyhow::Context as _;
-use kitsulan_e2e::{Database, Options, TestServer};
+use kitsulan_client::{Database, Options, TestServer};
 use kitsulan_proto::v1::server_info_service_client::ServerInfoServiceClient;
 use kitsulan_proto::v1::{DatabaseBackend, GetServerInfoRequest, GetServerInfoResponse, StorageBackend};
 use prost::Message as _;
@@ -234,7 +234,7 @@ impl CuttableProxy {
 
 #[tokio::test]
 async fn readyz_is_503_while_postgres_is_unreachable() -> anyhow::Result<()> {
-    let db = kitsulan_e2e::postgres::TestDatabase::create().await?;
+    let db = kitsulan_client::postgres::TestDatabase::create().await?;
     let mut proxy = CuttableProxy::start(0).await?;
     let via_proxy = db.url().replacen("127.0.0.1:5432", &format!("127.0.0.1:{}", proxy.port), 1);
     anyhow::ensure!(
@@ -355,7 +355,7 @@ async fn settings_come_from_flags_then_environment_then_dotenv() -> anyhow::Resu
 /// Runs the binary to completion with the given environment, in an empty directory.
 async fn run_kitsulan(args: &[&str], env: &[(&str, &str)]) -> anyhow::Result<std::process::Output> {
     let dir = tempfile::tempdir()?;
-    let mut cmd = tokio::process::Command::new(kitsulan_e2e::server::binary()?);
+    let mut cmd = tokio::process::Command::new(kitsulan_client::server::binary()?);
     for (key, _) in std::env::vars() {
         if key.starts_with("KITSULAN_") || key == "DATABASE_URL" {
             cmd.env_remove(key);
@@ -389,7 +389,7 @@ async fn an_invalid_setting_stops_start_up_with_one_line_naming_it() -> anyhow::
 
 #[tokio::test]
 async fn migrate_applies_once_and_reports_on_both_databases() -> anyhow::Result<()> {
-    let db = kitsulan_e2e::postgres::TestDatabase::create().await?;
+    let db = kitsulan_client::postgres::TestDatabase::create().await?;
     for env in [vec![], vec![("DATABASE_URL", db.url())]] {
         let dir = tempfile::tempdir()?;
         let data = dir.path().to_str().context("temp path")?.to_owned();

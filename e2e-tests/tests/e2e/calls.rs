@@ -7,7 +7,7 @@
 //! password, an expired username or another account's name are refused by both. Without TURN
 //! the RPC says `TURN_UNAVAILABLE`, and the external mode refuses to start without its secret.
 //!
-//! Signalling: devices holding a gateway WebSocket each (`kitsulan_e2e::gateway`) call each
+//! Signalling: devices holding a gateway WebSocket each (`kitsulan_client::gateway`) call each
 //! other; every signal is checked to reach exactly the devices docs/calls.md names (the next
 //! call event each device sees is the one expected, and at the end none has anything left), with
 //! the documented non-fatal refusals, the ring timeout, cancelling, the six-device limit and the
@@ -19,13 +19,13 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use kitsulan_e2e::calls::{
+use kitsulan_client::calls::{
     Coturn, MAX_CALL_DEVICES, MAX_PAYLOAD, RECONNECT_GRACE, REFUSED_BY_COTURN, REFUSED_BY_EMBEDDED, Uclient,
     directed, free_port_range, parse_username, signal, turn_password, url_addr,
 };
-use kitsulan_e2e::gateway::LiveInbox;
-use kitsulan_e2e::people::{PASSWORD, start_with as start};
-use kitsulan_e2e::{Client, Database, Options, TestServer, assert_refused};
+use kitsulan_client::gateway::LiveInbox;
+use kitsulan_client::people::{PASSWORD, start_with as start};
+use kitsulan_client::{Client, Database, Options, TestServer, assert_refused};
 use kitsulan_proto::v1::{CallAction, CallEvent, CallSignal, GetTurnCredentialsResponse};
 use tokio::time::Instant;
 use tonic::Code;
@@ -258,7 +258,7 @@ async fn without_turn_the_rpc_says_so_and_external_mode_needs_its_settings() {
         vars.push(("KITSULAN_DATA_DIR".into(), dir.path().join("data").display().to_string()));
         vars.push(("KITSULAN_LISTEN".into(), "127.0.0.1:0".into()));
         vars.push(("KITSULAN_TURN_LISTEN".into(), "127.0.0.1:0".into()));
-        let out = kitsulan_e2e::admin::run(&["serve"], &vars, dir.path(), None).await.unwrap();
+        let out = kitsulan_client::admin::run(&["serve"], &vars, dir.path(), None).await.unwrap();
         let mut problems = Vec::new();
         if out.code != Some(2) {
             problems.push(format!("exit code {:?}, not 2 (as for every invalid setting)", out.code));

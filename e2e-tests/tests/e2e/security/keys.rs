@@ -13,9 +13,9 @@
 //!
 //! The rules and defaults are in docs/e2ee.md ("Limits against draining and flooding").
 
-use kitsulan_e2e::e2ee::{E2eeDevice, Inbox, verify_claimed};
-use kitsulan_e2e::people::{another_device, person, start, start_with};
-use kitsulan_e2e::{Client, Database, Options, Refusal, TestServer, assert_refused};
+use kitsulan_client::e2ee::{E2eeDevice, Inbox, verify_claimed};
+use kitsulan_client::people::{another_device, person, start, start_with};
+use kitsulan_client::{Client, Database, Options, Refusal, TestServer, assert_refused};
 use kitsulan_proto::v1::{ClaimKeysRequest, ClaimedKey, OutgoingToDeviceMessage, SendToDeviceRequest};
 use tonic::Status;
 use uuid::Uuid;

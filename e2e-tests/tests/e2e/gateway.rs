@@ -1,5 +1,5 @@
 //! The real-time gateway (docs/gateway.md), tested from outside: devices holding a WebSocket to
-//! the real `kitsulan` binary (`kitsulan_e2e::gateway`) while others post over gRPC. What is
+//! the real `kitsulan` binary (`kitsulan_client::gateway`) while others post over gRPC. What is
 //! checked is what a person relies on: Megolm messages, edits and deletions arrive live and
 //! decrypt; typing and presence reach the people sharing a conversation and nobody else;
 //! delivered and read receipts follow acknowledgements and `MarkRead`; a device that was away,
@@ -18,16 +18,16 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use futures_util::StreamExt as _;
-use kitsulan_e2e::client::Refusal;
-use kitsulan_e2e::conversations::{Content, Encrypted};
-use kitsulan_e2e::e2ee::E2eeDevice;
-use kitsulan_e2e::gateway::{
+use kitsulan_client::client::Refusal;
+use kitsulan_client::conversations::{Content, Encrypted};
+use kitsulan_client::e2ee::E2eeDevice;
+use kitsulan_client::gateway::{
     CLOSE_FRAME_TOO_LARGE, CLOSE_PROTOCOL, CLOSE_SIGNED_OUT, CLOSE_SLOW_CONSUMER, CLOSE_UNAUTHENTICATED,
     GatewayClient, LiveInbox, MAX_CLIENT_FRAME, WaitError, describe,
 };
-use kitsulan_e2e::people::{PASSWORD, another_device, person, start, start_with};
-use kitsulan_e2e::scan::{Finding, scan_for_plaintexts};
-use kitsulan_e2e::{Client, Database, Options, TestServer};
+use kitsulan_client::people::{PASSWORD, another_device, person, start, start_with};
+use kitsulan_client::scan::{Finding, scan_for_plaintexts};
+use kitsulan_client::{Client, Database, Options, TestServer};
 use kitsulan_proto::v1::{
     Event, Message, MessageChange, SendMessageRequest, Session, SignOutDeviceRequest, client_frame, event,
 };

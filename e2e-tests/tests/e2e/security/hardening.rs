@@ -12,10 +12,10 @@
 use std::path::Path;
 use std::time::Duration;
 
-use kitsulan_e2e::attachments::{blob_url, get_status, put_bytes};
-use kitsulan_e2e::people::{PASSWORD, roomy};
-use kitsulan_e2e::scan::{scan_database_rows, scan_for_plaintexts};
-use kitsulan_e2e::{Authenticator, Client, Database, Options, TestServer, assert_refused};
+use kitsulan_client::attachments::{blob_url, get_status, put_bytes};
+use kitsulan_client::people::{PASSWORD, roomy};
+use kitsulan_client::scan::{scan_database_rows, scan_for_plaintexts};
+use kitsulan_client::{Authenticator, Client, Database, Options, TestServer, assert_refused};
 use kitsulan_proto::v1::server_info_service_client::ServerInfoServiceClient;
 use kitsulan_proto::v1::{GetServerInfoRequest, HistoryDirection, SendMessageRequest, SignInRequest};
 use prost::Message as _;
@@ -227,7 +227,7 @@ async fn totp_secrets_are_sealed_at_rest(database: Database) {
     // A secret an earlier version stored in plaintext is sealed on the next start, and works.
     let (bob, bob_id) = signed_up(&server, "bob").await;
     let (_, _, _) = enrol_totp(&bob).await;
-    let old = kitsulan_e2e::totp::Authenticator::from_base32("JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP").unwrap();
+    let old = kitsulan_client::totp::Authenticator::from_base32("JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP").unwrap();
     let old_raw =
         totp_rs::Secret::try_from_base32("JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP").unwrap().as_bytes().to_vec();
     server.kill().await.unwrap();

@@ -15,12 +15,12 @@ use std::io::Cursor;
 use std::time::Duration;
 
 use image::{DynamicImage, ImageFormat, Rgb, RgbImage, Rgba, RgbaImage};
-use kitsulan_e2e::assert_refused;
-use kitsulan_e2e::attachments::{BlobServer, Store, blob_url, files_named, get_status};
-use kitsulan_e2e::avatars::fetch_avatar;
-use kitsulan_e2e::e2ee::E2eeDevice;
-use kitsulan_e2e::gateway::LiveInbox;
-use kitsulan_e2e::people::person;
+use kitsulan_client::assert_refused;
+use kitsulan_client::attachments::{BlobServer, Store, blob_url, files_named, get_status};
+use kitsulan_client::avatars::fetch_avatar;
+use kitsulan_client::e2ee::E2eeDevice;
+use kitsulan_client::gateway::LiveInbox;
+use kitsulan_client::people::person;
 use kitsulan_proto::v1::avatar_event::Owner;
 use kitsulan_proto::v1::event::Body;
 use kitsulan_proto::v1::{AvatarInfo, Event, MemberRole};

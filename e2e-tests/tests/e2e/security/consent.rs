@@ -9,10 +9,10 @@
 use std::time::Duration;
 
 use image::{DynamicImage, ImageFormat, Rgba, RgbaImage};
-use kitsulan_e2e::calls::signal;
-use kitsulan_e2e::gateway::LiveInbox;
-use kitsulan_e2e::people::{PASSWORD, signed_up, start, start_with};
-use kitsulan_e2e::{Client, Database, Options, TestServer, assert_refused};
+use kitsulan_client::calls::signal;
+use kitsulan_client::gateway::LiveInbox;
+use kitsulan_client::people::{PASSWORD, signed_up, start, start_with};
+use kitsulan_client::{Client, Database, Options, TestServer, assert_refused};
 use kitsulan_proto::v1::{
     CallAction, Conversation, ConversationFilter, Event, FetchToDeviceRequest, HistoryDirection,
     OutgoingToDeviceMessage, SendMessageRequest, SendToDeviceRequest, event,

@@ -18,12 +18,12 @@
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use kitsulan_client::calls::{Coturn, free_port_range, parse_username, signal, turn_password, url_addr};
+use kitsulan_client::people::start_with as start;
+use kitsulan_client::{Database, Options, TestServer};
 use kitsulan_e2e::call_peer::{
     Attempt, CallPeer, DATA_CHANNEL, ICE_TIMEOUT, Link, PairEnd, Role, ice_servers,
 };
-use kitsulan_e2e::calls::{Coturn, free_port_range, parse_username, signal, turn_password, url_addr};
-use kitsulan_e2e::people::start_with as start;
-use kitsulan_e2e::{Database, Options, TestServer};
 use kitsulan_proto::v1::{CallAction, GetTurnCredentialsResponse};
 use uuid::Uuid;
 use webrtc::peer_connection::{RTCIceCandidateType, RTCPeerConnectionState};

@@ -8,10 +8,10 @@
 use std::time::Duration;
 
 use futures_util::future::join_all;
-use kitsulan_e2e::client::reason;
-use kitsulan_e2e::gateway::{CLOSE_SIGNED_OUT, GatewayClient};
-use kitsulan_e2e::people::{PASSWORD, signed_in, signed_up};
-use kitsulan_e2e::{Authenticator, Client, Database, Options, SmtpSink, TestServer, assert_refused};
+use kitsulan_client::client::reason;
+use kitsulan_client::gateway::{CLOSE_SIGNED_OUT, GatewayClient};
+use kitsulan_client::people::{PASSWORD, signed_in, signed_up};
+use kitsulan_client::{Authenticator, Client, Database, Options, SmtpSink, TestServer, assert_refused};
 use kitsulan_proto::v1::{
     BeginTotpEnrollmentRequest, ChangePasswordRequest, DisableTotpRequest, ListDevicesRequest,
     SetEmailRequest, VerifyEmailRequest,

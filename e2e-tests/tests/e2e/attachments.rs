@@ -17,16 +17,16 @@ use std::time::Duration;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
-use kitsulan_crypto::attachment::AttachmentSecrets;
-use kitsulan_e2e::assert_refused;
-use kitsulan_e2e::attachments::{
+use kitsulan_client::assert_refused;
+use kitsulan_client::attachments::{
     BlobServer, FileSource, Store, blob_url, download_decrypt, files_named, get_status, memory_kib, put,
     put_bytes, upload_encrypted,
 };
-use kitsulan_e2e::e2ee::E2eeDevice;
-use kitsulan_e2e::gateway::LiveInbox;
-use kitsulan_e2e::people::person;
-use kitsulan_e2e::scan::scan_for_plaintexts_with;
+use kitsulan_client::e2ee::E2eeDevice;
+use kitsulan_client::gateway::LiveInbox;
+use kitsulan_client::people::person;
+use kitsulan_client::scan::scan_for_plaintexts_with;
+use kitsulan_crypto::attachment::AttachmentSecrets;
 use kitsulan_proto::v1::event::Body;
 use kitsulan_proto::v1::{AttachmentChange, BlobRequest, Event};
 

@@ -8,27 +8,27 @@
 //! verifying a contact with SAS emoji over Olm to-device messages.
 //!
 //! Megolm messages travel as to-device messages here (conversations do not exist yet); see
-//! `kitsulan_e2e::e2ee`.
+//! `kitsulan_client::e2ee`.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // A test that cannot go on should stop loudly.
 
 use std::collections::HashSet;
 
-use kitsulan_crypto::pairing::{NewDevicePairing, PairingChannel};
-use kitsulan_crypto::sas::{self, SasVerification};
-use kitsulan_crypto::verification::{CancelReason, Identity, State as VerificationState};
-use kitsulan_crypto::{AccountKey, DeviceAccount, OsRng, verify_one_time_key};
-use kitsulan_e2e::client::Refusal;
-use kitsulan_e2e::e2ee::{
+use kitsulan_client::client::Refusal;
+use kitsulan_client::e2ee::{
     E2eeDevice, ExistingDeviceLink, NewDeviceLink, PAIRING_ACCOUNT_KEY, PAIRING_HELLO,
     PAIRING_SAS_COMMITMENT, PAIRING_SAS_KEY, PAIRING_SAS_MAC, PeerDevice, fallback_key_proto, find_pairing,
     link_new_device_by_pin, link_new_device_by_qr, made_up_one_time_keys, now_ms, one_time_key_proto,
     uuid_bytes, verify_claimed,
 };
-use kitsulan_e2e::people::{self, PASSWORD, start};
-use kitsulan_e2e::scan::{scan_database_rows, scan_for_plaintexts, scan_for_secrets};
-use kitsulan_e2e::verification::{ContactVerification, wait_for_request};
-use kitsulan_e2e::{Client, Database, Options, TestServer, assert_refused, assert_refused_with};
+use kitsulan_client::people::{self, PASSWORD, start};
+use kitsulan_client::scan::{scan_database_rows, scan_for_plaintexts, scan_for_secrets};
+use kitsulan_client::verification::{ContactVerification, wait_for_request};
+use kitsulan_client::{Client, Database, Options, TestServer, assert_refused, assert_refused_with};
+use kitsulan_crypto::pairing::{NewDevicePairing, PairingChannel};
+use kitsulan_crypto::sas::{self, SasVerification};
+use kitsulan_crypto::verification::{CancelReason, Identity, State as VerificationState};
+use kitsulan_crypto::{AccountKey, DeviceAccount, OsRng, verify_one_time_key};
 use kitsulan_proto::v1::{
     AckToDeviceRequest, CancelPairingRequest, ClaimKeysRequest, CreatePairingRequest, GetPairingRequest,
     ListDevicesRequest, OutgoingToDeviceMessage, PairingState, PostPairingMessageRequest,
@@ -307,7 +307,7 @@ async fn two_people_three_devices(database: Database) {
     assert_eq!(needles.len(), 2, "the scan missed public keys the server must hold: {found:?}");
 }
 
-fn list(findings: &[kitsulan_e2e::scan::Finding]) -> String {
+fn list(findings: &[kitsulan_client::scan::Finding]) -> String {
     findings.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ")
 }
 

@@ -100,7 +100,7 @@ pub const OLM_CONVERSATION_KEY: u8 = 0x02;
 pub const OLM_VERIFICATION: u8 = 0x03;
 /// Kind byte of an Olm plaintext that carries a call signal's payload, sent in the call signal
 /// itself, not as a to-device message (`0x04 || conversation id (16) || call id (16) ||
-/// action (1) || JSON`; docs/calls.md, see [`crate::call_peer`]).
+/// action (1) || JSON`; docs/calls.md, see the e2e tests' `kitsulan_e2e::call_peer`).
 pub const OLM_CALL_SIGNAL: u8 = 0x04;
 /// Kind byte of the pairing-channel message that carries the account key secret.
 pub const PAIRING_ACCOUNT_KEY: u8 = 0x01;
@@ -647,7 +647,7 @@ impl E2eeDevice {
 
     /// Olm-encrypts `plaintext` for `device_id` (a session must exist, or one the peer opened
     /// to us): `0x01 || Olm message`, the ciphertext of a to-device message and the payload of
-    /// a call's OFFER, ANSWER and ICE_CANDIDATE ([`crate::call_peer`]).
+    /// a call's OFFER, ANSWER and ICE_CANDIDATE (`kitsulan_e2e::call_peer`).
     pub fn olm_encrypt(&mut self, device_id: &str, plaintext: &[u8]) -> anyhow::Result<Vec<u8>> {
         let session = self
             .olm

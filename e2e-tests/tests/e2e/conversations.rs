@@ -9,7 +9,7 @@
 //! the plaintexts.
 //!
 //! The sending and reading side (Megolm per conversation, keys shared over Olm) is
-//! `kitsulan_e2e::conversations`.
+//! `kitsulan_client::conversations`.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // A test that cannot go on should stop loudly.
 
@@ -17,12 +17,12 @@ use std::collections::HashSet;
 use std::fmt::Debug;
 use std::time::Duration;
 
-use kitsulan_e2e::client::Refusal;
-use kitsulan_e2e::conversations::{Content, HistoryEntry, MAX_CIPHERTEXT, MAX_SESSION_ID};
-use kitsulan_e2e::e2ee::{E2eeDevice, now_ms};
-use kitsulan_e2e::people::{another_device, person, start};
-use kitsulan_e2e::scan::{Finding, scan_database_rows, scan_for_plaintexts, scan_for_secrets};
-use kitsulan_e2e::{Client, Database, assert_refused, assert_refused_with};
+use kitsulan_client::client::Refusal;
+use kitsulan_client::conversations::{Content, HistoryEntry, MAX_CIPHERTEXT, MAX_SESSION_ID};
+use kitsulan_client::e2ee::{E2eeDevice, now_ms};
+use kitsulan_client::people::{another_device, person, start};
+use kitsulan_client::scan::{Finding, scan_database_rows, scan_for_plaintexts, scan_for_secrets};
+use kitsulan_client::{Client, Database, assert_refused, assert_refused_with};
 use kitsulan_proto::v1::{
     Conversation, ConversationKind, ConversationMode, CreateGroupRequest, EditMessageRequest,
     HistoryDirection, MemberRole, Message, SendMessageRequest,

@@ -9,10 +9,10 @@
 
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use kitsulan_e2e::assert_refused_with;
-use kitsulan_e2e::client::Refusal;
-use kitsulan_e2e::people::signed_up;
-use kitsulan_e2e::{Authenticator, Client, Database, Options, SmtpSink, TestServer, assert_refused};
+use kitsulan_client::assert_refused_with;
+use kitsulan_client::client::Refusal;
+use kitsulan_client::people::signed_up;
+use kitsulan_client::{Authenticator, Client, Database, Options, SmtpSink, TestServer, assert_refused};
 use kitsulan_proto::v1::{
     BeginTotpEnrollmentRequest, ChangePasswordRequest, ConfirmTotpEnrollmentRequest, DisableTotpRequest,
     GetAuthMethodsRequest, GetProfilesRequest, ListDevicesRequest, LookupAccountRequest, RefreshRequest,
@@ -977,7 +977,7 @@ async fn invalid_account_settings_stop_start_up_naming_the_setting() -> anyhow::
             env.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
         vars.push(("KITSULAN_DATA_DIR".into(), dir.path().join("data").display().to_string()));
         vars.push(("KITSULAN_LISTEN".into(), "127.0.0.1:0".into()));
-        let out = kitsulan_e2e::admin::run(&["serve"], &vars, dir.path(), None).await?;
+        let out = kitsulan_client::admin::run(&["serve"], &vars, dir.path(), None).await?;
         assert_eq!(out.code, Some(2), "{env:?}: {out:?}");
         assert_eq!(out.stderr.trim_end().lines().count(), 1, "{env:?}: {}", out.stderr);
         assert!(out.stderr.contains(&format!("invalid setting {want}")), "{env:?}: {}", out.stderr);
@@ -1279,7 +1279,7 @@ async fn guessing_an_emailed_code_is_stopped() -> anyhow::Result<()> {
     let mut tries_on_newest = 0;
     let stopped = loop {
         match attacker.sign_in_with_code(email, &wrong_guess(&newest, 100 + tries_on_newest), "").await {
-            Err(status) if kitsulan_e2e::client::reason(&status).as_deref() == Some("RATE_LIMITED") => {
+            Err(status) if kitsulan_client::client::reason(&status).as_deref() == Some("RATE_LIMITED") => {
                 break assert_refused(Err::<(), _>(status), "RATE_LIMITED");
             }
             result => {
@@ -1309,7 +1309,7 @@ async fn guessing_an_emailed_code_is_stopped() -> anyhow::Result<()> {
     loop {
         let login = format!("nobody{n}@kitsulan.test");
         match attacker.sign_in_with_code(&login, "123456", "").await {
-            Err(status) if kitsulan_e2e::client::reason(&status).as_deref() == Some("RATE_LIMITED") => {
+            Err(status) if kitsulan_client::client::reason(&status).as_deref() == Some("RATE_LIMITED") => {
                 assert_refused(Err::<(), _>(status), "RATE_LIMITED");
                 break;
             }
@@ -1346,7 +1346,8 @@ async fn guessing_totp_codes_is_stopped_per_account() -> anyhow::Result<()> {
     let mut guesses = 0;
     let stopped = loop {
         let result = attempt(guesses, app.wrong_code(guesses)).await;
-        if result.as_ref().err().and_then(kitsulan_e2e::client::reason).as_deref() == Some("RATE_LIMITED") {
+        if result.as_ref().err().and_then(kitsulan_client::client::reason).as_deref() == Some("RATE_LIMITED")
+        {
             break assert_refused(result, "RATE_LIMITED");
         }
         assert_refused(result, "TOTP_INVALID");
@@ -1388,7 +1389,8 @@ async fn guessing_passwords_is_stopped_per_account() -> anyhow::Result<()> {
         let mut device =
             base.another_device().with_header("x-forwarded-for", &format!("198.51.100.{}", guesses + 1))?;
         let result = device.sign_in("alice", &format!("guess number {guesses}")).await;
-        if result.as_ref().err().and_then(kitsulan_e2e::client::reason).as_deref() == Some("RATE_LIMITED") {
+        if result.as_ref().err().and_then(kitsulan_client::client::reason).as_deref() == Some("RATE_LIMITED")
+        {
             assert_refused(result, "RATE_LIMITED");
             break;
         }

@@ -16,14 +16,14 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use kitsulan_e2e::attachments::{
+use kitsulan_client::attachments::{
     BlobServer, FileSource, Store, blob_url, download_decrypt, files_named, put_bytes, upload_encrypted,
 };
+use kitsulan_client::calls::{Uclient, signal, url_addr};
+use kitsulan_client::e2ee::E2eeDevice;
+use kitsulan_client::people::{person, start_with};
+use kitsulan_client::{Database, Options};
 use kitsulan_e2e::call_peer::{CallPeer, ICE_TIMEOUT, Link, Role, ice_servers};
-use kitsulan_e2e::calls::{Uclient, signal, url_addr};
-use kitsulan_e2e::e2ee::E2eeDevice;
-use kitsulan_e2e::people::{person, start_with};
-use kitsulan_e2e::{Database, Options};
 use kitsulan_proto::v1::{CallAction, GetTurnCredentialsResponse};
 use tokio::net::UdpSocket;
 use uuid::Uuid;
