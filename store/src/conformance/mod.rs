@@ -18,7 +18,7 @@ use super::{
     SendOutcome, SendRefusal, SessionTokens, SignedKeyRecord, StartOutcome, Store, StoreError, connect,
     now_ms,
 };
-use crate::config::DatabaseUrl;
+use crate::DatabaseUrl;
 use crate::ids::{
     AccountId, AttachmentId, AvatarId, CallId, CodeId, ConversationId, DeviceId, MessageId, PairingId,
 };
