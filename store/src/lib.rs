@@ -53,11 +53,11 @@ pub use avatars::{AvatarChange, AvatarStore, GroupAvatarOutcome};
 pub use blocks::BlockStore;
 pub use calls::{CallRecord, CallStore, JoinOutcome, NewCall, StartOutcome};
 pub use codes::{CodePurpose, CodeRecord, CodeStore, NewCode};
-pub use database_url::DatabaseUrl;
 pub use conversations::{
     AcceptOutcome, AddOutcome, ConversationFilter, ConversationKind, ConversationRecord, ConversationStore,
     MemberRecord, MessageRecord, NewMessage, Role, SendOutcome,
 };
+pub use database_url::DatabaseUrl;
 pub use delivery::{AccountEvent, ConversationCursor, DeliveryStore, DeviceAcks, DeviceStreams, Receipt};
 pub use devices::{AuthenticatedDevice, DeviceRecord, DeviceStore, NewDevice, RefreshOutcome, SessionTokens};
 pub use inbox::{InboxQuota, InboxStore, NewToDevice, SendRefusal, ToDeviceRecord};
