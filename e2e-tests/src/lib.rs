@@ -1,6 +1,7 @@
 //! The harness for KitsuLAN's black-box tests: start the real `kitsulan` binary on port 0 with
 //! its own data dir and database, talk to it as clients do, and print its log when a test
-//! fails. The store conformance suite uses [`postgres::TestDatabase`] too.
+//! fails. The PostgreSQL test database, coturn's tools and the SMTP sink come from
+//! `kitsulan-testkit` (re-exported as [`postgres`], [`smtp`] and in [`calls`]).
 //!
 //! - [`server`]: the server under test; [`admin`]: `kitsulan admin` beside it.
 //! - [`client`]: one device of one person (sessions, bearer tokens, refusals).
@@ -25,12 +26,12 @@ pub mod conversations;
 pub mod e2ee;
 pub mod gateway;
 pub mod people;
-pub mod postgres;
 pub mod scan;
 pub mod server;
-pub mod smtp;
 pub mod totp;
 pub mod verification;
+
+pub use kitsulan_testkit::{postgres, smtp};
 
 pub use client::{Client, Refusal, assert_refused, assert_refused_with};
 pub use server::{Database, Options, TestServer};

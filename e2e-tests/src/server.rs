@@ -15,6 +15,7 @@ use tokio::io::{AsyncBufReadExt as _, BufReader};
 use tokio::process::{Child, Command};
 
 use crate::postgres::TestDatabase;
+use crate::smtp::SmtpSink;
 
 /// Which database the server under test uses.
 pub enum Database {
@@ -102,6 +103,16 @@ impl Options {
     pub fn dotenv(mut self, content: &str) -> Self {
         self.dotenv = Some(content.to_owned());
         self
+    }
+}
+
+impl Options {
+    /// Points the server's email at `sink`: plain SMTP (no TLS, no login) on 127.0.0.1.
+    pub fn smtp(self, sink: &SmtpSink) -> Self {
+        self.env("KITSULAN_SMTP_HOST", "127.0.0.1")
+            .env("KITSULAN_SMTP_PORT", &sink.port().to_string())
+            .env("KITSULAN_SMTP_TLS", "none")
+            .env("KITSULAN_SMTP_FROM", "KitsuLAN <noreply@kitsulan.test>")
     }
 }
 

@@ -41,7 +41,7 @@ impl PostgresStore {
 mod tests {
     use super::*;
     use crate::{InstanceStore as _, Store as _};
-    use kitsulan_e2e::postgres::TestDatabase;
+    use kitsulan_testkit::postgres::TestDatabase;
 
     #[tokio::test]
     async fn ids_are_native_uuids() -> anyhow::Result<()> {

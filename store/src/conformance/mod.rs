@@ -28,7 +28,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 
-use kitsulan_e2e::postgres::TestDatabase;
+use kitsulan_testkit::postgres::TestDatabase;
 
 use crate::{ConnectOptions, DatabaseUrl, Store, connect};
 

@@ -1,7 +1,7 @@
 //! coturn's tools (`turnutils_uclient`, `turnserver`) for these tests: the one implementation
-//! in the e2e harness (`kitsulan_e2e::calls`), wrapped to fail the test loudly with uclient's
-//! output. The tools come from Debian's `coturn` package; without them the tests fail saying
-//! so, never skip.
+//! in the shared test kit (`kitsulan_testkit::coturn`), wrapped to fail the test loudly with
+//! uclient's output. The tools come from Debian's `coturn` package; without them the tests fail
+//! saying so, never skip.
 
 #![allow(dead_code, unused_imports)] // Each test file uses a part.
 
@@ -9,7 +9,7 @@ use std::net::SocketAddr;
 use std::ops::Deref;
 use std::time::Duration;
 
-pub use kitsulan_e2e::calls::{REFUSED_BY_COTURN, REFUSED_BY_EMBEDDED};
+pub use kitsulan_testkit::coturn::{REFUSED_BY_COTURN, REFUSED_BY_EMBEDDED};
 
 /// What uclient prints when a relay is full (508 Insufficient Capacity).
 pub const RELAY_FULL: &str = "error 508";
@@ -17,10 +17,10 @@ pub const RELAY_FULL: &str = "error 508";
 const UCLIENT_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// One `turnutils_uclient` run.
-pub struct Uclient(kitsulan_e2e::calls::Uclient);
+pub struct Uclient(kitsulan_testkit::coturn::Uclient);
 
 impl Deref for Uclient {
-    type Target = kitsulan_e2e::calls::Uclient;
+    type Target = kitsulan_testkit::coturn::Uclient;
 
     fn deref(&self) -> &Self::Target {
         &self.0
@@ -48,7 +48,11 @@ impl Uclient {
         extra: &[&str],
         limit: Duration,
     ) -> Self {
-        Self(kitsulan_e2e::calls::Uclient::run_with(server, username, password, extra, limit).await.unwrap())
+        Self(
+            kitsulan_testkit::coturn::Uclient::run_with(server, username, password, extra, limit)
+                .await
+                .unwrap(),
+        )
     }
 
     /// Asserts the run allocated, sent packets through the relay and got every one back.
@@ -76,19 +80,19 @@ impl Uclient {
 
 /// `len` consecutive free UDP ports on loopback, starting at an even one.
 pub async fn free_port_range(len: u16) -> (u16, u16) {
-    kitsulan_e2e::calls::free_port_range(len).await.unwrap()
+    kitsulan_testkit::coturn::free_port_range(len).await.unwrap()
 }
 
 /// Whether `server` answers a STUN Binding request within `limit`.
 pub async fn wait_for_stun(server: SocketAddr, limit: Duration) -> bool {
-    kitsulan_e2e::calls::wait_for_stun(server, limit).await.unwrap()
+    kitsulan_testkit::coturn::wait_for_stun(server, limit).await.unwrap()
 }
 
 /// A real coturn on loopback with `use-auth-secret` and the realm `kitsulan`.
-pub struct Coturn(kitsulan_e2e::calls::Coturn);
+pub struct Coturn(kitsulan_testkit::coturn::Coturn);
 
 impl Deref for Coturn {
-    type Target = kitsulan_e2e::calls::Coturn;
+    type Target = kitsulan_testkit::coturn::Coturn;
 
     fn deref(&self) -> &Self::Target {
         &self.0
@@ -97,6 +101,6 @@ impl Deref for Coturn {
 
 impl Coturn {
     pub async fn start(secret: &str) -> Self {
-        Self(kitsulan_e2e::calls::Coturn::start(secret).await.unwrap())
+        Self(kitsulan_testkit::coturn::Coturn::start(secret).await.unwrap())
     }
 }

@@ -1,4 +1,4 @@
-"""A real SMTP server for KitsuLAN's end-to-end tests (e2e-tests/src/smtp.rs starts it).
+"""A real SMTP server for KitsuLAN's end-to-end tests (testkit/src/smtp.rs starts it).
 
 It listens on 127.0.0.1 on a port the OS picks, prints {"listening": PORT} once ready, then
 prints every message it accepts as one JSON line on stdout:

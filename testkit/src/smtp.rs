@@ -1,7 +1,7 @@
 //! [`SmtpSink`]: a real SMTP server the server under test delivers its email to, so tests read
 //! one-time codes out of the mail a person would get, not out of a log or the database.
 //!
-//! It is `e2e-tests/smtp_sink.py` (aiosmtpd) on a port the OS picks on 127.0.0.1, printing
+//! It is `testkit/smtp_sink.py` (aiosmtpd) on a port the OS picks on 127.0.0.1, printing
 //! each accepted message as a JSON line; [`SmtpSink::wait_for_mail`] takes them in order.
 //! Without aiosmtpd the sink fails to start and says how to install it; nothing is skipped.
 
@@ -14,8 +14,6 @@ use anyhow::{Context as _, bail};
 use tokio::io::{AsyncBufReadExt as _, BufReader};
 use tokio::process::{Child, Command};
 use tokio::sync::Notify;
-
-use crate::Options;
 
 /// One delivered message.
 #[derive(Clone, Debug)]
@@ -177,16 +175,6 @@ impl SmtpSink {
         let mut inbox = self.inbox.lock().ok()?;
         let index = inbox.iter().position(|m| m.to.iter().any(|r| r == to))?;
         Some(inbox.remove(index))
-    }
-}
-
-impl Options {
-    /// Points the server's email at `sink`: plain SMTP (no TLS, no login) on 127.0.0.1.
-    pub fn smtp(self, sink: &SmtpSink) -> Self {
-        self.env("KITSULAN_SMTP_HOST", "127.0.0.1")
-            .env("KITSULAN_SMTP_PORT", &sink.port().to_string())
-            .env("KITSULAN_SMTP_TLS", "none")
-            .env("KITSULAN_SMTP_FROM", "KitsuLAN <noreply@kitsulan.test>")
     }
 }
 
