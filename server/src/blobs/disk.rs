@@ -27,7 +27,7 @@ use zeroize::Zeroizing;
 
 use super::{BlobError, BlobKey, BlobKind, BlobStore, SignedRequest, expiry_ms};
 use crate::data_dir::private_dir;
-use crate::services::tokens::fill_random;
+use crate::ids::fill_random;
 
 type HmacSha256 = hmac::Hmac<sha2::Sha256>;
 

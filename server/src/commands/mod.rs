@@ -14,11 +14,11 @@ use tracing::{error, info, warn};
 
 use crate::blobs::{BlobStore, DiskBlobs, S3Blobs};
 use crate::bus::{self, NoticeSink};
-use crate::config::{Cli, Command, DatabaseUrl, GlobalArgs, ServeArgs, SignUp, TurnArgs, TurnMode};
+use crate::config::{Cli, Command, GlobalArgs, ServeArgs, SignUp, TurnArgs, TurnMode};
 use crate::mail::{Mailer, SmtpMailer};
 use crate::services::totp::{self, TotpKey};
 use crate::services::{AuthPolicy, BlobSetup, Hub, ServerInfo, Services, StorageBackend, TurnSettings};
-use crate::store::{self, ConnectOptions, Store};
+use crate::store::{self, ConnectOptions, DatabaseUrl, Store};
 use crate::{telemetry, transport};
 
 /// Runs the chosen subcommand to completion and returns the process exit code.

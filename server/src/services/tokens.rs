@@ -4,6 +4,7 @@
 use base64::Engine as _;
 use sha2::{Digest as _, Sha256};
 
+pub use crate::ids::fill_random;
 use crate::store::SessionTokens;
 
 /// A new random token: `prefix` + 32 random bytes, base64url without padding.
@@ -11,13 +12,6 @@ pub fn random_token(prefix: &str) -> String {
     let mut bytes = [0u8; 32];
     fill_random(&mut bytes);
     format!("{prefix}{}", base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes))
-}
-
-/// Fills `buf` from the operating system's CSPRNG.
-pub fn fill_random(buf: &mut [u8]) {
-    // Without OS randomness nothing here can be secure; stopping is the only safe answer.
-    #[allow(clippy::expect_used)]
-    getrandom::fill(buf).expect("the operating system's random number generator failed");
 }
 
 /// The SHA-256 of a token, as stored.

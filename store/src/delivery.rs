@@ -123,13 +123,13 @@ pub(super) fn advisory_key(account: AccountId) -> i64 {
 /// order. SQLite runs one writer at a time anyway.
 macro_rules! lock_memberships {
     ($tx:expr, $accounts:expr) => {
-        if Self::BACKEND == $crate::store::Backend::Postgres {
+        if Self::BACKEND == $crate::Backend::Postgres {
             let mut accounts: Vec<AccountId> = $accounts;
             accounts.sort_unstable();
             accounts.dedup();
             for account in accounts {
                 sqlx::query("SELECT pg_advisory_xact_lock($1)")
-                    .bind($crate::store::delivery::advisory_key(account))
+                    .bind($crate::delivery::advisory_key(account))
                     .execute(&mut *$tx)
                     .await?;
             }
@@ -171,7 +171,7 @@ impl Receipt {
 /// one order, so concurrent ones (PostgreSQL) never wait on each other in a cycle.
 macro_rules! push_events {
     ($tx:expr, $pairs:expr) => {{
-        let mut pairs: Vec<($crate::ids::AccountId, $crate::store::AccountEvent)> = $pairs;
+        let mut pairs: Vec<($crate::ids::AccountId, $crate::AccountEvent)> = $pairs;
         pairs.sort_by_key(|(recipient, _)| *recipient);
         for (recipient, event) in &pairs {
             let (kind, conversation, subject, role, delivered, read, request) = event.columns();
@@ -325,9 +325,9 @@ macro_rules! contacts_of {
 macro_rules! announce_devices {
     ($tx:expr, $account:expr) => {{
         let account: AccountId = $account;
-        let recipients = $crate::store::delivery::peers_of!(&mut *$tx, account);
-        let event = $crate::store::AccountEvent::DeviceList { account };
-        $crate::store::delivery::push_events!($tx, $crate::store::delivery::to_all(&recipients, &event));
+        let recipients = $crate::delivery::peers_of!(&mut *$tx, account);
+        let event = $crate::AccountEvent::DeviceList { account };
+        $crate::delivery::push_events!($tx, $crate::delivery::to_all(&recipients, &event));
     }};
 }
 pub(super) use announce_devices;

@@ -177,7 +177,7 @@ impl_for_backends! {
     impl DeviceStore {
         async fn create_device(&self, device: &NewDevice) -> Result<(), StoreError> {
             let mut tx = self.pool.begin().await?;
-            crate::store::delivery::lock_memberships!(tx, vec![device.account_id]);
+            crate::delivery::lock_memberships!(tx, vec![device.account_id]);
             insert_device!(device).execute(&mut *tx).await?;
             // The new device follows the account's conversations and stream from now on.
             sqlx::query(
@@ -194,7 +194,7 @@ impl_for_backends! {
                 .bind(device.account_id.as_uuid())
                 .execute(&mut *tx)
                 .await?;
-            crate::store::delivery::announce_devices!(tx, device.account_id);
+            crate::delivery::announce_devices!(tx, device.account_id);
             tx.commit().await?;
             Ok(())
         }
@@ -318,12 +318,12 @@ impl_for_backends! {
 
         async fn delete_device(&self, account: Option<AccountId>, device: DeviceId) -> Result<bool, StoreError> {
             let mut tx = self.pool.begin().await?;
-            if Self::BACKEND == crate::store::Backend::Postgres {
+            if Self::BACKEND == crate::Backend::Postgres {
                 let owner: Option<Uuid> = sqlx::query_scalar("SELECT account_id FROM devices WHERE id = $1")
                     .bind(device.as_uuid())
                     .fetch_optional(&mut *tx)
                     .await?;
-                crate::store::delivery::lock_memberships!(tx, owner.map(AccountId::from_uuid).into_iter().collect());
+                crate::delivery::lock_memberships!(tx, owner.map(AccountId::from_uuid).into_iter().collect());
             }
             let owner: Option<Uuid> =
                 sqlx::query_scalar("DELETE FROM devices WHERE id = $1 AND ($2 IS NULL OR account_id = $2) RETURNING account_id")
@@ -335,17 +335,17 @@ impl_for_backends! {
             // Every node closes the device's gateway connections when it sees this.
             sqlx::query("INSERT INTO device_revocations (device_id, at_ms) VALUES ($1, $2)")
                 .bind(device.as_uuid())
-                .bind(crate::store::now_ms())
+                .bind(crate::now_ms())
                 .execute(&mut *tx)
                 .await?;
-            crate::store::delivery::announce_devices!(tx, AccountId::from_uuid(owner));
+            crate::delivery::announce_devices!(tx, AccountId::from_uuid(owner));
             tx.commit().await?;
             Ok(true)
         }
 
         async fn delete_other_devices(&self, account: AccountId, keep: DeviceId) -> Result<Vec<DeviceId>, StoreError> {
             let mut tx = self.pool.begin().await?;
-            crate::store::delivery::lock_memberships!(tx, vec![account]);
+            crate::delivery::lock_memberships!(tx, vec![account]);
             let gone: Vec<Uuid> = sqlx::query_scalar("DELETE FROM devices WHERE account_id = $1 AND id <> $2 RETURNING id")
                 .bind(account.as_uuid())
                 .bind(keep.as_uuid())
@@ -354,7 +354,7 @@ impl_for_backends! {
             if gone.is_empty() {
                 return Ok(Vec::new());
             }
-            let now = crate::store::now_ms();
+            let now = crate::now_ms();
             for device in &gone {
                 // Every node closes the device's gateway connections when it sees this.
                 sqlx::query("INSERT INTO device_revocations (device_id, at_ms) VALUES ($1, $2)")
@@ -363,7 +363,7 @@ impl_for_backends! {
                     .execute(&mut *tx)
                     .await?;
             }
-            crate::store::delivery::announce_devices!(tx, account);
+            crate::delivery::announce_devices!(tx, account);
             tx.commit().await?;
             Ok(gone.into_iter().map(DeviceId::from_uuid).collect())
         }

@@ -43,7 +43,7 @@ impl_for_backends! {
             now_ms: i64,
         ) -> Result<Vec<ConversationId>, StoreError> {
             let mut tx = self.pool.begin().await?;
-            crate::store::delivery::lock_memberships!(tx, vec![blocker]);
+            crate::delivery::lock_memberships!(tx, vec![blocker]);
             sqlx::query(
                 "INSERT INTO blocks (blocker_id, blocked_id, created_at_ms) VALUES ($1, $2, $3) \
                  ON CONFLICT (blocker_id, blocked_id) DO NOTHING",

@@ -1,6 +1,7 @@
 //! Typed ids. Every entity is identified by a UUIDv7 (time-ordered, globally unique, so data
 //! from different servers never collides). Each kind of id is its own type, parsed at the edge;
-//! nothing inside the server passes ids around as strings.
+//! nothing inside the server passes ids around as strings. Secrets (tokens, keys, nonces) draw
+//! their random bytes from [`fill_random`].
 
 use std::fmt;
 use std::str::FromStr;
@@ -16,6 +17,13 @@ pub enum IdError {
     /// The text is a UUID, but not version 7.
     #[error("not a UUIDv7")]
     WrongVersion,
+}
+
+/// Fills `buf` from the operating system's CSPRNG.
+pub fn fill_random(buf: &mut [u8]) {
+    // Without OS randomness nothing here can be secure; stopping is the only safe answer.
+    #[allow(clippy::expect_used)]
+    getrandom::fill(buf).expect("the operating system's random number generator failed");
 }
 
 macro_rules! uuid_v7_id {

@@ -298,7 +298,7 @@ impl_for_backends! {
                 // Every node closes the account's gateway connections when it sees these.
                 sqlx::query("INSERT INTO device_revocations (device_id, at_ms) SELECT id, $2 FROM devices WHERE account_id = $1")
                     .bind(id.as_uuid())
-                    .bind(crate::store::now_ms())
+                    .bind(crate::now_ms())
                     .execute(&mut *tx)
                     .await?;
             }

@@ -421,7 +421,7 @@ struct Joining {
 macro_rules! join_members {
     ($tx:expr, $id:expr, $accounts:expr, $now_ms:expr, $announce:expr) => {{
         let joining: &[Joining] = $accounts;
-        crate::store::delivery::lock_memberships!($tx, joining.iter().map(|j| j.account).collect());
+        crate::delivery::lock_memberships!($tx, joining.iter().map(|j| j.account).collect());
         let mut added: Vec<Joining> = Vec::new();
         for j in joining {
             let account = &j.account;
@@ -463,7 +463,7 @@ macro_rules! join_members {
                 events.push((*recipient, event));
             }
         }
-        crate::store::delivery::push_events!($tx, events);
+        crate::delivery::push_events!($tx, events);
         added.into_iter().map(|j| j.account).collect::<Vec<AccountId>>()
     }};
 }
@@ -545,7 +545,7 @@ macro_rules! leave_conversation {
                 .bind(account.as_uuid())
                 .execute(&mut *$tx)
                 .await?;
-                let mut recipients = crate::store::conversations::member_ids!($tx, id);
+                let mut recipients = crate::conversations::member_ids!($tx, id);
                 let new_owner: Option<(Uuid, bool)> =
                     if Role::parse(&row.try_get::<String, _>("role")?)? == Role::Owner {
                         // Hand the group on: the longest-standing admin, else the longest-standing
@@ -576,8 +576,8 @@ macro_rules! leave_conversation {
                 }
                 recipients.push(account);
                 let event = AccountEvent::Member { conversation: id, account, role: None, request: false };
-                events.extend(crate::store::delivery::to_all(&recipients, &event));
-                crate::store::delivery::push_events!($tx, events);
+                events.extend(crate::delivery::to_all(&recipients, &event));
+                crate::delivery::push_events!($tx, events);
                 true
             }
         }
@@ -754,7 +754,7 @@ impl_for_backends! {
             now_ms: i64,
         ) -> Result<AddOutcome, StoreError> {
             let mut tx = self.pool.begin().await?;
-            crate::store::delivery::lock_memberships!(tx, accounts.to_vec());
+            crate::delivery::lock_memberships!(tx, accounts.to_vec());
             // Lock the conversation's row: adds to one group take turns, so each counts the
             // members the one before added.
             sqlx::query("UPDATE conversations SET last_change = last_change WHERE id = $1")
@@ -815,16 +815,16 @@ impl_for_backends! {
             if read_seq > 0 || delivered_seq > 0 {
                 let others: Vec<AccountId> = member_ids!(tx, id).into_iter().filter(|m| *m != account).collect();
                 let receipt = AccountEvent::Receipt { conversation: id, account, delivered_seq, read_seq };
-                events.extend(crate::store::delivery::to_all(&others, &receipt));
+                events.extend(crate::delivery::to_all(&others, &receipt));
             }
-            crate::store::delivery::push_events!(tx, events);
+            crate::delivery::push_events!(tx, events);
             tx.commit().await?;
             Ok(AcceptOutcome::Accepted)
         }
 
         async fn remove_member(&self, id: ConversationId, account: AccountId) -> Result<bool, StoreError> {
             let mut tx = self.pool.begin().await?;
-            crate::store::delivery::lock_memberships!(tx, vec![account]);
+            crate::delivery::lock_memberships!(tx, vec![account]);
             if !leave_conversation!(tx, id, account) {
                 return Ok(false);
             }
@@ -851,7 +851,7 @@ impl_for_backends! {
                     (*r, AccountEvent::Member { conversation: id, account, role: Some(role), request })
                 })
                 .collect();
-            crate::store::delivery::push_events!(tx, events);
+            crate::delivery::push_events!(tx, events);
             tx.commit().await?;
             Ok(true)
         }
@@ -1037,9 +1037,9 @@ impl_for_backends! {
             seq: i64,
         ) -> Result<Option<Receipt>, StoreError> {
             let mut tx = self.pool.begin().await?;
-            let receipt = crate::store::delivery::advance_marks!(tx, conversation, account, seq, seq);
+            let receipt = crate::delivery::advance_marks!(tx, conversation, account, seq, seq);
             if let Some(receipt) = &receipt {
-                crate::store::delivery::push_events!(tx, receipt.events());
+                crate::delivery::push_events!(tx, receipt.events());
             }
             tx.commit().await?;
             Ok(receipt)

@@ -12,7 +12,7 @@ use sqlx::sqlite::{
 
 use super::{Backend, ConnectOptions, StoreError};
 
-static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/sqlite");
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
 
 /// A SQLite database file.
 #[derive(Debug, Clone)]
@@ -63,7 +63,7 @@ impl SqliteStore {
 fn private_files(path: &Path) -> std::io::Result<()> {
     #[cfg(unix)]
     {
-        use std::os::unix::fs::OpenOptionsExt as _;
+        use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
         match std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path) {
             Ok(_) => {}
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
@@ -72,8 +72,13 @@ fn private_files(path: &Path) -> std::io::Result<()> {
         for suffix in ["", "-wal", "-shm", "-journal"] {
             let mut name = path.as_os_str().to_owned();
             name.push(suffix);
-            if Path::new(&name).exists() {
-                crate::data_dir::tighten(Path::new(&name), 0o600)?;
+            let name = Path::new(&name);
+            if name.exists() {
+                // Takes the group and other bits off, as the server does for its data dir.
+                let mode = std::fs::metadata(name)?.permissions().mode();
+                if mode & 0o077 != 0 {
+                    std::fs::set_permissions(name, std::fs::Permissions::from_mode(mode & 0o600))?;
+                }
             }
         }
     }
@@ -85,7 +90,7 @@ fn private_files(path: &Path) -> std::io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::{InstanceStore as _, Store as _};
+    use crate::{InstanceStore as _, Store as _};
 
     #[tokio::test]
     async fn ids_are_16_byte_blobs_and_the_journal_is_wal() -> anyhow::Result<()> {

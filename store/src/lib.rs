@@ -1,19 +1,20 @@
 //! Storage behind the services: small traits per area, combined into [`Store`], with one SQLite
-//! and one PostgreSQL implementation. Services only see these traits and plain records; sqlx
-//! stays inside this module.
+//! and one PostgreSQL implementation, the typed [`ids`] and the migrations (`migrations/`).
+//! Services only see these traits and plain records; sqlx stays inside this crate.
 //!
 //! The SQL of each area is written once (`impl_for_backends!`): both databases take `$1`
 //! placeholders, `ON CONFLICT` and `RETURNING`, so one statement serves both, and every trait is
-//! proven on both by the conformance suite (`conformance.rs`), which runs each test on a fresh
-//! SQLite file and a fresh PostgreSQL database.
+//! proven on both by the conformance suite (`conformance_suite!`, one file per trait under
+//! `src/conformance/`), which runs each test on a fresh SQLite file and a fresh PostgreSQL
+//! database.
 
 /// Implements a store trait once for both backends (the body uses `self.pool`).
 macro_rules! impl_for_backends {
     (impl $trait:ident { $($body:tt)* }) => {
         #[async_trait::async_trait]
-        impl $trait for $crate::store::SqliteStore { $($body)* }
+        impl $trait for $crate::SqliteStore { $($body)* }
         #[async_trait::async_trait]
-        impl $trait for $crate::store::PostgresStore { $($body)* }
+        impl $trait for $crate::PostgresStore { $($body)* }
     };
 }
 
@@ -24,6 +25,7 @@ mod blocks;
 mod calls;
 mod codes;
 mod conversations;
+mod database_url;
 mod delivery;
 mod devices;
 mod inbox;
@@ -34,15 +36,16 @@ mod postgres;
 mod rate_limits;
 mod sqlite;
 
-#[cfg(test)]
-mod conformance;
+pub mod ids;
+
+#[cfg(feature = "conformance")]
+#[doc(hidden)]
+pub mod conformance;
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-
-use crate::config::DatabaseUrl;
 
 pub use accounts::{AccountRecord, AccountStore, NewAccount};
 pub use attachments::{AttachmentRecord, AttachmentStore, CreateAttachmentOutcome, NewAttachment};
@@ -54,6 +57,7 @@ pub use conversations::{
     AcceptOutcome, AddOutcome, ConversationFilter, ConversationKind, ConversationRecord, ConversationStore,
     MemberRecord, MessageRecord, NewMessage, Role, SendOutcome,
 };
+pub use database_url::DatabaseUrl;
 pub use delivery::{AccountEvent, ConversationCursor, DeliveryStore, DeviceAcks, DeviceStreams, Receipt};
 pub use devices::{AuthenticatedDevice, DeviceRecord, DeviceStore, NewDevice, RefreshOutcome, SessionTokens};
 pub use inbox::{InboxQuota, InboxStore, NewToDevice, SendRefusal, ToDeviceRecord};

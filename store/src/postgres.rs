@@ -5,7 +5,7 @@ use sqlx::postgres::{PgPool, PgPoolOptions};
 
 use super::{Backend, ConnectOptions, StoreError};
 
-static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/postgres");
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/postgres");
 
 /// A PostgreSQL database.
 #[derive(Debug, Clone)]
@@ -40,7 +40,7 @@ impl PostgresStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::{InstanceStore as _, Store as _};
+    use crate::{InstanceStore as _, Store as _};
     use kitsulan_testkit::postgres::TestDatabase;
 
     #[tokio::test]
