@@ -8,6 +8,7 @@ pub mod blobs;
 pub mod bus;
 pub mod config;
 pub mod data_dir;
+pub mod events;
 pub mod ids;
 pub mod mail;
 pub mod services;
