@@ -2,7 +2,11 @@
 //! HTTP endpoints and the embedded PWA on one port, plus `migrate` and `admin` commands.
 //!
 //! Layers point inward: [`transport`] (wire protocols) -> [`services`] (the rules) ->
-//! [`store`] (storage traits with SQLite and PostgreSQL implementations).
+//! [`store`] (storage traits with SQLite and PostgreSQL implementations). Above them all,
+//! `commands` turns the settings [`config`] parsed into what the services take; below the
+//! services, beside the store, sit the leaf modules they use: [`bus`] and the [`events`] it
+//! carries, [`blobs`], [`mail`], [`config`], [`ids`], [`data_dir`] and `telemetry`. A module
+//! never imports a layer above its own (`server/tests/layers.rs` checks it).
 
 pub mod blobs;
 pub mod bus;
