@@ -1,6 +1,8 @@
 //! Compiles every `.proto` file under `kitsulan/` with protox (pure Rust, so no `protoc` is
 //! needed) and generates prost messages plus tonic clients and servers. The encoded descriptor
-//! set is written too: the server serves it through gRPC reflection.
+//! set is written too: the server serves it through gRPC reflection. The internal schemas
+//! under `kitsulan/internal/` (node to node, not client API) are generated like the rest but
+//! left out of that set, so reflection shows clients only what they can call.
 
 use std::path::{Path, PathBuf};
 
@@ -13,7 +15,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     let fds = protox::compile(&files, [&root])?;
     let out = PathBuf::from(std::env::var("OUT_DIR")?);
-    std::fs::write(out.join("kitsulan_descriptor.bin"), prost::Message::encode_to_vec(&fds))?;
+    let mut public = fds.clone();
+    public.file.retain(|file| !file.name().starts_with("kitsulan/internal/"));
+    std::fs::write(out.join("kitsulan_descriptor.bin"), prost::Message::encode_to_vec(&public))?;
     tonic_prost_build::configure().build_client(true).build_server(true).compile_fds(fds)?;
     Ok(())
 }

@@ -9,7 +9,6 @@ use std::time::Duration;
 use clap::error::{ContextKind, ContextValue, ErrorKind};
 use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
 
-use crate::services::rate_limits::{Limit, Limits};
 use crate::store::DatabaseUrl;
 
 /// `kitsulan`: a self-hosted, end-to-end encrypted messenger.
@@ -197,6 +196,44 @@ fn parse_bus_url(raw: &str) -> Result<String, String> {
     }
 }
 
+/// A rate setting: "at most `count` per `period`", written `10/1h`, `30/10m`, `5/30s`,
+/// `100/1d`. `commands` hands it to the services as the limit they enforce.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rate {
+    /// How many in one period (also the largest burst).
+    pub count: u32,
+    /// The period.
+    pub period: Duration,
+}
+
+impl std::str::FromStr for Rate {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        let err = || format!("expected N/PERIOD like 10/1h, 30/10m or 5/30s, got {s:?}");
+        let (count, period) = s.trim().split_once('/').ok_or_else(err)?;
+        let count: u32 = count.trim().parse().map_err(|_| err())?;
+        let period = period.trim();
+        let split = period.find(|c: char| !c.is_ascii_digit()).ok_or_else(err)?;
+        let (amount, unit) = period.split_at(split);
+        let amount: u64 = if amount.is_empty() { 1 } else { amount.parse().map_err(|_| err())? };
+        let seconds = match unit {
+            "s" => 1,
+            "m" => 60,
+            "h" => 3600,
+            "d" => 86_400,
+            _ => return Err(err()),
+        };
+        if count == 0 || amount == 0 {
+            return Err("count and period must be at least 1".into());
+        }
+        if amount.saturating_mul(seconds) > 30 * 86_400 {
+            return Err("the period is at most 30 days".into());
+        }
+        Ok(Self { count, period: Duration::from_secs(amount * seconds) })
+    }
+}
+
 /// Who may sign up.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum SignUp {
@@ -232,55 +269,38 @@ pub struct AuthArgs {
 
     /// Sign-ups per client address, as N/PERIOD (s, m, h, d).
     #[arg(long, env = "KITSULAN_RATE_LIMIT_SIGN_UP", default_value = "10/1h")]
-    pub rate_limit_sign_up: Limit,
+    pub rate_limit_sign_up: Rate,
 
     /// Sign-in attempts of any kind per client address.
     #[arg(long, env = "KITSULAN_RATE_LIMIT_SIGN_IN", default_value = "30/10m")]
-    pub rate_limit_sign_in: Limit,
+    pub rate_limit_sign_in: Rate,
 
     /// Failed password, TOTP or code checks per account from one client address (sign-in and
     /// the checks behind a session alike), so a stranger elsewhere cannot lock the owner out;
     /// failed TOTP and one-time codes also per account from all addresses together.
     #[arg(long, env = "KITSULAN_RATE_LIMIT_SIGN_IN_FAILURES", default_value = "10/15m")]
-    pub rate_limit_sign_in_failures: Limit,
+    pub rate_limit_sign_in_failures: Rate,
 
     /// Failed password, TOTP or code checks per account from all addresses together: the
     /// ceiling for guessing spread over many addresses.
     #[arg(long, env = "KITSULAN_RATE_LIMIT_ACCOUNT_FAILURES", default_value = "100/1h")]
-    pub rate_limit_account_failures: Limit,
+    pub rate_limit_account_failures: Rate,
 
     /// Refresh-token exchanges per client address (signed-in devices refresh every few minutes).
     #[arg(long, env = "KITSULAN_RATE_LIMIT_REFRESH", default_value = "120/1m")]
-    pub rate_limit_refresh: Limit,
+    pub rate_limit_refresh: Rate,
 
     /// Emailed codes per client address and per email address.
     #[arg(long, env = "KITSULAN_RATE_LIMIT_CODE_REQUESTS", default_value = "5/1h")]
-    pub rate_limit_code_requests: Limit,
+    pub rate_limit_code_requests: Rate,
 
     /// One-time code checks per client address.
     #[arg(long, env = "KITSULAN_RATE_LIMIT_CODE_CHECKS", default_value = "20/10m")]
-    pub rate_limit_code_checks: Limit,
+    pub rate_limit_code_checks: Rate,
 
     /// Device-pairing PIN lookups per account and per client address.
     #[arg(long, env = "KITSULAN_RATE_LIMIT_PAIRING_LOOKUPS", default_value = "10/10m")]
-    pub rate_limit_pairing_lookups: Limit,
-}
-
-impl AuthArgs {
-    /// The limits as the services take them.
-    pub fn limits(&self) -> Limits {
-        Limits {
-            sign_up: self.rate_limit_sign_up,
-            sign_in: self.rate_limit_sign_in,
-            sign_in_failures: self.rate_limit_sign_in_failures,
-            account_failures: self.rate_limit_account_failures,
-            refresh: self.rate_limit_refresh,
-            code_requests: self.rate_limit_code_requests,
-            code_checks: self.rate_limit_code_checks,
-            pairing_lookups: self.rate_limit_pairing_lookups,
-            ..Limits::default()
-        }
-    }
+    pub rate_limit_pairing_lookups: Rate,
 }
 
 /// Limits that keep strangers from draining one-time keys and flooding to-device inboxes
@@ -291,17 +311,17 @@ pub struct E2eeArgs {
     /// Devices one account may name in key claims, as N/PERIOD; a claim over it is refused
     /// whole (keep N at least 100, the most devices one claim may name).
     #[arg(long, env = "KITSULAN_RATE_LIMIT_KEY_CLAIMS", default_value = "2000/1h")]
-    pub rate_limit_key_claims: Limit,
+    pub rate_limit_key_claims: Rate,
 
     /// One-time keys one account may take from one device; past it, that device's fallback
     /// key is handed out.
     #[arg(long, env = "KITSULAN_RATE_LIMIT_KEY_CLAIMS_PER_DEVICE", default_value = "10/1h")]
-    pub rate_limit_key_claims_per_device: Limit,
+    pub rate_limit_key_claims_per_device: Rate,
 
     /// One-time keys all accounts sharing no conversation with a device's owner may take from
     /// that device together; past it, its fallback key is handed out.
     #[arg(long, env = "KITSULAN_RATE_LIMIT_STRANGER_KEY_CLAIMS", default_value = "20/1h")]
-    pub rate_limit_stranger_key_claims: Limit,
+    pub rate_limit_stranger_key_claims: Rate,
 
     /// Messages that may wait in one device's to-device inbox.
     #[arg(long, env = "KITSULAN_TO_DEVICE_INBOX_MESSAGES", default_value_t = 10_000,
@@ -323,24 +343,6 @@ pub struct E2eeArgs {
     #[arg(long, env = "KITSULAN_TO_DEVICE_STRANGER_PERCENT", default_value_t = 10,
           value_parser = clap::value_parser!(u8).range(0..=100))]
     pub to_device_stranger_percent: u8,
-}
-
-impl E2eeArgs {
-    /// `limits` with the key-claim and inbox limits of these settings.
-    pub fn limits(&self, limits: Limits) -> Limits {
-        Limits {
-            key_claims: self.rate_limit_key_claims,
-            key_claims_per_device: self.rate_limit_key_claims_per_device,
-            stranger_key_claims: self.rate_limit_stranger_key_claims,
-            inbox: crate::services::to_device::InboxLimits {
-                messages: self.to_device_inbox_messages,
-                bytes: self.to_device_inbox_bytes,
-                per_sender: self.to_device_pending_per_sender,
-                stranger_percent: self.to_device_stranger_percent,
-            },
-            ..limits
-        }
-    }
 }
 
 /// How to talk to the SMTP server.
@@ -664,19 +666,6 @@ pub struct AttachmentArgs {
 }
 
 impl AttachmentArgs {
-    /// The limits and timings as the services take them.
-    pub fn settings(&self) -> crate::services::AttachmentSettings {
-        crate::services::AttachmentSettings {
-            max_bytes: self.max_bytes,
-            quota_bytes: self.quota_bytes,
-            url_ttl: Duration::from_secs(self.url_ttl_seconds),
-            download_url_ttl: Duration::from_secs(self.download_url_ttl_seconds),
-            orphan_grace: Duration::from_secs(self.orphan_grace_seconds),
-            stray_grace: Duration::from_secs(self.stray_grace_seconds),
-            avatar_max_bytes: self.avatar_max_bytes,
-        }
-    }
-
     /// The S3 settings with `KITSULAN_BLOBS=s3`, or the one line saying what is missing.
     pub fn s3(&self) -> Result<Option<crate::blobs::S3Settings>, String> {
         if self.blobs != BlobsMode::S3 {
@@ -724,17 +713,7 @@ pub struct ConversationArgs {
 
     /// Groups one account may create, as N/PERIOD (s, m, h, d).
     #[arg(long, env = "KITSULAN_RATE_LIMIT_GROUP_CREATIONS", default_value = "10/1h")]
-    pub rate_limit_group_creations: Limit,
-}
-
-impl ConversationArgs {
-    /// The caps as the services take them.
-    pub fn settings(&self) -> crate::services::ConversationSettings {
-        crate::services::ConversationSettings {
-            max_group_members: self.group_max_members,
-            group_creations: self.rate_limit_group_creations,
-        }
-    }
+    pub rate_limit_group_creations: Rate,
 }
 
 impl ServeArgs {
@@ -912,18 +891,24 @@ mod tests {
     }
 
     #[test]
-    fn e2ee_limits_default_to_the_services_defaults() {
-        let Ok(Cli { command: Command::Serve(serve), .. }) = load_from(["kitsulan", "serve"]) else {
-            panic!("serve parses");
-        };
-        let limits = serve.e2ee.limits(serve.auth.limits());
-        assert_eq!(limits, Limits::default());
-        let Err(ConfigError::Invalid(line)) =
-            load_from(["kitsulan", "serve", "--to-device-stranger-percent", "101"])
-        else {
-            panic!("expected an invalid-setting error");
-        };
-        assert!(line.contains("KITSULAN_TO_DEVICE_STRANGER_PERCENT"), "{line}");
+    fn rates_parse() {
+        let cases = [
+            ("10/1h", Some((10, 3600))),
+            ("30/10m", Some((30, 600))),
+            ("5/30s", Some((5, 30))),
+            ("100/d", Some((100, 86_400))),
+            (" 3 / 1m ", Some((3, 60))),
+            ("0/1h", None),
+            ("10/0m", None),
+            ("10", None),
+            ("ten/1h", None),
+            ("10/1w", None),
+            ("10/31d", None),
+        ];
+        for (raw, want) in cases {
+            let got = raw.parse::<Rate>().ok().map(|l| (l.count, l.period.as_secs()));
+            assert_eq!(got, want, "{raw:?}");
+        }
     }
 
     #[test]

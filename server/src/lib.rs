@@ -2,14 +2,18 @@
 //! HTTP endpoints and the embedded PWA on one port, plus `migrate` and `admin` commands.
 //!
 //! Layers point inward: [`transport`] (wire protocols) -> [`services`] (the rules) ->
-//! [`store`] (storage traits with SQLite and PostgreSQL implementations).
-//! The store and the typed ids live in the `kitsulan-store` crate, re-exported here as [`store`]
-//! and [`ids`] so `crate::store::…` and `crate::ids::…` name them as before.
+//! [`store`] (storage traits with SQLite and PostgreSQL implementations). Above them all,
+//! `commands` turns the settings [`config`] parsed into what the services take; below the
+//! services, beside the store, sit the leaf modules they use: [`bus`] and the [`events`] it
+//! carries, [`blobs`], [`mail`], [`config`], [`ids`], [`data_dir`] and `telemetry`. A module
+//! never imports a layer above its own (`server/tests/layers.rs` checks it). The store and the typed ids live in the `kitsulan-store` crate (which cannot
+//! import the server at all), re-exported here as [`store`] and [`ids`].
 
 pub mod blobs;
 pub mod bus;
 pub mod config;
 pub mod data_dir;
+pub mod events;
 pub mod mail;
 pub mod services;
 pub mod transport;

@@ -1,6 +1,7 @@
 //! The subcommands: `serve`, `migrate` and `admin`.
 
 mod admin;
+mod settings;
 
 use std::io::Write as _;
 use std::process::ExitCode;
@@ -117,7 +118,7 @@ async fn serve(global: &GlobalArgs, args: &ServeArgs) -> anyhow::Result<()> {
         sign_up_open: args.auth.sign_up == SignUp::Open,
         access_ttl: Duration::from_secs(args.auth.access_token_ttl_seconds),
         refresh_ttl: Duration::from_secs(args.auth.refresh_token_ttl_days * 86_400),
-        limits: args.e2ee.limits(args.auth.limits()),
+        limits: settings::limits(&args.auth, &args.e2ee),
         totp_key,
     };
     let (blobs, storage) = open_blobs(global, args).await?;
@@ -149,7 +150,7 @@ async fn serve(global: &GlobalArgs, args: &ServeArgs) -> anyhow::Result<()> {
         turn,
         blobs,
     );
-    services.conversations.settings = args.conversations.settings();
+    services.conversations.settings = settings::conversations(&args.conversations);
     let services = Arc::new(services);
     let housekeeping = tokio::spawn(services.clone().housekeeping(Duration::from_secs(600)));
     let sweep = Duration::from_secs(args.attachments.sweep_seconds);
@@ -251,7 +252,7 @@ async fn serve(global: &GlobalArgs, args: &ServeArgs) -> anyhow::Result<()> {
 
 /// The blob store the settings choose: the data dir (Lite) or an S3 bucket (Pro).
 async fn open_blobs(global: &GlobalArgs, args: &ServeArgs) -> anyhow::Result<(BlobSetup, StorageBackend)> {
-    let settings = args.attachments.settings();
+    let settings = settings::attachments(&args.attachments);
     match args.attachments.s3().map_err(anyhow::Error::msg)? {
         Some(s3) => {
             let blobs = S3Blobs::connect(&s3).await.with_context(|| {

@@ -22,6 +22,7 @@ use std::time::{Duration, SystemTime};
 use super::{Caller, Delivery, Error};
 use crate::blobs::{BlobError, BlobKey, BlobKind, BlobStore, SignedRequest};
 use crate::bus::Notice;
+pub use crate::events::{AttachmentChange, AttachmentEvent};
 use crate::ids::{AccountId, AttachmentId, ConversationId};
 use crate::store::{AttachmentRecord, CreateAttachmentOutcome, NewAttachment, Store, now_ms};
 
@@ -51,30 +52,6 @@ pub struct AttachmentSettings {
     pub stray_grace: Duration,
     /// Largest avatar upload (before it is resized), in bytes.
     pub avatar_max_bytes: u64,
-}
-
-/// What happened to an attachment, for the gateway (live only).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum AttachmentChange {
-    /// `account` downloaded it.
-    Downloaded,
-    /// It is gone.
-    Expired,
-}
-
-/// An attachment event as devices receive it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct AttachmentEvent {
-    /// Which.
-    pub attachment: AttachmentId,
-    /// Where.
-    pub conversation: ConversationId,
-    /// What.
-    pub change: AttachmentChange,
-    /// Downloaded: who.
-    pub account: Option<AccountId>,
-    /// When (ms).
-    pub at_ms: i64,
 }
 
 /// Whether a signed upload URL may store its blob now.

@@ -21,6 +21,7 @@ use image::{DynamicImage, ImageDecoder as _, ImageFormat, ImageReader, Limits};
 use super::{Caller, Delivery, Error};
 use crate::blobs::{BlobError, BlobKey, BlobStore, SignedRequest};
 use crate::bus::Notice;
+pub use crate::events::AvatarEvent;
 use crate::ids::{AccountId, AvatarId, ConversationId};
 use crate::store::{AvatarChange, ConversationKind, GroupAvatarOutcome, Role, Store};
 
@@ -32,19 +33,6 @@ pub const MAX_DIMENSION: u32 = 8192;
 pub const MAX_DECODE_ALLOC: u64 = 256 * 1024 * 1024;
 /// Decodes running at once, at most.
 pub const MAX_DECODES: usize = 2;
-
-/// An avatar change as devices receive it (live only): fetch the avatar again.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct AvatarEvent {
-    /// Whose (an account's avatar), or
-    pub account: Option<AccountId>,
-    /// which group's.
-    pub conversation: Option<ConversationId>,
-    /// The current avatar (`None`: removed).
-    pub avatar: Option<AvatarId>,
-    /// Its version.
-    pub version: i64,
-}
 
 /// An avatar as the caller may see it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

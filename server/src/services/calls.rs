@@ -16,6 +16,7 @@ use kitsulan_turn::{TurnCredentials, TurnSecret};
 
 use super::{Caller, Delivery, Error};
 use crate::bus::Notice;
+pub use crate::events::{CallAction, CallEvent};
 use crate::ids::{AccountId, CallId, ConversationId, DeviceId};
 use crate::store::{JoinOutcome, NewCall, StartOutcome, Store, now_ms};
 
@@ -25,54 +26,6 @@ pub const MAX_CALL_DEVICES: i64 = 6;
 pub const MAX_PAYLOAD: usize = 32 * 1024;
 /// How long a device that lost its gateway connection stays in a call.
 pub const RECONNECT_GRACE: Duration = Duration::from_secs(10);
-
-/// What a call signal does.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum CallAction {
-    /// Starts a call.
-    Invite,
-    /// A callee's device rings.
-    Ringing,
-    /// A device joins.
-    Accept,
-    /// A callee declines.
-    Decline,
-    /// A callee is busy.
-    Busy,
-    /// The caller gives up before anyone answered.
-    Cancel,
-    /// A device leaves.
-    HangUp,
-    /// WebRTC offer for one device.
-    Offer,
-    /// WebRTC answer for one device.
-    Answer,
-    /// ICE candidate for one device.
-    IceCandidate,
-    /// From the server: the call is over.
-    Ended,
-}
-
-/// A call signal as devices receive it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CallEvent {
-    /// Where.
-    pub conversation: ConversationId,
-    /// Which call.
-    pub call: CallId,
-    /// What.
-    pub action: CallAction,
-    /// From which account and device.
-    pub from: (AccountId, DeviceId),
-    /// Opaque.
-    pub payload: Vec<u8>,
-    /// With video.
-    pub video: bool,
-    /// Ended: why.
-    pub reason: String,
-    /// The devices in the call after this signal.
-    pub participants: Vec<DeviceId>,
-}
 
 /// A signal from a device.
 #[derive(Debug, Clone)]

@@ -5,14 +5,13 @@
 
 use std::collections::HashMap;
 use std::net::IpAddr;
-use std::str::FromStr;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use super::Error;
 use crate::store::{Store, now_ms};
 
-/// "At most `count` per `period`", written `10/1h`, `30/10m`, `5/30s`, `100/1d`.
+/// "At most `count` per `period`" (the settings write it `10/1h`, `30/10m`, `5/30s`, `100/1d`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limit {
     /// How many in one period (also the largest burst).
@@ -33,34 +32,6 @@ impl Limit {
 
     fn interval_ms(&self) -> i64 {
         (self.period_ms() / i64::from(self.count.max(1))).max(1)
-    }
-}
-
-impl FromStr for Limit {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, String> {
-        let err = || format!("expected N/PERIOD like 10/1h, 30/10m or 5/30s, got {s:?}");
-        let (count, period) = s.trim().split_once('/').ok_or_else(err)?;
-        let count: u32 = count.trim().parse().map_err(|_| err())?;
-        let period = period.trim();
-        let split = period.find(|c: char| !c.is_ascii_digit()).ok_or_else(err)?;
-        let (amount, unit) = period.split_at(split);
-        let amount: u64 = if amount.is_empty() { 1 } else { amount.parse().map_err(|_| err())? };
-        let seconds = match unit {
-            "s" => 1,
-            "m" => 60,
-            "h" => 3600,
-            "d" => 86_400,
-            _ => return Err(err()),
-        };
-        if count == 0 || amount == 0 {
-            return Err("count and period must be at least 1".into());
-        }
-        if amount.saturating_mul(seconds) > 30 * 86_400 {
-            return Err("the period is at most 30 days".into());
-        }
-        Ok(Self { count, period: Duration::from_secs(amount * seconds) })
     }
 }
 
@@ -248,27 +219,6 @@ impl Drop for Turn {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn limits_parse() {
-        let cases = [
-            ("10/1h", Some((10, 3600))),
-            ("30/10m", Some((30, 600))),
-            ("5/30s", Some((5, 30))),
-            ("100/d", Some((100, 86_400))),
-            (" 3 / 1m ", Some((3, 60))),
-            ("0/1h", None),
-            ("10/0m", None),
-            ("10", None),
-            ("ten/1h", None),
-            ("10/1w", None),
-            ("10/31d", None),
-        ];
-        for (raw, want) in cases {
-            let got = raw.parse::<Limit>().ok().map(|l| (l.count, l.period.as_secs()));
-            assert_eq!(got, want, "{raw:?}");
-        }
-    }
 
     #[tokio::test]
     async fn one_key_at_a_time_and_forgotten_when_idle() {
