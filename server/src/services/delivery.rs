@@ -23,7 +23,7 @@ use uuid::Uuid;
 use super::attachments::AttachmentEvent;
 use super::avatars::AvatarEvent;
 use super::calls::CallEvent;
-use super::{Caller, Error};
+use super::{Caller, Error, ErrorReason};
 use crate::bus::{Bus, Notice, NoticeSink};
 use crate::ids::{AccountId, ConversationId, DeviceId, MessageId};
 use crate::store::{AccountEvent, DeviceAcks, MessageRecord, Role, Store, ToDeviceRecord, now_ms};
@@ -509,7 +509,7 @@ impl Delivery {
         let (key, first_here, stashed) = {
             let mut state = self.hub.state();
             if state.shutting_down {
-                return Err(Error::precondition("SHUTTING_DOWN", "the server is shutting down"));
+                return Err(Error::precondition(ErrorReason::ShuttingDown, "the server is shutting down"));
             }
             state.next_key += 1;
             let key = state.next_key;
@@ -976,7 +976,7 @@ impl Session {
             self.typing_window = (now, 0);
         }
         if self.typing_window.1 >= TYPING_PER_SECOND {
-            return Err(Error::limit("RATE_LIMITED", "at most 5 typing updates a second"));
+            return Err(Error::limit(ErrorReason::RateLimited, "at most 5 typing updates a second"));
         }
         self.typing_window.1 += 1;
         self.delivery.publish(Notice::Typing { conversation, account: self.account, typing }).await;
