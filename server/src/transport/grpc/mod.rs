@@ -39,7 +39,6 @@ use kitsulan_proto::v1::pairing_service_server::PairingServiceServer;
 use kitsulan_proto::v1::server_info_service_server::ServerInfoServiceServer;
 use kitsulan_proto::v1::to_device_service_server::ToDeviceServiceServer;
 use prost::Message as _;
-use tonic::Status;
 use tonic_health::server::HealthReporter;
 
 use crate::services::{Error, ErrorReason};
