@@ -20,8 +20,8 @@ use kitsulan_proto::v1::key_service_client::KeyServiceClient;
 use kitsulan_proto::v1::pairing_service_client::PairingServiceClient;
 use kitsulan_proto::v1::to_device_service_client::ToDeviceServiceClient;
 use kitsulan_proto::v1::{
-    Account, GetMyAccountRequest, GetTurnCredentialsRequest, GetTurnCredentialsResponse, RefreshRequest,
-    Session, SignInRequest, SignInWithCodeRequest, SignOutRequest, SignUpRequest,
+    Account, ErrorReason, GetMyAccountRequest, GetTurnCredentialsRequest, GetTurnCredentialsResponse,
+    RefreshRequest, Session, SignInRequest, SignInWithCodeRequest, SignOutRequest, SignUpRequest,
 };
 use tonic::metadata::{AsciiMetadataKey, AsciiMetadataValue};
 use tonic::service::Interceptor;
@@ -313,99 +313,127 @@ pub fn reason(status: &Status) -> Option<String> {
     status.get_details_error_info().map(|info| info.reason)
 }
 
-/// The gRPC status code docs/api.md gives for `reason`.
+/// The gRPC status code docs/api.md gives for `reason` (`None` for a string that is no
+/// [`ErrorReason`], and for the reasons only the gateway or the admin commands give).
 pub fn documented_code(reason: &str) -> Option<Code> {
-    Some(match reason {
-        "USERNAME_INVALID"
-        | "PASSWORD_INVALID"
-        | "DISPLAY_NAME_INVALID"
-        | "DEVICE_NAME_INVALID"
-        | "EMAIL_INVALID"
-        | "ID_INVALID"
-        | "ACCOUNT_KEY_INVALID"
-        | "CERTIFICATE_INVALID"
-        | "KEY_SIGNATURE_INVALID"
-        | "MESSAGE_EMPTY"
-        | "MESSAGE_TOO_LARGE"
-        | "TOO_MANY_MESSAGES"
-        | "PUBLIC_KEY_INVALID"
-        | "PIN_INVALID"
-        | "PAYLOAD_INVALID"
-        | "CANNOT_MESSAGE_SELF"
-        | "TITLE_INVALID"
-        | "ROLE_INVALID"
-        | "USE_LEAVE"
-        | "SESSION_ID_INVALID"
-        | "LIMIT_INVALID"
-        | "SEQ_INVALID"
-        | "SEQ_IN_FUTURE"
-        | "SIZE_INVALID"
-        | "TTL_INVALID"
-        | "TOO_MANY_ATTACHMENTS"
-        | "AVATAR_TYPE_INVALID"
-        | "AVATAR_INVALID"
-        | "CANNOT_BLOCK_SELF"
-        | "PAGE_TOKEN_INVALID" => Code::InvalidArgument,
-        "USERNAME_TAKEN" | "EMAIL_TAKEN" | "MESSAGE_ID_TAKEN" => Code::AlreadyExists,
-        "INVALID_CREDENTIALS"
-        | "TOTP_REQUIRED"
-        | "TOTP_INVALID"
-        | "ONE_TIME_CODE_INVALID"
-        | "SESSION_INVALID"
-        | "REFRESH_TOKEN_INVALID"
-        | "REFRESH_TOKEN_REUSED" => Code::Unauthenticated,
-        "ACCOUNT_DISABLED" | "SIGN_UP_CLOSED" | "PASSWORD_REQUIRED" | "NOT_ALLOWED" => Code::PermissionDenied,
-        "EMAIL_UNAVAILABLE"
-        | "NO_EMAIL"
-        | "TOTP_NOT_PENDING"
-        | "TOTP_ALREADY_ENABLED"
-        | "TOTP_NOT_ENABLED"
-        | "CANNOT_SIGN_OUT_CURRENT_DEVICE"
-        | "ACCOUNT_KEY_EXISTS"
-        | "NO_ACCOUNT_KEY"
-        | "KEYS_CERTIFICATE_REQUIRED"
-        | "PAIRING_EXISTS"
-        | "PAIRING_TAKEN"
-        | "PAIRING_NOT_CLAIMED"
-        | "PAIRING_ALREADY_APPROVED"
-        | "PAIRING_EXPIRED"
-        | "PAIRING_CLOSED"
-        | "MODE_UNAVAILABLE"
-        | "NOT_A_GROUP"
-        | "MESSAGE_DELETED"
-        | "TURN_UNAVAILABLE"
-        | "ATTACHMENT_EXPIRED"
-        | "ATTACHMENT_NOT_UPLOADED"
-        | "ATTACHMENT_NOT_LINKABLE"
-        | "UPLOAD_INCOMPLETE"
-        | "NOT_A_REQUEST"
-        | "REQUEST_PENDING"
-        | "ACCOUNT_BLOCKED" => Code::FailedPrecondition,
-        "DEVICE_NOT_FOUND"
-        | "PAIRING_NOT_FOUND"
-        | "ACCOUNT_NOT_FOUND"
-        | "MEMBER_NOT_FOUND"
-        | "CONVERSATION_NOT_FOUND"
-        | "MESSAGE_NOT_FOUND"
-        | "REPLY_NOT_FOUND"
-        | "ATTACHMENT_NOT_FOUND"
-        | "AVATAR_NOT_FOUND" => Code::NotFound,
-        "RATE_LIMITED"
-        | "TOO_MANY_KEYS"
-        | "TOO_MANY_ITEMS"
-        | "INBOX_FULL"
-        | "TOO_MANY_PENDING"
-        | "STRANGER_INBOX_FULL"
-        | "PAIRING_FULL"
-        | "TOO_MANY_MEMBERS"
-        | "TOO_MANY_ACCOUNTS"
-        | "ATTACHMENT_TOO_LARGE"
-        | "QUOTA_EXCEEDED"
-        | "AVATAR_TOO_LARGE"
-        | "GROUP_FULL" => Code::ResourceExhausted,
-        "EMAIL_SEND_FAILED" | "UNAVAILABLE" | "STORAGE_UNAVAILABLE" => Code::Unavailable,
-        "INTERNAL" => Code::Internal,
-        _ => return None,
+    use ErrorReason as R;
+    Some(match ErrorReason::from_wire_str(reason)? {
+        R::UsernameInvalid
+        | R::PasswordInvalid
+        | R::DisplayNameInvalid
+        | R::DeviceNameInvalid
+        | R::EmailInvalid
+        | R::IdInvalid
+        | R::AccountKeyInvalid
+        | R::CertificateInvalid
+        | R::KeySignatureInvalid
+        | R::MessageEmpty
+        | R::MessageTooLarge
+        | R::TooManyMessages
+        | R::PublicKeyInvalid
+        | R::PinInvalid
+        | R::PayloadInvalid
+        | R::CannotMessageSelf
+        | R::TitleInvalid
+        | R::RoleInvalid
+        | R::UseLeave
+        | R::SessionIdInvalid
+        | R::LimitInvalid
+        | R::SeqInvalid
+        | R::SeqInFuture
+        | R::SizeInvalid
+        | R::TtlInvalid
+        | R::TooManyAttachments
+        | R::AvatarTypeInvalid
+        | R::AvatarInvalid
+        | R::CannotBlockSelf
+        | R::PageTokenInvalid
+        | R::MalformedRequest => Code::InvalidArgument,
+        R::UsernameTaken | R::EmailTaken | R::MessageIdTaken => Code::AlreadyExists,
+        R::InvalidCredentials
+        | R::TotpRequired
+        | R::TotpInvalid
+        | R::OneTimeCodeInvalid
+        | R::SessionInvalid
+        | R::RefreshTokenInvalid
+        | R::RefreshTokenReused => Code::Unauthenticated,
+        R::AccountDisabled | R::SignUpClosed | R::PasswordRequired | R::NotAllowed => Code::PermissionDenied,
+        R::EmailUnavailable
+        | R::NoEmail
+        | R::TotpNotPending
+        | R::TotpAlreadyEnabled
+        | R::TotpNotEnabled
+        | R::CannotSignOutCurrentDevice
+        | R::AccountKeyExists
+        | R::NoAccountKey
+        | R::KeysCertificateRequired
+        | R::PairingExists
+        | R::PairingTaken
+        | R::PairingNotClaimed
+        | R::PairingAlreadyApproved
+        | R::PairingExpired
+        | R::PairingClosed
+        | R::ModeUnavailable
+        | R::NotAGroup
+        | R::MessageDeleted
+        | R::TurnUnavailable
+        | R::AttachmentExpired
+        | R::AttachmentNotUploaded
+        | R::AttachmentNotLinkable
+        | R::UploadIncomplete
+        | R::NotARequest
+        | R::RequestPending
+        | R::AccountBlocked => Code::FailedPrecondition,
+        R::DeviceNotFound
+        | R::PairingNotFound
+        | R::AccountNotFound
+        | R::MemberNotFound
+        | R::ConversationNotFound
+        | R::MessageNotFound
+        | R::ReplyNotFound
+        | R::AttachmentNotFound
+        | R::AvatarNotFound => Code::NotFound,
+        R::RateLimited
+        | R::TooManyKeys
+        | R::TooManyItems
+        | R::InboxFull
+        | R::TooManyPending
+        | R::StrangerInboxFull
+        | R::PairingFull
+        | R::TooManyMembers
+        | R::TooManyAccounts
+        | R::AttachmentTooLarge
+        | R::QuotaExceeded
+        | R::AvatarTooLarge
+        | R::GroupFull
+        | R::RequestTooLarge => Code::ResourceExhausted,
+        R::EmailSendFailed | R::Unavailable | R::StorageUnavailable => Code::Unavailable,
+        R::Internal => Code::Internal,
+        // Refusals of gateway frames and call signals (`GatewayError`), and of `kitsulan admin`.
+        R::NotAMember
+        | R::CallNotFound
+        | R::CallEnded
+        | R::CallInProgress
+        | R::CallFull
+        | R::NotInCall
+        | R::DeviceNotInCall
+        | R::ToDeviceRequired
+        | R::PayloadTooLarge
+        | R::ActionInvalid
+        | R::MalformedFrame
+        | R::HelloRequired
+        | R::HelloTimeout
+        | R::Unauthenticated
+        | R::SignedOut
+        | R::SlowConsumer
+        | R::HeartbeatTimeout
+        | R::FrameTooLarge
+        | R::AckInFuture
+        | R::AlreadyReady
+        | R::ShuttingDown
+        | R::Gone
+        | R::NoSuchUser
+        | R::Unspecified => return None,
     })
 }
 

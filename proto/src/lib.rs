@@ -2,9 +2,12 @@
 //!
 //! The `.proto` files are the single source of truth for the client API; the PWA generates its
 //! TypeScript types from the same files (all but the internal ones under `kitsulan/internal/`).
-//! Nothing here is written by hand except this module.
+//! Nothing here is written by hand except this module and the wire strings of the error reasons
+//! ([`reasons`]).
 
 #![allow(missing_docs, clippy::unwrap_used, clippy::expect_used)]
+
+pub mod reasons;
 
 /// Version 1 of the client API (`kitsulan.v1`).
 pub mod v1 {

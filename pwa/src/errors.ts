@@ -2,6 +2,13 @@
 // ErrorInfo is Google's message, not ours: its one field we need (reason = 1) is read directly.
 import { BinaryReader, WireType } from "@bufbuild/protobuf/wire";
 import { Code, ConnectError } from "@connectrpc/connect";
+import type { ErrorReason } from "./gen/kitsulan/v1/errors_pb";
+
+/**
+ * A reason the server sends: the name of an ErrorReason value (proto/kitsulan/v1/errors.proto,
+ * generated without its ERROR_REASON_ prefix), e.g. "USERNAME_INVALID".
+ */
+export type Reason = Exclude<keyof typeof ErrorReason, "UNSPECIFIED">;
 
 const ERROR_INFO = "google.rpc.ErrorInfo";
 

@@ -12,7 +12,7 @@
 use super::auth::{Auth, Caller, ClientAddr};
 use super::names::{DisplayName, Email, Password, Username};
 use super::rate_limits::address_key;
-use super::{Error, totp};
+use super::{Error, ErrorReason, totp};
 use crate::ids::AccountId;
 use crate::store::{AccountRecord, CodePurpose, now_ms};
 
@@ -69,7 +69,7 @@ impl Accounts {
     /// Another account's public profile, by username (disabled accounts are not found).
     pub async fn lookup(&self, _caller: &Caller, username: &str) -> Result<AccountRecord, Error> {
         let username = Username::parse(username)?;
-        let not_found = || Error::not_found("ACCOUNT_NOT_FOUND", "no account with that username");
+        let not_found = || Error::not_found(ErrorReason::AccountNotFound, "no account with that username");
         let account =
             self.auth.core.store.account_by_username(username.as_str()).await?.ok_or_else(not_found)?;
         if account.disabled {
@@ -82,7 +82,7 @@ impl Accounts {
     pub async fn profiles(&self, _caller: &Caller, ids: &[AccountId]) -> Result<Vec<AccountRecord>, Error> {
         if ids.len() > MAX_PROFILES {
             return Err(Error::limit(
-                "TOO_MANY_ACCOUNTS",
+                ErrorReason::TooManyAccounts,
                 format!("at most {MAX_PROFILES} accounts at once"),
             ));
         }

@@ -3,7 +3,7 @@
 
 use super::auth::{ADMIN_CODE_TTL, Auth, admin_code};
 use super::names::{DisplayName, Email, Password, Username};
-use super::{Error, tokens};
+use super::{Error, ErrorReason, tokens};
 use crate::ids::{AccountId, DeviceId};
 use crate::store::{AccountRecord, CodePurpose, DeviceRecord, NewAccount, now_ms};
 
@@ -40,7 +40,7 @@ impl Admin {
     async fn account(&self, username: &str) -> Result<AccountRecord, Error> {
         let username = Username::parse(username)?;
         self.auth.core.store.account_by_username(username.as_str()).await?.ok_or_else(|| {
-            Error::invalid("NO_SUCH_USER", "username", format!("no user {:?}", username.as_str()))
+            Error::invalid(ErrorReason::NoSuchUser, "username", format!("no user {:?}", username.as_str()))
         })
     }
 

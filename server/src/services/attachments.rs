@@ -19,7 +19,7 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use super::{Caller, Delivery, Error};
+use super::{Caller, Delivery, Error, ErrorReason};
 use crate::blobs::{BlobError, BlobKey, BlobKind, BlobStore, SignedRequest};
 use crate::bus::Notice;
 pub use crate::events::{AttachmentChange, AttachmentEvent};
@@ -75,11 +75,11 @@ pub struct Attachments {
 }
 
 fn not_found() -> Error {
-    Error::not_found("ATTACHMENT_NOT_FOUND", "no such attachment")
+    Error::not_found(ErrorReason::AttachmentNotFound, "no such attachment")
 }
 
 fn expired() -> Error {
-    Error::precondition("ATTACHMENT_EXPIRED", "this attachment has expired or was deleted")
+    Error::precondition(ErrorReason::AttachmentExpired, "this attachment has expired or was deleted")
 }
 
 fn storage(e: BlobError) -> Error {
@@ -101,16 +101,20 @@ impl Attachments {
         ttl: Duration,
     ) -> Result<(AttachmentRecord, SignedRequest), Error> {
         if size == 0 {
-            return Err(Error::invalid("SIZE_INVALID", "size", "an attachment has at least one byte"));
+            return Err(Error::invalid(
+                ErrorReason::SizeInvalid,
+                "size",
+                "an attachment has at least one byte",
+            ));
         }
         if size > self.settings.max_bytes {
             return Err(Error::limit(
-                "ATTACHMENT_TOO_LARGE",
+                ErrorReason::AttachmentTooLarge,
                 format!("an attachment is at most {} bytes on this server", self.settings.max_bytes),
             ));
         }
         if ttl > MAX_TTL {
-            return Err(Error::invalid("TTL_INVALID", "ttl_seconds", "a TTL is at most 30 days"));
+            return Err(Error::invalid(ErrorReason::TtlInvalid, "ttl_seconds", "a TTL is at most 30 days"));
         }
         let now = now_ms();
         let expires_at_ms = if ttl.is_zero() {
@@ -130,11 +134,11 @@ impl Attachments {
         let record = match self.store.create_attachment(&new, quota).await? {
             CreateAttachmentOutcome::Created(record) => record,
             CreateAttachmentOutcome::NotMember => {
-                return Err(Error::not_found("CONVERSATION_NOT_FOUND", "no such conversation"));
+                return Err(Error::not_found(ErrorReason::ConversationNotFound, "no such conversation"));
             }
             CreateAttachmentOutcome::QuotaExceeded { used } => {
                 return Err(Error::limit(
-                    "QUOTA_EXCEEDED",
+                    ErrorReason::QuotaExceeded,
                     format!(
                         "your attachments would take more than {} bytes ({used} in use); delete some or wait \
                          for them to expire",
@@ -163,7 +167,10 @@ impl Attachments {
         let record = self.store.attachment(id).await?.ok_or_else(not_found)?;
         if record.uploader.0 != caller.account_id {
             return Err(if self.is_member(record.conversation_id, caller.account_id).await? {
-                Error::Forbidden { reason: "NOT_ALLOWED", message: "only the uploader may do this".into() }
+                Error::Forbidden {
+                    reason: ErrorReason::NotAllowed,
+                    message: "only the uploader may do this".into(),
+                }
             } else {
                 not_found()
             });
@@ -205,13 +212,13 @@ impl Attachments {
             Some(size) => {
                 self.blobs.delete(&key).await.map_err(storage)?;
                 return Err(Error::precondition(
-                    "UPLOAD_INCOMPLETE",
+                    ErrorReason::UploadIncomplete,
                     format!("the uploaded blob has {size} bytes, not the {want} declared; upload it again"),
                 ));
             }
             None => {
                 return Err(Error::precondition(
-                    "UPLOAD_INCOMPLETE",
+                    ErrorReason::UploadIncomplete,
                     "nothing was uploaded for this attachment yet",
                 ));
             }
@@ -246,7 +253,7 @@ impl Attachments {
         }
         if record.uploaded_at_ms == 0 {
             return Err(Error::precondition(
-                "ATTACHMENT_NOT_UPLOADED",
+                ErrorReason::AttachmentNotUploaded,
                 "this attachment has not been uploaded yet",
             ));
         }
@@ -263,7 +270,7 @@ impl Attachments {
         let record = self.visible(caller, id).await?;
         if record.uploaded_at_ms == 0 {
             return Err(Error::precondition(
-                "ATTACHMENT_NOT_UPLOADED",
+                ErrorReason::AttachmentNotUploaded,
                 "this attachment has not been uploaded yet",
             ));
         }

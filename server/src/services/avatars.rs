@@ -18,7 +18,7 @@ use std::sync::Arc;
 
 use image::{DynamicImage, ImageDecoder as _, ImageFormat, ImageReader, Limits};
 
-use super::{Caller, Delivery, Error};
+use super::{Caller, Delivery, Error, ErrorReason};
 use crate::blobs::{BlobError, BlobKey, BlobStore, SignedRequest};
 use crate::bus::Notice;
 pub use crate::events::AvatarEvent;
@@ -54,7 +54,7 @@ pub struct Avatars {
 }
 
 fn not_found() -> Error {
-    Error::not_found("AVATAR_NOT_FOUND", "no such avatar")
+    Error::not_found(ErrorReason::AvatarNotFound, "no such avatar")
 }
 
 fn storage(e: BlobError) -> Error {
@@ -62,7 +62,7 @@ fn storage(e: BlobError) -> Error {
 }
 
 fn invalid(message: impl Into<String>) -> Error {
-    Error::invalid("AVATAR_INVALID", "image", message)
+    Error::invalid(ErrorReason::AvatarInvalid, "image", message)
 }
 
 /// The format the first bytes say: PNG, JPEG or WebP only.
@@ -122,13 +122,13 @@ impl Avatars {
     async fn prepare(&self, bytes: Vec<u8>) -> Result<Vec<u8>, Error> {
         if bytes.len() as u64 > self.settings.avatar_max_bytes {
             return Err(Error::limit(
-                "AVATAR_TOO_LARGE",
+                ErrorReason::AvatarTooLarge,
                 format!("an avatar is at most {} bytes on this server", self.settings.avatar_max_bytes),
             ));
         }
         let Some(format) = sniff(&bytes) else {
             return Err(Error::invalid(
-                "AVATAR_TYPE_INVALID",
+                ErrorReason::AvatarTypeInvalid,
                 "image",
                 "an avatar is a PNG, JPEG or WebP image",
             ));
@@ -235,10 +235,13 @@ impl Avatars {
         let member = self.store.member(conversation, caller.account_id).await?;
         let record = self.store.conversation(conversation).await?;
         let (Some(member), Some(record)) = (member, record) else {
-            return Err(Error::not_found("CONVERSATION_NOT_FOUND", "no such conversation"));
+            return Err(Error::not_found(ErrorReason::ConversationNotFound, "no such conversation"));
         };
         if record.kind != ConversationKind::Group {
-            return Err(Error::precondition("NOT_A_GROUP", "only groups have an avatar of their own"));
+            return Err(Error::precondition(
+                ErrorReason::NotAGroup,
+                "only groups have an avatar of their own",
+            ));
         }
         if member.role == Role::Member {
             return Err(not_allowed());
@@ -258,10 +261,10 @@ impl Avatars {
                 return Ok(self.changed(change, avatar, Err(conversation)).await);
             }
             Ok(GroupAvatarOutcome::NotMember) => {
-                Error::not_found("CONVERSATION_NOT_FOUND", "no such conversation")
+                Error::not_found(ErrorReason::ConversationNotFound, "no such conversation")
             }
             Ok(GroupAvatarOutcome::NotAGroup) => {
-                Error::precondition("NOT_A_GROUP", "only groups have an avatar of their own")
+                Error::precondition(ErrorReason::NotAGroup, "only groups have an avatar of their own")
             }
             Ok(GroupAvatarOutcome::NotAllowed) => not_allowed(),
             Err(e) => e.into(),
@@ -341,7 +344,7 @@ impl Avatars {
 
 fn not_allowed() -> Error {
     Error::Forbidden {
-        reason: "NOT_ALLOWED",
+        reason: ErrorReason::NotAllowed,
         message: "only the group's owner and admins change its avatar".into(),
     }
 }
@@ -384,12 +387,12 @@ mod tests {
     fn truncated_and_oversized_images_are_refused() {
         let png = encode(&DynamicImage::new_rgb8(64, 64), ImageFormat::Png);
         let err = process(&png[..png.len() / 2], ImageFormat::Png).unwrap_err();
-        assert_eq!(err.reason(), "AVATAR_INVALID");
+        assert_eq!(err.reason(), ErrorReason::AvatarInvalid);
         // A header claiming 100000x100000 pixels: refused before anything is allocated.
         let mut bomb = png.clone();
         bomb[16..20].copy_from_slice(&100_000u32.to_be_bytes());
         bomb[20..24].copy_from_slice(&100_000u32.to_be_bytes());
         let err = process(&bomb, ImageFormat::Png).unwrap_err();
-        assert_eq!(err.reason(), "AVATAR_INVALID");
+        assert_eq!(err.reason(), ErrorReason::AvatarInvalid);
     }
 }

@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use kitsulan_turn::{TurnCredentials, TurnSecret};
 
-use super::{Caller, Delivery, Error};
+use super::{Caller, Delivery, Error, ErrorReason};
 use crate::bus::Notice;
 pub use crate::events::{CallAction, CallEvent};
 use crate::ids::{AccountId, CallId, ConversationId, DeviceId};
@@ -64,18 +64,18 @@ pub struct Calls {
 }
 
 fn not_in_call() -> Error {
-    Error::precondition("NOT_IN_CALL", "this device is not in that call")
+    Error::precondition(ErrorReason::NotInCall, "this device is not in that call")
 }
 
 fn call_not_found() -> Error {
-    Error::not_found("CALL_NOT_FOUND", "no such call in this conversation")
+    Error::not_found(ErrorReason::CallNotFound, "no such call in this conversation")
 }
 
 impl Calls {
     /// TURN credentials for the caller's account.
     pub fn turn_credentials(&self, caller: &Caller) -> Result<TurnCredentials, Error> {
         let turn = self.turn.as_ref().ok_or_else(|| {
-            Error::precondition("TURN_UNAVAILABLE", "this server has no TURN relay configured")
+            Error::precondition(ErrorReason::TurnUnavailable, "this server has no TURN relay configured")
         })?;
         TurnCredentials::generate(&turn.secret, &caller.account_id.to_string(), turn.ttl, &turn.urls)
             .map_err(|e| Error::Internal(format!("TURN credentials: {e}")))
@@ -85,15 +85,15 @@ impl Calls {
     pub async fn signal(&self, caller: &Caller, signal: Signal) -> Result<(), Error> {
         if signal.payload.len() > MAX_PAYLOAD {
             return Err(Error::limit(
-                "PAYLOAD_TOO_LARGE",
+                ErrorReason::PayloadTooLarge,
                 format!("a call signal carries at most {} KiB", MAX_PAYLOAD / 1024),
             ));
         }
         let me = self.store.member(signal.conversation, caller.account_id).await?;
-        let me = me.ok_or_else(|| Error::not_found("NOT_A_MEMBER", "no such conversation"))?;
+        let me = me.ok_or_else(|| Error::not_found(ErrorReason::NotAMember, "no such conversation"))?;
         if me.request {
             return Err(Error::precondition(
-                "REQUEST_PENDING",
+                ErrorReason::RequestPending,
                 "accept the conversation's request before calling in it",
             ));
         }
@@ -122,7 +122,7 @@ impl Calls {
                     Ok(())
                 }
                 StartOutcome::Busy(going) => Err(Error::Conflict {
-                    reason: "CALL_IN_PROGRESS",
+                    reason: ErrorReason::CallInProgress,
                     message: format!("this conversation has a call going ({going}); accept it to join"),
                 }),
             };
@@ -130,7 +130,7 @@ impl Calls {
         let call = self.store.call(signal.call).await?.filter(|c| c.conversation_id == signal.conversation);
         let call = call.ok_or_else(call_not_found)?;
         if call.ended_at_ms != 0 {
-            return Err(Error::precondition("CALL_ENDED", "that call is over"));
+            return Err(Error::precondition(ErrorReason::CallEnded, "that call is over"));
         }
         let devices = self.store.call_devices(call.id).await?;
         match signal.action {
@@ -149,16 +149,18 @@ impl Calls {
                         Ok(())
                     }
                     JoinOutcome::Full => Err(Error::limit(
-                        "CALL_FULL",
+                        ErrorReason::CallFull,
                         format!("a call has at most {MAX_CALL_DEVICES} devices"),
                     )),
-                    JoinOutcome::Ended => Err(Error::precondition("CALL_ENDED", "that call is over")),
+                    JoinOutcome::Ended => {
+                        Err(Error::precondition(ErrorReason::CallEnded, "that call is over"))
+                    }
                 }
             }
             CallAction::Cancel => {
                 if call.caller.1 != caller.device_id || call.answered_at_ms != 0 {
                     return Err(Error::Forbidden {
-                        reason: "NOT_ALLOWED",
+                        reason: ErrorReason::NotAllowed,
                         message: "only the calling device cancels, before anyone answered".into(),
                     });
                 }
@@ -168,7 +170,7 @@ impl Calls {
             CallAction::Offer | CallAction::Answer | CallAction::IceCandidate => {
                 let to = signal.to_device.ok_or_else(|| {
                     Error::invalid(
-                        "TO_DEVICE_REQUIRED",
+                        ErrorReason::ToDeviceRequired,
                         "to_device_id",
                         "name the device in the call it is for",
                     )
@@ -177,13 +179,16 @@ impl Calls {
                     return Err(not_in_call());
                 }
                 if !devices.contains(&to) {
-                    return Err(Error::not_found("DEVICE_NOT_IN_CALL", "that device is not in the call"));
+                    return Err(Error::not_found(
+                        ErrorReason::DeviceNotInCall,
+                        "that device is not in the call",
+                    ));
                 }
                 self.to_devices(event(signal.action, Vec::new()), vec![to], None, caller.device_id).await;
                 Ok(())
             }
             CallAction::Ended => {
-                Err(Error::invalid("ACTION_INVALID", "action", "only the server ends calls"))
+                Err(Error::invalid(ErrorReason::ActionInvalid, "action", "only the server ends calls"))
             }
         }
     }

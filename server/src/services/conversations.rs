@@ -17,7 +17,7 @@
 use std::sync::Arc;
 
 use super::rate_limits::{Limit, RateLimiter};
-use super::{Caller, Delivery, Error};
+use super::{Caller, Delivery, Error, ErrorReason};
 use crate::bus::Notice;
 use crate::ids::{AccountId, AttachmentId, ConversationId, MessageId};
 use crate::store::{
@@ -96,11 +96,11 @@ pub struct Conversations {
 }
 
 fn not_found() -> Error {
-    Error::not_found("CONVERSATION_NOT_FOUND", "no such conversation")
+    Error::not_found(ErrorReason::ConversationNotFound, "no such conversation")
 }
 
 fn not_allowed(message: &str) -> Error {
-    Error::Forbidden { reason: "NOT_ALLOWED", message: message.to_owned() }
+    Error::Forbidden { reason: ErrorReason::NotAllowed, message: message.to_owned() }
 }
 
 fn title(raw: &str) -> Result<String, Error> {
@@ -155,7 +155,7 @@ impl Conversations {
     async fn existing_accounts(&self, accounts: &[AccountId]) -> Result<(), Error> {
         for account in accounts {
             if self.store.account(*account).await?.is_none() {
-                return Err(Error::not_found("ACCOUNT_NOT_FOUND", format!("no account {account}")));
+                return Err(Error::not_found(ErrorReason::AccountNotFound, format!("no account {account}")));
             }
         }
         Ok(())
@@ -169,7 +169,7 @@ impl Conversations {
     ) -> Result<(ConversationView, bool), Error> {
         if other == caller.account_id {
             return Err(Error::invalid(
-                "CANNOT_MESSAGE_SELF",
+                ErrorReason::CannotMessageSelf,
                 "account_id",
                 "a direct conversation needs someone else",
             ));
@@ -194,7 +194,10 @@ impl Conversations {
         let title = title(raw_title)?;
         let max = self.settings.max_group_members as usize;
         let too_many = || {
-            Error::limit("TOO_MANY_MEMBERS", format!("a group has at most {max} members, its owner included"))
+            Error::limit(
+                ErrorReason::TooManyMembers,
+                format!("a group has at most {max} members, its owner included"),
+            )
         };
         if members.len() > max {
             return Err(too_many());
@@ -233,7 +236,7 @@ impl Conversations {
             n if n <= MAX_CONVERSATION_PAGE => n,
             _ => {
                 return Err(Error::invalid(
-                    "LIMIT_INVALID",
+                    ErrorReason::LimitInvalid,
                     "limit",
                     format!("pages are 1 to {MAX_CONVERSATION_PAGE} conversations"),
                 ));
@@ -268,7 +271,7 @@ impl Conversations {
     ) -> Result<(ConversationRecord, MemberRecord), Error> {
         let (conversation, me) = self.membership(caller, id).await?;
         if conversation.kind != ConversationKind::Group {
-            return Err(Error::precondition("NOT_A_GROUP", "only groups have members to manage"));
+            return Err(Error::precondition(ErrorReason::NotAGroup, "only groups have members to manage"));
         }
         if me.role == Role::Member {
             return Err(not_allowed("only the group's owner and admins may do that"));
@@ -285,14 +288,20 @@ impl Conversations {
     ) -> Result<ConversationView, Error> {
         let max = self.settings.max_group_members;
         if accounts.len() > max as usize {
-            return Err(Error::limit("TOO_MANY_MEMBERS", format!("a group has at most {max} members")));
+            return Err(Error::limit(
+                ErrorReason::TooManyMembers,
+                format!("a group has at most {max} members"),
+            ));
         }
         let (conversation, _) = self.managed_group(caller, id).await?;
         self.existing_accounts(accounts).await?;
         match self.store.add_members(id, caller.account_id, accounts, i64::from(max), now_ms()).await? {
             AddOutcome::Added(_) => {}
             AddOutcome::Full => {
-                return Err(Error::limit("GROUP_FULL", format!("a group has at most {max} members")));
+                return Err(Error::limit(
+                    ErrorReason::GroupFull,
+                    format!("a group has at most {max} members"),
+                ));
             }
         }
         self.announce_members(id, None).await?;
@@ -307,13 +316,16 @@ impl Conversations {
         account: AccountId,
     ) -> Result<ConversationView, Error> {
         let (conversation, me) = self.managed_group(caller, id).await?;
-        let target = self
-            .store
-            .member(id, account)
-            .await?
-            .ok_or_else(|| Error::not_found("MEMBER_NOT_FOUND", "that account is not a member"))?;
+        let target =
+            self.store.member(id, account).await?.ok_or_else(|| {
+                Error::not_found(ErrorReason::MemberNotFound, "that account is not a member")
+            })?;
         if account == caller.account_id {
-            return Err(Error::invalid("USE_LEAVE", "account_id", "use LeaveConversation to leave"));
+            return Err(Error::invalid(
+                ErrorReason::UseLeave,
+                "account_id",
+                "use LeaveConversation to leave",
+            ));
         }
         if me.role == Role::Admin && target.role != Role::Member {
             return Err(not_allowed("an admin cannot remove the owner or another admin"));
@@ -339,13 +351,13 @@ impl Conversations {
         }
         if role == Role::Owner || account == caller.account_id {
             return Err(Error::invalid(
-                "ROLE_INVALID",
+                ErrorReason::RoleInvalid,
                 "role",
                 "roles can be set to admin or member, for others",
             ));
         }
         if !self.store.set_role(id, account, role).await? {
-            return Err(Error::not_found("MEMBER_NOT_FOUND", "that account is not a member"));
+            return Err(Error::not_found(ErrorReason::MemberNotFound, "that account is not a member"));
         }
         self.announce_members(id, None).await?;
         self.view(caller, conversation).await
@@ -355,7 +367,7 @@ impl Conversations {
     pub async fn leave(&self, caller: &Caller, id: ConversationId) -> Result<(), Error> {
         let (conversation, _) = self.membership(caller, id).await?;
         if conversation.kind != ConversationKind::Group {
-            return Err(Error::precondition("NOT_A_GROUP", "a direct conversation cannot be left"));
+            return Err(Error::precondition(ErrorReason::NotAGroup, "a direct conversation cannot be left"));
         }
         if self.store.remove_member(id, caller.account_id).await? {
             self.announce_members(id, Some(caller.account_id)).await?;
@@ -374,7 +386,7 @@ impl Conversations {
         check_ciphertext(&ciphertext, &session_id)?;
         if attachments.len() > MAX_ATTACHMENTS_PER_MESSAGE {
             return Err(Error::invalid(
-                "TOO_MANY_ATTACHMENTS",
+                ErrorReason::TooManyAttachments,
                 "attachment_ids",
                 format!("a message carries at most {MAX_ATTACHMENTS_PER_MESSAGE} attachments"),
             ));
@@ -383,7 +395,11 @@ impl Conversations {
         unique.sort_unstable();
         unique.dedup();
         if unique.len() != attachments.len() {
-            return Err(Error::invalid("ID_INVALID", "attachment_ids", "an attachment is named twice"));
+            return Err(Error::invalid(
+                ErrorReason::IdInvalid,
+                "attachment_ids",
+                "an attachment is named twice",
+            ));
         }
         let (_, me) = self.membership(caller, id).await?;
         if me.request {
@@ -394,7 +410,7 @@ impl Conversations {
             && self.store.message(id, reply).await?.is_none()
         {
             return Err(Error::not_found(
-                "REPLY_NOT_FOUND",
+                ErrorReason::ReplyNotFound,
                 "the message replied to is not in this conversation",
             ));
         }
@@ -412,12 +428,12 @@ impl Conversations {
             // A retried send publishes again: the first attempt may have died before it could.
             SendOutcome::Stored(stored) | SendOutcome::Duplicate(stored) => Ok(self.published(stored).await),
             SendOutcome::IdTaken => Err(Error::Conflict {
-                reason: "MESSAGE_ID_TAKEN",
+                reason: ErrorReason::MessageIdTaken,
                 message: "another message in this conversation has this id; pick a new one".into(),
             }),
             SendOutcome::NotMember => Err(not_found()),
             SendOutcome::AttachmentRefused(attachment) => Err(Error::precondition(
-                "ATTACHMENT_NOT_LINKABLE",
+                ErrorReason::AttachmentNotLinkable,
                 format!(
                     "attachment {attachment} cannot go with this message: it must be yours, uploaded \
                      (CompleteUpload), in this conversation, not expired and not sent with another message"
@@ -433,10 +449,9 @@ impl Conversations {
         message: MessageId,
     ) -> Result<(MemberRecord, MessageRecord), Error> {
         let (_, me) = self.membership(caller, id).await?;
-        let record =
-            self.store.message(id, message).await?.ok_or_else(|| {
-                Error::not_found("MESSAGE_NOT_FOUND", "no such message in this conversation")
-            })?;
+        let record = self.store.message(id, message).await?.ok_or_else(|| {
+            Error::not_found(ErrorReason::MessageNotFound, "no such message in this conversation")
+        })?;
         Ok((me, record))
     }
 
@@ -455,11 +470,16 @@ impl Conversations {
             return Err(not_allowed("only its sender may edit a message"));
         }
         if record.deleted_at_ms != 0 {
-            return Err(Error::precondition("MESSAGE_DELETED", "a deleted message cannot be edited"));
+            return Err(Error::precondition(
+                ErrorReason::MessageDeleted,
+                "a deleted message cannot be edited",
+            ));
         }
         match self.store.edit_message(id, message, ciphertext, session_id, now_ms()).await? {
             Some(edited) => Ok(self.published(edited).await),
-            None => Err(Error::precondition("MESSAGE_DELETED", "a deleted message cannot be edited")),
+            None => {
+                Err(Error::precondition(ErrorReason::MessageDeleted, "a deleted message cannot be edited"))
+            }
         }
     }
 
@@ -495,7 +515,7 @@ impl Conversations {
             n if n <= MAX_PAGE => n,
             _ => {
                 return Err(Error::invalid(
-                    "LIMIT_INVALID",
+                    ErrorReason::LimitInvalid,
                     "limit",
                     format!("pages are 1 to {MAX_PAGE} messages"),
                 ));
@@ -518,7 +538,7 @@ impl Conversations {
         let (conversation, _) = self.membership(caller, id).await?;
         if seq > conversation.last_seq {
             return Err(Error::invalid(
-                "SEQ_IN_FUTURE",
+                ErrorReason::SeqInFuture,
                 "seq",
                 format!("the newest message is number {}", conversation.last_seq),
             ));
@@ -536,7 +556,7 @@ impl Conversations {
     async fn not_blocked_by_caller(&self, caller: &Caller, other: AccountId) -> Result<(), Error> {
         if self.store.has_blocked(caller.account_id, other).await? {
             return Err(Error::precondition(
-                "ACCOUNT_BLOCKED",
+                ErrorReason::AccountBlocked,
                 "you have blocked this account; unblock it first",
             ));
         }
@@ -586,7 +606,11 @@ impl Conversations {
     /// and nothing more from it reaches the caller. Blocking again changes nothing.
     pub async fn block(&self, caller: &Caller, account: AccountId) -> Result<(), Error> {
         if account == caller.account_id {
-            return Err(Error::invalid("CANNOT_BLOCK_SELF", "account_id", "you cannot block yourself"));
+            return Err(Error::invalid(
+                ErrorReason::CannotBlockSelf,
+                "account_id",
+                "you cannot block yourself",
+            ));
         }
         self.existing_accounts(&[account]).await?;
         let left = self.store.block(caller.account_id, account, now_ms()).await?;
@@ -610,12 +634,17 @@ impl Conversations {
 }
 
 fn not_a_request() -> Error {
-    Error::precondition("NOT_A_REQUEST", "this conversation is not a request waiting for you")
+    Error::precondition(ErrorReason::NotARequest, "this conversation is not a request waiting for you")
 }
 
 fn parse_page_token(token: &str) -> Result<(i64, ConversationId), Error> {
-    let invalid =
-        || Error::invalid("PAGE_TOKEN_INVALID", "page_token", "use the next_page_token of the page before");
+    let invalid = || {
+        Error::invalid(
+            ErrorReason::PageTokenInvalid,
+            "page_token",
+            "use the next_page_token of the page before",
+        )
+    };
     let (ms, id) = token.split_once('.').ok_or_else(invalid)?;
     Ok((ms.parse().map_err(|_| invalid())?, id.parse().map_err(|_| invalid())?))
 }
@@ -631,18 +660,18 @@ impl Conversations {
 
 fn check_ciphertext(ciphertext: &[u8], session_id: &[u8]) -> Result<(), Error> {
     if ciphertext.is_empty() {
-        return Err(Error::invalid("MESSAGE_EMPTY", "ciphertext", "a message cannot be empty"));
+        return Err(Error::invalid(ErrorReason::MessageEmpty, "ciphertext", "a message cannot be empty"));
     }
     if ciphertext.len() > MAX_CIPHERTEXT {
         return Err(Error::invalid(
-            "MESSAGE_TOO_LARGE",
+            ErrorReason::MessageTooLarge,
             "ciphertext",
             format!("a message is at most {} KiB", MAX_CIPHERTEXT / 1024),
         ));
     }
     if session_id.len() > MAX_SESSION_ID {
         return Err(Error::invalid(
-            "SESSION_ID_INVALID",
+            ErrorReason::SessionIdInvalid,
             "session_id",
             format!("a session id is at most {MAX_SESSION_ID} bytes"),
         ));

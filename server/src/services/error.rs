@@ -1,7 +1,9 @@
-//! The one error type of the services. Each variant is a stable `reason` code that clients
-//! see (see docs/api.md); the transport maps it to a gRPC status in one place.
+//! The one error type of the services. Each variant carries a stable [`ErrorReason`] that
+//! clients see (see docs/api.md); the transport maps it to a gRPC status in one place.
 
 use std::time::Duration;
+
+pub use kitsulan_proto::v1::ErrorReason;
 
 use crate::store::{Conflict, StoreError};
 
@@ -11,8 +13,8 @@ pub enum Error {
     /// A field is malformed; `reason` names the rule, `field` the request field.
     #[error("{message}")]
     InvalidArgument {
-        /// Stable code, e.g. `USERNAME_INVALID`.
-        reason: &'static str,
+        /// Stable code, e.g. [`ErrorReason::UsernameInvalid`].
+        reason: ErrorReason,
         /// The request field that was refused.
         field: &'static str,
         /// What is wrong, for people.
@@ -88,40 +90,40 @@ pub enum Error {
     /// Something named in the request does not exist (for the caller).
     #[error("{message}")]
     NotFound {
-        /// Stable code, e.g. `PAIRING_NOT_FOUND`.
-        reason: &'static str,
+        /// Stable code, e.g. [`ErrorReason::PairingNotFound`].
+        reason: ErrorReason,
         /// For people.
         message: String,
     },
     /// The request is well-formed but the state does not allow it.
     #[error("{message}")]
     FailedPrecondition {
-        /// Stable code, e.g. `NO_ACCOUNT_KEY`.
-        reason: &'static str,
+        /// Stable code, e.g. [`ErrorReason::NoAccountKey`].
+        reason: ErrorReason,
         /// For people.
         message: String,
     },
     /// The caller's role does not allow this.
     #[error("{message}")]
     Forbidden {
-        /// Stable code, e.g. `NOT_ALLOWED`.
-        reason: &'static str,
+        /// Stable code, e.g. [`ErrorReason::NotAllowed`].
+        reason: ErrorReason,
         /// For people.
         message: String,
     },
     /// The request would duplicate something that exists.
     #[error("{message}")]
     Conflict {
-        /// Stable code, e.g. `MESSAGE_ID_TAKEN`.
-        reason: &'static str,
+        /// Stable code, e.g. [`ErrorReason::MessageIdTaken`].
+        reason: ErrorReason,
         /// For people.
         message: String,
     },
     /// A size or count limit would be exceeded.
     #[error("{message}")]
     LimitExceeded {
-        /// Stable code, e.g. `INBOX_FULL`.
-        reason: &'static str,
+        /// Stable code, e.g. [`ErrorReason::InboxFull`].
+        reason: ErrorReason,
         /// For people.
         message: String,
     },
@@ -147,60 +149,60 @@ pub enum Error {
 
 impl Error {
     /// The stable code clients match on.
-    pub fn reason(&self) -> &'static str {
+    pub fn reason(&self) -> ErrorReason {
         match self {
             Self::InvalidArgument { reason, .. }
             | Self::NotFound { reason, .. }
             | Self::FailedPrecondition { reason, .. }
             | Self::Conflict { reason, .. }
             | Self::Forbidden { reason, .. }
-            | Self::LimitExceeded { reason, .. } => reason,
-            Self::UsernameTaken => "USERNAME_TAKEN",
-            Self::EmailTaken => "EMAIL_TAKEN",
-            Self::InvalidCredentials => "INVALID_CREDENTIALS",
-            Self::TotpRequired => "TOTP_REQUIRED",
-            Self::TotpInvalid => "TOTP_INVALID",
-            Self::OneTimeCodeInvalid => "ONE_TIME_CODE_INVALID",
-            Self::SessionInvalid => "SESSION_INVALID",
-            Self::RefreshTokenInvalid => "REFRESH_TOKEN_INVALID",
-            Self::RefreshTokenReused => "REFRESH_TOKEN_REUSED",
-            Self::AccountDisabled => "ACCOUNT_DISABLED",
-            Self::SignUpClosed => "SIGN_UP_CLOSED",
-            Self::PasswordRequired => "PASSWORD_REQUIRED",
-            Self::EmailUnavailable => "EMAIL_UNAVAILABLE",
-            Self::NoEmail => "NO_EMAIL",
-            Self::TotpNotPending => "TOTP_NOT_PENDING",
-            Self::TotpAlreadyEnabled => "TOTP_ALREADY_ENABLED",
-            Self::TotpNotEnabled => "TOTP_NOT_ENABLED",
-            Self::DeviceNotFound => "DEVICE_NOT_FOUND",
-            Self::CannotSignOutCurrentDevice => "CANNOT_SIGN_OUT_CURRENT_DEVICE",
-            Self::MalformedRequest => "MALFORMED_REQUEST",
-            Self::RequestTooLarge { .. } => "REQUEST_TOO_LARGE",
-            Self::RateLimited { .. } => "RATE_LIMITED",
-            Self::EmailSendFailed => "EMAIL_SEND_FAILED",
-            Self::Unavailable(_) => "UNAVAILABLE",
-            Self::StorageUnavailable(_) => "STORAGE_UNAVAILABLE",
-            Self::Internal(_) => "INTERNAL",
+            | Self::LimitExceeded { reason, .. } => *reason,
+            Self::UsernameTaken => ErrorReason::UsernameTaken,
+            Self::EmailTaken => ErrorReason::EmailTaken,
+            Self::InvalidCredentials => ErrorReason::InvalidCredentials,
+            Self::TotpRequired => ErrorReason::TotpRequired,
+            Self::TotpInvalid => ErrorReason::TotpInvalid,
+            Self::OneTimeCodeInvalid => ErrorReason::OneTimeCodeInvalid,
+            Self::SessionInvalid => ErrorReason::SessionInvalid,
+            Self::RefreshTokenInvalid => ErrorReason::RefreshTokenInvalid,
+            Self::RefreshTokenReused => ErrorReason::RefreshTokenReused,
+            Self::AccountDisabled => ErrorReason::AccountDisabled,
+            Self::SignUpClosed => ErrorReason::SignUpClosed,
+            Self::PasswordRequired => ErrorReason::PasswordRequired,
+            Self::EmailUnavailable => ErrorReason::EmailUnavailable,
+            Self::NoEmail => ErrorReason::NoEmail,
+            Self::TotpNotPending => ErrorReason::TotpNotPending,
+            Self::TotpAlreadyEnabled => ErrorReason::TotpAlreadyEnabled,
+            Self::TotpNotEnabled => ErrorReason::TotpNotEnabled,
+            Self::DeviceNotFound => ErrorReason::DeviceNotFound,
+            Self::CannotSignOutCurrentDevice => ErrorReason::CannotSignOutCurrentDevice,
+            Self::MalformedRequest => ErrorReason::MalformedRequest,
+            Self::RequestTooLarge { .. } => ErrorReason::RequestTooLarge,
+            Self::RateLimited { .. } => ErrorReason::RateLimited,
+            Self::EmailSendFailed => ErrorReason::EmailSendFailed,
+            Self::Unavailable(_) => ErrorReason::Unavailable,
+            Self::StorageUnavailable(_) => ErrorReason::StorageUnavailable,
+            Self::Internal(_) => ErrorReason::Internal,
         }
     }
 
     /// Shorthand for [`Error::NotFound`].
-    pub fn not_found(reason: &'static str, message: impl Into<String>) -> Self {
+    pub fn not_found(reason: ErrorReason, message: impl Into<String>) -> Self {
         Self::NotFound { reason, message: message.into() }
     }
 
     /// Shorthand for [`Error::FailedPrecondition`].
-    pub fn precondition(reason: &'static str, message: impl Into<String>) -> Self {
+    pub fn precondition(reason: ErrorReason, message: impl Into<String>) -> Self {
         Self::FailedPrecondition { reason, message: message.into() }
     }
 
     /// Shorthand for [`Error::LimitExceeded`].
-    pub fn limit(reason: &'static str, message: impl Into<String>) -> Self {
+    pub fn limit(reason: ErrorReason, message: impl Into<String>) -> Self {
         Self::LimitExceeded { reason, message: message.into() }
     }
 
     /// Shorthand for a refused field.
-    pub fn invalid(reason: &'static str, field: &'static str, message: impl Into<String>) -> Self {
+    pub fn invalid(reason: ErrorReason, field: &'static str, message: impl Into<String>) -> Self {
         Self::InvalidArgument { reason, field, message: message.into() }
     }
 }
@@ -213,5 +215,58 @@ impl From<StoreError> for Error {
             StoreError::Unavailable(_) => Self::Unavailable(e),
             StoreError::Migration(_) | StoreError::Corrupt(_) => Self::Internal(e.to_string()),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use super::*;
+
+    /// The reasons docs/api.md lists: the first cells of its tables whose header is `| reason |`.
+    fn documented_reasons(doc: &str) -> BTreeSet<String> {
+        let mut reasons = BTreeSet::new();
+        let mut in_table = false;
+        for line in doc.lines() {
+            if !line.starts_with('|') {
+                in_table = false;
+                continue;
+            }
+            if line.starts_with("| reason |") {
+                in_table = true;
+                continue;
+            }
+            let Some(first) = line.split('|').nth(1).filter(|_| in_table) else { continue };
+            reasons.extend(first.split('`').skip(1).step_by(2).map(str::to_owned));
+        }
+        reasons
+    }
+
+    #[test]
+    fn every_reason_has_a_line_in_the_api_docs() {
+        let documented = documented_reasons(include_str!("../../../docs/api.md"));
+        let missing: Vec<&str> =
+            ErrorReason::all().map(ErrorReason::as_wire_str).filter(|r| !documented.contains(*r)).collect();
+        assert!(missing.is_empty(), "reasons without a line in docs/api.md's error tables: {missing:?}");
+        let unknown: Vec<&String> =
+            documented.iter().filter(|r| ErrorReason::from_wire_str(r).is_none()).collect();
+        assert!(unknown.is_empty(), "docs/api.md's error tables name reasons that do not exist: {unknown:?}");
+    }
+
+    #[test]
+    fn the_docs_tables_are_read_as_they_are_written() {
+        let doc = "| reason | status | when |\n|---|---|---|\n| `A_B`, `C` / `D` | X | `E` here |\n\n\
+                   | limit | default |\n|---|---|\n| `F` | 1 |\n";
+        let expected: BTreeSet<String> = ["A_B", "C", "D"].map(str::to_owned).into();
+        assert_eq!(documented_reasons(doc), expected);
+    }
+
+    #[test]
+    fn fixed_variants_send_their_own_reason() {
+        assert_eq!(Error::UsernameTaken.reason().as_wire_str(), "USERNAME_TAKEN");
+        assert_eq!(Error::RateLimited { retry_after: Duration::ZERO }.reason().as_wire_str(), "RATE_LIMITED");
+        let error = Error::invalid(ErrorReason::UsernameInvalid, "username", "too short");
+        assert_eq!(error.reason().as_wire_str(), "USERNAME_INVALID");
     }
 }

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use kitsulan_crypto::{SignedFallbackKey, SignedOneTimeKey};
 
 use super::rate_limits::{Limits, RateLimiter};
-use super::{Caller, Error};
+use super::{Caller, Error, ErrorReason};
 use crate::ids::{AccountId, DeviceId};
 use crate::store::{
     AccountKeyOutcome, AccountKeysRecord, ClaimedKeyRecord, DeviceKeysRecord, KeyUpload, KeyUploadOutcome,
@@ -61,7 +61,8 @@ pub struct Keys {
 }
 
 fn signed(field: &'static str, key: &SignedKeyInput<'_>) -> Result<([u8; 32], [u8; 64], i64), Error> {
-    let bad = || Error::invalid("KEY_SIGNATURE_INVALID", field, "a key or its signature is malformed");
+    let bad =
+        || Error::invalid(ErrorReason::KeySignatureInvalid, field, "a key or its signature is malformed");
     let public_key: [u8; 32] = key.public_key.try_into().map_err(|_| bad())?;
     let signature: [u8; 64] = key.signature.try_into().map_err(|_| bad())?;
     let key_id = i64::try_from(key.key_id).map_err(|_| bad())?;
@@ -71,8 +72,9 @@ fn signed(field: &'static str, key: &SignedKeyInput<'_>) -> Result<([u8; 32], [u
 impl Keys {
     /// Publishes the caller's account key.
     pub async fn publish_account_key(&self, caller: &Caller, key: &[u8], replace: bool) -> Result<(), Error> {
-        kitsulan_crypto::validate_account_key(key)
-            .map_err(|_| Error::invalid("ACCOUNT_KEY_INVALID", "account_key", "not an Ed25519 public key"))?;
+        kitsulan_crypto::validate_account_key(key).map_err(|_| {
+            Error::invalid(ErrorReason::AccountKeyInvalid, "account_key", "not an Ed25519 public key")
+        })?;
         match self.store.publish_account_key(caller.account_id, key, replace).await? {
             AccountKeyOutcome::Unchanged => Ok(()),
             AccountKeyOutcome::Set => self.delivery.device_keys_changed(caller.account_id).await,
@@ -81,7 +83,7 @@ impl Keys {
                 self.delivery.device_keys_changed(caller.account_id).await
             }
             AccountKeyOutcome::Exists => Err(Error::precondition(
-                "ACCOUNT_KEY_EXISTS",
+                ErrorReason::AccountKeyExists,
                 "this account already has a different account key; link this device to an existing one instead",
             )),
         }
@@ -91,7 +93,7 @@ impl Keys {
     pub async fn upload(&self, caller: &Caller, input: UploadInput<'_>) -> Result<KeyCounts, Error> {
         if input.one_time_keys.len() > MAX_KEYS_PER_UPLOAD {
             return Err(Error::limit(
-                "TOO_MANY_KEYS",
+                ErrorReason::TooManyKeys,
                 format!("at most {MAX_KEYS_PER_UPLOAD} one-time keys per upload"),
             ));
         }
@@ -99,16 +101,21 @@ impl Keys {
             None
         } else {
             let account_key = self.store.account_key(caller.account_id).await?.ok_or_else(|| {
-                Error::precondition("NO_ACCOUNT_KEY", "publish the account key before uploading device keys")
+                Error::precondition(
+                    ErrorReason::NoAccountKey,
+                    "publish the account key before uploading device keys",
+                )
             })?;
             let certificate = kitsulan_crypto::verify_device_certificate(input.certificate, &account_key)
-                .map_err(|e| Error::invalid("CERTIFICATE_INVALID", "device_certificate", e.to_string()))?;
+                .map_err(|e| {
+                    Error::invalid(ErrorReason::CertificateInvalid, "device_certificate", e.to_string())
+                })?;
             let fields = certificate.fields;
             if fields.account_id != *caller.account_id.as_uuid().as_bytes()
                 || fields.device_id != *caller.device_id.as_uuid().as_bytes()
             {
                 return Err(Error::invalid(
-                    "CERTIFICATE_INVALID",
+                    ErrorReason::CertificateInvalid,
                     "device_certificate",
                     "the certificate names another account or device",
                 ));
@@ -128,7 +135,7 @@ impl Keys {
                     .await?
                     .ok_or_else(|| {
                         Error::precondition(
-                            "KEYS_CERTIFICATE_REQUIRED",
+                            ErrorReason::KeysCertificateRequired,
                             "the first upload needs a device certificate",
                         )
                     })?
@@ -141,7 +148,7 @@ impl Keys {
             let candidate = SignedOneTimeKey { key_id: key.key_id, public_key, signature };
             kitsulan_crypto::verify_one_time_key(&ed25519, &candidate).map_err(|_| {
                 Error::invalid(
-                    "KEY_SIGNATURE_INVALID",
+                    ErrorReason::KeySignatureInvalid,
                     "one_time_keys",
                     "a one-time key's signature does not verify",
                 )
@@ -159,7 +166,7 @@ impl Keys {
                 let candidate = SignedFallbackKey { key_id: key.key_id, public_key, signature };
                 kitsulan_crypto::verify_fallback_key(&ed25519, &candidate).map_err(|_| {
                     Error::invalid(
-                        "KEY_SIGNATURE_INVALID",
+                        ErrorReason::KeySignatureInvalid,
                         "fallback_key",
                         "the fallback key's signature does not verify",
                     )
@@ -191,7 +198,7 @@ impl Keys {
                 })
             }
             KeyUploadOutcome::TooManyKeys => Err(Error::limit(
-                "TOO_MANY_KEYS",
+                ErrorReason::TooManyKeys,
                 format!("a device holds at most {MAX_KEYS_HELD} one-time keys on the server"),
             )),
         }
@@ -211,7 +218,10 @@ impl Keys {
         accounts: &[AccountId],
     ) -> Result<Vec<AccountKeysRecord>, Error> {
         if accounts.len() > MAX_BATCH {
-            return Err(Error::limit("TOO_MANY_ITEMS", format!("at most {MAX_BATCH} accounts per query")));
+            return Err(Error::limit(
+                ErrorReason::TooManyItems,
+                format!("at most {MAX_BATCH} accounts per query"),
+            ));
         }
         Ok(self.store.query_keys(accounts).await?)
     }
@@ -236,11 +246,18 @@ impl Keys {
         devices: &[DeviceId],
     ) -> Result<Vec<(DeviceId, ClaimedKeyRecord)>, Error> {
         if devices.len() > MAX_BATCH {
-            return Err(Error::limit("TOO_MANY_ITEMS", format!("at most {MAX_BATCH} devices per claim")));
+            return Err(Error::limit(
+                ErrorReason::TooManyItems,
+                format!("at most {MAX_BATCH} devices per claim"),
+            ));
         }
         let mut seen = HashSet::with_capacity(devices.len());
         if let Some(twice) = devices.iter().find(|device| !seen.insert(**device)) {
-            return Err(Error::invalid("ID_INVALID", "device_ids", format!("device {twice} is named twice")));
+            return Err(Error::invalid(
+                ErrorReason::IdInvalid,
+                "device_ids",
+                format!("device {twice} is named twice"),
+            ));
         }
         if devices.is_empty() {
             return Ok(Vec::new());

@@ -41,7 +41,7 @@ pub use calls::{Calls, TurnSettings};
 pub use conversations::{ConversationSettings, Conversations};
 pub use delivery::{Delivery, Hub};
 pub use devices::Devices;
-pub use error::Error;
+pub use error::{Error, ErrorReason};
 pub use keys::Keys;
 pub use pairing::Pairing;
 pub use passwords::SecretHasher;

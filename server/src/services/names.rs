@@ -8,7 +8,7 @@
 //! titles may use any script but not invisible formatting characters, which could hide or
 //! reorder text.
 
-use super::Error;
+use super::{Error, ErrorReason};
 
 /// A valid, normalised username.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -18,7 +18,7 @@ impl Username {
     /// Trims, lower-cases and checks `raw`.
     pub fn parse(raw: &str) -> Result<Self, Error> {
         let name = raw.trim().to_ascii_lowercase();
-        let invalid = |message: &str| Error::invalid("USERNAME_INVALID", "username", message);
+        let invalid = |message: &str| Error::invalid(ErrorReason::UsernameInvalid, "username", message);
         if name.is_empty() {
             return Err(invalid("a username is required"));
         }
@@ -53,7 +53,7 @@ fn is_invisible_format(c: char) -> bool {
         | '\u{FFF0}'..='\u{FFFB}' | '\u{E0000}'..='\u{E007F}')
 }
 
-fn visible_name(raw: &str, reason: &'static str, field: &'static str, what: &str) -> Result<String, Error> {
+fn visible_name(raw: &str, reason: ErrorReason, field: &'static str, what: &str) -> Result<String, Error> {
     visible_text(raw, 64, reason, field, what)
 }
 
@@ -61,7 +61,7 @@ fn visible_name(raw: &str, reason: &'static str, field: &'static str, what: &str
 fn visible_text(
     raw: &str,
     max: usize,
-    reason: &'static str,
+    reason: ErrorReason,
     field: &'static str,
     what: &str,
 ) -> Result<String, Error> {
@@ -89,7 +89,7 @@ pub struct DisplayName(String);
 impl DisplayName {
     /// Trims and checks `raw`.
     pub fn parse(raw: &str) -> Result<Self, Error> {
-        visible_name(raw, "DISPLAY_NAME_INVALID", "display_name", "display name").map(Self)
+        visible_name(raw, ErrorReason::DisplayNameInvalid, "display_name", "display name").map(Self)
     }
 
     /// The text.
@@ -105,7 +105,7 @@ pub struct DeviceName(String);
 impl DeviceName {
     /// Trims and checks `raw`.
     pub fn parse(raw: &str) -> Result<Self, Error> {
-        visible_name(raw, "DEVICE_NAME_INVALID", "device_name", "device name").map(Self)
+        visible_name(raw, ErrorReason::DeviceNameInvalid, "device_name", "device name").map(Self)
     }
 
     /// The text.
@@ -122,7 +122,7 @@ pub struct GroupTitle(String);
 impl GroupTitle {
     /// Trims and checks `raw`.
     pub fn parse(raw: &str) -> Result<Self, Error> {
-        visible_text(raw, 100, "TITLE_INVALID", "title", "group title").map(Self)
+        visible_text(raw, 100, ErrorReason::TitleInvalid, "title", "group title").map(Self)
     }
 
     /// The text.
@@ -140,7 +140,7 @@ impl Email {
     /// to find out.)
     pub fn parse(raw: &str) -> Result<Self, Error> {
         let email = raw.trim().to_ascii_lowercase();
-        let invalid = || Error::invalid("EMAIL_INVALID", "email", "not a valid email address");
+        let invalid = || Error::invalid(ErrorReason::EmailInvalid, "email", "not a valid email address");
         if email.is_empty() || email.len() > 254 || !email.is_ascii() {
             return Err(invalid());
         }
@@ -175,7 +175,7 @@ impl<'a> Password<'a> {
     /// Checks length (8-256 characters) and that it is not the username.
     pub fn parse(raw: &'a str, field: &'static str, username: Option<&Username>) -> Result<Self, Error> {
         let chars = raw.chars().count();
-        let invalid = |message: &str| Error::invalid("PASSWORD_INVALID", field, message);
+        let invalid = |message: &str| Error::invalid(ErrorReason::PasswordInvalid, field, message);
         if chars < 8 {
             return Err(invalid("passwords are at least 8 characters long"));
         }
@@ -204,7 +204,7 @@ impl std::fmt::Debug for Password<'_> {
 mod tests {
     use super::*;
 
-    fn reason<T>(result: Result<T, Error>) -> Option<&'static str> {
+    fn reason<T>(result: Result<T, Error>) -> Option<ErrorReason> {
         result.err().map(|e| e.reason())
     }
 
@@ -230,7 +230,7 @@ mod tests {
         ]
         .map(str::to_owned);
         for raw in bad {
-            assert_eq!(reason(Username::parse(&raw)), Some("USERNAME_INVALID"), "{raw:?}");
+            assert_eq!(reason(Username::parse(&raw)), Some(ErrorReason::UsernameInvalid), "{raw:?}");
         }
     }
 
@@ -242,8 +242,8 @@ mod tests {
             Some("Firefox on Linux")
         );
         for raw in ["", "  ", "evil\u{202E}gnp.exe", "zero\u{200B}width", "tab\there", &"x".repeat(65)] {
-            assert_eq!(reason(DisplayName::parse(raw)), Some("DISPLAY_NAME_INVALID"), "{raw:?}");
-            assert_eq!(reason(DeviceName::parse(raw)), Some("DEVICE_NAME_INVALID"), "{raw:?}");
+            assert_eq!(reason(DisplayName::parse(raw)), Some(ErrorReason::DisplayNameInvalid), "{raw:?}");
+            assert_eq!(reason(DeviceName::parse(raw)), Some(ErrorReason::DeviceNameInvalid), "{raw:?}");
         }
         assert!(DisplayName::parse(&"я".repeat(64)).is_ok());
     }
@@ -255,7 +255,7 @@ mod tests {
         for raw in
             ["", "  ", "Admins\u{202E}nimdA", "Family\u{200B}", "a\u{2066}b", "new\nline", &"x".repeat(101)]
         {
-            assert_eq!(reason(GroupTitle::parse(raw)), Some("TITLE_INVALID"), "{raw:?}");
+            assert_eq!(reason(GroupTitle::parse(raw)), Some(ErrorReason::TitleInvalid), "{raw:?}");
         }
     }
 
@@ -268,7 +268,7 @@ mod tests {
         for raw in
             ["", "alice", "alice@", "@example.org", "a@b", "a@@b.org", "a b@c.org", "a@-x.org", "ä@x.org"]
         {
-            assert_eq!(reason(Email::parse(raw)), Some("EMAIL_INVALID"), "{raw:?}");
+            assert_eq!(reason(Email::parse(raw)), Some(ErrorReason::EmailInvalid), "{raw:?}");
         }
     }
 
@@ -277,12 +277,12 @@ mod tests {
         let alice = Username::parse("alice").ok();
         assert!(Password::parse("correct horse", "password", alice.as_ref()).is_ok());
         for raw in ["short", &"x".repeat(257)] {
-            assert_eq!(reason(Password::parse(raw, "password", None)), Some("PASSWORD_INVALID"));
+            assert_eq!(reason(Password::parse(raw, "password", None)), Some(ErrorReason::PasswordInvalid));
         }
         let username_as_password = Username::parse("alice123").ok();
         assert_eq!(
             reason(Password::parse("Alice123", "password", username_as_password.as_ref())),
-            Some("PASSWORD_INVALID")
+            Some(ErrorReason::PasswordInvalid)
         );
         assert_eq!(format!("{:?}", Password::parse("secret-pass", "p", None).ok()), "Some(Password(***))");
     }

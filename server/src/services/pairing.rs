@@ -16,7 +16,7 @@ use super::auth::{Auth, ClientAddr, NewSession};
 use super::names::DeviceName;
 use super::rate_limits::address_key;
 use super::tokens::{self, hash_token};
-use super::{Caller, Error};
+use super::{Caller, Error, ErrorReason};
 use crate::ids::{DeviceId, PairingId};
 use crate::store::{NewDevice, NewPairing, PairingConflict, PairingRecord, PairingStatus, now_ms};
 
@@ -81,7 +81,7 @@ pub struct Pairing {
 }
 
 fn not_found() -> Error {
-    Error::not_found("PAIRING_NOT_FOUND", "no such pairing (or the PIN or secret is wrong)")
+    Error::not_found(ErrorReason::PairingNotFound, "no such pairing (or the PIN or secret is wrong)")
 }
 
 fn state(record: &PairingRecord, now: i64) -> PairingState {
@@ -99,10 +99,10 @@ fn state(record: &PairingRecord, now: i64) -> PairingState {
 fn live(record: &PairingRecord, now: i64) -> Result<(), Error> {
     match state(record, now) {
         PairingState::Expired => {
-            Err(Error::precondition("PAIRING_EXPIRED", "the pairing expired; start again"))
+            Err(Error::precondition(ErrorReason::PairingExpired, "the pairing expired; start again"))
         }
         PairingState::Cancelled | PairingState::Completed => {
-            Err(Error::precondition("PAIRING_CLOSED", "the pairing is finished"))
+            Err(Error::precondition(ErrorReason::PairingClosed, "the pairing is finished"))
         }
         _ => Ok(()),
     }
@@ -150,7 +150,11 @@ impl Pairing {
     ) -> Result<OpenedPairing, Error> {
         let core = &self.auth.core;
         if public_key.len() != 32 {
-            return Err(Error::invalid("PUBLIC_KEY_INVALID", "public_key", "the public key is 32 bytes"));
+            return Err(Error::invalid(
+                ErrorReason::PublicKeyInvalid,
+                "public_key",
+                "the public key is 32 bytes",
+            ));
         }
         core.limiter.take(&core.policy.limits.sign_in, &format!("pairing:{}", address_key(client.0))).await?;
         let now = now_ms();
@@ -171,7 +175,7 @@ impl Pairing {
                 Err(PairingConflict::Pin) => continue,
                 Err(PairingConflict::Id) => {
                     return Err(Error::precondition(
-                        "PAIRING_EXISTS",
+                        ErrorReason::PairingExists,
                         "a pairing with this id exists; pick a new id",
                     ));
                 }
@@ -186,15 +190,18 @@ impl Pairing {
         let limit = &core.policy.limits.pairing_lookups;
         core.limiter.take(limit, &format!("pairing_pin:{}", address_key(client.0))).await?;
         core.limiter.take(limit, &format!("pairing_pin:{}", caller.account_id)).await?;
-        let pin =
-            normalize_pin(pin).ok_or_else(|| Error::invalid("PIN_INVALID", "pin", "the PIN is 8 digits"))?;
+        let pin = normalize_pin(pin)
+            .ok_or_else(|| Error::invalid(ErrorReason::PinInvalid, "pin", "the PIN is 8 digits"))?;
         let record = core.store.pairing_by_pin(&hash_token(&pin), now_ms()).await?.ok_or_else(not_found)?;
         match (record.status, record.claimant) {
             (PairingStatus::Open, _) => Ok(record),
             (PairingStatus::Claimed, Some(claimant)) if claimant == (caller.account_id, caller.device_id) => {
                 Ok(record)
             }
-            _ => Err(Error::precondition("PAIRING_TAKEN", "another device already took this pairing")),
+            _ => Err(Error::precondition(
+                ErrorReason::PairingTaken,
+                "another device already took this pairing",
+            )),
         }
     }
 
@@ -203,7 +210,7 @@ impl Pairing {
         let store = &self.auth.core.store;
         if payload.is_empty() || payload.len() > MAX_PAYLOAD {
             return Err(Error::invalid(
-                "PAYLOAD_INVALID",
+                ErrorReason::PayloadInvalid,
                 "payload",
                 format!("a pairing message is 1 to {} KiB", MAX_PAYLOAD / 1024),
             ));
@@ -216,7 +223,7 @@ impl Pairing {
             Side::Existing(caller) => {
                 if !store.claim_pairing(id, (caller.account_id, caller.device_id), now).await? {
                     return Err(Error::precondition(
-                        "PAIRING_TAKEN",
+                        ErrorReason::PairingTaken,
                         "another device already took this pairing",
                     ));
                 }
@@ -224,7 +231,10 @@ impl Pairing {
             }
         };
         store.post_pairing_message(id, from_new_device, payload, MAX_MESSAGES).await?.ok_or_else(|| {
-            Error::limit("PAIRING_FULL", format!("a pairing carries at most {MAX_MESSAGES} messages"))
+            Error::limit(
+                ErrorReason::PairingFull,
+                format!("a pairing carries at most {MAX_MESSAGES} messages"),
+            )
         })
     }
 
@@ -254,7 +264,7 @@ impl Pairing {
             let issued = tokens::issue(now, access_ttl, refresh_ttl);
             if !core.store.replace_tokens(device, &issued.stored, now).await? {
                 return Err(Error::precondition(
-                    "PAIRING_CLOSED",
+                    ErrorReason::PairingClosed,
                     "the new device was signed out before it joined",
                 ));
             }
@@ -290,13 +300,13 @@ impl Pairing {
         match state(&record, now) {
             PairingState::Approved | PairingState::Completed => {
                 return Err(Error::precondition(
-                    "PAIRING_ALREADY_APPROVED",
+                    ErrorReason::PairingAlreadyApproved,
                     "this pairing was already approved",
                 ));
             }
             PairingState::Open => {
                 return Err(Error::precondition(
-                    "PAIRING_NOT_CLAIMED",
+                    ErrorReason::PairingNotClaimed,
                     "open the secure channel before approving",
                 ));
             }
@@ -315,7 +325,10 @@ impl Pairing {
         core.store.create_device(&device).await?;
         if !core.store.approve_pairing(id, (caller.account_id, caller.device_id), device.id, now).await? {
             core.store.delete_device(Some(caller.account_id), device.id).await?;
-            return Err(Error::precondition("PAIRING_ALREADY_APPROVED", "this pairing was already approved"));
+            return Err(Error::precondition(
+                ErrorReason::PairingAlreadyApproved,
+                "this pairing was already approved",
+            ));
         }
         core.delivery.devices_changed(caller.account_id).await;
         tracing::info!(account = %caller.account_id, by = %caller.device_id, device = %device.id, "pairing approved");

@@ -13,7 +13,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::{Caller, Error};
+use super::{Caller, Error, ErrorReason};
 use crate::ids::MessageId;
 use crate::store::{InboxQuota, NewToDevice, SendRefusal, Store, ToDeviceRecord, now_ms};
 
@@ -77,20 +77,20 @@ impl ToDevice {
     pub async fn send(&self, caller: &Caller, messages: Vec<NewToDevice>) -> Result<(), Error> {
         if messages.len() > MAX_MESSAGES_PER_SEND {
             return Err(Error::invalid(
-                "TOO_MANY_MESSAGES",
+                ErrorReason::TooManyMessages,
                 "messages",
                 format!("at most {MAX_MESSAGES_PER_SEND} messages per send"),
             ));
         }
         if messages.iter().any(|m| m.ciphertext.len() > MAX_MESSAGE_BYTES) {
             return Err(Error::invalid(
-                "MESSAGE_TOO_LARGE",
+                ErrorReason::MessageTooLarge,
                 "ciphertext",
                 format!("a message is at most {} KiB", MAX_MESSAGE_BYTES / 1024),
             ));
         }
         if messages.iter().any(|m| m.ciphertext.is_empty()) {
-            return Err(Error::invalid("MESSAGE_EMPTY", "ciphertext", "a message cannot be empty"));
+            return Err(Error::invalid(ErrorReason::MessageEmpty, "ciphertext", "a message cannot be empty"));
         }
         // An account that blocked the sender does not get its messages; the sender is not told.
         let blocking = self.store.blocking_devices(caller.account_id).await?;
@@ -118,7 +118,7 @@ impl ToDevice {
                 tracing::debug!(%device, "to-device message for an unknown device");
             }),
             Err(SendRefusal::TooManyPending(device)) => Err(Error::limit(
-                "TOO_MANY_PENDING",
+                ErrorReason::TooManyPending,
                 format!(
                     "at most {} of your messages may wait for device {device}; send more once it has fetched them",
                     quota.per_sender
@@ -127,7 +127,7 @@ impl ToDevice {
             Err(SendRefusal::StrangerInboxFull(device)) => {
                 tracing::debug!(sender = %caller.account_id, %device, "strangers' part of an inbox is full");
                 Err(Error::limit(
-                    "STRANGER_INBOX_FULL",
+                    ErrorReason::StrangerInboxFull,
                     format!(
                         "device {device} takes no more messages from accounts that share no conversation with \
                          its owner until it has fetched those waiting"
@@ -135,7 +135,7 @@ impl ToDevice {
                 ))
             }
             Err(SendRefusal::InboxFull(device)) => Err(Error::limit(
-                "INBOX_FULL",
+                ErrorReason::InboxFull,
                 format!(
                     "device {device} holds at most {} messages or {} MiB waiting; try later",
                     quota.messages,
@@ -161,7 +161,7 @@ impl ToDevice {
     pub async fn ack(&self, caller: &Caller, ids: &[MessageId]) -> Result<(), Error> {
         if ids.len() > usize::try_from(MAX_FETCH).unwrap_or(500) {
             return Err(Error::invalid(
-                "TOO_MANY_MESSAGES",
+                ErrorReason::TooManyMessages,
                 "message_ids",
                 format!("at most {MAX_FETCH} ids per ack"),
             ));

@@ -12,6 +12,7 @@ use axum::response::Response;
 use axum::routing::get;
 use futures_util::SinkExt as _;
 use kitsulan_proto::v1 as pb;
+use kitsulan_proto::v1::GatewayCloseCode as Close;
 use kitsulan_proto::v1::client_frame::Frame as ClientKind;
 use kitsulan_proto::v1::event::Body;
 use kitsulan_proto::v1::server_frame::Frame as ServerKind;
@@ -22,7 +23,7 @@ use super::grpc::{message, role, seq, to_device_message};
 use crate::ids::{CallId, ConversationId, DeviceId};
 use crate::services::calls::{CallAction, CallEvent, Signal};
 use crate::services::delivery::{Kick, MAX_UNACKED, Outgoing, Session, Wake};
-use crate::services::{Caller, Error, Services};
+use crate::services::{Caller, Error, ErrorReason, Services};
 
 /// Largest client frame (a call signal carries up to 32 KiB).
 const MAX_FRAME: usize = 64 * 1024;
@@ -34,18 +35,6 @@ const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
 const HEARTBEAT_INTERVAL: Duration = Duration::from_secs(15);
 /// Time allowed for one frame to be written before the client counts as gone.
 const SEND_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// Close codes (docs/gateway.md).
-mod close {
-    pub const GOING_AWAY: u16 = 1001;
-    pub const TOO_LARGE: u16 = 1009;
-    pub const INTERNAL: u16 = 1011;
-    pub const UNAUTHENTICATED: u16 = 4001;
-    pub const PROTOCOL: u16 = 4002;
-    pub const SIGNED_OUT: u16 = 4003;
-    pub const SLOW_CONSUMER: u16 = 4008;
-    pub const HEARTBEAT_TIMEOUT: u16 = 4009;
-}
 
 pub fn router(services: Arc<Services>) -> Router {
     Router::new().route("/v1/gateway", get(upgrade)).with_state(services)
@@ -74,19 +63,23 @@ struct Connection {
 
 /// How a connection ends from the server's side.
 struct Fatal {
-    reason: &'static str,
+    reason: ErrorReason,
     message: String,
-    code: u16,
+    code: Close,
 }
 
 impl Fatal {
-    fn new(reason: &'static str, message: impl Into<String>, code: u16) -> Self {
+    fn new(reason: ErrorReason, message: impl Into<String>, code: Close) -> Self {
         Self { reason, message: message.into(), code }
     }
 
     fn internal(e: &Error) -> Self {
         tracing::warn!(error = %e, "gateway session failed");
-        Self::new("INTERNAL", "the server could not continue this connection; reconnect", close::INTERNAL)
+        Self::new(
+            ErrorReason::Internal,
+            "the server could not continue this connection; reconnect",
+            Close::Internal,
+        )
     }
 }
 
@@ -109,9 +102,9 @@ impl Connection {
         matches!(tokio::time::timeout(SEND_TIMEOUT, self.socket.flush()).await, Ok(Ok(())))
     }
 
-    async fn refuse(&mut self, reason: &'static str, message: impl Into<String>) -> bool {
+    async fn refuse(&mut self, reason: ErrorReason, message: impl Into<String>) -> bool {
         self.send(ServerKind::Error(pb::GatewayError {
-            reason: reason.into(),
+            reason: reason.as_wire_str().into(),
             message: message.into(),
             fatal: false,
         }))
@@ -119,9 +112,13 @@ impl Connection {
     }
 
     async fn end(&mut self, fatal: Fatal) {
-        let error = pb::GatewayError { reason: fatal.reason.into(), message: fatal.message, fatal: true };
+        let error = pb::GatewayError {
+            reason: fatal.reason.as_wire_str().into(),
+            message: fatal.message,
+            fatal: true,
+        };
         self.send(ServerKind::Error(error)).await;
-        let frame = CloseFrame { code: fatal.code, reason: fatal.reason.into() };
+        let frame = CloseFrame { code: fatal.code.code(), reason: fatal.reason.as_wire_str().into() };
         let _ = tokio::time::timeout(SEND_TIMEOUT, self.socket.send(Message::Close(Some(frame)))).await;
     }
 
@@ -129,7 +126,7 @@ impl Connection {
     async fn hello(&mut self, services: &Services) -> Option<(Session, Caller)> {
         let hello = match tokio::time::timeout(HELLO_TIMEOUT, self.socket.recv()).await {
             Err(_) => {
-                self.end(Fatal::new("HELLO_TIMEOUT", "send Hello first", close::PROTOCOL)).await;
+                self.end(Fatal::new(ErrorReason::HelloTimeout, "send Hello first", Close::Protocol)).await;
                 return None;
             }
             Ok(None) => return None,
@@ -140,17 +137,27 @@ impl Connection {
             Ok(Some(Ok(Message::Binary(bytes)))) => match pb::ClientFrame::decode(bytes) {
                 Ok(pb::ClientFrame { frame: Some(ClientKind::Hello(hello)) }) => hello,
                 Ok(_) => {
-                    self.end(Fatal::new("HELLO_REQUIRED", "the first frame must be Hello", close::PROTOCOL))
-                        .await;
+                    self.end(Fatal::new(
+                        ErrorReason::HelloRequired,
+                        "the first frame must be Hello",
+                        Close::Protocol,
+                    ))
+                    .await;
                     return None;
                 }
                 Err(_) => {
-                    self.end(Fatal::new("MALFORMED_FRAME", "not a ClientFrame", close::PROTOCOL)).await;
+                    self.end(Fatal::new(ErrorReason::MalformedFrame, "not a ClientFrame", Close::Protocol))
+                        .await;
                     return None;
                 }
             },
             Ok(Some(Ok(_))) => {
-                self.end(Fatal::new("MALFORMED_FRAME", "frames are binary protobuf", close::PROTOCOL)).await;
+                self.end(Fatal::new(
+                    ErrorReason::MalformedFrame,
+                    "frames are binary protobuf",
+                    Close::Protocol,
+                ))
+                .await;
                 return None;
             }
         };
@@ -161,7 +168,8 @@ impl Connection {
                 return None;
             }
             Err(e) => {
-                self.end(Fatal::new("UNAUTHENTICATED", e.to_string(), close::UNAUTHENTICATED)).await;
+                self.end(Fatal::new(ErrorReason::Unauthenticated, e.to_string(), Close::Unauthenticated))
+                    .await;
                 return None;
             }
         };
@@ -169,14 +177,15 @@ impl Connection {
         let opened = match services.delivery.open(&caller, resume).await {
             Ok(opened) => opened,
             Err(Error::SessionInvalid) => {
-                self.end(Fatal::new("SIGNED_OUT", "this device was signed out", close::SIGNED_OUT)).await;
+                self.end(Fatal::new(ErrorReason::SignedOut, "this device was signed out", Close::SignedOut))
+                    .await;
                 return None;
             }
-            Err(e) if e.reason() == "SHUTTING_DOWN" => {
+            Err(e) if e.reason() == ErrorReason::ShuttingDown => {
                 self.end(Fatal::new(
-                    "SHUTTING_DOWN",
+                    ErrorReason::ShuttingDown,
                     "the server is restarting; reconnect",
-                    close::GOING_AWAY,
+                    Close::GoingAway,
                 ))
                 .await;
                 return None;
@@ -248,7 +257,7 @@ impl Connection {
                             }
                         }
                         Some(Ok(Message::Text(_))) => {
-                            if !self.refuse("MALFORMED_FRAME", "frames are binary protobuf").await {
+                            if !self.refuse(ErrorReason::MalformedFrame, "frames are binary protobuf").await {
                                 return;
                             }
                         }
@@ -261,7 +270,7 @@ impl Connection {
                 },
                 _ = heartbeat.tick() => {
                     if self.last_heard.elapsed() > 3 * HEARTBEAT_INTERVAL {
-                        return self.end(Fatal::new("HEARTBEAT_TIMEOUT", "no heartbeat", close::HEARTBEAT_TIMEOUT)).await;
+                        return self.end(Fatal::new(ErrorReason::HeartbeatTimeout, "no heartbeat", Close::HeartbeatTimeout)).await;
                     }
                 }
             }
@@ -277,9 +286,9 @@ impl Connection {
         bytes: &[u8],
     ) -> Result<(), Fatal> {
         let sent = match pb::ClientFrame::decode(bytes).ok().and_then(|f| f.frame) {
-            None => self.refuse("MALFORMED_FRAME", "not a ClientFrame").await,
+            None => self.refuse(ErrorReason::MalformedFrame, "not a ClientFrame").await,
             Some(ClientKind::Hello(_)) => {
-                self.refuse("ALREADY_READY", "this connection is already ready").await
+                self.refuse(ErrorReason::AlreadyReady, "this connection is already ready").await
             }
             Some(ClientKind::Heartbeat(h)) => {
                 self.send(ServerKind::HeartbeatAck(pb::HeartbeatAck { nonce: h.nonce })).await
@@ -289,7 +298,7 @@ impl Connection {
                 Ok(Err(future)) => {
                     let message =
                         format!("event {} was not sent; the last one is {}", ack.seq, future.last_sent);
-                    self.refuse("ACK_IN_FUTURE", message).await
+                    self.refuse(ErrorReason::AckInFuture, message).await
                 }
                 Err(e) => return Err(Fatal::internal(&e)),
             },
@@ -306,30 +315,36 @@ impl Connection {
             Some(ClientKind::Typing(typing)) => {
                 let conversation = typing.conversation_id.parse::<ConversationId>();
                 match conversation {
-                    Err(_) => self.refuse("NOT_A_MEMBER", "no such conversation").await,
+                    Err(_) => self.refuse(ErrorReason::NotAMember, "no such conversation").await,
                     Ok(conversation) => match session.typing(conversation, typing.typing).await {
                         Ok(true) => true,
-                        Ok(false) => self.refuse("NOT_A_MEMBER", "no such conversation").await,
+                        Ok(false) => self.refuse(ErrorReason::NotAMember, "no such conversation").await,
                         Err(Error::LimitExceeded { message, .. }) => {
-                            self.refuse("RATE_LIMITED", message).await
+                            self.refuse(ErrorReason::RateLimited, message).await
                         }
                         Err(e) => return Err(Fatal::internal(&e)),
                     },
                 }
             }
         };
-        if sent { Ok(()) } else { Err(Fatal::new("GONE", "the client stopped reading", close::GOING_AWAY)) }
+        if sent {
+            Ok(())
+        } else {
+            Err(Fatal::new(ErrorReason::Gone, "the client stopped reading", Close::GoingAway))
+        }
     }
 }
 
 fn kicked(why: Kick) -> Fatal {
     match why {
-        Kick::SignedOut => Fatal::new("SIGNED_OUT", "this device was signed out", close::SIGNED_OUT),
-        Kick::SlowConsumer => {
-            Fatal::new("SLOW_CONSUMER", "too many events waiting; reconnect to resume", close::SLOW_CONSUMER)
-        }
+        Kick::SignedOut => Fatal::new(ErrorReason::SignedOut, "this device was signed out", Close::SignedOut),
+        Kick::SlowConsumer => Fatal::new(
+            ErrorReason::SlowConsumer,
+            "too many events waiting; reconnect to resume",
+            Close::SlowConsumer,
+        ),
         Kick::ShuttingDown => {
-            Fatal::new("SHUTTING_DOWN", "the server is restarting; reconnect", close::GOING_AWAY)
+            Fatal::new(ErrorReason::ShuttingDown, "the server is restarting; reconnect", Close::GoingAway)
         }
     }
 }
@@ -338,17 +353,17 @@ fn receive_error(e: &axum::Error) -> Fatal {
     let text = e.to_string();
     if text.contains("too long") || text.contains("Space limit") || text.contains("size") {
         Fatal::new(
-            "FRAME_TOO_LARGE",
+            ErrorReason::FrameTooLarge,
             format!("frames are at most {} KiB", MAX_FRAME / 1024),
-            close::TOO_LARGE,
+            Close::TooLarge,
         )
     } else {
-        Fatal::new("MALFORMED_FRAME", text, close::PROTOCOL)
+        Fatal::new(ErrorReason::MalformedFrame, text, Close::Protocol)
     }
 }
 
 /// A call signal from the wire, or the reason it is refused.
-fn signal(call: pb::CallSignal) -> Result<Signal, &'static str> {
+fn signal(call: pb::CallSignal) -> Result<Signal, ErrorReason> {
     let action = match pb::CallAction::try_from(call.action) {
         Ok(pb::CallAction::Invite) => CallAction::Invite,
         Ok(pb::CallAction::Ringing) => CallAction::Ringing,
@@ -360,15 +375,17 @@ fn signal(call: pb::CallSignal) -> Result<Signal, &'static str> {
         Ok(pb::CallAction::Offer) => CallAction::Offer,
         Ok(pb::CallAction::Answer) => CallAction::Answer,
         Ok(pb::CallAction::IceCandidate) => CallAction::IceCandidate,
-        Ok(pb::CallAction::Ended | pb::CallAction::Unspecified) | Err(_) => return Err("ACTION_INVALID"),
+        Ok(pb::CallAction::Ended | pb::CallAction::Unspecified) | Err(_) => {
+            return Err(ErrorReason::ActionInvalid);
+        }
     };
     let to_device = match call.to_device_id.as_str() {
         "" => None,
-        id => Some(id.parse::<DeviceId>().map_err(|_| "ID_INVALID")?),
+        id => Some(id.parse::<DeviceId>().map_err(|_| ErrorReason::IdInvalid)?),
     };
     Ok(Signal {
-        conversation: call.conversation_id.parse::<ConversationId>().map_err(|_| "NOT_A_MEMBER")?,
-        call: call.call_id.parse::<CallId>().map_err(|_| "ID_INVALID")?,
+        conversation: call.conversation_id.parse::<ConversationId>().map_err(|_| ErrorReason::NotAMember)?,
+        call: call.call_id.parse::<CallId>().map_err(|_| ErrorReason::IdInvalid)?,
         action,
         to_device,
         payload: call.payload,

@@ -27,7 +27,7 @@ use std::time::Duration;
 use tokio::sync::{mpsc, watch};
 use uuid::Uuid;
 
-use super::{Caller, Error};
+use super::{Caller, Error, ErrorReason};
 use crate::bus::{Bus, Notice, NoticeSink};
 use crate::ids::{AccountId, DeviceId};
 use crate::store::{DeviceAcks, Store, now_ms};
@@ -120,7 +120,7 @@ impl Delivery {
         let (key, first_here, stashed) = {
             let mut state = self.hub.state();
             if state.shutting_down {
-                return Err(Error::precondition("SHUTTING_DOWN", "the server is shutting down"));
+                return Err(Error::precondition(ErrorReason::ShuttingDown, "the server is shutting down"));
             }
             state.next_key += 1;
             let key = state.next_key;

@@ -14,7 +14,7 @@ use super::{Delivery, Error};
 use crate::bus::Notice;
 use crate::events::{AttachmentEvent, AvatarEvent, CallEvent};
 use crate::ids::{AccountId, ConversationId, DeviceId, MessageId};
-use crate::services::Caller;
+use crate::services::{Caller, ErrorReason};
 use crate::store::{AccountEvent, DeviceAcks, MessageRecord, Role, ToDeviceRecord};
 
 /// Events sent and not yet acknowledged, at most.
@@ -502,7 +502,7 @@ impl Session {
             self.typing_window = (now, 0);
         }
         if self.typing_window.1 >= TYPING_PER_SECOND {
-            return Err(Error::limit("RATE_LIMITED", "at most 5 typing updates a second"));
+            return Err(Error::limit(ErrorReason::RateLimited, "at most 5 typing updates a second"));
         }
         self.typing_window.1 += 1;
         self.delivery.publish(Notice::Typing { conversation, account: self.account, typing }).await;

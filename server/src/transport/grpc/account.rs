@@ -4,7 +4,7 @@ use kitsulan_proto::v1 as pb;
 use kitsulan_proto::v1::account_service_server::AccountService;
 use tonic::{Request, Response, Status};
 
-use super::{Context, parse_ids, status};
+use super::{Context, parse_ids};
 use crate::services::accounts::{EmailChange, PasswordChange};
 use crate::store::AccountRecord;
 
@@ -39,8 +39,7 @@ impl AccountService for AccountApi {
         request: Request<pb::LookupAccountRequest>,
     ) -> Result<Response<pb::LookupAccountResponse>, Status> {
         let caller = self.0.caller(&request).await?;
-        let a =
-            self.0.services.accounts.lookup(&caller, &request.get_ref().username).await.map_err(status)?;
+        let a = self.0.services.accounts.lookup(&caller, &request.get_ref().username).await?;
         Ok(Response::new(pb::LookupAccountResponse { profile: Some(profile(a)) }))
     }
 
@@ -50,7 +49,7 @@ impl AccountService for AccountApi {
     ) -> Result<Response<pb::GetProfilesResponse>, Status> {
         let caller = self.0.caller(&request).await?;
         let ids = parse_ids(&request.get_ref().account_ids, "account_ids")?;
-        let accounts = self.0.services.accounts.profiles(&caller, &ids).await.map_err(status)?;
+        let accounts = self.0.services.accounts.profiles(&caller, &ids).await?;
         Ok(Response::new(pb::GetProfilesResponse { profiles: accounts.into_iter().map(profile).collect() }))
     }
 
@@ -59,7 +58,7 @@ impl AccountService for AccountApi {
         request: Request<pb::GetMyAccountRequest>,
     ) -> Result<Response<pb::GetMyAccountResponse>, Status> {
         let caller = self.0.caller(&request).await?;
-        let a = self.0.services.accounts.get(&caller).await.map_err(status)?;
+        let a = self.0.services.accounts.get(&caller).await?;
         Ok(Response::new(pb::GetMyAccountResponse { account: account(a) }))
     }
 
@@ -68,13 +67,7 @@ impl AccountService for AccountApi {
         request: Request<pb::UpdateProfileRequest>,
     ) -> Result<Response<pb::UpdateProfileResponse>, Status> {
         let caller = self.0.caller(&request).await?;
-        let a = self
-            .0
-            .services
-            .accounts
-            .update_profile(&caller, &request.get_ref().display_name)
-            .await
-            .map_err(status)?;
+        let a = self.0.services.accounts.update_profile(&caller, &request.get_ref().display_name).await?;
         Ok(Response::new(pb::UpdateProfileResponse { account: account(a) }))
     }
 
@@ -91,8 +84,7 @@ impl AccountService for AccountApi {
             new: &r.new_password,
             keep_other_devices: r.keep_other_devices,
         };
-        let signed_out =
-            self.0.services.accounts.change_password(&caller, client, change).await.map_err(status)?;
+        let signed_out = self.0.services.accounts.change_password(&caller, client, change).await?;
         Ok(Response::new(pb::ChangePasswordResponse {
             devices_signed_out: u32::try_from(signed_out).unwrap_or(u32::MAX),
         }))
@@ -117,8 +109,7 @@ impl AccountService for AccountApi {
                     totp_code: &request.get_ref().totp_code,
                 },
             )
-            .await
-            .map_err(status)?;
+            .await?;
         Ok(Response::new(pb::SetEmailResponse { account: account(a) }))
     }
 
@@ -128,13 +119,7 @@ impl AccountService for AccountApi {
     ) -> Result<Response<pb::VerifyEmailResponse>, Status> {
         let caller = self.0.caller(&request).await?;
         let client = self.0.client(&request);
-        let a = self
-            .0
-            .services
-            .accounts
-            .verify_email(&caller, client, &request.get_ref().code)
-            .await
-            .map_err(status)?;
+        let a = self.0.services.accounts.verify_email(&caller, client, &request.get_ref().code).await?;
         Ok(Response::new(pb::VerifyEmailResponse { account: account(a) }))
     }
 
@@ -144,13 +129,7 @@ impl AccountService for AccountApi {
     ) -> Result<Response<pb::BeginTotpEnrollmentResponse>, Status> {
         let caller = self.0.caller(&request).await?;
         let client = self.0.client(&request);
-        let e = self
-            .0
-            .services
-            .accounts
-            .begin_totp(&caller, client, &request.get_ref().password)
-            .await
-            .map_err(status)?;
+        let e = self.0.services.accounts.begin_totp(&caller, client, &request.get_ref().password).await?;
         Ok(Response::new(pb::BeginTotpEnrollmentResponse {
             secret_base32: e.secret_base32,
             otpauth_uri: e.otpauth_uri,
@@ -162,8 +141,7 @@ impl AccountService for AccountApi {
         request: Request<pb::ConfirmTotpEnrollmentRequest>,
     ) -> Result<Response<pb::ConfirmTotpEnrollmentResponse>, Status> {
         let caller = self.0.caller(&request).await?;
-        let a =
-            self.0.services.accounts.confirm_totp(&caller, &request.get_ref().code).await.map_err(status)?;
+        let a = self.0.services.accounts.confirm_totp(&caller, &request.get_ref().code).await?;
         Ok(Response::new(pb::ConfirmTotpEnrollmentResponse { account: account(a) }))
     }
 
@@ -174,13 +152,7 @@ impl AccountService for AccountApi {
         let caller = self.0.caller(&request).await?;
         let client = self.0.client(&request);
         let r = request.get_ref();
-        let a = self
-            .0
-            .services
-            .accounts
-            .disable_totp(&caller, client, &r.password, &r.code)
-            .await
-            .map_err(status)?;
+        let a = self.0.services.accounts.disable_totp(&caller, client, &r.password, &r.code).await?;
         Ok(Response::new(pb::DisableTotpResponse { account: account(a) }))
     }
 }

@@ -7,7 +7,7 @@ use kitsulan_proto::v1 as pb;
 use kitsulan_proto::v1::attachment_service_server::AttachmentService;
 use tonic::{Request, Response, Status};
 
-use super::{Context, parse_id, status};
+use super::{Context, parse_id};
 use crate::blobs::SignedRequest;
 use crate::ids::AttachmentId;
 use crate::services::attachments::{AttachmentChange, AttachmentEvent};
@@ -62,13 +62,8 @@ impl AttachmentService for AttachmentApi {
         let r = request.get_ref();
         let conversation = parse_id(&r.conversation_id, "conversation_id")?;
         let ttl = Duration::from_secs(u64::from(r.ttl_seconds));
-        let (record, upload) = self
-            .0
-            .services
-            .attachments
-            .create_upload(&caller, conversation, r.size, ttl)
-            .await
-            .map_err(status)?;
+        let (record, upload) =
+            self.0.services.attachments.create_upload(&caller, conversation, r.size, ttl).await?;
         Ok(Response::new(pb::CreateUploadResponse {
             attachment: Some(attachment(record)),
             upload: Some(blob_request(upload)),
@@ -81,7 +76,7 @@ impl AttachmentService for AttachmentApi {
     ) -> Result<Response<pb::CompleteUploadResponse>, Status> {
         let caller = self.0.caller(&request).await?;
         let id: AttachmentId = parse_id(&request.get_ref().attachment_id, "attachment_id")?;
-        let record = self.0.services.attachments.complete_upload(&caller, id).await.map_err(status)?;
+        let record = self.0.services.attachments.complete_upload(&caller, id).await?;
         Ok(Response::new(pb::CompleteUploadResponse { attachment: Some(attachment(record)) }))
     }
 
@@ -91,8 +86,7 @@ impl AttachmentService for AttachmentApi {
     ) -> Result<Response<pb::GetDownloadUrlResponse>, Status> {
         let caller = self.0.caller(&request).await?;
         let id: AttachmentId = parse_id(&request.get_ref().attachment_id, "attachment_id")?;
-        let (record, download) =
-            self.0.services.attachments.download_url(&caller, id).await.map_err(status)?;
+        let (record, download) = self.0.services.attachments.download_url(&caller, id).await?;
         Ok(Response::new(pb::GetDownloadUrlResponse {
             attachment: Some(attachment(record)),
             download: Some(blob_request(download)),
@@ -105,7 +99,7 @@ impl AttachmentService for AttachmentApi {
     ) -> Result<Response<pb::ReportDownloadedResponse>, Status> {
         let caller = self.0.caller(&request).await?;
         let id: AttachmentId = parse_id(&request.get_ref().attachment_id, "attachment_id")?;
-        self.0.services.attachments.report_downloaded(&caller, id).await.map_err(status)?;
+        self.0.services.attachments.report_downloaded(&caller, id).await?;
         Ok(Response::new(pb::ReportDownloadedResponse {}))
     }
 
@@ -115,7 +109,7 @@ impl AttachmentService for AttachmentApi {
     ) -> Result<Response<pb::ListDownloadsResponse>, Status> {
         let caller = self.0.caller(&request).await?;
         let id: AttachmentId = parse_id(&request.get_ref().attachment_id, "attachment_id")?;
-        let downloads = self.0.services.attachments.downloads(&caller, id).await.map_err(status)?;
+        let downloads = self.0.services.attachments.downloads(&caller, id).await?;
         Ok(Response::new(pb::ListDownloadsResponse {
             downloads: downloads
                 .into_iter()
@@ -130,7 +124,7 @@ impl AttachmentService for AttachmentApi {
     ) -> Result<Response<pb::DeleteAttachmentResponse>, Status> {
         let caller = self.0.caller(&request).await?;
         let id: AttachmentId = parse_id(&request.get_ref().attachment_id, "attachment_id")?;
-        self.0.services.attachments.delete(&caller, id).await.map_err(status)?;
+        self.0.services.attachments.delete(&caller, id).await?;
         Ok(Response::new(pb::DeleteAttachmentResponse {}))
     }
 }

@@ -4,7 +4,7 @@ use kitsulan_proto::v1 as pb;
 use kitsulan_proto::v1::auth_service_server::AuthService;
 use tonic::{Request, Response, Status};
 
-use super::{Context, status};
+use super::Context;
 use crate::services::auth::{NewSession, SignUp};
 
 pub struct AuthApi(pub Context);
@@ -48,7 +48,7 @@ impl AuthService for AuthApi {
             email: &r.email,
             device_name: &r.device_name,
         };
-        let s = self.0.services.auth.sign_up(client, new).await.map_err(status)?;
+        let s = self.0.services.auth.sign_up(client, new).await?;
         Ok(Response::new(pb::SignUpResponse { session: Some(session(s)) }))
     }
 
@@ -63,8 +63,7 @@ impl AuthService for AuthApi {
             .services
             .auth
             .sign_in(client, &r.username, &r.password, &r.device_name, &r.totp_code)
-            .await
-            .map_err(status)?;
+            .await?;
         Ok(Response::new(pb::SignInResponse { session: Some(session(s)) }))
     }
 
@@ -73,7 +72,7 @@ impl AuthService for AuthApi {
         request: Request<pb::RequestSignInCodeRequest>,
     ) -> Result<Response<pb::RequestSignInCodeResponse>, Status> {
         let client = self.0.client(&request);
-        self.0.services.auth.request_sign_in_code(client, &request.get_ref().email).await.map_err(status)?;
+        self.0.services.auth.request_sign_in_code(client, &request.get_ref().email).await?;
         Ok(Response::new(pb::RequestSignInCodeResponse {}))
     }
 
@@ -88,8 +87,7 @@ impl AuthService for AuthApi {
             .services
             .auth
             .sign_in_with_code(client, &r.login, &r.code, &r.device_name, &r.totp_code)
-            .await
-            .map_err(status)?;
+            .await?;
         Ok(Response::new(pb::SignInWithCodeResponse { session: Some(session(s)) }))
     }
 
@@ -98,8 +96,7 @@ impl AuthService for AuthApi {
         request: Request<pb::RefreshRequest>,
     ) -> Result<Response<pb::RefreshResponse>, Status> {
         let client = self.0.client(&request);
-        let s =
-            self.0.services.auth.refresh(client, &request.get_ref().refresh_token).await.map_err(status)?;
+        let s = self.0.services.auth.refresh(client, &request.get_ref().refresh_token).await?;
         Ok(Response::new(pb::RefreshResponse { session: Some(session(s)) }))
     }
 
@@ -108,7 +105,7 @@ impl AuthService for AuthApi {
         request: Request<pb::SignOutRequest>,
     ) -> Result<Response<pb::SignOutResponse>, Status> {
         let caller = self.0.caller(&request).await?;
-        self.0.services.auth.sign_out(&caller).await.map_err(status)?;
+        self.0.services.auth.sign_out(&caller).await?;
         Ok(Response::new(pb::SignOutResponse {}))
     }
 }

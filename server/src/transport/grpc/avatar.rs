@@ -6,9 +6,10 @@ use kitsulan_proto::v1::avatar_service_server::AvatarService;
 use tonic::{Request, Response, Status};
 
 use super::attachment::blob_request;
-use super::{Context, parse_id, status};
+use super::{Context, parse_id};
 use crate::ids::{AccountId, AvatarId, ConversationId};
 use crate::services::avatars::{AvatarEvent, AvatarState};
+use crate::services::{Error, ErrorReason};
 
 pub struct AvatarApi(pub Context);
 
@@ -43,7 +44,7 @@ impl AvatarService for AvatarApi {
     ) -> Result<Response<pb::SetAvatarResponse>, Status> {
         let caller = self.0.caller(&request).await?;
         let image = request.into_inner().image;
-        let s = self.0.services.avatars.set_mine(&caller, image).await.map_err(status)?;
+        let s = self.0.services.avatars.set_mine(&caller, image).await?;
         Ok(Response::new(state(s)))
     }
 
@@ -52,7 +53,7 @@ impl AvatarService for AvatarApi {
         request: Request<pb::RemoveMyAvatarRequest>,
     ) -> Result<Response<pb::SetAvatarResponse>, Status> {
         let caller = self.0.caller(&request).await?;
-        let s = self.0.services.avatars.remove_mine(&caller).await.map_err(status)?;
+        let s = self.0.services.avatars.remove_mine(&caller).await?;
         Ok(Response::new(state(s)))
     }
 
@@ -63,8 +64,7 @@ impl AvatarService for AvatarApi {
         let caller = self.0.caller(&request).await?;
         let r = request.into_inner();
         let conversation: ConversationId = parse_id(&r.conversation_id, "conversation_id")?;
-        let s =
-            self.0.services.avatars.set_group_avatar(&caller, conversation, r.image).await.map_err(status)?;
+        let s = self.0.services.avatars.set_group_avatar(&caller, conversation, r.image).await?;
         Ok(Response::new(state(s)))
     }
 
@@ -74,7 +74,7 @@ impl AvatarService for AvatarApi {
     ) -> Result<Response<pb::SetAvatarResponse>, Status> {
         let caller = self.0.caller(&request).await?;
         let conversation: ConversationId = parse_id(&request.get_ref().conversation_id, "conversation_id")?;
-        let s = self.0.services.avatars.remove_group_avatar(&caller, conversation).await.map_err(status)?;
+        let s = self.0.services.avatars.remove_group_avatar(&caller, conversation).await?;
         Ok(Response::new(state(s)))
     }
 
@@ -88,18 +88,19 @@ impl AvatarService for AvatarApi {
         let (s, download) = match &request.get_ref().owner {
             Some(Owner::AccountId(id)) => {
                 let account: AccountId = parse_id(id, "account_id")?;
-                avatars.account_url(&caller, account).await.map_err(status)?
+                avatars.account_url(&caller, account).await?
             }
             Some(Owner::ConversationId(id)) => {
                 let conversation: ConversationId = parse_id(id, "conversation_id")?;
-                avatars.group_url(&caller, conversation).await.map_err(status)?
+                avatars.group_url(&caller, conversation).await?
             }
             None => {
-                return Err(status(crate::services::Error::invalid(
-                    "ID_INVALID",
+                return Err(Error::invalid(
+                    ErrorReason::IdInvalid,
                     "owner",
                     "give account_id or conversation_id",
-                )));
+                )
+                .into());
             }
         };
         Ok(Response::new(pb::GetAvatarUrlResponse {

@@ -6,7 +6,7 @@ use kitsulan_proto::v1 as pb;
 use kitsulan_proto::v1::call_service_server::CallService;
 use tonic::{Request, Response, Status};
 
-use super::{Context, status};
+use super::Context;
 
 pub struct CallApi(pub Context);
 
@@ -17,7 +17,7 @@ impl CallService for CallApi {
         request: Request<pb::GetTurnCredentialsRequest>,
     ) -> Result<Response<pb::GetTurnCredentialsResponse>, Status> {
         let caller = self.0.caller(&request).await?;
-        let credentials = self.0.services.calls.turn_credentials(&caller).map_err(status)?;
+        let credentials = self.0.services.calls.turn_credentials(&caller)?;
         let expires_at_ms = credentials
             .expires_at
             .duration_since(UNIX_EPOCH)

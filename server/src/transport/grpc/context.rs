@@ -5,10 +5,9 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::extract::ConnectInfo;
-use tonic::{Request, Status};
+use tonic::Request;
 
-use super::status;
-use crate::services::{Caller, ClientAddr, Services};
+use crate::services::{Caller, ClientAddr, Error, Services};
 
 /// Shared by the gRPC service implementations.
 #[derive(Clone)]
@@ -21,14 +20,14 @@ pub struct Context {
 
 impl Context {
     /// The caller behind the request's access token, or `SESSION_INVALID`.
-    pub async fn caller<T>(&self, request: &Request<T>) -> Result<Caller, Status> {
+    pub async fn caller<T>(&self, request: &Request<T>) -> Result<Caller, Error> {
         let token = request
             .metadata()
             .get("authorization")
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.strip_prefix("Bearer "))
             .unwrap_or_default();
-        self.services.auth.authenticate(token.trim()).await.map_err(status)
+        self.services.auth.authenticate(token.trim()).await
     }
 
     /// The client's address: the TCP peer, or the last `X-Forwarded-For` entry when trusted.

@@ -4,10 +4,10 @@ use kitsulan_proto::v1 as pb;
 use kitsulan_proto::v1::conversation_service_server::ConversationService;
 use tonic::{Request, Response, Status};
 
-use super::{Context, parse_id, parse_ids, status};
+use super::{Context, parse_id, parse_ids};
 use crate::ids::MessageId;
-use crate::services::Error;
 use crate::services::conversations::{ConversationView, Draft};
+use crate::services::{Error, ErrorReason};
 use crate::store::{ConversationFilter, ConversationKind, MessageRecord, Role};
 
 pub struct ConversationApi(pub Context);
@@ -71,8 +71,9 @@ pub fn message(m: MessageRecord) -> pb::Message {
     }
 }
 
-fn seq_in(n: u64, field: &'static str) -> Result<i64, Status> {
-    i64::try_from(n).map_err(|_| status(Error::invalid("SEQ_INVALID", field, "sequence number out of range")))
+fn seq_in(n: u64, field: &'static str) -> Result<i64, Error> {
+    i64::try_from(n)
+        .map_err(|_| Error::invalid(ErrorReason::SeqInvalid, field, "sequence number out of range"))
 }
 
 #[tonic::async_trait]
@@ -83,8 +84,7 @@ impl ConversationService for ConversationApi {
     ) -> Result<Response<pb::OpenDirectResponse>, Status> {
         let caller = self.0.caller(&request).await?;
         let other = parse_id(&request.get_ref().account_id, "account_id")?;
-        let (view, created) =
-            self.0.services.conversations.open_direct(&caller, other).await.map_err(status)?;
+        let (view, created) = self.0.services.conversations.open_direct(&caller, other).await?;
         Ok(Response::new(pb::OpenDirectResponse { conversation: conversation(view), created }))
     }
 
@@ -95,14 +95,14 @@ impl ConversationService for ConversationApi {
         let caller = self.0.caller(&request).await?;
         let r = request.get_ref();
         if r.mode() == pb::ConversationMode::Cloud {
-            return Err(status(Error::precondition(
-                "MODE_UNAVAILABLE",
+            return Err(Error::precondition(
+                ErrorReason::ModeUnavailable,
                 "cloud conversations are not available yet; groups are end-to-end encrypted",
-            )));
+            )
+            .into());
         }
         let members = parse_ids(&r.member_ids, "member_ids")?;
-        let view =
-            self.0.services.conversations.create_group(&caller, &r.title, &members).await.map_err(status)?;
+        let view = self.0.services.conversations.create_group(&caller, &r.title, &members).await?;
         Ok(Response::new(pb::CreateGroupResponse { conversation: conversation(view) }))
     }
 
@@ -117,13 +117,8 @@ impl ConversationService for ConversationApi {
             pb::ConversationFilter::Accepted => ConversationFilter::Accepted,
             pb::ConversationFilter::Requests => ConversationFilter::Requests,
         };
-        let (views, next) = self
-            .0
-            .services
-            .conversations
-            .list(&caller, filter, r.limit, &r.page_token)
-            .await
-            .map_err(status)?;
+        let (views, next) =
+            self.0.services.conversations.list(&caller, filter, r.limit, &r.page_token).await?;
         Ok(Response::new(pb::ListConversationsResponse {
             conversations: views.into_iter().filter_map(conversation).collect(),
             next_page_token: next.unwrap_or_default(),
@@ -136,7 +131,7 @@ impl ConversationService for ConversationApi {
     ) -> Result<Response<pb::GetConversationResponse>, Status> {
         let caller = self.0.caller(&request).await?;
         let id = parse_id(&request.get_ref().conversation_id, "conversation_id")?;
-        let view = self.0.services.conversations.get(&caller, id).await.map_err(status)?;
+        let view = self.0.services.conversations.get(&caller, id).await?;
         Ok(Response::new(pb::GetConversationResponse { conversation: conversation(view) }))
     }
 
@@ -148,7 +143,7 @@ impl ConversationService for ConversationApi {
         let r = request.get_ref();
         let id = parse_id(&r.conversation_id, "conversation_id")?;
         let accounts = parse_ids(&r.account_ids, "account_ids")?;
-        let view = self.0.services.conversations.add_members(&caller, id, &accounts).await.map_err(status)?;
+        let view = self.0.services.conversations.add_members(&caller, id, &accounts).await?;
         Ok(Response::new(pb::AddMembersResponse { conversation: conversation(view) }))
     }
 
@@ -160,7 +155,7 @@ impl ConversationService for ConversationApi {
         let r = request.get_ref();
         let id = parse_id(&r.conversation_id, "conversation_id")?;
         let account = parse_id(&r.account_id, "account_id")?;
-        let view = self.0.services.conversations.remove_member(&caller, id, account).await.map_err(status)?;
+        let view = self.0.services.conversations.remove_member(&caller, id, account).await?;
         Ok(Response::new(pb::RemoveMemberResponse { conversation: conversation(view) }))
     }
 
@@ -176,15 +171,15 @@ impl ConversationService for ConversationApi {
             pb::MemberRole::Admin => Role::Admin,
             pb::MemberRole::Member => Role::Member,
             _ => {
-                return Err(status(Error::invalid(
-                    "ROLE_INVALID",
+                return Err(Error::invalid(
+                    ErrorReason::RoleInvalid,
                     "role",
                     "roles can be set to admin or member",
-                )));
+                )
+                .into());
             }
         };
-        let view =
-            self.0.services.conversations.set_role(&caller, id, account, new_role).await.map_err(status)?;
+        let view = self.0.services.conversations.set_role(&caller, id, account, new_role).await?;
         Ok(Response::new(pb::SetMemberRoleResponse { conversation: conversation(view) }))
     }
 
@@ -194,7 +189,7 @@ impl ConversationService for ConversationApi {
     ) -> Result<Response<pb::LeaveConversationResponse>, Status> {
         let caller = self.0.caller(&request).await?;
         let id = parse_id(&request.get_ref().conversation_id, "conversation_id")?;
-        self.0.services.conversations.leave(&caller, id).await.map_err(status)?;
+        self.0.services.conversations.leave(&caller, id).await?;
         Ok(Response::new(pb::LeaveConversationResponse {}))
     }
 
@@ -211,7 +206,7 @@ impl ConversationService for ConversationApi {
         let attachments = parse_ids(&r.attachment_ids, "attachment_ids")?;
         let draft =
             Draft { message_id, ciphertext: r.ciphertext, session_id: r.session_id, reply_to, attachments };
-        let stored = self.0.services.conversations.send(&caller, id, draft).await.map_err(status)?;
+        let stored = self.0.services.conversations.send(&caller, id, draft).await?;
         Ok(Response::new(pb::SendMessageResponse { message: Some(message(stored)) }))
     }
 
@@ -223,13 +218,8 @@ impl ConversationService for ConversationApi {
         let r = request.get_ref();
         let id = parse_id(&r.conversation_id, "conversation_id")?;
         let message_id = parse_id(&r.message_id, "message_id")?;
-        let edited = self
-            .0
-            .services
-            .conversations
-            .edit(&caller, id, message_id, &r.ciphertext, &r.session_id)
-            .await
-            .map_err(status)?;
+        let edited =
+            self.0.services.conversations.edit(&caller, id, message_id, &r.ciphertext, &r.session_id).await?;
         Ok(Response::new(pb::EditMessageResponse { message: Some(message(edited)) }))
     }
 
@@ -241,7 +231,7 @@ impl ConversationService for ConversationApi {
         let r = request.get_ref();
         let id = parse_id(&r.conversation_id, "conversation_id")?;
         let message_id = parse_id(&r.message_id, "message_id")?;
-        let deleted = self.0.services.conversations.delete(&caller, id, message_id).await.map_err(status)?;
+        let deleted = self.0.services.conversations.delete(&caller, id, message_id).await?;
         Ok(Response::new(pb::DeleteMessageResponse { message: Some(message(deleted)) }))
     }
 
@@ -254,13 +244,8 @@ impl ConversationService for ConversationApi {
         let id = parse_id(&r.conversation_id, "conversation_id")?;
         let forward = r.direction() == pb::HistoryDirection::Forward;
         let cursor = seq_in(r.cursor, "cursor")?;
-        let (page, more) = self
-            .0
-            .services
-            .conversations
-            .history(&caller, id, cursor, forward, r.limit)
-            .await
-            .map_err(status)?;
+        let (page, more) =
+            self.0.services.conversations.history(&caller, id, cursor, forward, r.limit).await?;
         Ok(Response::new(pb::ListMessagesResponse {
             messages: page.into_iter().map(message).collect(),
             more,
@@ -274,13 +259,8 @@ impl ConversationService for ConversationApi {
         let caller = self.0.caller(&request).await?;
         let r = request.get_ref();
         let id = parse_id(&r.conversation_id, "conversation_id")?;
-        let (read, unread) = self
-            .0
-            .services
-            .conversations
-            .mark_read(&caller, id, seq_in(r.seq, "seq")?)
-            .await
-            .map_err(status)?;
+        let (read, unread) =
+            self.0.services.conversations.mark_read(&caller, id, seq_in(r.seq, "seq")?).await?;
         Ok(Response::new(pb::MarkReadResponse {
             read_seq: seq(read),
             unread_count: u32::try_from(unread).unwrap_or(u32::MAX),
@@ -293,7 +273,7 @@ impl ConversationService for ConversationApi {
     ) -> Result<Response<pb::AcceptRequestResponse>, Status> {
         let caller = self.0.caller(&request).await?;
         let id = parse_id(&request.get_ref().conversation_id, "conversation_id")?;
-        let view = self.0.services.conversations.accept_request(&caller, id).await.map_err(status)?;
+        let view = self.0.services.conversations.accept_request(&caller, id).await?;
         Ok(Response::new(pb::AcceptRequestResponse { conversation: conversation(view) }))
     }
 
@@ -303,14 +283,14 @@ impl ConversationService for ConversationApi {
     ) -> Result<Response<pb::DeclineRequestResponse>, Status> {
         let caller = self.0.caller(&request).await?;
         let id = parse_id(&request.get_ref().conversation_id, "conversation_id")?;
-        self.0.services.conversations.decline_request(&caller, id).await.map_err(status)?;
+        self.0.services.conversations.decline_request(&caller, id).await?;
         Ok(Response::new(pb::DeclineRequestResponse {}))
     }
 
     async fn block(&self, request: Request<pb::BlockRequest>) -> Result<Response<pb::BlockResponse>, Status> {
         let caller = self.0.caller(&request).await?;
         let account = parse_id(&request.get_ref().account_id, "account_id")?;
-        self.0.services.conversations.block(&caller, account).await.map_err(status)?;
+        self.0.services.conversations.block(&caller, account).await?;
         Ok(Response::new(pb::BlockResponse {}))
     }
 
@@ -320,7 +300,7 @@ impl ConversationService for ConversationApi {
     ) -> Result<Response<pb::UnblockResponse>, Status> {
         let caller = self.0.caller(&request).await?;
         let account = parse_id(&request.get_ref().account_id, "account_id")?;
-        self.0.services.conversations.unblock(&caller, account).await.map_err(status)?;
+        self.0.services.conversations.unblock(&caller, account).await?;
         Ok(Response::new(pb::UnblockResponse {}))
     }
 
@@ -329,7 +309,7 @@ impl ConversationService for ConversationApi {
         request: Request<pb::ListBlockedRequest>,
     ) -> Result<Response<pb::ListBlockedResponse>, Status> {
         let caller = self.0.caller(&request).await?;
-        let blocked = self.0.services.conversations.blocked(&caller).await.map_err(status)?;
+        let blocked = self.0.services.conversations.blocked(&caller).await?;
         Ok(Response::new(pb::ListBlockedResponse {
             blocked: blocked
                 .into_iter()

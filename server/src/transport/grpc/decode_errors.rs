@@ -11,7 +11,6 @@ use axum::middleware::Next;
 use axum::response::Response;
 use tonic::{Code, Status};
 
-use super::status;
 use crate::services::Error;
 
 /// The most bytes one request message may have, per method.
@@ -47,7 +46,7 @@ pub async fn clear_errors(State(limits): State<RequestLimits>, request: Request,
     if let Some(original) = Status::from_header_map(headers) {
         tracing::debug!(cause = original.message(), "refused a request that could not be decoded");
     }
-    let status = status(error);
+    let status = Status::from(error);
     let headers = response.headers_mut();
     headers.remove("grpc-message");
     if let Err(e) = status.add_header(headers) {

@@ -4,7 +4,7 @@ use kitsulan_proto::v1 as pb;
 use kitsulan_proto::v1::device_service_server::DeviceService;
 use tonic::{Request, Response, Status};
 
-use super::{Context, parse_id, status};
+use super::{Context, parse_id};
 use crate::ids::DeviceId;
 use crate::services::Caller;
 use crate::store::DeviceRecord;
@@ -28,7 +28,7 @@ impl DeviceService for DeviceApi {
         request: Request<pb::ListDevicesRequest>,
     ) -> Result<Response<pb::ListDevicesResponse>, Status> {
         let caller = self.0.caller(&request).await?;
-        let devices = self.0.services.devices.list(&caller).await.map_err(status)?;
+        let devices = self.0.services.devices.list(&caller).await?;
         Ok(Response::new(pb::ListDevicesResponse {
             devices: devices.into_iter().map(|d| device(d, &caller)).collect(),
         }))
@@ -41,7 +41,7 @@ impl DeviceService for DeviceApi {
         let caller = self.0.caller(&request).await?;
         let r = request.get_ref();
         let id: DeviceId = parse_id(&r.device_id, "device_id")?;
-        let d = self.0.services.devices.rename(&caller, id, &r.name).await.map_err(status)?;
+        let d = self.0.services.devices.rename(&caller, id, &r.name).await?;
         Ok(Response::new(pb::RenameDeviceResponse { device: Some(device(d, &caller)) }))
     }
 
@@ -51,7 +51,7 @@ impl DeviceService for DeviceApi {
     ) -> Result<Response<pb::SignOutDeviceResponse>, Status> {
         let caller = self.0.caller(&request).await?;
         let id: DeviceId = parse_id(&request.get_ref().device_id, "device_id")?;
-        self.0.services.devices.sign_out_other(&caller, id).await.map_err(status)?;
+        self.0.services.devices.sign_out_other(&caller, id).await?;
         Ok(Response::new(pb::SignOutDeviceResponse {}))
     }
 }

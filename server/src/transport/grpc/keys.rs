@@ -4,7 +4,7 @@ use kitsulan_proto::v1 as pb;
 use kitsulan_proto::v1::key_service_server::KeyService;
 use tonic::{Request, Response, Status};
 
-use super::{Context, parse_ids, status};
+use super::{Context, parse_ids};
 use crate::services::keys::{SignedKeyInput, UploadInput};
 use crate::store::SignedKeyRecord;
 
@@ -30,7 +30,7 @@ impl KeyService for KeyApi {
     ) -> Result<Response<pb::PublishAccountKeyResponse>, Status> {
         let caller = self.0.caller(&request).await?;
         let r = request.get_ref();
-        self.0.services.keys.publish_account_key(&caller, &r.account_key, r.replace).await.map_err(status)?;
+        self.0.services.keys.publish_account_key(&caller, &r.account_key, r.replace).await?;
         Ok(Response::new(pb::PublishAccountKeyResponse {}))
     }
 
@@ -45,7 +45,7 @@ impl KeyService for KeyApi {
             one_time_keys: r.one_time_keys.iter().map(input).collect(),
             fallback_key: r.fallback_key.as_ref().map(input),
         };
-        let counts = self.0.services.keys.upload(&caller, upload).await.map_err(status)?;
+        let counts = self.0.services.keys.upload(&caller, upload).await?;
         Ok(Response::new(pb::UploadKeysResponse {
             one_time_key_count: counts.one_time_keys,
             has_fallback_key: counts.has_fallback_key,
@@ -57,7 +57,7 @@ impl KeyService for KeyApi {
         request: Request<pb::GetKeyCountsRequest>,
     ) -> Result<Response<pb::GetKeyCountsResponse>, Status> {
         let caller = self.0.caller(&request).await?;
-        let counts = self.0.services.keys.counts(&caller).await.map_err(status)?;
+        let counts = self.0.services.keys.counts(&caller).await?;
         Ok(Response::new(pb::GetKeyCountsResponse {
             one_time_key_count: counts.one_time_keys,
             has_fallback_key: counts.has_fallback_key,
@@ -70,7 +70,7 @@ impl KeyService for KeyApi {
     ) -> Result<Response<pb::QueryKeysResponse>, Status> {
         let caller = self.0.caller(&request).await?;
         let ids = parse_ids(&request.get_ref().account_ids, "account_ids")?;
-        let accounts = self.0.services.keys.query(&caller, &ids).await.map_err(status)?;
+        let accounts = self.0.services.keys.query(&caller, &ids).await?;
         Ok(Response::new(pb::QueryKeysResponse {
             accounts: accounts
                 .into_iter()
@@ -99,7 +99,7 @@ impl KeyService for KeyApi {
     ) -> Result<Response<pb::ClaimKeysResponse>, Status> {
         let caller = self.0.caller(&request).await?;
         let ids = parse_ids(&request.get_ref().device_ids, "device_ids")?;
-        let claimed = self.0.services.keys.claim(&caller, &ids).await.map_err(status)?;
+        let claimed = self.0.services.keys.claim(&caller, &ids).await?;
         Ok(Response::new(pb::ClaimKeysResponse {
             keys: claimed
                 .into_iter()

@@ -39,11 +39,11 @@ use kitsulan_proto::v1::pairing_service_server::PairingServiceServer;
 use kitsulan_proto::v1::server_info_service_server::ServerInfoServiceServer;
 use kitsulan_proto::v1::to_device_service_server::ToDeviceServiceServer;
 use prost::Message as _;
-use tonic::Status;
 use tonic_health::server::HealthReporter;
 
+use crate::services::{Error, ErrorReason};
+
 pub use context::Context;
-pub use errors::status;
 
 /// Flips the gRPC health status when the server stops taking traffic.
 #[derive(Clone)]
@@ -127,6 +127,7 @@ pub async fn router(context: Context, with_reflection: bool) -> anyhow::Result<(
     let router = routes
         .prepare()
         .into_axum_router()
+        .layer(axum::middleware::from_fn(errors::log_failed_calls))
         // Inside the gRPC-Web translation, so browsers get the same clear errors.
         .layer(axum::middleware::from_fn_with_state(limits, decode_errors::clear_errors))
         .layer(tonic_web::GrpcWebLayer::new());
@@ -154,17 +155,15 @@ fn avatar_request_limit(context: &Context) -> usize {
 fn parse_id<T: std::str::FromStr<Err = crate::ids::IdError>>(
     raw: &str,
     field: &'static str,
-) -> Result<T, Status> {
-    raw.trim()
-        .parse()
-        .map_err(|e| status(crate::services::Error::invalid("ID_INVALID", field, format!("{field}: {e}"))))
+) -> Result<T, Error> {
+    raw.trim().parse().map_err(|e| Error::invalid(ErrorReason::IdInvalid, field, format!("{field}: {e}")))
 }
 
 /// Parses a list of ids (see [`parse_id`]).
 fn parse_ids<T: std::str::FromStr<Err = crate::ids::IdError>>(
     raw: &[String],
     field: &'static str,
-) -> Result<Vec<T>, Status> {
+) -> Result<Vec<T>, Error> {
     raw.iter().map(|id| parse_id(id, field)).collect()
 }
 

@@ -5,7 +5,7 @@ use kitsulan_proto::v1::pairing_service_server::PairingService;
 use tonic::{Request, Response, Status};
 
 use super::auth::session;
-use super::{Context, parse_id, status};
+use super::{Context, parse_id};
 use crate::services::pairing::{PairingState, Side};
 
 pub struct PairingApi(pub Context);
@@ -45,7 +45,7 @@ impl PairingService for PairingApi {
         let client = self.0.client(&request);
         let r = request.get_ref();
         let id = parse_id(&r.pairing_id, "pairing_id")?;
-        let opened = self.0.services.pairing.create(client, id, &r.public_key).await.map_err(status)?;
+        let opened = self.0.services.pairing.create(client, id, &r.public_key).await?;
         Ok(Response::new(pb::CreatePairingResponse {
             pin: opened.pin,
             secret: opened.secret,
@@ -59,8 +59,7 @@ impl PairingService for PairingApi {
     ) -> Result<Response<pb::FindPairingResponse>, Status> {
         let caller = self.0.caller(&request).await?;
         let client = self.0.client(&request);
-        let found =
-            self.0.services.pairing.find(&caller, client, &request.get_ref().pin).await.map_err(status)?;
+        let found = self.0.services.pairing.find(&caller, client, &request.get_ref().pin).await?;
         Ok(Response::new(pb::FindPairingResponse {
             pairing_id: found.id.to_string(),
             public_key: found.public_key,
@@ -75,7 +74,7 @@ impl PairingService for PairingApi {
         let r = request.get_ref();
         let id = parse_id(&r.pairing_id, "pairing_id")?;
         let side = self.side(&request, &r.secret).await?;
-        let i = self.0.services.pairing.post(side, id, &r.payload).await.map_err(status)?;
+        let i = self.0.services.pairing.post(side, id, &r.payload).await?;
         Ok(Response::new(pb::PostPairingMessageResponse { index: index(i) }))
     }
 
@@ -86,7 +85,7 @@ impl PairingService for PairingApi {
         let r = request.get_ref();
         let id = parse_id(&r.pairing_id, "pairing_id")?;
         let side = self.side(&request, &r.secret).await?;
-        let view = self.0.services.pairing.get(side, id, i64::from(r.after_index)).await.map_err(status)?;
+        let view = self.0.services.pairing.get(side, id, i64::from(r.after_index)).await?;
         Ok(Response::new(pb::GetPairingResponse {
             state: pb_state(view.state).into(),
             messages: view
@@ -106,7 +105,7 @@ impl PairingService for PairingApi {
         let caller = self.0.caller(&request).await?;
         let r = request.get_ref();
         let id = parse_id(&r.pairing_id, "pairing_id")?;
-        let device = self.0.services.pairing.approve(&caller, id, &r.device_name).await.map_err(status)?;
+        let device = self.0.services.pairing.approve(&caller, id, &r.device_name).await?;
         Ok(Response::new(pb::ApprovePairingResponse { device_id: device.to_string() }))
     }
 
@@ -117,7 +116,7 @@ impl PairingService for PairingApi {
         let r = request.get_ref();
         let id = parse_id(&r.pairing_id, "pairing_id")?;
         let side = self.side(&request, &r.secret).await?;
-        self.0.services.pairing.cancel(side, id).await.map_err(status)?;
+        self.0.services.pairing.cancel(side, id).await?;
         Ok(Response::new(pb::CancelPairingResponse {}))
     }
 }

@@ -4,7 +4,7 @@ use kitsulan_proto::v1 as pb;
 use kitsulan_proto::v1::to_device_service_server::ToDeviceService;
 use tonic::{Request, Response, Status};
 
-use super::{Context, parse_id, parse_ids, status};
+use super::{Context, parse_id, parse_ids};
 use crate::store::{NewToDevice, ToDeviceRecord};
 
 pub struct ToDeviceApi(pub Context);
@@ -28,7 +28,7 @@ impl ToDeviceService for ToDeviceApi {
                 })
             })
             .collect::<Result<Vec<_>, Status>>()?;
-        self.0.services.to_device.send(&caller, messages).await.map_err(status)?;
+        self.0.services.to_device.send(&caller, messages).await?;
         Ok(Response::new(pb::SendToDeviceResponse {}))
     }
 
@@ -37,8 +37,7 @@ impl ToDeviceService for ToDeviceApi {
         request: Request<pb::FetchToDeviceRequest>,
     ) -> Result<Response<pb::FetchToDeviceResponse>, Status> {
         let caller = self.0.caller(&request).await?;
-        let (messages, more) =
-            self.0.services.to_device.fetch(&caller, request.get_ref().limit).await.map_err(status)?;
+        let (messages, more) = self.0.services.to_device.fetch(&caller, request.get_ref().limit).await?;
         Ok(Response::new(pb::FetchToDeviceResponse {
             more,
             messages: messages.into_iter().map(to_device_message).collect(),
@@ -51,7 +50,7 @@ impl ToDeviceService for ToDeviceApi {
     ) -> Result<Response<pb::AckToDeviceResponse>, Status> {
         let caller = self.0.caller(&request).await?;
         let ids = parse_ids(&request.get_ref().message_ids, "message_ids")?;
-        self.0.services.to_device.ack(&caller, &ids).await.map_err(status)?;
+        self.0.services.to_device.ack(&caller, &ids).await?;
         Ok(Response::new(pb::AckToDeviceResponse {}))
     }
 }
