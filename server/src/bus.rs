@@ -701,66 +701,8 @@ mod tests {
 
     #[test]
     fn every_notice_survives_the_wire() {
-        let account = AccountId::from_uuid(Uuid::now_v7());
-        let conversation = ConversationId::from_uuid(Uuid::now_v7());
-        let notices = [
-            Notice::Message(Arc::new(MessageRecord {
-                id: MessageId::from_uuid(Uuid::now_v7()),
-                conversation_id: conversation,
-                seq: 7,
-                sender_account_id: account,
-                sender_device_id: DeviceId::from_uuid(Uuid::now_v7()),
-                ciphertext: Some(vec![1, 2, 3]),
-                session_id: vec![9; 32],
-                reply_to: Some(MessageId::from_uuid(Uuid::now_v7())),
-                sent_at_ms: 1,
-                edited_at_ms: 2,
-                deleted_at_ms: 0,
-                change_seq: 8,
-            })),
-            Notice::Accounts(vec![account, account]),
-            Notice::Inboxes(vec![DeviceId::from_uuid(Uuid::now_v7())]),
-            Notice::Left { conversation, account },
-            Notice::Typing { conversation, account, typing: true },
-            Notice::Presence { account, node: Uuid::now_v7(), online: true, recipients: vec![account] },
-            Notice::NodeAlive { node: Uuid::now_v7(), accounts: vec![account] },
-            Notice::Call {
-                event: Arc::new(crate::events::CallEvent {
-                    conversation,
-                    call: crate::ids::CallId::from_uuid(Uuid::now_v7()),
-                    action: crate::events::CallAction::IceCandidate,
-                    from: (account, DeviceId::from_uuid(Uuid::now_v7())),
-                    payload: b"candidate".to_vec(),
-                    video: true,
-                    reason: "why".into(),
-                    participants: vec![DeviceId::from_uuid(Uuid::now_v7())],
-                }),
-                conversation: false,
-                devices: vec![DeviceId::from_uuid(Uuid::now_v7())],
-                accounts: vec![account],
-                except: Some(DeviceId::from_uuid(Uuid::now_v7())),
-            },
-            Notice::Avatar {
-                event: Arc::new(AvatarEvent {
-                    account: Some(account),
-                    conversation: None,
-                    avatar: Some(crate::ids::AvatarId::from_uuid(Uuid::now_v7())),
-                    version: 3,
-                }),
-                conversation: false,
-                accounts: vec![account],
-            },
-            Notice::Avatar {
-                event: Arc::new(AvatarEvent {
-                    account: None,
-                    conversation: Some(conversation),
-                    avatar: None,
-                    version: 4,
-                }),
-                conversation: true,
-                accounts: Vec::new(),
-            },
-        ];
+        // The recorded notices above are one of every kind with every field set.
+        let notices = fixed_notices();
         for notice in notices {
             assert_eq!(wire::decode(&wire::encode(&notice)), Ok(notice));
         }
