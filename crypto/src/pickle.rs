@@ -64,6 +64,7 @@ impl std::fmt::Debug for PickleKey {
 pub(crate) enum Kind {
     AccountKey = 1,
     InboundGroupSession = 2,
+    LocalRecord = 3,
 }
 
 const MAGIC: &[u8; 4] = b"KLPK";
@@ -81,6 +82,42 @@ fn envelope_cipher(key: &PickleKey) -> ChaCha20Poly1305 {
 
 /// Seals `body` in the pickle envelope.
 pub(crate) fn seal<R: CryptoRng + ?Sized>(kind: Kind, key: &PickleKey, body: &[u8], rng: &mut R) -> String {
+    seal_bound(kind, key, body, b"", rng)
+}
+
+/// Opens a pickle envelope of the expected `kind`.
+pub(crate) fn open(kind: Kind, key: &PickleKey, pickle: &str) -> Result<Zeroizing<Vec<u8>>> {
+    open_bound(kind, key, pickle, b"")
+}
+
+/// Seals a record the app keeps on the device (the PWA's offline copy of conversations and
+/// history, its outbox of unsent messages) under the pickle key, bound to `name` (the record's
+/// key in the device's store): a record moved to another name does not open.
+pub fn seal_local<R: CryptoRng + ?Sized>(key: &PickleKey, name: &str, body: &[u8], rng: &mut R) -> String {
+    seal_bound(Kind::LocalRecord, key, body, name.as_bytes(), rng)
+}
+
+/// Opens a record sealed by [`seal_local`] under the same `name`.
+pub fn open_local(key: &PickleKey, name: &str, sealed: &str) -> Result<Zeroizing<Vec<u8>>> {
+    open_bound(Kind::LocalRecord, key, sealed, name.as_bytes())
+}
+
+/// The AAD: the 6-byte header, then `bound` (empty for pickles, the record name for local
+/// records).
+fn aad(header: &[u8; 6], bound: &[u8]) -> Vec<u8> {
+    let mut aad = Vec::with_capacity(header.len() + bound.len());
+    aad.extend_from_slice(header);
+    aad.extend_from_slice(bound);
+    aad
+}
+
+fn seal_bound<R: CryptoRng + ?Sized>(
+    kind: Kind,
+    key: &PickleKey,
+    body: &[u8],
+    bound: &[u8],
+    rng: &mut R,
+) -> String {
     let mut nonce = [0u8; NONCE_LEN];
     rng.fill_bytes(&mut nonce);
     let mut header = [0u8; 6];
@@ -88,7 +125,7 @@ pub(crate) fn seal<R: CryptoRng + ?Sized>(kind: Kind, key: &PickleKey, body: &[u
     header[4] = VERSION;
     header[5] = kind as u8;
     let sealed = envelope_cipher(key)
-        .encrypt(&nonce.into(), chacha20poly1305::aead::Payload { msg: body, aad: &header })
+        .encrypt(&nonce.into(), chacha20poly1305::aead::Payload { msg: body, aad: &aad(&header, bound) })
         // ChaCha20-Poly1305 fails only for messages over 256 GiB.
         .unwrap_or_default();
     let mut out = Vec::with_capacity(header.len() + NONCE_LEN + sealed.len());
@@ -98,8 +135,7 @@ pub(crate) fn seal<R: CryptoRng + ?Sized>(kind: Kind, key: &PickleKey, body: &[u
     b64(&out)
 }
 
-/// Opens a pickle envelope of the expected `kind`.
-pub(crate) fn open(kind: Kind, key: &PickleKey, pickle: &str) -> Result<Zeroizing<Vec<u8>>> {
+fn open_bound(kind: Kind, key: &PickleKey, pickle: &str, bound: &[u8]) -> Result<Zeroizing<Vec<u8>>> {
     let bytes = unb64(pickle).map_err(|_| Error::MalformedPickle)?;
     let mut r = Reader::new(&bytes, Error::MalformedPickle);
     let header: [u8; 6] = r.array()?;
@@ -109,7 +145,7 @@ pub(crate) fn open(kind: Kind, key: &PickleKey, pickle: &str) -> Result<Zeroizin
     let nonce: [u8; NONCE_LEN] = r.array()?;
     let sealed = r.rest();
     envelope_cipher(key)
-        .decrypt(&nonce.into(), chacha20poly1305::aead::Payload { msg: sealed, aad: &header })
+        .decrypt(&nonce.into(), chacha20poly1305::aead::Payload { msg: sealed, aad: &aad(&header, bound) })
         .map(Zeroizing::new)
         .map_err(|_| Error::PickleDecryption)
 }
@@ -147,6 +183,22 @@ mod tests {
         assert_eq!(open(Kind::AccountKey, &key, &b64(&raw)).unwrap_err(), Error::PickleDecryption);
         assert_eq!(open(Kind::AccountKey, &key, "KLPK").unwrap_err(), Error::MalformedPickle);
         assert_eq!(open(Kind::AccountKey, &key, "not base64!").unwrap_err(), Error::MalformedPickle);
+    }
+
+    #[test]
+    fn local_records_are_bound_to_their_name_and_kind() {
+        let mut rng = ChaCha20Rng::from_seed([2; 32]);
+        let key = PickleKey::generate(&mut rng);
+        let sealed = seal_local(&key, "cache:conversations", b"{}", &mut rng);
+        assert_eq!(&*open_local(&key, "cache:conversations", &sealed).unwrap(), b"{}");
+        // Moved to another record, or read with another key: refused.
+        assert_eq!(open_local(&key, "outbox:1", &sealed).unwrap_err(), Error::PickleDecryption);
+        let other = PickleKey::from_bytes([7; 32]);
+        assert_eq!(open_local(&other, "cache:conversations", &sealed).unwrap_err(), Error::PickleDecryption);
+        // A pickle is not a local record, and a local record is not a pickle.
+        let pickle = seal(Kind::AccountKey, &key, b"seed", &mut rng);
+        assert_eq!(open_local(&key, "", &pickle).unwrap_err(), Error::MalformedPickle);
+        assert_eq!(open(Kind::AccountKey, &key, &sealed).unwrap_err(), Error::MalformedPickle);
     }
 
     #[test]

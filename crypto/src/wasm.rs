@@ -41,6 +41,18 @@ fn pickle_key(bytes: &[u8]) -> JsResult<PickleKey> {
     Ok(PickleKey::from_bytes(array(bytes, "pickle key")?))
 }
 
+/// Seals a record kept on the device (bytes) under the pickle key, bound to its `name`.
+#[wasm_bindgen(js_name = sealLocal)]
+pub fn seal_local(key: &[u8], name: &str, body: &[u8]) -> JsResult<String> {
+    Ok(crate::pickle::seal_local(&pickle_key(key)?, name, body, &mut OsRng::new()))
+}
+
+/// Opens a record sealed by `sealLocal` under the same key and name.
+#[wasm_bindgen(js_name = openLocal)]
+pub fn open_local(key: &[u8], name: &str, sealed: &str) -> JsResult<Vec<u8>> {
+    Ok(crate::pickle::open_local(&pickle_key(key)?, name, sealed).map_err(js_error)?.to_vec())
+}
+
 /// A random 32-byte pickle key.
 #[wasm_bindgen(js_name = generatePickleKey)]
 pub fn generate_pickle_key() -> Vec<u8> {

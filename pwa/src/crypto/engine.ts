@@ -29,6 +29,8 @@ import init, {
   SignedKey as WasmSignedKey,
   generatePickleKey,
   isPreKeyMessage,
+  openLocal,
+  sealLocal,
   verifyDeviceCertificate,
 } from "kitsulan-crypto";
 import wasmUrl from "kitsulan-crypto/kitsulan_crypto_bg.wasm?url";
@@ -40,6 +42,7 @@ import type { AccountKeys } from "../gen/kitsulan/v1/keys_pb";
 import type { ToDeviceMessage } from "../gen/kitsulan/v1/to_device_pb";
 import { bytesEqual, bytesToUuid, uuidBytes, uuidv7 } from "../lib/ids";
 import * as db from "../storage/db";
+import type { Sealer } from "../storage/sealed";
 
 const ENVELOPE_OLM = 0x01;
 const OLM_ROOM_KEY = 0x01;
@@ -120,7 +123,7 @@ export type DeviceState = "ready" | "needs-link";
 const td = new TextDecoder("utf-8", { fatal: true });
 const te = new TextEncoder();
 
-export class E2ee {
+export class E2ee implements Sealer {
   private chain: Promise<unknown> = Promise.resolve();
   private pinned = new Map<string, Uint8Array>();
   private peers = new Map<string, Peer>();
@@ -783,6 +786,16 @@ export class E2ee {
     } catch {
       return { kind: "undecryptable", reason: "not UTF-8", sessionId };
     }
+  }
+
+  /** Seals a record this device keeps for itself (storage/sealed.ts) under the pickle key. */
+  sealLocal(name: string, body: Uint8Array): string {
+    return sealLocal(this.pickleKey, name, body);
+  }
+
+  /** Opens a record sealed by sealLocal under the same name (throws when it does not open). */
+  openLocal(name: string, sealed: string): Uint8Array {
+    return openLocal(this.pickleKey, name, sealed);
   }
 
   /** Frees WASM memory (sign-out). */

@@ -1,11 +1,14 @@
-// db.ts — the device's IndexedDB: one database, two key-value stores.
+// db.ts — the device's IndexedDB: one database, four key-value stores.
 // "session" holds the tokens; "crypto" holds the pickle key and every pickled secret of the
-// E2EE engine (see crypto/engine.ts). Signing out deletes the whole database.
+// E2EE engine (see crypto/engine.ts); "outbox" holds what this device has yet to send (messages,
+// edits, deletions, files: state/outbox.ts); "cache" holds the offline copy of conversations and
+// decrypted history (state/cache.ts). Records in "outbox" and "cache" are sealed under the
+// pickle key (storage/sealed.ts). Signing out deletes the whole database.
 import { openDB, type IDBPDatabase } from "idb";
 
 const NAME = "kitsulan";
-const VERSION = 1;
-export type Store = "session" | "crypto";
+const VERSION = 2;
+export type Store = "session" | "crypto" | "outbox" | "cache";
 
 let opened: Promise<IDBPDatabase> | null = null;
 /** Set by wipe(): late writes of a signed-out session must not re-create the database. */
@@ -14,9 +17,15 @@ let wiped = false;
 function db(): Promise<IDBPDatabase> {
   if (wiped) return Promise.reject(new Error("signed out: local data was wiped"));
   opened ??= openDB(NAME, VERSION, {
-    upgrade(database) {
-      database.createObjectStore("session");
-      database.createObjectStore("crypto");
+    upgrade(database, oldVersion) {
+      if (oldVersion < 1) {
+        database.createObjectStore("session");
+        database.createObjectStore("crypto");
+      }
+      if (oldVersion < 2) {
+        database.createObjectStore("outbox");
+        database.createObjectStore("cache");
+      }
     },
   });
   return opened;
