@@ -17,6 +17,7 @@ import * as db from "../storage/db";
 import { Conversations } from "./conversations";
 import { Files } from "./files";
 import { Messages, type Incoming } from "./messages";
+import { Outbox, sealedStorage } from "./outbox";
 import { Profiles, type PersonProfile } from "./profiles";
 import { Receipts } from "./receipts";
 import { initialState, Store, type ChatState } from "./store";
@@ -39,6 +40,8 @@ export class Chat {
   readonly receipts: Receipts;
   readonly messages: Messages;
   readonly files: Files;
+  /** What this device has yet to send (outbox.ts): sends, files, edits and deletions. */
+  readonly outbox: Outbox;
   readonly verifier: Verifier;
   /** Voice and video calls (calls/calls.ts), signalled over this chat's gateway. */
   readonly calls: Calls;
@@ -75,9 +78,19 @@ export class Chat {
       conversations: this.conversations,
       markRead: (conversationId) => this.receipts.markReadIfVisible(conversationId),
       visible,
-      onEncryptError: (err) => {
-        if (err instanceof AccountKeyChanged) this.keyChanged(err.accountId);
+    });
+    this.outbox = new Outbox(this.store, {
+      client: conversationClient,
+      engine,
+      conversations: this.conversations,
+      storage: sealedStorage(engine),
+      transfer: { upload: uploadCiphertext, remove: deleteAttachment },
+      keyChanged: (err) => {
+        if (!(err instanceof AccountKeyChanged)) return false;
+        this.keyChanged(err.accountId);
+        return true;
       },
+      now: () => Date.now(),
     });
     this.files = new Files(this.store, {
       attachments: attachmentClient,
@@ -88,8 +101,7 @@ export class Chat {
         remove: deleteAttachment,
         cancelled: () => new Cancelled(),
       },
-      send: (conversationId, text, attachmentIds) =>
-        this.messages.send(conversationId, text, undefined, "", attachmentIds),
+      outbox: this.outbox,
       profiles: this.profiles,
     });
     this.verifier = new Verifier(
@@ -107,7 +119,11 @@ export class Chat {
       url: gatewayUrl(),
       token: accessToken,
       onEvent: (e) => this.onEvent(e),
-      onStatus: (status) => this.store.dispatch({ type: "status", status }),
+      onStatus: (status) => {
+        this.store.dispatch({ type: "status", status });
+        // Back online: what waits in the outbox goes now, not at its next retry.
+        if (status === "online") this.outbox.kick();
+      },
       onSignedOut,
       onError: (error) => this.calls.onGatewayError(error),
     });
@@ -137,6 +153,8 @@ export class Chat {
   }
 
   async start(): Promise<void> {
+    // What a previous page left unsent shows at once and goes when it can.
+    await this.outbox.load().catch((err: unknown) => console.warn("outbox not loaded", err));
     await this.profiles.restore();
     this.refreshVerified();
     this.gateway.start();
@@ -150,6 +168,7 @@ export class Chat {
 
   stop(): void {
     this.calls.dispose();
+    this.outbox.stop();
     this.gateway.stop();
     clearInterval(this.typingTimer);
     this.verifier.dispose();

@@ -6,7 +6,8 @@ import type { PreparedImage } from "../attachments/image";
 import type { Progress } from "../attachments/transfer";
 import { AttachmentChange, AttachmentEventSchema, type AttachmentService } from "../gen/kitsulan/v1/attachment_pb";
 import { apply, applyUploads, DEFAULT_TTL_CHOICES, Files, type Upload } from "./files";
-import { BOB, CAROL, CONV, TestState, fakeClient, state } from "./testkit";
+import { outboxSetup, refusal } from "./outbox.testkit";
+import { BOB, CAROL, CONV, ME, TestState, conversation, fakeClient, message, state } from "./testkit";
 
 describe("files.apply", () => {
   it("offers the server's TTLs, the defaults when it names none", () => {
@@ -66,8 +67,8 @@ describe("applyUploads", () => {
   });
 });
 
-function setup(opts: { prepared?: PreparedImage; failUpload?: number; failSend?: boolean } = {}) {
-  const st = new TestState();
+function setup(opts: { prepared?: PreparedImage; failUpload?: number; failSend?: string; waits?: "blocked" } = {}) {
+  const st = new TestState(state({ conversations: [conversation({})] }));
   const uploads: Array<{ size: number; ttl: number; progress: boolean }> = [];
   const transfer = {
     prepareImage: vi.fn((_f: File, _keep: boolean) =>
@@ -77,7 +78,7 @@ function setup(opts: { prepared?: PreparedImage; failUpload?: number; failSend?:
     upload: vi.fn((_c: string, ciphertext: Blob, ttl: number, onProgress?: Progress, signal?: AbortSignal) => {
       if (signal?.aborted) return Promise.reject(new Error("aborted"));
       uploads.push({ size: ciphertext.size, ttl, progress: onProgress !== undefined });
-      if (uploads.length === opts.failUpload) return Promise.reject(new Error("upload failed"));
+      if (uploads.length === opts.failUpload) return Promise.reject(refusal("QUOTA_EXCEEDED"));
       onProgress?.(ciphertext.size / 2, ciphertext.size);
       onProgress?.(ciphertext.size, ciphertext.size);
       return Promise.resolve(`att-${uploads.length}`);
@@ -85,9 +86,22 @@ function setup(opts: { prepared?: PreparedImage; failUpload?: number; failSend?:
     remove: vi.fn((_id: string) => Promise.resolve()),
     cancelled: () => new Error("cancelled"),
   };
-  const send = vi.fn((_c: string, _text: string, _ids: string[]) =>
-    opts.failSend ? Promise.reject(new Error("send failed")) : Promise.resolve(),
-  );
+  const box = outboxSetup({
+    st,
+    transfer,
+    ...(opts.waits ? { waits: opts.waits } : {}),
+    client: {
+      sendMessage: ((req: { messageId: string }) => {
+        if (opts.failSend) throw refusal(opts.failSend);
+        return { message: message({ id: req.messageId, seq: 1n, senderAccountId: ME }) };
+      }) as never,
+    },
+  });
+  /** The plaintexts of the messages sent, and the attachment ids each named. */
+  const sent = () =>
+    box.calls
+      .filter(([m]) => m === "sendMessage")
+      .map(([, req], i) => ({ text: box.engine.encrypt.mock.calls[i]?.[2] ?? "", ids: (req as { attachmentIds: string[] }).attachmentIds }));
   const profiles = { load: vi.fn((_ids: string[]) => Promise.resolve()) };
   const fake = fakeClient<Client<typeof AttachmentService>>({
     listDownloads: (() => {
@@ -98,15 +112,15 @@ function setup(opts: { prepared?: PreparedImage; failUpload?: number; failSend?:
       throw err;
     }) as never,
   });
-  const files = new Files(st, { attachments: fake.client, transfer, send, profiles });
-  return { files, st, transfer, send, uploads, profiles };
+  const files = new Files(st, { attachments: fake.client, transfer, outbox: box.outbox, profiles });
+  return { files, st, transfer, sent, uploads, profiles, box };
 }
 
 const options = { ttlSeconds: 3600, keepOriginal: false };
 
 describe("Files", () => {
-  it("sends a file: encrypted, uploaded with progress, then the message naming it", async () => {
-    const { files, send, uploads, transfer } = setup();
+  it("sends a file: encrypted, kept in the outbox, uploaded with progress, then the message naming it", async () => {
+    const { files, sent, uploads, transfer, box } = setup();
     const progress: Array<[number, number]> = [];
     const file = new File([new Uint8Array(100)], "notes.txt", { type: "text/plain" });
     await files.sendFile(CONV, file, options, (done, total) => progress.push([done, total]));
@@ -116,10 +130,12 @@ describe("Files", () => {
       [58, 116],
       [116, 116],
     ]);
-    const [conversationId, text, ids] = send.mock.calls[0] ?? [];
-    expect(conversationId).toBe(CONV);
-    expect(ids).toEqual(["att-1"]);
-    expect(parseFileRef(text ?? "")).toMatchObject({ attachment: "att-1", secrets: "k100", name: "notes.txt", type: "text/plain", size: 100 });
+    const [only] = sent();
+    expect(only?.ids).toEqual(["att-1"]);
+    expect(parseFileRef(only?.text ?? "")).toMatchObject({ attachment: "att-1", secrets: "k100", name: "notes.txt", type: "text/plain", size: 100 });
+    // Sent: the record and its kept ciphertext are gone.
+    expect(box.storage.records.size).toBe(0);
+    expect(box.storage.blobs.size).toBe(0);
   });
 
   it("sends an image re-encoded, with its thumbnail uploaded first", async () => {
@@ -130,25 +146,25 @@ describe("Files", () => {
       height: 480,
       thumbnail: { blob: new Blob([new Uint8Array(10)]), width: 64, height: 48 },
     };
-    const { files, send, uploads } = setup({ prepared });
+    const { files, sent, uploads } = setup({ prepared });
     await files.sendFile(CONV, new File([new Uint8Array(200)], "photo.png", { type: "image/png" }), options);
     expect(uploads.map((u) => u.size)).toEqual([26, 96]);
-    const ref = parseFileRef(send.mock.calls[0]?.[1] ?? "");
+    const ref = parseFileRef(sent()[0]?.text ?? "");
     expect(ref).toMatchObject({ attachment: "att-2", type: "image/jpeg", width: 640, height: 480, size: 80 });
     expect(ref?.thumbnail).toMatchObject({ attachment: "att-1", type: "image/jpeg", width: 64, height: 48 });
-    expect(send.mock.calls[0]?.[2]).toEqual(["att-2", "att-1"]);
+    expect(sent()[0]?.ids).toEqual(["att-2", "att-1"]);
   });
 
   it("an image that cannot be decoded goes as a file", async () => {
-    const { files, send } = setup();
+    const { files, sent } = setup();
     const warn = vi.spyOn(console, "warn").mockImplementation(() => undefined);
     await files.sendFile(CONV, new File([new Uint8Array(5)], "broken.png", { type: "image/png" }), options);
     expect(warn).toHaveBeenCalledOnce();
     warn.mockRestore();
-    expect(parseFileRef(send.mock.calls[0]?.[1] ?? "")).toMatchObject({ type: "image/png", size: 5 });
+    expect(parseFileRef(sent()[0]?.text ?? "")).toMatchObject({ type: "image/png", size: 5 });
   });
 
-  it("cancelled or failed before the message went: what was uploaded is deleted", async () => {
+  it("an upload refused for good: Not sent; Delete deletes what was uploaded", async () => {
     const prepared: PreparedImage = {
       body: new Blob([new Uint8Array(8)]),
       type: "image/jpeg",
@@ -156,27 +172,54 @@ describe("Files", () => {
       height: 1,
       thumbnail: { blob: new Blob([new Uint8Array(1)]), width: 1, height: 1 },
     };
-    const failing = setup({ prepared, failUpload: 2 });
-    await expect(failing.files.sendFile(CONV, new File([], "a.png", { type: "image/png" }), options)).rejects.toThrow("upload failed");
-    expect(failing.transfer.remove.mock.calls).toEqual([["att-1"]]);
-    expect(failing.send).not.toHaveBeenCalled();
-
-    const cancelled = setup({ prepared });
-    const controller = new AbortController();
-    cancelled.transfer.encrypt.mockImplementation((body: Blob) => {
-      if (body.size === 8) controller.abort();
-      return Promise.resolve({ ciphertext: body, secrets: "k" });
-    });
-    await expect(
-      cancelled.files.sendFile(CONV, new File([], "a.png", { type: "image/png" }), options, undefined, controller.signal),
-    ).rejects.toThrow("cancelled");
-    expect(cancelled.transfer.remove.mock.calls).toEqual([["att-1"]]);
+    const { files, transfer, sent, box, st } = setup({ prepared, failUpload: 2 });
+    const warn = vi.spyOn(console, "warn").mockImplementation(() => undefined);
+    await files.sendFile(CONV, new File([], "a.png", { type: "image/png" }), options);
+    warn.mockRestore();
+    expect(sent()).toEqual([]);
+    const record = st.s.outbox[CONV]?.[0];
+    expect(record?.failed).toBe("QUOTA_EXCEEDED");
+    await box.outbox.discard(record?.key ?? "");
+    expect(transfer.remove.mock.calls).toEqual([["att-1"]]);
+    expect(box.storage.records.size).toBe(0);
+    expect(box.storage.blobs.size).toBe(0);
   });
 
-  it("a failed send keeps the uploads for its retry", async () => {
-    const { files, transfer } = setup({ failSend: true });
-    await expect(files.sendFile(CONV, new File([new Uint8Array(3)], "a.txt"), options)).rejects.toThrow("send failed");
-    expect(transfer.remove).not.toHaveBeenCalled();
+  it("cancelled before it was handed to the outbox: nothing is kept or uploaded", async () => {
+    const { files, transfer, box } = setup();
+    const controller = new AbortController();
+    transfer.encrypt.mockImplementation((body: Blob) => {
+      controller.abort();
+      return Promise.resolve({ ciphertext: body, secrets: "k" });
+    });
+    await expect(files.sendFile(CONV, new File([], "a.txt"), options, undefined, controller.signal)).rejects.toThrow("cancelled");
+    expect(transfer.upload).not.toHaveBeenCalled();
+    expect(box.storage.records.size).toBe(0);
+  });
+
+  it("an upload cut by a reload restarts from the kept ciphertext, then the message goes", async () => {
+    const first = setup({ waits: "blocked" });
+    first.transfer.upload.mockImplementation(() => Promise.reject(new Error("upload: network error")));
+    const warn = vi.spyOn(console, "warn").mockImplementation(() => undefined);
+    void first.files.sendFile(CONV, new File([new Uint8Array(4)], "a.txt"), options);
+    await vi.waitFor(() => expect(first.box.storage.records.size).toBe(1));
+    await vi.waitFor(() => expect(first.box.waits.length).toBeGreaterThan(0));
+    first.box.outbox.stop();
+    warn.mockRestore();
+    const blobs = [...first.box.storage.blobs.values()];
+    expect(blobs.map((b) => b.size)).toEqual([20]);
+
+    const upload = vi.fn((_c: string, blob: Blob) => Promise.resolve(`att-${blob.size}`));
+    const next = outboxSetup({
+      storage: first.box.storage,
+      transfer: { upload, remove: vi.fn(() => Promise.resolve()) },
+      client: { sendMessage: ((req: { messageId: string }) => ({ message: message({ id: req.messageId, seq: 1n, senderAccountId: ME }) })) as never },
+    });
+    await next.outbox.load();
+    await vi.waitFor(() => expect(next.storage.records.size).toBe(0));
+    expect(upload).toHaveBeenCalledOnce();
+    expect(parseFileRef(next.engine.encrypt.mock.calls[0]?.[2] ?? "")).toMatchObject({ attachment: "att-20", name: "a.txt", size: 4 });
+    expect(next.storage.blobs.size).toBe(0);
   });
 
   it("an attachment the server says expired is marked so when its downloads are asked for", async () => {

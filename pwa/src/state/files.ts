@@ -1,13 +1,14 @@
 // files.ts — attachments (docs/attachments.md) as this device knows them beyond their messages:
 // expired ones, who downloaded ours; the TTLs to offer; sending a file (image re-encoded and
-// thumbnailed, encrypted, uploaded with progress, then its message sent); and the list of a
+// thumbnailed, encrypted, then kept, uploaded and sent by the outbox); and the list of a
 // conversation's uploads in flight (`applyUploads`, for the composer's upload list).
 import type { Client } from "@connectrpc/connect";
-import { attachmentIds, fileRefText, isPreviewable, type FileRef } from "../attachments/content";
+import { isPreviewable, type FileRef } from "../attachments/content";
 import type { PreparedImage } from "../attachments/image";
 import type { Progress } from "../attachments/transfer";
 import { reasonOf } from "../errors";
 import { AttachmentChange, type AttachmentService } from "../gen/kitsulan/v1/attachment_pb";
+import type { Outbox } from "./outbox";
 import type { Profiles } from "./profiles";
 import type { ChatEvent, StateAccess } from "./store";
 
@@ -115,8 +116,8 @@ export interface FileTransfer {
 export interface FilesDeps {
   attachments: Pick<Client<typeof AttachmentService>, "listDownloads">;
   transfer: FileTransfer;
-  /** Sends the message that carries a file (messages.ts). */
-  send: (conversationId: string, text: string, attachmentIds: string[]) => Promise<void>;
+  /** Keeps, uploads and sends a file message (outbox.ts). */
+  outbox: Pick<Outbox, "sendFile" | "discard">;
   profiles: Pick<Profiles, "load">;
 }
 
@@ -154,9 +155,11 @@ export class Files {
 
   /**
    * Sends a file: an image (JPEG, PNG, WebP) is re-encoded without its metadata unless
-   * `keepOriginal`, and gets an encrypted thumbnail; the file is encrypted chunk by chunk,
-   * uploaded (progress through `onProgress`; `signal` cancels: the PUT is aborted and the
-   * attachments deleted), and the message carrying its key is sent (docs/attachments.md).
+   * `keepOriginal`, and gets an encrypted thumbnail; the file is encrypted chunk by chunk and
+   * handed to the outbox (outbox.ts), which keeps the ciphertext, uploads it (progress through
+   * `onProgress`) and then sends the message carrying its key (docs/attachments.md). Resolves
+   * when the message is sent, shows "Not sent", or was deleted; `signal` cancels (before the
+   * message went: the record, its uploads and its bubble go).
    */
   async sendFile(
     conversationId: string,
@@ -168,8 +171,6 @@ export class Files {
     const transfer = this.deps.transfer;
     let body: Blob = file;
     let type = file.type;
-    const uploaded: string[] = [];
-    let sending = false;
     const ref: Omit<FileRef, "attachment" | "secrets" | "size"> = { name: file.name, type };
     let thumbnail: { blob: Blob; width: number; height: number } | null = null;
     if (isPreviewable(file.type)) {
@@ -186,27 +187,28 @@ export class Files {
         console.warn("image not decoded; sending it as a file", err);
       }
     }
-    try {
-      let thumbRef: FileRef["thumbnail"];
-      if (thumbnail) {
-        const t = await transfer.encrypt(thumbnail.blob);
-        const id = await transfer.upload(conversationId, t.ciphertext, options.ttlSeconds, undefined, signal);
-        uploaded.push(id);
-        thumbRef = { attachment: id, secrets: t.secrets, type: "image/jpeg", width: thumbnail.width, height: thumbnail.height };
-      }
-      const encrypted = await transfer.encrypt(body);
-      if (signal?.aborted) throw transfer.cancelled();
-      const id = await transfer.upload(conversationId, encrypted.ciphertext, options.ttlSeconds, onProgress, signal);
-      uploaded.push(id);
-      const full: FileRef = { attachment: id, secrets: encrypted.secrets, size: body.size, ...ref };
-      if (thumbRef) full.thumbnail = thumbRef;
-      sending = true;
-      await this.deps.send(conversationId, fileRefText(full), attachmentIds(full));
-    } catch (err) {
-      // Cancelled or failed before the message went: take back what was uploaded. A failed send
-      // keeps them, for its retry (the server deletes them after its grace period otherwise).
-      if (!sending) for (const id of uploaded) await transfer.remove(id);
-      throw err;
+    const thumb = thumbnail ? await transfer.encrypt(thumbnail.blob) : null;
+    const encrypted = await transfer.encrypt(body);
+    if (signal?.aborted) throw transfer.cancelled();
+    const pending: Parameters<Outbox["sendFile"]>[1] = {
+      ref: { ...ref, secrets: encrypted.secrets, size: body.size },
+      ttlSeconds: options.ttlSeconds,
+    };
+    if (thumb && thumbnail) {
+      pending.thumbnail = { secrets: thumb.secrets, type: "image/jpeg", width: thumbnail.width, height: thumbnail.height };
     }
+    await new Promise<void>((resolve, reject) => {
+      this.deps.outbox
+        .sendFile(
+          conversationId,
+          pending,
+          thumb ? { body: encrypted.ciphertext, thumbnail: thumb.ciphertext } : { body: encrypted.ciphertext },
+          { onProgress, onEnd: resolve },
+        )
+        .then((key) => {
+          signal?.addEventListener("abort", () => void this.deps.outbox.discard(key), { once: true });
+          if (signal?.aborted) void this.deps.outbox.discard(key);
+        }, reject);
+    });
   }
 }

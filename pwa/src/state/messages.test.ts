@@ -4,7 +4,7 @@ import type { Message } from "../gen/kitsulan/v1/conversation_pb";
 import { MessageChange } from "../gen/kitsulan/v1/gateway_pb";
 import type { ConversationClient } from "./conversations";
 import { apply, merge, Messages, waitingFor, type Item } from "./messages";
-import { BOB, CONV, ME, MY_DEVICE, OTHER_CONV, TestState, conversation, fakeClient, item, message, state, text } from "./testkit";
+import { BOB, CONV, ME, OTHER_CONV, TestState, conversation, fakeClient, item, message, state, text } from "./testkit";
 
 const seqs = (items: Item[]) => items.map((i) => i.message.seq);
 const texts = (items: Item[]) => items.map((i) => (i.content.kind === "text" ? i.content.text : i.content.kind));
@@ -67,16 +67,11 @@ describe("messages.apply", () => {
   });
 });
 
-type Encrypted = { messageId: string; ciphertext: Uint8Array; sessionId: Uint8Array };
 
 function setup(client: Partial<ConversationClient>, s = state({ conversations: [conversation({ members: [ME, BOB] })] })) {
   const st = new TestState(s);
   const fake = fakeClient<ConversationClient>(client as never);
   const engine = {
-    encrypt: vi.fn(
-      (_c: string, _members: string[], _text: string): Promise<Encrypted> =>
-        Promise.resolve({ messageId: "new-id", ciphertext: new Uint8Array([1, 2]), sessionId: new Uint8Array([9]) }),
-    ),
     decrypt: vi.fn((m: Message): Promise<Content> => Promise.resolve(text(`text of ${m.id}`))),
   };
   const deps = {
@@ -88,83 +83,11 @@ function setup(client: Partial<ConversationClient>, s = state({ conversations: [
     },
     markRead: vi.fn((_id: string) => undefined),
     visible: vi.fn(() => true),
-    onEncryptError: vi.fn((_err: unknown) => undefined),
   };
   return { messages: new Messages(st, deps), st, calls: fake.calls, deps };
 }
 
 describe("Messages", () => {
-  it("sends: a pending copy at once, then the server's with its sequence number", async () => {
-    let pendingSeen: Item | undefined;
-    const { messages, st, calls, deps } = setup({
-      sendMessage: (() => {
-        pendingSeen = st.s.threads[CONV]?.items[0];
-        return { message: message({ id: "new-id", seq: 7n, senderAccountId: ME, sentAtMs: 70n }) };
-      }) as never,
-    });
-    await messages.send(CONV, "hello", undefined, "reply-to");
-    expect(deps.engine.encrypt).toHaveBeenCalledWith(CONV, [ME, BOB], "hello");
-    expect(pendingSeen).toMatchObject({ local: "sending", text: "hello" });
-    expect(pendingSeen?.message).toMatchObject({ id: "new-id", senderAccountId: ME, senderDeviceId: MY_DEVICE, replyTo: "reply-to" });
-    expect(calls[0]?.[1]).toMatchObject({ conversationId: CONV, messageId: "new-id", sessionId: new Uint8Array([9]), replyTo: "reply-to" });
-    const items = st.s.threads[CONV]?.items ?? [];
-    expect(items).toHaveLength(1);
-    expect(items[0]?.local).toBeUndefined();
-    expect(items[0]?.message.seq).toBe(7n);
-    expect(st.s.conversations[0]?.lastSeq).toBe(7n);
-    expect(st.s.previews[CONV]).toBe("hello");
-  });
-
-  it("a failed send stays as failed, keeps what a retry needs, and the retry sends the same ciphertext", async () => {
-    const failing = setup({
-      sendMessage: (() => {
-        throw new Error("offline");
-      }) as never,
-    });
-    await expect(failing.messages.send(CONV, "hello", undefined, "", ["att-1"])).rejects.toThrow("offline");
-    expect(failing.deps.onEncryptError).toHaveBeenCalled();
-    const failed = failing.st.s.threads[CONV]?.items[0];
-    expect(failed).toMatchObject({ local: "failed", text: "hello", attachmentIds: ["att-1"] });
-    if (!failed) throw new Error("no failed item");
-
-    const retry = setup({
-      sendMessage: ((req: { messageId: string }) => ({ message: message({ id: req.messageId, seq: 3n, senderAccountId: ME }) })) as never,
-    });
-    await retry.messages.send(CONV, "hello", failed);
-    expect(retry.deps.engine.encrypt).not.toHaveBeenCalled();
-    expect(retry.calls[0]?.[1]).toMatchObject({ messageId: "new-id", ciphertext: new Uint8Array([1, 2]), attachmentIds: ["att-1"] });
-    expect(retry.st.s.threads[CONV]?.items.map((i) => i.local)).toEqual([undefined]);
-  });
-
-  it("a message that cannot be encrypted (a changed key) shows nothing and says why", async () => {
-    const { messages, st, deps } = setup({});
-    const err = new Error("key changed");
-    deps.engine.encrypt.mockRejectedValueOnce(err);
-    await expect(messages.send(CONV, "hello")).rejects.toBe(err);
-    expect(deps.onEncryptError).toHaveBeenCalledWith(err);
-    expect(st.s.threads[CONV]).toBeUndefined();
-  });
-
-  it("sends nothing to a conversation it does not know", async () => {
-    const { messages, calls, deps } = setup({}, state());
-    await messages.send(CONV, "hello");
-    expect(deps.engine.encrypt).not.toHaveBeenCalled();
-    expect(calls).toEqual([]);
-  });
-
-  it("edits and deletes take the server's copy", async () => {
-    const original = message({ id: "m1", seq: 1n, senderAccountId: ME });
-    const { messages, st } = setup({
-      editMessage: (() => ({ message: { ...original, editedAtMs: 5n } })) as never,
-      deleteMessage: (() => ({ message: { ...original, editedAtMs: 5n, deletedAtMs: 6n } })) as never,
-    });
-    st.dispatch({ type: "messagesChanged", conversationId: CONV, items: [item(original, text("before"))] });
-    await messages.edit(CONV, item(original), "after");
-    expect(texts(st.s.threads[CONV]?.items ?? [])).toEqual(["after"]);
-    await messages.remove(CONV, item(original));
-    expect(texts(st.s.threads[CONV]?.items ?? [])).toEqual(["deleted"]);
-  });
-
   it("loads history backwards from the oldest message held, and stops when there is no more", async () => {
     const { messages, st, calls, deps } = setup({
       listMessages: (() => ({ messages: [message({ id: "m1", seq: 1n }), message({ id: "m2", seq: 2n })], more: false })) as never,

@@ -1,11 +1,10 @@
 // messages.ts — each conversation's history as this device holds it (pages loaded backwards,
-// live messages, our own sends while they go), and the RPCs that send, edit and delete.
+// live messages); what we send, edit and delete goes through the outbox (outbox.ts).
 // Messages are kept by id, so an event delivered twice (after a reconnect) changes nothing;
 // an edit or deletion replaces a message only when it is newer than what we hold.
-import { create } from "@bufbuild/protobuf";
-import { contentOf, type Content } from "../crypto/content";
+import type { Content } from "../crypto/content";
 import type { E2ee } from "../crypto/engine";
-import { HistoryDirection, MessageSchema, type Message } from "../gen/kitsulan/v1/conversation_pb";
+import { HistoryDirection, type Message } from "../gen/kitsulan/v1/conversation_pb";
 import { MessageChange } from "../gen/kitsulan/v1/gateway_pb";
 import type { ConversationClient, Conversations } from "./conversations";
 import type { ChatEvent, StateAccess } from "./store";
@@ -13,11 +12,12 @@ import type { ChatEvent, StateAccess } from "./store";
 export interface Item {
   message: Message;
   content: Content;
-  /** Local state of our own sends. */
+  /** Our own send, edit or deletion still in the outbox (outbox.ts): waiting, or not sent. */
   local?: "sending" | "failed";
-  text?: string;
-  /** The attachment ids our own send names (kept for a retry). */
-  attachmentIds?: string[];
+  /** Why it is not sent (a server reason, or one of outbox.ts's). */
+  failure?: string;
+  /** Its outbox record (Retry, Delete). */
+  outboxKey?: string;
 }
 
 export interface Thread {
@@ -96,15 +96,13 @@ export function waitingFor(state: MessagesState, sessionId: string): Array<[stri
 }
 
 export interface MessagesDeps {
-  client: Pick<ConversationClient, "listMessages" | "sendMessage" | "editMessage" | "deleteMessage">;
-  engine: Pick<E2ee, "encrypt" | "decrypt">;
+  client: Pick<ConversationClient, "listMessages">;
+  engine: Pick<E2ee, "decrypt">;
   conversations: Pick<Conversations, "get" | "load">;
   /** Marks a conversation read if it is on screen (receipts.ts). */
   markRead: (conversationId: string) => void;
   /** Whether the page is visible. */
   visible: () => boolean;
-  /** Told of an error of encryption before a send or edit rethrows it (a changed account key). */
-  onEncryptError: (err: unknown) => void;
 }
 
 export class Messages {
@@ -128,94 +126,6 @@ export class Messages {
     for (const m of res.messages) items.push({ message: m, content: await this.deps.engine.decrypt(m) });
     this.state.dispatch({ type: "historyLoaded", conversationId, items, more: res.more });
     this.deps.markRead(conversationId);
-  }
-
-  /** Sends `text` (or again the failed `retryOf`, with its ciphertext when it had one): shown at
-   * once as "sending", then as sent or "failed". */
-  async send(conversationId: string, text: string, retryOf?: Item, replyTo = "", attachments: string[] = []): Promise<void> {
-    const conversation = this.deps.conversations.get(conversationId);
-    if (!conversation) return;
-    const members = conversation.members.map((m) => m.accountId);
-    const reply = retryOf?.message.replyTo ?? replyTo;
-    const attachmentIds = retryOf?.attachmentIds ?? attachments;
-    const content = contentOf(text);
-    const me = this.state.get().me;
-    let placeholder: Item | undefined = retryOf;
-    try {
-      const encrypted = retryOf?.message.ciphertext.length
-        ? {
-            messageId: retryOf.message.id,
-            ciphertext: retryOf.message.ciphertext,
-            sessionId: retryOf.message.sessionId,
-          }
-        : await this.deps.engine.encrypt(conversationId, members, text);
-      placeholder = {
-        message: create(MessageSchema, {
-          id: encrypted.messageId,
-          conversationId,
-          senderAccountId: me.accountId,
-          senderDeviceId: me.deviceId,
-          ciphertext: encrypted.ciphertext,
-          sessionId: encrypted.sessionId,
-          replyTo: reply,
-          sentAtMs: BigInt(Date.now()),
-        }),
-        content,
-        local: "sending",
-        text,
-        attachmentIds,
-      };
-      this.state.dispatch({ type: "messagesChanged", conversationId, items: [placeholder] });
-      const res = await this.deps.client.sendMessage({
-        conversationId,
-        messageId: encrypted.messageId,
-        ciphertext: encrypted.ciphertext,
-        sessionId: encrypted.sessionId,
-        replyTo: reply,
-        attachmentIds,
-      });
-      if (res.message) this.state.dispatch({ type: "messageSent", conversationId, message: res.message, content });
-    } catch (err) {
-      this.deps.onEncryptError(err);
-      if (placeholder) {
-        this.state.dispatch({ type: "messagesChanged", conversationId, items: [{ ...placeholder, local: "failed", content }] });
-      }
-      throw err;
-    }
-  }
-
-  /** Replaces the text of one of our messages (encrypted anew with the current session). */
-  async edit(conversationId: string, item: Item, text: string): Promise<void> {
-    const conversation = this.deps.conversations.get(conversationId);
-    if (!conversation) return;
-    const members = conversation.members.map((m) => m.accountId);
-    try {
-      const encrypted = await this.deps.engine.encrypt(conversationId, members, text);
-      const res = await this.deps.client.editMessage({
-        conversationId,
-        messageId: item.message.id,
-        ciphertext: encrypted.ciphertext,
-        sessionId: encrypted.sessionId,
-      });
-      if (res.message) {
-        this.state.dispatch({
-          type: "messagesChanged",
-          conversationId,
-          items: [{ message: res.message, content: { kind: "text", text } }],
-        });
-      }
-    } catch (err) {
-      this.deps.onEncryptError(err);
-      throw err;
-    }
-  }
-
-  /** Deletes a message (ours, or any in a group we administer). */
-  async remove(conversationId: string, item: Item): Promise<void> {
-    const res = await this.deps.client.deleteMessage({ conversationId, messageId: item.message.id });
-    if (res.message) {
-      this.state.dispatch({ type: "messagesChanged", conversationId, items: [{ message: res.message, content: { kind: "deleted" } }] });
-    }
   }
 
   /** A message from the gateway (new, edited or deleted). Returns it for notifications when it

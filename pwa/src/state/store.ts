@@ -16,10 +16,12 @@ import type { ReceiptEvent, TypingEvent } from "../gen/kitsulan/v1/gateway_pb";
 import * as conversations from "./conversations";
 import * as files from "./files";
 import * as messages from "./messages";
+import * as outbox from "./outbox";
 import * as profiles from "./profiles";
 import * as receipts from "./receipts";
 import type { FileState } from "./files";
 import type { Item, Thread } from "./messages";
+import type { OutboxRecord } from "./outbox";
 import type { AvatarOwner, Me, PersonProfile, ProfileMessage } from "./profiles";
 import type { Receipt } from "./receipts";
 
@@ -43,6 +45,8 @@ export interface ChatState {
   ttlChoices: number[];
   /** Attachments by id: expired, and downloads of our own. */
   files: Record<string, FileState>;
+  /** What this device has yet to send, by conversation (outbox.ts). */
+  outbox: Record<string, OutboxRecord[]>;
 }
 
 /** Everything that changes the state. Times (`now`) and "who am I" come in the event, so the
@@ -81,7 +85,9 @@ export type ChatEvent =
   | { type: "ttlChoices"; seconds: number[] }
   | { type: "fileExpired"; attachmentId: string }
   | { type: "downloads"; attachmentId: string; downloads: Array<{ accountId: string; atMs: number }> }
-  | { type: "attachment"; event: AttachmentEvent };
+  | { type: "attachment"; event: AttachmentEvent }
+  // The outbox: a conversation's records as they are now (outbox.ts).
+  | { type: "outbox"; conversationId: string; records: OutboxRecord[] };
 
 /** The state of a device that has just signed in. */
 export function initialState(me: { accountId: string; deviceId: string }): ChatState {
@@ -100,6 +106,7 @@ export function initialState(me: { accountId: string; deviceId: string }): ChatS
     verification: null,
     ttlChoices: files.DEFAULT_TTL_CHOICES,
     files: {},
+    outbox: {},
   };
 }
 
@@ -130,6 +137,7 @@ export function applyChat(state: ChatState, event: ChatEvent): ChatState {
   s = receipts.apply(s, event);
   s = profiles.apply(s, event);
   s = files.apply(s, event);
+  s = outbox.apply(s, event);
   return s;
 }
 

@@ -2,7 +2,8 @@
 // (safe Markdown), time, "edited", delivered/read ticks, and its actions (reply; edit and
 // delete for our own) behind a keyboard-reachable menu button.
 import { useState, type ReactNode } from "react";
-import { useI18n } from "../i18n/i18n";
+import { useI18n, type Translate } from "../i18n/i18n";
+import { errorText, type MessageKey } from "../i18n/messages";
 import { SafeMarkdown } from "../markdown/SafeMarkdown";
 import type { Item } from "../state/chat";
 
@@ -16,6 +17,20 @@ export function snippet(item: Item | undefined): string | null {
   return text.length > 80 ? `${text.slice(0, 80)}…` : text;
 }
 
+/** The outbox's own reasons (state/outbox.ts); the others are the server's. */
+const OUTBOX_REASONS: Record<string, MessageKey> = {
+  TIMED_OUT: "outboxTimedOut",
+  KEY_CHANGED: "outboxKeyChanged",
+  FILE_LOST: "outboxFileLost",
+};
+
+/** Why one of our messages (or an edit, a deletion) is not sent, for people. */
+export function notSentReason(t: Translate, reason: string | undefined): string {
+  if (!reason) return "";
+  const own = OUTBOX_REASONS[reason];
+  return own ? t(own) : errorText(t, reason);
+}
+
 export function MessageBubble({
   item,
   mine,
@@ -27,6 +42,7 @@ export function MessageBubble({
   onEdit,
   onDelete,
   onRetry,
+  onDiscard,
   file,
 }: {
   item: Item;
@@ -40,7 +56,10 @@ export function MessageBubble({
   onReply: () => void;
   onEdit: () => void;
   onDelete: () => void;
+  /** Not sent: try again. */
   onRetry: () => void;
+  /** Not sent: drop it (a new message leaves the thread; an edit or a deletion is undone). */
+  onDiscard?: () => void;
   /** The attachment (Attachment.tsx's FileView), for attachment messages. */
   file?: ReactNode;
 }) {
@@ -76,9 +95,9 @@ export function MessageBubble({
         </time>
         {tick &&
           (tick === "failed" ? (
-            <button type="button" className="tick failed" aria-label={t("failed")} onClick={onRetry}>
+            <span className="tick failed" role="img" aria-label={t("notSent")} title={t("notSent")}>
               !
-            </button>
+            </span>
           ) : (
             <span className={`tick ${tick}`} role="img" aria-label={t(tick)} title={t(tick)}>
               {tick === "sending" ? "◷" : tick === "sent" ? "✓" : "✓✓"}
@@ -96,6 +115,21 @@ export function MessageBubble({
           </button>
         )}
       </div>
+      {item.local === "failed" && (
+        <div className="not-sent">
+          <span className="not-sent-text">
+            <strong>{m.seq > 0n ? t("changeNotSent") : t("notSent")}</strong> {notSentReason(t, item.failure)}
+          </span>
+          <span className="not-sent-actions">
+            <button type="button" onClick={onRetry}>
+              {t("retry")}
+            </button>
+            <button type="button" className="danger" onClick={onDiscard}>
+              {m.seq > 0n ? t("discardChange") : t("delete")}
+            </button>
+          </span>
+        </div>
+      )}
       {menu && live && (
         <div className="msg-actions" role="group" aria-label={t("messageActions")}>
           <button type="button" onClick={act(onReply)}>

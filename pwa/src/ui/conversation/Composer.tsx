@@ -36,17 +36,21 @@ export function useCompose() {
     setReplyTo(null);
   }
 
-  /** Takes the draft for sending: it, and what it replied to or edited, are cleared. */
+  /** The draft to send, and what it replies to or edits; nothing is cleared yet. */
   function take(): { text: string; replyTo: Item | null; editing: Item | null } | null {
     const text = draft.trim();
     if (!text) return null;
-    setDraft("");
-    setEditing(null);
-    setReplyTo(null);
     return { text, replyTo, editing };
   }
 
-  return { draft, setDraft, replyTo, editing, input, startReply, startEdit, cancel, take };
+  /** The outbox has `text` (it is safe): the draft is cleared, unless it changed meanwhile. */
+  function sent(text: string) {
+    setDraft((d) => (d.trim() === text ? "" : d));
+    setEditing(null);
+    setReplyTo(null);
+  }
+
+  return { draft, setDraft, replyTo, editing, input, startReply, startEdit, cancel, take, sent };
 }
 
 export type Compose = ReturnType<typeof useCompose>;
@@ -91,6 +95,7 @@ export function Composer({
 }) {
   const { t } = useI18n();
   const lastTyping = useRef(0);
+  const [error, setError] = useState<string | null>(null);
   const fileInput = useRef<HTMLInputElement>(null);
   const { draft, editing, replyTo } = compose;
 
@@ -101,15 +106,20 @@ export function Composer({
     chat.receipts.typing(conversationId, false);
     lastTyping.current = 0;
     const { text, editing: edit, replyTo: reply } = taken;
+    // The draft stays until the outbox has the message (written to this device): then it goes
+    // out when it can, and is never lost.
     try {
       if (edit) {
-        await chat.messages.edit(conversationId, edit, text);
+        await chat.outbox.edit(conversationId, edit.message.id, text);
       } else {
         onSend();
-        await chat.messages.send(conversationId, text, undefined, reply?.message.id ?? "");
+        await chat.outbox.send(conversationId, text, reply?.message.id ?? "");
       }
+      setError(null);
+      compose.sent(text);
     } catch (err) {
-      console.warn(edit ? "edit failed" : "send failed", err);
+      console.warn("the outbox did not take the message", err);
+      setError(t("outboxNotKept"));
     }
   }
 
@@ -140,41 +150,48 @@ export function Composer({
   }
 
   return (
-    <form className="composer" onSubmit={submit}>
-      <input
-        ref={fileInput}
-        type="file"
-        multiple
-        hidden
-        onChange={(e) => {
-          onFiles(e.target.files);
-          e.target.value = "";
-        }}
-      />
-      <button
-        type="button"
-        className="icon attach"
-        aria-label={t("attach")}
-        title={t("attach")}
-        disabled={disabled}
-        onClick={() => fileInput.current?.click()}
-      >
-        <PaperclipIcon />
-      </button>
-      <textarea
-        ref={compose.input}
-        aria-label={t("message")}
-        placeholder={t("message")}
-        rows={1}
-        value={draft}
-        disabled={disabled}
-        onChange={(e) => onDraft(e.target.value)}
-        onKeyDown={onKeyDown}
-        onPaste={onPaste}
-      />
-      <button type="submit" className="primary" disabled={disabled || !draft.trim()}>
-        {editing ? t("save") : t("send")}
-      </button>
-    </form>
+    <>
+      {error && (
+        <p role="alert" className="error composer-error">
+          {error}
+        </p>
+      )}
+      <form className="composer" onSubmit={submit}>
+        <input
+          ref={fileInput}
+          type="file"
+          multiple
+          hidden
+          onChange={(e) => {
+            onFiles(e.target.files);
+            e.target.value = "";
+          }}
+        />
+        <button
+          type="button"
+          className="icon attach"
+          aria-label={t("attach")}
+          title={t("attach")}
+          disabled={disabled}
+          onClick={() => fileInput.current?.click()}
+        >
+          <PaperclipIcon />
+        </button>
+        <textarea
+          ref={compose.input}
+          aria-label={t("message")}
+          placeholder={t("message")}
+          rows={1}
+          value={draft}
+          disabled={disabled}
+          onChange={(e) => onDraft(e.target.value)}
+          onKeyDown={onKeyDown}
+          onPaste={onPaste}
+        />
+        <button type="submit" className="primary" disabled={disabled || !draft.trim()}>
+          {editing ? t("save") : t("send")}
+        </button>
+      </form>
+    </>
   );
 }

@@ -1,11 +1,13 @@
 // MessageList.tsx — a conversation's history: scrolling back loads older pages (the view keeps its
 // place), new messages keep it at the bottom when it was there, day separators, bubbles
 // (MessageBubble.tsx) with our messages' ticks from the others' receipts, and the typing line.
-import { useCallback, useEffect, useLayoutEffect, useRef, type MutableRefObject } from "react";
+import { useCallback, useEffect, useLayoutEffect, useMemo, useRef, type MutableRefObject } from "react";
 import { ConversationKind, type Conversation } from "../../gen/kitsulan/v1/conversation_pb";
 import { useI18n, type Translate } from "../../i18n/i18n";
 import { useChat, type Chat, type Item, type Receipt } from "../../state/chat";
-import { FileView } from "../Attachment";
+import { withOutbox } from "../../state/outbox";
+import { FileView, sizeLabel } from "../Attachment";
+import { FileIcon } from "../call/icons";
 import { MessageBubble, snippet, type Tick } from "../MessageBubble";
 import { personName } from "../names";
 
@@ -47,8 +49,10 @@ export function MessageList({
   const thread = useChat(chat, (s) => s.threads[conversationId]);
   const receipts = useChat(chat, (s) => s.receipts[conversationId] ?? NO_RECEIPTS);
   const me = useChat(chat, (s) => s.me);
+  const pending = useChat(chat, (s) => s.outbox[conversationId]);
   useChat(chat, (s) => s.profiles); // re-render when names arrive
-  const items = thread?.items ?? EMPTY;
+  // The server's history with our sends, edits and deletions still in the outbox over it.
+  const items = useMemo(() => withOutbox(thread?.items ?? EMPTY, pending, me), [thread, pending, me]);
   const listRef = useRef<HTMLDivElement>(null);
   const topRef = useRef<HTMLDivElement>(null);
   const heightBefore = useRef<number | null>(null);
@@ -165,11 +169,18 @@ export function MessageList({
               onReply={() => onReply(item)}
               onEdit={() => onEdit(item)}
               onDelete={() =>
-                void chat.messages.remove(conversationId, item).catch((err: unknown) => console.warn("delete failed", err))
+                void chat.outbox.remove(conversationId, m.id).catch((err: unknown) => console.warn("delete failed", err))
               }
-              onRetry={() => void chat.messages.send(conversationId, item.text ?? "", item).catch(() => undefined)}
+              onRetry={() => {
+                if (item.outboxKey) void chat.outbox.retry(item.outboxKey).catch((err: unknown) => console.warn("retry failed", err));
+              }}
+              onDiscard={() => {
+                if (item.outboxKey) void chat.outbox.discard(item.outboxKey).catch((err: unknown) => console.warn("discard failed", err));
+              }}
               file={
-                item.content.kind === "attachment" ? (
+                item.content.kind === "attachment" && item.content.file.attachment === "" ? (
+                  <PendingFile name={item.content.file.name} size={item.content.file.size} />
+                ) : item.content.kind === "attachment" ? (
                   <FileView chat={chat} file={item.content.file} mine={mine} sending={item.local !== undefined} />
                 ) : undefined
               }
@@ -191,5 +202,17 @@ export function TypingLine({ chat, conversationId }: { chat: Chat; conversationI
     <p className="typing" aria-live="polite">
       {names.length > 0 ? t("typing", { name: names.join(", ") }) : " "}
     </p>
+  );
+}
+
+/** A file of ours still in the outbox (not uploaded yet): its name and size. */
+function PendingFile({ name, size }: { name: string; size: number }) {
+  const { t, lang } = useI18n();
+  return (
+    <div className="file-card">
+      <FileIcon />
+      <span className="file-name">{name}</span>
+      <span className="muted">{sizeLabel(t, lang, size)}</span>
+    </div>
   );
 }

@@ -1,0 +1,134 @@
+// outbox.spec.ts — nothing typed is lost (state/outbox.ts): Alice writes while the server is
+// stopped and while her browser is offline, reloads the tab before the connection is back, edits
+// and deletes offline; when the server and the network return, Bob receives every message exactly
+// once, in order, with the edit and the deletion. A message the server refuses for good (too
+// large) shows "Not sent" with the reason at once, and Delete takes it away. Screenshots of the
+// pending clock and of "Not sent".
+import type { Page } from "@playwright/test";
+import { acceptRequest, bubble, expect, openDirect, send, server, signUp, stamp, status, test } from "./helpers";
+
+/** The texts of the bubbles of `page`'s open conversation, in order. */
+async function bubbleTexts(page: Page): Promise<string[]> {
+  return page.getByRole("log").locator("article").allInnerTexts();
+}
+
+/** Asserts each of `texts` shows exactly once in `page`'s conversation, in this order. */
+async function expectOnceInOrder(page: Page, texts: string[]): Promise<void> {
+  for (const t of texts) await expect(bubble(page, t)).toHaveCount(1);
+  const all = await bubbleTexts(page);
+  const at = texts.map((t) => all.findIndex((b) => b.includes(t)));
+  expect(at, `bubbles: ${JSON.stringify(all)}`).toEqual([...at].sort((a, b) => a - b));
+}
+
+async function openWith(page: Page, name: RegExp): Promise<void> {
+  await page.getByRole("complementary").getByRole("button", { name }).first().click();
+  await expect(page.getByRole("textbox", { name: "Message" })).toBeVisible();
+}
+
+test("messages written offline or while the server is down arrive once, in order, after a reload", async ({ browser }) => {
+  test.setTimeout(240_000);
+  const alice = await signUp(browser, `alice-ob-${stamp}`, "Alice");
+  const bob = await signUp(browser, `bob-ob-${stamp}`, "Bob");
+  await openDirect(alice, `bob-ob-${stamp}`);
+  await send(alice, "m1 online");
+  await send(alice, "m2 edit me offline");
+  await send(alice, "m3 delete me offline");
+  await acceptRequest(bob, /Alice/);
+  await expect(bubble(bob, "m3 delete me offline")).toBeVisible();
+
+  // The service worker keeps the app's files from this load on, so a reload works without the
+  // server or the network.
+  await alice.reload();
+  await expect(status(alice)).toHaveText("Connected");
+  await openWith(alice, /Bob/);
+  await expect(bubble(alice, "m3 delete me offline")).toBeVisible();
+
+  // The server is stopped: what Alice sends shows at once with a clock, and the draft clears.
+  await server("stop");
+  await expect(status(alice)).toHaveText("Offline, reconnecting…");
+  await send(alice, "m4 server down");
+  await send(alice, "m5 server down");
+  await expect(alice.getByRole("textbox", { name: "Message" })).toHaveValue("");
+  for (const t of ["m4 server down", "m5 server down"]) {
+    await expect(bubble(alice, t).getByRole("img", { name: "Sending" })).toBeVisible();
+  }
+  await alice.screenshot({ path: "e2e/artifacts/outbox-pending-server-down.png" });
+
+  // Reload before the server is back: the outbox is read again from IndexedDB.
+  await alice.reload();
+  await server("start");
+  await expect(status(alice)).toHaveText("Connected", { timeout: 30_000 });
+  await expect(status(bob)).toHaveText("Connected", { timeout: 30_000 });
+  await expect(bubble(bob, "m5 server down")).toBeVisible({ timeout: 30_000 });
+  await openWith(alice, /Bob/);
+  await expect(bubble(alice, "m5 server down").getByRole("img", { name: /Sent|Delivered|Read/ })).toBeVisible();
+
+  // The network is gone: sends, an edit and a deletion wait in the outbox.
+  await alice.context().setOffline(true);
+  await send(alice, "m6 offline");
+  const m2 = bubble(alice, "m2 edit me offline");
+  await m2.getByRole("button", { name: "Message actions" }).click();
+  await m2.getByRole("button", { name: "Edit" }).click();
+  await alice.getByRole("textbox", { name: "Message" }).fill("m2 edited offline");
+  await alice.getByRole("textbox", { name: "Message" }).press("Enter");
+  const m3 = bubble(alice, "m3 delete me offline");
+  await m3.getByRole("button", { name: "Message actions" }).click();
+  await m3.getByRole("button", { name: "Delete" }).click();
+  await send(alice, "m7 offline");
+  await expect(alice.getByRole("textbox", { name: "Message" })).toHaveValue("");
+  await expect(bubble(alice, "m2 edited offline").getByRole("img", { name: "Sending" })).toBeVisible();
+  await expect(bubble(alice, "m7 offline").getByRole("img", { name: "Sending" })).toBeVisible();
+  await alice.screenshot({ path: "e2e/artifacts/outbox-pending-offline.png" });
+  await alice.setViewportSize({ width: 360, height: 740 });
+  await alice.screenshot({ path: "e2e/artifacts/outbox-pending-offline-360.png" });
+  await alice.setViewportSize({ width: 1280, height: 800 });
+
+  // Reload while still offline, then the network returns.
+  await alice.reload();
+  await alice.context().setOffline(false);
+  await expect(status(alice)).toHaveText("Connected", { timeout: 30_000 });
+  await openWith(alice, /Bob/);
+
+  // Bob has everything exactly once and in order, with the edit and without the deleted text.
+  const order = ["m1 online", "m2 edited offline", "m4 server down", "m5 server down", "m6 offline", "m7 offline"];
+  await expect(bubble(bob, "m7 offline")).toBeVisible({ timeout: 30_000 });
+  await expect(bubble(bob, "m2 edited offline")).toBeVisible();
+  await expect(bubble(bob, "m3 delete me offline")).toHaveCount(0);
+  await expectOnceInOrder(bob, order);
+  // The same from the server's history (a fresh load of the conversation).
+  await bob.reload();
+  await expect(status(bob)).toHaveText("Connected");
+  await openWith(bob, /Alice/);
+  await expect(bubble(bob, "m7 offline")).toBeVisible();
+  await expectOnceInOrder(bob, order);
+  await expect(bubble(bob, "m3 delete me offline")).toHaveCount(0);
+  await expect(bob.getByRole("log").getByText("Message deleted")).toHaveCount(1);
+  // And Alice's own view: no clock left, nothing twice.
+  await expectOnceInOrder(alice, order);
+  await expect(alice.getByRole("log").getByRole("img", { name: "Sending" })).toHaveCount(0);
+
+  // A message the server refuses for good (over 64 KiB): "Not sent" with the reason at once.
+  const huge = `m8 too large ${"x".repeat(70_000)}`;
+  await alice.getByRole("textbox", { name: "Message" }).fill(huge);
+  await alice.getByRole("textbox", { name: "Message" }).press("Enter");
+  const refused = bubble(alice, "m8 too large");
+  await expect(refused.getByText("Not sent")).toBeVisible({ timeout: 15_000 });
+  await expect(refused.getByRole("button", { name: "Retry" })).toBeVisible();
+  const del = refused.getByRole("button", { name: "Delete" });
+  const box = await del.boundingBox();
+  expect(box?.height ?? 0).toBeGreaterThanOrEqual(44);
+  await alice.screenshot({ path: "e2e/artifacts/outbox-not-sent.png" });
+  await alice.setViewportSize({ width: 360, height: 740 });
+  await refused.scrollIntoViewIfNeeded();
+  await alice.screenshot({ path: "e2e/artifacts/outbox-not-sent-360.png" });
+  await alice.setViewportSize({ width: 1280, height: 800 });
+  await del.click();
+  await expect(refused).toHaveCount(0);
+  // Gone for good: not back after a reload.
+  await alice.reload();
+  await expect(status(alice)).toHaveText("Connected");
+  await openWith(alice, /Bob/);
+  await expect(bubble(alice, "m7 offline")).toBeVisible();
+  await expect(bubble(alice, "m8 too large")).toHaveCount(0);
+  await expect(bubble(bob, "m8 too large")).toHaveCount(0);
+});
