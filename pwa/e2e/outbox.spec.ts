@@ -119,7 +119,7 @@ test("messages written offline or while the server is down arrive once, in order
   expect(box?.height ?? 0).toBeGreaterThanOrEqual(44);
   await alice.screenshot({ path: "e2e/artifacts/outbox-not-sent.png" });
   await alice.setViewportSize({ width: 360, height: 740 });
-  await refused.scrollIntoViewIfNeeded();
+  await alice.getByRole("log").evaluate((el) => el.scrollTo(0, el.scrollHeight));
   await alice.screenshot({ path: "e2e/artifacts/outbox-not-sent-360.png" });
   await alice.setViewportSize({ width: 1280, height: 800 });
   await del.click();
@@ -131,4 +131,47 @@ test("messages written offline or while the server is down arrive once, in order
   await expect(bubble(alice, "m7 offline")).toBeVisible();
   await expect(bubble(alice, "m8 too large")).toHaveCount(0);
   await expect(bubble(bob, "m8 too large")).toHaveCount(0);
+});
+
+test("a message that cannot go for minutes says Not sent; Retry sends it once", async ({ browser }) => {
+  test.setTimeout(180_000);
+  // Alice's page runs on a clock the test can move forward (three minutes in a few seconds).
+  const alice = await signUp(browser, `alice-ob2-${stamp}`, "Alice", (context) => context.clock.install());
+  const bob = await signUp(browser, `bob-ob2-${stamp}`, "Bob");
+  await openDirect(alice, `bob-ob2-${stamp}`);
+  await send(alice, "before");
+  await acceptRequest(bob, /Alice/);
+  await expect(bubble(bob, "before")).toBeVisible();
+
+  await server("stop");
+  await send(alice, "waited too long");
+  const waiting = bubble(alice, "waited too long");
+  await expect(waiting.getByRole("img", { name: "Sending" })).toBeVisible();
+  // Retries back off (1 s, 2 s, 5 s … 30 s); after three minutes of failures: Not sent.
+  for (let i = 0; i < 12 && (await waiting.getByText("Not sent").count()) === 0; i++) {
+    await alice.clock.fastForward(30_000);
+    await alice.waitForTimeout(500);
+  }
+  await expect(waiting.getByText("Not sent")).toBeVisible();
+  await expect(waiting).toContainText("No connection to the server for a few minutes.");
+  await alice.screenshot({ path: "e2e/artifacts/outbox-not-sent-timeout.png" });
+
+  // The server is back: a Not-sent message does not go on its own (the person decides)…
+  await server("start");
+  await expect(status(bob)).toHaveText("Connected", { timeout: 30_000 });
+  for (let i = 0; i < 10 && (await status(alice).textContent()) !== "Connected"; i++) {
+    await alice.clock.fastForward(10_000);
+    await alice.waitForTimeout(500);
+  }
+  await expect(status(alice)).toHaveText("Connected");
+  await expect(waiting.getByText("Not sent")).toBeVisible();
+  await expect(bubble(bob, "waited too long")).toHaveCount(0);
+  // …Retry sends it, once.
+  await waiting.getByRole("button", { name: "Retry" }).click();
+  await expect(bubble(bob, "waited too long")).toHaveCount(1);
+  await expect(waiting.getByText("Not sent")).toHaveCount(0);
+  await expect(waiting.getByRole("img", { name: /Sent|Delivered|Read/ })).toBeVisible();
+  await bob.reload();
+  await openWith(bob, /Alice/);
+  await expectOnceInOrder(bob, ["before", "waited too long"]);
 });

@@ -88,18 +88,25 @@ function setup(client: Partial<ConversationClient>, s = state({ conversations: [
 }
 
 describe("Messages", () => {
-  it("loads history backwards from the oldest message held, and stops when there is no more", async () => {
+  it("loads the newest page first, then backwards from the oldest loaded, and stops when there is no more", async () => {
+    const page = (from: number, to: number) => Array.from({ length: to - from + 1 }, (_, i) => message({ id: `m${from + i}`, seq: BigInt(from + i) }));
     const { messages, st, calls, deps } = setup({
-      listMessages: (() => ({ messages: [message({ id: "m1", seq: 1n }), message({ id: "m2", seq: 2n })], more: false })) as never,
+      listMessages: ((req: { cursor: bigint }) =>
+        req.cursor === 0n ? { messages: page(5, 6), more: true } : { messages: page(1, 4), more: false }) as never,
     });
-    st.dispatch({ type: "messagesChanged", conversationId: CONV, items: [item(message({ id: "m3", seq: 3n }))] });
+    // Before the conversation is opened: a live message, and an old one edited (e.g. by the outbox).
+    st.dispatch({ type: "messagesChanged", conversationId: CONV, items: [item(message({ id: "m6", seq: 6n })), item(message({ id: "m1", seq: 1n }))] });
     await messages.loadOlder(CONV);
-    expect(calls[0]?.[1]).toMatchObject({ conversationId: CONV, cursor: 3n, limit: 50 });
-    expect(seqs(st.s.threads[CONV]?.items ?? [])).toEqual([1n, 2n, 3n]);
-    expect(texts(st.s.threads[CONV]?.items ?? []).slice(0, 2)).toEqual(["text of m1", "text of m2"]);
+    expect(calls[0]?.[1]).toMatchObject({ conversationId: CONV, cursor: 0n, limit: 50 });
+    // The old one is dropped until its page comes: no gap in what shows.
+    expect(seqs(st.s.threads[CONV]?.items ?? [])).toEqual([5n, 6n]);
     expect(deps.markRead).toHaveBeenCalledWith(CONV);
     await messages.loadOlder(CONV);
-    expect(calls).toHaveLength(1);
+    expect(calls[1]?.[1]).toMatchObject({ cursor: 5n });
+    expect(seqs(st.s.threads[CONV]?.items ?? [])).toEqual([1n, 2n, 3n, 4n, 5n, 6n]);
+    expect(texts(st.s.threads[CONV]?.items ?? []).slice(0, 2)).toEqual(["text of m1", "text of m2"]);
+    await messages.loadOlder(CONV);
+    expect(calls).toHaveLength(2);
   });
 
   describe("receive", () => {

@@ -72,7 +72,10 @@ function merged<S extends MessagesState>(state: S, conversationId: string, items
 export function apply<S extends MessagesState>(state: S, event: ChatEvent): S {
   switch (event.type) {
     case "historyLoaded":
-      return merged(state, event.conversationId, event.items, { more: event.more, loaded: true });
+      return merged(firstPage(state, event.conversationId, event.items, event.more), event.conversationId, event.items, {
+        more: event.more,
+        loaded: true,
+      });
     case "messagesChanged":
     case "decrypted":
       return merged(state, event.conversationId, event.items);
@@ -83,6 +86,18 @@ export function apply<S extends MessagesState>(state: S, event: ChatEvent): S {
     default:
       return state;
   }
+}
+
+/** Before the first page of a thread (the newest messages) merges: what it held below that page
+ * (an edit or deletion of an older message that arrived first, e.g. from the outbox) is dropped,
+ * so paging back starts below the page and leaves no gap; those messages come back with their
+ * page. */
+function firstPage<S extends MessagesState>(state: S, conversationId: string, page: Item[], more: boolean): S {
+  const before = state.threads[conversationId];
+  if (!before || before.loaded || !more || page.length === 0) return state;
+  const floor = page.reduce((min, i) => (i.message.seq > 0n && i.message.seq < min ? i.message.seq : min), page[0]?.message.seq ?? 0n);
+  const items = before.items.filter((i) => i.message.seq === 0n || i.message.seq >= floor);
+  return { ...state, threads: { ...state.threads, [conversationId]: { ...before, items } } };
 }
 
 /** The messages, conversation by conversation, that wait for the room key `sessionId`. */
@@ -115,7 +130,9 @@ export class Messages {
   async loadOlder(conversationId: string): Promise<void> {
     const thread = this.state.get().threads[conversationId];
     if (thread?.loaded && !thread.more) return;
-    const oldest = thread?.items.find((i) => i.message.seq > 0n)?.message.seq ?? 0n;
+    // The first page is the newest one (cursor 0): messages that arrived before it (live, or
+    // edited or deleted by the outbox) may be far apart and must not be taken as its start.
+    const oldest = thread?.loaded ? (thread.items.find((i) => i.message.seq > 0n)?.message.seq ?? 0n) : 0n;
     const res = await this.deps.client.listMessages({
       conversationId,
       cursor: oldest,

@@ -118,7 +118,8 @@ export function MessageBubble({
       {item.local === "failed" && (
         <div className="not-sent">
           <span className="not-sent-text">
-            <strong>{m.seq > 0n ? t("changeNotSent") : t("notSent")}</strong> {notSentReason(t, item.failure)}
+            <strong>{m.seq > 0n ? t("changeNotSent") : t("notSent")}</strong>
+            {item.failure ? ` — ${notSentReason(t, item.failure)}` : ""}
           </span>
           <span className="not-sent-actions">
             <button type="button" onClick={onRetry}>
