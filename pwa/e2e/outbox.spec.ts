@@ -175,3 +175,45 @@ test("a message that cannot go for minutes says Not sent; Retry sends it once", 
   await openWith(bob, /Alice/);
   await expectOnceInOrder(bob, ["before", "waited too long"]);
 });
+
+test("a file whose upload a reload cut off uploads again and arrives once", async ({ browser }) => {
+  const alice = await signUp(browser, `alice-ob3-${stamp}`, "Alice");
+  const bob = await signUp(browser, `bob-ob3-${stamp}`, "Bob");
+  await openDirect(alice, `bob-ob3-${stamp}`);
+  await send(alice, "a file follows");
+  await acceptRequest(bob, /Alice/);
+  await expect(bubble(bob, "a file follows")).toBeVisible();
+
+  // The upload's PUT never finishes (held here), and the tab is reloaded in the middle of it.
+  let putSeen = false;
+  await alice.route("**/v1/blobs/attachments/**", () => {
+    putSeen = true; // never answered
+  });
+  const body = Buffer.from(`outbox file ${stamp}\n`.repeat(100), "utf8");
+  const chooser = alice.waitForEvent("filechooser");
+  await alice.getByRole("button", { name: "Attach files" }).click();
+  await (await chooser).setFiles({ name: "kept.txt", mimeType: "text/plain", buffer: body });
+  await alice.getByRole("dialog", { name: "Send files" }).getByRole("button", { name: "Send" }).click();
+  const pending = alice.getByRole("log").locator("article").filter({ hasText: "kept.txt" });
+  await expect(pending.getByRole("img", { name: "Sending" })).toBeVisible();
+  await expect.poll(() => putSeen).toBe(true);
+  await alice.screenshot({ path: "e2e/artifacts/outbox-file-pending.png" });
+  await alice.unroute("**/v1/blobs/attachments/**");
+  await alice.reload();
+  await expect(status(alice)).toHaveText("Connected");
+
+  // The outbox kept the encrypted file: it uploads again and the message goes.
+  const card = bob.getByRole("log").locator(".file-card").filter({ hasText: "kept.txt" });
+  await expect(card).toBeVisible({ timeout: 30_000 });
+  const download = bob.waitForEvent("download");
+  await card.getByRole("button", { name: "Download kept.txt" }).click();
+  const saved = await download;
+  const { readFile } = await import("node:fs/promises");
+  expect((await readFile(await saved.path())).equals(body)).toBe(true);
+  await bob.reload();
+  await openWith(bob, /Alice/);
+  await expect(bob.getByRole("log").locator(".file-card").filter({ hasText: "kept.txt" })).toHaveCount(1);
+  await openWith(alice, /Bob/);
+  await expect(alice.getByRole("log").locator("article").filter({ hasText: "kept.txt" })).toHaveCount(1);
+  await expect(alice.getByRole("log").getByRole("img", { name: "Sending" })).toHaveCount(0);
+});
