@@ -197,6 +197,26 @@ describe("Files", () => {
     expect(box.storage.records.size).toBe(0);
   });
 
+  it("cancelled during the upload: the upload is stopped, the record and its bubble go", async () => {
+    const { files, transfer, box, st } = setup();
+    const controller = new AbortController();
+    let aborted = false;
+    transfer.upload.mockImplementation((_c: string, _b: Blob, _t: number, _p?: Progress, signal?: AbortSignal) => {
+      controller.abort(); // the person presses Cancel while it uploads
+      return new Promise((_resolve, reject) =>
+        signal?.addEventListener("abort", () => {
+          aborted = true;
+          reject(new Error("cancelled"));
+        }),
+      );
+    });
+    await files.sendFile(CONV, new File([new Uint8Array(3)], "a.txt"), options, undefined, controller.signal);
+    expect(aborted).toBe(true);
+    expect(box.storage.records.size).toBe(0);
+    expect(box.storage.blobs.size).toBe(0);
+    expect(st.s.outbox[CONV]).toBeUndefined();
+  });
+
   it("an upload cut by a reload restarts from the kept ciphertext, then the message goes", async () => {
     const first = setup({ waits: "blocked" });
     first.transfer.upload.mockImplementation(() => Promise.reject(new Error("upload: network error")));

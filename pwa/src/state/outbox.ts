@@ -295,7 +295,8 @@ export class Outbox {
 
   /**
    * A file message: the encrypted body (and thumbnail) are kept with the record, uploaded by the
-   * worker in turn, then the message naming them is sent. Resolves once it is in the outbox.
+   * worker in turn, then the message naming them is sent. Resolves with the record's key (for
+   * discard) once it is in the outbox.
    */
   async sendFile(
     conversationId: string,
@@ -312,7 +313,7 @@ export class Outbox {
       if (blobs.thumbnail) this.blobs.set(blobKey(record.key, "thumbnail"), blobs.thumbnail);
       this.watches.set(record.key, watch);
     });
-    return r.messageId;
+    return r.key;
   }
 
   /** Tries a "Not sent" record again (from now on, for GIVE_UP_MS more). */
