@@ -75,6 +75,16 @@ describe("the outbox", () => {
     expect(new Set(ids).size).toBe(4);
   });
 
+  it("many quick messages all go, once each, in order", async () => {
+    const { outbox, st, calls } = outboxSetup({ client: { sendMessage: acked as never } });
+    for (let i = 0; i < 30; i++) {
+      await outbox.send(CONV, `n${i}`);
+      for (let k = 0; k < i % 7; k++) await Promise.resolve();
+    }
+    await vi.waitFor(() => expect(records(st)).toEqual([]));
+    expect(sent(calls).map((r) => ct(r).split("#")[0])).toEqual(Array.from({ length: 30 }, (_, i) => `n${i}`));
+  });
+
   it("a retry after a network failure sends the same id and the same ciphertext, encrypted once", async () => {
     let failures = 2;
     const { outbox, calls, engine, waits, storage } = outboxSetup({
@@ -271,6 +281,27 @@ describe("the outbox", () => {
     outbox.kick();
     await vi.waitFor(() => expect(storage.records.size).toBe(0));
     expect(sent(calls)).toHaveLength(2);
+  });
+
+  it("a reconnect during a failing attempt makes the next attempt go at once, not after the wait", async () => {
+    let tries = 0;
+    const box = outboxSetup({
+      waits: "blocked",
+      client: {
+        sendMessage: ((req: Req) => {
+          tries++;
+          if (tries === 1) {
+            box.outbox.kick(); // the gateway came back while this attempt was failing
+            throw offline();
+          }
+          return acked(req);
+        }) as never,
+      },
+    });
+    await box.outbox.send(CONV, "hello");
+    await vi.waitFor(() => expect(box.storage.records.size).toBe(0));
+    expect(tries).toBe(2);
+    expect(box.waits).toEqual([]);
   });
 
   it("edits and deletions go through the outbox too, in order with the sends, and show at once", async () => {

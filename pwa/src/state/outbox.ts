@@ -234,6 +234,8 @@ export class Outbox {
   private records = new Map<string, OutboxRecord[]>();
   private running = new Set<string>();
   private wakers = new Map<string, AbortController>();
+  /** Conversations kicked while their worker was busy: it tries again without waiting. */
+  private kicked = new Set<string>();
   /** File ciphertexts of this page (also when not kept in IndexedDB). */
   private blobs = new Map<string, Blob>();
   private watches = new Map<string, FileWatch>();
@@ -406,26 +408,32 @@ export class Outbox {
   private run(conversationId: string): void {
     if (this.stopped) return;
     if (this.running.has(conversationId)) {
+      this.kicked.add(conversationId);
       this.wakers.get(conversationId)?.abort();
       return;
     }
     this.running.add(conversationId);
-    void this.work(conversationId).finally(() => this.running.delete(conversationId));
+    void this.work(conversationId);
   }
 
+  /** The conversation's worker: one at a time (`running`), which it leaves in the same turn as
+   * it finds nothing more to do, so a record added just then starts a new one. */
   private async work(conversationId: string): Promise<void> {
     let attempt = 0;
     for (;;) {
-      if (this.stopped) return;
       const head = (this.records.get(conversationId) ?? []).find((r) => !r.failed);
-      if (!head) return;
+      if (!head || this.stopped) {
+        this.running.delete(conversationId);
+        this.kicked.delete(conversationId);
+        return;
+      }
+      this.kicked.delete(conversationId);
       try {
         await this.attempt(head);
         attempt = 0;
         continue;
       } catch (err) {
-        if (this.stopped) return;
-        if (!this.find(head.key)) continue; // deleted meanwhile
+        if (!this.find(head.key) || this.stopped) continue; // deleted meanwhile, or stopped
         let reason = this.permanent(err);
         if (!reason && this.deps.now() - head.sinceMs >= GIVE_UP_MS) reason = TIMED_OUT;
         if (reason) {
@@ -439,6 +447,7 @@ export class Outbox {
         }
         const wait = BACKOFF_MS[Math.min(attempt, BACKOFF_MS.length - 1)] ?? 30_000;
         attempt++;
+        if (this.kicked.has(conversationId)) continue; // reconnected during the attempt: go again now
         const waker = new AbortController();
         this.wakers.set(conversationId, waker);
         await (this.deps.sleep ?? defaultSleep)(wait, waker.signal);
