@@ -20,6 +20,26 @@ async function expectOnceInOrder(page: Page, texts: string[]): Promise<void> {
   expect(at, `bubbles: ${JSON.stringify(all)}`).toEqual([...at].sort((a, b) => a - b));
 }
 
+/** What the outbox store of `page`'s IndexedDB holds, as an attacker with the profile reads it. */
+async function outboxRaw(page: Page): Promise<string[]> {
+  return page.evaluate(async () => {
+    const db = await new Promise<IDBDatabase>((resolve, reject) => {
+      const r = indexedDB.open("kitsulan");
+      r.onsuccess = () => resolve(r.result);
+      r.onerror = () => reject(r.error ?? new Error("open failed"));
+    });
+    const values = await new Promise<unknown[]>((resolve, reject) => {
+      const r = db.transaction("outbox", "readonly").objectStore("outbox").getAll();
+      r.onsuccess = () => resolve(r.result);
+      r.onerror = () => reject(r.error ?? new Error("getAll failed"));
+    });
+    db.close();
+    const out: string[] = [];
+    for (const v of values) out.push(v instanceof Blob ? `blob ${await v.text()}` : typeof v === "string" ? `sealed ${v}` : JSON.stringify(v));
+    return out;
+  });
+}
+
 async function openWith(page: Page, name: RegExp): Promise<void> {
   await page.getByRole("complementary").getByRole("button", { name }).first().click();
   await expect(page.getByRole("textbox", { name: "Message" })).toBeVisible();
@@ -53,6 +73,13 @@ test("messages written offline or while the server is down arrive once, in order
     await expect(bubble(alice, t).getByRole("img", { name: "Sending" })).toBeVisible();
   }
   await alice.screenshot({ path: "e2e/artifacts/outbox-pending-server-down.png" });
+  // In IndexedDB they are sealed records: the text is not readable there.
+  const raw = await outboxRaw(alice);
+  expect(raw).toHaveLength(2);
+  for (const r of raw) {
+    expect(r.startsWith("sealed ")).toBe(true);
+    expect(r).not.toContain("server down");
+  }
 
   // Reload before the server is back: the outbox is read again from IndexedDB.
   await alice.reload();
@@ -198,6 +225,14 @@ test("a file whose upload a reload cut off uploads again and arrives once", asyn
   await expect(pending.getByRole("img", { name: "Sending" })).toBeVisible();
   await expect.poll(() => putSeen).toBe(true);
   await alice.screenshot({ path: "e2e/artifacts/outbox-file-pending.png" });
+  // Kept for a restart: the sealed record and the file's ciphertext, nothing readable.
+  const raw = await outboxRaw(alice);
+  expect(raw.filter((r) => r.startsWith("sealed "))).toHaveLength(1);
+  expect(raw.filter((r) => r.startsWith("blob "))).toHaveLength(1);
+  for (const r of raw) {
+    expect(r).not.toContain("outbox file");
+    expect(r).not.toContain("kept.txt");
+  }
   await alice.unroute("**/v1/blobs/attachments/**");
   await alice.reload();
   await expect(status(alice)).toHaveText("Connected");
