@@ -62,6 +62,7 @@ async function auditedDevice(browser: Browser): Promise<Page> {
 test("no serious or critical axe violations: sign-in, list, conversation, settings, light and dark", async ({
   browser,
 }) => {
+  test.slow(); // ten audits, two browsers
   const page = await auditedDevice(browser);
   await expect(page.getByRole("button", { name: "Sign in" })).toBeVisible();
   // The audit can fail: a nameless button and grey-on-grey text planted in the page are found.

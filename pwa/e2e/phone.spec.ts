@@ -34,6 +34,7 @@ for (const [locale, tag] of [
   test(`a group at ${WIDTH} px (${tag}): nothing wider than the screen, header and Send on screen, 44 px targets`, async ({
     browser,
   }) => {
+    test.slow(); // two browsers and many steps: on a loaded machine more than the default 2 min
     const owner = await signUp(browser, `owner-p${tag}-${stamp}`, "Olga Konstantinovna Rimskaya-Korsakova");
     // The phone: a fresh context in the locale, 360 × 740 (no touch: the composer gets focus).
     const phone = await newDevice(browser, async (context) => {
@@ -64,7 +65,7 @@ for (const [locale, tag] of [
 
     // The phone accepts the request (from the list: the Requests entry, the group, Accept).
     await phone.locator(".requests-entry").click();
-    await phone.locator(".conv").first().click();
+    await phone.locator(".conv", { hasText: "Weekend trip" }).click();
     await phone.locator(".request-actions button").first().click();
     const box = phone.locator(".composer textarea");
     await expect(box).toBeVisible();

@@ -59,6 +59,7 @@ test("device names, focus, links, previews and the unread title", async ({ brows
   await expect(bob.locator(".conv-preview").first()).toHaveText("two");
   await send(alice, "**bold** and `code` and [a link](https://example.org)");
   await expect(bob.locator(".conv-preview").first()).toHaveText("bold and code and a link");
+  await expect(bob.locator(".toast-text")).toHaveText("bold and code and a link");
   await expect(bob).toHaveTitle("(3) KitsuLAN");
   await bob.screenshot({ path: "e2e/artifacts/polish-list-preview.png" });
   await bob.locator(".conv").first().click();
