@@ -75,6 +75,16 @@ test("Alice links a second context by PIN and it reads new messages", async ({ b
   await expect(bubble(bob, "hello from the laptop")).toBeVisible();
   await expect(bubble(alice, "hello from the laptop")).toBeVisible();
 
+  // Signing out the laptop asks first and says the other device keeps its keys and history.
+  await laptop.getByRole("button", { name: "Settings" }).click();
+  await laptop.getByRole("dialog", { name: "Settings" }).getByRole("button", { name: "Sign out" }).click();
+  const confirm = laptop.getByRole("dialog", { name: "Sign out on this device?" });
+  await expect(confirm).toContainText("Your other linked devices (1) keep their keys and history.");
+  await expect(confirm.getByRole("alert")).toHaveCount(0);
+  await confirm.getByRole("button", { name: "Cancel" }).click();
+  await laptop.keyboard.press("Escape");
+  await expect(laptop.getByRole("dialog")).toBeHidden();
+
   // Devices: both listed; rename the laptop, then sign it out.
   await alice.getByRole("button", { name: "Settings" }).click();
   await alice.getByRole("button", { name: "Devices" }).click();

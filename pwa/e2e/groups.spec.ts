@@ -58,6 +58,16 @@ test("a group: members, reply, edit and delete", async ({ browser }) => {
   const oops = carol.locator("article.mine").filter({ hasText: "oops, wrong chat" });
   await oops.getByRole("button", { name: "Message actions" }).click();
   await oops.getByRole("button", { name: "Delete" }).click();
+  // Deleting asks first; Cancel keeps the message, Delete removes it for everyone.
+  const confirm = carol.getByRole("dialog", { name: "Delete this message?" });
+  await expect(confirm).toContainText("deleted for everyone");
+  await expect(confirm.getByRole("button", { name: "Cancel" })).toBeFocused();
+  await confirm.getByRole("button", { name: "Cancel" }).click();
+  await expect(confirm).toBeHidden();
+  await expect(bubble(alice, "oops, wrong chat")).toBeVisible();
+  await oops.getByRole("button", { name: "Message actions" }).click();
+  await oops.getByRole("button", { name: "Delete" }).click();
+  await confirm.getByRole("button", { name: "Delete" }).click();
   for (const page of [alice, bob, carol]) {
     await expect(bubble(page, "oops, wrong chat")).toHaveCount(0);
     await expect(page.getByRole("log").getByText("Message deleted")).toBeVisible();

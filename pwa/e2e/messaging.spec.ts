@@ -52,7 +52,7 @@ test("Alice and Bob talk end to end encrypted", async ({ browser }) => {
   // A safe link opens in a new tab without a referrer or opener.
   await send(bob, "see [the docs](https://example.org/docs)");
   const link = alice.getByRole("link", { name: "the docs" });
-  await expect(link).toHaveAttribute("rel", "noopener noreferrer");
+  await expect(link).toHaveAttribute("rel", "noopener noreferrer nofollow");
   await expect(link).toHaveAttribute("target", "_blank");
 
   await shoot(alice, "conversation");

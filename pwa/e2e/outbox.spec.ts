@@ -101,6 +101,7 @@ test("messages written offline or while the server is down arrive once, in order
   const m3 = bubble(alice, "m3 delete me offline");
   await m3.getByRole("button", { name: "Message actions" }).click();
   await m3.getByRole("button", { name: "Delete" }).click();
+  await alice.getByRole("dialog", { name: "Delete this message?" }).getByRole("button", { name: "Delete" }).click();
   await send(alice, "m7 offline");
   await expect(alice.getByRole("textbox", { name: "Message" })).toHaveValue("");
   await expect(bubble(alice, "m2 edited offline").getByRole("img", { name: "Sending" })).toBeVisible();

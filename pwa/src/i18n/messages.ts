@@ -25,6 +25,20 @@ export const en = {
   noConversations: "No conversations yet. Start one with “New conversation”.",
   e2ee: "End-to-end encrypted",
   unread: "{n} unread",
+  // --- polish (issue 17, items 6 and 8): device name at sign-in, confirmations, sign-out warning ---
+  deviceNameSummary: "This device: {name}",
+  deviceNameOptional: "Name this device (optional)",
+  deleteConfirmTitle: "Delete this message?",
+  deleteConfirmText: "It will be deleted for everyone in this conversation. This cannot be undone.",
+  signOutConfirmTitle: "Sign out on this device?",
+  signOutWipes: "Signing out removes this device's encryption keys and its copy of your encrypted messages from this browser.",
+  signOutChecking: "Checking your other devices…",
+  signOutOtherDevices: "Your other linked devices ({n}) keep their keys and history.",
+  signOutOnlyDevice:
+    "This is your only device and there is no backup: after signing out, nobody can read your earlier encrypted messages again, not even you.",
+  signOutUnknownDevices:
+    "Could not check your other devices. If this is your only one, your earlier encrypted messages cannot be read again after signing out.",
+  // --- end polish ---
   yourAccountId: "Your account ID",
   copy: "Copy",
   copied: "Copied",
@@ -448,6 +462,20 @@ export const ru: Record<MessageKey, string> = {
   noConversations: "Чатов пока нет. Начните новый кнопкой «Новый чат».",
   e2ee: "Сквозное шифрование",
   unread: "непрочитанных: {n}",
+  // --- polish (issue 17, items 6 and 8): device name at sign-in, confirmations, sign-out warning ---
+  deviceNameSummary: "Это устройство: {name}",
+  deviceNameOptional: "Название устройства (необязательно)",
+  deleteConfirmTitle: "Удалить это сообщение?",
+  deleteConfirmText: "Оно будет удалено у всех участников разговора. Отменить это нельзя.",
+  signOutConfirmTitle: "Выйти на этом устройстве?",
+  signOutWipes: "Выход удалит из этого браузера ключи шифрования устройства и его копию ваших зашифрованных сообщений.",
+  signOutChecking: "Проверяем другие ваши устройства…",
+  signOutOtherDevices: "Другие связанные устройства ({n}) сохранят свои ключи и историю.",
+  signOutOnlyDevice:
+    "Это ваше единственное устройство, а резервной копии нет: после выхода прежние зашифрованные сообщения не сможет прочитать никто, даже вы.",
+  signOutUnknownDevices:
+    "Не удалось проверить другие устройства. Если это устройство единственное, после выхода прежние зашифрованные сообщения будет не прочитать.",
+  // --- end polish ---
   yourAccountId: "Ваш ID аккаунта",
   copy: "Копировать",
   copied: "Скопировано",

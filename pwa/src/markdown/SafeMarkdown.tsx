@@ -4,13 +4,22 @@
 // escapes it (no rehype-raw, no dangerouslySetInnerHTML), so `<script>` shows as text. Links keep
 // only http(s) and mailto; any other link (javascript:, data:, …) is shown as its source text, not
 // as a link. Images are not loaded (they would be requests to other hosts): shown as links.
+// Bare URLs in the text become links too (autolink.ts), under the same rule. Every link opens in
+// a new tab with rel="noopener noreferrer nofollow": the page it opens gets no handle on ours and
+// learns nothing of where it came from.
 import type { Element } from "hast";
 import Markdown, { type Components } from "react-markdown";
+import { remarkAutolink } from "./autolink";
+
+const REL = "noopener noreferrer nofollow";
+const PLUGINS = [remarkAutolink];
 
 const SAFE_PROTOCOL = /^(https?:|mailto:)/i;
 
-function safeUrl(url: string): string {
-  const trimmed = url.trim();
+/** The URL when it is http, https or mailto; "" (no link) for anything else. */
+export function safeUrl(url: string): string {
+  // Browsers drop tabs and newlines inside a URL ("java\tscript:"): judge what they would open.
+  const trimmed = url.replace(/[\t\n\r]/g, "").trim();
   return SAFE_PROTOCOL.test(trimmed) ? trimmed : "";
 }
 
@@ -23,7 +32,7 @@ export function SafeMarkdown({ text }: { text: string }) {
   const components: Components = {
     a: ({ node, href, children }) =>
       href ? (
-        <a href={href} target="_blank" rel="noopener noreferrer">
+        <a href={href} target="_blank" rel={REL}>
           {children}
         </a>
       ) : (
@@ -31,7 +40,7 @@ export function SafeMarkdown({ text }: { text: string }) {
       ),
     img: ({ node, src, alt }) =>
       typeof src === "string" && src ? (
-        <a href={src} target="_blank" rel="noopener noreferrer">
+        <a href={src} target="_blank" rel={REL}>
           {alt || src}
         </a>
       ) : (
@@ -40,7 +49,7 @@ export function SafeMarkdown({ text }: { text: string }) {
   };
   return (
     <div className="md">
-      <Markdown urlTransform={safeUrl} components={components} disallowedElements={["iframe", "script", "style"]}>
+      <Markdown remarkPlugins={PLUGINS} urlTransform={safeUrl} components={components} disallowedElements={["iframe", "script", "style"]}>
         {text}
       </Markdown>
     </div>

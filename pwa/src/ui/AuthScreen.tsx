@@ -10,16 +10,11 @@ import { reasonOf } from "../errors";
 import type { GetAuthMethodsResponse, Session } from "../gen/kitsulan/v1/auth_pb";
 import { useI18n } from "../i18n/i18n";
 import { errorText } from "../i18n/messages";
+import { defaultDeviceName, fromUserAgent } from "../lib/deviceName";
 import type { Theme } from "../theme";
 import { LinkNewDevice } from "./link/LinkNewDevice";
 import { Preferences } from "./Preferences";
 
-function deviceName(): string {
-  const ua = navigator.userAgent;
-  const browser = /Firefox\//.test(ua) ? "Firefox" : /Edg\//.test(ua) ? "Edge" : /Chrom/.test(ua) ? "Chromium" : /Safari\//.test(ua) ? "Safari" : "Browser";
-  const os = /Android/.test(ua) ? "Android" : /iPhone|iPad/.test(ua) ? "iOS" : /Windows/.test(ua) ? "Windows" : /Mac OS/.test(ua) ? "macOS" : /Linux/.test(ua) ? "Linux" : "";
-  return os ? `${browser} on ${os}` : browser;
-}
 
 export function AuthScreen({
   onSignedIn,
@@ -47,6 +42,18 @@ export function AuthScreen({
   const [codeStep, setCodeStep] = useState<"email" | "code" | null>(null);
   const [email, setEmail] = useState("");
   const [code, setCode] = useState("");
+  /** The device's name: typed (optional), else the browser and OS (lib/deviceName.ts). */
+  const [typedDeviceName, setTypedDeviceName] = useState("");
+  const [autoDeviceName, setAutoDeviceName] = useState(() => fromUserAgent(navigator.userAgent));
+  const deviceName = () => typedDeviceName.trim() || autoDeviceName;
+
+  useEffect(() => {
+    let live = true;
+    void defaultDeviceName().then((name) => live && setAutoDeviceName(name));
+    return () => {
+      live = false;
+    };
+  }, []);
 
   useEffect(() => {
     let cancelled = false;
@@ -281,6 +288,20 @@ export function AuthScreen({
                 <input name="displayName" value={displayName} onChange={(e) => setDisplayName(e.target.value)} />
               </label>
             )}
+            <details className="device-name">
+              <summary>{t("deviceNameSummary", { name: typedDeviceName.trim() || autoDeviceName })}</summary>
+              <label>
+                {t("deviceNameOptional")}
+                <input
+                  name="deviceName"
+                  maxLength={64}
+                  autoComplete="off"
+                  placeholder={autoDeviceName}
+                  value={typedDeviceName}
+                  onChange={(e) => setTypedDeviceName(e.target.value)}
+                />
+              </label>
+            </details>
           </>
         ) : (
           totpField

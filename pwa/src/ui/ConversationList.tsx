@@ -6,6 +6,7 @@ import { useI18n } from "../i18n/i18n";
 import { ConversationMode } from "../gen/kitsulan/v1/conversation_pb";
 import { useChat, type Chat } from "../state/chat";
 import { ConversationAvatar } from "./Avatar";
+import { markdownToText } from "../markdown/plainText";
 import { LockIcon } from "./LockIcon";
 import { conversationTitle } from "./names";
 
@@ -58,7 +59,7 @@ export function ConversationList({ chat }: { chat: Chat }) {
                     {e2ee && <LockIcon label={t("e2ee")} />}
                     <span className="name">{title}</span>
                   </span>
-                  <span className="conv-preview">{c.request ? t("requestPreview") : (previews[c.id] ?? "")}</span>
+                  <span className="conv-preview">{c.request ? t("requestPreview") : markdownToText(previews[c.id] ?? "")}</span>
                   {!c.request && c.unreadCount > 0 && (
                     <span className="badge" aria-label={t("unread", { n: c.unreadCount })}>
                       {c.unreadCount}

@@ -7,6 +7,7 @@ import { ConversationKind, ConversationMode, MemberRole } from "../gen/kitsulan/
 import { useI18n } from "../i18n/i18n";
 import { useChat, type Chat } from "../state/chat";
 import { CallButtons } from "./call/CallButtons";
+import { PeopleIcon } from "./call/icons";
 import { ComposeContext, Composer, useCompose } from "./conversation/Composer";
 import { MessageList, TypingLine } from "./conversation/MessageList";
 import { AttachDialog, UploadList, useUploads } from "./conversation/Uploads";
@@ -108,8 +109,18 @@ export function ConversationView({ chat, conversationId }: { chat: Chat; convers
           </button>
         )}
         {isGroup && (
-          <button type="button" className="members-button" onClick={() => setShowMembers(true)}>
-            {t("members")} ({conversation.members.length})
+          <button
+            type="button"
+            className="members-button"
+            aria-label={`${t("members")} (${conversation.members.length})`}
+            onClick={() => setShowMembers(true)}
+          >
+            {/* Phones show the icon and the count, wider screens the words. */}
+            <PeopleIcon />
+            <span className="members-label">
+              {t("members")} ({conversation.members.length})
+            </span>
+            <span className="members-count">{conversation.members.length}</span>
           </button>
         )}
         {!conversation.request && <CallButtons chat={chat} conversationId={conversationId} disabled={needsLink} />}

@@ -4,8 +4,10 @@
 import { useState, type ReactNode } from "react";
 import { useI18n, type Translate } from "../i18n/i18n";
 import { errorText, type MessageKey } from "../i18n/messages";
+import { markdownToText } from "../markdown/plainText";
 import { SafeMarkdown } from "../markdown/SafeMarkdown";
 import type { Item } from "../state/chat";
+import { Confirm } from "./Confirm";
 
 export type Tick = "sending" | "failed" | "sent" | "delivered" | "read";
 
@@ -13,7 +15,7 @@ export type Tick = "sending" | "failed" | "sent" | "delivered" | "read";
 export function snippet(item: Item | undefined): string | null {
   if (item?.content.kind === "attachment") return item.content.file.name;
   if (!item || item.content.kind !== "text") return null;
-  const text = item.content.text.replace(/\s+/g, " ").trim();
+  const text = markdownToText(item.content.text);
   return text.length > 80 ? `${text.slice(0, 80)}…` : text;
 }
 
@@ -65,6 +67,7 @@ export function MessageBubble({
 }) {
   const { t, lang } = useI18n();
   const [menu, setMenu] = useState(false);
+  const [confirmDelete, setConfirmDelete] = useState(false);
   const m = item.message;
   const ms = Number(m.sentAtMs);
   const live = m.deletedAtMs === 0n && !item.local;
@@ -142,11 +145,24 @@ export function MessageBubble({
             </button>
           )}
           {canDelete && (
-            <button type="button" className="danger" onClick={act(onDelete)}>
+            <button type="button" className="danger" onClick={act(() => setConfirmDelete(true))}>
               {t("delete")}
             </button>
           )}
         </div>
+      )}
+      {confirmDelete && (
+        <Confirm
+          title={t("deleteConfirmTitle")}
+          action={t("delete")}
+          onCancel={() => setConfirmDelete(false)}
+          onConfirm={() => {
+            setConfirmDelete(false);
+            onDelete();
+          }}
+        >
+          <p>{t("deleteConfirmText")}</p>
+        </Confirm>
       )}
     </article>
   );

@@ -28,6 +28,15 @@ export function Messenger({
   const active = useChat(chat, (s) => s.active);
   const status = useChat(chat, (s) => s.status);
   const [dialog, setDialog] = useState<"none" | "new" | "settings" | "devices">("none");
+  // The unread total in the tab's title, "(3) KitsuLAN" (message requests do not count).
+  const unread = useChat(chat, (s) => s.conversations.reduce((n, c) => (c.request ? n : n + c.unreadCount), 0));
+  const appName = t("appName");
+  useEffect(() => {
+    document.title = unread > 0 ? `(${unread}) ${appName}` : appName;
+    return () => {
+      document.title = appName;
+    };
+  }, [unread, appName]);
 
   useEffect(() => {
     const onVisible = () => {

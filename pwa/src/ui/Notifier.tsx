@@ -11,6 +11,7 @@ import {
   loadPrefs,
   showSystem,
 } from "../notify/notifications";
+import { markdownToText } from "../markdown/plainText";
 import { useChat, type Chat, type Incoming } from "../state/chat";
 import { conversationTitle, personName } from "./names";
 
@@ -52,7 +53,7 @@ export function Notifier({ chat }: { chat: Chat }) {
         const name = conversationTitle(chat, t, c);
         const text =
           m.content.kind === "text"
-            ? m.content.text.replace(/\s+/g, " ").trim().slice(0, 140)
+            ? markdownToText(m.content.text).slice(0, 140)
             : m.content.kind === "attachment"
               ? m.content.file.name.slice(0, 140)
               : "";

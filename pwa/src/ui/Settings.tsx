@@ -1,6 +1,7 @@
 // Settings.tsx — profile (picture, display name, username, account id), notifications, devices,
 // language, theme, sign out.
 import { useEffect, useState, type FormEvent } from "react";
+import { deviceClient } from "../api";
 import { reasonOf } from "../errors";
 import { useI18n } from "../i18n/i18n";
 import { errorText } from "../i18n/messages";
@@ -11,6 +12,7 @@ import { AccountSecurity } from "./AccountSecurity";
 import { Avatar } from "./Avatar";
 import { AvatarPicker } from "./AvatarPicker";
 import { CallSettings } from "./call/CallSettings";
+import { Confirm } from "./Confirm";
 import { CopyId } from "./CopyId";
 import { Dialog } from "./Dialog";
 import { personName } from "./names";
@@ -141,6 +143,62 @@ function Notifications() {
 }
 
 /** The accounts we blocked, each with Unblock. */
+/**
+ * Sign out, after saying what this device loses: its keys and its copy of the encrypted history
+ * (wiped from this browser). With no other device of this account linked, and no key backup
+ * yet, nothing can read the earlier encrypted messages again: the warning says so plainly.
+ */
+function SignOut({ onSignOut }: { onSignOut: () => Promise<void> }) {
+  const { t } = useI18n();
+  /** null: not asked; "checking": looking for other devices; then how many others there are
+   * (-1 when that could not be found out, e.g. offline: the stronger warning then). */
+  const [others, setOthers] = useState<null | "checking" | number>(null);
+  const [busy, setBusy] = useState(false);
+
+  async function ask() {
+    setOthers("checking");
+    try {
+      const { devices } = await deviceClient.listDevices({});
+      setOthers(devices.filter((d) => !d.current).length);
+    } catch {
+      setOthers(-1);
+    }
+  }
+
+  return (
+    <>
+      <button type="button" className="danger" onClick={() => void ask()}>
+        {t("signOut")}
+      </button>
+      {others !== null && (
+        <Confirm
+          title={t("signOutConfirmTitle")}
+          action={t("signOut")}
+          busy={busy || others === "checking"}
+          onCancel={() => setOthers(null)}
+          onConfirm={() => {
+            setBusy(true);
+            void onSignOut().finally(() => setBusy(false));
+          }}
+        >
+          <p>{t("signOutWipes")}</p>
+          {others === "checking" ? (
+            <p className="muted" role="status">
+              {t("signOutChecking")}
+            </p>
+          ) : others > 0 ? (
+            <p>{t("signOutOtherDevices", { n: others })}</p>
+          ) : (
+            <p className="warning" role="alert">
+              {others === 0 ? t("signOutOnlyDevice") : t("signOutUnknownDevices")}
+            </p>
+          )}
+        </Confirm>
+      )}
+    </>
+  );
+}
+
 function Blocked({ chat }: { chat: Chat }) {
   const { t } = useI18n();
   useChat(chat, (s) => s.profiles); // names arrive after the list
@@ -212,7 +270,7 @@ export function Settings({
 }) {
   const { t } = useI18n();
   return (
-    <Dialog title={t("settings")} onClose={onClose}>
+    <Dialog title={t("settings")} onClose={onClose} focusInput={false}>
       <Profile chat={chat} />
       <AccountSecurity />
       <Notifications />
@@ -223,9 +281,7 @@ export function Settings({
       </button>
       <Preferences theme={theme} setTheme={setTheme} />
       <div className="row">
-        <button type="button" className="danger" onClick={() => void onSignOut()}>
-          {t("signOut")}
-        </button>
+        <SignOut onSignOut={onSignOut} />
         <button type="button" onClick={onClose}>
           {t("closeSettings")}
         </button>

@@ -1,7 +1,7 @@
 // Composer.tsx — writing in a conversation: the draft (Enter sends, Shift+Enter makes a new line;
 // Escape cancels a reply or an edit), what it answers or edits, typing updates (at most one every
 // 3 s while the draft changes), the attach button and pasted files (handed to Uploads.tsx).
-import { useRef, useState, type ClipboardEvent, type FormEvent, type KeyboardEvent } from "react";
+import { useEffect, useRef, useState, type ClipboardEvent, type FormEvent, type KeyboardEvent } from "react";
 import { useI18n } from "../../i18n/i18n";
 import type { Chat, Item } from "../../state/chat";
 import { PaperclipIcon } from "../call/icons";
@@ -98,6 +98,14 @@ export function Composer({
   const [error, setError] = useState<string | null>(null);
   const fileInput = useRef<HTMLInputElement>(null);
   const { draft, editing, replyTo } = compose;
+  const input = compose.input;
+
+  // Opening a conversation puts the cursor here, so one can type at once; not on touch screens,
+  // where it would pop up the keyboard over the history the person opened it to read.
+  useEffect(() => {
+    if (disabled || window.matchMedia("(pointer: coarse)").matches) return;
+    input.current?.focus({ preventScroll: true });
+  }, [conversationId, disabled, input]);
 
   async function submit(e?: FormEvent) {
     e?.preventDefault();
