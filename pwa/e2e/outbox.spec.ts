@@ -183,6 +183,9 @@ test("a message that cannot go for minutes says Not sent; Retry sends it once", 
   await expect(waiting.getByText("Not sent")).toBeVisible();
   await expect(waiting).toContainText("No connection to the server for a few minutes.");
   await alice.screenshot({ path: "e2e/artifacts/outbox-not-sent-timeout.png" });
+  await alice.emulateMedia({ colorScheme: "dark" });
+  await alice.screenshot({ path: "e2e/artifacts/outbox-not-sent-timeout-dark.png" });
+  await alice.emulateMedia({ colorScheme: "light" });
 
   // The server is back: a Not-sent message does not go on its own (the person decides)…
   await server("start");
