@@ -2,7 +2,10 @@
 // Connects with Hello{token, resume}, processes events strictly in order, acknowledges each
 // (cumulatively) only after the handler finished, heartbeats, and reconnects with backoff,
 // resuming where the last connection stopped. Duplicates after a reconnect are the handler's to
-// drop (by message id); the gateway only guarantees order and at-least-once.
+// drop (by message id); the gateway only guarantees order and at-least-once. A connection that
+// is silently dead (the browser went offline, a Wi-Fi that dropped: the socket may stay "open"
+// for minutes) is noticed by the browser's `offline` event and by heartbeats that go unanswered
+// for two intervals; it is then closed, shown as offline and reconnected.
 import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
 import {
   ClientFrameSchema,
@@ -39,18 +42,22 @@ export class Gateway {
   private heartbeat: ReturnType<typeof setInterval> | undefined;
   private retry: ReturnType<typeof setTimeout> | undefined;
   private nonce = 0n;
+  /** When the current socket last received a frame (ms). */
+  private lastFrameAt = 0;
 
   constructor(private readonly opts: GatewayOptions) {}
 
   start(): void {
     this.stopped = false;
     window.addEventListener("online", this.reconnectNow);
+    window.addEventListener("offline", this.wentOffline);
     void this.connect();
   }
 
   stop(): void {
     this.stopped = true;
     window.removeEventListener("online", this.reconnectNow);
+    window.removeEventListener("offline", this.wentOffline);
     clearTimeout(this.retry);
     clearInterval(this.heartbeat);
     this.ws?.close(1000);
@@ -75,6 +82,24 @@ export class Gateway {
     this.attempt = 0;
     void this.connect();
   };
+
+  /** The browser says the network is gone: the socket is dead even if it still looks open. */
+  private wentOffline = (): void => {
+    if (this.stopped) return;
+    this.dropConnection();
+  };
+
+  /** Closes the current socket as dead: offline now, a reconnect scheduled. */
+  private dropConnection(): void {
+    const ws = this.ws;
+    if (!ws) return;
+    this.ws = null;
+    clearInterval(this.heartbeat);
+    ws.onclose = null;
+    ws.close(4000);
+    this.opts.onStatus("offline");
+    this.scheduleReconnect();
+  }
 
   private send(frame: ClientFrame): void {
     if (this.ws?.readyState === WebSocket.OPEN) this.ws.send(toBinary(ClientFrameSchema, frame));
@@ -104,6 +129,7 @@ export class Gateway {
     };
     ws.onmessage = (msg) => {
       if (ws !== this.ws || !(msg.data instanceof ArrayBuffer)) return;
+      this.lastFrameAt = Date.now();
       this.onFrame(ws, new Uint8Array(msg.data));
     };
     ws.onclose = (ev) => {
@@ -146,7 +172,13 @@ export class Gateway {
         this.opts.onStatus("online");
         const every = Math.max(1000, Math.floor((ready.heartbeatIntervalMs || 15_000) / 2));
         clearInterval(this.heartbeat);
+        this.lastFrameAt = Date.now();
         this.heartbeat = setInterval(() => {
+          // Nothing heard (not even a heartbeat ack) for two intervals: the connection is dead.
+          if (Date.now() - this.lastFrameAt > 2 * every + 1000) {
+            this.dropConnection();
+            return;
+          }
           this.nonce += 1n;
           this.send(create(ClientFrameSchema, { frame: { case: "heartbeat", value: { nonce: this.nonce } } }));
         }, every);
