@@ -14,6 +14,7 @@ import { Gateway } from "../gateway/client";
 import { ConversationKind, type Conversation } from "../gen/kitsulan/v1/conversation_pb";
 import type { Event } from "../gen/kitsulan/v1/gateway_pb";
 import * as db from "../storage/db";
+import { Cache, sealedStorage } from "./cache";
 import { Conversations } from "./conversations";
 import { Files } from "./files";
 import { Messages, type Incoming } from "./messages";
@@ -39,6 +40,8 @@ export class Chat {
   readonly receipts: Receipts;
   readonly messages: Messages;
   readonly files: Files;
+  /** The offline copy of the list and history (sealed in IndexedDB). */
+  readonly cache: Cache;
   readonly verifier: Verifier;
   /** Voice and video calls (calls/calls.ts), signalled over this chat's gateway. */
   readonly calls: Calls;
@@ -92,6 +95,20 @@ export class Chat {
         this.messages.send(conversationId, text, undefined, "", attachmentIds),
       profiles: this.profiles,
     });
+    this.cache = new Cache(this.store, {
+      storage: sealedStorage(engine),
+      subscribe: (l) => this.store.subscribe(l),
+      client: conversationClient,
+      decrypt: (m) => engine.decrypt(m),
+      markRead: (conversationId) => this.receipts.markReadIfVisible(conversationId),
+      onHidden: (l) => {
+        const h = () => {
+          if (document.visibilityState === "hidden") l();
+        };
+        document.addEventListener("visibilitychange", h);
+        return () => document.removeEventListener("visibilitychange", h);
+      },
+    });
     this.verifier = new Verifier(
       engine,
       (verification) => {
@@ -138,6 +155,9 @@ export class Chat {
 
   async start(): Promise<void> {
     await this.profiles.restore();
+    // The list and history as this device last had them, before the network answers.
+    await this.cache.restore();
+    this.cache.start();
     this.refreshVerified();
     this.gateway.start();
     void serverInfoClient
@@ -149,10 +169,19 @@ export class Chat {
   }
 
   stop(): void {
+    this.cache.stop();
     this.calls.dispose();
     this.gateway.stop();
     clearInterval(this.typingTimer);
     this.verifier.dispose();
+  }
+
+  /** Stops, writes the offline copy, and waits for the engine's last operation: another tab
+   * takes over this device (App.tsx, lib/tablock.ts). */
+  async close(): Promise<void> {
+    this.stop();
+    await this.cache.flush();
+    await this.engine.idle();
   }
 
   /** Starts verifying the person `accountId` with SAS emoji (the dialog shows the steps). */
@@ -192,7 +221,8 @@ export class Chat {
     this.conversations.open(id);
     if (id) {
       this.refreshNames(id);
-      if (!this.state.threads[id]?.loaded) void this.messages.loadOlder(id);
+      if (this.cache.isStale(id)) void this.cache.refresh(id).catch(() => undefined);
+      else if (!this.state.threads[id]?.loaded) void this.messages.loadOlder(id);
       else this.receipts.markReadIfVisible(id);
     }
   }
@@ -253,6 +283,7 @@ export class Chat {
       }
       case "syncComplete":
         await this.conversations.load(true);
+        this.cache.refreshActive();
         void this.engine.topUpKeys().catch(() => undefined);
         return;
       default:

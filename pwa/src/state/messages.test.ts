@@ -67,7 +67,7 @@ describe("messages.apply", () => {
   });
 });
 
-type Encrypted = { messageId: string; ciphertext: Uint8Array; sessionId: Uint8Array };
+type Encrypted = { messageId: string; ciphertext: Uint8Array; sessionId: Uint8Array; unreadableBy: string[] };
 
 function setup(client: Partial<ConversationClient>, s = state({ conversations: [conversation({ members: [ME, BOB] })] })) {
   const st = new TestState(s);
@@ -75,7 +75,7 @@ function setup(client: Partial<ConversationClient>, s = state({ conversations: [
   const engine = {
     encrypt: vi.fn(
       (_c: string, _members: string[], _text: string): Promise<Encrypted> =>
-        Promise.resolve({ messageId: "new-id", ciphertext: new Uint8Array([1, 2]), sessionId: new Uint8Array([9]) }),
+        Promise.resolve({ messageId: "new-id", ciphertext: new Uint8Array([1, 2]), sessionId: new Uint8Array([9]), unreadableBy: [] }),
     ),
     decrypt: vi.fn((m: Message): Promise<Content> => Promise.resolve(text(`text of ${m.id}`))),
   };
@@ -111,6 +111,7 @@ describe("Messages", () => {
     expect(items).toHaveLength(1);
     expect(items[0]?.local).toBeUndefined();
     expect(items[0]?.message.seq).toBe(7n);
+    expect(items[0]?.unreadableBy).toBeUndefined(); // everyone had a device that can read
     expect(st.s.conversations[0]?.lastSeq).toBe(7n);
     expect(st.s.previews[CONV]).toBe("hello");
   });
@@ -219,8 +220,28 @@ describe("Messages", () => {
     });
   });
 
-  it("decrypts again the messages that waited for a room key, and updates the preview", async () => {
-    const { messages, st } = setup({});
+  // offline (issue 17, honest receipts): who could not read our message stays on it.
+  it("keeps on our message who had no device that could read it, also once the server's copy comes", async () => {
+    const { messages, st, deps } = setup({
+      sendMessage: (() => ({ message: message({ id: "new-id", seq: 7n, senderAccountId: ME }) })) as never,
+    });
+    deps.engine.encrypt.mockResolvedValueOnce({
+      messageId: "new-id",
+      ciphertext: new Uint8Array([1]),
+      sessionId: new Uint8Array([9]),
+      unreadableBy: [BOB],
+    });
+    await messages.send(CONV, "can you read this?");
+    const sent = st.s.threads[CONV]?.items[0];
+    expect(sent?.local).toBeUndefined();
+    expect(sent?.unreadableBy).toEqual([BOB]);
+    // The same message delivered again over the gateway (the server's copy) keeps it too.
+    st.dispatch({ type: "messageArrived", message: message({ id: "new-id", seq: 7n, senderAccountId: ME, editedAtMs: 1n }), content: text("x"), known: true, fromOther: false, visible: true });
+    expect(st.s.threads[CONV]?.items[0]?.unreadableBy).toEqual([BOB]);
+  });
+
+  it("decrypts again the messages that waited for a room key, updates the preview, and marks them read", async () => {
+    const { messages, st, deps } = setup({});
     const waiting = message({ id: "w", seq: 4n });
     st.dispatch({
       type: "messagesChanged",
@@ -230,5 +251,6 @@ describe("Messages", () => {
     await messages.retryUndecrypted("s1");
     expect(texts(st.s.threads[CONV]?.items ?? [])).toEqual(["text of w"]);
     expect(st.s.previews[CONV]).toBe("text of w");
+    expect(deps.markRead).toHaveBeenCalledWith(CONV);
   });
 });

@@ -18,6 +18,9 @@ export interface Item {
   text?: string;
   /** The attachment ids our own send names (kept for a retry). */
   attachmentIds?: string[];
+  /** Our own message: the members who had no device that could read it when it was encrypted
+   * (engine.encrypt's `unreadableBy`); the bubble warns, and it never shows as read by them. */
+  unreadableBy?: string[];
 }
 
 export interface Thread {
@@ -55,7 +58,9 @@ export function merge(thread: Thread | undefined, incoming: Item[], patch: Parti
     ) {
       continue; // a duplicate
     }
-    byId.set(item.message.id, item);
+    // The server's copy of our message does not know who could not read it: keep that.
+    const unreadableBy = item.unreadableBy ?? have?.unreadableBy;
+    byId.set(item.message.id, unreadableBy && !item.unreadableBy ? { ...item, unreadableBy } : item);
   }
   const items = [...byId.values()].sort((a, b) => {
     const sa = a.message.seq || BigInt(Number.MAX_SAFE_INTEGER);
@@ -164,6 +169,7 @@ export class Messages {
         local: "sending",
         text,
         attachmentIds,
+        ...("unreadableBy" in encrypted && encrypted.unreadableBy.length > 0 ? { unreadableBy: encrypted.unreadableBy } : {}),
       };
       this.state.dispatch({ type: "messagesChanged", conversationId, items: [placeholder] });
       const res = await this.deps.client.sendMessage({
@@ -242,6 +248,8 @@ export class Messages {
       const items: Item[] = [];
       for (const i of waiting) items.push({ message: i.message, content: await this.deps.engine.decrypt(i.message) });
       this.state.dispatch({ type: "decrypted", conversationId, items });
+      // Shown now: the read mark may move past them (receipts.readMarkDue).
+      this.deps.markRead(conversationId);
     }
   }
 }

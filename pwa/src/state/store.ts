@@ -13,6 +13,7 @@ import type { AttachmentEvent } from "../gen/kitsulan/v1/attachment_pb";
 import type { AvatarInfo } from "../gen/kitsulan/v1/avatar_pb";
 import type { Conversation, Message } from "../gen/kitsulan/v1/conversation_pb";
 import type { ReceiptEvent, TypingEvent } from "../gen/kitsulan/v1/gateway_pb";
+import * as cache from "./cache";
 import * as conversations from "./conversations";
 import * as files from "./files";
 import * as messages from "./messages";
@@ -81,7 +82,11 @@ export type ChatEvent =
   | { type: "ttlChoices"; seconds: number[] }
   | { type: "fileExpired"; attachmentId: string }
   | { type: "downloads"; attachmentId: string; downloads: Array<{ accountId: string; atMs: number }> }
-  | { type: "attachment"; event: AttachmentEvent };
+  | { type: "attachment"; event: AttachmentEvent }
+  // The offline copy (offline, issue 17: cache.ts).
+  | { type: "cacheRestored"; snapshot: cache.Snapshot }
+  /** The newest page of a restored thread, instead of the cached items (a gap between them). */
+  | { type: "threadRefreshed"; conversationId: string; items: Item[]; more: boolean };
 
 /** The state of a device that has just signed in. */
 export function initialState(me: { accountId: string; deviceId: string }): ChatState {
@@ -130,6 +135,7 @@ export function applyChat(state: ChatState, event: ChatEvent): ChatState {
   s = receipts.apply(s, event);
   s = profiles.apply(s, event);
   s = files.apply(s, event);
+  s = cache.apply(s, event);
   return s;
 }
 
