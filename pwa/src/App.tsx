@@ -1,9 +1,9 @@
 // App.tsx — the top level: restores the session and the E2EE engine from IndexedDB, then shows
-// either the sign-in screen or the messenger. Only one tab drives the device at a time (lib/tablock.ts:
-// a Web Lock, or a heartbeat and a BroadcastChannel on plain http), since two tabs advancing the
-// same ratchets would corrupt them; another tab can be asked to hand over ("Use here"). Signing out — here, or
-// from another device (gateway close 4003, or a refresh token refused) — stops everything and
-// wipes the local data.
+// either the sign-in screen or the messenger. Only one tab drives the device at a time
+// (lib/tablock.ts: a Web Lock, or a heartbeat and a BroadcastChannel on plain http), since two
+// tabs advancing the same ratchets would corrupt them; "Use here" asks the other tab to hand
+// over. Signing out — here, or from another device (gateway close 4003, or a refresh token
+// refused) — stops everything and wipes the local data.
 import { useCallback, useEffect, useRef, useState } from "react";
 import { loadSession, session, signOut } from "./auth/session";
 import { resetCallPrefs } from "./calls/prefs";
