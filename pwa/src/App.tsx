@@ -9,7 +9,7 @@ import { loadSession, session, signOut } from "./auth/session";
 import { resetCallPrefs } from "./calls/prefs";
 import { forgetIceServers } from "./calls/turn";
 import { E2ee, loadCrypto } from "./crypto/engine";
-import { acquireTabLock, type Acquired } from "./lib/tablock";
+import { acquireTabLock, type AcquireOptions, type Acquired } from "./lib/tablock";
 import { I18nProvider, useI18n } from "./i18n/i18n";
 import type { MessageKey } from "./i18n/messages";
 import { resetNotifications } from "./notify/notifications";
@@ -30,7 +30,7 @@ type Phase =
 /** The page's first try for the tab lock, shared (React's StrictMode runs the effect twice). */
 let firstTry: Promise<Acquired> | null = null;
 
-function holdTabLock(takeover: boolean, onLost: () => Promise<void>): Promise<Acquired> {
+function holdTabLock(takeover: boolean, onLost: AcquireOptions["onLost"]): Promise<Acquired> {
   if (takeover) return acquireTabLock({ takeover, onLost });
   firstTry ??= acquireTabLock({ onLost });
   return firstTry;
@@ -75,12 +75,13 @@ function Root() {
     [signedOut],
   );
 
-  /** Another tab takes over: stop the chat and let the engine finish before it loads the state. */
-  const lost = useCallback(async () => {
+  /** Another tab takes over: stop the chat and let the engine finish before it loads the state
+   * (asked to hand over, write the offline copy first; overtaken while frozen, write nothing). */
+  const lost = useCallback(async (how: "handed-over" | "overtaken") => {
     const chat = current.current;
     current.current = null;
     if (chat) {
-      await chat.close().catch((err: unknown) => console.warn("stopping for another tab", err));
+      await chat.close(how === "handed-over").catch((err: unknown) => console.warn("stopping for another tab", err));
       chat.engine.dispose();
     }
     setPhase({ kind: "other-tab", why: "taken" });

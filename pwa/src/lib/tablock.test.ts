@@ -219,6 +219,7 @@ describe("tab lock over a heartbeat (no Web Locks: plain http)", () => {
     );
     expect(second.lock?.id).toBe("b");
     expect(order).toEqual(["owner stopping", "owner stopped", "new tab holds"]);
+    expect(onLost).toHaveBeenCalledWith("handed-over");
     await vi.advanceTimersByTimeAsync(10 * TIMING.beatMs);
     expect(beat(b)?.owner).toBe("b"); // the old owner beats no more
     expect(onLost).toHaveBeenCalledTimes(1);
@@ -245,6 +246,7 @@ describe("tab lock over a heartbeat (no Web Locks: plain http)", () => {
     b.frozen.delete("A");
     await vi.advanceTimersByTimeAsync(TIMING.beatMs);
     expect(onLost).toHaveBeenCalledTimes(1);
+    expect(onLost).toHaveBeenCalledWith("overtaken");
     expect(beat(b)?.owner).toBe("b");
   });
 });

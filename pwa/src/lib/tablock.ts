@@ -77,8 +77,10 @@ export interface TabLock {
 export interface AcquireOptions {
   /** Ask a living owner to hand over (the person chose "Use here"). */
   takeover?: boolean;
-  /** Another tab took over: stop everything that touches the device's state, then resolve. */
-  onLost: () => Promise<void> | void;
+  /** Another tab took over: stop everything that touches the device's state, then resolve.
+   * "handed-over": asked, this tab may still write what it holds before it resolves;
+   * "overtaken": this tab was frozen and another took over meanwhile, it must write nothing. */
+  onLost: (how: "handed-over" | "overtaken") => Promise<void> | void;
 }
 
 export type Acquired = { lock: TabLock } | { lock: null; why: "other-tab" | "no-answer" };
@@ -297,13 +299,13 @@ function holder(
     for (const c of cleanups.splice(0)) c();
     channel?.close();
     releaseWebLock?.();
-    void options.onLost();
+    void options.onLost("overtaken");
   };
   const handOver = async () => {
     if (!held || handingOver) return;
     handingOver = true;
     try {
-      await options.onLost();
+      await options.onLost("handed-over");
     } finally {
       release();
       channel?.postMessage({ t: "released", from: id } satisfies Signal);

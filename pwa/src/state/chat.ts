@@ -176,11 +176,12 @@ export class Chat {
     this.verifier.dispose();
   }
 
-  /** Stops, writes the offline copy, and waits for the engine's last operation: another tab
-   * takes over this device (App.tsx, lib/tablock.ts). */
-  async close(): Promise<void> {
+  /** Stops, writes the offline copy (unless `flush` is false: another tab already owns the
+   * device), and waits for the engine's last operation: another tab takes over this device
+   * (App.tsx, lib/tablock.ts). */
+  async close(flush = true): Promise<void> {
     this.stop();
-    await this.cache.flush();
+    if (flush) await this.cache.flush();
     await this.engine.idle();
   }
 
