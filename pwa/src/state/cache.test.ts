@@ -44,6 +44,10 @@ const seqItem = (seq: number, extra: Partial<Item> = {}, content: Content = text
 const thread = (items: Item[], more = false): Thread => ({ items, more, loaded: true });
 const me = { accountId: ME, deviceId: MY_DEVICE, displayName: "Me", username: "me", avatarId: "", avatarVersion: 0 };
 
+/** The snapshot of a state with one conversation (CONV) holding `items`. */
+const copyOf = (items: Item[], more = false, c = conversation({})) =>
+  snapshotOf(state({ me, conversations: [c], threads: { [CONV]: thread(items, more) } }));
+
 /** The snapshot as it comes back from storage (the sealed records' encoding). */
 const stored = (s: Snapshot): Snapshot => decodeValue<Snapshot>(encodeValue(s));
 
@@ -233,7 +237,7 @@ describe("Cache", () => {
   });
 
   it("restores before the network, then a newer page is merged when it reaches the copy", async () => {
-    const before = snapshotOf(state({ me, conversations: [conversation({ lastSeq: 3n })], threads: { [CONV]: thread([seqItem(2), seqItem(3)], true) } }));
+    const before = copyOf([seqItem(2), seqItem(3)], true, conversation({ lastSeq: 3n }));
     const { st, cache, list, markRead } = setup(before);
     await cache.restore();
     expect(st.s.conversations.map((c) => c.id)).toEqual([CONV]);
@@ -249,11 +253,18 @@ describe("Cache", () => {
   });
 
   it("replaces the copy by the newest page when messages were missed in between (keeping live ones)", async () => {
-    const before = snapshotOf(state({ me, conversations: [conversation({})], threads: { [CONV]: thread([seqItem(1), seqItem(2)]) } }));
+    const before = copyOf([seqItem(1), seqItem(2)]);
     const { st, cache, list } = setup(before);
     await cache.restore();
     // A live message arrives before the refresh answers.
-    st.dispatch({ type: "messageArrived", message: message({ id: "m90", seq: 90n }), content: text("live"), known: false, fromOther: true, visible: true });
+    st.dispatch({
+      type: "messageArrived",
+      message: message({ id: "m90", seq: 90n }),
+      content: text("live"),
+      known: false,
+      fromOther: true,
+      visible: true,
+    });
     list.mockReturnValueOnce({ messages: [message({ id: "m50", seq: 50n }), message({ id: "m51", seq: 51n })], more: true });
     await cache.refresh(CONV);
     expect(st.s.threads[CONV]?.items.map((i) => i.message.seq)).toEqual([50n, 51n, 90n]);
@@ -261,7 +272,7 @@ describe("Cache", () => {
   });
 
   it("keeps undecryptable messages waiting for their key after a restore", async () => {
-    const before = snapshotOf(state({ me, conversations: [conversation({})], threads: { [CONV]: thread([seqItem(1, {}, waiting)]) } }));
+    const before = copyOf([seqItem(1, {}, waiting)]);
     const { st, cache } = setup(before);
     await cache.restore();
     const s = applyChat(st.s, { type: "decrypted", conversationId: CONV, items: [seqItem(1, {}, text("now"))] });
@@ -286,8 +297,8 @@ describe("the sealed records", () => {
     idb.clear();
     const warn = vi.spyOn(console, "warn").mockImplementation(() => undefined);
     const key = generatePickleKey();
-    const s = state({ me, conversations: [conversation({})], previews: { [CONV]: "top secret preview" }, threads: { [CONV]: thread([seqItem(1, {}, text("top secret text"))]) } });
-    const snap = snapshotOf(s);
+    const snap = copyOf([seqItem(1, {}, text("top secret text"))]);
+    snap.index.previews = { [CONV]: "top secret preview" };
     await sealedStorage(sealer(key)).save({ index: snap.index, threads: snap.threads }, []);
     expect([...idb.keys()].sort()).toEqual(["cache/index", `cache/thread:${CONV}`]);
     for (const v of idb.values()) {

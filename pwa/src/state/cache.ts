@@ -233,7 +233,9 @@ export class Cache {
   flush(): Promise<void> {
     if (this.timer !== null) clearTimeout(this.timer);
     this.timer = null;
-    this.writing = this.writing.then(() => this.write()).catch((err: unknown) => console.warn("the offline copy was not written", err));
+    this.writing = this.writing
+      .then(() => this.write())
+      .catch((err: unknown) => console.warn("the offline copy was not written", err));
     return this.writing;
   }
 

@@ -236,7 +236,14 @@ describe("Messages", () => {
     expect(sent?.local).toBeUndefined();
     expect(sent?.unreadableBy).toEqual([BOB]);
     // The same message delivered again over the gateway (the server's copy) keeps it too.
-    st.dispatch({ type: "messageArrived", message: message({ id: "new-id", seq: 7n, senderAccountId: ME, editedAtMs: 1n }), content: text("x"), known: true, fromOther: false, visible: true });
+    st.dispatch({
+      type: "messageArrived",
+      message: message({ id: "new-id", seq: 7n, senderAccountId: ME, editedAtMs: 1n }),
+      content: text("x"),
+      known: true,
+      fromOther: false,
+      visible: true,
+    });
     expect(st.s.threads[CONV]?.items[0]?.unreadableBy).toEqual([BOB]);
   });
 
