@@ -50,6 +50,15 @@ test("two tabs on a plain-http host: the second yields, the first keeps working,
 
     // A second tab of the same browser yields, and says so.
     const second = await context.newPage();
+    // While it waits it touches nothing: no gateway connection, no API call.
+    const waiting: string[] = [];
+    let yielded = true;
+    second.on("websocket", (ws) => {
+      if (yielded) waiting.push(ws.url());
+    });
+    second.on("request", (r) => {
+      if (yielded && r.method() === "POST") waiting.push(r.url());
+    });
     await second.goto(lan);
     await expect(second.getByRole("alert")).toHaveText(otherTab);
     await expect(second.getByRole("button", { name: "Use here" })).toBeVisible();
@@ -68,16 +77,27 @@ test("two tabs on a plain-http host: the second yields, the first keeps working,
       await expect(bubble(bob, text).getByText(text)).toBeVisible();
     }
 
+    expect(waiting).toEqual([]);
+
     // "Use here": the first tab stops (and says why), the second takes over and sends.
+    yielded = false;
     await second.getByRole("button", { name: "Use here" }).click();
     await messenger(second);
     await expect(first.getByRole("alert")).toHaveText(takenOver);
     await first.screenshot({ path: "e2e/artifacts/tabs-first-taken-over.png" });
+    // The stopped tab touches nothing any more.
+    const after: string[] = [];
+    first.on("websocket", (ws) => after.push(ws.url()));
+    first.on("request", (r) => {
+      if (r.method() === "POST") after.push(r.url());
+    });
     await second.getByRole("complementary").getByRole("button", { name: /Bob/ }).click();
     await send(second, "four, from the second tab");
     await expect(bubble(bob, "four, from the second tab").getByText("four, from the second tab")).toBeVisible();
     await send(bob, "five, to whichever tab");
     await expect(bubble(second, "five, to whichever tab").getByText("five, to whichever tab")).toBeVisible();
+
+    expect(after).toEqual([]);
 
     // Closing the tab in charge frees the device at once for a new one.
     await first.close();
