@@ -225,6 +225,13 @@ describe("tab lock over a heartbeat (no Web Locks: plain http)", () => {
     expect(onLost).toHaveBeenCalledTimes(1);
   });
 
+  it("'Use here' right after the other tab crashed: taken once its heartbeat is stale and nobody answers", async () => {
+    const b = new FakeBrowser();
+    b.storage.set(STORAGE_KEY, JSON.stringify({ owner: "crashed", at: Date.now() - 2000 }));
+    const taken = await settle(acquireTabLock({ takeover: true, onLost: vi.fn() }, b.env("B", "b")));
+    expect(taken.lock?.id).toBe("b");
+  });
+
   it("never takes over from a living owner that does not answer", async () => {
     const b = new FakeBrowser();
     const onLost = vi.fn();

@@ -205,7 +205,8 @@ export async function acquireTabLock(
   // The heartbeat: free, or (takeover) handed over by an owner that answers.
   let won = await claim(id, env, timing, channel);
   if (!won && options.takeover) {
-    if (!(await askToHandOver())) return no("no-answer");
+    // Handed over, or (no answer) gone meanwhile: the same claim decides, nothing is forced.
+    await askToHandOver();
     won = await claim(id, env, timing, channel);
   }
   if (!won) return no(options.takeover ? "no-answer" : "other-tab");
