@@ -262,7 +262,10 @@ async function claim(id: string, env: TabLockEnv, timing: Timing, channel: Chann
     };
   }
   const again = readBeat(env);
-  if (again && again.owner !== id && env.now() - again.at < timing.staleMs) return false;
+  if (again && again.owner !== id && env.now() - again.at < timing.staleMs) {
+    if (channel) channel.onmessage = null;
+    return false;
+  }
   writeBeat(env, id);
   await sleep(timing.settleMs);
   const settled = readBeat(env);
