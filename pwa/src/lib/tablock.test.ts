@@ -223,6 +223,10 @@ describe("tab lock over a heartbeat (no Web Locks: plain http)", () => {
     await vi.advanceTimersByTimeAsync(10 * TIMING.beatMs);
     expect(beat(b)?.owner).toBe("b"); // the old owner beats no more
     expect(onLost).toHaveBeenCalledTimes(1);
+    // And back: the new owner answers a takeover in turn.
+    const back = await settle(acquireTabLock({ takeover: true, onLost: vi.fn() }, b.env("A", "a2")));
+    expect(back.lock?.id).toBe("a2");
+    expect(beat(b)?.owner).toBe("a2");
   });
 
   it("'Use here' right after the other tab crashed: taken once its heartbeat is stale and nobody answers", async () => {
@@ -273,6 +277,11 @@ describe("tab lock over Web Locks (secure contexts)", () => {
     expect(onLost).toHaveBeenCalledTimes(1);
     expect(taken.lock?.id).toBe("b");
     expect(b.webLockHolder).toBe("B");
+    // And back: the new owner answers a takeover in turn (long after it took the lock).
+    await vi.advanceTimersByTimeAsync(2 * TIMING.takeoverMs);
+    const back = await settle(acquireTabLock({ takeover: true, onLost: vi.fn() }, b.env("A", "a2", true)));
+    expect(back.lock?.id).toBe("a2");
+    expect(b.webLockHolder).toBe("A");
   });
 
   it("gives up a takeover when the owner does not answer", async () => {

@@ -152,15 +152,17 @@ function waitFor(channel: ChannelLike | null, ms: number, match: (s: Signal) => 
     }
     const before = channel.onmessage;
     const timer = setTimeout(() => done(false), ms);
-    const done = (v: boolean) => {
-      clearTimeout(timer);
-      channel.onmessage = before;
-      resolve(v);
-    };
-    channel.onmessage = (e) => {
+    const mine = (e: { data: unknown }) => {
       before?.(e);
       if (isSignal(e.data) && match(e.data)) done(true);
     };
+    const done = (v: boolean) => {
+      clearTimeout(timer);
+      // Not if someone set another handler meanwhile (the lock came: the holder's).
+      if (channel.onmessage === mine) channel.onmessage = before;
+      resolve(v);
+    };
+    channel.onmessage = mine;
   });
 }
 
