@@ -128,3 +128,37 @@ test("two tabs on a plain-http host: the second yields, the first keeps working,
     await lanBrowser.close();
   }
 });
+
+test("two tabs in a secure context (Web Locks): the second yields, and Use here hands over", async ({ browser }) => {
+  const bobName = `bob-tabs2-${stamp}`;
+  const bob = await signUp(browser, bobName, "Bob");
+  const first = await signUp(browser, `alice-tabs2-${stamp}`, "Alice");
+  expect(await first.evaluate(() => window.isSecureContext && "locks" in navigator)).toBe(true);
+  await first.getByRole("button", { name: "New conversation" }).click();
+  const dialog = first.getByRole("dialog", { name: "New conversation" });
+  await dialog.getByRole("textbox", { name: "Their username" }).fill(bobName);
+  await dialog.getByRole("button", { name: "Start conversation" }).click();
+  await send(first, "from the first tab");
+
+  const second = await first.context().newPage();
+  await second.goto("/");
+  await expect(second.getByRole("alert")).toHaveText(otherTab);
+  await second.getByRole("button", { name: "Use here" }).click();
+  await messenger(second);
+  await expect(first.getByRole("alert")).toHaveText(takenOver);
+  await second.getByRole("complementary").getByRole("button", { name: /Bob/ }).click();
+  await send(second, "from the second tab");
+
+  // And back again: the second tab hands over in turn.
+  await first.getByRole("button", { name: "Use here" }).click();
+  await messenger(first);
+  await expect(second.getByRole("alert")).toHaveText(takenOver);
+  await first.getByRole("complementary").getByRole("button", { name: /Bob/ }).click();
+  await send(first, "from the first tab again");
+
+  await acceptRequest(bob, /Alice/);
+  for (const text of ["from the first tab", "from the second tab", "from the first tab again"]) {
+    await expect(bubble(bob, text).getByText(text, { exact: true })).toBeVisible();
+  }
+  await expect(bob.getByRole("log").getByText("Waiting for the key to decrypt this message…")).toHaveCount(0);
+});
