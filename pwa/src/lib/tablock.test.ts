@@ -8,6 +8,8 @@ class FakeBrowser {
   private storageListeners = new Map<string, Set<() => void>>();
   /** Tabs whose tasks do not run (frozen): they neither answer nor beat. */
   readonly frozen = new Set<string>();
+  /** How late a removal reaches the storage the other tabs read (it crosses processes). */
+  removalDelayMs = 0;
   private lockHolder: string | null = null;
   private lockWaiters: Array<{ tab: string; grant: () => void }> = [];
 
@@ -28,7 +30,8 @@ class FakeBrowser {
           for (const [owner, l] of this.listenersOf(k)) if (owner !== tab) setTimeout(l, 0);
         },
         removeItem: (k) => {
-          this.storage.delete(k);
+          if (this.removalDelayMs === 0) this.storage.delete(k);
+          else setTimeout(() => this.storage.delete(k), this.removalDelayMs);
         },
       },
       channel: () => {
@@ -234,6 +237,18 @@ describe("tab lock over a heartbeat (no Web Locks: plain http)", () => {
     b.storage.set(STORAGE_KEY, JSON.stringify({ owner: "crashed", at: Date.now() - 2000 }));
     const taken = await settle(acquireTabLock({ takeover: true, onLost: vi.fn() }, b.env("B", "b")));
     expect(taken.lock?.id).toBe("b");
+  });
+
+  it("hands over even when the released heartbeat reaches the new tab after the channel's answer", async () => {
+    const b = new FakeBrowser();
+    b.removalDelayMs = 2000;
+    const onLost = vi.fn();
+    await settle(acquireTabLock({ onLost }, b.env("A", "a")));
+    const taken = await settle(acquireTabLock({ takeover: true, onLost: vi.fn() }, b.env("B", "b")));
+    expect(onLost).toHaveBeenCalledWith("handed-over");
+    expect(taken.lock?.id).toBe("b");
+    await vi.advanceTimersByTimeAsync(3 * TIMING.beatMs);
+    expect(beat(b)?.owner).toBe("b");
   });
 
   it("never takes over from a living owner that does not answer", async () => {

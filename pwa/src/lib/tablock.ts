@@ -143,20 +143,20 @@ export function browserEnv(): TabLockEnv {
   };
 }
 
-/** Waits up to `ms` for a signal that `match` accepts on `channel` (false on timeout). */
-function waitFor(channel: ChannelLike | null, ms: number, match: (s: Signal) => boolean): Promise<boolean> {
+/** Waits up to `ms` for a signal that `match` accepts on `channel` (null on timeout). */
+function waitFor(channel: ChannelLike | null, ms: number, match: (s: Signal) => boolean): Promise<Signal | null> {
   return new Promise((resolve) => {
     if (!channel) {
-      resolve(false);
+      resolve(null);
       return;
     }
     const before = channel.onmessage;
-    const timer = setTimeout(() => done(false), ms);
+    const timer = setTimeout(() => done(null), ms);
     const mine = (e: { data: unknown }) => {
       before?.(e);
-      if (isSignal(e.data) && match(e.data)) done(true);
+      if (isSignal(e.data) && match(e.data)) done(e.data);
     };
-    const done = (v: boolean) => {
+    const done = (v: Signal | null) => {
       clearTimeout(timer);
       // Not if someone set another handler meanwhile (the lock came: the holder's).
       if (channel.onmessage === mine) channel.onmessage = before;
@@ -205,11 +205,13 @@ export async function acquireTabLock(
   }
 
   // The heartbeat: free, or (takeover) handed over by an owner that answers.
-  let won = await claim(id, env, timing, channel);
+  let won = await claim(id, env, timing, channel, null);
   if (!won && options.takeover) {
     // Handed over, or (no answer) gone meanwhile: the same claim decides, nothing is forced.
-    await askToHandOver();
-    won = await claim(id, env, timing, channel);
+    // The owner that answered "released" has removed its heartbeat, but storage reaches other
+    // tabs later than the channel's message: its heartbeat counts as gone.
+    const released = await askToHandOver();
+    won = await claim(id, env, timing, channel, released?.from ?? null);
   }
   if (!won) return no(options.takeover ? "no-answer" : "other-tab");
   return { lock: holder(id, "heartbeat", env, timing, channel, options, null) };
@@ -233,11 +235,19 @@ function webLock(locks: WebLocks, signal: AbortSignal | null): Promise<(() => vo
   });
 }
 
-/** The heartbeat claim: yields to a fresh heartbeat, an owner that answers, or a lower id
- * claiming at the same time; else writes its own heartbeat and checks it again. */
-async function claim(id: string, env: TabLockEnv, timing: Timing, channel: ChannelLike | null): Promise<boolean> {
-  const beat = readBeat(env);
-  if (beat && beat.owner !== id && env.now() - beat.at < timing.staleMs) return false;
+/** The heartbeat claim: yields to a fresh heartbeat (not that of `released`, an owner that
+ * released it), an owner that answers, or a lower id claiming at the same time; else writes its
+ * own heartbeat and checks it again. */
+async function claim(
+  id: string,
+  env: TabLockEnv,
+  timing: Timing,
+  channel: ChannelLike | null,
+  released: string | null,
+): Promise<boolean> {
+  const fresh = (b: Heartbeat | null) =>
+    b !== null && b.owner !== id && b.owner !== released && env.now() - b.at < timing.staleMs;
+  if (fresh(readBeat(env))) return false;
   const contenders = new Set<string>();
   let answered = false;
   if (channel) {
@@ -263,14 +273,18 @@ async function claim(id: string, env: TabLockEnv, timing: Timing, channel: Chann
       }
     };
   }
-  const again = readBeat(env);
-  if (again && again.owner !== id && env.now() - again.at < timing.staleMs) {
+  if (fresh(readBeat(env))) {
     if (channel) channel.onmessage = null;
     return false;
   }
   writeBeat(env, id);
   await sleep(timing.settleMs);
-  const settled = readBeat(env);
+  let settled = readBeat(env);
+  if (settled === null) {
+    // Removed by a releasing owner whose removal landed after our write: nobody else claims it.
+    writeBeat(env, id);
+    settled = readBeat(env);
+  }
   if (settled?.owner !== id) {
     if (channel) channel.onmessage = null;
     return false;
