@@ -1,8 +1,9 @@
 // App.tsx — the top level: restores the session and the E2EE engine from IndexedDB, then shows
-// either the sign-in screen or the messenger. Only one tab drives the device at a time (a Web
-// Lock), since two tabs advancing the same ratchets would corrupt them. Signing out — here, or
-// from another device (gateway close 4003, or a refresh token refused) — stops everything and
-// wipes the local data.
+// either the sign-in screen or the messenger. Only one tab drives the device at a time
+// (lib/tablock.ts: a Web Lock, or a heartbeat and a BroadcastChannel on plain http), since two
+// tabs advancing the same ratchets would corrupt them; "Use here" asks the other tab to hand
+// over. Signing out — here, or from another device (gateway close 4003, or a refresh token
+// refused) — stops everything and wipes the local data.
 import { useCallback, useEffect, useRef, useState } from "react";
 import { loadSession, session, signOut } from "./auth/session";
 import { resetCallPrefs } from "./calls/prefs";
@@ -10,6 +11,7 @@ import { forgetIceServers } from "./calls/turn";
 import { E2ee, loadCrypto } from "./crypto/engine";
 import { I18nProvider, useI18n } from "./i18n/i18n";
 import type { MessageKey } from "./i18n/messages";
+import { acquireTabLock, type AcquireOptions, type Acquired } from "./lib/tablock";
 import { resetNotifications } from "./notify/notifications";
 import { Chat } from "./state/chat";
 import { useTheme } from "./theme";
@@ -18,20 +20,20 @@ import { Messenger } from "./ui/Messenger";
 
 type Phase =
   | { kind: "loading" }
-  | { kind: "other-tab" }
+  /** Another tab drives this device: it held it ("other-tab"), took it over ("taken"), or did
+   * not answer when asked to hand over ("no-answer"). */
+  | { kind: "other-tab"; why: "other-tab" | "taken" | "no-answer" }
   | { kind: "signed-out" }
   | { kind: "signed-in"; chat: Chat }
   | { kind: "error"; message: string };
 
-function holdTabLock(): Promise<boolean> {
-  if (!("locks" in navigator)) return Promise.resolve(true);
-  return new Promise((resolve) => {
-    void navigator.locks.request("kitsulan-device", { ifAvailable: true }, (lock) => {
-      resolve(lock !== null);
-      // Held for the life of this page.
-      return lock ? new Promise<void>(() => undefined) : undefined;
-    });
-  });
+/** The page's first try for the tab lock, shared (React's StrictMode runs the effect twice). */
+let firstTry: Promise<Acquired> | null = null;
+
+function holdTabLock(takeover: boolean, onLost: AcquireOptions["onLost"]): Promise<Acquired> {
+  if (takeover) return acquireTabLock({ takeover, onLost });
+  firstTry ??= acquireTabLock({ onLost });
+  return firstTry;
 }
 
 function Root() {
@@ -73,31 +75,60 @@ function Root() {
     [signedOut],
   );
 
-  useEffect(() => {
-    let cancelled = false;
-    void (async () => {
+  /** Another tab takes over: stop the chat and let the engine finish before it loads the state
+   * (asked to hand over, write the offline copy first; overtaken while frozen, write nothing). */
+  const lost = useCallback(async (how: "handed-over" | "overtaken") => {
+    const chat = current.current;
+    current.current = null;
+    if (chat) {
+      await chat.close(how === "handed-over").catch((err: unknown) => console.warn("stopping for another tab", err));
+      chat.engine.dispose();
+    }
+    setPhase({ kind: "other-tab", why: "taken" });
+  }, []);
+
+  const boot = useCallback(
+    async (takeover: boolean, cancelled: () => boolean) => {
       try {
-        if (!(await holdTabLock())) {
-          setPhase({ kind: "other-tab" });
+        const held = await holdTabLock(takeover, lost);
+        if (!held.lock) {
+          setPhase({ kind: "other-tab", why: held.why });
           return;
         }
         await loadCrypto();
         const s = await loadSession(signedOut);
-        if (cancelled) return;
+        if (cancelled()) return;
         if (!s) {
           setPhase({ kind: "signed-out" });
           return;
         }
         const engine = (await E2ee.load(s.accountId, s.deviceId)) ?? (await E2ee.setUp(s.accountId, s.deviceId));
-        if (!cancelled) await enter(engine);
+        if (!cancelled()) await enter(engine);
       } catch (err) {
-        if (!cancelled) setPhase({ kind: "error", message: String(err) });
+        if (!cancelled()) setPhase({ kind: "error", message: String(err) });
       }
-    })();
+    },
+    [enter, signedOut, lost],
+  );
+
+  useEffect(() => {
+    let cancelled = false;
+    void boot(false, () => cancelled);
+    // Back from the back-forward cache: the lock was given up on pagehide, start again.
+    const restored = (e: PageTransitionEvent) => {
+      if (e.persisted) location.reload();
+    };
+    window.addEventListener("pageshow", restored);
     return () => {
       cancelled = true;
+      window.removeEventListener("pageshow", restored);
     };
-  }, [enter, signedOut]);
+  }, [boot]);
+
+  const takeOver = useCallback(() => {
+    setPhase({ kind: "loading" });
+    void boot(true, () => false);
+  }, [boot]);
 
   useEffect(() => {
     if (phase.kind !== "signed-in") return;
@@ -116,7 +147,14 @@ function Root() {
     case "other-tab":
       return (
         <main className="center">
-          <p role="alert">KitsuLAN is open in another tab of this browser. Close it and reload this one.</p>
+          <div className="other-tab">
+            <p role="alert">{t(phase.why === "taken" ? "otherTabTaken" : "otherTab")}</p>
+            {phase.why === "no-answer" && <p role="status">{t("otherTabNoAnswer")}</p>}
+            <button type="button" className="primary" onClick={takeOver}>
+              {t("useHere")}
+            </button>
+            <p className="muted">{t("useHereNote")}</p>
+          </div>
         </main>
       );
     case "error":

@@ -498,12 +498,14 @@ export class E2ee implements Sealer {
   /**
    * Encrypts `text` for a conversation whose members are `memberIds` (our own account
    * included): refreshes their devices, rotates and shares the session key as needed.
+   * `unreadableBy`: the other members none of whose devices got the key (no device with keys),
+   * who cannot read this message.
    */
   encrypt(
     conversationId: string,
     memberIds: string[],
     text: string,
-  ): Promise<{ messageId: string; ciphertext: Uint8Array; sessionId: Uint8Array }> {
+  ): Promise<{ messageId: string; ciphertext: Uint8Array; sessionId: Uint8Array; unreadableBy: string[] }> {
     return this.run(async () => {
       if (this.state !== "ready") throw new Error("this device is not set up for encryption");
       const members = [...new Set([...memberIds, this.accountId])];
@@ -524,7 +526,10 @@ export class E2ee implements Sealer {
       const sessionId = o.session.sessionId;
       const ciphertext = o.session.encrypt(te.encode(text));
       await this.saveOutbound(conversationId);
-      return { messageId: uuidv7(), ciphertext, sessionId: te.encode(sessionId) };
+      const unreadableBy = members.filter(
+        (a) => a !== this.accountId && !(this.devicesByAccount.get(a) ?? []).some((d) => o.sharedWith.has(d)),
+      );
+      return { messageId: uuidv7(), ciphertext, sessionId: te.encode(sessionId), unreadableBy };
     });
   }
 
@@ -796,6 +801,12 @@ export class E2ee implements Sealer {
   /** Opens a record sealed by sealLocal under the same name (throws when it does not open). */
   openLocal(name: string, sealed: string): Uint8Array {
     return openLocal(this.pickleKey, name, sealed);
+  }
+
+  /** Resolves when every operation queued so far has finished (a tab handing over to another
+   * waits for it before the other loads the state). */
+  async idle(): Promise<void> {
+    await this.chain;
   }
 
   /** Frees WASM memory (sign-out). */

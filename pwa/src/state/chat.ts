@@ -14,10 +14,11 @@ import { Gateway } from "../gateway/client";
 import { ConversationKind, type Conversation } from "../gen/kitsulan/v1/conversation_pb";
 import type { Event } from "../gen/kitsulan/v1/gateway_pb";
 import * as db from "../storage/db";
+import { Cache, sealedStorage as sealedCache } from "./cache";
 import { Conversations } from "./conversations";
 import { Files } from "./files";
 import { Messages, type Incoming } from "./messages";
-import { Outbox, sealedStorage } from "./outbox";
+import { Outbox, sealedStorage as sealedOutbox } from "./outbox";
 import { Profiles, type PersonProfile } from "./profiles";
 import { Receipts } from "./receipts";
 import { initialState, Store, type ChatState } from "./store";
@@ -42,6 +43,8 @@ export class Chat {
   readonly files: Files;
   /** What this device has yet to send (outbox.ts): sends, files, edits and deletions. */
   readonly outbox: Outbox;
+  /** The offline copy of the list and history (sealed in IndexedDB). */
+  readonly cache: Cache;
   readonly verifier: Verifier;
   /** Voice and video calls (calls/calls.ts), signalled over this chat's gateway. */
   readonly calls: Calls;
@@ -83,7 +86,7 @@ export class Chat {
       client: conversationClient,
       engine,
       conversations: this.conversations,
-      storage: sealedStorage(engine),
+      storage: sealedOutbox(engine),
       transfer: { upload: uploadCiphertext, remove: deleteAttachment },
       keyChanged: (err) => {
         if (!(err instanceof AccountKeyChanged)) return false;
@@ -103,6 +106,20 @@ export class Chat {
       },
       outbox: this.outbox,
       profiles: this.profiles,
+    });
+    this.cache = new Cache(this.store, {
+      storage: sealedCache(engine),
+      subscribe: (l) => this.store.subscribe(l),
+      client: conversationClient,
+      decrypt: (m) => engine.decrypt(m),
+      markRead: (conversationId) => this.receipts.markReadIfVisible(conversationId),
+      onHidden: (l) => {
+        const h = () => {
+          if (document.visibilityState === "hidden") l();
+        };
+        document.addEventListener("visibilitychange", h);
+        return () => document.removeEventListener("visibilitychange", h);
+      },
     });
     this.verifier = new Verifier(
       engine,
@@ -156,6 +173,9 @@ export class Chat {
     // What a previous page left unsent shows at once and goes when it can.
     await this.outbox.load().catch((err: unknown) => console.warn("outbox not loaded", err));
     await this.profiles.restore();
+    // The list and history as this device last had them, before the network answers.
+    await this.cache.restore();
+    this.cache.start();
     this.refreshVerified();
     this.gateway.start();
     void serverInfoClient
@@ -167,11 +187,21 @@ export class Chat {
   }
 
   stop(): void {
+    this.cache.stop();
     this.calls.dispose();
     this.outbox.stop();
     this.gateway.stop();
     clearInterval(this.typingTimer);
     this.verifier.dispose();
+  }
+
+  /** Stops, writes the offline copy (unless `flush` is false: another tab already owns the
+   * device), and waits for the engine's last operation: another tab takes over this device
+   * (App.tsx, lib/tablock.ts). */
+  async close(flush = true): Promise<void> {
+    this.stop();
+    if (flush) await this.cache.flush();
+    await this.engine.idle();
   }
 
   /** Starts verifying the person `accountId` with SAS emoji (the dialog shows the steps). */
@@ -211,7 +241,8 @@ export class Chat {
     this.conversations.open(id);
     if (id) {
       this.refreshNames(id);
-      if (!this.state.threads[id]?.loaded) void this.messages.loadOlder(id);
+      if (this.cache.isStale(id)) void this.cache.refresh(id).catch(() => undefined);
+      else if (!this.state.threads[id]?.loaded) void this.messages.loadOlder(id);
       else this.receipts.markReadIfVisible(id);
     }
   }
@@ -272,6 +303,7 @@ export class Chat {
       }
       case "syncComplete":
         await this.conversations.load(true);
+        this.cache.refreshActive();
         void this.engine.topUpKeys().catch(() => undefined);
         return;
       default:

@@ -149,8 +149,34 @@ describe("Messages", () => {
     });
   });
 
-  it("decrypts again the messages that waited for a room key, and updates the preview", async () => {
-    const { messages, st } = setup({});
+  // offline (issue 17, honest receipts): who could not read our message stays on it.
+  it("keeps on our message who had no device that could read it, also once the server's copy comes", () => {
+    const { st } = setup({});
+    // The outbox's acknowledgement (outbox.ts) carries engine.encrypt's unreadableBy.
+    st.dispatch({
+      type: "messageSent",
+      conversationId: CONV,
+      message: message({ id: "new-id", seq: 7n, senderAccountId: ME }),
+      content: text("can you read this?"),
+      unreadableBy: [BOB],
+    });
+    const sent = st.s.threads[CONV]?.items[0];
+    expect(sent?.local).toBeUndefined();
+    expect(sent?.unreadableBy).toEqual([BOB]);
+    // The same message delivered again over the gateway (the server's copy) keeps it too.
+    st.dispatch({
+      type: "messageArrived",
+      message: message({ id: "new-id", seq: 7n, senderAccountId: ME, editedAtMs: 1n }),
+      content: text("x"),
+      known: true,
+      fromOther: false,
+      visible: true,
+    });
+    expect(st.s.threads[CONV]?.items[0]?.unreadableBy).toEqual([BOB]);
+  });
+
+  it("decrypts again the messages that waited for a room key, updates the preview, and marks them read", async () => {
+    const { messages, st, deps } = setup({});
     const waiting = message({ id: "w", seq: 4n });
     st.dispatch({
       type: "messagesChanged",
@@ -160,5 +186,6 @@ describe("Messages", () => {
     await messages.retryUndecrypted("s1");
     expect(texts(st.s.threads[CONV]?.items ?? [])).toEqual(["text of w"]);
     expect(st.s.previews[CONV]).toBe("text of w");
+    expect(deps.markRead).toHaveBeenCalledWith(CONV);
   });
 });

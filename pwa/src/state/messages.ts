@@ -18,6 +18,9 @@ export interface Item {
   failure?: string;
   /** Its outbox record (Retry, Delete). */
   outboxKey?: string;
+  /** Our own message: the members who had no device that could read it when it was encrypted
+   * (engine.encrypt's `unreadableBy`); the bubble warns, and it never shows as read by them. */
+  unreadableBy?: string[];
 }
 
 export interface Thread {
@@ -55,7 +58,9 @@ export function merge(thread: Thread | undefined, incoming: Item[], patch: Parti
     ) {
       continue; // a duplicate
     }
-    byId.set(item.message.id, item);
+    // The server's copy of our message does not know who could not read it: keep that.
+    const unreadableBy = item.unreadableBy ?? have?.unreadableBy;
+    byId.set(item.message.id, unreadableBy && !item.unreadableBy ? { ...item, unreadableBy } : item);
   }
   const items = [...byId.values()].sort((a, b) => {
     const sa = a.message.seq || BigInt(Number.MAX_SAFE_INTEGER);
@@ -79,8 +84,11 @@ export function apply<S extends MessagesState>(state: S, event: ChatEvent): S {
     case "messagesChanged":
     case "decrypted":
       return merged(state, event.conversationId, event.items);
-    case "messageSent":
-      return merged(state, event.conversationId, [{ message: event.message, content: event.content }]);
+    case "messageSent": {
+      const item: Item = { message: event.message, content: event.content };
+      if (event.unreadableBy && event.unreadableBy.length > 0) item.unreadableBy = event.unreadableBy;
+      return merged(state, event.conversationId, [item]);
+    }
     case "messageArrived":
       return merged(state, event.message.conversationId, [{ message: event.message, content: event.content }]);
     default:
@@ -169,6 +177,8 @@ export class Messages {
       const items: Item[] = [];
       for (const i of waiting) items.push({ message: i.message, content: await this.deps.engine.decrypt(i.message) });
       this.state.dispatch({ type: "decrypted", conversationId, items });
+      // Shown now: the read mark may move past them (receipts.readMarkDue).
+      this.deps.markRead(conversationId);
     }
   }
 }

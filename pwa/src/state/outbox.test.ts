@@ -183,6 +183,21 @@ describe("the outbox", () => {
     expect(sent(calls)).toHaveLength(1);
   });
 
+  it("a member with no device that can read: the warning is kept with the record and on the sent message", async () => {
+    const { outbox, st, engine } = outboxSetup({ client: { sendMessage: acked as never } });
+    engine.encrypt.mockResolvedValueOnce({
+      messageId: "ignored",
+      ciphertext: new Uint8Array([1]),
+      sessionId: new Uint8Array([9]),
+      unreadableBy: [BOB],
+    });
+    await outbox.send(CONV, "hello");
+    await vi.waitFor(() => expect(records(st)).toEqual([]));
+    const items = st.s.threads[CONV]?.items ?? [];
+    expect(items).toHaveLength(1);
+    expect(items[0]?.unreadableBy).toEqual([BOB]);
+  });
+
   it("a changed account key: Not sent at once (the warning shows), not retried", async () => {
     const { outbox, st, keyChanged, engine } = outboxSetup({ client: { sendMessage: acked as never } });
     const err = Object.assign(new Error("key changed"), { name: "AccountKeyChanged" });

@@ -80,6 +80,7 @@ export function outboxSetup(opts: OutboxSetup = {}) {
         messageId: "ignored",
         ciphertext: new TextEncoder().encode(`${text}#${++n}`),
         sessionId: new Uint8Array([9]),
+        unreadableBy: [] as string[],
       }),
     ),
   };

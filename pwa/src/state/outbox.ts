@@ -86,8 +86,9 @@ export interface OutboxRecord {
   createdAtMs: number;
   /** When the current round of attempts began (enqueue or Retry): GIVE_UP_MS counts from it. */
   sinceMs: number;
-  /** The Megolm ciphertext once encrypted: every later attempt sends exactly these bytes. */
-  encrypted?: { ciphertext: Uint8Array; sessionId: Uint8Array };
+  /** The Megolm ciphertext once encrypted: every later attempt sends exactly these bytes;
+   * `unreadableBy`: the members none of whose devices got the key (the bubble warns). */
+  encrypted?: { ciphertext: Uint8Array; sessionId: Uint8Array; unreadableBy?: string[] };
   /** Why it is not sent (a server reason or one of ours): it waits for Retry or Delete. */
   failed?: string;
 }
@@ -472,11 +473,14 @@ export class Outbox {
   }
 
   /** Encrypts `text` for the record once; later attempts reuse the ciphertext. */
-  private async encrypted(r: OutboxRecord, text: string): Promise<{ ciphertext: Uint8Array; sessionId: Uint8Array }> {
+  private async encrypted(
+    r: OutboxRecord,
+    text: string,
+  ): Promise<{ ciphertext: Uint8Array; sessionId: Uint8Array; unreadableBy?: string[] }> {
     if (!r.encrypted) {
       const members = await this.members(r.conversationId);
       const e = await this.deps.engine.encrypt(r.conversationId, members, text);
-      r.encrypted = { ciphertext: e.ciphertext, sessionId: e.sessionId };
+      r.encrypted = { ciphertext: e.ciphertext, sessionId: e.sessionId, unreadableBy: e.unreadableBy };
     }
     // Kept before it goes out: after a crash the same bytes go again, never new ones.
     await this.deps.storage.put(r);
@@ -527,7 +531,15 @@ export class Outbox {
         replyTo: a.kind === "send" ? a.replyTo : "",
         attachmentIds: ids,
       });
-      if (res.message) this.state.dispatch({ type: "messageSent", conversationId, message: res.message, content: contentOf(text) });
+      if (res.message) {
+        this.state.dispatch({
+          type: "messageSent",
+          conversationId,
+          message: res.message,
+          content: contentOf(text),
+          unreadableBy: e.unreadableBy ?? [],
+        });
+      }
     } else if (a.kind === "edit") {
       const e = await this.encrypted(r, a.text);
       const res = await this.deps.client.editMessage({

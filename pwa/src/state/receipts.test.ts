@@ -59,6 +59,35 @@ describe("readMarkDue", () => {
     expect(readMarkDue(thread(withThread(6n, 1)), CONV)).toBe(6n);
   });
 
+  // offline (issue 17): a device marks read only what it could decrypt and show.
+  it("stops before the first message from someone else that is not decrypted yet", () => {
+    const waiting = { kind: "undecryptable" as const, reason: "waiting for the key", sessionId: "s" };
+    const s = {
+      ...withThread(0n, 3),
+      threads: {
+        [CONV]: {
+          items: [
+            item(message({ id: "a", seq: 4n })),
+            // Ours from another device, not decrypted here: we wrote it, it does not stop the mark.
+            item(message({ id: "o", seq: 5n, senderAccountId: ME }), waiting),
+            item(message({ id: "b", seq: 6n })),
+            item(message({ id: "c", seq: 7n }), waiting),
+            item(message({ id: "d", seq: 8n })),
+          ],
+          more: false,
+          loaded: true,
+        },
+      },
+    };
+    expect(readMarkDue(s, CONV)).toBe(6n);
+    // Marked that far already: nothing more to mark until it decrypts (even with unread left).
+    const marked = { ...s, conversations: [conversation({ members: [{ accountId: ME, readSeq: 6n }, BOB], unreadCount: 2 })] };
+    expect(readMarkDue(marked, CONV)).toBeNull();
+    // The first message not decrypted: nothing at all.
+    const first = { ...s, threads: { [CONV]: { items: [item(message({ id: "c", seq: 7n }), waiting)], more: false, loaded: true } } };
+    expect(readMarkDue(first, CONV)).toBeNull();
+  });
+
   it("is null when all is read, there is no message, or no such conversation", () => {
     expect(readMarkDue(thread(withThread(6n, 0)), CONV)).toBeNull();
     expect(readMarkDue(withThread(0n, 0), CONV)).toBeNull();

@@ -59,17 +59,31 @@ export function apply<S extends ReceiptsState>(state: S, event: ChatEvent): S {
 }
 
 /** The sequence number to mark `conversationId` read up to, or null when there is nothing new
- * to mark (no message yet, or our mark is there already and nothing is unread). */
+ * to mark (no message yet, or our mark is there already and nothing is unread). A device marks
+ * read only what it could decrypt and show: the mark stops before the first message from
+ * someone else that is not decrypted (waiting for its key); when the key comes and it
+ * decrypts, the mark moves on (messages.retryUndecrypted). */
 export function readMarkDue(
   state: Pick<ChatState, "conversations" | "threads" | "me">,
   conversationId: string,
 ): bigint | null {
   const c = state.conversations.find((x) => x.id === conversationId);
   const thread = state.threads[conversationId];
-  const newest = thread?.items.reduce((max, i) => (i.message.seq > max ? i.message.seq : max), 0n) ?? 0n;
+  let upTo = 0n;
+  let blocked = false;
+  for (const i of thread?.items ?? []) {
+    const seq = i.message.seq;
+    if (seq === 0n) continue; // ours, not sent yet
+    if (i.content.kind === "undecryptable" && i.message.senderAccountId !== state.me.accountId) {
+      blocked = true;
+      break;
+    }
+    if (seq > upTo) upTo = seq;
+  }
   const mine = c?.members.find((m) => m.accountId === state.me.accountId);
-  if (!c || newest === 0n || (mine && mine.readSeq >= newest && c.unreadCount === 0)) return null;
-  return newest;
+  if (!c || upTo === 0n) return null;
+  if (mine && mine.readSeq >= upTo && (blocked || c.unreadCount === 0)) return null;
+  return upTo;
 }
 
 export interface ReceiptsDeps {

@@ -13,6 +13,7 @@ import type { AttachmentEvent } from "../gen/kitsulan/v1/attachment_pb";
 import type { AvatarInfo } from "../gen/kitsulan/v1/avatar_pb";
 import type { Conversation, Message } from "../gen/kitsulan/v1/conversation_pb";
 import type { ReceiptEvent, TypingEvent } from "../gen/kitsulan/v1/gateway_pb";
+import * as cache from "./cache";
 import * as conversations from "./conversations";
 import * as files from "./files";
 import * as messages from "./messages";
@@ -66,7 +67,8 @@ export type ChatEvent =
   // Messages.
   | { type: "historyLoaded"; conversationId: string; items: Item[]; more: boolean }
   | { type: "messagesChanged"; conversationId: string; items: Item[] }
-  | { type: "messageSent"; conversationId: string; message: Message; content: Content }
+  /** Our message, acknowledged; `unreadableBy`: members with no device that could read it. */
+  | { type: "messageSent"; conversationId: string; message: Message; content: Content; unreadableBy?: string[] }
   /** A message from the gateway; `known`: we already held it (not as our own pending send). */
   | { type: "messageArrived"; message: Message; content: Content; known: boolean; fromOther: boolean; visible: boolean }
   /** Messages that waited for their room key, decrypted now. */
@@ -87,7 +89,11 @@ export type ChatEvent =
   | { type: "downloads"; attachmentId: string; downloads: Array<{ accountId: string; atMs: number }> }
   | { type: "attachment"; event: AttachmentEvent }
   // The outbox: a conversation's records as they are now (outbox.ts).
-  | { type: "outbox"; conversationId: string; records: OutboxRecord[] };
+  | { type: "outbox"; conversationId: string; records: OutboxRecord[] }
+  // The offline copy (offline, issue 17: cache.ts).
+  | { type: "cacheRestored"; snapshot: cache.Snapshot }
+  /** The newest page of a restored thread, instead of the cached items (a gap between them). */
+  | { type: "threadRefreshed"; conversationId: string; items: Item[]; more: boolean };
 
 /** The state of a device that has just signed in. */
 export function initialState(me: { accountId: string; deviceId: string }): ChatState {
@@ -138,6 +144,7 @@ export function applyChat(state: ChatState, event: ChatEvent): ChatState {
   s = profiles.apply(s, event);
   s = files.apply(s, event);
   s = outbox.apply(s, event);
+  s = cache.apply(s, event);
   return s;
 }
 

@@ -46,6 +46,7 @@ export function MessageBubble({
   onRetry,
   onDiscard,
   file,
+  unreadableBy,
 }: {
   item: Item;
   mine: boolean;
@@ -64,6 +65,8 @@ export function MessageBubble({
   onDiscard?: () => void;
   /** The attachment (Attachment.tsx's FileView), for attachment messages. */
   file?: ReactNode;
+  /** Our message: the names of the members who have no device that can read it. */
+  unreadableBy?: string[] | undefined;
 }) {
   const { t, lang } = useI18n();
   const [menu, setMenu] = useState(false);
@@ -89,6 +92,14 @@ export function MessageBubble({
       {item.content.kind === "undecryptable" && (
         <p className="muted">
           {item.content.reason === "waiting for the key" ? t("waitingForKey") : t("undecryptable")}
+        </p>
+      )}
+      {unreadableBy && unreadableBy.length > 0 && (
+        <p className="unreadable-note" role="note">
+          ⚠{" "}
+          {unreadableBy.length === 1
+            ? t("unreadableOne", { name: unreadableBy[0] ?? "" })
+            : t("unreadableMany", { names: unreadableBy.join(", ") })}
         </p>
       )}
       <div className="meta">

@@ -100,8 +100,11 @@ export function MessageList({
   const byId = new Map(items.map((i) => [i.message.id, i]));
   const others = conversation.members.filter((m) => m.accountId !== me.accountId);
 
+  /** Others who had no device that could read our message: it never shows as read. */
+  const unreadable = (item: Item) => others.filter((m) => item.unreadableBy?.includes(m.accountId));
   const tickOf = (item: Item): Tick => {
     if (item.local) return item.local;
+    if (unreadable(item).length > 0) return "sent";
     const seq = item.message.seq;
     const all = (f: (r: Receipt, readSeq: bigint) => boolean) =>
       others.length > 0 && others.every((m) => f(receipts[m.accountId] ?? { delivered: 0n, read: 0n }, m.readSeq));
@@ -165,6 +168,7 @@ export function MessageList({
                   : null
               }
               tick={tick}
+              unreadableBy={mine ? unreadable(item).map((m) => personName(chat, t, m.accountId)) : undefined}
               canDelete={mine || administers}
               onReply={() => onReply(item)}
               onEdit={() => onEdit(item)}
