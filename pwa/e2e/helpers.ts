@@ -145,3 +145,11 @@ export async function server(action: "stop" | "start", env?: Record<string, stri
   const res = await fetch(`${control}/${action}`, { method: "POST", ...(env ? { body: JSON.stringify({ env }) } : {}) });
   if (!res.ok) throw new Error(`server ${action}: ${res.status} ${await res.text()}`);
 }
+
+/** Signs this device out from Settings, through the confirmation that says what it loses. */
+export async function signOutHere(page: Page): Promise<void> {
+  await page.getByRole("button", { name: "Settings" }).click();
+  await page.getByRole("dialog", { name: "Settings" }).getByRole("button", { name: "Sign out" }).click();
+  await page.getByRole("dialog", { name: "Sign out on this device?" }).getByRole("button", { name: "Sign out" }).click();
+  await expect(page.getByRole("tab", { name: "Sign in" })).toBeVisible();
+}

@@ -2,7 +2,7 @@
 // it before ListConversations answers; with the server stopped, a reload still shows the
 // conversations and their history; the copy in IndexedDB is sealed (no message text in it);
 // signing out deletes it.
-import { acceptRequest, bubble, expect, openDirect, send, server, signUp, stamp, status, test } from "./helpers";
+import { acceptRequest, bubble, expect, openDirect, send, server, signOutHere, signUp, stamp, status, test } from "./helpers";
 
 /** How many records the "cache" store holds, and whether any contains `text` in clear. */
 async function cacheRecords(page: import("@playwright/test").Page, text: string): Promise<{ count: number; clear: boolean }> {
@@ -83,11 +83,7 @@ test("offline start shows the conversations and their history; a reload paints b
   await expect(bubble(bob, "back online").getByText("back online")).toBeVisible();
 
   // Signing out deletes the copy with the rest of this device's data.
-  await alice.getByRole("button", { name: "Settings" }).click();
-  await alice.getByRole("dialog", { name: "Settings" }).getByRole("button", { name: "Sign out" }).click();
-  const confirm = alice.getByRole("alertdialog").getByRole("button", { name: "Sign out" });
-  if (await confirm.isVisible().catch(() => false)) await confirm.click();
-  await expect(alice.getByRole("tab", { name: "Sign in" })).toBeVisible();
+  await signOutHere(alice);
   const stored = await alice.evaluate(async () => (await indexedDB.databases()).map((d) => d.name));
   expect(stored).not.toContain("kitsulan");
 });

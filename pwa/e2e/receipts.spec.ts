@@ -2,7 +2,7 @@
 // in on a new browser without linking it: his account has no device that can read. Alice is
 // warned on her message, and never sees "Read": Bob's device shows it waiting for the key and
 // does not mark it read.
-import { acceptRequest, bubble, expect, newDevice, openDirect, password, send, signUp, stamp, test } from "./helpers";
+import { acceptRequest, bubble, expect, newDevice, openDirect, password, send, signOutHere, signUp, stamp, test } from "./helpers";
 
 test("a person with no device that can read: the sender is warned and never sees Read", async ({ browser }) => {
   const bobName = `bob-nokeys-${stamp}`;
@@ -10,11 +10,7 @@ test("a person with no device that can read: the sender is warned and never sees
   const old = await signUp(browser, bobName, "Bob");
 
   // Bob signs out of his only device; its keys go with it.
-  await old.getByRole("button", { name: "Settings" }).click();
-  await old.getByRole("dialog", { name: "Settings" }).getByRole("button", { name: "Sign out" }).click();
-  const confirm = old.getByRole("alertdialog").getByRole("button", { name: "Sign out" });
-  if (await confirm.isVisible().catch(() => false)) await confirm.click();
-  await expect(old.getByRole("tab", { name: "Sign in" })).toBeVisible();
+  await signOutHere(old);
   await old.context().close();
 
   // He signs in on a new browser with his password, without linking it to a device that holds
