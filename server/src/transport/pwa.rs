@@ -287,7 +287,7 @@ mod tests {
         respond(asset, &map)
     }
 
-    fn header<'a>(response: &'a Response, name: HeaderName) -> Option<&'a str> {
+    fn header(response: &Response, name: HeaderName) -> Option<&str> {
         response.headers().get(name).map(|v| v.to_str().unwrap())
     }
 
