@@ -426,7 +426,6 @@ struct FirstLoadRun {
     coding: String,
     runs: u32,
     usable_ms: f64,
-    transfer_bytes: f64,
     encoded_bytes: f64,
     decoded_bytes: f64,
     requests: u32,
@@ -447,8 +446,8 @@ fn first_load_markdown(load: &FirstLoad) -> String {
         number(load.wifi.latency_ms),
     );
     md.push_str(
-        "| Network | Accept-Encoding | Transferred | Bodies as sent | Bodies decoded | Requests | Sign-in form usable after |\n\
-         |---|---|---|---|---|---|---|\n",
+        "| Network | Accept-Encoding | Bodies as sent | Bodies decoded | Requests | Sign-in form usable after |\n\
+         |---|---|---|---|---|---|\n",
     );
     for r in &load.results {
         let coding = match r.coding.as_str() {
@@ -457,9 +456,8 @@ fn first_load_markdown(load: &FirstLoad) -> String {
         };
         let _ = writeln!(
             md,
-            "| {} | {coding} | {} | {} | {} | {} | {} ms |",
+            "| {} | {coding} | {} | {} | {} | {} ms |",
             r.network,
-            kib(r.transfer_bytes),
             kib(r.encoded_bytes),
             kib(r.decoded_bytes),
             r.requests,
@@ -578,7 +576,7 @@ mod tests {
         let text = std::fs::read_to_string(&md).unwrap();
         assert!(!text.contains("old"), "{text}");
         assert!(
-            text.contains("| loopback | Chromium's own (brotli sent) | 400.0 KiB | 390.6 KiB | 1464.8 KiB | 6 | 412 ms |"),
+            text.contains("| loopback | Chromium's own (brotli sent) | 390.6 KiB | 1464.8 KiB | 6 | 412 ms |"),
             "{text}"
         );
         assert!(text.contains("`npm run e2e -- first-load.spec.ts` (commit abc1234, Chromium 140"), "{text}");
