@@ -30,7 +30,7 @@ type Net = "loopback" | "wifi";
 const ACCEPT: Record<Coding, string | undefined> = { br: undefined, gzip: "gzip", identity: "identity" };
 // A crowded party Wi-Fi: 20 Mbit/s down, 20 ms round trip.
 const WIFI = { offline: false, latency: 20, downloadThroughput: (20e6 / 8) | 0, uploadThroughput: (10e6 / 8) | 0 };
-const RUNS = 3;
+const RUNS = 5;
 
 /** The chunks of lazily loaded code; none may be part of the first load. */
 const LAZY = /\/assets\/(calls|CallScreen|transfer|image|Messenger)-[\w-]+\.js$/;
