@@ -1,6 +1,13 @@
 //! Embeds the built PWA (`pwa/dist`) into the binary, so the single `kitsulan` file is all a
 //! Lite install needs. Writes `$OUT_DIR/pwa_assets.rs`: a sorted table of (path, bytes,
-//! content type, ETag). Without a build of the PWA the table holds one page that says so.
+//! content type, ETag, and the brotli and gzip copies). Without a build of the PWA the table
+//! holds one page that says so.
+//!
+//! The compressed copies (`file.br`, `file.gz`) are made by the PWA build
+//! (`pwa/scripts/compress.mjs`, Node's native zlib at the highest levels, a second or two),
+//! not here: a compressor in this script would be a new crate compiled unoptimised into every
+//! build of the server and would run again on every rebuild. This script only takes a copy
+//! that is of a compressible type, smaller than the file, and not older than it.
 
 use std::collections::hash_map::DefaultHasher;
 use std::fmt::Write as _;
@@ -31,12 +38,23 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let bytes = std::fs::read(file)?;
         let mut hasher = DefaultHasher::new();
         bytes.hash(&mut hasher);
+        let hash = hasher.finish();
+        let ct = content_type(path);
+        let mut encoded = String::new();
+        for (field, ext) in [("br", "br"), ("gzip", "gz")] {
+            match compressed_copy(file, bytes.len(), ct, ext)? {
+                Some(copy) => write!(
+                    encoded,
+                    " {field}: Some(Encoded {{ bytes: include_bytes!({copy:?}), etag: \"\\\"{hash:016x}-{ext}\\\"\" }}),",
+                    copy = copy.display().to_string(),
+                )?,
+                None => write!(encoded, " {field}: None,")?,
+            }
+        }
         writeln!(
             code,
-            "    Asset {{ path: {path:?}, bytes: include_bytes!({file:?}), content_type: {ct:?}, etag: \"\\\"{hash:016x}\\\"\" }},",
+            "    Asset {{ path: {path:?}, bytes: include_bytes!({file:?}), content_type: {ct:?}, etag: \"\\\"{hash:016x}\\\"\",{encoded} }},",
             file = file.display().to_string(),
-            ct = content_type(path),
-            hash = hasher.finish(),
         )?;
     }
     code.push_str("];\n");
@@ -44,9 +62,47 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     Ok(())
 }
 
+/// `file.br` or `file.gz` when it is worth sending: a compressible type, smaller than the file,
+/// and written after it (a stale copy of an older build is ignored).
+fn compressed_copy(
+    file: &Path,
+    len: usize,
+    content_type: &str,
+    ext: &str,
+) -> std::io::Result<Option<PathBuf>> {
+    let mut name = file.as_os_str().to_owned();
+    name.push(format!(".{ext}"));
+    let copy = PathBuf::from(name);
+    let Ok(meta) = std::fs::metadata(&copy) else { return Ok(None) };
+    let fresh = meta.modified()? >= std::fs::metadata(file)?.modified()?;
+    let smaller = usize::try_from(meta.len()).is_ok_and(|n| n < len);
+    Ok((compressible(content_type) && fresh && smaller).then_some(copy))
+}
+
+/// Text, JSON, SVG and WebAssembly; not PNG, WebP or WOFF2, which are compressed already.
+fn compressible(content_type: &str) -> bool {
+    content_type.starts_with("text/")
+        || [
+            "application/json",
+            "application/manifest+json",
+            "image/svg+xml",
+            "application/wasm",
+            "image/x-icon",
+        ]
+        .contains(&content_type)
+}
+
 fn collect(root: &Path, dir: &Path, files: &mut Vec<(String, PathBuf)>) -> std::io::Result<()> {
     for entry in std::fs::read_dir(dir)? {
         let path = entry?.path();
+        // `x.br` and `x.gz` beside `x` are its compressed copies, not files of their own.
+        let copy_of = path.extension().filter(|e| *e == "br" || *e == "gz").and_then(|_| {
+            let original = path.with_extension("");
+            original.is_file().then_some(original)
+        });
+        if copy_of.is_some() {
+            continue;
+        }
         if path.is_dir() {
             collect(root, &path, files)?;
         } else if let Ok(rel) = path.strip_prefix(root) {

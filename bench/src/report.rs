@@ -352,11 +352,20 @@ const ORDER: [&str; 6] = ["fanout", "ingest", "idle", "history", "keys", "cold_s
 const BEGIN: &str = "<!-- bench:begin -->";
 const END: &str = "<!-- bench:end -->";
 
-/// Replaces the part of `into` between the markers with tables made from the reports in `dir`.
+/// The PWA's first load, written by `pwa/e2e/first-load.spec.ts` (not a [`Report`]).
+const FIRST_LOAD: &str = "first-load.json";
+const FIRST_LOAD_BEGIN: &str = "<!-- first-load:begin -->";
+const FIRST_LOAD_END: &str = "<!-- first-load:end -->";
+
+/// Replaces the part of `into` between the markers with tables made from the reports in `dir`
+/// (and the first-load section from `dir/first-load.json`, when there is one).
 pub fn update_markdown(dir: &Path, into: &Path) -> anyhow::Result<()> {
     let mut reports = Vec::new();
     for entry in std::fs::read_dir(dir).with_context(|| format!("reading {}", dir.display()))? {
         let path = entry?.path();
+        if path.file_name().is_some_and(|n| n == FIRST_LOAD) {
+            continue;
+        }
         if path.extension().is_some_and(|e| e == "json") {
             let report: Report = serde_json::from_slice(&std::fs::read(&path)?)
                 .with_context(|| format!("{} is not a report", path.display()))?;
@@ -374,10 +383,88 @@ pub fn update_markdown(dir: &Path, into: &Path) -> anyhow::Result<()> {
     let base = into.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
     let images = relative(dir, base);
     let tables = markdown(&reports, &images);
-    let updated = format!("{}{BEGIN}\n{tables}{}", &text[..begin], &text[end..]);
+    let mut updated = format!("{}{BEGIN}\n{tables}{}", &text[..begin], &text[end..]);
+    let first_load = dir.join(FIRST_LOAD);
+    if first_load.is_file() {
+        let load: FirstLoad = serde_json::from_slice(&std::fs::read(&first_load)?)
+            .with_context(|| format!("{} is not a first-load report", first_load.display()))?;
+        let (Some(begin), Some(end)) = (updated.find(FIRST_LOAD_BEGIN), updated.find(FIRST_LOAD_END)) else {
+            anyhow::bail!("{} has no {FIRST_LOAD_BEGIN} … {FIRST_LOAD_END} section", into.display());
+        };
+        updated = format!(
+            "{}{FIRST_LOAD_BEGIN}\n{}{}",
+            &updated[..begin],
+            first_load_markdown(&load),
+            &updated[end..]
+        );
+    }
     std::fs::write(into, updated)?;
     println!("updated {} from {} reports", into.display(), reports.len());
     Ok(())
+}
+
+/// `first-load.json`: medians per network and content coding.
+#[derive(Debug, Deserialize)]
+struct FirstLoad {
+    command: String,
+    commit: String,
+    browser: String,
+    wifi: Wifi,
+    results: Vec<FirstLoadRun>,
+}
+
+#[derive(Debug, Deserialize)]
+struct Wifi {
+    latency_ms: f64,
+    down_mbit: f64,
+    up_mbit: f64,
+}
+
+#[derive(Debug, Deserialize)]
+struct FirstLoadRun {
+    network: String,
+    coding: String,
+    runs: u32,
+    usable_ms: f64,
+    encoded_bytes: f64,
+    decoded_bytes: f64,
+    requests: u32,
+}
+
+fn first_load_markdown(load: &FirstLoad) -> String {
+    let kib = |bytes: f64| format!("{:.1} KiB", bytes / 1024.0);
+    let mut md = format!(
+        "Measured with `{}` (commit {}, {}, server and browser on the same machine): a new browser \
+         context per run, the median of {} runs. \"wifi\" is emulated: {} Mbit/s down, {} Mbit/s up, \
+         {} ms round trip.\n\n",
+        load.command,
+        load.commit,
+        load.browser,
+        load.results.first().map_or(0, |r| r.runs),
+        number(load.wifi.down_mbit),
+        number(load.wifi.up_mbit),
+        number(load.wifi.latency_ms),
+    );
+    md.push_str(
+        "| Network | Accept-Encoding | Bodies as sent | Bodies decoded | Requests | Sign-in form usable after |\n\
+         |---|---|---|---|---|---|\n",
+    );
+    for r in &load.results {
+        let coding = match r.coding.as_str() {
+            "br" => "Chromium's own (brotli sent)",
+            other => other,
+        };
+        let _ = writeln!(
+            md,
+            "| {} | {coding} | {} | {} | {} | {} ms |",
+            r.network,
+            kib(r.encoded_bytes),
+            kib(r.decoded_bytes),
+            r.requests,
+            number(r.usable_ms),
+        );
+    }
+    md
 }
 
 fn relative(dir: &Path, base: &Path) -> PathBuf {
@@ -460,4 +547,40 @@ fn markdown(reports: &[Report], images: &Path) -> String {
         }
     }
     md
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_first_load_section_is_rendered_from_its_json_between_its_markers() {
+        let dir = std::env::temp_dir().join(format!("kitsulan-bench-report-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let json = r#"{"scenario":"first_load","command":"npm run e2e -- first-load.spec.ts","commit":"abc1234",
+            "unix_time":1,"browser":"Chromium 140","server":"http://127.0.0.1:1",
+            "wifi":{"latency_ms":20,"down_mbit":20,"up_mbit":10},
+            "results":[{"network":"loopback","coding":"br","runs":3,"usable_ms":412,"transfer_bytes":409600,
+            "encoded_bytes":400000,"decoded_bytes":1500000,"requests":6,"files":[]}]}"#;
+        std::fs::write(dir.as_path().join(FIRST_LOAD), json).unwrap();
+        let mut report = Report::new("keys", Db::Sqlite, serde_json::json!({}));
+        report.goal("claims", "> 1", "2".into(), true);
+        std::fs::write(dir.as_path().join("keys-sqlite.json"), serde_json::to_vec(&report).unwrap()).unwrap();
+        let md = dir.as_path().join("B.md");
+        std::fs::write(
+            &md,
+            format!("a\n{BEGIN}\nold\n{END}\nb\n{FIRST_LOAD_BEGIN}\nold\n{FIRST_LOAD_END}\nc\n"),
+        )
+        .unwrap();
+        update_markdown(dir.as_path(), &md).unwrap();
+        let text = std::fs::read_to_string(&md).unwrap();
+        assert!(!text.contains("old"), "{text}");
+        assert!(
+            text.contains("| loopback | Chromium's own (brotli sent) | 390.6 KiB | 1464.8 KiB | 6 | 412 ms |"),
+            "{text}"
+        );
+        assert!(text.contains("`npm run e2e -- first-load.spec.ts` (commit abc1234, Chromium 140"), "{text}");
+        assert!(text.ends_with(&format!("{FIRST_LOAD_END}\nc\n")), "{text}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }

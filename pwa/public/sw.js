@@ -5,9 +5,17 @@
 // focuses the app and opens that conversation.
 const CACHE = "kitsulan-shell-v2";
 const SHELL = ["/", "/manifest.webmanifest", "/favicon.svg", "/icon-192.png", "/icon-512.png"];
+// Every hashed file of this build, the lazily loaded chunks (calls, files) included, so an
+// offline start has them all; filled in by scripts/compress.mjs after `vite build` (empty in dev).
+const ASSETS = [/* kitsulan:assets */];
 
 self.addEventListener("install", (event) => {
-  event.waitUntil(caches.open(CACHE).then((c) => c.addAll(SHELL)).then(() => self.skipWaiting()));
+  event.waitUntil(
+    caches
+      .open(CACHE)
+      .then((c) => c.addAll([...SHELL, ...ASSETS]))
+      .then(() => self.skipWaiting()),
+  );
 });
 
 self.addEventListener("activate", (event) => {
@@ -15,9 +23,20 @@ self.addEventListener("activate", (event) => {
     caches
       .keys()
       .then((keys) => Promise.all(keys.filter((k) => k !== CACHE).map((k) => caches.delete(k))))
+      .then(() => (ASSETS.length ? forgetOldAssets() : undefined))
       .then(() => self.clients.claim()),
   );
 });
+
+/** Drops hashed files of earlier builds from the cache. */
+async function forgetOldAssets() {
+  const cache = await caches.open(CACHE);
+  const keep = new Set(ASSETS);
+  for (const req of await cache.keys()) {
+    const path = new URL(req.url).pathname;
+    if (path.startsWith("/assets/") && !keep.has(path)) await cache.delete(req);
+  }
+}
 
 self.addEventListener("fetch", (event) => {
   const req = event.request;

@@ -4,7 +4,7 @@
 // tabs advancing the same ratchets would corrupt them; "Use here" asks the other tab to hand
 // over. Signing out — here, or from another device (gateway close 4003, or a refresh token
 // refused) — stops everything and wipes the local data.
-import { useCallback, useEffect, useRef, useState } from "react";
+import { lazy, Suspense, useCallback, useEffect, useRef, useState } from "react";
 import { loadSession, session, signOut } from "./auth/session";
 import { resetCallPrefs } from "./calls/prefs";
 import { forgetIceServers } from "./calls/turn";
@@ -16,7 +16,9 @@ import { resetNotifications } from "./notify/notifications";
 import { Chat } from "./state/chat";
 import { useTheme } from "./theme";
 import { AuthScreen } from "./ui/AuthScreen";
-import { Messenger } from "./ui/Messenger";
+
+// The signed-in screens (and Markdown) are a chunk of their own: the sign-in form does not wait for them.
+const Messenger = lazy(() => import("./ui/Messenger").then((m) => ({ default: m.Messenger })));
 
 type Phase =
   | { kind: "loading" }
@@ -166,7 +168,11 @@ function Root() {
     case "signed-out":
       return <AuthScreen onSignedIn={enter} notice={notice && t(notice)} theme={theme} setTheme={setTheme} />;
     case "signed-in":
-      return <Messenger chat={phase.chat} onSignOut={doSignOut} theme={theme} setTheme={setTheme} />;
+      return (
+        <Suspense fallback={<main className="center" />}>
+          <Messenger chat={phase.chat} onSignOut={doSignOut} theme={theme} setTheme={setTheme} />
+        </Suspense>
+      );
   }
 }
 

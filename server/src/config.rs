@@ -267,9 +267,14 @@ pub struct AuthArgs {
           value_parser = clap::builder::BoolishValueParser::new())]
     pub trust_forwarded_for: bool,
 
-    /// Sign-ups per client address, as N/PERIOD (s, m, h, d).
+    /// Sign-ups per client address on the internet, as N/PERIOD (s, m, h, d).
     #[arg(long, env = "KITSULAN_RATE_LIMIT_SIGN_UP", default_value = "10/1h")]
     pub rate_limit_sign_up: Rate,
+
+    /// Sign-ups per client address on a private network (RFC 1918, link-local, IPv6 ULA; not
+    /// loopback), where a LAN party shares one NAT address.
+    #[arg(long, env = "KITSULAN_RATE_LIMIT_SIGN_UP_PRIVATE", default_value = "50/1h")]
+    pub rate_limit_sign_up_private: Rate,
 
     /// Sign-in attempts of any kind per client address.
     #[arg(long, env = "KITSULAN_RATE_LIMIT_SIGN_IN", default_value = "30/10m")]

@@ -892,6 +892,50 @@ async fn sign_ups_are_rate_limited_per_address() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// A LAN party of 30 behind one NAT address all sign up, with the default limits; someone on
+/// that LAN scripting sign-ups is still stopped at the private limit, and an internet address
+/// at the strict one. Addresses come from a trusted proxy so one test can be many clients.
+#[tokio::test]
+async fn a_lan_party_behind_one_address_signs_up_and_the_internet_stays_strict() -> anyhow::Result<()> {
+    let server =
+        TestServer::start_with(Options::new(Database::Sqlite).env("KITSULAN_TRUST_FORWARDED_FOR", "true"))
+            .await?;
+    let from = |address: &str| {
+        let url = server.url();
+        let address = address.to_owned();
+        async move { Client::connect(&url).await.unwrap().with_header("x-forwarded-for", &address).unwrap() }
+    };
+    // The default KITSULAN_RATE_LIMIT_SIGN_UP_PRIVATE is 50/1h: the party of 30, then the
+    // rest of the budget, then refused.
+    for i in 0..50 {
+        from("192.168.1.20").await.sign_up(&format!("guest{i}"), PASSWORD).await?;
+    }
+    for _ in 0..2 {
+        let limited =
+            assert_refused(from("192.168.1.20").await.sign_up("guest50", PASSWORD).await, "RATE_LIMITED");
+        assert!(limited.retry_after.unwrap() <= 3600, "{limited:?}");
+    }
+    // A ULA IPv6 address counts as a LAN too (per /64).
+    for i in 0..15 {
+        from(&format!("fd00:1:2:3::{i}")).await.sign_up(&format!("v6guest{i}"), PASSWORD).await?;
+    }
+    // The internet keeps the strict default (KITSULAN_RATE_LIMIT_SIGN_UP, 10/1h).
+    for i in 0..10 {
+        from("203.0.113.7").await.sign_up(&format!("stranger{i}"), PASSWORD).await?;
+    }
+    assert_refused(from("203.0.113.7").await.sign_up("stranger10", PASSWORD).await, "RATE_LIMITED");
+    // So does loopback: what a reverse proxy on the same host looks like.
+    for i in 0..10 {
+        from("127.0.0.1").await.sign_up(&format!("local{i}"), PASSWORD).await?;
+    }
+    assert_refused(from("127.0.0.1").await.sign_up("local10", PASSWORD).await, "RATE_LIMITED");
+    let users = admin_users(&server).await;
+    for refused in ["guest50", "stranger10", "local10"] {
+        assert!(find_user(&users, refused).is_none(), "{refused} was created: {users:?}");
+    }
+    Ok(())
+}
+
 #[tokio::test]
 async fn emailed_codes_are_limited_per_address_and_per_mailbox() -> anyhow::Result<()> {
     // Two codes an hour; addresses come from a trusted proxy so the test can be several clients.

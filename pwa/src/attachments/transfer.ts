@@ -9,31 +9,11 @@ import { attachmentClient } from "../api";
 import { reasonOf } from "../errors";
 import type { BlobRequest } from "../gen/kitsulan/v1/attachment_pb";
 
+import { Cancelled, Expired, HashMismatch } from "./errors";
+
+export { Cancelled, Expired, HashMismatch } from "./errors";
+
 export type Progress = (done: number, total: number) => void;
-
-/** The upload was cancelled (the PUT aborted and the attachment deleted). */
-export class Cancelled extends Error {
-  constructor() {
-    super("cancelled");
-    this.name = "Cancelled";
-  }
-}
-
-/** The server says the attachment is gone (TTL passed, deleted): show "expired". */
-export class Expired extends Error {
-  constructor() {
-    super("expired");
-    this.name = "Expired";
-  }
-}
-
-/** The downloaded ciphertext does not match the hash in the message: discarded. */
-export class HashMismatch extends Error {
-  constructor() {
-    super("the attachment's hash does not match");
-    this.name = "HashMismatch";
-  }
-}
 
 function toBase64(bytes: Uint8Array): string {
   let s = "";

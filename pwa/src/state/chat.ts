@@ -4,10 +4,9 @@
 // the state with useChat and acts through the stores (`chat.messages.send(…)`).
 import { useSyncExternalStore } from "react";
 import { attachmentClient, avatarClient, conversationClient, accountClient, gatewayUrl, serverInfoClient } from "../api";
-import { prepareImage } from "../attachments/image";
-import { Cancelled, deleteAttachment, encryptBlob, uploadCiphertext } from "../attachments/transfer";
+import { Cancelled, deleteAttachment, encryptBlob, prepareImage, uploadCiphertext } from "../attachments/lazy";
 import { accessToken } from "../auth/session";
-import { Calls } from "../calls/calls";
+import type { Calls } from "../calls/calls";
 import { AccountKeyChanged, type E2ee } from "../crypto/engine";
 import { Verifier } from "../crypto/verification";
 import { Gateway } from "../gateway/client";
@@ -46,8 +45,12 @@ export class Chat {
   /** The offline copy of the list and history (sealed in IndexedDB). */
   readonly cache: Cache;
   readonly verifier: Verifier;
-  /** Voice and video calls (calls/calls.ts), signalled over this chat's gateway. */
-  readonly calls: Calls;
+  /** Voice and video calls (calls/calls.ts), signalled over this chat's gateway: null until
+   * their code is loaded (loadCalls), on the first call event or the first call button. */
+  calls: Calls | null = null;
+  private callsLoading: Promise<Calls> | null = null;
+  private callsListeners = new Set<() => void>();
+  private stopped = false;
 
   constructor(
     readonly engine: E2ee,
@@ -142,18 +145,35 @@ export class Chat {
         if (status === "online") this.outbox.kick();
       },
       onSignedOut,
-      onError: (error) => this.calls.onGatewayError(error),
-    });
-    this.calls = new Calls({
-      engine,
-      me: () => this.state.me,
-      members: (id) => this.conversation(id)?.members.map((m) => m.accountId) ?? null,
-      isDirect: (id) => this.conversation(id)?.kind === ConversationKind.DIRECT,
-      send: (signal) => this.gateway.call(signal),
+      onError: (error) => this.calls?.onGatewayError(error),
     });
     // Expire typing indicators (others stop sending updates after 6 s).
     this.typingTimer = setInterval(() => this.receipts.expireTyping(), 1000);
   }
+
+  /** Loads the call code (a chunk of its own) and starts the calls, once. */
+  loadCalls(): Promise<Calls> {
+    this.callsLoading ??= import("../calls/calls").then(({ Calls }) => {
+      const calls = new Calls({
+        engine: this.engine,
+        me: () => this.state.me,
+        members: (id) => this.conversation(id)?.members.map((m) => m.accountId) ?? null,
+        isDirect: (id) => this.conversation(id)?.kind === ConversationKind.DIRECT,
+        send: (signal) => this.gateway.call(signal),
+      });
+      if (this.stopped) calls.dispose();
+      this.calls = calls;
+      for (const l of this.callsListeners) l();
+      return calls;
+    });
+    return this.callsLoading;
+  }
+
+  /** Calls `l` when the call code has loaded (`calls` is set). */
+  onCallsLoaded = (l: () => void): (() => void) => {
+    this.callsListeners.add(l);
+    return () => this.callsListeners.delete(l);
+  };
 
   private get state(): ChatState {
     return this.store.get();
@@ -187,8 +207,9 @@ export class Chat {
   }
 
   stop(): void {
+    this.stopped = true;
     this.cache.stop();
-    this.calls.dispose();
+    this.calls?.dispose();
     this.outbox.stop();
     this.gateway.stop();
     clearInterval(this.typingTimer);
@@ -288,7 +309,7 @@ export class Chat {
         const e = body.value;
         // A call in a conversation we do not know yet (just added to it): fetch the list first.
         if (!this.conversation(e.conversationId)) await this.conversations.load();
-        this.calls.onEvent(e);
+        (await this.loadCalls()).onEvent(e);
         return;
       }
       case "attachment":

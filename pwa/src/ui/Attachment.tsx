@@ -4,7 +4,7 @@
 // and size labels. Sending files: conversation/Uploads.tsx.
 import { useCallback, useEffect, useRef, useState } from "react";
 import type { FileRef } from "../attachments/content";
-import { downloadDecrypt, Expired, HashMismatch, reportDownloaded } from "../attachments/transfer";
+import { downloadDecrypt, Expired, HashMismatch, reportDownloaded } from "../attachments/lazy";
 import { useI18n, type Translate } from "../i18n/i18n";
 import { useChat, type Chat, type FileState } from "../state/chat";
 import { FileIcon, HourglassIcon } from "./call/icons";

@@ -1,10 +1,10 @@
 // Messenger.tsx — the signed-in layout: conversation list beside the open conversation on wide
 // screens, one or the other on phones; settings and new-conversation dialogs on top.
-import { useEffect, useState } from "react";
+import { lazy, Suspense, useEffect, useState } from "react";
 import { useI18n } from "../i18n/i18n";
 import { useChat, type Chat } from "../state/chat";
 import type { Theme } from "../theme";
-import { CallScreen } from "./call/CallScreen";
+import { useLoadedCalls } from "./call/useCalls";
 import { ConversationList } from "./ConversationList";
 import { ConversationView } from "./ConversationView";
 import { Devices } from "./Devices";
@@ -12,6 +12,9 @@ import { NewConversation } from "./NewConversation";
 import { Notifier } from "./Notifier";
 import { Settings } from "./Settings";
 import { VerifyDialog } from "./VerifyDialog";
+
+// The call screen and the call code are a chunk of their own, loaded on the first call.
+const CallScreen = lazy(() => import("./call/CallScreen").then((m) => ({ default: m.CallScreen })));
 
 export function Messenger({
   chat,
@@ -27,6 +30,7 @@ export function Messenger({
   const { t } = useI18n();
   const active = useChat(chat, (s) => s.active);
   const status = useChat(chat, (s) => s.status);
+  const calls = useLoadedCalls(chat);
   const [dialog, setDialog] = useState<"none" | "new" | "settings" | "devices">("none");
   // The unread total in the tab's title, "(3) KitsuLAN" (message requests do not count).
   const unread = useChat(chat, (s) => s.conversations.reduce((n, c) => (c.request ? n : n + c.unreadCount), 0));
@@ -71,7 +75,11 @@ export function Messenger({
         {active ? <ConversationView key={active} chat={chat} conversationId={active} /> : <div className="empty" />}
       </main>
       <Notifier chat={chat} />
-      <CallScreen chat={chat} />
+      {calls && (
+        <Suspense fallback={null}>
+          <CallScreen chat={chat} calls={calls} />
+        </Suspense>
+      )}
       {dialog === "new" && <NewConversation chat={chat} onClose={() => setDialog("none")} />}
       {dialog === "settings" && (
         <Settings

@@ -17,6 +17,7 @@ fn limit(rate: Rate) -> Limit {
 pub(super) fn limits(auth: &AuthArgs, e2ee: &E2eeArgs) -> Limits {
     Limits {
         sign_up: limit(auth.rate_limit_sign_up),
+        sign_up_private: limit(auth.rate_limit_sign_up_private),
         sign_in: limit(auth.rate_limit_sign_in),
         sign_in_failures: limit(auth.rate_limit_sign_in_failures),
         account_failures: limit(auth.rate_limit_account_failures),

@@ -22,7 +22,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::names::{DeviceName, DisplayName, Email, Password, Username};
-use super::rate_limits::{Limits, OneAtATime, RateLimiter, Turn, address_key};
+use super::rate_limits::{Limits, OneAtATime, RateLimiter, Turn, address_key, is_private_network};
 use super::tokens::{self, hash_token};
 use super::{Error, SecretHasher, totp};
 use crate::ids::{AccountId, CodeId, DeviceId};
@@ -448,7 +448,9 @@ impl Auth {
         if email.is_some() && core.mailer.is_none() {
             return Err(Error::EmailUnavailable);
         }
-        core.limiter.take(&core.policy.limits.sign_up, &format!("sign_up:{}", address_key(client.0))).await?;
+        let limits = &core.policy.limits;
+        let limit = if is_private_network(client.0) { &limits.sign_up_private } else { &limits.sign_up };
+        core.limiter.take(limit, &format!("sign_up:{}", address_key(client.0))).await?;
         let account = NewAccount {
             id: AccountId::generate(),
             username: username.as_str().to_owned(),

@@ -38,8 +38,11 @@ impl Limit {
 /// Every limit the server enforces.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
-    /// Sign-ups per client address.
+    /// Sign-ups per client address on the public internet.
     pub sign_up: Limit,
+    /// Sign-ups per client address on a private network ([`is_private_network`]): a LAN party
+    /// signs up from behind one NAT address.
+    pub sign_up_private: Limit,
     /// Sign-in attempts (any kind) per client address.
     pub sign_in: Limit,
     /// Failed password, TOTP or code checks per username and client address.
@@ -70,6 +73,7 @@ impl Default for Limits {
         const MIN: u64 = 60;
         Self {
             sign_up: Limit::new(10, Duration::from_secs(3600)),
+            sign_up_private: Limit::new(50, Duration::from_secs(3600)),
             sign_in: Limit::new(30, Duration::from_secs(10 * MIN)),
             sign_in_failures: Limit::new(10, Duration::from_secs(15 * MIN)),
             account_failures: Limit::new(100, Duration::from_secs(60 * MIN)),
@@ -98,6 +102,29 @@ pub fn address_key(addr: IpAddr) -> String {
             }
         },
     }
+}
+
+/// Whether `addr` is on a private network, where many people share one address (a LAN party
+/// behind one NAT router): IPv4 RFC 1918 (10/8, 172.16/12, 192.168/16) and link-local
+/// (169.254/16), IPv6 unique-local (fc00::/7) and link-local (fe80::/10), and those written as
+/// IPv4-mapped IPv6.
+///
+/// # Security
+/// Not loopback: a reverse proxy on the same host makes every internet client look like
+/// 127.0.0.1 (unless `KITSULAN_TRUST_FORWARDED_FOR` is set), so loopback keeps the strict limit.
+/// Not carrier-grade NAT (100.64/10): there, one address is shared by strangers on the internet.
+pub fn is_private_network(addr: IpAddr) -> bool {
+    let v4 = match addr {
+        IpAddr::V4(v4) => v4,
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => v4,
+            None => {
+                let first = v6.segments()[0];
+                return (first & 0xfe00) == 0xfc00 || (first & 0xffc0) == 0xfe80;
+            }
+        },
+    };
+    v4.is_private() || v4.is_link_local()
 }
 
 /// Checks and counts requests against [`Limit`]s.
@@ -238,6 +265,41 @@ mod tests {
         drop(first);
         waiting.await.unwrap();
         assert_eq!(gate.busy_keys(), 0);
+    }
+
+    #[test]
+    fn private_networks_are_the_lan_and_not_loopback_or_the_internet() {
+        let private = |a: &str| is_private_network(a.parse().unwrap());
+        for lan in [
+            "10.0.0.1",
+            "172.16.5.4",
+            "172.31.255.254",
+            "192.168.1.20",
+            "169.254.3.3",
+            "fd12:3456::1",
+            "fc00::1",
+            "fe80::1",
+            "febf::1",
+            "::ffff:192.168.0.9",
+        ] {
+            assert!(private(lan), "{lan} is on a LAN");
+        }
+        for other in [
+            "127.0.0.1",
+            "::1",
+            "::ffff:127.0.0.1",
+            "100.64.0.1",
+            "172.32.0.1",
+            "8.8.8.8",
+            "203.0.113.7",
+            "2001:db8::1",
+            "fec0::1",
+            "::ffff:8.8.8.8",
+            "0.0.0.0",
+            "::",
+        ] {
+            assert!(!private(other), "{other} is not a LAN address");
+        }
     }
 
     #[test]

@@ -1,16 +1,19 @@
 // CallButtons.tsx — audio and video call buttons in a conversation's header, or "Join" buttons
 // while a call is going on there that this device is not in.
 import { useI18n } from "../../i18n/i18n";
+import type { Calls } from "../../calls/calls";
 import { useChat, type Chat } from "../../state/chat";
 import { PhoneIcon, VideoIcon } from "./icons";
-import { useCalls } from "./useCalls";
+import { useCallsOr, useLoadedCalls } from "./useCalls";
 
 export function CallButtons({ chat, conversationId, disabled }: { chat: Chat; conversationId: string; disabled: boolean }) {
   const { t } = useI18n();
-  const calls = chat.calls;
-  const ongoing = useCalls(calls, (s) => s.ongoing[conversationId]);
-  const phase = useCalls(calls, (s) => s.call.phase);
-  const inThisCall = useCalls(calls, (s) => s.call.conversationId === conversationId && s.call.phase !== "idle");
+  // The call code loads on the first press (or the first call event); until then, no call.
+  const loaded = useLoadedCalls(chat);
+  const use = (act: (c: Calls) => Promise<void>) => void chat.loadCalls().then(act);
+  const ongoing = useCallsOr(loaded, (s) => s.ongoing[conversationId], undefined);
+  const phase = useCallsOr(loaded, (s) => s.call.phase, "idle");
+  const inThisCall = useCallsOr(loaded, (s) => s.call.conversationId === conversationId && s.call.phase !== "idle", false);
   const online = useChat(chat, (s) => s.status === "online");
   const busy = phase === "outgoing" || phase === "incoming" || phase === "active";
   const off = disabled || !online || busy;
@@ -18,7 +21,7 @@ export function CallButtons({ chat, conversationId, disabled }: { chat: Chat; co
   if (ongoing && !inThisCall) {
     return (
       <div className="call-buttons" role="group" aria-label={t("callOngoing")}>
-        <button type="button" className="join" disabled={off} onClick={() => void calls.joinOngoing(conversationId, false)}>
+        <button type="button" className="join" disabled={off} onClick={() => use((c) => c.joinOngoing(conversationId, false))}>
           <PhoneIcon /> <span>{t("joinCall")}</span>
         </button>
         <button
@@ -27,7 +30,7 @@ export function CallButtons({ chat, conversationId, disabled }: { chat: Chat; co
           aria-label={t("joinCallVideo")}
           title={t("joinCallVideo")}
           disabled={off}
-          onClick={() => void calls.joinOngoing(conversationId, true)}
+          onClick={() => use((c) => c.joinOngoing(conversationId, true))}
         >
           <VideoIcon />
         </button>
@@ -42,7 +45,7 @@ export function CallButtons({ chat, conversationId, disabled }: { chat: Chat; co
         aria-label={t("audioCall")}
         title={t("audioCall")}
         disabled={off}
-        onClick={() => void calls.start(conversationId, false)}
+        onClick={() => use((c) => c.start(conversationId, false))}
       >
         <PhoneIcon />
       </button>
@@ -52,7 +55,7 @@ export function CallButtons({ chat, conversationId, disabled }: { chat: Chat; co
         aria-label={t("videoCall")}
         title={t("videoCall")}
         disabled={off}
-        onClick={() => void calls.start(conversationId, true)}
+        onClick={() => use((c) => c.start(conversationId, true))}
       >
         <VideoIcon />
       </button>

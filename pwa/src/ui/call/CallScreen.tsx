@@ -4,7 +4,7 @@
 // (the top layer): above any other dialog that was open, and the app behind it is inert, so the
 // keyboard stays in the call.
 import { useEffect, useRef, type ReactNode } from "react";
-import type { EndReason } from "../../calls/calls";
+import type { Calls, EndReason } from "../../calls/calls";
 import { ConversationKind } from "../../gen/kitsulan/v1/conversation_pb";
 import { useI18n } from "../../i18n/i18n";
 import type { MessageKey } from "../../i18n/messages";
@@ -62,9 +62,8 @@ function Layer({
   );
 }
 
-export function CallScreen({ chat }: { chat: Chat }) {
+export function CallScreen({ chat, calls }: { chat: Chat; calls: Calls }) {
   const { t } = useI18n();
-  const calls = chat.calls;
   const call = useCalls(calls, (s) => s.call);
   const conversation = useChat(chat, (s) => s.conversations.find((c) => c.id === call.conversationId));
   useChat(chat, (s) => s.profiles);
@@ -83,7 +82,7 @@ export function CallScreen({ chat }: { chat: Chat }) {
   if (call.phase === "active") {
     return (
       <Layer label={t("callWith", { name: title })} className="in-call">
-        <InCall chat={chat} title={title} />
+        <InCall chat={chat} calls={calls} title={title} />
       </Layer>
     );
   }

@@ -4,13 +4,14 @@ import type { Calls } from "../../calls/calls";
 import { loadCallPrefs, saveCallPrefs, type CallPrefs } from "../../calls/prefs";
 import { useI18n } from "../../i18n/i18n";
 
-export function CallSettings({ calls }: { calls: Calls }) {
+export function CallSettings({ calls }: { calls: Calls | null }) {
   const { t } = useI18n();
   const [prefs, setPrefs] = useState<CallPrefs>(loadCallPrefs);
   const update = (next: CallPrefs) => {
     saveCallPrefs(next);
     setPrefs(next);
-    calls.prefsChanged();
+    // Not loaded yet: no call to change; the next one reads the prefs.
+    calls?.prefsChanged();
   };
   return (
     <fieldset className="form notify">

@@ -2,7 +2,7 @@
 // bitrates, resolution, audio packets, round trip) and whether it goes through the relay. Read
 // from RTCPeerConnection.getStats() once a second while the panel is open.
 import { useEffect, useRef, useState } from "react";
-import type { PeerStats } from "../../calls/calls";
+import type { Calls, PeerStats } from "../../calls/calls";
 import { useI18n } from "../../i18n/i18n";
 import type { Chat } from "../../state/chat";
 import { personName } from "../names";
@@ -18,9 +18,8 @@ function kbps(bytes: number, before: number, ms: number): number {
   return ms > 0 ? Math.max(0, Math.round(((bytes - before) * 8) / ms)) : 0;
 }
 
-export function CallStats({ chat }: { chat: Chat }) {
+export function CallStats({ chat, calls }: { chat: Chat; calls: Calls }) {
   const { t } = useI18n();
-  const calls = chat.calls;
   const peers = useCalls(calls, (s) => s.call.peers);
   const [samples, setSamples] = useState<Record<string, Sample>>({});
   const last = useRef<Record<string, PeerStats>>({});

@@ -2,7 +2,7 @@
 // the controls: microphone (or push-to-talk: hold Space or the Talk button), camera, screen
 // sharing, device pickers, the statistics panel and hang up.
 import { useEffect, useState } from "react";
-import type { RemotePeer } from "../../calls/calls";
+import type { Calls, RemotePeer } from "../../calls/calls";
 import { useI18n } from "../../i18n/i18n";
 import type { Chat } from "../../state/chat";
 import { personName } from "../names";
@@ -63,9 +63,8 @@ function RemoteTile({ chat, peer, sinkId }: { chat: Chat; peer: RemotePeer; sink
   );
 }
 
-export function InCall({ chat, title }: { chat: Chat; title: string }) {
+export function InCall({ chat, calls, title }: { chat: Chat; calls: Calls; title: string }) {
   const { t } = useI18n();
-  const calls = chat.calls;
   const call = useCalls(calls, (s) => s.call);
   const [panel, setPanel] = useState<"none" | "devices" | "stats">("none");
 
@@ -127,7 +126,7 @@ export function InCall({ chat, title }: { chat: Chat; title: string }) {
         </p>
       )}
       {panel === "devices" && <DevicePickers calls={calls} />}
-      {panel === "stats" && <CallStats chat={chat} />}
+      {panel === "stats" && <CallStats chat={chat} calls={calls} />}
       <div className="call-controls" role="toolbar" aria-label={t("callControls")}>
         {call.pushToTalk ? (
           <button

@@ -3,7 +3,7 @@
 // flight shows their progress (cancel) or error (dismiss). The sending itself: state/files.ts.
 import { useReducer, useRef, useState } from "react";
 import { isPreviewable } from "../../attachments/content";
-import { Cancelled } from "../../attachments/transfer";
+import { Cancelled } from "../../attachments/errors";
 import { useI18n } from "../../i18n/i18n";
 import type { Chat } from "../../state/chat";
 import { applyUploads, type Upload } from "../../state/files";
