@@ -8,6 +8,7 @@ import { useChat, type Chat, type Item, type Receipt } from "../../state/chat";
 import { FileView } from "../Attachment";
 import { MessageBubble, snippet, type Tick } from "../MessageBubble";
 import { personName } from "../names";
+import { SystemLine } from "./SystemLine";
 
 const EMPTY: Item[] = [];
 const NO_RECEIPTS: Record<string, Receipt> = {};
@@ -138,6 +139,19 @@ export function MessageList({
         const showName = isGroup && !mine && (showDay || lastSender !== m.senderAccountId);
         lastDay = day;
         lastSender = m.senderAccountId;
+        if (item.content.kind === "system") {
+          lastSender = ""; // the next message names its sender again
+          return (
+            <div key={m.id} className="msg-wrap">
+              {showDay && (
+                <div className="day" role="separator" aria-label={dayLabel(t, lang, ms)}>
+                  <span>{dayLabel(t, lang, ms)}</span>
+                </div>
+              )}
+              <SystemLine chat={chat} t={t} event={item.content.event} />
+            </div>
+          );
+        }
         const tick = mine ? tickOf(item) : null;
         return (
           <div key={m.id} className="msg-wrap">
