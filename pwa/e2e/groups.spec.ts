@@ -96,6 +96,7 @@ test("group management: rename, roles, remove and leave, with system lines", asy
   const rename = alice.getByRole("dialog", { name: "Rename group" });
   const title = rename.getByRole("textbox", { name: "Group name" });
   await expect(title).toBeFocused();
+  await shoot(alice, "group-rename");
   await title.fill("Crew 2026");
   await rename.getByRole("button", { name: "Save" }).click();
   await expect(membersDialog(alice)).toBeVisible();
@@ -114,6 +115,8 @@ test("group management: rename, roles, remove and leave, with system lines", asy
 
   // Carol is removed (after a confirmation).
   await membersDialog(alice).getByRole("button", { name: "Actions for Carol" }).click();
+  await expect(membersDialog(alice).getByRole("button", { name: "Make admin" })).toBeVisible();
+  await shoot(alice, "group-member-menu");
   await membersDialog(alice).getByRole("button", { name: "Remove from group" }).click();
   await expect(membersDialog(alice).getByText(/Remove Carol from “Crew 2026”\?/)).toBeVisible();
   await membersDialog(alice).getByRole("button", { name: "Remove", exact: true }).click();
