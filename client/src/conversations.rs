@@ -33,7 +33,8 @@ use kitsulan_proto::v1::{
     GetConversationRequest, HistoryDirection, LeaveConversationRequest, ListBlockedRequest,
     ListConversationsRequest, ListConversationsResponse, ListMessagesRequest, ListMessagesResponse,
     MarkReadRequest, MarkReadResponse, MemberRole, Message, OpenDirectRequest, OpenDirectResponse,
-    RemoveMemberRequest, SendMessageRequest, SetMemberRoleRequest, UnblockRequest,
+    RemoveMemberRequest, RenameGroupRequest, SendMessageRequest, SetMemberRoleRequest, SystemEvent,
+    UnblockRequest,
 };
 use tonic::Status;
 use uuid::Uuid;
@@ -182,6 +183,13 @@ impl Client {
             account_id: account_id.to_owned(),
         };
         conversation_of(self.conversations().remove_member(request).await?.into_inner().conversation)
+    }
+
+    /// `RenameGroup`.
+    pub async fn rename_group(&self, conversation_id: &str, title: &str) -> Result<Conversation, Status> {
+        let request =
+            RenameGroupRequest { conversation_id: conversation_id.to_owned(), title: title.to_owned() };
+        conversation_of(self.conversations().rename_group(request).await?.into_inner().conversation)
     }
 
     /// `SetMemberRole`.
@@ -339,6 +347,9 @@ pub enum Content {
     Deleted,
     /// Not readable by this device, and why.
     Undecryptable(String),
+    /// A system entry the server wrote (a member added, removed or leaving, a role or the
+    /// title changed).
+    System(SystemEvent),
 }
 
 /// A message of the history with what this device made of it.
@@ -504,6 +515,9 @@ impl E2eeDevice {
     /// sending device shared for this conversation. (Room keys come in through
     /// [`E2eeDevice::receive`].)
     pub fn decrypt_message(&mut self, message: &Message) -> Content {
+        if let Some(system) = &message.system {
+            return Content::System(system.clone());
+        }
         if message.deleted_at_ms != 0 {
             return if message.ciphertext.is_empty() {
                 Content::Deleted

@@ -63,7 +63,8 @@ const READY_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// What the reader task passes on.
 enum Incoming {
-    Frame(ServerFrame),
+    /// Boxed: a frame is much larger than the other variants.
+    Frame(Box<ServerFrame>),
     /// A text frame, or a binary one that is not a `ServerFrame`.
     Garbage(String),
     Closed(u16, String),
@@ -289,7 +290,7 @@ impl GatewayClient {
                 match stream.next().await {
                     Some(Ok(WsMessage::Binary(bytes))) => {
                         let item = match ServerFrame::decode(bytes.as_ref()) {
-                            Ok(frame) => Incoming::Frame(frame),
+                            Ok(frame) => Incoming::Frame(Box::new(frame)),
                             Err(e) => Incoming::Garbage(format!(
                                 "{} bytes that are no ServerFrame: {e}",
                                 bytes.len()
@@ -486,7 +487,7 @@ impl GatewayClient {
         let waited = deadline.saturating_duration_since(Instant::now());
         match tokio::time::timeout_at(deadline, self.incoming.recv()).await {
             Err(_) => Err(WaitError::Timeout(waited)),
-            Ok(Some(Incoming::Frame(frame))) => Ok(frame),
+            Ok(Some(Incoming::Frame(frame))) => Ok(*frame),
             Ok(Some(Incoming::Garbage(what))) => Err(WaitError::Unexpected(what)),
             Ok(Some(Incoming::Closed(code, reason))) => Err(WaitError::Closed(code, reason)),
             Ok(None) => {

@@ -73,3 +73,92 @@ test("a group: members, reply, edit and delete", async ({ browser }) => {
     await expect(page.getByRole("log").getByText("Message deleted")).toBeVisible();
   }
 });
+
+// Group management (issue 17, item 5): the owner renames the group, makes Bob an admin and
+// removes Carol; Bob leaves. Everyone still in it sees the same system lines; Carol keeps the
+// history she had, read-only, with "You were removed from this group", until she deletes it.
+test("group management: rename, roles, remove and leave, with system lines", async ({ browser }) => {
+  const alice = await signUp(browser, `alice-m-${stamp}`, "Alice");
+  const bob = await signUp(browser, `bob-m-${stamp}`, "Bob");
+  const carol = await signUp(browser, `carol-m-${stamp}`, "Carol");
+
+  await alice.getByRole("button", { name: "New conversation" }).click();
+  const dialog = alice.getByRole("dialog", { name: "New conversation" });
+  await dialog.getByRole("radio", { name: "Group" }).check();
+  await dialog.getByRole("textbox", { name: "Group name" }).fill("Crew");
+  await dialog.getByRole("textbox", { name: /Members' usernames/ }).fill(`bob-m-${stamp}, carol-m-${stamp}`);
+  await dialog.getByRole("button", { name: "Create group" }).click();
+  await expect(alice.getByRole("heading", { name: "Crew" })).toBeVisible();
+  await send(alice, "Hi crew");
+  for (const page of [bob, carol]) {
+    await acceptRequest(page, /Crew/);
+    await expect(bubble(page, "Hi crew")).toBeVisible();
+  }
+  await send(carol, "carol was here");
+  await expect(bubble(alice, "carol was here")).toBeVisible();
+
+  const line = (page: typeof alice, text: string) => page.getByRole("log").getByRole("note").filter({ hasText: text });
+  const membersDialog = (page: typeof alice) => page.getByRole("dialog", { name: "Members" });
+
+  // Rename: a dialog with its input focused; everyone sees the new title and the line.
+  await alice.getByRole("button", { name: "Members (3)" }).click();
+  await membersDialog(alice).getByRole("button", { name: "Rename group" }).click();
+  const rename = alice.getByRole("dialog", { name: "Rename group" });
+  const title = rename.getByRole("textbox", { name: "Group name" });
+  await expect(title).toBeFocused();
+  await shoot(alice, "group-rename");
+  await title.fill("Crew 2026");
+  await rename.getByRole("button", { name: "Save" }).click();
+  await expect(membersDialog(alice)).toBeVisible();
+  await expect(line(alice, "You changed the title to “Crew 2026”")).toBeVisible();
+  for (const page of [bob, carol]) {
+    await expect(page.getByRole("heading", { name: "Crew 2026" })).toBeVisible();
+    await expect(line(page, "Alice changed the title to “Crew 2026”")).toBeVisible();
+  }
+
+  // Bob becomes an admin.
+  await membersDialog(alice).getByRole("button", { name: "Actions for Bob" }).click();
+  await membersDialog(alice).getByRole("button", { name: "Make admin" }).click();
+  await expect(membersDialog(alice).getByRole("listitem").filter({ hasText: "Bob" })).toContainText("admin");
+  await expect(line(bob, "Alice made you an admin")).toBeVisible();
+  await expect(line(carol, "Alice made Bob an admin")).toBeVisible();
+
+  // Carol is removed (after a confirmation).
+  await membersDialog(alice).getByRole("button", { name: "Actions for Carol" }).click();
+  await expect(membersDialog(alice).getByRole("button", { name: "Make admin" })).toBeVisible();
+  await shoot(alice, "group-member-menu");
+  await membersDialog(alice).getByRole("button", { name: "Remove from group" }).click();
+  await expect(membersDialog(alice).getByText(/Remove Carol from “Crew 2026”\?/)).toBeVisible();
+  await membersDialog(alice).getByRole("button", { name: "Remove", exact: true }).click();
+  await expect(membersDialog(alice).getByRole("listitem")).toHaveCount(2);
+  await membersDialog(alice).getByRole("button", { name: "Close" }).click();
+  await expect(line(alice, "You removed Carol")).toBeVisible();
+  await expect(line(bob, "Alice removed Carol")).toBeVisible();
+  await expect(bob.getByRole("button", { name: "Members (2)" })).toBeVisible();
+
+  // Carol keeps what she had, read-only.
+  await expect(carol.getByText("You were removed from this group")).toBeVisible();
+  await expect(carol.getByRole("textbox", { name: "Message" })).toHaveCount(0);
+  for (const text of ["Hi crew", "carol was here"]) await expect(bubble(carol, text)).toBeVisible();
+  await expect(line(carol, "Alice made Bob an admin")).toBeVisible();
+  const carolEntry = carol.getByRole("list", { name: "Conversations" }).getByRole("button", { name: /Crew 2026/ });
+  await expect(carolEntry).toContainText("removed");
+  await shoot(carol, "group-removed");
+
+  // Bob leaves (after a confirmation): it leaves his list; the others see "Bob left".
+  await bob.getByRole("button", { name: "Members (2)" }).click();
+  await membersDialog(bob).getByRole("button", { name: "Leave group" }).click();
+  await expect(membersDialog(bob).getByText(/Leave “Crew 2026”\?/)).toBeVisible();
+  await membersDialog(bob).getByRole("button", { name: "Leave", exact: true }).click();
+  await expect(bob.getByRole("list", { name: "Conversations" }).getByRole("button", { name: /Crew 2026/ })).toHaveCount(0);
+  await expect(line(alice, "Bob left")).toBeVisible();
+  await expect(alice.getByRole("button", { name: "Members (1)" })).toBeVisible();
+  // The list's preview is the last line, in words.
+  await expect(alice.getByRole("list", { name: "Conversations" }).getByRole("button", { name: /Crew 2026/ })).toContainText("Bob left");
+  await shoot(alice, "group-managed");
+
+  // Carol deletes the conversation from her device (after a confirmation).
+  await carol.getByRole("button", { name: "Delete from this device" }).click();
+  await carol.getByRole("button", { name: "Delete", exact: true }).click();
+  await expect(carolEntry).toHaveCount(0);
+});

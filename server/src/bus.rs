@@ -305,7 +305,7 @@ mod wire {
     use super::Notice;
     use crate::events::{AttachmentChange, AttachmentEvent, AvatarEvent, CallAction, CallEvent};
     use crate::ids::{AccountId, AttachmentId, AvatarId, CallId, ConversationId, DeviceId, MessageId};
-    use crate::store::MessageRecord;
+    use crate::store::{MessageRecord, SystemEntry};
 
     const ACTIONS: [CallAction; 11] = [
         CallAction::Invite,
@@ -352,6 +352,10 @@ mod wire {
                 edited_at_ms: m.edited_at_ms,
                 deleted_at_ms: m.deleted_at_ms,
                 change_seq: m.change_seq,
+                system_kind: m.system.as_ref().map(|e| e.kind().to_owned()),
+                system_target: m.system.as_ref().and_then(SystemEntry::target).map(|t| b(t.as_uuid())),
+                system_role: m.system.as_ref().and_then(SystemEntry::role).map(|r| r.as_str().to_owned()),
+                system_title: m.system.as_ref().and_then(|e| e.title().map(str::to_owned)),
             }),
             Notice::Accounts(ids) => {
                 Kind::Accounts(Ids { ids: ids.iter().map(|a| b(a.as_uuid())).collect() })
@@ -429,6 +433,13 @@ mod wire {
                 edited_at_ms: m.edited_at_ms,
                 deleted_at_ms: m.deleted_at_ms,
                 change_seq: m.change_seq,
+                system: SystemEntry::from_parts(
+                    m.system_kind.as_deref(),
+                    m.system_target.as_deref().map(u).transpose()?.map(AccountId::from_uuid),
+                    m.system_role.as_deref(),
+                    m.system_title,
+                )
+                .map_err(|e| e.to_string())?,
             })),
             Kind::Accounts(ids) => Notice::Accounts(accounts(&ids.ids)?),
             Kind::Inboxes(ids) => Notice::Inboxes(
@@ -510,6 +521,7 @@ mod wire {
 mod tests {
     use super::*;
     use crate::ids::MessageId;
+    use crate::store::SystemEntry;
 
     #[test]
     fn bus_credentials_come_from_the_url() {
@@ -557,6 +569,7 @@ mod tests {
                 edited_at_ms: 1_700_000_000_002,
                 deleted_at_ms: 0,
                 change_seq: 8,
+                system: None,
             })),
             Notice::Message(Arc::new(MessageRecord {
                 id: MessageId::from_uuid(id(8)),
@@ -571,6 +584,7 @@ mod tests {
                 edited_at_ms: 0,
                 deleted_at_ms: 3,
                 change_seq: 10,
+                system: None,
             })),
             Notice::Accounts(vec![account, other]),
             Notice::Accounts(Vec::new()),
@@ -704,6 +718,33 @@ mod tests {
         // The recorded notices above are one of every kind with every field set.
         let notices = fixed_notices();
         for notice in notices {
+            assert_eq!(wire::decode(&wire::encode(&notice)), Ok(notice));
+        }
+        // System entries (added after the first version; its nodes ignore the new fields).
+        let id = |n: u128| Uuid::from_u128(0x0190_0000_0000_7000_8000_0000_0000_0000 | n);
+        let entries = [
+            SystemEntry::MemberAdded(AccountId::from_uuid(id(2))),
+            SystemEntry::MemberRemoved(AccountId::from_uuid(id(2))),
+            SystemEntry::MemberLeft,
+            SystemEntry::RoleChanged(AccountId::from_uuid(id(2)), crate::store::Role::Admin),
+            SystemEntry::TitleChanged("LAN party".into()),
+        ];
+        for entry in entries {
+            let notice = Notice::Message(Arc::new(MessageRecord {
+                id: MessageId::from_uuid(id(20)),
+                conversation_id: ConversationId::from_uuid(id(4)),
+                seq: 11,
+                sender_account_id: AccountId::from_uuid(id(1)),
+                sender_device_id: DeviceId::from_uuid(Uuid::nil()),
+                ciphertext: None,
+                session_id: Vec::new(),
+                reply_to: None,
+                sent_at_ms: 5,
+                edited_at_ms: 0,
+                deleted_at_ms: 0,
+                change_seq: 12,
+                system: Some(entry),
+            }));
             assert_eq!(wire::decode(&wire::encode(&notice)), Ok(notice));
         }
         assert!(wire::decode(b"\xff\xff").is_err());

@@ -65,7 +65,7 @@ impl_for_backends! {
             .await?;
             let mut left = Vec::with_capacity(ids.len());
             for id in ids.into_iter().map(ConversationId::from_uuid) {
-                if leave_conversation!(tx, id, blocker) {
+                if leave_conversation!(tx, id, blocker).is_some() {
                     left.push(id);
                 }
             }

@@ -159,6 +159,85 @@ pub struct MessageRecord {
     pub deleted_at_ms: i64,
     /// The conversation's change number of its latest state (sending, editing, deleting).
     pub change_seq: i64,
+    /// Set on a system entry the server wrote (see [`SystemEntry`]); `None` on a message a
+    /// device sent.
+    pub system: Option<SystemEntry>,
+}
+
+/// A line the server writes into a group's history when the group changes (migration 0013):
+/// a row of `messages` with its own seq, no ciphertext, the actor as sender and the nil device.
+/// It never counts as unread and cannot be edited or deleted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SystemEntry {
+    /// The actor added this account.
+    MemberAdded(AccountId),
+    /// The actor removed this account.
+    MemberRemoved(AccountId),
+    /// The actor left (or declined the request).
+    MemberLeft,
+    /// This account now has this role (given by the owner, or the group passed to it when its
+    /// owner, the actor, left).
+    RoleChanged(AccountId, Role),
+    /// The actor renamed the group to this.
+    TitleChanged(String),
+}
+
+impl SystemEntry {
+    /// The stored kind.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::MemberAdded(_) => "member_added",
+            Self::MemberRemoved(_) => "member_removed",
+            Self::MemberLeft => "member_left",
+            Self::RoleChanged(..) => "role_changed",
+            Self::TitleChanged(_) => "title_changed",
+        }
+    }
+
+    /// Whom it is about.
+    pub fn target(&self) -> Option<AccountId> {
+        match self {
+            Self::MemberAdded(a) | Self::MemberRemoved(a) | Self::RoleChanged(a, _) => Some(*a),
+            Self::MemberLeft | Self::TitleChanged(_) => None,
+        }
+    }
+
+    /// A role change's role.
+    pub fn role(&self) -> Option<Role> {
+        match self {
+            Self::RoleChanged(_, role) => Some(*role),
+            _ => None,
+        }
+    }
+
+    /// A title change's title.
+    pub fn title(&self) -> Option<&str> {
+        match self {
+            Self::TitleChanged(title) => Some(title),
+            _ => None,
+        }
+    }
+
+    /// Rebuilds an entry from its stored parts (`None` when `kind` is `None`).
+    pub fn from_parts(
+        kind: Option<&str>,
+        target: Option<AccountId>,
+        role: Option<&str>,
+        title: Option<String>,
+    ) -> Result<Option<Self>, StoreError> {
+        let Some(kind) = kind else { return Ok(None) };
+        let corrupt = || StoreError::Corrupt(format!("system entry {kind:?} without its details"));
+        Ok(Some(match kind {
+            "member_added" => Self::MemberAdded(target.ok_or_else(corrupt)?),
+            "member_removed" => Self::MemberRemoved(target.ok_or_else(corrupt)?),
+            "member_left" => Self::MemberLeft,
+            "role_changed" => {
+                Self::RoleChanged(target.ok_or_else(corrupt)?, Role::parse(role.ok_or_else(corrupt)?)?)
+            }
+            "title_changed" => Self::TitleChanged(title.ok_or_else(corrupt)?),
+            other => return Err(StoreError::Corrupt(format!("system entry kind {other:?}"))),
+        }))
+    }
 }
 
 /// A message to store.
@@ -250,7 +329,20 @@ pub trait ConversationStore: Send + Sync {
         accounts: &[AccountId],
         max_members: i64,
         now_ms: i64,
-    ) -> Result<AddOutcome, StoreError>;
+    ) -> Result<AddOutcome, StoreError> {
+        Ok(self.add_members_by(id, by, accounts, max_members, now_ms, false).await?.0)
+    }
+    /// [`ConversationStore::add_members`]; with `entries`, also writes the system entries in
+    /// the same transaction (`by` added each new member) and returns them, oldest first.
+    async fn add_members_by(
+        &self,
+        id: ConversationId,
+        by: AccountId,
+        accounts: &[AccountId],
+        max_members: i64,
+        now_ms: i64,
+        entries: bool,
+    ) -> Result<(AddOutcome, Vec<MessageRecord>), StoreError>;
     /// Accepts `account`'s request in a conversation: it hears of it on its other devices, and
     /// the other members get its read and delivered marks.
     async fn accept_request(
@@ -259,10 +351,44 @@ pub trait ConversationStore: Send + Sync {
         account: AccountId,
     ) -> Result<AcceptOutcome, StoreError>;
     /// Removes a member; if it was the owner, the longest-standing admin (else member) becomes
-    /// owner. `false` if not a member.
-    async fn remove_member(&self, id: ConversationId, account: AccountId) -> Result<bool, StoreError>;
-    /// Changes a member's role. `false` if not a member.
-    async fn set_role(&self, id: ConversationId, account: AccountId, role: Role) -> Result<bool, StoreError>;
+    /// owner. `false` if not a member. Writes no system entry (see
+    /// [`ConversationStore::remove_member_by`]).
+    async fn remove_member(&self, id: ConversationId, account: AccountId) -> Result<bool, StoreError> {
+        Ok(self.remove_member_by(id, account, None, 0).await?.is_some())
+    }
+    /// Removes a member as [`ConversationStore::remove_member`] does; with `by`, in the same
+    /// transaction, writes the system entries: `by` removed it (or left, when `by` is the
+    /// member), and the group passed to its new owner. `None` if not a member, else the entries.
+    async fn remove_member_by(
+        &self,
+        id: ConversationId,
+        account: AccountId,
+        by: Option<AccountId>,
+        now_ms: i64,
+    ) -> Result<Option<Vec<MessageRecord>>, StoreError>;
+    /// Changes a member's role. `false` if not a member. Writes no system entry.
+    async fn set_role(&self, id: ConversationId, account: AccountId, role: Role) -> Result<bool, StoreError> {
+        Ok(self.set_role_by(id, account, role, None, 0).await?.is_some())
+    }
+    /// Changes a member's role; with `by`, and if the role is new, writes the system entry in
+    /// the same transaction. `None` if not a member, else the entries.
+    async fn set_role_by(
+        &self,
+        id: ConversationId,
+        account: AccountId,
+        role: Role,
+        by: Option<AccountId>,
+        now_ms: i64,
+    ) -> Result<Option<Vec<MessageRecord>>, StoreError>;
+    /// Renames a group and writes the system entry in the same transaction. `None` if the
+    /// conversation is absent or the title is the same.
+    async fn rename_group(
+        &self,
+        id: ConversationId,
+        by: AccountId,
+        title: &str,
+        now_ms: i64,
+    ) -> Result<Option<MessageRecord>, StoreError>;
     /// Stores a message (see [`SendOutcome`]).
     async fn send_message(&self, message: &NewMessage) -> Result<SendOutcome, StoreError> {
         let mut outcomes = self.send_messages(std::slice::from_ref(message)).await?;
@@ -324,7 +450,8 @@ pub trait ConversationStore: Send + Sync {
 
 const CONVERSATION_COLUMNS: &str = "id, kind, mode, title, last_seq, last_change, last_activity_at_ms, created_at_ms, avatar_id, avatar_version";
 pub(super) const MESSAGE_COLUMNS: &str = "id, conversation_id, seq, sender_account_id, sender_device_id, \
-                               ciphertext, session_id, reply_to, sent_at_ms, edited_at_ms, deleted_at_ms, change_seq";
+                               ciphertext, session_id, reply_to, sent_at_ms, edited_at_ms, deleted_at_ms, change_seq, \
+                               system_kind, system_target, system_role, system_title";
 const MEMBER_COLUMNS: &str = "account_id, role, joined_at_ms, read_seq, delivered_seq, request, added_by";
 
 /// Decoders shared by both backends (rows differ in type, the columns do not).
@@ -375,6 +502,12 @@ macro_rules! decode {
             edited_at_ms: row.try_get("edited_at_ms")?,
             deleted_at_ms: row.try_get("deleted_at_ms")?,
             change_seq: row.try_get("change_seq")?,
+            system: crate::conversations::SystemEntry::from_parts(
+                row.try_get::<Option<String>, _>("system_kind")?.as_deref(),
+                row.try_get::<Option<Uuid>, _>("system_target")?.map(AccountId::from_uuid),
+                row.try_get::<Option<String>, _>("system_role")?.as_deref(),
+                row.try_get("system_title")?,
+            )?,
         }
     }};
 }
@@ -522,7 +655,7 @@ macro_rules! joining_by {
 
 /// Takes `$account` out of a conversation inside a transaction: its devices stop following it,
 /// the others hear it left, and if it was the owner the longest-standing admin (else member)
-/// becomes owner. Evaluates to `false` if it was not a member.
+/// becomes owner. Evaluates to `None` if it was not a member, else to the new owner if there is one.
 macro_rules! leave_conversation {
     ($tx:expr, $id:expr, $account:expr) => {{
         let (id, account): (ConversationId, AccountId) = ($id, $account);
@@ -534,7 +667,7 @@ macro_rules! leave_conversation {
         .fetch_optional(&mut *$tx)
         .await?;
         match removed {
-            None => false,
+            None => None,
             Some(row) => {
                 // Its devices stop following the conversation at once.
                 sqlx::query(
@@ -564,8 +697,10 @@ macro_rules! leave_conversation {
                         None
                     };
                 let mut events = Vec::new();
+                let mut handed_to: Option<AccountId> = None;
                 if let Some((owner, request)) = new_owner {
                     let owner = AccountId::from_uuid(owner);
+                    handed_to = Some(owner);
                     for recipient in &recipients {
                         // Whether it is a request is the new owner's own business.
                         let request = request && *recipient == owner;
@@ -578,12 +713,49 @@ macro_rules! leave_conversation {
                 let event = AccountEvent::Member { conversation: id, account, role: None, request: false };
                 events.extend(crate::delivery::to_all(&recipients, &event));
                 crate::delivery::push_events!($tx, events);
-                true
+                Some(handed_to)
             }
         }
     }};
 }
 pub(super) use leave_conversation;
+
+/// Writes a system entry into a conversation's history inside a transaction: it takes the next
+/// seq and change number like a message (and counts as activity). Evaluates to the stored
+/// [`MessageRecord`].
+macro_rules! system_entry {
+    ($tx:expr, $id:expr, $actor:expr, $entry:expr, $now_ms:expr) => {{
+        let (id, actor, entry, now_ms): (ConversationId, AccountId, SystemEntry, i64) = ($id, $actor, $entry, $now_ms);
+        let (seq, change): (i64, i64) = sqlx::query_as(
+            "UPDATE conversations SET last_seq = last_seq + 1, last_change = last_change + 1, \
+             last_activity_at_ms = $2 WHERE id = $1 RETURNING last_seq, last_change",
+        )
+        .bind(id.as_uuid())
+        .bind(now_ms)
+        .fetch_one(&mut *$tx)
+        .await?;
+        let row = sqlx::query(&format!(
+            "INSERT INTO messages (conversation_id, seq, id, sender_account_id, sender_device_id, ciphertext, \
+             session_id, sent_at_ms, change_seq, system_kind, system_target, system_role, system_title) \
+             VALUES ($1, $2, $3, $4, $5, NULL, $6, $7, $8, $9, $10, $11, $12) RETURNING {MESSAGE_COLUMNS}"
+        ))
+        .bind(id.as_uuid())
+        .bind(seq)
+        .bind(MessageId::generate().as_uuid())
+        .bind(actor.as_uuid())
+        .bind(Uuid::nil())
+        .bind(Vec::<u8>::new())
+        .bind(now_ms)
+        .bind(change)
+        .bind(entry.kind())
+        .bind(entry.target().map(|t| t.as_uuid()))
+        .bind(entry.role().map(Role::as_str))
+        .bind(entry.title())
+        .fetch_one(&mut *$tx)
+        .await?;
+        decode!(message row)
+    }};
+}
 
 /// The conversation's member ids, sorted (the order rows are locked in).
 macro_rules! member_ids {
@@ -745,14 +917,15 @@ impl_for_backends! {
             Ok(decode_all!(conversation rows))
         }
 
-        async fn add_members(
+        async fn add_members_by(
             &self,
             id: ConversationId,
             by: AccountId,
             accounts: &[AccountId],
             max_members: i64,
             now_ms: i64,
-        ) -> Result<AddOutcome, StoreError> {
+            write_entries: bool,
+        ) -> Result<(AddOutcome, Vec<MessageRecord>), StoreError> {
             let mut tx = self.pool.begin().await?;
             crate::delivery::lock_memberships!(tx, accounts.to_vec());
             // Lock the conversation's row: adds to one group take turns, so each counts the
@@ -781,11 +954,16 @@ impl_for_backends! {
                 .await?;
             if count + joining.len() as i64 > max_members {
                 tx.rollback().await?;
-                return Ok(AddOutcome::Full);
+                return Ok((AddOutcome::Full, Vec::new()));
             }
             let added = join_members!(tx, id, &joining, now_ms, true);
+            // After joining, so the new members receive their own line too.
+            let mut entries = Vec::with_capacity(added.len());
+            for account in added.iter().filter(|_| write_entries) {
+                entries.push(system_entry!(tx, id, by, SystemEntry::MemberAdded(*account), now_ms));
+            }
             tx.commit().await?;
-            Ok(AddOutcome::Added(added))
+            Ok((AddOutcome::Added(added), entries))
         }
 
         async fn accept_request(&self, id: ConversationId, account: AccountId) -> Result<AcceptOutcome, StoreError> {
@@ -822,18 +1000,45 @@ impl_for_backends! {
             Ok(AcceptOutcome::Accepted)
         }
 
-        async fn remove_member(&self, id: ConversationId, account: AccountId) -> Result<bool, StoreError> {
+        async fn remove_member_by(
+            &self,
+            id: ConversationId,
+            account: AccountId,
+            by: Option<AccountId>,
+            now_ms: i64,
+        ) -> Result<Option<Vec<MessageRecord>>, StoreError> {
             let mut tx = self.pool.begin().await?;
             crate::delivery::lock_memberships!(tx, vec![account]);
-            if !leave_conversation!(tx, id, account) {
-                return Ok(false);
+            let Some(new_owner) = leave_conversation!(tx, id, account) else { return Ok(None) };
+            let mut entries = Vec::new();
+            if let Some(by) = by {
+                let entry = if by == account { SystemEntry::MemberLeft } else { SystemEntry::MemberRemoved(account) };
+                entries.push(system_entry!(tx, id, by, entry, now_ms));
+                if let Some(owner) = new_owner {
+                    entries.push(system_entry!(tx, id, by, SystemEntry::RoleChanged(owner, Role::Owner), now_ms));
+                }
             }
             tx.commit().await?;
-            Ok(true)
+            Ok(Some(entries))
         }
 
-        async fn set_role(&self, id: ConversationId, account: AccountId, role: Role) -> Result<bool, StoreError> {
+        async fn set_role_by(
+            &self,
+            id: ConversationId,
+            account: AccountId,
+            role: Role,
+            by: Option<AccountId>,
+            now_ms: i64,
+        ) -> Result<Option<Vec<MessageRecord>>, StoreError> {
             let mut tx = self.pool.begin().await?;
+            let before: Option<String> = sqlx::query_scalar(
+                "SELECT role FROM conversation_members WHERE conversation_id = $1 AND account_id = $2",
+            )
+            .bind(id.as_uuid())
+            .bind(account.as_uuid())
+            .fetch_optional(&mut *tx)
+            .await?;
+            let Some(before) = before else { return Ok(None) };
             let request: Option<bool> = sqlx::query_scalar(
                 "UPDATE conversation_members SET role = $3 WHERE conversation_id = $1 AND account_id = $2 RETURNING request",
             )
@@ -842,7 +1047,13 @@ impl_for_backends! {
             .bind(role.as_str())
             .fetch_optional(&mut *tx)
             .await?;
-            let Some(request) = request else { return Ok(false) };
+            let Some(request) = request else { return Ok(None) };
+            let mut entries = Vec::new();
+            if let Some(by) = by
+                && Role::parse(&before)? != role
+            {
+                entries.push(system_entry!(tx, id, by, SystemEntry::RoleChanged(account, role), now_ms));
+            }
             let recipients = member_ids!(tx, id);
             let events = recipients
                 .iter()
@@ -853,7 +1064,32 @@ impl_for_backends! {
                 .collect();
             crate::delivery::push_events!(tx, events);
             tx.commit().await?;
-            Ok(true)
+            Ok(Some(entries))
+        }
+
+        async fn rename_group(
+            &self,
+            id: ConversationId,
+            by: AccountId,
+            title: &str,
+            now_ms: i64,
+        ) -> Result<Option<MessageRecord>, StoreError> {
+            let mut tx = self.pool.begin().await?;
+            let renamed = sqlx::query(
+                "UPDATE conversations SET title = $2 WHERE id = $1 AND kind = 'group' AND (title IS NULL OR title <> $2)",
+            )
+            .bind(id.as_uuid())
+            .bind(title)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            if renamed == 0 {
+                tx.rollback().await?;
+                return Ok(None);
+            }
+            let entry = system_entry!(tx, id, by, SystemEntry::TitleChanged(title.to_owned()), now_ms);
+            tx.commit().await?;
+            Ok(Some(entry))
         }
 
         async fn send_messages(&self, batch: &[NewMessage]) -> Result<Vec<Result<SendOutcome, StoreError>>, StoreError> {
@@ -961,7 +1197,8 @@ impl_for_backends! {
             let Some(change) = next_change!(tx, conversation) else { return Ok(None) };
             let row = sqlx::query(&format!(
                 "UPDATE messages SET ciphertext = $3, session_id = $4, edited_at_ms = $5, change_seq = $6 \
-                 WHERE id = $1 AND conversation_id = $2 AND deleted_at_ms = 0 RETURNING {MESSAGE_COLUMNS}"
+                 WHERE id = $1 AND conversation_id = $2 AND deleted_at_ms = 0 AND system_kind IS NULL \
+                 RETURNING {MESSAGE_COLUMNS}"
             ))
             .bind(id.as_uuid())
             .bind(conversation.as_uuid())
@@ -987,7 +1224,8 @@ impl_for_backends! {
             let Some(change) = next_change!(tx, conversation) else { return Ok(None) };
             let row = sqlx::query(&format!(
                 "UPDATE messages SET ciphertext = NULL, deleted_at_ms = $3, change_seq = $4 \
-                 WHERE id = $1 AND conversation_id = $2 AND deleted_at_ms = 0 RETURNING {MESSAGE_COLUMNS}"
+                 WHERE id = $1 AND conversation_id = $2 AND deleted_at_ms = 0 AND system_kind IS NULL \
+                 RETURNING {MESSAGE_COLUMNS}"
             ))
             .bind(id.as_uuid())
             .bind(conversation.as_uuid())
@@ -1048,7 +1286,7 @@ impl_for_backends! {
         async fn unread_count(&self, conversation: ConversationId, account: AccountId) -> Result<i64, StoreError> {
             Ok(sqlx::query_scalar(
                 "SELECT COUNT(*) FROM messages WHERE conversation_id = $1 AND sender_account_id <> $2 \
-                 AND deleted_at_ms = 0 AND seq > \
+                 AND deleted_at_ms = 0 AND system_kind IS NULL AND seq > \
                  (SELECT read_seq FROM conversation_members WHERE conversation_id = $1 AND account_id = $2)",
             )
             .bind(conversation.as_uuid())

@@ -245,7 +245,7 @@ macro_rules! advance_marks {
                     } else {
                         sqlx::query_scalar(
                             "SELECT DISTINCT sender_account_id FROM messages WHERE conversation_id = $1 \
-                             AND sender_account_id <> $2 \
+                             AND sender_account_id <> $2 AND system_kind IS NULL \
                              AND ((seq > $3 AND seq <= $4) OR (seq > $5 AND seq <= $6))",
                         )
                         .bind(conversation.as_uuid())

@@ -55,7 +55,7 @@ pub use calls::{CallRecord, CallStore, JoinOutcome, NewCall, StartOutcome};
 pub use codes::{CodePurpose, CodeRecord, CodeStore, NewCode};
 pub use conversations::{
     AcceptOutcome, AddOutcome, ConversationFilter, ConversationKind, ConversationRecord, ConversationStore,
-    MemberRecord, MessageRecord, NewMessage, Role, SendOutcome,
+    MemberRecord, MessageRecord, NewMessage, Role, SendOutcome, SystemEntry,
 };
 pub use database_url::DatabaseUrl;
 pub use delivery::{AccountEvent, ConversationCursor, DeliveryStore, DeviceAcks, DeviceStreams, Receipt};

@@ -9,5 +9,6 @@ mod conversations;
 mod e2ee;
 mod foundation;
 mod gateway;
+mod groups;
 mod security;
 mod webrtc_calls;

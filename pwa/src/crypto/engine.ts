@@ -756,6 +756,7 @@ export class E2ee implements Sealer {
   }
 
   private async decryptNow(message: Message): Promise<Content> {
+    if (message.system) return { kind: "system", event: message.system };
     if (message.deletedAtMs !== 0n) return { kind: "deleted" };
     let sessionId: string;
     try {

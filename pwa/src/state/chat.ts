@@ -275,15 +275,20 @@ export class Chat {
         const m = body.value.message;
         if (!m) return;
         const incoming = await this.messages.receive(m, body.value.change);
-        if (incoming) for (const l of this.incomingListeners) l(incoming);
+        // A system entry (group management) is a line in the history, not a notification.
+        if (incoming && incoming.content.kind !== "system") for (const l of this.incomingListeners) l(incoming);
         return;
       }
       case "receipt":
         this.store.dispatch({ type: "receipt", receipt: body.value, me: this.state.me.accountId });
         return;
-      case "member":
-        await this.conversations.load();
+      case "member": {
+        // Removed from a group (or left it on another device): it stays here, read-only.
+        const e = body.value;
+        if (e.removed && e.accountId === this.state.me.accountId) await this.conversations.lostMembership(e.conversationId);
+        else await this.conversations.load();
         return;
+      }
       case "deviceList": {
         const accountId = body.value.accountId;
         this.engine.deviceListChanged(accountId);

@@ -1,7 +1,8 @@
+import { create, type MessageInitShape } from "@bufbuild/protobuf";
 import { describe, expect, it, vi } from "vitest";
-import { ConversationKind } from "../gen/kitsulan/v1/conversation_pb";
+import { ConversationKind, MemberRole, SystemEventKind, SystemEventSchema } from "../gen/kitsulan/v1/conversation_pb";
 import type { Profiles } from "./profiles";
-import { apply, Conversations, type ConversationClient } from "./conversations";
+import { apply, Conversations, removedFrom, type ConversationClient } from "./conversations";
 import { BOB, CAROL, CONV, ME, OTHER_CONV, TestState, avatar, conversation, fakeClient, message, state, text } from "./testkit";
 
 const ids = (s: { conversations: Array<{ id: string }> }) => s.conversations.map((c) => c.id);
@@ -228,5 +229,124 @@ describe("Conversations", () => {
     await conversations.declineRequest(CONV);
     expect(st.s.conversations).toEqual([]);
     expect(st.s.active).toBeNull();
+  });
+});
+
+describe("group management", () => {
+  const group = (patch: Parameters<typeof conversation>[0] = {}) =>
+    conversation({ kind: ConversationKind.GROUP, title: "Team", members: [ME, BOB, CAROL], lastSeq: 4n, lastActivityAtMs: 40n, ...patch });
+  const system = (id: string, seq: bigint, event: MessageInitShape<typeof SystemEventSchema>, sender = BOB) =>
+    message({ id, seq, sentAtMs: 50n, senderAccountId: sender, system: create(SystemEventSchema, { actorAccountId: sender, ...event }) });
+  const arrive = (s: ReturnType<typeof state>, m: ReturnType<typeof message>, known = false) =>
+    apply(s, {
+      type: "messageArrived",
+      message: m,
+      content: { kind: "system", event: m.system! },
+      known,
+      fromOther: m.senderAccountId !== ME,
+      visible: false,
+    });
+
+  it("a system entry moves the group up, previews as itself, and never counts as unread", () => {
+    const s0 = state({ conversations: [group({ unreadCount: 1 })], previews: { [CONV]: "hello" } });
+    const m = system("s5", 5n, { kind: SystemEventKind.MEMBER_REMOVED, targetAccountId: CAROL });
+    const s = arrive(s0, m);
+    expect(s.conversations[0]).toMatchObject({ lastSeq: 5n, lastActivityAtMs: 50n, unreadCount: 1 });
+    expect(s.systemPreviews?.[CONV]?.kind).toBe(SystemEventKind.MEMBER_REMOVED);
+    // A later message previews again as text.
+    const after = apply(s, { type: "previewLoaded", conversationId: CONV, content: text("back to normal") });
+    expect(after.systemPreviews?.[CONV]).toBeUndefined();
+    expect(after.previews[CONV]).toBe("back to normal");
+  });
+
+  it("a title change renames the group and a role change sets the member's role, live", () => {
+    let s = state({ conversations: [group()] });
+    s = arrive(s, system("s5", 5n, { kind: SystemEventKind.TITLE_CHANGED, title: "LAN party" }));
+    expect(s.conversations[0]?.title).toBe("LAN party");
+    s = arrive(s, system("s6", 6n, { kind: SystemEventKind.ROLE_CHANGED, targetAccountId: CAROL, role: MemberRole.ADMIN }));
+    expect(s.conversations[0]?.members.find((m) => m.accountId === CAROL)?.role).toBe(MemberRole.ADMIN);
+    // Delivered twice (after a reconnect): nothing more changes.
+    expect(arrive(s, system("s6", 6n, { kind: SystemEventKind.TITLE_CHANGED, title: "Other" }), true).conversations[0]?.title).toBe(
+      "LAN party",
+    );
+  });
+
+  it("our own 'left' entry (we left on another device) takes the group out of the list", () => {
+    const s = state({ conversations: [group()], active: CONV });
+    const left = arrive(s, system("s5", 5n, { kind: SystemEventKind.MEMBER_LEFT }, ME));
+    expect(left.conversations).toEqual([]);
+    expect(left.active).toBeNull();
+    // Someone else leaving only adds the line.
+    expect(arrive(s, system("s5", 5n, { kind: SystemEventKind.MEMBER_LEFT })).conversations).toHaveLength(1);
+  });
+
+  it("a group we were removed from stays, without us, read-only, also when the list is loaded again", () => {
+    let s = state({ conversations: [group({ unreadCount: 2 }), conversation({ id: OTHER_CONV })] });
+    s = apply(s, { type: "removedFrom", conversationId: CONV, me: ME });
+    const kept = s.conversations.find((c) => c.id === CONV);
+    expect(kept && removedFrom(kept, ME)).toBe(true);
+    expect(kept?.unreadCount).toBe(0);
+    expect(kept?.members.map((m) => m.accountId)).toEqual([BOB, CAROL]);
+    // The server lists only the other one now; this device keeps the removed group.
+    s = apply(s, { type: "conversationsLoaded", conversations: [conversation({ id: OTHER_CONV })] });
+    expect(ids(s).sort()).toEqual([CONV, OTHER_CONV].sort());
+    // A direct conversation or a request is simply gone.
+    const direct = apply(state({ conversations: [conversation({})] }), { type: "removedFrom", conversationId: CONV, me: ME });
+    expect(direct.conversations).toEqual([]);
+    const request = apply(state({ conversations: [group({ request: true })] }), { type: "removedFrom", conversationId: CONV, me: ME });
+    expect(request.conversations).toEqual([]);
+    // A group we are still in is not "removed", and one nobody removed us from is dropped by a reload as before.
+    expect(removedFrom(group(), ME)).toBe(false);
+    expect(ids(apply(state({ conversations: [group()] }), { type: "conversationsLoaded", conversations: [] }))).toEqual([]);
+  });
+});
+
+describe("Conversations, managing a group", () => {
+  const group = conversation({ kind: ConversationKind.GROUP, title: "Team", members: [ME, BOB, CAROL] });
+  const changed = (c = group) => (() => ({ conversation: c })) as never;
+
+  it("removes, sets roles, renames (trimmed) and takes the server's answer", async () => {
+    const renamed = { ...group, title: "LAN" };
+    const { conversations, st, calls } = store(
+      { removeMember: changed(), setMemberRole: changed(), renameGroup: changed(renamed) },
+      new TestState(state({ conversations: [group] })),
+    );
+    await conversations.removeMember(CONV, CAROL);
+    await conversations.setRole(CONV, BOB, MemberRole.ADMIN);
+    await conversations.rename(CONV, "  LAN ");
+    expect(calls).toEqual([
+      ["removeMember", { conversationId: CONV, accountId: CAROL }],
+      ["setMemberRole", { conversationId: CONV, accountId: BOB, role: MemberRole.ADMIN }],
+      ["renameGroup", { conversationId: CONV, title: "LAN" }],
+    ]);
+    expect(st.s.conversations[0]?.title).toBe("LAN");
+  });
+
+  it("leaving by choice takes the group out of the list; a refused leave keeps it", async () => {
+    const { conversations, st } = store({ leaveConversation: (() => ({})) as never }, new TestState(state({ conversations: [group], active: CONV })));
+    await conversations.leave(CONV);
+    expect(st.s.conversations).toEqual([]);
+    const refused = store(
+      {
+        leaveConversation: (() => {
+          throw new Error("NOT_A_GROUP");
+        }) as never,
+      },
+      new TestState(state({ conversations: [group] })),
+    );
+    await expect(refused.conversations.leave(CONV)).rejects.toThrow();
+    expect(refused.st.s.conversations).toHaveLength(1);
+  });
+
+  it("losing our membership keeps a group read-only until we forget it", async () => {
+    const { conversations, st } = store(
+      { listConversations: (() => ({ conversations: [], nextPageToken: "" })) as never },
+      new TestState(state({ conversations: [group] })),
+    );
+    await conversations.lostMembership(CONV);
+    expect(st.types()).toEqual(["removedFrom", "conversationsLoaded"]);
+    expect(st.s.conversations.map((c) => removedFrom(c, ME))).toEqual([true]);
+    conversations.forget(CONV);
+    expect(st.s.conversations).toEqual([]);
   });
 });

@@ -1,14 +1,24 @@
 // conversations.ts — the conversation list (newest activity first, message requests included and
 // marked `request`), each one's preview line, and which one is open; the RPCs that change the list
-// (requests, blocking, opening a direct conversation, groups).
+// (requests, blocking, opening a direct conversation, groups and managing them).
+//
+// Group management: the server writes system entries into a group's history (Message.system:
+// a member added, removed or leaving, a role or the title changed); they preview like messages,
+// never count as unread, and a title change renames the group here at once. A group we were
+// removed from stays in the list with the history this device holds, read-only: it is the
+// conversation without us among its members (`removedFrom`), kept across reloads of the list
+// until we delete it (`forget`). Leaving by choice takes it out of the list.
 import type { Client } from "@connectrpc/connect";
 import type { Content } from "../crypto/content";
 import {
   ConversationKind,
+  MemberRole,
+  SystemEventKind,
   type BlockedAccount,
   type Conversation,
   type ConversationService,
   type Message,
+  type SystemEvent,
 } from "../gen/kitsulan/v1/conversation_pb";
 import type { Profiles } from "./profiles";
 import type { ChatEvent, StateAccess } from "./store";
@@ -19,6 +29,15 @@ export interface ConversationsState {
   previews: Record<string, string>;
   /** The conversation on screen. */
   active: string | null;
+  /** Conversations whose last line is a system entry (shown as its sentence instead of a preview). */
+  systemPreviews?: Record<string, SystemEvent>;
+  /** Who we are (to tell a group we were removed from). */
+  me?: { accountId: string };
+}
+
+/** A group we were removed from (we are no longer among its members): kept read-only. */
+export function removedFrom(c: Conversation, me: string): boolean {
+  return c.kind === ConversationKind.GROUP && !c.request && !c.members.some((m) => m.accountId === me);
 }
 
 export function find(state: ConversationsState, id: string): Conversation | undefined {
@@ -36,9 +55,36 @@ function upsert<S extends ConversationsState>(state: S, c: Conversation): S {
 }
 
 function withPreview<S extends ConversationsState>(state: S, conversationId: string, content: Content): S {
+  if (content.kind === "system") {
+    return { ...state, systemPreviews: { ...state.systemPreviews, [conversationId]: content.event } };
+  }
   const text = content.kind === "text" ? content.text : content.kind === "attachment" ? content.file.name : null;
   if (text === null) return state;
-  return { ...state, previews: { ...state.previews, [conversationId]: text.slice(0, 120) } };
+  const previews = { ...state.previews, [conversationId]: text.slice(0, 120) };
+  if (!state.systemPreviews?.[conversationId]) return { ...state, previews };
+  const { [conversationId]: _dropped, ...systemPreviews } = state.systemPreviews;
+  return { ...state, previews, systemPreviews };
+}
+
+/** A conversation as a system entry changes it: a new title, a member's new role. (Who joins or
+ * leaves comes with the MemberEvent that reloads the list.) */
+function withSystem(c: Conversation, e: SystemEvent): Conversation {
+  switch (e.kind) {
+    case SystemEventKind.TITLE_CHANGED:
+      return { ...c, title: e.title };
+    case SystemEventKind.ROLE_CHANGED:
+      return {
+        ...c,
+        members: c.members.map((m) => (m.accountId === e.targetAccountId && e.role !== MemberRole.UNSPECIFIED ? { ...m, role: e.role } : m)),
+      };
+    default:
+      return c;
+  }
+}
+
+function without<S extends ConversationsState>(state: S, conversationId: string): S {
+  const conversations = state.conversations.filter((c) => c.id !== conversationId);
+  return { ...state, conversations, active: state.active === conversationId ? null : state.active };
 }
 
 export function apply<S extends ConversationsState>(state: S, event: ChatEvent): S {
@@ -47,13 +93,21 @@ export function apply<S extends ConversationsState>(state: S, event: ChatEvent):
       // Pages follow activity: one that moved while we paged may come twice.
       const byId = new Map<string, Conversation>();
       for (const c of event.conversations) if (!byId.has(c.id)) byId.set(c.id, c);
+      // The server no longer lists groups we were removed from: this device keeps them.
+      const me = state.me?.accountId;
+      if (me) for (const c of state.conversations) if (!byId.has(c.id) && removedFrom(c, me)) byId.set(c.id, c);
       return { ...state, conversations: byActivity([...byId.values()]) };
     }
     case "conversationChanged":
       return upsert(state, event.conversation);
-    case "conversationLeft": {
-      const conversations = state.conversations.filter((c) => c.id !== event.conversationId);
-      return { ...state, conversations, active: state.active === event.conversationId ? null : state.active };
+    case "conversationLeft":
+      return without(state, event.conversationId);
+    case "removedFrom": {
+      // Kept with what this device holds, without us among the members (read-only).
+      const c = find(state, event.conversationId);
+      if (!c || c.kind !== ConversationKind.GROUP || c.request) return without(state, event.conversationId);
+      const members = c.members.filter((m) => m.accountId !== event.me);
+      return { ...state, conversations: state.conversations.map((x) => (x.id === c.id ? { ...c, members, unreadCount: 0 } : x)) };
     }
     case "opened":
       return { ...state, active: event.conversationId };
@@ -66,10 +120,13 @@ export function apply<S extends ConversationsState>(state: S, event: ChatEvent):
     }
     case "messageArrived": {
       const m = event.message;
+      // We left on another device: this one lets the group go too.
+      if (m.system?.kind === SystemEventKind.MEMBER_LEFT && !event.fromOther) return without(state, m.conversationId);
       const s = withPreview(state, m.conversationId, event.content);
-      const c = find(s, m.conversationId);
-      if (!c || event.known) return s;
-      const unread = event.fromOther && !event.visible && m.deletedAtMs === 0n;
+      const found = find(s, m.conversationId);
+      if (!found || event.known) return s;
+      const c = m.system ? withSystem(found, m.system) : found;
+      const unread = event.fromOther && !event.visible && m.deletedAtMs === 0n && !m.system;
       return upsert(s, {
         ...c,
         lastSeq: m.seq > c.lastSeq ? m.seq : c.lastSeq,
@@ -126,6 +183,10 @@ export interface ConversationsDeps {
     | "openDirect"
     | "createGroup"
     | "addMembers"
+    | "removeMember"
+    | "setMemberRole"
+    | "leaveConversation"
+    | "renameGroup"
   >;
   decrypt: (message: Message) => Promise<Content>;
   profiles: Pick<Profiles, "load" | "lookUp">;
@@ -241,5 +302,43 @@ export class Conversations {
     const { accountId } = await this.deps.profiles.lookUp(username);
     const res = await this.deps.client.addMembers({ conversationId, accountIds: [accountId] });
     if (res.conversation) this.state.dispatch({ type: "conversationChanged", conversation: res.conversation });
+  }
+
+  /** Removes a member from a group (owners; admins remove plain members). */
+  async removeMember(conversationId: string, accountId: string): Promise<void> {
+    const res = await this.deps.client.removeMember({ conversationId, accountId });
+    if (res.conversation) this.state.dispatch({ type: "conversationChanged", conversation: res.conversation });
+  }
+
+  /** Makes a member an admin, or an admin a member again (the owner only). */
+  async setRole(conversationId: string, accountId: string, role: MemberRole.ADMIN | MemberRole.MEMBER): Promise<void> {
+    const res = await this.deps.client.setMemberRole({ conversationId, accountId, role });
+    if (res.conversation) this.state.dispatch({ type: "conversationChanged", conversation: res.conversation });
+  }
+
+  /** Renames a group (owners and admins). */
+  async rename(conversationId: string, title: string): Promise<void> {
+    const res = await this.deps.client.renameGroup({ conversationId, title: title.trim() });
+    if (res.conversation) this.state.dispatch({ type: "conversationChanged", conversation: res.conversation });
+  }
+
+  /** Leaves a group by choice: it leaves the list too (the others see "… left"). */
+  async leave(conversationId: string): Promise<void> {
+    await this.deps.client.leaveConversation({ conversationId });
+    this.state.dispatch({ type: "conversationLeft", conversationId });
+  }
+
+  /** A MemberEvent said we are no longer in `conversationId`: a group we did not leave on this
+   * device stays, read-only (a request or a direct conversation goes). Then the list is reloaded. */
+  async lostMembership(conversationId: string): Promise<void> {
+    const me = this.state.get().me?.accountId ?? "";
+    const c = this.get(conversationId);
+    if (c && c.members.some((m) => m.accountId === me)) this.state.dispatch({ type: "removedFrom", conversationId, me });
+    await this.load();
+  }
+
+  /** Deletes a group we were removed from from this device's list (its history here goes too). */
+  forget(conversationId: string): void {
+    this.state.dispatch({ type: "conversationLeft", conversationId });
   }
 }

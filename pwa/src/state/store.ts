@@ -11,7 +11,7 @@ import type { VerificationView } from "../crypto/verification";
 import type { GatewayStatus } from "../gateway/client";
 import type { AttachmentEvent } from "../gen/kitsulan/v1/attachment_pb";
 import type { AvatarInfo } from "../gen/kitsulan/v1/avatar_pb";
-import type { Conversation, Message } from "../gen/kitsulan/v1/conversation_pb";
+import type { Conversation, Message, SystemEvent } from "../gen/kitsulan/v1/conversation_pb";
 import type { ReceiptEvent, TypingEvent } from "../gen/kitsulan/v1/gateway_pb";
 import * as cache from "./cache";
 import * as conversations from "./conversations";
@@ -30,6 +30,8 @@ export interface ChatState {
   me: Me;
   conversations: Conversation[];
   previews: Record<string, string>;
+  /** Groups whose last line is a system entry (conversations.ts, group management). */
+  systemPreviews?: Record<string, SystemEvent>;
   threads: Record<string, Thread>;
   receipts: Record<string, Record<string, Receipt>>;
   typing: Record<string, Record<string, number>>;
@@ -62,6 +64,8 @@ export type ChatEvent =
   | { type: "conversationsLoaded"; conversations: Conversation[] }
   | { type: "conversationChanged"; conversation: Conversation }
   | { type: "conversationLeft"; conversationId: string }
+  /** We were removed from a group (or left it on another device): kept read-only (groups). */
+  | { type: "removedFrom"; conversationId: string; me: string }
   | { type: "opened"; conversationId: string | null }
   | { type: "previewLoaded"; conversationId: string; content: Content }
   // Messages.

@@ -9,11 +9,15 @@ import { ConversationAvatar } from "./Avatar";
 import { markdownToText } from "../markdown/plainText";
 import { LockIcon } from "./LockIcon";
 import { conversationTitle } from "./names";
+import { systemText } from "./conversation/SystemLine";
+import { removedFrom } from "../state/conversations";
 
 export function ConversationList({ chat }: { chat: Chat }) {
   const { t } = useI18n();
   const conversations = useChat(chat, (s) => s.conversations);
   const previews = useChat(chat, (s) => s.previews);
+  const systemPreviews = useChat(chat, (s) => s.systemPreviews);
+  const me = useChat(chat, (s) => s.me.accountId);
   const active = useChat(chat, (s) => s.active);
   useChat(chat, (s) => s.profiles); // re-render when names (and pictures) arrive
   const [showRequests, setShowRequests] = useState(false);
@@ -46,6 +50,9 @@ export function ConversationList({ chat }: { chat: Chat }) {
           {shown.map((c) => {
             const title = conversationTitle(chat, t, c);
             const e2ee = c.mode !== ConversationMode.CLOUD;
+            // Group management: the last line may be a system entry; a group we were removed from is marked.
+            const systemPreview = systemPreviews?.[c.id];
+            const removed = removedFrom(c, me);
             return (
               <li key={c.id}>
                 <button
@@ -58,8 +65,11 @@ export function ConversationList({ chat }: { chat: Chat }) {
                   <span className="conv-title">
                     {e2ee && <LockIcon label={t("e2ee")} />}
                     <span className="name">{title}</span>
+                    {removed && <span className="badge-soft removed-mark">{t("removedMark")}</span>}
                   </span>
-                  <span className="conv-preview">{c.request ? t("requestPreview") : markdownToText(previews[c.id] ?? "")}</span>
+                  <span className="conv-preview">
+                    {c.request ? t("requestPreview") : systemPreview ? systemText(chat, t, systemPreview) : markdownToText(previews[c.id] ?? "")}
+                  </span>
                   {!c.request && c.unreadCount > 0 && (
                     <span className="badge" aria-label={t("unread", { n: c.unreadCount })}>
                       {c.unreadCount}

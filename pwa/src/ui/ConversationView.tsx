@@ -10,6 +10,8 @@ import { CallButtons } from "./call/CallButtons";
 import { PeopleIcon } from "./call/icons";
 import { ComposeContext, Composer, useCompose } from "./conversation/Composer";
 import { MessageList, TypingLine } from "./conversation/MessageList";
+import { RemovedBanner } from "./conversation/RemovedBanner";
+import { removedFrom } from "../state/conversations";
 import { AttachDialog, UploadList, useUploads } from "./conversation/Uploads";
 import { LockIcon } from "./LockIcon";
 import { ConversationAvatar } from "./Avatar";
@@ -37,6 +39,8 @@ export function ConversationView({ chat, conversationId }: { chat: Chat; convers
   const isGroup = conversation.kind === ConversationKind.GROUP;
   const myRole = conversation.members.find((m) => m.accountId === me.accountId)?.role;
   const administers = isGroup && (myRole === MemberRole.OWNER || myRole === MemberRole.ADMIN);
+  // Removed from this group: its history as this device holds it, read-only.
+  const removed = removedFrom(conversation, me.accountId);
   const others = conversation.members.filter((m) => m.accountId !== me.accountId);
   // A direct conversation's contact: verified with SAS emoji here, or not (yet).
   const contact = !isGroup && others.length === 1 ? others[0]?.accountId : undefined;
@@ -50,7 +54,7 @@ export function ConversationView({ chat, conversationId }: { chat: Chat; convers
       className={dragging ? "conversation dragging" : "conversation"}
       aria-label={title}
       onDragOver={(e) => {
-        if (!hasFiles(e) || needsLink) return;
+        if (!hasFiles(e) || needsLink || removed) return;
         e.preventDefault();
         e.dataTransfer.dropEffect = "copy";
         setDragging(true);
@@ -123,7 +127,7 @@ export function ConversationView({ chat, conversationId }: { chat: Chat; convers
             <span className="members-count">{conversation.members.length}</span>
           </button>
         )}
-        {!conversation.request && <CallButtons chat={chat} conversationId={conversationId} disabled={needsLink} />}
+        {!conversation.request && !removed && <CallButtons chat={chat} conversationId={conversationId} disabled={needsLink} />}
       </header>
       {showMembers && <Members chat={chat} conversation={conversation} onClose={() => setShowMembers(false)} />}
       {needsLink && (
@@ -154,7 +158,9 @@ export function ConversationView({ chat, conversationId }: { chat: Chat; convers
       <TypingLine chat={chat} conversationId={conversationId} />
       <ComposeContext chat={chat} compose={compose} />
       <UploadList uploads={uploads.uploads} onCancel={uploads.cancel} />
-      {conversation.request ? (
+      {removed ? (
+        <RemovedBanner chat={chat} conversation={conversation} />
+      ) : conversation.request ? (
         <RequestBanner chat={chat} conversation={conversation} />
       ) : (
         <Composer

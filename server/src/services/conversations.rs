@@ -295,7 +295,11 @@ impl Conversations {
         }
         let (conversation, _) = self.managed_group(caller, id).await?;
         self.existing_accounts(accounts).await?;
-        match self.store.add_members(id, caller.account_id, accounts, i64::from(max), now_ms()).await? {
+        let (outcome, entries) = self
+            .store
+            .add_members_by(id, caller.account_id, accounts, i64::from(max), now_ms(), true)
+            .await?;
+        match outcome {
             AddOutcome::Added(_) => {}
             AddOutcome::Full => {
                 return Err(Error::limit(
@@ -305,6 +309,7 @@ impl Conversations {
             }
         }
         self.announce_members(id, None).await?;
+        self.publish_all(entries).await;
         self.view(caller, conversation).await
     }
 
@@ -330,8 +335,11 @@ impl Conversations {
         if me.role == Role::Admin && target.role != Role::Member {
             return Err(not_allowed("an admin cannot remove the owner or another admin"));
         }
-        if self.store.remove_member(id, account).await? {
+        if let Some(entries) =
+            self.store.remove_member_by(id, account, Some(caller.account_id), now_ms()).await?
+        {
             self.announce_members(id, Some(account)).await?;
+            self.publish_all(entries).await;
         }
         tracing::info!(conversation = %id, removed = %account, by = %caller.account_id, "member removed");
         self.view(caller, conversation).await
@@ -356,10 +364,31 @@ impl Conversations {
                 "roles can be set to admin or member, for others",
             ));
         }
-        if !self.store.set_role(id, account, role).await? {
+        let Some(entries) =
+            self.store.set_role_by(id, account, role, Some(caller.account_id), now_ms()).await?
+        else {
             return Err(Error::not_found(ErrorReason::MemberNotFound, "that account is not a member"));
-        }
+        };
         self.announce_members(id, None).await?;
+        self.publish_all(entries).await;
+        self.view(caller, conversation).await
+    }
+
+    /// Renames a group (owner or admin). The history gets a system entry every member receives;
+    /// the same title again changes nothing.
+    pub async fn rename(
+        &self,
+        caller: &Caller,
+        id: ConversationId,
+        raw_title: &str,
+    ) -> Result<ConversationView, Error> {
+        let (_, _) = self.managed_group(caller, id).await?;
+        let title = title(raw_title)?;
+        if let Some(entry) = self.store.rename_group(id, caller.account_id, &title, now_ms()).await? {
+            self.published(entry).await;
+            tracing::info!(conversation = %id, by = %caller.account_id, "group renamed");
+        }
+        let conversation = self.store.conversation(id).await?.ok_or_else(not_found)?;
         self.view(caller, conversation).await
     }
 
@@ -369,8 +398,10 @@ impl Conversations {
         if conversation.kind != ConversationKind::Group {
             return Err(Error::precondition(ErrorReason::NotAGroup, "a direct conversation cannot be left"));
         }
-        if self.store.remove_member(id, caller.account_id).await? {
+        let me = Some(caller.account_id);
+        if let Some(entries) = self.store.remove_member_by(id, caller.account_id, me, now_ms()).await? {
             self.announce_members(id, Some(caller.account_id)).await?;
+            self.publish_all(entries).await;
         }
         Ok(())
     }
@@ -466,6 +497,9 @@ impl Conversations {
     ) -> Result<MessageRecord, Error> {
         check_ciphertext(ciphertext, session_id)?;
         let (_, record) = self.own_message(caller, id, message).await?;
+        if record.system.is_some() {
+            return Err(not_allowed("a system entry cannot be edited"));
+        }
         if record.sender_account_id != caller.account_id {
             return Err(not_allowed("only its sender may edit a message"));
         }
@@ -491,6 +525,9 @@ impl Conversations {
         message: MessageId,
     ) -> Result<MessageRecord, Error> {
         let (me, record) = self.own_message(caller, id, message).await?;
+        if record.system.is_some() {
+            return Err(not_allowed("a system entry cannot be deleted"));
+        }
         if record.sender_account_id != caller.account_id && me.role == Role::Member {
             return Err(not_allowed("only its sender or a group's owner or admin may delete a message"));
         }
@@ -591,12 +628,16 @@ impl Conversations {
     /// Declines the caller's request: the caller leaves the conversation (its history stays
     /// with the others).
     pub async fn decline_request(&self, caller: &Caller, id: ConversationId) -> Result<(), Error> {
-        let (_, me) = self.membership(caller, id).await?;
+        let (conversation, me) = self.membership(caller, id).await?;
         if !me.request {
             return Err(not_a_request());
         }
-        if self.store.remove_member(id, caller.account_id).await? {
+        // A group shows that the request was declined ("Dave left"); a direct conversation
+        // has nobody else to tell.
+        let by = (conversation.kind == ConversationKind::Group).then_some(caller.account_id);
+        if let Some(entries) = self.store.remove_member_by(id, caller.account_id, by, now_ms()).await? {
             self.announce_members(id, Some(caller.account_id)).await?;
+            self.publish_all(entries).await;
         }
         tracing::info!(conversation = %id, account = %caller.account_id, "request declined");
         Ok(())
@@ -655,6 +696,13 @@ impl Conversations {
         let message = Arc::new(message);
         self.delivery.publish(Notice::Message(message.clone())).await;
         Arc::unwrap_or_clone(message)
+    }
+
+    /// Publishes system entries in their order.
+    async fn publish_all(&self, entries: Vec<MessageRecord>) {
+        for entry in entries {
+            self.published(entry).await;
+        }
     }
 }
 

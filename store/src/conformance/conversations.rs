@@ -241,3 +241,85 @@ pub(super) async fn owners_hand_over_when_they_leave(db: &Fresh) -> anyhow::Resu
     assert_eq!(db.store.members(group).await?.len(), 3, "existing members stay as they are");
     Ok(())
 }
+
+/// Membership and title changes write system entries into the history in the same
+/// transaction: numbered like messages, delivered like them, never unread, never editable.
+pub(super) async fn group_changes_write_system_entries(db: &Fresh) -> anyhow::Result<()> {
+    use crate::{AddOutcome, SystemEntry};
+    let ids = accounts(db, &["owen", "bea", "cal", "dot"]).await?;
+    let (owner, bob, carol, dave) = (ids[0], ids[1], ids[2], ids[3]);
+    let group = ConversationId::generate();
+    db.store.create_group(group, "Team", owner, &[bob, carol], now_ms()).await?;
+    accept_all(db, group).await?;
+    let carol_device = super::delivery::device(db, carol, 31).await?;
+    let bob_device = super::delivery::device(db, bob, 32).await?;
+    let hello = send(db, &message(group, carol, 1)).await?;
+    assert_eq!(hello.system, None, "a device's message is not a system entry");
+
+    let t = now_ms();
+    let renamed = db.store.rename_group(group, owner, "LAN party", t).await?.expect("renamed");
+    assert_eq!(renamed.system, Some(SystemEntry::TitleChanged("LAN party".into())));
+    assert_eq!((renamed.seq, renamed.sender_account_id, renamed.ciphertext.clone()), (2, owner, None));
+    assert_eq!((renamed.deleted_at_ms, renamed.sent_at_ms), (0, t));
+    assert!(db.store.rename_group(group, owner, "LAN party", t).await?.is_none(), "the same title: nothing");
+    assert_eq!(db.store.conversation(group).await?.and_then(|c| c.title).as_deref(), Some("LAN party"));
+
+    let promoted = db.store.set_role_by(group, bob, Role::Admin, Some(owner), t).await?.expect("a member");
+    assert_eq!(
+        promoted.iter().map(|e| e.system.clone()).collect::<Vec<_>>(),
+        [Some(SystemEntry::RoleChanged(bob, Role::Admin))]
+    );
+    let same = db.store.set_role_by(group, bob, Role::Admin, Some(owner), t).await?.expect("a member");
+    assert!(same.is_empty(), "the same role again writes nothing");
+
+    let (outcome, added) = db.store.add_members_by(group, bob, &[dave, carol], 100, t, true).await?;
+    assert_eq!(outcome, AddOutcome::Added(vec![dave]));
+    assert_eq!(
+        added.iter().map(|e| (e.sender_account_id, e.system.clone())).collect::<Vec<_>>(),
+        [(bob, Some(SystemEntry::MemberAdded(dave)))]
+    );
+
+    let removed = db.store.remove_member_by(group, carol, Some(bob), t).await?.expect("a member");
+    assert_eq!(
+        removed.iter().map(|e| e.system.clone()).collect::<Vec<_>>(),
+        [Some(SystemEntry::MemberRemoved(carol))]
+    );
+    assert!(db.store.remove_member_by(group, carol, Some(bob), t).await?.is_none(), "already gone");
+    // The owner leaves: the group passes to the admin, and both are written down.
+    let left = db.store.remove_member_by(group, owner, Some(owner), t).await?.expect("a member");
+    assert_eq!(
+        left.iter().map(|e| (e.sender_account_id, e.system.clone())).collect::<Vec<_>>(),
+        [(owner, Some(SystemEntry::MemberLeft)), (owner, Some(SystemEntry::RoleChanged(bob, Role::Owner)))]
+    );
+
+    // One history, numbered without gaps, in the order things happened.
+    let history = db.store.list_messages(group, 0, true, 100).await?;
+    assert_eq!(history.iter().map(|m| m.seq).collect::<Vec<_>>(), [1, 2, 3, 4, 5, 6, 7]);
+    let kinds: Vec<_> = history.iter().map(|m| m.system.as_ref().map(SystemEntry::kind)).collect();
+    assert_eq!(
+        kinds,
+        [
+            None,
+            Some("title_changed"),
+            Some("role_changed"),
+            Some("member_added"),
+            Some("member_removed"),
+            Some("member_left"),
+            Some("role_changed")
+        ]
+    );
+    assert_eq!(db.store.conversation(group).await?.map(|c| c.last_seq), Some(7));
+    // Delivered like messages to the members' devices; the removed member's stop.
+    let changes = db.store.message_changes(bob_device, group, 0, 100).await?;
+    assert_eq!(changes.len(), 7);
+    assert!(db.store.message_changes(carol_device, group, 0, 100).await?.is_empty(), "no longer a member");
+    // Never unread, and neither editable nor deletable through the store.
+    assert_eq!(db.store.unread_count(group, dave).await?, 1, "only Carol's message");
+    assert!(db.store.edit_message(group, renamed.id, b"x", b"s", t).await?.is_none());
+    assert!(db.store.delete_message(group, renamed.id, t).await?.is_none());
+    assert_eq!(db.store.message(group, renamed.id).await?, Some(renamed));
+    // A direct conversation has no title to change.
+    let direct = db.store.open_direct(ConversationId::generate(), (bob, dave), t).await?.0;
+    assert!(db.store.rename_group(direct, bob, "Nope", t).await?.is_none());
+    Ok(())
+}

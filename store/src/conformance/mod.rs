@@ -208,6 +208,7 @@ suite! {
         history_pages_both_ways,
         edits_deletes_and_read_marks,
         owners_hand_over_when_they_leave,
+        group_changes_write_system_entries,
     ],
     delivery: [
         cursors_exist_exactly_while_the_account_is_a_member,

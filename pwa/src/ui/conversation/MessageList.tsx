@@ -10,6 +10,7 @@ import { FileView, sizeLabel } from "../Attachment";
 import { FileIcon } from "../call/icons";
 import { MessageBubble, snippet, type Tick } from "../MessageBubble";
 import { personName } from "../names";
+import { SystemLine } from "./SystemLine";
 
 const EMPTY: Item[] = [];
 const NO_RECEIPTS: Record<string, Receipt> = {};
@@ -145,6 +146,19 @@ export function MessageList({
         const showName = isGroup && !mine && (showDay || lastSender !== m.senderAccountId);
         lastDay = day;
         lastSender = m.senderAccountId;
+        if (item.content.kind === "system") {
+          lastSender = ""; // the next message names its sender again
+          return (
+            <div key={m.id} className="msg-wrap">
+              {showDay && (
+                <div className="day" role="separator" aria-label={dayLabel(t, lang, ms)}>
+                  <span>{dayLabel(t, lang, ms)}</span>
+                </div>
+              )}
+              <SystemLine chat={chat} t={t} event={item.content.event} />
+            </div>
+          );
+        }
         const tick = mine ? tickOf(item) : null;
         return (
           <div key={m.id} className="msg-wrap">

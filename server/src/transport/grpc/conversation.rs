@@ -8,7 +8,7 @@ use super::{Context, parse_id, parse_ids};
 use crate::ids::MessageId;
 use crate::services::conversations::{ConversationView, Draft};
 use crate::services::{Error, ErrorReason};
-use crate::store::{ConversationFilter, ConversationKind, MessageRecord, Role};
+use crate::store::{ConversationFilter, ConversationKind, MessageRecord, Role, SystemEntry};
 
 pub struct ConversationApi(pub Context);
 
@@ -68,6 +68,20 @@ pub fn message(m: MessageRecord) -> pb::Message {
         sent_at_ms: m.sent_at_ms,
         edited_at_ms: m.edited_at_ms,
         deleted_at_ms: m.deleted_at_ms,
+        system: m.system.map(|entry| pb::SystemEvent {
+            kind: match entry {
+                SystemEntry::MemberAdded(_) => pb::SystemEventKind::MemberAdded,
+                SystemEntry::MemberRemoved(_) => pb::SystemEventKind::MemberRemoved,
+                SystemEntry::MemberLeft => pb::SystemEventKind::MemberLeft,
+                SystemEntry::RoleChanged(..) => pb::SystemEventKind::RoleChanged,
+                SystemEntry::TitleChanged(_) => pb::SystemEventKind::TitleChanged,
+            }
+            .into(),
+            actor_account_id: m.sender_account_id.to_string(),
+            target_account_id: entry.target().map(|t| t.to_string()).unwrap_or_default(),
+            role: entry.role().map_or(pb::MemberRole::Unspecified, role).into(),
+            title: entry.title().unwrap_or_default().to_owned(),
+        }),
     }
 }
 
@@ -191,6 +205,17 @@ impl ConversationService for ConversationApi {
         let id = parse_id(&request.get_ref().conversation_id, "conversation_id")?;
         self.0.services.conversations.leave(&caller, id).await?;
         Ok(Response::new(pb::LeaveConversationResponse {}))
+    }
+
+    async fn rename_group(
+        &self,
+        request: Request<pb::RenameGroupRequest>,
+    ) -> Result<Response<pb::RenameGroupResponse>, Status> {
+        let caller = self.0.caller(&request).await?;
+        let r = request.get_ref();
+        let id = parse_id(&r.conversation_id, "conversation_id")?;
+        let view = self.0.services.conversations.rename(&caller, id, &r.title).await?;
+        Ok(Response::new(pb::RenameGroupResponse { conversation: conversation(view) }))
     }
 
     async fn send_message(
