@@ -140,6 +140,8 @@ test("group management: rename, roles, remove and leave, with system lines", asy
   await expect(carol.getByText("You were removed from this group")).toBeVisible();
   await expect(carol.getByRole("textbox", { name: "Message" })).toHaveCount(0);
   for (const text of ["Hi crew", "carol was here"]) await expect(bubble(carol, text)).toBeVisible();
+  // Nothing in it to reply to, edit or delete any more.
+  await expect(carol.getByRole("button", { name: "Message actions" })).toHaveCount(0);
   await expect(line(carol, "Alice made Bob an admin")).toBeVisible();
   const carolEntry = carol.getByRole("list", { name: "Conversations" }).getByRole("button", { name: /Crew 2026/ });
   await expect(carolEntry).toContainText("removed");

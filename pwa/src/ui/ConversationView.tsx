@@ -154,6 +154,7 @@ export function ConversationView({ chat, conversationId }: { chat: Chat; convers
         stickToBottom={stickToBottom}
         onReply={compose.startReply}
         onEdit={compose.startEdit}
+        readOnly={removed}
       />
       <TypingLine chat={chat} conversationId={conversationId} />
       <ComposeContext chat={chat} compose={compose} />

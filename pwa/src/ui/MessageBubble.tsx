@@ -47,6 +47,7 @@ export function MessageBubble({
   onDiscard,
   file,
   unreadableBy,
+  readOnly = false,
 }: {
   item: Item;
   mine: boolean;
@@ -67,13 +68,15 @@ export function MessageBubble({
   file?: ReactNode;
   /** Our message: the names of the members who have no device that can read it. */
   unreadableBy?: string[] | undefined;
+  /** The history of a group we were removed from: nothing to reply to, edit or delete. */
+  readOnly?: boolean;
 }) {
   const { t, lang } = useI18n();
   const [menu, setMenu] = useState(false);
   const [confirmDelete, setConfirmDelete] = useState(false);
   const m = item.message;
   const ms = Number(m.sentAtMs);
-  const live = m.deletedAtMs === 0n && !item.local;
+  const live = m.deletedAtMs === 0n && !item.local && !readOnly;
   const act = (fn: () => void) => () => {
     setMenu(false);
     fn();

@@ -33,6 +33,7 @@ export function MessageList({
   stickToBottom,
   onReply,
   onEdit,
+  readOnly = false,
 }: {
   chat: Chat;
   conversation: Conversation;
@@ -44,6 +45,8 @@ export function MessageList({
   stickToBottom: MutableRefObject<boolean>;
   onReply: (item: Item) => void;
   onEdit: (item: Item) => void;
+  /** A group we were removed from: its history without reply, edit or delete. */
+  readOnly?: boolean;
 }) {
   const { t, lang } = useI18n();
   const conversationId = conversation.id;
@@ -184,6 +187,7 @@ export function MessageList({
               tick={tick}
               unreadableBy={mine ? unreadable(item).map((m) => personName(chat, t, m.accountId)) : undefined}
               canDelete={mine || administers}
+              readOnly={readOnly}
               onReply={() => onReply(item)}
               onEdit={() => onEdit(item)}
               onDelete={() =>
