@@ -576,7 +576,9 @@ mod tests {
         let text = std::fs::read_to_string(&md).unwrap();
         assert!(!text.contains("old"), "{text}");
         assert!(
-            text.contains("| loopback | Chromium's own (brotli sent) | 390.6 KiB | 1464.8 KiB | 6 | 412 ms |"),
+            text.contains(
+                "| loopback | Chromium's own (brotli sent) | 390.6 KiB | 1464.8 KiB | 6 | 412 ms |"
+            ),
             "{text}"
         );
         assert!(text.contains("`npm run e2e -- first-load.spec.ts` (commit abc1234, Chromium 140"), "{text}");
