@@ -70,3 +70,32 @@ pub async fn signed_in(server: &TestServer, username: &str) -> Client {
         .unwrap_or_else(|status| panic!("sign-in of {username}: {:?}", Refusal::of(&status)));
     client
 }
+
+/// How long [`online`] waits for the gateway's first sync.
+const SYNC_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// `client`'s account id (empty when it is not signed in).
+pub fn account_id(client: &Client) -> String {
+    client.session().map(|s| s.account_id.clone()).unwrap_or_default()
+}
+
+/// A live gateway inbox for `client`, synced. Panics, naming `who`, if it cannot connect.
+pub async fn online(server: &TestServer, client: &Client, who: &str) -> crate::gateway::LiveInbox {
+    let mut inbox = crate::gateway::LiveInbox::new();
+    inbox.connect(&server.url(), client.access_token(), false).await.unwrap_or_else(|e| panic!("{who}: {e}"));
+    inbox.sync(SYNC_WAIT).await.unwrap_or_else(|e| panic!("{who} syncs: {e:#}"));
+    inbox
+}
+
+/// A message whose "ciphertext" is `text` itself (never encrypted), with a new id: for tests of
+/// how the server stores, orders and refuses messages, not of encryption.
+pub fn opaque(conversation_id: &str, text: &str) -> kitsulan_proto::v1::SendMessageRequest {
+    kitsulan_proto::v1::SendMessageRequest {
+        conversation_id: conversation_id.to_owned(),
+        message_id: uuid::Uuid::now_v7().to_string(),
+        ciphertext: text.as_bytes().to_vec(),
+        session_id: b"an opaque session".to_vec(),
+        reply_to: String::new(),
+        attachment_ids: Vec::new(),
+    }
+}

@@ -10,12 +10,9 @@
 
 use std::time::Duration;
 
-use kitsulan_client::gateway::LiveInbox;
-use kitsulan_client::people::{PASSWORD, start};
+use kitsulan_client::people::{PASSWORD, account_id, online, opaque, start};
 use kitsulan_client::{Client, Database, TestServer, assert_refused};
-use kitsulan_proto::v1::{
-    EditMessageRequest, HistoryDirection, MemberRole, Message, SendMessageRequest, SystemEventKind, event,
-};
+use kitsulan_proto::v1::{EditMessageRequest, HistoryDirection, MemberRole, Message, SystemEventKind, event};
 use uuid::Uuid;
 
 const WAIT: Duration = Duration::from_secs(10);
@@ -38,28 +35,6 @@ async fn plain(server: &TestServer, username: &str) -> Client {
     let mut client = Client::connect(&server.url()).await.unwrap();
     client.sign_up(username, PASSWORD).await.unwrap_or_else(|e| panic!("SignUp of {username}: {e:?}"));
     client
-}
-
-fn id_of(client: &Client) -> String {
-    client.session().map(|s| s.account_id.clone()).unwrap_or_default()
-}
-
-async fn online(server: &TestServer, client: &Client, who: &str) -> LiveInbox {
-    let mut inbox = LiveInbox::new();
-    inbox.connect(&server.url(), client.access_token(), false).await.unwrap_or_else(|e| panic!("{who}: {e}"));
-    inbox.sync(WAIT).await.unwrap_or_else(|e| panic!("{who} syncs: {e:#}"));
-    inbox
-}
-
-fn opaque(conversation_id: &str, text: &str) -> SendMessageRequest {
-    SendMessageRequest {
-        conversation_id: conversation_id.to_owned(),
-        message_id: Uuid::now_v7().to_string(),
-        ciphertext: text.as_bytes().to_vec(),
-        session_id: b"an opaque session".to_vec(),
-        reply_to: String::new(),
-        attachment_ids: Vec::new(),
-    }
 }
 
 /// A line of history: (seq, kind or None for a message, actor, target, role, title).
@@ -104,7 +79,7 @@ async fn group_management_writes_system_entries(database: Database) {
     let bob = plain(&server, "bob").await;
     let carol = plain(&server, "carol").await;
     let dave = plain(&server, "dave").await;
-    let (a, b, c, d) = (id_of(&alice), id_of(&bob), id_of(&carol), id_of(&dave));
+    let (a, b, c, d) = (account_id(&alice), account_id(&bob), account_id(&carol), account_id(&dave));
     let group = alice.create_group("Team", &[&b, &c]).await.unwrap();
     bob.accept_request(&group.id).await.unwrap();
     carol.accept_request(&group.id).await.unwrap();

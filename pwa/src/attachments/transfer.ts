@@ -10,23 +10,13 @@ import { reasonOf } from "../errors";
 import type { BlobRequest } from "../gen/kitsulan/v1/attachment_pb";
 
 import { Cancelled, Expired, HashMismatch } from "./errors";
+import { fromBase64, toBase64 } from "../lib/base64";
 
 export { Cancelled, Expired, HashMismatch } from "./errors";
 
 export type Progress = (done: number, total: number) => void;
 
-function toBase64(bytes: Uint8Array): string {
-  let s = "";
-  for (const b of bytes) s += String.fromCharCode(b);
-  return btoa(s);
-}
 
-function fromBase64(text: string): Uint8Array {
-  const s = atob(text);
-  const out = new Uint8Array(s.length);
-  for (let i = 0; i < s.length; i++) out[i] = s.charCodeAt(i);
-  return out;
-}
 
 /** Encrypts `file` chunk by chunk; returns the ciphertext and the base64 secrets. */
 export async function encryptBlob(file: Blob): Promise<{ ciphertext: Blob; secrets: string }> {

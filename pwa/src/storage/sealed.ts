@@ -4,6 +4,7 @@
 // record is bound to its store and key: one moved to another key does not open. Values are
 // JSON with bigints and byte arrays kept as such (protobuf-es messages round-trip).
 import * as db from "./db";
+import { fromBase64, toBase64 } from "../lib/base64";
 
 /** Seals and opens bytes under the device's key (the E2EE engine implements it). */
 export interface Sealer {
@@ -16,18 +17,7 @@ type SealedStore = Extract<db.Store, "outbox" | "cache">;
 const te = new TextEncoder();
 const td = new TextDecoder();
 
-function toBase64(bytes: Uint8Array): string {
-  let s = "";
-  for (let i = 0; i < bytes.length; i += 0x8000) s += String.fromCharCode(...bytes.subarray(i, i + 0x8000));
-  return btoa(s);
-}
 
-function fromBase64(text: string): Uint8Array {
-  const s = atob(text);
-  const out = new Uint8Array(s.length);
-  for (let i = 0; i < s.length; i++) out[i] = s.charCodeAt(i);
-  return out;
-}
 
 /** JSON that keeps bigints and Uint8Arrays (as `{"$n": "…"}` and `{"$b": "base64"}`). */
 export function encodeValue(value: unknown): Uint8Array {

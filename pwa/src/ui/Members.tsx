@@ -149,30 +149,19 @@ export function Members({ chat, conversation, onClose }: { chat: Chat; conversat
                     </>
                   ) : (
                     <>
-                      {isOwner && m.role === MemberRole.MEMBER && (
+                      {isOwner && (m.role === MemberRole.MEMBER || m.role === MemberRole.ADMIN) && (
                         <button
                           type="button"
                           disabled={busy}
-                          onClick={() =>
-                            void manage(() => chat.conversations.setRole(conversation.id, m.accountId, MemberRole.ADMIN)).then(
+                          onClick={() => {
+                            // The owner makes a member an admin, or an admin a member again.
+                            const role = m.role === MemberRole.MEMBER ? MemberRole.ADMIN : MemberRole.MEMBER;
+                            void manage(() => chat.conversations.setRole(conversation.id, m.accountId, role)).then(
                               (ok) => ok && setMenu(null),
-                            )
-                          }
+                            );
+                          }}
                         >
-                          {t("makeAdmin")}
-                        </button>
-                      )}
-                      {isOwner && m.role === MemberRole.ADMIN && (
-                        <button
-                          type="button"
-                          disabled={busy}
-                          onClick={() =>
-                            void manage(() => chat.conversations.setRole(conversation.id, m.accountId, MemberRole.MEMBER)).then(
-                              (ok) => ok && setMenu(null),
-                            )
-                          }
-                        >
-                          {t("makeMember")}
+                          {m.role === MemberRole.MEMBER ? t("makeAdmin") : t("makeMember")}
                         </button>
                       )}
                       <button

@@ -11,11 +11,11 @@ use std::time::Duration;
 use image::{DynamicImage, ImageFormat, Rgba, RgbaImage};
 use kitsulan_client::calls::signal;
 use kitsulan_client::gateway::LiveInbox;
-use kitsulan_client::people::{PASSWORD, signed_up, start, start_with};
+use kitsulan_client::people::{PASSWORD, account_id, online, opaque, signed_up, start, start_with};
 use kitsulan_client::{Client, Database, Options, TestServer, assert_refused};
 use kitsulan_proto::v1::{
     CallAction, Conversation, ConversationFilter, Event, FetchToDeviceRequest, HistoryDirection,
-    OutgoingToDeviceMessage, SendMessageRequest, SendToDeviceRequest, event,
+    OutgoingToDeviceMessage, SendToDeviceRequest, event,
 };
 use uuid::Uuid;
 
@@ -32,30 +32,6 @@ async fn plain_device(server: &TestServer, username: &str, name: &str) -> Client
         .await
         .unwrap_or_else(|e| panic!("SignIn of {username}: {e:?}"));
     client
-}
-
-fn id_of(client: &Client) -> String {
-    client.session().map(|s| s.account_id.clone()).unwrap_or_default()
-}
-
-/// A live inbox for `client`, synced.
-async fn online(server: &TestServer, client: &Client, who: &str) -> LiveInbox {
-    let mut inbox = LiveInbox::new();
-    inbox.connect(&server.url(), client.access_token(), false).await.unwrap_or_else(|e| panic!("{who}: {e}"));
-    inbox.sync(WAIT).await.unwrap_or_else(|e| panic!("{who} syncs: {e:#}"));
-    inbox
-}
-
-/// An opaque (not encrypted) message.
-fn opaque(conversation_id: &str, text: &str) -> SendMessageRequest {
-    SendMessageRequest {
-        conversation_id: conversation_id.to_owned(),
-        message_id: Uuid::now_v7().to_string(),
-        ciphertext: text.as_bytes().to_vec(),
-        session_id: b"an opaque session".to_vec(),
-        reply_to: String::new(),
-        attachment_ids: Vec::new(),
-    }
 }
 
 fn png() -> Vec<u8> {
@@ -126,7 +102,7 @@ async fn a_strangers_direct_message_is_a_request_until_accepted(database: Databa
     let alice = signed_up(&server, "alice").await;
     let alice_phone = plain_device(&server, "alice", "Phone").await;
     let bob = signed_up(&server, "bob").await;
-    let (alice_id, bob_id) = (id_of(&alice), id_of(&bob));
+    let (alice_id, bob_id) = (account_id(&alice), account_id(&bob));
     alice.set_my_avatar(png()).await.unwrap();
     let mut bob_in = online(&server, &bob, "bob").await;
 
@@ -230,7 +206,7 @@ async fn a_declined_request_leaves_the_history_to_the_sender() {
     let alice = signed_up(&server, "alice").await;
     let bob = signed_up(&server, "bob").await;
     let carol = signed_up(&server, "carol").await;
-    let (alice_id, bob_id) = (id_of(&alice), id_of(&bob));
+    let (alice_id, bob_id) = (account_id(&alice), account_id(&bob));
 
     let direct = bob.open_direct(&alice_id).await.unwrap().conversation.unwrap();
     bob.send_message(opaque(&direct.id, "buy my stuff")).await.unwrap();
@@ -265,7 +241,7 @@ async fn a_blocked_account_reaches_nobody_and_is_not_told() {
     let carol = signed_up(&server, "carol").await;
     let bob = signed_up(&server, "bob").await;
     let dave = signed_up(&server, "dave").await;
-    let (alice_id, carol_id, bob_id) = (id_of(&alice), id_of(&carol), id_of(&bob));
+    let (alice_id, carol_id, bob_id) = (account_id(&alice), account_id(&carol), account_id(&bob));
 
     // Dave's group with Alice and Carol, accepted by both before anything happens.
     let group = dave.create_group("Dave's friends", &[&alice_id, &carol_id]).await.unwrap();
@@ -364,7 +340,7 @@ async fn one_account_cannot_create_groups_without_end() {
         start_with(Options::new(Database::Sqlite).env("KITSULAN_RATE_LIMIT_GROUP_CREATIONS", "3/1h")).await;
     let mallory = signed_up(&server, "mallory").await;
     let alice = signed_up(&server, "alice").await;
-    let alice_id = id_of(&alice);
+    let alice_id = account_id(&alice);
     // A refused group costs nothing.
     assert_refused(mallory.create_group("", &[&alice_id]).await, "TITLE_INVALID");
     for i in 0..3 {
@@ -383,7 +359,7 @@ async fn groups_hold_at_most_the_configured_number_of_members() {
     let owner = signed_up(&server, "owner").await;
     let mut others = Vec::new();
     for name in ["ann", "ben", "cat", "dan"] {
-        others.push(id_of(&signed_up(&server, name).await));
+        others.push(account_id(&signed_up(&server, name).await));
     }
     let all: Vec<&str> = others.iter().map(String::as_str).collect();
     assert_refused(owner.create_group("Too big", &all).await, "TOO_MANY_MEMBERS");
@@ -406,7 +382,7 @@ async fn the_conversation_list_comes_in_pages() {
         made.push(alice.create_group(&format!("group {i}"), &[]).await.unwrap().id);
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
-    let request = bob.open_direct(&id_of(&alice)).await.unwrap().conversation.unwrap();
+    let request = bob.open_direct(&account_id(&alice)).await.unwrap().conversation.unwrap();
     made.reverse();
 
     let mut pages = Vec::new();
