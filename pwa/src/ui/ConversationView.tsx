@@ -7,7 +7,7 @@ import { ConversationKind, ConversationMode, MemberRole } from "../gen/kitsulan/
 import { useI18n } from "../i18n/i18n";
 import { useChat, type Chat } from "../state/chat";
 import { CallButtons } from "./call/CallButtons";
-import { PeopleIcon } from "./call/icons";
+import { PeopleIcon, ShieldIcon } from "./call/icons";
 import { ComposeContext, Composer, useCompose } from "./conversation/Composer";
 import { MessageList, TypingLine } from "./conversation/MessageList";
 import { RemovedBanner } from "./conversation/RemovedBanner";
@@ -109,7 +109,9 @@ export function ConversationView({ chat, conversationId }: { chat: Chat; convers
             aria-label={t("verifyPerson", { name: contactName })}
             onClick={() => chat.verify(contact)}
           >
-            {t("verify")}
+            {/* Phones show the icon, leaving the header's room to the name. */}
+            <ShieldIcon />
+            <span className="members-label">{t("verify")}</span>
           </button>
         )}
         {isGroup && (

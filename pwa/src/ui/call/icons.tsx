@@ -110,3 +110,11 @@ export const PeopleIcon = () => (
     <path d="M16 3.13a4 4 0 0 1 0 7.75" />
   </Svg>
 );
+
+/** A shield with a tick: verify this person (the header on phones). */
+export const ShieldIcon = () => (
+  <Svg>
+    <path d="M12 22s8-4 8-10V5l-8-3-8 3v7c0 6 8 10 8 10z" />
+    <path d="M9 12l2 2 4-4" />
+  </Svg>
+);
