@@ -1031,8 +1031,11 @@ impl_for_backends! {
             now_ms: i64,
         ) -> Result<Option<Vec<MessageRecord>>, StoreError> {
             let mut tx = self.pool.begin().await?;
+            // A write first (it changes nothing), as everywhere here: it takes SQLite's write
+            // lock at the start, waiting its turn, where a read first would fail with "database
+            // is locked" once another writer committed in between; it also returns the old role.
             let before: Option<String> = sqlx::query_scalar(
-                "SELECT role FROM conversation_members WHERE conversation_id = $1 AND account_id = $2",
+                "UPDATE conversation_members SET role = role WHERE conversation_id = $1 AND account_id = $2 RETURNING role",
             )
             .bind(id.as_uuid())
             .bind(account.as_uuid())

@@ -244,6 +244,44 @@ pub(super) async fn owners_hand_over_when_they_leave(db: &Fresh) -> anyhow::Resu
 
 /// Membership and title changes write system entries into the history in the same
 /// transaction: numbered like messages, delivered like them, never unread, never editable.
+/// Role changes racing sends in the same group: every one succeeds (on SQLite a transaction that
+/// read before it wrote failed with "database is locked" once another writer got in between),
+/// and each real change leaves exactly one system entry.
+pub(super) async fn role_changes_racing_sends_all_succeed(db: &Fresh) -> anyhow::Result<()> {
+    let ids = accounts(db, &["rhea", "sid", "tam"]).await?;
+    let (owner, bob, carol) = (ids[0], ids[1], ids[2]);
+    let group = ConversationId::generate();
+    db.store.create_group(group, "Race", owner, &[bob, carol], now_ms()).await?;
+    accept_all(db, group).await?;
+    let mut racers = tokio::task::JoinSet::new();
+    for i in 0..12u8 {
+        let store = db.store.clone();
+        racers.spawn(async move {
+            let role = if i % 2 == 0 { Role::Admin } else { Role::Member };
+            store.set_role_by(group, bob, role, Some(owner), now_ms()).await.map(|e| e.map(|e| e.len()))
+        });
+        let store = db.store.clone();
+        racers.spawn(async move {
+            match store.send_message(&message(group, carol, i)).await? {
+                SendOutcome::Stored(_) => Ok(Some(0)),
+                other => panic!("not stored: {other:?}"),
+            }
+        });
+    }
+    let mut entries = 0;
+    while let Some(result) = racers.join_next().await {
+        entries += result??.expect("bob is a member");
+    }
+    let history = db.store.conversation(group).await?.expect("the group").last_seq;
+    assert_eq!(
+        history,
+        12 + entries as i64,
+        "12 messages and one entry per real change, numbered without gaps"
+    );
+    assert!(entries >= 1, "at least the first change to admin is a change");
+    Ok(())
+}
+
 pub(super) async fn group_changes_write_system_entries(db: &Fresh) -> anyhow::Result<()> {
     use crate::{AddOutcome, SystemEntry};
     let ids = accounts(db, &["owen", "bea", "cal", "dot"]).await?;

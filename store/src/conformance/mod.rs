@@ -209,6 +209,7 @@ suite! {
         edits_deletes_and_read_marks,
         owners_hand_over_when_they_leave,
         group_changes_write_system_entries,
+        role_changes_racing_sends_all_succeed,
     ],
     delivery: [
         cursors_exist_exactly_while_the_account_is_a_member,
