@@ -25,6 +25,15 @@ function dayLabel(t: Translate, lang: string, ms: number): string {
   return d.toLocaleDateString(lang, { day: "numeric", month: "long", year: "numeric" });
 }
 
+/** The line that starts a new day in the history. */
+function DaySeparator({ label }: { label: string }) {
+  return (
+    <div className="day" role="separator" aria-label={label}>
+      <span>{label}</span>
+    </div>
+  );
+}
+
 export function MessageList({
   chat,
   conversation,
@@ -153,11 +162,7 @@ export function MessageList({
           lastSender = ""; // the next message names its sender again
           return (
             <div key={m.id} className="msg-wrap">
-              {showDay && (
-                <div className="day" role="separator" aria-label={dayLabel(t, lang, ms)}>
-                  <span>{dayLabel(t, lang, ms)}</span>
-                </div>
-              )}
+              {showDay && <DaySeparator label={dayLabel(t, lang, ms)} />}
               <SystemLine chat={chat} t={t} event={item.content.event} />
             </div>
           );
@@ -165,11 +170,7 @@ export function MessageList({
         const tick = mine ? tickOf(item) : null;
         return (
           <div key={m.id} className="msg-wrap">
-            {showDay && (
-              <div className="day" role="separator" aria-label={dayLabel(t, lang, ms)}>
-                <span>{dayLabel(t, lang, ms)}</span>
-              </div>
-            )}
+            {showDay && <DaySeparator label={dayLabel(t, lang, ms)} />}
             <MessageBubble
               item={item}
               mine={mine}
