@@ -4,7 +4,7 @@
 
 use std::sync::OnceLock;
 
-use kitsulan_crypto::backup::{BackupHeader, PassphraseKey, KdfParams};
+use kitsulan_crypto::backup::{BackupHeader, KdfParams, PassphraseKey};
 use libfuzzer_sys::fuzz_target;
 
 fn key() -> &'static PassphraseKey {
