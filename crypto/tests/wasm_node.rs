@@ -393,6 +393,7 @@ fn key_backup_across_builds() {
         let r = restore(&mut wasm, how);
         assert_eq!(r["recoveryKey"].as_str().unwrap(), key.recovery_key().as_str());
         assert_eq!(r["pickledRecoveryKey"], r["recoveryKey"]);
+        assert_eq!(unb64(&r["bytes"]), *key.to_bytes());
         assert_eq!(unb64(&r["seed"]), [0x44; 32]);
         assert_eq!(unb64(&r["senderAccountId"]), sender_account);
         assert_eq!(unb64(&r["senderDeviceId"]), sender_device);

@@ -209,7 +209,7 @@ const commands = {
     return { sessionId: session.sessionId, entry: b64(entry) };
   },
   // Restores with the recovery key or the passphrase: check, identity, one session, and a
-  // message decrypted with it; the key survives a pickle round trip.
+  // message decrypted with it; the key survives a pickle and a bytes round trip.
   keyBackupRestore({ recoveryKey, passphrase, authData, accountId, identity, sessionId, entry, message }) {
     const key = recoveryKey !== undefined
       ? k.BackupKey.fromRecoveryKey(recoveryKey)
@@ -219,11 +219,13 @@ const commands = {
     const restored = key.decryptSession(bytes(accountId), sessionId, bytes(entry));
     const session = restored.takeSession();
     const d = session.decrypt(bytes(message));
-    const again = k.BackupKey.fromPickle(key.pickle(state.pickleKey), state.pickleKey);
+    const again = k.BackupKey.fromBytes(
+      k.BackupKey.fromPickle(key.pickle(state.pickleKey), state.pickleKey).toBytes());
     const conversationId = restored.conversationId;
     return {
       recoveryKey: key.recoveryKey(),
       pickledRecoveryKey: again.recoveryKey(),
+      bytes: b64(key.toBytes()),
       seed: b64(seed),
       senderAccountId: b64(restored.senderAccountId),
       senderDeviceId: b64(restored.senderDeviceId),
