@@ -979,3 +979,6 @@ pub fn decrypt_backup_with_passphrase(passphrase: &str, blob: &[u8]) -> JsResult
     let (_key, plaintext) = backup::decrypt_with_passphrase(passphrase.as_bytes(), blob).map_err(js_error)?;
     Ok(plaintext.to_vec())
 }
+
+// The client protocol of one device (`crate::client::Machine`) as `CryptoMachine`.
+mod machine;

@@ -1196,12 +1196,20 @@ impl Machine {
     /// The shares of `share` were sent: their devices hold the key now. (A share of a session
     /// since replaced changes nothing.)
     pub fn confirm_room_key_share(&mut self, share: &RoomKeyShare) {
-        let Some(outbound) = self.outbound.get_mut(&share.conversation_id) else { return };
-        if outbound.session.session_id() != share.session_id {
+        let devices: Vec<Id> = share.messages.iter().map(|m| m.recipient_device_id).collect();
+        self.confirm_shared(share.conversation_id, &share.session_id, &devices);
+    }
+
+    /// [`Machine::confirm_room_key_share`] by its parts: the shares of session `session_id` of
+    /// `conversation` reached `devices`.
+    pub fn confirm_shared(&mut self, conversation: Id, session_id: &str, devices: &[Id]) {
+        let Some(outbound) = self.outbound.get_mut(&conversation) else { return };
+        if outbound.session.session_id() != session_id {
             return;
         }
-        outbound.shared_with.extend(share.messages.iter().map(|m| m.recipient_device_id));
-        self.dirty.insert(RecordKey::Outbound(share.conversation_id));
+        let recipients = outbound.recipients.clone();
+        outbound.shared_with.extend(devices.iter().filter(|d| recipients.contains(d)));
+        self.dirty.insert(RecordKey::Outbound(conversation));
     }
 
     /// Drops the conversation's outbound session (after a send that cannot be delivered, or to
