@@ -73,6 +73,8 @@ pub const UPLOAD_ONE_TIME_KEYS: usize = 50;
 pub const MAX_TAKEN: usize = 2000;
 /// How many key requests may be outstanding at once (the oldest is dropped past it).
 pub const MAX_KEY_REQUESTS: usize = 500;
+/// How many Olm sessions are kept per device (the least recently used goes first).
+pub const MAX_OLM_SESSIONS: usize = 8;
 /// A device asked for a key is asked again after this long without an answer.
 pub const KEY_REQUEST_RETRY_MS: u64 = 10 * 60 * 1000;
 
@@ -612,6 +614,9 @@ pub(crate) struct Outbound {
     pub(crate) recipients: BTreeSet<Id>,
     /// The devices the key reached (confirmed sent).
     pub(crate) shared_with: BTreeSet<Id>,
+    /// The devices a share was made for, confirmed or not (it may have reached them): a
+    /// session offered to anyone counts as used.
+    pub(crate) offered: BTreeSet<Id>,
 }
 
 /// An inbound Megolm session, bound to who shared it and what for, with the message ids that
@@ -1023,7 +1028,9 @@ impl Machine {
     pub fn receive_claimed_key(&mut self, device: Id, claimed: &ClaimedKey) -> Result<(), Error> {
         let peer = *self.peers.get(&device).ok_or(Error::UnknownDevice(device))?;
         let session = self.account.create_outbound_session(&peer.ed25519, &peer.curve25519, claimed)?;
-        self.olm.entry(device).or_default().insert(0, session);
+        let sessions = self.olm.entry(device).or_default();
+        sessions.insert(0, session);
+        sessions.truncate(MAX_OLM_SESSIONS);
         self.dirty.insert(RecordKey::Olm(device));
         Ok(())
     }
@@ -1068,6 +1075,7 @@ impl Machine {
         };
         let session = sessions.remove(index);
         sessions.insert(0, session);
+        sessions.truncate(MAX_OLM_SESSIONS);
         self.dirty.insert(RecordKey::Olm(peer.device_id));
         Ok(Zeroizing::new(plaintext))
     }
@@ -1106,6 +1114,7 @@ impl Machine {
             members: Vec::new(),
             recipients: BTreeSet::new(),
             shared_with: BTreeSet::new(),
+            offered: BTreeSet::new(),
         };
         self.outbound.insert(conversation, outbound);
     }
@@ -1152,7 +1161,7 @@ impl Machine {
         let rotate = match self.outbound.get(&conversation) {
             None => true,
             Some(o) => {
-                let used = o.session.message_index() > 0 || !o.shared_with.is_empty();
+                let used = o.session.message_index() > 0 || !o.offered.is_empty();
                 (used && o.recipients != recipients)
                     || o.session.message_index() >= config.rotate_after_messages
                     || now_ms.saturating_sub(o.created_at_ms) > config.rotate_after_ms
@@ -1181,6 +1190,9 @@ impl Machine {
             }
             messages.push(self.olm_message(device, &plaintext, now_ms)?);
             reached.insert(device);
+        }
+        if let Some(outbound) = self.outbound.get_mut(&conversation) {
+            outbound.offered.extend(messages.iter().map(|m| m.recipient_device_id));
         }
         let unreadable_by = self.unreadable_by(&members, &reached);
         Ok(RoomKeyShare {
@@ -1479,7 +1491,7 @@ impl Machine {
     ) -> Result<Vec<OutgoingToDevice>, Error> {
         self.ensure_ready()?;
         if missing.session_id.is_empty() || missing.session_id.len() > MAX_SESSION_ID {
-            return Err(Error::Crypto(crate::Error::MalformedMegolmMessage));
+            return Err(Error::Crypto(crate::Error::InvalidLength("session id")));
         }
         let key = (missing.sender_device_id, missing.session_id.clone());
         let usable = self.inbound.get(&key).is_some_and(|i| i.session.first_known_index() == 0);
@@ -1619,5 +1631,46 @@ impl Machine {
     /// Whether changes wait to be taken.
     pub fn has_changes(&self) -> bool {
         !self.dirty.is_empty()
+    }
+}
+
+/// Entry points for the fuzz targets in `crypto/fuzz` only (compiled under `--cfg fuzzing`):
+/// the Olm-plaintext parser and the record decoders, which normally sit behind Olm or the
+/// pickle key.
+#[cfg(fuzzing)]
+#[doc(hidden)]
+pub mod fuzz_hooks {
+    use std::sync::OnceLock;
+
+    use super::{Config, Id, Machine};
+    use crate::{OsRng, PickleKey};
+
+    /// Parses an Olm plaintext of the client protocol.
+    pub fn payload(data: &[u8]) {
+        let _ = super::wire::parse(data);
+    }
+
+    /// Restores a machine from a valid identity and one record whose body is `data[1..]`
+    /// (sealed under the right key and name; `data[0]` picks the kind of record).
+    pub fn record(data: &[u8]) {
+        static IDENTITY: OnceLock<String> = OnceLock::new();
+        let key = PickleKey::from_bytes([7; 32]);
+        let identity = IDENTITY.get_or_init(|| {
+            let mut m = Machine::new(key.clone(), Config::default(), Id([1; 16]), Id([2; 16]), None);
+            m.take_changes().into_iter().find_map(|c| c.value).unwrap_or_default()
+        });
+        let Some((&kind, body)) = data.split_first() else { return };
+        let id = Id([3; 16]);
+        let name = match kind % 6 {
+            0 => "taken".to_owned(),
+            1 => format!("person:{id}"),
+            2 => format!("olm:{id}"),
+            3 => format!("out:{id}"),
+            4 => format!("in:{id}:AAAA"),
+            _ => format!("req:{id}:AAAA"),
+        };
+        let sealed = crate::pickle::seal_local(&key, &name, body, &mut OsRng::new());
+        let records = vec![("identity".to_owned(), identity.clone()), (name, sealed)];
+        let _ = Machine::restore(key, Config::default(), records);
     }
 }

@@ -247,7 +247,10 @@ impl Machine {
             RecordKey::Outbound(id) => {
                 let o = self.outbound.get(id)?;
                 w.u64(o.created_at_ms).str(&o.session.pickle(pk));
-                w.ids(o.members.iter()).ids(o.recipients.iter()).ids(o.shared_with.iter());
+                w.ids(o.members.iter())
+                    .ids(o.recipients.iter())
+                    .ids(o.shared_with.iter())
+                    .ids(o.offered.iter());
             }
             RecordKey::Inbound(device, session) => {
                 let i = self.inbound.get(&(*device, session.clone()))?;
@@ -375,9 +378,10 @@ impl Machine {
                 let members = b.ids()?;
                 let recipients = b.ids()?.into_iter().collect();
                 let shared_with = b.ids()?.into_iter().collect();
+                let offered = b.ids()?.into_iter().collect();
                 self.outbound.insert(
                     *conversation,
-                    Outbound { session, created_at_ms, members, recipients, shared_with },
+                    Outbound { session, created_at_ms, members, recipients, shared_with, offered },
                 );
             }
             RecordKey::Inbound(device, session_id) => {

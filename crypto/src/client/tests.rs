@@ -939,3 +939,27 @@ fn a_device_without_the_account_key_cannot_share_or_upload() {
     assert_eq!(m.one_time_keys_needed(100), 0);
     assert_eq!(m.one_time_keys_needed(3), UPLOAD_ONE_TIME_KEYS);
 }
+
+#[test]
+fn a_share_made_but_not_confirmed_still_rotates_when_a_member_leaves() {
+    both(|restore| {
+        let mut w = World::new(restore);
+        let (alice, bob, carol) = (w.sign_up(), w.sign_up(), w.sign_up());
+        let (a, b, c) = (w.account(alice), w.account(bob), w.account(carol));
+        let conversation = Id::new_v7(w.tick());
+        w.sync(alice, &[a, b, c]);
+        let devices = [w.device(bob), w.device(carol)];
+        w.claim(alice, &devices);
+        let now = w.tick();
+        // The shares go out, but the app stops before confirming them (and before any message).
+        let first = w.m(alice).share_room_key(conversation, &[b, c], now).unwrap();
+        w.step(alice);
+        w.deliver(alice, &first.messages);
+        w.receive(carol);
+        // Carol is removed: the session carol may hold is not used again.
+        let (msg, second, _) = w.send(alice, conversation, &[b], "without carol");
+        assert!(second.rotated);
+        assert_ne!(second.session_id, first.session_id);
+        assert_eq!(w.read(carol, &msg).unwrap_err().reason, UndecryptableReason::MissingKey);
+    });
+}
