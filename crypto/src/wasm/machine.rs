@@ -99,6 +99,34 @@ fn missing_from(
     })
 }
 
+#[wasm_bindgen(typescript_custom_section)]
+const TYPES: &str = r#"
+/** A changed record of a CryptoMachine: write `value`, or delete the record when undefined. */
+export interface MachineChange { name: string; value?: string }
+/** A verified device. */
+export interface MachinePeer { accountId: string; deviceId: string; ed25519: Uint8Array; curve25519: Uint8Array }
+/** A to-device message to send (resend with the same id after a failure). */
+export interface MachineToDevice { messageId: string; recipientDeviceId: string; ciphertext: Uint8Array }
+export interface MachineKeyUpload { certificate?: Uint8Array; oneTimeKeys: SignedKey[]; fallbackKey?: SignedKey }
+export interface MachineDeviceListChange { added: string[]; removed: string[]; refused: { deviceId: string; reason: string }[] }
+export interface MachineRoomKeyShare {
+  conversationId: string; sessionId: string; rotated: boolean; messages: MachineToDevice[];
+  withoutOlm: string[]; unreadableBy: string[];
+}
+export interface MachineEncrypted { ciphertext: Uint8Array; sessionId: string; messageIndex: number; unreadableBy: string[] }
+export interface MachineMissingKey { conversationId: string; senderAccountId: string; senderDeviceId: string; sessionId: string }
+export type MachineReceived =
+  | { kind: "duplicate" }
+  | { kind: "roomKey"; sender: MachinePeer; conversationId?: string; sessionId: string }
+  | { kind: "verification"; sender: MachinePeer; bytes: Uint8Array }
+  | { kind: "keyRequest"; from: MachinePeer; sessionId: string; answer: MachineToDevice }
+  | { kind: "forwardedKey"; from: MachinePeer; key: MachineMissingKey }
+  | { kind: "refused"; reason: string; message: string };
+export type MachineDecrypted =
+  | { ok: true; plaintext: Uint8Array; messageIndex: number; senderVerified: boolean }
+  | { ok: false; reason: string; message: string; missing?: MachineMissingKey };
+"#;
+
 /// One device's end-to-end encryption state and protocol (`crate::client::Machine`).
 #[wasm_bindgen(js_name = CryptoMachine)]
 pub struct WasmMachine {
@@ -165,7 +193,7 @@ impl WasmMachine {
     }
 
     /// The records changed since the last call: `[{ name, value }]`, `value` undefined to delete.
-    #[wasm_bindgen(js_name = takeChanges)]
+    #[wasm_bindgen(js_name = takeChanges, unchecked_return_type = "MachineChange[]")]
     pub fn take_changes(&mut self) -> Array {
         self.inner
             .take_changes()
@@ -235,7 +263,7 @@ impl WasmMachine {
     }
 
     /// `{ certificate?, oneTimeKeys: SignedKey[], fallbackKey? }` to upload; then `keysUploaded()`.
-    #[wasm_bindgen(js_name = keysToUpload)]
+    #[wasm_bindgen(js_name = keysToUpload, unchecked_return_type = "MachineKeyUpload")]
     pub fn keys_to_upload(&mut self, count: usize, now_ms: f64) -> JsResult<Object> {
         let up = self.inner.keys_to_upload(count, ms(now_ms)).map_err(client_error)?;
         let o = Object::new();
@@ -260,7 +288,7 @@ impl WasmMachine {
     }
 
     /// Of `accounts`, those to query with `QueryKeys`.
-    #[wasm_bindgen(js_name = devicesToQuery)]
+    #[wasm_bindgen(js_name = devicesToQuery, unchecked_return_type = "string[]")]
     pub fn devices_to_query(&self, accounts: Vec<String>) -> JsResult<Array> {
         Ok(id_array(&self.inner.devices_to_query(&ids(&accounts)?)))
     }
@@ -274,7 +302,7 @@ impl WasmMachine {
 
     /// `QueryKeys`' answer for one account: `{ added, removed, refused: [{ deviceId, reason }] }`;
     /// throws `account_key_changed`.
-    #[wasm_bindgen(js_name = receiveKeys)]
+    #[wasm_bindgen(js_name = receiveKeys, unchecked_return_type = "MachineDeviceListChange")]
     pub fn receive_keys(
         &mut self,
         account: &str,
@@ -307,18 +335,19 @@ impl WasmMachine {
     }
 
     /// A verified device: `{ accountId, deviceId, ed25519, curve25519 }`, or undefined.
+    #[wasm_bindgen(unchecked_return_type = "MachinePeer | undefined")]
     pub fn peer(&self, device: &str) -> JsResult<JsValue> {
         Ok(self.inner.peer(id(device)?).map_or(JsValue::UNDEFINED, |p| peer(&p).into()))
     }
 
     /// The verified devices of `account`.
-    #[wasm_bindgen(js_name = devicesOf)]
+    #[wasm_bindgen(js_name = devicesOf, unchecked_return_type = "MachinePeer[]")]
     pub fn devices_of(&self, account: &str) -> JsResult<Array> {
         Ok(self.inner.devices_of(id(account)?).iter().map(|p| JsValue::from(peer(p))).collect())
     }
 
     /// Our own other devices.
-    #[wasm_bindgen(js_name = ownDevices)]
+    #[wasm_bindgen(js_name = ownDevices, unchecked_return_type = "MachinePeer[]")]
     pub fn own_devices(&self) -> Array {
         self.inner.own_devices().iter().map(|p| JsValue::from(peer(p))).collect()
     }
@@ -342,7 +371,7 @@ impl WasmMachine {
     }
 
     /// The accounts verified now.
-    #[wasm_bindgen(js_name = verifiedAccounts)]
+    #[wasm_bindgen(js_name = verifiedAccounts, unchecked_return_type = "string[]")]
     pub fn verified_accounts(&self) -> Array {
         id_array(&self.inner.verified_accounts())
     }
@@ -354,7 +383,7 @@ impl WasmMachine {
     }
 
     /// Of `devices`, the known ones without an Olm session (to `ClaimKeys`).
-    #[wasm_bindgen(js_name = devicesMissingOlm)]
+    #[wasm_bindgen(js_name = devicesMissingOlm, unchecked_return_type = "string[]")]
     pub fn devices_missing_olm(&self, devices: Vec<String>) -> JsResult<Array> {
         Ok(id_array(&self.inner.devices_missing_olm(&ids(&devices)?)))
     }
@@ -368,7 +397,7 @@ impl WasmMachine {
     /// Shares the conversation's session with `members`' devices: `{ conversationId, sessionId,
     /// rotated, messages, withoutOlm, unreadableBy }`. Send `messages`, then
     /// `confirmRoomKeyShare`.
-    #[wasm_bindgen(js_name = shareRoomKey)]
+    #[wasm_bindgen(js_name = shareRoomKey, unchecked_return_type = "MachineRoomKeyShare")]
     pub fn share_room_key(
         &mut self,
         conversation: &str,
@@ -409,6 +438,7 @@ impl WasmMachine {
     }
 
     /// `{ ciphertext, sessionId, messageIndex, unreadableBy }`.
+    #[wasm_bindgen(unchecked_return_type = "MachineEncrypted")]
     pub fn encrypt(&mut self, conversation: &str, plaintext: &[u8]) -> JsResult<Object> {
         let e = self.inner.encrypt(id(conversation)?, plaintext).map_err(client_error)?;
         let o = Object::new();
@@ -422,7 +452,7 @@ impl WasmMachine {
     /// Takes a to-device message: `{ kind: "duplicate" | "roomKey" | "verification" |
     /// "keyRequest" | "forwardedKey" | "refused", ... }` (a key request carries the `answer` to
     /// send; a refusal its `reason` code and `message`).
-    #[wasm_bindgen(js_name = receiveToDevice)]
+    #[wasm_bindgen(js_name = receiveToDevice, unchecked_return_type = "MachineReceived")]
     pub fn receive_to_device(
         &mut self,
         sender_account: &str,
@@ -482,6 +512,7 @@ impl WasmMachine {
     /// Decrypts a conversation message: `{ ok: true, plaintext, messageIndex, senderVerified }`
     /// or `{ ok: false, reason, message, missing? }` (`missing`: ask `requestMissingKey`).
     #[allow(clippy::too_many_arguments)]
+    #[wasm_bindgen(unchecked_return_type = "MachineDecrypted")]
     pub fn decrypt(
         &mut self,
         message_id: &str,
@@ -518,7 +549,7 @@ impl WasmMachine {
     }
 
     /// Asks our own devices for a missing session: the messages to send.
-    #[wasm_bindgen(js_name = requestMissingKey)]
+    #[wasm_bindgen(js_name = requestMissingKey, unchecked_return_type = "MachineToDevice[]")]
     pub fn request_missing_key(
         &mut self,
         conversation: &str,
@@ -532,7 +563,7 @@ impl WasmMachine {
     }
 
     /// The key requests unanswered: `[{ conversationId, senderAccountId, senderDeviceId, sessionId }]`.
-    #[wasm_bindgen(js_name = pendingKeyRequests)]
+    #[wasm_bindgen(js_name = pendingKeyRequests, unchecked_return_type = "MachineMissingKey[]")]
     pub fn pending_key_requests(&self) -> Array {
         self.inner.pending_key_requests().iter().map(|m| JsValue::from(missing(m))).collect()
     }
@@ -556,7 +587,7 @@ impl WasmMachine {
     }
 
     /// A verification message to `device` (`0x03` over Olm): the to-device message to send.
-    #[wasm_bindgen(js_name = encryptVerification)]
+    #[wasm_bindgen(js_name = encryptVerification, unchecked_return_type = "MachineToDevice")]
     pub fn encrypt_verification(&mut self, device: &str, message: &[u8], now_ms: f64) -> JsResult<Object> {
         let m = self.inner.encrypt_verification(id(device)?, message, ms(now_ms)).map_err(client_error)?;
         Ok(outgoing(&m))
