@@ -8,6 +8,7 @@
 use std::collections::BTreeMap;
 
 use super::*;
+use crate::OsRng;
 use crate::device::{ClaimedKey, SignedFallbackKey, SignedOneTimeKey};
 use crate::olm::OlmSession;
 
