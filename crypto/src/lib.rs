@@ -17,6 +17,7 @@
 //! | [`backup`] | key backup: the backup key and recovery key, auth data, encrypted identity and session entries; Argon2id passphrase blobs |
 //! | [`pickle`] | the 32-byte pickle key and the encrypted-at-rest form of stateful objects |
 //! | [`error`] | the one [`Error`] enum, each variant with a stable code for the browser |
+//! | [`client`] | the client protocol of one device as a sans-IO state machine ([`client::Machine`]) |
 //!
 //! It runs natively (tests, Rust clients, the load generator, and the server, which calls only
 //! the public-key verification functions [`verify_device_certificate`],
@@ -41,6 +42,7 @@
 pub mod attachment;
 pub mod backup;
 pub mod certificate;
+pub mod client;
 pub mod device;
 pub mod error;
 pub mod megolm;

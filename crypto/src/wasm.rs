@@ -1090,3 +1090,6 @@ impl WasmBackedUpSession {
 pub fn has_passphrase(auth_data: &[u8]) -> JsResult<bool> {
     backup::has_passphrase(auth_data).map_err(js_error)
 }
+
+// The client protocol of one device (`crate::client::Machine`) as `CryptoMachine`.
+mod machine;

@@ -519,3 +519,269 @@ fn a_contact_verification_between_native_and_wasm() {
         "ourDevice": b64(&bob.device_ed25519), "ourAccount": b64(&bob.account_key), "now": now + 3_600_000}));
     assert_eq!(code, "verification_request_expired");
 }
+
+// --- The client machine: a native Machine and the WASM CryptoMachine in one conversation. ---
+
+fn bin(bytes: &[u8]) -> Value {
+    json!({"b64": b64(bytes)})
+}
+
+fn unbin(v: &Value) -> Vec<u8> {
+    unb64(&v["b64"])
+}
+
+impl Peer {
+    /// Calls a `CryptoMachine` method (the peer persists its records after each call, and
+    /// restores the machine from them when it was created with `restoreEachStep`).
+    fn machine(&mut self, method: &str, args: Value) -> Value {
+        self.call(json!({"cmd": "machine", "method": method, "args": args}))["result"].clone()
+    }
+
+    fn machine_error(&mut self, method: &str, args: Value) -> String {
+        self.error_code(json!({"cmd": "machine", "method": method, "args": args}))
+    }
+}
+
+fn claimed_json(key: &SignedOneTimeKey) -> Value {
+    json!({"signedKey": key_json(key.key_id, &key.public_key, &key.signature, false)})
+}
+
+fn machine_otk(v: &Value) -> SignedOneTimeKey {
+    otk_from(&v["signedKey"])
+}
+
+#[test]
+fn client_machines_native_and_wasm_in_one_conversation() {
+    use kitsulan_crypto::PickleKey;
+    use kitsulan_crypto::client::{Config, GroupMessage, Id, Machine, MissingKey, Received};
+
+    for restore_each_step in [false, true] {
+        let mut wasm = Peer::spawn();
+        let now = 1_760_000_000_000u64;
+        let conversation = Id::new_v7(now);
+        let (alice_account, alice_device) = (Id::new_v7(now), Id::new_v7(now));
+        let (bob_account, bob_device, bob2_device) = (Id::new_v7(now), Id::new_v7(now), Id::new_v7(now));
+
+        // Alice: a native machine.
+        let alice_key = AccountKey::generate(&mut OsRng::new());
+        let alice_public = alice_key.public_key();
+        let mut alice = Machine::new(
+            PickleKey::generate(&mut OsRng::new()),
+            Config::default(),
+            alice_account,
+            alice_device,
+            Some(alice_key),
+        );
+        let alice_up = alice.keys_to_upload(3, now).unwrap();
+        alice.keys_uploaded();
+        let alice_cert = alice_up.certificate.clone().unwrap();
+        let mut alice_otks = alice_up.one_time_keys.clone();
+
+        // Bob: the WASM machine, and a second native device of bob's that comes later.
+        let bob_key = AccountKey::generate(&mut OsRng::new());
+        let bob_public = bob_key.public_key();
+        wasm.call(json!({"cmd": "machineCreate", "accountId": bob_account.to_string(),
+            "deviceId": bob_device.to_string(), "accountKeySecret": b64(&*bob_key.to_secret_bytes()),
+            "restoreEachStep": restore_each_step}));
+        let bob_up = wasm.machine("keysToUpload", json!([3, now]));
+        wasm.machine("keysUploaded", json!([]));
+        let bob_cert = unbin(&bob_up["certificate"]);
+        let mut bob_otks: Vec<SignedOneTimeKey> =
+            bob_up["oneTimeKeys"].as_array().unwrap().iter().map(machine_otk).collect();
+        assert_eq!(bob_otks.len(), 3);
+        assert_eq!(wasm.machine("isReady", json!(null)), json!(true));
+
+        // Alice learns bob's device (its certificate checked natively against bob's key).
+        let change = alice.receive_keys(bob_account, &bob_public, &[(bob_device, &bob_cert)]).unwrap();
+        assert_eq!(change.added, vec![bob_device]);
+        alice.receive_keys(alice_account, &alice_public, &[(alice_device, &alice_cert)]).unwrap();
+        assert_eq!(alice.devices_missing_olm(&[bob_device]), vec![bob_device]);
+        alice.receive_claimed_key(bob_device, &ClaimedKey::OneTime(bob_otks.remove(0))).unwrap();
+
+        // Native -> WASM: the room key over Olm, then a Megolm message.
+        let share = alice.share_room_key(conversation, &[bob_account], now).unwrap();
+        assert_eq!(share.messages.len(), 1);
+        let key_message = &share.messages[0];
+        // WASM does not know alice yet: a clear error, and the message is not taken.
+        assert_eq!(
+            wasm.machine_error(
+                "receiveToDevice",
+                json!([
+                    alice_account.to_string(),
+                    alice_device.to_string(),
+                    key_message.message_id.to_string(),
+                    bin(&key_message.ciphertext),
+                    now
+                ])
+            ),
+            "unknown_device"
+        );
+        let change = wasm.machine(
+            "receiveKeys",
+            json!([
+                alice_account.to_string(),
+                bin(&alice_public),
+                [alice_device.to_string()],
+                [bin(&alice_cert)]
+            ]),
+        );
+        assert_eq!(change["added"], json!([alice_device.to_string()]));
+        let got = wasm.machine(
+            "receiveToDevice",
+            json!([
+                alice_account.to_string(),
+                alice_device.to_string(),
+                key_message.message_id.to_string(),
+                bin(&key_message.ciphertext),
+                now
+            ]),
+        );
+        assert_eq!(got["kind"], "roomKey");
+        assert_eq!(got["sessionId"], json!(share.session_id));
+        assert_eq!(got["conversationId"], json!(conversation.to_string()));
+        alice.confirm_room_key_share(&share);
+        let hello = alice.encrypt(conversation, b"hello from native").unwrap();
+        assert!(hello.unreadable_by.is_empty());
+        let hello_id = Id::new_v7(now);
+        let d = wasm.machine(
+            "decrypt",
+            json!([
+                hello_id.to_string(),
+                conversation.to_string(),
+                alice_account.to_string(),
+                alice_device.to_string(),
+                bin(hello.session_id.as_bytes()),
+                bin(&hello.ciphertext)
+            ]),
+        );
+        assert_eq!(d["ok"], true, "{d}");
+        assert_eq!(unbin(&d["plaintext"]), b"hello from native");
+        // Replayed under another id: refused in WASM too.
+        let d = wasm.machine(
+            "decrypt",
+            json!([
+                Id::new_v7(now).to_string(),
+                conversation.to_string(),
+                alice_account.to_string(),
+                alice_device.to_string(),
+                bin(hello.session_id.as_bytes()),
+                bin(&hello.ciphertext)
+            ]),
+        );
+        assert_eq!((d["ok"].clone(), d["reason"].clone()), (json!(false), json!("replayed")));
+
+        // WASM -> native: bob claims one of alice's keys, shares, encrypts.
+        assert_eq!(
+            wasm.machine_error("encrypt", json!([conversation.to_string(), bin(b"x")])),
+            "no_outbound_session"
+        );
+        wasm.machine(
+            "receiveKeys",
+            json!([bob_account.to_string(), bin(&bob_public), [bob_device.to_string()], [bin(&bob_cert)]]),
+        );
+        // Bob answers on the Olm session alice's pre-key message opened: nothing to claim.
+        let missing = wasm.machine("devicesMissingOlm", json!([[alice_device.to_string()]]));
+        assert_eq!(missing, json!([]));
+        // A claimed key with a forged signature is refused in WASM as natively.
+        let mut forged = alice_otks.remove(0);
+        forged.key_id += 1;
+        assert_eq!(
+            wasm.machine_error("receiveClaimedKey", json!([alice_device.to_string(), claimed_json(&forged)])),
+            "one_time_key_signature"
+        );
+        let share =
+            wasm.machine("shareRoomKey", json!([conversation.to_string(), [alice_account.to_string()], now]));
+        assert_eq!(share["rotated"], true);
+        let messages = share["messages"].as_array().unwrap().clone();
+        assert_eq!(messages.len(), 1);
+        let m = &messages[0];
+        assert_eq!(m["recipientDeviceId"], json!(alice_device.to_string()));
+        let received = alice
+            .receive_to_device(
+                bob_account,
+                bob_device,
+                Id::parse(m["messageId"].as_str().unwrap()).unwrap(),
+                &unbin(&m["ciphertext"]),
+                now,
+            )
+            .unwrap();
+        assert!(matches!(received, Received::RoomKey { conversation_id: Some(c), .. } if c == conversation));
+        wasm.machine(
+            "confirmRoomKeyShare",
+            json!([conversation.to_string(), share["sessionId"].clone(), [alice_device.to_string()]]),
+        );
+        let reply = wasm.machine("encrypt", json!([conversation.to_string(), bin(b"hi from wasm")]));
+        assert_eq!(reply["unreadableBy"], json!([]));
+        let session_id = reply["sessionId"].as_str().unwrap().to_owned();
+        let ciphertext = unbin(&reply["ciphertext"]);
+        let message = GroupMessage {
+            message_id: Id::new_v7(now),
+            conversation_id: conversation,
+            sender_account_id: bob_account,
+            sender_device_id: bob_device,
+            session_id: session_id.as_bytes(),
+            ciphertext: &ciphertext,
+        };
+        assert_eq!(&*alice.decrypt(&message).unwrap().plaintext, b"hi from wasm");
+
+        // A second native device of bob's, made after alice's message, asks the WASM device for
+        // that session; the WASM device forwards it; the native device reads the message.
+        let mut bob2 = Machine::new(
+            PickleKey::generate(&mut OsRng::new()),
+            Config::default(),
+            bob_account,
+            bob2_device,
+            Some(AccountKey::from_secret_bytes(&bob_key.to_secret_bytes())),
+        );
+        let bob2_up = bob2.keys_to_upload(3, now).unwrap();
+        bob2.keys_uploaded();
+        let bob2_cert = bob2_up.certificate.unwrap();
+        let own = [(bob_device, bob_cert.as_slice()), (bob2_device, bob2_cert.as_slice())];
+        bob2.receive_keys(bob_account, &bob_public, &own).unwrap();
+        bob2.receive_claimed_key(bob_device, &ClaimedKey::OneTime(bob_otks.remove(0))).unwrap();
+        let old = GroupMessage {
+            message_id: hello_id,
+            conversation_id: conversation,
+            sender_account_id: alice_account,
+            sender_device_id: alice_device,
+            session_id: hello.session_id.as_bytes(),
+            ciphertext: &hello.ciphertext,
+        };
+        let missing: MissingKey = bob2.decrypt(&old).unwrap_err().missing.unwrap();
+        let requests = bob2.request_missing_key(&missing, now).unwrap();
+        assert_eq!(requests.len(), 1);
+        wasm.machine(
+            "receiveKeys",
+            json!([
+                bob_account.to_string(),
+                bin(&bob_public),
+                [bob_device.to_string(), bob2_device.to_string()],
+                [bin(&bob_cert), bin(&bob2_cert)]
+            ]),
+        );
+        let asked = wasm.machine(
+            "receiveToDevice",
+            json!([
+                bob_account.to_string(),
+                bob2_device.to_string(),
+                requests[0].message_id.to_string(),
+                bin(&requests[0].ciphertext),
+                now
+            ]),
+        );
+        assert_eq!(asked["kind"], "keyRequest", "{asked}");
+        let answer = &asked["answer"];
+        assert_eq!(answer["recipientDeviceId"], json!(bob2_device.to_string()));
+        let forwarded = bob2
+            .receive_to_device(
+                bob_account,
+                bob_device,
+                Id::parse(answer["messageId"].as_str().unwrap()).unwrap(),
+                &unbin(&answer["ciphertext"]),
+                now,
+            )
+            .unwrap();
+        assert!(matches!(forwarded, Received::ForwardedKey { key, .. } if key == missing));
+        assert_eq!(&*bob2.decrypt(&old).unwrap().plaintext, b"hello from native");
+    }
+}

@@ -251,7 +251,55 @@ const commands = {
   ping() {
     return { pong: utf8(enc("pong")) };
   },
+  // --- the client machine (CryptoMachine), persisted after every call like the PWA does ---
+  machineCreate({ accountId, deviceId, accountKeySecret, restoreEachStep }) {
+    state.records = new Map();
+    state.restoreEachStep = restoreEachStep;
+    state.machine = k.CryptoMachine.create(state.pickleKey, accountId, deviceId,
+      accountKeySecret ? bytes(accountKeySecret) : undefined);
+    persistMachine();
+    return { ed25519: b64(state.machine.ed25519Key), curve25519: b64(state.machine.curve25519Key) };
+  },
+  // Calls one method with arguments in JSON ({b64} for bytes, {signedKey} for a claimed key).
+  machine({ method, args }) {
+    const m = state.machine;
+    const result = typeof m[method] === "function" ? m[method](...(args ?? []).map(fromJson)) : m[method];
+    persistMachine();
+    return { result: toJson(result) };
+  },
 };
+
+function fromJson(v) {
+  if (Array.isArray(v)) return v.map(fromJson);
+  if (v && typeof v === "object" && "b64" in v) return bytes(v.b64);
+  if (v && typeof v === "object" && "signedKey" in v) {
+    const key = v.signedKey;
+    return new k.SignedKey(BigInt(key.keyId), bytes(key.publicKey), bytes(key.signature), key.fallback);
+  }
+  return v;
+}
+
+function toJson(v) {
+  if (v instanceof Uint8Array) return { b64: b64(v) };
+  if (v instanceof k.SignedKey) return { signedKey: signedKey(v) };
+  if (Array.isArray(v)) return v.map(toJson);
+  if (v && typeof v === "object") return Object.fromEntries(Object.entries(v).map(([n, x]) => [n, toJson(x)]));
+  return v === undefined ? null : v;
+}
+
+/** Writes the machine's changed records; rebuilds it from them when asked to. */
+function persistMachine() {
+  for (const { name, value } of state.machine.takeChanges()) {
+    if (value === undefined) state.records.delete(name);
+    else state.records.set(name, value);
+  }
+  if (state.restoreEachStep) {
+    const names = [...state.records.keys()];
+    const values = names.map((n) => state.records.get(n));
+    state.machine.free();
+    state.machine = k.CryptoMachine.restore(state.pickleKey, names, values);
+  }
+}
 
 const rl = createInterface({ input: process.stdin });
 for await (const line of rl) {
