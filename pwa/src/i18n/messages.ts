@@ -470,6 +470,9 @@ export const en = {
   leaveGroupConfirm: "Leave “{title}”? You will no longer receive its messages, and it leaves your list.",
   leave: "Leave",
   renameGroup: "Rename group",
+  unsupportedMessage: "Unsupported message — update the app",
+  textTooLong: "The message is too long: at most {max} characters.",
+  outboxTextTooLong: "The message is too long to send.",
 };
 
 export type MessageKey = keyof typeof en;
@@ -949,6 +952,9 @@ export const ru: Record<MessageKey, string> = {
   leaveGroupConfirm: "Покинуть «{title}»? Вы перестанете получать её сообщения, и она исчезнет из списка.",
   leave: "Покинуть",
   renameGroup: "Переименовать группу",
+  unsupportedMessage: "Неподдерживаемое сообщение — обновите приложение",
+  textTooLong: "Сообщение слишком длинное: не больше {max} символов.",
+  outboxTextTooLong: "Сообщение слишком длинное для отправки.",
 };
 
 /**
