@@ -356,6 +356,18 @@ mod tests {
         assert_eq!(read.reply_to.as_deref(), Some(""));
     }
 
+    /// The same bytes as the PWA's test (pwa/src/crypto/content.test.ts): both write them.
+    #[test]
+    fn the_recorded_vector_is_what_the_pwa_writes() {
+        let vector =
+            [0x00, 0x01, 0x08, 0x01, 0x12, 0x03, 0x0a, 0x01, b'm', 0x52, 0x04, 0x0a, 0x02, b'h', b'i'];
+        assert_eq!(text("hi", "m").unwrap(), vector);
+        assert_eq!(
+            decode(&vector, MSG).unwrap(),
+            Decoded { body: text_body("hi"), reply_to: Some("m".to_owned()) }
+        );
+    }
+
     #[test]
     fn a_file_reads_back_with_its_secrets_as_raw_bytes() {
         let plaintext = file(a_file(), "");
@@ -382,7 +394,9 @@ mod tests {
         let file = decode(minimal.as_bytes(), MSG).unwrap().file().cloned().unwrap();
         assert_eq!((file.name.as_str(), file.media_type.as_str(), file.size), ("file", "", 0));
         // Not such an object: text.
-        for text in ["{\"attachment\":1,\"secrets\":\"AQ==\"}", "{not json", "[1,2]", "{\"secrets\":\"AQ==\"}"] {
+        for text in
+            ["{\"attachment\":1,\"secrets\":\"AQ==\"}", "{not json", "[1,2]", "{\"secrets\":\"AQ==\"}"]
+        {
             assert_eq!(decode(text.as_bytes(), MSG).unwrap().body, text_body(text), "{text}");
         }
     }
@@ -407,14 +421,14 @@ mod tests {
     #[test]
     fn malformed_content_is_an_error() {
         let cases: [&[u8]; 8] = [
-            &[0x00],                               // the marker without a format
-            &[0x00, 0x01, 0x52],                   // field 10 (text), length missing
-            &[0x00, 0x01, 0x52, 0x05, 0x0a],       // truncated
+            &[0x00],                                     // the marker without a format
+            &[0x00, 0x01, 0x52],                         // field 10 (text), length missing
+            &[0x00, 0x01, 0x52, 0x05, 0x0a],             // truncated
             &[0x00, 0x01, 0x52, 0x03, 0x0a, 0x01, 0xff], // text body not UTF-8
-            &[0x00, 0x01, 0x08],                   // version without its value
-            &[0x00, 0x01, 0x5a, 0x00],             // a file naming no attachment
-            &[0x00, 0x01, 0x62, 0x00],             // a reaction to nothing
-            &[0x00, 0x01, 0x72, 0x00],             // a deletion of nothing
+            &[0x00, 0x01, 0x08],                         // version without its value
+            &[0x00, 0x01, 0x5a, 0x00],                   // a file naming no attachment
+            &[0x00, 0x01, 0x62, 0x00],                   // a reaction to nothing
+            &[0x00, 0x01, 0x72, 0x00],                   // a deletion of nothing
         ];
         for case in cases {
             assert_eq!(decode(case, MSG), Err(ContentError::Malformed), "{case:?}");
@@ -434,7 +448,10 @@ mod tests {
     #[test]
     fn reactions_and_deletions_are_their_own_kinds() {
         let read = decode(&reaction(OTHER, "🎉", false), MSG).unwrap();
-        assert_eq!(read.body, Body::Reaction { message_id: OTHER.to_owned(), emoji: "🎉".to_owned(), remove: false });
+        assert_eq!(
+            read.body,
+            Body::Reaction { message_id: OTHER.to_owned(), emoji: "🎉".to_owned(), remove: false }
+        );
         let read = decode(&deletion(OTHER), MSG).unwrap();
         assert_eq!(read.body, Body::Deletion { message_id: OTHER.to_owned() });
     }

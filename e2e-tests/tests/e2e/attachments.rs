@@ -22,13 +22,13 @@ use kitsulan_client::attachments::{
     BlobServer, FileSource, Store, blob_url, download_decrypt, files_named, get_status, memory_kib, put,
     put_bytes, upload_encrypted,
 };
+use kitsulan_client::content;
 use kitsulan_client::e2ee::E2eeDevice;
 use kitsulan_client::gateway::LiveInbox;
 use kitsulan_client::people::person;
 use kitsulan_client::scan::scan_for_plaintexts_with;
 use kitsulan_crypto::attachment::AttachmentSecrets;
 use kitsulan_proto::v1::event::Body;
-use kitsulan_client::content;
 use kitsulan_proto::v1::{AttachmentChange, BlobRequest, Event, FileContent};
 
 /// How long a live event or a sweep may take.
@@ -183,23 +183,31 @@ async fn round_trip(store: Store) {
     // JSON, sent as a typed text, is text (and names no attachment).
     let legacy = send_legacy(&mut alice, &conversation, &sent).await;
     let json = format!("{{\"attachment\":\"{}\",\"secrets\":\"AQ==\"}}", sent.id);
-    let looks_like = alice.send_to_conversation(&conversation, &content::text(&json, &legacy).unwrap()).await.unwrap();
+    let looks_like =
+        alice.send_to_conversation(&conversation, &content::text(&json, &legacy).unwrap()).await.unwrap();
     let history = bob.read_history(&conversation).await.unwrap();
     let [.., old, text] = history.as_slice() else { panic!("two more messages") };
     let old = old.decoded().unwrap().unwrap();
-    assert_eq!((old.file().unwrap().attachment_id.as_str(), old.reply_to.as_deref()), (sent.id.as_str(), None));
+    assert_eq!(
+        (old.file().unwrap().attachment_id.as_str(), old.reply_to.as_deref()),
+        (sent.id.as_str(), None)
+    );
     assert_eq!(old.file().unwrap().secrets, sent.secrets.to_bytes().to_vec());
     assert_eq!(text.message.id, looks_like.message.id);
     let text = text.decoded().unwrap().unwrap();
     assert_eq!((text.text(), text.reply_to.as_deref()), (Some(json.as_str()), Some(legacy.as_str())));
     // An edit names the message it edits: put on another message it is refused there.
     let id = looks_like.message.id.clone();
-    let (_, moved) = alice.edit_in_conversation(&conversation, &id, &content::edit(&legacy, "moved").unwrap()).await.unwrap();
+    let (_, moved) = alice
+        .edit_in_conversation(&conversation, &id, &content::edit(&legacy, "moved").unwrap())
+        .await
+        .unwrap();
     moved.unwrap();
     let history = bob.read_history(&conversation).await.unwrap();
     let edited = history.iter().find(|e| e.message.id == id).unwrap();
     assert_eq!(edited.decoded().unwrap(), Err(content::ContentError::EditForAnotherMessage));
-    let (_, fixed) = alice.edit_in_conversation(&conversation, &id, &content::edit(&id, "fixed").unwrap()).await.unwrap();
+    let (_, fixed) =
+        alice.edit_in_conversation(&conversation, &id, &content::edit(&id, "fixed").unwrap()).await.unwrap();
     fixed.unwrap();
     let history = bob.read_history(&conversation).await.unwrap();
     assert_eq!(history.iter().find(|e| e.message.id == id).unwrap().text().as_deref(), Some("fixed"));

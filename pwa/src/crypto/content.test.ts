@@ -54,6 +54,12 @@ describe("the typed content", () => {
     for (const out of outs) expect(read(encodeContent(out))).toEqual(shownAs(out));
   });
 
+  it("writes the recorded vector the Rust client writes too (client/src/content.rs)", () => {
+    const vector = [0x00, 0x01, 0x08, 0x01, 0x12, 0x03, 0x0a, 0x01, 0x6d, 0x52, 0x04, 0x0a, 0x02, 0x68, 0x69];
+    expect([...encodeContent({ kind: "text", text: "hi", replyTo: "m" })]).toEqual(vector);
+    expect(read(new Uint8Array(vector))).toEqual({ kind: "text", text: "hi", replyTo: "m" });
+  });
+
   it("carries a file's secrets as raw bytes, not base64", () => {
     const plaintext = encodeContent({ kind: "attachment", file: FILE });
     const raw = [1, 2, 3, 4, 5, 6, 7, 8];
