@@ -471,8 +471,7 @@ export const en = {
   leave: "Leave",
   renameGroup: "Rename group",
   unsupportedMessage: "Unsupported message — update the app",
-  textTooLong: "The message is too long: at most {max} characters.",
-  outboxTextTooLong: "The message is too long to send.",
+  outboxTextTooLong: "The message is too long to send (at most 16,000 characters).",
 };
 
 export type MessageKey = keyof typeof en;
@@ -953,8 +952,7 @@ export const ru: Record<MessageKey, string> = {
   leave: "Покинуть",
   renameGroup: "Переименовать группу",
   unsupportedMessage: "Неподдерживаемое сообщение — обновите приложение",
-  textTooLong: "Сообщение слишком длинное: не больше {max} символов.",
-  outboxTextTooLong: "Сообщение слишком длинное для отправки.",
+  outboxTextTooLong: "Сообщение слишком длинное для отправки (не больше 16 000 символов).",
 };
 
 /**

@@ -1,8 +1,8 @@
 import { Code } from "@connectrpc/connect";
 import { describe, expect, it, vi } from "vitest";
-import { MAX_TEXT_LENGTH, TextTooLong } from "../crypto/content";
+import { MAX_TEXT_LENGTH } from "../crypto/content";
 import type { SendMessageRequest } from "../gen/kitsulan/v1/conversation_pb";
-import { BACKOFF_MS, GIVE_UP_MS, KEY_CHANGED, TIMED_OUT, withOutbox, type OutboxRecord } from "./outbox";
+import { BACKOFF_MS, GIVE_UP_MS, KEY_CHANGED, TEXT_TOO_LONG, TIMED_OUT, withOutbox, type OutboxRecord } from "./outbox";
 import { memoryStorage, offline, outboxSetup, plainContent, refusal } from "./outbox.testkit";
 import { BOB, CONV, ME, MY_DEVICE, OTHER_CONV, TestState, conversation, item, message, state, text } from "./testkit";
 
@@ -390,13 +390,18 @@ describe("the outbox", () => {
     expect(st.s.threads[CONV]?.items.find((i) => i.message.id === id)?.content).toMatchObject({ kind: "text", replyTo: "m1" });
   });
 
-  it("refuses a text longer than MAX_TEXT_LENGTH before keeping anything", async () => {
-    const { outbox, st, storage } = outboxSetup();
+  it("a text longer than MAX_TEXT_LENGTH is kept but ends as Not sent at once, never encrypted or sent", async () => {
+    const original = message({ id: "m1", seq: 1n, senderAccountId: ME });
+    const { outbox, st, engine, calls } = outboxSetup({ client: { sendMessage: acked as never } });
+    st.dispatch({ type: "messagesChanged", conversationId: CONV, items: [item(original, text("before"))] });
     const long = "x".repeat(MAX_TEXT_LENGTH + 1);
-    await expect(outbox.send(CONV, long)).rejects.toThrow(TextTooLong);
-    await expect(outbox.edit(CONV, "m1", long)).rejects.toThrow(TextTooLong);
-    expect(storage.records.size).toBe(0);
-    expect(records(st)).toEqual([]);
+    await outbox.send(CONV, long);
+    await outbox.edit(CONV, "m1", long);
+    await outbox.send(CONV, "x".repeat(MAX_TEXT_LENGTH));
+    await vi.waitFor(() => expect(records(st).map((r) => r.failed)).toEqual([TEXT_TOO_LONG, TEXT_TOO_LONG]));
+    expect(engine.encrypt).toHaveBeenCalledOnce(); // the one at the limit
+    expect(sent(calls)).toHaveLength(1);
+    expect(records(st).map((r) => r.action.kind)).toEqual(["send", "edit"]);
   });
 
   it("a Not-sent edit is discarded: the message shows as it was", async () => {

@@ -13,7 +13,7 @@
 // ciphertext (its key only in the sealed record), so an upload cut by a reload restarts from it.
 import { create } from "@bufbuild/protobuf";
 import { attachmentIds, type FileRef, type ThumbnailRef } from "../attachments/content";
-import { encodeContent, shownAs, MAX_TEXT_LENGTH, TextTooLong, type Content, type Outgoing } from "../crypto/content";
+import { encodeContent, shownAs, TextTooLong, type Content, type Outgoing } from "../crypto/content";
 import type { E2ee } from "../crypto/engine";
 import { reasonOf } from "../errors";
 import { MessageSchema } from "../gen/kitsulan/v1/conversation_pb";
@@ -281,17 +281,16 @@ export class Outbox {
     for (const conversationId of this.records.keys()) this.run(conversationId);
   }
 
-  /** A new message. Resolves once it is in the outbox (the draft may then be cleared); throws
-   * TextTooLong (nothing kept) for a text longer than MAX_TEXT_LENGTH. */
+  /** A new message. Resolves once it is in the outbox (the draft may then be cleared). A text
+   * longer than MAX_TEXT_LENGTH is kept too, and ends as "Not sent" (TEXT_TOO_LONG) at once,
+   * never encrypted: what was typed is not lost. */
   async send(conversationId: string, text: string, replyTo = ""): Promise<string> {
-    if (text.length > MAX_TEXT_LENGTH) throw new TextTooLong(text.length);
     const r = await this.enqueue(conversationId, uuidv7(this.deps.now()), { kind: "send", text, replyTo });
     return r.messageId;
   }
 
-  /** A new text for one of our messages (TextTooLong as send). */
+  /** A new text for one of our messages (too long: "Not sent", as send). */
   async edit(conversationId: string, messageId: string, text: string): Promise<void> {
-    if (text.length > MAX_TEXT_LENGTH) throw new TextTooLong(text.length);
     await this.enqueue(conversationId, messageId, { kind: "edit", text });
   }
 

@@ -2,7 +2,6 @@
 // Escape cancels a reply or an edit), what it answers or edits, typing updates (at most one every
 // 3 s while the draft changes), the attach button and pasted files (handed to Uploads.tsx).
 import { useEffect, useRef, useState, type ClipboardEvent, type FormEvent, type KeyboardEvent } from "react";
-import { MAX_TEXT_LENGTH } from "../../crypto/content";
 import { useI18n } from "../../i18n/i18n";
 import type { Chat, Item } from "../../state/chat";
 import { PaperclipIcon } from "../call/icons";
@@ -115,10 +114,6 @@ export function Composer({
     chat.receipts.typing(conversationId, false);
     lastTyping.current = 0;
     const { text, editing: edit, replyTo: reply } = taken;
-    if (text.length > MAX_TEXT_LENGTH) {
-      setError(t("textTooLong", { max: String(MAX_TEXT_LENGTH) }));
-      return;
-    }
     // The draft stays until the outbox has the message (written to this device): then it goes
     // out when it can, and is never lost.
     try {
@@ -196,7 +191,6 @@ export function Composer({
           placeholder={t("message")}
           rows={1}
           value={draft}
-          maxLength={MAX_TEXT_LENGTH}
           disabled={disabled}
           onChange={(e) => onDraft(e.target.value)}
           onKeyDown={onKeyDown}
