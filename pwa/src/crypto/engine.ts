@@ -10,7 +10,7 @@
 //   as `0x02 || conversation id (16) || session key`, in to-device messages `0x01 || Olm message`;
 //   rotated when the member devices change, after 100 messages or 7 days;
 // - a message's ciphertext is the Megolm message, its session_id the Megolm session id (ASCII),
-//   its plaintext the UTF-8 text;
+//   its plaintext `0x00 0x01 || Content` (content.ts; legacy plaintexts are still read);
 // - verification messages (verification.ts) go to one device as `0x03 || message` over Olm;
 //   account keys verified that way are kept beside the pinned ones, and dropped (noting that
 //   they had been verified, for a stronger warning) when that person's key changes.
@@ -496,7 +496,7 @@ export class E2ee implements Sealer {
   }
 
   /**
-   * Encrypts `text` for a conversation whose members are `memberIds` (our own account
+   * Encrypts `plaintext` (content.ts's encodeContent) for a conversation whose members are `memberIds` (our own account
    * included): refreshes their devices, rotates and shares the session key as needed.
    * `unreadableBy`: the other members none of whose devices got the key (no device with keys),
    * who cannot read this message.
@@ -504,7 +504,7 @@ export class E2ee implements Sealer {
   encrypt(
     conversationId: string,
     memberIds: string[],
-    text: string,
+    plaintext: Uint8Array,
   ): Promise<{ messageId: string; ciphertext: Uint8Array; sessionId: Uint8Array; unreadableBy: string[] }> {
     return this.run(async () => {
       if (this.state !== "ready") throw new Error("this device is not set up for encryption");
@@ -524,7 +524,7 @@ export class E2ee implements Sealer {
       }
       await this.share(conversationId, o, recipients);
       const sessionId = o.session.sessionId;
-      const ciphertext = o.session.encrypt(te.encode(text));
+      const ciphertext = o.session.encrypt(plaintext);
       await this.saveOutbound(conversationId);
       const unreadableBy = members.filter(
         (a) => a !== this.accountId && !(this.devicesByAccount.get(a) ?? []).some((d) => o.sharedWith.has(d)),
@@ -787,11 +787,7 @@ export class E2ee implements Sealer {
       this.seen.set(seenKey, message.id);
       await db.put("crypto", "seen", Object.fromEntries(this.seen));
     }
-    try {
-      return contentOf(td.decode(plaintext));
-    } catch {
-      return { kind: "undecryptable", reason: "not UTF-8", sessionId };
-    }
+    return contentOf(plaintext, message.id, sessionId);
   }
 
   /** Seals a record this device keeps for itself (storage/sealed.ts) under the pickle key. */
