@@ -19,8 +19,10 @@ async fn account(db: &Fresh, username: &str) -> anyhow::Result<AccountId> {
 
 async fn version(db: &Fresh, account: AccountId, byte: u8) -> anyhow::Result<BackupVersionId> {
     let version = BackupVersionId::generate();
-    let created =
-        db.store.create_backup_version(account, version, &[byte; 40], &[byte.wrapping_add(1); 60], now_ms()).await?;
+    let created = db
+        .store
+        .create_backup_version(account, version, &[byte; 40], &[byte.wrapping_add(1); 60], now_ms())
+        .await?;
     assert_eq!(created.map(|v| (v.version, v.session_count)), Some((version, 0)));
     Ok(version)
 }
@@ -43,7 +45,8 @@ async fn all_sessions(
     let mut all: Vec<BackupSessionRecord> = Vec::new();
     loop {
         let after = all.last().map(|s| s.session_id.clone()).unwrap_or_default();
-        let Some(BackupPage { sessions, more }) = db.store.backup_sessions(account, version, &after, page).await?
+        let Some(BackupPage { sessions, more }) =
+            db.store.backup_sessions(account, version, &after, page).await?
         else {
             return Ok(None);
         };
@@ -77,9 +80,10 @@ pub(super) async fn a_new_version_becomes_current_and_older_ones_stay(db: &Fresh
     assert_eq!((current.version, current.session_count), (first, 0));
     assert_eq!((&current.auth_data, &current.identity), (&vec![1; 40], &vec![2; 60]));
     assert!(current.created_at_ms >= before, "{current:?}");
-    assert_eq!(put(db, alice, first, &sessions(&["s1", "s2"], 7), LIMIT).await?, PutSessionsOutcome::Stored {
-        session_count: 2
-    });
+    assert_eq!(
+        put(db, alice, first, &sessions(&["s1", "s2"], 7), LIMIT).await?,
+        PutSessionsOutcome::Stored { session_count: 2 }
+    );
 
     let second = version(db, alice, 3).await?;
     let current = db.store.current_backup(alice).await?.expect("a current version");
@@ -90,12 +94,17 @@ pub(super) async fn a_new_version_becomes_current_and_older_ones_stay(db: &Fresh
 
     // There is no such account.
     let nobody = AccountId::generate();
-    assert_eq!(db.store.create_backup_version(nobody, BackupVersionId::generate(), b"a", b"i", now_ms()).await?, None);
+    assert_eq!(
+        db.store.create_backup_version(nobody, BackupVersionId::generate(), b"a", b"i", now_ms()).await?,
+        None
+    );
     assert_eq!(db.store.current_backup(nobody).await?, None);
     Ok(())
 }
 
-pub(super) async fn another_accounts_versions_are_invisible_and_untouchable(db: &Fresh) -> anyhow::Result<()> {
+pub(super) async fn another_accounts_versions_are_invisible_and_untouchable(
+    db: &Fresh,
+) -> anyhow::Result<()> {
     let alice = account(db, "alice").await?;
     let mallory = account(db, "mallory").await?;
     let old = version(db, alice, 1).await?;
@@ -107,7 +116,10 @@ pub(super) async fn another_accounts_versions_are_invisible_and_untouchable(db: 
     assert_eq!(db.store.current_backup(mallory).await?.map(|v| v.version), Some(own));
     for theirs in [old, current] {
         assert_eq!(db.store.backup_sessions(mallory, theirs, "", 500).await?, None, "read");
-        assert_eq!(put(db, mallory, theirs, &sessions(&["a", "x"], 66), LIMIT).await?, PutSessionsOutcome::NotFound);
+        assert_eq!(
+            put(db, mallory, theirs, &sessions(&["a", "x"], 66), LIMIT).await?,
+            PutSessionsOutcome::NotFound
+        );
         for delete_current in [false, true] {
             assert_eq!(
                 db.store.delete_backup_version(mallory, theirs, delete_current).await?,
@@ -116,7 +128,10 @@ pub(super) async fn another_accounts_versions_are_invisible_and_untouchable(db: 
         }
     }
     // Alice's backup is as she left it, and Mallory's own is untouched by her attempts.
-    assert_eq!(db.store.current_backup(alice).await?.map(|v| (v.version, v.session_count)), Some((current, 2)));
+    assert_eq!(
+        db.store.current_backup(alice).await?.map(|v| (v.version, v.session_count)),
+        Some((current, 2))
+    );
     assert_eq!(all_sessions(db, alice, current, 10).await?, Some(sessions(&["a", "b"], 2)));
     assert_eq!(all_sessions(db, alice, old, 10).await?, Some(sessions(&["old"], 1)));
     assert_eq!(all_sessions(db, mallory, own, 10).await?, Some(Vec::new()));
@@ -144,15 +159,17 @@ pub(super) async fn puts_to_a_version_that_is_not_current_are_refused(db: &Fresh
 pub(super) async fn a_put_replaces_the_entry_of_the_same_session_id(db: &Fresh) -> anyhow::Result<()> {
     let alice = account(db, "alice").await?;
     let v = version(db, alice, 1).await?;
-    assert_eq!(put(db, alice, v, &sessions(&["a", "b"], 1), LIMIT).await?, PutSessionsOutcome::Stored {
-        session_count: 2
-    });
+    assert_eq!(
+        put(db, alice, v, &sessions(&["a", "b"], 1), LIMIT).await?,
+        PutSessionsOutcome::Stored { session_count: 2 }
+    );
     // "a" again (a better copy of the session, from an earlier index) and one new id.
     let again = vec![session("a", 9), session("c", 3)];
     assert_eq!(put(db, alice, v, &again, LIMIT).await?, PutSessionsOutcome::Stored { session_count: 3 });
-    assert_eq!(put(db, alice, v, &[session("b", 8)], LIMIT).await?, PutSessionsOutcome::Stored {
-        session_count: 3
-    });
+    assert_eq!(
+        put(db, alice, v, &[session("b", 8)], LIMIT).await?,
+        PutSessionsOutcome::Stored { session_count: 3 }
+    );
     assert_eq!(
         all_sessions(db, alice, v, 10).await?,
         Some(vec![session("a", 9), session("b", 8), session("c", 3)])
@@ -196,9 +213,10 @@ pub(super) async fn a_version_holds_at_most_its_limit(db: &Fresh) -> anyhow::Res
     let alice = account(db, "alice").await?;
     let v = version(db, alice, 1).await?;
     let max = 3;
-    assert_eq!(put(db, alice, v, &sessions(&["a", "b"], 1), max).await?, PutSessionsOutcome::Stored {
-        session_count: 2
-    });
+    assert_eq!(
+        put(db, alice, v, &sessions(&["a", "b"], 1), max).await?,
+        PutSessionsOutcome::Stored { session_count: 2 }
+    );
     // Two new ids would make 4: refused whole, "c" is not stored either.
     assert_eq!(put(db, alice, v, &sessions(&["c", "d"], 1), max).await?, PutSessionsOutcome::Full);
     assert_eq!(db.store.current_backup(alice).await?.map(|c| c.session_count), Some(2));
@@ -208,18 +226,20 @@ pub(super) async fn a_version_holds_at_most_its_limit(db: &Fresh) -> anyhow::Res
     assert_eq!(put(db, alice, v, &fits, max).await?, PutSessionsOutcome::Stored { session_count: 3 });
     assert_eq!(put(db, alice, v, &sessions(&["d"], 1), max).await?, PutSessionsOutcome::Full);
     // At the limit, replacing still works.
-    assert_eq!(put(db, alice, v, &sessions(&["b", "c"], 5), max).await?, PutSessionsOutcome::Stored {
-        session_count: 3
-    });
+    assert_eq!(
+        put(db, alice, v, &sessions(&["b", "c"], 5), max).await?,
+        PutSessionsOutcome::Stored { session_count: 3 }
+    );
     assert_eq!(
         all_sessions(db, alice, v, 10).await?,
         Some(vec![session("a", 2), session("b", 5), session("c", 5)])
     );
     // The limit is per version: a new version starts empty.
     let next = version(db, alice, 2).await?;
-    assert_eq!(put(db, alice, next, &sessions(&["x", "y", "z"], 1), max).await?, PutSessionsOutcome::Stored {
-        session_count: 3
-    });
+    assert_eq!(
+        put(db, alice, next, &sessions(&["x", "y", "z"], 1), max).await?,
+        PutSessionsOutcome::Stored { session_count: 3 }
+    );
     Ok(())
 }
 
@@ -282,7 +302,9 @@ pub(super) async fn racing_puts_never_take_a_version_past_its_limit(db: &Fresh) 
     Ok(())
 }
 
-pub(super) async fn puts_racing_a_rotation_land_in_the_old_version_or_are_refused(db: &Fresh) -> anyhow::Result<()> {
+pub(super) async fn puts_racing_a_rotation_land_in_the_old_version_or_are_refused(
+    db: &Fresh,
+) -> anyhow::Result<()> {
     let alice = account(db, "alice").await?;
     let old = version(db, alice, 1).await?;
     let mut racers = tokio::task::JoinSet::new();
