@@ -8,6 +8,7 @@ import { lazy, Suspense, useCallback, useEffect, useRef, useState } from "react"
 import { loadSession, session, signOut } from "./auth/session";
 import { resetCallPrefs } from "./calls/prefs";
 import { forgetIceServers } from "./calls/turn";
+import { attachBackup, detachBackup } from "./crypto/backup";
 import { E2ee, loadCrypto } from "./crypto/engine";
 import { I18nProvider, useI18n } from "./i18n/i18n";
 import type { MessageKey } from "./i18n/messages";
@@ -51,6 +52,7 @@ function Root() {
     const chat = current.current;
     current.current = null;
     chat?.stop();
+    detachBackup();
     await signOut();
     await resetNotifications().catch(() => undefined);
     resetCallPrefs();
@@ -70,6 +72,8 @@ function Root() {
       if (!s) return;
       const chat = new Chat(engine, { accountId: s.accountId, deviceId: s.deviceId }, signedOut);
       current.current = chat;
+      // Back up new session keys from here on, if this device holds the backup key.
+      await attachBackup(engine).catch((err: unknown) => console.warn("key backup not started", err));
       setNotice(null);
       setPhase({ kind: "signed-in", chat });
       await chat.start();
@@ -82,6 +86,7 @@ function Root() {
   const lost = useCallback(async (how: "handed-over" | "overtaken") => {
     const chat = current.current;
     current.current = null;
+    detachBackup();
     if (chat) {
       await chat.close(how === "handed-over").catch((err: unknown) => console.warn("stopping for another tab", err));
       chat.engine.dispose();
