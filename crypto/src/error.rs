@@ -13,7 +13,7 @@ pub enum Error {
     #[error("invalid {0} public key")]
     InvalidPublicKey(&'static str),
     /// A fixed-size input (named in the payload: a pickle key, an id, a key seed) had the wrong
-    /// length.
+    /// length, or an input that must not be empty (a backup passphrase) was.
     #[error("{0} has the wrong length")]
     InvalidLength(&'static str),
     /// A signature was not 64 bytes long.
@@ -126,7 +126,9 @@ pub enum Error {
     /// An attachment reference (key, IV, hash) does not follow `FORMAT.md`.
     #[error("malformed attachment reference")]
     MalformedAttachmentReference,
-    /// A backup blob is truncated, has the wrong magic, or an unknown version.
+    /// A backup blob, key backup auth data, identity or session entry is truncated, too long,
+    /// has the wrong magic or an unknown version, or holds something other than it claims (a
+    /// session entry whose session has another id; a passphrase wrap of another key).
     #[error("malformed backup blob")]
     MalformedBackup,
     /// A backup blob asks for key-derivation parameters outside the accepted range (too weak,
@@ -146,6 +148,20 @@ pub enum Error {
     /// object.
     #[error("malformed pickle")]
     MalformedPickle,
+    /// A backup key (a recovery key) is not the key of this backup: its key check in the auth
+    /// data differs.
+    #[error("wrong recovery key")]
+    WrongRecoveryKey,
+    /// A passphrase did not open the backup's passphrase wrap (checked after Argon2id).
+    #[error("wrong passphrase")]
+    WrongPassphrase,
+    /// Text given as a recovery key is not one: wrong length, a character outside Crockford
+    /// base32, or a wrong checksum (a typo).
+    #[error("malformed recovery key")]
+    RecoveryKeyMalformed,
+    /// The backup has no passphrase (its auth data has no passphrase wrap): use the recovery key.
+    #[error("this backup has no passphrase")]
+    NoPassphrase,
 }
 
 impl Error {
@@ -193,6 +209,10 @@ impl Error {
             Error::KeyDerivation => "key_derivation",
             Error::PickleDecryption => "pickle_decryption",
             Error::MalformedPickle => "malformed_pickle",
+            Error::WrongRecoveryKey => "wrong_recovery_key",
+            Error::WrongPassphrase => "wrong_passphrase",
+            Error::RecoveryKeyMalformed => "recovery_key_malformed",
+            Error::NoPassphrase => "no_passphrase",
         }
     }
 }
@@ -246,10 +266,14 @@ mod tests {
             (Error::KeyDerivation, "key_derivation"),
             (Error::PickleDecryption, "pickle_decryption"),
             (Error::MalformedPickle, "malformed_pickle"),
+            (Error::WrongRecoveryKey, "wrong_recovery_key"),
+            (Error::WrongPassphrase, "wrong_passphrase"),
+            (Error::RecoveryKeyMalformed, "recovery_key_malformed"),
+            (Error::NoPassphrase, "no_passphrase"),
         ]
     }
 
-    const VARIANT_COUNT: usize = 39;
+    const VARIANT_COUNT: usize = 43;
 
     fn variant_index(e: &Error) -> usize {
         match e {
@@ -292,6 +316,10 @@ mod tests {
             Error::MalformedVerificationMessage => 36,
             Error::VerificationRequestExpired => 37,
             Error::UnexpectedVerificationStep => 38,
+            Error::WrongRecoveryKey => 39,
+            Error::WrongPassphrase => 40,
+            Error::RecoveryKeyMalformed => 41,
+            Error::NoPassphrase => 42,
         }
     }
 

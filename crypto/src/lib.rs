@@ -14,7 +14,7 @@
 //! | [`verification`] | verifying another person: the SAS messages and state machine over to-device messages |
 //! | [`pairing`] | the ECIES channel that links a new device to an existing one (QR or PIN) |
 //! | [`attachment`] | streaming AES-256-CTR file encryption with a SHA-256 of the ciphertext |
-//! | [`backup`] | Argon2id passphrase keys and authenticated backup blobs |
+//! | [`backup`] | key backup: the backup key and recovery key, auth data, encrypted identity and session entries; Argon2id passphrase blobs |
 //! | [`pickle`] | the 32-byte pickle key and the encrypted-at-rest form of stateful objects |
 //! | [`error`] | the one [`Error`] enum, each variant with a stable code for the browser |
 //!
@@ -74,6 +74,24 @@ pub mod fuzz_hooks {
         let key = PickleKey::from_bytes([7; 32]);
         let sealed = pickle::seal(Kind::AccountKey, &key, body, &mut OsRng::new());
         let _ = crate::AccountKey::from_pickle(&sealed, &key);
+    }
+
+    /// Seals `body` as a backup-key pickle and restores it.
+    pub fn backup_key_body(body: &[u8]) {
+        let key = PickleKey::from_bytes([7; 32]);
+        let sealed = pickle::seal(Kind::BackupKey, &key, body, &mut OsRng::new());
+        let _ = crate::backup::BackupKey::from_pickle(&sealed, &key);
+    }
+
+    /// Encrypts `body` as the plaintext of a key-backup session entry and decrypts it (the
+    /// body parser and the session import). The claimed session id is the base64 of the last
+    /// 32 bytes, so a body whose exported key carries that signing key is accepted.
+    pub fn backup_session_body(key: &crate::backup::BackupKey, body: &[u8]) {
+        let session_id = crate::encoding::b64(body.get(body.len().saturating_sub(32)..).unwrap_or_default());
+        let blob = key.encrypt_session_body(&[1; 16], &session_id, body, &mut OsRng::new());
+        if let Ok(restored) = key.decrypt_session(&[1; 16], &session_id, &blob) {
+            assert_eq!(restored.session.session_id(), session_id);
+        }
     }
 }
 

@@ -6,7 +6,7 @@
 //! [`crate::megolm::OutboundGroupSession`] use vodozemac's own encrypted pickle
 //! (`.pickle().encrypt(&key)`, AES-256-CBC + HMAC-SHA-256, unpadded base64). Objects with state
 //! of our own ([`crate::megolm::InboundGroupSession`] with its replay record,
-//! [`crate::AccountKey`]) use the envelope below (`FORMAT.md`, "Pickle envelope"):
+//! [`crate::AccountKey`], [`crate::backup::BackupKey`]) use the envelope below (`FORMAT.md`, "Pickle envelope"):
 //!
 //! ```text
 //! base64( "KLPK" | version=1 | kind | nonce[12] | ChaCha20-Poly1305(body) )
@@ -65,6 +65,7 @@ pub(crate) enum Kind {
     AccountKey = 1,
     InboundGroupSession = 2,
     LocalRecord = 3,
+    BackupKey = 4,
 }
 
 const MAGIC: &[u8; 4] = b"KLPK";

@@ -12,7 +12,7 @@
 use wasm_bindgen::prelude::*;
 
 use crate::attachment::{AttachmentDecryptor, AttachmentEncryptor, AttachmentSecrets};
-use crate::backup::{self, BackupKey};
+use crate::backup::{self, BackedUpSession, BackupKey, SessionOrigin};
 use crate::certificate::{AccountKey, CertificateFields};
 use crate::device::{ClaimedKey, DeviceAccount, SignedFallbackKey, SignedOneTimeKey};
 use crate::megolm::{InboundGroupSession, OutboundGroupSession};
@@ -937,45 +937,146 @@ impl WasmAttachmentDecryptor {
     }
 }
 
-/// The backup key.
+/// The key backup's key `B` (`backup.rs`, "Key backup v1"). Errors carry `code`:
+/// `recovery_key_malformed`, `wrong_recovery_key`, `wrong_passphrase`, `no_passphrase`,
+/// `malformed_backup`, `backup_decryption`, `backup_params_out_of_range`.
 #[wasm_bindgen(js_name = BackupKey)]
 pub struct WasmBackupKey {
     inner: BackupKey,
 }
 
+fn optional_id(bytes: &[u8], what: &'static str) -> JsResult<Option<[u8; 16]>> {
+    if bytes.is_empty() { Ok(None) } else { array(bytes, what).map(Some) }
+}
+
 #[wasm_bindgen(js_class = BackupKey)]
 impl WasmBackupKey {
-    /// Derives a key from a new passphrase (random salt, default parameters).
-    #[wasm_bindgen(js_name = fromNewPassphrase)]
-    pub fn from_new_passphrase(passphrase: &str) -> JsResult<WasmBackupKey> {
-        Ok(Self {
-            inner: BackupKey::from_new_passphrase(passphrase.as_bytes(), &mut OsRng::new())
-                .map_err(js_error)?,
-        })
+    /// A new random backup key.
+    pub fn generate() -> WasmBackupKey {
+        Self { inner: BackupKey::generate(&mut OsRng::new()) }
     }
-    /// From the transfer encoding (pairing channel).
-    #[wasm_bindgen(js_name = fromBytes)]
-    pub fn from_bytes(bytes: &[u8]) -> JsResult<WasmBackupKey> {
-        Ok(Self { inner: BackupKey::from_bytes(bytes).map_err(js_error)? })
+    /// Parses a typed recovery key (throws `recovery_key_malformed` on a typo).
+    #[wasm_bindgen(js_name = fromRecoveryKey)]
+    pub fn from_recovery_key(display: &str) -> JsResult<WasmBackupKey> {
+        Ok(Self { inner: BackupKey::from_recovery_key(display).map_err(js_error)? })
     }
-    /// The transfer encoding.
-    #[wasm_bindgen(js_name = toBytes)]
-    pub fn to_bytes(&self) -> Vec<u8> {
-        self.inner.to_bytes().to_vec()
+    /// Opens the passphrase wrap of the auth data (Argon2id; throws `wrong_passphrase`,
+    /// `no_passphrase`, `malformed_backup`, `backup_params_out_of_range`).
+    #[wasm_bindgen(js_name = fromPassphrase)]
+    pub fn from_passphrase(passphrase: &str, auth_data: &[u8]) -> JsResult<WasmBackupKey> {
+        Ok(Self { inner: BackupKey::from_passphrase(passphrase.as_bytes(), auth_data).map_err(js_error)? })
     }
-    /// Encrypts a backup blob.
-    pub fn encrypt(&self, plaintext: &[u8]) -> Vec<u8> {
-        self.inner.encrypt(plaintext, &mut OsRng::new())
+    /// The recovery key to show (groups of 4 characters).
+    #[wasm_bindgen(js_name = recoveryKey)]
+    pub fn recovery_key(&self) -> String {
+        self.inner.recovery_key().to_string()
     }
-    /// Decrypts a backup blob.
-    pub fn decrypt(&self, blob: &[u8]) -> JsResult<Vec<u8>> {
-        Ok(self.inner.decrypt(blob).map_err(js_error)?.to_vec())
+    /// New auth data: the key check, plus an Argon2id wrap when a passphrase is given
+    /// (an empty passphrase throws `invalid_length`).
+    #[wasm_bindgen(js_name = authData)]
+    pub fn auth_data(&self, passphrase: Option<String>) -> JsResult<Vec<u8>> {
+        self.inner.auth_data(passphrase.as_deref().map(str::as_bytes), &mut OsRng::new()).map_err(js_error)
+    }
+    /// Checks this key against auth data (throws `wrong_recovery_key`, `malformed_backup`).
+    pub fn check(&self, auth_data: &[u8]) -> JsResult<()> {
+        self.inner.check(auth_data).map_err(js_error)
+    }
+    /// Encrypts the account key's 32-byte secret for the backup of `accountId`.
+    #[wasm_bindgen(js_name = encryptIdentity)]
+    pub fn encrypt_identity(&self, account_id: &[u8], account_key_secret: &[u8]) -> JsResult<Vec<u8>> {
+        Ok(self.inner.encrypt_identity(
+            &array(account_id, "account id")?,
+            &array(account_key_secret, "account key seed")?,
+            &mut OsRng::new(),
+        ))
+    }
+    /// Decrypts the identity blob of `accountId`: the account key's 32-byte secret.
+    #[wasm_bindgen(js_name = decryptIdentity)]
+    pub fn decrypt_identity(&self, account_id: &[u8], blob: &[u8]) -> JsResult<Vec<u8>> {
+        Ok(self.inner.decrypt_identity(&array(account_id, "account id")?, blob).map_err(js_error)?.to_vec())
+    }
+    /// Encrypts a Megolm session for the backup of `accountId`, with its sender and
+    /// conversation (an empty `conversationId` for none).
+    #[wasm_bindgen(js_name = encryptSession)]
+    pub fn encrypt_session(
+        &self,
+        account_id: &[u8],
+        session: &WasmInboundGroupSession,
+        sender_account_id: &[u8],
+        sender_device_id: &[u8],
+        conversation_id: &[u8],
+    ) -> JsResult<Vec<u8>> {
+        let origin = SessionOrigin {
+            sender_account_id: array(sender_account_id, "sender account id")?,
+            sender_device_id: array(sender_device_id, "sender device id")?,
+            conversation_id: optional_id(conversation_id, "conversation id")?,
+        };
+        Ok(self.inner.encrypt_session(
+            &array(account_id, "account id")?,
+            &session.inner,
+            &origin,
+            &mut OsRng::new(),
+        ))
+    }
+    /// Decrypts the session entry stored under `sessionId` in the backup of `accountId`.
+    #[wasm_bindgen(js_name = decryptSession)]
+    pub fn decrypt_session(
+        &self,
+        account_id: &[u8],
+        session_id: &str,
+        blob: &[u8],
+    ) -> JsResult<WasmBackedUpSession> {
+        let restored = self
+            .inner
+            .decrypt_session(&array(account_id, "account id")?, session_id, blob)
+            .map_err(js_error)?;
+        Ok(WasmBackedUpSession { inner: restored })
+    }
+    /// The pickle (under the pickle key).
+    pub fn pickle(&self, key: &[u8]) -> JsResult<String> {
+        Ok(self.inner.pickle(&pickle_key(key)?, &mut OsRng::new()))
+    }
+    /// Restores from `pickle()`.
+    #[wasm_bindgen(js_name = fromPickle)]
+    pub fn from_pickle(pickle: &str, key: &[u8]) -> JsResult<WasmBackupKey> {
+        Ok(Self { inner: BackupKey::from_pickle(pickle, &pickle_key(key)?).map_err(js_error)? })
     }
 }
 
-/// Decrypts a backup blob with the passphrase alone; returns the plaintext.
-#[wasm_bindgen(js_name = decryptBackupWithPassphrase)]
-pub fn decrypt_backup_with_passphrase(passphrase: &str, blob: &[u8]) -> JsResult<Vec<u8>> {
-    let (_key, plaintext) = backup::decrypt_with_passphrase(passphrase.as_bytes(), blob).map_err(js_error)?;
-    Ok(plaintext.to_vec())
+/// A session restored from a key backup, with its sender and conversation.
+#[wasm_bindgen(js_name = BackedUpSession)]
+pub struct WasmBackedUpSession {
+    inner: BackedUpSession,
+}
+
+#[wasm_bindgen(js_class = BackedUpSession)]
+impl WasmBackedUpSession {
+    /// The session (a new copy on each call, from the backed-up key).
+    #[wasm_bindgen(js_name = takeSession)]
+    pub fn take_session(&self) -> JsResult<WasmInboundGroupSession> {
+        let inner = InboundGroupSession::import(&self.inner.session.export_at_first_known_index())
+            .map_err(js_error)?;
+        Ok(WasmInboundGroupSession { inner })
+    }
+    /// The sender's account id (16 bytes).
+    #[wasm_bindgen(getter, js_name = senderAccountId)]
+    pub fn sender_account_id(&self) -> Vec<u8> {
+        self.inner.origin.sender_account_id.to_vec()
+    }
+    /// The sender's device id (16 bytes).
+    #[wasm_bindgen(getter, js_name = senderDeviceId)]
+    pub fn sender_device_id(&self) -> Vec<u8> {
+        self.inner.origin.sender_device_id.to_vec()
+    }
+    /// The conversation id (16 bytes), when recorded.
+    #[wasm_bindgen(getter, js_name = conversationId)]
+    pub fn conversation_id(&self) -> Option<Vec<u8>> {
+        self.inner.origin.conversation_id.map(|c| c.to_vec())
+    }
+}
+
+/// Whether a backup's auth data has a passphrase (throws `malformed_backup`).
+#[wasm_bindgen(js_name = hasPassphrase)]
+pub fn has_passphrase(auth_data: &[u8]) -> JsResult<bool> {
+    backup::has_passphrase(auth_data).map_err(js_error)
 }
