@@ -196,31 +196,37 @@ export async function setUpBackup(
   passphrase: string | undefined,
   progress: (p: SetUpProgress) => void = () => undefined,
 ): Promise<void> {
-  if (engine.state !== "ready") throw new Error("this device does not hold the account key");
   const account = uuidBytes(engine.accountId);
-  progress({ step: "protecting" });
-  await new Promise((r) => setTimeout(r, 30)); // let the line show before Argon2id blocks
-  const authData = key.authData(passphrase);
-  const secret = engine.accountKeySecret();
-  let identity: Uint8Array;
+  let old: BackupVersion | null;
+  let created: BackupVersion | undefined;
   try {
-    identity = key.encryptIdentity(account, secret);
-  } finally {
-    secret.fill(0);
+    if (engine.state !== "ready") throw new Error("this device does not hold the account key");
+    progress({ step: "protecting" });
+    await new Promise((r) => setTimeout(r, 30)); // let the line show before Argon2id blocks
+    const authData = key.authData(passphrase);
+    const secret = engine.accountKeySecret();
+    let identity: Uint8Array;
+    try {
+      identity = key.encryptIdentity(account, secret);
+    } finally {
+      secret.fill(0);
+    }
+    old = await currentBackup();
+    created = (await keyBackupClient.createBackupVersion({ authData, identity })).backup;
+    if (!created) throw new Error("CreateBackupVersion answered without a version");
+  } catch (err) {
+    key.free();
+    throw err;
   }
-  const old = await currentBackup();
-  const created = (await keyBackupClient.createBackupVersion({ authData, identity })).backup;
-  if (!created) throw new Error("CreateBackupVersion answered without a version");
 
   // From here on, new sessions go to the new version (the old key is kept for re-encrypting).
   const prior = active;
-  // (The same key again: a set-up retried after its upload failed; its entries are uploaded anew.)
-  const oldKey = prior && old && prior.version === old.version && prior.key !== key ? prior.key : null;
+  const oldKey = prior && old && prior.version === old.version ? prior.key : null;
   if (prior) {
     active = null;
     prior.uploader.stop();
     engine.onInboundStored = null;
-    if (prior.key !== key && prior.key !== oldKey) prior.key.free();
+    if (prior.key !== oldKey) prior.key.free();
   }
   await forgetHere();
   await keep(engine, key, created.version);
@@ -303,6 +309,15 @@ export type RestoreProgress =
   | { step: "downloading"; done: number }
   | { step: "importing"; total: number };
 
+/** Whether the auth data has a passphrase wrap (auth data that does not parse: damaged). */
+function passphraseIn(authData: Uint8Array): boolean {
+  try {
+    return hasPassphrase(authData);
+  } catch {
+    throw new RestoreError("damaged");
+  }
+}
+
 /** B from what the person typed: a recovery key, else (if the backup has one) a passphrase
  * (exported for the unit test). */
 export async function keyFrom(typed: string, authData: Uint8Array, progress: (p: RestoreProgress) => void): Promise<BackupKey> {
@@ -321,11 +336,11 @@ export async function keyFrom(typed: string, authData: Uint8Array, progress: (p:
       const code = cryptoCode(err);
       if (code === "malformed_backup") throw new RestoreError("damaged");
       if (code !== "wrong_recovery_key") throw err;
-      if (!hasPassphrase(authData)) throw new RestoreError("wrong-key");
+      if (!passphraseIn(authData)) throw new RestoreError("wrong-key");
       // A passphrase that happens to read as a recovery key: try it as a passphrase too.
     }
   }
-  if (!hasPassphrase(authData)) throw new RestoreError(parsed ? "wrong-key" : "not-a-key");
+  if (!passphraseIn(authData)) throw new RestoreError(parsed ? "wrong-key" : "not-a-key");
   progress({ step: "deriving" });
   await new Promise((r) => setTimeout(r, 30)); // let the line show before Argon2id blocks
   let key: BackupKey;

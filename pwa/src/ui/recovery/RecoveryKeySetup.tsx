@@ -3,7 +3,7 @@
 // least 10 characters), and "I have saved it", which sets up the backup (or rotates to this key)
 // and uploads every session key. After sign-up on the first device, and from Settings.
 import { BackupKey } from "kitsulan-crypto";
-import { useEffect, useRef, useState, type FormEvent } from "react";
+import { useState, type FormEvent } from "react";
 import { setUpBackup, type SetUpProgress } from "../../crypto/backup";
 import type { E2ee } from "../../crypto/engine";
 import { useI18n } from "../../i18n/i18n";
@@ -35,20 +35,16 @@ export function RecoveryKeySetup({
   onCancel?: () => void;
 }) {
   const { t } = useI18n();
-  // The key lives until it is handed to setUpBackup (which owns it then) or this unmounts.
-  const keyRef = useRef<BackupKey | null>(null);
+  // Only the display form is kept (it is on the screen anyway); "I have saved it" reads the key
+  // back from it, so the key saved is exactly the one shown.
   const [recoveryKey] = useState(() => {
-    keyRef.current ??= BackupKey.generate();
-    return keyRef.current.recoveryKey();
+    const key = BackupKey.generate();
+    try {
+      return key.recoveryKey();
+    } finally {
+      key.free();
+    }
   });
-  const handedOver = useRef(false);
-  useEffect(
-    () => () => {
-      if (!handedOver.current) keyRef.current?.free();
-      keyRef.current = null;
-    },
-    [],
-  );
   const [passphrase, setPassphrase] = useState("");
   const [again, setAgain] = useState("");
   const [copied, setCopied] = useState(false);
@@ -67,11 +63,9 @@ export function RecoveryKeySetup({
       setError(t("recoveryPassphraseMismatch"));
       return;
     }
-    const key = keyRef.current;
-    if (!key) return;
     setBusy(true);
     try {
-      handedOver.current = true;
+      const key = BackupKey.fromRecoveryKey(recoveryKey);
       await setUpBackup(engine, key, passphrase === "" ? undefined : passphrase, setProgress);
       onDone();
     } catch (err) {
