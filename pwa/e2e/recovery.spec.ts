@@ -206,21 +206,35 @@ test("a passphrase restores too; a wrong one changes nothing; a new key replaces
   await expect(settings.getByText(/^Backup is on: [1-9]\d* keys backed up\.$/)).toBeVisible();
   await fresh.keyboard.press("Escape");
 
+  // A third browser goes on without the key ("Not now"): the history waits for its keys. Later,
+  // Settings → Recovery key restores there (the old key no longer opens the backup, the new one
+  // does), and what was waiting decrypts.
   const third = await signInNeedingKey(browser, carolName);
+  await third.getByRole("button", { name: "Not now" }).click();
+  await third.getByRole("button", { name: /Dave/ }).click();
+  await expect(third.getByText("Waiting for the key to decrypt this message…").first()).toBeVisible();
+  await expect(third.getByRole("alert").filter({ hasText: "does not have your account key" })).toBeVisible();
+  await third.getByRole("button", { name: "Settings" }).click();
+  let thirdSettings = third.getByRole("dialog", { name: "Settings" });
   const thirdForm = restoreForm(third);
   await thirdForm.getByLabel("Recovery key or passphrase").fill(key);
   await thirdForm.getByRole("button", { name: "Restore" }).click();
   await expect(thirdForm.getByRole("alert")).toHaveText("This recovery key does not open your backup. Nothing was changed.");
   await thirdForm.getByLabel("Recovery key or passphrase").fill(newKey);
   await thirdForm.getByRole("button", { name: "Restore" }).click();
-  await expect(third.getByRole("button", { name: "New conversation" })).toBeVisible({ timeout: 30_000 });
+  await expect(thirdSettings.getByText(/^Backup is on: [1-9]\d* keys backed up\.$/)).toBeVisible({ timeout: 30_000 });
+  await third.keyboard.press("Escape");
   await third.getByRole("button", { name: /Dave/ }).click();
   await expect(bubble(third, "hello Carol")).toBeVisible();
+  await expect(bubble(third, "hello Dave, from Carol")).toBeVisible();
   await expect(third.getByText("Waiting for the key to decrypt this message…")).toHaveCount(0);
+  await expect(third.getByRole("alert").filter({ hasText: "does not have your account key" })).toHaveCount(0);
+  await send(third, "Carol, from the third browser");
+  await expect(bubble(dave, "Carol, from the third browser")).toBeVisible();
 
   // Turning backup off (confirmed) deletes it: the next browser is not offered a restore.
   await third.getByRole("button", { name: "Settings" }).click();
-  const thirdSettings = third.getByRole("dialog", { name: "Settings" });
+  thirdSettings = third.getByRole("dialog", { name: "Settings" });
   await thirdSettings.getByRole("button", { name: "Turn off backup" }).click();
   await third.getByRole("dialog", { name: "Turn off backup?" }).getByRole("button", { name: "Turn off backup" }).click();
   await expect(thirdSettings.getByRole("status").filter({ hasText: "Backup is off." })).toBeVisible();

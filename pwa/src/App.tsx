@@ -4,7 +4,7 @@
 // tabs advancing the same ratchets would corrupt them; "Use here" asks the other tab to hand
 // over. Signing out — here, or from another device (gateway close 4003, or a refresh token
 // refused) — stops everything and wipes the local data.
-import { lazy, Suspense, useCallback, useEffect, useRef, useState } from "react";
+import { lazy, Suspense, useCallback, useEffect, useMemo, useRef, useState } from "react";
 import { loadSession, session, signOut } from "./auth/session";
 import { resetCallPrefs } from "./calls/prefs";
 import { forgetIceServers } from "./calls/turn";
@@ -144,6 +144,25 @@ function Root() {
 
   const doSignOut = useCallback(() => endSession(null), [endSession]);
 
+  /** Settings → Recovery key on a device without the account key: the restore stops this chat
+   * before it changes the device, then the restored engine opens a new one (the history is
+   * fetched and decrypted again, with the keys from the backup). */
+  const swap = useMemo(
+    () => ({
+      stop: async () => {
+        const chat = current.current;
+        current.current = null;
+        detachBackup();
+        if (chat) {
+          await chat.close(false).catch((err: unknown) => console.warn("stopping for the restore", err));
+          chat.engine.dispose();
+        }
+      },
+      enter,
+    }),
+    [enter],
+  );
+
   switch (phase.kind) {
     case "loading":
       return (
@@ -175,7 +194,7 @@ function Root() {
     case "signed-in":
       return (
         <Suspense fallback={<main className="center" />}>
-          <Messenger chat={phase.chat} onSignOut={doSignOut} theme={theme} setTheme={setTheme} />
+          <Messenger chat={phase.chat} onSignOut={doSignOut} swap={swap} theme={theme} setTheme={setTheme} />
         </Suspense>
       );
   }

@@ -367,14 +367,16 @@ export async function keyFrom(typed: string, authData: Uint8Array, progress: (p:
  * typed (`typed`: the recovery key or the passphrase). Everything is checked and decrypted
  * before anything changes; then the device is set up with the account key (certificate signed
  * and uploaded), the sessions imported and B kept, so this device backs up too. Returns the
- * new engine (the caller disposes of the one it had). Throws RestoreError for a wrong key or
- * passphrase, no backup, or a damaged one.
+ * new engine (the caller disposes of the one it had). `beforeChange` runs once everything
+ * opened, before the first change (the messenger stops its chat there). Throws RestoreError for
+ * a wrong key or passphrase, no backup, or a damaged one.
  */
 export async function restoreFromBackup(
   accountId: string,
   deviceId: string,
   typed: string,
   progress: (p: RestoreProgress) => void = () => undefined,
+  beforeChange: () => Promise<void> = () => Promise.resolve(),
 ): Promise<E2ee> {
   await loadCrypto();
   progress({ step: "checking" });
@@ -418,6 +420,8 @@ export async function restoreFromBackup(
       }
       progress({ step: "downloading", done: sessions.length });
     }
+    // Everything opened: from here on this device changes (a running chat stops first).
+    await beforeChange();
     let engine: E2ee;
     try {
       engine = await E2ee.setUpLinked(accountId, deviceId, secret);

@@ -18,7 +18,7 @@ import { CopyId } from "./CopyId";
 import { Dialog } from "./Dialog";
 import { personName } from "./names";
 import { Preferences } from "./Preferences";
-import { RecoverySettings } from "./recovery/RecoverySettings";
+import { RecoverySettings, type EngineSwap } from "./recovery/RecoverySettings";
 
 function Profile({ chat }: { chat: Chat }) {
   const { t } = useI18n();
@@ -265,6 +265,7 @@ export function Settings({
   onClose,
   onDevices,
   onSignOut,
+  swap,
   theme,
   setTheme,
 }: {
@@ -272,6 +273,8 @@ export function Settings({
   onClose: () => void;
   onDevices: () => void;
   onSignOut: () => Promise<void>;
+  /** Restoring from the backup on a device without the account key (App.tsx). */
+  swap?: EngineSwap | undefined;
   theme: Theme;
   setTheme: (t: Theme) => void;
 }) {
@@ -280,7 +283,7 @@ export function Settings({
     <Dialog title={t("settings")} onClose={onClose} focusInput={false}>
       <Profile chat={chat} />
       <AccountSecurity />
-      <RecoverySettings chat={chat} />
+      <RecoverySettings chat={chat} swap={swap} />
       <Notifications />
       <CallSettings calls={chat.calls} />
       <Blocked chat={chat} />

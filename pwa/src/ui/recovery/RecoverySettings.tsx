@@ -1,18 +1,27 @@
 // RecoverySettings.tsx — Settings → "Recovery key": whether the keys are backed up (and from this
 // device), set up a recovery key (accounts made before backups, or after turning it off), make a
 // new one (rotation: shown once, the old one stops working), or turn backup off (confirmed).
-import { useCallback, useEffect, useState } from "react";
+import { useCallback, useEffect, useRef, useState } from "react";
 import { backingUpTo, currentBackup, onBackupChange, turnOffBackup } from "../../crypto/backup";
 import type { BackupVersion } from "../../gen/kitsulan/v1/backup_pb";
 import { useI18n } from "../../i18n/i18n";
 import { useChat, type Chat } from "../../state/chat";
 import { Confirm } from "../Confirm";
+import type { E2ee } from "../../crypto/engine";
 import { backupErrorText } from "./errors";
 import { RecoveryKeySetup } from "./RecoveryKeySetup";
+import { RestoreFromBackup } from "./RestoreFromBackup";
+
+/** How the app swaps the device's engine after a restore from Settings (App.tsx): stop the
+ * running chat (before the restore changes anything stored), then open the restored engine. */
+export interface EngineSwap {
+  stop: () => Promise<void>;
+  enter: (engine: E2ee) => Promise<void>;
+}
 
 type Mode = "view" | "setup" | "rotate" | "confirm-off";
 
-export function RecoverySettings({ chat }: { chat: Chat }) {
+export function RecoverySettings({ chat, swap }: { chat: Chat; swap?: EngineSwap | undefined }) {
   const { t } = useI18n();
   const me = useChat(chat, (s) => s.me);
   /** undefined: loading; null: no backup. */
@@ -21,6 +30,8 @@ export function RecoverySettings({ chat }: { chat: Chat }) {
   const [mode, setMode] = useState<Mode>("view");
   const [busy, setBusy] = useState(false);
   const [result, setResult] = useState<{ ok: boolean; text: string } | null>(null);
+  /** The restore stopped this chat: a failure after that starts the app again. */
+  const stoppedChat = useRef(false);
 
   const refresh = useCallback(async () => {
     try {
@@ -61,7 +72,23 @@ export function RecoverySettings({ chat }: { chat: Chat }) {
 
   let body;
   if (!ready) {
-    body = <p className="muted">{server ? t("backupRestoreHere") : t("backupOff")}</p>;
+    body =
+      server && swap ? (
+        <RestoreFromBackup
+          accountId={me.accountId}
+          deviceId={chat.engine.deviceId}
+          beforeChange={async () => {
+            stoppedChat.current = true;
+            await swap.stop();
+          }}
+          onRestored={swap.enter}
+          onError={() => {
+            if (stoppedChat.current) location.reload();
+          }}
+        />
+      ) : (
+        <p className="muted">{server ? t("backupRestoreHere") : t("backupOff")}</p>
+      );
   } else if (mode === "setup" || mode === "rotate") {
     const note =
       mode === "rotate"

@@ -2,7 +2,8 @@
 // the account has a backup: one field that takes the recovery key or the passphrase (tried as a
 // recovery key first), a progress line while the passphrase's key derivation runs and the
 // session keys import, and a clear error when it does not open the backup (nothing changed).
-// Or link this device to another one instead, or go on without the key for now.
+// On the sign-in screen: or link this device to another one instead, or go on without the key
+// for now; in Settings (a device that went on without it): the form alone.
 import { useState, type FormEvent } from "react";
 import { restoreFromBackup, type RestoreProgress } from "../../crypto/backup";
 import type { E2ee } from "../../crypto/engine";
@@ -13,14 +14,21 @@ export function RestoreFromBackup({
   accountId,
   deviceId,
   onRestored,
+  beforeChange,
+  onError,
   onLink,
   onSkip,
 }: {
   accountId: string;
   deviceId: string;
   onRestored: (engine: E2ee) => Promise<void>;
-  onLink: () => void;
-  onSkip: () => void;
+  /** Runs once the key opened everything, before this device changes (see restoreFromBackup). */
+  beforeChange?: () => Promise<void>;
+  /** Told of a failure (after the error is shown). */
+  onError?: () => void;
+  /** The sign-in screen's other ways; absent in Settings, which shows only the form. */
+  onLink?: () => void;
+  onSkip?: () => void;
 }) {
   const { t } = useI18n();
   const [typed, setTyped] = useState("");
@@ -33,13 +41,14 @@ export function RestoreFromBackup({
     setBusy(true);
     setError(null);
     try {
-      const engine = await restoreFromBackup(accountId, deviceId, typed, setProgress);
+      const engine = await restoreFromBackup(accountId, deviceId, typed, setProgress, beforeChange);
       setTyped("");
       await onRestored(engine);
     } catch (err) {
       setError(backupErrorText(t, err));
       setProgress(null);
       setBusy(false);
+      onError?.();
     }
   }
 
@@ -53,36 +62,40 @@ export function RestoreFromBackup({
           : progress.step === "downloading"
             ? t("restoreDownloading", { n: progress.done })
             : t("restoreImporting", { n: progress.total });
+  const form = (
+    <form className="form" onSubmit={restore} aria-label={t("restoreWith")}>
+      <h3>{t("restoreWith")}</h3>
+      <label>
+        {t("restoreInput")}
+        <input
+          name="recovery"
+          type="password"
+          autoComplete="off"
+          autoCapitalize="none"
+          spellCheck={false}
+          required
+          autoFocus
+          value={typed}
+          onChange={(e) => setTyped(e.target.value)}
+        />
+      </label>
+      {line && <p role="status">{line}</p>}
+      {error && (
+        <p role="alert" className="error">
+          {error}
+        </p>
+      )}
+      <button type="submit" className="primary" disabled={busy}>
+        {busy ? t("working") : t("restoreButton")}
+      </button>
+    </form>
+  );
+  if (!onLink || !onSkip) return form;
   return (
     <section className="card form restore" aria-labelledby="restore-title">
       <h2 id="restore-title">{t("restoreTitle")}</h2>
       <p>{t("restoreIntro")}</p>
-      <form className="form" onSubmit={restore} aria-label={t("restoreWith")}>
-        <h3>{t("restoreWith")}</h3>
-        <label>
-          {t("restoreInput")}
-          <input
-            name="recovery"
-            type="password"
-            autoComplete="off"
-            autoCapitalize="none"
-            spellCheck={false}
-            required
-            autoFocus
-            value={typed}
-            onChange={(e) => setTyped(e.target.value)}
-          />
-        </label>
-        {line && <p role="status">{line}</p>}
-        {error && (
-          <p role="alert" className="error">
-            {error}
-          </p>
-        )}
-        <button type="submit" className="primary" disabled={busy}>
-          {busy ? t("working") : t("restoreButton")}
-        </button>
-      </form>
+      {form}
       <button type="button" disabled={busy} onClick={onLink}>
         {t("restoreLink")}
       </button>
