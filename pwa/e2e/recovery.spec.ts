@@ -29,6 +29,7 @@ async function signUpSavingKey(
   expect(key.split(" ").every((g) => g.length <= 4)).toBe(true);
   await form.getByText("Show as a QR code").click();
   await expect(form.getByRole("img", { name: "Recovery key as a QR code" })).toHaveAttribute("data-qr-text", key);
+  if (!passphrase) await shoot(page, "recovery-key");
   if (passphrase) {
     // Too short, then the confirmation differs: refused before anything is sent.
     await form.getByLabel("Passphrase (optional)").fill("short");

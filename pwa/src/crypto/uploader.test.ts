@@ -67,6 +67,7 @@ function fakeDeps(overrides: Partial<UploaderDeps> = {}) {
       return Promise.resolve();
     },
     isGone: (err) => err instanceof Error && err.message === "stale",
+    isRefused: (err) => err instanceof Error && err.message === "refused",
     onGone: () => {
       gone++;
     },
@@ -187,6 +188,27 @@ describe("Uploader", () => {
     u.add([entry("c")]);
     await clock.advance(60_000);
     expect(puts).toBe(1);
+  });
+
+  it("leaves out a batch the server refuses for good, and goes on with the rest", async () => {
+    const clock = new Clock();
+    const f = fakeDeps();
+    const put = f.deps.put;
+    let first = true;
+    f.deps.put = (version, sessions) => {
+      if (first) {
+        first = false;
+        return Promise.reject(new Error("refused"));
+      }
+      return put(version, sessions);
+    };
+    const u = new Uploader("v1", f.deps, clock.timing());
+    for (let i = 0; i < 150; i++) u.add([entry(`s${String(i).padStart(3, "0")}`)]);
+    await clock.advance(1000);
+    expect(f.calls.map((c) => c.ids.length)).toEqual([50]);
+    expect(u.pending).toBe(0);
+    expect(f.saved.size).toBe(0);
+    expect(clock.pendingTimers).toEqual([]);
   });
 
   it("resumes entries from the durable copy without saving them again", async () => {

@@ -4,7 +4,8 @@
 // retried with growing pauses (never blocking anything else: sends do not wait for it); the
 // queue is kept durably by the caller (`save` / `remove`), so a reload resumes it. When the
 // server says the version is gone (another device rotated the key, or backup was turned off),
-// the queue is dropped and `onGone` says so, once.
+// the queue is dropped and `onGone` says so, once; a batch refused for good (backup full, an
+// entry too large) is left out, so it cannot hold up the rest.
 
 /** One session entry: its Megolm session id and the blob BackupKey.encryptSession made. */
 export interface PendingEntry {
@@ -21,6 +22,9 @@ export interface UploaderDeps {
   remove(sessionIds: string[]): Promise<void>;
   /** Whether a failed put means the version is gone for good (no retry). */
   isGone(err: unknown): boolean;
+  /** Whether the server refused this batch for good (too large, backup full): it is dropped
+   * (a retry would block the queue forever) and the rest goes on. */
+  isRefused(err: unknown): boolean;
   /** The version is gone: the queue was dropped. Called once. */
   onGone(): void;
 }
@@ -134,6 +138,12 @@ export class Uploader {
           this.deps.onGone();
           return;
         }
+        if (this.deps.isRefused(err)) {
+          console.warn(`the server refused ${batch.length} backup entries; left out`, err);
+          this.drop(batch);
+          await this.deps.remove(batch.map((e) => e.sessionId)).catch(() => undefined);
+          continue;
+        }
         this.failures++;
         const pause = Math.min(this.timing.maxRetryMs, this.timing.retryMs * 2 ** (this.failures - 1));
         console.warn(`backing up keys failed (attempt ${this.failures}), again in ${pause} ms`, err);
@@ -144,12 +154,17 @@ export class Uploader {
         return;
       }
       this.failures = 0;
-      // Only what went up leaves the queue (an entry replaced meanwhile stays for the next batch).
-      const sent = batch.filter((e) => this.queue.get(e.sessionId) === e).map((e) => e.sessionId);
-      for (const id of sent) this.queue.delete(id);
+      const sent = this.drop(batch);
       await this.deps.remove(sent).catch((err: unknown) => console.warn("the backup queue was not trimmed", err));
     }
     if (this.queue.size === 0) this.settle(null);
+  }
+
+  /** Takes `batch` off the queue; an entry replaced meanwhile stays for the next batch. */
+  private drop(batch: PendingEntry[]): string[] {
+    const ids = batch.filter((e) => this.queue.get(e.sessionId) === e).map((e) => e.sessionId);
+    for (const id of ids) this.queue.delete(id);
+    return ids;
   }
 
   private settle(err: Error | null): void {
