@@ -241,12 +241,22 @@ describe("Uploader", () => {
     expect(done).toBe(false);
     await clock.advance(1000);
     expect(done).toBe(true);
+    // Asked again the moment it resolved (as the set-up does after each chunk): idle too.
+    u.add([entry("a2")]);
+    let again = false;
+    void (async () => {
+      await u.whenIdle();
+      await u.whenIdle();
+      again = true;
+    })();
+    await clock.advance(1000);
+    expect(again).toBe(true);
 
     u.add([entry("b")]);
     const waiting = u.whenIdle();
     u.stop();
     await expect(waiting).rejects.toThrow("stopped");
     await clock.advance(10_000);
-    expect(f.calls.map((c) => c.ids)).toEqual([["a"]]);
+    expect(f.calls.map((c) => c.ids)).toEqual([["a"], ["a2"]]);
   });
 });

@@ -85,7 +85,8 @@ export class Uploader {
   /** Resolves once the queue is empty (rejects if the version is gone or the uploader stops). */
   whenIdle(): Promise<void> {
     if (this.gone) return Promise.reject(new Error("the backup version is gone"));
-    if (this.queue.size === 0 && !this.running) return Promise.resolve();
+    // Entries leave the queue only once they went up (or were refused): empty means done.
+    if (this.queue.size === 0) return Promise.resolve();
     return new Promise((resolve, reject) => this.idleWaiters.push({ resolve, reject }));
   }
 
