@@ -108,7 +108,8 @@ function start(engine: E2ee, key: BackupKey, version: string, queued: PendingEnt
       for (const id of ids) await db.del("crypto", `${QUEUE}${id}`);
     },
     isGone: (err) => ["BACKUP_VERSION_STALE", "BACKUP_NOT_FOUND"].includes(reasonOf(err)),
-    isRefused: (err) => ["BACKUP_SESSION_INVALID", "BACKUP_BATCH_INVALID", "BACKUP_FULL"].includes(reasonOf(err)),
+    isRefused: (err) =>
+      ["BACKUP_SESSION_INVALID", "SESSION_ID_INVALID", "BACKUP_BATCH_INVALID", "BACKUP_FULL"].includes(reasonOf(err)),
     onGone: () => {
       // Another device made a new recovery key, or turned backup off: B is no use here now.
       if (active?.uploader === uploader) void forgetHere();
