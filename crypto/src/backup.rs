@@ -325,6 +325,17 @@ impl BackupKey {
         Self { key }
     }
 
+    /// Wraps existing key bytes (received over the pairing channel from another device of the
+    /// same account, [`BackupKey::to_bytes`]).
+    pub const fn from_bytes(key: [u8; 32]) -> Self {
+        Self { key }
+    }
+
+    /// The 32 bytes `B`, for the pairing channel only (the person keeps the recovery key).
+    pub fn to_bytes(&self) -> Zeroizing<[u8; 32]> {
+        Zeroizing::new(self.key)
+    }
+
     /// The recovery key the person writes down: Crockford base32 of `B || first 2 bytes of
     /// SHA-256("KLRK" || B)` (55 characters), in groups of 4 separated by spaces.
     pub fn recovery_key(&self) -> Zeroizing<String> {
@@ -1198,5 +1209,6 @@ mod tests {
         assert_eq!(BackupKey::from_pickle(&account, &pickle_key).unwrap_err(), Error::MalformedPickle);
         assert_eq!(AccountKey::from_pickle(&pickled, &pickle_key).unwrap_err(), Error::MalformedPickle);
         assert_eq!(format!("{key:?}"), "BackupKey([redacted])");
+        assert!(same_key(&BackupKey::from_bytes(*key.to_bytes()), &key));
     }
 }

@@ -966,6 +966,16 @@ impl WasmBackupKey {
     pub fn from_passphrase(passphrase: &str, auth_data: &[u8]) -> JsResult<WasmBackupKey> {
         Ok(Self { inner: BackupKey::from_passphrase(passphrase.as_bytes(), auth_data).map_err(js_error)? })
     }
+    /// From the 32 bytes another device of the account sent over the pairing channel.
+    #[wasm_bindgen(js_name = fromBytes)]
+    pub fn from_bytes(bytes: &[u8]) -> JsResult<WasmBackupKey> {
+        Ok(Self { inner: BackupKey::from_bytes(array(bytes, "backup key")?) })
+    }
+    /// The 32 bytes, for the pairing channel only.
+    #[wasm_bindgen(js_name = toBytes)]
+    pub fn to_bytes(&self) -> Vec<u8> {
+        self.inner.to_bytes().to_vec()
+    }
     /// The recovery key to show (groups of 4 characters).
     #[wasm_bindgen(js_name = recoveryKey)]
     pub fn recovery_key(&self) -> String {

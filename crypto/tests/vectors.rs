@@ -2,19 +2,22 @@
 //!
 //! * Deterministic vectors for our own formats, from fixed seeds and a seeded ChaCha20 RNG,
 //!   recorded once as constants: the device certificate, the one-time-key signing payload and
-//!   signature, attachment ciphertext and hash, the backup KDF output and blob. Plus one NIST
+//!   signature, attachment ciphertext and hash, the backup KDF output and blob, key backup v1
+//!   (recovery key, auth data, identity, session entry, backup-key pickle). Plus one NIST
 //!   SP 800-38A vector so our AES-256-CTR is known to be the standard one.
-//! * A fixture recorded once (`tests/vectors/fixture-v1.json`): pickled accounts, Olm and
-//!   Megolm sessions (with a replay record) and ciphertexts made with them. It must still
-//!   unpickle and decrypt. vodozemac's own randomness cannot be seeded, so this is a file,
-//!   not a constant; regenerate it only for a deliberate format change:
-//!   `KITSULAN_WRITE_VECTORS=1 cargo test -p kitsulan-crypto --test vectors -- --ignored`.
+//! * Fixtures recorded once: `tests/vectors/fixture-v1.json` (pickled accounts, Olm and Megolm
+//!   sessions with a replay record, and ciphertexts made with them) must still unpickle and
+//!   decrypt; `tests/vectors/key-backup-v1.json` (a key backup of a real Megolm session) must
+//!   still restore and decrypt its recorded messages. vodozemac's own randomness cannot be
+//!   seeded, so these are files, not constants; regenerate them only for a deliberate format
+//!   change: `KITSULAN_WRITE_VECTORS=1 cargo test -p kitsulan-crypto --test vectors -- --ignored`
+//!   (both are rewritten: commit only the one whose format changed).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use chacha20::ChaCha20Rng;
 use kitsulan_crypto::attachment::{AttachmentDecryptor, AttachmentEncryptor, AttachmentSecrets};
-use kitsulan_crypto::backup::{self, BackupKey, KdfParams};
+use kitsulan_crypto::backup::{self, BackupKey, KdfParams, PassphraseKey, SessionOrigin};
 use kitsulan_crypto::certificate::CertificateFields;
 use kitsulan_crypto::device::{ClaimedKey, one_time_key_payload};
 use kitsulan_crypto::megolm::{InboundGroupSession, OutboundGroupSession};
@@ -123,7 +126,7 @@ const BACKUP_BLOB: &str = "4b4c424b010100004c00000000020000000100010203040506070
 #[test]
 fn backup_vector() {
     let salt: [u8; 16] = unhex("000102030405060708090a0b0c0d0e0f").try_into().unwrap();
-    let key = BackupKey::derive(b"correct horse battery staple", salt, KdfParams::MIN).unwrap();
+    let key = PassphraseKey::derive(b"correct horse battery staple", salt, KdfParams::MIN).unwrap();
     assert_eq!(hex(&key.to_bytes()), BACKUP_KEY, "Argon2id derivation or key encoding changed");
     let mut rng = ChaCha20Rng::from_seed([0x44; 32]);
     let blob = key.encrypt(b"room keys v1", &mut rng);
@@ -135,6 +138,143 @@ fn backup_vector() {
         backup::decrypt_with_passphrase(b"Correct horse battery staple", &unhex(BACKUP_BLOB)).unwrap_err(),
         Error::BackupDecryption
     );
+}
+
+// ---------------------------------------------------------------- key backup v1
+
+const KB_RECOVERY_KEY: &str = "819D DR4Y VQGZ TAK7 HX5B JA3Z 0WAQ J7BB 338M P2VT CPMT Z40F JNRE NS8";
+const KB_AUTH_DATA: &str = "4b4c424101e60d01e51bc8c0c38185b0dbc274e0ea77cfe6b9a21246b51285206baba4d7eb0000";
+const KB_AUTH_DATA_PASSPHRASE: &str = "4b4c424101e60d01e51bc8c0c38185b0dbc274e0ea77cfe6b9a21246b51285206baba4d7eb005e4b4c424b010100004c0000000002000000013c4f733de3caaf1ef6cb54a4ae137c5194f8080f1b31a9fca70d43b7dec4ffed23516a8bb11dc33070d23d6c759d856f819ffd6ba3cfe09686e57d1956b395f4b4ac06b1a27bd78add76897d";
+const KB_IDENTITY: &str = "4b4c4249017714ff77de8523523306c2103ca865ec7bfdcc77cbde5dd06fb8eaaa8deef1ff4f246b1510af2176982bfa30affe1fc340d89034f39c703406ed5d30";
+const KB_SESSION: &str = "4b4c425301a664d83427243f60bf75fcc04985b5a99fc332b8de1ff92bd557c8e6e4d13ad688ef54d43b3389f963be3a0dc07ecc42c15cf843a983bccfded9d83668e37e237cb6dd60bc3b199cc4174b47a3e190f14966b9556169973cc7d7b5002e9b7d7db33fb3b18763c2483e7439e963b55a4af37af8d33c06e994d9ef4455c84d4f3094d72a5d61552975b91499854f94859c16b70e933eec26b92b1f9e7152fc8541f2cd3fc7ea9578d7415d761161e78cc43bede521224c542e6a59286ea7c7c817e2efbf93e3d01c4a41b38ba1c8dc1b9cb018bcd2315bc4fc7b6695ba5b813ae9bb0da7a34cc8e79f6fa35d456d2b55ca5a9332";
+const KB_PICKLE: &str =
+    "S0xQSwEEP57vGLwcwcpAfDmp9F1kbnmVyPvxMoB0tbas2jgxeIKl+HdksLqXY8gBQaKVryqVP6iII6OnBQr2N2zi";
+
+const KB_ACCOUNT_ID: &str = "0190f5a1b2c37d4e8f9a0b1c2d3e4f50";
+const KB_PASSPHRASE: &[u8] = b"correct horse battery staple";
+
+fn kb_origin() -> SessionOrigin {
+    SessionOrigin {
+        sender_account_id: unhex("0190f5a1b2c37d4e8f9a0b1c2d3e4f60").try_into().unwrap(),
+        sender_device_id: unhex("0190f5a1b2c37d4e8f9a0b1c2d3e4f61").try_into().unwrap(),
+        conversation_id: Some(unhex("0190f5a1b2c37d4e8f9a0b1c2d3e4f62").try_into().unwrap()),
+    }
+}
+
+/// A Megolm session key exported at index 5, from fixed bytes (vodozemac's own sessions
+/// cannot be seeded): `version 1 | index | ratchet (128) | Ed25519 signing key`.
+fn kb_exported_session_key() -> Vec<u8> {
+    let mut exported = vec![1];
+    exported.extend_from_slice(&5u32.to_be_bytes());
+    exported.extend((0..128u8).map(|i| i.wrapping_mul(7) ^ 0x5a));
+    exported.extend_from_slice(&AccountKey::from_secret_bytes(&[0x48; 32]).public_key());
+    exported
+}
+
+#[test]
+fn key_backup_vector() {
+    let mut rng = ChaCha20Rng::from_seed([0x46; 32]);
+    let account_id: [u8; 16] = unhex(KB_ACCOUNT_ID).try_into().unwrap();
+    let key = BackupKey::generate(&mut rng);
+    let auth = key.auth_data(None, &mut rng).unwrap();
+    let wrapped = key.auth_data_with_params(Some(KB_PASSPHRASE), KdfParams::MIN, &mut rng).unwrap();
+    let identity = key.encrypt_identity(&account_id, &[0x47; 32], &mut rng);
+    let session = InboundGroupSession::import(&kb_exported_session_key()).unwrap();
+    let entry = key.encrypt_session(&account_id, &session, &kb_origin(), &mut rng);
+    let pickle = key.pickle(&PickleKey::from_bytes([0x49; 32]), &mut rng);
+    let written = [
+        ("KB_RECOVERY_KEY", key.recovery_key().to_string()),
+        ("KB_AUTH_DATA", hex(&auth)),
+        ("KB_AUTH_DATA_PASSPHRASE", hex(&wrapped)),
+        ("KB_IDENTITY", hex(&identity)),
+        ("KB_SESSION", hex(&entry)),
+        ("KB_PICKLE", pickle),
+    ];
+    let recorded =
+        [KB_RECOVERY_KEY, KB_AUTH_DATA, KB_AUTH_DATA_PASSPHRASE, KB_IDENTITY, KB_SESSION, KB_PICKLE];
+    for ((name, value), expected) in written.iter().zip(recorded) {
+        assert_eq!(value, expected, "{name}: key backup v1 encoding changed");
+    }
+}
+
+#[test]
+fn key_backup_recorded_blobs_still_decode() {
+    let account_id: [u8; 16] = unhex(KB_ACCOUNT_ID).try_into().unwrap();
+    let key = BackupKey::from_recovery_key(KB_RECOVERY_KEY).unwrap();
+    key.check(&unhex(KB_AUTH_DATA)).unwrap();
+    key.check(&unhex(KB_AUTH_DATA_PASSPHRASE)).unwrap();
+    assert!(!backup::has_passphrase(&unhex(KB_AUTH_DATA)).unwrap());
+    assert!(backup::has_passphrase(&unhex(KB_AUTH_DATA_PASSPHRASE)).unwrap());
+    let opened = BackupKey::from_passphrase(KB_PASSPHRASE, &unhex(KB_AUTH_DATA_PASSPHRASE)).unwrap();
+    assert_eq!(*opened.recovery_key(), KB_RECOVERY_KEY);
+    assert_eq!(
+        BackupKey::from_passphrase(b"Correct horse battery staple", &unhex(KB_AUTH_DATA_PASSPHRASE))
+            .unwrap_err(),
+        Error::WrongPassphrase
+    );
+    assert_eq!(*key.decrypt_identity(&account_id, &unhex(KB_IDENTITY)).unwrap(), [0x47; 32]);
+    let session_id = InboundGroupSession::import(&kb_exported_session_key()).unwrap().session_id();
+    let restored = key.decrypt_session(&account_id, &session_id, &unhex(KB_SESSION)).unwrap();
+    assert_eq!(restored.origin, kb_origin());
+    assert_eq!(restored.session.first_known_index(), 5);
+    assert_eq!(*restored.session.export_at_first_known_index(), kb_exported_session_key());
+    let unpickled = BackupKey::from_pickle(KB_PICKLE, &PickleKey::from_bytes([0x49; 32])).unwrap();
+    assert_eq!(*unpickled.recovery_key(), KB_RECOVERY_KEY);
+    // Another backup key is refused as such, before anything is decrypted.
+    let other = BackupKey::generate(&mut ChaCha20Rng::from_seed([0x4a; 32]));
+    assert_eq!(other.check(&unhex(KB_AUTH_DATA)).unwrap_err(), Error::WrongRecoveryKey);
+}
+
+/// A key backup made with real vodozemac sessions (unseedable, so recorded once in
+/// `tests/vectors/key-backup-v1.json`): the restored session must still decrypt the recorded
+/// history, and the passphrase must still open the recorded auth data.
+const KEY_BACKUP_FIXTURE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/vectors/key-backup-v1.json");
+
+fn make_key_backup_fixture() -> Value {
+    let mut rng = ChaCha20Rng::from_seed([0x4b; 32]);
+    let account_id: [u8; 16] = unhex(KB_ACCOUNT_ID).try_into().unwrap();
+    let key = BackupKey::generate(&mut rng);
+    let auth = key.auth_data_with_params(Some(KB_PASSPHRASE), KdfParams::MIN, &mut rng).unwrap();
+    let mut group = OutboundGroupSession::new();
+    let inbound = InboundGroupSession::from_session_key(&group.session_key()).unwrap();
+    let entry = key.encrypt_session(&account_id, &inbound, &kb_origin(), &mut rng);
+    let m0 = group.encrypt(b"history at index 0");
+    let m1 = group.encrypt(b"history at index 1");
+    json!({
+        "format": "kitsulan-crypto key backup fixture v1",
+        "recovery_key": s(&key.recovery_key()),
+        "auth_data": hex(&auth),
+        "session_id": s(&inbound.session_id()),
+        "session_entry": hex(&entry),
+        "megolm_0": hex(&m0),
+        "megolm_1": hex(&m1),
+    })
+}
+
+#[test]
+#[ignore = "writes tests/vectors/key-backup-v1.json; only for a deliberate format change"]
+fn write_key_backup_fixture() {
+    assert_eq!(std::env::var("KITSULAN_WRITE_VECTORS").as_deref(), Ok("1"), "set KITSULAN_WRITE_VECTORS=1");
+    let text = serde_json::to_string_pretty(&make_key_backup_fixture()).unwrap();
+    std::fs::write(KEY_BACKUP_FIXTURE, text + "\n").unwrap();
+}
+
+#[test]
+fn recorded_key_backup_restores_and_decrypts_history() {
+    let text = std::fs::read_to_string(KEY_BACKUP_FIXTURE)
+        .expect("tests/vectors/key-backup-v1.json is part of the crate");
+    let f: Value = serde_json::from_str(&text).unwrap();
+    let g = |k: &str| f[k].as_str().unwrap().to_owned();
+    let account_id: [u8; 16] = unhex(KB_ACCOUNT_ID).try_into().unwrap();
+    let key = BackupKey::from_passphrase(KB_PASSPHRASE, &unhex(&g("auth_data"))).unwrap();
+    assert_eq!(*key.recovery_key(), g("recovery_key"));
+    let mut restored =
+        key.decrypt_session(&account_id, &g("session_id"), &unhex(&g("session_entry"))).unwrap();
+    assert_eq!(restored.origin, kb_origin());
+    let d1 = restored.session.decrypt(&unhex(&g("megolm_1"))).unwrap();
+    assert_eq!((d1.plaintext.as_slice(), d1.message_index), (&b"history at index 1"[..], 1));
+    let d0 = restored.session.decrypt(&unhex(&g("megolm_0"))).unwrap();
+    assert_eq!((d0.plaintext.as_slice(), d0.message_index), (&b"history at index 0"[..], 0));
 }
 
 // ---------------------------------------------------------------- recorded fixture

@@ -1,7 +1,8 @@
 //! Native Rust and the WASM build (under Node 20) talk to each other: a full Olm + Megolm
-//! exchange in both directions, plus certificates, SAS, pairing, attachments and backups
-//! across the two builds, and a contact verification with native Rust on one side and the WASM
-//! build on the other (one state machine, two builds).
+//! exchange in both directions, plus certificates, SAS, pairing and attachments across the two
+//! builds, key backups (each build restores what the other backed up, and the errors carry
+//! their codes), and a contact verification with native Rust on one side and the WASM build on
+//! the other (one state machine, two builds).
 //!
 //! The WASM side is `crypto/wasm-tests/peer.mjs`, speaking JSON lines over stdio. It needs
 //! `crypto/pkg`, built by `crypto/build-wasm.sh`; if that is missing or older than the sources
@@ -17,14 +18,14 @@ use std::time::SystemTime;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use kitsulan_crypto::attachment::{AttachmentDecryptor, AttachmentEncryptor, AttachmentSecrets};
-use kitsulan_crypto::backup::{self, BackupKey};
+use kitsulan_crypto::backup::{self, BackupKey, SessionOrigin};
 use kitsulan_crypto::device::ClaimedKey;
 use kitsulan_crypto::megolm::{InboundGroupSession, OutboundGroupSession};
 use kitsulan_crypto::pairing::{self, PairingQr};
 use kitsulan_crypto::sas::SasVerification;
 use kitsulan_crypto::verification::{Identity, State, Verification};
 use kitsulan_crypto::{
-    AccountKey, DeviceAccount, OsRng, SignedFallbackKey, SignedOneTimeKey, verify_device_certificate,
+    AccountKey, DeviceAccount, Error, OsRng, SignedFallbackKey, SignedOneTimeKey, verify_device_certificate,
     verify_fallback_key, verify_one_time_key,
 };
 use serde_json::{Value, json};
@@ -238,7 +239,7 @@ fn olm_and_megolm_in_both_directions() {
 }
 
 #[test]
-fn certificates_sas_pairing_attachments_and_backups_across_builds() {
+fn certificates_sas_pairing_and_attachments_across_builds() {
     let mut wasm = Peer::spawn();
     let w = wasm.call(json!({"cmd": "init"}));
 
@@ -323,20 +324,141 @@ fn certificates_sas_pairing_attachments_and_backups_across_builds() {
         wasm.error_code(json!({"cmd": "attachmentDecrypt", "ciphertext": b64(&ct), "secrets": b64(&secrets.to_bytes()), "chunk": 3333})),
         "attachment_hash_mismatch"
     );
+}
 
-    // Backups: WASM derives (Argon2id, default parameters) and encrypts; native decrypts with
-    // the passphrase alone, and the other way round.
-    let b = wasm.call(json!({"cmd": "backupEncrypt", "passphrase": "correct horse battery", "plaintext": b64(b"room keys")}));
-    let (_key, pt) = backup::decrypt_with_passphrase(b"correct horse battery", &unb64(&b["blob"])).unwrap();
-    assert_eq!(&*pt, b"room keys");
+#[test]
+fn key_backup_across_builds() {
+    let mut wasm = Peer::spawn();
+    let account_id = [0x11; 16];
+    let (sender_account, sender_device, conversation) = ([0x21; 16], [0x22; 16], [0x23; 16]);
+
+    // --- WASM backs up (Argon2id at the default parameters), native restores. ---
+    let created = wasm.call(json!({"cmd": "keyBackupCreate", "passphrase": "correct horse battery",
+        "accountId": b64(&account_id), "accountKeySecret": b64(&[0x33; 32])}));
+    assert_eq!(created["hasPassphrase"], true);
+    let auth = unb64(&created["authData"]);
+    let recovery = created["recoveryKey"].as_str().unwrap();
+    let g = wasm.call(json!({"cmd": "megolmOutbound"}));
+    let entry = wasm.call(json!({"cmd": "keyBackupSession", "accountId": b64(&account_id),
+        "sessionKey": g["sessionKey"], "senderAccountId": b64(&sender_account),
+        "senderDeviceId": b64(&sender_device), "conversationId": b64(&conversation)}));
+    assert_eq!(entry["sessionId"], g["sessionId"]);
+    let m = wasm.call(json!({"cmd": "megolmEncrypt", "plaintext": b64(b"history from wasm")}));
+
+    let key = BackupKey::from_recovery_key(recovery).unwrap();
+    key.check(&auth).unwrap();
+    assert!(backup::has_passphrase(&auth).unwrap());
+    assert_eq!(*key.decrypt_identity(&account_id, &unb64(&created["identity"])).unwrap(), [0x33; 32]);
+    let mut restored =
+        key.decrypt_session(&account_id, g["sessionId"].as_str().unwrap(), &unb64(&entry["entry"])).unwrap();
     assert_eq!(
-        wasm.error_code(json!({"cmd": "backupDecrypt", "passphrase": "wrong", "blob": b["blob"]})),
+        restored.origin,
+        SessionOrigin {
+            sender_account_id: sender_account,
+            sender_device_id: sender_device,
+            conversation_id: Some(conversation)
+        }
+    );
+    assert_eq!(restored.session.decrypt(&unb64(&m["message"])).unwrap().plaintext, b"history from wasm");
+    let by_passphrase = BackupKey::from_passphrase(b"correct horse battery", &auth).unwrap();
+    assert_eq!(by_passphrase.recovery_key(), key.recovery_key());
+    assert_eq!(BackupKey::from_passphrase(b"correct horse", &auth).unwrap_err(), Error::WrongPassphrase);
+
+    // --- native backs up, WASM restores with the recovery key (typed loosely) or passphrase. ---
+    let key = BackupKey::generate(&mut OsRng::new());
+    let auth =
+        key.auth_data_with_params(Some(b"native pass"), backup::KdfParams::MIN, &mut OsRng::new()).unwrap();
+    let plain_auth = key.auth_data(None, &mut OsRng::new()).unwrap();
+    let identity = key.encrypt_identity(&account_id, &[0x44; 32], &mut OsRng::new());
+    let mut out = OutboundGroupSession::new();
+    let inbound = InboundGroupSession::from_session_key(&out.session_key()).unwrap();
+    let origin = SessionOrigin {
+        sender_account_id: sender_account,
+        sender_device_id: sender_device,
+        conversation_id: None,
+    };
+    let entry = key.encrypt_session(&account_id, &inbound, &origin, &mut OsRng::new());
+    let message = out.encrypt(b"history from native");
+    let typed = key.recovery_key().to_lowercase().replace(' ', "-");
+    let restore = |wasm: &mut Peer, how: Value| {
+        let mut request = json!({"cmd": "keyBackupRestore", "authData": b64(&auth),
+            "accountId": b64(&account_id), "identity": b64(&identity), "sessionId": out.session_id(),
+            "entry": b64(&entry), "message": b64(&message)});
+        for (k, v) in how.as_object().unwrap() {
+            request[k] = v.clone();
+        }
+        wasm.call(request)
+    };
+    for how in [json!({"recoveryKey": typed}), json!({"passphrase": "native pass"})] {
+        let r = restore(&mut wasm, how);
+        assert_eq!(r["recoveryKey"].as_str().unwrap(), key.recovery_key().as_str());
+        assert_eq!(r["pickledRecoveryKey"], r["recoveryKey"]);
+        assert_eq!(unb64(&r["bytes"]), *key.to_bytes());
+        assert_eq!(unb64(&r["seed"]), [0x44; 32]);
+        assert_eq!(unb64(&r["senderAccountId"]), sender_account);
+        assert_eq!(unb64(&r["senderDeviceId"]), sender_device);
+        assert_eq!(r["conversationId"], Value::Null);
+        assert_eq!(r["sessionId"], out.session_id());
+        assert_eq!(unb64(&r["plaintext"]), b"history from native");
+    }
+
+    // --- the errors the PWA shows, with their stable codes. ---
+    let recovery = key.recovery_key().to_string();
+    // A typo in the checksum characters (compact positions 52 and 53) is always caught.
+    let mut typo: Vec<u8> = recovery.bytes().filter(|b| *b != b' ').collect();
+    typo[52] = if typo[52] == b'A' { b'B' } else { b'A' };
+    let typo = String::from_utf8(typo).unwrap();
+    assert_eq!(
+        wasm.error_code(json!({"cmd": "keyBackupCheck", "recoveryKey": typo, "authData": b64(&auth)})),
+        "recovery_key_malformed"
+    );
+    let other = BackupKey::generate(&mut OsRng::new()).recovery_key().to_string();
+    assert_eq!(
+        wasm.error_code(json!({"cmd": "keyBackupCheck", "recoveryKey": other, "authData": b64(&auth)})),
+        "wrong_recovery_key"
+    );
+    assert_eq!(
+        wasm.error_code(
+            json!({"cmd": "keyBackupCheck", "recoveryKey": recovery, "authData": b64(&auth[..20])})
+        ),
+        "malformed_backup"
+    );
+    assert_eq!(
+        wasm.error_code(
+            json!({"cmd": "keyBackupPassphrase", "passphrase": "native pas", "authData": b64(&auth)})
+        ),
+        "wrong_passphrase"
+    );
+    assert_eq!(
+        wasm.error_code(
+            json!({"cmd": "keyBackupPassphrase", "passphrase": "native pass", "authData": b64(&plain_auth)})
+        ),
+        "no_passphrase"
+    );
+    let mut weak = auth.clone();
+    weak[39 + 6..39 + 10].copy_from_slice(&1024u32.to_be_bytes());
+    assert_eq!(
+        wasm.error_code(
+            json!({"cmd": "keyBackupPassphrase", "passphrase": "native pass", "authData": b64(&weak)})
+        ),
+        "backup_params_out_of_range"
+    );
+    let (_, other_session) = {
+        let o = OutboundGroupSession::new();
+        let i = InboundGroupSession::from_session_key(&o.session_key()).unwrap();
+        (o, i)
+    };
+    assert_eq!(
+        wasm.error_code(json!({"cmd": "keyBackupDecryptSession", "recoveryKey": recovery,
+            "accountId": b64(&account_id), "sessionId": other_session.session_id(), "entry": b64(&entry)})),
         "backup_decryption"
     );
-    let key = BackupKey::derive(b"native pass", [5; 16], backup::KdfParams::MIN).unwrap();
-    let blob = key.encrypt(b"native keys", &mut OsRng::new());
-    let d = wasm.call(json!({"cmd": "backupDecrypt", "passphrase": "native pass", "blob": b64(&blob)}));
-    assert_eq!(unb64(&d["plaintext"]), b"native keys");
+    let h = wasm.call(json!({"cmd": "hasPassphrase", "authData": b64(&plain_auth)}));
+    assert_eq!(h["hasPassphrase"], false);
+    assert_eq!(
+        wasm.error_code(json!({"cmd": "hasPassphrase", "authData": b64(b"KLBA")})),
+        "malformed_backup"
+    );
 }
 
 #[test]

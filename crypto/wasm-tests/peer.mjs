@@ -193,13 +193,60 @@ const commands = {
     d.finish();
     return { plaintext: b64(Buffer.concat(parts)) };
   },
-  // --- backup ---
-  backupEncrypt({ passphrase, plaintext }) {
-    const key = k.BackupKey.fromNewPassphrase(passphrase);
-    return { blob: b64(key.encrypt(bytes(plaintext))) };
+  // --- key backup v1 ---
+  keyBackupCreate({ passphrase, accountId, accountKeySecret }) {
+    const key = k.BackupKey.generate();
+    const authData = key.authData(passphrase ?? undefined);
+    const identity = key.encryptIdentity(bytes(accountId), bytes(accountKeySecret));
+    state.backupKey = key;
+    return { recoveryKey: key.recoveryKey(), authData: b64(authData), identity: b64(identity),
+      hasPassphrase: k.hasPassphrase(authData) };
   },
-  backupDecrypt({ passphrase, blob }) {
-    return { plaintext: b64(k.decryptBackupWithPassphrase(passphrase, bytes(blob))) };
+  keyBackupSession({ accountId, sessionKey, senderAccountId, senderDeviceId, conversationId }) {
+    const session = k.InboundGroupSession.fromSessionKey(bytes(sessionKey));
+    const entry = state.backupKey.encryptSession(bytes(accountId), session, bytes(senderAccountId),
+      bytes(senderDeviceId), bytes(conversationId ?? ""));
+    return { sessionId: session.sessionId, entry: b64(entry) };
+  },
+  // Restores with the recovery key or the passphrase: check, identity, one session, and a
+  // message decrypted with it; the key survives a pickle and a bytes round trip.
+  keyBackupRestore({ recoveryKey, passphrase, authData, accountId, identity, sessionId, entry, message }) {
+    const key = recoveryKey !== undefined
+      ? k.BackupKey.fromRecoveryKey(recoveryKey)
+      : k.BackupKey.fromPassphrase(passphrase, bytes(authData));
+    key.check(bytes(authData));
+    const seed = key.decryptIdentity(bytes(accountId), bytes(identity));
+    const restored = key.decryptSession(bytes(accountId), sessionId, bytes(entry));
+    const session = restored.takeSession();
+    const d = session.decrypt(bytes(message));
+    const again = k.BackupKey.fromBytes(
+      k.BackupKey.fromPickle(key.pickle(state.pickleKey), state.pickleKey).toBytes());
+    const conversationId = restored.conversationId;
+    return {
+      recoveryKey: key.recoveryKey(),
+      pickledRecoveryKey: again.recoveryKey(),
+      bytes: b64(key.toBytes()),
+      seed: b64(seed),
+      senderAccountId: b64(restored.senderAccountId),
+      senderDeviceId: b64(restored.senderDeviceId),
+      conversationId: conversationId === undefined ? null : b64(conversationId),
+      sessionId: session.sessionId,
+      plaintext: b64(d.plaintext),
+    };
+  },
+  keyBackupCheck({ recoveryKey, authData }) {
+    k.BackupKey.fromRecoveryKey(recoveryKey).check(bytes(authData));
+    return {};
+  },
+  keyBackupPassphrase({ passphrase, authData }) {
+    return { recoveryKey: k.BackupKey.fromPassphrase(passphrase, bytes(authData)).recoveryKey() };
+  },
+  keyBackupDecryptSession({ recoveryKey, accountId, sessionId, entry }) {
+    k.BackupKey.fromRecoveryKey(recoveryKey).decryptSession(bytes(accountId), sessionId, bytes(entry));
+    return {};
+  },
+  hasPassphrase({ authData }) {
+    return { hasPassphrase: k.hasPassphrase(bytes(authData)) };
   },
   ping() {
     return { pong: utf8(enc("pong")) };

@@ -4,18 +4,18 @@
 
 use std::sync::OnceLock;
 
-use kitsulan_crypto::backup::{BackupHeader, BackupKey, KdfParams};
+use kitsulan_crypto::backup::{BackupHeader, KdfParams, PassphraseKey};
 use libfuzzer_sys::fuzz_target;
 
-fn key() -> &'static BackupKey {
-    static K: OnceLock<BackupKey> = OnceLock::new();
-    K.get_or_init(|| BackupKey::derive(b"fuzz", [1; 16], KdfParams::MIN).unwrap())
+fn key() -> &'static PassphraseKey {
+    static K: OnceLock<PassphraseKey> = OnceLock::new();
+    K.get_or_init(|| PassphraseKey::derive(b"fuzz", [1; 16], KdfParams::MIN).unwrap())
 }
 
 fuzz_target!(|data: &[u8]| {
     let _ = BackupHeader::parse(data);
     let _ = key().decrypt(data);
-    if let Ok(k) = BackupKey::from_bytes(data) {
+    if let Ok(k) = PassphraseKey::from_bytes(data) {
         assert_eq!(&k.to_bytes()[..], data);
     }
 });
