@@ -12,7 +12,8 @@
 // - restore (a signed-in device without the account key): B from the recovery key or the
 //   passphrase, checked, then the account key, then every session, all decrypted before
 //   anything changes here; then the device is set up with that account key (its certificate
-//   signed and uploaded) and the sessions imported.
+//   signed and uploaded) and the sessions imported;
+// - adopt: a device linked by pairing keeps the B it received, once checked, and backs up too.
 import { BackupKey, hasPassphrase, type InboundGroupSession } from "kitsulan-crypto";
 import { keyBackupClient } from "../api";
 import { reasonOf } from "../errors";
@@ -169,6 +170,28 @@ async function forgetHere(): Promise<void> {
 async function keep(engine: E2ee, key: BackupKey, version: string): Promise<void> {
   const stored: StoredBackup = { version, key: engine.pickleBackupKey(key) };
   await db.put("crypto", STORED, stored);
+}
+
+/**
+ * Keeps a backup key this device received from another one (the pairing channel gives a linked
+ * device B: BackupKey.fromBytes), so it backs up its own new sessions too. Checked against the
+ * account's current backup first; false (and nothing kept) when there is none or B is not its
+ * key. Takes ownership of `key`. Backing up starts with attachBackup (App.tsx, on entering).
+ */
+export async function adoptBackupKey(engine: E2ee, key: BackupKey): Promise<boolean> {
+  try {
+    const backup = await currentBackup();
+    if (!backup) return false;
+    try {
+      key.check(backup.authData);
+    } catch {
+      return false;
+    }
+    await keep(engine, key, backup.version);
+    return true;
+  } finally {
+    key.free();
+  }
 }
 
 /** Every session entry of `version`, page by page. */
