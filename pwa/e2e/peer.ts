@@ -15,6 +15,9 @@ export interface PeerMessage {
   session_id: string;
   edited: boolean;
   text?: string;
+  file?: { name: string; size: number };
+  reaction?: { message_id: string; emoji: string; remove: boolean };
+  unsupported?: boolean;
   undecryptable?: string;
   deleted?: boolean;
   system?: number;

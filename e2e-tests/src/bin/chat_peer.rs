@@ -12,18 +12,25 @@
 //! | `add_device` | `as` (new name), `of` (an existing device's name), `password` | `device_id` (the person's next device, holding the same account key) |
 //! | `accept` | `as`, `conversation_id` | `{}` (accepts a request to join, if there is one) |
 //! | `conversations` | `as` | `conversations`: `[{id, title}]` |
-//! | `send` | `as`, `conversation_id`, `text` | `message_id` |
-//! | `edit` | `as`, `conversation_id`, `message_id`, `text` | `{}` |
+//! | `send` | `as`, `conversation_id`, `text` | `message_id` (a typed Content text) |
+//! | `edit` | `as`, `conversation_id`, `message_id`, `text` | `{}` (an Edit bound to `message_id`) |
+//! | `react` | `as`, `conversation_id`, `message_id`, `emoji` | `message_id` (a Reaction) |
+//! | `send_file` | `as`, `conversation_id`, `name`, `size` | `message_id`, `sha256` (hex of the plaintext: bytes made from a seed, encrypted and streamed up, the key in a FileContent) |
+//! | `download` | `as`, `conversation_id`, `message_id` | `name`, `size`, `sha256` (the file of that message, downloaded, its ciphertext hash checked, decrypted) |
 //! | `read_as` | `as`, `via` (another device), `conversation_id`, `message_id` | `text` or `undecryptable`: the message as `via` listed it, decrypted by `as` (a removed member trying the ciphertext) |
-//! | `history` | `as`, `conversation_id` | `messages`: `[{id, sender_account_id, sender_device_id, session_id, text?, undecryptable?, system?, deleted?}]` |
+//! | `history` | `as`, `conversation_id` | `messages`: `[{id, sender_account_id, sender_device_id, session_id, edited, text?, file?: {name, size}, reaction?: {message_id, emoji, remove}, unsupported?, undecryptable?, system?, deleted?}]` |
 //!
 //! Stderr carries errors' detail; the process ends at the end of stdin.
 
 use std::collections::HashMap;
 
 use anyhow::{Context as _, anyhow};
-use kitsulan_client::conversations::Content;
+use kitsulan_client::attachments::{FileSource, blob_url, download_decrypt, upload_encrypted};
+use kitsulan_client::content::{self, Body};
+use kitsulan_client::conversations::{Content, HistoryEntry};
 use kitsulan_client::e2ee::E2eeDevice;
+use kitsulan_crypto::attachment::AttachmentSecrets;
+use kitsulan_proto::v1::FileContent;
 use kitsulan_proto::v1::HistoryDirection;
 use serde_json::{Value, json};
 use std::io::{BufRead as _, Write as _};
@@ -102,8 +109,63 @@ impl Peer {
                 let text = field(command, "text")?.to_owned();
                 let device = &mut self.device(command)?.device;
                 device.receive().await?;
-                let posted = device.send_to_conversation(&conversation_id, text.as_bytes()).await?;
+                let plaintext = content::text(&text, "").map_err(|e| anyhow!("{e}"))?;
+                let posted = device.send_to_conversation(&conversation_id, &plaintext).await?;
                 Ok(json!({ "message_id": posted.message.id }))
+            }
+            "react" => {
+                let conversation_id = field(command, "conversation_id")?.to_owned();
+                let plaintext =
+                    content::reaction(field(command, "message_id")?, field(command, "emoji")?, false);
+                let device = &mut self.device(command)?.device;
+                device.receive().await?;
+                let posted = device.send_to_conversation(&conversation_id, &plaintext).await?;
+                Ok(json!({ "message_id": posted.message.id }))
+            }
+            "send_file" => {
+                let conversation_id = field(command, "conversation_id")?.to_owned();
+                let name = field(command, "name")?.to_owned();
+                let size =
+                    command.get("size").and_then(Value::as_u64).ok_or_else(|| anyhow!("missing size"))?;
+                let Device { url, device, .. } = self.device(command)?;
+                let source = FileSource::new(size, size);
+                let sha256 = hex(&source.clone().sha256());
+                let created = device.client.create_upload(&conversation_id, size, 0).await?;
+                let attachment = created.attachment.context("CreateUpload gave no attachment")?;
+                let request = created.upload.context("CreateUpload gave no upload")?;
+                let uploaded = upload_encrypted(url, &request, source).await?;
+                anyhow::ensure!(uploaded.status == 200, "PUT of the ciphertext: HTTP {}", uploaded.status);
+                device.client.complete_upload(&attachment.id).await?;
+                let secrets = uploaded.secrets.context("no secrets")?;
+                let file = FileContent {
+                    attachment_id: attachment.id.clone(),
+                    secrets: secrets.to_bytes().to_vec(),
+                    name,
+                    media_type: "application/octet-stream".to_owned(),
+                    size,
+                    ..FileContent::default()
+                };
+                device.receive().await?;
+                device.refresh_conversation(&conversation_id).await?;
+                let encrypted = device.prepare_message(&conversation_id, &content::file(file, "")).await?;
+                let mut request = encrypted.send_request("");
+                request.attachment_ids = vec![attachment.id];
+                let message = device.client.send_message(request).await?;
+                Ok(json!({ "message_id": message.id, "sha256": sha256 }))
+            }
+            "download" => {
+                let conversation_id = field(command, "conversation_id")?.to_owned();
+                let message_id = field(command, "message_id")?.to_owned();
+                let Device { url, device, .. } = self.device(command)?;
+                let history = device.read_history(&conversation_id).await?;
+                let entry = history.iter().find(|e| e.message.id == message_id).context("no such message")?;
+                let decoded = entry.decoded().context("not decrypted")?.map_err(|e| anyhow!("{e}"))?;
+                let file = decoded.file().context("not a file message")?;
+                let secrets = AttachmentSecrets::from_bytes(&file.secrets).map_err(|e| anyhow!("{e}"))?;
+                let download = device.client.download_url(&file.attachment_id).await?.download;
+                let got =
+                    download_decrypt(&blob_url(url, &download.context("no download")?), &secrets).await?;
+                Ok(json!({ "name": file.name, "size": got.len, "sha256": hex(&got.plaintext_sha256) }))
             }
             "edit" => {
                 let conversation_id = field(command, "conversation_id")?.to_owned();
@@ -138,31 +200,48 @@ impl Peer {
                 let conversation_id = field(command, "conversation_id")?.to_owned();
                 let device = &mut self.device(command)?.device;
                 let history = device.read_history(&conversation_id).await?;
-                let messages: Vec<Value> = history
-                    .iter()
-                    .map(|entry| {
-                        let m = &entry.message;
-                        let mut v = json!({
-                            "id": m.id,
-                            "sender_account_id": m.sender_account_id,
-                            "sender_device_id": m.sender_device_id,
-                            "session_id": String::from_utf8_lossy(&m.session_id),
-                            "edited": m.edited_at_ms != 0,
-                        });
-                        match &entry.content {
-                            Content::Text(bytes) => v["text"] = json!(String::from_utf8_lossy(bytes)),
-                            Content::Undecryptable(why) => v["undecryptable"] = json!(why),
-                            Content::Deleted => v["deleted"] = json!(true),
-                            Content::System(event) => v["system"] = json!(event.kind),
-                        }
-                        v
-                    })
-                    .collect();
+                let messages: Vec<Value> = history.iter().map(entry_json).collect();
                 Ok(json!({ "messages": messages }))
             }
             other => Err(anyhow!("unknown command {other:?}")),
         }
     }
+}
+
+/// Lower-case hex.
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// One message of a history as the test reads it.
+fn entry_json(entry: &HistoryEntry) -> Value {
+    let m = &entry.message;
+    let mut v = json!({
+        "id": m.id,
+        "sender_account_id": m.sender_account_id,
+        "sender_device_id": m.sender_device_id,
+        "session_id": String::from_utf8_lossy(&m.session_id),
+        "edited": m.edited_at_ms != 0,
+    });
+    match &entry.content {
+        Content::Text(_) => match entry.decoded() {
+            Some(Ok(decoded)) => match decoded.body {
+                Body::Text { text, .. } => v["text"] = json!(text),
+                Body::File(file) => v["file"] = json!({ "name": file.name, "size": file.size }),
+                Body::Reaction { message_id, emoji, remove } => {
+                    v["reaction"] = json!({ "message_id": message_id, "emoji": emoji, "remove": remove });
+                }
+                Body::Deletion { message_id } => v["deletion"] = json!(message_id),
+                Body::Unsupported => v["unsupported"] = json!(true),
+            },
+            Some(Err(e)) => v["undecryptable"] = json!(e.to_string()),
+            None => v["undecryptable"] = json!("not decrypted"),
+        },
+        Content::Undecryptable(why) => v["undecryptable"] = json!(why),
+        Content::Deleted => v["deleted"] = json!(true),
+        Content::System(event) => v["system"] = json!(event.kind),
+    }
+    v
 }
 
 #[tokio::main(flavor = "current_thread")]

@@ -22,6 +22,7 @@
 // pickle key. Operations run one at a time (they advance ratchets), each persisting what it changed.
 import init, {
   AccountKey,
+  BackupKey,
   DeviceAccount,
   InboundGroupSession,
   OlmSession,
@@ -108,6 +109,16 @@ interface StoredInbound {
   conversationId: string | null;
 }
 
+/** An inbound Megolm session with what it is bound to (for the key backup, crypto/backup.ts). */
+export interface InboundRecord {
+  sessionId: string;
+  senderAccountId: string;
+  senderDeviceId: string;
+  conversationId: string | null;
+  /** Owned by the engine: use it at once, never keep or free it. */
+  session: InboundGroupSession;
+}
+
 /** What a call signal's payload is bound to: conversation id (16) || call id (16) || action (1). */
 export function callContext(conversationId: string, callId: string, action: number): Uint8Array {
   const out = new Uint8Array(33);
@@ -137,6 +148,11 @@ export class E2ee implements Sealer {
   private verified = new Map<string, Uint8Array>();
   /** Accounts whose key changed after this device had verified them. */
   private verifiedThenChanged = new Set<string>();
+  /**
+   * Called after a new inbound session is stored (the key backup queues it; it must not throw
+   * nor keep `session`). Not called for sessions imported from the backup.
+   */
+  onInboundStored: ((record: InboundRecord) => void) | null = null;
 
   private constructor(
     readonly accountId: string,
@@ -347,6 +363,78 @@ export class E2ee implements Sealer {
       conversationId: i.conversationId,
     };
     await db.put("crypto", `in:${key}`, stored);
+    const hook = this.onInboundStored;
+    if (hook && this.inbound.get(key) === i) {
+      try {
+        hook(this.record(key, i));
+      } catch (err) {
+        console.warn("the key backup did not take a session", err);
+      }
+    }
+  }
+
+  private record(key: string, i: Inbound): InboundRecord {
+    const bar = key.indexOf("|");
+    return {
+      sessionId: key.slice(bar + 1),
+      senderAccountId: i.senderAccountId,
+      senderDeviceId: key.slice(0, bar),
+      conversationId: i.conversationId,
+      session: i.session,
+    };
+  }
+
+  /** Every inbound session this device holds (for a full backup upload; see InboundRecord). */
+  inboundSessions(): InboundRecord[] {
+    return [...this.inbound].map(([key, i]) => this.record(key, i));
+  }
+
+  /**
+   * Imports sessions restored from the key backup, bound as they were backed up (sending
+   * device, its account, the conversation), so decrypt() checks them as any shared key. A
+   * session already held is kept (and the imported one freed). Returns how many were new.
+   */
+  importBackedUp(
+    records: Array<{
+      senderAccountId: string;
+      senderDeviceId: string;
+      conversationId: string | null;
+      session: InboundGroupSession;
+    }>,
+  ): Promise<number> {
+    return this.run(async () => {
+      let batch: Array<[string, StoredInbound]> = [];
+      let added = 0;
+      for (const r of records) {
+        const key = `${r.senderDeviceId}|${r.session.sessionId}`;
+        if (this.inbound.has(key)) {
+          r.session.free();
+          continue;
+        }
+        this.inbound.set(key, { session: r.session, senderAccountId: r.senderAccountId, conversationId: r.conversationId });
+        batch.push([
+          `in:${key}`,
+          { pickle: r.session.pickle(this.pickleKey), senderAccountId: r.senderAccountId, conversationId: r.conversationId },
+        ]);
+        added++;
+        if (batch.length >= 500) {
+          await db.putMany("crypto", batch);
+          batch = [];
+        }
+      }
+      if (batch.length > 0) await db.putMany("crypto", batch);
+      return added;
+    });
+  }
+
+  /** The backup key pickled under this device's pickle key (kept in IndexedDB by backup.ts). */
+  pickleBackupKey(key: BackupKey): string {
+    return key.pickle(this.pickleKey);
+  }
+
+  /** A backup key pickled by pickleBackupKey (throws when it does not open). */
+  unpickleBackupKey(pickle: string): BackupKey {
+    return BackupKey.fromPickle(pickle, this.pickleKey);
   }
 
   /** Uploads the certificate (first time), `count` one-time keys and, the first time, a fallback key. */
