@@ -41,6 +41,7 @@
 
 mod error;
 mod id;
+mod legacy;
 mod records;
 mod store;
 mod types;
@@ -61,6 +62,7 @@ use crate::{PickleKey, verify_device_certificate};
 
 pub use error::Error;
 pub use id::Id;
+pub use legacy::{Legacy, LegacyInbound, LegacyOutbound};
 pub use records::Change;
 pub use store::{MemoryStore, Store};
 pub use types::{

@@ -964,3 +964,135 @@ fn a_share_made_but_not_confirmed_still_rotates_when_a_member_leaves() {
         assert_eq!(w.read(carol, &msg).unwrap_err().reason, UndecryptableReason::MissingKey);
     });
 }
+
+/// What the old engine.ts would have stored for device `i`, made from the machine's own state
+/// (the pickles are the same crate objects the old engine pickled), with the old names and keys.
+fn legacy_of(w: &mut World, i: usize, drop_list_of: Option<Id>) -> Legacy {
+    let pk = w.devs[i].pickle_key.clone();
+    let m = w.m(i);
+    let mut legacy = Legacy {
+        account_id: Some(m.account_id),
+        device_id: Some(m.device_id),
+        device_pickle: m.account.pickle(&pk),
+        account_key_pickle: m.account_key.as_ref().map(|k| k.pickle(&pk, &mut OsRng::new())),
+        certificate_uploaded: m.certificate_uploaded,
+        ..Legacy::default()
+    };
+    for (account, person) in &m.people {
+        if let Some(k) = person.pinned {
+            legacy.pinned.push((*account, k.to_vec()));
+        }
+        if let Some(k) = person.verified {
+            legacy.verified.push((*account, k.to_vec()));
+        }
+        if person.changed_after_verification {
+            legacy.verified_then_changed.push(*account);
+        }
+        if let Some(devices) = &person.devices
+            && drop_list_of != Some(*account)
+        {
+            legacy.devices.push((*account, devices.clone()));
+        }
+    }
+    legacy.peers = m.peers.values().copied().collect();
+    for (device, sessions) in &m.olm {
+        legacy.olm.push((*device, sessions.iter().map(|s| s.pickle(&pk)).collect()));
+    }
+    for (conversation, o) in &m.outbound {
+        legacy.outbound.push(LegacyOutbound {
+            conversation_id: *conversation,
+            pickle: o.session.pickle(&pk),
+            shared_with: o.shared_with.iter().copied().collect(),
+            created_at_ms: o.created_at_ms,
+        });
+    }
+    for ((device, session_id), i) in &m.inbound {
+        legacy.inbound.push(LegacyInbound {
+            key: format!("{device}|{session_id}"),
+            pickle: i.session.pickle(&pk, &mut OsRng::new()),
+            sender_account_id: i.sender_account,
+            conversation_id: i.conversation,
+        });
+        for (index, message) in &i.seen {
+            legacy.seen.push((format!("{device}|{session_id}|{index}"), *message));
+        }
+    }
+    legacy.taken = m.taken.iter().copied().collect();
+    legacy
+}
+
+#[test]
+fn the_old_engines_state_is_imported_once_and_keeps_working() {
+    let mut w = World::new(true);
+    let (alice, bob) = (w.sign_up(), w.sign_up());
+    let (a, b) = (w.account(alice), w.account(bob));
+    let conversation = Id::new_v7(w.tick());
+    let (from_alice, _, _) = w.send(alice, conversation, &[a, b], "before the update");
+    w.receive(bob);
+    let (from_bob, _, _) = w.send(bob, conversation, &[a, b], "hi alice");
+    w.receive(alice);
+    assert_eq!(w.read(alice, &from_bob).unwrap(), "hi alice");
+    let pinned = w.m(alice).pinned_account_key(b).unwrap();
+    assert!(w.m(alice).mark_verified(b, pinned));
+
+    // Alice's browser updates: the old records become the machine's (Bob's list was dropped by
+    // an announced change, so it is kept but listed again before the next share).
+    let legacy = legacy_of(&mut w, alice, Some(b));
+    let pk = w.devs[alice].pickle_key.clone();
+    let mut imported = Machine::import_legacy(pk.clone(), Config::default(), legacy.clone()).unwrap();
+    let mut store = MemoryStore::new();
+    store.apply(&imported.take_changes()).unwrap();
+    w.devs[alice].store = store;
+    w.devs[alice].machine = Some(Machine::restore(pk.clone(), Config::default(), w.devs[alice].store.load_all().unwrap()).unwrap());
+
+    let m = w.m(alice);
+    assert!(m.is_ready());
+    assert!(m.is_verified(b));
+    assert_eq!(m.devices_to_query(&[a, b]), vec![b]);
+    assert_eq!(m.devices_of(b).len(), 1);
+    // History reads, the replay record came along.
+    assert_eq!(w.read(alice, &from_alice).unwrap(), "before the update");
+    assert_eq!(w.read(alice, &from_bob).unwrap(), "hi alice");
+    let mut replay = from_bob.clone();
+    replay.id = Id::new_v7(w.tick());
+    assert_eq!(w.read(alice, &replay).unwrap_err().reason, UndecryptableReason::Replayed);
+    // The same Olm and Megolm sessions go on: no new share for the same devices.
+    let (next, share, _) = w.send(alice, conversation, &[a, b], "after the update");
+    assert!(!share.rotated && share.messages.is_empty());
+    assert_eq!(w.read(bob, &next).unwrap(), "after the update");
+    let (reply, _, _) = w.send(bob, conversation, &[a, b], "still here");
+    assert_eq!(w.read(alice, &reply).unwrap(), "still here");
+    // Bob's key changing is still refused, with the stronger warning.
+    let new_key = AccountKey::generate(&mut OsRng::new()).public_key();
+    w.account_keys.insert(b, new_key);
+    assert_eq!(
+        w.sync(alice, &[b]).pop().unwrap(),
+        Err(Error::AccountKeyChanged { account_id: b, verified_before: true })
+    );
+
+    // Anything that does not open: an error naming the old record, no machine.
+    let mut broken = legacy.clone();
+    broken.inbound[0].pickle.push('x');
+    assert!(matches!(
+        Machine::import_legacy(pk.clone(), Config::default(), broken),
+        Err(Error::MalformedRecord(name)) if name.starts_with("legacy in:")
+    ));
+    let mut foreign = legacy.clone();
+    let other = foreign.inbound[1].key.clone();
+    foreign.inbound[0].key = other;
+    assert!(Machine::import_legacy(pk.clone(), Config::default(), foreign).is_err());
+    let mut wrong_key = legacy.clone();
+    wrong_key.pinned[0].1.pop();
+    assert!(Machine::import_legacy(pk.clone(), Config::default(), wrong_key).is_err());
+    assert_eq!(
+        Machine::import_legacy(PickleKey::generate(&mut OsRng::new()), Config::default(), legacy).unwrap_err(),
+        Error::MalformedRecord("legacy device".into())
+    );
+}
+
+#[test]
+fn legacy_olm_lists_keep_the_first_and_the_latest_sessions() {
+    let kept = legacy::keep_olm((0..12).collect());
+    assert_eq!(kept, vec![0, 5, 6, 7, 8, 9, 10, 11]);
+    assert_eq!(legacy::keep_olm(vec![1, 2]), vec![1, 2]);
+}
