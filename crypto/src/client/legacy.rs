@@ -223,6 +223,7 @@ impl Machine {
                     sender_account: i.sender_account_id,
                     conversation: i.conversation_id,
                     seen: BTreeMap::new(),
+                    backed_up: false,
                 },
             );
         }
@@ -270,6 +271,7 @@ impl Machine {
             requests: BTreeMap::new(),
             taken,
             dirty,
+            backup_pending: BTreeMap::new(),
         })
     }
 }

@@ -1096,3 +1096,182 @@ fn legacy_olm_lists_keep_the_first_and_the_latest_sessions() {
     assert_eq!(kept, vec![0, 5, 6, 7, 8, 9, 10, 11]);
     assert_eq!(legacy::keep_olm(vec![1, 2]), vec![1, 2]);
 }
+
+/// The session entries the device has not backed up yet, as a server would store them (by
+/// session id), marked as backed up.
+fn back_up(w: &mut World, i: usize, key: &crate::backup::BackupKey, server: &mut BTreeMap<String, Vec<u8>>) {
+    loop {
+        let batch = w.m(i).sessions_to_back_up(key, 2);
+        if batch.is_empty() {
+            break;
+        }
+        let ids: Vec<String> = batch.iter().map(|(id, _)| id.clone()).collect();
+        server.extend(batch);
+        w.m(i).mark_backed_up(&ids);
+        w.step(i);
+    }
+}
+
+#[test]
+fn a_device_restored_from_the_backup_reads_the_history() {
+    use crate::backup::BackupKey;
+    both(|restore| {
+        let mut w = World::new(restore);
+        let (alice, bob) = (w.sign_up(), w.sign_up());
+        let (a, b) = (w.account(alice), w.account(bob));
+        let conversation = Id::new_v7(w.tick());
+        let key = BackupKey::generate(&mut OsRng::new());
+        let identity =
+            key.encrypt_identity(a.as_bytes(), &w.m(alice).account_key_secret().unwrap(), &mut OsRng::new());
+        let mut server = BTreeMap::new();
+
+        let (first, _, _) = w.send(alice, conversation, &[a, b], "from alice");
+        let (second, _, _) = w.send(bob, conversation, &[a, b], "from bob");
+        w.receive(alice);
+        w.receive(bob);
+        back_up(&mut w, alice, &key, &mut server);
+        assert_eq!(server.len(), 2, "alice's own session and bob's");
+        assert_eq!(w.m(alice).sessions_not_backed_up(), 0);
+        assert!(w.m(alice).sessions_to_back_up(&key, 10).is_empty(), "marked sessions do not go again");
+
+        // A new session later: only it goes.
+        let other = Id::new_v7(w.tick());
+        let (third, _, _) = w.send(bob, other, &[a, b], "elsewhere");
+        w.receive(alice);
+        let batch = w.m(alice).sessions_to_back_up(&key, 10);
+        assert_eq!(batch.len(), 1);
+        assert_eq!(batch[0].0.as_bytes(), third.session_id.as_slice());
+        // Handed out, then the key rotated before the upload finished: not marked.
+        w.m(alice).reset_backed_up();
+        w.m(alice).mark_backed_up(&[batch[0].0.clone()]);
+        w.step(alice);
+        assert_eq!(w.m(alice).sessions_not_backed_up(), 3, "after a reset everything goes again");
+        back_up(&mut w, alice, &key, &mut server);
+        assert_eq!(server.len(), 3);
+
+        // A brand-new device of alice: the account key from the identity blob, then every entry.
+        let secret = key.decrypt_identity(a.as_bytes(), &identity).unwrap();
+        let restored = w.new_device(a, AccountKey::from_secret_bytes(&secret));
+        for m in [&first, &second] {
+            assert_eq!(w.read(restored, m).unwrap_err().reason, UndecryptableReason::MissingKey);
+        }
+        for (session_id, entry) in &server {
+            let imported = w.m(restored).import_backed_up(&key, session_id, entry).unwrap();
+            assert!(imported.stored);
+            assert_eq!(imported.session_id, *session_id);
+            w.step(restored);
+        }
+        assert_eq!(w.read(restored, &first).unwrap(), "from alice");
+        assert_eq!(w.read(restored, &second).unwrap(), "from bob");
+        assert_eq!(w.read(restored, &third).unwrap(), "elsewhere");
+        // Imported sessions are in the backup already.
+        assert_eq!(w.m(restored).sessions_not_backed_up(), 0);
+        // The binding came along: moved to another conversation, refused.
+        let mut moved = second.clone();
+        moved.conversation = Id::new_v7(w.tick());
+        assert_eq!(w.read(restored, &moved).unwrap_err().reason, UndecryptableReason::SharedForSomethingElse);
+        // Importing again keeps what is held.
+        let (session_id, entry) = server.iter().next().unwrap();
+        let again = w.m(restored).import_backed_up(&key, session_id, entry).unwrap();
+        assert!(!again.stored);
+    });
+}
+
+#[test]
+fn backup_entries_of_another_account_or_session_or_key_are_refused_and_change_nothing() {
+    use crate::backup::BackupKey;
+    both(|restore| {
+        let mut w = World::new(restore);
+        let (alice, bob) = (w.sign_up(), w.sign_up());
+        let (a, b) = (w.account(alice), w.account(bob));
+        let conversation = Id::new_v7(w.tick());
+        let key = BackupKey::generate(&mut OsRng::new());
+        let mut server = BTreeMap::new();
+        let (msg, _, _) = w.send(alice, conversation, &[a, b], "one");
+        let other = Id::new_v7(w.tick());
+        w.send(alice, other, &[a, b], "two");
+        back_up(&mut w, alice, &key, &mut server);
+        let mut entries = server.iter();
+        let (id1, entry1) = entries.next().unwrap();
+        let (id2, _) = entries.next().unwrap();
+
+        // Bob's device (another account) with the very key: the entry does not open.
+        assert_eq!(
+            w.m(bob).import_backed_up(&key, id1, entry1),
+            Err(Error::Crypto(crate::Error::BackupDecryption))
+        );
+        assert!(!w.m(bob).has_changes());
+        assert_eq!(w.read(bob, &msg).unwrap_err().reason, UndecryptableReason::MissingKey);
+
+        let alice2 = w.add_device(alice);
+        // Stored under another session id (the server swapped entries): refused.
+        assert_eq!(
+            w.m(alice2).import_backed_up(&key, id2, entry1),
+            Err(Error::Crypto(crate::Error::BackupDecryption))
+        );
+        // Another backup key: refused.
+        let wrong = BackupKey::generate(&mut OsRng::new());
+        assert_eq!(
+            w.m(alice2).import_backed_up(&wrong, id1, entry1),
+            Err(Error::Crypto(crate::Error::BackupDecryption))
+        );
+        // Truncated or flipped: refused.
+        assert!(w.m(alice2).import_backed_up(&key, id1, &entry1[..entry1.len() - 1]).is_err());
+        let mut flipped = entry1.clone();
+        let last = flipped.len() - 1;
+        flipped[last] ^= 1;
+        assert!(w.m(alice2).import_backed_up(&key, id1, &flipped).is_err());
+        assert!(!w.m(alice2).has_changes());
+        assert_eq!(w.m(alice2).sessions_not_backed_up(), 0);
+    });
+}
+
+#[test]
+fn a_backed_up_session_never_rebinds_a_session_held() {
+    use crate::backup::{BackupKey, SessionOrigin};
+    both(|restore| {
+        let mut w = World::new(restore);
+        let (alice, bob) = (w.sign_up(), w.sign_up());
+        let (a, b) = (w.account(alice), w.account(bob));
+        let conversation = Id::new_v7(w.tick());
+        let (msg, _, _) = w.send(alice, conversation, &[a, b], "bound");
+        w.receive(bob);
+        let key = BackupKey::generate(&mut OsRng::new());
+        let session_id = String::from_utf8(msg.session_id.clone()).unwrap();
+        let (alice_device, bob_device) = (w.device(alice), w.device(bob));
+        // Bob's backup, written by a modified client: alice's session claimed for another
+        // conversation, or claimed as sent by bob's account from alice's device.
+        let held = &w.m(bob).inbound[&(alice_device, session_id.clone())].session;
+        let mut rng = OsRng::new();
+        let elsewhere = SessionOrigin {
+            sender_account_id: a.0,
+            sender_device_id: alice_device.0,
+            conversation_id: Some(Id::new_v7(1).0),
+        };
+        let moved = key.encrypt_session(b.as_bytes(), held, &elsewhere, &mut rng);
+        let wrong_owner = SessionOrigin {
+            sender_account_id: b.0,
+            sender_device_id: alice_device.0,
+            conversation_id: Some(conversation.0),
+        };
+        let reattributed = key.encrypt_session(b.as_bytes(), held, &wrong_owner, &mut rng);
+        let own_device = SessionOrigin {
+            sender_account_id: a.0,
+            sender_device_id: bob_device.0,
+            conversation_id: Some(conversation.0),
+        };
+        let as_own = key.encrypt_session(b.as_bytes(), held, &own_device, &mut rng);
+        let _ = w.m(bob).take_changes();
+        assert_eq!(w.m(bob).import_backed_up(&key, &session_id, &moved), Err(Error::BackupSessionConflict));
+        assert!(matches!(
+            w.m(bob).import_backed_up(&key, &session_id, &reattributed),
+            Err(Error::DeviceOfAnotherAccount { .. })
+        ));
+        assert!(matches!(
+            w.m(bob).import_backed_up(&key, &session_id, &as_own),
+            Err(Error::DeviceOfAnotherAccount { .. })
+        ));
+        assert!(!w.m(bob).has_changes());
+        assert_eq!(w.read(bob, &msg).unwrap(), "bound");
+    });
+}

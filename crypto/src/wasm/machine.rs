@@ -8,7 +8,7 @@
 use js_sys::{Array, Object, Reflect};
 use wasm_bindgen::prelude::*;
 
-use super::{JsResult, WasmSignedKey, pickle_key};
+use super::{JsResult, WasmBackupKey, WasmSignedKey, pickle_key};
 use crate::AccountKey;
 use crate::client::{
     CallContext, Config, Error, GroupMessage, Id, Legacy, LegacyInbound, LegacyOutbound, Machine, MissingKey,
@@ -123,6 +123,12 @@ export type MachineReceived =
   | { kind: "keyRequest"; from: MachinePeer; sessionId: string; answer: MachineToDevice }
   | { kind: "forwardedKey"; from: MachinePeer; key: MachineMissingKey }
   | { kind: "refused"; reason: string; message: string };
+/** A session entry for the key backup (`PutBackupSessions`). */
+export interface MachineBackupEntry { sessionId: string; data: Uint8Array }
+/** A session imported from the key backup; `stored` is false when the session held was as good. */
+export interface MachineImported {
+  sessionId: string; senderAccountId: string; senderDeviceId: string; conversationId?: string; stored: boolean;
+}
 export type MachineDecrypted =
   | { ok: true; plaintext: Uint8Array; messageIndex: number; senderVerified: boolean }
   | { ok: false; reason: string; message: string; missing?: MachineMissingKey };
@@ -643,6 +649,63 @@ impl WasmMachine {
         self.inner
             .decrypt_call_payload(id(sender_account)?, id(sender_device)?, &context, ciphertext)
             .map_err(client_error)
+    }
+
+    /// Up to `limit` inbound sessions not backed up yet, encrypted under `backupKey`:
+    /// `[{ sessionId, data }]`. Upload them, then `markBackedUp` the ids the server took.
+    #[wasm_bindgen(js_name = sessionsToBackUp, unchecked_return_type = "MachineBackupEntry[]")]
+    pub fn sessions_to_back_up(&mut self, backup_key: &WasmBackupKey, limit: usize) -> Array {
+        self.inner
+            .sessions_to_back_up(&backup_key.inner, limit)
+            .iter()
+            .map(|(session_id, data)| {
+                let o = Object::new();
+                set(&o, "sessionId", session_id.clone());
+                set(&o, "data", bytes(data));
+                JsValue::from(o)
+            })
+            .collect()
+    }
+
+    /// The server took the entries of these sessions.
+    #[wasm_bindgen(js_name = markBackedUp)]
+    pub fn mark_backed_up(&mut self, session_ids: Vec<String>) {
+        self.inner.mark_backed_up(&session_ids);
+    }
+
+    /// Every session goes to the backup again (a new backup key or version).
+    #[wasm_bindgen(js_name = resetBackedUp)]
+    pub fn reset_backed_up(&mut self) {
+        self.inner.reset_backed_up();
+    }
+
+    /// How many sessions are not backed up yet.
+    #[wasm_bindgen(js_name = sessionsNotBackedUp)]
+    pub fn sessions_not_backed_up(&self) -> usize {
+        self.inner.sessions_not_backed_up()
+    }
+
+    /// Imports the backup entry stored under `sessionId` (of this account's backup); throws
+    /// `backup_decryption` / `malformed_backup` / `backup_session_conflict` /
+    /// `device_of_another_account` with nothing changed.
+    #[wasm_bindgen(js_name = importBackedUp, unchecked_return_type = "MachineImported")]
+    pub fn import_backed_up(
+        &mut self,
+        backup_key: &WasmBackupKey,
+        session_id: &str,
+        data: &[u8],
+    ) -> JsResult<Object> {
+        let imported =
+            self.inner.import_backed_up(&backup_key.inner, session_id, data).map_err(client_error)?;
+        let o = Object::new();
+        set(&o, "sessionId", imported.session_id);
+        set(&o, "senderAccountId", imported.sender_account_id.to_string());
+        set(&o, "senderDeviceId", imported.sender_device_id.to_string());
+        if let Some(c) = imported.conversation_id {
+            set(&o, "conversationId", c.to_string());
+        }
+        set(&o, "stored", imported.stored);
+        Ok(o)
     }
 }
 
