@@ -341,7 +341,8 @@ pub struct Posted {
 /// What a message of the history says to this device.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Content {
-    /// Decrypted.
+    /// Decrypted: the plaintext as it was encrypted (read it with [`crate::content::decode`],
+    /// or [`HistoryEntry::decoded`]).
     Text(Vec<u8>),
     /// Deleted (no ciphertext any more).
     Deleted,
@@ -362,12 +363,18 @@ pub struct HistoryEntry {
 }
 
 impl HistoryEntry {
-    /// The plaintext as text, if decrypted.
-    pub fn text(&self) -> Option<String> {
+    /// What the decrypted plaintext says (typed Content, or a legacy text or attachment JSON);
+    /// `None` when it did not decrypt.
+    pub fn decoded(&self) -> Option<Result<crate::content::Decoded, crate::content::ContentError>> {
         match &self.content {
-            Content::Text(plaintext) => Some(String::from_utf8_lossy(plaintext).into_owned()),
+            Content::Text(plaintext) => Some(crate::content::decode(plaintext, &self.message.id)),
             _ => None,
         }
+    }
+
+    /// The text, if it decrypted to a text (typed, legacy, or an edit of this message).
+    pub fn text(&self) -> Option<String> {
+        self.decoded()?.ok()?.text().map(str::to_owned)
     }
 }
 

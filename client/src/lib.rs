@@ -13,6 +13,8 @@
 //! - [`totp`]: the authenticator app.
 //! - [`e2ee`]: a device doing end-to-end encryption (keys, Olm, Megolm, pairing).
 //! - [`conversations`]: conversations and their E2EE messages (sending, history, decrypting).
+//! - [`content`]: what a message says (the typed `Content` inside the plaintext), as the PWA
+//!   writes and reads it.
 //! - [`gateway`]: the real-time gateway (WebSocket client, live inbox with dedupe and resume).
 //! - [`calls`]: call signals, TURN credentials, coturn's client and server.
 //! - [`attachments`]: encrypted files, streamed uploads and downloads, a real S3 server.
@@ -24,6 +26,7 @@ pub mod attachments;
 pub mod avatars;
 pub mod calls;
 pub mod client;
+pub mod content;
 pub mod conversations;
 pub mod e2ee;
 pub mod gateway;

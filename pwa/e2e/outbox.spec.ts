@@ -135,7 +135,8 @@ test("messages written offline or while the server is down arrive once, in order
   await expectOnceInOrder(alice, order);
   await expect(alice.getByRole("log").getByRole("img", { name: "Sending" })).toHaveCount(0);
 
-  // A message the server refuses for good (over 64 KiB): "Not sent" with the reason at once.
+  // A message that can never go (over 16,000 characters: refused before it is encrypted, as the
+  // server would refuse its ciphertext): "Not sent" with the reason at once.
   const huge = `m8 too large ${"x".repeat(70_000)}`;
   await alice.getByRole("textbox", { name: "Message" }).fill(huge);
   await alice.getByRole("textbox", { name: "Message" }).press("Enter");

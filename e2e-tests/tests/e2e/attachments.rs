@@ -22,13 +22,14 @@ use kitsulan_client::attachments::{
     BlobServer, FileSource, Store, blob_url, download_decrypt, files_named, get_status, memory_kib, put,
     put_bytes, upload_encrypted,
 };
+use kitsulan_client::content;
 use kitsulan_client::e2ee::E2eeDevice;
 use kitsulan_client::gateway::LiveInbox;
 use kitsulan_client::people::person;
 use kitsulan_client::scan::scan_for_plaintexts_with;
 use kitsulan_crypto::attachment::AttachmentSecrets;
 use kitsulan_proto::v1::event::Body;
-use kitsulan_proto::v1::{AttachmentChange, BlobRequest, Event};
+use kitsulan_proto::v1::{AttachmentChange, BlobRequest, Event, FileContent};
 
 /// How long a live event or a sweep may take.
 const WAIT: Duration = Duration::from_secs(15);
@@ -79,14 +80,18 @@ async fn upload(
     Sent { id: attachment.id, secrets: uploaded.secrets.unwrap() }
 }
 
-/// Alice's app: the message that carries the attachment, its key inside the E2EE content.
+/// Alice's app: the message that carries the attachment, its key inside the E2EE content (a
+/// typed FileContent, as the PWA writes it).
 async fn send_with(alice: &mut E2eeDevice, conversation: &str, sent: &Sent) -> String {
-    let content = format!(
-        "{{\"attachment\":\"{}\",\"secrets\":\"{}\",\"name\":\"holiday photos.bin\"}}",
-        sent.id,
-        STANDARD.encode(&*sent.secrets.to_bytes())
-    );
-    let encrypted = alice.prepare_message(conversation, content.as_bytes()).await.unwrap();
+    let file = FileContent {
+        attachment_id: sent.id.clone(),
+        secrets: sent.secrets.to_bytes().to_vec(),
+        name: "holiday photos.bin".to_owned(),
+        media_type: "application/octet-stream".to_owned(),
+        ..FileContent::default()
+    };
+    let plaintext = content::file(file, "");
+    let encrypted = alice.prepare_message(conversation, &plaintext).await.unwrap();
     let mut request = encrypted.send_request("");
     request.attachment_ids = vec![sent.id.clone()];
     alice.client.send_message(request).await.unwrap().id
@@ -95,10 +100,23 @@ async fn send_with(alice: &mut E2eeDevice, conversation: &str, sent: &Sent) -> S
 /// Bob's app: the newest message's attachment id and secrets, decrypted.
 async fn received(bob: &mut E2eeDevice, conversation: &str) -> (String, AttachmentSecrets) {
     let history = bob.read_history(conversation).await.unwrap();
-    let text = history.last().and_then(|e| e.text()).expect("a decrypted message");
-    let json: serde_json::Value = serde_json::from_str(&text).unwrap();
-    let secrets = STANDARD.decode(json["secrets"].as_str().unwrap()).unwrap();
-    (json["attachment"].as_str().unwrap().to_owned(), AttachmentSecrets::from_bytes(&secrets).unwrap())
+    let decoded = history.last().and_then(|e| e.decoded()).expect("a decrypted message").unwrap();
+    let file = decoded.file().expect("a file message");
+    assert_eq!(file.name, "holiday photos.bin");
+    (file.attachment_id.clone(), AttachmentSecrets::from_bytes(&file.secrets).unwrap())
+}
+
+/// An older client's attachment message: the JSON of docs/attachments.md, no typed Content.
+async fn send_legacy(alice: &mut E2eeDevice, conversation: &str, sent: &Sent) -> String {
+    let json = format!(
+        "{{\"attachment\":\"{}\",\"secrets\":\"{}\",\"name\":\"old.bin\"}}",
+        sent.id,
+        STANDARD.encode(&*sent.secrets.to_bytes())
+    );
+    let encrypted = alice.prepare_message(conversation, json.as_bytes()).await.unwrap();
+    let mut request = encrypted.send_request("");
+    request.attachment_ids = vec![sent.id.clone()];
+    alice.client.send_message(request).await.unwrap().id
 }
 
 /// The same URL with one character of the signature changed.
@@ -161,6 +179,38 @@ async fn round_trip(store: Store) {
     // Bob's device: decrypt the message, download, check the hash, decrypt the file.
     let (id, secrets) = received(&mut bob, &conversation).await;
     assert_eq!(id, sent.id);
+    // What an older client sent still reads as the same file; a text that looks like that
+    // JSON, sent as a typed text, is text (and names no attachment).
+    let legacy = send_legacy(&mut alice, &conversation, &sent).await;
+    let json = format!("{{\"attachment\":\"{}\",\"secrets\":\"AQ==\"}}", sent.id);
+    let looks_like =
+        alice.send_to_conversation(&conversation, &content::text(&json, &legacy).unwrap()).await.unwrap();
+    let history = bob.read_history(&conversation).await.unwrap();
+    let [.., old, text] = history.as_slice() else { panic!("two more messages") };
+    let old = old.decoded().unwrap().unwrap();
+    assert_eq!(
+        (old.file().unwrap().attachment_id.as_str(), old.reply_to.as_deref()),
+        (sent.id.as_str(), None)
+    );
+    assert_eq!(old.file().unwrap().secrets, sent.secrets.to_bytes().to_vec());
+    assert_eq!(text.message.id, looks_like.message.id);
+    let text = text.decoded().unwrap().unwrap();
+    assert_eq!((text.text(), text.reply_to.as_deref()), (Some(json.as_str()), Some(legacy.as_str())));
+    // An edit names the message it edits: put on another message it is refused there.
+    let id = looks_like.message.id.clone();
+    let (_, moved) = alice
+        .edit_in_conversation(&conversation, &id, &content::edit(&legacy, "moved").unwrap())
+        .await
+        .unwrap();
+    moved.unwrap();
+    let history = bob.read_history(&conversation).await.unwrap();
+    let edited = history.iter().find(|e| e.message.id == id).unwrap();
+    assert_eq!(edited.decoded().unwrap(), Err(content::ContentError::EditForAnotherMessage));
+    let (_, fixed) =
+        alice.edit_in_conversation(&conversation, &id, &content::edit(&id, "fixed").unwrap()).await.unwrap();
+    fixed.unwrap();
+    let history = bob.read_history(&conversation).await.unwrap();
+    assert_eq!(history.iter().find(|e| e.message.id == id).unwrap().text().as_deref(), Some("fixed"));
     let download = bob.client.download_url(&id).await.unwrap().download.unwrap();
     assert_eq!(download.method, "GET");
     let got = download_decrypt(&blob_url(&url, &download), &secrets).await.unwrap();

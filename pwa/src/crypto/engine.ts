@@ -92,7 +92,7 @@ function keyChangeOf(err: unknown): AccountKeyChanged | null {
   return new AccountKeyChanged(String((err as { accountId?: unknown }).accountId));
 }
 
-const td = new TextDecoder("utf-8", { fatal: true });
+const td = new TextDecoder();
 const te = new TextEncoder();
 
 // ---------------------------------------------------------------------------------------------
@@ -493,15 +493,15 @@ export class E2ee implements Sealer {
   // Conversations
 
   /**
-   * Encrypts `text` for a conversation whose members are `memberIds` (our own account
-   * included): lists their devices, and the machine rotates and shares the session key as
-   * needed. `unreadableBy`: the other members none of whose devices got the key, who cannot
-   * read this message.
+   * Encrypts `plaintext` (content.ts's encodeContent) for a conversation whose members are
+   * `memberIds` (our own account included): lists their devices, and the machine rotates and
+   * shares the session key as needed. `unreadableBy`: the other members none of whose devices
+   * got the key, who cannot read this message.
    */
   encrypt(
     conversationId: string,
     memberIds: string[],
-    text: string,
+    plaintext: Uint8Array,
   ): Promise<{ messageId: string; ciphertext: Uint8Array; sessionId: Uint8Array; unreadableBy: string[] }> {
     return this.step(async () => {
       if (!this.machine.isReady) throw new Error("this device is not set up for encryption");
@@ -517,7 +517,7 @@ export class E2ee implements Sealer {
       } finally {
         if (reached.length > 0) this.machine.confirmRoomKeyShare(conversationId, share.sessionId, reached);
       }
-      const e = this.machine.encrypt(conversationId, te.encode(text));
+      const e = this.machine.encrypt(conversationId, plaintext);
       return { messageId: uuidv7(), ciphertext: e.ciphertext, sessionId: te.encode(e.sessionId), unreadableBy: e.unreadableBy };
     });
   }
@@ -585,15 +585,10 @@ export class E2ee implements Sealer {
     } catch (err) {
       return { kind: "undecryptable", reason: String(err), sessionId: "" };
     }
-    if (r.ok) {
-      try {
-        return contentOf(td.decode(r.plaintext));
-      } catch {
-        return { kind: "undecryptable", reason: "not UTF-8", sessionId: new TextDecoder().decode(message.sessionId) };
-      }
-    }
+    const sessionId = !r.ok && r.reason === "bad_session_id" ? "" : td.decode(message.sessionId);
+    // The plaintext is `0x00 0x01 || Content`, or a legacy one (content.ts reads both).
+    if (r.ok) return contentOf(r.plaintext, message.id, sessionId);
     if (r.missing) this.wantKey(r.missing);
-    const sessionId = r.missing?.sessionId ?? (r.reason === "bad_session_id" ? "" : new TextDecoder().decode(message.sessionId));
     // A key that may still come (shared late, forwarded, restored): the message waits for it.
     const reason = r.missing ? "waiting for the key" : r.message;
     return { kind: "undecryptable", reason, sessionId };

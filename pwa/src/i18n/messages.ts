@@ -470,6 +470,8 @@ export const en = {
   leaveGroupConfirm: "Leave “{title}”? You will no longer receive its messages, and it leaves your list.",
   leave: "Leave",
   renameGroup: "Rename group",
+  unsupportedMessage: "Unsupported message — update the app",
+  outboxTextTooLong: "The message is too long to send (at most 16,000 characters).",
 };
 
 export type MessageKey = keyof typeof en;
@@ -949,6 +951,8 @@ export const ru: Record<MessageKey, string> = {
   leaveGroupConfirm: "Покинуть «{title}»? Вы перестанете получать её сообщения, и она исчезнет из списка.",
   leave: "Покинуть",
   renameGroup: "Переименовать группу",
+  unsupportedMessage: "Неподдерживаемое сообщение — обновите приложение",
+  outboxTextTooLong: "Сообщение слишком длинное для отправки (не больше 16 000 символов).",
 };
 
 /**

@@ -281,6 +281,49 @@ describe("Cache", () => {
   });
 });
 
+describe("the new kinds of content", () => {
+  const reaction: Content = { kind: "reaction", messageId: "m1", emoji: "👍", remove: false };
+  const file: Content = { kind: "attachment", file: { attachment: "a1", secrets: "AQID", name: "x.txt", type: "text/plain", size: 3 }, replyTo: "m1" };
+
+  it("keeps reactions, deletions, files and replies as read; an unsupported one with its ciphertext", () => {
+    const items = [
+      seqItem(1, {}, reaction),
+      seqItem(2, {}, { kind: "deletion", messageId: "m1" }),
+      seqItem(3, {}, file),
+      seqItem(4, {}, { kind: "unsupported" }),
+      seqItem(5, {}, { kind: "text", text: "re", replyTo: "m3", spans: [{ start: 0, end: 2, style: "bold" }] }),
+    ];
+    const back = stored(copyOf(items)).threads[CONV] as CachedThread;
+    expect(back.items.map((i) => i.content)).toEqual(items.map((i) => i.content));
+    expect(back.items.map((i) => i.message.ciphertext.length)).toEqual([0, 0, 0, 3, 0]);
+  });
+
+  it("reads an unsupported message again when restored (the app may know its kind now)", async () => {
+    const before = copyOf([seqItem(1, {}, { kind: "unsupported" }), seqItem(2)]);
+    const { st, cache } = setup(before);
+    await cache.restore();
+    expect(st.s.threads[CONV]?.items.map((i) => i.content)).toEqual([text("decrypted m1"), text("m2")]);
+  });
+
+  it("leaves an unsupported message as it is when it is still unsupported", async () => {
+    const before = copyOf([seqItem(1, {}, { kind: "unsupported" })]);
+    const st = new Subscribed(state({ me }));
+    const decrypt = vi.fn((_m: Message) => Promise.resolve<Content>({ kind: "unsupported" }));
+    const cache = new Cache(st, {
+      storage: memoryStorage(before).storage,
+      subscribe: st.subscribe,
+      client: fakeClient<ConversationClient>({}).client,
+      decrypt,
+      markRead: () => undefined,
+      onHidden: () => () => undefined,
+    });
+    await cache.restore();
+    expect(decrypt).toHaveBeenCalledOnce();
+    expect(st.s.threads[CONV]?.items.map((i) => i.content)).toEqual([{ kind: "unsupported" }]);
+    expect(st.events.filter((e) => e.type === "decrypted")).toEqual([]);
+  });
+});
+
 describe("the sealed records", () => {
   // The real sealing (the crate's WASM, read from disk: the tests run in Node, without types for it).
   beforeAll(async () => {

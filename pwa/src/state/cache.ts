@@ -9,8 +9,9 @@
 // newest page, merged, or instead of the cached items when a gap lies between them).
 // Generic over the state: whatever ChatState.conversations holds (marks other parts put on a
 // conversation included) is kept. Messages that did not decrypt stay marked undecryptable (with
-// their ciphertext, to decrypt when the key comes); our sends still in flight are left to the
-// outbox.
+// their ciphertext, to decrypt when the key comes), and those of a kind this app did not know
+// stay "unsupported" with theirs (read again when restored: the app may have been updated since);
+// our sends still in flight are left to the outbox.
 import type { Content } from "../crypto/content";
 import { HistoryDirection, type Conversation, type Message } from "../gen/kitsulan/v1/conversation_pb";
 import * as db from "../storage/db";
@@ -50,9 +51,10 @@ export interface Snapshot {
 
 type CacheState = Pick<ChatState, "me" | "conversations" | "previews" | "threads" | "receipts">;
 
-/** An item as it is kept: decrypted ones without their ciphertext (the content is there). */
+/** An item as it is kept: decrypted ones without their ciphertext (the content is there), but
+ * the undecryptable and the unsupported ones with it (to be read again). */
 function keptItem(i: Item): Item {
-  if (i.content.kind === "undecryptable") return i;
+  if (i.content.kind === "undecryptable" || i.content.kind === "unsupported") return i;
   return { ...i, message: { ...i.message, ciphertext: new Uint8Array() } };
 }
 
@@ -195,6 +197,17 @@ export class Cache {
       this.stale.set(id, newest);
       const thread = s.threads[id];
       if (thread) this.written.threads.set(id, thread);
+    }
+    // Kinds the app did not know when it kept them: this one (updated since) may.
+    for (const [id, t] of Object.entries(snapshot.threads)) {
+      const unsupported = t.items.filter((i) => i.content.kind === "unsupported" && i.message.ciphertext.length > 0);
+      if (unsupported.length === 0) continue;
+      const items: Item[] = [];
+      for (const i of unsupported) {
+        const content = await this.deps.decrypt(i.message).catch(() => i.content);
+        if (content.kind !== "unsupported") items.push({ ...i, content });
+      }
+      if (items.length > 0) this.state.dispatch({ type: "decrypted", conversationId: id, items });
     }
   }
 

@@ -7,6 +7,7 @@ import { attachmentClient, avatarClient, conversationClient, accountClient, gate
 import { Cancelled, deleteAttachment, encryptBlob, prepareImage, uploadCiphertext } from "../attachments/lazy";
 import { accessToken } from "../auth/session";
 import type { Calls } from "../calls/calls";
+import { shownInThread } from "../crypto/content";
 import { AccountKeyChanged, type E2ee } from "../crypto/engine";
 import { Verifier } from "../crypto/verification";
 import { Gateway } from "../gateway/client";
@@ -276,7 +277,10 @@ export class Chat {
         if (!m) return;
         const incoming = await this.messages.receive(m, body.value.change);
         // A system entry (group management) is a line in the history, not a notification.
-        if (incoming && incoming.content.kind !== "system") for (const l of this.incomingListeners) l(incoming);
+        // Nor is a reaction or a deletion (they act on another message).
+        if (incoming && incoming.content.kind !== "system" && shownInThread(incoming.content)) {
+          for (const l of this.incomingListeners) l(incoming);
+        }
         return;
       }
       case "receipt":

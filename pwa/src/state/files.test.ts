@@ -1,13 +1,19 @@
 import { create } from "@bufbuild/protobuf";
 import { Code, ConnectError, type Client } from "@connectrpc/connect";
 import { describe, expect, it, vi } from "vitest";
-import { parseFileRef } from "../attachments/content";
+import type { FileRef } from "../attachments/content";
 import type { PreparedImage } from "../attachments/image";
 import type { Progress } from "../attachments/transfer";
 import { AttachmentChange, AttachmentEventSchema, type AttachmentService } from "../gen/kitsulan/v1/attachment_pb";
 import { apply, applyUploads, DEFAULT_TTL_CHOICES, Files, type Upload } from "./files";
-import { outboxSetup, refusal } from "./outbox.testkit";
+import { outboxSetup, plainContent, refusal } from "./outbox.testkit";
 import { BOB, CAROL, CONV, ME, TestState, conversation, fakeClient, message, state } from "./testkit";
+
+/** The file a plaintext the outbox encrypted names (a typed FileContent), or null. */
+function fileOf(plaintext: Uint8Array | undefined): FileRef | null {
+  const c = plainContent(plaintext);
+  return c.kind === "attachment" ? c.file : null;
+}
 
 describe("files.apply", () => {
   it("offers the server's TTLs, the defaults when it names none", () => {
@@ -101,7 +107,7 @@ function setup(opts: { prepared?: PreparedImage; failUpload?: number; failSend?:
   const sent = () =>
     box.calls
       .filter(([m]) => m === "sendMessage")
-      .map(([, req], i) => ({ text: box.engine.encrypt.mock.calls[i]?.[2] ?? "", ids: (req as { attachmentIds: string[] }).attachmentIds }));
+      .map(([, req], i) => ({ text: box.engine.encrypt.mock.calls[i]?.[2], ids: (req as { attachmentIds: string[] }).attachmentIds }));
   const profiles = { load: vi.fn((_ids: string[]) => Promise.resolve()) };
   const fake = fakeClient<Client<typeof AttachmentService>>({
     listDownloads: (() => {
@@ -132,7 +138,7 @@ describe("Files", () => {
     ]);
     const [only] = sent();
     expect(only?.ids).toEqual(["att-1"]);
-    expect(parseFileRef(only?.text ?? "")).toMatchObject({ attachment: "att-1", secrets: "k100", name: "notes.txt", type: "text/plain", size: 100 });
+    expect(fileOf(only?.text)).toMatchObject({ attachment: "att-1", secrets: "k100", name: "notes.txt", type: "text/plain", size: 100 });
     // Sent: the record and its kept ciphertext are gone.
     expect(box.storage.records.size).toBe(0);
     expect(box.storage.blobs.size).toBe(0);
@@ -149,7 +155,7 @@ describe("Files", () => {
     const { files, sent, uploads } = setup({ prepared });
     await files.sendFile(CONV, new File([new Uint8Array(200)], "photo.png", { type: "image/png" }), options);
     expect(uploads.map((u) => u.size)).toEqual([26, 96]);
-    const ref = parseFileRef(sent()[0]?.text ?? "");
+    const ref = fileOf(sent()[0]?.text);
     expect(ref).toMatchObject({ attachment: "att-2", type: "image/jpeg", width: 640, height: 480, size: 80 });
     expect(ref?.thumbnail).toMatchObject({ attachment: "att-1", type: "image/jpeg", width: 64, height: 48 });
     expect(sent()[0]?.ids).toEqual(["att-2", "att-1"]);
@@ -161,7 +167,7 @@ describe("Files", () => {
     await files.sendFile(CONV, new File([new Uint8Array(5)], "broken.png", { type: "image/png" }), options);
     expect(warn).toHaveBeenCalledOnce();
     warn.mockRestore();
-    expect(parseFileRef(sent()[0]?.text ?? "")).toMatchObject({ type: "image/png", size: 5 });
+    expect(fileOf(sent()[0]?.text)).toMatchObject({ type: "image/png", size: 5 });
   });
 
   it("an upload refused for good: Not sent; Delete deletes what was uploaded", async () => {
@@ -238,7 +244,7 @@ describe("Files", () => {
     await next.outbox.load();
     await vi.waitFor(() => expect(next.storage.records.size).toBe(0));
     expect(upload).toHaveBeenCalledOnce();
-    expect(parseFileRef(next.engine.encrypt.mock.calls[0]?.[2] ?? "")).toMatchObject({ attachment: "att-20", name: "a.txt", size: 4 });
+    expect(fileOf(next.engine.encrypt.mock.calls[0]?.[2])).toMatchObject({ attachment: "att-20", name: "a.txt", size: 4 });
     expect(next.storage.blobs.size).toBe(0);
   });
 

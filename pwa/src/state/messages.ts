@@ -53,6 +53,8 @@ export function merge(thread: Thread | undefined, incoming: Item[], patch: Parti
       have &&
       !have.local &&
       have.content.kind !== "undecryptable" &&
+      // Read again by a newer app (an offline copy restored after an update): it may know it now.
+      have.content.kind !== "unsupported" &&
       item.message.editedAtMs <= have.message.editedAtMs &&
       item.message.deletedAtMs <= have.message.deletedAtMs
     ) {

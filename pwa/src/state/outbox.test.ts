@@ -1,8 +1,9 @@
 import { Code } from "@connectrpc/connect";
 import { describe, expect, it, vi } from "vitest";
+import { MAX_TEXT_LENGTH } from "../crypto/content";
 import type { SendMessageRequest } from "../gen/kitsulan/v1/conversation_pb";
-import { BACKOFF_MS, GIVE_UP_MS, KEY_CHANGED, TIMED_OUT, withOutbox, type OutboxRecord } from "./outbox";
-import { memoryStorage, offline, outboxSetup, refusal } from "./outbox.testkit";
+import { BACKOFF_MS, GIVE_UP_MS, KEY_CHANGED, TEXT_TOO_LONG, TIMED_OUT, withOutbox, type OutboxRecord } from "./outbox";
+import { memoryStorage, offline, outboxSetup, plainContent, refusal } from "./outbox.testkit";
 import { BOB, CONV, ME, MY_DEVICE, OTHER_CONV, TestState, conversation, item, message, state, text } from "./testkit";
 
 type Req = Partial<SendMessageRequest> & { messageId: string; ciphertext?: Uint8Array };
@@ -179,7 +180,9 @@ describe("the outbox", () => {
     await outbox.send(OTHER_CONV, "nobody there");
     await vi.waitFor(() => expect(records(st, OTHER_CONV)[0]?.failed).toBe("CONVERSATION_NOT_FOUND"));
     await vi.waitFor(() => expect(records(st)).toEqual([]));
-    expect(engine.encrypt).toHaveBeenCalledWith(CONV, [ME, BOB], "hi");
+    expect(engine.encrypt).toHaveBeenCalledOnce();
+    expect(engine.encrypt.mock.calls[0]?.slice(0, 2)).toEqual([CONV, [ME, BOB]]);
+    expect(plainContent(engine.encrypt.mock.calls[0]?.[2])).toEqual({ kind: "text", text: "hi", replyTo: "" });
     expect(sent(calls)).toHaveLength(1);
   });
 
@@ -365,6 +368,40 @@ describe("the outbox", () => {
       ["m2", "deleted"],
       ["new", "new"],
     ]);
+  });
+
+  it("encrypts typed content: a reply names its message inside, an edit names the message it edits", async () => {
+    const original = message({ id: "m1", seq: 1n, senderAccountId: ME });
+    const { outbox, st, engine } = outboxSetup({
+      client: {
+        sendMessage: acked as never,
+        editMessage: (() => ({ message: { ...original, editedAtMs: 7n } })) as never,
+      },
+    });
+    st.dispatch({ type: "messagesChanged", conversationId: CONV, items: [item(original, text("before"))] });
+    const id = await outbox.send(CONV, '{"attachment":"a1","secrets":"AQ=="}', "m1");
+    await outbox.edit(CONV, "m1", "after");
+    await vi.waitFor(() => expect(records(st)).toEqual([]));
+    const [reply, edit] = engine.encrypt.mock.calls.map((c) => c[2]);
+    // Text that looks like the old attachment JSON stays text.
+    expect(plainContent(reply, id)).toEqual({ kind: "text", text: '{"attachment":"a1","secrets":"AQ=="}', replyTo: "m1" });
+    expect(plainContent(edit, "m1")).toEqual({ kind: "text", text: "after" });
+    expect(plainContent(edit, id)).toMatchObject({ kind: "undecryptable", reason: "edit for another message" });
+    expect(st.s.threads[CONV]?.items.find((i) => i.message.id === id)?.content).toMatchObject({ kind: "text", replyTo: "m1" });
+  });
+
+  it("a text longer than MAX_TEXT_LENGTH is kept but ends as Not sent at once, never encrypted or sent", async () => {
+    const original = message({ id: "m1", seq: 1n, senderAccountId: ME });
+    const { outbox, st, engine, calls } = outboxSetup({ client: { sendMessage: acked as never } });
+    st.dispatch({ type: "messagesChanged", conversationId: CONV, items: [item(original, text("before"))] });
+    const long = "x".repeat(MAX_TEXT_LENGTH + 1);
+    await outbox.send(CONV, long);
+    await outbox.edit(CONV, "m1", long);
+    await outbox.send(CONV, "x".repeat(MAX_TEXT_LENGTH));
+    await vi.waitFor(() => expect(records(st).map((r) => r.failed)).toEqual([TEXT_TOO_LONG, TEXT_TOO_LONG]));
+    expect(engine.encrypt).toHaveBeenCalledOnce(); // the one at the limit
+    expect(sent(calls)).toHaveLength(1);
+    expect(records(st).map((r) => r.action.kind)).toEqual(["send", "edit"]);
   });
 
   it("a Not-sent edit is discarded: the message shows as it was", async () => {

@@ -2,8 +2,11 @@
 // an in-memory OutboxStorage that copies records the way IndexedDB does (so a "reload" reads
 // only what was written), server refusals with a reason, and an Outbox over fakes with a
 // simulated clock.
+import { fromBinary } from "@bufbuild/protobuf";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { vi } from "vitest";
+import { contentOf, EDIT_FOR_ANOTHER_MESSAGE, readContent, type Content } from "../crypto/content";
+import { ContentSchema } from "../gen/kitsulan/v1/content_pb";
 import { decodeValue, encodeValue } from "../storage/sealed";
 import type { ConversationClient } from "./conversations";
 import { Outbox, type OutboxRecord, type OutboxStorage, type OutboxTransfer } from "./outbox";
@@ -66,7 +69,26 @@ export interface OutboxSetup {
   transfer?: OutboxTransfer;
 }
 
-/** An Outbox over fakes: the engine "encrypts" to `text#n` (n counts encryptions). */
+/** What a plaintext the outbox encrypted says (its typed Content, read back). */
+export function plainContent(plaintext: Uint8Array | undefined, messageId = ""): Content {
+  return contentOf(plaintext ?? new Uint8Array(), messageId, "");
+}
+
+/** A short form of a plaintext: the text of a text or an edit, `file:<name>` of a file. */
+function summary(plaintext: Uint8Array): string {
+  const c = readContent(plaintext, "");
+  if ("undecryptable" in c) return c.undecryptable === EDIT_FOR_ANOTHER_MESSAGE ? editText(plaintext) : `?${c.undecryptable}`;
+  return c.ok.kind === "text" ? c.ok.text : c.ok.kind === "attachment" ? `file:${c.ok.file.name}` : c.ok.kind;
+}
+
+/** The text of an edit, whichever message it names. */
+function editText(plaintext: Uint8Array): string {
+  const c = fromBinary(ContentSchema, plaintext.subarray(2));
+  return c.body.case === "edit" ? (c.body.value.text?.body ?? "") : "";
+}
+
+/** An Outbox over fakes: the engine "encrypts" to `summary#n` (n counts encryptions; summary:
+ * the text, or `file:<name>`). */
 export function outboxSetup(opts: OutboxSetup = {}) {
   const st = opts.st ?? new TestState(state({ conversations: [conversation({ members: [ME, BOB] })] }));
   const fake = fakeClient<ConversationClient>((opts.client ?? {}) as never);
@@ -75,10 +97,10 @@ export function outboxSetup(opts: OutboxSetup = {}) {
   const waits: number[] = [];
   let n = 0;
   const engine = {
-    encrypt: vi.fn((_c: string, _members: string[], text: string) =>
+    encrypt: vi.fn((_c: string, _members: string[], plaintext: Uint8Array) =>
       Promise.resolve({
         messageId: "ignored",
-        ciphertext: new TextEncoder().encode(`${text}#${++n}`),
+        ciphertext: new TextEncoder().encode(`${summary(plaintext)}#${++n}`),
         sessionId: new Uint8Array([9]),
         unreadableBy: [] as string[],
       }),

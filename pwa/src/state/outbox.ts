@@ -12,8 +12,8 @@
 // Files: the encrypted file (and its thumbnail) is kept in the outbox store as a Blob of
 // ciphertext (its key only in the sealed record), so an upload cut by a reload restarts from it.
 import { create } from "@bufbuild/protobuf";
-import { attachmentIds, fileRefText, type FileRef, type ThumbnailRef } from "../attachments/content";
-import { contentOf, type Content } from "../crypto/content";
+import { attachmentIds, type FileRef, type ThumbnailRef } from "../attachments/content";
+import { encodeContent, shownAs, TextTooLong, type Content, type Outgoing } from "../crypto/content";
 import type { E2ee } from "../crypto/engine";
 import { reasonOf } from "../errors";
 import { MessageSchema } from "../gen/kitsulan/v1/conversation_pb";
@@ -37,6 +37,7 @@ export const KEEP_FILES_UP_TO = 256 * 1024 * 1024;
 export const TIMED_OUT = "TIMED_OUT";
 export const KEY_CHANGED = "KEY_CHANGED";
 export const FILE_LOST = "FILE_LOST";
+export const TEXT_TOO_LONG = "TEXT_TOO_LONG";
 
 /** The server's reasons (and call codes) that may go away: the record is tried again. */
 const TRANSIENT = new Set([
@@ -136,7 +137,7 @@ export function withOutbox(items: Item[], records: OutboxRecord[] | undefined, m
         replyTo: r.action.kind === "send" ? r.action.replyTo : "",
         sentAtMs: BigInt(r.createdAtMs),
       });
-      const content = r.action.kind === "send" ? contentOf(r.action.text) : pendingFileContent(r.action.file);
+      const content: Content = r.action.kind === "send" ? { kind: "text", text: r.action.text } : pendingFileContent(r.action.file);
       index.set(r.messageId, out.length);
       out.push({ message, content, ...extra });
     } else if (held && at !== undefined) {
@@ -280,13 +281,15 @@ export class Outbox {
     for (const conversationId of this.records.keys()) this.run(conversationId);
   }
 
-  /** A new message. Resolves once it is in the outbox (the draft may then be cleared). */
+  /** A new message. Resolves once it is in the outbox (the draft may then be cleared). A text
+   * longer than MAX_TEXT_LENGTH is kept too, and ends as "Not sent" (TEXT_TOO_LONG) at once,
+   * never encrypted: what was typed is not lost. */
   async send(conversationId: string, text: string, replyTo = ""): Promise<string> {
     const r = await this.enqueue(conversationId, uuidv7(this.deps.now()), { kind: "send", text, replyTo });
     return r.messageId;
   }
 
-  /** A new text for one of our messages. */
+  /** A new text for one of our messages (too long: "Not sent", as send). */
   async edit(conversationId: string, messageId: string, text: string): Promise<void> {
     await this.enqueue(conversationId, messageId, { kind: "edit", text });
   }
@@ -460,6 +463,7 @@ export class Outbox {
   /** The reason a failure will not go away by trying again, or null. */
   private permanent(err: unknown): string | null {
     if (err instanceof FileLost) return FILE_LOST;
+    if (err instanceof TextTooLong) return TEXT_TOO_LONG;
     if (this.deps.keyChanged(err)) return KEY_CHANGED;
     const reason = reasonOf(err);
     return TRANSIENT.has(reason) ? null : reason;
@@ -472,14 +476,14 @@ export class Outbox {
     return res.conversation?.members.map((m) => m.accountId) ?? [];
   }
 
-  /** Encrypts `text` for the record once; later attempts reuse the ciphertext. */
+  /** Encrypts `plaintext` for the record once; later attempts reuse the ciphertext. */
   private async encrypted(
     r: OutboxRecord,
-    text: string,
+    plaintext: () => Uint8Array,
   ): Promise<{ ciphertext: Uint8Array; sessionId: Uint8Array; unreadableBy?: string[] }> {
     if (!r.encrypted) {
       const members = await this.members(r.conversationId);
-      const e = await this.deps.engine.encrypt(r.conversationId, members, text);
+      const e = await this.deps.engine.encrypt(r.conversationId, members, plaintext());
       r.encrypted = { ciphertext: e.ciphertext, sessionId: e.sessionId, unreadableBy: e.unreadableBy };
     }
     // Kept before it goes out: after a crash the same bytes go again, never new ones.
@@ -494,8 +498,8 @@ export class Outbox {
     return blob;
   }
 
-  /** Uploads what a file record has not uploaded yet; returns the text of its message. */
-  private async uploaded(r: OutboxRecord, f: PendingFile): Promise<{ text: string; ids: string[] }> {
+  /** Uploads what a file record has not uploaded yet; returns what its message says. */
+  private async uploaded(r: OutboxRecord, f: PendingFile): Promise<{ out: Outgoing; ids: string[] }> {
     const controller = new AbortController();
     this.uploading.set(r.key, controller);
     try {
@@ -513,7 +517,7 @@ export class Outbox {
     }
     const ref: FileRef = { ...f.ref, attachment: f.bodyId };
     if (f.thumbnail && f.thumbnailId) ref.thumbnail = { ...f.thumbnail, attachment: f.thumbnailId };
-    return { text: fileRefText(ref), ids: attachmentIds(ref) };
+    return { out: { kind: "attachment", file: ref }, ids: attachmentIds(ref) };
   }
 
   /** One attempt at a record: resolves once the server acknowledged it (and it left the outbox). */
@@ -521,8 +525,9 @@ export class Outbox {
     const conversationId = r.conversationId;
     const a = r.action;
     if (a.kind === "send" || a.kind === "file") {
-      const { text, ids } = a.kind === "send" ? { text: a.text, ids: [] } : await this.uploaded(r, a.file);
-      const e = await this.encrypted(r, text);
+      const { out, ids } =
+        a.kind === "send" ? { out: { kind: "text", text: a.text, replyTo: a.replyTo } as Outgoing, ids: [] } : await this.uploaded(r, a.file);
+      const e = await this.encrypted(r, () => encodeContent(out));
       const res = await this.deps.client.sendMessage({
         conversationId,
         messageId: r.messageId,
@@ -536,12 +541,12 @@ export class Outbox {
           type: "messageSent",
           conversationId,
           message: res.message,
-          content: contentOf(text),
+          content: shownAs(out),
           unreadableBy: e.unreadableBy ?? [],
         });
       }
     } else if (a.kind === "edit") {
-      const e = await this.encrypted(r, a.text);
+      const e = await this.encrypted(r, () => encodeContent({ kind: "edit", messageId: r.messageId, text: a.text }));
       const res = await this.deps.client.editMessage({
         conversationId,
         messageId: r.messageId,

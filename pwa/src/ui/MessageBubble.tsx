@@ -24,6 +24,7 @@ const OUTBOX_REASONS: Record<string, MessageKey> = {
   TIMED_OUT: "outboxTimedOut",
   KEY_CHANGED: "outboxKeyChanged",
   FILE_LOST: "outboxFileLost",
+  TEXT_TOO_LONG: "outboxTextTooLong",
 };
 
 /** Why one of our messages (or an edit, a deletion) is not sent, for people. */
@@ -92,6 +93,7 @@ export function MessageBubble({
       {item.content.kind === "text" && <SafeMarkdown text={item.content.text} />}
       {item.content.kind === "attachment" && file}
       {item.content.kind === "deleted" && <p className="muted">{t("deleted")}</p>}
+      {item.content.kind === "unsupported" && <p className="muted">{t("unsupportedMessage")}</p>}
       {item.content.kind === "undecryptable" && (
         <p className="muted">
           {item.content.reason === "waiting for the key" ? t("waitingForKey") : t("undecryptable")}

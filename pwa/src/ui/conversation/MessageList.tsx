@@ -2,6 +2,7 @@
 // place), new messages keep it at the bottom when it was there, day separators, bubbles
 // (MessageBubble.tsx) with our messages' ticks from the others' receipts, and the typing line.
 import { useCallback, useEffect, useLayoutEffect, useMemo, useRef, type MutableRefObject } from "react";
+import { replyOf, shownInThread } from "../../crypto/content";
 import { ConversationKind, type Conversation } from "../../gen/kitsulan/v1/conversation_pb";
 import { useI18n, type Translate } from "../../i18n/i18n";
 import { useChat, type Chat, type Item, type Receipt } from "../../state/chat";
@@ -111,6 +112,14 @@ export function MessageList({
 
   const isGroup = conversation.kind === ConversationKind.GROUP;
   const byId = new Map(items.map((i) => [i.message.id, i]));
+  /** The quote of the message `replyTo` (null when not a reply). */
+  const quote = (replyTo: string) =>
+    replyTo
+      ? {
+          name: byId.has(replyTo) ? personName(chat, t, byId.get(replyTo)?.message.senderAccountId ?? "") : "",
+          text: snippet(byId.get(replyTo)),
+        }
+      : null;
   const others = conversation.members.filter((m) => m.accountId !== me.accountId);
 
   /** Others who had no device that could read our message: it never shows as read. */
@@ -150,6 +159,8 @@ export function MessageList({
       )}
       {thread?.loaded && items.length === 0 && <p className="muted pad">{t("noMessages")}</p>}
       {items.map((item) => {
+        // Reactions and deletions act on another message: no bubble of their own.
+        if (!shownInThread(item.content)) return null;
         const m = item.message;
         const ms = Number(m.sentAtMs);
         const day = new Date(ms).toDateString();
@@ -175,16 +186,7 @@ export function MessageList({
               item={item}
               mine={mine}
               sender={showName ? personName(chat, t, m.senderAccountId) : null}
-              quoted={
-                m.replyTo
-                  ? {
-                      name: byId.has(m.replyTo)
-                        ? personName(chat, t, byId.get(m.replyTo)?.message.senderAccountId ?? "")
-                        : "",
-                      text: snippet(byId.get(m.replyTo)),
-                    }
-                  : null
-              }
+              quoted={quote(replyOf(item.content, m.replyTo))}
               tick={tick}
               unreadableBy={mine ? unreadable(item).map((m) => personName(chat, t, m.accountId)) : undefined}
               canDelete={mine || administers}

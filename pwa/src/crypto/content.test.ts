@@ -1,0 +1,210 @@
+import { create, toBinary } from "@bufbuild/protobuf";
+import { describe, expect, it } from "vitest";
+import type { FileRef } from "../attachments/content";
+import { ContentSchema, EditSchema, TextContentSchema, TextSpanSchema, TextStyle } from "../gen/kitsulan/v1/content_pb";
+import {
+  EDIT_FOR_ANOTHER_MESSAGE,
+  MALFORMED_CONTENT,
+  MAX_TEXT_LENGTH,
+  TextTooLong,
+  contentOf,
+  encodeContent,
+  readContent,
+  replyOf,
+  shownAs,
+  shownInThread,
+  type Content,
+  type Outgoing,
+} from "./content";
+
+const te = new TextEncoder();
+const MSG = "0193a0a0-0000-7000-8000-000000000001";
+const OTHER = "0193a0a0-0000-7000-8000-000000000002";
+const read = (plaintext: Uint8Array, messageId = MSG): Content => contentOf(plaintext, messageId, "s1");
+const typed = (body: Uint8Array) => new Uint8Array([0x00, 0x01, ...body]);
+const undecryptable = (reason: string): Content => ({ kind: "undecryptable", reason, sessionId: "s1" });
+
+const FILE: FileRef = {
+  attachment: "0193a0a0-0000-7000-8000-0000000000aa",
+  secrets: "AQIDBAUGBwg=",
+  name: "holiday.jpg",
+  type: "image/jpeg",
+  size: 123_456,
+  width: 4032,
+  height: 3024,
+  thumbnail: { attachment: "0193a0a0-0000-7000-8000-0000000000bb", secrets: "CQoL", type: "image/jpeg", width: 320, height: 240 },
+};
+/** What an older client sent for FILE: the JSON of docs/attachments.md. */
+const LEGACY_FILE_JSON = JSON.stringify(FILE);
+
+describe("the typed content", () => {
+  it("is 0x00 0x01 then the protobuf Content (version 1), and reads back", () => {
+    const plaintext = encodeContent({ kind: "text", text: "hello 👋" });
+    expect([...plaintext.subarray(0, 2)]).toEqual([0x00, 0x01]);
+    expect(read(plaintext)).toEqual({ kind: "text", text: "hello 👋", replyTo: "" });
+    const outs: Outgoing[] = [
+      { kind: "text", text: "a reply", replyTo: OTHER },
+      { kind: "attachment", file: FILE, replyTo: OTHER },
+      { kind: "attachment", file: { attachment: "a", secrets: "AQ==", name: "x", type: "", size: 0 } },
+      { kind: "edit", messageId: MSG, text: "fixed" },
+      { kind: "reaction", messageId: OTHER, emoji: "👍" },
+      { kind: "reaction", messageId: OTHER, emoji: "👍", remove: true },
+      { kind: "deletion", messageId: OTHER },
+    ];
+    for (const out of outs) expect(read(encodeContent(out))).toEqual(shownAs(out));
+  });
+
+  it("writes the recorded vector the Rust client writes too (client/src/content.rs)", () => {
+    const vector = [0x00, 0x01, 0x08, 0x01, 0x12, 0x03, 0x0a, 0x01, 0x6d, 0x52, 0x04, 0x0a, 0x02, 0x68, 0x69];
+    expect([...encodeContent({ kind: "text", text: "hi", replyTo: "m" })]).toEqual(vector);
+    expect(read(new Uint8Array(vector))).toEqual({ kind: "text", text: "hi", replyTo: "m" });
+  });
+
+  it("carries a file's secrets as raw bytes, not base64", () => {
+    const plaintext = encodeContent({ kind: "attachment", file: FILE });
+    const raw = [1, 2, 3, 4, 5, 6, 7, 8];
+    const at = plaintext.findIndex((_, i) => raw.every((b, j) => plaintext[i + j] === b));
+    expect(at).toBeGreaterThan(0);
+    expect(new TextDecoder().decode(plaintext)).not.toContain(FILE.secrets);
+  });
+
+  it("reads a text that looks like attachment JSON as text (no more files made of text)", () => {
+    const c = read(encodeContent({ kind: "text", text: LEGACY_FILE_JSON }));
+    expect(c).toEqual({ kind: "text", text: LEGACY_FILE_JSON, replyTo: "" });
+  });
+
+  it("refuses to write a text longer than the limit, and reads one as malformed", () => {
+    const long = "x".repeat(MAX_TEXT_LENGTH + 1);
+    expect(() => encodeContent({ kind: "text", text: long })).toThrow(TextTooLong);
+    expect(() => encodeContent({ kind: "edit", messageId: MSG, text: long })).toThrow(TextTooLong);
+    expect(read(encodeContent({ kind: "text", text: long.slice(1) }))).toMatchObject({ kind: "text" });
+    const body = create(ContentSchema, { version: 1, body: { case: "text", value: create(TextContentSchema, { body: long }) } });
+    expect(read(typed(toBinary(ContentSchema, body)))).toEqual(undecryptable(MALFORMED_CONTENT));
+  });
+
+  it("keeps the spans inside the text and of a known style", () => {
+    const spans = [
+      create(TextSpanSchema, { start: 0, end: 4, style: TextStyle.BOLD }),
+      create(TextSpanSchema, { start: 5, end: 999, style: TextStyle.ITALIC }), // clamped to the end
+      create(TextSpanSchema, { start: 3, end: 3, style: TextStyle.CODE }), // empty
+      create(TextSpanSchema, { start: 50, end: 60, style: TextStyle.STRIKE }), // past the end
+      create(TextSpanSchema, { start: 0, end: 2, style: TextStyle.UNSPECIFIED }),
+      create(TextSpanSchema, { start: 0, end: 2, style: 77 as TextStyle }), // a newer style
+    ];
+    const body = create(ContentSchema, { version: 1, body: { case: "text", value: create(TextContentSchema, { body: "bold text", spans }) } });
+    expect(read(typed(toBinary(ContentSchema, body)))).toEqual({
+      kind: "text",
+      text: "bold text",
+      replyTo: "",
+      spans: [
+        { start: 0, end: 4, style: "bold" },
+        { start: 5, end: 9, style: "italic" },
+      ],
+    });
+  });
+});
+
+describe("edits", () => {
+  it("show on the message they name", () => {
+    expect(read(encodeContent({ kind: "edit", messageId: MSG, text: "new" }), MSG)).toEqual({ kind: "text", text: "new" });
+  });
+
+  it("are refused on any other message (a server moving an edit)", () => {
+    expect(read(encodeContent({ kind: "edit", messageId: OTHER, text: "moved" }), MSG)).toEqual(undecryptable(EDIT_FOR_ANOTHER_MESSAGE));
+    expect(read(encodeContent({ kind: "edit", messageId: "", text: "nobody's" }), MSG)).toEqual(undecryptable(EDIT_FOR_ANOTHER_MESSAGE));
+  });
+
+  it("without a text are an empty text", () => {
+    const body = create(ContentSchema, { version: 1, body: { case: "edit", value: create(EditSchema, { messageId: MSG }) } });
+    expect(read(typed(toBinary(ContentSchema, body)))).toEqual({ kind: "text", text: "" });
+  });
+});
+
+describe("legacy plaintexts (no prefix)", () => {
+  it("are UTF-8 text", () => {
+    expect(read(te.encode("plain old text"))).toEqual({ kind: "text", text: "plain old text" });
+    expect(read(new Uint8Array())).toEqual({ kind: "text", text: "" });
+  });
+
+  it("or the old attachment JSON", () => {
+    expect(read(te.encode(LEGACY_FILE_JSON))).toEqual({ kind: "attachment", file: FILE });
+  });
+
+  it("that are not UTF-8 are undecryptable", () => {
+    expect(read(new Uint8Array([0xff, 0xfe, 0x41]))).toEqual(undecryptable("not UTF-8"));
+  });
+
+  it("say nothing about replies: the server's reply_to stands", () => {
+    expect(replyOf(read(te.encode("hi")), OTHER)).toBe(OTHER);
+    // A typed Content is the sender's word: the server cannot add or change a reply.
+    expect(replyOf(read(encodeContent({ kind: "text", text: "hi" })), OTHER)).toBe("");
+    expect(replyOf(read(encodeContent({ kind: "text", text: "hi", replyTo: MSG })), OTHER)).toBe(MSG);
+  });
+});
+
+describe("what this client does not know", () => {
+  it("an unknown kind (a newer client's) is unsupported, never dropped or guessed", () => {
+    // Content { version: 2, field 15 (a body kind from the future): { 1: "x" } }
+    expect(read(typed(new Uint8Array([0x08, 0x02, 0x7a, 0x03, 0x0a, 0x01, 0x78])))).toEqual({ kind: "unsupported" });
+  });
+
+  it("a Content without a body is unsupported", () => {
+    expect(read(typed(new Uint8Array()))).toEqual({ kind: "unsupported" });
+    expect(read(typed(new Uint8Array([0x08, 0x01])))).toEqual({ kind: "unsupported" });
+  });
+
+  it("a newer format byte is unsupported", () => {
+    expect(read(new Uint8Array([0x00, 0x02, 0x01, 0x02]))).toEqual({ kind: "unsupported" });
+  });
+
+  it("reactions and deletions are their own kinds, without a bubble, never unsupported", () => {
+    const r = read(encodeContent({ kind: "reaction", messageId: OTHER, emoji: "🎉" }));
+    const d = read(encodeContent({ kind: "deletion", messageId: OTHER }));
+    expect([r.kind, d.kind]).toEqual(["reaction", "deletion"]);
+    expect([shownInThread(r), shownInThread(d), shownInThread(read(te.encode("x")))]).toEqual([false, false, true]);
+  });
+});
+
+describe("malformed content", () => {
+  it("is undecryptable with the reason", () => {
+    const cases: number[][] = [
+      [0x00], // the marker without a format
+      [0x00, 0x01, 0x52], // field 10 (text), length missing
+      [0x00, 0x01, 0x52, 0x05, 0x0a], // truncated
+      [0x00, 0x01, 0x52, 0x03, 0x0a, 0x01, 0xff], // text body not UTF-8
+      [0x00, 0x01, 0x08], // version without its value
+      [0x00, 0x01, 0x5a, 0x00], // a file naming no attachment
+      [0x00, 0x01, 0x62, 0x00], // a reaction to nothing
+      [0x00, 0x01, 0x72, 0x00], // a deletion of nothing
+    ];
+    for (const c of cases) expect(read(new Uint8Array(c)), JSON.stringify(c)).toEqual(undecryptable(MALFORMED_CONTENT));
+  });
+
+  it("never throws, whatever the bytes", () => {
+    let seed = 0x2545f491;
+    const next = () => {
+      seed ^= seed << 13;
+      seed ^= seed >>> 17;
+      seed ^= seed << 5;
+      return seed >>> 0;
+    };
+    const valid = [
+      encodeContent({ kind: "text", text: "hello", replyTo: OTHER }),
+      encodeContent({ kind: "attachment", file: FILE }),
+      encodeContent({ kind: "edit", messageId: MSG, text: "x" }),
+    ];
+    for (let i = 0; i < 3000; i++) {
+      let bytes: Uint8Array;
+      if (i % 2 === 0) {
+        bytes = new Uint8Array(next() % 64);
+        for (let j = 0; j < bytes.length; j++) bytes[j] = next() & 0xff;
+        if (i % 4 === 0 && bytes.length >= 2) bytes.set([0x00, 0x01]);
+      } else {
+        const base = valid[i % valid.length] as Uint8Array;
+        bytes = base.slice(0, 2 + (next() % (base.length - 1)));
+        for (let k = next() % 4; k > 0; k--) bytes[2 + (next() % Math.max(1, bytes.length - 2))] = next() & 0xff;
+      }
+      expect(() => readContent(bytes, MSG)).not.toThrow();
+    }
+  });
+});
