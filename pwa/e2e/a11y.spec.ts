@@ -82,6 +82,9 @@ test("no serious or critical axe violations: sign-in, list, conversation, settin
   await page.getByLabel("Display name (optional)").fill("Alice");
   await auditBoth(page, "sign-up");
   await page.getByRole("button", { name: "Create account" }).click();
+  await expect(page.getByRole("form", { name: "Save your recovery key" })).toBeVisible();
+  await auditBoth(page, "recovery-key");
+  await page.getByRole("form", { name: "Save your recovery key" }).getByRole("button", { name: "Not now" }).click();
   await expect(status(page)).toHaveText("Connected");
 
   const bob = await signUp(browser, `bob-a11y-${stamp}`, "Bob");

@@ -92,6 +92,8 @@ export async function signUp(browser: Browser, username: string, displayName: st
   await page.getByLabel("Password").fill(password);
   await page.getByLabel("Display name (optional)").fill(displayName);
   await page.getByRole("button", { name: "Create account" }).click();
+  // The first device offers a recovery key (recovery.spec.ts saves it); the other specs go on without.
+  await page.getByRole("form", { name: "Save your recovery key" }).getByRole("button", { name: "Not now" }).click();
   await expect(page.getByRole("button", { name: "New conversation" })).toBeVisible();
   await expect(status(page)).toHaveText("Connected");
   return page;

@@ -40,6 +40,7 @@ test("two tabs on a plain-http host: the second yields, the first keeps working,
     await first.getByLabel("Password").fill(password);
     await first.getByLabel("Display name (optional)").fill("Alice");
     await first.getByRole("button", { name: "Create account" }).click();
+    await first.getByRole("form", { name: "Save your recovery key" }).getByRole("button", { name: "Not now" }).click();
     await messenger(first);
     await first.getByRole("button", { name: "New conversation" }).click();
     const dialog = first.getByRole("dialog", { name: "New conversation" });

@@ -4,10 +4,11 @@
 // tabs advancing the same ratchets would corrupt them; "Use here" asks the other tab to hand
 // over. Signing out — here, or from another device (gateway close 4003, or a refresh token
 // refused) — stops everything and wipes the local data.
-import { lazy, Suspense, useCallback, useEffect, useRef, useState } from "react";
+import { lazy, Suspense, useCallback, useEffect, useMemo, useRef, useState } from "react";
 import { loadSession, session, signOut } from "./auth/session";
 import { resetCallPrefs } from "./calls/prefs";
 import { forgetIceServers } from "./calls/turn";
+import { attachBackup, detachBackup } from "./crypto/backup";
 import { E2ee, loadCrypto } from "./crypto/engine";
 import { I18nProvider, useI18n } from "./i18n/i18n";
 import type { MessageKey } from "./i18n/messages";
@@ -51,6 +52,7 @@ function Root() {
     const chat = current.current;
     current.current = null;
     chat?.stop();
+    detachBackup();
     await signOut();
     await resetNotifications().catch(() => undefined);
     resetCallPrefs();
@@ -70,6 +72,8 @@ function Root() {
       if (!s) return;
       const chat = new Chat(engine, { accountId: s.accountId, deviceId: s.deviceId }, signedOut);
       current.current = chat;
+      // Back up new session keys from here on, if this device holds the backup key.
+      await attachBackup(engine).catch((err: unknown) => console.warn("key backup not started", err));
       setNotice(null);
       setPhase({ kind: "signed-in", chat });
       await chat.start();
@@ -82,6 +86,7 @@ function Root() {
   const lost = useCallback(async (how: "handed-over" | "overtaken") => {
     const chat = current.current;
     current.current = null;
+    detachBackup();
     if (chat) {
       await chat.close(how === "handed-over").catch((err: unknown) => console.warn("stopping for another tab", err));
       chat.engine.dispose();
@@ -139,6 +144,25 @@ function Root() {
 
   const doSignOut = useCallback(() => endSession(null), [endSession]);
 
+  /** Settings → Recovery key on a device without the account key: the restore stops this chat
+   * before it changes the device, then the restored engine opens a new one (the history is
+   * fetched and decrypted again, with the keys from the backup). */
+  const swap = useMemo(
+    () => ({
+      stop: async () => {
+        const chat = current.current;
+        current.current = null;
+        detachBackup();
+        if (chat) {
+          await chat.close(false).catch((err: unknown) => console.warn("stopping for the restore", err));
+          chat.engine.dispose();
+        }
+      },
+      enter,
+    }),
+    [enter],
+  );
+
   switch (phase.kind) {
     case "loading":
       return (
@@ -170,7 +194,7 @@ function Root() {
     case "signed-in":
       return (
         <Suspense fallback={<main className="center" />}>
-          <Messenger chat={phase.chat} onSignOut={doSignOut} theme={theme} setTheme={setTheme} />
+          <Messenger chat={phase.chat} onSignOut={doSignOut} swap={swap} theme={theme} setTheme={setTheme} />
         </Suspense>
       );
   }

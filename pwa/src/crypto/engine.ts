@@ -11,6 +11,7 @@
 // old records deleted in the same transaction.
 import init, {
   AccountKey,
+  BackupKey,
   CryptoMachine,
   LegacyState,
   SignedKey as WasmSignedKey,
@@ -185,6 +186,12 @@ export class E2ee implements Sealer {
   private readonly wanted = new Map<string, MachineMissingKey>();
   private requestTimer: ReturnType<typeof setTimeout> | null = null;
   private disposed = false;
+  /**
+   * Called after a step stored inbound sessions that are not in the key backup yet (backup.ts
+   * then takes them with sessionsToBackUp; it must not throw). Not called for sessions
+   * imported from the backup (they are in it).
+   */
+  onSessionsToBackUp: (() => void) | null = null;
 
   private constructor(
     readonly accountId: string,
@@ -209,10 +216,19 @@ export class E2ee implements Sealer {
   private step<T>(fn: () => Promise<T> | T): Promise<T> {
     return this.run(async () => {
       if (this.disposed) throw new Error("signed out: the E2EE engine is gone");
+      const hook = this.onSessionsToBackUp;
+      const before = hook ? this.machine.sessionsNotBackedUp() : 0;
       try {
         return await fn();
       } finally {
         await this.persist();
+        if (hook && !this.disposed && this.machine.sessionsNotBackedUp() > before) {
+          try {
+            hook();
+          } catch (err) {
+            console.warn("the key backup did not take the new sessions", err);
+          }
+        }
       }
     });
   }
@@ -629,6 +645,61 @@ export class E2ee implements Sealer {
       await this.persist();
       await this.sendToDevice(out);
     }).catch((err: unknown) => console.warn("key request not sent", err));
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Key backup (backup.ts; the entries are the machine's, FORMAT.md "Key backup")
+
+  /** Up to `limit` inbound sessions not backed up yet, encrypted under `key`; upload them, then
+   * markBackedUp the ids the server took. */
+  sessionsToBackUp(key: BackupKey, limit: number): Promise<Array<{ sessionId: string; data: Uint8Array }>> {
+    return this.step(() => this.machine.sessionsToBackUp(key, limit));
+  }
+
+  /** The server took the entries of these sessions. */
+  markBackedUp(sessionIds: string[]): Promise<void> {
+    return this.step(() => this.machine.markBackedUp(sessionIds));
+  }
+
+  /** Every session goes to the backup again (a new backup key or version). */
+  resetBackedUp(): Promise<void> {
+    return this.step(() => this.machine.resetBackedUp());
+  }
+
+  /** How many inbound sessions are not backed up yet. */
+  sessionsNotBackedUp(): number {
+    return this.machine.sessionsNotBackedUp();
+  }
+
+  /**
+   * Imports session entries of this account's backup (as ListBackupSessions gave them), each
+   * bound to the sender device, account and conversation its entry names, so decrypt() checks
+   * them as any shared key. An entry that does not open, or names a session held for another
+   * sender or conversation, is left out. Returns how many sessions were new or better.
+   */
+  importBackedUp(key: BackupKey, entries: Array<{ sessionId: string; data: Uint8Array }>): Promise<number> {
+    return this.step(async () => {
+      let stored = 0;
+      for (const [i, e] of entries.entries()) {
+        try {
+          if (this.machine.importBackedUp(key, e.sessionId, e.data).stored) stored++;
+        } catch (err) {
+          console.warn(`backup entry ${e.sessionId} left out`, err);
+        }
+        if (i % 500 === 499) await this.persist();
+      }
+      return stored;
+    });
+  }
+
+  /** The backup key pickled under this device's pickle key (kept in IndexedDB by backup.ts). */
+  pickleBackupKey(key: BackupKey): string {
+    return key.pickle(this.pickleKey);
+  }
+
+  /** A backup key pickled by pickleBackupKey (throws when it does not open). */
+  unpickleBackupKey(pickle: string): BackupKey {
+    return BackupKey.fromPickle(pickle, this.pickleKey);
   }
 
   // -------------------------------------------------------------------------------------------

@@ -1,10 +1,13 @@
 // AuthScreen.tsx — sign up or sign in with a password, or with a one-time code by email when the
 // server offers it (AuthService.GetAuthMethods), with the TOTP step when the server asks; or
 // link this device to an existing one (PIN / QR code). On success the tokens are stored and
-// this device's keys are made and published.
+// this device's keys are made and published. After sign-up (first device) comes "Save your
+// recovery key"; a sign-in on a device without the account key, when the account has a key
+// backup, offers to restore from it (or to link this device instead).
 import { useEffect, useState, type FormEvent } from "react";
 import { authClient } from "../api";
-import { beginSession, fromProto } from "../auth/session";
+import { beginSession, fromProto, signOut } from "../auth/session";
+import { currentBackup } from "../crypto/backup";
 import { E2ee } from "../crypto/engine";
 import { reasonOf } from "../errors";
 import type { GetAuthMethodsResponse, Session } from "../gen/kitsulan/v1/auth_pb";
@@ -14,6 +17,13 @@ import { defaultDeviceName, fromUserAgent } from "../lib/deviceName";
 import type { Theme } from "../theme";
 import { LinkNewDevice } from "./link/LinkNewDevice";
 import { Preferences } from "./Preferences";
+import { RecoveryKeySetup } from "./recovery/RecoveryKeySetup";
+import { RestoreFromBackup } from "./recovery/RestoreFromBackup";
+
+/** What follows a successful sign-up or sign-in before the messenger opens. */
+type After =
+  | { kind: "recovery"; engine: E2ee; username: string }
+  | { kind: "restore"; engine: E2ee; accountId: string; deviceId: string };
 
 
 export function AuthScreen({
@@ -37,6 +47,7 @@ export function AuthScreen({
   const [busy, setBusy] = useState(false);
   const [error, setError] = useState<string | null>(null);
   const [linking, setLinking] = useState(false);
+  const [after, setAfter] = useState<After | null>(null);
   const [methods, setMethods] = useState<GetAuthMethodsResponse | null>(null);
   /** Signing in with an email code: asking for the code, then typing it. */
   const [codeStep, setCodeStep] = useState<"email" | "code" | null>(null);
@@ -70,7 +81,7 @@ export function AuthScreen({
 
   const signUpOpen = methods?.signUpOpen ?? true;
 
-  async function signInWith(call: () => Promise<{ session?: Session | undefined }>) {
+  async function signInWith(call: () => Promise<{ session?: Session | undefined }>, signingUp = false) {
     setBusy(true);
     setError(null);
     try {
@@ -79,6 +90,17 @@ export function AuthScreen({
       const s = fromProto(res.session);
       await beginSession(s);
       const engine = await E2ee.setUp(s.accountId, s.deviceId);
+      if (signingUp && engine.state === "ready") {
+        setAfter({ kind: "recovery", engine, username });
+        return;
+      }
+      if (engine.state === "needs-link") {
+        const backup = await currentBackup().catch(() => null);
+        if (backup) {
+          setAfter({ kind: "restore", engine, accountId: s.accountId, deviceId: s.deviceId });
+          return;
+        }
+      }
       await onSignedIn(engine);
     } catch (err) {
       const reason = reasonOf(err);
@@ -94,10 +116,12 @@ export function AuthScreen({
 
   function submit(e: FormEvent) {
     e.preventDefault();
-    void signInWith(() =>
-      mode === "signUp"
-        ? authClient.signUp({ username, password, displayName, deviceName: deviceName() })
-        : authClient.signIn({ username, password, deviceName: deviceName(), totpCode: totp ?? "" }),
+    void signInWith(
+      () =>
+        mode === "signUp"
+          ? authClient.signUp({ username, password, displayName, deviceName: deviceName() })
+          : authClient.signIn({ username, password, deviceName: deviceName(), totpCode: totp ?? "" }),
+      mode === "signUp",
     );
   }
 
@@ -136,6 +160,49 @@ export function AuthScreen({
       <h1>{t("appName")}</h1>
     </header>
   );
+  if (after?.kind === "recovery") {
+    const engine = after.engine;
+    return (
+      <main className="auth">
+        {brand}
+        <section className="card">
+          <RecoveryKeySetup
+            engine={engine}
+            accountName={after.username}
+            onDone={() => void onSignedIn(engine)}
+            onLater={() => void onSignedIn(engine)}
+          />
+        </section>
+        <Preferences theme={theme} setTheme={setTheme} />
+      </main>
+    );
+  }
+  if (after?.kind === "restore") {
+    const engine = after.engine;
+    return (
+      <main className="auth">
+        {brand}
+        <RestoreFromBackup
+          accountId={after.accountId}
+          deviceId={after.deviceId}
+          onRestored={async (restored) => {
+            engine.dispose();
+            await onSignedIn(restored);
+          }}
+          onLink={() => {
+            // Linking signs in anew through the other device: this session goes.
+            void signOut().then(() => {
+              engine.dispose();
+              setAfter(null);
+              setLinking(true);
+            });
+          }}
+          onSkip={() => void onSignedIn(engine)}
+        />
+        <Preferences theme={theme} setTheme={setTheme} />
+      </main>
+    );
+  }
   if (linking) {
     return (
       <main className="auth">

@@ -10,6 +10,7 @@ import { ConversationView } from "./ConversationView";
 import { Devices } from "./Devices";
 import { NewConversation } from "./NewConversation";
 import { Notifier } from "./Notifier";
+import type { EngineSwap } from "./recovery/RecoverySettings";
 import { Settings } from "./Settings";
 import { VerifyDialog } from "./VerifyDialog";
 
@@ -19,11 +20,14 @@ const CallScreen = lazy(() => import("./call/CallScreen").then((m) => ({ default
 export function Messenger({
   chat,
   onSignOut,
+  swap,
   theme,
   setTheme,
 }: {
   chat: Chat;
   onSignOut: () => Promise<void>;
+  /** Restoring from the backup in Settings swaps the engine (App.tsx). */
+  swap?: EngineSwap;
   theme: Theme;
   setTheme: (t: Theme) => void;
 }) {
@@ -87,6 +91,7 @@ export function Messenger({
           onClose={() => setDialog("none")}
           onDevices={() => setDialog("devices")}
           onSignOut={onSignOut}
+          swap={swap}
           theme={theme}
           setTheme={setTheme}
         />

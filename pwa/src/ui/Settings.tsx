@@ -2,6 +2,7 @@
 // language, theme, sign out.
 import { useEffect, useState, type FormEvent } from "react";
 import { deviceClient } from "../api";
+import { currentBackup } from "../crypto/backup";
 import { reasonOf } from "../errors";
 import { useI18n } from "../i18n/i18n";
 import { errorText } from "../i18n/messages";
@@ -17,6 +18,7 @@ import { CopyId } from "./CopyId";
 import { Dialog } from "./Dialog";
 import { personName } from "./names";
 import { Preferences } from "./Preferences";
+import { RecoverySettings, type EngineSwap } from "./recovery/RecoverySettings";
 
 function Profile({ chat }: { chat: Chat }) {
   const { t } = useI18n();
@@ -146,19 +148,22 @@ function Notifications() {
 /**
  * Sign out, after saying what this device loses: its keys and its copy of the encrypted history
  * (wiped from this browser). With no other device of this account linked, and no key backup
- * yet, nothing can read the earlier encrypted messages again: the warning says so plainly.
+ * yet, nothing can read the earlier encrypted messages again: the warning says so plainly (with a
+ * backup, it says the recovery key brings them back).
  */
 function SignOut({ onSignOut }: { onSignOut: () => Promise<void> }) {
   const { t } = useI18n();
   /** null: not asked; "checking": looking for other devices; then how many others there are
    * (-1 when that could not be found out, e.g. offline: the stronger warning then). */
   const [others, setOthers] = useState<null | "checking" | number>(null);
+  const [backedUp, setBackedUp] = useState(false);
   const [busy, setBusy] = useState(false);
 
   async function ask() {
     setOthers("checking");
     try {
-      const { devices } = await deviceClient.listDevices({});
+      const [{ devices }, backup] = await Promise.all([deviceClient.listDevices({}), currentBackup().catch(() => null)]);
+      setBackedUp(backup !== null);
       setOthers(devices.filter((d) => !d.current).length);
     } catch {
       setOthers(-1);
@@ -188,6 +193,8 @@ function SignOut({ onSignOut }: { onSignOut: () => Promise<void> }) {
             </p>
           ) : others > 0 ? (
             <p>{t("signOutOtherDevices", { n: others })}</p>
+          ) : others === 0 && backedUp ? (
+            <p>{t("signOutBackedUp")}</p>
           ) : (
             <p className="warning" role="alert">
               {others === 0 ? t("signOutOnlyDevice") : t("signOutUnknownDevices")}
@@ -258,6 +265,7 @@ export function Settings({
   onClose,
   onDevices,
   onSignOut,
+  swap,
   theme,
   setTheme,
 }: {
@@ -265,6 +273,8 @@ export function Settings({
   onClose: () => void;
   onDevices: () => void;
   onSignOut: () => Promise<void>;
+  /** Restoring from the backup on a device without the account key (App.tsx). */
+  swap?: EngineSwap | undefined;
   theme: Theme;
   setTheme: (t: Theme) => void;
 }) {
@@ -273,6 +283,7 @@ export function Settings({
     <Dialog title={t("settings")} onClose={onClose} focusInput={false}>
       <Profile chat={chat} />
       <AccountSecurity />
+      <RecoverySettings chat={chat} swap={swap} />
       <Notifications />
       <CallSettings calls={chat.calls} />
       <Blocked chat={chat} />
