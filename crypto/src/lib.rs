@@ -43,6 +43,7 @@ pub mod backup;
 pub mod certificate;
 pub mod device;
 pub mod error;
+pub mod linking;
 pub mod megolm;
 pub mod olm;
 pub mod pairing;
