@@ -42,33 +42,22 @@
 //!
 //! [`NewDeviceLink`] and [`ExistingDeviceLink`] are the two sides of `PairingService`, and
 //! [`link_new_device_by_pin`] / [`link_new_device_by_qr`] run the whole flow (docs/e2ee.md,
-//! "Linking a new device"). The existing device opens the channel with [`PAIRING_HELLO`] (the
-//! ECIES initial plaintext); every later channel message is `kind (1) || body`, in this order:
-//!
-//! ```text
-//! new → existing   0x02 || SAS commitment (32)   sas::commitment(new device's SAS key)
-//! existing → new   0x03 || SAS public key (32)    the existing device's SAS key
-//! new → existing   0x03 || SAS public key (32)    the reveal; checked against the commitment
-//!   (both show the 7 emoji of the SAS, transaction id = the pairing id; the person compares)
-//! each → other     0x04 || SAS MAC (32)           sent once the person confirmed on that device
-//! existing → new   0x01 || account key secret (32), only after both MACs
-//! ```
-//!
-//! The MAC (key id [`PAIRING_MAC_KEY_ID`]) covers the channel's keys as its sender saw them:
-//! the new device's ECIES key (32) || the existing device's ephemeral key (32). Anything out of
-//! turn, a key that does not match the commitment, or a MAC that does not verify cancels the
-//! pairing; the account key is never sent (or accepted) before both MACs. QR pairing runs the
-//! same SAS.
+//! "Linking a new device"). They only do the I/O: the steps (HELLO, the SAS commitment, keys
+//! and MACs over the channel keys, the account key only after both MACs, the optional backup
+//! key after it) are `kitsulan_crypto::linking`'s [`NewDeviceFlow`] and [`ExistingDeviceFlow`],
+//! the same state machine the PWA runs through WASM. Anything out of turn, a key that does not
+//! match the commitment, or a MAC that does not verify cancels the pairing on the server too.
 
 use std::collections::{HashMap, HashSet};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context as _, anyhow, bail, ensure};
 use kitsulan_crypto::device::ClaimedKey;
+use kitsulan_crypto::linking::{self, ExistingDeviceFlow, NewDeviceFlow};
 use kitsulan_crypto::megolm::{InboundGroupSession, OutboundGroupSession};
 use kitsulan_crypto::olm::{OlmSession, is_pre_key_message};
-use kitsulan_crypto::pairing::{CheckCode, NewDevicePairing, PairingChannel, PairingQr};
-use kitsulan_crypto::sas::{EstablishedSas, SasVerification, ShortAuthString};
+use kitsulan_crypto::pairing::{CheckCode, PairingQr};
+use kitsulan_crypto::sas::ShortAuthString;
 use kitsulan_crypto::{
     AccountKey, DeviceAccount, OsRng, PickleKey, SignedFallbackKey, SignedOneTimeKey,
     verify_device_certificate, verify_fallback_key, verify_one_time_key,
@@ -103,17 +92,19 @@ pub const OLM_VERIFICATION: u8 = 0x03;
 /// action (1) || JSON`; docs/calls.md, see the e2e tests' `kitsulan_e2e::call_peer`).
 pub const OLM_CALL_SIGNAL: u8 = 0x04;
 /// Kind byte of the pairing-channel message that carries the account key secret.
-pub const PAIRING_ACCOUNT_KEY: u8 = 0x01;
+pub const PAIRING_ACCOUNT_KEY: u8 = linking::KIND_ACCOUNT_KEY;
 /// Kind byte of the new device's commitment to its SAS key.
-pub const PAIRING_SAS_COMMITMENT: u8 = 0x02;
+pub const PAIRING_SAS_COMMITMENT: u8 = linking::KIND_SAS_COMMITMENT;
 /// Kind byte of a SAS public key (the existing device's, then the new device's reveal).
-pub const PAIRING_SAS_KEY: u8 = 0x03;
+pub const PAIRING_SAS_KEY: u8 = linking::KIND_SAS_KEY;
 /// Kind byte of a SAS MAC over the channel keys, sent once the person confirmed the emoji.
-pub const PAIRING_SAS_MAC: u8 = 0x04;
+pub const PAIRING_SAS_MAC: u8 = linking::KIND_SAS_MAC;
+/// Kind byte of the optional pairing-channel message that carries the key-backup key.
+pub const PAIRING_BACKUP_KEY: u8 = linking::KIND_BACKUP_KEY;
 /// The key id of the SAS MAC in a pairing channel.
-pub const PAIRING_MAC_KEY_ID: &str = "pairing_channel";
+pub const PAIRING_MAC_KEY_ID: &str = linking::MAC_KEY_ID;
 /// The initial pairing plaintext (existing device to new device).
-pub const PAIRING_HELLO: &[u8] = b"KITSULAN-LINK/2 hello";
+pub const PAIRING_HELLO: &[u8] = linking::HELLO;
 /// A session is rotated after this many messages.
 pub const ROTATE_AFTER_MESSAGES: u32 = 100;
 /// How many items the API takes per call (`SendToDevice`, `ClaimKeys`, `QueryKeys`, OTKs).
@@ -1069,81 +1060,33 @@ pub fn parse_megolm_envelope(envelope: &[u8]) -> anyhow::Result<(String, &[u8])>
 }
 
 // ---------------------------------------------------------------------------------------------
-// Pairing
+// Pairing: I/O around `kitsulan_crypto::linking`, which holds the steps.
 
-/// The SAS inside a pairing channel, the same on both sides (module docs, "Pairing").
-struct ChannelSas {
-    /// Our SAS key pair, until the other side's key came.
-    ours: Option<SasVerification>,
-    /// The new device's commitment (existing device only).
-    their_commitment: Option<[u8; 32]>,
-    established: Option<EstablishedSas>,
-    /// The channel's keys as this side saw them: new device key (32) || existing device's
-    /// ephemeral key (32). Each side MACs its view; a middleman's two channels differ here.
-    channel_keys: Vec<u8>,
-    /// We sent our MAC (the person confirmed the emoji here).
-    confirmed: bool,
-    /// The other side's MAC verified.
-    verified: bool,
-    /// Why the pairing was stopped, if it was.
-    failed: Option<String>,
-}
-
-impl ChannelSas {
-    fn new(new_device_key: &[u8], existing_ephemeral_key: &[u8]) -> Self {
-        Self {
-            ours: None,
-            their_commitment: None,
-            established: None,
-            channel_keys: [new_device_key, existing_ephemeral_key].concat(),
-            confirmed: false,
-            verified: false,
-            failed: None,
-        }
+/// Posts every payload the flow queued, in order, with `secret` (empty for the existing device).
+async fn post_queued(
+    client: &Client,
+    pairing_id: &str,
+    secret: &str,
+    mut next: impl FnMut() -> Option<Vec<u8>>,
+) -> anyhow::Result<Option<u32>> {
+    let mut last = None;
+    while let Some(payload) = next() {
+        let request = PostPairingMessageRequest {
+            pairing_id: pairing_id.to_owned(),
+            secret: secret.to_owned(),
+            payload,
+        };
+        last = Some(
+            client
+                .pairing()
+                .post_pairing_message(request)
+                .await
+                .context("PostPairingMessage")?
+                .into_inner()
+                .index,
+        );
     }
-
-    fn short_auth_string(&self, pairing_id: &str) -> Option<ShortAuthString> {
-        self.established.as_ref().filter(|_| self.failed.is_none()).map(|s| s.short_auth_string(pairing_id))
-    }
-
-    fn ensure_going(&self) -> anyhow::Result<()> {
-        match &self.failed {
-            Some(why) => bail!("the pairing was stopped: {why}"),
-            None => Ok(()),
-        }
-    }
-
-    /// Our MAC over our view of the channel keys.
-    fn mac(&self, pairing_id: &str) -> anyhow::Result<Vec<u8>> {
-        self.ensure_going()?;
-        let sas = self.established.as_ref().context("the SAS keys were not exchanged yet")?;
-        Ok(sas.mac(pairing_id, PAIRING_MAC_KEY_ID, &self.channel_keys))
-    }
-
-    fn verify_mac(&mut self, pairing_id: &str, mac: &[u8]) -> anyhow::Result<()> {
-        let sas = self.established.as_ref().context("a SAS MAC came before the SAS keys")?;
-        ensure!(self.failed.is_none() && !self.verified, "a second SAS MAC");
-        sas.verify_mac(pairing_id, PAIRING_MAC_KEY_ID, &self.channel_keys, mac)
-            .context("the other device's SAS MAC does not match: stop")?;
-        self.verified = true;
-        Ok(())
-    }
-}
-
-/// `kind || body` of a channel message as `(kind, body)`.
-fn channel_kind(plaintext: &[u8]) -> anyhow::Result<(u8, &[u8])> {
-    plaintext.split_first().map(|(k, b)| (*k, b)).context("an empty pairing message")
-}
-
-fn key32(body: &[u8], what: &str) -> anyhow::Result<[u8; 32]> {
-    body.try_into().map_err(|_| anyhow!("{what} is not 32 bytes"))
-}
-
-fn with_kind(kind: u8, body: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(1 + body.len());
-    out.push(kind);
-    out.extend_from_slice(body);
-    out
+    Ok(last)
 }
 
 /// The new device's side of a pairing: no session until approved.
@@ -1158,10 +1101,7 @@ pub struct NewDeviceLink {
     pub qr_text: String,
     /// The public key it registered.
     pub public_key: [u8; 32],
-    ecies: Option<NewDevicePairing>,
-    channel: Option<PairingChannel>,
-    sas: Option<ChannelSas>,
-    account_key: Option<AccountKey>,
+    flow: NewDeviceFlow,
     after_index: u32,
 }
 
@@ -1175,8 +1115,8 @@ impl NewDeviceLink {
     /// Chooses a pairing id and an ephemeral key and calls `CreatePairing`.
     pub async fn open(client: Client, server_url: &str) -> anyhow::Result<Self> {
         let id = Uuid::now_v7();
-        let ecies = NewDevicePairing::new(*id.as_bytes(), server_url)?;
-        let public_key = ecies.public_key();
+        let flow = NewDeviceFlow::new(*id.as_bytes(), server_url)?;
+        let public_key = flow.public_key();
         let created = client
             .pairing()
             .create_pairing(CreatePairingRequest {
@@ -1186,19 +1126,8 @@ impl NewDeviceLink {
             .await
             .context("CreatePairing")?
             .into_inner();
-        let qr_text = ecies.qr().to_text();
-        Ok(Self {
-            client,
-            pairing_id: id.to_string(),
-            created,
-            qr_text,
-            public_key,
-            ecies: Some(ecies),
-            channel: None,
-            sas: None,
-            account_key: None,
-            after_index: 0,
-        })
+        let qr_text = flow.qr().to_text();
+        Ok(Self { client, pairing_id: id.to_string(), created, qr_text, public_key, flow, after_index: 0 })
     }
 
     /// The secret `CreatePairing` gave.
@@ -1216,69 +1145,35 @@ impl NewDeviceLink {
         Ok(self.client.pairing().get_pairing(request).await?.into_inner())
     }
 
-    /// `GetPairing` for messages after the last one read, and the SAS steps they call for:
-    /// the first message opens the channel (it must be [`PAIRING_HELLO`]) and we answer with
-    /// our commitment; the existing device's SAS key is answered with ours; its MAC is
-    /// checked; the account key is taken only after that. Returns the response and the
-    /// plaintexts after HELLO. A message out of turn, a bad key or MAC cancels the pairing
-    /// and is an error (and so is every later call).
+    /// `GetPairing` for messages after the last one read, fed to the flow, and what it queued
+    /// posted. Returns the response and the plaintexts after HELLO. A message out of turn, a
+    /// bad key or MAC cancels the pairing and is an error (and so is every later call).
     pub async fn poll(&mut self) -> anyhow::Result<(GetPairingResponse, Vec<Vec<u8>>)> {
-        if let Some(sas) = &self.sas {
-            sas.ensure_going()?;
+        if let Some(why) = self.flow.cancelled() {
+            bail!(why);
         }
         let response = self.get_raw(self.after_index).await.context("GetPairing (new device)")?;
         let mut plaintexts = Vec::new();
         for message in &response.messages {
             ensure!(message.index > self.after_index, "GetPairing repeated message {}", message.index);
             self.after_index = message.index;
-            let plaintext = match self.channel.as_mut() {
-                Some(channel) => channel.decrypt(&message.payload)?,
-                None => {
-                    let ecies = self.ecies.take().context("the pairing key was used already")?;
-                    let (channel, hello) = ecies.accept(&message.payload)?;
-                    ensure!(hello == PAIRING_HELLO, "unexpected first pairing message");
-                    self.channel = Some(channel);
-                    let mut sas = ChannelSas::new(&self.public_key, &message.payload[..32]);
-                    let ours = SasVerification::new();
-                    let commitment = kitsulan_crypto::sas::commitment(&ours.public_key());
-                    sas.ours = Some(ours);
-                    self.sas = Some(sas);
-                    self.post(&with_kind(PAIRING_SAS_COMMITMENT, &commitment)).await?;
-                    continue;
+            let opening = self.flow.check_code().is_none();
+            match self.flow.receive(&message.payload) {
+                Ok(plaintext) if !opening => plaintexts.push(plaintext.to_vec()),
+                Ok(_) => {}
+                Err(why) => {
+                    self.cancel().await;
+                    bail!(why);
                 }
-            };
-            if let Err(error) = self.handle(&plaintext).await {
-                if let Some(sas) = self.sas.as_mut() {
-                    sas.failed = Some(format!("{error:#}"));
-                }
-                self.cancel().await;
-                return Err(error);
             }
-            plaintexts.push(plaintext);
+            self.post_queued().await?;
         }
         Ok((response, plaintexts))
     }
 
-    async fn handle(&mut self, plaintext: &[u8]) -> anyhow::Result<()> {
-        let sas = self.sas.as_mut().context("no SAS")?;
-        let (kind, body) = channel_kind(plaintext)?;
-        match kind {
-            PAIRING_SAS_KEY => {
-                let ours = sas.ours.take().context("a second SAS key")?;
-                let reveal = ours.public_key();
-                sas.established = Some(ours.establish(&key32(body, "the SAS key")?)?);
-                self.post(&with_kind(PAIRING_SAS_KEY, &reveal)).await?;
-            }
-            PAIRING_SAS_MAC => sas.verify_mac(&self.pairing_id, body)?,
-            PAIRING_ACCOUNT_KEY => {
-                ensure!(sas.confirmed && sas.verified, "the account key came before both SAS MACs");
-                ensure!(self.account_key.is_none(), "a second account key");
-                let secret = key32(body, "the account key")?;
-                self.account_key = Some(AccountKey::from_secret_bytes(&secret));
-            }
-            other => bail!("unexpected pairing message kind {other:#04x}"),
-        }
-        Ok(())
+    async fn post_queued(&mut self) -> anyhow::Result<Option<u32>> {
+        let flow = &mut self.flow;
+        post_queued(&self.client, &self.pairing_id, &self.created.secret, || flow.take_outgoing()).await
     }
 
     /// `CancelPairing` with our secret (best effort).
@@ -1290,43 +1185,32 @@ impl NewDeviceLink {
 
     /// The check code, once the channel is open (the emoji are what the person compares).
     pub fn check_code(&self) -> Option<CheckCode> {
-        self.channel.as_ref().map(PairingChannel::check_code)
+        self.flow.check_code()
     }
 
     /// The emoji and decimals, once both SAS keys are known.
     pub fn short_auth_string(&self) -> Option<ShortAuthString> {
-        self.sas.as_ref()?.short_auth_string(&self.pairing_id)
+        self.flow.short_auth_string()
     }
 
     /// The person saw the same emoji on both screens: sends our SAS MAC.
     pub async fn confirm(&mut self) -> anyhow::Result<()> {
-        let sas = self.sas.as_ref().context("the channel is not open yet")?;
-        ensure!(!sas.confirmed, "confirmed already");
-        let mac = sas.mac(&self.pairing_id)?;
-        self.post(&with_kind(PAIRING_SAS_MAC, &mac)).await?;
-        if let Some(sas) = self.sas.as_mut() {
-            sas.confirmed = true;
+        if let Some(why) = self.flow.cancelled() {
+            bail!(why);
         }
+        self.flow.confirm().context("confirming the emoji (not yet, or twice)")?;
+        self.post_queued().await?;
         Ok(())
     }
 
-    /// Encrypts and posts a channel message with our secret (raw: any bytes).
+    /// Encrypts and posts a channel message with our secret (raw: any bytes, outside the
+    /// flow's steps; for tests that play a misbehaving device).
     pub async fn post(&mut self, plaintext: &[u8]) -> anyhow::Result<u32> {
-        let channel = self.channel.as_mut().context("the channel is not open yet")?;
-        let payload = channel.encrypt(plaintext);
-        let request = PostPairingMessageRequest {
-            pairing_id: self.pairing_id.clone(),
-            secret: self.created.secret.clone(),
-            payload,
-        };
-        Ok(self
-            .client
-            .pairing()
-            .post_pairing_message(request)
-            .await
-            .context("PostPairingMessage")?
-            .into_inner()
-            .index)
+        let payload = self.flow.encrypt_raw(plaintext).context("the channel is not open")?;
+        let mut payload = Some(payload);
+        post_queued(&self.client, &self.pairing_id, &self.created.secret, || payload.take())
+            .await?
+            .context("nothing posted")
     }
 
     /// After approval: reads the account key from the channel and the session from the
@@ -1340,9 +1224,15 @@ impl NewDeviceLink {
             response.state()
         );
         let session = response.session.context("no session after approval")?;
-        let account_key = self.account_key.take().context("no account key came through the channel")?;
+        let account_key = self.flow.take_account_key().context("no account key came through the channel")?;
         self.client.set_session(Some(session.clone()));
         Ok((session, account_key))
+    }
+
+    /// The key-backup key the existing device sent after the account key, if it sent one
+    /// (taken once; read it after [`NewDeviceLink::finish`]).
+    pub fn take_backup_key(&mut self) -> Option<[u8; 32]> {
+        self.flow.take_backup_key().map(|key| *key)
     }
 }
 
@@ -1350,8 +1240,7 @@ impl NewDeviceLink {
 pub struct ExistingDeviceLink {
     /// The pairing.
     pub pairing_id: String,
-    channel: PairingChannel,
-    sas: ChannelSas,
+    flow: ExistingDeviceFlow,
     after_index: u32,
 }
 
@@ -1365,34 +1254,35 @@ impl ExistingDeviceLink {
     /// Opens the channel to the new device's `public_key` and posts the initial message
     /// (which takes the pairing for `device`).
     pub async fn connect(device: &Client, pairing_id: &str, public_key: &[u8]) -> anyhow::Result<Self> {
-        let (channel, initial) = kitsulan_crypto::pairing::connect(public_key, PAIRING_HELLO)?;
-        let sas = ChannelSas::new(public_key, &initial[..32]);
-        let request = PostPairingMessageRequest {
-            pairing_id: pairing_id.to_owned(),
-            secret: String::new(),
-            payload: initial,
-        };
-        device.pairing().post_pairing_message(request).await?;
-        Ok(Self { pairing_id: pairing_id.to_owned(), channel, sas, after_index: 0 })
+        let flow = ExistingDeviceFlow::connect(uuid_bytes(pairing_id)?, public_key)?;
+        let mut link = Self { pairing_id: pairing_id.to_owned(), flow, after_index: 0 };
+        link.post_queued(device).await?;
+        Ok(link)
+    }
+
+    async fn post_queued(&mut self, device: &Client) -> anyhow::Result<Option<u32>> {
+        let flow = &mut self.flow;
+        post_queued(device, &self.pairing_id, "", || flow.take_outgoing()).await
     }
 
     /// The check code (the emoji are what the person compares).
     pub fn check_code(&self) -> CheckCode {
-        self.channel.check_code()
+        self.flow.check_code()
     }
 
     /// The emoji and decimals, once the new device revealed its SAS key.
     pub fn short_auth_string(&self) -> Option<ShortAuthString> {
-        self.sas.short_auth_string(&self.pairing_id)
+        self.flow.short_auth_string()
     }
 
-    /// `GetPairing` as the signed-in device, and the SAS steps the new messages call for: the
-    /// commitment is answered with our SAS key, the revealed key is checked against the
-    /// commitment, the MAC is checked. Returns the response and the plaintexts. A message out
-    /// of turn, a key that does not match its commitment, or a bad MAC cancels the pairing and
-    /// is an error (and so is every later call).
+    /// `GetPairing` as the signed-in device, fed to the flow, and what it queued posted.
+    /// Returns the response and the plaintexts. A message out of turn, a key that does not
+    /// match its commitment, or a bad MAC cancels the pairing and is an error (and so is every
+    /// later call).
     pub async fn poll(&mut self, device: &Client) -> anyhow::Result<(GetPairingResponse, Vec<Vec<u8>>)> {
-        self.sas.ensure_going()?;
+        if let Some(why) = self.flow.cancelled() {
+            bail!(why);
+        }
         let request = GetPairingRequest {
             pairing_id: self.pairing_id.clone(),
             secret: String::new(),
@@ -1404,71 +1294,40 @@ impl ExistingDeviceLink {
         for message in &response.messages {
             ensure!(message.index > self.after_index, "GetPairing repeated message {}", message.index);
             self.after_index = message.index;
-            let plaintext = self.channel.decrypt(&message.payload)?;
-            if let Err(error) = self.handle(device, &plaintext).await {
-                self.sas.failed = Some(format!("{error:#}"));
-                self.cancel(device).await;
-                return Err(error);
+            match self.flow.receive(&message.payload) {
+                Ok(plaintext) => plaintexts.push(plaintext.to_vec()),
+                Err(why) => {
+                    self.cancel(device).await;
+                    bail!(why);
+                }
             }
-            plaintexts.push(plaintext);
+            self.post_queued(device).await?;
         }
         Ok((response, plaintexts))
     }
 
-    async fn handle(&mut self, device: &Client, plaintext: &[u8]) -> anyhow::Result<()> {
-        let (kind, body) = channel_kind(plaintext)?;
-        match kind {
-            PAIRING_SAS_COMMITMENT => {
-                ensure!(self.sas.their_commitment.is_none(), "a second SAS commitment");
-                self.sas.their_commitment = Some(key32(body, "the SAS commitment")?);
-                let ours = SasVerification::new();
-                let key = ours.public_key();
-                self.sas.ours = Some(ours);
-                self.post(device, &with_kind(PAIRING_SAS_KEY, &key)).await?;
-            }
-            PAIRING_SAS_KEY => {
-                let commitment = self.sas.their_commitment.context("a SAS key before the commitment")?;
-                let ours = self.sas.ours.take().context("a second SAS key")?;
-                let theirs = key32(body, "the SAS key")?;
-                ensure!(
-                    kitsulan_crypto::sas::check_commitment(&theirs, &commitment),
-                    "the new device's SAS key does not match its commitment: stop"
-                );
-                self.sas.established = Some(ours.establish(&theirs)?);
-            }
-            PAIRING_SAS_MAC => self.sas.verify_mac(&self.pairing_id, body)?,
-            other => bail!("unexpected pairing message kind {other:#04x}"),
-        }
-        Ok(())
-    }
-
     /// The person saw the same emoji on both screens: sends our SAS MAC.
     pub async fn confirm(&mut self, device: &Client) -> anyhow::Result<()> {
-        ensure!(!self.sas.confirmed, "confirmed already");
-        let mac = self.sas.mac(&self.pairing_id)?;
-        self.post(device, &with_kind(PAIRING_SAS_MAC, &mac)).await?;
-        self.sas.confirmed = true;
+        if let Some(why) = self.flow.cancelled() {
+            bail!(why);
+        }
+        self.flow.confirm().context("confirming the emoji (not yet, or twice)")?;
+        self.post_queued(device).await?;
         Ok(())
     }
 
     /// Whether both sides confirmed and the new device's MAC verified: only then may the
     /// account key go.
     pub fn verified(&self) -> bool {
-        self.sas.failed.is_none() && self.sas.confirmed && self.sas.verified
+        self.flow.verified()
     }
 
-    /// Encrypts and posts a channel message (raw: any bytes).
+    /// Encrypts and posts a channel message (raw: any bytes, outside the flow's steps; for
+    /// tests that play a misbehaving device).
     pub async fn post(&mut self, device: &Client, plaintext: &[u8]) -> anyhow::Result<u32> {
-        let payload = self.channel.encrypt(plaintext);
-        let request =
-            PostPairingMessageRequest { pairing_id: self.pairing_id.clone(), secret: String::new(), payload };
-        Ok(device
-            .pairing()
-            .post_pairing_message(request)
-            .await
-            .context("PostPairingMessage (existing device)")?
-            .into_inner()
-            .index)
+        let payload = self.flow.encrypt_raw(plaintext).context("the channel is closed")?;
+        let mut payload = Some(payload);
+        post_queued(device, &self.pairing_id, "", || payload.take()).await?.context("nothing posted")
     }
 
     /// Sends the account key secret inside the channel; refused unless
@@ -1478,11 +1337,22 @@ impl ExistingDeviceLink {
         device: &Client,
         account_key: &AccountKey,
     ) -> anyhow::Result<()> {
-        self.sas.ensure_going()?;
-        ensure!(self.sas.confirmed, "the person has not confirmed the emoji here");
-        ensure!(self.sas.verified, "the new device's SAS MAC has not come or not verified");
-        let plaintext = with_kind(PAIRING_ACCOUNT_KEY, &*account_key.to_secret_bytes());
-        self.post(device, &plaintext).await.context("PostPairingMessage (account key)")?;
+        if let Some(why) = self.flow.cancelled() {
+            bail!(why);
+        }
+        self.flow.send_account_key(account_key).context(
+            "the account key goes only after the person confirmed here and the new device's MAC verified",
+        )?;
+        self.post_queued(device).await.context("PostPairingMessage (account key)")?;
+        Ok(())
+    }
+
+    /// Sends the key-backup key inside the channel (optional), after the account key.
+    pub async fn send_backup_key(&mut self, device: &Client, backup_key: &[u8; 32]) -> anyhow::Result<()> {
+        self.flow
+            .send_backup_key(backup_key)
+            .context("the backup key goes only after the account key, once")?;
+        self.post_queued(device).await.context("PostPairingMessage (backup key)")?;
         Ok(())
     }
 

@@ -45,6 +45,7 @@ pub mod certificate;
 pub mod client;
 pub mod device;
 pub mod error;
+pub mod linking;
 pub mod megolm;
 pub mod olm;
 pub mod pairing;

@@ -15,6 +15,7 @@ use crate::attachment::{AttachmentDecryptor, AttachmentEncryptor, AttachmentSecr
 use crate::backup::{self, BackedUpSession, BackupKey, SessionOrigin};
 use crate::certificate::{AccountKey, CertificateFields};
 use crate::device::{ClaimedKey, DeviceAccount, SignedFallbackKey, SignedOneTimeKey};
+use crate::linking;
 use crate::megolm::{InboundGroupSession, OutboundGroupSession};
 use crate::olm::OlmSession;
 use crate::pairing::{self, NewDevicePairing, PairingChannel, PairingQr};
@@ -1093,3 +1094,176 @@ pub fn has_passphrase(auth_data: &[u8]) -> JsResult<bool> {
 
 // The client protocol of one device (`crate::client::Machine`) as `CryptoMachine`.
 mod machine;
+
+// ---------------------------------------------------------------------------------------------
+// Linking a new device (`linking.rs`): the pairing steps as a state machine; the PWA only
+// posts what `takeOutgoing()` gives and feeds `receive()` what `GetPairing` returned.
+
+/// Throws a cancelled flow as a `KitsulanCryptoError` with `code` `"pairing_cancelled"` and
+/// `reason` the [`linking::CancelReason`] code.
+fn link_cancelled(cancelled: linking::Cancelled) -> JsValue {
+    let js = js_sys::Error::new(&cancelled.to_string());
+    js.set_name("KitsulanCryptoError");
+    let _ = js_sys::Reflect::set(&js, &JsValue::from_str("code"), &JsValue::from_str("pairing_cancelled"));
+    let _ =
+        js_sys::Reflect::set(&js, &JsValue::from_str("reason"), &JsValue::from_str(cancelled.reason.code()));
+    js.into()
+}
+
+/// The new device's side of linking.
+#[wasm_bindgen(js_name = NewDeviceLinkFlow)]
+pub struct WasmNewDeviceLinkFlow {
+    inner: linking::NewDeviceFlow,
+}
+
+#[wasm_bindgen(js_class = NewDeviceLinkFlow)]
+impl WasmNewDeviceLinkFlow {
+    /// A fresh ephemeral key for the pairing `pairingId` (16 bytes) on `serverUrl`.
+    #[wasm_bindgen(constructor)]
+    pub fn new(pairing_id: &[u8], server_url: &str) -> JsResult<WasmNewDeviceLinkFlow> {
+        let inner =
+            linking::NewDeviceFlow::new(array(pairing_id, "pairing id")?, server_url).map_err(js_error)?;
+        Ok(Self { inner })
+    }
+    /// Our public key (for `CreatePairing`).
+    #[wasm_bindgen(getter, js_name = publicKey)]
+    pub fn public_key(&self) -> Vec<u8> {
+        self.inner.public_key().to_vec()
+    }
+    /// The `KITSULAN-PAIR:…` text of the QR code.
+    #[wasm_bindgen(js_name = qrText)]
+    pub fn qr_text(&self) -> String {
+        self.inner.qr().to_text()
+    }
+    /// Takes the next payload from `GetPairing` (in order); throws `pairing_cancelled` when
+    /// the flow stops (now or before).
+    pub fn receive(&mut self, payload: &[u8]) -> JsResult<()> {
+        self.inner.receive(payload).map(drop).map_err(link_cancelled)
+    }
+    /// The person confirmed the emoji match (throws `unexpected_verification_step` out of turn).
+    pub fn confirm(&mut self) -> JsResult<()> {
+        self.inner.confirm().map_err(js_error)
+    }
+    /// The person cancelled.
+    pub fn cancel(&mut self) {
+        self.inner.cancel();
+    }
+    /// The next payload to post (`undefined` when none).
+    #[wasm_bindgen(js_name = takeOutgoing)]
+    pub fn take_outgoing(&mut self) -> Option<Vec<u8>> {
+        self.inner.take_outgoing()
+    }
+    /// `waiting`, `exchanging`, `compare`, `confirmed`, `verified`, `done` or `cancelled`.
+    #[wasm_bindgen(getter)]
+    pub fn state(&self) -> String {
+        self.inner.state().code().to_owned()
+    }
+    /// Why it was cancelled (`user`, `mac_mismatch`, …), if it was.
+    #[wasm_bindgen(getter, js_name = cancelReason)]
+    pub fn cancel_reason(&self) -> Option<String> {
+        self.inner.cancelled().map(|c| c.reason.code().to_owned())
+    }
+    /// Whether the person confirmed here.
+    #[wasm_bindgen(getter)]
+    pub fn confirmed(&self) -> bool {
+        self.inner.confirmed()
+    }
+    /// The 7 emoji indices, once both SAS keys are known.
+    #[wasm_bindgen(getter, js_name = emojiIndices)]
+    pub fn emoji_indices(&self) -> Option<Vec<u8>> {
+        self.inner.short_auth_string().map(|s| s.emoji_indices.to_vec())
+    }
+    /// The 3 decimals, once both SAS keys are known.
+    #[wasm_bindgen(getter)]
+    pub fn decimals(&self) -> Option<Vec<u16>> {
+        self.inner.short_auth_string().map(|s| s.decimals.to_vec())
+    }
+    /// The account key secret (32 bytes), once it came after both MACs; taken once.
+    #[wasm_bindgen(js_name = takeAccountKey)]
+    pub fn take_account_key(&mut self) -> Option<Vec<u8>> {
+        self.inner.take_account_key().map(|k| k.to_secret_bytes().to_vec())
+    }
+    /// The key-backup key (32 bytes), if the existing device sent one; taken once.
+    #[wasm_bindgen(js_name = takeBackupKey)]
+    pub fn take_backup_key(&mut self) -> Option<Vec<u8>> {
+        self.inner.take_backup_key().map(|k| k.to_vec())
+    }
+}
+
+/// The existing device's side of linking.
+#[wasm_bindgen(js_name = ExistingDeviceLinkFlow)]
+pub struct WasmExistingDeviceLinkFlow {
+    inner: linking::ExistingDeviceFlow,
+}
+
+#[wasm_bindgen(js_class = ExistingDeviceLinkFlow)]
+impl WasmExistingDeviceLinkFlow {
+    /// Opens the channel to the new device's key; the first `takeOutgoing()` is the opening
+    /// message.
+    pub fn connect(pairing_id: &[u8], new_device_public_key: &[u8]) -> JsResult<WasmExistingDeviceLinkFlow> {
+        let inner =
+            linking::ExistingDeviceFlow::connect(array(pairing_id, "pairing id")?, new_device_public_key)
+                .map_err(js_error)?;
+        Ok(Self { inner })
+    }
+    /// Takes the next payload from `GetPairing` (in order); throws `pairing_cancelled` when
+    /// the flow stops (now or before).
+    pub fn receive(&mut self, payload: &[u8]) -> JsResult<()> {
+        self.inner.receive(payload).map(drop).map_err(link_cancelled)
+    }
+    /// The person confirmed the emoji match (throws `unexpected_verification_step` out of turn).
+    pub fn confirm(&mut self) -> JsResult<()> {
+        self.inner.confirm().map_err(js_error)
+    }
+    /// The person cancelled.
+    pub fn cancel(&mut self) {
+        self.inner.cancel();
+    }
+    /// The next payload to post (`undefined` when none).
+    #[wasm_bindgen(js_name = takeOutgoing)]
+    pub fn take_outgoing(&mut self) -> Option<Vec<u8>> {
+        self.inner.take_outgoing()
+    }
+    /// `exchanging`, `compare`, `confirmed`, `verified`, `done` or `cancelled`.
+    #[wasm_bindgen(getter)]
+    pub fn state(&self) -> String {
+        self.inner.state().code().to_owned()
+    }
+    /// Why it was cancelled, if it was.
+    #[wasm_bindgen(getter, js_name = cancelReason)]
+    pub fn cancel_reason(&self) -> Option<String> {
+        self.inner.cancelled().map(|c| c.reason.code().to_owned())
+    }
+    /// Whether the person confirmed here.
+    #[wasm_bindgen(getter)]
+    pub fn confirmed(&self) -> bool {
+        self.inner.confirmed()
+    }
+    /// Both MACs verified: the account key may go.
+    #[wasm_bindgen(getter)]
+    pub fn verified(&self) -> bool {
+        self.inner.verified()
+    }
+    /// The 7 emoji indices, once the new device revealed its SAS key.
+    #[wasm_bindgen(getter, js_name = emojiIndices)]
+    pub fn emoji_indices(&self) -> Option<Vec<u8>> {
+        self.inner.short_auth_string().map(|s| s.emoji_indices.to_vec())
+    }
+    /// The 3 decimals, once the new device revealed its SAS key.
+    #[wasm_bindgen(getter)]
+    pub fn decimals(&self) -> Option<Vec<u16>> {
+        self.inner.short_auth_string().map(|s| s.decimals.to_vec())
+    }
+    /// Queues the account key secret (32 bytes); only once `verified`.
+    #[wasm_bindgen(js_name = sendAccountKey)]
+    pub fn send_account_key(&mut self, account_key_secret: &[u8]) -> JsResult<()> {
+        let secret = zeroize::Zeroizing::new(array::<32>(account_key_secret, "account key")?);
+        self.inner.send_account_key(&AccountKey::from_secret_bytes(&secret)).map_err(js_error)
+    }
+    /// Queues the key-backup key (32 bytes), optional; only after the account key.
+    #[wasm_bindgen(js_name = sendBackupKey)]
+    pub fn send_backup_key(&mut self, backup_key: &[u8]) -> JsResult<()> {
+        let key = zeroize::Zeroizing::new(array::<32>(backup_key, "backup key")?);
+        self.inner.send_backup_key(&key).map_err(js_error)
+    }
+}

@@ -900,8 +900,12 @@ async fn pairing_step_by_step_with_its_refusals() {
     assert_eq!(kinds(&heard), [(PAIRING_SAS_MAC, 33)]);
     assert!(old.verified());
 
-    // Approval: once; the new device gets its session once.
+    // Approval: once; the new device gets its session once. The key-backup key may follow the
+    // account key (not before it, not twice).
+    assert!(old.send_backup_key(&laptop.client, &[0x5a; 32]).await.is_err());
     old.send_account_key(&laptop.client, &laptop.account_key).await.unwrap();
+    old.send_backup_key(&laptop.client, &[0x5a; 32]).await.unwrap();
+    assert!(old.send_backup_key(&laptop.client, &[0x5a; 32]).await.is_err());
     let device_id = old.approve(&laptop.client, "Tablet").await.unwrap();
     assert_refused(old.approve(&laptop.client, "Tablet").await, "PAIRING_ALREADY_APPROVED");
     let (session, account_key) = fresh.finish().await.unwrap();
@@ -910,6 +914,8 @@ async fn pairing_step_by_step_with_its_refusals() {
         (laptop.account_id(), device_id.as_str())
     );
     assert_eq!(account_key.public_key(), laptop.account_key.public_key());
+    assert_eq!(fresh.take_backup_key(), Some([0x5a; 32]));
+    assert_eq!(fresh.take_backup_key(), None, "taken once");
     let later = fresh.get_raw(0).await.unwrap();
     assert_eq!(later.state(), PairingState::Completed);
     assert!(later.session.is_none(), "the session is handed out once");
