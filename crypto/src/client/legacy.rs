@@ -117,7 +117,8 @@ impl Machine {
     pub fn import_legacy(pickle_key: PickleKey, config: Config, legacy: Legacy) -> Result<Self, Error> {
         let account_id = legacy.account_id.ok_or_else(|| bad("account id"))?;
         let device_id = legacy.device_id.ok_or_else(|| bad("device id"))?;
-        let account = DeviceAccount::from_pickle(&legacy.device_pickle, &pickle_key).map_err(|_| bad("device"))?;
+        let account =
+            DeviceAccount::from_pickle(&legacy.device_pickle, &pickle_key).map_err(|_| bad("device"))?;
         let account_key = match &legacy.account_key_pickle {
             Some(p) => Some(AccountKey::from_pickle(p, &pickle_key).map_err(|_| bad("accountKey"))?),
             None => None,

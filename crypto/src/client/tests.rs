@@ -1043,7 +1043,9 @@ fn the_old_engines_state_is_imported_once_and_keeps_working() {
     let mut store = MemoryStore::new();
     store.apply(&imported.take_changes()).unwrap();
     w.devs[alice].store = store;
-    w.devs[alice].machine = Some(Machine::restore(pk.clone(), Config::default(), w.devs[alice].store.load_all().unwrap()).unwrap());
+    w.devs[alice].machine = Some(
+        Machine::restore(pk.clone(), Config::default(), w.devs[alice].store.load_all().unwrap()).unwrap(),
+    );
 
     let m = w.m(alice);
     assert!(m.is_ready());
@@ -1085,7 +1087,8 @@ fn the_old_engines_state_is_imported_once_and_keeps_working() {
     wrong_key.pinned[0].1.pop();
     assert!(Machine::import_legacy(pk.clone(), Config::default(), wrong_key).is_err());
     assert_eq!(
-        Machine::import_legacy(PickleKey::generate(&mut OsRng::new()), Config::default(), legacy).unwrap_err(),
+        Machine::import_legacy(PickleKey::generate(&mut OsRng::new()), Config::default(), legacy)
+            .unwrap_err(),
         Error::MalformedRecord("legacy device".into())
     );
 }

@@ -626,15 +626,23 @@ export class E2ee implements Sealer {
   private retryKeyRequests(): void {
     if (this.disposed || !this.machine.isReady) return;
     for (const m of this.machine.pendingKeyRequests()) this.wantKey(m);
+    const first = this.wanted.values().next();
+    if (!first.done) this.wantKey(first.value);
   }
 
   /** Sends the key requests wanted so far to our own other devices. */
   private requestKeys(): Promise<void> {
+    const wanted = [...this.wanted.values()];
+    this.wanted.clear();
     return this.step(async () => {
-      const wanted = [...this.wanted.values()];
-      this.wanted.clear();
-      if (this.disposed || !this.machine.isReady || wanted.length === 0) return;
-      await this.syncDevices([this.accountId]);
+      if (!this.machine.isReady || wanted.length === 0) return;
+      try {
+        await this.syncDevices([this.accountId]);
+      } catch (err) {
+        // Offline: asked again at the next reconnect (topUpKeys).
+        for (const m of wanted) this.wanted.set(`${m.senderDeviceId}|${m.sessionId}`, m);
+        throw err;
+      }
       const own = this.machine.ownDevices().map((p) => p.deviceId);
       if (own.length === 0) return; // nobody to ask
       await this.ensureOlm(own);
@@ -642,6 +650,7 @@ export class E2ee implements Sealer {
       const out = wanted.flatMap((m) =>
         this.machine.requestMissingKey(m.conversationId, m.senderAccountId, m.senderDeviceId, m.sessionId, now),
       );
+      // Recorded (pending, asked again later) before the requests leave.
       await this.persist();
       await this.sendToDevice(out);
     }).catch((err: unknown) => console.warn("key request not sent", err));
