@@ -13,7 +13,6 @@ import init, {
   AccountKey,
   BackupKey,
   CryptoMachine,
-  LegacyState,
   SignedKey as WasmSignedKey,
   generatePickleKey,
   openLocal,
@@ -25,6 +24,7 @@ import init, {
 import wasmUrl from "kitsulan-crypto/kitsulan_crypto_bg.wasm?url";
 import { keyClient, toDeviceClient } from "../api";
 import { contentOf, type Content } from "./content";
+import { legacyDeletions, readLegacy } from "./legacy";
 import { reasonOf } from "../errors";
 import type { Message } from "../gen/kitsulan/v1/conversation_pb";
 import type { DeviceKeys } from "../gen/kitsulan/v1/keys_pb";
@@ -95,86 +95,6 @@ function keyChangeOf(err: unknown): AccountKeyChanged | null {
 
 const td = new TextDecoder();
 const te = new TextEncoder();
-
-// ---------------------------------------------------------------------------------------------
-// The engine before the machine: its records in store "crypto", converted once.
-
-/** The old engine's single records (besides "pickleKey", which stays). */
-const LEGACY_KEYS = [
-  "device",
-  "accountKey",
-  "certificateUploaded",
-  "pinned",
-  "peers",
-  "devices",
-  "seen",
-  "taken",
-  "verified",
-  "verifiedThenChanged",
-];
-/** The old engine's records by prefix. */
-const LEGACY_PREFIXES = ["olm:", "out:", "in:"];
-
-interface LegacyOutbound {
-  pickle: string;
-  sharedWith: string[];
-  createdAtMs: number;
-}
-
-interface LegacyInbound {
-  pickle: string;
-  senderAccountId: string;
-  conversationId: string | null;
-}
-
-/** The deletions of every old record, for the transaction that replaces them. */
-async function legacyDeletions(): Promise<db.Write[]> {
-  const writes: db.Write[] = LEGACY_KEYS.map((key) => ({ store: "crypto", key }));
-  for (const prefix of LEGACY_PREFIXES) {
-    for (const [key] of await db.entries("crypto", prefix)) writes.push({ store: "crypto", key });
-  }
-  return writes;
-}
-
-/**
- * Reads the old engine's records into the crate's LegacyState (the rules of how they become the
- * machine's state are the crate's: client/legacy.rs). Null when this browser has none.
- */
-export async function readLegacy(accountId: string, deviceId: string): Promise<LegacyState | null> {
-  const device = await db.get<string>("crypto", "device");
-  if (!device) return null;
-  const accountKey = await db.get<string>("crypto", "accountKey");
-  const certificateUploaded = (await db.get<boolean>("crypto", "certificateUploaded")) ?? false;
-  const legacy = new LegacyState(accountId, deviceId, device, accountKey, certificateUploaded);
-  try {
-    for (const [id, key] of Object.entries((await db.get<Record<string, Uint8Array>>("crypto", "pinned")) ?? {})) {
-      legacy.pinned(id, key);
-    }
-    for (const [id, key] of Object.entries((await db.get<Record<string, Uint8Array>>("crypto", "verified")) ?? {})) {
-      legacy.verified(id, key);
-    }
-    for (const id of (await db.get<string[]>("crypto", "verifiedThenChanged")) ?? []) legacy.verifiedThenChanged(id);
-    for (const p of (await db.get<Peer[]>("crypto", "peers")) ?? []) legacy.peer(p.accountId, p.deviceId, p.ed25519, p.curve25519);
-    for (const [id, list] of Object.entries((await db.get<Record<string, string[]>>("crypto", "devices")) ?? {})) {
-      legacy.devices(id, list);
-    }
-    for (const [key, pickles] of await db.entries<string[]>("crypto", "olm:")) legacy.olm(key.slice(4), pickles);
-    for (const [key, o] of await db.entries<LegacyOutbound>("crypto", "out:")) {
-      legacy.outbound(key.slice(4), o.pickle, o.sharedWith, o.createdAtMs);
-    }
-    for (const [key, i] of await db.entries<LegacyInbound>("crypto", "in:")) {
-      legacy.inbound(key.slice(3), i.pickle, i.senderAccountId, i.conversationId ?? undefined);
-    }
-    for (const [key, messageId] of Object.entries((await db.get<Record<string, string>>("crypto", "seen")) ?? {})) {
-      legacy.seen(key, messageId);
-    }
-    legacy.taken((await db.get<string[]>("crypto", "taken")) ?? []);
-  } catch (err) {
-    legacy.free();
-    throw err;
-  }
-  return legacy;
-}
 
 // ---------------------------------------------------------------------------------------------
 
