@@ -106,7 +106,9 @@ async fn received(bob: &mut E2eeDevice, conversation: &str) -> (String, Attachme
     (file.attachment_id.clone(), AttachmentSecrets::from_bytes(&file.secrets).unwrap())
 }
 
-/// An older client's attachment message: the JSON of docs/attachments.md, no typed Content.
+/// An older client's attachment message: the JSON of docs/attachments.md, no typed Content
+/// (naming the attachment already sent, so without `attachment_ids`: an attachment goes with
+/// one message only; reading it needs no more).
 async fn send_legacy(alice: &mut E2eeDevice, conversation: &str, sent: &Sent) -> String {
     let json = format!(
         "{{\"attachment\":\"{}\",\"secrets\":\"{}\",\"name\":\"old.bin\"}}",
@@ -114,9 +116,7 @@ async fn send_legacy(alice: &mut E2eeDevice, conversation: &str, sent: &Sent) ->
         STANDARD.encode(&*sent.secrets.to_bytes())
     );
     let encrypted = alice.prepare_message(conversation, json.as_bytes()).await.unwrap();
-    let mut request = encrypted.send_request("");
-    request.attachment_ids = vec![sent.id.clone()];
-    alice.client.send_message(request).await.unwrap().id
+    alice.client.send_message(encrypted.send_request("")).await.unwrap().id
 }
 
 /// The same URL with one character of the signature changed.
@@ -197,20 +197,22 @@ async fn round_trip(store: Store) {
     let text = text.decoded().unwrap().unwrap();
     assert_eq!((text.text(), text.reply_to.as_deref()), (Some(json.as_str()), Some(legacy.as_str())));
     // An edit names the message it edits: put on another message it is refused there.
-    let id = looks_like.message.id.clone();
+    let text_id = looks_like.message.id.clone();
     let (_, moved) = alice
-        .edit_in_conversation(&conversation, &id, &content::edit(&legacy, "moved").unwrap())
+        .edit_in_conversation(&conversation, &text_id, &content::edit(&legacy, "moved").unwrap())
         .await
         .unwrap();
     moved.unwrap();
     let history = bob.read_history(&conversation).await.unwrap();
-    let edited = history.iter().find(|e| e.message.id == id).unwrap();
+    let edited = history.iter().find(|e| e.message.id == text_id).unwrap();
     assert_eq!(edited.decoded().unwrap(), Err(content::ContentError::EditForAnotherMessage));
-    let (_, fixed) =
-        alice.edit_in_conversation(&conversation, &id, &content::edit(&id, "fixed").unwrap()).await.unwrap();
+    let (_, fixed) = alice
+        .edit_in_conversation(&conversation, &text_id, &content::edit(&text_id, "fixed").unwrap())
+        .await
+        .unwrap();
     fixed.unwrap();
     let history = bob.read_history(&conversation).await.unwrap();
-    assert_eq!(history.iter().find(|e| e.message.id == id).unwrap().text().as_deref(), Some("fixed"));
+    assert_eq!(history.iter().find(|e| e.message.id == text_id).unwrap().text().as_deref(), Some("fixed"));
     let download = bob.client.download_url(&id).await.unwrap().download.unwrap();
     assert_eq!(download.method, "GET");
     let got = download_decrypt(&blob_url(&url, &download), &secrets).await.unwrap();
