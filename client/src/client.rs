@@ -348,6 +348,10 @@ pub fn documented_code(reason: &str) -> Option<Code> {
         | R::AvatarInvalid
         | R::CannotBlockSelf
         | R::PageTokenInvalid
+        | R::BackupAuthDataInvalid
+        | R::BackupIdentityInvalid
+        | R::BackupSessionInvalid
+        | R::BackupBatchInvalid
         | R::MalformedRequest => Code::InvalidArgument,
         R::UsernameTaken | R::EmailTaken | R::MessageIdTaken => Code::AlreadyExists,
         R::InvalidCredentials
@@ -383,7 +387,9 @@ pub fn documented_code(reason: &str) -> Option<Code> {
         | R::UploadIncomplete
         | R::NotARequest
         | R::RequestPending
-        | R::AccountBlocked => Code::FailedPrecondition,
+        | R::AccountBlocked
+        | R::BackupVersionStale
+        | R::BackupVersionCurrent => Code::FailedPrecondition,
         R::DeviceNotFound
         | R::PairingNotFound
         | R::AccountNotFound
@@ -392,7 +398,8 @@ pub fn documented_code(reason: &str) -> Option<Code> {
         | R::MessageNotFound
         | R::ReplyNotFound
         | R::AttachmentNotFound
-        | R::AvatarNotFound => Code::NotFound,
+        | R::AvatarNotFound
+        | R::BackupNotFound => Code::NotFound,
         R::RateLimited
         | R::TooManyKeys
         | R::TooManyItems
@@ -406,6 +413,7 @@ pub fn documented_code(reason: &str) -> Option<Code> {
         | R::QuotaExceeded
         | R::AvatarTooLarge
         | R::GroupFull
+        | R::BackupFull
         | R::RequestTooLarge => Code::ResourceExhausted,
         R::EmailSendFailed | R::Unavailable | R::StorageUnavailable => Code::Unavailable,
         R::Internal => Code::Internal,

@@ -16,12 +16,14 @@
 //! - [`gateway`]: the real-time gateway (WebSocket client, live inbox with dedupe and resume).
 //! - [`calls`]: call signals, TURN credentials, coturn's client and server.
 //! - [`attachments`]: encrypted files, streamed uploads and downloads, a real S3 server.
+//! - [`backup`]: key backup (`KeyBackupService`): the account's encrypted keys on the server.
 //! - [`scan`]: searching the server's storage for plaintexts and private keys.
 //! - [`verification`]: verifying another person with SAS emoji over Olm to-device messages.
 
 pub mod admin;
 pub mod attachments;
 pub mod avatars;
+pub mod backup;
 pub mod calls;
 pub mod client;
 pub mod conversations;

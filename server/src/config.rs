@@ -311,7 +311,7 @@ pub struct AuthArgs {
 /// Limits that keep strangers from draining one-time keys and flooding to-device inboxes
 /// (docs/e2ee.md, "Limits against draining and flooding").
 #[derive(Debug, Args)]
-#[command(next_help_heading = "End-to-end encryption (key claims, to-device inboxes)")]
+#[command(next_help_heading = "End-to-end encryption (key claims, to-device inboxes, key backup)")]
 pub struct E2eeArgs {
     /// Devices one account may name in key claims, as N/PERIOD; a claim over it is refused
     /// whole (keep N at least 100, the most devices one claim may name).
@@ -348,6 +348,11 @@ pub struct E2eeArgs {
     #[arg(long, env = "KITSULAN_TO_DEVICE_STRANGER_PERCENT", default_value_t = 10,
           value_parser = clap::value_parser!(u8).range(0..=100))]
     pub to_device_stranger_percent: u8,
+
+    /// New key backup versions one account may create (the first set-up and each rotation of
+    /// the recovery key), as N/PERIOD.
+    #[arg(long, env = "KITSULAN_RATE_LIMIT_BACKUP_VERSIONS", default_value = "10/1h")]
+    pub rate_limit_backup_versions: Rate,
 }
 
 /// How to talk to the SMTP server.

@@ -121,6 +121,10 @@ uuid_v7_id!(
     /// An avatar image (one per upload; a new one replaces the old), chosen by the server.
     AvatarId
 );
+uuid_v7_id!(
+    /// A version of an account's key backup (a new one per recovery key), chosen by the server.
+    BackupVersionId
+);
 
 #[cfg(test)]
 mod tests {

@@ -21,6 +21,7 @@ macro_rules! impl_for_backends {
 mod accounts;
 mod attachments;
 mod avatars;
+mod backups;
 mod blocks;
 mod calls;
 mod codes;
@@ -50,6 +51,10 @@ use async_trait::async_trait;
 pub use accounts::{AccountRecord, AccountStore, NewAccount};
 pub use attachments::{AttachmentRecord, AttachmentStore, CreateAttachmentOutcome, NewAttachment};
 pub use avatars::{AvatarChange, AvatarStore, GroupAvatarOutcome};
+pub use backups::{
+    BackupPage, BackupSessionRecord, BackupStore, BackupVersionRecord, DeleteVersionOutcome,
+    PutSessionsOutcome,
+};
 pub use blocks::BlockStore;
 pub use calls::{CallRecord, CallStore, JoinOutcome, NewCall, StartOutcome};
 pub use codes::{CodePurpose, CodeRecord, CodeStore, NewCode};
@@ -182,6 +187,7 @@ pub trait Store:
     + AttachmentStore
     + AvatarStore
     + BlockStore
+    + BackupStore
     + Send
     + Sync
     + 'static

@@ -4,6 +4,7 @@
 mod accounts;
 mod attachments;
 mod avatars;
+mod backup;
 mod calls;
 mod conversations;
 mod e2ee;

@@ -436,6 +436,15 @@ export const en = {
   "err.SHUTTING_DOWN": "The server is restarting. Reconnecting…",
   "err.GONE": "The server closed the connection because the app stopped reading.",
   "err.NO_SUCH_USER": "Nobody on this server has that username.",
+  // Key backup (KeyBackupService).
+  "err.BACKUP_NOT_FOUND": "There is no backup of your keys on this server.",
+  "err.BACKUP_VERSION_STALE": "Your recovery key was changed on another device. Reload the app.",
+  "err.BACKUP_VERSION_CURRENT": "This is your current backup. Turn backup off to delete it.",
+  "err.BACKUP_AUTH_DATA_INVALID": "The backup could not be saved. Reload the app.",
+  "err.BACKUP_IDENTITY_INVALID": "The backup could not be saved. Reload the app.",
+  "err.BACKUP_SESSION_INVALID": "A key could not be backed up. Reload the app.",
+  "err.BACKUP_BATCH_INVALID": "The app sent too many keys at once. Reload the app.",
+  "err.BACKUP_FULL": "Your backup is full. Set up a new recovery key to start a new one.",
   // Group management (groups): system lines of the history, the member menu, leave, rename, removed.
   sysAdded: "{actor} added {target}",
   sysAddedByYou: "You added {target}",
@@ -915,6 +924,15 @@ export const ru: Record<MessageKey, string> = {
   "err.SHUTTING_DOWN": "Сервер перезапускается. Переподключаемся…",
   "err.GONE": "Сервер закрыл соединение: приложение перестало принимать данные.",
   "err.NO_SUCH_USER": "На этом сервере нет пользователя с таким именем.",
+  // Key backup (KeyBackupService).
+  "err.BACKUP_NOT_FOUND": "На этом сервере нет резервной копии ваших ключей.",
+  "err.BACKUP_VERSION_STALE": "Ключ восстановления изменили на другом устройстве. Перезагрузите приложение.",
+  "err.BACKUP_VERSION_CURRENT": "Это ваша текущая резервная копия. Чтобы удалить её, отключите резервное копирование.",
+  "err.BACKUP_AUTH_DATA_INVALID": "Не удалось сохранить резервную копию. Перезагрузите приложение.",
+  "err.BACKUP_IDENTITY_INVALID": "Не удалось сохранить резервную копию. Перезагрузите приложение.",
+  "err.BACKUP_SESSION_INVALID": "Не удалось сохранить ключ в резервной копии. Перезагрузите приложение.",
+  "err.BACKUP_BATCH_INVALID": "Приложение отправило слишком много ключей за раз. Перезагрузите приложение.",
+  "err.BACKUP_FULL": "Резервная копия заполнена. Создайте новый ключ восстановления, чтобы начать новую.",
   // Group management (groups): system lines of the history, the member menu, leave, rename, removed.
   sysAdded: "{actor} добавил(а) в группу: {target}",
   sysAddedByYou: "Вы добавили в группу: {target}",

@@ -34,6 +34,7 @@ pub(super) fn limits(auth: &AuthArgs, e2ee: &E2eeArgs) -> Limits {
             per_sender: e2ee.to_device_pending_per_sender,
             stranger_percent: e2ee.to_device_stranger_percent,
         },
+        backup_versions: limit(e2ee.rate_limit_backup_versions),
     }
 }
 

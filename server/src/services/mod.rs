@@ -7,6 +7,7 @@ pub mod admin;
 pub mod attachments;
 pub mod auth;
 pub mod avatars;
+pub mod backup;
 pub mod calls;
 pub mod conversations;
 pub mod delivery;
@@ -37,6 +38,7 @@ pub use admin::Admin;
 pub use attachments::{AttachmentSettings, Attachments, UploadGate};
 pub use auth::{Auth, AuthPolicy, Caller, ClientAddr};
 pub use avatars::Avatars;
+pub use backup::Backups;
 pub use calls::{Calls, TurnSettings};
 pub use conversations::{ConversationSettings, Conversations};
 pub use delivery::{Delivery, Hub};
@@ -79,6 +81,8 @@ pub struct Services {
     pub attachments: Attachments,
     /// Account and group pictures.
     pub avatars: Avatars,
+    /// Key backups (opaque blobs encrypted on the devices).
+    pub backup: Backups,
     /// The blobs on disk, when this server keeps them there (the transport serves their URLs).
     pub disk_blobs: Option<Arc<DiskBlobs>>,
     store: Arc<dyn Store>,
@@ -161,6 +165,11 @@ impl Services {
                 settings: conversations::ConversationSettings::default(),
             },
             calls: Calls { store: store.clone(), delivery: delivery.clone(), turn },
+            backup: Backups {
+                store: store.clone(),
+                limiter: rate_limits::RateLimiter::new(store.clone()),
+                versions: limits.backup_versions,
+            },
             avatars: Avatars {
                 store: store.clone(),
                 delivery: delivery.clone(),

@@ -1,5 +1,5 @@
 //! Rate limits on everything that guesses or spends: sign-up, sign-in, one-time codes, claims
-//! of other devices' one-time keys.
+//! of other devices' one-time keys, new key backup versions.
 //! Limits are "N per period" (GCRA, see `store::rate_limits`), kept in the database so every
 //! node sharing it enforces the same budget.
 
@@ -66,6 +66,8 @@ pub struct Limits {
     pub stranger_key_claims: Limit,
     /// What may wait in one device's to-device inbox.
     pub inbox: super::to_device::InboxLimits,
+    /// New key backup versions per account (first set-up and every recovery-key rotation).
+    pub backup_versions: Limit,
 }
 
 impl Default for Limits {
@@ -85,6 +87,7 @@ impl Default for Limits {
             key_claims_per_device: Limit::new(10, Duration::from_secs(3600)),
             stranger_key_claims: Limit::new(20, Duration::from_secs(3600)),
             inbox: super::to_device::InboxLimits::default(),
+            backup_versions: Limit::new(10, Duration::from_secs(3600)),
         }
     }
 }

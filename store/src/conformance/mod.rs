@@ -13,6 +13,7 @@
 mod accounts;
 mod attachments;
 mod avatars;
+mod backups;
 mod blocks;
 mod calls;
 mod codes;
@@ -256,5 +257,17 @@ suite! {
         account_avatars_replace_each_other_and_count_versions,
         racing_avatar_changes_each_replace_one_blob,
         group_avatars_are_set_by_owners_and_admins,
+    ],
+    backups: [
+        a_new_version_becomes_current_and_older_ones_stay,
+        another_accounts_versions_are_invisible_and_untouchable,
+        puts_to_a_version_that_is_not_current_are_refused,
+        a_put_replaces_the_entry_of_the_same_session_id,
+        sessions_come_in_pages_in_byte_order,
+        a_version_holds_at_most_its_limit,
+        versions_are_deleted_by_the_rules,
+        racing_puts_never_take_a_version_past_its_limit,
+        puts_racing_a_rotation_land_in_the_old_version_or_are_refused,
+        deleting_an_account_deletes_its_backups,
     ],
 }

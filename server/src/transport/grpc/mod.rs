@@ -7,6 +7,7 @@ mod account;
 mod attachment;
 mod auth;
 mod avatar;
+mod backup;
 mod call;
 mod context;
 mod conversation;
@@ -34,6 +35,7 @@ use kitsulan_proto::v1::avatar_service_server::AvatarServiceServer;
 use kitsulan_proto::v1::call_service_server::CallServiceServer;
 use kitsulan_proto::v1::conversation_service_server::ConversationServiceServer;
 use kitsulan_proto::v1::device_service_server::DeviceServiceServer;
+use kitsulan_proto::v1::key_backup_service_server::KeyBackupServiceServer;
 use kitsulan_proto::v1::key_service_server::KeyServiceServer;
 use kitsulan_proto::v1::pairing_service_server::PairingServiceServer;
 use kitsulan_proto::v1::server_info_service_server::ServerInfoServiceServer;
@@ -50,7 +52,7 @@ pub use context::Context;
 pub struct HealthHandle(HealthReporter);
 
 /// The names of our services, as health checks know them.
-const SERVICE_NAMES: [&str; 11] = [
+const SERVICE_NAMES: [&str; 12] = [
     "kitsulan.v1.ServerInfoService",
     "kitsulan.v1.AuthService",
     "kitsulan.v1.AccountService",
@@ -62,6 +64,7 @@ const SERVICE_NAMES: [&str; 11] = [
     "kitsulan.v1.CallService",
     "kitsulan.v1.AttachmentService",
     "kitsulan.v1.AvatarService",
+    "kitsulan.v1.KeyBackupService",
 ];
 
 impl HealthHandle {
@@ -117,6 +120,9 @@ pub async fn router(context: Context, with_reflection: bool) -> anyhow::Result<(
     // oversized one reaches the service and gets AVATAR_TOO_LARGE.
     .add_service(
         AvatarServiceServer::new(avatar::AvatarApi(context.clone())).max_decoding_message_size(limits.avatar),
+    )
+    .add_service(
+        KeyBackupServiceServer::new(backup::KeyBackupApi(context.clone())).max_decoding_message_size(max),
     )
     .add_service(health);
     let routes = if with_reflection {
