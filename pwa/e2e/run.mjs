@@ -33,6 +33,8 @@ if (!process.env.KITSULAN_E2E_SKIP_BUILD) {
   if (!existsSync(join(root, "crypto/pkg/kitsulan_crypto.js"))) run("bash", ["crypto/build-wasm.sh"], root);
   run("npm", ["run", "build"], pwa);
   if (!process.env.KITSULAN_E2E_PREVIEW) run("cargo", ["build", "-p", "kitsulan-server"], root);
+  // mixed.spec.ts drives Rust devices (e2e-tests' chat_peer) beside the browser.
+  run("cargo", ["build", "-p", "kitsulan-e2e", "--bin", "chat_peer"], root);
 }
 
 const freePort = () =>

@@ -64,7 +64,9 @@ vi.mock("../api", () => ({
 
 vi.mock("./engine", () => ({ loadCrypto: () => Promise.resolve() }));
 
-const { ExistingDeviceLink, NewDeviceLink, PairingVerificationError, findByPin } = await import("./pairing");
+const { ExistingDeviceLink, NewDeviceLink, PairingInputError, PairingVerificationError, findByPin, fromQr } = await import(
+  "./pairing"
+);
 
 // The crate's WASM, read from disk (the tests run in Node, without types for it).
 beforeAll(async () => {
@@ -78,9 +80,10 @@ beforeEach(() => {
 });
 
 /** Both devices up to the emoji. */
-async function toCompare() {
+async function toCompare(by: "pin" | "qr" = "pin") {
   const fresh = await NewDeviceLink.open("https://chat.lan");
-  const found = await findByPin(fresh.pin);
+  const found = by === "pin" ? await findByPin(fresh.pin) : await fromQr(fresh.qrText, "https://chat.lan");
+  expect(found.pairingId).toBe(fresh.pairingId);
   const old = await ExistingDeviceLink.connect(found);
   expect(fresh.channelOpen).toBe(false);
   await fresh.poll(); // HELLO in, commitment out
@@ -124,6 +127,17 @@ describe("linking through the WASM flows", () => {
     await fresh.poll();
     expect(fresh.takeAccountKey()).toEqual(new Uint8Array(32).fill(1));
     expect(fresh.takeBackupKey()).toBeNull();
+  });
+
+  it("links by QR code the same way, and refuses a QR code of another server", async () => {
+    const { fresh, old } = await toCompare("qr");
+    await fresh.confirm();
+    await old.confirm();
+    await old.poll();
+    await old.approve(new Uint8Array(32).fill(4), "Phone");
+    await fresh.poll();
+    expect(fresh.takeAccountKey()).toEqual(new Uint8Array(32).fill(4));
+    await expect(fromQr(fresh.qrText, "https://other.lan")).rejects.toBeInstanceOf(PairingInputError);
   });
 
   it("refuses to send the account key before both MACs", async () => {

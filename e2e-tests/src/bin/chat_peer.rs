@@ -1,0 +1,200 @@
+//! `chat_peer`: Rust devices (the crypto crate natively, through [`kitsulan_client`]) that a
+//! browser test drives, so one conversation holds a browser (the crate as WebAssembly) and Rust
+//! clients at once (pwa/e2e/mixed.spec.ts).
+//!
+//! It reads one JSON command per line on stdin and answers each with one JSON line on stdout:
+//! `{"ok": {...}}` or `{"error": "..."}`. Every command names the device it acts as (`as`, a
+//! name the test chose when it made it). Commands:
+//!
+//! | cmd | fields | answer |
+//! |---|---|---|
+//! | `sign_up` | `as`, `url`, `username`, `password` | `account_id`, `device_id` |
+//! | `add_device` | `as` (new name), `of` (an existing device's name), `password` | `device_id` (the person's next device, holding the same account key) |
+//! | `accept` | `as`, `conversation_id` | `{}` (accepts a request to join, if there is one) |
+//! | `conversations` | `as` | `conversations`: `[{id, title}]` |
+//! | `send` | `as`, `conversation_id`, `text` | `message_id` |
+//! | `edit` | `as`, `conversation_id`, `message_id`, `text` | `{}` |
+//! | `read_as` | `as`, `via` (another device), `conversation_id`, `message_id` | `text` or `undecryptable`: the message as `via` listed it, decrypted by `as` (a removed member trying the ciphertext) |
+//! | `history` | `as`, `conversation_id` | `messages`: `[{id, sender_account_id, sender_device_id, session_id, text?, undecryptable?, system?, deleted?}]` |
+//!
+//! Stderr carries errors' detail; the process ends at the end of stdin.
+
+use std::collections::HashMap;
+
+use anyhow::{Context as _, anyhow};
+use kitsulan_client::conversations::Content;
+use kitsulan_client::e2ee::E2eeDevice;
+use kitsulan_proto::v1::HistoryDirection;
+use serde_json::{Value, json};
+use std::io::{BufRead as _, Write as _};
+
+/// One-time keys each device uploads.
+const ONE_TIME_KEYS: usize = 20;
+
+struct Peer {
+    devices: HashMap<String, Device>,
+}
+
+struct Device {
+    url: String,
+    username: String,
+    device: E2eeDevice,
+}
+
+fn field<'a>(command: &'a Value, name: &str) -> anyhow::Result<&'a str> {
+    command.get(name).and_then(Value::as_str).ok_or_else(|| anyhow!("missing string field {name:?}"))
+}
+
+impl Peer {
+    fn device(&mut self, command: &Value) -> anyhow::Result<&mut Device> {
+        let name = field(command, "as")?;
+        self.devices.get_mut(name).ok_or_else(|| anyhow!("no device named {name:?}"))
+    }
+
+    async fn run(&mut self, command: &Value) -> anyhow::Result<Value> {
+        match field(command, "cmd")? {
+            "sign_up" => {
+                let url = field(command, "url")?;
+                let username = field(command, "username")?;
+                let device = E2eeDevice::sign_up(
+                    url,
+                    username,
+                    field(command, "password")?,
+                    "chat_peer",
+                    ONE_TIME_KEYS,
+                )
+                .await?;
+                let answer = json!({ "account_id": device.account_id(), "device_id": device.device_id() });
+                let device = Device { url: url.to_owned(), username: username.to_owned(), device };
+                self.devices.insert(field(command, "as")?.to_owned(), device);
+                Ok(answer)
+            }
+            "add_device" => {
+                let of = field(command, "of")?;
+                let existing = self.devices.get(of).ok_or_else(|| anyhow!("no device named {of:?}"))?;
+                let (url, username) = (existing.url.clone(), existing.username.clone());
+                let key = existing.device.account_key_copy();
+                let device = E2eeDevice::sign_in(
+                    &url,
+                    &username,
+                    field(command, "password")?,
+                    "chat_peer 2",
+                    key,
+                    ONE_TIME_KEYS,
+                )
+                .await?;
+                let answer = json!({ "device_id": device.device_id() });
+                self.devices.insert(field(command, "as")?.to_owned(), Device { url, username, device });
+                Ok(answer)
+            }
+            "accept" => {
+                let conversation_id = field(command, "conversation_id")?.to_owned();
+                self.device(command)?.device.client.accept_if_request(&conversation_id).await?;
+                Ok(json!({}))
+            }
+            "conversations" => {
+                let list = self.device(command)?.device.client.list_conversations().await?;
+                let list: Vec<Value> = list.iter().map(|c| json!({ "id": c.id, "title": c.title })).collect();
+                Ok(json!({ "conversations": list }))
+            }
+            "send" => {
+                let conversation_id = field(command, "conversation_id")?.to_owned();
+                let text = field(command, "text")?.to_owned();
+                let device = &mut self.device(command)?.device;
+                device.receive().await?;
+                let posted = device.send_to_conversation(&conversation_id, text.as_bytes()).await?;
+                Ok(json!({ "message_id": posted.message.id }))
+            }
+            "edit" => {
+                let conversation_id = field(command, "conversation_id")?.to_owned();
+                let message_id = field(command, "message_id")?.to_owned();
+                let text = field(command, "text")?.to_owned();
+                let device = &mut self.device(command)?.device;
+                let (_, result) =
+                    device.edit_in_conversation(&conversation_id, &message_id, text.as_bytes()).await?;
+                result.context("EditMessage")?;
+                Ok(json!({}))
+            }
+            "read_as" => {
+                let conversation_id = field(command, "conversation_id")?.to_owned();
+                let message_id = field(command, "message_id")?;
+                let via = field(command, "via")?;
+                let via = self.devices.get(via).ok_or_else(|| anyhow!("no device named {via:?}"))?;
+                let messages =
+                    via.device.client.all_messages(&conversation_id, HistoryDirection::Forward, 100).await?;
+                let message = messages
+                    .into_iter()
+                    .find(|m| m.id == message_id)
+                    .ok_or_else(|| anyhow!("no message {message_id}"))?;
+                let device = &mut self.device(command)?.device;
+                device.receive().await?;
+                Ok(match device.decrypt_message(&message) {
+                    Content::Text(bytes) => json!({ "text": String::from_utf8_lossy(&bytes) }),
+                    Content::Undecryptable(why) => json!({ "undecryptable": why }),
+                    other => json!({ "other": format!("{other:?}") }),
+                })
+            }
+            "history" => {
+                let conversation_id = field(command, "conversation_id")?.to_owned();
+                let device = &mut self.device(command)?.device;
+                let history = device.read_history(&conversation_id).await?;
+                let messages: Vec<Value> = history
+                    .iter()
+                    .map(|entry| {
+                        let m = &entry.message;
+                        let mut v = json!({
+                            "id": m.id,
+                            "sender_account_id": m.sender_account_id,
+                            "sender_device_id": m.sender_device_id,
+                            "session_id": String::from_utf8_lossy(&m.session_id),
+                            "edited": m.edited_at_ms != 0,
+                        });
+                        match &entry.content {
+                            Content::Text(bytes) => v["text"] = json!(String::from_utf8_lossy(bytes)),
+                            Content::Undecryptable(why) => v["undecryptable"] = json!(why),
+                            Content::Deleted => v["deleted"] = json!(true),
+                            Content::System(event) => v["system"] = json!(event.kind),
+                        }
+                        v
+                    })
+                    .collect();
+                Ok(json!({ "messages": messages }))
+            }
+            other => Err(anyhow!("unknown command {other:?}")),
+        }
+    }
+}
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> anyhow::Result<()> {
+    // Lines come from a plain thread (blocking stdin), one command at a time.
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<String>(1);
+    std::thread::spawn(move || {
+        for line in std::io::stdin().lock().lines() {
+            let Ok(line) = line else { break };
+            if tx.blocking_send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let mut peer = Peer { devices: HashMap::new() };
+    let mut stdout = std::io::stdout();
+    while let Some(line) = rx.recv().await {
+        if line.trim().is_empty() {
+            continue;
+        }
+        let answer = match serde_json::from_str::<Value>(&line) {
+            Ok(command) => match peer.run(&command).await {
+                Ok(ok) => json!({ "ok": ok }),
+                Err(e) => {
+                    eprintln!("chat_peer: {line}: {e:#}");
+                    json!({ "error": format!("{e:#}") })
+                }
+            },
+            Err(e) => json!({ "error": format!("not JSON: {e}") }),
+        };
+        writeln!(stdout, "{answer}")?;
+        stdout.flush()?;
+    }
+    Ok(())
+}
