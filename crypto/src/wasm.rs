@@ -1094,6 +1094,7 @@ pub fn has_passphrase(auth_data: &[u8]) -> JsResult<bool> {
 
 // The client protocol of one device (`crate::client::Machine`) as `CryptoMachine`.
 mod machine;
+
 // ---------------------------------------------------------------------------------------------
 // Linking a new device (`linking.rs`): the pairing steps as a state machine; the PWA only
 // posts what `takeOutgoing()` gives and feeds `receive()` what `GetPairing` returned.

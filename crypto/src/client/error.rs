@@ -65,6 +65,10 @@ pub enum Error {
     /// A stored record did not open or does not parse.
     #[error("record {0:?} is malformed")]
     MalformedRecord(String),
+    /// A backed-up session is held already for another sender or conversation (the one held
+    /// is kept).
+    #[error("the backed-up session is held for another sender or conversation")]
+    BackupSessionConflict,
     /// The records to restore from have no identity record.
     #[error("no identity record to restore from")]
     NoIdentity,
@@ -92,6 +96,7 @@ impl Error {
             Error::CallPayloadMismatch => "call_payload_mismatch",
             Error::MalformedRecord(_) => "malformed_record",
             Error::NoIdentity => "no_identity",
+            Error::BackupSessionConflict => "backup_session_conflict",
         }
     }
 }

@@ -39,8 +39,10 @@
 //! account key), and a forwarded key is accepted only from a device we asked, for the session we
 //! asked for.
 
+mod backup;
 mod error;
 mod id;
+mod legacy;
 mod records;
 mod store;
 mod types;
@@ -59,8 +61,10 @@ use crate::megolm::{InboundGroupSession, OutboundGroupSession};
 use crate::olm::{OlmSession, is_pre_key_message};
 use crate::{PickleKey, verify_device_certificate};
 
+pub use backup::Imported;
 pub use error::Error;
 pub use id::Id;
+pub use legacy::{Legacy, LegacyInbound, LegacyOutbound};
 pub use records::Change;
 pub use store::{MemoryStore, Store};
 pub use types::{
@@ -140,6 +144,8 @@ pub(crate) struct Inbound {
     pub(crate) sender_account: Id,
     pub(crate) conversation: Option<Id>,
     pub(crate) seen: BTreeMap<u32, Id>,
+    /// Its entry is in the key backup (see [`Machine::sessions_to_back_up`]).
+    pub(crate) backed_up: bool,
 }
 
 /// A key request this device sent to its own devices.
@@ -169,6 +175,8 @@ pub struct Machine {
     requests: BTreeMap<(Id, String), KeyRequest>,
     taken: VecDeque<Id>,
     dirty: BTreeSet<RecordKey>,
+    /// Sessions handed out for the backup and not marked yet, with the first index exported.
+    backup_pending: BTreeMap<(Id, String), u32>,
 }
 
 impl std::fmt::Debug for Machine {
@@ -209,6 +217,7 @@ impl Machine {
             requests: BTreeMap::new(),
             taken: VecDeque::new(),
             dirty: BTreeSet::new(),
+            backup_pending: BTreeMap::new(),
         };
         machine.dirty.insert(RecordKey::Identity);
         if let Some(key) = account_key {
@@ -617,6 +626,7 @@ impl Machine {
                     sender_account: self.account_id,
                     conversation: Some(conversation),
                     seen: BTreeMap::new(),
+                    backed_up: false,
                 },
             );
             self.dirty.insert(RecordKey::Inbound(key.0, key.1));
@@ -853,8 +863,13 @@ impl Machine {
             return Received::Refused(Refusal::MalformedSessionKey);
         };
         let session_id = session.session_id();
-        let inbound =
-            Inbound { session, sender_account: peer.account_id, conversation, seen: BTreeMap::new() };
+        let inbound = Inbound {
+            session,
+            sender_account: peer.account_id,
+            conversation,
+            seen: BTreeMap::new(),
+            backed_up: false,
+        };
         if let Err(refusal) = self.store_inbound(peer.device_id, session_id.clone(), inbound) {
             return Received::Refused(refusal);
         }
@@ -922,8 +937,13 @@ impl Machine {
         if self.peers.get(&sender_device).is_some_and(|p| p.account_id != sender_account) {
             return Received::Refused(Refusal::ForwardedKeyMismatch);
         }
-        let inbound =
-            Inbound { session, sender_account, conversation: Some(conversation), seen: BTreeMap::new() };
+        let inbound = Inbound {
+            session,
+            sender_account,
+            conversation: Some(conversation),
+            seen: BTreeMap::new(),
+            backed_up: false,
+        };
         if let Err(refusal) = self.store_inbound(sender_device, session_id.clone(), inbound) {
             return Received::Refused(refusal);
         }

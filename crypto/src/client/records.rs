@@ -12,7 +12,7 @@
 //! | `person:<account id>` | pinned and verified account keys, the verified device list |
 //! | `olm:<device id>` | the Olm sessions with that device |
 //! | `out:<conversation id>` | the conversation's outbound session and who it was shared with |
-//! | `in:<sender device id>:<session id>` | an inbound session, its binding and replay record |
+//! | `in:<sender device id>:<session id>` | an inbound session, its binding, replay record and whether it is backed up |
 //! | `req:<sender device id>:<session id>` | a key request sent to our own devices |
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
@@ -260,6 +260,7 @@ impl Machine {
                 for (index, message) in &i.seen {
                     w.raw(&index.to_be_bytes()).id(*message);
                 }
+                w.u8(u8::from(i.backed_up));
             }
             RecordKey::Request(device, session) => {
                 let r = self.requests.get(&(*device, session.clone()))?;
@@ -321,6 +322,7 @@ impl Machine {
             requests: BTreeMap::new(),
             taken: VecDeque::new(),
             dirty: BTreeSet::new(),
+            backup_pending: BTreeMap::new(),
         };
         for (key, name, body) in &parsed {
             m.load(key, name, body)?;
@@ -397,9 +399,11 @@ impl Machine {
                     let index = b.u32()?;
                     seen.insert(index, b.id()?);
                 }
+                // Records written before key backup end here.
+                let backed_up = b.trailing_flag()?;
                 self.inbound.insert(
                     (*device, session_id.clone()),
-                    Inbound { session, sender_account, conversation, seen },
+                    Inbound { session, sender_account, conversation, seen, backed_up },
                 );
             }
             RecordKey::Request(device, session_id) => {
@@ -432,6 +436,15 @@ impl Writer {
 }
 
 impl Body<'_> {
+    /// A flag as the record's last byte, `false` when the record ends before it.
+    fn trailing_flag(&mut self) -> Result<bool, Error> {
+        match self.r.rest() {
+            [] | [0] => Ok(false),
+            [1] => Ok(true),
+            _ => Err(self.bad()),
+        }
+    }
+
     fn opt_id(&mut self) -> Result<Option<Id>, Error> {
         if self.flag()? { self.id().map(Some) } else { Ok(None) }
     }

@@ -964,3 +964,317 @@ fn a_share_made_but_not_confirmed_still_rotates_when_a_member_leaves() {
         assert_eq!(w.read(carol, &msg).unwrap_err().reason, UndecryptableReason::MissingKey);
     });
 }
+
+/// What the old engine.ts would have stored for device `i`, made from the machine's own state
+/// (the pickles are the same crate objects the old engine pickled), with the old names and keys.
+fn legacy_of(w: &mut World, i: usize, drop_list_of: Option<Id>) -> Legacy {
+    let pk = w.devs[i].pickle_key.clone();
+    let m = w.m(i);
+    let mut legacy = Legacy {
+        account_id: Some(m.account_id),
+        device_id: Some(m.device_id),
+        device_pickle: m.account.pickle(&pk),
+        account_key_pickle: m.account_key.as_ref().map(|k| k.pickle(&pk, &mut OsRng::new())),
+        certificate_uploaded: m.certificate_uploaded,
+        ..Legacy::default()
+    };
+    for (account, person) in &m.people {
+        if let Some(k) = person.pinned {
+            legacy.pinned.push((*account, k.to_vec()));
+        }
+        if let Some(k) = person.verified {
+            legacy.verified.push((*account, k.to_vec()));
+        }
+        if person.changed_after_verification {
+            legacy.verified_then_changed.push(*account);
+        }
+        if let Some(devices) = &person.devices
+            && drop_list_of != Some(*account)
+        {
+            legacy.devices.push((*account, devices.clone()));
+        }
+    }
+    legacy.peers = m.peers.values().copied().collect();
+    for (device, sessions) in &m.olm {
+        legacy.olm.push((*device, sessions.iter().map(|s| s.pickle(&pk)).collect()));
+    }
+    for (conversation, o) in &m.outbound {
+        legacy.outbound.push(LegacyOutbound {
+            conversation_id: *conversation,
+            pickle: o.session.pickle(&pk),
+            shared_with: o.shared_with.iter().copied().collect(),
+            created_at_ms: o.created_at_ms,
+        });
+    }
+    for ((device, session_id), i) in &m.inbound {
+        legacy.inbound.push(LegacyInbound {
+            key: format!("{device}|{session_id}"),
+            pickle: i.session.pickle(&pk, &mut OsRng::new()),
+            sender_account_id: i.sender_account,
+            conversation_id: i.conversation,
+        });
+        for (index, message) in &i.seen {
+            legacy.seen.push((format!("{device}|{session_id}|{index}"), *message));
+        }
+    }
+    legacy.taken = m.taken.iter().copied().collect();
+    legacy
+}
+
+#[test]
+fn the_old_engines_state_is_imported_once_and_keeps_working() {
+    let mut w = World::new(true);
+    let (alice, bob) = (w.sign_up(), w.sign_up());
+    let (a, b) = (w.account(alice), w.account(bob));
+    let conversation = Id::new_v7(w.tick());
+    let (from_alice, _, _) = w.send(alice, conversation, &[a, b], "before the update");
+    w.receive(bob);
+    let (from_bob, _, _) = w.send(bob, conversation, &[a, b], "hi alice");
+    w.receive(alice);
+    assert_eq!(w.read(alice, &from_bob).unwrap(), "hi alice");
+    let pinned = w.m(alice).pinned_account_key(b).unwrap();
+    assert!(w.m(alice).mark_verified(b, pinned));
+
+    // Alice's browser updates: the old records become the machine's (Bob's list was dropped by
+    // an announced change, so it is kept but listed again before the next share).
+    let legacy = legacy_of(&mut w, alice, Some(b));
+    let pk = w.devs[alice].pickle_key.clone();
+    let mut imported = Machine::import_legacy(pk.clone(), Config::default(), legacy.clone()).unwrap();
+    let mut store = MemoryStore::new();
+    store.apply(&imported.take_changes()).unwrap();
+    w.devs[alice].store = store;
+    w.devs[alice].machine = Some(
+        Machine::restore(pk.clone(), Config::default(), w.devs[alice].store.load_all().unwrap()).unwrap(),
+    );
+
+    let m = w.m(alice);
+    assert!(m.is_ready());
+    assert!(m.is_verified(b));
+    assert_eq!(m.devices_to_query(&[a, b]), vec![b]);
+    assert_eq!(m.devices_of(b).len(), 1);
+    // History reads, the replay record came along.
+    assert_eq!(w.read(alice, &from_alice).unwrap(), "before the update");
+    assert_eq!(w.read(alice, &from_bob).unwrap(), "hi alice");
+    let mut replay = from_bob.clone();
+    replay.id = Id::new_v7(w.tick());
+    assert_eq!(w.read(alice, &replay).unwrap_err().reason, UndecryptableReason::Replayed);
+    // The same Olm and Megolm sessions go on: no new share for the same devices.
+    let (next, share, _) = w.send(alice, conversation, &[a, b], "after the update");
+    assert!(!share.rotated && share.messages.is_empty());
+    assert_eq!(w.read(bob, &next).unwrap(), "after the update");
+    let (reply, _, _) = w.send(bob, conversation, &[a, b], "still here");
+    assert_eq!(w.read(alice, &reply).unwrap(), "still here");
+    // Bob's key changing is still refused, with the stronger warning.
+    let new_key = AccountKey::generate(&mut OsRng::new()).public_key();
+    w.account_keys.insert(b, new_key);
+    assert_eq!(
+        w.sync(alice, &[b]).pop().unwrap(),
+        Err(Error::AccountKeyChanged { account_id: b, verified_before: true })
+    );
+
+    // Anything that does not open: an error naming the old record, no machine.
+    let mut broken = legacy.clone();
+    broken.inbound[0].pickle.push('x');
+    assert!(matches!(
+        Machine::import_legacy(pk.clone(), Config::default(), broken),
+        Err(Error::MalformedRecord(name)) if name.starts_with("legacy in:")
+    ));
+    let mut foreign = legacy.clone();
+    let other = foreign.inbound[1].key.clone();
+    foreign.inbound[0].key = other;
+    assert!(Machine::import_legacy(pk.clone(), Config::default(), foreign).is_err());
+    let mut wrong_key = legacy.clone();
+    wrong_key.pinned[0].1.pop();
+    assert!(Machine::import_legacy(pk.clone(), Config::default(), wrong_key).is_err());
+    assert_eq!(
+        Machine::import_legacy(PickleKey::generate(&mut OsRng::new()), Config::default(), legacy)
+            .unwrap_err(),
+        Error::MalformedRecord("legacy device".into())
+    );
+}
+
+#[test]
+fn legacy_olm_lists_keep_the_first_and_the_latest_sessions() {
+    let kept = legacy::keep_olm((0..12).collect());
+    assert_eq!(kept, vec![0, 5, 6, 7, 8, 9, 10, 11]);
+    assert_eq!(legacy::keep_olm(vec![1, 2]), vec![1, 2]);
+}
+
+/// The session entries the device has not backed up yet, as a server would store them (by
+/// session id), marked as backed up.
+fn back_up(w: &mut World, i: usize, key: &crate::backup::BackupKey, server: &mut BTreeMap<String, Vec<u8>>) {
+    loop {
+        let batch = w.m(i).sessions_to_back_up(key, 2);
+        if batch.is_empty() {
+            break;
+        }
+        let ids: Vec<String> = batch.iter().map(|(id, _)| id.clone()).collect();
+        server.extend(batch);
+        w.m(i).mark_backed_up(&ids);
+        w.step(i);
+    }
+}
+
+#[test]
+fn a_device_restored_from_the_backup_reads_the_history() {
+    use crate::backup::BackupKey;
+    both(|restore| {
+        let mut w = World::new(restore);
+        let (alice, bob) = (w.sign_up(), w.sign_up());
+        let (a, b) = (w.account(alice), w.account(bob));
+        let conversation = Id::new_v7(w.tick());
+        let key = BackupKey::generate(&mut OsRng::new());
+        let identity =
+            key.encrypt_identity(a.as_bytes(), &w.m(alice).account_key_secret().unwrap(), &mut OsRng::new());
+        let mut server = BTreeMap::new();
+
+        let (first, _, _) = w.send(alice, conversation, &[a, b], "from alice");
+        let (second, _, _) = w.send(bob, conversation, &[a, b], "from bob");
+        w.receive(alice);
+        w.receive(bob);
+        back_up(&mut w, alice, &key, &mut server);
+        assert_eq!(server.len(), 2, "alice's own session and bob's");
+        assert_eq!(w.m(alice).sessions_not_backed_up(), 0);
+        assert!(w.m(alice).sessions_to_back_up(&key, 10).is_empty(), "marked sessions do not go again");
+
+        // A new session later: only it goes.
+        let other = Id::new_v7(w.tick());
+        let (third, _, _) = w.send(bob, other, &[a, b], "elsewhere");
+        w.receive(alice);
+        let batch = w.m(alice).sessions_to_back_up(&key, 10);
+        assert_eq!(batch.len(), 1);
+        assert_eq!(batch[0].0.as_bytes(), third.session_id.as_slice());
+        // Handed out, then the key rotated before the upload finished: not marked.
+        w.m(alice).reset_backed_up();
+        w.m(alice).mark_backed_up(&[batch[0].0.clone()]);
+        w.step(alice);
+        assert_eq!(w.m(alice).sessions_not_backed_up(), 3, "after a reset everything goes again");
+        back_up(&mut w, alice, &key, &mut server);
+        assert_eq!(server.len(), 3);
+
+        // A brand-new device of alice: the account key from the identity blob, then every entry.
+        let secret = key.decrypt_identity(a.as_bytes(), &identity).unwrap();
+        let restored = w.new_device(a, AccountKey::from_secret_bytes(&secret));
+        for m in [&first, &second] {
+            assert_eq!(w.read(restored, m).unwrap_err().reason, UndecryptableReason::MissingKey);
+        }
+        for (session_id, entry) in &server {
+            let imported = w.m(restored).import_backed_up(&key, session_id, entry).unwrap();
+            assert!(imported.stored);
+            assert_eq!(imported.session_id, *session_id);
+            w.step(restored);
+        }
+        assert_eq!(w.read(restored, &first).unwrap(), "from alice");
+        assert_eq!(w.read(restored, &second).unwrap(), "from bob");
+        assert_eq!(w.read(restored, &third).unwrap(), "elsewhere");
+        // Imported sessions are in the backup already.
+        assert_eq!(w.m(restored).sessions_not_backed_up(), 0);
+        // The binding came along: moved to another conversation, refused.
+        let mut moved = second.clone();
+        moved.conversation = Id::new_v7(w.tick());
+        assert_eq!(w.read(restored, &moved).unwrap_err().reason, UndecryptableReason::SharedForSomethingElse);
+        // Importing again keeps what is held.
+        let (session_id, entry) = server.iter().next().unwrap();
+        let again = w.m(restored).import_backed_up(&key, session_id, entry).unwrap();
+        assert!(!again.stored);
+    });
+}
+
+#[test]
+fn backup_entries_of_another_account_or_session_or_key_are_refused_and_change_nothing() {
+    use crate::backup::BackupKey;
+    both(|restore| {
+        let mut w = World::new(restore);
+        let (alice, bob) = (w.sign_up(), w.sign_up());
+        let (a, b) = (w.account(alice), w.account(bob));
+        let conversation = Id::new_v7(w.tick());
+        let key = BackupKey::generate(&mut OsRng::new());
+        let mut server = BTreeMap::new();
+        let (msg, _, _) = w.send(alice, conversation, &[a, b], "one");
+        let other = Id::new_v7(w.tick());
+        w.send(alice, other, &[a, b], "two");
+        back_up(&mut w, alice, &key, &mut server);
+        let mut entries = server.iter();
+        let (id1, entry1) = entries.next().unwrap();
+        let (id2, _) = entries.next().unwrap();
+
+        // Bob's device (another account) with the very key: the entry does not open.
+        assert_eq!(
+            w.m(bob).import_backed_up(&key, id1, entry1),
+            Err(Error::Crypto(crate::Error::BackupDecryption))
+        );
+        assert!(!w.m(bob).has_changes());
+        assert_eq!(w.read(bob, &msg).unwrap_err().reason, UndecryptableReason::MissingKey);
+
+        let alice2 = w.add_device(alice);
+        // Stored under another session id (the server swapped entries): refused.
+        assert_eq!(
+            w.m(alice2).import_backed_up(&key, id2, entry1),
+            Err(Error::Crypto(crate::Error::BackupDecryption))
+        );
+        // Another backup key: refused.
+        let wrong = BackupKey::generate(&mut OsRng::new());
+        assert_eq!(
+            w.m(alice2).import_backed_up(&wrong, id1, entry1),
+            Err(Error::Crypto(crate::Error::BackupDecryption))
+        );
+        // Truncated or flipped: refused.
+        assert!(w.m(alice2).import_backed_up(&key, id1, &entry1[..entry1.len() - 1]).is_err());
+        let mut flipped = entry1.clone();
+        let last = flipped.len() - 1;
+        flipped[last] ^= 1;
+        assert!(w.m(alice2).import_backed_up(&key, id1, &flipped).is_err());
+        assert!(!w.m(alice2).has_changes());
+        assert_eq!(w.m(alice2).sessions_not_backed_up(), 0);
+    });
+}
+
+#[test]
+fn a_backed_up_session_never_rebinds_a_session_held() {
+    use crate::backup::{BackupKey, SessionOrigin};
+    both(|restore| {
+        let mut w = World::new(restore);
+        let (alice, bob) = (w.sign_up(), w.sign_up());
+        let (a, b) = (w.account(alice), w.account(bob));
+        let conversation = Id::new_v7(w.tick());
+        let (msg, _, _) = w.send(alice, conversation, &[a, b], "bound");
+        w.receive(bob);
+        let key = BackupKey::generate(&mut OsRng::new());
+        let session_id = String::from_utf8(msg.session_id.clone()).unwrap();
+        let (alice_device, bob_device) = (w.device(alice), w.device(bob));
+        // Bob's backup, written by a modified client: alice's session claimed for another
+        // conversation, or claimed as sent by bob's account from alice's device.
+        let held = &w.m(bob).inbound[&(alice_device, session_id.clone())].session;
+        let mut rng = OsRng::new();
+        let elsewhere = SessionOrigin {
+            sender_account_id: a.0,
+            sender_device_id: alice_device.0,
+            conversation_id: Some(Id::new_v7(1).0),
+        };
+        let moved = key.encrypt_session(b.as_bytes(), held, &elsewhere, &mut rng);
+        let wrong_owner = SessionOrigin {
+            sender_account_id: b.0,
+            sender_device_id: alice_device.0,
+            conversation_id: Some(conversation.0),
+        };
+        let reattributed = key.encrypt_session(b.as_bytes(), held, &wrong_owner, &mut rng);
+        let own_device = SessionOrigin {
+            sender_account_id: a.0,
+            sender_device_id: bob_device.0,
+            conversation_id: Some(conversation.0),
+        };
+        let as_own = key.encrypt_session(b.as_bytes(), held, &own_device, &mut rng);
+        let _ = w.m(bob).take_changes();
+        assert_eq!(w.m(bob).import_backed_up(&key, &session_id, &moved), Err(Error::BackupSessionConflict));
+        assert!(matches!(
+            w.m(bob).import_backed_up(&key, &session_id, &reattributed),
+            Err(Error::DeviceOfAnotherAccount { .. })
+        ));
+        assert!(matches!(
+            w.m(bob).import_backed_up(&key, &session_id, &as_own),
+            Err(Error::DeviceOfAnotherAccount { .. })
+        ));
+        assert!(!w.m(bob).has_changes());
+        assert_eq!(w.read(bob, &msg).unwrap(), "bound");
+    });
+}

@@ -8,10 +8,11 @@
 use js_sys::{Array, Object, Reflect};
 use wasm_bindgen::prelude::*;
 
-use super::{JsResult, WasmSignedKey, pickle_key};
+use super::{JsResult, WasmBackupKey, WasmSignedKey, pickle_key};
 use crate::AccountKey;
 use crate::client::{
-    CallContext, Config, Error, GroupMessage, Id, Machine, MissingKey, OutgoingToDevice, Peer, Received,
+    CallContext, Config, Error, GroupMessage, Id, Legacy, LegacyInbound, LegacyOutbound, Machine, MissingKey,
+    OutgoingToDevice, Peer, Received,
 };
 
 fn set(target: &Object, key: &str, value: impl Into<JsValue>) {
@@ -122,6 +123,12 @@ export type MachineReceived =
   | { kind: "keyRequest"; from: MachinePeer; sessionId: string; answer: MachineToDevice }
   | { kind: "forwardedKey"; from: MachinePeer; key: MachineMissingKey }
   | { kind: "refused"; reason: string; message: string };
+/** A session entry for the key backup (`PutBackupSessions`). */
+export interface MachineBackupEntry { sessionId: string; data: Uint8Array }
+/** A session imported from the key backup; `stored` is false when the session held was as good. */
+export interface MachineImported {
+  sessionId: string; senderAccountId: string; senderDeviceId: string; conversationId?: string; stored: boolean;
+}
 export type MachineDecrypted =
   | { ok: true; plaintext: Uint8Array; messageIndex: number; senderVerified: boolean }
   | { ok: false; reason: string; message: string; missing?: MachineMissingKey };
@@ -187,6 +194,25 @@ impl WasmMachine {
                 pickle_key(pickle_key_bytes)?,
                 config(rotate_after_messages, rotate_after_ms),
                 records,
+            )
+            .map_err(client_error)?,
+        })
+    }
+
+    /// A machine from the old engine's state (`LegacyState`, consumed); every record is changed.
+    /// Throws `malformed_record` naming the old record that does not open (nothing made).
+    #[wasm_bindgen(js_name = fromLegacy)]
+    pub fn from_legacy(
+        pickle_key_bytes: &[u8],
+        legacy: WasmLegacy,
+        rotate_after_messages: Option<u32>,
+        rotate_after_ms: Option<f64>,
+    ) -> JsResult<WasmMachine> {
+        Ok(Self {
+            inner: Machine::import_legacy(
+                pickle_key(pickle_key_bytes)?,
+                config(rotate_after_messages, rotate_after_ms),
+                legacy.inner,
             )
             .map_err(client_error)?,
         })
@@ -623,5 +649,181 @@ impl WasmMachine {
         self.inner
             .decrypt_call_payload(id(sender_account)?, id(sender_device)?, &context, ciphertext)
             .map_err(client_error)
+    }
+
+    /// Up to `limit` inbound sessions not backed up yet, encrypted under `backupKey`:
+    /// `[{ sessionId, data }]`. Upload them, then `markBackedUp` the ids the server took.
+    #[wasm_bindgen(js_name = sessionsToBackUp, unchecked_return_type = "MachineBackupEntry[]")]
+    pub fn sessions_to_back_up(&mut self, backup_key: &WasmBackupKey, limit: usize) -> Array {
+        self.inner
+            .sessions_to_back_up(&backup_key.inner, limit)
+            .iter()
+            .map(|(session_id, data)| {
+                let o = Object::new();
+                set(&o, "sessionId", session_id.clone());
+                set(&o, "data", bytes(data));
+                JsValue::from(o)
+            })
+            .collect()
+    }
+
+    /// The server took the entries of these sessions.
+    #[wasm_bindgen(js_name = markBackedUp)]
+    pub fn mark_backed_up(&mut self, session_ids: Vec<String>) {
+        self.inner.mark_backed_up(&session_ids);
+    }
+
+    /// Every session goes to the backup again (a new backup key or version).
+    #[wasm_bindgen(js_name = resetBackedUp)]
+    pub fn reset_backed_up(&mut self) {
+        self.inner.reset_backed_up();
+    }
+
+    /// How many sessions are not backed up yet.
+    #[wasm_bindgen(js_name = sessionsNotBackedUp)]
+    pub fn sessions_not_backed_up(&self) -> usize {
+        self.inner.sessions_not_backed_up()
+    }
+
+    /// Imports the backup entry stored under `sessionId` (of this account's backup); throws
+    /// `backup_decryption` / `malformed_backup` / `backup_session_conflict` /
+    /// `device_of_another_account` with nothing changed.
+    #[wasm_bindgen(js_name = importBackedUp, unchecked_return_type = "MachineImported")]
+    pub fn import_backed_up(
+        &mut self,
+        backup_key: &WasmBackupKey,
+        session_id: &str,
+        data: &[u8],
+    ) -> JsResult<Object> {
+        let imported =
+            self.inner.import_backed_up(&backup_key.inner, session_id, data).map_err(client_error)?;
+        let o = Object::new();
+        set(&o, "sessionId", imported.session_id);
+        set(&o, "senderAccountId", imported.sender_account_id.to_string());
+        set(&o, "senderDeviceId", imported.sender_device_id.to_string());
+        if let Some(c) = imported.conversation_id {
+            set(&o, "conversationId", c.to_string());
+        }
+        set(&o, "stored", imported.stored);
+        Ok(o)
+    }
+}
+
+/// What the PWA's engine kept in IndexedDB before `CryptoMachine` (`crate::client::Legacy`),
+/// handed over record by record as it was stored, for `CryptoMachine.fromLegacy`.
+#[wasm_bindgen(js_name = LegacyState)]
+pub struct WasmLegacy {
+    inner: Legacy,
+}
+
+#[wasm_bindgen(js_class = LegacyState)]
+impl WasmLegacy {
+    /// The old `device` pickle, `accountKey` pickle (if held) and `certificateUploaded`.
+    #[wasm_bindgen(constructor)]
+    pub fn new(
+        account_id: &str,
+        device_id: &str,
+        device_pickle: String,
+        account_key_pickle: Option<String>,
+        certificate_uploaded: bool,
+    ) -> JsResult<WasmLegacy> {
+        Ok(Self {
+            inner: Legacy {
+                account_id: Some(id(account_id)?),
+                device_id: Some(id(device_id)?),
+                device_pickle,
+                account_key_pickle,
+                certificate_uploaded,
+                ..Legacy::default()
+            },
+        })
+    }
+
+    /// One entry of the old `pinned` map.
+    pub fn pinned(&mut self, account: &str, key: &[u8]) -> JsResult<()> {
+        self.inner.pinned.push((id(account)?, key.to_vec()));
+        Ok(())
+    }
+
+    /// One entry of the old `verified` map.
+    pub fn verified(&mut self, account: &str, key: &[u8]) -> JsResult<()> {
+        self.inner.verified.push((id(account)?, key.to_vec()));
+        Ok(())
+    }
+
+    /// One entry of the old `verifiedThenChanged` list.
+    #[wasm_bindgen(js_name = verifiedThenChanged)]
+    pub fn verified_then_changed(&mut self, account: &str) -> JsResult<()> {
+        self.inner.verified_then_changed.push(id(account)?);
+        Ok(())
+    }
+
+    /// One entry of the old `peers` list.
+    pub fn peer(&mut self, account: &str, device: &str, ed25519: &[u8], curve25519: &[u8]) -> JsResult<()> {
+        self.inner.peers.push(Peer {
+            account_id: id(account)?,
+            device_id: id(device)?,
+            ed25519: super::array(ed25519, "ed25519 key")?,
+            curve25519: super::array(curve25519, "curve25519 key")?,
+        });
+        Ok(())
+    }
+
+    /// One entry of the old `devices` map.
+    pub fn devices(&mut self, account: &str, devices: Vec<String>) -> JsResult<()> {
+        self.inner.devices.push((id(account)?, ids(&devices)?));
+        Ok(())
+    }
+
+    /// An old `olm:<device id>` record (its pickles in order).
+    pub fn olm(&mut self, device: &str, pickles: Vec<String>) -> JsResult<()> {
+        self.inner.olm.push((id(device)?, pickles));
+        Ok(())
+    }
+
+    /// An old `out:<conversation id>` record.
+    pub fn outbound(
+        &mut self,
+        conversation: &str,
+        pickle: String,
+        shared_with: Vec<String>,
+        created_at_ms: f64,
+    ) -> JsResult<()> {
+        self.inner.outbound.push(LegacyOutbound {
+            conversation_id: id(conversation)?,
+            pickle,
+            shared_with: ids(&shared_with)?,
+            created_at_ms: ms(created_at_ms),
+        });
+        Ok(())
+    }
+
+    /// An old `in:<key>` record (`key` is `"<sender device id>|<session id>"`).
+    pub fn inbound(
+        &mut self,
+        key: String,
+        pickle: String,
+        sender_account: &str,
+        conversation: Option<String>,
+    ) -> JsResult<()> {
+        self.inner.inbound.push(LegacyInbound {
+            key,
+            pickle,
+            sender_account_id: id(sender_account)?,
+            conversation_id: conversation.as_deref().map(id).transpose()?,
+        });
+        Ok(())
+    }
+
+    /// One entry of the old `seen` map (`key` is `"<sender device id>|<session id>|<index>"`).
+    pub fn seen(&mut self, key: String, message_id: &str) -> JsResult<()> {
+        self.inner.seen.push((key, id(message_id)?));
+        Ok(())
+    }
+
+    /// The old `taken` list, oldest first.
+    pub fn taken(&mut self, message_ids: Vec<String>) -> JsResult<()> {
+        self.inner.taken.extend(ids(&message_ids)?);
+        Ok(())
     }
 }

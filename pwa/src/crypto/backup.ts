@@ -5,8 +5,10 @@
 // - set up (first device, or from Settings): a new backup key B, a new backup version holding
 //   the auth data (with the passphrase wrap if any) and the account key encrypted under B, then
 //   every inbound Megolm session this device holds, in batches of 100;
-// - while this device holds B (kept pickled under the pickle key): each inbound session the
-//   engine stores is encrypted at once and queued (uploader.ts: batched, retried, durable);
+// - while this device holds B (kept pickled under the pickle key): the inbound sessions the
+//   engine's machine has not backed up yet are taken as entries (CryptoMachine.sessionsToBackUp)
+//   after each step that stored one, uploaded (uploader.ts: batched, retried) and marked backed
+//   up in the machine (its durable record of what is in the backup);
 // - rotate: a new B and version, the old backup's sessions re-encrypted and this device's
 //   uploaded, then the old version deleted; turn off: the current version deleted;
 // - restore (a signed-in device without the account key): B from the recovery key or the
@@ -14,13 +16,13 @@
 //   anything changes here; then the device is set up with that account key (its certificate
 //   signed and uploaded) and the sessions imported;
 // - adopt: a device linked by pairing keeps the B it received, once checked, and backs up too.
-import { BackupKey, hasPassphrase, type InboundGroupSession } from "kitsulan-crypto";
+import { BackupKey, hasPassphrase } from "kitsulan-crypto";
 import { keyBackupClient } from "../api";
 import { reasonOf } from "../errors";
 import type { BackupVersion } from "../gen/kitsulan/v1/backup_pb";
-import { bytesToUuid, uuidBytes } from "../lib/ids";
+import { uuidBytes } from "../lib/ids";
 import * as db from "../storage/db";
-import { E2ee, loadCrypto, type InboundRecord } from "./engine";
+import { E2ee, loadCrypto } from "./engine";
 import { BATCH, Uploader, type PendingEntry } from "./uploader";
 
 /** What this device keeps in the "crypto" store: the version it backs up to and B, pickled. */
@@ -64,17 +66,6 @@ export function cryptoCode(err: unknown): string {
   return typeof code === "string" ? code.toLowerCase() : "";
 }
 
-function sessionEntry(key: BackupKey, accountId: string, r: InboundRecord): PendingEntry {
-  const data = key.encryptSession(
-    uuidBytes(accountId),
-    r.session,
-    uuidBytes(r.senderAccountId),
-    uuidBytes(r.senderDeviceId),
-    r.conversationId ? uuidBytes(r.conversationId) : new Uint8Array(),
-  );
-  return { sessionId: r.sessionId, data };
-}
-
 /** The account's current backup version on the server (null when there is none). */
 export async function currentBackup(): Promise<BackupVersion | null> {
   try {
@@ -99,6 +90,7 @@ function start(engine: E2ee, key: BackupKey, version: string, queued: PendingEnt
   const uploader = new Uploader(version, {
     put: async (v, sessions) => {
       await keyBackupClient.putBackupSessions({ version: v, sessions });
+      await engine.markBackedUp(sessions.map((s) => s.sessionId)).catch(() => undefined);
     },
     save: (entries) =>
       db.putMany(
@@ -117,14 +109,25 @@ function start(engine: E2ee, key: BackupKey, version: string, queued: PendingEnt
     },
   });
   const a: Active = { engine, key, version, uploader };
-  engine.onInboundStored = (record) => {
-    if (active !== a) return;
-    uploader.add([sessionEntry(key, engine.accountId, record)]);
-  };
+  engine.onSessionsToBackUp = () => void takeNew(a);
   active = a;
   uploader.add(queued, false);
+  void takeNew(a);
   changed();
   return a;
+}
+
+/** Queues the sessions the machine has not backed up yet (the machine's flags are the durable
+ * record: entries are not kept in the queue store). */
+async function takeNew(a: Active, limit = BATCH * 10): Promise<number> {
+  try {
+    const entries = await a.engine.sessionsToBackUp(a.key, limit);
+    if (active === a && entries.length > 0) a.uploader.add(entries, false);
+    return entries.length;
+  } catch (err) {
+    console.warn("the key backup did not take the new sessions", err);
+    return 0;
+  }
 }
 
 /** Stops backing up from this device (the key stays stored unless forgetHere). */
@@ -133,7 +136,7 @@ export function detachBackup(): void {
   if (!a) return;
   active = null;
   a.uploader.stop();
-  if (a.engine.onInboundStored) a.engine.onInboundStored = null;
+  a.engine.onSessionsToBackUp = null;
   a.key.free();
   changed();
 }
@@ -168,6 +171,9 @@ async function forgetHere(): Promise<void> {
 }
 
 async function keep(engine: E2ee, key: BackupKey, version: string): Promise<void> {
+  const before = await db.get<StoredBackup>("crypto", STORED);
+  // Backed up to another version before: everything goes to this one.
+  if (before && before.version !== version) await engine.resetBackedUp();
   const stored: StoredBackup = { version, key: engine.pickleBackupKey(key) };
   await db.put("crypto", STORED, stored);
 }
@@ -250,10 +256,12 @@ export async function setUpBackup(
   if (prior) {
     active = null;
     prior.uploader.stop();
-    engine.onInboundStored = null;
+    engine.onSessionsToBackUp = null;
     if (prior.key !== oldKey) prior.key.free();
   }
   await forgetHere();
+  // Every session this device holds goes to the new version.
+  await engine.resetBackedUp();
   await keep(engine, key, created.version);
   const a = start(engine, key, created.version, []);
 
@@ -284,13 +292,23 @@ export async function setUpBackup(
         }
       }
     }
-    for (const r of engine.inboundSessions()) entries.set(r.sessionId, sessionEntry(key, engine.accountId, r));
     const all = [...entries.values()];
-    progress({ step: "uploading", done: 0, total: all.length });
+    const total = all.length + engine.sessionsNotBackedUp();
+    progress({ step: "uploading", done: 0, total });
     for (let i = 0; i < all.length; i += BATCH * 10) {
       a.uploader.add(all.slice(i, i + BATCH * 10));
       await a.uploader.whenIdle();
-      progress({ step: "uploading", done: Math.min(all.length, i + BATCH * 10), total: all.length });
+      progress({ step: "uploading", done: Math.min(all.length, i + BATCH * 10), total });
+    }
+    // This device's sessions (the machine marks each once the server took it).
+    let done = all.length;
+    for (let left = engine.sessionsNotBackedUp(); left > 0; ) {
+      done += await takeNew(a);
+      await a.uploader.whenIdle();
+      const now = engine.sessionsNotBackedUp();
+      progress({ step: "uploading", done: Math.min(done, total), total });
+      if (now >= left) break; // refused for good (backup full): the rest stays for later
+      left = now;
     }
     await a.uploader.whenIdle();
   } finally {
@@ -410,12 +428,7 @@ export async function restoreFromBackup(
   const account = uuidBytes(accountId);
   const key = await keyFrom(typed.trim(), backup.authData, progress);
   let secret: Uint8Array | null = null;
-  const sessions: Array<{
-    senderAccountId: string;
-    senderDeviceId: string;
-    conversationId: string | null;
-    session: InboundGroupSession;
-  }> = [];
+  const entries: Array<{ sessionId: string; data: Uint8Array }> = [];
   try {
     try {
       secret = key.decryptIdentity(account, backup.identity);
@@ -424,28 +437,10 @@ export async function restoreFromBackup(
     }
     progress({ step: "downloading", done: 0 });
     for await (const page of listAll(backup.version)) {
-      for (const s of page) {
-        try {
-          const restored = key.decryptSession(account, s.sessionId, s.data);
-          try {
-            const conversation = restored.conversationId;
-            sessions.push({
-              senderAccountId: bytesToUuid(restored.senderAccountId),
-              senderDeviceId: bytesToUuid(restored.senderDeviceId),
-              conversationId: conversation && conversation.length === 16 ? bytesToUuid(conversation) : null,
-              session: restored.takeSession(),
-            });
-          } finally {
-            restored.free();
-          }
-        } catch (err) {
-          // One damaged or foreign entry must not cost the rest of the history.
-          console.warn(`backup entry ${s.sessionId} does not open; left out`, err);
-        }
-      }
-      progress({ step: "downloading", done: sessions.length });
+      entries.push(...page);
+      progress({ step: "downloading", done: entries.length });
     }
-    // Everything opened: from here on this device changes (a running chat stops first).
+    // The key opened the backup: from here on this device changes (a running chat stops first).
     await beforeChange();
     let engine: E2ee;
     try {
@@ -455,14 +450,14 @@ export async function restoreFromBackup(
       if (reasonOf(err) === "ACCOUNT_KEY_EXISTS") throw new RestoreError("damaged");
       throw err;
     }
-    progress({ step: "importing", total: sessions.length });
-    const taken = sessions.splice(0);
-    await engine.importBackedUp(taken);
+    progress({ step: "importing", total: entries.length });
+    // Each entry is opened and bound by the machine; one damaged or foreign entry is left out
+    // and does not cost the rest of the history.
+    await engine.importBackedUp(key, entries);
     await keep(engine, key, backup.version);
     return engine;
   } finally {
     secret?.fill(0);
     key.free();
-    for (const s of sessions) s.session.free();
   }
 }

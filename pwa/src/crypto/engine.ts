@@ -1,61 +1,43 @@
-// engine.ts — this device's end-to-end encryption, over the crypto crate's WASM build only.
+// engine.ts — this device's end-to-end encryption: glue between the crypto crate's client
+// machine (CryptoMachine, crypto/src/client; the protocol of FORMAT.md "Client protocol" and
+// docs/e2ee.md lives there once, for the browser and every Rust client) and the world. This file
+// only does what the machine cannot: the RPCs its steps ask for (QueryKeys, ClaimKeys,
+// SendToDevice, UploadKeys), IndexedDB persistence of its sealed records (every step's changes
+// drained and written in one transaction, store "machine"), and running operations one at a
+// time (they advance ratchets).
 //
-// It speaks the protocol of client/src/e2ee.rs and conversations.rs, so browsers and the
-// Rust clients read each other:
-// - the first device of a person makes the account key and publishes it; every device uploads a
-//   certificate signed by it, signed one-time keys and a fallback key;
-// - other people's devices come from QueryKeys, each certificate checked against the account key
-//   pinned the first time that person was seen (a changed key is refused and shown as a warning);
-// - one outbound Megolm session per conversation, its key shared over Olm to every member device
-//   as `0x02 || conversation id (16) || session key`, in to-device messages `0x01 || Olm message`;
-//   rotated when the member devices change, after 100 messages or 7 days;
-// - a message's ciphertext is the Megolm message, its session_id the Megolm session id (ASCII),
-//   its plaintext `0x00 0x01 || Content` (content.ts; legacy plaintexts are still read);
-// - verification messages (verification.ts) go to one device as `0x03 || message` over Olm;
-//   account keys verified that way are kept beside the pinned ones, and dropped (noting that
-//   they had been verified, for a stronger warning) when that person's key changes.
-// - a call signal's payload (SDP, ICE candidates; docs/calls.md) goes over the same Olm sessions
-//   to the one device it is for: `0x01 || Olm message` of `0x04 || conversation id (16) ||
-//   call id (16) || action (1) || payload`, so it cannot be moved to another call or action.
-//
-// Every secret stays in WASM memory and is written to IndexedDB only pickled under the device's
-// pickle key. Operations run one at a time (they advance ratchets), each persisting what it changed.
+// A device updated from the engine before the machine (its pickles in store "crypto": "device",
+// "accountKey", "olm:…", "in:…", …) is converted once on load (CryptoMachine.fromLegacy) and the
+// old records deleted in the same transaction.
 import init, {
   AccountKey,
   BackupKey,
-  DeviceAccount,
-  InboundGroupSession,
-  OlmSession,
-  OutboundGroupSession,
+  CryptoMachine,
   SignedKey as WasmSignedKey,
   generatePickleKey,
-  isPreKeyMessage,
   openLocal,
   sealLocal,
-  verifyDeviceCertificate,
+  type MachineMissingKey,
+  type MachineReceived,
+  type MachineToDevice,
 } from "kitsulan-crypto";
 import wasmUrl from "kitsulan-crypto/kitsulan_crypto_bg.wasm?url";
 import { keyClient, toDeviceClient } from "../api";
 import { contentOf, type Content } from "./content";
+import { legacyDeletions, readLegacy } from "./legacy";
 import { reasonOf } from "../errors";
 import type { Message } from "../gen/kitsulan/v1/conversation_pb";
-import type { AccountKeys } from "../gen/kitsulan/v1/keys_pb";
+import type { DeviceKeys } from "../gen/kitsulan/v1/keys_pb";
 import type { ToDeviceMessage } from "../gen/kitsulan/v1/to_device_pb";
-import { bytesEqual, bytesToUuid, uuidBytes, uuidv7 } from "../lib/ids";
+import { uuidv7 } from "../lib/ids";
 import * as db from "../storage/db";
 import type { Sealer } from "../storage/sealed";
 
-const ENVELOPE_OLM = 0x01;
-const OLM_ROOM_KEY = 0x01;
-const OLM_CONVERSATION_KEY = 0x02;
-const OLM_VERIFICATION = 0x03;
-const OLM_CALL_SIGNAL = 0x04;
-const ROTATE_AFTER_MESSAGES = 100;
-const ROTATE_AFTER_MS = 7 * 24 * 3600 * 1000;
+/** Accounts per QueryKeys, devices per ClaimKeys, messages per SendToDevice. */
 const BATCH = 100;
-/** Keep at least this many one-time keys on the server. */
-const MIN_ONE_TIME_KEYS = 25;
 const UPLOAD_ONE_TIME_KEYS = 50;
+/** How long a missing key waits for its share before this device asks its own devices. */
+const KEY_REQUEST_DELAY_MS = 1500;
 
 let ready: Promise<unknown> | null = null;
 /** Loads the WASM module once. */
@@ -85,87 +67,62 @@ export interface Peer {
 /** What a to-device message brought: a room key (its Megolm session id) or a verification message. */
 export type Taken = { kind: "roomKey"; sessionId: string } | { kind: "verification"; from: Peer; bytes: Uint8Array };
 
-interface Outbound {
-  session: OutboundGroupSession;
-  sharedWith: Set<string>;
-  createdAtMs: number;
+/** What a call signal's payload is bound to (the machine makes the bytes). */
+export interface CallContext {
+  conversationId: string;
+  callId: string;
+  action: number;
 }
 
-interface StoredOutbound {
-  pickle: string;
-  sharedWith: string[];
-  createdAtMs: number;
-}
-
-interface Inbound {
-  session: InboundGroupSession;
-  senderAccountId: string;
-  conversationId: string | null;
-}
-
-interface StoredInbound {
-  pickle: string;
-  senderAccountId: string;
-  conversationId: string | null;
-}
-
-/** An inbound Megolm session with what it is bound to (for the key backup, crypto/backup.ts). */
-export interface InboundRecord {
-  sessionId: string;
-  senderAccountId: string;
-  senderDeviceId: string;
-  conversationId: string | null;
-  /** Owned by the engine: use it at once, never keep or free it. */
-  session: InboundGroupSession;
-}
-
-/** What a call signal's payload is bound to: conversation id (16) || call id (16) || action (1). */
-export function callContext(conversationId: string, callId: string, action: number): Uint8Array {
-  const out = new Uint8Array(33);
-  out.set(uuidBytes(conversationId), 0);
-  out.set(uuidBytes(callId), 16);
-  out[32] = action;
-  return out;
+export function callContext(conversationId: string, callId: string, action: number): CallContext {
+  return { conversationId, callId, action };
 }
 
 /** Why this device cannot do E2EE yet. */
 export type DeviceState = "ready" | "needs-link";
 
-const td = new TextDecoder("utf-8", { fatal: true });
+/** The crate's error code of a thrown error (`KitsulanCryptoError.code`). */
+function codeOf(err: unknown): string | undefined {
+  const code = (err as { code?: unknown } | null)?.code;
+  return typeof code === "string" ? code : undefined;
+}
+
+/** AccountKeyChanged for the machine's `account_key_changed`, else null. */
+function keyChangeOf(err: unknown): AccountKeyChanged | null {
+  if (codeOf(err) !== "account_key_changed") return null;
+  return new AccountKeyChanged(String((err as { accountId?: unknown }).accountId));
+}
+
+const td = new TextDecoder();
 const te = new TextEncoder();
+
+// ---------------------------------------------------------------------------------------------
 
 export class E2ee implements Sealer {
   private chain: Promise<unknown> = Promise.resolve();
-  private pinned = new Map<string, Uint8Array>();
-  private peers = new Map<string, Peer>();
-  private devicesByAccount = new Map<string, string[]>();
-  private olm = new Map<string, OlmSession[]>();
-  private outbound = new Map<string, Outbound>();
-  private inbound = new Map<string, Inbound>();
-  private seen = new Map<string, string>();
-  private taken = new Set<string>();
-  /** Account keys verified with SAS, by account (kept while equal to the pinned key). */
-  private verified = new Map<string, Uint8Array>();
-  /** Accounts whose key changed after this device had verified them. */
-  private verifiedThenChanged = new Set<string>();
+  /** Accounts whose devices were listed since this page loaded (each is listed at least once). */
+  private readonly fresh = new Set<string>();
+  /** Keys messages wait for, to ask our own devices for (by sender device and session). */
+  private readonly wanted = new Map<string, MachineMissingKey>();
+  private requestTimer: ReturnType<typeof setTimeout> | null = null;
+  private disposed = false;
   /**
-   * Called after a new inbound session is stored (the key backup queues it; it must not throw
-   * nor keep `session`). Not called for sessions imported from the backup.
+   * Called after a step stored inbound sessions that are not in the key backup yet (backup.ts
+   * then takes them with sessionsToBackUp; it must not throw). Not called for sessions
+   * imported from the backup (they are in it).
    */
-  onInboundStored: ((record: InboundRecord) => void) | null = null;
+  onSessionsToBackUp: (() => void) | null = null;
 
   private constructor(
     readonly accountId: string,
     readonly deviceId: string,
     private readonly pickleKey: Uint8Array,
-    private account: DeviceAccount,
-    private accountKey: AccountKey | null,
-    private certificateUploaded: boolean,
+    private readonly machine: CryptoMachine,
   ) {}
 
   /** Whether this device holds the account key (else it must be linked from another device). */
   get state(): DeviceState {
-    return this.accountKey && this.certificateUploaded ? "ready" : "needs-link";
+    return this.machine.isReady ? "ready" : "needs-link";
   }
 
   /** Runs `fn` after every operation queued before it. */
@@ -173,6 +130,36 @@ export class E2ee implements Sealer {
     const next = this.chain.then(fn, fn);
     this.chain = next.catch(() => undefined);
     return next;
+  }
+
+  /** Runs `fn` in turn, then writes what it changed in the machine (also when it failed). */
+  private step<T>(fn: () => Promise<T> | T): Promise<T> {
+    return this.run(async () => {
+      if (this.disposed) throw new Error("signed out: the E2EE engine is gone");
+      const hook = this.onSessionsToBackUp;
+      const before = hook ? this.machine.sessionsNotBackedUp() : 0;
+      try {
+        return await fn();
+      } finally {
+        await this.persist();
+        if (hook && !this.disposed && this.machine.sessionsNotBackedUp() > before) {
+          try {
+            hook();
+          } catch (err) {
+            console.warn("the key backup did not take the new sessions", err);
+          }
+        }
+      }
+    });
+  }
+
+  /** Writes the machine's changed records in one transaction. */
+  private async persist(): Promise<void> {
+    if (this.disposed || !this.machine.hasChanges) return;
+    const writes: db.Write[] = this.machine
+      .takeChanges()
+      .map((c) => (c.value === undefined ? { store: "machine", key: c.name } : { store: "machine", key: c.name, value: c.value }));
+    await db.writeAll(writes);
   }
 
   /**
@@ -212,10 +199,22 @@ export class E2ee implements Sealer {
 
   private static async create(accountId: string, deviceId: string, accountKey: AccountKey | null): Promise<E2ee> {
     const pickleKey = generatePickleKey();
-    const engine = new E2ee(accountId, deviceId, pickleKey, new DeviceAccount(), accountKey, false);
-    await db.put("crypto", "pickleKey", pickleKey);
-    await engine.saveIdentity();
-    if (engine.accountKey) await engine.uploadKeys(UPLOAD_ONE_TIME_KEYS);
+    const secret = accountKey?.toSecretBytes();
+    accountKey?.free();
+    let machine: CryptoMachine;
+    try {
+      machine = CryptoMachine.create(pickleKey, accountId, deviceId, secret);
+    } finally {
+      secret?.fill(0);
+    }
+    const engine = new E2ee(accountId, deviceId, pickleKey, machine);
+    // A new device replaces whatever an earlier one left in this browser (a device set up
+    // without the account key, then linked), in the same transaction as its first records.
+    const writes: db.Write[] = (await db.all("machine")).map(([key]) => ({ store: "machine", key }));
+    writes.push(...(await legacyDeletions()), { store: "crypto", key: "pickleKey", value: pickleKey });
+    for (const c of machine.takeChanges()) writes.push({ store: "machine", key: c.name, value: c.value });
+    await db.writeAll(writes);
+    if (machine.accountPublicKey) await engine.step(() => engine.uploadKeys(UPLOAD_ONE_TIME_KEYS));
     return engine;
   }
 
@@ -224,206 +223,401 @@ export class E2ee implements Sealer {
    * new device at once; the caller wipes it).
    */
   accountKeySecret(): Uint8Array {
-    if (!this.accountKey) throw new Error("this device does not hold the account key");
-    return this.accountKey.toSecretBytes();
+    return this.machine.accountKeySecret();
   }
 
-  /** Restores the engine from IndexedDB (null when nothing is stored). */
+  /** Restores the engine from IndexedDB (null when nothing is stored), converting the records
+   * of the engine before the machine once. */
   static async load(accountId: string, deviceId: string): Promise<E2ee | null> {
     await loadCrypto();
     const pickleKey = await db.get<Uint8Array>("crypto", "pickleKey");
-    const devicePickle = await db.get<string>("crypto", "device");
-    if (!pickleKey || !devicePickle) return null;
-    const accountKeyPickle = await db.get<string>("crypto", "accountKey");
-    const engine = new E2ee(
-      accountId,
-      deviceId,
-      pickleKey,
-      DeviceAccount.fromPickle(devicePickle, pickleKey),
-      accountKeyPickle ? AccountKey.fromPickle(accountKeyPickle, pickleKey) : null,
-      (await db.get<boolean>("crypto", "certificateUploaded")) ?? false,
-    );
-    for (const [id, key] of Object.entries((await db.get<Record<string, Uint8Array>>("crypto", "pinned")) ?? {})) {
-      engine.pinned.set(id, key);
+    if (!pickleKey) return null;
+    const records = await db.all<string>("machine");
+    if (records.length > 0) {
+      const machine = CryptoMachine.restore(
+        pickleKey,
+        records.map(([name]) => name),
+        records.map(([, value]) => value),
+      );
+      if (machine.accountId !== accountId || machine.deviceId !== deviceId) {
+        machine.free();
+        throw new Error("the stored E2EE state belongs to another device");
+      }
+      return new E2ee(accountId, deviceId, pickleKey, machine);
     }
-    for (const peer of (await db.get<Peer[]>("crypto", "peers")) ?? []) engine.peers.set(peer.deviceId, peer);
-    for (const [id, list] of Object.entries((await db.get<Record<string, string[]>>("crypto", "devices")) ?? {})) {
-      engine.devicesByAccount.set(id, list);
+    const legacy = await readLegacy(accountId, deviceId);
+    if (!legacy) return null;
+    const machine = CryptoMachine.fromLegacy(pickleKey, legacy);
+    const writes = await legacyDeletions();
+    for (const c of machine.takeChanges()) writes.push({ store: "machine", key: c.name, value: c.value });
+    try {
+      await db.writeAll(writes);
+    } catch (err) {
+      machine.free();
+      throw err;
     }
-    for (const [key, pickles] of await db.entries<string[]>("crypto", "olm:")) {
-      engine.olm.set(key.slice(4), pickles.map((p) => OlmSession.fromPickle(p, pickleKey)));
-    }
-    for (const [key, o] of await db.entries<StoredOutbound>("crypto", "out:")) {
-      engine.outbound.set(key.slice(4), {
-        session: OutboundGroupSession.fromPickle(o.pickle, pickleKey),
-        sharedWith: new Set(o.sharedWith),
-        createdAtMs: o.createdAtMs,
-      });
-    }
-    for (const [key, i] of await db.entries<StoredInbound>("crypto", "in:")) {
-      engine.inbound.set(key.slice(3), {
-        session: InboundGroupSession.fromPickle(i.pickle, pickleKey),
-        senderAccountId: i.senderAccountId,
-        conversationId: i.conversationId,
-      });
-    }
-    for (const [id, messageId] of Object.entries((await db.get<Record<string, string>>("crypto", "seen")) ?? {})) {
-      engine.seen.set(id, messageId);
-    }
-    for (const id of (await db.get<string[]>("crypto", "taken")) ?? []) engine.taken.add(id);
-    for (const [id, key] of Object.entries((await db.get<Record<string, Uint8Array>>("crypto", "verified")) ?? {})) {
-      engine.verified.set(id, key);
-    }
-    for (const id of (await db.get<string[]>("crypto", "verifiedThenChanged")) ?? []) engine.verifiedThenChanged.add(id);
-    return engine;
+    return new E2ee(accountId, deviceId, pickleKey, machine);
   }
 
-  private async saveIdentity(): Promise<void> {
-    const entries: Array<[string, unknown]> = [
-      ["device", this.account.pickle(this.pickleKey)],
-      ["certificateUploaded", this.certificateUploaded],
-    ];
-    if (this.accountKey) entries.push(["accountKey", this.accountKey.pickle(this.pickleKey)]);
-    await db.putMany("crypto", entries);
-  }
-
-  private async saveTrust(): Promise<void> {
-    await db.putMany("crypto", [
-      ["verified", Object.fromEntries(this.verified)],
-      ["verifiedThenChanged", [...this.verifiedThenChanged]],
-    ]);
-  }
+  // -------------------------------------------------------------------------------------------
+  // Trust (the machine keeps pinned and verified keys)
 
   /** Whether `accountId` was verified with SAS, with the account key pinned for them now. */
   isVerified(accountId: string): boolean {
-    const key = this.verified.get(accountId);
-    const pinned = this.pinned.get(accountId);
-    return key !== undefined && pinned !== undefined && bytesEqual(key, pinned);
+    try {
+      return this.machine.isVerified(accountId);
+    } catch {
+      return false;
+    }
   }
 
   /** The accounts verified now (see isVerified). */
   verifiedAccounts(): string[] {
-    return [...this.verified.keys()].filter((id) => this.isVerified(id));
+    return this.machine.verifiedAccounts();
   }
 
   /** Whether `accountId`'s key changed after this device verified them (a stronger warning). */
   changedAfterVerification(accountId: string): boolean {
-    return this.verifiedThenChanged.has(accountId);
+    try {
+      return this.machine.changedAfterVerification(accountId);
+    } catch {
+      return false;
+    }
   }
 
   /** Records `accountKey` as verified for `accountId` (only if it is the key pinned for them). */
   markVerified(accountId: string, accountKey: Uint8Array): Promise<boolean> {
-    return this.run(async () => {
-      const pinned = this.pinned.get(accountId);
-      if (!pinned || !bytesEqual(pinned, accountKey)) return false;
-      this.verified.set(accountId, accountKey.slice());
-      this.verifiedThenChanged.delete(accountId);
-      await this.saveTrust();
-      return true;
+    return this.step(() => accountKey.length === 32 && this.machine.markVerified(accountId, accountKey));
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Own keys
+
+  /** Uploads what the machine has for the server: certificate (first time), `count` one-time
+   * keys, fallback key (first time). Runs inside a step. */
+  private async uploadKeys(count: number): Promise<void> {
+    const up = this.machine.keysToUpload(count, Date.now());
+    // The new one-time keys are stored before the server can hand them out.
+    await this.persist();
+    const wire = (k: WasmSignedKey) => ({ keyId: k.keyId, publicKey: k.publicKey, signature: k.signature });
+    try {
+      await keyClient.uploadKeys({
+        deviceCertificate: up.certificate ?? new Uint8Array(),
+        oneTimeKeys: up.oneTimeKeys.map(wire),
+        ...(up.fallbackKey ? { fallbackKey: wire(up.fallbackKey) } : {}),
+      });
+    } finally {
+      for (const k of up.oneTimeKeys) k.free();
+      up.fallbackKey?.free();
+    }
+    this.machine.keysUploaded();
+  }
+
+  /** Uploads more one-time keys when the server holds few; asks again for keys still missing. */
+  topUpKeys(): Promise<void> {
+    const done = this.step(async () => {
+      if (!this.machine.isReady) return;
+      const counts = await keyClient.getKeyCounts({});
+      const needed = this.machine.oneTimeKeysNeeded(counts.oneTimeKeyCount);
+      if (needed > 0) await this.uploadKeys(needed);
+    });
+    this.retryKeyRequests();
+    return done;
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Devices
+
+  /** The server announced a change of an account's devices: list them again before the next send. */
+  deviceListChanged(accountId: string): void {
+    this.fresh.delete(accountId);
+    void this.step(() => this.machine.deviceListChanged(accountId)).catch((err: unknown) =>
+      console.warn("device list change not recorded", err),
+    );
+    // A new device of ours may hold the keys our messages wait for.
+    if (accountId === this.accountId) this.retryKeyRequests();
+  }
+
+  /** Whether the account key `accountId` publishes now differs from the one pinned for them. */
+  accountKeyChanged(accountId: string): Promise<boolean> {
+    return this.step(async () => {
+      if (accountId === this.accountId || !this.machine.pinnedAccountKey(accountId)) return false;
+      try {
+        await this.syncDevices([accountId], true);
+        return false;
+      } catch (err) {
+        if (err instanceof AccountKeyChanged) return true;
+        throw err;
+      }
     });
   }
 
-  /** A changed key for `accountId` was seen: a verification of the old key no longer counts. */
-  private noteKeyChange(accountId: string): void {
-    if (!this.verified.delete(accountId)) return;
-    this.verifiedThenChanged.add(accountId);
-    void this.saveTrust();
+  /**
+   * Lists with QueryKeys the devices of the `accounts` the machine needs listed (never listed,
+   * or announced as changed) and those not listed since this page loaded (all with `force`).
+   * Throws AccountKeyChanged (after taking every other answer) when a key changed.
+   */
+  private async syncDevices(accounts: string[], force = false): Promise<void> {
+    const unique = [...new Set(accounts)];
+    const due = new Set(this.machine.devicesToQuery(unique));
+    const wanted = unique.filter((a) => force || due.has(a) || !this.fresh.has(a));
+    let changed: AccountKeyChanged | null = null;
+    for (let i = 0; i < wanted.length; i += BATCH) {
+      const chunk = wanted.slice(i, i + BATCH);
+      const res = await keyClient.queryKeys({ accountIds: chunk });
+      const answered = new Set<string>();
+      for (const keys of res.accounts) {
+        if (!chunk.includes(keys.accountId) || answered.has(keys.accountId)) continue;
+        answered.add(keys.accountId);
+        try {
+          this.receiveKeys(keys.accountId, keys.accountKey, keys.devices);
+          this.fresh.add(keys.accountId);
+        } catch (err) {
+          const c = keyChangeOf(err);
+          if (!c) throw err;
+          changed ??= c;
+        }
+      }
+      // An account the server did not answer for has no devices to send to.
+      for (const a of chunk.filter((a) => !answered.has(a))) this.receiveKeys(a, new Uint8Array(), []);
+    }
+    if (changed) throw changed;
   }
 
-  private async saveDirectory(): Promise<void> {
-    await db.putMany("crypto", [
-      ["pinned", Object.fromEntries(this.pinned)],
-      ["peers", [...this.peers.values()]],
-      ["devices", Object.fromEntries(this.devicesByAccount)],
-    ]);
+  private receiveKeys(accountId: string, accountKey: Uint8Array, devices: DeviceKeys[]): void {
+    const change = this.machine.receiveKeys(
+      accountId,
+      accountKey,
+      devices.map((d) => d.deviceId),
+      devices.map((d) => d.certificate),
+    );
+    for (const r of change.refused) console.warn(`device ${r.deviceId} of ${accountId} left out: ${r.reason}`);
   }
 
-  private async saveOlm(deviceId: string): Promise<void> {
-    const sessions = this.olm.get(deviceId) ?? [];
-    await db.put("crypto", `olm:${deviceId}`, sessions.map((s) => s.pickle(this.pickleKey)));
-  }
-
-  private async saveOutbound(conversationId: string): Promise<void> {
-    const o = this.outbound.get(conversationId);
-    if (!o) return;
-    const stored: StoredOutbound = {
-      pickle: o.session.pickle(this.pickleKey),
-      sharedWith: [...o.sharedWith],
-      createdAtMs: o.createdAtMs,
-    };
-    await db.put("crypto", `out:${conversationId}`, stored);
-  }
-
-  private async saveInbound(key: string): Promise<void> {
-    const i = this.inbound.get(key);
-    if (!i) return;
-    const stored: StoredInbound = {
-      pickle: i.session.pickle(this.pickleKey),
-      senderAccountId: i.senderAccountId,
-      conversationId: i.conversationId,
-    };
-    await db.put("crypto", `in:${key}`, stored);
-    const hook = this.onInboundStored;
-    if (hook && this.inbound.get(key) === i) {
-      try {
-        hook(this.record(key, i));
-      } catch (err) {
-        console.warn("the key backup did not take a session", err);
+  /** Opens Olm sessions (ClaimKeys) with those of `devices` that have none. */
+  private async ensureOlm(devices: string[]): Promise<void> {
+    const missing = this.machine.devicesMissingOlm(devices);
+    for (let i = 0; i < missing.length; i += BATCH) {
+      const chunk = missing.slice(i, i + BATCH);
+      const res = await keyClient.claimKeys({ deviceIds: chunk });
+      for (const deviceId of chunk) {
+        const claim = res.keys.find((k) => k.deviceId === deviceId);
+        if (!claim?.key) continue; // a device without keys gets nothing
+        const key = new WasmSignedKey(claim.key.keyId, claim.key.publicKey, claim.key.signature, claim.fallback);
+        try {
+          this.machine.receiveClaimedKey(deviceId, key);
+        } catch (err) {
+          // A key that does not verify against the device's certified key: it gets nothing.
+          console.warn(`no Olm session with ${deviceId}`, err);
+        } finally {
+          key.free();
+        }
       }
     }
   }
 
-  private record(key: string, i: Inbound): InboundRecord {
-    const bar = key.indexOf("|");
-    return {
-      sessionId: key.slice(bar + 1),
-      senderAccountId: i.senderAccountId,
-      senderDeviceId: key.slice(0, bar),
-      conversationId: i.conversationId,
-      session: i.session,
-    };
+  /** Sends to-device messages in batches (`sent` is told of each batch that went). */
+  private async sendToDevice(messages: MachineToDevice[], sent: (batch: MachineToDevice[]) => void = () => {}): Promise<void> {
+    for (let i = 0; i < messages.length; i += BATCH) {
+      const batch = messages.slice(i, i + BATCH);
+      await toDeviceClient.sendToDevice({ messages: batch });
+      sent(batch);
+    }
   }
 
-  /** Every inbound session this device holds (for a full backup upload; see InboundRecord). */
-  inboundSessions(): InboundRecord[] {
-    return [...this.inbound].map(([key, i]) => this.record(key, i));
+  // -------------------------------------------------------------------------------------------
+  // Conversations
+
+  /**
+   * Encrypts `plaintext` (content.ts's encodeContent) for a conversation whose members are
+   * `memberIds` (our own account included): lists their devices, and the machine rotates and
+   * shares the session key as needed. `unreadableBy`: the other members none of whose devices
+   * got the key, who cannot read this message.
+   */
+  encrypt(
+    conversationId: string,
+    memberIds: string[],
+    plaintext: Uint8Array,
+  ): Promise<{ messageId: string; ciphertext: Uint8Array; sessionId: Uint8Array; unreadableBy: string[] }> {
+    return this.step(async () => {
+      if (!this.machine.isReady) throw new Error("this device is not set up for encryption");
+      const members = [...new Set([...memberIds, this.accountId])];
+      await this.syncDevices(members);
+      await this.ensureOlm(members.flatMap((a) => this.machine.devicesOf(a).map((p) => p.deviceId)));
+      const share = this.machine.shareRoomKey(conversationId, members, Date.now());
+      // The Olm ratchets the shares advanced are stored before the shares leave.
+      await this.persist();
+      const reached: string[] = [];
+      try {
+        await this.sendToDevice(share.messages, (batch) => reached.push(...batch.map((m) => m.recipientDeviceId)));
+      } finally {
+        if (reached.length > 0) this.machine.confirmRoomKeyShare(conversationId, share.sessionId, reached);
+      }
+      const e = this.machine.encrypt(conversationId, plaintext);
+      return { messageId: uuidv7(), ciphertext: e.ciphertext, sessionId: te.encode(e.sessionId), unreadableBy: e.unreadableBy };
+    });
   }
 
   /**
-   * Imports sessions restored from the key backup, bound as they were backed up (sending
-   * device, its account, the conversation), so decrypt() checks them as any shared key. A
-   * session already held is kept (and the imported one freed). Returns how many were new.
+   * Takes a to-device message (from the gateway): a room key (shared, or forwarded by our own
+   * device after a key request: its Megolm session id), a verification message with its sending
+   * device, or a key request of our own device (answered here). Null for anything else.
    */
-  importBackedUp(
-    records: Array<{
-      senderAccountId: string;
-      senderDeviceId: string;
-      conversationId: string | null;
-      session: InboundGroupSession;
-    }>,
-  ): Promise<number> {
-    return this.run(async () => {
-      let batch: Array<[string, StoredInbound]> = [];
-      let added = 0;
-      for (const r of records) {
-        const key = `${r.senderDeviceId}|${r.session.sessionId}`;
-        if (this.inbound.has(key)) {
-          r.session.free();
-          continue;
-        }
-        this.inbound.set(key, { session: r.session, senderAccountId: r.senderAccountId, conversationId: r.conversationId });
-        batch.push([
-          `in:${key}`,
-          { pickle: r.session.pickle(this.pickleKey), senderAccountId: r.senderAccountId, conversationId: r.conversationId },
-        ]);
-        added++;
-        if (batch.length >= 500) {
-          await db.putMany("crypto", batch);
-          batch = [];
-        }
+  takeToDevice(message: ToDeviceMessage): Promise<Taken | null> {
+    return this.step(async () => {
+      const received = await this.receive(message);
+      switch (received.kind) {
+        case "roomKey":
+          return { kind: "roomKey", sessionId: received.sessionId };
+        case "forwardedKey":
+          return { kind: "roomKey", sessionId: received.key.sessionId };
+        case "verification":
+          return { kind: "verification", from: received.sender, bytes: received.bytes };
+        case "keyRequest":
+          await this.persist();
+          await this.sendToDevice([received.answer]);
+          return null;
+        case "refused":
+          console.warn(`to-device message ${message.messageId} refused: ${received.message}`);
+          return null;
+        default:
+          return null;
       }
-      if (batch.length > 0) await db.putMany("crypto", batch);
-      return added;
+    });
+  }
+
+  /** The machine takes a to-device message; a sender not known yet is listed first. */
+  private async receive(m: ToDeviceMessage): Promise<MachineReceived> {
+    const take = () =>
+      this.machine.receiveToDevice(m.senderAccountId, m.senderDeviceId, m.messageId, m.ciphertext, Date.now());
+    try {
+      return take();
+    } catch (err) {
+      if (codeOf(err) !== "unknown_device") throw err;
+    }
+    await this.syncDevices([m.senderAccountId], true);
+    return take();
+  }
+
+  /** Decrypts a conversation message with the session its sending device shared for it. A
+   * message waiting for its key makes this device ask its own devices for it. */
+  decrypt(message: Message): Promise<Content> {
+    return this.step(() => this.decryptNow(message));
+  }
+
+  private decryptNow(message: Message): Content {
+    if (message.system) return { kind: "system", event: message.system };
+    if (message.deletedAtMs !== 0n) return { kind: "deleted" };
+    let r;
+    try {
+      r = this.machine.decrypt(
+        message.id,
+        message.conversationId,
+        message.senderAccountId,
+        message.senderDeviceId,
+        message.sessionId,
+        message.ciphertext,
+      );
+    } catch (err) {
+      return { kind: "undecryptable", reason: String(err), sessionId: "" };
+    }
+    const sessionId = !r.ok && r.reason === "bad_session_id" ? "" : td.decode(message.sessionId);
+    // The plaintext is `0x00 0x01 || Content`, or a legacy one (content.ts reads both).
+    if (r.ok) return contentOf(r.plaintext, message.id, sessionId);
+    if (r.missing) this.wantKey(r.missing);
+    // A key that may still come (shared late, forwarded, restored): the message waits for it.
+    const reason = r.missing ? "waiting for the key" : r.message;
+    return { kind: "undecryptable", reason, sessionId };
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Key requests to our own devices
+
+  private wantKey(missing: MachineMissingKey): void {
+    if (!this.machine.isReady) return;
+    this.wanted.set(`${missing.senderDeviceId}|${missing.sessionId}`, missing);
+    this.requestTimer ??= setTimeout(() => {
+      this.requestTimer = null;
+      void this.requestKeys();
+    }, KEY_REQUEST_DELAY_MS);
+  }
+
+  /** Asks again for the keys still missing (the machine asks each device again only after a while). */
+  private retryKeyRequests(): void {
+    if (this.disposed || !this.machine.isReady) return;
+    for (const m of this.machine.pendingKeyRequests()) this.wantKey(m);
+    const first = this.wanted.values().next();
+    if (!first.done) this.wantKey(first.value);
+  }
+
+  /** Sends the key requests wanted so far to our own other devices. */
+  private requestKeys(): Promise<void> {
+    const wanted = [...this.wanted.values()];
+    this.wanted.clear();
+    return this.step(async () => {
+      if (!this.machine.isReady || wanted.length === 0) return;
+      try {
+        await this.syncDevices([this.accountId]);
+      } catch (err) {
+        // Offline: asked again at the next reconnect (topUpKeys).
+        for (const m of wanted) this.wanted.set(`${m.senderDeviceId}|${m.sessionId}`, m);
+        throw err;
+      }
+      const own = this.machine.ownDevices().map((p) => p.deviceId);
+      if (own.length === 0) return; // nobody to ask
+      await this.ensureOlm(own);
+      const now = Date.now();
+      const out = wanted.flatMap((m) =>
+        this.machine.requestMissingKey(m.conversationId, m.senderAccountId, m.senderDeviceId, m.sessionId, now),
+      );
+      // Recorded (pending, asked again later) before the requests leave.
+      await this.persist();
+      await this.sendToDevice(out);
+    }).catch((err: unknown) => console.warn("key request not sent", err));
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Key backup (backup.ts; the entries are the machine's, FORMAT.md "Key backup")
+
+  /** Up to `limit` inbound sessions not backed up yet, encrypted under `key`; upload them, then
+   * markBackedUp the ids the server took. */
+  sessionsToBackUp(key: BackupKey, limit: number): Promise<Array<{ sessionId: string; data: Uint8Array }>> {
+    return this.step(() => this.machine.sessionsToBackUp(key, limit));
+  }
+
+  /** The server took the entries of these sessions. */
+  markBackedUp(sessionIds: string[]): Promise<void> {
+    return this.step(() => this.machine.markBackedUp(sessionIds));
+  }
+
+  /** Every session goes to the backup again (a new backup key or version). */
+  resetBackedUp(): Promise<void> {
+    return this.step(() => this.machine.resetBackedUp());
+  }
+
+  /** How many inbound sessions are not backed up yet. */
+  sessionsNotBackedUp(): number {
+    return this.machine.sessionsNotBackedUp();
+  }
+
+  /**
+   * Imports session entries of this account's backup (as ListBackupSessions gave them), each
+   * bound to the sender device, account and conversation its entry names, so decrypt() checks
+   * them as any shared key. An entry that does not open, or names a session held for another
+   * sender or conversation, is left out. Returns how many sessions were new or better.
+   */
+  importBackedUp(key: BackupKey, entries: Array<{ sessionId: string; data: Uint8Array }>): Promise<number> {
+    return this.step(async () => {
+      let stored = 0;
+      for (const [i, e] of entries.entries()) {
+        try {
+          if (this.machine.importBackedUp(key, e.sessionId, e.data).stored) stored++;
+        } catch (err) {
+          console.warn(`backup entry ${e.sessionId} left out`, err);
+        }
+        if (i % 500 === 499) await this.persist();
+      }
+      return stored;
     });
   }
 
@@ -437,304 +631,14 @@ export class E2ee implements Sealer {
     return BackupKey.fromPickle(pickle, this.pickleKey);
   }
 
-  /** Uploads the certificate (first time), `count` one-time keys and, the first time, a fallback key. */
-  private async uploadKeys(count: number): Promise<void> {
-    if (!this.accountKey) return;
-    const deviceCertificate = this.certificateUploaded
-      ? new Uint8Array()
-      : this.accountKey.certify(
-          uuidBytes(this.accountId),
-          uuidBytes(this.deviceId),
-          this.account.ed25519Key,
-          this.account.curve25519Key,
-          BigInt(Math.floor(Date.now() / 1000)),
-        );
-    const otks = this.account.generateOneTimeKeys(count);
-    const fallback = this.certificateUploaded ? undefined : this.account.generateFallbackKey();
-    const wire = (k: WasmSignedKey) => ({ keyId: k.keyId, publicKey: k.publicKey, signature: k.signature });
-    await keyClient.uploadKeys({
-      deviceCertificate,
-      oneTimeKeys: otks.map(wire),
-      ...(fallback ? { fallbackKey: wire(fallback) } : {}),
-    });
-    this.account.markKeysAsPublished();
-    this.certificateUploaded = true;
-    await this.saveIdentity();
-  }
-
-  /** Uploads more one-time keys when the server holds few. */
-  topUpKeys(): Promise<void> {
-    return this.run(async () => {
-      if (this.state !== "ready") return;
-      const counts = await keyClient.getKeyCounts({});
-      if (counts.oneTimeKeyCount < MIN_ONE_TIME_KEYS) await this.uploadKeys(UPLOAD_ONE_TIME_KEYS);
-    });
-  }
-
-  /** Forgets what we know of an account's devices, so the next send queries them again. */
-  deviceListChanged(accountId: string): void {
-    this.devicesByAccount.delete(accountId);
-  }
-
-  /** Whether the account key `accountId` publishes now differs from the one pinned for them. */
-  accountKeyChanged(accountId: string): Promise<boolean> {
-    return this.run(async () => {
-      const pinned = this.pinned.get(accountId);
-      if (!pinned || accountId === this.accountId) return false;
-      const res = await keyClient.queryKeys({ accountIds: [accountId] });
-      const published = res.accounts.find((a) => a.accountId === accountId)?.accountKey;
-      const changed = published !== undefined && published.length > 0 && !bytesEqual(published, pinned);
-      if (changed) this.noteKeyChange(accountId);
-      return changed;
-    });
-  }
-
-  private async syncDevices(accountIds: string[]): Promise<void> {
-    for (let i = 0; i < accountIds.length; i += BATCH) {
-      const chunk = accountIds.slice(i, i + BATCH);
-      const res = await keyClient.queryKeys({ accountIds: chunk });
-      for (const keys of res.accounts) this.takeDeviceList(keys);
-    }
-    await this.saveDirectory();
-  }
-
-  private takeDeviceList(keys: AccountKeys): void {
-    const accountId = keys.accountId;
-    const listed: string[] = [];
-    if (keys.accountKey.length > 0) {
-      let pinned = this.pinned.get(accountId);
-      if (accountId === this.accountId && this.accountKey) pinned = this.accountKey.publicKey;
-      if (!pinned) {
-        pinned = keys.accountKey;
-        this.pinned.set(accountId, pinned);
-      }
-      if (!bytesEqual(pinned, keys.accountKey)) {
-        this.noteKeyChange(accountId);
-        throw new AccountKeyChanged(accountId);
-      }
-      const accountBytes = uuidBytes(accountId);
-      for (const device of keys.devices) {
-        const cert = verifyDeviceCertificate(device.certificate, pinned);
-        try {
-          if (!bytesEqual(cert.accountId, accountBytes) || !bytesEqual(cert.deviceId, uuidBytes(device.deviceId))) {
-            throw new Error(`the certificate of device ${device.deviceId} names another account or device`);
-          }
-          if (!bytesEqual(cert.deviceEd25519, device.ed25519) || !bytesEqual(cert.deviceCurve25519, device.curve25519)) {
-            throw new Error(`the keys listed for device ${device.deviceId} are not the certified ones`);
-          }
-          if (device.deviceId === this.deviceId) continue;
-          const peer: Peer = {
-            accountId,
-            deviceId: device.deviceId,
-            ed25519: cert.deviceEd25519,
-            curve25519: cert.deviceCurve25519,
-          };
-          const known = this.peers.get(device.deviceId);
-          if (known && (!bytesEqual(known.ed25519, peer.ed25519) || !bytesEqual(known.curve25519, peer.curve25519))) {
-            throw new Error(`device ${device.deviceId} changed its identity keys`);
-          }
-          this.peers.set(device.deviceId, peer);
-          listed.push(device.deviceId);
-        } finally {
-          cert.free();
-        }
-      }
-    }
-    const before = this.devicesByAccount.get(accountId) ?? [];
-    for (const gone of before.filter((d) => !listed.includes(d))) {
-      this.peers.delete(gone);
-      this.olm.delete(gone);
-      void db.del("crypto", `olm:${gone}`);
-    }
-    this.devicesByAccount.set(accountId, listed);
-  }
-
-  private async ensureOlm(deviceIds: string[]): Promise<void> {
-    const missing = deviceIds.filter((d) => (this.olm.get(d)?.length ?? 0) === 0);
-    for (let i = 0; i < missing.length; i += BATCH) {
-      const chunk = missing.slice(i, i + BATCH);
-      const res = await keyClient.claimKeys({ deviceIds: chunk });
-      for (const deviceId of chunk) {
-        const peer = this.peers.get(deviceId);
-        const claim = res.keys.find((k) => k.deviceId === deviceId);
-        if (!peer || !claim?.key) continue; // a device without keys gets nothing
-        const key = new WasmSignedKey(claim.key.keyId, claim.key.publicKey, claim.key.signature, claim.fallback);
-        try {
-          const session = this.account.createOutboundSession(peer.ed25519, peer.curve25519, key);
-          this.olm.set(deviceId, [...(this.olm.get(deviceId) ?? []), session]);
-          await this.saveOlm(deviceId);
-        } finally {
-          key.free();
-        }
-      }
-    }
-  }
-
-  private newOutbound(conversationId: string): Outbound {
-    this.outbound.get(conversationId)?.session.free();
-    const session = new OutboundGroupSession();
-    // Keep the inbound half, so this device reads its own messages in the history.
-    const inbound = InboundGroupSession.fromSessionKey(session.sessionKey());
-    const key = `${this.deviceId}|${session.sessionId}`;
-    this.inbound.set(key, { session: inbound, senderAccountId: this.accountId, conversationId });
-    void this.saveInbound(key);
-    const o: Outbound = { session, sharedWith: new Set(), createdAtMs: Date.now() };
-    this.outbound.set(conversationId, o);
-    return o;
-  }
-
-  /**
-   * Encrypts `plaintext` (content.ts's encodeContent) for a conversation whose members are `memberIds` (our own account
-   * included): refreshes their devices, rotates and shares the session key as needed.
-   * `unreadableBy`: the other members none of whose devices got the key (no device with keys),
-   * who cannot read this message.
-   */
-  encrypt(
-    conversationId: string,
-    memberIds: string[],
-    plaintext: Uint8Array,
-  ): Promise<{ messageId: string; ciphertext: Uint8Array; sessionId: Uint8Array; unreadableBy: string[] }> {
-    return this.run(async () => {
-      if (this.state !== "ready") throw new Error("this device is not set up for encryption");
-      const members = [...new Set([...memberIds, this.accountId])];
-      await this.syncDevices(members);
-      const recipients = members.flatMap((a) => this.devicesByAccount.get(a) ?? []);
-      let o = this.outbound.get(conversationId) ?? this.newOutbound(conversationId);
-      const now = new Set(recipients);
-      const used = o.session.messageIndex > 0 || o.sharedWith.size > 0;
-      const changed = o.sharedWith.size !== now.size || [...now].some((d) => !o.sharedWith.has(d));
-      if (
-        (used && changed) ||
-        o.session.messageIndex >= ROTATE_AFTER_MESSAGES ||
-        Date.now() - o.createdAtMs > ROTATE_AFTER_MS
-      ) {
-        o = this.newOutbound(conversationId);
-      }
-      await this.share(conversationId, o, recipients);
-      const sessionId = o.session.sessionId;
-      const ciphertext = o.session.encrypt(plaintext);
-      await this.saveOutbound(conversationId);
-      const unreadableBy = members.filter(
-        (a) => a !== this.accountId && !(this.devicesByAccount.get(a) ?? []).some((d) => o.sharedWith.has(d)),
-      );
-      return { messageId: uuidv7(), ciphertext, sessionId: te.encode(sessionId), unreadableBy };
-    });
-  }
-
-  private async share(conversationId: string, o: Outbound, recipients: string[]): Promise<void> {
-    const targets = recipients.filter((d) => !o.sharedWith.has(d));
-    if (targets.length === 0) return;
-    await this.ensureOlm(targets);
-    const key = o.session.sessionKey();
-    const plaintext = new Uint8Array(1 + 16 + key.length);
-    plaintext[0] = OLM_CONVERSATION_KEY;
-    plaintext.set(uuidBytes(conversationId), 1);
-    plaintext.set(key, 17);
-    const messages = [];
-    for (const deviceId of targets) {
-      const session = this.olm.get(deviceId)?.[0];
-      if (!session) continue;
-      const olm = session.encrypt(plaintext);
-      const ciphertext = new Uint8Array(1 + olm.length);
-      ciphertext[0] = ENVELOPE_OLM;
-      ciphertext.set(olm, 1);
-      messages.push({ messageId: uuidv7(), recipientDeviceId: deviceId, ciphertext });
-      await this.saveOlm(deviceId);
-    }
-    for (let i = 0; i < messages.length; i += BATCH) {
-      await toDeviceClient.sendToDevice({ messages: messages.slice(i, i + BATCH) });
-    }
-    for (const m of messages) o.sharedWith.add(m.recipientDeviceId);
-    await this.saveOutbound(conversationId);
-  }
-
-  /**
-   * Takes a to-device message (from the gateway): imports a room key shared over Olm (and says
-   * which Megolm session), or hands back a verification message with its sending device. Null
-   * for anything else. Ids already taken are skipped.
-   */
-  takeToDevice(message: ToDeviceMessage): Promise<Taken | null> {
-    return this.run(async () => {
-      if (this.taken.has(message.messageId)) return null;
-      let peer = this.peers.get(message.senderDeviceId);
-      if (!peer) {
-        await this.syncDevices([message.senderAccountId]);
-        peer = this.peers.get(message.senderDeviceId);
-      }
-      if (!peer || peer.accountId !== message.senderAccountId) {
-        throw new Error(`unknown sending device ${message.senderDeviceId}`);
-      }
-      const [kind] = message.ciphertext;
-      if (kind !== ENVELOPE_OLM) return this.markTaken(message.messageId, null);
-      const plaintext = await this.decryptOlm(peer, message.ciphertext.subarray(1));
-      if (plaintext[0] === OLM_VERIFICATION) {
-        return this.markTaken(message.messageId, { kind: "verification", from: peer, bytes: plaintext.slice(1) });
-      }
-      let conversationId: string | null = null;
-      let key: Uint8Array;
-      if (plaintext[0] === OLM_CONVERSATION_KEY && plaintext.length > 17) {
-        conversationId = bytesToUuid(plaintext.subarray(1, 17));
-        key = plaintext.subarray(17);
-      } else if (plaintext[0] === OLM_ROOM_KEY) {
-        key = plaintext.subarray(1);
-      } else {
-        return this.markTaken(message.messageId, null);
-      }
-      const session = InboundGroupSession.fromSessionKey(key);
-      const sessionId = session.sessionId;
-      const mapKey = `${peer.deviceId}|${sessionId}`;
-      if (!this.inbound.has(mapKey)) {
-        this.inbound.set(mapKey, { session, senderAccountId: peer.accountId, conversationId });
-        await this.saveInbound(mapKey);
-      } else {
-        session.free();
-      }
-      return this.markTaken(message.messageId, { kind: "roomKey", sessionId });
-    });
-  }
-
-  private async markTaken<T>(id: string, result: T): Promise<T> {
-    this.taken.add(id);
-    const recent = [...this.taken].slice(-2000);
-    await db.put("crypto", "taken", recent);
-    return result;
-  }
-
-  private async decryptOlm(peer: Peer, message: Uint8Array): Promise<Uint8Array> {
-    const sessions = this.olm.get(peer.deviceId) ?? [];
-    if (isPreKeyMessage(message)) {
-      const match = sessions.find((s) => s.matchesPreKeyMessage(message));
-      if (match) {
-        const plaintext = match.decrypt(message);
-        await this.saveOlm(peer.deviceId);
-        return plaintext;
-      }
-      const inbound = this.account.createInboundSession(peer.curve25519, message);
-      const session = inbound.takeSession();
-      const plaintext = inbound.plaintext;
-      inbound.free();
-      if (!session) throw new Error("no Olm session made");
-      this.olm.set(peer.deviceId, [...sessions, session]);
-      await this.saveOlm(peer.deviceId);
-      await this.saveIdentity(); // the one-time key is used up
-      return plaintext;
-    }
-    for (const session of sessions) {
-      try {
-        const plaintext = session.decrypt(message);
-        await this.saveOlm(peer.deviceId);
-        return plaintext;
-      } catch {
-        // try the next session
-      }
-    }
-    throw new Error(`no Olm session with ${peer.deviceId} decrypts this message`);
-  }
+  // -------------------------------------------------------------------------------------------
+  // Verification and calls
 
   /** This device's keys a verification vouches for: its Ed25519 key and the account key. */
   ownIdentity(): { deviceEd25519: Uint8Array; accountKey: Uint8Array } {
-    if (!this.accountKey) throw new Error("this device does not hold the account key");
-    return { deviceEd25519: this.account.ed25519Key, accountKey: this.accountKey.publicKey };
+    const accountKey = this.machine.accountPublicKey;
+    if (!accountKey) throw new Error("this device does not hold the account key");
+    return { deviceEd25519: this.machine.ed25519Key, accountKey };
   }
 
   /**
@@ -742,72 +646,36 @@ export class E2ee implements Sealer {
    * AccountKeyChanged when the key changed).
    */
   contact(accountId: string): Promise<{ accountKey: Uint8Array; devices: Peer[] }> {
-    return this.run(async () => {
-      await this.syncDevices([accountId]);
-      const accountKey = this.pinned.get(accountId);
+    return this.step(async () => {
+      await this.syncDevices([accountId], true);
+      const accountKey = this.machine.pinnedAccountKey(accountId);
       if (!accountKey) throw new Error(`${accountId} has no account key`);
-      const devices = (this.devicesByAccount.get(accountId) ?? []).flatMap((d) => this.peers.get(d) ?? []);
-      return { accountKey, devices };
+      return { accountKey, devices: this.machine.devicesOf(accountId) };
     });
   }
 
-  /** Sends verification messages (`0x03 || message` over Olm), in order, in one batch. */
+  /** Sends verification messages (the machine wraps them for Olm), in order, in one batch. */
   sendVerification(messages: Array<{ deviceId: string; bytes: Uint8Array }>): Promise<void> {
-    return this.run(async () => {
+    return this.step(async () => {
       await this.ensureOlm([...new Set(messages.map((m) => m.deviceId))]);
-      const out = [];
-      for (const { deviceId, bytes } of messages) {
-        const session = this.olm.get(deviceId)?.[0];
-        if (!session) throw new Error(`no Olm session with ${deviceId}`);
-        const plaintext = new Uint8Array(1 + bytes.length);
-        plaintext[0] = OLM_VERIFICATION;
-        plaintext.set(bytes, 1);
-        const olm = session.encrypt(plaintext);
-        const ciphertext = new Uint8Array(1 + olm.length);
-        ciphertext[0] = ENVELOPE_OLM;
-        ciphertext.set(olm, 1);
-        out.push({ messageId: uuidv7(), recipientDeviceId: deviceId, ciphertext });
-        await this.saveOlm(deviceId);
-      }
-      for (let i = 0; i < out.length; i += BATCH) {
-        await toDeviceClient.sendToDevice({ messages: out.slice(i, i + BATCH) });
-      }
+      const now = Date.now();
+      const out = messages.map((m) => this.machine.encryptVerification(m.deviceId, m.bytes, now));
+      await this.persist();
+      await this.sendToDevice(out);
     });
   }
 
   /**
    * Encrypts a call signal's payload with Olm to one device (`deviceId`) of a member of the
-   * conversation (`memberIds`), bound to `context` (conversation id, call id, action; see
-   * callContext). Returns `0x01 || Olm message`.
+   * conversation (`memberIds`), bound to `context` (conversation, call, action).
    */
-  encryptCallPayload(
-    memberIds: string[],
-    deviceId: string,
-    context: Uint8Array,
-    payload: Uint8Array,
-  ): Promise<Uint8Array> {
-    return this.run(async () => {
-      if (this.state !== "ready") throw new Error("this device is not set up for encryption");
-      const members = new Set(memberIds);
-      let peer = this.peers.get(deviceId);
-      if (!peer || !members.has(peer.accountId)) {
-        await this.syncDevices([...members]);
-        peer = this.peers.get(deviceId);
-      }
-      if (!peer || !members.has(peer.accountId)) throw new Error(`device ${deviceId} is not a member's`);
+  encryptCallPayload(memberIds: string[], deviceId: string, context: CallContext, payload: Uint8Array): Promise<Uint8Array> {
+    return this.step(async () => {
+      if (!this.machine.isReady) throw new Error("this device is not set up for encryption");
+      const peer = this.machine.peer(deviceId);
+      if (!peer || !memberIds.includes(peer.accountId)) await this.syncDevices(memberIds, true);
       await this.ensureOlm([deviceId]);
-      const session = this.olm.get(deviceId)?.[0];
-      if (!session) throw new Error(`no Olm session with ${deviceId}`);
-      const plaintext = new Uint8Array(1 + context.length + payload.length);
-      plaintext[0] = OLM_CALL_SIGNAL;
-      plaintext.set(context, 1);
-      plaintext.set(payload, 1 + context.length);
-      const olm = session.encrypt(plaintext);
-      await this.saveOlm(deviceId);
-      const out = new Uint8Array(1 + olm.length);
-      out[0] = ENVELOPE_OLM;
-      out.set(olm, 1);
-      return out;
+      return this.machine.encryptCallPayload(memberIds, deviceId, context.conversationId, context.callId, context.action, payload);
     });
   }
 
@@ -815,68 +683,21 @@ export class E2ee implements Sealer {
    * Decrypts a call signal's payload from `senderDeviceId` of `senderAccountId`; throws when it
    * does not decrypt or was made for another conversation, call or action than `context`.
    */
-  decryptCallPayload(
-    senderAccountId: string,
-    senderDeviceId: string,
-    context: Uint8Array,
-    ciphertext: Uint8Array,
-  ): Promise<Uint8Array> {
-    return this.run(async () => {
-      let peer = this.peers.get(senderDeviceId);
-      if (!peer) {
-        await this.syncDevices([senderAccountId]);
-        peer = this.peers.get(senderDeviceId);
-      }
-      if (!peer || peer.accountId !== senderAccountId) throw new Error(`unknown sending device ${senderDeviceId}`);
-      if (ciphertext[0] !== ENVELOPE_OLM) throw new Error("not an Olm envelope");
-      const plaintext = await this.decryptOlm(peer, ciphertext.subarray(1));
-      const head = plaintext.subarray(1, 1 + context.length);
-      if (plaintext[0] !== OLM_CALL_SIGNAL || !bytesEqual(head, context)) {
-        throw new Error("the payload was made for another call or action");
-      }
-      return plaintext.slice(1 + context.length);
+  decryptCallPayload(senderAccountId: string, senderDeviceId: string, context: CallContext, ciphertext: Uint8Array): Promise<Uint8Array> {
+    return this.step(async () => {
+      if (!this.machine.peer(senderDeviceId)) await this.syncDevices([senderAccountId], true);
+      return this.machine.decryptCallPayload(
+        senderAccountId,
+        senderDeviceId,
+        context.conversationId,
+        context.callId,
+        context.action,
+        ciphertext,
+      );
     });
   }
 
-  /** Decrypts a conversation message with the session its sending device shared for it. */
-  decrypt(message: Message): Promise<Content> {
-    return this.run(async () => this.decryptNow(message));
-  }
-
-  private async decryptNow(message: Message): Promise<Content> {
-    if (message.system) return { kind: "system", event: message.system };
-    if (message.deletedAtMs !== 0n) return { kind: "deleted" };
-    let sessionId: string;
-    try {
-      sessionId = td.decode(message.sessionId);
-    } catch {
-      return { kind: "undecryptable", reason: "bad session id", sessionId: "" };
-    }
-    const key = `${message.senderDeviceId}|${sessionId}`;
-    const inbound = this.inbound.get(key);
-    if (!inbound) return { kind: "undecryptable", reason: "waiting for the key", sessionId };
-    if (inbound.senderAccountId !== message.senderAccountId || inbound.conversationId !== message.conversationId) {
-      return { kind: "undecryptable", reason: "the key was shared for something else", sessionId };
-    }
-    let plaintext: Uint8Array;
-    let index: number;
-    try {
-      const d = inbound.session.decryptHistory(message.ciphertext);
-      plaintext = d.plaintext;
-      index = d.messageIndex;
-      d.free();
-    } catch (err) {
-      return { kind: "undecryptable", reason: String(err), sessionId };
-    }
-    const seenKey = `${key}|${index}`;
-    const before = this.seen.get(seenKey);
-    if (before && before !== message.id) return { kind: "undecryptable", reason: "replayed", sessionId };
-    if (!before) {
-      this.seen.set(seenKey, message.id);
-      await db.put("crypto", "seen", Object.fromEntries(this.seen));
-    }
-    return contentOf(plaintext, message.id, sessionId);
-  }
+  // -------------------------------------------------------------------------------------------
 
   /** Seals a record this device keeps for itself (storage/sealed.ts) under the pickle key. */
   sealLocal(name: string, body: Uint8Array): string {
@@ -896,10 +717,9 @@ export class E2ee implements Sealer {
 
   /** Frees WASM memory (sign-out). */
   dispose(): void {
-    this.account.free();
-    this.accountKey?.free();
-    for (const list of this.olm.values()) for (const s of list) s.free();
-    for (const o of this.outbound.values()) o.session.free();
-    for (const i of this.inbound.values()) i.session.free();
+    if (this.requestTimer) clearTimeout(this.requestTimer);
+    this.requestTimer = null;
+    this.disposed = true;
+    this.machine.free();
   }
 }
