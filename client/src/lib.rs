@@ -29,6 +29,7 @@ pub mod client;
 pub mod conversations;
 pub mod e2ee;
 pub mod gateway;
+pub mod key_backup;
 pub mod people;
 pub mod scan;
 pub mod server;
