@@ -32,6 +32,7 @@ pub mod content;
 pub mod conversations;
 pub mod e2ee;
 pub mod gateway;
+pub mod key_backup;
 pub mod people;
 pub mod scan;
 pub mod server;

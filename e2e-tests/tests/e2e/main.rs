@@ -11,5 +11,6 @@ mod e2ee;
 mod foundation;
 mod gateway;
 mod groups;
+mod key_backup;
 mod security;
 mod webrtc_calls;
