@@ -85,12 +85,11 @@ export function LinkNewDevice({
             const secret = link.takeAccountKey();
             if (!secret) throw new Error("no account key came through the channel");
             handedOver = true;
-            const s = fromProto(session);
-            await beginSession(s);
             const backupKey = link.takeBackupKey();
             try {
+              const s = fromProto(session);
+              await beginSession(s);
               const engine = await E2ee.setUpLinked(s.accountId, s.deviceId, secret);
-              secret.fill(0);
               if (backupKey) await adoptReceived(engine, backupKey);
               await latest.current.onLinked(engine);
             } finally {
