@@ -1,5 +1,6 @@
 // devices.spec.ts — Alice links a second browser context by PIN (the SAS emoji compared on
-// both screens), and it reads what Bob sends afterwards; the Devices screen renames it and signs it
+// both screens) after setting up a recovery key, and it reads what Bob sends afterwards and backs
+// up its own keys (the backup key came through the channel); the Devices screen renames it and signs it
 // out, and the signed-out context wipes its data and returns to sign-in.
 import type { Page } from "@playwright/test";
 import { acceptRequest, bubble, expect, newDevice, openDirect, send, shoot, signUp, stamp, status, test } from "./helpers";
@@ -20,6 +21,16 @@ test("Alice links a second context by PIN and it reads new messages", async ({ b
   await openDirect(alice, `bob-link-${stamp}`);
   await send(alice, "before the laptop was linked");
   await acceptRequest(bob, /Alice/);
+
+  // Alice sets up a recovery key (Settings; sign-up skipped it): her device backs up.
+  await alice.getByRole("button", { name: "Settings" }).click();
+  const aliceSettings = alice.getByRole("dialog", { name: "Settings" });
+  await aliceSettings.getByRole("button", { name: "Set up a recovery key" }).click();
+  await aliceSettings.getByRole("form", { name: "Save your recovery key" }).getByRole("button", { name: "I have saved it" }).click();
+  await expect(aliceSettings.getByRole("status").filter({ hasText: "Your recovery key is saved" })).toBeVisible();
+  await expect(aliceSettings.getByText(/^Backup is on: \d+ keys backed up\.$/)).toBeVisible();
+  await alice.keyboard.press("Escape");
+  await expect(alice.getByRole("dialog")).toBeHidden();
 
   // The new device: "Link to an existing device" shows a QR code and the PIN.
   const laptop = await newDevice(browser);
@@ -77,7 +88,12 @@ test("Alice links a second context by PIN and it reads new messages", async ({ b
 
   // Signing out the laptop asks first and says the other device keeps its keys and history.
   await laptop.getByRole("button", { name: "Settings" }).click();
-  await laptop.getByRole("dialog", { name: "Settings" }).getByRole("button", { name: "Sign out" }).click();
+  const laptopSettings = laptop.getByRole("dialog", { name: "Settings" });
+  // The backup key came through the channel with the account key: the laptop backs up its own
+  // new keys (not "this device does not have the recovery key").
+  await expect(laptopSettings.getByText(/^Backup is on: \d+ keys backed up\.$/)).toBeVisible();
+  await expect(laptopSettings.getByText("does not have the recovery key", { exact: false })).toHaveCount(0);
+  await laptopSettings.getByRole("button", { name: "Sign out" }).click();
   const confirm = laptop.getByRole("dialog", { name: "Sign out on this device?" });
   await expect(confirm).toContainText("Your other linked devices (1) keep their keys and history.");
   await expect(confirm.getByRole("alert")).toHaveCount(0);

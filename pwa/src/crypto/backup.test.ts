@@ -1,7 +1,9 @@
 // backup.test.ts — how a restore reads what the person typed (backup.ts keyFrom): a recovery key
 // first, then — only when the backup has a passphrase — the same text as a passphrase; each
 // failure its own clear error. The WASM BackupKey is faked here (its formats have their own
-// native tests and vectors); the recovery.spec.ts Playwright test runs the real one.
+// native tests and vectors); the recovery.spec.ts Playwright test runs the real one. Also: a
+// linked device keeps the backup key it received only if it opens the account's backup
+// (adoptBackupKey; devices.spec.ts runs it for real).
 import { beforeEach, describe, expect, it, vi } from "vitest";
 
 const RIGHT_KEY = "RIGHT";
@@ -40,11 +42,23 @@ vi.mock("kitsulan-crypto", () => ({
   BackupKey: FakeKey,
   hasPassphrase: (authData: Uint8Array) => authData[0] === 1,
 }));
-vi.mock("../api", () => ({ keyBackupClient: {} }));
+/** The account's backup as GetBackup answers it (null: none), and what backup.ts stored. */
+const server = vi.hoisted(() => ({
+  backup: null as { version: string; authData: Uint8Array } | null,
+  stored: new Map<string, unknown>(),
+}));
+vi.mock("../api", () => ({
+  keyBackupClient: { getBackup: () => Promise.resolve({ backup: server.backup ?? undefined }) },
+}));
 vi.mock("./engine", () => ({ E2ee: {}, loadCrypto: () => Promise.resolve() }));
-vi.mock("../storage/db", () => ({}));
+vi.mock("../storage/db", () => ({
+  put: (_store: string, key: string, value: unknown) => {
+    server.stored.set(key, value);
+    return Promise.resolve();
+  },
+}));
 
-const { keyFrom, RestoreError } = await import("./backup");
+const { adoptBackupKey, keyFrom, RestoreError } = await import("./backup");
 
 const withPassphrase = new Uint8Array([1, 0]);
 const withoutPassphrase = new Uint8Array([0, 0]);
@@ -94,5 +108,43 @@ describe("keyFrom", () => {
 
   it("a damaged auth data is said to be damaged", async () => {
     expect(await failure(keyFrom(RIGHT_KEY, damaged, () => undefined))).toBe("damaged");
+  });
+});
+
+describe("adoptBackupKey", () => {
+  const engine = { pickleBackupKey: (k: FakeKey) => `pickled ${k.which}` } as unknown as Parameters<typeof adoptBackupKey>[0];
+  const adopt = (k: FakeKey) => adoptBackupKey(engine, k as unknown as Parameters<typeof adoptBackupKey>[1]);
+
+  beforeEach(() => {
+    server.backup = { version: "v-current", authData: withoutPassphrase };
+    server.stored.clear();
+  });
+
+  it("keeps the key that opens the current backup, for its version", async () => {
+    const key = new FakeKey(RIGHT_KEY);
+    expect(await adopt(key)).toBe(true);
+    expect(server.stored.get("backup")).toEqual({ version: "v-current", key: `pickled ${RIGHT_KEY}` });
+    expect(key.freed).toBe(true);
+  });
+
+  it("refuses a key that does not open the backup: nothing kept, the key freed", async () => {
+    const key = new FakeKey(OTHER_KEY);
+    expect(await adopt(key)).toBe(false);
+    expect(server.stored.size).toBe(0);
+    expect(key.freed).toBe(true);
+  });
+
+  it("refuses any key when the account has no backup", async () => {
+    server.backup = null;
+    const key = new FakeKey(RIGHT_KEY);
+    expect(await adopt(key)).toBe(false);
+    expect(server.stored.size).toBe(0);
+    expect(key.freed).toBe(true);
+  });
+
+  it("refuses a key when the backup's auth data is damaged", async () => {
+    server.backup = { version: "v-current", authData: damaged };
+    expect(await adopt(new FakeKey(RIGHT_KEY))).toBe(false);
+    expect(server.stored.size).toBe(0);
   });
 });

@@ -81,6 +81,14 @@ export function backingUpTo(): string | null {
   return active?.version ?? null;
 }
 
+/**
+ * The 32 bytes of the backup key this device backs up with (null when it holds none), for the
+ * pairing channel to give a newly linked device. The caller wipes them after use.
+ */
+export function backupKeyBytes(): Uint8Array | null {
+  return active ? active.key.toBytes() : null;
+}
+
 /** How many session entries wait to go up from this device. */
 export function pendingUploads(): number {
   return active?.uploader.pending ?? 0;

@@ -2,8 +2,10 @@
 // the new device by the PIN it shows (or its QR code, with the camera where the browser can),
 // opens the channel, runs the SAS inside it and shows its 7 emoji, and — once the person
 // confirmed them here and the new device's confirmation (its SAS MAC) verified — sends the
-// account key through the channel and approves the new device.
+// account key (and the backup key, when this device backs up) through the channel and approves
+// the new device.
 import { useCallback, useEffect, useRef, useState, type FormEvent } from "react";
+import { backupKeyBytes } from "../../crypto/backup";
 import { ExistingDeviceLink, findByPin, fromQr, pairingOver, type FoundPairing } from "../../crypto/pairing";
 import type { E2ee } from "../../crypto/engine";
 import { useI18n } from "../../i18n/i18n";
@@ -69,10 +71,14 @@ export function LinkExistingDevice({
         const deviceName = approvedHere.current;
         if (verified && deviceName !== null) {
           const secret = engine.accountKeySecret();
+          // When this device backs up, the new one gets the backup key too (so it backs up its own
+          // new keys); it checks the key against the account's backup before keeping it.
+          const backupKey = backupKeyBytes() ?? undefined;
           try {
-            await l.approve(secret, deviceName);
+            await l.approve(secret, deviceName, backupKey);
           } finally {
             secret.fill(0);
+            backupKey?.fill(0);
           }
           link.current = null;
           l.dispose();

@@ -1,9 +1,12 @@
 // LinkNewDevice.tsx — the new device's side of linking (sign-in screen): opens the pairing,
 // shows the PIN and the QR code, then the 7 emoji of the SAS to compare with the other screen;
 // once the person confirmed them here and the existing device approved, it stores the session
-// it got and sets up its own keys, certified by the account key that came through the channel.
+// it got and sets up its own keys, certified by the account key that came through the channel,
+// and keeps the backup key that came with it (if any, once checked) so it backs up too.
 import { useCallback, useEffect, useRef, useState } from "react";
 import { beginSession, fromProto } from "../../auth/session";
+import { BackupKey } from "kitsulan-crypto";
+import { adoptBackupKey } from "../../crypto/backup";
 import { E2ee } from "../../crypto/engine";
 import { NewDeviceLink, pairingOver } from "../../crypto/pairing";
 import { useI18n } from "../../i18n/i18n";
@@ -20,6 +23,21 @@ type Step =
   | { kind: "finishing" }
   | { kind: "ended" }
   | { kind: "error"; message: string };
+
+/**
+ * Keeps the backup key the existing device sent, if it opens the account's current backup, so
+ * this device backs up its own new keys. A key that does not (or no backup, or the server not
+ * answering) leaves backup off here; the link itself stands either way.
+ */
+async function adoptReceived(engine: E2ee, bytes: Uint8Array): Promise<void> {
+  try {
+    if (!(await adoptBackupKey(engine, BackupKey.fromBytes(bytes)))) {
+      console.warn("the backup key from the other device does not open this account's backup; not kept");
+    }
+  } catch (err) {
+    console.warn("the backup key from the other device was not kept", err);
+  }
+}
 
 /** "12345678" as "1234 5678", easier to read out and type. */
 function spaced(pin: string): string {
@@ -67,13 +85,16 @@ export function LinkNewDevice({
             const secret = link.takeAccountKey();
             if (!secret) throw new Error("no account key came through the channel");
             handedOver = true;
-            const s = fromProto(session);
-            await beginSession(s);
+            const backupKey = link.takeBackupKey();
             try {
+              const s = fromProto(session);
+              await beginSession(s);
               const engine = await E2ee.setUpLinked(s.accountId, s.deviceId, secret);
+              if (backupKey) await adoptReceived(engine, backupKey);
               await latest.current.onLinked(engine);
             } finally {
               secret.fill(0);
+              backupKey?.fill(0);
             }
             return;
           }
