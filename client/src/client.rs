@@ -414,6 +414,7 @@ pub fn documented_code(reason: &str) -> Option<Code> {
         | R::AvatarTooLarge
         | R::GroupFull
         | R::BackupFull
+        | R::BackupTooManyVersions
         | R::RequestTooLarge => Code::ResourceExhausted,
         R::EmailSendFailed | R::Unavailable | R::StorageUnavailable => Code::Unavailable,
         R::Internal => Code::Internal,

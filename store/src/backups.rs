@@ -39,6 +39,17 @@ pub struct BackupSessionRecord {
     pub data: Vec<u8>,
 }
 
+/// What creating a version did, or why it changed nothing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CreateVersionOutcome {
+    /// Stored, and now the account's current version.
+    Created(BackupVersionRecord),
+    /// There is no such account.
+    NoAccount,
+    /// The account already keeps its limit of versions: nothing was stored.
+    TooManyVersions,
+}
+
 /// What a put did, or why it changed nothing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PutSessionsOutcome {
@@ -80,8 +91,9 @@ pub struct BackupPage {
 pub trait BackupStore: Send + Sync {
     /// The account's current version, if it has one.
     async fn current_backup(&self, account: AccountId) -> Result<Option<BackupVersionRecord>, StoreError>;
-    /// Stores a new version and makes it the account's current one (older versions stay).
-    /// `None` if there is no such account.
+    /// Stores a new version and makes it the account's current one (older versions stay), if
+    /// the account keeps fewer than `max_versions` (counted under the account's row lock, so
+    /// racing creates cannot go past it).
     async fn create_backup_version(
         &self,
         account: AccountId,
@@ -89,7 +101,8 @@ pub trait BackupStore: Send + Sync {
         auth_data: &[u8],
         identity: &[u8],
         now_ms: i64,
-    ) -> Result<Option<BackupVersionRecord>, StoreError>;
+        max_versions: i64,
+    ) -> Result<CreateVersionOutcome, StoreError>;
     /// Adds or replaces session keys in `version`, all or nothing, if it is the account's
     /// current version and the new ids keep it within `max_sessions`.
     async fn put_backup_sessions(
@@ -109,7 +122,8 @@ pub trait BackupStore: Send + Sync {
         limit: u32,
     ) -> Result<Option<BackupPage>, StoreError>;
     /// Deletes one of the account's versions with its session keys: any but the current one,
-    /// and the current one too with `delete_current`.
+    /// and with `delete_current` the current one, which deletes all the account's versions
+    /// (backup turned off: older ones a device lost track of go too).
     async fn delete_backup_version(
         &self,
         account: AccountId,
@@ -159,15 +173,26 @@ impl_for_backends! {
             auth_data: &[u8],
             identity: &[u8],
             now_ms: i64,
-        ) -> Result<Option<BackupVersionRecord>, StoreError> {
+            max_versions: i64,
+        ) -> Result<CreateVersionOutcome, StoreError> {
             let mut tx = self.pool.begin().await?;
+            // Takes the account's row first, so racing creates count the versions one after
+            // another: each count sees the versions of the creates committed before it.
             let made_current = sqlx::query("UPDATE accounts SET backup_version = $2 WHERE id = $1")
                 .bind(account.as_uuid())
                 .bind(version.as_uuid())
                 .execute(&mut *tx)
                 .await?;
             if made_current.rows_affected() != 1 {
-                return Ok(None);
+                return Ok(CreateVersionOutcome::NoAccount);
+            }
+            let kept: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM backup_versions WHERE account_id = $1")
+                .bind(account.as_uuid())
+                .fetch_one(&mut *tx)
+                .await?;
+            if kept >= max_versions {
+                tx.rollback().await?;
+                return Ok(CreateVersionOutcome::TooManyVersions);
             }
             sqlx::query(
                 "INSERT INTO backup_versions (version, account_id, auth_data, identity, session_count, created_at_ms) \
@@ -181,7 +206,7 @@ impl_for_backends! {
             .execute(&mut *tx)
             .await?;
             tx.commit().await?;
-            Ok(Some(BackupVersionRecord {
+            Ok(CreateVersionOutcome::Created(BackupVersionRecord {
                 version,
                 auth_data: auth_data.to_vec(),
                 identity: identity.to_vec(),
@@ -316,6 +341,7 @@ impl_for_backends! {
             let Some(current) = current else {
                 return Ok(DeleteVersionOutcome::NotFound);
             };
+            // Session keys go with their version (ON DELETE CASCADE).
             if current == Some(version.as_uuid()) {
                 if !delete_current {
                     return Ok(DeleteVersionOutcome::Current);
@@ -324,15 +350,21 @@ impl_for_backends! {
                     .bind(account.as_uuid())
                     .execute(&mut *tx)
                     .await?;
-            }
-            // Its session keys go with it (ON DELETE CASCADE).
-            let deleted = sqlx::query("DELETE FROM backup_versions WHERE account_id = $1 AND version = $2")
-                .bind(account.as_uuid())
-                .bind(version.as_uuid())
-                .execute(&mut *tx)
-                .await?;
-            if deleted.rows_affected() != 1 {
-                return Ok(DeleteVersionOutcome::NotFound);
+                // Backup turned off: every version goes, older ones a device lost track of too
+                // (there is no call that lists them), so the account is never stuck at its limit.
+                sqlx::query("DELETE FROM backup_versions WHERE account_id = $1")
+                    .bind(account.as_uuid())
+                    .execute(&mut *tx)
+                    .await?;
+            } else {
+                let deleted = sqlx::query("DELETE FROM backup_versions WHERE account_id = $1 AND version = $2")
+                    .bind(account.as_uuid())
+                    .bind(version.as_uuid())
+                    .execute(&mut *tx)
+                    .await?;
+                if deleted.rows_affected() != 1 {
+                    return Ok(DeleteVersionOutcome::NotFound);
+                }
             }
             tx.commit().await?;
             Ok(DeleteVersionOutcome::Deleted)

@@ -52,8 +52,8 @@ pub use accounts::{AccountRecord, AccountStore, NewAccount};
 pub use attachments::{AttachmentRecord, AttachmentStore, CreateAttachmentOutcome, NewAttachment};
 pub use avatars::{AvatarChange, AvatarStore, GroupAvatarOutcome};
 pub use backups::{
-    BackupPage, BackupSessionRecord, BackupStore, BackupVersionRecord, DeleteVersionOutcome,
-    PutSessionsOutcome,
+    BackupPage, BackupSessionRecord, BackupStore, BackupVersionRecord, CreateVersionOutcome,
+    DeleteVersionOutcome, PutSessionsOutcome,
 };
 pub use blocks::BlockStore;
 pub use calls::{CallRecord, CallStore, JoinOutcome, NewCall, StartOutcome};

@@ -4,7 +4,7 @@
 //! back (also after a restart), and backup is turned off. Around it, the attacks: another
 //! account's token cannot read, put into or delete someone's backup; oversized or malformed
 //! input is refused with its documented reason and changes nothing; a flood of new versions
-//! hits the rate limit.
+//! hits the rate limit, and an account that keeps old versions cannot pile up more than 3.
 //!
 //! The blobs are opaque to the server, so these tests use made-up bytes; the crypto of the
 //! blobs is the crypto crate's (crypto/FORMAT.md, "Key backup").
@@ -24,6 +24,8 @@ const MAX_PER_PUT: usize = 100;
 const MAX_PAGE: u32 = 500;
 /// `KITSULAN_RATE_LIMIT_BACKUP_VERSIONS`'s default: new versions per account per hour.
 const VERSIONS_PER_HOUR: usize = 10;
+/// Versions an account keeps (the current one and older ones not yet deleted).
+const MAX_VERSIONS: usize = 3;
 
 /// Runs `scenario` on a fresh SQLite server and on a fresh PostgreSQL one.
 macro_rules! on_both_databases {
@@ -298,10 +300,14 @@ async fn oversize_and_malformed_input_is_refused_and_changes_nothing() {
 async fn a_flood_of_new_versions_hits_the_rate_limit() {
     let server = start(Database::Sqlite).await;
     let alice = signed_up(&server, "alice").await;
-    let mut last = None;
+    let mut last: Option<BackupVersion> = None;
     for i in 0..VERSIONS_PER_HOUR {
         let version = alice.create_backup_version(vec![1; 100], vec![2; 100]).await;
-        last = Some(version.unwrap_or_else(|e| panic!("version {i}: {e:?}")));
+        let version = version.unwrap_or_else(|e| panic!("version {i}: {e:?}"));
+        // Each rotation deletes the version before it, so only the rate limit stops the flood.
+        if let Some(previous) = last.replace(version) {
+            alice.delete_backup_version(&previous.version, false).await.unwrap();
+        }
     }
     let last = last.unwrap();
     // The flood goes on from another device of the same account: the limit is per account.
@@ -317,6 +323,63 @@ async fn a_flood_of_new_versions_hits_the_rate_limit() {
     let bob = signed_up(&server, "bob").await;
     bob.create_backup_version(vec![1; 10], vec![2; 10]).await.unwrap();
 }
+
+/// The attack: new versions without deleting the old ones, each able to hold 200,000 session
+/// keys of 4 KiB, to fill the server's disk over days within the rate limit.
+async fn old_versions_cannot_pile_up(database: Database) {
+    // Five new versions an hour: the three kept, one after a deletion and one after turning
+    // backup off fit only if the refused creates did not count.
+    let server = start_with(Options::new(database).env("KITSULAN_RATE_LIMIT_BACKUP_VERSIONS", "5/1h")).await;
+    let laptop = signed_up(&server, "alice").await;
+    let phone = signed_in(&server, "alice").await;
+    let mut kept = Vec::new();
+    for i in 0..MAX_VERSIONS {
+        let tag = u8::try_from(i).unwrap();
+        let version = laptop.create_backup_version(vec![tag; 100], vec![tag; 100]).await.unwrap();
+        laptop.put_backup_sessions(&version.version, vec![entry("s", tag)]).await.unwrap();
+        kept.push(version);
+    }
+    let before = snapshot(&laptop, &kept.iter().collect::<Vec<_>>()).await;
+
+    // A fourth, from either device of the account: refused, and nothing changed.
+    for device in [&laptop, &phone, &laptop] {
+        let refusal = assert_refused(
+            device.create_backup_version(vec![9; 100], vec![9; 100]).await,
+            "BACKUP_TOO_MANY_VERSIONS",
+        );
+        assert!(refusal.message.contains('3'), "{refusal:?}");
+    }
+    assert_eq!(
+        snapshot(&laptop, &kept.iter().collect::<Vec<_>>()).await,
+        before,
+        "a refused create changed the backup"
+    );
+    // Another account is not affected.
+    let bob = signed_up(&server, "bob").await;
+    bob.create_backup_version(vec![1; 10], vec![2; 10]).await.unwrap();
+
+    // A rotation that deletes the version before it makes room again.
+    laptop.delete_backup_version(&kept[0].version, false).await.unwrap();
+    let fourth = phone.create_backup_version(vec![4; 100], vec![4; 100]).await.unwrap();
+    assert_eq!(laptop.get_backup().await.unwrap().version, fourth.version);
+    assert_refused(
+        laptop.create_backup_version(vec![9; 100], vec![9; 100]).await,
+        "BACKUP_TOO_MANY_VERSIONS",
+    );
+
+    // Turning backup off deletes every version, so the account is never stuck at the limit.
+    laptop.delete_backup_version(&fourth.version, true).await.unwrap();
+    for gone in kept.iter().chain([&fourth]) {
+        assert_refused(laptop.list_backup_sessions(&gone.version, "", 0).await, "BACKUP_NOT_FOUND");
+    }
+    assert_refused(laptop.get_backup().await, "BACKUP_NOT_FOUND");
+    let fresh = laptop.create_backup_version(vec![5; 100], vec![5; 100]).await.unwrap();
+    assert_eq!(laptop.get_backup().await.unwrap().version, fresh.version);
+    // That was the fifth new version of the hour.
+    assert_refused(laptop.create_backup_version(vec![6; 100], vec![6; 100]).await, "RATE_LIMITED");
+}
+
+on_both_databases!(old_versions_cannot_pile_up: old_versions_cannot_pile_up_on_sqlite, old_versions_cannot_pile_up_on_postgres);
 
 #[tokio::test]
 async fn a_put_to_an_old_version_after_a_rotation_is_refused() {

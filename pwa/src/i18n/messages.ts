@@ -445,6 +445,7 @@ export const en = {
   "err.BACKUP_SESSION_INVALID": "A key could not be backed up. Reload the app.",
   "err.BACKUP_BATCH_INVALID": "The app sent too many keys at once. Reload the app.",
   "err.BACKUP_FULL": "Your backup is full. Set up a new recovery key to start a new one.",
+  "err.BACKUP_TOO_MANY_VERSIONS": "The server keeps too many old copies of your backup. Turn backup off, then set up a new recovery key.",
   // Group management (groups): system lines of the history, the member menu, leave, rename, removed.
   sysAdded: "{actor} added {target}",
   sysAddedByYou: "You added {target}",
@@ -991,6 +992,7 @@ export const ru: Record<MessageKey, string> = {
   "err.BACKUP_SESSION_INVALID": "Не удалось сохранить ключ в резервной копии. Перезагрузите приложение.",
   "err.BACKUP_BATCH_INVALID": "Приложение отправило слишком много ключей за раз. Перезагрузите приложение.",
   "err.BACKUP_FULL": "Резервная копия заполнена. Создайте новый ключ восстановления, чтобы начать новую.",
+  "err.BACKUP_TOO_MANY_VERSIONS": "На сервере слишком много старых копий вашей резервной копии. Отключите резервное копирование, затем создайте новый ключ восстановления.",
   // Group management (groups): system lines of the history, the member menu, leave, rename, removed.
   sysAdded: "{actor} добавил(а) в группу: {target}",
   sysAddedByYou: "Вы добавили в группу: {target}",

@@ -10,8 +10,10 @@
 //! - Every size and count is checked before the store is touched; a refused call changes
 //!   nothing. Each version holds at most [`MAX_SESSIONS_PER_VERSION`] session keys, counted in
 //!   the same transaction as the put, so racing puts cannot go past it.
-//! - New versions are rate-limited per account ([`Limits::backup_versions`]); only the current
-//!   version takes puts, so older versions cannot grow.
+//! - New versions are rate-limited per account ([`Limits::backup_versions`]), and an account
+//!   keeps at most [`MAX_VERSIONS`] (counted in the same transaction as the create, so racing
+//!   creates cannot go past it): with each version's session-key limit, that bounds what one
+//!   account stores. Only the current version takes puts, so older versions cannot grow.
 //!
 //! [`Limits::backup_versions`]: super::rate_limits::Limits::backup_versions
 
@@ -22,8 +24,8 @@ use super::rate_limits::{Limit, RateLimiter};
 use super::{Caller, Error, ErrorReason};
 use crate::ids::BackupVersionId;
 use crate::store::{
-    BackupPage, BackupSessionRecord, BackupVersionRecord, DeleteVersionOutcome, PutSessionsOutcome, Store,
-    now_ms,
+    BackupPage, BackupSessionRecord, BackupVersionRecord, CreateVersionOutcome, DeleteVersionOutcome,
+    PutSessionsOutcome, Store, now_ms,
 };
 
 /// The most bytes of `auth_data`.
@@ -38,6 +40,8 @@ pub const MAX_SESSION_ID_BYTES: usize = 128;
 pub const MAX_SESSIONS_PER_PUT: usize = 100;
 /// Session keys one version holds.
 pub const MAX_SESSIONS_PER_VERSION: i64 = 200_000;
+/// Versions an account keeps: the current one and older ones a rotation has not deleted yet.
+pub const MAX_VERSIONS: i64 = 3;
 /// Session keys in one page (also what a page of 0 means).
 pub const MAX_PAGE: u32 = 500;
 
@@ -129,15 +133,32 @@ impl Backups {
         blob(auth_data, MAX_AUTH_DATA_BYTES, ErrorReason::BackupAuthDataInvalid, "auth_data")?;
         blob(identity, MAX_IDENTITY_BYTES, ErrorReason::BackupIdentityInvalid, "identity")?;
         // Counted only for a version that would be made: a refused one costs nothing.
-        self.limiter.take(&self.versions, &format!("backup-versions:{}", caller.account_id)).await?;
+        let budget = format!("backup-versions:{}", caller.account_id);
+        self.limiter.take(&self.versions, &budget).await?;
         let version = BackupVersionId::generate();
-        let created = self
+        let created = match self
             .store
-            .create_backup_version(caller.account_id, version, auth_data, identity, now_ms())
+            .create_backup_version(caller.account_id, version, auth_data, identity, now_ms(), MAX_VERSIONS)
             .await?
-            .ok_or_else(|| {
-                Error::Internal(format!("account {} of a valid session is gone", caller.account_id))
-            })?;
+        {
+            CreateVersionOutcome::Created(created) => created,
+            CreateVersionOutcome::TooManyVersions => {
+                self.limiter.give_back(&self.versions, &budget).await?;
+                return Err(Error::limit(
+                    ErrorReason::BackupTooManyVersions,
+                    format!(
+                        "an account keeps at most {MAX_VERSIONS} backup versions: delete an older one, \
+                         or turn backup off to start again"
+                    ),
+                ));
+            }
+            CreateVersionOutcome::NoAccount => {
+                return Err(Error::Internal(format!(
+                    "account {} of a valid session is gone",
+                    caller.account_id
+                )));
+            }
+        };
         tracing::info!(account = %caller.account_id, device = %caller.device_id, %version, "key backup version created");
         Ok(created)
     }

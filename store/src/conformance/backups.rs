@@ -4,12 +4,14 @@ use super::Fresh;
 use super::accounts::new_account;
 use crate::ids::{AccountId, BackupVersionId};
 use crate::{
-    BackupPage, BackupSessionRecord, ConnectOptions, DatabaseUrl, DeleteVersionOutcome, PostgresStore,
-    PutSessionsOutcome, SqliteStore, now_ms,
+    BackupPage, BackupSessionRecord, ConnectOptions, CreateVersionOutcome, DatabaseUrl, DeleteVersionOutcome,
+    PostgresStore, PutSessionsOutcome, SqliteStore, now_ms,
 };
 
 /// The service's limit; the tests that reach a limit pass a small one instead.
 const LIMIT: i64 = 200_000;
+/// The service's limit of versions an account keeps.
+const VERSIONS: i64 = 3;
 
 async fn account(db: &Fresh, username: &str) -> anyhow::Result<AccountId> {
     let account = new_account(username);
@@ -21,10 +23,32 @@ async fn version(db: &Fresh, account: AccountId, byte: u8) -> anyhow::Result<Bac
     let version = BackupVersionId::generate();
     let created = db
         .store
-        .create_backup_version(account, version, &[byte; 40], &[byte.wrapping_add(1); 60], now_ms())
+        .create_backup_version(account, version, &[byte; 40], &[byte.wrapping_add(1); 60], now_ms(), VERSIONS)
         .await?;
-    assert_eq!(created.map(|v| (v.version, v.session_count)), Some((version, 0)));
+    match created {
+        CreateVersionOutcome::Created(v) => assert_eq!((v.version, v.session_count), (version, 0)),
+        other => panic!("version {byte} not created: {other:?}"),
+    }
     Ok(version)
+}
+
+/// How many versions `account` keeps, counted in the table.
+async fn stored_versions(db: &Fresh, account: AccountId) -> anyhow::Result<i64> {
+    const COUNT: &str = "SELECT COUNT(*) FROM backup_versions WHERE account_id = $1";
+    Ok(match &db.url {
+        DatabaseUrl::Sqlite(path) => {
+            let raw = SqliteStore::open(path, &ConnectOptions::default()).await?;
+            let count = sqlx::query_scalar(COUNT).bind(account.as_uuid()).fetch_one(&raw.pool).await?;
+            raw.pool.close().await;
+            count
+        }
+        DatabaseUrl::Postgres(url) => {
+            let raw = PostgresStore::connect(url, &ConnectOptions::default()).await?;
+            let count = sqlx::query_scalar(COUNT).bind(account.as_uuid()).fetch_one(&raw.pool).await?;
+            raw.pool.close().await;
+            count
+        }
+    })
 }
 
 fn session(id: &str, byte: u8) -> BackupSessionRecord {
@@ -95,8 +119,10 @@ pub(super) async fn a_new_version_becomes_current_and_older_ones_stay(db: &Fresh
     // There is no such account.
     let nobody = AccountId::generate();
     assert_eq!(
-        db.store.create_backup_version(nobody, BackupVersionId::generate(), b"a", b"i", now_ms()).await?,
-        None
+        db.store
+            .create_backup_version(nobody, BackupVersionId::generate(), b"a", b"i", now_ms(), VERSIONS)
+            .await?,
+        CreateVersionOutcome::NoAccount
     );
     assert_eq!(db.store.current_backup(nobody).await?, None);
     Ok(())
@@ -315,7 +341,16 @@ pub(super) async fn puts_racing_a_rotation_land_in_the_old_version_or_are_refuse
     }
     let store = db.store.clone();
     let rotation = tokio::spawn(async move {
-        store.create_backup_version(alice, BackupVersionId::generate(), b"auth", b"identity", now_ms()).await
+        store
+            .create_backup_version(
+                alice,
+                BackupVersionId::generate(),
+                b"auth",
+                b"identity",
+                now_ms(),
+                VERSIONS,
+            )
+            .await
     });
     let mut landed = Vec::new();
     while let Some(done) = racers.join_next().await {
@@ -326,7 +361,8 @@ pub(super) async fn puts_racing_a_rotation_land_in_the_old_version_or_are_refuse
             other => panic!("unexpected {other:?}"),
         }
     }
-    let new = rotation.await??.expect("created").version;
+    let CreateVersionOutcome::Created(new) = rotation.await?? else { panic!("the rotation was refused") };
+    let new = new.version;
     landed.sort();
     let in_old: Vec<String> =
         all_sessions(db, alice, old, 10).await?.expect("found").into_iter().map(|s| s.session_id).collect();
@@ -334,6 +370,81 @@ pub(super) async fn puts_racing_a_rotation_land_in_the_old_version_or_are_refuse
     assert_eq!(all_sessions(db, alice, new, 10).await?, Some(Vec::new()));
     let counts = db.store.current_backup(alice).await?.map(|c| (c.version, c.session_count));
     assert_eq!(counts, Some((new, 0)));
+    Ok(())
+}
+
+pub(super) async fn an_account_keeps_at_most_its_limit_of_versions(db: &Fresh) -> anyhow::Result<()> {
+    let alice = account(db, "alice").await?;
+    let bob = account(db, "bob").await?;
+    let first = version(db, alice, 1).await?;
+    put(db, alice, first, &sessions(&["a"], 1), LIMIT).await?;
+    let second = version(db, alice, 2).await?;
+    let third = version(db, alice, 3).await?;
+    put(db, alice, third, &sessions(&["c"], 3), LIMIT).await?;
+
+    // The attack: one more version (each could hold 200,000 session keys) while 3 are kept.
+    let refused = BackupVersionId::generate();
+    assert_eq!(
+        db.store.create_backup_version(alice, refused, b"a", b"i", now_ms(), VERSIONS).await?,
+        CreateVersionOutcome::TooManyVersions
+    );
+    // Nothing changed: the current version, the versions kept and their session keys.
+    assert_eq!(db.store.current_backup(alice).await?.map(|v| (v.version, v.session_count)), Some((third, 1)));
+    assert_eq!(stored_versions(db, alice).await?, 3);
+    assert_eq!(db.store.backup_sessions(alice, refused, "", 10).await?, None);
+    assert_eq!(all_sessions(db, alice, first, 10).await?, Some(sessions(&["a"], 1)));
+    assert_eq!(
+        put(db, alice, third, &sessions(&["d"], 3), LIMIT).await?,
+        PutSessionsOutcome::Stored { session_count: 2 }
+    );
+    // The limit is per account.
+    version(db, bob, 9).await?;
+
+    // Deleting an older version (as a finished rotation does) makes room for the next one.
+    assert_eq!(db.store.delete_backup_version(alice, first, false).await?, DeleteVersionOutcome::Deleted);
+    let fourth = version(db, alice, 4).await?;
+    assert_eq!(stored_versions(db, alice).await?, 3);
+
+    // Turning backup off deletes every version, older ones included, so a device that lost
+    // track of them (a rotation cut short) can always start afresh.
+    assert_eq!(db.store.delete_backup_version(alice, fourth, true).await?, DeleteVersionOutcome::Deleted);
+    assert_eq!(stored_versions(db, alice).await?, 0);
+    for gone in [second, third, fourth] {
+        assert_eq!(db.store.backup_sessions(alice, gone, "", 10).await?, None);
+    }
+    for byte in 5..8 {
+        version(db, alice, byte).await?;
+    }
+    assert_eq!(stored_versions(db, bob).await?, 1);
+    Ok(())
+}
+
+pub(super) async fn racing_creates_never_pass_the_limit_of_versions(db: &Fresh) -> anyhow::Result<()> {
+    let alice = account(db, "alice").await?;
+    let mut racers = tokio::task::JoinSet::new();
+    for _ in 0..8 {
+        let store = db.store.clone();
+        racers.spawn(async move {
+            store
+                .create_backup_version(alice, BackupVersionId::generate(), b"a", b"i", now_ms(), VERSIONS)
+                .await
+        });
+    }
+    let (mut created, mut refused) = (Vec::new(), 0);
+    while let Some(done) = racers.join_next().await {
+        match done?? {
+            CreateVersionOutcome::Created(v) => created.push(v.version),
+            CreateVersionOutcome::TooManyVersions => refused += 1,
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!((created.len(), refused), (3, 5));
+    assert_eq!(stored_versions(db, alice).await?, 3);
+    let current = db.store.current_backup(alice).await?.expect("a current version").version;
+    assert!(created.contains(&current), "the current version is one that was created");
+    for version in created {
+        assert_eq!(all_sessions(db, alice, version, 10).await?, Some(Vec::new()));
+    }
     Ok(())
 }
 

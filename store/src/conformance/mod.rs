@@ -269,5 +269,7 @@ suite! {
         racing_puts_never_take_a_version_past_its_limit,
         puts_racing_a_rotation_land_in_the_old_version_or_are_refused,
         deleting_an_account_deletes_its_backups,
+        an_account_keeps_at_most_its_limit_of_versions,
+        racing_creates_never_pass_the_limit_of_versions,
     ],
 }
