@@ -27,21 +27,6 @@ const VERSIONS_PER_HOUR: usize = 10;
 /// Versions an account keeps (the current one and older ones not yet deleted).
 const MAX_VERSIONS: usize = 3;
 
-/// Runs `scenario` on a fresh SQLite server and on a fresh PostgreSQL one.
-macro_rules! on_both_databases {
-    ($scenario:ident: $sqlite:ident, $postgres:ident) => {
-        #[tokio::test]
-        async fn $sqlite() {
-            $scenario(Database::Sqlite).await;
-        }
-
-        #[tokio::test]
-        async fn $postgres() {
-            $scenario(Database::FreshPostgres).await;
-        }
-    };
-}
-
 fn is_uuid_v7(id: &str) -> bool {
     Uuid::parse_str(id).is_ok_and(|u| u.get_version_num() == 7)
 }

@@ -30,21 +30,6 @@ use kitsulan_proto::v1::{
 use tonic::Status;
 use uuid::Uuid;
 
-/// Runs `scenario` on a fresh SQLite server and on a fresh PostgreSQL one.
-macro_rules! on_both_databases {
-    ($scenario:ident: $sqlite:ident, $postgres:ident) => {
-        #[tokio::test]
-        async fn $sqlite() {
-            $scenario(Database::Sqlite).await;
-        }
-
-        #[tokio::test]
-        async fn $postgres() {
-            $scenario(Database::FreshPostgres).await;
-        }
-    };
-}
-
 fn is_uuid_v7(id: &str) -> bool {
     Uuid::parse_str(id).is_ok_and(|u| u.get_version_num() == 7)
 }

@@ -17,20 +17,6 @@ use uuid::Uuid;
 
 const WAIT: Duration = Duration::from_secs(10);
 
-macro_rules! on_both_databases {
-    ($scenario:ident: $sqlite:ident, $postgres:ident) => {
-        #[tokio::test]
-        async fn $sqlite() {
-            $scenario(Database::Sqlite).await;
-        }
-
-        #[tokio::test]
-        async fn $postgres() {
-            $scenario(Database::FreshPostgres).await;
-        }
-    };
-}
-
 async fn plain(server: &TestServer, username: &str) -> Client {
     let mut client = Client::connect(&server.url()).await.unwrap();
     client.sign_up(username, PASSWORD).await.unwrap_or_else(|e| panic!("SignUp of {username}: {e:?}"));

@@ -16,21 +16,6 @@ use kitsulan_client::{Database, TestServer};
 use kitsulan_crypto::OsRng;
 use kitsulan_crypto::backup::BackupKey;
 
-/// Runs `scenario` on a fresh SQLite server and on a fresh PostgreSQL one.
-macro_rules! on_both_databases {
-    ($scenario:ident: $sqlite:ident, $postgres:ident) => {
-        #[tokio::test]
-        async fn $sqlite() {
-            $scenario(Database::Sqlite).await;
-        }
-
-        #[tokio::test]
-        async fn $postgres() {
-            $scenario(Database::FreshPostgres).await;
-        }
-    };
-}
-
 fn list(findings: &[Finding]) -> String {
     findings.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ")
 }

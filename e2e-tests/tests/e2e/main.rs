@@ -1,6 +1,22 @@
 //! KitsuLAN's black-box tests, one binary (so the harness is linked once): each module is the
 //! tests of one part of the product, run against the real `kitsulan` binary.
 
+/// Runs `scenario` (an `async fn(Database)`) as two tests: on a fresh SQLite server and on a
+/// fresh PostgreSQL one. Defined before the modules so each can use it.
+macro_rules! on_both_databases {
+    ($scenario:ident: $sqlite:ident, $postgres:ident) => {
+        #[tokio::test]
+        async fn $sqlite() {
+            $scenario(kitsulan_client::Database::Sqlite).await;
+        }
+
+        #[tokio::test]
+        async fn $postgres() {
+            $scenario(kitsulan_client::Database::FreshPostgres).await;
+        }
+    };
+}
+
 mod accounts;
 mod attachments;
 mod avatars;
