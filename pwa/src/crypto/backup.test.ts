@@ -52,6 +52,7 @@ vi.mock("../api", () => ({
 }));
 vi.mock("./engine", () => ({ E2ee: {}, loadCrypto: () => Promise.resolve() }));
 vi.mock("../storage/db", () => ({
+  get: (_store: string, key: string) => Promise.resolve(server.stored.get(key)),
   put: (_store: string, key: string, value: unknown) => {
     server.stored.set(key, value);
     return Promise.resolve();
@@ -112,12 +113,20 @@ describe("keyFrom", () => {
 });
 
 describe("adoptBackupKey", () => {
-  const engine = { pickleBackupKey: (k: FakeKey) => `pickled ${k.which}` } as unknown as Parameters<typeof adoptBackupKey>[0];
+  let resets = 0;
+  const engine = {
+    pickleBackupKey: (k: FakeKey) => `pickled ${k.which}`,
+    resetBackedUp: () => {
+      resets++;
+      return Promise.resolve();
+    },
+  } as unknown as Parameters<typeof adoptBackupKey>[0];
   const adopt = (k: FakeKey) => adoptBackupKey(engine, k as unknown as Parameters<typeof adoptBackupKey>[1]);
 
   beforeEach(() => {
     server.backup = { version: "v-current", authData: withoutPassphrase };
     server.stored.clear();
+    resets = 0;
   });
 
   it("keeps the key that opens the current backup, for its version", async () => {
@@ -125,6 +134,14 @@ describe("adoptBackupKey", () => {
     expect(await adopt(key)).toBe(true);
     expect(server.stored.get("backup")).toEqual({ version: "v-current", key: `pickled ${RIGHT_KEY}` });
     expect(key.freed).toBe(true);
+    expect(resets).toBe(0);
+  });
+
+  it("a key for a newer version than the one this device backed up to: everything goes again", async () => {
+    server.stored.set("backup", { version: "v-old", key: "pickled old" });
+    expect(await adopt(new FakeKey(RIGHT_KEY))).toBe(true);
+    expect(server.stored.get("backup")).toEqual({ version: "v-current", key: `pickled ${RIGHT_KEY}` });
+    expect(resets).toBe(1);
   });
 
   it("refuses a key that does not open the backup: nothing kept, the key freed", async () => {
