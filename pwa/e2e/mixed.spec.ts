@@ -12,11 +12,11 @@ import { bubble, password, send, signUp, stamp, test } from "./helpers";
 test("a browser and Rust clients in one E2EE group", async ({ browser, baseURL }) => {
   const peer = new ChatPeer();
   try {
-    const bob = `bob-x-${stamp}`;
-    const carol = `carol-x-${stamp}`;
+    const bob = `bob-mx-${stamp}`;
+    const carol = `carol-mx-${stamp}`;
     await peer.run({ cmd: "sign_up", as: "bob", url: baseURL, username: bob, password });
     await peer.run({ cmd: "sign_up", as: "carol", url: baseURL, username: carol, password });
-    const alice = await signUp(browser, `alice-x-${stamp}`, "Alice");
+    const alice = await signUp(browser, `alice-mx-${stamp}`, "Alice");
 
     await alice.getByRole("button", { name: "New conversation" }).click();
     const dialog = alice.getByRole("dialog", { name: "New conversation" });
