@@ -67,7 +67,7 @@ use kitsulan_proto::v1::{
     CreatePairingRequest, CreatePairingResponse, FetchToDeviceRequest, FindPairingRequest,
     FindPairingResponse, GetKeyCountsRequest, GetKeyCountsResponse, GetPairingRequest, GetPairingResponse,
     OutgoingToDeviceMessage, PairingState, PostPairingMessageRequest, PublishAccountKeyRequest,
-    QueryKeysRequest, SendToDeviceRequest, Session, SignInRequest, SignUpRequest, SignedKey, ToDeviceMessage,
+    QueryKeysRequest, SendToDeviceRequest, Session, SignUpRequest, SignedKey, ToDeviceMessage,
     UploadKeysRequest, UploadKeysResponse,
 };
 use tonic::Status;
@@ -398,12 +398,7 @@ impl E2eeDevice {
     ) -> anyhow::Result<Self> {
         let mut client = Client::connect(url).await?;
         client
-            .sign_in_with(SignInRequest {
-                username: username.to_owned(),
-                password: password.to_owned(),
-                device_name: device_name.to_owned(),
-                totp_code: String::new(),
-            })
+            .sign_in_as(username, password, device_name)
             .await
             .with_context(|| format!("SignIn of {username}"))?;
         let mut device = Self::new(client, account_key);

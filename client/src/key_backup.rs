@@ -17,7 +17,7 @@ use std::collections::HashMap;
 use anyhow::{Context as _, bail, ensure};
 use kitsulan_crypto::backup::{BackupKey, SessionOrigin};
 use kitsulan_crypto::{AccountKey, OsRng};
-use kitsulan_proto::v1::{BackupSession, BackupVersion, SignInRequest};
+use kitsulan_proto::v1::{BackupSession, BackupVersion};
 use uuid::Uuid;
 
 use crate::Client;
@@ -197,12 +197,7 @@ impl E2eeDevice {
         BackupKey::from_recovery_key(recovery_key)?;
         let mut client = Client::connect(url).await?;
         client
-            .sign_in_with(SignInRequest {
-                username: username.to_owned(),
-                password: password.to_owned(),
-                device_name: device_name.to_owned(),
-                totp_code: String::new(),
-            })
+            .sign_in_as(username, password, device_name)
             .await
             .with_context(|| format!("SignIn of {username}"))?;
         let (key, version) = match Self::open_key_backup(&client, recovery_key).await {
