@@ -33,6 +33,27 @@ export const MAX_TEXT_LENGTH = 16_000;
 /** The reasons an undecryptable message gives for its content. */
 export const MALFORMED_CONTENT = "malformed content";
 export const EDIT_FOR_ANOTHER_MESSAGE = "edit for another message";
+export const MALFORMED_REACTION = "malformed reaction";
+
+/** The longest reaction emoji, in UTF-8 bytes (a family or a flag with modifiers fits). */
+export const MAX_REACTION_BYTES = 64;
+
+const utf8 = new TextEncoder();
+const graphemes = new Intl.Segmenter(undefined, { granularity: "grapheme" });
+/** A pictograph, a regional indicator (flags) or the keycap mark (1️⃣): what makes an emoji. */
+const EMOJI_PART = /\p{Extended_Pictographic}|\p{Regional_Indicator}|\u20e3/u;
+
+/** Why `emoji` is no reaction (null when it is one): one emoji, a single grapheme cluster of at
+ * most MAX_REACTION_BYTES bytes holding a pictograph; never empty text, words, or an emoji
+ * with other characters around it. */
+export function reactionProblem(emoji: string): string | null {
+  if (emoji === "") return "empty";
+  if (utf8.encode(emoji).length > MAX_REACTION_BYTES) return "too long";
+  let clusters = 0;
+  for (const _ of graphemes.segment(emoji)) if (++clusters > 1) return "more than one character";
+  if (!EMOJI_PART.test(emoji)) return "not an emoji";
+  return null;
+}
 
 export type SpanStyle = "bold" | "italic" | "code" | "strike" | "spoiler";
 
@@ -79,8 +100,10 @@ export class TextTooLong extends Error {
 }
 
 /** Whether a content shows as a bubble of its own in a thread (reactions and deletions act on
- * another message instead; their UI comes later). */
+ * another message instead: a reaction shows as a chip under it, state/reactions.ts). */
 export function shownInThread(content: Content): boolean {
+  // A refused reaction is never shown, not even as an error bubble (its reason stays on the item).
+  if (content.kind === "undecryptable" && content.reason === MALFORMED_REACTION) return false;
   return content.kind !== "reaction" && content.kind !== "deletion";
 }
 
@@ -102,12 +125,15 @@ export function encodeContent(out: Outgoing): Uint8Array {
     case "edit":
       c.body = { case: "edit", value: create(EditSchema, { messageId: out.messageId, text: textContent(out.text) }) };
       break;
-    case "reaction":
+    case "reaction": {
+      const problem = reactionProblem(out.emoji);
+      if (problem) throw new Error(`not a reaction: ${problem}`);
       c.body = {
         case: "reaction",
         value: create(ReactionSchema, { messageId: out.messageId, emoji: out.emoji, remove: out.remove ?? false }),
       };
       break;
+    }
     case "deletion":
       c.body = { case: "deletion", value: create(DeletionSchema, { messageId: out.messageId }) };
       break;
@@ -207,6 +233,8 @@ export function readContent(plaintext: Uint8Array, messageId: string): Read {
     case "reaction": {
       const r = body.value;
       if (!r.messageId || !r.emoji) return { undecryptable: MALFORMED_CONTENT };
+      // Shown as a chip with a count: one emoji, bounded (never text, never a long string).
+      if (reactionProblem(r.emoji)) return { undecryptable: MALFORMED_REACTION };
       return { ok: { kind: "reaction", messageId: r.messageId, emoji: r.emoji, remove: r.remove } };
     }
     case "deletion":
