@@ -97,7 +97,7 @@ test("reactions: any emoji, counts and who reacted, taken back, kept across a re
   // Bob opens the message menu, then React: the quick emoji, keyboard first.
   await bubble(bob, "React to this, please").getByRole("button", { name: "Message actions" }).click();
   await bob.getByRole("button", { name: "React", exact: true }).click();
-  const picker = bob.getByRole("group", { name: "React" });
+  const picker = bob.getByRole("group", { name: "React", exact: true });
   await expect(picker.getByRole("button", { name: "React with 👍" })).toBeFocused();
   await expect(picker.getByRole("button", { name: /^React with / })).toHaveCount(7);
   await shoot(bob, "reaction-picker");
@@ -127,7 +127,7 @@ test("reactions: any emoji, counts and who reacted, taken back, kept across a re
   const any = alice.getByRole("textbox", { name: "Any emoji" });
   await any.fill("hello");
   await alice.getByRole("button", { name: "Add", exact: true }).click();
-  await expect(alice.getByRole("alert")).toHaveText("Type one emoji.");
+  await expect(alice.getByRole("group", { name: "React", exact: true }).getByRole("alert")).toHaveText("Type one emoji.");
   await any.fill("🫶🏽");
   await alice.getByRole("button", { name: "Add", exact: true }).click();
   await expect(chips(bob, "React to this, please").getByRole("button", { name: "🫶🏽 1: Alice" })).toBeVisible();
