@@ -83,7 +83,7 @@ test("Alice and Bob talk end to end encrypted", async ({ browser }) => {
 
 /** The reaction chips under the message that says `text`. */
 function chips(page: Page, text: string) {
-  return page.getByRole("log").locator(".msg-wrap").filter({ has: bubble(page, text) }).getByRole("group", { name: "Reactions" });
+  return page.getByRole("log").locator(".msg-wrap").filter({ has: page.locator("article", { hasText: text }) }).getByRole("group", { name: "Reactions" });
 }
 
 test("reactions: any emoji, counts and who reacted, taken back, kept across a reload, never unread", async ({ browser }) => {

@@ -125,7 +125,7 @@ test("a browser and Rust clients in one E2EE group", async ({ browser, baseURL }
       ms.some((m) => m.reaction?.message_id === target && m.reaction.emoji === "🦊"),
     );
     const reactionsUnder = (text: string) =>
-      alice.getByRole("log").locator(".msg-wrap").filter({ has: bubble(alice, text) }).getByRole("group", { name: "Reactions" });
+      alice.getByRole("log").locator(".msg-wrap").filter({ has: alice.locator("article", { hasText: text }) }).getByRole("group", { name: "Reactions" });
     await expect(reactionsUnder("Welcome, second device").getByRole("button", { name: `🦊 1: ${bob}` })).toHaveAttribute(
       "aria-pressed",
       "false",
