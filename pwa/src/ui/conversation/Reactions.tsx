@@ -61,7 +61,14 @@ export function ReactionPicker({ onPick, onClose }: { onPick: (emoji: string) =>
   const [custom, setCustom] = useState("");
   const [error, setError] = useState<string | null>(null);
   const first = useRef<HTMLButtonElement>(null);
-  useEffect(() => first.current?.focus(), []);
+  const box = useRef<HTMLDivElement>(null);
+  // The whole bubble with its picker in view (it opens under the last message too), the first
+  // emoji focused.
+  useEffect(() => {
+    const around = box.current?.closest("article") ?? box.current;
+    around?.scrollIntoView?.({ block: "nearest" });
+    first.current?.focus({ preventScroll: true });
+  }, []);
   const pick = (emoji: string) => {
     const problem = onPick(emoji);
     if (problem) setError(problem);
@@ -83,7 +90,7 @@ export function ReactionPicker({ onPick, onClose }: { onPick: (emoji: string) =>
     }
   };
   return (
-    <div className="reaction-picker" role="group" aria-label={t("react")} onKeyDown={onKeyDown}>
+    <div ref={box} className="reaction-picker" role="group" aria-label={t("react")} onKeyDown={onKeyDown}>
       <div className="reaction-quick">
         {QUICK_REACTIONS.map((emoji, i) => (
           <button
