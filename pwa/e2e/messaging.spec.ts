@@ -86,7 +86,7 @@ function chips(page: Page, text: string) {
   return page.getByRole("log").locator(".msg-wrap").filter({ has: page.locator("article", { hasText: text }) }).getByRole("group", { name: "Reactions" });
 }
 
-test("reactions: any emoji, counts and who reacted, taken back, kept across a reload, never unread", async ({ browser }) => {
+test("reactions: any emoji, counts and who reacted, taken back, offline, kept across a reload, never unread", async ({ browser }) => {
   const alice = await signUp(browser, `alice-re-${stamp}`, "Alice");
   const bob = await signUp(browser, `bob-re-${stamp}`, "Bob");
   await openDirect(alice, `bob-re-${stamp}`);
@@ -154,9 +154,22 @@ test("reactions: any emoji, counts and who reacted, taken back, kept across a re
   await expect(aliceFox).toHaveAccessibleName("🦊 1: Bob");
   await expect(aliceFox).toHaveAttribute("aria-pressed", "false");
   await expect(chips(bob, "React to this, please").getByRole("button", { name: "🦊 1: You" })).toBeVisible();
+  // Offline: the reaction shows at once (sending, from the outbox) and goes when the network
+  // is back.
+  await alice.context().setOffline(true);
+  await bubble(alice, "React to this, please").getByRole("button", { name: "Message actions" }).click();
+  await alice.getByRole("button", { name: "React", exact: true }).click();
+  await alice.getByRole("button", { name: "React with 😮" }).click();
+  const wow = chips(alice, "React to this, please").getByRole("button", { name: "😮 1: You" });
+  await expect(wow).toHaveClass(/sending/);
+  await alice.context().setOffline(false);
+  await expect(chips(bob, "React to this, please").getByRole("button", { name: "😮 1: Alice" })).toBeVisible({ timeout: 45_000 });
+  await expect(wow).not.toHaveClass(/sending/);
+
   await alice.reload();
   await alice.getByRole("button", { name: /Bob/ }).click();
   await expect(aliceFox).toHaveAccessibleName("🦊 1: Bob");
+  await expect(chips(alice, "React to this, please").getByRole("button", { name: "😮 1: You" })).toBeVisible();
   await expect(chips(alice, "React to this, please").getByRole("button", { name: "🎉 1: You" })).toHaveAttribute("aria-pressed", "true");
   await shoot(alice, "reactions");
   // The chips are real touch targets on a phone.
