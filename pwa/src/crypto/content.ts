@@ -39,19 +39,23 @@ export const MALFORMED_REACTION = "malformed reaction";
 export const MAX_REACTION_BYTES = 64;
 
 const utf8 = new TextEncoder();
-const graphemes = new Intl.Segmenter(undefined, { granularity: "grapheme" });
-/** A pictograph, a regional indicator (flags) or the keycap mark (1️⃣): what makes an emoji. */
-const EMOJI_PART = /\p{Extended_Pictographic}|\p{Regional_Indicator}|\u20e3/u;
+/** One emoji: a flag (two regional indicators), a keycap (1️⃣), or a pictograph with its
+ * presentation selector, skin tone or tag sequence (the flag of Scotland), joined by ZWJ into
+ * more (a family, a rainbow flag). The same in every engine (no Intl.Segmenter, which older
+ * browsers lack). */
+const PICTOGRAPH = "\\p{Extended_Pictographic}(?:\\uFE0F|\\p{Emoji_Modifier})?(?:[\\u{E0020}-\\u{E007E}]+\\u{E007F})?";
+const ONE_EMOJI = new RegExp(
+  `^(?:\\p{Regional_Indicator}{2}|[#*0-9]\\uFE0F?\\u20E3|${PICTOGRAPH}(?:\\u200D${PICTOGRAPH})*)$`,
+  "u",
+);
 
-/** Why `emoji` is no reaction (null when it is one): one emoji, a single grapheme cluster of at
- * most MAX_REACTION_BYTES bytes holding a pictograph; never empty text, words, or an emoji
- * with other characters around it. */
+/** Why `emoji` is no reaction (null when it is one): exactly one emoji (ONE_EMOJI) of at most
+ * MAX_REACTION_BYTES bytes; never empty, text, several emoji, or an emoji with anything else
+ * (spaces, combining marks, controls) around it. */
 export function reactionProblem(emoji: string): string | null {
   if (emoji === "") return "empty";
   if (utf8.encode(emoji).length > MAX_REACTION_BYTES) return "too long";
-  let clusters = 0;
-  for (const _ of graphemes.segment(emoji)) if (++clusters > 1) return "more than one character";
-  if (!EMOJI_PART.test(emoji)) return "not an emoji";
+  if (!ONE_EMOJI.test(emoji)) return "not one emoji";
   return null;
 }
 

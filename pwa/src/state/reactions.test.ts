@@ -98,7 +98,11 @@ describe("malformed reactions are refused in decoding", () => {
   };
 
   it("one emoji of any kind is a reaction", () => {
-    for (const emoji of ["🦊", "❤️", "👍🏽", "👨‍👩‍👧‍👦", "🏳️‍🌈", "🇷🇺", "1️⃣", "🏴󠁧󠁢󠁳󠁣󠁴󠁿"]) {
+    const scotland = "\u{1F3F4}\u{E0067}\u{E0062}\u{E0073}\u{E0063}\u{E0074}\u{E007F}";
+    const family = "\u{1F468}\u200D\u{1F469}\u200D\u{1F467}\u200D\u{1F466}";
+    const rainbow = "\u{1F3F3}\uFE0F\u200D\u{1F308}";
+    const holdingHands = "\u{1F9D1}\u{1F3FD}\u200D\u{1F91D}\u200D\u{1F9D1}\u{1F3FB}";
+    for (const emoji of ["🦊", "❤️", "☺", "👍🏽", family, rainbow, holdingHands, "🇷🇺", "1️⃣", "#\u20E3", scotland]) {
       expect(reactionProblem(emoji), emoji).toBeNull();
       expect(contentOf(raw(emoji), "m", "s"), emoji).toEqual({ kind: "reaction", messageId: TARGET, emoji, remove: false });
     }
@@ -107,7 +111,8 @@ describe("malformed reactions are refused in decoding", () => {
   it("empty, words, several emoji, an emoji with text or controls around it, or an over-long one: refused with a reason, never shown", () => {
     const zalgo = `🦊${"\u0301".repeat(40)}`;
     expect(new TextEncoder().encode(zalgo).length).toBeGreaterThan(MAX_REACTION_BYTES);
-    for (const emoji of ["", "a", "ok", "🦊🦊", "🦊 ", " 🦊", "\u202e🦊", "🦊\u0000", "<img>", zalgo, "🦊".repeat(20)]) {
+    const refused = ["", "a", "1", "ok", "🦊🦊", "🦊 ", " 🦊", "\u202e🦊", "🦊\u0000", "🦊\u0301", "\u200D🦊", "🦊\u200D", "🇷", "🇷🇺🇺", "<img>", zalgo, "🦊".repeat(20)];
+    for (const emoji of refused) {
       expect(reactionProblem(emoji), JSON.stringify(emoji)).not.toBeNull();
       const read = contentOf(raw(emoji), "m", "s");
       expect(read.kind === "undecryptable" ? read.reason : read.kind, JSON.stringify(emoji)).toBe(emoji === "" ? "malformed content" : MALFORMED_REACTION);
