@@ -96,6 +96,19 @@ test("no serious or critical axe violations: sign-in, list, conversation, settin
   await expect(page.getByRole("log").locator("article").filter({ hasText: "Hi Alice!" })).toBeVisible();
   await auditBoth(page, "conversation");
 
+  // The React picker open, then chips under the message: ours (pressed) and Bob's.
+  const hi = page.getByRole("log").locator("article").filter({ hasText: "Hi Alice!" });
+  await hi.getByRole("button", { name: "Message actions" }).click();
+  await hi.getByRole("button", { name: "React", exact: true }).click();
+  await auditBoth(page, "reaction-picker");
+  await hi.getByRole("button", { name: "React with 🦊" }).click();
+  await bob.getByRole("log").locator("article").filter({ hasText: "Hi Alice!" }).getByRole("button", { name: "Message actions" }).click();
+  await bob.getByRole("button", { name: "React", exact: true }).click();
+  await bob.getByRole("button", { name: "React with 🎉" }).click();
+  await expect(page.getByRole("button", { name: "🦊 1: You" })).toHaveAttribute("aria-pressed", "true");
+  await expect(page.getByRole("button", { name: "🎉 1: Bob" })).toHaveAttribute("aria-pressed", "false");
+  await auditBoth(page, "reactions");
+
   // The list with a conversation in it (none open), and an unread badge from Bob.
   await page.setViewportSize({ width: 360, height: 740 });
   await page.getByRole("button", { name: "Back to conversations" }).click();

@@ -1,7 +1,8 @@
 // messaging.spec.ts — two people in two browser contexts, against the real server: sign up,
 // open a direct conversation, exchange E2EE messages both ways, receipts, reload, XSS as text,
 // and screenshots of the main screens (light and dark, desktop and phone width).
-import { acceptRequest, bubble, expect, send, shoot, signUp, stamp, test } from "./helpers";
+import type { Page } from "@playwright/test";
+import { acceptRequest, bubble, expect, openDirect, send, shoot, signUp, stamp, test } from "./helpers";
 
 test("Alice and Bob talk end to end encrypted", async ({ browser }) => {
   const alice = await signUp(browser, `alice-${stamp}`, "Alice");
@@ -78,6 +79,107 @@ test("Alice and Bob talk end to end encrypted", async ({ browser }) => {
   await alice.getByRole("button", { name: "Back to conversations" }).click();
   await expect(alice.getByRole("button", { name: /Bob/ })).toBeVisible();
   await shoot(alice, "conversation-list");
+});
+
+/** The reaction chips under the message that says `text`. */
+function chips(page: Page, text: string) {
+  return page.getByRole("log").locator(".msg-wrap").filter({ has: page.locator("article", { hasText: text }) }).getByRole("group", { name: "Reactions" });
+}
+
+test("reactions: any emoji, counts and who reacted, taken back, offline, kept across a reload, never unread", async ({ browser }) => {
+  const alice = await signUp(browser, `alice-re-${stamp}`, "Alice");
+  const bob = await signUp(browser, `bob-re-${stamp}`, "Bob");
+  await openDirect(alice, `bob-re-${stamp}`);
+  await send(alice, "React to this, please");
+  await acceptRequest(bob, /Alice/);
+  await expect(bubble(bob, "React to this, please")).toBeVisible();
+
+  // Bob opens the message menu, then React: the quick emoji, keyboard first.
+  await bubble(bob, "React to this, please").getByRole("button", { name: "Message actions" }).click();
+  await bob.getByRole("button", { name: "React", exact: true }).click();
+  const picker = bob.getByRole("group", { name: "React", exact: true });
+  await expect(picker.getByRole("button", { name: "React with 👍" })).toBeFocused();
+  await expect(picker.getByRole("button", { name: /^React with / })).toHaveCount(7);
+  await shoot(bob, "reaction-picker");
+  // Escape closes the picker and gives the focus back to the menu button.
+  await bob.keyboard.press("Escape");
+  await expect(picker).toBeHidden();
+  await expect(bubble(bob, "React to this, please").getByRole("button", { name: "Message actions" })).toBeFocused();
+  await bubble(bob, "React to this, please").getByRole("button", { name: "Message actions" }).click();
+  await bob.getByRole("button", { name: "React", exact: true }).click();
+  await picker.getByRole("button", { name: "React with 🦊" }).click();
+  await expect(picker).toBeHidden();
+  await expect(chips(bob, "React to this, please").getByRole("button", { name: "🦊 1: You" })).toHaveAttribute("aria-pressed", "true");
+
+  // Alice sees it live, and adds hers with a click on the chip: 2, both names.
+  const aliceFox = chips(alice, "React to this, please").getByRole("button", { name: /^🦊 / });
+  await expect(aliceFox).toHaveAccessibleName("🦊 1: Bob");
+  await expect(aliceFox).toHaveAttribute("aria-pressed", "false");
+  await expect(aliceFox).toHaveAttribute("title", "Bob");
+  await aliceFox.click();
+  await expect(aliceFox).toHaveAccessibleName("🦊 2: Bob, You");
+  await expect(aliceFox).toHaveAttribute("aria-pressed", "true");
+  await expect(chips(bob, "React to this, please").getByRole("button", { name: "🦊 2: You, Alice" })).toBeVisible();
+
+  // Any emoji, typed: words are refused with a reason; one emoji goes.
+  await bubble(alice, "React to this, please").getByRole("button", { name: "Message actions" }).click();
+  await alice.getByRole("button", { name: "React", exact: true }).click();
+  const any = alice.getByRole("textbox", { name: "Any emoji" });
+  await any.fill("hello");
+  await alice.getByRole("button", { name: "Add", exact: true }).click();
+  await expect(alice.getByRole("group", { name: "React", exact: true }).getByRole("alert")).toHaveText("Type one emoji.");
+  await any.fill("🫶🏽");
+  await alice.getByRole("button", { name: "Add", exact: true }).click();
+  await expect(chips(bob, "React to this, please").getByRole("button", { name: "🫶🏽 1: Alice" })).toBeVisible();
+
+  // A reaction is not news: Bob, with the conversation not open (a reload shows the list),
+  // gets no unread badge for Alice's reactions; a message gives one.
+  await bob.reload();
+  await expect(bob.getByRole("button", { name: /Alice/ })).toBeVisible();
+  await alice.locator(".reactions .reaction", { hasText: "🫶🏽" }).click(); // taken back
+  await expect(chips(alice, "React to this, please").getByRole("button", { name: /^🫶🏽/ })).toHaveCount(0);
+  await bubble(alice, "React to this, please").getByRole("button", { name: "Message actions" }).click();
+  await alice.getByRole("button", { name: "React", exact: true }).click();
+  await alice.getByRole("button", { name: "React with 🎉" }).click();
+  await expect(chips(alice, "React to this, please").getByRole("button", { name: "🎉 1: You" })).toBeVisible();
+  await send(alice, "and a real message");
+  await expect(bob.getByRole("complementary").getByLabel("1 unread")).toBeVisible();
+  await bob.getByRole("button", { name: /Alice/ }).click();
+  await expect(chips(bob, "React to this, please").getByRole("button", { name: "🎉 1: Alice" })).toBeVisible();
+  await expect(chips(bob, "React to this, please").getByRole("button", { name: /^🫶🏽/ })).toHaveCount(0);
+  await expect(bob.getByRole("complementary").getByLabel(/unread/)).toHaveCount(0);
+
+  // Alice takes her fox back: 1 on both sides; a reload keeps what is there.
+  await aliceFox.click();
+  await expect(aliceFox).toHaveAccessibleName("🦊 1: Bob");
+  await expect(aliceFox).toHaveAttribute("aria-pressed", "false");
+  await expect(chips(bob, "React to this, please").getByRole("button", { name: "🦊 1: You" })).toBeVisible();
+  // Offline: the reaction shows at once (sending, from the outbox) and goes when the network
+  // is back.
+  await alice.context().setOffline(true);
+  await bubble(alice, "React to this, please").getByRole("button", { name: "Message actions" }).click();
+  await alice.getByRole("button", { name: "React", exact: true }).click();
+  await alice.getByRole("button", { name: "React with 😮" }).click();
+  const wow = chips(alice, "React to this, please").getByRole("button", { name: "😮 1: You" });
+  await expect(wow).toHaveClass(/sending/);
+  await alice.context().setOffline(false);
+  await expect(chips(bob, "React to this, please").getByRole("button", { name: "😮 1: Alice" })).toBeVisible({ timeout: 45_000 });
+  await expect(wow).not.toHaveClass(/sending/);
+
+  await alice.reload();
+  await alice.getByRole("button", { name: /Bob/ }).click();
+  await expect(aliceFox).toHaveAccessibleName("🦊 1: Bob");
+  await expect(chips(alice, "React to this, please").getByRole("button", { name: "😮 1: You" })).toBeVisible();
+  await expect(chips(alice, "React to this, please").getByRole("button", { name: "🎉 1: You" })).toHaveAttribute("aria-pressed", "true");
+  await shoot(alice, "reactions");
+  // The chips are real touch targets on a phone.
+  await alice.setViewportSize({ width: 360, height: 740 });
+  for (const chip of await chips(alice, "React to this, please").getByRole("button").all()) {
+    const box = await chip.boundingBox();
+    expect(box?.height ?? 0).toBeGreaterThanOrEqual(44);
+    expect(box?.width ?? 0).toBeGreaterThanOrEqual(44);
+  }
+  expect(await alice.evaluate(() => document.documentElement.scrollWidth)).toBeLessThanOrEqual(360);
 });
 
 test("the sign-in screen", async ({ page }) => {

@@ -2,7 +2,8 @@
 // (the same crate natively, e2e-tests' chat_peer): messages both ways, a member removed (the
 // session rotates and the removed one cannot read on), and a new Rust device added that reads
 // what is sent after it came; then the typed content both ways: edits, files (byte for byte) and
-// a reaction. Every message decrypts on every side that should read it.
+// reactions both ways (the browser shows the Rust one as a chip; the Rust devices read the
+// browser's, and its taking back). Every message decrypts on every side that should read it.
 import { createHash } from "node:crypto";
 import { readFile } from "node:fs/promises";
 import { expect } from "@playwright/test";
@@ -40,6 +41,7 @@ test("a browser and Rust clients in one E2EE group", async ({ browser, baseURL }
     await expect(bubble(alice, "Carol here")).toBeVisible();
     const before = await peer.history("bob", group);
     const aliceSession = before.find((m) => m.text === "Hello from the browser")!.session_id;
+    const aliceId = before.find((m) => m.text === "Hello from the browser")!.sender_account_id;
 
     // Alice removes Carol: her next message is in a new session, which Carol never gets.
     await alice.getByRole("button", { name: "Members (3)" }).click();
@@ -115,13 +117,40 @@ test("a browser and Rust clients in one E2EE group", async ({ browser, baseURL }
     });
     expect(got).toEqual({ name: "browser.txt", size: notes.length, sha256: createHash("sha256").update(notes).digest("hex") });
 
-    // A reaction from Rust: Bob's other device reads it as one; the browser takes it without
-    // showing anything odd (the reactions UI comes with issue 20).
+    // A reaction from Rust: Bob's other device reads it as one, and the browser shows it as a
+    // chip under the message, with Bob's name.
     const target = withFile.find((m) => m.text === "Welcome, second device")!.id;
     await peer.run({ cmd: "react", as: "bob", conversation_id: group, message_id: target, emoji: "🦊" });
     await peer.waitFor("bob2", group, (ms) =>
       ms.some((m) => m.reaction?.message_id === target && m.reaction.emoji === "🦊"),
     );
+    const reactionsUnder = (text: string) =>
+      alice.getByRole("log").locator(".msg-wrap").filter({ has: alice.locator("article", { hasText: text }) }).getByRole("group", { name: "Reactions" });
+    await expect(reactionsUnder("Welcome, second device").getByRole("button", { name: `🦊 1: ${bob}` })).toHaveAttribute(
+      "aria-pressed",
+      "false",
+    );
+
+    // A reaction from the browser to a Rust message: both Rust devices read a Content reaction
+    // naming that message, with the emoji; then the browser takes it back, and they read that.
+    const edited = bubble(alice, "Hello from Rust, edited");
+    await edited.getByRole("button", { name: "Message actions" }).click();
+    await edited.getByRole("button", { name: "React", exact: true }).click();
+    await edited.getByRole("button", { name: "React with 🎉" }).click();
+    const party = reactionsUnder("Hello from Rust, edited").getByRole("button", { name: "🎉 1: You" });
+    await expect(party).toHaveAttribute("aria-pressed", "true");
+    const fromAlice = (ms: Awaited<ReturnType<typeof peer.history>>, remove: boolean) =>
+      ms.some(
+        (m) =>
+          m.sender_account_id === aliceId &&
+          m.reaction?.message_id === fromRust &&
+          m.reaction.emoji === "🎉" &&
+          m.reaction.remove === remove,
+      );
+    for (const as of ["bob", "bob2"]) await peer.waitFor(as, group, (ms) => fromAlice(ms, false));
+    await party.click();
+    await expect(reactionsUnder("Hello from Rust, edited")).toHaveCount(0);
+    await peer.waitFor("bob", group, (ms) => fromAlice(ms, true));
     await send(alice, "Last word from the browser");
     await peer.waitFor("bob2", group, (ms) => ms.some((m) => m.text === "Last word from the browser"));
     await expect(alice.getByText(/Unsupported message/)).toHaveCount(0);

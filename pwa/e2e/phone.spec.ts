@@ -1,7 +1,7 @@
 // phone.spec.ts — a 360 px wide phone, in English and in Russian: a group conversation with a long
 // code line and long words. Nothing is wider than the screen (the code scrolls inside its block),
 // the header keeps the call buttons and the composer its Send button on screen, and the message
-// menu button is a 44 × 44 px touch target. Screenshots in e2e/artifacts/phone-*.png.
+// menu button, the React picker and the reaction chips are 44 × 44 px touch targets. Screenshots in e2e/artifacts/phone-*.png.
 import type { Page } from "@playwright/test";
 import { bubble, expect, newDevice, password, send, signUp, stamp, status, test } from "./helpers";
 
@@ -118,14 +118,37 @@ for (const [locale, tag] of [
     }
     await phone.screenshot({ path: `e2e/artifacts/phone-${tag}-group.png` });
 
-    // The message menu open, then the delete confirmation, still within the screen.
+    // The message menu open (Reply, React, Edit, Delete), within the screen.
     await phone.locator("article.mine .msg-menu").click();
-    await expect(phone.locator("article.mine .msg-actions button")).toHaveCount(3);
+    await expect(phone.locator("article.mine .msg-actions button")).toHaveCount(4);
     for (const b of await phone.locator("article.mine .msg-actions button").all()) {
       expect((await b.boundingBox())?.height ?? 0).toBeGreaterThanOrEqual(44);
     }
     expect(await phone.evaluate(() => document.documentElement.scrollWidth)).toBeLessThanOrEqual(WIDTH);
     await phone.screenshot({ path: `e2e/artifacts/phone-${tag}-menu.png` });
+
+    // React: the quick emoji and the field for any emoji fit, 44 px targets; the chip too.
+    await phone.locator("article.mine .msg-actions button", { hasText: tag === "ru" ? "Реакция" : "React" }).click();
+    await expect(phone.locator(".reaction-choice")).toHaveCount(7);
+    for (const b of await phone.locator(".reaction-choice, .reaction-custom button, .reaction-custom input").all()) {
+      const size = await b.boundingBox();
+      expect(size?.height ?? 0).toBeGreaterThanOrEqual(44);
+      expect(size?.width ?? 0).toBeGreaterThanOrEqual(44);
+      expect((size?.x ?? 0) + (size?.width ?? 0)).toBeLessThanOrEqual(WIDTH);
+    }
+    expect(await phone.evaluate(() => document.documentElement.scrollWidth)).toBeLessThanOrEqual(WIDTH);
+    await phone.screenshot({ path: `e2e/artifacts/phone-${tag}-react.png` });
+    await phone.locator(".reaction-choice").last().click();
+    const chip = phone.locator(".reactions .reaction");
+    await expect(chip).toHaveAttribute("aria-pressed", "true");
+    const chipSize = await chip.boundingBox();
+    expect(chipSize?.height ?? 0).toBeGreaterThanOrEqual(44);
+    expect(chipSize?.width ?? 0).toBeGreaterThanOrEqual(44);
+    await expect(owner.locator(".reactions .reaction")).toHaveAttribute("aria-label", "🦊 1: Pavel");
+    await phone.screenshot({ path: `e2e/artifacts/phone-${tag}-reaction.png` });
+
+    // Then the delete confirmation, still within the screen.
+    await phone.locator("article.mine .msg-menu").click();
     await phone.locator("article.mine .msg-actions button.danger").click();
     const confirm = phone.getByRole("dialog");
     await expect(confirm).toBeVisible();

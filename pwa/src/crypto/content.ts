@@ -33,6 +33,31 @@ export const MAX_TEXT_LENGTH = 16_000;
 /** The reasons an undecryptable message gives for its content. */
 export const MALFORMED_CONTENT = "malformed content";
 export const EDIT_FOR_ANOTHER_MESSAGE = "edit for another message";
+export const MALFORMED_REACTION = "malformed reaction";
+
+/** The longest reaction emoji, in UTF-8 bytes (a family or a flag with modifiers fits). */
+export const MAX_REACTION_BYTES = 64;
+
+const utf8 = new TextEncoder();
+/** One emoji: a flag (two regional indicators), a keycap (1️⃣), or a pictograph with its
+ * presentation selector, skin tone or tag sequence (the flag of Scotland), joined by ZWJ into
+ * more (a family, a rainbow flag). The same in every engine (no Intl.Segmenter, which older
+ * browsers lack). */
+const PICTOGRAPH = "\\p{Extended_Pictographic}(?:\\uFE0F|\\p{Emoji_Modifier})?(?:[\\u{E0020}-\\u{E007E}]+\\u{E007F})?";
+const ONE_EMOJI = new RegExp(
+  `^(?:\\p{Regional_Indicator}{2}|[#*0-9]\\uFE0F?\\u20E3|${PICTOGRAPH}(?:\\u200D${PICTOGRAPH})*)$`,
+  "u",
+);
+
+/** Why `emoji` is no reaction (null when it is one): exactly one emoji (ONE_EMOJI) of at most
+ * MAX_REACTION_BYTES bytes; never empty, text, several emoji, or an emoji with anything else
+ * (spaces, combining marks, controls) around it. */
+export function reactionProblem(emoji: string): string | null {
+  if (emoji === "") return "empty";
+  if (utf8.encode(emoji).length > MAX_REACTION_BYTES) return "too long";
+  if (!ONE_EMOJI.test(emoji)) return "not one emoji";
+  return null;
+}
 
 export type SpanStyle = "bold" | "italic" | "code" | "strike" | "spoiler";
 
@@ -79,8 +104,10 @@ export class TextTooLong extends Error {
 }
 
 /** Whether a content shows as a bubble of its own in a thread (reactions and deletions act on
- * another message instead; their UI comes later). */
+ * another message instead: a reaction shows as a chip under it, state/reactions.ts). */
 export function shownInThread(content: Content): boolean {
+  // A refused reaction is never shown, not even as an error bubble (its reason stays on the item).
+  if (content.kind === "undecryptable" && content.reason === MALFORMED_REACTION) return false;
   return content.kind !== "reaction" && content.kind !== "deletion";
 }
 
@@ -102,12 +129,15 @@ export function encodeContent(out: Outgoing): Uint8Array {
     case "edit":
       c.body = { case: "edit", value: create(EditSchema, { messageId: out.messageId, text: textContent(out.text) }) };
       break;
-    case "reaction":
+    case "reaction": {
+      const problem = reactionProblem(out.emoji);
+      if (problem) throw new Error(`not a reaction: ${problem}`);
       c.body = {
         case: "reaction",
         value: create(ReactionSchema, { messageId: out.messageId, emoji: out.emoji, remove: out.remove ?? false }),
       };
       break;
+    }
     case "deletion":
       c.body = { case: "deletion", value: create(DeletionSchema, { messageId: out.messageId }) };
       break;
@@ -207,6 +237,8 @@ export function readContent(plaintext: Uint8Array, messageId: string): Read {
     case "reaction": {
       const r = body.value;
       if (!r.messageId || !r.emoji) return { undecryptable: MALFORMED_CONTENT };
+      // Shown as a chip with a count: one emoji, bounded (never text, never a long string).
+      if (reactionProblem(r.emoji)) return { undecryptable: MALFORMED_REACTION };
       return { ok: { kind: "reaction", messageId: r.messageId, emoji: r.emoji, remove: r.remove } };
     }
     case "deletion":

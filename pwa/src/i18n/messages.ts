@@ -156,6 +156,16 @@ export const en = {
   reply: "Reply",
   edit: "Edit",
   delete: "Delete",
+  // Reactions (state/reactions.ts, ui/conversation/Reactions.tsx).
+  react: "React",
+  reactWith: "React with {emoji}",
+  reactions: "Reactions",
+  reactionChip: "{emoji} {n}: {names}",
+  reactionNotSent: "Your reaction is not sent. Tap to try again.",
+  anyEmoji: "Any emoji",
+  addReaction: "Add",
+  reactionInvalid: "Type one emoji.",
+  reactionLimit: "At most {n} different reactions on one message.",
   // The outbox (state/outbox.ts): a message, edit or deletion that is not sent.
   notSent: "Not sent",
   changeNotSent: "Change not sent",
@@ -703,6 +713,16 @@ export const ru: Record<MessageKey, string> = {
   reply: "Ответить",
   edit: "Изменить",
   delete: "Удалить",
+  // Reactions (state/reactions.ts, ui/conversation/Reactions.tsx).
+  react: "Реакция",
+  reactWith: "Отреагировать: {emoji}",
+  reactions: "Реакции",
+  reactionChip: "{emoji} {n}: {names}",
+  reactionNotSent: "Реакция не отправлена. Нажмите, чтобы повторить.",
+  anyEmoji: "Любой эмодзи",
+  addReaction: "Добавить",
+  reactionInvalid: "Введите один эмодзи.",
+  reactionLimit: "Не больше {n} разных реакций на одно сообщение.",
   // The outbox (state/outbox.ts): a message, edit or deletion that is not sent.
   notSent: "Не отправлено",
   changeNotSent: "Изменение не отправлено",

@@ -41,7 +41,7 @@ export class Chat {
   readonly receipts: Receipts;
   readonly messages: Messages;
   readonly files: Files;
-  /** What this device has yet to send (outbox.ts): sends, files, edits and deletions. */
+  /** What this device has yet to send (outbox.ts): sends, files, edits, deletions and reactions. */
   readonly outbox: Outbox;
   /** The offline copy of the list and history (sealed in IndexedDB). */
   readonly cache: Cache;

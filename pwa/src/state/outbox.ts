@@ -1,5 +1,5 @@
-// outbox.ts — everything this device has yet to send: new messages, file messages, edits and
-// deletions. Each goes first into the outbox (IndexedDB store "outbox", sealed under the device's
+// outbox.ts — everything this device has yet to send: new messages, file messages, edits,
+// deletions and reactions (a reaction is a message of its own: state/reactions.ts). Each goes first into the outbox (IndexedDB store "outbox", sealed under the device's
 // key: storage/sealed.ts), with the message id chosen then (UUIDv7) and kept across retries,
 // reloads and crashes, and shows at once with a clock. One worker per conversation then sends the
 // records strictly in order: it encrypts a record once and keeps the ciphertext in the record, so
@@ -13,7 +13,7 @@
 // ciphertext (its key only in the sealed record), so an upload cut by a reload restarts from it.
 import { create } from "@bufbuild/protobuf";
 import { attachmentIds, type FileRef, type ThumbnailRef } from "../attachments/content";
-import { encodeContent, shownAs, TextTooLong, type Content, type Outgoing } from "../crypto/content";
+import { encodeContent, reactionProblem, shownAs, TextTooLong, type Content, type Outgoing } from "../crypto/content";
 import type { E2ee } from "../crypto/engine";
 import { reasonOf } from "../errors";
 import { MessageSchema } from "../gen/kitsulan/v1/conversation_pb";
@@ -75,7 +75,10 @@ export type OutboxAction =
   | { kind: "send"; text: string; replyTo: string }
   | { kind: "file"; file: PendingFile }
   | { kind: "edit"; text: string }
-  | { kind: "delete" };
+  | { kind: "delete" }
+  /** A reaction to the message `target` (or taking it back): a new message (`messageId`) that
+   * says so, shown as a chip under `target` (reactions.ts). */
+  | { kind: "react"; target: string; emoji: string; remove: boolean };
 
 export interface OutboxRecord {
   /** `msg/<conversation>/<order>`: key order is the order of sending. */
@@ -127,7 +130,19 @@ export function withOutbox(items: Item[], records: OutboxRecord[] | undefined, m
     if (r.failed) extra.failure = r.failed;
     const at = index.get(r.messageId);
     const held = at === undefined ? undefined : out[at];
-    if (r.action.kind === "send" || r.action.kind === "file") {
+    if (r.action.kind === "react") {
+      if (held && held.message.seq > 0n) continue; // acknowledged: the record is on its way out
+      const message = create(MessageSchema, {
+        id: r.messageId,
+        conversationId: r.conversationId,
+        senderAccountId: me.accountId,
+        senderDeviceId: me.deviceId,
+        sentAtMs: BigInt(r.createdAtMs),
+      });
+      const { target, emoji, remove } = r.action;
+      index.set(r.messageId, out.length);
+      out.push({ message, content: { kind: "reaction", messageId: target, emoji, remove }, ...extra });
+    } else if (r.action.kind === "send" || r.action.kind === "file") {
       if (held && held.message.seq > 0n) continue; // acknowledged: the record is on its way out
       const message = create(MessageSchema, {
         id: r.messageId,
@@ -292,6 +307,15 @@ export class Outbox {
   /** A new text for one of our messages (too long: "Not sent", as send). */
   async edit(conversationId: string, messageId: string, text: string): Promise<void> {
     await this.enqueue(conversationId, messageId, { kind: "edit", text });
+  }
+
+  /** Reacts to the message `target` with `emoji`, or takes that reaction back (`remove`). A
+   * malformed emoji (crypto/content.ts, reactionProblem) is refused here, before it is kept. */
+  async react(conversationId: string, target: string, emoji: string, remove = false): Promise<string> {
+    const problem = reactionProblem(emoji);
+    if (problem) throw new Error(`not a reaction: ${problem}`);
+    const r = await this.enqueue(conversationId, uuidv7(this.deps.now()), { kind: "react", target, emoji, remove });
+    return r.key;
   }
 
   /** Deletes a message (ours, or any in a group we administer). */
@@ -524,9 +548,13 @@ export class Outbox {
   private async attempt(r: OutboxRecord): Promise<void> {
     const conversationId = r.conversationId;
     const a = r.action;
-    if (a.kind === "send" || a.kind === "file") {
-      const { out, ids } =
-        a.kind === "send" ? { out: { kind: "text", text: a.text, replyTo: a.replyTo } as Outgoing, ids: [] } : await this.uploaded(r, a.file);
+    if (a.kind === "send" || a.kind === "file" || a.kind === "react") {
+      const { out, ids }: { out: Outgoing; ids: string[] } =
+        a.kind === "send"
+          ? { out: { kind: "text", text: a.text, replyTo: a.replyTo }, ids: [] }
+          : a.kind === "react"
+            ? { out: { kind: "reaction", messageId: a.target, emoji: a.emoji, remove: a.remove }, ids: [] }
+            : await this.uploaded(r, a.file);
       const e = await this.encrypted(r, () => encodeContent(out));
       const res = await this.deps.client.sendMessage({
         conversationId,

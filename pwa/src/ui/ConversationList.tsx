@@ -11,6 +11,7 @@ import { LockIcon } from "./LockIcon";
 import { conversationTitle } from "./names";
 import { systemText } from "./conversation/SystemLine";
 import { removedFrom } from "../state/conversations";
+import { unreadOf } from "../state/reactions";
 
 export function ConversationList({ chat }: { chat: Chat }) {
   const { t } = useI18n();
@@ -19,6 +20,7 @@ export function ConversationList({ chat }: { chat: Chat }) {
   const systemPreviews = useChat(chat, (s) => s.systemPreviews);
   const me = useChat(chat, (s) => s.me.accountId);
   const active = useChat(chat, (s) => s.active);
+  const threads = useChat(chat, (s) => s.threads);
   useChat(chat, (s) => s.profiles); // re-render when names (and pictures) arrive
   const [showRequests, setShowRequests] = useState(false);
   const requests = conversations.filter((c) => c.request);
@@ -53,6 +55,8 @@ export function ConversationList({ chat }: { chat: Chat }) {
             // Group management: the last line may be a system entry; a group we were removed from is marked.
             const systemPreview = systemPreviews?.[c.id];
             const removed = removedFrom(c, me);
+            // Reactions are not news: the server's count, less those this device holds.
+            const unread = unreadOf(c, threads[c.id], me);
             return (
               <li key={c.id}>
                 <button
@@ -70,9 +74,9 @@ export function ConversationList({ chat }: { chat: Chat }) {
                   <span className="conv-preview">
                     {c.request ? t("requestPreview") : systemPreview ? systemText(chat, t, systemPreview) : markdownToText(previews[c.id] ?? "")}
                   </span>
-                  {!c.request && c.unreadCount > 0 && (
-                    <span className="badge" aria-label={t("unread", { n: c.unreadCount })}>
-                      {c.unreadCount}
+                  {!c.request && unread > 0 && (
+                    <span className="badge" aria-label={t("unread", { n: unread })}>
+                      {unread}
                     </span>
                   )}
                 </button>

@@ -1,13 +1,15 @@
 // MessageBubble.tsx — one message: sender (groups), the quoted message it replies to, the text
 // (safe Markdown), time, "edited", delivered/read ticks, and its actions (reply; edit and
-// delete for our own) behind a keyboard-reachable menu button.
-import { useState, type ReactNode } from "react";
+// delete for our own; React with the picker of conversation/Reactions.tsx) behind a
+// keyboard-reachable menu button.
+import { useRef, useState, type ReactNode } from "react";
 import { useI18n, type Translate } from "../i18n/i18n";
 import { errorText, type MessageKey } from "../i18n/messages";
 import { markdownToText } from "../markdown/plainText";
 import { SafeMarkdown } from "../markdown/SafeMarkdown";
 import type { Item } from "../state/chat";
 import { Confirm } from "./Confirm";
+import { ReactionPicker } from "./conversation/Reactions";
 
 export type Tick = "sending" | "failed" | "sent" | "delivered" | "read";
 
@@ -49,6 +51,7 @@ export function MessageBubble({
   file,
   unreadableBy,
   readOnly = false,
+  onReact,
 }: {
   item: Item;
   mine: boolean;
@@ -71,9 +74,13 @@ export function MessageBubble({
   unreadableBy?: string[] | undefined;
   /** The history of a group we were removed from: nothing to reply to, edit or delete. */
   readOnly?: boolean;
+  /** Adds (or takes back) our reaction; returns an error to show (the limit), else null. */
+  onReact?: (emoji: string) => string | null;
 }) {
   const { t, lang } = useI18n();
   const [menu, setMenu] = useState(false);
+  const [picking, setPicking] = useState(false);
+  const menuButton = useRef<HTMLButtonElement>(null);
   const [confirmDelete, setConfirmDelete] = useState(false);
   const m = item.message;
   const ms = Number(m.sentAtMs);
@@ -128,7 +135,11 @@ export function MessageBubble({
             className="msg-menu"
             aria-label={t("messageActions")}
             aria-expanded={menu}
-            onClick={() => setMenu((v) => !v)}
+            ref={menuButton}
+            onClick={() => {
+              setMenu((v) => !v);
+              setPicking(false);
+            }}
           >
             ⋯
           </button>
@@ -150,11 +161,26 @@ export function MessageBubble({
           </span>
         </div>
       )}
-      {menu && live && (
+      {menu && live && picking && onReact && (
+        <ReactionPicker
+          onPick={onReact}
+          onClose={() => {
+            setPicking(false);
+            setMenu(false);
+            menuButton.current?.focus();
+          }}
+        />
+      )}
+      {menu && live && !picking && (
         <div className="msg-actions" role="group" aria-label={t("messageActions")}>
           <button type="button" onClick={act(onReply)}>
             {t("reply")}
           </button>
+          {onReact && (item.content.kind === "text" || item.content.kind === "attachment") && (
+            <button type="button" onClick={() => setPicking(true)}>
+              {t("react")}
+            </button>
+          )}
           {mine && item.content.kind === "text" && (
             <button type="button" onClick={act(onEdit)}>
               {t("edit")}

@@ -12,6 +12,7 @@ import { NewConversation } from "./NewConversation";
 import { Notifier } from "./Notifier";
 import type { EngineSwap } from "./recovery/RecoverySettings";
 import { Settings } from "./Settings";
+import { unreadOf } from "../state/reactions";
 import { VerifyDialog } from "./VerifyDialog";
 
 // The call screen and the call code are a chunk of their own, loaded on the first call.
@@ -37,7 +38,9 @@ export function Messenger({
   const calls = useLoadedCalls(chat);
   const [dialog, setDialog] = useState<"none" | "new" | "settings" | "devices">("none");
   // The unread total in the tab's title, "(3) KitsuLAN" (message requests do not count).
-  const unread = useChat(chat, (s) => s.conversations.reduce((n, c) => (c.request ? n : n + c.unreadCount), 0));
+  const unread = useChat(chat, (s) =>
+    s.conversations.reduce((n, c) => (c.request ? n : n + unreadOf(c, s.threads[c.id], s.me.accountId)), 0),
+  );
   const appName = t("appName");
   useEffect(() => {
     document.title = unread > 0 ? `(${unread}) ${appName}` : appName;

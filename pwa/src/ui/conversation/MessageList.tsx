@@ -7,10 +7,12 @@ import { ConversationKind, type Conversation } from "../../gen/kitsulan/v1/conve
 import { useI18n, type Translate } from "../../i18n/i18n";
 import { useChat, type Chat, type Item, type Receipt } from "../../state/chat";
 import { withOutbox } from "../../state/outbox";
+import { MAX_REACTIONS_PER_PERSON, ownReactions, reactionsOf, type ReactionChip } from "../../state/reactions";
 import { FileView, sizeLabel } from "../Attachment";
 import { FileIcon } from "../call/icons";
 import { MessageBubble, snippet, type Tick } from "../MessageBubble";
 import { personName } from "../names";
+import { ReactionChips } from "./Reactions";
 import { SystemLine } from "./SystemLine";
 
 const EMPTY: Item[] = [];
@@ -67,6 +69,8 @@ export function MessageList({
   useChat(chat, (s) => s.profiles); // re-render when names arrive
   // The server's history with our sends, edits and deletions still in the outbox over it.
   const items = useMemo(() => withOutbox(thread?.items ?? EMPTY, pending, me), [thread, pending, me]);
+  // Reactions: the chips under each message, from the reaction messages in the thread.
+  const reactions = useMemo(() => reactionsOf(items, me.accountId), [items, me]);
   const listRef = useRef<HTMLDivElement>(null);
   const topRef = useRef<HTMLDivElement>(null);
   const heightBefore = useRef<number | null>(null);
@@ -135,6 +139,21 @@ export function MessageList({
     return "sent";
   };
 
+  /** Our reaction `emoji` on `target`: added, or taken back when it is ours (a chip's click, or
+   * the picker); a "Not sent" one is tried again. Returns an error to show, else null. */
+  const toggleReaction = (target: string, emoji: string): string | null => {
+    const chips = reactions.get(target);
+    const chip: ReactionChip | undefined = chips?.find((c) => c.emoji === emoji);
+    const warn = (err: unknown) => console.warn("reaction not kept", err);
+    if (chip?.local === "failed" && chip.outboxKey) {
+      void chat.outbox.retry(chip.outboxKey).catch(warn);
+      return null;
+    }
+    if (!chip?.mine && ownReactions(chips) >= MAX_REACTIONS_PER_PERSON) return t("reactionLimit", { n: MAX_REACTIONS_PER_PERSON });
+    void chat.outbox.react(conversationId, target, emoji, chip?.mine ?? false).catch(warn);
+    return null;
+  };
+
   let lastDay = "";
   let lastSender = "";
 
@@ -191,6 +210,7 @@ export function MessageList({
               unreadableBy={mine ? unreadable(item).map((m) => personName(chat, t, m.accountId)) : undefined}
               canDelete={mine || administers}
               readOnly={readOnly}
+              onReact={(emoji) => toggleReaction(m.id, emoji)}
               onReply={() => onReply(item)}
               onEdit={() => onEdit(item)}
               onDelete={() =>
@@ -210,6 +230,15 @@ export function MessageList({
                 ) : undefined
               }
             />
+            {reactions.has(m.id) && (
+              <ReactionChips
+                chips={reactions.get(m.id) ?? []}
+                mine={mine}
+                nameOf={(id) => personName(chat, t, id)}
+                disabled={readOnly}
+                onToggle={(chip) => void toggleReaction(m.id, chip.emoji)}
+              />
+            )}
           </div>
         );
       })}
