@@ -1,0 +1,87 @@
+// load.test.ts — crypto/load.ts: the module is loaded once however many callers wait for it, a
+// failed load is tried again by the next caller (not cached for the page's life), and the
+// prefetch waits for an idle moment.
+import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
+
+const glue = vi.hoisted(() => ({
+  init: vi.fn<(opts: { module_or_path: string }) => Promise<void>>(),
+}));
+vi.mock("kitsulan-crypto", () => ({ default: glue.init, marker: "the glue" }));
+vi.mock("kitsulan-crypto/kitsulan_crypto_bg.wasm?url", () => ({ default: "/assets/kitsulan_crypto_bg-x.wasm" }));
+
+/** A fresh copy of load.ts (its promise is module state). */
+async function fresh() {
+  vi.resetModules();
+  return import("./load");
+}
+
+beforeEach(() => {
+  glue.init.mockReset();
+});
+
+afterEach(() => {
+  vi.unstubAllGlobals();
+  vi.useRealTimers();
+});
+
+describe("loadCrypto", () => {
+  it("instantiates the WASM from the built file once for every caller", async () => {
+    glue.init.mockResolvedValue(undefined);
+    const { loadCrypto } = await fresh();
+    const [a, b] = await Promise.all([loadCrypto(), loadCrypto()]);
+    const c = await loadCrypto();
+    expect(glue.init).toHaveBeenCalledTimes(1);
+    expect(glue.init).toHaveBeenCalledWith({ module_or_path: "/assets/kitsulan_crypto_bg-x.wasm" });
+    expect(a).toBe(b);
+    expect(c).toBe(a);
+    expect((a as unknown as { marker: string }).marker).toBe("the glue");
+  });
+
+  it("fails every waiting caller, then tries again on the next call", async () => {
+    glue.init.mockRejectedValueOnce(new TypeError("Failed to fetch")).mockResolvedValue(undefined);
+    const { loadCrypto } = await fresh();
+    const first = [loadCrypto(), loadCrypto()];
+    for (const p of first) await expect(p).rejects.toThrow("Failed to fetch");
+    expect(glue.init).toHaveBeenCalledTimes(1);
+    await expect(loadCrypto()).resolves.toBeDefined();
+    expect(glue.init).toHaveBeenCalledTimes(2);
+    await loadCrypto();
+    expect(glue.init).toHaveBeenCalledTimes(2);
+  });
+});
+
+describe("prefetchCrypto", () => {
+  it("starts nothing until the page is idle, then loads", async () => {
+    glue.init.mockResolvedValue(undefined);
+    const idle: Array<() => void> = [];
+    vi.stubGlobal("requestIdleCallback", (cb: () => void, opts: { timeout: number }) => {
+      expect(opts.timeout).toBeGreaterThan(0);
+      idle.push(cb);
+      return idle.length;
+    });
+    const { loadCrypto, prefetchCrypto } = await fresh();
+    prefetchCrypto();
+    await Promise.resolve();
+    expect(glue.init).not.toHaveBeenCalled();
+    expect(idle).toHaveLength(1);
+    idle[0]!();
+    await loadCrypto();
+    expect(glue.init).toHaveBeenCalledTimes(1);
+  });
+
+  it("only logs a failed prefetch; the next load tries again", async () => {
+    glue.init.mockRejectedValueOnce(new Error("offline")).mockResolvedValue(undefined);
+    vi.stubGlobal("requestIdleCallback", undefined);
+    vi.useFakeTimers();
+    const warn = vi.spyOn(console, "warn").mockImplementation(() => undefined);
+    const { loadCrypto, prefetchCrypto } = await fresh();
+    prefetchCrypto();
+    expect(glue.init).not.toHaveBeenCalled();
+    await vi.runAllTimersAsync();
+    expect(glue.init).toHaveBeenCalledTimes(1);
+    expect(warn).toHaveBeenCalledWith("prefetching the crypto module", expect.any(Error));
+    warn.mockRestore();
+    await loadCrypto();
+    expect(glue.init).toHaveBeenCalledTimes(2);
+  });
+});
