@@ -1,6 +1,6 @@
 // load.test.ts — crypto/load.ts: the module is loaded once however many callers wait for it, a
-// failed load is tried again by the next caller (not cached for the page's life), and the
-// prefetch waits for an idle moment.
+// failed load is tried again by the next caller (not cached for the page's life), and whenIdle
+// (the prefetch's timing) waits for an idle moment or the next frame.
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
 
 const glue = vi.hoisted(() => ({
@@ -50,38 +50,34 @@ describe("loadCrypto", () => {
   });
 });
 
-describe("prefetchCrypto", () => {
-  it("starts nothing until the page is idle, then loads", async () => {
-    glue.init.mockResolvedValue(undefined);
-    const idle: Array<() => void> = [];
-    vi.stubGlobal("requestIdleCallback", (cb: () => void, opts: { timeout: number }) => {
-      expect(opts.timeout).toBeGreaterThan(0);
-      idle.push(cb);
-      return idle.length;
-    });
-    const { loadCrypto, prefetchCrypto } = await fresh();
-    prefetchCrypto();
+describe("whenIdle", () => {
+  it("waits for an idle moment, with a deadline", async () => {
+    const idle: Array<{ cb: () => void; timeout: number }> = [];
+    vi.stubGlobal("requestIdleCallback", (cb: () => void, opts: { timeout: number }) => idle.push({ cb, timeout: opts.timeout }));
+    const { whenIdle } = await fresh();
+    const fn = vi.fn();
+    whenIdle(fn);
     await Promise.resolve();
-    expect(glue.init).not.toHaveBeenCalled();
+    expect(fn).not.toHaveBeenCalled();
     expect(idle).toHaveLength(1);
-    idle[0]!();
-    await loadCrypto();
-    expect(glue.init).toHaveBeenCalledTimes(1);
+    expect(idle[0]!.timeout).toBeGreaterThan(0);
+    idle[0]!.cb();
+    expect(fn).toHaveBeenCalledTimes(1);
   });
 
-  it("only logs a failed prefetch; the next load tries again", async () => {
-    glue.init.mockRejectedValueOnce(new Error("offline")).mockResolvedValue(undefined);
+  it("without requestIdleCallback, runs after the next frame", async () => {
     vi.stubGlobal("requestIdleCallback", undefined);
+    const frames: Array<() => void> = [];
+    vi.stubGlobal("requestAnimationFrame", (cb: () => void) => frames.push(cb));
     vi.useFakeTimers();
-    const warn = vi.spyOn(console, "warn").mockImplementation(() => undefined);
-    const { loadCrypto, prefetchCrypto } = await fresh();
-    prefetchCrypto();
-    expect(glue.init).not.toHaveBeenCalled();
+    const { whenIdle } = await fresh();
+    const fn = vi.fn();
+    whenIdle(fn);
     await vi.runAllTimersAsync();
-    expect(glue.init).toHaveBeenCalledTimes(1);
-    expect(warn).toHaveBeenCalledWith("prefetching the crypto module", expect.any(Error));
-    warn.mockRestore();
-    await loadCrypto();
-    expect(glue.init).toHaveBeenCalledTimes(2);
+    expect(fn).not.toHaveBeenCalled();
+    frames[0]!();
+    expect(fn).not.toHaveBeenCalled();
+    await vi.runAllTimersAsync();
+    expect(fn).toHaveBeenCalledTimes(1);
   });
 });

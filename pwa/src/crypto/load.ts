@@ -1,7 +1,7 @@
 // load.ts — the crypto crate's WebAssembly (and its wasm-bindgen JS glue), loaded once and off
 // the path to the sign-in form. A visitor without a session gets the form from the entry chunk
-// alone; the module is fetched once the form is on screen and the page is idle (prefetchCrypto),
-// so a sign-in or sign-up does not wait for it either. Every use of the module awaits
+// alone; the module is fetched once the form is on screen and the page is idle (whenIdle, from
+// AuthScreen.tsx), so a sign-in or sign-up seldom waits for it either. Every use of the module awaits
 // loadCrypto(): the engine (E2ee.setUp/load), pairing, backup, and the modules only reached
 // through them or through lazily loaded screens. A signed-in start calls it at once (App.tsx).
 //
@@ -43,15 +43,4 @@ export function whenIdle(fn: () => void, timeoutMs = 2000): void {
   } else {
     setTimeout(fn, 0);
   }
-}
-
-/**
- * Starts loading the module when the page is next idle: called once the sign-in form is on
- * screen, so the bytes come while the person types. A failure is only logged here; the sign-in
- * that needs the module calls loadCrypto again and shows its error.
- */
-export function prefetchCrypto(): void {
-  whenIdle(() => {
-    loadCrypto().catch((err: unknown) => console.warn("prefetching the crypto module", err));
-  });
 }

@@ -21,6 +21,8 @@ import type { Theme } from "../theme";
 import { Preferences } from "./Preferences";
 
 const loadFlows = () => import("./signInFlows");
+// Rendered only after loadForSignIn succeeded (a sign-in, or startLinking), so these never wait
+// on the network nor fail to load.
 const LinkNewDevice = lazy(() => loadFlows().then((m) => ({ default: m.LinkNewDevice })));
 const RecoveryKeySetup = lazy(() => loadFlows().then((m) => ({ default: m.RecoveryKeySetup })));
 const RestoreFromBackup = lazy(() => loadFlows().then((m) => ({ default: m.RestoreFromBackup })));
@@ -144,6 +146,20 @@ export function AuthScreen({
           : authClient.signIn({ username, password, deviceName: deviceName(), totpCode: totp ?? "" }),
       mode === "signUp",
     );
+  }
+
+  /** Opens linking once its code and the WASM are here (an error stays on the form, which still works). */
+  async function startLinking() {
+    setBusy(true);
+    setError(null);
+    try {
+      await loadForSignIn();
+      setLinking(true);
+    } catch (err) {
+      setError(errorText(t, reasonOf(err)));
+    } finally {
+      setBusy(false);
+    }
   }
 
   async function requestCode(e: FormEvent) {
@@ -411,7 +427,7 @@ export function AuthScreen({
           {t("signInWithCode")}
         </button>
       )}
-      <button type="button" onClick={() => setLinking(true)}>
+      <button type="button" disabled={busy} onClick={() => void startLinking()}>
         {t("linkThisDevice")}
       </button>
       <Preferences theme={theme} setTheme={setTheme} />
