@@ -10,8 +10,11 @@
 // navigation).
 // The medians go to pwa/e2e/artifacts/first-load.json, or to $KITSULAN_FIRST_LOAD_JSON;
 // `kitsulan-bench report` puts bench/results/first-load.json into BENCHMARKS.md.
+// Neither the crypto WebAssembly nor its JS glue is part of the first load (crypto/load.ts): the
+// page fetches them once the form is painted and the page is idle.
 // A second test: the call and file code are not part of the first load, and the service worker
-// keeps them anyway, so an offline start has the whole app.
+// keeps them anyway, so an offline start has the whole app; the crypto module is prefetched
+// without any input and is kept too.
 import { execSync } from "node:child_process";
 import { mkdirSync, writeFileSync } from "node:fs";
 import { dirname, resolve } from "node:path";
@@ -34,6 +37,8 @@ const RUNS = 5;
 
 /** The chunks of lazily loaded code; none may be part of the first load. */
 const LAZY = /\/assets\/(calls|CallScreen|transfer|image|Messenger)-[\w-]+\.js$/;
+/** The crypto module (the WASM, its JS glue) and the code that needs it; fetched after the form is usable. */
+const CRYPTO = /\/assets\/(kitsulan_crypto_bg-[\w-]+\.wasm|kitsulan_crypto-[\w-]+\.js|signInFlows-[\w-]+\.js|signedIn-[\w-]+\.js)$/;
 
 interface Load {
   usableMs: number;
@@ -117,6 +122,7 @@ test("first load: bytes and time to a usable sign-in form, with each coding", as
         expect(f.encoding, `${f.name} with ${coding}`).toBe(coding === "identity" ? null : coding);
       }
       expect(last.files.filter((f) => LAZY.test(f.name)).map((f) => f.name), "lazy chunks in the first load").toEqual([]);
+      expect(last.files.filter((f) => CRYPTO.test(f.name)).map((f) => f.name), "the crypto module in the first load").toEqual([]);
       results.push({
         network: net,
         coding,
@@ -169,10 +175,14 @@ test("the call and file code load later, and the service worker keeps them for a
     const cache = await caches.open(names[0] ?? "");
     return (await cache.keys()).map((r) => new URL(r.url).pathname);
   });
-  for (const chunk of ["calls", "CallScreen", "transfer", "image", "Messenger"]) {
+  for (const chunk of ["calls", "CallScreen", "transfer", "image", "Messenger", "kitsulan_crypto", "kitsulan_crypto_bg", "signInFlows", "signedIn"]) {
     expect(cached.some((p) => p.startsWith(`/assets/${chunk}-`)), `${chunk} chunk in the offline cache`).toBe(true);
   }
   expect(loaded.filter((p) => LAZY.test(p)), "lazy chunks fetched by the page").toEqual([]);
+  // The form painted, the page idle: the WASM, its glue and the sign-in flows come by themselves.
+  for (const name of ["kitsulan_crypto_bg", "kitsulan_crypto", "signInFlows"]) {
+    await expect.poll(() => loaded.some((p) => p.startsWith(`/assets/${name}-`)), `${name} prefetched`).toBe(true);
+  }
   // Offline, a reload comes from the worker, and the lazily loaded chunks are there too.
   await context.setOffline(true);
   await page.reload();

@@ -4,22 +4,41 @@
 // tabs advancing the same ratchets would corrupt them; "Use here" asks the other tab to hand
 // over. Signing out — here, or from another device (gateway close 4003, or a refresh token
 // refused) — stops everything and wipes the local data.
+// The engine, the chat and the backup use the crypto WebAssembly: they come from ./signedIn, a
+// chunk loaded (with the WASM, crypto/load.ts) as soon as a session is found or made, never
+// before the sign-in form of a visitor without one.
 import { lazy, Suspense, useCallback, useEffect, useMemo, useRef, useState } from "react";
 import { loadSession, session, signOut } from "./auth/session";
 import { resetCallPrefs } from "./calls/prefs";
 import { forgetIceServers } from "./calls/turn";
-import { attachBackup, detachBackup } from "./crypto/backup";
-import { E2ee, loadCrypto } from "./crypto/engine";
+import type { E2ee } from "./crypto/engine";
+import { loadCrypto } from "./crypto/load";
 import { I18nProvider, useI18n } from "./i18n/i18n";
 import type { MessageKey } from "./i18n/messages";
 import { acquireTabLock, type AcquireOptions, type Acquired } from "./lib/tablock";
 import { resetNotifications } from "./notify/notifications";
-import { Chat } from "./state/chat";
+import type { Chat } from "./state/chat";
 import { useTheme } from "./theme";
 import { AuthScreen } from "./ui/AuthScreen";
 
 // The signed-in screens (and Markdown) are a chunk of their own: the sign-in form does not wait for them.
 const Messenger = lazy(() => import("./ui/Messenger").then((m) => ({ default: m.Messenger })));
+
+type SignedIn = typeof import("./signedIn");
+/** ./signedIn once loaded (a backup can only be attached after it was). */
+let signedInModule: SignedIn | null = null;
+
+/** ./signedIn and the WASM, fetched in parallel. */
+async function loadSignedIn(): Promise<SignedIn> {
+  const [m] = await Promise.all([import("./signedIn"), loadCrypto()]);
+  signedInModule = m;
+  return m;
+}
+
+/** Stops backing up (nothing to stop before ./signedIn was loaded). */
+function detachBackup(): void {
+  signedInModule?.detachBackup();
+}
 
 type Phase =
   | { kind: "loading" }
@@ -70,6 +89,7 @@ function Root() {
     async (engine: E2ee) => {
       const s = session();
       if (!s) return;
+      const { Chat, attachBackup } = await loadSignedIn();
       const chat = new Chat(engine, { accountId: s.accountId, deviceId: s.deviceId }, signedOut);
       current.current = chat;
       // Back up new session keys from here on, if this device holds the backup key.
@@ -102,13 +122,14 @@ function Root() {
           setPhase({ kind: "other-tab", why: held.why });
           return;
         }
-        await loadCrypto();
         const s = await loadSession(signedOut);
         if (cancelled()) return;
         if (!s) {
           setPhase({ kind: "signed-out" });
           return;
         }
+        const { E2ee } = await loadSignedIn();
+        if (cancelled()) return;
         const engine = (await E2ee.load(s.accountId, s.deviceId)) ?? (await E2ee.setUp(s.accountId, s.deviceId));
         if (!cancelled()) await enter(engine);
       } catch (err) {

@@ -50,7 +50,8 @@ const server = vi.hoisted(() => ({
 vi.mock("../api", () => ({
   keyBackupClient: { getBackup: () => Promise.resolve({ backup: server.backup ?? undefined }) },
 }));
-vi.mock("./engine", () => ({ E2ee: {}, loadCrypto: () => Promise.resolve() }));
+vi.mock("./engine", () => ({ E2ee: {} }));
+vi.mock("./load", () => ({ loadCrypto: () => Promise.resolve() }));
 vi.mock("../storage/db", () => ({
   get: (_store: string, key: string) => Promise.resolve(server.stored.get(key)),
   put: (_store: string, key: string, value: unknown) => {

@@ -22,7 +22,8 @@ import { reasonOf } from "../errors";
 import type { BackupVersion } from "../gen/kitsulan/v1/backup_pb";
 import { uuidBytes } from "../lib/ids";
 import * as db from "../storage/db";
-import { E2ee, loadCrypto } from "./engine";
+import { E2ee } from "./engine";
+import { loadCrypto } from "./load";
 import { BATCH, Uploader, type PendingEntry } from "./uploader";
 
 /** What this device keeps in the "crypto" store: the version it backs up to and B, pickled. */

@@ -9,7 +9,7 @@
 // A device updated from the engine before the machine (its pickles in store "crypto": "device",
 // "accountKey", "olm:…", "in:…", …) is converted once on load (CryptoMachine.fromLegacy) and the
 // old records deleted in the same transaction.
-import init, {
+import {
   AccountKey,
   BackupKey,
   CryptoMachine,
@@ -21,10 +21,10 @@ import init, {
   type MachineReceived,
   type MachineToDevice,
 } from "kitsulan-crypto";
-import wasmUrl from "kitsulan-crypto/kitsulan_crypto_bg.wasm?url";
 import { keyClient, toDeviceClient } from "../api";
 import { contentOf, type Content } from "./content";
 import { legacyDeletions, readLegacy } from "./legacy";
+import { loadCrypto } from "./load";
 import { reasonOf } from "../errors";
 import type { Message } from "../gen/kitsulan/v1/conversation_pb";
 import type { DeviceKeys } from "../gen/kitsulan/v1/keys_pb";
@@ -38,13 +38,6 @@ const BATCH = 100;
 const UPLOAD_ONE_TIME_KEYS = 50;
 /** How long a missing key waits for its share before this device asks its own devices. */
 const KEY_REQUEST_DELAY_MS = 1500;
-
-let ready: Promise<unknown> | null = null;
-/** Loads the WASM module once. */
-export function loadCrypto(): Promise<unknown> {
-  ready ??= init({ module_or_path: wasmUrl });
-  return ready;
-}
 
 /** A contact's account key is not the one pinned when they were first seen. */
 export class AccountKeyChanged extends Error {

@@ -62,7 +62,7 @@ vi.mock("../api", () => ({
   },
 }));
 
-vi.mock("./engine", () => ({ loadCrypto: () => Promise.resolve() }));
+vi.mock("./load", () => ({ loadCrypto: () => Promise.resolve() }));
 
 const { ExistingDeviceLink, NewDeviceLink, PairingInputError, PairingVerificationError, findByPin, fromQr } = await import(
   "./pairing"

@@ -16,7 +16,7 @@ import { pairingClient } from "../api";
 import type { Session } from "../gen/kitsulan/v1/auth_pb";
 import { PairingState, type PairingMessage } from "../gen/kitsulan/v1/pairing_pb";
 import { bytesToUuid, uuidBytes, uuidv7 } from "../lib/ids";
-import { loadCrypto } from "./engine";
+import { loadCrypto } from "./load";
 
 /** A pairing that can no longer go on (cancelled, expired, or finished). */
 export function pairingOver(state: PairingState): boolean {

@@ -4,21 +4,34 @@
 // this device's keys are made and published. After sign-up (first device) comes "Save your
 // recovery key"; a sign-in on a device without the account key, when the account has a key
 // backup, offers to restore from it (or to link this device instead).
-import { useEffect, useState, type FormEvent } from "react";
+// Everything past the form needs the crypto module: it comes from ./signInFlows, a chunk of its
+// own, and the WASM (crypto/load.ts); both are fetched once the form is painted and the page is
+// idle, so a new visitor's form does not wait for them and a sign-in seldom does.
+import { lazy, Suspense, useEffect, useState, type FormEvent, type ReactNode } from "react";
 import { authClient } from "../api";
 import { beginSession, fromProto, signOut } from "../auth/session";
-import { currentBackup } from "../crypto/backup";
-import { E2ee } from "../crypto/engine";
+import type { E2ee } from "../crypto/engine";
+import { loadCrypto, whenIdle } from "../crypto/load";
 import { reasonOf } from "../errors";
 import type { GetAuthMethodsResponse, Session } from "../gen/kitsulan/v1/auth_pb";
 import { useI18n } from "../i18n/i18n";
 import { errorText } from "../i18n/messages";
 import { defaultDeviceName, fromUserAgent } from "../lib/deviceName";
 import type { Theme } from "../theme";
-import { LinkNewDevice } from "./link/LinkNewDevice";
 import { Preferences } from "./Preferences";
-import { RecoveryKeySetup } from "./recovery/RecoveryKeySetup";
-import { RestoreFromBackup } from "./recovery/RestoreFromBackup";
+
+const loadFlows = () => import("./signInFlows");
+// Rendered only after loadForSignIn succeeded (a sign-in, or startLinking), so these never wait
+// on the network nor fail to load.
+const LinkNewDevice = lazy(() => loadFlows().then((m) => ({ default: m.LinkNewDevice })));
+const RecoveryKeySetup = lazy(() => loadFlows().then((m) => ({ default: m.RecoveryKeySetup })));
+const RestoreFromBackup = lazy(() => loadFlows().then((m) => ({ default: m.RestoreFromBackup })));
+
+/** The flows and the WASM, both loaded (a failure rejects; the next call tries again). */
+async function loadForSignIn() {
+  const [flows] = await Promise.all([loadFlows(), loadCrypto()]);
+  return flows;
+}
 
 /** What follows a successful sign-up or sign-in before the messenger opens. */
 type After =
@@ -58,6 +71,13 @@ export function AuthScreen({
   const [autoDeviceName, setAutoDeviceName] = useState(() => fromUserAgent(navigator.userAgent));
   const deviceName = () => typedDeviceName.trim() || autoDeviceName;
 
+  // The form is on screen: fetch what signing in needs while the person types.
+  useEffect(() => {
+    whenIdle(() => {
+      loadForSignIn().catch((err: unknown) => console.warn("prefetching the sign-in code", err));
+    });
+  }, []);
+
   useEffect(() => {
     let live = true;
     void defaultDeviceName().then((name) => live && setAutoDeviceName(name));
@@ -85,6 +105,9 @@ export function AuthScreen({
     setBusy(true);
     setError(null);
     try {
+      // Loaded before the request: an account or session is never made that this page cannot
+      // then set up (usually long done by the prefetch).
+      const { E2ee, currentBackup } = await loadForSignIn();
       const res = await call();
       if (!res.session) throw new Error("no session");
       const s = fromProto(res.session);
@@ -125,6 +148,20 @@ export function AuthScreen({
     );
   }
 
+  /** Opens linking once its code and the WASM are here (an error stays on the form, which still works). */
+  async function startLinking() {
+    setBusy(true);
+    setError(null);
+    try {
+      await loadForSignIn();
+      setLinking(true);
+    } catch (err) {
+      setError(errorText(t, reasonOf(err)));
+    } finally {
+      setBusy(false);
+    }
+  }
+
   async function requestCode(e: FormEvent) {
     e.preventDefault();
     setBusy(true);
@@ -154,6 +191,7 @@ export function AuthScreen({
   }
 
   const title = mode === "signIn" ? t("signIn") : t("signUp");
+  const loading: ReactNode = <p role="status">{t("working")}</p>;
   const brand = (
     <header className="brand">
       <img src="/favicon.svg" alt="" width="40" height="40" />
@@ -166,12 +204,14 @@ export function AuthScreen({
       <main className="auth">
         {brand}
         <section className="card">
-          <RecoveryKeySetup
-            engine={engine}
-            accountName={after.username}
-            onDone={() => void onSignedIn(engine)}
-            onLater={() => void onSignedIn(engine)}
-          />
+          <Suspense fallback={loading}>
+            <RecoveryKeySetup
+              engine={engine}
+              accountName={after.username}
+              onDone={() => void onSignedIn(engine)}
+              onLater={() => void onSignedIn(engine)}
+            />
+          </Suspense>
         </section>
         <Preferences theme={theme} setTheme={setTheme} />
       </main>
@@ -182,23 +222,25 @@ export function AuthScreen({
     return (
       <main className="auth">
         {brand}
-        <RestoreFromBackup
-          accountId={after.accountId}
-          deviceId={after.deviceId}
-          onRestored={async (restored) => {
-            engine.dispose();
-            await onSignedIn(restored);
-          }}
-          onLink={() => {
-            // Linking signs in anew through the other device: this session goes.
-            void signOut().then(() => {
+        <Suspense fallback={loading}>
+          <RestoreFromBackup
+            accountId={after.accountId}
+            deviceId={after.deviceId}
+            onRestored={async (restored) => {
               engine.dispose();
-              setAfter(null);
-              setLinking(true);
-            });
-          }}
-          onSkip={() => void onSignedIn(engine)}
-        />
+              await onSignedIn(restored);
+            }}
+            onLink={() => {
+              // Linking signs in anew through the other device: this session goes.
+              void signOut().then(() => {
+                engine.dispose();
+                setAfter(null);
+                setLinking(true);
+              });
+            }}
+            onSkip={() => void onSignedIn(engine)}
+          />
+        </Suspense>
         <Preferences theme={theme} setTheme={setTheme} />
       </main>
     );
@@ -207,7 +249,9 @@ export function AuthScreen({
     return (
       <main className="auth">
         {brand}
-        <LinkNewDevice onLinked={onSignedIn} onBack={() => setLinking(false)} />
+        <Suspense fallback={loading}>
+          <LinkNewDevice onLinked={onSignedIn} onBack={() => setLinking(false)} />
+        </Suspense>
         <Preferences theme={theme} setTheme={setTheme} />
       </main>
     );
@@ -383,7 +427,7 @@ export function AuthScreen({
           {t("signInWithCode")}
         </button>
       )}
-      <button type="button" onClick={() => setLinking(true)}>
+      <button type="button" disabled={busy} onClick={() => void startLinking()}>
         {t("linkThisDevice")}
       </button>
       <Preferences theme={theme} setTheme={setTheme} />
