@@ -123,7 +123,8 @@ export class E2ee implements Sealer {
 
   /** Whether this device holds the account key (else it must be linked from another device). */
   get state(): DeviceState {
-    return this.machine.isReady ? "ready" : "needs-link";
+    // A disposed engine (signed out, or replaced by a restored one) is asked by what still shows.
+    return !this.disposed && this.machine.isReady ? "ready" : "needs-link";
   }
 
   /** Runs `fn` after every operation queued before it. */
