@@ -155,3 +155,35 @@ export async function signOutHere(page: Page): Promise<void> {
   await page.getByRole("dialog", { name: "Sign out on this device?" }).getByRole("button", { name: "Sign out" }).click();
   await expect(page.getByRole("tab", { name: "Sign in" })).toBeVisible();
 }
+
+/** This device's counts in Settings → Diagnostics (crypto/undecryptable.ts, the app's own
+ * telemetry): messages it could not read, messages waiting for a key now, and of those the ones
+ * waiting longer than 30 s. Opens Settings and closes it again. */
+export async function undecryptableCounts(page: Page): Promise<{ failed: number; waiting: number; stuck: number }> {
+  const settings = page.getByRole("dialog", { name: "Settings" });
+  const wasOpen = await settings.isVisible();
+  if (!wasOpen) await page.getByRole("button", { name: "Settings" }).click();
+  const section = settings.getByRole("region", { name: "Diagnostics" });
+  await expect(section).toBeVisible();
+  const count = async (which: string) => {
+    const text = (await section.locator(`[data-count="${which}"]`).textContent()) ?? "";
+    const n = /: (\d+)$/.exec(text.trim())?.[1];
+    if (n === undefined) throw new Error(`no count in "${text}"`);
+    return Number(n);
+  };
+  const counts = { failed: await count("undecryptable"), waiting: await count("waiting"), stuck: await count("stuck") };
+  if (!wasOpen) {
+    await page.keyboard.press("Escape");
+    await expect(settings).toBeHidden();
+  }
+  return counts;
+}
+
+/** At the end of a test about never losing a message: this device read every message it
+ * decrypted (none it could not read, none left waiting for its key), as Settings → Diagnostics
+ * says. Keys still on their way get a few seconds. */
+export async function expectNoUndecryptable(page: Page): Promise<void> {
+  await expect(async () => {
+    expect(await undecryptableCounts(page), "Settings → Diagnostics on this device").toEqual({ failed: 0, waiting: 0, stuck: 0 });
+  }).toPass({ timeout: 15_000 });
+}

@@ -8,7 +8,7 @@ import { createHash } from "node:crypto";
 import { readFile } from "node:fs/promises";
 import { expect } from "@playwright/test";
 import { ChatPeer } from "./peer";
-import { bubble, password, send, signUp, stamp, test } from "./helpers";
+import { bubble, expectNoUndecryptable, password, send, signUp, stamp, test } from "./helpers";
 
 test("a browser and Rust clients in one E2EE group", async ({ browser, baseURL }) => {
   const peer = new ChatPeer();
@@ -157,6 +157,7 @@ test("a browser and Rust clients in one E2EE group", async ({ browser, baseURL }
 
     // Nothing anyone should read is unreadable to them.
     await expect(alice.getByText(/Waiting for the key|cannot be decrypted/i)).toHaveCount(0);
+    await expectNoUndecryptable(alice);
     for (const as of ["bob", "bob2"]) {
       const sees = await peer.history(as, group);
       // bob2 came after the first messages: those are not for it (no key was shared).

@@ -2,7 +2,20 @@
 // it before ListConversations answers; with the server stopped, a reload still shows the
 // conversations and their history; the copy in IndexedDB is sealed (no message text in it);
 // signing out deletes it.
-import { acceptRequest, bubble, expect, openDirect, send, server, signOutHere, signUp, stamp, status, test } from "./helpers";
+import {
+  acceptRequest,
+  bubble,
+  expect,
+  expectNoUndecryptable,
+  openDirect,
+  send,
+  server,
+  signOutHere,
+  signUp,
+  stamp,
+  status,
+  test,
+} from "./helpers";
 
 /** How many records the "cache" store holds, and whether any contains `text` in clear. */
 async function cacheRecords(page: import("@playwright/test").Page, text: string): Promise<{ count: number; clear: boolean }> {
@@ -81,6 +94,7 @@ test("offline start shows the conversations and their history; a reload paints b
   await expect(status(alice)).toHaveText("Connected", { timeout: 30_000 });
   await send(alice, "back online");
   await expect(bubble(bob, "back online").getByText("back online")).toBeVisible();
+  for (const page of [alice, bob]) await expectNoUndecryptable(page);
 
   // Signing out deletes the copy with the rest of this device's data.
   await signOutHere(alice);

@@ -5,7 +5,19 @@
 // large) shows "Not sent" with the reason at once, and Delete takes it away. Screenshots of the
 // pending clock and of "Not sent".
 import type { Page } from "@playwright/test";
-import { acceptRequest, bubble, expect, openDirect, send, server, signUp, stamp, status, test } from "./helpers";
+import {
+  acceptRequest,
+  bubble,
+  expect,
+  expectNoUndecryptable,
+  openDirect,
+  send,
+  server,
+  signUp,
+  stamp,
+  status,
+  test,
+} from "./helpers";
 
 /** The texts of the bubbles of `page`'s open conversation, in order. */
 async function bubbleTexts(page: Page): Promise<string[]> {
@@ -160,6 +172,8 @@ test("messages written offline or while the server is down arrive once, in order
   await expect(bubble(alice, "m7 offline")).toBeVisible();
   await expect(bubble(alice, "m8 too large")).toHaveCount(0);
   await expect(bubble(bob, "m8 too large")).toHaveCount(0);
+  // Every message each device decrypted was readable (Settings → Diagnostics).
+  for (const page of [alice, bob]) await expectNoUndecryptable(page);
 });
 
 test("a message that cannot go for minutes says Not sent; Retry sends it once", async ({ browser }) => {
@@ -206,6 +220,7 @@ test("a message that cannot go for minutes says Not sent; Retry sends it once", 
   await bob.reload();
   await openWith(bob, /Alice/);
   await expectOnceInOrder(bob, ["before", "waited too long"]);
+  await expectNoUndecryptable(bob);
 });
 
 test("a file whose upload a reload cut off uploads again and arrives once", async ({ browser }) => {
@@ -256,4 +271,5 @@ test("a file whose upload a reload cut off uploads again and arrives once", asyn
   await openWith(alice, /Bob/);
   await expect(alice.getByRole("log").locator("article").filter({ hasText: "kept.txt" })).toHaveCount(1);
   await expect(alice.getByRole("log").getByRole("img", { name: "Sending" })).toHaveCount(0);
+  for (const page of [alice, bob]) await expectNoUndecryptable(page);
 });

@@ -5,7 +5,7 @@
 // decrypts everything Alice's tabs sent.
 import { chromium, type Page } from "@playwright/test";
 import { launchOptions } from "../playwright.config";
-import { acceptRequest, bubble, expect, password, send, signUp, stamp, status, test } from "./helpers";
+import { acceptRequest, bubble, expect, expectNoUndecryptable, password, send, signUp, stamp, status, test } from "./helpers";
 
 const port = new URL(process.env.KITSULAN_E2E_URL ?? "http://127.0.0.1:8080").port;
 const lan = `http://kitsulan.lan:${port}/`;
@@ -125,6 +125,8 @@ test("two tabs on a plain-http host: the second yields, the first keeps working,
     await expect(bob.getByRole("log").getByText("Waiting for the key to decrypt this message…")).toHaveCount(0);
     await expect(bob.getByRole("log").getByText("This message cannot be decrypted on this device.")).toHaveCount(0);
     await expect(bob.getByRole("log").locator("article")).toHaveCount(6);
+    // And the app's own count says so, on Bob's device and on the tab that drives Alice's.
+    for (const page of [bob, driver]) await expectNoUndecryptable(page);
   } finally {
     await lanBrowser.close();
   }
@@ -162,4 +164,5 @@ test("two tabs in a secure context (Web Locks): the second yields, and Use here 
     await expect(bubble(bob, text).getByText(text, { exact: true })).toBeVisible();
   }
   await expect(bob.getByRole("log").getByText("Waiting for the key to decrypt this message…")).toHaveCount(0);
+  for (const page of [bob, first]) await expectNoUndecryptable(page);
 });

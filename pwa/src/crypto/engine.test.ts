@@ -96,6 +96,7 @@ vi.mock("../api", () => ({
 vi.mock("kitsulan-crypto/kitsulan_crypto_bg.wasm?url", () => ({ default: "" }));
 
 const { E2ee } = await import("./engine");
+const { undecryptableStats } = await import("./undecryptable");
 
 const te = new TextEncoder();
 const td = new TextDecoder();
@@ -231,8 +232,13 @@ describe("a browser updated from the engine before the machine", () => {
     expect(engine.verifiedAccounts()).toEqual([bob]);
     expect(await engine.decrypt(sent)).toMatchObject({ kind: "text", text: "written before the update" });
     // The replay record came along: the same ciphertext under another id is refused.
-    const replay = await engine.decrypt({ ...sent, id: uuidv7() });
+    const failedBefore = undecryptableStats.counts().failed;
+    const replayed = { ...sent, id: uuidv7() };
+    const replay = await engine.decrypt(replayed);
     expect(replay).toMatchObject({ kind: "undecryptable", reason: "replayed" });
+    // Counted once as a message this device could not read (a second try is the same message).
+    await engine.decrypt(replayed);
+    expect(undecryptableStats.counts().failed).toBe(failedBefore + 1);
 
     // Sending goes on with the same Megolm session (no new share) and Bob reads it.
     const e = await engine.encrypt(conversation, [alice, bob], te.encode("after the update"));
@@ -312,12 +318,18 @@ describe("a message waiting for its key", () => {
       const browser = await E2ee.setUpLinked(alice, uuidv7(), aliceKey.toSecretBytes());
       expect(server.certificates).toHaveLength(1);
       server.devices.push({ accountId: alice, deviceId: browser.deviceId, certificate: server.certificates[0]!, keys: [] });
+      const before = undecryptableStats.counts();
       expect(await browser.decrypt(waiting)).toMatchObject({ kind: "undecryptable", reason: "waiting for the key" });
+      // Waiting (not a failure), and about to be asked of our own devices.
+      expect(undecryptableStats.counts()).toEqual({ ...before, waiting: before.waiting + 1 });
+      expect(browser.keyRequestOf(bobMachine.deviceId, e.sessionId)).toBe("asking");
+      expect(browser.keyRequestOf(bobMachine.deviceId, "another session")).toBeNull();
 
       // After a moment, the browser asks its own device (the phone).
       server.sender = browser.deviceId;
       await vi.advanceTimersByTimeAsync(2000);
       await browser.idle();
+      expect(browser.keyRequestOf(bobMachine.deviceId, e.sessionId)).toBe("asked");
       const requests = server.sent.filter((s) => s.m.recipientDeviceId === phone.deviceId);
       expect(requests).toHaveLength(1);
       const answered = deliverTo(phone, alice);
@@ -336,6 +348,9 @@ describe("a message waiting for its key", () => {
       );
       expect(taken).toEqual({ kind: "roomKey", sessionId: e.sessionId });
       expect(await browser.decrypt(waiting)).toMatchObject({ kind: "text", text: "did you get this?" });
+      // Answered: no request left, and the message no longer waits (nothing counted as failed).
+      expect(browser.keyRequestOf(bobMachine.deviceId, e.sessionId)).toBeNull();
+      expect(undecryptableStats.counts()).toEqual(before);
       browser.dispose();
     } finally {
       vi.useRealTimers();

@@ -25,6 +25,7 @@ import { keyClient, toDeviceClient } from "../api";
 import { contentOf, type Content } from "./content";
 import { legacyDeletions, readLegacy } from "./legacy";
 import { loadCrypto } from "./load";
+import { undecryptableStats, WAITING_FOR_KEY } from "./undecryptable";
 import { reasonOf } from "../errors";
 import type { Message } from "../gen/kitsulan/v1/conversation_pb";
 import type { DeviceKeys } from "../gen/kitsulan/v1/keys_pb";
@@ -115,7 +116,8 @@ export class E2ee implements Sealer {
 
   /** Whether this device holds the account key (else it must be linked from another device). */
   get state(): DeviceState {
-    return this.machine.isReady ? "ready" : "needs-link";
+    // A disposed engine (signed out, or replaced by a restored one) is asked by what still shows.
+    return !this.disposed && this.machine.isReady ? "ready" : "needs-link";
   }
 
   /** Runs `fn` after every operation queued before it. */
@@ -495,7 +497,12 @@ export class E2ee implements Sealer {
   /** Decrypts a conversation message with the session its sending device shared for it. A
    * message waiting for its key makes this device ask its own devices for it. */
   decrypt(message: Message): Promise<Content> {
-    return this.step(() => this.decryptNow(message));
+    return this.step(() => {
+      const content = this.decryptNow(message);
+      // Telemetry (undecryptable.ts): what did not decrypt, and what waits for its key.
+      undecryptableStats.record(message.id, content);
+      return content;
+    });
   }
 
   private decryptNow(message: Message): Content {
@@ -512,14 +519,16 @@ export class E2ee implements Sealer {
         message.ciphertext,
       );
     } catch (err) {
-      return { kind: "undecryptable", reason: String(err), sessionId: "" };
+      // An id that is not a UUID and the like: the machine's error code.
+      return { kind: "undecryptable", reason: codeOf(err) ?? String(err), sessionId: "" };
     }
     const sessionId = !r.ok && r.reason === "bad_session_id" ? "" : td.decode(message.sessionId);
     // The plaintext is `0x00 0x01 || Content`, or a legacy one (content.ts reads both).
     if (r.ok) return contentOf(r.plaintext, message.id, sessionId);
     if (r.missing) this.wantKey(r.missing);
     // A key that may still come (shared late, forwarded, restored): the message waits for it.
-    const reason = r.missing ? "waiting for the key" : r.message;
+    // Otherwise the machine's reason code (undecryptable.ts says what it means to a person).
+    const reason = r.missing ? WAITING_FOR_KEY : r.reason;
     return { kind: "undecryptable", reason, sessionId };
   }
 
@@ -533,6 +542,15 @@ export class E2ee implements Sealer {
       this.requestTimer = null;
       void this.requestKeys();
     }, KEY_REQUEST_DELAY_MS);
+  }
+
+  /** Whether this device asked its own devices for the key of `sessionId` of `senderDeviceId`
+   * ("asking": not sent yet; "asked": sent and not answered; null: not asked). */
+  keyRequestOf(senderDeviceId: string, sessionId: string): "asking" | "asked" | null {
+    if (this.disposed || !this.machine.isReady) return null;
+    if (this.wanted.has(`${senderDeviceId}|${sessionId}`)) return "asking";
+    const pending = this.machine.pendingKeyRequests();
+    return pending.some((m) => m.senderDeviceId === senderDeviceId && m.sessionId === sessionId) ? "asked" : null;
   }
 
   /** Asks again for the keys still missing (the machine asks each device again only after a while). */
@@ -714,5 +732,7 @@ export class E2ee implements Sealer {
     this.requestTimer = null;
     this.disposed = true;
     this.machine.free();
+    // What waited was this engine's: a restored one decrypts (and counts) them again.
+    undecryptableStats.clearWaiting();
   }
 }

@@ -3,6 +3,7 @@
 // delete for our own; React with the picker of conversation/Reactions.tsx) behind a
 // keyboard-reachable menu button.
 import { useRef, useState, type ReactNode } from "react";
+import { categoryOf } from "../crypto/undecryptable";
 import { useI18n, type Translate } from "../i18n/i18n";
 import { errorText, type MessageKey } from "../i18n/messages";
 import { markdownToText } from "../markdown/plainText";
@@ -49,6 +50,7 @@ export function MessageBubble({
   onRetry,
   onDiscard,
   file,
+  undecryptable,
   unreadableBy,
   readOnly = false,
   onReact,
@@ -70,6 +72,8 @@ export function MessageBubble({
   onDiscard?: () => void;
   /** The attachment (Attachment.tsx's FileView), for attachment messages. */
   file?: ReactNode;
+  /** Who sent a message that did not decrypt, and why (conversation/UndecryptableNote.tsx). */
+  undecryptable?: ReactNode;
   /** Our message: the names of the members who have no device that can read it. */
   unreadableBy?: string[] | undefined;
   /** The history of a group we were removed from: nothing to reply to, edit or delete. */
@@ -101,11 +105,10 @@ export function MessageBubble({
       {item.content.kind === "attachment" && file}
       {item.content.kind === "deleted" && <p className="muted">{t("deleted")}</p>}
       {item.content.kind === "unsupported" && <p className="muted">{t("unsupportedMessage")}</p>}
-      {item.content.kind === "undecryptable" && (
-        <p className="muted">
-          {item.content.reason === "waiting for the key" ? t("waitingForKey") : t("undecryptable")}
-        </p>
-      )}
+      {item.content.kind === "undecryptable" &&
+        (undecryptable ?? (
+          <p className="muted">{categoryOf(item.content.reason) === "waiting" ? t("waitingForKey") : t("undecryptable")}</p>
+        ))}
       {unreadableBy && unreadableBy.length > 0 && (
         <p className="unreadable-note" role="note">
           ⚠{" "}

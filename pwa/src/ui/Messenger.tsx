@@ -10,6 +10,7 @@ import { ConversationView } from "./ConversationView";
 import { Devices } from "./Devices";
 import { NewConversation } from "./NewConversation";
 import { Notifier } from "./Notifier";
+import { onOpenRecovery } from "./recovery/openRecovery";
 import type { EngineSwap } from "./recovery/RecoverySettings";
 import { Settings } from "./Settings";
 import { unreadOf } from "../state/reactions";
@@ -48,6 +49,9 @@ export function Messenger({
       document.title = appName;
     };
   }, [unread, appName]);
+
+  // An undecryptable message's "Restore from recovery key" opens Settings → Recovery key.
+  useEffect(() => onOpenRecovery(() => setDialog("settings")), []);
 
   useEffect(() => {
     const onVisible = () => {

@@ -18,6 +18,7 @@ import { CopyId } from "./CopyId";
 import { Dialog } from "./Dialog";
 import { personName } from "./names";
 import { Preferences } from "./Preferences";
+import { Diagnostics } from "./Diagnostics";
 import { RecoverySettings, type EngineSwap } from "./recovery/RecoverySettings";
 
 function Profile({ chat }: { chat: Chat }) {
@@ -291,6 +292,7 @@ export function Settings({
         {t("devices")}
       </button>
       <Preferences theme={theme} setTheme={setTheme} />
+      <Diagnostics />
       <div className="row">
         <SignOut onSignOut={onSignOut} />
         <button type="button" onClick={onClose}>

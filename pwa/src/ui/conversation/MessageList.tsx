@@ -14,6 +14,7 @@ import { MessageBubble, snippet, type Tick } from "../MessageBubble";
 import { personName } from "../names";
 import { ReactionChips } from "./Reactions";
 import { SystemLine } from "./SystemLine";
+import { UndecryptableNote } from "./UndecryptableNote";
 
 const EMPTY: Item[] = [];
 const NO_RECEIPTS: Record<string, Receipt> = {};
@@ -222,6 +223,7 @@ export function MessageList({
               onDiscard={() => {
                 if (item.outboxKey) void chat.outbox.discard(item.outboxKey).catch((err: unknown) => console.warn("discard failed", err));
               }}
+              undecryptable={item.content.kind === "undecryptable" ? <UndecryptableNote chat={chat} item={item} /> : undefined}
               file={
                 item.content.kind === "attachment" && item.content.file.attachment === "" ? (
                   <PendingFile name={item.content.file.name} size={item.content.file.size} />

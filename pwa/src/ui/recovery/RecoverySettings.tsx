@@ -10,6 +10,7 @@ import { Confirm } from "../Confirm";
 import type { E2ee } from "../../crypto/engine";
 import { backupErrorText } from "./errors";
 import { RecoveryKeySetup } from "./RecoveryKeySetup";
+import { takeRecoveryFocus } from "./openRecovery";
 import { RestoreFromBackup } from "./RestoreFromBackup";
 
 /** How the app swaps the device's engine after a restore from Settings (App.tsx): stop the
@@ -40,6 +41,11 @@ export function RecoverySettings({ chat, swap }: { chat: Chat; swap?: EngineSwap
       setResult({ ok: false, text: backupErrorText(t, err) });
     }
   }, [t]);
+
+  const section = useRef<HTMLElement>(null);
+  useEffect(() => {
+    if (takeRecoveryFocus()) section.current?.scrollIntoView({ block: "start" });
+  }, []);
 
   useEffect(() => {
     void refresh();
@@ -134,7 +140,7 @@ export function RecoverySettings({ chat, swap }: { chat: Chat; swap?: EngineSwap
   }
 
   return (
-    <section aria-labelledby="backup-heading" className="form backup-settings">
+    <section ref={section} aria-labelledby="backup-heading" className="form backup-settings">
       <h3 id="backup-heading">{t("backupHeading")}</h3>
       {body}
       {result && (
