@@ -3,42 +3,9 @@
 // dark theme: no violation of impact "serious" or "critical" (contrast, names, labels, roles).
 // The audited context bypasses the Content-Security-Policy only so the axe script can be
 // injected; the app's own policy is checked by every other spec.
-import { createRequire } from "node:module";
 import type { Browser, Page } from "@playwright/test";
+import { audit } from "./axe";
 import { acceptRequest, expect, guardHosts, openDirect, password, send, signUp, stamp, status, test } from "./helpers";
-
-const require = createRequire(import.meta.url);
-const AXE = require.resolve("axe-core/axe.min.js");
-
-interface Found {
-  id: string;
-  impact: string | null;
-  help: string;
-  nodes: string[];
-}
-
-/** Runs axe on the page as it is and returns the serious and critical violations. */
-async function audit(page: Page): Promise<Found[]> {
-  if (!(await page.evaluate(() => "axe" in window))) await page.addScriptTag({ path: AXE });
-  const violations = await page.evaluate(async () => {
-    const axe = (window as unknown as { axe: { run: (ctx: Document, opts: object) => Promise<{ violations: unknown[] }> } }).axe;
-    const result = await axe.run(document, { resultTypes: ["violations"] });
-    return result.violations as {
-      id: string;
-      impact: string | null;
-      help: string;
-      nodes: { target: string[]; failureSummary?: string }[];
-    }[];
-  });
-  return violations
-    .filter((v) => v.impact === "serious" || v.impact === "critical")
-    .map((v) => ({
-      id: v.id,
-      impact: v.impact,
-      help: v.help,
-      nodes: v.nodes.map((n) => `${n.target.join(" ")} — ${n.failureSummary ?? ""}`),
-    }));
-}
 
 /** Audits `page` in the light and the dark theme (the app follows the system's by default). */
 async function auditBoth(page: Page, name: string): Promise<void> {

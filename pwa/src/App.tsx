@@ -7,6 +7,8 @@
 // The engine, the chat and the backup use the crypto WebAssembly: they come from ./signedIn, a
 // chunk loaded (with the WASM, crypto/load.ts) as soon as a session is found or made, never
 // before the sign-in form of a visitor without one.
+// Opened in an insecure context (plain HTTP by a LAN address), a banner above every screen says
+// so and what does not work there (ui/InsecureBanner.tsx).
 import { lazy, Suspense, useCallback, useEffect, useMemo, useRef, useState } from "react";
 import { loadSession, session, signOut } from "./auth/session";
 import { resetCallPrefs } from "./calls/prefs";
@@ -20,6 +22,7 @@ import { resetNotifications } from "./notify/notifications";
 import type { Chat } from "./state/chat";
 import { useTheme } from "./theme";
 import { AuthScreen } from "./ui/AuthScreen";
+import { InsecureBanner } from "./ui/InsecureBanner";
 
 // The signed-in screens (and Markdown) are a chunk of their own: the sign-in form does not wait for them.
 const Messenger = lazy(() => import("./ui/Messenger").then((m) => ({ default: m.Messenger })));
@@ -224,7 +227,11 @@ function Root() {
 export function App() {
   return (
     <I18nProvider>
-      <Root />
+      <div className="app">
+        {/* Above every screen; hidden by the person, it stays hidden until the page is loaded again. */}
+        <InsecureBanner />
+        <Root />
+      </div>
     </I18nProvider>
   );
 }

@@ -6,6 +6,7 @@ import { currentBackup } from "../crypto/backup";
 import { reasonOf } from "../errors";
 import { useI18n } from "../i18n/i18n";
 import { errorText } from "../i18n/messages";
+import { isLimited } from "../lib/secureContext";
 import { loadPrefs, permission, requestPermission, savePrefs, type NotifyPrefs, type Permission } from "../notify/notifications";
 import { useChat, type Chat } from "../state/chat";
 import type { Theme } from "../theme";
@@ -111,15 +112,19 @@ function Notifications() {
     update({ ...prefs, system: answer === "granted" });
   }
 
-  const blocked = allowed === "denied" || allowed === "unsupported";
+  // Over plain HTTP on a LAN the browser refuses notifications whatever the permission says:
+  // the switch is off and says why (not "blocked for this site", which the person cannot fix).
+  const insecure = isLimited("notifications");
+  const blocked = insecure || allowed === "denied" || allowed === "unsupported";
   return (
     <fieldset className="form notify">
       <legend>{t("notifications")}</legend>
       <label className="check">
         <input
           type="checkbox"
-          checked={prefs.system && allowed === "granted"}
-          disabled={allowed === "unsupported"}
+          checked={prefs.system && allowed === "granted" && !insecure}
+          disabled={insecure || allowed === "unsupported"}
+          aria-describedby={blocked ? "notify-blocked" : undefined}
           onChange={(e) => void toggleSystem(e.target.checked)}
         />
         {t("notifySystem")}
@@ -137,8 +142,8 @@ function Notifications() {
         {t("notifyPreviewHint")}
       </p>
       {blocked && (
-        <p role="alert" className="warning">
-          {allowed === "denied" ? t("notifyDenied") : t("notifyUnsupported")}
+        <p id="notify-blocked" role="alert" className="warning">
+          {insecure ? t("insecureReasonNotify") : allowed === "denied" ? t("notifyDenied") : t("notifyUnsupported")}
         </p>
       )}
     </fieldset>

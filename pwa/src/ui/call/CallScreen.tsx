@@ -2,12 +2,14 @@
 // the incoming call (who, answer with or without video, decline; the ringtone plays meanwhile),
 // the call itself (InCall.tsx) and, for a few seconds, why it ended. It is one modal <dialog>
 // (the top layer): above any other dialog that was open, and the app behind it is inert, so the
-// keyboard stays in the call.
+// keyboard stays in the call. On a page that cannot call (an insecure context: no camera or
+// microphone) an incoming call still rings, with the answer buttons off and the reason shown.
 import { useEffect, useRef, type ReactNode } from "react";
 import type { Calls, EndReason } from "../../calls/calls";
 import { ConversationKind } from "../../gen/kitsulan/v1/conversation_pb";
 import { useI18n } from "../../i18n/i18n";
 import type { MessageKey } from "../../i18n/messages";
+import { isLimited } from "../../lib/secureContext";
 import { useChat, type Chat } from "../../state/chat";
 import { useModal } from "../Dialog";
 import { conversationTitle, personName } from "../names";
@@ -89,30 +91,45 @@ export function CallScreen({ chat, calls }: { chat: Chat; calls: Calls }) {
 
   if (call.phase === "incoming") {
     const heading = t(call.video ? "incomingVideoCall" : "incomingAudioCall");
+    const cannot = isLimited("calls");
     return (
-      <Layer role="alertdialog" labelledBy="call-heading" describedBy="call-who" className="call-ring">
+      <Layer role="alertdialog" labelledBy="call-heading" describedBy={cannot ? "call-who call-why" : "call-who"} className="call-ring">
         <div className="call-center">
           <Avatar name={caller} />
           <h2 id="call-heading">{heading}</h2>
           <p id="call-who" className="call-who">
             {isGroup ? t("callerInGroup", { name: caller, group: title }) : caller}
           </p>
+          {cannot && (
+            <p id="call-why" className="insecure-why">
+              {t("insecureReasonCalls")}
+            </p>
+          )}
         </div>
         <div className="call-controls">
           {call.video && (
-            <button type="button" className="call-accept" ref={focusRef} onClick={() => void calls.accept(true)}>
+            <button
+              type="button"
+              className="call-accept"
+              ref={cannot ? undefined : focusRef}
+              disabled={cannot}
+              aria-describedby={cannot ? "call-why" : undefined}
+              onClick={() => void calls.accept(true)}
+            >
               <VideoIcon /> <span>{t("answerVideo")}</span>
             </button>
           )}
           <button
             type="button"
             className="call-accept"
-            ref={call.video ? undefined : focusRef}
+            ref={call.video || cannot ? undefined : focusRef}
+            disabled={cannot}
+            aria-describedby={cannot ? "call-why" : undefined}
             onClick={() => void calls.accept(false)}
           >
             <PhoneIcon /> <span>{call.video ? t("answerAudio") : t("answer")}</span>
           </button>
-          <button type="button" className="call-hangup" onClick={() => calls.decline()}>
+          <button type="button" className="call-hangup" ref={cannot ? focusRef : undefined} onClick={() => calls.decline()}>
             <HangUpIcon /> <span>{t("decline")}</span>
           </button>
         </div>
