@@ -18,6 +18,7 @@
 //! | [`pickle`] | the 32-byte pickle key and the encrypted-at-rest form of stateful objects |
 //! | [`error`] | the one [`Error`] enum, each variant with a stable code for the browser |
 //! | [`client`] | the client protocol of one device as a sans-IO state machine ([`client::Machine`]) |
+//! | [`content`] | what a message says: the typed Content (protobuf) in a message's plaintext, legacy plaintexts |
 //!
 //! It runs natively (tests, Rust clients, the load generator, and the server, which calls only
 //! the public-key verification functions [`verify_device_certificate`],
@@ -43,6 +44,7 @@ pub mod attachment;
 pub mod backup;
 pub mod certificate;
 pub mod client;
+pub mod content;
 pub mod device;
 pub mod error;
 pub mod linking;

@@ -1095,6 +1095,9 @@ pub fn has_passphrase(auth_data: &[u8]) -> JsResult<bool> {
 // The client protocol of one device (`crate::client::Machine`) as `CryptoMachine`.
 mod machine;
 
+// What a message says (`crate::content`): `encodeContent` and `decodeContent`.
+mod content;
+
 // ---------------------------------------------------------------------------------------------
 // Linking a new device (`linking.rs`): the pairing steps as a state machine; the PWA only
 // posts what `takeOutgoing()` gives and feeds `receive()` what `GetPairing` returned.

@@ -116,7 +116,8 @@ impl Peer {
             "react" => {
                 let conversation_id = field(command, "conversation_id")?.to_owned();
                 let plaintext =
-                    content::reaction(field(command, "message_id")?, field(command, "emoji")?, false);
+                    content::reaction(field(command, "message_id")?, field(command, "emoji")?, false)
+                        .map_err(|e| anyhow!("{e}"))?;
                 let device = &mut self.device(command)?.device;
                 device.receive().await?;
                 let posted = device.send_to_conversation(&conversation_id, &plaintext).await?;
@@ -147,7 +148,8 @@ impl Peer {
                 };
                 device.receive().await?;
                 device.refresh_conversation(&conversation_id).await?;
-                let encrypted = device.prepare_message(&conversation_id, &content::file(file, "")).await?;
+                let plaintext = content::file(file, "").map_err(|e| anyhow!("{e}"))?;
+                let encrypted = device.prepare_message(&conversation_id, &plaintext).await?;
                 let mut request = encrypted.send_request("");
                 request.attachment_ids = vec![attachment.id];
                 let message = device.client.send_message(request).await?;

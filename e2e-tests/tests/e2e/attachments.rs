@@ -90,7 +90,7 @@ async fn send_with(alice: &mut E2eeDevice, conversation: &str, sent: &Sent) -> S
         media_type: "application/octet-stream".to_owned(),
         ..FileContent::default()
     };
-    let plaintext = content::file(file, "");
+    let plaintext = content::file(file, "").unwrap();
     let encrypted = alice.prepare_message(conversation, &plaintext).await.unwrap();
     let mut request = encrypted.send_request("");
     request.attachment_ids = vec![sent.id.clone()];

@@ -1,3 +1,6 @@
+// The behaviour of the message-content codec as the app gets it: content.ts over the crypto
+// crate's WASM (initialised by src/vitest.setup.ts). Raw Contents a writer would refuse are made
+// here with protobuf-es, an encoder independent of the crate's (older PWAs wrote with it).
 import { create, toBinary } from "@bufbuild/protobuf";
 import { describe, expect, it } from "vitest";
 import type { FileRef } from "../attachments/content";
@@ -18,6 +21,18 @@ import {
 } from "./content";
 
 const te = new TextEncoder();
+const hex = (b: Uint8Array) => [...b].map((x) => x.toString(16).padStart(2, "0")).join("");
+const unhex = (h: string) => new Uint8Array(h.match(/../g)?.map((x) => parseInt(x, 16)) ?? []);
+/** The crate's error code of what `f` throws (KitsulanCryptoError.code). */
+function codeOf(f: () => unknown): unknown {
+  try {
+    f();
+  } catch (err) {
+    expect((err as Error).name).toBe("KitsulanCryptoError");
+    return (err as { code?: unknown }).code;
+  }
+  return "nothing thrown";
+}
 const MSG = "0193a0a0-0000-7000-8000-000000000001";
 const OTHER = "0193a0a0-0000-7000-8000-000000000002";
 const read = (plaintext: Uint8Array, messageId = MSG): Content => contentOf(plaintext, messageId, "s1");
@@ -54,10 +69,89 @@ describe("the typed content", () => {
     for (const out of outs) expect(read(encodeContent(out))).toEqual(shownAs(out));
   });
 
-  it("writes the recorded vector the Rust client writes too (client/src/content.rs)", () => {
-    const vector = [0x00, 0x01, 0x08, 0x01, 0x12, 0x03, 0x0a, 0x01, 0x6d, 0x52, 0x04, 0x0a, 0x02, 0x68, 0x69];
-    expect([...encodeContent({ kind: "text", text: "hi", replyTo: "m" })]).toEqual(vector);
-    expect(read(new Uint8Array(vector))).toEqual({ kind: "text", text: "hi", replyTo: "m" });
+  it("writes the recorded vectors the PWA and the Rust client wrote (crypto/tests/content.rs)", () => {
+    const vectors: [Outgoing, string][] = [
+      [{ kind: "text", text: "hi", replyTo: "m" }, "0001080112030a016d52040a026869"],
+      [{ kind: "text", text: "hello 👋" }, "00010801520c0a0a68656c6c6f20f09f918b"],
+      [
+        { kind: "attachment", file: FILE, replyTo: OTHER },
+        "0001080112260a2430313933613061302d303030302d373030302d383030302d3030303030303030303030325a92010a2430313933613061302d303030302d373030302d383030302d303030303030303030306161120801020304050607081a0b686f6c696461792e6a7067220a696d6167652f6a70656728c0c40730c01f38d017423d0a2430313933613061302d303030302d373030302d383030302d3030303030303030303062621203090a0b1a0a696d6167652f6a70656720c00228f001",
+      ],
+      [{ kind: "attachment", file: { attachment: "a", secrets: "AQ==", name: "x", type: "", size: 0 } }, "000108015a090a01611201011a0178"],
+      [
+        { kind: "edit", messageId: MSG, text: "fixed" },
+        "000108016a2f0a2430313933613061302d303030302d373030302d383030302d30303030303030303030303112070a056669786564",
+      ],
+      [
+        { kind: "reaction", messageId: OTHER, emoji: "🎉" },
+        "00010801622c0a2430313933613061302d303030302d373030302d383030302d3030303030303030303030321204f09f8e89",
+      ],
+      [
+        { kind: "reaction", messageId: OTHER, emoji: "👍", remove: true },
+        "00010801622e0a2430313933613061302d303030302d373030302d383030302d3030303030303030303030321204f09f918d1801",
+      ],
+      [{ kind: "deletion", messageId: OTHER }, "0001080172260a2430313933613061302d303030302d373030302d383030302d303030303030303030303032"],
+      [
+        {
+          kind: "text",
+          text: "bold ital code strike spoiler",
+          replyTo: OTHER,
+          spans: [
+            { start: 0, end: 4, style: "bold" },
+            { start: 5, end: 9, style: "italic" },
+            { start: 10, end: 14, style: "code" },
+            { start: 15, end: 21, style: "strike" },
+            { start: 22, end: 29, style: "spoiler" },
+          ],
+        },
+        "0001080112260a2430313933613061302d303030302d373030302d383030302d30303030303030303030303252450a1d626f6c64206974616c20636f646520737472696b652073706f696c657212041004180112060805100918021206080a100e18031206080f1015180412060816101d1805",
+      ],
+    ];
+    for (const [out, vector] of vectors) {
+      expect(hex(encodeContent(out)), out.kind).toBe(vector);
+      expect(read(unhex(vector))).toEqual(shownAs(out));
+    }
+  });
+
+  it("refuses to write what a reader would refuse, with the crate's code", () => {
+    const refused: [Outgoing, string][] = [
+      [{ kind: "text", text: "ab", spans: [{ start: 0, end: 3, style: "bold" }] }, "invalid_span"],
+      [{ kind: "text", text: "ab", spans: [{ start: 1, end: 1, style: "code" }] }, "invalid_span"],
+      [{ kind: "edit", messageId: "", text: "nobody's" }, "missing_field"],
+      [{ kind: "reaction", messageId: OTHER, emoji: "" }, "missing_field"],
+      [{ kind: "reaction", messageId: "", emoji: "👍" }, "missing_field"],
+      [{ kind: "deletion", messageId: "" }, "missing_field"],
+      [{ kind: "attachment", file: { ...FILE, attachment: "" } }, "missing_field"],
+      [{ kind: "attachment", file: { ...FILE, secrets: "" } }, "missing_field"],
+    ];
+    for (const [out, code] of refused) expect(codeOf(() => encodeContent(out)), JSON.stringify(out)).toBe(code);
+  });
+
+  it("refuses an object that is not an Outgoing, naming the field", () => {
+    const bad: unknown[] = [
+      null,
+      "text",
+      { kind: "poll" },
+      { kind: "text" },
+      { kind: "text", text: 5 },
+      { kind: "text", text: "a", replyTo: 7 },
+      { kind: "text", text: "a", spans: [{ start: 0, end: 1, style: "underline" }] },
+      { kind: "text", text: "a", spans: [{ start: -1, end: 1, style: "bold" }] },
+      { kind: "text", text: "a", spans: {} },
+      { kind: "reaction", messageId: OTHER, emoji: "👍", remove: "yes" },
+      { kind: "attachment" },
+      { kind: "attachment", file: { ...FILE, secrets: "not base64!" } },
+      { kind: "attachment", file: { ...FILE, size: Number.NaN } },
+      { kind: "attachment", file: { ...FILE, size: Infinity } },
+      { kind: "attachment", file: { ...FILE, width: 1.5 } },
+      { kind: "attachment", file: { ...FILE, height: 2 ** 32 } },
+      { kind: "attachment", file: { ...FILE, thumbnail: "x" } },
+    ];
+    for (const out of bad) expect(codeOf(() => encodeContent(out as Outgoing)), JSON.stringify(out)).toBe("invalid_content");
+    // A size is rounded down, a negative one is 0 (as the PWA always wrote it).
+    const sized = (size: number) => read(encodeContent({ kind: "attachment", file: { ...FILE, size } }));
+    expect(sized(10.9)).toMatchObject({ file: { size: 10 } });
+    expect(sized(-3)).toMatchObject({ file: { size: 0 } });
   });
 
   it("carries a file's secrets as raw bytes, not base64", () => {
@@ -111,7 +205,15 @@ describe("edits", () => {
 
   it("are refused on any other message (a server moving an edit)", () => {
     expect(read(encodeContent({ kind: "edit", messageId: OTHER, text: "moved" }), MSG)).toEqual(undecryptable(EDIT_FOR_ANOTHER_MESSAGE));
-    expect(read(encodeContent({ kind: "edit", messageId: "", text: "nobody's" }), MSG)).toEqual(undecryptable(EDIT_FOR_ANOTHER_MESSAGE));
+    // One naming no message (no writer makes it) is refused on every message.
+    const body = create(ContentSchema, { version: 1, body: { case: "edit", value: create(EditSchema, { messageId: "" }) } });
+    expect(read(typed(toBinary(ContentSchema, body)), MSG)).toEqual(undecryptable(EDIT_FOR_ANOTHER_MESSAGE));
+  });
+
+  it("keep their formatting", () => {
+    const out: Outgoing = { kind: "edit", messageId: MSG, text: "new", spans: [{ start: 0, end: 3, style: "italic" }] };
+    expect(read(encodeContent(out), MSG)).toEqual(shownAs(out));
+    expect(shownAs(out)).toEqual({ kind: "text", text: "new", spans: [{ start: 0, end: 3, style: "italic" }] });
   });
 
   it("without a text are an empty text", () => {
@@ -128,6 +230,17 @@ describe("legacy plaintexts (no prefix)", () => {
 
   it("or the old attachment JSON", () => {
     expect(read(te.encode(LEGACY_FILE_JSON))).toEqual({ kind: "attachment", file: FILE });
+    // Only `attachment` and `secrets` are required.
+    expect(read(te.encode('{"attachment":"a1","secrets":"Bw=="}'))).toEqual({
+      kind: "attachment",
+      file: { attachment: "a1", secrets: "Bw==", name: "file", type: "", size: 0 },
+    });
+  });
+
+  it("whose JSON names no file (or secrets that are not base64) are text", () => {
+    for (const text of ['{"attachment":"a1","secrets":"not base64!"}', '{"attachment":"","secrets":"AQ=="}', '{"attachment":1,"secrets":"AQ=="}', "{not json"]) {
+      expect(read(te.encode(text))).toEqual({ kind: "text", text });
+    }
   });
 
   it("that are not UTF-8 are undecryptable", () => {

@@ -1,36 +1,19 @@
 // content.ts — what a message says (docs/e2ee.md, "What a message says"): the typed Content
 // (proto/kitsulan/v1/content.proto) written into and read out of a message's E2EE plaintext.
-// Kept apart from engine.ts (the WASM side) so the state stores and their unit tests can use it
-// without loading WASM. The Rust client reads and writes the same bytes (client/src/content.rs).
-//
-// A plaintext is `0x00 0x01 || protobuf Content` (format 1). One without the 0x00 first byte is
-// LEGACY, from before the typed Content: UTF-8 text, or the old attachment JSON
-// (attachments/content.ts), read as before so older messages still show; nothing new is sent
-// that way. `0x00` followed by another format byte is a newer client's format: "unsupported".
-import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
-import { fileContentOf, fileRefFrom, parseFileRef, type FileRef } from "../attachments/content";
-import {
-  ContentSchema,
-  DeletionSchema,
-  EditSchema,
-  ReactionSchema,
-  ReplySchema,
-  TextContentSchema,
-  TextStyle,
-  type Content as WireContent,
-  type TextContent,
-} from "../gen/kitsulan/v1/content_pb";
+// The codec lives once, in the crypto crate (crypto/src/content/, the same code the Rust client
+// runs): framing (`0x00 0x01 || Content`; a legacy plaintext, UTF-8 text or the old attachment
+// JSON, read as before; another format byte "unsupported"), the rules a reader and a writer
+// apply, and the reasons shown. This file holds the app's types and calls the WASM
+// (`encodeContent`, `decodeContent`): like every crypto call, only after engine.ts's
+// loadCrypto().
+import { decodeContent, encodeContent as encodeInWasm } from "kitsulan-crypto";
+import type { FileRef } from "../attachments/content";
 import type { SystemEvent } from "../gen/kitsulan/v1/conversation_pb";
 
-/** The first bytes of a typed plaintext: a marker no UTF-8 text starts with, then the format. */
-export const CONTENT_MARKER = 0x00;
-export const CONTENT_FORMAT = 0x01;
-/** The Content schema revision this client writes. */
-export const CONTENT_VERSION = 1;
 /** The longest text (UTF-16 code units, as the browser counts; TextContent.body). */
 export const MAX_TEXT_LENGTH = 16_000;
 
-/** The reasons an undecryptable message gives for its content. */
+/** The reasons an undecryptable message gives for its content (the crate's wording). */
 export const MALFORMED_CONTENT = "malformed content";
 export const EDIT_FOR_ANOTHER_MESSAGE = "edit for another message";
 export const MALFORMED_REACTION = "malformed reaction";
@@ -88,10 +71,10 @@ export type Content =
 
 /** What this device sends: the body of a new Content. */
 export type Outgoing =
-  | { kind: "text"; text: string; replyTo?: string }
+  | { kind: "text"; text: string; spans?: Span[]; replyTo?: string }
   | { kind: "attachment"; file: FileRef; replyTo?: string }
   /** The new text of our message `messageId` (EditMessage). */
-  | { kind: "edit"; messageId: string; text: string }
+  | { kind: "edit"; messageId: string; text: string; spans?: Span[] }
   | { kind: "reaction"; messageId: string; emoji: string; remove?: boolean }
   | { kind: "deletion"; messageId: string };
 
@@ -111,57 +94,32 @@ export function shownInThread(content: Content): boolean {
   return content.kind !== "reaction" && content.kind !== "deletion";
 }
 
-function textContent(text: string): TextContent {
-  if (text.length > MAX_TEXT_LENGTH) throw new TextTooLong(text.length);
-  return create(TextContentSchema, { body: text });
-}
-
-/** The plaintext to encrypt for `out`: `0x00 0x01 || Content`. Throws TextTooLong. */
+/** The plaintext to encrypt for `out`: `0x00 0x01 || Content`. Throws TextTooLong, or the
+ * crate's KitsulanCryptoError for what a reader would refuse (a span outside its text, a
+ * reaction or file naming nothing). */
 export function encodeContent(out: Outgoing): Uint8Array {
-  const c = create(ContentSchema, { version: CONTENT_VERSION });
-  switch (out.kind) {
-    case "text":
-      c.body = { case: "text", value: textContent(out.text) };
-      break;
-    case "attachment":
-      c.body = { case: "file", value: fileContentOf(out.file) };
-      break;
-    case "edit":
-      c.body = { case: "edit", value: create(EditSchema, { messageId: out.messageId, text: textContent(out.text) }) };
-      break;
-    case "reaction": {
-      const problem = reactionProblem(out.emoji);
-      if (problem) throw new Error(`not a reaction: ${problem}`);
-      c.body = {
-        case: "reaction",
-        value: create(ReactionSchema, { messageId: out.messageId, emoji: out.emoji, remove: out.remove ?? false }),
-      };
-      break;
-    }
-    case "deletion":
-      c.body = { case: "deletion", value: create(DeletionSchema, { messageId: out.messageId }) };
-      break;
+  if (out.kind === "reaction") {
+    const problem = reactionProblem(out.emoji);
+    if (problem) throw new Error(`not a reaction: ${problem}`);
   }
-  if ((out.kind === "text" || out.kind === "attachment") && out.replyTo) {
-    c.reply = create(ReplySchema, { messageId: out.replyTo });
+  try {
+    return encodeInWasm(out);
+  } catch (err) {
+    if ((err as { code?: unknown } | null)?.code === "text_too_long" && "text" in out) throw new TextTooLong(out.text.length);
+    throw err;
   }
-  const body = toBinary(ContentSchema, c);
-  const plaintext = new Uint8Array(2 + body.length);
-  plaintext[0] = CONTENT_MARKER;
-  plaintext[1] = CONTENT_FORMAT;
-  plaintext.set(body, 2);
-  return plaintext;
 }
 
 /** How this device shows what it sends (as a reader will read it). */
 export function shownAs(out: Outgoing): Content {
+  const spans = "spans" in out && out.spans?.length ? { spans: out.spans } : {};
   switch (out.kind) {
     case "text":
-      return { kind: "text", text: out.text, replyTo: out.replyTo ?? "" };
+      return { kind: "text", text: out.text, ...spans, replyTo: out.replyTo ?? "" };
     case "attachment":
       return { kind: "attachment", file: out.file, replyTo: out.replyTo ?? "" };
     case "edit":
-      return { kind: "text", text: out.text };
+      return { kind: "text", text: out.text, ...spans };
     case "reaction":
       return { kind: "reaction", messageId: out.messageId, emoji: out.emoji, remove: out.remove ?? false };
     case "deletion":
@@ -169,85 +127,14 @@ export function shownAs(out: Outgoing): Content {
   }
 }
 
-const STYLES: Partial<Record<TextStyle, SpanStyle>> = {
-  [TextStyle.BOLD]: "bold",
-  [TextStyle.ITALIC]: "italic",
-  [TextStyle.CODE]: "code",
-  [TextStyle.STRIKE]: "strike",
-  [TextStyle.SPOILER]: "spoiler",
-};
-
-/** A received text: null when too long (malformed); spans clamped to the text, the empty ones
- * and those of an unknown style left out. */
-function textOf(t: TextContent | undefined): { text: string; spans?: Span[] } | null {
-  const text = t?.body ?? "";
-  if (text.length > MAX_TEXT_LENGTH) return null;
-  const spans: Span[] = [];
-  for (const s of t?.spans ?? []) {
-    const style = STYLES[s.style];
-    const end = Math.min(s.end, text.length);
-    if (style && s.start < end) spans.push({ start: s.start, end, style });
-  }
-  return spans.length > 0 ? { text, spans } : { text };
-}
-
-const td = new TextDecoder("utf-8", { fatal: true });
-
 type Read = { ok: Content } | { undecryptable: string };
 
 /** What a decrypted plaintext says, for the message `messageId` (an edit must name it). */
 export function readContent(plaintext: Uint8Array, messageId: string): Read {
-  if (plaintext[0] !== CONTENT_MARKER) {
-    // LEGACY: UTF-8 text, or the old attachment JSON.
-    let text: string;
-    try {
-      text = td.decode(plaintext);
-    } catch {
-      return { undecryptable: "not UTF-8" };
-    }
-    const file = parseFileRef(text);
-    return { ok: file ? { kind: "attachment", file } : { kind: "text", text } };
-  }
-  if (plaintext.length < 2) return { undecryptable: MALFORMED_CONTENT };
-  if (plaintext[1] !== CONTENT_FORMAT) return { ok: { kind: "unsupported" } };
-  let c: WireContent;
-  try {
-    c = fromBinary(ContentSchema, plaintext.subarray(2));
-  } catch {
-    return { undecryptable: MALFORMED_CONTENT };
-  }
-  const replyTo = { replyTo: c.reply?.messageId ?? "" };
-  const body = c.body;
-  switch (body.case) {
-    case "text": {
-      const t = textOf(body.value);
-      return t ? { ok: { kind: "text", ...t, ...replyTo } } : { undecryptable: MALFORMED_CONTENT };
-    }
-    case "file": {
-      const file = fileRefFrom(body.value);
-      return file ? { ok: { kind: "attachment", file, ...replyTo } } : { undecryptable: MALFORMED_CONTENT };
-    }
-    case "edit": {
-      // An edit replaces the ciphertext of one message: shown only there, so a server cannot
-      // move it to another message.
-      if (body.value.messageId !== messageId) return { undecryptable: EDIT_FOR_ANOTHER_MESSAGE };
-      const t = textOf(body.value.text);
-      return t ? { ok: { kind: "text", ...t } } : { undecryptable: MALFORMED_CONTENT };
-    }
-    case "reaction": {
-      const r = body.value;
-      if (!r.messageId || !r.emoji) return { undecryptable: MALFORMED_CONTENT };
-      // Shown as a chip with a count: one emoji, bounded (never text, never a long string).
-      if (reactionProblem(r.emoji)) return { undecryptable: MALFORMED_REACTION };
-      return { ok: { kind: "reaction", messageId: r.messageId, emoji: r.emoji, remove: r.remove } };
-    }
-    case "deletion":
-      if (!body.value.messageId) return { undecryptable: MALFORMED_CONTENT };
-      return { ok: { kind: "deletion", messageId: body.value.messageId } };
-    default:
-      // Unset, or a kind this client does not know (kept as an unknown field).
-      return { ok: { kind: "unsupported" } };
-  }
+  const read = decodeContent(plaintext, messageId);
+  // Shown as a chip with a count: one emoji, bounded (never text, never a long string).
+  if ("ok" in read && read.ok.kind === "reaction" && reactionProblem(read.ok.emoji)) return { undecryptable: MALFORMED_REACTION };
+  return read;
 }
 
 /** What a decrypted plaintext of the message `messageId` (Megolm session `sessionId`) says. */
