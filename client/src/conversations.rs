@@ -4,13 +4,15 @@
 //!
 //! # Sending
 //!
-//! Each device keeps one outbound Megolm session per conversation. Before sending it learns the
-//! members (`GetConversation`), their verified devices (`QueryKeys`, see [`crate::e2ee`]), and
-//! shares the session key over Olm with every member device that lacks it (our own other
-//! devices too), bound to the conversation: `0x02 || conversation id || session key`. It
-//! rotates when the set of member devices changed since the session was shared, and after
-//! [`ROTATE_AFTER_MESSAGES`]. Then it encrypts and calls `SendMessage` with a fresh UUIDv7, the
-//! Megolm message as `ciphertext` and the session id (ASCII) as `session_id`.
+//! Each device keeps one outbound Megolm session per conversation, in its protocol machine
+//! (`kitsulan_crypto::client::Machine`, see [`crate::e2ee`]). Before sending it learns the
+//! members (`GetConversation`) and their verified devices (`QueryKeys`), opens Olm sessions
+//! where needed (`ClaimKeys`), and the machine shares the session key over Olm with every
+//! member device that lacks it (our own other devices too), bound to the conversation:
+//! `0x02 || conversation id || session key`. The machine rotates when the set of member devices
+//! changed since the session was used, after `Config::rotate_after_messages` messages or when
+//! the session is too old. Then it encrypts and the device calls `SendMessage` with a fresh
+//! UUIDv7, the Megolm message as `ciphertext` and the session id (ASCII) as `session_id`.
 //!
 //! [`E2eeDevice::send_to_conversation`] does all of that for each message;
 //! [`E2eeDevice::send_prepared`] reuses the members and devices of the last
@@ -20,11 +22,10 @@
 //! # Reading
 //!
 //! [`E2eeDevice::read_history`] first fetches the device's to-device inbox (where room keys
-//! arrive), then pages through `ListMessages` and decrypts each message with the inbound
-//! session that its sending device shared for this conversation. A session whose index was
-//! already used by another message id is a replay and is refused.
-
-use std::collections::{HashMap, HashSet};
+//! arrive), then pages through `ListMessages` and has the machine decrypt each message with
+//! the inbound session that its sending device shared for this conversation. A session whose
+//! index was already used by another message id is a replay and is refused. Keys that messages
+//! lacked are then asked of our own other devices, which answer on their next receive.
 
 use anyhow::{Context as _, bail, ensure};
 use kitsulan_proto::v1::{
@@ -40,7 +41,9 @@ use tonic::Status;
 use uuid::Uuid;
 
 use crate::Client;
-use crate::e2ee::{E2eeDevice, ROTATE_AFTER_MESSAGES, Slot};
+use kitsulan_crypto::client::GroupMessage;
+
+use crate::e2ee::{E2eeDevice, id, now, outgoing};
 
 /// The largest ciphertext `SendMessage` and `EditMessage` take.
 pub const MAX_CIPHERTEXT: usize = 64 * 1024;
@@ -378,35 +381,26 @@ impl HistoryEntry {
     }
 }
 
-/// What [`E2eeDevice`] remembers about conversations.
-#[derive(Debug, Default)]
-pub(crate) struct ConversationState {
-    /// Member devices (without this one) per conversation, as of the last refresh.
-    recipients: HashMap<String, Vec<String>>,
-    /// Which message id used each (sending device, session id, index).
-    seen: HashMap<(String, String, u32), String>,
-}
-
 impl E2eeDevice {
     /// The current outbound Megolm session id of `conversation_id`, if one was made.
     pub fn conversation_session_id(&self, conversation_id: &str) -> Option<String> {
-        self.conversation_outbound.get(conversation_id).map(|o| o.session.session_id())
+        self.machine().outbound_session_id(id(conversation_id).ok()?)
     }
 
-    /// The devices the current outbound session of `conversation_id` was shared with, sorted.
+    /// The devices the current outbound session of `conversation_id` reached, sorted.
     pub fn conversation_shared_with(&self, conversation_id: &str) -> Vec<String> {
-        let mut v: Vec<String> = self
-            .conversation_outbound
-            .get(conversation_id)
-            .map(|o| o.shared_with.iter().cloned().collect())
-            .unwrap_or_default();
-        v.sort();
-        v
+        let Ok(conversation) = id(conversation_id) else { return Vec::new() };
+        let mut out: Vec<String> =
+            self.machine().outbound_shared_with(conversation).iter().map(ToString::to_string).collect();
+        out.sort();
+        out
     }
 
-    /// Learns the members of `conversation_id` and their devices, rotates the outbound session
-    /// if the devices changed, and shares it with every member device that lacks it. Returns
-    /// the member devices (without this one).
+    /// Learns the members of `conversation_id` and their devices (`GetConversation`,
+    /// `QueryKeys`), and has the machine share the conversation's outbound session with every
+    /// member device that lacks it (rotating first when the devices changed since it was used,
+    /// or when it is due), opening Olm sessions where needed. Returns the member devices
+    /// (without this one).
     pub async fn refresh_conversation(&mut self, conversation_id: &str) -> anyhow::Result<Vec<String>> {
         let conversation = self
             .client
@@ -415,39 +409,60 @@ impl E2eeDevice {
             .with_context(|| format!("GetConversation {conversation_id}"))?;
         let members: Vec<&str> = conversation.members.iter().map(|m| m.account_id.as_str()).collect();
         self.sync_devices(&members).await?;
-        let recipients = self.devices_of(&members);
-        let slot = Slot::Conversation(conversation_id);
-        let outbound = self.outbound_mut(slot);
-        let now: HashSet<String> = recipients.iter().cloned().collect();
-        let used = outbound.session.message_index() > 0 || !outbound.shared_with.is_empty();
-        if (used && now != outbound.shared_with) || outbound.session.message_index() >= ROTATE_AFTER_MESSAGES
-        {
-            self.rotate_slot(slot);
+        let ids = members.iter().map(|m| id(m)).collect::<anyhow::Result<Vec<_>>>()?;
+        self.members.insert(conversation_id.to_owned(), ids);
+        self.share(conversation_id).await?;
+        Ok(self.devices_of(&members))
+    }
+
+    /// Shares the conversation's session with the member devices of the last refresh that lack
+    /// it: Olm sessions opened where needed, the shares sent, then confirmed to the machine.
+    async fn share(&mut self, conversation_id: &str) -> anyhow::Result<()> {
+        let conversation = id(conversation_id)?;
+        let members = self.members.get(conversation_id).cloned().unwrap_or_default();
+        let mut accounts: Vec<String> = members.iter().map(ToString::to_string).collect();
+        accounts.push(self.account_id().to_owned());
+        let account_refs: Vec<&str> = accounts.iter().map(String::as_str).collect();
+        let devices = self.devices_of(&account_refs);
+        self.ensure_olm_sessions(&devices).await?;
+        let made = self.machine_step(|m| m.share_room_key(conversation, &members, now()))?;
+        ensure!(
+            made.without_olm.is_empty(),
+            "no Olm session with {:?} after claiming their keys",
+            made.without_olm
+        );
+        if !made.messages.is_empty() {
+            let messages = made.messages.iter().map(outgoing).collect();
+            self.send_to_device(messages).await.context("SendToDevice (room keys)")?;
         }
-        self.share_slot_key(slot, &recipients).await?;
-        self.conversations.recipients.insert(conversation_id.to_owned(), recipients.clone());
-        Ok(recipients)
+        self.machine_step(|m| {
+            m.confirm_room_key_share(&made);
+            Ok(())
+        })
     }
 
     /// Encrypts `plaintext` with the outbound session of `conversation_id` as it is (no
-    /// sharing, no rotation) under a fresh message id.
-    pub fn encrypt_for_conversation(&mut self, conversation_id: &str, plaintext: &[u8]) -> Encrypted {
-        let outbound = self.outbound_mut(Slot::Conversation(conversation_id));
-        let session_id = outbound.session.session_id();
-        let message_index = outbound.session.message_index();
-        let ciphertext = outbound.session.encrypt(plaintext);
-        Encrypted {
+    /// sharing, no rotation) under a fresh message id. Fails when there is no session yet
+    /// (share first) or it is due for rotation.
+    pub fn encrypt_for_conversation(
+        &mut self,
+        conversation_id: &str,
+        plaintext: &[u8],
+    ) -> anyhow::Result<Encrypted> {
+        let conversation = id(conversation_id)?;
+        let made = self.machine_step(|m| m.encrypt(conversation, plaintext))?;
+        Ok(Encrypted {
             conversation_id: conversation_id.to_owned(),
             message_id: Uuid::now_v7().to_string(),
-            session_id,
-            message_index,
-            ciphertext,
-        }
+            session_id: made.session_id,
+            message_index: made.message_index,
+            ciphertext: made.ciphertext,
+        })
     }
 
     /// Sends `plaintext` to the member devices of the last [`E2eeDevice::refresh_conversation`]
-    /// (refreshing first if there was none): rotates after [`ROTATE_AFTER_MESSAGES`], shares
-    /// the session where needed, encrypts, and calls `SendMessage` (`reply_to` may be empty).
+    /// (refreshing first if there was none): shares the session where needed (rotating when
+    /// due), encrypts, and calls `SendMessage` (`reply_to` may be empty).
     pub async fn send_prepared(
         &mut self,
         conversation_id: &str,
@@ -463,24 +478,21 @@ impl E2eeDevice {
         Ok(Posted { encrypted, message })
     }
 
-    /// [`E2eeDevice::send_prepared`] without the `SendMessage`: rotates and shares as needed
-    /// and encrypts, so the caller can send (and, after a failure, resend with the same id and
-    /// ciphertext: sends are idempotent). If sharing fails, nothing was encrypted: call again.
+    /// [`E2eeDevice::send_prepared`] without the `SendMessage`: shares as needed (rotating when
+    /// due) and encrypts, so the caller can send (and, after a failure, resend with the same id
+    /// and ciphertext: sends are idempotent). If sharing fails, nothing was encrypted: call
+    /// again.
     pub async fn prepare_message(
         &mut self,
         conversation_id: &str,
         plaintext: &[u8],
     ) -> anyhow::Result<Encrypted> {
-        let recipients = match self.conversations.recipients.get(conversation_id) {
-            Some(recipients) => recipients.clone(),
-            None => self.refresh_conversation(conversation_id).await?,
-        };
-        let slot = Slot::Conversation(conversation_id);
-        if self.outbound_mut(slot).session.message_index() >= ROTATE_AFTER_MESSAGES {
-            self.rotate_slot(slot);
+        if self.members.contains_key(conversation_id) {
+            self.share(conversation_id).await?;
+        } else {
+            self.refresh_conversation(conversation_id).await?;
         }
-        self.share_slot_key(slot, &recipients).await?;
-        Ok(self.encrypt_for_conversation(conversation_id, plaintext))
+        self.encrypt_for_conversation(conversation_id, plaintext)
     }
 
     /// What an app does to post into a conversation: refresh its members and their devices,
@@ -513,14 +525,17 @@ impl E2eeDevice {
         plaintext: &[u8],
     ) -> anyhow::Result<(Encrypted, Result<Message, Status>)> {
         self.refresh_conversation(conversation_id).await?;
-        let encrypted = self.encrypt_for_conversation(conversation_id, plaintext);
+        let encrypted = self.encrypt_for_conversation(conversation_id, plaintext)?;
         let result = self.client.edit_message(encrypted.edit_request(message_id)).await;
         Ok((encrypted, result))
     }
 
-    /// Decrypts one message of `conversation_id`'s history with the inbound session its
-    /// sending device shared for this conversation. (Room keys come in through
-    /// [`E2eeDevice::receive`].)
+    /// Decrypts one message of a conversation's history through the machine: only with the
+    /// session its sending device shared for this conversation (or one of our devices
+    /// forwarded), and a second message on an index already used is a replay. (Room keys come
+    /// in through [`E2eeDevice::receive`].) A message that does not decrypt is counted
+    /// ([`E2eeDevice::undecryptable`]) and the key it lacks kept for
+    /// [`E2eeDevice::request_missing_keys`].
     pub fn decrypt_message(&mut self, message: &Message) -> Content {
         if let Some(system) = &message.system {
             return Content::System(system.clone());
@@ -532,50 +547,43 @@ impl E2eeDevice {
                 Content::Undecryptable("a deleted message still has its ciphertext".to_owned())
             };
         }
-        let Ok(session_id) = String::from_utf8(message.session_id.clone()) else {
-            return Content::Undecryptable("the session id is not ASCII".to_owned());
+        let content = match self.decrypt_group_message(message) {
+            Ok(content) => content,
+            Err(e) => Content::Undecryptable(format!("{e:#}")),
         };
-        let key = (message.sender_device_id.clone(), session_id.clone());
-        let Some(inbound) = self.inbound.get_mut(&key) else {
-            return Content::Undecryptable(format!(
-                "no inbound session {session_id} from device {}",
-                message.sender_device_id
-            ));
+        let failure = match &content {
+            Content::Undecryptable(why) => Some(why.clone()),
+            _ => None,
         };
-        if inbound.sender_account_id != message.sender_account_id {
-            return Content::Undecryptable(format!(
-                "session {session_id} was shared by account {}, the message names {}",
-                inbound.sender_account_id, message.sender_account_id
-            ));
-        }
-        if inbound.conversation_id.as_deref() != Some(message.conversation_id.as_str()) {
-            return Content::Undecryptable(format!(
-                "session {session_id} was shared for {:?}, not conversation {}",
-                inbound.conversation_id, message.conversation_id
-            ));
-        }
-        let decrypted = match inbound.session.decrypt_history(&message.ciphertext) {
-            Ok(decrypted) => decrypted,
-            Err(e) => return Content::Undecryptable(format!("{e}")),
+        self.note_decryption(&message.id, failure);
+        content
+    }
+
+    fn decrypt_group_message(&mut self, message: &Message) -> anyhow::Result<Content> {
+        let group = GroupMessage {
+            message_id: id(&message.id)?,
+            conversation_id: id(&message.conversation_id)?,
+            sender_account_id: id(&message.sender_account_id)?,
+            sender_device_id: id(&message.sender_device_id)?,
+            session_id: &message.session_id,
+            ciphertext: &message.ciphertext,
         };
-        let index_key = (message.sender_device_id.clone(), session_id, decrypted.message_index);
-        match self.conversations.seen.get(&index_key) {
-            Some(id) if *id != message.id => Content::Undecryptable(format!(
-                "replay: index {} was message {id}, now {}",
-                decrypted.message_index, message.id
-            )),
-            Some(_) => Content::Text(decrypted.plaintext),
-            None => {
-                self.conversations.seen.insert(index_key, message.id.clone());
-                Content::Text(decrypted.plaintext)
+        let decrypted = self.machine_step(|m| Ok(m.decrypt(&group)))?;
+        Ok(match decrypted {
+            Ok(d) => Content::Text(d.plaintext.to_vec()),
+            Err(u) => {
+                if let Some(missing) = u.missing.clone() {
+                    self.note_missing(missing);
+                }
+                Content::Undecryptable(format!("{}: {}", u.reason.code(), u.reason))
             }
-        }
+        })
     }
 
     /// Imports the room keys waiting in the inbox, then reads the whole history of
-    /// `conversation_id` oldest first (pages of [`MAX_PAGE`]) and decrypts it. Fails if the
-    /// inbox held anything unreadable or the history is out of order or names another
-    /// conversation.
+    /// `conversation_id` oldest first (pages of [`MAX_PAGE`]) and decrypts it, then asks our
+    /// own devices for the keys messages lacked. Fails if the inbox held anything unreadable or
+    /// the history is out of order or names another conversation.
     pub async fn read_history(&mut self, conversation_id: &str) -> anyhow::Result<Vec<HistoryEntry>> {
         let inbox = self.receive().await?;
         ensure!(
@@ -596,6 +604,7 @@ impl E2eeDevice {
             let content = self.decrypt_message(&message);
             out.push(HistoryEntry { message, content });
         }
+        self.request_missing_keys().await?;
         Ok(out)
     }
 }

@@ -1,42 +1,27 @@
-//! [`E2eeDevice`]: one signed-in device doing end-to-end encryption the way an app does, with
-//! `kitsulan-crypto` on the client side and only public keys and ciphertext reaching the
-//! server. The e2e tests and the load generator share it.
+//! [`E2eeDevice`]: one signed-in device doing end-to-end encryption the way an app does. The
+//! e2e tests and the load generator share it.
 //!
-//! A device publishes (first device of a person) or receives (linked device) the person's
-//! [`AccountKey`], uploads a certificate signed by it with signed one-time and fallback keys,
-//! finds other devices with `KeyService.QueryKeys` (checking every certificate against the
-//! account key it pinned for that person the first time it saw it), opens Olm sessions from
-//! claimed keys (checking each key's signature), shares its outbound Megolm session over Olm,
-//! and encrypts messages with Megolm.
+//! The protocol is not here: it is `kitsulan_crypto::client`'s [`Machine`], the sans-IO state
+//! machine the PWA drives through WebAssembly (`CryptoMachine`). This module is only its glue:
+//! it asks the server what the machine needs (`QueryKeys`, `ClaimKeys`, the to-device inbox,
+//! conversations) and sends what the machine returns (`UploadKeys`, `SendToDevice`,
+//! `SendMessage`), with the same wire formats as the PWA (crypto/FORMAT.md, "Client protocol").
+//! Every step's changed records are written to a [`MemoryStore`] sealed under the device's
+//! pickle key, so a device can be rebuilt from them ([`E2eeDevice::restore`]).
 //!
-//! # Transport of Megolm messages
+//! What the machine does for this device: it pins each person's account key the first time it
+//! sees it and checks every device certificate against it, opens Olm sessions from claimed keys
+//! (checking their signatures), shares each conversation's outbound Megolm session over Olm
+//! bound to that conversation (`0x02 || conversation id || session key`), rotates it when the
+//! member devices change, after [`Config::rotate_after_messages`] messages or when it is too old,
+//! decrypts a message only with a session its sending device shared for that very conversation
+//! (and refuses a second message on an index already used), asks our own devices for keys that
+//! are missing and answers theirs, carries verification messages and call payloads over Olm,
+//! and hands out and imports key-backup entries.
 //!
-//! In a conversation, Megolm messages are stored by `ConversationService` (see
-//! [`crate::conversations`]). Outside conversations they can also travel as to-device messages,
-//! one copy per recipient device. The `ciphertext` of a to-device message is one of (a test
-//! format of this module, not part of the API):
-//!
-//! ```text
-//! 0x01 || Olm message (crypto/FORMAT.md "Olm message")
-//! 0x02 || session id length (u8) || Megolm session id (ASCII) || Megolm message
-//! ```
-//!
-//! and the plaintext inside an Olm message is a room-key share, one of
-//!
-//! ```text
-//! 0x01 || Megolm session key                               (for to-device Megolm messages)
-//! 0x02 || conversation id (16 bytes) || Megolm session key (for one conversation)
-//! ```
-//!
-//! An inbound Megolm session is bound to the device that shared it over Olm, and to what it was
-//! shared for: a Megolm message is decrypted only with a session that its sending device shared
-//! for that very conversation (or for to-device messages).
-//!
-//! # Rotation
-//!
-//! As ARCHITECTURE.md §4 says: a new outbound session whenever the set of recipient devices
-//! differs from the set the current session was shared with (a device added or removed), and
-//! after 100 messages. A new session is shared only with the devices of that moment.
+//! Every message this device could not decrypt is counted ([`E2eeDevice::undecryptable`], with
+//! the reasons in [`E2eeDevice::undecryptable_reasons`]); one that decrypts later (its key came)
+//! is no longer counted.
 //!
 //! # Pairing
 //!
@@ -48,19 +33,21 @@
 //! the same state machine the PWA runs through WASM. Anything out of turn, a key that does not
 //! match the commitment, or a MAC that does not verify cancels the pairing on the server too.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context as _, anyhow, bail, ensure};
+use kitsulan_crypto::client::{
+    CallContext, Config, Error as MachineError, Id, Machine, MemoryStore, MissingKey, OutgoingToDevice, Peer,
+    Received, Store as _,
+};
 use kitsulan_crypto::device::ClaimedKey;
 use kitsulan_crypto::linking::{self, ExistingDeviceFlow, NewDeviceFlow};
-use kitsulan_crypto::megolm::{InboundGroupSession, OutboundGroupSession};
-use kitsulan_crypto::olm::{OlmSession, is_pre_key_message};
 use kitsulan_crypto::pairing::{CheckCode, PairingQr};
 use kitsulan_crypto::sas::ShortAuthString;
 use kitsulan_crypto::{
-    AccountKey, DeviceAccount, OsRng, PickleKey, SignedFallbackKey, SignedOneTimeKey,
-    verify_device_certificate, verify_fallback_key, verify_one_time_key,
+    AccountKey, DeviceAccount, OsRng, PickleKey, SignedFallbackKey, SignedOneTimeKey, verify_fallback_key,
+    verify_one_time_key,
 };
 use kitsulan_proto::v1::{
     AccountKeys, AckToDeviceRequest, ApprovePairingRequest, CancelPairingRequest, ClaimKeysRequest,
@@ -75,22 +62,6 @@ use uuid::Uuid;
 
 use crate::Client;
 
-/// Kind byte of a to-device ciphertext holding an Olm message.
-pub const ENVELOPE_OLM: u8 = 0x01;
-/// Kind byte of a to-device ciphertext holding a Megolm message.
-pub const ENVELOPE_MEGOLM: u8 = 0x02;
-/// Kind byte of an Olm plaintext that shares a Megolm session key.
-pub const OLM_ROOM_KEY: u8 = 0x01;
-/// Kind byte of an Olm plaintext that shares a conversation's Megolm session key
-/// (`0x02 || conversation id (16) || session key`; see [`crate::conversations`]).
-pub const OLM_CONVERSATION_KEY: u8 = 0x02;
-/// Kind byte of an Olm plaintext that carries a verification message
-/// (`0x03 || kitsulan_crypto::verification` message; see [`crate::verification`]).
-pub const OLM_VERIFICATION: u8 = 0x03;
-/// Kind byte of an Olm plaintext that carries a call signal's payload, sent in the call signal
-/// itself, not as a to-device message (`0x04 || conversation id (16) || call id (16) ||
-/// action (1) || JSON`; docs/calls.md, see the e2e tests' `kitsulan_e2e::call_peer`).
-pub const OLM_CALL_SIGNAL: u8 = 0x04;
 /// Kind byte of the pairing-channel message that carries the account key secret.
 pub const PAIRING_ACCOUNT_KEY: u8 = linking::KIND_ACCOUNT_KEY;
 /// Kind byte of the new device's commitment to its SAS key.
@@ -105,8 +76,6 @@ pub const PAIRING_BACKUP_KEY: u8 = linking::KIND_BACKUP_KEY;
 pub const PAIRING_MAC_KEY_ID: &str = linking::MAC_KEY_ID;
 /// The initial pairing plaintext (existing device to new device).
 pub const PAIRING_HELLO: &[u8] = linking::HELLO;
-/// A session is rotated after this many messages.
-pub const ROTATE_AFTER_MESSAGES: u32 = 100;
 /// How many items the API takes per call (`SendToDevice`, `ClaimKeys`, `QueryKeys`, OTKs).
 pub const BATCH: usize = 100;
 
@@ -116,9 +85,19 @@ pub fn now_ms() -> i64 {
     i64::try_from(ms).unwrap_or(i64::MAX)
 }
 
+/// [`now_ms`] as the machine takes it.
+pub(crate) fn now() -> u64 {
+    u64::try_from(now_ms()).unwrap_or(0)
+}
+
 /// Parses an id the server gave us into its 16 UUID bytes.
 pub fn uuid_bytes(id: &str) -> anyhow::Result<[u8; 16]> {
     Ok(*Uuid::parse_str(id).with_context(|| format!("not a UUID: {id:?}"))?.as_bytes())
+}
+
+/// Parses an id the server gave us into the machine's [`Id`].
+pub fn id(text: &str) -> anyhow::Result<Id> {
+    Ok(Id::from_bytes(uuid_bytes(text)?))
 }
 
 /// A claimed or uploaded key in its wire form.
@@ -169,6 +148,15 @@ pub fn made_up_one_time_keys(account: &DeviceAccount, first_id: u64, n: usize) -
         .collect()
 }
 
+/// A to-device message the machine made, in its wire form.
+pub fn outgoing(message: &OutgoingToDevice) -> OutgoingToDeviceMessage {
+    OutgoingToDeviceMessage {
+        message_id: message.message_id.to_string(),
+        recipient_device_id: message.recipient_device_id.to_string(),
+        ciphertext: message.ciphertext.clone(),
+    }
+}
+
 /// Another person's (or our own other) device, as its verified certificate describes it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PeerDevice {
@@ -182,6 +170,17 @@ pub struct PeerDevice {
     pub curve25519: [u8; 32],
 }
 
+impl From<Peer> for PeerDevice {
+    fn from(peer: Peer) -> Self {
+        Self {
+            account_id: peer.account_id.to_string(),
+            device_id: peer.device_id.to_string(),
+            ed25519: peer.ed25519,
+            curve25519: peer.curve25519,
+        }
+    }
+}
+
 /// What changed in the device lists after [`E2eeDevice::sync_devices`].
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct DeviceListChange {
@@ -193,48 +192,18 @@ pub struct DeviceListChange {
     pub versions: HashMap<String, u64>,
 }
 
-/// A Megolm message this device sent.
-#[derive(Clone, Debug)]
-pub struct SentMessage {
-    /// The Megolm session it was encrypted with.
-    pub session_id: String,
-    /// Its index in that session.
-    pub message_index: u32,
-    /// The Megolm message itself.
-    pub megolm: Vec<u8>,
-    /// The to-device ciphertext it travelled in (`0x02 || …`).
-    pub envelope: Vec<u8>,
-    /// The devices it was sent to.
-    pub recipients: Vec<String>,
-}
-
-/// A decrypted Megolm message.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Received {
-    /// The sending account.
-    pub sender_account_id: String,
-    /// The sending device.
-    pub sender_device_id: String,
-    /// Its Megolm session.
-    pub session_id: String,
-    /// Its index in that session.
-    pub message_index: u32,
-    /// The plaintext.
-    pub plaintext: Vec<u8>,
-}
-
 /// What one [`E2eeDevice::receive`] found in the inbox (everything it found was acked).
 #[derive(Debug, Default)]
 pub struct Inbox {
-    /// Megolm messages decrypted, in inbox order.
-    pub messages: Vec<Received>,
-    /// Megolm sessions imported: (sending device, session id).
+    /// Megolm sessions imported (shared by their sender, or forwarded by our own device):
+    /// (sending device, session id).
     pub room_keys: Vec<(String, String)>,
-    /// Messages that could not be read: (message id, why).
+    /// Messages that could not be read, or were read and refused: (message id, why).
     pub failures: Vec<(String, String)>,
-    /// Verification messages (Olm payload [`OLM_VERIFICATION`]), in inbox order, for
-    /// [`crate::verification`].
+    /// Verification messages, in inbox order, for [`crate::verification`].
     pub verifications: Vec<VerificationIn>,
+    /// Key requests of our own other devices this device answered (the forwarded key sent).
+    pub answered_key_requests: usize,
 }
 
 /// A verification message that arrived over Olm from a known device.
@@ -246,73 +215,21 @@ pub struct VerificationIn {
     pub bytes: Vec<u8>,
 }
 
-impl Inbox {
-    /// The plaintexts of the decrypted messages, as text.
-    pub fn texts(&self) -> Vec<String> {
-        self.messages.iter().map(|m| String::from_utf8_lossy(&m.plaintext).into_owned()).collect()
-    }
-}
-
-/// One signed-in device with its Olm account and the person's account key.
+/// One signed-in device: the [`Client`] and the protocol [`Machine`] it drives.
 pub struct E2eeDevice {
     /// The signed-in client.
     pub client: Client,
-    /// The device's Olm account (identity, one-time and fallback keys).
-    pub account: DeviceAccount,
-    /// The person's account key.
-    pub account_key: AccountKey,
-    certificate_uploaded: bool,
-    /// Account keys pinned the first time each person was seen.
-    pinned: HashMap<String, [u8; 32]>,
-    /// Verified devices by id (our own other devices too, never this one).
-    peers: HashMap<String, PeerDevice>,
-    /// Device ids per account, in the server's order (oldest first).
-    devices_by_account: HashMap<String, Vec<String>>,
+    machine: Machine,
+    /// The machine's sealed records, as written after every step.
+    store: MemoryStore,
+    /// `device_list_version` per account, as the server last answered.
     versions: HashMap<String, u64>,
-    /// Olm sessions per peer device (a pair of devices may end up with more than one).
-    olm: HashMap<String, Vec<OlmSession>>,
-    /// The outbound session for Megolm messages sent as to-device messages.
-    outbound: Outbound,
-    /// The outbound session of each conversation, by conversation id.
-    pub(crate) conversation_outbound: HashMap<String, Outbound>,
-    /// The first session key of every outbound session made here (for the secrets scan).
-    outbound_keys: Vec<Vec<u8>>,
-    /// Inbound Megolm sessions by (sending device, session id).
-    pub(crate) inbound: HashMap<(String, String), Inbound>,
-    /// Conversation state kept by [`crate::conversations`] (members, replay record).
-    pub(crate) conversations: crate::conversations::ConversationState,
-    /// Ids of the to-device messages already taken (they may come both from `FetchToDevice`
-    /// and from the gateway, and an Olm message decrypts only once).
-    to_device_taken: HashSet<String>,
-    /// Account keys this device verified with SAS (see [`crate::verification`]), by account.
-    verified: HashMap<String, [u8; 32]>,
-}
-
-/// An outbound Megolm session and the devices it was shared with.
-pub(crate) struct Outbound {
-    pub(crate) session: OutboundGroupSession,
-    pub(crate) shared_with: HashSet<String>,
-}
-
-impl Outbound {
-    fn new() -> Self {
-        Self { session: OutboundGroupSession::new(), shared_with: HashSet::new() }
-    }
-}
-
-/// Which outbound session: the to-device one, or a conversation's.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Slot<'a> {
-    ToDevice,
-    Conversation(&'a str),
-}
-
-/// An inbound Megolm session: who shared it, and for which conversation (`None`: a session for
-/// to-device Megolm messages). A session is used only for what it was shared for.
-pub(crate) struct Inbound {
-    pub(crate) session: InboundGroupSession,
-    pub(crate) sender_account_id: String,
-    pub(crate) conversation_id: Option<String>,
+    /// Member accounts per conversation, as of the last [`E2eeDevice::refresh_conversation`].
+    pub(crate) members: HashMap<String, Vec<Id>>,
+    /// Messages that did not decrypt (and have not since), by id, with why.
+    undecryptable: BTreeMap<String, String>,
+    /// Keys messages were missing, not asked for yet.
+    missing: Vec<MissingKey>,
 }
 
 impl std::fmt::Debug for E2eeDevice {
@@ -320,8 +237,7 @@ impl std::fmt::Debug for E2eeDevice {
         f.debug_struct("E2eeDevice")
             .field("account_id", &self.account_id())
             .field("device_id", &self.device_id())
-            .field("account", &self.account)
-            .field("outbound", &self.outbound.session)
+            .field("machine", &self.machine)
             .finish_non_exhaustive()
     }
 }
@@ -330,29 +246,75 @@ impl E2eeDevice {
     /// A device of a person whose account key already exists (a copy of it, or the key
     /// received over the pairing channel). `client` must be signed in.
     pub fn new(client: Client, account_key: AccountKey) -> Self {
-        let outbound = Outbound::new();
-        let first_key = outbound.session.session_key().to_vec();
+        Self::with_config(client, account_key, Config::default())
+    }
+
+    /// [`E2eeDevice::new`] with other rotation settings.
+    pub fn with_config(client: Client, account_key: AccountKey, config: Config) -> Self {
+        let (account_id, device_id) =
+            ids_of(&client).unwrap_or((Id::from_bytes([0; 16]), Id::from_bytes([0; 16])));
+        let pickle_key = PickleKey::generate(&mut OsRng::new());
+        let machine = Machine::new(pickle_key, config, account_id, device_id, Some(account_key));
         let mut device = Self {
             client,
-            account: DeviceAccount::new(),
-            account_key,
-            certificate_uploaded: false,
-            pinned: HashMap::new(),
-            peers: HashMap::new(),
-            devices_by_account: HashMap::new(),
+            machine,
+            store: MemoryStore::new(),
             versions: HashMap::new(),
-            olm: HashMap::new(),
-            outbound,
-            conversation_outbound: HashMap::new(),
-            outbound_keys: vec![first_key],
-            inbound: HashMap::new(),
-            conversations: Default::default(),
-            to_device_taken: HashSet::new(),
-            verified: HashMap::new(),
+            members: HashMap::new(),
+            undecryptable: BTreeMap::new(),
+            missing: Vec::new(),
         };
-        let own = device.account_id().to_owned();
-        device.pinned.insert(own, device.account_key.public_key());
+        device.persist();
         device
+    }
+
+    /// Rebuilds a device from the records of another one's [`E2eeDevice::snapshot`] (the same
+    /// device after a restart): `client` must be signed in as that device.
+    pub fn restore(client: Client, pickle_key: PickleKey, store: MemoryStore) -> anyhow::Result<Self> {
+        let Ok(records) = store.load_all();
+        let machine =
+            Machine::restore(pickle_key, Config::default(), records).context("restoring the machine")?;
+        let (account_id, device_id) = ids_of(&client)?;
+        ensure!(
+            machine.account_id() == account_id && machine.device_id() == device_id,
+            "the records are another device's"
+        );
+        Ok(Self {
+            client,
+            machine,
+            store,
+            versions: HashMap::new(),
+            members: HashMap::new(),
+            undecryptable: BTreeMap::new(),
+            missing: Vec::new(),
+        })
+    }
+
+    /// The pickle key and the records as of now, for [`E2eeDevice::restore`].
+    pub fn snapshot(&mut self) -> (PickleKey, MemoryStore) {
+        self.persist();
+        (self.machine.pickle_key().clone(), self.store.clone())
+    }
+
+    /// Writes the machine's changed records to the store.
+    fn persist(&mut self) {
+        let changes = self.machine.take_changes();
+        let Ok(()) = self.store.apply(&changes);
+    }
+
+    /// Runs one step of the machine and writes what it changed to the store.
+    pub(crate) fn machine_step<T>(
+        &mut self,
+        step: impl FnOnce(&mut Machine) -> Result<T, MachineError>,
+    ) -> anyhow::Result<T> {
+        let result = step(&mut self.machine);
+        self.persist();
+        Ok(result?)
+    }
+
+    /// The protocol machine (read only: every step goes through this device's methods).
+    pub fn machine(&self) -> &Machine {
+        &self.machine
     }
 
     /// A person's first device: makes a new account key.
@@ -406,10 +368,29 @@ impl E2eeDevice {
         Ok(device)
     }
 
+    /// The person's account key (a copy; it stays in the machine).
+    pub fn account_key(&self) -> AccountKey {
+        self.account_key_copy()
+    }
+
     /// A copy of the account key, for giving a second device of the same person its key
     /// without pairing (tests that are not about pairing).
     pub fn account_key_copy(&self) -> AccountKey {
-        AccountKey::from_secret_bytes(&self.account_key.to_secret_bytes())
+        match self.machine.account_key_secret() {
+            Ok(secret) => AccountKey::from_secret_bytes(&secret),
+            // Every E2eeDevice is made with the account key.
+            Err(_) => unreachable!("an E2eeDevice always holds the account key"),
+        }
+    }
+
+    /// This device's Ed25519 key.
+    pub fn ed25519_key(&self) -> [u8; 32] {
+        self.machine.ed25519_key()
+    }
+
+    /// This device's Curve25519 identity key.
+    pub fn curve25519_key(&self) -> [u8; 32] {
+        self.machine.curve25519_key()
     }
 
     /// This device's account id.
@@ -424,50 +405,26 @@ impl E2eeDevice {
 
     /// `PublishAccountKey` with this person's account key (no `replace`).
     pub async fn publish_account_key(&self) -> Result<(), Status> {
-        let request =
-            PublishAccountKeyRequest { account_key: self.account_key.public_key().to_vec(), replace: false };
+        let account_key = self.machine.account_public_key().unwrap_or_default().to_vec();
+        let request = PublishAccountKeyRequest { account_key, replace: false };
         self.client.keys().publish_account_key(request).await?;
         Ok(())
     }
 
-    /// This device's certificate, signed now by the account key.
-    pub fn certificate(&self) -> anyhow::Result<Vec<u8>> {
-        let fields = self.account.certificate_fields(
-            uuid_bytes(self.account_id())?,
-            uuid_bytes(self.device_id())?,
-            u64::try_from(now_ms() / 1000)?,
-        );
-        Ok(self.account_key.certify(&fields).to_bytes())
-    }
-
     /// Uploads the certificate (first time only), `one_time_keys` new one-time keys and, on the
-    /// first upload or when `new_fallback`, a new fallback key; marks them published.
-    pub async fn upload_keys_with(
-        &mut self,
-        one_time_keys: usize,
-        new_fallback: bool,
-    ) -> anyhow::Result<UploadKeysResponse> {
-        let device_certificate = if self.certificate_uploaded { Vec::new() } else { self.certificate()? };
-        let otks = self.account.generate_one_time_keys(one_time_keys);
-        let fallback = if new_fallback || !self.certificate_uploaded {
-            self.account.generate_fallback_key()
-        } else {
-            None
-        };
+    /// first upload, a fallback key; marks them published.
+    pub async fn upload_keys(&mut self, one_time_keys: usize) -> anyhow::Result<UploadKeysResponse> {
+        let upload = self.machine.keys_to_upload(one_time_keys, now())?;
+        self.persist();
         let request = UploadKeysRequest {
-            device_certificate,
-            one_time_keys: otks.iter().map(one_time_key_proto).collect(),
-            fallback_key: fallback.as_ref().map(fallback_key_proto),
+            device_certificate: upload.certificate.unwrap_or_default(),
+            one_time_keys: upload.one_time_keys.iter().map(one_time_key_proto).collect(),
+            fallback_key: upload.fallback_key.as_ref().map(fallback_key_proto),
         };
         let response = self.client.keys().upload_keys(request).await?.into_inner();
-        self.account.mark_keys_as_published();
-        self.certificate_uploaded = true;
+        self.machine.keys_uploaded();
+        self.persist();
         Ok(response)
-    }
-
-    /// [`E2eeDevice::upload_keys_with`] with a fallback key on the first upload only.
-    pub async fn upload_keys(&mut self, one_time_keys: usize) -> anyhow::Result<UploadKeysResponse> {
-        self.upload_keys_with(one_time_keys, false).await
     }
 
     /// `GetKeyCounts` for this device.
@@ -481,86 +438,52 @@ impl E2eeDevice {
         Ok(self.client.keys().query_keys(request).await?.into_inner().accounts)
     }
 
-    /// Queries the device lists of `account_ids` and verifies every device's certificate
-    /// against the person's pinned account key (pinned now if first seen). Fails on any
-    /// certificate that does not verify or does not name its account and device, and on an
-    /// account key that changed. Forgets devices that are gone (and our Olm sessions to them).
+    /// Queries the device lists of `account_ids` and hands them to the machine, which verifies
+    /// every device's certificate against the person's pinned account key (pinned now if first
+    /// seen) and forgets devices that are gone (with our Olm sessions to them). Fails on an
+    /// account key that changed and on any device the machine refused (a certificate that does
+    /// not verify or does not name its account and device, identity keys that changed).
     pub async fn sync_devices(&mut self, account_ids: &[&str]) -> anyhow::Result<DeviceListChange> {
         let mut change = DeviceListChange::default();
+        let result = self.sync_devices_into(account_ids, &mut change).await;
+        self.persist();
+        result.map(|()| change)
+    }
+
+    async fn sync_devices_into(
+        &mut self,
+        account_ids: &[&str],
+        change: &mut DeviceListChange,
+    ) -> anyhow::Result<()> {
         for chunk in account_ids.chunks(BATCH) {
             let accounts = self.query_keys(chunk).await.context("QueryKeys")?;
             for asked in chunk {
                 let Some(keys) = accounts.iter().find(|a| a.account_id == *asked) else {
                     bail!("QueryKeys left out account {asked}");
                 };
-                self.take_device_list(keys, &mut change)?;
-            }
-        }
-        Ok(change)
-    }
-
-    fn take_device_list(&mut self, keys: &AccountKeys, change: &mut DeviceListChange) -> anyhow::Result<()> {
-        let account_id = keys.account_id.clone();
-        change.versions.insert(account_id.clone(), keys.device_list_version);
-        self.versions.insert(account_id.clone(), keys.device_list_version);
-        let mut listed = Vec::new();
-        if !keys.account_key.is_empty() {
-            let published: [u8; 32] =
-                keys.account_key.as_slice().try_into().map_err(|_| anyhow!("account key is not 32 bytes"))?;
-            let pinned = *self.pinned.entry(account_id.clone()).or_insert(published);
-            if pinned != published {
-                // A verification vouched for the pinned key only: a changed key is unverified.
-                self.verified.remove(&account_id);
-            }
-            ensure!(pinned == published, "the account key of {account_id} changed: warn, do not trust");
-            let account_bytes = uuid_bytes(&account_id)?;
-            for device in &keys.devices {
-                let cert = verify_device_certificate(&device.certificate, &pinned)
-                    .with_context(|| format!("certificate of device {}", device.device_id))?;
-                ensure!(
-                    cert.fields.account_id == account_bytes
-                        && cert.fields.device_id == uuid_bytes(&device.device_id)?,
-                    "the certificate of device {} names another account or device",
-                    device.device_id
-                );
-                ensure!(
-                    device.ed25519 == cert.fields.device_ed25519
-                        && device.curve25519 == cert.fields.device_curve25519,
-                    "the keys listed for device {} are not the ones its certificate binds",
-                    device.device_id
-                );
-                if device.device_id == self.device_id() {
-                    ensure!(
-                        cert.fields.device_ed25519 == self.account.ed25519_key(),
-                        "the server lists other keys for this very device"
-                    );
-                    continue;
-                }
-                listed.push(device.device_id.clone());
-                let peer = PeerDevice {
-                    account_id: account_id.clone(),
-                    device_id: device.device_id.clone(),
-                    ed25519: cert.fields.device_ed25519,
-                    curve25519: cert.fields.device_curve25519,
+                change.versions.insert(keys.account_id.clone(), keys.device_list_version);
+                self.versions.insert(keys.account_id.clone(), keys.device_list_version);
+                let devices = keys
+                    .devices
+                    .iter()
+                    .map(|d| Ok((id(&d.device_id)?, d.certificate.as_slice())))
+                    .collect::<anyhow::Result<Vec<_>>>()?;
+                let account = id(&keys.account_id)?;
+                let taken = match self.machine.receive_keys(account, &keys.account_key, &devices) {
+                    Ok(taken) => taken,
+                    Err(MachineError::AccountKeyChanged { .. }) => {
+                        bail!("the account key of {asked} changed: warn, do not trust")
+                    }
+                    Err(e) => return Err(e).with_context(|| format!("the device list of {asked}")),
                 };
-                match self.peers.get(&device.device_id) {
-                    None => {
-                        change.added.push(device.device_id.clone());
-                        self.peers.insert(device.device_id.clone(), peer);
-                    }
-                    Some(known) => {
-                        ensure!(*known == peer, "device {} changed its identity keys", device.device_id)
-                    }
+                change.added.extend(taken.added.iter().map(Id::to_string));
+                change.removed.extend(taken.removed.iter().map(Id::to_string));
+                if !taken.refused.is_empty() {
+                    let why: Vec<String> =
+                        taken.refused.iter().map(|(d, why)| format!("device {d}: {why}")).collect();
+                    bail!("refused in the device list of {asked}: {}", why.join("; "));
                 }
             }
-        } else {
-            ensure!(keys.devices.is_empty(), "account {account_id} lists devices but no account key");
-        }
-        let before = self.devices_by_account.insert(account_id, listed.clone()).unwrap_or_default();
-        for gone in before.into_iter().filter(|d| !listed.contains(d)) {
-            self.peers.remove(&gone);
-            self.olm.remove(&gone);
-            change.removed.push(gone);
         }
         Ok(())
     }
@@ -569,7 +492,9 @@ impl E2eeDevice {
     pub fn devices_of(&self, account_ids: &[&str]) -> Vec<String> {
         account_ids
             .iter()
-            .flat_map(|a| self.devices_by_account.get(*a).cloned().unwrap_or_default())
+            .filter_map(|a| id(a).ok())
+            .flat_map(|a| self.machine.devices_of(a))
+            .map(|p| p.device_id.to_string())
             .collect()
     }
 
@@ -579,116 +504,82 @@ impl E2eeDevice {
     }
 
     /// A verified device, if known.
-    pub fn peer(&self, device_id: &str) -> Option<&PeerDevice> {
-        self.peers.get(device_id)
+    pub fn peer(&self, device_id: &str) -> Option<PeerDevice> {
+        self.machine.peer(id(device_id).ok()?).map(PeerDevice::from)
     }
 
     /// Whether this device has an Olm session with `device_id`.
     pub fn has_olm_session(&self, device_id: &str) -> bool {
-        self.olm.get(device_id).is_some_and(|s| !s.is_empty())
+        id(device_id).is_ok_and(|d| self.machine.has_olm_session(d))
     }
 
     /// Opens an Olm session with each of `device_ids` that has none yet: claims a key per
-    /// device and checks its signature against the device's certified Ed25519 key.
+    /// device, checked against the device's certified Ed25519 key.
     pub async fn ensure_olm_sessions(&mut self, device_ids: &[String]) -> anyhow::Result<()> {
-        let missing: Vec<String> = device_ids.iter().filter(|d| !self.has_olm_session(d)).cloned().collect();
+        let ids = device_ids.iter().map(|d| id(d)).collect::<anyhow::Result<Vec<_>>>()?;
+        for d in &ids {
+            ensure!(self.machine.peer(*d).is_some(), "unknown device {d}");
+        }
+        let missing = self.machine.devices_missing_olm(&ids);
+        let result = self.claim(&missing).await;
+        self.persist();
+        result
+    }
+
+    async fn claim(&mut self, missing: &[Id]) -> anyhow::Result<()> {
         for chunk in missing.chunks(BATCH) {
+            let device_ids = chunk.iter().map(Id::to_string).collect();
             let claimed = self
                 .client
                 .keys()
-                .claim_keys(ClaimKeysRequest { device_ids: chunk.to_vec() })
+                .claim_keys(ClaimKeysRequest { device_ids })
                 .await
                 .context("ClaimKeys")?
                 .into_inner()
                 .keys;
-            for device_id in chunk {
-                let peer =
-                    self.peers.get(device_id).with_context(|| format!("unknown device {device_id}"))?;
+            for device in chunk {
+                let peer = self.machine.peer(*device).with_context(|| format!("unknown device {device}"))?;
                 let claim = claimed
                     .iter()
-                    .find(|c| &c.device_id == device_id)
-                    .with_context(|| format!("ClaimKeys gave no key for device {device_id}"))?;
+                    .find(|c| id(&c.device_id).ok() == Some(*device))
+                    .with_context(|| format!("ClaimKeys gave no key for device {device}"))?;
                 let key = claim.key.as_ref().context("ClaimKeys answered without a key")?;
                 let key = verify_claimed(&peer.ed25519, key, claim.fallback)?;
-                let session = self.account.create_outbound_session(&peer.ed25519, &peer.curve25519, &key)?;
-                self.olm.entry(device_id.clone()).or_default().push(session);
+                self.machine.receive_claimed_key(*device, &key)?;
             }
         }
         Ok(())
     }
 
-    /// Olm-encrypts `plaintext` for `device_id` (a session must exist) into a to-device
-    /// message with a fresh id.
-    pub fn olm_message(
-        &mut self,
-        device_id: &str,
-        plaintext: &[u8],
-    ) -> anyhow::Result<OutgoingToDeviceMessage> {
-        Ok(OutgoingToDeviceMessage {
-            message_id: Uuid::now_v7().to_string(),
-            recipient_device_id: device_id.to_owned(),
-            ciphertext: self.olm_encrypt(device_id, plaintext)?,
-        })
-    }
-
-    /// Olm-encrypts `plaintext` for `device_id` (a session must exist, or one the peer opened
-    /// to us): `0x01 || Olm message`, the ciphertext of a to-device message and the payload of
-    /// a call's OFFER, ANSWER and ICE_CANDIDATE (`kitsulan_e2e::call_peer`).
-    pub fn olm_encrypt(&mut self, device_id: &str, plaintext: &[u8]) -> anyhow::Result<Vec<u8>> {
-        let session = self
-            .olm
-            .get_mut(device_id)
-            .and_then(|s| s.first_mut())
-            .with_context(|| format!("no Olm session with {device_id}"))?;
-        let mut ciphertext = vec![ENVELOPE_OLM];
-        ciphertext.extend_from_slice(&session.encrypt(plaintext)?);
-        Ok(ciphertext)
-    }
-
-    /// Decrypts `0x01 || Olm message` from `sender_device_id` of `sender_account_id` (looking
-    /// the device up first if it is new to us, and opening the inbound session a pre-key
-    /// message starts): the counterpart of [`Self::olm_encrypt`].
-    pub async fn olm_decrypt(
-        &mut self,
-        sender_account_id: &str,
-        sender_device_id: &str,
-        ciphertext: &[u8],
-    ) -> anyhow::Result<Vec<u8>> {
-        let peer = self.sender(sender_account_id, sender_device_id).await?;
-        match ciphertext.split_first() {
-            Some((&ENVELOPE_OLM, olm)) => self.decrypt_olm(&peer, olm),
-            _ => bail!("not an Olm envelope"),
-        }
-    }
-
     /// The verified device `device_id`, which must belong to `account_id`; looked up with
     /// `QueryKeys` if it is new to us.
-    async fn sender(&mut self, account_id: &str, device_id: &str) -> anyhow::Result<PeerDevice> {
-        if !self.peers.contains_key(device_id) {
+    async fn sender(&mut self, account_id: &str, device_id: &str) -> anyhow::Result<Peer> {
+        let device = id(device_id)?;
+        if self.machine.peer(device).is_none() {
             self.sync_devices(&[account_id]).await?;
         }
-        let peer = self
-            .peers
-            .get(device_id)
-            .cloned()
-            .with_context(|| format!("unknown sending device {device_id}"))?;
-        ensure!(peer.account_id == account_id, "device {device_id} is not of the account named");
+        let peer =
+            self.machine.peer(device).with_context(|| format!("unknown sending device {device_id}"))?;
+        ensure!(peer.account_id == id(account_id)?, "device {device_id} is not of the account named");
         Ok(peer)
     }
 
     /// The account key pinned for `account_id` (the first one seen, or our own).
     pub fn pinned_account_key(&self, account_id: &str) -> Option<[u8; 32]> {
-        self.pinned.get(account_id).copied()
+        self.machine.pinned_account_key(id(account_id).ok()?)
     }
 
-    /// Records `account_key` as verified for `account_id` (after a SAS verification).
-    pub fn mark_verified(&mut self, account_id: &str, account_key: [u8; 32]) {
-        self.verified.insert(account_id.to_owned(), account_key);
+    /// Records `account_key` as verified for `account_id` (after a SAS verification), if it is
+    /// the key pinned for them; returns whether it was.
+    pub fn mark_verified(&mut self, account_id: &str, account_key: [u8; 32]) -> bool {
+        let marked = id(account_id).is_ok_and(|a| self.machine.mark_verified(a, account_key));
+        self.persist();
+        marked
     }
 
     /// Whether `account_id` was verified with the account key pinned for it now.
     pub fn is_verified(&self, account_id: &str) -> bool {
-        self.verified.get(account_id).is_some_and(|k| self.pinned.get(account_id) == Some(k))
+        id(account_id).is_ok_and(|a| self.machine.is_verified(a))
     }
 
     /// Sends each `(device, verification message)` as an Olm to-device message
@@ -699,9 +590,9 @@ impl E2eeDevice {
         self.ensure_olm_sessions(&devices).await?;
         let mut out = Vec::with_capacity(messages.len());
         for (device, bytes) in messages {
-            let mut plaintext = vec![OLM_VERIFICATION];
-            plaintext.extend_from_slice(bytes);
-            out.push(self.olm_message(device, &plaintext)?);
+            let made = self.machine.encrypt_verification(id(device)?, bytes, now());
+            self.persist();
+            out.push(outgoing(&made?));
         }
         self.send_to_device(out).await.context("SendToDevice (verification)")
     }
@@ -714,141 +605,50 @@ impl E2eeDevice {
         Ok(())
     }
 
-    /// The current outbound Megolm session's id.
-    pub fn outbound_session_id(&self) -> String {
-        self.outbound.session.session_id()
-    }
+    // -----------------------------------------------------------------------------------------
+    // Calls
 
-    /// The devices the current outbound session was shared with.
-    pub fn shared_with(&self) -> Vec<String> {
-        let mut v: Vec<String> = self.outbound.shared_with.iter().cloned().collect();
-        v.sort();
-        v
-    }
-
-    /// Starts a new outbound Megolm session (shared with nobody yet).
-    pub fn rotate(&mut self) {
-        self.rotate_slot(Slot::ToDevice);
-    }
-
-    /// The outbound session of `slot` (a conversation's is made on first use).
-    pub(crate) fn outbound_mut(&mut self, slot: Slot<'_>) -> &mut Outbound {
-        match slot {
-            Slot::ToDevice => &mut self.outbound,
-            Slot::Conversation(id) => {
-                if !self.conversation_outbound.contains_key(id) {
-                    self.rotate_slot(slot);
-                }
-                self.conversation_outbound.entry(id.to_owned()).or_insert_with(Outbound::new)
-            }
-        }
-    }
-
-    /// Starts a new outbound session for `slot`. For a conversation, this device also keeps
-    /// the inbound half, so it reads its own messages in the history.
-    pub(crate) fn rotate_slot(&mut self, slot: Slot<'_>) {
-        let fresh = Outbound::new();
-        let key = fresh.session.session_key();
-        self.outbound_keys.push(key.to_vec());
-        match slot {
-            Slot::ToDevice => self.outbound = fresh,
-            Slot::Conversation(id) => {
-                if let Ok(session) = InboundGroupSession::from_session_key(&key) {
-                    let inbound = Inbound {
-                        session,
-                        sender_account_id: self.account_id().to_owned(),
-                        conversation_id: Some(id.to_owned()),
-                    };
-                    self.inbound.insert((self.device_id().to_owned(), fresh.session.session_id()), inbound);
-                }
-                self.conversation_outbound.insert(id.to_owned(), fresh);
-            }
-        }
-    }
-
-    /// Shares the current outbound session's key (at its current index) over Olm with each of
-    /// `device_ids` it was not shared with yet; returns how many got it.
-    pub async fn share_room_key(&mut self, device_ids: &[String]) -> anyhow::Result<usize> {
-        self.share_slot_key(Slot::ToDevice, device_ids).await
-    }
-
-    /// [`E2eeDevice::share_room_key`] for the outbound session of `slot`. A conversation's key
-    /// travels as `0x02 || conversation id || session key`, so receivers bind it to that
-    /// conversation.
-    pub(crate) async fn share_slot_key(
+    /// Encrypts a call signal's payload for `to_device_id` (a device of `to_account_id`, looked
+    /// up and given an Olm session if needed), bound to the conversation, the call and the
+    /// action: `0x01 || Olm(0x04 || context || payload)` (docs/calls.md).
+    pub async fn encrypt_call_payload(
         &mut self,
-        slot: Slot<'_>,
-        device_ids: &[String],
-    ) -> anyhow::Result<usize> {
-        let outbound = self.outbound_mut(slot);
-        let targets: Vec<String> =
-            device_ids.iter().filter(|d| !outbound.shared_with.contains(*d)).cloned().collect();
-        let plaintext = match slot {
-            Slot::ToDevice => {
-                let mut plaintext = vec![OLM_ROOM_KEY];
-                plaintext.extend_from_slice(&outbound.session.session_key());
-                plaintext
-            }
-            Slot::Conversation(id) => {
-                let mut plaintext = vec![OLM_CONVERSATION_KEY];
-                plaintext.extend_from_slice(&uuid_bytes(id)?);
-                plaintext.extend_from_slice(&outbound.session.session_key());
-                plaintext
-            }
-        };
-        if targets.is_empty() {
-            return Ok(0);
-        }
-        self.ensure_olm_sessions(&targets).await?;
-        let messages =
-            targets.iter().map(|d| self.olm_message(d, &plaintext)).collect::<anyhow::Result<Vec<_>>>()?;
-        self.send_to_device(messages).await.context("SendToDevice (room keys)")?;
-        self.outbound_mut(slot).shared_with.extend(targets.iter().cloned());
-        Ok(targets.len())
+        conversation_id: &str,
+        call_id: &str,
+        action: u8,
+        to_account_id: &str,
+        to_device_id: &str,
+        payload: &[u8],
+    ) -> anyhow::Result<Vec<u8>> {
+        self.sender(to_account_id, to_device_id).await?;
+        self.ensure_olm_sessions(&[to_device_id.to_owned()]).await?;
+        let context = CallContext { conversation_id: id(conversation_id)?, call_id: id(call_id)?, action };
+        let made =
+            self.machine.encrypt_call_payload(&[id(to_account_id)?], id(to_device_id)?, &context, payload);
+        self.persist();
+        Ok(made?)
     }
 
-    /// Encrypts `plaintext` with the current outbound session (shared first with whichever of
-    /// `recipients` lack it) and sends it to every one of `recipients`.
-    pub async fn send_megolm(
+    /// Decrypts a call signal's payload from `sender_device_id` of `sender_account_id` (looked
+    /// up if new to us); refused when it was made for another conversation, call or action.
+    pub async fn decrypt_call_payload(
         &mut self,
-        plaintext: &[u8],
-        recipients: &[String],
-    ) -> anyhow::Result<SentMessage> {
-        self.share_room_key(recipients).await?;
-        let session_id = self.outbound.session.session_id();
-        let message_index = self.outbound.session.message_index();
-        let megolm = self.outbound.session.encrypt(plaintext);
-        let envelope = megolm_envelope(&session_id, &megolm)?;
-        let messages = recipients
-            .iter()
-            .map(|d| OutgoingToDeviceMessage {
-                message_id: Uuid::now_v7().to_string(),
-                recipient_device_id: d.clone(),
-                ciphertext: envelope.clone(),
-            })
-            .collect();
-        self.send_to_device(messages).await.context("SendToDevice (Megolm)")?;
-        Ok(SentMessage { session_id, message_index, megolm, envelope, recipients: recipients.to_vec() })
+        conversation_id: &str,
+        call_id: &str,
+        action: u8,
+        sender_account_id: &str,
+        sender_device_id: &str,
+        ciphertext: &[u8],
+    ) -> anyhow::Result<Vec<u8>> {
+        let peer = self.sender(sender_account_id, sender_device_id).await?;
+        let context = CallContext { conversation_id: id(conversation_id)?, call_id: id(call_id)?, action };
+        let opened = self.machine.decrypt_call_payload(peer.account_id, peer.device_id, &context, ciphertext);
+        self.persist();
+        Ok(opened?)
     }
 
-    /// What an app does to post into a conversation of `account_ids` (their devices and our
-    /// own other devices): refresh the device lists, rotate when the recipients changed since
-    /// the session was shared (or after [`ROTATE_AFTER_MESSAGES`]), share, encrypt, send.
-    pub async fn send_to_accounts(
-        &mut self,
-        plaintext: &[u8],
-        account_ids: &[&str],
-    ) -> anyhow::Result<SentMessage> {
-        self.sync_devices(account_ids).await?;
-        let recipients = self.devices_of(account_ids);
-        let now: HashSet<String> = recipients.iter().cloned().collect();
-        if (!self.outbound.shared_with.is_empty() && now != self.outbound.shared_with)
-            || self.outbound.session.message_index() >= ROTATE_AFTER_MESSAGES
-        {
-            self.rotate();
-        }
-        self.send_megolm(plaintext, &recipients).await
-    }
+    // -----------------------------------------------------------------------------------------
+    // The to-device inbox
 
     /// `FetchToDevice` once (up to `limit`).
     pub async fn fetch(&self, limit: u32) -> Result<(Vec<ToDeviceMessage>, bool), Status> {
@@ -863,8 +663,9 @@ impl E2eeDevice {
         Ok(())
     }
 
-    /// Fetches the whole inbox, decrypts what it can (Olm room-key shares are imported, Megolm
-    /// messages decrypted), acks everything fetched, and reports.
+    /// Fetches the whole inbox, hands every message to the machine (room keys imported,
+    /// verification messages collected, our own devices' key requests answered), acks
+    /// everything fetched, and reports.
     pub async fn receive(&mut self) -> anyhow::Result<Inbox> {
         let mut inbox = Inbox::default();
         loop {
@@ -883,9 +684,8 @@ impl E2eeDevice {
     }
 
     /// Takes to-device messages that arrived some other way (over the gateway, see
-    /// [`crate::gateway`]) as [`E2eeDevice::receive`] takes those it fetches: room keys are
-    /// imported, Megolm messages decrypted. A message already taken (by id) is skipped; one
-    /// that failed is tried again when offered again.
+    /// [`crate::gateway`]) as [`E2eeDevice::receive`] takes those it fetches. A message already
+    /// taken (by id) is skipped; one that did not decrypt is tried again when offered again.
     pub async fn receive_to_device(&mut self, messages: &[ToDeviceMessage]) -> Inbox {
         let mut inbox = Inbox::default();
         self.take_all(messages, &mut inbox).await;
@@ -894,164 +694,147 @@ impl E2eeDevice {
 
     async fn take_all(&mut self, messages: &[ToDeviceMessage], inbox: &mut Inbox) {
         for message in messages {
-            if !self.to_device_taken.insert(message.message_id.clone()) {
-                continue;
-            }
-            if let Err(e) = self.take(message, inbox).await {
-                // Not taken: offered again, it is tried again (the failure may have been the
-                // server's being away while the sender's devices were looked up).
-                self.to_device_taken.remove(&message.message_id);
+            let taken = self.take(message, inbox).await;
+            self.persist();
+            if let Err(e) = taken {
                 inbox.failures.push((message.message_id.clone(), format!("{e:#}")));
             }
         }
     }
 
     async fn take(&mut self, message: &ToDeviceMessage, inbox: &mut Inbox) -> anyhow::Result<()> {
-        let sender = message.sender_device_id.clone();
-        let peer = self.sender(&message.sender_account_id, &sender).await?;
-        match message.ciphertext.split_first() {
-            Some((&ENVELOPE_OLM, olm)) => {
-                let plaintext = self.decrypt_olm(&peer, olm)?;
-                match plaintext.split_first() {
-                    Some((&OLM_ROOM_KEY, key)) => {
-                        let session = InboundGroupSession::from_session_key(key)?;
-                        let session_id = session.session_id();
-                        let inbound = Inbound {
-                            session,
-                            sender_account_id: peer.account_id.clone(),
-                            conversation_id: None,
-                        };
-                        self.inbound.insert((sender.clone(), session_id.clone()), inbound);
-                        inbox.room_keys.push((sender, session_id));
-                        Ok(())
-                    }
-                    Some((&OLM_VERIFICATION, bytes)) => {
-                        inbox.verifications.push(VerificationIn { sender: peer, bytes: bytes.to_vec() });
-                        Ok(())
-                    }
-                    Some((&OLM_CONVERSATION_KEY, rest)) => {
-                        let (conversation, key) =
-                            rest.split_at_checked(16).context("truncated conversation room key")?;
-                        let conversation_id = Uuid::from_slice(conversation)?.to_string();
-                        let session = InboundGroupSession::from_session_key(key)?;
-                        let session_id = session.session_id();
-                        let inbound = Inbound {
-                            session,
-                            sender_account_id: peer.account_id.clone(),
-                            conversation_id: Some(conversation_id),
-                        };
-                        self.inbound.insert((sender.clone(), session_id.clone()), inbound);
-                        inbox.room_keys.push((sender, session_id));
-                        Ok(())
-                    }
-                    _ => bail!("unknown Olm payload"),
-                }
+        // A sender not known yet is looked up first (the failure may be the server's being away:
+        // the message is not taken then, and is tried again when offered again).
+        let peer = self.sender(&message.sender_account_id, &message.sender_device_id).await?;
+        let received = self.machine.receive_to_device(
+            peer.account_id,
+            peer.device_id,
+            id(&message.message_id)?,
+            &message.ciphertext,
+            now(),
+        )?;
+        match received {
+            Received::Duplicate => {}
+            Received::RoomKey { sender, session_id, .. } => {
+                inbox.room_keys.push((sender.device_id.to_string(), session_id));
             }
-            Some((&ENVELOPE_MEGOLM, _)) => {
-                let received = self.decrypt_megolm_envelope(&peer, &message.ciphertext)?;
-                inbox.messages.push(received);
-                Ok(())
+            Received::ForwardedKey { key, .. } => {
+                inbox.room_keys.push((key.sender_device_id.to_string(), key.session_id));
             }
-            _ => bail!("unknown envelope"),
+            Received::Verification { sender, bytes } => {
+                inbox.verifications.push(VerificationIn { sender: sender.into(), bytes });
+            }
+            Received::KeyRequest { answer, .. } => {
+                self.persist();
+                self.send_to_device(vec![outgoing(&answer)]).await.context("SendToDevice (forwarded key)")?;
+                inbox.answered_key_requests += 1;
+            }
+            Received::Refused(refusal) => bail!("refused: {} ({refusal})", refusal.code()),
+        }
+        Ok(())
+    }
+
+    // -----------------------------------------------------------------------------------------
+    // What could not be decrypted
+
+    /// How many messages this device could not decrypt (and has not since).
+    pub fn undecryptable(&self) -> usize {
+        self.undecryptable.len()
+    }
+
+    /// Those messages, by id, with why (the reason's stable code and its text).
+    pub fn undecryptable_reasons(&self) -> Vec<(String, String)> {
+        self.undecryptable.iter().map(|(id, why)| (id.clone(), why.clone())).collect()
+    }
+
+    /// Records the outcome of one decryption for the counter.
+    pub(crate) fn note_decryption(&mut self, message_id: &str, failure: Option<String>) {
+        match failure {
+            Some(why) => {
+                self.undecryptable.insert(message_id.to_owned(), why);
+            }
+            None => {
+                self.undecryptable.remove(message_id);
+            }
         }
     }
 
-    fn decrypt_olm(&mut self, peer: &PeerDevice, message: &[u8]) -> anyhow::Result<Vec<u8>> {
-        let sessions = self.olm.entry(peer.device_id.clone()).or_default();
-        if is_pre_key_message(message) {
-            if let Some(session) = sessions.iter_mut().find(|s| s.matches_pre_key_message(message)) {
-                return Ok(session.decrypt(message)?);
-            }
-            let (session, plaintext) = self.account.create_inbound_session(&peer.curve25519, message)?;
-            sessions.push(session);
-            return Ok(plaintext);
+    /// Keeps a key a message was missing, for [`E2eeDevice::request_missing_keys`].
+    pub(crate) fn note_missing(&mut self, missing: MissingKey) {
+        if !self.missing.contains(&missing) {
+            self.missing.push(missing);
         }
-        for session in sessions.iter_mut() {
-            if let Ok(plaintext) = session.decrypt(message) {
-                return Ok(plaintext);
-            }
-        }
-        bail!("no Olm session with {} decrypts this message", peer.device_id)
     }
 
-    /// Decrypts a Megolm envelope (`0x02 || …`) sent by `peer`, with a session that very
-    /// device shared with us.
-    pub fn decrypt_megolm_envelope(
-        &mut self,
-        peer: &PeerDevice,
-        envelope: &[u8],
-    ) -> anyhow::Result<Received> {
-        let (session_id, megolm) = parse_megolm_envelope(envelope)?;
-        let inbound = self
-            .inbound
-            .get_mut(&(peer.device_id.clone(), session_id.clone()))
-            .with_context(|| format!("no inbound session {session_id} from device {}", peer.device_id))?;
-        ensure!(inbound.conversation_id.is_none(), "session {session_id} was shared for a conversation");
-        let decrypted = inbound.session.decrypt(megolm)?;
-        Ok(Received {
-            sender_account_id: peer.account_id.clone(),
-            sender_device_id: peer.device_id.clone(),
-            session_id,
-            message_index: decrypted.message_index,
-            plaintext: decrypted.plaintext,
-        })
+    /// Asks our own other devices for the keys messages were missing (one request per session;
+    /// a device already asked is asked again only after a while). Returns how many requests
+    /// went out.
+    pub async fn request_missing_keys(&mut self) -> anyhow::Result<usize> {
+        let missing = std::mem::take(&mut self.missing);
+        let mut out = Vec::new();
+        for key in &missing {
+            let made = self.machine.request_missing_key(key, now());
+            self.persist();
+            out.extend(made?.iter().map(outgoing));
+        }
+        let n = out.len();
+        self.send_to_device(out).await.context("SendToDevice (key requests)")?;
+        Ok(n)
+    }
+
+    // -----------------------------------------------------------------------------------------
+    // Tests only
+
+    /// This device's certificate, signed now by the account key (tests that upload by hand).
+    #[cfg(feature = "testing")]
+    pub fn certificate(&self) -> anyhow::Result<Vec<u8>> {
+        let fields = self.machine.account().certificate_fields(
+            uuid_bytes(self.account_id())?,
+            uuid_bytes(self.device_id())?,
+            now() / 1000,
+        );
+        Ok(self.account_key().certify(&fields).to_bytes())
+    }
+
+    /// The machine's Olm account (tests that sign or upload by hand).
+    #[cfg(feature = "testing")]
+    pub fn account(&self) -> &DeviceAccount {
+        self.machine.account()
+    }
+
+    /// The machine's Olm account, mutable (tests that generate keys outside the protocol).
+    #[cfg(feature = "testing")]
+    pub fn account_mut(&mut self) -> &mut DeviceAccount {
+        self.machine.account_mut()
+    }
+
+    /// The machine itself, mutable, for attack tests that step outside the protocol (raw Olm
+    /// plaintexts and the like).
+    #[cfg(feature = "testing")]
+    pub fn machine_mut(&mut self) -> &mut Machine {
+        &mut self.machine
     }
 
     /// Tries every inbound session this device holds, whoever shared it, on a Megolm message:
     /// what a device that kept its old keys could do with a ciphertext it got hold of.
+    #[cfg(feature = "testing")]
     pub fn decrypt_with_any_session(&mut self, megolm: &[u8]) -> Option<Vec<u8>> {
-        self.inbound.values_mut().find_map(|s| s.session.decrypt_history(megolm).ok().map(|d| d.plaintext))
+        self.machine.decrypt_with_any_session(megolm)
     }
 
-    /// The ids of the inbound sessions this device holds.
-    pub fn inbound_session_ids(&self) -> Vec<String> {
-        self.inbound.keys().map(|(_, id)| id.clone()).collect()
-    }
-
-    /// Private material of this device a server must never hold, labelled: the account key
-    /// secret, the ratchet of every Megolm session key made or received here (session keys as
-    /// shared and as exported), this device's pickle and the key it was pickled under.
+    /// Private material of this device a server must never hold, labelled (for the plaintext
+    /// scans): the account key secret, every Megolm session's ratchet, this device's pickle
+    /// and the keys it was pickled under.
+    #[cfg(feature = "testing")]
     pub fn secrets(&self) -> Vec<(String, Vec<u8>)> {
-        let who = format!("{}…", self.device_id().get(..13).unwrap_or(""));
-        let mut out =
-            vec![(format!("account key secret ({who})"), self.account_key.to_secret_bytes().to_vec())];
-        for key in &self.outbound_keys {
-            // Session key v2: version (1) || index (4) || ratchet (128) || public key (32) || signature.
-            out.push((format!("outbound Megolm session key ({who})"), key.clone()));
-            if let Some(ratchet) = key.get(5..133) {
-                out.push((format!("outbound Megolm ratchet ({who})"), ratchet.to_vec()));
-            }
-        }
-        for ((from, id), inbound) in &self.inbound {
-            let exported = inbound.session.export_at_first_known_index();
-            // Exported key v1: version (1) || index (4) || ratchet (128) || public key (32).
-            if let Some(ratchet) = exported.get(5..133) {
-                out.push((format!("inbound Megolm ratchet {id} from {from} ({who})"), ratchet.to_vec()));
-            }
-        }
-        let pickle_key = PickleKey::generate(&mut OsRng::new());
-        out.push((format!("device pickle ({who})"), self.account.pickle(&pickle_key).into_bytes()));
-        out.push((format!("pickle key ({who})"), pickle_key.as_bytes().to_vec()));
-        out
+        self.machine.secrets_for_scan()
     }
 }
 
-/// `0x02 || len || session id || megolm`.
-pub fn megolm_envelope(session_id: &str, megolm: &[u8]) -> anyhow::Result<Vec<u8>> {
-    let len = u8::try_from(session_id.len()).context("session id too long")?;
-    let mut out = vec![ENVELOPE_MEGOLM, len];
-    out.extend_from_slice(session_id.as_bytes());
-    out.extend_from_slice(megolm);
-    Ok(out)
-}
-
-/// The session id and Megolm message of a [`megolm_envelope`].
-pub fn parse_megolm_envelope(envelope: &[u8]) -> anyhow::Result<(String, &[u8])> {
-    let [ENVELOPE_MEGOLM, len, rest @ ..] = envelope else { bail!("not a Megolm envelope") };
-    let len = usize::from(*len);
-    ensure!(rest.len() > len, "truncated Megolm envelope");
-    let (id, megolm) = rest.split_at(len);
-    Ok((std::str::from_utf8(id)?.to_owned(), megolm))
+/// The account and device a signed-in client is.
+fn ids_of(client: &Client) -> anyhow::Result<(Id, Id)> {
+    let session = client.session().context("the client is not signed in")?;
+    Ok((id(&session.account_id)?, id(&session.device_id)?))
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1476,7 +1259,7 @@ pub async fn link_new_device(
     // 6. The existing device checks the new device's MAC, sends the account key and approves.
     old.poll(&existing.client).await?;
     ensure!(old.verified(), "the new device's SAS MAC did not come");
-    old.send_account_key(&existing.client, &existing.account_key).await?;
+    old.send_account_key(&existing.client, &existing.account_key()).await?;
     let approved_device_id = old.approve(&existing.client, device_name).await.context("ApprovePairing")?;
     // 7. The new device checks the existing device's MAC, takes the account key and its session.
     let (session, account_key) = fresh.finish().await?;

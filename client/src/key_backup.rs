@@ -12,35 +12,27 @@
 //! certificate, then every session entry is imported, bound to the sender device, account and
 //! conversation the entry names.
 
-use std::collections::HashMap;
-
-use anyhow::{Context as _, bail, ensure};
-use kitsulan_crypto::backup::{BackupKey, SessionOrigin};
+use anyhow::{Context as _, bail};
+use kitsulan_crypto::backup::BackupKey;
 use kitsulan_crypto::{AccountKey, OsRng};
 use kitsulan_proto::v1::{BackupSession, BackupVersion};
-use uuid::Uuid;
 
 use crate::Client;
-use crate::e2ee::{E2eeDevice, Inbound, uuid_bytes};
+use crate::e2ee::{E2eeDevice, uuid_bytes};
 
 /// At most this many session entries per `PutBackupSessions` (backup.proto).
 pub const PUT_BATCH: usize = 100;
 
-/// A key backup this device writes to: the backup key and the server's version.
+/// A key backup this device writes to: the backup key and the server's version. Which
+/// sessions are in it is the machine's to know (a flag on each inbound session).
 pub struct KeyBackup {
     key: BackupKey,
     version: String,
-    /// The sessions in the backup, by (sender device, session id), with the first known index
-    /// their entry holds (a session that later improved goes again).
-    backed_up: HashMap<(String, String), u32>,
 }
 
 impl std::fmt::Debug for KeyBackup {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("KeyBackup")
-            .field("version", &self.version)
-            .field("sessions", &self.backed_up.len())
-            .finish_non_exhaustive()
+        f.debug_struct("KeyBackup").field("version", &self.version).finish_non_exhaustive()
     }
 }
 
@@ -77,43 +69,6 @@ pub struct Restored {
     pub refused: Vec<(String, String)>,
 }
 
-/// Imports one session entry into `device`, bound to what the entry names; a session held with
-/// the same or an earlier first index is kept.
-fn import(device: &mut E2eeDevice, key: &BackupKey, entry: &BackupSession) -> anyhow::Result<()> {
-    let account = uuid_bytes(device.account_id())?;
-    let opened = key.decrypt_session(&account, &entry.session_id, &entry.data)?;
-    let SessionOrigin { sender_account_id, sender_device_id, conversation_id } = opened.origin;
-    let sender_account = Uuid::from_bytes(sender_account_id).to_string();
-    let sender_device = Uuid::from_bytes(sender_device_id).to_string();
-    let conversation = conversation_id.map(|c| Uuid::from_bytes(c).to_string());
-    if let Some(peer) = device.peer(&sender_device) {
-        ensure!(
-            peer.account_id == sender_account,
-            "device {sender_device} is a device of {}, the entry names {sender_account}",
-            peer.account_id
-        );
-    }
-    ensure!(
-        sender_device != device.device_id() || sender_account == device.account_id(),
-        "the entry names this very device for another account"
-    );
-    let slot = (sender_device, entry.session_id.clone());
-    if let Some(held) = device.inbound.get(&slot) {
-        ensure!(
-            held.sender_account_id == sender_account && held.conversation_id == conversation,
-            "session {} is held for another sender or conversation",
-            entry.session_id
-        );
-        if held.session.first_known_index() <= opened.session.first_known_index() {
-            return Ok(());
-        }
-    }
-    let inbound =
-        Inbound { session: opened.session, sender_account_id: sender_account, conversation_id: conversation };
-    device.inbound.insert(slot, inbound);
-    Ok(())
-}
-
 impl E2eeDevice {
     /// Sets up a new key backup with a new recovery key (and a passphrase wrap when
     /// `passphrase` is given): `CreateBackupVersion` with the auth data and the identity, then
@@ -124,46 +79,40 @@ impl E2eeDevice {
         let key = BackupKey::generate(&mut rng);
         let account = uuid_bytes(self.account_id())?;
         let auth_data = key.auth_data(passphrase.map(str::as_bytes), &mut rng)?;
-        let identity = key.encrypt_identity(&account, &self.account_key.to_secret_bytes(), &mut rng);
+        let secret = self.machine().account_key_secret()?;
+        let identity = key.encrypt_identity(&account, &secret, &mut rng);
         let version =
             self.client.create_backup_version(auth_data, identity).await.context("CreateBackupVersion")?;
-        let mut backup = KeyBackup { key, version: version.version, backed_up: HashMap::new() };
+        let mut backup = KeyBackup { key, version: version.version };
+        // A new version holds nothing yet: every session goes again.
+        self.machine_step(|m| {
+            m.reset_backed_up();
+            Ok(())
+        })?;
         self.back_up_sessions(&mut backup).await?;
         Ok(backup)
     }
 
-    /// Puts the sessions not in `backup` yet (or improved since) into it, [`PUT_BATCH`] at a
-    /// time; returns how many went.
+    /// Puts the sessions the machine has not backed up yet (or that improved since) into
+    /// `backup`, [`PUT_BATCH`] at a time, marking each batch once the server took it; returns
+    /// how many went.
     pub async fn back_up_sessions(&mut self, backup: &mut KeyBackup) -> anyhow::Result<usize> {
-        let account = uuid_bytes(self.account_id())?;
-        let mut rng = OsRng::new();
-        let mut pending = Vec::new();
-        for ((device, session_id), inbound) in &self.inbound {
-            let first = inbound.session.first_known_index();
-            if backup.backed_up.get(&(device.clone(), session_id.clone())) == Some(&first) {
-                continue;
+        let mut total = 0;
+        loop {
+            let batch = self.machine_step(|m| Ok(m.sessions_to_back_up(&backup.key, PUT_BATCH)))?;
+            if batch.is_empty() {
+                return Ok(total);
             }
-            let origin = SessionOrigin {
-                sender_account_id: uuid_bytes(&inbound.sender_account_id)?,
-                sender_device_id: uuid_bytes(device)?,
-                conversation_id: inbound.conversation_id.as_deref().map(uuid_bytes).transpose()?,
-            };
-            let data = backup.key.encrypt_session(&account, &inbound.session, &origin, &mut rng);
-            pending.push((
-                (device.clone(), session_id.clone()),
-                first,
-                BackupSession { session_id: session_id.clone(), data },
-            ));
-        }
-        let total = pending.len();
-        for batch in pending.chunks(PUT_BATCH) {
-            let sessions = batch.iter().map(|(_, _, s)| s.clone()).collect();
+            let ids: Vec<String> = batch.iter().map(|(id, _)| id.clone()).collect();
+            let sessions =
+                batch.into_iter().map(|(session_id, data)| BackupSession { session_id, data }).collect();
             self.client.put_backup_sessions(&backup.version, sessions).await.context("PutBackupSessions")?;
-            for (slot, first, _) in batch {
-                backup.backed_up.insert(slot.clone(), *first);
-            }
+            total += ids.len();
+            self.machine_step(|m| {
+                m.mark_backed_up(&ids);
+                Ok(())
+            })?;
         }
-        Ok(total)
     }
 
     /// Opens the account's current backup with `recovery_key`: a malformed key is
@@ -229,23 +178,23 @@ impl E2eeDevice {
         device.upload_keys(one_time_keys).await?;
         let entries =
             device.client.all_backup_sessions(&version.version, 0).await.context("ListBackupSessions")?;
-        let mut backup = KeyBackup { key, version: version.version, backed_up: HashMap::new() };
+        let backup = KeyBackup { key, version: version.version };
         let mut restored = Restored::default();
         for entry in &entries {
-            match import(&mut device, &backup.key, entry) {
+            match device.import_backed_up(&backup, entry) {
                 Ok(()) => restored.imported += 1,
                 Err(e) => restored.refused.push((entry.session_id.clone(), format!("{e:#}"))),
             }
         }
-        // What came from the backup is in it.
-        for ((d, s), inbound) in &device.inbound {
-            backup.backed_up.insert((d.clone(), s.clone()), inbound.session.first_known_index());
-        }
         Ok((device, backup, restored))
     }
 
-    /// Imports one entry of `backup`'s version (e.g. one put by another device since).
+    /// Imports one entry of `backup`'s version (e.g. one put by another device since) through
+    /// the machine: bound to the sender device, account and conversation the entry names; a
+    /// session held with the same or an earlier first index is kept (and marked backed up,
+    /// as it came from the backup).
     pub fn import_backed_up(&mut self, backup: &KeyBackup, entry: &BackupSession) -> anyhow::Result<()> {
-        import(self, &backup.key, entry)
+        self.machine_step(|m| m.import_backed_up(&backup.key, &entry.session_id, &entry.data))?;
+        Ok(())
     }
 }

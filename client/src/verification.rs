@@ -1,7 +1,8 @@
 //! Verifying another person with SAS emoji, the way the PWA does it (docs/e2ee.md, "Verifying
 //! a contact"): the protocol is `kitsulan_crypto::verification` (the same code the PWA runs as
 //! WebAssembly); this module is only its transport over Olm to-device messages
-//! (`0x03 || verification message`, see [`crate::e2ee::OLM_VERIFICATION`]).
+//! (`0x03 || verification message`, made by the protocol machine: see
+//! [`E2eeDevice::send_verification`]).
 //!
 //! The initiator sends the request to every device of the other person; the first device that
 //! answers `ready` is the one it verifies with, and the others get a cancel
@@ -29,7 +30,7 @@ pub struct ContactVerification {
 }
 
 fn our_identity(device: &E2eeDevice) -> Identity {
-    Identity { device_ed25519: device.account.ed25519_key(), account_key: device.account_key.public_key() }
+    Identity { device_ed25519: device.ed25519_key(), account_key: device.account_key().public_key() }
 }
 
 fn now() -> u64 {

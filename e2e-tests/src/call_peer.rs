@@ -13,7 +13,8 @@
 //! # Payloads
 //!
 //! As docs/calls.md says (and the PWA does): OFFER, ANSWER and ICE_CANDIDATE payloads are
-//! `0x01 || Olm message` to the receiving device ([`E2eeDevice::olm_encrypt`]) of
+//! `0x01 || Olm message` to the receiving device ([`E2eeDevice::encrypt_call_payload`], made by
+//! the protocol machine, which also opens them and checks the binding) of
 //!
 //! ```text
 //! 0x04 || conversation id (16) || call id (16) || action (1) || JSON
@@ -41,7 +42,7 @@ use webrtc::peer_connection::{
 };
 
 use kitsulan_client::calls::directed;
-use kitsulan_client::e2ee::{E2eeDevice, OLM_CALL_SIGNAL, uuid_bytes};
+use kitsulan_client::e2ee::E2eeDevice;
 use kitsulan_client::gateway::LiveInbox;
 use kitsulan_client::people;
 use kitsulan_client::server::TestServer;
@@ -238,17 +239,9 @@ impl CallPeer {
                 .await
                 .context("create the data channel")?;
             attempt.tasks.push(forward(channel, attempt.events_tx.clone()));
-            self.device
-                .sync_devices(&[link.remote_account_id.as_str()])
-                .await
-                .context("look up the other device")?;
-            self.device
-                .ensure_olm_sessions(std::slice::from_ref(&link.remote_device_id))
-                .await
-                .context("open an Olm session to the other device")?;
             let offer = attempt.pc.create_offer(None).await.context("create the offer")?;
             attempt.pc.set_local_description(offer.clone()).await.context("set the offer")?;
-            self.signal(link, CallAction::Offer, serde_json::to_value(&offer)?)?;
+            self.signal(link, CallAction::Offer, serde_json::to_value(&offer)?).await?;
             attempt.note("sent OFFER");
         }
 
@@ -275,7 +268,7 @@ impl CallPeer {
                     match event {
                         Event::Candidate(candidate) => {
                             let init = candidate.to_json().context("a local candidate as JSON")?;
-                            self.signal(link, CallAction::IceCandidate, serde_json::to_value(&init)?)?;
+                            self.signal(link, CallAction::IceCandidate, serde_json::to_value(&init)?).await?;
                             attempt.take(Event::Candidate(candidate)).await?;
                         }
                         other => attempt.take(other).await?,
@@ -294,7 +287,7 @@ impl CallPeer {
                             attempt.pc.set_remote_description(offer).await.context("set the offer")?;
                             let answer = attempt.pc.create_answer(None).await.context("create the answer")?;
                             attempt.pc.set_local_description(answer.clone()).await.context("set the answer")?;
-                            self.signal(link, CallAction::Answer, serde_json::to_value(&answer)?)?;
+                            self.signal(link, CallAction::Answer, serde_json::to_value(&answer)?).await?;
                             attempt.note("sent ANSWER");
                             described = true;
                         }
@@ -329,11 +322,24 @@ impl CallPeer {
 
     /// Sends `value` as JSON, Olm-encrypted to `link`'s device and bound to the call, as
     /// `action`.
-    fn signal(&mut self, link: &Link, action: CallAction, value: serde_json::Value) -> anyhow::Result<()> {
-        let mut plaintext = vec![OLM_CALL_SIGNAL];
-        plaintext.extend_from_slice(&call_context(&link.conversation_id, &link.call_id, action)?);
-        plaintext.extend_from_slice(&serde_json::to_vec(&value)?);
-        let payload = self.device.olm_encrypt(&link.remote_device_id, &plaintext)?;
+    async fn signal(
+        &mut self,
+        link: &Link,
+        action: CallAction,
+        value: serde_json::Value,
+    ) -> anyhow::Result<()> {
+        let payload = self
+            .device
+            .encrypt_call_payload(
+                &link.conversation_id,
+                &link.call_id,
+                action_byte(action)?,
+                &link.remote_account_id,
+                &link.remote_device_id,
+                &serde_json::to_vec(&value)?,
+            )
+            .await
+            .context("encrypting the call payload for the other device")?;
         self.send(directed(&link.conversation_id, &link.call_id, action, &link.remote_device_id, &payload))
     }
 
@@ -347,28 +353,29 @@ impl CallPeer {
         sdp_type: RTCSdpType,
     ) -> anyhow::Result<T> {
         let what = format!("{:?} payload from {} at {}", call.action(), call.from_device_id, self.who);
-        let plaintext = self
+        let json = self
             .device
-            .olm_decrypt(&call.from_account_id, &call.from_device_id, &call.payload)
+            .decrypt_call_payload(
+                &link.conversation_id,
+                &link.call_id,
+                action_byte(call.action())?,
+                &call.from_account_id,
+                &call.from_device_id,
+                &call.payload,
+            )
             .await
-            .with_context(|| format!("decrypting the {what}"))?;
-        let context = call_context(&link.conversation_id, &link.call_id, call.action())?;
-        let json = match plaintext.split_first() {
-            Some((&OLM_CALL_SIGNAL, rest)) if rest.starts_with(&context) => &rest[context.len()..],
-            _ => bail!("the {what} is no call signal of this call and action"),
-        };
-        let opened = T::parse(json).with_context(|| what.clone())?;
+            .with_context(|| {
+                format!("decrypting the {what} (or it is no call signal of this call and action)")
+            })?;
+        let opened = T::parse(&json).with_context(|| what.clone())?;
         opened.check(sdp_type).with_context(|| what.clone())?;
         Ok(opened)
     }
 }
 
-/// What a call signal's payload is bound to: conversation id (16) || call id (16) || action (1).
-fn call_context(conversation_id: &str, call_id: &str, action: CallAction) -> anyhow::Result<Vec<u8>> {
-    let mut context = uuid_bytes(conversation_id)?.to_vec();
-    context.extend_from_slice(&uuid_bytes(call_id)?);
-    context.push(u8::try_from(i32::from(action)).context("a call action beyond 255")?);
-    Ok(context)
+/// The action byte a call signal's payload is bound to (with its conversation and call).
+fn action_byte(action: CallAction) -> anyhow::Result<u8> {
+    u8::try_from(i32::from(action)).context("a call action beyond 255")
 }
 
 /// What a decrypted payload carries, checked against the signal it came in.

@@ -50,7 +50,7 @@ pub async fn run(how: &How, args: &Args) -> anyhow::Result<Report> {
             let mut done = 0;
             while done < total {
                 let n = UPLOAD_BATCH.min(total - done);
-                device.upload_keys_with(n, false).await?;
+                device.upload_keys(n).await?;
                 done += n;
                 bar.inc(n as u64);
             }

@@ -45,6 +45,8 @@ mod id;
 mod legacy;
 mod records;
 mod store;
+#[cfg(feature = "testing")]
+mod testing;
 mod types;
 mod wire;
 
@@ -759,6 +761,11 @@ impl Machine {
     /// The current outbound session of `conversation` (its id), if any.
     pub fn outbound_session_id(&self, conversation: Id) -> Option<String> {
         self.outbound.get(&conversation).map(|o| o.session.session_id())
+    }
+
+    /// The devices the conversation's current outbound session reached (confirmed shares).
+    pub fn outbound_shared_with(&self, conversation: Id) -> Vec<Id> {
+        self.outbound.get(&conversation).map(|o| o.shared_with.iter().copied().collect()).unwrap_or_default()
     }
 
     /// Encrypts `plaintext` with the conversation's outbound session (share first; a session

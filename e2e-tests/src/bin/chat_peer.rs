@@ -18,7 +18,8 @@
 //! | `send_file` | `as`, `conversation_id`, `name`, `size` | `message_id`, `sha256` (hex of the plaintext: bytes made from a seed, encrypted and streamed up, the key in a FileContent) |
 //! | `download` | `as`, `conversation_id`, `message_id` | `name`, `size`, `sha256` (the file of that message, downloaded, its ciphertext hash checked, decrypted) |
 //! | `read_as` | `as`, `via` (another device), `conversation_id`, `message_id` | `text` or `undecryptable`: the message as `via` listed it, decrypted by `as` (a removed member trying the ciphertext) |
-//! | `history` | `as`, `conversation_id` | `messages`: `[{id, sender_account_id, sender_device_id, session_id, edited, text?, file?: {name, size}, reaction?: {message_id, emoji, remove}, unsupported?, undecryptable?, system?, deleted?}]` |
+//! | `history` | `as`, `conversation_id` | `messages`: `[{id, sender_account_id, sender_device_id, session_id, edited, text?, file?: {name, size}, reaction?: {message_id, emoji, remove}, unsupported?, undecryptable?, system?, deleted?}]`, `undecryptable_count` |
+//! | `undecryptable` | `as` | `count`, `reasons`: `[[message_id, why]]` (the messages this device could not decrypt, and has not since: `E2eeDevice::undecryptable`) |
 //!
 //! Stderr carries errors' detail; the process ends at the end of stdin.
 
@@ -203,7 +204,11 @@ impl Peer {
                 let device = &mut self.device(command)?.device;
                 let history = device.read_history(&conversation_id).await?;
                 let messages: Vec<Value> = history.iter().map(entry_json).collect();
-                Ok(json!({ "messages": messages }))
+                Ok(json!({ "messages": messages, "undecryptable_count": device.undecryptable() }))
+            }
+            "undecryptable" => {
+                let device = &self.device(command)?.device;
+                Ok(json!({ "count": device.undecryptable(), "reasons": device.undecryptable_reasons() }))
             }
             other => Err(anyhow!("unknown command {other:?}")),
         }

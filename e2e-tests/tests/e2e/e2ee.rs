@@ -7,14 +7,15 @@
 //! (ToDeviceService), linking devices (PairingService), with their documented refusals, and
 //! verifying a contact with SAS emoji over Olm to-device messages.
 //!
-//! Megolm messages travel as to-device messages here (conversations do not exist yet); see
-//! `kitsulan_client::e2ee`.
+//! Megolm messages travel in direct conversations here (each device's protocol machine shares
+//! the conversation's session over Olm to-device messages); see `kitsulan_client::e2ee`.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // A test that cannot go on should stop loudly.
 
 use std::collections::HashSet;
 
 use kitsulan_client::client::Refusal;
+use kitsulan_client::conversations::Content;
 use kitsulan_client::e2ee::{
     E2eeDevice, ExistingDeviceLink, NewDeviceLink, PAIRING_ACCOUNT_KEY, PAIRING_HELLO,
     PAIRING_SAS_COMMITMENT, PAIRING_SAS_KEY, PAIRING_SAS_MAC, PeerDevice, fallback_key_proto, find_pairing,
@@ -90,17 +91,40 @@ async fn send(from: &Client, messages: Vec<OutgoingToDeviceMessage>) -> Result<(
     from.to_device().send_to_device(SendToDeviceRequest { messages }).await.map(|_| ())
 }
 
-/// Receives and checks that exactly `texts` arrived, each from `sender`.
-async fn expect_texts(device: &mut E2eeDevice, sender: &E2eeDevice, texts: &[&str]) {
-    let inbox = device.receive().await.unwrap();
-    assert!(inbox.failures.is_empty(), "{} could not read: {:?}", device.device_id(), inbox.failures);
-    assert_eq!(inbox.texts(), texts, "what {} decrypted", device.device_id());
-    for message in &inbox.messages {
+/// A direct conversation `from` opens with `to`'s person, accepted by `to`.
+async fn direct(from: &E2eeDevice, to: &E2eeDevice) -> String {
+    let conversation = from.client.open_direct(to.account_id()).await.unwrap().conversation.unwrap();
+    to.client.accept_if_request(&conversation.id).await.unwrap();
+    conversation.id
+}
+
+/// Reads the history of `chat` and checks that its last messages are exactly `texts`, each
+/// from `sender` and decrypted (what came before them may be anything).
+async fn expect_texts(device: &mut E2eeDevice, sender: &E2eeDevice, chat: &str, texts: &[&str]) {
+    let history = device.read_history(chat).await.unwrap();
+    let messages: Vec<_> = history.iter().filter(|e| e.message.system.is_none()).collect();
+    assert!(messages.len() >= texts.len(), "{} sees {} messages", device.device_id(), messages.len());
+    let tail = &messages[messages.len() - texts.len()..];
+    for (entry, text) in tail.iter().zip(texts) {
         assert_eq!(
-            (message.sender_account_id.as_str(), message.sender_device_id.as_str()),
+            entry.content,
+            Content::Text(text.as_bytes().to_vec()),
+            "what {} decrypted of message {}",
+            device.device_id(),
+            entry.message.id
+        );
+        assert_eq!(
+            (entry.message.sender_account_id.as_str(), entry.message.sender_device_id.as_str()),
             (sender.account_id(), sender.device_id())
         );
     }
+}
+
+/// `devices`' ids, sorted (as `conversation_shared_with` lists them).
+fn sorted_ids(devices: &[&E2eeDevice]) -> Vec<String> {
+    let mut ids = device_ids(devices);
+    ids.sort();
+    ids
 }
 
 fn device_ids(devices: &[&E2eeDevice]) -> Vec<String> {
@@ -137,11 +161,10 @@ async fn two_people_three_devices(database: Database) {
     let mut bob = first_device(&server, "bob", "Bob's laptop").await;
     let alice_id = laptop.account_id().to_owned();
     let bob_id = bob.account_id().to_owned();
-    let both = [alice_id.as_str(), bob_id.as_str()];
 
     // Before uploading keys, Alice's account key is published but she has no devices listed.
     let accounts = bob.query_keys(&[&alice_id]).await.unwrap();
-    assert_eq!(accounts[0].account_key, laptop.account_key.public_key());
+    assert_eq!(accounts[0].account_key, laptop.account_key().public_key());
     let (listed, version_before_devices) = listed_devices(&accounts, &alice_id);
     assert!(listed.is_empty(), "{listed:?}");
 
@@ -157,33 +180,48 @@ async fn two_people_three_devices(database: Database) {
     assert_eq!(change.added, device_ids(&[&laptop, &phone]));
     assert!(change.versions[&alice_id] > version_before_devices, "{change:?}");
 
+    // A direct conversation between them: every device of both is a member device.
+    let chat = direct(&laptop, &bob).await;
+
     // Messages both ways; every device of the other side (and the sender's own other devices)
     // decrypts them.
-    let hello = laptop.send_to_accounts(b"hello from alice", &both).await.unwrap();
-    assert_eq!(hello.recipients, device_ids(&[&phone, &bob]));
-    expect_texts(&mut bob, &laptop, &["hello from alice"]).await;
-    expect_texts(&mut phone, &laptop, &["hello from alice"]).await;
+    let hello = laptop.send_to_conversation(&chat, b"hello from alice").await.unwrap();
+    assert_eq!(laptop.conversation_shared_with(&chat), sorted_ids(&[&phone, &bob]));
+    expect_texts(&mut bob, &laptop, &chat, &["hello from alice"]).await;
+    expect_texts(&mut phone, &laptop, &chat, &["hello from alice"]).await;
 
-    bob.send_to_accounts(b"hello from bob", &both).await.unwrap();
-    expect_texts(&mut laptop, &bob, &["hello from bob"]).await;
-    expect_texts(&mut phone, &bob, &["hello from bob"]).await;
+    bob.send_to_conversation(&chat, b"hello from bob").await.unwrap();
+    expect_texts(&mut laptop, &bob, &chat, &["hello from bob"]).await;
+    expect_texts(&mut phone, &bob, &chat, &["hello from bob"]).await;
 
-    phone.send_to_accounts(b"hello from alice's phone", &both).await.unwrap();
-    expect_texts(&mut laptop, &phone, &["hello from alice's phone"]).await;
-    expect_texts(&mut bob, &phone, &["hello from alice's phone"]).await;
+    phone.send_to_conversation(&chat, b"hello from alice's phone").await.unwrap();
+    expect_texts(&mut laptop, &phone, &chat, &["hello from alice's phone"]).await;
+    expect_texts(&mut bob, &phone, &chat, &["hello from alice's phone"]).await;
 
     // The same session goes on while the devices stay the same.
-    let second = laptop.send_to_accounts(b"how are you, bob?", &both).await.unwrap();
-    assert_eq!((second.session_id.as_str(), second.message_index), (hello.session_id.as_str(), 1));
-    expect_texts(&mut bob, &laptop, &["how are you, bob?"]).await;
-    expect_texts(&mut phone, &laptop, &["how are you, bob?"]).await;
+    let second = laptop.send_to_conversation(&chat, b"how are you, bob?").await.unwrap();
+    assert_eq!(
+        (second.encrypted.session_id.as_str(), second.encrypted.message_index),
+        (hello.encrypted.session_id.as_str(), 1)
+    );
+    expect_texts(&mut bob, &laptop, &chat, &["how are you, bob?"]).await;
+    expect_texts(&mut phone, &laptop, &chat, &["how are you, bob?"]).await;
 
-    // A message replayed (by a server, say) is refused by the receiver.
-    laptop.send_to_device(vec![to_device(bob.device_id(), &second.envelope)]).await.unwrap();
-    let replayed = bob.receive().await.unwrap();
-    assert!(replayed.messages.is_empty(), "{:?}", replayed.texts());
-    assert_eq!(replayed.failures.len(), 1);
-    assert!(replayed.failures[0].1.contains("replay"), "{:?}", replayed.failures);
+    // A message replayed (the same ciphertext under another id, as a server could) is refused
+    // by the receiver, and counted as undecryptable.
+    assert_eq!(bob.undecryptable(), 0, "{:?}", bob.undecryptable_reasons());
+    let mut replay = second.encrypted.clone();
+    replay.message_id = Uuid::now_v7().to_string();
+    laptop.client.send_message(replay.send_request("")).await.unwrap();
+    let history = bob.read_history(&chat).await.unwrap();
+    let last = history.last().unwrap();
+    assert_eq!(last.message.id, replay.message_id);
+    assert!(
+        matches!(&last.content, Content::Undecryptable(why) if why.contains("replay")),
+        "{:?}",
+        last.content
+    );
+    assert_eq!(bob.undecryptable(), 1, "{:?}", bob.undecryptable_reasons());
 
     // Alice links her tablet by PIN from her laptop; both screens show the same emoji.
     let alice_version = bob.device_list_version(&alice_id).unwrap();
@@ -196,7 +234,7 @@ async fn two_people_three_devices(database: Database) {
     let mut tablet = linked.device;
     assert_eq!(tablet.device_id(), linked.approved_device_id);
     assert_eq!(tablet.account_id(), alice_id);
-    assert_eq!(tablet.account_key.public_key(), laptop.account_key.public_key());
+    assert_eq!(tablet.account_key().public_key(), laptop.account_key().public_key());
     let devices =
         laptop.client.devices().list_devices(ListDevicesRequest {}).await.unwrap().into_inner().devices;
     let names: Vec<&str> = devices.iter().map(|d| d.name.as_str()).collect();
@@ -207,30 +245,30 @@ async fn two_people_three_devices(database: Database) {
     assert_eq!(change.added, device_ids(&[&tablet]));
     assert!(change.versions[&alice_id] > alice_version, "{change:?} after {alice_version}");
 
-    // It has nothing from before it was linked, and could not read it anyway.
+    // It has no key from before it was linked: nothing in its inbox, and the history so far
+    // does not decrypt (until its own devices answer its key requests).
     let inbox = tablet.receive().await.unwrap();
-    assert!(inbox.messages.is_empty() && inbox.failures.is_empty(), "{inbox:?}");
-    let laptop_peer = peer(&mut tablet, &laptop).await;
-    assert!(tablet.decrypt_megolm_envelope(&laptop_peer, &hello.envelope).is_err());
+    assert!(inbox.room_keys.is_empty() && inbox.failures.is_empty(), "{inbox:?}");
+    assert!(matches!(tablet.decrypt_message(&hello.message), Content::Undecryptable(_)));
 
     // New messages: the senders see a new device, rotate, and share the new session with it.
-    let welcome = bob.send_to_accounts(b"welcome, tablet", &both).await.unwrap();
-    assert_eq!(welcome.recipients, device_ids(&[&laptop, &phone, &tablet]));
+    let welcome = bob.send_to_conversation(&chat, b"welcome, tablet").await.unwrap();
+    assert_eq!(bob.conversation_shared_with(&chat), sorted_ids(&[&laptop, &phone, &tablet]));
     for device in [&mut laptop, &mut phone, &mut tablet] {
-        expect_texts(device, &bob, &["welcome, tablet"]).await;
+        expect_texts(device, &bob, &chat, &["welcome, tablet"]).await;
     }
-    laptop.send_to_accounts(b"hello from alice, tablet too", &both).await.unwrap();
+    laptop.send_to_conversation(&chat, b"hello from alice, tablet too").await.unwrap();
     for device in [&mut phone, &mut tablet, &mut bob] {
-        expect_texts(device, &laptop, &["hello from alice, tablet too"]).await;
+        expect_texts(device, &laptop, &chat, &["hello from alice, tablet too"]).await;
     }
-    tablet.send_to_accounts(b"hello from alice's tablet", &both).await.unwrap();
+    tablet.send_to_conversation(&chat, b"hello from alice's tablet").await.unwrap();
     for device in [&mut laptop, &mut phone, &mut bob] {
-        expect_texts(device, &tablet, &["hello from alice's tablet"]).await;
+        expect_texts(device, &tablet, &chat, &["hello from alice's tablet"]).await;
     }
 
     // Alice removes her phone from her laptop. Its token is dead at once.
     let alice_version = bob.device_list_version(&alice_id).unwrap();
-    let bob_session_before = bob.outbound_session_id();
+    let bob_session_before = bob.conversation_session_id(&chat).unwrap();
     laptop
         .client
         .devices()
@@ -259,25 +297,33 @@ async fn two_people_three_devices(database: Database) {
     );
 
     // The senders rotate and share only with the devices left.
-    let after_bob = bob.send_to_accounts(b"after the phone was removed", &both).await.unwrap();
-    assert_ne!(after_bob.session_id, bob_session_before, "Bob rotated");
-    assert_eq!(after_bob.recipients, device_ids(&[&laptop, &tablet]));
+    let after_bob = bob.send_to_conversation(&chat, b"after the phone was removed").await.unwrap();
+    assert_ne!(after_bob.encrypted.session_id, bob_session_before, "Bob rotated");
+    assert_eq!(bob.conversation_shared_with(&chat), sorted_ids(&[&laptop, &tablet]));
     for device in [&mut laptop, &mut tablet] {
-        expect_texts(device, &bob, &["after the phone was removed"]).await;
+        expect_texts(device, &bob, &chat, &["after the phone was removed"]).await;
     }
-    let after_alice = laptop.send_to_accounts(b"alice without the phone", &both).await.unwrap();
-    assert_eq!(after_alice.recipients, device_ids(&[&tablet, &bob]));
+    let after_alice = laptop.send_to_conversation(&chat, b"alice without the phone").await.unwrap();
+    assert_eq!(laptop.conversation_shared_with(&chat), sorted_ids(&[&tablet, &bob]));
     for device in [&mut tablet, &mut bob] {
-        expect_texts(device, &laptop, &["alice without the phone"]).await;
+        expect_texts(device, &laptop, &chat, &["alice without the phone"]).await;
     }
 
     // Even handed the ciphertexts, the phone's old sessions do not open them. (They do open
     // what was sent before its removal: the check is real.)
-    assert_eq!(phone.decrypt_with_any_session(&welcome.megolm).as_deref(), Some(&b"welcome, tablet"[..]));
-    assert_eq!(phone.decrypt_with_any_session(&after_bob.megolm), None);
-    assert_eq!(phone.decrypt_with_any_session(&after_alice.megolm), None);
-    let bob_peer = phone.peer(bob.device_id()).cloned().unwrap();
-    assert!(phone.decrypt_megolm_envelope(&bob_peer, &after_bob.envelope).is_err());
+    let welcome_ciphertext = &welcome.encrypted.ciphertext;
+    assert_eq!(phone.decrypt_with_any_session(welcome_ciphertext).as_deref(), Some(&b"welcome, tablet"[..]));
+    assert_eq!(phone.decrypt_with_any_session(&after_bob.encrypted.ciphertext), None);
+    assert_eq!(phone.decrypt_with_any_session(&after_alice.encrypted.ciphertext), None);
+    assert!(matches!(phone.decrypt_message(&after_bob.message), Content::Undecryptable(_)));
+
+    // Every device that was there all along read every message meant for it: nothing is
+    // undecryptable but the replay (which Alice's laptop, whose session it used, refuses too).
+    for device in [&bob, &laptop] {
+        let reasons = device.undecryptable_reasons();
+        assert_eq!(reasons.len(), 1, "{reasons:?}");
+        assert_eq!(reasons[0].0, replay.message_id);
+    }
 
     // The server holds no plaintext and no private key: not in the database, its files
     // (including the WAL and free pages), nor anywhere else in its data dir.
@@ -301,7 +347,7 @@ async fn two_people_three_devices(database: Database) {
     let found = scan_for_secrets(&server, &secrets).await.unwrap();
     assert!(found.is_empty(), "private keys on the server: {}", list(&found));
     // And the scan does see what the server must hold: public keys and certificates.
-    let public: [&[u8]; 2] = [&laptop.account_key.public_key(), &tablet.account.curve25519_key()];
+    let public: [&[u8]; 2] = [&laptop.account_key().public_key(), &tablet.curve25519_key()];
     let found = scan_for_plaintexts(&server, &public).await.unwrap();
     let needles: HashSet<usize> = found.iter().map(|f| f.needle).collect();
     assert_eq!(needles.len(), 2, "the scan missed public keys the server must hold: {found:?}");
@@ -314,7 +360,7 @@ fn list(findings: &[kitsulan_client::scan::Finding]) -> String {
 /// `of` as `device` knows it (after syncing its account).
 async fn peer(device: &mut E2eeDevice, of: &E2eeDevice) -> PeerDevice {
     device.sync_devices(&[of.account_id()]).await.unwrap();
-    device.peer(of.device_id()).cloned().unwrap()
+    device.peer(of.device_id()).unwrap()
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -364,8 +410,9 @@ async fn one_time_keys_go_to_one_claimer_each_then_the_fallback_key() {
         assert_eq!((counts.one_time_key_count, counts.has_fallback_key), (0, true));
 
         // The fallback key is not used up, and an Olm session on it works.
-        alice.send_to_accounts(b"via the fallback key", &[bob.account_id()]).await.unwrap();
-        expect_texts(&mut bob, &alice, &["via the fallback key"]).await;
+        let chat = direct(&alice, &bob).await;
+        alice.send_to_conversation(&chat, b"via the fallback key").await.unwrap();
+        expect_texts(&mut bob, &alice, &chat, &["via the fallback key"]).await;
 
         // New one-time keys are handed out before the fallback key again.
         assert_eq!(bob.upload_keys(3).await.unwrap().one_time_key_count, 3);
@@ -435,7 +482,7 @@ async fn the_account_key_is_set_once() {
         [(alice.account_id(), 32), (bob.session().unwrap().account_id.as_str(), 0)],
         "in the order asked"
     );
-    assert_eq!(answer[0].account_key, alice.account_key.public_key());
+    assert_eq!(answer[0].account_key, alice.account_key().public_key());
     assert_refused(query(vec!["alice".into()]).await, "ID_INVALID");
     assert_refused(query((0..101).map(|_| Uuid::now_v7().to_string()).collect()).await, "TOO_MANY_ITEMS");
     // Without a session, nothing.
@@ -474,12 +521,12 @@ async fn bad_key_uploads_are_refused_whole() {
     let device_id = uuid_bytes(alice.device_id()).unwrap();
     let now = u64::try_from(now_ms() / 1000).unwrap();
     let otks: Vec<SignedKey> =
-        alice.account.generate_one_time_keys(5).iter().map(one_time_key_proto).collect();
-    let fallback = fallback_key_proto(&alice.account.generate_fallback_key().unwrap());
+        alice.account_mut().generate_one_time_keys(5).iter().map(one_time_key_proto).collect();
+    let fallback = fallback_key_proto(&alice.account_mut().generate_fallback_key().unwrap());
     let certificate = |key: &AccountKey, account: [u8; 16], device: [u8; 16]| {
-        key.certify(&alice.account.certificate_fields(account, device, now)).to_bytes()
+        key.certify(&alice.account().certificate_fields(account, device, now)).to_bytes()
     };
-    let good = certificate(&alice.account_key, account_id, device_id);
+    let good = certificate(&alice.account_key(), account_id, device_id);
     let upload =
         |device_certificate: Vec<u8>, one_time_keys: Vec<SignedKey>, fallback_key: Option<SignedKey>| {
             let mut keys = alice.client.keys();
@@ -512,8 +559,8 @@ async fn bad_key_uploads_are_refused_whole() {
         ("truncated", good[..good.len() - 1].to_vec()),
         ("tampered", tampered),
         ("another account key", certificate(&stranger, account_id, device_id)),
-        ("another device of the account", certificate(&alice.account_key, account_id, phone_id)),
-        ("another account", certificate(&alice.account_key, bob_account, device_id)),
+        ("another device of the account", certificate(&alice.account_key(), account_id, phone_id)),
+        ("another account", certificate(&alice.account_key(), bob_account, device_id)),
     ];
     for (case, cert) in cases {
         let refusal =
@@ -563,18 +610,18 @@ async fn bad_key_uploads_are_refused_whole() {
     assert_eq!((response.one_time_key_count, response.has_fallback_key), (5, true));
     let again = upload(vec![], otks.clone(), None).await.unwrap().into_inner();
     assert_eq!(again.one_time_key_count, 5, "re-uploading a key id is ignored");
-    let mut next = made_up_one_time_keys(&alice.account, 1_000, 4);
+    let mut next = made_up_one_time_keys(alice.account(), 1_000, 4);
     let mut forged = made_up_one_time_keys(&other_device, 2_000, 1);
     next.append(&mut forged);
     assert_refused(upload(vec![], next, None).await, "KEY_SIGNATURE_INVALID");
     assert_refused(
-        upload(vec![], made_up_one_time_keys(&alice.account, 3_000, 101), None).await,
+        upload(vec![], made_up_one_time_keys(alice.account(), 3_000, 101), None).await,
         "TOO_MANY_KEYS",
     );
     let mut wrong_cert = good.clone();
     wrong_cert[200] ^= 1;
     assert_refused(
-        upload(wrong_cert, made_up_one_time_keys(&alice.account, 4_000, 1), None).await,
+        upload(wrong_cert, made_up_one_time_keys(alice.account(), 4_000, 1), None).await,
         "CERTIFICATE_INVALID",
     );
     assert_eq!(counts().await, (5, true), "refused uploads left the count as it was");
@@ -582,11 +629,11 @@ async fn bad_key_uploads_are_refused_whole() {
     // Up to 1000 held, not one more.
     for batch in 0..10u64 {
         let n = if batch == 9 { 95 } else { 100 };
-        upload(vec![], made_up_one_time_keys(&alice.account, 10_000 + batch * 1000, n), None).await.unwrap();
+        upload(vec![], made_up_one_time_keys(alice.account(), 10_000 + batch * 1000, n), None).await.unwrap();
     }
     assert_eq!(counts().await, (1000, true));
     assert_refused(
-        upload(vec![], made_up_one_time_keys(&alice.account, 90_000, 1), None).await,
+        upload(vec![], made_up_one_time_keys(alice.account(), 90_000, 1), None).await,
         "TOO_MANY_KEYS",
     );
     assert_eq!(counts().await, (1000, true));
@@ -765,12 +812,13 @@ async fn a_device_is_linked_by_qr_code_and_approved_once() {
     assert_refused(laptop.client.pairing().approve_pairing(request).await, "PAIRING_ALREADY_APPROVED");
 
     // The new device is an ordinary device: it talks to Bob.
-    phone.send_to_accounts(b"hello from the linked phone", &[bob.account_id()]).await.unwrap();
+    let chat = direct(&phone, &bob).await;
+    phone.send_to_conversation(&chat, b"hello from the linked phone").await.unwrap();
     let mut bob = bob;
-    expect_texts(&mut bob, &phone, &["hello from the linked phone"]).await;
-    bob.send_to_accounts(b"hello, linked phone", &[laptop.account_id()]).await.unwrap();
-    expect_texts(&mut phone, &bob, &["hello, linked phone"]).await;
-    expect_texts(&mut laptop, &bob, &["hello, linked phone"]).await;
+    expect_texts(&mut bob, &phone, &chat, &["hello from the linked phone"]).await;
+    bob.send_to_conversation(&chat, b"hello, linked phone").await.unwrap();
+    expect_texts(&mut phone, &bob, &chat, &["hello, linked phone"]).await;
+    expect_texts(&mut laptop, &bob, &chat, &["hello, linked phone"]).await;
 }
 
 #[tokio::test]
@@ -892,9 +940,9 @@ async fn pairing_step_by_step_with_its_refusals() {
     let emoji = old.short_auth_string().unwrap();
     assert_eq!(fresh.short_auth_string(), Some(emoji));
     // The account key goes only after the person confirmed here and the new device's MAC came.
-    assert!(old.send_account_key(&laptop.client, &laptop.account_key).await.is_err());
+    assert!(old.send_account_key(&laptop.client, &laptop.account_key()).await.is_err());
     old.confirm(&laptop.client).await.unwrap();
-    assert!(old.send_account_key(&laptop.client, &laptop.account_key).await.is_err());
+    assert!(old.send_account_key(&laptop.client, &laptop.account_key()).await.is_err());
     fresh.confirm().await.unwrap();
     let (_, heard) = old.poll(&laptop.client).await.unwrap();
     assert_eq!(kinds(&heard), [(PAIRING_SAS_MAC, 33)]);
@@ -903,7 +951,7 @@ async fn pairing_step_by_step_with_its_refusals() {
     // Approval: once; the new device gets its session once. The key-backup key may follow the
     // account key (not before it, not twice).
     assert!(old.send_backup_key(&laptop.client, &[0x5a; 32]).await.is_err());
-    old.send_account_key(&laptop.client, &laptop.account_key).await.unwrap();
+    old.send_account_key(&laptop.client, &laptop.account_key()).await.unwrap();
     old.send_backup_key(&laptop.client, &[0x5a; 32]).await.unwrap();
     assert!(old.send_backup_key(&laptop.client, &[0x5a; 32]).await.is_err());
     let device_id = old.approve(&laptop.client, "Tablet").await.unwrap();
@@ -913,7 +961,7 @@ async fn pairing_step_by_step_with_its_refusals() {
         (session.account_id.as_str(), session.device_id.as_str()),
         (laptop.account_id(), device_id.as_str())
     );
-    assert_eq!(account_key.public_key(), laptop.account_key.public_key());
+    assert_eq!(account_key.public_key(), laptop.account_key().public_key());
     assert_eq!(fresh.take_backup_key(), Some([0x5a; 32]));
     assert_eq!(fresh.take_backup_key(), None, "taken once");
     let later = fresh.get_raw(0).await.unwrap();
@@ -1040,7 +1088,7 @@ async fn a_tampered_sas_key_or_mac_stops_the_pairing_before_the_account_key() {
     assert!(format!("{error:#}").contains("commitment"), "{error:#}");
     assert!(old.short_auth_string().is_none(), "no emoji to compare after a broken commitment");
     assert!(old.confirm(&laptop.client).await.is_err());
-    assert!(old.send_account_key(&laptop.client, &laptop.account_key).await.is_err());
+    assert!(old.send_account_key(&laptop.client, &laptop.account_key()).await.is_err());
     let (state, heard) = mallory.read().await;
     assert_eq!((state, heard.len()), (PairingState::Cancelled, 0), "nothing more came: {heard:?}");
 
@@ -1067,7 +1115,7 @@ async fn a_tampered_sas_key_or_mac_stops_the_pairing_before_the_account_key() {
     let error = old.poll(&laptop.client).await.unwrap_err();
     assert!(format!("{error:#}").contains("MAC"), "{error:#}");
     assert!(!old.verified());
-    assert!(old.send_account_key(&laptop.client, &laptop.account_key).await.is_err());
+    assert!(old.send_account_key(&laptop.client, &laptop.account_key()).await.is_err());
     let (state, heard) = mallory.read().await;
     assert_eq!(kinds(&heard), [(PAIRING_SAS_MAC, 33)], "only the laptop's MAC, no account key");
     assert_eq!(state, PairingState::Cancelled);
@@ -1096,9 +1144,12 @@ async fn a_tampered_sas_key_or_mac_stops_the_pairing_before_the_account_key() {
     let mut old =
         ExistingDeviceLink::connect(&laptop.client, &found.pairing_id, &found.public_key).await.unwrap();
     fresh.poll().await.unwrap();
-    old.post(&laptop.client, &[&[PAIRING_ACCOUNT_KEY][..], &*laptop.account_key.to_secret_bytes()].concat())
-        .await
-        .unwrap();
+    old.post(
+        &laptop.client,
+        &[&[PAIRING_ACCOUNT_KEY][..], &*laptop.account_key().to_secret_bytes()].concat(),
+    )
+    .await
+    .unwrap();
     let error = fresh.poll().await.unwrap_err();
     assert!(format!("{error:#}").contains("before both SAS MACs"), "{error:#}");
     assert!(fresh.finish().await.is_err());
@@ -1270,7 +1321,7 @@ async fn a_tampered_mac_or_a_mismatching_key_is_refused() {
     // 2. Bob's device vouches for an account key other than the one Alice pinned for him (as a
     //    device of an impostor would): the emoji match, but its MAC does not verify.
     let other = AccountKey::generate(&mut OsRng::new());
-    let impostor = Identity { device_ed25519: bob.account.ed25519_key(), account_key: other.public_key() };
+    let impostor = Identity { device_ed25519: bob.ed25519_key(), account_key: other.public_key() };
     let (mut a, mut b) = verification_up_to_the_emoji(&mut alice, &mut bob, Some(impostor)).await;
     assert_eq!(a.short_auth_string(), b.short_auth_string());
     b.confirm(&mut bob).await.unwrap();

@@ -808,6 +808,8 @@ async fn resilience(database: Database) {
             "message seq {seq}"
         );
     }
+    // Not one message Bob's device could not decrypt (the counter every decryption feeds).
+    assert_eq!(bob.undecryptable(), 0, "undecryptable on Bob's device: {:?}", bob.undecryptable_reasons());
     eprintln!(
         "resilience: {} messages, {drops} socket drops, {} connections, {} duplicates dropped",
         sent.len(),

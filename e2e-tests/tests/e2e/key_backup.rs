@@ -108,7 +108,7 @@ async fn restore_with_the_recovery_key(database: Database) {
     laptop.client.sign_out().await.unwrap();
     let mut restored = restore(&server, &recovery_key).await.unwrap();
     assert_ne!(restored.device_id(), laptop_device);
-    assert_eq!(restored.account_key.public_key(), bob.pinned_account_key(restored.account_id()).unwrap());
+    assert_eq!(restored.account_key().public_key(), bob.pinned_account_key(restored.account_id()).unwrap());
     assert_eq!(texts(&restored.read_history(&group.id).await.unwrap()), expected, "the whole history");
 
     // Bob's device accepts it (its certificate verifies under the key Bob pinned) and shares

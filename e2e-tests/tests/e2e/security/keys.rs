@@ -13,6 +13,7 @@
 //!
 //! The rules and defaults are in docs/e2ee.md ("Limits against draining and flooding").
 
+use kitsulan_client::conversations::Content;
 use kitsulan_client::e2ee::{E2eeDevice, Inbox, verify_claimed};
 use kitsulan_client::people::{another_device, person, start, start_with};
 use kitsulan_client::{Client, Database, Options, Refusal, TestServer, assert_refused};
@@ -67,6 +68,15 @@ async fn ed25519_of(someone: &mut E2eeDevice, device: &E2eeDevice) -> Vec<u8> {
     someone.peer(device.device_id()).expect("listed").ed25519.to_vec()
 }
 
+/// The last message of `conversation_id` as `device` decrypts it.
+async fn last_text(device: &mut E2eeDevice, conversation_id: &str) -> String {
+    let history = device.read_history(conversation_id).await.unwrap();
+    match &history.last().expect("a message").content {
+        Content::Text(bytes) => String::from_utf8_lossy(bytes).into_owned(),
+        other => panic!("{other:?}"),
+    }
+}
+
 #[tokio::test]
 async fn a_stranger_cannot_drain_a_devices_one_time_keys() {
     let server = start(Database::Sqlite).await;
@@ -117,16 +127,25 @@ async fn a_stranger_cannot_drain_a_devices_one_time_keys() {
         assert!(!keys[0].fallback, "a contact got the fallback key: {keys:?}");
         verify_claimed(&ed25519, keys[0].key.as_ref().unwrap(), false).unwrap();
     }
-    alice.send_to_accounts(b"hello bob, a contact", &[bob.account_id()]).await.unwrap();
-    carol.send_to_accounts(b"hello bob, from the group", &[bob.account_id()]).await.unwrap();
+    alice.send_to_conversation(&direct.id, b"hello bob, a contact").await.unwrap();
+    carol.send_to_conversation(&group.id, b"hello bob, from the group").await.unwrap();
     assert_eq!(one_time_keys_left(&bob).await, left - 4, "each contact claim took a one-time key");
     let inbox = bob.receive().await.unwrap();
     assert!(inbox.failures.is_empty(), "{:?}", inbox.failures);
-    assert_eq!(inbox.texts(), ["hello bob, a contact", "hello bob, from the group"]);
+    let senders: Vec<&str> = inbox.room_keys.iter().map(|(device, _)| device.as_str()).collect();
+    assert_eq!(senders, [alice.device_id(), carol.device_id()], "the key shares that came");
+    assert_eq!(last_text(&mut bob, &direct.id).await, "hello bob, a contact");
+    assert_eq!(last_text(&mut bob, &group.id).await, "hello bob, from the group");
 
-    // And a stranger's Olm session on the fallback key works too: E2EE is not broken for them.
-    mallory.send_to_accounts(b"hello bob, from a stranger", &[bob.account_id()]).await.unwrap();
-    assert_eq!(bob.receive().await.unwrap().texts(), ["hello bob, from a stranger"]);
+    // And a stranger's Olm session on the fallback key works too: E2EE is not broken for them
+    // (an Olm to-device message, here a verification request's transport, gets through).
+    mallory.sync_devices(&[bob.account_id()]).await.unwrap();
+    let hello = b"hello bob, from a stranger".to_vec();
+    mallory.send_verification(&[(laptop.clone(), hello.clone())]).await.unwrap();
+    let inbox = bob.receive().await.unwrap();
+    assert!(inbox.failures.is_empty(), "{:?}", inbox.failures);
+    let got: Vec<_> = inbox.verifications.iter().map(|v| (v.sender.device_id.as_str(), &v.bytes)).collect();
+    assert_eq!(got, [(mallory.device_id(), &hello)]);
 }
 
 #[tokio::test]
@@ -276,12 +295,14 @@ async fn inbox_flood(database: Database) {
 
     // Bob's contact and his own other device still deliver key shares (and messages) to the
     // laptop, which receives them under the flood.
-    alice.send_to_accounts(b"a key share from a contact", &[laptop.account_id()]).await.unwrap();
+    alice.send_to_conversation(&direct.id, b"a key share from a contact").await.unwrap();
     let own = phone.account_id().to_owned();
-    phone.send_to_accounts(b"a key share from my phone", &[own.as_str()]).await.unwrap();
+    phone.send_to_conversation(&direct.id, b"a key share from my phone").await.unwrap();
     let (inbox, junk) = receive_from(&mut laptop, &[alice.account_id(), own.as_str()]).await;
     assert!(inbox.failures.is_empty(), "{:?}", inbox.failures);
-    assert_eq!(inbox.texts(), ["a key share from a contact", "a key share from my phone"]);
+    let senders: Vec<&str> = inbox.room_keys.iter().map(|(device, _)| device.as_str()).collect();
+    assert_eq!(senders, [alice.device_id(), phone.device_id()], "the key shares that came");
+    assert_eq!(last_text(&mut laptop, &direct.id).await, "a key share from my phone");
     assert_eq!(junk, PENDING_PER_SENDER + accepted, "the flood waited there too");
 
     // Once the laptop has taken its inbox, strangers' messages fit again: the quotas are on
