@@ -6,6 +6,8 @@ import { copyText } from "./copyText";
 
 interface FakeArea {
   value: string;
+  selectionStart: number;
+  selectionEnd: number;
   selected: string | null;
   attrs: Record<string, string>;
   style: Record<string, string>;
@@ -19,12 +21,27 @@ interface FakeArea {
 function fakeDoc(opts: {
   clipboard?: { writeText(t: string): Promise<void> } | undefined;
   exec?: ((area: FakeArea) => boolean) | "missing" | "throws";
+  /** The Copy button is in a modal dialog (everything outside it is inert). */
+  inDialog?: boolean;
+  /** The textarea cannot take focus (inert, as outside a modal dialog). */
+  unfocusable?: boolean;
 }) {
   const exec = opts.exec ?? (() => false);
-  const log = { execCopied: null as string | null, inBody: 0, focusedBack: false, removed: 0 };
+  const log = { execCopied: null as string | null, inBody: 0, inDialog: 0, focusedBack: false, removed: 0 };
   let current: FakeArea | null = null;
-  const button = { focus: () => (log.focusedBack = true) };
-  const doc = {
+  const dialog = {
+    appendChild: () => {
+      log.inDialog += 1;
+    },
+  };
+  const button = {
+    focus: () => {
+      log.focusedBack = true;
+      doc.activeElement = button;
+    },
+    closest: (sel: string) => (sel === "dialog" && opts.inDialog ? dialog : null),
+  };
+  const doc: { activeElement: unknown; [k: string]: unknown } = {
     defaultView: { navigator: { clipboard: opts.clipboard } },
     activeElement: button,
     body: {
@@ -36,19 +53,27 @@ function fakeDoc(opts: {
       expect(tag).toBe("textarea");
       const area: FakeArea = {
         value: "",
+        selectionStart: 0,
+        selectionEnd: 0,
         selected: null,
         attrs: {},
         style: {},
         setAttribute(k, v) {
           this.attrs[k] = v;
         },
-        focus() {},
+        focus() {
+          if (!opts.unfocusable) doc.activeElement = this;
+        },
         select() {
           this.selected = this.value;
         },
-        setSelectionRange() {},
+        setSelectionRange(a, b) {
+          this.selectionStart = a;
+          this.selectionEnd = b;
+        },
         remove() {
-          log.inBody -= 1;
+          if (opts.inDialog) log.inDialog -= 1;
+          else log.inBody -= 1;
           log.removed += 1;
         },
       };
@@ -91,6 +116,29 @@ describe("copyText", () => {
     expect(log.inBody).toBe(0);
     expect(log.removed).toBe(1);
     expect(log.focusedBack).toBe(true);
+  });
+
+  it("puts the textarea inside the button's modal dialog (outside it would be inert)", async () => {
+    const { doc, log } = fakeDoc({ clipboard: undefined, inDialog: true, exec: (a) => a.selected === "id" });
+    expect(await copyText("id", doc)).toBe("copied");
+    expect(log.execCopied).toBe("id");
+    expect(log.inDialog).toBe(0);
+    expect(log.inBody).toBe(0);
+    expect(log.removed).toBe(1);
+  });
+
+  it("does not claim a copy when the textarea could not take focus (nothing selected)", async () => {
+    let asked = false;
+    const { doc } = fakeDoc({
+      clipboard: undefined,
+      unfocusable: true,
+      exec: () => {
+        asked = true;
+        return true; // Chromium reports success even with nothing selected
+      },
+    });
+    expect(await copyText("id", doc)).toBe("manual");
+    expect(asked).toBe(false);
   });
 
   it("falls back to execCommand when the clipboard API refuses", async () => {

@@ -33,13 +33,19 @@ function execCopy(text: string, doc: Document): boolean {
   area.style.opacity = "0";
   // Focus goes back where it was (the Copy button) after the textarea is gone.
   const active = doc.activeElement as HTMLElement | null;
-  doc.body.appendChild(area);
+  // Inside a modal dialog everything outside it is inert (cannot be focused or selected): the
+  // textarea goes into the button's dialog, else into the body.
+  const host = (typeof active?.closest === "function" ? active.closest("dialog") : null) ?? doc.body;
+  host.appendChild(area);
   let ok = false;
   try {
     area.focus();
     area.select();
     area.setSelectionRange(0, text.length);
-    ok = typeof doc.execCommand === "function" && doc.execCommand("copy");
+    // Nothing selected (the textarea could not take focus): "copy" would copy nothing yet
+    // report success, so this is a failure.
+    const selected = doc.activeElement === area && area.selectionStart === 0 && area.selectionEnd === text.length;
+    ok = selected && typeof doc.execCommand === "function" && doc.execCommand("copy");
   } catch {
     ok = false;
   } finally {
