@@ -179,11 +179,11 @@ test("plain http on a LAN name: the banner says what does not work, calls and no
     await settings.getByRole("button", { name: "Close settings" }).click();
 
     // Copy works over plain HTTP too, where the clipboard API is missing: the button says
-    // "Copied" and the browser's copy command copied the id; when even the fallback fails, the id is selected and
+    // "Copied", the browser's copy command copied the id and it pastes; when even the fallback fails, the id is selected and
     // the app says how to copy it by hand. On the secure page the clipboard API copies.
     expect(await alice.evaluate(() => navigator.clipboard === undefined)).toBe(true);
-    // What the browser's copy command copies is the selection when the "copy" event fires
-    // (headless Chromium keeps no clipboard a keyboard paste could read back here).
+    // What the browser's copy command copies is the selection when the "copy" event fires;
+    // then a keyboard paste into the composer reads it back.
     await alice.evaluate(() => {
       document.addEventListener("copy", (e) => {
         const t = e.target;
@@ -202,6 +202,11 @@ test("plain http on a LAN name: the banner says what does not work, calls and no
     await expect(alice.locator("body > textarea")).toHaveCount(0);
     await expect(settings.locator(".copy-id").getByRole("button", { name: "Copied" })).toBeFocused();
     await settings.getByRole("button", { name: "Close settings" }).click();
+    const composer = alice.getByRole("textbox", { name: "Message" });
+    await composer.focus();
+    await alice.keyboard.press("ControlOrMeta+V");
+    await expect(composer).toHaveValue(aliceId);
+    await composer.fill("");
     await alice.getByRole("button", { name: "Settings" }).click();
     await alice.evaluate(() => {
       document.execCommand = () => false;
