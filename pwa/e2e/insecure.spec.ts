@@ -178,6 +178,53 @@ test("plain http on a LAN name: the banner says what does not work, calls and no
     await bob.getByRole("button", { name: "Close settings" }).click();
     await settings.getByRole("button", { name: "Close settings" }).click();
 
+    // Copy works over plain HTTP too, where the clipboard API is missing: the button says
+    // "Copied", the browser's copy command copied the id and it pastes; when even the fallback fails, the id is selected and
+    // the app says how to copy it by hand. On the secure page the clipboard API copies.
+    expect(await alice.evaluate(() => navigator.clipboard === undefined)).toBe(true);
+    // What the browser's copy command copies is the selection when the "copy" event fires;
+    // then a keyboard paste into the composer reads it back.
+    await alice.evaluate(() => {
+      document.addEventListener("copy", (e) => {
+        const t = e.target;
+        const text =
+          t instanceof HTMLTextAreaElement ? t.value.slice(t.selectionStart, t.selectionEnd) : String(window.getSelection());
+        (window as unknown as { copiedText?: string }).copiedText = text;
+      });
+    });
+    await alice.getByRole("button", { name: "Settings" }).click();
+    const aliceId = ((await settings.locator(".copy-id output").textContent()) ?? "").trim();
+    expect(aliceId).not.toBe("");
+    await settings.locator(".copy-id").getByRole("button", { name: "Copy" }).click();
+    await expect(settings.locator(".copy-id").getByRole("button", { name: "Copied" })).toBeVisible();
+    expect(await alice.evaluate(() => (window as unknown as { copiedText?: string }).copiedText)).toBe(aliceId);
+    // The hidden textarea is gone and focus is back on the button.
+    await expect(alice.locator("body > textarea")).toHaveCount(0);
+    await expect(settings.locator(".copy-id").getByRole("button", { name: "Copied" })).toBeFocused();
+    await settings.getByRole("button", { name: "Close settings" }).click();
+    const composer = alice.getByRole("textbox", { name: "Message" });
+    await composer.focus();
+    await alice.keyboard.press("ControlOrMeta+V");
+    await expect(composer).toHaveValue(aliceId);
+    await composer.fill("");
+    await alice.getByRole("button", { name: "Settings" }).click();
+    await alice.evaluate(() => {
+      document.execCommand = () => false;
+    });
+    await settings.locator(".copy-id").getByRole("button", { name: "Copy" }).click();
+    await expect(settings.getByRole("status").filter({ hasText: "Could not copy here. The text is selected: press Ctrl+C (or long-press and choose Copy)." })).toBeVisible();
+    expect(await alice.evaluate(() => window.getSelection()?.toString().trim())).toBe(aliceId);
+    await alice.screenshot({ path: "e2e/artifacts/insecure-copy-manual.png" });
+    await settings.getByRole("button", { name: "Close settings" }).click();
+    await bob.context().grantPermissions(["clipboard-read", "clipboard-write"]);
+    await bob.getByRole("button", { name: "Settings" }).click();
+    const bobSettings = bob.getByRole("dialog", { name: "Settings" });
+    const bobId = ((await bobSettings.locator(".copy-id output").textContent()) ?? "").trim();
+    await bobSettings.locator(".copy-id").getByRole("button", { name: "Copy" }).click();
+    await expect(bobSettings.locator(".copy-id").getByRole("button", { name: "Copied" })).toBeVisible();
+    expect(await bob.evaluate(() => navigator.clipboard.readText())).toBe(bobId);
+    await bob.getByRole("button", { name: "Close settings" }).click();
+
     // Hidden: gone for this page (across screens), back on the next load.
     await banner(alice).getByRole("button", { name: "Hide this warning" }).click();
     await expect(banner(alice)).toHaveCount(0);

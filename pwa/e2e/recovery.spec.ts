@@ -246,4 +246,11 @@ test("a passphrase restores too; a wrong one changes nothing; a new key replaces
   await fourth.getByRole("button", { name: "Sign in" }).click();
   await expect(fourth.getByRole("button", { name: "New conversation" })).toBeVisible();
   await expect(fourth.getByRole("heading", { name: "This device needs your account key" })).toHaveCount(0);
+  // Its conversation banner says how to link instead, with no Restore button.
+  await fourth.getByRole("button", { name: /Dave/ }).click();
+  const banner = fourth.locator(".needs-key");
+  await expect(banner).toContainText(
+    "Your account has no backup: sign out, then on the sign-in screen choose “Link to an existing device” and confirm on a device where you are signed in.",
+  );
+  await expect(banner.getByRole("button")).toHaveCount(0);
 });

@@ -118,7 +118,9 @@ test("a browser without the account key: the bubble names Alice and says why; th
   // The bubble names Alice and says why, and what would read it.
   const waiting = waitingBubble(tablet);
   await expect(waiting).toHaveCount(1);
-  await expect(waiting).toContainText("From Alice");
+  // The group bubble's header names Alice; the note does not repeat it.
+  await expect(waiting.locator(".sender")).toHaveText("Alice");
+  await expect(waiting).not.toContainText("From Alice");
   await expect(waiting).toContainText("This device doesn't have your account key, so nobody can share keys with it.");
   await expect(waiting).toContainText(
     "Messages sent before this device joined can only be read after restoring from your recovery key.",
@@ -130,7 +132,24 @@ test("a browser without the account key: the bubble names Alice and says why; th
   await shoot(tablet, "undecryptable-restore");
   expect(await undecryptableCounts(tablet)).toEqual({ failed: 0, waiting: 1, stuck: 0 });
 
-  // The button leads to Settings → Recovery key; the key restores, in this same page.
+  // The banner above the conversation says the same way out (restore here, no signing out),
+  // and its button opens Settings → Recovery key too.
+  const banner = tablet.locator(".needs-key");
+  await expect(banner).toContainText(
+    "This device does not have your account key, so it cannot read or send encrypted messages. Restore it here from your recovery key or passphrase (Settings → Recovery key): no need to sign out.",
+  );
+  await expect(banner).not.toContainText("sign in again");
+  const bannerRestore = banner.getByRole("button", { name: "Restore from recovery key" });
+  await fitsPhone(tablet, bannerRestore);
+  await bannerRestore.click();
+  await expect(
+    tablet.getByRole("dialog", { name: "Settings" }).getByRole("form", { name: "Restore with recovery key or passphrase" }),
+  ).toBeInViewport();
+  await tablet.keyboard.press("Escape");
+  await expect(tablet.getByRole("dialog")).toBeHidden();
+  await tablet.getByRole("complementary").getByRole("button", { name: /UTD trip/ }).click();
+
+  // The bubble's button leads to Settings → Recovery key; the key restores, in this same page.
   await tablet.evaluate(() => {
     (window as unknown as { notReloaded: boolean }).notReloaded = true;
   });
@@ -190,7 +209,8 @@ test("a linked device asks Bob's first device for an old key: the bubble says so
   await laptop.getByRole("complementary").getByRole("button", { name: /UTD lab/ }).click();
   const waiting = waitingBubble(laptop);
   await expect(waiting).toHaveCount(1);
-  await expect(waiting).toContainText("From Alice");
+  await expect(waiting.locator(".sender")).toHaveText("Alice");
+  await expect(waiting).not.toContainText("From Alice");
   await expect(waiting).toContainText("Alice sent this before this device joined your account, so the key was not shared with it.");
   // The key request went to the phone, which is offline.
   await expect(waiting).toContainText("Asked your other devices for the key: it arrives when one of them is online.", {

@@ -1,5 +1,5 @@
 // ConversationView.tsx — one conversation: its header (title, E2EE and verified marks, verify,
-// members, calls), warnings (device not linked, a member's key changed), the history
+// members, calls), warnings (no account key on this device: recovery/NeedsKeyBanner.tsx, a member's key changed), the history
 // (conversation/MessageList.tsx), the composer (conversation/Composer.tsx) and files to send,
 // picked, pasted or dropped anywhere on it (conversation/Uploads.tsx).
 import { useRef, useState, type DragEvent } from "react";
@@ -17,6 +17,7 @@ import { LockIcon } from "./LockIcon";
 import { ConversationAvatar } from "./Avatar";
 import { Members } from "./Members";
 import { RequestBanner } from "./RequestBanner";
+import { NeedsKeyBanner } from "./recovery/NeedsKeyBanner";
 import { conversationTitle, personName } from "./names";
 
 export function ConversationView({ chat, conversationId }: { chat: Chat; conversationId: string }) {
@@ -132,11 +133,7 @@ export function ConversationView({ chat, conversationId }: { chat: Chat; convers
         {!conversation.request && !removed && <CallButtons chat={chat} conversationId={conversationId} disabled={needsLink} />}
       </header>
       {showMembers && <Members chat={chat} conversation={conversation} onClose={() => setShowMembers(false)} />}
-      {needsLink && (
-        <p role="alert" className="warning">
-          {t("needsLink")}
-        </p>
-      )}
+      {needsLink && <NeedsKeyBanner />}
       {keyWarning &&
         conversation.members.some((m) => m.accountId === keyWarning) &&
         (chat.engine.changedAfterVerification(keyWarning) ? (

@@ -1,24 +1,16 @@
-// CopyId.tsx — shows an id with a button that copies it.
-import { useState } from "react";
-import { useI18n } from "../i18n/i18n";
+// CopyId.tsx — shows an id with a button that copies it (CopyButton: works on plain HTTP too).
+import { useRef } from "react";
+import { CopyButton } from "./CopyButton";
 
 export function CopyId({ label, value }: { label: string; value: string }) {
-  const { t } = useI18n();
-  const [copied, setCopied] = useState(false);
+  const shown = useRef<HTMLOutputElement>(null);
   return (
     <div className="copy-id">
       <span>{label}</span>
-      <output aria-label={label} className="mono">
+      <output ref={shown} aria-label={label} className="mono">
         {value}
       </output>
-      <button
-        type="button"
-        onClick={() => {
-          void navigator.clipboard?.writeText(value).then(() => setCopied(true), () => undefined);
-        }}
-      >
-        {copied ? t("copied") : t("copy")}
-      </button>
+      <CopyButton text={value} select={shown} />
     </div>
   );
 }

@@ -223,7 +223,7 @@ export function MessageList({
               onDiscard={() => {
                 if (item.outboxKey) void chat.outbox.discard(item.outboxKey).catch((err: unknown) => console.warn("discard failed", err));
               }}
-              undecryptable={item.content.kind === "undecryptable" ? <UndecryptableNote chat={chat} item={item} /> : undefined}
+              undecryptable={item.content.kind === "undecryptable" ? <UndecryptableNote chat={chat} item={item} senderShown={showName} /> : undefined}
               file={
                 item.content.kind === "attachment" && item.content.file.attachment === "" ? (
                   <PendingFile name={item.content.file.name} size={item.content.file.size} />

@@ -1,61 +1,30 @@
-// UndecryptableNote.tsx — the body of a message bubble that did not decrypt: who sent it (and
-// from which of our devices, when it is one of ours), why (crypto/undecryptable.ts maps the
+// UndecryptableNote.tsx — the body of a message bubble that did not decrypt: who sent it (unless
+// the bubble's group header already names them; and from which of our devices, when it is ours), why (crypto/undecryptable.ts maps the
 // machine's reason), and what brings the key: the sender sharing it, our other devices answering
 // the key request, or a restore from the recovery key (a button to Settings → Recovery key).
 // When the key arrives the message decrypts in place (messages.retryUndecrypted, or the engine
 // swap after a restore); this only explains the wait.
 import { useEffect, useState } from "react";
-import { deviceClient } from "../../api";
-import { currentBackup } from "../../crypto/backup";
 import { categoryOf, explainWaiting, refusalLine } from "../../crypto/undecryptable";
 import { useI18n } from "../../i18n/i18n";
 import type { Chat, Item } from "../../state/chat";
 import { personName } from "../names";
+import { accountFacts, type AccountFacts } from "./accountFacts";
 import { openRecoverySettings } from "../recovery/openRecovery";
 
-/** What the account's device list and backup say (fetched once for every waiting bubble). */
-interface AccountFacts {
-  /** When this device was signed in (null: unknown). */
-  thisDeviceSince: number | null;
-  /** Our devices' names by id. */
-  names: Map<string, string>;
-  /** How many other devices we have (null: unknown). */
-  others: number | null;
-  /** Whether the account has a key backup (null: unknown). */
-  backup: boolean | null;
-}
-
-/** How long the facts are reused. */
-const FACTS_MS = 30_000;
 /** How often a waiting bubble looks at the key request again. */
 const POLL_MS = 2_000;
-let facts: { at: number; value: Promise<AccountFacts> } | null = null;
 
-function accountFacts(): Promise<AccountFacts> {
-  if (facts && Date.now() - facts.at < FACTS_MS) return facts.value;
-  const value = Promise.all([
-    deviceClient.listDevices({}).then(
-      (r) => r.devices,
-      () => null,
-    ),
-    currentBackup().then(
-      (b) => b !== null,
-      () => null,
-    ),
-  ]).then(([devices, backup]) => {
-    const here = devices?.find((d) => d.current);
-    return {
-      thisDeviceSince: here ? Number(here.createdAtMs) : null,
-      names: new Map((devices ?? []).map((d) => [d.id, d.name])),
-      others: devices ? devices.filter((d) => !d.current).length : null,
-      backup,
-    };
-  });
-  facts = { at: Date.now(), value };
-  return value;
-}
-
-export function UndecryptableNote({ chat, item }: { chat: Chat; item: Item }) {
+export function UndecryptableNote({
+  chat,
+  item,
+  senderShown = false,
+}: {
+  chat: Chat;
+  item: Item;
+  /** The bubble names its sender above (a group): "From …" would only repeat it. */
+  senderShown?: boolean;
+}) {
   const { t } = useI18n();
   const [known, setKnown] = useState<AccountFacts | null>(null);
   const [, setPoll] = useState(0);
@@ -110,7 +79,11 @@ export function UndecryptableNote({ chat, item }: { chat: Chat; item: Item }) {
   return (
     <div className="utd" data-utd={category}>
       <p className="muted">{waiting ? t("waitingForKey") : t("undecryptable")}</p>
-      <p className="utd-from">{device ? t("utdFromDevice", vars) : t("utdFrom", vars)}</p>
+      {device ? (
+        <p className="utd-from">{t("utdFromDevice", vars)}</p>
+      ) : (
+        !senderShown && <p className="utd-from">{t("utdFrom", vars)}</p>
+      )}
       <div id={whyId} className="utd-why">
         {lines.map((key) => (
           <p key={key}>{t(key, vars)}</p>

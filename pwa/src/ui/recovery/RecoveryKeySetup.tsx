@@ -3,10 +3,11 @@
 // least 10 characters), and "I have saved it", which sets up the backup (or rotates to this key)
 // and uploads every session key. After sign-up on the first device, and from Settings.
 import { BackupKey } from "kitsulan-crypto";
-import { useState, type FormEvent } from "react";
+import { useRef, useState, type FormEvent } from "react";
 import { setUpBackup, type SetUpProgress } from "../../crypto/backup";
 import type { E2ee } from "../../crypto/engine";
 import { useI18n } from "../../i18n/i18n";
+import { CopyButton } from "../CopyButton";
 import { QrCode } from "../link/QrCode";
 import { backupErrorText } from "./errors";
 
@@ -47,7 +48,7 @@ export function RecoveryKeySetup({
   });
   const [passphrase, setPassphrase] = useState("");
   const [again, setAgain] = useState("");
-  const [copied, setCopied] = useState(false);
+  const shownKey = useRef<HTMLOutputElement>(null);
   const [busy, setBusy] = useState(false);
   const [progress, setProgress] = useState<SetUpProgress | null>(null);
   const [error, setError] = useState<string | null>(null);
@@ -82,20 +83,13 @@ export function RecoveryKeySetup({
       {heading && <h2>{t("recoveryTitle")}</h2>}
       <p>{t("recoveryIntro")}</p>
       {note && <p className="muted">{note}</p>}
-      <output className="recovery-key" aria-label={t("recoveryKeyLabel")} data-recovery-key={recoveryKey}>
+      <output ref={shownKey} className="recovery-key" aria-label={t("recoveryKeyLabel")} data-recovery-key={recoveryKey}>
         {groups.map((g, i) => (
           <span key={i}>{g}</span>
         ))}
       </output>
       <div className="row recovery-actions">
-        <button
-          type="button"
-          onClick={() => {
-            void navigator.clipboard?.writeText(recoveryKey).then(() => setCopied(true), () => undefined);
-          }}
-        >
-          {copied ? t("copied") : t("copy")}
-        </button>
+        <CopyButton text={recoveryKey} select={shownKey} />
         <button type="button" onClick={() => window.print()}>
           {t("recoveryPrint")}
         </button>
