@@ -164,6 +164,10 @@ test("a browser and Rust clients in one E2EE group", async ({ browser, baseURL }
       const after = as === "bob2" ? sees.slice(sees.findIndex((m) => m.text === "Welcome, second device")) : sees;
       expect(after.filter((m) => m.undecryptable)).toEqual([]);
     }
+    // The Rust client's own count (E2eeDevice::undecryptable): Bob, there from the start, could
+    // read everything he was sent.
+    const bobCount = await peer.run<{ count: number; reasons: unknown[] }>({ cmd: "undecryptable", as: "bob" });
+    expect(bobCount).toEqual({ count: 0, reasons: [] });
   } finally {
     peer.close();
   }
