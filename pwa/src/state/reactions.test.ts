@@ -120,6 +120,9 @@ describe("malformed reactions are refused in decoding", () => {
     }
     // Nor is one ever written.
     expect(() => encodeContent({ kind: "reaction", messageId: TARGET, emoji: "two words" })).toThrow(/not a reaction/);
+    // The crate's rule (crypto/src/content/emoji.rs), with its stable code and reasons.
+    expect(() => encodeContent({ kind: "reaction", messageId: TARGET, emoji: "🦊🦊" })).toThrow(expect.objectContaining({ code: "invalid_reaction" }));
+    expect([reactionProblem(""), reactionProblem("ok"), reactionProblem("🦊".repeat(20))]).toEqual(["empty", "not one emoji", "too long"]);
   });
 });
 
