@@ -126,6 +126,21 @@ describe("malformed reactions are refused in decoding", () => {
   });
 });
 
+describe("the crate's emoji tables", () => {
+  it("agree with this engine's Unicode data on every single code point", () => {
+    // A lone code point is one emoji exactly when it is Extended_Pictographic (the crate's
+    // table from emoji-data.txt); JS's own property, an independent oracle, must agree.
+    const pictographic = /^\p{Extended_Pictographic}$/u;
+    const disagree: string[] = [];
+    for (let c = 0; c <= 0x10ffff; c++) {
+      if (c >= 0xd800 && c <= 0xdfff) continue;
+      const s = String.fromCodePoint(c);
+      if ((reactionProblem(s) === null) !== pictographic.test(s)) disagree.push(c.toString(16));
+    }
+    expect(disagree).toEqual([]);
+  });
+});
+
 describe("unread", () => {
   it("reactions from others after our read mark are not unread (the server counts every message)", () => {
     const c = conversation({ unreadCount: 3, members: [{ accountId: ME, readSeq: 1n }, BOB] });
