@@ -123,8 +123,9 @@ fn is_extended_pictographic(c: char) -> bool {
         .is_ok()
 }
 
-/// `Extended_Pictographic` (emoji-data.txt, Unicode 17.0): inclusive code point ranges, sorted,
-/// not overlapping, not adjacent.
+/// `Extended_Pictographic` (emoji-data.txt, Unicode 17.0, as ICU 78 carries it): inclusive code
+/// point ranges, sorted, not overlapping, not adjacent. The PWA's tests check it against the JS
+/// engine's own `\p{Extended_Pictographic}` on every code point (pwa/src/state/reactions.test.ts).
 #[rustfmt::skip]
 pub(super) const EXTENDED_PICTOGRAPHIC: [(u32, u32); 156] = [
     (0x00A9, 0x00A9), (0x00AE, 0x00AE), (0x203C, 0x203C), (0x2049, 0x2049), (0x2122, 0x2122), (0x2139, 0x2139),
