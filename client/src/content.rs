@@ -260,4 +260,26 @@ mod tests {
         assert_eq!(decode(b"legacy", MSG).unwrap().text(), Some("legacy"));
         assert_eq!(decode(&[0x00], MSG), Err(ContentError::Malformed));
     }
+
+    #[test]
+    fn a_reaction_emoji_follows_the_codec_s_rule() {
+        // Written with the API's types, as any sender could: "ok" is no emoji.
+        let raw = |emoji: &str| Content {
+            version: VERSION,
+            reply: None,
+            body: Some(content::Body::Reaction(kitsulan_proto::v1::Reaction {
+                message_id: MSG.to_owned(),
+                emoji: emoji.to_owned(),
+                remove: false,
+            })),
+        };
+        assert!(matches!(encode(raw("ok")), Err(ContentError::InvalidReaction(_))));
+        assert!(matches!(reaction(MSG, "🦊🦊", false), Err(ContentError::InvalidReaction(_))));
+        let mut plaintext = vec![MARKER, FORMAT];
+        plaintext.extend(raw("ok").encode_to_vec());
+        assert_eq!(decode(&plaintext, MSG), Err(ContentError::MalformedReaction));
+        let family = "\u{1F468}\u{200D}\u{1F469}\u{200D}\u{1F467}";
+        let read = decode(&encode(raw(family)).unwrap(), MSG).unwrap();
+        assert_eq!(read.body, Body::Reaction { message_id: MSG.into(), emoji: family.into(), remove: false });
+    }
 }

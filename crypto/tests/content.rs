@@ -171,6 +171,27 @@ fn an_edit_is_refused_on_another_message() {
     assert_eq!(content::decode(&edit, OTHER), Err(ContentError::EditForAnotherMessage));
 }
 
+/// Reactions to OTHER whose emoji is not one emoji, as a sender could write them (the crate
+/// never does): "ok", and two foxes.
+const MALFORMED_REACTIONS: [&str; 2] = [
+    "00010801622a0a2430313933613061302d303030302d373030302d383030302d30303030303030303030303212026f6b",
+    "0001080162300a2430313933613061302d303030302d373030302d383030302d3030303030303030303030321208f09fa68af09fa68a",
+];
+
+#[test]
+fn recorded_malformed_reactions_read_as_malformed_reaction() {
+    for hex in MALFORMED_REACTIONS {
+        let read = content::decode(&unhex(hex), MSG);
+        assert_eq!(read, Err(ContentError::MalformedReaction));
+        assert_eq!(read.unwrap_err().to_string(), "malformed reaction");
+    }
+    // The same reactions are never written.
+    for emoji in ["ok", "🦊🦊"] {
+        let out = Outgoing::Reaction { message_id: OTHER.into(), emoji: emoji.into(), remove: false };
+        assert_eq!(out.encode().unwrap_err().code(), "invalid_reaction");
+    }
+}
+
 /// `{"attachment":…,"secrets":"AQIDBAUGBwg=",…,"thumbnail":{…}}` as an older PWA sent it.
 const LEGACY_FILE: &str = "7b226174746163686d656e74223a2230313933613061302d303030302d373030302d383030302d303030303030303030306161222c2273656372657473223a2241514944424155474277673d222c226e616d65223a22686f6c696461792e6a7067222c2274797065223a22696d6167652f6a706567222c2273697a65223a3132333435362c227769647468223a343033322c22686569676874223a333032342c227468756d626e61696c223a7b226174746163686d656e74223a2230313933613061302d303030302d373030302d383030302d303030303030303030306262222c2273656372657473223a2243516f4c222c2274797065223a22696d6167652f6a706567222c227769647468223a3332302c22686569676874223a3234307d7d";
 

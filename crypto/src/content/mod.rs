@@ -14,8 +14,9 @@
 //! Writing goes through [`Outgoing`] (or the helpers [`text`], [`file`], [`edit`],
 //! [`reaction`], [`deletion`]), which refuses what a reader would refuse: a text over
 //! [`MAX_TEXT_LENGTH`], a formatting span outside its text, a file, reaction, edit or deletion
-//! that names nothing.
+//! that names nothing, a reaction whose emoji is not one emoji ([`emoji`]).
 
+pub mod emoji;
 pub(crate) mod legacy;
 #[cfg(test)]
 mod tests;
@@ -29,6 +30,7 @@ pub mod proto {
 use prost::Message as _;
 use proto::{Content, Deletion, Edit, FileContent, Reaction, Reply, TextContent, TextSpan, content};
 
+pub use emoji::{EmojiProblem, MAX_REACTION_BYTES};
 pub use proto::TextStyle;
 
 /// The first byte of a typed plaintext: no UTF-8 text the old clients sent starts with it.
@@ -45,7 +47,7 @@ pub const THUMBNAIL_TYPE: &str = "image/jpeg";
 pub const UNNAMED_FILE: &str = "file";
 
 /// Why a plaintext says nothing this device can show, or why a Content is not written. The
-/// `Display` forms of the first three are the reasons the PWA shows for an undecryptable
+/// `Display` forms of the first four are the reasons the PWA shows for an undecryptable
 /// message; [`ContentError::code`] gives stable codes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum ContentError {
@@ -60,6 +62,10 @@ pub enum ContentError {
     /// moving an edit between messages).
     #[error("edit for another message")]
     EditForAnotherMessage,
+    /// A reaction whose emoji is not exactly one emoji of at most [`MAX_REACTION_BYTES`] bytes
+    /// ([`emoji`]): never shown, not even as an error.
+    #[error("malformed reaction")]
+    MalformedReaction,
     /// Writing: a text longer than [`MAX_TEXT_LENGTH`].
     #[error("text too long")]
     TextTooLong,
@@ -70,6 +76,10 @@ pub enum ContentError {
     /// deletion names, a reaction's emoji, a file's attachment id or secrets, a thumbnail's).
     #[error("no {0}")]
     Missing(&'static str),
+    /// Writing: a reaction whose emoji is not exactly one emoji of at most
+    /// [`MAX_REACTION_BYTES`] bytes ([`emoji`]).
+    #[error("not a reaction: {}", .0.reason())]
+    InvalidReaction(EmojiProblem),
 }
 
 impl ContentError {
@@ -79,9 +89,11 @@ impl ContentError {
             Self::NotUtf8 => "not_utf8",
             Self::Malformed => "malformed_content",
             Self::EditForAnotherMessage => "edit_for_another_message",
+            Self::MalformedReaction => "malformed_reaction",
             Self::TextTooLong => "text_too_long",
             Self::InvalidSpan => "invalid_span",
             Self::Missing(_) => "missing_field",
+            Self::InvalidReaction(_) => "invalid_reaction",
         }
     }
 }
@@ -245,6 +257,9 @@ pub fn encode(mut content: Content) -> Result<Vec<u8>, ContentError> {
         Some(content::Body::Reaction(r)) => {
             required(&r.message_id, "message id")?;
             required(&r.emoji, "emoji")?;
+            if let Some(problem) = emoji::problem(&r.emoji) {
+                return Err(ContentError::InvalidReaction(problem));
+            }
         }
         Some(content::Body::Deletion(d)) => required(&d.message_id, "message id")?,
     }
@@ -358,6 +373,10 @@ fn decode_typed(bytes: &[u8], message_id: &str) -> Result<Decoded, ContentError>
         Some(content::Body::Reaction(r)) => {
             if r.message_id.is_empty() || r.emoji.is_empty() {
                 return Err(ContentError::Malformed);
+            }
+            // Shown as a chip with a count: one emoji, bounded (never text, never a long string).
+            if emoji::problem(&r.emoji).is_some() {
+                return Err(ContentError::MalformedReaction);
             }
             (Body::Reaction { message_id: r.message_id, emoji: r.emoji, remove: r.remove }, None)
         }

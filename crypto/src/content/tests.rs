@@ -447,3 +447,118 @@ fn decoding_never_panics_and_what_it_reads_writes_back() {
     }
     assert!(rewritten > 1_000, "only {rewritten} inputs decoded");
 }
+
+/// A reaction Content carrying `emoji`, as any sender could write it (unchecked).
+fn raw_reaction(emoji: &str) -> Vec<u8> {
+    let content = Content {
+        version: VERSION,
+        reply: None,
+        body: Some(content::Body::Reaction(Reaction {
+            message_id: OTHER.to_owned(),
+            emoji: emoji.to_owned(),
+            remove: false,
+        })),
+    };
+    typed(&content.encode_to_vec())
+}
+
+const SCOTLAND: &str = "\u{1F3F4}\u{E0067}\u{E0062}\u{E0073}\u{E0063}\u{E0074}\u{E007F}";
+const FAMILY: &str = "\u{1F468}\u{200D}\u{1F469}\u{200D}\u{1F467}\u{200D}\u{1F466}";
+const RAINBOW: &str = "\u{1F3F3}\u{FE0F}\u{200D}\u{1F308}";
+const HOLDING_HANDS: &str = "\u{1F9D1}\u{1F3FD}\u{200D}\u{1F91D}\u{200D}\u{1F9D1}\u{1F3FB}";
+
+#[test]
+fn one_emoji_of_any_kind_is_a_reaction() {
+    // The same cases as pwa/src/state/reactions.test.ts.
+    for e in [
+        "🦊",
+        "❤️",
+        "☺",
+        "👍🏽",
+        FAMILY,
+        RAINBOW,
+        HOLDING_HANDS,
+        "🇷🇺",
+        "1️⃣",
+        "#\u{20E3}",
+        "*\u{20E3}",
+        SCOTLAND,
+    ] {
+        assert_eq!(emoji::problem(e), None, "{e:?}");
+        let read = decode(&raw_reaction(e), MSG).unwrap();
+        assert_eq!(read.body, Body::Reaction { message_id: OTHER.into(), emoji: e.into(), remove: false });
+        assert_eq!(decode(&reaction(OTHER, e, false).unwrap(), MSG).unwrap().body, read.body, "{e:?}");
+    }
+    // The edges of the tables: the first and last Extended_Pictographic, a skin tone on a hand.
+    for e in ["\u{A9}", "\u{1FFFD}", "\u{270C}\u{1F3FF}", "\u{1F1E6}\u{1F1FF}"] {
+        assert_eq!(emoji::problem(e), None, "{e:?}");
+    }
+}
+
+#[test]
+fn anything_but_one_emoji_is_a_malformed_reaction_and_never_written() {
+    let zalgo = format!("🦊{}", "\u{301}".repeat(40));
+    assert!(zalgo.len() > MAX_REACTION_BYTES);
+    // Exactly 64 bytes of one ZWJ sequence passes; one pictograph more does not.
+    let long = format!("{}\u{1F3FD}", ["\u{1F9D1}"; 9].join("\u{200D}"));
+    assert_eq!((long.len(), emoji::problem(&long)), (64, None));
+    let too_long = ["\u{1F9D1}"; 10].join("\u{200D}");
+    assert_eq!((too_long.len(), emoji::problem(&too_long)), (67, Some(EmojiProblem::TooLong)));
+    let refused = [
+        "a",
+        "1",
+        "#",
+        "ok",
+        "🦊🦊",
+        "🦊 ",
+        " 🦊",
+        "\u{202E}🦊",
+        "🦊\u{0}",
+        "🦊\u{301}",
+        "\u{200D}🦊",
+        "🦊\u{200D}",
+        "🦊\u{200D}\u{200D}🦊",
+        "🇷",
+        "🇷🇺🇺",
+        "<img>",
+        "1\u{FE0F}",
+        "1\u{20E3}\u{20E3}",
+        "🦊\u{FE0F}\u{FE0F}",
+        "👍🏽🏽",
+        "\u{1F3FD}",
+        "\u{1F3F4}\u{E0067}\u{E0062}",
+        "\u{1F3F4}\u{E007F}",
+        "\u{E0067}\u{E007F}",
+        "\u{FE0F}",
+        "\u{FFFD}",
+        &zalgo,
+        &too_long,
+        &"🦊".repeat(20),
+    ];
+    for e in refused {
+        assert!(emoji::problem(e).is_some(), "{e:?}");
+        assert_eq!(decode(&raw_reaction(e), MSG), Err(ContentError::MalformedReaction), "{e:?}");
+        let written = reaction(OTHER, e, false);
+        assert!(matches!(written, Err(ContentError::InvalidReaction(_))), "{e:?}: {written:?}");
+        assert_eq!(written.unwrap_err().code(), "invalid_reaction");
+    }
+    assert_eq!(emoji::problem("two words"), Some(EmojiProblem::NotOneEmoji));
+    assert_eq!(emoji::problem(&zalgo), Some(EmojiProblem::TooLong));
+    assert_eq!(ContentError::MalformedReaction.to_string(), "malformed reaction");
+    assert_eq!(ContentError::MalformedReaction.code(), "malformed_reaction");
+    assert_eq!(
+        ContentError::InvalidReaction(EmojiProblem::NotOneEmoji).to_string(),
+        "not a reaction: not one emoji"
+    );
+    // An empty emoji stays what it was: malformed content, and a missing field when writing.
+    assert_eq!(emoji::problem(""), Some(EmojiProblem::Empty));
+    assert_eq!(decode(&raw_reaction(""), MSG), Err(ContentError::Malformed));
+    assert_eq!(reaction(OTHER, "", false), Err(ContentError::Missing("emoji")));
+}
+
+#[test]
+fn the_extended_pictographic_table_is_sorted_and_apart() {
+    for pair in emoji::EXTENDED_PICTOGRAPHIC.windows(2) {
+        assert!(pair[0].0 <= pair[0].1 && pair[0].1 + 1 < pair[1].0, "{pair:x?}");
+    }
+}

@@ -4,14 +4,16 @@
 //! padded base64, as `FileRef` holds them). `encodeContent` throws a `KitsulanCryptoError`: the
 //! codes of [`ContentError::code`], or `invalid_content` for an object that is not an
 //! `Outgoing` (a field missing or of the wrong type); `decodeContent` never throws: what does
-//! not decode is `{ undecryptable: reason }` with the reason the PWA shows.
+//! not decode is `{ undecryptable: reason }` with the reason the PWA shows (a reaction whose
+//! emoji is not one emoji: "malformed reaction"). `reactionEmojiProblem(emoji)` says why a
+//! string is no reaction emoji ([`content::emoji`]), for the app to ask before it sends.
 
 use js_sys::{Array, Object, Reflect};
 use wasm_bindgen::prelude::*;
 
 use super::JsResult;
 use crate::content::proto::{FileContent, FileThumbnail};
-use crate::content::{self, Body, ContentError, Outgoing, Span, TextStyle, legacy};
+use crate::content::{self, Body, ContentError, Outgoing, Span, TextStyle, emoji, legacy};
 
 #[wasm_bindgen(typescript_custom_section)]
 const TYPES: &str = r#"
@@ -290,4 +292,12 @@ pub fn decode_content(plaintext: &[u8], message_id: &str) -> Object {
         Err(e) => set(&o, "undecryptable", e.to_string()),
     }
     o
+}
+
+/// Why `emoji` is no reaction emoji ("empty", "too long", "not one emoji"), or `undefined`
+/// when it is exactly one emoji of at most 64 UTF-8 bytes: the rule `encodeContent` and
+/// `decodeContent` apply to a reaction.
+#[wasm_bindgen(js_name = reactionEmojiProblem)]
+pub fn reaction_emoji_problem(emoji: &str) -> Option<String> {
+    emoji::problem(emoji).map(|p| p.reason().to_owned())
 }

@@ -6,7 +6,7 @@
 // apply, and the reasons shown. This file holds the app's types and calls the WASM
 // (`encodeContent`, `decodeContent`): like every crypto call, only after engine.ts's
 // loadCrypto().
-import { decodeContent, encodeContent as encodeInWasm } from "kitsulan-crypto";
+import { decodeContent, encodeContent as encodeInWasm, reactionEmojiProblem } from "kitsulan-crypto";
 import type { FileRef } from "../attachments/content";
 import type { SystemEvent } from "../gen/kitsulan/v1/conversation_pb";
 
@@ -18,28 +18,18 @@ export const MALFORMED_CONTENT = "malformed content";
 export const EDIT_FOR_ANOTHER_MESSAGE = "edit for another message";
 export const MALFORMED_REACTION = "malformed reaction";
 
-/** The longest reaction emoji, in UTF-8 bytes (a family or a flag with modifiers fits). */
+/** The longest reaction emoji, in UTF-8 bytes (a family or a flag with modifiers fits; the
+ * crate's MAX_REACTION_BYTES, which enforces it). */
 export const MAX_REACTION_BYTES = 64;
 
-const utf8 = new TextEncoder();
-/** One emoji: a flag (two regional indicators), a keycap (1️⃣), or a pictograph with its
- * presentation selector, skin tone or tag sequence (the flag of Scotland), joined by ZWJ into
- * more (a family, a rainbow flag). The same in every engine (no Intl.Segmenter, which older
- * browsers lack). */
-const PICTOGRAPH = "\\p{Extended_Pictographic}(?:\\uFE0F|\\p{Emoji_Modifier})?(?:[\\u{E0020}-\\u{E007E}]+\\u{E007F})?";
-const ONE_EMOJI = new RegExp(
-  `^(?:\\p{Regional_Indicator}{2}|[#*0-9]\\uFE0F?\\u20E3|${PICTOGRAPH}(?:\\u200D${PICTOGRAPH})*)$`,
-  "u",
-);
-
-/** Why `emoji` is no reaction (null when it is one): exactly one emoji (ONE_EMOJI) of at most
- * MAX_REACTION_BYTES bytes; never empty, text, several emoji, or an emoji with anything else
- * (spaces, combining marks, controls) around it. */
+/** Why `emoji` is no reaction (null when it is one): exactly one emoji sequence (a flag, a
+ * keycap, a pictograph with its selector, skin tone or tag sequence, joined by ZWJ into more) of
+ * at most MAX_REACTION_BYTES bytes; never empty, text, several emoji, or an emoji with anything
+ * else (spaces, combining marks, controls) around it. The crate's rule (crypto/src/content/
+ * emoji.rs), the same one encodeContent and decodeContent apply: "empty", "too long" or
+ * "not one emoji". */
 export function reactionProblem(emoji: string): string | null {
-  if (emoji === "") return "empty";
-  if (utf8.encode(emoji).length > MAX_REACTION_BYTES) return "too long";
-  if (!ONE_EMOJI.test(emoji)) return "not one emoji";
-  return null;
+  return reactionEmojiProblem(emoji) ?? null;
 }
 
 export type SpanStyle = "bold" | "italic" | "code" | "strike" | "spoiler";
@@ -96,12 +86,9 @@ export function shownInThread(content: Content): boolean {
 
 /** The plaintext to encrypt for `out`: `0x00 0x01 || Content`. Throws TextTooLong, or the
  * crate's KitsulanCryptoError for what a reader would refuse (a span outside its text, a
- * reaction or file naming nothing). */
+ * reaction or file naming nothing, a reaction emoji that is not one emoji: `invalid_reaction`,
+ * "not a reaction: …"). */
 export function encodeContent(out: Outgoing): Uint8Array {
-  if (out.kind === "reaction") {
-    const problem = reactionProblem(out.emoji);
-    if (problem) throw new Error(`not a reaction: ${problem}`);
-  }
   try {
     return encodeInWasm(out);
   } catch (err) {
@@ -130,11 +117,10 @@ export function shownAs(out: Outgoing): Content {
 type Read = { ok: Content } | { undecryptable: string };
 
 /** What a decrypted plaintext says, for the message `messageId` (an edit must name it). */
+/** A reaction whose emoji is not one emoji is `{ undecryptable: MALFORMED_REACTION }` (the crate
+ * refuses it: a chip shows one emoji, bounded, never text or a long string). */
 export function readContent(plaintext: Uint8Array, messageId: string): Read {
-  const read = decodeContent(plaintext, messageId);
-  // Shown as a chip with a count: one emoji, bounded (never text, never a long string).
-  if ("ok" in read && read.ok.kind === "reaction" && reactionProblem(read.ok.emoji)) return { undecryptable: MALFORMED_REACTION };
-  return read;
+  return decodeContent(plaintext, messageId);
 }
 
 /** What a decrypted plaintext of the message `messageId` (Megolm session `sessionId`) says. */

@@ -120,6 +120,24 @@ describe("malformed reactions are refused in decoding", () => {
     }
     // Nor is one ever written.
     expect(() => encodeContent({ kind: "reaction", messageId: TARGET, emoji: "two words" })).toThrow(/not a reaction/);
+    // The crate's rule (crypto/src/content/emoji.rs), with its stable code and reasons.
+    expect(() => encodeContent({ kind: "reaction", messageId: TARGET, emoji: "🦊🦊" })).toThrow(expect.objectContaining({ code: "invalid_reaction" }));
+    expect([reactionProblem(""), reactionProblem("ok"), reactionProblem("🦊".repeat(20))]).toEqual(["empty", "not one emoji", "too long"]);
+  });
+});
+
+describe("the crate's emoji tables", () => {
+  it("agree with this engine's Unicode data on every single code point", () => {
+    // A lone code point is one emoji exactly when it is Extended_Pictographic (the crate's
+    // table from emoji-data.txt); JS's own property, an independent oracle, must agree.
+    const pictographic = /^\p{Extended_Pictographic}$/u;
+    const disagree: string[] = [];
+    for (let c = 0; c <= 0x10ffff; c++) {
+      if (c >= 0xd800 && c <= 0xdfff) continue;
+      const s = String.fromCodePoint(c);
+      if ((reactionProblem(s) === null) !== pictographic.test(s)) disagree.push(c.toString(16));
+    }
+    expect(disagree).toEqual([]);
   });
 });
 
