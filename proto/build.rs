@@ -18,9 +18,33 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut public = fds.clone();
     public.file.retain(|file| !file.name().starts_with("kitsulan/internal/"));
     std::fs::write(out.join("kitsulan_descriptor.bin"), prost::Message::encode_to_vec(&public))?;
-    tonic_prost_build::configure().build_client(true).build_server(true).compile_fds(fds)?;
+    // `content.proto` (what a message says, inside its encryption) is no API type: its Rust
+    // types and codec live once, in the crypto crate (`kitsulan_crypto::content`), which every
+    // client uses. Nothing here refers to them, so they are left out rather than made twice.
+    let mut config = tonic_prost_build::configure().build_client(true).build_server(true);
+    for name in CONTENT_TYPES {
+        config = config.extern_path(
+            format!(".kitsulan.v1.{name}"),
+            format!("::kitsulan_crypto::content::proto::{name}"),
+        );
+    }
+    config.compile_fds(fds)?;
     Ok(())
 }
+
+/// The messages and enums of `kitsulan/v1/content.proto`.
+const CONTENT_TYPES: [&str; 10] = [
+    "Content",
+    "Reply",
+    "TextStyle",
+    "TextSpan",
+    "TextContent",
+    "FileThumbnail",
+    "FileContent",
+    "Reaction",
+    "Edit",
+    "Deletion",
+];
 
 fn collect_protos(dir: &Path, files: &mut Vec<PathBuf>) -> std::io::Result<()> {
     for entry in std::fs::read_dir(dir)? {

@@ -27,11 +27,10 @@ use std::collections::HashMap;
 
 use anyhow::{Context as _, anyhow};
 use kitsulan_client::attachments::{FileSource, blob_url, download_decrypt, upload_encrypted};
-use kitsulan_client::content::{self, Body};
+use kitsulan_client::content::{self, Body, FileContent};
 use kitsulan_client::conversations::{Content, HistoryEntry};
 use kitsulan_client::e2ee::E2eeDevice;
 use kitsulan_crypto::attachment::AttachmentSecrets;
-use kitsulan_proto::v1::FileContent;
 use kitsulan_proto::v1::HistoryDirection;
 use serde_json::{Value, json};
 use std::io::{BufRead as _, Write as _};

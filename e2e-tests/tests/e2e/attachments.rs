@@ -22,14 +22,14 @@ use kitsulan_client::attachments::{
     BlobServer, FileSource, Store, blob_url, download_decrypt, files_named, get_status, memory_kib, put,
     put_bytes, upload_encrypted,
 };
-use kitsulan_client::content;
+use kitsulan_client::content::{self, FileContent};
 use kitsulan_client::e2ee::E2eeDevice;
 use kitsulan_client::gateway::LiveInbox;
 use kitsulan_client::people::person;
 use kitsulan_client::scan::scan_for_plaintexts_with;
 use kitsulan_crypto::attachment::AttachmentSecrets;
 use kitsulan_proto::v1::event::Body;
-use kitsulan_proto::v1::{AttachmentChange, BlobRequest, Event, FileContent};
+use kitsulan_proto::v1::{AttachmentChange, BlobRequest, Event};
 
 /// How long a live event or a sweep may take.
 const WAIT: Duration = Duration::from_secs(15);
