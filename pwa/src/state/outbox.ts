@@ -130,33 +130,28 @@ export function withOutbox(items: Item[], records: OutboxRecord[] | undefined, m
     if (r.failed) extra.failure = r.failed;
     const at = index.get(r.messageId);
     const held = at === undefined ? undefined : out[at];
-    if (r.action.kind === "react") {
+    const a = r.action;
+    if (a.kind === "react" || a.kind === "send" || a.kind === "file") {
+      // A new message of ours: shown last with its clock, until the server acknowledges it.
       if (held && held.message.seq > 0n) continue; // acknowledged: the record is on its way out
       const message = create(MessageSchema, {
         id: r.messageId,
         conversationId: r.conversationId,
         senderAccountId: me.accountId,
         senderDeviceId: me.deviceId,
+        replyTo: a.kind === "send" ? a.replyTo : "",
         sentAtMs: BigInt(r.createdAtMs),
       });
-      const { target, emoji, remove } = r.action;
-      index.set(r.messageId, out.length);
-      out.push({ message, content: { kind: "reaction", messageId: target, emoji, remove }, ...extra });
-    } else if (r.action.kind === "send" || r.action.kind === "file") {
-      if (held && held.message.seq > 0n) continue; // acknowledged: the record is on its way out
-      const message = create(MessageSchema, {
-        id: r.messageId,
-        conversationId: r.conversationId,
-        senderAccountId: me.accountId,
-        senderDeviceId: me.deviceId,
-        replyTo: r.action.kind === "send" ? r.action.replyTo : "",
-        sentAtMs: BigInt(r.createdAtMs),
-      });
-      const content: Content = r.action.kind === "send" ? { kind: "text", text: r.action.text } : pendingFileContent(r.action.file);
+      const content: Content =
+        a.kind === "react"
+          ? { kind: "reaction", messageId: a.target, emoji: a.emoji, remove: a.remove }
+          : a.kind === "send"
+            ? { kind: "text", text: a.text }
+            : pendingFileContent(a.file);
       index.set(r.messageId, out.length);
       out.push({ message, content, ...extra });
     } else if (held && at !== undefined) {
-      const content: Content = r.action.kind === "edit" ? { kind: "text", text: r.action.text } : { kind: "deleted" };
+      const content: Content = a.kind === "edit" ? { kind: "text", text: a.text } : { kind: "deleted" };
       out[at] = { ...held, content, ...extra };
     }
   }
