@@ -234,6 +234,7 @@ export const en = {
   // The insecure-context warning (ui/InsecureBanner.tsx, lib/secureContext.ts).
   insecureLabel: "Connection warning",
   insecureRisk: "This connection is not encrypted: anyone on this network could read your password or change the app.",
+  insecureDetails: "What does not work, and what to do",
   insecureLimitsIntro: "Opened over plain HTTP, these do not work here:",
   insecureOffline: "starting without the network, and installing the app",
   insecureNotifications: "notifications",
@@ -827,6 +828,7 @@ export const ru: Record<MessageKey, string> = {
   notifyUnsupported: "Этот браузер не умеет показывать уведомления.",
   insecureLabel: "Предупреждение о соединении",
   insecureRisk: "Соединение не зашифровано: любой в этой сети может прочитать ваш пароль или подменить приложение.",
+  insecureDetails: "Что не работает и что делать",
   insecureLimitsIntro: "По обычному HTTP здесь не работают:",
   insecureOffline: "запуск без сети и установка приложения",
   insecureNotifications: "уведомления",
