@@ -9,6 +9,8 @@
 //   Alice opens and the emoji check is offered; they verify with it and exchange messages.
 // - A contact link opened directly does the same; a code of another server, one with another
 //   key, an unknown account or one's own code is refused with a message and changes nothing.
+// - Over plain HTTP by a LAN name (not a secure context): the party QR code names that address,
+//   the scanner says the camera needs HTTPS, and a pasted link works.
 import { execFileSync } from "node:child_process";
 import { mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -17,6 +19,18 @@ import { chromium, type Browser, type Locator, type Page } from "@playwright/tes
 import jsQR from "jsqr";
 import { launchOptions } from "../playwright.config";
 import { acceptRequest, bubble, expect, newDevice, openDirect, password, send, shoot, signUp, stamp, test } from "./helpers";
+
+/** Runs Debian's ffmpeg (its output); a missing ffmpeg fails the test and says so. */
+function ffmpeg(args: string[]): Buffer {
+  try {
+    return execFileSync("ffmpeg", ["-v", "error", ...args], { maxBuffer: 64 * 1024 * 1024 });
+  } catch (err) {
+    if ((err as { code?: string }).code === "ENOENT") {
+      throw new Error("ffmpeg is missing: install Debian's ffmpeg (`apt-get install ffmpeg`; .ci/run does)");
+    }
+    throw err;
+  }
+}
 
 /** The width and height a PNG's header gives. */
 function pngSize(png: Buffer): { width: number; height: number } {
@@ -29,9 +43,7 @@ function decodePng(png: Buffer): string | null {
   const dir = mkdtempSync(join(tmpdir(), "kitsulan-qr-"));
   const file = join(dir, "qr.png");
   writeFileSync(file, png);
-  const rgba = execFileSync("ffmpeg", ["-v", "error", "-i", file, "-f", "rawvideo", "-pix_fmt", "rgba", "-"], {
-    maxBuffer: 64 * 1024 * 1024,
-  });
+  const rgba = ffmpeg(["-i", file, "-f", "rawvideo", "-pix_fmt", "rgba", "-"]);
   expect(rgba.length).toBe(width * height * 4);
   return jsQR(new Uint8ClampedArray(rgba.buffer, rgba.byteOffset, rgba.length), width, height)?.data ?? null;
 }
@@ -48,8 +60,8 @@ function cameraVideo(png: Buffer): string {
   const image = join(dir, "qr.png");
   const video = join(dir, "camera.y4m");
   writeFileSync(image, png);
-  execFileSync("ffmpeg", [
-    "-v", "error", "-loop", "1", "-i", image,
+  ffmpeg([
+    "-loop", "1", "-i", image,
     "-vf", "scale=400:400,pad=640:480:120:40:white,format=yuv420p",
     "-r", "10", "-frames:v", "20", "-y", video,
   ]);
@@ -304,4 +316,55 @@ test("contacts by QR in Russian, at 360 px", async ({ browser }) => {
   await expect(scan.getByRole("alert")).toHaveText("Это не код контакта KitsuLAN.");
   expect(await page.evaluate(() => document.documentElement.scrollWidth)).toBeLessThanOrEqual(360);
   await page.screenshot({ path: "e2e/artifacts/contact-scan-ru-360.png" });
+});
+
+test("over plain HTTP by a LAN name: the party QR names that address; no camera, so the link is pasted", async ({ baseURL }) => {
+  test.slow();
+  const port = new URL(baseURL ?? "").port;
+  const lan = `http://kitsulan.lan:${port}`;
+  const browser = await chromium.launch({
+    ...launchOptions,
+    args: [...launchOptions.args, "--host-resolver-rules=MAP kitsulan.lan 127.0.0.1"],
+  });
+  try {
+    const device = async (path: string) => {
+      const context = await browser.newContext({ viewport: { width: 1280, height: 800 } });
+      const page = await context.newPage();
+      await page.goto(`${lan}${path}`);
+      return page;
+    };
+    const lanSignUp = async (page: Page, username: string, name: string) => {
+      await page.getByRole("tab", { name: "Create account" }).click();
+      await page.getByLabel("Username").fill(username);
+      await page.getByLabel("Password").fill(password);
+      await page.getByLabel("Display name (optional)").fill(name);
+      await page.getByRole("button", { name: "Create account" }).click();
+      await page.getByRole("form", { name: "Save your recovery key" }).getByRole("button", { name: "Not now" }).click();
+      await expect(page.getByRole("button", { name: "New conversation" })).toBeVisible();
+    };
+
+    // The screen shows the address it was opened at.
+    const screen = await device("/party");
+    const qr = screen.getByRole("img", { name: `QR code of ${lan}` });
+    expect(decodePng(await qrPng(qr))).toBe(lan);
+    await expect(screen.getByTestId("party-address")).toHaveText(`kitsulan.lan:${port}`);
+
+    const alice = await device("/");
+    await lanSignUp(alice, `alice-lan-${stamp}`, "Alice");
+    const { link } = await myCode(alice);
+    expect(link.startsWith(`${lan}/#/add/`)).toBe(true);
+
+    const bob = await device("/");
+    await lanSignUp(bob, `bob-lan-${stamp}`, "Bob");
+    await bob.getByRole("button", { name: "New conversation" }).click();
+    await bob.getByRole("dialog", { name: "New conversation" }).getByRole("button", { name: "Scan a QR code" }).click();
+    const scan = bob.getByRole("dialog", { name: "Add someone by QR code" });
+    await expect(scan.getByText("The camera only works over an encrypted (HTTPS) connection, and this page is not one. Paste the link instead.")).toBeVisible();
+    await expect(scan.getByLabel("Camera")).toHaveCount(0);
+    await scan.getByRole("textbox", { name: "Or paste their link" }).fill(link);
+    await scan.getByRole("button", { name: "Open", exact: true }).click();
+    await expect(bob.getByRole("dialog", { name: "Conversation with Alice" })).toBeVisible();
+  } finally {
+    await browser.close();
+  }
 });
