@@ -7,6 +7,8 @@
 // The engine, the chat and the backup use the crypto WebAssembly: they come from ./signedIn, a
 // chunk loaded (with the WASM, crypto/load.ts) as soon as a session is found or made, never
 // before the sign-in form of a visitor without one.
+// At `/party` (the server serves the app for any path), the party screen (ui/party) shows
+// instead of the messenger, signed in or not.
 // Opened in an insecure context (plain HTTP by a LAN address), a banner above every screen says
 // so and what does not work there (ui/InsecureBanner.tsx).
 import { lazy, Suspense, useCallback, useEffect, useMemo, useRef, useState } from "react";
@@ -26,6 +28,10 @@ import { InsecureBanner } from "./ui/InsecureBanner";
 
 // The signed-in screens (and Markdown) are a chunk of their own: the sign-in form does not wait for them.
 const Messenger = lazy(() => import("./ui/Messenger").then((m) => ({ default: m.Messenger })));
+const PartyScreen = lazy(() => import("./ui/party/PartyScreen").then((m) => ({ default: m.PartyScreen })));
+
+/** Whether this page is the party screen (a projector's or a TV's, `/party`). */
+const PARTY = window.location.pathname.replace(/\/+$/, "") === "/party";
 
 type SignedIn = typeof import("./signedIn");
 /** ./signedIn once loaded (a backup can only be attached after it was). */
@@ -67,6 +73,8 @@ function Root() {
   const [theme, setTheme] = useTheme();
 
   const [notice, setNotice] = useState<MessageKey | null>(null);
+  /** On the party screen, signed out: the person asked for the sign-in form. */
+  const [partySignIn, setPartySignIn] = useState(false);
   const current = useRef<Chat | null>(null);
 
   /** Stops the chat, signs out on the server (best effort) and wipes this device's data. */
@@ -214,8 +222,22 @@ function Root() {
         </main>
       );
     case "signed-out":
+      if (PARTY && !partySignIn) {
+        return (
+          <Suspense fallback={<main className="center" />}>
+            <PartyScreen chat={null} onSignIn={() => setPartySignIn(true)} />
+          </Suspense>
+        );
+      }
       return <AuthScreen onSignedIn={enter} notice={notice && t(notice)} theme={theme} setTheme={setTheme} />;
     case "signed-in":
+      if (PARTY) {
+        return (
+          <Suspense fallback={<main className="center" />}>
+            <PartyScreen chat={phase.chat} />
+          </Suspense>
+        );
+      }
       return (
         <Suspense fallback={<main className="center" />}>
           <Messenger chat={phase.chat} onSignOut={doSignOut} swap={swap} theme={theme} setTheme={setTheme} />

@@ -14,6 +14,7 @@ import {
   type ClientFrame,
   type Event,
   type GatewayError,
+  type Ready,
 } from "../gen/kitsulan/v1/gateway_pb";
 
 export type GatewayStatus = "connecting" | "online" | "offline";
@@ -23,6 +24,8 @@ export interface GatewayOptions {
   token: () => Promise<string | null>;
   onEvent: (event: Event) => Promise<void>;
   onStatus: (status: GatewayStatus) => void;
+  /** A connection was accepted (its Ready: who among our contacts is online, …). */
+  onReady?: (ready: Ready) => void;
   /** The device was signed out or revoked (close 4003): stop for good. */
   onSignedOut: () => void;
   /** A frame we sent was refused without closing the connection (e.g. a call signal). */
@@ -170,6 +173,7 @@ export class Gateway {
         this.attempt = 0;
         this.queue = Promise.resolve();
         this.opts.onStatus("online");
+        this.opts.onReady?.(ready);
         const every = Math.max(1000, Math.floor((ready.heartbeatIntervalMs || 15_000) / 2));
         clearInterval(this.heartbeat);
         this.lastFrameAt = Date.now();

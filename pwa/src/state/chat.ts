@@ -3,7 +3,7 @@
 // real RPC clients, the gateway's events, the E2EE engine, verification and calls. The UI reads
 // the state with useChat and acts through the stores (`chat.messages.send(…)`).
 import { useSyncExternalStore } from "react";
-import { attachmentClient, avatarClient, conversationClient, accountClient, gatewayUrl, serverInfoClient } from "../api";
+import { attachmentClient, avatarClient, conversationClient, accountClient, gatewayUrl, keyClient, serverInfoClient } from "../api";
 import { Cancelled, deleteAttachment, encryptBlob, prepareImage, uploadCiphertext } from "../attachments/lazy";
 import { accessToken } from "../auth/session";
 import type { Calls } from "../calls/calls";
@@ -13,6 +13,8 @@ import { Verifier } from "../crypto/verification";
 import { Gateway } from "../gateway/client";
 import { ConversationKind, type Conversation } from "../gen/kitsulan/v1/conversation_pb";
 import type { Event } from "../gen/kitsulan/v1/gateway_pb";
+import type { ContactLink } from "../lib/contactLink";
+import { bytesEqual } from "../lib/ids";
 import * as db from "../storage/db";
 import { Cache, sealedStorage as sealedCache } from "./cache";
 import { Conversations } from "./conversations";
@@ -30,6 +32,16 @@ export type { PersonProfile } from "./profiles";
 export { DEFAULT_TTL_CHOICES, type FileState, type SendFileOptions, type Upload } from "./files";
 
 type IncomingListener = (m: Incoming) => void;
+
+/** Why a scanned or opened contact link was not taken (nothing was changed). */
+export class ContactLinkRefused extends Error {
+  constructor(
+    readonly why: "self" | "unknown" | "key-mismatch",
+    readonly accountId: string,
+  ) {
+    super(`contact link refused: ${why}`);
+  }
+}
 
 export class Chat {
   private readonly store: Store;
@@ -145,6 +157,11 @@ export class Chat {
         // Back online: what waits in the outbox goes now, not at its next retry.
         if (status === "online") this.outbox.kick();
       },
+      onReady: (ready) => {
+        const ids = ready.online.filter((p) => p.online).map((p) => p.accountId);
+        this.store.dispatch({ type: "presenceReady", accountIds: ids });
+        void this.profiles.load(ids).catch(() => undefined);
+      },
       onSignedOut,
       onError: (error) => this.calls?.onGatewayError(error),
     });
@@ -234,6 +251,26 @@ export class Chat {
     });
   }
 
+  /**
+   * Opens (or creates) the direct conversation with the person a contact link names (a QR code
+   * they showed, or their link), after checking that the account key in the link is the one the
+   * server gives for them now. Refused (ContactLinkRefused, nothing changed: no conversation, no
+   * key pinned) for our own link, an account the server does not know, or a key that differs.
+   * Returns the conversation's id.
+   */
+  async addContact(link: ContactLink): Promise<string> {
+    const { accountId } = link;
+    if (accountId === this.state.me.accountId) throw new ContactLinkRefused("self", accountId);
+    // Read-only: QueryKeys pins nothing; the engine pins the key on the first message, as ever.
+    const res = await keyClient.queryKeys({ accountIds: [accountId] });
+    const keys = res.accounts.find((a) => a.accountId === accountId);
+    if (!keys || keys.accountKey.length === 0) throw new ContactLinkRefused("unknown", accountId);
+    if (!bytesEqual(keys.accountKey, link.accountKey)) throw new ContactLinkRefused("key-mismatch", accountId);
+    await this.profiles.load([accountId]);
+    if (!this.state.profiles[accountId]) throw new ContactLinkRefused("unknown", accountId);
+    return this.conversations.openDirectWith(accountId);
+  }
+
   private refreshVerified(): void {
     this.store.dispatch({ type: "verified", accountIds: this.engine.verifiedAccounts() });
   }
@@ -309,6 +346,12 @@ export class Chat {
             else console.warn("verification message not taken", err);
           });
         }
+        return;
+      }
+      case "presence": {
+        const { accountId, online } = body.value;
+        this.store.dispatch({ type: "presence", accountId, online });
+        if (online) void this.profiles.load([accountId]).catch(() => undefined);
         return;
       }
       case "typing":

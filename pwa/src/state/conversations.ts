@@ -281,6 +281,11 @@ export class Conversations {
   /** Opens (or finds) the direct conversation with the person who has `username`. */
   async openDirect(username: string): Promise<string> {
     const { accountId } = await this.deps.profiles.lookUp(username);
+    return this.openDirectWith(accountId);
+  }
+
+  /** Opens (or finds) the direct conversation with the account `accountId`. */
+  async openDirectWith(accountId: string): Promise<string> {
     const res = await this.deps.client.openDirect({ accountId });
     if (!res.conversation) throw new Error("OpenDirect answered without a conversation");
     this.state.dispatch({ type: "conversationChanged", conversation: res.conversation });

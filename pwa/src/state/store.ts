@@ -2,7 +2,7 @@
 // Each concern has its own part of it and a pure `apply(state, event)` for that part:
 // conversations.ts (the list, previews, the open one), messages.ts (threads), receipts.ts
 // (receipts and typing), profiles.ts (names and avatars, ours included), files.ts (attachment
-// states, TTL choices). `applyChat` runs them in turn; an event several concerns care about (a
+// states, TTL choices), presence.ts (contacts online). `applyChat` runs them in turn; an event several concerns care about (a
 // message arrived: its thread, its conversation's preview and unread count) is seen by each.
 // The stores' classes beside the reducers do the RPCs (clients passed in) and dispatch what
 // came back; chat.ts wires them to the real clients, the gateway and the E2EE engine.
@@ -18,6 +18,7 @@ import * as conversations from "./conversations";
 import * as files from "./files";
 import * as messages from "./messages";
 import * as outbox from "./outbox";
+import * as presence from "./presence";
 import * as profiles from "./profiles";
 import * as receipts from "./receipts";
 import type { FileState } from "./files";
@@ -50,6 +51,8 @@ export interface ChatState {
   files: Record<string, FileState>;
   /** What this device has yet to send, by conversation (outbox.ts). */
   outbox: Record<string, OutboxRecord[]>;
+  /** Contacts online now (presence.ts). */
+  online: Record<string, true>;
 }
 
 /** Everything that changes the state. Times (`now`) and "who am I" come in the event, so the
@@ -87,6 +90,9 @@ export type ChatEvent =
   | { type: "profilesReceived"; profiles: ProfileMessage[] }
   | { type: "meChanged"; me: Partial<Omit<Me, "accountId" | "deviceId">> }
   | { type: "avatar"; owner: AvatarOwner; avatar: AvatarInfo }
+  // Presence: the contacts online when the gateway connected, then each change.
+  | { type: "presenceReady"; accountIds: string[] }
+  | { type: "presence"; accountId: string; online: boolean }
   // Files.
   | { type: "ttlChoices"; seconds: number[] }
   | { type: "fileExpired"; attachmentId: string }
@@ -117,6 +123,7 @@ export function initialState(me: { accountId: string; deviceId: string }): ChatS
     ttlChoices: files.DEFAULT_TTL_CHOICES,
     files: {},
     outbox: {},
+    online: {},
   };
 }
 
@@ -149,6 +156,7 @@ export function applyChat(state: ChatState, event: ChatEvent): ChatState {
   s = files.apply(s, event);
   s = outbox.apply(s, event);
   s = cache.apply(s, event);
+  s = presence.apply(s, event);
   return s;
 }
 

@@ -1,10 +1,14 @@
 // Messenger.tsx — the signed-in layout: conversation list beside the open conversation on wide
 // screens, one or the other on phones; settings and new-conversation dialogs on top.
-import { lazy, Suspense, useEffect, useState } from "react";
+import { lazy, Suspense, useCallback, useEffect, useState } from "react";
 import { useI18n } from "../i18n/i18n";
 import { useChat, type Chat } from "../state/chat";
 import type { Theme } from "../theme";
+import { isContactFragment } from "../lib/contactLink";
 import { useLoadedCalls } from "./call/useCalls";
+import { AddContact, ContactAdded } from "./contacts/AddContact";
+import { MyQrCode } from "./contacts/MyQrCode";
+import { personName } from "./names";
 import { ConversationList } from "./ConversationList";
 import { ConversationView } from "./ConversationView";
 import { Devices } from "./Devices";
@@ -37,7 +41,36 @@ export function Messenger({
   const active = useChat(chat, (s) => s.active);
   const status = useChat(chat, (s) => s.status);
   const calls = useLoadedCalls(chat);
-  const [dialog, setDialog] = useState<"none" | "new" | "settings" | "devices">("none");
+  const [dialog, setDialog] = useState<"none" | "new" | "settings" | "devices" | "myQr" | "scan">("none");
+  /** A contact link the app was opened with (`/#/add/…`), taken from the address bar. */
+  const [openedLink, setOpenedLink] = useState<string | null>(null);
+  /** The person just added by their code: the offer to verify them. */
+  const [added, setAdded] = useState<string | null>(null);
+
+  // Someone's contact link opened the app (or was opened while it runs): check it like a scan.
+  // The fragment leaves the address bar at once, so a reload does not take it again.
+  useEffect(() => {
+    const take = () => {
+      if (!isContactFragment(window.location.hash)) return;
+      const link = window.location.href;
+      window.history.replaceState(null, "", window.location.pathname + window.location.search);
+      setOpenedLink(link);
+      setDialog("scan");
+    };
+    take();
+    window.addEventListener("hashchange", take);
+    return () => window.removeEventListener("hashchange", take);
+  }, []);
+
+  const onContactAdded = useCallback(
+    (conversationId: string, accountId: string) => {
+      chat.setActive(conversationId);
+      setOpenedLink(null);
+      setDialog("none");
+      setAdded(accountId);
+    },
+    [chat],
+  );
   // The unread total in the tab's title, "(3) KitsuLAN" (message requests do not count).
   const unread = useChat(chat, (s) =>
     s.conversations.reduce((n, c) => (c.request ? n : n + unreadOf(c, s.threads[c.id], s.me.accountId)), 0),
@@ -91,7 +124,22 @@ export function Messenger({
           <CallScreen chat={chat} calls={calls} />
         </Suspense>
       )}
-      {dialog === "new" && <NewConversation chat={chat} onClose={() => setDialog("none")} />}
+      {dialog === "new" && (
+        <NewConversation chat={chat} onClose={() => setDialog("none")} onMyQr={() => setDialog("myQr")} onScan={() => setDialog("scan")} />
+      )}
+      {dialog === "myQr" && <MyQrCode chat={chat} onClose={() => setDialog("none")} />}
+      {dialog === "scan" && (
+        <AddContact
+          chat={chat}
+          initialLink={openedLink ?? undefined}
+          onAdded={onContactAdded}
+          onClose={() => {
+            setOpenedLink(null);
+            setDialog("none");
+          }}
+        />
+      )}
+      {added && <ContactAdded chat={chat} accountId={added} name={personName(chat, t, added)} onClose={() => setAdded(null)} />}
       {dialog === "settings" && (
         <Settings
           chat={chat}

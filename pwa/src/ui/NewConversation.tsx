@@ -1,5 +1,6 @@
 // NewConversation.tsx — opens a direct conversation with someone found by username, or creates
-// a group with a name and members given by username.
+// a group with a name and members given by username; or leads to the contact QR codes (show
+// ours, scan theirs).
 import { useState, type FormEvent } from "react";
 import { reasonOf } from "../errors";
 import { useI18n } from "../i18n/i18n";
@@ -9,7 +10,19 @@ import { Dialog } from "./Dialog";
 
 const USERNAME_INPUT = { required: true, autoCapitalize: "none", autoComplete: "off", spellCheck: false } as const;
 
-export function NewConversation({ chat, onClose }: { chat: Chat; onClose: () => void }) {
+export function NewConversation({
+  chat,
+  onClose,
+  onMyQr,
+  onScan,
+}: {
+  chat: Chat;
+  onClose: () => void;
+  /** Shows our contact QR code instead (contacts/MyQrCode.tsx). */
+  onMyQr: () => void;
+  /** Scans someone's contact QR code instead (contacts/AddContact.tsx). */
+  onScan: () => void;
+}) {
   const { t } = useI18n();
   const [kind, setKind] = useState<"direct" | "group">("direct");
   const [username, setUsername] = useState("");
@@ -38,6 +51,14 @@ export function NewConversation({ chat, onClose }: { chat: Chat; onClose: () => 
 
   return (
     <Dialog title={t("newConversation")} onClose={onClose}>
+      <div className="row qr-actions">
+        <button type="button" onClick={onScan}>
+          {t("scanContactQr")}
+        </button>
+        <button type="button" onClick={onMyQr}>
+          {t("myQrCode")}
+        </button>
+      </div>
       <form className="form" onSubmit={submit}>
         <fieldset className="kind">
           <legend>{t("kind")}</legend>

@@ -297,6 +297,13 @@ export function Settings({
         {t("devices")}
       </button>
       <Preferences theme={theme} setTheme={setTheme} />
+      <section aria-labelledby="party-link-heading" className="form">
+        <h3 id="party-link-heading">{t("partyTitle")}</h3>
+        <p className="muted">{t("partyLinkNote")}</p>
+        <p>
+          <a href="/party">{t("partyOpen")}</a>
+        </p>
+      </section>
       <Diagnostics />
       <div className="row">
         <SignOut onSignOut={onSignOut} />

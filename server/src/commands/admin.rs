@@ -26,6 +26,7 @@ pub async fn run(global: &GlobalArgs, args: &AdminArgs) -> anyhow::Result<()> {
         database: store.backend(),
         storage: StorageBackend::Local,
         attachment_ttl_choices: Vec::new(),
+        local_ca_sha256: None,
     };
     // Connections live in `serve`; what the admin changes reaches them through the database.
     let hub = Hub::new();

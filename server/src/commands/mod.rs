@@ -143,6 +143,7 @@ async fn serve(global: &GlobalArgs, args: &ServeArgs) -> anyhow::Result<()> {
             database: store.backend(),
             storage,
             attachment_ttl_choices: args.attachments.ttl_choices.clone(),
+            local_ca_sha256: None,
         },
         policy,
         mailer,

@@ -27,4 +27,7 @@ pub struct ServerInfo {
     pub storage: StorageBackend,
     /// The attachment TTLs clients offer, in seconds.
     pub attachment_ttl_choices: Vec<u32>,
+    /// The SHA-256 of the local CA's certificate (DER), lowercase hex, when HTTPS uses the
+    /// server's own local CA; `None` otherwise.
+    pub local_ca_sha256: Option<String>,
 }

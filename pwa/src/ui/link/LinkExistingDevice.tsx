@@ -13,6 +13,9 @@ import { POLL_MS, linkErrorText, sleep } from "./errors";
 import { QrScanner, canScanQr } from "./QrScanner";
 import { SasEmoji } from "./SasEmoji";
 
+/** A new device's pairing QR code (crypto/pairing.ts reads the rest). */
+const isPairingQr = (text: string) => text.startsWith("KITSULAN-PAIR:");
+
 type Step =
   | { kind: "find" }
   | { kind: "scan" }
@@ -189,7 +192,7 @@ export function LinkExistingDevice({
       )}
       {step.kind === "scan" && (
         <>
-          <QrScanner label={t("camera")} onText={onScanned} onError={onCameraError} />
+          <QrScanner label={t("camera")} accept={isPairingQr} onText={onScanned} onError={onCameraError} />
           <button type="button" onClick={() => setStep({ kind: "find" })}>
             {t("stopScan")}
           </button>

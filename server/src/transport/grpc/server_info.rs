@@ -32,6 +32,7 @@ impl ServerInfoService for ServerInfoApi {
             }
             .into(),
             attachment_ttl_choices_seconds: info.attachment_ttl_choices.clone(),
+            local_ca_sha256: info.local_ca_sha256.clone().unwrap_or_default(),
         }))
     }
 }
