@@ -5,12 +5,16 @@
 #     validate against the Compose schema and interpolate the variables. They run on a copy beside
 #     an `.env` made of .env.example plus deploy/compose-check.env (the values .env must give),
 #     so the developer's own `.env` is never read or touched.
+#   - Dockerfile: dockerfile-utils (npm, the linter of VS Code's Docker language server: unknown
+#     instructions and flags, wrong arguments, bad ports); the image cannot be built here (no
+#     registry of base images), so this and reading it are what it gets.
 #   - deploy/kitsulan.service: `systemd-analyze verify` (which prints, but does not fail on, an
 #     unknown key or a bad value: any output fails here) and `systemd-analyze security --offline`
 #     with an exposure threshold, so a lost hardening option fails.
 # Each checker is first shown a broken file and must refuse it (a check that cannot fail is none).
-# Needs: docker-compose (apt-get install docker-compose) or the compose plugin, and systemd-analyze
-# (apt-get install systemd). A missing tool fails with what to install.
+# Needs: docker-compose (apt-get install docker-compose) or the compose plugin, systemd-analyze
+# (apt-get install systemd), and npx (Node.js) for the pinned dockerfile-utils. A missing tool
+# fails with what to install.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 work="$(mktemp -d)"
@@ -26,6 +30,10 @@ else
 fi
 command -v systemd-analyze >/dev/null || {
   echo "deploy-check: systemd-analyze is missing: apt-get install systemd" >&2
+  exit 1
+}
+command -v npx >/dev/null || {
+  echo "deploy-check: npx is missing (it runs dockerfile-utils): apt-get install nodejs npm" >&2
   exit 1
 }
 echo "== compose: $("${compose[@]}" version --short 2>/dev/null || "${compose[@]}" version | head -n1)"
@@ -51,6 +59,16 @@ for file in docker-compose.lite.yml docker-compose.yml; do
   compose_config "$file"
   echo "ok: $file"
 done
+
+# The Dockerfile.
+dockerfile_lint=(npx --yes dockerfile-utils@0.16.3 lint)
+printf 'FROM scratch\nHEALTHCHECK --intervl=3s CMD ["/x"]\n' > "$work/broken.Dockerfile"
+if "${dockerfile_lint[@]}" "$work/broken.Dockerfile" >/dev/null 2>&1; then
+  echo "deploy-check: dockerfile-utils accepted a broken Dockerfile (is npx working?)" >&2
+  exit 1
+fi
+"${dockerfile_lint[@]}" "$root/Dockerfile"
+echo "ok: Dockerfile"
 
 # systemd: the unit as installed, with ExecStart pointed at a binary that exists here.
 mkdir -p "$work/units"
