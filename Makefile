@@ -5,7 +5,7 @@ CARGO ?= cargo
 NPM ?= npm
 TARGET_DIR := $(or $(CARGO_TARGET_DIR),target)
 
-.PHONY: run build pwa wasm fuzz test lint fmt clean bench-build bench-smoke
+.PHONY: run build pwa wasm fuzz test lint fmt clean bench-build bench-smoke deploy-check
 
 ## Build the PWA and the release binary, then start Lite on http://localhost:8080.
 run: build
@@ -60,7 +60,7 @@ test: lint pwa wasm
 	$(MAKE) bench-smoke
 	$(MAKE) fuzz
 
-lint: wasm pwa/node_modules/.package-lock.json deny proto-check
+lint: wasm pwa/node_modules/.package-lock.json deny proto-check deploy-check
 	$(CARGO) fmt --all --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 	$(CARGO) clippy -p kitsulan-crypto --lib --target wasm32-unknown-unknown --features wasm -- -D warnings
@@ -71,6 +71,11 @@ fmt:
 	$(CARGO) fmt --all
 
 .PHONY: deny proto-check proto-baseline
+
+## The deployment files: both compose files through `docker compose config` (or Debian's
+## docker-compose), the systemd unit through `systemd-analyze verify` and `security`.
+deploy-check:
+	deploy/check.sh
 
 ## cargo deny check (deny.toml): licences, bans and duplicate versions, sources; advisories only
 ## when the RustSec database can be fetched, and a plain NOT CHECKED when it cannot.

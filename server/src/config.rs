@@ -57,6 +57,23 @@ pub enum Command {
     Migrate,
     /// Administer users and devices (works on the same database while `serve` runs).
     Admin(AdminArgs),
+    /// Ask the server on this machine whether it is ready (`GET /readyz` on loopback): exit 0 if
+    /// it is, 1 if not. For container health checks, where there is no curl.
+    Healthcheck(HealthcheckArgs),
+}
+
+/// `kitsulan healthcheck`: the same listen settings as `serve`, to find its port.
+#[derive(Debug, Args)]
+pub struct HealthcheckArgs {
+    /// The address `serve` listens on; an unspecified one (0.0.0.0, ::) is asked on loopback.
+    #[arg(long, env = "KITSULAN_LISTEN", default_value = "0.0.0.0:8080")]
+    pub listen: SocketAddr,
+    /// `serve`'s admin address: when set, `/readyz` is there.
+    #[arg(long, env = "KITSULAN_ADMIN_LISTEN")]
+    pub admin_listen: Option<SocketAddr>,
+    /// Seconds to wait for the answer.
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..=60))]
+    pub timeout_seconds: u64,
 }
 
 /// `kitsulan admin …`
@@ -74,6 +91,34 @@ pub enum AdminCommand {
     /// Signed-in devices: list and revoke.
     #[command(subcommand)]
     Device(DeviceCommand),
+    /// Copy the database (SQLite, online: the server may keep running) and the data dir's
+    /// files and keys into a new directory, with a manifest of SHA-256 sums.
+    Backup(BackupArgs),
+    /// Put a backup into an empty (or missing) data dir, after checking every file's SHA-256.
+    /// Stop the server first.
+    Restore(RestoreArgs),
+}
+
+/// `kitsulan admin backup …`
+#[derive(Debug, Args)]
+pub struct BackupArgs {
+    /// The directory to write: it must not exist yet, or be empty.
+    pub dest: PathBuf,
+    /// On PostgreSQL: back up only the data dir's files and keys (the database itself is
+    /// backed up with pg_dump, see docs/admin.md).
+    #[arg(long)]
+    pub files_only: bool,
+}
+
+/// `kitsulan admin restore …`
+#[derive(Debug, Args)]
+pub struct RestoreArgs {
+    /// A directory `kitsulan admin backup` wrote.
+    pub src: PathBuf,
+    /// Restore into a data dir that is not empty: what it holds is deleted (after the backup
+    /// has been checked and copied beside it).
+    #[arg(long)]
+    pub force: bool,
 }
 
 #[derive(Debug, Subcommand)]

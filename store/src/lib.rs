@@ -35,6 +35,7 @@ mod keys;
 mod pairings;
 mod postgres;
 mod rate_limits;
+mod snapshot;
 mod sqlite;
 
 pub mod ids;
@@ -74,6 +75,7 @@ pub use keys::{
 pub use pairings::{NewPairing, PairingConflict, PairingRecord, PairingStatus, PairingStore};
 pub use postgres::PostgresStore;
 pub use rate_limits::RateLimitStore;
+pub use snapshot::{copy_sqlite, inspect_sqlite, known_schema_version};
 pub use sqlite::SqliteStore;
 
 /// Which database a store runs on.

@@ -18,6 +18,7 @@ macro_rules! on_both_databases {
 }
 
 mod accounts;
+mod admin_backup;
 mod attachments;
 mod avatars;
 mod backup;

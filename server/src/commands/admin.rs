@@ -16,6 +16,12 @@ use crate::services::{AuthPolicy, BlobSetup, Hub, ServerInfo, Services, StorageB
 use crate::store::{AccountRecord, DeviceRecord};
 
 pub async fn run(global: &GlobalArgs, args: &AdminArgs) -> anyhow::Result<()> {
+    // Backup and restore work on files, not through the services (restore has no database yet).
+    match &args.command {
+        AdminCommand::Backup(backup) => return super::backup::backup(global, backup).await,
+        AdminCommand::Restore(restore) => return super::backup::restore(global, restore).await,
+        _ => {}
+    }
     let store = open_store(global).await?;
     store.migrate().await?;
     let instance = store.instance().await?;
@@ -144,6 +150,9 @@ async fn dispatch(services: &Services, command: &AdminCommand) -> anyhow::Result
             let device = admin.revoke_device(id).await?;
             print(&format!("Signed out {} ({}).\n", device.name, device.id));
         }
+        AdminCommand::Backup(_) | AdminCommand::Restore(_) => {
+            bail!("backup and restore run before the services start")
+        }
     }
     Ok(())
 }
@@ -267,7 +276,7 @@ fn yes_no(b: bool) -> String {
 }
 
 /// Milliseconds since the epoch as `YYYY-MM-DD HH:MM UTC`.
-fn time(ms: i64) -> String {
+pub(super) fn time(ms: i64) -> String {
     let secs = ms.div_euclid(1000);
     let (days, rest) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
     // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
@@ -309,7 +318,7 @@ fn table(headers: &[&str], rows: Vec<Vec<String>>) -> String {
     out
 }
 
-fn print(text: &str) {
+pub(super) fn print(text: &str) {
     // A closed pipe (`… | head`) is not an error worth a panic.
     let _ = std::io::stdout().write_all(text.as_bytes());
 }

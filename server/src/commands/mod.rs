@@ -1,6 +1,8 @@
 //! The subcommands: `serve`, `migrate` and `admin`.
 
 mod admin;
+mod backup;
+mod healthcheck;
 mod settings;
 
 use std::io::Write as _;
@@ -25,7 +27,11 @@ use crate::{telemetry, transport};
 /// Runs the chosen subcommand to completion and returns the process exit code.
 pub fn run(cli: Cli) -> ExitCode {
     // The admin CLI talks to people: only warnings and errors go to the log.
-    let log = if matches!(cli.command, Command::Admin(_)) { "warn" } else { cli.global.log.as_str() };
+    let log = if matches!(cli.command, Command::Admin(_) | Command::Healthcheck(_)) {
+        "warn"
+    } else {
+        cli.global.log.as_str()
+    };
     if let Err(e) = telemetry::init(cli.global.log_format, log) {
         eprintln!("kitsulan: {e:#}");
         return ExitCode::FAILURE;
@@ -42,12 +48,13 @@ pub fn run(cli: Cli) -> ExitCode {
             Command::Serve(args) => serve(&cli.global, args).await,
             Command::Migrate => migrate(&cli.global).await,
             Command::Admin(args) => admin::run(&cli.global, args).await,
+            Command::Healthcheck(args) => healthcheck::run(args).await,
         }
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            if !matches!(cli.command, Command::Admin(_)) {
+            if !matches!(cli.command, Command::Admin(_) | Command::Healthcheck(_)) {
                 error!("{e:#}");
             }
             eprintln!("kitsulan: {e:#}");
