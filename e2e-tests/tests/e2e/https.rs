@@ -357,7 +357,9 @@ async fn bad_certificates_stop_start_up_with_one_line_naming_the_setting() {
             ("KITSULAN_TLS_KEY", key.to_owned()),
         ]
     };
-    let cases: Vec<(Vec<(&str, String)>, &str, &str)> = vec![
+    /// Settings, the one the error must name, and words it must say.
+    type Case<'a> = (Vec<(&'a str, String)>, &'a str, &'a str);
+    let cases: Vec<Case> = vec![
         (files(&chain, &other_key), "KITSULAN_TLS_KEY", "does not match"),
         (files(&expired, &expired_key), "KITSULAN_TLS_CERT", "expired"),
         (files(&early, &early_key), "KITSULAN_TLS_CERT", "not valid before"),
