@@ -42,6 +42,6 @@ pub mod verification;
 pub use kitsulan_testkit::{postgres, smtp};
 
 pub use client::{Client, Refusal, assert_refused, assert_refused_with};
-pub use server::{Database, Options, TestServer};
+pub use server::{Database, Options, TestServer, binary};
 pub use smtp::{Mail, SmtpSink};
 pub use totp::Authenticator;

@@ -230,6 +230,9 @@ pub struct ServeArgs {
 
     #[command(flatten)]
     pub conversations: ConversationArgs,
+
+    #[command(flatten)]
+    pub tls: TlsArgs,
 }
 
 fn parse_bus_url(raw: &str) -> Result<String, String> {
@@ -771,6 +774,123 @@ pub struct ConversationArgs {
     pub rate_limit_group_creations: Rate,
 }
 
+/// How the main port speaks HTTPS.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum TlsMode {
+    /// Plain HTTP only (behind a reverse proxy that does TLS, or on localhost).
+    Off,
+    /// The admin's certificate and key (`KITSULAN_TLS_CERT`, `KITSULAN_TLS_KEY`).
+    Files,
+    /// A CA made at first start in the data dir, and a server certificate it signs for this
+    /// host's names and addresses: for a LAN with no internet.
+    Local,
+    /// A certificate from an ACME CA (Let's Encrypt) for a public DNS name.
+    Acme,
+}
+
+/// A name the local CA's server certificate is made for: a DNS name or an IP address.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum TlsName {
+    Dns(String),
+    Ip(std::net::IpAddr),
+}
+
+impl std::fmt::Display for TlsName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Dns(name) => f.write_str(name),
+            Self::Ip(ip) => write!(f, "{ip}"),
+        }
+    }
+}
+
+impl std::str::FromStr for TlsName {
+    type Err = String;
+
+    /// An IP address, or a DNS name of letters, digits and hyphens (no wildcards), in lower case.
+    fn from_str(raw: &str) -> Result<Self, String> {
+        let raw = raw.trim();
+        if let Ok(ip) = raw.trim_start_matches('[').trim_end_matches(']').parse() {
+            return Ok(Self::Ip(ip));
+        }
+        let name = raw.strip_suffix('.').unwrap_or(raw).to_ascii_lowercase();
+        let label_ok = |label: &str| {
+            (1..=63).contains(&label.len())
+                && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+        };
+        if name.is_empty() || name.len() > 253 || !name.split('.').all(label_ok) {
+            return Err(format!("{raw:?} is not a DNS name or IP address"));
+        }
+        Ok(Self::Dns(name))
+    }
+}
+
+/// HTTPS on the main port (one port serves HTTPS and, for loopback clients, plain HTTP).
+#[derive(Debug, Args)]
+#[command(next_help_heading = "HTTPS")]
+pub struct TlsArgs {
+    /// `off`, `files` (your certificate), `local` (a local CA made in the data dir, for a LAN)
+    /// or `acme` (Let's Encrypt or another ACME CA).
+    #[arg(id = "tls_mode", long = "tls", env = "KITSULAN_TLS", value_enum, default_value_t = TlsMode::Off)]
+    pub mode: TlsMode,
+
+    /// With `files`: the certificate chain, PEM (the server's certificate first).
+    #[arg(id = "tls_cert", long = "tls-cert", env = "KITSULAN_TLS_CERT")]
+    pub cert: Option<PathBuf>,
+
+    /// With `files`: the certificate's private key, PEM (PKCS#8, PKCS#1 or SEC1).
+    #[arg(id = "tls_key", long = "tls-key", env = "KITSULAN_TLS_KEY")]
+    pub key: Option<PathBuf>,
+
+    /// With `local`: more DNS names and IP addresses for the server certificate, comma-separated,
+    /// besides the defaults (`<host name>.local`, `kitsulan.local`, `localhost` and every
+    /// address of this machine's interfaces).
+    #[arg(id = "tls_names", long = "tls-names", env = "KITSULAN_TLS_NAMES", value_delimiter = ',')]
+    pub names: Vec<TlsName>,
+
+    /// An extra plain-HTTP address, e.g. `0.0.0.0:80`, that only redirects to HTTPS on
+    /// KITSULAN_LISTEN (and answers ACME challenges and `/ca.crt`). Needs KITSULAN_TLS.
+    #[arg(id = "http_redirect_listen", long = "http-redirect-listen", env = "KITSULAN_HTTP_REDIRECT_LISTEN")]
+    pub redirect_listen: Option<SocketAddr>,
+}
+
+impl TlsArgs {
+    /// Settings that are only invalid together.
+    pub fn check(&self) -> Result<(), String> {
+        let files = self.mode == TlsMode::Files;
+        for (value, name, flag) in
+            [(&self.cert, "KITSULAN_TLS_CERT", "tls-cert"), (&self.key, "KITSULAN_TLS_KEY", "tls-key")]
+        {
+            match (files, value) {
+                (true, None) => {
+                    return Err(format!(
+                        "invalid setting {name} (--{flag}): required with KITSULAN_TLS=files"
+                    ));
+                }
+                (false, Some(_)) => {
+                    return Err(format!(
+                        "invalid setting {name} (--{flag}): only used with KITSULAN_TLS=files"
+                    ));
+                }
+                _ => {}
+            }
+        }
+        if self.mode != TlsMode::Local && !self.names.is_empty() {
+            return Err(
+                "invalid setting KITSULAN_TLS_NAMES (--tls-names): only used with KITSULAN_TLS=local".into(),
+            );
+        }
+        if self.mode == TlsMode::Off && self.redirect_listen.is_some() {
+            return Err("invalid setting KITSULAN_HTTP_REDIRECT_LISTEN (--http-redirect-listen): \
+                        there is no HTTPS to redirect to with KITSULAN_TLS=off"
+                .into());
+        }
+        Ok(())
+    }
+}
+
 impl ServeArgs {
     pub fn shutdown_grace(&self) -> Duration {
         Duration::from_secs(self.shutdown_grace_seconds)
@@ -839,6 +959,7 @@ where
     if let Command::Serve(serve) = &cli.command {
         serve.smtp.settings().map_err(ConfigError::Invalid)?;
         serve.turn.check().map_err(ConfigError::Invalid)?;
+        serve.tls.check().map_err(ConfigError::Invalid)?;
     }
     Ok(cli)
 }
@@ -963,6 +1084,42 @@ mod tests {
         for (raw, want) in cases {
             let got = raw.parse::<Rate>().ok().map(|l| (l.count, l.period.as_secs()));
             assert_eq!(got, want, "{raw:?}");
+        }
+    }
+
+    #[test]
+    fn tls_settings_parse_and_are_checked_together() {
+        let tls =
+            |args: &[&str]| match load_from(["kitsulan", "serve"].into_iter().chain(args.iter().copied())) {
+                Ok(Cli { command: Command::Serve(serve), .. }) => Ok(serve.tls),
+                Ok(_) => panic!("not serve"),
+                Err(ConfigError::Invalid(line)) => Err(line),
+                Err(e) => panic!("{e:?}"),
+            };
+        assert_eq!(tls(&[]).unwrap().mode, TlsMode::Off);
+        let local = tls(&["--tls", "local", "--tls-names", "Party.LAN.,10.0.0.5,[fe80::1]"]).unwrap();
+        assert_eq!(
+            local.names,
+            vec![
+                TlsName::Dns("party.lan".into()),
+                TlsName::Ip("10.0.0.5".parse().unwrap()),
+                TlsName::Ip("fe80::1".parse().unwrap())
+            ]
+        );
+        let refused = [
+            (&["--tls", "files"][..], "KITSULAN_TLS_CERT"),
+            (&["--tls", "files", "--tls-cert", "c.pem"][..], "KITSULAN_TLS_KEY"),
+            (&["--tls-cert", "c.pem"][..], "KITSULAN_TLS_CERT"),
+            (&["--tls", "local", "--tls-names", "*.example.org"][..], "KITSULAN_TLS_NAMES"),
+            (&["--tls", "local", "--tls-names=-bad.lan"][..], "KITSULAN_TLS_NAMES"),
+            (&["--tls-names", "party.lan"][..], "KITSULAN_TLS_NAMES"),
+            (&["--http-redirect-listen", "0.0.0.0:80"][..], "KITSULAN_HTTP_REDIRECT_LISTEN"),
+            (&["--tls", "maybe"][..], "KITSULAN_TLS"),
+        ];
+        for (args, setting) in refused {
+            let line = tls(args).unwrap_err();
+            assert!(line.starts_with(&format!("invalid setting {setting} ")), "{args:?}: {line}");
+            assert!(!line.contains('\n'));
         }
     }
 

@@ -1,5 +1,5 @@
 //! The server's layers point inward (see the doc of `server/src/lib.rs`): `commands` ->
-//! `transport` -> `services` -> the leaf modules (`bus`, `events`, `store`, `blobs`, `mail`,
+//! `transport` -> `services` -> the leaf modules (`bus`, `events`, `store`, `blobs`, `mail`, `tls`,
 //! `config`, `ids`, `data_dir`, `telemetry`). A module may use its own layer and the layers
 //! inside it, never one outside: the bus does not know the services that publish on it, and the
 //! services do not know the wire protocols that call them.
@@ -25,6 +25,7 @@ const LAYERS: &[(&str, u8)] = &[
     ("ids", 0),
     ("data_dir", 0),
     ("telemetry", 0),
+    ("tls", 0),
 ];
 
 /// Upward imports that another change of the same restructuring removes: (file, the module it

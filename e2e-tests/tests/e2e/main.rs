@@ -28,6 +28,7 @@ mod e2ee;
 mod foundation;
 mod gateway;
 mod groups;
+mod https;
 mod key_backup;
 mod security;
 mod webrtc_calls;

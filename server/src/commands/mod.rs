@@ -22,7 +22,7 @@ use crate::mail::{Mailer, SmtpMailer};
 use crate::services::totp::{self, TotpKey};
 use crate::services::{AuthPolicy, BlobSetup, Hub, ServerInfo, Services, StorageBackend, TurnSettings};
 use crate::store::{self, ConnectOptions, DatabaseUrl, Store};
-use crate::{telemetry, transport};
+use crate::{telemetry, tls, transport};
 
 /// Runs the chosen subcommand to completion and returns the process exit code.
 pub fn run(cli: Cli) -> ExitCode {
@@ -136,6 +136,8 @@ async fn serve(global: &GlobalArgs, args: &ServeArgs) -> anyhow::Result<()> {
         .and_then(|s3| s3.browser_origin())
         .into_iter()
         .collect();
+    // Before anything else starts: a bad certificate stops start-up with one line.
+    let tls = tls::setup(&args.tls, &global.data_dir, &args.server_name).await?;
     let (turn, relay) = start_turn(global, &args.turn).await?;
     let hub = Hub::new();
     let sink: Arc<dyn NoticeSink> = hub.clone();
@@ -174,6 +176,8 @@ async fn serve(global: &GlobalArgs, args: &ServeArgs) -> anyhow::Result<()> {
             trust_forwarded_for: args.auth.trust_forwarded_for,
             separate_admin: args.admin_listen.is_some(),
             blob_origins,
+            local_ca: tls.as_ref().and_then(|tls| tls.local_ca.clone()),
+            acme_challenges: tls.as_ref().and_then(|tls| tls.challenges.clone()),
         },
     )
     .await?;
@@ -189,8 +193,37 @@ async fn serve(global: &GlobalArgs, args: &ServeArgs) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot listen on {} (KITSULAN_LISTEN)", args.listen))?;
     let addr = listener.local_addr()?;
+    let redirect_listener = match args.tls.redirect_listen {
+        Some(at) => Some(
+            TcpListener::bind(at)
+                .await
+                .with_context(|| format!("cannot listen on {at} (KITSULAN_HTTP_REDIRECT_LISTEN)"))?,
+        ),
+        None => None,
+    };
 
     let (stop_tx, mut stop_rx) = watch::channel(false);
+    // Plain HTTP that only redirects to HTTPS (and answers ACME challenges and `/ca.crt`).
+    let redirect_server = match (redirect_listener, &tls) {
+        (Some(listener), Some(tls)) => {
+            info!(addr = %listener.local_addr()?, "redirecting plain HTTP to HTTPS");
+            let router = transport::plain_router(
+                transport::RedirectTo::Port(addr.port()),
+                tls.local_ca.clone(),
+                tls.challenges.clone(),
+            );
+            let mut stop = stop_rx.clone();
+            Some(tokio::spawn(async move {
+                let stopped = async move {
+                    let _ = stop.wait_for(|stop| *stop).await;
+                };
+                if let Err(e) = transport::serve(listener, router, stopped).await {
+                    error!(error = %e, "the HTTP redirect listener failed");
+                }
+            }))
+        }
+        _ => None,
+    };
     // `/metrics` and reflection on their own address: stops with the rest, its failure is logged.
     let admin_server = match (admin_listener, admin) {
         (Some(listener), Some(router)) => {
@@ -211,10 +244,26 @@ async fn serve(global: &GlobalArgs, args: &ServeArgs) -> anyhow::Result<()> {
         }
         _ => None,
     };
-    info!(%addr, version = env!("CARGO_PKG_VERSION"), instance = %instance.id, "listening");
-    let server = tokio::spawn(transport::serve(listener, router, async move {
+    let stopped = async move {
         let _ = stop_rx.wait_for(|stop| *stop).await;
-    }));
+    };
+    let server = match &tls {
+        Some(tls) => {
+            let config = tls.server_config()?;
+            let plain = transport::plain_router(
+                transport::RedirectTo::SamePort,
+                tls.local_ca.clone(),
+                tls.challenges.clone(),
+            );
+            info!(%addr, version = env!("CARGO_PKG_VERSION"), instance = %instance.id, https = true,
+                  local_ca_sha256 = %tls.local_ca_sha256().unwrap_or_default(), "listening");
+            tokio::spawn(transport::serve_https(listener, config, router, plain, stopped))
+        }
+        None => {
+            info!(%addr, version = env!("CARGO_PKG_VERSION"), instance = %instance.id, "listening");
+            tokio::spawn(transport::serve(listener, router, stopped))
+        }
+    };
     let server_abort = server.abort_handle();
 
     let mut server = std::pin::pin!(server);
@@ -246,6 +295,12 @@ async fn serve(global: &GlobalArgs, args: &ServeArgs) -> anyhow::Result<()> {
     }
     if let Some(admin_server) = admin_server {
         admin_server.abort();
+    }
+    if let Some(redirect_server) = redirect_server {
+        redirect_server.abort();
+    }
+    for task in tls.iter().flat_map(|tls| &tls.tasks) {
+        task.abort();
     }
     housekeeping.abort();
     attachments.abort();

@@ -37,7 +37,9 @@ const HEARTBEAT_INTERVAL: Duration = Duration::from_secs(15);
 const SEND_TIMEOUT: Duration = Duration::from_secs(10);
 
 pub fn router(services: Arc<Services>) -> Router {
-    Router::new().route("/v1/gateway", get(upgrade)).with_state(services)
+    // GET: WebSocket over HTTP/1.1. CONNECT: over HTTP/2 (RFC 8441), which browsers use on an
+    // HTTPS connection that negotiated h2 (axum's server offers the extended CONNECT).
+    Router::new().route("/v1/gateway", get(upgrade).connect(upgrade)).with_state(services)
 }
 
 async fn upgrade(State(services): State<Arc<Services>>, ws: WebSocketUpgrade) -> Response {

@@ -1,12 +1,14 @@
 //! Everything that speaks a wire protocol: plain HTTP (health, metrics, the PWA), gRPC and
 //! gRPC-Web, all on one port; `/metrics` and gRPC reflection optionally on an admin address of
 //! their own. [`router`] builds the whole thing without opening a socket, so tests can call it
-//! directly; [`serve`] runs it on a listener.
+//! directly; [`serve`] runs it on a listener, [`serve_https`] on a listener that speaks HTTPS
+//! and plain HTTP on one port.
 
 mod blobs;
 mod gateway;
 mod grpc;
 mod http;
+mod https;
 mod metrics;
 mod pwa;
 
@@ -20,6 +22,7 @@ use tokio::net::TcpListener;
 use crate::services::Services;
 
 pub use grpc::HealthHandle;
+pub use https::{RedirectTo, plain_router, serve as serve_https};
 pub use metrics::Metrics;
 
 /// How the transport behaves (from the settings).
@@ -33,6 +36,10 @@ pub struct Options {
     /// Origins besides this server's that the web app talks to (the S3 endpoint for blobs),
     /// allowed by its Content-Security-Policy.
     pub blob_origins: Vec<String>,
+    /// The local CA (`KITSULAN_TLS=local`): `/ca.crt` and `/ca.pem` for people to trust it.
+    pub local_ca: Option<Arc<crate::tls::LocalCa>>,
+    /// ACME's `/.well-known/acme-challenge/{token}` (only that route).
+    pub acme_challenges: Option<Router>,
 }
 
 /// What [`router`] builds.
@@ -57,7 +64,13 @@ pub async fn router(services: Arc<Services>, options: Options) -> anyhow::Result
     if let Some(disk) = &services.disk_blobs {
         router = router.merge(blobs::router(disk.clone(), services.attachments.clone()));
     }
-    let router = router.merge(http::router(services.clone()));
+    let mut router = router.merge(http::router(services.clone()));
+    if let Some(ca) = &options.local_ca {
+        router = router.merge(https::ca_router(ca.clone()));
+    }
+    if let Some(challenges) = &options.acme_challenges {
+        router = router.merge(challenges.clone());
+    }
     let (router, admin) = if options.separate_admin {
         let admin = http::admin_router(metrics.clone())
             .merge(http::router(services.clone()))
