@@ -152,7 +152,7 @@ async fn serve(global: &GlobalArgs, args: &ServeArgs) -> anyhow::Result<()> {
             database: store.backend(),
             storage,
             attachment_ttl_choices: args.attachments.ttl_choices.clone(),
-            local_ca_sha256: None,
+            local_ca_sha256: tls.as_ref().and_then(|tls| tls.local_ca_sha256()),
         },
         policy,
         mailer,
