@@ -7,6 +7,7 @@ mod blobs;
 mod gateway;
 mod grpc;
 mod http;
+pub mod mdns;
 mod metrics;
 mod pwa;
 
