@@ -19,4 +19,5 @@ DBS=sqlite,postgres
 # million takes ~6.5 minutes to fill on SQLite here, ~21 on PostgreSQL).
 "$B" --db "$DBS" --out "$OUT" history --messages "${HISTORY_MESSAGES:-100000}"
 "$B" --db "$DBS" --out "$OUT" keys
+"$B" --db "$DBS" --out "$OUT" signin-burst
 "$B" --out "$OUT" report --into BENCHMARKS.md

@@ -75,6 +75,8 @@ enum Scenario {
     History(scenarios::history::Args),
     /// 5. One-time key claims per second under concurrency.
     Keys(scenarios::keys::Args),
+    /// 7. A burst of sign-ups and sign-ins; the server's memory before, at the peak and after.
+    SigninBurst(scenarios::signin::Args),
     /// Every scenario at a tiny size, failing on any error or loss (CI runs this).
     Smoke,
     /// Renders the JSON reports in `--out` as the results section of a Markdown file
@@ -113,6 +115,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             Scenario::Idle(args) => vec![scenarios::idle::run(&how, args).await?],
             Scenario::History(args) => scenarios::history::run(&how, args).await?,
             Scenario::Keys(args) => vec![scenarios::keys::run(&how, args).await?],
+            Scenario::SigninBurst(args) => vec![scenarios::signin::run(&how, args).await?],
             Scenario::Smoke => scenarios::smoke(&how).await?,
             Scenario::Report { .. } => Vec::new(),
         };

@@ -82,6 +82,12 @@ impl Target {
         self.pid.and_then(|pid| read_process(pid).map(|(rss, _)| rss))
     }
 
+    /// The server's resident memory now and its peak so far (None without a process id).
+    pub fn memory(&self) -> Option<Memory> {
+        let (hwm_kib, rss_kib) = kitsulan_client::attachments::memory_kib(self.pid?).ok()?;
+        Some(Memory { rss: rss_kib * 1024, hwm: hwm_kib * 1024 })
+    }
+
     /// Kills the server and starts it again on the same data; returns the time from starting
     /// the process to the first `/readyz` 200.
     pub async fn cold_start(&mut self) -> anyhow::Result<Duration> {
@@ -105,6 +111,15 @@ impl Target {
         self.pid = server.pid();
         Ok(took)
     }
+}
+
+/// The server's memory from `/proc/<pid>/status`, bytes.
+#[derive(Clone, Copy, Debug)]
+pub struct Memory {
+    /// `VmRSS`: resident now.
+    pub rss: u64,
+    /// `VmHWM`: the highest resident so far.
+    pub hwm: u64,
 }
 
 /// One reading of the server process.

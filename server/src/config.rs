@@ -213,6 +213,18 @@ pub struct ServeArgs {
     #[arg(long, env = "KITSULAN_BUS_URL", value_parser = parse_bus_url, hide_env_values = true)]
     pub bus_url: Option<String>,
 
+    /// Announce this server on the LAN over mDNS/DNS-SD (`_kitsulan._tcp`, `<host>.local`):
+    /// `auto` is on with SQLite (Lite) and off with PostgreSQL (Pro), which usually runs in a
+    /// data centre or behind a load balancer.
+    #[arg(long, env = "KITSULAN_MDNS", value_enum, default_value_t = MdnsMode::Auto)]
+    pub mdns: MdnsMode,
+
+    /// The `.local` name announced over mDNS (`kitsulan` → `kitsulan.local`). If another device
+    /// on the LAN already has it, the server takes `kitsulan-2.local` and logs it.
+    #[arg(long, env = "KITSULAN_MDNS_HOSTNAME", default_value = "kitsulan",
+          value_parser = parse_mdns_hostname)]
+    pub mdns_hostname: String,
+
     #[command(flatten)]
     pub auth: AuthArgs,
 
@@ -354,6 +366,18 @@ pub struct AuthArgs {
     /// Device-pairing PIN lookups per account and per client address.
     #[arg(long, env = "KITSULAN_RATE_LIMIT_PAIRING_LOOKUPS", default_value = "10/10m")]
     pub rate_limit_pairing_lookups: Rate,
+
+    /// Threads that hash passwords and codes (Argon2id, 19 MiB each while busy). Unset: one
+    /// per CPU, at most 4.
+    #[arg(long, env = "KITSULAN_PASSWORD_HASH_THREADS",
+          value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub password_hash_threads: Option<u16>,
+
+    /// Password hashes that may wait for a thread; past it, callers wait up to 2 s for a place
+    /// and then get "the server is busy; try again". Unset: 16 per thread.
+    #[arg(long, env = "KITSULAN_PASSWORD_HASH_QUEUE",
+          value_parser = clap::value_parser!(u16).range(1..=10_000))]
+    pub password_hash_queue: Option<u16>,
 }
 
 /// Limits that keep strangers from draining one-time keys and flooding to-device inboxes
@@ -437,6 +461,17 @@ impl std::fmt::Debug for Secret {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("Secret(***)")
     }
+}
+
+/// Whether the server announces itself on the LAN over mDNS.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum MdnsMode {
+    /// On with SQLite (Lite), off with PostgreSQL (Pro).
+    Auto,
+    /// Always.
+    On,
+    /// Never.
+    Off,
 }
 
 /// Which TURN relay calls use.
@@ -909,6 +944,23 @@ fn parse_log_filter(raw: &str) -> Result<String, String> {
         .map_err(|e| format!("not a valid log filter ({e})"))
 }
 
+/// A host label for `.local` (letters, digits and inner hyphens, at most 63), given with or
+/// without `.local`; lowercased, without the suffix.
+pub fn parse_mdns_hostname(raw: &str) -> Result<String, String> {
+    let lower = raw.trim().to_ascii_lowercase();
+    let label = lower.trim_end_matches('.').trim_end_matches(".local");
+    let valid = !label.is_empty()
+        && label.len() <= 63
+        && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+        && !label.starts_with('-')
+        && !label.ends_with('-');
+    if valid {
+        Ok(label.to_owned())
+    } else {
+        Err("must be one DNS label: letters, digits and inner hyphens, at most 63 (e.g. `kitsulan`)".into())
+    }
+}
+
 fn parse_server_name(raw: &str) -> Result<String, String> {
     let name = raw.trim();
     if name.is_empty() {
@@ -1013,6 +1065,16 @@ mod tests {
     #[test]
     fn cli_definition_is_consistent() {
         Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn mdns_host_names_are_single_labels() {
+        assert_eq!(parse_mdns_hostname("kitsulan").unwrap(), "kitsulan");
+        assert_eq!(parse_mdns_hostname("Party-Box.local.").unwrap(), "party-box");
+        assert_eq!(parse_mdns_hostname("party.local").unwrap(), "party");
+        for bad in ["", ".local", "-x", "x-", "a.b", "a b", "kitsü", &"a".repeat(64)] {
+            assert!(parse_mdns_hostname(bad).is_err(), "{bad:?}");
+        }
     }
 
     /// `.env.example` is where admins learn what they can set: every environment variable the

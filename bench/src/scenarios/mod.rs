@@ -4,6 +4,7 @@ pub mod history;
 pub mod idle;
 pub mod keys;
 pub mod messaging;
+pub mod signin;
 
 use crate::report::Report;
 use crate::target::How;
@@ -16,6 +17,7 @@ pub async fn smoke(how: &How) -> anyhow::Result<Vec<Report>> {
     let idle = idle::Args { sockets: 60, accounts: 3, hold_seconds: 2 };
     let history = history::Args { messages: 250, inflight: 8, pages: 20, page_size: 50, restarts: 1 };
     let keys = keys::Args { targets: 2, keys_per_target: 60, claimers: 2, concurrency: 4, seconds: 1 };
+    let signin = signin::Args { accounts: 8, concurrency: 4, settle_seconds: 1 };
     let mut reports = vec![
         messaging::fanout(how, &fanout).await?,
         messaging::ingest(how, &ingest).await?,
@@ -23,6 +25,7 @@ pub async fn smoke(how: &How) -> anyhow::Result<Vec<Report>> {
     ];
     reports.extend(history::run(how, &history).await?);
     reports.push(keys::run(how, &keys).await?);
+    reports.push(signin::run(how, &signin).await?);
     for report in &mut reports {
         report.scenario = format!("smoke-{}", report.scenario);
     }

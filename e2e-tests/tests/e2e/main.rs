@@ -30,5 +30,6 @@ mod gateway;
 mod groups;
 mod https;
 mod key_backup;
+mod lan;
 mod security;
 mod webrtc_calls;

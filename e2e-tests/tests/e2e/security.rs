@@ -17,6 +17,9 @@ mod storage_relay;
 // Point 7: consent before contact (message requests, blocking, caps).
 #[path = "security/consent.rs"]
 mod consent;
+// A sign-in flood against the password-hashing pool (memory and starvation).
+#[path = "security/hashing.rs"]
+mod hashing;
 // Points 9-12: web app headers, data at rest, clear errors, smaller leaks.
 #[path = "security/hardening.rs"]
 mod hardening;

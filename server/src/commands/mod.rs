@@ -17,7 +17,7 @@ use tracing::{error, info, warn};
 
 use crate::blobs::{BlobStore, DiskBlobs, S3Blobs};
 use crate::bus::{self, NoticeSink};
-use crate::config::{Cli, Command, GlobalArgs, ServeArgs, SignUp, TurnArgs, TurnMode};
+use crate::config::{Cli, Command, GlobalArgs, MdnsMode, ServeArgs, SignUp, TurnArgs, TurnMode};
 use crate::mail::{Mailer, SmtpMailer};
 use crate::services::totp::{self, TotpKey};
 use crate::services::{AuthPolicy, BlobSetup, Hub, ServerInfo, Services, StorageBackend, TurnSettings};
@@ -127,7 +127,9 @@ async fn serve(global: &GlobalArgs, args: &ServeArgs) -> anyhow::Result<()> {
         refresh_ttl: Duration::from_secs(args.auth.refresh_token_ttl_days * 86_400),
         limits: settings::limits(&args.auth, &args.e2ee),
         totp_key,
+        hash_pool: settings::hash_pool(&args.auth),
     };
+    info!(threads = policy.hash_pool.threads, queue = policy.hash_pool.queue, "password hashing");
     let (blobs, storage) = open_blobs(global, args).await?;
     let blob_origins: Vec<String> = args
         .attachments
@@ -244,6 +246,7 @@ async fn serve(global: &GlobalArgs, args: &ServeArgs) -> anyhow::Result<()> {
         }
         _ => None,
     };
+    let mdns = start_mdns(args, addr, store.backend(), tls.is_some());
     let stopped = async move {
         let _ = stop_rx.wait_for(|stop| *stop).await;
     };
@@ -270,6 +273,9 @@ async fn serve(global: &GlobalArgs, args: &ServeArgs) -> anyhow::Result<()> {
     tokio::select! {
         result = &mut server => {
             // The server stopped on its own: that is an error (e.g. the listener failed).
+            if let Some(mdns) = mdns {
+                mdns.stop().await;
+            }
             housekeeping.abort();
             attachments.abort();
             revocations.abort();
@@ -282,6 +288,10 @@ async fn serve(global: &GlobalArgs, args: &ServeArgs) -> anyhow::Result<()> {
         signal = shutdown_signal() => info!(signal, "shutting down: finishing in-flight requests"),
     }
     health.set_not_serving().await;
+    // Nobody new should find a server that is going away.
+    if let Some(mdns) = mdns {
+        mdns.stop().await;
+    }
     // Gateway connections never finish on their own: close them (clients resume elsewhere).
     services_hub.shut_down();
     let _ = stop_tx.send(true);
@@ -311,6 +321,43 @@ async fn serve(global: &GlobalArgs, args: &ServeArgs) -> anyhow::Result<()> {
     tokio::time::timeout(Duration::from_secs(5), store.close()).await.ok();
     info!("shutdown complete");
     Ok(())
+}
+
+/// Starts the mDNS announcement when `KITSULAN_MDNS` asks for it (`auto`: with SQLite only).
+/// A responder that cannot start is logged, not fatal: the server works without it.
+fn start_mdns(
+    args: &ServeArgs,
+    listening: std::net::SocketAddr,
+    backend: store::Backend,
+    https: bool,
+) -> Option<transport::mdns::Announcer> {
+    let on = match args.mdns {
+        MdnsMode::On => true,
+        MdnsMode::Off => false,
+        MdnsMode::Auto => backend == store::Backend::Sqlite,
+    };
+    if !on {
+        info!(setting = ?args.mdns, "not announcing on the LAN over mDNS (KITSULAN_MDNS)");
+        return None;
+    }
+    if args.mdns == MdnsMode::Auto && listening.ip().is_loopback() {
+        info!(%listening, "not announcing on the LAN over mDNS: the server listens on loopback only");
+        return None;
+    }
+    let what = transport::mdns::Announcement {
+        instance: args.server_name.clone(),
+        hostname: args.mdns_hostname.clone(),
+        listen: listening,
+        tls: https,
+        version: env!("CARGO_PKG_VERSION").to_owned(),
+    };
+    match transport::mdns::Announcer::start(&what) {
+        Ok(announcer) => Some(announcer),
+        Err(e) => {
+            warn!("not announcing on the LAN (KITSULAN_MDNS): {e:#}");
+            None
+        }
+    }
 }
 
 /// The blob store the settings choose: the data dir (Lite) or an S3 bucket (Pro).

@@ -7,10 +7,19 @@ use std::time::Duration;
 use crate::config::{AttachmentArgs, AuthArgs, ConversationArgs, E2eeArgs, Rate};
 use crate::services::rate_limits::{Limit, Limits};
 use crate::services::to_device::InboxLimits;
-use crate::services::{AttachmentSettings, ConversationSettings};
+use crate::services::{AttachmentSettings, ConversationSettings, HashPoolSize};
 
 fn limit(rate: Rate) -> Limit {
     Limit::new(rate.count, rate.period)
+}
+
+/// The password-hashing pool: `KITSULAN_PASSWORD_HASH_THREADS` (default one per CPU, at most
+/// 4) and `KITSULAN_PASSWORD_HASH_QUEUE` (default 16 per thread).
+pub(super) fn hash_pool(auth: &AuthArgs) -> HashPoolSize {
+    let default = HashPoolSize::default_for_this_machine();
+    let threads = auth.password_hash_threads.map_or(default.threads, usize::from);
+    let queue = auth.password_hash_queue.map_or(threads * 16, usize::from);
+    HashPoolSize { threads, queue }
 }
 
 /// Every rate limit and the to-device inbox limits.

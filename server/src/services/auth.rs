@@ -53,6 +53,8 @@ pub struct AuthPolicy {
     pub limits: Limits,
     /// Seals TOTP secrets at rest (`totp-key` in the data dir).
     pub totp_key: Arc<totp::TotpKey>,
+    /// Threads and queue of the password-hashing pool.
+    pub hash_pool: super::HashPoolSize,
 }
 
 impl Default for AuthPolicy {
@@ -64,6 +66,7 @@ impl Default for AuthPolicy {
             limits: Limits::default(),
             // The admin CLI never reads or writes TOTP secrets (it only clears them).
             totp_key: Arc::new(totp::TotpKey::ephemeral()),
+            hash_pool: super::HashPoolSize::default_for_this_machine(),
         }
     }
 }

@@ -133,6 +133,13 @@ pub enum Error {
         /// How long until the next attempt would be allowed.
         retry_after: Duration,
     },
+    /// The server is busy with work that is bounded on purpose (password hashing) and
+    /// refuses more for now.
+    #[error("the server is busy; try again in {} s", retry_after.as_secs().max(1))]
+    Busy {
+        /// When trying again is likely to work.
+        retry_after: Duration,
+    },
     /// The SMTP server refused or could not be reached.
     #[error("the email could not be sent; try again later")]
     EmailSendFailed,
@@ -178,7 +185,7 @@ impl Error {
             Self::CannotSignOutCurrentDevice => ErrorReason::CannotSignOutCurrentDevice,
             Self::MalformedRequest => ErrorReason::MalformedRequest,
             Self::RequestTooLarge { .. } => ErrorReason::RequestTooLarge,
-            Self::RateLimited { .. } => ErrorReason::RateLimited,
+            Self::RateLimited { .. } | Self::Busy { .. } => ErrorReason::RateLimited,
             Self::EmailSendFailed => ErrorReason::EmailSendFailed,
             Self::Unavailable(_) => ErrorReason::Unavailable,
             Self::StorageUnavailable(_) => ErrorReason::StorageUnavailable,

@@ -46,7 +46,7 @@ pub use devices::Devices;
 pub use error::{Error, ErrorReason};
 pub use keys::Keys;
 pub use pairing::Pairing;
-pub use passwords::SecretHasher;
+pub use passwords::{HashPoolSize, SecretHasher};
 pub use readiness::{NotReady, Readiness};
 pub use server_info::{ServerInfo, StorageBackend};
 pub use to_device::ToDevice;
@@ -135,7 +135,7 @@ impl Services {
         let auth = Auth {
             core: Arc::new(auth::AuthCore {
                 store: store.clone(),
-                hasher: SecretHasher::new(),
+                hasher: SecretHasher::new(policy.hash_pool),
                 limiter: rate_limits::RateLimiter::new(store.clone()),
                 guesses: rate_limits::OneAtATime::default(),
                 mailer,

@@ -9,6 +9,7 @@ mod gateway;
 mod grpc;
 mod http;
 mod https;
+pub mod mdns;
 mod metrics;
 mod pwa;
 

@@ -38,7 +38,7 @@ fn code(error: &Error) -> Code {
         | E::CannotSignOutCurrentDevice => Code::FailedPrecondition,
         E::DeviceNotFound | E::NotFound { .. } => Code::NotFound,
         E::FailedPrecondition { .. } => Code::FailedPrecondition,
-        E::RateLimited { .. } | E::LimitExceeded { .. } | E::RequestTooLarge { .. } => {
+        E::RateLimited { .. } | E::Busy { .. } | E::LimitExceeded { .. } | E::RequestTooLarge { .. } => {
             Code::ResourceExhausted
         }
         E::EmailSendFailed | E::Unavailable(_) | E::StorageUnavailable(_) => Code::Unavailable,
@@ -56,7 +56,7 @@ impl From<Error> for Status {
         }
         let mut details = ErrorDetails::with_error_info(error.reason().as_wire_str(), "kitsulan", metadata);
         let retry_after = match &error {
-            Error::RateLimited { retry_after } => {
+            Error::RateLimited { retry_after } | Error::Busy { retry_after } => {
                 details.set_retry_info(Some(*retry_after));
                 Some(retry_after.as_secs_f64().ceil().max(1.0))
             }
@@ -133,6 +133,15 @@ mod tests {
         assert_eq!(status.code(), Code::ResourceExhausted);
         assert_eq!(status.get_details_retry_info().unwrap().retry_delay, Some(Duration::from_millis(1500)));
         assert_eq!(status.metadata().get("retry-after").unwrap(), "2");
+    }
+
+    #[test]
+    fn busy_is_resource_exhausted_with_a_retry_delay() {
+        let status = Status::from(Error::Busy { retry_after: Duration::from_secs(1) });
+        assert_eq!(status.code(), Code::ResourceExhausted);
+        assert_eq!(status.message(), "the server is busy; try again in 1 s");
+        assert_eq!(status.get_details_retry_info().unwrap().retry_delay, Some(Duration::from_secs(1)));
+        assert_eq!(status.metadata().get("retry-after").unwrap(), "1");
     }
 
     #[test]
