@@ -34,6 +34,7 @@ mod instance;
 mod keys;
 mod pairings;
 mod postgres;
+mod push;
 mod rate_limits;
 mod sqlite;
 
@@ -73,6 +74,7 @@ pub use keys::{
 };
 pub use pairings::{NewPairing, PairingConflict, PairingRecord, PairingStatus, PairingStore};
 pub use postgres::PostgresStore;
+pub use push::{PushStore, PushSubscription};
 pub use rate_limits::RateLimitStore;
 pub use sqlite::SqliteStore;
 
@@ -188,6 +190,7 @@ pub trait Store:
     + AvatarStore
     + BlockStore
     + BackupStore
+    + PushStore
     + Send
     + Sync
     + 'static
