@@ -28,5 +28,6 @@ mod foundation;
 mod gateway;
 mod groups;
 mod key_backup;
+mod push;
 mod security;
 mod webrtc_calls;
