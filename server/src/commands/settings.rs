@@ -59,6 +59,15 @@ pub(super) fn conversations(args: &ConversationArgs) -> ConversationSettings {
     }
 }
 
+/// How pushes are paced and signed.
+pub(super) fn push(args: &PushArgs) -> PushSettings {
+    PushSettings {
+        contact: args.contact.clone(),
+        min_interval: Duration::from_secs(args.min_interval_seconds),
+        ..PushSettings::default()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -90,14 +99,5 @@ mod tests {
             (settings.max_group_members, settings.group_creations),
             (defaults.max_group_members, defaults.group_creations)
         );
-    }
-}
-
-/// How pushes are paced and signed.
-pub(super) fn push(args: &PushArgs) -> PushSettings {
-    PushSettings {
-        contact: args.contact.clone(),
-        min_interval: Duration::from_secs(args.min_interval_seconds),
-        ..PushSettings::default()
     }
 }
