@@ -18,6 +18,7 @@ use kitsulan_proto::v1::conversation_service_client::ConversationServiceClient;
 use kitsulan_proto::v1::device_service_client::DeviceServiceClient;
 use kitsulan_proto::v1::key_service_client::KeyServiceClient;
 use kitsulan_proto::v1::pairing_service_client::PairingServiceClient;
+use kitsulan_proto::v1::push_service_client::PushServiceClient;
 use kitsulan_proto::v1::to_device_service_client::ToDeviceServiceClient;
 use kitsulan_proto::v1::{
     Account, ErrorReason, GetMyAccountRequest, GetTurnCredentialsRequest, GetTurnCredentialsResponse,
@@ -138,6 +139,11 @@ impl Client {
     /// `DeviceService`, as this device.
     pub fn devices(&self) -> DeviceServiceClient<Authed> {
         DeviceServiceClient::with_interceptor(self.channel.clone(), self.headers())
+    }
+
+    /// `PushService`, as this device.
+    pub fn push(&self) -> PushServiceClient<Authed> {
+        PushServiceClient::with_interceptor(self.channel.clone(), self.headers())
     }
 
     /// `KeyService`, as this device.
@@ -352,6 +358,8 @@ pub fn documented_code(reason: &str) -> Option<Code> {
         | R::BackupIdentityInvalid
         | R::BackupSessionInvalid
         | R::BackupBatchInvalid
+        | R::PushEndpointInvalid
+        | R::PushKeysInvalid
         | R::MalformedRequest => Code::InvalidArgument,
         R::UsernameTaken | R::EmailTaken | R::MessageIdTaken => Code::AlreadyExists,
         R::InvalidCredentials
@@ -389,7 +397,8 @@ pub fn documented_code(reason: &str) -> Option<Code> {
         | R::RequestPending
         | R::AccountBlocked
         | R::BackupVersionStale
-        | R::BackupVersionCurrent => Code::FailedPrecondition,
+        | R::BackupVersionCurrent
+        | R::PushUnavailable => Code::FailedPrecondition,
         R::DeviceNotFound
         | R::PairingNotFound
         | R::AccountNotFound

@@ -171,6 +171,10 @@ test("plain http on a LAN name: the banner says what does not work, calls and no
     await expect(system).toHaveAccessibleDescription(notifyWhy);
     await expect(settings.getByText(notifyWhy)).toBeVisible();
     await expect(settings.getByText("Notifications are blocked for this site.", { exact: false })).toHaveCount(0);
+    // Push too: off, with the reason.
+    const push = settings.getByRole("checkbox", { name: "Notify me when the app is closed" });
+    await expect(push).toBeDisabled();
+    await expect(push).toHaveAccessibleDescription("Push notifications need an encrypted (HTTPS) connection.");
     await settings.getByRole("checkbox", { name: notifySwitch }).scrollIntoViewIfNeeded();
     await alice.screenshot({ path: "e2e/artifacts/insecure-settings.png" });
     await bob.getByRole("button", { name: "Settings" }).click();

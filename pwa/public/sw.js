@@ -1,8 +1,9 @@
 // sw.js — the service worker: keeps the app shell (index.html and the hashed assets it loads)
 // so KitsuLAN opens without a network; the app then shows "offline, reconnecting". API calls
 // (gRPC-Web POSTs, the gateway WebSocket, health probes) always go to the network.
-// It also shows the app's message notifications (src/notify/notifications.ts); clicking one
-// focuses the app and opens that conversation.
+// It also shows the app's message notifications (src/notify/notifications.ts) and the server's
+// Web Push notifications while the app is closed (src/notify/push.ts); clicking one focuses the
+// app and opens that conversation.
 const CACHE = "kitsulan-shell-v2";
 const SHELL = ["/", "/manifest.webmanifest", "/favicon.svg", "/icon-192.png", "/icon-512.png"];
 // Every hashed file of this build, the lazily loaded chunks (calls, files) included, so an
@@ -86,5 +87,55 @@ self.addEventListener("notificationclick", (event) => {
       const url = conversationId ? `/?conversation=${encodeURIComponent(conversationId)}` : "/";
       await self.clients.openWindow(url);
     }),
+  );
+});
+
+// Web Push (src/notify/push.ts): the server sends {"kind":"message","conversation":"<id>"}
+// (without the conversation when several were written to), never a sender or text. The texts
+// come from the app, in the person's language, through the Cache API.
+const PUSH_TEXTS_CACHE = "kitsulan-push-texts";
+const PUSH_TEXTS_URL = "/__kitsulan/push-texts";
+
+async function pushTexts() {
+  try {
+    const saved = await caches.open(PUSH_TEXTS_CACHE).then((c) => c.match(PUSH_TEXTS_URL));
+    if (saved) return await saved.json();
+  } catch {
+    // the defaults below
+  }
+  return { newMessage: "New message", newMessages: "New messages" };
+}
+
+self.addEventListener("push", (event) => {
+  event.waitUntil(
+    (async () => {
+      let data = {};
+      try {
+        data = event.data ? event.data.json() : {};
+      } catch {
+        data = {};
+      }
+      // A tab of the app in view tells of the message itself.
+      const windows = await self.clients.matchAll({ type: "window", includeUncontrolled: true });
+      if (windows.some((w) => w.visibilityState === "visible")) return;
+      const texts = await pushTexts();
+      const conversationId = typeof data.conversation === "string" ? data.conversation : undefined;
+      await self.registration.showNotification(conversationId ? texts.newMessage : texts.newMessages, {
+        tag: conversationId ? `conversation:${conversationId}` : "kitsulan:messages",
+        icon: "/icon-192.png",
+        data: conversationId ? { conversationId } : {},
+      });
+    })(),
+  );
+});
+
+// The browser replaced the subscription (or dropped it): subscribe again with the same server
+// key. The worker holds no session, so the app tells the server the new endpoint the next time
+// it opens (push.ts, syncPush); until then the server's pushes go to the old one.
+self.addEventListener("pushsubscriptionchange", (event) => {
+  const key = event.oldSubscription?.options?.applicationServerKey;
+  if (!key) return;
+  event.waitUntil(
+    self.registration.pushManager.subscribe({ userVisibleOnly: true, applicationServerKey: key }).catch(() => undefined),
   );
 });

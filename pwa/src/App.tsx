@@ -21,6 +21,7 @@ import { I18nProvider, useI18n } from "./i18n/i18n";
 import type { MessageKey } from "./i18n/messages";
 import { acquireTabLock, type AcquireOptions, type Acquired } from "./lib/tablock";
 import { resetNotifications } from "./notify/notifications";
+import { forgetPush, syncPush } from "./notify/push";
 import type { Chat } from "./state/chat";
 import { useTheme } from "./theme";
 import { AuthScreen } from "./ui/AuthScreen";
@@ -85,6 +86,7 @@ function Root() {
     detachBackup();
     await signOut();
     await resetNotifications().catch(() => undefined);
+    await forgetPush().catch(() => undefined);
     resetCallPrefs();
     forgetIceServers();
     chat?.engine.dispose();
@@ -108,8 +110,12 @@ function Root() {
       setNotice(null);
       setPhase({ kind: "signed-in", chat });
       await chat.start();
+      // A subscription the browser replaced while the app was closed goes to the server now.
+      void syncPush({ newMessage: t("pushNewMessage"), newMessages: t("pushNewMessages") }).catch((err: unknown) =>
+        console.warn("push not synced", err),
+      );
     },
-    [signedOut],
+    [signedOut, t],
   );
 
   /** Another tab takes over: stop the chat and let the engine finish before it loads the state

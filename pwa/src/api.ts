@@ -11,6 +11,7 @@ import { ConversationService } from "./gen/kitsulan/v1/conversation_pb";
 import { DeviceService } from "./gen/kitsulan/v1/device_pb";
 import { KeyService } from "./gen/kitsulan/v1/keys_pb";
 import { PairingService } from "./gen/kitsulan/v1/pairing_pb";
+import { PushService } from "./gen/kitsulan/v1/push_pb";
 import { ServerInfoService } from "./gen/kitsulan/v1/server_info_pb";
 import { ToDeviceService } from "./gen/kitsulan/v1/to_device_pb";
 
@@ -60,3 +61,4 @@ export const callClient = createClient(CallService, transport);
 export const attachmentClient = createClient(AttachmentService, transport);
 export const avatarClient = createClient(AvatarService, transport);
 export const keyBackupClient = createClient(KeyBackupService, transport);
+export const pushClient = createClient(PushService, transport);

@@ -245,6 +245,9 @@ pub struct ServeArgs {
 
     #[command(flatten)]
     pub tls: TlsArgs,
+
+    #[command(flatten)]
+    pub push: PushArgs,
 }
 
 fn parse_bus_url(raw: &str) -> Result<String, String> {
@@ -923,6 +926,60 @@ impl TlsArgs {
                 .into());
         }
         Ok(())
+    }
+}
+
+/// Web Push: a content-free "new message" to devices whose app is closed, through the
+/// browsers' push services on the internet (docs/admin.md, "Push notifications").
+#[derive(Debug, Args)]
+#[command(next_help_heading = "Push notifications")]
+pub struct PushArgs {
+    /// Send push notifications: `on` or `off`. They need the internet (the browsers' push
+    /// services); without it the app notifies only while it is open.
+    #[arg(long = "push", env = "KITSULAN_PUSH", default_value = "on", action = clap::ArgAction::Set,
+          value_parser = parse_on_off)]
+    pub enabled: bool,
+
+    /// How push services can reach the admin (VAPID `sub`): a `mailto:` or `https:` URL.
+    #[arg(long = "push-contact", env = "KITSULAN_PUSH_CONTACT", default_value = "mailto:admin@kitsulan.invalid",
+          value_parser = parse_push_contact)]
+    pub contact: String,
+
+    /// At most one push per device per this many seconds; messages in between are merged
+    /// into the next push.
+    #[arg(long = "push-min-interval-seconds", env = "KITSULAN_PUSH_MIN_INTERVAL_SECONDS", default_value_t = 10,
+          value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub min_interval_seconds: u64,
+
+    /// Origins (`https://host[:port]`, comma-separated) push endpoints may use although they
+    /// are on a private network or another port than 443: a push service on your LAN. Never
+    /// needed for browsers' own push services. Still https only.
+    #[arg(long = "push-allowed-origins", env = "KITSULAN_PUSH_ALLOWED_ORIGINS", value_delimiter = ',')]
+    pub allowed_origins: Vec<String>,
+
+    /// A PEM file of extra CA certificates to trust for push endpoints (besides the usual
+    /// public ones): for a push service with a private CA.
+    #[arg(long = "push-extra-roots", env = "KITSULAN_PUSH_EXTRA_ROOTS")]
+    pub extra_roots: Option<PathBuf>,
+}
+
+fn parse_on_off(raw: &str) -> Result<bool, String> {
+    match raw.trim().to_ascii_lowercase().as_str() {
+        "on" | "true" | "1" | "yes" => Ok(true),
+        "off" | "false" | "0" | "no" => Ok(false),
+        _ => Err("expected on or off".into()),
+    }
+}
+
+fn parse_push_contact(raw: &str) -> Result<String, String> {
+    let contact = raw.trim();
+    if (contact.starts_with("mailto:") || contact.starts_with("https://"))
+        && contact.len() > 8
+        && contact.len() <= 256
+    {
+        Ok(contact.to_owned())
+    } else {
+        Err("expected a mailto: or https: URL (at most 256 characters)".into())
     }
 }
 

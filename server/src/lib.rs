@@ -5,7 +5,7 @@
 //! [`store`] (storage traits with SQLite and PostgreSQL implementations). Above them all,
 //! `commands` turns the settings [`config`] parsed into what the services take; below the
 //! services, beside the store, sit the leaf modules they use: [`bus`] and the [`events`] it
-//! carries, [`blobs`], [`mail`], [`tls`] (HTTPS certificates), [`config`], [`ids`], [`data_dir`] and `telemetry`. A module
+//! carries, [`blobs`], [`mail`], [`tls`] (HTTPS certificates), [`webpush`], [`config`], [`ids`], [`data_dir`] and `telemetry`. A module
 //! never imports a layer above its own (`server/tests/layers.rs` checks it). The store and the typed ids live in the `kitsulan-store` crate (which cannot
 //! import the server at all), re-exported here as [`store`] and [`ids`].
 
@@ -18,6 +18,7 @@ pub mod mail;
 pub mod services;
 pub mod tls;
 pub mod transport;
+pub mod webpush;
 
 mod commands;
 mod telemetry;

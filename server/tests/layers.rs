@@ -1,5 +1,5 @@
 //! The server's layers point inward (see the doc of `server/src/lib.rs`): `commands` ->
-//! `transport` -> `services` -> the leaf modules (`bus`, `events`, `store`, `blobs`, `mail`, `tls`,
+//! `transport` -> `services` -> the leaf modules (`bus`, `events`, `store`, `blobs`, `mail`, `tls`, `webpush`,
 //! `config`, `ids`, `data_dir`, `telemetry`). A module may use its own layer and the layers
 //! inside it, never one outside: the bus does not know the services that publish on it, and the
 //! services do not know the wire protocols that call them.
@@ -21,6 +21,7 @@ const LAYERS: &[(&str, u8)] = &[
     ("store", 0),
     ("blobs", 0),
     ("mail", 0),
+    ("webpush", 0),
     ("config", 0),
     ("ids", 0),
     ("data_dir", 0),

@@ -34,6 +34,7 @@ mod instance;
 mod keys;
 mod pairings;
 mod postgres;
+mod push;
 mod rate_limits;
 mod snapshot;
 mod sqlite;
@@ -74,6 +75,7 @@ pub use keys::{
 };
 pub use pairings::{NewPairing, PairingConflict, PairingRecord, PairingStatus, PairingStore};
 pub use postgres::PostgresStore;
+pub use push::{PushStore, PushSubscription};
 pub use rate_limits::RateLimitStore;
 pub use snapshot::{copy_sqlite, inspect_sqlite, known_schema_version};
 pub use sqlite::SqliteStore;
@@ -190,6 +192,7 @@ pub trait Store:
     + AvatarStore
     + BlockStore
     + BackupStore
+    + PushStore
     + Send
     + Sync
     + 'static

@@ -31,5 +31,6 @@ mod groups;
 mod https;
 mod key_backup;
 mod lan;
+mod push;
 mod security;
 mod webrtc_calls;

@@ -11,6 +11,7 @@ import {
   loadPrefs,
   showSystem,
 } from "../notify/notifications";
+import { refreshPushTexts } from "../notify/push";
 import { markdownToText } from "../markdown/plainText";
 import { useChat, type Chat, type Incoming } from "../state/chat";
 import { conversationTitle, personName } from "./names";
@@ -27,6 +28,11 @@ export function Notifier({ chat }: { chat: Chat }) {
   const { t } = useI18n();
   const [toast, setToast] = useState<Toast | null>(null);
   const active = useChat(chat, (s) => s.active);
+
+  // The service worker shows push notifications in the language chosen here.
+  useEffect(() => {
+    void refreshPushTexts({ newMessage: t("pushNewMessage"), newMessages: t("pushNewMessages") }).catch(() => undefined);
+  }, [t]);
 
   // A notification clicked while the app is open (the service worker posts to the page), or
   // one that opened this window.

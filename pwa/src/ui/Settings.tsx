@@ -8,6 +8,7 @@ import { useI18n } from "../i18n/i18n";
 import { errorText } from "../i18n/messages";
 import { isLimited } from "../lib/secureContext";
 import { loadPrefs, permission, requestPermission, savePrefs, type NotifyPrefs, type Permission } from "../notify/notifications";
+import { disablePush, enablePush, pushIsOn, pushSupport, type PushResult } from "../notify/push";
 import { useChat, type Chat } from "../state/chat";
 import type { Theme } from "../theme";
 import { AccountSecurity } from "./AccountSecurity";
@@ -146,7 +147,86 @@ function Notifications() {
           {insecure ? t("insecureReasonNotify") : allowed === "denied" ? t("notifyDenied") : t("notifyUnsupported")}
         </p>
       )}
+      <PushSwitch onPermission={setAllowed} />
     </fieldset>
+  );
+}
+
+/** "Notify me when the app is closed": Web Push through the browser's push service. */
+function PushSwitch({ onPermission }: { onPermission: (p: Permission) => void }) {
+  const { t } = useI18n();
+  const support = pushSupport();
+  const [on, setOn] = useState(false);
+  const [busy, setBusy] = useState(false);
+  const [result, setResult] = useState<PushResult | null>(null);
+
+  useEffect(() => {
+    if (support !== "ok") return;
+    let live = true;
+    pushIsOn()
+      .then((value) => live && setOn(value))
+      .catch(() => undefined);
+    return () => {
+      live = false;
+    };
+  }, [support]);
+
+  async function toggle(next: boolean) {
+    setBusy(true);
+    setResult(null);
+    try {
+      if (next) {
+        const outcome = await enablePush({ newMessage: t("pushNewMessage"), newMessages: t("pushNewMessages") });
+        onPermission(permission());
+        setOn(outcome === "on");
+        setResult(outcome);
+      } else {
+        await disablePush();
+        setOn(false);
+      }
+    } catch (err) {
+      // The server could not be asked (offline): nothing changed.
+      setResult({ refused: reasonOf(err) });
+    } finally {
+      setBusy(false);
+    }
+  }
+
+  const reason =
+    support === "insecure"
+      ? t("pushInsecure")
+      : support === "unsupported"
+        ? t("pushUnsupported")
+        : result === "unreachable"
+          ? t("pushUnavailable")
+          : result === "server-off"
+            ? t("pushServerOff")
+            : result === "denied"
+              ? t("notifyDenied")
+              : result !== null && typeof result === "object"
+                ? t("pushRefused", { reason: errorText(t, result.refused) })
+                : null;
+  return (
+    <>
+      <label className="check">
+        <input
+          type="checkbox"
+          checked={on}
+          disabled={support !== "ok" || busy}
+          aria-describedby={reason ? "push-reason" : "push-hint"}
+          onChange={(e) => void toggle(e.target.checked)}
+        />
+        {t("pushSwitch")}
+      </label>
+      <p id="push-hint" className="muted hint">
+        {t("pushHint")}
+      </p>
+      {reason && (
+        <p id="push-reason" role="alert" className="warning">
+          {reason}
+        </p>
+      )}
+    </>
   );
 }
 

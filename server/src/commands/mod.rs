@@ -20,7 +20,7 @@ use crate::bus::{self, NoticeSink};
 use crate::config::{Cli, Command, GlobalArgs, MdnsMode, ServeArgs, SignUp, TurnArgs, TurnMode};
 use crate::mail::{Mailer, SmtpMailer};
 use crate::services::totp::{self, TotpKey};
-use crate::services::{AuthPolicy, BlobSetup, Hub, ServerInfo, Services, StorageBackend, TurnSettings};
+use crate::services::{AuthPolicy, BlobSetup, Hub, Push, ServerInfo, Services, StorageBackend, TurnSettings};
 use crate::store::{self, ConnectOptions, DatabaseUrl, Store};
 use crate::{telemetry, tls, transport};
 
@@ -163,6 +163,10 @@ async fn serve(global: &GlobalArgs, args: &ServeArgs) -> anyhow::Result<()> {
         blobs,
     );
     services.conversations.settings = settings::conversations(&args.conversations);
+    if let Some(push) = start_push(global, args, store.clone(), services.delivery.hub().clone())? {
+        services.conversations.push = push.clone();
+        services.push = push;
+    }
     let services = Arc::new(services);
     let housekeeping = tokio::spawn(services.clone().housekeeping(Duration::from_secs(600)));
     let sweep = Duration::from_secs(args.attachments.sweep_seconds);
@@ -380,6 +384,50 @@ async fn open_blobs(global: &GlobalArgs, args: &ServeArgs) -> anyhow::Result<(Bl
             Ok((BlobSetup { store, disk: Some(disk), settings }, StorageBackend::Local))
         }
     }
+}
+
+/// Web Push when it is on: the VAPID key (made at first start in the data dir), the endpoint
+/// rules and the HTTP client.
+fn start_push(
+    global: &GlobalArgs,
+    args: &ServeArgs,
+    store: Arc<dyn Store>,
+    hub: Arc<Hub>,
+) -> anyhow::Result<Option<Push>> {
+    use crate::webpush::{EndpointPolicy, PushClient, VapidKey};
+    if !args.push.enabled {
+        info!("push notifications off (KITSULAN_PUSH=off): apps notify only while open");
+        return Ok(None);
+    }
+    let path = global.data_dir.join("vapid-key");
+    let (key, made) = VapidKey::load_or_create(&path).context("the VAPID key for push notifications")?;
+    if made {
+        info!(path = %path.display(), "made the VAPID key for push notifications");
+    }
+    let policy = Arc::new(
+        EndpointPolicy::new(&args.push.allowed_origins)
+            .map_err(|e| anyhow::anyhow!("invalid setting KITSULAN_PUSH_ALLOWED_ORIGINS: {e}"))?,
+    );
+    let extra_roots = match &args.push.extra_roots {
+        None => Vec::new(),
+        Some(path) => {
+            use rustls::pki_types::pem::PemObject as _;
+            let certs: Vec<_> = rustls::pki_types::CertificateDer::pem_file_iter(path)
+                .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
+                .map_err(|e| {
+                    anyhow::anyhow!("KITSULAN_PUSH_EXTRA_ROOTS: cannot read {}: {e}", path.display())
+                })?;
+            if certs.is_empty() {
+                anyhow::bail!("KITSULAN_PUSH_EXTRA_ROOTS: {} holds no certificate", path.display());
+            }
+            certs
+        }
+    };
+    let client = PushClient::new(policy.clone(), extra_roots).context("KITSULAN_PUSH_EXTRA_ROOTS")?;
+    let pacing = settings::push(&args.push);
+    info!(key = %key.public_key_b64(), min_interval_seconds = pacing.min_interval.as_secs(),
+          "push notifications on (they need the internet to reach browsers' push services)");
+    Ok(Some(Push::start(store, hub, key, policy, client, pacing)))
 }
 
 /// What calls use for TURN, starting the embedded relay when that is the choice.

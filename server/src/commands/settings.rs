@@ -4,10 +4,10 @@
 
 use std::time::Duration;
 
-use crate::config::{AttachmentArgs, AuthArgs, ConversationArgs, E2eeArgs, Rate};
+use crate::config::{AttachmentArgs, AuthArgs, ConversationArgs, E2eeArgs, PushArgs, Rate};
 use crate::services::rate_limits::{Limit, Limits};
 use crate::services::to_device::InboxLimits;
-use crate::services::{AttachmentSettings, ConversationSettings, HashPoolSize};
+use crate::services::{AttachmentSettings, ConversationSettings, HashPoolSize, PushSettings};
 
 fn limit(rate: Rate) -> Limit {
     Limit::new(rate.count, rate.period)
@@ -65,6 +65,15 @@ pub(super) fn conversations(args: &ConversationArgs) -> ConversationSettings {
     ConversationSettings {
         max_group_members: args.group_max_members,
         group_creations: limit(args.rate_limit_group_creations),
+    }
+}
+
+/// How pushes are paced and signed.
+pub(super) fn push(args: &PushArgs) -> PushSettings {
+    PushSettings {
+        contact: args.contact.clone(),
+        min_interval: Duration::from_secs(args.min_interval_seconds),
+        ..PushSettings::default()
     }
 }
 

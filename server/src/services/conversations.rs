@@ -93,6 +93,8 @@ pub struct Conversations {
     pub(super) limiter: RateLimiter,
     /// Caps on groups.
     pub settings: ConversationSettings,
+    /// Wakes members' closed apps when a message arrives.
+    pub push: super::Push,
 }
 
 fn not_found() -> Error {
@@ -456,8 +458,12 @@ impl Conversations {
             now_ms: now_ms(),
         };
         match self.sends.submit(message).await? {
+            SendOutcome::Stored(stored) => {
+                self.push.message_sent(id, caller.account_id);
+                Ok(self.published(stored).await)
+            }
             // A retried send publishes again: the first attempt may have died before it could.
-            SendOutcome::Stored(stored) | SendOutcome::Duplicate(stored) => Ok(self.published(stored).await),
+            SendOutcome::Duplicate(stored) => Ok(self.published(stored).await),
             SendOutcome::IdTaken => Err(Error::Conflict {
                 reason: ErrorReason::MessageIdTaken,
                 message: "another message in this conversation has this id; pick a new one".into(),

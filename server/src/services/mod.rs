@@ -18,6 +18,7 @@ pub mod keys;
 pub mod names;
 pub mod pairing;
 pub mod passwords;
+pub mod push;
 pub mod rate_limits;
 pub mod readiness;
 pub mod server_info;
@@ -47,6 +48,7 @@ pub use error::{Error, ErrorReason};
 pub use keys::Keys;
 pub use pairing::Pairing;
 pub use passwords::{HashPoolSize, SecretHasher};
+pub use push::{Push, PushSettings};
 pub use readiness::{NotReady, Readiness};
 pub use server_info::{ServerInfo, StorageBackend};
 pub use to_device::ToDevice;
@@ -83,6 +85,8 @@ pub struct Services {
     pub avatars: Avatars,
     /// Key backups (opaque blobs encrypted on the devices).
     pub backup: Backups,
+    /// Web Push subscriptions and sending (off until `commands` starts it).
+    pub push: Push,
     /// The blobs on disk, when this server keeps them there (the transport serves their URLs).
     pub disk_blobs: Option<Arc<DiskBlobs>>,
     store: Arc<dyn Store>,
@@ -163,6 +167,7 @@ impl Services {
                 delivery: delivery.clone(),
                 limiter: rate_limits::RateLimiter::new(store.clone()),
                 settings: conversations::ConversationSettings::default(),
+                push: Push::off(store.clone()),
             },
             calls: Calls { store: store.clone(), delivery: delivery.clone(), turn },
             backup: Backups {
@@ -184,6 +189,7 @@ impl Services {
                 settings: blobs.settings,
             },
             disk_blobs: blobs.disk,
+            push: Push::off(store.clone()),
             delivery,
             auth,
             server_info,

@@ -23,6 +23,7 @@ mod inbox;
 mod instance;
 mod keys;
 mod pairings;
+mod push;
 mod rate_limits;
 
 use std::future::Future;
@@ -271,5 +272,10 @@ suite! {
         deleting_an_account_deletes_its_backups,
         an_account_keeps_at_most_its_limit_of_versions,
         racing_creates_never_pass_the_limit_of_versions,
+    ],
+    push: [
+        a_device_has_one_subscription_that_goes_with_it,
+        a_gone_endpoint_deletes_only_that_subscription,
+        push_devices_are_accepted_members_other_than_the_sender,
     ],
 }

@@ -16,6 +16,7 @@ mod device;
 mod errors;
 mod keys;
 mod pairing;
+mod push;
 mod server_info;
 mod to_device;
 
@@ -38,6 +39,7 @@ use kitsulan_proto::v1::device_service_server::DeviceServiceServer;
 use kitsulan_proto::v1::key_backup_service_server::KeyBackupServiceServer;
 use kitsulan_proto::v1::key_service_server::KeyServiceServer;
 use kitsulan_proto::v1::pairing_service_server::PairingServiceServer;
+use kitsulan_proto::v1::push_service_server::PushServiceServer;
 use kitsulan_proto::v1::server_info_service_server::ServerInfoServiceServer;
 use kitsulan_proto::v1::to_device_service_server::ToDeviceServiceServer;
 use prost::Message as _;
@@ -52,7 +54,7 @@ pub use context::Context;
 pub struct HealthHandle(HealthReporter);
 
 /// The names of our services, as health checks know them.
-const SERVICE_NAMES: [&str; 12] = [
+const SERVICE_NAMES: [&str; 13] = [
     "kitsulan.v1.ServerInfoService",
     "kitsulan.v1.AuthService",
     "kitsulan.v1.AccountService",
@@ -65,6 +67,7 @@ const SERVICE_NAMES: [&str; 12] = [
     "kitsulan.v1.AttachmentService",
     "kitsulan.v1.AvatarService",
     "kitsulan.v1.KeyBackupService",
+    "kitsulan.v1.PushService",
 ];
 
 impl HealthHandle {
@@ -124,6 +127,7 @@ pub async fn router(context: Context, with_reflection: bool) -> anyhow::Result<(
     .add_service(
         KeyBackupServiceServer::new(backup::KeyBackupApi(context.clone())).max_decoding_message_size(max),
     )
+    .add_service(PushServiceServer::new(push::PushApi(context.clone())).max_decoding_message_size(max))
     .add_service(health);
     let routes = if with_reflection {
         router.add_service(reflection().build_v1()?).add_service(reflection().build_v1alpha()?)
