@@ -18,6 +18,7 @@ macro_rules! on_both_databases {
 }
 
 mod accounts;
+mod arm64;
 mod attachments;
 mod avatars;
 mod backup;
