@@ -40,6 +40,8 @@ pub struct TestServer {
     args: Vec<String>,
     /// The `kitsulan` binary, for a restart.
     binary: PathBuf,
+    /// The program it runs under, if any, for a restart.
+    launcher: Option<Launcher>,
     /// Index in `log` of the first line of the current process.
     log_from: usize,
     _database: Option<TestDatabase>,
@@ -72,12 +74,21 @@ pub struct Options {
     args: Vec<String>,
     dotenv: Option<String>,
     binary: Option<PathBuf>,
+    launcher: Option<Launcher>,
+}
+
+/// A program the `kitsulan` binary runs under (an emulator), with its arguments before the
+/// binary's path.
+#[derive(Clone)]
+struct Launcher {
+    program: PathBuf,
+    args: Vec<String>,
 }
 
 impl Options {
     /// A server on `database` with nothing else set.
     pub fn new(database: Database) -> Self {
-        Self { database, env: Vec::new(), args: Vec::new(), dotenv: None, binary: None }
+        Self { database, env: Vec::new(), args: Vec::new(), dotenv: None, binary: None, launcher: None }
     }
 
     /// Sets an environment variable for the server.
@@ -96,6 +107,13 @@ impl Options {
     /// starts the release build beside itself).
     pub fn binary(mut self, path: PathBuf) -> Self {
         self.binary = Some(path);
+        self
+    }
+
+    /// Runs the binary under `program` (`program ARGS… BINARY serve …`): the arm64 build under
+    /// `qemu-aarch64 -L /usr/aarch64-linux-gnu`.
+    pub fn under(mut self, program: PathBuf, args: &[&str]) -> Self {
+        self.launcher = Some(Launcher { program, args: args.iter().map(|&a| a.to_owned()).collect() });
         self
     }
 
@@ -141,7 +159,15 @@ impl TestServer {
             Some(path) => path,
             None => binary()?,
         };
-        let child = spawn(&binary, data_dir.path(), url.as_deref(), &options.args, &options.env, &log)?;
+        let child = spawn(
+            &binary,
+            options.launcher.as_ref(),
+            data_dir.path(),
+            url.as_deref(),
+            &options.args,
+            &options.env,
+            &log,
+        )?;
         let mut server = Self {
             child,
             addr: SocketAddr::from(([127, 0, 0, 1], 0)),
@@ -151,6 +177,7 @@ impl TestServer {
             env: options.env,
             args: options.args,
             binary,
+            launcher: options.launcher,
             log_from: 0,
             _database: owned,
         };
@@ -181,6 +208,7 @@ impl TestServer {
         }
         self.child = spawn(
             &self.binary,
+            self.launcher.as_ref(),
             self.data_dir.path(),
             self.database_url.as_deref(),
             &self.args,
@@ -285,17 +313,25 @@ impl TestServer {
     }
 }
 
-/// Starts `kitsulan serve` in `data_dir` with exactly the given settings (nothing from the
+/// Starts `kitsulan serve` (under `launcher`, if given) in `data_dir` with exactly the given settings (nothing from the
 /// developer's shell), its output collected into `log`.
 fn spawn(
     binary: &Path,
+    launcher: Option<&Launcher>,
     data_dir: &Path,
     url: Option<&str>,
     args: &[String],
     env: &[(String, String)],
     log: &Arc<Mutex<Vec<String>>>,
 ) -> anyhow::Result<Child> {
-    let mut cmd = Command::new(binary);
+    let mut cmd = match launcher {
+        Some(launcher) => {
+            let mut cmd = Command::new(&launcher.program);
+            cmd.args(&launcher.args).arg(binary);
+            cmd
+        }
+        None => Command::new(binary),
+    };
     // Settings from the developer's shell must not leak into the server under test.
     for (key, _) in std::env::vars() {
         if key.starts_with("KITSULAN_") || key == "DATABASE_URL" {

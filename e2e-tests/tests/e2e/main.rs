@@ -19,6 +19,7 @@ macro_rules! on_both_databases {
 
 mod accounts;
 mod admin_backup;
+mod arm64;
 mod attachments;
 mod avatars;
 mod backup;
