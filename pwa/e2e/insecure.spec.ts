@@ -58,7 +58,7 @@ async function expectWarning(page: Page): Promise<void> {
   await expect(b).toBeVisible();
   await expect(b).toContainText(risk);
   await expect(b.getByRole("list", { name: "Opened over plain HTTP, these do not work here:" }).getByRole("listitem")).toHaveText(limits);
-  await expect(b).toContainText("Ask the server's admin to turn on HTTPS (see “Plain HTTP on a LAN” in docs/admin.md).");
+  await expect(b).toContainText("Ask the server's admin to turn on HTTPS: for a LAN it is one setting, KITSULAN_TLS=local (see “HTTPS” in docs/admin.md).");
   await expect(b).toContainText(`On the server's own computer, open http://localhost:${port}/ instead.`);
   // Not an alert and not modal: the app beneath it works (tabs.spec.ts reads its own alerts).
   await expect(page.getByRole("alert").filter({ hasText: risk })).toHaveCount(0);
