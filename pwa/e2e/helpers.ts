@@ -6,7 +6,12 @@
 // server (the app must ship its fonts, icons and scripts), or if the browser refused anything
 // under the server's Content-Security-Policy (an inline script or style, a WebAssembly compile,
 // a connection the policy does not allow would break the app).
-import { test as base, expect, type Browser, type BrowserContext, type Page } from "@playwright/test";
+import { execFileSync } from "node:child_process";
+import { mkdtempSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { test as base, expect, type Browser, type BrowserContext, type Locator, type Page } from "@playwright/test";
+import jsQR from "jsqr";
 
 export { expect };
 
@@ -186,4 +191,38 @@ export async function expectNoUndecryptable(page: Page): Promise<void> {
   await expect(async () => {
     expect(await undecryptableCounts(page), "Settings → Diagnostics on this device").toEqual({ failed: 0, waiting: 0, stuck: 0 });
   }).toPass({ timeout: 15_000 });
+}
+
+/** Runs Debian's ffmpeg (its output); a missing ffmpeg fails the test and says so. */
+export function ffmpeg(args: string[]): Buffer {
+  try {
+    return execFileSync("ffmpeg", ["-v", "error", ...args], { maxBuffer: 64 * 1024 * 1024 });
+  } catch (err) {
+    if ((err as { code?: string }).code === "ENOENT") {
+      throw new Error("ffmpeg is missing: install Debian's ffmpeg (`apt-get install ffmpeg`; .ci/run does)");
+    }
+    throw err;
+  }
+}
+
+/** The width and height a PNG's header gives. */
+function pngSize(png: Buffer): { width: number; height: number } {
+  return { width: png.readUInt32BE(16), height: png.readUInt32BE(20) };
+}
+
+/** Decodes the QR code in a PNG: ffmpeg turns it into RGBA pixels, jsQR reads them. */
+export function decodePng(png: Buffer): string | null {
+  const { width, height } = pngSize(png);
+  const dir = mkdtempSync(join(tmpdir(), "kitsulan-qr-"));
+  const file = join(dir, "qr.png");
+  writeFileSync(file, png);
+  const rgba = ffmpeg(["-i", file, "-f", "rawvideo", "-pix_fmt", "rgba", "-"]);
+  expect(rgba.length).toBe(width * height * 4);
+  return jsQR(new Uint8ClampedArray(rgba.buffer, rgba.byteOffset, rgba.length), width, height)?.data ?? null;
+}
+
+/** A picture of a QR code on screen, as PNG (the element only). */
+export async function qrPng(qr: Locator): Promise<Buffer> {
+  await expect(qr).toBeVisible();
+  return qr.screenshot();
 }

@@ -11,48 +11,27 @@
 //   key, an unknown account or one's own code is refused with a message and changes nothing.
 // - Over plain HTTP by a LAN name (not a secure context): the party QR code names that address,
 //   the scanner says the camera needs HTTPS, and a pasted link works.
-import { execFileSync } from "node:child_process";
 import { mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { chromium, type Browser, type Locator, type Page } from "@playwright/test";
-import jsQR from "jsqr";
+import { chromium, type Browser, type Page } from "@playwright/test";
 import { launchOptions } from "../playwright.config";
-import { acceptRequest, bubble, expect, newDevice, openDirect, password, send, shoot, signUp, stamp, test } from "./helpers";
-
-/** Runs Debian's ffmpeg (its output); a missing ffmpeg fails the test and says so. */
-function ffmpeg(args: string[]): Buffer {
-  try {
-    return execFileSync("ffmpeg", ["-v", "error", ...args], { maxBuffer: 64 * 1024 * 1024 });
-  } catch (err) {
-    if ((err as { code?: string }).code === "ENOENT") {
-      throw new Error("ffmpeg is missing: install Debian's ffmpeg (`apt-get install ffmpeg`; .ci/run does)");
-    }
-    throw err;
-  }
-}
-
-/** The width and height a PNG's header gives. */
-function pngSize(png: Buffer): { width: number; height: number } {
-  return { width: png.readUInt32BE(16), height: png.readUInt32BE(20) };
-}
-
-/** Decodes the QR code in a PNG: ffmpeg turns it into RGBA pixels, jsQR reads them. */
-function decodePng(png: Buffer): string | null {
-  const { width, height } = pngSize(png);
-  const dir = mkdtempSync(join(tmpdir(), "kitsulan-qr-"));
-  const file = join(dir, "qr.png");
-  writeFileSync(file, png);
-  const rgba = ffmpeg(["-i", file, "-f", "rawvideo", "-pix_fmt", "rgba", "-"]);
-  expect(rgba.length).toBe(width * height * 4);
-  return jsQR(new Uint8ClampedArray(rgba.buffer, rgba.byteOffset, rgba.length), width, height)?.data ?? null;
-}
-
-/** A picture of a QR code on screen, as PNG (the element only). */
-async function qrPng(qr: Locator): Promise<Buffer> {
-  await expect(qr).toBeVisible();
-  return qr.screenshot();
-}
+import {
+  acceptRequest,
+  bubble,
+  decodePng,
+  expect,
+  ffmpeg,
+  newDevice,
+  openDirect,
+  password,
+  qrPng,
+  send,
+  shoot,
+  signUp,
+  stamp,
+  test,
+} from "./helpers";
 
 /** Makes a .y4m video of `png` on a white 640 × 480 frame: Chromium's fake camera plays it. */
 function cameraVideo(png: Buffer): string {

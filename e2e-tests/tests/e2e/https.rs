@@ -14,8 +14,8 @@ use http_body_util::{BodyExt as _, Empty};
 use hyper::body::Bytes;
 use hyper_util::rt::TokioIo;
 use kitsulan_client::{Database, Options, TestServer};
-use kitsulan_proto::v1::GetServerInfoRequest;
 use kitsulan_proto::v1::server_info_service_client::ServerInfoServiceClient;
+use kitsulan_proto::v1::{GetServerInfoRequest, GetServerInfoResponse};
 use rustls::pki_types::pem::PemObject as _;
 use rustls::pki_types::{CertificateDer, ServerName};
 use tokio::io::AsyncWriteExt as _;
@@ -74,7 +74,11 @@ fn alpn(stream: &TlsStream<TcpStream>) -> Option<Vec<u8>> {
 
 /// `GetServerInfo` over native gRPC on TLS, the connection made by `connector` to `addr` as `name`.
 /// (The URI says http: tonic without its TLS feature refuses https URIs; the TLS is ours.)
-async fn grpc_server_name(connector: TlsConnector, addr: SocketAddr, name: &str) -> anyhow::Result<String> {
+async fn grpc_server_info(
+    connector: TlsConnector,
+    addr: SocketAddr,
+    name: &str,
+) -> anyhow::Result<GetServerInfoResponse> {
     let name = name.to_owned();
     let connect = tower::service_fn(move |_uri: hyper::Uri| {
         let (connector, name) = (connector.clone(), name.clone());
@@ -83,9 +87,7 @@ async fn grpc_server_name(connector: TlsConnector, addr: SocketAddr, name: &str)
     let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))?
         .connect_with_connector(connect)
         .await?;
-    let info =
-        ServerInfoServiceClient::new(channel).get_server_info(GetServerInfoRequest {}).await?.into_inner();
-    Ok(info.name)
+    Ok(ServerInfoServiceClient::new(channel).get_server_info(GetServerInfoRequest {}).await?.into_inner())
 }
 
 /// A CA and a server certificate it signs for `names`, valid from `from` to `to` days from now:
@@ -137,7 +139,10 @@ async fn own_certificate_files_serve_http2_grpc_and_http1_over_tls() -> anyhow::
     let (status, body) = get_h2(stream, "chat.example.test", "/healthz").await?;
     assert_eq!(status, 200, "{body:?}");
 
-    assert_eq!(grpc_server_name(trusting.clone(), addr, "chat.example.test").await?, "KitsuLAN");
+    let info = grpc_server_info(trusting.clone(), addr, "chat.example.test").await?;
+    assert_eq!(info.name, "KitsuLAN");
+    // The admin's own certificate: no local CA for people to trust, so no fingerprint.
+    assert_eq!(info.local_ca_sha256, "");
 
     let http1 = client(ca.as_bytes(), &["http/1.1"]);
     let stream = tls(&http1, addr, "127.0.0.1").await?;
@@ -193,7 +198,10 @@ async fn a_local_ca_is_made_once_and_trusted_alone_is_enough() -> anyhow::Result
         let (status, _) = get_h2(stream, name, "/healthz").await?;
         assert_eq!(status, 200, "as {name}");
     }
-    assert_eq!(grpc_server_name(trusting.clone(), addr, "kitsulan.local").await?, "KitsuLAN");
+    // GetServerInfo over TLS gives the same fingerprint (the party screen shows it).
+    let info = grpc_server_info(trusting.clone(), addr, "kitsulan.local").await?;
+    assert_eq!(info.name, "KitsuLAN");
+    assert_eq!(info.local_ca_sha256, fingerprint, "ServerInfo.local_ca_sha256 is the CA's SHA-256");
 
     // Without the CA, the handshake fails.
     let (other_ca, _, _) = certificates(&["kitsulan.local"], -1, 30);
