@@ -2,7 +2,8 @@
 //! HTTP endpoints and the embedded PWA on one port, plus `migrate` and `admin` commands.
 //!
 //! Layers point inward: [`transport`] (wire protocols) -> [`services`] (the rules) ->
-//! [`store`] (storage traits with SQLite and PostgreSQL implementations). Above them all,
+//! [`store`] (storage traits with SQLite and PostgreSQL implementations); [`tls`] (HTTPS
+//! certificates: ACME) sits in the transport's layer. Above them all,
 //! `commands` turns the settings [`config`] parsed into what the services take; below the
 //! services, beside the store, sit the leaf modules they use: [`bus`] and the [`events`] it
 //! carries, [`blobs`], [`mail`], [`config`], [`ids`], [`data_dir`] and `telemetry`. A module
@@ -16,6 +17,7 @@ pub mod data_dir;
 pub mod events;
 pub mod mail;
 pub mod services;
+pub mod tls;
 pub mod transport;
 
 mod commands;

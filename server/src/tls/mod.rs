@@ -1,0 +1,3 @@
+//! HTTPS: certificates and the TLS listener.
+
+pub mod acme;
