@@ -271,6 +271,14 @@ async fn pebble_issues_a_certificate_after_fetching_the_challenge() {
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(renewal.failures(), 0, "nothing asked of the CA");
     assert_eq!(renewal.current.borrow().as_ref().unwrap().serial, second.serial);
+    // What the TLS acceptor is handed: the current certificate at once.
+    let (applied_tx, mut applied) = tokio::sync::mpsc::unbounded_channel();
+    let follower = tokio::spawn(renewal.for_each(move |issued| {
+        let _ = applied_tx.send(issued.serial.clone());
+    }));
+    let first_applied = tokio::time::timeout(Duration::from_secs(5), applied.recv()).await.unwrap();
+    assert_eq!(first_applied, Some(second.serial.clone()));
+    follower.abort();
 
     // A stored certificate for other names is not used.
     let other = Acme::new(

@@ -240,8 +240,8 @@ impl Issued {
         domains.iter().all(|d| self.names.contains(d))
     }
 
-    /// When renewal is due: a third of the lifetime before the end, at most
-    /// [`RENEW_BEFORE_MAX`] (or `renew_before` if given).
+    /// When renewal is due: a third of the lifetime before the end, at most 30 days before it
+    /// (or `renew_before` before it, if given).
     pub fn renew_at(&self, renew_before: Option<Duration>) -> SystemTime {
         let lifetime = self.not_after.duration_since(self.not_before).unwrap_or_default();
         let before = renew_before.unwrap_or_else(|| (lifetime / 3).min(RENEW_BEFORE_MAX));
@@ -348,7 +348,7 @@ impl Acme {
         tracing::info!(
             names = ?issued.names,
             serial = %issued.serial_hex(),
-            not_after = %httpdate(issued.not_after),
+            not_after_unix = unix_seconds(issued.not_after),
             "ACME certificate issued"
         );
         Ok(issued)
@@ -511,9 +511,8 @@ fn replace_private_file(path: &Path, contents: &[u8]) -> Result<(), AcmeError> {
     std::fs::rename(&temp, path).map_err(fail)
 }
 
-fn httpdate(time: SystemTime) -> String {
-    let secs = time.duration_since(SystemTime::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
-    format!("@{secs}")
+fn unix_seconds(time: SystemTime) -> u64 {
+    time.duration_since(SystemTime::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
 }
 
 /// The HTTPS client the ACME library talks through: hyper with rustls on ring, our roots, and a
