@@ -371,7 +371,7 @@ async fn bad_certificates_stop_start_up_with_one_line_naming_the_setting() {
             "KITSULAN_TLS_KEY",
             "required",
         ),
-        (vec![("KITSULAN_TLS", "acme".to_owned())], "KITSULAN_TLS", "ACME"),
+        (vec![("KITSULAN_TLS", "acme".to_owned())], "KITSULAN_ACME_DOMAINS", "required"),
         (vec![("KITSULAN_TLS", "https".to_owned())], "KITSULAN_TLS", "expected one of"),
         (
             vec![("KITSULAN_TLS", "local".to_owned()), ("KITSULAN_TLS_NAMES", "bad name!".to_owned())],
