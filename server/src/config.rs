@@ -1358,7 +1358,10 @@ mod tests {
         assert_eq!(ok.email, None);
         // With KITSULAN_TLS=acme the names are required at start, in one line.
         let line = acme(&["--tls", "acme"]).unwrap_err();
-        assert!(line.starts_with("invalid setting KITSULAN_ACME_DOMAINS (--acme-domains): required"), "{line}");
+        assert!(
+            line.starts_with("invalid setting KITSULAN_ACME_DOMAINS (--acme-domains): required"),
+            "{line}"
+        );
         assert!(!line.contains('\n'), "{line}");
         let line = acme(&[]).unwrap_err();
         assert!(
@@ -1390,7 +1393,6 @@ mod tests {
         let ok = acme(&["--acme-domains", "a.example.org", "--acme-email", "admin@example.org"]).unwrap();
         assert_eq!(ok.email.as_deref(), Some("admin@example.org"));
     }
-
 
     #[test]
     fn tls_settings_parse_and_are_checked_together() {

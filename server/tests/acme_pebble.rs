@@ -9,147 +9,44 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, SystemTime};
 
 use kitsulan_server::config::AcmeSettings;
 use kitsulan_server::tls::acme::{self, Acme, Challenges, Issued, RenewPolicy};
+use kitsulan_testkit::pebble;
 use rustls::client::danger::ServerCertVerifier as _;
 use rustls::pki_types::pem::PemObject as _;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use tokio::net::TcpListener;
-use tokio::process::{Child, Command};
 
 const DOMAIN: &str = "chat.kitsulan.test";
 
-/// A tool from the `pebble` package, or a failure that says how to install it.
-fn tool(name: &str) -> PathBuf {
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    std::env::split_paths(&path)
-        .chain([PathBuf::from("/usr/bin")])
-        .map(|dir| dir.join(name))
-        .find(|p| p.is_file())
-        .unwrap_or_else(|| {
-            panic!("`{name}` is not installed: these tests need the real ACME test server (Debian package `pebble`: apt-get install pebble)")
-        })
-}
-
 async fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").await.unwrap().local_addr().unwrap().port()
+    pebble::free_port().await.unwrap()
 }
 
-async fn wait_for_port(port: u16, what: &str, child: &mut Child) {
-    for _ in 0..200 {
-        if tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_ok() {
-            return;
-        }
-        if let Ok(Some(status)) = child.try_wait() {
-            panic!("{what} exited at start ({status})");
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("{what} is not listening on port {port}");
-}
-
-/// A running pebble and its DNS server, stopped when dropped.
-struct Pebble {
-    dir: tempfile::TempDir,
-    acme_port: u16,
-    management_port: u16,
-    _pebble: Child,
-    _dns: Child,
-}
+/// The shared pebble harness ([`kitsulan_testkit::pebble`]), stopping the test if it cannot start.
+struct Pebble(pebble::Pebble);
 
 impl Pebble {
-    /// Pebble validating http-01 on `http_port`, issuing certificates valid for
-    /// `validity_seconds` (pebble's default, 5 years, if `None`).
     async fn start(http_port: u16, validity_seconds: Option<u64>) -> Self {
-        let (pebble_bin, dns_bin) = (tool("pebble"), tool("pebble-challtestsrv"));
-        let dir = tempfile::tempdir().unwrap();
-
-        // Pebble's own HTTPS (its API) needs a certificate: a throwaway CA and a leaf for 127.0.0.1.
-        let ca_key = rcgen::KeyPair::generate().unwrap();
-        let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-        ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-        ca_params.distinguished_name.push(rcgen::DnType::CommonName, "pebble API test CA");
-        let ca = rcgen::CertifiedIssuer::self_signed(ca_params, ca_key).unwrap();
-        let leaf_key = rcgen::KeyPair::generate().unwrap();
-        let leaf = rcgen::CertificateParams::new(vec!["127.0.0.1".to_owned(), "localhost".to_owned()])
-            .unwrap()
-            .signed_by(&leaf_key, &ca)
-            .unwrap();
-        std::fs::write(dir.path().join("api-ca.pem"), ca.pem()).unwrap();
-        std::fs::write(dir.path().join("api-cert.pem"), leaf.pem()).unwrap();
-        std::fs::write(dir.path().join("api-key.pem"), leaf_key.serialize_pem()).unwrap();
-
-        let (acme_port, management_port, tls_port) =
-            (free_port().await, free_port().await, free_port().await);
-        let (dns_port, dns_management_port) = (free_port().await, free_port().await);
-        let mut config = serde_json::json!({
-            "pebble": {
-                "listenAddress": format!("127.0.0.1:{acme_port}"),
-                "managementListenAddress": format!("127.0.0.1:{management_port}"),
-                "certificate": dir.path().join("api-cert.pem"),
-                "privateKey": dir.path().join("api-key.pem"),
-                "httpPort": http_port,
-                "tlsPort": tls_port,
-                "ocspResponderURL": "",
-                "externalAccountBindingRequired": false,
-                "retryAfter": { "authz": 1, "order": 1 },
-            }
-        });
-        if let Some(seconds) = validity_seconds {
-            config["pebble"]["certificateValidityPeriod"] = seconds.into();
-        }
-        std::fs::write(dir.path().join("pebble.json"), config.to_string()).unwrap();
-
-        let mut dns = Command::new(dns_bin)
-            .args(["-dns01", &format!("127.0.0.1:{dns_port}")])
-            .args(["-management", &format!("127.0.0.1:{dns_management_port}")])
-            .args(["-http01", "", "-https01", "", "-tlsalpn01", ""])
-            .args(["-defaultIPv4", "127.0.0.1", "-defaultIPv6", ""])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .kill_on_drop(true)
-            .spawn()
-            .unwrap();
-        wait_for_port(dns_management_port, "pebble-challtestsrv", &mut dns).await;
-
-        let mut pebble = Command::new(pebble_bin)
-            .arg("-config")
-            .arg(dir.path().join("pebble.json"))
-            .args(["-dnsserver", &format!("127.0.0.1:{dns_port}")])
-            // The validation must really happen, for every order (no reused authorizations),
-            // without pebble's random sleeps. Its random rejection of 5% of nonces stays on: the
-            // client must retry those, as with a real CA.
-            .env_remove("PEBBLE_VA_ALWAYS_VALID")
-            .env("PEBBLE_VA_NOSLEEP", "1")
-            .env("PEBBLE_AUTHZREUSE", "0")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .kill_on_drop(true)
-            .spawn()
-            .unwrap();
-        wait_for_port(acme_port, "pebble", &mut pebble).await;
-        wait_for_port(management_port, "pebble (management)", &mut pebble).await;
-        Self { dir, acme_port, management_port, _pebble: pebble, _dns: dns }
+        Self(pebble::Pebble::start(http_port, validity_seconds).await.unwrap())
     }
 
     fn directory(&self) -> String {
-        format!("https://127.0.0.1:{}/dir", self.acme_port)
+        self.0.directory()
     }
 
     fn api_roots(&self) -> PathBuf {
-        self.dir.path().join("api-ca.pem")
+        self.0.api_roots()
     }
 
     /// The root that issued our certificates, from pebble's management API.
     async fn issuing_root(&self) -> CertificateDer<'static> {
-        let pem =
-            https_get(&self.api_roots(), &format!("https://127.0.0.1:{}/roots/0", self.management_port))
-                .await;
+        let pem = https_get(&self.api_roots(), &self.0.issuing_root_url()).await;
         CertificateDer::from_pem_slice(pem.as_bytes()).unwrap()
     }
 }

@@ -235,7 +235,9 @@ pub async fn setup(
             let resolver = match &stored {
                 Some(issued) => {
                     let certified = certified_key(issued.chain_pem.as_bytes(), issued.key_pem.as_bytes())
-                        .with_context(|| format!("the stored ACME certificate in {}", acme.dir().display()))?;
+                        .with_context(|| {
+                            format!("the stored ACME certificate in {}", acme.dir().display())
+                        })?;
                     log_certificate("HTTPS with the stored ACME certificate", &certified);
                     CertResolver::new(Arc::new(certified))
                 }
