@@ -248,6 +248,9 @@ pub struct ServeArgs {
 
     #[command(flatten)]
     pub push: PushArgs,
+
+    #[command(flatten)]
+    pub acme: AcmeArgs,
 }
 
 fn parse_bus_url(raw: &str) -> Result<String, String> {
@@ -1032,6 +1035,137 @@ fn parse_server_name(raw: &str) -> Result<String, String> {
     Ok(name.to_owned())
 }
 
+/// Let's Encrypt's production directory, the default ACME CA.
+pub const LETS_ENCRYPT_DIRECTORY: &str = "https://acme-v02.api.letsencrypt.org/directory";
+
+/// HTTPS certificates from an ACME CA (`KITSULAN_TLS=acme`): Let's Encrypt by default, or any
+/// RFC 8555 server. Validation is http-01, so port 80 of every name must reach this server.
+#[derive(Debug, Args)]
+#[command(next_help_heading = "HTTPS certificates by ACME (Let's Encrypt)")]
+pub struct AcmeArgs {
+    /// Public DNS names the certificate is for, comma-separated (e.g. `chat.example.org`).
+    /// Required with KITSULAN_TLS=acme.
+    #[arg(long = "acme-domains", env = "KITSULAN_ACME_DOMAINS", value_delimiter = ',', value_parser = parse_dns_name)]
+    pub domains: Vec<String>,
+
+    /// The ACME CA's directory URL (https). The default is Let's Encrypt's production CA; use
+    /// `https://acme-staging-v02.api.letsencrypt.org/directory` to try a setup out.
+    #[arg(long = "acme-directory", env = "KITSULAN_ACME_DIRECTORY", default_value = LETS_ENCRYPT_DIRECTORY,
+          value_parser = parse_acme_directory)]
+    pub directory: String,
+
+    /// Contact email given to the CA for its notices about the account. Optional.
+    #[arg(long = "acme-email", env = "KITSULAN_ACME_EMAIL", value_parser = parse_acme_email)]
+    pub email: Option<String>,
+
+    /// A PEM file of extra root certificates to trust for the CA's own HTTPS API (a private or
+    /// test CA such as pebble). The usual public roots are always trusted.
+    #[arg(long = "acme-ca-roots", env = "KITSULAN_ACME_CA_ROOTS")]
+    pub ca_roots: Option<PathBuf>,
+}
+
+/// Complete ACME settings.
+#[derive(Debug, Clone)]
+pub struct AcmeSettings {
+    /// DNS names for the certificate, lowercase, no duplicates.
+    pub domains: Vec<String>,
+    /// Directory URL of the CA.
+    pub directory: String,
+    /// Contact email, if any.
+    pub email: Option<String>,
+    /// Extra roots to trust for the CA's API.
+    pub ca_roots: Option<PathBuf>,
+}
+
+/// The most names one certificate may carry (Let's Encrypt's limit).
+pub const ACME_MAX_DOMAINS: usize = 100;
+
+impl AcmeArgs {
+    /// The settings for ACME mode, or the one line saying what is missing.
+    pub fn settings(&self) -> Result<AcmeSettings, String> {
+        let mut domains: Vec<String> = Vec::new();
+        for name in &self.domains {
+            if !domains.contains(name) {
+                domains.push(name.clone());
+            }
+        }
+        if domains.is_empty() {
+            return Err(
+                "invalid setting KITSULAN_ACME_DOMAINS (--acme-domains): required with KITSULAN_TLS=acme \
+                        (the public DNS names of this server)"
+                    .into(),
+            );
+        }
+        if domains.len() > ACME_MAX_DOMAINS {
+            return Err(format!(
+                "invalid setting KITSULAN_ACME_DOMAINS (--acme-domains): {} names, at most {ACME_MAX_DOMAINS}",
+                domains.len()
+            ));
+        }
+        if let Some(path) = &self.ca_roots
+            && !path.is_file()
+        {
+            return Err(format!(
+                "invalid setting KITSULAN_ACME_CA_ROOTS (--acme-ca-roots) {:?}: no such file",
+                path.display().to_string()
+            ));
+        }
+        Ok(AcmeSettings {
+            domains,
+            directory: self.directory.clone(),
+            email: self.email.clone(),
+            ca_roots: self.ca_roots.clone(),
+        })
+    }
+}
+
+/// A DNS name a public CA can validate over http-01: letters, digits and hyphens in labels of
+/// at most 63, two labels at least, no wildcard (http-01 cannot prove one), no IP address.
+fn parse_dns_name(raw: &str) -> Result<String, String> {
+    let name = raw.trim().trim_end_matches('.').to_ascii_lowercase();
+    if name.is_empty() || name.len() > 253 {
+        return Err("expected DNS names such as chat.example.org".into());
+    }
+    if name.starts_with("*.") {
+        return Err("wildcard names need dns-01 validation, which is not supported".into());
+    }
+    if name.parse::<std::net::IpAddr>().is_ok() {
+        return Err("an IP address; ACME needs a DNS name".into());
+    }
+    let labels: Vec<&str> = name.split('.').collect();
+    let label_ok = |l: &&str| {
+        !l.is_empty()
+            && l.len() <= 63
+            && !l.starts_with('-')
+            && !l.ends_with('-')
+            && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+    };
+    if labels.len() < 2 || !labels.iter().all(label_ok) {
+        return Err("expected DNS names such as chat.example.org".into());
+    }
+    Ok(name)
+}
+
+fn parse_acme_directory(raw: &str) -> Result<String, String> {
+    let url = raw.trim();
+    match url.strip_prefix("https://") {
+        Some(rest)
+            if !rest.is_empty()
+                && !rest.starts_with('/')
+                && url.len() <= 2048
+                && !url.chars().any(|c| c.is_whitespace() || c.is_control()) =>
+        {
+            Ok(url.to_owned())
+        }
+        _ => Err("expected the CA's https:// directory URL".into()),
+    }
+}
+
+fn parse_acme_email(raw: &str) -> Result<String, String> {
+    let email = raw.trim();
+    email.parse::<lettre::Address>().map(|_| email.to_owned()).map_err(|_| "not an email address".to_owned())
+}
+
 /// Why the settings could not be read.
 #[derive(Debug)]
 pub enum ConfigError {
@@ -1069,6 +1203,9 @@ where
         serve.smtp.settings().map_err(ConfigError::Invalid)?;
         serve.turn.check().map_err(ConfigError::Invalid)?;
         serve.tls.check().map_err(ConfigError::Invalid)?;
+        if serve.tls.mode == TlsMode::Acme {
+            serve.acme.settings().map_err(ConfigError::Invalid)?;
+        }
     }
     Ok(cli)
 }
@@ -1204,6 +1341,57 @@ mod tests {
             let got = raw.parse::<Rate>().ok().map(|l| (l.count, l.period.as_secs()));
             assert_eq!(got, want, "{raw:?}");
         }
+    }
+
+    #[test]
+    fn acme_settings_are_checked() {
+        let acme =
+            |args: &[&str]| match load_from(["kitsulan", "serve"].into_iter().chain(args.iter().copied())) {
+                Ok(Cli { command: Command::Serve(serve), .. }) => serve.acme.settings(),
+                Ok(_) => panic!("not serve"),
+                Err(ConfigError::Invalid(line)) => Err(line),
+                Err(e) => panic!("{e:?}"),
+            };
+        let ok = acme(&["--acme-domains", "Chat.Example.org,www.example.org,chat.example.org."]).unwrap();
+        assert_eq!(ok.domains, ["chat.example.org", "www.example.org"]);
+        assert_eq!(ok.directory, LETS_ENCRYPT_DIRECTORY);
+        assert_eq!(ok.email, None);
+        // With KITSULAN_TLS=acme the names are required at start, in one line.
+        let line = acme(&["--tls", "acme"]).unwrap_err();
+        assert!(
+            line.starts_with("invalid setting KITSULAN_ACME_DOMAINS (--acme-domains): required"),
+            "{line}"
+        );
+        assert!(!line.contains('\n'), "{line}");
+        let line = acme(&[]).unwrap_err();
+        assert!(
+            line.starts_with("invalid setting KITSULAN_ACME_DOMAINS (--acme-domains): required"),
+            "{line}"
+        );
+        for bad in
+            ["*.example.org", "192.168.1.2", "localhost", "a..b", "-a.example.org", "a b.org", "a_b.org"]
+        {
+            let line = acme(&[&format!("--acme-domains={bad}")]).unwrap_err();
+            assert!(
+                line.starts_with("invalid setting KITSULAN_ACME_DOMAINS (--acme-domains)"),
+                "{bad}: {line}"
+            );
+            assert!(!line.contains('\n'), "{line}");
+        }
+        let many: Vec<String> = (0..=ACME_MAX_DOMAINS).map(|i| format!("n{i}.example.org")).collect();
+        let line = acme(&["--acme-domains", &many.join(",")]).unwrap_err();
+        assert!(line.contains("at most 100"), "{line}");
+        for bad in ["http://ca.example/dir", "ca.example", "https://", "https:///dir"] {
+            let line = acme(&["--acme-domains", "a.example.org", "--acme-directory", bad]).unwrap_err();
+            assert!(line.starts_with("invalid setting KITSULAN_ACME_DIRECTORY (--acme-directory)"), "{line}");
+        }
+        let line = acme(&["--acme-domains", "a.example.org", "--acme-email", "not an address"]).unwrap_err();
+        assert!(line.starts_with("invalid setting KITSULAN_ACME_EMAIL (--acme-email)"), "{line}");
+        let line = acme(&["--acme-domains", "a.example.org", "--acme-ca-roots", "/nonexistent/roots.pem"])
+            .unwrap_err();
+        assert!(line.starts_with("invalid setting KITSULAN_ACME_CA_ROOTS (--acme-ca-roots)"), "{line}");
+        let ok = acme(&["--acme-domains", "a.example.org", "--acme-email", "admin@example.org"]).unwrap();
+        assert_eq!(ok.email.as_deref(), Some("admin@example.org"));
     }
 
     #[test]

@@ -2,7 +2,8 @@
 //! HTTP endpoints and the embedded PWA on one port, plus `migrate` and `admin` commands.
 //!
 //! Layers point inward: [`transport`] (wire protocols) -> [`services`] (the rules) ->
-//! [`store`] (storage traits with SQLite and PostgreSQL implementations). Above them all,
+//! [`store`] (storage traits with SQLite and PostgreSQL implementations); [`tls`] (HTTPS
+//! certificates: ACME) sits in the transport's layer. Above them all,
 //! `commands` turns the settings [`config`] parsed into what the services take; below the
 //! services, beside the store, sit the leaf modules they use: [`bus`] and the [`events`] it
 //! carries, [`blobs`], [`mail`], [`tls`] (HTTPS certificates), [`webpush`], [`config`], [`ids`], [`data_dir`] and `telemetry`. A module

@@ -15,6 +15,7 @@ use std::path::{Path, PathBuf};
 const LAYERS: &[(&str, u8)] = &[
     ("commands", 3),
     ("transport", 2),
+    ("tls", 2),
     ("services", 1),
     ("bus", 0),
     ("events", 0),

@@ -6,9 +6,11 @@
 //!   e2e tests on PostgreSQL).
 //! - [`coturn`]: coturn's `turnserver` and `turnutils_uclient`, free UDP ports, a STUN probe
 //!   (the relay tests of `kitsulan-turn`, the call tests).
+//! - [`pebble`]: Debian's pebble ACME test CA with its DNS server (the ACME tests).
 //! - [`smtp`]: a real SMTP server catching the mail the server under test sends.
 
 pub mod coturn;
+pub mod pebble;
 pub mod postgres;
 pub mod smtp;
 

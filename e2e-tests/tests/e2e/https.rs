@@ -379,7 +379,7 @@ async fn bad_certificates_stop_start_up_with_one_line_naming_the_setting() {
             "KITSULAN_TLS_KEY",
             "required",
         ),
-        (vec![("KITSULAN_TLS", "acme".to_owned())], "KITSULAN_TLS", "ACME"),
+        (vec![("KITSULAN_TLS", "acme".to_owned())], "KITSULAN_ACME_DOMAINS", "required"),
         (vec![("KITSULAN_TLS", "https".to_owned())], "KITSULAN_TLS", "expected one of"),
         (
             vec![("KITSULAN_TLS", "local".to_owned()), ("KITSULAN_TLS_NAMES", "bad name!".to_owned())],
@@ -396,4 +396,84 @@ async fn bad_certificates_stop_start_up_with_one_line_naming_the_setting() {
         let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
         refuses_to_start(&env, setting, reason).await;
     }
+}
+
+/// `KITSULAN_TLS=acme` against a real ACME CA (Debian's pebble, its DNS answering 127.0.0.1 for
+/// every name): pebble validates http-01 on the server's own port, the certificate it issues is
+/// served for the name, to a client trusting only pebble's issuing root, and a restart serves
+/// the stored certificate at once instead of ordering a new one. Before any certificate exists
+/// handshakes fail cleanly and the server goes on.
+#[tokio::test]
+async fn acme_issues_from_a_real_ca_and_a_restart_reuses_the_certificate() -> anyhow::Result<()> {
+    use kitsulan_testkit::pebble::{Pebble, free_port};
+    const NAME: &str = "chat.kitsulan.test";
+    let acme = |port: u16, directory: &str, roots: &Path| {
+        Options::new(Database::Sqlite)
+            .env("KITSULAN_LISTEN", &format!("127.0.0.1:{port}"))
+            .env("KITSULAN_TLS", "acme")
+            .env("KITSULAN_ACME_DOMAINS", NAME)
+            .env("KITSULAN_ACME_DIRECTORY", directory)
+            .env("KITSULAN_ACME_CA_ROOTS", roots.to_str().unwrap())
+    };
+
+    let port = free_port().await?;
+    let pebble = Pebble::start(port, None).await?;
+    let api_roots = std::fs::read(pebble.api_roots())?;
+
+    // No CA reachable: no certificate, so the handshake fails with an alert; plain HTTP from
+    // loopback still works and the server runs on.
+    let unreachable = format!("https://127.0.0.1:{}/dir", free_port().await?);
+    let mut waiting =
+        TestServer::start_with(acme(free_port().await?, &unreachable, &pebble.api_roots())).await?;
+    let err =
+        tls(&client(&api_roots, &["http/1.1"]), waiting.addr(), NAME).await.expect_err("no certificate yet");
+    assert!(format!("{err:#}").to_lowercase().contains("alert"), "{err:#}");
+    assert_eq!(reqwest::get(format!("{}/readyz", waiting.url())).await?.status(), 200);
+    assert!(waiting.is_running(), "the server survives a handshake without a certificate");
+    drop(waiting);
+
+    // The issuing root, from pebble's management API (itself over HTTPS with the API's root).
+    let url = pebble.issuing_root_url();
+    let authority = url.trim_start_matches("https://").split('/').next().unwrap().to_owned();
+    let (status, root_pem) = get_h1(
+        tls(&client(&api_roots, &["http/1.1"]), authority.parse()?, "127.0.0.1").await?,
+        &authority,
+        "/roots/0",
+    )
+    .await?;
+    assert_eq!(status, 200);
+    let trusting = client(&root_pem, &["h2", "http/1.1"]);
+
+    let mut server = TestServer::start_with(acme(port, &pebble.directory(), &pebble.api_roots())).await?;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    let leaf = loop {
+        match tls(&trusting, server.addr(), NAME).await {
+            Ok(stream) => {
+                let leaf = stream.get_ref().1.peer_certificates().unwrap()[0].clone().into_owned();
+                let (status, _) = get_h2(stream, NAME, "/readyz").await?;
+                assert_eq!(status, 200);
+                break leaf;
+            }
+            Err(e) if tokio::time::Instant::now() < deadline => {
+                assert!(server.is_running(), "the server died while waiting for its certificate: {e:#}");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            Err(e) => panic!("no certificate for {NAME} within 60 s: {e:#}\n{}", server.log_text()),
+        }
+    };
+    let stored = std::fs::read(server.data_dir().join("tls/acme-cert.pem"))?;
+    assert_eq!(CertificateDer::from_pem_slice(&stored)?, leaf, "the served certificate is the stored one");
+
+    // A restart serves the stored certificate from the first handshake on: no new order.
+    server.restart().await?;
+    let stream = tls(&trusting, server.addr(), NAME).await.context("HTTPS right after the restart")?;
+    assert_eq!(
+        stream.get_ref().1.peer_certificates().unwrap()[0],
+        leaf,
+        "the same certificate after a restart"
+    );
+    let (status, _) = get_h1(stream, NAME, "/readyz").await?;
+    assert_eq!(status, 200);
+    assert_eq!(std::fs::read(server.data_dir().join("tls/acme-cert.pem"))?, stored, "no new certificate");
+    Ok(())
 }

@@ -139,7 +139,7 @@ async fn serve(global: &GlobalArgs, args: &ServeArgs) -> anyhow::Result<()> {
         .into_iter()
         .collect();
     // Before anything else starts: a bad certificate stops start-up with one line.
-    let tls = tls::setup(&args.tls, &global.data_dir, &args.server_name).await?;
+    let tls = tls::setup(&args.tls, &args.acme, &global.data_dir, &args.server_name).await?;
     let (turn, relay) = start_turn(global, &args.turn).await?;
     let hub = Hub::new();
     let sink: Arc<dyn NoticeSink> = hub.clone();

@@ -7,6 +7,7 @@
 //! [`Setup::challenges`] (a router for `/.well-known/acme-challenge/{token}`, answered on plain
 //! HTTP and never redirected).
 
+pub mod acme;
 mod local;
 
 use std::path::Path;
@@ -20,7 +21,7 @@ use rustls::sign::CertifiedKey;
 use tokio::task::JoinHandle;
 use tracing::{error, info, warn};
 
-use crate::config::{TlsArgs, TlsMode};
+use crate::config::{AcmeArgs, TlsArgs, TlsMode};
 
 pub use local::{LocalCa, default_names};
 
@@ -189,7 +190,12 @@ impl Setup {
 
 /// Loads or makes the certificate the settings ask for. `None` with `KITSULAN_TLS=off`. Every
 /// failure is one line naming the setting, before anything listens.
-pub async fn setup(args: &TlsArgs, data_dir: &Path, server_name: &str) -> anyhow::Result<Option<Setup>> {
+pub async fn setup(
+    args: &TlsArgs,
+    acme_args: &AcmeArgs,
+    data_dir: &Path,
+    server_name: &str,
+) -> anyhow::Result<Option<Setup>> {
     match args.mode {
         TlsMode::Off => Ok(None),
         TlsMode::Files => {
@@ -221,9 +227,38 @@ pub async fn setup(args: &TlsArgs, data_dir: &Path, server_name: &str) -> anyhow
             let tasks = vec![tokio::spawn(local::keep_renewed(resolver.clone(), dir, ca.clone(), names))];
             Ok(Some(Setup { resolver, local_ca: Some(ca), challenges: None, tasks }))
         }
-        TlsMode::Acme => anyhow::bail!(
-            "invalid setting KITSULAN_TLS (--tls) \"acme\": ACME is not available in this build yet; use files or local"
-        ),
+        TlsMode::Acme => {
+            let settings = acme_args.settings().map_err(anyhow::Error::msg)?;
+            let challenges = acme::Challenges::new();
+            let acme = Arc::new(acme::Acme::new(settings, data_dir, challenges.clone())?);
+            let stored = acme.usable_stored();
+            let resolver = match &stored {
+                Some(issued) => {
+                    let certified = certified_key(issued.chain_pem.as_bytes(), issued.key_pem.as_bytes())
+                        .with_context(|| {
+                            format!("the stored ACME certificate in {}", acme.dir().display())
+                        })?;
+                    log_certificate("HTTPS with the stored ACME certificate", &certified);
+                    CertResolver::new(Arc::new(certified))
+                }
+                None => {
+                    // Until the first certificate is issued, handshakes fail (the resolver has
+                    // none); plain HTTP answers the CA's challenges meanwhile.
+                    info!(domains = %acme.settings().domains.join(","),
+                          "HTTPS by ACME: asking the CA for a certificate; handshakes fail until it is issued");
+                    Arc::new(CertResolver::default())
+                }
+            };
+            let renewal = acme::spawn_renewal(acme, stored, acme::RenewPolicy::default());
+            let target = resolver.clone();
+            let tasks = vec![tokio::spawn(renewal.for_each(move |issued| {
+                match certified_key(issued.chain_pem.as_bytes(), issued.key_pem.as_bytes()) {
+                    Ok(certified) => target.set(Arc::new(certified)),
+                    Err(e) => error!("ACME: the issued certificate cannot be used, kept the old one: {e}"),
+                }
+            }))];
+            Ok(Some(Setup { resolver, local_ca: None, challenges: Some(challenges.router()), tasks }))
+        }
     }
 }
 
