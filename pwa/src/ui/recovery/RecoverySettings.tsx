@@ -44,7 +44,20 @@ export function RecoverySettings({ chat, swap }: { chat: Chat; swap?: EngineSwap
 
   const section = useRef<HTMLElement>(null);
   useEffect(() => {
-    if (takeRecoveryFocus()) section.current?.scrollIntoView({ block: "start" });
+    const here = section.current;
+    if (!takeRecoveryFocus() || !here) return;
+    here.scrollIntoView({ block: "start" });
+    // Sections above this one finish loading after it mounts (push support, backup facts) and
+    // push it down: follow it while the settings settle, then leave the scrolling to the person.
+    const content = here.parentElement;
+    if (!content || typeof ResizeObserver === "undefined") return;
+    const follow = new ResizeObserver(() => here.scrollIntoView({ block: "start" }));
+    follow.observe(content);
+    const stop = window.setTimeout(() => follow.disconnect(), 1500);
+    return () => {
+      window.clearTimeout(stop);
+      follow.disconnect();
+    };
   }, []);
 
   useEffect(() => {
