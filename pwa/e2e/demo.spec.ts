@@ -11,7 +11,7 @@
 import { mkdirSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import type { Browser, Page } from "@playwright/test";
-import { expect, guardHosts, password, stamp, test } from "./helpers";
+import { createAccount, expect, guardHosts, stamp, test } from "./helpers";
 
 const VIEWPORT = { width: 360, height: 720 };
 const FPS = 10;
@@ -75,12 +75,7 @@ async function phone(browser: Browser, username: string, displayName: string): P
   guardHosts(context);
   const page = await context.newPage();
   await page.goto("/");
-  await page.getByRole("tab", { name: "Create account" }).click();
-  await page.getByLabel("Username").fill(username);
-  await page.getByLabel("Password").fill(password);
-  await page.getByLabel("Display name (optional)").fill(displayName);
-  await page.getByRole("button", { name: "Create account" }).click();
-  await page.getByRole("form", { name: "Save your recovery key" }).getByRole("button", { name: "Not now" }).click();
+  await createAccount(page, username, displayName);
   await expect(page.getByRole("complementary").getByRole("status")).toHaveText("Connected");
   return page;
 }

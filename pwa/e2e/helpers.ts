@@ -94,15 +94,20 @@ export function status(page: Page) {
   return page.getByRole("complementary").getByRole("status");
 }
 
-export async function signUp(browser: Browser, username: string, displayName: string, prepare?: Prepare): Promise<Page> {
-  const page = await newDevice(browser, prepare);
+/** Fills and sends the sign-up form on `page`, then skips the recovery-key step (the first
+ *  device offers one; recovery.spec.ts saves it, the other specs go on without). */
+export async function createAccount(page: Page, username: string, displayName: string): Promise<void> {
   await page.getByRole("tab", { name: "Create account" }).click();
   await page.getByLabel("Username").fill(username);
   await page.getByLabel("Password").fill(password);
   await page.getByLabel("Display name (optional)").fill(displayName);
   await page.getByRole("button", { name: "Create account" }).click();
-  // The first device offers a recovery key (recovery.spec.ts saves it); the other specs go on without.
   await page.getByRole("form", { name: "Save your recovery key" }).getByRole("button", { name: "Not now" }).click();
+}
+
+export async function signUp(browser: Browser, username: string, displayName: string, prepare?: Prepare): Promise<Page> {
+  const page = await newDevice(browser, prepare);
+  await createAccount(page, username, displayName);
   await expect(page.getByRole("button", { name: "New conversation" })).toBeVisible();
   await expect(status(page)).toHaveText("Connected");
   return page;

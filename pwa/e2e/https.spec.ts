@@ -17,6 +17,7 @@ import { chromium, type Browser, type Page } from "@playwright/test";
 import { launchOptions } from "../playwright.config";
 import {
   acceptRequest,
+  createAccount,
   decodePng,
   expect,
   guardHosts,
@@ -84,12 +85,7 @@ async function device(browser: Browser): Promise<Page> {
 
 async function signUpHere(browser: Browser, username: string, displayName: string): Promise<Page> {
   const page = await device(browser);
-  await page.getByRole("tab", { name: "Create account" }).click();
-  await page.getByLabel("Username").fill(username);
-  await page.getByLabel("Password").fill(password);
-  await page.getByLabel("Display name (optional)").fill(displayName);
-  await page.getByRole("button", { name: "Create account" }).click();
-  await page.getByRole("form", { name: "Save your recovery key" }).getByRole("button", { name: "Not now" }).click();
+  await createAccount(page, username, displayName);
   await expect(page.getByRole("button", { name: "New conversation" })).toBeVisible();
   await expect(status(page)).toHaveText("Connected");
   return page;
