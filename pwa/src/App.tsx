@@ -77,6 +77,14 @@ function Root() {
   /** On the party screen, signed out: the person asked for the sign-in form. */
   const [partySignIn, setPartySignIn] = useState(false);
   const current = useRef<Chat | null>(null);
+  // The words of the push notifications, read when a session starts (Notifier keeps them in the
+  // language chosen later). A ref, not a dependency of `enter`: switching the language must not
+  // start the session over (`boot` runs again whenever `enter` changes, which closed the open
+  // conversation).
+  const pushWords = useRef({ newMessage: t("pushNewMessage"), newMessages: t("pushNewMessages") });
+  useEffect(() => {
+    pushWords.current = { newMessage: t("pushNewMessage"), newMessages: t("pushNewMessages") };
+  }, [t]);
 
   /** Stops the chat, signs out on the server (best effort) and wipes this device's data. */
   const endSession = useCallback(async (why: MessageKey | null) => {
@@ -111,11 +119,9 @@ function Root() {
       setPhase({ kind: "signed-in", chat });
       await chat.start();
       // A subscription the browser replaced while the app was closed goes to the server now.
-      void syncPush({ newMessage: t("pushNewMessage"), newMessages: t("pushNewMessages") }).catch((err: unknown) =>
-        console.warn("push not synced", err),
-      );
+      void syncPush(pushWords.current).catch((err: unknown) => console.warn("push not synced", err));
     },
-    [signedOut, t],
+    [signedOut],
   );
 
   /** Another tab takes over: stop the chat and let the engine finish before it loads the state
