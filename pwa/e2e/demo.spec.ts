@@ -1,17 +1,18 @@
-// demo.spec.ts — the README's demo, as a test: two people on two phones (two browser contexts),
-// Alice starts a conversation with Bob, they chat, she sends a photo that deletes itself after a
+// demo.spec.ts — the README's demo, as a test: two people on two phones (two browsers), Bob
+// scans the QR code on Alice's screen with his phone's camera (a fake camera playing a picture of
+// it) and the conversation with her opens, they chat, she sends a photo that deletes itself after a
 // minute, Bob opens it (Alice sees that he did), and when the minute has passed both phones show
 // it expired. Every step is checked by what the screens show.
 // With KITSULAN_DEMO_FRAMES=<dir> it also records both screens (Chromium's own screencast over
 // CDP, one JPEG per repaint with its time) and writes <dir>/alice.ffconcat and <dir>/bob.ffconcat:
 // the two clips on one 10 fps timeline, with the minute of waiting cut out. pwa/scripts/demo-gif.sh
 // runs this spec so and makes docs/img/demo.gif from them with ffmpeg; CI runs it without
-// recording and needs no ffmpeg.
+// recording (ffmpeg still makes the fake camera's video).
 // e2e/run.mjs offers a 1 minute TTL (KITSULAN_ATTACHMENT_TTL_CHOICES) and sweeps every second.
 import { mkdirSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import type { Browser, Page } from "@playwright/test";
-import { createAccount, expect, guardHosts, stamp, test } from "./helpers";
+import { cameraBrowser, createAccount, expect, guardHosts, qrPng, stamp, test } from "./helpers";
 
 const VIEWPORT = { width: 360, height: 720 };
 const FPS = 10;
@@ -117,31 +118,59 @@ async function photo(page: Page): Promise<Buffer> {
   return Buffer.from(bytes);
 }
 
-test("the README demo: two people chat and a photo expires", async ({ browser }) => {
+/** Opens New conversation → My QR code on `page`; returns the dialog. */
+async function showCode(page: Page) {
+  await page.getByRole("button", { name: "New conversation" }).click();
+  await page.getByRole("dialog", { name: "New conversation" }).getByRole("button", { name: "My QR code" }).click();
+  const dialog = page.getByRole("dialog", { name: "My QR code" });
+  await expect(dialog).toBeVisible();
+  return dialog;
+}
+
+test("the README demo: Bob scans Alice's code, they chat, and a photo expires", async ({ browser }) => {
   test.setTimeout(300_000);
-  const bobName = `bob-demo-${stamp}`;
   const alice = await phone(browser, `alice-demo-${stamp}`, "Alice");
-  const bob = await phone(browser, bobName, "Bob");
+  // What Bob's phone camera will see: Alice's code, as her screen shows it. (Bob's phone is a
+  // second Chromium whose fake camera plays that picture.)
+  const code = await showCode(alice);
+  const png = await qrPng(code.getByRole("img", { name: /^QR code to start a conversation with / }));
+  await code.getByRole("button", { name: "Close" }).click();
+  const camera = await cameraBrowser(png);
+  try {
+    const bob = await phone(camera, `bob-demo-${stamp}`, "Bob");
+    await demo(alice, bob);
+  } finally {
+    await camera.close();
+  }
+});
+
+async function demo(alice: Page, bob: Page): Promise<void> {
   const recordings = [await record(alice, "alice"), await record(bob, "bob")];
   await pause(alice, 800);
   const start = now();
 
-  // Alice adds Bob (by username, until contacts by QR code arrive) and says hello.
-  await alice.getByRole("button", { name: "New conversation" }).click();
-  const dialog = alice.getByRole("dialog", { name: "New conversation" });
-  await dialog.getByRole("textbox", { name: "Their username" }).pressSequentially(bobName, { delay: framesDir ? 25 : 0 });
-  await dialog.getByRole("button", { name: "Start conversation" }).click();
-  await expect(alice.getByRole("heading", { name: "Bob" })).toBeVisible();
-  await say(alice, "Hi Bob! Photo from the hike 🏔️");
+  // Alice shows her QR code; Bob scans it with his phone: the conversation with her opens, with
+  // the key in the code checked against the server's, and the emoji check offered for later.
+  const code = await showCode(alice);
+  await pause(alice, 800);
+  await bob.getByRole("button", { name: "New conversation" }).click();
+  await pause(bob, 500);
+  await bob.getByRole("dialog", { name: "New conversation" }).getByRole("button", { name: "Scan a QR code" }).click();
+  const offer = bob.getByRole("dialog", { name: "Conversation with Alice" });
+  await expect(offer.getByText("The key in the code matches the key this server gives for Alice.")).toBeVisible();
+  await pause(bob, 1500);
+  await offer.getByRole("button", { name: "Later" }).click();
+  await code.getByRole("button", { name: "Close" }).click();
+  await say(bob, "Hi Alice! Send the hike photo?");
 
-  // Bob sees a request from someone new, accepts, and answers.
-  await bob.getByRole("button", { name: "Requests (1)" }).click();
-  await bob.getByRole("list", { name: "Message requests" }).getByRole("button", { name: /Alice/ }).click();
-  await expect(bubble(bob, "Hi Bob! Photo from the hike")).toBeVisible();
-  await pause(bob, 600);
-  await bob.getByRole("button", { name: "Accept the request from Alice" }).click();
-  await say(bob, "Send it!");
-  await expect(bubble(alice, "Send it!")).toBeVisible();
+  // Alice sees a request from someone new, accepts, and answers.
+  await alice.getByRole("button", { name: "Requests (1)" }).click();
+  await alice.getByRole("list", { name: "Message requests" }).getByRole("button", { name: /Bob/ }).click();
+  await expect(bubble(alice, "Hi Alice! Send the hike photo?")).toBeVisible();
+  await pause(alice, 600);
+  await alice.getByRole("button", { name: "Accept the request from Bob" }).click();
+  await say(alice, "Here it is 🏔️");
+  await expect(bubble(bob, "Here it is")).toBeVisible();
 
   // Alice sends a photo that deletes itself after a minute.
   const chooser = alice.waitForEvent("filechooser");
@@ -187,4 +216,4 @@ test("the README demo: two people chat and a photo expires", async ({ browser })
     [start, waitFrom],
     [Math.min(firstExpired, expired) - 3, now()],
   ]);
-});
+}

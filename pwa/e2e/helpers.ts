@@ -10,8 +10,9 @@ import { execFileSync } from "node:child_process";
 import { mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { test as base, expect, type Browser, type BrowserContext, type Locator, type Page } from "@playwright/test";
+import { chromium, test as base, expect, type Browser, type BrowserContext, type Locator, type Page } from "@playwright/test";
 import jsQR from "jsqr";
+import { launchOptions } from "../playwright.config";
 
 export { expect };
 
@@ -212,6 +213,34 @@ export function ffmpeg(args: string[]): Buffer {
     }
     throw err;
   }
+}
+
+/** Makes a .y4m video of `png` on a white 640 × 480 frame: Chromium's fake camera plays it. */
+function cameraVideo(png: Buffer): string {
+  const dir = mkdtempSync(join(tmpdir(), "kitsulan-camera-"));
+  const image = join(dir, "qr.png");
+  const video = join(dir, "camera.y4m");
+  writeFileSync(image, png);
+  ffmpeg([
+    "-loop", "1", "-i", image,
+    "-vf", "scale=400:400,pad=640:480:120:40:white,format=yuv420p",
+    "-r", "10", "-frames:v", "20", "-y", video,
+  ]);
+  return video;
+}
+
+/** A second Chromium whose (fake) camera shows `png`, allowed without asking: a phone held up
+ * to a QR code. The caller closes it. */
+export function cameraBrowser(png: Buffer): Promise<Browser> {
+  return chromium.launch({
+    ...launchOptions,
+    args: [
+      ...launchOptions.args,
+      "--use-fake-device-for-media-stream",
+      "--use-fake-ui-for-media-stream",
+      `--use-file-for-fake-video-capture=${cameraVideo(png)}`,
+    ],
+  });
 }
 
 /** The width and height a PNG's header gives. */

@@ -11,17 +11,14 @@
 //   key, an unknown account or one's own code is refused with a message and changes nothing.
 // - Over plain HTTP by a LAN name (not a secure context): the party QR code names that address,
 //   the scanner says the camera needs HTTPS, and a pasted link works.
-import { mkdtempSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 import { chromium, type Browser, type Page } from "@playwright/test";
 import { launchOptions } from "../playwright.config";
 import {
   acceptRequest,
   bubble,
+  cameraBrowser,
   decodePng,
   expect,
-  ffmpeg,
   newDevice,
   openDirect,
   password,
@@ -32,20 +29,6 @@ import {
   stamp,
   test,
 } from "./helpers";
-
-/** Makes a .y4m video of `png` on a white 640 × 480 frame: Chromium's fake camera plays it. */
-function cameraVideo(png: Buffer): string {
-  const dir = mkdtempSync(join(tmpdir(), "kitsulan-camera-"));
-  const image = join(dir, "qr.png");
-  const video = join(dir, "camera.y4m");
-  writeFileSync(image, png);
-  ffmpeg([
-    "-loop", "1", "-i", image,
-    "-vf", "scale=400:400,pad=640:480:120:40:white,format=yuv420p",
-    "-r", "10", "-frames:v", "20", "-y", video,
-  ]);
-  return video;
-}
 
 const online = (page: Page) => page.getByRole("list", { name: "People online" });
 
@@ -157,15 +140,7 @@ test("contacts by QR: Bob scans Alice's code with the camera, the conversation o
   // Bob's Chromium has Alice's code in front of its (fake) camera.
   let camera: Browser | null = null;
   try {
-    camera = await chromium.launch({
-      ...launchOptions,
-      args: [
-        ...launchOptions.args,
-        "--use-fake-device-for-media-stream",
-        "--use-fake-ui-for-media-stream",
-        `--use-file-for-fake-video-capture=${cameraVideo(png)}`,
-      ],
-    });
+    camera = await cameraBrowser(png);
     const bob = await signUp(camera, `bob-qr-${stamp}`, "Bob");
     await bob.getByRole("button", { name: "New conversation" }).click();
     await bob.getByRole("dialog", { name: "New conversation" }).getByRole("button", { name: "Scan a QR code" }).click();

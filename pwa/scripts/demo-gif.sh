@@ -1,6 +1,6 @@
 #!/bin/bash
 # demo-gif.sh — makes the README's animation, docs/img/demo.gif, by hand (CI does not: it runs
-# e2e/demo.spec.ts without recording and needs no ffmpeg). Runs the demo spec against a fresh
+# e2e/demo.spec.ts without recording). Runs the demo spec against a fresh
 # server with KITSULAN_DEMO_FRAMES set, so it records both phones' screens (Chromium's screencast)
 # and writes one 10 fps timeline per phone with the minute of waiting cut out; then Debian's
 # ffmpeg puts the two phones side by side, 480 px wide, captions the cut ("One minute later")
