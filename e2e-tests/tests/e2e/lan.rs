@@ -157,6 +157,50 @@ async fn the_server_is_found_on_the_lan_and_says_goodbye() {
     let _ = browser.child.wait().await;
 }
 
+/// Two KitsuLAN boxes at one party, or a printer that already calls itself `kitsulan.local`: the
+/// server must not answer for a name another device holds (that would send people's browsers to
+/// the wrong box, or take the name from the device that had it). It probes first, the owner
+/// answers, and the server announces itself as `<name>-2.local` instead; the owner keeps its name.
+#[tokio::test]
+async fn a_name_another_device_holds_is_left_to_it_and_the_server_takes_the_next_one() {
+    require_zeroconf().await;
+    let (name, host) = (unique("KitsuLAN taken"), unique("kt-taken"));
+    // The other device: answering for <host>.local with a neighbour's address, defending it.
+    let mut claimant = Browser::start(&["claim", "--host", &host, "--address", "auto", "--seconds", "90"]);
+    let claimed = claimant.next(Duration::from_secs(30)).await;
+    assert_eq!(claimed["claimed"], format!("{host}.local."), "{claimed}");
+    let theirs: IpAddr = claimed["address"].as_str().unwrap().parse().unwrap();
+    assert!(!machine_addresses().contains(&theirs), "the claimant must look like another machine: {theirs}");
+
+    let server = start("on", &name, &host, &[]).await;
+    let renamed = format!("{host}-2");
+    let mut browser = Browser::start(&["find", "--instance", &name, "--host", &renamed, "--timeout", "20"]);
+    let found = browser.next(Duration::from_secs(60)).await;
+    assert_eq!(found["found"], true, "{name} not found over mDNS: {found}\n{}", server.log_text());
+    assert_eq!(found["port"], server.addr().port(), "{found}");
+    assert_eq!(
+        found["server"],
+        format!("{renamed}.local."),
+        "the service must point at the new name: {found}"
+    );
+    let ours = machine_addresses();
+    let addresses = parse_addresses(&found["host_addresses"]);
+    assert!(!addresses.is_empty(), "{renamed}.local resolved to nothing: {found}");
+    assert!(addresses.iter().all(|a| ours.contains(a)), "{renamed}.local must be this machine: {found}");
+    assert!(
+        server.log_text().contains("another device on the LAN already uses this mDNS name"),
+        "the admin is told why the name changed:\n{}",
+        server.log_text()
+    );
+
+    // The owner keeps its name: <host>.local answers with its address only, never ours.
+    let mut other = Browser::start(&["find", "--instance", &name, "--host", &host, "--timeout", "10"]);
+    let kept = other.next(Duration::from_secs(40)).await;
+    let answered = parse_addresses(&kept["host_addresses"]);
+    assert_eq!(answered, vec![theirs], "{host}.local was taken from the device that had it: {kept}");
+    drop(claimant);
+}
+
 /// Whether process `pid` holds a UDP socket bound to port 5353 (from /proc, no tools).
 fn holds_mdns_socket(pid: u32) -> bool {
     let mut inodes = BTreeSet::new();
