@@ -37,8 +37,15 @@ function local(url: string, server: string): boolean {
   return origin === server;
 }
 
+/** The contexts the current test opened (every one passes through guardHosts): closed when the
+ * test ends, so each test starts with a browser holding only its own devices. (Left open, the
+ * devices of forty earlier tests kept their sockets, timers and WebAssembly alive in the same
+ * Chromium; in CI a later sign-up stalled there for minutes after the server had answered.) */
+const testContexts = new Set<BrowserContext>();
+
 /** Records the requests of `context` that leave for another host. */
 export function guardHosts(context: BrowserContext): void {
+  testContexts.add(context);
   // Judged against the server of the test that opened the context: a page an earlier spec left
   // open keeps reconnecting to the server it was opened on, which is not a foreign host even
   // when a later spec (https.spec.ts) serves the app on another origin.
@@ -64,9 +71,17 @@ export const test = base.extend<{ hostGuard: void }>({
       foreign.length = 0;
       refused.length = 0;
       guardHosts(context);
-      await use();
-      expect(foreign, "requests to hosts other than the KitsuLAN server").toEqual([]);
-      expect(refused, "Content-Security-Policy violations").toEqual([]);
+      try {
+        await use();
+        expect(foreign, "requests to hosts other than the KitsuLAN server").toEqual([]);
+        expect(refused, "Content-Security-Policy violations").toEqual([]);
+      } finally {
+        // Playwright closes the built-in context itself.
+        testContexts.delete(context);
+        const opened = [...testContexts];
+        testContexts.clear();
+        await Promise.all(opened.map((c) => c.close().catch(() => undefined)));
+      }
     },
     { auto: true },
   ],
