@@ -110,9 +110,16 @@ export function status(page: Page) {
   return page.getByRole("complementary").getByRole("status");
 }
 
+/** The usernames this run has signed up (all specs share one worker and one server). */
+const signedUp = new Set<string>();
+
 /** Fills and sends the sign-up form on `page`, then skips the recovery-key step (the first
  *  device offers one; recovery.spec.ts saves it, the other specs go on without). */
 export async function createAccount(page: Page, username: string, displayName: string): Promise<void> {
+  // Every spec runs against one server: a name two specs both sign up with fails the later one
+  // with "That username is taken" (party.spec and devices.spec once both made alice-link-…).
+  if (signedUp.has(username)) throw new Error(`${username} is signed up by another test already: pick a name of its own`);
+  signedUp.add(username);
   await page.getByRole("tab", { name: "Create account" }).click();
   await page.getByLabel("Username").fill(username);
   await page.getByLabel("Password").fill(password);

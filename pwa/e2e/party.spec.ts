@@ -184,13 +184,13 @@ test("contacts by QR: Bob scans Alice's code with the camera, the conversation o
 test("contact links: opened directly, pasted, and refused when they are not right", async ({ browser, baseURL }) => {
   test.slow();
   const origin = new URL(baseURL ?? "").origin;
-  const alice = await signUp(browser, `alice-link-${stamp}`, "Alice");
+  const alice = await signUp(browser, `alice-contact-${stamp}`, "Alice");
   const { link } = await myCode(alice);
   await alice.getByRole("dialog", { name: "My QR code" }).getByRole("button", { name: "Close" }).click();
   const [, id, key] = /#\/add\/([^/]+)\/([^/]+)$/.exec(link) ?? [];
   const flipped = `${key!.startsWith("A") ? "B" : "A"}${key!.slice(1)}`;
 
-  const carl = await signUp(browser, `carl-link-${stamp}`, "Carl");
+  const carl = await signUp(browser, `carl-contact-${stamp}`, "Carl");
   const conversations = carl.getByRole("complementary").getByRole("listitem");
   await expect(conversations).toHaveCount(0);
   await carl.getByRole("button", { name: "New conversation" }).click();
@@ -224,7 +224,7 @@ test("contact links: opened directly, pasted, and refused when they are not righ
   await expect(conversations).toHaveCount(1);
 
   // Opened directly (tapped in another app): after signing in, the same check and offer.
-  const dora = await signUp(browser, `dora-link-${stamp}`, "Dora");
+  const dora = await signUp(browser, `dora-contact-${stamp}`, "Dora");
   await dora.goto(link);
   const offer = dora.getByRole("dialog", { name: "Conversation with Alice" });
   await expect(offer.getByRole("button", { name: "Compare emoji" })).toBeVisible();
@@ -238,7 +238,7 @@ test("contact links: opened directly, pasted, and refused when they are not righ
   const eric = await newDevice(browser);
   await eric.goto(link);
   await eric.getByRole("tab", { name: "Create account" }).click();
-  await eric.getByLabel("Username").fill(`eric-link-${stamp}`);
+  await eric.getByLabel("Username").fill(`eric-contact-${stamp}`);
   await eric.getByLabel("Password").fill(password);
   await eric.getByRole("button", { name: "Create account" }).click();
   await eric.getByRole("form", { name: "Save your recovery key" }).getByRole("button", { name: "Not now" }).click();

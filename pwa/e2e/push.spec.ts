@@ -14,7 +14,7 @@ const unavailableRu =
 const systemSwitch = "Show system notifications while KitsuLAN is in the background";
 
 test("push: without a reachable push service the switch says so, and the tab's notifications stay", async ({ browser }) => {
-  const bob = await signUp(browser, `bob-p-${stamp}`, "Bob", async (context) => {
+  const bob = await signUp(browser, `bob-push-${stamp}`, "Bob", async (context) => {
     await context.grantPermissions(["notifications"]);
   });
   await bob.getByRole("button", { name: "Settings" }).click();
