@@ -38,9 +38,9 @@ function local(url: string, server: string): boolean {
 }
 
 /** The contexts the current test opened (every one passes through guardHosts): closed when the
- * test ends, so each test starts with a browser holding only its own devices. (Left open, the
- * devices of forty earlier tests kept their sockets, timers and WebAssembly alive in the same
- * Chromium; in CI a later sign-up stalled there for minutes after the server had answered.) */
+ * test ends, so each test starts with a browser holding only its own devices (left open, the
+ * devices of every earlier test kept their sockets, timers and WebAssembly running beside it,
+ * and kept reconnecting to whatever server they were opened on). */
 const testContexts = new Set<BrowserContext>();
 
 /** Records the requests of `context` that leave for another host. */
