@@ -21,7 +21,7 @@ import { I18nProvider, useI18n } from "./i18n/i18n";
 import type { MessageKey } from "./i18n/messages";
 import { acquireTabLock, type AcquireOptions, type Acquired } from "./lib/tablock";
 import { resetNotifications } from "./notify/notifications";
-import { forgetPush, syncPush } from "./notify/push";
+import { forgetPush, pushTexts, syncPush } from "./notify/push";
 import type { Chat } from "./state/chat";
 import { useTheme } from "./theme";
 import { AuthScreen } from "./ui/AuthScreen";
@@ -77,13 +77,13 @@ function Root() {
   /** On the party screen, signed out: the person asked for the sign-in form. */
   const [partySignIn, setPartySignIn] = useState(false);
   const current = useRef<Chat | null>(null);
-  // The words of the push notifications, read when a session starts (Notifier keeps them in the
-  // language chosen later). A ref, not a dependency of `enter`: switching the language must not
+  // The current language for what a session start says (the push texts; Notifier keeps them in
+  // a language chosen later). A ref, not a dependency of `enter`: switching the language must not
   // start the session over (`boot` runs again whenever `enter` changes, which closed the open
   // conversation).
-  const pushWords = useRef({ newMessage: t("pushNewMessage"), newMessages: t("pushNewMessages") });
+  const tNow = useRef(t);
   useEffect(() => {
-    pushWords.current = { newMessage: t("pushNewMessage"), newMessages: t("pushNewMessages") };
+    tNow.current = t;
   }, [t]);
 
   /** Stops the chat, signs out on the server (best effort) and wipes this device's data. */
@@ -119,7 +119,7 @@ function Root() {
       setPhase({ kind: "signed-in", chat });
       await chat.start();
       // A subscription the browser replaced while the app was closed goes to the server now.
-      void syncPush(pushWords.current).catch((err: unknown) => console.warn("push not synced", err));
+      void syncPush(pushTexts(tNow.current)).catch((err: unknown) => console.warn("push not synced", err));
     },
     [signedOut],
   );

@@ -47,6 +47,11 @@ export interface PushTexts {
   newMessages: string;
 }
 
+/** The texts of a push notification in the language `t` speaks. */
+export function pushTexts(t: (key: "pushNewMessage" | "pushNewMessages") => string): PushTexts {
+  return { newMessage: t("pushNewMessage"), newMessages: t("pushNewMessages") };
+}
+
 /** Hands the service worker the texts of a push notification in the person's language. */
 export async function savePushTexts(texts: PushTexts): Promise<void> {
   if (!("caches" in window)) return;

@@ -11,7 +11,7 @@ import {
   loadPrefs,
   showSystem,
 } from "../notify/notifications";
-import { refreshPushTexts } from "../notify/push";
+import { pushTexts, refreshPushTexts } from "../notify/push";
 import { markdownToText } from "../markdown/plainText";
 import { useChat, type Chat, type Incoming } from "../state/chat";
 import { conversationTitle, personName } from "./names";
@@ -31,7 +31,7 @@ export function Notifier({ chat }: { chat: Chat }) {
 
   // The service worker shows push notifications in the language chosen here.
   useEffect(() => {
-    void refreshPushTexts({ newMessage: t("pushNewMessage"), newMessages: t("pushNewMessages") }).catch(() => undefined);
+    void refreshPushTexts(pushTexts(t)).catch(() => undefined);
   }, [t]);
 
   // A notification clicked while the app is open (the service worker posts to the page), or

@@ -8,7 +8,7 @@ import { useI18n } from "../i18n/i18n";
 import { errorText } from "../i18n/messages";
 import { isLimited } from "../lib/secureContext";
 import { loadPrefs, permission, requestPermission, savePrefs, type NotifyPrefs, type Permission } from "../notify/notifications";
-import { disablePush, enablePush, pushIsOn, pushSupport, type PushResult } from "../notify/push";
+import { disablePush, enablePush, pushIsOn, pushSupport, pushTexts, type PushResult } from "../notify/push";
 import { useChat, type Chat } from "../state/chat";
 import type { Theme } from "../theme";
 import { AccountSecurity } from "./AccountSecurity";
@@ -176,7 +176,7 @@ function PushSwitch({ onPermission }: { onPermission: (p: Permission) => void })
     setResult(null);
     try {
       if (next) {
-        const outcome = await enablePush({ newMessage: t("pushNewMessage"), newMessages: t("pushNewMessages") });
+        const outcome = await enablePush(pushTexts(t));
         onPermission(permission());
         setOn(outcome === "on");
         setResult(outcome);
