@@ -18,24 +18,23 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut public = fds.clone();
     public.file.retain(|file| !file.name().starts_with("kitsulan/internal/"));
     std::fs::write(out.join("kitsulan_descriptor.bin"), prost::Message::encode_to_vec(&public))?;
-    // `content.proto` (what a message says, inside its encryption) is no API type: its Rust
-    // types and codec live once, in the crypto crate (`kitsulan_crypto::content`), which every
-    // client uses. Nothing here refers to them, so they are left out rather than made twice.
+    // `content.proto` (what a message says: inside the encryption of an E2EE conversation, as
+    // it is in a cloud one) is generated once, in the `kitsulan-content` crate, which the
+    // crypto crate's codec uses too; the API refers to those types.
     let mut config = tonic_prost_build::configure().build_client(true).build_server(true);
     for name in CONTENT_TYPES {
-        config = config.extern_path(
-            format!(".kitsulan.v1.{name}"),
-            format!("::kitsulan_crypto::content::proto::{name}"),
-        );
+        config = config.extern_path(format!(".kitsulan.v1.{name}"), format!("::kitsulan_content::{name}"));
     }
     config.compile_fds(fds)?;
     Ok(())
 }
 
 /// The messages and enums of `kitsulan/v1/content.proto`.
-const CONTENT_TYPES: [&str; 10] = [
+const CONTENT_TYPES: [&str; 12] = [
     "Content",
     "Reply",
+    "Forwarded",
+    "Mention",
     "TextStyle",
     "TextSpan",
     "TextContent",

@@ -56,9 +56,10 @@ fn text_body(text: &str) -> Body {
 
 fn raw_text(body: &str, spans: Vec<TextSpan>) -> Vec<u8> {
     let content = Content {
+        forwarded: None,
         version: 1,
         reply: None,
-        body: Some(content::Body::Text(TextContent { body: body.to_owned(), spans })),
+        body: Some(content::Body::Text(TextContent { mentions: Vec::new(), body: body.to_owned(), spans })),
     };
     typed(&content.encode_to_vec())
 }
@@ -104,9 +105,11 @@ fn spans_outside_the_text_or_without_a_style_are_not_written() {
     assert_eq!(edit.encode(), Err(ContentError::InvalidSpan));
     // A raw Content with a span of an unknown style is refused as well.
     let content = Content {
+        forwarded: None,
         version: 1,
         reply: None,
         body: Some(content::Body::Text(TextContent {
+            mentions: Vec::new(),
             body: "ab".to_owned(),
             spans: vec![TextSpan { start: 0, end: 1, style: 77 }],
         })),
@@ -135,7 +138,7 @@ fn a_received_file_is_made_regular() {
     // A thumbnail without its id is left out (written raw: the writer refuses it).
     let mut f = a_file();
     f.thumbnail.as_mut().unwrap().attachment_id.clear();
-    let raw = Content { version: 1, reply: None, body: Some(content::Body::File(f)) };
+    let raw = Content { forwarded: None, version: 1, reply: None, body: Some(content::Body::File(f)) };
     let read = decode(&typed(&raw.encode_to_vec()), MSG).unwrap();
     assert_eq!(read.file().unwrap().thumbnail, None);
 }
@@ -243,6 +246,7 @@ fn malformed_content_is_an_error() {
     }
     // A reaction without its emoji.
     let raw = Content {
+        forwarded: None,
         version: 1,
         reply: None,
         body: Some(content::Body::Reaction(Reaction {
@@ -274,6 +278,7 @@ fn an_edit_shows_only_on_the_message_it_names() {
     assert_eq!(ContentError::EditForAnotherMessage.to_string(), "edit for another message");
     // One naming no message (written raw: the writer refuses it) is refused everywhere.
     let raw = Content {
+        forwarded: None,
         version: 1,
         reply: None,
         body: Some(content::Body::Edit(Edit { message_id: String::new(), text: None })),
@@ -281,6 +286,7 @@ fn an_edit_shows_only_on_the_message_it_names() {
     assert_eq!(decode(&typed(&raw.encode_to_vec()), MSG), Err(ContentError::EditForAnotherMessage));
     // Without a text: an empty text.
     let raw = Content {
+        forwarded: None,
         version: 1,
         reply: None,
         body: Some(content::Body::Edit(Edit { message_id: MSG.to_owned(), text: None })),
@@ -291,8 +297,9 @@ fn an_edit_shows_only_on_the_message_it_names() {
 #[test]
 fn an_edit_answers_nothing_even_with_a_reply() {
     let raw = Content {
+        forwarded: None,
         version: 1,
-        reply: Some(Reply { message_id: OTHER.to_owned() }),
+        reply: Some(Reply { quote: String::new(), message_id: OTHER.to_owned() }),
         body: Some(content::Body::Edit(Edit { message_id: MSG.to_owned(), text: None })),
     };
     assert_eq!(decode(&typed(&raw.encode_to_vec()), MSG).unwrap().reply_to, None);
@@ -327,11 +334,12 @@ fn text_length_is_limited_both_ways() {
     assert_eq!(decode(&raw_text(&long, Vec::new()), MSG), Err(ContentError::Malformed));
     // An edit's text too.
     let raw = Content {
+        forwarded: None,
         version: 1,
         reply: None,
         body: Some(content::Body::Edit(Edit {
             message_id: MSG.to_owned(),
-            text: Some(TextContent { body: long, spans: Vec::new() }),
+            text: Some(TextContent { mentions: Vec::new(), body: long, spans: Vec::new() }),
         })),
     };
     assert_eq!(decode(&typed(&raw.encode_to_vec()), MSG), Err(ContentError::Malformed));
@@ -451,6 +459,7 @@ fn decoding_never_panics_and_what_it_reads_writes_back() {
 /// A reaction Content carrying `emoji`, as any sender could write it (unchecked).
 fn raw_reaction(emoji: &str) -> Vec<u8> {
     let content = Content {
+        forwarded: None,
         version: VERSION,
         reply: None,
         body: Some(content::Body::Reaction(Reaction {

@@ -127,7 +127,7 @@ fn is_extended_pictographic(c: char) -> bool {
 /// point ranges, sorted, not overlapping, not adjacent. The PWA's tests check it against the JS
 /// engine's own `\p{Extended_Pictographic}` on every code point (pwa/src/state/reactions.test.ts).
 #[rustfmt::skip]
-pub(super) const EXTENDED_PICTOGRAPHIC: [(u32, u32); 156] = [
+pub const EXTENDED_PICTOGRAPHIC: [(u32, u32); 156] = [
     (0x00A9, 0x00A9), (0x00AE, 0x00AE), (0x203C, 0x203C), (0x2049, 0x2049), (0x2122, 0x2122), (0x2139, 0x2139),
     (0x2194, 0x2199), (0x21A9, 0x21AA), (0x231A, 0x231B), (0x2328, 0x2328), (0x23CF, 0x23CF), (0x23E9, 0x23F3),
     (0x23F8, 0x23FA), (0x24C2, 0x24C2), (0x25AA, 0x25AB), (0x25B6, 0x25B6), (0x25C0, 0x25C0), (0x25FB, 0x25FE),
