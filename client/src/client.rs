@@ -360,6 +360,11 @@ pub fn documented_code(reason: &str) -> Option<Code> {
         | R::BackupBatchInvalid
         | R::PushEndpointInvalid
         | R::PushKeysInvalid
+        | R::WrongMode
+        | R::ContentInvalid
+        | R::SearchQueryInvalid
+        | R::ReactionInvalid
+        | R::TimerInvalid
         | R::MalformedRequest => Code::InvalidArgument,
         R::UsernameTaken | R::EmailTaken | R::MessageIdTaken => Code::AlreadyExists,
         R::InvalidCredentials
@@ -424,6 +429,8 @@ pub fn documented_code(reason: &str) -> Option<Code> {
         | R::GroupFull
         | R::BackupFull
         | R::BackupTooManyVersions
+        | R::TooManyReactions
+        | R::TooManyPins
         | R::RequestTooLarge => Code::ResourceExhausted,
         R::EmailSendFailed | R::Unavailable | R::StorageUnavailable => Code::Unavailable,
         R::Internal => Code::Internal,

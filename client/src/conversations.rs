@@ -30,12 +30,13 @@
 use anyhow::{Context as _, bail, ensure};
 use kitsulan_proto::v1::{
     AcceptRequestRequest, AddMembersRequest, BlockRequest, BlockedAccount, Conversation, ConversationFilter,
-    CreateGroupRequest, DeclineRequestRequest, DeleteMessageRequest, EditMessageRequest,
+    ConversationMode, CreateGroupRequest, DeclineRequestRequest, DeleteMessageRequest, EditMessageRequest,
     GetConversationRequest, HistoryDirection, LeaveConversationRequest, ListBlockedRequest,
     ListConversationsRequest, ListConversationsResponse, ListMessagesRequest, ListMessagesResponse,
-    MarkReadRequest, MarkReadResponse, MemberRole, Message, OpenDirectRequest, OpenDirectResponse,
-    RemoveMemberRequest, RenameGroupRequest, SendMessageRequest, SetMemberRoleRequest, SystemEvent,
-    UnblockRequest,
+    ListPinsRequest, MarkReadRequest, MarkReadResponse, MemberRole, Message, OpenDirectRequest,
+    OpenDirectResponse, PinMessageRequest, ReactRequest, RemoveMemberRequest, RenameGroupRequest,
+    SearchMessagesRequest, SearchMessagesResponse, SendMessageRequest, SetMemberRoleRequest,
+    SetMessageTimerRequest, SystemEvent, UnblockRequest,
 };
 use tonic::Status;
 use uuid::Uuid;
@@ -63,8 +64,87 @@ fn message_of(message: Option<Message>) -> Result<Message, Status> {
 impl Client {
     /// `OpenDirect` with `account_id`.
     pub async fn open_direct(&self, account_id: &str) -> Result<OpenDirectResponse, Status> {
-        let request = OpenDirectRequest { account_id: account_id.to_owned() };
+        let request = OpenDirectRequest { account_id: account_id.to_owned(), mode: 0 };
         Ok(self.conversations().open_direct(request).await?.into_inner())
+    }
+
+    /// `OpenDirect` for the pair's cloud conversation.
+    pub async fn open_cloud_direct(&self, account_id: &str) -> Result<OpenDirectResponse, Status> {
+        let request =
+            OpenDirectRequest { account_id: account_id.to_owned(), mode: ConversationMode::Cloud.into() };
+        Ok(self.conversations().open_direct(request).await?.into_inner())
+    }
+
+    /// `CreateGroup` in cloud mode.
+    pub async fn create_cloud_group(&self, title: &str, member_ids: &[&str]) -> Result<Conversation, Status> {
+        self.create_group_with(CreateGroupRequest {
+            title: title.to_owned(),
+            member_ids: member_ids.iter().map(|s| (*s).to_owned()).collect(),
+            mode: ConversationMode::Cloud.into(),
+        })
+        .await
+    }
+
+    /// `SearchMessages` for `query` (every cloud conversation when `conversation_id` is empty).
+    pub async fn search_messages(
+        &self,
+        query: &str,
+        conversation_id: &str,
+    ) -> Result<SearchMessagesResponse, Status> {
+        let request = SearchMessagesRequest {
+            query: query.to_owned(),
+            conversation_id: conversation_id.to_owned(),
+            ..SearchMessagesRequest::default()
+        };
+        Ok(self.conversations().search_messages(request).await?.into_inner())
+    }
+
+    /// `React`: adds (or with `remove` takes back) a reaction in a cloud conversation.
+    pub async fn react(
+        &self,
+        conversation_id: &str,
+        message_id: &str,
+        emoji: &str,
+        remove: bool,
+    ) -> Result<Message, Status> {
+        let request = ReactRequest {
+            conversation_id: conversation_id.to_owned(),
+            message_id: message_id.to_owned(),
+            emoji: emoji.to_owned(),
+            remove,
+        };
+        message_of(self.conversations().react(request).await?.into_inner().message)
+    }
+
+    /// `PinMessage` (or unpin).
+    pub async fn pin_message(
+        &self,
+        conversation_id: &str,
+        message_id: &str,
+        pin: bool,
+    ) -> Result<Message, Status> {
+        let request = PinMessageRequest {
+            conversation_id: conversation_id.to_owned(),
+            message_id: message_id.to_owned(),
+            unpin: !pin,
+        };
+        message_of(self.conversations().pin_message(request).await?.into_inner().message)
+    }
+
+    /// `ListPins`.
+    pub async fn list_pins(&self, conversation_id: &str) -> Result<Vec<Message>, Status> {
+        let request = ListPinsRequest { conversation_id: conversation_id.to_owned() };
+        Ok(self.conversations().list_pins(request).await?.into_inner().messages)
+    }
+
+    /// `SetMessageTimer` (seconds; 0 off).
+    pub async fn set_message_timer(
+        &self,
+        conversation_id: &str,
+        seconds: u32,
+    ) -> Result<Conversation, Status> {
+        let request = SetMessageTimerRequest { conversation_id: conversation_id.to_owned(), seconds };
+        conversation_of(self.conversations().set_message_timer(request).await?.into_inner().conversation)
     }
 
     /// `CreateGroup` in the default mode (E2EE).
@@ -318,6 +398,7 @@ impl Encrypted {
             session_id: self.session_id.as_bytes().to_vec(),
             reply_to: reply_to.to_owned(),
             attachment_ids: Vec::new(),
+            content: None,
         }
     }
 
@@ -328,6 +409,7 @@ impl Encrypted {
             message_id: message_id.to_owned(),
             ciphertext: self.ciphertext.clone(),
             session_id: self.session_id.as_bytes().to_vec(),
+            content: None,
         }
     }
 }

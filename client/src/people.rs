@@ -97,5 +97,29 @@ pub fn opaque(conversation_id: &str, text: &str) -> kitsulan_proto::v1::SendMess
         session_id: b"an opaque session".to_vec(),
         reply_to: String::new(),
         attachment_ids: Vec::new(),
+        content: None,
+    }
+}
+
+/// A cloud message saying `text`, with a new id.
+pub fn cloud_text(conversation_id: &str, text: &str) -> kitsulan_proto::v1::SendMessageRequest {
+    let body = kitsulan_crypto::content::proto::TextContent { body: text.to_owned(), ..Default::default() };
+    kitsulan_proto::v1::SendMessageRequest {
+        conversation_id: conversation_id.to_owned(),
+        message_id: uuid::Uuid::now_v7().to_string(),
+        content: Some(kitsulan_crypto::content::proto::Content {
+            version: 1,
+            body: Some(kitsulan_crypto::content::proto::content::Body::Text(body)),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+/// The text of a cloud message (empty when it has none).
+pub fn cloud_text_of(message: &kitsulan_proto::v1::Message) -> String {
+    match message.content.as_ref().and_then(|c| c.body.as_ref()) {
+        Some(kitsulan_crypto::content::proto::content::Body::Text(t)) => t.body.clone(),
+        _ => String::new(),
     }
 }

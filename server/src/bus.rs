@@ -305,7 +305,7 @@ mod wire {
     use super::Notice;
     use crate::events::{AttachmentChange, AttachmentEvent, AvatarEvent, CallAction, CallEvent};
     use crate::ids::{AccountId, AttachmentId, AvatarId, CallId, ConversationId, DeviceId, MessageId};
-    use crate::store::{MessageRecord, SystemEntry};
+    use crate::store::{MessageRecord, ReactionGroup, SystemEntry};
 
     const ACTIONS: [CallAction; 11] = [
         CallAction::Invite,
@@ -356,6 +356,12 @@ mod wire {
                 system_target: m.system.as_ref().and_then(SystemEntry::target).map(|t| b(t.as_uuid())),
                 system_role: m.system.as_ref().and_then(SystemEntry::role).map(|r| r.as_str().to_owned()),
                 system_title: m.system.as_ref().and_then(|e| e.title().map(str::to_owned)),
+                system_timer: m.system.as_ref().and_then(SystemEntry::timer),
+                content: m.content.clone(),
+                expires_at_ms: m.expires_at_ms,
+                pinned_at_ms: m.pinned_at_ms,
+                pinned_by: m.pinned_by.map(|a| b(a.as_uuid())),
+                reactions: ReactionGroup::encode_all(&m.reactions),
             }),
             Notice::Accounts(ids) => {
                 Kind::Accounts(Ids { ids: ids.iter().map(|a| b(a.as_uuid())).collect() })
@@ -438,8 +444,14 @@ mod wire {
                     m.system_target.as_deref().map(u).transpose()?.map(AccountId::from_uuid),
                     m.system_role.as_deref(),
                     m.system_title,
+                    m.system_timer,
                 )
                 .map_err(|e| e.to_string())?,
+                content: m.content,
+                expires_at_ms: m.expires_at_ms,
+                pinned_at_ms: m.pinned_at_ms,
+                pinned_by: m.pinned_by.as_deref().map(u).transpose()?.map(AccountId::from_uuid),
+                reactions: ReactionGroup::decode_all(m.reactions.as_deref()).map_err(|e| e.to_string())?,
             })),
             Kind::Accounts(ids) => Notice::Accounts(accounts(&ids.ids)?),
             Kind::Inboxes(ids) => Notice::Inboxes(
@@ -570,6 +582,11 @@ mod tests {
                 deleted_at_ms: 0,
                 change_seq: 8,
                 system: None,
+                content: None,
+                expires_at_ms: 0,
+                pinned_at_ms: 0,
+                pinned_by: None,
+                reactions: Vec::new(),
             })),
             Notice::Message(Arc::new(MessageRecord {
                 id: MessageId::from_uuid(id(8)),
@@ -585,6 +602,11 @@ mod tests {
                 deleted_at_ms: 3,
                 change_seq: 10,
                 system: None,
+                content: None,
+                expires_at_ms: 0,
+                pinned_at_ms: 0,
+                pinned_by: None,
+                reactions: Vec::new(),
             })),
             Notice::Accounts(vec![account, other]),
             Notice::Accounts(Vec::new()),
@@ -728,6 +750,7 @@ mod tests {
             SystemEntry::MemberLeft,
             SystemEntry::RoleChanged(AccountId::from_uuid(id(2)), crate::store::Role::Admin),
             SystemEntry::TitleChanged("LAN party".into()),
+            SystemEntry::TimerChanged(3600),
         ];
         for entry in entries {
             let notice = Notice::Message(Arc::new(MessageRecord {
@@ -744,7 +767,30 @@ mod tests {
                 deleted_at_ms: 0,
                 change_seq: 12,
                 system: Some(entry),
+                content: None,
+                expires_at_ms: 0,
+                pinned_at_ms: 0,
+                pinned_by: None,
+                reactions: Vec::new(),
             }));
+            assert_eq!(wire::decode(&wire::encode(&notice)), Ok(notice.clone()));
+            let cloud = Notice::Message(Arc::new(MessageRecord {
+                content: Some(b"content".to_vec()),
+                expires_at_ms: 6,
+                pinned_at_ms: 7,
+                pinned_by: Some(AccountId::from_uuid(id(2))),
+                reactions: vec![crate::store::ReactionGroup {
+                    emoji: "🎉".into(),
+                    count: 3,
+                    accounts: vec![AccountId::from_uuid(id(1)), AccountId::from_uuid(id(2))],
+                }],
+                system: None,
+                ..match &notice {
+                    Notice::Message(m) => (**m).clone(),
+                    _ => unreachable!(),
+                }
+            }));
+            let notice = cloud;
             assert_eq!(wire::decode(&wire::encode(&notice)), Ok(notice));
         }
         assert!(wire::decode(b"\xff\xff").is_err());

@@ -813,6 +813,11 @@ pub struct ConversationArgs {
     /// Groups one account may create, as N/PERIOD (s, m, h, d).
     #[arg(long, env = "KITSULAN_RATE_LIMIT_GROUP_CREATIONS", default_value = "10/1h")]
     pub rate_limit_group_creations: Rate,
+
+    /// Delete the content of every message older than this many days, in every conversation
+    /// (E2EE ciphertext and cloud content; a tombstone stays). Empty: kept until deleted.
+    #[arg(long, env = "KITSULAN_RETENTION_DAYS", value_parser = clap::value_parser!(u32).range(1..=36_500))]
+    pub retention_days: Option<u32>,
 }
 
 /// How the main port speaks HTTPS.

@@ -56,11 +56,12 @@ impl_for_backends! {
             let ids: Vec<Uuid> = sqlx::query_scalar(
                 "SELECT c.id FROM conversations c JOIN conversation_members m \
                  ON m.conversation_id = c.id AND m.account_id = $1 \
-                 WHERE c.direct_key = $3 OR (m.request = TRUE AND m.added_by = $2) ORDER BY c.id",
+                 WHERE c.direct_key IN ($3, $4) OR (m.request = TRUE AND m.added_by = $2) ORDER BY c.id",
             )
             .bind(blocker.as_uuid())
             .bind(blocked.as_uuid())
-            .bind(direct_key((blocker, blocked)))
+            .bind(direct_key((blocker, blocked), true))
+            .bind(direct_key((blocker, blocked), false))
             .fetch_all(&mut *tx)
             .await?;
             let mut left = Vec::with_capacity(ids.len());

@@ -64,7 +64,8 @@ pub struct ConversationRecord {
     pub id: ConversationId,
     /// Direct or group.
     pub kind: ConversationKind,
-    /// Whether it is end-to-end encrypted (`true`; cloud mode comes later).
+    /// Whether it is end-to-end encrypted (else a cloud conversation, whose messages the server
+    /// keeps as Content).
     pub e2ee: bool,
     /// Groups only.
     pub title: Option<String>,
@@ -80,6 +81,8 @@ pub struct ConversationRecord {
     pub avatar_id: Option<AvatarId>,
     /// Goes up with every avatar change (set or removed); 0: never had one.
     pub avatar_version: i64,
+    /// The disappearing-message timer in seconds (0: off).
+    pub message_timer_s: i64,
 }
 
 /// A member.
@@ -162,6 +165,79 @@ pub struct MessageRecord {
     /// Set on a system entry the server wrote (see [`SystemEntry`]); `None` on a message a
     /// device sent.
     pub system: Option<SystemEntry>,
+    /// Cloud conversations: the Content protobuf; `None` in E2EE ones and once deleted.
+    pub content: Option<Vec<u8>>,
+    /// When it disappears (0: never).
+    pub expires_at_ms: i64,
+    /// When it was pinned (0: not pinned).
+    pub pinned_at_ms: i64,
+    /// Who pinned it.
+    pub pinned_by: Option<AccountId>,
+    /// Cloud conversations: its reactions, most used first.
+    pub reactions: Vec<ReactionGroup>,
+}
+
+/// One emoji's reactions to a message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReactionGroup {
+    /// The emoji.
+    pub emoji: String,
+    /// How many reacted with it.
+    pub count: i64,
+    /// Who, earliest first (at most [`ReactionGroup::MAX_NAMED`]).
+    pub accounts: Vec<AccountId>,
+}
+
+impl ReactionGroup {
+    /// The most accounts a group names.
+    pub const MAX_NAMED: usize = 50;
+
+    /// The stored summary: a line per emoji, "emoji TAB count TAB ids separated by spaces" (an
+    /// emoji holds no whitespace).
+    pub fn encode_all(groups: &[Self]) -> Option<String> {
+        (!groups.is_empty()).then(|| {
+            groups
+                .iter()
+                .map(|g| {
+                    let ids: Vec<String> = g.accounts.iter().map(ToString::to_string).collect();
+                    format!("{}\t{}\t{}", g.emoji, g.count, ids.join(" "))
+                })
+                .collect::<Vec<_>>()
+                .join("\n")
+        })
+    }
+
+    /// Reads what [`ReactionGroup::encode_all`] wrote.
+    pub fn decode_all(stored: Option<&str>) -> Result<Vec<Self>, StoreError> {
+        let Some(stored) = stored else { return Ok(Vec::new()) };
+        let corrupt = || StoreError::Corrupt(format!("reaction summary {stored:?}"));
+        stored
+            .lines()
+            .map(|line| {
+                let mut parts = line.split('\t');
+                let (Some(emoji), Some(count), Some(ids)) = (parts.next(), parts.next(), parts.next()) else {
+                    return Err(corrupt());
+                };
+                let accounts = ids
+                    .split(' ')
+                    .filter(|s| !s.is_empty())
+                    .map(|id| id.parse::<Uuid>().map(AccountId::from_uuid).map_err(|_| corrupt()))
+                    .collect::<Result<_, _>>()?;
+                Ok(Self { emoji: emoji.to_owned(), count: count.parse().map_err(|_| corrupt())?, accounts })
+            })
+            .collect()
+    }
+}
+
+/// What a cloud message says, as the server keeps it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CloudBody {
+    /// The Content protobuf, as the client sent it.
+    pub content: Vec<u8>,
+    /// Its words, for search (text, file name).
+    pub search_text: String,
+    /// The members it mentions.
+    pub mentions: Vec<AccountId>,
 }
 
 /// A line the server writes into a group's history when the group changes (migration 0013):
@@ -180,6 +256,8 @@ pub enum SystemEntry {
     RoleChanged(AccountId, Role),
     /// The actor renamed the group to this.
     TitleChanged(String),
+    /// The actor set the disappearing-message timer to this many seconds (0: off).
+    TimerChanged(i64),
 }
 
 impl SystemEntry {
@@ -191,6 +269,7 @@ impl SystemEntry {
             Self::MemberLeft => "member_left",
             Self::RoleChanged(..) => "role_changed",
             Self::TitleChanged(_) => "title_changed",
+            Self::TimerChanged(_) => "timer_changed",
         }
     }
 
@@ -198,7 +277,7 @@ impl SystemEntry {
     pub fn target(&self) -> Option<AccountId> {
         match self {
             Self::MemberAdded(a) | Self::MemberRemoved(a) | Self::RoleChanged(a, _) => Some(*a),
-            Self::MemberLeft | Self::TitleChanged(_) => None,
+            Self::MemberLeft | Self::TitleChanged(_) | Self::TimerChanged(_) => None,
         }
     }
 
@@ -218,12 +297,21 @@ impl SystemEntry {
         }
     }
 
+    /// A timer change's seconds.
+    pub fn timer(&self) -> Option<i64> {
+        match self {
+            Self::TimerChanged(seconds) => Some(*seconds),
+            _ => None,
+        }
+    }
+
     /// Rebuilds an entry from its stored parts (`None` when `kind` is `None`).
     pub fn from_parts(
         kind: Option<&str>,
         target: Option<AccountId>,
         role: Option<&str>,
         title: Option<String>,
+        timer: Option<i64>,
     ) -> Result<Option<Self>, StoreError> {
         let Some(kind) = kind else { return Ok(None) };
         let corrupt = || StoreError::Corrupt(format!("system entry {kind:?} without its details"));
@@ -235,6 +323,7 @@ impl SystemEntry {
                 Self::RoleChanged(target.ok_or_else(corrupt)?, Role::parse(role.ok_or_else(corrupt)?)?)
             }
             "title_changed" => Self::TitleChanged(title.ok_or_else(corrupt)?),
+            "timer_changed" => Self::TimerChanged(timer.ok_or_else(corrupt)?),
             other => return Err(StoreError::Corrupt(format!("system entry kind {other:?}"))),
         }))
     }
@@ -257,6 +346,8 @@ pub struct NewMessage {
     pub reply_to: Option<MessageId>,
     /// Attachments it carries (linked in the same transaction).
     pub attachments: Vec<AttachmentId>,
+    /// Cloud conversations: what it says (then `ciphertext` and `session_id` are empty).
+    pub cloud: Option<CloudBody>,
     /// Now (ms).
     pub now_ms: i64,
 }
@@ -289,6 +380,17 @@ pub trait ConversationStore: Send + Sync {
         id: ConversationId,
         pair: (AccountId, AccountId),
         now_ms: i64,
+    ) -> Result<(ConversationId, bool), StoreError> {
+        self.open_direct_in(id, pair, true, now_ms).await
+    }
+    /// [`ConversationStore::open_direct`] for the E2EE (`e2ee`) or the cloud conversation of
+    /// the pair: a pair may have one of each.
+    async fn open_direct_in(
+        &self,
+        id: ConversationId,
+        pair: (AccountId, AccountId),
+        e2ee: bool,
+        now_ms: i64,
     ) -> Result<(ConversationId, bool), StoreError>;
     /// Creates a group with `owner` and `members` (each a request unless a contact of the
     /// owner; those who blocked the owner are left out).
@@ -298,6 +400,18 @@ pub trait ConversationStore: Send + Sync {
         title: &str,
         owner: AccountId,
         members: &[AccountId],
+        now_ms: i64,
+    ) -> Result<(), StoreError> {
+        self.create_group_in(id, title, owner, members, true, now_ms).await
+    }
+    /// [`ConversationStore::create_group`], end-to-end encrypted (`e2ee`) or cloud.
+    async fn create_group_in(
+        &self,
+        id: ConversationId,
+        title: &str,
+        owner: AccountId,
+        members: &[AccountId],
+        e2ee: bool,
         now_ms: i64,
     ) -> Result<(), StoreError>;
     /// One conversation.
@@ -448,10 +562,11 @@ pub trait ConversationStore: Send + Sync {
     -> Result<i64, StoreError>;
 }
 
-const CONVERSATION_COLUMNS: &str = "id, kind, mode, title, last_seq, last_change, last_activity_at_ms, created_at_ms, avatar_id, avatar_version";
+const CONVERSATION_COLUMNS: &str = "id, kind, mode, title, last_seq, last_change, last_activity_at_ms, created_at_ms, avatar_id, avatar_version, message_timer_s";
 pub(super) const MESSAGE_COLUMNS: &str = "id, conversation_id, seq, sender_account_id, sender_device_id, \
                                ciphertext, session_id, reply_to, sent_at_ms, edited_at_ms, deleted_at_ms, change_seq, \
-                               system_kind, system_target, system_role, system_title";
+                               system_kind, system_target, system_role, system_title, system_timer, \
+                               content, expires_at_ms, pinned_at_ms, pinned_by, reactions";
 const MEMBER_COLUMNS: &str = "account_id, role, joined_at_ms, read_seq, delivered_seq, request, added_by";
 
 /// Decoders shared by both backends (rows differ in type, the columns do not).
@@ -473,6 +588,7 @@ macro_rules! decode {
             created_at_ms: row.try_get("created_at_ms")?,
             avatar_id: row.try_get::<Option<Uuid>, _>("avatar_id")?.map(AvatarId::from_uuid),
             avatar_version: row.try_get("avatar_version")?,
+            message_timer_s: row.try_get("message_timer_s")?,
         }
     }};
     (member $row:expr) => {{
@@ -507,6 +623,14 @@ macro_rules! decode {
                 row.try_get::<Option<Uuid>, _>("system_target")?.map(AccountId::from_uuid),
                 row.try_get::<Option<String>, _>("system_role")?.as_deref(),
                 row.try_get("system_title")?,
+                row.try_get("system_timer")?,
+            )?,
+            content: row.try_get("content")?,
+            expires_at_ms: row.try_get("expires_at_ms")?,
+            pinned_at_ms: row.try_get("pinned_at_ms")?,
+            pinned_by: row.try_get::<Option<Uuid>, _>("pinned_by")?.map(AccountId::from_uuid),
+            reactions: crate::conversations::ReactionGroup::decode_all(
+                row.try_get::<Option<String>, _>("reactions")?.as_deref(),
             )?,
         }
     }};
@@ -736,8 +860,8 @@ macro_rules! system_entry {
         .await?;
         let row = sqlx::query(&format!(
             "INSERT INTO messages (conversation_id, seq, id, sender_account_id, sender_device_id, ciphertext, \
-             session_id, sent_at_ms, change_seq, system_kind, system_target, system_role, system_title) \
-             VALUES ($1, $2, $3, $4, $5, NULL, $6, $7, $8, $9, $10, $11, $12) RETURNING {MESSAGE_COLUMNS}"
+             session_id, sent_at_ms, change_seq, system_kind, system_target, system_role, system_title, system_timer) \
+             VALUES ($1, $2, $3, $4, $5, NULL, $6, $7, $8, $9, $10, $11, $12, $13) RETURNING {MESSAGE_COLUMNS}"
         ))
         .bind(id.as_uuid())
         .bind(seq)
@@ -751,11 +875,13 @@ macro_rules! system_entry {
         .bind(entry.target().map(|t| t.as_uuid()))
         .bind(entry.role().map(Role::as_str))
         .bind(entry.title())
+        .bind(entry.timer())
         .fetch_one(&mut *$tx)
         .await?;
         decode!(message row)
     }};
 }
+pub(super) use system_entry;
 
 /// The conversation's member ids, sorted (the order rows are locked in).
 macro_rules! member_ids {
@@ -782,31 +908,41 @@ macro_rules! next_change {
         .await?
     };
 }
+pub(super) use next_change;
 
-pub(super) fn direct_key(pair: (AccountId, AccountId)) -> Vec<u8> {
+/// What makes a pair's direct conversation one of a kind: both ids, smaller first, and for the
+/// cloud one a byte more (so a pair has one E2EE and one cloud conversation at most).
+pub(super) fn direct_key(pair: (AccountId, AccountId), e2ee: bool) -> Vec<u8> {
     let (a, b) = if pair.0 <= pair.1 { pair } else { (pair.1, pair.0) };
-    [a.as_uuid().as_bytes().as_slice(), b.as_uuid().as_bytes().as_slice()].concat()
+    let cloud: &[u8] = if e2ee { &[] } else { b"c" };
+    [a.as_uuid().as_bytes().as_slice(), b.as_uuid().as_bytes().as_slice(), cloud].concat()
+}
+
+fn mode(e2ee: bool) -> &'static str {
+    if e2ee { "e2ee" } else { "cloud" }
 }
 
 impl_for_backends! {
     impl ConversationStore {
-        async fn open_direct(
+        async fn open_direct_in(
             &self,
             id: ConversationId,
             pair: (AccountId, AccountId),
+            e2ee: bool,
             now_ms: i64,
         ) -> Result<(ConversationId, bool), StoreError> {
-            let key = direct_key(pair);
+            let key = direct_key(pair, e2ee);
             let (caller, other) = pair;
             let mut tx = self.pool.begin().await?;
             let created = sqlx::query(
                 "INSERT INTO conversations (id, kind, mode, direct_key, created_by, created_at_ms, last_activity_at_ms) \
-                 VALUES ($1, 'direct', 'e2ee', $2, $3, $4, $4) ON CONFLICT (direct_key) DO NOTHING",
+                 VALUES ($1, 'direct', $5, $2, $3, $4, $4) ON CONFLICT (direct_key) DO NOTHING",
             )
             .bind(id.as_uuid())
             .bind(&key)
             .bind(pair.0.as_uuid())
             .bind(now_ms)
+            .bind(mode(e2ee))
             .execute(&mut *tx)
             .await?
             .rows_affected()
@@ -829,23 +965,25 @@ impl_for_backends! {
             Ok((id, created))
         }
 
-        async fn create_group(
+        async fn create_group_in(
             &self,
             id: ConversationId,
             title: &str,
             owner: AccountId,
             members: &[AccountId],
+            e2ee: bool,
             now_ms: i64,
         ) -> Result<(), StoreError> {
             let mut tx = self.pool.begin().await?;
             sqlx::query(
                 "INSERT INTO conversations (id, kind, mode, title, created_by, created_at_ms, last_activity_at_ms) \
-                 VALUES ($1, 'group', 'e2ee', $2, $3, $4, $4)",
+                 VALUES ($1, 'group', $5, $2, $3, $4, $4)",
             )
             .bind(id.as_uuid())
             .bind(title)
             .bind(owner.as_uuid())
             .bind(now_ms)
+            .bind(mode(e2ee))
             .execute(&mut *tx)
             .await?;
             let mut everyone = vec![Joining { account: owner, role: Role::Owner, request: false, added_by: None }];
@@ -1103,18 +1241,18 @@ impl_for_backends! {
                 // (outcome, keep): a refusal keeps nothing of this message.
                 let result: Result<(SendOutcome, bool), StoreError> = async {
                     // Take the next number first (a write, so SQLite locks at once); only members may.
-                    let numbers: Option<(i64, i64)> = sqlx::query_as(
+                    let numbers: Option<(i64, i64, i64)> = sqlx::query_as(
                         "UPDATE conversations SET last_seq = last_seq + 1, last_change = last_change + 1, \
                          last_activity_at_ms = $3 WHERE id = $1 \
                          AND EXISTS (SELECT 1 FROM conversation_members WHERE conversation_id = $1 AND account_id = $2) \
-                         RETURNING last_seq, last_change",
+                         RETURNING last_seq, last_change, message_timer_s",
                     )
                     .bind(m.conversation_id.as_uuid())
                     .bind(m.sender.0.as_uuid())
                     .bind(m.now_ms)
                     .fetch_optional(&mut *one)
                     .await?;
-                    let Some((seq, change)) = numbers else { return Ok((SendOutcome::NotMember, false)) };
+                    let Some((seq, change, timer_s)) = numbers else { return Ok((SendOutcome::NotMember, false)) };
                     // Ids are unique per conversation: one taken elsewhere tells the sender nothing.
                     let existing = sqlx::query(&format!(
                         "SELECT {MESSAGE_COLUMNS} FROM messages WHERE id = $1 AND conversation_id = $2"
@@ -1128,14 +1266,19 @@ impl_for_backends! {
                         // The retried message keeps its first number (this one is given back).
                         let same = existing.conversation_id == m.conversation_id
                             && existing.sender_account_id == m.sender.0
-                            && existing.ciphertext.as_deref() == Some(m.ciphertext.as_slice())
+                            && match &m.cloud {
+                                None => existing.ciphertext.as_deref() == Some(m.ciphertext.as_slice()),
+                                Some(cloud) => existing.content.as_deref() == Some(cloud.content.as_slice()),
+                            }
                             && existing.session_id == m.session_id
                             && existing.reply_to == m.reply_to;
                         return Ok((if same { SendOutcome::Duplicate(existing) } else { SendOutcome::IdTaken }, false));
                     }
+                    let expires_at_ms = if timer_s > 0 { m.now_ms.saturating_add(timer_s.saturating_mul(1000)) } else { 0 };
                     let row = sqlx::query(&format!(
                         "INSERT INTO messages (conversation_id, seq, id, sender_account_id, sender_device_id, ciphertext, \
-                         session_id, reply_to, sent_at_ms, change_seq) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) \
+                         session_id, reply_to, sent_at_ms, change_seq, content, search_text, expires_at_ms) \
+                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) \
                          RETURNING {MESSAGE_COLUMNS}"
                     ))
                     .bind(m.conversation_id.as_uuid())
@@ -1143,14 +1286,20 @@ impl_for_backends! {
                     .bind(m.id.as_uuid())
                     .bind(m.sender.0.as_uuid())
                     .bind(m.sender.1.as_uuid())
-                    .bind(&m.ciphertext)
+                    .bind(m.cloud.is_none().then_some(&m.ciphertext))
                     .bind(&m.session_id)
                     .bind(m.reply_to.map(|r| r.as_uuid()))
                     .bind(m.now_ms)
                     .bind(change)
+                    .bind(m.cloud.as_ref().map(|c| &c.content))
+                    .bind(m.cloud.as_ref().map(|c| &c.search_text))
+                    .bind(expires_at_ms)
                     .fetch_one(&mut *one)
                     .await?;
                     let stored = decode!(message row);
+                    if let Some(cloud) = &m.cloud {
+                        crate::cloud::index_cloud_body!(one, Self::BACKEND, m.conversation_id, seq, cloud);
+                    }
                     let refused = super::attachments::link_attachments!(
                         one, &m.attachments, m.id, m.conversation_id, m.sender.0, m.now_ms
                     );
@@ -1225,24 +1374,8 @@ impl_for_backends! {
         ) -> Result<Option<MessageRecord>, StoreError> {
             let mut tx = self.pool.begin().await?;
             let Some(change) = next_change!(tx, conversation) else { return Ok(None) };
-            let row = sqlx::query(&format!(
-                "UPDATE messages SET ciphertext = NULL, deleted_at_ms = $3, change_seq = $4 \
-                 WHERE id = $1 AND conversation_id = $2 AND deleted_at_ms = 0 AND system_kind IS NULL \
-                 RETURNING {MESSAGE_COLUMNS}"
-            ))
-            .bind(id.as_uuid())
-            .bind(conversation.as_uuid())
-            .bind(now_ms)
-            .bind(change)
-            .fetch_optional(&mut *tx)
-            .await?;
-            let deleted = decode_opt!(message row);
-            if deleted.is_some() {
-                super::attachments::expire_attachments_of!(tx, conversation, id, now_ms);
-                tx.commit().await?
-            } else {
-                tx.rollback().await?
-            }
+            let deleted = crate::cloud::clear_message!(tx, Self::BACKEND, conversation, id, change, now_ms);
+            if deleted.is_some() { tx.commit().await? } else { tx.rollback().await? }
             Ok(deleted)
         }
 

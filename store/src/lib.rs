@@ -24,6 +24,7 @@ mod avatars;
 mod backups;
 mod blocks;
 mod calls;
+mod cloud;
 mod codes;
 mod conversations;
 mod database_url;
@@ -40,6 +41,7 @@ mod snapshot;
 mod sqlite;
 
 pub mod ids;
+pub mod search;
 
 #[cfg(feature = "conformance")]
 #[doc(hidden)]
@@ -59,10 +61,12 @@ pub use backups::{
 };
 pub use blocks::BlockStore;
 pub use calls::{CallRecord, CallStore, JoinOutcome, NewCall, StartOutcome};
+pub use cloud::{MessageExtrasStore, PinOutcome, ReactOutcome, SearchQuery};
 pub use codes::{CodePurpose, CodeRecord, CodeStore, NewCode};
 pub use conversations::{
-    AcceptOutcome, AddOutcome, ConversationFilter, ConversationKind, ConversationRecord, ConversationStore,
-    MemberRecord, MessageRecord, NewMessage, Role, SendOutcome, SystemEntry,
+    AcceptOutcome, AddOutcome, CloudBody, ConversationFilter, ConversationKind, ConversationRecord,
+    ConversationStore, MemberRecord, MessageRecord, NewMessage, ReactionGroup, Role, SendOutcome,
+    SystemEntry,
 };
 pub use database_url::DatabaseUrl;
 pub use delivery::{AccountEvent, ConversationCursor, DeliveryStore, DeviceAcks, DeviceStreams, Receipt};
@@ -186,6 +190,7 @@ pub trait Store:
     + InboxStore
     + PairingStore
     + ConversationStore
+    + MessageExtrasStore
     + DeliveryStore
     + CallStore
     + AttachmentStore

@@ -75,6 +75,7 @@ fn opaque(conversation_id: &str, n: usize) -> SendMessageRequest {
         session_id: b"an opaque session".to_vec(),
         reply_to: String::new(),
         attachment_ids: Vec::new(),
+        content: None,
     }
 }
 

@@ -156,6 +156,7 @@ async fn group_management_writes_system_entries(database: Database) {
         message_id: line.id.clone(),
         ciphertext: b"rewritten history".to_vec(),
         session_id: b"s".to_vec(),
+        content: None,
     };
     assert_refused(alice.edit_message(edit).await, "NOT_ALLOWED");
     assert_refused(alice.delete_message(&group.id, &line.id).await, "NOT_ALLOWED");

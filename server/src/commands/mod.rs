@@ -173,6 +173,7 @@ async fn serve(global: &GlobalArgs, args: &ServeArgs) -> anyhow::Result<()> {
     let attachments = tokio::spawn(services.attachments.clone().housekeeping(sweep));
     let revocations = tokio::spawn(services.delivery.clone().watch_revocations(Duration::from_millis(500)));
     let presence = tokio::spawn(services.delivery.clone().keep_presence());
+    let messages = tokio::spawn(services.conversations.clone().housekeeping(Duration::from_secs(1)));
     let ring = Duration::from_secs(args.turn.ring_seconds);
     let unanswered = tokio::spawn(services.calls.clone().end_unanswered(ring, Duration::from_secs(1)));
     let services_hub = services.delivery.hub().clone();
@@ -285,6 +286,7 @@ async fn serve(global: &GlobalArgs, args: &ServeArgs) -> anyhow::Result<()> {
             revocations.abort();
             unanswered.abort();
             presence.abort();
+            messages.abort();
             close_relay(relay).await;
             store.close().await;
             return result.context("server task failed")?.context("server failed");
@@ -321,6 +323,7 @@ async fn serve(global: &GlobalArgs, args: &ServeArgs) -> anyhow::Result<()> {
     revocations.abort();
     unanswered.abort();
     presence.abort();
+    messages.abort();
     close_relay(relay).await;
     tokio::time::timeout(Duration::from_secs(5), store.close()).await.ok();
     info!("shutdown complete");

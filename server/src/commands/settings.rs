@@ -65,6 +65,7 @@ pub(super) fn conversations(args: &ConversationArgs) -> ConversationSettings {
     ConversationSettings {
         max_group_members: args.group_max_members,
         group_creations: limit(args.rate_limit_group_creations),
+        retention: args.retention_days.map(|days| Duration::from_secs(u64::from(days) * 24 * 3600)),
     }
 }
 

@@ -21,8 +21,8 @@ use super::{Caller, Delivery, Error, ErrorReason};
 use crate::bus::Notice;
 use crate::ids::{AccountId, AttachmentId, ConversationId, MessageId};
 use crate::store::{
-    AcceptOutcome, AddOutcome, ConversationFilter, ConversationKind, ConversationRecord, MemberRecord,
-    MessageRecord, NewMessage, Role, SendOutcome, Store, now_ms,
+    AcceptOutcome, AddOutcome, CloudBody, ConversationFilter, ConversationKind, ConversationRecord,
+    MemberRecord, MessageRecord, NewMessage, Role, SendOutcome, Store, now_ms,
 };
 
 /// Largest message ciphertext.
@@ -43,25 +43,57 @@ pub struct ConversationSettings {
     pub max_group_members: u32,
     /// Groups one account creates per period (`KITSULAN_RATE_LIMIT_GROUP_CREATIONS`).
     pub group_creations: Limit,
+    /// Messages older than this lose their content in every conversation
+    /// (`KITSULAN_RETENTION_DAYS`; `None`: kept).
+    pub retention: Option<std::time::Duration>,
 }
 
 impl Default for ConversationSettings {
     fn default() -> Self {
-        Self { max_group_members: 256, group_creations: Limit::new(10, std::time::Duration::from_secs(3600)) }
+        Self {
+            max_group_members: 256,
+            group_creations: Limit::new(10, std::time::Duration::from_secs(3600)),
+            retention: None,
+        }
     }
 }
 /// Attachments one message carries, at most.
 pub const MAX_ATTACHMENTS_PER_MESSAGE: usize = 10;
+
+/// What a message carries: ciphertext for an E2EE conversation, Content for a cloud one.
+#[derive(Debug, Clone)]
+pub enum Payload {
+    /// Megolm ciphertext and its session id.
+    Ciphertext {
+        /// The ciphertext.
+        ciphertext: Vec<u8>,
+        /// The Megolm session id.
+        session_id: Vec<u8>,
+    },
+    /// A cloud message (read and checked by the transport: see [`CloudDraft`]).
+    Cloud(CloudDraft),
+}
+
+/// A cloud message's Content as the transport read it.
+#[derive(Debug, Clone)]
+pub struct CloudDraft {
+    /// The Content, encoded.
+    pub content: Vec<u8>,
+    /// Its words (text, file name), for search.
+    pub text: String,
+    /// The accounts it mentions.
+    pub mentions: Vec<AccountId>,
+    /// The message it says it answers (must be the draft's `reply_to`).
+    pub reply_to: Option<MessageId>,
+}
 
 /// A message to send, as the sending device chose it.
 #[derive(Debug, Clone)]
 pub struct Draft {
     /// UUIDv7 chosen by the device.
     pub message_id: MessageId,
-    /// Megolm ciphertext.
-    pub ciphertext: Vec<u8>,
-    /// Megolm session id.
-    pub session_id: Vec<u8>,
+    /// What it carries.
+    pub payload: Payload,
     /// The message answered.
     pub reply_to: Option<MessageId>,
     /// Attachments it carries.
@@ -79,6 +111,8 @@ pub struct ConversationView {
     pub unread_count: i64,
     /// The caller's membership is a request it has not accepted.
     pub request: bool,
+    /// Cloud conversations: unread messages that mention the caller.
+    pub mention_count: i64,
     /// Who added the caller (`None`: the caller started it).
     pub requested_by: Option<AccountId>,
 }
@@ -112,7 +146,7 @@ fn title(raw: &str) -> Result<String, Error> {
 
 impl Conversations {
     /// The caller's membership, or `CONVERSATION_NOT_FOUND`.
-    async fn membership(
+    pub(super) async fn membership(
         &self,
         caller: &Caller,
         id: ConversationId,
@@ -122,7 +156,7 @@ impl Conversations {
         Ok((conversation, member))
     }
 
-    async fn view(
+    pub(super) async fn view(
         &self,
         caller: &Caller,
         conversation: ConversationRecord,
@@ -138,7 +172,12 @@ impl Conversations {
             member.read_seq = 0;
             member.delivered_seq = 0;
         }
-        Ok(ConversationView { conversation, members, unread_count, request, requested_by })
+        let mention_count = if conversation.e2ee {
+            0
+        } else {
+            self.store.mention_count(conversation.id, caller.account_id).await?
+        };
+        Ok(ConversationView { conversation, members, unread_count, request, requested_by, mention_count })
     }
 
     /// Wakes the streams of every member (the store wrote their membership events), and of
@@ -168,6 +207,7 @@ impl Conversations {
         &self,
         caller: &Caller,
         other: AccountId,
+        e2ee: bool,
     ) -> Result<(ConversationView, bool), Error> {
         if other == caller.account_id {
             return Err(Error::invalid(
@@ -178,8 +218,10 @@ impl Conversations {
         }
         self.existing_accounts(&[other]).await?;
         self.not_blocked_by_caller(caller, other).await?;
-        let (id, created) =
-            self.store.open_direct(ConversationId::generate(), (caller.account_id, other), now_ms()).await?;
+        let (id, created) = self
+            .store
+            .open_direct_in(ConversationId::generate(), (caller.account_id, other), e2ee, now_ms())
+            .await?;
         // Also when it existed: either side may have come back to it.
         self.announce_members(id, None).await?;
         let conversation = self.store.conversation(id).await?.ok_or_else(not_found)?;
@@ -192,6 +234,7 @@ impl Conversations {
         caller: &Caller,
         raw_title: &str,
         members: &[AccountId],
+        e2ee: bool,
     ) -> Result<ConversationView, Error> {
         let title = title(raw_title)?;
         let max = self.settings.max_group_members as usize;
@@ -217,7 +260,7 @@ impl Conversations {
             .take(&self.settings.group_creations, &format!("group-create:{}", caller.account_id))
             .await?;
         let id = ConversationId::generate();
-        self.store.create_group(id, &title, caller.account_id, &others, now_ms()).await?;
+        self.store.create_group_in(id, &title, caller.account_id, &others, e2ee, now_ms()).await?;
         self.announce_members(id, None).await?;
         let conversation = self.store.conversation(id).await?.ok_or_else(not_found)?;
         tracing::info!(conversation = %id, owner = %caller.account_id, members = others.len() + 1, "group created");
@@ -415,8 +458,10 @@ impl Conversations {
         id: ConversationId,
         draft: Draft,
     ) -> Result<MessageRecord, Error> {
-        let Draft { message_id, ciphertext, session_id, reply_to, attachments } = draft;
-        check_ciphertext(&ciphertext, &session_id)?;
+        let Draft { message_id, payload, reply_to, attachments } = draft;
+        if let Payload::Ciphertext { ciphertext, session_id } = &payload {
+            check_ciphertext(ciphertext, session_id)?;
+        }
         if attachments.len() > MAX_ATTACHMENTS_PER_MESSAGE {
             return Err(Error::invalid(
                 ErrorReason::TooManyAttachments,
@@ -434,7 +479,19 @@ impl Conversations {
                 "an attachment is named twice",
             ));
         }
-        let (_, me) = self.membership(caller, id).await?;
+        let (conversation, me) = self.membership(caller, id).await?;
+        let (ciphertext, session_id, cloud) = match payload {
+            Payload::Ciphertext { ciphertext, session_id } if conversation.e2ee => {
+                (ciphertext, session_id, None)
+            }
+            Payload::Cloud(draft) if !conversation.e2ee => {
+                if draft.reply_to != reply_to {
+                    return Err(content_invalid("the content's reply names another message than reply_to"));
+                }
+                (Vec::new(), Vec::new(), Some(self.cloud_body(id, draft).await?))
+            }
+            payload => return Err(wrong_mode(conversation.e2ee, &payload)),
+        };
         if me.request {
             // Answering a request accepts it (as replying does in WhatsApp).
             self.accept_membership(id, caller.account_id).await?;
@@ -455,6 +512,7 @@ impl Conversations {
             session_id,
             reply_to,
             attachments,
+            cloud,
             now_ms: now_ms(),
         };
         match self.sends.submit(message).await? {
@@ -492,16 +550,21 @@ impl Conversations {
         Ok((me, record))
     }
 
-    /// Replaces a message's ciphertext (its sender only).
+    /// Replaces a message's ciphertext or cloud content (its sender only).
     pub async fn edit(
         &self,
         caller: &Caller,
         id: ConversationId,
         message: MessageId,
-        ciphertext: &[u8],
-        session_id: &[u8],
+        payload: Payload,
     ) -> Result<MessageRecord, Error> {
-        check_ciphertext(ciphertext, session_id)?;
+        if let Payload::Ciphertext { ciphertext, session_id } = &payload {
+            check_ciphertext(ciphertext, session_id)?;
+        }
+        let (conversation, _) = self.membership(caller, id).await?;
+        if conversation.e2ee != matches!(payload, Payload::Ciphertext { .. }) {
+            return Err(wrong_mode(conversation.e2ee, &payload));
+        }
         let (_, record) = self.own_message(caller, id, message).await?;
         if record.system.is_some() {
             return Err(not_allowed("a system entry cannot be edited"));
@@ -515,7 +578,16 @@ impl Conversations {
                 "a deleted message cannot be edited",
             ));
         }
-        match self.store.edit_message(id, message, ciphertext, session_id, now_ms()).await? {
+        let edited = match payload {
+            Payload::Ciphertext { ciphertext, session_id } => {
+                self.store.edit_message(id, message, &ciphertext, &session_id, now_ms()).await?
+            }
+            Payload::Cloud(draft) => {
+                let body = self.cloud_body(id, draft).await?;
+                self.store.edit_cloud_message(id, message, &body, now_ms()).await?
+            }
+        };
+        match edited {
             Some(edited) => Ok(self.published(edited).await),
             None => {
                 Err(Error::precondition(ErrorReason::MessageDeleted, "a deleted message cannot be edited"))
@@ -698,7 +770,7 @@ fn parse_page_token(token: &str) -> Result<(i64, ConversationId), Error> {
 
 impl Conversations {
     /// Tells every node a message changed, and hands it back.
-    async fn published(&self, message: MessageRecord) -> MessageRecord {
+    pub(super) async fn published(&self, message: MessageRecord) -> MessageRecord {
         let message = Arc::new(message);
         self.delivery.publish(Notice::Message(message.clone())).await;
         Arc::unwrap_or_clone(message)
@@ -709,6 +781,39 @@ impl Conversations {
         for entry in entries {
             self.published(entry).await;
         }
+    }
+}
+
+/// `WRONG_MODE`: a payload of the other kind than the conversation.
+fn wrong_mode(e2ee: bool, payload: &Payload) -> Error {
+    let message = match (e2ee, payload) {
+        (true, Payload::Cloud(_)) => {
+            "this conversation is end-to-end encrypted: send ciphertext, never plaintext content"
+        }
+        _ => "this is a cloud conversation: send content, not ciphertext",
+    };
+    Error::invalid(ErrorReason::WrongMode, if e2ee { "content" } else { "ciphertext" }, message)
+}
+
+/// `CONTENT_INVALID` with what is wrong.
+pub(super) fn content_invalid(message: impl Into<String>) -> Error {
+    Error::invalid(ErrorReason::ContentInvalid, "content", message)
+}
+
+impl Conversations {
+    /// What the store keeps of a cloud draft, once every account it mentions is a member.
+    async fn cloud_body(&self, id: ConversationId, draft: CloudDraft) -> Result<CloudBody, Error> {
+        if !draft.mentions.is_empty() {
+            let members: Vec<AccountId> =
+                self.store.members(id).await?.into_iter().map(|m| m.account_id).collect();
+            if let Some(stranger) = draft.mentions.iter().find(|m| !members.contains(m)) {
+                return Err(content_invalid(format!("{stranger} is not a member of this conversation")));
+            }
+        }
+        let mut mentions = draft.mentions;
+        mentions.sort_unstable();
+        mentions.dedup();
+        Ok(CloudBody { content: draft.content, search_text: draft.text, mentions })
     }
 }
 

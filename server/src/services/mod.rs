@@ -15,6 +15,7 @@ pub mod devices;
 mod error;
 mod group_commit;
 pub mod keys;
+pub mod message_extras;
 pub mod names;
 pub mod pairing;
 pub mod passwords;

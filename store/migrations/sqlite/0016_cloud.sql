@@ -86,3 +86,6 @@ CREATE TABLE message_mentions (
 
 -- Stems of cloud messages' words; rowid = messages.rid.
 CREATE VIRTUAL TABLE message_search USING fts5 (terms, tokenize = 'unicode61 remove_diacritics 0');
+-- Deleting a row takes its terms out of the index at once (not at a later merge), so nothing of a
+-- deleted or expired message stays behind in the index either.
+INSERT INTO message_search (message_search, rank) VALUES ('secure-delete', 1);

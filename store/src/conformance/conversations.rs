@@ -25,6 +25,7 @@ pub(super) fn message(conversation: ConversationId, sender: AccountId, byte: u8)
         session_id: b"session".to_vec(),
         reply_to: None,
         attachments: Vec::new(),
+        cloud: None,
         now_ms: now_ms(),
     }
 }

@@ -16,6 +16,7 @@ mod avatars;
 mod backups;
 mod blocks;
 mod calls;
+mod cloud;
 mod codes;
 mod conversations;
 mod delivery;
@@ -156,6 +157,14 @@ macro_rules! suite {
 }
 
 suite! {
+    cloud: [
+        cloud_messages_keep_their_content,
+        search_finds_inflected_forms_in_the_callers_conversations,
+        reactions_are_counted_and_limited,
+        pins_are_listed_and_limited,
+        timers_expire_messages_and_retention_sweeps_old_ones,
+        mentions_count_until_read,
+    ],
     instance: [
         migrations_are_idempotent,
         fresh_database_reports_every_migration,

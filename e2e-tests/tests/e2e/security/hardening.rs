@@ -495,6 +495,7 @@ fn send_request(conversation: &str, message_id: &str, byte: u8) -> SendMessageRe
         session_id: b"session".to_vec(),
         reply_to: String::new(),
         attachment_ids: Vec::new(),
+        content: None,
     }
 }
 

@@ -2,11 +2,13 @@
 
 use kitsulan_proto::v1 as pb;
 use kitsulan_proto::v1::conversation_service_server::ConversationService;
+use prost::Message as _;
 use tonic::{Request, Response, Status};
 
 use super::{Context, parse_id, parse_ids};
 use crate::ids::MessageId;
-use crate::services::conversations::{ConversationView, Draft};
+use crate::services::conversations::{CloudDraft, ConversationView, Draft, Payload};
+use crate::services::message_extras::{Search, snippet};
 use crate::services::{Error, ErrorReason};
 use crate::store::{ConversationFilter, ConversationKind, MessageRecord, Role, SystemEntry};
 
@@ -52,11 +54,28 @@ fn conversation(v: ConversationView) -> Option<pb::Conversation> {
         avatar: super::avatar_info(c.avatar_id, c.avatar_version),
         request: v.request,
         requested_by: v.requested_by.map(|a| a.to_string()).unwrap_or_default(),
+        mention_count: u32::try_from(v.mention_count).unwrap_or(u32::MAX),
+        message_timer_seconds: u32::try_from(c.message_timer_s).unwrap_or(0),
     })
 }
 
 pub fn message(m: MessageRecord) -> pb::Message {
+    // The server wrote these bytes from a Content it decoded (`cloud_draft`), so they decode.
+    let content = m.content.as_deref().and_then(|bytes| kitsulan_content::Content::decode(bytes).ok());
     pb::Message {
+        content,
+        expires_at_ms: m.expires_at_ms,
+        pinned_at_ms: m.pinned_at_ms,
+        pinned_by: m.pinned_by.map(|a| a.to_string()).unwrap_or_default(),
+        reactions: m
+            .reactions
+            .into_iter()
+            .map(|g| pb::ReactionCount {
+                emoji: g.emoji,
+                count: u32::try_from(g.count).unwrap_or(u32::MAX),
+                account_ids: g.accounts.iter().map(ToString::to_string).collect(),
+            })
+            .collect(),
         id: m.id.to_string(),
         conversation_id: m.conversation_id.to_string(),
         seq: seq(m.seq),
@@ -75,13 +94,116 @@ pub fn message(m: MessageRecord) -> pb::Message {
                 SystemEntry::MemberLeft => pb::SystemEventKind::MemberLeft,
                 SystemEntry::RoleChanged(..) => pb::SystemEventKind::RoleChanged,
                 SystemEntry::TitleChanged(_) => pb::SystemEventKind::TitleChanged,
+                SystemEntry::TimerChanged(_) => pb::SystemEventKind::TimerChanged,
             }
             .into(),
             actor_account_id: m.sender_account_id.to_string(),
             target_account_id: entry.target().map(|t| t.to_string()).unwrap_or_default(),
             role: entry.role().map_or(pb::MemberRole::Unspecified, role).into(),
             title: entry.title().unwrap_or_default().to_owned(),
+            timer_seconds: entry.timer().map_or(0, |s| u32::try_from(s).unwrap_or(0)),
         }),
+    }
+}
+
+/// The largest Content of a cloud message, encoded.
+const MAX_CONTENT: usize = 64 * 1024;
+/// Characters (UTF-16 code units) of a cloud message's text.
+const MAX_TEXT: usize = 16_000;
+/// Mentions in one message.
+const MAX_MENTIONS: usize = 50;
+/// Characters of a quote.
+const MAX_QUOTE: usize = 1_000;
+
+fn content_invalid(message: impl Into<String>) -> Error {
+    Error::invalid(ErrorReason::ContentInvalid, "content", message)
+}
+
+/// Reads a cloud message's Content: a text (at most 16,000 characters, spans and mentions
+/// inside it) or a file (its attachment and secrets named), a quote of at most 1,000
+/// characters, at most 64 KiB encoded. `edit`: an edit's new content, text only.
+fn cloud_draft(content: Option<kitsulan_content::Content>, edit: bool) -> Result<Payload, Error> {
+    use kitsulan_content::content::Body;
+    let mut content = content.ok_or_else(|| content_invalid("a cloud message needs content"))?;
+    content.version = content.version.max(1);
+    let utf16 = |s: &str| s.encode_utf16().count();
+    let (text, mentions) = match &content.body {
+        Some(Body::Text(t)) => {
+            let len = utf16(&t.body);
+            if t.body.trim().is_empty() {
+                return Err(content_invalid("a text message needs text"));
+            }
+            if len > MAX_TEXT {
+                return Err(content_invalid(format!("a text is at most {MAX_TEXT} characters")));
+            }
+            let known = |style: i32| {
+                kitsulan_content::TextStyle::try_from(style)
+                    .is_ok_and(|s| s != kitsulan_content::TextStyle::Unspecified)
+            };
+            if t.spans.iter().any(|s| !known(s.style) || s.start >= s.end || s.end as usize > len) {
+                return Err(content_invalid("a formatting span is empty, unknown or outside the text"));
+            }
+            if t.mentions.len() > MAX_MENTIONS {
+                return Err(content_invalid(format!("a message mentions at most {MAX_MENTIONS} people")));
+            }
+            let mut mentions = Vec::with_capacity(t.mentions.len());
+            for m in &t.mentions {
+                if m.start >= m.end || m.end as usize > len {
+                    return Err(content_invalid("a mention is empty or outside the text"));
+                }
+                mentions.push(parse_id(&m.account_id, "content.text.mentions.account_id")?);
+            }
+            (t.body.clone(), mentions)
+        }
+        Some(Body::File(f)) if !edit => {
+            if f.attachment_id.is_empty() || f.secrets.is_empty() {
+                return Err(content_invalid("a file names its attachment and the secrets that open it"));
+            }
+            if f.thumbnail.as_ref().is_some_and(|t| t.attachment_id.is_empty() || t.secrets.is_empty()) {
+                return Err(content_invalid("a thumbnail names its attachment and the secrets that open it"));
+            }
+            (f.name.clone(), Vec::new())
+        }
+        _ if edit => return Err(content_invalid("an edit replaces a text with a text")),
+        _ => {
+            return Err(content_invalid(
+                "a cloud message is a text or a file (reactions: React; edits: EditMessage; deletions: DeleteMessage)",
+            ));
+        }
+    };
+    let reply_to = match &content.reply {
+        Some(reply) if !edit => {
+            if utf16(&reply.quote) > MAX_QUOTE {
+                return Err(content_invalid(format!("a quote is at most {MAX_QUOTE} characters")));
+            }
+            Some(parse_id(&reply.message_id, "content.reply.message_id")?)
+        }
+        _ => None,
+    };
+    if edit {
+        content.reply = None;
+        content.forwarded = None;
+    }
+    let encoded = prost::Message::encode_to_vec(&content);
+    if encoded.len() > MAX_CONTENT {
+        return Err(content_invalid(format!("a message's content is at most {} KiB", MAX_CONTENT / 1024)));
+    }
+    Ok(Payload::Cloud(CloudDraft { content: encoded, text, mentions, reply_to }))
+}
+
+/// Ciphertext or content, whichever the request carries (both: refused).
+fn payload(
+    ciphertext: Vec<u8>,
+    session_id: Vec<u8>,
+    content: Option<kitsulan_content::Content>,
+    edit: bool,
+) -> Result<Payload, Error> {
+    match content {
+        Some(_) if !ciphertext.is_empty() || !session_id.is_empty() => {
+            Err(content_invalid("a message carries ciphertext or content, not both"))
+        }
+        Some(_) => cloud_draft(content, edit),
+        None => Ok(Payload::Ciphertext { ciphertext, session_id }),
     }
 }
 
@@ -97,8 +219,10 @@ impl ConversationService for ConversationApi {
         request: Request<pb::OpenDirectRequest>,
     ) -> Result<Response<pb::OpenDirectResponse>, Status> {
         let caller = self.0.caller(&request).await?;
-        let other = parse_id(&request.get_ref().account_id, "account_id")?;
-        let (view, created) = self.0.services.conversations.open_direct(&caller, other).await?;
+        let r = request.get_ref();
+        let other = parse_id(&r.account_id, "account_id")?;
+        let e2ee = r.mode() != pb::ConversationMode::Cloud;
+        let (view, created) = self.0.services.conversations.open_direct(&caller, other, e2ee).await?;
         Ok(Response::new(pb::OpenDirectResponse { conversation: conversation(view), created }))
     }
 
@@ -108,15 +232,9 @@ impl ConversationService for ConversationApi {
     ) -> Result<Response<pb::CreateGroupResponse>, Status> {
         let caller = self.0.caller(&request).await?;
         let r = request.get_ref();
-        if r.mode() == pb::ConversationMode::Cloud {
-            return Err(Error::precondition(
-                ErrorReason::ModeUnavailable,
-                "cloud conversations are not available yet; groups are end-to-end encrypted",
-            )
-            .into());
-        }
+        let e2ee = r.mode() != pb::ConversationMode::Cloud;
         let members = parse_ids(&r.member_ids, "member_ids")?;
-        let view = self.0.services.conversations.create_group(&caller, &r.title, &members).await?;
+        let view = self.0.services.conversations.create_group(&caller, &r.title, &members, e2ee).await?;
         Ok(Response::new(pb::CreateGroupResponse { conversation: conversation(view) }))
     }
 
@@ -229,8 +347,8 @@ impl ConversationService for ConversationApi {
         let reply_to: Option<MessageId> =
             if r.reply_to.is_empty() { None } else { Some(parse_id(&r.reply_to, "reply_to")?) };
         let attachments = parse_ids(&r.attachment_ids, "attachment_ids")?;
-        let draft =
-            Draft { message_id, ciphertext: r.ciphertext, session_id: r.session_id, reply_to, attachments };
+        let payload = payload(r.ciphertext, r.session_id, r.content, false)?;
+        let draft = Draft { message_id, payload, reply_to, attachments };
         let stored = self.0.services.conversations.send(&caller, id, draft).await?;
         Ok(Response::new(pb::SendMessageResponse { message: Some(message(stored)) }))
     }
@@ -240,11 +358,11 @@ impl ConversationService for ConversationApi {
         request: Request<pb::EditMessageRequest>,
     ) -> Result<Response<pb::EditMessageResponse>, Status> {
         let caller = self.0.caller(&request).await?;
-        let r = request.get_ref();
+        let r = request.into_inner();
         let id = parse_id(&r.conversation_id, "conversation_id")?;
         let message_id = parse_id(&r.message_id, "message_id")?;
-        let edited =
-            self.0.services.conversations.edit(&caller, id, message_id, &r.ciphertext, &r.session_id).await?;
+        let payload = payload(r.ciphertext, r.session_id, r.content, true)?;
+        let edited = self.0.services.conversations.edit(&caller, id, message_id, payload).await?;
         Ok(Response::new(pb::EditMessageResponse { message: Some(message(edited)) }))
     }
 
@@ -275,6 +393,99 @@ impl ConversationService for ConversationApi {
             messages: page.into_iter().map(message).collect(),
             more,
         }))
+    }
+
+    async fn search_messages(
+        &self,
+        request: Request<pb::SearchMessagesRequest>,
+    ) -> Result<Response<pb::SearchMessagesResponse>, Status> {
+        let caller = self.0.caller(&request).await?;
+        let r = request.into_inner();
+        let conversation = if r.conversation_id.is_empty() {
+            None
+        } else {
+            Some(parse_id(&r.conversation_id, "conversation_id")?)
+        };
+        let sender = if r.sender_account_id.is_empty() {
+            None
+        } else {
+            Some(parse_id(&r.sender_account_id, "sender_account_id")?)
+        };
+        let search = Search {
+            conversation,
+            sender,
+            query: r.query,
+            after_ms: r.after_ms,
+            before_ms: r.before_ms,
+            limit: r.limit,
+            page_token: r.page_token,
+        };
+        let query = search.query.clone();
+        let (page, next) = self.0.services.conversations.search(&caller, search).await?;
+        let hits = page
+            .into_iter()
+            .map(|m| {
+                let message = message(m);
+                let text = match message.content.as_ref().and_then(|c| c.body.as_ref()) {
+                    Some(kitsulan_content::content::Body::Text(t)) => t.body.as_str(),
+                    Some(kitsulan_content::content::Body::File(f)) => f.name.as_str(),
+                    _ => "",
+                };
+                let (snippet, highlights) = snippet(text, &query);
+                pb::SearchHit {
+                    snippet,
+                    highlights: highlights
+                        .into_iter()
+                        .map(|(start, end)| pb::TextRange { start, end })
+                        .collect(),
+                    message: Some(message),
+                }
+            })
+            .collect();
+        Ok(Response::new(pb::SearchMessagesResponse { hits, next_page_token: next.unwrap_or_default() }))
+    }
+
+    async fn react(&self, request: Request<pb::ReactRequest>) -> Result<Response<pb::ReactResponse>, Status> {
+        let caller = self.0.caller(&request).await?;
+        let r = request.get_ref();
+        let id = parse_id(&r.conversation_id, "conversation_id")?;
+        let message_id = parse_id(&r.message_id, "message_id")?;
+        let updated =
+            self.0.services.conversations.react(&caller, id, message_id, &r.emoji, r.remove).await?;
+        Ok(Response::new(pb::ReactResponse { message: Some(message(updated)) }))
+    }
+
+    async fn pin_message(
+        &self,
+        request: Request<pb::PinMessageRequest>,
+    ) -> Result<Response<pb::PinMessageResponse>, Status> {
+        let caller = self.0.caller(&request).await?;
+        let r = request.get_ref();
+        let id = parse_id(&r.conversation_id, "conversation_id")?;
+        let message_id = parse_id(&r.message_id, "message_id")?;
+        let updated = self.0.services.conversations.pin(&caller, id, message_id, !r.unpin).await?;
+        Ok(Response::new(pb::PinMessageResponse { message: Some(message(updated)) }))
+    }
+
+    async fn list_pins(
+        &self,
+        request: Request<pb::ListPinsRequest>,
+    ) -> Result<Response<pb::ListPinsResponse>, Status> {
+        let caller = self.0.caller(&request).await?;
+        let id = parse_id(&request.get_ref().conversation_id, "conversation_id")?;
+        let pins = self.0.services.conversations.pins(&caller, id).await?;
+        Ok(Response::new(pb::ListPinsResponse { messages: pins.into_iter().map(message).collect() }))
+    }
+
+    async fn set_message_timer(
+        &self,
+        request: Request<pb::SetMessageTimerRequest>,
+    ) -> Result<Response<pb::SetMessageTimerResponse>, Status> {
+        let caller = self.0.caller(&request).await?;
+        let r = request.get_ref();
+        let id = parse_id(&r.conversation_id, "conversation_id")?;
+        let view = self.0.services.conversations.set_timer(&caller, id, r.seconds).await?;
+        Ok(Response::new(pb::SetMessageTimerResponse { conversation: conversation(view) }))
     }
 
     async fn mark_read(
