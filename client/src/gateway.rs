@@ -623,7 +623,7 @@ pub struct LiveInbox {
     gateway: Option<GatewayClient>,
     messages: HashMap<String, Message>,
     arrival: Vec<String>,
-    states: HashSet<(String, i64, i64)>,
+    states: HashSet<(String, i64, i64, i64)>,
     changes: Vec<(MessageChange, Message)>,
     events: Vec<Event>,
     to_device: Vec<ToDeviceMessage>,
@@ -703,15 +703,16 @@ impl LiveInbox {
         match &event.body {
             Some(event::Body::Message(m)) => {
                 let Some(message) = &m.message else { return false };
-                let state = (message.id.clone(), message.edited_at_ms, message.deleted_at_ms);
+                let state =
+                    (message.id.clone(), message.edited_at_ms, message.deleted_at_ms, message.updated_at_ms);
                 if !self.states.insert(state) {
                     self.duplicates += 1;
                     return false;
                 }
                 if let Some(known) = self.messages.get(&message.id) {
                     // An older state arriving after a newer one changes nothing.
-                    if (known.deleted_at_ms, known.edited_at_ms)
-                        > (message.deleted_at_ms, message.edited_at_ms)
+                    if (known.deleted_at_ms, known.edited_at_ms, known.updated_at_ms)
+                        > (message.deleted_at_ms, message.edited_at_ms, message.updated_at_ms)
                     {
                         self.duplicates += 1;
                         return false;

@@ -362,6 +362,7 @@ mod wire {
                 pinned_at_ms: m.pinned_at_ms,
                 pinned_by: m.pinned_by.map(|a| b(a.as_uuid())),
                 reactions: ReactionGroup::encode_all(&m.reactions),
+                updated_at_ms: m.updated_at_ms,
             }),
             Notice::Accounts(ids) => {
                 Kind::Accounts(Ids { ids: ids.iter().map(|a| b(a.as_uuid())).collect() })
@@ -452,6 +453,7 @@ mod wire {
                 pinned_at_ms: m.pinned_at_ms,
                 pinned_by: m.pinned_by.as_deref().map(u).transpose()?.map(AccountId::from_uuid),
                 reactions: ReactionGroup::decode_all(m.reactions.as_deref()).map_err(|e| e.to_string())?,
+                updated_at_ms: m.updated_at_ms,
             })),
             Kind::Accounts(ids) => Notice::Accounts(accounts(&ids.ids)?),
             Kind::Inboxes(ids) => Notice::Inboxes(
@@ -587,6 +589,7 @@ mod tests {
                 pinned_at_ms: 0,
                 pinned_by: None,
                 reactions: Vec::new(),
+                updated_at_ms: 0,
             })),
             Notice::Message(Arc::new(MessageRecord {
                 id: MessageId::from_uuid(id(8)),
@@ -607,6 +610,7 @@ mod tests {
                 pinned_at_ms: 0,
                 pinned_by: None,
                 reactions: Vec::new(),
+                updated_at_ms: 0,
             })),
             Notice::Accounts(vec![account, other]),
             Notice::Accounts(Vec::new()),
@@ -772,6 +776,7 @@ mod tests {
                 pinned_at_ms: 0,
                 pinned_by: None,
                 reactions: Vec::new(),
+                updated_at_ms: 0,
             }));
             assert_eq!(wire::decode(&wire::encode(&notice)), Ok(notice.clone()));
             let cloud = Notice::Message(Arc::new(MessageRecord {
@@ -784,6 +789,7 @@ mod tests {
                     count: 3,
                     accounts: vec![AccountId::from_uuid(id(1)), AccountId::from_uuid(id(2))],
                 }],
+                updated_at_ms: 8,
                 system: None,
                 ..match &notice {
                     Notice::Message(m) => (**m).clone(),

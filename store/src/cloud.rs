@@ -405,13 +405,14 @@ impl_for_backends! {
             .fetch_all(&mut *tx)
             .await?;
             let row = sqlx::query(&format!(
-                "UPDATE messages SET reactions = $3, change_seq = $4 WHERE id = $1 AND conversation_id = $2 \
-                 RETURNING {MESSAGE_COLUMNS}"
+                "UPDATE messages SET reactions = $3, change_seq = $4, updated_at_ms = $5 \
+                 WHERE id = $1 AND conversation_id = $2 RETURNING {MESSAGE_COLUMNS}"
             ))
             .bind(message.as_uuid())
             .bind(conversation.as_uuid())
             .bind(ReactionGroup::encode_all(&summarise(rows)))
             .bind(change)
+            .bind(now_ms.max(1))
             .fetch_one(&mut *tx)
             .await?;
             let updated = decode!(message row);
@@ -462,7 +463,7 @@ impl_for_backends! {
                 }
             }
             let row = sqlx::query(&format!(
-                "UPDATE messages SET pinned_at_ms = $3, pinned_by = $4, change_seq = $5 \
+                "UPDATE messages SET pinned_at_ms = $3, pinned_by = $4, change_seq = $5, updated_at_ms = $6 \
                  WHERE id = $1 AND conversation_id = $2 RETURNING {MESSAGE_COLUMNS}"
             ))
             .bind(message.as_uuid())
@@ -470,6 +471,7 @@ impl_for_backends! {
             .bind(if pin { now_ms.max(1) } else { 0 })
             .bind(pin.then(|| by.as_uuid()))
             .bind(change)
+            .bind(now_ms.max(1))
             .fetch_one(&mut *tx)
             .await?;
             let updated = decode!(message row);

@@ -175,6 +175,8 @@ pub struct MessageRecord {
     pub pinned_by: Option<AccountId>,
     /// Cloud conversations: its reactions, most used first.
     pub reactions: Vec<ReactionGroup>,
+    /// The last change of its reactions or pin (0: none), which devices hear of as an edit.
+    pub updated_at_ms: i64,
 }
 
 /// One emoji's reactions to a message.
@@ -566,7 +568,7 @@ const CONVERSATION_COLUMNS: &str = "id, kind, mode, title, last_seq, last_change
 pub(super) const MESSAGE_COLUMNS: &str = "id, conversation_id, seq, sender_account_id, sender_device_id, \
                                ciphertext, session_id, reply_to, sent_at_ms, edited_at_ms, deleted_at_ms, change_seq, \
                                system_kind, system_target, system_role, system_title, system_timer, \
-                               content, expires_at_ms, pinned_at_ms, pinned_by, reactions";
+                               content, expires_at_ms, pinned_at_ms, pinned_by, reactions, updated_at_ms";
 const MEMBER_COLUMNS: &str = "account_id, role, joined_at_ms, read_seq, delivered_seq, request, added_by";
 
 /// Decoders shared by both backends (rows differ in type, the columns do not).
@@ -632,6 +634,7 @@ macro_rules! decode {
             reactions: crate::conversations::ReactionGroup::decode_all(
                 row.try_get::<Option<String>, _>("reactions")?.as_deref(),
             )?,
+            updated_at_ms: row.try_get("updated_at_ms")?,
         }
     }};
 }

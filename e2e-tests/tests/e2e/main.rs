@@ -24,6 +24,7 @@ mod attachments;
 mod avatars;
 mod backup;
 mod calls;
+mod cloud;
 mod conversations;
 mod e2ee;
 mod foundation;

@@ -427,7 +427,8 @@ fn body(event: Outgoing) -> Body {
         Outgoing::Message(m) => {
             let change = if m.deleted_at_ms != 0 {
                 pb::MessageChange::Deleted
-            } else if m.edited_at_ms != 0 {
+            } else if m.edited_at_ms != 0 || m.updated_at_ms != 0 {
+                // A new text, or new reactions or pin: the message as it is now.
                 pb::MessageChange::Edited
             } else {
                 pb::MessageChange::New

@@ -21,6 +21,8 @@ ALTER TABLE messages ADD COLUMN search TSVECTOR
 ALTER TABLE messages ADD COLUMN expires_at_ms BIGINT NOT NULL DEFAULT 0;
 ALTER TABLE messages ADD COLUMN pinned_at_ms BIGINT NOT NULL DEFAULT 0;
 ALTER TABLE messages ADD COLUMN pinned_by UUID;
+-- The last reaction or pin change (0: none): such a change reaches devices as an edit.
+ALTER TABLE messages ADD COLUMN updated_at_ms BIGINT NOT NULL DEFAULT 0;
 -- Cloud: the reactions, summarised from message_reactions on every change (one line per emoji:
 -- "emoji TAB count TAB account ids separated by spaces"), so every path that reads a message
 -- (history, delivery, search) has them.

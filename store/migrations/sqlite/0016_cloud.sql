@@ -39,6 +39,8 @@ CREATE TABLE messages_new (
     expires_at_ms     INTEGER NOT NULL DEFAULT 0,
     pinned_at_ms      INTEGER NOT NULL DEFAULT 0,
     pinned_by         BLOB,
+    -- The last reaction or pin change (0: none): such a change reaches devices as an edit.
+    updated_at_ms     INTEGER NOT NULL DEFAULT 0,
     -- Cloud: the reactions, summarised from message_reactions on every change (one line per
     -- emoji: "emoji TAB count TAB account ids separated by spaces"), so every path that reads a
     -- message (history, delivery, search) has them.

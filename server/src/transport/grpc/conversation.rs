@@ -66,6 +66,7 @@ pub fn message(m: MessageRecord) -> pb::Message {
         content,
         expires_at_ms: m.expires_at_ms,
         pinned_at_ms: m.pinned_at_ms,
+        updated_at_ms: m.updated_at_ms,
         pinned_by: m.pinned_by.map(|a| a.to_string()).unwrap_or_default(),
         reactions: m
             .reactions
