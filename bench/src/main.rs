@@ -77,6 +77,8 @@ enum Scenario {
     Keys(scenarios::keys::Args),
     /// 7. A burst of sign-ups and sign-ins; the server's memory before, at the peak and after.
     SigninBurst(scenarios::signin::Args),
+    /// 8. Cloud ingest, then full-text search latency over what was sent.
+    Cloud(scenarios::cloud::Args),
     /// Every scenario at a tiny size, failing on any error or loss (CI runs this).
     Smoke,
     /// Renders the JSON reports in `--out` as the results section of a Markdown file
@@ -116,6 +118,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             Scenario::History(args) => scenarios::history::run(&how, args).await?,
             Scenario::Keys(args) => vec![scenarios::keys::run(&how, args).await?],
             Scenario::SigninBurst(args) => vec![scenarios::signin::run(&how, args).await?],
+            Scenario::Cloud(args) => vec![scenarios::cloud::run(&how, args).await?],
             Scenario::Smoke => scenarios::smoke(&how).await?,
             Scenario::Report { .. } => Vec::new(),
         };

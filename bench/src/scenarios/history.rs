@@ -144,7 +144,7 @@ pub async fn run(how: &How, args: &Args) -> anyhow::Result<Vec<Report>> {
 }
 
 /// Bytes under `dir`, recursively.
-fn dir_size(dir: &std::path::Path) -> u64 {
+pub(super) fn dir_size(dir: &std::path::Path) -> u64 {
     kitsulan_client::attachments::files_named(dir, "")
         .iter()
         .filter_map(|f| f.metadata().ok())

@@ -1,5 +1,6 @@
 //! The scenarios of BENCHMARKS.md, and the smoke run that keeps them all working.
 
+pub mod cloud;
 pub mod history;
 pub mod idle;
 pub mod keys;
@@ -18,6 +19,7 @@ pub async fn smoke(how: &How) -> anyhow::Result<Vec<Report>> {
     let history = history::Args { messages: 250, inflight: 8, pages: 20, page_size: 50, restarts: 1 };
     let keys = keys::Args { targets: 2, keys_per_target: 60, claimers: 2, concurrency: 4, seconds: 1 };
     let signin = signin::Args { accounts: 8, concurrency: 4, settle_seconds: 1 };
+    let cloud = cloud::Args { messages: 300, senders: 2, inflight: 8, searches: 20 };
     let mut reports = vec![
         messaging::fanout(how, &fanout).await?,
         messaging::ingest(how, &ingest).await?,
@@ -26,6 +28,7 @@ pub async fn smoke(how: &How) -> anyhow::Result<Vec<Report>> {
     reports.extend(history::run(how, &history).await?);
     reports.push(keys::run(how, &keys).await?);
     reports.push(signin::run(how, &signin).await?);
+    reports.push(cloud::run(how, &cloud).await?);
     for report in &mut reports {
         report.scenario = format!("smoke-{}", report.scenario);
     }

@@ -1,0 +1,184 @@
+//! Scenario 8 on one database: cloud ingest and search. A cloud group of a few people receives
+//! many cloud messages (each a sentence of Russian and English words, sent through
+//! `SendMessage` as fast as acknowledged, so every one is committed and indexed), then random
+//! searches for an inflected form of a word (`SearchMessages`, the first page of 20 hits) run
+//! one at a time, across every conversation and within the group.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use kitsulan_client::people::cloud_text;
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+
+use crate::crowd;
+use crate::record::Recorder;
+use crate::report::Report;
+use crate::target::{How, Target};
+
+#[derive(clap::Args, Debug, Clone, serde::Serialize)]
+pub struct Args {
+    /// Cloud messages to send.
+    #[arg(long, default_value_t = 1_000_000)]
+    pub messages: u64,
+    /// People sending them (members of one cloud group).
+    #[arg(long, default_value_t = 4)]
+    pub senders: usize,
+    /// Sends in flight.
+    #[arg(long, default_value_t = 32)]
+    pub inflight: usize,
+    /// Searches to time.
+    #[arg(long, default_value_t = 2000)]
+    pub searches: u64,
+}
+
+/// How often the filling refreshes its sessions.
+const TOKEN_REFRESH: Duration = Duration::from_secs(300);
+
+/// Words the messages are made of, each as written in a message and as searched for (another
+/// inflected form: Russian cases and English tenses, so only stemming finds them).
+const WORDS: [(&str, &str); 24] = [
+    ("кошку", "кошками"),
+    ("сервер", "серверами"),
+    ("турнира", "турнир"),
+    ("пиццу", "пиццы"),
+    ("клавиатуры", "клавиатура"),
+    ("провода", "проводами"),
+    ("команде", "команды"),
+    ("победили", "победа"),
+    ("играли", "играть"),
+    ("карты", "картой"),
+    ("коммутатор", "коммутатора"),
+    ("ночью", "ночь"),
+    ("running", "runs"),
+    ("servers", "server"),
+    ("played", "playing"),
+    ("cables", "cable"),
+    ("matches", "match"),
+    ("winners", "winner"),
+    ("connected", "connecting"),
+    ("drivers", "driver"),
+    ("maps", "map"),
+    ("switches", "switch"),
+    ("teams", "team"),
+    ("tournaments", "tournament"),
+];
+
+/// Filler between the searched words (found by nothing the searches ask for).
+const FILLER: [&str; 8] = ["и", "the", "на", "with", "мы", "a", "у", "for"];
+
+fn sentence(random: &mut SplitMix, n: u64) -> String {
+    let mut words = Vec::with_capacity(9);
+    for i in 0..8 {
+        let r = random.next();
+        words.push(if i % 2 == 0 { WORDS[(r % 24) as usize].0 } else { FILLER[(r % 8) as usize] });
+    }
+    format!("{} #{n}", words.join(" "))
+}
+
+pub async fn run(how: &How, args: &Args) -> anyhow::Result<Report> {
+    anyhow::ensure!(args.senders >= 2, "a group needs at least two people");
+    let target = Target::start(how).await?;
+    let sampler = target.sample(Duration::from_millis(500));
+    let idle_rss = target.rss();
+    let people = crowd::people(target.url(), &crowd::run_tag(), args.senders, 1, 5).await?;
+    let mut clients: Vec<kitsulan_client::Client> = people.iter().map(|p| p[0].client.clone()).collect();
+    let others: Vec<&str> = people[1..].iter().map(|p| p[0].account_id()).collect();
+    let group = clients[0].create_cloud_group("Bench cloud", &others).await?;
+    for client in &clients[1..] {
+        client.accept_request(&group.id).await?;
+    }
+
+    // Filling: `inflight` sends going, round-robin over the senders.
+    let fill = Arc::new(Recorder::new());
+    let bar = crowd::progress(args.messages, "sending cloud messages");
+    let permits = Arc::new(Semaphore::new(args.inflight));
+    let mut flying = JoinSet::new();
+    let mut random = SplitMix(0x5eed);
+    let filling = Instant::now();
+    let mut refreshed = Instant::now();
+    for n in 0..args.messages {
+        if refreshed.elapsed() > TOKEN_REFRESH {
+            for client in &mut clients {
+                client.refresh().await?;
+            }
+            refreshed = Instant::now();
+        }
+        let permit = permits.clone().acquire_owned().await?;
+        let request = cloud_text(&group.id, &sentence(&mut random, n));
+        let (client, fill, bar) = (clients[(n as usize) % clients.len()].clone(), fill.clone(), bar.clone());
+        flying.spawn(async move {
+            let sent = Instant::now();
+            let result = client.send_message(request).await;
+            fill.latency("send_to_ack", sent.elapsed());
+            bar.inc(1);
+            drop(permit);
+            result.map(|_| ()).map_err(|status| anyhow::anyhow!("SendMessage: {status}"))
+        });
+        while let Some(done) = flying.try_join_next() {
+            done??;
+        }
+    }
+    while let Some(done) = flying.join_next().await {
+        done??;
+    }
+    let fill_took = filling.elapsed();
+    bar.finish_and_clear();
+    for client in &mut clients {
+        client.refresh().await?;
+    }
+
+    // Searching: one at a time, an inflected form of one or two words, everywhere and in the
+    // group; every search must find something (each word is in about 1/6 of the messages).
+    let recorder = Arc::new(Recorder::new());
+    let bar = crowd::progress(args.searches, "searching");
+    let reader = &clients[1];
+    for i in 0..args.searches {
+        let first = WORDS[(random.next() % 24) as usize].1;
+        let query = if i % 2 == 0 {
+            first.to_owned()
+        } else {
+            format!("{first} {}", WORDS[(random.next() % 24) as usize].1)
+        };
+        let within = if i % 3 == 0 { group.id.as_str() } else { "" };
+        let started = Instant::now();
+        match reader.search_messages(&query, within).await {
+            Ok(page) if !page.hits.is_empty() => recorder.latency("search", started.elapsed()),
+            Ok(_) => recorder.error(format!("{query:?} found nothing")),
+            Err(status) => recorder.error(format!("SearchMessages {query:?}: {status}")),
+        }
+        bar.inc(1);
+    }
+    bar.finish_and_clear();
+
+    let mut report = Report::new("cloud", how.db, serde_json::to_value(args)?);
+    report.set_result("messages", args.messages as f64);
+    report.set_result("ingest_messages_per_s", args.messages as f64 / fill_took.as_secs_f64());
+    if let Some(server) = &target.server {
+        report.set_result(
+            "data_dir_mib",
+            super::history::dir_size(server.data_dir()) as f64 / crate::target::MIB,
+        );
+    }
+    let p99 = recorder.finish().0.get("search").map_or(f64::NAN, |s| s.p99_ms);
+    report.goal("p99 per search (first 20 hits)", "< 100 ms", format!("{p99:.1} ms"), p99 < 100.0);
+    let fill_summary = fill.finish().0;
+    if let Some(ack) = fill_summary.get("send_to_ack") {
+        report.set_result("send_to_ack_p99_ms", ack.p99_ms);
+    }
+    report.finish(&recorder, &sampler, idle_rss);
+    Ok(report)
+}
+
+/// SplitMix64: which words a message holds and which are searched (repeatable).
+struct SplitMix(u64);
+
+impl SplitMix {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49eb_133b_a133);
+        z ^ (z >> 31)
+    }
+}
