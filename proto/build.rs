@@ -21,7 +21,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     // `content.proto` (what a message says: inside the encryption of an E2EE conversation, as
     // it is in a cloud one) is generated once, in the `kitsulan-content` crate, which the
     // crypto crate's codec uses too; the API refers to those types.
-    let mut config = tonic_prost_build::configure().build_client(true).build_server(true);
+    // A Message and its Content are boxed where they sit inside other messages: they are large,
+    // and the gateway's event oneof would otherwise take their size for every event.
+    let mut config = tonic_prost_build::configure()
+        .build_client(true)
+        .build_server(true)
+        .boxed(".kitsulan.v1.Message.content")
+        .boxed(".kitsulan.v1.MessageEvent.message");
     for name in CONTENT_TYPES {
         config = config.extern_path(format!(".kitsulan.v1.{name}"), format!("::kitsulan_content::{name}"));
     }

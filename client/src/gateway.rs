@@ -720,8 +720,8 @@ impl LiveInbox {
                 } else {
                     self.arrival.push(message.id.clone());
                 }
-                self.messages.insert(message.id.clone(), message.clone());
-                self.changes.push((m.change(), message.clone()));
+                self.messages.insert(message.id.clone(), (**message).clone());
+                self.changes.push((m.change(), (**message).clone()));
                 true
             }
             Some(event::Body::ToDevice(message)) => {

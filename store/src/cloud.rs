@@ -139,6 +139,21 @@ pub struct SearchQuery {
     pub limit: i64,
 }
 
+/// One person's reaction to a message, added or taken back.
+#[derive(Debug, Clone, Copy)]
+pub struct ReactionChange<'a> {
+    /// Where.
+    pub conversation: ConversationId,
+    /// The message.
+    pub message: MessageId,
+    /// Who reacts.
+    pub account: AccountId,
+    /// The emoji.
+    pub emoji: &'a str,
+    /// Taken back.
+    pub remove: bool,
+}
+
 /// What a reaction did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ReactOutcome {
@@ -183,11 +198,7 @@ pub trait MessageExtrasStore: Send + Sync {
     /// `max_per_person` different ones on one message.
     async fn react(
         &self,
-        conversation: ConversationId,
-        message: MessageId,
-        account: AccountId,
-        emoji: &str,
-        remove: bool,
+        change: ReactionChange<'_>,
         max_per_person: i64,
         now_ms: i64,
     ) -> Result<ReactOutcome, StoreError>;
@@ -244,7 +255,7 @@ fn summarise(rows: Vec<(String, Uuid)>) -> Vec<ReactionGroup> {
         }
     }
     // Most used first; among equals, the first reacted (the order rows came in) first.
-    groups.sort_by(|a, b| b.count.cmp(&a.count));
+    groups.sort_by_key(|g| std::cmp::Reverse(g.count));
     groups
 }
 
@@ -324,14 +335,11 @@ impl_for_backends! {
 
         async fn react(
             &self,
-            conversation: ConversationId,
-            message: MessageId,
-            account: AccountId,
-            emoji: &str,
-            remove: bool,
+            change_of: ReactionChange<'_>,
             max_per_person: i64,
             now_ms: i64,
         ) -> Result<ReactOutcome, StoreError> {
+            let ReactionChange { conversation, message, account, emoji, remove } = change_of;
             let mut tx = self.pool.begin().await?;
             let Some(change) = crate::conversations::next_change!(tx, conversation) else {
                 return Ok(ReactOutcome::NotFound);

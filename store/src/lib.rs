@@ -61,7 +61,7 @@ pub use backups::{
 };
 pub use blocks::BlockStore;
 pub use calls::{CallRecord, CallStore, JoinOutcome, NewCall, StartOutcome};
-pub use cloud::{MessageExtrasStore, PinOutcome, ReactOutcome, SearchQuery};
+pub use cloud::{MessageExtrasStore, PinOutcome, ReactOutcome, ReactionChange, SearchQuery};
 pub use codes::{CodePurpose, CodeRecord, CodeStore, NewCode};
 pub use conversations::{
     AcceptOutcome, AddOutcome, CloudBody, ConversationFilter, ConversationKind, ConversationRecord,

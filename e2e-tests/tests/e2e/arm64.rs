@@ -137,7 +137,7 @@ async fn the_arm64_binary_serves_two_people_under_qemu() {
         .await
         .unwrap();
     let Some(event::Body::Message(arrived)) = arrived.body else { unreachable!() };
-    assert_eq!(arrived.message.as_ref(), Some(&sent), "the message as stored");
+    assert_eq!(arrived.message.as_deref(), Some(&sent), "the message as stored");
     let content = bob_in.decrypted(&mut bob, &sent.id, WAIT).await.unwrap();
     assert_eq!(content, Content::Text(text.as_bytes().to_vec()));
 

@@ -188,8 +188,8 @@ async fn reactions_pins_and_mentions_reach_the_others(database: Database) {
         .await
         .unwrap();
     assert_eq!(
-        bob.list_pins(&group.id).await.unwrap().iter().map(|m| m.id.clone()).collect::<Vec<_>>(),
-        [hello.id.clone()]
+        bob.list_pins(&group.id).await.unwrap().iter().map(|m| m.id.as_str()).collect::<Vec<_>>(),
+        [hello.id.as_str()]
     );
     for i in 0..49 {
         let m = alice.send_message(cloud_text(&group.id, &format!("pin me {i}"))).await.unwrap();

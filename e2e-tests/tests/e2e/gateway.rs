@@ -81,7 +81,7 @@ fn opaque(conversation_id: &str, n: usize) -> SendMessageRequest {
 
 fn message_of(event: &Event) -> Option<(&Message, MessageChange)> {
     match &event.body {
-        Some(event::Body::Message(m)) => m.message.as_ref().map(|message| (message, m.change())),
+        Some(event::Body::Message(m)) => m.message.as_deref().map(|message| (message, m.change())),
         _ => None,
     }
 }

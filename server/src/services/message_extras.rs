@@ -18,7 +18,9 @@ use super::{Caller, Conversations, Error, ErrorReason};
 use crate::bus::Notice;
 use crate::ids::{AccountId, ConversationId, MessageId};
 use crate::store::search::{MAX_QUERY_CHARS, query_stems, stem, words};
-use crate::store::{ConversationKind, MessageRecord, PinOutcome, ReactOutcome, Role, SearchQuery, now_ms};
+use crate::store::{
+    ConversationKind, MessageRecord, PinOutcome, ReactOutcome, ReactionChange, Role, SearchQuery, now_ms,
+};
 
 /// Different reactions one person may leave on one message.
 pub const MAX_REACTIONS_PER_PERSON: i64 = 20;
@@ -151,7 +153,11 @@ impl Conversations {
         }
         let outcome = self
             .store
-            .react(id, message, caller.account_id, emoji, remove, MAX_REACTIONS_PER_PERSON, now_ms())
+            .react(
+                ReactionChange { conversation: id, message, account: caller.account_id, emoji, remove },
+                MAX_REACTIONS_PER_PERSON,
+                now_ms(),
+            )
             .await?;
         match outcome {
             ReactOutcome::Changed(updated) => Ok(self.published(updated).await),

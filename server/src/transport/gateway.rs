@@ -434,7 +434,7 @@ fn body(event: Outgoing) -> Body {
                 pb::MessageChange::New
             };
             Body::Message(pb::MessageEvent {
-                message: Some(message(Arc::unwrap_or_clone(m))),
+                message: Some(Box::new(message(Arc::unwrap_or_clone(m)))),
                 change: change.into(),
             })
         }

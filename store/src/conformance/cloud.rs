@@ -6,8 +6,8 @@ use super::conversations::{accounts, message, send};
 use super::delivery::accept_all;
 use crate::ids::{AccountId, ConversationId, MessageId};
 use crate::{
-    CloudBody, MessageRecord, NewMessage, PinOutcome, ReactOutcome, SearchQuery, SendOutcome, SystemEntry,
-    now_ms,
+    CloudBody, MessageRecord, NewMessage, PinOutcome, ReactOutcome, ReactionChange, SearchQuery, SendOutcome,
+    SystemEntry, now_ms,
 };
 
 async fn cloud_group(db: &Fresh, owner: AccountId, members: &[AccountId]) -> anyhow::Result<ConversationId> {
@@ -143,7 +143,10 @@ pub(super) async fn reactions_are_counted_and_limited(db: &Fresh) -> anyhow::Res
     let m = send(db, &cloud(c, ids[0], "hi", &[])).await?;
     let react = |who: AccountId, emoji: &'static str, remove: bool| {
         let store = db.store.clone();
-        async move { store.react(c, m.id, who, emoji, remove, 3, now_ms()).await }
+        async move {
+            let change = ReactionChange { conversation: c, message: m.id, account: who, emoji, remove };
+            store.react(change, 3, now_ms()).await
+        }
     };
     let ReactOutcome::Changed(after) = react(ids[0], "👍", false).await? else { panic!("not added") };
     assert!(after.change_seq > m.change_seq);
@@ -207,7 +210,9 @@ pub(super) async fn timers_expire_messages_and_retention_sweeps_old_ones(db: &Fr
     assert_eq!(db.store.set_message_timer(c, ids[0], 3600, now_ms()).await?, None);
     let m = send(db, &cloud(c, ids[0], "gone soon", &[])).await?;
     assert_eq!(m.expires_at_ms, m.sent_at_ms + 3_600_000);
-    db.store.react(c, m.id, ids[1], "👍", false, 20, now_ms()).await?;
+    let change =
+        ReactionChange { conversation: c, message: m.id, account: ids[1], emoji: "👍", remove: false };
+    db.store.react(change, 20, now_ms()).await?;
     // Nothing is due before its time.
     assert!(db.store.sweep_messages(m.expires_at_ms - 1, None, 100).await?.is_empty());
     let swept = db.store.sweep_messages(m.expires_at_ms, None, 100).await?;

@@ -61,7 +61,8 @@ fn conversation(v: ConversationView) -> Option<pb::Conversation> {
 
 pub fn message(m: MessageRecord) -> pb::Message {
     // The server wrote these bytes from a Content it decoded (`cloud_draft`), so they decode.
-    let content = m.content.as_deref().and_then(|bytes| kitsulan_content::Content::decode(bytes).ok());
+    let content =
+        m.content.as_deref().and_then(|bytes| kitsulan_content::Content::decode(bytes).ok()).map(Box::new);
     pb::Message {
         content,
         expires_at_ms: m.expires_at_ms,
