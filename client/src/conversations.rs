@@ -690,3 +690,29 @@ impl E2eeDevice {
         Ok(out)
     }
 }
+
+impl Client {
+    /// `ExportAccount`: the chunks joined into the JSON document.
+    pub async fn export_account(&self) -> Result<String, Status> {
+        let mut stream =
+            self.account().export_account(kitsulan_proto::v1::ExportAccountRequest {}).await?.into_inner();
+        let mut bytes = Vec::new();
+        while let Some(chunk) = stream.message().await? {
+            bytes.extend_from_slice(&chunk.json);
+        }
+        String::from_utf8(bytes).map_err(|_| Status::internal("the export is not UTF-8"))
+    }
+
+    /// `DeleteAccount` with the password (and a TOTP code, or "").
+    pub async fn delete_account(
+        &self,
+        password: &str,
+        totp_code: &str,
+    ) -> Result<kitsulan_proto::v1::DeleteAccountResponse, Status> {
+        let request = kitsulan_proto::v1::DeleteAccountRequest {
+            password: password.to_owned(),
+            totp_code: totp_code.to_owned(),
+        };
+        Ok(self.account().delete_account(request).await?.into_inner())
+    }
+}

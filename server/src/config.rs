@@ -818,6 +818,20 @@ pub struct ConversationArgs {
     /// (E2EE ciphertext and cloud content; a tombstone stays). Empty: kept until deleted.
     #[arg(long, env = "KITSULAN_RETENTION_DAYS", value_parser = clap::value_parser!(u32).range(1..=36_500))]
     pub retention_days: Option<u32>,
+
+    /// What happens to the messages of an account its owner deletes: `anonymize` keeps them
+    /// (shown as from a deleted account), `delete` deletes their ciphertext or content.
+    #[arg(long, env = "KITSULAN_DELETED_ACCOUNT_MESSAGES", value_enum, default_value_t = DeletedAccountMessages::Anonymize)]
+    pub deleted_account_messages: DeletedAccountMessages,
+}
+
+/// What happens to a deleted account's messages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum DeletedAccountMessages {
+    /// Kept, from an account that no longer exists.
+    Anonymize,
+    /// Their ciphertext or content is deleted (tombstones stay).
+    Delete,
 }
 
 /// How the main port speaks HTTPS.

@@ -28,6 +28,7 @@ mod cloud;
 mod codes;
 mod conversations;
 mod database_url;
+mod deletion;
 mod delivery;
 mod devices;
 mod inbox;
@@ -69,6 +70,7 @@ pub use conversations::{
     SystemEntry,
 };
 pub use database_url::DatabaseUrl;
+pub use deletion::{AccountDeletion, AccountDeletionStore};
 pub use delivery::{AccountEvent, ConversationCursor, DeliveryStore, DeviceAcks, DeviceStreams, Receipt};
 pub use devices::{AuthenticatedDevice, DeviceRecord, DeviceStore, NewDevice, RefreshOutcome, SessionTokens};
 pub use inbox::{InboxQuota, InboxStore, NewToDevice, SendRefusal, ToDeviceRecord};
@@ -191,6 +193,7 @@ pub trait Store:
     + PairingStore
     + ConversationStore
     + MessageExtrasStore
+    + AccountDeletionStore
     + DeliveryStore
     + CallStore
     + AttachmentStore

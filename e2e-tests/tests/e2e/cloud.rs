@@ -265,3 +265,65 @@ async fn disappearing_messages_leave_the_server_and_the_devices(database: Databa
 }
 
 on_both_databases!(disappearing_messages_leave_the_server_and_the_devices: disappearing_on_sqlite, disappearing_on_postgres);
+
+async fn a_person_exports_and_deletes_their_account(database: Database) {
+    let server = start(database).await;
+    let alice = plain(&server, "alice").await;
+    let bob = plain(&server, "bob").await;
+    let b = account_id(&bob);
+    let group = alice.create_cloud_group("Our party", &[&b]).await.unwrap();
+    bob.accept_request(&group.id).await.unwrap();
+    let secret_group = alice.create_group("E2EE", &[&b]).await.unwrap();
+    alice
+        .send_message(kitsulan_client::people::opaque(&secret_group.id, "opaque ciphertext bytes"))
+        .await
+        .unwrap();
+    let said = alice.send_message(cloud_text(&group.id, "Алиса принесла роутер")).await.unwrap();
+    bob.send_message(cloud_text(&group.id, "Bob thanks Alice")).await.unwrap();
+
+    // The export: one JSON document with the profile, the devices, both conversations, and the
+    // cloud messages (E2EE ones are ciphertext: not in it); no password hash.
+    let text = alice.export_account().await.unwrap();
+    let doc: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(doc["account"]["username"], "alice");
+    assert_eq!(doc["devices"].as_array().unwrap().len(), 1);
+    let conversations = doc["conversations"].as_array().unwrap();
+    assert_eq!(conversations.len(), 2);
+    let cloud = conversations.iter().find(|c| c["mode"] == "cloud").unwrap();
+    let texts: Vec<&str> =
+        cloud["messages"].as_array().unwrap().iter().filter_map(|m| m["text"].as_str()).collect();
+    assert_eq!(texts, ["Алиса принесла роутер", "Bob thanks Alice"]);
+    let e2ee = conversations.iter().find(|c| c["mode"] == "e2ee").unwrap();
+    assert!(e2ee["messages"].as_array().unwrap().is_empty());
+    assert!(!text.contains("argon2"), "no password hash in an export");
+    // A flood of exports: three an hour.
+    alice.export_account().await.unwrap();
+    alice.export_account().await.unwrap();
+    assert_refused(alice.export_account().await, "RATE_LIMITED");
+
+    // Deleting: a thief with the token but not the password cannot; the owner can.
+    assert_refused(alice.delete_account("not the password", "").await, "PASSWORD_REQUIRED");
+    let mut bob_in = online(&server, &bob, "bob").await;
+    let done = alice.delete_account(PASSWORD, "").await.unwrap();
+    assert_eq!((done.conversations_left, done.messages_deleted), (2, 0));
+    assert_refused(alice.get_conversation(&group.id).await, "SESSION_INVALID");
+    // Bob's group passed to him, with the line that says Alice left, live.
+    bob_in
+        .until(WAIT, "Alice leaving", |i| {
+            i.messages_in(&group.id)
+                .iter()
+                .any(|m| m.system.as_ref().is_some_and(|s| s.kind() == SystemEventKind::MemberLeft))
+        })
+        .await
+        .unwrap();
+    let now = bob.get_conversation(&group.id).await.unwrap();
+    assert_eq!(now.members.len(), 1);
+    // Anonymised by default: her message stays, from an account that is gone.
+    let kept = bob.all_messages(&group.id, HistoryDirection::Forward, 100).await.unwrap();
+    assert!(kept.iter().any(|m| m.id == said.id && cloud_text_of(m) == "Алиса принесла роутер"));
+    assert!(bob.profile(&said.sender_account_id).await.is_err(), "no profile of a deleted account");
+    // The name is free again.
+    plain(&server, "alice").await;
+}
+
+on_both_databases!(a_person_exports_and_deletes_their_account: export_and_delete_on_sqlite, export_and_delete_on_postgres);

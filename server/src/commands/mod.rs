@@ -163,6 +163,8 @@ async fn serve(global: &GlobalArgs, args: &ServeArgs) -> anyhow::Result<()> {
         blobs,
     );
     services.conversations.settings = settings::conversations(&args.conversations);
+    services.accounts.delete_messages_with_account =
+        args.conversations.deleted_account_messages == crate::config::DeletedAccountMessages::Delete;
     if let Some(push) = start_push(global, args, store.clone(), services.delivery.hub().clone())? {
         services.conversations.push = push.clone();
         services.push = push;

@@ -23,6 +23,9 @@ pub const MAX_PROFILES: usize = 1000;
 #[derive(Clone)]
 pub struct Accounts {
     pub(super) auth: Auth,
+    /// Whether a deleted account's messages lose their content (`KITSULAN_DELETED_ACCOUNT_MESSAGES
+    /// =delete`) or stay without its name (`anonymize`, the default).
+    pub delete_messages_with_account: bool,
 }
 
 /// A new password, and what proves the owner asks for it.

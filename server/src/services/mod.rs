@@ -2,6 +2,7 @@
 //! and of which database holds the data. Transport calls services; services call the store
 //! traits and the mailer.
 
+pub mod account_data;
 pub mod accounts;
 pub mod admin;
 pub mod attachments;
@@ -151,7 +152,7 @@ impl Services {
         };
         Self {
             readiness: Readiness::new(store.clone()),
-            accounts: Accounts { auth: auth.clone() },
+            accounts: Accounts { auth: auth.clone(), delete_messages_with_account: false },
             devices: Devices { auth: auth.clone() },
             admin: Admin { auth: auth.clone() },
             pairing: Pairing { auth: auth.clone() },

@@ -6,8 +6,8 @@ use super::conversations::{accounts, message, send};
 use super::delivery::accept_all;
 use crate::ids::{AccountId, ConversationId, MessageId};
 use crate::{
-    CloudBody, MessageRecord, NewMessage, PinOutcome, ReactOutcome, ReactionChange, SearchQuery, SendOutcome,
-    SystemEntry, now_ms,
+    CloudBody, MessageRecord, NewMessage, PinOutcome, ReactOutcome, ReactionChange, Role, SearchQuery,
+    SendOutcome, SystemEntry, now_ms,
 };
 
 async fn cloud_group(db: &Fresh, owner: AccountId, members: &[AccountId]) -> anyhow::Result<ConversationId> {
@@ -257,5 +257,39 @@ pub(super) async fn mentions_count_until_read(db: &Fresh) -> anyhow::Result<()> 
     db.store.delete_message(c, second.id, now_ms()).await?;
     assert_eq!(db.store.mention_count(c, ids[1]).await?, 0);
     assert_eq!(db.store.mention_count(c, ids[2]).await?, 0);
+    Ok(())
+}
+
+pub(super) async fn deleting_an_account_deletes_or_keeps_its_messages(db: &Fresh) -> anyhow::Result<()> {
+    let ids = accounts(db, &["ada", "bob", "cat"]).await?;
+    let (ada, bob, cat) = (ids[0], ids[1], ids[2]);
+    let c = cloud_group(db, ada, &[bob, cat]).await?;
+    let (direct, _) =
+        db.store.open_direct_in(ConversationId::generate(), (ada, bob), false, now_ms()).await?;
+    let mine = send(db, &cloud(c, ada, "ada's secret plans", &[])).await?;
+    let theirs = send(db, &cloud(c, bob, "bob answers ada", &[])).await?;
+    let done = db.store.delete_account(ada, true, now_ms()).await?.unwrap();
+    let mut left = done.conversations.clone();
+    left.sort();
+    let mut expected = vec![c, direct];
+    expected.sort();
+    assert_eq!(left, expected);
+    assert_eq!(done.messages_deleted, 1);
+    // The group passed on, with the lines everyone sees.
+    let members = db.store.members(c).await?;
+    assert!(members.iter().all(|m| m.account_id != ada));
+    assert_eq!(members.iter().filter(|m| m.role == Role::Owner).count(), 1);
+    assert!(done.changed.iter().any(|m| m.system == Some(SystemEntry::MemberLeft)));
+    assert!(db.store.account(ada).await?.is_none());
+    assert_eq!(db.store.message(c, mine.id).await?.unwrap().content, None);
+    assert!(db.store.message(c, theirs.id).await?.unwrap().content.is_some());
+    assert!(found(db, &query(bob, "secret")).await?.is_empty());
+    // Anonymised: the messages stay, under an account that no longer exists.
+    let kept = send(db, &cloud(c, cat, "cat was here", &[])).await?;
+    db.store.delete_account(cat, false, now_ms()).await?.unwrap();
+    let after = db.store.message(c, kept.id).await?.unwrap();
+    assert_eq!((after.content, after.sender_account_id), (kept.content, cat));
+    assert_eq!(found(db, &query(bob, "cats")).await?, vec![kept.id]);
+    assert_eq!(db.store.delete_account(cat, false, now_ms()).await?, None);
     Ok(())
 }

@@ -164,6 +164,7 @@ suite! {
         pins_are_listed_and_limited,
         timers_expire_messages_and_retention_sweeps_old_ones,
         mentions_count_until_read,
+        deleting_an_account_deletes_or_keeps_its_messages,
     ],
     instance: [
         migrations_are_idempotent,

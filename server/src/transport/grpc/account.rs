@@ -71,6 +71,82 @@ impl AccountService for AccountApi {
         Ok(Response::new(pb::UpdateProfileResponse { account: account(a) }))
     }
 
+    type ExportAccountStream = std::pin::Pin<
+        Box<dyn futures_util::Stream<Item = Result<pb::ExportAccountChunk, Status>> + Send + 'static>,
+    >;
+
+    async fn export_account(
+        &self,
+        request: Request<pb::ExportAccountRequest>,
+    ) -> Result<Response<Self::ExportAccountStream>, Status> {
+        let caller = self.0.caller(&request).await?;
+        let (parts, mut rx) = tokio::sync::mpsc::channel(4);
+        let services = self.0.services.clone();
+        let first = tokio::spawn(async move {
+            let failed = parts.clone();
+            if let Err(e) = services.accounts.export(&caller, parts).await {
+                let _ = failed.send(Err(e)).await;
+            }
+        });
+        drop(first);
+        // The first part (or the refusal) decides the status, so a refused export is an error
+        // status rather than an empty stream.
+        let head = match rx.recv().await {
+            Some(Ok(part)) => part,
+            Some(Err(e)) => return Err(e.into()),
+            None => return Err(Status::internal("the export ended before it began")),
+        };
+        let mut writer = super::export::ExportWriter::default();
+        let first = writer.write(head);
+        let chunks = futures_util::stream::unfold(
+            (rx, writer, Some(first), false),
+            |(mut rx, mut writer, pending, done)| async move {
+                if let Some(text) = pending {
+                    return Some((
+                        Ok(pb::ExportAccountChunk { json: text.into_bytes() }),
+                        (rx, writer, None, done),
+                    ));
+                }
+                if done {
+                    return None;
+                }
+                match rx.recv().await {
+                    Some(Ok(part)) => {
+                        let text = writer.write(part);
+                        Some((
+                            Ok(pb::ExportAccountChunk { json: text.into_bytes() }),
+                            (rx, writer, None, false),
+                        ))
+                    }
+                    Some(Err(e)) => Some((Err(Status::from(e)), (rx, writer, None, true))),
+                    None => {
+                        let text = writer.finish();
+                        Some((
+                            Ok(pb::ExportAccountChunk { json: text.into_bytes() }),
+                            (rx, writer, None, true),
+                        ))
+                    }
+                }
+            },
+        );
+        Ok(Response::new(Box::pin(chunks)))
+    }
+
+    async fn delete_account(
+        &self,
+        request: Request<pb::DeleteAccountRequest>,
+    ) -> Result<Response<pb::DeleteAccountResponse>, Status> {
+        let caller = self.0.caller(&request).await?;
+        let client = self.0.client(&request);
+        let r = request.get_ref();
+        let done =
+            self.0.services.accounts.delete_account(&caller, client, &r.password, &r.totp_code).await?;
+        Ok(Response::new(pb::DeleteAccountResponse {
+            conversations_left: u32::try_from(done.conversations).unwrap_or(u32::MAX),
+            messages_deleted: done.messages,
+        }))
+    }
+
     async fn change_password(
         &self,
         request: Request<pb::ChangePasswordRequest>,

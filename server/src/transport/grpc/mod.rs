@@ -14,6 +14,7 @@ mod conversation;
 mod decode_errors;
 mod device;
 mod errors;
+mod export;
 mod keys;
 mod pairing;
 mod push;
