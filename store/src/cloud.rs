@@ -50,6 +50,25 @@ macro_rules! index_cloud_body {
 }
 pub(crate) use index_cloud_body;
 
+/// A live message (not deleted, not a system entry) inside a transaction, or `None`.
+macro_rules! live_message {
+    ($tx:expr, $conversation:expr, $id:expr) => {{
+        let row = sqlx::query(&format!(
+            "SELECT {} FROM messages WHERE id = $1 AND conversation_id = $2 \
+             AND deleted_at_ms = 0 AND system_kind IS NULL",
+            crate::conversations::MESSAGE_COLUMNS
+        ))
+        .bind($id.as_uuid())
+        .bind($conversation.as_uuid())
+        .fetch_optional(&mut *$tx)
+        .await?;
+        match row {
+            Some(row) => Some(crate::conversations::decode!(message row)),
+            None => None,
+        }
+    }};
+}
+
 /// Takes a message's words out of the search index and its mentions out of the count.
 macro_rules! unindex {
     ($tx:expr, $backend:expr, $conversation:expr, $seq:expr) => {{
@@ -344,19 +363,10 @@ impl_for_backends! {
             let Some(change) = crate::conversations::next_change!(tx, conversation) else {
                 return Ok(ReactOutcome::NotFound);
             };
-            let current = sqlx::query(&format!(
-                "SELECT {MESSAGE_COLUMNS} FROM messages WHERE id = $1 AND conversation_id = $2 \
-                 AND deleted_at_ms = 0 AND system_kind IS NULL"
-            ))
-            .bind(message.as_uuid())
-            .bind(conversation.as_uuid())
-            .fetch_optional(&mut *tx)
-            .await?;
-            let Some(row) = current else {
+            let Some(current) = live_message!(tx, conversation, message) else {
                 tx.rollback().await?;
                 return Ok(ReactOutcome::NotFound);
             };
-            let current = decode!(message row);
             let changed = if remove {
                 sqlx::query(
                     "DELETE FROM message_reactions WHERE conversation_id = $1 AND message_id = $2 \
@@ -441,19 +451,10 @@ impl_for_backends! {
             let Some(change) = crate::conversations::next_change!(tx, conversation) else {
                 return Ok(PinOutcome::NotFound);
             };
-            let current = sqlx::query(&format!(
-                "SELECT {MESSAGE_COLUMNS} FROM messages WHERE id = $1 AND conversation_id = $2 \
-                 AND deleted_at_ms = 0 AND system_kind IS NULL"
-            ))
-            .bind(message.as_uuid())
-            .bind(conversation.as_uuid())
-            .fetch_optional(&mut *tx)
-            .await?;
-            let Some(row) = current else {
+            let Some(current) = live_message!(tx, conversation, message) else {
                 tx.rollback().await?;
                 return Ok(PinOutcome::NotFound);
             };
-            let current = decode!(message row);
             if (current.pinned_at_ms > 0) == pin {
                 tx.rollback().await?;
                 return Ok(PinOutcome::Unchanged(current));

@@ -16,6 +16,8 @@ use crate::record::Recorder;
 use crate::report::Report;
 use crate::target::{How, Target};
 
+use super::history::SplitMix;
+
 #[derive(clap::Args, Debug, Clone, serde::Serialize)]
 pub struct Args {
     /// Cloud messages to send.
@@ -168,17 +170,4 @@ pub async fn run(how: &How, args: &Args) -> anyhow::Result<Report> {
     }
     report.finish(&recorder, &sampler, idle_rss);
     Ok(report)
-}
-
-/// SplitMix64: which words a message holds and which are searched (repeatable).
-struct SplitMix(u64);
-
-impl SplitMix {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49eb_133b_a133);
-        z ^ (z >> 31)
-    }
 }

@@ -152,11 +152,12 @@ pub(super) fn dir_size(dir: &std::path::Path) -> u64 {
         .sum()
 }
 
-/// SplitMix64: where the pages start (repeatable, no dependency).
-struct SplitMix(u64);
+/// SplitMix64: repeatable pseudo-random numbers (where history pages start, which words a cloud
+/// message holds), with no dependency.
+pub(super) struct SplitMix(pub(super) u64);
 
 impl SplitMix {
-    fn next(&mut self) -> u64 {
+    pub(super) fn next(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
         let mut z = self.0;
         z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);

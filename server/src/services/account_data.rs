@@ -10,10 +10,10 @@
 
 use std::time::Duration;
 
+use super::Error;
 use super::accounts::Accounts;
 use super::auth::{Caller, ClientAddr};
 use super::rate_limits::Limit;
-use super::Error;
 use crate::bus::Notice;
 use crate::store::{
     AccountRecord, ConversationFilter, ConversationRecord, DeviceRecord, MemberRecord, MessageRecord, now_ms,
