@@ -260,6 +260,8 @@ impl Conversations {
             if (n as i64) < SWEEP_BATCH {
                 return Ok(swept);
             }
+            // A first retention sweep over years of history: let sends between the batches.
+            tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
 
