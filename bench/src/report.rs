@@ -348,7 +348,8 @@ fn panel(svg: &mut String, top: f64, width: f64, height: f64, title: &str, serie
 type Cell = fn(&Report) -> String;
 
 /// The order of scenarios in BENCHMARKS.md.
-const ORDER: [&str; 7] = ["fanout", "ingest", "idle", "history", "keys", "cold_start", "signin_burst"];
+const ORDER: [&str; 8] =
+    ["fanout", "ingest", "idle", "history", "keys", "cold_start", "signin_burst", "cloud"];
 const BEGIN: &str = "<!-- bench:begin -->";
 const END: &str = "<!-- bench:end -->";
 
