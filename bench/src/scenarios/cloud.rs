@@ -1,4 +1,4 @@
-//! Scenario 8 on one database: cloud ingest and search. A cloud group of a few people receives
+//! Scenario 8 on one database: cloud ingest and search. Cloud groups of a few people receive
 //! many cloud messages (each a sentence of Russian and English words, sent through
 //! `SendMessage` as fast as acknowledged, so every one is committed and indexed), then random
 //! searches for an inflected form of a word (`SearchMessages`, the first page of 20 hits) run
@@ -23,9 +23,13 @@ pub struct Args {
     /// Cloud messages to send.
     #[arg(long, default_value_t = 1_000_000)]
     pub messages: u64,
-    /// People sending them (members of one cloud group).
+    /// People sending them (members of every group).
     #[arg(long, default_value_t = 4)]
     pub senders: usize,
+    /// Cloud groups the messages are spread over (as on a server with many conversations; one
+    /// conversation takes its sends one at a time).
+    #[arg(long, default_value_t = 10)]
+    pub groups: usize,
     /// Sends in flight.
     #[arg(long, default_value_t = 32)]
     pub inflight: usize,
@@ -86,9 +90,13 @@ pub async fn run(how: &How, args: &Args) -> anyhow::Result<Report> {
     let people = crowd::people(target.url(), &crowd::run_tag(), args.senders, 1, 5).await?;
     let mut clients: Vec<kitsulan_client::Client> = people.iter().map(|p| p[0].client.clone()).collect();
     let others: Vec<&str> = people[1..].iter().map(|p| p[0].account_id()).collect();
-    let group = clients[0].create_cloud_group("Bench cloud", &others).await?;
-    for client in &clients[1..] {
-        client.accept_request(&group.id).await?;
+    let mut groups = Vec::with_capacity(args.groups.max(1));
+    for n in 0..args.groups.max(1) {
+        let group = clients[0].create_cloud_group(&format!("Bench cloud {n}"), &others).await?;
+        for client in &clients[1..] {
+            client.accept_request(&group.id).await?;
+        }
+        groups.push(group.id);
     }
 
     // Filling: `inflight` sends going, round-robin over the senders.
@@ -107,7 +115,7 @@ pub async fn run(how: &How, args: &Args) -> anyhow::Result<Report> {
             refreshed = Instant::now();
         }
         let permit = permits.clone().acquire_owned().await?;
-        let request = cloud_text(&group.id, &sentence(&mut random, n));
+        let request = cloud_text(&groups[(n as usize) % groups.len()], &sentence(&mut random, n));
         let (client, fill, bar) = (clients[(n as usize) % clients.len()].clone(), fill.clone(), bar.clone());
         flying.spawn(async move {
             let sent = Instant::now();
@@ -142,7 +150,7 @@ pub async fn run(how: &How, args: &Args) -> anyhow::Result<Report> {
         } else {
             format!("{first} {}", WORDS[(random.next() % 24) as usize].1)
         };
-        let within = if i % 3 == 0 { group.id.as_str() } else { "" };
+        let within = if i % 3 == 0 { groups[0].as_str() } else { "" };
         let started = Instant::now();
         match reader.search_messages(&query, within).await {
             Ok(page) if !page.hits.is_empty() => recorder.latency("search", started.elapsed()),

@@ -19,7 +19,7 @@ pub async fn smoke(how: &How) -> anyhow::Result<Vec<Report>> {
     let history = history::Args { messages: 250, inflight: 8, pages: 20, page_size: 50, restarts: 1 };
     let keys = keys::Args { targets: 2, keys_per_target: 60, claimers: 2, concurrency: 4, seconds: 1 };
     let signin = signin::Args { accounts: 8, concurrency: 4, settle_seconds: 1 };
-    let cloud = cloud::Args { messages: 300, senders: 2, inflight: 8, searches: 20 };
+    let cloud = cloud::Args { messages: 300, senders: 2, groups: 2, inflight: 8, searches: 20 };
     let mut reports = vec![
         messaging::fanout(how, &fanout).await?,
         messaging::ingest(how, &ingest).await?,
