@@ -10,8 +10,10 @@ import {
   MALFORMED_CONTENT,
   MAX_TEXT_LENGTH,
   TextTooLong,
+  cloudContent,
   contentOf,
   encodeContent,
+  readCloudContent,
   readContent,
   replyOf,
   shownAs,
@@ -319,5 +321,47 @@ describe("malformed content", () => {
       }
       expect(() => readContent(bytes, MSG)).not.toThrow();
     }
+  });
+});
+
+describe("the extras: mentions, quotes, forwarding (issue 20)", () => {
+  it("leaves the bytes of a message without extras as the crate writes them", () => {
+    const out: Outgoing = { kind: "text", text: "plain", replyTo: OTHER };
+    expect(hex(encodeContent({ ...out, mentions: [] }))).toBe(hex(encodeContent(out)));
+  });
+
+  it("carries mentions, a quote and the forwarded mark inside the typed Content, and reads them back", () => {
+    const out: Outgoing = {
+      kind: "text",
+      text: "hi @Bob",
+      replyTo: OTHER,
+      quote: "what you said",
+      forwarded: { fromAccountId: "acc-1", sentAtMs: 1234 },
+      mentions: [{ accountId: "acc-2", start: 3, end: 7 }],
+    };
+    const plaintext = encodeContent(out);
+    expect(read(plaintext)).toEqual({
+      kind: "text",
+      text: "hi @Bob",
+      replyTo: OTHER,
+      quote: "what you said",
+      forwarded: { fromAccountId: "acc-1", sentAtMs: 1234 },
+      mentions: [{ accountId: "acc-2", start: 3, end: 7 }],
+    });
+    expect(read(plaintext)).toEqual(shownAs(out));
+  });
+
+  it("ignores a mention outside its text", () => {
+    const plaintext = encodeContent({ kind: "text", text: "hi", mentions: [{ accountId: "a", start: 1, end: 9 }] });
+    expect(read(plaintext)).toEqual({ kind: "text", text: "hi", replyTo: "" });
+  });
+
+  it("a cloud Content is the same Content unframed, read by the same rules", () => {
+    const out: Outgoing = { kind: "text", text: "cloud @Ann", mentions: [{ accountId: "ann", start: 6, end: 10 }] };
+    const c = cloudContent(out);
+    expect(hex(toBinary(ContentSchema, c))).toBe(hex(encodeContent(out).subarray(2)));
+    expect(readCloudContent(c, MSG)).toEqual(shownAs(out));
+    // An edit of a cloud message is its new text.
+    expect(cloudContent({ kind: "text", text: "new" }).body.case).toBe("text");
   });
 });

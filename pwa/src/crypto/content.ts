@@ -6,8 +6,16 @@
 // apply, and the reasons shown. This file holds the app's types and calls the WASM
 // (`encodeContent`, `decodeContent`): like every crypto call, only after engine.ts's
 // loadCrypto().
+import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
 import { decodeContent, encodeContent as encodeInWasm, reactionEmojiProblem } from "kitsulan-crypto";
 import type { FileRef } from "../attachments/content";
+import {
+  ContentSchema,
+  ForwardedSchema,
+  MentionSchema,
+  ReplySchema,
+  type Content as ContentMessage,
+} from "../gen/kitsulan/v1/content_pb";
 import type { SystemEvent } from "../gen/kitsulan/v1/conversation_pb";
 
 /** The longest text (UTF-16 code units, as the browser counts; TextContent.body). */
@@ -41,12 +49,36 @@ export interface Span {
   style: SpanStyle;
 }
 
+/** `@name` in a text: the account named, over the UTF-16 range of the text that names them. */
+export interface Mention {
+  accountId: string;
+  start: number;
+  end: number;
+}
+
+/** A forwarded message: who wrote the original ("" when hidden) and when it was sent (ms). */
+export interface ForwardedFrom {
+  fromAccountId: string;
+  sentAtMs: number;
+}
+
+/** The longest quote of a reply (Reply.quote), in characters. */
+export const MAX_QUOTE_LENGTH = 1000;
+
+/** What a text or a file message may carry besides its body: the part of the message answered
+ * it quotes, that it was forwarded, and (texts) the people it mentions. */
+export interface Extras {
+  quote?: string;
+  forwarded?: ForwardedFrom;
+  mentions?: Mention[];
+}
+
 /** What a message says to this device. */
 export type Content =
   /** `replyTo`: the message a typed Content answers ("" for none); unset for a legacy plaintext,
    * which says nothing about it (the server's Message.reply_to is all there is). */
-  | { kind: "text"; text: string; spans?: Span[]; replyTo?: string }
-  | { kind: "attachment"; file: FileRef; replyTo?: string }
+  | ({ kind: "text"; text: string; spans?: Span[]; replyTo?: string } & Extras)
+  | ({ kind: "attachment"; file: FileRef; replyTo?: string } & Extras)
   /** A reaction to `messageId` (added, or taken back with `remove`): no bubble of its own. */
   | { kind: "reaction"; messageId: string; emoji: string; remove: boolean }
   /** A deletion of `messageId` announced inside the encryption: no bubble of its own. */
@@ -61,10 +93,10 @@ export type Content =
 
 /** What this device sends: the body of a new Content. */
 export type Outgoing =
-  | { kind: "text"; text: string; spans?: Span[]; replyTo?: string }
-  | { kind: "attachment"; file: FileRef; replyTo?: string }
-  /** The new text of our message `messageId` (EditMessage). */
-  | { kind: "edit"; messageId: string; text: string; spans?: Span[] }
+  | ({ kind: "text"; text: string; spans?: Span[]; replyTo?: string } & Extras)
+  | ({ kind: "attachment"; file: FileRef; replyTo?: string } & Extras)
+  /** The new text of our message `messageId` (EditMessage); `mentions` as the new text has them. */
+  | { kind: "edit"; messageId: string; text: string; spans?: Span[]; mentions?: Mention[] }
   | { kind: "reaction"; messageId: string; emoji: string; remove?: boolean }
   | { kind: "deletion"; messageId: string };
 
@@ -89,7 +121,15 @@ export function shownInThread(content: Content): boolean {
  * reaction or file naming nothing, a reaction emoji that is not one emoji: `invalid_reaction`,
  * "not a reaction: …"). */
 export function encodeContent(out: Outgoing): Uint8Array {
+  const framed = encodeFramed(out);
+  if (!hasExtras(out)) return framed;
+  return frame(toBinary(ContentSchema, withExtras(fromBinary(ContentSchema, framed.subarray(2)), out)));
+}
+
+/** The crate's `0x00 0x01 || Content` for `out` (its rules: spans, emoji, lengths). */
+function encodeFramed(out: Outgoing): Uint8Array {
   try {
+    // The crate takes the body and the reply; the extras are added after (withExtras).
     return encodeInWasm(out);
   } catch (err) {
     if ((err as { code?: unknown } | null)?.code === "text_too_long" && "text" in out) throw new TextTooLong(out.text.length);
@@ -97,21 +137,104 @@ export function encodeContent(out: Outgoing): Uint8Array {
   }
 }
 
+function frame(body: Uint8Array): Uint8Array {
+  const out = new Uint8Array(body.length + 2);
+  out.set([0x00, 0x01]);
+  out.set(body, 2);
+  return out;
+}
+
+function hasExtras(out: Outgoing): boolean {
+  if (out.kind !== "text" && out.kind !== "attachment" && out.kind !== "edit") return false;
+  if (out.mentions?.length) return true;
+  return out.kind !== "edit" && (Boolean(out.quote) || out.forwarded !== undefined);
+}
+
+/**
+ * `c` (the crate's encoding of `out`) with what the crate's codec does not write yet: the
+ * mentions of a text, the quote of a reply, the forwarded mark. Until the crate's `Outgoing`
+ * carries them, they are added here to the protobuf the crate wrote, and read back by readExtras;
+ * the crate keeps the framing and every rule of the body.
+ */
+function withExtras(c: ContentMessage, out: Outgoing): ContentMessage {
+  if (out.kind !== "text" && out.kind !== "attachment" && out.kind !== "edit") return c;
+  if (out.mentions?.length && c.body.case === "text") {
+    c.body.value.mentions = out.mentions.map((m) => create(MentionSchema, m));
+  } else if (out.mentions?.length && c.body.case === "edit") {
+    const text = c.body.value.text;
+    if (text) text.mentions = out.mentions.map((m) => create(MentionSchema, m));
+  }
+  if (out.kind === "edit") return c;
+  if (out.quote && out.replyTo) {
+    c.reply = create(ReplySchema, { messageId: out.replyTo, quote: out.quote.slice(0, MAX_QUOTE_LENGTH) });
+  }
+  if (out.forwarded) {
+    c.forwarded = create(ForwardedSchema, { fromAccountId: out.forwarded.fromAccountId, sentAtMs: BigInt(out.forwarded.sentAtMs) });
+  }
+  return c;
+}
+
+/** The mentions of `text` that lie within it (others are ignored, never shown). */
+function validMentions(mentions: Array<{ accountId: string; start: number; end: number }>, text: string): Mention[] {
+  return mentions
+    .filter((m) => m.accountId !== "" && m.start < m.end && m.end <= text.length)
+    .map((m) => ({ accountId: m.accountId, start: m.start, end: m.end }));
+}
+
+/** `content` (a text or a file the crate read) with the extras of the protobuf `c`. */
+function readExtras(content: Content, c: ContentMessage): Content {
+  if (content.kind !== "text" && content.kind !== "attachment") return content;
+  const out: Content = { ...content };
+  if (c.reply?.quote) out.quote = c.reply.quote.slice(0, MAX_QUOTE_LENGTH);
+  if (c.forwarded) out.forwarded = { fromAccountId: c.forwarded.fromAccountId, sentAtMs: Number(c.forwarded.sentAtMs) };
+  if (out.kind === "text") {
+    const mentions = c.body.case === "text" ? c.body.value.mentions : c.body.case === "edit" ? (c.body.value.text?.mentions ?? []) : [];
+    const valid = validMentions(mentions, out.text);
+    if (valid.length > 0) out.mentions = valid;
+  }
+  return out;
+}
+
+/** The Content a cloud conversation's message carries for `out` (SendMessageRequest.content,
+ * EditMessageRequest.content): the same typed Content as inside an E2EE message, unencrypted and
+ * without the two-byte prefix. The same rules apply (the crate writes it): throws as
+ * encodeContent. */
+export function cloudContent(out: Outgoing): ContentMessage {
+  const c = fromBinary(ContentSchema, encodeFramed(out).subarray(2));
+  return withExtras(c, out);
+}
+
+/** What the Content of a cloud message `messageId` says: read exactly as a decrypted E2EE
+ * plaintext is (the crate's rules: an edit must name its message, a reaction must be one emoji,
+ * a kind this app does not know is "unsupported"), so both kinds show through one code path. */
+export function readCloudContent(c: ContentMessage, messageId: string): Content {
+  return contentOf(frame(toBinary(ContentSchema, c)), messageId, "");
+}
+
 /** How this device shows what it sends (as a reader will read it). */
 export function shownAs(out: Outgoing): Content {
   const spans = "spans" in out && out.spans?.length ? { spans: out.spans } : {};
   switch (out.kind) {
     case "text":
-      return { kind: "text", text: out.text, ...spans, replyTo: out.replyTo ?? "" };
+      return { kind: "text", text: out.text, ...spans, replyTo: out.replyTo ?? "", ...extrasOf(out) };
     case "attachment":
-      return { kind: "attachment", file: out.file, replyTo: out.replyTo ?? "" };
+      return { kind: "attachment", file: out.file, replyTo: out.replyTo ?? "", ...extrasOf(out) };
     case "edit":
-      return { kind: "text", text: out.text, ...spans };
+      return { kind: "text", text: out.text, ...spans, ...(out.mentions?.length ? { mentions: out.mentions } : {}) };
     case "reaction":
       return { kind: "reaction", messageId: out.messageId, emoji: out.emoji, remove: out.remove ?? false };
     case "deletion":
       return { kind: "deletion", messageId: out.messageId };
   }
+}
+
+/** The extras of `out` as a reader will read them (only those that are set). */
+function extrasOf(out: Extras & { replyTo?: string }): Extras {
+  const e: Extras = {};
+  if (out.quote && out.replyTo) e.quote = out.quote.slice(0, MAX_QUOTE_LENGTH);
+  if (out.forwarded) e.forwarded = out.forwarded;
+  if (out.mentions?.length) e.mentions = out.mentions;
+  return e;
 }
 
 type Read = { ok: Content } | { undecryptable: string };
@@ -120,7 +243,15 @@ type Read = { ok: Content } | { undecryptable: string };
 /** A reaction whose emoji is not one emoji is `{ undecryptable: MALFORMED_REACTION }` (the crate
  * refuses it: a chip shows one emoji, bounded, never text or a long string). */
 export function readContent(plaintext: Uint8Array, messageId: string): Read {
-  return decodeContent(plaintext, messageId);
+  const read = decodeContent(plaintext, messageId);
+  if (!("ok" in read) || (read.ok.kind !== "text" && read.ok.kind !== "attachment")) return read;
+  // The crate read the body; the extras it does not expose yet come from the same protobuf.
+  if (plaintext[0] !== 0x00 || plaintext[1] !== 0x01) return read;
+  try {
+    return { ok: readExtras(read.ok, fromBinary(ContentSchema, plaintext.subarray(2))) };
+  } catch {
+    return read;
+  }
 }
 
 /** What a decrypted plaintext of the message `messageId` (Megolm session `sessionId`) says. */

@@ -10,6 +10,7 @@
 import type { Element } from "hast";
 import Markdown, { type Components } from "react-markdown";
 import { remarkAutolink } from "./autolink";
+import { remarkMentions } from "./mentions";
 
 const REL = "noopener noreferrer nofollow";
 const PLUGINS = [remarkAutolink];
@@ -23,7 +24,8 @@ export function safeUrl(url: string): string {
   return SAFE_PROTOCOL.test(trimmed) ? trimmed : "";
 }
 
-export function SafeMarkdown({ text }: { text: string }) {
+/** `mentions`: the exact text of each `@name` the sender marked (highlighted). */
+export function SafeMarkdown({ text, mentions }: { text: string; mentions?: string[] }) {
   const source = (node: Element | undefined) => {
     const start = node?.position?.start.offset;
     const end = node?.position?.end.offset;
@@ -49,7 +51,7 @@ export function SafeMarkdown({ text }: { text: string }) {
   };
   return (
     <div className="md">
-      <Markdown remarkPlugins={PLUGINS} urlTransform={safeUrl} components={components} disallowedElements={["iframe", "script", "style"]}>
+      <Markdown remarkPlugins={mentions?.length ? [...PLUGINS, remarkMentions(mentions)] : PLUGINS} urlTransform={safeUrl} components={components} disallowedElements={["iframe", "script", "style"]}>
         {text}
       </Markdown>
     </div>

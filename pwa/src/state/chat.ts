@@ -7,11 +7,11 @@ import { attachmentClient, avatarClient, conversationClient, accountClient, gate
 import { Cancelled, deleteAttachment, encryptBlob, prepareImage, uploadCiphertext } from "../attachments/lazy";
 import { accessToken } from "../auth/session";
 import type { Calls } from "../calls/calls";
-import { shownInThread } from "../crypto/content";
+import { shownInThread, type Content } from "../crypto/content";
 import { AccountKeyChanged, type E2ee } from "../crypto/engine";
 import { Verifier } from "../crypto/verification";
 import { Gateway } from "../gateway/client";
-import { ConversationKind, type Conversation } from "../gen/kitsulan/v1/conversation_pb";
+import { ConversationKind, ConversationMode, type Conversation, type Message } from "../gen/kitsulan/v1/conversation_pb";
 import type { Event } from "../gen/kitsulan/v1/gateway_pb";
 import type { ContactLink } from "../lib/contactLink";
 import { bytesEqual } from "../lib/ids";
@@ -19,8 +19,10 @@ import * as db from "../storage/db";
 import { Cache, sealedStorage as sealedCache } from "./cache";
 import { Conversations } from "./conversations";
 import { Files } from "./files";
-import { Messages, type Incoming } from "./messages";
+import { Messages, readMessage, type Incoming } from "./messages";
 import { Outbox, sealedStorage as sealedOutbox } from "./outbox";
+import { Pins } from "./pins";
+import { LocalIndex, sealedIndexStorage, searchCloud, type Hit } from "./search";
 import { Profiles, type PersonProfile } from "./profiles";
 import { Receipts } from "./receipts";
 import { initialState, Store, type ChatState } from "./store";
@@ -53,6 +55,10 @@ export class Chat {
   readonly receipts: Receipts;
   readonly messages: Messages;
   readonly files: Files;
+  /** Pinned messages (pins.ts). */
+  readonly pins: Pins;
+  /** This device's search index of the E2EE texts it decrypted (search.ts; never sent). */
+  readonly index: LocalIndex;
   /** What this device has yet to send (outbox.ts): sends, files, edits, deletions and reactions. */
   readonly outbox: Outbox;
   /** The offline copy of the list and history (sealed in IndexedDB). */
@@ -71,6 +77,8 @@ export class Chat {
     onSignedOut: () => void,
   ) {
     this.store = new Store(initialState(me));
+    // What a message says: cloud conversations' from their Content, E2EE ones' decrypted.
+    const read: (m: Message) => Promise<Content> = readMessage(engine, (id) => this.isCloud(id));
     const visible = () => document.visibilityState === "visible";
     this.profiles = new Profiles(this.store, {
       accounts: accountClient,
@@ -82,7 +90,7 @@ export class Chat {
     });
     this.conversations = new Conversations(this.store, {
       client: conversationClient,
-      decrypt: (m) => engine.decrypt(m),
+      decrypt: read,
       profiles: this.profiles,
     });
     this.receipts = new Receipts(this.store, {
@@ -93,11 +101,18 @@ export class Chat {
     });
     this.messages = new Messages(this.store, {
       client: conversationClient,
-      engine,
+      engine: { decrypt: read },
       conversations: this.conversations,
       markRead: (conversationId) => this.receipts.markReadIfVisible(conversationId),
       visible,
     });
+    this.pins = new Pins(this.store, { client: conversationClient, read });
+    this.index = new LocalIndex({
+      storage: sealedIndexStorage(engine),
+      e2ee: (id) => this.conversations.get(id) !== undefined && !this.isCloud(id),
+      now: () => Date.now(),
+    });
+    this.store.subscribe(() => this.index.update(this.state.threads));
     this.outbox = new Outbox(this.store, {
       client: conversationClient,
       engine,
@@ -127,7 +142,7 @@ export class Chat {
       storage: sealedCache(engine),
       subscribe: (l) => this.store.subscribe(l),
       client: conversationClient,
-      decrypt: (m) => engine.decrypt(m),
+      decrypt: read,
       markRead: (conversationId) => this.receipts.markReadIfVisible(conversationId),
       onHidden: (l) => {
         const h = () => {
@@ -165,8 +180,12 @@ export class Chat {
       onSignedOut,
       onError: (error) => this.calls?.onGatewayError(error),
     });
-    // Expire typing indicators (others stop sending updates after 6 s).
-    this.typingTimer = setInterval(() => this.receipts.expireTyping(), 1000);
+    // Expire typing indicators (others stop sending updates after 6 s), and the messages whose
+    // disappearing timer ran out (hidden, and gone from the offline copy with its next write).
+    this.typingTimer = setInterval(() => {
+      this.receipts.expireTyping();
+      this.store.dispatch({ type: "expire", now: Date.now() });
+    }, 1000);
   }
 
   /** Loads the call code (a chunk of its own) and starts the calls, once. */
@@ -213,6 +232,8 @@ export class Chat {
     await this.profiles.restore();
     // The list and history as this device last had them, before the network answers.
     await this.cache.restore();
+    await this.index.restore();
+    this.index.update(this.state.threads);
     this.cache.start();
     this.refreshVerified();
     this.gateway.start();
@@ -227,6 +248,7 @@ export class Chat {
   stop(): void {
     this.stopped = true;
     this.cache.stop();
+    this.index.stop();
     this.calls?.dispose();
     this.outbox.stop();
     this.gateway.stop();
@@ -239,7 +261,7 @@ export class Chat {
    * (App.tsx, lib/tablock.ts). */
   async close(flush = true): Promise<void> {
     this.stop();
-    if (flush) await this.cache.flush();
+    if (flush) await Promise.all([this.cache.flush(), this.index.flush()]);
     await this.engine.idle();
   }
 
@@ -271,6 +293,31 @@ export class Chat {
     return this.conversations.openDirectWith(accountId);
   }
 
+  /**
+   * Searches messages: the cloud conversations on the server (a page of it; `pageToken` for the
+   * next), and on the first page the E2EE ones in this device's own index. `conversationId`
+   * limits it to one conversation (then only where that one is kept).
+   */
+  async search(query: string, filter: { conversationId?: string; pageToken?: string } = {}): Promise<{ hits: Hit[]; next: string }> {
+    const only = filter.conversationId;
+    const local = !filter.pageToken && (!only || !this.isCloud(only)) ? this.index.search(query, only ? { conversationId: only } : {}) : [];
+    if (only && !this.isCloud(only)) return { hits: local, next: "" };
+    let cloud: { hits: Hit[]; next: string };
+    try {
+      cloud = await searchCloud(conversationClient, query, filter);
+    } catch (err) {
+      if (local.length === 0) throw err;
+      cloud = { hits: [], next: "" }; // offline: what this device found
+    }
+    const hits = [...cloud.hits, ...local].sort((a, b) => b.sentAtMs - a.sentAtMs);
+    return { hits, next: cloud.next };
+  }
+
+  /** Whether `conversationId` is a cloud conversation (the server keeps its messages' Content). */
+  isCloud(conversationId: string): boolean {
+    return this.conversations.get(conversationId)?.mode === ConversationMode.CLOUD;
+  }
+
   private refreshVerified(): void {
     this.store.dispatch({ type: "verified", accountIds: this.engine.verifiedAccounts() });
   }
@@ -300,6 +347,7 @@ export class Chat {
     this.conversations.open(id);
     if (id) {
       this.refreshNames(id);
+      void this.pins.load(id).catch(() => undefined);
       if (this.cache.isStale(id)) void this.cache.refresh(id).catch(() => undefined);
       else if (!this.state.threads[id]?.loaded) void this.messages.loadOlder(id);
       else this.receipts.markReadIfVisible(id);

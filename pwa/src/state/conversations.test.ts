@@ -1,6 +1,6 @@
 import { create, type MessageInitShape } from "@bufbuild/protobuf";
 import { describe, expect, it, vi } from "vitest";
-import { ConversationKind, MemberRole, SystemEventKind, SystemEventSchema } from "../gen/kitsulan/v1/conversation_pb";
+import { ConversationKind, ConversationMode, MemberRole, SystemEventKind, SystemEventSchema, type MessageSchema } from "../gen/kitsulan/v1/conversation_pb";
 import type { Profiles } from "./profiles";
 import { apply, Conversations, removedFrom, type ConversationClient } from "./conversations";
 import { BOB, CAROL, CONV, ME, OTHER_CONV, TestState, avatar, conversation, fakeClient, message, state, text } from "./testkit";
@@ -218,7 +218,7 @@ describe("Conversations", () => {
       createGroup: ((req: { title: string }) => ({ conversation: conversation({ id: OTHER_CONV, title: req.title }) })) as never,
     });
     await expect(conversations.createGroup("  Team ", ["bob", "carol"])).resolves.toBe(OTHER_CONV);
-    expect(calls[0]).toEqual(["createGroup", { title: "Team", memberIds: [BOB, CAROL] }]);
+    expect(calls[0]).toEqual(["createGroup", { title: "Team", memberIds: [BOB, CAROL], mode: ConversationMode.E2EE }]);
   });
 
   it("declining a request leaves it", async () => {
@@ -350,3 +350,49 @@ describe("Conversations, managing a group", () => {
     expect(st.s.conversations).toEqual([]);
   });
 });
+
+describe("cloud chats, mentions and timers (issue 20)", () => {
+  const arrived = (init: MessageInitShape<typeof MessageSchema> & { id: string }, content = text("x"), known = false) => ({
+    type: "messageArrived" as const,
+    message: message(init),
+    content,
+    known,
+    fromOther: true,
+    visible: false,
+  });
+
+  it("a timer entry sets the conversation's timer; an older message changing keeps the preview", () => {
+    let s = state({ conversations: [conversation({ lastSeq: 5n })], previews: { [CONV]: "latest" } });
+    s = apply(s, arrived({ id: "t", seq: 6n, system: create(SystemEventSchema, { kind: SystemEventKind.TIMER_CHANGED, timerSeconds: 3600 }) }));
+    expect(s.conversations[0]?.messageTimerSeconds).toBe(3600);
+    const before = s.previews[CONV];
+    s = apply(s, arrived({ id: "old", seq: 2n, pinnedAtMs: 9n }, text("an old one, pinned"), true));
+    expect(s.previews[CONV]).toBe(before);
+  });
+
+  it("counts a new cloud message that mentions us apart from unread", () => {
+    let s = state({ conversations: [conversation({ mode: ConversationMode.CLOUD })] });
+    s = apply(s, arrived({ id: "a", seq: 1n }, { kind: "text", text: "@Me", mentions: [{ accountId: ME, start: 0, end: 3 }] }));
+    s = apply(s, arrived({ id: "b", seq: 2n }));
+    expect(s.conversations[0]).toMatchObject({ unreadCount: 2, mentionCount: 1 });
+    s = apply(s, { type: "markedRead", conversationId: CONV, accountId: ME, readSeq: 2n, unreadCount: 0 });
+    expect(s.conversations[0]).toMatchObject({ unreadCount: 0, mentionCount: 0 });
+  });
+
+  it("opens a cloud direct conversation, and starts an E2EE one with the same people", async () => {
+    const ts = new TestState(state({ conversations: [conversation({ mode: ConversationMode.CLOUD, members: [ME, BOB] })] }));
+    const { client, calls } = fakeClient<ConversationClient>({
+      openDirect: (req: { mode: number }) => ({ conversation: conversation({ id: OTHER_CONV, mode: req.mode }) }),
+      setMessageTimer: () => ({ conversation: conversation({ mode: ConversationMode.CLOUD, messageTimerSeconds: 60 }) }),
+    } as never);
+    const profiles = { load: vi.fn(() => Promise.resolve()), lookUp: vi.fn(() => Promise.resolve({ accountId: BOB })) } as unknown as Profiles;
+    const conversations = new Conversations(ts, { client, decrypt: () => Promise.resolve(text("x")), profiles });
+    expect(await conversations.startEncryptedCopy(CONV)).toBe(OTHER_CONV);
+    expect(calls[0]).toEqual(["openDirect", { accountId: BOB, mode: ConversationMode.E2EE }]);
+    await conversations.openDirect("bob", ConversationMode.CLOUD);
+    expect(calls[1]).toEqual(["openDirect", { accountId: BOB, mode: ConversationMode.CLOUD }]);
+    await conversations.setTimer(CONV, 60);
+    expect(ts.s.conversations.find((c) => c.id === CONV)?.messageTimerSeconds).toBe(60);
+  });
+});
+

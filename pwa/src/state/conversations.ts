@@ -12,6 +12,7 @@ import type { Client } from "@connectrpc/connect";
 import type { Content } from "../crypto/content";
 import {
   ConversationKind,
+  ConversationMode,
   MemberRole,
   SystemEventKind,
   type BlockedAccount,
@@ -20,6 +21,7 @@ import {
   type Message,
   type SystemEvent,
 } from "../gen/kitsulan/v1/conversation_pb";
+import { mentionsMe } from "./mentions";
 import type { Profiles } from "./profiles";
 import type { ChatEvent, StateAccess } from "./store";
 
@@ -72,6 +74,8 @@ function withSystem(c: Conversation, e: SystemEvent): Conversation {
   switch (e.kind) {
     case SystemEventKind.TITLE_CHANGED:
       return { ...c, title: e.title };
+    case SystemEventKind.TIMER_CHANGED:
+      return { ...c, messageTimerSeconds: e.timerSeconds };
     case SystemEventKind.ROLE_CHANGED:
       return {
         ...c,
@@ -122,7 +126,9 @@ export function apply<S extends ConversationsState>(state: S, event: ChatEvent):
       const m = event.message;
       // We left on another device: this one lets the group go too.
       if (m.system?.kind === SystemEventKind.MEMBER_LEFT && !event.fromOther) return without(state, m.conversationId);
-      const s = withPreview(state, m.conversationId, event.content);
+      // An older message changed (an edit, a pin, its reactions): the preview stays the last one's.
+      const held = find(state, m.conversationId);
+      const s = !held || m.seq >= held.lastSeq ? withPreview(state, m.conversationId, event.content) : state;
       const found = find(s, m.conversationId);
       if (!found || event.known) return s;
       const c = m.system ? withSystem(found, m.system) : found;
@@ -132,6 +138,10 @@ export function apply<S extends ConversationsState>(state: S, event: ChatEvent):
         lastSeq: m.seq > c.lastSeq ? m.seq : c.lastSeq,
         lastActivityAtMs: m.sentAtMs > c.lastActivityAtMs ? m.sentAtMs : c.lastActivityAtMs,
         unreadCount: c.unreadCount + (unread ? 1 : 0),
+        // The server counts a cloud conversation's mentions; until the list is loaded again, a
+        // new one that names us counts here (E2EE: mentions.ts counts what this device holds).
+        mentionCount:
+          c.mentionCount + (unread && c.mode === ConversationMode.CLOUD && mentionsMe(event.content, state.me?.accountId ?? "") ? 1 : 0),
       });
     }
     case "decrypted": {
@@ -147,13 +157,13 @@ export function apply<S extends ConversationsState>(state: S, event: ChatEvent):
       const members = c.members.map((m) =>
         m.accountId === r.accountId && r.readSeq > m.readSeq ? { ...m, readSeq: r.readSeq } : m,
       );
-      return upsert(state, { ...c, members, unreadCount: r.unreadCount });
+      return upsert(state, { ...c, members, unreadCount: r.unreadCount, mentionCount: r.unreadCount === 0 ? 0 : c.mentionCount });
     }
     case "markedRead": {
       const c = find(state, event.conversationId);
       if (!c) return state;
       const members = c.members.map((m) => (m.accountId === event.accountId ? { ...m, readSeq: event.readSeq } : m));
-      return upsert(state, { ...c, members, unreadCount: event.unreadCount });
+      return upsert(state, { ...c, members, unreadCount: event.unreadCount, mentionCount: event.unreadCount === 0 ? 0 : c.mentionCount });
     }
     case "avatar": {
       // A group's picture; an older version than the one we hold is ignored.
@@ -169,6 +179,9 @@ export function apply<S extends ConversationsState>(state: S, event: ChatEvent):
 }
 
 export type ConversationClient = Client<typeof ConversationService>;
+
+/** The kind a new conversation is made as: end-to-end encrypted (the default) or cloud. */
+export type Mode = ConversationMode.E2EE | ConversationMode.CLOUD;
 
 export interface ConversationsDeps {
   client: Pick<
@@ -187,6 +200,7 @@ export interface ConversationsDeps {
     | "setMemberRole"
     | "leaveConversation"
     | "renameGroup"
+    | "setMessageTimer"
   >;
   decrypt: (message: Message) => Promise<Content>;
   profiles: Pick<Profiles, "load" | "lookUp">;
@@ -278,25 +292,31 @@ export class Conversations {
     return res.blocked;
   }
 
-  /** Opens (or finds) the direct conversation with the person who has `username`. */
-  async openDirect(username: string): Promise<string> {
+  /** Opens (or finds) the direct conversation with the person who has `username`: the end-to-end
+   * encrypted one, or (`cloud`) the cloud one; a pair may have one of each. */
+  async openDirect(username: string, mode: Mode = ConversationMode.E2EE): Promise<string> {
     const { accountId } = await this.deps.profiles.lookUp(username);
-    return this.openDirectWith(accountId);
+    return this.openDirectWith(accountId, mode);
   }
 
-  /** Opens (or finds) the direct conversation with the account `accountId`. */
-  async openDirectWith(accountId: string): Promise<string> {
-    const res = await this.deps.client.openDirect({ accountId });
+  /** Opens (or finds) the direct conversation of `mode` with the account `accountId`. */
+  async openDirectWith(accountId: string, mode: Mode = ConversationMode.E2EE): Promise<string> {
+    const res = await this.deps.client.openDirect({ accountId, mode });
     if (!res.conversation) throw new Error("OpenDirect answered without a conversation");
     this.state.dispatch({ type: "conversationChanged", conversation: res.conversation });
     return res.conversation.id;
   }
 
   /** Creates a group named `title` with the people who have `usernames` (we join as owner). */
-  async createGroup(title: string, usernames: string[]): Promise<string> {
+  async createGroup(title: string, usernames: string[], mode: Mode = ConversationMode.E2EE): Promise<string> {
     const memberIds: string[] = [];
     for (const u of usernames) memberIds.push((await this.deps.profiles.lookUp(u)).accountId);
-    const res = await this.deps.client.createGroup({ title: title.trim(), memberIds });
+    return this.createGroupWith(title, memberIds, mode);
+  }
+
+  /** Creates a group of `mode` named `title` with the accounts `memberIds` (we join as owner). */
+  async createGroupWith(title: string, memberIds: string[], mode: Mode = ConversationMode.E2EE): Promise<string> {
+    const res = await this.deps.client.createGroup({ title: title.trim(), memberIds, mode });
     if (!res.conversation) throw new Error("CreateGroup answered without a conversation");
     this.state.dispatch({ type: "conversationChanged", conversation: res.conversation });
     return res.conversation.id;
@@ -324,6 +344,26 @@ export class Conversations {
   /** Renames a group (owners and admins). */
   async rename(conversationId: string, title: string): Promise<void> {
     const res = await this.deps.client.renameGroup({ conversationId, title: title.trim() });
+    if (res.conversation) this.state.dispatch({ type: "conversationChanged", conversation: res.conversation });
+  }
+
+  /**
+   * "Start an end-to-end encrypted chat with the same people" (a conversation never changes kind):
+   * the E2EE direct conversation with the other person, or a new E2EE group with the same title
+   * and the other members. Returns its id.
+   */
+  async startEncryptedCopy(conversationId: string): Promise<string> {
+    const c = this.get(conversationId);
+    if (!c) throw new Error("unknown conversation");
+    const me = this.state.get().me?.accountId ?? "";
+    const others = c.members.map((m) => m.accountId).filter((id) => id !== me);
+    if (c.kind === ConversationKind.DIRECT && others[0]) return this.openDirectWith(others[0], ConversationMode.E2EE);
+    return this.createGroupWith(c.title, others, ConversationMode.E2EE);
+  }
+
+  /** Sets the disappearing-message timer (0: off); members see the system entry. */
+  async setTimer(conversationId: string, seconds: number): Promise<void> {
+    const res = await this.deps.client.setMessageTimer({ conversationId, seconds });
     if (res.conversation) this.state.dispatch({ type: "conversationChanged", conversation: res.conversation });
   }
 

@@ -1,9 +1,11 @@
 import { describe, expect, it, vi } from "vitest";
 import type { Content } from "../crypto/content";
-import type { Message } from "../gen/kitsulan/v1/conversation_pb";
+import { create } from "@bufbuild/protobuf";
+import { ContentSchema, TextContentSchema } from "../gen/kitsulan/v1/content_pb";
+import { ReactionCountSchema, type Message } from "../gen/kitsulan/v1/conversation_pb";
 import { MessageChange } from "../gen/kitsulan/v1/gateway_pb";
 import type { ConversationClient } from "./conversations";
-import { apply, merge, Messages, waitingFor, type Item } from "./messages";
+import { apply, merge, Messages, readMessage, waitingFor, type Item } from "./messages";
 import { BOB, CONV, ME, OTHER_CONV, TestState, conversation, fakeClient, item, message, state, text } from "./testkit";
 
 const seqs = (items: Item[]) => items.map((i) => i.message.seq);
@@ -187,5 +189,47 @@ describe("Messages", () => {
     expect(texts(st.s.threads[CONV]?.items ?? [])).toEqual(["text of w"]);
     expect(st.s.previews[CONV]).toBe("text of w");
     expect(deps.markRead).toHaveBeenCalledWith(CONV);
+  });
+});
+
+describe("cloud messages, pins, reactions and timers (issue 20)", () => {
+  it("reads a cloud message from its Content, an E2EE one by decrypting, whatever the message carries", async () => {
+    const decrypt = vi.fn(() => Promise.resolve(text("decrypted")));
+    const read = readMessage({ decrypt }, (id) => id === CONV, () => 1000);
+    const content = create(ContentSchema, { version: 1, body: { case: "text", value: create(TextContentSchema, { body: "cloud hi" }) } });
+    const id = "0193a0a0-0000-7000-8000-000000000001";
+    expect(await read(message({ id, content }))).toMatchObject({ kind: "text", text: "cloud hi" });
+    expect(decrypt).not.toHaveBeenCalled();
+    // A Content on a message of an E2EE conversation is not believed.
+    expect(await read(message({ id, conversationId: OTHER_CONV, content }))).toEqual(text("decrypted"));
+    expect(await read(message({ id, expiresAtMs: 999n, content }))).toEqual({ kind: "deleted" });
+    expect(await read(message({ id }))).toEqual({ kind: "deleted" });
+  });
+
+  it("takes a message again when its pin or its reactions changed (not a text edit), never an older state", () => {
+    const m1 = message({ id: "m1", seq: 1n, editedAtMs: 5n });
+    const held = merge(undefined, [item(m1)]);
+    const pinned = { ...m1, pinnedAtMs: 5n, pinnedBy: ME, updatedAtMs: 6n };
+    expect(merge(held, [item(pinned)]).items[0]?.message.pinnedAtMs).toBe(5n);
+    const reacted = { ...pinned, updatedAtMs: 7n, reactions: [create(ReactionCountSchema, { emoji: "🦊", count: 1, accountIds: [BOB] })] };
+    const now = merge(merge(held, [item(pinned)]), [item(reacted)]);
+    expect(now.items[0]?.message.reactions).toHaveLength(1);
+    // The pin's event arriving late changes nothing; nor does the same state again.
+    expect(merge(now, [item(pinned)]).items[0]?.message.reactions).toHaveLength(1);
+    expect(merge(now, [item(reacted, text("other"))]).items[0]?.content).toEqual(text("hello"));
+    // A text edit after it wins, whatever its updated_at_ms.
+    expect(merge(now, [item({ ...m1, editedAtMs: 9n }, text("v2"))]).items[0]?.content).toEqual(text("v2"));
+  });
+
+  it("hides messages whose timer ran out, and keeps the state when none did", () => {
+    const s = apply(state(), {
+      type: "historyLoaded",
+      conversationId: CONV,
+      items: [item(message({ id: "a", seq: 1n, expiresAtMs: 100n })), item(message({ id: "b", seq: 2n }))],
+      more: false,
+    });
+    expect(apply(s, { type: "expire", now: 99 })).toBe(s);
+    expect(texts(apply(s, { type: "expire", now: 100 }).threads[CONV]?.items ?? [])).toEqual(["hello"]);
+    expect(apply(s, { type: "expire", now: 100 }).threads[CONV]?.items[0]?.message.id).toBe("b");
   });
 });

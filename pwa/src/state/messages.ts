@@ -2,7 +2,7 @@
 // live messages); what we send, edit and delete goes through the outbox (outbox.ts).
 // Messages are kept by id, so an event delivered twice (after a reconnect) changes nothing;
 // an edit or deletion replaces a message only when it is newer than what we hold.
-import type { Content } from "../crypto/content";
+import { readCloudContent, type Content } from "../crypto/content";
 import type { E2ee } from "../crypto/engine";
 import { HistoryDirection, type Message } from "../gen/kitsulan/v1/conversation_pb";
 import { MessageChange } from "../gen/kitsulan/v1/gateway_pb";
@@ -42,8 +42,46 @@ export interface Incoming {
 
 const EMPTY_THREAD: Thread = { items: [], more: true, loaded: false };
 
-/** `thread` with `incoming` merged in by id (a duplicate, or an older version of a message we
- * hold, is dropped), ordered by sequence number with our unsent messages last. */
+/** Whether `m` has disappeared by `now` (its conversation's timer: Message.expires_at_ms). The
+ * server deletes it too; a device that was offline, and local copies, hide it themselves. */
+export function expired(m: Pick<Message, "expiresAtMs">, now: number): boolean {
+  return m.expiresAtMs !== 0n && m.expiresAtMs <= BigInt(Math.floor(now));
+}
+
+/**
+ * What a message says, in either kind of conversation: one code path for both. A cloud
+ * conversation's message carries its Content (read by the same rules as a decrypted one:
+ * crypto/content.ts, readCloudContent); an E2EE one's is decrypted by the engine.
+ * # Security
+ * `cloud` comes from the conversation's mode as the list gives it, never from the message: a
+ * Content the server puts on a message of an E2EE conversation is ignored (that message is
+ * decrypted, and without ciphertext does not decrypt), so nothing shows as end-to-end encrypted
+ * that was not.
+ */
+export function readMessage(
+  engine: Pick<E2ee, "decrypt">,
+  cloud: (conversationId: string) => boolean,
+  now: () => number = Date.now,
+): (m: Message) => Promise<Content> {
+  return async (m) => {
+    if (m.system) return { kind: "system", event: m.system };
+    if (m.deletedAtMs !== 0n || expired(m, now())) return { kind: "deleted" };
+    if (!cloud(m.conversationId)) return engine.decrypt(m);
+    return m.content ? readCloudContent(m.content, m.id) : { kind: "deleted" };
+  };
+}
+
+/** Whether `next` is a later state of the message than `have`: states are ordered by
+ * (deleted_at_ms, edited_at_ms, updated_at_ms); `updated_at_ms` moves with a change of the
+ * reactions or the pin (MESSAGE_CHANGE_EDITED with the message as it is now, its text unchanged). */
+export function newerState(next: Message, have: Message): boolean {
+  if (next.deletedAtMs !== have.deletedAtMs) return next.deletedAtMs > have.deletedAtMs;
+  if (next.editedAtMs !== have.editedAtMs) return next.editedAtMs > have.editedAtMs;
+  return next.updatedAtMs > have.updatedAtMs;
+}
+
+/** `thread` with `incoming` merged in by id (a duplicate, or an older state of a message we
+ * hold, is dropped: newerState), ordered by sequence number with our unsent messages last. */
 export function merge(thread: Thread | undefined, incoming: Item[], patch: Partial<Thread> = {}): Thread {
   const before = thread ?? EMPTY_THREAD;
   const byId = new Map(before.items.map((i) => [i.message.id, i]));
@@ -55,8 +93,7 @@ export function merge(thread: Thread | undefined, incoming: Item[], patch: Parti
       have.content.kind !== "undecryptable" &&
       // Read again by a newer app (an offline copy restored after an update): it may know it now.
       have.content.kind !== "unsupported" &&
-      item.message.editedAtMs <= have.message.editedAtMs &&
-      item.message.deletedAtMs <= have.message.deletedAtMs
+      !newerState(item.message, have.message)
     ) {
       continue; // a duplicate
     }
@@ -93,9 +130,22 @@ export function apply<S extends MessagesState>(state: S, event: ChatEvent): S {
     }
     case "messageArrived":
       return merged(state, event.message.conversationId, [{ message: event.message, content: event.content }]);
+    case "expire":
+      return withoutExpired(state, event.now);
     default:
       return state;
   }
+}
+
+/** The threads without the messages that disappeared by `now` (the same state when none did). */
+function withoutExpired<S extends MessagesState>(state: S, now: number): S {
+  let threads: Record<string, Thread> | null = null;
+  for (const [id, thread] of Object.entries(state.threads)) {
+    if (!thread.items.some((i) => expired(i.message, now))) continue;
+    threads ??= { ...state.threads };
+    threads[id] = { ...thread, items: thread.items.filter((i) => !expired(i.message, now)) };
+  }
+  return threads ? { ...state, threads } : state;
 }
 
 /** Before the first page of a thread (the newest messages) merges: what it held below that page
@@ -121,7 +171,7 @@ export function waitingFor(state: MessagesState, sessionId: string): Array<[stri
 }
 
 export interface MessagesDeps {
-  client: Pick<ConversationClient, "listMessages">;
+  client: Pick<ConversationClient, "listMessages"> & Partial<Pick<ConversationClient, "react">>;
   engine: Pick<E2ee, "decrypt">;
   conversations: Pick<Conversations, "get" | "load">;
   /** Marks a conversation read if it is on screen (receipts.ts). */
@@ -171,6 +221,18 @@ export class Messages {
       return { conversationId: m.conversationId, senderAccountId: m.senderAccountId, content };
     }
     return null;
+  }
+
+  /** Adds (or takes back, `remove`) our reaction to a message of a cloud conversation: the
+   * server keeps them (React), and every member receives the message with its new `reactions`.
+   * (An E2EE conversation's reaction is an encrypted message of its own: outbox.ts.) */
+  async react(conversationId: string, messageId: string, emoji: string, remove = false): Promise<void> {
+    if (!this.deps.client.react) throw new Error("no React client");
+    const res = await this.deps.client.react({ conversationId, messageId, emoji, remove });
+    if (res.message) {
+      const content = await this.deps.engine.decrypt(res.message);
+      this.state.dispatch({ type: "messagesChanged", conversationId, items: [{ message: res.message, content }] });
+    }
   }
 
   /** Decrypts again the messages that waited for the key of `sessionId`. */

@@ -1,7 +1,9 @@
 import { Code } from "@connectrpc/connect";
 import { describe, expect, it, vi } from "vitest";
 import { MAX_TEXT_LENGTH } from "../crypto/content";
-import type { SendMessageRequest } from "../gen/kitsulan/v1/conversation_pb";
+import { create, toBinary } from "@bufbuild/protobuf";
+import { ContentSchema, type Content } from "../gen/kitsulan/v1/content_pb";
+import { ConversationMode, type SendMessageRequest } from "../gen/kitsulan/v1/conversation_pb";
 import { BACKOFF_MS, GIVE_UP_MS, KEY_CHANGED, TEXT_TOO_LONG, TIMED_OUT, withOutbox, type OutboxRecord } from "./outbox";
 import { memoryStorage, offline, outboxSetup, plainContent, refusal } from "./outbox.testkit";
 import { BOB, CONV, ME, MY_DEVICE, OTHER_CONV, TestState, conversation, item, message, state, text } from "./testkit";
@@ -457,5 +459,49 @@ describe("withOutbox", () => {
       me,
     );
     expect(out[0]?.content).toEqual({ kind: "attachment", file: { name: "a.txt", type: "text/plain", size: 3, secrets: "k", attachment: "" } });
+  });
+
+  it("a cloud conversation's message goes as its Content, never encrypted, the same on a retry; edits too", async () => {
+    const st = new TestState(state({ conversations: [conversation({ mode: ConversationMode.CLOUD })] }));
+    let fail = true;
+    const { outbox, calls, engine } = outboxSetup({
+      st,
+      waits: "instant",
+      client: {
+        sendMessage: ((req: Req) => {
+          if (fail) {
+            fail = false;
+            return Promise.reject(offline());
+          }
+          return Promise.resolve(acked(req));
+        }) as never,
+        editMessage: ((req: { messageId: string }) => Promise.resolve({ message: message({ id: req.messageId, seq: 5n, senderAccountId: ME, editedAtMs: 9n }) })) as never,
+      },
+    });
+    const mentions = [{ accountId: BOB, start: 3, end: 7 }];
+    const id = await outbox.send(CONV, "hi @Bob", "", { mentions });
+    await vi.waitFor(() => expect(sent(calls)).toHaveLength(2));
+    expect(engine.encrypt).not.toHaveBeenCalled();
+    const [first, second] = sent(calls) as Array<Req & { content?: Content }>;
+    expect(first?.ciphertext).toHaveLength(0);
+    expect(first?.sessionId).toHaveLength(0);
+    expect(first?.content?.body.case).toBe("text");
+    expect(first?.content?.body.value).toMatchObject({ body: "hi @Bob", mentions: [{ accountId: BOB, start: 3, end: 7 }] });
+    expect(toBinary(ContentSchema, second?.content ?? create(ContentSchema))).toEqual(toBinary(ContentSchema, first?.content ?? create(ContentSchema)));
+    await vi.waitFor(() => expect(st.s.outbox[CONV] ?? []).toEqual([]));
+    expect(st.s.threads[CONV]?.items[0]?.content).toMatchObject({ kind: "text", text: "hi @Bob", mentions });
+    await outbox.edit(CONV, id, "hello again");
+    await vi.waitFor(() => expect(calls.some(([m]) => m === "editMessage")).toBe(true));
+    const edit = calls.find(([m]) => m === "editMessage")?.[1] as { content?: Content; ciphertext?: Uint8Array };
+    expect(edit.content?.body).toMatchObject({ case: "text", value: { body: "hello again" } });
+    expect(edit.ciphertext ?? new Uint8Array()).toHaveLength(0);
+  });
+
+  it("an E2EE message carries its quote, forwarded mark and mentions inside the encryption", async () => {
+    const { outbox, engine } = outboxSetup({ client: { sendMessage: ((req: Req) => Promise.resolve(acked(req))) as never } });
+    await outbox.send(CONV, "yes", "m0", { quote: "the part", forwarded: { fromAccountId: BOB, sentAtMs: 42 }, mentions: [] });
+    await vi.waitFor(() => expect(engine.encrypt).toHaveBeenCalled());
+    const plaintext = engine.encrypt.mock.calls[0]?.[2];
+    expect(plainContent(plaintext, "x")).toMatchObject({ kind: "text", text: "yes", replyTo: "m0", quote: "the part", forwarded: { fromAccountId: BOB, sentAtMs: 42 } });
   });
 });

@@ -13,10 +13,10 @@
 // ciphertext (its key only in the sealed record), so an upload cut by a reload restarts from it.
 import { create } from "@bufbuild/protobuf";
 import { attachmentIds, type FileRef, type ThumbnailRef } from "../attachments/content";
-import { encodeContent, reactionProblem, shownAs, TextTooLong, type Content, type Outgoing } from "../crypto/content";
+import { cloudContent, encodeContent, reactionProblem, shownAs, TextTooLong, type Content, type Extras, type Mention, type Outgoing } from "../crypto/content";
 import type { E2ee } from "../crypto/engine";
 import { reasonOf } from "../errors";
-import { MessageSchema } from "../gen/kitsulan/v1/conversation_pb";
+import { ConversationMode, MessageSchema } from "../gen/kitsulan/v1/conversation_pb";
 import { uuidv7 } from "../lib/ids";
 import * as db from "../storage/db";
 import { entriesSealed, putSealed, type Sealer } from "../storage/sealed";
@@ -72,9 +72,10 @@ export interface PendingFile {
 }
 
 export type OutboxAction =
-  | { kind: "send"; text: string; replyTo: string }
+  /** `extras`: the quote of the message answered, the forwarded mark, the people mentioned. */
+  | { kind: "send"; text: string; replyTo: string; extras?: Extras }
   | { kind: "file"; file: PendingFile }
-  | { kind: "edit"; text: string }
+  | { kind: "edit"; text: string; mentions?: Mention[] }
   | { kind: "delete" }
   /** A reaction to the message `target` (or taking it back): a new message (`messageId`) that
    * says so, shown as a chip under `target` (reactions.ts). */
@@ -146,12 +147,13 @@ export function withOutbox(items: Item[], records: OutboxRecord[] | undefined, m
         a.kind === "react"
           ? { kind: "reaction", messageId: a.target, emoji: a.emoji, remove: a.remove }
           : a.kind === "send"
-            ? { kind: "text", text: a.text }
+            ? { kind: "text", text: a.text, ...a.extras }
             : pendingFileContent(a.file);
       index.set(r.messageId, out.length);
       out.push({ message, content, ...extra });
     } else if (held && at !== undefined) {
-      const content: Content = a.kind === "edit" ? { kind: "text", text: a.text } : { kind: "deleted" };
+      const content: Content =
+        a.kind === "edit" ? { kind: "text", text: a.text, ...(a.mentions?.length ? { mentions: a.mentions } : {}) } : { kind: "deleted" };
       out[at] = { ...held, content, ...extra };
     }
   }
@@ -294,14 +296,16 @@ export class Outbox {
   /** A new message. Resolves once it is in the outbox (the draft may then be cleared). A text
    * longer than MAX_TEXT_LENGTH is kept too, and ends as "Not sent" (TEXT_TOO_LONG) at once,
    * never encrypted: what was typed is not lost. */
-  async send(conversationId: string, text: string, replyTo = ""): Promise<string> {
-    const r = await this.enqueue(conversationId, uuidv7(this.deps.now()), { kind: "send", text, replyTo });
+  async send(conversationId: string, text: string, replyTo = "", extras: Extras = {}): Promise<string> {
+    const action: OutboxAction = { kind: "send", text, replyTo };
+    if (extras.quote || extras.forwarded || extras.mentions?.length) action.extras = extras;
+    const r = await this.enqueue(conversationId, uuidv7(this.deps.now()), action);
     return r.messageId;
   }
 
   /** A new text for one of our messages (too long: "Not sent", as send). */
-  async edit(conversationId: string, messageId: string, text: string): Promise<void> {
-    await this.enqueue(conversationId, messageId, { kind: "edit", text });
+  async edit(conversationId: string, messageId: string, text: string, mentions: Mention[] = []): Promise<void> {
+    await this.enqueue(conversationId, messageId, mentions.length > 0 ? { kind: "edit", text, mentions } : { kind: "edit", text });
   }
 
   /** Reacts to the message `target` with `emoji`, or takes that reaction back (`remove`). A
@@ -488,6 +492,14 @@ export class Outbox {
     return TRANSIENT.has(reason) ? null : reason;
   }
 
+  /** Whether the conversation is a cloud one (its messages go as Content, never encrypted). */
+  private async cloud(conversationId: string): Promise<boolean> {
+    const known = this.deps.conversations.get(conversationId);
+    if (known) return known.mode === ConversationMode.CLOUD;
+    const res = await this.deps.client.getConversation({ conversationId });
+    return res.conversation?.mode === ConversationMode.CLOUD;
+  }
+
   private async members(conversationId: string): Promise<string[]> {
     const known = this.deps.conversations.get(conversationId);
     if (known) return known.members.map((m) => m.accountId);
@@ -543,10 +555,17 @@ export class Outbox {
   private async attempt(r: OutboxRecord): Promise<void> {
     const conversationId = r.conversationId;
     const a = r.action;
+    // A cloud conversation: the same Content, sent as it is (no Megolm, no room keys); each
+    // attempt sends the same Content, made again from the record.
+    if ((a.kind === "send" || a.kind === "file" || a.kind === "edit") && (await this.cloud(conversationId))) {
+      await this.attemptCloud(r, a);
+      await this.drop(r);
+      return;
+    }
     if (a.kind === "send" || a.kind === "file" || a.kind === "react") {
       const { out, ids }: { out: Outgoing; ids: string[] } =
         a.kind === "send"
-          ? { out: { kind: "text", text: a.text, replyTo: a.replyTo }, ids: [] }
+          ? { out: { kind: "text", text: a.text, replyTo: a.replyTo, ...a.extras }, ids: [] }
           : a.kind === "react"
             ? { out: { kind: "reaction", messageId: a.target, emoji: a.emoji, remove: a.remove }, ids: [] }
             : await this.uploaded(r, a.file);
@@ -569,7 +588,7 @@ export class Outbox {
         });
       }
     } else if (a.kind === "edit") {
-      const e = await this.encrypted(r, () => encodeContent({ kind: "edit", messageId: r.messageId, text: a.text }));
+      const e = await this.encrypted(r, () => encodeContent({ kind: "edit", messageId: r.messageId, text: a.text, ...(a.mentions ? { mentions: a.mentions } : {}) }));
       const res = await this.deps.client.editMessage({
         conversationId,
         messageId: r.messageId,
@@ -577,7 +596,7 @@ export class Outbox {
         sessionId: e.sessionId,
       });
       if (res.message) {
-        this.state.dispatch({ type: "messagesChanged", conversationId, items: [{ message: res.message, content: { kind: "text", text: a.text } }] });
+        this.state.dispatch({ type: "messagesChanged", conversationId, items: [{ message: res.message, content: shownAs({ kind: "edit", messageId: r.messageId, text: a.text, ...(a.mentions ? { mentions: a.mentions } : {}) }) }] });
       }
     } else {
       const res = await this.deps.client.deleteMessage({ conversationId, messageId: r.messageId });
@@ -586,5 +605,28 @@ export class Outbox {
       }
     }
     await this.drop(r);
+  }
+
+  /** One attempt at a new message or an edit of a cloud conversation: its Content, unencrypted. */
+  private async attemptCloud(r: OutboxRecord, a: Extract<OutboxAction, { kind: "send" | "file" | "edit" }>): Promise<void> {
+    const conversationId = r.conversationId;
+    if (a.kind === "edit") {
+      const out: Outgoing = { kind: "text", text: a.text, ...(a.mentions ? { mentions: a.mentions } : {}) };
+      const res = await this.deps.client.editMessage({ conversationId, messageId: r.messageId, content: cloudContent(out) });
+      if (res.message) {
+        this.state.dispatch({ type: "messagesChanged", conversationId, items: [{ message: res.message, content: shownAs({ ...out, kind: "edit", messageId: r.messageId }) }] });
+      }
+      return;
+    }
+    const { out, ids }: { out: Outgoing; ids: string[] } =
+      a.kind === "send" ? { out: { kind: "text", text: a.text, replyTo: a.replyTo, ...a.extras }, ids: [] } : await this.uploaded(r, a.file);
+    const res = await this.deps.client.sendMessage({
+      conversationId,
+      messageId: r.messageId,
+      content: cloudContent(out),
+      replyTo: a.kind === "send" ? a.replyTo : "",
+      attachmentIds: ids,
+    });
+    if (res.message) this.state.dispatch({ type: "messageSent", conversationId, message: res.message, content: shownAs(out) });
   }
 }

@@ -26,6 +26,8 @@ export interface ReactionChip {
   local?: "sending" | "failed";
   /** The outbox record of our pending reaction (Retry, Discard). */
   outboxKey?: string;
+  /** How many reacted, when more did than `accounts` names (a cloud message names at most 50). */
+  count?: number;
 }
 
 type Reaction = Extract<Content, { kind: "reaction" }>;
@@ -97,6 +99,22 @@ export function reactionsOf(items: Item[], me: string): Map<string, ReactionChip
         return chip;
       });
     if (chips.length > 0) out.set(target, chips);
+  }
+  return out;
+}
+
+/** The reaction chips of a cloud conversation's messages: the server keeps them
+ * (Message.reactions, most used first, changed through React), by message id. */
+export function cloudReactionsOf(items: Item[], me: string): Map<string, ReactionChip[]> {
+  const out = new Map<string, ReactionChip[]>();
+  for (const item of items) {
+    if (!reactable(item) || item.message.reactions.length === 0) continue;
+    out.set(
+      item.message.id,
+      item.message.reactions
+        .filter((r) => r.count > 0)
+        .map((r) => ({ emoji: r.emoji, accounts: [...r.accountIds], mine: r.accountIds.includes(me), count: r.count })),
+    );
   }
   return out;
 }

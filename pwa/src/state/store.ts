@@ -18,6 +18,7 @@ import * as conversations from "./conversations";
 import * as files from "./files";
 import * as messages from "./messages";
 import * as outbox from "./outbox";
+import * as pins from "./pins";
 import * as presence from "./presence";
 import * as profiles from "./profiles";
 import * as receipts from "./receipts";
@@ -53,6 +54,8 @@ export interface ChatState {
   outbox: Record<string, OutboxRecord[]>;
   /** Contacts online now (presence.ts). */
   online: Record<string, true>;
+  /** Pinned messages of the conversations opened, most recent pin first (pins.ts). */
+  pins: Record<string, Item[]>;
 }
 
 /** Everything that changes the state. Times (`now`) and "who am I" come in the event, so the
@@ -78,6 +81,8 @@ export type ChatEvent =
   | { type: "messageSent"; conversationId: string; message: Message; content: Content; unreadableBy?: string[] }
   /** A message from the gateway; `known`: we already held it (not as our own pending send). */
   | { type: "messageArrived"; message: Message; content: Content; known: boolean; fromOther: boolean; visible: boolean }
+  /** Time passed: messages whose disappearing timer ran out leave the threads (messages.ts). */
+  | { type: "expire"; now: number }
   /** Messages that waited for their room key, decrypted now. */
   | { type: "decrypted"; conversationId: string; items: Item[] }
   // Receipts and typing.
@@ -103,7 +108,9 @@ export type ChatEvent =
   // The offline copy (offline, issue 17: cache.ts).
   | { type: "cacheRestored"; snapshot: cache.Snapshot }
   /** The newest page of a restored thread, instead of the cached items (a gap between them). */
-  | { type: "threadRefreshed"; conversationId: string; items: Item[]; more: boolean };
+  | { type: "threadRefreshed"; conversationId: string; items: Item[]; more: boolean }
+  // Pins (pins.ts): a conversation's pin list as ListPins gave it.
+  | { type: "pinsLoaded"; conversationId: string; items: Item[] };
 
 /** The state of a device that has just signed in. */
 export function initialState(me: { accountId: string; deviceId: string }): ChatState {
@@ -124,6 +131,7 @@ export function initialState(me: { accountId: string; deviceId: string }): ChatS
     files: {},
     outbox: {},
     online: {},
+    pins: {},
   };
 }
 
@@ -157,6 +165,7 @@ export function applyChat(state: ChatState, event: ChatEvent): ChatState {
   s = outbox.apply(s, event);
   s = cache.apply(s, event);
   s = presence.apply(s, event);
+  s = pins.apply(s, event);
   return s;
 }
 

@@ -1,17 +1,17 @@
-// ConversationList.tsx — conversations by last activity, with unread counts, the last message
-// and the end-to-end encryption mark. Message requests (from people we share no accepted
+// ConversationList.tsx — conversations by last activity, with unread counts (and "@" when a
+// message mentions us), the last message and the kind's mark (the lock, or the cloud). Message requests (from people we share no accepted
 // conversation with) are not chats: they wait behind a "Requests" entry, without badges.
 import { useEffect, useState } from "react";
 import { useI18n } from "../i18n/i18n";
-import { ConversationMode } from "../gen/kitsulan/v1/conversation_pb";
 import { useChat, type Chat } from "../state/chat";
 import { ConversationAvatar } from "./Avatar";
 import { markdownToText } from "../markdown/plainText";
-import { LockIcon } from "./LockIcon";
+import { KindIcon } from "./KindMark";
 import { conversationTitle } from "./names";
 import { systemText } from "./conversation/SystemLine";
 import { removedFrom } from "../state/conversations";
 import { unreadOf } from "../state/reactions";
+import { mentionCountOf } from "../state/mentions";
 
 export function ConversationList({ chat }: { chat: Chat }) {
   const { t } = useI18n();
@@ -51,12 +51,13 @@ export function ConversationList({ chat }: { chat: Chat }) {
         <ul className="conv-list" aria-label={viewingRequests ? t("requests") : t("conversations")}>
           {shown.map((c) => {
             const title = conversationTitle(chat, t, c);
-            const e2ee = c.mode !== ConversationMode.CLOUD;
             // Group management: the last line may be a system entry; a group we were removed from is marked.
             const systemPreview = systemPreviews?.[c.id];
             const removed = removedFrom(c, me);
             // Reactions are not news: the server's count, less those this device holds.
             const unread = unreadOf(c, threads[c.id], me);
+            // Mentions of us count apart: "@" beside the unread count.
+            const mentions = mentionCountOf(c, threads[c.id], me);
             return (
               <li key={c.id}>
                 <button
@@ -67,18 +68,25 @@ export function ConversationList({ chat }: { chat: Chat }) {
                 >
                   <ConversationAvatar chat={chat} conversation={c} name={title} className="avatar conv-avatar" />
                   <span className="conv-title">
-                    {e2ee && <LockIcon label={t("e2ee")} />}
+                    <KindIcon mode={c.mode} />
                     <span className="name">{title}</span>
                     {removed && <span className="badge-soft removed-mark">{t("removedMark")}</span>}
                   </span>
                   <span className="conv-preview">
                     {c.request ? t("requestPreview") : systemPreview ? systemText(chat, t, systemPreview) : markdownToText(previews[c.id] ?? "")}
                   </span>
-                  {!c.request && unread > 0 && (
-                    <span className="badge" aria-label={t("unread", { n: unread })}>
-                      {unread}
-                    </span>
-                  )}
+                  <span className="conv-badges">
+                    {!c.request && mentions > 0 && (
+                      <span className="badge mention-badge" aria-label={t("mentionBadge", { n: mentions })} title={t("mentionBadge", { n: mentions })}>
+                        @
+                      </span>
+                    )}
+                    {!c.request && unread > 0 && (
+                      <span className="badge" aria-label={t("unread", { n: unread })}>
+                        {unread}
+                      </span>
+                    )}
+                  </span>
                 </button>
               </li>
             );

@@ -1,11 +1,12 @@
-// ConversationView.tsx — one conversation: its header (title, E2EE and verified marks, verify,
-// members, calls), warnings (no account key on this device: recovery/NeedsKeyBanner.tsx, a member's key changed), the history
+// ConversationView.tsx — one conversation: its header (title, its kind's mark — lock or cloud —,
+// the disappearing-message timer, verified mark, search, about, verify, members, calls), the
+// pinned bar (conversation/Pins.tsx), warnings (no account key on this device: recovery/NeedsKeyBanner.tsx, a member's key changed), the history
 // (conversation/MessageList.tsx), the composer (conversation/Composer.tsx) and files to send,
 // picked, pasted or dropped anywhere on it (conversation/Uploads.tsx).
 import { useRef, useState, type DragEvent } from "react";
 import { ConversationKind, ConversationMode, MemberRole } from "../gen/kitsulan/v1/conversation_pb";
 import { useI18n } from "../i18n/i18n";
-import { useChat, type Chat } from "../state/chat";
+import { useChat, type Chat, type Item } from "../state/chat";
 import { CallButtons } from "./call/CallButtons";
 import { PeopleIcon, ShieldIcon } from "./call/icons";
 import { ComposeContext, Composer, useCompose } from "./conversation/Composer";
@@ -13,15 +14,30 @@ import { MessageList, TypingLine } from "./conversation/MessageList";
 import { RemovedBanner } from "./conversation/RemovedBanner";
 import { removedFrom } from "../state/conversations";
 import { AttachDialog, UploadList, useUploads } from "./conversation/Uploads";
-import { LockIcon } from "./LockIcon";
+import { KindMark } from "./KindMark";
+import { ConversationInfo } from "./conversation/ConversationInfo";
+import { PinnedBar } from "./conversation/Pins";
+import { durationText } from "./duration";
 import { ConversationAvatar } from "./Avatar";
 import { Members } from "./Members";
 import { RequestBanner } from "./RequestBanner";
 import { NeedsKeyBanner } from "./recovery/NeedsKeyBanner";
 import { conversationTitle, personName } from "./names";
 
-export function ConversationView({ chat, conversationId }: { chat: Chat; conversationId: string }) {
-  const { t } = useI18n();
+export function ConversationView({
+  chat,
+  conversationId,
+  onSearch,
+  onForward,
+}: {
+  chat: Chat;
+  conversationId: string;
+  /** Opens the search panel (on this conversation). */
+  onSearch?: () => void;
+  /** Forwards a message to another conversation (the picker of Forward.tsx). */
+  onForward?: (item: Item) => void;
+}) {
+  const { t, lang } = useI18n();
   const conversation = useChat(chat, (s) => s.conversations.find((c) => c.id === conversationId));
   const keyWarning = useChat(chat, (s) => s.keyWarning);
   const verified = useChat(chat, (s) => s.verified);
@@ -30,6 +46,7 @@ export function ConversationView({ chat, conversationId }: { chat: Chat; convers
   const ttlChoices = useChat(chat, (s) => s.ttlChoices);
   const needsLink = chat.engine.state !== "ready";
   const [showMembers, setShowMembers] = useState(false);
+  const [showInfo, setShowInfo] = useState(false);
   const [dragging, setDragging] = useState(false);
   const stickToBottom = useRef(true);
   const compose = useCompose();
@@ -92,17 +109,30 @@ export function ConversationView({ chat, conversationId }: { chat: Chat; convers
         <ConversationAvatar chat={chat} conversation={conversation} name={title} className="avatar head-avatar" />
         <div className="conv-head">
           <h2>{title}</h2>
-          {conversation.mode !== ConversationMode.CLOUD && (
-            <span className="e2ee-mark" title={t("encryptedNote")}>
-              <LockIcon /> {t("e2ee")}
-            </span>
-          )}
+          <span className="conv-marks">
+            <KindMark mode={conversation.mode} />
+            {conversation.messageTimerSeconds > 0 && (
+              <span className="timer-mark" title={t("disappearingAfter", { time: durationText(lang, conversation.messageTimerSeconds) })}>
+                ⏱ <span className="timer-text">{durationText(lang, conversation.messageTimerSeconds)}</span>
+              </span>
+            )}
+          </span>
           {contactVerified && (
             <span className="verified-mark" title={t("verifiedNote", { name: contactName })}>
               ✓ {t("verifiedMark")}
             </span>
           )}
         </div>
+        <span className="head-tools">
+          {onSearch && (
+            <button type="button" className="icon" aria-label={t("searchMessages")} title={t("searchMessages")} onClick={onSearch}>
+              🔍
+            </button>
+          )}
+          <button type="button" className="icon" aria-label={t("conversationInfo")} title={t("conversationInfo")} onClick={() => setShowInfo(true)}>
+            ⓘ
+          </button>
+        </span>
         {contact && !needsLink && (
           <button
             type="button"
@@ -133,6 +163,8 @@ export function ConversationView({ chat, conversationId }: { chat: Chat; convers
         {!conversation.request && !removed && <CallButtons chat={chat} conversationId={conversationId} disabled={needsLink} />}
       </header>
       {showMembers && <Members chat={chat} conversation={conversation} onClose={() => setShowMembers(false)} />}
+      {showInfo && <ConversationInfo chat={chat} conversation={conversation} onClose={() => setShowInfo(false)} />}
+      <PinnedBar chat={chat} conversation={conversation} />
       {needsLink && <NeedsKeyBanner />}
       {keyWarning &&
         conversation.members.some((m) => m.accountId === keyWarning) &&
@@ -153,6 +185,7 @@ export function ConversationView({ chat, conversationId }: { chat: Chat; convers
         stickToBottom={stickToBottom}
         onReply={compose.startReply}
         onEdit={compose.startEdit}
+        onForward={onForward}
         readOnly={removed}
       />
       <TypingLine chat={chat} conversationId={conversationId} />
@@ -167,7 +200,8 @@ export function ConversationView({ chat, conversationId }: { chat: Chat; convers
           chat={chat}
           conversationId={conversationId}
           compose={compose}
-          disabled={needsLink}
+          // A cloud conversation needs no keys to write in; file uploads still encrypt their blob.
+          disabled={needsLink && conversation.mode !== ConversationMode.CLOUD}
           onSend={() => {
             stickToBottom.current = true;
           }}

@@ -1,7 +1,8 @@
-// MessageBubble.tsx — one message: sender (groups), the quoted message it replies to, the text
-// (safe Markdown), time, "edited", delivered/read ticks, and its actions (reply; edit and
-// delete for our own; React with the picker of conversation/Reactions.tsx) behind a
-// keyboard-reachable menu button.
+// MessageBubble.tsx — one message: sender (groups), "Forwarded from", the quoted message it
+// replies to (or the part of it quoted), the text (safe Markdown, its mentions highlighted), time,
+// "edited", pinned, delivered/read ticks, and its actions (reply — quoting the text selected in
+// it —, react with the picker of conversation/Reactions.tsx, copy text, forward, pin; edit and
+// delete for our own) behind a keyboard-reachable menu button.
 import { useRef, useState, type ReactNode } from "react";
 import { categoryOf } from "../crypto/undecryptable";
 import { useI18n, type Translate } from "../i18n/i18n";
@@ -54,6 +55,11 @@ export function MessageBubble({
   unreadableBy,
   readOnly = false,
   onReact,
+  onPin,
+  onCopy,
+  onForward,
+  forwardedFrom,
+  mentionsMe = false,
 }: {
   item: Item;
   mine: boolean;
@@ -63,7 +69,8 @@ export function MessageBubble({
   quoted: { name: string; text: string | null } | null;
   tick: Tick | null;
   canDelete: boolean;
-  onReply: () => void;
+  /** Reply; `quote`: the text selected in this message when Reply was chosen (Reply.quote). */
+  onReply: (quote?: string) => void;
   onEdit: () => void;
   onDelete: () => void;
   /** Not sent: try again. */
@@ -80,6 +87,16 @@ export function MessageBubble({
   readOnly?: boolean;
   /** Adds (or takes back) our reaction; returns an error to show (the limit), else null. */
   onReact?: (emoji: string) => string | null;
+  /** Pins or unpins it (only where we may). */
+  onPin?: (() => void) | undefined;
+  /** Copies its text. */
+  onCopy?: (() => void) | undefined;
+  /** Forwards it to another conversation. */
+  onForward?: (() => void) | undefined;
+  /** Forwarded: the original sender's name ("" when hidden), else null. */
+  forwardedFrom?: string | null;
+  /** It mentions us (marked). */
+  mentionsMe?: boolean;
 }) {
   const { t, lang } = useI18n();
   const [menu, setMenu] = useState(false);
@@ -93,15 +110,30 @@ export function MessageBubble({
     setMenu(false);
     fn();
   };
+  const article = useRef<HTMLElement>(null);
+  /** The text selected inside this bubble (a quote for Reply), or "". */
+  const selected = () => {
+    const sel = window.getSelection();
+    if (!sel || sel.isCollapsed || !article.current || !sel.anchorNode || !article.current.contains(sel.anchorNode)) return "";
+    return sel.toString().trim();
+  };
+  /** What was selected in it when its menu opened: offered as a quote. */
+  const [selection, setSelection] = useState("");
+  const text = item.content.kind === "text" ? item.content.text : "";
+  const mentionNames = item.content.kind === "text" ? (item.content.mentions ?? []).map((x) => text.slice(x.start, x.end)) : [];
+  const classes = ["bubble", mine ? "mine" : "", mentionsMe ? "mentions-me" : ""].filter(Boolean).join(" ");
   return (
-    <article className={mine ? "bubble mine" : "bubble"} data-message-id={m.id}>
+    <article ref={article} className={classes} data-message-id={m.id}>
       {sender && <div className="sender">{sender}</div>}
+      {forwardedFrom !== undefined && forwardedFrom !== null && (
+        <p className="forwarded-line">{forwardedFrom ? t("forwardedFrom", { name: forwardedFrom }) : t("forwarded")}</p>
+      )}
       {quoted && (
         <blockquote className="quote">
           <strong>{quoted.name}</strong> {quoted.text ?? t("originalMessage")}
         </blockquote>
       )}
-      {item.content.kind === "text" && <SafeMarkdown text={item.content.text} />}
+      {item.content.kind === "text" && <SafeMarkdown text={item.content.text} mentions={mentionNames} />}
       {item.content.kind === "attachment" && file}
       {item.content.kind === "deleted" && <p className="muted">{t("deleted")}</p>}
       {item.content.kind === "unsupported" && <p className="muted">{t("unsupportedMessage")}</p>}
@@ -118,6 +150,11 @@ export function MessageBubble({
         </p>
       )}
       <div className="meta">
+        {m.pinnedAtMs !== 0n && m.deletedAtMs === 0n && (
+          <span className="pin-mark" title={t("pinned")} aria-label={t("pinned")}>
+            📌
+          </span>
+        )}
         {m.editedAtMs !== 0n && m.deletedAtMs === 0n && <span>{t("edited")}</span>}
         <time dateTime={new Date(ms).toISOString()}>
           {new Date(ms).toLocaleTimeString(lang, { hour: "2-digit", minute: "2-digit" })}
@@ -139,7 +176,13 @@ export function MessageBubble({
             aria-label={t("messageActions")}
             aria-expanded={menu}
             ref={menuButton}
-            onClick={() => {
+            // The selection is still there before the click takes the focus.
+            onPointerDown={() => {
+              if (!menu) setSelection(selected());
+            }}
+            onClick={(e) => {
+              // From the keyboard (no pointer went down first): the selection now.
+              if (!menu && e.detail === 0) setSelection(selected());
               setMenu((v) => !v);
               setPicking(false);
             }}
@@ -176,12 +219,32 @@ export function MessageBubble({
       )}
       {menu && live && !picking && (
         <div className="msg-actions" role="group" aria-label={t("messageActions")}>
-          <button type="button" onClick={act(onReply)}>
+          <button type="button" onClick={act(() => onReply())}>
             {t("reply")}
           </button>
+          {selection && (item.content.kind === "text" || item.content.kind === "attachment") && (
+            <button type="button" onClick={act(() => onReply(selection))}>
+              {t("quoteSelection")}
+            </button>
+          )}
           {onReact && (item.content.kind === "text" || item.content.kind === "attachment") && (
             <button type="button" onClick={() => setPicking(true)}>
               {t("react")}
+            </button>
+          )}
+          {onCopy && item.content.kind === "text" && (
+            <button type="button" onClick={act(onCopy)}>
+              {t("copyText")}
+            </button>
+          )}
+          {onForward && item.content.kind === "text" && (
+            <button type="button" onClick={act(onForward)}>
+              {t("forward")}
+            </button>
+          )}
+          {onPin && (
+            <button type="button" onClick={act(onPin)}>
+              {m.pinnedAtMs !== 0n ? t("unpin") : t("pin")}
             </button>
           )}
           {mine && item.content.kind === "text" && (

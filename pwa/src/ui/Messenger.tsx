@@ -19,6 +19,9 @@ import type { EngineSwap } from "./recovery/RecoverySettings";
 import { Settings } from "./Settings";
 import { unreadOf } from "../state/reactions";
 import { VerifyDialog } from "./VerifyDialog";
+import { Search } from "./Search";
+import { Forward } from "./Forward";
+import type { Item } from "../state/chat";
 
 // The call screen and the call code are a chunk of their own, loaded on the first call.
 const CallScreen = lazy(() => import("./call/CallScreen").then((m) => ({ default: m.CallScreen })));
@@ -41,7 +44,9 @@ export function Messenger({
   const active = useChat(chat, (s) => s.active);
   const status = useChat(chat, (s) => s.status);
   const calls = useLoadedCalls(chat);
-  const [dialog, setDialog] = useState<"none" | "new" | "settings" | "devices" | "myQr" | "scan">("none");
+  const [dialog, setDialog] = useState<"none" | "new" | "settings" | "devices" | "myQr" | "scan" | "search">("none");
+  /** The message being forwarded (the conversation picker is open). */
+  const [forwarding, setForwarding] = useState<Item | null>(null);
   /** A contact link the app was opened with (`/#/add/…`), taken from the address bar. */
   const [openedLink, setOpenedLink] = useState<string | null>(null);
   /** The person just added by their code: the offer to verify them. */
@@ -83,6 +88,18 @@ export function Messenger({
     };
   }, [unread, appName]);
 
+  // Ctrl+F (⌘F) opens the search panel instead of the browser's find, which sees only what is on screen.
+  useEffect(() => {
+    const onKey = (e: KeyboardEvent) => {
+      if ((e.ctrlKey || e.metaKey) && !e.altKey && !e.shiftKey && e.key.toLowerCase() === "f") {
+        e.preventDefault();
+        setDialog("search");
+      }
+    };
+    window.addEventListener("keydown", onKey);
+    return () => window.removeEventListener("keydown", onKey);
+  }, []);
+
   // An undecryptable message's "Restore from recovery key" opens Settings → Recovery key.
   useEffect(() => onOpenRecovery(() => setDialog("settings")), []);
 
@@ -106,6 +123,9 @@ export function Messenger({
           <span className={`status status-${status}`} role="status">
             {status === "online" ? t("online") : status === "connecting" ? t("connecting") : t("offline")}
           </span>
+          <button type="button" className="icon" aria-label={t("searchMessages")} title={t("searchMessages")} onClick={() => setDialog("search")}>
+            🔍
+          </button>
           <button type="button" className="icon" aria-label={t("settings")} onClick={() => setDialog("settings")}>
             ⚙
           </button>
@@ -116,7 +136,11 @@ export function Messenger({
         <ConversationList chat={chat} />
       </aside>
       <main className="pane">
-        {active ? <ConversationView key={active} chat={chat} conversationId={active} /> : <div className="empty" />}
+        {active ? (
+          <ConversationView key={active} chat={chat} conversationId={active} onSearch={() => setDialog("search")} onForward={setForwarding} />
+        ) : (
+          <div className="empty" />
+        )}
       </main>
       <Notifier chat={chat} />
       {calls && (
@@ -128,6 +152,8 @@ export function Messenger({
         <NewConversation chat={chat} onClose={() => setDialog("none")} onMyQr={() => setDialog("myQr")} onScan={() => setDialog("scan")} />
       )}
       {dialog === "myQr" && <MyQrCode chat={chat} onClose={() => setDialog("none")} />}
+      {dialog === "search" && <Search chat={chat} initialConversation={active} onClose={() => setDialog("none")} />}
+      {forwarding && <Forward chat={chat} item={forwarding} onClose={() => setForwarding(null)} />}
       {dialog === "scan" && (
         <AddContact
           chat={chat}

@@ -1,8 +1,11 @@
 // NewConversation.tsx — opens a direct conversation with someone found by username, or creates
-// a group with a name and members given by username; or leads to the contact QR codes (show
-// ours, scan theirs).
+// a group with a name and members given by username, end-to-end encrypted (the default) or cloud,
+// each choice with its sentence on what the server can read; or leads to the contact QR codes
+// (show ours, scan theirs).
 import { useState, type FormEvent } from "react";
 import { reasonOf } from "../errors";
+import { ConversationMode } from "../gen/kitsulan/v1/conversation_pb";
+import type { Mode } from "../state/conversations";
 import { useI18n } from "../i18n/i18n";
 import { errorText } from "../i18n/messages";
 import type { Chat } from "../state/chat";
@@ -25,6 +28,7 @@ export function NewConversation({
 }) {
   const { t } = useI18n();
   const [kind, setKind] = useState<"direct" | "group">("direct");
+  const [mode, setMode] = useState<Mode>(ConversationMode.E2EE);
   const [username, setUsername] = useState("");
   const [title, setTitle] = useState("");
   const [members, setMembers] = useState("");
@@ -38,8 +42,8 @@ export function NewConversation({
     try {
       const conversationId =
         kind === "direct"
-          ? await chat.conversations.openDirect(username)
-          : await chat.conversations.createGroup(title, members.split(/[\s,]+/).filter(Boolean));
+          ? await chat.conversations.openDirect(username, mode)
+          : await chat.conversations.createGroup(title, members.split(/[\s,]+/).filter(Boolean), mode);
       chat.setActive(conversationId);
       onClose();
     } catch (err) {
@@ -86,6 +90,18 @@ export function NewConversation({
             </label>
           </>
         )}
+        <fieldset className="kind">
+          <legend>{t("security")}</legend>
+          {([ConversationMode.E2EE, ConversationMode.CLOUD] as const).map((m) => (
+            <label key={m} className="radio mode-choice">
+              <input type="radio" name="mode" value={m} checked={mode === m} onChange={() => setMode(m)} />
+              <span>
+                {m === ConversationMode.E2EE ? t("kindE2ee") : t("kindCloud")}
+                <small className="muted mode-note">{m === ConversationMode.E2EE ? t("encryptedNote") : t("cloudNote")}</small>
+              </span>
+            </label>
+          ))}
+        </fieldset>
         {error && (
           <p role="alert" className="error">
             {error}

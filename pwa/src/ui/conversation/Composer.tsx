@@ -1,9 +1,13 @@
 // Composer.tsx — writing in a conversation: the draft (Enter sends, Shift+Enter makes a new line;
-// Escape cancels a reply or an edit), what it answers or edits, typing updates (at most one every
-// 3 s while the draft changes), the attach button and pasted files (handed to Uploads.tsx).
+// Escape cancels a reply or an edit), what it answers (and the part of it quoted) or edits,
+// `@` suggestions of the members to mention (state/mentions.ts; the sent text carries them),
+// typing updates (at most one every 3 s while the draft changes), the attach button and pasted
+// files (handed to Uploads.tsx).
 import { useEffect, useRef, useState, type ClipboardEvent, type FormEvent, type KeyboardEvent } from "react";
 import { useI18n } from "../../i18n/i18n";
+import type { Mention } from "../../crypto/content";
 import type { Chat, Item } from "../../state/chat";
+import { mentionQuery, mentionsIn, suggestions, type Mentionable } from "../../state/mentions";
 import { PaperclipIcon } from "../call/icons";
 import { snippet } from "../MessageBubble";
 import { personName } from "../names";
@@ -13,20 +17,29 @@ import { personName } from "../names";
 export function useCompose() {
   const [draft, setDraft] = useState("");
   const [replyTo, setReplyTo] = useState<Item | null>(null);
+  /** The part of the message answered that the reply quotes ("" for a plain reply). */
+  const [quote, setQuote] = useState("");
   const [editing, setEditing] = useState<Item | null>(null);
+  /** The people picked from the `@` suggestions while writing (their names are found again in
+   * the text when it is sent). */
+  const [picked, setPicked] = useState<Mentionable[]>([]);
   const input = useRef<HTMLTextAreaElement>(null);
 
-  function startReply(item: Item) {
+  function startReply(item: Item, quoted = "") {
     setEditing(null);
     setReplyTo(item);
+    setQuote(quoted);
     input.current?.focus();
   }
 
   function startEdit(item: Item) {
     if (item.content.kind !== "text") return;
     setReplyTo(null);
+    setQuote("");
     setEditing(item);
     setDraft(item.content.text);
+    // Who the text mentioned stays mentioned while it is there.
+    setPicked((item.content.mentions ?? []).map((m) => ({ accountId: m.accountId, name: item.content.kind === "text" ? item.content.text.slice(m.start + 1, m.end) : "" })));
     input.current?.focus();
   }
 
@@ -34,13 +47,20 @@ export function useCompose() {
     if (editing) setDraft("");
     setEditing(null);
     setReplyTo(null);
+    setQuote("");
   }
 
-  /** The draft to send, and what it replies to or edits; nothing is cleared yet. */
-  function take(): { text: string; replyTo: Item | null; editing: Item | null } | null {
+  /** Someone picked from the suggestions. */
+  function pick(person: Mentionable) {
+    setPicked((p) => (p.some((x) => x.accountId === person.accountId && x.name === person.name) ? p : [...p, person]));
+  }
+
+  /** The draft to send, what it replies to (and quotes) or edits, and whom it mentions; nothing
+   * is cleared yet. */
+  function take(): { text: string; replyTo: Item | null; quote: string; editing: Item | null; mentions: Mention[] } | null {
     const text = draft.trim();
     if (!text) return null;
-    return { text, replyTo, editing };
+    return { text, replyTo, quote: replyTo ? quote : "", editing, mentions: mentionsIn(text, picked) };
   }
 
   /** The outbox has `text` (it is safe): the draft is cleared, unless it changed meanwhile. */
@@ -48,9 +68,11 @@ export function useCompose() {
     setDraft((d) => (d.trim() === text ? "" : d));
     setEditing(null);
     setReplyTo(null);
+    setQuote("");
+    setPicked([]);
   }
 
-  return { draft, setDraft, replyTo, editing, input, startReply, startEdit, cancel, take, sent };
+  return { draft, setDraft, replyTo, quote, editing, input, startReply, startEdit, cancel, take, sent, pick };
 }
 
 export type Compose = ReturnType<typeof useCompose>;
@@ -58,15 +80,14 @@ export type Compose = ReturnType<typeof useCompose>;
 /** "Replying to Alice: …" or "Editing message", with its cancel button. */
 export function ComposeContext({ chat, compose }: { chat: Chat; compose: Compose }) {
   const { t } = useI18n();
-  const { replyTo, editing } = compose;
+  const { replyTo, editing, quote } = compose;
   if (!replyTo && !editing) return null;
+  const name = personName(chat, t, replyTo?.message.senderAccountId ?? "");
   return (
     <div className="compose-context">
       <span>
-        {editing
-          ? t("editingMessage")
-          : t("replyingTo", { name: personName(chat, t, replyTo?.message.senderAccountId ?? "") })}
-        {replyTo && <span className="muted"> {snippet(replyTo)}</span>}
+        {editing ? t("editingMessage") : quote ? t("quoting", { name }) : t("replyingTo", { name })}
+        {replyTo && <span className="muted"> {quote ? `“${quote.length > 120 ? `${quote.slice(0, 120)}…` : quote}”` : snippet(replyTo)}</span>}
       </span>
       <button type="button" className="icon" aria-label={editing ? t("cancelEdit") : t("cancelReply")} onClick={compose.cancel}>
         ×
@@ -99,6 +120,30 @@ export function Composer({
   const fileInput = useRef<HTMLInputElement>(null);
   const { draft, editing, replyTo } = compose;
   const input = compose.input;
+  /** The `@…` being typed and the members it may name (the suggestions' list). */
+  const [mention, setMention] = useState<{ start: number; query: string } | null>(null);
+  const [choice, setChoice] = useState(0);
+  const me = chat.get().me.accountId;
+  const people: Mentionable[] = (chat.conversation(conversationId)?.members ?? [])
+    .filter((m) => m.accountId !== me)
+    .map((m) => ({ accountId: m.accountId, name: personName(chat, t, m.accountId) }));
+  const offered = mention ? suggestions(people, mention.query) : [];
+
+  /** Puts `@Name ` in place of the `@…` typed, and remembers whom it names. */
+  function mentionPerson(person: Mentionable) {
+    if (!mention) return;
+    const caret = input.current?.selectionStart ?? draft.length;
+    const before = draft.slice(0, mention.start);
+    const text = `${before}@${person.name} ${draft.slice(caret)}`;
+    compose.setDraft(text);
+    compose.pick(person);
+    setMention(null);
+    const at = before.length + person.name.length + 2;
+    requestAnimationFrame(() => {
+      input.current?.focus();
+      input.current?.setSelectionRange(at, at);
+    });
+  }
 
   // Opening a conversation puts the cursor here, so one can type at once; not on touch screens,
   // where it would pop up the keyboard over the history the person opened it to read.
@@ -113,15 +158,16 @@ export function Composer({
     if (!taken) return;
     chat.receipts.typing(conversationId, false);
     lastTyping.current = 0;
-    const { text, editing: edit, replyTo: reply } = taken;
+    const { text, editing: edit, replyTo: reply, quote, mentions } = taken;
+    setMention(null);
     // The draft stays until the outbox has the message (written to this device): then it goes
     // out when it can, and is never lost.
     try {
       if (edit) {
-        await chat.outbox.edit(conversationId, edit.message.id, text);
+        await chat.outbox.edit(conversationId, edit.message.id, text, mentions);
       } else {
         onSend();
-        await chat.outbox.send(conversationId, text, reply?.message.id ?? "");
+        await chat.outbox.send(conversationId, text, reply?.message.id ?? "", { quote, mentions });
       }
       setError(null);
       compose.sent(text);
@@ -132,6 +178,24 @@ export function Composer({
   }
 
   function onKeyDown(e: KeyboardEvent<HTMLTextAreaElement>) {
+    if (offered.length > 0) {
+      if (e.key === "ArrowDown" || e.key === "ArrowUp") {
+        e.preventDefault();
+        setChoice((c) => (c + (e.key === "ArrowDown" ? 1 : offered.length - 1)) % offered.length);
+        return;
+      }
+      if ((e.key === "Enter" || e.key === "Tab") && !e.shiftKey && !e.nativeEvent.isComposing) {
+        e.preventDefault();
+        const person = offered[Math.min(choice, offered.length - 1)];
+        if (person) mentionPerson(person);
+        return;
+      }
+      if (e.key === "Escape") {
+        e.preventDefault();
+        setMention(null);
+        return;
+      }
+    }
     if (e.key === "Enter" && !e.shiftKey && !e.nativeEvent.isComposing) {
       e.preventDefault();
       void submit();
@@ -141,8 +205,10 @@ export function Composer({
     }
   }
 
-  function onDraft(value: string) {
+  function onDraft(value: string, caret: number) {
     compose.setDraft(value);
+    setMention(mentionQuery(value, caret));
+    setChoice(0);
     const now = Date.now();
     if (value && now - lastTyping.current > 3000) {
       lastTyping.current = now;
@@ -163,6 +229,25 @@ export function Composer({
         <p role="alert" className="error composer-error">
           {error}
         </p>
+      )}
+      {offered.length > 0 && (
+        <ul className="mention-suggest" role="listbox" aria-label={t("mentionSuggestions")}>
+          {offered.map((p, i) => (
+            <li key={p.accountId}>
+              <button
+                type="button"
+                role="option"
+                aria-selected={i === choice}
+                aria-label={t("mentionPerson", { name: p.name })}
+                // Keeps the focus (and the caret) in the text while picking.
+                onMouseDown={(e) => e.preventDefault()}
+                onClick={() => mentionPerson(p)}
+              >
+                @{p.name}
+              </button>
+            </li>
+          ))}
+        </ul>
       )}
       <form className="composer" onSubmit={submit}>
         <input
@@ -192,7 +277,7 @@ export function Composer({
           rows={1}
           value={draft}
           disabled={disabled}
-          onChange={(e) => onDraft(e.target.value)}
+          onChange={(e) => onDraft(e.target.value, e.target.selectionStart)}
           onKeyDown={onKeyDown}
           onPaste={onPaste}
         />

@@ -1,13 +1,18 @@
 // MessageList.tsx — a conversation's history: scrolling back loads older pages (the view keeps its
 // place), new messages keep it at the bottom when it was there, day separators, bubbles
 // (MessageBubble.tsx) with our messages' ticks from the others' receipts, and the typing line.
-import { useCallback, useEffect, useLayoutEffect, useMemo, useRef, type MutableRefObject } from "react";
+import { useCallback, useEffect, useLayoutEffect, useMemo, useRef, useState, type MutableRefObject } from "react";
 import { replyOf, shownInThread } from "../../crypto/content";
-import { ConversationKind, type Conversation } from "../../gen/kitsulan/v1/conversation_pb";
+import { ConversationKind, ConversationMode, type Conversation } from "../../gen/kitsulan/v1/conversation_pb";
 import { useI18n, type Translate } from "../../i18n/i18n";
 import { useChat, type Chat, type Item, type Receipt } from "../../state/chat";
 import { withOutbox } from "../../state/outbox";
-import { MAX_REACTIONS_PER_PERSON, ownReactions, reactionsOf, type ReactionChip } from "../../state/reactions";
+import { errorText } from "../../i18n/messages";
+import { reasonOf } from "../../errors";
+import { mentionsMe } from "../../state/mentions";
+import { canPin } from "../../state/pins";
+import { cloudReactionsOf, MAX_REACTIONS_PER_PERSON, ownReactions, reactionsOf, type ReactionChip } from "../../state/reactions";
+import { copyText } from "../copyText";
 import { FileView, sizeLabel } from "../Attachment";
 import { FileIcon } from "../call/icons";
 import { MessageBubble, snippet, type Tick } from "../MessageBubble";
@@ -46,6 +51,7 @@ export function MessageList({
   stickToBottom,
   onReply,
   onEdit,
+  onForward,
   readOnly = false,
 }: {
   chat: Chat;
@@ -56,8 +62,10 @@ export function MessageList({
   administers: boolean;
   /** Whether the view follows new messages (it was at the bottom, or we just sent). */
   stickToBottom: MutableRefObject<boolean>;
-  onReply: (item: Item) => void;
+  onReply: (item: Item, quote?: string) => void;
   onEdit: (item: Item) => void;
+  /** Forwards a message to another conversation. */
+  onForward?: ((item: Item) => void) | undefined;
   /** A group we were removed from: its history without reply, edit or delete. */
   readOnly?: boolean;
 }) {
@@ -70,8 +78,17 @@ export function MessageList({
   useChat(chat, (s) => s.profiles); // re-render when names arrive
   // The server's history with our sends, edits and deletions still in the outbox over it.
   const items = useMemo(() => withOutbox(thread?.items ?? EMPTY, pending, me), [thread, pending, me]);
-  // Reactions: the chips under each message, from the reaction messages in the thread.
-  const reactions = useMemo(() => reactionsOf(items, me.accountId), [items, me]);
+  // Reactions: the chips under each message, from the reaction messages in the thread (E2EE),
+  // or as the server keeps them (cloud).
+  const cloud = conversation.mode === ConversationMode.CLOUD;
+  const reactions = useMemo(() => (cloud ? cloudReactionsOf(items, me.accountId) : reactionsOf(items, me.accountId)), [cloud, items, me]);
+  const mayPin = !readOnly && canPin(conversation, me.accountId);
+  /** Why a reaction or a pin was refused (the server's reason), shown above the history. */
+  const [problem, setProblem] = useState<string | null>(null);
+  const refused = (what: string) => (err: unknown) => {
+    console.warn(`${what} refused`, err);
+    setProblem(errorText(t, reasonOf(err)));
+  };
   const listRef = useRef<HTMLDivElement>(null);
   const topRef = useRef<HTMLDivElement>(null);
   const heightBefore = useRef<number | null>(null);
@@ -118,11 +135,11 @@ export function MessageList({
   const isGroup = conversation.kind === ConversationKind.GROUP;
   const byId = new Map(items.map((i) => [i.message.id, i]));
   /** The quote of the message `replyTo` (null when not a reply). */
-  const quote = (replyTo: string) =>
+  const quote = (replyTo: string, quoted?: string) =>
     replyTo
       ? {
           name: byId.has(replyTo) ? personName(chat, t, byId.get(replyTo)?.message.senderAccountId ?? "") : "",
-          text: snippet(byId.get(replyTo)),
+          text: quoted ? `“${quoted}”` : snippet(byId.get(replyTo)),
         }
       : null;
   const others = conversation.members.filter((m) => m.accountId !== me.accountId);
@@ -151,6 +168,11 @@ export function MessageList({
       return null;
     }
     if (!chip?.mine && ownReactions(chips) >= MAX_REACTIONS_PER_PERSON) return t("reactionLimit", { n: MAX_REACTIONS_PER_PERSON });
+    if (cloud) {
+      // Cloud: the server keeps the reactions (React); the message comes back with them.
+      void chat.messages.react(conversationId, target, emoji, chip?.mine ?? false).catch(refused("reaction"));
+      return null;
+    }
     void chat.outbox.react(conversationId, target, emoji, chip?.mine ?? false).catch(warn);
     return null;
   };
@@ -172,6 +194,14 @@ export function MessageList({
       }}
     >
       <div ref={topRef} className="top-sentinel" />
+      {problem && (
+        <p role="alert" className="error action-problem">
+          {problem}{" "}
+          <button type="button" className="icon" aria-label={t("close")} onClick={() => setProblem(null)}>
+            ×
+          </button>
+        </p>
+      )}
       {thread?.more && thread.loaded && (
         <button type="button" className="load-older" onClick={loadOlder}>
           {t("loadOlder")}
@@ -206,13 +236,33 @@ export function MessageList({
               item={item}
               mine={mine}
               sender={showName ? personName(chat, t, m.senderAccountId) : null}
-              quoted={quote(replyOf(item.content, m.replyTo))}
+              quoted={quote(replyOf(item.content, m.replyTo), item.content.kind === "text" || item.content.kind === "attachment" ? item.content.quote : undefined)}
+              forwardedFrom={
+                (item.content.kind === "text" || item.content.kind === "attachment") && item.content.forwarded
+                  ? item.content.forwarded.fromAccountId
+                    ? personName(chat, t, item.content.forwarded.fromAccountId)
+                    : ""
+                  : null
+              }
+              mentionsMe={!mine && mentionsMe(item.content, me.accountId)}
+              onPin={
+                mayPin && m.seq > 0n
+                  ? () =>
+                      void chat.pins.pin(conversationId, m.id, m.pinnedAtMs !== 0n).catch(refused("pin"))
+                  : undefined
+              }
+              onCopy={
+                item.content.kind === "text"
+                  ? () => void copyText(item.content.kind === "text" ? item.content.text : "").catch(() => undefined)
+                  : undefined
+              }
+              onForward={onForward && m.seq > 0n ? () => onForward(item) : undefined}
               tick={tick}
               unreadableBy={mine ? unreadable(item).map((m) => personName(chat, t, m.accountId)) : undefined}
               canDelete={mine || administers}
               readOnly={readOnly}
               onReact={(emoji) => toggleReaction(m.id, emoji)}
-              onReply={() => onReply(item)}
+              onReply={(q) => onReply(item, q)}
               onEdit={() => onEdit(item)}
               onDelete={() =>
                 void chat.outbox.remove(conversationId, m.id).catch((err: unknown) => console.warn("delete failed", err))

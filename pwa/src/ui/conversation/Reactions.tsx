@@ -27,7 +27,7 @@ export function ReactionChips({
     <div className={mine ? "reactions mine" : "reactions"} role="group" aria-label={t("reactions")}>
       {chips.map((chip) => {
         const names = chip.accounts.map(nameOf).join(", ");
-        const label = t("reactionChip", { emoji: chip.emoji, n: chip.accounts.length, names });
+        const label = t("reactionChip", { emoji: chip.emoji, n: (chip.count ?? chip.accounts.length), names });
         const failed = chip.local === "failed";
         const cls = ["reaction", chip.mine ? "own" : "", chip.local ?? ""].filter(Boolean).join(" ");
         return (
@@ -45,7 +45,7 @@ export function ReactionChips({
               {chip.emoji}
             </span>
             <span className="reaction-count" aria-hidden="true">
-              {failed ? "!" : chip.accounts.length}
+              {failed ? "!" : (chip.count ?? chip.accounts.length)}
             </span>
           </button>
         );
