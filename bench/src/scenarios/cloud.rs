@@ -94,7 +94,7 @@ pub async fn run(how: &How, args: &Args) -> anyhow::Result<Report> {
     for n in 0..args.groups.max(1) {
         let group = clients[0].create_cloud_group(&format!("Bench cloud {n}"), &others).await?;
         for client in &clients[1..] {
-            client.accept_request(&group.id).await?;
+            client.accept_if_request(&group.id).await?;
         }
         groups.push(group.id);
     }
