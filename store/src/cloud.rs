@@ -152,8 +152,9 @@ pub struct SearchQuery {
     pub after_ms: i64,
     /// Only messages sent before this time (ms; 0: no bound).
     pub before_ms: i64,
-    /// Only messages older than this one (sent time and id): the previous page's last.
-    pub older_than: Option<(i64, MessageId)>,
+    /// Only messages older than this one (sent time, conversation and id): the previous
+    /// page's last.
+    pub older_than: Option<(i64, ConversationId, MessageId)>,
     /// At most this many.
     pub limit: i64,
 }
@@ -331,8 +332,8 @@ impl_for_backends! {
                     format!(
                         "SELECT {MESSAGE_COLUMNS} FROM message_search s JOIN messages m ON m.rid = s.rowid \
                          WHERE message_search MATCH $2 AND {filters} \
-                         AND s.rowid < COALESCE((SELECT rid FROM messages WHERE id = $8 AND sent_at_ms = $7 \
-                         ORDER BY rid LIMIT 1), 9223372036854775807) \
+                         AND s.rowid < COALESCE((SELECT rid FROM messages WHERE conversation_id = $10 AND id = $8), \
+                         9223372036854775807) \
                          ORDER BY s.rowid DESC LIMIT $9"
                     ),
                     crate::search::fts5_query(&stems),
@@ -340,13 +341,15 @@ impl_for_backends! {
                 crate::Backend::Postgres => (
                     format!(
                         "SELECT {MESSAGE_COLUMNS} FROM messages WHERE search @@ plainto_tsquery('russian', $2) \
-                         AND {filters} AND (sent_at_ms < $7 OR (sent_at_ms = $7 AND id < $8)) \
-                         ORDER BY sent_at_ms DESC, id DESC LIMIT $9"
+                         AND {filters} AND (sent_at_ms, conversation_id, id) < ($7, $10, $8) \
+                         ORDER BY sent_at_ms DESC, conversation_id DESC, id DESC LIMIT $9"
                     ),
                     q.text.clone(),
                 ),
             };
-            let (older_at, older_id) = q.older_than.map_or((i64::MAX, Uuid::max()), |(at, id)| (at, id.as_uuid()));
+            let (older_at, older_in, older_id) = q
+                .older_than
+                .map_or((i64::MAX, None, Uuid::max()), |(at, c, id)| (at, Some(c.as_uuid()), id.as_uuid()));
             let rows = sqlx::query(&sql)
             .bind(q.account.as_uuid())
             .bind(text)
@@ -357,6 +360,7 @@ impl_for_backends! {
             .bind(older_at)
             .bind(older_id)
             .bind(q.limit)
+            .bind(older_in)
             .fetch_all(&self.pool)
             .await?;
             Ok(decode_all!(message rows))

@@ -116,8 +116,11 @@ impl Accounts {
                 if !send(ExportPart::Conversation(conversation, members)).await {
                     return Ok(());
                 }
+                if !cloud {
+                    continue;
+                }
                 let mut cursor = 0;
-                while cloud {
+                loop {
                     let messages = core.store.list_messages(id, cursor, true, EXPORT_PAGE).await?;
                     let Some(last) = messages.last() else { break };
                     cursor = last.seq;

@@ -99,9 +99,13 @@ impl Conversations {
         let older_than = if search.page_token.is_empty() {
             None
         } else {
-            let (at, id) = search.page_token.split_once('.').ok_or_else(page_token_invalid)?;
+            let mut parts = search.page_token.splitn(3, '.');
+            let (Some(at), Some(conversation), Some(id)) = (parts.next(), parts.next(), parts.next()) else {
+                return Err(page_token_invalid());
+            };
             Some((
                 at.parse().map_err(|_| page_token_invalid())?,
+                conversation.parse().map_err(|_| page_token_invalid())?,
                 id.parse().map_err(|_| page_token_invalid())?,
             ))
         };
@@ -121,7 +125,7 @@ impl Conversations {
         let more = page.len() > limit as usize;
         page.truncate(limit as usize);
         let next = match page.last() {
-            Some(last) if more => Some(format!("{}.{}", last.sent_at_ms, last.id)),
+            Some(last) if more => Some(format!("{}.{}.{}", last.sent_at_ms, last.conversation_id, last.id)),
             _ => None,
         };
         Ok((page, next))

@@ -106,7 +106,10 @@ pub(super) async fn search_finds_inflected_forms_in_the_callers_conversations(
     let first = db.store.search_messages(&SearchQuery { limit: 1, ..query(ada, "кошка") }).await?;
     assert_eq!(first.len(), 1);
     let last = &first[0];
-    let next = SearchQuery { older_than: Some((last.sent_at_ms, last.id)), ..query(ada, "кошка") };
+    let next = SearchQuery {
+        older_than: Some((last.sent_at_ms, last.conversation_id, last.id)),
+        ..query(ada, "кошка")
+    };
     assert_eq!(found(db, &next).await?, vec![cats.id]);
     // Someone who is not a member finds nothing.
     assert!(found(db, &query(eve, "кошка")).await?.is_empty());

@@ -25,13 +25,11 @@ fn role(r: Role) -> &'static str {
 }
 
 fn message(m: &MessageRecord) -> Value {
-    let mut out = json!({
-        "id": m.id.to_string(),
-        "seq": m.seq,
-        "sender_account_id": m.sender_account_id.to_string(),
-        "sent_at_ms": m.sent_at_ms,
-    });
-    let fields = out.as_object_mut().expect("an object");
+    let mut fields = serde_json::Map::new();
+    fields.insert("id".into(), m.id.to_string().into());
+    fields.insert("seq".into(), m.seq.into());
+    fields.insert("sender_account_id".into(), m.sender_account_id.to_string().into());
+    fields.insert("sent_at_ms".into(), m.sent_at_ms.into());
     if m.edited_at_ms != 0 {
         fields.insert("edited_at_ms".into(), m.edited_at_ms.into());
     }
@@ -79,7 +77,7 @@ fn message(m: &MessageRecord) -> Value {
     if m.pinned_at_ms != 0 {
         fields.insert("pinned_at_ms".into(), m.pinned_at_ms.into());
     }
-    out
+    Value::Object(fields)
 }
 
 impl ExportWriter {
