@@ -8,7 +8,7 @@ import { ConversationKind, ConversationMode, MemberRole } from "../gen/kitsulan/
 import { useI18n } from "../i18n/i18n";
 import { useChat, type Chat, type Item } from "../state/chat";
 import { CallButtons } from "./call/CallButtons";
-import { PeopleIcon, ShieldIcon } from "./call/icons";
+import { InfoIcon, PeopleIcon, SearchIcon, ShieldIcon } from "./call/icons";
 import { ComposeContext, Composer, useCompose } from "./conversation/Composer";
 import { MessageList, TypingLine } from "./conversation/MessageList";
 import { RemovedBanner } from "./conversation/RemovedBanner";
@@ -125,12 +125,12 @@ export function ConversationView({
         </div>
         <span className="head-tools">
           {onSearch && (
-            <button type="button" className="icon" aria-label={t("searchMessages")} title={t("searchMessages")} onClick={onSearch}>
-              🔍
+            <button type="button" className="icon head-search" aria-label={t("searchMessages")} title={t("searchMessages")} onClick={onSearch}>
+              <SearchIcon />
             </button>
           )}
           <button type="button" className="icon" aria-label={t("conversationInfo")} title={t("conversationInfo")} onClick={() => setShowInfo(true)}>
-            ⓘ
+            <InfoIcon />
           </button>
         </span>
         {contact && !needsLink && (

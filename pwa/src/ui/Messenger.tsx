@@ -6,6 +6,7 @@ import { useChat, type Chat } from "../state/chat";
 import type { Theme } from "../theme";
 import { isContactFragment } from "../lib/contactLink";
 import { useLoadedCalls } from "./call/useCalls";
+import { SearchIcon } from "./call/icons";
 import { AddContact, ContactAdded } from "./contacts/AddContact";
 import { MyQrCode } from "./contacts/MyQrCode";
 import { personName } from "./names";
@@ -124,7 +125,7 @@ export function Messenger({
             {status === "online" ? t("online") : status === "connecting" ? t("connecting") : t("offline")}
           </span>
           <button type="button" className="icon" aria-label={t("searchMessages")} title={t("searchMessages")} onClick={() => setDialog("search")}>
-            🔍
+            <SearchIcon />
           </button>
           <button type="button" className="icon" aria-label={t("settings")} onClick={() => setDialog("settings")}>
             ⚙

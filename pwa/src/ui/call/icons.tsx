@@ -118,3 +118,19 @@ export const ShieldIcon = () => (
     <path d="M9 12l2 2 4-4" />
   </Svg>
 );
+
+/** "About this conversation": a circled i. */
+export const InfoIcon = () => (
+  <Svg>
+    <circle cx="12" cy="12" r="9" />
+    <path d="M12 11v6M12 7.5v.01" />
+  </Svg>
+);
+
+/** Search: a magnifier. */
+export const SearchIcon = () => (
+  <Svg>
+    <circle cx="11" cy="11" r="6.5" />
+    <path d="M16 16l4.5 4.5" />
+  </Svg>
+);

@@ -231,23 +231,22 @@ export function Composer({
         </p>
       )}
       {offered.length > 0 && (
-        <ul className="mention-suggest" role="listbox" aria-label={t("mentionSuggestions")}>
+        <div className="mention-suggest" role="listbox" aria-label={t("mentionSuggestions")}>
           {offered.map((p, i) => (
-            <li key={p.accountId}>
-              <button
-                type="button"
-                role="option"
-                aria-selected={i === choice}
-                aria-label={t("mentionPerson", { name: p.name })}
-                // Keeps the focus (and the caret) in the text while picking.
-                onMouseDown={(e) => e.preventDefault()}
-                onClick={() => mentionPerson(p)}
-              >
-                @{p.name}
-              </button>
-            </li>
+            <button
+              key={p.accountId}
+              type="button"
+              role="option"
+              aria-selected={i === choice}
+              aria-label={t("mentionPerson", { name: p.name })}
+              // Keeps the focus (and the caret) in the text while picking.
+              onMouseDown={(e) => e.preventDefault()}
+              onClick={() => mentionPerson(p)}
+            >
+              @{p.name}
+            </button>
           ))}
-        </ul>
+        </div>
       )}
       <form className="composer" onSubmit={submit}>
         <input
