@@ -72,7 +72,7 @@ impl AccountService for AccountApi {
     }
 
     type ExportAccountStream = std::pin::Pin<
-        Box<dyn futures_util::Stream<Item = Result<pb::ExportAccountChunk, Status>> + Send + 'static>,
+        Box<dyn futures_util::Stream<Item = Result<pb::ExportAccountResponse, Status>> + Send + 'static>,
     >;
 
     async fn export_account(
@@ -103,7 +103,7 @@ impl AccountService for AccountApi {
             |(mut rx, mut writer, pending, done)| async move {
                 if let Some(text) = pending {
                     return Some((
-                        Ok(pb::ExportAccountChunk { json: text.into_bytes() }),
+                        Ok(pb::ExportAccountResponse { json: text.into_bytes() }),
                         (rx, writer, None, done),
                     ));
                 }
@@ -114,7 +114,7 @@ impl AccountService for AccountApi {
                     Some(Ok(part)) => {
                         let text = writer.write(part);
                         Some((
-                            Ok(pb::ExportAccountChunk { json: text.into_bytes() }),
+                            Ok(pb::ExportAccountResponse { json: text.into_bytes() }),
                             (rx, writer, None, false),
                         ))
                     }
@@ -122,7 +122,7 @@ impl AccountService for AccountApi {
                     None => {
                         let text = writer.finish();
                         Some((
-                            Ok(pb::ExportAccountChunk { json: text.into_bytes() }),
+                            Ok(pb::ExportAccountResponse { json: text.into_bytes() }),
                             (rx, writer, None, true),
                         ))
                     }
