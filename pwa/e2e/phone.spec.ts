@@ -118,9 +118,10 @@ for (const [locale, tag] of [
     }
     await phone.screenshot({ path: `e2e/artifacts/phone-${tag}-group.png` });
 
-    // The message menu open (Reply, React, Edit, Delete), within the screen.
+    // The message menu open (Reply, React, Copy text, Forward, Edit, Delete: a plain member of the
+    // group cannot pin), within the screen.
     await phone.locator("article.mine .msg-menu").click();
-    await expect(phone.locator("article.mine .msg-actions button")).toHaveCount(4);
+    await expect(phone.locator("article.mine .msg-actions button")).toHaveCount(6);
     for (const b of await phone.locator("article.mine .msg-actions button").all()) {
       expect((await b.boundingBox())?.height ?? 0).toBeGreaterThanOrEqual(44);
     }
