@@ -163,7 +163,7 @@ for (const [locale, tag] of [
     await expect(phone.locator(".conv-list")).toBeVisible();
     expect(await phone.evaluate(() => document.documentElement.scrollWidth)).toBeLessThanOrEqual(WIDTH);
     await phone.screenshot({ path: `e2e/artifacts/phone-${tag}-list.png` });
-    await phone.locator(".sidebar .bar button.icon").click();
+    await phone.locator(".sidebar .bar").getByRole("button", { name: tag === "ru" ? "Настройки" : "Settings" }).click();
     await phone.locator(".dialog .row button.danger").click();
     await expect(phone.locator(".dialog .warning").last()).toBeVisible();
     expect(await phone.evaluate(() => document.documentElement.scrollWidth)).toBeLessThanOrEqual(WIDTH);
