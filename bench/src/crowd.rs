@@ -338,3 +338,54 @@ async fn receive(
         }
     }
 }
+
+/// Sends kept in flight as fast as they are acknowledged (filling a conversation): each timed
+/// from the call to its answer (`send_to_ack`), counted on a progress bar.
+pub struct Filler {
+    permits: Arc<Semaphore>,
+    flying: JoinSet<anyhow::Result<()>>,
+    recorder: Arc<Recorder>,
+    bar: ProgressBar,
+}
+
+impl Filler {
+    pub fn new(inflight: usize, messages: u64, what: &str) -> Self {
+        Self {
+            permits: Arc::new(Semaphore::new(inflight)),
+            flying: JoinSet::new(),
+            recorder: Arc::new(Recorder::new()),
+            bar: progress(messages, what),
+        }
+    }
+
+    /// Waits for room, then sends `request` as `client`; fails with the first failed send.
+    pub async fn send(
+        &mut self,
+        client: kitsulan_client::Client,
+        request: kitsulan_proto::v1::SendMessageRequest,
+    ) -> anyhow::Result<()> {
+        let permit = self.permits.clone().acquire_owned().await?;
+        let (recorder, bar) = (self.recorder.clone(), self.bar.clone());
+        self.flying.spawn(async move {
+            let sent = Instant::now();
+            let result = client.send_message(request).await;
+            recorder.latency("send_to_ack", sent.elapsed());
+            bar.inc(1);
+            drop(permit);
+            result.map(|_| ()).map_err(|status| anyhow::anyhow!("SendMessage: {status}"))
+        });
+        while let Some(done) = self.flying.try_join_next() {
+            done??;
+        }
+        Ok(())
+    }
+
+    /// Waits for every send; returns the latencies.
+    pub async fn finish(mut self) -> anyhow::Result<Arc<Recorder>> {
+        while let Some(done) = self.flying.join_next().await {
+            done??;
+        }
+        self.bar.finish_and_clear();
+        Ok(self.recorder)
+    }
+}

@@ -1,7 +1,7 @@
 //! What a message says, as protobuf types: `Content` and its parts, generated from
 //! `proto/kitsulan/v1/content.proto`. The codec (the format prefix, limits, legacy plaintext)
-//! lives in `kitsulan_crypto::content`; what a reaction's emoji may be ([`emoji`]) is here, since
-//! the server checks cloud reactions by the same rule. The API crate (`kitsulan-proto`) refers to these types
+//! lives in `kitsulan_crypto::content`; what a reaction's emoji may be ([`emoji`]) and what a text
+//! or file must be ([`rules`]) are here, since the server checks cloud content by the same rules. The API crate (`kitsulan-proto`) refers to these types
 //! where a cloud conversation carries Content unencrypted, so they exist once.
 
 #[allow(missing_docs, clippy::all, clippy::pedantic)]
@@ -11,3 +11,4 @@ mod generated {
 pub use generated::*;
 
 pub mod emoji;
+pub mod rules;

@@ -54,11 +54,13 @@ fn require_pkg() {
         "crypto/pkg is missing: run crypto/build-wasm.sh before this test (it builds the WASM package)"
     );
     let built = std::fs::metadata(&wasm).unwrap().modified().unwrap();
-    let mut sources = newest_mtime(&crate_dir().join("src"));
+    // The package holds kitsulan-content too (the Content types, the emoji and text rules).
+    let mut sources =
+        newest_mtime(&crate_dir().join("src")).max(newest_mtime(&crate_dir().join("../content/src")));
     sources = sources.max(std::fs::metadata(crate_dir().join("Cargo.toml")).unwrap().modified().unwrap());
     assert!(
         built >= sources,
-        "crypto/pkg is older than crypto/src: run crypto/build-wasm.sh again before this test"
+        "crypto/pkg is older than crypto/src or content/src: run crypto/build-wasm.sh again before this test"
     );
 }
 

@@ -8,8 +8,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use kitsulan_client::people::cloud_text;
-use tokio::sync::Semaphore;
-use tokio::task::JoinSet;
 
 use crate::crowd;
 use crate::record::Recorder;
@@ -100,10 +98,7 @@ pub async fn run(how: &How, args: &Args) -> anyhow::Result<Report> {
     }
 
     // Filling: `inflight` sends going, round-robin over the senders.
-    let fill = Arc::new(Recorder::new());
-    let bar = crowd::progress(args.messages, "sending cloud messages");
-    let permits = Arc::new(Semaphore::new(args.inflight));
-    let mut flying = JoinSet::new();
+    let mut filler = crowd::Filler::new(args.inflight, args.messages, "sending cloud messages");
     let mut random = SplitMix(0x5eed);
     let filling = Instant::now();
     let mut refreshed = Instant::now();
@@ -114,26 +109,11 @@ pub async fn run(how: &How, args: &Args) -> anyhow::Result<Report> {
             }
             refreshed = Instant::now();
         }
-        let permit = permits.clone().acquire_owned().await?;
         let request = cloud_text(&groups[(n as usize) % groups.len()], &sentence(&mut random, n));
-        let (client, fill, bar) = (clients[(n as usize) % clients.len()].clone(), fill.clone(), bar.clone());
-        flying.spawn(async move {
-            let sent = Instant::now();
-            let result = client.send_message(request).await;
-            fill.latency("send_to_ack", sent.elapsed());
-            bar.inc(1);
-            drop(permit);
-            result.map(|_| ()).map_err(|status| anyhow::anyhow!("SendMessage: {status}"))
-        });
-        while let Some(done) = flying.try_join_next() {
-            done??;
-        }
+        filler.send(clients[(n as usize) % clients.len()].clone(), request).await?;
     }
-    while let Some(done) = flying.join_next().await {
-        done??;
-    }
+    let fill = filler.finish().await?;
     let fill_took = filling.elapsed();
-    bar.finish_and_clear();
     for client in &mut clients {
         client.refresh().await?;
     }

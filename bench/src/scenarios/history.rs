@@ -6,8 +6,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use kitsulan_proto::v1::HistoryDirection;
-use tokio::sync::Semaphore;
-use tokio::task::JoinSet;
 
 use crate::crowd;
 use crate::record::Recorder;
@@ -49,10 +47,7 @@ pub async fn run(how: &How, args: &Args) -> anyhow::Result<Vec<Report>> {
     writer.refresh_conversation(&conversation).await?;
 
     // Filling: the writer encrypts each message and keeps `inflight` sends going.
-    let fill = Arc::new(Recorder::new());
-    let bar = crowd::progress(args.messages, "filling the conversation");
-    let permits = Arc::new(Semaphore::new(args.inflight));
-    let mut flying = JoinSet::new();
+    let mut filler = crowd::Filler::new(args.inflight, args.messages, "filling the conversation");
     let filling = Instant::now();
     let mut refreshed = Instant::now();
     for n in 0..args.messages {
@@ -62,28 +57,12 @@ pub async fn run(how: &How, args: &Args) -> anyhow::Result<Vec<Report>> {
             reader.client.refresh().await?;
             refreshed = Instant::now();
         }
-        let permit = permits.clone().acquire_owned().await?;
         let text = format!("{{\"text\":\"message {n} of the long conversation\"}}");
         let encrypted = writer.prepare_message(&conversation, text.as_bytes()).await?;
-        let (client, request, fill, bar) =
-            (writer.client.clone(), encrypted.send_request(""), fill.clone(), bar.clone());
-        flying.spawn(async move {
-            let sent = Instant::now();
-            let result = client.send_message(request).await;
-            fill.latency("send_to_ack", sent.elapsed());
-            bar.inc(1);
-            drop(permit);
-            result.map(|_| ()).map_err(|status| anyhow::anyhow!("SendMessage: {status}"))
-        });
-        while let Some(done) = flying.try_join_next() {
-            done??;
-        }
+        filler.send(writer.client.clone(), encrypted.send_request("")).await?;
     }
-    while let Some(done) = flying.join_next().await {
-        done??;
-    }
+    let _fill = filler.finish().await?;
     let fill_took = filling.elapsed();
-    bar.finish_and_clear();
 
     // Reading: one page at a time, before a random point.
     let recorder = Arc::new(Recorder::new());

@@ -25,6 +25,7 @@ mod tests;
 /// The prost messages of `content.proto` (generated once, in the `kitsulan-content` crate).
 pub use kitsulan_content as proto;
 
+use kitsulan_content::rules::utf16_len;
 use prost::Message as _;
 use proto::{Content, Deletion, Edit, FileContent, Reaction, Reply, TextContent, TextSpan, content};
 
@@ -38,7 +39,7 @@ pub const FORMAT: u8 = 0x01;
 /// The revision of the Content schema this crate writes.
 pub const VERSION: u32 = 1;
 /// The longest text, in UTF-16 code units (what the browser counts; `TextContent.body`).
-pub const MAX_TEXT_LENGTH: usize = 16_000;
+pub use kitsulan_content::rules::MAX_TEXT_LENGTH;
 /// The media type of a thumbnail that names none.
 pub const THUMBNAIL_TYPE: &str = "image/jpeg";
 /// The name of a file that names none.
@@ -296,10 +297,6 @@ fn required(value: &str, what: &'static str) -> Result<(), ContentError> {
     if value.is_empty() { Err(ContentError::Missing(what)) } else { Ok(()) }
 }
 
-fn utf16_len(text: &str) -> usize {
-    text.encode_utf16().count()
-}
-
 fn text_content(body: String, spans: &[Span]) -> Result<TextContent, ContentError> {
     let spans =
         spans.iter().map(|s| TextSpan { start: s.start, end: s.end, style: s.style.into() }).collect();
@@ -309,31 +306,22 @@ fn text_content(body: String, spans: &[Span]) -> Result<TextContent, ContentErro
 }
 
 fn check_text(text: &TextContent) -> Result<(), ContentError> {
-    let len = utf16_len(&text.body);
-    if len > MAX_TEXT_LENGTH {
-        return Err(ContentError::TextTooLong);
-    }
-    for s in &text.spans {
-        let known = TextStyle::try_from(s.style).is_ok_and(|s| s != TextStyle::Unspecified);
-        if !known || s.start >= s.end || s.end as usize > len {
-            return Err(ContentError::InvalidSpan);
-        }
-    }
-    Ok(())
+    kitsulan_content::rules::check_text(text).map_err(ContentError::from)
 }
 
 fn check_file(file: &FileContent) -> Result<(), ContentError> {
-    required(&file.attachment_id, "attachment id")?;
-    if file.secrets.is_empty() {
-        return Err(ContentError::Missing("secrets"));
-    }
-    if let Some(t) = &file.thumbnail {
-        required(&t.attachment_id, "thumbnail attachment id")?;
-        if t.secrets.is_empty() {
-            return Err(ContentError::Missing("thumbnail secrets"));
+    kitsulan_content::rules::check_file(file).map_err(ContentError::from)
+}
+
+impl From<kitsulan_content::rules::Problem> for ContentError {
+    fn from(problem: kitsulan_content::rules::Problem) -> Self {
+        use kitsulan_content::rules::Problem;
+        match problem {
+            Problem::TextTooLong => Self::TextTooLong,
+            Problem::InvalidSpan => Self::InvalidSpan,
+            Problem::Missing(what) => Self::Missing(what),
         }
     }
-    Ok(())
 }
 
 /// What the decrypted `plaintext` of the message `message_id` says.

@@ -1,5 +1,6 @@
 //! `kitsulan.v1.ConversationService`: conversations, members and messages.
 
+use kitsulan_content::rules::{self, utf16_len};
 use kitsulan_proto::v1 as pb;
 use kitsulan_proto::v1::conversation_service_server::ConversationService;
 use prost::Message as _;
@@ -110,8 +111,6 @@ pub fn message(m: MessageRecord) -> pb::Message {
 
 /// The largest Content of a cloud message, encoded.
 const MAX_CONTENT: usize = 64 * 1024;
-/// Characters (UTF-16 code units) of a cloud message's text.
-const MAX_TEXT: usize = 16_000;
 /// Mentions in one message.
 const MAX_MENTIONS: usize = 50;
 /// Characters of a quote.
@@ -121,6 +120,17 @@ fn content_invalid(message: impl Into<String>) -> Error {
     Error::invalid(ErrorReason::ContentInvalid, "content", message)
 }
 
+/// `CONTENT_INVALID` for a text or file that breaks the rules devices write by.
+fn problem(p: rules::Problem) -> Error {
+    content_invalid(match p {
+        rules::Problem::TextTooLong => format!("a text is at most {} characters", rules::MAX_TEXT_LENGTH),
+        rules::Problem::InvalidSpan => "a formatting span is empty, unknown or outside the text".to_owned(),
+        rules::Problem::Missing(what) => {
+            format!("no {what}: a file names its attachment and the secrets that open it")
+        }
+    })
+}
+
 /// Reads a cloud message's Content: a text (at most 16,000 characters, spans and mentions
 /// inside it) or a file (its attachment and secrets named), a quote of at most 1,000
 /// characters, at most 64 KiB encoded. `edit`: an edit's new content, text only.
@@ -128,23 +138,14 @@ fn cloud_draft(content: Option<kitsulan_content::Content>, edit: bool) -> Result
     use kitsulan_content::content::Body;
     let mut content = content.ok_or_else(|| content_invalid("a cloud message needs content"))?;
     content.version = content.version.max(1);
-    let utf16 = |s: &str| s.encode_utf16().count();
     let (text, mentions) = match &content.body {
         Some(Body::Text(t)) => {
-            let len = utf16(&t.body);
             if t.body.trim().is_empty() {
                 return Err(content_invalid("a text message needs text"));
             }
-            if len > MAX_TEXT {
-                return Err(content_invalid(format!("a text is at most {MAX_TEXT} characters")));
-            }
-            let known = |style: i32| {
-                kitsulan_content::TextStyle::try_from(style)
-                    .is_ok_and(|s| s != kitsulan_content::TextStyle::Unspecified)
-            };
-            if t.spans.iter().any(|s| !known(s.style) || s.start >= s.end || s.end as usize > len) {
-                return Err(content_invalid("a formatting span is empty, unknown or outside the text"));
-            }
+            // The rules a device's codec writes by, then what only the server checks.
+            rules::check_text(t).map_err(problem)?;
+            let len = utf16_len(&t.body);
             if t.mentions.len() > MAX_MENTIONS {
                 return Err(content_invalid(format!("a message mentions at most {MAX_MENTIONS} people")));
             }
@@ -158,12 +159,7 @@ fn cloud_draft(content: Option<kitsulan_content::Content>, edit: bool) -> Result
             (t.body.clone(), mentions)
         }
         Some(Body::File(f)) if !edit => {
-            if f.attachment_id.is_empty() || f.secrets.is_empty() {
-                return Err(content_invalid("a file names its attachment and the secrets that open it"));
-            }
-            if f.thumbnail.as_ref().is_some_and(|t| t.attachment_id.is_empty() || t.secrets.is_empty()) {
-                return Err(content_invalid("a thumbnail names its attachment and the secrets that open it"));
-            }
+            rules::check_file(f).map_err(problem)?;
             (f.name.clone(), Vec::new())
         }
         _ if edit => return Err(content_invalid("an edit replaces a text with a text")),
@@ -175,7 +171,7 @@ fn cloud_draft(content: Option<kitsulan_content::Content>, edit: bool) -> Result
     };
     let reply_to = match &content.reply {
         Some(reply) if !edit => {
-            if utf16(&reply.quote) > MAX_QUOTE {
+            if utf16_len(&reply.quote) > MAX_QUOTE {
                 return Err(content_invalid(format!("a quote is at most {MAX_QUOTE} characters")));
             }
             Some(parse_id(&reply.message_id, "content.reply.message_id")?)
