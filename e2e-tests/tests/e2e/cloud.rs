@@ -157,6 +157,46 @@ async fn reactions_pins_and_mentions_reach_the_others(database: Database) {
         mentions.push(Mention { account_id: uuid::Uuid::now_v7().to_string(), start: 0, end: 4 });
     }
     assert_refused(alice.send_message(stranger).await, "CONTENT_INVALID");
+    // Oversized or malformed content, each refused and nothing stored.
+    let before = alice.all_messages(&group.id, HistoryDirection::Forward, 100).await.unwrap().len();
+    let long = cloud_text(&group.id, &"ж".repeat(16_001));
+    let mut flood = cloud_text(&group.id, "@everyone");
+    text_of(&mut flood).mentions =
+        (0..51).map(|_| Mention { account_id: b.clone(), start: 0, end: 1 }).collect();
+    let mut outside = cloud_text(&group.id, "hi");
+    text_of(&mut outside).mentions = vec![Mention { account_id: b.clone(), start: 0, end: 9 }];
+    let mut quote = cloud_text(&group.id, "quoting");
+    quote.reply_to = hello.id.clone();
+    quote.content.as_mut().unwrap().reply = Some(kitsulan_crypto::content::proto::Reply {
+        message_id: hello.id.clone(),
+        quote: "q".repeat(1_001),
+    });
+    let mut elsewhere = cloud_text(&group.id, "answers another");
+    elsewhere.content.as_mut().unwrap().reply =
+        Some(kitsulan_crypto::content::proto::Reply { message_id: hello.id.clone(), quote: String::new() });
+    let empty = cloud_text(&group.id, "   ");
+    let mut none = cloud_text(&group.id, "x");
+    none.content.as_mut().unwrap().body = None;
+    let mut both = cloud_text(&group.id, "and ciphertext");
+    both.ciphertext = b"opaque bytes".to_vec();
+    for (what, request) in [
+        ("16,001 characters", long),
+        ("51 mentions", flood),
+        ("a mention past the text", outside),
+        ("a 1,001-character quote", quote),
+        ("a reply that is not reply_to", elsewhere),
+        ("blank text", empty),
+        ("no body", none),
+        ("content and ciphertext", both),
+    ] {
+        let status = alice.send_message(request).await.expect_err(what);
+        assert_eq!(
+            kitsulan_client::client::reason(&status).as_deref(),
+            Some("CONTENT_INVALID"),
+            "{what}: {status:?}"
+        );
+    }
+    assert_eq!(alice.all_messages(&group.id, HistoryDirection::Forward, 100).await.unwrap().len(), before);
 
     // Reactions: counted, named, live on Bob's side; limited per person; one emoji each.
     alice.react(&group.id, &hello.id, "🎉", false).await.unwrap();
@@ -327,3 +367,11 @@ async fn a_person_exports_and_deletes_their_account(database: Database) {
 }
 
 on_both_databases!(a_person_exports_and_deletes_their_account: export_and_delete_on_sqlite, export_and_delete_on_postgres);
+
+/// The text of a cloud message request made by `cloud_text`.
+fn text_of(request: &mut kitsulan_proto::v1::SendMessageRequest) -> &mut TextContent {
+    match request.content.as_mut().and_then(|c| c.body.as_mut()) {
+        Some(Body::Text(t)) => t,
+        _ => unreachable!("cloud_text makes a text"),
+    }
+}
