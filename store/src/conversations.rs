@@ -1256,33 +1256,15 @@ impl_for_backends! {
                     .fetch_optional(&mut *one)
                     .await?;
                     let Some((seq, change, timer_s)) = numbers else { return Ok((SendOutcome::NotMember, false)) };
-                    // Ids are unique per conversation: one taken elsewhere tells the sender nothing.
-                    let existing = sqlx::query(&format!(
-                        "SELECT {MESSAGE_COLUMNS} FROM messages WHERE id = $1 AND conversation_id = $2"
-                    ))
-                        .bind(m.id.as_uuid())
-                        .bind(m.conversation_id.as_uuid())
-                        .fetch_optional(&mut *one)
-                        .await?;
-                    if let Some(row) = existing {
-                        let existing = decode!(message row);
-                        // The retried message keeps its first number (this one is given back).
-                        let same = existing.conversation_id == m.conversation_id
-                            && existing.sender_account_id == m.sender.0
-                            && match &m.cloud {
-                                None => existing.ciphertext.as_deref() == Some(m.ciphertext.as_slice()),
-                                Some(cloud) => existing.content.as_deref() == Some(cloud.content.as_slice()),
-                            }
-                            && existing.session_id == m.session_id
-                            && existing.reply_to == m.reply_to;
-                        return Ok((if same { SendOutcome::Duplicate(existing) } else { SendOutcome::IdTaken }, false));
-                    }
                     let expires_at_ms = if timer_s > 0 { m.now_ms.saturating_add(timer_s.saturating_mul(1000)) } else { 0 };
-                    let row = sqlx::query(&format!(
+                    // One statement stores it or finds its id taken (ids are unique per
+                    // conversation): no lookup first, whose plan a connection may have cached
+                    // while the table was empty and then walk a whole conversation per send.
+                    let inserted = sqlx::query(&format!(
                         "INSERT INTO messages (conversation_id, seq, id, sender_account_id, sender_device_id, ciphertext, \
                          session_id, reply_to, sent_at_ms, change_seq, content, search_text, expires_at_ms) \
                          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) \
-                         RETURNING {MESSAGE_COLUMNS}"
+                         ON CONFLICT (conversation_id, id) DO NOTHING RETURNING {MESSAGE_COLUMNS}"
                     ))
                     .bind(m.conversation_id.as_uuid())
                     .bind(seq)
@@ -1297,8 +1279,29 @@ impl_for_backends! {
                     .bind(m.cloud.as_ref().map(|c| &c.content))
                     .bind(m.cloud.as_ref().map(|c| &c.search_text))
                     .bind(expires_at_ms)
-                    .fetch_one(&mut *one)
+                    .fetch_optional(&mut *one)
                     .await?;
+                    let Some(row) = inserted else {
+                        // Taken: the same message again (a retry) or another one; either way the
+                        // number taken above is given back.
+                        let row = sqlx::query(&format!(
+                            "SELECT {MESSAGE_COLUMNS} FROM messages WHERE conversation_id = $1 AND id = $2"
+                        ))
+                        .bind(m.conversation_id.as_uuid())
+                        .bind(m.id.as_uuid())
+                        .fetch_one(&mut *one)
+                        .await?;
+                        let existing = decode!(message row);
+                        // One taken by someone else tells the sender nothing about it.
+                        let same = existing.sender_account_id == m.sender.0
+                            && match &m.cloud {
+                                None => existing.ciphertext.as_deref() == Some(m.ciphertext.as_slice()),
+                                Some(cloud) => existing.content.as_deref() == Some(cloud.content.as_slice()),
+                            }
+                            && existing.session_id == m.session_id
+                            && existing.reply_to == m.reply_to;
+                        return Ok((if same { SendOutcome::Duplicate(existing) } else { SendOutcome::IdTaken }, false));
+                    };
                     let stored = decode!(message row);
                     if let Some(cloud) = &m.cloud {
                         crate::cloud::index_cloud_body!(one, Self::BACKEND, m.conversation_id, seq, cloud);
