@@ -8,7 +8,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use kitsulan_crypto::content::proto::{FileContent, FileThumbnail};
-use kitsulan_crypto::content::{self, Body, ContentError, Decoded, Outgoing, Span, TextStyle};
+use kitsulan_crypto::content::{self, Body, ContentError, Decoded, Extras, Outgoing, Span, TextStyle};
 
 const MSG: &str = "0193a0a0-0000-7000-8000-000000000001";
 const OTHER: &str = "0193a0a0-0000-7000-8000-000000000002";
@@ -64,15 +64,27 @@ fn vectors() -> Vec<Vector> {
     vec![
         Vector {
             name: "text with a reply",
-            out: Outgoing::Text { text: "hi".into(), spans: vec![], reply_to: "m".into() },
+            out: Outgoing::Text {
+                text: "hi".into(),
+                spans: vec![],
+                reply_to: "m".into(),
+                extras: Extras::default(),
+            },
             hex: "0001080112030a016d52040a026869",
-            read: Decoded { body: text("hi", vec![]), reply_to: reply("m") },
+            read: Decoded { body: text("hi", vec![]), reply_to: reply("m"), extras: Extras::default() },
         },
         Vector {
             name: "text with an emoji",
-            out: Outgoing::Text { text: "hello 👋".into(), spans: vec![], reply_to: String::new() },
+            out: Outgoing::Text {
+                text: "hello 👋".into(),
+                spans: vec![],
+                reply_to: String::new(),
+                extras: Extras::default(),
+            },
             hex: "00010801520c0a0a68656c6c6f20f09f918b",
-            read: Decoded { body: text("hello 👋", vec![]), reply_to: reply("") },
+            read: Decoded {
+                body: text("hello 👋", vec![]), reply_to: reply(""), extras: Extras::default()
+            },
         },
         Vector {
             name: "text with every style and a reply",
@@ -80,15 +92,20 @@ fn vectors() -> Vec<Vector> {
                 text: "bold ital code strike spoiler".into(),
                 spans: spans.clone(),
                 reply_to: OTHER.into(),
+                extras: Extras::default(),
             },
             hex: "0001080112260a2430313933613061302d303030302d373030302d383030302d30303030303030303030303252450a1d626f6c64206974616c20636f646520737472696b652073706f696c657212041004180112060805100918021206080a100e18031206080f1015180412060816101d1805",
-            read: Decoded { body: text("bold ital code strike spoiler", spans), reply_to: reply(OTHER) },
+            read: Decoded {
+                body: text("bold ital code strike spoiler", spans),
+                reply_to: reply(OTHER),
+                extras: Extras::default(),
+            },
         },
         Vector {
             name: "file with a thumbnail and a reply",
-            out: Outgoing::File { file: the_file(), reply_to: OTHER.into() },
+            out: Outgoing::File { file: the_file(), reply_to: OTHER.into(), extras: Extras::default() },
             hex: "0001080112260a2430313933613061302d303030302d373030302d383030302d3030303030303030303030325a92010a2430313933613061302d303030302d373030302d383030302d303030303030303030306161120801020304050607081a0b686f6c696461792e6a7067220a696d6167652f6a70656728c0c40730c01f38d017423d0a2430313933613061302d303030302d373030302d383030302d3030303030303030303062621203090a0b1a0a696d6167652f6a70656720c00228f001",
-            read: Decoded { body: Body::File(the_file()), reply_to: reply(OTHER) },
+            read: Decoded { body: Body::File(the_file()), reply_to: reply(OTHER), extras: Extras::default() },
         },
         Vector {
             name: "file with only what is required",
@@ -100,6 +117,7 @@ fn vectors() -> Vec<Vector> {
                     ..FileContent::default()
                 },
                 reply_to: String::new(),
+                extras: Extras::default(),
             },
             hex: "000108015a090a01611201011a0178",
             read: Decoded {
@@ -110,13 +128,19 @@ fn vectors() -> Vec<Vector> {
                     ..FileContent::default()
                 }),
                 reply_to: reply(""),
+                extras: Extras::default(),
             },
         },
         Vector {
             name: "edit",
-            out: Outgoing::Edit { message_id: MSG.into(), text: "fixed".into(), spans: vec![] },
+            out: Outgoing::Edit {
+                message_id: MSG.into(),
+                text: "fixed".into(),
+                spans: vec![],
+                mentions: vec![],
+            },
             hex: "000108016a2f0a2430313933613061302d303030302d373030302d383030302d30303030303030303030303112070a056669786564",
-            read: Decoded { body: text("fixed", vec![]), reply_to: None },
+            read: Decoded { body: text("fixed", vec![]), reply_to: None, extras: Extras::default() },
         },
         Vector {
             name: "reaction",
@@ -125,6 +149,7 @@ fn vectors() -> Vec<Vector> {
             read: Decoded {
                 body: Body::Reaction { message_id: OTHER.into(), emoji: "🎉".into(), remove: false },
                 reply_to: None,
+                extras: Extras::default(),
             },
         },
         Vector {
@@ -134,13 +159,18 @@ fn vectors() -> Vec<Vector> {
             read: Decoded {
                 body: Body::Reaction { message_id: OTHER.into(), emoji: "👍".into(), remove: true },
                 reply_to: None,
+                extras: Extras::default(),
             },
         },
         Vector {
             name: "deletion",
             out: Outgoing::Deletion { message_id: OTHER.into() },
             hex: "0001080172260a2430313933613061302d303030302d373030302d383030302d303030303030303030303032",
-            read: Decoded { body: Body::Deletion { message_id: OTHER.into() }, reply_to: None },
+            read: Decoded {
+                body: Body::Deletion { message_id: OTHER.into() },
+                reply_to: None,
+                extras: Extras::default(),
+            },
         },
     ]
 }
@@ -198,11 +228,16 @@ const LEGACY_FILE: &str = "7b226174746163686d656e74223a2230313933613061302d30303
 #[test]
 fn recorded_legacy_plaintexts_still_read() {
     let read = content::decode(&unhex(LEGACY_FILE), MSG).unwrap();
-    assert_eq!(read, Decoded { body: Body::File(the_file()), reply_to: None });
+    assert_eq!(read, Decoded { body: Body::File(the_file()), reply_to: None, extras: Extras::default() });
     // Written again, a legacy file is the typed one (answering nothing).
-    let typed = Outgoing::File { file: the_file(), reply_to: String::new() }.encode().unwrap();
+    let typed = Outgoing::File { file: the_file(), reply_to: String::new(), extras: Extras::default() }
+        .encode()
+        .unwrap();
     assert_eq!(content::decode(&typed, MSG).unwrap().body, read.body);
 
     let read = content::decode(&unhex("706c61696e206f6c642074657874"), MSG).unwrap();
-    assert_eq!(read, Decoded { body: text("plain old text", vec![]), reply_to: None });
+    assert_eq!(
+        read,
+        Decoded { body: text("plain old text", vec![]), reply_to: None, extras: Extras::default() }
+    );
 }

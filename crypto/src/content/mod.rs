@@ -14,7 +14,9 @@
 //! Writing goes through [`Outgoing`] (or the helpers [`text`], [`file`], [`edit`],
 //! [`reaction`], [`deletion`]), which refuses what a reader would refuse: a text over
 //! [`MAX_TEXT_LENGTH`], a formatting span outside its text, a file, reaction, edit or deletion
-//! that names nothing, a reaction whose emoji is not one emoji ([`emoji`]).
+//! that names nothing, a reaction whose emoji is not one emoji ([`emoji`]), a mention outside
+//! its text or more than [`MAX_MENTIONS`] (a quote past [`MAX_QUOTE_LENGTH`] is cut). A text or
+//! a file carries its [`Extras`] (quote, forwarded mark, mentions) both ways.
 
 /// One emoji: what a reaction carries (shared with the server, which checks cloud reactions).
 pub use kitsulan_content::emoji;
@@ -25,9 +27,10 @@ mod tests;
 /// The prost messages of `content.proto` (generated once, in the `kitsulan-content` crate).
 pub use kitsulan_content as proto;
 
-use kitsulan_content::rules::utf16_len;
+use kitsulan_content::rules::{self, utf16_len};
 use prost::Message as _;
 use proto::{Content, Deletion, Edit, FileContent, Reaction, Reply, TextContent, TextSpan, content};
+pub use proto::{Forwarded, Mention};
 
 pub use emoji::{EmojiProblem, MAX_REACTION_BYTES};
 pub use proto::TextStyle;
@@ -38,6 +41,10 @@ pub const MARKER: u8 = 0x00;
 pub const FORMAT: u8 = 0x01;
 /// The revision of the Content schema this crate writes.
 pub const VERSION: u32 = 1;
+/// The most people one text mentions.
+pub use kitsulan_content::rules::MAX_MENTIONS;
+/// The longest quote of a reply, in UTF-16 code units.
+pub use kitsulan_content::rules::MAX_QUOTE_LENGTH;
 /// The longest text, in UTF-16 code units (what the browser counts; `TextContent.body`).
 pub use kitsulan_content::rules::MAX_TEXT_LENGTH;
 /// The media type of a thumbnail that names none.
@@ -79,6 +86,16 @@ pub enum ContentError {
     /// [`MAX_REACTION_BYTES`] bytes ([`emoji`]).
     #[error("not a reaction: {}", .0.reason())]
     InvalidReaction(EmojiProblem),
+    /// Writing: more than [`MAX_MENTIONS`] mentions in one text.
+    #[error("too many mentions")]
+    TooManyMentions,
+    /// Writing: a mention that is empty, ends past its text or names nobody (or a file's).
+    #[error("a mention outside its text")]
+    InvalidMention,
+    /// Writing: a quote longer than [`MAX_QUOTE_LENGTH`] in a Content given whole to [`encode`]
+    /// ([`Outgoing`] cuts a quote to the limit).
+    #[error("quote too long")]
+    QuoteTooLong,
 }
 
 impl ContentError {
@@ -93,6 +110,9 @@ impl ContentError {
             Self::InvalidSpan => "invalid_span",
             Self::Missing(_) => "missing_field",
             Self::InvalidReaction(_) => "invalid_reaction",
+            Self::TooManyMentions => "too_many_mentions",
+            Self::InvalidMention => "invalid_mention",
+            Self::QuoteTooLong => "quote_too_long",
         }
     }
 }
@@ -151,6 +171,22 @@ pub struct Decoded {
     /// server's `Message.reply_to` says) and for what answers nothing (an edit, a reaction, a
     /// deletion, an unsupported kind).
     pub reply_to: Option<String>,
+    /// What a text or a file carries besides its body (empty for everything else).
+    pub extras: Extras,
+}
+
+/// What a text or a file may carry besides its body: the part of the message answered that it
+/// quotes, that it was forwarded (and from whom), and (texts) the people it mentions.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Extras {
+    /// The part of the message answered that it shows, at most [`MAX_QUOTE_LENGTH`] (empty:
+    /// a plain reply). Only with a reply: a quote that answers nothing is not written or read.
+    pub quote: String,
+    /// Forwarded: who wrote the original ("" when hidden) and when it was sent.
+    pub forwarded: Option<Forwarded>,
+    /// The people a text names (`@name`): each inside the text, at most [`MAX_MENTIONS`].
+    /// A reader keeps those that lie inside the text and leaves out the rest.
+    pub mentions: Vec<Mention>,
 }
 
 impl Decoded {
@@ -182,6 +218,8 @@ pub enum Outgoing {
         spans: Vec<Span>,
         /// The message answered, or empty.
         reply_to: String,
+        /// Quote, forwarded mark, mentions (a quote longer than [`MAX_QUOTE_LENGTH`] is cut).
+        extras: Extras,
     },
     /// A file, answering `reply_to` (empty for none).
     File {
@@ -189,6 +227,8 @@ pub enum Outgoing {
         file: FileContent,
         /// The message answered, or empty.
         reply_to: String,
+        /// Quote and forwarded mark (a file mentions nobody: its mentions are refused).
+        extras: Extras,
     },
     /// The new text of our message `message_id` (sent through EditMessage).
     Edit {
@@ -198,6 +238,8 @@ pub enum Outgoing {
         text: String,
         /// Its formatting.
         spans: Vec<Span>,
+        /// The people the new text mentions.
+        mentions: Vec<Mention>,
     },
     /// A reaction to `message_id` (or taking it back).
     Reaction {
@@ -218,24 +260,35 @@ pub enum Outgoing {
 impl Outgoing {
     /// The plaintext to encrypt: `0x00 0x01 || Content` (version [`VERSION`]), or why not.
     pub fn encode(self) -> Result<Vec<u8>, ContentError> {
-        let (reply_to, body) = match self {
-            Self::Text { text, spans, reply_to } => {
-                (reply_to, content::Body::Text(text_content(text, &spans)?))
+        let (reply_to, extras, body) = match self {
+            Self::Text { text, spans, reply_to, mut extras } => {
+                let mentions = std::mem::take(&mut extras.mentions);
+                (reply_to, extras, content::Body::Text(text_content(text, &spans, mentions)?))
             }
-            Self::File { file, reply_to } => (reply_to, content::Body::File(file)),
-            Self::Edit { message_id, text, spans } => {
-                let text = Some(text_content(text, &spans)?);
-                (String::new(), content::Body::Edit(Edit { message_id, text }))
+            Self::File { file, reply_to, extras } => {
+                if !extras.mentions.is_empty() {
+                    return Err(ContentError::InvalidMention);
+                }
+                (reply_to, extras, content::Body::File(file))
             }
-            Self::Reaction { message_id, emoji, remove } => {
-                (String::new(), content::Body::Reaction(Reaction { message_id, emoji, remove }))
+            Self::Edit { message_id, text, spans, mentions } => {
+                let text = Some(text_content(text, &spans, mentions)?);
+                (String::new(), Extras::default(), content::Body::Edit(Edit { message_id, text }))
             }
+            Self::Reaction { message_id, emoji, remove } => (
+                String::new(),
+                Extras::default(),
+                content::Body::Reaction(Reaction { message_id, emoji, remove }),
+            ),
             Self::Deletion { message_id } => {
-                (String::new(), content::Body::Deletion(Deletion { message_id }))
+                (String::new(), Extras::default(), content::Body::Deletion(Deletion { message_id }))
             }
         };
-        let reply = (!reply_to.is_empty()).then_some(Reply { message_id: reply_to, quote: String::new() });
-        encode(Content { version: VERSION, reply, forwarded: None, body: Some(body) })
+        let reply = (!reply_to.is_empty()).then(|| Reply {
+            message_id: reply_to,
+            quote: rules::quote_within_limit(&extras.quote).to_owned(),
+        });
+        encode(Content { version: VERSION, reply, forwarded: extras.forwarded, body: Some(body) })
     }
 }
 
@@ -243,14 +296,17 @@ impl Outgoing {
 /// a Content without a body, or one a reader would find malformed, is refused.
 pub fn encode(mut content: Content) -> Result<Vec<u8>, ContentError> {
     content.version = VERSION;
+    if let Some(reply) = &content.reply {
+        rules::check_quote(&reply.quote)?;
+    }
     match &content.body {
         None => return Err(ContentError::Missing("body")),
-        Some(content::Body::Text(t)) => check_text(t)?,
-        Some(content::Body::File(f)) => check_file(f)?,
+        Some(content::Body::Text(t)) => rules::check_text(t)?,
+        Some(content::Body::File(f)) => rules::check_file(f)?,
         Some(content::Body::Edit(e)) => {
             required(&e.message_id, "message id")?;
             if let Some(t) = &e.text {
-                check_text(t)?;
+                rules::check_text(t)?;
             }
         }
         Some(content::Body::Reaction(r)) => {
@@ -270,17 +326,29 @@ pub fn encode(mut content: Content) -> Result<Vec<u8>, ContentError> {
 
 /// The plaintext of a text message (`reply_to` may be empty).
 pub fn text(text: &str, reply_to: &str) -> Result<Vec<u8>, ContentError> {
-    Outgoing::Text { text: text.to_owned(), spans: Vec::new(), reply_to: reply_to.to_owned() }.encode()
+    Outgoing::Text {
+        text: text.to_owned(),
+        spans: Vec::new(),
+        reply_to: reply_to.to_owned(),
+        extras: Extras::default(),
+    }
+    .encode()
 }
 
 /// The plaintext of a file message (`reply_to` may be empty).
 pub fn file(file: FileContent, reply_to: &str) -> Result<Vec<u8>, ContentError> {
-    Outgoing::File { file, reply_to: reply_to.to_owned() }.encode()
+    Outgoing::File { file, reply_to: reply_to.to_owned(), extras: Extras::default() }.encode()
 }
 
 /// The plaintext that `EditMessage` puts in place of our message `message_id`.
 pub fn edit(message_id: &str, text: &str) -> Result<Vec<u8>, ContentError> {
-    Outgoing::Edit { message_id: message_id.to_owned(), text: text.to_owned(), spans: Vec::new() }.encode()
+    Outgoing::Edit {
+        message_id: message_id.to_owned(),
+        text: text.to_owned(),
+        spans: Vec::new(),
+        mentions: Vec::new(),
+    }
+    .encode()
 }
 
 /// The plaintext of a reaction to `message_id` (or of taking it back).
@@ -297,29 +365,24 @@ fn required(value: &str, what: &'static str) -> Result<(), ContentError> {
     if value.is_empty() { Err(ContentError::Missing(what)) } else { Ok(()) }
 }
 
-fn text_content(body: String, spans: &[Span]) -> Result<TextContent, ContentError> {
+fn text_content(body: String, spans: &[Span], mentions: Vec<Mention>) -> Result<TextContent, ContentError> {
     let spans =
         spans.iter().map(|s| TextSpan { start: s.start, end: s.end, style: s.style.into() }).collect();
-    let text = TextContent { body, spans, mentions: Vec::new() };
-    check_text(&text)?;
+    let text = TextContent { body, spans, mentions };
+    rules::check_text(&text)?;
     Ok(text)
 }
 
-fn check_text(text: &TextContent) -> Result<(), ContentError> {
-    kitsulan_content::rules::check_text(text).map_err(ContentError::from)
-}
-
-fn check_file(file: &FileContent) -> Result<(), ContentError> {
-    kitsulan_content::rules::check_file(file).map_err(ContentError::from)
-}
-
-impl From<kitsulan_content::rules::Problem> for ContentError {
-    fn from(problem: kitsulan_content::rules::Problem) -> Self {
-        use kitsulan_content::rules::Problem;
+impl From<rules::Problem> for ContentError {
+    fn from(problem: rules::Problem) -> Self {
+        use rules::Problem;
         match problem {
             Problem::TextTooLong => Self::TextTooLong,
             Problem::InvalidSpan => Self::InvalidSpan,
             Problem::Missing(what) => Self::Missing(what),
+            Problem::TooManyMentions => Self::TooManyMentions,
+            Problem::InvalidMention => Self::InvalidMention,
+            Problem::QuoteTooLong => Self::QuoteTooLong,
         }
     }
 }
@@ -329,23 +392,32 @@ pub fn decode(plaintext: &[u8], message_id: &str) -> Result<Decoded, ContentErro
     match plaintext {
         [MARKER, FORMAT, rest @ ..] => decode_typed(rest, message_id),
         [MARKER] => Err(ContentError::Malformed),
-        [MARKER, ..] => Ok(Decoded { body: Body::Unsupported, reply_to: None }),
+        [MARKER, ..] => Ok(Decoded { body: Body::Unsupported, reply_to: None, extras: Extras::default() }),
         legacy => {
             let text = std::str::from_utf8(legacy).map_err(|_| ContentError::NotUtf8)?;
             let body = match legacy::file(text) {
                 Some(file) => Body::File(file),
                 None => Body::Text { text: text.to_owned(), spans: Vec::new() },
             };
-            Ok(Decoded { body, reply_to: None })
+            Ok(Decoded { body, reply_to: None, extras: Extras::default() })
         }
     }
 }
 
 fn decode_typed(bytes: &[u8], message_id: &str) -> Result<Decoded, ContentError> {
     let content = Content::decode(bytes).map_err(|_| ContentError::Malformed)?;
-    let reply_to = Some(content.reply.map(|r| r.message_id).unwrap_or_default());
+    let (reply_to, quote) = content.reply.map(|r| (r.message_id, r.quote)).unwrap_or_default();
+    // A quote shows only with the message it answers, cut to the limit whatever was sent.
+    let quote =
+        if reply_to.is_empty() { String::new() } else { rules::quote_within_limit(&quote).to_owned() };
+    let mut extras = Extras { quote, forwarded: content.forwarded, mentions: Vec::new() };
+    let reply_to = Some(reply_to);
     let (body, reply_to) = match content.body {
-        Some(content::Body::Text(text)) => (text_of(text)?, reply_to),
+        Some(content::Body::Text(text)) => {
+            let (body, mentions) = text_of(text)?;
+            extras.mentions = mentions;
+            (body, reply_to)
+        }
         Some(content::Body::File(file)) => (Body::File(file_of(file)?), reply_to),
         Some(content::Body::Edit(edit)) => {
             // An edit replaces the ciphertext of one message: shown only there, so a server
@@ -354,7 +426,9 @@ fn decode_typed(bytes: &[u8], message_id: &str) -> Result<Decoded, ContentError>
             if edit.message_id != message_id {
                 return Err(ContentError::EditForAnotherMessage);
             }
-            (text_of(edit.text.unwrap_or_default())?, None)
+            let (body, mentions) = text_of(edit.text.unwrap_or_default())?;
+            extras = Extras { mentions, ..Extras::default() };
+            (body, None)
         }
         Some(content::Body::Reaction(r)) => {
             if r.message_id.is_empty() || r.emoji.is_empty() {
@@ -375,16 +449,21 @@ fn decode_typed(bytes: &[u8], message_id: &str) -> Result<Decoded, ContentError>
         // Unset, or a kind this client does not know (an unknown field prost skipped).
         None => (Body::Unsupported, None),
     };
-    Ok(Decoded { body, reply_to })
+    if !matches!(body, Body::Text { .. } | Body::File(_)) {
+        extras = Extras::default();
+    }
+    Ok(Decoded { body, reply_to, extras })
 }
 
 /// A received text: refused when too long; spans clamped to the text, the empty ones and those
-/// of an unknown style left out.
-fn text_of(text: TextContent) -> Result<Body, ContentError> {
+/// of an unknown style left out; the mentions inside the text (at most [`MAX_MENTIONS`]), the
+/// others left out.
+fn text_of(text: TextContent) -> Result<(Body, Vec<Mention>), ContentError> {
     let len = utf16_len(&text.body);
     if len > MAX_TEXT_LENGTH {
         return Err(ContentError::Malformed);
     }
+    let units = len;
     let len = u32::try_from(len).unwrap_or(u32::MAX);
     let spans = text
         .spans
@@ -395,7 +474,9 @@ fn text_of(text: TextContent) -> Result<Body, ContentError> {
             (s.start < end).then_some(Span { start: s.start, end, style })
         })
         .collect();
-    Ok(Body::Text { text: text.body, spans })
+    let mentions =
+        text.mentions.into_iter().filter(|m| rules::mention_within(m, units)).take(MAX_MENTIONS).collect();
+    Ok((Body::Text { text: text.body, spans }, mentions))
 }
 
 /// A received file: refused without its attachment id or secrets; the rest made regular (see

@@ -69,7 +69,12 @@ fn a_typed_text_is_prefixed_and_reads_back_with_its_reply() {
     let plaintext = text("hello 👋", OTHER).unwrap();
     assert_eq!(&plaintext[..2], &[0x00, 0x01]);
     let read = decode(&plaintext, MSG).unwrap();
-    assert_eq!(read, Decoded { body: text_body("hello 👋"), reply_to: Some(OTHER.to_owned()) });
+    assert_eq!(
+        read,
+        Decoded {
+            body: text_body("hello 👋"), reply_to: Some(OTHER.to_owned()), extras: Extras::default()
+        }
+    );
     let read = decode(&text("no reply", "").unwrap(), MSG).unwrap();
     assert_eq!(read.reply_to.as_deref(), Some(""));
 }
@@ -80,7 +85,12 @@ fn formatted_text_reads_back_with_its_spans() {
         Span { start: 0, end: 4, style: TextStyle::Bold },
         Span { start: 5, end: 8, style: TextStyle::Spoiler },
     ];
-    let out = Outgoing::Text { text: "bold 👋x".to_owned(), spans: spans.clone(), reply_to: String::new() };
+    let out = Outgoing::Text {
+        text: "bold 👋x".to_owned(),
+        spans: spans.clone(),
+        reply_to: String::new(),
+        extras: Extras::default(),
+    };
     let read = decode(&out.encode().unwrap(), MSG).unwrap();
     assert_eq!(read.body, Body::Text { text: "bold 👋x".to_owned(), spans });
 }
@@ -89,7 +99,10 @@ fn formatted_text_reads_back_with_its_spans() {
 fn spans_outside_the_text_or_without_a_style_are_not_written() {
     let write = |start, end, style| {
         let spans = vec![Span { start, end, style }];
-        Outgoing::Text { text: "👋ab".to_owned(), spans, reply_to: String::new() }.encode()
+        Outgoing::Text {
+            text: "👋ab".to_owned(), spans, reply_to: String::new(), extras: Extras::default()
+        }
+        .encode()
     };
     // "👋ab" is four UTF-16 code units.
     assert!(write(0, 4, TextStyle::Bold).is_ok());
@@ -101,6 +114,7 @@ fn spans_outside_the_text_or_without_a_style_are_not_written() {
         message_id: MSG.to_owned(),
         text: "ab".to_owned(),
         spans: vec![Span { start: 0, end: 3, style: TextStyle::Code }],
+        mentions: Vec::new(),
     };
     assert_eq!(edit.encode(), Err(ContentError::InvalidSpan));
     // A raw Content with a span of an unknown style is refused as well.
@@ -165,7 +179,10 @@ fn what_names_nothing_is_not_written() {
 #[test]
 fn a_legacy_text_is_read_as_text() {
     let read = decode(b"plain old text", MSG).unwrap();
-    assert_eq!(read, Decoded { body: text_body("plain old text"), reply_to: None });
+    assert_eq!(
+        read,
+        Decoded { body: text_body("plain old text"), reply_to: None, extras: Extras::default() }
+    );
     assert_eq!(decode(b"", MSG).unwrap().body, text_body(""));
     assert_eq!(decode(&[0xff, 0xfe, b'a'], MSG), Err(ContentError::NotUtf8));
     assert_eq!(ContentError::NotUtf8.to_string(), "not UTF-8");
@@ -221,7 +238,10 @@ fn a_typed_text_that_looks_like_attachment_json_is_text() {
 fn unknown_kinds_and_formats_are_unsupported() {
     // Content { version: 2, field 15 (a body kind from the future): { 1: "x" } }
     let future = typed(&[0x08, 0x02, 0x7a, 0x03, 0x0a, 0x01, b'x']);
-    assert_eq!(decode(&future, MSG).unwrap(), Decoded { body: Body::Unsupported, reply_to: None });
+    assert_eq!(
+        decode(&future, MSG).unwrap(),
+        Decoded { body: Body::Unsupported, reply_to: None, extras: Extras::default() }
+    );
     assert_eq!(decode(&typed(&[]), MSG).unwrap().body, Body::Unsupported);
     assert_eq!(decode(&typed(&[0x08, 0x01]), MSG).unwrap().body, Body::Unsupported);
     assert_eq!(decode(&[0x00, 0x02, 0x01], MSG).unwrap().body, Body::Unsupported);
@@ -273,7 +293,10 @@ fn deep_nesting_is_refused_not_a_stack_overflow() {
 #[test]
 fn an_edit_shows_only_on_the_message_it_names() {
     let plaintext = edit(MSG, "fixed").unwrap();
-    assert_eq!(decode(&plaintext, MSG).unwrap(), Decoded { body: text_body("fixed"), reply_to: None });
+    assert_eq!(
+        decode(&plaintext, MSG).unwrap(),
+        Decoded { body: text_body("fixed"), reply_to: None, extras: Extras::default() }
+    );
     assert_eq!(decode(&plaintext, OTHER), Err(ContentError::EditForAnotherMessage));
     assert_eq!(ContentError::EditForAnotherMessage.to_string(), "edit for another message");
     // One naming no message (written raw: the writer refuses it) is refused everywhere.
@@ -318,7 +341,14 @@ fn reactions_and_deletions_are_their_own_kinds() {
         Body::Reaction { message_id: OTHER.to_owned(), emoji: "👍".to_owned(), remove: true }
     );
     let read = decode(&deletion(OTHER).unwrap(), MSG).unwrap();
-    assert_eq!(read, Decoded { body: Body::Deletion { message_id: OTHER.to_owned() }, reply_to: None });
+    assert_eq!(
+        read,
+        Decoded {
+            body: Body::Deletion { message_id: OTHER.to_owned() },
+            reply_to: None,
+            extras: Extras::default()
+        }
+    );
 }
 
 #[test]
@@ -390,9 +420,10 @@ impl Rng {
 /// crate does not write (an unsupported kind).
 fn rewrite(decoded: Decoded) -> Option<Outgoing> {
     let reply_to = decoded.reply_to.unwrap_or_default();
+    let extras = decoded.extras;
     Some(match decoded.body {
-        Body::Text { text, spans } => Outgoing::Text { text, spans, reply_to },
-        Body::File(file) => Outgoing::File { file, reply_to },
+        Body::Text { text, spans } => Outgoing::Text { text, spans, reply_to, extras },
+        Body::File(file) => Outgoing::File { file, reply_to, extras },
         Body::Reaction { message_id, emoji, remove } => Outgoing::Reaction { message_id, emoji, remove },
         Body::Deletion { message_id } => Outgoing::Deletion { message_id },
         Body::Unsupported => return None,
@@ -570,4 +601,108 @@ fn the_extended_pictographic_table_is_sorted_and_apart() {
     for pair in emoji::EXTENDED_PICTOGRAPHIC.windows(2) {
         assert!(pair[0].0 <= pair[0].1 && pair[0].1 + 1 < pair[1].0, "{pair:x?}");
     }
+}
+
+fn mention(account: &str, start: u32, end: u32) -> Mention {
+    Mention { account_id: account.to_owned(), start, end }
+}
+
+#[test]
+fn quotes_forwarded_marks_and_mentions_are_written_and_read_back() {
+    let extras = Extras {
+        quote: "the part answered".to_owned(),
+        forwarded: Some(Forwarded { from_account_id: "bob".to_owned(), sent_at_ms: 1_700_000_000_000 }),
+        mentions: vec![mention("alice", 0, 6)],
+    };
+    let out = Outgoing::Text {
+        text: "@Alice, look".to_owned(),
+        spans: Vec::new(),
+        reply_to: OTHER.to_owned(),
+        extras: extras.clone(),
+    };
+    let read = decode(&out.encode().unwrap(), MSG).unwrap();
+    assert_eq!(read.extras, extras);
+    assert_eq!(read.reply_to.as_deref(), Some(OTHER));
+    // A forwarded file keeps its mark; a file mentions nobody.
+    let forwarded = Extras { forwarded: extras.forwarded.clone(), ..Extras::default() };
+    let file = Outgoing::File { file: a_file(), reply_to: String::new(), extras: forwarded.clone() };
+    assert_eq!(decode(&file.encode().unwrap(), MSG).unwrap().extras, forwarded);
+    let named = Outgoing::File { file: a_file(), reply_to: String::new(), extras: extras.clone() };
+    assert_eq!(named.encode(), Err(ContentError::InvalidMention));
+    // An edit's new text carries its own mentions.
+    let edit = Outgoing::Edit {
+        message_id: MSG.to_owned(),
+        text: "@Alice fixed".to_owned(),
+        spans: Vec::new(),
+        mentions: vec![mention("alice", 0, 6)],
+    };
+    let read = decode(&edit.encode().unwrap(), MSG).unwrap();
+    assert_eq!(read.extras, Extras { mentions: vec![mention("alice", 0, 6)], ..Extras::default() });
+}
+
+#[test]
+fn a_writer_refuses_mentions_a_reader_would_not_show_and_cuts_a_long_quote() {
+    let with = |mentions: Vec<Mention>, quote: &str| Outgoing::Text {
+        text: "@A hi".to_owned(),
+        spans: Vec::new(),
+        reply_to: OTHER.to_owned(),
+        extras: Extras { quote: quote.to_owned(), forwarded: None, mentions },
+    };
+    assert_eq!(with(vec![mention("a", 0, 9)], "").encode(), Err(ContentError::InvalidMention));
+    assert_eq!(with(vec![mention("", 0, 2)], "").encode(), Err(ContentError::InvalidMention));
+    assert_eq!(
+        with(vec![mention("a", 0, 2); MAX_MENTIONS + 1], "").encode(),
+        Err(ContentError::TooManyMentions)
+    );
+    let long = "q".repeat(MAX_QUOTE_LENGTH + 500);
+    let read = decode(&with(Vec::new(), &long).encode().unwrap(), MSG).unwrap();
+    assert_eq!(read.extras.quote.len(), MAX_QUOTE_LENGTH);
+    // A Content given whole is checked, not cut.
+    let content = Content {
+        version: 1,
+        reply: Some(Reply { message_id: OTHER.to_owned(), quote: long }),
+        forwarded: None,
+        body: Some(content::Body::Text(TextContent { body: "x".to_owned(), ..TextContent::default() })),
+    };
+    assert_eq!(encode(content), Err(ContentError::QuoteTooLong));
+}
+
+#[test]
+fn a_reader_shows_only_mentions_inside_the_text_and_a_quote_with_its_reply() {
+    // As another client (or a server, for cloud content) might send it.
+    let mut mentions = vec![mention("inside", 0, 2), mention("past the end", 1, 40), mention("", 0, 1)];
+    mentions.extend(std::iter::repeat_n(mention("many", 0, 1), MAX_MENTIONS + 10));
+    let content = Content {
+        version: 1,
+        // A quote without the message it answers shows nothing.
+        reply: Some(Reply { message_id: String::new(), quote: "orphan".to_owned() }),
+        forwarded: None,
+        body: Some(content::Body::Text(TextContent { body: "@I x".to_owned(), spans: Vec::new(), mentions })),
+    };
+    let read = decode(&typed(&content.encode_to_vec()), MSG).unwrap();
+    assert_eq!(read.extras.quote, "");
+    assert_eq!(read.extras.mentions.len(), MAX_MENTIONS);
+    assert_eq!(read.extras.mentions[0], mention("inside", 0, 2));
+    assert!(read.extras.mentions[1..].iter().all(|m| m.account_id == "many"));
+    // A long quote is cut where it is read.
+    let content = Content {
+        version: 1,
+        reply: Some(Reply { message_id: OTHER.to_owned(), quote: "🦊".repeat(MAX_QUOTE_LENGTH) }),
+        forwarded: None,
+        body: Some(content::Body::Text(TextContent { body: "x".to_owned(), ..TextContent::default() })),
+    };
+    let read = decode(&typed(&content.encode_to_vec()), MSG).unwrap();
+    assert_eq!(read.extras.quote, "🦊".repeat(MAX_QUOTE_LENGTH / 2));
+    // A reaction carries none of them, whatever its Content says.
+    let content = Content {
+        version: 1,
+        reply: Some(Reply { message_id: OTHER.to_owned(), quote: "q".to_owned() }),
+        forwarded: Some(Forwarded { from_account_id: "x".to_owned(), sent_at_ms: 1 }),
+        body: Some(content::Body::Reaction(Reaction {
+            message_id: OTHER.to_owned(),
+            emoji: "🎉".to_owned(),
+            remove: false,
+        })),
+    };
+    assert_eq!(decode(&typed(&content.encode_to_vec()), MSG).unwrap().extras, Extras::default());
 }

@@ -13,7 +13,9 @@ use wasm_bindgen::prelude::*;
 
 use super::JsResult;
 use crate::content::proto::{FileContent, FileThumbnail};
-use crate::content::{self, Body, ContentError, Outgoing, Span, TextStyle, emoji, legacy};
+use crate::content::{
+    self, Body, ContentError, Extras, Forwarded, Mention, Outgoing, Span, TextStyle, emoji, legacy,
+};
 
 #[wasm_bindgen(typescript_custom_section)]
 const TYPES: &str = r#"
@@ -26,17 +28,24 @@ export interface ContentFile {
   attachment: string; secrets: string; name: string; type: string; size: number;
   width?: number; height?: number; thumbnail?: ContentThumbnail;
 }
+/** `@name`: the account named, over a UTF-16 range of the text. */
+export interface ContentMention { accountId: string; start: number; end: number }
+/** A forwarded message: who wrote the original ("" when hidden) and when (ms). */
+export interface ContentForwarded { fromAccountId: string; sentAtMs: number }
+/** What a text or a file carries besides its body. A quote goes only with `replyTo` and is
+ * cut to 1,000 UTF-16 units; a file mentions nobody. Read back only when set. */
+export interface ContentExtras { quote?: string; forwarded?: ContentForwarded; mentions?: ContentMention[] }
 /** What this device sends. */
 export type ContentOutgoing =
-  | { kind: "text"; text: string; spans?: ContentSpan[]; replyTo?: string }
-  | { kind: "attachment"; file: ContentFile; replyTo?: string }
-  | { kind: "edit"; messageId: string; text: string; spans?: ContentSpan[] }
+  | ({ kind: "text"; text: string; spans?: ContentSpan[]; replyTo?: string } & ContentExtras)
+  | ({ kind: "attachment"; file: ContentFile; replyTo?: string } & ContentExtras)
+  | { kind: "edit"; messageId: string; text: string; spans?: ContentSpan[]; mentions?: ContentMention[] }
   | { kind: "reaction"; messageId: string; emoji: string; remove?: boolean }
   | { kind: "deletion"; messageId: string };
 /** What a plaintext says. `replyTo` is set for a typed text or file ("" for none). */
 export type ContentBody =
-  | { kind: "text"; text: string; spans?: ContentSpan[]; replyTo?: string }
-  | { kind: "attachment"; file: ContentFile; replyTo?: string }
+  | ({ kind: "text"; text: string; spans?: ContentSpan[]; replyTo?: string } & ContentExtras)
+  | ({ kind: "attachment"; file: ContentFile; replyTo?: string } & ContentExtras)
   | { kind: "reaction"; messageId: string; emoji: string; remove: boolean }
   | { kind: "deletion"; messageId: string }
   | { kind: "unsupported" };
@@ -155,6 +164,54 @@ fn spans(parent: &JsValue, field: &str) -> JsResult<Vec<Span>> {
         .collect()
 }
 
+fn mentions(parent: &JsValue, field: &str) -> JsResult<Vec<Mention>> {
+    let value = get(parent, "mentions");
+    if value.is_undefined() || value.is_null() {
+        return Ok(Vec::new());
+    }
+    if !Array::is_array(&value) {
+        return Err(invalid(field, "an array"));
+    }
+    Array::from(&value)
+        .iter()
+        .map(|m| {
+            Ok(Mention {
+                account_id: string(&m, "accountId", &format!("{field}[].accountId"))?,
+                start: uint32(&m, "start", &format!("{field}[].start"))?,
+                end: uint32(&m, "end", &format!("{field}[].end"))?,
+            })
+        })
+        .collect()
+}
+
+/// A time in ms: an integer a JS number holds exactly.
+#[allow(clippy::cast_possible_truncation)]
+fn millis(parent: &JsValue, key: &str, field: &str) -> JsResult<i64> {
+    const SAFE: f64 = 9_007_199_254_740_991.0;
+    match get(parent, key).as_f64() {
+        Some(n) if n.fract() == 0.0 && (-SAFE..=SAFE).contains(&n) => Ok(n as i64),
+        _ => Err(invalid(field, "an integer number of milliseconds")),
+    }
+}
+
+fn extras(out: &JsValue) -> JsResult<Extras> {
+    let forwarded = get(out, "forwarded");
+    let forwarded = if forwarded.is_undefined() || forwarded.is_null() {
+        None
+    } else {
+        let f = object(out, "forwarded", "forwarded")?;
+        Some(Forwarded {
+            from_account_id: optional_string(&f, "fromAccountId", "forwarded.fromAccountId")?,
+            sent_at_ms: millis(&f, "sentAtMs", "forwarded.sentAtMs")?,
+        })
+    };
+    Ok(Extras {
+        quote: optional_string(out, "quote", "quote")?,
+        forwarded,
+        mentions: mentions(out, "mentions")?,
+    })
+}
+
 fn file_from(out: &JsValue) -> JsResult<FileContent> {
     let f = object(out, "file", "file")?;
     let thumbnail = get(&f, "thumbnail");
@@ -189,14 +246,18 @@ fn outgoing(out: &JsValue) -> JsResult<Outgoing> {
             text: string(out, "text", "text")?,
             spans: spans(out, "spans")?,
             reply_to: optional_string(out, "replyTo", "replyTo")?,
+            extras: extras(out)?,
         },
-        "attachment" => {
-            Outgoing::File { file: file_from(out)?, reply_to: optional_string(out, "replyTo", "replyTo")? }
-        }
+        "attachment" => Outgoing::File {
+            file: file_from(out)?,
+            reply_to: optional_string(out, "replyTo", "replyTo")?,
+            extras: extras(out)?,
+        },
         "edit" => Outgoing::Edit {
             message_id: string(out, "messageId", "messageId")?,
             text: string(out, "text", "text")?,
             spans: spans(out, "spans")?,
+            mentions: mentions(out, "mentions")?,
         },
         "reaction" => Outgoing::Reaction {
             message_id: string(out, "messageId", "messageId")?,
@@ -252,7 +313,8 @@ fn span_object(span: &Span) -> Object {
 
 fn body(decoded: content::Decoded) -> Object {
     let o = Object::new();
-    match decoded.body {
+    let content::Decoded { body, reply_to, extras } = decoded;
+    match body {
         Body::Text { text, spans } => {
             set(&o, "kind", "text");
             set(&o, "text", text);
@@ -276,8 +338,33 @@ fn body(decoded: content::Decoded) -> Object {
         }
         Body::Unsupported => set(&o, "kind", "unsupported"),
     }
-    if let Some(reply_to) = decoded.reply_to {
+    if let Some(reply_to) = reply_to {
         set(&o, "replyTo", reply_to);
+    }
+    let Extras { quote, forwarded, mentions } = extras;
+    if !quote.is_empty() {
+        set(&o, "quote", quote);
+    }
+    if let Some(f) = forwarded {
+        let js = Object::new();
+        set(&js, "fromAccountId", f.from_account_id);
+        // Times past 2^53 ms (year 287,396) lose precision as a JS number.
+        #[allow(clippy::cast_precision_loss)]
+        set(&js, "sentAtMs", f.sent_at_ms as f64);
+        set(&o, "forwarded", js);
+    }
+    if !mentions.is_empty() {
+        let list: Array = mentions
+            .iter()
+            .map(|m| {
+                let js = Object::new();
+                set(&js, "accountId", m.account_id.as_str());
+                set(&js, "start", m.start);
+                set(&js, "end", m.end);
+                js
+            })
+            .collect();
+        set(&o, "mentions", list);
     }
     o
 }

@@ -8,6 +8,7 @@ import { ContentSchema, EditSchema, TextContentSchema, TextSpanSchema, TextStyle
 import {
   EDIT_FOR_ANOTHER_MESSAGE,
   MALFORMED_CONTENT,
+  MAX_QUOTE_LENGTH,
   MAX_TEXT_LENGTH,
   TextTooLong,
   cloudContent,
@@ -351,9 +352,39 @@ describe("the extras: mentions, quotes, forwarding (issue 20)", () => {
     expect(read(plaintext)).toEqual(shownAs(out));
   });
 
-  it("ignores a mention outside its text", () => {
-    const plaintext = encodeContent({ kind: "text", text: "hi", mentions: [{ accountId: "a", start: 1, end: 9 }] });
-    expect(read(plaintext)).toEqual({ kind: "text", text: "hi", replyTo: "" });
+  it("writes the same bytes protobuf-es writes for that Content (the crate holds the codec now)", () => {
+    const out: Outgoing = {
+      kind: "text",
+      text: "hi @Bob",
+      replyTo: OTHER,
+      quote: "what you said",
+      forwarded: { fromAccountId: "acc-1", sentAtMs: 1234 },
+      mentions: [{ accountId: "acc-2", start: 3, end: 7 }],
+    };
+    const expected = create(ContentSchema, {
+      version: 1,
+      reply: { messageId: OTHER, quote: "what you said" },
+      forwarded: { fromAccountId: "acc-1", sentAtMs: 1234n },
+      body: { case: "text", value: { body: "hi @Bob", mentions: [{ accountId: "acc-2", start: 3, end: 7 }] } },
+    });
+    expect(hex(encodeContent(out).subarray(2))).toBe(hex(toBinary(ContentSchema, expected)));
+  });
+
+  it("refuses to write a mention outside its text, and reads past one another client wrote", () => {
+    expect(() => encodeContent({ kind: "text", text: "hi", mentions: [{ accountId: "a", start: 1, end: 9 }] })).toThrow(
+      expect.objectContaining({ code: "invalid_mention" }),
+    );
+    const sent = create(ContentSchema, {
+      version: 1,
+      body: { case: "text", value: { body: "hi", mentions: [{ accountId: "a", start: 1, end: 9 }, { accountId: "b", start: 0, end: 2 }] } },
+    });
+    expect(readCloudContent(sent, MSG)).toEqual({ kind: "text", text: "hi", replyTo: "", mentions: [{ accountId: "b", start: 0, end: 2 }] });
+  });
+
+  it("cuts a long quote at a character, never inside an emoji", () => {
+    const quote = "q".repeat(MAX_QUOTE_LENGTH - 1) + "🦊🦊";
+    const read = readContent(encodeContent({ kind: "text", text: "re", replyTo: OTHER, quote }), MSG);
+    expect("ok" in read && read.ok.kind === "text" && read.ok.quote).toBe("q".repeat(MAX_QUOTE_LENGTH - 1));
   });
 
   it("a cloud Content is the same Content unframed, read by the same rules", () => {

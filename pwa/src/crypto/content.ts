@@ -6,16 +6,10 @@
 // apply, and the reasons shown. This file holds the app's types and calls the WASM
 // (`encodeContent`, `decodeContent`): like every crypto call, only after engine.ts's
 // loadCrypto().
-import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
+import { fromBinary, toBinary } from "@bufbuild/protobuf";
 import { decodeContent, encodeContent as encodeInWasm, reactionEmojiProblem } from "kitsulan-crypto";
 import type { FileRef } from "../attachments/content";
-import {
-  ContentSchema,
-  ForwardedSchema,
-  MentionSchema,
-  ReplySchema,
-  type Content as ContentMessage,
-} from "../gen/kitsulan/v1/content_pb";
+import { ContentSchema, type Content as ContentMessage } from "../gen/kitsulan/v1/content_pb";
 import type { SystemEvent } from "../gen/kitsulan/v1/conversation_pb";
 
 /** The longest text (UTF-16 code units, as the browser counts; TextContent.body). */
@@ -62,7 +56,8 @@ export interface ForwardedFrom {
   sentAtMs: number;
 }
 
-/** The longest quote of a reply (Reply.quote), in characters. */
+/** The longest quote of a reply (Reply.quote), in UTF-16 code units (the crate cuts a longer
+ * one, on writing and on reading). */
 export const MAX_QUOTE_LENGTH = 1000;
 
 /** What a text or a file message may carry besides its body: the part of the message answered
@@ -117,19 +112,12 @@ export function shownInThread(content: Content): boolean {
 }
 
 /** The plaintext to encrypt for `out`: `0x00 0x01 || Content`. Throws TextTooLong, or the
- * crate's KitsulanCryptoError for what a reader would refuse (a span outside its text, a
- * reaction or file naming nothing, a reaction emoji that is not one emoji: `invalid_reaction`,
+ * crate's KitsulanCryptoError for what a reader would refuse (a span or a mention outside its
+ * text: `invalid_span`, `invalid_mention`; more than 50 mentions: `too_many_mentions`; a
+ * reaction or file naming nothing; a reaction emoji that is not one emoji: `invalid_reaction`,
  * "not a reaction: …"). */
 export function encodeContent(out: Outgoing): Uint8Array {
-  const framed = encodeFramed(out);
-  if (!hasExtras(out)) return framed;
-  return frame(toBinary(ContentSchema, withExtras(fromBinary(ContentSchema, framed.subarray(2)), out)));
-}
-
-/** The crate's `0x00 0x01 || Content` for `out` (its rules: spans, emoji, lengths). */
-function encodeFramed(out: Outgoing): Uint8Array {
   try {
-    // The crate takes the body and the reply; the extras are added after (withExtras).
     return encodeInWasm(out);
   } catch (err) {
     if ((err as { code?: unknown } | null)?.code === "text_too_long" && "text" in out) throw new TextTooLong(out.text.length);
@@ -144,64 +132,12 @@ function frame(body: Uint8Array): Uint8Array {
   return out;
 }
 
-function hasExtras(out: Outgoing): boolean {
-  if (out.kind !== "text" && out.kind !== "attachment" && out.kind !== "edit") return false;
-  if (out.mentions?.length) return true;
-  return out.kind !== "edit" && (Boolean(out.quote) || out.forwarded !== undefined);
-}
-
-/**
- * `c` (the crate's encoding of `out`) with what the crate's codec does not write yet: the
- * mentions of a text, the quote of a reply, the forwarded mark. Until the crate's `Outgoing`
- * carries them, they are added here to the protobuf the crate wrote, and read back by readExtras;
- * the crate keeps the framing and every rule of the body.
- */
-function withExtras(c: ContentMessage, out: Outgoing): ContentMessage {
-  if (out.kind !== "text" && out.kind !== "attachment" && out.kind !== "edit") return c;
-  if (out.mentions?.length && c.body.case === "text") {
-    c.body.value.mentions = out.mentions.map((m) => create(MentionSchema, m));
-  } else if (out.mentions?.length && c.body.case === "edit") {
-    const text = c.body.value.text;
-    if (text) text.mentions = out.mentions.map((m) => create(MentionSchema, m));
-  }
-  if (out.kind === "edit") return c;
-  if (out.quote && out.replyTo) {
-    c.reply = create(ReplySchema, { messageId: out.replyTo, quote: out.quote.slice(0, MAX_QUOTE_LENGTH) });
-  }
-  if (out.forwarded) {
-    c.forwarded = create(ForwardedSchema, { fromAccountId: out.forwarded.fromAccountId, sentAtMs: BigInt(out.forwarded.sentAtMs) });
-  }
-  return c;
-}
-
-/** The mentions of `text` that lie within it (others are ignored, never shown). */
-function validMentions(mentions: Array<{ accountId: string; start: number; end: number }>, text: string): Mention[] {
-  return mentions
-    .filter((m) => m.accountId !== "" && m.start < m.end && m.end <= text.length)
-    .map((m) => ({ accountId: m.accountId, start: m.start, end: m.end }));
-}
-
-/** `content` (a text or a file the crate read) with the extras of the protobuf `c`. */
-function readExtras(content: Content, c: ContentMessage): Content {
-  if (content.kind !== "text" && content.kind !== "attachment") return content;
-  const out: Content = { ...content };
-  if (c.reply?.quote) out.quote = c.reply.quote.slice(0, MAX_QUOTE_LENGTH);
-  if (c.forwarded) out.forwarded = { fromAccountId: c.forwarded.fromAccountId, sentAtMs: Number(c.forwarded.sentAtMs) };
-  if (out.kind === "text") {
-    const mentions = c.body.case === "text" ? c.body.value.mentions : c.body.case === "edit" ? (c.body.value.text?.mentions ?? []) : [];
-    const valid = validMentions(mentions, out.text);
-    if (valid.length > 0) out.mentions = valid;
-  }
-  return out;
-}
-
 /** The Content a cloud conversation's message carries for `out` (SendMessageRequest.content,
  * EditMessageRequest.content): the same typed Content as inside an E2EE message, unencrypted and
  * without the two-byte prefix. The same rules apply (the crate writes it): throws as
  * encodeContent. */
 export function cloudContent(out: Outgoing): ContentMessage {
-  const c = fromBinary(ContentSchema, encodeFramed(out).subarray(2));
-  return withExtras(c, out);
+  return fromBinary(ContentSchema, encodeContent(out).subarray(2));
 }
 
 /** What the Content of a cloud message `messageId` says: read exactly as a decrypted E2EE
@@ -228,10 +164,17 @@ export function shownAs(out: Outgoing): Content {
   }
 }
 
+/** `quote` cut as the crate cuts it: at most MAX_QUOTE_LENGTH UTF-16 units, never inside a
+ * surrogate pair. */
+function quoteWithinLimit(quote: string): string {
+  const cut = quote.slice(0, MAX_QUOTE_LENGTH);
+  return /[\uD800-\uDBFF]$/.test(cut) ? cut.slice(0, -1) : cut;
+}
+
 /** The extras of `out` as a reader will read them (only those that are set). */
 function extrasOf(out: Extras & { replyTo?: string }): Extras {
   const e: Extras = {};
-  if (out.quote && out.replyTo) e.quote = out.quote.slice(0, MAX_QUOTE_LENGTH);
+  if (out.quote && out.replyTo) e.quote = quoteWithinLimit(out.quote);
   if (out.forwarded) e.forwarded = out.forwarded;
   if (out.mentions?.length) e.mentions = out.mentions;
   return e;
@@ -239,19 +182,13 @@ function extrasOf(out: Extras & { replyTo?: string }): Extras {
 
 type Read = { ok: Content } | { undecryptable: string };
 
-/** What a decrypted plaintext says, for the message `messageId` (an edit must name it). */
-/** A reaction whose emoji is not one emoji is `{ undecryptable: MALFORMED_REACTION }` (the crate
- * refuses it: a chip shows one emoji, bounded, never text or a long string). */
+/** What a decrypted plaintext says, for the message `messageId` (an edit must name it), with
+ * the extras of a text or a file (a quote with its reply, cut to MAX_QUOTE_LENGTH; the
+ * forwarded mark; the mentions that lie inside the text). A reaction whose emoji is not one
+ * emoji is `{ undecryptable: MALFORMED_REACTION }` (the crate refuses it: a chip shows one
+ * emoji, bounded, never text or a long string). */
 export function readContent(plaintext: Uint8Array, messageId: string): Read {
-  const read = decodeContent(plaintext, messageId);
-  if (!("ok" in read) || (read.ok.kind !== "text" && read.ok.kind !== "attachment")) return read;
-  // The crate read the body; the extras it does not expose yet come from the same protobuf.
-  if (plaintext[0] !== 0x00 || plaintext[1] !== 0x01) return read;
-  try {
-    return { ok: readExtras(read.ok, fromBinary(ContentSchema, plaintext.subarray(2))) };
-  } catch {
-    return read;
-  }
+  return decodeContent(plaintext, messageId);
 }
 
 /** What a decrypted plaintext of the message `messageId` (Megolm session `sessionId`) says. */

@@ -1,6 +1,6 @@
 //! `kitsulan.v1.ConversationService`: conversations, members and messages.
 
-use kitsulan_content::rules::{self, utf16_len};
+use kitsulan_content::rules;
 use kitsulan_proto::v1 as pb;
 use kitsulan_proto::v1::conversation_service_server::ConversationService;
 use prost::Message as _;
@@ -111,10 +111,6 @@ pub fn message(m: MessageRecord) -> pb::Message {
 
 /// The largest Content of a cloud message, encoded.
 const MAX_CONTENT: usize = 64 * 1024;
-/// Mentions in one message.
-const MAX_MENTIONS: usize = 50;
-/// Characters of a quote.
-const MAX_QUOTE: usize = 1_000;
 
 fn content_invalid(message: impl Into<String>) -> Error {
     Error::invalid(ErrorReason::ContentInvalid, "content", message)
@@ -128,6 +124,13 @@ fn problem(p: rules::Problem) -> Error {
         rules::Problem::Missing(what) => {
             format!("no {what}: a file names its attachment and the secrets that open it")
         }
+        rules::Problem::TooManyMentions => {
+            format!("a message mentions at most {} people", rules::MAX_MENTIONS)
+        }
+        rules::Problem::InvalidMention => {
+            "a mention is empty, names nobody or lies outside the text".to_owned()
+        }
+        rules::Problem::QuoteTooLong => format!("a quote is at most {} characters", rules::MAX_QUOTE_LENGTH),
     })
 }
 
@@ -145,17 +148,11 @@ fn cloud_draft(content: Option<kitsulan_content::Content>, edit: bool) -> Result
             }
             // The rules a device's codec writes by, then what only the server checks.
             rules::check_text(t).map_err(problem)?;
-            let len = utf16_len(&t.body);
-            if t.mentions.len() > MAX_MENTIONS {
-                return Err(content_invalid(format!("a message mentions at most {MAX_MENTIONS} people")));
-            }
-            let mut mentions = Vec::with_capacity(t.mentions.len());
-            for m in &t.mentions {
-                if m.start >= m.end || m.end as usize > len {
-                    return Err(content_invalid("a mention is empty or outside the text"));
-                }
-                mentions.push(parse_id(&m.account_id, "content.text.mentions.account_id")?);
-            }
+            let mentions = t
+                .mentions
+                .iter()
+                .map(|m| parse_id(&m.account_id, "content.text.mentions.account_id"))
+                .collect::<Result<Vec<_>, _>>()?;
             (t.body.clone(), mentions)
         }
         Some(Body::File(f)) if !edit => {
@@ -171,9 +168,7 @@ fn cloud_draft(content: Option<kitsulan_content::Content>, edit: bool) -> Result
     };
     let reply_to = match &content.reply {
         Some(reply) if !edit => {
-            if utf16_len(&reply.quote) > MAX_QUOTE {
-                return Err(content_invalid(format!("a quote is at most {MAX_QUOTE} characters")));
-            }
+            rules::check_quote(&reply.quote).map_err(problem)?;
             Some(parse_id(&reply.message_id, "content.reply.message_id")?)
         }
         _ => None,
