@@ -19,10 +19,12 @@ use kitsulan_proto::v1::device_service_client::DeviceServiceClient;
 use kitsulan_proto::v1::key_service_client::KeyServiceClient;
 use kitsulan_proto::v1::pairing_service_client::PairingServiceClient;
 use kitsulan_proto::v1::push_service_client::PushServiceClient;
+use kitsulan_proto::v1::server_info_service_client::ServerInfoServiceClient;
 use kitsulan_proto::v1::to_device_service_client::ToDeviceServiceClient;
 use kitsulan_proto::v1::{
-    Account, ErrorReason, GetMyAccountRequest, GetTurnCredentialsRequest, GetTurnCredentialsResponse,
-    RefreshRequest, Session, SignInRequest, SignInWithCodeRequest, SignOutRequest, SignUpRequest,
+    Account, ErrorReason, GetMyAccountRequest, GetServerInfoRequest, GetServerInfoResponse,
+    GetTurnCredentialsRequest, GetTurnCredentialsResponse, RefreshRequest, Session, SignInRequest,
+    SignInWithCodeRequest, SignOutRequest, SignUpRequest,
 };
 use tonic::metadata::{AsciiMetadataKey, AsciiMetadataValue};
 use tonic::service::Interceptor;
@@ -159,6 +161,12 @@ impl Client {
     /// `ConversationService`, as this device.
     pub fn conversations(&self) -> ConversationServiceClient<Authed> {
         ConversationServiceClient::with_interceptor(self.channel.clone(), self.headers())
+    }
+
+    /// `ServerInfoService.GetServerInfo` (needs no session).
+    pub async fn server_info(&self) -> Result<GetServerInfoResponse, Status> {
+        let mut info = ServerInfoServiceClient::with_interceptor(self.channel.clone(), self.headers());
+        Ok(info.get_server_info(GetServerInfoRequest {}).await?.into_inner())
     }
 
     /// `CallService`, as this device.

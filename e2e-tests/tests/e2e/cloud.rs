@@ -10,12 +10,15 @@
 
 use std::time::Duration;
 
-use kitsulan_client::people::{PASSWORD, account_id, cloud_text, cloud_text_of, online, person, start};
+use kitsulan_client::people::{
+    PASSWORD, account_id, cloud_text, cloud_text_of, online, person, start, start_with,
+};
 use kitsulan_client::scan::{scan_database_rows, scan_for_plaintexts};
-use kitsulan_client::{Client, Database, TestServer, assert_refused};
+use kitsulan_client::{Client, Database, Options, TestServer, assert_refused};
 use kitsulan_crypto::content::proto::{Mention, TextContent, content::Body};
 use kitsulan_proto::v1::{
-    ConversationMode, HistoryDirection, MessageChange, SearchMessagesRequest, SystemEventKind,
+    ConversationMode, DeletedAccountMessages, HistoryDirection, MessageChange, SearchMessagesRequest,
+    SystemEventKind,
 };
 
 const WAIT: Duration = Duration::from_secs(10);
@@ -367,6 +370,40 @@ async fn a_person_exports_and_deletes_their_account(database: Database) {
 }
 
 on_both_databases!(a_person_exports_and_deletes_their_account: export_and_delete_on_sqlite, export_and_delete_on_postgres);
+
+/// An admin who must not keep a deleted person's words (KITSULAN_DELETED_ACCOUNT_MESSAGES=delete)
+/// and keeps messages 30 days: the server tells apps both before anyone signs in (the PWA says
+/// them where people delete their account), and a deletion takes the messages' content with it.
+async fn the_admin_s_deletion_and_retention_choices_are_told_and_kept(database: Database) {
+    let server = start_with(
+        Options::new(database)
+            .env("KITSULAN_DELETED_ACCOUNT_MESSAGES", "delete")
+            .env("KITSULAN_RETENTION_DAYS", "30"),
+    )
+    .await;
+    let stranger = Client::connect(&server.url()).await.unwrap();
+    let info = stranger.server_info().await.unwrap();
+    assert_eq!(info.retention_days, 30);
+    assert_eq!(info.deleted_account_messages(), DeletedAccountMessages::Delete);
+
+    let alice = plain(&server, "alice").await;
+    let bob = plain(&server, "bob").await;
+    let group = alice.create_cloud_group("Short memory", &[&account_id(&bob)]).await.unwrap();
+    bob.accept_request(&group.id).await.unwrap();
+    let said = alice.send_message(cloud_text(&group.id, "забудьте эти слова")).await.unwrap();
+    let done = alice.delete_account(PASSWORD, "").await.unwrap();
+    assert_eq!(done.messages_deleted, 1);
+    let left = bob.all_messages(&group.id, HistoryDirection::Forward, 100).await.unwrap();
+    let gone = left.iter().find(|m| m.id == said.id).expect("a tombstone stays");
+    assert!(gone.content.is_none() && gone.deleted_at_ms > 0, "deleted with the account: {gone:?}");
+    let found = bob.search_messages("слово", "").await.unwrap();
+    assert!(found.hits.is_empty(), "a deleted account's words are still found: {found:?}");
+}
+
+on_both_databases!(
+    the_admin_s_deletion_and_retention_choices_are_told_and_kept: admin_choices_on_sqlite,
+    admin_choices_on_postgres
+);
 
 /// The text of a cloud message request made by `cloud_text`.
 fn text_of(request: &mut kitsulan_proto::v1::SendMessageRequest) -> &mut TextContent {

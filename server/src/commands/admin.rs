@@ -33,6 +33,8 @@ pub async fn run(global: &GlobalArgs, args: &AdminArgs) -> anyhow::Result<()> {
         storage: StorageBackend::Local,
         attachment_ttl_choices: Vec::new(),
         local_ca_sha256: None,
+        retention_days: None,
+        delete_messages_with_account: false,
     };
     // Connections live in `serve`; what the admin changes reaches them through the database.
     let hub = Hub::new();

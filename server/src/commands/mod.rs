@@ -155,6 +155,9 @@ async fn serve(global: &GlobalArgs, args: &ServeArgs) -> anyhow::Result<()> {
             storage,
             attachment_ttl_choices: args.attachments.ttl_choices.clone(),
             local_ca_sha256: tls.as_ref().and_then(|tls| tls.local_ca_sha256()),
+            retention_days: args.conversations.retention_days,
+            delete_messages_with_account: args.conversations.deleted_account_messages
+                == crate::config::DeletedAccountMessages::Delete,
         },
         policy,
         mailer,
@@ -163,8 +166,7 @@ async fn serve(global: &GlobalArgs, args: &ServeArgs) -> anyhow::Result<()> {
         blobs,
     );
     services.conversations.settings = settings::conversations(&args.conversations);
-    services.accounts.delete_messages_with_account =
-        args.conversations.deleted_account_messages == crate::config::DeletedAccountMessages::Delete;
+    services.accounts.delete_messages_with_account = services.server_info.delete_messages_with_account;
     if let Some(push) = start_push(global, args, store.clone(), services.delivery.hub().clone())? {
         services.conversations.push = push.clone();
         services.push = push;

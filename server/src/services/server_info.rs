@@ -30,4 +30,8 @@ pub struct ServerInfo {
     /// The SHA-256 of the local CA's certificate (DER), lowercase hex, when HTTPS uses the
     /// server's own local CA; `None` otherwise.
     pub local_ca_sha256: Option<String>,
+    /// Days messages are kept before their content is deleted (`None`: until deleted).
+    pub retention_days: Option<u32>,
+    /// Whether a deleted account's messages are deleted (`false`: kept without its name).
+    pub delete_messages_with_account: bool,
 }

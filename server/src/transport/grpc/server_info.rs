@@ -1,7 +1,9 @@
 //! `kitsulan.v1.ServerInfoService`: what the server is, before anyone signs in.
 
 use kitsulan_proto::v1::server_info_service_server::ServerInfoService;
-use kitsulan_proto::v1::{DatabaseBackend, GetServerInfoRequest, GetServerInfoResponse, StorageBackend};
+use kitsulan_proto::v1::{
+    DatabaseBackend, DeletedAccountMessages, GetServerInfoRequest, GetServerInfoResponse, StorageBackend,
+};
 use tonic::{Request, Response, Status};
 
 use super::Context;
@@ -33,6 +35,13 @@ impl ServerInfoService for ServerInfoApi {
             .into(),
             attachment_ttl_choices_seconds: info.attachment_ttl_choices.clone(),
             local_ca_sha256: info.local_ca_sha256.clone().unwrap_or_default(),
+            retention_days: info.retention_days.unwrap_or(0),
+            deleted_account_messages: if info.delete_messages_with_account {
+                DeletedAccountMessages::Delete
+            } else {
+                DeletedAccountMessages::Anonymize
+            }
+            .into(),
         }))
     }
 }
