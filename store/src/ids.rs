@@ -125,6 +125,14 @@ uuid_v7_id!(
     /// A version of an account's key backup (a new one per recovery key), chosen by the server.
     BackupVersionId
 );
+uuid_v7_id!(
+    /// A guild (a community with channels, roles and members), chosen by the server.
+    GuildId
+);
+uuid_v7_id!(
+    /// A role in a guild, chosen by the server (a guild's `@everyone` role has the guild's id).
+    RoleId
+);
 
 #[cfg(test)]
 mod tests {

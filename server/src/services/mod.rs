@@ -15,6 +15,7 @@ pub mod delivery;
 pub mod devices;
 mod error;
 mod group_commit;
+pub mod guilds;
 pub mod keys;
 pub mod message_extras;
 pub mod names;
