@@ -22,7 +22,7 @@ import { Files } from "./files";
 import { Messages, readMessage, type Incoming } from "./messages";
 import { Outbox, sealedStorage as sealedOutbox } from "./outbox";
 import { Pins } from "./pins";
-import { LocalIndex, sealedIndexStorage, searchCloud, type Hit } from "./search";
+import { LocalIndex, sealedIndexStorage, searchCloud, type Hit, type SearchFilter } from "./search";
 import { Profiles, type PersonProfile } from "./profiles";
 import { Receipts } from "./receipts";
 import { initialState, Store, type ChatState } from "./store";
@@ -296,11 +296,13 @@ export class Chat {
   /**
    * Searches messages: the cloud conversations on the server (a page of it; `pageToken` for the
    * next), and on the first page the E2EE ones in this device's own index. `conversationId`
-   * limits it to one conversation (then only where that one is kept).
+   * limits it to one conversation (then only where that one is kept); the sender and the time
+   * range narrow both places alike.
    */
-  async search(query: string, filter: { conversationId?: string; pageToken?: string } = {}): Promise<{ hits: Hit[]; next: string }> {
+  async search(query: string, filter: SearchFilter & { pageToken?: string } = {}): Promise<{ hits: Hit[]; next: string }> {
     const only = filter.conversationId;
-    const local = !filter.pageToken && (!only || !this.isCloud(only)) ? this.index.search(query, only ? { conversationId: only } : {}) : [];
+    const { pageToken, ...narrowed } = filter;
+    const local = !pageToken && (!only || !this.isCloud(only)) ? this.index.search(query, narrowed) : [];
     if (only && !this.isCloud(only)) return { hits: local, next: "" };
     let cloud: { hits: Hit[]; next: string };
     try {
