@@ -4,7 +4,7 @@
 // the state with useChat and acts through the stores (`chat.messages.send(…)`).
 import { useSyncExternalStore } from "react";
 import { attachmentClient, avatarClient, conversationClient, accountClient, gatewayUrl, keyClient, serverInfoClient } from "../api";
-import { Cancelled, deleteAttachment, encryptBlob, prepareImage, uploadCiphertext } from "../attachments/lazy";
+import { Cancelled, deleteAttachment, downloadDecrypt, encryptBlob, prepareImage, uploadCiphertext } from "../attachments/lazy";
 import { accessToken } from "../auth/session";
 import type { Calls } from "../calls/calls";
 import { shownInThread, type Content } from "../crypto/content";
@@ -133,6 +133,7 @@ export class Chat {
         encrypt: encryptBlob,
         upload: uploadCiphertext,
         remove: deleteAttachment,
+        download: downloadDecrypt,
         cancelled: () => new Cancelled(),
       },
       outbox: this.outbox,
