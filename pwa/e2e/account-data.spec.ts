@@ -206,7 +206,7 @@ test("an image forwarded into another conversation is uploaded again there and o
   await openFrom(carol, /Alice/, /Cloud chat/);
 
   // Alice forwards the picture there: the picker says the server can open it.
-  await conversationRow(alice, /Bob/).click();
+  await conversationRow(alice, /^End-to-end encrypted Bob/).click();
   await picture.getByRole("button", { name: "Message actions" }).click();
   await picture.getByRole("button", { name: "Forward", exact: true }).click();
   const forward = alice.getByRole("dialog", { name: "Forward to…" });
