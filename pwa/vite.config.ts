@@ -10,11 +10,13 @@ declare const process: { env: Record<string, string | undefined> };
 const backend = process.env.KITSULAN_BACKEND ?? "http://127.0.0.1:8080";
 const cryptoPkg = decodeURIComponent(new URL("../crypto/pkg", import.meta.url).pathname);
 
-// Paths the server answers itself: gRPC-Web services, the gateway and health probes.
+// Paths the server answers itself: gRPC-Web services, the gateway, the signed blob URLs of
+// attachments and avatars, and health probes.
 const proxy = {
   "/kitsulan.v1.": backend,
   "/grpc.": backend,
   "/v1/gateway": { target: backend, ws: true },
+  "/v1/blobs/": backend,
   "/healthz": backend,
   "/readyz": backend,
 };

@@ -3,7 +3,8 @@
 // (lib/tablock.ts: a Web Lock, or a heartbeat and a BroadcastChannel on plain http), since two
 // tabs advancing the same ratchets would corrupt them; "Use here" asks the other tab to hand
 // over. Signing out — here, or from another device (gateway close 4003, or a refresh token
-// refused) — stops everything and wipes the local data.
+// refused) — stops everything and wipes the local data; so does deleting the account (Settings →
+// Your data), whose sign-in screen then says so.
 // The engine, the chat and the backup use the crypto WebAssembly: they come from ./signedIn, a
 // chunk loaded (with the WASM, crypto/load.ts) as soon as a session is found or made, never
 // before the sign-in form of a visitor without one.
@@ -102,9 +103,31 @@ function Root() {
     setPhase({ kind: "signed-out" });
   }, []);
 
+  /** While this device deletes its account: the server signing it out then is that deletion. */
+  const deleting = useRef(false);
+
   const signedOut = useCallback(() => {
-    void endSession("signedOutElsewhere");
+    void endSession(deleting.current ? "accountDeleted" : "signedOutElsewhere");
   }, [endSession]);
+
+  /** Settings → Delete account: `request` deletes it on the server; then this device is wiped
+   * as a sign-out wipes it, and the sign-in screen says the account was deleted. A refused
+   * request (wrong password) throws, and nothing else happens. */
+  const deleteAccount = useCallback(
+    async (request: () => Promise<unknown>) => {
+      deleting.current = true;
+      try {
+        await request();
+      } catch (err) {
+        deleting.current = false;
+        throw err;
+      }
+      // The gateway may have heard of the sign-out first and ended the session already.
+      if (current.current) await endSession("accountDeleted");
+      deleting.current = false;
+    },
+    [endSession],
+  );
 
   const enter = useCallback(
     async (engine: E2ee) => {
@@ -252,7 +275,14 @@ function Root() {
       }
       return (
         <Suspense fallback={<main className="center" />}>
-          <Messenger chat={phase.chat} onSignOut={doSignOut} swap={swap} theme={theme} setTheme={setTheme} />
+          <Messenger
+            chat={phase.chat}
+            onSignOut={doSignOut}
+            onDeleteAccount={deleteAccount}
+            swap={swap}
+            theme={theme}
+            setTheme={setTheme}
+          />
         </Suspense>
       );
   }

@@ -4,7 +4,7 @@
 // the state with useChat and acts through the stores (`chat.messages.send(…)`).
 import { useSyncExternalStore } from "react";
 import { attachmentClient, avatarClient, conversationClient, accountClient, gatewayUrl, keyClient, serverInfoClient } from "../api";
-import { Cancelled, deleteAttachment, encryptBlob, prepareImage, uploadCiphertext } from "../attachments/lazy";
+import { Cancelled, deleteAttachment, downloadDecrypt, encryptBlob, prepareImage, uploadCiphertext } from "../attachments/lazy";
 import { accessToken } from "../auth/session";
 import type { Calls } from "../calls/calls";
 import { shownInThread, type Content } from "../crypto/content";
@@ -22,7 +22,7 @@ import { Files } from "./files";
 import { Messages, readMessage, type Incoming } from "./messages";
 import { Outbox, sealedStorage as sealedOutbox } from "./outbox";
 import { Pins } from "./pins";
-import { LocalIndex, sealedIndexStorage, searchCloud, type Hit } from "./search";
+import { LocalIndex, sealedIndexStorage, searchCloud, type Hit, type SearchFilter } from "./search";
 import { Profiles, type PersonProfile } from "./profiles";
 import { Receipts } from "./receipts";
 import { initialState, Store, type ChatState } from "./store";
@@ -133,6 +133,7 @@ export class Chat {
         encrypt: encryptBlob,
         upload: uploadCiphertext,
         remove: deleteAttachment,
+        download: downloadDecrypt,
         cancelled: () => new Cancelled(),
       },
       outbox: this.outbox,
@@ -296,11 +297,13 @@ export class Chat {
   /**
    * Searches messages: the cloud conversations on the server (a page of it; `pageToken` for the
    * next), and on the first page the E2EE ones in this device's own index. `conversationId`
-   * limits it to one conversation (then only where that one is kept).
+   * limits it to one conversation (then only where that one is kept); the sender and the time
+   * range narrow both places alike.
    */
-  async search(query: string, filter: { conversationId?: string; pageToken?: string } = {}): Promise<{ hits: Hit[]; next: string }> {
+  async search(query: string, filter: SearchFilter & { pageToken?: string } = {}): Promise<{ hits: Hit[]; next: string }> {
     const only = filter.conversationId;
-    const local = !filter.pageToken && (!only || !this.isCloud(only)) ? this.index.search(query, only ? { conversationId: only } : {}) : [];
+    const { pageToken, ...narrowed } = filter;
+    const local = !pageToken && (!only || !this.isCloud(only)) ? this.index.search(query, narrowed) : [];
     if (only && !this.isCloud(only)) return { hits: local, next: "" };
     let cloud: { hits: Hit[]; next: string };
     try {

@@ -90,6 +90,10 @@ function setup(opts: { prepared?: PreparedImage; failUpload?: number; failSend?:
       return Promise.resolve(`att-${uploads.length}`);
     }),
     remove: vi.fn((_id: string) => Promise.resolve()),
+    download: vi.fn((id: string, _secrets: string, type: string, onProgress?: Progress) => {
+      onProgress?.(1, 2);
+      return Promise.resolve(new Blob([new Uint8Array(id === "orig-thumb" ? 12 : 50)], { type }));
+    }),
     cancelled: () => new Error("cancelled"),
   };
   const box = outboxSetup({
@@ -246,6 +250,52 @@ describe("Files", () => {
     expect(upload).toHaveBeenCalledOnce();
     expect(fileOf(next.engine.encrypt.mock.calls[0]?.[2])).toMatchObject({ attachment: "att-20", name: "a.txt", size: 4 });
     expect(next.storage.blobs.size).toBe(0);
+  });
+
+  it("forwards a file by uploading it again under a new key, marked forwarded, thumbnail and all", async () => {
+    const { files, sent, uploads, transfer } = setup();
+    const original: FileRef = {
+      attachment: "orig",
+      secrets: "old-key",
+      name: "photo.jpg",
+      type: "image/jpeg",
+      size: 50,
+      width: 640,
+      height: 480,
+      thumbnail: { attachment: "orig-thumb", secrets: "old-thumb-key", type: "image/jpeg", width: 64, height: 48 },
+    };
+    const progress: Array<[number, number]> = [];
+    await files.forwardFile(CONV, original, { fromAccountId: BOB, sentAtMs: 1234 }, (done, total) => progress.push([done, total]));
+    // Downloaded and checked with the original's keys (progress: the body's download)...
+    expect(transfer.download.mock.calls.map(([id, secrets]) => [id, secrets])).toEqual([
+      ["orig", "old-key"],
+      ["orig-thumb", "old-thumb-key"],
+    ]);
+    expect(progress).toEqual([[1, 2]]);
+    expect(transfer.prepareImage).not.toHaveBeenCalled(); // not re-encoded: forwarded as it was
+    // ...then sent as a new file: fresh keys (the fake's "k<size>", as base64), new uploads (no
+    // TTL), the original's keys nowhere.
+    await vi.waitFor(() => expect(sent()).toHaveLength(1));
+    expect(uploads.map((u) => [u.size, u.ttl])).toEqual([
+      [28, 0],
+      [66, 0],
+    ]);
+    const [only] = sent();
+    expect(only?.ids).toEqual(["att-2", "att-1"]);
+    const c = plainContent(only?.text);
+    expect(c).toMatchObject({ kind: "attachment", forwarded: { fromAccountId: BOB, sentAtMs: 1234 } });
+    expect(fileOf(only?.text)).toMatchObject({ attachment: "att-2", secrets: expect.stringMatching(/^k50/), name: "photo.jpg", type: "image/jpeg", size: 50, width: 640, height: 480 });
+    expect(fileOf(only?.text)?.thumbnail).toMatchObject({ attachment: "att-1", secrets: expect.stringMatching(/^k1/), width: 64, height: 48 });
+    expect(new TextDecoder().decode(only?.text)).not.toMatch(/old-(thumb-)?key/);
+  });
+
+  it("a file that cannot be downloaded is not forwarded: nothing is kept or uploaded", async () => {
+    const { files, transfer, box } = setup();
+    transfer.download.mockImplementation(() => Promise.reject(new Error("gone")));
+    const file: FileRef = { attachment: "orig", secrets: "k", name: "a.txt", type: "text/plain", size: 3 };
+    await expect(files.forwardFile(CONV, file, { fromAccountId: BOB, sentAtMs: 1 })).rejects.toThrow("gone");
+    expect(transfer.upload).not.toHaveBeenCalled();
+    expect(box.storage.records.size).toBe(0);
   });
 
   it("an attachment the server says expired is marked so when its downloads are asked for", async () => {

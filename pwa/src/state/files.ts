@@ -1,11 +1,13 @@
 // files.ts — attachments (docs/attachments.md) as this device knows them beyond their messages:
 // expired ones, who downloaded ours; the TTLs to offer; sending a file (image re-encoded and
-// thumbnailed, encrypted, then kept, uploaded and sent by the outbox); and the list of a
-// conversation's uploads in flight (`applyUploads`, for the composer's upload list).
+// thumbnailed, encrypted, then kept, uploaded and sent by the outbox); forwarding one (uploaded
+// again under a new key); and the list of a conversation's uploads in flight (`applyUploads`,
+// for the composer's upload list).
 import type { Client } from "@connectrpc/connect";
 import { isPreviewable, type FileRef } from "../attachments/content";
 import type { PreparedImage } from "../attachments/image";
 import type { Progress } from "../attachments/transfer";
+import type { ForwardedFrom } from "../crypto/content";
 import { reasonOf } from "../errors";
 import { AttachmentChange, type AttachmentService } from "../gen/kitsulan/v1/attachment_pb";
 import type { Outbox } from "./outbox";
@@ -103,11 +105,13 @@ export function applyUploads(list: Upload[], action: UploadAction): Upload[] {
   }
 }
 
-/** Encryption and upload of attachment bodies (attachments/transfer.ts, attachments/image.ts). */
+/** Encryption, upload and download of attachment bodies (attachments/transfer.ts, attachments/image.ts). */
 export interface FileTransfer {
   prepareImage(file: File, keepOriginal: boolean): Promise<PreparedImage>;
   encrypt(body: Blob): Promise<{ ciphertext: Blob; secrets: string }>;
   upload(conversationId: string, ciphertext: Blob, ttlSeconds: number, onProgress?: Progress, signal?: AbortSignal): Promise<string>;
+  /** Downloads, decrypts and checks an attachment (throws Expired, HashMismatch). */
+  download(attachmentId: string, secrets: string, type: string, onProgress?: Progress): Promise<Blob>;
   remove(attachmentId: string): Promise<void>;
   /** The error a cancelled upload ends with. */
   cancelled(): Error;
@@ -210,5 +214,43 @@ export class Files {
           if (signal?.aborted) void this.deps.outbox.discard(key);
         }, reject);
     });
+  }
+
+  /**
+   * Forwards a file message's file into another conversation. An attachment can be downloaded
+   * only by members of the conversation it was uploaded to (server: attachments.rs), so the
+   * file (and its thumbnail) is downloaded, decrypted and checked as the viewer does, then
+   * encrypted again under a new key and handed to the outbox like a new file, marked forwarded
+   * (who wrote it, when). The original's key never goes anywhere; into a cloud chat the new
+   * one travels in the Content the server stores, as any file sent there. Resolves once it is
+   * in the outbox (which uploads and sends it, or shows "Not sent"). `onProgress`: the
+   * download of the original.
+   */
+  async forwardFile(conversationId: string, file: FileRef, forwarded: ForwardedFrom, onProgress?: Progress): Promise<void> {
+    const transfer = this.deps.transfer;
+    const body = await transfer.download(file.attachment, file.secrets, file.type, onProgress);
+    const th = file.thumbnail;
+    const thumbnail = th ? await transfer.download(th.attachment, th.secrets, th.type || "image/jpeg") : null;
+    const encrypted = await transfer.encrypt(body);
+    const thumb = thumbnail ? await transfer.encrypt(thumbnail) : null;
+    const pending: Parameters<Outbox["sendFile"]>[1] = {
+      ref: {
+        name: file.name,
+        type: file.type,
+        size: body.size,
+        secrets: encrypted.secrets,
+        ...(file.width !== undefined ? { width: file.width } : {}),
+        ...(file.height !== undefined ? { height: file.height } : {}),
+      },
+      // As a forwarded text: the copy is a message of its own, without the original's TTL.
+      ttlSeconds: 0,
+      extras: { forwarded },
+    };
+    if (th && thumb) pending.thumbnail = { secrets: thumb.secrets, type: th.type, width: th.width, height: th.height };
+    await this.deps.outbox.sendFile(
+      conversationId,
+      pending,
+      thumb ? { body: encrypted.ciphertext, thumbnail: thumb.ciphertext } : { body: encrypted.ciphertext },
+    );
   }
 }

@@ -64,6 +64,8 @@ export interface PendingFile {
   ref: Omit<FileRef, "attachment" | "thumbnail">;
   thumbnail?: Omit<ThumbnailRef, "attachment">;
   ttlSeconds: number;
+  /** A forwarded file: who wrote the original and when (Content.forwarded). */
+  extras?: Pick<Extras, "forwarded">;
   /** The attachment ids once uploaded and completed. */
   bodyId?: string;
   thumbnailId?: string;
@@ -548,7 +550,7 @@ export class Outbox {
     }
     const ref: FileRef = { ...f.ref, attachment: f.bodyId };
     if (f.thumbnail && f.thumbnailId) ref.thumbnail = { ...f.thumbnail, attachment: f.thumbnailId };
-    return { out: { kind: "attachment", file: ref }, ids: attachmentIds(ref) };
+    return { out: { kind: "attachment", file: ref, ...f.extras }, ids: attachmentIds(ref) };
   }
 
   /** One attempt at a record: resolves once the server acknowledged it (and it left the outbox). */

@@ -5,7 +5,7 @@
 // of the offline copy (store "cache", record "search-index"; storage/sealed.ts), so a copy of the
 // browser profile reads nothing and signing out deletes it. It is never sent anywhere. Deleted
 // messages leave it; disappeared ones are never found (and leave it on the next write).
-import type { Message } from "../gen/kitsulan/v1/conversation_pb";
+import type { Conversation, Message } from "../gen/kitsulan/v1/conversation_pb";
 import { getSealed, putSealed, type Sealer } from "../storage/sealed";
 import type { ConversationClient } from "./conversations";
 import type { Item, Thread } from "./messages";
@@ -37,6 +37,54 @@ export interface IndexEntry {
   /** 0: never disappears. */
   expiresAtMs: number;
   text: string;
+}
+
+/** What a search is narrowed to, on the server and in the local index alike (all optional). */
+export interface SearchFilter {
+  conversationId?: string;
+  senderAccountId?: string;
+  /** Sent at or after this time (ms). */
+  afterMs?: number;
+  /** Sent before this time (ms). */
+  beforeMs?: number;
+}
+
+/**
+ * The times of a range of local calendar days (the date inputs' "yyyy-mm-dd", either may be
+ * ""): from the start of `from` to the end of `to`, that whole day included (the start of the
+ * next one, exclusive). A day that is not a date gives no bound.
+ */
+export function dayRange(from: string, to: string): { afterMs?: number; beforeMs?: number } {
+  const start = (day: string, plus: number): number | undefined => {
+    const m = /^(\d{4})-(\d{2})-(\d{2})$/.exec(day);
+    if (!m) return undefined;
+    // Local midnight; Date rolls day 32 over into the next month (and counts DST days right).
+    const at = new Date(Number(m[1]), Number(m[2]) - 1, Number(m[3]) + plus).getTime();
+    return Number.isNaN(at) ? undefined : at;
+  };
+  const afterMs = start(from, 0);
+  const beforeMs = start(to, 1);
+  return { ...(afterMs !== undefined ? { afterMs } : {}), ...(beforeMs !== undefined ? { beforeMs } : {}) };
+}
+
+/** Whether an entry sent by `senderAccountId` at `sentAtMs` in `conversationId` passes `filter`. */
+export function passes(filter: SearchFilter, e: { conversationId: string; senderAccountId: string; sentAtMs: number }): boolean {
+  if (filter.conversationId && e.conversationId !== filter.conversationId) return false;
+  if (filter.senderAccountId && e.senderAccountId !== filter.senderAccountId) return false;
+  if (filter.afterMs && e.sentAtMs < filter.afterMs) return false;
+  if (filter.beforeMs && e.sentAtMs >= filter.beforeMs) return false;
+  return true;
+}
+
+/** The people a search can be narrowed to: the members of `where` (every conversation but the
+ * requests when ""), once each, in the order met. */
+export function searchPeople(conversations: Conversation[], where: string): string[] {
+  const people = new Set<string>();
+  for (const c of conversations) {
+    if (c.request || (where && c.id !== where)) continue;
+    for (const m of c.members) people.add(m.accountId);
+  }
+  return [...people];
 }
 
 /** The most entries kept (the oldest go first). */
@@ -86,14 +134,13 @@ export function snippetAround(text: string, ranges: Range[]): { snippet: string;
 export function searchEntries(
   entries: Iterable<IndexEntry>,
   query: string,
-  filter: { conversationId?: string; senderAccountId?: string; now: number; limit?: number },
+  filter: SearchFilter & { now: number; limit?: number },
 ): Hit[] {
   const words = queryWords(query);
   if (words.length === 0) return [];
   const hits: Hit[] = [];
   for (const e of entries) {
-    if (filter.conversationId && e.conversationId !== filter.conversationId) continue;
-    if (filter.senderAccountId && e.senderAccountId !== filter.senderAccountId) continue;
+    if (!passes(filter, e)) continue;
     if (e.expiresAtMs !== 0 && e.expiresAtMs <= filter.now) continue;
     const ranges = matches(e.text, words);
     if (!ranges) continue;
@@ -185,7 +232,7 @@ export class LocalIndex {
     }
   }
 
-  search(query: string, filter: { conversationId?: string; senderAccountId?: string; limit?: number } = {}): Hit[] {
+  search(query: string, filter: SearchFilter & { limit?: number } = {}): Hit[] {
     return searchEntries(this.entries.values(), query, { ...filter, now: this.deps.now() });
   }
 
@@ -218,12 +265,14 @@ export class LocalIndex {
 export async function searchCloud(
   client: Pick<ConversationClient, "searchMessages">,
   query: string,
-  filter: { conversationId?: string; senderAccountId?: string; pageToken?: string },
+  filter: SearchFilter & { pageToken?: string },
 ): Promise<{ hits: Hit[]; next: string; messages: Message[] }> {
   const res = await client.searchMessages({
     query,
     conversationId: filter.conversationId ?? "",
     senderAccountId: filter.senderAccountId ?? "",
+    afterMs: BigInt(filter.afterMs ?? 0),
+    beforeMs: BigInt(filter.beforeMs ?? 0),
     limit: 20,
     pageToken: filter.pageToken ?? "",
   });

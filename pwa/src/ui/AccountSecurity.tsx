@@ -19,7 +19,7 @@ function ResultLine({ result }: { result: Result }) {
   );
 }
 
-function TotpField({ value, onChange }: { value: string; onChange: (v: string) => void }) {
+export function TotpField({ value, onChange }: { value: string; onChange: (v: string) => void }) {
   const { t } = useI18n();
   return (
     <label>
@@ -39,7 +39,7 @@ function TotpField({ value, onChange }: { value: string; onChange: (v: string) =
 }
 
 /** The owner's password, asked again before a change a copied session must not make. */
-function CurrentPassword({ name, value, onChange }: { name: string; value: string; onChange: (v: string) => void }) {
+export function CurrentPassword({ name, value, onChange }: { name: string; value: string; onChange: (v: string) => void }) {
   const { t } = useI18n();
   return (
     <label>

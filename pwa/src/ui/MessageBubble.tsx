@@ -11,6 +11,7 @@ import { markdownToText } from "../markdown/plainText";
 import { SafeMarkdown } from "../markdown/SafeMarkdown";
 import type { Item } from "../state/chat";
 import { Confirm } from "./Confirm";
+import { forwardable } from "./Forward";
 import { ReactionPicker } from "./conversation/Reactions";
 
 export type Tick = "sending" | "failed" | "sent" | "delivered" | "read";
@@ -237,7 +238,7 @@ export function MessageBubble({
               {t("copyText")}
             </button>
           )}
-          {onForward && item.content.kind === "text" && (
+          {onForward && forwardable(item) && (
             <button type="button" onClick={act(onForward)}>
               {t("forward")}
             </button>

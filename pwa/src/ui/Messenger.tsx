@@ -30,12 +30,15 @@ const CallScreen = lazy(() => import("./call/CallScreen").then((m) => ({ default
 export function Messenger({
   chat,
   onSignOut,
+  onDeleteAccount,
   swap,
   theme,
   setTheme,
 }: {
   chat: Chat;
   onSignOut: () => Promise<void>;
+  /** Deletes the account (`request`), then wipes this device (App.tsx). */
+  onDeleteAccount: (request: () => Promise<unknown>) => Promise<void>;
   /** Restoring from the backup in Settings swaps the engine (App.tsx). */
   swap?: EngineSwap;
   theme: Theme;
@@ -173,6 +176,7 @@ export function Messenger({
           onClose={() => setDialog("none")}
           onDevices={() => setDialog("devices")}
           onSignOut={onSignOut}
+          onDeleteAccount={onDeleteAccount}
           swap={swap}
           theme={theme}
           setTheme={setTheme}

@@ -1,14 +1,16 @@
 // Search.tsx — the search panel (Ctrl+F, or the search buttons): words to find, in every
 // conversation or one; results newest first with the snippet and its matches highlighted. Cloud
 // conversations are searched by the server, E2EE ones only in this device's own index of what it
-// decrypted (state/search.ts), and the panel says so. A result opens its message (jump.ts).
-import { useState, type FormEvent, type ReactNode } from "react";
+// decrypted (state/search.ts), and the panel says so. Who wrote it and a range of days narrow
+// both alike; clearing the query (its ✕, or Clear) clears them too, and "More results" pages
+// with the filters the search was made with. A result opens its message (jump.ts).
+import { useCallback, useEffect, useRef, useState, type FormEvent, type ReactNode } from "react";
 import { reasonOf } from "../errors";
 import { ConversationMode } from "../gen/kitsulan/v1/conversation_pb";
 import { useI18n } from "../i18n/i18n";
 import { errorText } from "../i18n/messages";
 import { useChat, type Chat } from "../state/chat";
-import { MAX_QUERY, type Hit, type Range } from "../state/search";
+import { dayRange, MAX_QUERY, searchPeople, type Hit, type Range, type SearchFilter } from "../state/search";
 import { jumpTo } from "./conversation/jump";
 import { Dialog } from "./Dialog";
 import { conversationTitle, personName } from "./names";
@@ -31,21 +33,55 @@ export function Search({ chat, initialConversation, onClose }: { chat: Chat; ini
   const { t, lang } = useI18n();
   const conversations = useChat(chat, (s) => s.conversations);
   const [query, setQuery] = useState("");
+  useChat(chat, (s) => s.profiles); // the sender list's names arrive after it
   const [where, setWhere] = useState(initialConversation ?? "");
+  const [sender, setSender] = useState("");
+  const [fromDay, setFromDay] = useState("");
+  const [toDay, setToDay] = useState("");
   const [hits, setHits] = useState<Hit[] | null>(null);
   const [next, setNext] = useState("");
+  /** The query and filters of the results shown: "More results" asks for their next page. */
+  const [asked, setAsked] = useState<{ query: string; filter: SearchFilter } | null>(null);
   const [busy, setBusy] = useState(false);
   const [error, setError] = useState<string | null>(null);
+  const queryBox = useRef<HTMLInputElement>(null);
+
+  const people = searchPeople(conversations, where)
+    .map((id) => ({ id, name: personName(chat, t, id) }))
+    .sort((a, b) => a.name.localeCompare(b.name, lang));
+
+  const clear = useCallback(() => {
+    setQuery("");
+    setSender("");
+    setFromDay("");
+    setToDay("");
+    setHits(null);
+    setNext("");
+    setAsked(null);
+    setError(null);
+  }, []);
+
+  // The search box's own ✕ (and Escape in it) empties it with a "search" event: the filters go too.
+  useEffect(() => {
+    const box = queryBox.current;
+    const cleared = () => {
+      if (box?.value === "") clear();
+    };
+    box?.addEventListener("search", cleared);
+    return () => box?.removeEventListener("search", cleared);
+  }, [clear]);
 
   async function run(e?: FormEvent, pageToken = "") {
     e?.preventDefault();
-    if (!query.trim()) return;
+    const page = pageToken && asked ? asked : { query: query.trim(), filter: currentFilter() };
+    if (!page.query) return;
     setBusy(true);
     setError(null);
     try {
-      const res = await chat.search(query.trim(), { ...(where ? { conversationId: where } : {}), ...(pageToken ? { pageToken } : {}) });
+      const res = await chat.search(page.query, { ...page.filter, ...(pageToken ? { pageToken } : {}) });
       setHits((h) => (pageToken && h ? [...h, ...res.hits] : res.hits));
       setNext(res.next);
+      setAsked(page);
     } catch (err) {
       setError(errorText(t, reasonOf(err)));
     } finally {
@@ -53,16 +89,39 @@ export function Search({ chat, initialConversation, onClose }: { chat: Chat; ini
     }
   }
 
+  function currentFilter(): SearchFilter {
+    return {
+      ...(where ? { conversationId: where } : {}),
+      ...(sender ? { senderAccountId: sender } : {}),
+      ...dayRange(fromDay, toDay),
+    };
+  }
+
   return (
     <Dialog title={t("searchMessages")} onClose={onClose}>
       <form className="search-form" role="search" onSubmit={(e) => void run(e)}>
         <label>
           {t("search")}
-          <input type="search" name="query" maxLength={MAX_QUERY} value={query} onChange={(e) => setQuery(e.target.value)} />
+          <input
+            ref={queryBox}
+            type="search"
+            name="query"
+            maxLength={MAX_QUERY}
+            value={query}
+            onChange={(e) => setQuery(e.target.value)}
+          />
         </label>
         <label>
           {t("searchWhere")}
-          <select value={where} onChange={(e) => setWhere(e.target.value)}>
+          <select
+            value={where}
+            onChange={(e) => {
+              const id = e.target.value;
+              setWhere(id);
+              // A sender who is not in the conversation chosen would find nothing there.
+              if (sender && !searchPeople(conversations, id).includes(sender)) setSender("");
+            }}
+          >
             <option value="">{t("searchAll")}</option>
             {conversations
               .filter((c) => !c.request)
@@ -73,10 +132,35 @@ export function Search({ chat, initialConversation, onClose }: { chat: Chat; ini
               ))}
           </select>
         </label>
+        <label>
+          {t("searchSender")}
+          <select name="sender" value={sender} onChange={(e) => setSender(e.target.value)}>
+            <option value="">{t("searchAnyone")}</option>
+            {people.map((p) => (
+              <option key={p.id} value={p.id}>
+                {p.name}
+              </option>
+            ))}
+          </select>
+        </label>
+        <fieldset className="search-dates">
+          <legend>{t("searchDates")}</legend>
+          <label>
+            {t("searchFromDay")}
+            <input type="date" name="from" value={fromDay} max={toDay || undefined} onChange={(e) => setFromDay(e.target.value)} />
+          </label>
+          <label>
+            {t("searchToDay")}
+            <input type="date" name="to" value={toDay} min={fromDay || undefined} onChange={(e) => setToDay(e.target.value)} />
+          </label>
+        </fieldset>
         <p className="muted">{t("searchNote")}</p>
         <div className="row">
           <button type="button" onClick={onClose}>
             {t("cancel")}
+          </button>
+          <button type="button" onClick={clear} disabled={busy}>
+            {t("searchClear")}
           </button>
           <button type="submit" className="primary" disabled={busy || !query.trim()}>
             {t("search")}

@@ -1,5 +1,5 @@
 // Settings.tsx — profile (picture, display name, username, account id), notifications, devices,
-// language, theme, sign out.
+// language, theme, your data (download, delete the account), sign out.
 import { useEffect, useState, type FormEvent } from "react";
 import { deviceClient } from "../api";
 import { currentBackup } from "../crypto/backup";
@@ -22,6 +22,7 @@ import { personName } from "./names";
 import { Preferences } from "./Preferences";
 import { Diagnostics } from "./Diagnostics";
 import { RecoverySettings, type EngineSwap } from "./recovery/RecoverySettings";
+import { YourData } from "./YourData";
 
 function Profile({ chat }: { chat: Chat }) {
   const { t } = useI18n();
@@ -351,6 +352,7 @@ export function Settings({
   onClose,
   onDevices,
   onSignOut,
+  onDeleteAccount,
   swap,
   theme,
   setTheme,
@@ -359,6 +361,8 @@ export function Settings({
   onClose: () => void;
   onDevices: () => void;
   onSignOut: () => Promise<void>;
+  /** Deletes the account (`request`), then wipes this device (App.tsx). */
+  onDeleteAccount: (request: () => Promise<unknown>) => Promise<void>;
   /** Restoring from the backup on a device without the account key (App.tsx). */
   swap?: EngineSwap | undefined;
   theme: Theme;
@@ -385,6 +389,7 @@ export function Settings({
         </p>
       </section>
       <Diagnostics />
+      <YourData chat={chat} onDeleteAccount={onDeleteAccount} />
       <div className="row">
         <SignOut onSignOut={onSignOut} />
         <button type="button" onClick={onClose}>
