@@ -140,48 +140,45 @@ fn secrets(parent: &JsValue, key: &str, field: &str) -> JsResult<Vec<u8>> {
     legacy::from_base64(&string(parent, key, field)?).ok_or_else(|| invalid(field, "base64"))
 }
 
-fn spans(parent: &JsValue, field: &str) -> JsResult<Vec<Span>> {
-    let value = get(parent, "spans");
+/// The array `parent[key]`, each item read by `item` (missing or `null`: empty).
+fn list<T>(
+    parent: &JsValue,
+    key: &str,
+    field: &str,
+    item: impl Fn(&JsValue) -> JsResult<T>,
+) -> JsResult<Vec<T>> {
+    let value = get(parent, key);
     if value.is_undefined() || value.is_null() {
         return Ok(Vec::new());
     }
     if !Array::is_array(&value) {
         return Err(invalid(field, "an array"));
     }
-    Array::from(&value)
-        .iter()
-        .map(|s| {
-            let name = s.is_object().then(|| get(&s, "style").as_string()).flatten();
-            let style = STYLES
-                .iter()
-                .find(|(_, n)| Some(*n) == name.as_deref())
-                .map(|(style, _)| *style)
-                .ok_or_else(|| invalid(&format!("{field}[].style"), "a known style"))?;
-            let start = uint32(&s, "start", &format!("{field}[].start"))?;
-            let end = uint32(&s, "end", &format!("{field}[].end"))?;
-            Ok(Span { start, end, style })
-        })
-        .collect()
+    Array::from(&value).iter().map(|v| item(&v)).collect()
+}
+
+fn spans(parent: &JsValue, field: &str) -> JsResult<Vec<Span>> {
+    list(parent, "spans", field, |s| {
+        let name = s.is_object().then(|| get(s, "style").as_string()).flatten();
+        let style = STYLES
+            .iter()
+            .find(|(_, n)| Some(*n) == name.as_deref())
+            .map(|(style, _)| *style)
+            .ok_or_else(|| invalid(&format!("{field}[].style"), "a known style"))?;
+        let start = uint32(s, "start", &format!("{field}[].start"))?;
+        let end = uint32(s, "end", &format!("{field}[].end"))?;
+        Ok(Span { start, end, style })
+    })
 }
 
 fn mentions(parent: &JsValue, field: &str) -> JsResult<Vec<Mention>> {
-    let value = get(parent, "mentions");
-    if value.is_undefined() || value.is_null() {
-        return Ok(Vec::new());
-    }
-    if !Array::is_array(&value) {
-        return Err(invalid(field, "an array"));
-    }
-    Array::from(&value)
-        .iter()
-        .map(|m| {
-            Ok(Mention {
-                account_id: string(&m, "accountId", &format!("{field}[].accountId"))?,
-                start: uint32(&m, "start", &format!("{field}[].start"))?,
-                end: uint32(&m, "end", &format!("{field}[].end"))?,
-            })
+    list(parent, "mentions", field, |m| {
+        Ok(Mention {
+            account_id: string(m, "accountId", &format!("{field}[].accountId"))?,
+            start: uint32(m, "start", &format!("{field}[].start"))?,
+            end: uint32(m, "end", &format!("{field}[].end"))?,
         })
-        .collect()
+    })
 }
 
 /// A time in ms: an integer a JS number holds exactly.
