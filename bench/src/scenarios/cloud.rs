@@ -174,7 +174,9 @@ async fn stand_in_for_autovacuum(url: &str) -> anyhow::Result<()> {
     let mut db = sqlx::PgConnection::connect(url).await?;
     let autovacuum: String = sqlx::query_scalar("SHOW autovacuum").fetch_one(&mut db).await?;
     if autovacuum == "off" {
-        println!("  this PostgreSQL runs with autovacuum off: ANALYZE after filling, as autovacuum would have");
+        println!(
+            "  this PostgreSQL runs with autovacuum off: ANALYZE after filling, as autovacuum would have"
+        );
         sqlx::query("ANALYZE").execute(&mut db).await?;
     }
     db.close().await?;
