@@ -217,7 +217,7 @@ test("an image forwarded into another conversation is uploaded again there and o
 
   // Carol sees it forwarded from Bob, and opens the full image (decrypted with the new key).
   const arrived = carol.getByRole("log").locator("article").filter({ has: carol.getByRole("button", { name: "Open image lagoon.png" }) });
-  await expect(arrived).toContainText("Forwarded from");
+  await expect(arrived).toContainText("Forwarded from Bob");
   await expect(arrived.getByRole("button", { name: "Open image lagoon.png" }).locator("img")).toBeVisible();
   await arrived.getByRole("button", { name: "Open image lagoon.png" }).click();
   const full = carol.getByRole("dialog", { name: "lagoon.png" }).getByRole("img", { name: "lagoon.png" });

@@ -110,6 +110,21 @@ export function MessageList({
     chat.receipts.markReadIfVisible(conversationId);
   }, [chat, conversationId, items]);
 
+  // A forwarded message names who wrote the original, who may be in none of our conversations:
+  // their name is fetched once, as a member's is (an account that is gone is not asked again).
+  const authorsAsked = useRef(new Set<string>());
+  useEffect(() => {
+    const unknown: string[] = [];
+    for (const { content: c } of items) {
+      const author = (c.kind === "text" || c.kind === "attachment") && c.forwarded ? c.forwarded.fromAccountId : "";
+      if (author && !authorsAsked.current.has(author) && !chat.nameOf(author)) {
+        authorsAsked.current.add(author);
+        unknown.push(author);
+      }
+    }
+    if (unknown.length > 0) void chat.profiles.load(unknown).catch(() => undefined);
+  }, [chat, items]);
+
   const loadOlder = useCallback(() => {
     if (!thread?.more) return;
     heightBefore.current = listRef.current?.scrollHeight ?? null;
