@@ -191,24 +191,11 @@ export class Files {
         console.warn("image not decoded; sending it as a file", err);
       }
     }
-    const thumb = thumbnail ? await transfer.encrypt(thumbnail.blob) : null;
-    const encrypted = await transfer.encrypt(body);
+    const { pending, blobs } = await this.encrypted(body, ref, thumbnail && { ...thumbnail, type: "image/jpeg" }, options.ttlSeconds);
     if (signal?.aborted) throw transfer.cancelled();
-    const pending: Parameters<Outbox["sendFile"]>[1] = {
-      ref: { ...ref, secrets: encrypted.secrets, size: body.size },
-      ttlSeconds: options.ttlSeconds,
-    };
-    if (thumb && thumbnail) {
-      pending.thumbnail = { secrets: thumb.secrets, type: "image/jpeg", width: thumbnail.width, height: thumbnail.height };
-    }
     await new Promise<void>((resolve, reject) => {
       this.deps.outbox
-        .sendFile(
-          conversationId,
-          pending,
-          thumb ? { body: encrypted.ciphertext, thumbnail: thumb.ciphertext } : { body: encrypted.ciphertext },
-          { onProgress, onEnd: resolve },
-        )
+        .sendFile(conversationId, pending, blobs, { onProgress, onEnd: resolve })
         .then((key) => {
           signal?.addEventListener("abort", () => void this.deps.outbox.discard(key), { once: true });
           if (signal?.aborted) void this.deps.outbox.discard(key);
@@ -230,27 +217,31 @@ export class Files {
     const transfer = this.deps.transfer;
     const body = await transfer.download(file.attachment, file.secrets, file.type, onProgress);
     const th = file.thumbnail;
-    const thumbnail = th ? await transfer.download(th.attachment, th.secrets, th.type || "image/jpeg") : null;
-    const encrypted = await transfer.encrypt(body);
-    const thumb = thumbnail ? await transfer.encrypt(thumbnail) : null;
-    const pending: Parameters<Outbox["sendFile"]>[1] = {
-      ref: {
-        name: file.name,
-        type: file.type,
-        size: body.size,
-        secrets: encrypted.secrets,
-        ...(file.width !== undefined ? { width: file.width } : {}),
-        ...(file.height !== undefined ? { height: file.height } : {}),
-      },
-      // As a forwarded text: the copy is a message of its own, without the original's TTL.
-      ttlSeconds: 0,
-      extras: { forwarded },
+    const thumbnail = th ? { ...th, blob: await transfer.download(th.attachment, th.secrets, th.type || "image/jpeg") } : null;
+    const ref = {
+      name: file.name,
+      type: file.type,
+      ...(file.width !== undefined ? { width: file.width } : {}),
+      ...(file.height !== undefined ? { height: file.height } : {}),
     };
-    if (th && thumb) pending.thumbnail = { secrets: thumb.secrets, type: th.type, width: th.width, height: th.height };
-    await this.deps.outbox.sendFile(
-      conversationId,
-      pending,
-      thumb ? { body: encrypted.ciphertext, thumbnail: thumb.ciphertext } : { body: encrypted.ciphertext },
-    );
+    // As a forwarded text: the copy is a message of its own, without the original's TTL.
+    const { pending, blobs } = await this.encrypted(body, ref, thumbnail, 0);
+    await this.deps.outbox.sendFile(conversationId, { ...pending, extras: { forwarded } }, blobs);
+  }
+
+  /** A file (and its thumbnail) encrypted under new keys: the outbox's record of it and the
+   * ciphertexts it keeps and uploads. */
+  private async encrypted(
+    body: Blob,
+    ref: Omit<FileRef, "attachment" | "secrets" | "size" | "thumbnail">,
+    thumbnail: { blob: Blob; type: string; width: number; height: number } | null,
+    ttlSeconds: number,
+  ): Promise<{ pending: Parameters<Outbox["sendFile"]>[1]; blobs: Parameters<Outbox["sendFile"]>[2] }> {
+    const thumb = thumbnail ? await this.deps.transfer.encrypt(thumbnail.blob) : null;
+    const encrypted = await this.deps.transfer.encrypt(body);
+    const pending: Parameters<Outbox["sendFile"]>[1] = { ref: { ...ref, secrets: encrypted.secrets, size: body.size }, ttlSeconds };
+    if (!thumbnail || !thumb) return { pending, blobs: { body: encrypted.ciphertext } };
+    pending.thumbnail = { secrets: thumb.secrets, type: thumbnail.type, width: thumbnail.width, height: thumbnail.height };
+    return { pending, blobs: { body: encrypted.ciphertext, thumbnail: thumb.ciphertext } };
   }
 }

@@ -103,11 +103,6 @@ impl Permissions {
         self.0 & other.0 == other.0
     }
 
-    /// Whether the set is empty.
-    pub const fn is_empty(self) -> bool {
-        self.0 == 0
-    }
-
     /// Both sets together.
     #[must_use]
     pub const fn union(self, other: Self) -> Self {
@@ -251,7 +246,7 @@ impl Guild<'_> {
 
     /// Whether `member` is an administrator (the owner, or a role with `ADMINISTRATOR`).
     pub fn is_administrator(&self, member: &Member<'_>) -> bool {
-        member.account == self.owner || base(self, member).contains(Permissions::ADMINISTRATOR)
+        base(self, member).is_none()
     }
 
     /// The position of `member`'s highest role (the owner is above every role).
@@ -263,33 +258,31 @@ impl Guild<'_> {
     }
 }
 
-/// Rule 2: `@everyone` and the member's roles, before any channel.
-fn base(guild: &Guild<'_>, member: &Member<'_>) -> Permissions {
-    guild.roles_of(member).fold(guild.everyone.permissions, |all, role| all | role.permissions)
+/// Rules 1 and 2: `None` for an administrator (the owner, or `ADMINISTRATOR` from a role), who
+/// has everything everywhere; otherwise `@everyone` and the member's roles, before any channel.
+fn base(guild: &Guild<'_>, member: &Member<'_>) -> Option<Permissions> {
+    if member.account == guild.owner {
+        return None;
+    }
+    let base = guild.roles_of(member).fold(guild.everyone.permissions, |all, role| all | role.permissions);
+    (!base.contains(Permissions::ADMINISTRATOR)).then_some(base)
 }
 
-fn timed_out(guild: &Guild<'_>, member: &Member<'_>, now_ms: i64) -> bool {
-    member.timed_out_until_ms > now_ms && !guild.is_administrator(member)
+/// Rule 5, for someone who is not an administrator (they are never timed out).
+fn timed_out(member: &Member<'_>, now_ms: i64) -> bool {
+    member.timed_out_until_ms > now_ms
 }
 
 /// What `member` may do in the guild as a whole (manage it, its roles, its members; read its
 /// audit log): rules 1, 2 and 5.
 pub fn in_guild(guild: &Guild<'_>, member: &Member<'_>, now_ms: i64) -> Permissions {
-    if guild.is_administrator(member) {
-        return Permissions::ALL;
-    }
-    if timed_out(guild, member, now_ms) {
-        return base(guild, member).intersection(Permissions::VIEW_CHANNEL);
-    }
-    base(guild, member)
+    let Some(base) = base(guild, member) else { return Permissions::ALL };
+    if timed_out(member, now_ms) { base.intersection(Permissions::VIEW_CHANNEL) } else { base }
 }
 
 /// What `member` may do in `channel`: rules 1 to 5.
 pub fn in_channel(guild: &Guild<'_>, member: &Member<'_>, channel: &Channel<'_>, now_ms: i64) -> Permissions {
-    if guild.is_administrator(member) {
-        return Permissions::ALL;
-    }
-    let mut perms = base(guild, member);
+    let Some(mut perms) = base(guild, member) else { return Permissions::ALL };
     let for_target = |target: Target| channel.overwrites.iter().filter(move |o| o.target == target);
     for o in for_target(Target::Role(guild.everyone.id)) {
         perms = perms.overwritten(o.allow, o.deny);
@@ -319,7 +312,7 @@ pub fn in_channel(guild: &Guild<'_>, member: &Member<'_>, channel: &Channel<'_>,
         }
         _ => {}
     }
-    if timed_out(guild, member, now_ms) {
+    if timed_out(member, now_ms) {
         return perms.intersection(Permissions::VIEW_CHANNEL);
     }
     perms
