@@ -17,13 +17,16 @@ use super::StoreError;
 use super::delivery::{AccountEvent, Receipt};
 use crate::ids::{AccountId, AttachmentId, AvatarId, ConversationId, DeviceId, MessageId};
 
-/// Direct (two people) or group.
+/// Direct (two people), group, or a guild's channel.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ConversationKind {
     /// Two accounts, one conversation per pair.
     Direct,
     /// A titled group with roles.
     Group,
+    /// A guild's channel (`guilds.rs`): who is in it comes from the guild's roles, not from
+    /// member rows (but for a private E2EE channel's).
+    Channel,
 }
 
 /// A member's role (groups; both members of a direct conversation are `Member`).
@@ -580,6 +583,7 @@ macro_rules! decode {
             kind: match row.try_get::<String, _>("kind")?.as_str() {
                 "direct" => ConversationKind::Direct,
                 "group" => ConversationKind::Group,
+                "channel" => ConversationKind::Channel,
                 other => return Err(StoreError::Corrupt(format!("conversation kind {other:?}"))),
             },
             e2ee: row.try_get::<String, _>("mode")? == "e2ee",
@@ -1243,11 +1247,15 @@ impl_for_backends! {
                 let mut one = sqlx::Connection::begin(&mut *tx).await?;
                 // (outcome, keep): a refusal keeps nothing of this message.
                 let result: Result<(SendOutcome, bool), StoreError> = async {
-                    // Take the next number first (a write, so SQLite locks at once); only members may.
+                    // Take the next number first (a write, so SQLite locks at once); only members may
+                    // (of a cloud channel: the guild's members; what their roles allow there is the
+                    // server's to check).
                     let numbers: Option<(i64, i64, i64)> = sqlx::query_as(
                         "UPDATE conversations SET last_seq = last_seq + 1, last_change = last_change + 1, \
                          last_activity_at_ms = $3 WHERE id = $1 \
-                         AND EXISTS (SELECT 1 FROM conversation_members WHERE conversation_id = $1 AND account_id = $2) \
+                         AND (EXISTS (SELECT 1 FROM conversation_members WHERE conversation_id = $1 AND account_id = $2) \
+                              OR (mode = 'cloud' AND EXISTS (SELECT 1 FROM guild_members g \
+                                  WHERE g.guild_id = conversations.guild_id AND g.account_id = $2))) \
                          RETURNING last_seq, last_change, message_timer_s",
                     )
                     .bind(m.conversation_id.as_uuid())

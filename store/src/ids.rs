@@ -106,7 +106,8 @@ uuid_v7_id!(
     PairingId
 );
 uuid_v7_id!(
-    /// A conversation (direct or group; guild channels later).
+    /// A conversation (direct, group, or a guild's channel: a channel's conversation has the
+    /// channel's id).
     ConversationId
 );
 uuid_v7_id!(
@@ -133,6 +134,33 @@ uuid_v7_id!(
     /// A role in a guild, chosen by the server (a guild's `@everyone` role has the guild's id).
     RoleId
 );
+uuid_v7_id!(
+    /// A guild's channel or category, chosen by the server. A channel that holds messages (all
+    /// but categories) is also a conversation with the same id ([`ChannelId::conversation`]).
+    ChannelId
+);
+uuid_v7_id!(
+    /// A guild invite, chosen by the server (its code is a separate secret).
+    InviteId
+);
+uuid_v7_id!(
+    /// An entry of a guild's audit log, chosen by the store.
+    AuditId
+);
+
+impl ChannelId {
+    /// The conversation that holds this channel's messages.
+    pub fn conversation(self) -> ConversationId {
+        ConversationId::from_uuid(self.0)
+    }
+}
+
+impl GuildId {
+    /// The guild's `@everyone` role, which has the guild's id.
+    pub fn everyone(self) -> RoleId {
+        RoleId::from_uuid(self.0)
+    }
+}
 
 #[cfg(test)]
 mod tests {

@@ -31,6 +31,7 @@ mod database_url;
 mod deletion;
 mod delivery;
 mod devices;
+mod guilds;
 mod inbox;
 mod instance;
 mod keys;
@@ -73,6 +74,12 @@ pub use database_url::DatabaseUrl;
 pub use deletion::{AccountDeletion, AccountDeletionStore};
 pub use delivery::{AccountEvent, ConversationCursor, DeliveryStore, DeviceAcks, DeviceStreams, Receipt};
 pub use devices::{AuthenticatedDevice, DeviceRecord, DeviceStore, NewDevice, RefreshOutcome, SessionTokens};
+pub use guilds::{
+    AuditAction, AuditEntry, AuditRecord, BanRecord, ChannelRecord, ChannelRefusal, GuildChannelKind,
+    GuildJoin, GuildJoinRefusal, GuildMemberRecord, GuildRecord, GuildRoleRecord, GuildStore, InviteRecord,
+    MAX_GUILD_CHANNELS, MAX_GUILD_INVITES, MAX_GUILD_ROLES, NewChannel, NewGuild, NewInvite, OverwriteRecord,
+    OverwriteTarget, RoleRefusal,
+};
 pub use inbox::{InboxQuota, InboxStore, NewToDevice, SendRefusal, ToDeviceRecord};
 pub use instance::{Instance, InstanceStore};
 pub use keys::{
@@ -201,6 +208,7 @@ pub trait Store:
     + BlockStore
     + BackupStore
     + PushStore
+    + GuildStore
     + Send
     + Sync
     + 'static
@@ -284,7 +292,7 @@ impl_for_backends! {
                     .await?)
             };
             let before = applied().await?;
-            Self::MIGRATOR.run(&self.pool).await?;
+            self.run_migrator().await?;
             let after = applied().await?;
             Ok(report(Self::MIGRATOR, &before, &after))
         }

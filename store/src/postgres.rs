@@ -30,6 +30,11 @@ impl PostgresStore {
         Ok(Self { pool })
     }
 
+    /// Runs the migrations this binary has that the database lacks (under sqlx's advisory lock).
+    pub(super) async fn run_migrator(&self) -> Result<(), StoreError> {
+        Ok(MIGRATOR.run(&self.pool).await?)
+    }
+
     /// The pool, for backend-specific tests.
     #[cfg(test)]
     pub(crate) fn pool(&self) -> &PgPool {

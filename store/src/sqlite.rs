@@ -50,6 +50,34 @@ impl SqliteStore {
         Ok(Self { pool })
     }
 
+    /// Runs the migrations this binary has that the database lacks, as SQLite's documentation
+    /// says a table is rebuilt: with foreign keys off (so dropping a table that others refer
+    /// to, to make it again with other constraints, deletes nothing through `ON DELETE
+    /// CASCADE`), then checked with `foreign_key_check` before the connection turns them back
+    /// on. Each migration is still one transaction (sqlx's); the pragma cannot change inside one.
+    pub(super) async fn run_migrator(&self) -> Result<(), StoreError> {
+        use sqlx::Connection as _;
+        let mut conn = self.pool.acquire().await?;
+        sqlx::query("PRAGMA foreign_keys = OFF").execute(&mut *conn).await?;
+        let ran = MIGRATOR.run_direct(&mut *conn).await.map_err(StoreError::from);
+        let checked = match ran {
+            Ok(()) => match sqlx::query("PRAGMA foreign_key_check").fetch_all(&mut *conn).await {
+                Ok(broken) if broken.is_empty() => Ok(()),
+                Ok(broken) => Err(StoreError::Corrupt(format!(
+                    "{} rows refer to rows that do not exist after the migrations",
+                    broken.len()
+                ))),
+                Err(e) => Err(e.into()),
+            },
+            Err(e) => Err(e),
+        };
+        if sqlx::query("PRAGMA foreign_keys = ON").execute(&mut *conn).await.is_err() {
+            // Never hand a connection without foreign keys back to the pool.
+            let _closed = conn.detach().close().await;
+        }
+        checked
+    }
+
     /// The pool, for backend-specific tests.
     #[cfg(test)]
     pub(crate) fn pool(&self) -> &SqlitePool {
@@ -103,6 +131,72 @@ mod tests {
         assert_eq!((kind.as_str(), len), ("blob", 16));
         let mode: String = sqlx::query_scalar("PRAGMA journal_mode").fetch_one(store.pool()).await?;
         assert_eq!(mode, "wal");
+        Ok(())
+    }
+
+    /// Migration 0017 rebuilds `conversations`, which every member, message and reaction
+    /// refers to with ON DELETE CASCADE: an upgraded database keeps all of them.
+    #[tokio::test]
+    async fn rebuilding_conversations_keeps_what_refers_to_them() -> anyhow::Result<()> {
+        use crate::ids::{AccountId, ConversationId};
+        use crate::{AccountStore as _, ConversationStore as _, NewAccount, now_ms};
+        let dir = tempfile::tempdir()?;
+        let store = SqliteStore::open(&dir.path().join("k.db"), &ConnectOptions::default()).await?;
+        let before = sqlx::migrate::Migrator {
+            migrations: std::borrow::Cow::Owned(
+                MIGRATOR.iter().filter(|m| m.version < 17).cloned().collect(),
+            ),
+            ..sqlx::migrate::Migrator::DEFAULT
+        };
+        before.run(store.pool()).await?;
+        let mut people = Vec::new();
+        for name in ["ann", "bob"] {
+            let account = NewAccount {
+                id: AccountId::generate(),
+                username: name.to_owned(),
+                display_name: name.to_owned(),
+                email: None,
+                password_hash: "$argon2id$test".to_owned(),
+                created_at_ms: now_ms(),
+            };
+            store.create_account_without_device(&account).await?;
+            people.push(account.id);
+        }
+        let group = ConversationId::generate();
+        store.create_group_in(group, "old friends", people[0], &people[1..], true, now_ms()).await?;
+        sqlx::query(
+            "INSERT INTO messages (conversation_id, seq, id, sender_account_id, sender_device_id, ciphertext, \
+             session_id, sent_at_ms) VALUES ($1, 1, $2, $3, $4, x'00', x'00', 1)",
+        )
+        .bind(group.as_uuid())
+        .bind(uuid::Uuid::now_v7())
+        .bind(people[0].as_uuid())
+        .bind(uuid::Uuid::now_v7())
+        .execute(store.pool())
+        .await?;
+        let pool = store.pool().clone();
+        let counts = || async {
+            let mut counts = Vec::new();
+            for table in ["conversation_members", "messages", "device_cursors"] {
+                let n: i64 =
+                    sqlx::query_scalar(&format!("SELECT COUNT(*) FROM {table}")).fetch_one(&pool).await?;
+                counts.push(n);
+            }
+            Ok::<_, sqlx::Error>(counts)
+        };
+        let kept = counts().await?;
+
+        let report = store.migrate().await?;
+        assert!(report.applied.iter().any(|m| m.starts_with("0017 ")), "{:?}", report.applied);
+        assert_eq!(counts().await?, kept);
+        assert_eq!(kept[..2], [2, 1]);
+        assert_eq!(store.members(group).await?.len(), 2);
+        assert_eq!(store.conversation(group).await?.and_then(|c| c.title).as_deref(), Some("old friends"));
+        // The constraints hold again, on every connection of the pool.
+        for _ in 0..3 {
+            let on: i64 = sqlx::query_scalar("PRAGMA foreign_keys").fetch_one(store.pool()).await?;
+            assert_eq!(on, 1);
+        }
         Ok(())
     }
 

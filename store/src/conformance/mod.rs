@@ -20,6 +20,7 @@ mod cloud;
 mod codes;
 mod conversations;
 mod delivery;
+mod guilds;
 mod inbox;
 mod instance;
 mod keys;
@@ -157,6 +158,15 @@ macro_rules! suite {
 }
 
 suite! {
+    guilds: [
+        guilds_are_made_with_everyone_their_owner_and_channels,
+        roles_keep_one_order_and_a_cap,
+        channels_are_arranged_overwritten_and_capped,
+        invites_admit_until_used_up_expired_or_revoked_and_bans_hold,
+        racing_joins_cannot_exceed_an_invites_uses,
+        the_audit_log_records_each_change_with_it,
+        read_marks_move_forward_within_the_channel,
+    ],
     cloud: [
         cloud_messages_keep_their_content,
         search_finds_inflected_forms_in_the_callers_conversations,

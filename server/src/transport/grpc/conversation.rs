@@ -34,6 +34,7 @@ fn conversation(v: ConversationView) -> Option<pb::Conversation> {
         kind: match c.kind {
             ConversationKind::Direct => pb::ConversationKind::Direct,
             ConversationKind::Group => pb::ConversationKind::Group,
+            ConversationKind::Channel => pb::ConversationKind::Channel,
         }
         .into(),
         mode: if c.e2ee { pb::ConversationMode::E2ee } else { pb::ConversationMode::Cloud }.into(),

@@ -124,7 +124,11 @@ impl ExportWriter {
                     .collect();
                 let head = json!({
                     "id": c.id.to_string(),
-                    "kind": match c.kind { ConversationKind::Direct => "direct", ConversationKind::Group => "group" },
+                    "kind": match c.kind {
+                        ConversationKind::Direct => "direct",
+                        ConversationKind::Group => "group",
+                        ConversationKind::Channel => "channel",
+                    },
                     "mode": if c.e2ee { "e2ee" } else { "cloud" },
                     "title": c.title,
                     "created_at_ms": c.created_at_ms,
