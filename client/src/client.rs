@@ -373,6 +373,13 @@ pub fn documented_code(reason: &str) -> Option<Code> {
         | R::SearchQueryInvalid
         | R::ReactionInvalid
         | R::TimerInvalid
+        | R::ChannelParentInvalid
+        | R::LayoutInvalid
+        | R::PermissionsInvalid
+        | R::ConfirmationMismatch
+        | R::TextInvalid
+        | R::DurationInvalid
+        | R::ChannelKindInvalid
         | R::MalformedRequest => Code::InvalidArgument,
         R::UsernameTaken | R::EmailTaken | R::MessageIdTaken => Code::AlreadyExists,
         R::InvalidCredentials
@@ -382,7 +389,9 @@ pub fn documented_code(reason: &str) -> Option<Code> {
         | R::SessionInvalid
         | R::RefreshTokenInvalid
         | R::RefreshTokenReused => Code::Unauthenticated,
-        R::AccountDisabled | R::SignUpClosed | R::PasswordRequired | R::NotAllowed => Code::PermissionDenied,
+        R::AccountDisabled | R::SignUpClosed | R::PasswordRequired | R::NotAllowed | R::Banned => {
+            Code::PermissionDenied
+        }
         R::EmailUnavailable
         | R::NoEmail
         | R::TotpNotPending
@@ -411,12 +420,19 @@ pub fn documented_code(reason: &str) -> Option<Code> {
         | R::AccountBlocked
         | R::BackupVersionStale
         | R::BackupVersionCurrent
-        | R::PushUnavailable => Code::FailedPrecondition,
+        | R::PushUnavailable
+        | R::InviteExpired
+        | R::InviteUsedUp
+        | R::OwnerCannotLeave => Code::FailedPrecondition,
         R::DeviceNotFound
         | R::PairingNotFound
         | R::AccountNotFound
         | R::MemberNotFound
         | R::ConversationNotFound
+        | R::GuildNotFound
+        | R::ChannelNotFound
+        | R::RoleNotFound
+        | R::InviteNotFound
         | R::MessageNotFound
         | R::ReplyNotFound
         | R::AttachmentNotFound
@@ -439,6 +455,9 @@ pub fn documented_code(reason: &str) -> Option<Code> {
         | R::BackupTooManyVersions
         | R::TooManyReactions
         | R::TooManyPins
+        | R::TooManyRoles
+        | R::TooManyChannels
+        | R::TooManyInvites
         | R::RequestTooLarge => Code::ResourceExhausted,
         R::EmailSendFailed | R::Unavailable | R::StorageUnavailable => Code::Unavailable,
         R::Internal => Code::Internal,

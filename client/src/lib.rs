@@ -13,6 +13,7 @@
 //! - [`totp`]: the authenticator app.
 //! - [`e2ee`]: a device doing end-to-end encryption (keys, Olm, Megolm, pairing).
 //! - [`conversations`]: conversations and their E2EE messages (sending, history, decrypting).
+//! - [`guilds`]: communities with channels, roles, invites and moderation.
 //! - [`content`]: what a message says (the typed `Content` inside the plaintext), as the PWA
 //!   writes and reads it.
 //! - [`gateway`]: the real-time gateway (WebSocket client, live inbox with dedupe and resume).
@@ -32,6 +33,7 @@ pub mod content;
 pub mod conversations;
 pub mod e2ee;
 pub mod gateway;
+pub mod guilds;
 pub mod key_backup;
 pub mod people;
 pub mod scan;

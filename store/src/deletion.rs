@@ -1,6 +1,6 @@
 //! Deleting an account for good (`AccountService.DeleteAccount`): one transaction that takes
 //! it out of every conversation as leaving does (a group passes to its next owner, the others
-//! see a system entry), signs every device out on every node, expires its attachments, deletes
+//! see a system entry), hands each guild it owns to its next owner, signs every device out on every node, expires its attachments, deletes
 //! or keeps (without a name: the account is gone) the messages it sent, and deletes the account
 //! row, which takes its devices, keys, backups, memberships, reactions, mentions and blocks with
 //! it (every table refers to `accounts` with `ON DELETE CASCADE`).
@@ -79,6 +79,48 @@ impl_for_backends! {
                     }
                 }
                 done.conversations.push(id);
+            }
+            // A guild it owns passes to the member with the highest role (the longest-standing
+            // among equals), recorded in its audit log; one with nobody else in it goes with it.
+            let owned: Vec<Uuid> = sqlx::query_scalar("SELECT id FROM guilds WHERE owner_id = $1 ORDER BY id")
+                .bind(account.as_uuid())
+                .fetch_all(&mut *tx)
+                .await?;
+            for guild in owned {
+                let heir: Option<Uuid> = sqlx::query_scalar(
+                    "SELECT m.account_id FROM guild_members m \
+                     LEFT JOIN guild_member_roles mr ON mr.guild_id = m.guild_id AND mr.account_id = m.account_id \
+                     LEFT JOIN guild_roles r ON r.id = mr.role_id \
+                     WHERE m.guild_id = $1 AND m.account_id <> $2 GROUP BY m.account_id, m.joined_at_ms \
+                     ORDER BY COALESCE(MAX(r.position), 0) DESC, m.joined_at_ms, m.account_id LIMIT 1",
+                )
+                .bind(guild)
+                .bind(account.as_uuid())
+                .fetch_optional(&mut *tx)
+                .await?;
+                match heir {
+                    Some(heir) => {
+                        sqlx::query("UPDATE guilds SET owner_id = $2 WHERE id = $1")
+                            .bind(guild)
+                            .bind(heir)
+                            .execute(&mut *tx)
+                            .await?;
+                        sqlx::query(
+                            "INSERT INTO guild_audit_log (id, guild_id, actor_id, action, target_id, detail, at_ms) \
+                             VALUES ($1, $2, $3, 'ownership_transferred', $4, 'the owner deleted their account', $5)",
+                        )
+                        .bind(Uuid::now_v7())
+                        .bind(guild)
+                        .bind(account.as_uuid())
+                        .bind(heir)
+                        .bind(now_ms)
+                        .execute(&mut *tx)
+                        .await?;
+                    }
+                    None => {
+                        sqlx::query("DELETE FROM guilds WHERE id = $1").bind(guild).execute(&mut *tx).await?;
+                    }
+                }
             }
             if delete_messages {
                 let sent: Vec<(Uuid, Uuid)> = sqlx::query_as(

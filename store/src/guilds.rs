@@ -974,10 +974,7 @@ impl_for_backends! {
                 .bind(id.as_uuid())
                 .fetch_optional(&self.pool)
                 .await?;
-            Ok(match row {
-                Some(row) => Some(decode!(guild row)),
-                None => None,
-            })
+            row.map(|row| Ok(decode!(guild row))).transpose()
         }
 
         async fn guilds_of(&self, account: AccountId) -> Result<Vec<GuildRecord>, StoreError> {
@@ -1802,10 +1799,7 @@ impl_for_backends! {
                 .bind(&code_hash[..])
                 .fetch_optional(&self.pool)
                 .await?;
-            Ok(match row {
-                Some(row) => Some(decode!(invite row)),
-                None => None,
-            })
+            row.map(|row| Ok(decode!(invite row))).transpose()
         }
 
         async fn guild_invites(&self, id: GuildId) -> Result<Vec<InviteRecord>, StoreError> {

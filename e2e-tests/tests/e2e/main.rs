@@ -30,6 +30,7 @@ mod e2ee;
 mod foundation;
 mod gateway;
 mod groups;
+mod guilds;
 mod https;
 mod key_backup;
 mod lan;

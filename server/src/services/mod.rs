@@ -48,6 +48,7 @@ pub use conversations::{ConversationSettings, Conversations};
 pub use delivery::{Delivery, Hub};
 pub use devices::Devices;
 pub use error::{Error, ErrorReason};
+pub use guilds::{GuildSettings, Guilds};
 pub use keys::Keys;
 pub use pairing::Pairing;
 pub use passwords::{HashPoolSize, SecretHasher};
@@ -90,6 +91,8 @@ pub struct Services {
     pub backup: Backups,
     /// Web Push subscriptions and sending (off until `commands` starts it).
     pub push: Push,
+    /// Guilds: channels, roles, invites and moderation.
+    pub guilds: Guilds,
     /// The blobs on disk, when this server keeps them there (the transport serves their URLs).
     pub disk_blobs: Option<Arc<DiskBlobs>>,
     store: Arc<dyn Store>,
@@ -193,6 +196,7 @@ impl Services {
             },
             disk_blobs: blobs.disk,
             push: Push::off(store.clone()),
+            guilds: Guilds::new(store.clone(), GuildSettings::default()),
             delivery,
             auth,
             server_info,

@@ -131,6 +131,33 @@ impl GroupTitle {
     }
 }
 
+/// A guild's, channel's or role's name (the rules of group titles), for request field `field`.
+pub fn guild_name(raw: &str, field: &'static str, what: &str) -> Result<String, Error> {
+    visible_text(raw, 100, ErrorReason::TitleInvalid, field, what)
+}
+
+/// Free text people write beside a name (a description, a topic, a reason): trimmed, possibly
+/// empty, at most `max` characters, line breaks allowed but no other control character and
+/// nothing invisible or direction-changing.
+pub fn free_text(raw: &str, max: usize, field: &'static str, what: &str) -> Result<String, Error> {
+    let text = raw.trim();
+    if text.chars().count() > max {
+        return Err(Error::invalid(
+            ErrorReason::TextInvalid,
+            field,
+            format!("a {what} is at most {max} characters"),
+        ));
+    }
+    if text.chars().any(|c| (c.is_control() && c != '\n') || is_invisible_format(c)) {
+        return Err(Error::invalid(
+            ErrorReason::TextInvalid,
+            field,
+            format!("a {what} cannot contain control or invisible formatting characters"),
+        ));
+    }
+    Ok(text.to_owned())
+}
+
 /// A plausible, normalised email address.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Email(String);
@@ -256,6 +283,21 @@ mod tests {
             ["", "  ", "Admins\u{202E}nimdA", "Family\u{200B}", "a\u{2066}b", "new\nline", &"x".repeat(101)]
         {
             assert_eq!(reason(GroupTitle::parse(raw)), Some(ErrorReason::TitleInvalid), "{raw:?}");
+        }
+    }
+
+    #[test]
+    fn guild_names_and_free_text() {
+        assert_eq!(guild_name(" general ", "name", "channel name").ok().as_deref(), Some("general"));
+        assert_eq!(reason(guild_name("", "name", "channel name")), Some(ErrorReason::TitleInvalid));
+        assert_eq!(free_text("  two\nlines ", 10, "topic", "topic").ok().as_deref(), Some("two\nlines"));
+        assert_eq!(free_text("", 10, "topic", "topic").ok().as_deref(), Some(""));
+        for raw in [&"x".repeat(11), "tab\there", "rtl\u{202E}", "nul\0"] {
+            assert_eq!(
+                reason(free_text(raw, 10, "topic", "topic")),
+                Some(ErrorReason::TextInvalid),
+                "{raw:?}"
+            );
         }
     }
 

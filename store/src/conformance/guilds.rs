@@ -617,3 +617,33 @@ pub(super) async fn read_marks_move_forward_within_the_channel(db: &Fresh) -> an
     assert!(db.store.channel_reads(guild, owner).await?.is_empty());
     Ok(())
 }
+
+pub(super) async fn deleting_the_owners_account_hands_the_guild_on(db: &Fresh) -> anyhow::Result<()> {
+    let ids = accounts(db, &["wyn", "xia", "yul", "zed"]).await?;
+    let (owner, early, promoted, alone) = (ids[0], ids[1], ids[2], ids[3]);
+    let (guild, _) = guild_with_channel(db, owner).await?;
+    join_all(db, guild, owner, &[early, promoted]).await?;
+    let role = RoleId::generate();
+    let made = entry(owner, AuditAction::RoleCreated, Some(role.as_uuid()));
+    assert_eq!(db.store.create_role(guild, role, "mods", 0, 0, &made).await?, Ok(()));
+    let given = entry(owner, AuditAction::MemberRolesChanged, Some(promoted.as_uuid()));
+    assert_eq!(db.store.set_member_roles(guild, promoted, &[role], &given).await?, Ok(()));
+    let (lonely, _) = guild_with_channel(db, alone).await?;
+
+    // The member with the highest role takes over, though another joined first.
+    db.store.delete_account(owner, false, now_ms()).await?.expect("deleted");
+    let record = db.store.guild(guild).await?.expect("the guild stays");
+    assert_eq!((record.owner, record.member_count), (promoted, 2));
+    let last = db.store.audit_log(guild, None, 1).await?.remove(0).entry;
+    assert_eq!(
+        (last.action, last.actor, last.target),
+        (AuditAction::OwnershipTransferred, owner, Some(promoted.as_uuid()))
+    );
+    // Then, among equals, the longest-standing member.
+    db.store.delete_account(promoted, false, now_ms()).await?.expect("deleted");
+    assert_eq!(db.store.guild(guild).await?.expect("the guild stays").owner, early);
+    // A guild with nobody else in it goes with its owner.
+    db.store.delete_account(alone, false, now_ms()).await?.expect("deleted");
+    assert!(db.store.guild(lonely).await?.is_none());
+    Ok(())
+}

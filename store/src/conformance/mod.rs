@@ -166,6 +166,7 @@ suite! {
         racing_joins_cannot_exceed_an_invites_uses,
         the_audit_log_records_each_change_with_it,
         read_marks_move_forward_within_the_channel,
+        deleting_the_owners_account_hands_the_guild_on,
     ],
     cloud: [
         cloud_messages_keep_their_content,

@@ -15,6 +15,7 @@ mod decode_errors;
 mod device;
 mod errors;
 mod export;
+mod guild;
 mod keys;
 mod pairing;
 mod push;
@@ -37,6 +38,7 @@ use kitsulan_proto::v1::avatar_service_server::AvatarServiceServer;
 use kitsulan_proto::v1::call_service_server::CallServiceServer;
 use kitsulan_proto::v1::conversation_service_server::ConversationServiceServer;
 use kitsulan_proto::v1::device_service_server::DeviceServiceServer;
+use kitsulan_proto::v1::guild_service_server::GuildServiceServer;
 use kitsulan_proto::v1::key_backup_service_server::KeyBackupServiceServer;
 use kitsulan_proto::v1::key_service_server::KeyServiceServer;
 use kitsulan_proto::v1::pairing_service_server::PairingServiceServer;
@@ -55,7 +57,7 @@ pub use context::Context;
 pub struct HealthHandle(HealthReporter);
 
 /// The names of our services, as health checks know them.
-const SERVICE_NAMES: [&str; 13] = [
+const SERVICE_NAMES: [&str; 14] = [
     "kitsulan.v1.ServerInfoService",
     "kitsulan.v1.AuthService",
     "kitsulan.v1.AccountService",
@@ -69,6 +71,7 @@ const SERVICE_NAMES: [&str; 13] = [
     "kitsulan.v1.AvatarService",
     "kitsulan.v1.KeyBackupService",
     "kitsulan.v1.PushService",
+    "kitsulan.v1.GuildService",
 ];
 
 impl HealthHandle {
@@ -129,6 +132,7 @@ pub async fn router(context: Context, with_reflection: bool) -> anyhow::Result<(
         KeyBackupServiceServer::new(backup::KeyBackupApi(context.clone())).max_decoding_message_size(max),
     )
     .add_service(PushServiceServer::new(push::PushApi(context.clone())).max_decoding_message_size(max))
+    .add_service(GuildServiceServer::new(guild::GuildApi(context.clone())).max_decoding_message_size(max))
     .add_service(health);
     let routes = if with_reflection {
         router.add_service(reflection().build_v1()?).add_service(reflection().build_v1alpha()?)
