@@ -197,6 +197,11 @@ async fn set_up_a_community_with_roles_invites_and_moderation(database: Database
     assert_eq!(actions.last(), Some(&AuditAction::GuildCreated));
     assert!(!actions.contains(&AuditAction::RoleUpdated), "refused changes are not recorded");
 
+    // Bob's export (GDPR access) lists the guild and his role there.
+    let export: serde_json::Value = serde_json::from_str(&bob.export_account().await.unwrap()).unwrap();
+    assert_eq!(export["guilds"][0]["name"], "LAN party");
+    assert_eq!(export["guilds"][0]["roles"], serde_json::json!(["Moderators"]));
+
     // The owner leaves only after handing the guild on, and deletes it only by its name.
     assert_refused(
         alice.guilds().leave_guild(LeaveGuildRequest { guild_id: id.to_owned() }).await,

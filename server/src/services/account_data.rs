@@ -16,7 +16,8 @@ use super::auth::{Caller, ClientAddr};
 use super::rate_limits::Limit;
 use crate::bus::Notice;
 use crate::store::{
-    AccountRecord, ConversationFilter, ConversationRecord, DeviceRecord, MemberRecord, MessageRecord, now_ms,
+    AccountRecord, ConversationFilter, ConversationRecord, DeviceRecord, GuildRecord, MemberRecord,
+    MessageRecord, now_ms,
 };
 
 /// Exports one account may ask for per hour.
@@ -31,10 +32,23 @@ pub enum ExportPart {
     Account(AccountRecord),
     /// Its devices.
     Devices(Vec<DeviceRecord>),
+    /// The guilds it is a member of (after the devices, before the conversations).
+    Guilds(Vec<ExportedGuild>),
     /// A conversation and its members; its messages follow (cloud ones only).
     Conversation(ConversationRecord, Vec<MemberRecord>),
     /// The next messages of the conversation last named, oldest first.
     Messages(Vec<MessageRecord>),
+}
+
+/// A guild in an export: the guild, when the account joined, and the names of its roles there.
+#[derive(Debug)]
+pub struct ExportedGuild {
+    /// The guild.
+    pub guild: GuildRecord,
+    /// When the account joined (ms).
+    pub joined_at_ms: i64,
+    /// The names of its roles besides `@everyone`.
+    pub roles: Vec<String>,
 }
 
 /// What deleting an account did.
@@ -102,6 +116,17 @@ impl Accounts {
             return Ok(());
         }
         if !send(ExportPart::Devices(core.store.list_devices(caller.account_id).await?)).await {
+            return Ok(());
+        }
+        let mut guilds = Vec::new();
+        for guild in core.store.guilds_of(caller.account_id).await? {
+            let Some(me) = core.store.guild_member(guild.id, caller.account_id).await? else { continue };
+            let roles = core.store.guild_roles(guild.id).await?;
+            let roles =
+                me.roles.iter().filter_map(|r| roles.iter().find(|x| x.id == *r)).map(|r| r.name.clone());
+            guilds.push(ExportedGuild { joined_at_ms: me.joined_at_ms, roles: roles.collect(), guild });
+        }
+        if !send(ExportPart::Guilds(guilds)).await {
             return Ok(());
         }
         let mut after = None;

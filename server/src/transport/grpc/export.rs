@@ -8,8 +8,8 @@ use serde_json::{Value, json};
 use crate::services::account_data::ExportPart;
 use crate::store::{ConversationKind, MessageRecord, Role, now_ms};
 
-/// Writes the document: `{"format", "exported_at_ms", "account", "devices", "conversations":
-/// [{…, "members", "messages": […]}]}`.
+/// Writes the document: `{"format", "exported_at_ms", "account", "devices", "guilds",
+/// "conversations": [{…, "members", "messages": […]}]}`.
 #[derive(Default)]
 pub struct ExportWriter {
     /// A conversation's `messages` array is open.
@@ -111,7 +111,23 @@ impl ExportWriter {
                         })
                     })
                     .collect();
-                format!(",\"devices\":{},\"conversations\":[", Value::from(devices))
+                format!(",\"devices\":{}", Value::from(devices))
+            }
+            ExportPart::Guilds(guilds) => {
+                let guilds: Vec<Value> = guilds
+                    .into_iter()
+                    .map(|g| {
+                        json!({
+                            "id": g.guild.id.to_string(),
+                            "name": g.guild.name,
+                            "description": g.guild.description,
+                            "owner": g.guild.owner.to_string(),
+                            "joined_at_ms": g.joined_at_ms,
+                            "roles": g.roles,
+                        })
+                    })
+                    .collect();
+                format!(",\"guilds\":{},\"conversations\":[", Value::from(guilds))
             }
             ExportPart::Conversation(c, members) => {
                 let mut text = self.close_conversation();
@@ -172,8 +188,9 @@ impl ExportWriter {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ids::{AccountId, ConversationId, DeviceId, MessageId};
-    use crate::store::{AccountRecord, ConversationRecord, MemberRecord};
+    use crate::ids::{AccountId, ConversationId, DeviceId, GuildId, MessageId};
+    use crate::services::account_data::ExportedGuild;
+    use crate::store::{AccountRecord, ConversationRecord, GuildRecord, MemberRecord};
 
     #[test]
     fn the_pieces_make_one_json_document() {
@@ -241,6 +258,22 @@ mod tests {
         let mut doc = String::new();
         doc.push_str(&writer.write(ExportPart::Account(record)));
         doc.push_str(&writer.write(ExportPart::Devices(Vec::new())));
+        let guild = GuildRecord {
+            id: GuildId::generate(),
+            name: "LAN party".into(),
+            description: String::new(),
+            owner: account,
+            icon_id: None,
+            icon_version: 0,
+            created_at_ms: 1,
+            member_count: 3,
+        };
+        let roles = vec!["Moderators".to_owned()];
+        doc.push_str(&writer.write(ExportPart::Guilds(vec![ExportedGuild {
+            guild,
+            joined_at_ms: 1,
+            roles,
+        }])));
         doc.push_str(&writer.write(ExportPart::Conversation(conversation(true), vec![member.clone()])));
         doc.push_str(&writer.write(ExportPart::Conversation(cloud, vec![member])));
         doc.push_str(&writer.write(ExportPart::Messages(vec![m.clone(), m])));
@@ -248,6 +281,8 @@ mod tests {
         let parsed: Value = serde_json::from_str(&doc).expect(&doc);
         assert_eq!(parsed["account"]["username"], "alice");
         assert!(!doc.contains("secret hash"), "no password hash in an export");
+        assert_eq!(parsed["guilds"][0]["name"], "LAN party");
+        assert_eq!(parsed["guilds"][0]["roles"], json!(["Moderators"]));
         assert_eq!(parsed["conversations"].as_array().unwrap().len(), 2);
         assert_eq!(parsed["conversations"][0]["messages"].as_array().unwrap().len(), 0);
         assert_eq!(parsed["conversations"][1]["messages"][1]["text"], "привет");
@@ -255,6 +290,7 @@ mod tests {
         let doc = [
             empty.write(ExportPart::Account(AccountRecord { username: "bob".into(), ..parsed_account() })),
             empty.write(ExportPart::Devices(Vec::new())),
+            empty.write(ExportPart::Guilds(Vec::new())),
             empty.finish(),
         ]
         .concat();
