@@ -241,3 +241,166 @@ async fn invite_lookups_are_rate_limited() {
         guesser.guilds().get_invite(GetInviteRequest { code: "0000000000000000000031".to_owned() }).await;
     assert_refused(preview, "RATE_LIMITED");
 }
+
+const MANAGE_CHANNELS: u64 = 1 << 3;
+const MANAGE_ROLES: u64 = 1 << 4;
+const CREATE_INVITES: u64 = 1 << 8;
+
+/// Every refusal of bad input and of reaching above one's place, each leaving the guild as it
+/// was: names, texts, durations, page sizes, kinds, layouts, and a role manager trying to edit,
+/// delete, move or out-grant roles above their own.
+async fn bad_input_and_reaching_above_ones_place_change_nothing(database: Database) {
+    use kitsulan_proto::v1::{
+        ArrangeChannelsRequest, ArrangeRolesRequest, ChannelPlace, CreateGuildRequest, CreateInviteRequest,
+        DeleteRoleRequest, UpdateChannelRequest, UpdateGuildRequest,
+    };
+    let server = start(database).await;
+    let alice = plain(&server, "alice").await;
+    let bob = plain(&server, "bob").await;
+    let b = account_id(&bob);
+    let guild = alice.create_guild("Club").await.unwrap();
+    let id = guild.id.as_str();
+    let invite = alice.create_invite(id, 0, 0).await.unwrap();
+    bob.join_guild(&invite.code).await.unwrap();
+
+    // Names and texts.
+    let create = |name: &str, description: &str| CreateGuildRequest {
+        name: name.to_owned(),
+        description: description.to_owned(),
+    };
+    assert_refused(alice.guilds().create_guild(create("", "")).await, "TITLE_INVALID");
+    assert_refused(alice.guilds().create_guild(create("Admins\u{202E}nimdA", "")).await, "TITLE_INVALID");
+    assert_refused(alice.guilds().create_guild(create("Club", &"x".repeat(1001))).await, "TEXT_INVALID");
+    let update = UpdateGuildRequest {
+        guild_id: id.to_owned(),
+        name: "Club".to_owned(),
+        description: "a\u{200B}b".to_owned(),
+    };
+    assert_refused(alice.guilds().update_guild(update).await, "TEXT_INVALID");
+
+    // Kinds, parents and layouts.
+    let details = alice.get_guild(id).await.unwrap();
+    let general = details.channels.iter().find(|c| c.name == "general").unwrap().clone();
+    for kind in [0, 99] {
+        let request = kitsulan_proto::v1::CreateChannelRequest {
+            guild_id: id.to_owned(),
+            kind,
+            name: "x".to_owned(),
+            topic: String::new(),
+            parent_id: String::new(),
+            private: false,
+        };
+        assert_refused(alice.guilds().create_channel(request).await, "CHANNEL_KIND_INVALID");
+    }
+    assert_refused(
+        alice.create_channel(id, GuildChannelKind::Text, "inside", &general.id, false).await,
+        "CHANNEL_PARENT_INVALID",
+    );
+    let some = details
+        .channels
+        .iter()
+        .take(2)
+        .map(|c| ChannelPlace { channel_id: c.id.clone(), parent_id: String::new() });
+    let partial = ArrangeChannelsRequest { guild_id: id.to_owned(), layout: some.collect() };
+    assert_refused(alice.guilds().arrange_channels(partial).await, "LAYOUT_INVALID");
+    let slow = |s: u32| UpdateChannelRequest {
+        channel_id: general.id.clone(),
+        name: "general".to_owned(),
+        topic: String::new(),
+        slow_mode_s: s,
+    };
+    assert_refused(alice.guilds().update_channel(slow(21_601)).await, "DURATION_INVALID");
+    alice.guilds().update_channel(slow(30)).await.unwrap();
+
+    // Durations and page sizes.
+    let invite_for = |expires_in_s: u32, max_uses: u32| CreateInviteRequest {
+        guild_id: id.to_owned(),
+        expires_in_s,
+        max_uses,
+    };
+    assert_refused(alice.guilds().create_invite(invite_for(30, 0)).await, "DURATION_INVALID");
+    assert_refused(alice.guilds().create_invite(invite_for(31 * 24 * 3600, 0)).await, "DURATION_INVALID");
+    assert_refused(alice.guilds().create_invite(invite_for(0, 1001)).await, "LIMIT_INVALID");
+    let timeout = TimeOutMemberRequest {
+        guild_id: id.to_owned(),
+        account_id: b.clone(),
+        duration_s: 29 * 24 * 3600,
+        reason: String::new(),
+    };
+    assert_refused(alice.guilds().time_out_member(timeout).await, "DURATION_INVALID");
+    let members = ListMembersRequest { guild_id: id.to_owned(), after: String::new(), limit: 1001 };
+    assert_refused(alice.guilds().list_members(members).await, "LIMIT_INVALID");
+    let log = ListAuditLogRequest { guild_id: id.to_owned(), before: String::new(), limit: 101 };
+    assert_refused(alice.guilds().list_audit_log(log).await, "LIMIT_INVALID");
+
+    // Bob manages roles and channels below his own: "Helpers" is his, "Staff" above it.
+    let helpers =
+        alice.create_role(id, "Helpers", MANAGE_ROLES | MANAGE_CHANNELS | VIEW_CHANNEL).await.unwrap();
+    let staff = alice.create_role(id, "Staff", KICK_MEMBERS).await.unwrap(); // made last: lowest
+    let arrange = |ids: &[&str]| ArrangeRolesRequest {
+        guild_id: id.to_owned(),
+        role_ids: ids.iter().map(|r| (*r).to_owned()).collect(),
+    };
+    alice.guilds().arrange_roles(arrange(&[&helpers.id, &staff.id])).await.unwrap(); // Staff above Helpers
+    alice.set_member_roles(id, &b, &[&helpers.id]).await.unwrap();
+    let roles_before = alice.get_guild(id).await.unwrap().roles;
+
+    let edit = |role: &str, permissions: u64| UpdateRoleRequest {
+        guild_id: id.to_owned(),
+        role_id: role.to_owned(),
+        name: "renamed".to_owned(),
+        color: 0,
+        permissions,
+    };
+    assert_refused(bob.guilds().update_role(edit(&staff.id, 0)).await, "NOT_ALLOWED");
+    assert_refused(bob.guilds().update_role(edit(&helpers.id, 0)).await, "NOT_ALLOWED"); // his own highest
+    let delete = DeleteRoleRequest { guild_id: id.to_owned(), role_id: staff.id.clone() };
+    assert_refused(bob.guilds().delete_role(delete).await, "NOT_ALLOWED");
+    assert_refused(bob.guilds().arrange_roles(arrange(&[&staff.id, &helpers.id])).await, "LAYOUT_INVALID");
+    assert_refused(bob.set_member_roles(id, &b, &[&helpers.id, &staff.id]).await, "NOT_ALLOWED");
+    // A role below him, but with a permission he lacks.
+    let low = bob.create_role(id, "Guests", VIEW_CHANNEL).await.unwrap();
+    assert_refused(bob.guilds().update_role(edit(&low.id, VIEW_CHANNEL | KICK_MEMBERS)).await, "NOT_ALLOWED");
+    assert_refused(bob.create_role(id, "Kickers", KICK_MEMBERS).await, "NOT_ALLOWED");
+    bob.guilds().update_role(edit(&low.id, VIEW_CHANNEL | CREATE_INVITES)).await.unwrap_or_else(|e| {
+        // CREATE_INVITES comes from @everyone, so Bob has it and may give it.
+        panic!("a permission he has: {e:?}")
+    });
+    // An overwrite giving what he lacks there, or for a role above him.
+    let overwrite = |target: permission_overwrite::Target, allow: u64| SetChannelOverwriteRequest {
+        channel_id: general.id.clone(),
+        overwrite: Some(PermissionOverwrite { target: Some(target), allow, deny: 0 }),
+    };
+    let for_low = permission_overwrite::Target::RoleId(low.id.clone());
+    assert_refused(
+        bob.guilds().set_channel_overwrite(overwrite(for_low.clone(), KICK_MEMBERS)).await,
+        "NOT_ALLOWED",
+    );
+    let for_staff = permission_overwrite::Target::RoleId(staff.id.clone());
+    assert_refused(
+        bob.guilds().set_channel_overwrite(overwrite(for_staff, SEND_MESSAGES)).await,
+        "NOT_ALLOWED",
+    );
+    bob.guilds().set_channel_overwrite(overwrite(for_low, SEND_MESSAGES)).await.unwrap();
+
+    // The refusals changed nothing: Staff and Helpers are as they were, Staff still above
+    // (Guests, made since, went in below both).
+    let roles_after = alice.get_guild(id).await.unwrap().roles;
+    let find = |roles: &[kitsulan_proto::v1::GuildRole], id: &str| {
+        roles.iter().find(|r| r.id == id).unwrap().clone()
+    };
+    for role in [&staff.id, &helpers.id] {
+        let (before, after) = (find(&roles_before, role), find(&roles_after, role));
+        assert_eq!((&before.name, before.permissions), (&after.name, after.permissions));
+    }
+    assert!(find(&roles_after, &staff.id).position > find(&roles_after, &helpers.id).position);
+    assert!(find(&roles_after, &helpers.id).position > find(&roles_after, &low.id).position);
+
+    // A flood of guilds from one account stops at 10 an hour.
+    for n in 1..10 {
+        alice.create_guild(&format!("Guild {n}")).await.unwrap();
+    }
+    assert_refused(alice.create_guild("Guild 10").await, "RATE_LIMITED");
+}
+
+on_both_databases!(bad_input_and_reaching_above_ones_place_change_nothing: guild_refusals_on_sqlite, guild_refusals_on_postgres);
