@@ -255,6 +255,7 @@ pub fn describe(event: &Event) -> String {
             a.owner,
             a.avatar.as_ref().map(|v| (&v.avatar_id, v.avatar_version))
         ),
+        Some(event::Body::Guild(g)) => format!("guild {} (removed {})", g.guild_id, g.removed),
         None => "an empty event".to_owned(),
     };
     format!("#{} {body}", event.seq)

@@ -14,7 +14,7 @@ use async_trait::async_trait;
 use futures_util::StreamExt as _;
 use uuid::Uuid;
 
-use crate::events::{AttachmentEvent, AvatarEvent, CallEvent};
+use crate::events::{AttachmentEvent, AvatarEvent, CallEvent, GuildEvent};
 use crate::ids::{AccountId, ConversationId, DeviceId};
 use crate::store::MessageRecord;
 
@@ -84,6 +84,13 @@ pub enum Notice {
         event: Arc<AvatarEvent>,
         /// Every member device of the event's group.
         conversation: bool,
+        /// Every device of these accounts.
+        accounts: Vec<AccountId>,
+    },
+    /// A guild changed, or `accounts` are no longer in it: for the devices of `accounts`.
+    Guild {
+        /// What.
+        event: Arc<GuildEvent>,
         /// Every device of these accounts.
         accounts: Vec<AccountId>,
     },
@@ -297,14 +304,16 @@ mod wire {
 
     use kitsulan_proto::internal::bus::v1::envelope::Kind;
     use kitsulan_proto::internal::bus::v1::{
-        Attachment, Avatar, Call, Envelope, Ids, Message, NodeAlive, Pair, Presence,
+        Attachment, Avatar, Call, Envelope, Guild, Ids, Message, NodeAlive, Pair, Presence,
     };
     use prost::Message as _;
     use uuid::Uuid;
 
     use super::Notice;
-    use crate::events::{AttachmentChange, AttachmentEvent, AvatarEvent, CallAction, CallEvent};
-    use crate::ids::{AccountId, AttachmentId, AvatarId, CallId, ConversationId, DeviceId, MessageId};
+    use crate::events::{AttachmentChange, AttachmentEvent, AvatarEvent, CallAction, CallEvent, GuildEvent};
+    use crate::ids::{
+        AccountId, AttachmentId, AvatarId, CallId, ConversationId, DeviceId, GuildId, MessageId,
+    };
     use crate::store::{MessageRecord, ReactionGroup, SystemEntry};
 
     const ACTIONS: [CallAction; 11] = [
@@ -403,6 +412,11 @@ mod wire {
                 accounts: accounts.iter().map(|a| b(a.as_uuid())).collect(),
                 except: except.map(|d| b(d.as_uuid())),
             }),
+            Notice::Guild { event, accounts } => Kind::Guild(Guild {
+                guild_id: b(event.guild.as_uuid()),
+                removed: event.removed,
+                accounts: accounts.iter().map(|a| b(a.as_uuid())).collect(),
+            }),
             Notice::Avatar { event, conversation, accounts } => Kind::Avatar(Avatar {
                 account_id: event.account.map(|a| b(a.as_uuid())),
                 conversation_id: event.conversation.map(|c| b(c.as_uuid())),
@@ -489,6 +503,13 @@ mod wire {
                 }),
                 conversation: a.to_conversation,
                 accounts: accounts(&a.accounts)?,
+            },
+            Kind::Guild(g) => Notice::Guild {
+                event: Arc::new(GuildEvent {
+                    guild: GuildId::from_uuid(u(&g.guild_id)?),
+                    removed: g.removed,
+                }),
+                accounts: accounts(&g.accounts)?,
             },
             Kind::Attachment(a) => Notice::Attachment {
                 event: Arc::new(AttachmentEvent {
@@ -744,6 +765,18 @@ mod tests {
         // The recorded notices above are one of every kind with every field set.
         let notices = fixed_notices();
         for notice in notices {
+            assert_eq!(wire::decode(&wire::encode(&notice)), Ok(notice));
+        }
+        // Guild changes (a kind added after the first version, whose nodes ignore it).
+        let id = |n: u128| Uuid::from_u128(0x0190_0000_0000_7000_8000_0000_0000_0000 | n);
+        for removed in [true, false] {
+            let notice = Notice::Guild {
+                event: Arc::new(crate::events::GuildEvent {
+                    guild: crate::ids::GuildId::from_uuid(id(15)),
+                    removed,
+                }),
+                accounts: vec![AccountId::from_uuid(id(1)), AccountId::from_uuid(id(2))],
+            };
             assert_eq!(wire::decode(&wire::encode(&notice)), Ok(notice));
         }
         // System entries (added after the first version; its nodes ignore the new fields).

@@ -1,8 +1,8 @@
 //! The live events that services publish and the bus carries between nodes: call signals,
-//! attachment and avatar changes. They live here, below both, so the bus never has to know the
+//! attachment, avatar and guild changes. They live here, below both, so the bus never has to know the
 //! services that produce them; each service re-exports the ones it publishes.
 
-use crate::ids::{AccountId, AttachmentId, AvatarId, CallId, ConversationId, DeviceId};
+use crate::ids::{AccountId, AttachmentId, AvatarId, CallId, ConversationId, DeviceId, GuildId};
 
 /// What a call signal does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -87,4 +87,15 @@ pub struct AvatarEvent {
     pub avatar: Option<AvatarId>,
     /// Its version.
     pub version: i64,
+}
+
+/// A guild changed, for its members' devices (live only): read it again with `GetGuild`, or,
+/// when `removed`, the receiving account is no longer in it (it left, was kicked or banned, or
+/// the guild was deleted) and drops it at once.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GuildEvent {
+    /// Which guild.
+    pub guild: GuildId,
+    /// The receiving accounts are no longer members.
+    pub removed: bool,
 }

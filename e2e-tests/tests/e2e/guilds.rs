@@ -6,13 +6,23 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // A test that cannot go on should stop loudly.
 
-use kitsulan_client::people::{PASSWORD, account_id, start};
+use std::time::Duration;
+
+use kitsulan_client::people::{PASSWORD, account_id, online, start};
 use kitsulan_client::{Client, Database, TestServer, assert_refused};
+use kitsulan_proto::v1::event::Body;
 use kitsulan_proto::v1::{
     AuditAction, BanMemberRequest, DeleteGuildRequest, GetInviteRequest, GuildChannelKind, KickMemberRequest,
     LeaveGuildRequest, ListAuditLogRequest, ListMembersRequest, PermissionOverwrite,
     SetChannelOverwriteRequest, TimeOutMemberRequest, UpdateRoleRequest, permission_overwrite,
 };
+
+const WAIT: Duration = Duration::from_secs(10);
+
+/// Whether `event` is a guild event for `guild` (`removed` or not).
+fn guild_event(event: &kitsulan_proto::v1::Event, guild: &str, removed: bool) -> bool {
+    matches!(&event.body, Some(Body::Guild(g)) if g.guild_id == guild && g.removed == removed)
+}
 
 const VIEW_CHANNEL: u64 = 1 << 0;
 const SEND_MESSAGES: u64 = 1 << 1;
@@ -147,17 +157,32 @@ async fn set_up_a_community_with_roles_invites_and_moderation(database: Database
         carol_view.channels.iter().all(|ch| ch.permissions & SEND_MESSAGES == 0),
         "a timeout only lets her read"
     );
+    // The kick reaches Carol's open app at once, and the others' apps hear that the guild
+    // changed; a stranger's hears nothing.
+    let mut carol_live = online(&server, &carol, "carol").await;
+    let mut alice_live = online(&server, &alice, "alice").await;
+    let mut mallory_live = online(&server, &mallory, "mallory").await;
     bob.guilds().kick_member(kick(&c)).await.unwrap();
+    carol_live.wait_event(WAIT, "Carol's guild removed", |e| guild_event(e, id, true)).await.unwrap();
+    alice_live.wait_event(WAIT, "the guild changed", |e| guild_event(e, id, false)).await.unwrap();
     assert_refused(carol.get_guild(id).await, "GUILD_NOT_FOUND");
     let again = alice.create_invite(id, 0, 0).await.unwrap();
     carol.join_guild(&again.code).await.unwrap();
     let ban =
         BanMemberRequest { guild_id: id.to_owned(), account_id: c.clone(), reason: "ban evasion".to_owned() };
     alice.guilds().ban_member(ban).await.unwrap();
+    carol_live.wait_event(WAIT, "Carol banned", |e| guild_event(e, id, true)).await.unwrap();
     assert_refused(carol.get_guild(id).await, "GUILD_NOT_FOUND");
     assert_refused(carol.join_guild(&again.code).await, "BANNED");
+    mallory_live
+        .expect_none(Duration::from_millis(300), "a stranger hears of the guild", |e| {
+            matches!(e.body, Some(Body::Guild(_)))
+        })
+        .await
+        .unwrap();
     // Mallory can still use the new invite.
     mallory.join_guild(&again.code).await.unwrap();
+    mallory_live.wait_event(WAIT, "the guild Mallory joined", |e| guild_event(e, id, false)).await.unwrap();
     let members = alice
         .guilds()
         .list_members(ListMembersRequest { guild_id: id.to_owned(), after: String::new(), limit: 0 })

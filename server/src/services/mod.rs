@@ -196,7 +196,7 @@ impl Services {
             },
             disk_blobs: blobs.disk,
             push: Push::off(store.clone()),
-            guilds: Guilds::new(store.clone(), GuildSettings::default()),
+            guilds: Guilds::new(store.clone(), delivery.clone(), GuildSettings::default()),
             delivery,
             auth,
             server_info,

@@ -470,5 +470,8 @@ fn body(event: Outgoing) -> Body {
         Outgoing::Call(event) => Body::Call(call_event(&event)),
         Outgoing::Attachment(event) => Body::Attachment(super::grpc::attachment_event(&event)),
         Outgoing::Avatar(event) => Body::Avatar(super::grpc::avatar_event(&event)),
+        Outgoing::Guild(event) => {
+            Body::Guild(pb::GuildEvent { guild_id: event.guild.to_string(), removed: event.removed })
+        }
     }
 }

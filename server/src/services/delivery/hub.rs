@@ -259,6 +259,17 @@ impl NoticeSink for Hub {
                     }
                 }
             }
+            Notice::Guild { accounts, .. } => {
+                let keys: HashSet<u64> = accounts
+                    .iter()
+                    .flat_map(|a| state.by_account.get(a).into_iter().flatten().copied())
+                    .collect();
+                for key in keys {
+                    if let Some(entry) = state.sessions.get(&key) {
+                        Self::send(entry, &notice);
+                    }
+                }
+            }
             Notice::Avatar { event, conversation, accounts } => {
                 let mut keys: HashSet<u64> = HashSet::new();
                 if *conversation && let Some(group) = &event.conversation {

@@ -12,7 +12,7 @@ use uuid::Uuid;
 use super::hub::{Hub, Recent};
 use super::{Delivery, Error};
 use crate::bus::Notice;
-use crate::events::{AttachmentEvent, AvatarEvent, CallEvent};
+use crate::events::{AttachmentEvent, AvatarEvent, CallEvent, GuildEvent};
 use crate::ids::{AccountId, ConversationId, DeviceId, MessageId};
 use crate::services::{Caller, ErrorReason};
 use crate::store::{AccountEvent, DeviceAcks, MessageRecord, Role, ToDeviceRecord};
@@ -89,6 +89,8 @@ pub enum Outgoing {
     Attachment(Arc<AttachmentEvent>),
     /// An account's or a group's avatar changed (live only).
     Avatar(Arc<AvatarEvent>),
+    /// A guild changed, or the account is no longer in it (live only).
+    Guild(Arc<GuildEvent>),
 }
 
 /// Why a session is being closed from outside.
@@ -320,6 +322,11 @@ impl Session {
             Notice::Avatar { event, .. } => {
                 if self.outbox.len() < MAX_OUTBOX {
                     self.outbox.push_back((Outgoing::Avatar(event.clone()), Position::Live));
+                }
+            }
+            Notice::Guild { event, .. } => {
+                if self.outbox.len() < MAX_OUTBOX {
+                    self.outbox.push_back((Outgoing::Guild(event.clone()), Position::Live));
                 }
             }
             Notice::Presence { account, online, .. } => {

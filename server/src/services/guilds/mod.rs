@@ -20,10 +20,13 @@ use base64::Engine as _;
 use uuid::Uuid;
 
 use self::permissions::{self as rules, Permissions as P};
+use super::delivery::Delivery;
 use super::names::{free_text, guild_name};
 use super::rate_limits::{Limit, RateLimiter};
 use super::tokens::{fill_random, hash_token};
 use super::{Caller, Error, ErrorReason};
+use crate::bus::Notice;
+use crate::events::GuildEvent;
 use crate::ids::{AccountId, AuditId, ChannelId, GuildId, InviteId, RoleId};
 use crate::store::{
     AuditAction, AuditEntry, AuditRecord, BanRecord, ChannelRecord, ChannelRefusal, GuildChannelKind,
@@ -70,6 +73,7 @@ impl Default for GuildSettings {
 pub struct Guilds {
     pub(super) store: Arc<dyn Store>,
     pub(super) limiter: RateLimiter,
+    pub(super) delivery: Delivery,
     /// Its limits.
     pub settings: GuildSettings,
 }
@@ -329,9 +333,39 @@ fn invite_refusal(refusal: GuildJoinRefusal) -> Error {
 }
 
 impl Guilds {
-    /// A guild service over `store`.
-    pub fn new(store: Arc<dyn Store>, settings: GuildSettings) -> Self {
-        Self { limiter: RateLimiter::new(store.clone()), store, settings }
+    /// A guild service over `store`, telling devices of changes through `delivery`.
+    pub fn new(store: Arc<dyn Store>, delivery: Delivery, settings: GuildSettings) -> Self {
+        Self { limiter: RateLimiter::new(store.clone()), store, delivery, settings }
+    }
+
+    /// Every member of the guild.
+    async fn member_ids(&self, id: GuildId) -> Result<Vec<AccountId>, Error> {
+        let mut all = Vec::new();
+        let mut after = None;
+        loop {
+            let page = self.store.guild_members(id, after, MEMBER_PAGE.1).await?;
+            let full = page.len() == MEMBER_PAGE.1 as usize;
+            all.extend(page.iter().map(|m| m.account_id));
+            after = all.last().copied();
+            if !full {
+                return Ok(all);
+            }
+        }
+    }
+
+    /// Tells the devices of `removed` that they are no longer in the guild, and those of its
+    /// members that it changed (live only: a device that was away reads it again).
+    async fn announce(&self, id: GuildId, removed: &[AccountId]) -> Result<(), Error> {
+        if !removed.is_empty() {
+            let event = Arc::new(GuildEvent { guild: id, removed: true });
+            self.delivery.publish(Notice::Guild { event, accounts: removed.to_vec() }).await;
+        }
+        let members = self.member_ids(id).await?;
+        if !members.is_empty() {
+            let event = Arc::new(GuildEvent { guild: id, removed: false });
+            self.delivery.publish(Notice::Guild { event, accounts: members }).await;
+        }
+        Ok(())
     }
 
     /// The guild as the caller sees it, or `GUILD_NOT_FOUND` if they are not a member.
@@ -467,6 +501,7 @@ impl Guilds {
         if !self.store.update_guild(id, &name, &description, &entry).await? {
             return Err(guild_not_found());
         }
+        self.announce(id, &[]).await?;
         self.store.guild(id).await?.ok_or_else(guild_not_found)
     }
 
@@ -483,8 +518,10 @@ impl Guilds {
                 "type the guild's name exactly to delete it",
             ));
         }
+        let members = self.member_ids(id).await?;
         self.store.delete_guild(id).await?;
         tracing::info!(guild = %id, owner = %caller.account_id, "guild deleted");
+        self.announce(id, &members).await?;
         Ok(())
     }
 
@@ -497,7 +534,9 @@ impl Guilds {
                 "make someone else the owner before you leave",
             ));
         }
-        self.store.leave_guild(id, caller.account_id).await?;
+        if self.store.leave_guild(id, caller.account_id).await? {
+            self.announce(id, &[caller.account_id]).await?;
+        }
         Ok(())
     }
 
@@ -514,7 +553,7 @@ impl Guilds {
         if !self.store.transfer_guild(id, to, &entry).await? {
             return Err(member_not_found());
         }
-        Ok(())
+        self.announce(id, &[]).await
     }
 
     /// Makes a channel or category (MANAGE_CHANNELS, and MANAGE_CHANNELS in its category).
@@ -574,6 +613,7 @@ impl Guilds {
         };
         let entry = audit(caller, AuditAction::ChannelCreated, Some(new.id.as_uuid()), name);
         self.store.create_channel(&new, &entry).await?.map_err(channel_refusal)?;
+        self.announce(id, &[]).await?;
         self.store.guild_channel(new.id).await?.ok_or_else(channel_not_found)
     }
 
@@ -604,6 +644,7 @@ impl Guilds {
         if !self.store.update_channel(id, &name, &topic, i64::from(slow_mode_s), &entry).await? {
             return Err(channel_not_found());
         }
+        self.announce(channel.guild_id, &[]).await?;
         self.store.guild_channel(id).await?.ok_or_else(channel_not_found)
     }
 
@@ -617,7 +658,7 @@ impl Guilds {
         if !self.store.delete_channel(id, &entry).await? {
             return Err(channel_not_found());
         }
-        Ok(())
+        self.announce(channel.guild_id, &[]).await
     }
 
     /// Puts the guild's channels in the order and categories of `layout` (MANAGE_CHANNELS).
@@ -630,7 +671,8 @@ impl Guilds {
         let view = self.view(caller, id).await?;
         view.require(P::MANAGE_CHANNELS, "manage channels", now_ms())?;
         let entry = audit(caller, AuditAction::ChannelsArranged, None, "");
-        self.store.arrange_channels(id, layout, &entry).await?.map_err(channel_refusal)
+        self.store.arrange_channels(id, layout, &entry).await?.map_err(channel_refusal)?;
+        self.announce(id, &[]).await
     }
 
     /// Whether the caller may set or remove an overwrite for `target` in `channel`, where they
@@ -681,7 +723,7 @@ impl Guilds {
         if !self.store.set_overwrite(id, &record, &entry).await? {
             return Err(role_not_found());
         }
-        Ok(())
+        self.announce(view.guild.id, &[]).await
     }
 
     /// Removes a channel's overwrite (as [`Guilds::set_overwrite`]).
@@ -700,7 +742,9 @@ impl Guilds {
         }
         let entry =
             audit(caller, AuditAction::OverwriteRemoved, Some(id.as_uuid()), overwrite_detail(&view, target));
-        self.store.remove_overwrite(id, target, &entry).await?;
+        if self.store.remove_overwrite(id, target, &entry).await? {
+            self.announce(view.guild.id, &[]).await?;
+        }
         Ok(())
     }
 
@@ -724,6 +768,7 @@ impl Guilds {
         let role = RoleId::generate();
         let entry = audit(caller, AuditAction::RoleCreated, Some(role.as_uuid()), name.clone());
         self.store.create_role(id, role, &name, color, wanted.bits(), &entry).await?.map_err(role_refusal)?;
+        self.announce(id, &[]).await?;
         self.store.guild_roles(id).await?.into_iter().find(|r| r.id == role).ok_or_else(role_not_found)
     }
 
@@ -758,7 +803,7 @@ impl Guilds {
         if !self.store.update_role(id, role, &name, color & 0x00ff_ffff, wanted.bits(), &entry).await? {
             return Err(role_not_found());
         }
-        Ok(())
+        self.announce(id, &[]).await
     }
 
     /// Deletes a role below the caller's highest (MANAGE_ROLES).
@@ -777,7 +822,7 @@ impl Guilds {
         if !self.store.delete_role(id, role, &entry).await? {
             return Err(role_not_found());
         }
-        Ok(())
+        self.announce(id, &[]).await
     }
 
     /// Puts the roles in this order, lowest first (MANAGE_ROLES); roles at or above the
@@ -802,7 +847,8 @@ impl Guilds {
             }
         }
         let entry = audit(caller, AuditAction::RolesArranged, None, "");
-        self.store.arrange_roles(id, lowest_first, &entry).await?.map_err(role_refusal)
+        self.store.arrange_roles(id, lowest_first, &entry).await?.map_err(role_refusal)?;
+        self.announce(id, &[]).await
     }
 
     /// Gives a member exactly `roles` (MANAGE_ROLES; the roles added or taken must be below the
@@ -842,7 +888,8 @@ impl Guilds {
         let names: Vec<&str> =
             wanted.iter().filter_map(|r| view.role(*r).ok()).map(|r| r.name.as_str()).collect();
         let entry = audit(caller, AuditAction::MemberRolesChanged, Some(account.as_uuid()), names.join(", "));
-        self.store.set_member_roles(id, account, &wanted, &entry).await?.map_err(role_refusal)
+        self.store.set_member_roles(id, account, &wanted, &entry).await?.map_err(role_refusal)?;
+        self.announce(id, &[]).await
     }
 
     /// A page of members.
@@ -908,7 +955,7 @@ impl Guilds {
             return Err(member_not_found());
         }
         tracing::info!(guild = %id, by = %caller.account_id, member = %account, "member kicked");
-        Ok(())
+        self.announce(id, &[account]).await
     }
 
     /// Bans an account (BAN_MEMBERS, and a member is below the caller). Banning again changes
@@ -930,6 +977,9 @@ impl Guilds {
         let entry = audit(caller, AuditAction::MemberBanned, Some(account.as_uuid()), reason.clone());
         if self.store.ban_member(id, account, &reason, &entry).await? {
             tracing::info!(guild = %id, by = %caller.account_id, member = %account, "member banned");
+            if member {
+                self.announce(id, &[account]).await?;
+            }
         }
         Ok(())
     }
@@ -980,6 +1030,7 @@ impl Guilds {
         if !self.store.time_out_member(id, account, until, &entry).await? {
             return Err(member_not_found());
         }
+        self.announce(id, &[]).await?;
         Ok(until)
     }
 
@@ -1104,6 +1155,7 @@ impl Guilds {
         };
         if joined {
             tracing::info!(guild = %id, member = %caller.account_id, "member joined by invite");
+            self.announce(id, &[]).await?;
         }
         Ok((self.store.guild(id).await?.ok_or_else(guild_not_found)?, joined))
     }
