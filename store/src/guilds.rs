@@ -493,12 +493,6 @@ pub trait GuildStore: Send + Sync {
         after: Option<AccountId>,
         limit: u32,
     ) -> Result<Vec<GuildMemberRecord>, StoreError>;
-    /// Those of `accounts` who are members, in account id order (for the online ones).
-    async fn guild_members_among(
-        &self,
-        id: GuildId,
-        accounts: &[AccountId],
-    ) -> Result<Vec<GuildMemberRecord>, StoreError>;
     /// Joins the guild of the invite whose code hashes to `code_hash`.
     async fn join_guild(
         &self,
@@ -1044,7 +1038,27 @@ impl_for_backends! {
         }
 
         async fn guild_member(&self, id: GuildId, account: AccountId) -> Result<Option<GuildMemberRecord>, StoreError> {
-            Ok(self.guild_members_among(id, &[account]).await?.pop())
+            let row = sqlx::query(
+                "SELECT joined_at_ms, timed_out_until_ms FROM guild_members WHERE guild_id = $1 AND account_id = $2",
+            )
+            .bind(id.as_uuid())
+            .bind(account.as_uuid())
+            .fetch_optional(&self.pool)
+            .await?;
+            let Some(row) = row else { return Ok(None) };
+            let roles: Vec<Uuid> = sqlx::query_scalar(
+                "SELECT role_id FROM guild_member_roles WHERE guild_id = $1 AND account_id = $2 ORDER BY role_id",
+            )
+            .bind(id.as_uuid())
+            .bind(account.as_uuid())
+            .fetch_all(&self.pool)
+            .await?;
+            Ok(Some(GuildMemberRecord {
+                account_id: account,
+                joined_at_ms: row.try_get("joined_at_ms")?,
+                timed_out_until_ms: row.try_get("timed_out_until_ms")?,
+                roles: roles.into_iter().map(RoleId::from_uuid).collect(),
+            }))
         }
 
         async fn guild_members(
@@ -1088,43 +1102,6 @@ impl_for_backends! {
                 .map(|row| Ok((row.try_get::<Uuid, _>("account_id")?, row.try_get::<Uuid, _>("role_id")?)))
                 .collect::<Result<Vec<_>, StoreError>>()?;
             Ok(with_roles(members, &pairs))
-        }
-
-        async fn guild_members_among(
-            &self,
-            id: GuildId,
-            accounts: &[AccountId],
-        ) -> Result<Vec<GuildMemberRecord>, StoreError> {
-            let mut members = Vec::new();
-            let mut accounts = accounts.to_vec();
-            accounts.sort_unstable();
-            accounts.dedup();
-            // One query per account keeps the SQL the same on both backends; callers ask for a
-            // page of online members (100) at most.
-            for account in accounts {
-                let row = sqlx::query(
-                    "SELECT joined_at_ms, timed_out_until_ms FROM guild_members WHERE guild_id = $1 AND account_id = $2",
-                )
-                .bind(id.as_uuid())
-                .bind(account.as_uuid())
-                .fetch_optional(&self.pool)
-                .await?;
-                let Some(row) = row else { continue };
-                let roles: Vec<Uuid> = sqlx::query_scalar(
-                    "SELECT role_id FROM guild_member_roles WHERE guild_id = $1 AND account_id = $2 ORDER BY role_id",
-                )
-                .bind(id.as_uuid())
-                .bind(account.as_uuid())
-                .fetch_all(&self.pool)
-                .await?;
-                members.push(GuildMemberRecord {
-                    account_id: account,
-                    joined_at_ms: row.try_get("joined_at_ms")?,
-                    timed_out_until_ms: row.try_get("timed_out_until_ms")?,
-                    roles: roles.into_iter().map(RoleId::from_uuid).collect(),
-                });
-            }
-            Ok(members)
         }
 
         async fn join_guild(

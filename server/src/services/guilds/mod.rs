@@ -437,44 +437,35 @@ impl Guilds {
         let now = now_ms();
         let reads: std::collections::HashMap<ChannelId, i64> =
             self.store.channel_reads(id, caller.account_id).await?.into_iter().collect();
+        // The store lists channels in the list's order; keep that order and the visible ones.
         let all = self.store.guild_channels(id).await?;
-        let mut channels: Vec<ChannelView> = all
-            .into_iter()
-            .filter_map(|channel| {
-                let permissions = view.in_channel(&channel, now);
-                permissions.contains(P::VIEW_CHANNEL).then(|| ChannelView {
-                    read_seq: reads.get(&channel.id).copied().unwrap_or(0),
-                    show_overwrites: permissions.contains(P::MANAGE_ROLES)
-                        || permissions.contains(P::MANAGE_CHANNELS),
-                    permissions,
-                    channel,
-                })
-            })
-            .collect();
+        let permissions: Vec<P> = all.iter().map(|c| view.in_channel(c, now)).collect();
         // A category the caller cannot see still shows when a channel in it is visible (it
         // holds them in the list), with nothing of its own.
-        let hidden_parents: Vec<ChannelId> = channels
+        let holding: std::collections::HashSet<ChannelId> = all
             .iter()
-            .filter_map(|c| c.channel.parent)
-            .filter(|p| !channels.iter().any(|c| c.channel.id == *p))
+            .zip(&permissions)
+            .filter(|(_, p)| p.contains(P::VIEW_CHANNEL))
+            .filter_map(|(c, _)| c.parent)
             .collect();
-        if !hidden_parents.is_empty() {
-            let all = self.store.guild_channels(id).await?;
-            for mut category in all.into_iter().filter(|c| hidden_parents.contains(&c.id)) {
-                category.overwrites.clear();
-                channels.push(ChannelView {
-                    channel: category,
-                    permissions: P::NONE,
-                    read_seq: 0,
-                    show_overwrites: false,
-                });
+        let mut channels: Vec<ChannelView> = Vec::with_capacity(all.len());
+        for (channel, permissions) in all.into_iter().zip(permissions) {
+            if !permissions.contains(P::VIEW_CHANNEL) && !holding.contains(&channel.id) {
+                continue;
             }
-            channels = in_list_order(channels);
-        }
-        for c in &mut channels {
-            if !c.show_overwrites {
-                c.channel.overwrites.clear();
+            let permissions = if permissions.contains(P::VIEW_CHANNEL) { permissions } else { P::NONE };
+            let show_overwrites =
+                permissions.contains(P::MANAGE_ROLES) || permissions.contains(P::MANAGE_CHANNELS);
+            let mut channel = channel;
+            if !show_overwrites {
+                channel.overwrites.clear();
             }
+            channels.push(ChannelView {
+                read_seq: reads.get(&channel.id).copied().unwrap_or(0),
+                channel,
+                permissions,
+                show_overwrites,
+            });
         }
         let permissions = view.in_guild(now);
         Ok(GuildDetails { view, channels, permissions })
@@ -564,7 +555,7 @@ impl Guilds {
         caller: &Caller,
         id: GuildId,
         spec: ChannelSpec,
-    ) -> Result<ChannelRecord, Error> {
+    ) -> Result<ChannelView, Error> {
         let ChannelSpec { kind, name, topic, parent, private } = spec;
         let name = guild_name(&name, "name", "channel name")?;
         let topic = free_text(&topic, MAX_DESCRIPTION_CHARS, "topic", "topic")?;
@@ -614,7 +605,8 @@ impl Guilds {
         let entry = audit(caller, AuditAction::ChannelCreated, Some(new.id.as_uuid()), name);
         self.store.create_channel(&new, &entry).await?.map_err(channel_refusal)?;
         self.announce(id, &[]).await?;
-        self.store.guild_channel(new.id).await?.ok_or_else(channel_not_found)
+        let channel = self.store.guild_channel(new.id).await?.ok_or_else(channel_not_found)?;
+        Ok(managed(&view, channel))
     }
 
     /// Changes a channel's name, topic and slow mode (MANAGE_CHANNELS in it).
@@ -625,7 +617,7 @@ impl Guilds {
         name: &str,
         topic: &str,
         slow_mode_s: u32,
-    ) -> Result<ChannelRecord, Error> {
+    ) -> Result<ChannelView, Error> {
         let name = guild_name(name, "name", "channel name")?;
         let topic = free_text(topic, MAX_DESCRIPTION_CHARS, "topic", "topic")?;
         if slow_mode_s > MAX_SLOW_MODE_S {
@@ -635,7 +627,7 @@ impl Guilds {
                 format!("slow mode is 0 to {MAX_SLOW_MODE_S} seconds"),
             ));
         }
-        let (_, channel, has) = self.channel(caller, id).await?;
+        let (view, channel, has) = self.channel(caller, id).await?;
         if !has.contains(P::MANAGE_CHANNELS) {
             return Err(not_allowed("manage this channel"));
         }
@@ -645,7 +637,8 @@ impl Guilds {
             return Err(channel_not_found());
         }
         self.announce(channel.guild_id, &[]).await?;
-        self.store.guild_channel(id).await?.ok_or_else(channel_not_found)
+        let channel = self.store.guild_channel(id).await?.ok_or_else(channel_not_found)?;
+        Ok(managed(&view, channel))
     }
 
     /// Deletes a channel or category (MANAGE_CHANNELS in it).
@@ -1184,33 +1177,19 @@ fn page_size(limit: u32, (default, max): (u32, u32), what: &str) -> Result<u32, 
     }
 }
 
+/// A channel the caller just made or changed, as they see it (they manage it, so with its
+/// overwrites).
+fn managed(view: &GuildView, channel: ChannelRecord) -> ChannelView {
+    let permissions = view.in_channel(&channel, now_ms());
+    ChannelView { channel, permissions, read_seq: 0, show_overwrites: true }
+}
+
 /// Who an overwrite is for, for the audit log.
 fn overwrite_detail(view: &GuildView, target: OverwriteTarget) -> String {
     match target {
         OverwriteTarget::Role(role) => view.role(role).map(|r| r.name.clone()).unwrap_or_default(),
         OverwriteTarget::Member(account) => account.to_string(),
     }
-}
-
-/// Channels in the order of the channel list: top-level channels, then each category followed
-/// by its channels, each by position.
-fn in_list_order(channels: Vec<ChannelView>) -> Vec<ChannelView> {
-    let key = |c: &ChannelView| (c.channel.position, c.channel.id);
-    let (mut categories, rest): (Vec<_>, Vec<_>) =
-        channels.into_iter().partition(|c| c.channel.kind == GuildChannelKind::Category);
-    categories.sort_by_key(key);
-    let (mut ordered, mut nested): (Vec<_>, Vec<_>) =
-        rest.into_iter().partition(|c| c.channel.parent.is_none());
-    ordered.sort_by_key(key);
-    nested.sort_by_key(key);
-    for category in categories {
-        let id = category.channel.id;
-        ordered.push(category);
-        let (mine, others): (Vec<_>, Vec<_>) = nested.into_iter().partition(|c| c.channel.parent == Some(id));
-        ordered.extend(mine);
-        nested = others;
-    }
-    ordered
 }
 
 #[cfg(test)]

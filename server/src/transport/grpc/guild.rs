@@ -7,7 +7,7 @@ use tonic::{Request, Response, Status};
 
 use super::{Context, parse_id, parse_ids};
 use crate::ids::{AccountId, ChannelId, GuildId, RoleId};
-use crate::services::guilds::{ChannelSpec, ChannelView, GuildView};
+use crate::services::guilds::{ChannelSpec, ChannelView};
 use crate::services::{Error, ErrorReason};
 use crate::store::{
     AuditAction, AuditRecord, BanRecord, ChannelRecord, GuildChannelKind, GuildMemberRecord, GuildRecord,
@@ -67,12 +67,6 @@ fn channel(c: ChannelRecord, permissions: u64, read_seq: i64) -> pb::GuildChanne
 
 fn channel_view(v: ChannelView) -> pb::GuildChannel {
     channel(v.channel, v.permissions.bits(), v.read_seq)
-}
-
-/// A channel the caller just made or changed (they manage it, so they see its overwrites).
-fn managed_channel(view: &GuildView, c: ChannelRecord) -> pb::GuildChannel {
-    let permissions = view.in_channel(&c, crate::store::now_ms()).bits();
-    channel(c, permissions, 0)
 }
 
 fn role(r: GuildRoleRecord) -> pb::GuildRole {
@@ -279,11 +273,9 @@ impl GuildService for GuildApi {
         let id: GuildId = parse_id(&r.guild_id, "guild_id")?;
         let kind = channel_kind(r.kind)?;
         let parent: Option<ChannelId> = optional_id(&r.parent_id, "parent_id")?;
-        let guilds = &self.0.services.guilds;
         let spec = ChannelSpec { kind, name: r.name, topic: r.topic, parent, private: r.private };
-        let c = guilds.create_channel(&caller, id, spec).await?;
-        let view = guilds.view(&caller, id).await?;
-        Ok(Response::new(pb::CreateChannelResponse { channel: Some(managed_channel(&view, c)) }))
+        let c = self.0.services.guilds.create_channel(&caller, id, spec).await?;
+        Ok(Response::new(pb::CreateChannelResponse { channel: Some(channel_view(c)) }))
     }
 
     async fn update_channel(
@@ -293,10 +285,8 @@ impl GuildService for GuildApi {
         let caller = self.0.caller(&request).await?;
         let r = request.into_inner();
         let id: ChannelId = parse_id(&r.channel_id, "channel_id")?;
-        let guilds = &self.0.services.guilds;
-        let c = guilds.update_channel(&caller, id, &r.name, &r.topic, r.slow_mode_s).await?;
-        let view = guilds.view(&caller, c.guild_id).await?;
-        Ok(Response::new(pb::UpdateChannelResponse { channel: Some(managed_channel(&view, c)) }))
+        let c = self.0.services.guilds.update_channel(&caller, id, &r.name, &r.topic, r.slow_mode_s).await?;
+        Ok(Response::new(pb::UpdateChannelResponse { channel: Some(channel_view(c)) }))
     }
 
     async fn delete_channel(
