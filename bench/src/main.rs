@@ -79,6 +79,8 @@ enum Scenario {
     SigninBurst(scenarios::signin::Args),
     /// 8. Cloud ingest, then full-text search latency over what was sent.
     Cloud(scenarios::cloud::Args),
+    /// 9. A big guild: members online, a few posting in one channel at a fixed rate.
+    Guild(scenarios::guild::Args),
     /// Every scenario at a tiny size, failing on any error or loss (CI runs this).
     Smoke,
     /// Renders the JSON reports in `--out` as the results section of a Markdown file
@@ -119,6 +121,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             Scenario::Keys(args) => vec![scenarios::keys::run(&how, args).await?],
             Scenario::SigninBurst(args) => vec![scenarios::signin::run(&how, args).await?],
             Scenario::Cloud(args) => vec![scenarios::cloud::run(&how, args).await?],
+            Scenario::Guild(args) => vec![scenarios::guild::run(&how, args).await?],
             Scenario::Smoke => scenarios::smoke(&how).await?,
             Scenario::Report { .. } => Vec::new(),
         };

@@ -187,7 +187,9 @@ impl Report {
         if self.latency.values().all(|s| s.count == 0) {
             failures.push(format!("{name}: no latency was measured"));
         }
-        if self.scenario.ends_with("fanout") && self.result("deliveries") < 1.0 {
+        if (self.scenario.ends_with("fanout") || self.scenario.ends_with("guild"))
+            && self.result("deliveries") < 1.0
+        {
             failures.push(format!("{name}: nothing was delivered"));
         }
         failures
@@ -348,8 +350,8 @@ fn panel(svg: &mut String, top: f64, width: f64, height: f64, title: &str, serie
 type Cell = fn(&Report) -> String;
 
 /// The order of scenarios in BENCHMARKS.md.
-const ORDER: [&str; 8] =
-    ["fanout", "ingest", "idle", "history", "keys", "cold_start", "signin_burst", "cloud"];
+const ORDER: [&str; 9] =
+    ["fanout", "ingest", "idle", "history", "keys", "cold_start", "signin_burst", "cloud", "guild"];
 const BEGIN: &str = "<!-- bench:begin -->";
 const END: &str = "<!-- bench:end -->";
 

@@ -416,6 +416,7 @@ mod wire {
                 guild_id: b(event.guild.as_uuid()),
                 removed: event.removed,
                 accounts: accounts.iter().map(|a| b(a.as_uuid())).collect(),
+                members_only: event.members_only,
             }),
             Notice::Avatar { event, conversation, accounts } => Kind::Avatar(Avatar {
                 account_id: event.account.map(|a| b(a.as_uuid())),
@@ -508,6 +509,7 @@ mod wire {
                 event: Arc::new(GuildEvent {
                     guild: GuildId::from_uuid(u(&g.guild_id)?),
                     removed: g.removed,
+                    members_only: g.members_only,
                 }),
                 accounts: accounts(&g.accounts)?,
             },
@@ -769,11 +771,12 @@ mod tests {
         }
         // Guild changes (a kind added after the first version, whose nodes ignore it).
         let id = |n: u128| Uuid::from_u128(0x0190_0000_0000_7000_8000_0000_0000_0000 | n);
-        for removed in [true, false] {
+        for (removed, members_only) in [(true, false), (false, true), (false, false)] {
             let notice = Notice::Guild {
                 event: Arc::new(crate::events::GuildEvent {
                     guild: crate::ids::GuildId::from_uuid(id(15)),
                     removed,
+                    members_only,
                 }),
                 accounts: vec![AccountId::from_uuid(id(1)), AccountId::from_uuid(id(2))],
             };

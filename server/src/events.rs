@@ -98,4 +98,7 @@ pub struct GuildEvent {
     pub guild: GuildId,
     /// The receiving accounts are no longer members.
     pub removed: bool,
+    /// Only the guild's details or who is in it changed, not what its members may see: their
+    /// sessions need not work out again which channels they follow (never sent to devices).
+    pub members_only: bool,
 }

@@ -208,8 +208,13 @@ impl_for_backends! {
                 .bind(a.uploader.0.as_uuid())
                 .execute(&mut *tx)
                 .await?;
+            // A member, or (in a cloud channel) a member of its guild: what their roles allow
+            // there is the server's to check, as for sends.
             let member: Option<i32> = sqlx::query_scalar(
-                "SELECT 1 FROM conversation_members WHERE conversation_id = $1 AND account_id = $2",
+                "SELECT 1 FROM conversations c WHERE c.id = $1 \
+                 AND (EXISTS (SELECT 1 FROM conversation_members WHERE conversation_id = $1 AND account_id = $2) \
+                      OR (c.kind = 'channel' AND c.mode = 'cloud' AND EXISTS (SELECT 1 FROM guild_members g \
+                          WHERE g.guild_id = c.guild_id AND g.account_id = $2)))",
             )
             .bind(a.conversation_id.as_uuid())
             .bind(a.uploader.0.as_uuid())

@@ -146,6 +146,9 @@ pub struct SearchQuery {
     pub text: String,
     /// Only this conversation.
     pub conversation: Option<ConversationId>,
+    /// `conversation` is a guild's cloud channel the server found the account may read (a
+    /// channel has no member rows to find it by).
+    pub channel: bool,
     /// Only messages from this account.
     pub sender: Option<AccountId>,
     /// Only messages sent at or after this time (ms; 0: no bound).
@@ -323,7 +326,8 @@ impl_for_backends! {
             // word matches a sixth of a million messages): SQLite walks the FTS5 index backwards
             // by rowid, which is the order messages were stored in; PostgreSQL may walk the
             // partial index on sent_at_ms backwards and test each row (its planner chooses).
-            let filters = "conversation_id IN (SELECT conversation_id FROM conversation_members WHERE account_id = $1) \
+            let filters = "(conversation_id IN (SELECT conversation_id FROM conversation_members WHERE account_id = $1) \
+                 OR ($11 AND conversation_id = $3)) \
                  AND search_text IS NOT NULL AND deleted_at_ms = 0 AND system_kind IS NULL \
                  AND ($3 IS NULL OR conversation_id = $3) AND ($4 IS NULL OR sender_account_id = $4) \
                  AND sent_at_ms >= $5 AND sent_at_ms < $6";
@@ -361,6 +365,7 @@ impl_for_backends! {
             .bind(older_id)
             .bind(q.limit)
             .bind(older_in)
+            .bind(q.channel && q.conversation.is_some())
             .fetch_all(&self.pool)
             .await?;
             Ok(decode_all!(message rows))

@@ -664,6 +664,22 @@ pub trait GuildStore: Send + Sync {
         id: GuildId,
         account: AccountId,
     ) -> Result<Vec<(ChannelId, i64)>, StoreError>;
+    /// How many messages after `account`'s read mark mention it, per channel of the guild
+    /// (channels with none are left out).
+    async fn channel_mentions(
+        &self,
+        id: GuildId,
+        account: AccountId,
+    ) -> Result<Vec<(ChannelId, i64)>, StoreError>;
+    /// Up to `limit` messages `account` sent in the guild's channels at or after `since_ms`
+    /// that are not deleted yet (channel, message), oldest first.
+    async fn guild_messages_since(
+        &self,
+        id: GuildId,
+        account: AccountId,
+        since_ms: i64,
+        limit: i64,
+    ) -> Result<Vec<(ChannelId, crate::ids::MessageId)>, StoreError>;
 }
 
 const GUILD_COLUMNS: &str = "g.id, g.name, g.description, g.owner_id, g.icon_id, g.icon_version, g.created_at_ms, \
@@ -1863,6 +1879,47 @@ impl_for_backends! {
             .fetch_optional(&self.pool)
             .await?;
             Ok(mark.unwrap_or(0))
+        }
+
+        async fn channel_mentions(&self, id: GuildId, account: AccountId) -> Result<Vec<(ChannelId, i64)>, StoreError> {
+            let rows = sqlx::query(
+                "SELECT m.conversation_id, COUNT(*) AS n FROM message_mentions m \
+                 JOIN conversations c ON c.id = m.conversation_id \
+                 LEFT JOIN guild_reads r ON r.channel_id = m.conversation_id AND r.account_id = m.account_id \
+                 WHERE c.guild_id = $1 AND m.account_id = $2 AND m.seq > COALESCE(r.read_seq, 0) \
+                 GROUP BY m.conversation_id ORDER BY m.conversation_id",
+            )
+            .bind(id.as_uuid())
+            .bind(account.as_uuid())
+            .fetch_all(&self.pool)
+            .await?;
+            rows.iter()
+                .map(|row| Ok((ChannelId::from_uuid(row.try_get::<Uuid, _>("conversation_id")?), row.try_get("n")?)))
+                .collect()
+        }
+
+        async fn guild_messages_since(
+            &self,
+            id: GuildId,
+            account: AccountId,
+            since_ms: i64,
+            limit: i64,
+        ) -> Result<Vec<(ChannelId, crate::ids::MessageId)>, StoreError> {
+            let rows: Vec<(Uuid, Uuid)> = sqlx::query_as(
+                "SELECT m.conversation_id, m.id FROM messages m JOIN conversations c ON c.id = m.conversation_id \
+                 WHERE c.guild_id = $1 AND m.sender_account_id = $2 AND m.sent_at_ms >= $3 \
+                 AND m.deleted_at_ms = 0 AND m.system_kind IS NULL ORDER BY m.sent_at_ms, m.id LIMIT $4",
+            )
+            .bind(id.as_uuid())
+            .bind(account.as_uuid())
+            .bind(since_ms)
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await?;
+            Ok(rows
+                .into_iter()
+                .map(|(c, m)| (ChannelId::from_uuid(c), crate::ids::MessageId::from_uuid(m)))
+                .collect())
         }
 
         async fn channel_reads(&self, id: GuildId, account: AccountId) -> Result<Vec<(ChannelId, i64)>, StoreError> {

@@ -1,6 +1,7 @@
 //! The scenarios of BENCHMARKS.md, and the smoke run that keeps them all working.
 
 pub mod cloud;
+pub mod guild;
 pub mod history;
 pub mod idle;
 pub mod keys;
@@ -20,6 +21,7 @@ pub async fn smoke(how: &How) -> anyhow::Result<Vec<Report>> {
     let keys = keys::Args { targets: 2, keys_per_target: 60, claimers: 2, concurrency: 4, seconds: 1 };
     let signin = signin::Args { accounts: 8, concurrency: 4, settle_seconds: 1 };
     let cloud = cloud::Args { messages: 300, senders: 2, groups: 2, inflight: 8, searches: 20 };
+    let guild = guild::Args { members: 12, online: 6, senders: 2, rate: 20.0, seconds: 2 };
     let mut reports = vec![
         messaging::fanout(how, &fanout).await?,
         messaging::ingest(how, &ingest).await?,
@@ -29,6 +31,7 @@ pub async fn smoke(how: &How) -> anyhow::Result<Vec<Report>> {
     reports.push(keys::run(how, &keys).await?);
     reports.push(signin::run(how, &signin).await?);
     reports.push(cloud::run(how, &cloud).await?);
+    reports.push(guild::run(how, &guild).await?);
     for report in &mut reports {
         report.scenario = format!("smoke-{}", report.scenario);
     }

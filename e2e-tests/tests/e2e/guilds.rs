@@ -168,8 +168,12 @@ async fn set_up_a_community_with_roles_invites_and_moderation(database: Database
     assert_refused(carol.get_guild(id).await, "GUILD_NOT_FOUND");
     let again = alice.create_invite(id, 0, 0).await.unwrap();
     carol.join_guild(&again.code).await.unwrap();
-    let ban =
-        BanMemberRequest { guild_id: id.to_owned(), account_id: c.clone(), reason: "ban evasion".to_owned() };
+    let ban = BanMemberRequest {
+        guild_id: id.to_owned(),
+        account_id: c.clone(),
+        reason: "ban evasion".to_owned(),
+        delete_messages_s: 0,
+    };
     alice.guilds().ban_member(ban).await.unwrap();
     carol_live.wait_event(WAIT, "Carol banned", |e| guild_event(e, id, true)).await.unwrap();
     assert_refused(carol.get_guild(id).await, "GUILD_NOT_FOUND");
@@ -429,3 +433,201 @@ async fn bad_input_and_reaching_above_ones_place_change_nothing(database: Databa
 }
 
 on_both_databases!(bad_input_and_reaching_above_ones_place_change_nothing: guild_refusals_on_sqlite, guild_refusals_on_postgres);
+
+/// Whether `event` is a new message in `conversation` saying `text`.
+fn says(event: &kitsulan_proto::v1::Event, conversation: &str, text: &str) -> bool {
+    matches!(&event.body, Some(Body::Message(m)) if m.message.as_ref().is_some_and(|message| {
+        message.conversation_id == conversation && kitsulan_client::people::cloud_text_of(message) == text
+    }))
+}
+
+/// Whether `event` is any message or typing in `conversation`.
+fn anything_in(event: &kitsulan_proto::v1::Event, conversation: &str) -> bool {
+    match &event.body {
+        Some(Body::Message(m)) => {
+            m.message.as_ref().is_some_and(|message| message.conversation_id == conversation)
+        }
+        Some(Body::Typing(t)) => t.conversation_id == conversation,
+        _ => false,
+    }
+}
+
+/// Messages in channels, as members live them: each online member's socket gets a channel's
+/// messages and typing once, and only for channels their roles let them see; who may post
+/// where follows the roles (an announcement channel, a timeout, slow mode); a moderator's
+/// deletion is audited; a member given a channel hears it at once, and a kicked one hears
+/// nothing more; a ban takes the banned member's last day of messages with it.
+async fn channel_messages_follow_the_roles(database: Database) {
+    use kitsulan_client::people::cloud_text;
+    use kitsulan_proto::v1::{HistoryDirection, UpdateChannelRequest};
+    let server = start(database).await;
+    let alice = plain(&server, "alice").await;
+    let bob = plain(&server, "bob").await;
+    let carol = plain(&server, "carol").await;
+    let mallory = plain(&server, "mallory").await;
+    let (b, c) = (account_id(&bob), account_id(&carol));
+    let guild = alice.create_guild("LAN party").await.unwrap();
+    let id = guild.id.as_str();
+    let details = alice.get_guild(id).await.unwrap();
+    let text = details.channels[0].id.clone();
+    let general = details.channels.iter().find(|ch| ch.name == "general").unwrap().id.clone();
+    let news =
+        alice.create_channel(id, GuildChannelKind::Announcement, "news", &text, false).await.unwrap().id;
+    let staff = alice.create_channel(id, GuildChannelKind::Text, "staff", &text, true).await.unwrap().id;
+    let invite = alice.create_invite(id, 0, 0).await.unwrap();
+    bob.join_guild(&invite.code).await.unwrap();
+    carol.join_guild(&invite.code).await.unwrap();
+    let mut bob_live = online(&server, &bob, "bob").await;
+    let mut carol_live = online(&server, &carol, "carol").await;
+
+    // A message in #general reaches every member's socket; one in #staff reaches nobody who
+    // cannot see it, and neither does typing there.
+    alice.send_message(cloud_text(&general, "welcome!")).await.unwrap();
+    bob_live.wait_event(WAIT, "#general at Bob", |e| says(e, &general, "welcome!")).await.unwrap();
+    carol_live.wait_event(WAIT, "#general at Carol", |e| says(e, &general, "welcome!")).await.unwrap();
+    alice.send_message(cloud_text(&staff, "ban list draft")).await.unwrap();
+    let mut alice_live = online(&server, &alice, "alice").await;
+    alice_live.gateway().unwrap().typing(&staff, true).unwrap();
+    bob_live
+        .expect_none(Duration::from_millis(400), "#staff reached Bob", |e| anything_in(e, &staff))
+        .await
+        .unwrap();
+    // Nor can anyone outside read, post in or search it, or even tell it from nothing.
+    let history = |client: &Client, channel: &str| {
+        let (client, channel) = (client.clone(), channel.to_owned());
+        async move { client.list_messages(&channel, 0, HistoryDirection::Backward, 50).await }
+    };
+    assert_refused(history(&bob, &staff).await, "CONVERSATION_NOT_FOUND");
+    assert_refused(bob.send_message(cloud_text(&staff, "let me in")).await, "CONVERSATION_NOT_FOUND");
+    assert_refused(history(&mallory, &general).await, "CONVERSATION_NOT_FOUND");
+    assert_refused(mallory.send_message(cloud_text(&general, "spam")).await, "CONVERSATION_NOT_FOUND");
+    // Typing in #general reaches the others.
+    bob_live.gateway().unwrap().typing(&general, true).unwrap();
+    carol_live
+        .wait_event(WAIT, "Bob typing", |e| matches!(&e.body, Some(Body::Typing(t)) if t.account_id == b))
+        .await
+        .unwrap();
+
+    // Only the roles given SEND_MESSAGES post news; everyone reads it live.
+    assert_refused(bob.send_message(cloud_text(&news, "hi")).await, "NOT_ALLOWED");
+    alice.send_message(cloud_text(&news, "doors open at 6")).await.unwrap();
+    bob_live.wait_event(WAIT, "news at Bob", |e| says(e, &news, "doors open at 6")).await.unwrap();
+
+    // Unread and mentions: Carol is mentioned once; reading clears it.
+    let mention = {
+        use kitsulan_crypto::content::proto::{Content, Mention, TextContent, content};
+        let body = "@carol bring the router";
+        let text = TextContent {
+            body: body.to_owned(),
+            mentions: vec![Mention { account_id: c.clone(), start: 0, end: 6 }],
+            ..Default::default()
+        };
+        let mut request = cloud_text(&general, body);
+        request.content =
+            Some(Content { version: 1, body: Some(content::Body::Text(text)), ..Default::default() });
+        request
+    };
+    let mentioned = alice.send_message(mention).await.unwrap();
+    let carol_general = |view: kitsulan_proto::v1::GetGuildResponse| {
+        view.channels.into_iter().find(|ch| ch.id == general).unwrap()
+    };
+    let before = carol_general(carol.get_guild(id).await.unwrap());
+    assert_eq!((before.last_seq, before.read_seq, before.mention_count), (mentioned.seq as i64, 0, 1));
+    carol.mark_read(&general, mentioned.seq).await.unwrap();
+    let after = carol_general(carol.get_guild(id).await.unwrap());
+    assert_eq!((after.read_seq, after.mention_count), (mentioned.seq as i64, 0));
+    let page = history(&carol, &general).await.unwrap();
+    let texts: Vec<String> = page.messages.iter().map(kitsulan_client::people::cloud_text_of).collect();
+    assert!(texts.contains(&"welcome!".to_owned()) && texts.contains(&"@carol bring the router".to_owned()));
+
+    // Slow mode: one message a minute for members; a retry of the one sent is not a second
+    // message; the owner is exempt.
+    let slow = UpdateChannelRequest {
+        channel_id: general.clone(),
+        name: "general".to_owned(),
+        topic: String::new(),
+        slow_mode_s: 60,
+    };
+    alice.guilds().update_channel(slow).await.unwrap();
+    let first = cloud_text(&general, "one");
+    let stored = bob.send_message(first.clone()).await.unwrap();
+    assert_eq!(bob.send_message(first).await.unwrap().id, stored.id, "a retry is answered with the message");
+    // Carol's socket gets it once, retry or not.
+    let once = |e: &kitsulan_proto::v1::Event| says(e, &general, "one");
+    carol_live.wait_event(WAIT, "Bob's message", once).await.unwrap();
+    carol_live.expect_none(Duration::from_millis(300), "Bob's message twice", once).await.unwrap();
+    assert_refused(bob.send_message(cloud_text(&general, "two")).await, "RATE_LIMITED");
+    alice.send_message(cloud_text(&general, "a")).await.unwrap();
+    alice.send_message(cloud_text(&general, "b")).await.unwrap();
+
+    // Deleting others' messages takes MANAGE_MESSAGES, and is audited.
+    let carols = carol.send_message(cloud_text(&general, "rude words")).await.unwrap();
+    assert_refused(bob.delete_message(&general, &carols.id).await, "NOT_ALLOWED");
+    alice.delete_message(&general, &carols.id).await.unwrap();
+    let log = |client: &Client| {
+        let client = client.clone();
+        let request = ListAuditLogRequest { guild_id: id.to_owned(), before: String::new(), limit: 0 };
+        async move { client.guilds().list_audit_log(request).await.unwrap().into_inner().entries }
+    };
+    let entries = log(&alice).await;
+    assert_eq!(
+        (entries[0].action(), entries[0].target_id.as_str()),
+        (AuditAction::MessageDeleted, carols.id.as_str())
+    );
+
+    // Bob is let into #staff: his open socket follows it at once.
+    let let_in = SetChannelOverwriteRequest {
+        channel_id: staff.clone(),
+        overwrite: Some(PermissionOverwrite {
+            target: Some(permission_overwrite::Target::AccountId(b.clone())),
+            allow: VIEW_CHANNEL | SEND_MESSAGES,
+            deny: 0,
+        }),
+    };
+    alice.guilds().set_channel_overwrite(let_in).await.unwrap();
+    bob_live.wait_event(WAIT, "the overwrite", |e| guild_event(e, id, false)).await.unwrap();
+    alice.send_message(cloud_text(&staff, "welcome to staff")).await.unwrap();
+    bob_live.wait_event(WAIT, "#staff at Bob", |e| says(e, &staff, "welcome to staff")).await.unwrap();
+
+    // Carol is kicked: nothing of the guild reaches her socket any more.
+    let kick = KickMemberRequest { guild_id: id.to_owned(), account_id: c.clone(), reason: String::new() };
+    alice.guilds().kick_member(kick).await.unwrap();
+    carol_live.wait_event(WAIT, "Carol removed", |e| guild_event(e, id, true)).await.unwrap();
+    alice.send_message(cloud_text(&general, "after the kick")).await.unwrap();
+    carol_live
+        .expect_none(Duration::from_millis(400), "#general reached Carol after the kick", |e| {
+            anything_in(e, &general)
+        })
+        .await
+        .unwrap();
+    assert_refused(history(&carol, &general).await, "CONVERSATION_NOT_FOUND");
+
+    // Bob is banned with his last day of messages: they are deleted for everyone, live.
+    let ban = BanMemberRequest {
+        guild_id: id.to_owned(),
+        account_id: b.clone(),
+        reason: "spam".to_owned(),
+        delete_messages_s: 24 * 3600,
+    };
+    alice.guilds().ban_member(ban).await.unwrap();
+    let deleted = |e: &kitsulan_proto::v1::Event| matches!(&e.body, Some(Body::Message(m)) if m.message.as_ref().is_some_and(|message| message.id == stored.id));
+    alice_live.wait_event(WAIT, "Bob's message deleted", deleted).await.unwrap();
+    let page = history(&alice, &general).await.unwrap();
+    let bobs = page.messages.iter().find(|m| m.id == stored.id).unwrap();
+    assert!(bobs.deleted_at_ms > 0 && bobs.content.is_none(), "the banned member's message is gone");
+    let entries = log(&alice).await;
+    assert_eq!(
+        (entries[0].action(), entries[0].target_id.as_str()),
+        (AuditAction::MessageDeleted, b.as_str())
+    );
+    assert_eq!(entries[1].action(), AuditAction::MemberBanned);
+    let too_long = BanMemberRequest {
+        guild_id: id.to_owned(),
+        account_id: c.clone(),
+        reason: String::new(),
+        delete_messages_s: 8 * 24 * 3600,
+    };
+    assert_refused(alice.guilds().ban_member(too_long).await, "DURATION_INVALID");
+}
+
+on_both_databases!(channel_messages_follow_the_roles: channel_messages_on_sqlite, channel_messages_on_postgres);

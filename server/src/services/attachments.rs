@@ -19,11 +19,12 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
+use super::guilds::permissions::Permissions;
 use super::{Caller, Delivery, Error, ErrorReason};
 use crate::blobs::{BlobError, BlobKey, BlobKind, BlobStore, SignedRequest};
 use crate::bus::Notice;
 pub use crate::events::{AttachmentChange, AttachmentEvent};
-use crate::ids::{AccountId, AttachmentId, ConversationId};
+use crate::ids::{AccountId, AttachmentId, ChannelId, ConversationId};
 use crate::store::{AttachmentRecord, CreateAttachmentOutcome, NewAttachment, Store, now_ms};
 
 /// The longest TTL a sender may choose.
@@ -116,6 +117,21 @@ impl Attachments {
         if ttl > MAX_TTL {
             return Err(Error::invalid(ErrorReason::TtlInvalid, "ttl_seconds", "a TTL is at most 30 days"));
         }
+        if self.store.member(conversation, caller.account_id).await?.is_none() {
+            // A channel: only who may post files there reserves one (the store checks guild
+            // membership again as it reserves).
+            let channel = ChannelId::from_uuid(conversation.as_uuid());
+            let access = super::guilds::channel_access(&*self.store, caller.account_id, channel)
+                .await?
+                .ok_or_else(|| Error::not_found(ErrorReason::ConversationNotFound, "no such conversation"))?;
+            let needed = Permissions::SEND_MESSAGES.union(Permissions::ATTACH_FILES);
+            if !access.permissions.contains(needed) {
+                return Err(Error::Forbidden {
+                    reason: ErrorReason::NotAllowed,
+                    message: "your roles do not allow you to attach files in this channel".into(),
+                });
+            }
+        }
         let now = now_ms();
         let expires_at_ms = if ttl.is_zero() {
             0
@@ -178,8 +194,13 @@ impl Attachments {
         Ok(record)
     }
 
+    /// Whether `account` is in the conversation: a member, or able to see the channel.
     async fn is_member(&self, conversation: ConversationId, account: AccountId) -> Result<bool, Error> {
-        Ok(self.store.member(conversation, account).await?.is_some())
+        if self.store.member(conversation, account).await?.is_some() {
+            return Ok(true);
+        }
+        let channel = ChannelId::from_uuid(conversation.as_uuid());
+        Ok(super::guilds::channel_access(&*self.store, account, channel).await?.is_some())
     }
 
     /// An attachment in a conversation the caller is a member of.

@@ -16,13 +16,15 @@
 
 use std::sync::Arc;
 
+use super::guilds::permissions::Permissions as P;
+use super::guilds::{ChannelAccess, channel_access};
 use super::rate_limits::{Limit, RateLimiter};
 use super::{Caller, Delivery, Error, ErrorReason};
 use crate::bus::Notice;
-use crate::ids::{AccountId, AttachmentId, ConversationId, MessageId};
+use crate::ids::{AccountId, AttachmentId, ChannelId, ConversationId, MessageId};
 use crate::store::{
-    AcceptOutcome, AddOutcome, CloudBody, ConversationFilter, ConversationKind, ConversationRecord,
-    MemberRecord, MessageRecord, NewMessage, Role, SendOutcome, Store, now_ms,
+    AcceptOutcome, AddOutcome, AuditAction, AuditEntry, CloudBody, ConversationFilter, ConversationKind,
+    ConversationRecord, MemberRecord, MessageRecord, NewMessage, Role, SendOutcome, Store, now_ms,
 };
 
 /// Largest message ciphertext.
@@ -131,6 +133,45 @@ pub struct Conversations {
     pub push: super::Push,
 }
 
+/// How the caller is in a conversation.
+#[derive(Debug, Clone)]
+pub(super) enum Standing {
+    /// By a member row: a direct conversation or a group.
+    Member(MemberRecord),
+    /// By the roles of a guild: a cloud channel the caller can see.
+    Channel(ChannelAccess),
+}
+
+impl Standing {
+    /// The caller's group role (`Member` in a channel: roles there are the guild's).
+    pub(super) fn role(&self) -> Role {
+        match self {
+            Self::Member(member) => member.role,
+            Self::Channel(_) => Role::Member,
+        }
+    }
+
+    /// Whether the caller's membership is a request not yet accepted.
+    fn request(&self) -> bool {
+        matches!(self, Self::Member(member) if member.request)
+    }
+
+    /// In a channel: fails unless the caller has `needed` there (`what` says what for).
+    pub(super) fn require(&self, needed: P, what: &str) -> Result<(), Error> {
+        match self {
+            Self::Channel(access) if !access.permissions.contains(needed) => {
+                Err(not_allowed(&format!("your roles do not allow you to {what} in this channel")))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// In a channel: whether the caller has `permission` there (a member row: `false`).
+    pub(super) fn channel_allows(&self, permission: P) -> bool {
+        matches!(self, Self::Channel(access) if access.permissions.contains(permission))
+    }
+}
+
 fn not_found() -> Error {
     Error::not_found(ErrorReason::ConversationNotFound, "no such conversation")
 }
@@ -145,15 +186,24 @@ fn title(raw: &str) -> Result<String, Error> {
 }
 
 impl Conversations {
-    /// The caller's membership, or `CONVERSATION_NOT_FOUND`.
+    /// How the caller is in the conversation, or `CONVERSATION_NOT_FOUND`: not a member, or a
+    /// channel they cannot see (so neither can be told from a conversation that is not there).
     pub(super) async fn membership(
         &self,
         caller: &Caller,
         id: ConversationId,
-    ) -> Result<(ConversationRecord, MemberRecord), Error> {
-        let member = self.store.member(id, caller.account_id).await?.ok_or_else(not_found)?;
+    ) -> Result<(ConversationRecord, Standing), Error> {
+        if let Some(member) = self.store.member(id, caller.account_id).await? {
+            let conversation = self.store.conversation(id).await?.ok_or_else(not_found)?;
+            return Ok((conversation, Standing::Member(member)));
+        }
         let conversation = self.store.conversation(id).await?.ok_or_else(not_found)?;
-        Ok((conversation, member))
+        if conversation.kind != ConversationKind::Channel || conversation.e2ee {
+            return Err(not_found());
+        }
+        let channel = ChannelId::from_uuid(id.as_uuid());
+        let access = channel_access(&*self.store, caller.account_id, channel).await?.ok_or_else(not_found)?;
+        Ok((conversation, Standing::Channel(access)))
     }
 
     pub(super) async fn view(
@@ -313,12 +363,13 @@ impl Conversations {
         &self,
         caller: &Caller,
         id: ConversationId,
-    ) -> Result<(ConversationRecord, MemberRecord), Error> {
+    ) -> Result<(ConversationRecord, Role), Error> {
         let (conversation, me) = self.membership(caller, id).await?;
         if conversation.kind != ConversationKind::Group {
             return Err(Error::precondition(ErrorReason::NotAGroup, "only groups have members to manage"));
         }
-        if me.role == Role::Member {
+        let me = me.role();
+        if me == Role::Member {
             return Err(not_allowed("only the group's owner and admins may do that"));
         }
         Ok((conversation, me))
@@ -377,7 +428,7 @@ impl Conversations {
                 "use LeaveConversation to leave",
             ));
         }
-        if me.role == Role::Admin && target.role != Role::Member {
+        if me == Role::Admin && target.role != Role::Member {
             return Err(not_allowed("an admin cannot remove the owner or another admin"));
         }
         if let Some(entries) =
@@ -399,7 +450,7 @@ impl Conversations {
         role: Role,
     ) -> Result<ConversationView, Error> {
         let (conversation, me) = self.managed_group(caller, id).await?;
-        if me.role != Role::Owner {
+        if me != Role::Owner {
             return Err(not_allowed("only the group's owner may change roles"));
         }
         if role == Role::Owner || account == caller.account_id {
@@ -480,6 +531,10 @@ impl Conversations {
             ));
         }
         let (conversation, me) = self.membership(caller, id).await?;
+        me.require(P::SEND_MESSAGES, "send messages")?;
+        if !attachments.is_empty() {
+            me.require(P::ATTACH_FILES, "attach files")?;
+        }
         let (ciphertext, session_id, cloud) = match payload {
             Payload::Ciphertext { ciphertext, session_id } if conversation.e2ee => {
                 (ciphertext, session_id, None)
@@ -488,11 +543,11 @@ impl Conversations {
                 if draft.reply_to != reply_to {
                     return Err(content_invalid("the content's reply names another message than reply_to"));
                 }
-                (Vec::new(), Vec::new(), Some(self.cloud_body(id, draft).await?))
+                (Vec::new(), Vec::new(), Some(self.cloud_body(id, &me, draft).await?))
             }
             payload => return Err(wrong_mode(conversation.e2ee, &payload)),
         };
-        if me.request {
+        if me.request() {
             // Answering a request accepts it (as replying does in WhatsApp).
             self.accept_membership(id, caller.account_id).await?;
         }
@@ -504,6 +559,15 @@ impl Conversations {
                 "the message replied to is not in this conversation",
             ));
         }
+        let slow = match &me {
+            Standing::Channel(access) => match self.slow_mode(caller, access, message_id).await? {
+                // A channel's sockets had it live when it was stored (after a crash in between,
+                // every socket is new and reads it with the history).
+                SlowMode::Retried(earlier) => return Ok(*earlier),
+                slow => slow,
+            },
+            Standing::Member(_) => SlowMode::Off,
+        };
         let message = NewMessage {
             id: message_id,
             conversation_id: id,
@@ -515,12 +579,20 @@ impl Conversations {
             cloud,
             now_ms: now_ms(),
         };
-        match self.sends.submit(message).await? {
+        let outcome = self.sends.submit(message).await?;
+        if let (SlowMode::Counted { limit, key }, false) = (&slow, matches!(outcome, SendOutcome::Stored(_)))
+        {
+            // Only a message stored counts against slow mode.
+            self.limiter.give_back(limit, key).await?;
+        }
+        match outcome {
             SendOutcome::Stored(stored) => {
                 self.push.message_sent(id, caller.account_id);
                 Ok(self.published(stored).await)
             }
-            // A retried send publishes again: the first attempt may have died before it could.
+            // A retried send publishes again: the first attempt may have died before it could
+            // (streams drop what a device has; a channel's live sockets would get it twice).
+            SendOutcome::Duplicate(stored) if matches!(me, Standing::Channel(_)) => Ok(stored),
             SendOutcome::Duplicate(stored) => Ok(self.published(stored).await),
             SendOutcome::IdTaken => Err(Error::Conflict {
                 reason: ErrorReason::MessageIdTaken,
@@ -542,7 +614,7 @@ impl Conversations {
         caller: &Caller,
         id: ConversationId,
         message: MessageId,
-    ) -> Result<(MemberRecord, MessageRecord), Error> {
+    ) -> Result<(Standing, MessageRecord), Error> {
         let (_, me) = self.membership(caller, id).await?;
         let record = self.store.message(id, message).await?.ok_or_else(|| {
             Error::not_found(ErrorReason::MessageNotFound, "no such message in this conversation")
@@ -583,7 +655,8 @@ impl Conversations {
                 self.store.edit_message(id, message, &ciphertext, &session_id, now_ms()).await?
             }
             Payload::Cloud(draft) => {
-                let body = self.cloud_body(id, draft).await?;
+                let (_, me) = self.membership(caller, id).await?;
+                let body = self.cloud_body(id, &me, draft).await?;
                 self.store.edit_cloud_message(id, message, &body, now_ms()).await?
             }
         };
@@ -606,11 +679,29 @@ impl Conversations {
         if record.system.is_some() {
             return Err(not_allowed("a system entry cannot be deleted"));
         }
-        if record.sender_account_id != caller.account_id && me.role == Role::Member {
-            return Err(not_allowed("only its sender or a group's owner or admin may delete a message"));
+        let someone_elses = record.sender_account_id != caller.account_id;
+        if someone_elses && me.role() == Role::Member && !me.channel_allows(P::MANAGE_MESSAGES) {
+            return Err(not_allowed(
+                "only its sender, a group's owner or admin, or a channel's moderator may delete a message",
+            ));
         }
         match self.store.delete_message(id, message, now_ms()).await? {
-            Some(deleted) => Ok(self.published(deleted).await),
+            Some(deleted) => {
+                if let Standing::Channel(access) = &me
+                    && someone_elses
+                {
+                    // A moderator's deletion goes in the guild's audit log.
+                    let entry = AuditEntry {
+                        actor: caller.account_id,
+                        action: AuditAction::MessageDeleted,
+                        target: Some(message.as_uuid()),
+                        detail: format!("in #{}, sent by {}", access.channel.name, record.sender_account_id),
+                        at_ms: now_ms(),
+                    };
+                    self.store.record_audit(access.channel.guild_id, &entry).await?;
+                }
+                Ok(self.published(deleted).await)
+            }
             // Deleted before: deleting again changes nothing.
             None => Ok(record),
         }
@@ -650,13 +741,19 @@ impl Conversations {
         id: ConversationId,
         seq: i64,
     ) -> Result<(i64, i64), Error> {
-        let (conversation, _) = self.membership(caller, id).await?;
+        let (conversation, me) = self.membership(caller, id).await?;
         if seq > conversation.last_seq {
             return Err(Error::invalid(
                 ErrorReason::SeqInFuture,
                 "seq",
                 format!("the newest message is number {}", conversation.last_seq),
             ));
+        }
+        if let Standing::Channel(_) = me {
+            // A channel keeps one read mark per member, and sends no receipts.
+            let channel = ChannelId::from_uuid(id.as_uuid());
+            let mark = self.store.mark_channel_read(channel, caller.account_id, seq).await?;
+            return Ok((mark, (conversation.last_seq - mark).max(0)));
         }
         let receipt = self.store.mark_read(id, caller.account_id, seq).await?.ok_or_else(not_found)?;
         if !receipt.notified.is_empty() {
@@ -697,7 +794,7 @@ impl Conversations {
         id: ConversationId,
     ) -> Result<ConversationView, Error> {
         let (conversation, me) = self.membership(caller, id).await?;
-        if !me.request || !self.accept_membership(id, caller.account_id).await? {
+        if !me.request() || !self.accept_membership(id, caller.account_id).await? {
             return Err(not_a_request());
         }
         self.view(caller, conversation).await
@@ -707,7 +804,7 @@ impl Conversations {
     /// with the others).
     pub async fn decline_request(&self, caller: &Caller, id: ConversationId) -> Result<(), Error> {
         let (conversation, me) = self.membership(caller, id).await?;
-        if !me.request {
+        if !me.request() {
             return Err(not_a_request());
         }
         // A group shows that the request was declined ("Dave left"); a direct conversation
@@ -749,6 +846,51 @@ impl Conversations {
     /// The accounts the caller blocked and when (ms), most recent first.
     pub async fn blocked(&self, caller: &Caller) -> Result<Vec<(AccountId, i64)>, Error> {
         Ok(self.store.blocked_by(caller.account_id).await?)
+    }
+}
+
+/// What slow mode made of a send.
+enum SlowMode {
+    /// Not on here, or not for the caller.
+    Off,
+    /// Counted against `key`; given back if the message is not stored.
+    Counted { limit: Limit, key: String },
+    /// Too soon, but the message is one the caller already sent: a retry, answered with it.
+    Retried(Box<MessageRecord>),
+}
+
+impl Conversations {
+    /// Slow mode: in a channel that has it, a member sends one message per `slow_mode_s`
+    /// (who may manage the channel or its messages is exempt, as in Discord). Too soon is
+    /// `RATE_LIMITED` with the time left, except for a retry of a message already stored.
+    async fn slow_mode(
+        &self,
+        caller: &Caller,
+        access: &ChannelAccess,
+        message_id: MessageId,
+    ) -> Result<SlowMode, Error> {
+        let Ok(seconds) = u64::try_from(access.channel.slow_mode_s) else { return Ok(SlowMode::Off) };
+        let exempt = access.permissions.contains(P::MANAGE_MESSAGES)
+            || access.permissions.contains(P::MANAGE_CHANNELS);
+        if seconds == 0 || exempt {
+            return Ok(SlowMode::Off);
+        }
+        let limit = Limit::new(1, std::time::Duration::from_secs(seconds));
+        let key = format!("slow-mode:{}:{}", access.channel.id, caller.account_id);
+        if self.limiter.try_take(&limit, &key).await? {
+            return Ok(SlowMode::Counted { limit, key });
+        }
+        let conversation = access.channel.id.conversation();
+        match self.store.message(conversation, message_id).await? {
+            Some(earlier) if earlier.sender_account_id == caller.account_id => {
+                Ok(SlowMode::Retried(Box::new(earlier)))
+            }
+            _ => {
+                // Refused with the time left (a full period only if it just ran out).
+                self.limiter.check(&limit, &key).await?;
+                Err(Error::RateLimited { retry_after: limit.period })
+            }
+        }
     }
 }
 
@@ -802,13 +944,28 @@ pub(super) fn content_invalid(message: impl Into<String>) -> Error {
 
 impl Conversations {
     /// What the store keeps of a cloud draft, once every account it mentions is a member.
-    async fn cloud_body(&self, id: ConversationId, draft: CloudDraft) -> Result<CloudBody, Error> {
-        if !draft.mentions.is_empty() {
-            let members: Vec<AccountId> =
-                self.store.members(id).await?.into_iter().map(|m| m.account_id).collect();
-            if let Some(stranger) = draft.mentions.iter().find(|m| !members.contains(m)) {
-                return Err(content_invalid(format!("{stranger} is not a member of this conversation")));
+    async fn cloud_body(
+        &self,
+        id: ConversationId,
+        me: &Standing,
+        draft: CloudDraft,
+    ) -> Result<CloudBody, Error> {
+        match me {
+            Standing::Member(_) if !draft.mentions.is_empty() => {
+                let members: Vec<AccountId> =
+                    self.store.members(id).await?.into_iter().map(|m| m.account_id).collect();
+                if let Some(stranger) = draft.mentions.iter().find(|m| !members.contains(m)) {
+                    return Err(content_invalid(format!("{stranger} is not a member of this conversation")));
+                }
             }
+            Standing::Channel(access) => {
+                for account in &draft.mentions {
+                    if self.store.guild_member(access.channel.guild_id, *account).await?.is_none() {
+                        return Err(content_invalid(format!("{account} is not a member of this guild")));
+                    }
+                }
+            }
+            Standing::Member(_) => {}
         }
         let mut mentions = draft.mentions;
         mentions.sort_unstable();

@@ -14,6 +14,7 @@
 
 use std::time::Duration;
 
+use super::guilds::permissions::Permissions;
 use super::{Caller, Conversations, Error, ErrorReason};
 use crate::bus::Notice;
 use crate::ids::{AccountId, ConversationId, MessageId};
@@ -93,9 +94,12 @@ impl Conversations {
                 ));
             }
         };
-        if let Some(id) = search.conversation {
-            self.membership(caller, id).await?;
-        }
+        let channel = match search.conversation {
+            Some(id) => {
+                matches!(self.membership(caller, id).await?.1, super::conversations::Standing::Channel(_))
+            }
+            None => false,
+        };
         let older_than = if search.page_token.is_empty() {
             None
         } else {
@@ -115,6 +119,7 @@ impl Conversations {
                 account: caller.account_id,
                 text: search.query,
                 conversation: search.conversation,
+                channel,
                 sender: search.sender,
                 after_ms: search.after_ms.max(0),
                 before_ms: search.before_ms.max(0),
@@ -140,7 +145,8 @@ impl Conversations {
         emoji: &str,
         remove: bool,
     ) -> Result<MessageRecord, Error> {
-        let (conversation, _) = self.membership(caller, id).await?;
+        let (conversation, me) = self.membership(caller, id).await?;
+        me.require(Permissions::ADD_REACTIONS, "add reactions")?;
         if conversation.e2ee {
             return Err(Error::invalid(
                 ErrorReason::WrongMode,
@@ -186,12 +192,13 @@ impl Conversations {
         pin: bool,
     ) -> Result<MessageRecord, Error> {
         let (conversation, me) = self.membership(caller, id).await?;
-        if conversation.kind == ConversationKind::Group && me.role == Role::Member {
+        if conversation.kind == ConversationKind::Group && me.role() == Role::Member {
             return Err(Error::Forbidden {
                 reason: ErrorReason::NotAllowed,
                 message: "only the group's owner and admins may pin messages".into(),
             });
         }
+        me.require(Permissions::MANAGE_MESSAGES, "pin messages")?;
         match self.store.pin_message(id, message, caller.account_id, pin, MAX_PINS, now_ms()).await? {
             PinOutcome::Changed(updated) => Ok(self.published(updated).await),
             PinOutcome::Unchanged(current) => Ok(current),
@@ -225,12 +232,13 @@ impl Conversations {
             ));
         }
         let (conversation, me) = self.membership(caller, id).await?;
-        if conversation.kind == ConversationKind::Group && me.role == Role::Member {
+        if conversation.kind == ConversationKind::Group && me.role() == Role::Member {
             return Err(Error::Forbidden {
                 reason: ErrorReason::NotAllowed,
                 message: "only the group's owner and admins may set the disappearing-message timer".into(),
             });
         }
+        me.require(Permissions::MANAGE_CHANNELS, "set the disappearing-message timer")?;
         if let Some(entry) =
             self.store.set_message_timer(id, caller.account_id, i64::from(seconds), now_ms()).await?
         {

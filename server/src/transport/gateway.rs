@@ -267,7 +267,11 @@ impl Connection {
                     }
                 }
                 wake = session.wait(notices) => match wake {
-                    Wake::Notice(notice) => session.absorb(&notice),
+                    Wake::Notice(notice) => {
+                        if let Err(e) = session.absorb(&notice).await {
+                            return self.end(Fatal::internal(&e)).await;
+                        }
+                    }
                     Wake::Kick(why) => return self.end(kicked(why)).await,
                 },
                 _ = heartbeat.tick() => {

@@ -5,7 +5,7 @@ use super::conversations::{accounts, message, send};
 use crate::ids::{AccountId, AttachmentId, ConversationId, DeviceId};
 use crate::{AttachmentRecord, CreateAttachmentOutcome, NewAttachment, NewMessage, SendOutcome, now_ms};
 
-fn new_attachment(conversation: ConversationId, uploader: AccountId, size: i64) -> NewAttachment {
+pub(super) fn new_attachment(conversation: ConversationId, uploader: AccountId, size: i64) -> NewAttachment {
     NewAttachment {
         id: AttachmentId::generate(),
         conversation_id: conversation,

@@ -17,7 +17,12 @@ async fn cloud_group(db: &Fresh, owner: AccountId, members: &[AccountId]) -> any
     Ok(c)
 }
 
-fn cloud(conversation: ConversationId, sender: AccountId, text: &str, mentions: &[AccountId]) -> NewMessage {
+pub(super) fn cloud(
+    conversation: ConversationId,
+    sender: AccountId,
+    text: &str,
+    mentions: &[AccountId],
+) -> NewMessage {
     NewMessage {
         ciphertext: Vec::new(),
         session_id: Vec::new(),
@@ -35,6 +40,7 @@ fn query(account: AccountId, text: &str) -> SearchQuery {
         account,
         text: text.to_owned(),
         conversation: None,
+        channel: false,
         sender: None,
         after_ms: 0,
         before_ms: 0,

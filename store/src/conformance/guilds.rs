@@ -647,3 +647,63 @@ pub(super) async fn deleting_the_owners_account_hands_the_guild_on(db: &Fresh) -
     assert!(db.store.guild(lonely).await?.is_none());
     Ok(())
 }
+
+pub(super) async fn channel_messages_count_mentions_search_files_and_a_bans_sweep(
+    db: &Fresh,
+) -> anyhow::Result<()> {
+    use super::attachments::new_attachment;
+    use super::cloud::cloud;
+    use crate::{CreateAttachmentOutcome, SearchQuery};
+    let ids = accounts(db, &["ada", "bea", "cyd"]).await?;
+    let (owner, member, stranger) = (ids[0], ids[1], ids[2]);
+    let (guild, general) = guild_with_channel(db, owner).await?;
+    join_all(db, guild, owner, &[member]).await?;
+    let conversation = general.conversation();
+
+    // Mentions after the read mark, per channel.
+    let first = send(db, &cloud(conversation, owner, "кошки на турнире", &[member])).await?;
+    send(db, &cloud(conversation, owner, "ещё кошку", &[member])).await?;
+    assert_eq!(db.store.channel_mentions(guild, member).await?, [(general, 2)]);
+    assert!(db.store.channel_mentions(guild, owner).await?.is_empty());
+    db.store.mark_channel_read(general, member, first.seq).await?;
+    assert_eq!(db.store.channel_mentions(guild, member).await?, [(general, 1)]);
+
+    // Search within a channel: found once the server says the account may read it (it has no
+    // member rows there), not otherwise.
+    let query = |channel: bool| SearchQuery {
+        account: member,
+        text: "кошка".to_owned(),
+        conversation: Some(conversation),
+        channel,
+        sender: None,
+        after_ms: 0,
+        before_ms: 0,
+        older_than: None,
+        limit: 10,
+    };
+    assert_eq!(db.store.search_messages(&query(true)).await?.len(), 2);
+    assert!(db.store.search_messages(&query(false)).await?.is_empty());
+
+    // Files: a member of the guild reserves one in its cloud channel; a stranger cannot.
+    let outcome = db.store.create_attachment(&new_attachment(conversation, member, 10), 1000).await?;
+    assert!(matches!(outcome, CreateAttachmentOutcome::Created(_)), "{outcome:?}");
+    let outsider = new_attachment(conversation, stranger, 10);
+    assert_eq!(db.store.create_attachment(&outsider, 1000).await?, CreateAttachmentOutcome::NotMember);
+
+    // What a member sent lately, for a ban that deletes it: not before `since`, not deleted,
+    // not someone else's, oldest first, `limit` at a time.
+    let old = send(db, &cloud(conversation, member, "old", &[])).await?;
+    let since = old.sent_at_ms + 1;
+    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    let mut recent = Vec::new();
+    for text in ["one", "two", "three"] {
+        recent.push(send(db, &cloud(conversation, member, text, &[])).await?.id);
+    }
+    let listed = db.store.guild_messages_since(guild, member, since, 10).await?;
+    assert_eq!(listed, recent.iter().map(|id| (general, *id)).collect::<Vec<_>>());
+    assert_eq!(db.store.guild_messages_since(guild, member, since, 2).await?.len(), 2);
+    db.store.delete_message(conversation, recent[0], now_ms()).await?;
+    assert_eq!(db.store.guild_messages_since(guild, member, since, 10).await?.len(), 2);
+    assert!(db.store.guild_messages_since(guild, stranger, 0, 10).await?.is_empty());
+    Ok(())
+}

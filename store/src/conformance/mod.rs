@@ -167,6 +167,7 @@ suite! {
         the_audit_log_records_each_change_with_it,
         read_marks_move_forward_within_the_channel,
         deleting_the_owners_account_hands_the_guild_on,
+        channel_messages_count_mentions_search_files_and_a_bans_sweep,
     ],
     cloud: [
         cloud_messages_keep_their_content,

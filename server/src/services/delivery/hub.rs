@@ -115,6 +115,13 @@ impl Hub {
         keys.len()
     }
 
+    /// Closes one session.
+    pub(super) fn kick_session(&self, key: u64, why: Kick) {
+        if let Some(entry) = self.state().sessions.get(&key) {
+            entry.kick.send_replace(Some(why));
+        }
+    }
+
     /// Closes every session, now and for any that open later.
     pub fn shut_down(&self) {
         let mut state = self.state();

@@ -13,7 +13,9 @@ use super::hub::{Hub, Recent};
 use super::{Delivery, Error};
 use crate::bus::Notice;
 use crate::events::{AttachmentEvent, AvatarEvent, CallEvent, GuildEvent};
-use crate::ids::{AccountId, ConversationId, DeviceId, MessageId};
+use crate::ids::{AccountId, ConversationId, DeviceId, GuildId, MessageId};
+use crate::services::guilds::permissions::Permissions;
+use crate::services::guilds::visible_channels;
 use crate::services::{Caller, ErrorReason};
 use crate::store::{AccountEvent, DeviceAcks, MessageRecord, Role, ToDeviceRecord};
 
@@ -155,6 +157,10 @@ pub struct Session {
     sent: HashMap<ConversationId, i64>,
     /// Conversations to read from the database.
     dirty: BTreeSet<ConversationId>,
+    /// The guild cloud channels the account can see, with their guild and what it may do
+    /// there. Their messages are live only: a device reads what it missed with
+    /// `ListMessages`, so a message in a channel writes no row per member.
+    channels: HashMap<ConversationId, (GuildId, Permissions)>,
     dirty_account: bool,
     account_sent: i64,
     dirty_inbox: bool,
@@ -194,6 +200,7 @@ impl Session {
             outbox: VecDeque::new(),
             sent: HashMap::new(),
             dirty: BTreeSet::new(),
+            channels: HashMap::new(),
             dirty_account: true,
             account_sent: 0,
             dirty_inbox: true,
@@ -249,7 +256,68 @@ impl Session {
             }
         }
         self.account_sent = streams.account_cursor;
+        self.follow_guilds().await?;
         Ok(resumed)
+    }
+
+    /// Follows the channels the account can see in every guild it is in.
+    async fn follow_guilds(&mut self) -> Result<(), Error> {
+        let guilds: Vec<GuildId> =
+            self.delivery.store.guilds_of(self.account).await?.into_iter().map(|g| g.id).collect();
+        let gone: HashSet<GuildId> =
+            self.channels.values().map(|(g, _)| *g).filter(|g| !guilds.contains(g)).collect();
+        for guild in gone {
+            self.follow_guild(guild, true).await?;
+        }
+        for guild in guilds {
+            self.follow_guild(guild, false).await?;
+        }
+        Ok(())
+    }
+
+    /// Follows the channels of `guild` the account can see now (none when `removed`), and
+    /// stops following the others: called when the session opens and whenever the guild
+    /// changes, before any later notice is taken in, so a member who lost a channel (or the
+    /// guild) gets nothing more from it.
+    async fn follow_guild(&mut self, guild: GuildId, removed: bool) -> Result<(), Error> {
+        let visible = if removed {
+            Vec::new()
+        } else {
+            visible_channels(&*self.delivery.store, self.account, guild).await?
+        };
+        let before: Vec<ConversationId> =
+            self.channels.iter().filter(|(_, (g, _))| *g == guild).map(|(c, _)| *c).collect();
+        for conversation in before {
+            self.channels.remove(&conversation);
+        }
+        for access in visible.into_iter().filter(|a| !a.channel.e2ee) {
+            let conversation = access.channel.id.conversation();
+            self.channels.insert(conversation, (guild, access.permissions));
+        }
+        {
+            let mut state = self.delivery.hub.state();
+            let followed: Vec<ConversationId> = state
+                .sessions
+                .get(&self.key)
+                .map(|e| e.conversations.iter().copied().collect())
+                .unwrap_or_default();
+            for conversation in followed {
+                if !self.sent.contains_key(&conversation) && !self.channels.contains_key(&conversation) {
+                    Hub::unsubscribe(&mut state, self.key, conversation);
+                }
+            }
+        }
+        for conversation in self.channels.iter().filter(|(_, (g, _))| *g == guild).map(|(c, _)| *c) {
+            self.delivery.hub.subscribe(self.key, conversation);
+        }
+        let (sent, channels) = (&self.sent, &self.channels);
+        let followed = |c: &ConversationId| sent.contains_key(c) || channels.contains_key(c);
+        self.outbox.retain(|(event, _)| match event {
+            Outgoing::Message(m) => followed(&m.conversation_id),
+            Outgoing::Typing { conversation, .. } => followed(conversation),
+            _ => true,
+        });
+        Ok(())
     }
 
     /// Waits for a notice or a kick. Cancel-safe: nothing is lost if the future is dropped.
@@ -272,9 +340,32 @@ impl Session {
     }
 
     /// Takes a live notice in: sends it on as is when it is the next change of its stream,
-    /// else marks the stream for a catch-up read.
-    pub fn absorb(&mut self, notice: &Notice) {
+    /// else marks the stream for a catch-up read. A guild's change makes the session follow
+    /// that guild's channels anew before it takes anything else in.
+    pub async fn absorb(&mut self, notice: &Notice) -> Result<(), Error> {
+        self.absorb_now(notice);
         match notice {
+            Notice::Guild { event, .. } if event.removed || !event.members_only => {
+                self.follow_guild(event.guild, event.removed).await?;
+            }
+            // The hub's "resync" after a bus outage: guilds may have changed meanwhile.
+            Notice::Accounts(accounts) if accounts.is_empty() => self.follow_guilds().await?,
+            _ => {}
+        }
+        Ok(())
+    }
+
+    fn absorb_now(&mut self, notice: &Notice) {
+        match notice {
+            Notice::Message(message) if self.channels.contains_key(&message.conversation_id) => {
+                if self.outbox.len() < MAX_OUTBOX {
+                    self.outbox.push_back((Outgoing::Message(message.clone()), Position::Live));
+                } else {
+                    // A channel's message has no stream to read it again from: a session that
+                    // cannot take it is closed, and the device reads what it missed.
+                    self.delivery.hub.kick_session(self.key, Kick::SlowConsumer);
+                }
+            }
             Notice::Message(message) => {
                 let conversation = message.conversation_id;
                 let Some(sent) = self.sent.get_mut(&conversation) else { return };
@@ -303,7 +394,9 @@ impl Session {
             Notice::NodeAlive { .. } => {}
             Notice::Left { .. } => {}
             Notice::Typing { conversation, account, typing } => {
-                if self.sent.contains_key(conversation) && self.outbox.len() < MAX_OUTBOX {
+                let followed =
+                    self.sent.contains_key(conversation) || self.channels.contains_key(conversation);
+                if followed && self.outbox.len() < MAX_OUTBOX {
                     let event =
                         Outgoing::Typing { conversation: *conversation, account: *account, typing: *typing };
                     self.outbox.push_back((event, Position::Live));
@@ -501,7 +594,8 @@ impl Session {
     /// Tells the other members that this account is typing. `Ok(false)`: refused because it is
     /// not a member; `Err(LimitExceeded)`: too many updates.
     pub async fn typing(&mut self, conversation: ConversationId, typing: bool) -> Result<bool, Error> {
-        if !self.sent.contains_key(&conversation) {
+        let may_post = |(_, p): &(GuildId, Permissions)| p.contains(Permissions::SEND_MESSAGES);
+        if !self.sent.contains_key(&conversation) && !self.channels.get(&conversation).is_some_and(may_post) {
             return Ok(false);
         }
         let now = Instant::now();

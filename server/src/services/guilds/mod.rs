@@ -36,6 +36,8 @@ use crate::store::{
 
 /// The longest timeout (28 days, as Discord).
 pub const MAX_TIMEOUT_S: u32 = 28 * 24 * 3600;
+/// The most a ban deletes of what the banned sent (7 days, as Discord).
+pub const MAX_BAN_DELETION: Duration = Duration::from_secs(7 * 24 * 3600);
 /// The longest slow mode (6 hours).
 pub const MAX_SLOW_MODE_S: u32 = 6 * 3600;
 /// The shortest invite lifetime (a minute) and the longest (30 days); 0 is "never expires".
@@ -100,6 +102,8 @@ pub struct ChannelView {
     pub permissions: P,
     /// How far the caller has read.
     pub read_seq: i64,
+    /// Messages after `read_seq` that mention the caller.
+    pub mention_count: i64,
     /// Whether the caller may see its overwrites (MANAGE_ROLES or MANAGE_CHANNELS there).
     pub show_overwrites: bool,
 }
@@ -246,6 +250,58 @@ impl GuildView {
     }
 }
 
+/// What an account may do in a channel it can see.
+#[derive(Debug, Clone)]
+pub struct ChannelAccess {
+    /// The channel.
+    pub channel: ChannelRecord,
+    /// What the account may do in it now.
+    pub permissions: P,
+}
+
+/// What `account` may do in channel `id`; `None` when it cannot see it (not a member of its
+/// guild, no VIEW_CHANNEL there, or no such channel): callers answer that like "no such
+/// conversation".
+pub(in crate::services) async fn channel_access(
+    store: &dyn Store,
+    account: AccountId,
+    id: ChannelId,
+) -> Result<Option<ChannelAccess>, Error> {
+    let Some(channel) = store.guild_channel(id).await? else { return Ok(None) };
+    let Some(view) = member_view(store, channel.guild_id, account).await? else { return Ok(None) };
+    let permissions = view.in_channel(&channel, now_ms());
+    Ok(permissions.contains(P::VIEW_CHANNEL).then_some(ChannelAccess { channel, permissions }))
+}
+
+/// The message-holding channels of guild `id` that `account` can see, with what it may do in
+/// each (empty when it is not a member).
+pub(in crate::services) async fn visible_channels(
+    store: &dyn Store,
+    account: AccountId,
+    id: GuildId,
+) -> Result<Vec<ChannelAccess>, Error> {
+    let Some(view) = member_view(store, id, account).await? else { return Ok(Vec::new()) };
+    let now = now_ms();
+    Ok(store
+        .guild_channels(id)
+        .await?
+        .into_iter()
+        .filter(|c| c.kind != GuildChannelKind::Category)
+        .filter_map(|channel| {
+            let permissions = view.in_channel(&channel, now);
+            permissions.contains(P::VIEW_CHANNEL).then_some(ChannelAccess { channel, permissions })
+        })
+        .collect())
+}
+
+/// Guild `id` as `account` sees it, or `None` when it is not a member.
+async fn member_view(store: &dyn Store, id: GuildId, account: AccountId) -> Result<Option<GuildView>, Error> {
+    let Some(me) = store.guild_member(id, account).await? else { return Ok(None) };
+    let Some(guild) = store.guild(id).await? else { return Ok(None) };
+    let roles = store.guild_roles(id).await?;
+    GuildView::new(guild, roles, me).map(Some)
+}
+
 /// Whether changing `old` into `new` touches only permissions in `has`: nobody gives or takes
 /// away a permission they do not have.
 fn only_changes_within(has: P, old: P, new: P) -> bool {
@@ -354,26 +410,27 @@ impl Guilds {
     }
 
     /// Tells the devices of `removed` that they are no longer in the guild, and those of its
-    /// members that it changed (live only: a device that was away reads it again).
-    async fn announce(&self, id: GuildId, removed: &[AccountId]) -> Result<(), Error> {
-        if !removed.is_empty() {
-            let event = Arc::new(GuildEvent { guild: id, removed: true });
-            self.delivery.publish(Notice::Guild { event, accounts: removed.to_vec() }).await;
-        }
+    /// members that it changed (live only: a device that was away reads it again). `access`:
+    /// what members may see may have changed (roles, channels, overwrites), so their sessions
+    /// work out again which channels they follow; without it only the guild's details or who
+    /// is in it changed.
+    async fn announce(&self, id: GuildId, removed: &[AccountId], access: bool) -> Result<(), Error> {
+        self.tell(id, removed.to_vec(), true, false).await;
         let members = self.member_ids(id).await?;
-        if !members.is_empty() {
-            let event = Arc::new(GuildEvent { guild: id, removed: false });
-            self.delivery.publish(Notice::Guild { event, accounts: members }).await;
-        }
+        self.tell(id, members, false, !access).await;
         Ok(())
+    }
+
+    async fn tell(&self, guild: GuildId, accounts: Vec<AccountId>, removed: bool, members_only: bool) {
+        if !accounts.is_empty() {
+            let event = Arc::new(GuildEvent { guild, removed, members_only });
+            self.delivery.publish(Notice::Guild { event, accounts }).await;
+        }
     }
 
     /// The guild as the caller sees it, or `GUILD_NOT_FOUND` if they are not a member.
     pub async fn view(&self, caller: &Caller, id: GuildId) -> Result<GuildView, Error> {
-        let me = self.store.guild_member(id, caller.account_id).await?.ok_or_else(guild_not_found)?;
-        let guild = self.store.guild(id).await?.ok_or_else(guild_not_found)?;
-        let roles = self.store.guild_roles(id).await?;
-        GuildView::new(guild, roles, me)
+        member_view(&*self.store, id, caller.account_id).await?.ok_or_else(guild_not_found)
     }
 
     /// A channel the caller can see, with their guild, or `CHANNEL_NOT_FOUND`.
@@ -437,6 +494,8 @@ impl Guilds {
         let now = now_ms();
         let reads: std::collections::HashMap<ChannelId, i64> =
             self.store.channel_reads(id, caller.account_id).await?.into_iter().collect();
+        let mentions: std::collections::HashMap<ChannelId, i64> =
+            self.store.channel_mentions(id, caller.account_id).await?.into_iter().collect();
         // The store lists channels in the list's order; keep that order and the visible ones.
         let all = self.store.guild_channels(id).await?;
         let permissions: Vec<P> = all.iter().map(|c| view.in_channel(c, now)).collect();
@@ -462,6 +521,7 @@ impl Guilds {
             }
             channels.push(ChannelView {
                 read_seq: reads.get(&channel.id).copied().unwrap_or(0),
+                mention_count: mentions.get(&channel.id).copied().unwrap_or(0),
                 channel,
                 permissions,
                 show_overwrites,
@@ -492,7 +552,7 @@ impl Guilds {
         if !self.store.update_guild(id, &name, &description, &entry).await? {
             return Err(guild_not_found());
         }
-        self.announce(id, &[]).await?;
+        self.announce(id, &[], false).await?;
         self.store.guild(id).await?.ok_or_else(guild_not_found)
     }
 
@@ -512,7 +572,7 @@ impl Guilds {
         let members = self.member_ids(id).await?;
         self.store.delete_guild(id).await?;
         tracing::info!(guild = %id, owner = %caller.account_id, "guild deleted");
-        self.announce(id, &members).await?;
+        self.announce(id, &members, false).await?;
         Ok(())
     }
 
@@ -526,7 +586,7 @@ impl Guilds {
             ));
         }
         if self.store.leave_guild(id, caller.account_id).await? {
-            self.announce(id, &[caller.account_id]).await?;
+            self.announce(id, &[caller.account_id], false).await?;
         }
         Ok(())
     }
@@ -544,7 +604,7 @@ impl Guilds {
         if !self.store.transfer_guild(id, to, &entry).await? {
             return Err(member_not_found());
         }
-        self.announce(id, &[]).await
+        self.announce(id, &[], true).await
     }
 
     /// Makes a channel or category (MANAGE_CHANNELS, and MANAGE_CHANNELS in its category).
@@ -604,7 +664,7 @@ impl Guilds {
         };
         let entry = audit(caller, AuditAction::ChannelCreated, Some(new.id.as_uuid()), name);
         self.store.create_channel(&new, &entry).await?.map_err(channel_refusal)?;
-        self.announce(id, &[]).await?;
+        self.announce(id, &[], true).await?;
         let channel = self.store.guild_channel(new.id).await?.ok_or_else(channel_not_found)?;
         Ok(managed(&view, channel))
     }
@@ -636,7 +696,7 @@ impl Guilds {
         if !self.store.update_channel(id, &name, &topic, i64::from(slow_mode_s), &entry).await? {
             return Err(channel_not_found());
         }
-        self.announce(channel.guild_id, &[]).await?;
+        self.announce(channel.guild_id, &[], false).await?;
         let channel = self.store.guild_channel(id).await?.ok_or_else(channel_not_found)?;
         Ok(managed(&view, channel))
     }
@@ -651,7 +711,7 @@ impl Guilds {
         if !self.store.delete_channel(id, &entry).await? {
             return Err(channel_not_found());
         }
-        self.announce(channel.guild_id, &[]).await
+        self.announce(channel.guild_id, &[], true).await
     }
 
     /// Puts the guild's channels in the order and categories of `layout` (MANAGE_CHANNELS).
@@ -665,7 +725,7 @@ impl Guilds {
         view.require(P::MANAGE_CHANNELS, "manage channels", now_ms())?;
         let entry = audit(caller, AuditAction::ChannelsArranged, None, "");
         self.store.arrange_channels(id, layout, &entry).await?.map_err(channel_refusal)?;
-        self.announce(id, &[]).await
+        self.announce(id, &[], false).await
     }
 
     /// Whether the caller may set or remove an overwrite for `target` in `channel`, where they
@@ -716,7 +776,7 @@ impl Guilds {
         if !self.store.set_overwrite(id, &record, &entry).await? {
             return Err(role_not_found());
         }
-        self.announce(view.guild.id, &[]).await
+        self.announce(view.guild.id, &[], true).await
     }
 
     /// Removes a channel's overwrite (as [`Guilds::set_overwrite`]).
@@ -736,7 +796,7 @@ impl Guilds {
         let entry =
             audit(caller, AuditAction::OverwriteRemoved, Some(id.as_uuid()), overwrite_detail(&view, target));
         if self.store.remove_overwrite(id, target, &entry).await? {
-            self.announce(view.guild.id, &[]).await?;
+            self.announce(view.guild.id, &[], true).await?;
         }
         Ok(())
     }
@@ -761,7 +821,7 @@ impl Guilds {
         let role = RoleId::generate();
         let entry = audit(caller, AuditAction::RoleCreated, Some(role.as_uuid()), name.clone());
         self.store.create_role(id, role, &name, color, wanted.bits(), &entry).await?.map_err(role_refusal)?;
-        self.announce(id, &[]).await?;
+        self.announce(id, &[], false).await?;
         self.store.guild_roles(id).await?.into_iter().find(|r| r.id == role).ok_or_else(role_not_found)
     }
 
@@ -796,7 +856,7 @@ impl Guilds {
         if !self.store.update_role(id, role, &name, color & 0x00ff_ffff, wanted.bits(), &entry).await? {
             return Err(role_not_found());
         }
-        self.announce(id, &[]).await
+        self.announce(id, &[], true).await
     }
 
     /// Deletes a role below the caller's highest (MANAGE_ROLES).
@@ -815,7 +875,7 @@ impl Guilds {
         if !self.store.delete_role(id, role, &entry).await? {
             return Err(role_not_found());
         }
-        self.announce(id, &[]).await
+        self.announce(id, &[], true).await
     }
 
     /// Puts the roles in this order, lowest first (MANAGE_ROLES); roles at or above the
@@ -841,7 +901,7 @@ impl Guilds {
         }
         let entry = audit(caller, AuditAction::RolesArranged, None, "");
         self.store.arrange_roles(id, lowest_first, &entry).await?.map_err(role_refusal)?;
-        self.announce(id, &[]).await
+        self.announce(id, &[], false).await
     }
 
     /// Gives a member exactly `roles` (MANAGE_ROLES; the roles added or taken must be below the
@@ -882,7 +942,7 @@ impl Guilds {
             wanted.iter().filter_map(|r| view.role(*r).ok()).map(|r| r.name.as_str()).collect();
         let entry = audit(caller, AuditAction::MemberRolesChanged, Some(account.as_uuid()), names.join(", "));
         self.store.set_member_roles(id, account, &wanted, &entry).await?.map_err(role_refusal)?;
-        self.announce(id, &[]).await
+        self.announce(id, &[], true).await
     }
 
     /// A page of members.
@@ -948,19 +1008,28 @@ impl Guilds {
             return Err(member_not_found());
         }
         tracing::info!(guild = %id, by = %caller.account_id, member = %account, "member kicked");
-        self.announce(id, &[account]).await
+        self.announce(id, &[account], false).await
     }
 
-    /// Bans an account (BAN_MEMBERS, and a member is below the caller). Banning again changes
-    /// nothing.
+    /// Bans an account (BAN_MEMBERS, and a member is below the caller), and deletes what it
+    /// sent in the guild's channels in the last `delete_messages` (at most
+    /// [`MAX_BAN_DELETION`]). Banning again changes nothing but that deletion.
     pub async fn ban(
         &self,
         caller: &Caller,
         id: GuildId,
         account: AccountId,
         reason: &str,
+        delete_messages: Duration,
     ) -> Result<(), Error> {
         let reason = free_text(reason, MAX_REASON_CHARS, "reason", "reason")?;
+        if delete_messages > MAX_BAN_DELETION {
+            return Err(Error::invalid(
+                ErrorReason::DurationInvalid,
+                "delete_messages_s",
+                "a ban deletes at most the last 7 days of messages",
+            ));
+        }
         let view = self.view(caller, id).await?;
         let (target, member) = self.target(id, account).await?;
         if !member && self.store.account(account).await?.is_none() {
@@ -971,8 +1040,47 @@ impl Guilds {
         if self.store.ban_member(id, account, &reason, &entry).await? {
             tracing::info!(guild = %id, by = %caller.account_id, member = %account, "member banned");
             if member {
-                self.announce(id, &[account]).await?;
+                self.announce(id, &[account], false).await?;
             }
+        }
+        if !delete_messages.is_zero() {
+            self.delete_recent(caller, id, account, delete_messages).await?;
+        }
+        Ok(())
+    }
+
+    /// Deletes what `account` sent in the guild's channels in the last `window`, each
+    /// deletion told to the channel's readers, with one audit entry for them all.
+    async fn delete_recent(
+        &self,
+        caller: &Caller,
+        id: GuildId,
+        account: AccountId,
+        window: Duration,
+    ) -> Result<(), Error> {
+        const BATCH: i64 = 500;
+        let since = now_ms().saturating_sub(i64::try_from(window.as_millis()).unwrap_or(i64::MAX));
+        let mut deleted = 0usize;
+        loop {
+            let batch = self.store.guild_messages_since(id, account, since, BATCH).await?;
+            for (channel, message) in &batch {
+                if let Some(tombstone) =
+                    self.store.delete_message(channel.conversation(), *message, now_ms()).await?
+                {
+                    self.delivery.publish(Notice::Message(Arc::new(tombstone))).await;
+                    deleted += 1;
+                }
+            }
+            if (batch.len() as i64) < BATCH {
+                break;
+            }
+        }
+        if deleted > 0 {
+            let detail =
+                format!("{deleted} messages of {account} from the last {} hours", window.as_secs() / 3600);
+            let entry = audit(caller, AuditAction::MessageDeleted, Some(account.as_uuid()), detail);
+            self.store.record_audit(id, &entry).await?;
+            tracing::info!(guild = %id, by = %caller.account_id, member = %account, deleted, "banned member's messages deleted");
         }
         Ok(())
     }
@@ -1023,7 +1131,7 @@ impl Guilds {
         if !self.store.time_out_member(id, account, until, &entry).await? {
             return Err(member_not_found());
         }
-        self.announce(id, &[]).await?;
+        self.announce(id, &[], true).await?;
         Ok(until)
     }
 
@@ -1148,7 +1256,12 @@ impl Guilds {
         };
         if joined {
             tracing::info!(guild = %id, member = %caller.account_id, "member joined by invite");
-            self.announce(id, &[]).await?;
+            // The newcomer's sessions start following the guild's channels; the others only
+            // hear that someone joined (what they may see did not change).
+            self.tell(id, vec![caller.account_id], false, false).await;
+            let mut others = self.member_ids(id).await?;
+            others.retain(|a| *a != caller.account_id);
+            self.tell(id, others, false, true).await;
         }
         Ok((self.store.guild(id).await?.ok_or_else(guild_not_found)?, joined))
     }
@@ -1181,7 +1294,7 @@ fn page_size(limit: u32, (default, max): (u32, u32), what: &str) -> Result<u32, 
 /// overwrites).
 fn managed(view: &GuildView, channel: ChannelRecord) -> ChannelView {
     let permissions = view.in_channel(&channel, now_ms());
-    ChannelView { channel, permissions, read_seq: 0, show_overwrites: true }
+    ChannelView { channel, permissions, read_seq: 0, mention_count: 0, show_overwrites: true }
 }
 
 /// Who an overwrite is for, for the audit log.

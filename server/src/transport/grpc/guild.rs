@@ -48,7 +48,7 @@ fn overwrite(o: &OverwriteRecord) -> pb::PermissionOverwrite {
     }
 }
 
-fn channel(c: ChannelRecord, permissions: u64, read_seq: i64) -> pb::GuildChannel {
+fn channel(c: ChannelRecord, permissions: u64, read_seq: i64, mention_count: i64) -> pb::GuildChannel {
     pb::GuildChannel {
         id: c.id.to_string(),
         kind: kind(c.kind).into(),
@@ -62,11 +62,12 @@ fn channel(c: ChannelRecord, permissions: u64, read_seq: i64) -> pb::GuildChanne
         permissions,
         last_seq: c.last_seq,
         read_seq,
+        mention_count: u32::try_from(mention_count).unwrap_or(u32::MAX),
     }
 }
 
 fn channel_view(v: ChannelView) -> pb::GuildChannel {
-    channel(v.channel, v.permissions.bits(), v.read_seq)
+    channel(v.channel, v.permissions.bits(), v.read_seq, v.mention_count)
 }
 
 fn role(r: GuildRoleRecord) -> pb::GuildRole {
@@ -449,7 +450,8 @@ impl GuildService for GuildApi {
         let r = request.into_inner();
         let id: GuildId = parse_id(&r.guild_id, "guild_id")?;
         let account: AccountId = parse_id(&r.account_id, "account_id")?;
-        self.0.services.guilds.ban(&caller, id, account, &r.reason).await?;
+        let delete = std::time::Duration::from_secs(u64::from(r.delete_messages_s));
+        self.0.services.guilds.ban(&caller, id, account, &r.reason, delete).await?;
         Ok(Response::new(pb::BanMemberResponse {}))
     }
 
