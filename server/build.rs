@@ -1,4 +1,4 @@
-//! Embeds the built PWA (`pwa/dist`) into the binary, so the single `kitsulan` file is all a
+//! Embeds the built PWA (`pwa/dist`, or `$KITSULAN_PWA_DIST`) into the binary, so the single `kitsulan` file is all a
 //! Lite install needs. Writes `$OUT_DIR/pwa_assets.rs`: a sorted table of (path, bytes,
 //! content type, ETag, and the brotli and gzip copies). Without a build of the PWA the table
 //! holds one page that says so.
@@ -17,7 +17,10 @@ use std::path::{Path, PathBuf};
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let manifest = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR")?);
     let pwa = manifest.join("../pwa");
-    let dist = pwa.join("dist");
+    // A build of the PWA made elsewhere (a packager's, or a copy kept still while the PWA
+    // is being worked on) instead of `pwa/dist`.
+    println!("cargo:rerun-if-env-changed=KITSULAN_PWA_DIST");
+    let dist = std::env::var_os("KITSULAN_PWA_DIST").map_or_else(|| pwa.join("dist"), PathBuf::from);
     let out = PathBuf::from(std::env::var("OUT_DIR")?);
 
     let mut files = Vec::new();

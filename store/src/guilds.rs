@@ -493,6 +493,15 @@ pub trait GuildStore: Send + Sync {
         after: Option<AccountId>,
         limit: u32,
     ) -> Result<Vec<GuildMemberRecord>, StoreError>;
+    /// Those of `accounts` who are members, with their roles, in account id order.
+    async fn guild_members_in(
+        &self,
+        id: GuildId,
+        accounts: &[AccountId],
+    ) -> Result<Vec<GuildMemberRecord>, StoreError>;
+    /// Everyone who shares a guild of at most `max_members` members with `account`, but
+    /// those `account` has blocked: who sees `account` come online and go offline.
+    async fn guild_peers(&self, account: AccountId, max_members: i64) -> Result<Vec<AccountId>, StoreError>;
     /// Joins the guild of the invite whose code hashes to `code_hash`.
     async fn join_guild(
         &self,
@@ -1075,6 +1084,58 @@ impl_for_backends! {
                 timed_out_until_ms: row.try_get("timed_out_until_ms")?,
                 roles: roles.into_iter().map(RoleId::from_uuid).collect(),
             }))
+        }
+
+        async fn guild_members_in(&self, id: GuildId, accounts: &[AccountId]) -> Result<Vec<GuildMemberRecord>, StoreError> {
+            // A few hundred at a time: far below either database's limit on parameters.
+            const CHUNK: usize = 200;
+            let mut members = Vec::new();
+            for chunk in accounts.chunks(CHUNK) {
+                let list = (0..chunk.len()).map(|i| format!("${}", i + 2)).collect::<Vec<_>>().join(", ");
+                let sql = format!(
+                    "SELECT account_id, joined_at_ms, timed_out_until_ms FROM guild_members \
+                     WHERE guild_id = $1 AND account_id IN ({list})"
+                );
+                let mut query = sqlx::query(&sql).bind(id.as_uuid());
+                for account in chunk {
+                    query = query.bind(account.as_uuid());
+                }
+                for row in query.fetch_all(&self.pool).await? {
+                    members.push(GuildMemberRecord {
+                        account_id: AccountId::from_uuid(row.try_get::<Uuid, _>("account_id")?),
+                        joined_at_ms: row.try_get("joined_at_ms")?,
+                        timed_out_until_ms: row.try_get("timed_out_until_ms")?,
+                        roles: Vec::new(),
+                    });
+                }
+                let sql = format!(
+                    "SELECT account_id, role_id FROM guild_member_roles WHERE guild_id = $1 \
+                     AND account_id IN ({list}) ORDER BY account_id, role_id"
+                );
+                let mut query = sqlx::query_as::<_, (Uuid, Uuid)>(&sql).bind(id.as_uuid());
+                for account in chunk {
+                    query = query.bind(account.as_uuid());
+                }
+                let pairs = query.fetch_all(&self.pool).await?;
+                members = with_roles(members, &pairs);
+            }
+            members.sort_by_key(|m| m.account_id);
+            Ok(members)
+        }
+
+        async fn guild_peers(&self, account: AccountId, max_members: i64) -> Result<Vec<AccountId>, StoreError> {
+            let rows: Vec<Uuid> = sqlx::query_scalar(
+                "SELECT DISTINCT other.account_id FROM guild_members mine \
+                 JOIN guild_members other ON other.guild_id = mine.guild_id AND other.account_id <> mine.account_id \
+                 WHERE mine.account_id = $1 \
+                 AND (SELECT COUNT(*) FROM guild_members n WHERE n.guild_id = mine.guild_id) <= $2 \
+                 AND NOT EXISTS (SELECT 1 FROM blocks WHERE blocker_id = $1 AND blocked_id = other.account_id)",
+            )
+            .bind(account.as_uuid())
+            .bind(max_members)
+            .fetch_all(&self.pool)
+            .await?;
+            Ok(rows.into_iter().map(AccountId::from_uuid).collect())
         }
 
         async fn guild_members(

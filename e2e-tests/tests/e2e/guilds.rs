@@ -189,7 +189,12 @@ async fn set_up_a_community_with_roles_invites_and_moderation(database: Database
     mallory_live.wait_event(WAIT, "the guild Mallory joined", |e| guild_event(e, id, false)).await.unwrap();
     let members = alice
         .guilds()
-        .list_members(ListMembersRequest { guild_id: id.to_owned(), after: String::new(), limit: 0 })
+        .list_members(ListMembersRequest {
+            guild_id: id.to_owned(),
+            after: String::new(),
+            limit: 0,
+            online_only: false,
+        })
         .await
         .unwrap()
         .into_inner()
@@ -357,7 +362,8 @@ async fn bad_input_and_reaching_above_ones_place_change_nothing(database: Databa
         reason: String::new(),
     };
     assert_refused(alice.guilds().time_out_member(timeout).await, "DURATION_INVALID");
-    let members = ListMembersRequest { guild_id: id.to_owned(), after: String::new(), limit: 1001 };
+    let members =
+        ListMembersRequest { guild_id: id.to_owned(), after: String::new(), limit: 1001, online_only: false };
     assert_refused(alice.guilds().list_members(members).await, "LIMIT_INVALID");
     let log = ListAuditLogRequest { guild_id: id.to_owned(), before: String::new(), limit: 101 };
     assert_refused(alice.guilds().list_audit_log(log).await, "LIMIT_INVALID");
@@ -631,3 +637,60 @@ async fn channel_messages_follow_the_roles(database: Database) {
 }
 
 on_both_databases!(channel_messages_follow_the_roles: channel_messages_on_sqlite, channel_messages_on_postgres);
+
+/// The member list says who is online, and lists only them on request; in a small guild the
+/// members' apps hear each other come and go live, though they share no conversation.
+async fn members_show_who_is_online(database: Database) {
+    let server = start(database).await;
+    let alice = plain(&server, "alice").await;
+    let bob = plain(&server, "bob").await;
+    let carol = plain(&server, "carol").await;
+    let mallory = plain(&server, "mallory").await;
+    let (b, c) = (account_id(&bob), account_id(&carol));
+    let guild = alice.create_guild("LAN party").await.unwrap();
+    let id = guild.id.as_str();
+    let invite = alice.create_invite(id, 0, 0).await.unwrap();
+    bob.join_guild(&invite.code).await.unwrap();
+    carol.join_guild(&invite.code).await.unwrap();
+    let mut bob_live = online(&server, &bob, "bob").await;
+    let _mallory_live = online(&server, &mallory, "mallory").await;
+
+    let list = |online_only: bool| {
+        let alice = alice.clone();
+        let request =
+            ListMembersRequest { guild_id: id.to_owned(), after: String::new(), limit: 0, online_only };
+        async move { alice.guilds().list_members(request).await.unwrap().into_inner().members }
+    };
+    let everyone = list(false).await;
+    assert_eq!(everyone.len(), 3);
+    let online_of = |who: &str| everyone.iter().find(|m| m.account_id == who).unwrap().online;
+    assert!(online_of(&b) && !online_of(&c));
+    let now: Vec<String> = list(true).await.into_iter().map(|m| m.account_id).collect();
+    assert_eq!(
+        now,
+        std::slice::from_ref(&b),
+        "online now: Bob, not the stranger Mallory nor the offline Carol"
+    );
+
+    // Carol comes online: Bob's app hears it, with no conversation between them.
+    let carol_live = online(&server, &carol, "carol").await;
+    bob_live
+        .wait_event(
+            WAIT,
+            "Carol online",
+            |e| matches!(&e.body, Some(Body::Presence(p)) if p.account_id == c && p.online),
+        )
+        .await
+        .unwrap();
+    drop(carol_live);
+    bob_live
+        .wait_event(
+            WAIT,
+            "Carol offline",
+            |e| matches!(&e.body, Some(Body::Presence(p)) if p.account_id == c && !p.online),
+        )
+        .await
+        .unwrap();
+}
+
+on_both_databases!(members_show_who_is_online: members_online_on_sqlite, members_online_on_postgres);

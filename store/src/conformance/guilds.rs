@@ -707,3 +707,49 @@ pub(super) async fn channel_messages_count_mentions_search_files_and_a_bans_swee
     assert!(db.store.guild_messages_since(guild, stranger, 0, 10).await?.is_empty());
     Ok(())
 }
+
+pub(super) async fn members_are_found_among_accounts_and_presence_reaches_small_guilds(
+    db: &Fresh,
+) -> anyhow::Result<()> {
+    let ids = accounts(db, &["kai", "lea", "mo", "ned", "oz"]).await?;
+    let (owner, member, blocked, stranger, big_only) = (ids[0], ids[1], ids[2], ids[3], ids[4]);
+    let (guild, _) = guild_with_channel(db, owner).await?;
+    join_all(db, guild, owner, &[member, blocked]).await?;
+    let role = RoleId::generate();
+    let made = entry(owner, AuditAction::RoleCreated, Some(role.as_uuid()));
+    assert_eq!(db.store.create_role(guild, role, "mods", 0, 0, &made).await?, Ok(()));
+    let given = entry(owner, AuditAction::MemberRolesChanged, Some(member.as_uuid()));
+    assert_eq!(db.store.set_member_roles(guild, member, &[role], &given).await?, Ok(()));
+
+    // Members among some accounts (a stranger and an unknown id are left out), with roles.
+    let found = db.store.guild_members_in(guild, &[stranger, member, AccountId::generate(), owner]).await?;
+    let mut expected = vec![owner, member];
+    expected.sort();
+    assert_eq!(found.iter().map(|m| m.account_id).collect::<Vec<_>>(), expected);
+    assert_eq!(found.iter().find(|m| m.account_id == member).map(|m| m.roles.clone()), Some(vec![role]));
+    let many: Vec<AccountId> = (0..450).map(|_| AccountId::generate()).chain([member]).collect();
+    assert_eq!(db.store.guild_members_in(guild, &many).await?.len(), 1, "past one chunk of ids");
+
+    // Presence peers: everyone in a guild small enough, not those the account blocked.
+    db.store.block(owner, blocked, now_ms()).await?;
+    let mut peers = db.store.guild_peers(owner, 3).await?;
+    peers.sort();
+    assert_eq!(peers, [member]);
+    assert_eq!(
+        db.store.guild_peers(blocked, 3).await?.len(),
+        2,
+        "blocking is one-way: the blocked still sees"
+    );
+    assert!(db.store.guild_peers(owner, 2).await?.is_empty(), "a guild bigger than the bound");
+    assert!(db.store.guild_peers(stranger, 100).await?.is_empty());
+    let (other, _) = guild_with_channel(db, big_only).await?;
+    let made = entry(big_only, AuditAction::InviteCreated, None);
+    assert!(db.store.create_invite(&invite(other, big_only, 201, 0, 0), &made).await?);
+    assert_eq!(db.store.join_guild(&[201; 32], member, now_ms()).await?, Ok(GuildJoin::Joined(other)));
+    let mut peers = db.store.guild_peers(member, 3).await?;
+    peers.sort();
+    let mut expected = vec![owner, blocked, big_only];
+    expected.sort();
+    assert_eq!(peers, expected, "across guilds, once each");
+    Ok(())
+}

@@ -168,6 +168,7 @@ suite! {
         read_marks_move_forward_within_the_channel,
         deleting_the_owners_account_hands_the_guild_on,
         channel_messages_count_mentions_search_files_and_a_bans_sweep,
+        members_are_found_among_accounts_and_presence_reaches_small_guilds,
     ],
     cloud: [
         cloud_messages_keep_their_content,

@@ -175,8 +175,17 @@ impl Hub {
         }
     }
 
-    pub(super) fn is_online(&self, account: AccountId) -> bool {
+    /// Whether `account` has a connection on any node.
+    pub fn is_online(&self, account: AccountId) -> bool {
         self.state().online.get(&account).is_some_and(|nodes| !nodes.is_empty())
+    }
+
+    /// Every account with a connection on any node, in id order.
+    pub fn online_accounts(&self) -> Vec<AccountId> {
+        let mut online: Vec<AccountId> =
+            self.state().online.iter().filter(|(_, nodes)| !nodes.is_empty()).map(|(a, _)| *a).collect();
+        online.sort_unstable();
+        online
     }
 
     /// The accounts with a session on this node.

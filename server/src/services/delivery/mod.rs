@@ -33,6 +33,10 @@ use crate::ids::{AccountId, DeviceId};
 use crate::store::{DeviceAcks, Store, now_ms};
 use hub::Entry;
 pub use hub::{Hub, MAX_QUEUED, NODE_ALIVE_EVERY};
+
+/// Guilds of up to this many members show their members' presence live (as Discord's
+/// "large threshold"); in bigger ones presence is read with the member list.
+pub const PRESENCE_GUILD_MAX: i64 = 250;
 pub use session::{
     ACK_SAVE_DELAY, AckInFuture, Kick, MAX_OUTBOX, MAX_UNACKED, Opened, Outgoing, Session, Wake,
 };
@@ -110,6 +114,17 @@ impl Delivery {
         Ok(())
     }
 
+    /// Who sees `account` come online and go offline: its contacts, and the members of the
+    /// guilds it shares of at most [`PRESENCE_GUILD_MAX`] members (a bigger guild's member
+    /// list shows who is online when it is read, not live), but for those it blocked.
+    pub(crate) async fn presence_audience(&self, account: AccountId) -> Result<Vec<AccountId>, Error> {
+        let mut audience = self.store.contacts(account).await?;
+        audience.extend(self.store.guild_peers(account, PRESENCE_GUILD_MAX).await?);
+        audience.sort_unstable();
+        audience.dedup();
+        Ok(audience)
+    }
+
     /// Opens a session for an authenticated device. `resume` names the device's previous
     /// session and the last event processed there.
     pub async fn open(&self, caller: &Caller, resume: Option<(Uuid, u64)>) -> Result<Opened, Error> {
@@ -152,7 +167,7 @@ impl Delivery {
                 return Err(e);
             }
         };
-        let contacts = self.store.contacts(caller.account_id).await?;
+        let contacts = self.presence_audience(caller.account_id).await?;
         if first_here {
             self.publish(Notice::Presence {
                 account: caller.account_id,
@@ -177,7 +192,7 @@ impl Delivery {
             let accounts = self.hub.local_accounts();
             self.publish(Notice::NodeAlive { node: self.hub.node, accounts }).await;
             for (account, node) in self.hub.expire_nodes() {
-                match self.store.contacts(account).await {
+                match self.presence_audience(account).await {
                     // Only this node's hub: every node does the same for its own sessions.
                     Ok(recipients) => {
                         self.hub.deliver(Notice::Presence { account, node, online: false, recipients })

@@ -647,7 +647,7 @@ impl Session {
             last_here
         };
         if last_here {
-            let recipients = match self.delivery.store.contacts(self.account).await {
+            let recipients = match self.delivery.presence_audience(self.account).await {
                 Ok(contacts) => contacts,
                 Err(e) => {
                     tracing::warn!(error = %e, "cannot tell contacts that an account went offline");

@@ -123,6 +123,17 @@ pub struct ChannelSpec {
     pub private: bool,
 }
 
+/// Which members `ListMembers` asks for.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct MemberPage {
+    /// After this account (in id order).
+    pub after: Option<AccountId>,
+    /// How many (0: the default).
+    pub limit: u32,
+    /// Only those online now.
+    pub online_only: bool,
+}
+
 /// What `GetGuild` answers.
 #[derive(Debug, Clone)]
 pub struct GuildDetails {
@@ -950,12 +961,38 @@ impl Guilds {
         &self,
         caller: &Caller,
         id: GuildId,
-        after: Option<AccountId>,
-        limit: u32,
-    ) -> Result<Vec<GuildMemberRecord>, Error> {
-        let limit = page_size(limit, MEMBER_PAGE, "members")?;
+        page: MemberPage,
+    ) -> Result<Vec<(GuildMemberRecord, bool)>, Error> {
+        let limit = page_size(page.limit, MEMBER_PAGE, "members")?;
         self.view(caller, id).await?;
-        Ok(self.store.guild_members(id, after, limit).await?)
+        let hub = self.delivery.hub();
+        let members = if page.online_only {
+            // Who is online is known here (the hub), not to the database: take the online
+            // accounts after `after` and keep the members among them, a page at a time.
+            let mut found = Vec::new();
+            let online: Vec<AccountId> = hub
+                .online_accounts()
+                .into_iter()
+                .filter(|a| page.after.is_none_or(|after| *a > after))
+                .collect();
+            for chunk in online.chunks(limit as usize) {
+                found.extend(self.store.guild_members_in(id, chunk).await?);
+                if found.len() >= limit as usize {
+                    break;
+                }
+            }
+            found.truncate(limit as usize);
+            found
+        } else {
+            self.store.guild_members(id, page.after, limit).await?
+        };
+        Ok(members
+            .into_iter()
+            .map(|m| {
+                let online = hub.is_online(m.account_id);
+                (m, online)
+            })
+            .collect())
     }
 
     /// The member `account` as the rules see them (not a member: no roles, no timeout).

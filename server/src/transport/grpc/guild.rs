@@ -7,7 +7,7 @@ use tonic::{Request, Response, Status};
 
 use super::{Context, parse_id, parse_ids};
 use crate::ids::{AccountId, ChannelId, GuildId, RoleId};
-use crate::services::guilds::{ChannelSpec, ChannelView};
+use crate::services::guilds::{ChannelSpec, ChannelView, MemberPage};
 use crate::services::{Error, ErrorReason};
 use crate::store::{
     AuditAction, AuditRecord, BanRecord, ChannelRecord, GuildChannelKind, GuildMemberRecord, GuildRecord,
@@ -80,12 +80,13 @@ fn role(r: GuildRoleRecord) -> pb::GuildRole {
     }
 }
 
-fn member(m: GuildMemberRecord) -> pb::GuildMember {
+fn member(m: GuildMemberRecord, online: bool) -> pb::GuildMember {
     pb::GuildMember {
         account_id: m.account_id.to_string(),
         role_ids: m.roles.iter().map(ToString::to_string).collect(),
         joined_at_ms: m.joined_at_ms,
         timed_out_until_ms: m.timed_out_until_ms,
+        online,
     }
 }
 
@@ -426,8 +427,10 @@ impl GuildService for GuildApi {
         let r = request.into_inner();
         let id: GuildId = parse_id(&r.guild_id, "guild_id")?;
         let after: Option<AccountId> = optional_id(&r.after, "after")?;
-        let members = self.0.services.guilds.members(&caller, id, after, r.limit).await?;
-        Ok(Response::new(pb::ListMembersResponse { members: members.into_iter().map(member).collect() }))
+        let page = MemberPage { after, limit: r.limit, online_only: r.online_only };
+        let members = self.0.services.guilds.members(&caller, id, page).await?;
+        let members = members.into_iter().map(|(m, online)| member(m, online)).collect();
+        Ok(Response::new(pb::ListMembersResponse { members }))
     }
 
     async fn kick_member(
