@@ -63,6 +63,24 @@ impl Client {
         Ok(self.avatars().get_avatar_url(GetAvatarUrlRequest { owner }).await?.into_inner())
     }
 
+    /// `SetGuildIcon`.
+    pub async fn set_guild_icon(&self, guild_id: &str, image: Vec<u8>) -> Result<AvatarInfo, Status> {
+        let request = kitsulan_proto::v1::SetGuildIconRequest { guild_id: guild_id.to_owned(), image };
+        info(self.avatars().set_guild_icon(request).await?.into_inner().avatar)
+    }
+
+    /// `RemoveGuildIcon`.
+    pub async fn remove_guild_icon(&self, guild_id: &str) -> Result<AvatarInfo, Status> {
+        let request = kitsulan_proto::v1::RemoveGuildIconRequest { guild_id: guild_id.to_owned() };
+        info(self.avatars().remove_guild_icon(request).await?.into_inner().avatar)
+    }
+
+    /// `GetAvatarUrl` of a guild's icon.
+    pub async fn guild_icon_url(&self, guild_id: &str) -> Result<GetAvatarUrlResponse, Status> {
+        let owner = Some(get_avatar_url_request::Owner::GuildId(guild_id.to_owned()));
+        Ok(self.avatars().get_avatar_url(GetAvatarUrlRequest { owner }).await?.into_inner())
+    }
+
     /// `GetProfiles` of one account.
     pub async fn profile(&self, account_id: &str) -> Result<Profile, Status> {
         let request = GetProfilesRequest { account_ids: vec![account_id.to_owned()] };

@@ -470,6 +470,14 @@ pub trait GuildStore: Send + Sync {
         description: &str,
         audit: &AuditEntry,
     ) -> Result<bool, StoreError>;
+    /// Sets the guild's icon (`None`: removes it), with its audit entry; `None` when there is
+    /// no such guild. The previous icon's blob is the caller's to delete.
+    async fn set_guild_icon(
+        &self,
+        id: GuildId,
+        icon: Option<AvatarId>,
+        audit: &AuditEntry,
+    ) -> Result<Option<crate::AvatarChange>, StoreError>;
     /// Makes `to` (a member) the owner; `false` if there is no such guild or `to` is not in it.
     async fn transfer_guild(
         &self,
@@ -1027,6 +1035,32 @@ impl_for_backends! {
             audit!(tx, id, audit);
             tx.commit().await?;
             Ok(true)
+        }
+
+        async fn set_guild_icon(
+            &self,
+            id: GuildId,
+            icon: Option<AvatarId>,
+            audit: &AuditEntry,
+        ) -> Result<Option<crate::AvatarChange>, StoreError> {
+            let mut tx = self.pool.begin().await?;
+            if !lock_guild!(tx, id) {
+                return Ok(None);
+            }
+            let previous: Option<Uuid> = sqlx::query_scalar("SELECT icon_id FROM guilds WHERE id = $1")
+                .bind(id.as_uuid())
+                .fetch_one(&mut *tx)
+                .await?;
+            let version: i64 = sqlx::query_scalar(
+                "UPDATE guilds SET icon_id = $2, icon_version = icon_version + 1 WHERE id = $1 RETURNING icon_version",
+            )
+            .bind(id.as_uuid())
+            .bind(icon.map(|i| i.as_uuid()))
+            .fetch_one(&mut *tx)
+            .await?;
+            audit!(tx, id, audit);
+            tx.commit().await?;
+            Ok(Some(crate::AvatarChange { previous: previous.map(AvatarId::from_uuid), version }))
         }
 
         async fn transfer_guild(&self, id: GuildId, to: AccountId, audit: &AuditEntry) -> Result<bool, StoreError> {

@@ -312,6 +312,56 @@ async fn avatars(store: Store) {
     assert_eq!(removed.avatar_version, 2);
     assert_refused(dave.client.group_avatar_url(&group).await, "AVATAR_NOT_FOUND");
     assert!(avatar_files(&setup).is_empty(), "{:?}", avatar_files(&setup));
+
+    // A guild's icon: set by who may manage the guild, seen by its members, audited; gone
+    // with the guild.
+    let guild = alice.client.create_guild("Crag crew").await.unwrap().id;
+    let invite = alice.client.create_invite(&guild, 0, 0).await.unwrap();
+    dave.client.join_guild(&invite.code).await.unwrap();
+    assert_refused(dave.client.set_guild_icon(&guild, png(64, 64)).await, "NOT_ALLOWED");
+    assert_refused(carol.client.set_guild_icon(&guild, png(64, 64)).await, "GUILD_NOT_FOUND");
+    assert_refused(alice.client.set_guild_icon(&guild, bomb_png()).await, "AVATAR_INVALID");
+    assert!(avatar_files(&setup).is_empty(), "a refused icon stores nothing");
+    let icon = alice.client.set_guild_icon(&guild, png(300, 300)).await.unwrap();
+    assert_eq!(icon.avatar_version, 1);
+    dave_live
+        .wait_event(
+            WAIT,
+            "the guild changed",
+            |e| matches!(&e.body, Some(Body::Guild(g)) if g.guild_id == guild),
+        )
+        .await
+        .unwrap();
+    let seen = dave.client.get_guild(&guild).await.unwrap().guild.unwrap();
+    assert_eq!((seen.icon_id.as_str(), seen.icon_version), (icon.avatar_id.as_str(), 1));
+    let fetched = fetch_avatar(&url, &dave.client.guild_icon_url(&guild).await.unwrap()).await.unwrap();
+    assert_clean_png(&fetched.bytes, (256, 256));
+    assert_refused(carol.client.guild_icon_url(&guild).await, "AVATAR_NOT_FOUND");
+    let log = alice
+        .client
+        .guilds()
+        .list_audit_log(kitsulan_proto::v1::ListAuditLogRequest {
+            guild_id: guild.clone(),
+            before: String::new(),
+            limit: 1,
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .entries;
+    assert_eq!(
+        (log[0].action(), log[0].detail.as_str()),
+        (kitsulan_proto::v1::AuditAction::GuildUpdated, "icon changed")
+    );
+    // Replaced: the old blob goes; the guild deleted: the new one goes too.
+    let second = alice.client.set_guild_icon(&guild, png(32, 32)).await.unwrap();
+    assert_eq!(avatar_files(&setup), BTreeSet::from([second.avatar_id.clone()]));
+    let delete = kitsulan_proto::v1::DeleteGuildRequest {
+        guild_id: guild.clone(),
+        confirm_name: "Crag crew".to_owned(),
+    };
+    alice.client.guilds().delete_guild(delete).await.unwrap();
+    assert!(avatar_files(&setup).is_empty(), "{:?}", avatar_files(&setup));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

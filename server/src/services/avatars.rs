@@ -22,8 +22,10 @@ use super::{Caller, Delivery, Error, ErrorReason};
 use crate::blobs::{BlobError, BlobKey, BlobStore, SignedRequest};
 use crate::bus::Notice;
 pub use crate::events::AvatarEvent;
-use crate::ids::{AccountId, AvatarId, ConversationId};
-use crate::store::{AvatarChange, ConversationKind, GroupAvatarOutcome, Role, Store};
+use crate::ids::{AccountId, AvatarId, ConversationId, GuildId};
+use crate::store::{
+    AuditAction, AuditEntry, AvatarChange, ConversationKind, GroupAvatarOutcome, Role, Store, now_ms,
+};
 
 /// Stored avatars fit into this many pixels each way.
 pub const AVATAR_SIZE: u32 = 256;
@@ -339,6 +341,92 @@ impl Avatars {
         }
         let record = self.store.conversation(conversation).await?.ok_or_else(not_found)?;
         self.url(record.avatar_id, record.avatar_version).await
+    }
+}
+
+impl Avatars {
+    /// Sets a guild's icon (`None`: removes it) once the caller may manage the guild, and tells
+    /// its members; the previous icon's blob is deleted.
+    async fn set_guild(
+        &self,
+        caller: &Caller,
+        guild: GuildId,
+        image: Option<Vec<u8>>,
+    ) -> Result<AvatarState, Error> {
+        let has = super::guilds::guild_permissions(&*self.store, caller.account_id, guild)
+            .await?
+            .ok_or_else(|| Error::not_found(ErrorReason::GuildNotFound, "no such guild"))?;
+        if !has.contains(super::guilds::permissions::Permissions::MANAGE_GUILD) {
+            return Err(Error::Forbidden {
+                reason: ErrorReason::NotAllowed,
+                message: "your roles do not allow you to change this guild's icon".into(),
+            });
+        }
+        let icon = match image {
+            Some(bytes) => {
+                let png = self.prepare(bytes).await?;
+                Some(self.put(png).await?)
+            }
+            None => None,
+        };
+        let detail = if icon.is_some() { "icon changed" } else { "icon removed" };
+        let entry = AuditEntry {
+            actor: caller.account_id,
+            action: AuditAction::GuildUpdated,
+            target: None,
+            detail: detail.to_owned(),
+            at_ms: now_ms(),
+        };
+        let change = match self.store.set_guild_icon(guild, icon, &entry).await {
+            Ok(Some(change)) => change,
+            refused => {
+                if let Some(id) = icon {
+                    self.discard(id).await;
+                }
+                refused?;
+                return Err(Error::not_found(ErrorReason::GuildNotFound, "no such guild"));
+            }
+        };
+        if let Some(previous) = change.previous {
+            self.discard(previous).await;
+        }
+        super::guilds::tell_members(&*self.store, &self.delivery, guild).await?;
+        Ok(AvatarState { avatar: icon, version: change.version })
+    }
+
+    /// Sets a guild's icon (MANAGE_GUILD).
+    pub async fn set_guild_icon(
+        &self,
+        caller: &Caller,
+        guild: GuildId,
+        image: Vec<u8>,
+    ) -> Result<AvatarState, Error> {
+        self.set_guild(caller, guild, Some(image)).await
+    }
+
+    /// Removes a guild's icon (MANAGE_GUILD).
+    pub async fn remove_guild_icon(&self, caller: &Caller, guild: GuildId) -> Result<AvatarState, Error> {
+        self.set_guild(caller, guild, None).await
+    }
+
+    /// A download URL for a guild's icon: its members only.
+    pub async fn guild_url(
+        &self,
+        caller: &Caller,
+        guild: GuildId,
+    ) -> Result<(AvatarState, SignedRequest), Error> {
+        if self.store.guild_member(guild, caller.account_id).await?.is_none() {
+            return Err(not_found());
+        }
+        let record = self.store.guild(guild).await?.ok_or_else(not_found)?;
+        self.url(record.icon_id, record.icon_version).await
+    }
+
+    /// Deletes a guild's icon blob after the guild itself was deleted.
+    pub(super) async fn forget_guild_icon(&self, icon: Option<AvatarId>) {
+        if let Some(id) = icon {
+            self.discard(id).await;
+        }
     }
 }
 

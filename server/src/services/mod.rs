@@ -154,6 +154,13 @@ impl Services {
                 delivery: delivery.clone(),
             }),
         };
+        let avatars = Avatars {
+            store: store.clone(),
+            delivery: delivery.clone(),
+            blobs: blobs.store.clone(),
+            settings: blobs.settings.clone(),
+            decodes: Arc::new(tokio::sync::Semaphore::new(avatars::MAX_DECODES)),
+        };
         Self {
             readiness: Readiness::new(store.clone()),
             accounts: Accounts { auth: auth.clone(), delete_messages_with_account: false },
@@ -181,13 +188,7 @@ impl Services {
                 limiter: rate_limits::RateLimiter::new(store.clone()),
                 versions: limits.backup_versions,
             },
-            avatars: Avatars {
-                store: store.clone(),
-                delivery: delivery.clone(),
-                blobs: blobs.store.clone(),
-                settings: blobs.settings.clone(),
-                decodes: Arc::new(tokio::sync::Semaphore::new(avatars::MAX_DECODES)),
-            },
+            avatars: avatars.clone(),
             attachments: Attachments {
                 store: store.clone(),
                 delivery: delivery.clone(),
@@ -196,7 +197,7 @@ impl Services {
             },
             disk_blobs: blobs.disk,
             push: Push::off(store.clone()),
-            guilds: Guilds::new(store.clone(), delivery.clone(), GuildSettings::default()),
+            guilds: Guilds::new(store.clone(), delivery.clone(), avatars.clone(), GuildSettings::default()),
             delivery,
             auth,
             server_info,

@@ -753,3 +753,25 @@ pub(super) async fn members_are_found_among_accounts_and_presence_reaches_small_
     assert_eq!(peers, expected, "across guilds, once each");
     Ok(())
 }
+
+pub(super) async fn an_icon_is_set_replaced_and_removed_with_its_audit(db: &Fresh) -> anyhow::Result<()> {
+    use crate::ids::AvatarId;
+    let ids = accounts(db, &["pia"]).await?;
+    let owner = ids[0];
+    let (guild, _) = guild_with_channel(db, owner).await?;
+    let changed = entry(owner, AuditAction::GuildUpdated, None);
+    let (first, second) = (AvatarId::generate(), AvatarId::generate());
+    let set = db.store.set_guild_icon(guild, Some(first), &changed).await?.expect("the guild exists");
+    assert_eq!((set.previous, set.version), (None, 1));
+    let replaced = db.store.set_guild_icon(guild, Some(second), &changed).await?.expect("the guild exists");
+    assert_eq!((replaced.previous, replaced.version), (Some(first), 2));
+    let record = db.store.guild(guild).await?.expect("the guild exists");
+    assert_eq!((record.icon_id, record.icon_version), (Some(second), 2));
+    let removed = db.store.set_guild_icon(guild, None, &changed).await?.expect("the guild exists");
+    assert_eq!((removed.previous, removed.version), (Some(second), 3));
+    assert_eq!(db.store.guild(guild).await?.expect("the guild exists").icon_id, None);
+    assert!(db.store.set_guild_icon(GuildId::generate(), Some(first), &changed).await?.is_none());
+    let log = db.store.audit_log(guild, None, 10).await?;
+    assert_eq!(log.iter().filter(|e| e.entry.action == AuditAction::GuildUpdated).count(), 3);
+    Ok(())
+}

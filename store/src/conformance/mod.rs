@@ -169,6 +169,7 @@ suite! {
         deleting_the_owners_account_hands_the_guild_on,
         channel_messages_count_mentions_search_files_and_a_bans_sweep,
         members_are_found_among_accounts_and_presence_reaches_small_guilds,
+        an_icon_is_set_replaced_and_removed_with_its_audit,
     ],
     cloud: [
         cloud_messages_keep_their_content,

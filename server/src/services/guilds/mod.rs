@@ -74,6 +74,8 @@ impl Default for GuildSettings {
 /// The guild service.
 pub struct Guilds {
     pub(super) store: Arc<dyn Store>,
+    /// The picture pipeline, for a deleted guild's icon.
+    avatars: super::Avatars,
     pub(super) limiter: RateLimiter,
     pub(super) delivery: Delivery,
     /// Its limits.
@@ -305,6 +307,44 @@ pub(in crate::services) async fn visible_channels(
         .collect())
 }
 
+/// What `account` may do in guild `id` as a whole; `None` when it is not a member.
+pub(in crate::services) async fn guild_permissions(
+    store: &dyn Store,
+    account: AccountId,
+    id: GuildId,
+) -> Result<Option<P>, Error> {
+    Ok(member_view(store, id, account).await?.map(|view| view.in_guild(now_ms())))
+}
+
+/// Every member of guild `id`.
+async fn member_ids(store: &dyn Store, id: GuildId) -> Result<Vec<AccountId>, Error> {
+    let mut all = Vec::new();
+    let mut after = None;
+    loop {
+        let page = store.guild_members(id, after, MEMBER_PAGE.1).await?;
+        let full = page.len() == MEMBER_PAGE.1 as usize;
+        all.extend(page.iter().map(|m| m.account_id));
+        after = all.last().copied();
+        if !full {
+            return Ok(all);
+        }
+    }
+}
+
+/// Tells the apps of guild `id`'s members that its details changed (not who may see what).
+pub(in crate::services) async fn tell_members(
+    store: &dyn Store,
+    delivery: &Delivery,
+    id: GuildId,
+) -> Result<(), Error> {
+    let accounts = member_ids(store, id).await?;
+    if !accounts.is_empty() {
+        let event = Arc::new(GuildEvent { guild: id, removed: false, members_only: true });
+        delivery.publish(Notice::Guild { event, accounts }).await;
+    }
+    Ok(())
+}
+
 /// Guild `id` as `account` sees it, or `None` when it is not a member.
 async fn member_view(store: &dyn Store, id: GuildId, account: AccountId) -> Result<Option<GuildView>, Error> {
     let Some(me) = store.guild_member(id, account).await? else { return Ok(None) };
@@ -401,23 +441,18 @@ fn invite_refusal(refusal: GuildJoinRefusal) -> Error {
 
 impl Guilds {
     /// A guild service over `store`, telling devices of changes through `delivery`.
-    pub fn new(store: Arc<dyn Store>, delivery: Delivery, settings: GuildSettings) -> Self {
-        Self { limiter: RateLimiter::new(store.clone()), store, delivery, settings }
+    pub fn new(
+        store: Arc<dyn Store>,
+        delivery: Delivery,
+        avatars: super::Avatars,
+        settings: GuildSettings,
+    ) -> Self {
+        Self { limiter: RateLimiter::new(store.clone()), store, avatars, delivery, settings }
     }
 
     /// Every member of the guild.
     async fn member_ids(&self, id: GuildId) -> Result<Vec<AccountId>, Error> {
-        let mut all = Vec::new();
-        let mut after = None;
-        loop {
-            let page = self.store.guild_members(id, after, MEMBER_PAGE.1).await?;
-            let full = page.len() == MEMBER_PAGE.1 as usize;
-            all.extend(page.iter().map(|m| m.account_id));
-            after = all.last().copied();
-            if !full {
-                return Ok(all);
-            }
-        }
+        member_ids(&*self.store, id).await
     }
 
     /// Tells the devices of `removed` that they are no longer in the guild, and those of its
@@ -582,6 +617,7 @@ impl Guilds {
         }
         let members = self.member_ids(id).await?;
         self.store.delete_guild(id).await?;
+        self.avatars.forget_guild_icon(view.guild.icon_id).await;
         tracing::info!(guild = %id, owner = %caller.account_id, "guild deleted");
         self.announce(id, &members, false).await?;
         Ok(())

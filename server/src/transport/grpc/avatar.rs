@@ -7,7 +7,7 @@ use tonic::{Request, Response, Status};
 
 use super::attachment::blob_request;
 use super::{Context, parse_id};
-use crate::ids::{AccountId, AvatarId, ConversationId};
+use crate::ids::{AccountId, AvatarId, ConversationId, GuildId};
 use crate::services::avatars::{AvatarEvent, AvatarState};
 use crate::services::{Error, ErrorReason};
 
@@ -78,6 +78,27 @@ impl AvatarService for AvatarApi {
         Ok(Response::new(state(s)))
     }
 
+    async fn set_guild_icon(
+        &self,
+        request: Request<pb::SetGuildIconRequest>,
+    ) -> Result<Response<pb::SetAvatarResponse>, Status> {
+        let caller = self.0.caller(&request).await?;
+        let r = request.into_inner();
+        let guild: GuildId = parse_id(&r.guild_id, "guild_id")?;
+        let s = self.0.services.avatars.set_guild_icon(&caller, guild, r.image).await?;
+        Ok(Response::new(state(s)))
+    }
+
+    async fn remove_guild_icon(
+        &self,
+        request: Request<pb::RemoveGuildIconRequest>,
+    ) -> Result<Response<pb::SetAvatarResponse>, Status> {
+        let caller = self.0.caller(&request).await?;
+        let guild: GuildId = parse_id(&request.get_ref().guild_id, "guild_id")?;
+        let s = self.0.services.avatars.remove_guild_icon(&caller, guild).await?;
+        Ok(Response::new(state(s)))
+    }
+
     async fn get_avatar_url(
         &self,
         request: Request<pb::GetAvatarUrlRequest>,
@@ -94,11 +115,15 @@ impl AvatarService for AvatarApi {
                 let conversation: ConversationId = parse_id(id, "conversation_id")?;
                 avatars.group_url(&caller, conversation).await?
             }
+            Some(Owner::GuildId(id)) => {
+                let guild: GuildId = parse_id(id, "guild_id")?;
+                avatars.guild_url(&caller, guild).await?
+            }
             None => {
                 return Err(Error::invalid(
                     ErrorReason::IdInvalid,
                     "owner",
-                    "give account_id or conversation_id",
+                    "give account_id, conversation_id or guild_id",
                 )
                 .into());
             }

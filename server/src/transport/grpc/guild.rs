@@ -24,6 +24,8 @@ fn guild(g: GuildRecord) -> pb::Guild {
         owner_id: g.owner.to_string(),
         member_count: u64::try_from(g.member_count).unwrap_or_default(),
         created_at_ms: g.created_at_ms,
+        icon_id: g.icon_id.map(|i| i.to_string()).unwrap_or_default(),
+        icon_version: u64::try_from(g.icon_version).unwrap_or_default(),
     }
 }
 
