@@ -542,6 +542,10 @@ async fn channel_messages_follow_the_roles(database: Database) {
     carol.mark_read(&general, mentioned.seq).await.unwrap();
     let after = carol_general(carol.get_guild(id).await.unwrap());
     assert_eq!((after.read_seq, after.mention_count), (mentioned.seq as i64, 0));
+    // GetConversation on a channel says the same, with no member rows to list.
+    let as_conversation = carol.get_conversation(&general).await.unwrap();
+    assert_eq!((as_conversation.unread_count, as_conversation.mention_count), (0, 0));
+    assert!(as_conversation.members.is_empty());
     let page = history(&carol, &general).await.unwrap();
     let texts: Vec<String> = page.messages.iter().map(kitsulan_client::people::cloud_text_of).collect();
     assert!(texts.contains(&"welcome!".to_owned()) && texts.contains(&"@carol bring the router".to_owned()));

@@ -211,6 +211,9 @@ impl Conversations {
         caller: &Caller,
         conversation: ConversationRecord,
     ) -> Result<ConversationView, Error> {
+        if conversation.kind == ConversationKind::Channel && !conversation.e2ee {
+            return self.channel_view(caller, conversation).await;
+        }
         let mut members = self.store.members(conversation.id).await?;
         let unread_count = self.store.unread_count(conversation.id, caller.account_id).await?;
         let (request, requested_by) = members
@@ -228,6 +231,30 @@ impl Conversations {
             self.store.mention_count(conversation.id, caller.account_id).await?
         };
         Ok(ConversationView { conversation, members, unread_count, request, requested_by, mention_count })
+    }
+
+    /// A cloud channel as the caller sees it: no member rows (its guild's roles say who is in
+    /// it; `ListMembers` lists them), its unread and mention counts from the caller's read mark.
+    async fn channel_view(
+        &self,
+        caller: &Caller,
+        conversation: ConversationRecord,
+    ) -> Result<ConversationView, Error> {
+        let channel = ChannelId::from_uuid(conversation.id.as_uuid());
+        let guild = self.store.guild_channel(channel).await?.ok_or_else(not_found)?.guild_id;
+        let of_channel = |marks: Vec<(ChannelId, i64)>| {
+            marks.into_iter().find(|(c, _)| *c == channel).map_or(0, |(_, n)| n)
+        };
+        let read_seq = of_channel(self.store.channel_reads(guild, caller.account_id).await?);
+        let mention_count = of_channel(self.store.channel_mentions(guild, caller.account_id).await?);
+        Ok(ConversationView {
+            unread_count: (conversation.last_seq - read_seq).max(0),
+            conversation,
+            members: Vec::new(),
+            request: false,
+            requested_by: None,
+            mention_count,
+        })
     }
 
     /// Wakes the streams of every member (the store wrote their membership events), and of
