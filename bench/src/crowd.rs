@@ -211,6 +211,35 @@ impl Deliveries {
     }
 }
 
+/// Waits for the senders started at `clock` (each answering how many sends it started), then
+/// up to 30 s for the deliveries still awaited, and records what every delivery scenario
+/// reports: sends, acknowledgements and deliveries, per second and in all, and what was lost.
+pub async fn settle(
+    mut sending: JoinSet<u64>,
+    clock: Instant,
+    recorder: &Recorder,
+    deliveries: &Deliveries,
+    report: &mut crate::report::Report,
+) -> anyhow::Result<()> {
+    let mut sent = 0u64;
+    while let Some(done) = sending.join_next().await {
+        sent += done?;
+    }
+    let sending_took = clock.elapsed();
+    let lost = deliveries.drain(Duration::from_secs(30)).await;
+    let drained_after = clock.elapsed();
+    let acked = recorder.count("send_to_ack");
+    let delivered = deliveries.delivered.load(Ordering::Relaxed);
+    report.set_result("messages_sent", sent as f64);
+    report.set_result("messages_acknowledged", acked as f64);
+    report.set_result("messages_per_s", acked as f64 / sending_took.as_secs_f64());
+    report.set_result("deliveries", delivered as f64);
+    report.set_result("deliveries_per_s", delivered as f64 / drained_after.as_secs_f64());
+    report.set_result("lost_deliveries", lost as f64);
+    report.set_result("unexpected_deliveries", deliveries.unexpected.load(Ordering::Relaxed) as f64);
+    Ok(())
+}
+
 /// A device's gateway connection, for [`Receivers::connect`].
 #[derive(Clone)]
 pub struct Socket {

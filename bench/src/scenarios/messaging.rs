@@ -4,7 +4,6 @@
 //! its acknowledgement and to its arrival on every other member device.
 
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use kitsulan_client::e2ee::E2eeDevice;
@@ -172,25 +171,9 @@ async fn run(how: &How, scenario: &str, load: &Load, params: serde_json::Value) 
         };
         sending.spawn(sender.run(pace, until));
     }
-    let mut sent = 0u64;
-    while let Some(done) = sending.join_next().await {
-        sent += done?;
-    }
-    let sending_took = clock.elapsed();
-    drop(bar);
-    let lost = deliveries.drain(Duration::from_secs(30)).await;
-    let drained_after = clock.elapsed();
-
-    let acked = recorder.count("send_to_ack");
-    let delivered = deliveries.delivered.load(Ordering::Relaxed);
     let mut report = Report::new(scenario, how.db, params);
-    report.set_result("messages_sent", sent as f64);
-    report.set_result("messages_acknowledged", acked as f64);
-    report.set_result("messages_per_s", acked as f64 / sending_took.as_secs_f64());
-    report.set_result("deliveries", delivered as f64);
-    report.set_result("deliveries_per_s", delivered as f64 / drained_after.as_secs_f64());
-    report.set_result("lost_deliveries", lost as f64);
-    report.set_result("unexpected_deliveries", deliveries.unexpected.load(Ordering::Relaxed) as f64);
+    crowd::settle(sending, clock, &recorder, &deliveries, &mut report).await?;
+    drop(bar);
     report.set_result("sockets", sockets.len() as f64);
     report.set_result("sockets_alive_at_end", receivers.alive() as f64);
     report.set_result("conversations", groups.len() as f64);
