@@ -417,6 +417,7 @@ mod wire {
                 removed: event.removed,
                 accounts: accounts.iter().map(|a| b(a.as_uuid())).collect(),
                 members_only: event.members_only,
+                follow: event.follow.iter().map(|c| b(c.as_uuid())).collect(),
             }),
             Notice::Avatar { event, conversation, accounts } => Kind::Avatar(Avatar {
                 account_id: event.account.map(|a| b(a.as_uuid())),
@@ -510,6 +511,11 @@ mod wire {
                     guild: GuildId::from_uuid(u(&g.guild_id)?),
                     removed: g.removed,
                     members_only: g.members_only,
+                    follow: g
+                        .follow
+                        .iter()
+                        .map(|c| u(c).map(ConversationId::from_uuid))
+                        .collect::<Result<_, _>>()?,
                 }),
                 accounts: accounts(&g.accounts)?,
             },
@@ -777,6 +783,7 @@ mod tests {
                     guild: crate::ids::GuildId::from_uuid(id(15)),
                     removed,
                     members_only,
+                    follow: vec![ConversationId::from_uuid(id(16))],
                 }),
                 accounts: vec![AccountId::from_uuid(id(1)), AccountId::from_uuid(id(2))],
             };

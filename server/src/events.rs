@@ -101,4 +101,8 @@ pub struct GuildEvent {
     /// Only the guild's details or who is in it changed, not what its members may see: their
     /// sessions need not work out again which channels they follow (never sent to devices).
     pub members_only: bool,
+    /// Channels the receiving accounts' sockets follow from the moment the hub routes this
+    /// event, before they work out the rest (a newcomer's: the first message after the join
+    /// cannot slip past). Never sent to devices.
+    pub follow: Vec<crate::ids::ConversationId>,
 }

@@ -88,6 +88,10 @@ async fn set_up_a_community_with_roles_invites_and_moderation(database: Database
     let bob_news = bob_view.channels.iter().find(|ch| ch.id == news.id).unwrap();
     assert_eq!(bob_news.permissions & SEND_MESSAGES, 0);
     assert!(bob_news.overwrites.is_empty(), "a plain member does not see the overwrites");
+    assert!(!bob_news.private);
+    let alice_staff =
+        alice.get_guild(id).await.unwrap().channels.into_iter().find(|ch| ch.id == staff.id).unwrap();
+    assert!(alice_staff.private && staff.private);
     assert_refused(
         bob.guilds()
             .delete_channel(kitsulan_proto::v1::DeleteChannelRequest { channel_id: staff.id.clone() })
@@ -491,6 +495,19 @@ async fn channel_messages_follow_the_roles(database: Database) {
     alice.send_message(cloud_text(&general, "welcome!")).await.unwrap();
     bob_live.wait_event(WAIT, "#general at Bob", |e| says(e, &general, "welcome!")).await.unwrap();
     carol_live.wait_event(WAIT, "#general at Carol", |e| says(e, &general, "welcome!")).await.unwrap();
+    // Someone already online joins and hears the very next message: their socket follows the
+    // channels from the join on, not from when it gets round to the guild event.
+    for n in 0..5 {
+        let dave = plain(&server, &format!("dave{n}")).await;
+        let mut dave_live = online(&server, &dave, "dave").await;
+        dave.join_guild(&invite.code).await.unwrap();
+        let hello = format!("hi dave{n}");
+        alice.send_message(cloud_text(&general, &hello)).await.unwrap();
+        dave_live
+            .wait_event(WAIT, "the first message after joining", |e| says(e, &general, &hello))
+            .await
+            .unwrap();
+    }
     alice.send_message(cloud_text(&staff, "ban list draft")).await.unwrap();
     let mut alice_live = online(&server, &alice, "alice").await;
     alice_live.gateway().unwrap().typing(&staff, true).unwrap();

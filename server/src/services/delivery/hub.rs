@@ -275,12 +275,20 @@ impl NoticeSink for Hub {
                     }
                 }
             }
-            Notice::Guild { accounts, .. } => {
+            Notice::Guild { event, accounts } => {
                 let keys: HashSet<u64> = accounts
                     .iter()
                     .flat_map(|a| state.by_account.get(a).into_iter().flatten().copied())
                     .collect();
                 for key in keys {
+                    // Followed from now, so a message routed after this event reaches the
+                    // session, which takes the event in first.
+                    for channel in &event.follow {
+                        if let Some(entry) = state.sessions.get_mut(&key) {
+                            entry.conversations.insert(*channel);
+                        }
+                        state.by_conversation.entry(*channel).or_default().insert(key);
+                    }
                     if let Some(entry) = state.sessions.get(&key) {
                         Self::send(entry, &notice);
                     }

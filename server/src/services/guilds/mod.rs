@@ -106,6 +106,9 @@ pub struct ChannelView {
     pub read_seq: i64,
     /// Messages after `read_seq` that mention the caller.
     pub mention_count: i64,
+    /// Hidden from `@everyone` (an overwrite denies it VIEW_CHANNEL), told to every member who
+    /// sees it even when its overwrites are not shown.
+    pub private: bool,
     /// Whether the caller may see its overwrites (MANAGE_ROLES or MANAGE_CHANNELS there).
     pub show_overwrites: bool,
 }
@@ -339,7 +342,8 @@ pub(in crate::services) async fn tell_members(
 ) -> Result<(), Error> {
     let accounts = member_ids(store, id).await?;
     if !accounts.is_empty() {
-        let event = Arc::new(GuildEvent { guild: id, removed: false, members_only: true });
+        let event =
+            Arc::new(GuildEvent { guild: id, removed: false, members_only: true, follow: Vec::new() });
         delivery.publish(Notice::Guild { event, accounts }).await;
     }
     Ok(())
@@ -358,6 +362,12 @@ async fn member_view(store: &dyn Store, id: GuildId, account: AccountId) -> Resu
 fn only_changes_within(has: P, old: P, new: P) -> bool {
     let changed = P::from_bits_truncate(old.bits() ^ new.bits());
     rules::can_grant(has, changed)
+}
+
+/// Whether an overwrite hides the channel from `@everyone`.
+fn is_private(channel: &ChannelRecord) -> bool {
+    let everyone = OverwriteTarget::Role(channel.guild_id.everyone());
+    channel.overwrites.iter().any(|o| o.target == everyone && o.deny & P::VIEW_CHANNEL.bits() != 0)
 }
 
 fn audit(
@@ -469,7 +479,7 @@ impl Guilds {
 
     async fn tell(&self, guild: GuildId, accounts: Vec<AccountId>, removed: bool, members_only: bool) {
         if !accounts.is_empty() {
-            let event = Arc::new(GuildEvent { guild, removed, members_only });
+            let event = Arc::new(GuildEvent { guild, removed, members_only, follow: Vec::new() });
             self.delivery.publish(Notice::Guild { event, accounts }).await;
         }
     }
@@ -561,6 +571,7 @@ impl Guilds {
             let permissions = if permissions.contains(P::VIEW_CHANNEL) { permissions } else { P::NONE };
             let show_overwrites =
                 permissions.contains(P::MANAGE_ROLES) || permissions.contains(P::MANAGE_CHANNELS);
+            let private = is_private(&channel);
             let mut channel = channel;
             if !show_overwrites {
                 channel.overwrites.clear();
@@ -568,6 +579,7 @@ impl Guilds {
             channels.push(ChannelView {
                 read_seq: reads.get(&channel.id).copied().unwrap_or(0),
                 mention_count: mentions.get(&channel.id).copied().unwrap_or(0),
+                private,
                 channel,
                 permissions,
                 show_overwrites,
@@ -1331,7 +1343,14 @@ impl Guilds {
             tracing::info!(guild = %id, member = %caller.account_id, "member joined by invite");
             // The newcomer's sessions start following the guild's channels; the others only
             // hear that someone joined (what they may see did not change).
-            self.tell(id, vec![caller.account_id], false, false).await;
+            let follow = visible_channels(&*self.store, caller.account_id, id)
+                .await?
+                .into_iter()
+                .filter(|c| !c.channel.e2ee)
+                .map(|c| c.channel.id.conversation())
+                .collect();
+            let event = Arc::new(GuildEvent { guild: id, removed: false, members_only: false, follow });
+            self.delivery.publish(Notice::Guild { event, accounts: vec![caller.account_id] }).await;
             let mut others = self.member_ids(id).await?;
             others.retain(|a| *a != caller.account_id);
             self.tell(id, others, false, true).await;
@@ -1367,7 +1386,14 @@ fn page_size(limit: u32, (default, max): (u32, u32), what: &str) -> Result<u32, 
 /// overwrites).
 fn managed(view: &GuildView, channel: ChannelRecord) -> ChannelView {
     let permissions = view.in_channel(&channel, now_ms());
-    ChannelView { channel, permissions, read_seq: 0, mention_count: 0, show_overwrites: true }
+    ChannelView {
+        private: is_private(&channel),
+        channel,
+        permissions,
+        read_seq: 0,
+        mention_count: 0,
+        show_overwrites: true,
+    }
 }
 
 /// Who an overwrite is for, for the audit log.

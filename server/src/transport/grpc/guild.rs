@@ -50,7 +50,13 @@ fn overwrite(o: &OverwriteRecord) -> pb::PermissionOverwrite {
     }
 }
 
-fn channel(c: ChannelRecord, permissions: u64, read_seq: i64, mention_count: i64) -> pb::GuildChannel {
+fn channel(
+    c: ChannelRecord,
+    permissions: u64,
+    read_seq: i64,
+    mention_count: i64,
+    private: bool,
+) -> pb::GuildChannel {
     pb::GuildChannel {
         id: c.id.to_string(),
         kind: kind(c.kind).into(),
@@ -65,11 +71,12 @@ fn channel(c: ChannelRecord, permissions: u64, read_seq: i64, mention_count: i64
         last_seq: c.last_seq,
         read_seq,
         mention_count: u32::try_from(mention_count).unwrap_or(u32::MAX),
+        private,
     }
 }
 
 fn channel_view(v: ChannelView) -> pb::GuildChannel {
-    channel(v.channel, v.permissions.bits(), v.read_seq, v.mention_count)
+    channel(v.channel, v.permissions.bits(), v.read_seq, v.mention_count, v.private)
 }
 
 fn role(r: GuildRoleRecord) -> pb::GuildRole {
