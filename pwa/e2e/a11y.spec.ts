@@ -94,3 +94,53 @@ test("no serious or critical axe violations: sign-in, list, conversation, settin
   await confirm.getByRole("button", { name: "Cancel" }).click();
   await expect(confirm).toBeHidden();
 });
+
+test("no serious or critical axe violations in a guild: channels, members, settings, invite, phone drawer", async ({ browser }) => {
+  test.slow();
+  const page = await auditedDevice(browser);
+  await page.getByRole("tab", { name: "Create account" }).click();
+  await page.getByLabel("Username").fill(`carol-a11y-${stamp}`);
+  await page.getByLabel("Password").fill(password);
+  await page.getByLabel("Display name (optional)").fill("Carol");
+  await page.getByRole("button", { name: "Create account" }).click();
+  await page.getByRole("form", { name: "Save your recovery key" }).getByRole("button", { name: "Not now" }).click();
+  await expect(status(page)).toHaveText("Connected");
+
+  const rail = page.getByRole("navigation", { name: "Communities" });
+  await rail.getByRole("button", { name: "Add a community" }).click();
+  await auditBoth(page, "guild-add");
+  const add = page.getByRole("dialog", { name: "Add a community" });
+  await add.getByRole("textbox", { name: "Name" }).fill("Chess club");
+  await add.getByRole("button", { name: "Create community" }).click();
+  await expect(page.locator("section.conversation > header h2")).toHaveText("#general");
+  await send(page, "Opening night on **Friday**");
+  await expect(page.getByRole("log").locator("article").filter({ hasText: "Opening night" })).toBeVisible();
+  await auditBoth(page, "guild");
+
+  // The member card of ourselves, then each settings tab.
+  await page.getByRole("complementary", { name: "Members of the community" }).getByRole("button", { name: /^You/ }).click();
+  await auditBoth(page, "guild-member-card");
+  await page.getByRole("dialog", { name: "You" }).getByRole("button", { name: "Close" }).click();
+  await page.getByRole("button", { name: "Community settings" }).click();
+  const settings = page.getByRole("dialog", { name: "Chess club: settings" });
+  await auditBoth(page, "guild-overview");
+  await settings.getByRole("tab", { name: "Roles" }).click();
+  await settings.getByRole("button", { name: "Edit @everyone" }).click();
+  await auditBoth(page, "guild-roles");
+  await settings.getByRole("tab", { name: "Channels" }).click();
+  await auditBoth(page, "guild-channels");
+  await settings.getByRole("tab", { name: "Invites" }).click();
+  await settings.getByRole("button", { name: "Create invite link" }).click();
+  await expect(settings.getByRole("img", { name: "QR code of the invite link" })).toBeVisible();
+  await auditBoth(page, "guild-invites");
+  await settings.getByRole("tab", { name: "Audit log" }).click();
+  await expect(settings.getByRole("listitem").filter({ hasText: "created an invite" })).toBeVisible();
+  await auditBoth(page, "guild-audit");
+  await settings.getByRole("button", { name: "Close" }).last().click();
+
+  // A phone: the drawer with the rail and the channels over the channel.
+  await page.setViewportSize({ width: 360, height: 740 });
+  await page.getByRole("button", { name: "Communities and channels" }).click();
+  await expect(page.getByRole("navigation", { name: "Channels" })).toBeVisible();
+  await auditBoth(page, "guild-drawer-phone");
+});

@@ -27,6 +27,7 @@ import type { Chat } from "./state/chat";
 import { useTheme } from "./theme";
 import { AuthScreen } from "./ui/AuthScreen";
 import { InsecureBanner } from "./ui/InsecureBanner";
+import { pendingInvite, takeInviteFromAddress } from "./lib/invite";
 
 // The signed-in screens (and Markdown) are a chunk of their own: the sign-in form does not wait for them.
 const Messenger = lazy(() => import("./ui/Messenger").then((m) => ({ default: m.Messenger })));
@@ -34,6 +35,10 @@ const PartyScreen = lazy(() => import("./ui/party/PartyScreen").then((m) => ({ d
 
 /** Whether this page is the party screen (a projector's or a TV's, `/party`). */
 const PARTY = window.location.pathname.replace(/\/+$/, "") === "/party";
+
+// An invite page (`/invite/CODE`): the code is kept for this tab and shown as the join page once
+// signed in (Messenger.tsx); signed out, the sign-in screen says why it comes first.
+takeInviteFromAddress();
 
 type SignedIn = typeof import("./signedIn");
 /** ./signedIn once loaded (a backup can only be attached after it was). */
@@ -264,7 +269,14 @@ function Root() {
           </Suspense>
         );
       }
-      return <AuthScreen onSignedIn={enter} notice={notice && t(notice)} theme={theme} setTheme={setTheme} />;
+      return (
+        <AuthScreen
+          onSignedIn={enter}
+          notice={notice ? t(notice) : pendingInvite() ? t("inviteSignInFirst") : null}
+          theme={theme}
+          setTheme={setTheme}
+        />
+      );
     case "signed-in":
       if (PARTY) {
         return (

@@ -1,9 +1,10 @@
 // chat.ts — the signed-in app: the state store (store.ts) and one store per concern over it
-// (conversations, messages, receipts and typing, profiles and avatars, files), wired here to the
-// real RPC clients, the gateway's events, the E2EE engine, verification and calls. The UI reads
-// the state with useChat and acts through the stores (`chat.messages.send(…)`).
+// (conversations, messages, receipts and typing, profiles and avatars, files, guilds and their
+// channels), wired here to the real RPC clients, the gateway's events, the E2EE engine,
+// verification and calls. The UI reads the state with useChat and acts through the stores
+// (`chat.messages.send(…)`).
 import { useSyncExternalStore } from "react";
-import { attachmentClient, avatarClient, conversationClient, accountClient, gatewayUrl, keyClient, serverInfoClient } from "../api";
+import { attachmentClient, avatarClient, conversationClient, accountClient, gatewayUrl, guildClient, keyClient, serverInfoClient } from "../api";
 import { Cancelled, deleteAttachment, downloadDecrypt, encryptBlob, prepareImage, uploadCiphertext } from "../attachments/lazy";
 import { accessToken } from "../auth/session";
 import type { Calls } from "../calls/calls";
@@ -11,7 +12,7 @@ import { shownInThread, type Content } from "../crypto/content";
 import { AccountKeyChanged, type E2ee } from "../crypto/engine";
 import { Verifier } from "../crypto/verification";
 import { Gateway } from "../gateway/client";
-import { ConversationKind, ConversationMode, type Conversation, type Message } from "../gen/kitsulan/v1/conversation_pb";
+import { ConversationKind, ConversationMode, HistoryDirection, type Conversation, type Message } from "../gen/kitsulan/v1/conversation_pb";
 import type { Event } from "../gen/kitsulan/v1/gateway_pb";
 import type { ContactLink } from "../lib/contactLink";
 import { bytesEqual } from "../lib/ids";
@@ -19,6 +20,7 @@ import * as db from "../storage/db";
 import { Cache, sealedStorage as sealedCache } from "./cache";
 import { Conversations } from "./conversations";
 import { Files } from "./files";
+import { Guilds } from "./guilds";
 import { Messages, readMessage, type Incoming } from "./messages";
 import { Outbox, sealedStorage as sealedOutbox } from "./outbox";
 import { Pins } from "./pins";
@@ -55,6 +57,16 @@ export class Chat {
   readonly receipts: Receipts;
   readonly messages: Messages;
   readonly files: Files;
+  /** The guilds we are in and their channels (guilds.ts). */
+  readonly guilds: Guilds;
+  /** Channels whose history may have missed messages (their messages are live only: after a
+   * reconnect the newest page is read again when one is opened). */
+  private staleChannels = new Set<string>();
+  /** The first ListGuilds and GetGuilds: a message for a conversation not (yet) known waits for
+   * them, as it may be a channel's. */
+  private guildsReady: Promise<void> = Promise.resolve();
+  /** What a message says (readMessage, and guild channels' rules). */
+  private readonly read: (m: Message) => Promise<Content>;
   /** Pinned messages (pins.ts). */
   readonly pins: Pins;
   /** This device's search index of the E2EE texts it decrypted (search.ts; never sent). */
@@ -77,8 +89,13 @@ export class Chat {
     onSignedOut: () => void,
   ) {
     this.store = new Store(initialState(me));
-    // What a message says: cloud conversations' from their Content, E2EE ones' decrypted.
-    const read: (m: Message) => Promise<Content> = readMessage(engine, (id) => this.isCloud(id));
+    // What a message says: cloud conversations' from their Content, E2EE ones' decrypted. A
+    // private end-to-end encrypted guild channel is not read here yet (its room keys are not
+    // shared with this app): "unsupported", never an attempt to decrypt or ask for its keys.
+    const readAny: (m: Message) => Promise<Content> = readMessage(engine, (id) => this.isCloud(id));
+    const read = (m: Message): Promise<Content> =>
+      this.guilds.channel(m.conversationId)?.mode === ConversationMode.E2EE ? Promise.resolve({ kind: "unsupported" }) : readAny(m);
+    this.read = read;
     const visible = () => document.visibilityState === "visible";
     this.profiles = new Profiles(this.store, {
       accounts: accountClient,
@@ -107,6 +124,10 @@ export class Chat {
       visible,
     });
     this.pins = new Pins(this.store, { client: conversationClient, read });
+    this.guilds = new Guilds(this.store, {
+      client: guildClient,
+      loadNames: (ids) => void this.profiles.load(ids).catch(() => undefined),
+    });
     this.index = new LocalIndex({
       storage: sealedIndexStorage(engine),
       e2ee: (id) => this.conversations.get(id) !== undefined && !this.isCloud(id),
@@ -237,13 +258,14 @@ export class Chat {
     this.index.update(this.state.threads);
     this.cache.start();
     this.refreshVerified();
+    this.guildsReady = this.guilds.load().catch((err: unknown) => console.warn("guilds not loaded", err));
     this.gateway.start();
     void serverInfoClient
       .getServerInfo({})
       .then((info) => this.store.dispatch({ type: "ttlChoices", seconds: info.attachmentTtlChoicesSeconds }))
       .catch(() => undefined);
     await this.profiles.loadMe();
-    await this.conversations.load();
+    await Promise.all([this.conversations.load(), this.guildsReady]);
   }
 
   stop(): void {
@@ -345,10 +367,29 @@ export class Chat {
     if (c) void this.profiles.load(c.members.map((m) => m.accountId), true).catch(() => undefined);
   }
 
-  /** Opens a conversation (null: back to the list): fresh names, its history, its read mark. */
+  /** The people who may be mentioned in a conversation: its members, or in a guild's channel the
+   * guild's members this app has listed. */
+  mentionable(conversationId: string): string[] {
+    const guild = this.guilds.guildOf(conversationId);
+    if (guild) return this.guilds.knownMembers(guild.guild.id);
+    return this.conversation(conversationId)?.members.map((m) => m.accountId) ?? [];
+  }
+
+  /** Opens a conversation (null: back to the list): fresh names, its history, its read mark. A
+   * guild's channel shows its guild too; its history is read again when it may have missed
+   * messages (they are live only). */
   setActive(id: string | null): void {
+    const guild = id ? this.guilds.guildOf(id) : undefined;
+    // A channel shows its guild; a conversation the direct messages.
+    if (guild) this.guilds.select(guild.guild.id);
+    else if (id) this.guilds.select(null);
     this.conversations.open(id);
-    if (id) {
+    if (id && guild) {
+      void this.pins.load(id).catch(() => undefined);
+      if (this.staleChannels.has(id)) void this.refreshChannel(id).catch(() => undefined);
+      else if (!this.state.threads[id]?.loaded) void this.messages.loadOlder(id).catch(() => undefined);
+      else this.receipts.markReadIfVisible(id);
+    } else if (id) {
       this.refreshNames(id);
       void this.pins.load(id).catch(() => undefined);
       if (this.cache.isStale(id)) void this.cache.refresh(id).catch(() => undefined);
@@ -357,12 +398,23 @@ export class Chat {
     }
   }
 
+  /** Reads a channel's newest page again (after a reconnect: it missed what came meanwhile). */
+  private async refreshChannel(id: string): Promise<void> {
+    const res = await conversationClient.listMessages({ conversationId: id, cursor: 0n, direction: HistoryDirection.BACKWARD, limit: 50 });
+    const items = await Promise.all(res.messages.map(async (message) => ({ message, content: await this.read(message) })));
+    this.staleChannels.delete(id);
+    this.store.dispatch({ type: "threadRefreshed", conversationId: id, items, more: res.more });
+    this.receipts.markReadIfVisible(id);
+  }
+
   private async onEvent(event: Event): Promise<void> {
     const body = event.body;
     switch (body.case) {
       case "message": {
         const m = body.value.message;
         if (!m) return;
+        // Not a conversation of the list: maybe a channel of a guild still being read.
+        if (!this.conversation(m.conversationId)) await this.guildsReady;
         const incoming = await this.messages.receive(m, body.value.change);
         // A system entry (group management) is a line in the history, not a notification.
         // Nor is a reaction or a deletion (they act on another message).
@@ -425,11 +477,21 @@ export class Chat {
         }
         return;
       }
-      case "syncComplete":
+      case "guild":
+        await this.guilds.onEvent(body.value);
+        return;
+      case "syncComplete": {
+        // Channels' messages are live only: what a channel missed while away is read again when
+        // it is opened (the one on screen at once), and the guilds' counts with GetGuild.
+        for (const id of Object.keys(this.state.guilds.channels)) if (this.state.threads[id]?.loaded) this.staleChannels.add(id);
+        const active = this.state.active;
+        if (active && this.staleChannels.has(active)) void this.refreshChannel(active).catch(() => undefined);
+        void this.guilds.load().catch(() => undefined);
         await this.conversations.load(true);
         this.cache.refreshActive();
         void this.engine.topUpKeys().catch(() => undefined);
         return;
+      }
       default:
         return;
     }

@@ -212,8 +212,10 @@ export class Conversations {
     private readonly deps: ConversationsDeps,
   ) {}
 
+  /** A conversation of the list, or a guild's channel (guilds.ts keeps those). */
   get(id: string): Conversation | undefined {
-    return find(this.state.get(), id);
+    const s = this.state.get();
+    return find(s, id) ?? s.guilds.channels[id];
   }
 
   /** Loads the conversation list (every page; requests included, each marked `request`);

@@ -22,7 +22,9 @@ export interface PinsState {
 export function canPin(c: Conversation, me: string): boolean {
   const role = c.members.find((m) => m.accountId === me)?.role;
   if (role === undefined) return false;
-  return c.kind !== ConversationKind.GROUP || role === MemberRole.OWNER || role === MemberRole.ADMIN;
+  // In a group, its owner and admins; in a guild's channel, those with MANAGE_MESSAGES (guilds.ts
+  // makes them the channel's admin).
+  return c.kind === ConversationKind.DIRECT || role === MemberRole.OWNER || role === MemberRole.ADMIN;
 }
 
 /** `list` with `item` as its message is now: in it (by pin time) when pinned, out when not. */

@@ -64,10 +64,11 @@ export function apply<S extends ReceiptsState>(state: S, event: ChatEvent): S {
  * someone else that is not decrypted (waiting for its key); when the key comes and it
  * decrypts, the mark moves on (messages.retryUndecrypted). */
 export function readMarkDue(
-  state: Pick<ChatState, "conversations" | "threads" | "me">,
+  state: Pick<ChatState, "conversations" | "threads" | "me"> & { guilds?: Pick<ChatState["guilds"], "channels"> },
   conversationId: string,
 ): bigint | null {
-  const c = state.conversations.find((x) => x.id === conversationId);
+  // A guild's channel is a conversation too (guilds.ts).
+  const c = state.conversations.find((x) => x.id === conversationId) ?? state.guilds?.channels[conversationId];
   const thread = state.threads[conversationId];
   let upTo = 0n;
   let blocked = false;

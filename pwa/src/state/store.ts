@@ -2,7 +2,7 @@
 // Each concern has its own part of it and a pure `apply(state, event)` for that part:
 // conversations.ts (the list, previews, the open one), messages.ts (threads), receipts.ts
 // (receipts and typing), profiles.ts (names and avatars, ours included), files.ts (attachment
-// states, TTL choices), presence.ts (contacts online). `applyChat` runs them in turn; an event several concerns care about (a
+// states, TTL choices), presence.ts (contacts online), guilds.ts (guilds and their channels). `applyChat` runs them in turn; an event several concerns care about (a
 // message arrived: its thread, its conversation's preview and unread count) is seen by each.
 // The stores' classes beside the reducers do the RPCs (clients passed in) and dispatch what
 // came back; chat.ts wires them to the real clients, the gateway and the E2EE engine.
@@ -13,9 +13,11 @@ import type { AttachmentEvent } from "../gen/kitsulan/v1/attachment_pb";
 import type { AvatarInfo } from "../gen/kitsulan/v1/avatar_pb";
 import type { Conversation, Message, SystemEvent } from "../gen/kitsulan/v1/conversation_pb";
 import type { ReceiptEvent, TypingEvent } from "../gen/kitsulan/v1/gateway_pb";
+import type { GetGuildResponse, Guild } from "../gen/kitsulan/v1/guild_pb";
 import * as cache from "./cache";
 import * as conversations from "./conversations";
 import * as files from "./files";
+import * as guilds from "./guilds";
 import * as messages from "./messages";
 import * as outbox from "./outbox";
 import * as pins from "./pins";
@@ -56,6 +58,8 @@ export interface ChatState {
   online: Record<string, true>;
   /** Pinned messages of the conversations opened, most recent pin first (pins.ts). */
   pins: Record<string, Item[]>;
+  /** The guilds we are in, their channels as conversations, the one on screen (guilds.ts). */
+  guilds: guilds.GuildsPart;
 }
 
 /** Everything that changes the state. Times (`now`) and "who am I" come in the event, so the
@@ -110,7 +114,13 @@ export type ChatEvent =
   /** The newest page of a restored thread, instead of the cached items (a gap between them). */
   | { type: "threadRefreshed"; conversationId: string; items: Item[]; more: boolean }
   // Pins (pins.ts): a conversation's pin list as ListPins gave it.
-  | { type: "pinsLoaded"; conversationId: string; items: Item[] };
+  | { type: "pinsLoaded"; conversationId: string; items: Item[] }
+  // Guilds (guilds.ts): the list, one guild as GetGuild gave it, one we are no longer in, the
+  // one on screen (null: direct messages).
+  | { type: "guildsListed"; guilds: Guild[] }
+  | { type: "guildLoaded"; guild: GetGuildResponse }
+  | { type: "guildRemoved"; guildId: string }
+  | { type: "guildSelected"; guildId: string | null };
 
 /** The state of a device that has just signed in. */
 export function initialState(me: { accountId: string; deviceId: string }): ChatState {
@@ -132,6 +142,7 @@ export function initialState(me: { accountId: string; deviceId: string }): ChatS
     outbox: {},
     online: {},
     pins: {},
+    guilds: guilds.EMPTY_GUILDS,
   };
 }
 
@@ -166,6 +177,7 @@ export function applyChat(state: ChatState, event: ChatEvent): ChatState {
   s = cache.apply(s, event);
   s = presence.apply(s, event);
   s = pins.apply(s, event);
+  s = guilds.apply(s, event);
   return s;
 }
 

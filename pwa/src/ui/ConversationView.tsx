@@ -2,7 +2,9 @@
 // the disappearing-message timer, verified mark, search, about, verify, members, calls), the
 // pinned bar (conversation/Pins.tsx), warnings (no account key on this device: recovery/NeedsKeyBanner.tsx, a member's key changed), the history
 // (conversation/MessageList.tsx), the composer (conversation/Composer.tsx) and files to send,
-// picked, pasted or dropped anywhere on it (conversation/Uploads.tsx).
+// picked, pasted or dropped anywhere on it (conversation/Uploads.tsx). A guild's channel shows the
+// same way, with its topic, the member list's toggle instead of members and calls, and a composer
+// that says when its permissions, a timeout or slow mode hold it (guild/channelRules.ts).
 import { useRef, useState, type DragEvent } from "react";
 import { ConversationKind, ConversationMode, MemberRole } from "../gen/kitsulan/v1/conversation_pb";
 import { useI18n } from "../i18n/i18n";
@@ -23,12 +25,14 @@ import { Members } from "./Members";
 import { RequestBanner } from "./RequestBanner";
 import { NeedsKeyBanner } from "./recovery/NeedsKeyBanner";
 import { conversationTitle, personName } from "./names";
+import { useChannelComposer } from "./guild/channelRules";
 
 export function ConversationView({
   chat,
   conversationId,
   onSearch,
   onForward,
+  channel,
 }: {
   chat: Chat;
   conversationId: string;
@@ -36,9 +40,14 @@ export function ConversationView({
   onSearch?: () => void;
   /** Forwards a message to another conversation (the picker of Forward.tsx). */
   onForward?: (item: Item) => void;
+  /** A guild's channel: its member list's toggle and the channel list (a phone's drawer). */
+  channel?: { onMembers: () => void; membersOpen: boolean; onChannels: () => void };
 }) {
   const { t, lang } = useI18n();
-  const conversation = useChat(chat, (s) => s.conversations.find((c) => c.id === conversationId));
+  // A conversation of the list, or a guild's channel (state/guilds.ts).
+  const conversation = useChat(chat, (s) => s.conversations.find((c) => c.id === conversationId) ?? s.guilds.channels[conversationId]);
+  const channelInfo = useChat(chat, (s) => (s.guilds.channels[conversationId] ? chat.guilds.channelInfo(conversationId) : undefined));
+  const rules = useChannelComposer(chat, conversationId);
   const keyWarning = useChat(chat, (s) => s.keyWarning);
   const verified = useChat(chat, (s) => s.verified);
   const me = useChat(chat, (s) => s.me);
@@ -56,7 +65,9 @@ export function ConversationView({
   const title = conversationTitle(chat, t, conversation);
   const isGroup = conversation.kind === ConversationKind.GROUP;
   const myRole = conversation.members.find((m) => m.accountId === me.accountId)?.role;
-  const administers = isGroup && (myRole === MemberRole.OWNER || myRole === MemberRole.ADMIN);
+  const isChannel = conversation.kind === ConversationKind.CHANNEL;
+  // A channel's "admin" is whoever may manage messages there (guilds.ts).
+  const administers = (isGroup || isChannel) && (myRole === MemberRole.OWNER || myRole === MemberRole.ADMIN);
   // Removed from this group: its history as this device holds it, read-only.
   const removed = removedFrom(conversation, me.accountId);
   const others = conversation.members.filter((m) => m.accountId !== me.accountId);
@@ -72,7 +83,7 @@ export function ConversationView({
       className={dragging ? "conversation dragging" : "conversation"}
       aria-label={title}
       onDragOver={(e) => {
-        if (!hasFiles(e) || needsLink || removed) return;
+        if (!hasFiles(e) || needsLink || removed || rules?.blocked || rules?.noFiles) return;
         e.preventDefault();
         e.dataTransfer.dropEffect = "copy";
         setDragging(true);
@@ -103,12 +114,23 @@ export function ConversationView({
         />
       )}
       <header className="bar">
-        <button type="button" className="icon back" aria-label={t("backToList")} onClick={() => chat.setActive(null)}>
-          ←
-        </button>
-        <ConversationAvatar chat={chat} conversation={conversation} name={title} className="avatar head-avatar" />
+        {channel ? (
+          <button type="button" className="icon back" aria-label={t("channelsAndGuilds")} onClick={channel.onChannels}>
+            ☰
+          </button>
+        ) : (
+          <button type="button" className="icon back" aria-label={t("backToList")} onClick={() => chat.setActive(null)}>
+            ←
+          </button>
+        )}
+        {!isChannel && <ConversationAvatar chat={chat} conversation={conversation} name={title} className="avatar head-avatar" />}
         <div className="conv-head">
           <h2>{title}</h2>
+          {channelInfo?.topic && (
+            <span className="channel-topic muted" title={channelInfo.topic}>
+              {channelInfo.topic}
+            </span>
+          )}
           <span className="conv-marks">
             <KindMark mode={conversation.mode} />
             {conversation.messageTimerSeconds > 0 && (
@@ -129,9 +151,11 @@ export function ConversationView({
               <SearchIcon />
             </button>
           )}
-          <button type="button" className="icon" aria-label={t("conversationInfo")} title={t("conversationInfo")} onClick={() => setShowInfo(true)}>
-            <InfoIcon />
-          </button>
+          {!isChannel && (
+            <button type="button" className="icon" aria-label={t("conversationInfo")} title={t("conversationInfo")} onClick={() => setShowInfo(true)}>
+              <InfoIcon />
+            </button>
+          )}
         </span>
         {contact && !needsLink && (
           <button
@@ -160,7 +184,19 @@ export function ConversationView({
             <span className="members-count">{conversation.members.length}</span>
           </button>
         )}
-        {!conversation.request && !removed && <CallButtons chat={chat} conversationId={conversationId} disabled={needsLink} />}
+        {channel && (
+          <button
+            type="button"
+            className="members-button"
+            aria-label={t("guildMembers")}
+            aria-pressed={channel.membersOpen}
+            onClick={channel.onMembers}
+          >
+            <PeopleIcon />
+            <span className="members-label">{t("members")}</span>
+          </button>
+        )}
+        {!conversation.request && !removed && !isChannel && <CallButtons chat={chat} conversationId={conversationId} disabled={needsLink} />}
       </header>
       {showMembers && <Members chat={chat} conversation={conversation} onClose={() => setShowMembers(false)} />}
       {showInfo && <ConversationInfo chat={chat} conversation={conversation} onClose={() => setShowInfo(false)} />}
@@ -202,6 +238,10 @@ export function ConversationView({
           compose={compose}
           // A cloud conversation needs no keys to write in; file uploads still encrypt their blob.
           disabled={needsLink && conversation.mode !== ConversationMode.CLOUD}
+          blocked={rules?.blocked}
+          notice={rules?.notice}
+          noFiles={rules?.noFiles}
+          holdSend={rules?.holdSend}
           onSend={() => {
             stickToBottom.current = true;
           }}

@@ -33,12 +33,15 @@ export function Dialog({
   onClose,
   children,
   focusInput = true,
+  wide = false,
 }: {
   title: string;
   onClose: () => void;
   children: ReactNode;
   /** Focus the first text field on open (off where typing is not why the dialog opens). */
   focusInput?: boolean;
+  /** A wider dialog (guild settings). */
+  wide?: boolean;
 }) {
   const ref = useModal();
   const titleId = useId();
@@ -51,7 +54,7 @@ export function Dialog({
     if (d && focusInput && !inField) focusFirstField(d);
   }, [ref, focusInput]);
   return (
-    <dialog ref={ref} className="dialog" aria-labelledby={titleId} onCancel={onClose}>
+    <dialog ref={ref} className={wide ? "dialog wide" : "dialog"} aria-labelledby={titleId} onCancel={onClose}>
       <h2 id={titleId}>{title}</h2>
       {children}
     </dialog>

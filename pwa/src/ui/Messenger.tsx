@@ -1,6 +1,9 @@
-// Messenger.tsx — the signed-in layout: conversation list beside the open conversation on wide
-// screens, one or the other on phones; settings and new-conversation dialogs on top.
-import { lazy, Suspense, useCallback, useEffect, useState } from "react";
+// Messenger.tsx — the signed-in layout: the guild rail (direct messages, then each guild), the
+// conversation list or the selected guild's channels beside the open conversation or channel,
+// and a guild's member list on the right, on wide screens; on phones one at a time, the rail
+// with the channels and the member list sliding in over a channel. Settings, new-conversation,
+// guild and invite dialogs on top; Ctrl+K switches, Alt+↑/↓ moves between a guild's channels.
+import { lazy, Suspense, useCallback, useEffect, useRef, useState } from "react";
 import { useI18n } from "../i18n/i18n";
 import { useChat, type Chat } from "../state/chat";
 import type { Theme } from "../theme";
@@ -23,6 +26,18 @@ import { VerifyDialog } from "./VerifyDialog";
 import { Search } from "./Search";
 import { Forward } from "./Forward";
 import type { Item } from "../state/chat";
+import { adjacentChannel, opensAsChat } from "../state/guilds";
+import { clearPendingInvite, pendingInvite } from "../lib/invite";
+import { AddGuild } from "./guild/AddGuild";
+import { ChannelSidebar } from "./guild/ChannelSidebar";
+import { GuildMembers } from "./guild/GuildMembers";
+import { GuildRail, lastChannel, openGuild } from "./guild/GuildRail";
+import { GuildSettings } from "./guild/GuildSettings";
+import { InviteJoin } from "./guild/InviteJoin";
+import { InviteMaker } from "./guild/Invites";
+import { QuickSwitcher } from "./guild/QuickSwitcher";
+import { VoiceChannel } from "./guild/VoiceChannel";
+import { Dialog } from "./Dialog";
 
 // The call screen and the call code are a chunk of their own, loaded on the first call.
 const CallScreen = lazy(() => import("./call/CallScreen").then((m) => ({ default: m.CallScreen })));
@@ -48,7 +63,19 @@ export function Messenger({
   const active = useChat(chat, (s) => s.active);
   const status = useChat(chat, (s) => s.status);
   const calls = useLoadedCalls(chat);
-  const [dialog, setDialog] = useState<"none" | "new" | "settings" | "devices" | "myQr" | "scan" | "search">("none");
+  const [dialog, setDialog] = useState<
+    "none" | "new" | "settings" | "devices" | "myQr" | "scan" | "search" | "addGuild" | "guildSettings" | "invitePeople" | "switcher"
+  >("none");
+  const selected = useChat(chat, (s) => s.guilds.selected);
+  const selectedView = useChat(chat, (s) => (s.guilds.selected ? s.guilds.views[s.guilds.selected] : undefined));
+  /** The open channel as GetGuild gave it (undefined: a direct conversation, or none). */
+  const channel = useChat(chat, (s) => (s.active && s.guilds.channels[s.active] ? chat.guilds.channelInfo(s.active) : undefined));
+  /** The invite whose page is open (`/invite/CODE`, or a link pasted in "+"). */
+  const [invite, setInvite] = useState<string | null>(pendingInvite);
+  /** The member list beside a guild's channel (wide screens start with it open). */
+  const [membersOpen, setMembersOpen] = useState(() => window.matchMedia("(min-width: 1000px)").matches);
+  /** Phones: the rail and the channels slid in over the channel. */
+  const [drawer, setDrawer] = useState(false);
   /** The message being forwarded (the conversation picker is open). */
   const [forwarding, setForwarding] = useState<Item | null>(null);
   /** A contact link the app was opened with (`/#/add/…`), taken from the address bar. */
@@ -80,17 +107,79 @@ export function Messenger({
     },
     [chat],
   );
+  const closeDialog = useCallback(() => setDialog("none"), []);
+
+  // Narrowed to a phone's width, the member list closes (it would cover the channel); widened
+  // to a desktop's, it opens beside it again.
+  useEffect(() => {
+    const phone = window.matchMedia("(max-width: 700px)");
+    const wide = window.matchMedia("(min-width: 1000px)");
+    const onPhone = () => {
+      if (phone.matches) setMembersOpen(false);
+    };
+    const onWide = () => {
+      if (wide.matches) setMembersOpen(true);
+    };
+    phone.addEventListener("change", onPhone);
+    wide.addEventListener("change", onWide);
+    return () => {
+      phone.removeEventListener("change", onPhone);
+      wide.removeEventListener("change", onWide);
+    };
+  }, []);
+
+  // Ctrl+K (⌘K) opens the quick switcher; Alt+↑/↓ moves between the channels of the guild shown.
+  useEffect(() => {
+    const onKey = (e: KeyboardEvent) => {
+      // Escape closes a phone's drawer and member list (dialogs close themselves).
+      if (e.key === "Escape") {
+        setDrawer(false);
+        if (window.matchMedia("(max-width: 700px)").matches) setMembersOpen(false);
+        return;
+      }
+      if ((e.ctrlKey || e.metaKey) && !e.altKey && !e.shiftKey && e.key.toLowerCase() === "k") {
+        e.preventDefault();
+        setDialog("switcher");
+        return;
+      }
+      if (e.altKey && !e.ctrlKey && !e.metaKey && (e.key === "ArrowUp" || e.key === "ArrowDown")) {
+        const s = chat.get();
+        const view = s.guilds.selected ? s.guilds.views[s.guilds.selected] : undefined;
+        if (!view) return;
+        e.preventDefault();
+        const next = adjacentChannel(view, s.active, e.key === "ArrowUp" ? -1 : 1);
+        if (next) {
+          lastChannel.set(view.guild.id, next);
+          chat.setActive(next);
+        }
+      }
+    };
+    window.addEventListener("keydown", onKey);
+    return () => window.removeEventListener("keydown", onKey);
+  }, [chat]);
+
+  // The drawer opened: the keyboard goes into it, on the channel open (else the first one).
+  const side = useRef<HTMLDivElement>(null);
+  useEffect(() => {
+    if (!drawer) return;
+    const el = side.current;
+    (el?.querySelector<HTMLElement>(".channel-list [aria-current='page']") ?? el?.querySelector<HTMLElement>("button"))?.focus();
+  }, [drawer]);
+
   // The unread total in the tab's title, "(3) KitsuLAN" (message requests do not count).
   const unread = useChat(chat, (s) =>
     s.conversations.reduce((n, c) => (c.request ? n : n + unreadOf(c, s.threads[c.id], s.me.accountId)), 0),
   );
+  // Guilds' channels count in the title by their mentions of us only (they are busy).
+  const guildMentions = useChat(chat, (s) => Object.values(s.guilds.channels).reduce((n, c) => n + c.mentionCount, 0));
   const appName = t("appName");
   useEffect(() => {
-    document.title = unread > 0 ? `(${unread}) ${appName}` : appName;
+    const shown = unread + guildMentions;
+    document.title = shown > 0 ? `(${shown}) ${appName}` : appName;
     return () => {
       document.title = appName;
     };
-  }, [unread, appName]);
+  }, [unread, guildMentions, appName]);
 
   // Ctrl+F (⌘F) opens the search panel instead of the browser's find, which sees only what is on screen.
   useEffect(() => {
@@ -119,33 +208,117 @@ export function Messenger({
     return () => document.removeEventListener("visibilitychange", onVisible);
   }, [chat]);
 
+  const cls = ["messenger", "with-rail", active ? "has-active" : "", drawer ? "drawer-open" : "", selected && membersOpen ? "with-members" : ""].filter(Boolean).join(" ");
+  const channelProps = channel
+    ? { onMembers: () => setMembersOpen((o) => !o), membersOpen, onChannels: () => setDrawer(true) }
+    : undefined;
+
   return (
-    <div className={active ? "messenger has-active" : "messenger"}>
-      <aside className="sidebar" aria-label={t("conversations")}>
-        <header className="bar">
-          <h1 className="app-title">{t("appName")}</h1>
-          <span className={`status status-${status}`} role="status">
-            {status === "online" ? t("online") : status === "connecting" ? t("connecting") : t("offline")}
-          </span>
-          <button type="button" className="icon" aria-label={t("searchMessages")} title={t("searchMessages")} onClick={() => setDialog("search")}>
-            <SearchIcon />
-          </button>
-          <button type="button" className="icon" aria-label={t("settings")} onClick={() => setDialog("settings")}>
-            ⚙
-          </button>
-        </header>
-        <button type="button" className="primary new" onClick={() => setDialog("new")}>
-          {t("newConversation")}
-        </button>
-        <ConversationList chat={chat} />
-      </aside>
+    <div className={cls}>
+      {/* Phones: a tap beside the drawer or the member list closes it. */}
+      {(drawer || (selected && membersOpen && active)) && (
+        <div
+          className="scrim"
+          aria-hidden="true"
+          onClick={() => {
+            setDrawer(false);
+            if (window.matchMedia("(max-width: 700px)").matches) setMembersOpen(false);
+          }}
+        />
+      )}
+      <div className="side" ref={side}>
+        <GuildRail chat={chat} dmUnread={unread} onAdd={() => setDialog("addGuild")} />
+        {selected ? (
+          <ChannelSidebar
+            chat={chat}
+            guildId={selected}
+            onSettings={() => setDialog("guildSettings")}
+            onInvite={() => setDialog("invitePeople")}
+            onOpened={() => setDrawer(false)}
+          />
+        ) : (
+          <aside className="sidebar" aria-label={t("conversations")}>
+            <header className="bar">
+              <h1 className="app-title">{t("appName")}</h1>
+              <span className={`status status-${status}`} role="status">
+                {status === "online" ? t("online") : status === "connecting" ? t("connecting") : t("offline")}
+              </span>
+              <button type="button" className="icon" aria-label={t("searchMessages")} title={t("searchMessages")} onClick={() => setDialog("search")}>
+                <SearchIcon />
+              </button>
+              <button type="button" className="icon" aria-label={t("settings")} onClick={() => setDialog("settings")}>
+                ⚙
+              </button>
+            </header>
+            <button type="button" className="primary new" onClick={() => setDialog("new")}>
+              {t("newConversation")}
+            </button>
+            <ConversationList chat={chat} />
+          </aside>
+        )}
+      </div>
       <main className="pane">
-        {active ? (
-          <ConversationView key={active} chat={chat} conversationId={active} onSearch={() => setDialog("search")} onForward={setForwarding} />
+        {active && channel && channelProps && (!opensAsChat(channel) || channel.e2ee) ? (
+          <VoiceChannel key={active} channel={channel} {...channelProps} />
+        ) : active ? (
+          <ConversationView
+            key={active}
+            chat={chat}
+            conversationId={active}
+            onSearch={() => setDialog("search")}
+            onForward={setForwarding}
+            {...(channelProps ? { channel: channelProps } : {})}
+          />
+        ) : selectedView ? (
+          <div className="empty guild-empty">
+            <p className="muted">{t("guildNoChannel")}</p>
+          </div>
         ) : (
           <div className="empty" />
         )}
       </main>
+      {selected && membersOpen && <GuildMembers key={selected} chat={chat} guildId={selected} onClose={() => setMembersOpen(false)} />}
+      {dialog === "addGuild" && (
+        <AddGuild
+          chat={chat}
+          onClose={closeDialog}
+          onCreated={(id) => {
+            setDialog("none");
+            openGuild(chat, id);
+          }}
+          onInvite={(code) => {
+            setDialog("none");
+            setInvite(code);
+          }}
+        />
+      )}
+      {dialog === "guildSettings" && selected && <GuildSettings chat={chat} guildId={selected} onClose={closeDialog} />}
+      {dialog === "invitePeople" && selected && (
+        <Dialog title={t("invitePeopleTo", { name: selectedView?.guild.name ?? "" })} onClose={closeDialog} focusInput={false}>
+          <InviteMaker chat={chat} guildId={selected} />
+          <div className="row">
+            <button type="button" onClick={closeDialog}>
+              {t("close")}
+            </button>
+          </div>
+        </Dialog>
+      )}
+      {dialog === "switcher" && <QuickSwitcher chat={chat} onClose={closeDialog} />}
+      {invite && (
+        <InviteJoin
+          chat={chat}
+          code={invite}
+          onClose={() => {
+            clearPendingInvite();
+            setInvite(null);
+          }}
+          onJoined={(id) => {
+            clearPendingInvite();
+            setInvite(null);
+            openGuild(chat, id);
+          }}
+        />
+      )}
       <Notifier chat={chat} />
       {calls && (
         <Suspense fallback={null}>

@@ -14,6 +14,7 @@ import {
 import { pushTexts, refreshPushTexts } from "../notify/push";
 import { markdownToText } from "../markdown/plainText";
 import { useChat, type Chat, type Incoming } from "../state/chat";
+import { mentionsMe } from "../state/mentions";
 import { conversationTitle, personName } from "./names";
 
 interface Toast {
@@ -56,6 +57,8 @@ export function Notifier({ chat }: { chat: Chat }) {
         const c = chat.conversation(m.conversationId);
         // A message request waits among the requests: no toast, no system notification.
         if (!c || c.request) return;
+        // A guild's channel is busy: only a message that mentions us notifies, as in Discord.
+        if (c.kind === ConversationKind.CHANNEL && !mentionsMe(m.content, chat.get().me.accountId)) return;
         const name = conversationTitle(chat, t, c);
         const text =
           m.content.kind === "text"
@@ -64,7 +67,7 @@ export function Notifier({ chat }: { chat: Chat }) {
               ? m.content.file.name.slice(0, 140)
               : "";
         const sender = personName(chat, t, m.senderAccountId);
-        const line = c.kind === ConversationKind.GROUP && text ? `${sender}: ${text}` : text;
+        const line = c.kind !== ConversationKind.DIRECT && text ? `${sender}: ${text}` : text;
         if (document.visibilityState === "hidden") {
           const prefs = loadPrefs();
           if (!prefs.system) return;

@@ -4,7 +4,7 @@
 // decrypted (state/search.ts), and the panel says so. Who wrote it and a range of days narrow
 // both alike; clearing the query (its ✕, or Clear) clears them too, and "More results" pages
 // with the filters the search was made with. A result opens its message (jump.ts).
-import { useCallback, useEffect, useRef, useState, type FormEvent, type ReactNode } from "react";
+import { useCallback, useEffect, useMemo, useRef, useState, type FormEvent, type ReactNode } from "react";
 import { reasonOf } from "../errors";
 import { ConversationMode } from "../gen/kitsulan/v1/conversation_pb";
 import { useI18n } from "../i18n/i18n";
@@ -31,7 +31,11 @@ export function highlighted(text: string, ranges: Range[]): ReactNode[] {
 
 export function Search({ chat, initialConversation, onClose }: { chat: Chat; initialConversation: string | null; onClose: () => void }) {
   const { t, lang } = useI18n();
-  const conversations = useChat(chat, (s) => s.conversations);
+  const listed = useChat(chat, (s) => s.conversations);
+  // A guild's channel opened it: searched within (channels are not in the list; search across
+  // every conversation does not cover them yet, docs/guilds.md).
+  const openChannel = useChat(chat, (s) => (initialConversation ? s.guilds.channels[initialConversation] : undefined));
+  const conversations = useMemo(() => (openChannel ? [openChannel, ...listed] : listed), [openChannel, listed]);
   const [query, setQuery] = useState("");
   useChat(chat, (s) => s.profiles); // the sender list's names arrive after it
   const [where, setWhere] = useState(initialConversation ?? "");

@@ -11,6 +11,8 @@ export function personName(chat: Chat, t: Translate, accountId: string): string 
 
 export function conversationTitle(chat: Chat, t: Translate, c: Conversation): string {
   if (c.kind === ConversationKind.GROUP) return c.title || t("group");
+  // A guild's channel: "#general".
+  if (c.kind === ConversationKind.CHANNEL) return `#${c.title}`;
   const other = c.members.find((m) => m.accountId !== chat.get().me.accountId);
   return other ? personName(chat, t, other.accountId) : t("directWith");
 }

@@ -101,6 +101,10 @@ export function Composer({
   conversationId,
   compose,
   disabled,
+  blocked,
+  notice,
+  noFiles = false,
+  holdSend = false,
   onSend,
   onFiles,
 }: {
@@ -109,6 +113,15 @@ export function Composer({
   compose: Compose;
   /** No E2EE on this device yet (it needs linking). */
   disabled: boolean;
+  /** Why we may not write here (a guild's channel: no permission to post there, a timeout): the
+   * composer is disabled and says so where the text would go. */
+  blocked?: string | null | undefined;
+  /** A line above the composer (a channel's slow mode). */
+  notice?: string | null | undefined;
+  /** Files may not be attached here (a channel without ATTACH_FILES for us). */
+  noFiles?: boolean | undefined;
+  /** Not yet (slow mode's wait, said by `notice`): the draft stays, Send waits. */
+  holdSend?: boolean | undefined;
   /** A message is about to be sent (the list then follows it to the bottom). */
   onSend: () => void;
   /** Files picked or pasted. */
@@ -124,9 +137,10 @@ export function Composer({
   const [mention, setMention] = useState<{ start: number; query: string } | null>(null);
   const [choice, setChoice] = useState(0);
   const me = chat.get().me.accountId;
-  const people: Mentionable[] = (chat.conversation(conversationId)?.members ?? [])
-    .filter((m) => m.accountId !== me)
-    .map((m) => ({ accountId: m.accountId, name: personName(chat, t, m.accountId) }));
+  const people: Mentionable[] = chat
+    .mentionable(conversationId)
+    .filter((id) => id !== me)
+    .map((id) => ({ accountId: id, name: personName(chat, t, id) }));
   const offered = mention ? suggestions(people, mention.query) : [];
 
   /** Puts `@Name ` in place of the `@…` typed, and remembers whom it names. */
@@ -154,6 +168,7 @@ export function Composer({
 
   async function submit(e?: FormEvent) {
     e?.preventDefault();
+    if (blocked || holdSend) return;
     const taken = compose.take();
     if (!taken) return;
     chat.receipts.typing(conversationId, false);
@@ -217,7 +232,7 @@ export function Composer({
   }
 
   function onPaste(e: ClipboardEvent<HTMLTextAreaElement>) {
-    if (e.clipboardData.files.length > 0) {
+    if (e.clipboardData.files.length > 0 && !noFiles) {
       e.preventDefault();
       onFiles(e.clipboardData.files);
     }
@@ -228,6 +243,11 @@ export function Composer({
       {error && (
         <p role="alert" className="error composer-error">
           {error}
+        </p>
+      )}
+      {notice && (
+        <p className="composer-notice muted" role="status">
+          {notice}
         </p>
       )}
       {offered.length > 0 && (
@@ -248,7 +268,7 @@ export function Composer({
           ))}
         </div>
       )}
-      <form className="composer" onSubmit={submit}>
+      <form className={blocked ? "composer blocked" : "composer"} onSubmit={submit}>
         <input
           ref={fileInput}
           type="file"
@@ -259,30 +279,36 @@ export function Composer({
             e.target.value = "";
           }}
         />
-        <button
-          type="button"
-          className="icon attach"
-          aria-label={t("attach")}
-          title={t("attach")}
-          disabled={disabled}
-          onClick={() => fileInput.current?.click()}
-        >
-          <PaperclipIcon />
-        </button>
+        {!blocked && (
+          <button
+            type="button"
+            className="icon attach"
+            aria-label={t("attach")}
+            title={t("attach")}
+            disabled={disabled || noFiles}
+            onClick={() => fileInput.current?.click()}
+          >
+            <PaperclipIcon />
+          </button>
+        )}
         <textarea
           ref={compose.input}
           aria-label={t("message")}
-          placeholder={t("message")}
+          placeholder={blocked ?? t("message")}
+          title={blocked ?? undefined}
           rows={1}
           value={draft}
-          disabled={disabled}
+          disabled={disabled || Boolean(blocked)}
           onChange={(e) => onDraft(e.target.value, e.target.selectionStart)}
           onKeyDown={onKeyDown}
           onPaste={onPaste}
         />
-        <button type="submit" className="primary" disabled={disabled || !draft.trim()}>
-          {editing ? t("save") : t("send")}
-        </button>
+        {/* Nothing to send with while we may not write here: the reason takes the width. */}
+        {!blocked && (
+          <button type="submit" className="primary" disabled={disabled || holdSend || !draft.trim()}>
+            {editing ? t("save") : t("send")}
+          </button>
+        )}
       </form>
     </>
   );

@@ -147,7 +147,10 @@ export function MessageList({
     return () => io.disconnect();
   }, [thread, loadOlder]);
 
-  const isGroup = conversation.kind === ConversationKind.GROUP;
+  // Groups and guild channels name each message's sender.
+  const isGroup = conversation.kind !== ConversationKind.DIRECT;
+  // A channel's members are too many for receipts: our message is sent, or still in the outbox.
+  const isChannel = conversation.kind === ConversationKind.CHANNEL;
   const byId = new Map(items.map((i) => [i.message.id, i]));
   /** The quote of the message `replyTo` (null when not a reply). */
   const quote = (replyTo: string, quoted?: string) =>
@@ -243,7 +246,7 @@ export function MessageList({
             </div>
           );
         }
-        const tick = mine ? tickOf(item) : null;
+        const tick = mine ? (isChannel ? (item.local ?? "sent") : tickOf(item)) : null;
         return (
           <div key={m.id} className="msg-wrap">
             {showDay && <DaySeparator label={dayLabel(t, lang, ms)} />}
