@@ -393,6 +393,23 @@ describe("Guilds", () => {
     expect(calls.find(([m]) => m === "banMember")?.[1]).toEqual({ guildId: G, accountId: BOB, reason: "spam", deleteMessagesS: 86_400 });
   });
 
+  it("takes who the list says is online into presence in a small guild, not in a big one", async () => {
+    const listed = { members: [{ accountId: BOB, roleIds: [], online: true }, { accountId: ME, roleIds: [], online: false }] };
+    const small = setup({ getGuild: () => guildRes(layout()), listMembers: () => listed });
+    await small.guilds.refresh(G);
+    await small.guilds.members(G);
+    expect(small.st.s.online).toEqual({ [BOB]: true });
+    const bigGuild = () => {
+      const res = guildRes(layout());
+      if (res.guild) res.guild.memberCount = 251n;
+      return res;
+    };
+    const big = setup({ getGuild: bigGuild, listMembers: () => listed });
+    await big.guilds.refresh(G);
+    await big.guilds.members(G);
+    expect(big.st.s.online).toEqual({});
+  });
+
   it("remembers the members listed for mention suggestions, and loads their names", async () => {
     const { guilds, names } = setup({ listMembers: () => ({ members: [{ accountId: BOB, roleIds: [] }] }), kickMember: () => ({}) });
     await guilds.members(G);

@@ -104,6 +104,10 @@ export interface GuildsState {
   me: { accountId: string };
 }
 
+/** Guilds of up to this many members hear their members' presence live (the server's
+ * PRESENCE_GUILD_MAX); a bigger one's member list says who was online when it was read. */
+export const PRESENCE_LIVE_MAX = 250n;
+
 export const EMPTY_GUILDS: GuildsPart = { order: [], views: {}, channels: {}, selected: null, loaded: false };
 
 /** Whether a channel holds messages (a text, announcement or voice channel; not a category). */
@@ -665,6 +669,13 @@ export class Guilds {
   async members(guildId: string, after = "", limit = 100): Promise<GuildMember[]> {
     const res = await need(this.c, "listMembers")({ guildId, after, limit });
     this.deps.loadNames(res.members.map((m) => m.accountId));
+    // A guild small enough for live presence (the server's 250) tells this app when each member
+    // goes offline, so who the list says is online joins the presence store; a bigger one's
+    // list is only a snapshot, shown as such.
+    const count = this.state.get().guilds.views[guildId]?.guild?.memberCount ?? 0n;
+    if (count <= PRESENCE_LIVE_MAX) {
+      for (const m of res.members) if (m.online) this.state.dispatch({ type: "presence", accountId: m.accountId, online: true });
+    }
     const known = this.listed.get(guildId) ?? new Map<string, GuildMember>();
     for (const m of res.members) known.set(m.accountId, m);
     this.listed.set(guildId, known);

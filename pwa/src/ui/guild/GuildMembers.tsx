@@ -1,7 +1,8 @@
 // GuildMembers.tsx — the member list on the right of a guild: pages of ListMembers loaded as the
 // list scrolls (a hundred at a time), grouped by each member's highest role (in the role's
-// colour, highest first), online members first within a group with a dot (presence is known for
-// contacts; docs/gateway.md). A member opens a card with what we may do to them: their roles,
+// colour, highest first), online members first within a group with a dot (live in a guild of up
+// to 250 members, as read with the list in a bigger one; docs/guilds.md). A member opens a card
+// with what we may do to them: their roles,
 // a timeout, kick, ban.
 import { useCallback, useEffect, useRef, useState } from "react";
 import type { GuildMember, GuildRole } from "../../gen/kitsulan/v1/guild_pb";
@@ -9,7 +10,7 @@ import { reasonOf } from "../../errors";
 import { useI18n } from "../../i18n/i18n";
 import { errorText } from "../../i18n/messages";
 import { useChat, type Chat } from "../../state/chat";
-import { has, highestRole, myRank, Perm, type GuildView } from "../../state/guilds";
+import { has, highestRole, myRank, Perm, PRESENCE_LIVE_MAX, type GuildView } from "../../state/guilds";
 import { PersonAvatar } from "../Avatar";
 import { Dialog } from "../Dialog";
 import { durationText } from "../duration";
@@ -81,7 +82,11 @@ export function GuildMembers({ chat, guildId, onClose }: { chat: Chat; guildId: 
   }, [members, more, loadPage]);
 
   if (!view) return null;
-  const isOnline = (id: string) => id === me || online[id] === true;
+  // In a guild of up to PRESENCE_LIVE_MAX members the server tells this app when each member
+  // comes and goes (the presence store); in a bigger one the list says who was online when it
+  // was read.
+  const live = (view.guild.memberCount ?? 0n) <= PRESENCE_LIVE_MAX;
+  const isOnline = (m: GuildMember) => m.accountId === me || online[m.accountId] === true || (!live && m.online);
   // Highest role first; members without a role last.
   const roles = [...view.roles].filter((r) => r.id !== view.guild.id).sort((a, b) => b.position - a.position);
   const groups: Array<{ role: GuildRole | null; members: GuildMember[] }> = [...roles.map((role) => ({ role, members: [] as GuildMember[] })), { role: null, members: [] }];
@@ -92,7 +97,7 @@ export function GuildMembers({ chat, guildId, onClose }: { chat: Chat; guildId: 
   }
   const shownGroups = groups.filter((g) => g.members.length > 0);
   const byPresenceAndName = (a: GuildMember, b: GuildMember) =>
-    Number(isOnline(b.accountId)) - Number(isOnline(a.accountId)) ||
+    Number(isOnline(b)) - Number(isOnline(a)) ||
     personName(chat, t, a.accountId).localeCompare(personName(chat, t, b.accountId));
 
   return (
@@ -122,7 +127,7 @@ export function GuildMembers({ chat, guildId, onClose }: { chat: Chat; guildId: 
             <ul className="member-list">
               {[...g.members].sort(byPresenceAndName).map((m) => {
                 const name = personName(chat, t, m.accountId);
-                const on = isOnline(m.accountId);
+                const on = isOnline(m);
                 const timedOut = Number(m.timedOutUntilMs) > Date.now();
                 return (
                   <li key={m.accountId}>
