@@ -7,7 +7,7 @@
 // member, whose app drops the guild at once. Screenshots at 1280 and 360 px, light and dark, and
 // a Russian pass at 360 px.
 import type { Page } from "@playwright/test";
-import { bubble, createAccount, decodePng, expect, newDevice, qrPng, send, shoot, signUp, stamp, test } from "./helpers";
+import { bubble, createAccount, decodePng, expect, newDevice, png, qrPng, send, shoot, signUp, stamp, test } from "./helpers";
 
 const rail = (page: Page) => page.getByRole("navigation", { name: "Communities" });
 const channels = (page: Page) => page.getByRole("navigation", { name: "Channels" });
@@ -48,6 +48,14 @@ test("guilds: create, invite by link, chat, announcement, private channel, kick"
   // An announcement channel and a private channel, from the settings.
   await createChannel(alice, "Announcement channel", "news");
   await createChannel(alice, "Text channel", "staff", true);
+
+  // An icon for the guild, through the avatar pipeline: the rail shows the picture.
+  const overview = await settingsTab(alice, "Overview");
+  await overview.locator('input[type=file][name="guildIcon"]').setInputFiles({ name: "icon.png", mimeType: "image/png", buffer: png(300, 200) });
+  await expect(overview.getByText("Picture saved.")).toBeVisible();
+  await expect(rail(alice).getByRole("button", { name: /^LAN party/ }).locator("img.rail-img")).toBeVisible();
+  await overview.getByRole("button", { name: "Close" }).last().click();
+  await expect(overview).toBeHidden();
 
   // An invite: its link, shown once, and the same link as a QR code.
   const invites = await settingsTab(alice, "Invites");

@@ -6,6 +6,7 @@
 // server (the app must ship its fonts, icons and scripts), or if the browser refused anything
 // under the server's Content-Security-Policy (an inline script or style, a WebAssembly compile,
 // a connection the policy does not allow would break the app).
+import { deflateSync } from "node:zlib";
 import { execFileSync } from "node:child_process";
 import { mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -285,4 +286,51 @@ export function decodePng(png: Buffer): string | null {
 export async function qrPng(qr: Locator): Promise<Buffer> {
   await expect(qr).toBeVisible();
   return qr.screenshot();
+}
+
+const CRC_TABLE = Array.from({ length: 256 }, (_, n) => {
+  let c = n;
+  for (let k = 0; k < 8; k++) c = c & 1 ? 0xedb88320 ^ (c >>> 1) : c >>> 1;
+  return c >>> 0;
+});
+
+function crc32(bytes: Buffer): number {
+  let c = 0xffffffff;
+  for (const b of bytes) c = (CRC_TABLE[(c ^ b) & 0xff] ?? 0) ^ (c >>> 8);
+  return (c ^ 0xffffffff) >>> 0;
+}
+
+function chunk(type: string, data: Buffer): Buffer {
+  const body = Buffer.concat([Buffer.from(type, "latin1"), data]);
+  const len = Buffer.alloc(4);
+  len.writeUInt32BE(data.length);
+  const crc = Buffer.alloc(4);
+  crc.writeUInt32BE(crc32(body));
+  return Buffer.concat([len, body, crc]);
+}
+
+/** An RGB PNG of `width`x`height`: a diagonal orange-to-blue gradient. */
+export function png(width: number, height: number): Buffer {
+  const header = Buffer.alloc(13);
+  header.writeUInt32BE(width, 0);
+  header.writeUInt32BE(height, 4);
+  header[8] = 8; // bit depth
+  header[9] = 2; // RGB
+  const raw = Buffer.alloc((width * 3 + 1) * height);
+  for (let y = 0; y < height; y++) {
+    const row = y * (width * 3 + 1);
+    raw[row] = 0; // no filter
+    for (let x = 0; x < width; x++) {
+      const t = (x + y) / (width + height);
+      raw[row + 1 + x * 3] = Math.round(240 * (1 - t));
+      raw[row + 2 + x * 3] = Math.round(138 * (1 - t) + 90 * t);
+      raw[row + 3 + x * 3] = Math.round(75 * (1 - t) + 220 * t);
+    }
+  }
+  return Buffer.concat([
+    Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]),
+    chunk("IHDR", header),
+    chunk("IDAT", deflateSync(raw)),
+    chunk("IEND", Buffer.alloc(0)),
+  ]);
 }

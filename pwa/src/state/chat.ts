@@ -126,6 +126,7 @@ export class Chat {
     this.pins = new Pins(this.store, { client: conversationClient, read });
     this.guilds = new Guilds(this.store, {
       client: guildClient,
+      avatars: avatarClient,
       loadNames: (ids) => void this.profiles.load(ids).catch(() => undefined),
     });
     this.index = new LocalIndex({

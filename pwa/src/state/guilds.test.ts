@@ -410,6 +410,24 @@ describe("Guilds", () => {
     expect(big.st.s.online).toEqual({});
   });
 
+  it("sets and removes the icon through the avatar service, then reads the guild again", async () => {
+    const st = new TestState();
+    const fake = fakeClient<GuildClient>({ getGuild: () => guildRes(layout()) });
+    const icons: Array<[string, unknown]> = [];
+    const avatars = {
+      setGuildIcon: (req: unknown) => (icons.push(["set", req]), Promise.resolve({} as never)),
+      removeGuildIcon: (req: unknown) => (icons.push(["remove", req]), Promise.resolve({} as never)),
+    };
+    const guilds = new Guilds(st, { client: fake.client, avatars: avatars as never, loadNames: () => undefined });
+    await guilds.setIcon(G, new Blob([new Uint8Array([1, 2, 3])]));
+    await guilds.removeIcon(G);
+    expect(icons).toEqual([
+      ["set", { guildId: G, image: new Uint8Array([1, 2, 3]) }],
+      ["remove", { guildId: G }],
+    ]);
+    expect(fake.calls.map(([m]) => m)).toEqual(["getGuild", "getGuild"]);
+  });
+
   it("remembers the members listed for mention suggestions, and loads their names", async () => {
     const { guilds, names } = setup({ listMembers: () => ({ members: [{ accountId: BOB, roleIds: [] }] }), kickMember: () => ({}) });
     await guilds.members(G);

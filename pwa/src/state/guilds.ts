@@ -23,6 +23,7 @@ import {
   MemberSchema,
   type Conversation,
 } from "../gen/kitsulan/v1/conversation_pb";
+import type { AvatarService } from "../gen/kitsulan/v1/avatar_pb";
 import type { GuildEvent } from "../gen/kitsulan/v1/gateway_pb";
 import {
   GuildChannelKind,
@@ -461,6 +462,8 @@ export function withOverwrite(o: { allow: bigint; deny: bigint }, bit: bigint, s
 
 export interface GuildsDeps {
   client: Partial<GuildClient>;
+  /** Guild icons go through the avatar pipeline (AvatarService). */
+  avatars?: Pick<Client<typeof AvatarService>, "setGuildIcon" | "removeGuildIcon">;
   /** Loads people's names (members, bans, the audit log). */
   loadNames: (accountIds: string[]) => void;
 }
@@ -582,6 +585,23 @@ export class Guilds {
 
   async update(guildId: string, name: string, description: string): Promise<void> {
     await need(this.c, "updateGuild")({ guildId, name: name.trim(), description: description.trim() });
+    await this.refresh(guildId);
+  }
+
+  /** Sets the guild's icon from a PNG, JPEG or WebP file (MANAGE_GUILD); the server checks,
+   * resizes and strips it. */
+  async setIcon(guildId: string, file: Blob): Promise<void> {
+    const avatars = this.deps.avatars;
+    if (!avatars) throw new Error("no avatar client");
+    await avatars.setGuildIcon({ guildId, image: new Uint8Array(await file.arrayBuffer()) });
+    await this.refresh(guildId);
+  }
+
+  /** Removes the guild's icon (MANAGE_GUILD). */
+  async removeIcon(guildId: string): Promise<void> {
+    const avatars = this.deps.avatars;
+    if (!avatars) throw new Error("no avatar client");
+    await avatars.removeGuildIcon({ guildId });
     await this.refresh(guildId);
   }
 

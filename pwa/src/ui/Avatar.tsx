@@ -7,8 +7,11 @@ import { avatarClient } from "../api";
 import { ConversationKind, type Conversation } from "../gen/kitsulan/v1/conversation_pb";
 import type { Chat } from "../state/chat";
 
-/** Whose avatar: an account or a group. */
-export type AvatarOwner = { case: "accountId"; value: string } | { case: "conversationId"; value: string };
+/** Whose avatar: an account, a group, or a guild (its icon). */
+export type AvatarOwner =
+  | { case: "accountId"; value: string }
+  | { case: "conversationId"; value: string }
+  | { case: "guildId"; value: string };
 
 /** Object URLs by avatar id (null: could not be loaded). */
 const cache = new Map<string, Promise<string | null>>();
@@ -30,7 +33,7 @@ async function load(owner: AvatarOwner, avatarId: string): Promise<string | null
 }
 
 /** The object URL of avatar `avatarId` of `owner` (null while loading, or when there is none). */
-function useAvatarUrl(owner: AvatarOwner | undefined, avatarId: string | undefined): string | null {
+export function useAvatarUrl(owner: AvatarOwner | undefined, avatarId: string | undefined): string | null {
   const [url, setUrl] = useState<{ id: string; url: string | null } | null>(null);
   const kind = owner?.case;
   const value = owner?.value;

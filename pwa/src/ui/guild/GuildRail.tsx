@@ -4,6 +4,17 @@
 import { useI18n } from "../../i18n/i18n";
 import { useChat, type Chat } from "../../state/chat";
 import { adjacentChannel, guildUnread, initials } from "../../state/guilds";
+import { useAvatarUrl } from "../Avatar";
+
+/** A guild's icon, or its initials while there is none (or it cannot be loaded). */
+export function GuildIcon({ id, iconId, name }: { id: string; iconId: string | undefined; name: string }) {
+  const url = useAvatarUrl({ case: "guildId", value: id }, iconId || undefined);
+  return url ? (
+    <img className="rail-img" src={url} alt="" aria-hidden="true" draggable={false} />
+  ) : (
+    <span aria-hidden="true">{initials(name)}</span>
+  );
+}
 
 export function GuildRail({ chat, dmUnread, onAdd }: { chat: Chat; dmUnread: number; onAdd: () => void }) {
   const { t } = useI18n();
@@ -45,8 +56,8 @@ export function GuildRail({ chat, dmUnread, onAdd }: { chat: Chat; dmUnread: num
                 title={name}
                 onClick={() => openGuild(chat, id)}
               >
-                {/* The name is read out; the initials are what shows. */}
-                <span aria-hidden="true">{initials(name)}</span>
+                {/* The name is read out; the icon or the initials are what shows. */}
+                <GuildIcon id={id} iconId={view?.guild.iconId} name={name} />
                 <span className="visually-hidden">{label}</span>
                 {mentions > 0 && <span className="rail-badge" aria-hidden="true">{mentions > 99 ? "99+" : mentions}</span>}
               </button>

@@ -10,6 +10,7 @@ import { useI18n, type Translate } from "../../i18n/i18n";
 import { errorText, type MessageKey } from "../../i18n/messages";
 import { useChat, type Chat } from "../../state/chat";
 import { dropped, grouped, has, moved, myRank, Perm, PERM_NAMES, type ChannelGroup, type GuildView } from "../../state/guilds";
+import { AvatarPicker } from "../AvatarPicker";
 import { Confirm } from "../Confirm";
 import { Dialog } from "../Dialog";
 import { durationText } from "../duration";
@@ -17,6 +18,7 @@ import { personName } from "../names";
 import { MAX_NAME, MAX_TEXT } from "./AddGuild";
 import { channelKindName, channelMark } from "./ChannelSidebar";
 import { roleColor } from "./GuildMembers";
+import { GuildIcon } from "./GuildRail";
 import { InvitesTab } from "./Invites";
 import { Overwrites } from "./Overwrites";
 
@@ -158,6 +160,21 @@ function Overview({ chat, view, onGone }: { chat: Chat; view: GuildView; onGone:
 
   return (
     <div className="settings-tab">
+      {manages && (
+        <section aria-label={t("guildIcon")} className="form">
+          <AvatarPicker
+            name="guildIcon"
+            preview={
+              <span className="rail-icon guild-icon-preview" aria-hidden="true">
+                <GuildIcon id={g.id} iconId={g.iconId} name={g.name} />
+              </span>
+            }
+            hasPicture={!!g.iconId}
+            onSet={(file) => chat.guilds.setIcon(g.id, file)}
+            onRemove={() => chat.guilds.removeIcon(g.id)}
+          />
+        </section>
+      )}
       {manages ? (
         <form className="form" onSubmit={save} aria-label={t("settingsOverview")}>
           <label>
