@@ -211,6 +211,27 @@ impl Deliveries {
     }
 }
 
+/// Sends `request` (message `id`, awaited by `expected` sockets) as `client`, timing it to its
+/// acknowledgement; a refused send is an error and its deliveries are no longer awaited.
+pub async fn timed_send(
+    client: kitsulan_client::Client,
+    request: kitsulan_proto::v1::SendMessageRequest,
+    id: Uuid,
+    expected: u32,
+    recorder: Arc<Recorder>,
+    deliveries: Arc<Deliveries>,
+) {
+    deliveries.expect(id, expected);
+    let sent = Instant::now();
+    match client.send_message(request).await {
+        Ok(_) => recorder.latency("send_to_ack", sent.elapsed()),
+        Err(status) => {
+            deliveries.cancel(&id);
+            recorder.error(format!("SendMessage: {status}"));
+        }
+    }
+}
+
 /// Waits for the senders started at `clock` (each answering how many sends it started), then
 /// up to 30 s for the deliveries still awaited, and records what every delivery scenario
 /// reports: sends, acknowledgements and deliveries, per second and in all, and what was lost.

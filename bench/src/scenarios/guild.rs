@@ -180,18 +180,8 @@ impl Post {
             let Ok(id) = Uuid::parse_str(&request.message_id) else { continue };
             let (client, recorder, deliveries) =
                 (self.client.clone(), self.recorder.clone(), self.deliveries.clone());
-            deliveries.expect(id, self.expected);
             started += 1;
-            flying.spawn(async move {
-                let sent = Instant::now();
-                match client.send_message(request).await {
-                    Ok(_) => recorder.latency("send_to_ack", sent.elapsed()),
-                    Err(status) => {
-                        deliveries.cancel(&id);
-                        recorder.error(format!("SendMessage: {status}"));
-                    }
-                }
-            });
+            flying.spawn(crowd::timed_send(client, request, id, self.expected, recorder, deliveries));
             while flying.try_join_next().is_some() {}
         }
         while flying.join_next().await.is_some() {}

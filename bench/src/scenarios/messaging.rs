@@ -225,17 +225,9 @@ impl Sender {
             let client = self.device.client.clone();
             let (recorder, deliveries, expected) =
                 (self.recorder.clone(), self.deliveries.clone(), self.expected);
-            deliveries.expect(id, expected);
             started += 1;
             flying.spawn(async move {
-                let sent = Instant::now();
-                match client.send_message(request).await {
-                    Ok(_) => recorder.latency("send_to_ack", sent.elapsed()),
-                    Err(status) => {
-                        deliveries.cancel(&id);
-                        recorder.error(format!("SendMessage: {status}"));
-                    }
-                }
+                crowd::timed_send(client, request, id, expected, recorder, deliveries).await;
                 drop(permit);
             });
             while flying.try_join_next().is_some() {}

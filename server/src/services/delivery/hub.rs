@@ -55,6 +55,13 @@ pub(super) struct Entry {
 }
 
 impl HubState {
+    /// Routes `conversation`'s notices to session `key` (if it is still open).
+    fn subscribe(&mut self, key: u64, conversation: ConversationId) {
+        let Some(entry) = self.sessions.get_mut(&key) else { return };
+        entry.conversations.insert(conversation);
+        self.by_conversation.entry(conversation).or_default().insert(key);
+    }
+
     pub(super) fn remember(&mut self, session: Uuid, recent: Recent) {
         self.forget_old_sessions();
         while self.recent_order.len() >= MAX_RECENT {
@@ -157,10 +164,7 @@ impl Hub {
     }
 
     pub(super) fn subscribe(&self, key: u64, conversation: ConversationId) {
-        let mut state = self.state();
-        let Some(entry) = state.sessions.get_mut(&key) else { return };
-        entry.conversations.insert(conversation);
-        state.by_conversation.entry(conversation).or_default().insert(key);
+        self.state().subscribe(key, conversation);
     }
 
     pub(super) fn unsubscribe(state: &mut HubState, key: u64, conversation: ConversationId) {
@@ -284,10 +288,7 @@ impl NoticeSink for Hub {
                     // Followed from now, so a message routed after this event reaches the
                     // session, which takes the event in first.
                     for channel in &event.follow {
-                        if let Some(entry) = state.sessions.get_mut(&key) {
-                            entry.conversations.insert(*channel);
-                        }
-                        state.by_conversation.entry(*channel).or_default().insert(key);
+                        state.subscribe(key, *channel);
                     }
                     if let Some(entry) = state.sessions.get(&key) {
                         Self::send(entry, &notice);

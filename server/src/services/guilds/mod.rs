@@ -334,18 +334,25 @@ async fn member_ids(store: &dyn Store, id: GuildId) -> Result<Vec<AccountId>, Er
     }
 }
 
+/// Sends `event` to the apps of `accounts` (none: nothing is sent).
+async fn tell(delivery: &Delivery, event: GuildEvent, accounts: Vec<AccountId>) {
+    if !accounts.is_empty() {
+        delivery.publish(Notice::Guild { event: Arc::new(event), accounts }).await;
+    }
+}
+
+/// A guild event that names no channels to follow.
+fn guild_event(guild: GuildId, removed: bool, members_only: bool) -> GuildEvent {
+    GuildEvent { guild, removed, members_only, follow: Vec::new() }
+}
+
 /// Tells the apps of guild `id`'s members that its details changed (not who may see what).
 pub(in crate::services) async fn tell_members(
     store: &dyn Store,
     delivery: &Delivery,
     id: GuildId,
 ) -> Result<(), Error> {
-    let accounts = member_ids(store, id).await?;
-    if !accounts.is_empty() {
-        let event =
-            Arc::new(GuildEvent { guild: id, removed: false, members_only: true, follow: Vec::new() });
-        delivery.publish(Notice::Guild { event, accounts }).await;
-    }
+    tell(delivery, guild_event(id, false, true), member_ids(store, id).await?).await;
     Ok(())
 }
 
@@ -460,28 +467,16 @@ impl Guilds {
         Self { limiter: RateLimiter::new(store.clone()), store, avatars, delivery, settings }
     }
 
-    /// Every member of the guild.
-    async fn member_ids(&self, id: GuildId) -> Result<Vec<AccountId>, Error> {
-        member_ids(&*self.store, id).await
-    }
-
     /// Tells the devices of `removed` that they are no longer in the guild, and those of its
     /// members that it changed (live only: a device that was away reads it again). `access`:
     /// what members may see may have changed (roles, channels, overwrites), so their sessions
     /// work out again which channels they follow; without it only the guild's details or who
     /// is in it changed.
     async fn announce(&self, id: GuildId, removed: &[AccountId], access: bool) -> Result<(), Error> {
-        self.tell(id, removed.to_vec(), true, false).await;
-        let members = self.member_ids(id).await?;
-        self.tell(id, members, false, !access).await;
+        tell(&self.delivery, guild_event(id, true, false), removed.to_vec()).await;
+        let members = member_ids(&*self.store, id).await?;
+        tell(&self.delivery, guild_event(id, false, !access), members).await;
         Ok(())
-    }
-
-    async fn tell(&self, guild: GuildId, accounts: Vec<AccountId>, removed: bool, members_only: bool) {
-        if !accounts.is_empty() {
-            let event = Arc::new(GuildEvent { guild, removed, members_only, follow: Vec::new() });
-            self.delivery.publish(Notice::Guild { event, accounts }).await;
-        }
     }
 
     /// The guild as the caller sees it, or `GUILD_NOT_FOUND` if they are not a member.
@@ -627,7 +622,7 @@ impl Guilds {
                 "type the guild's name exactly to delete it",
             ));
         }
-        let members = self.member_ids(id).await?;
+        let members = member_ids(&*self.store, id).await?;
         self.store.delete_guild(id).await?;
         self.avatars.forget_guild_icon(view.guild.icon_id).await;
         tracing::info!(guild = %id, owner = %caller.account_id, "guild deleted");
@@ -1349,11 +1344,11 @@ impl Guilds {
                 .filter(|c| !c.channel.e2ee)
                 .map(|c| c.channel.id.conversation())
                 .collect();
-            let event = Arc::new(GuildEvent { guild: id, removed: false, members_only: false, follow });
-            self.delivery.publish(Notice::Guild { event, accounts: vec![caller.account_id] }).await;
-            let mut others = self.member_ids(id).await?;
+            let event = GuildEvent { follow, ..guild_event(id, false, false) };
+            tell(&self.delivery, event, vec![caller.account_id]).await;
+            let mut others = member_ids(&*self.store, id).await?;
             others.retain(|a| *a != caller.account_id);
-            self.tell(id, others, false, true).await;
+            tell(&self.delivery, guild_event(id, false, true), others).await;
         }
         Ok((self.store.guild(id).await?.ok_or_else(guild_not_found)?, joined))
     }
