@@ -550,6 +550,15 @@ async fn channel_messages_follow_the_roles(database: Database) {
             Some(Content { version: 1, body: Some(content::Body::Text(text)), ..Default::default() });
         request
     };
+    // A mention names a member of the guild: naming a stranger (to ping them, or to learn
+    // whether an account exists) is refused.
+    let mut stranger = mention.clone();
+    if let Some(kitsulan_crypto::content::proto::content::Body::Text(t)) =
+        stranger.content.as_mut().and_then(|c| c.body.as_mut())
+    {
+        t.mentions[0].account_id = account_id(&mallory);
+    }
+    assert_refused(alice.send_message(stranger).await, "CONTENT_INVALID");
     let mentioned = alice.send_message(mention).await.unwrap();
     let carol_general = |view: kitsulan_proto::v1::GetGuildResponse| {
         view.channels.into_iter().find(|ch| ch.id == general).unwrap()
