@@ -47,6 +47,27 @@ impl Client {
             topic: String::new(),
             parent_id: parent_id.to_owned(),
             private,
+            e2ee: false,
+        };
+        present(self.guilds().create_channel(request).await?.into_inner().channel, "channel")
+    }
+
+    /// `CreateChannel` of a private end-to-end encrypted text channel, with the caller its
+    /// first member.
+    pub async fn create_e2ee_channel(
+        &self,
+        guild_id: &str,
+        name: &str,
+        parent_id: &str,
+    ) -> Result<GuildChannel, Status> {
+        let request = CreateChannelRequest {
+            guild_id: guild_id.to_owned(),
+            kind: GuildChannelKind::Text.into(),
+            name: name.to_owned(),
+            topic: String::new(),
+            parent_id: parent_id.to_owned(),
+            private: true,
+            e2ee: true,
         };
         present(self.guilds().create_channel(request).await?.into_inner().channel, "channel")
     }

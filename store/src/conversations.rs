@@ -125,6 +125,8 @@ pub enum AddOutcome {
     Added(Vec<AccountId>),
     /// The group would have more than the largest number of members; nothing was added.
     Full,
+    /// A private E2EE channel: this account is not a member of its guild; nothing was added.
+    NotInGuild(AccountId),
 }
 
 /// What accepting a request did.
@@ -462,6 +464,18 @@ pub trait ConversationStore: Send + Sync {
         now_ms: i64,
         entries: bool,
     ) -> Result<(AddOutcome, Vec<MessageRecord>), StoreError>;
+    /// Adds members of a private E2EE channel's guild to the channel, as `by`, in one
+    /// transaction: all of them (as plain members, never requests: joining the guild was their
+    /// consent) or, if one is not a member of the guild or they would make more than
+    /// `max_members`, none. Each added gets a system entry by `by`.
+    async fn add_channel_members(
+        &self,
+        id: ConversationId,
+        by: AccountId,
+        accounts: &[AccountId],
+        max_members: i64,
+        now_ms: i64,
+    ) -> Result<(AddOutcome, Vec<MessageRecord>), StoreError>;
     /// Accepts `account`'s request in a conversation: it hears of it on its other devices, and
     /// the other members get its read and delivered marks.
     async fn accept_request(
@@ -671,12 +685,12 @@ pub(super) use decode_all;
 
 /// One account joining a conversation.
 #[derive(Debug, Clone, Copy)]
-struct Joining {
-    account: AccountId,
-    role: Role,
+pub(super) struct Joining {
+    pub(super) account: AccountId,
+    pub(super) role: Role,
     /// Joins as a request (not a contact of `added_by`).
-    request: bool,
-    added_by: Option<AccountId>,
+    pub(super) request: bool,
+    pub(super) added_by: Option<AccountId>,
 }
 
 /// Adds `accounts` ([`Joining`]) to a conversation inside a transaction: each new member's
@@ -729,6 +743,34 @@ macro_rules! join_members {
         }
         crate::delivery::push_events!($tx, events);
         added.into_iter().map(|j| j.account).collect::<Vec<AccountId>>()
+    }};
+}
+
+pub(super) use join_members;
+
+/// Admits `$joining` to conversation `$id` (inside transaction `$tx`, which it ends) unless
+/// they would make it more than `$max` members; with `$entries`, writes a system entry by `$by`
+/// for each. Returns from the enclosing function with [`AddOutcome`] and the entries.
+macro_rules! admit {
+    ($tx:expr, $id:expr, $by:expr, $joining:expr, $max:expr, $now_ms:expr, $entries:expr) => {{
+        let joining: &[Joining] = $joining;
+        let count: i64 =
+            sqlx::query_scalar("SELECT COUNT(*) FROM conversation_members WHERE conversation_id = $1")
+                .bind($id.as_uuid())
+                .fetch_one(&mut *$tx)
+                .await?;
+        if count + joining.len() as i64 > $max {
+            $tx.rollback().await?;
+            return Ok((AddOutcome::Full, Vec::new()));
+        }
+        let added = join_members!($tx, $id, joining, $now_ms, true);
+        // After joining, so the new members receive their own line too.
+        let mut entries = Vec::with_capacity(added.len());
+        for account in added.iter().filter(|_| $entries) {
+            entries.push(system_entry!($tx, $id, $by, SystemEntry::MemberAdded(*account), $now_ms));
+        }
+        $tx.commit().await?;
+        Ok((AddOutcome::Added(added), entries))
     }};
 }
 
@@ -1093,22 +1135,55 @@ impl_for_backends! {
                 }
             }
             let joining = joining_by!(tx, by, &fresh);
-            let count: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM conversation_members WHERE conversation_id = $1")
-                .bind(id.as_uuid())
-                .fetch_one(&mut *tx)
+            admit!(tx, id, by, &joining, max_members, now_ms, write_entries)
+        }
+
+        async fn add_channel_members(
+            &self,
+            id: ConversationId,
+            by: AccountId,
+            accounts: &[AccountId],
+            max_members: i64,
+            now_ms: i64,
+        ) -> Result<(AddOutcome, Vec<MessageRecord>), StoreError> {
+            let mut tx = self.pool.begin().await?;
+            let guild: Option<Uuid> = sqlx::query_scalar(
+                "SELECT guild_id FROM conversations WHERE id = $1 AND kind = 'channel' AND mode = 'e2ee'",
+            )
+            .bind(id.as_uuid())
+            .fetch_optional(&mut *tx)
+            .await?;
+            let Some(guild) = guild else {
+                let first = accounts.first().copied().unwrap_or(by);
+                return Ok((AddOutcome::NotInGuild(first), Vec::new()));
+            };
+            // The guild's row first, as kicks and bans take it: one that removes someone from
+            // the guild cannot pass an add of them here, so nobody outside it stays in.
+            sqlx::query("UPDATE guilds SET created_at_ms = created_at_ms WHERE id = $1")
+                .bind(guild)
+                .execute(&mut *tx)
                 .await?;
-            if count + joining.len() as i64 > max_members {
-                tx.rollback().await?;
-                return Ok((AddOutcome::Full, Vec::new()));
+            crate::delivery::lock_memberships!(tx, accounts.to_vec());
+            let mut joining: Vec<Joining> = Vec::new();
+            for account in accounts {
+                let in_guild: Option<i32> =
+                    sqlx::query_scalar("SELECT 1 FROM guild_members WHERE guild_id = $1 AND account_id = $2")
+                        .bind(guild)
+                        .bind(account.as_uuid())
+                        .fetch_optional(&mut *tx)
+                        .await?;
+                if in_guild.is_none() {
+                    tx.rollback().await?;
+                    return Ok((AddOutcome::NotInGuild(*account), Vec::new()));
+                }
+                if joining.iter().all(|j| j.account != *account) {
+                    joining.push(Joining { account: *account, role: Role::Member, request: false, added_by: Some(by) });
+                }
             }
-            let added = join_members!(tx, id, &joining, now_ms, true);
-            // After joining, so the new members receive their own line too.
-            let mut entries = Vec::with_capacity(added.len());
-            for account in added.iter().filter(|_| write_entries) {
-                entries.push(system_entry!(tx, id, by, SystemEntry::MemberAdded(*account), now_ms));
-            }
-            tx.commit().await?;
-            Ok((AddOutcome::Added(added), entries))
+            // Those in it already are neither counted twice nor added again.
+            let members = member_ids!(tx, id);
+            joining.retain(|j| !members.contains(&j.account));
+            admit!(tx, id, by, &joining, max_members, now_ms, true)
         }
 
         async fn accept_request(&self, id: ConversationId, account: AccountId) -> Result<AcceptOutcome, StoreError> {

@@ -17,7 +17,10 @@ use sqlx::Row as _;
 use uuid::Uuid;
 
 use super::StoreError;
-use crate::ids::{AccountId, AuditId, AvatarId, ChannelId, GuildId, InviteId, RoleId};
+use crate::conversations::Role;
+use crate::conversations::{Joining, join_members, leave_conversation, member_ids};
+use crate::delivery::AccountEvent;
+use crate::ids::{AccountId, AuditId, AvatarId, ChannelId, ConversationId, GuildId, InviteId, RoleId};
 
 /// The most roles a guild has, `@everyone` included.
 pub const MAX_GUILD_ROLES: usize = 250;
@@ -675,7 +678,10 @@ pub trait GuildStore: Send + Sync {
         account: AccountId,
         seq: i64,
     ) -> Result<i64, StoreError>;
-    /// `account`'s read marks in the guild's channels (channels never read are left out).
+    /// The private end-to-end encrypted channels of the guild that `account` is in.
+    async fn sealed_channels(&self, id: GuildId, account: AccountId) -> Result<Vec<ChannelId>, StoreError>;
+    /// `account`'s read marks in the guild's channels (channels never read are left out; in a
+    /// private E2EE channel, the mark of its member row).
     async fn channel_reads(
         &self,
         id: GuildId,
@@ -861,6 +867,13 @@ macro_rules! insert_channel {
                 .execute(&mut *$tx)
                 .await?;
             }
+            if new.e2ee {
+                // Its maker is its first member, as a group's owner is (the channel's roles
+                // are the guild's, so every member row says member).
+                let maker = Joining { account: new.created_by, role: Role::Member, request: false, added_by: None };
+                let channel = ConversationId::from_uuid(new.id.as_uuid());
+                let _: Vec<AccountId> = join_members!($tx, channel, &[maker], new.created_at_ms, false);
+            }
             sqlx::query(
                 "INSERT INTO guild_channels (id, guild_id, kind, parent_id, position, name, topic, created_at_ms) \
                  VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
@@ -913,20 +926,49 @@ macro_rules! upsert_overwrite {
     }};
 }
 
-/// Removes a member with their roles (not the owner). Evaluates to whether they were one.
-macro_rules! remove_member {
-    ($tx:expr, $id:expr, $account:expr) => {
-        sqlx::query(
-            "DELETE FROM guild_members WHERE guild_id = $1 AND account_id = $2 \
-             AND account_id <> (SELECT owner_id FROM guilds WHERE id = $1)",
+/// The ids of guild `$id`'s private E2EE channels that `$account` is in, in id order.
+macro_rules! sealed_channels {
+    ($executor:expr, $id:expr, $account:expr) => {{
+        let ids: Vec<Uuid> = sqlx::query_scalar(
+            "SELECT m.conversation_id FROM conversation_members m JOIN conversations c ON c.id = m.conversation_id \
+             WHERE c.guild_id = $1 AND m.account_id = $2 ORDER BY m.conversation_id",
         )
         .bind($id.as_uuid())
         .bind($account.as_uuid())
+        .fetch_all($executor)
+        .await?;
+        ids
+    }};
+}
+
+/// Removes a member with their roles (not the owner), and takes them out of the guild's
+/// private E2EE channels (their devices stop receiving those, and the members' apps hear it and
+/// rotate the channel's keys). Evaluates to whether they were one.
+macro_rules! remove_member {
+    ($tx:expr, $id:expr, $account:expr) => {{
+        let (id, account): (GuildId, AccountId) = ($id, $account);
+        let removed = sqlx::query(
+            "DELETE FROM guild_members WHERE guild_id = $1 AND account_id = $2 \
+             AND account_id <> (SELECT owner_id FROM guilds WHERE id = $1)",
+        )
+        .bind(id.as_uuid())
+        .bind(account.as_uuid())
         .execute(&mut *$tx)
         .await?
         .rows_affected()
-            == 1
-    };
+            == 1;
+        if removed {
+            let sealed: Vec<Uuid> = sealed_channels!(&mut *$tx, id, account);
+            if !sealed.is_empty() {
+                crate::delivery::lock_memberships!($tx, vec![account]);
+            }
+            for channel in sealed {
+                let _: Option<Option<AccountId>> =
+                    leave_conversation!($tx, ConversationId::from_uuid(channel), account);
+            }
+        }
+        removed
+    }};
 }
 
 /// An overwrite row: channel, role, account, allow, deny.
@@ -2020,7 +2062,10 @@ impl_for_backends! {
         async fn channel_reads(&self, id: GuildId, account: AccountId) -> Result<Vec<(ChannelId, i64)>, StoreError> {
             let rows = sqlx::query(
                 "SELECT r.channel_id, r.read_seq FROM guild_reads r JOIN conversations c ON c.id = r.channel_id \
-                 WHERE c.guild_id = $1 AND r.account_id = $2 ORDER BY r.channel_id",
+                 WHERE c.guild_id = $1 AND r.account_id = $2 \
+                 UNION ALL SELECT m.conversation_id AS channel_id, m.read_seq FROM conversation_members m \
+                 JOIN conversations c ON c.id = m.conversation_id WHERE c.guild_id = $1 AND m.account_id = $2 \
+                 ORDER BY channel_id",
             )
             .bind(id.as_uuid())
             .bind(account.as_uuid())
@@ -2029,6 +2074,11 @@ impl_for_backends! {
             rows.iter()
                 .map(|row| Ok((ChannelId::from_uuid(row.try_get::<Uuid, _>("channel_id")?), row.try_get("read_seq")?)))
                 .collect()
+        }
+
+        async fn sealed_channels(&self, id: GuildId, account: AccountId) -> Result<Vec<ChannelId>, StoreError> {
+            let ids: Vec<Uuid> = sealed_channels!(&self.pool, id, account);
+            Ok(ids.into_iter().map(ChannelId::from_uuid).collect())
         }
     }
 }

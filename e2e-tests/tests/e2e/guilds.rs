@@ -319,7 +319,13 @@ async fn bad_input_and_reaching_above_ones_place_change_nothing(database: Databa
     // Kinds, parents and layouts.
     let details = alice.get_guild(id).await.unwrap();
     let general = details.channels.iter().find(|c| c.name == "general").unwrap().clone();
-    for kind in [0, 99] {
+    // Only a text channel is end-to-end encrypted.
+    let (voice, category, news) = (
+        GuildChannelKind::Voice as i32,
+        GuildChannelKind::Category as i32,
+        GuildChannelKind::Announcement as i32,
+    );
+    for (kind, e2ee) in [(0, false), (99, false), (voice, true), (category, true), (news, true)] {
         let request = kitsulan_proto::v1::CreateChannelRequest {
             guild_id: id.to_owned(),
             kind,
@@ -327,6 +333,7 @@ async fn bad_input_and_reaching_above_ones_place_change_nothing(database: Databa
             topic: String::new(),
             parent_id: String::new(),
             private: false,
+            e2ee,
         };
         assert_refused(alice.guilds().create_channel(request).await, "CHANNEL_KIND_INVALID");
     }
@@ -724,3 +731,211 @@ async fn members_show_who_is_online(database: Database) {
 }
 
 on_both_databases!(members_show_who_is_online: members_online_on_sqlite, members_online_on_postgres);
+
+/// The words of a history as `device` reads them (system entries left out).
+async fn read_words(device: &mut kitsulan_client::e2ee::E2eeDevice, conversation: &str) -> Vec<String> {
+    use kitsulan_client::conversations::Content;
+    let history = device.read_history(conversation).await.unwrap();
+    history
+        .iter()
+        .filter_map(|entry| match &entry.content {
+            Content::Text(plaintext) => Some(String::from_utf8_lossy(plaintext).into_owned()),
+            Content::Undecryptable(_) => Some("<undecryptable>".to_owned()),
+            Content::Deleted | Content::System(_) => None,
+        })
+        .collect()
+}
+
+/// A private end-to-end encrypted channel: only its members see it, whatever their roles (the
+/// owner and an administrator included when they are not in it); its members are guild members
+/// added by someone who may manage it; its words never reach the server; a kick and a ban take
+/// the member out of it live, and the next message is sealed with a key they do not have.
+async fn a_private_e2ee_channel_is_seen_and_read_only_by_its_members(database: Database) {
+    use kitsulan_client::people::person;
+    use kitsulan_client::scan::scan_for_plaintexts;
+    let server = start(database).await;
+    let olga = person(&server, "olga").await; // the owner
+    let mut mia = person(&server, "mia").await; // a moderator who runs the private channel
+    let mut ned = person(&server, "ned").await;
+    let mut pia = person(&server, "pia").await;
+    let eve = plain(&server, "eve").await; // an administrator who is not in the channel
+    let stranger = plain(&server, "stranger").await;
+    let (m, n, p, e) =
+        (account_id(&mia.client), account_id(&ned.client), account_id(&pia.client), account_id(&eve));
+    let owner = olga.client.clone();
+
+    // The owner's guild: two categories, an announcement channel; everyone joins by invite.
+    let guild = owner.create_guild("Raid night").await.unwrap();
+    let id = guild.id.as_str();
+    let text = owner.get_guild(id).await.unwrap().channels[0].id.clone();
+    let planning = owner.create_channel(id, GuildChannelKind::Category, "Planning", "", false).await.unwrap();
+    owner.create_channel(id, GuildChannelKind::Announcement, "news", &text, false).await.unwrap();
+    let invite = owner.create_invite(id, 0, 0).await.unwrap();
+    for client in [&mia.client, &ned.client, &pia.client, &eve] {
+        client.join_guild(&invite.code).await.unwrap();
+    }
+    const MANAGE_CHANNELS: u64 = 1 << 3;
+    const MANAGE_ROLES: u64 = 1 << 4;
+    let leads =
+        owner.create_role(id, "Raid leads", MANAGE_CHANNELS | MANAGE_ROLES | KICK_MEMBERS).await.unwrap();
+    owner.set_member_roles(id, &m, &[&leads.id]).await.unwrap();
+    let admins = owner.create_role(id, "Admins", ADMINISTRATOR).await.unwrap();
+    // Eve is a raid lead too: as high as Mia, so Mia cannot remove her.
+    owner.set_member_roles(id, &e, &[&admins.id, &leads.id]).await.unwrap();
+
+    // Mia makes the private channel: she is its only member, and nobody else sees it.
+    let secret = mia.client.create_e2ee_channel(id, "strategy", &planning.id).await.unwrap();
+    assert!(secret.e2ee && secret.private);
+    assert_eq!(secret.permissions & VIEW_CHANNEL, VIEW_CHANNEL);
+    let channel = secret.id.as_str();
+    assert!(visible(&mia.client, id).await.contains(&"strategy".to_owned()));
+    for outsider in [&owner, &eve, &ned.client] {
+        assert!(!visible(outsider, id).await.contains(&"strategy".to_owned()), "seen by an outsider");
+        assert_refused(outsider.get_conversation(channel).await, "CONVERSATION_NOT_FOUND");
+        assert_refused(
+            outsider.list_messages(channel, 0, kitsulan_proto::v1::HistoryDirection::Backward, 10).await,
+            "CONVERSATION_NOT_FOUND",
+        );
+    }
+    // An overwrite cannot open it: membership, not roles, decides who sees it.
+    let everyone_sees = PermissionOverwrite {
+        target: Some(permission_overwrite::Target::RoleId(id.to_owned())),
+        allow: VIEW_CHANNEL,
+        deny: 0,
+    };
+    mia.client
+        .guilds()
+        .set_channel_overwrite(SetChannelOverwriteRequest {
+            channel_id: channel.to_owned(),
+            overwrite: Some(everyone_sees),
+        })
+        .await
+        .unwrap();
+    assert!(!visible(&ned.client, id).await.contains(&"strategy".to_owned()), "opened by an overwrite");
+    // The owner and an administrator cannot let themselves in.
+    assert_refused(owner.add_members(channel, &[&account_id(&owner)]).await, "CONVERSATION_NOT_FOUND");
+    assert_refused(eve.add_members(channel, &[&e]).await, "CONVERSATION_NOT_FOUND");
+
+    // Mia adds guild members; someone outside the guild cannot be added, and that add adds
+    // nobody.
+    assert_refused(mia.client.add_members(channel, &[&n, &account_id(&stranger)]).await, "MEMBER_NOT_FOUND");
+    assert_eq!(mia.client.get_conversation(channel).await.unwrap().members.len(), 1);
+    let mut ned_live = online(&server, &ned.client, "ned").await;
+    let added = mia.client.add_members(channel, &[&n, &p]).await.unwrap();
+    assert_eq!(added.members.len(), 3);
+    assert!(!ned.client.get_conversation(channel).await.unwrap().request, "guild members join, not ask");
+    ned_live
+        .wait_event(WAIT, "Ned's app hears the guild changed", |e| guild_event(e, id, false))
+        .await
+        .unwrap();
+    let ned_sees = ned.client.get_guild(id).await.unwrap();
+    let ned_channel = ned_sees.channels.iter().find(|c| c.id == channel).expect("Ned sees it now");
+    assert!(ned_channel.e2ee);
+    // A member without MANAGE_CHANNELS adds and removes nobody; nobody removes someone at or
+    // above their own highest role; a flood of names is refused before any is looked up.
+    assert_refused(ned.client.add_members(channel, &[&e]).await, "NOT_ALLOWED");
+    assert_refused(ned.client.remove_member(channel, &p).await, "NOT_ALLOWED");
+    mia.client.add_members(channel, &[&e]).await.unwrap();
+    assert_refused(mia.client.remove_member(channel, &e).await, "NOT_ALLOWED");
+    eve.leave_conversation(channel).await.unwrap();
+    assert_refused(eve.get_conversation(channel).await, "CONVERSATION_NOT_FOUND");
+    let flood: Vec<String> = (0..101).map(|_| uuid::Uuid::now_v7().to_string()).collect();
+    let flood: Vec<&str> = flood.iter().map(String::as_str).collect();
+    assert_refused(mia.client.add_members(channel, &flood).await, "GROUP_FULL");
+    assert_eq!(mia.client.get_conversation(channel).await.unwrap().members.len(), 3);
+
+    // Messages are Megolm ciphertext; cloud text is refused.
+    mia.refresh_conversation(channel).await.unwrap();
+    let plan = "we pull the dragon at 21:00, Ned tanks";
+    mia.send_to_conversation(channel, plan.as_bytes()).await.unwrap();
+    let cloud = kitsulan_client::people::cloud_text(channel, "plaintext in a private channel");
+    assert!(mia.client.send_message(cloud).await.is_err(), "cloud text in an E2EE channel");
+    assert_eq!(read_words(&mut ned, channel).await, [plan]);
+    assert_eq!(read_words(&mut pia, channel).await, [plan]);
+    ned.refresh_conversation(channel).await.unwrap();
+    let reply = "ok, bring potions";
+    ned.send_to_conversation(channel, reply.as_bytes()).await.unwrap();
+    assert_eq!(read_words(&mut mia, channel).await, [plan, reply]);
+
+    // An admin who cannot see it still arranges the channels (here: #news into Planning); it
+    // keeps its category, and naming it is refused as naming a channel that is not there.
+    let seen = eve.get_guild(id).await.unwrap().channels;
+    let place = |c: &kitsulan_proto::v1::GuildChannel| {
+        let parent = if c.name == "news" { planning.id.clone() } else { c.parent_id.clone() };
+        kitsulan_proto::v1::ChannelPlace { channel_id: c.id.clone(), parent_id: parent }
+    };
+    let layout: Vec<kitsulan_proto::v1::ChannelPlace> = seen.iter().map(place).collect();
+    let arrange = |layout: Vec<kitsulan_proto::v1::ChannelPlace>| {
+        kitsulan_proto::v1::ArrangeChannelsRequest { guild_id: id.to_owned(), layout }
+    };
+    let mut probing = layout.clone();
+    probing
+        .push(kitsulan_proto::v1::ChannelPlace { channel_id: channel.to_owned(), parent_id: String::new() });
+    assert_refused(eve.guilds().arrange_channels(arrange(probing)).await, "LAYOUT_INVALID");
+    eve.guilds().arrange_channels(arrange(layout)).await.unwrap();
+    let mia_sees = mia.client.get_guild(id).await.unwrap().channels;
+    let parent_of = |name: &str| mia_sees.iter().find(|c| c.name == name).map(|c| c.parent_id.clone());
+    assert_eq!(parent_of("news"), Some(planning.id.clone()));
+    assert_eq!(parent_of("strategy"), Some(planning.id.clone()));
+
+    // A kick takes Ned out of it at once: his app hears it, he reads nothing more, and the
+    // next message is sealed with a session he never gets.
+    let kick = KickMemberRequest { guild_id: id.to_owned(), account_id: n.clone(), reason: "afk".to_owned() };
+    mia.client.guilds().kick_member(kick).await.unwrap();
+    ned_live.wait_event(WAIT, "Ned removed from the guild", |e| guild_event(e, id, true)).await.unwrap();
+    ned_live
+        .wait_event(WAIT, "Ned out of the channel", |e| {
+            matches!(&e.body, Some(Body::Member(m)) if m.conversation_id == channel && m.account_id == n && m.removed)
+        })
+        .await
+        .unwrap();
+    assert_refused(ned.client.get_conversation(channel).await, "CONVERSATION_NOT_FOUND");
+    let after = mia.client.get_conversation(channel).await.unwrap();
+    assert!(after.members.iter().all(|member| member.account_id != n));
+    mia.refresh_conversation(channel).await.unwrap();
+    let later = "new plan: Pia tanks";
+    let sent = mia.send_to_conversation(channel, later.as_bytes()).await.unwrap();
+    assert_eq!(ned.decrypt_with_any_session(&sent.encrypted.ciphertext), None, "the key was rotated");
+    assert_eq!(read_words(&mut pia, channel).await, [plan, reply, later]);
+
+    // A ban does the same; the channel stays Mia's.
+    let ban = BanMemberRequest {
+        guild_id: id.to_owned(),
+        account_id: p.clone(),
+        reason: "leaked plans".to_owned(),
+        delete_messages_s: 0,
+    };
+    let mut pia_live = online(&server, &pia.client, "pia").await;
+    owner.guilds().ban_member(ban).await.unwrap();
+    pia_live
+        .wait_event(
+            WAIT,
+            "Pia out of the channel",
+            |e| matches!(&e.body, Some(Body::Member(m)) if m.conversation_id == channel && m.removed),
+        )
+        .await
+        .unwrap();
+    assert_refused(pia.client.get_conversation(channel).await, "CONVERSATION_NOT_FOUND");
+    assert_eq!(mia.client.get_conversation(channel).await.unwrap().members.len(), 1);
+
+    // The audit log has the channel, the kick and the ban.
+    let log = owner
+        .guilds()
+        .list_audit_log(ListAuditLogRequest { guild_id: id.to_owned(), before: String::new(), limit: 0 })
+        .await
+        .unwrap()
+        .into_inner()
+        .entries;
+    let actions: Vec<AuditAction> = log.iter().map(|e| e.action()).collect();
+    assert_eq!(actions[..2], [AuditAction::MemberBanned, AuditAction::MemberKicked]);
+    assert!(
+        log.iter().any(|entry| entry.action() == AuditAction::ChannelCreated && entry.target_id == channel)
+    );
+
+    // The server's files hold none of the channel's words.
+    let found =
+        scan_for_plaintexts(&server, &[plan.as_bytes(), reply.as_bytes(), later.as_bytes()]).await.unwrap();
+    assert!(found.is_empty(), "E2EE channel plaintext on the server: {found:?}");
+}
+
+on_both_databases!(a_private_e2ee_channel_is_seen_and_read_only_by_its_members: e2ee_channel_on_sqlite, e2ee_channel_on_postgres);

@@ -17,7 +17,7 @@
 use std::sync::Arc;
 
 use super::guilds::permissions::Permissions as P;
-use super::guilds::{ChannelAccess, channel_access};
+use super::guilds::{ChannelAccess, MAX_CHANNEL_MEMBERS, channel_access, outranks, tell_channel_change};
 use super::rate_limits::{Limit, RateLimiter};
 use super::{Caller, Delivery, Error, ErrorReason};
 use crate::bus::Notice;
@@ -140,6 +140,8 @@ pub(super) enum Standing {
     Member(MemberRecord),
     /// By the roles of a guild: a cloud channel the caller can see.
     Channel(ChannelAccess),
+    /// By a member row in a private E2EE channel, with what the guild's roles let them do there.
+    Sealed(ChannelAccess),
 }
 
 impl Standing {
@@ -147,7 +149,7 @@ impl Standing {
     pub(super) fn role(&self) -> Role {
         match self {
             Self::Member(member) => member.role,
-            Self::Channel(_) => Role::Member,
+            Self::Channel(_) | Self::Sealed(..) => Role::Member,
         }
     }
 
@@ -156,10 +158,18 @@ impl Standing {
         matches!(self, Self::Member(member) if member.request)
     }
 
+    /// In a channel, what the guild's roles let the caller do there.
+    pub(super) fn access(&self) -> Option<&ChannelAccess> {
+        match self {
+            Self::Member(_) => None,
+            Self::Channel(access) | Self::Sealed(access) => Some(access),
+        }
+    }
+
     /// In a channel: fails unless the caller has `needed` there (`what` says what for).
     pub(super) fn require(&self, needed: P, what: &str) -> Result<(), Error> {
-        match self {
-            Self::Channel(access) if !access.permissions.contains(needed) => {
+        match self.access() {
+            Some(access) if !access.permissions.contains(needed) => {
                 Err(not_allowed(&format!("your roles do not allow you to {what} in this channel")))
             }
             _ => Ok(()),
@@ -168,12 +178,41 @@ impl Standing {
 
     /// In a channel: whether the caller has `permission` there (a member row: `false`).
     pub(super) fn channel_allows(&self, permission: P) -> bool {
-        matches!(self, Self::Channel(access) if access.permissions.contains(permission))
+        self.access().is_some_and(|access| access.permissions.contains(permission))
     }
 }
 
 fn not_found() -> Error {
     Error::not_found(ErrorReason::ConversationNotFound, "no such conversation")
+}
+
+/// Wakes the streams of conversation `id`'s members (the store wrote their membership events),
+/// and of `also` (someone who just left it, whose sessions stop following it).
+pub(super) async fn announce_members(
+    store: &dyn Store,
+    delivery: &Delivery,
+    id: ConversationId,
+    also: Option<AccountId>,
+) -> Result<(), Error> {
+    let mut accounts: Vec<AccountId> = store.members(id).await?.into_iter().map(|m| m.account_id).collect();
+    accounts.extend(also);
+    if let Some(account) = also {
+        delivery.publish(Notice::Left { conversation: id, account }).await;
+    }
+    delivery.publish(Notice::Accounts(accounts)).await;
+    Ok(())
+}
+
+/// The caller's role in a group they may manage (owner or admin), or why not.
+fn group_manager(conversation: &ConversationRecord, me: &Standing) -> Result<Role, Error> {
+    if conversation.kind != ConversationKind::Group {
+        return Err(Error::precondition(ErrorReason::NotAGroup, "only groups have members to manage"));
+    }
+    let role = me.role();
+    if role == Role::Member {
+        return Err(not_allowed("only the group's owner and admins may do that"));
+    }
+    Ok(role)
 }
 
 fn not_allowed(message: &str) -> Error {
@@ -195,6 +234,13 @@ impl Conversations {
     ) -> Result<(ConversationRecord, Standing), Error> {
         if let Some(member) = self.store.member(id, caller.account_id).await? {
             let conversation = self.store.conversation(id).await?.ok_or_else(not_found)?;
+            if conversation.kind == ConversationKind::Channel {
+                // A private E2EE channel: its guild's roles still say what one may do in it.
+                let channel = ChannelId::from_uuid(id.as_uuid());
+                let access =
+                    channel_access(&*self.store, caller.account_id, channel).await?.ok_or_else(not_found)?;
+                return Ok((conversation, Standing::Sealed(access)));
+            }
             return Ok((conversation, Standing::Member(member)));
         }
         let conversation = self.store.conversation(id).await?.ok_or_else(not_found)?;
@@ -260,14 +306,7 @@ impl Conversations {
     /// Wakes the streams of every member (the store wrote their membership events), and of
     /// `also` (someone who just left).
     async fn announce_members(&self, id: ConversationId, also: Option<AccountId>) -> Result<(), Error> {
-        let mut accounts: Vec<AccountId> =
-            self.store.members(id).await?.into_iter().map(|m| m.account_id).collect();
-        accounts.extend(also);
-        if let Some(account) = also {
-            self.delivery.publish(Notice::Left { conversation: id, account }).await;
-        }
-        self.delivery.publish(Notice::Accounts(accounts)).await;
-        Ok(())
+        announce_members(&*self.store, &self.delivery, id, also).await
     }
 
     async fn existing_accounts(&self, accounts: &[AccountId]) -> Result<(), Error> {
@@ -392,23 +431,22 @@ impl Conversations {
         id: ConversationId,
     ) -> Result<(ConversationRecord, Role), Error> {
         let (conversation, me) = self.membership(caller, id).await?;
-        if conversation.kind != ConversationKind::Group {
-            return Err(Error::precondition(ErrorReason::NotAGroup, "only groups have members to manage"));
-        }
-        let me = me.role();
-        if me == Role::Member {
-            return Err(not_allowed("only the group's owner and admins may do that"));
-        }
-        Ok((conversation, me))
+        let role = group_manager(&conversation, &me)?;
+        Ok((conversation, role))
     }
 
-    /// Adds members to a group (owner or admin).
+    /// Adds members to a group (owner or admin), or guild members to a private E2EE channel (a
+    /// member of it with MANAGE_CHANNELS there).
     pub async fn add_members(
         &self,
         caller: &Caller,
         id: ConversationId,
         accounts: &[AccountId],
     ) -> Result<ConversationView, Error> {
+        let (conversation, me) = self.membership(caller, id).await?;
+        if let Standing::Sealed(access) = &me {
+            return self.add_to_channel(caller, conversation, access, accounts).await;
+        }
         let max = self.settings.max_group_members;
         if accounts.len() > max as usize {
             return Err(Error::limit(
@@ -416,7 +454,7 @@ impl Conversations {
                 format!("a group has at most {max} members"),
             ));
         }
-        let (conversation, _) = self.managed_group(caller, id).await?;
+        group_manager(&conversation, &me)?;
         self.existing_accounts(accounts).await?;
         let (outcome, entries) = self
             .store
@@ -430,20 +468,81 @@ impl Conversations {
                     format!("a group has at most {max} members"),
                 ));
             }
+            AddOutcome::NotInGuild(_) => {
+                return Err(Error::Internal(format!("group {id} was treated as a guild's channel")));
+            }
         }
         self.announce_members(id, None).await?;
         self.publish_all(entries).await;
         self.view(caller, conversation).await
     }
 
-    /// Removes a member (owner or admin; an admin cannot remove the owner or another admin).
+    /// Guild members into a private E2EE channel, for [`Conversations::add_members`]: all of
+    /// them, or none if one is not in the guild or they would make it more than
+    /// [`MAX_CHANNEL_MEMBERS`]. Their apps hear that the guild changed and show the channel.
+    async fn add_to_channel(
+        &self,
+        caller: &Caller,
+        conversation: ConversationRecord,
+        access: &ChannelAccess,
+        accounts: &[AccountId],
+    ) -> Result<ConversationView, Error> {
+        if !access.permissions.contains(P::MANAGE_CHANNELS) {
+            return Err(not_allowed("add members to this channel (it takes MANAGE_CHANNELS in it)"));
+        }
+        let max = MAX_CHANNEL_MEMBERS.min(self.settings.max_group_members);
+        let full = || {
+            Error::limit(
+                ErrorReason::GroupFull,
+                format!("a private encrypted channel has at most {max} members"),
+            )
+        };
+        if accounts.len() > max as usize {
+            return Err(full());
+        }
+        let id = conversation.id;
+        let (outcome, entries) =
+            self.store.add_channel_members(id, caller.account_id, accounts, i64::from(max), now_ms()).await?;
+        let added = match outcome {
+            AddOutcome::Added(added) => added,
+            AddOutcome::Full => return Err(full()),
+            AddOutcome::NotInGuild(account) => {
+                return Err(Error::not_found(
+                    ErrorReason::MemberNotFound,
+                    format!("{account} is not a member of this channel's guild"),
+                ));
+            }
+        };
+        self.announce_members(id, None).await?;
+        self.publish_all(entries).await;
+        tell_channel_change(&self.delivery, access.channel.guild_id, added).await;
+        self.view(caller, conversation).await
+    }
+
+    /// Removes a member: from a group, its owner or an admin (an admin cannot remove the owner
+    /// or another admin); from a private E2EE channel, a member of it with MANAGE_CHANNELS there
+    /// who stands above the one removed in the guild.
     pub async fn remove_member(
         &self,
         caller: &Caller,
         id: ConversationId,
         account: AccountId,
     ) -> Result<ConversationView, Error> {
-        let (conversation, me) = self.managed_group(caller, id).await?;
+        let (conversation, standing) = self.membership(caller, id).await?;
+        if let Standing::Sealed(access) = &standing {
+            if !access.permissions.contains(P::MANAGE_CHANNELS) {
+                return Err(not_allowed("remove members from this channel (it takes MANAGE_CHANNELS in it)"));
+            }
+            if account != caller.account_id
+                && !outranks(&*self.store, access.channel.guild_id, caller.account_id, account).await?
+            {
+                return Err(not_allowed("remove someone whose highest role is at or above yours"));
+            }
+        }
+        let me = match &standing {
+            Standing::Sealed(..) => Role::Admin,
+            _ => group_manager(&conversation, &standing)?,
+        };
         let target =
             self.store.member(id, account).await?.ok_or_else(|| {
                 Error::not_found(ErrorReason::MemberNotFound, "that account is not a member")
@@ -463,6 +562,9 @@ impl Conversations {
         {
             self.announce_members(id, Some(account)).await?;
             self.publish_all(entries).await;
+            if let Some(access) = standing.access() {
+                tell_channel_change(&self.delivery, access.channel.guild_id, vec![account]).await;
+            }
         }
         tracing::info!(conversation = %id, removed = %account, by = %caller.account_id, "member removed");
         self.view(caller, conversation).await
@@ -515,16 +617,32 @@ impl Conversations {
         self.view(caller, conversation).await
     }
 
-    /// Leaves a group.
+    /// Leaves a group or a private E2EE channel.
     pub async fn leave(&self, caller: &Caller, id: ConversationId) -> Result<(), Error> {
-        let (conversation, _) = self.membership(caller, id).await?;
-        if conversation.kind != ConversationKind::Group {
-            return Err(Error::precondition(ErrorReason::NotAGroup, "a direct conversation cannot be left"));
+        let (conversation, me) = self.membership(caller, id).await?;
+        match &me {
+            Standing::Member(_) if conversation.kind == ConversationKind::Group => {}
+            Standing::Sealed(..) => {}
+            Standing::Channel(_) => {
+                return Err(Error::precondition(
+                    ErrorReason::NotAGroup,
+                    "a channel is left by leaving its guild (or lost with its permissions)",
+                ));
+            }
+            Standing::Member(_) => {
+                return Err(Error::precondition(
+                    ErrorReason::NotAGroup,
+                    "a direct conversation cannot be left",
+                ));
+            }
         }
-        let me = Some(caller.account_id);
-        if let Some(entries) = self.store.remove_member_by(id, caller.account_id, me, now_ms()).await? {
+        let by = Some(caller.account_id);
+        if let Some(entries) = self.store.remove_member_by(id, caller.account_id, by, now_ms()).await? {
             self.announce_members(id, Some(caller.account_id)).await?;
             self.publish_all(entries).await;
+            if let Some(access) = me.access() {
+                tell_channel_change(&self.delivery, access.channel.guild_id, vec![caller.account_id]).await;
+            }
         }
         Ok(())
     }
@@ -586,14 +704,17 @@ impl Conversations {
                 "the message replied to is not in this conversation",
             ));
         }
-        let slow = match &me {
-            Standing::Channel(access) => match self.slow_mode(caller, access, message_id).await? {
+        let slow = match me.access() {
+            Some(access) => match self.slow_mode(caller, access, message_id).await? {
                 // A channel's sockets had it live when it was stored (after a crash in between,
                 // every socket is new and reads it with the history).
-                SlowMode::Retried(earlier) => return Ok(*earlier),
+                SlowMode::Retried(earlier) if matches!(me, Standing::Channel(_)) => return Ok(*earlier),
+                // Members' devices follow a private channel as a group's: publish again, as a
+                // retried send to a group does below.
+                SlowMode::Retried(earlier) => return Ok(self.published(*earlier).await),
                 slow => slow,
             },
-            Standing::Member(_) => SlowMode::Off,
+            None => SlowMode::Off,
         };
         let message = NewMessage {
             id: message_id,
@@ -714,7 +835,7 @@ impl Conversations {
         }
         match self.store.delete_message(id, message, now_ms()).await? {
             Some(deleted) => {
-                if let Standing::Channel(access) = &me
+                if let Some(access) = me.access()
                     && someone_elses
                 {
                     // A moderator's deletion goes in the guild's audit log.
@@ -978,7 +1099,7 @@ impl Conversations {
         draft: CloudDraft,
     ) -> Result<CloudBody, Error> {
         match me {
-            Standing::Member(_) if !draft.mentions.is_empty() => {
+            Standing::Member(_) | Standing::Sealed(..) if !draft.mentions.is_empty() => {
                 let members: Vec<AccountId> =
                     self.store.members(id).await?.into_iter().map(|m| m.account_id).collect();
                 if let Some(stranger) = draft.mentions.iter().find(|m| !members.contains(m)) {
@@ -992,7 +1113,7 @@ impl Conversations {
                     }
                 }
             }
-            Standing::Member(_) => {}
+            Standing::Member(_) | Standing::Sealed(..) => {}
         }
         let mut mentions = draft.mentions;
         mentions.sort_unstable();

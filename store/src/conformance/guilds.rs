@@ -775,3 +775,72 @@ pub(super) async fn an_icon_is_set_replaced_and_removed_with_its_audit(db: &Fres
     assert_eq!(log.iter().filter(|e| e.entry.action == AuditAction::GuildUpdated).count(), 3);
     Ok(())
 }
+
+pub(super) async fn private_e2ee_channels_keep_members_who_are_in_the_guild(
+    db: &Fresh,
+) -> anyhow::Result<()> {
+    let ids = accounts(db, &["pia", "quin", "rolf", "sami", "tove"]).await?;
+    let (owner, maker, friend, other, stranger) = (ids[0], ids[1], ids[2], ids[3], ids[4]);
+    let (guild, _) = guild_with_channel(db, owner).await?;
+    join_all(db, guild, owner, &[maker, friend, other]).await?;
+    let mut sealed = channel(guild, GuildChannelKind::Text, None, "secret", maker);
+    sealed.e2ee = true;
+    let made = entry(maker, AuditAction::ChannelCreated, Some(sealed.id.as_uuid()));
+    assert_eq!(db.store.create_channel(&sealed, &made).await?, Ok(()));
+    let conversation = sealed.id.conversation();
+    let member_ids = |db: &Fresh| {
+        let store = db.store.clone();
+        async move {
+            let members = store.members(conversation).await?;
+            anyhow::Ok(members.iter().map(|m| (m.account_id, m.request)).collect::<Vec<_>>())
+        }
+    };
+    // Its maker is its first member, never a request; the guild's owner is not in it.
+    assert_eq!(member_ids(db).await?, [(maker, false)]);
+    assert_eq!(db.store.sealed_channels(guild, maker).await?, [sealed.id]);
+    assert!(db.store.sealed_channels(guild, owner).await?.is_empty());
+
+    // Guild members join as members (not requests, though nobody here is a contact)...
+    let (outcome, entries) =
+        db.store.add_channel_members(conversation, maker, &[friend, friend], 3, now_ms()).await?;
+    assert_eq!(outcome, crate::AddOutcome::Added(vec![friend]));
+    assert_eq!(entries.len(), 1, "one system entry for the one added");
+    // ...someone outside the guild makes the whole add fail, as would passing the cap.
+    let (outcome, _) =
+        db.store.add_channel_members(conversation, maker, &[other, stranger], 3, now_ms()).await?;
+    assert_eq!(outcome, crate::AddOutcome::NotInGuild(stranger));
+    let (outcome, _) =
+        db.store.add_channel_members(conversation, maker, &[other, owner], 3, now_ms()).await?;
+    assert_eq!(outcome, crate::AddOutcome::Full);
+    let mut members = member_ids(db).await?;
+    members.sort();
+    let mut expected = vec![(maker, false), (friend, false)];
+    expected.sort();
+    assert_eq!(members, expected, "a refused add adds nobody");
+    // A cloud channel or a group is not a private channel.
+    let (_, general) =
+        (guild, db.store.guild_channels(guild).await?.into_iter().find(|c| !c.e2ee).expect("#general"));
+    let (outcome, _) =
+        db.store.add_channel_members(general.id.conversation(), maker, &[other], 3, now_ms()).await?;
+    assert!(matches!(outcome, crate::AddOutcome::NotInGuild(_)));
+
+    // Read marks of its member rows are the guild's read marks for it.
+    let sent = send(db, &message(conversation, friend, 1)).await?;
+    db.store.mark_read(conversation, maker, sent.seq).await?;
+    assert!(db.store.channel_reads(guild, maker).await?.contains(&(sealed.id, sent.seq)));
+
+    // Leaving the guild, a kick or a ban take the member out of its private channels too.
+    assert!(db.store.kick_member(guild, friend, &entry(owner, AuditAction::MemberKicked, None)).await?);
+    assert_eq!(member_ids(db).await?, [(maker, false)]);
+    assert!(db.store.sealed_channels(guild, friend).await?.is_empty());
+    let (outcome, _) = db.store.add_channel_members(conversation, maker, &[other], 3, now_ms()).await?;
+    assert_eq!(outcome, crate::AddOutcome::Added(vec![other]));
+    assert!(db.store.ban_member(guild, other, "", &entry(owner, AuditAction::MemberBanned, None)).await?);
+    assert_eq!(member_ids(db).await?, [(maker, false)]);
+    assert!(db.store.leave_guild(guild, maker).await?);
+    assert!(member_ids(db).await?.is_empty());
+    // Someone kicked cannot be added back while out of the guild.
+    let (outcome, _) = db.store.add_channel_members(conversation, owner, &[friend], 3, now_ms()).await?;
+    assert_eq!(outcome, crate::AddOutcome::NotInGuild(friend));
+    Ok(())
+}

@@ -170,6 +170,7 @@ suite! {
         channel_messages_count_mentions_search_files_and_a_bans_sweep,
         members_are_found_among_accounts_and_presence_reaches_small_guilds,
         an_icon_is_set_replaced_and_removed_with_its_audit,
+        private_e2ee_channels_keep_members_who_are_in_the_guild,
     ],
     cloud: [
         cloud_messages_keep_their_content,

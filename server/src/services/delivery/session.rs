@@ -290,7 +290,7 @@ impl Session {
         for conversation in before {
             self.channels.remove(&conversation);
         }
-        for access in visible.into_iter().filter(|a| !a.channel.e2ee) {
+        for access in visible {
             let conversation = access.channel.id.conversation();
             self.channels.insert(conversation, (guild, access.permissions));
         }

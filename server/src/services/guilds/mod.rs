@@ -50,6 +50,9 @@ pub const MAX_DESCRIPTION_CHARS: usize = 1_000;
 pub const MAX_REASON_CHARS: usize = 512;
 /// Members per page, by default and at most.
 pub const MEMBER_PAGE: (u32, u32) = (100, 1_000);
+/// Members of a private end-to-end encrypted channel, at most (each message's keys go to every
+/// device of every member, as in an E2EE group; a smaller cap keeps that quick on a phone).
+pub const MAX_CHANNEL_MEMBERS: u32 = 100;
 /// Audit entries per page, by default and at most.
 pub const AUDIT_PAGE: (u32, u32) = (50, 100);
 
@@ -91,6 +94,8 @@ pub struct GuildView {
     pub roles: Vec<GuildRoleRecord>,
     /// The caller's membership.
     pub me: GuildMemberRecord,
+    /// The private end-to-end encrypted channels the caller is in.
+    sealed: std::collections::HashSet<ChannelId>,
     everyone: rules::Role,
     others: Vec<rules::Role>,
 }
@@ -126,6 +131,8 @@ pub struct ChannelSpec {
     pub parent: Option<ChannelId>,
     /// Hidden from `@everyone`, visible to its maker.
     pub private: bool,
+    /// A private end-to-end encrypted text channel, its maker its first member.
+    pub e2ee: bool,
 }
 
 /// Which members `ListMembers` asks for.
@@ -204,14 +211,19 @@ fn rule_overwrites(channel: &ChannelRecord) -> Vec<rules::Overwrite> {
 }
 
 impl GuildView {
-    fn new(guild: GuildRecord, roles: Vec<GuildRoleRecord>, me: GuildMemberRecord) -> Result<Self, Error> {
+    fn new(
+        guild: GuildRecord,
+        roles: Vec<GuildRoleRecord>,
+        me: GuildMemberRecord,
+        sealed: Vec<ChannelId>,
+    ) -> Result<Self, Error> {
         let everyone = roles
             .iter()
             .find(|r| r.id == guild.id.everyone())
             .map(rule_role)
             .ok_or_else(|| Error::Internal(format!("guild {} has no @everyone role", guild.id)))?;
         let others = roles.iter().filter(|r| r.id != guild.id.everyone()).map(rule_role).collect();
-        Ok(Self { guild, roles, me, everyone, others })
+        Ok(Self { guild, roles, me, sealed: sealed.into_iter().collect(), everyone, others })
     }
 
     fn rules(&self) -> rules::Guild<'_> {
@@ -223,24 +235,24 @@ impl GuildView {
         rules::in_guild(&self.rules(), &rule_member(&self.me), now)
     }
 
-    /// What `member` may do in `channel`.
-    fn member_in_channel(&self, member: &GuildMemberRecord, channel: &ChannelRecord, now: i64) -> P {
+    /// What the caller may do in `channel`.
+    pub fn in_channel(&self, channel: &ChannelRecord, now: i64) -> P {
         let overwrites = rule_overwrites(channel);
         let kind = match channel.kind {
             GuildChannelKind::Voice => rules::ChannelKind::Voice,
             _ => rules::ChannelKind::Text,
         };
+        let sight = match (channel.e2ee, self.sealed.contains(&channel.id)) {
+            (false, _) => rules::Sight::Roles,
+            (true, true) => rules::Sight::Member,
+            (true, false) => rules::Sight::Outsider,
+        };
         rules::in_channel(
             &self.rules(),
-            &rule_member(member),
-            &rules::Channel { kind, overwrites: &overwrites },
+            &rule_member(&self.me),
+            &rules::Channel { kind, overwrites: &overwrites, sight },
             now,
         )
-    }
-
-    /// What the caller may do in `channel`.
-    pub fn in_channel(&self, channel: &ChannelRecord, now: i64) -> P {
-        self.member_in_channel(&self.me, channel, now)
     }
 
     fn require(&self, needed: P, what: &str, now: i64) -> Result<P, Error> {
@@ -284,25 +296,28 @@ pub(in crate::services) async fn channel_access(
     id: ChannelId,
 ) -> Result<Option<ChannelAccess>, Error> {
     let Some(channel) = store.guild_channel(id).await? else { return Ok(None) };
-    let Some(view) = member_view(store, channel.guild_id, account).await? else { return Ok(None) };
+    let Some(view) = member_view_with(store, channel.guild_id, account, channel.e2ee).await? else {
+        return Ok(None);
+    };
     let permissions = view.in_channel(&channel, now_ms());
     Ok(permissions.contains(P::VIEW_CHANNEL).then_some(ChannelAccess { channel, permissions }))
 }
 
-/// The message-holding channels of guild `id` that `account` can see, with what it may do in
-/// each (empty when it is not a member).
+/// The cloud channels of guild `id` that `account` can see, with what it may do in each (empty
+/// when it is not a member): those its sessions follow. Private E2EE channels are left out:
+/// their members' devices follow them as a group's, by their member rows.
 pub(in crate::services) async fn visible_channels(
     store: &dyn Store,
     account: AccountId,
     id: GuildId,
 ) -> Result<Vec<ChannelAccess>, Error> {
-    let Some(view) = member_view(store, id, account).await? else { return Ok(Vec::new()) };
+    let Some(view) = member_view_with(store, id, account, false).await? else { return Ok(Vec::new()) };
     let now = now_ms();
     Ok(store
         .guild_channels(id)
         .await?
         .into_iter()
-        .filter(|c| c.kind != GuildChannelKind::Category)
+        .filter(|c| c.kind != GuildChannelKind::Category && !c.e2ee)
         .filter_map(|channel| {
             let permissions = view.in_channel(&channel, now);
             permissions.contains(P::VIEW_CHANNEL).then_some(ChannelAccess { channel, permissions })
@@ -346,6 +361,30 @@ fn guild_event(guild: GuildId, removed: bool, members_only: bool) -> GuildEvent 
     GuildEvent { guild, removed, members_only, follow: Vec::new() }
 }
 
+/// Tells the apps of `accounts` that what they may see of guild `id` changed (they were let
+/// into a private E2EE channel or taken out of one), so they read it again.
+pub(in crate::services) async fn tell_channel_change(
+    delivery: &Delivery,
+    id: GuildId,
+    accounts: Vec<AccountId>,
+) {
+    tell(delivery, guild_event(id, false, false), accounts).await;
+}
+
+/// Whether `actor` stands above `target` in guild `id`: its owner, or with a highest role
+/// above theirs (the order moderation follows). `false` when `actor` is not a member; `true`
+/// when `target` is not (nothing of theirs to protect there).
+pub(in crate::services) async fn outranks(
+    store: &dyn Store,
+    id: GuildId,
+    actor: AccountId,
+    target: AccountId,
+) -> Result<bool, Error> {
+    let Some(view) = member_view_with(store, id, actor, false).await? else { return Ok(false) };
+    let Some(target) = store.guild_member(id, target).await? else { return Ok(true) };
+    Ok(view.top_of(&target) < view.my_top())
+}
+
 /// Tells the apps of guild `id`'s members that its details changed (not who may see what).
 pub(in crate::services) async fn tell_members(
     store: &dyn Store,
@@ -358,10 +397,22 @@ pub(in crate::services) async fn tell_members(
 
 /// Guild `id` as `account` sees it, or `None` when it is not a member.
 async fn member_view(store: &dyn Store, id: GuildId, account: AccountId) -> Result<Option<GuildView>, Error> {
+    member_view_with(store, id, account, true).await
+}
+
+/// [`member_view`]; without `sealed`, leaving out which private E2EE channels `account` is in
+/// (one read less on the path of every cloud channel message, which does not need it).
+async fn member_view_with(
+    store: &dyn Store,
+    id: GuildId,
+    account: AccountId,
+    sealed: bool,
+) -> Result<Option<GuildView>, Error> {
     let Some(me) = store.guild_member(id, account).await? else { return Ok(None) };
     let Some(guild) = store.guild(id).await? else { return Ok(None) };
     let roles = store.guild_roles(id).await?;
-    GuildView::new(guild, roles, me).map(Some)
+    let sealed = if sealed { store.sealed_channels(id, account).await? } else { Vec::new() };
+    GuildView::new(guild, roles, me, sealed).map(Some)
 }
 
 /// Whether changing `old` into `new` touches only permissions in `has`: nobody gives or takes
@@ -479,6 +530,17 @@ impl Guilds {
         Ok(())
     }
 
+    /// Wakes the members of the private E2EE channels `account` was taken out of with its
+    /// place in the guild, and its own apps, so they hear it at once (the members' apps then
+    /// rotate those channels' keys).
+    async fn wake_sealed(&self, channels: Vec<ChannelId>, account: AccountId) -> Result<(), Error> {
+        for channel in channels {
+            let id = channel.conversation();
+            super::conversations::announce_members(&*self.store, &self.delivery, id, Some(account)).await?;
+        }
+        Ok(())
+    }
+
     /// The guild as the caller sees it, or `GUILD_NOT_FOUND` if they are not a member.
     pub async fn view(&self, caller: &Caller, id: GuildId) -> Result<GuildView, Error> {
         member_view(&*self.store, id, caller.account_id).await?.ok_or_else(guild_not_found)
@@ -549,21 +611,10 @@ impl Guilds {
             self.store.channel_mentions(id, caller.account_id).await?.into_iter().collect();
         // The store lists channels in the list's order; keep that order and the visible ones.
         let all = self.store.guild_channels(id).await?;
-        let permissions: Vec<P> = all.iter().map(|c| view.in_channel(c, now)).collect();
-        // A category the caller cannot see still shows when a channel in it is visible (it
-        // holds them in the list), with nothing of its own.
-        let holding: std::collections::HashSet<ChannelId> = all
-            .iter()
-            .zip(&permissions)
-            .filter(|(_, p)| p.contains(P::VIEW_CHANNEL))
-            .filter_map(|(c, _)| c.parent)
-            .collect();
+        let shown = shown(&view, &all, now);
         let mut channels: Vec<ChannelView> = Vec::with_capacity(all.len());
-        for (channel, permissions) in all.into_iter().zip(permissions) {
-            if !permissions.contains(P::VIEW_CHANNEL) && !holding.contains(&channel.id) {
-                continue;
-            }
-            let permissions = if permissions.contains(P::VIEW_CHANNEL) { permissions } else { P::NONE };
+        for (channel, permissions) in all.into_iter().zip(shown) {
+            let Some(permissions) = permissions else { continue };
             let show_overwrites =
                 permissions.contains(P::MANAGE_ROLES) || permissions.contains(P::MANAGE_CHANNELS);
             let private = is_private(&channel);
@@ -639,8 +690,10 @@ impl Guilds {
                 "make someone else the owner before you leave",
             ));
         }
+        let sealed = self.store.sealed_channels(id, caller.account_id).await?;
         if self.store.leave_guild(id, caller.account_id).await? {
             self.announce(id, &[caller.account_id], false).await?;
+            self.wake_sealed(sealed, caller.account_id).await?;
         }
         Ok(())
     }
@@ -670,7 +723,16 @@ impl Guilds {
         id: GuildId,
         spec: ChannelSpec,
     ) -> Result<ChannelView, Error> {
-        let ChannelSpec { kind, name, topic, parent, private } = spec;
+        let ChannelSpec { kind, name, topic, parent, private, e2ee } = spec;
+        if e2ee && kind != GuildChannelKind::Text {
+            return Err(Error::invalid(
+                ErrorReason::ChannelKindInvalid,
+                "e2ee",
+                "only a text channel can be end-to-end encrypted",
+            ));
+        }
+        // Only its members see an E2EE channel; the overwrites say so to everyone else too.
+        let private = private || e2ee;
         let name = guild_name(&name, "name", "channel name")?;
         let topic = free_text(&topic, MAX_DESCRIPTION_CHARS, "topic", "topic")?;
         let view = self.view(caller, id).await?;
@@ -708,7 +770,7 @@ impl Guilds {
             id: ChannelId::generate(),
             guild_id: id,
             kind,
-            e2ee: false,
+            e2ee,
             parent,
             name: name.clone(),
             topic,
@@ -719,7 +781,14 @@ impl Guilds {
         let entry = audit(caller, AuditAction::ChannelCreated, Some(new.id.as_uuid()), name);
         self.store.create_channel(&new, &entry).await?.map_err(channel_refusal)?;
         self.announce(id, &[], true).await?;
+        if e2ee {
+            // Its maker's apps follow it as a group's member: wake them to hear of it.
+            super::conversations::announce_members(&*self.store, &self.delivery, new.id.conversation(), None)
+                .await?;
+            tracing::info!(guild = %id, channel = %new.id, by = %caller.account_id, "private E2EE channel created");
+        }
         let channel = self.store.guild_channel(new.id).await?.ok_or_else(channel_not_found)?;
+        let view = self.view(caller, id).await?;
         Ok(managed(&view, channel))
     }
 
@@ -768,7 +837,9 @@ impl Guilds {
         self.announce(channel.guild_id, &[], true).await
     }
 
-    /// Puts the guild's channels in the order and categories of `layout` (MANAGE_CHANNELS).
+    /// Puts the guild's channels in the order and categories of `layout` (MANAGE_CHANNELS): the
+    /// channels and categories the caller sees, each once; those they cannot see keep their
+    /// category and stay after what preceded them (see [`with_hidden`]).
     pub async fn arrange_channels(
         &self,
         caller: &Caller,
@@ -776,9 +847,15 @@ impl Guilds {
         layout: &[(ChannelId, Option<ChannelId>)],
     ) -> Result<(), Error> {
         let view = self.view(caller, id).await?;
-        view.require(P::MANAGE_CHANNELS, "manage channels", now_ms())?;
+        let now = now_ms();
+        view.require(P::MANAGE_CHANNELS, "manage channels", now)?;
+        let all = self.store.guild_channels(id).await?;
+        let shown = shown(&view, &all, now);
+        let hidden: Vec<&ChannelRecord> =
+            all.iter().zip(&shown).filter(|(_, shown)| shown.is_none()).map(|(c, _)| c).collect();
+        let layout = with_hidden(&all, &hidden, layout).map_err(channel_refusal)?;
         let entry = audit(caller, AuditAction::ChannelsArranged, None, "");
-        self.store.arrange_channels(id, layout, &entry).await?.map_err(channel_refusal)?;
+        self.store.arrange_channels(id, &layout, &entry).await?.map_err(channel_refusal)?;
         self.announce(id, &[], false).await
     }
 
@@ -1084,11 +1161,13 @@ impl Guilds {
         }
         Self::check_moderation(&view, &target, P::KICK_MEMBERS, "remove this member")?;
         let entry = audit(caller, AuditAction::MemberKicked, Some(account.as_uuid()), reason);
+        let sealed = self.store.sealed_channels(id, account).await?;
         if !self.store.kick_member(id, account, &entry).await? {
             return Err(member_not_found());
         }
         tracing::info!(guild = %id, by = %caller.account_id, member = %account, "member kicked");
-        self.announce(id, &[account], false).await
+        self.announce(id, &[account], false).await?;
+        self.wake_sealed(sealed, account).await
     }
 
     /// Bans an account (BAN_MEMBERS, and a member is below the caller), and deletes what it
@@ -1117,10 +1196,12 @@ impl Guilds {
         }
         Self::check_moderation(&view, &target, P::BAN_MEMBERS, "ban this member")?;
         let entry = audit(caller, AuditAction::MemberBanned, Some(account.as_uuid()), reason.clone());
+        let sealed = self.store.sealed_channels(id, account).await?;
         if self.store.ban_member(id, account, &reason, &entry).await? {
             tracing::info!(guild = %id, by = %caller.account_id, member = %account, "member banned");
             if member {
                 self.announce(id, &[account], false).await?;
+                self.wake_sealed(sealed, account).await?;
             }
         }
         if !delete_messages.is_zero() {
@@ -1341,7 +1422,6 @@ impl Guilds {
             let follow = visible_channels(&*self.store, caller.account_id, id)
                 .await?
                 .into_iter()
-                .filter(|c| !c.channel.e2ee)
                 .map(|c| c.channel.id.conversation())
                 .collect();
             let event = GuildEvent { follow, ..guild_event(id, false, false) };
@@ -1379,6 +1459,57 @@ fn page_size(limit: u32, (default, max): (u32, u32), what: &str) -> Result<u32, 
 
 /// A channel the caller just made or changed, as they see it (they manage it, so with its
 /// overwrites).
+/// Which of `all` (a guild's channels and categories) the caller sees in its list, with what
+/// they may do in each: `None` for one they cannot see. A category they cannot see still shows
+/// when a channel in it is visible (it holds them in the list), with nothing of its own.
+fn shown(view: &GuildView, all: &[ChannelRecord], now: i64) -> Vec<Option<P>> {
+    let permissions: Vec<P> = all.iter().map(|c| view.in_channel(c, now)).collect();
+    let holding: std::collections::HashSet<ChannelId> = all
+        .iter()
+        .zip(&permissions)
+        .filter(|(_, p)| p.contains(P::VIEW_CHANNEL))
+        .filter_map(|(c, _)| c.parent)
+        .collect();
+    all.iter()
+        .zip(permissions)
+        .map(|(channel, permissions)| {
+            if permissions.contains(P::VIEW_CHANNEL) {
+                Some(permissions)
+            } else {
+                holding.contains(&channel.id).then_some(P::NONE)
+            }
+        })
+        .collect()
+}
+
+/// The whole layout of a guild from `layout`, the part its caller sees (each shown channel and
+/// category once; naming a hidden one is refused as naming one that is not there): each of
+/// `hidden` keeps its category and goes right after the entry that preceded it in the stored
+/// order `all` (or first, if none did), so a rearrangement by someone who cannot see a private
+/// channel neither fails nor moves it far.
+fn with_hidden(
+    all: &[ChannelRecord],
+    hidden: &[&ChannelRecord],
+    layout: &[(ChannelId, Option<ChannelId>)],
+) -> Result<Vec<(ChannelId, Option<ChannelId>)>, ChannelRefusal> {
+    if hidden.is_empty() {
+        return Ok(layout.to_vec());
+    }
+    if layout.iter().any(|(id, parent)| hidden.iter().any(|h| h.id == *id || Some(h.id) == *parent)) {
+        return Err(ChannelRefusal::NotAPermutation);
+    }
+    let mut merged = layout.to_vec();
+    for (index, channel) in all.iter().enumerate() {
+        if !hidden.iter().any(|h| h.id == channel.id) {
+            continue;
+        }
+        let before = all[..index].iter().rev().find_map(|c| merged.iter().position(|(id, _)| *id == c.id));
+        let at = before.map_or(0, |i| i + 1);
+        merged.insert(at, (channel.id, channel.parent));
+    }
+    Ok(merged)
+}
+
 fn managed(view: &GuildView, channel: ChannelRecord) -> ChannelView {
     let permissions = view.in_channel(&channel, now_ms());
     ChannelView {
@@ -1426,5 +1557,82 @@ mod tests {
         );
         assert!(!only_changes_within(has, P::NONE, P::KICK_MEMBERS), "given");
         assert!(!only_changes_within(has, P::KICK_MEMBERS, P::NONE), "taken away");
+    }
+
+    fn record(n: u128, kind: GuildChannelKind, parent: Option<ChannelId>) -> ChannelRecord {
+        ChannelRecord {
+            id: ChannelId::from_uuid(Uuid::from_u128(n)),
+            guild_id: GuildId::from_uuid(Uuid::from_u128(0)),
+            kind,
+            e2ee: false,
+            parent,
+            position: 0,
+            name: format!("c{n}"),
+            topic: String::new(),
+            slow_mode_s: 0,
+            overwrites: Vec::new(),
+            last_seq: 0,
+        }
+    }
+
+    #[test]
+    fn a_layout_keeps_what_its_maker_cannot_see_in_place() {
+        use GuildChannelKind::{Category, Text};
+        // Stored: #top, [secret top], Cat A {#a1, [#secret a], #a2}, [Hidden cat {[#h1]}], Cat B {#b1}.
+        let top = record(1, Text, None);
+        let secret_top = record(2, Text, None);
+        let cat_a = record(10, Category, None);
+        let a1 = record(11, Text, Some(cat_a.id));
+        let secret_a = record(12, Text, Some(cat_a.id));
+        let a2 = record(13, Text, Some(cat_a.id));
+        let hidden_cat = record(20, Category, None);
+        let h1 = record(21, Text, Some(hidden_cat.id));
+        let cat_b = record(30, Category, None);
+        let b1 = record(31, Text, Some(cat_b.id));
+        let all = [&top, &secret_top, &cat_a, &a1, &secret_a, &a2, &hidden_cat, &h1, &cat_b, &b1]
+            .map(ChannelRecord::clone)
+            .to_vec();
+        let hidden = [&secret_top, &secret_a, &hidden_cat, &h1];
+        // The caller swaps the categories, moves #a2 first in A and #top into B.
+        let layout = vec![
+            (cat_b.id, None),
+            (b1.id, Some(cat_b.id)),
+            (top.id, Some(cat_b.id)),
+            (cat_a.id, None),
+            (a2.id, Some(cat_a.id)),
+            (a1.id, Some(cat_a.id)),
+        ];
+        let merged = with_hidden(&all, &hidden, &layout).unwrap_or_default();
+        // What the store makes of it: each category's channels in order, the categories in
+        // order, the top-level channels in order.
+        let name =
+            |id: &ChannelId| all.iter().find(|c| c.id == *id).map(|c| c.name.clone()).unwrap_or_default();
+        let mut groups: std::collections::BTreeMap<String, Vec<String>> = Default::default();
+        for (id, parent) in &merged {
+            let is_category = all.iter().any(|c| c.id == *id && c.kind == Category);
+            let group = match parent {
+                Some(parent) => name(parent),
+                None if is_category => "categories".to_owned(),
+                None => "top".to_owned(),
+            };
+            groups.entry(group).or_default().push(name(id));
+        }
+        let expected: std::collections::BTreeMap<String, Vec<String>> = [
+            ("categories", vec!["c30", "c10", "c20"]),
+            ("top", vec!["c2"]),
+            ("c30", vec!["c31", "c1"]),
+            ("c10", vec!["c13", "c11", "c12"]),
+            ("c20", vec!["c21"]),
+        ]
+        .into_iter()
+        .map(|(group, names)| (group.to_owned(), names.into_iter().map(str::to_owned).collect()))
+        .collect();
+        assert_eq!(groups, expected);
+        assert_eq!(merged.len(), all.len());
+        // Naming a channel one cannot see is refused, as one that is not there.
+        let probing = [layout.clone(), vec![(secret_a.id, Some(cat_a.id))]].concat();
+        assert_eq!(with_hidden(&all, &hidden, &probing), Err(ChannelRefusal::NotAPermutation));
+        // With nothing hidden the layout is taken as it is.
+        assert_eq!(with_hidden(&all, &[], &layout), Ok(layout));
     }
 }

@@ -19,6 +19,11 @@
 //!    everyone or attach files; in a voice channel, without `CONNECT` they cannot speak.
 //! 5. A member in a timeout keeps only `VIEW_CHANNEL` until it ends (administrators and the
 //!    owner cannot be timed out: [`can_moderate`] refuses it).
+//! 6. Ours, not Discord's: a private end-to-end encrypted channel is seen by its members and
+//!    nobody else, because only their devices hold its keys. Its member list, not roles or
+//!    overwrites, gives `VIEW_CHANNEL`: someone not in it has nothing there (the owner and
+//!    administrators included); someone in it sees it whatever the overwrites say, and the
+//!    rest of what they may do there follows rules 1 to 5.
 //!
 //! The bits are stored (roles, overwrites) and sent (the API's `permissions` fields), so a bit
 //! never changes its number; a new permission takes a new bit.
@@ -225,6 +230,17 @@ pub enum ChannelKind {
     Voice,
 }
 
+/// Who decides whether a member sees a channel (rule 6).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Sight {
+    /// Roles and overwrites: every channel but a private end-to-end encrypted one.
+    Roles,
+    /// A private end-to-end encrypted channel the member is in.
+    Member,
+    /// A private end-to-end encrypted channel the member is not in.
+    Outsider,
+}
+
 /// A channel as the rules need it.
 #[derive(Clone, Debug)]
 pub struct Channel<'a> {
@@ -232,6 +248,8 @@ pub struct Channel<'a> {
     pub kind: ChannelKind,
     /// Its overwrites (those for roles that no longer exist are ignored).
     pub overwrites: &'a [Overwrite],
+    /// Who decides whether the member sees it.
+    pub sight: Sight,
 }
 
 impl Guild<'_> {
@@ -280,8 +298,11 @@ pub fn in_guild(guild: &Guild<'_>, member: &Member<'_>, now_ms: i64) -> Permissi
     if timed_out(member, now_ms) { base.intersection(Permissions::VIEW_CHANNEL) } else { base }
 }
 
-/// What `member` may do in `channel`: rules 1 to 5.
+/// What `member` may do in `channel`: rules 1 to 6.
 pub fn in_channel(guild: &Guild<'_>, member: &Member<'_>, channel: &Channel<'_>, now_ms: i64) -> Permissions {
+    if channel.sight == Sight::Outsider {
+        return Permissions::NONE;
+    }
     let Some(mut perms) = base(guild, member) else { return Permissions::ALL };
     let for_target = |target: Target| channel.overwrites.iter().filter(move |o| o.target == target);
     for o in for_target(Target::Role(guild.everyone.id)) {
@@ -300,6 +321,9 @@ pub fn in_channel(guild: &Guild<'_>, member: &Member<'_>, channel: &Channel<'_>,
     }
     // Administration is a guild-wide grant: an overwrite cannot give it.
     perms = perms.without(Permissions::ADMINISTRATOR);
+    if channel.sight == Sight::Member {
+        perms = perms | Permissions::VIEW_CHANNEL;
+    }
     if !perms.contains(Permissions::VIEW_CHANNEL) {
         return Permissions::NONE;
     }

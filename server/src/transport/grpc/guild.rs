@@ -284,7 +284,8 @@ impl GuildService for GuildApi {
         let id: GuildId = parse_id(&r.guild_id, "guild_id")?;
         let kind = channel_kind(r.kind)?;
         let parent: Option<ChannelId> = optional_id(&r.parent_id, "parent_id")?;
-        let spec = ChannelSpec { kind, name: r.name, topic: r.topic, parent, private: r.private };
+        let spec =
+            ChannelSpec { kind, name: r.name, topic: r.topic, parent, private: r.private, e2ee: r.e2ee };
         let c = self.0.services.guilds.create_channel(&caller, id, spec).await?;
         Ok(Response::new(pb::CreateChannelResponse { channel: Some(channel_view(c)) }))
     }

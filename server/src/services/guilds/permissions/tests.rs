@@ -81,6 +81,7 @@ struct Row {
     roles: Vec<u8>,
     timed_out_until_ms: i64,
     kind: ChannelKind,
+    sight: Sight,
     overwrites: Vec<Overwrite>,
     expect: Permissions,
 }
@@ -92,6 +93,7 @@ fn row(says: &'static str, who: u8, roles: &[u8], overwrites: Vec<Overwrite>, ex
         roles: roles.to_vec(),
         timed_out_until_ms: 0,
         kind: ChannelKind::Text,
+        sight: Sight::Roles,
         overwrites,
         expect,
     }
@@ -237,12 +239,50 @@ fn the_precedence_table() {
             timed_out_until_ms: NOW + 60_000,
             ..row("an administrator is never timed out", MEMBER, &[ADMIN], vec![], P::ALL)
         },
+        Row {
+            sight: Sight::Outsider,
+            ..row("E2EE, not in it: nothing, even for the owner", OWNER, &[], vec![], NO)
+        },
+        Row {
+            sight: Sight::Outsider,
+            ..row("E2EE, not in it: nothing, even for an administrator", MEMBER, &[ADMIN], vec![], NO)
+        },
+        Row {
+            sight: Sight::Member,
+            ..row("E2EE, in it: seen though @everyone is denied", MEMBER, &[], vec![no_view], default)
+        },
+        Row {
+            sight: Sight::Member,
+            ..row(
+                "E2EE, in it: seen though their own overwrite denies it",
+                MEMBER,
+                &[],
+                vec![no_view, member_ow(MEMBER, NO, P::VIEW_CHANNEL | P::ADD_REACTIONS)],
+                default.without(P::ADD_REACTIONS),
+            )
+        },
+        Row {
+            sight: Sight::Member,
+            ..row(
+                "E2EE, in it: overwrites still take sending away",
+                MEMBER,
+                &[],
+                vec![everyone_ow(NO, P::VIEW_CHANNEL | P::SEND_MESSAGES)],
+                default.without(P::SEND_MESSAGES | P::ATTACH_FILES),
+            )
+        },
+        Row {
+            sight: Sight::Member,
+            timed_out_until_ms: NOW + 60_000,
+            ..row("E2EE, in it, in a timeout: only reading", MEMBER, &[], vec![no_view], P::VIEW_CHANNEL)
+        },
     ];
     let mut wrong = Vec::new();
     for r in &rows {
         let ids: Vec<RoleId> = r.roles.iter().map(|n| role_id(*n)).collect();
         let who = Member { account: account(r.who), roles: &ids, timed_out_until_ms: r.timed_out_until_ms };
-        let got = in_channel(&guild, &who, &Channel { kind: r.kind, overwrites: &r.overwrites }, NOW);
+        let channel = Channel { kind: r.kind, overwrites: &r.overwrites, sight: r.sight };
+        let got = in_channel(&guild, &who, &channel, NOW);
         if got != r.expect {
             wrong.push(format!("{}:\n   expected {:?}\n   got      {:?}", r.says, r.expect, got));
         }
@@ -297,7 +337,7 @@ fn nobody_grants_what_they_do_not_have() {
     let there = in_channel(
         &guild,
         &member(MEMBER, &moderator),
-        &Channel { kind: ChannelKind::Text, overwrites: &hidden },
+        &Channel { kind: ChannelKind::Text, overwrites: &hidden, sight: Sight::Roles },
         NOW,
     );
     assert!(!can_grant(there, P::VIEW_CHANNEL), "an overwrite for a channel they cannot see");
