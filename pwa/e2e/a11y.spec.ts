@@ -95,7 +95,7 @@ test("no serious or critical axe violations: sign-in, list, conversation, settin
   await expect(confirm).toBeHidden();
 });
 
-test("no serious or critical axe violations in a guild: channels, members, settings, invite, phone drawer", async ({ browser }) => {
+test("no serious or critical axe violations in a guild: channels, members, settings, invite, encrypted channel, phone drawer", async ({ browser }) => {
   test.slow();
   const page = await auditedDevice(browser);
   await page.getByRole("tab", { name: "Create account" }).click();
@@ -129,6 +129,12 @@ test("no serious or critical axe violations in a guild: channels, members, setti
   await auditBoth(page, "guild-roles");
   await settings.getByRole("tab", { name: "Channels" }).click();
   await auditBoth(page, "guild-channels");
+  // A private end-to-end encrypted channel, audited open below.
+  const create = settings.getByRole("form", { name: "Create a channel" });
+  await create.getByRole("textbox", { name: "Name" }).fill("secret");
+  await create.getByRole("checkbox", { name: /^End-to-end encrypted/ }).check();
+  await create.getByRole("button", { name: "Create" }).click();
+  await expect(settings.getByRole("button", { name: "Edit secret" })).toBeVisible();
   await settings.getByRole("tab", { name: "Invites" }).click();
   await settings.getByRole("button", { name: "Create invite link" }).click();
   await expect(settings.getByRole("img", { name: "QR code of the invite link" })).toBeVisible();
@@ -137,6 +143,16 @@ test("no serious or critical axe violations in a guild: channels, members, setti
   await expect(settings.getByRole("listitem").filter({ hasText: "created an invite" })).toBeVisible();
   await auditBoth(page, "guild-audit");
   await settings.getByRole("button", { name: "Close" }).last().click();
+
+  // The encrypted channel: its chat, its own member list, and "Add people".
+  await page.getByRole("navigation", { name: "Channels" }).getByRole("button", { name: /^🔒 secret/ }).click();
+  const channelMembers = page.getByRole("complementary", { name: "Members of the channel" });
+  await expect(channelMembers.getByRole("button", { name: "Add people" })).toBeVisible();
+  await auditBoth(page, "guild-e2ee");
+  await channelMembers.getByRole("button", { name: "Add people" }).click();
+  await expect(page.getByRole("dialog", { name: "Add people to #secret" })).toBeVisible();
+  await auditBoth(page, "guild-e2ee-add");
+  await page.getByRole("dialog", { name: "Add people to #secret" }).getByRole("button", { name: "Cancel" }).click();
 
   // A phone: the drawer with the rail and the channels over the channel.
   await page.setViewportSize({ width: 360, height: 740 });

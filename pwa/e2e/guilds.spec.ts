@@ -25,7 +25,7 @@ async function createChannel(page: Page, kind: string, name: string, privately =
   const form = dialog.getByRole("form", { name: "Create a channel" });
   await form.getByRole("combobox", { name: "Kind" }).selectOption({ label: kind });
   await form.getByRole("textbox", { name: "Name" }).fill(name);
-  if (privately) await form.getByRole("checkbox", { name: "Private" }).check();
+  if (privately) await form.getByRole("checkbox", { name: "Private", exact: true }).check();
   await form.getByRole("button", { name: "Create" }).click();
   await expect(dialog.getByRole("button", { name: `Edit ${name}` })).toBeVisible();
 }

@@ -1,7 +1,7 @@
 // errors.test.ts — every reason the server can send has a text in English and in Russian.
 import { describe, expect, it } from "vitest";
 import { ErrorReason } from "./gen/kitsulan/v1/errors_pb";
-import { en, errorText, ru, type MessageKey } from "./i18n/messages";
+import { channelErrorText, en, errorText, ru, type MessageKey } from "./i18n/messages";
 
 /** Every reason the server sends, by the name it travels as ("USERNAME_INVALID", …). */
 const reasons = Object.values(ErrorReason)
@@ -36,5 +36,17 @@ describe("error texts", () => {
   it("falls back to the generic text for a reason it does not know", () => {
     expect(errorText(translate(en), "NO_SUCH_REASON")).toBe("Something went wrong: NO_SUCH_REASON");
     expect(errorText(translate(ru), "NO_SUCH_REASON")).toBe("Что-то пошло не так: NO_SUCH_REASON");
+  });
+
+  it("names a private channel, not a group, where a channel's member change is refused", () => {
+    for (const messages of [en, ru]) {
+      const t = translate(messages);
+      for (const reason of ["NOT_ALLOWED", "MEMBER_NOT_FOUND", "GROUP_FULL"]) {
+        expect(channelErrorText(t, reason)).toBe(messages[`channelErr.${reason}` as MessageKey]);
+        expect(channelErrorText(t, reason)).not.toBe(errorText(t, reason));
+      }
+      // Any other reason: its usual text.
+      expect(channelErrorText(t, "UNAVAILABLE")).toBe(errorText(t, "UNAVAILABLE"));
+    }
   });
 });

@@ -797,7 +797,25 @@ export const en = {
   channelAnnouncement: "Announcement channel",
   channelVoice: "Voice channel",
   channelCategory: "Category",
-  e2eeChannelSoon: "Private end-to-end encrypted channel: writing here from this app is coming soon.",
+  channelMembers: "Members of the channel",
+  channelMembersCount: "Members of the channel: {n}",
+  channelE2eeInfo: "End-to-end encrypted: only these people can read this channel. The server cannot.",
+  channelAddPeople: "Add people",
+  channelAddPeopleTo: "Add people to #{name}",
+  channelAddFilter: "Find a member",
+  channelAddNone: "Everyone in the community you can add is here already.",
+  channelAddSelected: "Add ({n})",
+  channelAddNote: "They can read the messages sent from now on, not the earlier ones.",
+  channelRemoveNamed: "Remove {name} from the channel",
+  channelRemoveTitle: "Remove {name} from #{channel}?",
+  channelRemoveNote: "They keep what their devices have decrypted, but the messages from now on are encrypted without them.",
+  channelLeave: "Leave the channel",
+  channelLeaveTitle: "Leave #{name}?",
+  channelLeaveNote: "It leaves your list. Only someone who manages it can add you again.",
+  channelGone: "#{name} is no longer available to you.",
+  "channelErr.NOT_ALLOWED": "You cannot do that here: it takes “Manage channels” in this channel, and you can only remove people below your highest role.",
+  "channelErr.MEMBER_NOT_FOUND": "That person is not in this community (any more); nobody was added.",
+  "channelErr.GROUP_FULL": "A private encrypted channel has at most 100 members; nobody was added.",
   timedOutUntil: "You are in a timeout until {time}: you can read, but not write.",
   announcementNoSend: "This is an announcement channel: only some roles post here.",
   noSendPermission: "You do not have permission to send messages in this channel.",
@@ -858,6 +876,8 @@ export const en = {
   channelTopic: "Topic",
   noCategory: "No category",
   channelPrivate: "Private",
+  channelE2ee: "End-to-end encrypted (private, for small groups up to 100)",
+  channelE2eeNote: "Only the people you add can read it; the server never can. You can add people once it is made.",
   channelPrivateNote: "A private channel is hidden from @everyone; give roles or people access with the channel's permissions.",
   channelsOrderNote: "Drag channels to reorder them, or use the arrow buttons.",
   slowModeLabel: "Slow mode",
@@ -1751,7 +1771,25 @@ export const ru: Record<MessageKey, string> = {
   channelAnnouncement: "Канал объявлений",
   channelVoice: "Голосовой канал",
   channelCategory: "Категория",
-  e2eeChannelSoon: "Закрытый канал со сквозным шифрованием: писать сюда из этого приложения можно будет скоро.",
+  channelMembers: "Участники канала",
+  channelMembersCount: "Участники канала: {n}",
+  channelE2eeInfo: "Сквозное шифрование: этот канал могут читать только эти люди. Сервер не может.",
+  channelAddPeople: "Добавить людей",
+  channelAddPeopleTo: "Добавить людей в #{name}",
+  channelAddFilter: "Найти участника",
+  channelAddNone: "Все участники сообщества, которых можно добавить, уже здесь.",
+  channelAddSelected: "Добавить ({n})",
+  channelAddNote: "Они смогут читать сообщения, отправленные с этого момента, но не прежние.",
+  channelRemoveNamed: "Исключить из канала: {name}",
+  channelRemoveTitle: "Исключить {name} из #{channel}?",
+  channelRemoveNote: "У них останется то, что их устройства уже расшифровали, но новые сообщения шифруются без них.",
+  channelLeave: "Покинуть канал",
+  channelLeaveTitle: "Покинуть #{name}?",
+  channelLeaveNote: "Канал исчезнет из списка. Вернуть вас сможет только тот, кто им управляет.",
+  channelGone: "Канал #{name} вам больше не доступен.",
+  "channelErr.NOT_ALLOWED": "Здесь это нельзя: нужно право «Управлять каналами» в этом канале, а исключать можно только тех, чья высшая роль ниже вашей.",
+  "channelErr.MEMBER_NOT_FOUND": "Этого человека нет (уже нет) в сообществе; никто не добавлен.",
+  "channelErr.GROUP_FULL": "В закрытом зашифрованном канале не больше 100 участников; никто не добавлен.",
   timedOutUntil: "Вы в тайм-ауте до {time}: читать можно, писать нельзя.",
   announcementNoSend: "Это канал объявлений: писать сюда могут только некоторые роли.",
   noSendPermission: "У вас нет права писать в этот канал.",
@@ -1812,6 +1850,8 @@ export const ru: Record<MessageKey, string> = {
   channelTopic: "Тема",
   noCategory: "Без категории",
   channelPrivate: "Закрытый",
+  channelE2ee: "Сквозное шифрование (закрытый, для небольших групп до 100 человек)",
+  channelE2eeNote: "Читать его смогут только те, кого вы добавите; сервер не сможет никогда. Людей можно добавить после создания.",
   channelPrivateNote: "Закрытый канал скрыт от @everyone; дайте доступ ролям или людям в правах канала.",
   channelsOrderNote: "Перетаскивайте каналы, чтобы изменить порядок, или используйте кнопки со стрелками.",
   slowModeLabel: "Медленный режим",
@@ -1929,6 +1969,15 @@ export const sasEmojiNames: Record<"en" | "ru", readonly string[]> = {
     "Якорь", "Наушники", "Папка", "Кнопка",
   ],
 };
+
+/** The reasons a private channel's member change is refused for that a group's words would
+ * misname ("this group"). */
+const CHANNEL_REASONS: readonly string[] = ["NOT_ALLOWED", "MEMBER_NOT_FOUND", "GROUP_FULL"];
+
+/** The person-facing text for a reason a change to a private channel's members was refused. */
+export function channelErrorText(t: (key: MessageKey, vars?: Record<string, string>) => string, reason: string): string {
+  return CHANNEL_REASONS.includes(reason) ? t(`channelErr.${reason}` as MessageKey) : errorText(t, reason);
+}
 
 /** The person-facing text for a server reason code. */
 export function errorText(t: (key: MessageKey, vars?: Record<string, string>) => string, reason: string): string {

@@ -20,7 +20,8 @@ import * as db from "../storage/db";
 import { Cache, sealedStorage as sealedCache } from "./cache";
 import { Conversations } from "./conversations";
 import { Files } from "./files";
-import { Guilds } from "./guilds";
+import { ChannelMembers } from "./channelMembers";
+import { awaitingMembers, Guilds } from "./guilds";
 import { Messages, readMessage, type Incoming } from "./messages";
 import { Outbox, sealedStorage as sealedOutbox } from "./outbox";
 import { Pins } from "./pins";
@@ -59,6 +60,8 @@ export class Chat {
   readonly files: Files;
   /** The guilds we are in and their channels (guilds.ts). */
   readonly guilds: Guilds;
+  /** Who is in the guilds' private end-to-end encrypted channels (channelMembers.ts). */
+  readonly channelMembers: ChannelMembers;
   /** Channels whose history may have missed messages (their messages are live only: after a
    * reconnect the newest page is read again when one is opened). */
   private staleChannels = new Set<string>();
@@ -89,12 +92,9 @@ export class Chat {
     onSignedOut: () => void,
   ) {
     this.store = new Store(initialState(me));
-    // What a message says: cloud conversations' from their Content, E2EE ones' decrypted. A
-    // private end-to-end encrypted guild channel is not read here yet (its room keys are not
-    // shared with this app): "unsupported", never an attempt to decrypt or ask for its keys.
-    const readAny: (m: Message) => Promise<Content> = readMessage(engine, (id) => this.isCloud(id));
-    const read = (m: Message): Promise<Content> =>
-      this.guilds.channel(m.conversationId)?.mode === ConversationMode.E2EE ? Promise.resolve({ kind: "unsupported" }) : readAny(m);
+    // What a message says: cloud conversations' from their Content, E2EE ones' (a private
+    // encrypted guild channel's too) decrypted.
+    const read: (m: Message) => Promise<Content> = readMessage(engine, (id) => this.isCloud(id));
     this.read = read;
     const visible = () => document.visibilityState === "visible";
     this.profiles = new Profiles(this.store, {
@@ -128,6 +128,11 @@ export class Chat {
       client: guildClient,
       avatars: avatarClient,
       loadNames: (ids) => void this.profiles.load(ids).catch(() => undefined),
+      loaded: () => this.channelMembers.loadMissing(),
+    });
+    this.channelMembers = new ChannelMembers(this.store, {
+      client: conversationClient,
+      loadNames: (ids) => void this.profiles.load(ids).catch(() => undefined),
     });
     this.index = new LocalIndex({
       storage: sealedIndexStorage(engine),
@@ -138,7 +143,9 @@ export class Chat {
     this.outbox = new Outbox(this.store, {
       client: conversationClient,
       engine,
-      conversations: this.conversations,
+      // A private channel whose members are not read yet is asked for them (GetConversation),
+      // never encrypted to the one member known, us.
+      conversations: { get: (id) => (awaitingMembers(this.state.guilds, id) ? undefined : this.conversations.get(id)) },
       storage: sealedOutbox(engine),
       transfer: { upload: uploadCiphertext, remove: deleteAttachment },
       keyChanged: (err) => {
@@ -369,10 +376,11 @@ export class Chat {
   }
 
   /** The people who may be mentioned in a conversation: its members, or in a guild's channel the
-   * guild's members this app has listed. */
+   * guild's members this app has listed (a private encrypted channel's own members: nobody else
+   * can read it). */
   mentionable(conversationId: string): string[] {
     const guild = this.guilds.guildOf(conversationId);
-    if (guild) return this.guilds.knownMembers(guild.guild.id);
+    if (guild && !this.channelMembers.isPrivateChannel(conversationId)) return this.guilds.knownMembers(guild.guild.id);
     return this.conversation(conversationId)?.members.map((m) => m.accountId) ?? [];
   }
 
@@ -428,8 +436,13 @@ export class Chat {
         this.store.dispatch({ type: "receipt", receipt: body.value, me: this.state.me.accountId });
         return;
       case "member": {
-        // Removed from a group (or left it on another device): it stays here, read-only.
         const e = body.value;
+        // A guild's private channel: its members read again (or it goes, when we are out).
+        if (this.channelMembers.isPrivateChannel(e.conversationId)) {
+          await this.channelMembers.onEvent(e);
+          return;
+        }
+        // Removed from a group (or left it on another device): it stays here, read-only.
         if (e.removed && e.accountId === this.state.me.accountId) await this.conversations.lostMembership(e.conversationId);
         else await this.conversations.load();
         return;

@@ -94,16 +94,17 @@ function without<S extends ConversationsState>(state: S, conversationId: string)
 export function apply<S extends ConversationsState>(state: S, event: ChatEvent): S {
   switch (event.type) {
     case "conversationsLoaded": {
-      // Pages follow activity: one that moved while we paged may come twice.
+      // Pages follow activity: one that moved while we paged may come twice. A guild's private
+      // channel is not a direct message: guilds.ts keeps its members.
       const byId = new Map<string, Conversation>();
-      for (const c of event.conversations) if (!byId.has(c.id)) byId.set(c.id, c);
+      for (const c of event.conversations) if (!byId.has(c.id) && c.kind !== ConversationKind.CHANNEL) byId.set(c.id, c);
       // The server no longer lists groups we were removed from: this device keeps them.
       const me = state.me?.accountId;
       if (me) for (const c of state.conversations) if (!byId.has(c.id) && removedFrom(c, me)) byId.set(c.id, c);
       return { ...state, conversations: byActivity([...byId.values()]) };
     }
     case "conversationChanged":
-      return upsert(state, event.conversation);
+      return event.conversation.kind === ConversationKind.CHANNEL ? state : upsert(state, event.conversation);
     case "conversationLeft":
       return without(state, event.conversationId);
     case "removedFrom": {

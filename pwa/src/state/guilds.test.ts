@@ -25,6 +25,7 @@ import {
   layoutOf,
   moved,
   dropped,
+  outranks,
   overwriteState,
   Perm,
   slowModeWait,
@@ -32,7 +33,7 @@ import {
   type GuildClient,
   type GuildView,
 } from "./guilds";
-import { BOB, ME, TestState, fakeClient, message, state, text } from "./testkit";
+import { BOB, CAROL, ME, TestState, conversation, fakeClient, message, state, text } from "./testkit";
 import type { ChatState } from "./store";
 
 const G = "00000000-0000-7000-8000-0000000000e1";
@@ -105,6 +106,46 @@ describe("guilds.apply", () => {
   it("marks a private end-to-end encrypted channel E2EE, never cloud", () => {
     const s = apply(state(), { type: "guildLoaded", guild: guildRes([channel(GENERAL, { e2ee: true })]) });
     expect(s.guilds.channels[GENERAL]?.mode).toBe(ConversationMode.E2EE);
+  });
+
+  it("gives a private E2EE channel its member rows, from a list read before or after the guild", () => {
+    const rows = conversation({ id: GENERAL, kind: ConversationKind.CHANNEL, mode: ConversationMode.E2EE, members: [ME, BOB, CAROL] });
+    const e2ee = guildRes([channel(GENERAL, { e2ee: true, readSeq: 4n, lastSeq: 6n })]);
+    // The conversation list came first: its rows wait for the guild, and stay out of the list.
+    let s = apply(state(), { type: "conversationsLoaded", conversations: [rows] });
+    s = apply(s, { type: "guildLoaded", guild: e2ee });
+    expect(s.guilds.channels[GENERAL]?.members.map((m) => m.accountId)).toEqual([ME, BOB, CAROL]);
+    expect(s.guilds.channels[GENERAL]?.members[0]?.readSeq).toBe(4n);
+    expect(s.guilds.channels[GENERAL]?.unreadCount).toBe(2);
+    expect(s.conversations).toEqual([]);
+    // The guild came first: the rows join its conversation, our read mark stays.
+    let t = apply(state(), { type: "guildLoaded", guild: e2ee });
+    expect(t.guilds.channels[GENERAL]?.members.map((m) => m.accountId)).toEqual([ME]);
+    t = apply(t, { type: "conversationChanged", conversation: rows });
+    expect(t.guilds.channels[GENERAL]?.members.map((m) => m.accountId)).toEqual([ME, BOB, CAROL]);
+    expect(t.guilds.channels[GENERAL]?.members[0]?.readSeq).toBe(4n);
+    // A cloud channel never takes rows (it has none: its members are the guild's).
+    const cloud = apply(loaded(), { type: "conversationChanged", conversation: { ...rows, mode: ConversationMode.CLOUD } });
+    expect(cloud.guilds.channels[GENERAL]?.members.map((m) => m.accountId)).toEqual([ME]);
+  });
+
+  it("forgets a private channel's rows when it goes, so a new invitation reads them afresh", () => {
+    const rows = conversation({ id: GENERAL, kind: ConversationKind.CHANNEL, mode: ConversationMode.E2EE, members: [ME, BOB] });
+    let s = apply(state(), { type: "guildLoaded", guild: guildRes([channel(GENERAL, { e2ee: true })]) });
+    s = apply(s, { type: "conversationChanged", conversation: rows });
+    s = apply(s, { type: "guildLoaded", guild: guildRes([]) });
+    expect(s.guilds.members[GENERAL]).toBeUndefined();
+  });
+
+  it("says which channel closed under us until another one opens or the guild changes", () => {
+    const open = apply({ ...loaded(), active: NEWS }, { type: "guildSelected", guildId: G });
+    let s = apply(open, { type: "guildLoaded", guild: guildRes(layout().filter((c) => c.id !== NEWS)) });
+    expect(s.guilds.closed).toEqual({ guildId: G, name: "f2" });
+    expect(apply(s, { type: "guildSelected", guildId: G }).guilds.closed).not.toBeNull();
+    expect(apply(s, { type: "opened", conversationId: null }).guilds.closed).not.toBeNull();
+    expect(apply(s, { type: "opened", conversationId: GENERAL }).guilds.closed).toBeNull();
+    s = apply(s, { type: "guildSelected", guildId: null });
+    expect(s.guilds.closed).toBeNull();
   });
 
   it("closes the open channel when a new GetGuild no longer shows it (deleted, or no longer visible)", () => {
@@ -201,14 +242,13 @@ describe("guilds.apply", () => {
   });
 });
 
-describe("the channel layout", () => {
-  const view = (): GuildView => {
-    const s = loaded();
-    const v = s.guilds.views[G];
-    if (!v) throw new Error("no view");
-    return v;
-  };
+function view(): GuildView {
+  const v = loaded().guilds.views[G];
+  if (!v) throw new Error("no view");
+  return v;
+}
 
+describe("the channel layout", () => {
   it("groups the top-level channels first, then each category with its channels in order", () => {
     const g = grouped(view().channels);
     expect(g.map((x) => [x.category?.id ?? null, x.channels.map((c) => c.id)])).toEqual([
@@ -298,6 +338,23 @@ describe("guild helpers", () => {
     expect(slowModeWait(null, 30, 10_000)).toBe(0);
   });
 
+  it("tells whom we stand above: not the owner, not ourselves, not an equal role; unknown when not listed", () => {
+    const roles = [
+      create(GuildRoleSchema, { id: G, name: "@everyone", position: 0 }),
+      create(GuildRoleSchema, { id: "mod", name: "Mods", position: 2 }),
+      create(GuildRoleSchema, { id: "vip", name: "VIPs", position: 1 }),
+    ];
+    const v = { ...view(), roles, myRoleIds: ["mod"] };
+    expect(outranks(v, ME, { accountId: CAROL, roleIds: ["vip"] })).toBe(true);
+    expect(outranks(v, ME, { accountId: CAROL, roleIds: [] })).toBe(true);
+    expect(outranks(v, ME, { accountId: CAROL, roleIds: ["mod"] })).toBe(false);
+    expect(outranks(v, ME, { accountId: BOB, roleIds: [] })).toBe(false); // the owner
+    expect(outranks(v, ME, { accountId: ME, roleIds: [] })).toBe(false);
+    expect(outranks(v, ME, undefined)).toBeNull();
+    // The owner stands above everyone else.
+    expect(outranks({ ...v, myRoleIds: [], guild: { ...v.guild, ownerId: ME } }, ME, { accountId: CAROL, roleIds: ["mod"] })).toBe(true);
+  });
+
   it("gives a guild without an icon its initials", () => {
     expect(initials("LAN party")).toBe("LP");
     expect(initials("kitsune")).toBe("KI");
@@ -381,6 +438,17 @@ describe("Guilds", () => {
     await guilds.leave(G);
     expect(st.s.guilds.order).toEqual([]);
     expect(calls.map(([m]) => m)).toEqual(["joinGuild", "getGuild", "leaveGuild"]);
+  });
+
+  it("makes an end-to-end encrypted channel private, and only ever a text one", async () => {
+    const { guilds, calls } = setup({ createChannel: () => ({}), getGuild: () => guildRes(layout()) });
+    await guilds.createChannel(G, GuildChannelKind.TEXT, " secret ", { e2ee: true });
+    await guilds.createChannel(G, GuildChannelKind.VOICE, "lobby", { e2ee: true });
+    const made = calls.filter(([m]) => m === "createChannel").map(([, req]) => req as { name: string; e2ee: boolean; private: boolean });
+    expect(made.map((r) => [r.name, r.e2ee, r.private])).toEqual([
+      ["secret", true, true],
+      ["lobby", false, false],
+    ]);
   });
 
   it("sends the whole layout when channels are moved, and bans with a day's messages deleted", async () => {

@@ -4,11 +4,16 @@
 //
 // A guild's text, announcement and voice channels are conversations of kind CHANNEL with the
 // channel's id (docs/guilds.md): ConversationService sends, lists, edits and marks them read. They
-// are not in the conversation list (ListConversations), so this store keeps a Conversation for
-// each (`channels`): mode CLOUD (or E2EE for a private encrypted channel), with us as its one
-// member carrying our read mark, so messages.ts, outbox.ts, receipts.ts and pins.ts work in a
-// channel as in a cloud group. Their unread and mention counts start from GetGuild and move with
-// the live `message` events, as a conversation's do.
+// are not in the conversation list, so this store keeps a Conversation for each (`channels`):
+// mode CLOUD with us as its one member carrying our read mark, so messages.ts, outbox.ts,
+// receipts.ts and pins.ts work in a channel as in a cloud group. Their unread and mention counts
+// start from GetGuild and move with the live `message` events, as a conversation's do.
+//
+// A private end-to-end encrypted channel is mode E2EE with its real members (`members`: the rows
+// ListConversations and GetConversation give for it, which conversations.ts leaves to this store),
+// so the outbox encrypts to every member's devices as in an E2EE group, and the engine rotates its
+// key when someone leaves. Until its rows are read it is `awaitingMembers` (never encrypted to us
+// alone).
 //
 // The gateway's `guild` event says a guild changed: it is read again with GetGuild; `removed`
 // (kicked, banned, left, deleted) drops it here at once, with its channels.
@@ -22,6 +27,7 @@ import {
   MemberRole,
   MemberSchema,
   type Conversation,
+  type Member,
 } from "../gen/kitsulan/v1/conversation_pb";
 import type { AvatarService } from "../gen/kitsulan/v1/avatar_pb";
 import type { GuildEvent } from "../gen/kitsulan/v1/gateway_pb";
@@ -92,6 +98,11 @@ export interface GuildsPart {
   views: Record<string, GuildView>;
   /** Text, announcement and voice channels as conversations (kind CHANNEL), by channel id. */
   channels: Record<string, Conversation>;
+  /** The member rows of the private end-to-end encrypted channels we are in, by channel id. */
+  members: Record<string, Member[]>;
+  /** The channel that was open when it went from our list (removed from it, deleted): the guild
+   * shows its name instead of the chat, until another one opens. */
+  closed: { guildId: string; name: string } | null;
   /** The guild on screen (null: direct messages). */
   selected: string | null;
   /** Whether ListGuilds answered once (the rail shows its guilds). */
@@ -109,7 +120,7 @@ export interface GuildsState {
  * PRESENCE_GUILD_MAX); a bigger one's member list says who was online when it was read. */
 export const PRESENCE_LIVE_MAX = 250n;
 
-export const EMPTY_GUILDS: GuildsPart = { order: [], views: {}, channels: {}, selected: null, loaded: false };
+export const EMPTY_GUILDS: GuildsPart = { order: [], views: {}, channels: {}, members: {}, closed: null, selected: null, loaded: false };
 
 /** Whether a channel holds messages (a text, announcement or voice channel; not a category). */
 export function isChat(c: Pick<GuildChannel, "kind">): boolean {
@@ -122,24 +133,25 @@ export function opensAsChat(c: Pick<GuildChannel, "kind">): boolean {
 }
 
 /** The conversation a channel is for the message stores: us as its one member with our read
- * mark, admin (pins, deleting others' messages) when we have MANAGE_MESSAGES there. Its counts
- * are the server's, except that a read mark never moves back: `readBefore` (what this app marked
- * already, which a GetGuild that crossed our MarkRead may not know yet) is kept when further. */
-export function channelConversation(guild: Guild, channel: GuildChannel, me: string, readBefore = 0n): Conversation {
+ * mark, admin (pins, deleting others' messages) when we have MANAGE_MESSAGES there; a private
+ * E2EE channel with its member rows (`rows`, when read) besides. Its counts are the server's,
+ * except that a read mark never moves back: `readBefore` (what this app marked already, which a
+ * GetGuild that crossed our MarkRead may not know yet) is kept when further. */
+export function channelConversation(guild: Guild, channel: GuildChannel, me: string, readBefore = 0n, rows: Member[] = []): Conversation {
   const readSeq = readBefore > channel.readSeq ? readBefore : channel.readSeq;
   const unread = channel.lastSeq > readSeq ? Number(channel.lastSeq - readSeq) : 0;
+  const mine = create(MemberSchema, {
+    accountId: me,
+    readSeq: readSeq > 0n ? readSeq : 0n,
+    role: has(channel.permissions, Perm.MANAGE_MESSAGES) ? MemberRole.ADMIN : MemberRole.MEMBER,
+  });
+  const others = channel.e2ee ? rows.filter((m) => m.accountId !== me) : [];
   return create(ConversationSchema, {
     id: channel.id,
     kind: ConversationKind.CHANNEL,
     mode: channel.e2ee ? ConversationMode.E2EE : ConversationMode.CLOUD,
     title: channel.name,
-    members: [
-      create(MemberSchema, {
-        accountId: me,
-        readSeq: readSeq > 0n ? readSeq : 0n,
-        role: has(channel.permissions, Perm.MANAGE_MESSAGES) ? MemberRole.ADMIN : MemberRole.MEMBER,
-      }),
-    ],
+    members: [mine, ...others],
     lastSeq: channel.lastSeq > 0n ? channel.lastSeq : 0n,
     createdAtMs: guild.createdAtMs,
     unreadCount: unread,
@@ -163,20 +175,49 @@ function withView<S extends GuildsState>(state: S, res: Pick<GetGuildResponse, "
   for (const [id, c] of Object.entries(g.channels)) if (guildOfChannel(g, id) !== guild.id) channels[id] = c;
   for (const ch of view.channels) {
     const before = g.channels[ch.id]?.members[0]?.readSeq ?? 0n;
-    if (isChat(ch)) channels[ch.id] = channelConversation(guild, ch, state.me.accountId, before);
+    if (isChat(ch)) channels[ch.id] = channelConversation(guild, ch, state.me.accountId, before, g.members[ch.id]);
   }
-  // A channel we can no longer see (or that was deleted) closes.
-  const active = state.active && g.channels[state.active] && !channels[state.active] ? null : state.active;
-  return {
-    ...state,
-    active,
-    guilds: {
-      ...g,
-      order: g.order.includes(guild.id) ? g.order : [...g.order, guild.id],
-      views: { ...g.views, [guild.id]: view },
-      channels,
-    },
-  };
+  return closing(state, { ...g, order: g.order.includes(guild.id) ? g.order : [...g.order, guild.id], views: { ...g.views, [guild.id]: view }, channels });
+}
+
+/** `state` with the guilds part `next`: the member rows of channels gone from it go, and a
+ * channel we can no longer see (deleted, hidden from us, or a private one we are out of) closes,
+ * its name kept to say so. */
+function closing<S extends GuildsState>(state: S, next: GuildsPart): S {
+  const g = state.guilds;
+  // Rows of a channel not listed yet (its guild still being read) stay for it.
+  const members: Record<string, Member[]> = {};
+  for (const [id, rows] of Object.entries(next.members)) if (next.channels[id] || !g.channels[id]) members[id] = rows;
+  const gone = state.active && g.channels[state.active] && !next.channels[state.active] ? state.active : null;
+  if (!gone) return { ...state, guilds: { ...next, members } };
+  const guildId = guildOfChannel(g, gone);
+  const name = guildId ? g.views[guildId]?.channels.find((c) => c.id === gone)?.name : undefined;
+  const closed = guildId && name !== undefined && next.views[guildId] ? { guildId, name } : next.closed;
+  return { ...state, active: null, guilds: { ...next, members, closed } };
+}
+
+/** The member rows a private E2EE channel's conversation brought (ListConversations,
+ * GetConversation, AddMembers, RemoveMember): kept, and its conversation rebuilt with them. */
+function withRows<S extends GuildsState>(state: S, conversations: Conversation[]): S {
+  const rows = conversations.filter((c) => c.kind === ConversationKind.CHANNEL && c.mode === ConversationMode.E2EE);
+  if (rows.length === 0) return state;
+  const g = state.guilds;
+  const members = { ...g.members };
+  const channels = { ...g.channels };
+  for (const c of rows) {
+    members[c.id] = c.members;
+    // Our own row stays ours (our read mark as this app keeps it, our role from the channel).
+    const held = channels[c.id];
+    const mine = held?.members.find((m) => m.accountId === state.me.accountId);
+    if (held && mine) channels[c.id] = { ...held, members: [mine, ...c.members.filter((m) => m.accountId !== state.me.accountId)] };
+  }
+  return { ...state, guilds: { ...g, members, channels } };
+}
+
+/** Whether channel `id` is a private E2EE channel whose members this app has not read yet (its
+ * messages must not be encrypted to the one member it knows, us). */
+export function awaitingMembers(g: GuildsPart, id: string): boolean {
+  return g.channels[id]?.mode === ConversationMode.E2EE && !g.members[id];
 }
 
 function withoutGuild<S extends GuildsState>(state: S, guildId: string): S {
@@ -185,18 +226,26 @@ function withoutGuild<S extends GuildsState>(state: S, guildId: string): S {
   const channels: Record<string, Conversation> = {};
   for (const [id, c] of Object.entries(g.channels)) if (guildOfChannel(g, id) !== guildId) channels[id] = c;
   const { [guildId]: _gone, ...views } = g.views;
-  const active = state.active && g.channels[state.active] && !channels[state.active] ? null : state.active;
-  return {
-    ...state,
-    active,
-    guilds: {
-      ...g,
-      order: g.order.filter((id) => id !== guildId),
-      views,
-      channels,
-      selected: g.selected === guildId ? null : g.selected,
-    },
-  };
+  return closing(state, {
+    ...g,
+    order: g.order.filter((id) => id !== guildId),
+    views,
+    channels,
+    selected: g.selected === guildId ? null : g.selected,
+    closed: g.closed?.guildId === guildId ? null : g.closed,
+  });
+}
+
+/** We left (or were taken out of) a private channel: it goes from its guild's list at once (the
+ * `guild` event that follows reads the guild again). */
+function withoutChannel<S extends GuildsState>(state: S, channelId: string): S {
+  const g = state.guilds;
+  const guildId = guildOfChannel(g, channelId);
+  const view = guildId ? g.views[guildId] : undefined;
+  if (!guildId || !view) return state;
+  const { [channelId]: _gone, ...channels } = g.channels;
+  const views = { ...g.views, [guildId]: { ...view, channels: view.channels.filter((c) => c.id !== channelId) } };
+  return closing(state, { ...g, views, channels });
 }
 
 function withChannel<S extends GuildsState>(state: S, id: string, change: (c: Conversation) => Conversation): S {
@@ -234,7 +283,16 @@ export function apply<S extends GuildsState>(state: S, event: ChatEvent): S {
     case "guildRemoved":
       return withoutGuild(state, event.guildId);
     case "guildSelected":
-      return state.guilds.selected === event.guildId ? state : { ...state, guilds: { ...state.guilds, selected: event.guildId } };
+      return state.guilds.selected === event.guildId ? state : { ...state, guilds: { ...state.guilds, selected: event.guildId, closed: null } };
+    case "opened":
+      return event.conversationId && state.guilds.closed ? { ...state, guilds: { ...state.guilds, closed: null } } : state;
+    case "conversationsLoaded":
+      return withRows(state, event.conversations);
+    case "conversationChanged":
+      return withRows(state, [event.conversation]);
+    case "conversationLeft":
+    case "channelLost":
+      return state.guilds.channels[event.conversationId] ? withoutChannel(state, event.conversationId) : state;
     case "messageSent":
       return withChannel(state, event.conversationId, (c) => (event.message.seq > c.lastSeq ? { ...c, lastSeq: event.message.seq } : c));
     case "messageArrived": {
@@ -417,6 +475,15 @@ export function myRank(view: GuildView, me: string): number {
   return highestRole(view.roles, view.myRoleIds)?.position ?? 0;
 }
 
+/** Whether we stand above `member` in the guild (its owner, or with a highest role above
+ * theirs): whom the server lets us remove from a private channel. Null: not listed here (the
+ * server decides). */
+export function outranks(view: GuildView, me: string, member: Pick<GuildMember, "accountId" | "roleIds"> | undefined): boolean | null {
+  if (!member) return null;
+  if (member.accountId === me || member.accountId === view.guild.ownerId) return false;
+  return myRank(view, me) > (highestRole(view.roles, member.roleIds)?.position ?? 0);
+}
+
 /** Two letters for a guild without an icon: the first letters of its first two words. */
 export function initials(name: string): string {
   const words = name.trim().split(/\s+/).filter(Boolean);
@@ -466,6 +533,8 @@ export interface GuildsDeps {
   avatars?: Pick<Client<typeof AvatarService>, "setGuildIcon" | "removeGuildIcon">;
   /** Loads people's names (members, bans, the audit log). */
   loadNames: (accountIds: string[]) => void;
+  /** A guild was read (its private channels' members are read next: channelMembers.ts). */
+  loaded?: (guildId: string) => void;
 }
 
 function need<K extends keyof GuildClient>(client: Partial<GuildClient>, name: K): GuildClient[K] {
@@ -533,6 +602,7 @@ export class Guilds {
           try {
             const res = await need(this.c, "getGuild")({ guildId });
             this.state.dispatch({ type: "guildLoaded", guild: res });
+            this.deps.loaded?.(guildId);
           } catch (err) {
             if (reasonOf(err) === "GUILD_NOT_FOUND") {
               this.state.dispatch({ type: "guildRemoved", guildId });
@@ -620,14 +690,22 @@ export class Guilds {
     await this.refresh(guildId);
   }
 
-  async createChannel(guildId: string, kind: GuildChannelKind, name: string, options: { topic?: string; parentId?: string; private?: boolean } = {}): Promise<GuildChannel | undefined> {
+  /** Makes a channel; `e2ee`: a private end-to-end encrypted text channel, we its first member. */
+  async createChannel(
+    guildId: string,
+    kind: GuildChannelKind,
+    name: string,
+    options: { topic?: string; parentId?: string; private?: boolean; e2ee?: boolean } = {},
+  ): Promise<GuildChannel | undefined> {
+    const e2ee = kind === GuildChannelKind.TEXT && (options.e2ee ?? false);
     const res = await need(this.c, "createChannel")({
       guildId,
       kind,
       name: name.trim(),
       topic: options.topic?.trim() ?? "",
       parentId: kind === GuildChannelKind.CATEGORY ? "" : (options.parentId ?? ""),
-      private: options.private ?? false,
+      private: e2ee || (options.private ?? false),
+      e2ee,
     });
     await this.refresh(guildId);
     return res.channel;
@@ -700,6 +778,16 @@ export class Guilds {
     for (const m of res.members) known.set(m.accountId, m);
     this.listed.set(guildId, known);
     return res.members;
+  }
+
+  /** Every member, a page after another (at most `max`): whom a private channel can take. */
+  async allMembers(guildId: string, max = 1_000): Promise<GuildMember[]> {
+    const out: GuildMember[] = [];
+    for (;;) {
+      const page = await this.members(guildId, out[out.length - 1]?.accountId ?? "", 100);
+      out.push(...page);
+      if (page.length < 100 || out.length >= max) return out;
+    }
   }
 
   /** The members of a guild listed so far (their account ids). */

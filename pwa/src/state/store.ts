@@ -120,7 +120,9 @@ export type ChatEvent =
   | { type: "guildsListed"; guilds: Guild[] }
   | { type: "guildLoaded"; guild: GetGuildResponse }
   | { type: "guildRemoved"; guildId: string }
-  | { type: "guildSelected"; guildId: string | null };
+  | { type: "guildSelected"; guildId: string | null }
+  /** We are no longer in a private E2EE channel (removed from it, or out of its guild). */
+  | { type: "channelLost"; conversationId: string };
 
 /** The state of a device that has just signed in. */
 export function initialState(me: { accountId: string; deviceId: string }): ChatState {

@@ -72,7 +72,7 @@ export function ConversationView({
   const removed = removedFrom(conversation, me.accountId);
   const others = conversation.members.filter((m) => m.accountId !== me.accountId);
   // A direct conversation's contact: verified with SAS emoji here, or not (yet).
-  const contact = !isGroup && others.length === 1 ? others[0]?.accountId : undefined;
+  const contact = !isGroup && !isChannel && others.length === 1 ? others[0]?.accountId : undefined;
   const contactName = contact ? personName(chat, t, contact) : "";
   const contactVerified = contact !== undefined && verified[contact] === true;
 
@@ -188,12 +188,14 @@ export function ConversationView({
           <button
             type="button"
             className="members-button"
-            aria-label={t("guildMembers")}
+            // A private encrypted channel lists its own members, not the guild's.
+            aria-label={channelInfo?.e2ee ? t("channelMembersCount", { n: conversation.members.length }) : t("guildMembers")}
             aria-pressed={channel.membersOpen}
             onClick={channel.onMembers}
           >
             <PeopleIcon />
             <span className="members-label">{t("members")}</span>
+            {channelInfo?.e2ee && <span className="members-count">{conversation.members.length}</span>}
           </button>
         )}
         {!conversation.request && !removed && !isChannel && <CallButtons chat={chat} conversationId={conversationId} disabled={needsLink} />}

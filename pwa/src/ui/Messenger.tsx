@@ -1,6 +1,7 @@
 // Messenger.tsx — the signed-in layout: the guild rail (direct messages, then each guild), the
 // conversation list or the selected guild's channels beside the open conversation or channel,
-// and a guild's member list on the right, on wide screens; on phones one at a time, the rail
+// and a guild's member list on the right (a private encrypted channel's own members, with adding
+// and removing them: guild/ChannelMembers.tsx), on wide screens; on phones one at a time, the rail
 // with the channels and the member list sliding in over a channel. Settings, new-conversation,
 // guild and invite dialogs on top; Ctrl+K switches, Alt+↑/↓ moves between a guild's channels.
 import { lazy, Suspense, useCallback, useEffect, useRef, useState } from "react";
@@ -29,6 +30,7 @@ import type { Item } from "../state/chat";
 import { adjacentChannel, opensAsChat } from "../state/guilds";
 import { clearPendingInvite, pendingInvite } from "../lib/invite";
 import { AddGuild } from "./guild/AddGuild";
+import { ChannelMembers } from "./guild/ChannelMembers";
 import { ChannelSidebar } from "./guild/ChannelSidebar";
 import { GuildMembers } from "./guild/GuildMembers";
 import { GuildRail, lastChannel, openGuild } from "./guild/GuildRail";
@@ -68,6 +70,7 @@ export function Messenger({
   >("none");
   const selected = useChat(chat, (s) => s.guilds.selected);
   const selectedView = useChat(chat, (s) => (s.guilds.selected ? s.guilds.views[s.guilds.selected] : undefined));
+  const closed = useChat(chat, (s) => s.guilds.closed);
   /** The open channel as GetGuild gave it (undefined: a direct conversation, or none). */
   const channel = useChat(chat, (s) => (s.active && s.guilds.channels[s.active] ? chat.guilds.channelInfo(s.active) : undefined));
   /** The invite whose page is open (`/invite/CODE`, or a link pasted in "+"). */
@@ -258,7 +261,7 @@ export function Messenger({
         )}
       </div>
       <main className="pane">
-        {active && channel && channelProps && (!opensAsChat(channel) || channel.e2ee) ? (
+        {active && channel && channelProps && !opensAsChat(channel) ? (
           <VoiceChannel key={active} channel={channel} {...channelProps} />
         ) : active ? (
           <ConversationView
@@ -271,13 +274,26 @@ export function Messenger({
           />
         ) : selectedView ? (
           <div className="empty guild-empty">
-            <p className="muted">{t("guildNoChannel")}</p>
+            {/* The channel open a moment ago went (we were taken out of it): say so. */}
+            {closed?.guildId === selected ? (
+              <p className="muted" role="status">
+                {t("channelGone", { name: closed.name })}
+              </p>
+            ) : (
+              <p className="muted">{t("guildNoChannel")}</p>
+            )}
           </div>
         ) : (
           <div className="empty" />
         )}
       </main>
-      {selected && membersOpen && <GuildMembers key={selected} chat={chat} guildId={selected} onClose={() => setMembersOpen(false)} />}
+      {selected &&
+        membersOpen &&
+        (channel?.e2ee && selectedView ? (
+          <ChannelMembers key={channel.id} chat={chat} view={selectedView} channel={channel} onClose={() => setMembersOpen(false)} />
+        ) : (
+          <GuildMembers key={selected} chat={chat} guildId={selected} onClose={() => setMembersOpen(false)} />
+        ))}
       {dialog === "addGuild" && (
         <AddGuild
           chat={chat}

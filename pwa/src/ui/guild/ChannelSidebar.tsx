@@ -88,9 +88,11 @@ export function ChannelSidebar({
     const unread = c.kind !== GuildChannelKind.VOICE && (conv?.unreadCount ?? 0) > 0;
     const mentions = conv?.mentionCount ?? 0;
     const current = active === c.id;
+    const mark = channelMark(c);
     const label = [
-      `${channelMark(c)}${c.kind === GuildChannelKind.TEXT ? "" : " "}${c.name}`,
+      `${mark}${mark === "#" ? "" : " "}${c.name}`,
       c.kind === GuildChannelKind.VOICE ? t("channelVoice") : "",
+      c.e2ee ? t("e2ee") : "",
       mentions > 0 ? t("mentionBadge", { n: mentions }) : unread ? t("guildUnread") : "",
     ]
       .filter(Boolean)

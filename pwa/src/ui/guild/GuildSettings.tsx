@@ -449,6 +449,7 @@ function Channels({ chat, view }: { chat: Chat; view: GuildView }) {
   const [name, setName] = useState("");
   const [parent, setParent] = useState(categories[0]?.id ?? "");
   const [isPrivate, setPrivate] = useState(false);
+  const [e2ee, setE2ee] = useState(false);
   const [editing, setEditing] = useState<string | null>(null);
   const [deleting, setDeleting] = useState<GuildChannel | null>(null);
   const [dragging, setDragging] = useState<string | null>(null);
@@ -526,10 +527,12 @@ function Channels({ chat, view }: { chat: Chat; view: GuildView }) {
         onSubmit={(e) => {
           e.preventDefault();
           if (!name.trim()) return;
-          void run(() => chat.guilds.createChannel(guildId, kind, name, { parentId: parent, private: isPrivate })).then((ok) => {
+          const encrypted = e2ee && kind === GuildChannelKind.TEXT;
+          void run(() => chat.guilds.createChannel(guildId, kind, name, { parentId: parent, private: isPrivate, e2ee: encrypted })).then((ok) => {
             if (ok) {
               setName("");
               setPrivate(false);
+              setE2ee(false);
             }
           });
         }}
@@ -564,11 +567,25 @@ function Channels({ chat, view }: { chat: Chat; view: GuildView }) {
             </label>
           )}
         </div>
-        <label className="check">
-          <input type="checkbox" checked={isPrivate} onChange={(e) => setPrivate(e.target.checked)} />
-          {t("channelPrivate")}
-        </label>
-        <p className="muted small">{t("channelPrivateNote")}</p>
+        {kind === GuildChannelKind.TEXT && (
+          <>
+            <label className="check">
+              <input type="checkbox" checked={e2ee} onChange={(e) => setE2ee(e.target.checked)} />
+              {t("channelE2ee")}
+            </label>
+            <p className="muted small">{t("channelE2eeNote")}</p>
+          </>
+        )}
+        {/* An encrypted channel is private whatever this says. */}
+        {!(e2ee && kind === GuildChannelKind.TEXT) && (
+          <>
+            <label className="check">
+              <input type="checkbox" checked={isPrivate} onChange={(e) => setPrivate(e.target.checked)} />
+              {t("channelPrivate")}
+            </label>
+            <p className="muted small">{t("channelPrivateNote")}</p>
+          </>
+        )}
         <div className="row start">
           <button type="submit" className="primary" disabled={busy || !name.trim()}>
             {t("createChannelButton")}

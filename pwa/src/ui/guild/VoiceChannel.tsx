@@ -1,7 +1,5 @@
-// VoiceChannel.tsx — a channel this app cannot open as a chat yet, opened: a voice channel (listed
-// and ordered today, its voice comes with the built-in media server, the SFU) or a private end-to-
-// end encrypted one (its Megolm sessions come with the server's support); the page says so
-// instead of pretending to connect or showing messages it cannot read.
+// VoiceChannel.tsx — a voice channel, opened: listed and ordered today, its voice comes with the
+// built-in media server (the SFU); the page says so instead of pretending to connect.
 import type { GuildChannel } from "../../gen/kitsulan/v1/guild_pb";
 import { useI18n } from "../../i18n/i18n";
 import { PeopleIcon } from "../call/icons";
@@ -42,7 +40,7 @@ export function VoiceChannel({
         <p className="voice-icon" aria-hidden="true">
           {channelMark(channel)}
         </p>
-        <p>{channel.e2ee ? t("e2eeChannelSoon") : t("voiceSoon")}</p>
+        <p>{t("voiceSoon")}</p>
       </div>
     </section>
   );

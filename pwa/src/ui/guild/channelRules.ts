@@ -1,8 +1,7 @@
 // channelRules.ts — what the composer of a guild's channel says and allows: nothing to write with
-// without SEND_MESSAGES (an announcement channel, a role's overwrite) or in a timeout, a private
-// end-to-end encrypted channel not yet writable from this app, and slow mode (the seconds to
-// wait after our last message, counted down; members who manage messages or channels are exempt,
-// as on the server).
+// without SEND_MESSAGES (an announcement channel, a role's overwrite) or in a timeout, and slow
+// mode (the seconds to wait after our last message, counted down; members who manage messages or
+// channels are exempt, as on the server).
 import { useEffect, useState } from "react";
 import { GuildChannelKind } from "../../gen/kitsulan/v1/guild_pb";
 import { useI18n } from "../../i18n/i18n";
@@ -51,8 +50,7 @@ export function useChannelComposer(chat: Chat, conversationId: string): ChannelC
 
   if (!guild || !info) return null;
   let blocked: string | null = null;
-  if (info.e2ee) blocked = t("e2eeChannelSoon");
-  else if (timedOut) {
+  if (timedOut) {
     blocked = t("timedOutUntil", {
       time: new Date(Number(guild.myTimedOutUntilMs)).toLocaleString(lang, { dateStyle: "short", timeStyle: "short" }),
     });
