@@ -69,7 +69,8 @@ impl_for_backends! {
             .await?;
             for row in memberships {
                 let id = ConversationId::from_uuid(row.try_get::<Uuid, _>("id")?);
-                let group = row.try_get::<String, _>("kind")? == "group";
+                // A group or a private E2EE channel (a cloud channel has no member rows).
+                let group = row.try_get::<String, _>("kind")? != "direct";
                 let Some(new_owner) = leave_conversation!(tx, id, account) else { continue };
                 if group {
                     done.changed.push(system_entry!(tx, id, account, SystemEntry::MemberLeft, now_ms));

@@ -842,5 +842,19 @@ pub(super) async fn private_e2ee_channels_keep_members_who_are_in_the_guild(
     // Someone kicked cannot be added back while out of the guild.
     let (outcome, _) = db.store.add_channel_members(conversation, owner, &[friend], 3, now_ms()).await?;
     assert_eq!(outcome, crate::AddOutcome::NotInGuild(friend));
+
+    // An account deleted leaves its private channels with a line the others read.
+    let uma = accounts(db, &["uma"]).await?[0];
+    let made = entry(owner, AuditAction::InviteCreated, None);
+    assert!(db.store.create_invite(&invite(guild, owner, 201, 0, 0), &made).await?);
+    assert_eq!(db.store.join_guild(&[201; 32], uma, now_ms()).await?, Ok(GuildJoin::Joined(guild)));
+    let (outcome, _) = db.store.add_channel_members(conversation, owner, &[owner, uma], 3, now_ms()).await?;
+    assert_eq!(outcome, crate::AddOutcome::Added(vec![owner, uma]));
+    let done = db.store.delete_account(uma, false, now_ms()).await?.expect("deleted");
+    assert!(done.conversations.contains(&conversation));
+    let line =
+        done.changed.iter().find(|m| m.conversation_id == conversation).expect("a line in the channel");
+    assert_eq!(line.system, Some(crate::SystemEntry::MemberLeft));
+    assert_eq!(member_ids(db).await?, [(owner, false)]);
     Ok(())
 }
