@@ -1,0 +1,345 @@
+//! A voice room: who is in it, which uplink stream is whose, and which of them each listener
+//! hears.
+//!
+//! Each participant sends one audio stream (its *uplink*, one SSRC, declared when it joins) and
+//! receives up to [`RoomConfig::audio_slots`] streams (its *slots*, each with an SSRC of the
+//! SFU's that never changes, so the listener's session is negotiated once, whoever joins or
+//! leaves later). In a room no bigger than the slots plus one, every listener hears everyone
+//! else. In a bigger one each slot carries one of the loudest current speakers (by the audio
+//! level of RFC 6464 every browser sends), as Discord and Jitsi do; a slot changes speaker only
+//! for someone clearly louder and not more often than [`RoomConfig::hold`], so voices do not
+//! flap.
+//!
+//! A packet is forwarded with its sequence number, timestamp and SSRC rewritten into the slot's
+//! (continuous across a change of speaker, so the listener's jitter buffer sees one stream) and
+//! its payload untouched: with end-to-end encrypted media the payload is ciphertext the SFU
+//! cannot read, and the frame's own key id tells the listener whose it is.
+//!
+//! The room is plain logic: time comes in as [`Instant`]s and packets as bytes, so it is tested
+//! without a network and the I/O around it decides what to do with a participant that falls
+//! behind ([`Room::leave`]).
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::{Duration, Instant};
+
+use crate::rtp::{Rtp, RtpError, rewritten};
+
+/// A participant, as the I/O layer names it (one connection of one device).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ParticipantId(pub u64);
+
+/// How a room behaves.
+#[derive(Clone, Debug)]
+pub struct RoomConfig {
+    /// The most participants at once.
+    pub max_participants: usize,
+    /// Streams each participant receives at most.
+    pub audio_slots: usize,
+    /// The header extension id of the audio level (from the negotiated session).
+    pub audio_level_extension: u8,
+    /// Audio clock ticks per second (Opus: 48,000).
+    pub clock_rate: u32,
+    /// How long a slot keeps its speaker at least before a louder one takes it.
+    pub hold: Duration,
+    /// How much louder (dB) a speaker must be to take a slot from another.
+    pub margin_db: u8,
+    /// Speakers silent this long count as silent whatever their last level was.
+    pub speaking_window: Duration,
+    /// The first SSRC of the SFU's own streams (a random value per room in production).
+    pub ssrc_base: u32,
+}
+
+impl Default for RoomConfig {
+    fn default() -> Self {
+        Self {
+            max_participants: 50,
+            audio_slots: 6,
+            audio_level_extension: 1,
+            clock_rate: 48_000,
+            hold: Duration::from_millis(800),
+            margin_db: 6,
+            speaking_window: Duration::from_millis(1_500),
+            ssrc_base: 0x5F00_0000,
+        }
+    }
+}
+
+/// Why someone was not let in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum JoinError {
+    /// The room is full.
+    Full,
+    /// This participant is in the room already.
+    AlreadyIn,
+    /// Another participant sends with this SSRC.
+    SsrcTaken,
+}
+
+/// Why a packet was not forwarded.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Dropped {
+    /// Not an RTP packet the SFU accepts.
+    Malformed(RtpError),
+    /// From someone not in the room.
+    NotInRoom,
+    /// An SSRC that is not the sender's uplink (another participant's, or made up).
+    UnknownSsrc,
+}
+
+/// One forwarded packet: to whom, and the bytes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Forward {
+    /// The listener.
+    pub to: ParticipantId,
+    /// Which of its slots.
+    pub slot: usize,
+    /// The packet with the slot's SSRC, sequence number and timestamp.
+    pub packet: Vec<u8>,
+}
+
+/// What a participant sent and received, for the admin and the benchmarks.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Counters {
+    /// Packets taken in from it.
+    pub received: u64,
+    /// Packets sent to it.
+    pub forwarded: u64,
+    /// Its packets no listener took (it was not among the loudest).
+    pub unselected: u64,
+    /// Its packets refused ([`Dropped`]).
+    pub refused: u64,
+}
+
+/// A listener's slot.
+#[derive(Clone, Debug)]
+struct Slot {
+    /// The SFU's SSRC for it.
+    ssrc: u32,
+    /// Whom it carries now.
+    source: Option<ParticipantId>,
+    /// Since when it carries them.
+    since: Option<Instant>,
+    /// Added to a source's sequence numbers and timestamps to make the slot's.
+    sequence_delta: u16,
+    timestamp_delta: u32,
+    /// The last packet sent on it: its sequence number, timestamp and when.
+    last: Option<(u16, u32, Instant)>,
+}
+
+#[derive(Clone, Debug)]
+struct Participant {
+    uplink: u32,
+    slots: Vec<Slot>,
+    /// Its last audio level and when it was heard (the level of silence until then).
+    level: u8,
+    heard_at: Option<Instant>,
+    counters: Counters,
+}
+
+/// A room of participants who hear each other.
+#[derive(Debug)]
+pub struct Room {
+    config: RoomConfig,
+    participants: BTreeMap<ParticipantId, Participant>,
+    by_ssrc: HashMap<u32, ParticipantId>,
+    next_ssrc: u32,
+}
+
+/// The level of silence (-127 dBov).
+const SILENCE: u8 = 127;
+
+impl Room {
+    /// An empty room.
+    pub fn new(config: RoomConfig) -> Self {
+        let next_ssrc = config.ssrc_base;
+        Self { config, participants: BTreeMap::new(), by_ssrc: HashMap::new(), next_ssrc }
+    }
+
+    /// How many are in it.
+    pub fn len(&self) -> usize {
+        self.participants.len()
+    }
+
+    /// Whether nobody is in it.
+    pub fn is_empty(&self) -> bool {
+        self.participants.is_empty()
+    }
+
+    /// Lets `id` in, sending with SSRC `uplink`; returns the SSRCs of its slots, which its
+    /// session announces once.
+    pub fn join(&mut self, id: ParticipantId, uplink: u32) -> Result<Vec<u32>, JoinError> {
+        if self.participants.contains_key(&id) {
+            return Err(JoinError::AlreadyIn);
+        }
+        if self.participants.len() >= self.config.max_participants {
+            return Err(JoinError::Full);
+        }
+        if self.by_ssrc.contains_key(&uplink) || self.is_ours(uplink) {
+            return Err(JoinError::SsrcTaken);
+        }
+        let mut slots = Vec::with_capacity(self.config.audio_slots);
+        while slots.len() < self.config.audio_slots {
+            let ssrc = self.next_ssrc;
+            self.next_ssrc = self.next_ssrc.wrapping_add(1);
+            if !self.by_ssrc.contains_key(&ssrc) {
+                slots.push(Slot {
+                    ssrc,
+                    source: None,
+                    since: None,
+                    sequence_delta: 0,
+                    timestamp_delta: 0,
+                    last: None,
+                });
+            }
+        }
+        let ssrcs = slots.iter().map(|s| s.ssrc).collect();
+        self.by_ssrc.insert(uplink, id);
+        let participant =
+            Participant { uplink, slots, level: SILENCE, heard_at: None, counters: Counters::default() };
+        self.participants.insert(id, participant);
+        Ok(ssrcs)
+    }
+
+    /// Whether `ssrc` is one of the SFU's own (a participant may not send with it).
+    fn is_ours(&self, ssrc: u32) -> bool {
+        self.participants.values().any(|p| p.slots.iter().any(|s| s.ssrc == ssrc))
+    }
+
+    /// Takes `id` out; its slots at the others fall free. `false` if it was not in.
+    pub fn leave(&mut self, id: ParticipantId) -> bool {
+        let Some(gone) = self.participants.remove(&id) else { return false };
+        self.by_ssrc.remove(&gone.uplink);
+        for other in self.participants.values_mut() {
+            for slot in other.slots.iter_mut().filter(|s| s.source == Some(id)) {
+                slot.source = None;
+                slot.since = None;
+            }
+        }
+        true
+    }
+
+    /// What `id` sent and received.
+    pub fn counters(&self, id: ParticipantId) -> Option<Counters> {
+        self.participants.get(&id).map(|p| p.counters)
+    }
+
+    /// Who each of `id`'s slots carries now.
+    pub fn slots_of(&self, id: ParticipantId) -> Option<Vec<Option<ParticipantId>>> {
+        self.participants.get(&id).map(|p| p.slots.iter().map(|s| s.source).collect())
+    }
+
+    /// Takes in an RTP packet `from` a participant (the I/O layer knows whose connection it came
+    /// on) and returns it as each listener who gets it should receive it.
+    pub fn forward(
+        &mut self,
+        from: ParticipantId,
+        packet: &[u8],
+        now: Instant,
+    ) -> Result<Vec<Forward>, Dropped> {
+        let refused = |room: &mut Self, why: Dropped| {
+            if let Some(p) = room.participants.get_mut(&from) {
+                p.counters.refused += 1;
+            }
+            Err(why)
+        };
+        let rtp = match Rtp::parse(packet) {
+            Ok(rtp) => rtp,
+            Err(e) => return refused(self, Dropped::Malformed(e)),
+        };
+        let Some(sender) = self.participants.get_mut(&from) else { return Err(Dropped::NotInRoom) };
+        if rtp.ssrc() != sender.uplink {
+            return refused(self, Dropped::UnknownSsrc);
+        }
+        sender.counters.received += 1;
+        let level = rtp.audio_level(self.config.audio_level_extension).unwrap_or(SILENCE);
+        sender.level = level;
+        sender.heard_at = Some(now);
+        let loudness = |p: &Participant| -> u8 {
+            match p.heard_at {
+                Some(at) if now.saturating_duration_since(at) <= self.config.speaking_window => {
+                    SILENCE - p.level
+                }
+                _ => 0,
+            }
+        };
+        let mine = SILENCE - level;
+        let louder = |other: u8| mine >= other.saturating_add(self.config.margin_db);
+        // Only a room bigger than the slots ever takes a slot from someone.
+        let crowded = self.participants.len() > self.config.audio_slots + 1;
+        let loudness_of: HashMap<ParticipantId, u8> = if crowded {
+            self.participants.iter().map(|(id, p)| (*id, loudness(p))).collect()
+        } else {
+            HashMap::new()
+        };
+        let mut out = Vec::new();
+        let hold = self.config.hold;
+        let clock = u64::from(self.config.clock_rate);
+        for (listener_id, listener) in self.participants.iter_mut() {
+            if *listener_id == from {
+                continue;
+            }
+            let slots = &mut listener.slots;
+            let index = match slots.iter().position(|s| s.source == Some(from)) {
+                Some(i) => Some(i),
+                None => {
+                    // A free slot, else the quietest that has been held long enough, if the
+                    // sender is clearly louder than whom it carries.
+                    let free = slots.iter().position(|s| s.source.is_none());
+                    free.or_else(|| {
+                        slots
+                            .iter()
+                            .enumerate()
+                            .filter(|(_, s)| {
+                                s.since.is_none_or(|since| now.saturating_duration_since(since) >= hold)
+                            })
+                            .min_by_key(|(_, s)| {
+                                s.source.and_then(|p| loudness_of.get(&p).copied()).unwrap_or(0)
+                            })
+                            .filter(|(_, s)| {
+                                louder(s.source.and_then(|p| loudness_of.get(&p).copied()).unwrap_or(0))
+                            })
+                            .map(|(i, _)| i)
+                    })
+                }
+            };
+            let Some(index) = index else { continue };
+            let slot = &mut slots[index];
+            let switched = slot.source != Some(from);
+            if switched {
+                // Continue the slot's numbering where it stopped: the next sequence number,
+                // and the time that passed since in the audio clock (at least one 20 ms frame).
+                let (sequence, timestamp) = match slot.last {
+                    Some((sequence, timestamp, at)) => {
+                        let elapsed =
+                            now.saturating_duration_since(at).as_micros() as u64 * clock / 1_000_000;
+                        let ticks = u32::try_from(elapsed.max(clock / 50)).unwrap_or(u32::MAX);
+                        (sequence.wrapping_add(1), timestamp.wrapping_add(ticks))
+                    }
+                    None => (rtp.sequence(), rtp.timestamp()),
+                };
+                slot.sequence_delta = sequence.wrapping_sub(rtp.sequence());
+                slot.timestamp_delta = timestamp.wrapping_sub(rtp.timestamp());
+                slot.source = Some(from);
+                slot.since = Some(now);
+            }
+            let sequence = rtp.sequence().wrapping_add(slot.sequence_delta);
+            let timestamp = rtp.timestamp().wrapping_add(slot.timestamp_delta);
+            slot.last = Some((sequence, timestamp, now));
+            // A new voice on the slot starts a talkspurt.
+            let marker = rtp.marker() || switched;
+            out.push(Forward {
+                to: *listener_id,
+                slot: index,
+                packet: rewritten(&rtp, slot.ssrc, sequence, timestamp, marker),
+            });
+            listener.counters.forwarded += 1;
+        }
+        if out.is_empty()
+            && self.participants.len() > 1
+            && let Some(sender) = self.participants.get_mut(&from)
+        {
+            sender.counters.unselected += 1;
+        }
+        Ok(out)
+    }
+}

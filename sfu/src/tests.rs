@@ -1,0 +1,226 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)] // A test that cannot go on should stop loudly.
+
+//! Rooms as listeners hear them: every packet of every other speaker in a small room, the
+//! loudest in a big one, one continuous stream per slot whoever speaks on it, and refusals of
+//! what a participant must not send.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use crate::room::{Dropped, Forward, JoinError, ParticipantId, Room, RoomConfig};
+use crate::rtp::tests::packet;
+use crate::rtp::{Rtp, RtpError};
+
+const EXT: u8 = 1;
+const FRAME: Duration = Duration::from_millis(20);
+
+fn uplink(n: u64) -> u32 {
+    0x1000 + n as u32
+}
+
+fn room(slots: usize, members: u64) -> Room {
+    let mut room = Room::new(RoomConfig { audio_slots: slots, ..RoomConfig::default() });
+    for n in 0..members {
+        room.join(ParticipantId(n), uplink(n)).unwrap();
+    }
+    room
+}
+
+/// Participant `n`'s packet number `i` (sequence numbers and timestamps starting near their
+/// wrap-around, to prove the rewriting wraps too), at `level` dBov below full scale; its payload
+/// says who sent it and which it is.
+fn spoken(n: u64, i: u16, level: u8) -> Vec<u8> {
+    let sequence = 65_500u16.wrapping_add(i);
+    let timestamp = 4_294_960_000u32.wrapping_add(u32::from(i) * 960);
+    packet(uplink(n), sequence, timestamp, Some((EXT, level)), &[n as u8, (i >> 8) as u8, i as u8])
+}
+
+/// What each listener's slots carried: per listener and slot, the packets in order.
+#[derive(Default)]
+struct Heard(BTreeMap<(u64, usize), Vec<Vec<u8>>>);
+
+impl Heard {
+    fn take(&mut self, forwards: Vec<Forward>) {
+        for f in forwards {
+            self.0.entry((f.to.0, f.slot)).or_default().push(f.packet);
+        }
+    }
+
+    /// The (sender, packet number) pairs listener `n` heard, in arrival order per slot.
+    fn payloads(&self, n: u64) -> Vec<(u8, u16)> {
+        let mut out = Vec::new();
+        for ((listener, _), packets) in &self.0 {
+            if *listener == n {
+                for p in packets {
+                    let tail = &p[p.len() - 3..];
+                    out.push((tail[0], u16::from_be_bytes([tail[1], tail[2]])));
+                }
+            }
+        }
+        out.sort_unstable();
+        out
+    }
+
+    /// Checks that every slot is one stream: one SSRC, sequence numbers +1 each packet,
+    /// timestamps never going back (in wrapping arithmetic).
+    fn assert_continuous(&self) {
+        for ((listener, slot), packets) in &self.0 {
+            let parsed: Vec<Rtp<'_>> = packets.iter().map(|p| Rtp::parse(p).unwrap()).collect();
+            for pair in parsed.windows(2) {
+                assert_eq!(pair[0].ssrc(), pair[1].ssrc(), "listener {listener} slot {slot}: one SSRC");
+                assert_eq!(
+                    pair[1].sequence(),
+                    pair[0].sequence().wrapping_add(1),
+                    "listener {listener} slot {slot}: sequence numbers without a gap"
+                );
+                let step = pair[1].timestamp().wrapping_sub(pair[0].timestamp());
+                assert!(
+                    step > 0 && step < 48_000 * 5,
+                    "listener {listener} slot {slot}: timestamp step {step}"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn ten_in_a_room_each_hear_the_nine_others_once_and_never_themselves() {
+    let mut room = room(9, 10);
+    let mut heard = Heard::default();
+    let start = Instant::now();
+    for i in 0..100u16 {
+        let now = start + FRAME * u32::from(i);
+        for n in 0..10 {
+            heard.take(room.forward(ParticipantId(n), &spoken(n, i, 30), now).unwrap());
+        }
+    }
+    for n in 0..10u64 {
+        let expected: Vec<(u8, u16)> =
+            (0..10u8).filter(|s| u64::from(*s) != n).flat_map(|s| (0..100).map(move |i| (s, i))).collect();
+        assert_eq!(heard.payloads(n), expected, "listener {n}");
+        let counters = room.counters(ParticipantId(n)).unwrap();
+        assert_eq!((counters.received, counters.forwarded, counters.unselected), (100, 900, 0));
+    }
+    heard.assert_continuous();
+}
+
+#[test]
+fn in_a_big_room_the_loudest_are_heard_and_a_new_voice_takes_the_quietest_slot() {
+    // Eight people, three slots each: 0, 1 and 2 talk, the others murmur.
+    let mut room = room(3, 8);
+    let mut heard = Heard::default();
+    let start = Instant::now();
+    let level = |n: u64, i: u16| match n {
+        0 => 20,
+        1 => 25,
+        2 => 40,
+        // 7 starts shouting after a second.
+        7 if i >= 50 => 10,
+        _ => 90,
+    };
+    for i in 0..100u16 {
+        let now = start + FRAME * u32::from(i);
+        for n in 0..8 {
+            heard.take(room.forward(ParticipantId(n), &spoken(n, i, level(n, i)), now).unwrap());
+        }
+    }
+    // A listener who is not speaking heard 0, 1 and 2 at first; then 7 took 2's slot (the
+    // quietest of the three), and kept it.
+    let sources = room.slots_of(ParticipantId(5)).unwrap();
+    assert_eq!(sources, [Some(ParticipantId(0)), Some(ParticipantId(1)), Some(ParticipantId(7))]);
+    let to_five = heard.payloads(5);
+    assert!(to_five.iter().all(|(from, _)| [0, 1, 2, 7].contains(from)), "only the loudest");
+    assert!(!to_five.iter().any(|&(from, i)| from == 7 && i < 50), "7 was quiet before");
+    assert!(to_five.contains(&(7, 99)) && to_five.contains(&(2, 49)) && !to_five.contains(&(2, 99)));
+    heard.assert_continuous();
+    // The first packet after the change of voice starts a talkspurt.
+    let slot = &heard.0[&(5, 2)];
+    let first_of_seven = slot.iter().find(|p| p[p.len() - 3] == 7).map(|p| Rtp::parse(p).unwrap().marker());
+    assert_eq!(first_of_seven, Some(true));
+    // The murmurers were heard by nobody.
+    assert!(room.counters(ParticipantId(4)).unwrap().unselected >= 99);
+}
+
+#[test]
+fn a_slot_holds_its_voice_so_two_close_speakers_do_not_flap() {
+    let mut room = room(1, 3);
+    let start = Instant::now();
+    // 0 speaks first; 1 is only a little louder: 0 keeps the slot at 2.
+    room.forward(ParticipantId(0), &spoken(0, 0, 30), start).unwrap();
+    room.forward(ParticipantId(1), &spoken(1, 0, 27), start + FRAME).unwrap();
+    assert_eq!(room.slots_of(ParticipantId(2)).unwrap(), [Some(ParticipantId(0))]);
+    // 1 is much louder, but within the hold: still 0.
+    room.forward(ParticipantId(1), &spoken(1, 1, 5), start + FRAME * 2).unwrap();
+    assert_eq!(room.slots_of(ParticipantId(2)).unwrap(), [Some(ParticipantId(0))]);
+    // After the hold it takes the slot.
+    room.forward(ParticipantId(0), &spoken(0, 1, 30), start + Duration::from_secs(1)).unwrap();
+    room.forward(ParticipantId(1), &spoken(1, 2, 5), start + Duration::from_secs(1) + FRAME).unwrap();
+    assert_eq!(room.slots_of(ParticipantId(2)).unwrap(), [Some(ParticipantId(1))]);
+    // Someone gone silent loses a slot to anyone: after the speaking window, quiet 2 takes
+    // listener 0's slot from 1, who stopped.
+    let later = start + Duration::from_secs(4);
+    room.forward(ParticipantId(2), &spoken(2, 0, 100), later).unwrap();
+    assert_eq!(room.slots_of(ParticipantId(0)).unwrap(), [Some(ParticipantId(2))]);
+}
+
+#[test]
+fn leaving_frees_the_slots_and_the_stream_goes_on_unbroken() {
+    let mut room = room(1, 3);
+    let mut heard = Heard::default();
+    let start = Instant::now();
+    for i in 0..10u16 {
+        heard.take(room.forward(ParticipantId(0), &spoken(0, i, 20), start + FRAME * u32::from(i)).unwrap());
+    }
+    assert!(room.leave(ParticipantId(0)));
+    assert!(!room.leave(ParticipantId(0)));
+    assert_eq!(room.slots_of(ParticipantId(2)).unwrap(), [None]);
+    for i in 0..10u16 {
+        let now = start + Duration::from_secs(2) + FRAME * u32::from(i);
+        heard.take(room.forward(ParticipantId(1), &spoken(1, i, 60), now).unwrap());
+    }
+    heard.assert_continuous();
+    assert_eq!(heard.0[&(2, 0)].len(), 20, "ten of 0's, then ten of 1's, on the same slot");
+    assert_eq!(room.len(), 2);
+}
+
+#[test]
+fn what_a_participant_must_not_send_is_refused_and_counted() {
+    let mut room = room(2, 3);
+    let now = Instant::now();
+    // Someone else's SSRC, an SSRC of the SFU's, a made-up one.
+    let ours = room.join(ParticipantId(9), uplink(9)).unwrap()[0];
+    for ssrc in [uplink(1), ours, 0xABCD] {
+        let spoofed = packet(ssrc, 1, 1, Some((EXT, 1)), b"x");
+        assert_eq!(room.forward(ParticipantId(0), &spoofed, now), Err(Dropped::UnknownSsrc));
+    }
+    assert_eq!(
+        room.forward(ParticipantId(0), b"\x80\x6f", now),
+        Err(Dropped::Malformed(RtpError::Truncated))
+    );
+    assert_eq!(room.forward(ParticipantId(42), &spoken(0, 0, 1), now), Err(Dropped::NotInRoom));
+    assert_eq!(room.counters(ParticipantId(0)).unwrap().refused, 4);
+    assert_eq!(room.counters(ParticipantId(0)).unwrap().received, 0);
+    // A packet without an audio level is forwarded as silence (never preferred, never refused).
+    let plain = packet(uplink(0), 1, 1, None, b"x");
+    assert_eq!(room.forward(ParticipantId(0), &plain, now).unwrap().len(), 3);
+
+    // Joining: twice, with a taken SSRC, with one of the SFU's, into a full room.
+    assert_eq!(room.join(ParticipantId(0), 77), Err(JoinError::AlreadyIn));
+    assert_eq!(room.join(ParticipantId(5), uplink(1)), Err(JoinError::SsrcTaken));
+    assert_eq!(room.join(ParticipantId(5), ours), Err(JoinError::SsrcTaken));
+    let mut small = Room::new(RoomConfig { max_participants: 2, ..RoomConfig::default() });
+    small.join(ParticipantId(0), 1).unwrap();
+    small.join(ParticipantId(1), 2).unwrap();
+    assert_eq!(small.join(ParticipantId(2), 3), Err(JoinError::Full));
+    // Nobody's slots share an SSRC with another slot or an uplink.
+    let mut fresh = Room::new(RoomConfig::default());
+    let mut all: Vec<u32> = Vec::new();
+    for n in 0..4u64 {
+        all.extend(fresh.join(ParticipantId(n), uplink(n)).unwrap());
+        all.push(uplink(n));
+    }
+    let count = all.len();
+    all.sort_unstable();
+    all.dedup();
+    assert_eq!(all.len(), count);
+}
