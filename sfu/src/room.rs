@@ -35,8 +35,6 @@ pub struct RoomConfig {
     pub max_participants: usize,
     /// Streams each participant receives at most.
     pub audio_slots: usize,
-    /// The header extension id of the audio level (from the negotiated session).
-    pub audio_level_extension: u8,
     /// Audio clock ticks per second (Opus: 48,000).
     pub clock_rate: u32,
     /// How long a slot keeps its speaker at least before a louder one takes it.
@@ -54,7 +52,6 @@ impl Default for RoomConfig {
         Self {
             max_participants: 50,
             audio_slots: 6,
-            audio_level_extension: 1,
             clock_rate: 48_000,
             hold: Duration::from_millis(800),
             margin_db: 6,
@@ -62,6 +59,16 @@ impl Default for RoomConfig {
             ssrc_base: 0x5F00_0000,
         }
     }
+}
+
+/// What a participant sends: its stream's SSRC, and the header extension id that carries its
+/// audio level in it (from its negotiated session; `None`: it sends none, and counts as silent).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Uplink {
+    /// The SSRC of its audio.
+    pub ssrc: u32,
+    /// The id of the RFC 6464 audio level extension in its packets.
+    pub audio_level_extension: Option<u8>,
 }
 
 /// Why someone was not let in.
@@ -128,7 +135,7 @@ struct Slot {
 
 #[derive(Clone, Debug)]
 struct Participant {
-    uplink: u32,
+    uplink: Uplink,
     slots: Vec<Slot>,
     /// Its last audio level and when it was heard (the level of silence until then).
     level: u8,
@@ -165,23 +172,25 @@ impl Room {
         self.participants.is_empty()
     }
 
-    /// Lets `id` in, sending with SSRC `uplink`; returns the SSRCs of its slots, which its
-    /// session announces once.
-    pub fn join(&mut self, id: ParticipantId, uplink: u32) -> Result<Vec<u32>, JoinError> {
+    /// Lets `id` in, sending `uplink`, with `slots` streams to receive (at most
+    /// [`RoomConfig::audio_slots`]); returns the SSRCs of its slots, which its session announces
+    /// once.
+    pub fn join(&mut self, id: ParticipantId, uplink: Uplink, slots: usize) -> Result<Vec<u32>, JoinError> {
         if self.participants.contains_key(&id) {
             return Err(JoinError::AlreadyIn);
         }
         if self.participants.len() >= self.config.max_participants {
             return Err(JoinError::Full);
         }
-        if self.by_ssrc.contains_key(&uplink) || self.is_ours(uplink) {
+        if self.by_ssrc.contains_key(&uplink.ssrc) || self.is_ours(uplink.ssrc) {
             return Err(JoinError::SsrcTaken);
         }
-        let mut slots = Vec::with_capacity(self.config.audio_slots);
-        while slots.len() < self.config.audio_slots {
+        let wanted = slots.min(self.config.audio_slots);
+        let mut slots = Vec::with_capacity(wanted);
+        while slots.len() < wanted {
             let ssrc = self.next_ssrc;
             self.next_ssrc = self.next_ssrc.wrapping_add(1);
-            if !self.by_ssrc.contains_key(&ssrc) {
+            if !self.by_ssrc.contains_key(&ssrc) && ssrc != uplink.ssrc {
                 slots.push(Slot {
                     ssrc,
                     source: None,
@@ -193,7 +202,7 @@ impl Room {
             }
         }
         let ssrcs = slots.iter().map(|s| s.ssrc).collect();
-        self.by_ssrc.insert(uplink, id);
+        self.by_ssrc.insert(uplink.ssrc, id);
         let participant =
             Participant { uplink, slots, level: SILENCE, heard_at: None, counters: Counters::default() };
         self.participants.insert(id, participant);
@@ -208,7 +217,7 @@ impl Room {
     /// Takes `id` out; its slots at the others fall free. `false` if it was not in.
     pub fn leave(&mut self, id: ParticipantId) -> bool {
         let Some(gone) = self.participants.remove(&id) else { return false };
-        self.by_ssrc.remove(&gone.uplink);
+        self.by_ssrc.remove(&gone.uplink.ssrc);
         for other in self.participants.values_mut() {
             for slot in other.slots.iter_mut().filter(|s| s.source == Some(id)) {
                 slot.source = None;
@@ -247,11 +256,11 @@ impl Room {
             Err(e) => return refused(self, Dropped::Malformed(e)),
         };
         let Some(sender) = self.participants.get_mut(&from) else { return Err(Dropped::NotInRoom) };
-        if rtp.ssrc() != sender.uplink {
+        if rtp.ssrc() != sender.uplink.ssrc {
             return refused(self, Dropped::UnknownSsrc);
         }
         sender.counters.received += 1;
-        let level = rtp.audio_level(self.config.audio_level_extension).unwrap_or(SILENCE);
+        let level = sender.uplink.audio_level_extension.and_then(|id| rtp.audio_level(id)).unwrap_or(SILENCE);
         sender.level = level;
         sender.heard_at = Some(now);
         let loudness = |p: &Participant| -> u8 {

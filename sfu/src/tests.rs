@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use crate::room::{Dropped, Forward, JoinError, ParticipantId, Room, RoomConfig};
+use crate::room::{Dropped, Forward, JoinError, ParticipantId, Room, RoomConfig, Uplink};
 use crate::rtp::tests::packet;
 use crate::rtp::{Rtp, RtpError};
 
@@ -18,10 +18,15 @@ fn uplink(n: u64) -> u32 {
     0x1000 + n as u32
 }
 
+/// Participant `n`'s uplink, with its audio level in extension [`EXT`].
+fn up(n: u64) -> Uplink {
+    Uplink { ssrc: uplink(n), audio_level_extension: Some(EXT) }
+}
+
 fn room(slots: usize, members: u64) -> Room {
     let mut room = Room::new(RoomConfig { audio_slots: slots, ..RoomConfig::default() });
     for n in 0..members {
-        room.join(ParticipantId(n), uplink(n)).unwrap();
+        room.join(ParticipantId(n), up(n), slots).unwrap();
     }
     room
 }
@@ -188,7 +193,7 @@ fn what_a_participant_must_not_send_is_refused_and_counted() {
     let mut room = room(2, 3);
     let now = Instant::now();
     // Someone else's SSRC, an SSRC of the SFU's, a made-up one.
-    let ours = room.join(ParticipantId(9), uplink(9)).unwrap()[0];
+    let ours = room.join(ParticipantId(9), up(9), 2).unwrap()[0];
     for ssrc in [uplink(1), ours, 0xABCD] {
         let spoofed = packet(ssrc, 1, 1, Some((EXT, 1)), b"x");
         assert_eq!(room.forward(ParticipantId(0), &spoofed, now), Err(Dropped::UnknownSsrc));
@@ -205,20 +210,27 @@ fn what_a_participant_must_not_send_is_refused_and_counted() {
     assert_eq!(room.forward(ParticipantId(0), &plain, now).unwrap().len(), 3);
 
     // Joining: twice, with a taken SSRC, with one of the SFU's, into a full room.
-    assert_eq!(room.join(ParticipantId(0), 77), Err(JoinError::AlreadyIn));
-    assert_eq!(room.join(ParticipantId(5), uplink(1)), Err(JoinError::SsrcTaken));
-    assert_eq!(room.join(ParticipantId(5), ours), Err(JoinError::SsrcTaken));
+    assert_eq!(
+        room.join(ParticipantId(0), Uplink { ssrc: 77, audio_level_extension: None }, 2),
+        Err(JoinError::AlreadyIn)
+    );
+    assert_eq!(room.join(ParticipantId(5), up(1), 2), Err(JoinError::SsrcTaken));
+    assert_eq!(
+        room.join(ParticipantId(5), Uplink { ssrc: ours, audio_level_extension: None }, 2),
+        Err(JoinError::SsrcTaken)
+    );
     let mut small = Room::new(RoomConfig { max_participants: 2, ..RoomConfig::default() });
-    small.join(ParticipantId(0), 1).unwrap();
-    small.join(ParticipantId(1), 2).unwrap();
-    assert_eq!(small.join(ParticipantId(2), 3), Err(JoinError::Full));
+    small.join(ParticipantId(0), up(0), 6).unwrap();
+    small.join(ParticipantId(1), up(1), 6).unwrap();
+    assert_eq!(small.join(ParticipantId(2), up(2), 6), Err(JoinError::Full));
     // Nobody's slots share an SSRC with another slot or an uplink.
     let mut fresh = Room::new(RoomConfig::default());
     let mut all: Vec<u32> = Vec::new();
     for n in 0..4u64 {
-        all.extend(fresh.join(ParticipantId(n), uplink(n)).unwrap());
+        all.extend(fresh.join(ParticipantId(n), up(n), 6).unwrap());
         all.push(uplink(n));
     }
+    assert_eq!(fresh.join(ParticipantId(8), up(8), 100).unwrap().len(), 6, "capped at the room's slots");
     let count = all.len();
     all.sort_unstable();
     all.dedup();

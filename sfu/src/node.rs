@@ -1,0 +1,636 @@
+//! An SFU node: one UDP port, a WebRTC session (the `rtc` crate, sans-I/O) per participant, and
+//! the [`Room`]s that decide what each hears. One task owns everything, so nothing is locked on
+//! the packet path; others talk to it through [`Node`].
+//!
+//! # Sessions
+//!
+//! A participant offers one `sendonly` audio section (its voice: its SSRC in `a=ssrc`, its audio
+//! level in the RFC 6464 extension if it has one) and up to [`RoomConfig::audio_slots`]
+//! `recvonly` audio sections (what it hears); [`Node::join`] answers with the SFU's one host
+//! candidate and a fixed SSRC per slot. Packets on the one port are told apart by the ICE
+//! username of their first STUN check (each session has its own), then by address.
+//!
+//! # Containment
+//!
+//! A session that fails (ICE or DTLS) or stays silent past the ICE timeouts is dropped and its
+//! participant leaves its room, with the reason logged; a malformed or spoofed packet is counted
+//! and dropped ([`crate::room::Dropped`]); datagrams from addresses no session knows are ignored.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::BytesMut;
+use rtc::interceptor::Registry;
+use rtc::media_stream::MediaStreamTrack;
+use rtc::peer_connection::RTCPeerConnection;
+use rtc::peer_connection::RTCPeerConnectionBuilder;
+use rtc::peer_connection::configuration::RTCConfigurationBuilder;
+use rtc::peer_connection::configuration::interceptor_registry::register_default_interceptors;
+use rtc::peer_connection::configuration::media_engine::{MIME_TYPE_OPUS, MediaEngine};
+use rtc::peer_connection::configuration::setting_engine::SettingEngineBuilder;
+use rtc::peer_connection::event::RTCPeerConnectionEvent;
+use rtc::peer_connection::message::{RTCMessage, TaggedRTCMessage};
+use rtc::peer_connection::sdp::RTCSessionDescription;
+use rtc::peer_connection::state::RTCPeerConnectionState;
+use rtc::peer_connection::transport::{CandidateConfig, CandidateHostConfig, RTCIceCandidate};
+use rtc::rtp_transceiver::RTCRtpSenderId;
+use rtc::rtp_transceiver::rtp_sender::{
+    RTCRtpCodec, RTCRtpCodecParameters, RTCRtpCodingParameters, RTCRtpEncodingParameters,
+    RTCRtpHeaderExtensionCapability, RtpCodecKind,
+};
+use rtc::sansio::Protocol as _;
+use rtc::shared::marshal::{Marshal as _, Unmarshal as _};
+use rtc::shared::{TaggedBytesMut, TransportContext, TransportProtocol};
+use tokio::net::UdpSocket;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::room::{Counters, JoinError, ParticipantId, Room, RoomConfig, Uplink};
+
+/// The RFC 6464 audio level header extension.
+pub const AUDIO_LEVEL_URI: &str = "urn:ietf:params:rtp-hdrext:ssrc-audio-level";
+/// Opus, as browsers offer it.
+const OPUS_PAYLOAD_TYPE: u8 = 111;
+/// The largest datagram taken in (bigger ones are not RTP, STUN or DTLS we speak).
+const MAX_DATAGRAM: usize = 1_500;
+/// Commands waiting for the node's task, at most.
+const COMMAND_QUEUE: usize = 256;
+
+/// How a node runs.
+#[derive(Clone, Debug)]
+pub struct NodeConfig {
+    /// Where its UDP port listens.
+    pub bind: SocketAddr,
+    /// The address it gives participants as its host candidate (what they can reach).
+    pub advertise: IpAddr,
+    /// How each room behaves.
+    pub room: RoomConfig,
+    /// Participants on this node at most, over all rooms.
+    pub max_participants: usize,
+    /// A participant whose session has been silent this long (no ICE check, no packet: its app
+    /// crashed or its network went) is dropped, and its room goes on without it.
+    pub drop_after: Duration,
+}
+
+/// Why a participant could not join.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum JoinRefusal {
+    /// The offer is not one voice and some slots (the message says what is wrong).
+    #[error("the offer is not one sendonly audio section and recvonly ones: {0}")]
+    Offer(String),
+    /// The room refused it.
+    #[error("the room refused: {0:?}")]
+    Room(JoinError),
+    /// The node has as many participants as it may.
+    #[error("this SFU node is full")]
+    NodeFull,
+    /// The WebRTC session could not be set up.
+    #[error("the session could not be set up: {0}")]
+    Session(String),
+    /// The node has stopped.
+    #[error("the SFU node has stopped")]
+    Stopped,
+}
+
+/// A room's name on a node (the conversation or channel it is for).
+pub type RoomKey = u128;
+
+enum Command {
+    Join {
+        room: RoomKey,
+        participant: ParticipantId,
+        offer: String,
+        reply: oneshot::Sender<Result<String, JoinRefusal>>,
+    },
+    Leave {
+        participant: ParticipantId,
+        reply: oneshot::Sender<bool>,
+    },
+    Counters {
+        participant: ParticipantId,
+        reply: oneshot::Sender<Option<Counters>>,
+    },
+}
+
+/// A running SFU node.
+#[derive(Clone)]
+pub struct Node {
+    commands: mpsc::Sender<Command>,
+    local: SocketAddr,
+}
+
+impl Node {
+    /// Binds the node's UDP port and starts its task.
+    pub async fn start(config: NodeConfig) -> std::io::Result<Self> {
+        let socket = Arc::new(UdpSocket::bind(config.bind).await?);
+        let local = socket.local_addr()?;
+        let (commands, queue) = mpsc::channel(COMMAND_QUEUE);
+        let state = State {
+            advertise: SocketAddr::new(config.advertise, local.port()),
+            config,
+            socket,
+            local,
+            peers: HashMap::new(),
+            rooms: HashMap::new(),
+            by_ufrag: HashMap::new(),
+            by_addr: HashMap::new(),
+        };
+        tokio::spawn(state.run(queue));
+        Ok(Self { commands, local })
+    }
+
+    /// The UDP address the node listens on.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local
+    }
+
+    /// Lets `participant` into `room` with its SDP `offer`; returns the SDP answer.
+    pub async fn join(
+        &self,
+        room: RoomKey,
+        participant: ParticipantId,
+        offer: String,
+    ) -> Result<String, JoinRefusal> {
+        let (reply, answer) = oneshot::channel();
+        self.commands
+            .send(Command::Join { room, participant, offer, reply })
+            .await
+            .map_err(|_| JoinRefusal::Stopped)?;
+        answer.await.map_err(|_| JoinRefusal::Stopped)?
+    }
+
+    /// Takes `participant` out of its room and closes its session; `false` if it was not in one.
+    pub async fn leave(&self, participant: ParticipantId) -> bool {
+        let (reply, done) = oneshot::channel();
+        if self.commands.send(Command::Leave { participant, reply }).await.is_err() {
+            return false;
+        }
+        done.await.unwrap_or(false)
+    }
+
+    /// What `participant` sent and received.
+    pub async fn counters(&self, participant: ParticipantId) -> Option<Counters> {
+        let (reply, counters) = oneshot::channel();
+        self.commands.send(Command::Counters { participant, reply }).await.ok()?;
+        counters.await.ok().flatten()
+    }
+}
+
+struct Peer {
+    pc: RTCPeerConnection,
+    room: RoomKey,
+    ufrag: String,
+    /// Its slots' senders, in slot order, each with its SSRC and negotiated Opus payload type.
+    slots: Vec<(RTCRtpSenderId, u32, u8)>,
+    addr: Option<SocketAddr>,
+}
+
+struct State {
+    config: NodeConfig,
+    socket: Arc<UdpSocket>,
+    local: SocketAddr,
+    advertise: SocketAddr,
+    peers: HashMap<ParticipantId, Peer>,
+    rooms: HashMap<RoomKey, Room>,
+    by_ufrag: HashMap<String, ParticipantId>,
+    by_addr: HashMap<SocketAddr, ParticipantId>,
+}
+
+/// What an offer asks for.
+#[derive(Debug, PartialEq, Eq)]
+struct Offered {
+    /// The voice.
+    uplink: Uplink,
+    /// Which of its sections carries the voice.
+    uplink_section: usize,
+    /// How many sections receive.
+    slots: usize,
+}
+
+/// What the offer asks for: the voice's SSRC and audio level extension id, and how many slots.
+fn read_offer(sdp: &str) -> Result<Offered, JoinRefusal> {
+    let bad = |what: &str| JoinRefusal::Offer(what.to_owned());
+    let mut uplink: Option<(Uplink, usize)> = None;
+    let mut slots = 0;
+    for (index, section) in sdp.split("\nm=").skip(1).enumerate() {
+        let lines: Vec<&str> = section.lines().map(str::trim).collect();
+        if !lines.first().is_some_and(|l| l.starts_with("audio ")) {
+            return Err(bad("only audio sections"));
+        }
+        let has = |attribute: &str| lines.contains(&attribute);
+        if has("a=recvonly") {
+            slots += 1;
+        } else if has("a=sendonly") {
+            if uplink.is_some() {
+                return Err(bad("one sendonly section"));
+            }
+            let ssrc = lines
+                .iter()
+                .find_map(|l| l.strip_prefix("a=ssrc:"))
+                .and_then(|rest| rest.split_whitespace().next())
+                .and_then(|n| n.parse::<u32>().ok())
+                .ok_or_else(|| bad("the sendonly section names its SSRC"))?;
+            let audio_level_extension = lines
+                .iter()
+                .filter_map(|l| l.strip_prefix("a=extmap:"))
+                .find(|rest| rest.split_whitespace().nth(1) == Some(AUDIO_LEVEL_URI))
+                .and_then(|rest| rest.split(['/', ' ']).next())
+                .and_then(|id| id.parse::<u8>().ok())
+                .filter(|id| (1..=14).contains(id));
+            uplink = Some((Uplink { ssrc, audio_level_extension }, index));
+        } else {
+            return Err(bad("each section sendonly or recvonly"));
+        }
+    }
+    let (uplink, uplink_section) = uplink.ok_or_else(|| bad("one sendonly section"))?;
+    Ok(Offered { uplink, uplink_section, slots })
+}
+
+/// The ICE username fragment of a STUN binding request (`ours:theirs`), if `datagram` is one.
+fn stun_ufrag(datagram: &[u8]) -> Option<&str> {
+    // RFC 5389: type (2, top bits 00), length (2), magic cookie, transaction id (12).
+    if datagram.len() < 20 || datagram[0] & 0xC0 != 0 || datagram[4..8] != [0x21, 0x12, 0xA4, 0x42] {
+        return None;
+    }
+    let mut at = 20;
+    while at + 4 <= datagram.len() {
+        let kind = u16::from_be_bytes([datagram[at], datagram[at + 1]]);
+        let length = usize::from(u16::from_be_bytes([datagram[at + 2], datagram[at + 3]]));
+        let value = datagram.get(at + 4..at + 4 + length)?;
+        if kind == 0x0006 {
+            let username = std::str::from_utf8(value).ok()?;
+            return username.split(':').next();
+        }
+        at += 4 + length.div_ceil(4) * 4;
+    }
+    None
+}
+
+fn random_token(length: usize) -> String {
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+    let mut bytes = vec![0u8; length];
+    // Without randomness there is no secure session at all: a fixed token is no fallback.
+    if getrandom::fill(&mut bytes).is_err() {
+        return String::new();
+    }
+    bytes.iter().map(|b| char::from(ALPHABET[usize::from(*b) % ALPHABET.len()])).collect()
+}
+
+fn session_error(e: impl std::fmt::Display) -> JoinRefusal {
+    JoinRefusal::Session(e.to_string())
+}
+
+impl State {
+    async fn run(mut self, mut queue: mpsc::Receiver<Command>) {
+        let mut buffer = vec![0u8; MAX_DATAGRAM];
+        let socket = self.socket.clone();
+        loop {
+            let next = self.peers.values_mut().filter_map(|p| p.pc.poll_timeout()).min();
+            let sleep =
+                next.map_or(Duration::from_secs(1), |at| at.saturating_duration_since(Instant::now()));
+            tokio::select! {
+                command = queue.recv() => match command {
+                    Some(command) => self.command(command).await,
+                    None => break,
+                },
+                received = socket.recv_from(&mut buffer) => match received {
+                    Ok((n, from)) => self.datagram(&buffer[..n], from).await,
+                    Err(e) => tracing::warn!(error = %e, "SFU socket read"),
+                },
+                () = tokio::time::sleep(sleep) => {
+                    let now = Instant::now();
+                    let due: Vec<ParticipantId> = self
+                        .peers
+                        .iter_mut()
+                        .filter_map(|(id, p)| p.pc.poll_timeout().is_some_and(|at| at <= now).then_some(*id))
+                        .collect();
+                    for id in due {
+                        if let Some(peer) = self.peers.get_mut(&id)
+                            && let Err(e) = peer.pc.handle_timeout(now)
+                        {
+                            tracing::debug!(participant = id.0, error = %e, "SFU session timer");
+                        }
+                        self.pump(id).await;
+                    }
+                }
+            }
+        }
+        for (_, mut peer) in self.peers.drain() {
+            let _ = peer.pc.close();
+        }
+    }
+
+    async fn command(&mut self, command: Command) {
+        match command {
+            Command::Join { room, participant, offer, reply } => {
+                let answer = self.join(room, participant, offer);
+                let _ = reply.send(answer);
+                self.pump(participant).await;
+            }
+            Command::Leave { participant, reply } => {
+                let _ = reply.send(self.remove(participant, "left"));
+            }
+            Command::Counters { participant, reply } => {
+                let counters = self
+                    .peers
+                    .get(&participant)
+                    .and_then(|p| self.rooms.get(&p.room))
+                    .and_then(|room| room.counters(participant));
+                let _ = reply.send(counters);
+            }
+        }
+    }
+
+    fn join(
+        &mut self,
+        key: RoomKey,
+        participant: ParticipantId,
+        offer: String,
+    ) -> Result<String, JoinRefusal> {
+        if self.peers.contains_key(&participant) {
+            return Err(JoinRefusal::Room(JoinError::AlreadyIn));
+        }
+        if self.peers.len() >= self.config.max_participants {
+            return Err(JoinRefusal::NodeFull);
+        }
+        let offered = read_offer(&offer)?;
+        let room = self.rooms.entry(key).or_insert_with(|| Room::new(self.config.room.clone()));
+        let ssrcs = room.join(participant, offered.uplink, offered.slots).map_err(JoinRefusal::Room)?;
+        let session =
+            Self::session(self.advertise, self.config.drop_after, offer, offered.uplink_section, &ssrcs);
+        let (pc, ufrag, slots, answer) = match session {
+            Ok(made) => made,
+            Err(e) => {
+                room.leave(participant);
+                if room.is_empty() {
+                    self.rooms.remove(&key);
+                }
+                return Err(e);
+            }
+        };
+        self.by_ufrag.insert(ufrag.clone(), participant);
+        self.peers.insert(participant, Peer { pc, room: key, ufrag, slots, addr: None });
+        tracing::info!(participant = participant.0, room = %key, slots = ssrcs.len(), "joined the SFU");
+        Ok(answer)
+    }
+
+    /// The session of one participant: its answer to `offer`, with a sender per slot.
+    #[allow(clippy::type_complexity)] // One constructor's parts, used once.
+    fn session(
+        advertise: SocketAddr,
+        drop_after: Duration,
+        offer: String,
+        uplink_section: usize,
+        ssrcs: &[u32],
+    ) -> Result<(RTCPeerConnection, String, Vec<(RTCRtpSenderId, u32, u8)>, String), JoinRefusal> {
+        let opus = RTCRtpCodec {
+            mime_type: MIME_TYPE_OPUS.to_owned(),
+            clock_rate: 48_000,
+            channels: 2,
+            sdp_fmtp_line: "minptime=10;useinbandfec=1".to_owned(),
+            rtcp_feedback: vec![],
+        };
+        let mut media = MediaEngine::default();
+        media
+            .register_codec(
+                RTCRtpCodecParameters { rtp_codec: opus.clone(), payload_type: OPUS_PAYLOAD_TYPE },
+                RtpCodecKind::Audio,
+            )
+            .map_err(session_error)?;
+        media
+            .register_header_extension(
+                RTCRtpHeaderExtensionCapability { uri: AUDIO_LEVEL_URI.to_owned() },
+                RtpCodecKind::Audio,
+                None,
+            )
+            .map_err(session_error)?;
+        let registry = register_default_interceptors(Registry::new(), &mut media).map_err(session_error)?;
+        let ufrag = random_token(16);
+        let password = random_token(32);
+        if ufrag.is_empty() || password.is_empty() {
+            return Err(session_error("no randomness for the session's ICE credentials"));
+        }
+        let settings = SettingEngineBuilder::new()
+            .with_lite(true)
+            .with_ice_credentials(ufrag.clone(), password)
+            .with_ice_timeouts(Some(drop_after / 2), Some(drop_after), None)
+            .build();
+        let mut pc = RTCPeerConnectionBuilder::new()
+            .with_configuration(RTCConfigurationBuilder::new().build())
+            .with_setting_engine(settings)
+            .with_media_engine(media)
+            .with_interceptor_registry(registry)
+            .build(Instant::now())
+            .map_err(session_error)?;
+        let offer = RTCSessionDescription::offer(offer).map_err(|e| JoinRefusal::Offer(e.to_string()))?;
+        pc.set_remote_description(Instant::now(), offer).map_err(|e| JoinRefusal::Offer(e.to_string()))?;
+        // A track goes to each offered section in order, the voice's too (where it never sends:
+        // the participant only sends there); the others are the slots, in order.
+        let mut senders = Vec::with_capacity(ssrcs.len());
+        let placeholder = ssrcs.iter().fold(0x0BAD_5EED_u32, |a, s| a ^ s.rotate_left(7));
+        let mut order: Vec<Option<(usize, u32)>> = ssrcs.iter().copied().enumerate().map(Some).collect();
+        order.insert(uplink_section.min(order.len()), None);
+        for entry in order {
+            let ssrc = entry.map_or(placeholder, |(_, ssrc)| ssrc);
+            let name = entry.map_or_else(|| "voice".to_owned(), |(slot, _)| format!("slot-{slot}"));
+            let track = MediaStreamTrack::new(
+                "kitsulan-sfu".to_owned(),
+                name.clone(),
+                name,
+                RtpCodecKind::Audio,
+                vec![RTCRtpEncodingParameters {
+                    rtp_coding_parameters: RTCRtpCodingParameters { ssrc: Some(ssrc), ..Default::default() },
+                    codec: opus.clone(),
+                    ..Default::default()
+                }],
+            );
+            let sender = pc.add_track(track).map_err(session_error)?;
+            if entry.is_some() {
+                senders.push(sender);
+            }
+        }
+        let candidate = CandidateHostConfig {
+            base_config: CandidateConfig {
+                network: "udp".to_owned(),
+                address: advertise.ip().to_string(),
+                port: advertise.port(),
+                component: 1,
+                ..Default::default()
+            },
+            ..Default::default()
+        }
+        .new_candidate_host()
+        .map_err(session_error)?;
+        let candidate = RTCIceCandidate::from(&candidate).to_json().map_err(session_error)?;
+        pc.add_local_candidate(candidate).map_err(session_error)?;
+        let answer = pc.create_answer(None).map_err(session_error)?;
+        pc.set_local_description(Instant::now(), answer).map_err(session_error)?;
+        let answer = pc.local_description().ok_or_else(|| session_error("no local description"))?.sdp;
+        let mut slots = Vec::with_capacity(senders.len());
+        for (id, ssrc) in senders.into_iter().zip(ssrcs) {
+            let payload_type = pc
+                .rtp_sender(id)
+                .and_then(|mut sender| {
+                    sender
+                        .get_parameters()
+                        .rtp_parameters
+                        .codecs
+                        .iter()
+                        .find(|c| c.rtp_codec.mime_type.eq_ignore_ascii_case(MIME_TYPE_OPUS))
+                        .map(|c| c.payload_type)
+                })
+                .unwrap_or(OPUS_PAYLOAD_TYPE);
+            slots.push((id, *ssrc, payload_type));
+        }
+        Ok((pc, ufrag, slots, answer))
+    }
+
+    /// Takes a participant out: its room forgets it (and goes when empty), its session closes.
+    fn remove(&mut self, participant: ParticipantId, why: &str) -> bool {
+        let Some(mut peer) = self.peers.remove(&participant) else { return false };
+        self.by_ufrag.remove(&peer.ufrag);
+        if let Some(addr) = peer.addr {
+            self.by_addr.remove(&addr);
+        }
+        if let Some(room) = self.rooms.get_mut(&peer.room) {
+            room.leave(participant);
+            if room.is_empty() {
+                self.rooms.remove(&peer.room);
+            }
+        }
+        let _ = peer.pc.close();
+        tracing::info!(participant = participant.0, room = %peer.room, why, "left the SFU");
+        true
+    }
+
+    async fn datagram(&mut self, datagram: &[u8], from: SocketAddr) {
+        let participant = match self.by_addr.get(&from) {
+            Some(p) => *p,
+            None => {
+                let Some(p) = stun_ufrag(datagram).and_then(|ufrag| self.by_ufrag.get(ufrag)).copied() else {
+                    return;
+                };
+                // The first check from this address names the session; later ones go by address.
+                if let Some(peer) = self.peers.get_mut(&p)
+                    && peer.addr.is_none()
+                {
+                    peer.addr = Some(from);
+                    self.by_addr.insert(from, p);
+                }
+                p
+            }
+        };
+        let Some(peer) = self.peers.get_mut(&participant) else { return };
+        let read = peer.pc.handle_read(TaggedBytesMut {
+            now: Instant::now(),
+            transport: TransportContext {
+                local_addr: self.local,
+                peer_addr: from,
+                ecn: None,
+                transport_protocol: TransportProtocol::UDP,
+            },
+            message: BytesMut::from(datagram),
+        });
+        if let Err(e) = read {
+            tracing::debug!(participant = participant.0, error = %e, "SFU session refused a datagram");
+        }
+        self.pump(participant).await;
+    }
+
+    /// Runs one session's output: datagrams out, state changes, and the packets it received,
+    /// forwarded through its room to the others' sessions (whose output then goes out too).
+    async fn pump(&mut self, participant: ParticipantId) {
+        let mut touched = vec![participant];
+        let mut failed = None;
+        let mut received = Vec::new();
+        if let Some(peer) = self.peers.get_mut(&participant) {
+            while let Some(event) = peer.pc.poll_event() {
+                if let RTCPeerConnectionEvent::OnConnectionStateChangeEvent(state) = event
+                    && matches!(state, RTCPeerConnectionState::Failed | RTCPeerConnectionState::Closed)
+                {
+                    failed = Some(state);
+                }
+            }
+            while let Some(TaggedRTCMessage { message, .. }) = peer.pc.poll_read() {
+                if let RTCMessage::RtpPacket(_, packet) = message
+                    && let Ok(bytes) = packet.marshal()
+                {
+                    received.push(bytes);
+                }
+            }
+        }
+        let now = Instant::now();
+        for bytes in received {
+            let Some(room_key) = self.peers.get(&participant).map(|p| p.room) else { break };
+            let Some(room) = self.rooms.get_mut(&room_key) else { break };
+            let Ok(forwards) = room.forward(participant, &bytes, now) else { continue };
+            for forward in forwards {
+                let Some(listener) = self.peers.get_mut(&forward.to) else { continue };
+                let Some((sender, _, payload_type)) = listener.slots.get(forward.slot).copied() else {
+                    continue;
+                };
+                let mut bytes = forward.packet.as_slice();
+                let Ok(mut packet) = rtc::rtp::Packet::unmarshal(&mut bytes) else { continue };
+                packet.header.payload_type = payload_type;
+                if let Some(mut sender) = listener.pc.rtp_sender(sender)
+                    && let Err(e) = sender.write_rtp(now, packet)
+                {
+                    tracing::trace!(participant = forward.to.0, error = %e, "SFU slot write");
+                }
+                if !touched.contains(&forward.to) {
+                    touched.push(forward.to);
+                }
+            }
+        }
+        for id in touched {
+            let Some(peer) = self.peers.get_mut(&id) else { continue };
+            while let Some(out) = peer.pc.poll_write() {
+                if let Err(e) = self.socket.send_to(&out.message, out.transport.peer_addr).await {
+                    tracing::debug!(participant = id.0, error = %e, "SFU socket write");
+                }
+            }
+        }
+        if let Some(state) = failed {
+            self.remove(
+                participant,
+                if state == RTCPeerConnectionState::Failed { "session failed" } else { "session closed" },
+            );
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn offers_are_read_for_one_voice_and_its_slots() {
+        let offer = "v=0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=extmap:3 urn:ietf:params:rtp-hdrext:ssrc-audio-level\r\na=sendonly\r\na=ssrc:1234 cname:x\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=recvonly\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=recvonly\r\n";
+        let uplink = Uplink { ssrc: 1234, audio_level_extension: Some(3) };
+        assert_eq!(read_offer(offer), Ok(Offered { uplink, uplink_section: 0, slots: 2 }));
+        for bad in [
+            "v=0\r\nm=audio 9 X 111\r\na=recvonly\r\n",
+            "v=0\r\nm=video 9 X 96\r\na=sendonly\r\na=ssrc:1\r\n",
+            "v=0\r\nm=audio 9 X 111\r\na=sendonly\r\n",
+            "v=0\r\nm=audio 9 X 111\r\na=sendonly\r\na=ssrc:1\r\nm=audio 9 X 111\r\na=sendonly\r\na=ssrc:2\r\n",
+            "v=0\r\nm=audio 9 X 111\r\na=sendrecv\r\na=ssrc:1\r\n",
+            "",
+        ] {
+            assert!(matches!(read_offer(bad), Err(JoinRefusal::Offer(_))), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn stun_checks_name_their_session() {
+        let mut check = vec![0x00, 0x01, 0x00, 0x10, 0x21, 0x12, 0xA4, 0x42];
+        check.extend_from_slice(&[7; 12]);
+        check.extend_from_slice(&[0x00, 0x06, 0x00, 0x09]);
+        check.extend_from_slice(b"ours:them\0\0\0");
+        assert_eq!(stun_ufrag(&check), Some("ours"));
+        assert_eq!(stun_ufrag(&check[..30]), None, "truncated");
+        let mut rtp = check.clone();
+        rtp[0] = 0x80;
+        assert_eq!(stun_ufrag(&rtp), None, "not STUN");
+    }
+}
