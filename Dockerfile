@@ -2,7 +2,7 @@
 # holds nothing else (no shell, no package manager). docs/admin.md, "Docker", says how to run it.
 #
 #   docker build -t kitsulan .
-#   docker run -d --name kitsulan -p 8080:8080 -p 3478:3478/udp -v kitsulan-data:/data kitsulan
+#   docker run -d --name kitsulan -p 8080:8080 -p 3478:3478/udp -p 3479:3479/udp -v kitsulan-data:/data kitsulan
 #
 # Four stages: the crypto crate as WebAssembly (the web app imports it), the web app (Node 20),
 # the musl binary with the web app embedded, and the final image (`scratch`: the binary, CA
@@ -67,8 +67,9 @@ ENV KITSULAN_DATA_DIR=/data \
     KITSULAN_LOG_FORMAT=json \
     SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt
 VOLUME ["/data"]
-# HTTP, gRPC and the web app; the embedded TURN relay (STUN/TURN, then the relayed ports).
-EXPOSE 8080/tcp 3478/udp 49160-49359/udp
+# HTTP, gRPC and the web app; the embedded TURN relay (STUN/TURN, then the relayed ports); the
+# SFU of voice channels.
+EXPOSE 8080/tcp 3478/udp 3479/udp 49160-49359/udp
 # `kitsulan healthcheck`: GET /readyz on loopback (KITSULAN_LISTEN, or KITSULAN_ADMIN_LISTEN
 # when that is set); exit 0 when ready.
 HEALTHCHECK --interval=30s --timeout=10s --start-period=60s --retries=3 CMD ["/kitsulan", "healthcheck"]

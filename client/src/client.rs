@@ -380,6 +380,7 @@ pub fn documented_code(reason: &str) -> Option<Code> {
         | R::TextInvalid
         | R::DurationInvalid
         | R::ChannelKindInvalid
+        | R::OfferInvalid
         | R::MalformedRequest => Code::InvalidArgument,
         R::UsernameTaken | R::EmailTaken | R::MessageIdTaken => Code::AlreadyExists,
         R::InvalidCredentials
@@ -423,7 +424,9 @@ pub fn documented_code(reason: &str) -> Option<Code> {
         | R::PushUnavailable
         | R::InviteExpired
         | R::InviteUsedUp
-        | R::OwnerCannotLeave => Code::FailedPrecondition,
+        | R::OwnerCannotLeave
+        | R::VoiceUnavailable
+        | R::NotAVoiceChannel => Code::FailedPrecondition,
         R::DeviceNotFound
         | R::PairingNotFound
         | R::AccountNotFound
@@ -456,6 +459,8 @@ pub fn documented_code(reason: &str) -> Option<Code> {
         | R::TooManyReactions
         | R::TooManyPins
         | R::TooManyRoles
+        | R::VoiceFull
+        | R::PayloadTooLarge
         | R::TooManyChannels
         | R::TooManyInvites
         | R::RequestTooLarge => Code::ResourceExhausted,
@@ -470,7 +475,6 @@ pub fn documented_code(reason: &str) -> Option<Code> {
         | R::NotInCall
         | R::DeviceNotInCall
         | R::ToDeviceRequired
-        | R::PayloadTooLarge
         | R::ActionInvalid
         | R::MalformedFrame
         | R::HelloRequired

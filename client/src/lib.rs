@@ -40,6 +40,7 @@ pub mod scan;
 pub mod server;
 pub mod totp;
 pub mod verification;
+pub mod voice;
 
 pub use kitsulan_testkit::{postgres, smtp};
 

@@ -346,6 +346,8 @@ fn spawn(
         .env("KITSULAN_LISTEN", "127.0.0.1:0")
         // The embedded TURN relay: any free UDP port on loopback, so servers run side by side.
         .env("KITSULAN_TURN_LISTEN", "127.0.0.1:0")
+        // The SFU likewise, on loopback where the test's participants are.
+        .env("KITSULAN_SFU_LISTEN", "127.0.0.1:0")
         .env("KITSULAN_LOG_FORMAT", "json")
         .env("KITSULAN_LOG", "info")
         .env("KITSULAN_SHUTDOWN_GRACE_SECONDS", "10")

@@ -59,6 +59,8 @@ const serverEnv = {
   // The embedded TURN relay on a free UDP port on loopback (not 0.0.0.0:3478, which another
   // server on this machine may hold); calls.spec.ts relays its media through it.
   KITSULAN_TURN_LISTEN: "127.0.0.1:0",
+  // The SFU of voice channels likewise, not on 0.0.0.0:3479.
+  KITSULAN_SFU_LISTEN: "127.0.0.1:0",
   // attachments.spec.ts: the TTL picker offers what the server advertises, here also 1 minute,
   // and housekeeping looks every second, so a TTL passes within the test.
   KITSULAN_ATTACHMENT_TTL_CHOICES: "60,3600,86400,604800",

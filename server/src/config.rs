@@ -235,6 +235,9 @@ pub struct ServeArgs {
     pub turn: TurnArgs,
 
     #[command(flatten)]
+    pub sfu: SfuArgs,
+
+    #[command(flatten)]
     pub attachments: AttachmentArgs,
 
     #[command(flatten)]
@@ -489,6 +492,41 @@ pub enum TurnMode {
     External,
     /// None: calls connect directly or not at all.
     Off,
+}
+
+/// Voice channels through the selective forwarding unit built into this binary.
+#[derive(Debug, Args)]
+#[command(next_help_heading = "Voice channels (SFU)")]
+pub struct SfuArgs {
+    /// Run the SFU (`on`, the default) or not (`off`: voice channels cannot be joined).
+    #[arg(id = "sfu", long = "sfu", env = "KITSULAN_SFU", default_value_t = true, action = clap::ArgAction::Set,
+          value_parser = clap::builder::BoolishValueParser::new())]
+    pub enabled: bool,
+
+    /// UDP address of the SFU (every participant's media, on this one port; open it in the
+    /// firewall).
+    #[arg(
+        id = "sfu_listen",
+        long = "sfu-listen",
+        env = "KITSULAN_SFU_LISTEN",
+        default_value = "0.0.0.0:3479"
+    )]
+    pub listen: SocketAddr,
+
+    /// Address devices reach the SFU at. Unset: the listen address, or the host's outbound
+    /// address when listening on all interfaces.
+    #[arg(long = "sfu-advertise-ip", env = "KITSULAN_SFU_ADVERTISE_IP")]
+    pub advertise_ip: Option<std::net::IpAddr>,
+
+    /// People in one voice channel at most (2 to 500).
+    #[arg(long = "sfu-room-max", env = "KITSULAN_SFU_ROOM_MAX", default_value_t = 50,
+          value_parser = clap::value_parser!(u32).range(2..=500))]
+    pub room_max: u32,
+
+    /// People in voice channels on this server at most, over all channels (1 to 10000).
+    #[arg(long = "sfu-max-participants", env = "KITSULAN_SFU_MAX_PARTICIPANTS", default_value_t = 200,
+          value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    pub max_participants: u32,
 }
 
 /// TURN for calls: the embedded relay (default) or an external coturn.

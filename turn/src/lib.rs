@@ -44,4 +44,4 @@ pub mod relay;
 pub use credentials::{
     IssueError, SecretError, TurnCredentials, TurnSecret, VerifiedUser, VerifyError, verify, verify_at,
 };
-pub use relay::{ConfigError, PortRange, Relay, RelayConfig, RelayError, start};
+pub use relay::{ConfigError, PortRange, Relay, RelayConfig, RelayError, outbound_ip, start};

@@ -372,8 +372,8 @@ impl fmt::Debug for Relay {
 }
 
 /// The local address the OS would use to reach a public address. Connecting a UDP socket sends
-/// nothing; it only asks the routing table.
-fn outbound_ip(ipv4: bool) -> std::io::Result<IpAddr> {
+/// nothing; it only asks the routing table. (Also what the SFU advertises by default.)
+pub fn outbound_ip(ipv4: bool) -> std::io::Result<IpAddr> {
     // TEST-NET-1 / the IPv6 documentation prefix: routable-looking, never contacted.
     let (bind, probe): (SocketAddr, SocketAddr) = if ipv4 {
         (([0, 0, 0, 0], 0).into(), ([192, 0, 2, 1], 9).into())

@@ -325,6 +325,7 @@ async fn refuses_to_start(env: &[(&str, &str)], setting: &str, reason: &str) {
         .env("KITSULAN_DATA_DIR", data.path())
         .env("KITSULAN_LISTEN", "127.0.0.1:0")
         .env("KITSULAN_TURN", "off")
+        .env("KITSULAN_SFU", "off")
         .envs(env.iter().copied())
         .kill_on_drop(true);
     let output = tokio::time::timeout(Duration::from_secs(60), command.output())

@@ -36,4 +36,5 @@ mod key_backup;
 mod lan;
 mod push;
 mod security;
+mod voice;
 mod webrtc_calls;

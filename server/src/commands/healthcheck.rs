@@ -66,9 +66,10 @@ mod tests {
 
     #[test]
     fn unspecified_addresses_are_asked_on_loopback() {
-        assert_eq!(target("0.0.0.0:8080".parse().unwrap()), "127.0.0.1:8080".parse().unwrap());
-        assert_eq!(target("[::]:80".parse().unwrap()), "[::1]:80".parse().unwrap());
-        assert_eq!(target("10.1.2.3:9090".parse().unwrap()), "10.1.2.3:9090".parse().unwrap());
+        let at = |text: &str| text.parse::<std::net::SocketAddr>().unwrap();
+        assert_eq!(target(at("0.0.0.0:8080")), at("127.0.0.1:8080"));
+        assert_eq!(target(at("[::]:80")), at("[::1]:80"));
+        assert_eq!(target(at("10.1.2.3:9090")), at("10.1.2.3:9090"));
     }
 
     #[test]

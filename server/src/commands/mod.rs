@@ -165,6 +165,7 @@ async fn serve(global: &GlobalArgs, args: &ServeArgs) -> anyhow::Result<()> {
         turn,
         blobs,
     );
+    services.voice = crate::services::Voice::new(store.clone(), start_sfu(&args.sfu).await?);
     services.conversations.settings = settings::conversations(&args.conversations);
     services.accounts.delete_messages_with_account = services.server_info.delete_messages_with_account;
     if let Some(push) = start_push(global, args, store.clone(), services.delivery.hub().clone())? {
@@ -479,6 +480,35 @@ async fn start_turn(
             Ok((Some(TurnSettings { secret, urls, ttl }), Some(relay)))
         }
     }
+}
+
+/// The SFU of voice channels, unless it is off.
+async fn start_sfu(args: &crate::config::SfuArgs) -> anyhow::Result<Option<kitsulan_sfu::node::Node>> {
+    if !args.enabled {
+        info!("voice channels: no SFU (KITSULAN_SFU=off)");
+        return Ok(None);
+    }
+    let advertise = match args.advertise_ip {
+        Some(ip) => ip,
+        None if !args.listen.ip().is_unspecified() => args.listen.ip(),
+        None => kitsulan_turn::outbound_ip(args.listen.is_ipv4())
+            .context("no address to give devices for the SFU: set KITSULAN_SFU_ADVERTISE_IP")?,
+    };
+    let config = kitsulan_sfu::node::NodeConfig {
+        bind: args.listen,
+        advertise,
+        room: kitsulan_sfu::room::RoomConfig {
+            max_participants: args.room_max as usize,
+            ..kitsulan_sfu::room::RoomConfig::default()
+        },
+        max_participants: args.max_participants as usize,
+        drop_after: Duration::from_secs(10),
+    };
+    let node = kitsulan_sfu::node::Node::start(config)
+        .await
+        .with_context(|| format!("cannot start the SFU on {} (KITSULAN_SFU_LISTEN)", args.listen))?;
+    info!(listen = %node.local_addr(), %advertise, room_max = args.room_max, "voice channels: SFU started");
+    Ok(Some(node))
 }
 
 /// The embedded relay's secret kept in the data dir (`turn-secret`, readable by this user only),

@@ -28,6 +28,7 @@ pub mod server_info;
 pub mod to_device;
 pub mod tokens;
 pub mod totp;
+pub mod voice;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -56,6 +57,7 @@ pub use push::{Push, PushSettings};
 pub use readiness::{NotReady, Readiness};
 pub use server_info::{ServerInfo, StorageBackend};
 pub use to_device::ToDevice;
+pub use voice::Voice;
 
 /// Every service, shared by all transports.
 pub struct Services {
@@ -93,6 +95,8 @@ pub struct Services {
     pub push: Push,
     /// Guilds: channels, roles, invites and moderation.
     pub guilds: Guilds,
+    /// Voice channels over the SFU (off until `commands` starts it).
+    pub voice: Voice,
     /// The blobs on disk, when this server keeps them there (the transport serves their URLs).
     pub disk_blobs: Option<Arc<DiskBlobs>>,
     store: Arc<dyn Store>,
@@ -198,6 +202,7 @@ impl Services {
             disk_blobs: blobs.disk,
             push: Push::off(store.clone()),
             guilds: Guilds::new(store.clone(), delivery.clone(), avatars.clone(), GuildSettings::default()),
+            voice: Voice::new(store.clone(), None),
             delivery,
             auth,
             server_info,

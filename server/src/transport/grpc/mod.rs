@@ -21,6 +21,7 @@ mod pairing;
 mod push;
 mod server_info;
 mod to_device;
+mod voice;
 
 // Record-to-wire conversions the gateway shares.
 pub use attachment::attachment_event;
@@ -45,6 +46,7 @@ use kitsulan_proto::v1::pairing_service_server::PairingServiceServer;
 use kitsulan_proto::v1::push_service_server::PushServiceServer;
 use kitsulan_proto::v1::server_info_service_server::ServerInfoServiceServer;
 use kitsulan_proto::v1::to_device_service_server::ToDeviceServiceServer;
+use kitsulan_proto::v1::voice_service_server::VoiceServiceServer;
 use prost::Message as _;
 use tonic_health::server::HealthReporter;
 
@@ -57,7 +59,7 @@ pub use context::Context;
 pub struct HealthHandle(HealthReporter);
 
 /// The names of our services, as health checks know them.
-const SERVICE_NAMES: [&str; 14] = [
+const SERVICE_NAMES: [&str; 15] = [
     "kitsulan.v1.ServerInfoService",
     "kitsulan.v1.AuthService",
     "kitsulan.v1.AccountService",
@@ -72,6 +74,7 @@ const SERVICE_NAMES: [&str; 14] = [
     "kitsulan.v1.KeyBackupService",
     "kitsulan.v1.PushService",
     "kitsulan.v1.GuildService",
+    "kitsulan.v1.VoiceService",
 ];
 
 impl HealthHandle {
@@ -133,6 +136,7 @@ pub async fn router(context: Context, with_reflection: bool) -> anyhow::Result<(
     )
     .add_service(PushServiceServer::new(push::PushApi(context.clone())).max_decoding_message_size(max))
     .add_service(GuildServiceServer::new(guild::GuildApi(context.clone())).max_decoding_message_size(max))
+    .add_service(VoiceServiceServer::new(voice::VoiceApi(context.clone())).max_decoding_message_size(max))
     .add_service(health);
     let routes = if with_reflection {
         router.add_service(reflection().build_v1()?).add_service(reflection().build_v1alpha()?)

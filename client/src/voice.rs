@@ -1,0 +1,260 @@
+//! A participant of a voice room as the tests and the load generator need one: a real WebRTC
+//! session (the `rtc` stack, over its own UDP socket, with ICE, DTLS and SRTP) that offers one
+//! voice and `slots` streams to hear, sends numbered Opus-shaped packets 20 ms apart, and
+//! records which packets of whom it heard. What it sends is marked, not encoded audio: the SFU
+//! forwards packets without reading them, so the marks are what a test checks.
+//!
+//! Payloads are `[who, number (2 bytes, big-endian), 0xAB…]`, 60 bytes, with an RFC 6464
+//! audio level of -40 dBov in header extension 1.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, ensure};
+use bytes::{Bytes, BytesMut};
+use kitsulan_proto::v1::voice_service_client::VoiceServiceClient;
+use kitsulan_proto::v1::{JoinVoiceRequest, LeaveVoiceRequest};
+use rtc::interceptor::Registry;
+use rtc::peer_connection::configuration::RTCConfigurationBuilder;
+use rtc::peer_connection::configuration::interceptor_registry::register_default_interceptors;
+use rtc::peer_connection::configuration::media_engine::{MIME_TYPE_OPUS, MediaEngine};
+use rtc::peer_connection::event::RTCPeerConnectionEvent;
+use rtc::peer_connection::message::{RTCMessage, TaggedRTCMessage};
+use rtc::peer_connection::sdp::RTCSessionDescription;
+use rtc::peer_connection::state::RTCPeerConnectionState;
+use rtc::peer_connection::transport::{CandidateConfig, CandidateHostConfig, RTCIceCandidate};
+use rtc::peer_connection::{RTCPeerConnection, RTCPeerConnectionBuilder};
+use rtc::rtp_transceiver::rtp_sender::{
+    RTCRtpCodec, RTCRtpCodecParameters, RTCRtpCodingParameters, RTCRtpEncodingParameters,
+    RTCRtpHeaderExtensionCapability, RtpCodecKind,
+};
+use rtc::rtp_transceiver::{RTCRtpSenderId, RTCRtpTransceiverDirection, RTCRtpTransceiverInit};
+use rtc::sansio::Protocol as _;
+use rtc::shared::{TaggedBytesMut, TransportContext, TransportProtocol};
+use tokio::net::UdpSocket;
+use tokio::sync::{mpsc, watch};
+
+impl crate::client::Client {
+    /// `VoiceService`, as this device.
+    pub fn voice(&self) -> VoiceServiceClient<crate::client::Authed> {
+        VoiceServiceClient::with_interceptor(self.channel(), self.headers())
+    }
+
+    /// `JoinVoice`: the SFU's answer to `offer`.
+    pub async fn join_voice(&self, conversation_id: &str, offer: String) -> Result<String, tonic::Status> {
+        let request = JoinVoiceRequest { conversation_id: conversation_id.to_owned(), offer_sdp: offer };
+        Ok(self.voice().join_voice(request).await?.into_inner().answer_sdp)
+    }
+
+    /// `LeaveVoice`.
+    pub async fn leave_voice(&self, conversation_id: &str) -> Result<(), tonic::Status> {
+        let request = LeaveVoiceRequest { conversation_id: conversation_id.to_owned() };
+        self.voice().leave_voice(request).await?;
+        Ok(())
+    }
+}
+
+/// The RFC 6464 audio level header extension.
+const AUDIO_LEVEL_URI: &str = "urn:ietf:params:rtp-hdrext:ssrc-audio-level";
+/// How long after its last packet a participant keeps listening.
+const LINGER: Duration = Duration::from_millis(1_500);
+
+/// What one participant heard: per sender, the packet numbers.
+pub type Heard = BTreeMap<u8, BTreeSet<u16>>;
+
+/// How a participant speaks.
+#[derive(Clone, Copy, Debug)]
+pub struct Speech {
+    /// Packets to send, 20 ms apart.
+    pub packets: u16,
+    /// Vanish without a word (no more packets, no ICE checks) after this many, as a killed app.
+    pub crash_after: Option<u16>,
+    /// Give up after this long.
+    pub deadline: Duration,
+}
+
+fn opus() -> RTCRtpCodec {
+    RTCRtpCodec {
+        mime_type: MIME_TYPE_OPUS.to_owned(),
+        clock_rate: 48_000,
+        channels: 2,
+        sdp_fmtp_line: "minptime=10;useinbandfec=1".to_owned(),
+        rtcp_feedback: vec![],
+    }
+}
+
+/// A participant whose offer is made and whose answer is awaited, then who speaks and listens.
+pub struct VoicePeer {
+    who: u8,
+    pc: RTCPeerConnection,
+    socket: Arc<UdpSocket>,
+    local: SocketAddr,
+    sender: RTCRtpSenderId,
+    ssrc: u32,
+}
+
+impl VoicePeer {
+    /// Participant `who`, on a UDP socket of `ip`, hearing `slots` streams; returns it with its
+    /// SDP offer.
+    pub async fn offer(who: u8, ip: std::net::IpAddr, slots: usize) -> anyhow::Result<(Self, String)> {
+        let socket = Arc::new(UdpSocket::bind(SocketAddr::new(ip, 0)).await?);
+        let local = socket.local_addr()?;
+        let mut media = MediaEngine::default();
+        media.register_codec(
+            RTCRtpCodecParameters { rtp_codec: opus(), payload_type: 111 },
+            RtpCodecKind::Audio,
+        )?;
+        media.register_header_extension(
+            RTCRtpHeaderExtensionCapability { uri: AUDIO_LEVEL_URI.to_owned() },
+            RtpCodecKind::Audio,
+            None,
+        )?;
+        let registry = register_default_interceptors(Registry::new(), &mut media)?;
+        let mut pc = RTCPeerConnectionBuilder::new()
+            .with_configuration(RTCConfigurationBuilder::new().build())
+            .with_media_engine(media)
+            .with_interceptor_registry(registry)
+            .build(Instant::now())?;
+        let ssrc = 0x7000_0000 + u32::from(who);
+        let voice = RTCRtpTransceiverInit {
+            direction: RTCRtpTransceiverDirection::Sendonly,
+            streams: vec![],
+            send_encodings: vec![RTCRtpEncodingParameters {
+                rtp_coding_parameters: RTCRtpCodingParameters { ssrc: Some(ssrc), ..Default::default() },
+                codec: opus(),
+                ..Default::default()
+            }],
+        };
+        pc.add_transceiver_from_kind(RtpCodecKind::Audio, Some(voice))?;
+        for _ in 0..slots {
+            pc.add_transceiver_from_kind(RtpCodecKind::Audio, None)?;
+        }
+        let sender = pc.get_senders().next().context("the voice's sender")?;
+        let candidate = CandidateHostConfig {
+            base_config: CandidateConfig {
+                network: "udp".to_owned(),
+                address: local.ip().to_string(),
+                port: local.port(),
+                component: 1,
+                ..Default::default()
+            },
+            ..Default::default()
+        }
+        .new_candidate_host()?;
+        pc.add_local_candidate(RTCIceCandidate::from(&candidate).to_json()?)?;
+        let offer = pc.create_offer(None)?;
+        pc.set_local_description(Instant::now(), offer)?;
+        let offer = pc.local_description().context("an offer")?.sdp;
+        Ok((Self { who, pc, socket, local, sender, ssrc }, offer))
+    }
+
+    /// Takes the SFU's answer.
+    pub fn accept(&mut self, answer: String) -> anyhow::Result<()> {
+        self.pc.set_remote_description(Instant::now(), RTCSessionDescription::answer(answer)?)?;
+        Ok(())
+    }
+
+    /// Says on `connected` when its session is up, waits for `go`, speaks as `speech` says,
+    /// listens a little longer, and returns what it heard.
+    pub async fn run(
+        mut self,
+        connected: mpsc::Sender<u8>,
+        mut go: watch::Receiver<bool>,
+        speech: Speech,
+    ) -> anyhow::Result<Heard> {
+        let who = self.who;
+        let mut heard = Heard::new();
+        let mut buffer = vec![0u8; 1_500];
+        let mut next_packet: u16 = 0;
+        let mut next_send = Instant::now();
+        let mut done_at: Option<Instant> = None;
+        let deadline = Instant::now() + speech.deadline;
+        loop {
+            while let Some(out) = self.pc.poll_write() {
+                self.socket.send_to(&out.message, out.transport.peer_addr).await?;
+            }
+            while let Some(event) = self.pc.poll_event() {
+                if let RTCPeerConnectionEvent::OnConnectionStateChangeEvent(state) = event {
+                    ensure!(state != RTCPeerConnectionState::Failed, "participant {who}: the session failed");
+                    if state == RTCPeerConnectionState::Connected {
+                        connected.send(who).await?;
+                    }
+                }
+            }
+            while let Some(TaggedRTCMessage { message, .. }) = self.pc.poll_read() {
+                if let RTCMessage::RtpPacket(_, packet) = message
+                    && packet.payload.len() >= 3
+                {
+                    let number = u16::from_be_bytes([packet.payload[1], packet.payload[2]]);
+                    heard.entry(packet.payload[0]).or_default().insert(number);
+                }
+            }
+            let now = Instant::now();
+            ensure!(now < deadline, "participant {who}: out of time, heard {heard:?}");
+            if done_at.is_some_and(|at| now >= at) {
+                break;
+            }
+            if speech.crash_after == Some(next_packet) {
+                // Gone: no goodbye, no more packets, no more ICE checks.
+                return Ok(heard);
+            }
+            let speaking = *go.borrow() && next_packet < speech.packets;
+            if speaking && now >= next_send {
+                self.speak(next_packet, now)?;
+                next_packet += 1;
+                next_send = now + Duration::from_millis(20);
+                if next_packet == speech.packets {
+                    done_at = Some(now + LINGER);
+                }
+                continue;
+            }
+            let mut wake = self.pc.poll_timeout().unwrap_or(now + Duration::from_millis(50));
+            wake = wake.min(now + Duration::from_millis(50));
+            if speaking {
+                wake = wake.min(next_send);
+            }
+            tokio::select! {
+                received = self.socket.recv_from(&mut buffer) => {
+                    let (n, from) = received?;
+                    self.pc.handle_read(TaggedBytesMut {
+                        now: Instant::now(),
+                        transport: TransportContext {
+                            local_addr: self.local,
+                            peer_addr: from,
+                            ecn: None,
+                            transport_protocol: TransportProtocol::UDP,
+                        },
+                        message: BytesMut::from(&buffer[..n]),
+                    })?;
+                }
+                changed = go.changed() => { changed?; }
+                () = tokio::time::sleep(wake.saturating_duration_since(now)) => {
+                    self.pc.handle_timeout(Instant::now())?;
+                }
+            }
+        }
+        self.pc.close()?;
+        Ok(heard)
+    }
+
+    /// Sends packet `number`.
+    fn speak(&mut self, number: u16, now: Instant) -> anyhow::Result<()> {
+        let mut header = rtc::rtp::header::Header {
+            version: 2,
+            payload_type: 111,
+            sequence_number: 40_000u16.wrapping_add(number),
+            timestamp: u32::from(number) * 960,
+            ssrc: self.ssrc,
+            ..Default::default()
+        };
+        header.set_extension(1, Bytes::from_static(&[0x80 | 40]))?;
+        let [high, low] = number.to_be_bytes();
+        let mut payload = vec![self.who, high, low];
+        payload.resize(60, 0xAB);
+        let packet = rtc::rtp::Packet { header, payload: Bytes::from(payload) };
+        self.pc.rtp_sender(self.sender).context("the voice's sender")?.write_rtp(now, packet)?;
+        Ok(())
+    }
+}

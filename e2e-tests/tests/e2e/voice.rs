@@ -1,0 +1,101 @@
+//! Voice channels through the SFU in `kitsulan serve` (docs/calls.md), from outside: three
+//! people join a guild's voice channel with real WebRTC sessions and hear each other through
+//! the server's one UDP port. Each refusal is written as the attack it stops: a stranger joining
+//! a channel of a guild they are not in, a member without CONNECT, a text channel used as a
+//! voice room, malformed and oversized offers.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // A test that cannot go on should stop loudly.
+
+use std::collections::BTreeSet;
+use std::net::{IpAddr, Ipv4Addr};
+use std::time::Duration;
+
+use kitsulan_client::people::{PASSWORD, account_id, start};
+use kitsulan_client::voice::{Speech, VoicePeer};
+use kitsulan_client::{Client, Database, TestServer, assert_refused};
+use kitsulan_proto::v1::{
+    GuildChannelKind, PermissionOverwrite, SetChannelOverwriteRequest, permission_overwrite,
+};
+use tokio::sync::{mpsc, watch};
+
+const CONNECT: u64 = 1 << 12;
+const PACKETS: u16 = 50;
+
+async fn plain(server: &TestServer, username: &str) -> Client {
+    let mut client = Client::connect(&server.url()).await.unwrap();
+    client.sign_up(username, PASSWORD).await.unwrap_or_else(|e| panic!("SignUp of {username}: {e:?}"));
+    client
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_people_hear_each_other_in_a_voice_channel() {
+    let server = start(Database::Sqlite).await;
+    let olga = plain(&server, "olga").await;
+    let bob = plain(&server, "bob").await;
+    let carol = plain(&server, "carol").await;
+    let dave = plain(&server, "dave").await;
+    let mallory = plain(&server, "mallory").await;
+    let guild = olga.create_guild("LAN party").await.unwrap();
+    let id = guild.id.as_str();
+    let channels = olga.get_guild(id).await.unwrap().channels;
+    let lobby = channels.iter().find(|c| c.kind() == GuildChannelKind::Voice).unwrap().id.clone();
+    let general = channels.iter().find(|c| c.name == "general").unwrap().id.clone();
+    let invite = olga.create_invite(id, 0, 0).await.unwrap();
+    for client in [&bob, &carol, &dave] {
+        client.join_guild(&invite.code).await.unwrap();
+    }
+    // Dave may see the lobby but not connect.
+    let no_connect = PermissionOverwrite {
+        target: Some(permission_overwrite::Target::AccountId(account_id(&dave))),
+        allow: 0,
+        deny: CONNECT,
+    };
+    olga.guilds()
+        .set_channel_overwrite(SetChannelOverwriteRequest {
+            channel_id: lobby.clone(),
+            overwrite: Some(no_connect),
+        })
+        .await
+        .unwrap();
+
+    // Refusals, before anything is parsed or set up.
+    let localhost = IpAddr::V4(Ipv4Addr::LOCALHOST);
+    let (_, offer) = VoicePeer::offer(9, localhost, 2).await.unwrap();
+    assert_refused(mallory.join_voice(&lobby, offer.clone()).await, "CONVERSATION_NOT_FOUND");
+    assert_refused(dave.join_voice(&lobby, offer.clone()).await, "NOT_ALLOWED");
+    assert_refused(olga.join_voice(&general, offer.clone()).await, "NOT_A_VOICE_CHANNEL");
+    assert_refused(olga.join_voice("not-an-id", offer.clone()).await, "ID_INVALID");
+    assert_refused(olga.join_voice(&lobby, "v=0\r\n".to_owned()).await, "OFFER_INVALID");
+    assert_refused(olga.join_voice(&lobby, "x".repeat(33 * 1024)).await, "PAYLOAD_TOO_LARGE");
+
+    // Olga, Bob and Carol join and speak.
+    let (go, listening) = watch::channel(false);
+    let (up, mut connected) = mpsc::channel(3);
+    let mut people = Vec::new();
+    for (who, client) in [&olga, &bob, &carol].into_iter().enumerate() {
+        let (mut peer, offer) = VoicePeer::offer(who as u8, localhost, 2).await.unwrap();
+        let answer = client.join_voice(&lobby, offer).await.unwrap();
+        peer.accept(answer).unwrap();
+        let speech = Speech { packets: PACKETS, crash_after: None, deadline: Duration::from_secs(40) };
+        people.push(tokio::spawn(peer.run(up.clone(), listening.clone(), speech)));
+    }
+    for _ in 0..3 {
+        tokio::time::timeout(Duration::from_secs(30), connected.recv())
+            .await
+            .expect("every session comes up");
+    }
+    go.send(true).unwrap();
+    for (who, person) in people.into_iter().enumerate() {
+        let heard = person.await.unwrap().unwrap();
+        assert!(!heard.contains_key(&(who as u8)), "{who} heard themselves");
+        for other in (0..3u8).filter(|o| usize::from(*o) != who) {
+            let got = heard.get(&other).map_or(0, BTreeSet::len);
+            assert!(
+                got >= usize::from(PACKETS) * 95 / 100,
+                "{who} heard {got} of {other}'s {PACKETS} packets"
+            );
+        }
+    }
+    bob.leave_voice(&lobby).await.unwrap();
+    bob.leave_voice(&lobby).await.unwrap();
+}
