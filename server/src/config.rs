@@ -527,6 +527,12 @@ pub struct SfuArgs {
     #[arg(long = "sfu-max-participants", env = "KITSULAN_SFU_MAX_PARTICIPANTS", default_value_t = 200,
           value_parser = clap::value_parser!(u32).range(1..=10_000))]
     pub max_participants: u32,
+
+    /// Seconds after which someone whose connection went silent (no ICE check, no packet: the
+    /// app was killed or the network went) is taken out of the voice channel (2 to 300).
+    #[arg(long = "sfu-drop-after-seconds", env = "KITSULAN_SFU_DROP_AFTER_SECONDS", default_value_t = 10,
+          value_parser = clap::value_parser!(u64).range(2..=300))]
+    pub drop_after_seconds: u64,
 }
 
 /// TURN for calls: the embedded relay (default) or an external coturn.

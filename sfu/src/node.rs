@@ -71,6 +71,10 @@ pub struct NodeConfig {
     /// A participant whose session has been silent this long (no ICE check, no packet: its app
     /// crashed or its network went) is dropped, and its room goes on without it.
     pub drop_after: Duration,
+    /// Told of each participant the node dropped by itself (its session failed or went silent),
+    /// not of those who left through [`Node::leave`]. A full channel loses the news, never the
+    /// packet path's time.
+    pub dropped: Option<mpsc::Sender<ParticipantId>>,
 }
 
 /// Why a participant could not join.
@@ -592,10 +596,13 @@ impl State {
             }
         }
         if let Some(state) = failed {
-            self.remove(
-                participant,
-                if state == RTCPeerConnectionState::Failed { "session failed" } else { "session closed" },
-            );
+            let why =
+                if state == RTCPeerConnectionState::Failed { "session failed" } else { "session closed" };
+            if self.remove(participant, why)
+                && let Some(dropped) = &self.config.dropped
+            {
+                let _ = dropped.try_send(participant);
+            }
         }
     }
 }

@@ -40,6 +40,7 @@ fn node_config(max_participants: usize) -> NodeConfig {
         room: RoomConfig { audio_slots: 9, ..RoomConfig::default() },
         max_participants,
         drop_after: Duration::from_secs(4),
+        dropped: None,
     }
 }
 
@@ -93,7 +94,8 @@ async fn ten_people_hear_each_other_through_the_sfu() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_participant_is_dropped_and_the_others_go_on() {
-    let node = Node::start(node_config(20)).await.unwrap();
+    let (dropped, mut drops) = mpsc::channel(4);
+    let node = Node::start(NodeConfig { dropped: Some(dropped), ..node_config(20) }).await.unwrap();
     let all = a_room_of_ten(&node, Some(20)).await;
     // The nine heard each other throughout, and the vanished one's first packets.
     for (who, heard) in all.iter().enumerate().take(9) {
@@ -110,6 +112,9 @@ async fn a_killed_participant_is_dropped_and_the_others_go_on() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     assert!(node.counters(ParticipantId(1)).await.is_some(), "the others stay");
+    // The server hears of it (and of nobody else: the others closed their sessions, which
+    // the node notices later or never, but nobody left through `leave`).
+    assert_eq!(drops.recv().await, Some(ParticipantId(9)));
 }
 
 #[tokio::test]

@@ -10,11 +10,13 @@ use std::collections::BTreeSet;
 use std::net::{IpAddr, Ipv4Addr};
 use std::time::Duration;
 
-use kitsulan_client::people::{PASSWORD, account_id, start};
+use kitsulan_client::people::{PASSWORD, account_id, online, start_with};
 use kitsulan_client::voice::{Speech, VoicePeer};
-use kitsulan_client::{Client, Database, TestServer, assert_refused};
+use kitsulan_client::{Client, Database, Options, TestServer, assert_refused};
+use kitsulan_proto::v1::event::Body;
 use kitsulan_proto::v1::{
-    GuildChannelKind, PermissionOverwrite, SetChannelOverwriteRequest, permission_overwrite,
+    GuildChannelKind, KickMemberRequest, PermissionOverwrite, SetChannelOverwriteRequest,
+    permission_overwrite,
 };
 use tokio::sync::{mpsc, watch};
 
@@ -27,9 +29,33 @@ async fn plain(server: &TestServer, username: &str) -> Client {
     client
 }
 
+/// Who `client` sees in voice channel `channel` of `guild`, sorted.
+async fn in_voice(client: &Client, guild: &str, channel: &str) -> Vec<String> {
+    let channels = client.get_guild(guild).await.unwrap().channels;
+    let mut ids = channels.into_iter().find(|c| c.id == channel).unwrap().voice_account_ids;
+    ids.sort();
+    ids
+}
+
+/// Waits until `client` sees exactly `expected` in the voice channel.
+async fn until_in_voice(client: &Client, guild: &str, channel: &str, expected: &[String]) {
+    let mut expected = expected.to_vec();
+    expected.sort();
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let now = in_voice(client, guild, channel).await;
+        if now == expected {
+            return;
+        }
+        assert!(std::time::Instant::now() < deadline, "in voice: {now:?}, expected {expected:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_people_hear_each_other_in_a_voice_channel() {
-    let server = start(Database::Sqlite).await;
+    // Someone whose app vanishes is out after 2 s of silence.
+    let server = start_with(Options::new(Database::Sqlite).env("KITSULAN_SFU_DROP_AFTER_SECONDS", "2")).await;
     let olga = plain(&server, "olga").await;
     let bob = plain(&server, "bob").await;
     let carol = plain(&server, "carol").await;
@@ -84,6 +110,10 @@ async fn three_people_hear_each_other_in_a_voice_channel() {
             .await
             .expect("every session comes up");
     }
+    // Everyone in the guild sees who is in the lobby, and Dave's open app hears of changes.
+    let (o, b, c) = (account_id(&olga), account_id(&bob), account_id(&carol));
+    let mut dave_live = online(&server, &dave, "dave").await;
+    until_in_voice(&dave, id, &lobby, &[o, b, c.clone()]).await;
     go.send(true).unwrap();
     for (who, person) in people.into_iter().enumerate() {
         let heard = person.await.unwrap().unwrap();
@@ -96,6 +126,16 @@ async fn three_people_hear_each_other_in_a_voice_channel() {
             );
         }
     }
+    // Bob leaves (leaving again changes nothing), and Dave's app hears the lobby changed.
+    // Carol is kicked from the guild: out of the lobby at once. Olga's app has closed its
+    // session: the SFU drops her after the silence.
     bob.leave_voice(&lobby).await.unwrap();
     bob.leave_voice(&lobby).await.unwrap();
+    let lobby_changed =
+        |e: &kitsulan_proto::v1::Event| matches!(&e.body, Some(Body::Guild(g)) if g.guild_id == id);
+    dave_live.wait_event(Duration::from_secs(10), "the lobby changed", lobby_changed).await.unwrap();
+    let kick = KickMemberRequest { guild_id: id.to_owned(), account_id: c.clone(), reason: String::new() };
+    olga.guilds().kick_member(kick).await.unwrap();
+    assert!(!in_voice(&dave, id, &lobby).await.contains(&c), "a kicked member stays in voice");
+    until_in_voice(&dave, id, &lobby, &[]).await;
 }

@@ -165,7 +165,9 @@ async fn serve(global: &GlobalArgs, args: &ServeArgs) -> anyhow::Result<()> {
         turn,
         blobs,
     );
-    services.voice = crate::services::Voice::new(store.clone(), start_sfu(&args.sfu).await?);
+    if let Some((node, dropped)) = start_sfu(&args.sfu).await? {
+        services.voice.start(node, dropped);
+    }
     services.conversations.settings = settings::conversations(&args.conversations);
     services.accounts.delete_messages_with_account = services.server_info.delete_messages_with_account;
     if let Some(push) = start_push(global, args, store.clone(), services.delivery.hub().clone())? {
@@ -483,7 +485,11 @@ async fn start_turn(
 }
 
 /// The SFU of voice channels, unless it is off.
-async fn start_sfu(args: &crate::config::SfuArgs) -> anyhow::Result<Option<kitsulan_sfu::node::Node>> {
+async fn start_sfu(
+    args: &crate::config::SfuArgs,
+) -> anyhow::Result<
+    Option<(kitsulan_sfu::node::Node, tokio::sync::mpsc::Receiver<kitsulan_sfu::room::ParticipantId>)>,
+> {
     if !args.enabled {
         info!("voice channels: no SFU (KITSULAN_SFU=off)");
         return Ok(None);
@@ -494,6 +500,7 @@ async fn start_sfu(args: &crate::config::SfuArgs) -> anyhow::Result<Option<kitsu
         None => kitsulan_turn::outbound_ip(args.listen.is_ipv4())
             .context("no address to give devices for the SFU: set KITSULAN_SFU_ADVERTISE_IP")?,
     };
+    let (dropped, drops) = tokio::sync::mpsc::channel(256);
     let config = kitsulan_sfu::node::NodeConfig {
         bind: args.listen,
         advertise,
@@ -502,13 +509,14 @@ async fn start_sfu(args: &crate::config::SfuArgs) -> anyhow::Result<Option<kitsu
             ..kitsulan_sfu::room::RoomConfig::default()
         },
         max_participants: args.max_participants as usize,
-        drop_after: Duration::from_secs(10),
+        drop_after: Duration::from_secs(args.drop_after_seconds),
+        dropped: Some(dropped),
     };
     let node = kitsulan_sfu::node::Node::start(config)
         .await
         .with_context(|| format!("cannot start the SFU on {} (KITSULAN_SFU_LISTEN)", args.listen))?;
     info!(listen = %node.local_addr(), %advertise, room_max = args.room_max, "voice channels: SFU started");
-    Ok(Some(node))
+    Ok(Some((node, drops)))
 }
 
 /// The embedded relay's secret kept in the data dir (`turn-secret`, readable by this user only),

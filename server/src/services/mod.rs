@@ -95,7 +95,7 @@ pub struct Services {
     pub push: Push,
     /// Guilds: channels, roles, invites and moderation.
     pub guilds: Guilds,
-    /// Voice channels over the SFU (off until `commands` starts it).
+    /// Voice channels over the SFU (off until `commands` starts it: [`Voice::start`]).
     pub voice: Voice,
     /// The blobs on disk, when this server keeps them there (the transport serves their URLs).
     pub disk_blobs: Option<Arc<DiskBlobs>>,
@@ -165,6 +165,7 @@ impl Services {
             settings: blobs.settings.clone(),
             decodes: Arc::new(tokio::sync::Semaphore::new(avatars::MAX_DECODES)),
         };
+        let voice = Voice::new(store.clone(), delivery.clone());
         Self {
             readiness: Readiness::new(store.clone()),
             accounts: Accounts { auth: auth.clone(), delete_messages_with_account: false },
@@ -201,8 +202,14 @@ impl Services {
             },
             disk_blobs: blobs.disk,
             push: Push::off(store.clone()),
-            guilds: Guilds::new(store.clone(), delivery.clone(), avatars.clone(), GuildSettings::default()),
-            voice: Voice::new(store.clone(), None),
+            guilds: Guilds::new(
+                store.clone(),
+                delivery.clone(),
+                avatars.clone(),
+                voice.clone(),
+                GuildSettings::default(),
+            ),
+            voice: voice.clone(),
             delivery,
             auth,
             server_info,

@@ -6,44 +6,87 @@
 //! it away), as the guild's permissions say on each join; a channel it cannot see is
 //! `CONVERSATION_NOT_FOUND`, like one that does not exist. One device is in one room at a time,
 //! so a flood of joins from one device holds one place. The room and the node cap how many are
-//! in; the offer is bounded before it is parsed.
+//! in; the offer is bounded before it is parsed. Who is in a voice channel is shown only with the
+//! channel, to those who can see it (`GetGuild`).
 
-use std::collections::HashMap;
-use std::sync::Arc;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 
 use kitsulan_sfu::node::{JoinRefusal, Node};
 use kitsulan_sfu::room::{JoinError, ParticipantId};
-use tokio::sync::Mutex;
+use tokio::sync::{Mutex, mpsc};
 
+use super::delivery::Delivery;
 use super::guilds::channel_access;
 use super::guilds::permissions::Permissions as P;
 use super::{Caller, Error, ErrorReason};
-use crate::ids::{ChannelId, ConversationId, DeviceId};
+use crate::ids::{AccountId, ChannelId, ConversationId, DeviceId, GuildId};
 use crate::store::{GuildChannelKind, Store};
 
 /// The largest offer taken (a browser's is a few KiB).
 pub const MAX_OFFER_BYTES: usize = 32 * 1024;
 
+/// A device in a room.
+#[derive(Clone, Copy, Debug)]
+struct Seat {
+    channel: ConversationId,
+    guild: GuildId,
+    account: AccountId,
+    participant: ParticipantId,
+}
+
+struct Inner {
+    store: Arc<dyn Store>,
+    delivery: Delivery,
+    /// Unset while the SFU is off.
+    node: OnceLock<Node>,
+    /// Who is in which room.
+    seats: Mutex<HashMap<DeviceId, Seat>>,
+    next: AtomicU64,
+}
+
 /// Voice channels over this server's SFU.
 #[derive(Clone)]
-pub struct Voice {
-    store: Arc<dyn Store>,
-    /// `None` when the SFU is off.
-    node: Option<Node>,
-    /// Which room each device is in, as which participant.
-    rooms: Arc<Mutex<HashMap<DeviceId, (ConversationId, ParticipantId)>>>,
-    next: Arc<AtomicU64>,
-}
+pub struct Voice(Arc<Inner>);
 
 fn not_found() -> Error {
     Error::not_found(ErrorReason::ConversationNotFound, "no such conversation")
 }
 
 impl Voice {
-    /// Voice over `node` (`None`: the SFU is off, and joins are refused).
-    pub fn new(store: Arc<dyn Store>, node: Option<Node>) -> Self {
-        Self { store, node, rooms: Arc::default(), next: Arc::new(AtomicU64::new(1)) }
+    /// Voice channels with no SFU yet ([`Voice::start`] gives it one): joins are refused.
+    pub fn new(store: Arc<dyn Store>, delivery: Delivery) -> Self {
+        Self(Arc::new(Inner {
+            store,
+            delivery,
+            node: OnceLock::new(),
+            seats: Mutex::default(),
+            next: AtomicU64::new(1),
+        }))
+    }
+
+    /// Runs voice channels over `node`, taking out those it reports on `dropped` (their app
+    /// vanished) until that channel closes.
+    pub fn start(&self, node: Node, mut dropped: mpsc::Receiver<ParticipantId>) {
+        if self.0.node.set(node).is_err() {
+            tracing::warn!("the SFU was started twice; keeping the first");
+            return;
+        }
+        let voice = self.clone();
+        tokio::spawn(async move {
+            while let Some(participant) = dropped.recv().await {
+                let seat = {
+                    let mut seats = voice.0.seats.lock().await;
+                    let device = seats.iter().find(|(_, s)| s.participant == participant).map(|(d, _)| *d);
+                    device.and_then(|device| seats.remove(&device))
+                };
+                if let Some(seat) = seat {
+                    tracing::info!(channel = %seat.channel, account = %seat.account, "dropped from voice");
+                    voice.tell(seat.guild).await;
+                }
+            }
+        });
     }
 
     /// Puts the caller's device into voice channel `id`'s room with its SDP `offer`; returns
@@ -56,7 +99,8 @@ impl Voice {
             ));
         }
         let channel = ChannelId::from_uuid(id.as_uuid());
-        let access = channel_access(&*self.store, caller.account_id, channel).await?.ok_or_else(not_found)?;
+        let access =
+            channel_access(&*self.0.store, caller.account_id, channel).await?.ok_or_else(not_found)?;
         if access.channel.kind != GuildChannelKind::Voice {
             return Err(Error::precondition(ErrorReason::NotAVoiceChannel, "this is not a voice channel"));
         }
@@ -66,32 +110,90 @@ impl Voice {
                 message: "your roles do not allow you to connect to this voice channel".to_owned(),
             });
         }
-        let node = self.node.as_ref().ok_or_else(|| {
+        let node = self.0.node.get().ok_or_else(|| {
             Error::precondition(ErrorReason::VoiceUnavailable, "voice channels are off on this server")
         })?;
-        let mut rooms = self.rooms.lock().await;
+        let guild = access.channel.guild_id;
+        let mut seats = self.0.seats.lock().await;
         // One room at a time: joining again (here or elsewhere) leaves the one before.
-        if let Some((_, before)) = rooms.remove(&caller.device_id) {
-            node.leave(before).await;
+        let before = seats.remove(&caller.device_id);
+        if let Some(before) = before {
+            node.leave(before.participant).await;
         }
-        let participant = ParticipantId(self.next.fetch_add(1, Ordering::Relaxed));
-        let answer = node.join(id.as_uuid().as_u128(), participant, offer).await.map_err(refusal)?;
-        rooms.insert(caller.device_id, (id, participant));
-        tracing::info!(channel = %id, device = %caller.device_id, participant = participant.0, "joined voice");
-        Ok(answer)
+        let participant = ParticipantId(self.0.next.fetch_add(1, Ordering::Relaxed));
+        let joined = node.join(id.as_uuid().as_u128(), participant, offer).await.map_err(refusal);
+        if joined.is_ok() {
+            let seat = Seat { channel: id, guild, account: caller.account_id, participant };
+            seats.insert(caller.device_id, seat);
+            tracing::info!(channel = %id, device = %caller.device_id, participant = participant.0, "joined voice");
+        }
+        drop(seats);
+        if let Some(before) = before.filter(|b| b.guild != guild) {
+            self.tell(before.guild).await;
+        }
+        if joined.is_ok() || before.is_some() {
+            self.tell(guild).await;
+        }
+        joined
     }
 
     /// Takes the caller's device out of voice channel `id`'s room, if it is there.
     pub async fn leave(&self, caller: &Caller, id: ConversationId) -> Result<(), Error> {
-        let Some(node) = &self.node else { return Ok(()) };
-        let mut rooms = self.rooms.lock().await;
-        if let Some((room, participant)) = rooms.get(&caller.device_id).copied()
-            && room == id
-        {
-            rooms.remove(&caller.device_id);
-            node.leave(participant).await;
+        let Some(node) = self.0.node.get() else { return Ok(()) };
+        let seat = {
+            let mut seats = self.0.seats.lock().await;
+            match seats.get(&caller.device_id) {
+                Some(seat) if seat.channel == id => seats.remove(&caller.device_id),
+                _ => None,
+            }
+        };
+        if let Some(seat) = seat {
+            node.leave(seat.participant).await;
+            self.tell(seat.guild).await;
         }
         Ok(())
+    }
+
+    /// Takes out of guild `guild`'s voice channels `account` (or everyone), in `channel` (or in
+    /// all of them): those who lost the guild (a kick, a ban, leaving, its deletion) or the
+    /// channel (deleted), at once, whatever their sessions say.
+    pub async fn evict(&self, guild: GuildId, account: Option<AccountId>, channel: Option<ConversationId>) {
+        let Some(node) = self.0.node.get() else { return };
+        let gone: Vec<Seat> = {
+            let mut seats = self.0.seats.lock().await;
+            let devices: Vec<DeviceId> = seats
+                .iter()
+                .filter(|(_, s)| {
+                    s.guild == guild
+                        && account.is_none_or(|a| a == s.account)
+                        && channel.is_none_or(|c| c == s.channel)
+                })
+                .map(|(d, _)| *d)
+                .collect();
+            devices.into_iter().filter_map(|d| seats.remove(&d)).collect()
+        };
+        for seat in &gone {
+            node.leave(seat.participant).await;
+        }
+        if !gone.is_empty() {
+            tracing::info!(%guild, evicted = gone.len(), "taken out of voice channels");
+            self.tell(guild).await;
+        }
+    }
+
+    /// Who is in voice channel `id` now (each account once, however many of its devices).
+    pub async fn occupants(&self, id: ConversationId) -> Vec<AccountId> {
+        let seats = self.0.seats.lock().await;
+        let accounts: BTreeSet<AccountId> =
+            seats.values().filter(|s| s.channel == id).map(|s| s.account).collect();
+        accounts.into_iter().collect()
+    }
+
+    /// Tells guild `guild`'s members that who is in its voice channels changed.
+    async fn tell(&self, guild: GuildId) {
+        if let Err(e) = super::guilds::tell_members(&*self.0.store, &self.0.delivery, guild).await {
+            tracing::warn!(%guild, error = %e, "cannot tell a guild who is in its voice channels");
+        }
     }
 }
 

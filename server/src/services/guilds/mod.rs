@@ -81,6 +81,8 @@ pub struct Guilds {
     avatars: super::Avatars,
     pub(super) limiter: RateLimiter,
     pub(super) delivery: Delivery,
+    /// Who is in the voice channels (and takes out those who lose the guild).
+    voice: super::Voice,
     /// Its limits.
     pub settings: GuildSettings,
 }
@@ -116,6 +118,8 @@ pub struct ChannelView {
     pub private: bool,
     /// Whether the caller may see its overwrites (MANAGE_ROLES or MANAGE_CHANNELS there).
     pub show_overwrites: bool,
+    /// A voice channel: who is in it now.
+    pub voice: Vec<AccountId>,
 }
 
 /// A channel or category to make.
@@ -513,9 +517,10 @@ impl Guilds {
         store: Arc<dyn Store>,
         delivery: Delivery,
         avatars: super::Avatars,
+        voice: super::Voice,
         settings: GuildSettings,
     ) -> Self {
-        Self { limiter: RateLimiter::new(store.clone()), store, avatars, delivery, settings }
+        Self { limiter: RateLimiter::new(store.clone()), store, avatars, delivery, voice, settings }
     }
 
     /// Tells the devices of `removed` that they are no longer in the guild, and those of its
@@ -622,6 +627,11 @@ impl Guilds {
             if !show_overwrites {
                 channel.overwrites.clear();
             }
+            let voice = if channel.kind == GuildChannelKind::Voice && permissions.contains(P::VIEW_CHANNEL) {
+                self.voice.occupants(channel.id.conversation()).await
+            } else {
+                Vec::new()
+            };
             channels.push(ChannelView {
                 read_seq: reads.get(&channel.id).copied().unwrap_or(0),
                 mention_count: mentions.get(&channel.id).copied().unwrap_or(0),
@@ -629,6 +639,7 @@ impl Guilds {
                 channel,
                 permissions,
                 show_overwrites,
+                voice,
             });
         }
         let permissions = view.in_guild(now);
@@ -675,6 +686,7 @@ impl Guilds {
         }
         let members = member_ids(&*self.store, id).await?;
         self.store.delete_guild(id).await?;
+        self.voice.evict(id, None, None).await;
         self.avatars.forget_guild_icon(view.guild.icon_id).await;
         tracing::info!(guild = %id, owner = %caller.account_id, "guild deleted");
         self.announce(id, &members, false).await?;
@@ -694,6 +706,7 @@ impl Guilds {
         if self.store.leave_guild(id, caller.account_id).await? {
             self.announce(id, &[caller.account_id], false).await?;
             self.wake_sealed(sealed, caller.account_id).await?;
+            self.voice.evict(id, Some(caller.account_id), None).await;
         }
         Ok(())
     }
@@ -834,6 +847,7 @@ impl Guilds {
         if !self.store.delete_channel(id, &entry).await? {
             return Err(channel_not_found());
         }
+        self.voice.evict(channel.guild_id, None, Some(id.conversation())).await;
         self.announce(channel.guild_id, &[], true).await
     }
 
@@ -1167,6 +1181,7 @@ impl Guilds {
         }
         tracing::info!(guild = %id, by = %caller.account_id, member = %account, "member kicked");
         self.announce(id, &[account], false).await?;
+        self.voice.evict(id, Some(account), None).await;
         self.wake_sealed(sealed, account).await
     }
 
@@ -1202,6 +1217,7 @@ impl Guilds {
             if member {
                 self.announce(id, &[account], false).await?;
                 self.wake_sealed(sealed, account).await?;
+                self.voice.evict(id, Some(account), None).await;
             }
         }
         if !delete_messages.is_zero() {
@@ -1519,6 +1535,7 @@ fn managed(view: &GuildView, channel: ChannelRecord) -> ChannelView {
         read_seq: 0,
         mention_count: 0,
         show_overwrites: true,
+        voice: Vec::new(),
     }
 }
 

@@ -72,11 +72,16 @@ fn channel(
         read_seq,
         mention_count: u32::try_from(mention_count).unwrap_or(u32::MAX),
         private,
+        voice_account_ids: Vec::new(),
     }
 }
 
 fn channel_view(v: ChannelView) -> pb::GuildChannel {
-    channel(v.channel, v.permissions.bits(), v.read_seq, v.mention_count, v.private)
+    let voice = v.voice.iter().map(ToString::to_string).collect();
+    pb::GuildChannel {
+        voice_account_ids: voice,
+        ..channel(v.channel, v.permissions.bits(), v.read_seq, v.mention_count, v.private)
+    }
 }
 
 fn role(r: GuildRoleRecord) -> pb::GuildRole {
