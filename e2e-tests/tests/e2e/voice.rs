@@ -113,7 +113,7 @@ async fn three_people_hear_each_other_in_a_voice_channel() {
     // Everyone in the guild sees who is in the lobby, and Dave's open app hears of changes.
     let (o, b, c) = (account_id(&olga), account_id(&bob), account_id(&carol));
     let mut dave_live = online(&server, &dave, "dave").await;
-    until_in_voice(&dave, id, &lobby, &[o, b, c.clone()]).await;
+    until_in_voice(&dave, id, &lobby, &[o, b.clone(), c.clone()]).await;
     go.send(true).unwrap();
     for (who, person) in people.into_iter().enumerate() {
         let heard = person.await.unwrap().unwrap();
@@ -126,16 +126,43 @@ async fn three_people_hear_each_other_in_a_voice_channel() {
             );
         }
     }
-    // Bob leaves (leaving again changes nothing), and Dave's app hears the lobby changed.
-    // Carol is kicked from the guild: out of the lobby at once. Olga's app has closed its
-    // session: the SFU drops her after the silence.
-    bob.leave_voice(&lobby).await.unwrap();
-    bob.leave_voice(&lobby).await.unwrap();
+    // Their apps closed their sessions: the SFU drops them, and the list empties.
+    until_in_voice(&dave, id, &lobby, &[]).await;
+
+    // Carol and Bob come back and stay (sessions up, speaking for a while).
+    let stay = Speech { packets: 1_000, crash_after: None, deadline: Duration::from_secs(60) };
+    let (up, mut connected) = mpsc::channel(2);
+    let mut back = Vec::new();
+    for (who, client) in [(1u8, &bob), (2, &carol)] {
+        let (mut peer, offer) = VoicePeer::offer(who, localhost, 2).await.unwrap();
+        peer.accept(client.join_voice(&lobby, offer).await.unwrap()).unwrap();
+        back.push(tokio::spawn(peer.run(up.clone(), listening.clone(), stay)));
+    }
+    for _ in 0..2 {
+        tokio::time::timeout(Duration::from_secs(30), connected.recv()).await.expect("back in");
+    }
+    until_in_voice(&dave, id, &lobby, &[b.clone(), c.clone()]).await;
+    // Olga takes CONNECT from Carol in the lobby: Carol is out at once.
+    let no_connect = SetChannelOverwriteRequest {
+        channel_id: lobby.clone(),
+        overwrite: Some(PermissionOverwrite {
+            target: Some(permission_overwrite::Target::AccountId(c.clone())),
+            allow: 0,
+            deny: CONNECT,
+        }),
+    };
+    olga.guilds().set_channel_overwrite(no_connect).await.unwrap();
+    assert_eq!(in_voice(&dave, id, &lobby).await, [b.clone()], "Carol stays in voice without CONNECT");
+    // Bob is kicked from the guild: out at once, and Dave's app hears the lobby changed.
+    let kick = KickMemberRequest { guild_id: id.to_owned(), account_id: b.clone(), reason: String::new() };
+    olga.guilds().kick_member(kick).await.unwrap();
+    assert!(in_voice(&dave, id, &lobby).await.is_empty(), "a kicked member stays in voice");
     let lobby_changed =
         |e: &kitsulan_proto::v1::Event| matches!(&e.body, Some(Body::Guild(g)) if g.guild_id == id);
     dave_live.wait_event(Duration::from_secs(10), "the lobby changed", lobby_changed).await.unwrap();
-    let kick = KickMemberRequest { guild_id: id.to_owned(), account_id: c.clone(), reason: String::new() };
-    olga.guilds().kick_member(kick).await.unwrap();
-    assert!(!in_voice(&dave, id, &lobby).await.contains(&c), "a kicked member stays in voice");
-    until_in_voice(&dave, id, &lobby, &[]).await;
+    // Leaving a room one is no longer in changes nothing.
+    carol.leave_voice(&lobby).await.unwrap();
+    for task in back {
+        task.abort();
+    }
 }

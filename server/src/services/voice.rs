@@ -181,6 +181,43 @@ impl Voice {
         }
     }
 
+    /// Takes out of guild `guild`'s voice channels everyone who may no longer be there (its
+    /// roles, overwrites or a timeout took `CONNECT` or the channel away): called whenever what
+    /// members may do there changed.
+    pub async fn recheck(&self, guild: GuildId) {
+        let Some(node) = self.0.node.get() else { return };
+        let seated: Vec<(DeviceId, Seat)> = {
+            let seats = self.0.seats.lock().await;
+            seats.iter().filter(|(_, s)| s.guild == guild).map(|(d, s)| (*d, *s)).collect()
+        };
+        let mut gone = Vec::new();
+        for (device, seat) in seated {
+            let channel = ChannelId::from_uuid(seat.channel.as_uuid());
+            let allowed = match channel_access(&*self.0.store, seat.account, channel).await {
+                Ok(access) => access.is_some_and(|a| a.permissions.contains(P::CONNECT)),
+                Err(e) => {
+                    tracing::warn!(%guild, error = %e, "cannot recheck who may be in voice");
+                    continue;
+                }
+            };
+            if !allowed {
+                gone.push(device);
+            }
+        }
+        let removed: Vec<Seat> = {
+            let mut seats = self.0.seats.lock().await;
+            // Only those still in the seat that was checked (not one rejoined meanwhile).
+            gone.into_iter().filter_map(|device| seats.remove(&device)).collect()
+        };
+        for seat in &removed {
+            node.leave(seat.participant).await;
+            tracing::info!(channel = %seat.channel, account = %seat.account, "lost CONNECT: out of voice");
+        }
+        if !removed.is_empty() {
+            self.tell(guild).await;
+        }
+    }
+
     /// Who is in voice channel `id` now (each account once, however many of its devices).
     pub async fn occupants(&self, id: ConversationId) -> Vec<AccountId> {
         let seats = self.0.seats.lock().await;

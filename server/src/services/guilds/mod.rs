@@ -529,6 +529,10 @@ impl Guilds {
     /// work out again which channels they follow; without it only the guild's details or who
     /// is in it changed.
     async fn announce(&self, id: GuildId, removed: &[AccountId], access: bool) -> Result<(), Error> {
+        if access {
+            // Someone who may no longer connect (or see) leaves its voice channels now.
+            self.voice.recheck(id).await;
+        }
         tell(&self.delivery, guild_event(id, true, false), removed.to_vec()).await;
         let members = member_ids(&*self.store, id).await?;
         tell(&self.delivery, guild_event(id, false, !access), members).await;
