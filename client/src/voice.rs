@@ -5,7 +5,10 @@
 //! forwards packets without reading them, so the marks are what a test checks.
 //!
 //! Payloads are `[who, number (2 bytes, big-endian), 0xAB…]`, 60 bytes, with an RFC 6464
-//! audio level of -40 dBov in header extension 1.
+//! audio level of -40 dBov in header extension 1. With a room key ([`Speech::room_key`]) each
+//! payload is sealed as an SFrame frame (`kitsulan_crypto::sframe`, `KID` = who, `CTR` = number)
+//! and opened on arrival: a payload that arrives in the clear, or does not authenticate, is an
+//! error, so a test through the SFU shows it forwarded only ciphertext it could not change.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
@@ -14,6 +17,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, ensure};
 use bytes::{Bytes, BytesMut};
+use kitsulan_crypto::sframe;
 use kitsulan_proto::v1::voice_service_client::VoiceServiceClient;
 use kitsulan_proto::v1::{JoinVoiceRequest, LeaveVoiceRequest};
 use rtc::interceptor::Registry;
@@ -73,6 +77,8 @@ pub struct Speech {
     pub crash_after: Option<u16>,
     /// Give up after this long.
     pub deadline: Duration,
+    /// The room's SFrame base key: seal what is sent, open what arrives.
+    pub room_key: Option<[u8; 16]>,
 }
 
 fn opus() -> RTCRtpCodec {
@@ -171,6 +177,8 @@ impl VoicePeer {
         let mut next_send = Instant::now();
         let mut done_at: Option<Instant> = None;
         let deadline = Instant::now() + speech.deadline;
+        let mut keys: std::collections::HashMap<u64, sframe::FrameKey> = std::collections::HashMap::new();
+        let own = speech.room_key.map(|base| sframe::FrameKey::derive(&base, u64::from(who)));
         loop {
             while let Some(out) = self.pc.poll_write() {
                 self.socket.send_to(&out.message, out.transport.peer_addr).await?;
@@ -184,11 +192,35 @@ impl VoicePeer {
                 }
             }
             while let Some(TaggedRTCMessage { message, .. }) = self.pc.poll_read() {
-                if let RTCMessage::RtpPacket(_, packet) = message
-                    && packet.payload.len() >= 3
-                {
-                    let number = u16::from_be_bytes([packet.payload[1], packet.payload[2]]);
-                    heard.entry(packet.payload[0]).or_default().insert(number);
+                if let RTCMessage::RtpPacket(_, packet) = message {
+                    let payload = match &speech.room_key {
+                        None => packet.payload.to_vec(),
+                        Some(base) => {
+                            ensure!(
+                                !(packet.payload.len() == 60
+                                    && packet.payload[3..].iter().all(|b| *b == 0xAB)),
+                                "participant {who}: a payload arrived in the clear"
+                            );
+                            let (kid, _, plaintext) = sframe::open(
+                                |kid| {
+                                    keys.entry(kid).or_insert_with(|| sframe::FrameKey::derive(base, kid));
+                                    keys.get(&kid)
+                                },
+                                b"",
+                                &packet.payload,
+                            )
+                            .map_err(|e| anyhow::anyhow!("participant {who}: a frame did not open: {e}"))?;
+                            ensure!(
+                                u64::from(plaintext[0]) == kid,
+                                "participant {who}: a frame under another's key"
+                            );
+                            plaintext
+                        }
+                    };
+                    if payload.len() >= 3 {
+                        let number = u16::from_be_bytes([payload[1], payload[2]]);
+                        heard.entry(payload[0]).or_default().insert(number);
+                    }
                 }
             }
             let now = Instant::now();
@@ -202,7 +234,7 @@ impl VoicePeer {
             }
             let speaking = *go.borrow() && next_packet < speech.packets;
             if speaking && now >= next_send {
-                self.speak(next_packet, now)?;
+                self.speak(next_packet, now, own.as_ref())?;
                 next_packet += 1;
                 next_send = now + Duration::from_millis(20);
                 if next_packet == speech.packets {
@@ -239,8 +271,8 @@ impl VoicePeer {
         Ok(heard)
     }
 
-    /// Sends packet `number`.
-    fn speak(&mut self, number: u16, now: Instant) -> anyhow::Result<()> {
+    /// Sends packet `number`, sealed with `key` if there is one.
+    fn speak(&mut self, number: u16, now: Instant, key: Option<&sframe::FrameKey>) -> anyhow::Result<()> {
         let mut header = rtc::rtp::header::Header {
             version: 2,
             payload_type: 111,
@@ -253,6 +285,9 @@ impl VoicePeer {
         let [high, low] = number.to_be_bytes();
         let mut payload = vec![self.who, high, low];
         payload.resize(60, 0xAB);
+        if let Some(key) = key {
+            payload = key.seal(u64::from(number), b"", &payload);
+        }
         let packet = rtc::rtp::Packet { header, payload: Bytes::from(payload) };
         self.pc.rtp_sender(self.sender).context("the voice's sender")?.write_rtp(now, packet)?;
         Ok(())

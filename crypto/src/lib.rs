@@ -53,6 +53,7 @@ pub mod olm;
 pub mod pairing;
 pub mod pickle;
 pub mod sas;
+pub mod sframe;
 pub mod verification;
 #[cfg(all(target_arch = "wasm32", feature = "wasm"))]
 pub mod wasm;

@@ -30,7 +30,10 @@ async fn person(
         VoicePeer::offer(who, IpAddr::V4(Ipv4Addr::LOCALHOST), PEOPLE as usize - 1).await?;
     let answer = node.join(ROOM, ParticipantId(u64::from(who)), offer).await?;
     peer.accept(answer)?;
-    peer.run(connected, go, Speech { packets: PACKETS, crash_after, deadline: Duration::from_secs(40) }).await
+    // Frames sealed end to end (SFrame): the SFU forwards what it cannot read or change.
+    let speech =
+        Speech { packets: PACKETS, crash_after, deadline: Duration::from_secs(40), room_key: Some([42; 16]) };
+    peer.run(connected, go, speech).await
 }
 
 fn node_config(max_participants: usize) -> NodeConfig {

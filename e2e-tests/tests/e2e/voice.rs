@@ -102,7 +102,12 @@ async fn three_people_hear_each_other_in_a_voice_channel() {
         let (mut peer, offer) = VoicePeer::offer(who as u8, localhost, 2).await.unwrap();
         let answer = client.join_voice(&lobby, offer).await.unwrap();
         peer.accept(answer).unwrap();
-        let speech = Speech { packets: PACKETS, crash_after: None, deadline: Duration::from_secs(40) };
+        let speech = Speech {
+            packets: PACKETS,
+            crash_after: None,
+            deadline: Duration::from_secs(40),
+            room_key: Some([7; 16]),
+        };
         people.push(tokio::spawn(peer.run(up.clone(), listening.clone(), speech)));
     }
     for _ in 0..3 {
@@ -130,7 +135,8 @@ async fn three_people_hear_each_other_in_a_voice_channel() {
     until_in_voice(&dave, id, &lobby, &[]).await;
 
     // Carol and Bob come back and stay (sessions up, speaking for a while).
-    let stay = Speech { packets: 1_000, crash_after: None, deadline: Duration::from_secs(60) };
+    let stay =
+        Speech { packets: 1_000, crash_after: None, deadline: Duration::from_secs(60), room_key: None };
     let (up, mut connected) = mpsc::channel(2);
     let mut back = Vec::new();
     for (who, client) in [(1u8, &bob), (2, &carol)] {
