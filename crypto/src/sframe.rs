@@ -261,6 +261,21 @@ mod tests {
     }
 
     #[test]
+    fn keys_and_a_whole_frame_match_an_independent_implementation() {
+        // Computed with pyca/cryptography's HKDF, AES-CTR and HMAC from the RFC's text, for the
+        // base key 00…0f, KID 0x123 and CTR 0x4567 (the parameters of RFC 9605 Appendix C.3).
+        let base = hex("000102030405060708090a0b0c0d0e0f");
+        let key = FrameKey::derive(&base, 0x123);
+        let expected = hex(
+            "3f7d9a7c83ae8e1c8a11ae695ab59314 b367e359fadac7b9c46b2bc6f81f46e1 6b96f0811868d59402b7e870102720b3",
+        );
+        assert_eq!((&key.enc[..], &key.auth[..]), (&expected[..16], &expected[16..]));
+        assert_eq!(key.salt.to_vec(), hex("50b29329a04dc0f184ac3168"));
+        let frame = key.seal(0x4567, b"IETF SFrame WG", b"draft-ietf-sframe-enc");
+        assert_eq!(frame, hex("9901234567449408b6f490086165b9d6f62b24ae1a59a56486b4ae8ed036b88912e24f11"));
+    }
+
+    #[test]
     fn headers_round_trip_at_every_length() {
         for (kid, ctr) in
             [(0, 0), (7, 7), (8, 8), (0xFF, 0x100), (u64::MAX, 1), (1, u64::MAX), (0x1234, 0xABCDEF)]
