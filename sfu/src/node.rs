@@ -8,7 +8,9 @@
 //! level in the RFC 6464 extension if it has one) and up to [`RoomConfig::audio_slots`]
 //! `recvonly` audio sections (what it hears); [`Node::join`] answers with the SFU's one host
 //! candidate and a fixed SSRC per slot. Packets on the one port are told apart by the ICE
-//! username of their first STUN check (each session has its own), then by address.
+//! username of their STUN checks (each session has its own), then by address: every address a
+//! session's checks came from (a device checks from each of its interfaces, and ICE may pick any
+//! of them), up to [`MAX_ADDRESSES`].
 //!
 //! # Containment
 //!
@@ -54,6 +56,8 @@ pub const AUDIO_LEVEL_URI: &str = "urn:ietf:params:rtp-hdrext:ssrc-audio-level";
 const OPUS_PAYLOAD_TYPE: u8 = 111;
 /// The largest datagram taken in (bigger ones are not RTP, STUN or DTLS we speak).
 const MAX_DATAGRAM: usize = 1_500;
+/// Addresses one session may send from (one per candidate pair it checks).
+pub const MAX_ADDRESSES: usize = 8;
 /// Commands waiting for the node's task, at most.
 const COMMAND_QUEUE: usize = 256;
 
@@ -115,6 +119,20 @@ enum Command {
         participant: ParticipantId,
         reply: oneshot::Sender<Option<Counters>>,
     },
+    Stats {
+        reply: oneshot::Sender<NodeStats>,
+    },
+}
+
+/// What a node holds now.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct NodeStats {
+    /// Sessions (participants), over all rooms.
+    pub sessions: usize,
+    /// Rooms with someone in them.
+    pub rooms: usize,
+    /// Addresses matched to sessions.
+    pub addresses: usize,
 }
 
 /// A running SFU node.
@@ -173,6 +191,15 @@ impl Node {
         done.await.unwrap_or(false)
     }
 
+    /// What the node holds now.
+    pub async fn stats(&self) -> NodeStats {
+        let (reply, stats) = oneshot::channel();
+        if self.commands.send(Command::Stats { reply }).await.is_err() {
+            return NodeStats::default();
+        }
+        stats.await.unwrap_or_default()
+    }
+
     /// What `participant` sent and received.
     pub async fn counters(&self, participant: ParticipantId) -> Option<Counters> {
         let (reply, counters) = oneshot::channel();
@@ -187,7 +214,8 @@ struct Peer {
     ufrag: String,
     /// Its slots' senders, in slot order, each with its SSRC and negotiated Opus payload type.
     slots: Vec<(RTCRtpSenderId, u32, u8)>,
-    addr: Option<SocketAddr>,
+    /// The addresses its checks came from.
+    addrs: Vec<SocketAddr>,
 }
 
 struct State {
@@ -335,6 +363,13 @@ impl State {
             Command::Leave { participant, reply } => {
                 let _ = reply.send(self.remove(participant, "left"));
             }
+            Command::Stats { reply } => {
+                let _ = reply.send(NodeStats {
+                    sessions: self.peers.len(),
+                    rooms: self.rooms.len(),
+                    addresses: self.by_addr.len(),
+                });
+            }
             Command::Counters { participant, reply } => {
                 let counters = self
                     .peers
@@ -374,7 +409,7 @@ impl State {
             }
         };
         self.by_ufrag.insert(ufrag.clone(), participant);
-        self.peers.insert(participant, Peer { pc, room: key, ufrag, slots, addr: None });
+        self.peers.insert(participant, Peer { pc, room: key, ufrag, slots, addrs: Vec::new() });
         tracing::info!(participant = participant.0, room = %key, slots = ssrcs.len(), "joined the SFU");
         Ok(answer)
     }
@@ -494,8 +529,8 @@ impl State {
     fn remove(&mut self, participant: ParticipantId, why: &str) -> bool {
         let Some(mut peer) = self.peers.remove(&participant) else { return false };
         self.by_ufrag.remove(&peer.ufrag);
-        if let Some(addr) = peer.addr {
-            self.by_addr.remove(&addr);
+        for addr in &peer.addrs {
+            self.by_addr.remove(addr);
         }
         if let Some(room) = self.rooms.get_mut(&peer.room) {
             room.leave(participant);
@@ -515,11 +550,12 @@ impl State {
                 let Some(p) = stun_ufrag(datagram).and_then(|ufrag| self.by_ufrag.get(ufrag)).copied() else {
                     return;
                 };
-                // The first check from this address names the session; later ones go by address.
+                // A check names the session; what comes later from its address goes by address
+                // (an address another session holds is never taken over).
                 if let Some(peer) = self.peers.get_mut(&p)
-                    && peer.addr.is_none()
+                    && peer.addrs.len() < MAX_ADDRESSES
                 {
-                    peer.addr = Some(from);
+                    peer.addrs.push(from);
                     self.by_addr.insert(from, p);
                 }
                 p

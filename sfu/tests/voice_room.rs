@@ -128,3 +128,50 @@ async fn offers_that_are_not_one_voice_and_slots_are_refused() {
         assert!(matches!(refused, Err(JoinRefusal::Offer(_))), "{offer:?}: {refused:?}");
     }
 }
+
+/// A STUN binding request whose USERNAME is `username` (RFC 5389; no integrity, which the node's
+/// matching does not need: the session's ICE checks that).
+fn binding_request(username: &str, id: u8) -> Vec<u8> {
+    let padded = username.len().div_ceil(4) * 4;
+    let mut out = vec![0x00, 0x01];
+    out.extend_from_slice(&u16::try_from(4 + padded).unwrap().to_be_bytes());
+    out.extend_from_slice(&[0x21, 0x12, 0xA4, 0x42]);
+    out.extend_from_slice(&[id; 12]);
+    out.extend_from_slice(&[0x00, 0x06]);
+    out.extend_from_slice(&u16::try_from(username.len()).unwrap().to_be_bytes());
+    out.extend_from_slice(username.as_bytes());
+    out.resize(20 + 4 + padded, 0);
+    out
+}
+
+#[tokio::test]
+async fn a_flood_of_addresses_for_one_session_is_bounded_and_strangers_map_nothing() {
+    let node = Node::start(node_config(4)).await.unwrap();
+    let (mut peer, offer) = VoicePeer::offer(1, IpAddr::V4(Ipv4Addr::LOCALHOST), 2).await.unwrap();
+    let answer = node.join(ROOM, ParticipantId(1), offer).await.unwrap();
+    peer.accept(answer.clone()).unwrap();
+    let ufrag = answer.lines().find_map(|l| l.trim().strip_prefix("a=ice-ufrag:")).unwrap().to_owned();
+    // Checks naming the session from 20 addresses (as someone who learned its username might):
+    // at most MAX_ADDRESSES are matched to it. Checks naming no session match nothing.
+    let mut sockets = Vec::new();
+    for n in 0..20u8 {
+        let socket = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        socket.send_to(&binding_request(&format!("{ufrag}:x"), n), node.local_addr()).await.unwrap();
+        socket.send_to(&binding_request("madeup:x", n), node.local_addr()).await.unwrap();
+        sockets.push(socket);
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let stats = node.stats().await;
+        if stats.addresses >= kitsulan_sfu::node::MAX_ADDRESSES {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{stats:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let stats = node.stats().await;
+    assert_eq!((stats.sessions, stats.rooms, stats.addresses), (1, 1, kitsulan_sfu::node::MAX_ADDRESSES));
+    assert!(node.leave(ParticipantId(1)).await);
+    assert_eq!(node.stats().await.addresses, 0, "leaving forgets its addresses");
+}
