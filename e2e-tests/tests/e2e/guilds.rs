@@ -618,7 +618,11 @@ async fn channel_messages_follow_the_roles(database: Database) {
         (AuditAction::MessageDeleted, carols.id.as_str())
     );
 
-    // Bob is let into #staff: his open socket follows it at once.
+    // Bob is let into #staff: his open socket follows it at once. What is still on its way to
+    // him (the guild events of the slow mode and the timeout) is taken first, so that the guild
+    // event waited for below is the overwrite's, not an earlier one (then the post would race
+    // his socket's following).
+    bob_live.expect_none(Duration::from_millis(500), "nothing, only draining", |_| false).await.unwrap();
     let let_in = SetChannelOverwriteRequest {
         channel_id: staff.clone(),
         overwrite: Some(PermissionOverwrite {
