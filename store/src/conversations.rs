@@ -127,6 +127,8 @@ pub enum AddOutcome {
     Full,
     /// A private E2EE channel: this account is not a member of its guild; nothing was added.
     NotInGuild(AccountId),
+    /// Not a private E2EE channel (any more: it may have been deleted); nothing was added.
+    NotAChannel,
 }
 
 /// What accepting a request did.
@@ -1147,22 +1149,19 @@ impl_for_backends! {
             now_ms: i64,
         ) -> Result<(AddOutcome, Vec<MessageRecord>), StoreError> {
             let mut tx = self.pool.begin().await?;
+            // The guild's row first, as kicks and bans take it: one that removes someone from
+            // the guild cannot pass an add of them here, so nobody outside it stays in. A write
+            // first, too, so SQLite takes its write lock at once: a read that later upgrades
+            // to a write fails with "database is locked" when another writer came in between.
             let guild: Option<Uuid> = sqlx::query_scalar(
-                "SELECT guild_id FROM conversations WHERE id = $1 AND kind = 'channel' AND mode = 'e2ee'",
+                "UPDATE guilds SET created_at_ms = created_at_ms WHERE id = \
+                 (SELECT guild_id FROM conversations WHERE id = $1 AND kind = 'channel' AND mode = 'e2ee') \
+                 RETURNING id",
             )
             .bind(id.as_uuid())
             .fetch_optional(&mut *tx)
             .await?;
-            let Some(guild) = guild else {
-                let first = accounts.first().copied().unwrap_or(by);
-                return Ok((AddOutcome::NotInGuild(first), Vec::new()));
-            };
-            // The guild's row first, as kicks and bans take it: one that removes someone from
-            // the guild cannot pass an add of them here, so nobody outside it stays in.
-            sqlx::query("UPDATE guilds SET created_at_ms = created_at_ms WHERE id = $1")
-                .bind(guild)
-                .execute(&mut *tx)
-                .await?;
+            let Some(guild) = guild else { return Ok((AddOutcome::NotAChannel, Vec::new())) };
             crate::delivery::lock_memberships!(tx, accounts.to_vec());
             let mut joining: Vec<Joining> = Vec::new();
             for account in accounts {

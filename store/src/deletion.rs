@@ -51,11 +51,21 @@ impl_for_backends! {
             now_ms: i64,
         ) -> Result<Option<AccountDeletion>, StoreError> {
             let mut tx = self.pool.begin().await?;
+            // PostgreSQL: one deletion at a time. Two people leaving one group together each
+            // write rows naming the other (the lines and events they leave), then delete their
+            // own account row, which waits for the other's rows: a deadlock. Deletions are rare;
+            // taking turns costs nothing. (The two-key form: no account's lock shares its key.)
+            if Self::BACKEND == crate::Backend::Postgres {
+                sqlx::query("SELECT pg_advisory_xact_lock(1, 0)").execute(&mut *tx).await?;
+            }
             crate::delivery::lock_memberships!(tx, vec![account]);
-            let exists: Option<i32> = sqlx::query_scalar("SELECT 1 FROM accounts WHERE id = $1")
-                .bind(account.as_uuid())
-                .fetch_optional(&mut *tx)
-                .await?;
+            // A write first, so SQLite takes its write lock at once: a read that later upgrades
+            // to a write fails with "database is locked" when another writer came in between.
+            let exists: Option<i32> =
+                sqlx::query_scalar("UPDATE accounts SET display_name = display_name WHERE id = $1 RETURNING 1")
+                    .bind(account.as_uuid())
+                    .fetch_optional(&mut *tx)
+                    .await?;
             if exists.is_none() {
                 return Ok(None);
             }

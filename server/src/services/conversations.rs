@@ -17,7 +17,9 @@
 use std::sync::Arc;
 
 use super::guilds::permissions::Permissions as P;
-use super::guilds::{ChannelAccess, MAX_CHANNEL_MEMBERS, channel_access, outranks, tell_channel_change};
+use super::guilds::{
+    ChannelAccess, MAX_CHANNEL_MEMBERS, channel_access, channel_not_found, outranks, tell_channel_change,
+};
 use super::rate_limits::{Limit, RateLimiter};
 use super::{Caller, Delivery, Error, ErrorReason};
 use crate::bus::Notice;
@@ -468,7 +470,7 @@ impl Conversations {
                     format!("a group has at most {max} members"),
                 ));
             }
-            AddOutcome::NotInGuild(_) => {
+            AddOutcome::NotInGuild(_) | AddOutcome::NotAChannel => {
                 return Err(Error::Internal(format!("group {id} was treated as a guild's channel")));
             }
         }
@@ -512,6 +514,8 @@ impl Conversations {
                     format!("{account} is not a member of this channel's guild"),
                 ));
             }
+            // Deleted between the check above and the add.
+            AddOutcome::NotAChannel => return Err(channel_not_found()),
         };
         self.announce_members(id, None).await?;
         self.publish_all(entries).await;

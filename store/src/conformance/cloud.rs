@@ -302,3 +302,35 @@ pub(super) async fn deleting_an_account_deletes_or_keeps_its_messages(db: &Fresh
     assert_eq!(db.store.delete_account(cat, false, now_ms()).await?, None);
     Ok(())
 }
+
+/// Deletions racing each other and other writers all go through: each waits for the write lock
+/// rather than failing with "database is locked" (a SQLite transaction that reads first and
+/// writes later cannot wait).
+pub(super) async fn deletions_wait_for_racing_writers(db: &Fresh) -> anyhow::Result<()> {
+    let names: Vec<String> = (0..7).map(|i| format!("leaver{i}")).collect();
+    let ids = accounts(db, &names.iter().map(String::as_str).collect::<Vec<_>>()).await?;
+    let (host, leavers) = (ids[0], &ids[1..]);
+    let c = cloud_group(db, host, leavers).await?;
+    let mut racers = tokio::task::JoinSet::new();
+    for (i, &leaver) in leavers.iter().enumerate() {
+        let store = db.store.clone();
+        racers.spawn(async move {
+            anyhow::Ok(store.delete_account(leaver, i % 2 == 0, now_ms()).await?.is_some())
+        });
+        let store = db.store.clone();
+        let note = cloud(c, host, &format!("note {i}"), &[]);
+        racers.spawn(async move {
+            store.send_message(&note).await?;
+            anyhow::Ok(true)
+        });
+    }
+    while let Some(result) = racers.join_next().await {
+        assert!(result??, "an account to delete was not found");
+    }
+    let members = db.store.members(c).await?;
+    assert_eq!(members.iter().map(|m| m.account_id).collect::<Vec<_>>(), [host]);
+    for leaver in leavers {
+        assert!(db.store.account(*leaver).await?.is_none());
+    }
+    Ok(())
+}

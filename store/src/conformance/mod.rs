@@ -171,6 +171,7 @@ suite! {
         members_are_found_among_accounts_and_presence_reaches_small_guilds,
         an_icon_is_set_replaced_and_removed_with_its_audit,
         private_e2ee_channels_keep_members_who_are_in_the_guild,
+        adds_to_private_channels_wait_for_racing_writers,
     ],
     cloud: [
         cloud_messages_keep_their_content,
@@ -180,6 +181,7 @@ suite! {
         timers_expire_messages_and_retention_sweeps_old_ones,
         mentions_count_until_read,
         deleting_an_account_deletes_or_keeps_its_messages,
+        deletions_wait_for_racing_writers,
     ],
     instance: [
         migrations_are_idempotent,

@@ -165,7 +165,7 @@ fn guild_not_found() -> Error {
     Error::not_found(ErrorReason::GuildNotFound, "no such guild")
 }
 
-fn channel_not_found() -> Error {
+pub(crate) fn channel_not_found() -> Error {
     Error::not_found(ErrorReason::ChannelNotFound, "no such channel")
 }
 
