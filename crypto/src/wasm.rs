@@ -1095,6 +1095,9 @@ pub fn has_passphrase(auth_data: &[u8]) -> JsResult<bool> {
 // The client protocol of one device (`crate::client::Machine`) as `CryptoMachine`.
 mod machine;
 
+// SFrame for voice rooms (`crate::sframe`): `VoiceKeys`.
+mod voice;
+
 // What a message says (`crate::content`): `encodeContent` and `decodeContent`.
 mod content;
 

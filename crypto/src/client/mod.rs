@@ -72,10 +72,11 @@ pub use store::{MemoryStore, Store};
 pub use types::{
     CallContext, Decrypted, DeviceListChange, Encrypted, GroupMessage, KeyUpload, MissingKey,
     OutgoingToDevice, Peer, Received, Refusal, RoomKeyShare, Undecryptable, UndecryptableReason,
+    VoiceBaseKey, VoiceKeyShare,
 };
 pub use wire::{
     CALL_SIGNAL, CONVERSATION_KEY, ENVELOPE_OLM, FORWARDED_KEY, KEY_REQUEST, MAX_SESSION_ID, ROOM_KEY,
-    VERIFICATION,
+    VERIFICATION, VOICE_KEY,
 };
 
 use records::RecordKey;
@@ -843,6 +844,12 @@ impl Machine {
             wire::Payload::ForwardedKey { conversation, sender_account, sender_device, key } => {
                 self.accept_forwarded(peer, conversation, sender_account, sender_device, key)
             }
+            wire::Payload::VoiceKey { conversation, kid, key } => Received::VoiceKey {
+                sender: peer,
+                conversation_id: conversation,
+                kid,
+                key: VoiceBaseKey(Zeroizing::new(key)),
+            },
         })
     }
 
@@ -1118,6 +1125,39 @@ impl Machine {
             return Err(Error::UnknownDevice(device));
         }
         self.olm_message(device, &wire::verification(bytes), now_ms)
+    }
+
+    /// Encrypts this device's SFrame key for a voice room (`kid`, `base_key`) with Olm for each
+    /// of `devices`, which must be devices of `members` (the room's participants): a device of
+    /// anyone else is [`Error::NotAMember`], so the glue cannot hand the key to a stranger by
+    /// mistake. Devices without an Olm session are listed in `without_olm`.
+    pub fn share_voice_key(
+        &mut self,
+        conversation: Id,
+        members: &[Id],
+        devices: &[Id],
+        kid: u32,
+        base_key: &[u8; 16],
+        now_ms: u64,
+    ) -> Result<VoiceKeyShare, Error> {
+        self.ensure_ready()?;
+        let plaintext = wire::voice_key(conversation, kid, base_key);
+        let mut share = VoiceKeyShare { messages: Vec::new(), without_olm: Vec::new() };
+        // Every device checked before any Olm session moves.
+        for &device in devices {
+            let peer = self.peers.get(&device).ok_or(Error::UnknownDevice(device))?;
+            if !members.contains(&peer.account_id) {
+                return Err(Error::NotAMember(device));
+            }
+        }
+        for &device in devices {
+            if !self.has_olm_session(device) {
+                share.without_olm.push(device);
+                continue;
+            }
+            share.messages.push(self.olm_message(device, &plaintext, now_ms)?);
+        }
+        Ok(share)
     }
 
     /// Encrypts a call signal's payload with Olm for `device`, which must be a device of one of

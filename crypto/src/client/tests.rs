@@ -637,6 +637,58 @@ fn call_payloads_are_bound_to_their_call_and_action() {
 }
 
 #[test]
+fn voice_keys_reach_only_participants_and_open_their_frames() {
+    both(|restore| {
+        let mut w = World::new(restore);
+        let (alice, bob, eve) = (w.sign_up(), w.sign_up(), w.sign_up());
+        let (a, b, e) = (w.account(alice), w.account(bob), w.account(eve));
+        w.sync(alice, &[b, e]);
+        let (bob_device, eve_device) = (w.device(bob), w.device(eve));
+        let room = Id::new_v7(w.tick());
+        let base = [7u8; 16];
+        // Before an Olm session: nothing sent, the device named.
+        let now = w.tick();
+        let share =
+            w.m(alice).share_voice_key(room, &[a, b], &[bob_device], 0xA1B2_C3D4, &base, now).unwrap();
+        assert!(share.messages.is_empty());
+        assert_eq!(share.without_olm, vec![bob_device]);
+        w.claim(alice, &[bob_device, eve_device]);
+        // Eve is not in the room: the whole share is refused, nothing sent to Bob either.
+        let now = w.tick();
+        assert_eq!(
+            w.m(alice).share_voice_key(room, &[a, b], &[bob_device, eve_device], 1, &base, now),
+            Err(Error::NotAMember(eve_device))
+        );
+        let now = w.tick();
+        let share =
+            w.m(alice).share_voice_key(room, &[a, b], &[bob_device], 0xA1B2_C3D4, &base, now).unwrap();
+        assert!(share.without_olm.is_empty());
+        w.step(alice);
+        w.deliver(alice, &share.messages);
+        let received = w.receive(bob);
+        let [Received::VoiceKey { sender, conversation_id, kid, key }] = &received[..] else {
+            panic!("{received:?}")
+        };
+        assert_eq!((sender.device_id, *conversation_id, *kid), (w.device(alice), room, 0xA1B2_C3D4));
+        assert_eq!(*key.0, base);
+        assert!(!format!("{received:?}").contains("7, 7"), "the key is never printed");
+        // What Alice seals with it, Bob opens.
+        let sealing = crate::sframe::FrameKey::derive(&base, 0xA1B2_C3D4);
+        let frame = sealing.seal(1, &[], b"opus frame");
+        let opening = crate::sframe::FrameKey::derive(&key.0[..], u64::from(*kid));
+        let (_, _, plain) =
+            crate::sframe::open(|k| (k == u64::from(*kid)).then_some(&opening), &[], &frame).unwrap();
+        assert_eq!(plain, b"opus frame");
+        // Truncated: refused, taken all the same.
+        let mut short = wire::voice_key(room, 1, &base).to_vec();
+        short.pop();
+        let stray = w.craft(alice, bob_device, &short);
+        w.deliver(alice, &[stray]);
+        assert_eq!(w.receive(bob), vec![Received::Refused(Refusal::Malformed)]);
+    });
+}
+
+#[test]
 fn verification_messages_travel_as_0x03() {
     both(|restore| {
         let mut w = World::new(restore);

@@ -272,6 +272,26 @@ pub struct Undecryptable {
     pub missing: Option<MissingKey>,
 }
 
+/// A participant's SFrame base key for a voice room (`crate::sframe::FrameKey::derive` with its
+/// kid gives the frame key). Never printed.
+#[derive(Clone, PartialEq, Eq)]
+pub struct VoiceBaseKey(pub Zeroizing<[u8; 16]>);
+
+impl std::fmt::Debug for VoiceBaseKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("VoiceBaseKey(..)")
+    }
+}
+
+/// The voice-key shares one [`Machine::share_voice_key`](super::Machine::share_voice_key) made.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VoiceKeyShare {
+    /// The shares to send, one per device with an Olm session.
+    pub messages: Vec<OutgoingToDevice>,
+    /// Devices with no Olm session yet (claim a key, share again).
+    pub without_olm: Vec<Id>,
+}
+
 /// What a to-device message brought.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Received {
@@ -308,6 +328,17 @@ pub enum Received {
         from: Peer,
         /// What the session is for.
         key: MissingKey,
+    },
+    /// A participant's key for the frames it sends in a voice room.
+    VoiceKey {
+        /// The device that sends with it.
+        sender: Peer,
+        /// The voice channel (or conversation) of the room.
+        conversation_id: Id,
+        /// The key id its frames carry in their SFrame header.
+        kid: u32,
+        /// The base key.
+        key: VoiceBaseKey,
     },
     /// Decrypted but not used, and why.
     Refused(Refusal),

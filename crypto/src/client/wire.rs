@@ -12,6 +12,7 @@
 //!                        0x05 || conversation id (16) || sender device id (16) || session id (UTF-8)
 //!                        0x06 || conversation id (16) || sender account id (16) ||
 //!                               sender device id (16) || exported session key
+//!                        0x07 || conversation id (16) || kid (4, big-endian) || SFrame base key (16)
 //! ```
 
 use zeroize::Zeroizing;
@@ -32,6 +33,8 @@ pub const CALL_SIGNAL: u8 = 0x04;
 pub const KEY_REQUEST: u8 = 0x05;
 /// Olm plaintext: a Megolm session forwarded by one's own device, answering a key request.
 pub const FORWARDED_KEY: u8 = 0x06;
+/// Olm plaintext: a participant's SFrame key for a voice room (`crate::sframe`).
+pub const VOICE_KEY: u8 = 0x07;
 
 /// The longest session id a key request may name (vodozemac's are 43 characters).
 pub const MAX_SESSION_ID: usize = 128;
@@ -45,6 +48,7 @@ pub(crate) enum Payload<'a> {
     CallSignal,
     KeyRequest { conversation: Id, sender_device: Id, session_id: &'a str },
     ForwardedKey { conversation: Id, sender_account: Id, sender_device: Id, key: &'a [u8] },
+    VoiceKey { conversation: Id, kid: u32, key: [u8; 16] },
 }
 
 fn id_at(bytes: &[u8], at: usize) -> Option<Id> {
@@ -85,6 +89,15 @@ pub(crate) fn parse(plaintext: &[u8]) -> Result<Payload<'_>, Refusal> {
                 return Err(Refusal::Malformed);
             }
             Ok(Payload::ForwardedKey { conversation, sender_account, sender_device, key })
+        }
+        VOICE_KEY => {
+            let conversation = id_at(body, 0).ok_or(Refusal::Malformed)?;
+            let (Some(kid), Some(key), 36) = (body.get(16..20), body.get(20..36), body.len()) else {
+                return Err(Refusal::Malformed);
+            };
+            let kid = u32::from_be_bytes(kid.try_into().map_err(|_| Refusal::Malformed)?);
+            let key: [u8; 16] = key.try_into().map_err(|_| Refusal::Malformed)?;
+            Ok(Payload::VoiceKey { conversation, kid, key })
         }
         other => Err(Refusal::UnknownKind(other)),
     }
@@ -147,5 +160,15 @@ pub(crate) fn forwarded_key(
     out.extend_from_slice(sender_account.as_bytes());
     out.extend_from_slice(sender_device.as_bytes());
     out.extend_from_slice(exported);
+    out
+}
+
+/// `0x07 || conversation id || kid (big-endian) || base key`.
+pub(crate) fn voice_key(conversation: Id, kid: u32, key: &[u8; 16]) -> Zeroizing<Vec<u8>> {
+    let mut out = Zeroizing::new(Vec::with_capacity(37));
+    out.push(VOICE_KEY);
+    out.extend_from_slice(conversation.as_bytes());
+    out.extend_from_slice(&kid.to_be_bytes());
+    out.extend_from_slice(key);
     out
 }

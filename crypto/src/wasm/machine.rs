@@ -122,7 +122,9 @@ export type MachineReceived =
   | { kind: "verification"; sender: MachinePeer; bytes: Uint8Array }
   | { kind: "keyRequest"; from: MachinePeer; sessionId: string; answer: MachineToDevice }
   | { kind: "forwardedKey"; from: MachinePeer; key: MachineMissingKey }
+  | { kind: "voiceKey"; sender: MachinePeer; conversationId: string; kid: number; key: Uint8Array }
   | { kind: "refused"; reason: string; message: string };
+export interface MachineVoiceKeyShare { messages: MachineToDevice[]; withoutOlm: string[] }
 /** A session entry for the key backup (`PutBackupSessions`). */
 export interface MachineBackupEntry { sessionId: string; data: Uint8Array }
 /** A session imported from the key backup; `stored` is false when the session held was as good. */
@@ -475,8 +477,32 @@ impl WasmMachine {
         Ok(o)
     }
 
+    /// This device's SFrame key for a voice room (`kid`, 16-byte `baseKey`), sealed with Olm
+    /// for each of `devices` (devices of `members`, the room's participants; anyone else's is
+    /// refused): `{ messages, withoutOlm }`.
+    #[wasm_bindgen(js_name = shareVoiceKey, unchecked_return_type = "MachineVoiceKeyShare")]
+    pub fn share_voice_key(
+        &mut self,
+        conversation: &str,
+        members: Vec<String>,
+        devices: Vec<String>,
+        kid: u32,
+        base_key: &[u8],
+        now_ms: f64,
+    ) -> JsResult<Object> {
+        let base_key: [u8; 16] = super::array(base_key, "voice key")?;
+        let share = self
+            .inner
+            .share_voice_key(id(conversation)?, &ids(&members)?, &ids(&devices)?, kid, &base_key, ms(now_ms))
+            .map_err(client_error)?;
+        let o = Object::new();
+        set(&o, "messages", outgoing_array(&share.messages));
+        set(&o, "withoutOlm", id_array(&share.without_olm));
+        Ok(o)
+    }
+
     /// Takes a to-device message: `{ kind: "duplicate" | "roomKey" | "verification" |
-    /// "keyRequest" | "forwardedKey" | "refused", ... }` (a key request carries the `answer` to
+    /// "keyRequest" | "forwardedKey" | "voiceKey" | "refused", ... }` (a key request carries the `answer` to
     /// send; a refusal its `reason` code and `message`).
     #[wasm_bindgen(js_name = receiveToDevice, unchecked_return_type = "MachineReceived")]
     pub fn receive_to_device(
@@ -525,6 +551,13 @@ impl WasmMachine {
                 set(&o, "kind", "forwardedKey");
                 set(&o, "from", peer(&from));
                 set(&o, "key", missing(&key));
+            }
+            Received::VoiceKey { sender, conversation_id, kid, key } => {
+                set(&o, "kind", "voiceKey");
+                set(&o, "sender", peer(&sender));
+                set(&o, "conversationId", conversation_id.to_string());
+                set(&o, "kid", kid);
+                set(&o, "key", bytes(&key.0[..]));
             }
             Received::Refused(refusal) => {
                 set(&o, "kind", "refused");
