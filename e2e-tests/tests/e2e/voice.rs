@@ -2,7 +2,7 @@
 //! people join a guild's voice channel with real WebRTC sessions and hear each other through
 //! the server's one UDP port. Each refusal is written as the attack it stops: a stranger joining
 //! a channel of a guild they are not in, a member without CONNECT, a text channel used as a
-//! voice room, malformed and oversized offers.
+//! voice room, malformed and oversized offers, a flood of joins.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // A test that cannot go on should stop loudly.
 
@@ -175,4 +175,29 @@ async fn three_people_hear_each_other_in_a_voice_channel() {
     for task in back {
         task.abort();
     }
+}
+
+/// A member who floods JoinVoice (each join sets up a session and tells the whole guild) runs
+/// out after 20 in a minute; someone else in the same channel still joins.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_of_joins_runs_dry() {
+    let server = start_with(Options::new(Database::Sqlite)).await;
+    let olga = plain(&server, "olga").await;
+    let flooder = plain(&server, "flooder").await;
+    let guild = olga.create_guild("LAN party").await.unwrap();
+    let id = guild.id.as_str();
+    let channels = olga.get_guild(id).await.unwrap().channels;
+    let lobby = channels.iter().find(|c| c.kind() == GuildChannelKind::Voice).unwrap().id.clone();
+    let invite = olga.create_invite(id, 0, 0).await.unwrap();
+    flooder.join_guild(&invite.code).await.unwrap();
+    // Offers the SFU refuses: the join is counted before the offer is parsed.
+    for _ in 0..20 {
+        assert_refused(flooder.join_voice(&lobby, "v=0\r\n".to_owned()).await, "OFFER_INVALID");
+    }
+    assert_refused(flooder.join_voice(&lobby, "v=0\r\n".to_owned()).await, "RATE_LIMITED");
+    let localhost = IpAddr::V4(Ipv4Addr::LOCALHOST);
+    let (_, offer) = VoicePeer::offer(1, localhost, 2).await.unwrap();
+    assert_refused(flooder.join_voice(&lobby, offer.clone()).await, "RATE_LIMITED");
+    olga.join_voice(&lobby, offer).await.expect("another member is not limited");
+    until_in_voice(&olga, id, &lobby, &[account_id(&olga)]).await;
 }

@@ -5,8 +5,9 @@
 //! A device joins only a voice channel its account can see and has `CONNECT` in (a timeout takes
 //! it away), as the guild's permissions say on each join; a channel it cannot see is
 //! `CONVERSATION_NOT_FOUND`, like one that does not exist. One device is in one room at a time,
-//! so a flood of joins from one device holds one place. The room and the node cap how many are
-//! in; the offer is bounded before it is parsed. Who is in a voice channel is shown only with the
+//! so a flood of joins from one device holds one place, and an account joins at most [`JOINS`]
+//! times a minute. The room and the node cap how many are in; the offer is bounded before it is
+//! parsed. Who is in a voice channel is shown only with the
 //! channel, to those who can see it (`GetGuild`).
 
 use std::collections::{BTreeSet, HashMap};
@@ -20,12 +21,17 @@ use tokio::sync::{Mutex, mpsc};
 use super::delivery::Delivery;
 use super::guilds::channel_access;
 use super::guilds::permissions::Permissions as P;
+use super::rate_limits::{Limit, RateLimiter};
 use super::{Caller, Error, ErrorReason};
 use crate::ids::{AccountId, ChannelId, ConversationId, DeviceId, GuildId};
 use crate::store::{GuildChannelKind, Store};
 
 /// The largest offer taken (a browser's is a few KiB).
 pub const MAX_OFFER_BYTES: usize = 32 * 1024;
+
+/// Joins per account: enough to hop between channels and to reconnect a flaky link, while a
+/// flood of joins (each sets up a session and tells the whole guild) runs dry in a minute.
+pub const JOINS: Limit = Limit::new(20, std::time::Duration::from_secs(60));
 
 /// A device in a room.
 #[derive(Clone, Copy, Debug)]
@@ -38,12 +44,16 @@ struct Seat {
 
 struct Inner {
     store: Arc<dyn Store>,
+    limiter: RateLimiter,
     delivery: Delivery,
     /// Unset while the SFU is off.
     node: OnceLock<Node>,
     /// Who is in which room.
     seats: Mutex<HashMap<DeviceId, Seat>>,
     next: AtomicU64,
+    /// Counts evictions and rechecks begun: a join that saw it move while the SFU answered
+    /// checks its access again.
+    evictions: AtomicU64,
 }
 
 /// Voice channels over this server's SFU.
@@ -58,11 +68,13 @@ impl Voice {
     /// Voice channels with no SFU yet ([`Voice::start`] gives it one): joins are refused.
     pub fn new(store: Arc<dyn Store>, delivery: Delivery) -> Self {
         Self(Arc::new(Inner {
+            limiter: RateLimiter::new(store.clone()),
             store,
             delivery,
             node: OnceLock::new(),
             seats: Mutex::default(),
             next: AtomicU64::new(1),
+            evictions: AtomicU64::new(0),
         }))
     }
 
@@ -98,9 +110,66 @@ impl Voice {
                 format!("an offer is at most {} KiB", MAX_OFFER_BYTES / 1024),
             ));
         }
+        // Evictions and rechecks from here on are seen below.
+        let epoch = self.0.evictions.load(Ordering::SeqCst);
+        let guild = self.may_connect(caller.account_id, id).await?;
+        let node = self.0.node.get().ok_or_else(|| {
+            Error::precondition(ErrorReason::VoiceUnavailable, "voice channels are off on this server")
+        })?;
+        self.0.limiter.take(&JOINS, &format!("voice-join:{}", caller.account_id)).await?;
+        // One room at a time: joining again (here or elsewhere) leaves the one before.
+        let before = self.0.seats.lock().await.remove(&caller.device_id);
+        if let Some(before) = before {
+            node.leave(before.participant).await;
+        }
+        // The SFU's answer comes without the seats locked: nobody else's join, leave or
+        // eviction waits for this one.
+        let participant = ParticipantId(self.0.next.fetch_add(1, Ordering::Relaxed));
+        let joined = node.join(id.as_uuid().as_u128(), participant, offer).await.map_err(refusal);
+        let mut displaced = None;
+        if joined.is_ok() {
+            let seat = Seat { channel: id, guild, account: caller.account_id, participant };
+            // A join of this device that finished meanwhile gives way to this one.
+            displaced = self.0.seats.lock().await.insert(caller.device_id, seat);
+            tracing::info!(channel = %id, device = %caller.device_id, participant = participant.0, "joined voice");
+        }
+        for gone in before.iter().chain(&displaced) {
+            if gone.participant != participant {
+                node.leave(gone.participant).await;
+            }
+        }
+        let mut told: Vec<GuildId> = Vec::new();
+        for g in before.iter().chain(&displaced).map(|s| s.guild).chain(joined.is_ok().then_some(guild)) {
+            if !told.contains(&g) {
+                told.push(g);
+                self.tell(g).await;
+            }
+        }
+        let answer = joined?;
+        // A kick, a ban or lost CONNECT while the SFU answered found no seat to empty: look again.
+        if self.0.evictions.load(Ordering::SeqCst) != epoch
+            && let Err(e) = self.may_connect(caller.account_id, id).await
+        {
+            let ours = {
+                let mut seats = self.0.seats.lock().await;
+                match seats.get(&caller.device_id) {
+                    Some(seat) if seat.participant == participant => seats.remove(&caller.device_id),
+                    _ => None,
+                }
+            };
+            if ours.is_some() {
+                node.leave(participant).await;
+                self.tell(guild).await;
+            }
+            return Err(e);
+        }
+        Ok(answer)
+    }
+
+    /// The guild of voice channel `id` if `account` may connect to it now.
+    async fn may_connect(&self, account: AccountId, id: ConversationId) -> Result<GuildId, Error> {
         let channel = ChannelId::from_uuid(id.as_uuid());
-        let access =
-            channel_access(&*self.0.store, caller.account_id, channel).await?.ok_or_else(not_found)?;
+        let access = channel_access(&*self.0.store, account, channel).await?.ok_or_else(not_found)?;
         if access.channel.kind != GuildChannelKind::Voice {
             return Err(Error::precondition(ErrorReason::NotAVoiceChannel, "this is not a voice channel"));
         }
@@ -110,31 +179,7 @@ impl Voice {
                 message: "your roles do not allow you to connect to this voice channel".to_owned(),
             });
         }
-        let node = self.0.node.get().ok_or_else(|| {
-            Error::precondition(ErrorReason::VoiceUnavailable, "voice channels are off on this server")
-        })?;
-        let guild = access.channel.guild_id;
-        let mut seats = self.0.seats.lock().await;
-        // One room at a time: joining again (here or elsewhere) leaves the one before.
-        let before = seats.remove(&caller.device_id);
-        if let Some(before) = before {
-            node.leave(before.participant).await;
-        }
-        let participant = ParticipantId(self.0.next.fetch_add(1, Ordering::Relaxed));
-        let joined = node.join(id.as_uuid().as_u128(), participant, offer).await.map_err(refusal);
-        if joined.is_ok() {
-            let seat = Seat { channel: id, guild, account: caller.account_id, participant };
-            seats.insert(caller.device_id, seat);
-            tracing::info!(channel = %id, device = %caller.device_id, participant = participant.0, "joined voice");
-        }
-        drop(seats);
-        if let Some(before) = before.filter(|b| b.guild != guild) {
-            self.tell(before.guild).await;
-        }
-        if joined.is_ok() || before.is_some() {
-            self.tell(guild).await;
-        }
-        joined
+        Ok(access.channel.guild_id)
     }
 
     /// Takes the caller's device out of voice channel `id`'s room, if it is there.
@@ -159,6 +204,7 @@ impl Voice {
     /// channel (deleted), at once, whatever their sessions say.
     pub async fn evict(&self, guild: GuildId, account: Option<AccountId>, channel: Option<ConversationId>) {
         let Some(node) = self.0.node.get() else { return };
+        self.0.evictions.fetch_add(1, Ordering::SeqCst);
         let gone: Vec<Seat> = {
             let mut seats = self.0.seats.lock().await;
             let devices: Vec<DeviceId> = seats
@@ -186,6 +232,7 @@ impl Voice {
     /// members may do there changed.
     pub async fn recheck(&self, guild: GuildId) {
         let Some(node) = self.0.node.get() else { return };
+        self.0.evictions.fetch_add(1, Ordering::SeqCst);
         let seated: Vec<(DeviceId, Seat)> = {
             let seats = self.0.seats.lock().await;
             seats.iter().filter(|(_, s)| s.guild == guild).map(|(d, s)| (*d, *s)).collect()
@@ -218,12 +265,17 @@ impl Voice {
         }
     }
 
-    /// Who is in voice channel `id` now (each account once, however many of its devices).
-    pub async fn occupants(&self, id: ConversationId) -> Vec<AccountId> {
-        let seats = self.0.seats.lock().await;
-        let accounts: BTreeSet<AccountId> =
-            seats.values().filter(|s| s.channel == id).map(|s| s.account).collect();
-        accounts.into_iter().collect()
+    /// Who is in each of guild `guild`'s voice channels now (each account once, however many
+    /// of its devices, in id order); channels nobody is in are left out.
+    pub async fn occupants(&self, guild: GuildId) -> HashMap<ConversationId, Vec<AccountId>> {
+        let mut rooms: HashMap<ConversationId, BTreeSet<AccountId>> = HashMap::new();
+        {
+            let seats = self.0.seats.lock().await;
+            for seat in seats.values().filter(|s| s.guild == guild) {
+                rooms.entry(seat.channel).or_default().insert(seat.account);
+            }
+        }
+        rooms.into_iter().map(|(channel, accounts)| (channel, accounts.into_iter().collect())).collect()
     }
 
     /// Tells guild `guild`'s members that who is in its voice channels changed.

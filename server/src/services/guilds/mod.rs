@@ -621,6 +621,8 @@ impl Guilds {
         // The store lists channels in the list's order; keep that order and the visible ones.
         let all = self.store.guild_channels(id).await?;
         let shown = shown(&view, &all, now);
+        // Who is in its voice channels: one look at the rooms for the whole guild.
+        let mut occupants = self.voice.occupants(id).await;
         let mut channels: Vec<ChannelView> = Vec::with_capacity(all.len());
         for (channel, permissions) in all.into_iter().zip(shown) {
             let Some(permissions) = permissions else { continue };
@@ -632,7 +634,7 @@ impl Guilds {
                 channel.overwrites.clear();
             }
             let voice = if channel.kind == GuildChannelKind::Voice && permissions.contains(P::VIEW_CHANNEL) {
-                self.voice.occupants(channel.id.conversation()).await
+                occupants.remove(&channel.id.conversation()).unwrap_or_default()
             } else {
                 Vec::new()
             };
