@@ -279,6 +279,27 @@ fn read_offer(sdp: &str) -> Result<Offered, JoinRefusal> {
     Ok(Offered { uplink, uplink_section, slots })
 }
 
+/// The answer with its voice section (number `section`) marked `a=recvonly`, as JSEP answers
+/// a `sendonly` offer. The stack answers `a=sendrecv` there because a track sits on that
+/// section to keep the slots' tracks in order; nothing is ever sent on it, and browsers refuse
+/// an answer that would send where their offer only sends.
+fn receive_only(answer: &str, section: usize) -> String {
+    let mut out = String::with_capacity(answer.len());
+    let mut index: Option<usize> = None;
+    for line in answer.split_inclusive('\n') {
+        if line.starts_with("m=") {
+            index = Some(index.map_or(0, |i| i + 1));
+        }
+        if index == Some(section) && line.trim_end() == "a=sendrecv" {
+            out.push_str("a=recvonly");
+            out.push_str(&line["a=sendrecv".len()..]);
+        } else {
+            out.push_str(line);
+        }
+    }
+    out
+}
+
 /// The ICE username fragment of a STUN binding request (`ours:theirs`), if `datagram` is one.
 fn stun_ufrag(datagram: &[u8]) -> Option<&str> {
     // RFC 5389: type (2, top bits 00), length (2), magic cookie, transaction id (12).
@@ -506,6 +527,7 @@ impl State {
         let answer = pc.create_answer(None).map_err(session_error)?;
         pc.set_local_description(Instant::now(), answer).map_err(session_error)?;
         let answer = pc.local_description().ok_or_else(|| session_error("no local description"))?.sdp;
+        let answer = receive_only(&answer, uplink_section);
         let mut slots = Vec::with_capacity(senders.len());
         for (id, ssrc) in senders.into_iter().zip(ssrcs) {
             let payload_type = pc
@@ -662,6 +684,15 @@ mod tests {
         ] {
             assert!(matches!(read_offer(bad), Err(JoinRefusal::Offer(_))), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn the_voice_section_is_answered_receive_only() {
+        let answer = "v=0\r\na=group:BUNDLE 0 1\r\nm=audio 9 X 111\r\na=mid:0\r\na=sendonly\r\nm=audio 9 X 111\r\na=mid:1\r\na=sendrecv\r\nm=audio 9 X 111\r\na=sendrecv\r\n";
+        let fixed = receive_only(answer, 1);
+        assert_eq!(fixed, answer.replacen("a=mid:1\r\na=sendrecv", "a=mid:1\r\na=recvonly", 1));
+        assert_eq!(fixed.matches("a=sendrecv").count(), 1, "other sections are left alone");
+        assert_eq!(receive_only(answer, 5), answer, "no such section: unchanged");
     }
 
     #[test]
