@@ -204,6 +204,8 @@ pub struct Inbox {
     pub verifications: Vec<VerificationIn>,
     /// Key requests of our own other devices this device answered (the forwarded key sent).
     pub answered_key_requests: usize,
+    /// Voice keys of other participants: (sending device, voice channel, key id, base key).
+    pub voice_keys: Vec<(String, String, u32, kitsulan_crypto::client::VoiceBaseKey)>,
 }
 
 /// A verification message that arrived over Olm from a known device.
@@ -728,6 +730,10 @@ impl E2eeDevice {
                 self.persist();
                 self.send_to_device(vec![outgoing(&answer)]).await.context("SendToDevice (forwarded key)")?;
                 inbox.answered_key_requests += 1;
+            }
+            Received::VoiceKey { sender, conversation_id, kid, key } => {
+                let entry = (sender.device_id.to_string(), conversation_id.to_string(), kid, key);
+                inbox.voice_keys.push(entry);
             }
             Received::Refused(refusal) => bail!("refused: {} ({refusal})", refusal.code()),
         }
