@@ -26,6 +26,8 @@ export default defineConfig({
   resolve: {
     alias: [{ find: /^kitsulan-crypto/, replacement: cryptoPkg }],
   },
+  // The voice worker (src/voice/sframe.worker.ts) loads the crypto WASM as an ES module.
+  worker: { format: "es" },
   build: {
     outDir: "dist",
     emptyOutDir: true,

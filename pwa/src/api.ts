@@ -15,6 +15,7 @@ import { PairingService } from "./gen/kitsulan/v1/pairing_pb";
 import { PushService } from "./gen/kitsulan/v1/push_pb";
 import { ServerInfoService } from "./gen/kitsulan/v1/server_info_pb";
 import { ToDeviceService } from "./gen/kitsulan/v1/to_device_pb";
+import { VoiceService } from "./gen/kitsulan/v1/voice_pb";
 
 /** Gives the current access token (refreshing it first when it is about to expire). */
 export type TokenSource = () => Promise<string | null>;
@@ -64,3 +65,4 @@ export const attachmentClient = createClient(AttachmentService, transport);
 export const avatarClient = createClient(AvatarService, transport);
 export const keyBackupClient = createClient(KeyBackupService, transport);
 export const pushClient = createClient(PushService, transport);
+export const voiceClient = createClient(VoiceService, transport);

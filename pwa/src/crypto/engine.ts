@@ -58,8 +58,12 @@ export interface Peer {
   curve25519: Uint8Array;
 }
 
-/** What a to-device message brought: a room key (its Megolm session id) or a verification message. */
-export type Taken = { kind: "roomKey"; sessionId: string } | { kind: "verification"; from: Peer; bytes: Uint8Array };
+/** What a to-device message brought: a room key (its Megolm session id), a verification message,
+ * or a voice room's media key (SFrame kid and 16-byte base key) from a participant's device. */
+export type Taken =
+  | { kind: "roomKey"; sessionId: string }
+  | { kind: "verification"; from: Peer; bytes: Uint8Array }
+  | { kind: "voiceKey"; from: Peer; conversationId: string; kid: number; key: Uint8Array };
 
 /** What a call signal's payload is bound to (the machine makes the bytes). */
 export interface CallContext {
@@ -468,6 +472,8 @@ export class E2ee implements Sealer {
           return { kind: "roomKey", sessionId: received.key.sessionId };
         case "verification":
           return { kind: "verification", from: received.sender, bytes: received.bytes };
+        case "voiceKey":
+          return { kind: "voiceKey", from: received.sender, conversationId: received.conversationId, kid: received.kid, key: received.key };
         case "keyRequest":
           await this.persist();
           await this.sendToDevice([received.answer]);
@@ -530,6 +536,38 @@ export class E2ee implements Sealer {
     // Otherwise the machine's reason code (undecryptable.ts says what it means to a person).
     const reason = r.missing ? WAITING_FOR_KEY : r.reason;
     return { kind: "undecryptable", reason, sessionId };
+  }
+
+  /**
+   * Sends this device's voice key (SFrame `kid` and 16-byte `baseKey`) over Olm to every device
+   * of the accounts `to`, for the voice room `conversationId` whose participants are
+   * `participants` (the machine binds the key to them). With `onlyDevices`, to those of the
+   * devices only (one that reloaded and sent us its new key). Devices without keys to claim
+   * get nothing (they cannot be in the room either).
+   */
+  shareVoiceKey(
+    conversationId: string,
+    participants: string[],
+    to: string[],
+    kid: number,
+    baseKey: Uint8Array,
+    onlyDevices?: readonly string[],
+  ): Promise<void> {
+    return this.step(async () => {
+      if (!this.machine.isReady) throw new Error("this device is not set up for encryption");
+      const members = [...new Set([...participants, ...to, this.accountId])];
+      const accounts = [...new Set(to)];
+      await this.syncDevices(accounts);
+      let devices = accounts.flatMap((a) => this.machine.devicesOf(a).map((p) => p.deviceId)).filter((d) => d !== this.deviceId);
+      if (onlyDevices) devices = devices.filter((d) => onlyDevices.includes(d));
+      if (devices.length === 0) return;
+      await this.ensureOlm(devices);
+      const share = this.machine.shareVoiceKey(conversationId, members, devices, kid, baseKey, Date.now());
+      for (const d of share.withoutOlm) console.warn(`voice key not sent to ${d}: no Olm session`);
+      // The Olm ratchets the shares advanced are stored before the shares leave.
+      await this.persist();
+      await this.sendToDevice(share.messages);
+    });
   }
 
   // -------------------------------------------------------------------------------------------

@@ -4,7 +4,7 @@
 // verification and calls. The UI reads the state with useChat and acts through the stores
 // (`chat.messages.send(…)`).
 import { useSyncExternalStore } from "react";
-import { attachmentClient, avatarClient, conversationClient, accountClient, gatewayUrl, guildClient, keyClient, serverInfoClient } from "../api";
+import { attachmentClient, avatarClient, conversationClient, accountClient, gatewayUrl, guildClient, keyClient, serverInfoClient, voiceClient } from "../api";
 import { Cancelled, deleteAttachment, downloadDecrypt, encryptBlob, prepareImage, uploadCiphertext } from "../attachments/lazy";
 import { accessToken } from "../auth/session";
 import type { Calls } from "../calls/calls";
@@ -21,7 +21,7 @@ import { Cache, sealedStorage as sealedCache } from "./cache";
 import { Conversations } from "./conversations";
 import { Files } from "./files";
 import { ChannelMembers } from "./channelMembers";
-import { awaitingMembers, Guilds } from "./guilds";
+import { awaitingMembers, guildOfChannel, Guilds } from "./guilds";
 import { Messages, readMessage, type Incoming } from "./messages";
 import { Outbox, sealedStorage as sealedOutbox } from "./outbox";
 import { Pins } from "./pins";
@@ -29,6 +29,7 @@ import { LocalIndex, sealedIndexStorage, searchCloud, type Hit, type SearchFilte
 import { Profiles, type PersonProfile } from "./profiles";
 import { Receipts } from "./receipts";
 import { initialState, Store, type ChatState } from "./store";
+import { Voice } from "../voice/voice";
 
 export type { ChatState } from "./store";
 export type { Item, Thread, Incoming } from "./messages";
@@ -82,6 +83,8 @@ export class Chat {
   /** Voice and video calls (calls/calls.ts), signalled over this chat's gateway: null until
    * their code is loaded (loadCalls), on the first call event or the first call button. */
   calls: Calls | null = null;
+  /** This device in a guild's voice channel (voice/voice.ts): the SFU session and its keys. */
+  readonly voice: Voice;
   private callsLoading: Promise<Calls> | null = null;
   private callsListeners = new Set<() => void>();
   private stopped = false;
@@ -133,6 +136,19 @@ export class Chat {
     this.channelMembers = new ChannelMembers(this.store, {
       client: conversationClient,
       loadNames: (ids) => void this.profiles.load(ids).catch(() => undefined),
+    });
+    this.voice = new Voice({
+      client: voiceClient,
+      engine,
+      me: () => this.state.me.accountId,
+      participants: (channelId) => {
+        for (const v of Object.values(this.state.guilds.views)) {
+          const c = v.channels.find((c) => c.id === channelId);
+          if (c) return c.voiceAccountIds;
+        }
+        return null;
+      },
+      subscribe: (l) => this.store.subscribe(l),
     });
     this.index = new LocalIndex({
       storage: sealedIndexStorage(engine),
@@ -274,6 +290,12 @@ export class Chat {
       .catch(() => undefined);
     await this.profiles.loadMe();
     await Promise.all([this.conversations.load(), this.guildsReady]);
+    // A reload in a voice channel joins it again, and opens it unless something else is open.
+    const resumed = this.stopped ? null : this.voice.resume((id) => guildOfChannel(this.state.guilds, id) ?? null);
+    if (resumed && !this.state.active) {
+      this.guilds.select(resumed.guildId);
+      this.setActive(resumed.channelId);
+    }
   }
 
   stop(): void {
@@ -281,6 +303,7 @@ export class Chat {
     this.cache.stop();
     this.index.stop();
     this.calls?.dispose();
+    this.voice.dispose();
     this.outbox.stop();
     this.gateway.stop();
     clearInterval(this.typingTimer);
@@ -457,6 +480,7 @@ export class Chat {
       case "toDevice": {
         const taken = await this.engine.takeToDevice(body.value);
         if (taken?.kind === "roomKey") await this.messages.retryUndecrypted(taken.sessionId);
+        if (taken?.kind === "voiceKey") this.voice.onKey(taken);
         if (taken?.kind === "verification") {
           await this.verifier.receive(taken.from, taken.bytes).catch((err: unknown) => {
             if (err instanceof AccountKeyChanged) this.keyChanged(err.accountId);

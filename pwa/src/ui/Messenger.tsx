@@ -197,6 +197,23 @@ export function Messenger({
   }, []);
 
   // An undecryptable message's "Restore from recovery key" opens Settings → Recovery key.
+  // The voice channel stays while other channels of its guild are read; going to another guild
+  // or to the direct messages leaves it, as does closing the page (a reload joins again).
+  const voiceGuild = useRef(selected);
+  useEffect(() => {
+    const before = voiceGuild.current;
+    voiceGuild.current = selected;
+    const inVoice = chat.voice.get().guildId;
+    if (inVoice && before === inVoice && selected !== inVoice) void chat.voice.leave();
+  }, [chat, selected]);
+  useEffect(() => {
+    const hide = (e: PageTransitionEvent) => {
+      if (!e.persisted) chat.voice.pageHidden();
+    };
+    window.addEventListener("pagehide", hide);
+    return () => window.removeEventListener("pagehide", hide);
+  }, [chat]);
+
   useEffect(() => onOpenRecovery(() => setDialog("settings")), []);
 
   useEffect(() => {
@@ -262,7 +279,7 @@ export function Messenger({
       </div>
       <main className="pane">
         {active && channel && channelProps && !opensAsChat(channel) ? (
-          <VoiceChannel key={active} channel={channel} {...channelProps} />
+          <VoiceChannel key={active} chat={chat} guildId={selected ?? ""} channel={channel} {...channelProps} />
         ) : active ? (
           <ConversationView
             key={active}

@@ -8,6 +8,7 @@ import { useI18n, type Translate } from "../../i18n/i18n";
 import { useChat, type Chat } from "../../state/chat";
 import { grouped, has, Perm } from "../../state/guilds";
 import { lastChannel } from "./GuildRail";
+import { VoiceBar, VoicePeople } from "./VoiceChannel";
 
 const FOLDED = "kitsulan.folded";
 
@@ -121,6 +122,7 @@ export function ChannelSidebar({
             </span>
           )}
         </button>
+        {c.kind === GuildChannelKind.VOICE && <VoicePeople chat={chat} channel={c} />}
       </li>
     );
   };
@@ -164,6 +166,13 @@ export function ChannelSidebar({
           );
         })}
       </nav>
+      <VoiceBar
+        chat={chat}
+        onOpen={(id) => {
+          chat.setActive(id);
+          onOpened();
+        }}
+      />
     </aside>
   );
 }

@@ -1,22 +1,70 @@
-// VoiceChannel.tsx — a voice channel, opened: listed and ordered today, its voice comes with the
-// built-in media server (the SFU); the page says so instead of pretending to connect.
+// VoiceChannel.tsx — a voice channel, opened: who is in it (GuildChannel.voice_account_ids, with a
+// ring around whoever speaks), the button to join, and once in, mute, deafen and leave, with the
+// end-to-end encryption said plainly and the connection's numbers folded away. The session itself
+// is the chat's (voice/voice.ts), so it carries on while other channels of the guild are read;
+// VoicePeople lists a voice channel's people in the channel sidebar, VoiceBar is the sidebar's
+// "connected" strip.
+import { useSyncExternalStore } from "react";
 import type { GuildChannel } from "../../gen/kitsulan/v1/guild_pb";
-import { useI18n } from "../../i18n/i18n";
-import { PeopleIcon } from "../call/icons";
+import { useI18n, type Translate } from "../../i18n/i18n";
+import { errorText } from "../../i18n/messages";
+import type { Chat } from "../../state/chat";
+import type { VoiceState } from "../../voice/voice";
+import { PersonAvatar } from "../Avatar";
+import { HangUpIcon, MicIcon, PeopleIcon } from "../call/icons";
+import { LockIcon } from "../LockIcon";
+import { personName } from "../names";
 import { channelMark } from "./ChannelSidebar";
 
+export function useVoice(chat: Chat): VoiceState {
+  return useSyncExternalStore(chat.voice.subscribe, chat.voice.get);
+}
+
+function voiceError(t: Translate, reason: string): string {
+  switch (reason) {
+    case "MIC_DENIED":
+      return t("voiceMicDenied");
+    case "NO_MIC":
+      return t("voiceNoMic");
+    case "UNSUPPORTED":
+      return t("voiceUnsupported");
+    default:
+      return errorText(t, reason);
+  }
+}
+
+/** What a person's tile or row is called: the name, then what is going on with them. */
+function personLabel(t: Translate, name: string, speaking: boolean, me: boolean, voice: VoiceState): string {
+  return [name, speaking ? t("voiceSpeaking") : "", me && voice.muted ? t("voiceMicOff") : "", me && voice.deafened ? t("voiceSoundOff") : ""]
+    .filter(Boolean)
+    .join(", ");
+}
+
 export function VoiceChannel({
+  chat,
+  guildId,
   channel,
   onMembers,
   membersOpen,
   onChannels,
 }: {
+  chat: Chat;
+  guildId: string;
   channel: GuildChannel;
   onMembers: () => void;
   membersOpen: boolean;
   onChannels: () => void;
 }) {
   const { t } = useI18n();
+  const voice = useVoice(chat);
+  const me = chat.get().me.accountId;
+  const here = voice.channelId === channel.id;
+  const inside = here && voice.phase !== "failed" && voice.phase !== "idle";
+  const people = channel.voiceAccountIds;
+  const elsewhere = voice.channelId && !here && voice.phase !== "failed" && voice.phase !== "idle" ? chat.guilds.channelInfo(voice.channelId) : undefined;
+  const status =
+    voice.phase === "joining" ? t("voiceJoining") : voice.phase === "connecting" ? t("voiceConnecting") : voice.phase === "connected" ? t("voiceConnected") : "";
+
   return (
     <section className="conversation voice-channel" aria-label={channel.name}>
       <header className="bar">
@@ -36,12 +84,150 @@ export function VoiceChannel({
           <span className="members-label">{t("members")}</span>
         </button>
       </header>
-      <div className="voice-soon">
-        <p className="voice-icon" aria-hidden="true">
-          {channelMark(channel)}
+      <div className="voice-body">
+        <p className="voice-e2ee">
+          <LockIcon />
+          <span>
+            <strong>{t("e2ee")}</strong> · {t("voiceE2eeNote")}
+          </span>
         </p>
-        <p>{t("voiceSoon")}</p>
+        {here && voice.error && (
+          <p className="error" role="alert">
+            {voiceError(t, voice.error)}
+          </p>
+        )}
+        <h3 className="voice-heading">{t("voiceInChannel")}</h3>
+        {people.length === 0 ? (
+          <p className="muted">{t("voiceEmpty")}</p>
+        ) : (
+          <ul className="voice-grid" aria-label={t("voiceInChannel")}>
+            {people.map((id) => {
+              const name = personName(chat, t, id);
+              const speaking = here && voice.speaking.includes(id);
+              const self = id === me && here;
+              return (
+                <li key={id} className={`voice-tile${speaking ? " speaking" : ""}`} data-speaking={speaking} aria-label={personLabel(t, name, speaking, self, voice)}>
+                  <PersonAvatar chat={chat} accountId={id} name={chat.nameOf(id) || name} className="avatar voice-avatar" />
+                  <span className="voice-name">{name}</span>
+                  {self && (voice.muted || voice.deafened) && (
+                    <span className="voice-flags" aria-hidden="true">
+                      <MicIcon off />
+                    </span>
+                  )}
+                </li>
+              );
+            })}
+          </ul>
+        )}
+        {inside ? (
+          <>
+            <p className="muted voice-status" role="status">
+              {status}
+            </p>
+            <div className="voice-controls">
+              <button type="button" className={`round${voice.muted ? " off" : ""}`} aria-pressed={voice.muted} aria-label={t("voiceMute")} title={t("voiceMute")} onClick={() => chat.voice.setMuted(!voice.muted)}>
+                <MicIcon off={voice.muted} />
+              </button>
+              <button type="button" className={`round${voice.deafened ? " off" : ""}`} aria-pressed={voice.deafened} aria-label={t("voiceDeafen")} title={t("voiceDeafen")} onClick={() => chat.voice.setDeafened(!voice.deafened)}>
+                <HeadphonesIcon off={voice.deafened} />
+              </button>
+              <button type="button" className="round hangup" aria-label={t("voiceLeave")} title={t("voiceLeave")} onClick={() => void chat.voice.leave()}>
+                <HangUpIcon />
+              </button>
+            </div>
+            <p className="muted voice-hint">{t("voiceKeepsOn")}</p>
+            <details className="voice-details">
+              <summary>{t("voiceDetails")}</summary>
+              <table aria-label={t("voiceStats")}>
+                <thead>
+                  <tr>
+                    <th scope="col">{t("voicePerson")}</th>
+                    <th scope="col">{t("voiceFramesOpened")}</th>
+                    <th scope="col">{t("voiceLevel")}</th>
+                    <th scope="col">{t("voiceKid")}</th>
+                  </tr>
+                </thead>
+                <tbody>
+                  {people.map((id) => (
+                    <tr key={id}>
+                      <th scope="row">{personName(chat, t, id)}</th>
+                      <td>{id === me ? "—" : (voice.opened[id] ?? 0)}</td>
+                      <td>{voice.levels[id] ?? 0}</td>
+                      <td>{id === me ? (voice.ownKid ?? "—") : (voice.lastKid[id] ?? "—")}</td>
+                    </tr>
+                  ))}
+                </tbody>
+              </table>
+              <p>{t("voiceSealed", { n: voice.sealed })}</p>
+              <p>{t("voiceNotOpened", { n: voice.failed })}</p>
+              <p>{t("voiceKeysHeld", { n: voice.peerKeys })}</p>
+            </details>
+          </>
+        ) : (
+          <div className="voice-join">
+            {elsewhere && <p className="muted">{t("voiceElsewhere", { name: elsewhere.name })}</p>}
+            <button type="button" className="primary" disabled={voice.phase === "joining" && here} onClick={() => void chat.voice.join(channel.id, guildId)}>
+              {t("voiceJoin")}
+            </button>
+          </div>
+        )}
       </div>
     </section>
+  );
+}
+
+/** The people in a voice channel, small, under its row in the channel sidebar. */
+export function VoicePeople({ chat, channel }: { chat: Chat; channel: GuildChannel }) {
+  const { t } = useI18n();
+  const voice = useVoice(chat);
+  if (channel.voiceAccountIds.length === 0) return null;
+  const here = voice.channelId === channel.id;
+  return (
+    <ul className="voice-people" aria-label={t("voicePeopleIn", { name: channel.name })}>
+      {channel.voiceAccountIds.map((id) => {
+        const name = personName(chat, t, id);
+        const speaking = here && voice.speaking.includes(id);
+        return (
+          <li key={id} className={speaking ? "speaking" : undefined} data-speaking={speaking} aria-label={speaking ? `${name}, ${t("voiceSpeaking")}` : name}>
+            <PersonAvatar chat={chat} accountId={id} name={chat.nameOf(id) || name} className="avatar" />
+            <span className="voice-people-name">{name}</span>
+          </li>
+        );
+      })}
+    </ul>
+  );
+}
+
+/** The strip at the foot of the channel sidebar while this device is in a voice channel. */
+export function VoiceBar({ chat, onOpen }: { chat: Chat; onOpen: (channelId: string) => void }) {
+  const { t } = useI18n();
+  const voice = useVoice(chat);
+  if (!voice.channelId || voice.phase === "idle" || voice.phase === "failed") return null;
+  const channel = chat.guilds.channelInfo(voice.channelId);
+  const channelId = voice.channelId;
+  return (
+    <div className="voice-bar" role="group" aria-label={t("voiceConnected")}>
+      <button type="button" className="voice-bar-name" onClick={() => onOpen(channelId)}>
+        <span className="voice-bar-state">{voice.phase === "connected" ? t("voiceConnected") : t("voiceConnecting")}</span>
+        <span className="voice-bar-channel">🔊 {channel?.name ?? ""}</span>
+      </button>
+      <button type="button" className={`icon${voice.muted ? " off" : ""}`} aria-pressed={voice.muted} aria-label={t("voiceMute")} title={t("voiceMute")} onClick={() => chat.voice.setMuted(!voice.muted)}>
+        <MicIcon off={voice.muted} />
+      </button>
+      <button type="button" className="icon hangup" aria-label={t("voiceLeave")} title={t("voiceLeave")} onClick={() => void chat.voice.leave()}>
+        <HangUpIcon />
+      </button>
+    </div>
+  );
+}
+
+/** Headphones, struck through when deafened. */
+function HeadphonesIcon({ off = false }: { off?: boolean }) {
+  return (
+    <svg viewBox="0 0 24 24" width="22" height="22" aria-hidden="true" fill="none" stroke="currentColor" strokeWidth="2" strokeLinecap="round" strokeLinejoin="round">
+      <path d="M3 18v-6a9 9 0 0 1 18 0v6" />
+      <path d="M21 19a2 2 0 0 1-2 2h-1v-7h3zM3 19a2 2 0 0 0 2 2h1v-7H3z" />
+      {off && <line x1="3" y1="3" x2="21" y2="21" />}
+    </svg>
   );
 }
