@@ -20,4 +20,6 @@ DBS=sqlite,postgres
 "$B" --db "$DBS" --out "$OUT" history --messages "${HISTORY_MESSAGES:-100000}"
 "$B" --db "$DBS" --out "$OUT" keys
 "$B" --db "$DBS" --out "$OUT" signin-burst
+# The SFU keeps nothing in the database: one run.
+"$B" --db sqlite --out "$OUT" voice
 "$B" --out "$OUT" report --into BENCHMARKS.md

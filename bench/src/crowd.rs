@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use indicatif::{ProgressBar, ProgressStyle};
+use kitsulan_client::Client;
 use kitsulan_client::e2ee::E2eeDevice;
 use kitsulan_client::gateway::GatewayClient;
 use kitsulan_client::people::PASSWORD;
@@ -438,4 +439,32 @@ impl Filler {
         self.bar.finish_and_clear();
         Ok(self.recorder)
     }
+}
+
+/// Signs up `count` people (`{prefix}{i}`, no E2EE device), several at a time, in order.
+pub async fn sign_up(url: &str, prefix: &str, count: usize) -> anyhow::Result<Vec<Client>> {
+    let bar = progress(count as u64, "signing up");
+    let permits = Arc::new(Semaphore::new(16));
+    let mut tasks = JoinSet::new();
+    for i in 0..count {
+        let (url, username, permits, bar) =
+            (url.to_owned(), format!("{prefix}{i}"), permits.clone(), bar.clone());
+        tasks.spawn(async move {
+            let _permit = permits.acquire_owned().await?;
+            let mut client = Client::connect(&url).await?;
+            client
+                .sign_up(&username, PASSWORD)
+                .await
+                .map_err(|s| anyhow::anyhow!("SignUp {username}: {s}"))?;
+            bar.inc(1);
+            anyhow::Ok((i, client))
+        });
+    }
+    let mut all = Vec::with_capacity(count);
+    while let Some(done) = tasks.join_next().await {
+        all.push(done??);
+    }
+    bar.finish_and_clear();
+    all.sort_by_key(|(i, _)| *i);
+    Ok(all.into_iter().map(|(_, c)| c).collect())
 }

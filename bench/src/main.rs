@@ -81,6 +81,8 @@ enum Scenario {
     Cloud(scenarios::cloud::Args),
     /// 9. A big guild: members online, a few posting in one channel at a fixed rate.
     Guild(scenarios::guild::Args),
+    /// 10. Voice rooms through the SFU: CPU per forwarded stream, forwarding delay, losses.
+    Voice(scenarios::voice::Args),
     /// Every scenario at a tiny size, failing on any error or loss (CI runs this).
     Smoke,
     /// Renders the JSON reports in `--out` as the results section of a Markdown file
@@ -122,6 +124,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             Scenario::SigninBurst(args) => vec![scenarios::signin::run(&how, args).await?],
             Scenario::Cloud(args) => vec![scenarios::cloud::run(&how, args).await?],
             Scenario::Guild(args) => vec![scenarios::guild::run(&how, args).await?],
+            Scenario::Voice(args) => vec![scenarios::voice::run(&how, args).await?],
             Scenario::Smoke => scenarios::smoke(&how).await?,
             Scenario::Report { .. } => Vec::new(),
         };

@@ -192,6 +192,17 @@ impl Report {
         {
             failures.push(format!("{name}: nothing was delivered"));
         }
+        let heard_enough = self
+            .result("packets_heard")
+            .partial_cmp(&(self.result("packets_expected") * 0.95))
+            .is_some_and(|o| o.is_ge());
+        if self.scenario.ends_with("voice") && !heard_enough {
+            failures.push(format!(
+                "{name}: heard {} of {} voice packets",
+                self.result("packets_heard"),
+                self.result("packets_expected")
+            ));
+        }
         failures
     }
 }
@@ -350,8 +361,8 @@ fn panel(svg: &mut String, top: f64, width: f64, height: f64, title: &str, serie
 type Cell = fn(&Report) -> String;
 
 /// The order of scenarios in BENCHMARKS.md.
-const ORDER: [&str; 9] =
-    ["fanout", "ingest", "idle", "history", "keys", "cold_start", "signin_burst", "cloud", "guild"];
+const ORDER: [&str; 10] =
+    ["fanout", "ingest", "idle", "history", "keys", "cold_start", "signin_burst", "cloud", "guild", "voice"];
 const BEGIN: &str = "<!-- bench:begin -->";
 const END: &str = "<!-- bench:end -->";
 

@@ -59,6 +59,9 @@ impl Target {
             // Groups as large as a scenario asks for, created as fast as it asks.
             .env("KITSULAN_GROUP_MAX_MEMBERS", "10000")
             .env("KITSULAN_RATE_LIMIT_GROUP_CREATIONS", "1000000/1h")
+            // Voice rooms as large as a scenario asks for.
+            .env("KITSULAN_SFU_ROOM_MAX", "500")
+            .env("KITSULAN_SFU_MAX_PARTICIPANTS", "1000")
             // Warnings only: a log line per request would measure the log, not the server.
             .env("KITSULAN_LOG", "warn,kitsulan_server=info");
         let server = TestServer::start_with(options).await?;
@@ -80,6 +83,11 @@ impl Target {
     /// The server's resident memory now, in bytes (None without a process id).
     pub fn rss(&self) -> Option<u64> {
         self.pid.and_then(|pid| read_process(pid).map(|(rss, _)| rss))
+    }
+
+    /// The CPU time the server has used so far, in seconds (None without a process id).
+    pub fn cpu_seconds(&self) -> Option<f64> {
+        self.pid.and_then(|pid| read_process(pid).map(|(_, ticks)| ticks as f64 / CLOCK_TICKS))
     }
 
     /// The server's resident memory now and its peak so far (None without a process id).

@@ -4,7 +4,8 @@
 //! records which packets of whom it heard. What it sends is marked, not encoded audio: the SFU
 //! forwards packets without reading them, so the marks are what a test checks.
 //!
-//! Payloads are `[who, number (2 bytes, big-endian), 0xAB…]`, 60 bytes, with an RFC 6464
+//! Payloads are `[who, number (2 bytes, big-endian), sent (4 bytes: microseconds since this
+//! process's first voice packet), 0xAB…]`, 60 bytes, with an RFC 6464
 //! audio level of -40 dBov in header extension 1. With a room key ([`Speech::room_key`]) each
 //! payload is sealed as an SFrame frame (`kitsulan_crypto::sframe`, `KID` = who, `CTR` = number)
 //! and opened on arrival: a payload that arrives in the clear, or does not authenticate, is an
@@ -67,6 +68,17 @@ const LINGER: Duration = Duration::from_millis(1_500);
 
 /// What one participant heard: per sender, the packet numbers.
 pub type Heard = BTreeMap<u8, BTreeSet<u16>>;
+
+/// The clock of the send times in payloads: participants in one process share it, so a
+/// receiver can tell how long a packet took from its sender through the SFU.
+static EPOCH: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+
+fn epoch() -> Instant {
+    *EPOCH.get_or_init(Instant::now)
+}
+
+/// Where the filler of a payload starts (after who, number and the send time).
+const FILLER_AT: usize = 7;
 
 /// How a participant speaks.
 #[derive(Clone, Copy, Debug)]
@@ -165,13 +177,25 @@ impl VoicePeer {
     /// Says on `connected` when its session is up, waits for `go`, speaks as `speech` says,
     /// listens a little longer, and returns what it heard.
     pub async fn run(
+        self,
+        connected: mpsc::Sender<u8>,
+        go: watch::Receiver<bool>,
+        speech: Speech,
+    ) -> anyhow::Result<Heard> {
+        Ok(self.run_timed(connected, go, speech).await?.0)
+    }
+
+    /// [`VoicePeer::run`], also returning how long each packet heard took from its sender (in
+    /// this process) to here: two hops through the SFU and the time to read it.
+    pub async fn run_timed(
         mut self,
         connected: mpsc::Sender<u8>,
         mut go: watch::Receiver<bool>,
         speech: Speech,
-    ) -> anyhow::Result<Heard> {
+    ) -> anyhow::Result<(Heard, Vec<Duration>)> {
         let who = self.who;
         let mut heard = Heard::new();
+        let mut delays = Vec::new();
         let mut buffer = vec![0u8; 1_500];
         let mut next_packet: u16 = 0;
         let mut next_send = Instant::now();
@@ -198,7 +222,7 @@ impl VoicePeer {
                         Some(base) => {
                             ensure!(
                                 !(packet.payload.len() == 60
-                                    && packet.payload[3..].iter().all(|b| *b == 0xAB)),
+                                    && packet.payload[FILLER_AT..].iter().all(|b| *b == 0xAB)),
                                 "participant {who}: a payload arrived in the clear"
                             );
                             let (kid, _, plaintext) = sframe::open(
@@ -217,9 +241,12 @@ impl VoicePeer {
                             plaintext
                         }
                     };
-                    if payload.len() >= 3 {
+                    if payload.len() >= FILLER_AT {
                         let number = u16::from_be_bytes([payload[1], payload[2]]);
                         heard.entry(payload[0]).or_default().insert(number);
+                        let sent = u32::from_be_bytes([payload[3], payload[4], payload[5], payload[6]]);
+                        let sent = epoch() + Duration::from_micros(u64::from(sent));
+                        delays.push(Instant::now().saturating_duration_since(sent));
                     }
                 }
             }
@@ -230,7 +257,7 @@ impl VoicePeer {
             }
             if speech.crash_after == Some(next_packet) {
                 // Gone: no goodbye, no more packets, no more ICE checks.
-                return Ok(heard);
+                return Ok((heard, delays));
             }
             let speaking = *go.borrow() && next_packet < speech.packets;
             if speaking && now >= next_send {
@@ -268,7 +295,7 @@ impl VoicePeer {
             }
         }
         self.pc.close()?;
-        Ok(heard)
+        Ok((heard, delays))
     }
 
     /// Sends packet `number`, sealed with `key` if there is one.
@@ -284,6 +311,9 @@ impl VoicePeer {
         header.set_extension(1, Bytes::from_static(&[0x80 | 40]))?;
         let [high, low] = number.to_be_bytes();
         let mut payload = vec![self.who, high, low];
+        // Wraps after 71 minutes, longer than any run.
+        let sent = now.saturating_duration_since(epoch()).as_micros() as u32;
+        payload.extend_from_slice(&sent.to_be_bytes());
         payload.resize(60, 0xAB);
         if let Some(key) = key {
             payload = key.seal(u64::from(number), b"", &payload);

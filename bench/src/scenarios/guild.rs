@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use kitsulan_client::Client;
-use kitsulan_client::people::{PASSWORD, cloud_text};
+use kitsulan_client::people::cloud_text;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use uuid::Uuid;
@@ -45,7 +45,7 @@ pub async fn run(how: &How, args: &Args) -> anyhow::Result<Report> {
     let target = Target::start(how).await?;
     let sampler = target.sample(Duration::from_millis(250));
     let idle_rss = target.rss();
-    let mut members = sign_up(target.url(), &crowd::run_tag(), args.members).await?;
+    let mut members = crowd::sign_up(target.url(), &format!("{}-g", crowd::run_tag()), args.members).await?;
 
     // The first member makes the guild; everyone else joins by one invite, several at a time.
     let guild = members[0].create_guild("Bench guild").await?;
@@ -123,34 +123,6 @@ pub async fn run(how: &How, args: &Args) -> anyhow::Result<Report> {
     let lost = report.result("lost_deliveries");
     report.goal("lost deliveries", "0", format!("{lost}"), lost == 0.0);
     Ok(report)
-}
-
-/// Signs up `count` people (`{tag}-g{i}`), several at a time, each with one device.
-async fn sign_up(url: &str, tag: &str, count: usize) -> anyhow::Result<Vec<Client>> {
-    let bar = crowd::progress(count as u64, "signing up members");
-    let permits = Arc::new(Semaphore::new(16));
-    let mut tasks = JoinSet::new();
-    for i in 0..count {
-        let (url, username, permits, bar) =
-            (url.to_owned(), format!("{tag}-g{i}"), permits.clone(), bar.clone());
-        tasks.spawn(async move {
-            let _permit = permits.acquire_owned().await?;
-            let mut client = Client::connect(&url).await?;
-            client
-                .sign_up(&username, PASSWORD)
-                .await
-                .map_err(|s| anyhow::anyhow!("SignUp {username}: {s}"))?;
-            bar.inc(1);
-            anyhow::Ok((i, client))
-        });
-    }
-    let mut all = Vec::with_capacity(count);
-    while let Some(done) = tasks.join_next().await {
-        all.push(done??);
-    }
-    bar.finish_and_clear();
-    all.sort_by_key(|(i, _)| *i);
-    Ok(all.into_iter().map(|(_, c)| c).collect())
 }
 
 /// One posting member.

@@ -7,6 +7,7 @@ pub mod idle;
 pub mod keys;
 pub mod messaging;
 pub mod signin;
+pub mod voice;
 
 use crate::report::Report;
 use crate::target::How;
@@ -22,6 +23,7 @@ pub async fn smoke(how: &How) -> anyhow::Result<Vec<Report>> {
     let signin = signin::Args { accounts: 8, concurrency: 4, settle_seconds: 1 };
     let cloud = cloud::Args { messages: 300, senders: 2, groups: 2, inflight: 8, searches: 20 };
     let guild = guild::Args { members: 12, online: 6, senders: 2, rate: 20.0, seconds: 2 };
+    let voice = voice::Args { sizes: vec![3], slots: 6, seconds: 2 };
     let mut reports = vec![
         messaging::fanout(how, &fanout).await?,
         messaging::ingest(how, &ingest).await?,
@@ -32,6 +34,7 @@ pub async fn smoke(how: &How) -> anyhow::Result<Vec<Report>> {
     reports.push(signin::run(how, &signin).await?);
     reports.push(cloud::run(how, &cloud).await?);
     reports.push(guild::run(how, &guild).await?);
+    reports.push(voice::run(how, &voice).await?);
     for report in &mut reports {
         report.scenario = format!("smoke-{}", report.scenario);
     }
