@@ -8,6 +8,7 @@ import { useSyncExternalStore } from "react";
 import type { GuildChannel } from "../../gen/kitsulan/v1/guild_pb";
 import { useI18n, type Translate } from "../../i18n/i18n";
 import { errorText } from "../../i18n/messages";
+import { isLimited } from "../../lib/secureContext";
 import type { Chat } from "../../state/chat";
 import type { VoiceState } from "../../voice/voice";
 import { PersonAvatar } from "../Avatar";
@@ -56,6 +57,7 @@ export function VoiceChannel({
   onChannels: () => void;
 }) {
   const { t } = useI18n();
+  const noMedia = isLimited("calls");
   const voice = useVoice(chat);
   const me = chat.get().me.accountId;
   const here = voice.channelId === channel.id;
@@ -166,7 +168,14 @@ export function VoiceChannel({
         ) : (
           <div className="voice-join">
             {elsewhere && <p className="muted">{t("voiceElsewhere", { name: elsewhere.name })}</p>}
-            <button type="button" className="primary" disabled={voice.phase === "joining" && here} onClick={() => void chat.voice.join(channel.id, guildId)}>
+            {/* Over plain HTTP by a LAN name the browser gives no microphone: say so, as calls do. */}
+            {noMedia && <p className="muted">{t("insecureReasonCalls")}</p>}
+            <button
+              type="button"
+              className="primary"
+              disabled={(voice.phase === "joining" && here) || noMedia}
+              onClick={() => void chat.voice.join(channel.id, guildId)}
+            >
               {t("voiceJoin")}
             </button>
           </div>
