@@ -21,7 +21,7 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 
 use crate::crowd;
-use crate::record::Recorder;
+use crate::record::{Latency, Recorder, Summary};
 use crate::report::Report;
 use crate::target::{How, MIB, Target};
 
@@ -47,7 +47,7 @@ struct Step {
     /// Streams the SFU forwards: each participant hears min(size - 1, slots) voices.
     streams: usize,
     cpu_percent: f64,
-    delays: hdrhistogram::Histogram<u64>,
+    delays: Summary,
     expected: u64,
     heard: u64,
     rss_mib: f64,
@@ -84,8 +84,8 @@ pub async fn run(how: &How, args: &Args) -> anyhow::Result<Report> {
             step.streams,
             step.cpu_percent,
             step.cpu_percent / step.streams as f64,
-            ms(step.delays.value_at_quantile(0.5)),
-            ms(step.delays.value_at_quantile(0.99)),
+            step.delays.p50_ms,
+            step.delays.p99_ms,
             step.heard,
             step.expected,
         );
@@ -100,8 +100,8 @@ pub async fn run(how: &How, args: &Args) -> anyhow::Result<Report> {
         report.set_result(&name("streams"), step.streams as f64);
         report.set_result(&name("server_cpu_percent"), step.cpu_percent);
         report.set_result(&name("cpu_percent_per_stream"), step.cpu_percent / step.streams as f64);
-        report.set_result(&name("delay_p50_ms"), ms(step.delays.value_at_quantile(0.5)));
-        report.set_result(&name("delay_p99_ms"), ms(step.delays.value_at_quantile(0.99)));
+        report.set_result(&name("delay_p50_ms"), step.delays.p50_ms);
+        report.set_result(&name("delay_p99_ms"), step.delays.p99_ms);
         report.set_result(&name("lost_percent"), lost_percent(step.expected, step.heard));
         report.set_result(&name("server_rss_mib"), step.rss_mib);
         expected += step.expected;
@@ -123,19 +123,14 @@ pub async fn run(how: &How, args: &Args) -> anyhow::Result<Report> {
         .last()
         .unwrap_or(0);
     report.set_result("largest_room_under_half_a_core_at_that_cost", fits as f64);
-    let p99 = biggest.delays.value_at_quantile(0.99);
+    let p99 = biggest.delays.p99_ms;
     report.goal(
         "largest room under 50 % of one core",
         "≥ 30 (a LAN party)",
         format!("{measured_under_half} measured, {fits} at {per_stream:.3} % per stream"),
         measured_under_half >= 30 || fits >= 30,
     );
-    report.goal(
-        "forwarding delay p99, largest room",
-        "< 20 ms",
-        format!("{:.2} ms", ms(p99)),
-        ms(p99) < 20.0,
-    );
+    report.goal("forwarding delay p99, largest room", "< 20 ms", format!("{p99:.2} ms"), p99 < 20.0);
     let lost = lost_percent(expected, heard);
     report.goal("packets lost", "< 1 %", format!("{lost:.2} %"), lost < 1.0);
     Ok(report)
@@ -184,12 +179,13 @@ async fn room(
         _ => f64::NAN,
     };
     let rss_mib = target.rss().map_or(f64::NAN, |b| b as f64 / MIB);
-    let mut delays = hdrhistogram::Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?;
+    let mut delays = Latency::new(started);
     let mut heard = 0u64;
     while let Some(done) = speakers.join_next().await {
         let (got, took) = done??;
+        let now = Instant::now();
         for delay in &took {
-            delays.saturating_record((delay.as_micros() as u64).max(1));
+            delays.record(now, *delay);
             recorder.latency("forward_delay", *delay);
         }
         heard += got.values().map(|n| n.len() as u64).sum::<u64>();
@@ -202,15 +198,11 @@ async fn room(
         size,
         streams,
         cpu_percent,
-        delays,
+        delays: delays.summary(),
         expected: streams as u64 * u64::from(packets),
         heard,
         rss_mib,
     })
-}
-
-fn ms(micros: u64) -> f64 {
-    micros as f64 / 1000.0
 }
 
 fn lost_percent(expected: u64, heard: u64) -> f64 {

@@ -541,7 +541,7 @@ export class E2ee implements Sealer {
   /**
    * Sends this device's voice key (SFrame `kid` and 16-byte `baseKey`) over Olm to every device
    * of the accounts `to`, for the voice room `conversationId` whose participants are
-   * `participants` (the machine binds the key to them). With `onlyDevices`, to those of the
+   * `participants` (the machine refuses a device of anyone else, so `to` must be among them). With `onlyDevices`, to those of the
    * devices only (one that reloaded and sent us its new key). Devices without keys to claim
    * get nothing (they cannot be in the room either).
    */
@@ -555,7 +555,7 @@ export class E2ee implements Sealer {
   ): Promise<void> {
     return this.step(async () => {
       if (!this.machine.isReady) throw new Error("this device is not set up for encryption");
-      const members = [...new Set([...participants, ...to, this.accountId])];
+      const members = [...new Set([...participants, this.accountId])];
       const accounts = [...new Set(to)];
       await this.syncDevices(accounts);
       let devices = accounts.flatMap((a) => this.machine.devicesOf(a).map((p) => p.deviceId)).filter((d) => d !== this.deviceId);

@@ -409,14 +409,15 @@ export class Voice {
     void this.keys(async () => {
       if (session.closed || !this.own) return;
       if (plan.kind === "share") {
-        await this.deps.engine.shareVoiceKey(channelId, this.known, plan.to, this.own.kid, this.own.key);
+        // The participants the plan was made for: `plan.to` is among them.
+        await this.deps.engine.shareVoiceKey(channelId, now, plan.to, this.own.kid, this.own.key);
         return;
       }
       // Rotation: those who remain get the new key first, then it seals; the one who left
       // never gets it.
       const next = { kid: randomKid(new Set([this.own.kid, ...this.peers.kids])), key: randomBaseKey() };
       try {
-        if (plan.to.length > 0) await this.deps.engine.shareVoiceKey(channelId, this.known, plan.to, next.kid, next.key);
+        if (plan.to.length > 0) await this.deps.engine.shareVoiceKey(channelId, now, plan.to, next.kid, next.key);
       } finally {
         if (!session.closed) {
           this.own?.key.fill(0);

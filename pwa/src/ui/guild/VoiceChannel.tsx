@@ -127,15 +127,11 @@ export function VoiceChannel({
               {status}
             </p>
             <div className="voice-controls">
-              <button type="button" className={`round${voice.muted ? " off" : ""}`} aria-pressed={voice.muted} aria-label={t("voiceMute")} title={t("voiceMute")} onClick={() => chat.voice.setMuted(!voice.muted)}>
-                <MicIcon off={voice.muted} />
-              </button>
+              <MuteButton chat={chat} voice={voice} look="round" />
               <button type="button" className={`round${voice.deafened ? " off" : ""}`} aria-pressed={voice.deafened} aria-label={t("voiceDeafen")} title={t("voiceDeafen")} onClick={() => chat.voice.setDeafened(!voice.deafened)}>
                 <HeadphonesIcon off={voice.deafened} />
               </button>
-              <button type="button" className="round hangup" aria-label={t("voiceLeave")} title={t("voiceLeave")} onClick={() => void chat.voice.leave()}>
-                <HangUpIcon />
-              </button>
+              <LeaveButton chat={chat} look="round" />
             </div>
             <p className="muted voice-hint">{t("voiceKeepsOn")}</p>
             <details className="voice-details">
@@ -220,13 +216,29 @@ export function VoiceBar({ chat, onOpen }: { chat: Chat; onOpen: (channelId: str
         <span className="voice-bar-state">{voice.phase === "connected" ? t("voiceConnected") : t("voiceConnecting")}</span>
         <span className="voice-bar-channel">🔊 {channel?.name ?? ""}</span>
       </button>
-      <button type="button" className={`icon${voice.muted ? " off" : ""}`} aria-pressed={voice.muted} aria-label={t("voiceMute")} title={t("voiceMute")} onClick={() => chat.voice.setMuted(!voice.muted)}>
-        <MicIcon off={voice.muted} />
-      </button>
-      <button type="button" className="icon hangup" aria-label={t("voiceLeave")} title={t("voiceLeave")} onClick={() => void chat.voice.leave()}>
-        <HangUpIcon />
-      </button>
+      <MuteButton chat={chat} voice={voice} look="icon" />
+      <LeaveButton chat={chat} look="icon" />
     </div>
+  );
+}
+
+/** The microphone's switch, in the room's controls (`round`) or the sidebar strip (`icon`). */
+function MuteButton({ chat, voice, look }: { chat: Chat; voice: VoiceState; look: "round" | "icon" }) {
+  const { t } = useI18n();
+  return (
+    <button type="button" className={`${look}${voice.muted ? " off" : ""}`} aria-pressed={voice.muted} aria-label={t("voiceMute")} title={t("voiceMute")} onClick={() => chat.voice.setMuted(!voice.muted)}>
+      <MicIcon off={voice.muted} />
+    </button>
+  );
+}
+
+/** Leaves the voice channel. */
+function LeaveButton({ chat, look }: { chat: Chat; look: "round" | "icon" }) {
+  const { t } = useI18n();
+  return (
+    <button type="button" className={`${look} hangup`} aria-label={t("voiceLeave")} title={t("voiceLeave")} onClick={() => void chat.voice.leave()}>
+      <HangUpIcon />
+    </button>
   );
 }
 
