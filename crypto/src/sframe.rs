@@ -236,6 +236,34 @@ pub fn open<'k>(
     Ok((kid, ctr, plaintext))
 }
 
+/// Seals a video frame whose first `clear` bytes must stay readable (the codec's frame tag, which
+/// the receiving browser's depacketizer reads before anything is decrypted): returns
+/// `frame[..clear] ‖ seal(ctr, metadata = frame[..clear], frame[clear..])`, so the clear bytes are
+/// authenticated, not hidden. A frame shorter than `clear` is sealed with all of it in the clear.
+pub fn seal_keeping(key: &FrameKey, ctr: u64, frame: &[u8], clear: usize) -> Vec<u8> {
+    let (head, rest) = frame.split_at(clear.min(frame.len()));
+    let mut out = head.to_vec();
+    out.extend_from_slice(&key.seal(ctr, head, rest));
+    out
+}
+
+/// Opens what [`seal_keeping`] made with the same `clear`: the `KID`, the `CTR` and the whole
+/// frame again (clear bytes first). Changed clear bytes fail the tag like any other change.
+pub fn open_keeping<'k>(
+    key_of: impl FnOnce(u64) -> Option<&'k FrameKey>,
+    frame: &[u8],
+    clear: usize,
+) -> Result<(u64, u64, Vec<u8>), SFrameError> {
+    if frame.len() < clear {
+        return Err(SFrameError::Truncated);
+    }
+    let (head, sealed) = frame.split_at(clear);
+    let (kid, ctr, rest) = open(key_of, head, sealed)?;
+    let mut out = head.to_vec();
+    out.extend_from_slice(&rest);
+    Ok((kid, ctr, out))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -316,5 +344,28 @@ mod tests {
         // Keys differ by KID and by base key; the counter changes the ciphertext.
         assert_ne!(alice.seal(1, b"", b"same")[2..], bob.seal(1, b"", b"same")[2..]);
         assert_ne!(alice.seal(1, b"", b"same")[1..], alice.seal(2, b"", b"same")[1..]);
+    }
+    #[test]
+    fn video_frames_keep_their_codec_tag_readable_and_authenticated() {
+        let alice = FrameKey::derive(&[9u8; 16], 3);
+        let frame = b"\x10\x02\x00\x9d\x01\x2a\x80\x02\xe0\x01 the rest of a VP8 key frame";
+        let sealed = seal_keeping(&alice, 5, frame, 10);
+        assert_eq!(&sealed[..10], &frame[..10], "the frame tag stays where the depacketizer reads it");
+        assert!(!sealed.windows(8).any(|w| w == b"the rest"), "the picture shows");
+        assert_eq!(decode_header(&sealed[10..]).map(|(kid, ctr, _)| (kid, ctr)), Ok((3, 5)));
+        let pick = |kid: u64| (kid == 3).then_some(&alice);
+        assert_eq!(open_keeping(pick, &sealed, 10), Ok((3, 5, frame.to_vec())));
+        for at in 0..sealed.len() {
+            let mut changed = sealed.clone();
+            changed[at] ^= 0x01;
+            assert!(open_keeping(pick, &changed, 10).is_err(), "byte {at} changed and still opened");
+        }
+        assert!(open_keeping(pick, &sealed, 3).is_err(), "read with the wrong split");
+        assert_eq!(open_keeping(pick, &sealed[..4], 10), Err(SFrameError::Truncated));
+        // A frame shorter than the clear part is sealed whole in the clear part's place.
+        let tiny = seal_keeping(&alice, 6, b"ab", 10);
+        assert_eq!(open_keeping(pick, &tiny, 2), Ok((3, 6, b"ab".to_vec())));
+        // Without a clear part it is the audio frame.
+        assert_eq!(seal_keeping(&alice, 7, b"opus", 0), alice.seal(7, b"", b"opus"));
     }
 }

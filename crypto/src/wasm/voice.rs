@@ -63,6 +63,18 @@ impl VoiceKeys {
         Ok(sealed)
     }
 
+    /// Seals one encoded video frame with the own key (the same counter as [`Self::seal`]),
+    /// keeping its first `clear` bytes readable and authenticated (crypto/FORMAT.md, "SFrame").
+    #[wasm_bindgen(js_name = sealWith)]
+    pub fn seal_with(&mut self, frame: &[u8], clear: usize) -> JsResult<Vec<u8>> {
+        let Some((key, counter)) = self.own.as_mut() else {
+            return Err(sframe_error(SFrameError::UnknownKey));
+        };
+        let sealed = sframe::seal_keeping(key, *counter, frame, clear);
+        *counter += 1;
+        Ok(sealed)
+    }
+
     /// Adds or replaces a participant's key.
     #[wasm_bindgen(js_name = setPeer)]
     pub fn set_peer(&mut self, kid: u32, base_key: &[u8]) -> JsResult<()> {
@@ -85,6 +97,14 @@ impl VoiceKeys {
         let key_of = |kid: u64| u32::try_from(kid).ok().and_then(|kid| self.peers.get(&kid));
         let (_, _, plaintext) = sframe::open(key_of, &[], frame).map_err(sframe_error)?;
         Ok(plaintext)
+    }
+
+    /// Opens a frame sealed by [`Self::seal_with`] with the same `clear`.
+    #[wasm_bindgen(js_name = openWith)]
+    pub fn open_with(&self, frame: &[u8], clear: usize) -> JsResult<Vec<u8>> {
+        let key_of = |kid: u64| u32::try_from(kid).ok().and_then(|kid| self.peers.get(&kid));
+        let (_, _, frame) = sframe::open_keeping(key_of, frame, clear).map_err(sframe_error)?;
+        Ok(frame)
     }
 
     /// The key id in a sealed frame's header.
