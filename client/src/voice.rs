@@ -10,6 +10,12 @@
 //! payload is sealed as an SFrame frame (`kitsulan_crypto::sframe`, `KID` = who, `CTR` = number)
 //! and opened on arrival: a payload that arrives in the clear, or does not authenticate, is an
 //! error, so a test through the SFU shows it forwarded only ciphertext it could not change.
+//!
+//! With a camera ([`VoicePeer::offer_with_camera`]) it also offers one `sendonly` VP8 section
+//! and some `recvonly` ones, and sends a marked video frame every 60 ms: `[VP8 descriptor,
+//! frame tag, 9 bytes, who, number]`, sealed with the frame tag's bytes in the clear as the PWA
+//! seals VP8 (crypto/FORMAT.md). Frames 5, 15, 25… are key frames, the others delta frames, so
+//! a test can tell that the SFU starts each listener at a key frame.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
@@ -24,7 +30,7 @@ use kitsulan_proto::v1::{JoinVoiceRequest, LeaveVoiceRequest};
 use rtc::interceptor::Registry;
 use rtc::peer_connection::configuration::RTCConfigurationBuilder;
 use rtc::peer_connection::configuration::interceptor_registry::register_default_interceptors;
-use rtc::peer_connection::configuration::media_engine::{MIME_TYPE_OPUS, MediaEngine};
+use rtc::peer_connection::configuration::media_engine::{MIME_TYPE_OPUS, MIME_TYPE_VP8, MediaEngine};
 use rtc::peer_connection::event::RTCPeerConnectionEvent;
 use rtc::peer_connection::message::{RTCMessage, TaggedRTCMessage};
 use rtc::peer_connection::sdp::RTCSessionDescription;
@@ -61,6 +67,36 @@ impl crate::client::Client {
     }
 }
 
+/// Who filmed a video frame that arrived, and its number; sealed frames are opened (and must
+/// open under their sender's key).
+fn see(who: u8, payload: &[u8], room_key: Option<&[u8; 16]>) -> anyhow::Result<(u8, u16)> {
+    let frame = payload.get(1..).context("a video packet without a frame")?;
+    let key = frame.first().is_some_and(|tag| tag & 1 == 0);
+    let frame = match room_key {
+        None => frame.to_vec(),
+        Some(base) => {
+            ensure!(
+                !frame.windows(8).any(|w| w == [0xCD; 8]),
+                "participant {who}: a video frame in the clear"
+            );
+            let mut keys = None;
+            let (kid, _, frame) = sframe::open_keeping(
+                |kid| Some(&*keys.insert(sframe::FrameKey::derive(base, kid))),
+                frame,
+                vp8_clear(key),
+            )
+            .map_err(|e| anyhow::anyhow!("participant {who}: a video frame did not open: {e}"))?;
+            ensure!(
+                frame.get(10).is_some_and(|w| u64::from(*w) == kid),
+                "participant {who}: a frame under another's key"
+            );
+            frame
+        }
+    };
+    let mark = frame.get(10..13).context("a video frame without its mark")?;
+    Ok((mark[0], u16::from_be_bytes([mark[1], mark[2]])))
+}
+
 /// The RFC 6464 audio level header extension.
 const AUDIO_LEVEL_URI: &str = "urn:ietf:params:rtp-hdrext:ssrc-audio-level";
 /// How long after its last packet a participant keeps listening.
@@ -93,6 +129,38 @@ pub struct Speech {
     pub room_key: Option<[u8; 16]>,
 }
 
+fn vp8() -> RTCRtpCodec {
+    RTCRtpCodec {
+        mime_type: MIME_TYPE_VP8.to_owned(),
+        clock_rate: 90_000,
+        channels: 0,
+        sdp_fmtp_line: String::new(),
+        rtcp_feedback: vec![],
+    }
+}
+
+/// What a participant took in: the voices heard and the video frames seen (per sender, the
+/// numbers), and how long each voice packet took from its sender.
+#[derive(Debug, Default)]
+pub struct Outcome {
+    /// Voice packets heard, per sender.
+    pub heard: Heard,
+    /// Video frames seen, per sender.
+    pub seen: Heard,
+    /// Sender to here, per voice packet heard.
+    pub delays: Vec<Duration>,
+}
+
+/// Whether video frame `number` is a key frame.
+pub fn is_key_frame(number: u16) -> bool {
+    number % 10 == 5
+}
+
+/// The clear bytes of a VP8 frame sealed end to end: 10 of a key frame, 3 of a delta frame.
+fn vp8_clear(key: bool) -> usize {
+    if key { 10 } else { 3 }
+}
+
 fn opus() -> RTCRtpCodec {
     RTCRtpCodec {
         mime_type: MIME_TYPE_OPUS.to_owned(),
@@ -111,18 +179,34 @@ pub struct VoicePeer {
     local: SocketAddr,
     sender: RTCRtpSenderId,
     ssrc: u32,
+    /// Its camera's sender and SSRC.
+    camera: Option<(RTCRtpSenderId, u32)>,
 }
 
 impl VoicePeer {
     /// Participant `who`, on a UDP socket of `ip`, hearing `slots` streams; returns it with its
     /// SDP offer.
     pub async fn offer(who: u8, ip: std::net::IpAddr, slots: usize) -> anyhow::Result<(Self, String)> {
+        Self::offer_with_camera(who, ip, slots, None).await
+    }
+
+    /// [`VoicePeer::offer`], with a camera and `video_slots` video streams to see when given.
+    pub async fn offer_with_camera(
+        who: u8,
+        ip: std::net::IpAddr,
+        slots: usize,
+        video_slots: Option<usize>,
+    ) -> anyhow::Result<(Self, String)> {
         let socket = Arc::new(UdpSocket::bind(SocketAddr::new(ip, 0)).await?);
         let local = socket.local_addr()?;
         let mut media = MediaEngine::default();
         media.register_codec(
             RTCRtpCodecParameters { rtp_codec: opus(), payload_type: 111 },
             RtpCodecKind::Audio,
+        )?;
+        media.register_codec(
+            RTCRtpCodecParameters { rtp_codec: vp8(), payload_type: 96 },
+            RtpCodecKind::Video,
         )?;
         media.register_header_extension(
             RTCRtpHeaderExtensionCapability { uri: AUDIO_LEVEL_URI.to_owned() },
@@ -149,6 +233,25 @@ impl VoicePeer {
         for _ in 0..slots {
             pc.add_transceiver_from_kind(RtpCodecKind::Audio, None)?;
         }
+        let mut camera = None;
+        if let Some(video_slots) = video_slots {
+            let ssrc = 0x7100_0000 + u32::from(who);
+            let init = RTCRtpTransceiverInit {
+                direction: RTCRtpTransceiverDirection::Sendonly,
+                streams: vec![],
+                send_encodings: vec![RTCRtpEncodingParameters {
+                    rtp_coding_parameters: RTCRtpCodingParameters { ssrc: Some(ssrc), ..Default::default() },
+                    codec: vp8(),
+                    ..Default::default()
+                }],
+            };
+            pc.add_transceiver_from_kind(RtpCodecKind::Video, Some(init))?;
+            for _ in 0..video_slots {
+                pc.add_transceiver_from_kind(RtpCodecKind::Video, None)?;
+            }
+            let sender = pc.get_senders().nth(1).context("the camera's sender")?;
+            camera = Some((sender, ssrc));
+        }
         let sender = pc.get_senders().next().context("the voice's sender")?;
         let candidate = CandidateHostConfig {
             base_config: CandidateConfig {
@@ -165,7 +268,7 @@ impl VoicePeer {
         let offer = pc.create_offer(None)?;
         pc.set_local_description(Instant::now(), offer)?;
         let offer = pc.local_description().context("an offer")?.sdp;
-        Ok((Self { who, pc, socket, local, sender, ssrc }, offer))
+        Ok((Self { who, pc, socket, local, sender, ssrc, camera }, offer))
     }
 
     /// Takes the SFU's answer.
@@ -188,13 +291,25 @@ impl VoicePeer {
     /// [`VoicePeer::run`], also returning how long each packet heard took from its sender (in
     /// this process) to here: two hops through the SFU and the time to read it.
     pub async fn run_timed(
+        self,
+        connected: mpsc::Sender<u8>,
+        go: watch::Receiver<bool>,
+        speech: Speech,
+    ) -> anyhow::Result<(Heard, Vec<Duration>)> {
+        let outcome = self.run_all(connected, go, speech).await?;
+        Ok((outcome.heard, outcome.delays))
+    }
+
+    /// [`VoicePeer::run`], with everything it took in: the video frames it saw too.
+    pub async fn run_all(
         mut self,
         connected: mpsc::Sender<u8>,
         mut go: watch::Receiver<bool>,
         speech: Speech,
-    ) -> anyhow::Result<(Heard, Vec<Duration>)> {
+    ) -> anyhow::Result<Outcome> {
         let who = self.who;
         let mut heard = Heard::new();
+        let mut seen = Heard::new();
         let mut delays = Vec::new();
         let mut buffer = vec![0u8; 1_500];
         let mut next_packet: u16 = 0;
@@ -216,6 +331,13 @@ impl VoicePeer {
                 }
             }
             while let Some(TaggedRTCMessage { message, .. }) = self.pc.poll_read() {
+                if let RTCMessage::RtpPacket(_, packet) = &message
+                    && packet.header.payload_type == 96
+                {
+                    let (sender, number) = see(who, &packet.payload, speech.room_key.as_ref())?;
+                    seen.entry(sender).or_default().insert(number);
+                    continue;
+                }
                 if let RTCMessage::RtpPacket(_, packet) = message {
                     let payload = match &speech.room_key {
                         None => packet.payload.to_vec(),
@@ -257,11 +379,14 @@ impl VoicePeer {
             }
             if speech.crash_after == Some(next_packet) {
                 // Gone: no goodbye, no more packets, no more ICE checks.
-                return Ok((heard, delays));
+                return Ok(Outcome { heard, seen, delays });
             }
             let speaking = *go.borrow() && next_packet < speech.packets;
             if speaking && now >= next_send {
                 self.speak(next_packet, now, own.as_ref())?;
+                if next_packet.is_multiple_of(3) {
+                    self.film(next_packet / 3, now, own.as_ref())?;
+                }
                 next_packet += 1;
                 next_send = now + Duration::from_millis(20);
                 if next_packet == speech.packets {
@@ -295,7 +420,37 @@ impl VoicePeer {
             }
         }
         self.pc.close()?;
-        Ok((heard, delays))
+        Ok(Outcome { heard, seen, delays })
+    }
+
+    /// Sends video frame `number` on its camera, if it has one.
+    fn film(&mut self, number: u16, now: Instant, seal: Option<&sframe::FrameKey>) -> anyhow::Result<()> {
+        let Some((sender, ssrc)) = self.camera else { return Ok(()) };
+        let key = is_key_frame(number);
+        let header = rtc::rtp::header::Header {
+            version: 2,
+            payload_type: 96,
+            marker: true,
+            sequence_number: 20_000u16.wrapping_add(number),
+            timestamp: u32::from(number) * 5_400,
+            ssrc,
+            ..Default::default()
+        };
+        // The frame tag (its low bit clear: a key frame), nine bytes any frame tag could hold,
+        // then who filmed it and which frame it is.
+        let mut frame = vec![if key { 0x10 } else { 0x11 }, 2, 0, 0x9d, 1, 0x2a, 0x80, 2, 0xe0, 1];
+        let [high, low] = number.to_be_bytes();
+        frame.extend_from_slice(&[self.who, high, low]);
+        frame.resize(80, 0xCD);
+        if let Some(seal) = seal {
+            frame = sframe::seal_keeping(seal, 0x1_0000 + u64::from(number), &frame, vp8_clear(key));
+        }
+        // The VP8 payload descriptor: the start of partition 0.
+        let mut payload = vec![0x10];
+        payload.extend_from_slice(&frame);
+        let packet = rtc::rtp::Packet { header, payload: Bytes::from(payload) };
+        self.pc.rtp_sender(sender).context("the camera's sender")?.write_rtp(now, packet)?;
+        Ok(())
     }
 
     /// Sends packet `number`, sealed with `key` if there is one.

@@ -6,8 +6,11 @@
 //!
 //! A participant offers one `sendonly` audio section (its voice: its SSRC in `a=ssrc`, its audio
 //! level in the RFC 6464 extension if it has one) and up to [`RoomConfig::audio_slots`]
-//! `recvonly` audio sections (what it hears); [`Node::join`] answers with the SFU's one host
-//! candidate and a fixed SSRC per slot. Packets on the one port are told apart by the ICE
+//! `recvonly` audio sections (what it hears); and, for video, up to two `sendonly` video
+//! sections (a camera and a screen, VP8, each with its SSRC) and up to
+//! [`RoomConfig::video_slots`] `recvonly` ones. [`Node::join`] answers with the SFU's one host
+//! candidate and a fixed SSRC per slot. A listener's picture loss (RTCP PLI or FIR on a video
+//! slot) becomes a PLI to the slot's sender, within the room's rate limit. Packets on the one port are told apart by the ICE
 //! username of their STUN checks (each session has its own), then by address: every address a
 //! session's checks came from (a device checks from each of its interfaces, and ICE may pick any
 //! of them), up to [`MAX_ADDRESSES`].
@@ -30,30 +33,34 @@ use rtc::peer_connection::RTCPeerConnection;
 use rtc::peer_connection::RTCPeerConnectionBuilder;
 use rtc::peer_connection::configuration::RTCConfigurationBuilder;
 use rtc::peer_connection::configuration::interceptor_registry::register_default_interceptors;
-use rtc::peer_connection::configuration::media_engine::{MIME_TYPE_OPUS, MediaEngine};
+use rtc::peer_connection::configuration::media_engine::{MIME_TYPE_OPUS, MIME_TYPE_VP8, MediaEngine};
 use rtc::peer_connection::configuration::setting_engine::SettingEngineBuilder;
 use rtc::peer_connection::event::RTCPeerConnectionEvent;
 use rtc::peer_connection::message::{RTCMessage, TaggedRTCMessage};
 use rtc::peer_connection::sdp::RTCSessionDescription;
 use rtc::peer_connection::state::RTCPeerConnectionState;
 use rtc::peer_connection::transport::{CandidateConfig, CandidateHostConfig, RTCIceCandidate};
-use rtc::rtp_transceiver::RTCRtpSenderId;
+use rtc::rtcp::payload_feedbacks::full_intra_request::FullIntraRequest;
+use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
 use rtc::rtp_transceiver::rtp_sender::{
     RTCRtpCodec, RTCRtpCodecParameters, RTCRtpCodingParameters, RTCRtpEncodingParameters,
     RTCRtpHeaderExtensionCapability, RtpCodecKind,
 };
+use rtc::rtp_transceiver::{RTCRtpReceiverId, RTCRtpSenderId};
 use rtc::sansio::Protocol as _;
 use rtc::shared::marshal::{Marshal as _, Unmarshal as _};
 use rtc::shared::{TaggedBytesMut, TransportContext, TransportProtocol};
 use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, oneshot};
 
-use crate::room::{Counters, JoinError, ParticipantId, Room, RoomConfig, Uplink};
+use crate::room::{Counters, JoinError, MAX_VIDEO_UPLINKS, Media, ParticipantId, Room, RoomConfig, Uplink};
 
 /// The RFC 6464 audio level header extension.
 pub const AUDIO_LEVEL_URI: &str = "urn:ietf:params:rtp-hdrext:ssrc-audio-level";
 /// Opus, as browsers offer it.
 const OPUS_PAYLOAD_TYPE: u8 = 111;
+/// VP8, as browsers offer it (the answer takes the offer's number).
+const VP8_PAYLOAD_TYPE: u8 = 96;
 /// The largest datagram taken in (bigger ones are not RTP, STUN or DTLS we speak).
 const MAX_DATAGRAM: usize = 1_500;
 /// Addresses one session may send from (one per candidate pair it checks).
@@ -84,8 +91,8 @@ pub struct NodeConfig {
 /// Why a participant could not join.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum JoinRefusal {
-    /// The offer is not one voice and some slots (the message says what is wrong).
-    #[error("the offer is not one sendonly audio section and recvonly ones: {0}")]
+    /// The offer is not one voice, some slots and maybe video (the message says what is wrong).
+    #[error("the offer is not one sendonly audio section, recvonly ones and video: {0}")]
     Offer(String),
     /// The room refused it.
     #[error("the room refused: {0:?}")]
@@ -212,8 +219,12 @@ struct Peer {
     pc: RTCPeerConnection,
     room: RoomKey,
     ufrag: String,
-    /// Its slots' senders, in slot order, each with its SSRC and negotiated Opus payload type.
+    /// Its slots' senders, in slot order, each with its SSRC and negotiated payload type: audio
+    /// (Opus), then video (VP8).
     slots: Vec<(RTCRtpSenderId, u32, u8)>,
+    video_slots: Vec<(RTCRtpSenderId, u32, u8)>,
+    /// A receiver of its session, through which RTCP (a key frame request) reaches it.
+    receiver: RTCRtpReceiverId,
     /// The addresses its checks came from.
     addrs: Vec<SocketAddr>,
 }
@@ -229,40 +240,75 @@ struct State {
     by_addr: HashMap<SocketAddr, ParticipantId>,
 }
 
+/// What one section of an offer is for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Section {
+    /// The participant's voice (it sends there).
+    Voice,
+    /// Its camera or screen (it sends there).
+    Video,
+    /// An audio slot (it receives there).
+    AudioSlot,
+    /// A video slot (it receives there).
+    VideoSlot,
+}
+
 /// What an offer asks for.
 #[derive(Debug, PartialEq, Eq)]
 struct Offered {
-    /// The voice.
+    /// What it sends.
     uplink: Uplink,
-    /// Which of its sections carries the voice.
-    uplink_section: usize,
-    /// How many sections receive.
-    slots: usize,
+    /// Its sections in order.
+    sections: Vec<Section>,
 }
 
-/// What the offer asks for: the voice's SSRC and audio level extension id, and how many slots.
+impl Offered {
+    fn count(&self, kind: Section) -> usize {
+        self.sections.iter().filter(|s| **s == kind).count()
+    }
+}
+
+/// The SSRC a `sendonly` section sends with: the first of an `a=ssrc-group:FID` (the media, not
+/// its retransmissions), else the first `a=ssrc`.
+fn section_ssrc(lines: &[&str]) -> Option<u32> {
+    let grouped = lines
+        .iter()
+        .find_map(|l| l.strip_prefix("a=ssrc-group:FID "))
+        .and_then(|r| r.split_whitespace().next());
+    let first =
+        || lines.iter().find_map(|l| l.strip_prefix("a=ssrc:")).and_then(|r| r.split_whitespace().next());
+    grouped.or_else(first).and_then(|n| n.parse::<u32>().ok())
+}
+
+/// What the offer asks for: the voice's SSRC and audio level extension id, the video streams'
+/// SSRCs, and its sections in order.
 fn read_offer(sdp: &str) -> Result<Offered, JoinRefusal> {
     let bad = |what: &str| JoinRefusal::Offer(what.to_owned());
-    let mut uplink: Option<(Uplink, usize)> = None;
-    let mut slots = 0;
-    for (index, section) in sdp.split("\nm=").skip(1).enumerate() {
+    let mut voice: Option<(u32, Option<u8>)> = None;
+    let mut video = Vec::new();
+    let mut sections = Vec::new();
+    for section in sdp.split("\nm=").skip(1) {
         let lines: Vec<&str> = section.lines().map(str::trim).collect();
-        if !lines.first().is_some_and(|l| l.starts_with("audio ")) {
-            return Err(bad("only audio sections"));
+        let audio = lines.first().is_some_and(|l| l.starts_with("audio "));
+        if !audio && !lines.first().is_some_and(|l| l.starts_with("video ")) {
+            return Err(bad("only audio and video sections"));
         }
         let has = |attribute: &str| lines.contains(&attribute);
         if has("a=recvonly") {
-            slots += 1;
+            sections.push(if audio { Section::AudioSlot } else { Section::VideoSlot });
         } else if has("a=sendonly") {
-            if uplink.is_some() {
-                return Err(bad("one sendonly section"));
+            let ssrc = section_ssrc(&lines).ok_or_else(|| bad("each sendonly section names its SSRC"))?;
+            if !audio {
+                if video.len() == MAX_VIDEO_UPLINKS {
+                    return Err(bad("at most two sendonly video sections (a camera and a screen)"));
+                }
+                video.push(ssrc);
+                sections.push(Section::Video);
+                continue;
             }
-            let ssrc = lines
-                .iter()
-                .find_map(|l| l.strip_prefix("a=ssrc:"))
-                .and_then(|rest| rest.split_whitespace().next())
-                .and_then(|n| n.parse::<u32>().ok())
-                .ok_or_else(|| bad("the sendonly section names its SSRC"))?;
+            if voice.is_some() {
+                return Err(bad("one sendonly audio section"));
+            }
             let audio_level_extension = lines
                 .iter()
                 .filter_map(|l| l.strip_prefix("a=extmap:"))
@@ -270,27 +316,32 @@ fn read_offer(sdp: &str) -> Result<Offered, JoinRefusal> {
                 .and_then(|rest| rest.split(['/', ' ']).next())
                 .and_then(|id| id.parse::<u8>().ok())
                 .filter(|id| (1..=14).contains(id));
-            uplink = Some((Uplink { ssrc, audio_level_extension }, index));
+            voice = Some((ssrc, audio_level_extension));
+            sections.push(Section::Voice);
         } else {
             return Err(bad("each section sendonly or recvonly"));
         }
     }
-    let (uplink, uplink_section) = uplink.ok_or_else(|| bad("one sendonly section"))?;
-    Ok(Offered { uplink, uplink_section, slots })
+    let (ssrc, audio_level_extension) = voice.ok_or_else(|| bad("one sendonly audio section"))?;
+    let mut uplink = Uplink::audio(ssrc, audio_level_extension);
+    for (at, ssrc) in video.into_iter().enumerate() {
+        uplink.video[at] = Some(ssrc);
+    }
+    Ok(Offered { uplink, sections })
 }
 
-/// The answer with its voice section (number `section`) marked `a=recvonly`, as JSEP answers
-/// a `sendonly` offer. The stack answers `a=sendrecv` there because a track sits on that
-/// section to keep the slots' tracks in order; nothing is ever sent on it, and browsers refuse
-/// an answer that would send where their offer only sends.
-fn receive_only(answer: &str, section: usize) -> String {
+/// The answer with the sections the participant sends on (numbers `sections`) marked
+/// `a=recvonly`, as JSEP answers a `sendonly` offer. The stack answers `a=sendrecv` there
+/// because a track sits on each section to keep the slots' tracks in order; nothing is ever sent
+/// on them, and browsers refuse an answer that would send where their offer only sends.
+fn receive_only(answer: &str, sections: &[usize]) -> String {
     let mut out = String::with_capacity(answer.len());
     let mut index: Option<usize> = None;
     for line in answer.split_inclusive('\n') {
         if line.starts_with("m=") {
             index = Some(index.map_or(0, |i| i + 1));
         }
-        if index == Some(section) && line.trim_end() == "a=sendrecv" {
+        if index.is_some_and(|i| sections.contains(&i)) && line.trim_end() == "a=sendrecv" {
             out.push_str("a=recvonly");
             out.push_str(&line["a=sendrecv".len()..]);
         } else {
@@ -416,10 +467,17 @@ impl State {
         }
         let offered = read_offer(&offer)?;
         let room = self.rooms.entry(key).or_insert_with(|| Room::new(self.config.room.clone()));
-        let ssrcs = room.join(participant, offered.uplink, offered.slots).map_err(JoinRefusal::Room)?;
+        let (audio, video) = room
+            .join_with_video(
+                participant,
+                offered.uplink,
+                offered.count(Section::AudioSlot),
+                offered.count(Section::VideoSlot),
+            )
+            .map_err(JoinRefusal::Room)?;
         let session =
-            Self::session(self.advertise, self.config.drop_after, offer, offered.uplink_section, &ssrcs);
-        let (pc, ufrag, slots, answer) = match session {
+            Self::session(self.advertise, self.config.drop_after, offer, &offered.sections, &audio, &video);
+        let (pc, ufrag, (slots, video_slots), answer) = match session {
             Ok(made) => made,
             Err(e) => {
                 room.leave(participant);
@@ -430,20 +488,31 @@ impl State {
             }
         };
         self.by_ufrag.insert(ufrag.clone(), participant);
-        self.peers.insert(participant, Peer { pc, room: key, ufrag, slots, addrs: Vec::new() });
-        tracing::info!(participant = participant.0, room = %key, slots = ssrcs.len(), "joined the SFU");
+        let receiver =
+            RTCRtpReceiverId::from(offered.sections.iter().position(|s| *s == Section::Voice).unwrap_or(0));
+        let (audio, video) = (slots.len(), video_slots.len());
+        self.peers.insert(
+            participant,
+            Peer { pc, room: key, ufrag, slots, video_slots, receiver, addrs: Vec::new() },
+        );
+        tracing::info!(participant = participant.0, room = %key, audio, video, "joined the SFU");
         Ok(answer)
     }
 
-    /// The session of one participant: its answer to `offer`, with a sender per slot.
+    /// The session of one participant: its answer to `offer`, with a sender per slot (audio
+    /// slots with `audio`'s SSRCs, video slots with `video`'s, in the order of `sections`).
     #[allow(clippy::type_complexity)] // One constructor's parts, used once.
     fn session(
         advertise: SocketAddr,
         drop_after: Duration,
         offer: String,
-        uplink_section: usize,
-        ssrcs: &[u32],
-    ) -> Result<(RTCPeerConnection, String, Vec<(RTCRtpSenderId, u32, u8)>, String), JoinRefusal> {
+        sections: &[Section],
+        audio: &[u32],
+        video: &[u32],
+    ) -> Result<
+        (RTCPeerConnection, String, (Vec<(RTCRtpSenderId, u32, u8)>, Vec<(RTCRtpSenderId, u32, u8)>), String),
+        JoinRefusal,
+    > {
         let opus = RTCRtpCodec {
             mime_type: MIME_TYPE_OPUS.to_owned(),
             clock_rate: 48_000,
@@ -451,11 +520,24 @@ impl State {
             sdp_fmtp_line: "minptime=10;useinbandfec=1".to_owned(),
             rtcp_feedback: vec![],
         };
+        let vp8 = RTCRtpCodec {
+            mime_type: MIME_TYPE_VP8.to_owned(),
+            clock_rate: 90_000,
+            channels: 0,
+            sdp_fmtp_line: String::new(),
+            rtcp_feedback: vec![],
+        };
         let mut media = MediaEngine::default();
         media
             .register_codec(
                 RTCRtpCodecParameters { rtp_codec: opus.clone(), payload_type: OPUS_PAYLOAD_TYPE },
                 RtpCodecKind::Audio,
+            )
+            .map_err(session_error)?;
+        media
+            .register_codec(
+                RTCRtpCodecParameters { rtp_codec: vp8.clone(), payload_type: VP8_PAYLOAD_TYPE },
+                RtpCodecKind::Video,
             )
             .map_err(session_error)?;
         media
@@ -485,29 +567,44 @@ impl State {
             .map_err(session_error)?;
         let offer = RTCSessionDescription::offer(offer).map_err(|e| JoinRefusal::Offer(e.to_string()))?;
         pc.set_remote_description(Instant::now(), offer).map_err(|e| JoinRefusal::Offer(e.to_string()))?;
-        // A track goes to each offered section in order, the voice's too (where it never sends:
-        // the participant only sends there); the others are the slots, in order.
-        let mut senders = Vec::with_capacity(ssrcs.len());
-        let placeholder = ssrcs.iter().fold(0x0BAD_5EED_u32, |a, s| a ^ s.rotate_left(7));
-        let mut order: Vec<Option<(usize, u32)>> = ssrcs.iter().copied().enumerate().map(Some).collect();
-        order.insert(uplink_section.min(order.len()), None);
-        for entry in order {
-            let ssrc = entry.map_or(placeholder, |(_, ssrc)| ssrc);
-            let name = entry.map_or_else(|| "voice".to_owned(), |(slot, _)| format!("slot-{slot}"));
+        // A track goes to each offered section in order, those it sends on too (where the SFU
+        // never sends: the participant only sends there); the others are the slots, in order.
+        let mut audio_senders = Vec::with_capacity(audio.len());
+        let mut video_senders = Vec::with_capacity(video.len());
+        let (mut next_audio, mut next_video) = (audio.iter(), video.iter());
+        let seed = audio.iter().chain(video).fold(0x0BAD_5EED_u32, |a, s| a ^ s.rotate_left(7));
+        for (index, section) in sections.iter().enumerate() {
+            let placeholder = seed.wrapping_add(u32::try_from(index).unwrap_or(0).wrapping_mul(0x9E37_79B9));
+            let (kind, codec, ssrc, name) = match section {
+                Section::Voice => (RtpCodecKind::Audio, &opus, placeholder, "voice".to_owned()),
+                Section::Video => (RtpCodecKind::Video, &vp8, placeholder, format!("video-{index}")),
+                Section::AudioSlot => {
+                    let ssrc =
+                        *next_audio.next().ok_or_else(|| session_error("an audio slot without its SSRC"))?;
+                    (RtpCodecKind::Audio, &opus, ssrc, format!("slot-{}", audio_senders.len()))
+                }
+                Section::VideoSlot => {
+                    let ssrc =
+                        *next_video.next().ok_or_else(|| session_error("a video slot without its SSRC"))?;
+                    (RtpCodecKind::Video, &vp8, ssrc, format!("video-slot-{}", video_senders.len()))
+                }
+            };
             let track = MediaStreamTrack::new(
                 "kitsulan-sfu".to_owned(),
                 name.clone(),
                 name,
-                RtpCodecKind::Audio,
+                kind,
                 vec![RTCRtpEncodingParameters {
                     rtp_coding_parameters: RTCRtpCodingParameters { ssrc: Some(ssrc), ..Default::default() },
-                    codec: opus.clone(),
+                    codec: codec.clone(),
                     ..Default::default()
                 }],
             );
             let sender = pc.add_track(track).map_err(session_error)?;
-            if entry.is_some() {
-                senders.push(sender);
+            match section {
+                Section::AudioSlot => audio_senders.push((sender, ssrc)),
+                Section::VideoSlot => video_senders.push((sender, ssrc)),
+                Section::Voice | Section::Video => {}
             }
         }
         let candidate = CandidateHostConfig {
@@ -527,24 +624,36 @@ impl State {
         let answer = pc.create_answer(None).map_err(session_error)?;
         pc.set_local_description(Instant::now(), answer).map_err(session_error)?;
         let answer = pc.local_description().ok_or_else(|| session_error("no local description"))?.sdp;
-        let answer = receive_only(&answer, uplink_section);
-        let mut slots = Vec::with_capacity(senders.len());
-        for (id, ssrc) in senders.into_iter().zip(ssrcs) {
-            let payload_type = pc
-                .rtp_sender(id)
-                .and_then(|mut sender| {
-                    sender
-                        .get_parameters()
-                        .rtp_parameters
-                        .codecs
-                        .iter()
-                        .find(|c| c.rtp_codec.mime_type.eq_ignore_ascii_case(MIME_TYPE_OPUS))
-                        .map(|c| c.payload_type)
+        let sending: Vec<usize> = sections
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| matches!(s, Section::Voice | Section::Video))
+            .map(|(i, _)| i)
+            .collect();
+        let answer = receive_only(&answer, &sending);
+        let mut negotiated = |senders: Vec<(RTCRtpSenderId, u32)>, mime: &str, default: u8| {
+            senders
+                .into_iter()
+                .map(|(id, ssrc)| {
+                    let payload_type = pc
+                        .rtp_sender(id)
+                        .and_then(|mut sender| {
+                            sender
+                                .get_parameters()
+                                .rtp_parameters
+                                .codecs
+                                .iter()
+                                .find(|c| c.rtp_codec.mime_type.eq_ignore_ascii_case(mime))
+                                .map(|c| c.payload_type)
+                        })
+                        .unwrap_or(default);
+                    (id, ssrc, payload_type)
                 })
-                .unwrap_or(OPUS_PAYLOAD_TYPE);
-            slots.push((id, *ssrc, payload_type));
-        }
-        Ok((pc, ufrag, slots, answer))
+                .collect::<Vec<_>>()
+        };
+        let slots = negotiated(audio_senders, MIME_TYPE_OPUS, OPUS_PAYLOAD_TYPE);
+        let video_slots = negotiated(video_senders, MIME_TYPE_VP8, VP8_PAYLOAD_TYPE);
+        Ok((pc, ufrag, (slots, video_slots), answer))
     }
 
     /// Takes a participant out: its room forgets it (and goes when empty), its session closes.
@@ -606,6 +715,7 @@ impl State {
         let mut touched = vec![participant];
         let mut failed = None;
         let mut received = Vec::new();
+        let mut pictures_lost = Vec::new();
         if let Some(peer) = self.peers.get_mut(&participant) {
             while let Some(event) = peer.pc.poll_event() {
                 if let RTCPeerConnectionEvent::OnConnectionStateChangeEvent(state) = event
@@ -615,26 +725,64 @@ impl State {
                 }
             }
             while let Some(TaggedRTCMessage { message, .. }) = peer.pc.poll_read() {
-                if let RTCMessage::RtpPacket(_, packet) = message
-                    && let Ok(bytes) = packet.marshal()
-                {
-                    received.push(bytes);
+                match message {
+                    RTCMessage::RtpPacket(_, packet) => {
+                        if let Ok(bytes) = packet.marshal() {
+                            received.push(bytes);
+                        }
+                    }
+                    RTCMessage::RtcpPacket(_, packets) => {
+                        // Which video slots lost their picture, by the SSRC each report names
+                        // (a compound packet may name several).
+                        for packet in &packets {
+                            let any = packet.as_any();
+                            let ssrcs: Vec<u32> =
+                                if let Some(pli) = any.downcast_ref::<PictureLossIndication>() {
+                                    vec![pli.media_ssrc]
+                                } else if let Some(fir) = any.downcast_ref::<FullIntraRequest>() {
+                                    fir.fir.iter().map(|entry| entry.ssrc).collect()
+                                } else {
+                                    continue;
+                                };
+                            for ssrc in ssrcs {
+                                if let Some(slot) = peer.video_slots.iter().position(|(_, s, _)| *s == ssrc) {
+                                    pictures_lost.push(slot);
+                                }
+                            }
+                        }
+                    }
+                    _ => {}
                 }
             }
         }
         let now = Instant::now();
+        if let Some(room) = self.peers.get(&participant).and_then(|p| self.rooms.get_mut(&p.room)) {
+            for slot in pictures_lost {
+                let _ = room.picture_lost(participant, slot, now);
+            }
+        }
         for bytes in received {
             let Some(room_key) = self.peers.get(&participant).map(|p| p.room) else { break };
             let Some(room) = self.rooms.get_mut(&room_key) else { break };
             let Ok(forwards) = room.forward(participant, &bytes, now) else { continue };
             for forward in forwards {
                 let Some(listener) = self.peers.get_mut(&forward.to) else { continue };
-                let Some((sender, _, payload_type)) = listener.slots.get(forward.slot).copied() else {
+                let slots = match forward.media {
+                    Media::Audio => &listener.slots,
+                    Media::Video => &listener.video_slots,
+                };
+                let Some((sender, _, payload_type)) = slots.get(forward.slot).copied() else {
                     continue;
                 };
                 let mut bytes = forward.packet.as_slice();
                 let Ok(mut packet) = rtc::rtp::Packet::unmarshal(&mut bytes) else { continue };
                 packet.header.payload_type = payload_type;
+                if forward.media == Media::Video {
+                    // The sender's extensions (its transport-wide sequence numbers, above all)
+                    // mean nothing on the listener's session.
+                    packet.header.extension = false;
+                    packet.header.extensions.clear();
+                }
                 if let Some(mut sender) = listener.pc.rtp_sender(sender)
                     && let Err(e) = sender.write_rtp(now, packet)
                 {
@@ -643,6 +791,26 @@ impl State {
                 if !touched.contains(&forward.to) {
                     touched.push(forward.to);
                 }
+            }
+        }
+        // Key frames the room asks for: a PLI to each sender, on its own session.
+        let requests = self
+            .peers
+            .get(&participant)
+            .and_then(|p| self.rooms.get_mut(&p.room))
+            .map(|room| room.keyframe_requests())
+            .unwrap_or_default();
+        for (sender, ssrc) in requests {
+            let Some(peer) = self.peers.get_mut(&sender) else { continue };
+            let pli = PictureLossIndication { sender_ssrc: 0, media_ssrc: ssrc };
+            let receiver = peer.receiver;
+            if let Some(mut receiver) = peer.pc.rtp_receiver(receiver)
+                && let Err(e) = receiver.write_rtcp(now, vec![Box::new(pli)])
+            {
+                tracing::debug!(participant = sender.0, error = %e, "SFU key frame request");
+            }
+            if !touched.contains(&sender) {
+                touched.push(sender);
             }
         }
         for id in touched {
@@ -672,11 +840,22 @@ mod tests {
     #[test]
     fn offers_are_read_for_one_voice_and_its_slots() {
         let offer = "v=0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=extmap:3 urn:ietf:params:rtp-hdrext:ssrc-audio-level\r\na=sendonly\r\na=ssrc:1234 cname:x\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=recvonly\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=recvonly\r\n";
-        let uplink = Uplink { ssrc: 1234, audio_level_extension: Some(3) };
-        assert_eq!(read_offer(offer), Ok(Offered { uplink, uplink_section: 0, slots: 2 }));
+        let uplink = Uplink::audio(1234, Some(3));
+        let sections = vec![Section::Voice, Section::AudioSlot, Section::AudioSlot];
+        assert_eq!(read_offer(offer), Ok(Offered { uplink, sections }));
+        // With a camera (its media SSRC, not its retransmissions'), a screen and a video slot.
+        let video = format!(
+            "{offer}m=video 9 X 96\r\na=sendonly\r\na=ssrc-group:FID 77 78\r\na=ssrc:78 cname:x\r\na=ssrc:77 cname:x\r\nm=video 9 X 96\r\na=sendonly\r\na=ssrc:88 cname:x\r\nm=video 9 X 96\r\na=recvonly\r\n"
+        );
+        let offered = read_offer(&video).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(offered.uplink.video, [Some(77), Some(88)]);
+        assert_eq!((offered.count(Section::Video), offered.count(Section::VideoSlot)), (2, 1));
+        let three = format!("{video}m=video 9 X 96\r\na=sendonly\r\na=ssrc:99 cname:x\r\n");
         for bad in [
             "v=0\r\nm=audio 9 X 111\r\na=recvonly\r\n",
             "v=0\r\nm=video 9 X 96\r\na=sendonly\r\na=ssrc:1\r\n",
+            "v=0\r\nm=application 9 X 96\r\na=sendrecv\r\n",
+            three.as_str(),
             "v=0\r\nm=audio 9 X 111\r\na=sendonly\r\n",
             "v=0\r\nm=audio 9 X 111\r\na=sendonly\r\na=ssrc:1\r\nm=audio 9 X 111\r\na=sendonly\r\na=ssrc:2\r\n",
             "v=0\r\nm=audio 9 X 111\r\na=sendrecv\r\na=ssrc:1\r\n",
@@ -689,10 +868,11 @@ mod tests {
     #[test]
     fn the_voice_section_is_answered_receive_only() {
         let answer = "v=0\r\na=group:BUNDLE 0 1\r\nm=audio 9 X 111\r\na=mid:0\r\na=sendonly\r\nm=audio 9 X 111\r\na=mid:1\r\na=sendrecv\r\nm=audio 9 X 111\r\na=sendrecv\r\n";
-        let fixed = receive_only(answer, 1);
+        let fixed = receive_only(answer, &[1]);
         assert_eq!(fixed, answer.replacen("a=mid:1\r\na=sendrecv", "a=mid:1\r\na=recvonly", 1));
         assert_eq!(fixed.matches("a=sendrecv").count(), 1, "other sections are left alone");
-        assert_eq!(receive_only(answer, 5), answer, "no such section: unchanged");
+        assert_eq!(receive_only(answer, &[5]), answer, "no such section: unchanged");
+        assert_eq!(receive_only(answer, &[1, 2]).matches("a=recvonly").count(), 2);
     }
 
     #[test]

@@ -15,6 +15,15 @@
 //! its payload untouched: with end-to-end encrypted media the payload is ciphertext the SFU
 //! cannot read, and the frame's own key id tells the listener whose it is.
 //!
+//! Video (a camera and a shared screen per participant, each its own uplink SSRC) goes into
+//! each listener's *video slots* the same way, first come first served: a stream keeps its slot
+//! while it sends, and a slot whose stream has been quiet for [`RoomConfig::video_idle`] is free
+//! for the next. A slot starts carrying a stream only at a key frame (VP8's frame tag stays
+//! readable in end-to-end encrypted frames, crypto/FORMAT.md), and the room asks the sender for
+//! one ([`Room::keyframe_requests`]), at most once per [`RoomConfig::keyframe_interval`] per
+//! stream whoever asks, so a listener flooding picture-loss reports cannot make a sender send
+//! key frames without end.
+//!
 //! The room is plain logic: time comes in as [`Instant`]s and packets as bytes, so it is tested
 //! without a network and the I/O around it decides what to do with a participant that falls
 //! behind ([`Room::leave`]).
@@ -45,6 +54,12 @@ pub struct RoomConfig {
     pub speaking_window: Duration,
     /// The first SSRC of the SFU's own streams (a random value per room in production).
     pub ssrc_base: u32,
+    /// Video streams each participant receives at most.
+    pub video_slots: usize,
+    /// A video stream quiet this long (its camera or share was turned off) gives up its slots.
+    pub video_idle: Duration,
+    /// Key frames asked of one video stream at most this often.
+    pub keyframe_interval: Duration,
 }
 
 impl Default for RoomConfig {
@@ -57,18 +72,47 @@ impl Default for RoomConfig {
             margin_db: 6,
             speaking_window: Duration::from_millis(1_500),
             ssrc_base: 0x5F00_0000,
+            video_slots: 4,
+            video_idle: Duration::from_millis(1_500),
+            keyframe_interval: Duration::from_millis(500),
         }
     }
 }
 
-/// What a participant sends: its stream's SSRC, and the header extension id that carries its
-/// audio level in it (from its negotiated session; `None`: it sends none, and counts as silent).
+/// What a participant sends: its voice's SSRC, the header extension id that carries its audio
+/// level (from its negotiated session; `None`: it sends none, and counts as silent), and the
+/// SSRCs of its video streams (a camera, a screen), if it offered any.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Uplink {
     /// The SSRC of its audio.
     pub ssrc: u32,
     /// The id of the RFC 6464 audio level extension in its packets.
     pub audio_level_extension: Option<u8>,
+    /// The SSRCs of its video streams.
+    pub video: [Option<u32>; MAX_VIDEO_UPLINKS],
+}
+
+/// Video streams one participant may send: a camera and a screen.
+pub const MAX_VIDEO_UPLINKS: usize = 2;
+
+impl Uplink {
+    /// A voice without video.
+    pub fn audio(ssrc: u32, audio_level_extension: Option<u8>) -> Self {
+        Self { ssrc, audio_level_extension, video: [None; MAX_VIDEO_UPLINKS] }
+    }
+
+    fn ssrcs(&self) -> impl Iterator<Item = u32> + '_ {
+        std::iter::once(self.ssrc).chain(self.video.iter().flatten().copied())
+    }
+}
+
+/// Which kind of slot a forwarded packet goes to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Media {
+    /// One of the listener's audio slots.
+    Audio,
+    /// One of its video slots.
+    Video,
 }
 
 /// Why someone was not let in.
@@ -78,7 +122,7 @@ pub enum JoinError {
     Full,
     /// This participant is in the room already.
     AlreadyIn,
-    /// Another participant sends with this SSRC.
+    /// Another participant sends with this SSRC (or it names one SSRC twice).
     SsrcTaken,
 }
 
@@ -91,6 +135,8 @@ pub enum Dropped {
     NotInRoom,
     /// An SSRC that is not the sender's uplink (another participant's, or made up).
     UnknownSsrc,
+    /// A report about a slot the listener does not have.
+    UnknownSlot,
 }
 
 /// One forwarded packet: to whom, and the bytes.
@@ -98,7 +144,9 @@ pub enum Dropped {
 pub struct Forward {
     /// The listener.
     pub to: ParticipantId,
-    /// Which of its slots.
+    /// Which kind of slot.
+    pub media: Media,
+    /// Which of its slots of that kind.
     pub slot: usize,
     /// The packet with the slot's SSRC, sequence number and timestamp.
     pub packet: Vec<u8>,
@@ -115,6 +163,8 @@ pub struct Counters {
     pub unselected: u64,
     /// Its packets refused ([`Dropped`]).
     pub refused: u64,
+    /// Video packets held back from it until its slot's key frame.
+    pub awaiting_keyframe: u64,
 }
 
 /// A listener's slot.
@@ -133,10 +183,26 @@ struct Slot {
     last: Option<(u16, u32, Instant)>,
 }
 
+/// A listener's video slot: whose stream (the sender and that stream's SSRC) it carries.
+#[derive(Clone, Debug)]
+struct VideoSlot {
+    ssrc: u32,
+    source: Option<(ParticipantId, u32)>,
+    /// The slot shows nothing until its stream's next key frame.
+    awaiting_keyframe: bool,
+    sequence_delta: u16,
+    timestamp_delta: u32,
+    last: Option<(u16, u32, Instant)>,
+}
+
 #[derive(Clone, Debug)]
 struct Participant {
     uplink: Uplink,
     slots: Vec<Slot>,
+    video_slots: Vec<VideoSlot>,
+    /// When each of its video streams last sent (by SSRC), and last had a key frame asked.
+    video_heard: HashMap<u32, Instant>,
+    keyframe_asked: HashMap<u32, Instant>,
     /// Its last audio level and when it was heard (the level of silence until then).
     level: u8,
     heard_at: Option<Instant>,
@@ -150,7 +216,12 @@ pub struct Room {
     participants: BTreeMap<ParticipantId, Participant>,
     by_ssrc: HashMap<u32, ParticipantId>,
     next_ssrc: u32,
+    /// Key frames to ask of senders: (sender, its video SSRC).
+    keyframes: Vec<(ParticipantId, u32)>,
 }
+
+/// The video clock (90 kHz for every video codec in RTP).
+const VIDEO_CLOCK: u64 = 90_000;
 
 /// The level of silence (-127 dBov).
 const SILENCE: u8 = 127;
@@ -159,7 +230,13 @@ impl Room {
     /// An empty room.
     pub fn new(config: RoomConfig) -> Self {
         let next_ssrc = config.ssrc_base;
-        Self { config, participants: BTreeMap::new(), by_ssrc: HashMap::new(), next_ssrc }
+        Self {
+            config,
+            participants: BTreeMap::new(),
+            by_ssrc: HashMap::new(),
+            next_ssrc,
+            keyframes: Vec::new(),
+        }
     }
 
     /// How many are in it.
@@ -176,54 +253,109 @@ impl Room {
     /// [`RoomConfig::audio_slots`]); returns the SSRCs of its slots, which its session announces
     /// once.
     pub fn join(&mut self, id: ParticipantId, uplink: Uplink, slots: usize) -> Result<Vec<u32>, JoinError> {
+        self.join_with_video(id, uplink, slots, 0).map(|(audio, _)| audio)
+    }
+
+    /// [`Self::join`] with `video_slots` video streams to receive too (at most
+    /// [`RoomConfig::video_slots`]); returns the SSRCs of its audio slots and of its video slots.
+    pub fn join_with_video(
+        &mut self,
+        id: ParticipantId,
+        uplink: Uplink,
+        slots: usize,
+        video_slots: usize,
+    ) -> Result<(Vec<u32>, Vec<u32>), JoinError> {
         if self.participants.contains_key(&id) {
             return Err(JoinError::AlreadyIn);
         }
         if self.participants.len() >= self.config.max_participants {
             return Err(JoinError::Full);
         }
-        if self.by_ssrc.contains_key(&uplink.ssrc) || self.is_ours(uplink.ssrc) {
+        let mut own: Vec<u32> = uplink.ssrcs().collect();
+        own.sort_unstable();
+        own.dedup();
+        if own.len() != uplink.ssrcs().count()
+            || own.iter().any(|ssrc| self.by_ssrc.contains_key(ssrc) || self.is_ours(*ssrc))
+        {
             return Err(JoinError::SsrcTaken);
         }
-        let wanted = slots.min(self.config.audio_slots);
-        let mut slots = Vec::with_capacity(wanted);
-        while slots.len() < wanted {
+        let audio = self.new_ssrcs(slots.min(self.config.audio_slots), &own);
+        let video = self.new_ssrcs(video_slots.min(self.config.video_slots), &own);
+        let slots = audio
+            .iter()
+            .map(|&ssrc| Slot {
+                ssrc,
+                source: None,
+                since: None,
+                sequence_delta: 0,
+                timestamp_delta: 0,
+                last: None,
+            })
+            .collect();
+        let video_slots = video
+            .iter()
+            .map(|&ssrc| VideoSlot {
+                ssrc,
+                source: None,
+                awaiting_keyframe: true,
+                sequence_delta: 0,
+                timestamp_delta: 0,
+                last: None,
+            })
+            .collect();
+        for ssrc in own {
+            self.by_ssrc.insert(ssrc, id);
+        }
+        let participant = Participant {
+            uplink,
+            slots,
+            video_slots,
+            video_heard: HashMap::new(),
+            keyframe_asked: HashMap::new(),
+            level: SILENCE,
+            heard_at: None,
+            counters: Counters::default(),
+        };
+        self.participants.insert(id, participant);
+        Ok((audio, video))
+    }
+
+    /// `count` SSRCs of the SFU's own, none of them a participant's or in `avoid`.
+    fn new_ssrcs(&mut self, count: usize, avoid: &[u32]) -> Vec<u32> {
+        let mut out = Vec::with_capacity(count);
+        while out.len() < count {
             let ssrc = self.next_ssrc;
             self.next_ssrc = self.next_ssrc.wrapping_add(1);
-            if !self.by_ssrc.contains_key(&ssrc) && ssrc != uplink.ssrc {
-                slots.push(Slot {
-                    ssrc,
-                    source: None,
-                    since: None,
-                    sequence_delta: 0,
-                    timestamp_delta: 0,
-                    last: None,
-                });
+            if !self.by_ssrc.contains_key(&ssrc) && !avoid.contains(&ssrc) && !self.is_ours(ssrc) {
+                out.push(ssrc);
             }
         }
-        let ssrcs = slots.iter().map(|s| s.ssrc).collect();
-        self.by_ssrc.insert(uplink.ssrc, id);
-        let participant =
-            Participant { uplink, slots, level: SILENCE, heard_at: None, counters: Counters::default() };
-        self.participants.insert(id, participant);
-        Ok(ssrcs)
+        out
     }
 
     /// Whether `ssrc` is one of the SFU's own (a participant may not send with it).
     fn is_ours(&self, ssrc: u32) -> bool {
-        self.participants.values().any(|p| p.slots.iter().any(|s| s.ssrc == ssrc))
+        self.participants
+            .values()
+            .any(|p| p.slots.iter().any(|s| s.ssrc == ssrc) || p.video_slots.iter().any(|s| s.ssrc == ssrc))
     }
 
     /// Takes `id` out; its slots at the others fall free. `false` if it was not in.
     pub fn leave(&mut self, id: ParticipantId) -> bool {
         let Some(gone) = self.participants.remove(&id) else { return false };
-        self.by_ssrc.remove(&gone.uplink.ssrc);
+        for ssrc in gone.uplink.ssrcs() {
+            self.by_ssrc.remove(&ssrc);
+        }
         for other in self.participants.values_mut() {
             for slot in other.slots.iter_mut().filter(|s| s.source == Some(id)) {
                 slot.source = None;
                 slot.since = None;
             }
+            for slot in other.video_slots.iter_mut().filter(|s| s.source.is_some_and(|(p, _)| p == id)) {
+                slot.source = None;
+            }
         }
+        self.keyframes.retain(|(p, _)| *p != id);
         true
     }
 
@@ -235,6 +367,125 @@ impl Room {
     /// Who each of `id`'s slots carries now.
     pub fn slots_of(&self, id: ParticipantId) -> Option<Vec<Option<ParticipantId>>> {
         self.participants.get(&id).map(|p| p.slots.iter().map(|s| s.source).collect())
+    }
+
+    /// Whose video stream each of `id`'s video slots carries now (the sender and its SSRC).
+    pub fn video_slots_of(&self, id: ParticipantId) -> Option<Vec<Option<(ParticipantId, u32)>>> {
+        self.participants.get(&id).map(|p| p.video_slots.iter().map(|s| s.source).collect())
+    }
+
+    /// The key frames to ask of senders since the last call: (sender, its video SSRC).
+    pub fn keyframe_requests(&mut self) -> Vec<(ParticipantId, u32)> {
+        std::mem::take(&mut self.keyframes)
+    }
+
+    /// A listener lost the picture on its video slot `slot` (an RTCP PLI or FIR on that slot's
+    /// SSRC): the slot's sender is asked for a key frame, within the rate limit.
+    pub fn picture_lost(
+        &mut self,
+        listener: ParticipantId,
+        slot: usize,
+        now: Instant,
+    ) -> Result<(), Dropped> {
+        let source = self
+            .participants
+            .get(&listener)
+            .ok_or(Dropped::NotInRoom)?
+            .video_slots
+            .get(slot)
+            .ok_or(Dropped::UnknownSlot)?
+            .source;
+        if let Some((sender, ssrc)) = source {
+            self.ask_keyframe(sender, ssrc, now);
+        }
+        Ok(())
+    }
+
+    /// Queues a key frame request to `sender` for its stream `ssrc`, unless one went out within
+    /// [`RoomConfig::keyframe_interval`].
+    fn ask_keyframe(&mut self, sender: ParticipantId, ssrc: u32, now: Instant) {
+        let interval = self.config.keyframe_interval;
+        let Some(p) = self.participants.get_mut(&sender) else { return };
+        let due = p.keyframe_asked.get(&ssrc).is_none_or(|at| now.saturating_duration_since(*at) >= interval);
+        if due {
+            p.keyframe_asked.insert(ssrc, now);
+            self.keyframes.push((sender, ssrc));
+        }
+    }
+
+    /// Forwards one packet of `from`'s video stream into every listener's video slot that carries
+    /// it, or takes a free one (nobody's, or a stream gone quiet) for it.
+    /// `resumed`: the stream was quiet until now, so whoever sees it needs a key frame first.
+    fn forward_video(
+        &mut self,
+        from: ParticipantId,
+        rtp: &Rtp<'_>,
+        resumed: bool,
+        now: Instant,
+    ) -> Vec<Forward> {
+        let ssrc = rtp.ssrc();
+        let idle = self.config.video_idle;
+        let keyframe = crate::rtp::vp8_keyframe_start(rtp.payload());
+        let heard: HashMap<(ParticipantId, u32), Instant> = self
+            .participants
+            .iter()
+            .flat_map(|(id, p)| p.video_heard.iter().map(|(stream, at)| ((*id, *stream), *at)))
+            .collect();
+        let quiet = |source: (ParticipantId, u32)| {
+            heard.get(&source).is_none_or(|at| now.saturating_duration_since(*at) >= idle)
+        };
+        let mut out = Vec::new();
+        let mut wants_keyframe = false;
+        for (listener_id, listener) in self.participants.iter_mut() {
+            if *listener_id == from {
+                continue;
+            }
+            let slots = &mut listener.video_slots;
+            let index = slots
+                .iter()
+                .position(|s| s.source == Some((from, ssrc)))
+                .or_else(|| slots.iter().position(|s| s.source.is_none_or(quiet)));
+            let Some(index) = index else { continue };
+            let slot = &mut slots[index];
+            if slot.source != Some((from, ssrc)) || resumed {
+                slot.source = Some((from, ssrc));
+                slot.awaiting_keyframe = true;
+            }
+            if slot.awaiting_keyframe {
+                if !keyframe {
+                    listener.counters.awaiting_keyframe += 1;
+                    wants_keyframe = true;
+                    continue;
+                }
+                // The slot's numbering goes on from where it stopped, as an audio slot's does.
+                let (sequence, timestamp) = match slot.last {
+                    Some((sequence, timestamp, at)) => {
+                        let elapsed =
+                            now.saturating_duration_since(at).as_micros() as u64 * VIDEO_CLOCK / 1_000_000;
+                        let ticks = u32::try_from(elapsed.max(VIDEO_CLOCK / 30)).unwrap_or(u32::MAX);
+                        (sequence.wrapping_add(1), timestamp.wrapping_add(ticks))
+                    }
+                    None => (rtp.sequence(), rtp.timestamp()),
+                };
+                slot.sequence_delta = sequence.wrapping_sub(rtp.sequence());
+                slot.timestamp_delta = timestamp.wrapping_sub(rtp.timestamp());
+                slot.awaiting_keyframe = false;
+            }
+            let sequence = rtp.sequence().wrapping_add(slot.sequence_delta);
+            let timestamp = rtp.timestamp().wrapping_add(slot.timestamp_delta);
+            slot.last = Some((sequence, timestamp, now));
+            out.push(Forward {
+                to: *listener_id,
+                media: Media::Video,
+                slot: index,
+                packet: rewritten(rtp, slot.ssrc, sequence, timestamp, rtp.marker()),
+            });
+            listener.counters.forwarded += 1;
+        }
+        if wants_keyframe {
+            self.ask_keyframe(from, ssrc, now);
+        }
+        out
     }
 
     /// Takes in an RTP packet `from` a participant (the I/O layer knows whose connection it came
@@ -256,6 +507,13 @@ impl Room {
             Err(e) => return refused(self, Dropped::Malformed(e)),
         };
         let Some(sender) = self.participants.get_mut(&from) else { return Err(Dropped::NotInRoom) };
+        if sender.uplink.video.contains(&Some(rtp.ssrc())) {
+            sender.counters.received += 1;
+            let idle = self.config.video_idle;
+            let before = sender.video_heard.insert(rtp.ssrc(), now);
+            let resumed = before.is_none_or(|at| now.saturating_duration_since(at) >= idle);
+            return Ok(self.forward_video(from, &rtp, resumed, now));
+        }
         if rtp.ssrc() != sender.uplink.ssrc {
             return refused(self, Dropped::UnknownSsrc);
         }
@@ -338,6 +596,7 @@ impl Room {
             let marker = rtp.marker() || switched;
             out.push(Forward {
                 to: *listener_id,
+                media: Media::Audio,
                 slot: index,
                 packet: rewritten(&rtp, slot.ssrc, sequence, timestamp, marker),
             });

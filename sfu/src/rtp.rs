@@ -1,7 +1,8 @@
 //! Just enough of RTP (RFC 3550) for forwarding: the fixed header, the header extensions of
-//! RFC 8285 (one-byte and two-byte forms) to find the audio level of RFC 6464, and the three
-//! fields a forwarder rewrites (sequence number, timestamp, SSRC). The payload is never read:
-//! with end-to-end encrypted media it is ciphertext the SFU cannot read anyway.
+//! RFC 8285 (one-byte and two-byte forms) to find the audio level of RFC 6464, the three
+//! fields a forwarder rewrites (sequence number, timestamp, SSRC), and whether a VP8 packet
+//! starts a key frame (from VP8's descriptor and frame tag, which stay in the clear). The media
+//! itself is never read: with end-to-end encrypted frames it is ciphertext the SFU cannot read.
 
 use std::fmt;
 
@@ -105,6 +106,15 @@ impl<'a> Rtp<'a> {
         u32::from_be_bytes([self.bytes[8], self.bytes[9], self.bytes[10], self.bytes[11]])
     }
 
+    /// The payload: what follows the headers, without padding.
+    pub fn payload(&self) -> &'a [u8] {
+        let start =
+            self.extension.map_or(FIXED_HEADER + 4 * usize::from(self.bytes[0] & 0x0F), |(_, _, end)| end);
+        let padding =
+            if self.bytes[0] & 0x20 != 0 { usize::from(self.bytes[self.bytes.len() - 1]) } else { 0 };
+        self.bytes.get(start..self.bytes.len() - padding).unwrap_or_default()
+    }
+
     /// The data of header extension element `id`, if the packet carries it.
     pub fn extension(&self, id: u8) -> Option<&'a [u8]> {
         let (profile, start, end) = self.extension?;
@@ -147,6 +157,35 @@ impl<'a> Rtp<'a> {
     pub fn audio_level(&self, id: u8) -> Option<u8> {
         self.extension(id).and_then(|value| value.first()).map(|level| level & 0x7F)
     }
+}
+
+/// Whether a VP8 RTP payload (RFC 7741) starts a key frame: its payload descriptor says the
+/// packet starts partition 0 of a frame, and the frame tag after it has the key frame bit (`P`)
+/// clear. The descriptor is the packetizer's and the frame tag stays in the clear in end-to-end
+/// encrypted frames (crypto/FORMAT.md), so this reads nothing that is sealed.
+pub fn vp8_keyframe_start(payload: &[u8]) -> bool {
+    let Some(&first) = payload.first() else { return false };
+    let (extended, start, partition) = (first & 0x80 != 0, first & 0x10 != 0, first & 0x07);
+    if !start || partition != 0 {
+        return false;
+    }
+    let mut at = 1;
+    if extended {
+        let Some(&flags) = payload.get(1) else { return false };
+        at = 2;
+        if flags & 0x80 != 0 {
+            // The picture id: 7 bits, or 15 when its first bit says so.
+            let Some(&id) = payload.get(at) else { return false };
+            at += if id & 0x80 != 0 { 2 } else { 1 };
+        }
+        if flags & 0x40 != 0 {
+            at += 1; // TL0PICIDX
+        }
+        if flags & 0x30 != 0 {
+            at += 1; // TID, Y and KEYIDX
+        }
+    }
+    payload.get(at).is_some_and(|tag| tag & 0x01 == 0)
 }
 
 /// Writes the fields a forwarder changes into a copy of a checked packet.
@@ -206,6 +245,27 @@ pub(crate) mod tests {
         two[0] |= 0x10;
         two.extend_from_slice(&[0x10, 0x00, 0, 1, 0, 3, 1, 99]);
         assert_eq!(Rtp::parse(&two).map(|r| r.audio_level(3)), Ok(Some(99)));
+    }
+
+    #[test]
+    fn vp8_key_frames_are_told_from_the_descriptor_and_frame_tag() {
+        // S=1, PID 0, then the frame tag: P clear (key frame), P set (delta frame).
+        assert!(vp8_keyframe_start(&[0x10, 0x10, 0x02, 0x00]));
+        assert!(!vp8_keyframe_start(&[0x10, 0x11, 0x02, 0x00]));
+        // With the extension: a 15-bit picture id, TL0PICIDX and TID/KEYIDX before the tag.
+        assert!(vp8_keyframe_start(&[0x90, 0xF0, 0x80, 0x01, 0x05, 0x20, 0x10]));
+        assert!(!vp8_keyframe_start(&[0x90, 0xF0, 0x80, 0x01, 0x05, 0x20, 0x11]));
+        assert!(vp8_keyframe_start(&[0x90, 0x80, 0x7F, 0x10]), "a 7-bit picture id");
+        // Not the start of a frame, or not partition 0: no.
+        assert!(!vp8_keyframe_start(&[0x00, 0x10]));
+        assert!(!vp8_keyframe_start(&[0x11, 0x10]));
+        // Cut short anywhere: no, and no panic.
+        let long = [0x90, 0xF0, 0x80, 0x01, 0x05, 0x20, 0x10];
+        for end in 0..long.len() {
+            assert!(!vp8_keyframe_start(&long[..end]), "{end}");
+        }
+        let rtp = packet(1, 1, 1, Some((1, 3)), &[0x10, 0x10, 7]);
+        assert_eq!(Rtp::parse(&rtp).map(|r| r.payload().to_vec()), Ok(vec![0x10, 0x10, 7]));
     }
 
     #[test]

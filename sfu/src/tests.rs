@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use crate::room::{Dropped, Forward, JoinError, ParticipantId, Room, RoomConfig, Uplink};
+use crate::room::{Dropped, Forward, JoinError, Media, ParticipantId, Room, RoomConfig, Uplink};
 use crate::rtp::tests::packet;
 use crate::rtp::{Rtp, RtpError};
 
@@ -20,7 +20,7 @@ fn uplink(n: u64) -> u32 {
 
 /// Participant `n`'s uplink, with its audio level in extension [`EXT`].
 fn up(n: u64) -> Uplink {
-    Uplink { ssrc: uplink(n), audio_level_extension: Some(EXT) }
+    Uplink::audio(uplink(n), Some(EXT))
 }
 
 fn room(slots: usize, members: u64) -> Room {
@@ -210,15 +210,9 @@ fn what_a_participant_must_not_send_is_refused_and_counted() {
     assert_eq!(room.forward(ParticipantId(0), &plain, now).unwrap().len(), 3);
 
     // Joining: twice, with a taken SSRC, with one of the SFU's, into a full room.
-    assert_eq!(
-        room.join(ParticipantId(0), Uplink { ssrc: 77, audio_level_extension: None }, 2),
-        Err(JoinError::AlreadyIn)
-    );
+    assert_eq!(room.join(ParticipantId(0), Uplink::audio(77, None), 2), Err(JoinError::AlreadyIn));
     assert_eq!(room.join(ParticipantId(5), up(1), 2), Err(JoinError::SsrcTaken));
-    assert_eq!(
-        room.join(ParticipantId(5), Uplink { ssrc: ours, audio_level_extension: None }, 2),
-        Err(JoinError::SsrcTaken)
-    );
+    assert_eq!(room.join(ParticipantId(5), Uplink::audio(ours, None), 2), Err(JoinError::SsrcTaken));
     let mut small = Room::new(RoomConfig { max_participants: 2, ..RoomConfig::default() });
     small.join(ParticipantId(0), up(0), 6).unwrap();
     small.join(ParticipantId(1), up(1), 6).unwrap();
@@ -235,4 +229,119 @@ fn what_a_participant_must_not_send_is_refused_and_counted() {
     all.sort_unstable();
     all.dedup();
     assert_eq!(all.len(), count);
+}
+
+/// Participant `n`'s camera (`0`) or screen (`1`) SSRC.
+fn video_ssrc(n: u64, which: usize) -> u32 {
+    0x2000 + 2 * n as u32 + which as u32
+}
+
+/// Participant `n`'s uplink with a camera and a screen.
+fn with_video(n: u64) -> Uplink {
+    Uplink { video: [Some(video_ssrc(n, 0)), Some(video_ssrc(n, 1))], ..up(n) }
+}
+
+/// A VP8 packet of `n`'s stream `which`, number `i`: the payload descriptor (start of partition
+/// 0), then a frame tag whose key frame bit says `key`, then who sent it and which it is.
+fn filmed(n: u64, which: usize, i: u16, key: bool) -> Vec<u8> {
+    let tag = if key { 0x10 } else { 0x11 };
+    packet(
+        video_ssrc(n, which),
+        1_000 + i,
+        90_000 + u32::from(i) * 3_000,
+        None,
+        &[0x10, tag, n as u8, (i >> 8) as u8, i as u8],
+    )
+}
+
+#[test]
+fn video_reaches_each_listener_from_a_key_frame_on_and_a_slot_is_one_stream() {
+    let mut room = Room::new(RoomConfig::default());
+    for n in 0..3 {
+        room.join_with_video(ParticipantId(n), with_video(n), 2, 2).unwrap();
+    }
+    let start = Instant::now();
+    let at = |i: u16| start + Duration::from_millis(33) * u32::from(i);
+    // Delta frames first: nobody sees them, and the camera is asked for a key frame, once.
+    for i in 0..3 {
+        assert_eq!(room.forward(ParticipantId(0), &filmed(0, 0, i, false), at(i)), Ok(vec![]));
+    }
+    assert_eq!(room.keyframe_requests(), [(ParticipantId(0), video_ssrc(0, 0))]);
+    assert_eq!(room.counters(ParticipantId(1)).unwrap().awaiting_keyframe, 3);
+    // From the key frame on, both others see every packet, on one slot each.
+    let mut heard = Heard::default();
+    for i in 3..20 {
+        let out = room.forward(ParticipantId(0), &filmed(0, 0, i, i == 3), at(i)).unwrap();
+        assert!(out.iter().all(|f| f.media == Media::Video));
+        assert_eq!(out.iter().map(|f| f.to.0).collect::<Vec<_>>(), [1, 2], "never back to its sender");
+        heard.take(out);
+    }
+    assert_eq!(heard.payloads(1), (3..20).map(|i| (0, i)).collect::<Vec<_>>());
+    assert_eq!(
+        room.video_slots_of(ParticipantId(2)).unwrap(),
+        [Some((ParticipantId(0), video_ssrc(0, 0))), None]
+    );
+    for packets in heard.0.values() {
+        let ssrcs: Vec<u32> = packets.iter().map(|p| Rtp::parse(p).unwrap().ssrc()).collect();
+        assert!(ssrcs.iter().all(|s| *s == ssrcs[0] && *s != video_ssrc(0, 0)), "the slot's own SSRC");
+    }
+    // The audio slots are untouched by video.
+    assert_eq!(room.slots_of(ParticipantId(1)).unwrap(), [None, None]);
+    // A screen takes the second slot; a third stream finds none free and is not forwarded.
+    room.forward(ParticipantId(1), &filmed(1, 1, 0, true), at(20)).unwrap();
+    assert_eq!(room.video_slots_of(ParticipantId(2)).unwrap()[1], Some((ParticipantId(1), video_ssrc(1, 1))));
+    // 1's camera too: 2's two slots are taken (0's camera, 1's screen), so only 0 sees it.
+    let third = room.forward(ParticipantId(1), &filmed(1, 0, 0, true), at(21)).unwrap();
+    assert_eq!(third.iter().map(|f| f.to.0).collect::<Vec<_>>(), [0], "no free slot at 2");
+    // 0 turns its camera off: after the idle time the third stream takes that slot, at a key
+    // frame, and the slot's numbering goes on without a gap.
+    let later = at(21) + Duration::from_secs(2);
+    room.forward(ParticipantId(2), &filmed(2, 0, 1, false), later).unwrap();
+    let out = room.forward(ParticipantId(2), &filmed(2, 0, 2, true), later).unwrap();
+    let to_one = out.iter().find(|f| f.to == ParticipantId(1)).expect("the freed slot");
+    assert_eq!(to_one.slot, 0);
+    let before = Rtp::parse(heard.0[&(1, 0)].last().unwrap()).unwrap();
+    let after = Rtp::parse(&to_one.packet).unwrap();
+    assert_eq!((after.ssrc(), after.sequence()), (before.ssrc(), before.sequence().wrapping_add(1)));
+    // Leaving frees what a participant's streams held.
+    assert!(room.leave(ParticipantId(2)));
+    assert_eq!(room.video_slots_of(ParticipantId(1)).unwrap()[0], None);
+}
+
+#[test]
+fn a_flood_of_picture_loss_reports_asks_a_sender_for_one_key_frame_per_interval() {
+    let mut room = Room::new(RoomConfig::default());
+    for n in 0..2 {
+        room.join_with_video(ParticipantId(n), with_video(n), 1, 1).unwrap();
+    }
+    let start = Instant::now();
+    room.forward(ParticipantId(0), &filmed(0, 0, 0, true), start).unwrap();
+    let _ = room.keyframe_requests();
+    for i in 0..1_000u32 {
+        room.picture_lost(ParticipantId(1), 0, start + Duration::from_micros(u64::from(i) * 100)).unwrap();
+    }
+    assert_eq!(room.keyframe_requests().len(), 1, "one in 100 ms of reports");
+    room.picture_lost(ParticipantId(1), 0, start + Duration::from_millis(600)).unwrap();
+    assert_eq!(room.keyframe_requests(), [(ParticipantId(0), video_ssrc(0, 0))], "again after the interval");
+    // A slot it does not have, a listener not in the room: refused, nothing asked.
+    assert_eq!(room.picture_lost(ParticipantId(1), 5, start), Err(Dropped::UnknownSlot));
+    assert_eq!(room.picture_lost(ParticipantId(9), 0, start), Err(Dropped::NotInRoom));
+    assert!(room.keyframe_requests().is_empty());
+}
+
+#[test]
+fn video_ssrcs_are_checked_like_voices() {
+    let mut room = Room::new(RoomConfig::default());
+    room.join_with_video(ParticipantId(0), with_video(0), 1, 1).unwrap();
+    // A camera with another's voice or camera SSRC, or its own voice's, is refused.
+    let stolen = Uplink { video: [Some(video_ssrc(0, 0)), None], ..up(1) };
+    assert_eq!(room.join_with_video(ParticipantId(1), stolen, 1, 1), Err(JoinError::SsrcTaken));
+    let twice = Uplink { video: [Some(uplink(1)), None], ..up(1) };
+    assert_eq!(room.join_with_video(ParticipantId(1), twice, 1, 1), Err(JoinError::SsrcTaken));
+    let (_, video) = room.join_with_video(ParticipantId(1), up(1), 1, 100).unwrap();
+    assert_eq!(video.len(), RoomConfig::default().video_slots, "capped at the room's video slots");
+    // Someone without a camera sending video, or with another's camera SSRC: refused.
+    let now = Instant::now();
+    assert_eq!(room.forward(ParticipantId(1), &filmed(1, 0, 0, true), now), Err(Dropped::UnknownSsrc));
+    assert_eq!(room.forward(ParticipantId(1), &filmed(0, 0, 0, true), now), Err(Dropped::UnknownSsrc));
 }

@@ -9,7 +9,7 @@ use std::collections::BTreeSet;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::{Duration, Instant};
 
-use kitsulan_client::voice::{Heard, Speech, VoicePeer};
+use kitsulan_client::voice::{Heard, Speech, VoicePeer, is_key_frame};
 use kitsulan_sfu::node::{JoinRefusal, Node, NodeConfig};
 use kitsulan_sfu::room::{ParticipantId, RoomConfig};
 use tokio::sync::{mpsc, watch};
@@ -174,4 +174,51 @@ async fn a_flood_of_addresses_for_one_session_is_bounded_and_strangers_map_nothi
     assert_eq!((stats.sessions, stats.rooms, stats.addresses), (1, 1, kitsulan_sfu::node::MAX_ADDRESSES));
     assert!(node.leave(ParticipantId(1)).await);
     assert_eq!(node.stats().await.addresses, 0, "leaving forgets its addresses");
+}
+
+/// Four people with cameras: every other participant sees each camera's frames, sealed end to
+/// end with the VP8 frame tag in the clear (a frame that arrived readable or changed fails the
+/// run), starting at its first key frame: the SFU holds a stream back from a listener until one
+/// comes (and asks the camera for it with a PLI).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cameras_reach_everyone_from_a_key_frame_on() {
+    const CAMERAS: u8 = 4;
+    let node = Node::start(node_config(20)).await.unwrap();
+    let (go, listening) = watch::channel(false);
+    let (up, mut connected) = mpsc::channel(usize::from(CAMERAS));
+    let mut people = Vec::new();
+    for who in 0..CAMERAS {
+        let (node, up, listening) = (node.clone(), up.clone(), listening.clone());
+        people.push(tokio::spawn(async move {
+            let ip = IpAddr::V4(Ipv4Addr::LOCALHOST);
+            let (mut peer, offer) = VoicePeer::offer_with_camera(who, ip, 3, Some(3)).await?;
+            peer.accept(node.join(ROOM, ParticipantId(u64::from(who)), offer).await?)?;
+            let speech = Speech {
+                packets: 150,
+                crash_after: None,
+                deadline: Duration::from_secs(40),
+                room_key: Some([7; 16]),
+            };
+            peer.run_all(up, listening, speech).await
+        }));
+    }
+    for _ in 0..CAMERAS {
+        tokio::time::timeout(Duration::from_secs(30), connected.recv())
+            .await
+            .expect("every session comes up");
+    }
+    go.send(true).unwrap();
+    for (who, person) in people.into_iter().enumerate() {
+        let outcome = person.await.unwrap().unwrap();
+        let who = who as u8;
+        assert!(!outcome.seen.contains_key(&who), "person {who} saw themselves");
+        for other in (0..CAMERAS).filter(|o| *o != who) {
+            let seen = outcome.seen.get(&other).cloned().unwrap_or_default();
+            // 50 frames, the first key frame fifth: 45 to see, a few may be lost on a busy machine.
+            assert!(seen.len() >= 40, "person {who} saw {} of {other}'s 50 frames", seen.len());
+            let first = seen.first().copied();
+            assert!(first.is_some_and(is_key_frame), "person {who} saw {other} first at frame {first:?}");
+        }
+        assert_eq!(outcome.heard.len(), usize::from(CAMERAS) - 1, "person {who} heard the others too");
+    }
 }
