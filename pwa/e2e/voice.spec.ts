@@ -8,8 +8,13 @@
 // Carol reloads: she is back in the room and heard again. Bob leaves: Alice's and Carol's keys
 // rotate (new key ids), and the two still open each other's frames under the new keys. Alice
 // goes to her direct messages, which takes her out of the room.
+// Video (Chromium's fake camera and screen): Alice turns her camera on and Bob and Carol decode
+// it in her tile, their workers opening her video frames; Bob shares his screen and Alice and
+// Carol see a tile "Bob's screen" playing, gone when he stops. Alice turns Carol's volume down to
+// 0: the <audio> of the slot that carries Carol plays at 0, the others at 1. Carol comes back
+// from her reload with push-to-talk on: silent to the others until she holds Space.
 // Screenshots at 1280 and 360 px, light and dark, and a Russian pass at 360 px.
-import type { Page } from "@playwright/test";
+import type { Locator, Page } from "@playwright/test";
 import { launchOptions } from "../playwright.config";
 import { createAccount, expect, newDevice, shoot, signUp, stamp, test } from "./helpers";
 
@@ -32,14 +37,31 @@ const view = (page: Page) => page.getByRole("region", { name: "Lobby" });
 const tiles = (page: Page) => view(page).getByRole("list", { name: "In the channel" }).getByRole("listitem");
 const sidebarPeople = (page: Page) => channels(page).getByRole("list", { name: "In Lobby" }).getByRole("listitem");
 const stats = (page: Page) => view(page).getByRole("table", { name: "Voice statistics" });
+/** A person's own tile (their camera, or their avatar), not their screen's. */
+const tileOf = (page: Page, name: string) => view(page).getByRole("list", { name: "In the channel" }).getByRole("listitem", { name: new RegExp(`^${name}(, |$)`) });
+const screenTile = (page: Page, name: string) => view(page).getByRole("list", { name: "In the channel" }).getByRole("listitem", { name: `${name}'s screen` });
 
-/** One person's row of the voice statistics: frames decrypted, level, key id. */
-async function row(page: Page, person: string): Promise<{ frames: number; level: number; kid: string }> {
+/** One person's row of the voice statistics: audio frames decrypted, level, key id, video frames decrypted. */
+async function row(page: Page, person: string): Promise<{ frames: number; level: number; kid: string; video: number }> {
   const details = view(page).locator("details.voice-details");
   if (!(await details.evaluate((d: HTMLDetailsElement) => d.open))) await details.getByText("Connection details").click();
   const cells = stats(page).getByRole("row", { name: new RegExp(`^${person} `) }).getByRole("cell");
-  const [frames, level, kid] = await cells.allTextContents();
-  return { frames: Number(frames ?? "NaN"), level: Number(level ?? "NaN"), kid: kid ?? "" };
+  const [frames, level, kid, video] = await cells.allTextContents();
+  return { frames: Number(frames ?? "NaN"), level: Number(level ?? "NaN"), kid: kid ?? "", video: Number(video ?? "NaN") };
+}
+
+/** The frames a tile's <video> decoded and showed so far, and its picture's width. */
+async function videoFrames(tile: Locator): Promise<{ frames: number; width: number }> {
+  return tile.locator("video").evaluate((v: HTMLVideoElement) => ({ frames: v.getVideoPlaybackQuality().totalVideoFrames, width: v.videoWidth }));
+}
+
+/** The tile plays a picture: its <video> keeps decoding frames, of some size. */
+async function expectPlaying(tile: Locator) {
+  await expect(tile.locator("video")).toHaveCount(1, { timeout: 30_000 });
+  await expect.poll(async () => (await videoFrames(tile)).frames, { timeout: 30_000 }).toBeGreaterThan(0);
+  const first = (await videoFrames(tile)).frames;
+  await expect.poll(async () => (await videoFrames(tile)).frames, { timeout: 20_000 }).toBeGreaterThan(first + 10);
+  expect((await videoFrames(tile)).width).toBeGreaterThan(0);
 }
 
 /** The highest level `person` reached on `page` over `ms` (the fake microphone beeps). */
@@ -157,6 +179,53 @@ test("voice channel: three people through the SFU, sealed frames, mute, deafen, 
   await expect.poll(() => sidebarPeople(alice).and(alice.locator('[data-speaking="true"]')).count(), { timeout: 20_000 }).toBeGreaterThan(0);
   await shoot(alice, "voice-in-room");
 
+  // Alice turns her camera on: her tile shows it; Bob and Carol decode her picture in her tile,
+  // their workers opening her video frames (under her kids: the count is per person).
+  await view(alice).getByRole("button", { name: "Turn camera on" }).click();
+  await expect(view(alice).getByRole("button", { name: "Turn camera off" })).toBeVisible();
+  await expect(tileOf(alice, "You").locator("video")).toHaveCount(1);
+  for (const page of [bob, carol]) {
+    await expectPlaying(tileOf(page, "Alice"));
+    const seen = (await row(page, "Alice")).video;
+    await expect.poll(async () => (await row(page, "Alice")).video, { timeout: 20_000 }).toBeGreaterThan(seen + 10);
+    await expect(tileOf(page, "Carol").locator("video")).toHaveCount(0);
+  }
+  await shoot(bob, "voice-video");
+
+  // Bob shares his screen: Alice and Carol see a tile "Bob's screen" playing (and Bob's own tile
+  // still his avatar); he stops, and it goes.
+  await view(bob).getByRole("button", { name: "Share screen" }).click();
+  await expect(view(bob).getByRole("button", { name: "Stop sharing" })).toBeVisible();
+  await expect(view(bob).getByRole("listitem", { name: "Your screen" }).locator("video")).toHaveCount(1);
+  for (const page of [alice, carol]) {
+    await expectPlaying(screenTile(page, "Bob"));
+    await expect(tileOf(page, "Bob").locator("video")).toHaveCount(0);
+  }
+  await expectPlaying(tileOf(carol, "Alice"));
+  await shoot(carol, "voice-screen");
+  await view(bob).getByRole("button", { name: "Stop sharing" }).click();
+  await expect(view(bob).getByRole("button", { name: "Share screen" })).toBeVisible();
+  for (const page of [alice, carol]) await expect(screenTile(page, "Bob")).toHaveCount(0, { timeout: 15_000 });
+  await view(alice).getByRole("button", { name: "Turn camera off" }).click();
+  for (const page of [bob, carol]) await expect(tileOf(page, "Alice").locator("video")).toHaveCount(0, { timeout: 15_000 });
+  const sealedVideo = Number((await view(alice).getByText(/^Of them video: /).textContent())?.replace(/\D/g, ""));
+  expect(sealedVideo).toBeGreaterThan(0);
+
+  // Alice turns Carol down to 0 (by keyboard): the slot that carries Carol plays at 0, Bob's at 1,
+  // and it is remembered for Alice's account.
+  const volume = view(alice).getByRole("slider", { name: "Volume of Carol" });
+  await volume.focus();
+  await volume.press("Home");
+  await expect(volume).toHaveValue("0");
+  const slotVolumes = () => alice.locator("div.voice-audio audio").evaluateAll((els) => els.map((a) => (a as HTMLAudioElement).volume));
+  await expect.poll(async () => (await slotVolumes()).filter((v) => v === 0).length, { timeout: 10_000 }).toBe(1);
+  expect((await slotVolumes()).filter((v) => v === 1)).toHaveLength(5);
+  expect(await alice.evaluate(() => Object.entries(localStorage).find(([k]) => k.startsWith("kitsulan.voice.volume."))?.[1])).toMatch(/"[^"]+":0/);
+  await alice.screenshot({ path: "e2e/artifacts/voice-volume-light-1280.png" });
+  await volume.press("End");
+  await expect(volume).toHaveValue("100");
+  await expect.poll(async () => (await slotVolumes()).every((v) => v === 1), { timeout: 10_000 }).toBe(true);
+
   // Bob mutes: his tile says so; the others read his level as 0 while Carol's still comes.
   await view(bob).getByRole("button", { name: "Mute microphone" }).click();
   await expect(view(bob).getByRole("button", { name: "Mute microphone" })).toHaveAttribute("aria-pressed", "true");
@@ -187,6 +256,8 @@ test("voice channel: three people through the SFU, sealed frames, mute, deafen, 
 
   // Carol reloads: the page joins the room again by itself, with a new key, and is heard again.
   const carolBefore = (await row(alice, "Carol")).frames;
+  // She turned push-to-talk on (Settings → Calls, where the setting lives) before the reload.
+  await carol.evaluate(() => localStorage.setItem("kitsulan.calls", JSON.stringify({ pushToTalk: true })));
   await carol.reload();
   // The page opens the voice channel it is back in, and the sidebar's strip says so.
   await expect(view(carol).getByRole("status")).toHaveText("Voice connected", { timeout: 30_000 });
@@ -199,6 +270,20 @@ test("voice channel: three people through the SFU, sealed frames, mute, deafen, 
   await expectHeard(carol, "Alice");
   await expectHeard(carol, "Bob");
   await expect(tiles(alice)).toHaveCount(3);
+
+  // Push-to-talk: Carol is silent to the others, with the Talk button and its hint, until she
+  // holds Space.
+  const talk = view(carol).getByRole("button", { name: "Hold to talk" });
+  await expect(talk).toHaveAttribute("aria-pressed", "false");
+  await expect(view(carol)).toContainText("Your microphone is live only while you hold Space or the Talk button.");
+  await expect(tileOf(carol, "You")).toHaveAccessibleName(/microphone off/);
+  await expect.poll(() => peakLevel(bob, "Carol", 2500), { timeout: 20_000 }).toBe(0);
+  await carol.keyboard.down("Space");
+  await expect(talk).toHaveAttribute("aria-pressed", "true");
+  await expect(tileOf(carol, "You")).not.toHaveAccessibleName(/microphone off/);
+  await expect.poll(() => peakLevel(bob, "Carol"), { timeout: 20_000 }).toBeGreaterThan(0);
+  await carol.keyboard.up("Space");
+  await expect(talk).toHaveAttribute("aria-pressed", "false");
 
   // Bob leaves: Alice and Carol make new keys, and hear each other under them.
   const aliceKid = await ownKid(alice);

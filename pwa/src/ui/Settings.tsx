@@ -375,7 +375,7 @@ export function Settings({
       <AccountSecurity />
       <RecoverySettings chat={chat} swap={swap} />
       <Notifications />
-      <CallSettings calls={chat.calls} />
+      <CallSettings calls={chat.calls} voice={chat.voice} />
       <Blocked chat={chat} />
       <button type="button" onClick={onDevices}>
         {t("devices")}

@@ -1,9 +1,14 @@
-// sframe.worker.ts — the encoded-frame transforms of a voice room: every audio frame this device
-// sends is sealed with SFrame (RFC 9605) before it leaves, every frame received is opened before
-// the decoder sees it. The SFrame itself is the crypto crate's (VoiceKeys, in its WASM); this
+// sframe.worker.ts — the encoded-frame transforms of a voice room: every audio and video frame this
+// device sends is sealed with SFrame (RFC 9605) before it leaves, every frame received is opened
+// before the decoder sees it. The SFrame itself is the crypto crate's (VoiceKeys, in its WASM); this
 // worker only feeds it frames and keys. The main thread (room.ts) posts the keys; the worker
 // reports how many frames it sealed and opened, per kid, and which kid arrives on which
-// receiving slot (the SFU puts whoever is loudest into a slot, so a slot is nobody's for good).
+// receiving slot (the SFU puts whoever is loudest into a slot, so a slot is nobody's for good);
+// on a video slot, also whether it shows a camera or a screen (the frame's kind byte, media.ts).
+//
+// A video frame keeps its first bytes in the clear (clearBytes: the VP8 decoder reads its type
+// and size there before anything is opened), authenticated with the rest. All our frames, audio
+// and video, are sealed here under one VoiceKeys: its one frame counter never repeats under a key.
 //
 // Frames get here through RTCRtpScriptTransform (`rtctransform` events), or, in a browser with
 // only the older API, as the streams of createEncodedStreams posted by the main thread.
@@ -11,10 +16,13 @@
 // A frame is never passed on unsealed: before the WASM and our key are ready, frames are dropped.
 import init, { VoiceKeys } from "kitsulan-crypto";
 import wasmUrl from "kitsulan-crypto/kitsulan_crypto_bg.wasm?url";
+import { openVideoFrame, sealVideoFrame, type VideoKind, type VideoSlotSeen } from "./media";
 import type { ToWorker, FromWorker, TransformOptions } from "./protocol";
 
 interface EncodedFrame {
   data: ArrayBuffer;
+  /** A video frame's: "key", "delta" or "empty" (audio frames have none). */
+  type?: string;
 }
 interface Transformer {
   readable: ReadableStream<EncodedFrame>;
@@ -34,10 +42,13 @@ let keys: VoiceKeys | null = null;
 const pending: ToWorker[] = [];
 let hasOwn = false;
 let sealed = 0;
+let videoSealed = 0;
 let sealFailed = 0;
 let failed = 0;
 const opened = new Map<number, number>();
 const slotKids = new Map<number, number>();
+const videoOpened = new Map<number, number>();
+const videoSlots = new Map<number, VideoSlotSeen>();
 
 const ready = init({ module_or_path: wasmUrl }).then(() => {
   keys = new VoiceKeys();
@@ -74,7 +85,13 @@ function bufferOf(bytes: Uint8Array): ArrayBuffer {
   return bytes.slice().buffer;
 }
 
-function sealing(): TransformStream<EncodedFrame, EncodedFrame> {
+/** Seals one of our frames: audio whole, video with its clear bytes and kind byte. */
+function seal(k: VoiceKeys, frame: EncodedFrame, media: "audio" | VideoKind): Uint8Array {
+  const bytes = new Uint8Array(frame.data);
+  return media === "audio" ? k.seal(bytes) : sealVideoFrame(k, bytes, frame.type, media);
+}
+
+function sealing(media: "audio" | VideoKind): TransformStream<EncodedFrame, EncodedFrame> {
   return new TransformStream({
     transform(frame, controller) {
       if (!keys || !hasOwn) {
@@ -82,8 +99,9 @@ function sealing(): TransformStream<EncodedFrame, EncodedFrame> {
         return;
       }
       try {
-        frame.data = bufferOf(keys.seal(new Uint8Array(frame.data)));
+        frame.data = bufferOf(seal(keys, frame, media));
         sealed++;
+        if (media !== "audio") videoSealed++;
         controller.enqueue(frame);
       } catch {
         sealFailed++;
@@ -92,7 +110,28 @@ function sealing(): TransformStream<EncodedFrame, EncodedFrame> {
   });
 }
 
-function opening(slot: number): TransformStream<EncodedFrame, EncodedFrame> {
+function count(map: Map<number, number>, kid: number): void {
+  map.set(kid, (map.get(kid) ?? 0) + 1);
+}
+
+/** Opens one frame received on a voice slot. */
+function openAudio(k: VoiceKeys, bytes: Uint8Array, slot: number): Uint8Array {
+  const kid = VoiceKeys.kidOf(bytes);
+  const out = k.open(bytes);
+  count(opened, kid);
+  slotKids.set(slot, kid);
+  return out;
+}
+
+/** Opens one frame received on a video slot, and drops its kind byte for the decoder. */
+function openVideo(k: VoiceKeys, bytes: Uint8Array, type: string | undefined, slot: number): Uint8Array {
+  const { kid, kind, frame } = openVideoFrame(k, (b) => VoiceKeys.kidOf(b), bytes, type);
+  count(videoOpened, kid);
+  videoSlots.set(slot, { kid, kind, at: Date.now() });
+  return frame;
+}
+
+function opening(media: "audio" | "video", slot: number): TransformStream<EncodedFrame, EncodedFrame> {
   return new TransformStream({
     transform(frame, controller) {
       if (!keys) {
@@ -101,10 +140,8 @@ function opening(slot: number): TransformStream<EncodedFrame, EncodedFrame> {
       }
       const bytes = new Uint8Array(frame.data);
       try {
-        const kid = VoiceKeys.kidOf(bytes);
-        frame.data = bufferOf(keys.open(bytes));
-        opened.set(kid, (opened.get(kid) ?? 0) + 1);
-        slotKids.set(slot, kid);
+        const out = media === "audio" ? openAudio(keys, bytes, slot) : openVideo(keys, bytes, frame.type, slot);
+        frame.data = bufferOf(out);
         controller.enqueue(frame);
       } catch {
         // An unknown kid (its key not here yet), a tampered frame, or one that is not SFrame.
@@ -115,7 +152,7 @@ function opening(slot: number): TransformStream<EncodedFrame, EncodedFrame> {
 }
 
 function attach(t: { readable: ReadableStream<EncodedFrame>; writable: WritableStream<EncodedFrame> }, options: TransformOptions): void {
-  const stream = options.side === "send" ? sealing() : opening(options.slot);
+  const stream = options.side === "send" ? sealing(options.media) : opening(options.media, options.slot);
   t.readable
     .pipeThrough(stream)
     .pipeTo(t.writable)
@@ -134,5 +171,15 @@ scope.onmessage = (e) => {
 };
 
 setInterval(() => {
-  scope.postMessage({ type: "stats", sealed, sealFailed, failed, opened: [...opened], slots: [...slotKids] });
+  scope.postMessage({
+    type: "stats",
+    sealed,
+    videoSealed,
+    sealFailed,
+    failed,
+    opened: [...opened],
+    slots: [...slotKids],
+    videoOpened: [...videoOpened],
+    videoSlots: [...videoSlots],
+  });
 }, 250);

@@ -1,7 +1,9 @@
 // voice.ts — this device in a guild's voice channel: the WebRTC session with the server's SFU
-// (VoiceService.JoinVoice: one sendonly audio section, our microphone, and SLOTS recvonly ones,
-// the loudest voices), the SFrame worker that seals our frames and opens theirs, the media keys
-// shared over Olm by the rules of keys.ts, playback, the speaking indicator, mute and deafen.
+// (VoiceService.JoinVoice, with the fixed sections of media.ts's offerLayout: our microphone, the
+// loudest voices, our camera and screen, the pictures forwarded to us), the SFrame worker that
+// seals our frames and opens theirs, the media keys shared over Olm by the rules of keys.ts,
+// playback with each person's volume, the speaking indicator, mute, deafen and push-to-talk, the
+// camera and screen sharing.
 // One room at a time; it lives with the signed-in chat (chat.ts), so browsing other channels of
 // the guild keeps it. Leaving the guild's view, signing out or closing the page leaves it; a
 // reload joins again (the channel is remembered in sessionStorage, which a closed tab loses).
@@ -11,10 +13,20 @@ import type { Taken } from "../crypto/engine";
 import { reasonOf } from "../errors";
 import type { VoiceService } from "../gen/kitsulan/v1/voice_pb";
 import { PeerKeys, SPEAKING_LEVEL, levelsByPerson, planForChange, randomBaseKey, randomKid } from "./keys";
+import {
+  clampVolume,
+  loadVolumes,
+  offerLayout,
+  saveVolumes,
+  slotVolumes,
+  videoTiles,
+  vp8Only,
+  type VideoKind,
+  type VideoSlotSeen,
+  type VideoTile,
+} from "./media";
 import type { FromWorker, ToWorker, TransformOptions } from "./protocol";
 
-/** Receiving sections offered: the SFU forwards up to this many voices at once. */
-export const SLOTS = 6;
 const REMEMBER = "kitsulan.voice";
 /** How long a level stays "speaking" after it fell (no flicker between syllables). */
 const SPEAKING_HOLD_MS = 400;
@@ -27,20 +39,34 @@ export interface VoiceState {
   channelId: string | null;
   guildId: string | null;
   phase: VoicePhase;
-  /** Why the last join failed: a server reason (errors.ts), or "MIC_DENIED" / "NO_MIC" / "UNSUPPORTED". */
+  /** Why the last join failed: a server reason (errors.ts), or "MIC_DENIED" / "NO_MIC" /
+   * "UNSUPPORTED"; in the room, why the camera did not start: "CAMERA_DENIED" / "NO_CAMERA". */
   error: string | null;
   muted: boolean;
   deafened: boolean;
+  /** Push-to-talk (the calls setting): the microphone is live only while `talking`. */
+  pushToTalk: boolean;
+  talking: boolean;
+  /** Our camera and our screen, sent, with their previews here. */
+  camera: MediaStream | null;
+  screen: MediaStream | null;
+  /** The pictures of the receiving video slots (by slot), and who each shows now. */
+  videoStreams: MediaStream[];
+  videos: VideoTile[];
+  /** Each person's volume here, 0..100 (absent: 100), remembered for the signed-in account. */
+  volumes: Record<string, number>;
   /** Accounts speaking now (us included). */
   speaking: string[];
   /** The peak level (0..100) per account over the last two seconds (us included). */
   levels: Record<string, number>;
-  /** Frames of each account opened (decrypted) here. */
+  /** Audio frames of each account opened (decrypted) here, and video frames. */
   opened: Record<string, number>;
+  videoOpened: Record<string, number>;
   /** The kid each account's frames last opened under. */
   lastKid: Record<string, number>;
-  /** Our frames sealed, and frames received that did not open. */
+  /** Our frames sealed (of them video), and frames received that did not open. */
   sealed: number;
+  videoSealed: number;
   failed: number;
   /** The peers' keys held, and our own kid. */
   peerKeys: number;
@@ -56,11 +82,20 @@ const IDLE: VoiceState = {
   error: null,
   muted: false,
   deafened: false,
+  pushToTalk: false,
+  talking: false,
+  camera: null,
+  screen: null,
+  videoStreams: [],
+  videos: [],
+  volumes: {},
   speaking: [],
   levels: {},
   opened: {},
+  videoOpened: {},
   lastKid: {},
   sealed: 0,
+  videoSealed: 0,
   failed: 0,
   peerKeys: 0,
   ownKid: null,
@@ -93,6 +128,10 @@ interface Session {
   worker: Worker;
   mic: MediaStreamTrack;
   slots: Slot[];
+  /** Our camera's and screen's senders (their sections made at join, with no track). */
+  senders: Record<VideoKind, RTCRtpSender | null>;
+  camera: MediaStreamTrack | null;
+  screen: MediaStreamTrack | null;
   ctx: AudioContext | null;
   micAnalyser: AnalyserNode | null;
   timer: ReturnType<typeof setInterval>;
@@ -130,6 +169,7 @@ export class Voice {
   private peaks = new Map<string, Array<[number, number]>>();
   private opened = new Map<number, number>();
   private slotKids = new Map<number, number>();
+  private videoSlots = new Map<number, VideoSlotSeen>();
   /** Counts joins and leaves: a join that awaited while another started (or we left) stops. */
   private attempt = 0;
 
@@ -179,6 +219,7 @@ export class Voice {
     this.peers.clear();
     this.opened.clear();
     this.slotKids.clear();
+    this.videoSlots.clear();
     this.peaks.clear();
     this.speakingSince.clear();
     this.known = [];
@@ -215,9 +256,6 @@ export class Voice {
         post({ type: "streams", options, readable, writable }, [readable as unknown as Transferable, writable as unknown as Transferable]);
       }
     };
-    const voiceTransceiver = pc.addTransceiver(mic, { direction: "sendonly" });
-    transform(voiceTransceiver.sender, { side: "send" });
-
     let ctx: AudioContext | null = null;
     try {
       ctx = new AudioContext();
@@ -236,18 +274,19 @@ export class Voice {
     sink.className = "voice-audio";
     document.body.append(sink);
     const slots: Slot[] = [];
-    for (let i = 0; i < SLOTS; i++) {
-      const receiver = pc.addTransceiver("audio", { direction: "recvonly" }).receiver;
-      transform(receiver, { side: "recv", slot: i });
-      const audio = new Audio();
-      audio.autoplay = true;
-      audio.srcObject = new MediaStream([receiver.track]);
-      audio.muted = this.state.deafened;
-      sink.append(audio);
-      const speaker = loadCallPrefs().speaker;
-      const out = audio as HTMLAudioElement & { setSinkId?: (id: string) => Promise<void> };
-      if (speaker && out.setSinkId) void out.setSinkId(speaker).catch(() => undefined);
-      slots.push({ audio, analyser: analyserOf(receiver.track) });
+    const senders: Record<VideoKind, RTCRtpSender | null> = { camera: null, screen: null };
+    const videoStreams: MediaStream[] = [];
+    // The sections in the order the SFU expects; each one's frames go through the worker.
+    for (const section of offerLayout()) {
+      const o = section.options;
+      const tx =
+        o.side === "send" && o.media === "audio" ? pc.addTransceiver(mic, { direction: "sendonly" }) : pc.addTransceiver(section.kind, { direction: section.direction });
+      if (section.kind === "video") preferVp8(tx, section.direction);
+      transform(o.side === "send" ? tx.sender : tx.receiver, o);
+      if (o.side === "send") {
+        if (o.media !== "audio") senders[o.media] = tx.sender;
+      } else if (o.media === "video") videoStreams[o.slot] = new MediaStream([tx.receiver.track]);
+      else slots[o.slot] = this.audioSlot(sink, tx.receiver.track, analyserOf);
     }
 
     const session: Session = {
@@ -257,6 +296,9 @@ export class Voice {
       worker,
       mic,
       slots,
+      senders,
+      camera: null,
+      screen: null,
       ctx,
       micAnalyser: analyserOf(mic),
       timer: setInterval(() => this.tick(), TICK_MS),
@@ -264,6 +306,8 @@ export class Voice {
       closed: false,
     };
     this.session = session;
+    this.set({ videoStreams, pushToTalk: loadCallPrefs().pushToTalk, volumes: loadVolumes(this.deps.me()) });
+    this.applyMic();
     worker.onmessage = (e: MessageEvent<FromWorker>) => this.fromWorker(e.data);
     pc.onconnectionstatechange = () => {
       if (session.closed) return;
@@ -298,6 +342,19 @@ export class Voice {
     // Our key to whoever is in the room; then every change of who is in it.
     this.onParticipants();
     session.unsubscribe = this.deps.subscribe(() => this.onParticipants());
+  }
+
+  /** One receiving voice: its hidden <audio> on the chosen speaker, and its level's analyser. */
+  private audioSlot(sink: HTMLElement, track: MediaStreamTrack, analyserOf: (track: MediaStreamTrack) => AnalyserNode | null): Slot {
+    const audio = new Audio();
+    audio.autoplay = true;
+    audio.srcObject = new MediaStream([track]);
+    audio.muted = this.state.deafened;
+    sink.append(audio);
+    const speaker = loadCallPrefs().speaker;
+    const out = audio as HTMLAudioElement & { setSinkId?: (id: string) => Promise<void> };
+    if (speaker && out.setSinkId) void out.setSinkId(speaker).catch(() => undefined);
+    return { audio, analyser: analyserOf(track) };
   }
 
   private async rejoin(session: Session): Promise<void> {
@@ -338,6 +395,8 @@ export class Voice {
     session.unsubscribe();
     session.pc.close();
     session.mic.stop();
+    session.camera?.stop();
+    session.screen?.stop();
     session.worker.terminate();
     for (const s of session.slots) {
       s.audio.pause();
@@ -367,12 +426,125 @@ export class Voice {
 
   private apply(muted: boolean, deafened: boolean): void {
     const s = this.session;
-    if (s) {
-      // A muted track still sends (silent) frames: the SFU keeps us in the room.
-      s.mic.enabled = !muted;
-      for (const slot of s.slots) slot.audio.muted = deafened;
-    }
+    if (s) for (const slot of s.slots) slot.audio.muted = deafened;
     this.set({ muted, deafened });
+    this.applyMic();
+  }
+
+  /** Whether our microphone is live: not muted, and with push-to-talk, the key held. */
+  get micLive(): boolean {
+    const { muted, pushToTalk, talking } = this.state;
+    return !muted && (!pushToTalk || talking);
+  }
+
+  private applyMic(): void {
+    // A muted track still sends (silent) frames: the SFU keeps us in the room.
+    if (this.session) this.session.mic.enabled = this.micLive;
+  }
+
+  /** Push-to-talk: the key or button is held (true) or let go. */
+  setTalking(talking: boolean): void {
+    if (talking === this.state.talking) return;
+    this.set({ talking });
+    this.applyMic();
+  }
+
+  /** The push-to-talk setting changed in Settings: it applies in the room at once. */
+  prefsChanged(): void {
+    if (!this.session) return;
+    this.set({ pushToTalk: loadCallPrefs().pushToTalk, talking: false });
+    this.applyMic();
+  }
+
+  // ---- Camera and screen ----
+
+  /** Turns our camera on (the camera chosen in the call settings) or off. */
+  async setCamera(on: boolean): Promise<void> {
+    const s = this.session;
+    if (!s || on === (s.camera !== null)) return;
+    if (!on) return this.stopVideo(s, "camera");
+    const prefs = loadCallPrefs();
+    let track: MediaStreamTrack | undefined;
+    try {
+      const stream = await navigator.mediaDevices.getUserMedia({
+        video: { width: { ideal: 640 }, height: { ideal: 480 }, ...(prefs.camera ? { deviceId: { ideal: prefs.camera } } : {}) },
+      });
+      track = stream.getVideoTracks()[0];
+      if (!track) throw new DOMException("no camera", "NotFoundError");
+    } catch (err) {
+      const name = (err as { name?: unknown } | null)?.name;
+      if (this.session === s) this.set({ error: name === "NotFoundError" ? "NO_CAMERA" : "CAMERA_DENIED" });
+      return;
+    }
+    await this.startVideo(s, "camera", track);
+  }
+
+  /** Shares a screen (or window, or tab: the browser asks which) or stops sharing. */
+  async setSharing(on: boolean): Promise<void> {
+    const s = this.session;
+    if (!s || on === (s.screen !== null)) return;
+    if (!on) return this.stopVideo(s, "screen");
+    let track: MediaStreamTrack | undefined;
+    try {
+      const stream = await navigator.mediaDevices.getDisplayMedia({ video: true, audio: false });
+      track = stream.getVideoTracks()[0];
+    } catch (err) {
+      // The person chose nothing: no error to show.
+      console.info("voice: no screen shared", err);
+      return;
+    }
+    if (!track) return;
+    // Text stays sharp rather than smooth.
+    track.contentHint = "detail";
+    const shared = track;
+    // The browser's own "Stop sharing" button.
+    shared.addEventListener("ended", () => {
+      if (s.screen === shared) void this.stopVideo(s, "screen");
+    });
+    await this.startVideo(s, "screen", shared);
+  }
+
+  private async startVideo(s: Session, kind: VideoKind, track: MediaStreamTrack): Promise<void> {
+    const sender = s.senders[kind];
+    // Left (or switched on twice) while the browser asked: this one is not needed.
+    if (this.session !== s || s.closed || s[kind] || !sender) {
+      track.stop();
+      return;
+    }
+    s[kind] = track;
+    this.set({ [kind]: new MediaStream([track]), ...(kind === "camera" ? { error: null } : {}) });
+    // The section was negotiated at join: a track is attached, never renegotiated.
+    await sender.replaceTrack(track).catch((err: unknown) => console.warn(`voice: ${kind} not sent`, err));
+  }
+
+  private async stopVideo(s: Session, kind: VideoKind): Promise<void> {
+    const track = s[kind];
+    if (!track) return;
+    s[kind] = null;
+    track.stop();
+    if (this.session === s) this.set({ [kind]: null });
+    if (!s.closed) await s.senders[kind]?.replaceTrack(null).catch(() => undefined);
+  }
+
+  // ---- Volume ----
+
+  /** Sets a person's volume here (0..100), remembered for the signed-in account. */
+  setVolume(accountId: string, percent: number): void {
+    const volumes = { ...this.state.volumes, [accountId]: clampVolume(percent) };
+    saveVolumes(this.deps.me(), volumes);
+    this.set({ volumes });
+    this.applyVolumes();
+  }
+
+  /** Each voice slot plays at the volume of whoever it carries now. */
+  private applyVolumes(): void {
+    const s = this.session;
+    if (!s) return;
+    const levels = slotVolumes(s.slots.length, this.slotKids, (kid) => this.peers.accountOf(kid), this.state.volumes);
+    s.slots.forEach((slot, i) => {
+      const v = levels[i] ?? 1;
+      if (slot.audio.volume !== v) slot.audio.volume = v;
+    });
   }
 
   // ---- Keys ----
@@ -468,15 +640,25 @@ export class Voice {
     const before = this.opened;
     this.opened = new Map(m.opened);
     this.slotKids = new Map(m.slots);
+    this.videoSlots = new Map(m.videoSlots);
+    const accountOf = (kid: number) => this.peers.accountOf(kid);
     const opened: Record<string, number> = {};
     const lastKid = { ...this.state.lastKid };
     for (const [kid, n] of this.opened) {
-      const account = this.peers.accountOf(kid);
+      const account = accountOf(kid);
       if (!account) continue;
       opened[account] = (opened[account] ?? 0) + n;
       if (n > (before.get(kid) ?? 0)) lastKid[account] = kid;
     }
-    this.set({ opened, lastKid, sealed: m.sealed, failed: m.failed });
+    const videoOpened: Record<string, number> = {};
+    for (const [kid, n] of m.videoOpened) {
+      const account = accountOf(kid);
+      if (account) videoOpened[account] = (videoOpened[account] ?? 0) + n;
+    }
+    const tiles = videoTiles(this.videoSlots, accountOf, Date.now(), this.deps.me());
+    const videos = sameTiles(tiles, this.state.videos) ? this.state.videos : tiles;
+    this.set({ opened, videoOpened, lastKid, videos, sealed: m.sealed, videoSealed: m.videoSealed, failed: m.failed });
+    this.applyVolumes();
   }
 
   private readonly buf = new Float32Array(LEVEL_SAMPLES);
@@ -512,6 +694,23 @@ export class Voice {
   dispose(): void {
     if (this.session) void this.leave();
   }
+}
+
+/** Offers (and, the SFU answering in kind, uses) VP8 only on a video section. */
+function preferVp8(tx: RTCRtpTransceiver, direction: "sendonly" | "recvonly"): void {
+  const caps = direction === "sendonly" ? RTCRtpSender.getCapabilities("video") : RTCRtpReceiver.getCapabilities("video");
+  const codecs = vp8Only(caps?.codecs ?? []);
+  if (codecs.length === 0 || !("setCodecPreferences" in tx)) return;
+  try {
+    tx.setCodecPreferences(codecs);
+  } catch (err) {
+    // Left as the browser offers them: the SFU refuses the join, and the error says so.
+    console.warn("voice: cannot restrict video to VP8", err);
+  }
+}
+
+function sameTiles(a: readonly VideoTile[], b: readonly VideoTile[]): boolean {
+  return a.length === b.length && a.every((t, i) => t.slot === b[i]?.slot && t.accountId === b[i]?.accountId && t.kind === b[i]?.kind);
 }
 
 /** Waits until ICE gathering completed, or `ms` (the SFU needs no candidate from us: it is

@@ -1,10 +1,11 @@
 // CallSettings.tsx — the calls section of Settings: push-to-talk and "always relay calls".
 import { useState } from "react";
 import type { Calls } from "../../calls/calls";
+import type { Voice } from "../../voice/voice";
 import { loadCallPrefs, saveCallPrefs, type CallPrefs } from "../../calls/prefs";
 import { useI18n } from "../../i18n/i18n";
 
-export function CallSettings({ calls }: { calls: Calls | null }) {
+export function CallSettings({ calls, voice }: { calls: Calls | null; voice?: Voice }) {
   const { t } = useI18n();
   const [prefs, setPrefs] = useState<CallPrefs>(loadCallPrefs);
   const update = (next: CallPrefs) => {
@@ -12,6 +13,8 @@ export function CallSettings({ calls }: { calls: Calls | null }) {
     setPrefs(next);
     // Not loaded yet: no call to change; the next one reads the prefs.
     calls?.prefsChanged();
+    // Push-to-talk applies in a voice channel too, at once.
+    voice?.prefsChanged();
   };
   return (
     <fieldset className="form notify">

@@ -37,7 +37,7 @@ function Timer({ since }: { since: number }) {
 }
 
 /** Whether the focus is somewhere Space types or presses (then it is not push-to-talk). */
-function typingTarget(target: EventTarget | null): boolean {
+export function typingTarget(target: EventTarget | null): boolean {
   if (!(target instanceof HTMLElement)) return false;
   if (target.isContentEditable) return true;
   return ["INPUT", "TEXTAREA", "SELECT"].includes(target.tagName) || (target.tagName === "BUTTON" && !target.dataset.ptt);

@@ -1,18 +1,23 @@
 // VoiceChannel.tsx — a voice channel, opened: who is in it (GuildChannel.voice_account_ids, with a
-// ring around whoever speaks), the button to join, and once in, mute, deafen and leave, with the
-// end-to-end encryption said plainly and the connection's numbers folded away. The session itself
+// ring around whoever speaks; a person whose camera comes shows it in their tile, a shared screen
+// gets a tile of its own), the button to join, and once in, mute (or push-to-talk), deafen, the
+// camera, screen sharing, each person's volume and leave, with the end-to-end encryption said
+// plainly and the connection's numbers folded away. The session itself
 // is the chat's (voice/voice.ts), so it carries on while other channels of the guild are read;
 // VoicePeople lists a voice channel's people in the channel sidebar, VoiceBar is the sidebar's
 // "connected" strip.
-import { useSyncExternalStore } from "react";
+import { useEffect, useSyncExternalStore } from "react";
 import type { GuildChannel } from "../../gen/kitsulan/v1/guild_pb";
 import { useI18n, type Translate } from "../../i18n/i18n";
 import { errorText } from "../../i18n/messages";
 import { isLimited } from "../../lib/secureContext";
 import type { Chat } from "../../state/chat";
+import { VOLUME_DEFAULT } from "../../voice/media";
 import type { VoiceState } from "../../voice/voice";
 import { PersonAvatar } from "../Avatar";
-import { HangUpIcon, MicIcon, PeopleIcon } from "../call/icons";
+import { HangUpIcon, MicIcon, PeopleIcon, ScreenIcon, VideoIcon } from "../call/icons";
+import { typingTarget } from "../call/InCall";
+import { MediaView } from "../call/MediaView";
 import { LockIcon } from "../LockIcon";
 import { personName } from "../names";
 import { channelMark } from "./ChannelSidebar";
@@ -29,16 +34,115 @@ function voiceError(t: Translate, reason: string): string {
       return t("voiceNoMic");
     case "UNSUPPORTED":
       return t("voiceUnsupported");
+    case "CAMERA_DENIED":
+      return t("voiceCameraDenied");
+    case "NO_CAMERA":
+      return t("voiceNoCamera");
     default:
       return errorText(t, reason);
   }
 }
 
+/** Whether our microphone is off: muted, or push-to-talk not held. */
+function micOff(voice: VoiceState): boolean {
+  return voice.muted || (voice.pushToTalk && !voice.talking);
+}
+
 /** What a person's tile or row is called: the name, then what is going on with them. */
 function personLabel(t: Translate, name: string, speaking: boolean, me: boolean, voice: VoiceState): string {
-  return [name, speaking ? t("voiceSpeaking") : "", me && voice.muted ? t("voiceMicOff") : "", me && voice.deafened ? t("voiceSoundOff") : ""]
+  return [name, speaking ? t("voiceSpeaking") : "", me && micOff(voice) ? t("voiceMicOff") : "", me && voice.deafened ? t("voiceSoundOff") : ""]
     .filter(Boolean)
     .join(", ");
+}
+
+/** Push-to-talk in the room: Space held anywhere but in a field or on another button. */
+function usePushToTalk(chat: Chat, on: boolean): void {
+  useEffect(() => {
+    if (!on) return;
+    const down = (e: KeyboardEvent) => {
+      if (e.code !== "Space" || typingTarget(e.target)) return;
+      e.preventDefault();
+      if (!e.repeat) chat.voice.setTalking(true);
+    };
+    const up = (e: KeyboardEvent) => {
+      if (e.code !== "Space") return;
+      if (!typingTarget(e.target)) e.preventDefault();
+      chat.voice.setTalking(false);
+    };
+    const blur = () => chat.voice.setTalking(false);
+    window.addEventListener("keydown", down);
+    window.addEventListener("keyup", up);
+    window.addEventListener("blur", blur);
+    return () => {
+      window.removeEventListener("keydown", down);
+      window.removeEventListener("keyup", up);
+      window.removeEventListener("blur", blur);
+      chat.voice.setTalking(false);
+    };
+  }, [chat, on]);
+}
+
+/** One person in the room: their camera if it comes, else their avatar; their volume here. */
+function PersonTile({ chat, voice, id, here }: { chat: Chat; voice: VoiceState; id: string; here: boolean }) {
+  const { t } = useI18n();
+  const me = chat.get().me.accountId;
+  const name = personName(chat, t, id);
+  const speaking = here && voice.speaking.includes(id);
+  const self = id === me && here;
+  const remote = here && id !== me ? voice.videos.find((v) => v.accountId === id && v.kind === "camera") : undefined;
+  const stream = self ? voice.camera : remote ? voice.videoStreams[remote.slot] : undefined;
+  const inRoom = here && voice.phase !== "failed" && voice.phase !== "idle";
+  return (
+    <li className={`voice-tile${speaking ? " speaking" : ""}${stream ? " video" : ""}`} data-speaking={speaking} aria-label={personLabel(t, name, speaking, self, voice)}>
+      {stream ? (
+        <MediaView stream={stream} muted mirrored={self} label={self ? t("yourCamera") : t("videoOf", { name })} />
+      ) : (
+        <PersonAvatar chat={chat} accountId={id} name={chat.nameOf(id) || name} className="avatar voice-avatar" />
+      )}
+      <span className="voice-tile-foot">
+        <span className="voice-name">{name}</span>
+        {inRoom && id !== me && <VolumeSlider chat={chat} voice={voice} id={id} name={name} />}
+      </span>
+      {self && (micOff(voice) || voice.deafened) && (
+        <span className="voice-flags" aria-hidden="true">
+          <MicIcon off />
+        </span>
+      )}
+    </li>
+  );
+}
+
+/** A person's volume here, 0 to 100 %. */
+function VolumeSlider({ chat, voice, id, name }: { chat: Chat; voice: VoiceState; id: string; name: string }) {
+  const { t } = useI18n();
+  const value = voice.volumes[id] ?? VOLUME_DEFAULT;
+  return (
+    <input
+      type="range"
+      className="voice-volume"
+      min={0}
+      max={100}
+      step={5}
+      value={value}
+      aria-label={t("voiceVolumeOf", { name })}
+      aria-valuetext={`${value} %`}
+      onChange={(e) => chat.voice.setVolume(id, Number(e.target.value))}
+    />
+  );
+}
+
+/** A shared screen: its own tile, beside its person's. */
+function ScreenTile({ label, stream }: { label: string; stream: MediaStream }) {
+  return (
+    <li className="voice-tile video screen" aria-label={label}>
+      <MediaView stream={stream} muted label={label} />
+      <span className="voice-tile-foot">
+        <span className="voice-name">
+          <ScreenIcon /> {label}
+        </span>
+      </span>
+    </li>
+  );
 }
 
 export function VoiceChannel({
@@ -64,6 +168,8 @@ export function VoiceChannel({
   const inside = here && voice.phase !== "failed" && voice.phase !== "idle";
   const people = channel.voiceAccountIds;
   const elsewhere = voice.channelId && !here && voice.phase !== "failed" && voice.phase !== "idle" ? chat.guilds.channelInfo(voice.channelId) : undefined;
+  const canShare = typeof navigator !== "undefined" && "getDisplayMedia" in (navigator.mediaDevices ?? {});
+  usePushToTalk(chat, inside && voice.pushToTalk);
   const status =
     voice.phase === "joining" ? t("voiceJoining") : voice.phase === "connecting" ? t("voiceConnecting") : voice.phase === "connected" ? t("voiceConnected") : "";
 
@@ -103,22 +209,18 @@ export function VoiceChannel({
           <p className="muted">{t("voiceEmpty")}</p>
         ) : (
           <ul className="voice-grid" aria-label={t("voiceInChannel")}>
-            {people.map((id) => {
-              const name = personName(chat, t, id);
-              const speaking = here && voice.speaking.includes(id);
-              const self = id === me && here;
-              return (
-                <li key={id} className={`voice-tile${speaking ? " speaking" : ""}`} data-speaking={speaking} aria-label={personLabel(t, name, speaking, self, voice)}>
-                  <PersonAvatar chat={chat} accountId={id} name={chat.nameOf(id) || name} className="avatar voice-avatar" />
-                  <span className="voice-name">{name}</span>
-                  {self && (voice.muted || voice.deafened) && (
-                    <span className="voice-flags" aria-hidden="true">
-                      <MicIcon off />
-                    </span>
-                  )}
-                </li>
-              );
-            })}
+            {people.map((id) => (
+              <PersonTile key={id} chat={chat} voice={voice} id={id} here={here} />
+            ))}
+            {inside && voice.screen && <ScreenTile key="screen-me" label={t("voiceYourScreen")} stream={voice.screen} />}
+            {inside &&
+              voice.videos
+                .filter((v) => v.kind === "screen" && people.includes(v.accountId))
+                .flatMap((v) => {
+                  const stream = voice.videoStreams[v.slot];
+                  const label = t("voiceScreenOf", { name: personName(chat, t, v.accountId) });
+                  return stream ? [<ScreenTile key={`screen-${v.accountId}`} label={label} stream={stream} />] : [];
+                })}
           </ul>
         )}
         {inside ? (
@@ -126,13 +228,38 @@ export function VoiceChannel({
             <p className="muted voice-status" role="status">
               {status}
             </p>
+            {voice.pushToTalk && <TalkButton chat={chat} voice={voice} />}
             <div className="voice-controls">
               <MuteButton chat={chat} voice={voice} look="round" />
               <button type="button" className={`round${voice.deafened ? " off" : ""}`} aria-pressed={voice.deafened} aria-label={t("voiceDeafen")} title={t("voiceDeafen")} onClick={() => chat.voice.setDeafened(!voice.deafened)}>
                 <HeadphonesIcon off={voice.deafened} />
               </button>
+              <button
+                type="button"
+                className={`round${voice.camera ? " on" : ""}`}
+                disabled={noMedia}
+                aria-label={voice.camera ? t("voiceCameraOff") : t("voiceCameraOn")}
+                title={noMedia ? t("insecureReasonCalls") : voice.camera ? t("voiceCameraOff") : t("voiceCameraOn")}
+                onClick={() => void chat.voice.setCamera(!voice.camera)}
+              >
+                <VideoIcon off={!voice.camera} />
+              </button>
+              {canShare && (
+                <button
+                  type="button"
+                  className={`round${voice.screen ? " on" : ""}`}
+                  disabled={noMedia}
+                  aria-label={voice.screen ? t("voiceStopSharing") : t("voiceShareScreen")}
+                  title={noMedia ? t("insecureReasonCalls") : voice.screen ? t("voiceStopSharing") : t("voiceShareScreen")}
+                  onClick={() => void chat.voice.setSharing(!voice.screen)}
+                >
+                  <ScreenIcon />
+                </button>
+              )}
               <LeaveButton chat={chat} look="round" />
             </div>
+            {noMedia && <p className="muted voice-hint">{t("insecureReasonCalls")}</p>}
+            {voice.pushToTalk && <p className="muted voice-hint">{t("pushToTalkHint")}</p>}
             <p className="muted voice-hint">{t("voiceKeepsOn")}</p>
             <details className="voice-details">
               <summary>{t("voiceDetails")}</summary>
@@ -143,6 +270,7 @@ export function VoiceChannel({
                     <th scope="col">{t("voiceFramesOpened")}</th>
                     <th scope="col">{t("voiceLevel")}</th>
                     <th scope="col">{t("voiceKid")}</th>
+                    <th scope="col">{t("voiceVideoFramesOpened")}</th>
                   </tr>
                 </thead>
                 <tbody>
@@ -152,11 +280,13 @@ export function VoiceChannel({
                       <td>{id === me ? "—" : (voice.opened[id] ?? 0)}</td>
                       <td>{voice.levels[id] ?? 0}</td>
                       <td>{id === me ? (voice.ownKid ?? "—") : (voice.lastKid[id] ?? "—")}</td>
+                      <td>{id === me ? "—" : (voice.videoOpened[id] ?? 0)}</td>
                     </tr>
                   ))}
                 </tbody>
               </table>
               <p>{t("voiceSealed", { n: voice.sealed })}</p>
+              <p>{t("voiceVideoSealed", { n: voice.videoSealed })}</p>
               <p>{t("voiceNotOpened", { n: voice.failed })}</p>
               <p>{t("voiceKeysHeld", { n: voice.peerKeys })}</p>
             </details>
@@ -228,6 +358,34 @@ function MuteButton({ chat, voice, look }: { chat: Chat; voice: VoiceState; look
   return (
     <button type="button" className={`${look}${voice.muted ? " off" : ""}`} aria-pressed={voice.muted} aria-label={t("voiceMute")} title={t("voiceMute")} onClick={() => chat.voice.setMuted(!voice.muted)}>
       <MicIcon off={voice.muted} />
+    </button>
+  );
+}
+
+/** Push-to-talk's button: the microphone is live while it (or Space) is held. */
+function TalkButton({ chat, voice }: { chat: Chat; voice: VoiceState }) {
+  const { t } = useI18n();
+  return (
+    <button
+      type="button"
+      data-ptt="1"
+      className={`voice-talk${voice.talking ? " on" : ""}`}
+      aria-pressed={voice.talking}
+      aria-label={t("holdToTalk")}
+      onPointerDown={() => chat.voice.setTalking(true)}
+      onPointerUp={() => chat.voice.setTalking(false)}
+      onPointerLeave={() => chat.voice.setTalking(false)}
+      onPointerCancel={() => chat.voice.setTalking(false)}
+      onKeyDown={(e) => {
+        // Enter on the focused button holds too (Space is handled for the whole page).
+        if (e.key === "Enter" && !e.repeat) chat.voice.setTalking(true);
+      }}
+      onKeyUp={(e) => {
+        if (e.key === "Enter") chat.voice.setTalking(false);
+      }}
+      onContextMenu={(e) => e.preventDefault()}
+    >
+      <MicIcon off={!voice.talking} /> <span>{t("talk")}</span>
     </button>
   );
 }
