@@ -523,6 +523,12 @@ pub struct SfuArgs {
           value_parser = clap::value_parser!(u32).range(2..=500))]
     pub room_max: u32,
 
+    /// Voices each person hears at once in a voice channel: the loudest, when more speak (1 to
+    /// 16). The web app asks for 6.
+    #[arg(long = "sfu-voices", env = "KITSULAN_SFU_VOICES", default_value_t = 6,
+          value_parser = clap::value_parser!(u32).range(1..=16))]
+    pub voices: u32,
+
     /// People in voice channels on this server at most, over all channels (1 to 10000).
     #[arg(long = "sfu-max-participants", env = "KITSULAN_SFU_MAX_PARTICIPANTS", default_value_t = 200,
           value_parser = clap::value_parser!(u32).range(1..=10_000))]

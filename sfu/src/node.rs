@@ -578,14 +578,14 @@ impl State {
             let (kind, codec, ssrc, name) = match section {
                 Section::Voice => (RtpCodecKind::Audio, &opus, placeholder, "voice".to_owned()),
                 Section::Video => (RtpCodecKind::Video, &vp8, placeholder, format!("video-{index}")),
+                // Slots past the room's limit get no track: answered without a sender, they stay
+                // silent (they are the last of their kind, so the tracks after still go in order).
                 Section::AudioSlot => {
-                    let ssrc =
-                        *next_audio.next().ok_or_else(|| session_error("an audio slot without its SSRC"))?;
+                    let Some(&ssrc) = next_audio.next() else { continue };
                     (RtpCodecKind::Audio, &opus, ssrc, format!("slot-{}", audio_senders.len()))
                 }
                 Section::VideoSlot => {
-                    let ssrc =
-                        *next_video.next().ok_or_else(|| session_error("a video slot without its SSRC"))?;
+                    let Some(&ssrc) = next_video.next() else { continue };
                     (RtpCodecKind::Video, &vp8, ssrc, format!("video-slot-{}", video_senders.len()))
                 }
             };

@@ -127,6 +127,10 @@ async fn offers_that_are_not_one_voice_and_slots_are_refused() {
         let refused = node.join(ROOM, ParticipantId(1), offer.to_owned()).await;
         assert!(matches!(refused, Err(JoinRefusal::Offer(_))), "{offer:?}: {refused:?}");
     }
+    // More slots than the room gives: the extra ones are answered silent, not refused.
+    let (_, offer) = VoicePeer::offer(1, IpAddr::V4(Ipv4Addr::LOCALHOST), 12).await.unwrap();
+    let answer = node.join(ROOM, ParticipantId(1), offer).await.unwrap();
+    assert_eq!(answer.matches("m=audio").count(), 13);
 }
 
 /// A STUN binding request whose USERNAME is `username` (RFC 5389; no integrity, which the node's

@@ -506,6 +506,7 @@ async fn start_sfu(
         advertise,
         room: kitsulan_sfu::room::RoomConfig {
             max_participants: args.room_max as usize,
+            audio_slots: args.voices as usize,
             ..kitsulan_sfu::room::RoomConfig::default()
         },
         max_participants: args.max_participants as usize,
