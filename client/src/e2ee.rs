@@ -607,6 +607,33 @@ impl E2eeDevice {
         Ok(())
     }
 
+    /// Sends this device's SFrame key for voice room `room` (`kid`, `base`) over Olm to every
+    /// device of `others` (the room's other participants, looked up and given Olm sessions as
+    /// needed), as the apps do when they join and when someone leaves; returns how many devices
+    /// it went to.
+    pub async fn share_voice_key(
+        &mut self,
+        room: &str,
+        others: &[&str],
+        kid: u32,
+        base: &[u8; 16],
+    ) -> anyhow::Result<usize> {
+        self.sync_devices(others).await?;
+        let devices = self.devices_of(others);
+        self.ensure_olm_sessions(&devices).await?;
+        let members = others.iter().map(|a| id(a)).collect::<anyhow::Result<Vec<_>>>()?;
+        let device_ids = devices.iter().map(|d| id(d)).collect::<anyhow::Result<Vec<_>>>()?;
+        let now = u64::try_from(now_ms()).unwrap_or(0);
+        let share = self.machine.share_voice_key(id(room)?, &members, &device_ids, kid, base, now)?;
+        self.persist();
+        ensure!(share.without_olm.is_empty(), "no Olm session with {:?}", share.without_olm);
+        let sent = share.messages.len();
+        self.send_to_device(share.messages.iter().map(outgoing).collect())
+            .await
+            .context("SendToDevice (voice key)")?;
+        Ok(sent)
+    }
+
     // -----------------------------------------------------------------------------------------
     // Calls
 

@@ -11,6 +11,10 @@
 //! and opened on arrival: a payload that arrives in the clear, or does not authenticate, is an
 //! error, so a test through the SFU shows it forwarded only ciphertext it could not change.
 //!
+//! With a [`KeyRing`] ([`VoicePeer::run_keyed`]) each participant has a key of its own that
+//! may change while the room runs, as the apps' keys do (shared over Olm, new ones when someone
+//! leaves): frames under a key not (or no longer) held are counted, not opened.
+//!
 //! With a camera ([`VoicePeer::offer_with_camera`]) it also offers one `sendonly` VP8 section
 //! and some `recvonly` ones, and sends a marked video frame every 60 ms: `[VP8 descriptor,
 //! frame tag, 9 bytes, who, number]`, sealed with the frame tag's bytes in the clear as the PWA
@@ -149,6 +153,47 @@ pub struct Outcome {
     pub seen: Heard,
     /// Sender to here, per voice packet heard.
     pub delays: Vec<Duration>,
+    /// With a [`KeyRing`]: the voice packets heard under each key, per (sender, `KID`).
+    pub by_key: BTreeMap<(u8, u64), BTreeSet<u16>>,
+}
+
+/// The SFrame keys of one participant in a room whose keys change while it runs: its own
+/// (shared with the others by whoever drives the test, over Olm) and those of the others that
+/// reached it, each with whose it is. A clone is the same ring.
+#[derive(Clone, Default)]
+pub struct KeyRing(Arc<std::sync::Mutex<Ring>>);
+
+#[derive(Default)]
+struct Ring {
+    own: Option<sframe::FrameKey>,
+    peers: std::collections::HashMap<u64, (u8, sframe::FrameKey)>,
+    unopened: u64,
+}
+
+impl KeyRing {
+    fn ring(&self) -> std::sync::MutexGuard<'_, Ring> {
+        self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// From the next packet on, this participant seals with `kid` and `base`.
+    pub fn set_own(&self, kid: u32, base: &[u8; 16]) {
+        self.ring().own = Some(sframe::FrameKey::derive(base, u64::from(kid)));
+    }
+
+    /// Participant `who`'s key `kid` reached us.
+    pub fn add_peer(&self, who: u8, kid: u32, base: &[u8; 16]) {
+        self.ring().peers.insert(u64::from(kid), (who, sframe::FrameKey::derive(base, u64::from(kid))));
+    }
+
+    /// Forgets key `kid`: its frames no longer open.
+    pub fn remove_peer(&self, kid: u32) {
+        self.ring().peers.remove(&u64::from(kid));
+    }
+
+    /// Frames that arrived under a key not held.
+    pub fn unopened(&self) -> u64 {
+        self.ring().unopened
+    }
 }
 
 /// Whether video frame `number` is a key frame.
@@ -302,12 +347,35 @@ impl VoicePeer {
 
     /// [`VoicePeer::run`], with everything it took in: the video frames it saw too.
     pub async fn run_all(
+        self,
+        connected: mpsc::Sender<u8>,
+        go: watch::Receiver<bool>,
+        speech: Speech,
+    ) -> anyhow::Result<Outcome> {
+        self.run_with(connected, go, speech, None).await
+    }
+
+    /// [`VoicePeer::run_all`] with the keys of `ring` (not [`Speech::room_key`]), which may
+    /// change while it runs.
+    pub async fn run_keyed(
+        self,
+        connected: mpsc::Sender<u8>,
+        go: watch::Receiver<bool>,
+        speech: Speech,
+        ring: KeyRing,
+    ) -> anyhow::Result<Outcome> {
+        self.run_with(connected, go, speech, Some(ring)).await
+    }
+
+    async fn run_with(
         mut self,
         connected: mpsc::Sender<u8>,
         mut go: watch::Receiver<bool>,
         speech: Speech,
+        ring: Option<KeyRing>,
     ) -> anyhow::Result<Outcome> {
         let who = self.who;
+        let mut by_key: BTreeMap<(u8, u64), BTreeSet<u16>> = BTreeMap::new();
         let mut heard = Heard::new();
         let mut seen = Heard::new();
         let mut delays = Vec::new();
@@ -339,6 +407,36 @@ impl VoicePeer {
                     continue;
                 }
                 if let RTCMessage::RtpPacket(_, packet) = message {
+                    if let Some(ring) = &ring {
+                        ensure!(
+                            !(packet.payload.len() == 60
+                                && packet.payload[FILLER_AT..].iter().all(|b| *b == 0xAB)),
+                            "participant {who}: a payload arrived in the clear"
+                        );
+                        let mut ring = ring.ring();
+                        let opened = sframe::open(
+                            |kid| ring.peers.get(&kid).map(|(_, key)| key),
+                            b"",
+                            &packet.payload,
+                        );
+                        let (kid, plaintext) = match opened {
+                            Ok((kid, _, plaintext)) => (kid, plaintext),
+                            Err(sframe::SFrameError::UnknownKey) => {
+                                ring.unopened += 1;
+                                continue;
+                            }
+                            Err(e) => anyhow::bail!("participant {who}: a frame did not open: {e}"),
+                        };
+                        let sender = ring.peers.get(&kid).map(|(sender, _)| *sender);
+                        ensure!(
+                            plaintext.len() >= FILLER_AT && sender == Some(plaintext[0]),
+                            "participant {who}: a frame under another's key"
+                        );
+                        let number = u16::from_be_bytes([plaintext[1], plaintext[2]]);
+                        heard.entry(plaintext[0]).or_default().insert(number);
+                        by_key.entry((plaintext[0], kid)).or_default().insert(number);
+                        continue;
+                    }
                     let payload = match &speech.room_key {
                         None => packet.payload.to_vec(),
                         Some(base) => {
@@ -379,13 +477,20 @@ impl VoicePeer {
             }
             if speech.crash_after == Some(next_packet) {
                 // Gone: no goodbye, no more packets, no more ICE checks.
-                return Ok(Outcome { heard, seen, delays });
+                return Ok(Outcome { heard, seen, delays, by_key });
             }
             let speaking = *go.borrow() && next_packet < speech.packets;
             if speaking && now >= next_send {
-                self.speak(next_packet, now, own.as_ref())?;
-                if next_packet.is_multiple_of(3) {
-                    self.film(next_packet / 3, now, own.as_ref())?;
+                // With a ring, its key of the moment (and nothing sent before there is one).
+                let key = match &ring {
+                    Some(ring) => ring.ring().own.clone(),
+                    None => own.clone(),
+                };
+                if ring.is_none() || key.is_some() {
+                    self.speak(next_packet, now, key.as_ref())?;
+                    if next_packet.is_multiple_of(3) {
+                        self.film(next_packet / 3, now, key.as_ref())?;
+                    }
                 }
                 next_packet += 1;
                 next_send = now + Duration::from_millis(20);
@@ -420,7 +525,7 @@ impl VoicePeer {
             }
         }
         self.pc.close()?;
-        Ok(Outcome { heard, seen, delays })
+        Ok(Outcome { heard, seen, delays, by_key })
     }
 
     /// Sends video frame `number` on its camera, if it has one.

@@ -11,7 +11,7 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::time::Duration;
 
 use kitsulan_client::people::{PASSWORD, account_id, online, start_with};
-use kitsulan_client::voice::{Speech, VoicePeer};
+use kitsulan_client::voice::{KeyRing, Speech, VoicePeer};
 use kitsulan_client::{Client, Database, Options, TestServer, assert_refused};
 use kitsulan_proto::v1::event::Body;
 use kitsulan_proto::v1::{
@@ -200,4 +200,164 @@ async fn a_flood_of_joins_runs_dry() {
     assert_refused(flooder.join_voice(&lobby, offer.clone()).await, "RATE_LIMITED");
     olga.join_voice(&lobby, offer).await.expect("another member is not limited");
     until_in_voice(&olga, id, &lobby, &[account_id(&olga)]).await;
+}
+
+/// Takes in what reached `device` until `want` voice keys of room `room` have come, and gives
+/// each to `ring` as the key of its sender (`who_of` names the sending device's participant).
+async fn take_voice_keys(
+    device: &mut kitsulan_client::e2ee::E2eeDevice,
+    ring: &KeyRing,
+    room: &str,
+    who_of: &std::collections::HashMap<String, u8>,
+    want: usize,
+) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let mut got = 0;
+    while got < want {
+        assert!(std::time::Instant::now() < deadline, "{got} of {want} voice keys arrived");
+        for (sender, conversation, kid, key) in device.receive().await.unwrap().voice_keys {
+            assert_eq!(conversation, room, "a voice key for another room");
+            ring.add_peer(who_of[&sender], kid, &key.0);
+            got += 1;
+        }
+    }
+}
+
+/// Ten people in one voice channel through `kitsulan serve`, each with a key of its own sent
+/// over Olm to the others' devices (to-device `0x07`, as the apps do): everyone hears everyone
+/// under its sender's key, and the SFU forwards only ciphertext (a payload in the clear fails
+/// the run). One of them vanishes and leaves: the nine others make new keys, share them with
+/// each other only, and go on under them; the one who left is never sent them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ten_people_share_keys_over_olm_and_new_ones_when_one_leaves() {
+    use kitsulan_client::people::person;
+    const PEOPLE: u8 = 10;
+    const GONE: u8 = 9;
+    let first_kid = |who: u8| 1_000 + u32::from(who);
+    let second_kid = |who: u8| 2_000 + u32::from(who);
+    // Everyone hears all nine others at once (the SFU's default is the six loudest).
+    let server = start_with(Options::new(Database::Sqlite).env("KITSULAN_SFU_VOICES", "9")).await;
+    let mut people = Vec::new();
+    for who in 0..PEOPLE {
+        people.push(person(&server, &format!("guest{who}")).await);
+    }
+    let owner = people[0].client.clone();
+    let guild = owner.create_guild("Party").await.unwrap();
+    let id = guild.id.as_str();
+    let channels = owner.get_guild(id).await.unwrap().channels;
+    let lobby = channels.iter().find(|c| c.kind() == GuildChannelKind::Voice).unwrap().id.clone();
+    let invite = owner.create_invite(id, 0, 0).await.unwrap();
+    for guest in &people[1..] {
+        guest.client.join_guild(&invite.code).await.unwrap();
+    }
+    let accounts: Vec<String> = people.iter().map(|p| p.account_id().to_owned()).collect();
+    let who_of: std::collections::HashMap<String, u8> =
+        people.iter().zip(0..).map(|(p, who)| (p.device_id().to_owned(), who)).collect();
+
+    // Everyone joins with a real session and keys that change while it runs.
+    let localhost = IpAddr::V4(Ipv4Addr::LOCALHOST);
+    let rings: Vec<KeyRing> = (0..PEOPLE).map(|_| KeyRing::default()).collect();
+    let (go, listening) = watch::channel(false);
+    let (up, mut connected) = mpsc::channel(usize::from(PEOPLE));
+    let mut tasks = Vec::new();
+    for who in 0..PEOPLE {
+        let (mut peer, offer) = VoicePeer::offer(who, localhost, usize::from(PEOPLE) - 1).await.unwrap();
+        peer.accept(people[usize::from(who)].client.join_voice(&lobby, offer).await.unwrap()).unwrap();
+        // 500 packets (10 s); the one who goes vanishes after 80.
+        let crash_after = (who == GONE).then_some(80);
+        let speech = Speech { packets: 500, crash_after, deadline: Duration::from_secs(90), room_key: None };
+        tasks.push(tokio::spawn(peer.run_keyed(
+            up.clone(),
+            listening.clone(),
+            speech,
+            rings[usize::from(who)].clone(),
+        )));
+    }
+    for _ in 0..PEOPLE {
+        tokio::time::timeout(Duration::from_secs(30), connected.recv())
+            .await
+            .expect("every session comes up");
+    }
+
+    // Each shares a key of its own with every device of the nine others; once all hold the
+    // others' keys, each seals with its own.
+    for who in 0..PEOPLE {
+        let others: Vec<&str> = accounts
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| *i != usize::from(who))
+            .map(|(_, a)| a.as_str())
+            .collect();
+        let sent = people[usize::from(who)]
+            .share_voice_key(&lobby, &others, first_kid(who), &[who; 16])
+            .await
+            .unwrap();
+        assert_eq!(sent, usize::from(PEOPLE) - 1);
+    }
+    for who in 0..PEOPLE {
+        let (device, ring) = (&mut people[usize::from(who)], &rings[usize::from(who)]);
+        take_voice_keys(device, ring, &lobby, &who_of, usize::from(PEOPLE) - 1).await;
+    }
+    for who in 0..PEOPLE {
+        rings[usize::from(who)].set_own(first_kid(who), &[who; 16]);
+    }
+    go.send(true).unwrap();
+
+    // The last one vanishes after 80 packets and its app leaves the channel.
+    tokio::time::sleep(Duration::from_millis(2_500)).await;
+    people[usize::from(GONE)].client.leave_voice(&lobby).await.unwrap();
+    let stayed: Vec<String> = accounts[..usize::from(GONE)].to_vec();
+    until_in_voice(&owner, id, &lobby, &stayed).await;
+    // The nine make new keys, for each other's devices only, then seal with them.
+    let others_of = |who: u8| -> Vec<&str> {
+        accounts[..usize::from(GONE)]
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| *i != usize::from(who))
+            .map(|(_, a)| a.as_str())
+            .collect()
+    };
+    for who in 0..GONE {
+        let sent = people[usize::from(who)]
+            .share_voice_key(&lobby, &others_of(who), second_kid(who), &[0x80 | who; 16])
+            .await
+            .unwrap();
+        assert_eq!(sent, usize::from(GONE) - 1);
+    }
+    for who in 0..GONE {
+        let (device, ring) = (&mut people[usize::from(who)], &rings[usize::from(who)]);
+        take_voice_keys(device, ring, &lobby, &who_of, usize::from(GONE) - 1).await;
+    }
+    for who in 0..GONE {
+        rings[usize::from(who)].set_own(second_kid(who), &[0x80 | who; 16]);
+    }
+
+    let mut outcomes = Vec::new();
+    for task in tasks {
+        outcomes.push(task.await.unwrap().unwrap());
+    }
+    for (who, outcome) in (0..PEOPLE).zip(&outcomes) {
+        assert!(!outcome.heard.contains_key(&who), "{who} heard themselves");
+        for other in (0..PEOPLE).filter(|o| *o != who) {
+            let under = |kid: u32| outcome.by_key.get(&(other, u64::from(kid))).map_or(0, BTreeSet::len);
+            // Everyone heard everyone under the first keys (the one who went, its 80 packets).
+            assert!(
+                under(first_kid(other)) >= 60,
+                "{who} heard {} of {other} under its first key",
+                under(first_kid(other))
+            );
+            if who != GONE && other != GONE {
+                // The nine went on under their new keys for at least the last 2 s.
+                assert!(
+                    under(second_kid(other)) >= 100,
+                    "{who} heard {} of {other} under its new key",
+                    under(second_kid(other))
+                );
+            }
+        }
+        assert_eq!(rings[usize::from(who)].unopened(), 0, "{who} got frames under keys it did not hold");
+    }
+    // The one who left was never sent a new key.
+    let late = people[usize::from(GONE)].receive().await.unwrap();
+    assert!(late.voice_keys.is_empty(), "the one who left got {} new keys", late.voice_keys.len());
 }
