@@ -378,6 +378,7 @@ impl VoicePeer {
         let mut by_key: BTreeMap<(u8, u64), BTreeSet<u16>> = BTreeMap::new();
         let mut heard = Heard::new();
         let mut seen = Heard::new();
+        let mut pictures = BTreeSet::new();
         let mut delays = Vec::new();
         let mut buffer = vec![0u8; 1_500];
         let mut next_packet: u16 = 0;
@@ -399,9 +400,13 @@ impl VoicePeer {
                 }
             }
             while let Some(TaggedRTCMessage { message, .. }) = self.pc.poll_read() {
-                if let RTCMessage::RtpPacket(_, packet) = &message
+                if let RTCMessage::RtpPacket(track, packet) = &message
                     && packet.header.payload_type == 96
                 {
+                    // As a browser does, it asks for a key frame when a picture starts.
+                    if pictures.insert(packet.header.ssrc) {
+                        self.picture_lost(track, packet.header.ssrc)?;
+                    }
                     let (sender, number) = see(who, &packet.payload, speech.room_key.as_ref())?;
                     seen.entry(sender).or_default().insert(number);
                     continue;
@@ -526,6 +531,23 @@ impl VoicePeer {
         }
         self.pc.close()?;
         Ok(Outcome { heard, seen, delays, by_key })
+    }
+
+    /// Reports picture loss (a PLI) on the stream `ssrc` it receives on `track`.
+    fn picture_lost(&mut self, track: &str, ssrc: u32) -> anyhow::Result<()> {
+        let receivers: Vec<_> = self.pc.get_receivers().collect();
+        for id in receivers {
+            let Some(mut receiver) = self.pc.rtp_receiver(id) else { continue };
+            if receiver.track().track_id() == track {
+                let pli = rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication {
+                    sender_ssrc: 0,
+                    media_ssrc: ssrc,
+                };
+                receiver.write_rtcp(Instant::now(), vec![Box::new(pli)])?;
+                return Ok(());
+            }
+        }
+        Ok(())
     }
 
     /// Sends video frame `number` on its camera, if it has one.

@@ -4,6 +4,7 @@
 //! reads a payload (end-to-end encrypted frames are opaque here), so both are tested with
 //! packets made in the tests, and the WebRTC transport around them is a separate layer.
 
+pub mod feedback;
 pub mod node;
 pub mod room;
 pub mod rtp;

@@ -548,6 +548,7 @@ impl State {
             )
             .map_err(session_error)?;
         let registry = register_default_interceptors(Registry::new(), &mut media).map_err(session_error)?;
+        let registry = crate::feedback::with_gate(registry);
         let ufrag = random_token(16);
         let password = random_token(32);
         if ufrag.is_empty() || password.is_empty() {

@@ -165,6 +165,8 @@ pub struct Counters {
     pub refused: u64,
     /// Video packets held back from it until its slot's key frame.
     pub awaiting_keyframe: u64,
+    /// Picture-loss reports (PLI, FIR) it sent about its video slots.
+    pub picture_losses: u64,
 }
 
 /// A listener's slot.
@@ -387,14 +389,9 @@ impl Room {
         slot: usize,
         now: Instant,
     ) -> Result<(), Dropped> {
-        let source = self
-            .participants
-            .get(&listener)
-            .ok_or(Dropped::NotInRoom)?
-            .video_slots
-            .get(slot)
-            .ok_or(Dropped::UnknownSlot)?
-            .source;
+        let reporter = self.participants.get_mut(&listener).ok_or(Dropped::NotInRoom)?;
+        let source = reporter.video_slots.get(slot).ok_or(Dropped::UnknownSlot)?.source;
+        reporter.counters.picture_losses += 1;
         if let Some((sender, ssrc)) = source {
             self.ask_keyframe(sender, ssrc, now);
         }

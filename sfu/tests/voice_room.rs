@@ -212,6 +212,13 @@ async fn cameras_reach_everyone_from_a_key_frame_on() {
             .expect("every session comes up");
     }
     go.send(true).unwrap();
+    // Each listener reports picture loss when a picture starts, as browsers do: the reports reach
+    // the node (the stack would stop them before it, but for the SFU's feedback gate).
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    for who in 0..CAMERAS {
+        let counters = node.counters(ParticipantId(u64::from(who))).await.expect("in the room");
+        assert!(counters.picture_losses >= 1, "person {who}'s picture-loss reports: {counters:?}");
+    }
     for (who, person) in people.into_iter().enumerate() {
         let outcome = person.await.unwrap().unwrap();
         let who = who as u8;
