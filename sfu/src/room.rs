@@ -225,6 +225,28 @@ pub struct Room {
 /// The video clock (90 kHz for every video codec in RTP).
 const VIDEO_CLOCK: u64 = 90_000;
 
+/// What to add to `rtp`'s sequence number and timestamp so that a slot whose last packet was
+/// `last` goes on without a gap: the next sequence number, and the time that passed since in a
+/// clock of `clock` ticks a second (at least `min_ticks`, one frame). A slot that never sent
+/// takes the packet's own numbers.
+fn continued(
+    last: Option<(u16, u32, Instant)>,
+    rtp: &Rtp<'_>,
+    now: Instant,
+    clock: u64,
+    min_ticks: u64,
+) -> (u16, u32) {
+    let (sequence, timestamp) = match last {
+        Some((sequence, timestamp, at)) => {
+            let elapsed = now.saturating_duration_since(at).as_micros() as u64 * clock / 1_000_000;
+            let ticks = u32::try_from(elapsed.max(min_ticks)).unwrap_or(u32::MAX);
+            (sequence.wrapping_add(1), timestamp.wrapping_add(ticks))
+        }
+        None => (rtp.sequence(), rtp.timestamp()),
+    };
+    (sequence.wrapping_sub(rtp.sequence()), timestamp.wrapping_sub(rtp.timestamp()))
+}
+
 /// The level of silence (-127 dBov).
 const SILENCE: u8 = 127;
 
@@ -454,18 +476,9 @@ impl Room {
                     wants_keyframe = true;
                     continue;
                 }
-                // The slot's numbering goes on from where it stopped, as an audio slot's does.
-                let (sequence, timestamp) = match slot.last {
-                    Some((sequence, timestamp, at)) => {
-                        let elapsed =
-                            now.saturating_duration_since(at).as_micros() as u64 * VIDEO_CLOCK / 1_000_000;
-                        let ticks = u32::try_from(elapsed.max(VIDEO_CLOCK / 30)).unwrap_or(u32::MAX);
-                        (sequence.wrapping_add(1), timestamp.wrapping_add(ticks))
-                    }
-                    None => (rtp.sequence(), rtp.timestamp()),
-                };
-                slot.sequence_delta = sequence.wrapping_sub(rtp.sequence());
-                slot.timestamp_delta = timestamp.wrapping_sub(rtp.timestamp());
+                // The slot's numbering goes on from where it stopped (at least a 30 fps frame).
+                (slot.sequence_delta, slot.timestamp_delta) =
+                    continued(slot.last, rtp, now, VIDEO_CLOCK, VIDEO_CLOCK / 30);
                 slot.awaiting_keyframe = false;
             }
             let sequence = rtp.sequence().wrapping_add(slot.sequence_delta);
@@ -570,19 +583,9 @@ impl Room {
             let slot = &mut slots[index];
             let switched = slot.source != Some(from);
             if switched {
-                // Continue the slot's numbering where it stopped: the next sequence number,
-                // and the time that passed since in the audio clock (at least one 20 ms frame).
-                let (sequence, timestamp) = match slot.last {
-                    Some((sequence, timestamp, at)) => {
-                        let elapsed =
-                            now.saturating_duration_since(at).as_micros() as u64 * clock / 1_000_000;
-                        let ticks = u32::try_from(elapsed.max(clock / 50)).unwrap_or(u32::MAX);
-                        (sequence.wrapping_add(1), timestamp.wrapping_add(ticks))
-                    }
-                    None => (rtp.sequence(), rtp.timestamp()),
-                };
-                slot.sequence_delta = sequence.wrapping_sub(rtp.sequence());
-                slot.timestamp_delta = timestamp.wrapping_sub(rtp.timestamp());
+                // Continue the slot's numbering where it stopped (at least one 20 ms frame).
+                (slot.sequence_delta, slot.timestamp_delta) =
+                    continued(slot.last, &rtp, now, clock, clock / 50);
                 slot.source = Some(from);
                 slot.since = Some(now);
             }
