@@ -14,6 +14,7 @@ use std::collections::{BTreeSet, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 
+use async_trait::async_trait;
 use kitsulan_sfu::node::{JoinRefusal, Node};
 use kitsulan_sfu::room::{JoinError, ParticipantId};
 use tokio::sync::{Mutex, mpsc};
@@ -33,6 +34,40 @@ pub const MAX_OFFER_BYTES: usize = 32 * 1024;
 /// flood of joins (each sets up a session and tells the whole guild) runs dry in a minute.
 pub const JOINS: Limit = Limit::new(20, std::time::Duration::from_secs(60));
 
+/// The media server of voice rooms as this module uses it: the one seam between who may be in a
+/// room (decided here, on every join) and where the room's media goes. The SFU built into the
+/// binary ([`Node`]) is one; another media server (LiveKit, say) would be a second implementation
+/// beside it (docs/calls.md, "Another media server").
+#[async_trait]
+pub trait MediaRooms: Send + Sync + 'static {
+    /// Lets `participant` into room `room` (the conversation's id) with its SDP `offer`;
+    /// returns the SDP answer.
+    async fn join(
+        &self,
+        room: u128,
+        participant: ParticipantId,
+        offer: String,
+    ) -> Result<String, JoinRefusal>;
+    /// Takes `participant` out of its room; `false` if it was in none.
+    async fn leave(&self, participant: ParticipantId) -> bool;
+}
+
+#[async_trait]
+impl MediaRooms for Node {
+    async fn join(
+        &self,
+        room: u128,
+        participant: ParticipantId,
+        offer: String,
+    ) -> Result<String, JoinRefusal> {
+        Node::join(self, room, participant, offer).await
+    }
+
+    async fn leave(&self, participant: ParticipantId) -> bool {
+        Node::leave(self, participant).await
+    }
+}
+
 /// A device in a room.
 #[derive(Clone, Copy, Debug)]
 struct Seat {
@@ -47,7 +82,7 @@ struct Inner {
     limiter: RateLimiter,
     delivery: Delivery,
     /// Unset while the SFU is off.
-    node: OnceLock<Node>,
+    node: OnceLock<Arc<dyn MediaRooms>>,
     /// Who is in which room.
     seats: Mutex<HashMap<DeviceId, Seat>>,
     next: AtomicU64,
@@ -80,8 +115,8 @@ impl Voice {
 
     /// Runs voice channels over `node`, taking out those it reports on `dropped` (their app
     /// vanished) until that channel closes.
-    pub fn start(&self, node: Node, mut dropped: mpsc::Receiver<ParticipantId>) {
-        if self.0.node.set(node).is_err() {
+    pub fn start(&self, node: impl MediaRooms, mut dropped: mpsc::Receiver<ParticipantId>) {
+        if self.0.node.set(Arc::new(node)).is_err() {
             tracing::warn!("the SFU was started twice; keeping the first");
             return;
         }
