@@ -13,9 +13,16 @@
 // Carol see a tile "Bob's screen" playing, gone when he stops. Alice turns Carol's volume down to
 // 0: the <audio> of the slot that carries Carol plays at 0, the others at 1. Carol comes back
 // from her reload with push-to-talk on: silent to the others until she holds Space.
+// A key that does not get through is said: while Carol comes back from her reload, Alice's
+// to-device sends fail (her requests to SendToDevice cannot reach the server), so Alice's tile of
+// Carol says she cannot encrypt for her, and why, and Carol's tile of Alice that no key came from
+// her; Alice's Retry sends it once the server is back, and both warnings go.
+// In preview mode (vite preview serves no Content-Security-Policy, so axe can be injected), the
+// view with a camera tile and a screen tile, and the one with the warnings, pass an axe audit.
 // Screenshots at 1280 and 360 px, light and dark, and a Russian pass at 360 px.
 import type { Locator, Page } from "@playwright/test";
 import { launchOptions } from "../playwright.config";
+import { audit } from "./axe";
 import { createAccount, expect, newDevice, shoot, signUp, stamp, test } from "./helpers";
 
 test.use({
@@ -40,6 +47,19 @@ const stats = (page: Page) => view(page).getByRole("table", { name: "Voice stati
 /** A person's own tile (their camera, or their avatar), not their screen's. */
 const tileOf = (page: Page, name: string) => view(page).getByRole("list", { name: "In the channel" }).getByRole("listitem", { name: new RegExp(`^${name}(, |$)`) });
 const screenTile = (page: Page, name: string) => view(page).getByRole("list", { name: "In the channel" }).getByRole("listitem", { name: `${name}'s screen` });
+
+/** Under vite preview (no Content-Security-Policy) axe can be injected into the pages as they are. */
+const preview = Boolean(process.env.KITSULAN_E2E_PREVIEW);
+
+/** No serious or critical axe violation on `page`, light and dark (preview mode only). */
+async function auditBoth(page: Page, name: string) {
+  if (!preview) return;
+  for (const scheme of ["light", "dark"] as const) {
+    await page.emulateMedia({ colorScheme: scheme });
+    expect(await audit(page), `${name}, ${scheme} theme`).toEqual([]);
+  }
+  await page.emulateMedia({ colorScheme: "light" });
+}
 
 /** One person's row of the voice statistics: audio frames decrypted, level, key id, video frames decrypted. */
 async function row(page: Page, person: string): Promise<{ frames: number; level: number; kid: string; video: number }> {
@@ -203,6 +223,8 @@ test("voice channel: three people through the SFU, sealed frames, mute, deafen, 
   }
   await expectPlaying(tileOf(carol, "Alice"));
   await shoot(carol, "voice-screen");
+  // Carol's view: Alice's camera in her tile, and Bob's screen in its own.
+  await auditBoth(carol, "voice-camera-and-screen");
   await view(bob).getByRole("button", { name: "Stop sharing" }).click();
   await expect(view(bob).getByRole("button", { name: "Share screen" })).toBeVisible();
   for (const page of [alice, carol]) await expect(screenTile(page, "Bob")).toHaveCount(0, { timeout: 15_000 });
@@ -258,9 +280,28 @@ test("voice channel: three people through the SFU, sealed frames, mute, deafen, 
   const carolBefore = (await row(alice, "Carol")).frames;
   // She turned push-to-talk on (Settings → Calls, where the setting lives) before the reload.
   await carol.evaluate(() => localStorage.setItem("kitsulan.calls", JSON.stringify({ pushToTalk: true })));
+  // Alice's key shares cannot reach the server while Carol comes back.
+  const toDevice = "**/SendToDevice";
+  await alice.route(toDevice, (route) => route.abort());
   await carol.reload();
   // The page opens the voice channel it is back in, and the sidebar's strip says so.
   await expect(view(carol).getByRole("status")).toHaveText("Voice connected", { timeout: 30_000 });
+  const aliceOfCarol = tileOf(alice, "Carol").getByRole("alert");
+  await expect(aliceOfCarol).toContainText("Can't encrypt for Carol: Cannot reach the server. They cannot hear or see you.", { timeout: 30_000 });
+  await expect(tileOf(alice, "Carol")).toHaveAccessibleName(/Can't encrypt for Carol/);
+  const carolOfAlice = tileOf(carol, "Alice").getByRole("alert");
+  await expect(carolOfAlice).toContainText("No key from Alice yet: you cannot hear or see them.", { timeout: 30_000 });
+  expect(await stats(alice).getByRole("row", { name: /^Carol / }).getByRole("cell").last().textContent()).toBe("not sent: Cannot reach the server.");
+  await alice.screenshot({ path: "e2e/artifacts/voice-key-not-sent-light-1280.png" });
+  await carol.screenshot({ path: "e2e/artifacts/voice-no-key-light-1280.png" });
+  await auditBoth(alice, "voice-key-not-sent");
+  // The server is back: Retry sends the key, and the warnings go on both sides.
+  await alice.unroute(toDevice);
+  await tileOf(alice, "Carol").getByRole("button", { name: "Retry sending your key to Carol" }).click();
+  await expect(aliceOfCarol).toHaveCount(0, { timeout: 20_000 });
+  await expect(carolOfAlice).toHaveCount(0, { timeout: 20_000 });
+  await expect(view(alice).getByRole("alert")).toHaveCount(0, { timeout: 20_000 });
+  await expect(stats(alice).getByRole("row", { name: /^Carol / }).getByRole("cell").last()).toHaveText("OK");
   await expect(carol.getByRole("group", { name: "Voice connected" })).toContainText("Lobby");
   const carolKid = await ownKid(carol);
   expect(carolKid).not.toBe(kids.carol);

@@ -543,7 +543,9 @@ export class E2ee implements Sealer {
    * of the accounts `to`, for the voice room `conversationId` whose participants are
    * `participants` (the machine refuses a device of anyone else, so `to` must be among them). With `onlyDevices`, to those of the
    * devices only (one that reloaded and sent us its new key). Devices without keys to claim
-   * get nothing (they cannot be in the room either).
+   * get nothing (they cannot be in the room either). Returns the accounts of `to` that had
+   * devices to send to but none of which an Olm session could be made with (no one-time key
+   * left to claim): they did not get the key, and the room says so (voice.ts).
    */
   shareVoiceKey(
     conversationId: string,
@@ -552,21 +554,31 @@ export class E2ee implements Sealer {
     kid: number,
     baseKey: Uint8Array,
     onlyDevices?: readonly string[],
-  ): Promise<void> {
+  ): Promise<{ withoutOlm: string[] }> {
     return this.step(async () => {
       if (!this.machine.isReady) throw new Error("this device is not set up for encryption");
       const members = [...new Set([...participants, this.accountId])];
       const accounts = [...new Set(to)];
       await this.syncDevices(accounts);
-      let devices = accounts.flatMap((a) => this.machine.devicesOf(a).map((p) => p.deviceId)).filter((d) => d !== this.deviceId);
-      if (onlyDevices) devices = devices.filter((d) => onlyDevices.includes(d));
-      if (devices.length === 0) return;
+      const devicesOf = (a: string) =>
+        this.machine
+          .devicesOf(a)
+          .map((p) => p.deviceId)
+          .filter((d) => d !== this.deviceId && (!onlyDevices || onlyDevices.includes(d)));
+      const devices = accounts.flatMap(devicesOf);
+      if (devices.length === 0) return { withoutOlm: [] };
       await this.ensureOlm(devices);
       const share = this.machine.shareVoiceKey(conversationId, members, devices, kid, baseKey, Date.now());
       for (const d of share.withoutOlm) console.warn(`voice key not sent to ${d}: no Olm session`);
       // The Olm ratchets the shares advanced are stored before the shares leave.
       await this.persist();
       await this.sendToDevice(share.messages);
+      const missed = new Set(share.withoutOlm);
+      const unreached = (a: string) => {
+        const ds = devicesOf(a);
+        return ds.length > 0 && ds.every((d) => missed.has(d));
+      };
+      return { withoutOlm: accounts.filter(unreached) };
     });
   }
 

@@ -6,6 +6,7 @@ import {
   VIDEO_STALE_MS,
   clampVolume,
   clearBytes,
+  liveVideo,
   loadVolumes,
   offerLayout,
   openVideoFrame,
@@ -241,3 +242,22 @@ function counterOf(sframe: Uint8Array): number {
   for (let i = 0; i < ctrLength; i++) ctr = ctr * 256 + (sframe[1 + kidLength + i] ?? 0);
   return ctr;
 }
+
+describe("liveVideo (an automatic rejoin)", () => {
+  it("takes the live camera and screen out of the old session, so its teardown leaves them on", () => {
+    const camera = { readyState: "live", id: "cam" };
+    const screen = { readyState: "live", id: "scr" };
+    const session = { camera, screen };
+    expect(liveVideo(session)).toEqual({ camera, screen });
+    expect(session).toEqual({ camera: null, screen: null });
+  });
+
+  it("leaves an ended share behind (stopped meanwhile), and nothing when nothing was on", () => {
+    const camera = { readyState: "live" };
+    const screen = { readyState: "ended" };
+    const session = { camera, screen };
+    expect(liveVideo(session)).toEqual({ camera });
+    expect(session.screen).toBe(screen);
+    expect(liveVideo({ camera: null, screen: null })).toEqual({});
+  });
+});

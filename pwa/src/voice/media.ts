@@ -172,6 +172,22 @@ export function videoTiles(
     .sort((a, b) => (a.accountId === b.accountId ? (a.kind === "camera" ? -1 : 1) : a.accountId < b.accountId ? -1 : 1));
 }
 
+/**
+ * Takes the camera and screen tracks still live out of a session that is being replaced (an
+ * automatic rejoin), so that its teardown does not stop them and the new session sends them
+ * again; an ended one (the person stopped it meanwhile) is left behind.
+ */
+export function liveVideo<T extends { readyState: string }>(session: Record<VideoKind, T | null>): Partial<Record<VideoKind, T>> {
+  const out: Partial<Record<VideoKind, T>> = {};
+  for (const kind of ["camera", "screen"] as const) {
+    const track = session[kind];
+    if (track?.readyState !== "live") continue;
+    out[kind] = track;
+    session[kind] = null;
+  }
+  return out;
+}
+
 // ---- Volume ----
 
 /** A person's volume, in percent of the sound as it comes: 0 (silent) to 100. */

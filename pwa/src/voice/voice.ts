@@ -7,14 +7,29 @@
 // One room at a time; it lives with the signed-in chat (chat.ts), so browsing other channels of
 // the guild keeps it. Leaving the guild's view, signing out or closing the page leaves it; a
 // reload joins again (the channel is remembered in sessionStorage, which a closed tab loses).
+// A connection that fails joins again by itself, the camera and the shared screen carried over.
+// Whose share of our key failed, and whose key has not come, is in the state (keyTrouble).
 import { ConnectError, type Client } from "@connectrpc/connect";
 import { loadCallPrefs } from "../calls/prefs";
 import type { Taken } from "../crypto/engine";
 import { reasonOf } from "../errors";
 import type { VoiceService } from "../gen/kitsulan/v1/voice_pb";
-import { PeerKeys, SPEAKING_LEVEL, levelsByPerson, planForChange, randomBaseKey, randomKid } from "./keys";
+import {
+  KeyHealth,
+  PeerKeys,
+  SPEAKING_LEVEL,
+  levelsByPerson,
+  planForChange,
+  randomBaseKey,
+  randomKid,
+  sameTroubles,
+  shareFailureReason,
+  shareToEach,
+  type KeyTrouble,
+} from "./keys";
 import {
   clampVolume,
+  liveVideo,
   loadVolumes,
   offerLayout,
   saveVolumes,
@@ -70,6 +85,9 @@ export interface VoiceState {
   failed: number;
   /** The peers' keys held, and our own kid. */
   peerKeys: number;
+  /** Each other person whose key exchange with us is stuck (our key not sent to them, or no key
+   * of theirs here): they cannot hear us, or we them, until it goes through. */
+  keyTrouble: Record<string, KeyTrouble>;
   ownKid: number | null;
   /** How the frames reach the worker. */
   transform: "script" | "streams" | null;
@@ -98,6 +116,7 @@ const IDLE: VoiceState = {
   videoSealed: 0,
   failed: 0,
   peerKeys: 0,
+  keyTrouble: {},
   ownKid: null,
   transform: null,
 };
@@ -105,7 +124,15 @@ const IDLE: VoiceState = {
 export interface VoiceDeps {
   client: Pick<Client<typeof VoiceService>, "joinVoice" | "leaveVoice">;
   engine: {
-    shareVoiceKey(conversationId: string, participants: string[], to: string[], kid: number, baseKey: Uint8Array, onlyDevices?: readonly string[]): Promise<void>;
+    /** Resolves with the accounts none of whose devices an Olm session could be made with. */
+    shareVoiceKey(
+      conversationId: string,
+      participants: string[],
+      to: string[],
+      kid: number,
+      baseKey: Uint8Array,
+      onlyDevices?: readonly string[],
+    ): Promise<{ withoutOlm: string[] }>;
   };
   me: () => string;
   /** Who is in the voice channel now (GuildChannel.voice_account_ids), null if unknown. */
@@ -160,6 +187,8 @@ export class Voice {
   private readonly listeners = new Set<() => void>();
   private session: Session | null = null;
   private readonly peers = new PeerKeys();
+  /** Whose share of our key failed, and since when each person is in the room with us. */
+  private readonly health = new KeyHealth();
   private own: { kid: number; key: Uint8Array } | null = null;
   /** The participants the keys were last planned for. */
   private known: string[] = [];
@@ -217,6 +246,7 @@ export class Voice {
     }
     sessionStorage.setItem(REMEMBER, JSON.stringify({ channelId }));
     this.peers.clear();
+    this.health.clear();
     this.opened.clear();
     this.slotKids.clear();
     this.videoSlots.clear();
@@ -362,9 +392,20 @@ export class Voice {
     const { channelId, guildId } = this.state;
     if (!channelId || !guildId) return;
     const { muted, deafened } = this.state;
+    // The camera and the shared screen go on into the new session as they are: a screen cannot
+    // be asked for again without a click, and the camera would blink off and on.
+    const video = liveVideo(session);
     await this.join(channelId, guildId);
     if (muted) this.setMuted(true);
     if (deafened) this.setDeafened(true);
+    const next = this.session;
+    for (const kind of ["camera", "screen"] as const) {
+      const track = video[kind];
+      if (!track) continue;
+      // The join failed, or another began meanwhile: startVideo stops the track then.
+      if (next && !next.closed) await this.startVideo(next, kind, track);
+      else track.stop();
+    }
   }
 
   /** Leaves the room (LeaveVoice, best effort) and stops the media. */
@@ -407,6 +448,7 @@ export class Voice {
     this.own?.key.fill(0);
     this.own = null;
     this.peers.clear();
+    this.health.clear();
   }
 
   setMuted(muted: boolean): void {
@@ -497,9 +539,11 @@ export class Voice {
     // Text stays sharp rather than smooth.
     track.contentHint = "detail";
     const shared = track;
-    // The browser's own "Stop sharing" button.
+    // The browser's own "Stop sharing" button (in whichever session the share is then: it
+    // goes on into a new one after a rejoin).
     shared.addEventListener("ended", () => {
-      if (s.screen === shared) void this.stopVideo(s, "screen");
+      const now = this.session;
+      if (now?.screen === shared) void this.stopVideo(now, "screen");
     });
     await this.startVideo(s, "screen", shared);
   }
@@ -572,24 +616,30 @@ export class Voice {
     const plan = planForChange(this.known, now, me);
     const left = this.known.filter((a) => !now.includes(a) && a !== me);
     this.known = [...now];
+    this.health.participants(now, me, Date.now());
     if (left.length > 0) {
       for (const kid of this.peers.removeAccounts(left)) this.post({ type: "removePeer", kid });
       this.set({ peerKeys: this.peers.kids.length });
     }
+    this.updateTroubles();
+    // This runs on every change of the chat's state: only a change of who is in the room does
+    // anything, and then those whose share failed before get our key again with the newcomers
+    // (a rotation sends the new key to everyone anyway).
     if (plan.kind === "none") return;
-    const channelId = session.channelId;
+    const retry = this.health.toRetry();
     void this.keys(async () => {
       if (session.closed || !this.own) return;
-      if (plan.kind === "share") {
-        // The participants the plan was made for: `plan.to` is among them.
-        await this.deps.engine.shareVoiceKey(channelId, now, plan.to, this.own.kid, this.own.key);
+      if (plan.kind !== "rotate") {
+        // The participants the plan was made for: `plan.to` (and `retry`) are among them.
+        const to = [...new Set([...plan.to, ...retry])];
+        await this.shareTo(session, now, to, this.own);
         return;
       }
       // Rotation: those who remain get the new key first, then it seals; the one who left
       // never gets it.
       const next = { kid: randomKid(new Set([this.own.kid, ...this.peers.kids])), key: randomBaseKey() };
       try {
-        if (plan.to.length > 0) await this.deps.engine.shareVoiceKey(channelId, now, plan.to, next.kid, next.key);
+        if (plan.to.length > 0) await this.shareTo(session, now, plan.to, next);
       } finally {
         if (!session.closed) {
           this.own?.key.fill(0);
@@ -622,12 +672,52 @@ export class Voice {
     // is in the room (one that is not gets it when it appears there).
     const participants = this.deps.participants(session.channelId) ?? [];
     if (fresh && participants.includes(accountId) && accountId !== this.deps.me()) {
-      const channelId = session.channelId;
       void this.keys(async () => {
         if (session.closed || !this.own) return;
-        await this.deps.engine.shareVoiceKey(channelId, participants, [accountId], this.own.kid, this.own.key, [deviceId]);
+        await this.shareTo(session, participants, [accountId], this.own, [deviceId]);
       });
     }
+    this.updateTroubles();
+  }
+
+  /**
+   * Sends `key` to the devices of `to` (all, or `onlyDevices`) and notes, per person, whether it
+   * went: one person's failure (their account key changed, the server refused) must not keep
+   * the others from hearing us, and their tile says why they cannot. Never throws.
+   */
+  private async shareTo(session: Session, participants: string[], to: string[], key: { kid: number; key: Uint8Array }, onlyDevices?: readonly string[]): Promise<void> {
+    if (to.length === 0) return;
+    const share = (accounts: string[]) => this.deps.engine.shareVoiceKey(session.channelId, participants, accounts, key.kid, key.key, onlyDevices);
+    const { sent, failed } = await shareToEach(to, share, () => session.closed);
+    // Left meanwhile: the health is the next room's now.
+    if (session.closed) return;
+    for (const a of sent) this.health.shared(a);
+    for (const [a, err] of failed) this.noteShareFailure(a, err);
+    this.updateTroubles();
+  }
+
+  private noteShareFailure(accountId: string, err: unknown): void {
+    console.warn(`voice key not shared with ${accountId}`, err);
+    this.health.shareFailed(accountId, shareFailureReason(err, (e) => (e instanceof ConnectError ? reasonOf(e) : null)));
+  }
+
+  /** Sends our current key again to everyone in the room it did not reach (the Retry button). */
+  retryKeys(): void {
+    const session = this.session;
+    if (!session || session.closed) return;
+    const participants = this.deps.participants(session.channelId) ?? this.known;
+    void this.keys(async () => {
+      const to = this.health.toRetry();
+      if (session.closed || !this.own || to.length === 0) return;
+      await this.shareTo(session, participants, to, this.own);
+    });
+  }
+
+  /** The tiles' warnings, from the failed shares and the keys held (and the clock). */
+  private updateTroubles(): void {
+    if (!this.session) return;
+    const keyTrouble = this.health.troubles((a) => this.peers.hasAccount(a), Date.now());
+    if (!sameTroubles(keyTrouble, this.state.keyTrouble)) this.set({ keyTrouble });
   }
 
   // ---- Levels and counts ----
@@ -688,6 +778,8 @@ export class Voice {
     const same = speaking.length === this.state.speaking.length && speaking.every((a, i) => a === this.state.speaking[i]);
     const sameLevels = Object.keys(peaks).length === Object.keys(this.state.levels).length && Object.entries(peaks).every(([a, l]) => this.state.levels[a] === l);
     if (!same || !sameLevels) this.set({ speaking: same ? this.state.speaking : speaking, levels: peaks });
+    // "No key from them yet" comes after a grace period: the clock decides, not an event.
+    this.updateTroubles();
   }
 
   /** Stops everything (sign-out). */

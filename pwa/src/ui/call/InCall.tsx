@@ -1,7 +1,7 @@
 // InCall.tsx — the call itself: a grid of tiles (one per other device, and ours), the timer, and
 // the controls: microphone (or push-to-talk: hold Space or the Talk button), camera, screen
 // sharing, device pickers, the statistics panel and hang up.
-import { useEffect, useState } from "react";
+import { useCallback, useEffect, useState } from "react";
 import type { Calls, RemotePeer } from "../../calls/calls";
 import { useI18n } from "../../i18n/i18n";
 import type { Chat } from "../../state/chat";
@@ -37,7 +37,7 @@ function Timer({ since }: { since: number }) {
 }
 
 /** Whether the focus is somewhere Space types or presses (then it is not push-to-talk). */
-export function typingTarget(target: EventTarget | null): boolean {
+function typingTarget(target: EventTarget | null): boolean {
   if (!(target instanceof HTMLElement)) return false;
   if (target.isContentEditable) return true;
   return ["INPUT", "TEXTAREA", "SELECT"].includes(target.tagName) || (target.tagName === "BUTTON" && !target.dataset.ptt);
@@ -63,25 +63,22 @@ function RemoteTile({ chat, peer, sinkId }: { chat: Chat; peer: RemotePeer; sink
   );
 }
 
-export function InCall({ chat, calls, title }: { chat: Chat; calls: Calls; title: string }) {
-  const { t } = useI18n();
-  const call = useCalls(calls, (s) => s.call);
-  const [panel, setPanel] = useState<"none" | "devices" | "stats">("none");
-
-  // Push-to-talk: Space held anywhere but in a field or on another button.
+/** Push-to-talk while `on`: Space held anywhere but in a field or on another button talks;
+ * letting go, leaving the window or turning it off stops. For mesh calls and voice rooms alike. */
+export function usePushToTalk(on: boolean, setTalking: (talking: boolean) => void): void {
   useEffect(() => {
-    if (!call.pushToTalk) return;
+    if (!on) return;
     const down = (e: KeyboardEvent) => {
       if (e.code !== "Space" || typingTarget(e.target)) return;
       e.preventDefault();
-      if (!e.repeat) calls.setTalking(true);
+      if (!e.repeat) setTalking(true);
     };
     const up = (e: KeyboardEvent) => {
       if (e.code !== "Space") return;
       if (!typingTarget(e.target)) e.preventDefault();
-      calls.setTalking(false);
+      setTalking(false);
     };
-    const blur = () => calls.setTalking(false);
+    const blur = () => setTalking(false);
     window.addEventListener("keydown", down);
     window.addEventListener("keyup", up);
     window.addEventListener("blur", blur);
@@ -89,8 +86,18 @@ export function InCall({ chat, calls, title }: { chat: Chat; calls: Calls; title
       window.removeEventListener("keydown", down);
       window.removeEventListener("keyup", up);
       window.removeEventListener("blur", blur);
+      setTalking(false);
     };
-  }, [call.pushToTalk, calls]);
+  }, [on, setTalking]);
+}
+
+export function InCall({ chat, calls, title }: { chat: Chat; calls: Calls; title: string }) {
+  const { t } = useI18n();
+  const call = useCalls(calls, (s) => s.call);
+  const [panel, setPanel] = useState<"none" | "devices" | "stats">("none");
+
+  const setTalking = useCallback((talking: boolean) => calls.setTalking(talking), [calls]);
+  usePushToTalk(call.pushToTalk, setTalking);
 
   const localVideo = call.local !== null && call.local.getVideoTracks().length > 0;
   const micLive = call.pushToTalk ? call.talking : call.micOn;

@@ -2,21 +2,23 @@
 // ring around whoever speaks; a person whose camera comes shows it in their tile, a shared screen
 // gets a tile of its own), the button to join, and once in, mute (or push-to-talk), deafen, the
 // camera, screen sharing, each person's volume and leave, with the end-to-end encryption said
-// plainly and the connection's numbers folded away. The session itself
+// plainly (and, on a person's tile, when our key did not reach them or theirs us) and the
+// connection's numbers folded away. The session itself
 // is the chat's (voice/voice.ts), so it carries on while other channels of the guild are read;
 // VoicePeople lists a voice channel's people in the channel sidebar, VoiceBar is the sidebar's
 // "connected" strip.
-import { useEffect, useSyncExternalStore } from "react";
+import { useCallback, useSyncExternalStore } from "react";
 import type { GuildChannel } from "../../gen/kitsulan/v1/guild_pb";
 import { useI18n, type Translate } from "../../i18n/i18n";
 import { errorText } from "../../i18n/messages";
 import { isLimited } from "../../lib/secureContext";
 import type { Chat } from "../../state/chat";
 import { VOLUME_DEFAULT } from "../../voice/media";
+import { NO_OLM_SESSION, type KeyTrouble } from "../../voice/keys";
 import type { VoiceState } from "../../voice/voice";
 import { PersonAvatar } from "../Avatar";
 import { HangUpIcon, MicIcon, PeopleIcon, ScreenIcon, VideoIcon } from "../call/icons";
-import { typingTarget } from "../call/InCall";
+import { usePushToTalk } from "../call/InCall";
 import { MediaView } from "../call/MediaView";
 import { LockIcon } from "../LockIcon";
 import { personName } from "../names";
@@ -43,43 +45,37 @@ function voiceError(t: Translate, reason: string): string {
   }
 }
 
+/** Why our key did not reach someone, as the end of a sentence. */
+function keyReason(t: Translate, reason: string): string {
+  const text = reason === "ACCOUNT_KEY_CHANGED" ? t("voiceKeyChangedReason") : reason === NO_OLM_SESSION ? t("voiceNoOlmReason") : errorText(t, reason);
+  return /[.!?…]$/.test(text) ? text : `${text}.`;
+}
+
+/** The sentences of a person's key trouble: our key not sent to them, none of theirs here. */
+function troubleTexts(t: Translate, name: string, trouble: KeyTrouble | undefined): string[] {
+  if (!trouble) return [];
+  return [
+    trouble.notSent ? t("voiceCantEncrypt", { name, reason: keyReason(t, trouble.notSent) }) : "",
+    trouble.noKey ? t("voiceNoKeyFrom", { name }) : "",
+  ].filter(Boolean);
+}
+
 /** Whether our microphone is off: muted, or push-to-talk not held. */
 function micOff(voice: VoiceState): boolean {
   return voice.muted || (voice.pushToTalk && !voice.talking);
 }
 
 /** What a person's tile or row is called: the name, then what is going on with them. */
-function personLabel(t: Translate, name: string, speaking: boolean, me: boolean, voice: VoiceState): string {
-  return [name, speaking ? t("voiceSpeaking") : "", me && micOff(voice) ? t("voiceMicOff") : "", me && voice.deafened ? t("voiceSoundOff") : ""]
+function personLabel(t: Translate, name: string, speaking: boolean, me: boolean, voice: VoiceState, troubles: readonly string[] = []): string {
+  return [name, speaking ? t("voiceSpeaking") : "", me && micOff(voice) ? t("voiceMicOff") : "", me && voice.deafened ? t("voiceSoundOff") : "", ...troubles]
     .filter(Boolean)
     .join(", ");
 }
 
-/** Push-to-talk in the room: Space held anywhere but in a field or on another button. */
-function usePushToTalk(chat: Chat, on: boolean): void {
-  useEffect(() => {
-    if (!on) return;
-    const down = (e: KeyboardEvent) => {
-      if (e.code !== "Space" || typingTarget(e.target)) return;
-      e.preventDefault();
-      if (!e.repeat) chat.voice.setTalking(true);
-    };
-    const up = (e: KeyboardEvent) => {
-      if (e.code !== "Space") return;
-      if (!typingTarget(e.target)) e.preventDefault();
-      chat.voice.setTalking(false);
-    };
-    const blur = () => chat.voice.setTalking(false);
-    window.addEventListener("keydown", down);
-    window.addEventListener("keyup", up);
-    window.addEventListener("blur", blur);
-    return () => {
-      window.removeEventListener("keydown", down);
-      window.removeEventListener("keyup", up);
-      window.removeEventListener("blur", blur);
-      chat.voice.setTalking(false);
-    };
-  }, [chat, on]);
+/** Push-to-talk in the room (the calls setting): see usePushToTalk. */
+function useRoomPushToTalk(chat: Chat, on: boolean): void {
+  const setTalking = useCallback((talking: boolean) => chat.voice.setTalking(talking), [chat]);
+  usePushToTalk(on, setTalking);
 }
 
 /** One person in the room: their camera if it comes, else their avatar; their volume here. */
@@ -92,8 +88,14 @@ function PersonTile({ chat, voice, id, here }: { chat: Chat; voice: VoiceState; 
   const remote = here && id !== me ? voice.videos.find((v) => v.accountId === id && v.kind === "camera") : undefined;
   const stream = self ? voice.camera : remote ? voice.videoStreams[remote.slot] : undefined;
   const inRoom = here && voice.phase !== "failed" && voice.phase !== "idle";
+  const trouble = inRoom && id !== me ? voice.keyTrouble[id] : undefined;
+  const troubles = troubleTexts(t, name, trouble);
   return (
-    <li className={`voice-tile${speaking ? " speaking" : ""}${stream ? " video" : ""}`} data-speaking={speaking} aria-label={personLabel(t, name, speaking, self, voice)}>
+    <li
+      className={`voice-tile${speaking ? " speaking" : ""}${stream ? " video" : ""}${trouble ? " trouble" : ""}`}
+      data-speaking={speaking}
+      aria-label={personLabel(t, name, speaking, self, voice, troubles)}
+    >
       {stream ? (
         <MediaView stream={stream} muted mirrored={self} label={self ? t("yourCamera") : t("videoOf", { name })} />
       ) : (
@@ -103,12 +105,41 @@ function PersonTile({ chat, voice, id, here }: { chat: Chat; voice: VoiceState; 
         <span className="voice-name">{name}</span>
         {inRoom && id !== me && <VolumeSlider chat={chat} voice={voice} id={id} name={name} />}
       </span>
+      {trouble && <KeyWarning chat={chat} name={name} trouble={trouble} />}
       {self && (micOff(voice) || voice.deafened) && (
         <span className="voice-flags" aria-hidden="true">
           <MicIcon off />
         </span>
       )}
     </li>
+  );
+}
+
+/**
+ * Why a person and we cannot hear each other: our key did not reach them (with Retry; it is
+ * also sent again at the next change of the room), or no key of theirs reached us (their device
+ * retries on its side: nothing to do here).
+ */
+function KeyWarning({ chat, name, trouble }: { chat: Chat; name: string; trouble: KeyTrouble }) {
+  const { t } = useI18n();
+  return (
+    <div className="voice-key-trouble" role="alert">
+      {trouble.notSent && (
+        <p>
+          <span aria-hidden="true">⚠ </span>
+          {t("voiceCantEncrypt", { name, reason: keyReason(t, trouble.notSent) })}{" "}
+          <button type="button" className="link-button" aria-label={t("voiceRetryKeyFor", { name })} onClick={() => chat.voice.retryKeys()}>
+            {t("retry")}
+          </button>
+        </p>
+      )}
+      {trouble.noKey && (
+        <p>
+          <span aria-hidden="true">⚠ </span>
+          {t("voiceNoKeyFrom", { name })}
+        </p>
+      )}
+    </div>
   );
 }
 
@@ -169,7 +200,7 @@ export function VoiceChannel({
   const people = channel.voiceAccountIds;
   const elsewhere = voice.channelId && !here && voice.phase !== "failed" && voice.phase !== "idle" ? chat.guilds.channelInfo(voice.channelId) : undefined;
   const canShare = typeof navigator !== "undefined" && "getDisplayMedia" in (navigator.mediaDevices ?? {});
-  usePushToTalk(chat, inside && voice.pushToTalk);
+  useRoomPushToTalk(chat, inside && voice.pushToTalk);
   const status =
     voice.phase === "joining" ? t("voiceJoining") : voice.phase === "connecting" ? t("voiceConnecting") : voice.phase === "connected" ? t("voiceConnected") : "";
 
@@ -271,6 +302,7 @@ export function VoiceChannel({
                     <th scope="col">{t("voiceLevel")}</th>
                     <th scope="col">{t("voiceKid")}</th>
                     <th scope="col">{t("voiceVideoFramesOpened")}</th>
+                    <th scope="col">{t("voiceKeys")}</th>
                   </tr>
                 </thead>
                 <tbody>
@@ -281,6 +313,7 @@ export function VoiceChannel({
                       <td>{voice.levels[id] ?? 0}</td>
                       <td>{id === me ? (voice.ownKid ?? "—") : (voice.lastKid[id] ?? "—")}</td>
                       <td>{id === me ? "—" : (voice.videoOpened[id] ?? 0)}</td>
+                      <td>{id === me ? "—" : keyCell(t, voice.keyTrouble[id])}</td>
                     </tr>
                   ))}
                 </tbody>
@@ -309,6 +342,12 @@ export function VoiceChannel({
       </div>
     </section>
   );
+}
+
+/** The key exchange with a person, in the connection details. */
+function keyCell(t: Translate, trouble: KeyTrouble | undefined): string {
+  if (!trouble) return t("voiceKeysOk");
+  return [trouble.notSent ? t("voiceKeyNotSent", { reason: keyReason(t, trouble.notSent) }) : "", trouble.noKey ? t("voiceKeyNotReceived") : ""].filter(Boolean).join("; ");
 }
 
 /** The people in a voice channel, small, under its row in the channel sidebar. */
