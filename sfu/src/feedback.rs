@@ -10,8 +10,8 @@
 //!   gets [`RESENDS_PER_SECOND`] packets of retransmission (a burst of as many); NACKs past that
 //!   are dropped before the responder sees them, and counted.
 //!
-//! It sits in the chain's [`Slot::Pacer`] slot, which the default chain leaves empty: nearer the
-//! wire than the NACK responder, so inbound RTCP reaches it first.
+//! It sits in a slot of its own ([`GATE_SLOT`]) just nearer the wire than the NACK responder, so
+//! inbound RTCP reaches it first.
 
 use std::collections::VecDeque;
 use std::time::Instant;
@@ -50,9 +50,13 @@ impl Default for FeedbackGate {
     }
 }
 
+/// Where the gate sits: nearer the wire than the NACK responder (4,000), so inbound NACKs pass it
+/// first, and above a pacer (3,000), which would meter the resends it lets through.
+pub const GATE_SLOT: usize = 3_900;
+
 /// `registry` with a [`FeedbackGate`] in its place.
 pub fn with_gate(registry: Registry) -> Registry {
-    registry.with(Slot::Pacer, FeedbackGate::default())
+    registry.with(Slot::from(GATE_SLOT), FeedbackGate::default())
 }
 
 impl FeedbackGate {
