@@ -262,7 +262,15 @@ async fn uclient_to(
 
 /// A UDP echo service on loopback, like a local service an attacker would like to reach.
 async fn echo_service() -> (SocketAddr, Arc<AtomicUsize>) {
-    let socket = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    // Never on a port of the relay's range (49160-49359 by default): those are the relay's own
+    // relayed ports, which it relays to on purpose, so an ephemeral port that fell there made the
+    // refusal below look broken (it did in CI, on 49214).
+    let socket = loop {
+        let socket = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        if !(49_160..=49_359).contains(&socket.local_addr().unwrap().port()) {
+            break socket;
+        }
+    };
     let addr = socket.local_addr().unwrap();
     let received = Arc::new(AtomicUsize::new(0));
     let counter = Arc::clone(&received);
