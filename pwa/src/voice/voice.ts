@@ -11,7 +11,7 @@
 // Whose share of our key failed, and whose key has not come, is in the state (keyTrouble).
 import { ConnectError, type Client } from "@connectrpc/connect";
 import { loadCallPrefs } from "../calls/prefs";
-import type { Taken } from "../crypto/engine";
+import type { E2ee, Taken } from "../crypto/engine";
 import { reasonOf } from "../errors";
 import type { VoiceService } from "../gen/kitsulan/v1/voice_pb";
 import {
@@ -123,17 +123,8 @@ const IDLE: VoiceState = {
 
 export interface VoiceDeps {
   client: Pick<Client<typeof VoiceService>, "joinVoice" | "leaveVoice">;
-  engine: {
-    /** Resolves with the accounts none of whose devices an Olm session could be made with. */
-    shareVoiceKey(
-      conversationId: string,
-      participants: string[],
-      to: string[],
-      kid: number,
-      baseKey: Uint8Array,
-      onlyDevices?: readonly string[],
-    ): Promise<{ withoutOlm: string[] }>;
-  };
+  /** Resolves with the accounts none of whose devices an Olm session could be made with. */
+  engine: Pick<E2ee, "shareVoiceKey">;
   me: () => string;
   /** Who is in the voice channel now (GuildChannel.voice_account_ids), null if unknown. */
   participants: (channelId: string) => string[] | null;
