@@ -445,11 +445,21 @@ impl Room {
         let ssrc = rtp.ssrc();
         let idle = self.config.video_idle;
         let keyframe = crate::rtp::vp8_keyframe_start(rtp.payload());
-        let heard: HashMap<(ParticipantId, u32), Instant> = self
+        // When each video stream was last heard: needed only to find a free slot, so not built
+        // on the packet path once every listener has this stream in a slot.
+        let placed = self
             .participants
             .iter()
-            .flat_map(|(id, p)| p.video_heard.iter().map(|(stream, at)| ((*id, *stream), *at)))
-            .collect();
+            .filter(|(id, _)| **id != from)
+            .all(|(_, p)| p.video_slots.iter().any(|s| s.source == Some((from, ssrc))));
+        let heard: HashMap<(ParticipantId, u32), Instant> = if placed {
+            HashMap::new()
+        } else {
+            self.participants
+                .iter()
+                .flat_map(|(id, p)| p.video_heard.iter().map(|(stream, at)| ((*id, *stream), *at)))
+                .collect()
+        };
         let quiet = |source: (ParticipantId, u32)| {
             heard.get(&source).is_none_or(|at| now.saturating_duration_since(*at) >= idle)
         };
